@@ -1,0 +1,7 @@
+//! The admin API: protocol types, the server on the node's Unix socket, the client the CLI (and
+//! later the console) uses, and the small HTTP endpoint for health checks.
+
+pub mod client;
+pub mod http;
+pub mod protocol;
+pub mod server;

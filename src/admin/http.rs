@@ -1,0 +1,96 @@
+//! The node's HTTP endpoint (default 127.0.0.1:7421): `/healthz` (the process answers) and
+//! `/readyz` (a leader is known and the state machine has applied what is committed).
+//! A minimal HTTP/1.1 responder: GET only, one request per connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::raft::Cluster;
+
+/// Bind the HTTP port.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr).await.map_err(|e| format!("cannot bind the http endpoint on {addr}: {e}; pick another with --http"))
+}
+
+/// The status line and body for `path`.
+pub fn respond(path: &str, cluster: &Cluster) -> (u16, String) {
+    match path {
+        "/healthz" => (200, "ok\n".into()),
+        "/readyz" => {
+            let s = cluster.raft.metrics().borrow().clone();
+            if s.current_leader.is_none() {
+                (503, "not ready: no known leader\n".into())
+            } else if !cluster.ready() {
+                (
+                    503,
+                    format!(
+                        "not ready: applied index {} is behind commit index {}\n",
+                        cluster.store.applied_index(),
+                        cluster.store.committed_index().unwrap_or(0)
+                    ),
+                )
+            } else {
+                (200, "ready\n".into())
+            }
+        }
+        _ => (404, "not found: try /healthz or /readyz\n".into()),
+    }
+}
+
+/// Serve until `shutdown`.
+pub fn serve(listener: TcpListener, cluster: Arc<Cluster>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            };
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                let mut n = 0;
+                let read = tokio::time::timeout(Duration::from_secs(2), async {
+                    while n < buf.len() {
+                        let m = sock.read(&mut buf[n..]).await?;
+                        if m == 0 {
+                            break;
+                        }
+                        n += m;
+                        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                    }
+                    Ok::<_, std::io::Error>(())
+                })
+                .await;
+                if !matches!(read, Ok(Ok(()))) {
+                    return;
+                }
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let mut parts = head.split_whitespace();
+                let (status, body) = match (parts.next(), parts.next()) {
+                    (Some("GET"), Some(path)) => respond(path, &cluster),
+                    _ => (405, "only GET is supported\n".to_string()),
+                };
+                let reason = match status {
+                    200 => "OK",
+                    404 => "Not Found",
+                    405 => "Method Not Allowed",
+                    _ => "Service Unavailable",
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+        tracing::info!("http endpoint closed");
+    })
+}

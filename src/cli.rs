@@ -1,0 +1,348 @@
+//! The command tree (clap derive) and the client commands. Every command other than `node`
+//! talks to a node through [`crate::admin::client::Client`].
+
+mod output;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::admin::client::Client;
+use crate::admin::protocol::{AdminError, AdminRequest, AdminResponse, ReadQuery, ReadResult};
+use crate::config::{self, Config, FlagOverride};
+use crate::raft::types::{Command, RequestId, Response};
+
+/// Exit codes (DESIGN §11).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const UNREACHABLE: i32 = 3;
+}
+
+/// A failed command: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: i32, message: impl Into<String>) -> Failure {
+        Failure { code, message: message.into() }
+    }
+}
+
+impl From<AdminError> for Failure {
+    fn from(e: AdminError) -> Failure {
+        Failure { code: e.exit_code(), message: e.message }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure { code: exit::FAILED, message: format!("{e:#}") }
+    }
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Aether: one binary that is a cluster node, a Raft peer over QUIC, an AI controller and a
+/// terminal console.
+#[derive(Debug, Parser)]
+#[command(name = "aether", version, about, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Data directory [default: /var/lib/aether as root, else $XDG_DATA_HOME/aether].
+    #[arg(long, global = true, env = "AETHER_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Admin socket of the node to talk to [default: <data-dir>/aether.sock].
+    #[arg(long, global = true, env = "AETHER_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a node (the daemon). With an empty data dir and no --join it starts a new cluster.
+    Node(NodeArgs),
+    /// Cluster status: leader, term, indexes, members and their reachability.
+    Status,
+    /// List the members.
+    Nodes,
+    /// Move a node's work elsewhere (not built yet).
+    Drain { node: String },
+    /// Let a drained node take work again (not built yet).
+    Undrain { node: String },
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The small replicated key-value store.
+    #[command(subcommand)]
+    Kv(KvCmd),
+    /// Blueprints (not built yet).
+    #[command(subcommand)]
+    Blueprint(Stub),
+    /// Scale a slice (not built yet).
+    Scale { target: String, instances: u32 },
+    /// Show a slice's logs (not built yet).
+    Logs {
+        target: String,
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Host and GPU metrics (not built yet).
+    Metrics {
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Controller decisions (not built yet).
+    #[command(subcommand)]
+    Decisions(Stub),
+    /// Overrule the controller (not built yet).
+    #[command(subcommand)]
+    Override(Stub),
+    /// Terminal console (not built yet).
+    Tui {
+        #[arg(long)]
+        readonly: bool,
+    },
+    /// On-device language model (not built yet).
+    #[command(subcommand)]
+    Model(Stub),
+    /// Check this machine and node (not built yet).
+    Doctor,
+    /// Diagnostics bundle (not built yet).
+    #[command(subcommand)]
+    Diag(Stub),
+    /// Fault drills (not built yet).
+    #[command(subcommand)]
+    Drill(Stub),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (not built yet).
+    Man { dir: Option<PathBuf> },
+}
+
+/// Placeholder subcommands of features still to come.
+#[derive(Debug, Subcommand)]
+pub enum Stub {
+    /// Any arguments.
+    #[command(external_subcommand)]
+    Any(Vec<String>),
+}
+
+/// `aether node` flags. Each also has a config-file key and an `AETHER_*` variable.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Config file [default: /etc/aether/aether.toml when it exists].
+    #[arg(long, env = "AETHER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Node name, unique in the cluster [default: hostname].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// UDP address for QUIC [default: 0.0.0.0:7420].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Address other nodes dial [default: the listen address].
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<String>,
+    /// HTTP address for /healthz and /readyz [default: 127.0.0.1:7421].
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Join the cluster of the member at ADDR (needs --token).
+    #[arg(long, value_name = "ADDR", requires = "token")]
+    pub join: Option<String>,
+    /// Join token from 'aether token create'.
+    #[arg(long, value_name = "TOKEN", requires = "join")]
+    pub token: Option<String>,
+}
+
+/// `aether token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a join token that pins this cluster's CA.
+    Create {
+        /// Lifetime, e.g. 30m, 1h, 7d ("0" for no expiry).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: TokenTtl,
+        /// How many nodes may join with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+    },
+}
+
+/// A token lifetime; `None` never expires.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenTtl(pub Option<std::time::Duration>);
+
+fn parse_ttl(s: &str) -> Result<TokenTtl, String> {
+    if s.trim() == "0" {
+        return Ok(TokenTtl(None));
+    }
+    config::parse_duration(s).map(|d| TokenTtl(Some(d)))
+}
+
+/// `aether kv …`
+#[derive(Debug, Subcommand)]
+pub enum KvCmd {
+    /// Set KEY to VALUE.
+    Put { key: String, value: String },
+    /// Print KEY's value (linearizable read).
+    Get { key: String },
+    /// Delete KEY.
+    Del { key: String },
+    /// List keys and values starting with PREFIX.
+    List {
+        #[arg(default_value = "")]
+        prefix: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+}
+
+impl Cli {
+    /// The data dir: flag/env, else the default for this user.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(config::default_data_dir)
+    }
+
+    /// The admin socket to use.
+    pub fn socket(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(|| self.data_dir().join("aether.sock"))
+    }
+}
+
+/// Resolve `aether node`'s configuration from its flags, the environment and the file.
+pub fn node_config(cli: &Cli, args: &NodeArgs) -> Result<(Config, PathBuf), Failure> {
+    let mut flags = Vec::new();
+    if let Some(n) = &args.name {
+        flags.push(FlagOverride { key: "name", value: n.clone().into(), flag: "--name" });
+    }
+    if let Some(a) = &args.listen {
+        flags.push(FlagOverride { key: "listen", value: a.to_string().into(), flag: "--listen" });
+    }
+    if let Some(a) = &args.advertise {
+        flags.push(FlagOverride { key: "advertise", value: a.clone().into(), flag: "--advertise" });
+    }
+    if let Some(a) = &args.http {
+        flags.push(FlagOverride { key: "http", value: a.to_string().into(), flag: "--http" });
+    }
+    if let Some(d) = &cli.data_dir {
+        flags.push(FlagOverride { key: "data_dir", value: d.display().to_string().into(), flag: "--data-dir" });
+    }
+    let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("AETHER_")).collect();
+    let cfg = Config::load(args.config.as_deref(), &env, flags).map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    let dir = cfg.data_dir.clone().unwrap_or_else(config::default_data_dir);
+    Ok((cfg, dir))
+}
+
+async fn client(cli: &Cli) -> Result<Client, Failure> {
+    Ok(Client::connect(&cli.socket()).await?)
+}
+
+fn not_built(what: &str, issue: &str) -> Failure {
+    Failure::new(exit::FAILED, format!("'aether {what}' is not built yet ({issue}); this build has node, status, nodes, token, kv and completions"))
+}
+
+fn write_cmd(cmd: Command) -> AdminRequest {
+    AdminRequest::Write { id: RequestId::new_random(), cmd }
+}
+
+/// Run a client command (everything but `node`).
+pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
+    let json = cli.output == OutputFormat::Json;
+    match &cli.command {
+        Cmd::Node(_) => unreachable!("node is dispatched by main"),
+        Cmd::Status => {
+            let AdminResponse::Status(s) = client(cli).await?.call(&AdminRequest::Status).await? else { return Err(unexpected()) };
+            output::status(&s, json);
+        }
+        Cmd::Nodes => {
+            let AdminResponse::Nodes(n) = client(cli).await?.call(&AdminRequest::Nodes).await? else { return Err(unexpected()) };
+            output::nodes(&n, json);
+        }
+        Cmd::Token(TokenCmd::Create { ttl, uses }) => {
+            let req = AdminRequest::TokenCreate { ttl_ms: ttl.0.map(|d| d.as_millis() as u64), uses: *uses };
+            let AdminResponse::Token(t) = client(cli).await?.call(&req).await? else { return Err(unexpected()) };
+            output::token(&t, json);
+        }
+        Cmd::Kv(kv) => run_kv(cli, kv, json).await?,
+        Cmd::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "aether", &mut std::io::stdout());
+        }
+        Cmd::Drain { .. } => return Err(not_built("drain", "workloads, issue 4")),
+        Cmd::Undrain { .. } => return Err(not_built("undrain", "workloads, issue 4")),
+        Cmd::Blueprint(_) => return Err(not_built("blueprint", "workloads, issue 4")),
+        Cmd::Scale { .. } => return Err(not_built("scale", "workloads, issue 4")),
+        Cmd::Logs { .. } => return Err(not_built("logs", "workloads, issue 4")),
+        Cmd::Metrics { .. } => return Err(not_built("metrics", "metrics pipeline, issue 3")),
+        Cmd::Decisions(_) => return Err(not_built("decisions", "controller, issue 5")),
+        Cmd::Override(_) => return Err(not_built("override", "controller, issue 5")),
+        Cmd::Tui { .. } => return Err(not_built("tui", "terminal console, issue 7")),
+        Cmd::Model(_) => return Err(not_built("model", "language model, issue 6")),
+        Cmd::Doctor => return Err(not_built("doctor", "a later issue")),
+        Cmd::Diag(_) => return Err(not_built("diag", "a later issue")),
+        Cmd::Drill(_) => return Err(not_built("drill", "a later issue")),
+        Cmd::Man { .. } => return Err(not_built("man", "a later issue")),
+    }
+    Ok(())
+}
+
+fn unexpected() -> Failure {
+    Failure::new(exit::FAILED, "the node answered with an unexpected message: are the CLI and the node the same aether version?")
+}
+
+async fn run_kv(cli: &Cli, kv: &KvCmd, json: bool) -> Result<(), Failure> {
+    let mut c = client(cli).await?;
+    match kv {
+        KvCmd::Put { key, value } => {
+            let resp = c.call(&write_cmd(Command::Put { key: key.clone(), value: value.as_bytes().to_vec() })).await?;
+            expect_written(resp)?;
+            output::ok(json);
+        }
+        KvCmd::Del { key } => {
+            let resp = c.call(&write_cmd(Command::Delete { key: key.clone() })).await?;
+            match expect_written(resp)? {
+                Response::Previous(None) => return Err(Failure::new(exit::FAILED, format!("key '{key}' not found"))),
+                _ => output::ok(json),
+            }
+        }
+        KvCmd::Get { key } => {
+            let resp = c.call(&AdminRequest::Read(ReadQuery::KvGet { key: key.clone() })).await?;
+            match resp {
+                AdminResponse::Read(ReadResult::Value(Some(v))) => output::value(key, &v, json),
+                AdminResponse::Read(ReadResult::Value(None)) => return Err(Failure::new(exit::FAILED, format!("key '{key}' not found"))),
+                _ => return Err(unexpected()),
+            }
+        }
+        KvCmd::List { prefix, limit } => {
+            let resp = c.call(&AdminRequest::Read(ReadQuery::KvList { prefix: prefix.clone(), limit: *limit })).await?;
+            let AdminResponse::Read(ReadResult::List(items)) = resp else { return Err(unexpected()) };
+            output::list(&items, json);
+        }
+    }
+    Ok(())
+}
+
+fn expect_written(resp: AdminResponse) -> Result<Response, Failure> {
+    match resp {
+        AdminResponse::Written(Response::Refused(m)) => Err(Failure::new(exit::FAILED, m)),
+        AdminResponse::Written(r) => Ok(r),
+        _ => Err(unexpected()),
+    }
+}

@@ -1,0 +1,473 @@
+//! Node configuration: one serde struct, defaults, validation, and the precedence
+//! flags > `AETHER_*` environment > file > defaults.
+//!
+//! Every leaf option `a.b_c` can be set from the environment as `AETHER_A_B_C`. The commented
+//! example `config/aether.toml` lists every option; a test keeps it and this struct in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Where the node looks for its config file when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/aether/aether.toml";
+
+/// Errors from loading or validating configuration. Each names the option, where its value came
+/// from and the expected form.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file '{path}': {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file '{path}': {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid value for '{key}' (from {source_name}): {message}")]
+    Value { key: String, source_name: String, message: String },
+}
+
+/// The whole configuration of `aether node`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Node name, unique in the cluster (DNS-label-like). Default: this machine's hostname.
+    pub name: Option<String>,
+    /// UDP address of the QUIC endpoint (peers, Raft, remote admin).
+    pub listen: SocketAddr,
+    /// Address other nodes dial to reach this one (`host:port`). Default: the listen address,
+    /// with 127.0.0.1 in place of an unspecified IP.
+    pub advertise: Option<String>,
+    /// TCP address of the HTTP endpoint (`/healthz`, `/readyz`). Keep it on loopback.
+    pub http: SocketAddr,
+    /// Data directory (`raft.redb`, `tls/`, `aether.sock`). Default: /var/lib/aether as root,
+    /// else $XDG_DATA_HOME/aether.
+    pub data_dir: Option<PathBuf>,
+    /// Replicated store (Raft) settings.
+    pub raft: RaftConfig,
+    /// Transport settings.
+    pub net: NetConfig,
+}
+
+/// Raft timing, membership and log compaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    /// Leader heartbeat period.
+    pub heartbeat_interval: Dur,
+    /// A follower that hears nothing for a random time in [min, max] starts an election.
+    pub election_timeout_min: Dur,
+    /// Upper end of the election timeout range.
+    pub election_timeout_max: Dur,
+    /// Build a snapshot and compact the log after this many new entries.
+    pub snapshot_after_entries: u64,
+    /// Log entries kept behind a snapshot, so slow followers catch up without one.
+    pub keep_after_snapshot: u64,
+    /// Voting members wanted (odd, 1..=7). Later nodes join as learners and still run work.
+    pub voters: u8,
+    /// How long a write waits for a leader and a quorum before it fails (exit code 3).
+    pub write_timeout: Dur,
+}
+
+/// QUIC transport limits and timers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetConfig {
+    /// Largest frame accepted on any stream; a larger one closes that stream with an error.
+    pub max_frame_bytes: u64,
+    /// Snapshot chunk size sent per RPC (below max_frame_bytes).
+    pub snapshot_chunk_bytes: u64,
+    /// Deadline for one peer RPC (vote, append entries, forward).
+    pub rpc_timeout: Dur,
+    /// Largest wait between reconnect attempts to an unreachable peer.
+    pub reconnect_backoff_max: Dur,
+    /// A QUIC connection with no traffic for this long is closed (keep-alives are sent at a third).
+    pub idle_timeout: Dur,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: None,
+            listen: "0.0.0.0:7420".parse().expect("literal"),
+            advertise: None,
+            http: "127.0.0.1:7421".parse().expect("literal"),
+            data_dir: None,
+            raft: RaftConfig::default(),
+            net: NetConfig::default(),
+        }
+    }
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            heartbeat_interval: Dur::ms(100),
+            election_timeout_min: Dur::ms(400),
+            election_timeout_max: Dur::ms(800),
+            snapshot_after_entries: 10_000,
+            keep_after_snapshot: 1_000,
+            voters: 3,
+            write_timeout: Dur::ms(5_000),
+        }
+    }
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            max_frame_bytes: 16 * 1024 * 1024,
+            snapshot_chunk_bytes: 1024 * 1024,
+            rpc_timeout: Dur::ms(2_000),
+            reconnect_backoff_max: Dur::ms(2_000),
+            idle_timeout: Dur::ms(10_000),
+        }
+    }
+}
+
+/// A duration written as text (`250ms`, `5s`, `1h`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn ms(ms: u64) -> Dur {
+        Dur(Duration::from_millis(ms))
+    }
+}
+
+impl fmt::Debug for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 && ms > 0 { write!(f, "{}s", ms / 1000) } else { write!(f, "{ms}ms") }
+    }
+}
+
+/// Parse a duration such as `250ms`, `5s`, `2m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|_| format!("expected a duration such as '500ms', '5s' or '1h', found '{s}'"))
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One override from the command line: the option's dotted key, its value, and the flag name.
+pub struct FlagOverride {
+    pub key: &'static str,
+    pub value: toml::Value,
+    pub flag: &'static str,
+}
+
+impl Config {
+    /// A config with every optional field set, so that its serialisation names every option.
+    pub fn sample() -> Config {
+        Config {
+            name: Some("n1".into()),
+            advertise: Some("127.0.0.1:7420".into()),
+            data_dir: Some("/var/lib/aether".into()),
+            ..Config::default()
+        }
+    }
+
+    /// Every leaf option as a dotted key (`raft.voters`), in file order.
+    pub fn keys() -> Vec<String> {
+        let v = toml::Value::try_from(Config::sample()).expect("config serialises");
+        let mut out = Vec::new();
+        leaf_keys(&v, "", &mut out);
+        out
+    }
+
+    /// The environment variable for a dotted key: `raft.voters` → `AETHER_RAFT_VOTERS`.
+    pub fn env_var(key: &str) -> String {
+        format!("AETHER_{}", key.replace('.', "_").to_ascii_uppercase())
+    }
+
+    /// Load with precedence flags > environment > file > defaults. `file` is `--config`; when it
+    /// is `None`, [`DEFAULT_CONFIG_FILE`] is read if it exists.
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+        flags: Vec<FlagOverride>,
+    ) -> Result<Config, ConfigError> {
+        let path = match file {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+        };
+        let mut doc = match &path {
+            Some(p) => parse_file(p)?,
+            None => toml::Table::new(),
+        };
+        let sample = toml::Value::try_from(Config::sample()).expect("config serialises");
+        for key in Config::keys() {
+            let var = Config::env_var(&key);
+            if let Some(raw) = env.get(&var) {
+                let kind = lookup(&sample, &key).expect("key from sample");
+                let value = value_from_text(kind, raw).map_err(|message| ConfigError::Value {
+                    key: key.clone(),
+                    source_name: format!("environment variable {var}"),
+                    message,
+                })?;
+                set_checked(&mut doc, &key, value, &format!("environment variable {var}"))?;
+            }
+        }
+        for f in flags {
+            set_checked(&mut doc, f.key, f.value, &format!("flag {}", f.flag))?;
+        }
+        let cfg: Config = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Value { key: "config".into(), source_name: "merged config".into(), message: e.message().into() }
+        })?;
+        cfg.validate(path.as_deref())?;
+        Ok(cfg)
+    }
+
+    /// Checks that hold across options.
+    pub fn validate(&self, file: Option<&Path>) -> Result<(), ConfigError> {
+        let src = file.map(|p| format!("config file '{}' or flags", p.display())).unwrap_or("flags or environment".into());
+        let bad = |key: &str, message: String| ConfigError::Value { key: key.into(), source_name: src.clone(), message };
+        let r = &self.raft;
+        if let Some(name) = &self.name {
+            crate::domain::validate_name("node name", name).map_err(|m| bad("name", m))?;
+        }
+        if r.voters == 0 || r.voters > 7 || r.voters % 2 == 0 {
+            return Err(bad("raft.voters", format!("expected an odd number from 1 to 7, found {}", r.voters)));
+        }
+        if r.election_timeout_min.0 >= r.election_timeout_max.0 {
+            return Err(bad(
+                "raft.election_timeout_min",
+                format!("must be below raft.election_timeout_max ({} >= {})", r.election_timeout_min, r.election_timeout_max),
+            ));
+        }
+        if r.heartbeat_interval.0 * 2 > r.election_timeout_min.0 {
+            return Err(bad(
+                "raft.heartbeat_interval",
+                format!("must be at most half of raft.election_timeout_min ({} vs {})", r.heartbeat_interval, r.election_timeout_min),
+            ));
+        }
+        if r.heartbeat_interval.0.is_zero() || r.write_timeout.0.is_zero() {
+            return Err(bad("raft.heartbeat_interval", "durations must be above zero".into()));
+        }
+        if r.snapshot_after_entries == 0 {
+            return Err(bad("raft.snapshot_after_entries", "expected at least 1".into()));
+        }
+        let n = &self.net;
+        if n.max_frame_bytes < 64 * 1024 {
+            return Err(bad("net.max_frame_bytes", format!("expected at least 65536, found {}", n.max_frame_bytes)));
+        }
+        if n.snapshot_chunk_bytes == 0 || n.snapshot_chunk_bytes + 64 * 1024 > n.max_frame_bytes {
+            return Err(bad(
+                "net.snapshot_chunk_bytes",
+                format!("expected 1 to net.max_frame_bytes - 65536 ({}), found {}", n.max_frame_bytes - 65536, n.snapshot_chunk_bytes),
+            ));
+        }
+        if n.idle_timeout.0 < r.election_timeout_max.0 {
+            return Err(bad("net.idle_timeout", format!("must be at least raft.election_timeout_max ({})", r.election_timeout_max)));
+        }
+        if let Some(a) = &self.advertise {
+            parse_host_port(a).map_err(|m| bad("advertise", m))?;
+        }
+        Ok(())
+    }
+
+    /// The address peers dial.
+    pub fn advertise_addr(&self) -> String {
+        match &self.advertise {
+            Some(a) => a.clone(),
+            None if self.listen.ip().is_unspecified() => format!("127.0.0.1:{}", self.listen.port()),
+            None => self.listen.to_string(),
+        }
+    }
+}
+
+/// The default data directory for this user (DESIGN §12).
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/aether");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("aether");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/aether")
+}
+
+/// Check a `host:port` string.
+pub fn parse_host_port(s: &str) -> Result<(), String> {
+    let ok = s.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok { Ok(()) } else { Err(format!("expected host:port such as '10.0.0.5:7420', found '{s}'")) }
+}
+
+fn parse_file(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let file_err = |message: String| ConfigError::File { path: path.into(), message };
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    // Deserialise the file alone so unknown keys and bad values are reported against it, with
+    // the line and column toml gives.
+    toml::from_str::<Config>(&text).map_err(|e| file_err(e.to_string().trim_end().to_string()))?;
+    Ok(table)
+}
+
+fn leaf_keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    if let toml::Value::Table(t) = v {
+        for (k, v) in t {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            if v.is_table() { leaf_keys(v, &key, out) } else { out.push(key) }
+        }
+    }
+}
+
+fn lookup<'a>(v: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
+    key.split('.').try_fold(v, |v, part| v.get(part))
+}
+
+fn value_from_text(kind: &toml::Value, raw: &str) -> Result<toml::Value, String> {
+    Ok(match kind {
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim().parse().map_err(|_| format!("expected a whole number, found '{raw}'"))?,
+        ),
+        toml::Value::Boolean(_) => toml::Value::Boolean(
+            raw.trim().parse().map_err(|_| format!("expected true or false, found '{raw}'"))?,
+        ),
+        toml::Value::Float(_) => {
+            toml::Value::Float(raw.trim().parse().map_err(|_| format!("expected a number, found '{raw}'"))?)
+        }
+        _ => toml::Value::String(raw.to_string()),
+    })
+}
+
+/// Set `key` in `doc`, then check that the result still deserialises, so a bad value is reported
+/// against its own source.
+fn set_checked(doc: &mut toml::Table, key: &str, value: toml::Value, source_name: &str) -> Result<(), ConfigError> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().expect("non-empty key");
+    let mut t = &mut *doc;
+    for p in parts {
+        t = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .expect("config sections are tables");
+    }
+    t.insert(last.to_string(), value);
+    toml::Value::Table(doc.clone()).try_into::<Config>().map_err(|e| ConfigError::Value {
+        key: key.into(),
+        source_name: source_name.into(),
+        message: e.message().to_string(),
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    /// The shipped example lists every option, each under a comment, with the default value.
+    #[test]
+    fn example_file_matches_struct() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/aether.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed: Config = toml::from_str(&text).expect("example parses");
+        assert_eq!(parsed, Config::default(), "active values in config/aether.toml must be the defaults");
+
+        let mut section = String::new();
+        let mut documented = Vec::new();
+        let mut prev_comment = false;
+        for line in text.lines() {
+            let l = line.trim();
+            if let Some(s) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+                section = format!("{s}.");
+                prev_comment = false;
+                continue;
+            }
+            // `key = value` or a commented-out `# key = value` for options with no fixed default.
+            let body = l.strip_prefix("# ").unwrap_or(l);
+            if let Some((k, _)) = body.split_once(" = ").filter(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) {
+                assert!(prev_comment || l.starts_with('#'), "'{section}{k}' in config/aether.toml has no comment above it");
+                documented.push(format!("{section}{k}"));
+                prev_comment = false;
+                continue;
+            }
+            prev_comment = l.starts_with('#');
+        }
+        let mut want = Config::keys();
+        want.sort();
+        documented.sort();
+        assert_eq!(documented, want, "config/aether.toml and Config differ");
+    }
+
+    #[test]
+    fn precedence_flags_over_env_over_file() {
+        let f = write("name = \"from-file\"\n[raft]\nvoters = 5\nwrite_timeout = \"9s\"\n");
+        let e = env(&[("AETHER_NAME", "from-env"), ("AETHER_RAFT_VOTERS", "7")]);
+        let flags = vec![FlagOverride { key: "name", value: "from-flag".into(), flag: "--name" }];
+        let c = Config::load(Some(f.path()), &e, flags).unwrap();
+        assert_eq!(c.name.as_deref(), Some("from-flag"));
+        assert_eq!(c.raft.voters, 7);
+        assert_eq!(c.raft.write_timeout, Dur::ms(9000));
+        assert_eq!(c.raft.heartbeat_interval, RaftConfig::default().heartbeat_interval);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let f = write("[raft]\nvoterz = 3\n");
+        let e = Config::load(Some(f.path()), &env(&[]), vec![]).unwrap_err().to_string();
+        assert!(e.contains("voterz") && e.contains(&f.path().display().to_string()), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let f = write("[raft]\nheartbeat_interval = \"fast\"\n");
+        let e = Config::load(Some(f.path()), &env(&[]), vec![]).unwrap_err().to_string();
+        assert!(e.contains("heartbeat_interval") && e.contains("expected a duration"), "{e}");
+
+        let e = Config::load(None, &env(&[("AETHER_RAFT_VOTERS", "three")]), vec![]).unwrap_err().to_string();
+        assert!(e.contains("raft.voters") && e.contains("AETHER_RAFT_VOTERS") && e.contains("whole number"), "{e}");
+
+        let e = Config::load(None, &env(&[("AETHER_RAFT_VOTERS", "4")]), vec![]).unwrap_err().to_string();
+        assert!(e.contains("raft.voters") && e.contains("odd"), "{e}");
+
+        let e = Config::load(None, &env(&[("AETHER_LISTEN", "nowhere")]), vec![]).unwrap_err().to_string();
+        assert!(e.contains("'listen'") && e.contains("AETHER_LISTEN"), "{e}");
+
+        let f = write("[raft]\nelection_timeout_min = \"2s\"\n");
+        let e = Config::load(Some(f.path()), &env(&[]), vec![]).unwrap_err().to_string();
+        assert!(e.contains("election_timeout_min") && e.contains("below"), "{e}");
+
+        let f = write("name = [\n");
+        let e = Config::load(Some(f.path()), &env(&[]), vec![]).unwrap_err().to_string();
+        assert!(e.contains(&f.path().display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn env_names() {
+        assert_eq!(Config::env_var("raft.heartbeat_interval"), "AETHER_RAFT_HEARTBEAT_INTERVAL");
+        assert!(Config::keys().contains(&"net.max_frame_bytes".to_string()));
+    }
+}

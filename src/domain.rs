@@ -1,0 +1,145 @@
+//! Plain domain types shared by every subsystem. No I/O here.
+//!
+//! ("model" is kept for the language model; the cluster's records are "records".)
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Raft node id. Allocated by the cluster when a node joins; the founding node is 1.
+pub type NodeId = u64;
+
+/// Milliseconds since the Unix epoch. Stamped into each log entry by the node that proposes it,
+/// so that applying the log is deterministic on every member.
+pub type Millis = u64;
+
+/// The wall clock in [`Millis`].
+pub fn now_millis() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Lifecycle state of a member as recorded in the replicated store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Ready,
+    Draining,
+    Drained,
+    Asleep,
+}
+
+impl fmt::Display for NodeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NodeState::Ready => "ready",
+            NodeState::Draining => "draining",
+            NodeState::Drained => "drained",
+            NodeState::Asleep => "asleep",
+        })
+    }
+}
+
+/// A member of the cluster, as the replicated store knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: NodeId,
+    /// Unique, human-chosen (defaults to the hostname).
+    pub name: String,
+    /// The address peers dial (`host:port`, UDP).
+    pub addr: String,
+    pub state: NodeState,
+    pub joined_at: Millis,
+}
+
+/// A join token as stored in the replicated store: only the SHA-256 of its secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub secret_sha256: [u8; 32],
+    pub created_at: Millis,
+    pub created_by: String,
+    /// `None`: never expires.
+    pub expires_at: Option<Millis>,
+    /// Joins still allowed.
+    pub uses_left: u32,
+    pub uses_total: u32,
+    pub revoked: bool,
+}
+
+/// Why a join token was refused. Decided by the replicated state machine, so every member agrees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error("join token '{0}' is unknown to this cluster: create one with 'aether token create' on a member")]
+    Unknown(String),
+    #[error("join token '{0}' has a wrong secret: copy the whole token printed by 'aether token create'")]
+    WrongSecret(String),
+    #[error("join token '{id}' expired {ago} ago: create a new one with 'aether token create --ttl DUR'")]
+    Expired { id: String, ago: String },
+    #[error("join token '{id}' is used up ({total} of {total} joins): create a new one with 'aether token create --uses N'")]
+    UsedUp { id: String, total: u32 },
+    #[error("join token '{0}' was revoked: create a new one with 'aether token create'")]
+    Revoked(String),
+    #[error("a node named '{0}' is already a member: pick another name with --name")]
+    NameTaken(String),
+}
+
+/// One line of the audit trail: every command applied through Raft leaves one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub at: Millis,
+    /// Who asked (`uid:1000@n1`, `node:n2`, `controller`).
+    pub actor: String,
+    /// One-line summary of the command (values are not logged, only their sizes).
+    pub what: String,
+    /// `ok` or the refusal.
+    pub outcome: String,
+}
+
+/// Validate a node or object name: DNS-label-like (1–63 of `a-z0-9-`, not starting or ending
+/// with `-`).
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if name.is_empty() || name.len() > 63 || !ok_chars || name.starts_with('-') || name.ends_with('-') {
+        return Err(format!(
+            "{what} '{name}' is not a valid name: use 1-63 characters of a-z, 0-9 and '-', \
+             not starting or ending with '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// Format a duration in milliseconds as a short human string (`3s`, `4m12s`, `2h5m`).
+pub fn human_millis(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dns_labels() {
+        assert!(validate_name("node", "n1").is_ok());
+        assert!(validate_name("node", "gpu-box-7").is_ok());
+        for bad in ["", "-a", "a-", "Upper", "a_b", "a.b", &"x".repeat(64)] {
+            let e = validate_name("node", bad).unwrap_err();
+            assert!(e.contains("not a valid name"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_millis(250), "250ms");
+        assert_eq!(human_millis(3_000), "3s");
+        assert_eq!(human_millis(252_000), "4m12s");
+        assert_eq!(human_millis(7_500_000), "2h5m");
+    }
+}

@@ -1,0 +1,44 @@
+//! # Aether
+//!
+//! One binary that is a cluster node, a Raft peer over QUIC, an AI controller and a terminal
+//! console. This crate is that binary's library; `main.rs` only parses and dispatches.
+//!
+//! ## Data flow (DESIGN.md §3)
+//!
+//! ```text
+//!  admin socket (CLI, TUI) ──AdminRequest──▶ admin::server ──▶ raft::Cluster::write / read
+//!                                                                 │ forwards to the leader over net
+//!                                                                 ▼
+//!  net (QUIC, mutual TLS) ◀──Raft RPCs──▶ openraft ──▶ raft::store (redb: log, vote)
+//!                                                   └─▶ raft::state_machine (redb: kv, nodes,
+//!                                                        tokens, sessions, audit; snapshots as files)
+//! ```
+//!
+//! Metrics, the controller, workloads and the console slot in beside these (issues 3–7): metrics
+//! never touch Raft; the controller writes decisions through [`raft::Cluster::write`].
+//!
+//! ## Modules
+//!
+//! - [`node`]: composition root; builds every subsystem, owns shutdown.
+//! - [`config`]: the node's configuration and its precedence rules.
+//! - [`domain`]: plain types shared by all (node records, tokens, audit), no I/O.
+//! - [`net`]: QUIC endpoint, framing, the cluster CA and join tokens; the only user of quinn.
+//! - [`raft`]: openraft over redb; typed commands; the only user of openraft and redb.
+//! - [`admin`]: admin protocol, Unix-socket server, client, HTTP health endpoint.
+//! - [`cli`]: the clap command tree and client commands.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod net;
+pub mod node;
+pub mod raft;
+
+/// Log to stderr with `RUST_LOG` if set, else `default` (`info` for the daemon, `warn` for
+/// client commands).
+pub fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},openraft=warn,quinn=warn")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

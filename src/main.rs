@@ -1,0 +1,35 @@
+//! `aether`: parse the command line, set up logging, dispatch, map errors to exit codes.
+
+use clap::Parser;
+
+use aether::cli::{self, Cli, Cmd, Failure, exit};
+
+fn main() {
+    let cli = Cli::parse();
+    let daemon = matches!(cli.command, Cmd::Node(_));
+    aether::init_tracing(if daemon { "info" } else { "warn" });
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => fail(Failure::new(exit::FAILED, format!("cannot start the async runtime: {e}"))),
+    };
+    let result = rt.block_on(async {
+        match &cli.command {
+            Cmd::Node(args) => {
+                let (cfg, dir) = cli::node_config(&cli, args)?;
+                let join = aether::node::JoinArgs { addr: args.join.clone(), token: args.token.clone() };
+                aether::node::run(cfg, dir, join).await.map_err(Failure::from)
+            }
+            _ => cli::run_client(&cli).await,
+        }
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => std::process::exit(exit::OK),
+        Err(f) => fail(f),
+    }
+}
+
+fn fail(f: Failure) -> ! {
+    eprintln!("error: {}", f.message);
+    std::process::exit(f.code)
+}

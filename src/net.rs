@@ -1,0 +1,443 @@
+//! QUIC transport (quinn + rustls): one UDP endpoint per node, mutual TLS against the cluster
+//! CA, one bidirectional stream per RPC on a kept-open connection per peer, reconnect with
+//! backoff. The only module that knows quinn.
+//!
+//! Two ALPNs share the port: `aether/1` (peers and remote admin; a client certificate signed by
+//! the cluster CA is required, anything else is refused on its first read) and `aether-join/1`
+//! (a node without a certificate yet, which may only send its join request).
+
+pub mod frame;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NetConfig;
+use frame::FrameError;
+use tls::{NodeTls, TlsError};
+
+/// ALPN of member-to-member and remote admin traffic.
+pub const ALPN_PEER: &[u8] = b"aether/1";
+/// ALPN of a joining node that has no certificate yet.
+pub const ALPN_JOIN: &[u8] = b"aether-join/1";
+/// QUIC application close code for a refused connection.
+pub const CLOSE_REFUSED: u32 = 0x41;
+/// Reason sent with [`CLOSE_REFUSED`].
+pub const REFUSED_REASON: &str = "refused: a certificate signed by this cluster's CA is required";
+
+/// Transport errors. [`NetError::is_unreachable`] tells the ones worth a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot resolve '{addr}': {message}")]
+    Resolve { addr: String, message: String },
+    #[error("cannot connect to {addr}: {message}")]
+    Connect { addr: String, message: String },
+    #[error("{addr} is unreachable, retrying in {wait_ms} ms (last error: {message})")]
+    Backoff { addr: String, wait_ms: u64, message: String },
+    #[error("request to {addr} timed out after {ms} ms")]
+    Timeout { addr: String, ms: u64 },
+    #[error("connection to {addr} lost: {message}")]
+    Connection { addr: String, message: String },
+    #[error("bad frame from {addr}: {source}")]
+    Frame { addr: String, source: FrameError },
+    #[error("{addr} answered with an error: {message}")]
+    Remote { addr: String, message: String },
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot open the QUIC endpoint on {addr}: {message}")]
+    Bind { addr: SocketAddr, message: String },
+}
+
+impl NetError {
+    /// True when the peer could not be reached at all (as opposed to answering badly).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, NetError::Resolve { .. } | NetError::Connect { .. } | NetError::Backoff { .. } | NetError::Connection { .. } | NetError::Timeout { .. })
+    }
+}
+
+/// A reply on the wire: the service's answer, or an error the transport or service raised for
+/// this one request.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply<R> {
+    Ok(R),
+    Err(String),
+}
+
+/// What a service knows about the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerCtx {
+    pub remote: SocketAddr,
+    /// The caller presented a certificate signed by the cluster CA.
+    pub authenticated: bool,
+}
+
+/// Boxed future returned by a [`Service`].
+pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Serves requests arriving on the endpoint.
+pub trait Service: Send + Sync + 'static {
+    type Req: DeserializeOwned + Send + 'static;
+    type Resp: Serialize + Send + 'static;
+    /// Handle one request. An `Err` is sent to the caller as the reply for this request only.
+    fn handle(self: Arc<Self>, ctx: PeerCtx, req: Self::Req) -> BoxFut<Result<Self::Resp, String>>;
+}
+
+struct PeerSlot {
+    conn: tokio::sync::Mutex<Option<quinn::Connection>>,
+    /// (consecutive failures, no new attempt before, last error)
+    backoff: Mutex<(u32, Instant, String)>,
+    last_ok: Mutex<Option<Instant>>,
+}
+
+/// Counters for status and metrics.
+#[derive(Debug, Default)]
+pub struct NetStats {
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub refused: AtomicU64,
+    pub bad_frames: AtomicU64,
+}
+
+/// This node's QUIC endpoint: server for peers and client towards them.
+pub struct Endpoint {
+    ep: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    peers: Mutex<HashMap<String, Arc<PeerSlot>>>,
+    max_frame: u64,
+    rpc_timeout: Duration,
+    backoff_max: Duration,
+    pub stats: Arc<NetStats>,
+}
+
+fn transport(cfg: &NetConfig) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    let idle = cfg.idle_timeout.0;
+    t.max_idle_timeout(Some(idle.try_into().expect("idle timeout fits")));
+    t.keep_alive_interval(Some(idle / 3));
+    Arc::new(t)
+}
+
+fn client_config(rustls_cfg: rustls::ClientConfig, cfg: &NetConfig) -> Result<quinn::ClientConfig, NetError> {
+    let q = quinn::crypto::rustls::QuicClientConfig::try_from(rustls_cfg)
+        .map_err(|e| NetError::Tls(TlsError::Rustls(rustls::Error::General(e.to_string()))))?;
+    let mut c = quinn::ClientConfig::new(Arc::new(q));
+    c.transport_config(transport(cfg));
+    Ok(c)
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, NetError> {
+    let mut it = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| NetError::Resolve { addr: addr.into(), message: e.to_string() })?;
+    it.next().ok_or_else(|| NetError::Resolve { addr: addr.into(), message: "no address found".into() })
+}
+
+/// Send one request on a new stream of `conn` and read the reply.
+async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
+    conn: &quinn::Connection,
+    addr: &str,
+    req: &Req,
+    max_frame: u64,
+    stats: &NetStats,
+) -> Result<Resp, NetError> {
+    let lost = |e: &dyn std::fmt::Display| NetError::Connection { addr: addr.into(), message: e.to_string() };
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+    let buf = frame::encode(req).map_err(|source| NetError::Frame { addr: addr.into(), source })?;
+    stats.bytes_sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    send.write_all(&buf).await.map_err(|e| lost(&e))?;
+    let _ = send.finish();
+    let (reply, size): (Reply<Resp>, u64) = frame::read_frame_sized(&mut recv, max_frame).await.map_err(|source| match source {
+        FrameError::Io(e) => lost(&e),
+        FrameError::Closed => lost(&conn.close_reason().map(|r| r.to_string()).unwrap_or_else(|| "stream closed".into())),
+        source => NetError::Frame { addr: addr.into(), source },
+    })?;
+    stats.bytes_received.fetch_add(size, Ordering::Relaxed);
+    match reply {
+        Reply::Ok(r) => Ok(r),
+        Reply::Err(message) => Err(NetError::Remote { addr: addr.into(), message }),
+    }
+}
+
+impl Endpoint {
+    /// Bind the UDP port and build the client side. Nothing is served until [`Endpoint::serve`].
+    pub fn bind(listen: SocketAddr, tls: &NodeTls, cfg: &NetConfig) -> Result<Arc<Endpoint>, NetError> {
+        let server_tls = tls.server_config(&[ALPN_PEER, ALPN_JOIN])?;
+        let q = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
+            .map_err(|e| NetError::Tls(TlsError::Rustls(rustls::Error::General(e.to_string()))))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(q));
+        server.transport_config(transport(cfg));
+        let ep = quinn::Endpoint::server(server, listen).map_err(|e| NetError::Bind { addr: listen, message: e.to_string() })?;
+        Ok(Arc::new(Endpoint {
+            ep,
+            client: client_config(tls.client_config(ALPN_PEER)?, cfg)?,
+            peers: Mutex::new(HashMap::new()),
+            max_frame: cfg.max_frame_bytes,
+            rpc_timeout: cfg.rpc_timeout.0,
+            backoff_max: cfg.reconnect_backoff_max.0,
+            stats: Arc::default(),
+        }))
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.ep.local_addr().expect("bound endpoint has an address")
+    }
+
+    /// Largest frame accepted.
+    pub fn max_frame(&self) -> u64 {
+        self.max_frame
+    }
+
+    fn slot(&self, addr: &str) -> Arc<PeerSlot> {
+        let mut peers = self.peers.lock().expect("peers lock");
+        peers
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                Arc::new(PeerSlot {
+                    conn: tokio::sync::Mutex::new(None),
+                    backoff: Mutex::new((0, Instant::now(), String::new())),
+                    last_ok: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
+    /// When `addr` last answered a request of ours.
+    pub fn last_contact(&self, addr: &str) -> Option<Instant> {
+        let slot = self.peers.lock().expect("peers lock").get(addr).cloned()?;
+        *slot.last_ok.lock().expect("slot lock")
+    }
+
+    async fn connection(&self, addr: &str, slot: &PeerSlot) -> Result<quinn::Connection, NetError> {
+        let mut guard = slot.conn.lock().await;
+        if let Some(c) = guard.as_ref().filter(|c| c.close_reason().is_none()) {
+            return Ok(c.clone());
+        }
+        {
+            let b = slot.backoff.lock().expect("backoff lock");
+            let now = Instant::now();
+            if b.0 > 0 && b.1 > now {
+                return Err(NetError::Backoff { addr: addr.into(), wait_ms: (b.1 - now).as_millis() as u64, message: b.2.clone() });
+            }
+        }
+        let result = async {
+            let sa = resolve(addr).await?;
+            let connecting = self
+                .ep
+                .connect_with(self.client.clone(), sa, tls::NODE_SAN)
+                .map_err(|e| NetError::Connect { addr: addr.into(), message: e.to_string() })?;
+            connecting.await.map_err(|e| NetError::Connect { addr: addr.into(), message: e.to_string() })
+        }
+        .await;
+        let mut b = slot.backoff.lock().expect("backoff lock");
+        match result {
+            Ok(c) => {
+                *b = (0, Instant::now(), String::new());
+                *guard = Some(c.clone());
+                Ok(c)
+            }
+            Err(e) => {
+                let failures = b.0.saturating_add(1);
+                let wait = Duration::from_millis(50u64.saturating_mul(1 << failures.min(10))).min(self.backoff_max);
+                *b = (failures, Instant::now() + wait, e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// One request/response to the peer at `addr` (`host:port`) within `timeout` (default
+    /// `net.rpc_timeout`). Reuses the open connection; reconnects once if it was lost.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp, NetError> {
+        let timeout = timeout.unwrap_or(self.rpc_timeout);
+        let slot = self.slot(addr);
+        let attempt = async {
+            for tries in 0.. {
+                let conn = self.connection(addr, &slot).await?;
+                match exchange(&conn, addr, req, self.max_frame, &self.stats).await {
+                    Err(NetError::Connection { .. }) if tries == 0 => {
+                        // A kept-open connection may have died quietly: drop it and dial again.
+                        let mut g = slot.conn.lock().await;
+                        if g.as_ref().is_some_and(|c| c.stable_id() == conn.stable_id()) {
+                            *g = None;
+                        }
+                    }
+                    other => return other,
+                }
+            }
+            unreachable!("the loop returns")
+        };
+        let r = tokio::time::timeout(timeout, attempt)
+            .await
+            .unwrap_or_else(|_| Err(NetError::Timeout { addr: addr.into(), ms: timeout.as_millis() as u64 }));
+        if r.is_ok() {
+            *slot.last_ok.lock().expect("slot lock") = Some(Instant::now());
+        }
+        r
+    }
+
+    /// Accept connections and serve each stream with `svc` until `shutdown`. In-flight streams
+    /// are tracked by `tracker` so shutdown can wait for them.
+    pub fn serve<S: Service>(self: &Arc<Self>, svc: Arc<S>, shutdown: CancellationToken, tracker: TaskTracker) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let incoming = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    i = me.ep.accept() => match i { Some(i) => i, None => break },
+                };
+                let (svc, me2, tracker2, shutdown2) = (svc.clone(), me.clone(), tracker.clone(), shutdown.clone());
+                tracker.spawn(async move {
+                    if let Err(e) = me2.connection_loop(incoming, svc, tracker2, shutdown2).await {
+                        tracing::debug!("peer connection ended: {e}");
+                    }
+                });
+            }
+            tracing::info!("quic endpoint stopped accepting connections");
+        })
+    }
+
+    async fn connection_loop<S: Service>(
+        self: Arc<Self>,
+        incoming: quinn::Incoming,
+        svc: Arc<S>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<(), String> {
+        let remote = incoming.remote_address();
+        let conn = incoming.await.map_err(|e| format!("handshake with {remote} failed: {e}"))?;
+        let alpn = conn
+            .handshake_data()
+            .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|h| h.protocol)
+            .unwrap_or_default();
+        let authenticated = conn
+            .peer_identity()
+            .and_then(|p| p.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+            .is_some_and(|certs| !certs.is_empty());
+        if alpn == ALPN_PEER && !authenticated {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("refused a connection from {remote}: no client certificate");
+            conn.close(CLOSE_REFUSED.into(), REFUSED_REASON.as_bytes());
+            return Ok(());
+        }
+        let ctx = PeerCtx { remote, authenticated };
+        loop {
+            let (mut send, mut recv) = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                s = conn.accept_bi() => s.map_err(|e| format!("{remote}: {e}"))?,
+            };
+            let (svc, stats, max) = (svc.clone(), self.stats.clone(), self.max_frame);
+            tracker.spawn(async move {
+                let reply = match frame::read_frame_sized::<_, S::Req>(&mut recv, max).await {
+                    Ok((req, size)) => match {
+                        stats.bytes_received.fetch_add(size, Ordering::Relaxed);
+                        svc.handle(ctx, req).await
+                    } {
+                        Ok(r) => Reply::Ok(r),
+                        Err(e) => Reply::Err(e),
+                    },
+                    Err(FrameError::Closed) => return,
+                    Err(e) => {
+                        stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("bad frame from {remote}: {e}; closing that stream");
+                        Reply::Err(format!("bad frame: {e}"))
+                    }
+                };
+                if let Ok(buf) = frame::encode(&reply) {
+                    stats.bytes_sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    let _ = send.write_all(&buf).await;
+                }
+                let _ = send.finish();
+                let _ = send.stopped().await;
+            });
+        }
+    }
+
+    /// Stop accepting and close every connection, waiting up to `grace` for peers to learn of it.
+    pub async fn close(&self, grace: Duration) {
+        self.ep.close(0u32.into(), b"node shutting down");
+        let _ = tokio::time::timeout(grace, self.ep.wait_idle()).await;
+    }
+}
+
+/// One request from a node that has no certificate yet to the member at `addr`, checking that
+/// the member's CA matches `ca_sha256` before anything is sent.
+pub async fn join_call<Req: Serialize, Resp: DeserializeOwned>(
+    addr: &str,
+    ca_sha256: &str,
+    req: &Req,
+    cfg: &NetConfig,
+    timeout: Duration,
+) -> Result<Resp, NetError> {
+    let sa = resolve(addr).await?;
+    let bind: SocketAddr = if sa.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
+    let ep = quinn::Endpoint::client(bind).map_err(|e| NetError::Bind { addr: bind, message: e.to_string() })?;
+    let client = client_config(tls::join_client_config(ca_sha256, ALPN_JOIN)?, cfg)?;
+    let r = tokio::time::timeout(timeout, async {
+        let conn = ep
+            .connect_with(client, sa, tls::NODE_SAN)
+            .map_err(|e| NetError::Connect { addr: addr.into(), message: e.to_string() })?
+            .await
+            .map_err(|e| NetError::Connect { addr: addr.into(), message: e.to_string() })?;
+        let r = exchange(&conn, addr, req, cfg.max_frame_bytes, &NetStats::default()).await;
+        conn.close(0u32.into(), b"done");
+        r
+    })
+    .await
+    .unwrap_or_else(|_| Err(NetError::Timeout { addr: addr.into(), ms: timeout.as_millis() as u64 }));
+    ep.wait_idle().await;
+    r
+}
+
+/// Test and diagnostics helper: write raw bytes on a new stream over an authenticated
+/// connection and return what comes back (used to check that bad frames are refused).
+pub async fn raw_exchange(ep: &Endpoint, addr: &str, bytes: &[u8]) -> Result<Vec<u8>, NetError> {
+    let slot = ep.slot(addr);
+    let conn = ep.connection(addr, &slot).await?;
+    let lost = |e: &dyn std::fmt::Display| NetError::Connection { addr: addr.into(), message: e.to_string() };
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+    send.write_all(bytes).await.map_err(|e| lost(&e))?;
+    let _ = send.finish();
+    recv.read_to_end(ep.max_frame as usize).await.map_err(|e| lost(&e))
+}
+
+/// Test helper: a client with no certificate that speaks the member ALPN. Returns what the first
+/// read after sending `bytes` gives.
+pub async fn unauthenticated_probe(addr: &str, ca: &rustls::pki_types::CertificateDer<'static>, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).map_err(|e| e.to_string())?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![ALPN_PEER.to_vec()];
+    let client = client_config(cfg, &NetConfig::default()).map_err(|e| e.to_string())?;
+    let sa = resolve(addr).await.map_err(|e| e.to_string())?;
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("literal")).map_err(|e| e.to_string())?;
+    let conn = ep.connect_with(client, sa, tls::NODE_SAN).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    send.write_all(bytes).await.map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    let r = recv.read_to_end(1 << 20).await.map_err(|e| e.to_string());
+    ep.close(0u32.into(), b"");
+    r
+}
+
+// Frame helpers re-exported for the admin socket.
+pub use frame::{read_frame as read, write_frame as write};

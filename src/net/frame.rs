@@ -1,0 +1,117 @@
+//! Length-prefixed frames: `u32` big-endian length of what follows, one protocol-version byte,
+//! then a postcard payload. Used on QUIC streams and on the admin Unix socket.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Wire protocol version carried by every frame. Bump on an incompatible change.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// What can go wrong with one frame. The stream it came on is closed; the process carries on.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection closed")]
+    Closed,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {len} bytes is over the limit of {max} bytes (net.max_frame_bytes)")]
+    TooLarge { len: u64, max: u64 },
+    #[error("empty frame")]
+    Empty,
+    #[error("peer speaks protocol version {got}, this node speaks {want}: run the same aether version on every node")]
+    Version { got: u8, want: u8 },
+    #[error("frame does not decode: {0}")]
+    Decode(String),
+    #[error("cannot encode frame: {0}")]
+    Encode(String),
+}
+
+/// Encode `msg` as one frame.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let mut out = vec![0u8; 5];
+    out[4] = PROTOCOL_VERSION;
+    let out = postcard::to_extend(msg, out).map_err(|e| FrameError::Encode(e.to_string()))?;
+    let len = (out.len() - 4) as u32;
+    let mut out = out;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out)
+}
+
+/// Write `msg` as one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<(), FrameError> {
+    let buf = encode(msg)?;
+    w.write_all(&buf).await?;
+    Ok(())
+}
+
+/// Read one frame of at most `max` bytes and decode it. A clean end of stream before the first
+/// byte is [`FrameError::Closed`].
+pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R, max: u64) -> Result<T, FrameError> {
+    read_frame_sized(r, max).await.map(|(t, _)| t)
+}
+
+/// [`read_frame`], also returning the frame's size on the wire.
+pub async fn read_frame_sized<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R, max: u64) -> Result<(T, u64), FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as u64;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    let mut buf = vec![0u8; len as usize];
+    r.read_exact(&mut buf).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Decode(format!("truncated frame: expected {len} bytes")),
+        _ => FrameError::Io(e),
+    })?;
+    if buf[0] != PROTOCOL_VERSION {
+        return Err(FrameError::Version { got: buf[0], want: PROTOCOL_VERSION });
+    }
+    let t = postcard::from_bytes(&buf[1..]).map_err(|e| FrameError::Decode(e.to_string()))?;
+    Ok((t, len + 4))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    enum Msg {
+        Hello { name: String, n: u64 },
+        Bye,
+    }
+
+    async fn decode(bytes: &[u8], max: u64) -> Result<Msg, FrameError> {
+        let mut r = bytes;
+        read_frame(&mut r, max).await
+    }
+
+    #[tokio::test]
+    async fn round_trip() {
+        let m = Msg::Hello { name: "n1".into(), n: 7 };
+        let bytes = encode(&m).unwrap();
+        assert_eq!(decode(&bytes, 1024).await.unwrap(), m);
+    }
+
+    #[tokio::test]
+    async fn bad_frames_are_errors() {
+        let bytes = encode(&Msg::Hello { name: "n1".into(), n: 7 }).unwrap();
+        assert!(matches!(decode(&bytes[..bytes.len() - 2], 1024).await, Err(FrameError::Decode(m)) if m.contains("truncated")));
+        assert!(matches!(decode(&bytes, 4).await, Err(FrameError::TooLarge { .. })));
+        let mut wrong = bytes.clone();
+        wrong[4] = 9;
+        assert!(matches!(decode(&wrong, 1024).await, Err(FrameError::Version { got: 9, want: 1 })));
+        let mut garbage = bytes.clone();
+        garbage[5] = 0xff;
+        assert!(matches!(decode(&garbage, 1024).await, Err(FrameError::Decode(_))));
+        assert!(matches!(decode(&[], 1024).await, Err(FrameError::Closed)));
+        assert!(matches!(decode(&[0, 0, 0, 0], 1024).await, Err(FrameError::Empty)));
+    }
+}

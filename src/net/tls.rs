@@ -1,0 +1,363 @@
+//! Cluster CA, node certificates and join tokens (rcgen + rustls, ring provider).
+//!
+//! Files under `<data-dir>/tls/`: `ca.crt`, `node.crt`, `node.key` (and `ca.key` on the founding
+//! node; the CA key is also replicated in the cluster record so any leader can sign joins).
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// Every node certificate carries this DNS name; peers dial with it as the TLS server name.
+pub const NODE_SAN: &str = "aether-node";
+
+/// TLS errors. Messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read '{path}': {source}; the data dir's tls/ folder is incomplete: restore it or start from an empty data dir")]
+    Read { path: String, source: std::io::Error },
+    #[error("cannot write '{path}': {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("bad certificate or key in '{path}': {message}")]
+    Parse { path: String, message: String },
+    #[error("certificate error: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("tls configuration error: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("bad join token: {0}")]
+    Token(String),
+}
+
+/// The ring provider, used by rustls and quinn alike.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// SHA-256 of DER bytes, as lower-case hex.
+pub fn sha256_hex(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// A freshly created cluster CA, PEM encoded.
+pub struct CaPem {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Create a new cluster CA.
+pub fn create_ca(cluster_id: &str) -> Result<CaPem, TlsError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, format!("aether cluster CA {cluster_id}"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let cert = params.self_signed(&key)?;
+    Ok(CaPem { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// Params of a node certificate. Whatever a CSR asks for, the CA signs these.
+fn node_params(name: &str) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(vec![NODE_SAN.to_string()])?;
+    params.subject_alt_names.push(SanType::DnsName(format!("{name}.{NODE_SAN}").try_into()?));
+    params.distinguished_name.push(DnType::CommonName, name.to_string());
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
+}
+
+/// A new key and a CSR for it (the joining side).
+pub fn new_csr(name: &str) -> Result<(KeyPair, String), TlsError> {
+    let key = KeyPair::generate()?;
+    // Only the key matters to the signer, which applies `node_params` itself.
+    let mut params = CertificateParams::new(vec![NODE_SAN.to_string()])?;
+    params.distinguished_name.push(DnType::CommonName, name.to_string());
+    let csr = params.serialize_request(&key)?;
+    Ok((key, csr.pem()?))
+}
+
+/// Sign a CSR with the CA (the leader's side). The CSR's own parameters are ignored except for
+/// its public key: the certificate is always a plain node certificate for `name`.
+pub fn sign_csr(ca: &CaPem, csr_pem: &str, name: &str) -> Result<String, TlsError> {
+    let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| TlsError::Parse { path: "join request".into(), message: format!("bad CSR: {e}") })?;
+    csr.params = node_params(name)?;
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    Ok(csr.signed_by(&issuer)?.pem())
+}
+
+/// Sign a certificate for a node whose key we hold (the founding node).
+pub fn issue_node_cert(ca: &CaPem, name: &str) -> Result<(String, String), TlsError> {
+    let key = KeyPair::generate()?;
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let cert = node_params(name)?.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The TLS identity of this node: CA certificate, its own certificate and key.
+#[derive(Clone)]
+pub struct NodeTls {
+    pub ca: CertificateDer<'static>,
+    pub cert: CertificateDer<'static>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl fmt::Debug for NodeTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeTls(ca sha256 {})", self.ca_sha256())
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
+}
+
+/// Write a secret file with mode 0600, atomically.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let err = |source| TlsError::Write { path: path.display().to_string(), source };
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
+    f.write_all(data).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    Ok(())
+}
+
+fn parse_cert(path: &str, pem: &[u8]) -> Result<CertificateDer<'static>, TlsError> {
+    CertificateDer::from_pem_slice(pem).map_err(|e| TlsError::Parse { path: path.into(), message: e.to_string() })
+}
+
+impl NodeTls {
+    /// Files under `dir` (`<data-dir>/tls`).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("node.crt").exists()
+    }
+
+    /// Store the CA certificate and this node's certificate and key under `dir`.
+    pub fn save(dir: &Path, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<NodeTls, TlsError> {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.display().to_string(), source })?;
+        write_private(&dir.join("ca.crt"), ca_pem.as_bytes())?;
+        write_private(&dir.join("node.key"), key_pem.as_bytes())?;
+        write_private(&dir.join("node.crt"), cert_pem.as_bytes())?;
+        NodeTls::load(dir)
+    }
+
+    /// Load from `dir`.
+    pub fn load(dir: &Path) -> Result<NodeTls, TlsError> {
+        let p = |f: &str| dir.join(f);
+        let ca = parse_cert(&p("ca.crt").display().to_string(), &read(&p("ca.crt"))?)?;
+        let cert = parse_cert(&p("node.crt").display().to_string(), &read(&p("node.crt"))?)?;
+        let key = PrivateKeyDer::from_pem_slice(&read(&p("node.key"))?)
+            .map_err(|e| TlsError::Parse { path: p("node.key").display().to_string(), message: e.to_string() })?;
+        Ok(NodeTls { ca, cert, key: Arc::new(key) })
+    }
+
+    /// The CA fingerprint that join tokens pin.
+    pub fn ca_sha256(&self) -> String {
+        sha256_hex(&self.ca)
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone())?;
+        Ok(Arc::new(roots))
+    }
+
+    /// Server side: present our chain; verify client certificates against the CA. Clients without
+    /// a certificate get through the handshake only to be refused by the endpoint unless they
+    /// speak the join protocol.
+    pub fn server_config(&self, alpns: &[&[u8]]) -> Result<rustls::ServerConfig, TlsError> {
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![self.cert.clone(), self.ca.clone()], self.key.clone_key())?;
+        cfg.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
+        Ok(cfg)
+    }
+
+    /// Client side, mutual TLS: verify the peer against the CA, present our certificate.
+    pub fn client_config(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(vec![self.cert.clone()], self.key.clone_key())?;
+        cfg.alpn_protocols = vec![alpn.to_vec()];
+        Ok(cfg)
+    }
+}
+
+/// Client config for a node that is joining: no client certificate; the server's chain must
+/// contain a CA whose SHA-256 matches the token's pin, and the server's certificate must be
+/// signed by it. Nothing secret is sent before this check passes.
+pub fn join_client_config(ca_sha256: &str, alpn: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
+    let verifier = Arc::new(PinnedCaVerifier { pin: ca_sha256.to_ascii_lowercase(), provider: provider() });
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Ok(cfg)
+}
+
+/// Marker text in the error raised when a server's CA does not match a token's pin.
+pub const PIN_MISMATCH: &str = "does not match the token's CA pin";
+
+#[derive(Debug)]
+struct PinnedCaVerifier {
+    pin: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let presented: Vec<String> = intermediates.iter().map(|c| sha256_hex(c)).collect();
+        let Some(ca) = intermediates.iter().find(|c| sha256_hex(c) == self.pin) else {
+            return Err(rustls::Error::General(format!(
+                "the server's CA (sha256 {}) {PIN_MISMATCH} (sha256 {}): the token belongs to another cluster",
+                presented.first().map(String::as_str).unwrap_or("none"),
+                self.pin
+            )));
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        inner.verify_server_cert(end_entity, &[], server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A join token: `AETHER1.<ca-sha256>.<id>.<secret>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    pub ca_sha256: String,
+    pub id: String,
+    pub secret: String,
+}
+
+impl fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JoinToken(id {}, ca {})", self.id, &self.ca_sha256[..12])
+    }
+}
+
+impl fmt::Display for JoinToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AETHER1.{}.{}.{}", self.ca_sha256, self.id, self.secret)
+    }
+}
+
+impl JoinToken {
+    /// A new token for the CA with fingerprint `ca_sha256`.
+    pub fn generate(ca_sha256: &str) -> JoinToken {
+        let mut id = [0u8; 6];
+        let mut secret = [0u8; 20];
+        rand::rng().fill_bytes(&mut id);
+        rand::rng().fill_bytes(&mut secret);
+        JoinToken { ca_sha256: ca_sha256.into(), id: hex::encode(id), secret: hex::encode(secret) }
+    }
+
+    /// Parse a token string, saying which part is wrong.
+    pub fn parse(s: &str) -> Result<JoinToken, TlsError> {
+        let parts: Vec<&str> = s.trim().split('.').collect();
+        let hexy = |p: &str, len: usize| p.len() == len && p.bytes().all(|b| b.is_ascii_hexdigit());
+        match parts.as_slice() {
+            ["AETHER1", ca, id, secret] if hexy(ca, 64) && hexy(id, 12) && hexy(secret, 40) => Ok(JoinToken {
+                ca_sha256: ca.to_ascii_lowercase(),
+                id: id.to_ascii_lowercase(),
+                secret: secret.to_ascii_lowercase(),
+            }),
+            [prefix, ..] if *prefix != "AETHER1" => Err(TlsError::Token(format!(
+                "expected it to start with 'AETHER1.', found '{}': copy the token printed by 'aether token create'",
+                prefix.chars().take(12).collect::<String>()
+            ))),
+            _ => Err(TlsError::Token(
+                "expected AETHER1.<64 hex CA sha256>.<12 hex id>.<40 hex secret>: copy the whole token printed by 'aether token create'".into(),
+            )),
+        }
+    }
+
+    /// What the cluster stores instead of the secret.
+    pub fn secret_sha256(&self) -> [u8; 32] {
+        Sha256::digest(self.secret.as_bytes()).into()
+    }
+}
+
+/// SHA-256 of a token secret (the server side of [`JoinToken::secret_sha256`]).
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_explain_errors() {
+        let t = JoinToken::generate(&"ab".repeat(32));
+        let s = t.to_string();
+        assert!(s.starts_with("AETHER1."));
+        assert_eq!(JoinToken::parse(&s).unwrap(), t);
+        let e = JoinToken::parse("HELLO.x.y.z").unwrap_err().to_string();
+        assert!(e.contains("start with 'AETHER1.'"), "{e}");
+        let e = JoinToken::parse(&s[..s.len() - 1]).unwrap_err().to_string();
+        assert!(e.contains("40 hex secret"), "{e}");
+    }
+
+    #[test]
+    fn csr_is_signed_as_plain_node_cert() {
+        let ca = create_ca("c1").unwrap();
+        let (_key, csr) = new_csr("n2").unwrap();
+        let cert = sign_csr(&ca, &csr, "n2").unwrap();
+        assert!(cert.contains("BEGIN CERTIFICATE"));
+        assert!(sign_csr(&ca, "garbage", "n2").unwrap_err().to_string().contains("bad CSR"));
+    }
+}

@@ -1,0 +1,253 @@
+//! Composition root of `aether node`: resolves the node's identity (new cluster, join, or
+//! restart), builds every subsystem, spawns every loop with one shutdown token, and tears them
+//! down in reverse order, logging each step.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin;
+use crate::config::Config;
+use crate::domain::NodeId;
+use crate::net::tls::{self, CaPem, JoinToken, NodeTls};
+use crate::net::{self, Endpoint};
+use crate::raft::Cluster;
+use crate::raft::network::{JoinRequest, PeerRequest, PeerResponse};
+use crate::raft::types::RequestId;
+
+/// How to start when the data dir holds no identity yet.
+#[derive(Debug, Clone, Default)]
+pub struct JoinArgs {
+    /// A member's address (`host:port`).
+    pub addr: Option<String>,
+    /// The join token printed by `aether token create`.
+    pub token: Option<String>,
+}
+
+/// Who this node is; written once to `<data-dir>/identity.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Identity {
+    id: NodeId,
+    name: String,
+    cluster_id: String,
+}
+
+/// Paths inside the data dir.
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn identity(&self) -> PathBuf {
+        self.0.join("identity.json")
+    }
+    pub fn tls(&self) -> PathBuf {
+        self.0.join("tls")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.0.join("aether.sock")
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let raw = if ok { String::from_utf8_lossy(&buf[..buf.iter().position(|b| *b == 0).unwrap_or(0)]).to_string() } else { String::new() };
+    let name: String = raw.split('.').next().unwrap_or("").to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    if name.is_empty() { "node".into() } else { name }
+}
+
+fn create_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data dir '{}'", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set mode 0700 on data dir '{}'", dir.display()))?;
+    Ok(())
+}
+
+fn write_identity(dd: &DataDir, ident: &Identity) -> Result<()> {
+    tls::write_private(&dd.identity(), serde_json::to_string_pretty(ident)?.as_bytes())?;
+    Ok(())
+}
+
+/// Start a new cluster: CA, node certificate, identity.
+fn bootstrap(dd: &DataDir, name: &str) -> Result<(Identity, CaPem)> {
+    let cluster_id = format!("c-{}", hex::encode(rand::random::<[u8; 4]>()));
+    let ca = tls::create_ca(&cluster_id)?;
+    std::fs::create_dir_all(dd.tls())?;
+    tls::write_private(&dd.tls().join("ca.key"), ca.key_pem.as_bytes())?;
+    let (cert, key) = tls::issue_node_cert(&ca, name)?;
+    NodeTls::save(&dd.tls(), &ca.cert_pem, &cert, &key)?;
+    let ident = Identity { id: 1, name: name.into(), cluster_id };
+    write_identity(dd, &ident)?;
+    tracing::info!("created cluster {} with CA sha256 {}", ident.cluster_id, tls::sha256_hex(&NodeTls::load(&dd.tls())?.ca));
+    Ok((ident, ca))
+}
+
+/// Join an existing cluster through the member at `addr`.
+async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -> Result<Identity> {
+    let token = JoinToken::parse(token).context("--token")?;
+    let (key, csr_pem) = tls::new_csr(name)?;
+    let req = JoinRequest {
+        request: RequestId::new_random(),
+        token_id: token.id.clone(),
+        secret: token.secret.clone(),
+        name: name.into(),
+        addr: cfg.advertise_addr(),
+        csr_pem,
+    };
+    tracing::info!("joining the cluster at {addr} as {name}");
+    let resp = net::join_call::<_, PeerResponse>(addr, &token.ca_sha256, &PeerRequest::Join(req), &cfg.net, Duration::from_secs(20))
+        .await
+        .map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains(tls::PIN_MISMATCH) || msg.contains("invalid peer certificate") {
+                anyhow::anyhow!(
+                    "join refused: the node at {addr} does not belong to the cluster this token is for (its CA does not match the token's CA pin): use a token created on a member of the cluster you want to join"
+                )
+            } else {
+                anyhow::anyhow!("join failed: {msg}")
+            }
+        })?;
+    let acc = match resp {
+        PeerResponse::Join(Ok(acc)) => acc,
+        PeerResponse::Join(Err(m)) => bail!("join refused by {addr}: {m}"),
+        _ => bail!("join failed: {addr} answered with the wrong message"),
+    };
+    let saved = NodeTls::save(&dd.tls(), &acc.ca_pem, &acc.cert_pem, &key.serialize_pem())?;
+    if saved.ca_sha256() != token.ca_sha256 {
+        bail!("join refused: the CA sent by {addr} does not match the token's CA pin");
+    }
+    let ident = Identity { id: acc.node_id, name: name.into(), cluster_id: acc.cluster_id };
+    write_identity(dd, &ident)?;
+    tracing::info!("joined cluster {} as node {} ({name})", ident.cluster_id, ident.id);
+    Ok(ident)
+}
+
+/// Run `aether node` until SIGTERM/SIGINT (or a fatal store error, which returns `Err`).
+pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<()> {
+    let dd = DataDir(data_dir);
+    create_data_dir(&dd.0)?;
+    let flagged_name = cfg.name.clone();
+
+    // 1. identity: restart, join, or a new cluster.
+    let (ident, founder_ca) = if dd.identity().exists() {
+        let ident: Identity = serde_json::from_slice(&std::fs::read(dd.identity())?)
+            .with_context(|| format!("corrupt identity file '{}'", dd.identity().display()))?;
+        if let Some(n) = flagged_name.as_ref().filter(|n| **n != ident.name) {
+            bail!("this data dir belongs to node '{}', not '{n}': drop --name or use another --data-dir", ident.name);
+        }
+        if join_args.addr.is_some() {
+            tracing::warn!("this data dir already belongs to node {} of cluster {}: ignoring --join/--token", ident.name, ident.cluster_id);
+        }
+        let ca_key = dd.tls().join("ca.key");
+        let founder_ca = if ca_key.exists() {
+            let cert_pem = std::fs::read_to_string(dd.tls().join("ca.crt"))?;
+            Some((ident.cluster_id.clone(), CaPem { cert_pem, key_pem: std::fs::read_to_string(ca_key)? }))
+        } else {
+            None
+        };
+        tracing::info!("restarting node {} (id {}) of cluster {}", ident.name, ident.id, ident.cluster_id);
+        (ident, founder_ca)
+    } else {
+        let name = flagged_name.clone().unwrap_or_else(hostname);
+        crate::domain::validate_name("node name", &name).map_err(|m| anyhow::anyhow!("{m} (set it with --name)"))?;
+        match (&join_args.addr, &join_args.token) {
+            (Some(addr), Some(token)) => (join(&dd, &cfg, &name, addr, token).await?, None),
+            (None, None) => {
+                let (ident, ca) = bootstrap(&dd, &name)?;
+                let cid = ident.cluster_id.clone();
+                (ident, Some((cid, ca)))
+            }
+            _ => bail!("--join and --token go together: get a token with 'aether token create' on a member"),
+        }
+    };
+    let node_tls = NodeTls::load(&dd.tls())?;
+
+    // 2. transport, store, raft.
+    let ep = Endpoint::bind(cfg.listen, &node_tls, &cfg.net)?;
+    tracing::info!("quic endpoint listening on {} (advertised as {})", ep.local_addr(), cfg.advertise_addr());
+    let cluster = Cluster::start(ident.id, ident.name.clone(), &cfg, &dd.0, ep.clone(), node_tls.ca_sha256(), founder_ca).await?;
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    // 3. serve peers, admin socket, http; leader upkeep; watch for fatal store errors.
+    let quic_task = ep.serve(cluster.clone(), shutdown.clone(), tracker.clone());
+    let admin_listener = admin::server::bind(&dd.socket()).map_err(anyhow::Error::msg)?;
+    let admin_task = admin::server::serve(admin_listener, dd.socket(), cluster.clone(), shutdown.clone(), tracker.clone());
+    tracing::info!("admin socket at {}", dd.socket().display());
+    let http_listener = admin::http::bind(cfg.http).await.map_err(anyhow::Error::msg)?;
+    tracing::info!("http endpoint on http://{}", http_listener.local_addr()?);
+    let http_task = admin::http::serve(http_listener, cluster.clone(), shutdown.clone());
+    let membership_task = tokio::spawn(cluster.clone().run_membership(Duration::from_millis(300), shutdown.clone()));
+    let fatal: Arc<Mutex<Option<String>>> = Arc::default();
+    let fatal_task = {
+        let (mut metrics, fatal, shutdown) = (cluster.raft.metrics(), fatal.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = &metrics.borrow().running_state {
+                    *fatal.lock().expect("lock") = Some(e.to_string());
+                    shutdown.cancel();
+                    return;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = metrics.changed() => if r.is_err() { return },
+                }
+            }
+        })
+    };
+    tracing::info!("node {} (id {}) is up", ident.name, ident.id);
+
+    // 4. wait for a signal or a fatal error; a second signal exits at once.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = shutdown.cancelled() => {}
+    }
+    tokio::spawn(async move {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        eprintln!("second signal: exiting at once");
+        std::process::exit(130);
+    });
+
+    // 5. tear down in reverse.
+    shutdown.cancel();
+    let _ = fatal_task.await;
+    let _ = membership_task.await;
+    tracing::info!("stopped leader upkeep");
+    let _ = http_task.await;
+    let _ = admin_task.await;
+    let _ = quic_task.await;
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within 5 s; stopping anyway");
+    } else {
+        tracing::info!("in-flight requests finished");
+    }
+    if let Err(e) = cluster.raft.shutdown().await {
+        tracing::warn!("raft shutdown: {e}");
+    }
+    tracing::info!("raft stopped");
+    ep.close(Duration::from_millis(500)).await;
+    tracing::info!("quic endpoint closed");
+    drop(cluster);
+    tracing::info!("store closed");
+    if let Some(e) = fatal.lock().expect("lock").take() {
+        bail!("the raft store failed and the node stopped: {e}");
+    }
+    tracing::info!("node stopped cleanly");
+    Ok(())
+}

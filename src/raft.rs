@@ -1,0 +1,468 @@
+//! The replicated store: openraft over a redb file, reached through [`Cluster`]. The only module
+//! that knows openraft and redb.
+//!
+//! [`Cluster`] is what the rest of the node uses: writes (forwarded to the leader, retried with
+//! the same request id, bounded by `raft.write_timeout`), linearizable reads, status, joins, and
+//! the leader's membership loop that adds registered nodes as learners and promotes them to
+//! voters.
+
+pub mod network;
+pub mod state_machine;
+pub mod store;
+pub mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+// `declare_raft_types!` names `Cursor` for its default snapshot type.
+#[allow(unused_imports)]
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::protocol::{AdminError, ErrorKind, LeaderView, LocalView, MemberView, ReadQuery, ReadResult, StatusView};
+use crate::config::Config;
+use crate::domain::{NodeId, NodeRecord, now_millis, validate_name};
+use crate::net::tls::{self, CaPem, TlsError};
+use crate::net::{BoxFut, Endpoint, PeerCtx, Service};
+use network::{JoinAccepted, JoinRequest, Network, PeerRequest, PeerResponse};
+use state_machine::StateMachine;
+use store::{LogStore, Store};
+use types::{ClusterInit, Command, Request, RequestId, Response};
+
+/// The Raft node's member description: its address.
+pub type Node = BasicNode;
+
+openraft::declare_raft_types!(
+    /// Aether's openraft types: typed requests, snapshots streamed through files.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = Node,
+        SnapshotData = tokio::fs::File,
+);
+
+/// A log entry.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// The openraft instance.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Errors starting the replicated store.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftStartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("invalid raft settings: {0}")]
+    Config(String),
+    #[error("raft failed to start: {0}")]
+    Start(String),
+}
+
+/// The running replicated store and everything needed to use it from anywhere in the node.
+pub struct Cluster {
+    pub id: NodeId,
+    pub name: String,
+    pub raft: Raft,
+    pub store: Arc<Store>,
+    pub ep: Arc<Endpoint>,
+    write_timeout: Duration,
+    voters_wanted: usize,
+    /// The CA (with key) while this node is the founder and the cluster record is not written.
+    founder_ca: Option<(String, CaPem)>,
+    ca_sha256: String,
+}
+
+/// Build openraft's config from ours.
+fn raft_config(cfg: &Config) -> Result<openraft::Config, RaftStartError> {
+    let r = &cfg.raft;
+    let c = openraft::Config {
+        cluster_name: "aether".into(),
+        heartbeat_interval: r.heartbeat_interval.0.as_millis() as u64,
+        election_timeout_min: r.election_timeout_min.0.as_millis() as u64,
+        election_timeout_max: r.election_timeout_max.0.as_millis() as u64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_after_entries),
+        max_in_snapshot_log_to_keep: r.keep_after_snapshot,
+        snapshot_max_chunk_size: cfg.net.snapshot_chunk_bytes,
+        install_snapshot_timeout: cfg.net.rpc_timeout.0.as_millis().max(1000) as u64,
+        ..Default::default()
+    };
+    c.validate().map_err(|e| RaftStartError::Config(e.to_string()))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> AdminError {
+    AdminError::new(ErrorKind::Unavailable, format!("the node's raft store stopped: {e}"))
+}
+
+fn store_err(e: std::io::Error) -> AdminError {
+    AdminError::new(ErrorKind::Failed, format!("reading the local store failed: {e}"))
+}
+
+impl Cluster {
+    /// Open the store and start openraft. `founder_ca` is set on a node that creates a new
+    /// cluster; it then initialises Raft with itself as the only voter.
+    pub async fn start(
+        id: NodeId,
+        name: String,
+        cfg: &Config,
+        data_dir: &std::path::Path,
+        ep: Arc<Endpoint>,
+        ca_sha256: String,
+        founder_ca: Option<(String, CaPem)>,
+    ) -> Result<Arc<Cluster>, RaftStartError> {
+        let store = Store::open(data_dir)?;
+        let net = Network { ep: ep.clone(), backoff_max: cfg.net.reconnect_backoff_max.0 };
+        let raft = Raft::new(id, Arc::new(raft_config(cfg)?), net, LogStore(store.clone()), StateMachine(store.clone()))
+            .await
+            .map_err(|e| RaftStartError::Start(e.to_string()))?;
+        if founder_ca.is_some() && !raft.is_initialized().await.map_err(|e| RaftStartError::Start(e.to_string()))? {
+            let members = BTreeMap::from([(id, BasicNode::new(cfg.advertise_addr()))]);
+            raft.initialize(members).await.map_err(|e| RaftStartError::Start(e.to_string()))?;
+            tracing::info!("initialised a new cluster with {name} (id {id}) as its only voter");
+        }
+        Ok(Arc::new(Cluster {
+            id,
+            name,
+            raft,
+            store,
+            ep,
+            write_timeout: cfg.raft.write_timeout.0,
+            voters_wanted: cfg.raft.voters as usize,
+            founder_ca,
+            ca_sha256,
+        }))
+    }
+
+    /// The CA fingerprint join tokens pin.
+    pub fn ca_sha256(&self) -> &str {
+        &self.ca_sha256
+    }
+
+    fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some((id, addr))
+    }
+
+    /// Whether this node knows a leader and has applied everything it knows to be committed.
+    pub fn ready(&self) -> bool {
+        let has_leader = self.raft.metrics().borrow().current_leader.is_some();
+        has_leader && self.store.applied_index() >= self.store.committed_index().unwrap_or(0)
+    }
+
+    /// Write through Raft. Forwards to the leader when `forward` is set; retries with the same
+    /// request id until `raft.write_timeout`, so a retried write applies once.
+    pub async fn write(&self, req: Request, forward: bool) -> Result<Response, AdminError> {
+        let deadline = Instant::now() + self.write_timeout;
+        let mut metrics = self.raft.metrics();
+        let mut last_err = String::from("no leader is known");
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(AdminError::new(
+                    ErrorKind::NoQuorum,
+                    format!(
+                        "no quorum: the write was not committed within {} ({last_err}); check 'aether status' — retrying is safe",
+                        humantime::format_duration(self.write_timeout)
+                    ),
+                ));
+            }
+            match tokio::time::timeout(remaining, self.raft.client_write(req.clone())).await {
+                Err(_) => last_err = "the leader could not reach a quorum".into(),
+                Ok(Ok(r)) => return Ok(r.data),
+                Ok(Err(RaftError::Fatal(f))) => return Err(unavailable(f)),
+                Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                    return Err(AdminError::new(ErrorKind::Failed, e.to_string()));
+                }
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                    if !forward {
+                        return Err(AdminError::new(ErrorKind::NotLeader, "this node is not the leader"));
+                    }
+                    if let Some(node) = f.leader_node {
+                        match self.ep.call::<_, PeerResponse>(&node.addr, &PeerRequest::Write(req.clone()), Some(remaining)).await {
+                            Ok(PeerResponse::Write(Ok(r))) => return Ok(r),
+                            Ok(PeerResponse::Write(Err(e))) if e.kind == ErrorKind::NotLeader => last_err = "the leader moved".into(),
+                            Ok(PeerResponse::Write(Err(e))) => return Err(e),
+                            Ok(_) => return Err(AdminError::new(ErrorKind::Failed, "leader answered a write with the wrong message")),
+                            Err(e) => last_err = format!("forwarding to the leader failed: {e}"),
+                        }
+                    }
+                    // Wait for news of a (new) leader rather than spinning.
+                    let _ = tokio::time::timeout(Duration::from_millis(100).min(remaining), metrics.changed()).await;
+                }
+            }
+        }
+    }
+
+    /// A linearizable read: confirmed by the leader's quorum, then served from its state machine.
+    pub async fn read(&self, q: ReadQuery, forward: bool) -> Result<ReadResult, AdminError> {
+        let deadline = Instant::now() + self.write_timeout;
+        let mut metrics = self.raft.metrics();
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(AdminError::new(ErrorKind::NoQuorum, "no quorum: the leader could not confirm a linearizable read in time; check 'aether status'"));
+            }
+            match tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await {
+                Err(_) => continue,
+                Ok(Ok(_)) => return self.read_local(&q),
+                Ok(Err(RaftError::Fatal(f))) => return Err(unavailable(f)),
+                Ok(Err(RaftError::APIError(e))) => {
+                    if !forward {
+                        return Err(AdminError::new(ErrorKind::NotLeader, e.to_string()));
+                    }
+                    if let Some((_, addr)) = self.leader().filter(|(id, _)| *id != self.id) {
+                        match self.ep.call::<_, PeerResponse>(&addr, &PeerRequest::Read(q.clone()), Some(remaining)).await {
+                            Ok(PeerResponse::Read(Ok(r))) => return Ok(r),
+                            Ok(PeerResponse::Read(Err(e))) if e.kind == ErrorKind::NotLeader => {}
+                            Ok(PeerResponse::Read(Err(e))) => return Err(e),
+                            Ok(_) => return Err(AdminError::new(ErrorKind::Failed, "leader answered a read with the wrong message")),
+                            Err(e) => tracing::debug!("forwarding a read failed: {e}"),
+                        }
+                    }
+                    let _ = tokio::time::timeout(Duration::from_millis(100).min(remaining), metrics.changed()).await;
+                }
+            }
+        }
+    }
+
+    fn read_local(&self, q: &ReadQuery) -> Result<ReadResult, AdminError> {
+        match q {
+            ReadQuery::KvGet { key } => self.store.kv_get(key).map(ReadResult::Value).map_err(store_err),
+            ReadQuery::KvList { prefix, limit } => self.store.kv_list(prefix, *limit as usize).map(ReadResult::List).map_err(store_err),
+        }
+    }
+
+    /// Status as this node sees it.
+    pub fn local_status(&self) -> Result<StatusView, AdminError> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let records: BTreeMap<NodeId, NodeRecord> = self.store.nodes().map_err(store_err)?.into_iter().map(|n| (n.id, n)).collect();
+        let name_of = |id: NodeId| records.get(&id).map(|r| r.name.clone()).unwrap_or_else(|| format!("node-{id}"));
+        let is_leader = m.current_leader == Some(self.id);
+        let replication = m.replication.clone().unwrap_or_default();
+        let mut ids: BTreeSet<NodeId> = records.keys().copied().collect();
+        ids.extend(membership.nodes().map(|(id, _)| *id));
+        let members = ids
+            .into_iter()
+            .map(|id| {
+                let rec = records.get(&id);
+                let addr = membership.get_node(&id).map(|n| n.addr.clone()).or_else(|| rec.map(|r| r.addr.clone())).unwrap_or_default();
+                let role = if voters.contains(&id) {
+                    "voter"
+                } else if membership.get_node(&id).is_some() {
+                    "learner"
+                } else {
+                    "pending"
+                };
+                let contact = if id == self.id { Some(Duration::ZERO) } else { self.ep.last_contact(&addr).map(|t| t.elapsed()) };
+                // A follower only talks to the leader; it cannot judge the others.
+                let judged = id == self.id || is_leader || m.current_leader == Some(id);
+                let reachable = judged.then(|| contact.is_some_and(|c| c < Duration::from_secs(3)));
+                MemberView {
+                    id,
+                    name: name_of(id),
+                    addr,
+                    role: role.into(),
+                    state: rec.map(|r| r.state).unwrap_or(crate::domain::NodeState::Ready),
+                    leader: m.current_leader == Some(id),
+                    reachable,
+                    last_contact_ms: contact.map(|c| c.as_millis() as u64),
+                    matched_index: if id == self.id && is_leader {
+                        m.last_log_index
+                    } else {
+                        replication.get(&id).cloned().flatten().map(|l| l.index)
+                    },
+                    joined_at: rec.map(|r| r.joined_at).unwrap_or(0),
+                }
+            })
+            .collect();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let leader = m.current_leader.map(|id| LeaderView {
+            id,
+            name: name_of(id),
+            addr: membership.get_node(&id).map(|n| n.addr.clone()).unwrap_or_default(),
+        });
+        let node = LocalView {
+            id: self.id,
+            name: self.name.clone(),
+            role: role.into(),
+            term: m.current_term,
+            commit_index: self.store.committed_index(),
+            applied_index: self.store.applied_index(),
+            last_log_index: m.last_log_index,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            ready: self.ready(),
+        };
+        Ok(StatusView {
+            cluster_id: self.store.cluster().map_err(store_err)?.map(|c| c.init.cluster_id),
+            commit_index: node.commit_index,
+            applied_index: node.applied_index,
+            term: m.current_term,
+            leader,
+            voters_wanted: self.voters_wanted as u8,
+            members,
+            members_seen_by: self.name.clone(),
+            node,
+        })
+    }
+
+    /// Status with the leader's view of the members when the leader can be asked.
+    pub async fn status(&self) -> Result<StatusView, AdminError> {
+        let local = self.local_status()?;
+        match self.leader() {
+            Some((id, addr)) if id != self.id => match self.ep.call::<_, PeerResponse>(&addr, &PeerRequest::Status, None).await {
+                Ok(PeerResponse::Status(mut s)) => {
+                    s.node = local.node;
+                    Ok(*s)
+                }
+                _ => Ok(local),
+            },
+            _ => Ok(local),
+        }
+    }
+
+    /// Handle a join request: on the leader, consume the token through Raft and sign the CSR;
+    /// elsewhere, forward to the leader.
+    pub async fn join(&self, j: JoinRequest, forward: bool) -> Result<JoinAccepted, String> {
+        validate_name("node name", &j.name)?;
+        crate::config::parse_host_port(&j.addr).map_err(|m| format!("bad advertise address: {m}"))?;
+        let deadline = Instant::now() + self.write_timeout;
+        loop {
+            match self.leader() {
+                Some((id, _)) if id == self.id => break,
+                Some((_, addr)) if forward => {
+                    return match self.ep.call::<_, PeerResponse>(&addr, &PeerRequest::Join(j), Some(self.write_timeout)).await {
+                        Ok(PeerResponse::Join(r)) => r,
+                        Ok(_) => Err("the leader answered with the wrong message".into()),
+                        Err(e) => Err(format!("the member could not reach its leader: {e}; retry in a moment")),
+                    };
+                }
+                Some(_) => return Err("this node is no longer the leader; retry".into()),
+                None if Instant::now() > deadline => return Err("the cluster has no leader: retry when 'aether status' shows one".into()),
+                None => {
+                    let _ = tokio::time::timeout(Duration::from_millis(200), self.raft.metrics().changed()).await;
+                }
+            }
+        }
+        let req = Request {
+            id: j.request,
+            actor: format!("join:{}", j.name),
+            at: now_millis(),
+            cmd: Command::Join { token_id: j.token_id.clone(), secret_sha256: tls::hash_secret(&j.secret), name: j.name.clone(), addr: j.addr.clone() },
+        };
+        let node_id = match self.write(req, false).await {
+            Ok(Response::Joined { id }) => id,
+            Ok(Response::TokenRefused(r)) => return Err(r.to_string()),
+            Ok(Response::Refused(m)) => return Err(m),
+            Ok(other) => return Err(format!("unexpected answer {other:?}")),
+            Err(e) => return Err(e.message),
+        };
+        let meta = self.store.cluster().map_err(|e| e.to_string())?.ok_or("the cluster record is missing")?;
+        let ca = CaPem { cert_pem: meta.init.ca_cert_pem.clone(), key_pem: meta.init.ca_key_pem.clone() };
+        let cert_pem = tls::sign_csr(&ca, &j.csr_pem, &j.name).map_err(|e: TlsError| e.to_string())?;
+        if let Err(e) = self.raft.add_learner(node_id, BasicNode::new(&j.addr), false).await {
+            // The membership loop adds registered nodes it finds missing; not fatal here.
+            tracing::warn!("adding {} as a learner failed for now: {e}", j.name);
+        }
+        tracing::info!("{} joined as node {node_id} from {}", j.name, j.addr);
+        Ok(JoinAccepted { node_id, cluster_id: meta.init.cluster_id, ca_pem: meta.init.ca_cert_pem, cert_pem })
+    }
+
+    /// Leader-only upkeep, every `period` until `shutdown`: write the cluster record (founder),
+    /// add registered nodes as learners, promote caught-up learners while voters are wanted.
+    pub async fn run_membership(self: Arc<Self>, period: Duration, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if self.raft.metrics().borrow().current_leader != Some(self.id) {
+                continue;
+            }
+            if let Err(e) = self.membership_step().await {
+                tracing::warn!("membership upkeep: {e}");
+            }
+        }
+    }
+
+    async fn membership_step(&self) -> Result<(), String> {
+        if let Some((cluster_id, ca)) = &self.founder_ca {
+            if self.store.cluster().map_err(|e| e.to_string())?.is_none() {
+                let init = ClusterInit {
+                    cluster_id: cluster_id.clone(),
+                    ca_cert_pem: ca.cert_pem.clone(),
+                    ca_key_pem: ca.key_pem.clone(),
+                    founder_id: self.id,
+                    founder_name: self.name.clone(),
+                    founder_addr: self.raft.metrics().borrow().membership_config.membership().get_node(&self.id).map(|n| n.addr.clone()).unwrap_or_default(),
+                };
+                let req = Request { id: RequestId { client: self.id as u128, serial: 1 }, actor: format!("node:{}", self.name), at: now_millis(), cmd: Command::InitCluster(init) };
+                self.write(req, false).await.map_err(|e| e.message)?;
+            }
+        }
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        for rec in self.store.nodes().map_err(|e| e.to_string())? {
+            if membership.get_node(&rec.id).is_none() {
+                tracing::info!("adding {} (id {}) as a learner", rec.name, rec.id);
+                self.raft.add_learner(rec.id, BasicNode::new(&rec.addr), false).await.map_err(|e| e.to_string())?;
+            }
+        }
+        if voters.len() >= self.voters_wanted {
+            return Ok(());
+        }
+        // Promote caught-up learners, two at a time past the first voter, so the number of
+        // voters stays odd (a 2-voter cluster would stop on either failure).
+        let last = m.last_log_index.unwrap_or(0);
+        let replication = m.replication.unwrap_or_default();
+        let ready: Vec<NodeId> = membership
+            .learner_ids()
+            .filter(|id| replication.get(id).cloned().flatten().is_some_and(|l| l.index + 50 >= last))
+            .collect();
+        let step = if voters.len() % 2 == 1 { 2 } else { 1 };
+        if ready.len() >= step && voters.len() + step <= self.voters_wanted {
+            let add: BTreeSet<NodeId> = ready.into_iter().take(step).collect();
+            tracing::info!("promoting {add:?} to voters");
+            self.raft.change_membership(ChangeMembers::AddVoterIds(add), true).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl Service for Cluster {
+    type Req = PeerRequest;
+    type Resp = PeerResponse;
+
+    fn handle(self: Arc<Self>, ctx: PeerCtx, req: PeerRequest) -> BoxFut<Result<PeerResponse, String>> {
+        Box::pin(async move {
+            if !ctx.authenticated && !matches!(req, PeerRequest::Join(_)) {
+                return Err("refused: only a join request may be sent without a cluster certificate".into());
+            }
+            Ok(match req {
+                PeerRequest::Vote(r) => PeerResponse::Vote(self.raft.vote(r).await),
+                PeerRequest::Append(r) => PeerResponse::Append(self.raft.append_entries(r).await),
+                PeerRequest::Snapshot(r) => PeerResponse::Snapshot(self.raft.install_snapshot(r).await),
+                PeerRequest::Write(r) => PeerResponse::Write(self.write(r, false).await),
+                PeerRequest::Read(q) => PeerResponse::Read(self.read(q, false).await),
+                PeerRequest::Status => PeerResponse::Status(Box::new(self.local_status().map_err(|e| e.message)?)),
+                // A joining node may ask any member, which forwards to the leader; a member forwarding
+                // to us expects us to be the leader.
+                PeerRequest::Join(j) => PeerResponse::Join(self.join(j, !ctx.authenticated).await),
+            })
+        })
+    }
+}

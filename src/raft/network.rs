@@ -1,0 +1,144 @@
+//! Member-to-member RPCs over the QUIC endpoint: Raft (vote, append entries, snapshot chunks),
+//! forwarded writes and reads, status, and joins.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use super::types::{Request, RequestId, Response};
+use super::{Node, TypeConfig};
+use crate::admin::protocol::{AdminError, ReadQuery, ReadResult, StatusView};
+use crate::domain::NodeId;
+use crate::net::{Endpoint, NetError};
+
+/// A request from one member (or a joining node) to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerRequest {
+    Vote(VoteRequest<NodeId>),
+    Append(AppendEntriesRequest<TypeConfig>),
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A write forwarded to the leader.
+    Write(Request),
+    /// A linearizable read forwarded to the leader.
+    Read(ReadQuery),
+    /// The leader's view of the cluster.
+    Status,
+    /// A node asking to join (the only request allowed without a cluster certificate).
+    Join(JoinRequest),
+}
+
+/// The answer to a [`PeerRequest`], variant for variant.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerResponse {
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    Write(Result<Response, AdminError>),
+    Read(Result<ReadResult, AdminError>),
+    Status(Box<StatusView>),
+    Join(Result<JoinAccepted, String>),
+}
+
+/// A joining node's request. The secret travels only after the node checked the CA pin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub request: RequestId,
+    pub token_id: String,
+    pub secret: String,
+    pub name: String,
+    /// Address the new node will be reachable at.
+    pub addr: String,
+    pub csr_pem: String,
+}
+
+/// What a joining node gets back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinAccepted {
+    pub node_id: NodeId,
+    pub cluster_id: String,
+    pub ca_pem: String,
+    pub cert_pem: String,
+}
+
+/// Builds a [`PeerClient`] per target for openraft.
+pub struct Network {
+    pub ep: Arc<Endpoint>,
+    pub backoff_max: Duration,
+}
+
+/// openraft's handle on one peer.
+pub struct PeerClient {
+    ep: Arc<Endpoint>,
+    target: NodeId,
+    addr: String,
+    backoff_max: Duration,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+        PeerClient { ep: self.ep.clone(), target, addr: node.addr.clone(), backoff_max: self.backoff_max }
+    }
+}
+
+fn transport_err<E: std::error::Error>(e: NetError) -> RPCError<NodeId, Node, E> {
+    if e.is_unreachable() { RPCError::Unreachable(Unreachable::new(&e)) } else { RPCError::Network(NetworkError::new(&e)) }
+}
+
+fn unexpected<E: std::error::Error>(what: &str) -> RPCError<NodeId, Node, E> {
+    let e = std::io::Error::other(format!("peer answered a {what} request with the wrong message"));
+    RPCError::Network(NetworkError::new(&e))
+}
+
+impl PeerClient {
+    async fn call(&self, req: PeerRequest, option: &RPCOption) -> Result<PeerResponse, NetError> {
+        self.ep.call(&self.addr, &req, Some(option.hard_ttl())).await
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        match self.call(PeerRequest::Append(rpc), &option).await.map_err(transport_err)? {
+            PeerResponse::Append(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(unexpected("append")),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>> {
+        match self.call(PeerRequest::Snapshot(rpc), &option).await.map_err(transport_err)? {
+            PeerResponse::Snapshot(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(unexpected("snapshot")),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        match self.call(PeerRequest::Vote(rpc), &option).await.map_err(transport_err)? {
+            PeerResponse::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(unexpected("vote")),
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        let max = self.backoff_max;
+        Backoff::new((0..).map(move |i: u32| Duration::from_millis(100u64 << i.min(6)).min(max)))
+    }
+}

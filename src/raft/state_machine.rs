@@ -1,0 +1,620 @@
+//! The replicated state machine on redb: applying [`Request`]s (with at-most-once client
+//! sessions and an audit trail), building and installing snapshots as streamed files, and the
+//! read-side queries views use.
+
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership};
+use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::store::{AUDIT, KV, NODES, SESSIONS, SM_META, Store, TOKENS, blocking, dec, enc, fatal, io};
+use super::types::{ClusterInit, Command, Request, Response};
+use super::{Entry, Node, TypeConfig};
+use crate::domain::{AuditRecord, Millis, NodeId, NodeRecord, NodeState, TokenRecord, TokenRefusal, human_millis};
+
+// Keys of SM_META.
+const K_APPLIED: &str = "applied";
+const K_MEMBERSHIP: &str = "membership";
+const K_CLUSTER: &str = "cluster";
+const K_SNAPSHOT: &str = "snapshot";
+const K_AUDIT_SEQ: &str = "audit_seq";
+
+/// Audit entries kept (oldest dropped first).
+pub const AUDIT_KEEP: u64 = 10_000;
+/// Client sessions (for at-most-once writes) older than this are forgotten.
+pub const SESSION_TTL_MS: Millis = 3_600_000;
+
+/// The cluster record: set by `InitCluster`, then the id allocator for members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterMeta {
+    pub init: ClusterInit,
+    pub next_node_id: NodeId,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Session {
+    serial: u64,
+    at: Millis,
+    response: Response,
+}
+
+/// The snapshot on disk: which file holds which log position.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SnapshotRef {
+    meta: SnapshotMeta<NodeId, Node>,
+    file: String,
+}
+
+/// One record of a snapshot file (each a length-prefixed postcard frame).
+#[derive(Debug, Serialize, Deserialize)]
+enum SnapRecord {
+    Header { format: u32 },
+    Meta(String, Vec<u8>),
+    Kv(String, Vec<u8>),
+    Node(u64, Vec<u8>),
+    Token(String, Vec<u8>),
+    Session(u128, Vec<u8>),
+    Audit(u64, Vec<u8>),
+    End { records: u64 },
+}
+
+const SNAPSHOT_FORMAT: u32 = 1;
+
+fn meta_get<T: for<'de> Deserialize<'de>>(txn: &WriteTransaction, key: &str) -> Result<Option<T>, std::io::Error> {
+    let t = txn.open_table(SM_META).map_err(io)?;
+    let v = t.get(key).map_err(io)?;
+    v.map(|v| dec(v.value(), key)).transpose()
+}
+
+fn meta_put<T: Serialize>(txn: &WriteTransaction, key: &str, v: &T) -> Result<(), std::io::Error> {
+    txn.open_table(SM_META).map_err(io)?.insert(key, enc(v).as_slice()).map_err(io)?;
+    Ok(())
+}
+
+/// Apply one request inside `txn`. Deterministic: depends only on the state and the request.
+fn apply_request(txn: &WriteTransaction, req: &Request) -> Result<Response, std::io::Error> {
+    let mut sessions = txn.open_table(SESSIONS).map_err(io)?;
+    if let Some(prev) = sessions.get(req.id.client).map_err(io)? {
+        let s: Session = dec(prev.value(), "session")?;
+        if s.serial == req.id.serial {
+            return Ok(s.response);
+        }
+    }
+    let response = apply_command(txn, &req.cmd, req.at)?;
+    let session = Session { serial: req.id.serial, at: req.at, response: response.clone() };
+    sessions.insert(req.id.client, enc(&session).as_slice()).map_err(io)?;
+
+    let seq: u64 = meta_get(txn, K_AUDIT_SEQ)?.unwrap_or(0) + 1;
+    meta_put(txn, K_AUDIT_SEQ, &seq)?;
+    let outcome = match &response {
+        Response::TokenRefused(r) => format!("refused: {r}"),
+        Response::Refused(m) => format!("refused: {m}"),
+        Response::Cas { swapped: false, .. } => "not swapped".into(),
+        _ => "ok".into(),
+    };
+    let rec = AuditRecord { seq, at: req.at, actor: req.actor.clone(), what: req.cmd.summary(), outcome };
+    let mut audit = txn.open_table(AUDIT).map_err(io)?;
+    audit.insert(seq, enc(&rec).as_slice()).map_err(io)?;
+    if seq > AUDIT_KEEP {
+        audit.remove(seq - AUDIT_KEEP).map_err(io)?;
+    }
+    if seq % 1024 == 0 {
+        let cutoff = req.at.saturating_sub(SESSION_TTL_MS);
+        sessions
+            .retain(|_, v| postcard::from_bytes::<Session>(v).map(|s| s.at >= cutoff).unwrap_or(false))
+            .map_err(io)?;
+    }
+    Ok(response)
+}
+
+fn apply_command(txn: &WriteTransaction, cmd: &Command, at: Millis) -> Result<Response, std::io::Error> {
+    let cluster: Option<ClusterMeta> = meta_get(txn, K_CLUSTER)?;
+    Ok(match cmd {
+        Command::InitCluster(init) => match cluster {
+            Some(c) if c.init.cluster_id == init.cluster_id => Response::Ok,
+            Some(c) => Response::Refused(format!("the cluster is already initialised as '{}'", c.init.cluster_id)),
+            None => {
+                let rec = NodeRecord {
+                    id: init.founder_id,
+                    name: init.founder_name.clone(),
+                    addr: init.founder_addr.clone(),
+                    state: NodeState::Ready,
+                    joined_at: at,
+                };
+                txn.open_table(NODES).map_err(io)?.insert(rec.id, enc(&rec).as_slice()).map_err(io)?;
+                meta_put(txn, K_CLUSTER, &ClusterMeta { init: init.clone(), next_node_id: init.founder_id + 1 })?;
+                Response::Ok
+            }
+        },
+        Command::Join { token_id, secret_sha256, name, addr } => {
+            let Some(mut meta) = cluster else {
+                return Ok(Response::Refused("the cluster is not initialised yet: retry in a moment".into()));
+            };
+            let mut tokens = txn.open_table(TOKENS).map_err(io)?;
+            let Some(raw) = tokens.get(token_id.as_str()).map_err(io)?.map(|v| v.value().to_vec()) else {
+                return Ok(Response::TokenRefused(TokenRefusal::Unknown(token_id.clone())));
+            };
+            let mut tok: TokenRecord = dec(&raw, "token")?;
+            let refusal = if tok.secret_sha256 != *secret_sha256 {
+                Some(TokenRefusal::WrongSecret(tok.id.clone()))
+            } else if tok.revoked {
+                Some(TokenRefusal::Revoked(tok.id.clone()))
+            } else if let Some(exp) = tok.expires_at.filter(|e| *e <= at) {
+                Some(TokenRefusal::Expired { id: tok.id.clone(), ago: human_millis(at - exp) })
+            } else if tok.uses_left == 0 {
+                Some(TokenRefusal::UsedUp { id: tok.id.clone(), total: tok.uses_total })
+            } else if find_node_by_name(txn, name)?.is_some() {
+                Some(TokenRefusal::NameTaken(name.clone()))
+            } else {
+                None
+            };
+            if let Some(r) = refusal {
+                return Ok(Response::TokenRefused(r));
+            }
+            tok.uses_left -= 1;
+            tokens.insert(token_id.as_str(), enc(&tok).as_slice()).map_err(io)?;
+            let id = meta.next_node_id;
+            meta.next_node_id += 1;
+            meta_put(txn, K_CLUSTER, &meta)?;
+            let rec = NodeRecord { id, name: name.clone(), addr: addr.clone(), state: NodeState::Ready, joined_at: at };
+            txn.open_table(NODES).map_err(io)?.insert(id, enc(&rec).as_slice()).map_err(io)?;
+            Response::Joined { id }
+        }
+        Command::AddNode { name, addr } => {
+            let Some(mut meta) = cluster else {
+                return Ok(Response::Refused("the cluster is not initialised yet".into()));
+            };
+            if find_node_by_name(txn, name)?.is_some() {
+                return Ok(Response::TokenRefused(TokenRefusal::NameTaken(name.clone())));
+            }
+            let id = meta.next_node_id;
+            meta.next_node_id += 1;
+            meta_put(txn, K_CLUSTER, &meta)?;
+            let rec = NodeRecord { id, name: name.clone(), addr: addr.clone(), state: NodeState::Ready, joined_at: at };
+            txn.open_table(NODES).map_err(io)?.insert(id, enc(&rec).as_slice()).map_err(io)?;
+            Response::Joined { id }
+        }
+        Command::RemoveNode { id } => match txn.open_table(NODES).map_err(io)?.remove(*id).map_err(io)? {
+            Some(_) => Response::Ok,
+            None => Response::Refused(format!("node id {id} is not a member")),
+        },
+        Command::SetNodeState { id, state } => {
+            let mut nodes = txn.open_table(NODES).map_err(io)?;
+            let raw = nodes.get(*id).map_err(io)?.map(|v| v.value().to_vec());
+            match raw {
+                Some(raw) => {
+                    let mut rec: NodeRecord = dec(&raw, "node")?;
+                    rec.state = *state;
+                    nodes.insert(*id, enc(&rec).as_slice()).map_err(io)?;
+                    Response::Ok
+                }
+                None => Response::Refused(format!("node id {id} is not a member")),
+            }
+        }
+        Command::IssueJoinToken { id, secret_sha256, expires_at, uses } => {
+            let rec = TokenRecord {
+                id: id.clone(),
+                secret_sha256: *secret_sha256,
+                created_at: at,
+                created_by: String::new(),
+                expires_at: *expires_at,
+                uses_left: *uses,
+                uses_total: *uses,
+                revoked: false,
+            };
+            txn.open_table(TOKENS).map_err(io)?.insert(id.as_str(), enc(&rec).as_slice()).map_err(io)?;
+            Response::Ok
+        }
+        Command::RevokeJoinToken { id } => {
+            let mut tokens = txn.open_table(TOKENS).map_err(io)?;
+            let raw = tokens.get(id.as_str()).map_err(io)?.map(|v| v.value().to_vec());
+            match raw {
+                Some(raw) => {
+                    let mut t: TokenRecord = dec(&raw, "token")?;
+                    t.revoked = true;
+                    tokens.insert(id.as_str(), enc(&t).as_slice()).map_err(io)?;
+                    Response::Ok
+                }
+                None => Response::Refused(format!("join token '{id}' is unknown")),
+            }
+        }
+        Command::Put { key, value } => {
+            let mut kv = txn.open_table(KV).map_err(io)?;
+            let prev = kv.insert(key.as_str(), value.as_slice()).map_err(io)?.map(|v| v.value().to_vec());
+            Response::Previous(prev)
+        }
+        Command::Delete { key } => {
+            let mut kv = txn.open_table(KV).map_err(io)?;
+            let prev = kv.remove(key.as_str()).map_err(io)?.map(|v| v.value().to_vec());
+            Response::Previous(prev)
+        }
+        Command::CompareAndSwap { key, expected, new } => {
+            let mut kv = txn.open_table(KV).map_err(io)?;
+            let current = kv.get(key.as_str()).map_err(io)?.map(|v| v.value().to_vec());
+            if current == *expected {
+                match new {
+                    Some(v) => kv.insert(key.as_str(), v.as_slice()).map_err(io)?,
+                    None => kv.remove(key.as_str()).map_err(io)?,
+                };
+                Response::Cas { swapped: true, current: new.clone() }
+            } else {
+                Response::Cas { swapped: false, current }
+            }
+        }
+    })
+}
+
+fn find_node_by_name(txn: &WriteTransaction, name: &str) -> Result<Option<NodeRecord>, std::io::Error> {
+    let t = txn.open_table(NODES).map_err(io)?;
+    for row in t.iter().map_err(io)? {
+        let (_, v) = row.map_err(io)?;
+        let rec: NodeRecord = dec(v.value(), "node")?;
+        if rec.name == name {
+            return Ok(Some(rec));
+        }
+    }
+    Ok(None)
+}
+
+// ---- read side ----
+
+impl Store {
+    fn scan<K: redb::Key + 'static, T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<K, &[u8]>,
+        what: &str,
+    ) -> Result<Vec<T>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(table).map_err(io)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(io)? {
+            let (_, v) = row.map_err(io)?;
+            out.push(dec(v.value(), what)?);
+        }
+        Ok(out)
+    }
+
+    /// The last applied log id.
+    pub fn applied_log_id(&self) -> Result<Option<LogId<NodeId>>, std::io::Error> {
+        Ok(self.read_meta::<Option<LogId<NodeId>>>(SM_META, K_APPLIED)?.flatten())
+    }
+
+    /// The cluster record, once the founder wrote it.
+    pub fn cluster(&self) -> Result<Option<ClusterMeta>, std::io::Error> {
+        self.read_meta(SM_META, K_CLUSTER)
+    }
+
+    /// Every member record, by id.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, std::io::Error> {
+        self.scan(NODES, "node")
+    }
+
+    /// Every join token record.
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>, std::io::Error> {
+        self.scan(TOKENS, "token")
+    }
+
+    /// The newest `n` audit records, oldest first.
+    pub fn audit(&self, n: usize) -> Result<Vec<AuditRecord>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(AUDIT).map_err(io)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(io)?.rev().take(n) {
+            let (_, v) = row.map_err(io)?;
+            out.push(dec(v.value(), "audit record")?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// A kv value.
+    pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(KV).map_err(io)?;
+        Ok(t.get(key).map_err(io)?.map(|v| v.value().to_vec()))
+    }
+
+    /// kv pairs whose key starts with `prefix`, in key order, at most `limit`.
+    pub fn kv_list(&self, prefix: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(KV).map_err(io)?;
+        let mut out = Vec::new();
+        for row in t.range(prefix..).map_err(io)? {
+            let (k, v) = row.map_err(io)?;
+            if !k.value().starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Number of kv pairs.
+    pub fn kv_len(&self) -> Result<u64, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        txn.open_table(KV).map_err(io)?.len().map_err(io)
+    }
+
+    fn current_snapshot_ref(&self) -> Result<Option<SnapshotRef>, std::io::Error> {
+        self.read_meta(SM_META, K_SNAPSHOT)
+    }
+
+    /// Index the current snapshot covers.
+    pub fn snapshot_index(&self) -> Option<u64> {
+        self.current_snapshot_ref().ok().flatten().and_then(|s| s.meta.last_log_id.map(|l| l.index))
+    }
+}
+
+// ---- snapshots ----
+
+fn write_record(w: &mut impl Write, r: &SnapRecord) -> Result<(), std::io::Error> {
+    let b = enc(r);
+    w.write_all(&(b.len() as u32).to_be_bytes())?;
+    w.write_all(&b)
+}
+
+fn read_record(r: &mut impl Read) -> Result<SnapRecord, std::io::Error> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > 64 << 20 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("snapshot record of {len} bytes is corrupt")));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    dec(&buf, "snapshot record")
+}
+
+fn sync_dir(dir: &std::path::Path) -> Result<(), std::io::Error> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Remove every snapshot file except `keep`.
+fn remove_other_snapshots(dir: &std::path::Path, keep: &str) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name != keep {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Stream the state machine into a new snapshot file and make it current.
+    fn build_snapshot_file(&self) -> Result<(SnapshotMeta<NodeId, Node>, PathBuf), std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let meta_t = txn.open_table(SM_META).map_err(io)?;
+        let get = |k: &str| -> Result<Option<Vec<u8>>, std::io::Error> { Ok(meta_t.get(k).map_err(io)?.map(|v| v.value().to_vec())) };
+        let applied: Option<LogId<NodeId>> = get(K_APPLIED)?.map(|b| dec::<Option<LogId<NodeId>>>(&b, K_APPLIED)).transpose()?.flatten();
+        let membership: StoredMembership<NodeId, Node> =
+            get(K_MEMBERSHIP)?.map(|b| dec(&b, K_MEMBERSHIP)).transpose()?.unwrap_or_default();
+        let snapshot_id = match applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, crate::domain::now_millis()),
+            None => format!("0-0-{}", crate::domain::now_millis()),
+        };
+        let dir = self.snap_dir();
+        let tmp = dir.join(format!("{snapshot_id}.building"));
+        let final_name = format!("{snapshot_id}.snap");
+        let mut w = BufWriter::new(std::fs::File::create(&tmp)?);
+        let mut n = 0u64;
+        write_record(&mut w, &SnapRecord::Header { format: SNAPSHOT_FORMAT })?;
+        for row in meta_t.iter().map_err(io)? {
+            let (k, v) = row.map_err(io)?;
+            if [K_CLUSTER, K_AUDIT_SEQ].contains(&k.value()) {
+                write_record(&mut w, &SnapRecord::Meta(k.value().into(), v.value().to_vec()))?;
+                n += 1;
+            }
+        }
+        macro_rules! dump {
+            ($table:expr, $variant:ident, $conv:expr) => {
+                for row in txn.open_table($table).map_err(io)?.iter().map_err(io)? {
+                    let (k, v) = row.map_err(io)?;
+                    write_record(&mut w, &SnapRecord::$variant($conv(k.value()), v.value().to_vec()))?;
+                    n += 1;
+                }
+            };
+        }
+        dump!(KV, Kv, |k: &str| k.to_string());
+        dump!(NODES, Node, |k: u64| k);
+        dump!(TOKENS, Token, |k: &str| k.to_string());
+        dump!(SESSIONS, Session, |k: u128| k);
+        dump!(AUDIT, Audit, |k: u64| k);
+        write_record(&mut w, &SnapRecord::End { records: n })?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        drop(f);
+        let path = dir.join(&final_name);
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(&dir)?;
+        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+        self.set_current_snapshot(&meta, &final_name)?;
+        Ok((meta, path))
+    }
+
+    fn set_current_snapshot(&self, meta: &SnapshotMeta<NodeId, Node>, file: &str) -> Result<(), std::io::Error> {
+        let txn = self.db.begin_write().map_err(io)?;
+        meta_put(&txn, K_SNAPSHOT, &SnapshotRef { meta: meta.clone(), file: file.into() })?;
+        txn.commit().map_err(io)?;
+        remove_other_snapshots(&self.snap_dir(), file);
+        Ok(())
+    }
+
+    /// Replace the state machine with the snapshot in `file` (already complete on disk).
+    fn install_snapshot_file(&self, meta: &SnapshotMeta<NodeId, Node>, file: std::fs::File) -> Result<(), std::io::Error> {
+        let dir = self.snap_dir();
+        let final_name = format!("{}.snap", meta.snapshot_id);
+        let path = dir.join(&final_name);
+        // Keep our own durable copy: the received handle may be a temporary file.
+        let mut src = file;
+        src.seek(std::io::SeekFrom::Start(0))?;
+        let tmp = dir.join(format!("{}.installing", meta.snapshot_id));
+        {
+            let mut dst = std::fs::File::create(&tmp)?;
+            std::io::copy(&mut src, &mut dst)?;
+            dst.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(&dir)?;
+
+        let mut r = BufReader::new(std::fs::File::open(&path)?);
+        match read_record(&mut r)? {
+            SnapRecord::Header { format: SNAPSHOT_FORMAT } => {}
+            other => return Err(io(format!("snapshot '{}' has a bad header: {other:?}", meta.snapshot_id))),
+        }
+        let txn = self.db.begin_write().map_err(io)?;
+        {
+            txn.open_table(SM_META).map_err(io)?.retain(|_, _| false).map_err(io)?;
+            txn.open_table(KV).map_err(io)?.retain(|_, _| false).map_err(io)?;
+            txn.open_table(NODES).map_err(io)?.retain(|_, _| false).map_err(io)?;
+            txn.open_table(TOKENS).map_err(io)?.retain(|_, _| false).map_err(io)?;
+            txn.open_table(SESSIONS).map_err(io)?.retain(|_, _| false).map_err(io)?;
+            txn.open_table(AUDIT).map_err(io)?.retain(|_, _| false).map_err(io)?;
+            let mut sm = txn.open_table(SM_META).map_err(io)?;
+            let mut kv = txn.open_table(KV).map_err(io)?;
+            let mut nodes = txn.open_table(NODES).map_err(io)?;
+            let mut tokens = txn.open_table(TOKENS).map_err(io)?;
+            let mut sessions = txn.open_table(SESSIONS).map_err(io)?;
+            let mut audit = txn.open_table(AUDIT).map_err(io)?;
+            let mut n = 0u64;
+            loop {
+                match read_record(&mut r)? {
+                    SnapRecord::Header { .. } => return Err(io("snapshot has a second header")),
+                    SnapRecord::Meta(k, v) => sm.insert(k.as_str(), v.as_slice()).map(|_| ()),
+                    SnapRecord::Kv(k, v) => kv.insert(k.as_str(), v.as_slice()).map(|_| ()),
+                    SnapRecord::Node(k, v) => nodes.insert(k, v.as_slice()).map(|_| ()),
+                    SnapRecord::Token(k, v) => tokens.insert(k.as_str(), v.as_slice()).map(|_| ()),
+                    SnapRecord::Session(k, v) => sessions.insert(k, v.as_slice()).map(|_| ()),
+                    SnapRecord::Audit(k, v) => audit.insert(k, v.as_slice()).map(|_| ()),
+                    SnapRecord::End { records } if records == n => break,
+                    SnapRecord::End { records } => {
+                        return Err(io(format!("snapshot '{}' is truncated: {n} of {records} records", meta.snapshot_id)));
+                    }
+                }
+                .map_err(io)?;
+                n += 1;
+            }
+            sm.insert(K_APPLIED, enc(&meta.last_log_id).as_slice()).map_err(io)?;
+            sm.insert(K_MEMBERSHIP, enc(&meta.last_membership).as_slice()).map_err(io)?;
+            sm.insert(K_SNAPSHOT, enc(&SnapshotRef { meta: meta.clone(), file: final_name.clone() }).as_slice()).map_err(io)?;
+        }
+        txn.commit().map_err(io)?;
+        remove_other_snapshots(&dir, &final_name);
+        self.applied_tx.send_replace(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+        Ok(())
+    }
+}
+
+/// The state-machine half of the store, handed to openraft.
+pub struct StateMachine(pub Arc<Store>);
+
+/// Builds snapshots from a consistent read of the store.
+pub struct SnapshotBuilder(Arc<Store>);
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let store = self.0.clone();
+        let (meta, path) = blocking(move || store.build_snapshot_file())
+            .await
+            .map_err(|e| fatal("building a snapshot", e, |e| StorageIOError::write_snapshot(None, e)))?;
+        let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        tracing::info!("built snapshot {} at index {:?}", meta.snapshot_id, meta.last_log_id.map(|l| l.index));
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
+        let store = self.0.clone();
+        blocking(move || {
+            let applied = store.applied_log_id()?;
+            let membership = store.read_meta(SM_META, K_MEMBERSHIP)?.unwrap_or_default();
+            Ok((applied, membership))
+        })
+        .await
+        .map_err(|e| StorageIOError::read_state_machine(&e).into())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else { return Ok(Vec::new()) };
+        let store = self.0.clone();
+        let responses = blocking(move || {
+            let mut txn = store.db.begin_write().map_err(io)?;
+            txn.set_durability(Durability::None).map_err(io)?;
+            let mut out = Vec::with_capacity(entries.len());
+            for e in &entries {
+                out.push(match &e.payload {
+                    EntryPayload::Blank => Response::Ok,
+                    EntryPayload::Normal(req) => apply_request(&txn, req)?,
+                    EntryPayload::Membership(m) => {
+                        meta_put(&txn, K_MEMBERSHIP, &StoredMembership::new(Some(e.log_id), m.clone()))?;
+                        Response::Ok
+                    }
+                });
+            }
+            meta_put(&txn, K_APPLIED, &Some(last))?;
+            txn.commit().map_err(io)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| fatal("applying entries", e, |e| StorageIOError::apply(last, e)))?;
+        self.0.applied_tx.send_replace(last.index);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder(self.0.clone())
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        let path = self.0.snap_dir().join(format!("receiving-{:016x}", rand::random::<u64>()));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        *self.0.receiving.lock().expect("lock") = Some(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta<NodeId, Node>, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError<NodeId>> {
+        let file = snapshot.into_std().await;
+        let (store, m) = (self.0.clone(), meta.clone());
+        let received = self.0.receiving.lock().expect("lock").take();
+        blocking(move || {
+            let r = store.install_snapshot_file(&m, file);
+            if let Some(p) = received {
+                let _ = std::fs::remove_file(p);
+            }
+            r
+        })
+        .await
+        .map_err(|e| fatal("installing a snapshot", e, |e| StorageIOError::write_snapshot(Some(meta.signature()), e)))?;
+        tracing::info!("installed snapshot {} at index {:?}", meta.snapshot_id, meta.last_log_id.map(|l| l.index));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let store = self.0.clone();
+        let r = blocking(move || store.current_snapshot_ref()).await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let Some(r) = r else { return Ok(None) };
+        let path = self.0.snap_dir().join(&r.file);
+        let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(Some(r.meta.signature()), &e))?;
+        Ok(Some(Snapshot { meta: r.meta, snapshot: Box::new(file) }))
+    }
+}

@@ -1,0 +1,295 @@
+//! The redb file `<data-dir>/raft.redb`: Raft log, vote, committed id, the state machine and
+//! snapshot metadata. Snapshot data lives beside it in `<data-dir>/snapshots/<id>.snap`.
+//!
+//! Durability: votes, appends, truncates, purges and snapshot installs commit with
+//! `Durability::Immediate` (fsync) before they are acknowledged. State-machine applies commit with
+//! `Durability::None`: redb makes such a commit durable with the next immediate commit, and every
+//! purge of the log is an immediate commit, so no applied entry can be lost from both the state
+//! machine and the log. After a crash openraft re-applies from the last durable applied id.
+
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{LogId, RaftLogReader, StorageError, StorageIOError, Vote};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::{Entry, TypeConfig};
+use crate::domain::NodeId;
+
+// Every table of raft.redb, declared once.
+pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+pub(super) const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+pub(super) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+pub(super) const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+pub(super) const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("nodes");
+pub(super) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+pub(super) const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
+pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+// Keys of RAFT_META.
+const K_VOTE: &str = "vote";
+const K_COMMITTED: &str = "committed";
+const K_PURGED: &str = "last_purged";
+
+/// Storage errors before openraft is involved (opening the file).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open raft store '{path}': {message}; if another aether node uses this data dir, stop it or pick another --data-dir")]
+    Open { path: PathBuf, message: String },
+    #[error("raft store '{path}': {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+/// Shared handle on the store; the log storage, the state machine and readers hold one each.
+pub struct Store {
+    pub(super) db: Database,
+    pub(super) dir: PathBuf,
+    /// Last committed log id as openraft reported it (also persisted, lazily).
+    committed: Mutex<Option<LogId<NodeId>>>,
+    /// Index of the last applied entry; views wait on it.
+    pub(super) applied_tx: watch::Sender<u64>,
+    /// Path of a snapshot being received.
+    pub(super) receiving: Mutex<Option<PathBuf>>,
+}
+
+pub(super) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("in-memory values always encode")
+}
+
+pub(super) fn dec<T: DeserializeOwned>(b: &[u8], what: &str) -> Result<T, std::io::Error> {
+    postcard::from_bytes(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("corrupt {what} in raft.redb: {e}")))
+}
+
+/// Run blocking storage work off the async runtime.
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static) -> Result<T, std::io::Error> {
+    tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
+}
+
+pub(super) fn io<E: std::fmt::Display>(e: E) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl Store {
+    /// Open (or create) `<dir>/raft.redb` and `<dir>/snapshots/`.
+    pub fn open(dir: &Path) -> Result<Arc<Store>, StoreError> {
+        let path = dir.join("raft.redb");
+        let db = Database::create(&path).map_err(|e| StoreError::Open { path: path.clone(), message: e.to_string() })?;
+        let snaps = dir.join("snapshots");
+        std::fs::create_dir_all(&snaps).map_err(|e| StoreError::Io { path: snaps.clone(), message: e.to_string() })?;
+        let store = Arc::new(Store {
+            db,
+            dir: dir.to_path_buf(),
+            committed: Mutex::new(None),
+            applied_tx: watch::channel(0).0,
+            receiving: Mutex::new(None),
+        });
+        // Create every table so readers never meet a missing one.
+        let init = || -> Result<(), redb::Error> {
+            let txn = store.db.begin_write()?;
+            txn.open_table(LOG)?;
+            txn.open_table(RAFT_META)?;
+            txn.open_table(SM_META)?;
+            txn.open_table(KV)?;
+            txn.open_table(NODES)?;
+            txn.open_table(TOKENS)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(AUDIT)?;
+            txn.commit()?;
+            Ok(())
+        };
+        init().map_err(|e| StoreError::Io { path: path.clone(), message: e.to_string() })?;
+        let committed = store.read_meta::<Option<LogId<NodeId>>>(RAFT_META, K_COMMITTED).map_err(|e| StoreError::Io { path: path.clone(), message: e.to_string() })?;
+        *store.committed.lock().expect("lock") = committed.flatten();
+        let applied = store.applied_log_id().map_err(|e| StoreError::Io { path, message: e.to_string() })?;
+        store.applied_tx.send_replace(applied.map(|l| l.index).unwrap_or(0));
+        Ok(store)
+    }
+
+    /// Snapshot folder.
+    pub(super) fn snap_dir(&self) -> PathBuf {
+        self.dir.join("snapshots")
+    }
+
+    pub(super) fn read_meta<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<T>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(table).map_err(io)?;
+        match t.get(key).map_err(io)? {
+            Some(v) => Ok(Some(dec(v.value(), key)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write_meta<T: Serialize>(&self, key: &str, value: &T, durability: Durability) -> Result<(), std::io::Error> {
+        let mut txn = self.db.begin_write().map_err(io)?;
+        txn.set_durability(durability).map_err(io)?;
+        txn.open_table(RAFT_META).map_err(io)?.insert(key, enc(value).as_slice()).map_err(io)?;
+        txn.commit().map_err(io)
+    }
+
+    /// Last committed log index known to this node.
+    pub fn committed_index(&self) -> Option<u64> {
+        self.committed.lock().expect("lock").map(|l| l.index)
+    }
+
+    /// Last applied log index.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied_tx.borrow()
+    }
+
+    /// Subscribe to the applied index.
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    fn read_entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(LOG).map_err(io)?;
+        let mut out = Vec::new();
+        for row in t.range(range).map_err(io)? {
+            let (_, v) = row.map_err(io)?;
+            out.push(dec(v.value(), "log entry")?);
+        }
+        Ok(out)
+    }
+
+    fn log_state(&self) -> Result<LogState<TypeConfig>, std::io::Error> {
+        let purged: Option<LogId<NodeId>> = self.read_meta(RAFT_META, K_PURGED)?.flatten();
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(LOG).map_err(io)?;
+        let last = match t.last().map_err(io)? {
+            Some((_, v)) => Some(dec::<Entry>(v.value(), "log entry")?.log_id),
+            None => purged,
+        };
+        Ok(LogState { last_purged_log_id: purged, last_log_id: last })
+    }
+
+    /// Number of entries in the log table (for status and tests).
+    pub fn log_len(&self) -> Result<u64, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        txn.open_table(LOG).map_err(io)?.len().map_err(io)
+    }
+}
+
+/// The log half of the store, handed to openraft.
+#[derive(Clone)]
+pub struct LogStore(pub Arc<Store>);
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        let store = self.0.clone();
+        let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
+        blocking(move || store.read_entries((start, end))).await.map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let store = self.0.clone();
+        blocking(move || store.log_state()).await.map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let (store, vote) = (self.0.clone(), *vote);
+        blocking(move || store.write_meta(K_VOTE, &vote, Durability::Immediate))
+            .await
+            .map_err(|e| fatal("saving the vote", e, |e| StorageIOError::write_vote(e)))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        let store = self.0.clone();
+        blocking(move || store.read_meta(RAFT_META, K_VOTE)).await.map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        *self.0.committed.lock().expect("lock") = committed;
+        let store = self.0.clone();
+        // Not fsynced on its own: it becomes durable with the next immediate commit, and losing
+        // it only delays re-applying after a restart.
+        blocking(move || store.write_meta(K_COMMITTED, &committed, Durability::None))
+            .await
+            .map_err(|e| fatal("saving the committed id", e, |e| StorageIOError::write(e)))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        let store = self.0.clone();
+        blocking(move || store.read_meta(RAFT_META, K_COMMITTED))
+            .await
+            .map(Option::flatten)
+            .map_err(|e| StorageIOError::read(&e).into())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let rows: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, enc(&e))).collect();
+        let store = self.0.clone();
+        let r = blocking(move || {
+            let txn = store.db.begin_write().map_err(io)?;
+            {
+                let mut t = txn.open_table(LOG).map_err(io)?;
+                for (i, bytes) in &rows {
+                    t.insert(*i, bytes.as_slice()).map_err(io)?;
+                }
+            }
+            txn.commit().map_err(io)
+        })
+        .await;
+        match r {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(fatal("appending log entries", e, |e| StorageIOError::write_logs(e)))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let store = self.0.clone();
+        blocking(move || {
+            let txn = store.db.begin_write().map_err(io)?;
+            txn.open_table(LOG).map_err(io)?.retain_in(log_id.index.., |_, _| false).map_err(io)?;
+            txn.commit().map_err(io)
+        })
+        .await
+        .map_err(|e| fatal("truncating the log", e, |e| StorageIOError::write_logs(e)))
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let store = self.0.clone();
+        blocking(move || {
+            let txn = store.db.begin_write().map_err(io)?;
+            txn.open_table(LOG).map_err(io)?.retain_in(..=log_id.index, |_, _| false).map_err(io)?;
+            txn.open_table(RAFT_META).map_err(io)?.insert(K_PURGED, enc(&Some(log_id)).as_slice()).map_err(io)?;
+            txn.commit().map_err(io)
+        })
+        .await
+        .map_err(|e| fatal("purging the log", e, |e| StorageIOError::write_logs(e)))
+    }
+}
+
+/// A failed write to the Raft store is fatal: log it loudly; openraft stops on the returned
+/// error and the node exits non-zero (see `node::run`).
+pub(super) fn fatal(doing: &str, e: std::io::Error, kind: impl FnOnce(&std::io::Error) -> StorageIOError<NodeId>) -> StorageError<NodeId> {
+    tracing::error!("raft store commit failed while {doing}: {e}; the node stops to protect the log (check the disk holding the data dir)");
+    kind(&e).into()
+}
+

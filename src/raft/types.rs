@@ -1,0 +1,123 @@
+//! What the Raft log carries: typed intents ([`Command`]) wrapped in a [`Request`] with a client
+//! request id, and what applying one answers ([`Response`]).
+//!
+//! Encoding is postcard, which numbers enum variants: new commands are added at the end of
+//! [`Command`], never in the middle, so old logs and snapshots still decode.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Millis, NodeId, NodeState, TokenRefusal};
+
+/// Identifies one logical write across retries: applying the same id twice answers the first
+/// result again instead of applying twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    /// Random per client process (CLI invocation, node, controller).
+    pub client: u128,
+    /// Increases per write of that client.
+    pub serial: u64,
+}
+
+impl RequestId {
+    /// A fresh id for a one-shot client.
+    pub fn new_random() -> RequestId {
+        RequestId { client: rand::random(), serial: 1 }
+    }
+}
+
+/// One log entry's application payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub id: RequestId,
+    /// Who asked, for the audit trail.
+    pub actor: String,
+    /// Stamped by the proposing node; the state machine's only clock.
+    pub at: Millis,
+    pub cmd: Command,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} by {}", self.cmd.summary(), self.actor)
+    }
+}
+
+/// The cluster-wide facts set once by the founding node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInit {
+    pub cluster_id: String,
+    pub ca_cert_pem: String,
+    /// The CA key is replicated so any leader can sign a joining node's certificate; the data
+    /// dir (mode 0700) is therefore secret on every member.
+    pub ca_key_pem: String,
+    pub founder_id: NodeId,
+    pub founder_name: String,
+    pub founder_addr: String,
+}
+
+/// Typed intents (DESIGN §5). Workload and control families are appended by later issues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    // cluster
+    /// Written once by the founding node: cluster id, CA, founder record.
+    InitCluster(ClusterInit),
+    /// Consume a join token and register a new member; the state machine allocates its id.
+    Join { token_id: String, secret_sha256: [u8; 32], name: String, addr: String },
+    /// Register a member directly (no token), e.g. when restoring.
+    AddNode { name: String, addr: String },
+    RemoveNode { id: NodeId },
+    SetNodeState { id: NodeId, state: NodeState },
+    IssueJoinToken { id: String, secret_sha256: [u8; 32], expires_at: Option<Millis>, uses: u32 },
+    RevokeJoinToken { id: String },
+    // kv
+    Put { key: String, value: Vec<u8> },
+    Delete { key: String },
+    /// Set `key` to `new` (delete when `None`) if its current value equals `expected` (absent
+    /// when `None`).
+    CompareAndSwap { key: String, expected: Option<Vec<u8>>, new: Option<Vec<u8>> },
+}
+
+impl Command {
+    /// One line for logs and the audit trail; values are summarised by size, secrets omitted.
+    pub fn summary(&self) -> String {
+        match self {
+            Command::InitCluster(i) => format!("init cluster {} with founder {}", i.cluster_id, i.founder_name),
+            Command::Join { token_id, name, addr, .. } => format!("join {name} at {addr} with token {token_id}"),
+            Command::AddNode { name, addr } => format!("add node {name} at {addr}"),
+            Command::RemoveNode { id } => format!("remove node {id}"),
+            Command::SetNodeState { id, state } => format!("set node {id} {state}"),
+            Command::IssueJoinToken { id, uses, expires_at, .. } => {
+                format!("issue join token {id} ({uses} uses{})", if expires_at.is_some() { ", expiring" } else { "" })
+            }
+            Command::RevokeJoinToken { id } => format!("revoke join token {id}"),
+            Command::Put { key, value } => format!("put {key} ({} bytes)", value.len()),
+            Command::Delete { key } => format!("delete {key}"),
+            Command::CompareAndSwap { key, .. } => format!("compare-and-swap {key}"),
+        }
+    }
+}
+
+/// What applying a [`Request`] answered. Refusals are decided by the state machine, so every
+/// member agrees on them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Ok,
+    /// A kv write's previous value.
+    Previous(Option<Vec<u8>>),
+    /// A compare-and-swap: whether it swapped, and the value now stored.
+    Cas { swapped: bool, current: Option<Vec<u8>> },
+    /// A member was registered with this id.
+    Joined { id: NodeId },
+    /// A join was refused.
+    TokenRefused(TokenRefusal),
+    /// The command was refused for another reason, with a message that says why.
+    Refused(String),
+}
+
+impl Default for Response {
+    fn default() -> Self {
+        Response::Ok
+    }
+}
