@@ -30,19 +30,28 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: i32, message: impl Into<String>) -> Failure {
-        Failure { code, message: message.into() }
+        Failure {
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl From<AdminError> for Failure {
     fn from(e: AdminError) -> Failure {
-        Failure { code: e.exit_code(), message: e.message }
+        Failure {
+            code: e.exit_code(),
+            message: e.message,
+        }
     }
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
-        Failure { code: exit::FAILED, message: format!("{e:#}") }
+        Failure {
+            code: exit::FAILED,
+            message: format!("{e:#}"),
+        }
     }
 }
 
@@ -56,7 +65,13 @@ pub enum OutputFormat {
 /// Aether: one binary that is a cluster node, a Raft peer over QUIC, an AI controller and a
 /// terminal console.
 #[derive(Debug, Parser)]
-#[command(name = "aether", version, about, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "aether",
+    version,
+    about,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Data directory [default: /var/lib/aether as root, else $XDG_DATA_HOME/aether].
     #[arg(long, global = true, env = "AETHER_DATA_DIR", value_name = "DIR")]
@@ -202,7 +217,12 @@ pub enum KvCmd {
     /// Set KEY to VALUE.
     Put { key: String, value: String },
     /// Print KEY's value (linearizable read).
-    Get { key: String },
+    Get {
+        key: String,
+        /// Read this node's replica without asking the leader (may be stale; works without quorum).
+        #[arg(long)]
+        local: bool,
+    },
     /// Delete KEY.
     Del { key: String },
     /// List keys and values starting with PREFIX.
@@ -212,18 +232,25 @@ pub enum KvCmd {
         /// At most this many.
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+        /// Read this node's replica without asking the leader (may be stale; works without quorum).
+        #[arg(long)]
+        local: bool,
     },
 }
 
 impl Cli {
     /// The data dir: flag/env, else the default for this user.
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(config::default_data_dir)
+        self.data_dir
+            .clone()
+            .unwrap_or_else(config::default_data_dir)
     }
 
     /// The admin socket to use.
     pub fn socket(&self) -> PathBuf {
-        self.socket.clone().unwrap_or_else(|| self.data_dir().join("aether.sock"))
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("aether.sock"))
     }
 }
 
@@ -231,23 +258,49 @@ impl Cli {
 pub fn node_config(cli: &Cli, args: &NodeArgs) -> Result<(Config, PathBuf), Failure> {
     let mut flags = Vec::new();
     if let Some(n) = &args.name {
-        flags.push(FlagOverride { key: "name", value: n.clone().into(), flag: "--name" });
+        flags.push(FlagOverride {
+            key: "name",
+            value: n.clone().into(),
+            flag: "--name",
+        });
     }
     if let Some(a) = &args.listen {
-        flags.push(FlagOverride { key: "listen", value: a.to_string().into(), flag: "--listen" });
+        flags.push(FlagOverride {
+            key: "listen",
+            value: a.to_string().into(),
+            flag: "--listen",
+        });
     }
     if let Some(a) = &args.advertise {
-        flags.push(FlagOverride { key: "advertise", value: a.clone().into(), flag: "--advertise" });
+        flags.push(FlagOverride {
+            key: "advertise",
+            value: a.clone().into(),
+            flag: "--advertise",
+        });
     }
     if let Some(a) = &args.http {
-        flags.push(FlagOverride { key: "http", value: a.to_string().into(), flag: "--http" });
+        flags.push(FlagOverride {
+            key: "http",
+            value: a.to_string().into(),
+            flag: "--http",
+        });
     }
     if let Some(d) = &cli.data_dir {
-        flags.push(FlagOverride { key: "data_dir", value: d.display().to_string().into(), flag: "--data-dir" });
+        flags.push(FlagOverride {
+            key: "data_dir",
+            value: d.display().to_string().into(),
+            flag: "--data-dir",
+        });
     }
-    let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("AETHER_")).collect();
-    let cfg = Config::load(args.config.as_deref(), &env, flags).map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
-    let dir = cfg.data_dir.clone().unwrap_or_else(config::default_data_dir);
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("AETHER_"))
+        .collect();
+    let cfg = Config::load(args.config.as_deref(), &env, flags)
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    let dir = cfg
+        .data_dir
+        .clone()
+        .unwrap_or_else(config::default_data_dir);
     Ok((cfg, dir))
 }
 
@@ -256,11 +309,19 @@ async fn client(cli: &Cli) -> Result<Client, Failure> {
 }
 
 fn not_built(what: &str, issue: &str) -> Failure {
-    Failure::new(exit::FAILED, format!("'aether {what}' is not built yet ({issue}); this build has node, status, nodes, token, kv and completions"))
+    Failure::new(
+        exit::FAILED,
+        format!(
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, token, kv and completions"
+        ),
+    )
 }
 
 fn write_cmd(cmd: Command) -> AdminRequest {
-    AdminRequest::Write { id: RequestId::new_random(), cmd }
+    AdminRequest::Write {
+        id: RequestId::new_random(),
+        cmd,
+    }
 }
 
 /// Run a client command (everything but `node`).
@@ -269,21 +330,37 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Cmd::Node(_) => unreachable!("node is dispatched by main"),
         Cmd::Status => {
-            let AdminResponse::Status(s) = client(cli).await?.call(&AdminRequest::Status).await? else { return Err(unexpected()) };
+            let AdminResponse::Status(s) = client(cli).await?.call(&AdminRequest::Status).await?
+            else {
+                return Err(unexpected());
+            };
             output::status(&s, json);
         }
         Cmd::Nodes => {
-            let AdminResponse::Nodes(n) = client(cli).await?.call(&AdminRequest::Nodes).await? else { return Err(unexpected()) };
+            let AdminResponse::Nodes(n) = client(cli).await?.call(&AdminRequest::Nodes).await?
+            else {
+                return Err(unexpected());
+            };
             output::nodes(&n, json);
         }
         Cmd::Token(TokenCmd::Create { ttl, uses }) => {
-            let req = AdminRequest::TokenCreate { ttl_ms: ttl.0.map(|d| d.as_millis() as u64), uses: *uses };
-            let AdminResponse::Token(t) = client(cli).await?.call(&req).await? else { return Err(unexpected()) };
+            let req = AdminRequest::TokenCreate {
+                ttl_ms: ttl.0.map(|d| d.as_millis() as u64),
+                uses: *uses,
+            };
+            let AdminResponse::Token(t) = client(cli).await?.call(&req).await? else {
+                return Err(unexpected());
+            };
             output::token(&t, json);
         }
         Cmd::Kv(kv) => run_kv(cli, kv, json).await?,
         Cmd::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "aether", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "aether",
+                &mut std::io::stdout(),
+            );
         }
         Cmd::Drain { .. } => return Err(not_built("drain", "workloads, issue 4")),
         Cmd::Undrain { .. } => return Err(not_built("undrain", "workloads, issue 4")),
@@ -304,39 +381,77 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
 }
 
 fn unexpected() -> Failure {
-    Failure::new(exit::FAILED, "the node answered with an unexpected message: are the CLI and the node the same aether version?")
+    Failure::new(
+        exit::FAILED,
+        "the node answered with an unexpected message: are the CLI and the node the same aether version?",
+    )
 }
 
 async fn run_kv(cli: &Cli, kv: &KvCmd, json: bool) -> Result<(), Failure> {
     let mut c = client(cli).await?;
     match kv {
         KvCmd::Put { key, value } => {
-            let resp = c.call(&write_cmd(Command::Put { key: key.clone(), value: value.as_bytes().to_vec() })).await?;
+            let resp = c
+                .call(&write_cmd(Command::Put {
+                    key: key.clone(),
+                    value: value.as_bytes().to_vec(),
+                }))
+                .await?;
             expect_written(resp)?;
             output::ok(json);
         }
         KvCmd::Del { key } => {
-            let resp = c.call(&write_cmd(Command::Delete { key: key.clone() })).await?;
+            let resp = c
+                .call(&write_cmd(Command::Delete { key: key.clone() }))
+                .await?;
             match expect_written(resp)? {
-                Response::Previous(None) => return Err(Failure::new(exit::FAILED, format!("key '{key}' not found"))),
+                Response::Previous(None) => {
+                    return Err(Failure::new(exit::FAILED, format!("key '{key}' not found")));
+                }
                 _ => output::ok(json),
             }
         }
-        KvCmd::Get { key } => {
-            let resp = c.call(&AdminRequest::Read(ReadQuery::KvGet { key: key.clone() })).await?;
+        KvCmd::Get { key, local } => {
+            let resp = c
+                .call(&read(ReadQuery::KvGet { key: key.clone() }, *local))
+                .await?;
             match resp {
                 AdminResponse::Read(ReadResult::Value(Some(v))) => output::value(key, &v, json),
-                AdminResponse::Read(ReadResult::Value(None)) => return Err(Failure::new(exit::FAILED, format!("key '{key}' not found"))),
+                AdminResponse::Read(ReadResult::Value(None)) => {
+                    return Err(Failure::new(exit::FAILED, format!("key '{key}' not found")));
+                }
                 _ => return Err(unexpected()),
             }
         }
-        KvCmd::List { prefix, limit } => {
-            let resp = c.call(&AdminRequest::Read(ReadQuery::KvList { prefix: prefix.clone(), limit: *limit })).await?;
-            let AdminResponse::Read(ReadResult::List(items)) = resp else { return Err(unexpected()) };
+        KvCmd::List {
+            prefix,
+            limit,
+            local,
+        } => {
+            let resp = c
+                .call(&read(
+                    ReadQuery::KvList {
+                        prefix: prefix.clone(),
+                        limit: *limit,
+                    },
+                    *local,
+                ))
+                .await?;
+            let AdminResponse::Read(ReadResult::List(items)) = resp else {
+                return Err(unexpected());
+            };
             output::list(&items, json);
         }
     }
     Ok(())
+}
+
+fn read(q: ReadQuery, local: bool) -> AdminRequest {
+    if local {
+        AdminRequest::ReadLocal(q)
+    } else {
+        AdminRequest::Read(q)
+    }
 }
 
 fn expect_written(resp: AdminResponse) -> Result<Response, Failure> {

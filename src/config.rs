@@ -20,11 +20,18 @@ pub const DEFAULT_CONFIG_FILE: &str = "/etc/aether/aether.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file '{path}': {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file '{path}': {message}")]
     File { path: PathBuf, message: String },
     #[error("invalid value for '{key}' (from {source_name}): {message}")]
-    Value { key: String, source_name: String, message: String },
+    Value {
+        key: String,
+        source_name: String,
+        message: String,
+    },
 }
 
 /// The whole configuration of `aether node`.
@@ -144,7 +151,11 @@ impl fmt::Debug for Dur {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 == 0 && ms > 0 { write!(f, "{}s", ms / 1000) } else { write!(f, "{ms}ms") }
+        if ms % 1000 == 0 && ms > 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
     }
 }
 
@@ -163,7 +174,9 @@ impl Serialize for Dur {
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -223,60 +236,103 @@ impl Config {
                     source_name: format!("environment variable {var}"),
                     message,
                 })?;
-                set_checked(&mut doc, &key, value, &format!("environment variable {var}"))?;
+                set_checked(
+                    &mut doc,
+                    &key,
+                    value,
+                    &format!("environment variable {var}"),
+                )?;
             }
         }
         for f in flags {
             set_checked(&mut doc, f.key, f.value, &format!("flag {}", f.flag))?;
         }
-        let cfg: Config = toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| {
-            ConfigError::Value { key: "config".into(), source_name: "merged config".into(), message: e.message().into() }
-        })?;
+        let cfg: Config = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Value {
+                key: "config".into(),
+                source_name: "merged config".into(),
+                message: e.message().into(),
+            })?;
         cfg.validate(path.as_deref())?;
         Ok(cfg)
     }
 
     /// Checks that hold across options.
     pub fn validate(&self, file: Option<&Path>) -> Result<(), ConfigError> {
-        let src = file.map(|p| format!("config file '{}' or flags", p.display())).unwrap_or("flags or environment".into());
-        let bad = |key: &str, message: String| ConfigError::Value { key: key.into(), source_name: src.clone(), message };
+        let src = file
+            .map(|p| format!("config file '{}' or flags", p.display()))
+            .unwrap_or("flags or environment".into());
+        let bad = |key: &str, message: String| ConfigError::Value {
+            key: key.into(),
+            source_name: src.clone(),
+            message,
+        };
         let r = &self.raft;
         if let Some(name) = &self.name {
             crate::domain::validate_name("node name", name).map_err(|m| bad("name", m))?;
         }
         if r.voters == 0 || r.voters > 7 || r.voters % 2 == 0 {
-            return Err(bad("raft.voters", format!("expected an odd number from 1 to 7, found {}", r.voters)));
+            return Err(bad(
+                "raft.voters",
+                format!("expected an odd number from 1 to 7, found {}", r.voters),
+            ));
         }
         if r.election_timeout_min.0 >= r.election_timeout_max.0 {
             return Err(bad(
                 "raft.election_timeout_min",
-                format!("must be below raft.election_timeout_max ({} >= {})", r.election_timeout_min, r.election_timeout_max),
+                format!(
+                    "must be below raft.election_timeout_max ({} >= {})",
+                    r.election_timeout_min, r.election_timeout_max
+                ),
             ));
         }
         if r.heartbeat_interval.0 * 2 > r.election_timeout_min.0 {
             return Err(bad(
                 "raft.heartbeat_interval",
-                format!("must be at most half of raft.election_timeout_min ({} vs {})", r.heartbeat_interval, r.election_timeout_min),
+                format!(
+                    "must be at most half of raft.election_timeout_min ({} vs {})",
+                    r.heartbeat_interval, r.election_timeout_min
+                ),
             ));
         }
         if r.heartbeat_interval.0.is_zero() || r.write_timeout.0.is_zero() {
-            return Err(bad("raft.heartbeat_interval", "durations must be above zero".into()));
+            return Err(bad(
+                "raft.heartbeat_interval",
+                "durations must be above zero".into(),
+            ));
         }
         if r.snapshot_after_entries == 0 {
-            return Err(bad("raft.snapshot_after_entries", "expected at least 1".into()));
+            return Err(bad(
+                "raft.snapshot_after_entries",
+                "expected at least 1".into(),
+            ));
         }
         let n = &self.net;
         if n.max_frame_bytes < 64 * 1024 {
-            return Err(bad("net.max_frame_bytes", format!("expected at least 65536, found {}", n.max_frame_bytes)));
+            return Err(bad(
+                "net.max_frame_bytes",
+                format!("expected at least 65536, found {}", n.max_frame_bytes),
+            ));
         }
         if n.snapshot_chunk_bytes == 0 || n.snapshot_chunk_bytes + 64 * 1024 > n.max_frame_bytes {
             return Err(bad(
                 "net.snapshot_chunk_bytes",
-                format!("expected 1 to net.max_frame_bytes - 65536 ({}), found {}", n.max_frame_bytes - 65536, n.snapshot_chunk_bytes),
+                format!(
+                    "expected 1 to net.max_frame_bytes - 65536 ({}), found {}",
+                    n.max_frame_bytes - 65536,
+                    n.snapshot_chunk_bytes
+                ),
             ));
         }
         if n.idle_timeout.0 < r.election_timeout_max.0 {
-            return Err(bad("net.idle_timeout", format!("must be at least raft.election_timeout_max ({})", r.election_timeout_max)));
+            return Err(bad(
+                "net.idle_timeout",
+                format!(
+                    "must be at least raft.election_timeout_max ({})",
+                    r.election_timeout_max
+                ),
+            ));
         }
         if let Some(a) = &self.advertise {
             parse_host_port(a).map_err(|m| bad("advertise", m))?;
@@ -288,7 +344,9 @@ impl Config {
     pub fn advertise_addr(&self) -> String {
         match &self.advertise {
             Some(a) => a.clone(),
-            None if self.listen.ip().is_unspecified() => format!("127.0.0.1:{}", self.listen.port()),
+            None if self.listen.ip().is_unspecified() => {
+                format!("127.0.0.1:{}", self.listen.port())
+            }
             None => self.listen.to_string(),
         }
     }
@@ -303,20 +361,38 @@ pub fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
         return PathBuf::from(x).join("aether");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/aether")
 }
 
 /// Check a `host:port` string.
 pub fn parse_host_port(s: &str) -> Result<(), String> {
-    let ok = s.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-    if ok { Ok(()) } else { Err(format!("expected host:port such as '10.0.0.5:7420', found '{s}'")) }
+    let ok = s
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected host:port such as '10.0.0.5:7420', found '{s}'"
+        ))
+    }
 }
 
 fn parse_file(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    let file_err = |message: String| ConfigError::File { path: path.into(), message };
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let file_err = |message: String| ConfigError::File {
+        path: path.into(),
+        message,
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
     // Deserialise the file alone so unknown keys and bad values are reported against it, with
     // the line and column toml gives.
     toml::from_str::<Config>(&text).map_err(|e| file_err(e.to_string().trim_end().to_string()))?;
@@ -326,8 +402,16 @@ fn parse_file(path: &Path) -> Result<toml::Table, ConfigError> {
 fn leaf_keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
     if let toml::Value::Table(t) = v {
         for (k, v) in t {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-            if v.is_table() { leaf_keys(v, &key, out) } else { out.push(key) }
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if v.is_table() {
+                leaf_keys(v, &key, out)
+            } else {
+                out.push(key)
+            }
         }
     }
 }
@@ -339,21 +423,32 @@ fn lookup<'a>(v: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
 fn value_from_text(kind: &toml::Value, raw: &str) -> Result<toml::Value, String> {
     Ok(match kind {
         toml::Value::Integer(_) => toml::Value::Integer(
-            raw.trim().parse().map_err(|_| format!("expected a whole number, found '{raw}'"))?,
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected a whole number, found '{raw}'"))?,
         ),
         toml::Value::Boolean(_) => toml::Value::Boolean(
-            raw.trim().parse().map_err(|_| format!("expected true or false, found '{raw}'"))?,
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected true or false, found '{raw}'"))?,
         ),
-        toml::Value::Float(_) => {
-            toml::Value::Float(raw.trim().parse().map_err(|_| format!("expected a number, found '{raw}'"))?)
-        }
+        toml::Value::Float(_) => toml::Value::Float(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected a number, found '{raw}'"))?,
+        ),
         _ => toml::Value::String(raw.to_string()),
     })
 }
 
 /// Set `key` in `doc`, then check that the result still deserialises, so a bad value is reported
 /// against its own source.
-fn set_checked(doc: &mut toml::Table, key: &str, value: toml::Value, source_name: &str) -> Result<(), ConfigError> {
+fn set_checked(
+    doc: &mut toml::Table,
+    key: &str,
+    value: toml::Value,
+    source_name: &str,
+) -> Result<(), ConfigError> {
     let mut parts: Vec<&str> = key.split('.').collect();
     let last = parts.pop().expect("non-empty key");
     let mut t = &mut *doc;
@@ -365,11 +460,13 @@ fn set_checked(doc: &mut toml::Table, key: &str, value: toml::Value, source_name
             .expect("config sections are tables");
     }
     t.insert(last.to_string(), value);
-    toml::Value::Table(doc.clone()).try_into::<Config>().map_err(|e| ConfigError::Value {
-        key: key.into(),
-        source_name: source_name.into(),
-        message: e.message().to_string(),
-    })?;
+    toml::Value::Table(doc.clone())
+        .try_into::<Config>()
+        .map_err(|e| ConfigError::Value {
+            key: key.into(),
+            source_name: source_name.into(),
+            message: e.message().to_string(),
+        })?;
     Ok(())
 }
 
@@ -378,7 +475,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn write(text: &str) -> tempfile::NamedTempFile {
@@ -393,7 +493,11 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/aether.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let parsed: Config = toml::from_str(&text).expect("example parses");
-        assert_eq!(parsed, Config::default(), "active values in config/aether.toml must be the defaults");
+        assert_eq!(
+            parsed,
+            Config::default(),
+            "active values in config/aether.toml must be the defaults"
+        );
 
         let mut section = String::new();
         let mut documented = Vec::new();
@@ -407,8 +511,14 @@ mod tests {
             }
             // `key = value` or a commented-out `# key = value` for options with no fixed default.
             let body = l.strip_prefix("# ").unwrap_or(l);
-            if let Some((k, _)) = body.split_once(" = ").filter(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')) {
-                assert!(prev_comment || l.starts_with('#'), "'{section}{k}' in config/aether.toml has no comment above it");
+            if let Some((k, _)) = body
+                .split_once(" = ")
+                .filter(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            {
+                assert!(
+                    prev_comment || l.starts_with('#'),
+                    "'{section}{k}' in config/aether.toml has no comment above it"
+                );
                 documented.push(format!("{section}{k}"));
                 prev_comment = false;
                 continue;
@@ -425,49 +535,87 @@ mod tests {
     fn precedence_flags_over_env_over_file() {
         let f = write("name = \"from-file\"\n[raft]\nvoters = 5\nwrite_timeout = \"9s\"\n");
         let e = env(&[("AETHER_NAME", "from-env"), ("AETHER_RAFT_VOTERS", "7")]);
-        let flags = vec![FlagOverride { key: "name", value: "from-flag".into(), flag: "--name" }];
+        let flags = vec![FlagOverride {
+            key: "name",
+            value: "from-flag".into(),
+            flag: "--name",
+        }];
         let c = Config::load(Some(f.path()), &e, flags).unwrap();
         assert_eq!(c.name.as_deref(), Some("from-flag"));
         assert_eq!(c.raft.voters, 7);
         assert_eq!(c.raft.write_timeout, Dur::ms(9000));
-        assert_eq!(c.raft.heartbeat_interval, RaftConfig::default().heartbeat_interval);
+        assert_eq!(
+            c.raft.heartbeat_interval,
+            RaftConfig::default().heartbeat_interval
+        );
     }
 
     #[test]
     fn unknown_key_names_key_and_file() {
         let f = write("[raft]\nvoterz = 3\n");
-        let e = Config::load(Some(f.path()), &env(&[]), vec![]).unwrap_err().to_string();
-        assert!(e.contains("voterz") && e.contains(&f.path().display().to_string()), "{e}");
+        let e = Config::load(Some(f.path()), &env(&[]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("voterz") && e.contains(&f.path().display().to_string()),
+            "{e}"
+        );
         assert!(e.contains("line 2"), "{e}");
     }
 
     #[test]
     fn bad_values_are_named() {
         let f = write("[raft]\nheartbeat_interval = \"fast\"\n");
-        let e = Config::load(Some(f.path()), &env(&[]), vec![]).unwrap_err().to_string();
-        assert!(e.contains("heartbeat_interval") && e.contains("expected a duration"), "{e}");
+        let e = Config::load(Some(f.path()), &env(&[]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("heartbeat_interval") && e.contains("expected a duration"),
+            "{e}"
+        );
 
-        let e = Config::load(None, &env(&[("AETHER_RAFT_VOTERS", "three")]), vec![]).unwrap_err().to_string();
-        assert!(e.contains("raft.voters") && e.contains("AETHER_RAFT_VOTERS") && e.contains("whole number"), "{e}");
+        let e = Config::load(None, &env(&[("AETHER_RAFT_VOTERS", "three")]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("raft.voters")
+                && e.contains("AETHER_RAFT_VOTERS")
+                && e.contains("whole number"),
+            "{e}"
+        );
 
-        let e = Config::load(None, &env(&[("AETHER_RAFT_VOTERS", "4")]), vec![]).unwrap_err().to_string();
+        let e = Config::load(None, &env(&[("AETHER_RAFT_VOTERS", "4")]), vec![])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("raft.voters") && e.contains("odd"), "{e}");
 
-        let e = Config::load(None, &env(&[("AETHER_LISTEN", "nowhere")]), vec![]).unwrap_err().to_string();
+        let e = Config::load(None, &env(&[("AETHER_LISTEN", "nowhere")]), vec![])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'listen'") && e.contains("AETHER_LISTEN"), "{e}");
 
         let f = write("[raft]\nelection_timeout_min = \"2s\"\n");
-        let e = Config::load(Some(f.path()), &env(&[]), vec![]).unwrap_err().to_string();
-        assert!(e.contains("election_timeout_min") && e.contains("below"), "{e}");
+        let e = Config::load(Some(f.path()), &env(&[]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("election_timeout_min") && e.contains("below"),
+            "{e}"
+        );
 
         let f = write("name = [\n");
-        let e = Config::load(Some(f.path()), &env(&[]), vec![]).unwrap_err().to_string();
+        let e = Config::load(Some(f.path()), &env(&[]), vec![])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&f.path().display().to_string()), "{e}");
     }
 
     #[test]
     fn env_names() {
-        assert_eq!(Config::env_var("raft.heartbeat_interval"), "AETHER_RAFT_HEARTBEAT_INTERVAL");
+        assert_eq!(
+            Config::env_var("raft.heartbeat_interval"),
+            "AETHER_RAFT_HEARTBEAT_INTERVAL"
+        );
         assert!(Config::keys().contains(&"net.max_frame_bytes".to_string()));
     }
 }

@@ -16,7 +16,10 @@ pub type Millis = u64;
 
 /// The wall clock in [`Millis`].
 pub fn now_millis() -> Millis {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Lifecycle state of a member as recorded in the replicated store.
@@ -70,13 +73,21 @@ pub struct TokenRecord {
 /// Why a join token was refused. Decided by the replicated state machine, so every member agrees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum TokenRefusal {
-    #[error("join token '{0}' is unknown to this cluster: create one with 'aether token create' on a member")]
+    #[error(
+        "join token '{0}' is unknown to this cluster: create one with 'aether token create' on a member"
+    )]
     Unknown(String),
-    #[error("join token '{0}' has a wrong secret: copy the whole token printed by 'aether token create'")]
+    #[error(
+        "join token '{0}' has a wrong secret: copy the whole token printed by 'aether token create'"
+    )]
     WrongSecret(String),
-    #[error("join token '{id}' expired {ago} ago: create a new one with 'aether token create --ttl DUR'")]
+    #[error(
+        "join token '{id}' expired {ago} ago: create a new one with 'aether token create --ttl DUR'"
+    )]
     Expired { id: String, ago: String },
-    #[error("join token '{id}' is used up ({total} of {total} joins): create a new one with 'aether token create --uses N'")]
+    #[error(
+        "join token '{id}' is used up ({total} of {total} joins): create a new one with 'aether token create --uses N'"
+    )]
     UsedUp { id: String, total: u32 },
     #[error("join token '{0}' was revoked: create a new one with 'aether token create'")]
     Revoked(String),
@@ -100,8 +111,15 @@ pub struct AuditRecord {
 /// Validate a node or object name: DNS-label-like (1–63 of `a-z0-9-`, not starting or ending
 /// with `-`).
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if name.is_empty() || name.len() > 63 || !ok_chars || name.starts_with('-') || name.ends_with('-') {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if name.is_empty()
+        || name.len() > 63
+        || !ok_chars
+        || name.starts_with('-')
+        || name.ends_with('-')
+    {
         return Err(format!(
             "{what} '{name}' is not a valid name: use 1-63 characters of a-z, 0-9 and '-', \
              not starting or ending with '-'"

@@ -8,16 +8,27 @@ fn main() {
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Cmd::Node(_));
     aether::init_tracing(if daemon { "info" } else { "warn" });
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
-        Err(e) => fail(Failure::new(exit::FAILED, format!("cannot start the async runtime: {e}"))),
+        Err(e) => fail(Failure::new(
+            exit::FAILED,
+            format!("cannot start the async runtime: {e}"),
+        )),
     };
     let result = rt.block_on(async {
         match &cli.command {
             Cmd::Node(args) => {
                 let (cfg, dir) = cli::node_config(&cli, args)?;
-                let join = aether::node::JoinArgs { addr: args.join.clone(), token: args.token.clone() };
-                aether::node::run(cfg, dir, join).await.map_err(Failure::from)
+                let join = aether::node::JoinArgs {
+                    addr: args.join.clone(),
+                    token: args.token.clone(),
+                };
+                aether::node::run(cfg, dir, join)
+                    .await
+                    .map_err(Failure::from)
             }
             _ => cli::run_client(&cli).await,
         }

@@ -43,7 +43,11 @@ pub enum NetError {
     #[error("cannot connect to {addr}: {message}")]
     Connect { addr: String, message: String },
     #[error("{addr} is unreachable, retrying in {wait_ms} ms (last error: {message})")]
-    Backoff { addr: String, wait_ms: u64, message: String },
+    Backoff {
+        addr: String,
+        wait_ms: u64,
+        message: String,
+    },
     #[error("request to {addr} timed out after {ms} ms")]
     Timeout { addr: String, ms: u64 },
     #[error("connection to {addr} lost: {message}")]
@@ -61,7 +65,14 @@ pub enum NetError {
 impl NetError {
     /// True when the peer could not be reached at all (as opposed to answering badly).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, NetError::Resolve { .. } | NetError::Connect { .. } | NetError::Backoff { .. } | NetError::Connection { .. } | NetError::Timeout { .. })
+        matches!(
+            self,
+            NetError::Resolve { .. }
+                | NetError::Connect { .. }
+                | NetError::Backoff { .. }
+                | NetError::Connection { .. }
+                | NetError::Timeout { .. }
+        )
     }
 }
 
@@ -127,7 +138,10 @@ fn transport(cfg: &NetConfig) -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-fn client_config(rustls_cfg: rustls::ClientConfig, cfg: &NetConfig) -> Result<quinn::ClientConfig, NetError> {
+fn client_config(
+    rustls_cfg: rustls::ClientConfig,
+    cfg: &NetConfig,
+) -> Result<quinn::ClientConfig, NetError> {
     let q = quinn::crypto::rustls::QuicClientConfig::try_from(rustls_cfg)
         .map_err(|e| NetError::Tls(TlsError::Rustls(rustls::Error::General(e.to_string()))))?;
     let mut c = quinn::ClientConfig::new(Arc::new(q));
@@ -138,8 +152,14 @@ fn client_config(rustls_cfg: rustls::ClientConfig, cfg: &NetConfig) -> Result<qu
 async fn resolve(addr: &str) -> Result<SocketAddr, NetError> {
     let mut it = tokio::net::lookup_host(addr)
         .await
-        .map_err(|e| NetError::Resolve { addr: addr.into(), message: e.to_string() })?;
-    it.next().ok_or_else(|| NetError::Resolve { addr: addr.into(), message: "no address found".into() })
+        .map_err(|e| NetError::Resolve {
+            addr: addr.into(),
+            message: e.to_string(),
+        })?;
+    it.next().ok_or_else(|| NetError::Resolve {
+        addr: addr.into(),
+        message: "no address found".into(),
+    })
 }
 
 /// Send one request on a new stream of `conn` and read the reply.
@@ -150,33 +170,61 @@ async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
     max_frame: u64,
     stats: &NetStats,
 ) -> Result<Resp, NetError> {
-    let lost = |e: &dyn std::fmt::Display| NetError::Connection { addr: addr.into(), message: e.to_string() };
+    let lost = |e: &dyn std::fmt::Display| NetError::Connection {
+        addr: addr.into(),
+        message: e.to_string(),
+    };
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
-    let buf = frame::encode(req).map_err(|source| NetError::Frame { addr: addr.into(), source })?;
-    stats.bytes_sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    let buf = frame::encode(req).map_err(|source| NetError::Frame {
+        addr: addr.into(),
+        source,
+    })?;
+    stats
+        .bytes_sent
+        .fetch_add(buf.len() as u64, Ordering::Relaxed);
     send.write_all(&buf).await.map_err(|e| lost(&e))?;
     let _ = send.finish();
-    let (reply, size): (Reply<Resp>, u64) = frame::read_frame_sized(&mut recv, max_frame).await.map_err(|source| match source {
-        FrameError::Io(e) => lost(&e),
-        FrameError::Closed => lost(&conn.close_reason().map(|r| r.to_string()).unwrap_or_else(|| "stream closed".into())),
-        source => NetError::Frame { addr: addr.into(), source },
-    })?;
+    let (reply, size): (Reply<Resp>, u64) = frame::read_frame_sized(&mut recv, max_frame)
+        .await
+        .map_err(|source| match source {
+            FrameError::Io(e) => lost(&e),
+            FrameError::Closed => lost(
+                &conn
+                    .close_reason()
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "stream closed".into()),
+            ),
+            source => NetError::Frame {
+                addr: addr.into(),
+                source,
+            },
+        })?;
     stats.bytes_received.fetch_add(size, Ordering::Relaxed);
     match reply {
         Reply::Ok(r) => Ok(r),
-        Reply::Err(message) => Err(NetError::Remote { addr: addr.into(), message }),
+        Reply::Err(message) => Err(NetError::Remote {
+            addr: addr.into(),
+            message,
+        }),
     }
 }
 
 impl Endpoint {
     /// Bind the UDP port and build the client side. Nothing is served until [`Endpoint::serve`].
-    pub fn bind(listen: SocketAddr, tls: &NodeTls, cfg: &NetConfig) -> Result<Arc<Endpoint>, NetError> {
+    pub fn bind(
+        listen: SocketAddr,
+        tls: &NodeTls,
+        cfg: &NetConfig,
+    ) -> Result<Arc<Endpoint>, NetError> {
         let server_tls = tls.server_config(&[ALPN_PEER, ALPN_JOIN])?;
         let q = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
             .map_err(|e| NetError::Tls(TlsError::Rustls(rustls::Error::General(e.to_string()))))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(q));
         server.transport_config(transport(cfg));
-        let ep = quinn::Endpoint::server(server, listen).map_err(|e| NetError::Bind { addr: listen, message: e.to_string() })?;
+        let ep = quinn::Endpoint::server(server, listen).map_err(|e| NetError::Bind {
+            addr: listen,
+            message: e.to_string(),
+        })?;
         Ok(Arc::new(Endpoint {
             ep,
             client: client_config(tls.client_config(ALPN_PEER)?, cfg)?,
@@ -227,7 +275,11 @@ impl Endpoint {
             let b = slot.backoff.lock().expect("backoff lock");
             let now = Instant::now();
             if b.0 > 0 && b.1 > now {
-                return Err(NetError::Backoff { addr: addr.into(), wait_ms: (b.1 - now).as_millis() as u64, message: b.2.clone() });
+                return Err(NetError::Backoff {
+                    addr: addr.into(),
+                    wait_ms: (b.1 - now).as_millis() as u64,
+                    message: b.2.clone(),
+                });
             }
         }
         let result = async {
@@ -235,8 +287,14 @@ impl Endpoint {
             let connecting = self
                 .ep
                 .connect_with(self.client.clone(), sa, tls::NODE_SAN)
-                .map_err(|e| NetError::Connect { addr: addr.into(), message: e.to_string() })?;
-            connecting.await.map_err(|e| NetError::Connect { addr: addr.into(), message: e.to_string() })
+                .map_err(|e| NetError::Connect {
+                    addr: addr.into(),
+                    message: e.to_string(),
+                })?;
+            connecting.await.map_err(|e| NetError::Connect {
+                addr: addr.into(),
+                message: e.to_string(),
+            })
         }
         .await;
         let mut b = slot.backoff.lock().expect("backoff lock");
@@ -248,7 +306,8 @@ impl Endpoint {
             }
             Err(e) => {
                 let failures = b.0.saturating_add(1);
-                let wait = Duration::from_millis(50u64.saturating_mul(1 << failures.min(10))).min(self.backoff_max);
+                let wait = Duration::from_millis(50u64.saturating_mul(1 << failures.min(10)))
+                    .min(self.backoff_max);
                 *b = (failures, Instant::now() + wait, e.to_string());
                 Err(e)
             }
@@ -272,7 +331,9 @@ impl Endpoint {
                     Err(NetError::Connection { .. }) if tries == 0 => {
                         // A kept-open connection may have died quietly: drop it and dial again.
                         let mut g = slot.conn.lock().await;
-                        if g.as_ref().is_some_and(|c| c.stable_id() == conn.stable_id()) {
+                        if g.as_ref()
+                            .is_some_and(|c| c.stable_id() == conn.stable_id())
+                        {
                             *g = None;
                         }
                     }
@@ -283,7 +344,12 @@ impl Endpoint {
         };
         let r = tokio::time::timeout(timeout, attempt)
             .await
-            .unwrap_or_else(|_| Err(NetError::Timeout { addr: addr.into(), ms: timeout.as_millis() as u64 }));
+            .unwrap_or_else(|_| {
+                Err(NetError::Timeout {
+                    addr: addr.into(),
+                    ms: timeout.as_millis() as u64,
+                })
+            });
         if r.is_ok() {
             *slot.last_ok.lock().expect("slot lock") = Some(Instant::now());
         }
@@ -292,7 +358,12 @@ impl Endpoint {
 
     /// Accept connections and serve each stream with `svc` until `shutdown`. In-flight streams
     /// are tracked by `tracker` so shutdown can wait for them.
-    pub fn serve<S: Service>(self: &Arc<Self>, svc: Arc<S>, shutdown: CancellationToken, tracker: TaskTracker) -> tokio::task::JoinHandle<()> {
+    pub fn serve<S: Service>(
+        self: &Arc<Self>,
+        svc: Arc<S>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
@@ -300,9 +371,13 @@ impl Endpoint {
                     _ = shutdown.cancelled() => break,
                     i = me.ep.accept() => match i { Some(i) => i, None => break },
                 };
-                let (svc, me2, tracker2, shutdown2) = (svc.clone(), me.clone(), tracker.clone(), shutdown.clone());
+                let (svc, me2, tracker2, shutdown2) =
+                    (svc.clone(), me.clone(), tracker.clone(), shutdown.clone());
                 tracker.spawn(async move {
-                    if let Err(e) = me2.connection_loop(incoming, svc, tracker2, shutdown2).await {
+                    if let Err(e) = me2
+                        .connection_loop(incoming, svc, tracker2, shutdown2)
+                        .await
+                    {
                         tracing::debug!("peer connection ended: {e}");
                     }
                 });
@@ -319,7 +394,9 @@ impl Endpoint {
         shutdown: CancellationToken,
     ) -> Result<(), String> {
         let remote = incoming.remote_address();
-        let conn = incoming.await.map_err(|e| format!("handshake with {remote} failed: {e}"))?;
+        let conn = incoming
+            .await
+            .map_err(|e| format!("handshake with {remote} failed: {e}"))?;
         let alpn = conn
             .handshake_data()
             .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
@@ -327,7 +404,10 @@ impl Endpoint {
             .unwrap_or_default();
         let authenticated = conn
             .peer_identity()
-            .and_then(|p| p.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+            .and_then(|p| {
+                p.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                    .ok()
+            })
             .is_some_and(|certs| !certs.is_empty());
         if alpn == ALPN_PEER && !authenticated {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -335,7 +415,10 @@ impl Endpoint {
             conn.close(CLOSE_REFUSED.into(), REFUSED_REASON.as_bytes());
             return Ok(());
         }
-        let ctx = PeerCtx { remote, authenticated };
+        let ctx = PeerCtx {
+            remote,
+            authenticated,
+        };
         loop {
             let (mut send, mut recv) = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -359,7 +442,9 @@ impl Endpoint {
                     }
                 };
                 if let Ok(buf) = frame::encode(&reply) {
-                    stats.bytes_sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                    stats
+                        .bytes_sent
+                        .fetch_add(buf.len() as u64, Ordering::Relaxed);
                     let _ = send.write_all(&buf).await;
                 }
                 let _ = send.finish();
@@ -385,21 +470,37 @@ pub async fn join_call<Req: Serialize, Resp: DeserializeOwned>(
     timeout: Duration,
 ) -> Result<Resp, NetError> {
     let sa = resolve(addr).await?;
-    let bind: SocketAddr = if sa.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
-    let ep = quinn::Endpoint::client(bind).map_err(|e| NetError::Bind { addr: bind, message: e.to_string() })?;
+    let bind: SocketAddr = if sa.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .expect("literal");
+    let ep = quinn::Endpoint::client(bind).map_err(|e| NetError::Bind {
+        addr: bind,
+        message: e.to_string(),
+    })?;
     let client = client_config(tls::join_client_config(ca_sha256, ALPN_JOIN)?, cfg)?;
     let r = tokio::time::timeout(timeout, async {
         let conn = ep
             .connect_with(client, sa, tls::NODE_SAN)
-            .map_err(|e| NetError::Connect { addr: addr.into(), message: e.to_string() })?
+            .map_err(|e| NetError::Connect {
+                addr: addr.into(),
+                message: e.to_string(),
+            })?
             .await
-            .map_err(|e| NetError::Connect { addr: addr.into(), message: e.to_string() })?;
+            .map_err(|e| NetError::Connect {
+                addr: addr.into(),
+                message: e.to_string(),
+            })?;
         let r = exchange(&conn, addr, req, cfg.max_frame_bytes, &NetStats::default()).await;
         conn.close(0u32.into(), b"done");
         r
     })
     .await
-    .unwrap_or_else(|_| Err(NetError::Timeout { addr: addr.into(), ms: timeout.as_millis() as u64 }));
+    .unwrap_or_else(|_| {
+        Err(NetError::Timeout {
+            addr: addr.into(),
+            ms: timeout.as_millis() as u64,
+        })
+    });
     ep.wait_idle().await;
     r
 }
@@ -409,16 +510,25 @@ pub async fn join_call<Req: Serialize, Resp: DeserializeOwned>(
 pub async fn raw_exchange(ep: &Endpoint, addr: &str, bytes: &[u8]) -> Result<Vec<u8>, NetError> {
     let slot = ep.slot(addr);
     let conn = ep.connection(addr, &slot).await?;
-    let lost = |e: &dyn std::fmt::Display| NetError::Connection { addr: addr.into(), message: e.to_string() };
+    let lost = |e: &dyn std::fmt::Display| NetError::Connection {
+        addr: addr.into(),
+        message: e.to_string(),
+    };
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     send.write_all(bytes).await.map_err(|e| lost(&e))?;
     let _ = send.finish();
-    recv.read_to_end(ep.max_frame as usize).await.map_err(|e| lost(&e))
+    recv.read_to_end(ep.max_frame as usize)
+        .await
+        .map_err(|e| lost(&e))
 }
 
 /// Test helper: a client with no certificate that speaks the member ALPN. Returns what the first
 /// read after sending `bytes` gives.
-pub async fn unauthenticated_probe(addr: &str, ca: &rustls::pki_types::CertificateDer<'static>, bytes: &[u8]) -> Result<Vec<u8>, String> {
+pub async fn unauthenticated_probe(
+    addr: &str,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    bytes: &[u8],
+) -> Result<Vec<u8>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).map_err(|e| e.to_string())?;
     let mut cfg = rustls::ClientConfig::builder_with_provider(tls::provider())
@@ -429,8 +539,13 @@ pub async fn unauthenticated_probe(addr: &str, ca: &rustls::pki_types::Certifica
     cfg.alpn_protocols = vec![ALPN_PEER.to_vec()];
     let client = client_config(cfg, &NetConfig::default()).map_err(|e| e.to_string())?;
     let sa = resolve(addr).await.map_err(|e| e.to_string())?;
-    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("literal")).map_err(|e| e.to_string())?;
-    let conn = ep.connect_with(client, sa, tls::NODE_SAN).map_err(|e| e.to_string())?.await.map_err(|e| e.to_string())?;
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("literal"))
+        .map_err(|e| e.to_string())?;
+    let conn = ep
+        .connect_with(client, sa, tls::NODE_SAN)
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     send.write_all(bytes).await.map_err(|e| e.to_string())?;
     let _ = send.finish();

@@ -57,8 +57,19 @@ fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let raw = if ok { String::from_utf8_lossy(&buf[..buf.iter().position(|b| *b == 0).unwrap_or(0)]).to_string() } else { String::new() };
-    let name: String = raw.split('.').next().unwrap_or("").to_ascii_lowercase().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+    let raw = if ok {
+        String::from_utf8_lossy(&buf[..buf.iter().position(|b| *b == 0).unwrap_or(0)]).to_string()
+    } else {
+        String::new()
+    };
+    let name: String = raw
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
     if name.is_empty() { "node".into() } else { name }
 }
 
@@ -75,7 +86,10 @@ fn create_data_dir(dir: &Path) -> Result<()> {
 }
 
 fn write_identity(dd: &DataDir, ident: &Identity) -> Result<()> {
-    tls::write_private(&dd.identity(), serde_json::to_string_pretty(ident)?.as_bytes())?;
+    tls::write_private(
+        &dd.identity(),
+        serde_json::to_string_pretty(ident)?.as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -87,9 +101,17 @@ fn bootstrap(dd: &DataDir, name: &str) -> Result<(Identity, CaPem)> {
     tls::write_private(&dd.tls().join("ca.key"), ca.key_pem.as_bytes())?;
     let (cert, key) = tls::issue_node_cert(&ca, name)?;
     NodeTls::save(&dd.tls(), &ca.cert_pem, &cert, &key)?;
-    let ident = Identity { id: 1, name: name.into(), cluster_id };
+    let ident = Identity {
+        id: 1,
+        name: name.into(),
+        cluster_id,
+    };
     write_identity(dd, &ident)?;
-    tracing::info!("created cluster {} with CA sha256 {}", ident.cluster_id, tls::sha256_hex(&NodeTls::load(&dd.tls())?.ca));
+    tracing::info!(
+        "created cluster {} with CA sha256 {}",
+        ident.cluster_id,
+        tls::sha256_hex(&NodeTls::load(&dd.tls())?.ca)
+    );
     Ok((ident, ca))
 }
 
@@ -127,9 +149,17 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
     if saved.ca_sha256() != token.ca_sha256 {
         bail!("join refused: the CA sent by {addr} does not match the token's CA pin");
     }
-    let ident = Identity { id: acc.node_id, name: name.into(), cluster_id: acc.cluster_id };
+    let ident = Identity {
+        id: acc.node_id,
+        name: name.into(),
+        cluster_id: acc.cluster_id,
+    };
     write_identity(dd, &ident)?;
-    tracing::info!("joined cluster {} as node {} ({name})", ident.cluster_id, ident.id);
+    tracing::info!(
+        "joined cluster {} as node {} ({name})",
+        ident.cluster_id,
+        ident.id
+    );
     Ok(ident)
 }
 
@@ -144,23 +174,42 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
         let ident: Identity = serde_json::from_slice(&std::fs::read(dd.identity())?)
             .with_context(|| format!("corrupt identity file '{}'", dd.identity().display()))?;
         if let Some(n) = flagged_name.as_ref().filter(|n| **n != ident.name) {
-            bail!("this data dir belongs to node '{}', not '{n}': drop --name or use another --data-dir", ident.name);
+            bail!(
+                "this data dir belongs to node '{}', not '{n}': drop --name or use another --data-dir",
+                ident.name
+            );
         }
         if join_args.addr.is_some() {
-            tracing::warn!("this data dir already belongs to node {} of cluster {}: ignoring --join/--token", ident.name, ident.cluster_id);
+            tracing::warn!(
+                "this data dir already belongs to node {} of cluster {}: ignoring --join/--token",
+                ident.name,
+                ident.cluster_id
+            );
         }
         let ca_key = dd.tls().join("ca.key");
         let founder_ca = if ca_key.exists() {
             let cert_pem = std::fs::read_to_string(dd.tls().join("ca.crt"))?;
-            Some((ident.cluster_id.clone(), CaPem { cert_pem, key_pem: std::fs::read_to_string(ca_key)? }))
+            Some((
+                ident.cluster_id.clone(),
+                CaPem {
+                    cert_pem,
+                    key_pem: std::fs::read_to_string(ca_key)?,
+                },
+            ))
         } else {
             None
         };
-        tracing::info!("restarting node {} (id {}) of cluster {}", ident.name, ident.id, ident.cluster_id);
+        tracing::info!(
+            "restarting node {} (id {}) of cluster {}",
+            ident.name,
+            ident.id,
+            ident.cluster_id
+        );
         (ident, founder_ca)
     } else {
         let name = flagged_name.clone().unwrap_or_else(hostname);
-        crate::domain::validate_name("node name", &name).map_err(|m| anyhow::anyhow!("{m} (set it with --name)"))?;
+        crate::domain::validate_name("node name", &name)
+            .map_err(|m| anyhow::anyhow!("{m} (set it with --name)"))?;
         match (&join_args.addr, &join_args.token) {
             (Some(addr), Some(token)) => (join(&dd, &cfg, &name, addr, token).await?, None),
             (None, None) => {
@@ -168,15 +217,30 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
                 let cid = ident.cluster_id.clone();
                 (ident, Some((cid, ca)))
             }
-            _ => bail!("--join and --token go together: get a token with 'aether token create' on a member"),
+            _ => bail!(
+                "--join and --token go together: get a token with 'aether token create' on a member"
+            ),
         }
     };
     let node_tls = NodeTls::load(&dd.tls())?;
 
     // 2. transport, store, raft.
     let ep = Endpoint::bind(cfg.listen, &node_tls, &cfg.net)?;
-    tracing::info!("quic endpoint listening on {} (advertised as {})", ep.local_addr(), cfg.advertise_addr());
-    let cluster = Cluster::start(ident.id, ident.name.clone(), &cfg, &dd.0, ep.clone(), node_tls.ca_sha256(), founder_ca).await?;
+    tracing::info!(
+        "quic endpoint listening on {} (advertised as {})",
+        ep.local_addr(),
+        cfg.advertise_addr()
+    );
+    let cluster = Cluster::start(
+        ident.id,
+        ident.name.clone(),
+        &cfg,
+        &dd.0,
+        ep.clone(),
+        node_tls.ca_sha256(),
+        founder_ca,
+    )
+    .await?;
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -184,15 +248,28 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
     // 3. serve peers, admin socket, http; leader upkeep; watch for fatal store errors.
     let quic_task = ep.serve(cluster.clone(), shutdown.clone(), tracker.clone());
     let admin_listener = admin::server::bind(&dd.socket()).map_err(anyhow::Error::msg)?;
-    let admin_task = admin::server::serve(admin_listener, dd.socket(), cluster.clone(), shutdown.clone(), tracker.clone());
+    let admin_task = admin::server::serve(
+        admin_listener,
+        dd.socket(),
+        cluster.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+    );
     tracing::info!("admin socket at {}", dd.socket().display());
-    let http_listener = admin::http::bind(cfg.http).await.map_err(anyhow::Error::msg)?;
+    let http_listener = admin::http::bind(cfg.http)
+        .await
+        .map_err(anyhow::Error::msg)?;
     tracing::info!("http endpoint on http://{}", http_listener.local_addr()?);
     let http_task = admin::http::serve(http_listener, cluster.clone(), shutdown.clone());
-    let membership_task = tokio::spawn(cluster.clone().run_membership(Duration::from_millis(300), shutdown.clone()));
+    let membership_task = tokio::spawn(
+        cluster
+            .clone()
+            .run_membership(Duration::from_millis(300), shutdown.clone()),
+    );
     let fatal: Arc<Mutex<Option<String>>> = Arc::default();
     let fatal_task = {
-        let (mut metrics, fatal, shutdown) = (cluster.raft.metrics(), fatal.clone(), shutdown.clone());
+        let (mut metrics, fatal, shutdown) =
+            (cluster.raft.metrics(), fatal.clone(), shutdown.clone());
         tokio::spawn(async move {
             loop {
                 if let Err(e) = &metrics.borrow().running_state {
@@ -232,7 +309,10 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
     let _ = admin_task.await;
     let _ = quic_task.await;
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within 5 s; stopping anyway");
     } else {
         tracing::info!("in-flight requests finished");

@@ -22,7 +22,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::protocol::{AdminError, ErrorKind, LeaderView, LocalView, MemberView, ReadQuery, ReadResult, StatusView};
+use crate::admin::protocol::{
+    AdminError, ErrorKind, LeaderView, LocalView, MemberView, ReadQuery, ReadResult, StatusView,
+};
 use crate::config::Config;
 use crate::domain::{NodeId, NodeRecord, now_millis, validate_name};
 use crate::net::tls::{self, CaPem, TlsError};
@@ -89,15 +91,22 @@ fn raft_config(cfg: &Config) -> Result<openraft::Config, RaftStartError> {
         install_snapshot_timeout: cfg.net.rpc_timeout.0.as_millis().max(1000) as u64,
         ..Default::default()
     };
-    c.validate().map_err(|e| RaftStartError::Config(e.to_string()))
+    c.validate()
+        .map_err(|e| RaftStartError::Config(e.to_string()))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> AdminError {
-    AdminError::new(ErrorKind::Unavailable, format!("the node's raft store stopped: {e}"))
+    AdminError::new(
+        ErrorKind::Unavailable,
+        format!("the node's raft store stopped: {e}"),
+    )
 }
 
 fn store_err(e: std::io::Error) -> AdminError {
-    AdminError::new(ErrorKind::Failed, format!("reading the local store failed: {e}"))
+    AdminError::new(
+        ErrorKind::Failed,
+        format!("reading the local store failed: {e}"),
+    )
 }
 
 impl Cluster {
@@ -113,13 +122,29 @@ impl Cluster {
         founder_ca: Option<(String, CaPem)>,
     ) -> Result<Arc<Cluster>, RaftStartError> {
         let store = Store::open(data_dir)?;
-        let net = Network { ep: ep.clone(), backoff_max: cfg.net.reconnect_backoff_max.0 };
-        let raft = Raft::new(id, Arc::new(raft_config(cfg)?), net, LogStore(store.clone()), StateMachine(store.clone()))
-            .await
-            .map_err(|e| RaftStartError::Start(e.to_string()))?;
-        if founder_ca.is_some() && !raft.is_initialized().await.map_err(|e| RaftStartError::Start(e.to_string()))? {
+        let net = Network {
+            ep: ep.clone(),
+            backoff_max: cfg.net.reconnect_backoff_max.0,
+        };
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config(cfg)?),
+            net,
+            LogStore(store.clone()),
+            StateMachine(store.clone()),
+        )
+        .await
+        .map_err(|e| RaftStartError::Start(e.to_string()))?;
+        if founder_ca.is_some()
+            && !raft
+                .is_initialized()
+                .await
+                .map_err(|e| RaftStartError::Start(e.to_string()))?
+        {
             let members = BTreeMap::from([(id, BasicNode::new(cfg.advertise_addr()))]);
-            raft.initialize(members).await.map_err(|e| RaftStartError::Start(e.to_string()))?;
+            raft.initialize(members)
+                .await
+                .map_err(|e| RaftStartError::Start(e.to_string()))?;
             tracing::info!("initialised a new cluster with {name} (id {id}) as its only voter");
         }
         Ok(Arc::new(Cluster {
@@ -179,19 +204,41 @@ impl Cluster {
                 }
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                     if !forward {
-                        return Err(AdminError::new(ErrorKind::NotLeader, "this node is not the leader"));
+                        return Err(AdminError::new(
+                            ErrorKind::NotLeader,
+                            "this node is not the leader",
+                        ));
                     }
                     if let Some(node) = f.leader_node {
-                        match self.ep.call::<_, PeerResponse>(&node.addr, &PeerRequest::Write(req.clone()), Some(remaining)).await {
+                        match self
+                            .ep
+                            .call::<_, PeerResponse>(
+                                &node.addr,
+                                &PeerRequest::Write(req.clone()),
+                                Some(remaining),
+                            )
+                            .await
+                        {
                             Ok(PeerResponse::Write(Ok(r))) => return Ok(r),
-                            Ok(PeerResponse::Write(Err(e))) if e.kind == ErrorKind::NotLeader => last_err = "the leader moved".into(),
+                            Ok(PeerResponse::Write(Err(e))) if e.kind == ErrorKind::NotLeader => {
+                                last_err = "the leader moved".into()
+                            }
                             Ok(PeerResponse::Write(Err(e))) => return Err(e),
-                            Ok(_) => return Err(AdminError::new(ErrorKind::Failed, "leader answered a write with the wrong message")),
+                            Ok(_) => {
+                                return Err(AdminError::new(
+                                    ErrorKind::Failed,
+                                    "leader answered a write with the wrong message",
+                                ));
+                            }
                             Err(e) => last_err = format!("forwarding to the leader failed: {e}"),
                         }
                     }
                     // Wait for news of a (new) leader rather than spinning.
-                    let _ = tokio::time::timeout(Duration::from_millis(100).min(remaining), metrics.changed()).await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(100).min(remaining),
+                        metrics.changed(),
+                    )
+                    .await;
                 }
             }
         }
@@ -204,7 +251,10 @@ impl Cluster {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(AdminError::new(ErrorKind::NoQuorum, "no quorum: the leader could not confirm a linearizable read in time; check 'aether status'"));
+                return Err(AdminError::new(
+                    ErrorKind::NoQuorum,
+                    "no quorum: the leader could not confirm a linearizable read in time; check 'aether status'",
+                ));
             }
             match tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await {
                 Err(_) => continue,
@@ -215,24 +265,50 @@ impl Cluster {
                         return Err(AdminError::new(ErrorKind::NotLeader, e.to_string()));
                     }
                     if let Some((_, addr)) = self.leader().filter(|(id, _)| *id != self.id) {
-                        match self.ep.call::<_, PeerResponse>(&addr, &PeerRequest::Read(q.clone()), Some(remaining)).await {
+                        match self
+                            .ep
+                            .call::<_, PeerResponse>(
+                                &addr,
+                                &PeerRequest::Read(q.clone()),
+                                Some(remaining),
+                            )
+                            .await
+                        {
                             Ok(PeerResponse::Read(Ok(r))) => return Ok(r),
                             Ok(PeerResponse::Read(Err(e))) if e.kind == ErrorKind::NotLeader => {}
                             Ok(PeerResponse::Read(Err(e))) => return Err(e),
-                            Ok(_) => return Err(AdminError::new(ErrorKind::Failed, "leader answered a read with the wrong message")),
+                            Ok(_) => {
+                                return Err(AdminError::new(
+                                    ErrorKind::Failed,
+                                    "leader answered a read with the wrong message",
+                                ));
+                            }
                             Err(e) => tracing::debug!("forwarding a read failed: {e}"),
                         }
                     }
-                    let _ = tokio::time::timeout(Duration::from_millis(100).min(remaining), metrics.changed()).await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(100).min(remaining),
+                        metrics.changed(),
+                    )
+                    .await;
                 }
             }
         }
     }
 
-    fn read_local(&self, q: &ReadQuery) -> Result<ReadResult, AdminError> {
+    /// Serve a read from this node's replica (possibly stale).
+    pub fn read_local(&self, q: &ReadQuery) -> Result<ReadResult, AdminError> {
         match q {
-            ReadQuery::KvGet { key } => self.store.kv_get(key).map(ReadResult::Value).map_err(store_err),
-            ReadQuery::KvList { prefix, limit } => self.store.kv_list(prefix, *limit as usize).map(ReadResult::List).map_err(store_err),
+            ReadQuery::KvGet { key } => self
+                .store
+                .kv_get(key)
+                .map(ReadResult::Value)
+                .map_err(store_err),
+            ReadQuery::KvList { prefix, limit } => self
+                .store
+                .kv_list(prefix, *limit as usize)
+                .map(ReadResult::List)
+                .map_err(store_err),
         }
     }
 
@@ -241,8 +317,19 @@ impl Cluster {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let records: BTreeMap<NodeId, NodeRecord> = self.store.nodes().map_err(store_err)?.into_iter().map(|n| (n.id, n)).collect();
-        let name_of = |id: NodeId| records.get(&id).map(|r| r.name.clone()).unwrap_or_else(|| format!("node-{id}"));
+        let records: BTreeMap<NodeId, NodeRecord> = self
+            .store
+            .nodes()
+            .map_err(store_err)?
+            .into_iter()
+            .map(|n| (n.id, n))
+            .collect();
+        let name_of = |id: NodeId| {
+            records
+                .get(&id)
+                .map(|r| r.name.clone())
+                .unwrap_or_else(|| format!("node-{id}"))
+        };
         let is_leader = m.current_leader == Some(self.id);
         let replication = m.replication.clone().unwrap_or_default();
         let mut ids: BTreeSet<NodeId> = records.keys().copied().collect();
@@ -251,7 +338,11 @@ impl Cluster {
             .into_iter()
             .map(|id| {
                 let rec = records.get(&id);
-                let addr = membership.get_node(&id).map(|n| n.addr.clone()).or_else(|| rec.map(|r| r.addr.clone())).unwrap_or_default();
+                let addr = membership
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+                    .or_else(|| rec.map(|r| r.addr.clone()))
+                    .unwrap_or_default();
                 let role = if voters.contains(&id) {
                     "voter"
                 } else if membership.get_node(&id).is_some() {
@@ -259,7 +350,11 @@ impl Cluster {
                 } else {
                     "pending"
                 };
-                let contact = if id == self.id { Some(Duration::ZERO) } else { self.ep.last_contact(&addr).map(|t| t.elapsed()) };
+                let contact = if id == self.id {
+                    Some(Duration::ZERO)
+                } else {
+                    self.ep.last_contact(&addr).map(|t| t.elapsed())
+                };
                 // A follower only talks to the leader; it cannot judge the others.
                 let judged = id == self.id || is_leader || m.current_leader == Some(id);
                 let reachable = judged.then(|| contact.is_some_and(|c| c < Duration::from_secs(3)));
@@ -268,7 +363,9 @@ impl Cluster {
                     name: name_of(id),
                     addr,
                     role: role.into(),
-                    state: rec.map(|r| r.state).unwrap_or(crate::domain::NodeState::Ready),
+                    state: rec
+                        .map(|r| r.state)
+                        .unwrap_or(crate::domain::NodeState::Ready),
                     leader: m.current_leader == Some(id),
                     reachable,
                     last_contact_ms: contact.map(|c| c.as_millis() as u64),
@@ -291,7 +388,10 @@ impl Cluster {
         let leader = m.current_leader.map(|id| LeaderView {
             id,
             name: name_of(id),
-            addr: membership.get_node(&id).map(|n| n.addr.clone()).unwrap_or_default(),
+            addr: membership
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default(),
         });
         let node = LocalView {
             id: self.id,
@@ -305,7 +405,11 @@ impl Cluster {
             ready: self.ready(),
         };
         Ok(StatusView {
-            cluster_id: self.store.cluster().map_err(store_err)?.map(|c| c.init.cluster_id),
+            cluster_id: self
+                .store
+                .cluster()
+                .map_err(store_err)?
+                .map(|c| c.init.cluster_id),
             commit_index: node.commit_index,
             applied_index: node.applied_index,
             term: m.current_term,
@@ -321,7 +425,11 @@ impl Cluster {
     pub async fn status(&self) -> Result<StatusView, AdminError> {
         let local = self.local_status()?;
         match self.leader() {
-            Some((id, addr)) if id != self.id => match self.ep.call::<_, PeerResponse>(&addr, &PeerRequest::Status, None).await {
+            Some((id, addr)) if id != self.id => match self
+                .ep
+                .call::<_, PeerResponse>(&addr, &PeerRequest::Status, None)
+                .await
+            {
                 Ok(PeerResponse::Status(mut s)) => {
                     s.node = local.node;
                     Ok(*s)
@@ -336,22 +444,41 @@ impl Cluster {
     /// elsewhere, forward to the leader.
     pub async fn join(&self, j: JoinRequest, forward: bool) -> Result<JoinAccepted, String> {
         validate_name("node name", &j.name)?;
-        crate::config::parse_host_port(&j.addr).map_err(|m| format!("bad advertise address: {m}"))?;
+        crate::config::parse_host_port(&j.addr)
+            .map_err(|m| format!("bad advertise address: {m}"))?;
         let deadline = Instant::now() + self.write_timeout;
         loop {
             match self.leader() {
                 Some((id, _)) if id == self.id => break,
                 Some((_, addr)) if forward => {
-                    return match self.ep.call::<_, PeerResponse>(&addr, &PeerRequest::Join(j), Some(self.write_timeout)).await {
+                    return match self
+                        .ep
+                        .call::<_, PeerResponse>(
+                            &addr,
+                            &PeerRequest::Join(j),
+                            Some(self.write_timeout),
+                        )
+                        .await
+                    {
                         Ok(PeerResponse::Join(r)) => r,
                         Ok(_) => Err("the leader answered with the wrong message".into()),
-                        Err(e) => Err(format!("the member could not reach its leader: {e}; retry in a moment")),
+                        Err(e) => Err(format!(
+                            "the member could not reach its leader: {e}; retry in a moment"
+                        )),
                     };
                 }
                 Some(_) => return Err("this node is no longer the leader; retry".into()),
-                None if Instant::now() > deadline => return Err("the cluster has no leader: retry when 'aether status' shows one".into()),
+                None if Instant::now() > deadline => {
+                    return Err(
+                        "the cluster has no leader: retry when 'aether status' shows one".into(),
+                    );
+                }
                 None => {
-                    let _ = tokio::time::timeout(Duration::from_millis(200), self.raft.metrics().changed()).await;
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(200),
+                        self.raft.metrics().changed(),
+                    )
+                    .await;
                 }
             }
         }
@@ -359,7 +486,12 @@ impl Cluster {
             id: j.request,
             actor: format!("join:{}", j.name),
             at: now_millis(),
-            cmd: Command::Join { token_id: j.token_id.clone(), secret_sha256: tls::hash_secret(&j.secret), name: j.name.clone(), addr: j.addr.clone() },
+            cmd: Command::Join {
+                token_id: j.token_id.clone(),
+                secret_sha256: tls::hash_secret(&j.secret),
+                name: j.name.clone(),
+                addr: j.addr.clone(),
+            },
         };
         let node_id = match self.write(req, false).await {
             Ok(Response::Joined { id }) => id,
@@ -368,15 +500,32 @@ impl Cluster {
             Ok(other) => return Err(format!("unexpected answer {other:?}")),
             Err(e) => return Err(e.message),
         };
-        let meta = self.store.cluster().map_err(|e| e.to_string())?.ok_or("the cluster record is missing")?;
-        let ca = CaPem { cert_pem: meta.init.ca_cert_pem.clone(), key_pem: meta.init.ca_key_pem.clone() };
-        let cert_pem = tls::sign_csr(&ca, &j.csr_pem, &j.name).map_err(|e: TlsError| e.to_string())?;
-        if let Err(e) = self.raft.add_learner(node_id, BasicNode::new(&j.addr), false).await {
+        let meta = self
+            .store
+            .cluster()
+            .map_err(|e| e.to_string())?
+            .ok_or("the cluster record is missing")?;
+        let ca = CaPem {
+            cert_pem: meta.init.ca_cert_pem.clone(),
+            key_pem: meta.init.ca_key_pem.clone(),
+        };
+        let cert_pem =
+            tls::sign_csr(&ca, &j.csr_pem, &j.name).map_err(|e: TlsError| e.to_string())?;
+        if let Err(e) = self
+            .raft
+            .add_learner(node_id, BasicNode::new(&j.addr), false)
+            .await
+        {
             // The membership loop adds registered nodes it finds missing; not fatal here.
             tracing::warn!("adding {} as a learner failed for now: {e}", j.name);
         }
         tracing::info!("{} joined as node {node_id} from {}", j.name, j.addr);
-        Ok(JoinAccepted { node_id, cluster_id: meta.init.cluster_id, ca_pem: meta.init.ca_cert_pem, cert_pem })
+        Ok(JoinAccepted {
+            node_id,
+            cluster_id: meta.init.cluster_id,
+            ca_pem: meta.init.ca_cert_pem,
+            cert_pem,
+        })
     }
 
     /// Leader-only upkeep, every `period` until `shutdown`: write the cluster record (founder),
@@ -407,9 +556,25 @@ impl Cluster {
                     ca_key_pem: ca.key_pem.clone(),
                     founder_id: self.id,
                     founder_name: self.name.clone(),
-                    founder_addr: self.raft.metrics().borrow().membership_config.membership().get_node(&self.id).map(|n| n.addr.clone()).unwrap_or_default(),
+                    founder_addr: self
+                        .raft
+                        .metrics()
+                        .borrow()
+                        .membership_config
+                        .membership()
+                        .get_node(&self.id)
+                        .map(|n| n.addr.clone())
+                        .unwrap_or_default(),
                 };
-                let req = Request { id: RequestId { client: self.id as u128, serial: 1 }, actor: format!("node:{}", self.name), at: now_millis(), cmd: Command::InitCluster(init) };
+                let req = Request {
+                    id: RequestId {
+                        client: self.id as u128,
+                        serial: 1,
+                    },
+                    actor: format!("node:{}", self.name),
+                    at: now_millis(),
+                    cmd: Command::InitCluster(init),
+                };
                 self.write(req, false).await.map_err(|e| e.message)?;
             }
         }
@@ -419,7 +584,10 @@ impl Cluster {
         for rec in self.store.nodes().map_err(|e| e.to_string())? {
             if membership.get_node(&rec.id).is_none() {
                 tracing::info!("adding {} (id {}) as a learner", rec.name, rec.id);
-                self.raft.add_learner(rec.id, BasicNode::new(&rec.addr), false).await.map_err(|e| e.to_string())?;
+                self.raft
+                    .add_learner(rec.id, BasicNode::new(&rec.addr), false)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
         if voters.len() >= self.voters_wanted {
@@ -431,13 +599,22 @@ impl Cluster {
         let replication = m.replication.unwrap_or_default();
         let ready: Vec<NodeId> = membership
             .learner_ids()
-            .filter(|id| replication.get(id).cloned().flatten().is_some_and(|l| l.index + 50 >= last))
+            .filter(|id| {
+                replication
+                    .get(id)
+                    .cloned()
+                    .flatten()
+                    .is_some_and(|l| l.index + 50 >= last)
+            })
             .collect();
         let step = if voters.len() % 2 == 1 { 2 } else { 1 };
         if ready.len() >= step && voters.len() + step <= self.voters_wanted {
             let add: BTreeSet<NodeId> = ready.into_iter().take(step).collect();
             tracing::info!("promoting {add:?} to voters");
-            self.raft.change_membership(ChangeMembers::AddVoterIds(add), true).await.map_err(|e| e.to_string())?;
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(add), true)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -447,18 +624,28 @@ impl Service for Cluster {
     type Req = PeerRequest;
     type Resp = PeerResponse;
 
-    fn handle(self: Arc<Self>, ctx: PeerCtx, req: PeerRequest) -> BoxFut<Result<PeerResponse, String>> {
+    fn handle(
+        self: Arc<Self>,
+        ctx: PeerCtx,
+        req: PeerRequest,
+    ) -> BoxFut<Result<PeerResponse, String>> {
         Box::pin(async move {
             if !ctx.authenticated && !matches!(req, PeerRequest::Join(_)) {
-                return Err("refused: only a join request may be sent without a cluster certificate".into());
+                return Err(
+                    "refused: only a join request may be sent without a cluster certificate".into(),
+                );
             }
             Ok(match req {
                 PeerRequest::Vote(r) => PeerResponse::Vote(self.raft.vote(r).await),
                 PeerRequest::Append(r) => PeerResponse::Append(self.raft.append_entries(r).await),
-                PeerRequest::Snapshot(r) => PeerResponse::Snapshot(self.raft.install_snapshot(r).await),
+                PeerRequest::Snapshot(r) => {
+                    PeerResponse::Snapshot(self.raft.install_snapshot(r).await)
+                }
                 PeerRequest::Write(r) => PeerResponse::Write(self.write(r, false).await),
                 PeerRequest::Read(q) => PeerResponse::Read(self.read(q, false).await),
-                PeerRequest::Status => PeerResponse::Status(Box::new(self.local_status().map_err(|e| e.message)?)),
+                PeerRequest::Status => {
+                    PeerResponse::Status(Box::new(self.local_status().map_err(|e| e.message)?))
+                }
                 // A joining node may ask any member, which forwards to the leader; a member forwarding
                 // to us expects us to be the leader.
                 PeerRequest::Join(j) => PeerResponse::Join(self.join(j, !ctx.authenticated).await),

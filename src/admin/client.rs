@@ -26,16 +26,30 @@ impl Client {
                 ),
             )
         })?;
-        Ok(Client { stream, path: path.to_path_buf() })
+        Ok(Client {
+            stream,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Send one request and wait for its answer. An error answer becomes `Err`.
     pub async fn call(&mut self, req: &AdminRequest) -> Result<AdminResponse, AdminError> {
         let lost = |e: &dyn std::fmt::Display| {
-            AdminError::new(ErrorKind::Unavailable, format!("lost the connection to the node at '{}': {e}", self.path.display()))
+            AdminError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "lost the connection to the node at '{}': {e}",
+                    self.path.display()
+                ),
+            )
         };
-        write_frame(&mut self.stream, req).await.map_err(|e| lost(&e))?;
-        match read_frame::<_, AdminResponse>(&mut self.stream, MAX_ADMIN_FRAME).await.map_err(|e| lost(&e))? {
+        write_frame(&mut self.stream, req)
+            .await
+            .map_err(|e| lost(&e))?;
+        match read_frame::<_, AdminResponse>(&mut self.stream, MAX_ADMIN_FRAME)
+            .await
+            .map_err(|e| lost(&e))?
+        {
             AdminResponse::Error(e) => Err(e),
             r => Ok(r),
         }

@@ -14,7 +14,9 @@ use crate::raft::Cluster;
 
 /// Bind the HTTP port.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    TcpListener::bind(addr).await.map_err(|e| format!("cannot bind the http endpoint on {addr}: {e}; pick another with --http"))
+    TcpListener::bind(addr).await.map_err(|e| {
+        format!("cannot bind the http endpoint on {addr}: {e}; pick another with --http")
+    })
 }
 
 /// The status line and body for `path`.
@@ -43,7 +45,11 @@ pub fn respond(path: &str, cluster: &Cluster) -> (u16, String) {
 }
 
 /// Serve until `shutdown`.
-pub fn serve(listener: TcpListener, cluster: Arc<Cluster>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub fn serve(
+    listener: TcpListener,
+    cluster: Arc<Cluster>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let (mut sock, _) = tokio::select! {

@@ -32,16 +32,24 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
                 path.display()
             ));
         }
-        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket '{}': {e}", path.display()))?;
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove stale socket '{}': {e}", path.display()))?;
     }
-    let l = UnixListener::bind(path).map_err(|e| format!("cannot bind admin socket '{}': {e}", path.display()))?;
+    let l = UnixListener::bind(path)
+        .map_err(|e| format!("cannot bind admin socket '{}': {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set mode 0600 on '{}': {e}", path.display()))?;
     Ok(l)
 }
 
 /// Serve the admin socket until `shutdown`; each connection runs on `tracker`.
-pub fn serve(listener: UnixListener, path: PathBuf, cluster: Arc<Cluster>, shutdown: CancellationToken, tracker: TaskTracker) -> tokio::task::JoinHandle<()> {
+pub fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    cluster: Arc<Cluster>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
@@ -72,7 +80,10 @@ async fn connection(mut stream: UnixStream, cluster: Arc<Cluster>, shutdown: Can
             Ok(req) => handle(&cluster, req, &actor).await,
             Err(FrameError::Closed) => return,
             Err(e) => {
-                let resp = AdminResponse::Error(AdminError::new(ErrorKind::Invalid, format!("bad admin frame: {e}")));
+                let resp = AdminResponse::Error(AdminError::new(
+                    ErrorKind::Invalid,
+                    format!("bad admin frame: {e}"),
+                ));
                 let _ = write_frame(&mut stream, &resp).await;
                 return;
             }
@@ -91,13 +102,19 @@ fn invalid(m: impl Into<String>) -> AdminResponse {
 fn check_write(cmd: &Command) -> Result<(), String> {
     let key_ok = |k: &str| -> Result<(), String> {
         if k.is_empty() || k.len() > MAX_KEY {
-            return Err(format!("kv key must be 1 to {MAX_KEY} bytes, found {} bytes", k.len()));
+            return Err(format!(
+                "kv key must be 1 to {MAX_KEY} bytes, found {} bytes",
+                k.len()
+            ));
         }
         Ok(())
     };
     let val_ok = |v: &[u8]| -> Result<(), String> {
         if v.len() > MAX_VALUE {
-            return Err(format!("kv value must be at most {MAX_VALUE} bytes, found {} bytes", v.len()));
+            return Err(format!(
+                "kv value must be at most {MAX_VALUE} bytes, found {} bytes",
+                v.len()
+            ));
         }
         Ok(())
     };
@@ -112,8 +129,13 @@ fn check_write(cmd: &Command) -> Result<(), String> {
             val_ok(expected.as_deref().unwrap_or_default())?;
             val_ok(new.as_deref().unwrap_or_default())
         }
-        Command::RevokeJoinToken { .. } | Command::SetNodeState { .. } | Command::RemoveNode { .. } => Ok(()),
-        other => Err(format!("'{}' is not accepted from clients", other.summary())),
+        Command::RevokeJoinToken { .. }
+        | Command::SetNodeState { .. }
+        | Command::RemoveNode { .. } => Ok(()),
+        other => Err(format!(
+            "'{}' is not accepted from clients",
+            other.summary()
+        )),
     }
 }
 
@@ -122,34 +144,59 @@ pub async fn handle(cluster: &Cluster, req: AdminRequest, actor: &str) -> AdminR
     let out = |r: Result<AdminResponse, AdminError>| r.unwrap_or_else(AdminResponse::Error);
     match req {
         AdminRequest::Status => out(cluster.status().await.map(AdminResponse::Status)),
-        AdminRequest::Nodes => out(cluster.status().await.map(|s| AdminResponse::Nodes(s.members))),
+        AdminRequest::Nodes => out(cluster
+            .status()
+            .await
+            .map(|s| AdminResponse::Nodes(s.members))),
         AdminRequest::Write { id, cmd } => {
             if let Err(m) = check_write(&cmd) {
                 return invalid(m);
             }
-            let req = Request { id, actor: actor.into(), at: now_millis(), cmd };
+            let req = Request {
+                id,
+                actor: actor.into(),
+                at: now_millis(),
+                cmd,
+            };
             out(cluster.write(req, true).await.map(AdminResponse::Written))
         }
         AdminRequest::Read(q) => out(cluster.read(q, true).await.map(AdminResponse::Read)),
+        AdminRequest::ReadLocal(q) => out(cluster.read_local(&q).map(AdminResponse::Read)),
         AdminRequest::TokenCreate { ttl_ms, uses } => {
             if uses == 0 {
                 return invalid("--uses must be at least 1");
             }
             let token = JoinToken::generate(cluster.ca_sha256());
             let expires_at = ttl_ms.map(|t| now_millis() + t);
-            let cmd = Command::IssueJoinToken { id: token.id.clone(), secret_sha256: token.secret_sha256(), expires_at, uses };
-            let req = Request { id: RequestId::new_random(), actor: actor.into(), at: now_millis(), cmd };
+            let cmd = Command::IssueJoinToken {
+                id: token.id.clone(),
+                secret_sha256: token.secret_sha256(),
+                expires_at,
+                uses,
+            };
+            let req = Request {
+                id: RequestId::new_random(),
+                actor: actor.into(),
+                at: now_millis(),
+                cmd,
+            };
             out(cluster.write(req, true).await.and_then(|r| match r {
-                Response::Ok => Ok(AdminResponse::Token(TokenView { token: token.to_string(), id: token.id, expires_at, uses })),
-                other => Err(AdminError::new(ErrorKind::Failed, format!("token not created: {other:?}"))),
+                Response::Ok => Ok(AdminResponse::Token(TokenView {
+                    token: token.to_string(),
+                    id: token.id,
+                    expires_at,
+                    uses,
+                })),
+                other => Err(AdminError::new(
+                    ErrorKind::Failed,
+                    format!("token not created: {other:?}"),
+                )),
             }))
         }
-        AdminRequest::Audit { limit } => out(
-            cluster
-                .store
-                .audit(limit as usize)
-                .map(AdminResponse::Audit)
-                .map_err(|e| AdminError::new(ErrorKind::Failed, e.to_string())),
-        ),
+        AdminRequest::Audit { limit } => out(cluster
+            .store
+            .audit(limit as usize)
+            .map(AdminResponse::Audit)
+            .map_err(|e| AdminError::new(ErrorKind::Failed, e.to_string()))),
     }
 }

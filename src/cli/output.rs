@@ -6,7 +6,10 @@ use crate::admin::protocol::{MemberView, StatusView, TokenView};
 use crate::domain::human_millis;
 
 fn print_json<T: Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).expect("views serialise"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("views serialise")
+    );
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -22,7 +25,11 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         s.join("  ").trim_end().to_string() + "\n"
     };
     let mut out = line(header.iter().map(|h| h.to_string()).collect());
@@ -39,7 +46,11 @@ fn member_rows(members: &[MemberView]) -> Vec<Vec<String>> {
             vec![
                 m.id.to_string(),
                 m.name.clone(),
-                if m.leader { format!("{} (leader)", m.role) } else { m.role.clone() },
+                if m.leader {
+                    format!("{} (leader)", m.role)
+                } else {
+                    m.role.clone()
+                },
                 m.state.to_string(),
                 m.addr.clone(),
                 match m.reachable {
@@ -47,21 +58,36 @@ fn member_rows(members: &[MemberView]) -> Vec<Vec<String>> {
                     Some(false) => "NO".into(),
                     None => "?".into(),
                 },
-                m.last_contact_ms.map(|ms| format!("{} ago", human_millis(ms))).unwrap_or_else(|| "-".into()),
+                m.last_contact_ms
+                    .map(|ms| format!("{} ago", human_millis(ms)))
+                    .unwrap_or_else(|| "-".into()),
                 opt(m.matched_index),
             ]
         })
         .collect()
 }
 
-const MEMBER_HEADER: [&str; 8] = ["ID", "NAME", "ROLE", "STATE", "ADDRESS", "REACHABLE", "LAST CONTACT", "MATCHED"];
+const MEMBER_HEADER: [&str; 8] = [
+    "ID",
+    "NAME",
+    "ROLE",
+    "STATE",
+    "ADDRESS",
+    "REACHABLE",
+    "LAST CONTACT",
+    "MATCHED",
+];
 
 /// `aether status`.
 pub fn status(s: &StatusView, json: bool) {
     if json {
         return print_json(s);
     }
-    let leader = s.leader.as_ref().map(|l| format!("{} (id {}, {})", l.name, l.id, l.addr)).unwrap_or_else(|| "none (no quorum?)".into());
+    let leader = s
+        .leader
+        .as_ref()
+        .map(|l| format!("{} (id {}, {})", l.name, l.id, l.addr))
+        .unwrap_or_else(|| "none (no quorum?)".into());
     let voters = s.members.iter().filter(|m| m.role == "voter").count();
     print!(
         "cluster:  {}\nleader:   {leader}\nterm:     {}\ncommit:   {}   applied: {}\nvoters:   {voters} of {} wanted\nthis node: {} (id {}) {}, applied {}, last log {}, snapshot {}, {}\n\n",
@@ -99,10 +125,18 @@ pub fn token(t: &TokenView, json: bool) {
     }
     println!("{}", t.token);
     let exp = match t.expires_at {
-        Some(at) => format!("expires in {}", human_millis(at.saturating_sub(crate::domain::now_millis()))),
+        Some(at) => format!(
+            "expires in {}",
+            human_millis(at.saturating_sub(crate::domain::now_millis()))
+        ),
         None => "never expires".into(),
     };
-    eprintln!("join token {} ({exp}, {} use{}): aether node --join <member-addr> --token <token>", t.id, t.uses, if t.uses == 1 { "" } else { "s" });
+    eprintln!(
+        "join token {} ({exp}, {} use{}): aether node --join <member-addr> --token <token>",
+        t.id,
+        t.uses,
+        if t.uses == 1 { "" } else { "s" }
+    );
 }
 
 /// A write that succeeded.
@@ -133,7 +167,13 @@ pub fn value(key: &str, v: &[u8], json: bool) {
 /// `aether kv list`.
 pub fn list(items: &[(String, Vec<u8>)], json: bool) {
     if json {
-        let v: Vec<Kv> = items.iter().map(|(k, v)| Kv { key: k, value: String::from_utf8_lossy(v).to_string() }).collect();
+        let v: Vec<Kv> = items
+            .iter()
+            .map(|(k, v)| Kv {
+                key: k,
+                value: String::from_utf8_lossy(v).to_string(),
+            })
+            .collect();
         return print_json(&v);
     }
     for (k, v) in items {

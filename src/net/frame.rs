@@ -19,7 +19,9 @@ pub enum FrameError {
     TooLarge { len: u64, max: u64 },
     #[error("empty frame")]
     Empty,
-    #[error("peer speaks protocol version {got}, this node speaks {want}: run the same aether version on every node")]
+    #[error(
+        "peer speaks protocol version {got}, this node speaks {want}: run the same aether version on every node"
+    )]
     Version { got: u8, want: u8 },
     #[error("frame does not decode: {0}")]
     Decode(String),
@@ -39,7 +41,10 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 }
 
 /// Write `msg` as one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<(), FrameError> {
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> Result<(), FrameError> {
     let buf = encode(msg)?;
     w.write_all(&buf).await?;
     Ok(())
@@ -47,12 +52,18 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T
 
 /// Read one frame of at most `max` bytes and decode it. A clean end of stream before the first
 /// byte is [`FrameError::Closed`].
-pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R, max: u64) -> Result<T, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    r: &mut R,
+    max: u64,
+) -> Result<T, FrameError> {
     read_frame_sized(r, max).await.map(|(t, _)| t)
 }
 
 /// [`read_frame`], also returning the frame's size on the wire.
-pub async fn read_frame_sized<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R, max: u64) -> Result<(T, u64), FrameError> {
+pub async fn read_frame_sized<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    r: &mut R,
+    max: u64,
+) -> Result<(T, u64), FrameError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -68,11 +79,16 @@ pub async fn read_frame_sized<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut
     }
     let mut buf = vec![0u8; len as usize];
     r.read_exact(&mut buf).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Decode(format!("truncated frame: expected {len} bytes")),
+        std::io::ErrorKind::UnexpectedEof => {
+            FrameError::Decode(format!("truncated frame: expected {len} bytes"))
+        }
         _ => FrameError::Io(e),
     })?;
     if buf[0] != PROTOCOL_VERSION {
-        return Err(FrameError::Version { got: buf[0], want: PROTOCOL_VERSION });
+        return Err(FrameError::Version {
+            got: buf[0],
+            want: PROTOCOL_VERSION,
+        });
     }
     let t = postcard::from_bytes(&buf[1..]).map_err(|e| FrameError::Decode(e.to_string()))?;
     Ok((t, len + 4))
@@ -95,23 +111,44 @@ mod tests {
 
     #[tokio::test]
     async fn round_trip() {
-        let m = Msg::Hello { name: "n1".into(), n: 7 };
+        let m = Msg::Hello {
+            name: "n1".into(),
+            n: 7,
+        };
         let bytes = encode(&m).unwrap();
         assert_eq!(decode(&bytes, 1024).await.unwrap(), m);
     }
 
     #[tokio::test]
     async fn bad_frames_are_errors() {
-        let bytes = encode(&Msg::Hello { name: "n1".into(), n: 7 }).unwrap();
-        assert!(matches!(decode(&bytes[..bytes.len() - 2], 1024).await, Err(FrameError::Decode(m)) if m.contains("truncated")));
-        assert!(matches!(decode(&bytes, 4).await, Err(FrameError::TooLarge { .. })));
+        let bytes = encode(&Msg::Hello {
+            name: "n1".into(),
+            n: 7,
+        })
+        .unwrap();
+        assert!(
+            matches!(decode(&bytes[..bytes.len() - 2], 1024).await, Err(FrameError::Decode(m)) if m.contains("truncated"))
+        );
+        assert!(matches!(
+            decode(&bytes, 4).await,
+            Err(FrameError::TooLarge { .. })
+        ));
         let mut wrong = bytes.clone();
         wrong[4] = 9;
-        assert!(matches!(decode(&wrong, 1024).await, Err(FrameError::Version { got: 9, want: 1 })));
+        assert!(matches!(
+            decode(&wrong, 1024).await,
+            Err(FrameError::Version { got: 9, want: 1 })
+        ));
         let mut garbage = bytes.clone();
         garbage[5] = 0xff;
-        assert!(matches!(decode(&garbage, 1024).await, Err(FrameError::Decode(_))));
+        assert!(matches!(
+            decode(&garbage, 1024).await,
+            Err(FrameError::Decode(_))
+        ));
         assert!(matches!(decode(&[], 1024).await, Err(FrameError::Closed)));
-        assert!(matches!(decode(&[0, 0, 0, 0], 1024).await, Err(FrameError::Empty)));
+        assert!(matches!(
+            decode(&[0, 0, 0, 0], 1024).await,
+            Err(FrameError::Empty)
+        ));
     }
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -24,10 +24,18 @@ pub const NODE_SAN: &str = "aether-node";
 /// TLS errors. Messages say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read '{path}': {source}; the data dir's tls/ folder is incomplete: restore it or start from an empty data dir")]
-    Read { path: String, source: std::io::Error },
+    #[error(
+        "cannot read '{path}': {source}; the data dir's tls/ folder is incomplete: restore it or start from an empty data dir"
+    )]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write '{path}': {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("bad certificate or key in '{path}': {message}")]
     Parse { path: String, message: String },
     #[error("certificate error: {0}")]
@@ -58,21 +66,38 @@ pub struct CaPem {
 pub fn create_ca(cluster_id: &str) -> Result<CaPem, TlsError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, format!("aether cluster CA {cluster_id}"));
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("aether cluster CA {cluster_id}"),
+    );
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let cert = params.self_signed(&key)?;
-    Ok(CaPem { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(CaPem {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// Params of a node certificate. Whatever a CSR asks for, the CA signs these.
 fn node_params(name: &str) -> Result<CertificateParams, TlsError> {
     let mut params = CertificateParams::new(vec![NODE_SAN.to_string()])?;
-    params.subject_alt_names.push(SanType::DnsName(format!("{name}.{NODE_SAN}").try_into()?));
-    params.distinguished_name.push(DnType::CommonName, name.to_string());
+    params
+        .subject_alt_names
+        .push(SanType::DnsName(format!("{name}.{NODE_SAN}").try_into()?));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, name.to_string());
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     Ok(params)
 }
 
@@ -81,7 +106,9 @@ pub fn new_csr(name: &str) -> Result<(KeyPair, String), TlsError> {
     let key = KeyPair::generate()?;
     // Only the key matters to the signer, which applies `node_params` itself.
     let mut params = CertificateParams::new(vec![NODE_SAN.to_string()])?;
-    params.distinguished_name.push(DnType::CommonName, name.to_string());
+    params
+        .distinguished_name
+        .push(DnType::CommonName, name.to_string());
     let csr = params.serialize_request(&key)?;
     Ok((key, csr.pem()?))
 }
@@ -89,8 +116,11 @@ pub fn new_csr(name: &str) -> Result<(KeyPair, String), TlsError> {
 /// Sign a CSR with the CA (the leader's side). The CSR's own parameters are ignored except for
 /// its public key: the certificate is always a plain node certificate for `name`.
 pub fn sign_csr(ca: &CaPem, csr_pem: &str, name: &str) -> Result<String, TlsError> {
-    let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
-        .map_err(|e| TlsError::Parse { path: "join request".into(), message: format!("bad CSR: {e}") })?;
+    let mut csr =
+        CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| TlsError::Parse {
+            path: "join request".into(),
+            message: format!("bad CSR: {e}"),
+        })?;
     csr.params = node_params(name)?;
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
@@ -121,7 +151,10 @@ impl fmt::Debug for NodeTls {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Write a secret file with mode 0600, atomically.
@@ -129,8 +162,17 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let err = |source| TlsError::Write { path: path.display().to_string(), source };
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
+    let err = |source| TlsError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
     f.write_all(data).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)?;
@@ -138,7 +180,10 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
 }
 
 fn parse_cert(path: &str, pem: &[u8]) -> Result<CertificateDer<'static>, TlsError> {
-    CertificateDer::from_pem_slice(pem).map_err(|e| TlsError::Parse { path: path.into(), message: e.to_string() })
+    CertificateDer::from_pem_slice(pem).map_err(|e| TlsError::Parse {
+        path: path.into(),
+        message: e.to_string(),
+    })
 }
 
 impl NodeTls {
@@ -148,8 +193,16 @@ impl NodeTls {
     }
 
     /// Store the CA certificate and this node's certificate and key under `dir`.
-    pub fn save(dir: &Path, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<NodeTls, TlsError> {
-        std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.display().to_string(), source })?;
+    pub fn save(
+        dir: &Path,
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Result<NodeTls, TlsError> {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+            path: dir.display().to_string(),
+            source,
+        })?;
         write_private(&dir.join("ca.crt"), ca_pem.as_bytes())?;
         write_private(&dir.join("node.key"), key_pem.as_bytes())?;
         write_private(&dir.join("node.crt"), cert_pem.as_bytes())?;
@@ -161,9 +214,16 @@ impl NodeTls {
         let p = |f: &str| dir.join(f);
         let ca = parse_cert(&p("ca.crt").display().to_string(), &read(&p("ca.crt"))?)?;
         let cert = parse_cert(&p("node.crt").display().to_string(), &read(&p("node.crt"))?)?;
-        let key = PrivateKeyDer::from_pem_slice(&read(&p("node.key"))?)
-            .map_err(|e| TlsError::Parse { path: p("node.key").display().to_string(), message: e.to_string() })?;
-        Ok(NodeTls { ca, cert, key: Arc::new(key) })
+        let key =
+            PrivateKeyDer::from_pem_slice(&read(&p("node.key"))?).map_err(|e| TlsError::Parse {
+                path: p("node.key").display().to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(NodeTls {
+            ca,
+            cert,
+            key: Arc::new(key),
+        })
     }
 
     /// The CA fingerprint that join tokens pin.
@@ -181,14 +241,18 @@ impl NodeTls {
     /// a certificate get through the handshake only to be refused by the endpoint unless they
     /// speak the join protocol.
     pub fn server_config(&self, alpns: &[&[u8]]) -> Result<rustls::ServerConfig, TlsError> {
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(vec![self.cert.clone(), self.ca.clone()], self.key.clone_key())?;
+            .with_single_cert(
+                vec![self.cert.clone(), self.ca.clone()],
+                self.key.clone_key(),
+            )?;
         cfg.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
         Ok(cfg)
     }
@@ -208,7 +272,10 @@ impl NodeTls {
 /// contain a CA whose SHA-256 matches the token's pin, and the server's certificate must be
 /// signed by it. Nothing secret is sent before this check passes.
 pub fn join_client_config(ca_sha256: &str, alpn: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
-    let verifier = Arc::new(PinnedCaVerifier { pin: ca_sha256.to_ascii_lowercase(), provider: provider() });
+    let verifier = Arc::new(PinnedCaVerifier {
+        pin: ca_sha256.to_ascii_lowercase(),
+        provider: provider(),
+    });
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -246,9 +313,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
         };
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
         inner.verify_server_cert(end_entity, &[], server_name, ocsp, now)
     }
 
@@ -258,7 +328,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -267,11 +342,18 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -302,7 +384,11 @@ impl JoinToken {
         let mut secret = [0u8; 20];
         rand::rng().fill_bytes(&mut id);
         rand::rng().fill_bytes(&mut secret);
-        JoinToken { ca_sha256: ca_sha256.into(), id: hex::encode(id), secret: hex::encode(secret) }
+        JoinToken {
+            ca_sha256: ca_sha256.into(),
+            id: hex::encode(id),
+            secret: hex::encode(secret),
+        }
     }
 
     /// Parse a token string, saying which part is wrong.
@@ -358,6 +444,11 @@ mod tests {
         let (_key, csr) = new_csr("n2").unwrap();
         let cert = sign_csr(&ca, &csr, "n2").unwrap();
         assert!(cert.contains("BEGIN CERTIFICATE"));
-        assert!(sign_csr(&ca, "garbage", "n2").unwrap_err().to_string().contains("bad CSR"));
+        assert!(
+            sign_csr(&ca, "garbage", "n2")
+                .unwrap_err()
+                .to_string()
+                .contains("bad CSR")
+        );
     }
 }

@@ -4,10 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -84,22 +87,35 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
-        PeerClient { ep: self.ep.clone(), target, addr: node.addr.clone(), backoff_max: self.backoff_max }
+        PeerClient {
+            ep: self.ep.clone(),
+            target,
+            addr: node.addr.clone(),
+            backoff_max: self.backoff_max,
+        }
     }
 }
 
 fn transport_err<E: std::error::Error>(e: NetError) -> RPCError<NodeId, Node, E> {
-    if e.is_unreachable() { RPCError::Unreachable(Unreachable::new(&e)) } else { RPCError::Network(NetworkError::new(&e)) }
+    if e.is_unreachable() {
+        RPCError::Unreachable(Unreachable::new(&e))
+    } else {
+        RPCError::Network(NetworkError::new(&e))
+    }
 }
 
 fn unexpected<E: std::error::Error>(what: &str) -> RPCError<NodeId, Node, E> {
-    let e = std::io::Error::other(format!("peer answered a {what} request with the wrong message"));
+    let e = std::io::Error::other(format!(
+        "peer answered a {what} request with the wrong message"
+    ));
     RPCError::Network(NetworkError::new(&e))
 }
 
 impl PeerClient {
     async fn call(&self, req: PeerRequest, option: &RPCOption) -> Result<PeerResponse, NetError> {
-        self.ep.call(&self.addr, &req, Some(option.hard_ttl())).await
+        self.ep
+            .call(&self.addr, &req, Some(option.hard_ttl()))
+            .await
     }
 }
 
@@ -109,8 +125,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        match self.call(PeerRequest::Append(rpc), &option).await.map_err(transport_err)? {
-            PeerResponse::Append(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+        match self
+            .call(PeerRequest::Append(rpc), &option)
+            .await
+            .map_err(transport_err)?
+        {
+            PeerResponse::Append(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(unexpected("append")),
         }
     }
@@ -119,9 +141,18 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>> {
-        match self.call(PeerRequest::Snapshot(rpc), &option).await.map_err(transport_err)? {
-            PeerResponse::Snapshot(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        match self
+            .call(PeerRequest::Snapshot(rpc), &option)
+            .await
+            .map_err(transport_err)?
+        {
+            PeerResponse::Snapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(unexpected("snapshot")),
         }
     }
@@ -131,8 +162,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        match self.call(PeerRequest::Vote(rpc), &option).await.map_err(transport_err)? {
-            PeerResponse::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+        match self
+            .call(PeerRequest::Vote(rpc), &option)
+            .await
+            .map_err(transport_err)?
+        {
+            PeerResponse::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(unexpected("vote")),
         }
     }

@@ -7,14 +7,24 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership};
-use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use openraft::{
+    EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+use redb::{
+    Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
-use super::store::{AUDIT, KV, NODES, SESSIONS, SM_META, Store, TOKENS, blocking, dec, enc, fatal, io};
+use super::store::{
+    AUDIT, KV, NODES, SESSIONS, SM_META, Store, TOKENS, blocking, dec, enc, fatal, io,
+};
 use super::types::{ClusterInit, Command, Request, Response};
 use super::{Entry, Node, TypeConfig};
-use crate::domain::{AuditRecord, Millis, NodeId, NodeRecord, NodeState, TokenRecord, TokenRefusal, human_millis};
+use crate::domain::{
+    AuditRecord, Millis, NodeId, NodeRecord, NodeState, TokenRecord, TokenRefusal, human_millis,
+};
 
 // Keys of SM_META.
 const K_APPLIED: &str = "applied";
@@ -64,14 +74,20 @@ enum SnapRecord {
 
 const SNAPSHOT_FORMAT: u32 = 1;
 
-fn meta_get<T: for<'de> Deserialize<'de>>(txn: &WriteTransaction, key: &str) -> Result<Option<T>, std::io::Error> {
+fn meta_get<T: for<'de> Deserialize<'de>>(
+    txn: &WriteTransaction,
+    key: &str,
+) -> Result<Option<T>, std::io::Error> {
     let t = txn.open_table(SM_META).map_err(io)?;
     let v = t.get(key).map_err(io)?;
     v.map(|v| dec(v.value(), key)).transpose()
 }
 
 fn meta_put<T: Serialize>(txn: &WriteTransaction, key: &str, v: &T) -> Result<(), std::io::Error> {
-    txn.open_table(SM_META).map_err(io)?.insert(key, enc(v).as_slice()).map_err(io)?;
+    txn.open_table(SM_META)
+        .map_err(io)?
+        .insert(key, enc(v).as_slice())
+        .map_err(io)?;
     Ok(())
 }
 
@@ -85,8 +101,14 @@ fn apply_request(txn: &WriteTransaction, req: &Request) -> Result<Response, std:
         }
     }
     let response = apply_command(txn, &req.cmd, req.at)?;
-    let session = Session { serial: req.id.serial, at: req.at, response: response.clone() };
-    sessions.insert(req.id.client, enc(&session).as_slice()).map_err(io)?;
+    let session = Session {
+        serial: req.id.serial,
+        at: req.at,
+        response: response.clone(),
+    };
+    sessions
+        .insert(req.id.client, enc(&session).as_slice())
+        .map_err(io)?;
 
     let seq: u64 = meta_get(txn, K_AUDIT_SEQ)?.unwrap_or(0) + 1;
     meta_put(txn, K_AUDIT_SEQ, &seq)?;
@@ -96,7 +118,13 @@ fn apply_request(txn: &WriteTransaction, req: &Request) -> Result<Response, std:
         Response::Cas { swapped: false, .. } => "not swapped".into(),
         _ => "ok".into(),
     };
-    let rec = AuditRecord { seq, at: req.at, actor: req.actor.clone(), what: req.cmd.summary(), outcome };
+    let rec = AuditRecord {
+        seq,
+        at: req.at,
+        actor: req.actor.clone(),
+        what: req.cmd.summary(),
+        outcome,
+    };
     let mut audit = txn.open_table(AUDIT).map_err(io)?;
     audit.insert(seq, enc(&rec).as_slice()).map_err(io)?;
     if seq > AUDIT_KEEP {
@@ -105,18 +133,29 @@ fn apply_request(txn: &WriteTransaction, req: &Request) -> Result<Response, std:
     if seq % 1024 == 0 {
         let cutoff = req.at.saturating_sub(SESSION_TTL_MS);
         sessions
-            .retain(|_, v| postcard::from_bytes::<Session>(v).map(|s| s.at >= cutoff).unwrap_or(false))
+            .retain(|_, v| {
+                postcard::from_bytes::<Session>(v)
+                    .map(|s| s.at >= cutoff)
+                    .unwrap_or(false)
+            })
             .map_err(io)?;
     }
     Ok(response)
 }
 
-fn apply_command(txn: &WriteTransaction, cmd: &Command, at: Millis) -> Result<Response, std::io::Error> {
+fn apply_command(
+    txn: &WriteTransaction,
+    cmd: &Command,
+    at: Millis,
+) -> Result<Response, std::io::Error> {
     let cluster: Option<ClusterMeta> = meta_get(txn, K_CLUSTER)?;
     Ok(match cmd {
         Command::InitCluster(init) => match cluster {
             Some(c) if c.init.cluster_id == init.cluster_id => Response::Ok,
-            Some(c) => Response::Refused(format!("the cluster is already initialised as '{}'", c.init.cluster_id)),
+            Some(c) => Response::Refused(format!(
+                "the cluster is already initialised as '{}'",
+                c.init.cluster_id
+            )),
             None => {
                 let rec = NodeRecord {
                     id: init.founder_id,
@@ -125,18 +164,41 @@ fn apply_command(txn: &WriteTransaction, cmd: &Command, at: Millis) -> Result<Re
                     state: NodeState::Ready,
                     joined_at: at,
                 };
-                txn.open_table(NODES).map_err(io)?.insert(rec.id, enc(&rec).as_slice()).map_err(io)?;
-                meta_put(txn, K_CLUSTER, &ClusterMeta { init: init.clone(), next_node_id: init.founder_id + 1 })?;
+                txn.open_table(NODES)
+                    .map_err(io)?
+                    .insert(rec.id, enc(&rec).as_slice())
+                    .map_err(io)?;
+                meta_put(
+                    txn,
+                    K_CLUSTER,
+                    &ClusterMeta {
+                        init: init.clone(),
+                        next_node_id: init.founder_id + 1,
+                    },
+                )?;
                 Response::Ok
             }
         },
-        Command::Join { token_id, secret_sha256, name, addr } => {
+        Command::Join {
+            token_id,
+            secret_sha256,
+            name,
+            addr,
+        } => {
             let Some(mut meta) = cluster else {
-                return Ok(Response::Refused("the cluster is not initialised yet: retry in a moment".into()));
+                return Ok(Response::Refused(
+                    "the cluster is not initialised yet: retry in a moment".into(),
+                ));
             };
             let mut tokens = txn.open_table(TOKENS).map_err(io)?;
-            let Some(raw) = tokens.get(token_id.as_str()).map_err(io)?.map(|v| v.value().to_vec()) else {
-                return Ok(Response::TokenRefused(TokenRefusal::Unknown(token_id.clone())));
+            let Some(raw) = tokens
+                .get(token_id.as_str())
+                .map_err(io)?
+                .map(|v| v.value().to_vec())
+            else {
+                return Ok(Response::TokenRefused(TokenRefusal::Unknown(
+                    token_id.clone(),
+                )));
             };
             let mut tok: TokenRecord = dec(&raw, "token")?;
             let refusal = if tok.secret_sha256 != *secret_sha256 {
@@ -144,9 +206,15 @@ fn apply_command(txn: &WriteTransaction, cmd: &Command, at: Millis) -> Result<Re
             } else if tok.revoked {
                 Some(TokenRefusal::Revoked(tok.id.clone()))
             } else if let Some(exp) = tok.expires_at.filter(|e| *e <= at) {
-                Some(TokenRefusal::Expired { id: tok.id.clone(), ago: human_millis(at - exp) })
+                Some(TokenRefusal::Expired {
+                    id: tok.id.clone(),
+                    ago: human_millis(at - exp),
+                })
             } else if tok.uses_left == 0 {
-                Some(TokenRefusal::UsedUp { id: tok.id.clone(), total: tok.uses_total })
+                Some(TokenRefusal::UsedUp {
+                    id: tok.id.clone(),
+                    total: tok.uses_total,
+                })
             } else if find_node_by_name(txn, name)?.is_some() {
                 Some(TokenRefusal::NameTaken(name.clone()))
             } else {
@@ -156,32 +224,58 @@ fn apply_command(txn: &WriteTransaction, cmd: &Command, at: Millis) -> Result<Re
                 return Ok(Response::TokenRefused(r));
             }
             tok.uses_left -= 1;
-            tokens.insert(token_id.as_str(), enc(&tok).as_slice()).map_err(io)?;
+            tokens
+                .insert(token_id.as_str(), enc(&tok).as_slice())
+                .map_err(io)?;
             let id = meta.next_node_id;
             meta.next_node_id += 1;
             meta_put(txn, K_CLUSTER, &meta)?;
-            let rec = NodeRecord { id, name: name.clone(), addr: addr.clone(), state: NodeState::Ready, joined_at: at };
-            txn.open_table(NODES).map_err(io)?.insert(id, enc(&rec).as_slice()).map_err(io)?;
+            let rec = NodeRecord {
+                id,
+                name: name.clone(),
+                addr: addr.clone(),
+                state: NodeState::Ready,
+                joined_at: at,
+            };
+            txn.open_table(NODES)
+                .map_err(io)?
+                .insert(id, enc(&rec).as_slice())
+                .map_err(io)?;
             Response::Joined { id }
         }
         Command::AddNode { name, addr } => {
             let Some(mut meta) = cluster else {
-                return Ok(Response::Refused("the cluster is not initialised yet".into()));
+                return Ok(Response::Refused(
+                    "the cluster is not initialised yet".into(),
+                ));
             };
             if find_node_by_name(txn, name)?.is_some() {
-                return Ok(Response::TokenRefused(TokenRefusal::NameTaken(name.clone())));
+                return Ok(Response::TokenRefused(TokenRefusal::NameTaken(
+                    name.clone(),
+                )));
             }
             let id = meta.next_node_id;
             meta.next_node_id += 1;
             meta_put(txn, K_CLUSTER, &meta)?;
-            let rec = NodeRecord { id, name: name.clone(), addr: addr.clone(), state: NodeState::Ready, joined_at: at };
-            txn.open_table(NODES).map_err(io)?.insert(id, enc(&rec).as_slice()).map_err(io)?;
+            let rec = NodeRecord {
+                id,
+                name: name.clone(),
+                addr: addr.clone(),
+                state: NodeState::Ready,
+                joined_at: at,
+            };
+            txn.open_table(NODES)
+                .map_err(io)?
+                .insert(id, enc(&rec).as_slice())
+                .map_err(io)?;
             Response::Joined { id }
         }
-        Command::RemoveNode { id } => match txn.open_table(NODES).map_err(io)?.remove(*id).map_err(io)? {
-            Some(_) => Response::Ok,
-            None => Response::Refused(format!("node id {id} is not a member")),
-        },
+        Command::RemoveNode { id } => {
+            match txn.open_table(NODES).map_err(io)?.remove(*id).map_err(io)? {
+                Some(_) => Response::Ok,
+                None => Response::Refused(format!("node id {id} is not a member")),
+            }
+        }
         Command::SetNodeState { id, state } => {
             let mut nodes = txn.open_table(NODES).map_err(io)?;
             let raw = nodes.get(*id).map_err(io)?.map(|v| v.value().to_vec());
@@ -195,7 +289,12 @@ fn apply_command(txn: &WriteTransaction, cmd: &Command, at: Millis) -> Result<Re
                 None => Response::Refused(format!("node id {id} is not a member")),
             }
         }
-        Command::IssueJoinToken { id, secret_sha256, expires_at, uses } => {
+        Command::IssueJoinToken {
+            id,
+            secret_sha256,
+            expires_at,
+            uses,
+        } => {
             let rec = TokenRecord {
                 id: id.clone(),
                 secret_sha256: *secret_sha256,
@@ -206,12 +305,18 @@ fn apply_command(txn: &WriteTransaction, cmd: &Command, at: Millis) -> Result<Re
                 uses_total: *uses,
                 revoked: false,
             };
-            txn.open_table(TOKENS).map_err(io)?.insert(id.as_str(), enc(&rec).as_slice()).map_err(io)?;
+            txn.open_table(TOKENS)
+                .map_err(io)?
+                .insert(id.as_str(), enc(&rec).as_slice())
+                .map_err(io)?;
             Response::Ok
         }
         Command::RevokeJoinToken { id } => {
             let mut tokens = txn.open_table(TOKENS).map_err(io)?;
-            let raw = tokens.get(id.as_str()).map_err(io)?.map(|v| v.value().to_vec());
+            let raw = tokens
+                .get(id.as_str())
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
             match raw {
                 Some(raw) => {
                     let mut t: TokenRecord = dec(&raw, "token")?;
@@ -224,31 +329,49 @@ fn apply_command(txn: &WriteTransaction, cmd: &Command, at: Millis) -> Result<Re
         }
         Command::Put { key, value } => {
             let mut kv = txn.open_table(KV).map_err(io)?;
-            let prev = kv.insert(key.as_str(), value.as_slice()).map_err(io)?.map(|v| v.value().to_vec());
+            let prev = kv
+                .insert(key.as_str(), value.as_slice())
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
             Response::Previous(prev)
         }
         Command::Delete { key } => {
             let mut kv = txn.open_table(KV).map_err(io)?;
-            let prev = kv.remove(key.as_str()).map_err(io)?.map(|v| v.value().to_vec());
+            let prev = kv
+                .remove(key.as_str())
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
             Response::Previous(prev)
         }
         Command::CompareAndSwap { key, expected, new } => {
             let mut kv = txn.open_table(KV).map_err(io)?;
-            let current = kv.get(key.as_str()).map_err(io)?.map(|v| v.value().to_vec());
+            let current = kv
+                .get(key.as_str())
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
             if current == *expected {
                 match new {
                     Some(v) => kv.insert(key.as_str(), v.as_slice()).map_err(io)?,
                     None => kv.remove(key.as_str()).map_err(io)?,
                 };
-                Response::Cas { swapped: true, current: new.clone() }
+                Response::Cas {
+                    swapped: true,
+                    current: new.clone(),
+                }
             } else {
-                Response::Cas { swapped: false, current }
+                Response::Cas {
+                    swapped: false,
+                    current,
+                }
             }
         }
     })
 }
 
-fn find_node_by_name(txn: &WriteTransaction, name: &str) -> Result<Option<NodeRecord>, std::io::Error> {
+fn find_node_by_name(
+    txn: &WriteTransaction,
+    name: &str,
+) -> Result<Option<NodeRecord>, std::io::Error> {
     let t = txn.open_table(NODES).map_err(io)?;
     for row in t.iter().map_err(io)? {
         let (_, v) = row.map_err(io)?;
@@ -280,7 +403,9 @@ impl Store {
 
     /// The last applied log id.
     pub fn applied_log_id(&self) -> Result<Option<LogId<NodeId>>, std::io::Error> {
-        Ok(self.read_meta::<Option<LogId<NodeId>>>(SM_META, K_APPLIED)?.flatten())
+        Ok(self
+            .read_meta::<Option<LogId<NodeId>>>(SM_META, K_APPLIED)?
+            .flatten())
     }
 
     /// The cluster record, once the founder wrote it.
@@ -319,7 +444,11 @@ impl Store {
     }
 
     /// kv pairs whose key starts with `prefix`, in key order, at most `limit`.
-    pub fn kv_list(&self, prefix: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, std::io::Error> {
+    pub fn kv_list(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, std::io::Error> {
         let txn = self.db.begin_read().map_err(io)?;
         let t = txn.open_table(KV).map_err(io)?;
         let mut out = Vec::new();
@@ -345,7 +474,10 @@ impl Store {
 
     /// Index the current snapshot covers.
     pub fn snapshot_index(&self) -> Option<u64> {
-        self.current_snapshot_ref().ok().flatten().and_then(|s| s.meta.last_log_id.map(|l| l.index))
+        self.current_snapshot_ref()
+            .ok()
+            .flatten()
+            .and_then(|s| s.meta.last_log_id.map(|l| l.index))
     }
 }
 
@@ -362,7 +494,10 @@ fn read_record(r: &mut impl Read) -> Result<SnapRecord, std::io::Error> {
     r.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;
     if len > 64 << 20 {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("snapshot record of {len} bytes is corrupt")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("snapshot record of {len} bytes is corrupt"),
+        ));
     }
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf)?;
@@ -390,12 +525,24 @@ impl Store {
     fn build_snapshot_file(&self) -> Result<(SnapshotMeta<NodeId, Node>, PathBuf), std::io::Error> {
         let txn = self.db.begin_read().map_err(io)?;
         let meta_t = txn.open_table(SM_META).map_err(io)?;
-        let get = |k: &str| -> Result<Option<Vec<u8>>, std::io::Error> { Ok(meta_t.get(k).map_err(io)?.map(|v| v.value().to_vec())) };
-        let applied: Option<LogId<NodeId>> = get(K_APPLIED)?.map(|b| dec::<Option<LogId<NodeId>>>(&b, K_APPLIED)).transpose()?.flatten();
-        let membership: StoredMembership<NodeId, Node> =
-            get(K_MEMBERSHIP)?.map(|b| dec(&b, K_MEMBERSHIP)).transpose()?.unwrap_or_default();
+        let get = |k: &str| -> Result<Option<Vec<u8>>, std::io::Error> {
+            Ok(meta_t.get(k).map_err(io)?.map(|v| v.value().to_vec()))
+        };
+        let applied: Option<LogId<NodeId>> = get(K_APPLIED)?
+            .map(|b| dec::<Option<LogId<NodeId>>>(&b, K_APPLIED))
+            .transpose()?
+            .flatten();
+        let membership: StoredMembership<NodeId, Node> = get(K_MEMBERSHIP)?
+            .map(|b| dec(&b, K_MEMBERSHIP))
+            .transpose()?
+            .unwrap_or_default();
         let snapshot_id = match applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, crate::domain::now_millis()),
+            Some(l) => format!(
+                "{}-{}-{}",
+                l.leader_id.term,
+                l.index,
+                crate::domain::now_millis()
+            ),
             None => format!("0-0-{}", crate::domain::now_millis()),
         };
         let dir = self.snap_dir();
@@ -403,11 +550,19 @@ impl Store {
         let final_name = format!("{snapshot_id}.snap");
         let mut w = BufWriter::new(std::fs::File::create(&tmp)?);
         let mut n = 0u64;
-        write_record(&mut w, &SnapRecord::Header { format: SNAPSHOT_FORMAT })?;
+        write_record(
+            &mut w,
+            &SnapRecord::Header {
+                format: SNAPSHOT_FORMAT,
+            },
+        )?;
         for row in meta_t.iter().map_err(io)? {
             let (k, v) = row.map_err(io)?;
             if [K_CLUSTER, K_AUDIT_SEQ].contains(&k.value()) {
-                write_record(&mut w, &SnapRecord::Meta(k.value().into(), v.value().to_vec()))?;
+                write_record(
+                    &mut w,
+                    &SnapRecord::Meta(k.value().into(), v.value().to_vec()),
+                )?;
                 n += 1;
             }
         }
@@ -415,7 +570,10 @@ impl Store {
             ($table:expr, $variant:ident, $conv:expr) => {
                 for row in txn.open_table($table).map_err(io)?.iter().map_err(io)? {
                     let (k, v) = row.map_err(io)?;
-                    write_record(&mut w, &SnapRecord::$variant($conv(k.value()), v.value().to_vec()))?;
+                    write_record(
+                        &mut w,
+                        &SnapRecord::$variant($conv(k.value()), v.value().to_vec()),
+                    )?;
                     n += 1;
                 }
             };
@@ -432,21 +590,40 @@ impl Store {
         let path = dir.join(&final_name);
         std::fs::rename(&tmp, &path)?;
         sync_dir(&dir)?;
-        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+        let meta = SnapshotMeta {
+            last_log_id: applied,
+            last_membership: membership,
+            snapshot_id,
+        };
         self.set_current_snapshot(&meta, &final_name)?;
         Ok((meta, path))
     }
 
-    fn set_current_snapshot(&self, meta: &SnapshotMeta<NodeId, Node>, file: &str) -> Result<(), std::io::Error> {
+    fn set_current_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        file: &str,
+    ) -> Result<(), std::io::Error> {
         let txn = self.db.begin_write().map_err(io)?;
-        meta_put(&txn, K_SNAPSHOT, &SnapshotRef { meta: meta.clone(), file: file.into() })?;
+        meta_put(
+            &txn,
+            K_SNAPSHOT,
+            &SnapshotRef {
+                meta: meta.clone(),
+                file: file.into(),
+            },
+        )?;
         txn.commit().map_err(io)?;
         remove_other_snapshots(&self.snap_dir(), file);
         Ok(())
     }
 
     /// Replace the state machine with the snapshot in `file` (already complete on disk).
-    fn install_snapshot_file(&self, meta: &SnapshotMeta<NodeId, Node>, file: std::fs::File) -> Result<(), std::io::Error> {
+    fn install_snapshot_file(
+        &self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        file: std::fs::File,
+    ) -> Result<(), std::io::Error> {
         let dir = self.snap_dir();
         let final_name = format!("{}.snap", meta.snapshot_id);
         let path = dir.join(&final_name);
@@ -464,17 +641,42 @@ impl Store {
 
         let mut r = BufReader::new(std::fs::File::open(&path)?);
         match read_record(&mut r)? {
-            SnapRecord::Header { format: SNAPSHOT_FORMAT } => {}
-            other => return Err(io(format!("snapshot '{}' has a bad header: {other:?}", meta.snapshot_id))),
+            SnapRecord::Header {
+                format: SNAPSHOT_FORMAT,
+            } => {}
+            other => {
+                return Err(io(format!(
+                    "snapshot '{}' has a bad header: {other:?}",
+                    meta.snapshot_id
+                )));
+            }
         }
         let txn = self.db.begin_write().map_err(io)?;
         {
-            txn.open_table(SM_META).map_err(io)?.retain(|_, _| false).map_err(io)?;
-            txn.open_table(KV).map_err(io)?.retain(|_, _| false).map_err(io)?;
-            txn.open_table(NODES).map_err(io)?.retain(|_, _| false).map_err(io)?;
-            txn.open_table(TOKENS).map_err(io)?.retain(|_, _| false).map_err(io)?;
-            txn.open_table(SESSIONS).map_err(io)?.retain(|_, _| false).map_err(io)?;
-            txn.open_table(AUDIT).map_err(io)?.retain(|_, _| false).map_err(io)?;
+            txn.open_table(SM_META)
+                .map_err(io)?
+                .retain(|_, _| false)
+                .map_err(io)?;
+            txn.open_table(KV)
+                .map_err(io)?
+                .retain(|_, _| false)
+                .map_err(io)?;
+            txn.open_table(NODES)
+                .map_err(io)?
+                .retain(|_, _| false)
+                .map_err(io)?;
+            txn.open_table(TOKENS)
+                .map_err(io)?
+                .retain(|_, _| false)
+                .map_err(io)?;
+            txn.open_table(SESSIONS)
+                .map_err(io)?
+                .retain(|_, _| false)
+                .map_err(io)?;
+            txn.open_table(AUDIT)
+                .map_err(io)?
+                .retain(|_, _| false)
+                .map_err(io)?;
             let mut sm = txn.open_table(SM_META).map_err(io)?;
             let mut kv = txn.open_table(KV).map_err(io)?;
             let mut nodes = txn.open_table(NODES).map_err(io)?;
@@ -493,19 +695,33 @@ impl Store {
                     SnapRecord::Audit(k, v) => audit.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::End { records } if records == n => break,
                     SnapRecord::End { records } => {
-                        return Err(io(format!("snapshot '{}' is truncated: {n} of {records} records", meta.snapshot_id)));
+                        return Err(io(format!(
+                            "snapshot '{}' is truncated: {n} of {records} records",
+                            meta.snapshot_id
+                        )));
                     }
                 }
                 .map_err(io)?;
                 n += 1;
             }
-            sm.insert(K_APPLIED, enc(&meta.last_log_id).as_slice()).map_err(io)?;
-            sm.insert(K_MEMBERSHIP, enc(&meta.last_membership).as_slice()).map_err(io)?;
-            sm.insert(K_SNAPSHOT, enc(&SnapshotRef { meta: meta.clone(), file: final_name.clone() }).as_slice()).map_err(io)?;
+            sm.insert(K_APPLIED, enc(&meta.last_log_id).as_slice())
+                .map_err(io)?;
+            sm.insert(K_MEMBERSHIP, enc(&meta.last_membership).as_slice())
+                .map_err(io)?;
+            sm.insert(
+                K_SNAPSHOT,
+                enc(&SnapshotRef {
+                    meta: meta.clone(),
+                    file: final_name.clone(),
+                })
+                .as_slice(),
+            )
+            .map_err(io)?;
         }
         txn.commit().map_err(io)?;
         remove_other_snapshots(&dir, &final_name);
-        self.applied_tx.send_replace(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+        self.applied_tx
+            .send_replace(meta.last_log_id.map(|l| l.index).unwrap_or(0));
         Ok(())
     }
 }
@@ -521,17 +737,32 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let store = self.0.clone();
         let (meta, path) = blocking(move || store.build_snapshot_file())
             .await
-            .map_err(|e| fatal("building a snapshot", e, |e| StorageIOError::write_snapshot(None, e)))?;
-        let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        tracing::info!("built snapshot {} at index {:?}", meta.snapshot_id, meta.last_log_id.map(|l| l.index));
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+            .map_err(|e| {
+                fatal("building a snapshot", e, |e| {
+                    StorageIOError::write_snapshot(None, e)
+                })
+            })?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        tracing::info!(
+            "built snapshot {} at index {:?}",
+            meta.snapshot_id,
+            meta.last_log_id.map(|l| l.index)
+        );
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
         let store = self.0.clone();
         blocking(move || {
             let applied = store.applied_log_id()?;
@@ -548,7 +779,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let Some(last) = entries.last().map(|e| e.log_id) else { return Ok(Vec::new()) };
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
         let store = self.0.clone();
         let responses = blocking(move || {
             let mut txn = store.db.begin_write().map_err(io)?;
@@ -559,7 +792,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => Response::Ok,
                     EntryPayload::Normal(req) => apply_request(&txn, req)?,
                     EntryPayload::Membership(m) => {
-                        meta_put(&txn, K_MEMBERSHIP, &StoredMembership::new(Some(e.log_id), m.clone()))?;
+                        meta_put(
+                            &txn,
+                            K_MEMBERSHIP,
+                            &StoredMembership::new(Some(e.log_id), m.clone()),
+                        )?;
                         Response::Ok
                     }
                 });
@@ -578,8 +815,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder(self.0.clone())
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
-        let path = self.0.snap_dir().join(format!("receiving-{:016x}", rand::random::<u64>()));
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        let path = self
+            .0
+            .snap_dir()
+            .join(format!("receiving-{:016x}", rand::random::<u64>()));
         let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -592,7 +834,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(file))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta<NodeId, Node>, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError<NodeId>> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError<NodeId>> {
         let file = snapshot.into_std().await;
         let (store, m) = (self.0.clone(), meta.clone());
         let received = self.0.receiving.lock().expect("lock").take();
@@ -604,17 +850,34 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             r
         })
         .await
-        .map_err(|e| fatal("installing a snapshot", e, |e| StorageIOError::write_snapshot(Some(meta.signature()), e)))?;
-        tracing::info!("installed snapshot {} at index {:?}", meta.snapshot_id, meta.last_log_id.map(|l| l.index));
+        .map_err(|e| {
+            fatal("installing a snapshot", e, |e| {
+                StorageIOError::write_snapshot(Some(meta.signature()), e)
+            })
+        })?;
+        tracing::info!(
+            "installed snapshot {} at index {:?}",
+            meta.snapshot_id,
+            meta.last_log_id.map(|l| l.index)
+        );
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let store = self.0.clone();
-        let r = blocking(move || store.current_snapshot_ref()).await.map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let r = blocking(move || store.current_snapshot_ref())
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         let Some(r) = r else { return Ok(None) };
         let path = self.0.snap_dir().join(&r.file);
-        let file = tokio::fs::File::open(&path).await.map_err(|e| StorageIOError::read_snapshot(Some(r.meta.signature()), &e))?;
-        Ok(Some(Snapshot { meta: r.meta, snapshot: Box::new(file) }))
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(r.meta.signature()), &e))?;
+        Ok(Some(Snapshot {
+            meta: r.meta,
+            snapshot: Box::new(file),
+        }))
     }
 }

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{LogId, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -39,7 +41,9 @@ const K_PURGED: &str = "last_purged";
 /// Storage errors before openraft is involved (opening the file).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open raft store '{path}': {message}; if another aether node uses this data dir, stop it or pick another --data-dir")]
+    #[error(
+        "cannot open raft store '{path}': {message}; if another aether node uses this data dir, stop it or pick another --data-dir"
+    )]
     Open { path: PathBuf, message: String },
     #[error("raft store '{path}': {message}")]
     Io { path: PathBuf, message: String },
@@ -62,12 +66,21 @@ pub(super) fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 pub(super) fn dec<T: DeserializeOwned>(b: &[u8], what: &str) -> Result<T, std::io::Error> {
-    postcard::from_bytes(b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("corrupt {what} in raft.redb: {e}")))
+    postcard::from_bytes(b).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("corrupt {what} in raft.redb: {e}"),
+        )
+    })
 }
 
 /// Run blocking storage work off the async runtime.
-pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static) -> Result<T, std::io::Error> {
-    tokio::task::spawn_blocking(f).await.map_err(std::io::Error::other)?
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static,
+) -> Result<T, std::io::Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 pub(super) fn io<E: std::fmt::Display>(e: E) -> std::io::Error {
@@ -78,9 +91,15 @@ impl Store {
     /// Open (or create) `<dir>/raft.redb` and `<dir>/snapshots/`.
     pub fn open(dir: &Path) -> Result<Arc<Store>, StoreError> {
         let path = dir.join("raft.redb");
-        let db = Database::create(&path).map_err(|e| StoreError::Open { path: path.clone(), message: e.to_string() })?;
+        let db = Database::create(&path).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         let snaps = dir.join("snapshots");
-        std::fs::create_dir_all(&snaps).map_err(|e| StoreError::Io { path: snaps.clone(), message: e.to_string() })?;
+        std::fs::create_dir_all(&snaps).map_err(|e| StoreError::Io {
+            path: snaps.clone(),
+            message: e.to_string(),
+        })?;
         let store = Arc::new(Store {
             db,
             dir: dir.to_path_buf(),
@@ -102,11 +121,24 @@ impl Store {
             txn.commit()?;
             Ok(())
         };
-        init().map_err(|e| StoreError::Io { path: path.clone(), message: e.to_string() })?;
-        let committed = store.read_meta::<Option<LogId<NodeId>>>(RAFT_META, K_COMMITTED).map_err(|e| StoreError::Io { path: path.clone(), message: e.to_string() })?;
+        init().map_err(|e| StoreError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let committed = store
+            .read_meta::<Option<LogId<NodeId>>>(RAFT_META, K_COMMITTED)
+            .map_err(|e| StoreError::Io {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         *store.committed.lock().expect("lock") = committed.flatten();
-        let applied = store.applied_log_id().map_err(|e| StoreError::Io { path, message: e.to_string() })?;
-        store.applied_tx.send_replace(applied.map(|l| l.index).unwrap_or(0));
+        let applied = store.applied_log_id().map_err(|e| StoreError::Io {
+            path,
+            message: e.to_string(),
+        })?;
+        store
+            .applied_tx
+            .send_replace(applied.map(|l| l.index).unwrap_or(0));
         Ok(store)
     }
 
@@ -115,7 +147,11 @@ impl Store {
         self.dir.join("snapshots")
     }
 
-    pub(super) fn read_meta<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<Option<T>, std::io::Error> {
+    pub(super) fn read_meta<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>, std::io::Error> {
         let txn = self.db.begin_read().map_err(io)?;
         let t = txn.open_table(table).map_err(io)?;
         match t.get(key).map_err(io)? {
@@ -124,10 +160,18 @@ impl Store {
         }
     }
 
-    fn write_meta<T: Serialize>(&self, key: &str, value: &T, durability: Durability) -> Result<(), std::io::Error> {
+    fn write_meta<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<(), std::io::Error> {
         let mut txn = self.db.begin_write().map_err(io)?;
         txn.set_durability(durability).map_err(io)?;
-        txn.open_table(RAFT_META).map_err(io)?.insert(key, enc(value).as_slice()).map_err(io)?;
+        txn.open_table(RAFT_META)
+            .map_err(io)?
+            .insert(key, enc(value).as_slice())
+            .map_err(io)?;
         txn.commit().map_err(io)
     }
 
@@ -165,7 +209,10 @@ impl Store {
             Some((_, v)) => Some(dec::<Entry>(v.value(), "log entry")?.log_id),
             None => purged,
         };
-        Ok(LogState { last_purged_log_id: purged, last_log_id: last })
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last,
+        })
     }
 
     /// Number of entries in the log table (for status and tests).
@@ -186,7 +233,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
         let store = self.0.clone();
         let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
-        blocking(move || store.read_entries((start, end))).await.map_err(|e| StorageIOError::read_logs(&e).into())
+        blocking(move || store.read_entries((start, end)))
+            .await
+            .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -195,7 +244,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         let store = self.0.clone();
-        blocking(move || store.log_state()).await.map_err(|e| StorageIOError::read_logs(&e).into())
+        blocking(move || store.log_state())
+            .await
+            .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -211,10 +262,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         let store = self.0.clone();
-        blocking(move || store.read_meta(RAFT_META, K_VOTE)).await.map_err(|e| StorageIOError::read_vote(&e).into())
+        blocking(move || store.read_meta(RAFT_META, K_VOTE))
+            .await
+            .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
         *self.0.committed.lock().expect("lock") = committed;
         let store = self.0.clone();
         // Not fsynced on its own: it becomes durable with the next immediate commit, and losing
@@ -232,12 +288,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read(&e).into())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let rows: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.log_id.index, enc(&e))).collect();
+        let rows: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| (e.log_id.index, enc(&e)))
+            .collect();
         let store = self.0.clone();
         let r = blocking(move || {
             let txn = store.db.begin_write().map_err(io)?;
@@ -257,7 +320,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             Err(e) => {
                 callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(fatal("appending log entries", e, |e| StorageIOError::write_logs(e)))
+                Err(fatal("appending log entries", e, |e| {
+                    StorageIOError::write_logs(e)
+                }))
             }
         }
     }
@@ -266,7 +331,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let store = self.0.clone();
         blocking(move || {
             let txn = store.db.begin_write().map_err(io)?;
-            txn.open_table(LOG).map_err(io)?.retain_in(log_id.index.., |_, _| false).map_err(io)?;
+            txn.open_table(LOG)
+                .map_err(io)?
+                .retain_in(log_id.index.., |_, _| false)
+                .map_err(io)?;
             txn.commit().map_err(io)
         })
         .await
@@ -277,8 +345,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let store = self.0.clone();
         blocking(move || {
             let txn = store.db.begin_write().map_err(io)?;
-            txn.open_table(LOG).map_err(io)?.retain_in(..=log_id.index, |_, _| false).map_err(io)?;
-            txn.open_table(RAFT_META).map_err(io)?.insert(K_PURGED, enc(&Some(log_id)).as_slice()).map_err(io)?;
+            txn.open_table(LOG)
+                .map_err(io)?
+                .retain_in(..=log_id.index, |_, _| false)
+                .map_err(io)?;
+            txn.open_table(RAFT_META)
+                .map_err(io)?
+                .insert(K_PURGED, enc(&Some(log_id)).as_slice())
+                .map_err(io)?;
             txn.commit().map_err(io)
         })
         .await
@@ -288,8 +362,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 /// A failed write to the Raft store is fatal: log it loudly; openraft stops on the returned
 /// error and the node exits non-zero (see `node::run`).
-pub(super) fn fatal(doing: &str, e: std::io::Error, kind: impl FnOnce(&std::io::Error) -> StorageIOError<NodeId>) -> StorageError<NodeId> {
-    tracing::error!("raft store commit failed while {doing}: {e}; the node stops to protect the log (check the disk holding the data dir)");
+pub(super) fn fatal(
+    doing: &str,
+    e: std::io::Error,
+    kind: impl FnOnce(&std::io::Error) -> StorageIOError<NodeId>,
+) -> StorageError<NodeId> {
+    tracing::error!(
+        "raft store commit failed while {doing}: {e}; the node stops to protect the log (check the disk holding the data dir)"
+    );
     kind(&e).into()
 }
-

@@ -23,7 +23,10 @@ pub struct RequestId {
 impl RequestId {
     /// A fresh id for a one-shot client.
     pub fn new_random() -> RequestId {
-        RequestId { client: rand::random(), serial: 1 }
+        RequestId {
+            client: rand::random(),
+            serial: 1,
+        }
     }
 }
 
@@ -64,32 +67,81 @@ pub enum Command {
     /// Written once by the founding node: cluster id, CA, founder record.
     InitCluster(ClusterInit),
     /// Consume a join token and register a new member; the state machine allocates its id.
-    Join { token_id: String, secret_sha256: [u8; 32], name: String, addr: String },
+    Join {
+        token_id: String,
+        secret_sha256: [u8; 32],
+        name: String,
+        addr: String,
+    },
     /// Register a member directly (no token), e.g. when restoring.
-    AddNode { name: String, addr: String },
-    RemoveNode { id: NodeId },
-    SetNodeState { id: NodeId, state: NodeState },
-    IssueJoinToken { id: String, secret_sha256: [u8; 32], expires_at: Option<Millis>, uses: u32 },
-    RevokeJoinToken { id: String },
+    AddNode {
+        name: String,
+        addr: String,
+    },
+    RemoveNode {
+        id: NodeId,
+    },
+    SetNodeState {
+        id: NodeId,
+        state: NodeState,
+    },
+    IssueJoinToken {
+        id: String,
+        secret_sha256: [u8; 32],
+        expires_at: Option<Millis>,
+        uses: u32,
+    },
+    RevokeJoinToken {
+        id: String,
+    },
     // kv
-    Put { key: String, value: Vec<u8> },
-    Delete { key: String },
+    Put {
+        key: String,
+        value: Vec<u8>,
+    },
+    Delete {
+        key: String,
+    },
     /// Set `key` to `new` (delete when `None`) if its current value equals `expected` (absent
     /// when `None`).
-    CompareAndSwap { key: String, expected: Option<Vec<u8>>, new: Option<Vec<u8>> },
+    CompareAndSwap {
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    },
 }
 
 impl Command {
     /// One line for logs and the audit trail; values are summarised by size, secrets omitted.
     pub fn summary(&self) -> String {
         match self {
-            Command::InitCluster(i) => format!("init cluster {} with founder {}", i.cluster_id, i.founder_name),
-            Command::Join { token_id, name, addr, .. } => format!("join {name} at {addr} with token {token_id}"),
+            Command::InitCluster(i) => format!(
+                "init cluster {} with founder {}",
+                i.cluster_id, i.founder_name
+            ),
+            Command::Join {
+                token_id,
+                name,
+                addr,
+                ..
+            } => format!("join {name} at {addr} with token {token_id}"),
             Command::AddNode { name, addr } => format!("add node {name} at {addr}"),
             Command::RemoveNode { id } => format!("remove node {id}"),
             Command::SetNodeState { id, state } => format!("set node {id} {state}"),
-            Command::IssueJoinToken { id, uses, expires_at, .. } => {
-                format!("issue join token {id} ({uses} uses{})", if expires_at.is_some() { ", expiring" } else { "" })
+            Command::IssueJoinToken {
+                id,
+                uses,
+                expires_at,
+                ..
+            } => {
+                format!(
+                    "issue join token {id} ({uses} uses{})",
+                    if expires_at.is_some() {
+                        ", expiring"
+                    } else {
+                        ""
+                    }
+                )
             }
             Command::RevokeJoinToken { id } => format!("revoke join token {id}"),
             Command::Put { key, value } => format!("put {key} ({} bytes)", value.len()),
@@ -107,9 +159,14 @@ pub enum Response {
     /// A kv write's previous value.
     Previous(Option<Vec<u8>>),
     /// A compare-and-swap: whether it swapped, and the value now stored.
-    Cas { swapped: bool, current: Option<Vec<u8>> },
+    Cas {
+        swapped: bool,
+        current: Option<Vec<u8>>,
+    },
     /// A member was registered with this id.
-    Joined { id: NodeId },
+    Joined {
+        id: NodeId,
+    },
     /// A join was refused.
     TokenRefused(TokenRefusal),
     /// The command was refused for another reason, with a message that says why.

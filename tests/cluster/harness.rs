@@ -1,0 +1,341 @@
+//! Real `aether node` processes on 127.0.0.1 and helpers that wait for conditions.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_aether");
+
+/// Poll `f` every 50 ms until it returns `Some`, or panic after `timeout` naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A free port on 127.0.0.1 for both UDP and TCP (best effort).
+pub fn free_port() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One node: its data dir, ports and (while running) its process.
+pub struct Node {
+    pub name: String,
+    pub dir: PathBuf,
+    pub quic: u16,
+    pub http: u16,
+    pub env: Vec<(String, String)>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Node {
+    pub fn new(root: &Path, name: &str) -> Node {
+        Node {
+            name: name.into(),
+            dir: root.join(name),
+            quic: free_port(),
+            http: free_port(),
+            env: Vec::new(),
+            child: None,
+            log: root.join(format!("{name}.log")),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.quic)
+    }
+
+    fn node_command(&self, join: Option<(&str, &str)>) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(["node", "--data-dir"]).arg(&self.dir);
+        c.args([
+            "--name",
+            &self.name,
+            "--listen",
+            &self.addr(),
+            "--http",
+            &format!("127.0.0.1:{}", self.http),
+        ]);
+        if let Some((addr, token)) = join {
+            c.args(["--join", addr, "--token", token]);
+        }
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.env_remove("RUST_LOG");
+        c
+    }
+
+    /// Start the daemon in the background (log appended to `<root>/<name>.log`).
+    pub fn start(&mut self, join: Option<(&str, &str)>) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = self
+            .node_command(join)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn aether node");
+        self.child = Some(child);
+        let sock = self.dir.join("aether.sock");
+        wait_for(
+            &format!("{} admin socket", self.name),
+            Duration::from_secs(20),
+            || {
+                if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!(
+                        "{} exited early with {st}; log:\n{}",
+                        self.name,
+                        self.log_text()
+                    );
+                }
+                std::os::unix::net::UnixStream::connect(&sock)
+                    .ok()
+                    .map(|_| ())
+            },
+        );
+    }
+
+    /// Run the daemon in the foreground and return how it ended (for refused joins).
+    pub fn run_to_exit(&self, join: Option<(&str, &str)>, timeout: Duration) -> Output {
+        let mut child = self
+            .node_command(join)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                panic!(
+                    "{} did not exit within {timeout:?}: a refused join must not hang",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = c.kill();
+                panic!(
+                    "{} did not stop within 20 s of SIGTERM; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run `aether --data-dir <dir> ARGS…` against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+
+    /// `status --output json`, if the node answers.
+    pub fn status(&self) -> Option<Value> {
+        let out = self.cli(&["status", "--output", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    /// The leader's name as this node sees it.
+    pub fn leader(&self) -> Option<String> {
+        self.status()?
+            .get("leader")?
+            .get("name")?
+            .as_str()
+            .map(String::from)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// This node's local replica value of `key`.
+    pub fn local_get(&self, key: &str) -> Option<String> {
+        let out = self.cli(&["kv", "get", "--local", key]);
+        out.status.success().then(|| {
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .trim_end()
+                .to_string()
+        })
+    }
+
+    /// `curl http://127.0.0.1:<http>/path` → status code.
+    pub fn http_status(&self, path: &str) -> Option<u16> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        buf.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Count the voters in a status document.
+pub fn voters(status: &Value) -> usize {
+    status["members"]
+        .as_array()
+        .map(|m| m.iter().filter(|m| m["role"] == "voter").count())
+        .unwrap_or(0)
+}
+
+/// Nodes on one temp dir; dropping it kills them.
+pub struct TestCluster {
+    pub nodes: Vec<Node>,
+    pub root: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// A single founding node, ready.
+    pub fn single(name: &str, env: &[(&str, &str)]) -> TestCluster {
+        let root = tempfile::tempdir().unwrap();
+        let mut n = Node::new(root.path(), name);
+        n.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        n.start(None);
+        wait_for(
+            &format!("{name} leads its new cluster"),
+            Duration::from_secs(20),
+            || (n.status()?["node"]["ready"] == true && n.leader()? == name).then_some(()),
+        );
+        TestCluster {
+            nodes: vec![n],
+            root,
+        }
+    }
+
+    /// Add nodes that join through node 0 with one token.
+    pub fn join(&mut self, names: &[&str], env: &[(&str, &str)]) {
+        let uses = names.len().to_string();
+        let out = self.nodes[0].cli(&["token", "create", "--uses", &uses]);
+        assert!(out.status.success(), "token create: {}", stderr(&out));
+        let token = stdout(&out);
+        let via = self.nodes[0].addr();
+        for name in names {
+            let mut n = Node::new(self.root.path(), name);
+            n.env = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            n.start(Some((&via, &token)));
+            self.nodes.push(n);
+        }
+    }
+
+    /// Add one node that joins through node 0 with `token`.
+    pub fn join_with_token(&mut self, name: &str, token: &str) {
+        let mut n = Node::new(self.root.path(), name);
+        n.start(Some((&self.nodes[0].addr(), token)));
+        self.nodes.push(n);
+    }
+
+    /// Three nodes, three voters, all reachable from the leader.
+    pub fn three() -> TestCluster {
+        let mut c = TestCluster::single("n1", &[]);
+        c.join(&["n2", "n3"], &[]);
+        c.wait_voters(3);
+        c
+    }
+
+    /// Wait until every running node sees `n` voters, one leader and is ready.
+    pub fn wait_voters(&self, n: usize) {
+        wait_for(
+            &format!("{n} voters, one leader, every node ready"),
+            Duration::from_secs(30),
+            || {
+                let mut leaders = std::collections::BTreeSet::new();
+                for node in self.nodes.iter().filter(|n| n.running()) {
+                    let s = node.status()?;
+                    if voters(&s) != n || s["node"]["ready"] != true {
+                        return None;
+                    }
+                    leaders.insert(s["leader"]["name"].as_str()?.to_string());
+                }
+                (leaders.len() == 1).then_some(())
+            },
+        );
+    }
+
+    /// Index of the current leader (as the first running node sees it).
+    pub fn leader_index(&self) -> usize {
+        let name = wait_for("a leader", Duration::from_secs(20), || {
+            self.nodes.iter().find(|n| n.running())?.leader()
+        });
+        self.nodes.iter().position(|n| n.name == name).unwrap()
+    }
+}
