@@ -427,13 +427,13 @@ impl Endpoint {
             let (svc, stats, max) = (svc.clone(), self.stats.clone(), self.max_frame);
             tracker.spawn(async move {
                 let reply = match frame::read_frame_sized::<_, S::Req>(&mut recv, max).await {
-                    Ok((req, size)) => match {
+                    Ok((req, size)) => {
                         stats.bytes_received.fetch_add(size, Ordering::Relaxed);
-                        svc.handle(ctx, req).await
-                    } {
-                        Ok(r) => Reply::Ok(r),
-                        Err(e) => Reply::Err(e),
-                    },
+                        match svc.handle(ctx, req).await {
+                            Ok(r) => Reply::Ok(r),
+                            Err(e) => Reply::Err(e),
+                        }
+                    }
                     Err(FrameError::Closed) => return,
                     Err(e) => {
                         stats.bad_frames.fetch_add(1, Ordering::Relaxed);
@@ -549,7 +549,16 @@ pub async fn unauthenticated_probe(
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     send.write_all(bytes).await.map_err(|e| e.to_string())?;
     let _ = send.finish();
-    let r = recv.read_to_end(1 << 20).await.map_err(|e| e.to_string());
+    let r = match recv.read_to_end(1 << 20).await {
+        Ok(b) => Ok(b),
+        // The read error alone may not carry the peer's reason; the connection's does.
+        Err(e) => Err(match conn.closed().await {
+            quinn::ConnectionError::ApplicationClosed(c) => {
+                format!("{e}: {}", String::from_utf8_lossy(&c.reason))
+            }
+            other => format!("{e}: {other}"),
+        }),
+    };
     ep.close(0u32.into(), b"");
     r
 }

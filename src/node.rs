@@ -137,7 +137,7 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
                     "join refused: the node at {addr} does not belong to the cluster this token is for (its CA does not match the token's CA pin): use a token created on a member of the cluster you want to join"
                 )
             } else {
-                anyhow::anyhow!("join failed: {msg}")
+                anyhow::anyhow!("join failed: {msg}; check that a member listens on {addr} (UDP) and that this machine can reach it")
             }
         })?;
     let acc = match resp {

@@ -42,7 +42,7 @@ pub enum ReadResult {
 /// A response from a node's admin API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AdminResponse {
-    Status(StatusView),
+    Status(Box<StatusView>),
     Nodes(Vec<MemberView>),
     Written(Response),
     Read(ReadResult),

@@ -143,7 +143,10 @@ fn check_write(cmd: &Command) -> Result<(), String> {
 pub async fn handle(cluster: &Cluster, req: AdminRequest, actor: &str) -> AdminResponse {
     let out = |r: Result<AdminResponse, AdminError>| r.unwrap_or_else(AdminResponse::Error);
     match req {
-        AdminRequest::Status => out(cluster.status().await.map(AdminResponse::Status)),
+        AdminRequest::Status => out(cluster
+            .status()
+            .await
+            .map(|s| AdminResponse::Status(Box::new(s)))),
         AdminRequest::Nodes => out(cluster
             .status()
             .await

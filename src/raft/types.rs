@@ -153,8 +153,9 @@ impl Command {
 
 /// What applying a [`Request`] answered. Refusals are decided by the state machine, so every
 /// member agrees on them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub enum Response {
+    #[default]
     Ok,
     /// A kv write's previous value.
     Previous(Option<Vec<u8>>),
@@ -164,17 +165,9 @@ pub enum Response {
         current: Option<Vec<u8>>,
     },
     /// A member was registered with this id.
-    Joined {
-        id: NodeId,
-    },
+    Joined { id: NodeId },
     /// A join was refused.
     TokenRefused(TokenRefusal),
     /// The command was refused for another reason, with a message that says why.
     Refused(String),
-}
-
-impl Default for Response {
-    fn default() -> Self {
-        Response::Ok
-    }
 }
