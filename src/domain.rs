@@ -70,6 +70,30 @@ pub struct TokenRecord {
     pub revoked: bool,
 }
 
+impl TokenRecord {
+    /// May a node join with a secret hashing to `secret_sha256` at time `at`? Pure, so the
+    /// leader's cheap pre-check and the state machine's authoritative check agree.
+    pub fn check(&self, secret_sha256: &[u8; 32], at: Millis) -> Result<(), TokenRefusal> {
+        if self.secret_sha256 != *secret_sha256 {
+            Err(TokenRefusal::WrongSecret(self.id.clone()))
+        } else if self.revoked {
+            Err(TokenRefusal::Revoked(self.id.clone()))
+        } else if let Some(exp) = self.expires_at.filter(|e| *e <= at) {
+            Err(TokenRefusal::Expired {
+                id: self.id.clone(),
+                ago: human_millis(at - exp),
+            })
+        } else if self.uses_left == 0 {
+            Err(TokenRefusal::UsedUp {
+                id: self.id.clone(),
+                total: self.uses_total,
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Why a join token was refused. Decided by the replicated state machine, so every member agrees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum TokenRefusal {
@@ -151,6 +175,52 @@ mod tests {
             let e = validate_name("node", bad).unwrap_err();
             assert!(e.contains("not a valid name"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn token_checks_say_which_rule_refused() {
+        let secret = [7u8; 32];
+        let tok = TokenRecord {
+            id: "t1".into(),
+            secret_sha256: secret,
+            created_at: 0,
+            created_by: String::new(),
+            expires_at: Some(10_000),
+            uses_left: 1,
+            uses_total: 2,
+            revoked: false,
+        };
+        assert_eq!(tok.check(&secret, 5_000), Ok(()));
+        assert_eq!(
+            tok.check(&[0; 32], 5_000),
+            Err(TokenRefusal::WrongSecret("t1".into()))
+        );
+        assert_eq!(
+            tok.check(&secret, 13_000),
+            Err(TokenRefusal::Expired {
+                id: "t1".into(),
+                ago: "3s".into()
+            })
+        );
+        let used = TokenRecord {
+            uses_left: 0,
+            ..tok.clone()
+        };
+        assert_eq!(
+            used.check(&secret, 5_000),
+            Err(TokenRefusal::UsedUp {
+                id: "t1".into(),
+                total: 2
+            })
+        );
+        let revoked = TokenRecord {
+            revoked: true,
+            ..tok
+        };
+        assert_eq!(
+            revoked.check(&secret, 5_000),
+            Err(TokenRefusal::Revoked("t1".into()))
+        );
     }
 
     #[test]

@@ -482,13 +482,40 @@ impl Cluster {
                 }
             }
         }
+        // Refuse bad tokens before they cost a log entry; the state machine checks again, with
+        // the same rules, when the join is applied.
+        let secret_sha256 = tls::hash_secret(&j.secret);
+        let at = now_millis();
+        let known = self
+            .store
+            .tokens()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|t| t.id == j.token_id);
+        let taken = self
+            .store
+            .nodes()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|n| n.name == j.name);
+        let pre = match &known {
+            None => Err(crate::domain::TokenRefusal::Unknown(j.token_id.clone())),
+            Some(t) => t.check(&secret_sha256, at).and_then(|()| match taken {
+                true => Err(crate::domain::TokenRefusal::NameTaken(j.name.clone())),
+                false => Ok(()),
+            }),
+        };
+        if let Err(r) = pre {
+            tracing::warn!("refused a join of '{}' from {}: {r}", j.name, j.addr);
+            return Err(r.to_string());
+        }
         let req = Request {
             id: j.request,
             actor: format!("join:{}", j.name),
-            at: now_millis(),
+            at,
             cmd: Command::Join {
                 token_id: j.token_id.clone(),
-                secret_sha256: tls::hash_secret(&j.secret),
+                secret_sha256,
                 name: j.name.clone(),
                 addr: j.addr.clone(),
             },

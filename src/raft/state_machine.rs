@@ -23,7 +23,7 @@ use super::store::{
 use super::types::{ClusterInit, Command, Request, Response};
 use super::{Entry, Node, TypeConfig};
 use crate::domain::{
-    AuditRecord, Millis, NodeId, NodeRecord, NodeState, TokenRecord, TokenRefusal, human_millis,
+    AuditRecord, Millis, NodeId, NodeRecord, NodeState, TokenRecord, TokenRefusal,
 };
 
 // Keys of SM_META.
@@ -98,6 +98,13 @@ fn apply_request(txn: &WriteTransaction, req: &Request) -> Result<Response, std:
         let s: Session = dec(prev.value(), "session")?;
         if s.serial == req.id.serial {
             return Ok(s.response);
+        }
+        if s.serial > req.id.serial {
+            // The client has moved on, so this older request was applied before: never twice.
+            return Ok(Response::Refused(format!(
+                "stale retry: request {} of this client was superseded by request {}",
+                req.id.serial, s.serial
+            )));
         }
     }
     let response = apply_command(txn, &req.cmd, req.at)?;
@@ -201,24 +208,12 @@ fn apply_command(
                 )));
             };
             let mut tok: TokenRecord = dec(&raw, "token")?;
-            let refusal = if tok.secret_sha256 != *secret_sha256 {
-                Some(TokenRefusal::WrongSecret(tok.id.clone()))
-            } else if tok.revoked {
-                Some(TokenRefusal::Revoked(tok.id.clone()))
-            } else if let Some(exp) = tok.expires_at.filter(|e| *e <= at) {
-                Some(TokenRefusal::Expired {
-                    id: tok.id.clone(),
-                    ago: human_millis(at - exp),
-                })
-            } else if tok.uses_left == 0 {
-                Some(TokenRefusal::UsedUp {
-                    id: tok.id.clone(),
-                    total: tok.uses_total,
-                })
-            } else if find_node_by_name(txn, name)?.is_some() {
-                Some(TokenRefusal::NameTaken(name.clone()))
-            } else {
-                None
+            let refusal = match tok.check(secret_sha256, at) {
+                Err(r) => Some(r),
+                Ok(()) if find_node_by_name(txn, name)?.is_some() => {
+                    Some(TokenRefusal::NameTaken(name.clone()))
+                }
+                Ok(()) => None,
             };
             if let Some(r) = refusal {
                 return Ok(Response::TokenRefused(r));
@@ -879,5 +874,98 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: r.meta,
             snapshot: Box::new(file),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::RequestId;
+
+    fn apply(store: &Store, req: &Request) -> Response {
+        let txn = store.db.begin_write().unwrap();
+        let r = apply_request(&txn, req).unwrap();
+        txn.commit().unwrap();
+        r
+    }
+
+    fn put(client: u128, serial: u64, key: &str, value: &str) -> Request {
+        Request {
+            id: RequestId { client, serial },
+            actor: "test".into(),
+            at: 1_000,
+            cmd: Command::Put {
+                key: key.into(),
+                value: value.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_retried_request_applies_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            apply(&store, &put(7, 1, "k", "a")),
+            Response::Previous(None)
+        );
+        // The same id again answers the first result and writes nothing.
+        assert_eq!(
+            apply(&store, &put(7, 1, "k", "a")),
+            Response::Previous(None)
+        );
+        assert_eq!(store.audit(10).unwrap().len(), 1);
+        assert_eq!(
+            apply(&store, &put(7, 2, "k", "b")),
+            Response::Previous(Some(b"a".to_vec()))
+        );
+        // An older serial of the same client never applies again.
+        assert!(
+            matches!(apply(&store, &put(7, 1, "k", "a")), Response::Refused(m) if m.contains("stale retry"))
+        );
+        assert_eq!(store.kv_get("k").unwrap(), Some(b"b".to_vec()));
+        // Another client is independent.
+        assert_eq!(
+            apply(&store, &put(8, 1, "k", "c")),
+            Response::Previous(Some(b"b".to_vec()))
+        );
+    }
+
+    #[test]
+    fn compare_and_swap_only_swaps_on_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cas = |serial, expected: Option<&str>, new: Option<&str>| Request {
+            id: RequestId { client: 1, serial },
+            actor: "test".into(),
+            at: 1,
+            cmd: Command::CompareAndSwap {
+                key: "k".into(),
+                expected: expected.map(|v| v.as_bytes().to_vec()),
+                new: new.map(|v| v.as_bytes().to_vec()),
+            },
+        };
+        assert_eq!(
+            apply(&store, &cas(1, None, Some("a"))),
+            Response::Cas {
+                swapped: true,
+                current: Some(b"a".to_vec())
+            }
+        );
+        assert_eq!(
+            apply(&store, &cas(2, None, Some("b"))),
+            Response::Cas {
+                swapped: false,
+                current: Some(b"a".to_vec())
+            }
+        );
+        assert_eq!(
+            apply(&store, &cas(3, Some("a"), None)),
+            Response::Cas {
+                swapped: true,
+                current: None
+            }
+        );
+        assert_eq!(store.kv_get("k").unwrap(), None);
     }
 }

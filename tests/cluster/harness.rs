@@ -141,6 +141,13 @@ impl Node {
         }
     }
 
+    /// The exit status, once the daemon has exited by itself.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        let st = self.child.as_mut()?.try_wait().unwrap()?;
+        self.child = None;
+        Some(st)
+    }
+
     pub fn running(&self) -> bool {
         self.child.is_some()
     }

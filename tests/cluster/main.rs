@@ -513,3 +513,64 @@ fn bad_config_flags_and_commands_get_clear_errors() {
     let out = run(&["completions", "bash"], &[]);
     assert!(out.status.success() && stdout(&out).contains("aether"));
 }
+
+#[test]
+fn a_failed_storage_commit_stops_the_node() {
+    let root = tempfile::tempdir().unwrap();
+    let disk = root.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&disk)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a 4 MiB tmpfs here (needs root) to fill the disk");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+
+    // The data dir is on the small disk; the log file is not.
+    let mut n = Node::new(root.path(), "full");
+    n.dir = disk.join("full");
+    n.start(None);
+    wait_for("the node leads", Duration::from_secs(20), || {
+        (n.status()?["node"]["ready"] == true).then_some(())
+    });
+
+    let value = "x".repeat(100_000);
+    let failed = (0..200)
+        .map(|i| n.cli(&["kv", "put", &format!("k{i}"), &value]))
+        .find(|out| !out.status.success())
+        .expect("a 4 MiB disk must fill up");
+    assert_eq!(failed.status.code(), Some(3), "{}", stderr(&failed));
+    let e = stderr(&failed);
+    assert!(
+        e.contains("raft store stopped") && e.contains("No space left"),
+        "{e}"
+    );
+
+    let st = wait_for("the node stops by itself", Duration::from_secs(20), || {
+        n.try_exit()
+    });
+    assert_eq!(
+        st.code(),
+        Some(1),
+        "a failed commit must stop the node with a non-zero exit"
+    );
+    let log = n.log_text();
+    assert!(
+        log.contains("raft store commit failed")
+            && log.contains("the raft store failed and the node stopped"),
+        "{log}"
+    );
+}
