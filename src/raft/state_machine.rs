@@ -648,36 +648,20 @@ impl Store {
         }
         let txn = self.db.begin_write().map_err(io)?;
         {
-            txn.open_table(SM_META)
-                .map_err(io)?
-                .retain(|_, _| false)
-                .map_err(io)?;
-            txn.open_table(KV)
-                .map_err(io)?
-                .retain(|_, _| false)
-                .map_err(io)?;
-            txn.open_table(NODES)
-                .map_err(io)?
-                .retain(|_, _| false)
-                .map_err(io)?;
-            txn.open_table(TOKENS)
-                .map_err(io)?
-                .retain(|_, _| false)
-                .map_err(io)?;
-            txn.open_table(SESSIONS)
-                .map_err(io)?
-                .retain(|_, _| false)
-                .map_err(io)?;
-            txn.open_table(AUDIT)
-                .map_err(io)?
-                .retain(|_, _| false)
-                .map_err(io)?;
-            let mut sm = txn.open_table(SM_META).map_err(io)?;
-            let mut kv = txn.open_table(KV).map_err(io)?;
-            let mut nodes = txn.open_table(NODES).map_err(io)?;
-            let mut tokens = txn.open_table(TOKENS).map_err(io)?;
-            let mut sessions = txn.open_table(SESSIONS).map_err(io)?;
-            let mut audit = txn.open_table(AUDIT).map_err(io)?;
+            // Every state-machine table, emptied: the snapshot replaces the whole state.
+            macro_rules! emptied {
+                ($table:expr) => {{
+                    let mut t = txn.open_table($table).map_err(io)?;
+                    t.retain(|_, _| false).map_err(io)?;
+                    t
+                }};
+            }
+            let mut sm = emptied!(SM_META);
+            let mut kv = emptied!(KV);
+            let mut nodes = emptied!(NODES);
+            let mut tokens = emptied!(TOKENS);
+            let mut sessions = emptied!(SESSIONS);
+            let mut audit = emptied!(AUDIT);
             let mut n = 0u64;
             loop {
                 match read_record(&mut r)? {
