@@ -74,6 +74,8 @@ pub struct RaftConfig {
     pub voters: u8,
     /// How long a write waits for a leader and a quorum before it fails (exit code 3).
     pub write_timeout: Dur,
+    /// Page cache of the raft.redb file, in bytes (redb's own default is 1 GiB).
+    pub cache_bytes: u64,
 }
 
 /// QUIC transport limits and timers.
@@ -116,6 +118,7 @@ impl Default for RaftConfig {
             keep_after_snapshot: 1_000,
             voters: 3,
             write_timeout: Dur::ms(5_000),
+            cache_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -300,6 +303,12 @@ impl Config {
             return Err(bad(
                 "raft.heartbeat_interval",
                 "durations must be above zero".into(),
+            ));
+        }
+        if r.cache_bytes < 1024 * 1024 {
+            return Err(bad(
+                "raft.cache_bytes",
+                format!("expected at least 1048576, found {}", r.cache_bytes),
             ));
         }
         if r.snapshot_after_entries == 0 {

@@ -121,7 +121,7 @@ impl Cluster {
         ca_sha256: String,
         founder_ca: Option<(String, CaPem)>,
     ) -> Result<Arc<Cluster>, RaftStartError> {
-        let store = Store::open(data_dir)?;
+        let store = Store::open_with_cache(data_dir, cfg.raft.cache_bytes as usize)?;
         let net = Network {
             ep: ep.clone(),
             backoff_max: cfg.net.reconnect_backoff_max.0,

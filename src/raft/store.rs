@@ -88,13 +88,21 @@ pub(super) fn io<E: std::fmt::Display>(e: E) -> std::io::Error {
 }
 
 impl Store {
-    /// Open (or create) `<dir>/raft.redb` and `<dir>/snapshots/`.
+    /// Open (or create) `<dir>/raft.redb` and `<dir>/snapshots/` with the default cache.
     pub fn open(dir: &Path) -> Result<Arc<Store>, StoreError> {
+        Store::open_with_cache(dir, 32 << 20)
+    }
+
+    /// Open with a page cache of `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Arc<Store>, StoreError> {
         let path = dir.join("raft.redb");
-        let db = Database::create(&path).map_err(|e| StoreError::Open {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|e| StoreError::Open {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         let snaps = dir.join("snapshots");
         std::fs::create_dir_all(&snaps).map_err(|e| StoreError::Io {
             path: snaps.clone(),
