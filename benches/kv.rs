@@ -45,9 +45,11 @@ usage: cargo bench --bench kv -- [options]
   --failover-rounds N        Aether leader kills [20]
   --etcd-failover-rounds N   etcd leader kills [10]
   --failover-clients N       clients writing during failover, spread over the nodes [3]
+  --settle-ms N              extra pause after a killed node is back, before the next kill [0]
   --etcd-election-ms N       etcd --election-timeout; etcd draws from [N, 2N) [1000, etcd's default]
   --only aether|etcd         run one system only
   --keep                     keep the temp dir (data dirs and logs) at the end
+                             (env KV_BENCH_NODE_LOG sets RUST_LOG for the aether nodes)
   -h, --help                 this text
 ";
 
@@ -65,6 +67,7 @@ struct Opts {
     etcd_failover_rounds: usize,
     failover_clients: usize,
     etcd_election_ms: u64,
+    settle: Duration,
     run_aether: bool,
     run_etcd: bool,
     keep: bool,
@@ -88,6 +91,7 @@ fn parse_opts() -> Result<Opts> {
         etcd_failover_rounds: 10,
         failover_clients: 3,
         etcd_election_ms: 1000,
+        settle: Duration::ZERO,
         run_aether: true,
         run_etcd: true,
         keep: false,
@@ -134,6 +138,7 @@ fn parse_opts() -> Result<Opts> {
             "--failover-rounds" => o.failover_rounds = num(&a, val(&a)?)? as usize,
             "--etcd-failover-rounds" => o.etcd_failover_rounds = num(&a, val(&a)?)? as usize,
             "--failover-clients" => o.failover_clients = (num(&a, val(&a)?)? as usize).max(1),
+            "--settle-ms" => o.settle = Duration::from_millis(num(&a, val(&a)?)?),
             "--etcd-election-ms" => o.etcd_election_ms = num(&a, val(&a)?)?,
             "--only" => match val(&a)?.as_str() {
                 "aether" => o.run_etcd = false,
@@ -180,6 +185,10 @@ impl Daemon {
     /// Start it (again), appending its output to its log file.
     fn start(&mut self) -> Result<()> {
         assert!(self.child.is_none(), "{} is already running", self.name);
+        if let Some(dir) = self.log.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -189,7 +198,8 @@ impl Daemon {
         cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log);
+            .stderr(log)
+            .env("NO_COLOR", "1");
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("AETHER_")
                 || k.to_string_lossy().starts_with("ETCD")
@@ -197,6 +207,10 @@ impl Daemon {
             {
                 cmd.env_remove(k);
             }
+        }
+        // For digging into a run: the nodes' log filter (their logs are in the temp dir).
+        if let Some(f) = std::env::var_os("KV_BENCH_NODE_LOG") {
+            cmd.env("RUST_LOG", f);
         }
         let child = cmd
             .spawn()
@@ -229,6 +243,32 @@ impl Daemon {
                     self.log_tail()
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// Whether it was started and has exited since (without reaping it; Linux /proc).
+    fn exited(&self) -> bool {
+        let Some(c) = self.child.as_ref() else {
+            return false;
+        };
+        match std::fs::read_to_string(format!("/proc/{}/stat", c.id())) {
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
+    }
+
+    /// Fail with its last log lines when it exited.
+    fn ensure_running(&self) -> Result<()> {
+        if self.exited() {
+            return Err(Exited(format!(
+                "{} exited unexpectedly; last log lines:\n{}",
+                self.name,
+                self.log_tail()
+            ))
+            .into());
         }
         Ok(())
     }
@@ -283,6 +323,11 @@ impl Ports {
     }
 }
 
+/// A child process died: waiting longer is pointless.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Exited(String);
+
 /// Poll `f` every `every` until it returns `Some`, failing with `what` and the last reason after
 /// `timeout`.
 async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, every: Duration, mut f: F) -> Result<T>
@@ -296,6 +341,9 @@ where
         match f().await {
             Ok(Some(v)) => return Ok(v),
             Ok(None) => {}
+            Err(e) if e.is::<Exited>() => {
+                return Err(e.context(format!("while waiting until {what}")));
+            }
             Err(e) => last = format!("{e:#}"),
         }
         if Instant::now() >= deadline {
@@ -331,7 +379,7 @@ async fn aether_status(sock: &Path) -> Result<StatusView> {
         .await
         .map_err(|_| anyhow!("status timed out"))??
     {
-        AdminResponse::Status(s) => Ok(s),
+        AdminResponse::Status(s) => Ok(*s),
         other => bail!("unexpected answer to Status: {other:?}"),
     }
 }
@@ -377,17 +425,24 @@ impl AetherCluster {
         let mut cl = AetherCluster { nodes };
         cl.nodes[0].daemon.start()?;
         let sock1 = cl.nodes[0].socket();
+        // Joins are refused until the founder has written the cluster record, which comes a
+        // moment after it is ready.
+        let n1 = &cl.nodes[0].daemon;
         wait_for(
-            "aether n1 is leader of its new cluster",
+            "aether n1 leads its new cluster and has written the cluster record",
             Duration::from_secs(30),
             Duration::from_millis(100),
             || {
                 let sock1 = sock1.clone();
-                async move { Ok(aether_status(&sock1).await?.node.ready.then_some(())) }
+                async move {
+                    n1.ensure_running()?;
+                    let s = aether_status(&sock1).await?;
+                    Ok((s.node.ready && s.cluster_id.is_some()).then_some(()))
+                }
             },
         )
         .await
-        .map_err(|e| e.context(cl.nodes[0].daemon.log_tail()))?;
+        .map_err(|e| e.context(n1.log_tail()))?;
         let token = {
             let mut c = Client::connect(&sock1).await?;
             match c
@@ -416,8 +471,11 @@ impl AetherCluster {
             Duration::from_secs(60),
             Duration::from_millis(100),
             || {
-                let sock1 = sock1.clone();
-                async move { Ok(healthy_aether(&aether_status(&sock1).await?).then_some(())) }
+                let (sock1, nodes) = (sock1.clone(), &cl.nodes);
+                async move {
+                    nodes.iter().try_for_each(|n| n.daemon.ensure_running())?;
+                    Ok(healthy_aether(&aether_status(&sock1).await?).then_some(()))
+                }
             },
         )
         .await;
@@ -455,6 +513,13 @@ impl AetherCluster {
         bail!("no node knows a leader")
     }
 
+    fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.daemon.child.as_ref().map(|c| c.id()))
+            .collect()
+    }
+
     fn sockets(&self) -> Vec<PathBuf> {
         self.nodes.iter().map(|n| n.socket()).collect()
     }
@@ -465,42 +530,56 @@ impl AetherCluster {
             .try_for_each(|n| n.daemon.check_alive())
     }
 
-    /// Wait until the restarted node `i` is back: it knows the leader and has caught up, and the
-    /// leader sees 3 reachable voters.
+    /// Wait until the restarted node `i` is back: the leader replicates to it again (its matched
+    /// index, as the leader sees it, reaches the leader's commit index as of the restart), it
+    /// knows the leader and has applied what it knows to be committed, and the leader sees 3
+    /// reachable voters.
     async fn wait_rejoined(&self, i: usize) -> Result<()> {
-        let sock = self.nodes[i].socket();
-        let all = self.sockets();
+        let name = self.nodes[i].name.clone();
+        let survivors: Vec<PathBuf> = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| self.nodes[j].socket())
+            .collect();
+        let since = wait_for(
+            "the surviving aether nodes know a leader",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || async {
+                for s in &survivors {
+                    if let Ok(st) = aether_status(s).await {
+                        if st.leader.is_some() {
+                            return Ok(Some(st.commit_index.unwrap_or(0)));
+                        }
+                    }
+                }
+                Ok(None)
+            },
+        )
+        .await?;
         wait_for(
             &format!(
-                "aether {} is back and the cluster has 3 reachable voters",
-                self.nodes[i].name
+                "aether {name} is back (the leader replicates to it past index {since}) and the cluster has 3 reachable voters"
             ),
             Duration::from_secs(60),
             Duration::from_millis(50),
-            || {
-                let (sock, all) = (sock.clone(), all.clone());
-                async move {
-                    let mine = aether_status(&sock).await?;
-                    let Some(leader) = mine.leader.clone() else {
-                        return Ok(None);
-                    };
-                    if !mine.node.ready {
-                        return Ok(None);
-                    }
-                    let lsock = all
-                        .iter()
-                        .find(|p| {
-                            p.parent()
-                                .and_then(|d| d.file_name())
-                                .is_some_and(|f| f == leader.name.as_str())
-                        })
-                        .ok_or_else(|| anyhow!("no socket for {}", leader.name))?;
-                    let ls = aether_status(lsock).await?;
-                    let caught_up = ls
-                        .commit_index
-                        .is_some_and(|c| mine.node.applied_index + 50 >= c);
-                    Ok((healthy_aether(&ls) && caught_up).then_some(()))
+            || async {
+                self.nodes[i].daemon.ensure_running()?;
+                let mine = aether_status(&self.nodes[i].socket()).await?;
+                let Some(leader) = mine.leader.clone() else {
+                    return Ok(None);
+                };
+                if !mine.node.ready {
+                    return Ok(None);
                 }
+                let lnode = self
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == leader.name)
+                    .ok_or_else(|| anyhow!("unknown leader {}", leader.name))?;
+                let ls = aether_status(&lnode.socket()).await?;
+                let matched = ls.members.iter().find(|m| m.name == name).and_then(|m| m.matched_index);
+                let same_leader = ls.leader.as_ref().is_some_and(|l| l.name == leader.name);
+                Ok((same_leader && healthy_aether(&ls) && matched.is_some_and(|m| m >= since)).then_some(()))
             },
         )
         .await
@@ -754,7 +833,12 @@ impl EtcdCluster {
             "the 3 etcd members answer and agree on a leader",
             Duration::from_secs(60),
             Duration::from_millis(100),
-            || async { Ok(self.agreed_leader(&[0, 1, 2]).await?.map(|_| ())) },
+            || async {
+                self.members
+                    .iter()
+                    .try_for_each(|m| m.daemon.ensure_running())?;
+                Ok(self.agreed_leader(&[0, 1, 2]).await?.map(|_| ()))
+            },
         )
         .await
         .map_err(|e| {
@@ -777,24 +861,39 @@ impl EtcdCluster {
             .ok_or_else(|| anyhow!("etcd members do not agree on a leader"))
     }
 
-    /// Wait until restarted member `i` follows the leader everyone agrees on and has caught up.
+    /// Wait until restarted member `i` is back: all 3 agree on a leader and it holds entries
+    /// written after it restarted (the survivors' raft index then, plus a few), so the leader
+    /// replicates to it again.
     async fn wait_rejoined(&self, i: usize) -> Result<()> {
+        let survivors: Vec<usize> = (0..3).filter(|j| *j != i).collect();
+        let (_, since) = wait_for(
+            "the surviving etcd members agree on a leader",
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || self.agreed_leader(&survivors),
+        )
+        .await?;
         wait_for(
-            &format!(
-                "etcd e{} is back and all 3 members agree on a leader",
-                i + 1
-            ),
+            &format!("etcd e{} is back (holds raft index {} or later) and all 3 members agree on a leader", i + 1, since + 10),
             Duration::from_secs(60),
             Duration::from_millis(50),
             || async move {
-                let Some((_, max_idx)) = self.agreed_leader(&[0, 1, 2]).await? else {
+                self.members[i].daemon.ensure_running()?;
+                if self.agreed_leader(&[0, 1, 2]).await?.is_none() {
                     return Ok(None);
-                };
+                }
                 let (_, _, mine) = etcd_status(self.members[i].client).await?;
-                Ok((mine + 50 >= max_idx).then_some(()))
+                Ok((mine >= since + 10).then_some(()))
             },
         )
         .await
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|m| m.daemon.child.as_ref().map(|c| c.id()))
+            .collect()
     }
 
     fn addrs(&self) -> Vec<SocketAddr> {
@@ -956,9 +1055,37 @@ struct LoadResult {
     errors: u64,
     elapsed: Duration,
     lat: Vec<Duration>,
+    /// CPU time the 3 server processes used during the run.
+    server_cpu: Duration,
+}
+
+/// User + system CPU time used so far by the processes `pids` (Linux /proc).
+fn cpu_time(pids: &[u32]) -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let secs: f64 = pids
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|st| {
+            let rest = st
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .collect::<Vec<_>>();
+            // Fields after the name: state is 3rd overall, utime the 14th, stime the 15th.
+            Some(rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / tick;
+    Duration::from_secs_f64(secs)
 }
 
 impl LoadResult {
+    /// Server CPU per write, in microseconds.
+    fn cpu_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.puts as f64
+    }
+
     fn rate(&self) -> f64 {
         self.puts as f64 / self.elapsed.as_secs_f64()
     }
@@ -991,6 +1118,7 @@ async fn run_load(
     home: impl Fn(usize) -> usize,
     value: &Arc<Vec<u8>>,
     value_b64: &Arc<String>,
+    pids: &[u32],
 ) -> Result<LoadResult> {
     let mut workers = Vec::new();
     for i in 0..clients {
@@ -1000,6 +1128,7 @@ async fn run_load(
     }
     let remaining = Arc::new(AtomicU64::new(total));
     let errors = Arc::new(AtomicU64::new(0));
+    let cpu0 = cpu_time(pids);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for mut w in workers {
@@ -1038,11 +1167,13 @@ async fn run_load(
     }
     let elapsed = start.elapsed();
     lat.sort_unstable();
+    let server_cpu = cpu_time(pids).saturating_sub(cpu0);
     Ok(LoadResult {
         puts: total,
         errors: errors.load(Ordering::Relaxed),
         elapsed,
         lat,
+        server_cpu,
     })
 }
 
@@ -1054,7 +1185,14 @@ struct SteadyLoad {
     acks: Arc<Mutex<Vec<(Instant, Instant)>>>,
     errors: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    target: Target,
+    value: Arc<Vec<u8>>,
+    value_b64: Arc<String>,
 }
+
+/// During a failover, a fresh one-shot write is sent this often to a surviving node, so the
+/// measured time does not hinge on when a steady client happens to give up on a stuck request.
+const PROBE_EVERY: Duration = Duration::from_millis(20);
 
 impl SteadyLoad {
     fn start(
@@ -1076,13 +1214,14 @@ impl SteadyLoad {
                 tokio::spawn(async move {
                     let mut seen = 0;
                     w.next_write();
+                    // A failed write is retried with the same key (and, for Aether, request id).
+                    let mut k = key(NEXT_KEY.fetch_add(1, Ordering::Relaxed));
                     while !stop.load(Ordering::Relaxed) {
                         let e = epoch.load(Ordering::Relaxed);
                         if e != seen {
                             seen = e;
                             w.go_home();
                         }
-                        let k = key(NEXT_KEY.fetch_add(1, Ordering::Relaxed));
                         let sent = Instant::now();
                         // A client that hears nothing for 1 s gives up on that connection and
                         // tries again (the same request id, for Aether).
@@ -1090,6 +1229,7 @@ impl SteadyLoad {
                             Ok(()) => {
                                 acks.lock().unwrap().push((sent, Instant::now()));
                                 w.next_write();
+                                k = key(NEXT_KEY.fetch_add(1, Ordering::Relaxed));
                             }
                             Err(_) => {
                                 errors.fetch_add(1, Ordering::Relaxed);
@@ -1106,7 +1246,50 @@ impl SteadyLoad {
             acks,
             errors,
             tasks,
+            target: target.clone(),
+            value: value.clone(),
+            value_b64: value_b64.clone(),
         }
+    }
+
+    /// Until `done`, every [`PROBE_EVERY`] send one new write on a new connection to the next of
+    /// `survivors`; its acknowledgement is recorded like the steady clients'.
+    fn probe(&self, survivors: Vec<usize>, done: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+        let (target, value, b64, acks) = (
+            self.target.clone(),
+            self.value.clone(),
+            self.value_b64.clone(),
+            self.acks.clone(),
+        );
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut i = 0;
+            while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let mut w = Worker::new(
+                    target.clone(),
+                    survivors[i % survivors.len()],
+                    value.clone(),
+                    b64.clone(),
+                );
+                let acks = acks.clone();
+                tokio::spawn(async move {
+                    w.next_write();
+                    let k = key(NEXT_KEY.fetch_add(1, Ordering::Relaxed));
+                    let sent = Instant::now();
+                    if w.attempt(&k, Duration::from_secs(5)).await.is_ok() {
+                        acks.lock().unwrap().push((sent, Instant::now()));
+                    }
+                });
+                i += 1;
+                tokio::time::sleep(PROBE_EVERY).await;
+            }
+        })
+    }
+
+    /// Start a round: clients go back to their own nodes, old acknowledgements are dropped.
+    fn new_round(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        self.acks.lock().unwrap().clear();
     }
 
     /// The first acknowledgement of a write sent at or after `t`.
@@ -1126,6 +1309,22 @@ impl SteadyLoad {
             let _ = t.await;
         }
     }
+}
+
+/// After a kill at `t`: probe the survivors and wait until a write sent after `t` is
+/// acknowledged; answers how long after `t` that was.
+async fn wait_failover(
+    load: &SteadyLoad,
+    survivors: Vec<usize>,
+    t: Instant,
+    what: &str,
+) -> Result<Duration> {
+    let done = Arc::new(AtomicBool::new(false));
+    let prober = load.probe(survivors, done.clone());
+    let r = wait_ack_after(load, t, what).await;
+    done.store(true, Ordering::Relaxed);
+    let _ = prober.await;
+    r
 }
 
 /// Wait until a write sent after `t` is acknowledged; answers how long after `t` that was.
@@ -1163,26 +1362,28 @@ async fn loads(
     name: &str,
     value: &Arc<Vec<u8>>,
     b64: &Arc<String>,
+    pids: &[u32],
 ) -> Result<Vec<(usize, LoadResult)>> {
     let n = target.len();
     let to_leader = o.to_leader;
     let home = move |i: usize| if to_leader { leader } else { i % n };
     // Warm-up, not measured.
-    run_load(target, 4, 200, home, value, b64)
+    run_load(target, 4, 200, home, value, b64, pids)
         .await
         .with_context(|| format!("{name} warm-up"))?;
     let mut out = Vec::new();
     for &c in &o.concurrency {
         let total = puts_for(o, c);
-        let r = run_load(target, c, total, home, value, b64)
+        let r = run_load(target, c, total, home, value, b64, pids)
             .await
             .with_context(|| format!("{name} load at {c} clients"))?;
         eprintln!(
-            "  {name:<6} c={c:<3} {:>6} puts  {:>9.1} writes/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+            "  {name:<6} c={c:<3} {:>6} puts  {:>9.1} writes/s  p50 {:>7.2} ms  p99 {:>7.2} ms  server cpu {:>5.0} us/write  errors {}",
             r.puts,
             r.rate(),
             r.pct_ms(50.0),
             r.pct_ms(99.0),
+            r.cpu_us(),
             r.errors
         );
         out.push((c, r));
@@ -1207,7 +1408,7 @@ async fn bench_aether(
     let target = Target::Aether(cl.sockets());
     let leader = cl.leader().await?;
     let mut res = SystemResult {
-        loads: loads(o, &target, leader, "aether", value, b64).await?,
+        loads: loads(o, &target, leader, "aether", value, b64, &cl.pids()).await?,
         ..Default::default()
     };
     cl.check_alive()?;
@@ -1221,16 +1422,19 @@ async fn bench_aether(
         let r = async {
             for round in 1..=o.failover_rounds {
                 cl.check_alive()?;
-                load.epoch.fetch_add(1, Ordering::Relaxed);
+                load.new_round();
                 wait_ack_after(&load, Instant::now(), "aether takes writes before the kill").await?;
                 let l = cl.leader().await?;
                 let killed_at = cl.nodes[l].daemon.kill();
-                let took = wait_ack_after(&load, killed_at, "the surviving aether nodes acknowledge a write after the leader was killed")
+                let survivors = (0..3).filter(|i| *i != l).collect();
+                let took = wait_failover(&load, survivors, killed_at, "the surviving aether nodes acknowledge a write after the leader was killed")
                     .await
                     .map_err(|e| e.context(cl.nodes.iter().map(|n| format!("  {}:\n{}", n.name, n.daemon.log_tail())).collect::<String>()))?;
+                let restarted = Instant::now();
                 cl.nodes[l].daemon.start()?;
                 cl.wait_rejoined(l).await.map_err(|e| e.context(cl.nodes[l].daemon.log_tail()))?;
-                eprintln!("  aether round {round:>2}: killed leader {}, writes acknowledged again after {:>6.1} ms", cl.nodes[l].name, took.as_secs_f64() * 1000.0);
+                tokio::time::sleep(o.settle).await;
+                eprintln!("  aether round {round:>2}: killed leader {}, writes acknowledged again after {:>6.1} ms; restarted, back after {:.1} s", cl.nodes[l].name, took.as_secs_f64() * 1000.0, (restarted.elapsed() - o.settle).as_secs_f64());
                 res.failover.push(took);
             }
             Ok::<_, anyhow::Error>(())
@@ -1275,7 +1479,7 @@ async fn bench_etcd(
     let target = Target::Etcd(cl.addrs());
     let leader = cl.leader().await?;
     let mut res = SystemResult {
-        loads: loads(o, &target, leader, "etcd", value, b64).await?,
+        loads: loads(o, &target, leader, "etcd", value, b64, &cl.pids()).await?,
         ..Default::default()
     };
     cl.check_alive()?;
@@ -1289,14 +1493,17 @@ async fn bench_etcd(
         let r = async {
             for round in 1..=o.etcd_failover_rounds {
                 cl.check_alive()?;
-                load.epoch.fetch_add(1, Ordering::Relaxed);
+                load.new_round();
                 wait_ack_after(&load, Instant::now(), "etcd takes writes before the kill").await?;
                 let l = cl.leader().await?;
                 let killed_at = cl.members[l].daemon.kill();
-                let took = wait_ack_after(&load, killed_at, "the surviving etcd members acknowledge a write after the leader was killed").await?;
+                let survivors = (0..3).filter(|i| *i != l).collect();
+                let took = wait_failover(&load, survivors, killed_at, "the surviving etcd members acknowledge a write after the leader was killed").await?;
+                let restarted = Instant::now();
                 cl.members[l].daemon.start()?;
                 cl.wait_rejoined(l).await.map_err(|e| e.context(cl.members[l].daemon.log_tail()))?;
-                eprintln!("  etcd   round {round:>2}: killed leader e{}, writes acknowledged again after {:>6.1} ms", l + 1, took.as_secs_f64() * 1000.0);
+                tokio::time::sleep(o.settle).await;
+                eprintln!("  etcd   round {round:>2}: killed leader e{}, writes acknowledged again after {:>6.1} ms; restarted, back after {:.1} s", l + 1, took.as_secs_f64() * 1000.0, (restarted.elapsed() - o.settle).as_secs_f64());
                 res.failover.push(took);
             }
             Ok::<_, anyhow::Error>(())
@@ -1316,19 +1523,19 @@ fn print_report(o: &Opts, a: Option<&SystemResult>, e: Option<&SystemResult>) {
     fn cell(r: Option<&SystemResult>, c: usize) -> Option<&LoadResult> {
         r.and_then(|r| r.loads.iter().find(|(cc, _)| *cc == c).map(|(_, l)| l))
     }
-    let fmt3 = |l: Option<&LoadResult>| match l {
+    let fmt = |l: Option<&LoadResult>| match l {
         Some(l) => format!(
-            "{:>10.0} {:>8.2} {:>8.2}",
+            "{:>9.0} {:>7.2} {:>7.2} {:>8.0}",
             l.rate(),
             l.pct_ms(50.0),
-            l.pct_ms(99.0)
+            l.pct_ms(99.0),
+            l.cpu_us()
         ),
-        None => format!("{:>10} {:>8} {:>8}", "-", "-", "-"),
+        None => format!("{:>9} {:>7} {:>7} {:>8}", "-", "-", "-", "-"),
     };
     println!();
     println!(
-        "kv puts, 3 nodes each on 127.0.0.1, {}-byte keys, {}-byte values, clients {}",
-        8,
+        "kv puts, 3 nodes each on 127.0.0.1, 8-byte keys, {}-byte values, each client its own connection, clients {}",
         o.value_bytes,
         if o.to_leader {
             "all on the leader"
@@ -1336,20 +1543,18 @@ fn print_report(o: &Opts, a: Option<&SystemResult>, e: Option<&SystemResult>) {
             "spread over the 3 nodes"
         }
     );
+    println!("(cpu us/w: CPU time of the 3 server processes per write)");
+    let head = |w: &str| format!("{w:>9} {:>7} {:>7} {:>8}", "p50 ms", "p99 ms", "cpu us/w");
     println!(
-        "{:>7} {:>6} | {:>10} {:>8} {:>8} | {:>10} {:>8} {:>8} | {:>11}",
-        "", "", "aether", "", "", "etcd", "", "", "aether/etcd"
+        "{:>7} {:>6} | {:<34} | {:<34} | {:>11}",
+        "", "", "aether", "etcd", "aether/etcd"
     );
     println!(
-        "{:>7} {:>6} | {:>10} {:>8} {:>8} | {:>10} {:>8} {:>8} | {:>11}",
+        "{:>7} {:>6} | {} | {} | {:>11}",
         "clients",
         "puts",
-        "writes/s",
-        "p50 ms",
-        "p99 ms",
-        "writes/s",
-        "p50 ms",
-        "p99 ms",
+        head("writes/s"),
+        head("writes/s"),
         "writes/s"
     );
     for &c in &o.concurrency {
@@ -1362,8 +1567,8 @@ fn print_report(o: &Opts, a: Option<&SystemResult>, e: Option<&SystemResult>) {
             "{:>7} {:>6} | {} | {} | {ratio}",
             c,
             puts_for(o, c),
-            fmt3(la),
-            fmt3(le)
+            fmt(la),
+            fmt(le)
         );
     }
     let errs: u64 = [a, e]
@@ -1391,8 +1596,16 @@ fn print_report(o: &Opts, a: Option<&SystemResult>, e: Option<&SystemResult>) {
     if fa.is_some() || fe.is_some() {
         println!();
         println!(
-            "failover: kill -9 of the leader until a write sent after the kill is acknowledged ({} writing clients)",
-            o.failover_clients
+            "failover: kill -9 of the leader until a write sent after the kill is acknowledged\n\
+             ({} steady clients plus a one-shot write to a survivor every {} ms; the next kill once\n\
+             the restarted node is back and caught up{})",
+            o.failover_clients,
+            PROBE_EVERY.as_millis(),
+            if o.settle.is_zero() {
+                String::new()
+            } else {
+                format!(", plus {} ms", o.settle.as_millis())
+            }
         );
         println!(
             "{:>7} {:>6} {:>9} {:>9}",
@@ -1461,6 +1674,15 @@ async fn run(o: &Opts) -> Result<()> {
     );
     let mut ports = Ports(BTreeSet::new());
     let value: Arc<Vec<u8>> = Arc::new((0..o.value_bytes).map(|_| rand::random::<u8>()).collect());
+    // harness = false runs no #[test]s: check the encoder here (RFC 4648 vectors).
+    for (i, o) in [
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foobar", "Zm9vYmFy"),
+    ] {
+        assert_eq!(base64(i.as_bytes()), o, "base64 encoder is broken");
+    }
     let b64 = Arc::new(base64(&value));
     let a = if o.run_aether {
         Some(bench_aether(o, &base, &mut ports, &value, &b64).await?)
@@ -1474,22 +1696,4 @@ async fn run(o: &Opts) -> Result<()> {
     };
     print_report(o, a.as_ref(), e.as_ref());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_matches_rfc4648() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(super::base64(i.as_bytes()), o);
-        }
-    }
 }

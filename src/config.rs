@@ -111,9 +111,9 @@ impl Default for Config {
 impl Default for RaftConfig {
     fn default() -> Self {
         RaftConfig {
-            heartbeat_interval: Dur::ms(100),
-            election_timeout_min: Dur::ms(400),
-            election_timeout_max: Dur::ms(800),
+            heartbeat_interval: Dur::ms(50),
+            election_timeout_min: Dur::ms(200),
+            election_timeout_max: Dur::ms(400),
             snapshot_after_entries: 10_000,
             keep_after_snapshot: 1_000,
             voters: 3,

@@ -214,6 +214,7 @@ impl Endpoint {
     pub fn bind(
         listen: SocketAddr,
         tls: &NodeTls,
+        reset_secret: &[u8; 32],
         cfg: &NetConfig,
     ) -> Result<Arc<Endpoint>, NetError> {
         let server_tls = tls.server_config(&[ALPN_PEER, ALPN_JOIN])?;
@@ -221,10 +222,17 @@ impl Endpoint {
             .map_err(|e| NetError::Tls(TlsError::Rustls(rustls::Error::General(e.to_string()))))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(q));
         server.transport_config(transport(cfg));
-        let ep = quinn::Endpoint::server(server, listen).map_err(|e| NetError::Bind {
+        let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_secret);
+        let endpoint_cfg = quinn::EndpointConfig::new(Arc::new(reset_key));
+        let bind_err = |e: std::io::Error| NetError::Bind {
             addr: listen,
             message: e.to_string(),
-        })?;
+        };
+        let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| bind_err(std::io::Error::other("no async runtime")))?;
+        let ep =
+            quinn::Endpoint::new(endpoint_cfg, Some(server), socket, runtime).map_err(bind_err)?;
         Ok(Arc::new(Endpoint {
             ep,
             client: client_config(tls.client_config(ALPN_PEER)?, cfg)?,
@@ -350,8 +358,12 @@ impl Endpoint {
                     ms: timeout.as_millis() as u64,
                 })
             });
-        if r.is_ok() {
-            *slot.last_ok.lock().expect("slot lock") = Some(Instant::now());
+        match &r {
+            Ok(_) => *slot.last_ok.lock().expect("slot lock") = Some(Instant::now()),
+            // The peer may have restarted behind a connection that still looks open: dial
+            // afresh next time rather than wait for the idle timeout.
+            Err(NetError::Timeout { .. }) => *slot.conn.lock().await = None,
+            Err(_) => {}
         }
         r
     }

@@ -115,6 +115,9 @@ fn bootstrap(dd: &DataDir, name: &str) -> Result<(Identity, CaPem)> {
     Ok((ident, ca))
 }
 
+/// How long a joining node keeps asking while the cluster answers "not yet".
+const JOIN_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Join an existing cluster through the member at `addr`.
 async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -> Result<Identity> {
     let token = JoinToken::parse(token).context("--token")?;
@@ -128,7 +131,17 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
         csr_pem,
     };
     tracing::info!("joining the cluster at {addr} as {name}");
-    let resp = net::join_call::<_, PeerResponse>(addr, &token.ca_sha256, &PeerRequest::Join(req), &cfg.net, Duration::from_secs(20))
+    // Transient refusals (no leader yet, a cluster still writing its record) are retried with
+    // the same request, so a join that did apply is answered again rather than applied twice.
+    let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
+    let acc = loop {
+        let resp = net::join_call::<_, PeerResponse>(
+            addr,
+            &token.ca_sha256,
+            &PeerRequest::Join(req.clone()),
+            &cfg.net,
+            Duration::from_secs(20),
+        )
         .await
         .map_err(|e| {
             let msg = e.to_string();
@@ -137,13 +150,20 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
                     "join refused: the node at {addr} does not belong to the cluster this token is for (its CA does not match the token's CA pin): use a token created on a member of the cluster you want to join"
                 )
             } else {
-                anyhow::anyhow!("join failed: {msg}; check that a member listens on {addr} (UDP) and that this machine can reach it")
+                anyhow::anyhow!(
+                    "join failed: {msg}; check that a member listens on {addr} (UDP) and that this machine can reach it"
+                )
             }
         })?;
-    let acc = match resp {
-        PeerResponse::Join(Ok(acc)) => acc,
-        PeerResponse::Join(Err(m)) => bail!("join refused by {addr}: {m}"),
-        _ => bail!("join failed: {addr} answered with the wrong message"),
+        match resp {
+            PeerResponse::Join(Ok(acc)) => break acc,
+            PeerResponse::Join(Err(r)) if r.retry && tokio::time::Instant::now() < deadline => {
+                tracing::warn!("join not possible yet: {r}; asking again");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            PeerResponse::Join(Err(r)) => bail!("join refused by {addr}: {r}"),
+            _ => bail!("join failed: {addr} answered with the wrong message"),
+        }
     };
     let saved = NodeTls::save(&dd.tls(), &acc.ca_pem, &acc.cert_pem, &key.serialize_pem())?;
     if saved.ca_sha256() != token.ca_sha256 {
@@ -225,7 +245,8 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
     let node_tls = NodeTls::load(&dd.tls())?;
 
     // 2. transport, store, raft.
-    let ep = Endpoint::bind(cfg.listen, &node_tls, &cfg.net)?;
+    let reset_secret = NodeTls::reset_secret(&dd.tls())?;
+    let ep = Endpoint::bind(cfg.listen, &node_tls, &reset_secret, &cfg.net)?;
     tracing::info!(
         "quic endpoint listening on {} (advertised as {})",
         ep.local_addr(),

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::domain::{NodeId, NodeRecord, now_millis, validate_name};
 use crate::net::tls::{self, CaPem, TlsError};
 use crate::net::{BoxFut, Endpoint, PeerCtx, Service};
-use network::{JoinAccepted, JoinRequest, Network, PeerRequest, PeerResponse};
+use network::{JoinAccepted, JoinRefused, JoinRequest, Network, PeerRequest, PeerResponse};
 use state_machine::StateMachine;
 use store::{LogStore, Store};
 use types::{ClusterInit, Command, Request, RequestId, Response};
@@ -75,6 +75,7 @@ pub struct Cluster {
     /// The CA (with key) while this node is the founder and the cluster record is not written.
     founder_ca: Option<(String, CaPem)>,
     ca_sha256: String,
+    initialised: std::sync::atomic::AtomicBool,
 }
 
 /// Build openraft's config from ours.
@@ -157,6 +158,7 @@ impl Cluster {
             voters_wanted: cfg.raft.voters as usize,
             founder_ca,
             ca_sha256,
+            initialised: Default::default(),
         }))
     }
 
@@ -172,10 +174,24 @@ impl Cluster {
         Some((id, addr))
     }
 
-    /// Whether this node knows a leader and has applied everything it knows to be committed.
+    /// Whether this node knows a leader, holds the cluster record (so it can take joins) and has
+    /// applied everything it knows to be committed.
     pub fn ready(&self) -> bool {
         let has_leader = self.raft.metrics().borrow().current_leader.is_some();
-        has_leader && self.store.applied_index() >= self.store.committed_index().unwrap_or(0)
+        has_leader
+            && self.initialised()
+            && self.store.applied_index() >= self.store.committed_index().unwrap_or(0)
+    }
+
+    /// Whether the cluster record has been applied here (checked once true).
+    pub fn initialised(&self) -> bool {
+        if self.initialised.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
+        let yes = self.store.cluster().ok().flatten().is_some();
+        self.initialised
+            .store(yes, std::sync::atomic::Ordering::Relaxed);
+        yes
     }
 
     /// Write through Raft. Forwards to the leader when `forward` is set; retries with the same
@@ -442,10 +458,10 @@ impl Cluster {
 
     /// Handle a join request: on the leader, consume the token through Raft and sign the CSR;
     /// elsewhere, forward to the leader.
-    pub async fn join(&self, j: JoinRequest, forward: bool) -> Result<JoinAccepted, String> {
+    pub async fn join(&self, j: JoinRequest, forward: bool) -> Result<JoinAccepted, JoinRefused> {
         validate_name("node name", &j.name)?;
         crate::config::parse_host_port(&j.addr)
-            .map_err(|m| format!("bad advertise address: {m}"))?;
+            .map_err(|m| JoinRefused::fatal(format!("bad advertise address: {m}")))?;
         let deadline = Instant::now() + self.write_timeout;
         loop {
             match self.leader() {
@@ -461,17 +477,19 @@ impl Cluster {
                         .await
                     {
                         Ok(PeerResponse::Join(r)) => r,
-                        Ok(_) => Err("the leader answered with the wrong message".into()),
-                        Err(e) => Err(format!(
-                            "the member could not reach its leader: {e}; retry in a moment"
+                        Ok(_) => Err(JoinRefused::fatal(
+                            "the leader answered with the wrong message",
                         )),
+                        Err(e) => Err(JoinRefused::transient(format!(
+                            "the member could not reach its leader: {e}"
+                        ))),
                     };
                 }
-                Some(_) => return Err("this node is no longer the leader; retry".into()),
+                Some(_) => return Err(JoinRefused::transient("this node is no longer the leader")),
                 None if Instant::now() > deadline => {
-                    return Err(
-                        "the cluster has no leader: retry when 'aether status' shows one".into(),
-                    );
+                    return Err(JoinRefused::transient(
+                        "the cluster has no leader: retry when 'aether status' shows one",
+                    ));
                 }
                 None => {
                     let _ = tokio::time::timeout(
@@ -507,7 +525,12 @@ impl Cluster {
         };
         if let Err(r) = pre {
             tracing::warn!("refused a join of '{}' from {}: {r}", j.name, j.addr);
-            return Err(r.to_string());
+            return Err(JoinRefused::fatal(r.to_string()));
+        }
+        if self.store.cluster().map_err(|e| e.to_string())?.is_none() {
+            return Err(JoinRefused::transient(
+                "the new cluster has not written its record yet",
+            ));
         }
         let req = Request {
             id: j.request,
@@ -522,16 +545,19 @@ impl Cluster {
         };
         let node_id = match self.write(req, false).await {
             Ok(Response::Joined { id }) => id,
-            Ok(Response::TokenRefused(r)) => return Err(r.to_string()),
-            Ok(Response::Refused(m)) => return Err(m),
-            Ok(other) => return Err(format!("unexpected answer {other:?}")),
-            Err(e) => return Err(e.message),
+            Ok(Response::TokenRefused(r)) => return Err(JoinRefused::fatal(r.to_string())),
+            Ok(Response::Refused(m)) => return Err(JoinRefused::fatal(m)),
+            Ok(other) => return Err(JoinRefused::fatal(format!("unexpected answer {other:?}"))),
+            Err(e) if e.kind == ErrorKind::Failed || e.kind == ErrorKind::Invalid => {
+                return Err(JoinRefused::fatal(e.message));
+            }
+            Err(e) => return Err(JoinRefused::transient(e.message)),
         };
         let meta = self
             .store
             .cluster()
             .map_err(|e| e.to_string())?
-            .ok_or("the cluster record is missing")?;
+            .ok_or_else(|| JoinRefused::fatal("the cluster record is missing"))?;
         let ca = CaPem {
             cert_pem: meta.init.ca_cert_pem.clone(),
             key_pem: meta.init.ca_key_pem.clone(),

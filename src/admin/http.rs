@@ -27,6 +27,11 @@ pub fn respond(path: &str, cluster: &Cluster) -> (u16, String) {
             let s = cluster.raft.metrics().borrow().clone();
             if s.current_leader.is_none() {
                 (503, "not ready: no known leader\n".into())
+            } else if !cluster.initialised() {
+                (
+                    503,
+                    "not ready: the cluster record is not applied yet\n".into(),
+                )
             } else if !cluster.ready() {
                 (
                     503,

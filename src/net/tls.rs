@@ -226,6 +226,23 @@ impl NodeTls {
         })
     }
 
+    /// The secret behind QUIC stateless resets, kept in `<dir>/reset.key` (created on first use)
+    /// so that after a restart this node resets peers' connections to its previous run at once
+    /// instead of leaving them to time out.
+    pub fn reset_secret(dir: &Path) -> Result<[u8; 32], TlsError> {
+        let path = dir.join("reset.key");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let mut out = [0u8; 32];
+            if hex::decode_to_slice(text.trim(), &mut out).is_ok() {
+                return Ok(out);
+            }
+            tracing::warn!("'{}' is corrupt; writing a new one", path.display());
+        }
+        let secret: [u8; 32] = rand::random();
+        write_private(&path, hex::encode(secret).as_bytes())?;
+        Ok(secret)
+    }
+
     /// The CA fingerprint that join tokens pin.
     pub fn ca_sha256(&self) -> String {
         sha256_hex(&self.ca)

@@ -45,7 +45,40 @@ pub enum PeerResponse {
     Write(Result<Response, AdminError>),
     Read(Result<ReadResult, AdminError>),
     Status(Box<StatusView>),
-    Join(Result<JoinAccepted, String>),
+    Join(Result<JoinAccepted, JoinRefused>),
+}
+
+/// Why a join did not go through, and whether asking again may help (no leader yet, the
+/// cluster record not written yet, a leader change) or not (a bad token, a taken name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct JoinRefused {
+    pub retry: bool,
+    pub message: String,
+}
+
+impl JoinRefused {
+    /// A refusal that asking again will not change.
+    pub fn fatal(message: impl Into<String>) -> JoinRefused {
+        JoinRefused {
+            retry: false,
+            message: message.into(),
+        }
+    }
+
+    /// A refusal that may pass on a later try.
+    pub fn transient(message: impl Into<String>) -> JoinRefused {
+        JoinRefused {
+            retry: true,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for JoinRefused {
+    fn from(m: String) -> JoinRefused {
+        JoinRefused::fatal(m)
+    }
 }
 
 /// A joining node's request. The secret travels only after the node checked the CA pin.

@@ -1,21 +1,22 @@
 //! The redb file `<data-dir>/raft.redb`: Raft log, vote, committed id, the state machine and
 //! snapshot metadata. Snapshot data lives beside it in `<data-dir>/snapshots/<id>.snap`.
 //!
-//! Durability: votes, appends, truncates, purges and snapshot installs commit with
-//! `Durability::Immediate` (fsync) before they are acknowledged. State-machine applies commit with
-//! `Durability::None`: redb makes such a commit durable with the next immediate commit, and every
-//! purge of the log is an immediate commit, so no applied entry can be lost from both the state
+//! Durability: votes, appends, truncates and purges go through one log-writer thread that takes
+//! every queued operation, applies them in order in one transaction and commits it with an fsync
+//! (group commit) before any of them is acknowledged. Appended entries are readable from memory
+//! at once, as openraft requires, and durable when the writer reports them flushed. State-machine
+//! applies commit with `Durability::None`: redb makes such a commit durable with the next durable
+//! one, and every purge of the log is durable, so no applied entry can be lost from both the state
 //! machine and the log. After a crash openraft re-applies from the last durable applied id.
 
-use std::ops::RangeBounds;
+use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{LogId, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -51,8 +52,12 @@ pub enum StoreError {
 
 /// Shared handle on the store; the log storage, the state machine and readers hold one each.
 pub struct Store {
-    pub(super) db: Database,
+    pub(super) db: Arc<Database>,
     pub(super) dir: PathBuf,
+    /// Appended entries the log writer has not flushed yet; readers see them.
+    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    /// Queue of the log writer thread (group commit).
+    writer: std::sync::mpsc::Sender<WriteOp>,
     /// Last committed log id as openraft reported it (also persisted, lazily).
     committed: Mutex<Option<LogId<NodeId>>>,
     /// Index of the last applied entry; views wait on it.
@@ -108,8 +113,21 @@ impl Store {
             path: snaps.clone(),
             message: e.to_string(),
         })?;
+        let db = Arc::new(db);
+        let pending: Arc<Mutex<BTreeMap<u64, Entry>>> = Arc::default();
+        let (writer, rx) = std::sync::mpsc::channel();
+        let (wdb, wpending) = (db.clone(), pending.clone());
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || log_writer(wdb, wpending, rx))
+            .map_err(|e| StoreError::Io {
+                path: path.clone(),
+                message: format!("cannot start the log writer: {e}"),
+            })?;
         let store = Arc::new(Store {
             db,
+            pending,
+            writer,
             dir: dir.to_path_buf(),
             committed: Mutex::new(None),
             applied_tx: watch::channel(0).0,
@@ -168,21 +186,6 @@ impl Store {
         }
     }
 
-    fn write_meta<T: Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-        durability: Durability,
-    ) -> Result<(), std::io::Error> {
-        let mut txn = self.db.begin_write().map_err(io)?;
-        txn.set_durability(durability).map_err(io)?;
-        txn.open_table(RAFT_META)
-            .map_err(io)?
-            .insert(key, enc(value).as_slice())
-            .map_err(io)?;
-        txn.commit().map_err(io)
-    }
-
     /// Last committed log index known to this node.
     pub fn committed_index(&self) -> Option<u64> {
         self.committed.lock().expect("lock").map(|l| l.index)
@@ -198,19 +201,32 @@ impl Store {
         self.applied_tx.subscribe()
     }
 
-    fn read_entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry>, std::io::Error> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let t = txn.open_table(LOG).map_err(io)?;
-        let mut out = Vec::new();
-        for row in t.range(range).map_err(io)? {
-            let (_, v) = row.map_err(io)?;
-            out.push(dec(v.value(), "log entry")?);
+    /// Entries in `range`: what is on disk, overlaid with appended entries not yet flushed.
+    fn read_entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, std::io::Error> {
+        let mut out: BTreeMap<u64, Entry> = BTreeMap::new();
+        {
+            let txn = self.db.begin_read().map_err(io)?;
+            let t = txn.open_table(LOG).map_err(io)?;
+            for row in t.range(range).map_err(io)? {
+                let (k, v) = row.map_err(io)?;
+                out.insert(k.value(), dec(v.value(), "log entry")?);
+            }
         }
-        Ok(out)
+        let pending = self.pending.lock().expect("lock");
+        for (i, e) in pending.range(range) {
+            out.insert(*i, e.clone());
+        }
+        Ok(out.into_values().collect())
     }
 
     fn log_state(&self) -> Result<LogState<TypeConfig>, std::io::Error> {
         let purged: Option<LogId<NodeId>> = self.read_meta(RAFT_META, K_PURGED)?.flatten();
+        if let Some((_, e)) = self.pending.lock().expect("lock").last_key_value() {
+            return Ok(LogState {
+                last_purged_log_id: purged,
+                last_log_id: Some(e.log_id),
+            });
+        }
         let txn = self.db.begin_read().map_err(io)?;
         let t = txn.open_table(LOG).map_err(io)?;
         let last = match t.last().map_err(io)? {
@@ -228,6 +244,139 @@ impl Store {
         let txn = self.db.begin_read().map_err(io)?;
         txn.open_table(LOG).map_err(io)?.len().map_err(io)
     }
+
+    /// Queue a write for the log writer and wait until it is on disk.
+    async fn write_and_wait(&self, op: impl FnOnce(Done) -> WriteOp) -> Result<(), std::io::Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(op(tx))
+            .map_err(|_| io("the raft log writer has stopped"))?;
+        rx.await
+            .map_err(|_| io("the raft log writer has stopped"))?
+    }
+}
+
+/// Completion of a queued write.
+type Done = tokio::sync::oneshot::Sender<Result<(), std::io::Error>>;
+
+/// Writes to the log half of raft.redb, in the order openraft issued them.
+enum WriteOp {
+    Append {
+        rows: Vec<(LogId<NodeId>, Vec<u8>)>,
+        callback: LogFlushed<TypeConfig>,
+    },
+    Truncate {
+        since: u64,
+        done: Done,
+    },
+    Purge {
+        upto: LogId<NodeId>,
+        done: Done,
+    },
+    Vote {
+        vote: Vote<NodeId>,
+        done: Done,
+    },
+    Committed {
+        committed: Option<LogId<NodeId>>,
+    },
+}
+
+/// Most operations merged into one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// The log writer: takes every queued operation, applies them in order in one transaction,
+/// commits it durably (one fsync for the whole batch: group commit), then reports each one.
+/// After a failed commit every later operation fails too; openraft stops on the first error.
+fn log_writer(
+    db: Arc<Database>,
+    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    rx: std::sync::mpsc::Receiver<WriteOp>,
+) {
+    let mut failed: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = match &failed {
+            Some(e) => Err(io(format!("an earlier commit failed: {e}"))),
+            None => write_batch(&db, &batch),
+        };
+        if let Err(e) = &result {
+            if failed.is_none() {
+                tracing::error!(
+                    "raft store commit failed while writing the log: {e}; the node stops to protect the log (check the disk holding the data dir)"
+                );
+                failed = Some(e.to_string());
+            }
+        }
+        let mut flushed = Vec::new();
+        for op in batch {
+            let r = result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::new(e.kind(), e.to_string()));
+            match op {
+                WriteOp::Append { rows, callback } => {
+                    flushed.extend(rows.into_iter().map(|(id, _)| id));
+                    callback.log_io_completed(r);
+                }
+                WriteOp::Truncate { done, .. }
+                | WriteOp::Purge { done, .. }
+                | WriteOp::Vote { done, .. } => {
+                    let _ = done.send(r);
+                }
+                WriteOp::Committed { .. } => {}
+            }
+        }
+        if result.is_ok() {
+            // Flushed entries are now readable from disk; drop them from the overlay unless a
+            // later append replaced them.
+            let mut p = pending.lock().expect("lock");
+            for id in flushed {
+                if p.get(&id.index).is_some_and(|e| e.log_id == id) {
+                    p.remove(&id.index);
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), std::io::Error> {
+    let txn = db.begin_write().map_err(io)?;
+    {
+        let mut log = txn.open_table(LOG).map_err(io)?;
+        let mut meta = txn.open_table(RAFT_META).map_err(io)?;
+        for op in batch {
+            match op {
+                WriteOp::Append { rows, .. } => {
+                    for (id, bytes) in rows {
+                        log.insert(id.index, bytes.as_slice()).map_err(io)?;
+                    }
+                }
+                WriteOp::Truncate { since, .. } => {
+                    log.retain_in(*since.., |_, _| false).map_err(io)?
+                }
+                WriteOp::Purge { upto, .. } => {
+                    log.retain_in(..=upto.index, |_, _| false).map_err(io)?;
+                    meta.insert(K_PURGED, enc(&Some(*upto)).as_slice())
+                        .map_err(io)?;
+                }
+                WriteOp::Vote { vote, .. } => {
+                    meta.insert(K_VOTE, enc(vote).as_slice()).map_err(io)?;
+                }
+                WriteOp::Committed { committed } => {
+                    meta.insert(K_COMMITTED, enc(committed).as_slice())
+                        .map_err(io)?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(io)
 }
 
 /// The log half of the store, handed to openraft.
@@ -240,8 +389,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
         let store = self.0.clone();
-        let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
-        blocking(move || store.read_entries((start, end)))
+        let range = (range.start_bound().cloned(), range.end_bound().cloned());
+        blocking(move || store.read_entries(range))
             .await
             .map_err(|e| StorageIOError::read_logs(&e).into())
     }
@@ -262,8 +411,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let (store, vote) = (self.0.clone(), *vote);
-        blocking(move || store.write_meta(K_VOTE, &vote, Durability::Immediate))
+        let vote = *vote;
+        self.0
+            .write_and_wait(|done| WriteOp::Vote { vote, done })
             .await
             .map_err(|e| fatal("saving the vote", e, |e| StorageIOError::write_vote(e)))
     }
@@ -280,12 +430,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
         *self.0.committed.lock().expect("lock") = committed;
-        let store = self.0.clone();
-        // Not fsynced on its own: it becomes durable with the next immediate commit, and losing
-        // it only delays re-applying after a restart.
-        blocking(move || store.write_meta(K_COMMITTED, &committed, Durability::None))
-            .await
-            .map_err(|e| fatal("saving the committed id", e, |e| StorageIOError::write(e)))
+        // Not waited for: losing it only delays re-applying after a restart.
+        self.0
+            .writer
+            .send(WriteOp::Committed { committed })
+            .map_err(|_| {
+                fatal(
+                    "saving the committed id",
+                    io("the raft log writer has stopped"),
+                    |e| StorageIOError::write(e),
+                )
+            })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -305,66 +460,51 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let rows: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| (e.log_id.index, enc(&e)))
-            .collect();
-        let store = self.0.clone();
-        let r = blocking(move || {
-            let txn = store.db.begin_write().map_err(io)?;
-            {
-                let mut t = txn.open_table(LOG).map_err(io)?;
-                for (i, bytes) in &rows {
-                    t.insert(*i, bytes.as_slice()).map_err(io)?;
-                }
-            }
-            txn.commit().map_err(io)
-        })
-        .await;
-        match r {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(fatal("appending log entries", e, |e| {
-                    StorageIOError::write_logs(e)
-                }))
-            }
-        }
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let rows = entries.iter().map(|e| (e.log_id, enc(e))).collect();
+        // Readable at once (openraft's contract); durable when the writer calls back.
+        self.0
+            .pending
+            .lock()
+            .expect("lock")
+            .extend(entries.into_iter().map(|e| (e.log_id.index, e)));
+        self.0
+            .writer
+            .send(WriteOp::Append { rows, callback })
+            .map_err(|_| {
+                fatal(
+                    "appending log entries",
+                    io("the raft log writer has stopped"),
+                    |e| StorageIOError::write_logs(e),
+                )
+            })
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let store = self.0.clone();
-        blocking(move || {
-            let txn = store.db.begin_write().map_err(io)?;
-            txn.open_table(LOG)
-                .map_err(io)?
-                .retain_in(log_id.index.., |_, _| false)
-                .map_err(io)?;
-            txn.commit().map_err(io)
-        })
-        .await
-        .map_err(|e| fatal("truncating the log", e, |e| StorageIOError::write_logs(e)))
+        self.0
+            .pending
+            .lock()
+            .expect("lock")
+            .retain(|i, _| *i < log_id.index);
+        self.0
+            .write_and_wait(|done| WriteOp::Truncate {
+                since: log_id.index,
+                done,
+            })
+            .await
+            .map_err(|e| fatal("truncating the log", e, |e| StorageIOError::write_logs(e)))
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let store = self.0.clone();
-        blocking(move || {
-            let txn = store.db.begin_write().map_err(io)?;
-            txn.open_table(LOG)
-                .map_err(io)?
-                .retain_in(..=log_id.index, |_, _| false)
-                .map_err(io)?;
-            txn.open_table(RAFT_META)
-                .map_err(io)?
-                .insert(K_PURGED, enc(&Some(log_id)).as_slice())
-                .map_err(io)?;
-            txn.commit().map_err(io)
-        })
-        .await
-        .map_err(|e| fatal("purging the log", e, |e| StorageIOError::write_logs(e)))
+        self.0
+            .pending
+            .lock()
+            .expect("lock")
+            .retain(|i, _| *i > log_id.index);
+        self.0
+            .write_and_wait(|done| WriteOp::Purge { upto: log_id, done })
+            .await
+            .map_err(|e| fatal("purging the log", e, |e| StorageIOError::write_logs(e)))
     }
 }
 

@@ -350,6 +350,7 @@ async fn transport_refuses_strangers_and_survives_bad_frames() {
     let ep = Endpoint::bind(
         "127.0.0.1:0".parse().unwrap(),
         &foreign,
+        &[1; 32],
         &NetConfig::default(),
     )
     .unwrap();
@@ -373,6 +374,7 @@ async fn transport_refuses_strangers_and_survives_bad_frames() {
     let ep = Endpoint::bind(
         "127.0.0.1:0".parse().unwrap(),
         &probe,
+        &[2; 32],
         &NetConfig::default(),
     )
     .unwrap();
