@@ -6,6 +6,7 @@
 //! the leader's membership loop that adds registered nodes as learners and promotes them to
 //! voters.
 
+pub mod batch;
 pub mod network;
 pub mod state_machine;
 pub mod store;
@@ -76,6 +77,8 @@ pub struct Cluster {
     founder_ca: Option<(String, CaPem)>,
     ca_sha256: String,
     initialised: std::sync::atomic::AtomicBool,
+    /// Groups concurrent writes into one log entry.
+    batcher: batch::Batcher,
 }
 
 /// Build openraft's config from ours.
@@ -151,6 +154,7 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             id,
             name,
+            batcher: batch::Batcher::spawn(raft.clone()),
             raft,
             store,
             ep,
@@ -211,9 +215,9 @@ impl Cluster {
                     ),
                 ));
             }
-            match tokio::time::timeout(remaining, self.raft.client_write(req.clone())).await {
+            match tokio::time::timeout(remaining, self.batcher.propose(req.clone())).await {
                 Err(_) => last_err = "the leader could not reach a quorum".into(),
-                Ok(Ok(r)) => return Ok(r.data),
+                Ok(Ok(r)) => return Ok(r),
                 Ok(Err(RaftError::Fatal(f))) => return Err(unavailable(f)),
                 Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                     return Err(AdminError::new(ErrorKind::Failed, e.to_string()));

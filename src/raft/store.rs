@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{LogId, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -86,6 +88,14 @@ pub(super) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(std::io::Error::other)?
+}
+
+/// Run short storage work in place: redb reads and non-durable commits take microseconds, less
+/// than handing them to another thread.
+pub(super) fn inline<T>(
+    f: impl FnOnce() -> Result<T, std::io::Error>,
+) -> Result<T, std::io::Error> {
+    f()
 }
 
 pub(super) fn io<E: std::fmt::Display>(e: E) -> std::io::Error {
@@ -302,6 +312,7 @@ fn log_writer(
                 Err(_) => break,
             }
         }
+        tracing::debug!(ops = batch.len(), "log writer batch");
         let result = match &failed {
             Some(e) => Err(io(format!("an earlier commit failed: {e}"))),
             None => write_batch(&db, &batch),
@@ -347,7 +358,14 @@ fn log_writer(
 }
 
 fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), std::io::Error> {
-    let txn = db.begin_write().map_err(io)?;
+    let mut txn = db.begin_write().map_err(io)?;
+    if batch
+        .iter()
+        .all(|op| matches!(op, WriteOp::Committed { .. }))
+    {
+        // Nothing here needs an fsync of its own: the committed id rides on the next one.
+        txn.set_durability(Durability::None).map_err(io)?;
+    }
     {
         let mut log = txn.open_table(LOG).map_err(io)?;
         let mut meta = txn.open_table(RAFT_META).map_err(io)?;
@@ -390,8 +408,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
         let store = self.0.clone();
         let range = (range.start_bound().cloned(), range.end_bound().cloned());
-        blocking(move || store.read_entries(range))
-            .await
+        store
+            .read_entries(range)
             .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
@@ -401,8 +419,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         let store = self.0.clone();
-        blocking(move || store.log_state())
-            .await
+        store
+            .log_state()
             .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 
@@ -420,8 +438,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         let store = self.0.clone();
-        blocking(move || store.read_meta(RAFT_META, K_VOTE))
-            .await
+        store
+            .read_meta(RAFT_META, K_VOTE)
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
@@ -445,8 +463,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
         let store = self.0.clone();
-        blocking(move || store.read_meta(RAFT_META, K_COMMITTED))
-            .await
+        store
+            .read_meta(RAFT_META, K_COMMITTED)
             .map(Option::flatten)
             .map_err(|e| StorageIOError::read(&e).into())
     }

@@ -109,6 +109,9 @@ pub enum Command {
         expected: Option<Vec<u8>>,
         new: Option<Vec<u8>>,
     },
+    /// Concurrent writes proposed together by the leader (see `raft::batch`); each inner request
+    /// is applied, deduplicated and audited as if it had its own entry. Never nested.
+    Batch(Vec<Request>),
 }
 
 impl Command {
@@ -147,6 +150,7 @@ impl Command {
             Command::Put { key, value } => format!("put {key} ({} bytes)", value.len()),
             Command::Delete { key } => format!("delete {key}"),
             Command::CompareAndSwap { key, .. } => format!("compare-and-swap {key}"),
+            Command::Batch(reqs) => format!("batch of {} writes", reqs.len()),
         }
     }
 }
@@ -170,4 +174,6 @@ pub enum Response {
     TokenRefused(TokenRefusal),
     /// The command was refused for another reason, with a message that says why.
     Refused(String),
+    /// The answers to a [`Command::Batch`], in order.
+    Batch(Vec<Response>),
 }
