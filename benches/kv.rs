@@ -1624,7 +1624,7 @@ fn print_report(o: &Opts, a: Option<&SystemResult>, e: Option<&SystemResult>) {
             );
         }
         println!(
-            "(election timeouts: aether 400-800 ms by default; etcd {}-{} ms)",
+            "(election timeouts: aether 200-400 ms plus a 400 ms lease by default; etcd {}-{} ms)",
             o.etcd_election_ms,
             2 * o.etcd_election_ms
         );
