@@ -574,6 +574,3 @@ pub async fn unauthenticated_probe(
     ep.close(0u32.into(), b"");
     r
 }
-
-// Frame helpers re-exported for the admin socket.
-pub use frame::{read_frame as read, write_frame as write};

@@ -11,10 +11,7 @@ use openraft::{
     EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
 };
-use redb::{
-    Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::store::{
@@ -468,22 +465,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Number of kv pairs.
-    pub fn kv_len(&self) -> Result<u64, std::io::Error> {
-        let txn = self.db.begin_read().map_err(io)?;
-        txn.open_table(KV).map_err(io)?.len().map_err(io)
-    }
-
     fn current_snapshot_ref(&self) -> Result<Option<SnapshotRef>, std::io::Error> {
         self.read_meta(SM_META, K_SNAPSHOT)
-    }
-
-    /// Index the current snapshot covers.
-    pub fn snapshot_index(&self) -> Option<u64> {
-        self.current_snapshot_ref()
-            .ok()
-            .flatten()
-            .and_then(|s| s.meta.last_log_id.map(|l| l.index))
     }
 }
 

@@ -16,9 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{LogId, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -206,11 +204,6 @@ impl Store {
         *self.applied_tx.borrow()
     }
 
-    /// Subscribe to the applied index.
-    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
-        self.applied_tx.subscribe()
-    }
-
     /// Entries in `range`: what is on disk, overlaid with appended entries not yet flushed.
     fn read_entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, std::io::Error> {
         let mut out: BTreeMap<u64, Entry> = BTreeMap::new();
@@ -247,12 +240,6 @@ impl Store {
             last_purged_log_id: purged,
             last_log_id: last,
         })
-    }
-
-    /// Number of entries in the log table (for status and tests).
-    pub fn log_len(&self) -> Result<u64, std::io::Error> {
-        let txn = self.db.begin_read().map_err(io)?;
-        txn.open_table(LOG).map_err(io)?.len().map_err(io)
     }
 
     /// Queue a write for the log writer and wait until it is on disk.
