@@ -122,47 +122,54 @@ fn kill9_of_the_leader_loses_no_acknowledged_write() {
     let acked: Arc<Mutex<Vec<usize>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
 
-    let writer = {
-        let (alive, acked, stop) = (alive.clone(), acked.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for i in 0..3000usize {
-                if stop.load(Ordering::Relaxed) {
-                    break;
+    // Four concurrent writers, so the leader groups their writes into batch entries.
+    let writers: Vec<_> = (0..4usize)
+        .map(|w| {
+            let (alive, acked, stop, dirs) =
+                (alive.clone(), acked.clone(), stop.clone(), dirs.clone());
+            std::thread::spawn(move || {
+                for n in 0..1000usize {
+                    let i = n * 4 + w;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let target = (0..3)
+                        .map(|k| (i + k) % 3)
+                        .find(|k| alive.lock().unwrap()[*k])
+                        .unwrap();
+                    let out = std::process::Command::new(BIN)
+                        .arg("--data-dir")
+                        .arg(&dirs[target])
+                        .args(["kv", "put", &format!("key-{i:05}"), &format!("value-{i}")])
+                        .output()
+                        .unwrap();
+                    if out.status.success() {
+                        acked.lock().unwrap().push(i);
+                    }
                 }
-                let target = (0..3)
-                    .map(|k| (i + k) % 3)
-                    .find(|k| alive.lock().unwrap()[*k])
-                    .unwrap();
-                let out = std::process::Command::new(BIN)
-                    .arg("--data-dir")
-                    .arg(&dirs[target])
-                    .args(["kv", "put", &format!("key-{i:05}"), &format!("value-{i}")])
-                    .output()
-                    .unwrap();
-                if out.status.success() {
-                    acked.lock().unwrap().push(i);
-                }
-            }
+            })
         })
-    };
+        .collect();
 
     let acks = || acked.lock().unwrap().len();
     wait_for(
-        "20 acknowledged writes before the kill",
+        "40 acknowledged writes before the kill",
         Duration::from_secs(60),
-        || (acks() >= 20).then_some(()),
+        || (acks() >= 40).then_some(()),
     );
     let leader = c.leader_index();
     alive.lock().unwrap()[leader] = false;
     c.nodes[leader].kill9();
     let at_kill = acks();
     wait_for(
-        "writes resume through the survivors",
+        "40 more acknowledged writes through the survivors",
         Duration::from_secs(60),
-        || (acks() >= at_kill + 20).then_some(()),
+        || (acks() >= at_kill + 40).then_some(()),
     );
     stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    for w in writers {
+        w.join().unwrap();
+    }
 
     let want: BTreeMap<String, String> = acked
         .lock()
@@ -170,7 +177,7 @@ fn kill9_of_the_leader_loses_no_acknowledged_write() {
         .iter()
         .map(|i| (format!("key-{i:05}"), format!("value-{i}")))
         .collect();
-    assert!(want.len() >= 40);
+    assert!(want.len() >= 80);
     for (i, n) in c.nodes.iter().enumerate().filter(|(i, _)| *i != leader) {
         wait_replica_has(
             n,
