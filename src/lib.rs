@@ -22,6 +22,7 @@
 //! - [`node`]: composition root; builds every subsystem, owns shutdown.
 //! - [`config`]: the node's configuration and its precedence rules.
 //! - [`domain`]: plain types shared by all (node records, tokens, audit), no I/O.
+//! - [`metrics`]: history window and anomaly detection (pure cores; sampling comes next).
 //! - [`net`]: QUIC endpoint, framing, the cluster CA and join tokens; the only user of quinn.
 //! - [`raft`]: openraft over redb; typed commands; the only user of openraft and redb.
 //! - [`admin`]: admin protocol, Unix-socket server, client, HTTP health endpoint.
@@ -31,6 +32,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod raft;
