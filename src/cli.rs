@@ -148,7 +148,7 @@ pub enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Write man pages (not built yet).
+    /// Write a man page for every command into DIR, or print aether(1) without one.
     Man { dir: Option<PathBuf> },
 }
 
@@ -375,9 +375,29 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
         Cmd::Doctor => return Err(not_built("doctor", "a later issue")),
         Cmd::Diag(_) => return Err(not_built("diag", "a later issue")),
         Cmd::Drill(_) => return Err(not_built("drill", "a later issue")),
-        Cmd::Man { .. } => return Err(not_built("man", "a later issue")),
+        Cmd::Man { dir: Some(dir) } => {
+            write_man_pages(dir).map_err(|e| {
+                Failure::new(
+                    exit::FAILED,
+                    format!("cannot write man pages to '{}': {e}", dir.display()),
+                )
+            })?;
+        }
+        Cmd::Man { dir: None } => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| {
+                    Failure::new(exit::FAILED, format!("cannot print the man page: {e}"))
+                })?;
+        }
     }
     Ok(())
+}
+
+/// Write a man page for every (visible) command into `dir`: `aether.1`, `aether-node.1`, …
+pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command(), dir)
 }
 
 fn unexpected() -> Failure {
@@ -459,5 +479,46 @@ fn expect_written(resp: AdminResponse) -> Result<Response, Failure> {
         AdminResponse::Written(Response::Refused(m)) => Err(Failure::new(exit::FAILED, m)),
         AdminResponse::Written(r) => Ok(r),
         _ => Err(unexpected()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `man/` holds exactly what the clap definitions generate.
+    #[test]
+    fn man_pages_are_current() {
+        let fresh = tempfile::tempdir().unwrap();
+        write_man_pages(fresh.path()).unwrap();
+        let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+        let names = |d: &std::path::Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let want = names(fresh.path());
+        assert!(
+            want.contains(&"aether.1".to_string()) && want.contains(&"aether-node.1".to_string())
+        );
+        assert_eq!(
+            names(&committed),
+            want,
+            "man/ is stale: run 'cargo run -- man man'"
+        );
+        for n in want {
+            let a = std::fs::read_to_string(fresh.path().join(&n)).unwrap();
+            let b = std::fs::read_to_string(committed.join(&n)).unwrap();
+            assert!(a == b, "man/{n} is stale: run 'cargo run -- man man'");
+        }
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
     }
 }
