@@ -1,9 +1,12 @@
 //! Metrics (DESIGN §7). Metrics never touch Raft.
 //!
-//! Built so far, as pure cores without I/O: [`window`], the 2-hour history of every series with
-//! a fixed memory bound, and [`anomaly`], the robust detector that flags values far outside a
-//! node's own normal. Sampling (sysinfo, NVML), push to the leader and the cluster snapshot
-//! broadcast come next (issue 3).
+//! Built so far: [`sample`] (host, disk, network and process sampling with sysinfo) and [`gpu`]
+//! (NVML, loaded at run time; `gpu: unavailable (<reason>)` without it), and the pure cores
+//! [`window`] (the 2-hour history of every series with a fixed memory bound) and [`anomaly`]
+//! (values far outside a node's own normal). Push to the leader, the cluster snapshot broadcast
+//! and the outputs come next (issue 3).
 
 pub mod anomaly;
+pub mod gpu;
+pub mod sample;
 pub mod window;

@@ -1,0 +1,201 @@
+//! Host sampling (sysinfo): CPU total and per core, memory and swap, load, disk I/O and free
+//! space per mount, network rates per interface, GPUs, and CPU/RSS of given processes. The only
+//! module that knows sysinfo. Rates are per second over the time since the previous sample.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sysinfo::{Disks, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
+use super::gpu::{GpuState, Gpus};
+use crate::domain::{Millis, now_millis};
+
+/// One disk (mount point).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSample {
+    pub mount: String,
+    pub read_bps: f32,
+    pub write_bps: f32,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// One network interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetSample {
+    pub iface: String,
+    pub rx_bps: f32,
+    pub tx_bps: f32,
+}
+
+/// Everything one host measured at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSample {
+    pub at: Millis,
+    /// All cores, 0.0–1.0.
+    pub cpu: f32,
+    /// Each core, 0.0–1.0.
+    pub cores: Vec<f32>,
+    pub mem_used: u64,
+    pub mem_total: u64,
+    pub swap_used: u64,
+    pub swap_total: u64,
+    /// 1, 5 and 15 minute load averages.
+    pub load: [f32; 3],
+    pub disks: Vec<DiskSample>,
+    pub nets: Vec<NetSample>,
+    pub gpu: GpuState,
+}
+
+/// One supervised process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSample {
+    pub pid: u32,
+    /// CPU in cores (1.0 = one core busy).
+    pub cpu: f32,
+    pub rss: u64,
+}
+
+/// Sampling failed to start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read host metrics: {0}")]
+pub struct SampleError(String);
+
+/// Keeps the sysinfo state between samples (rates need the previous counters).
+pub struct Sampler {
+    sys: System,
+    disks: Disks,
+    nets: Networks,
+    gpus: Gpus,
+    last: Instant,
+}
+
+impl Sampler {
+    /// Read the host's inventory (cores, disks, interfaces) and initialise NVML once.
+    pub fn new() -> Result<Sampler, SampleError> {
+        let err = |e: sysinfo::Error| SampleError(e.to_string());
+        let mut sys = System::new().map_err(err)?;
+        sys.refresh_cpu_usage();
+        Ok(Sampler {
+            sys,
+            disks: Disks::new_with_refreshed_list().map_err(err)?,
+            nets: Networks::new_with_refreshed_list().map_err(err)?,
+            gpus: Gpus::init(),
+            last: Instant::now(),
+        })
+    }
+
+    /// Take one sample. CPU and rates cover the time since the previous call (or since `new`).
+    pub fn sample(&mut self) -> HostSample {
+        let secs = self.last.elapsed().as_secs_f32().max(1e-3);
+        self.last = Instant::now();
+        self.sys.refresh_cpu_usage();
+        self.sys.refresh_memory();
+        self.disks.refresh(true);
+        self.nets.refresh(true);
+        let load = System::load_average()
+            .map(|l| [l.one as f32, l.five as f32, l.fifteen as f32])
+            .unwrap_or([f32::NAN; 3]);
+        HostSample {
+            at: now_millis(),
+            cpu: self.sys.global_cpu_usage() / 100.0,
+            cores: self.sys.cpus().iter().map(|c| c.usage() / 100.0).collect(),
+            mem_used: self.sys.used_memory(),
+            mem_total: self.sys.total_memory(),
+            swap_used: self.sys.used_swap(),
+            swap_total: self.sys.total_swap(),
+            load,
+            disks: self
+                .disks
+                .iter()
+                .map(|d| {
+                    let u = d.usage();
+                    DiskSample {
+                        mount: d.mount_point().display().to_string(),
+                        read_bps: u.read_bytes as f32 / secs,
+                        write_bps: u.written_bytes as f32 / secs,
+                        free_bytes: d.available_space(),
+                        total_bytes: d.total_space(),
+                    }
+                })
+                .collect(),
+            nets: self
+                .nets
+                .iter()
+                .map(|(name, n)| NetSample {
+                    iface: name.to_string_lossy().into_owned(),
+                    rx_bps: n.received() as f32 / secs,
+                    tx_bps: n.transmitted() as f32 / secs,
+                })
+                .collect(),
+            gpu: self.gpus.sample(),
+        }
+    }
+
+    /// CPU and RSS of `pids` (the supervised instances). Processes that are gone are left out.
+    pub fn processes(&mut self, pids: &[u32]) -> Vec<ProcessSample> {
+        let pids: Vec<Pid> = pids.iter().map(|p| Pid::from_u32(*p)).collect();
+        self.sys.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&pids),
+            true,
+            ProcessRefreshKind::nothing().with_cpu().with_memory(),
+        );
+        pids.iter()
+            .filter_map(|pid| self.sys.process(*pid))
+            .map(|p| ProcessSample {
+                pid: p.pid().as_u32(),
+                cpu: p.cpu_usage() / 100.0,
+                rss: p.memory(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_sample_has_sane_values() {
+        let mut s = Sampler::new().unwrap();
+        // CPU usage is a rate: measure over an interval.
+        let busy_until = Instant::now() + std::time::Duration::from_millis(300);
+        let mut spin = 0u64;
+        while Instant::now() < busy_until {
+            spin = spin.wrapping_add(1);
+        }
+        let h = s.sample();
+        assert!(spin > 0);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(h.cores.len(), cores);
+        assert!((0.0..=1.0).contains(&h.cpu), "cpu {}", h.cpu);
+        assert!(
+            h.cores.iter().all(|c| (0.0..=1.0).contains(c)),
+            "{:?}",
+            h.cores
+        );
+        assert!(h.cpu > 0.0, "a core was spinning, cpu must show it");
+        assert!(h.mem_total > 0 && h.mem_used > 0 && h.mem_used <= h.mem_total);
+        assert!(h.load.iter().all(|l| *l >= 0.0));
+        assert!(
+            h.disks
+                .iter()
+                .any(|d| d.total_bytes > 0 && d.free_bytes <= d.total_bytes),
+            "{:?}",
+            h.disks
+        );
+        assert!(h.nets.iter().any(|n| n.iface == "lo"), "{:?}", h.nets);
+        // The GPU state is reported either way (see gpu.rs).
+        assert!(h.gpu.to_string().starts_with("gpu: "));
+    }
+
+    #[test]
+    fn processes_are_sampled_by_pid() {
+        let mut s = Sampler::new().unwrap();
+        let me = std::process::id();
+        let got = s.processes(&[me, u32::MAX - 7]);
+        assert_eq!(got.len(), 1, "a missing pid is left out");
+        assert_eq!(got[0].pid, me);
+        assert!(got[0].rss > 1024 * 1024, "rss {}", got[0].rss);
+    }
+}
