@@ -229,21 +229,9 @@ fn apply_command(
             tokens
                 .insert(token_id.as_str(), enc(&tok).as_slice())
                 .map_err(io)?;
-            let id = meta.next_node_id;
-            meta.next_node_id += 1;
-            meta_put(txn, K_CLUSTER, &meta)?;
-            let rec = NodeRecord {
-                id,
-                name: name.clone(),
-                addr: addr.clone(),
-                state: NodeState::Ready,
-                joined_at: at,
-            };
-            txn.open_table(NODES)
-                .map_err(io)?
-                .insert(id, enc(&rec).as_slice())
-                .map_err(io)?;
-            Response::Joined { id }
+            Response::Joined {
+                id: register_node(txn, &mut meta, name, addr, at)?,
+            }
         }
         Command::AddNode { name, addr } => {
             let Some(mut meta) = cluster else {
@@ -256,21 +244,9 @@ fn apply_command(
                     name.clone(),
                 )));
             }
-            let id = meta.next_node_id;
-            meta.next_node_id += 1;
-            meta_put(txn, K_CLUSTER, &meta)?;
-            let rec = NodeRecord {
-                id,
-                name: name.clone(),
-                addr: addr.clone(),
-                state: NodeState::Ready,
-                joined_at: at,
-            };
-            txn.open_table(NODES)
-                .map_err(io)?
-                .insert(id, enc(&rec).as_slice())
-                .map_err(io)?;
-            Response::Joined { id }
+            Response::Joined {
+                id: register_node(txn, &mut meta, name, addr, at)?,
+            }
         }
         Command::RemoveNode { id } => {
             match txn.open_table(NODES).map_err(io)?.remove(*id).map_err(io)? {
@@ -369,6 +345,31 @@ fn apply_command(
             }
         }
     })
+}
+
+/// Allocate the next member id and record the member as ready.
+fn register_node(
+    txn: &WriteTransaction,
+    meta: &mut ClusterMeta,
+    name: &str,
+    addr: &str,
+    at: Millis,
+) -> Result<NodeId, std::io::Error> {
+    let id = meta.next_node_id;
+    meta.next_node_id += 1;
+    meta_put(txn, K_CLUSTER, meta)?;
+    let rec = NodeRecord {
+        id,
+        name: name.into(),
+        addr: addr.into(),
+        state: NodeState::Ready,
+        joined_at: at,
+    };
+    txn.open_table(NODES)
+        .map_err(io)?
+        .insert(id, enc(&rec).as_slice())
+        .map_err(io)?;
+    Ok(id)
 }
 
 fn find_node_by_name(
