@@ -7,6 +7,11 @@ use aether::cli::{self, Cli, Cmd, Failure, exit};
 fn main() {
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Cmd::Node(_));
+    if !daemon {
+        // Client output piped into `head` and the like ends quietly when the reader goes away.
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     aether::init_tracing(if daemon { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -35,6 +35,10 @@ use state_machine::StateMachine;
 use store::{LogStore, Store};
 use types::{ClusterInit, Command, Request, RequestId, Response};
 
+/// A peer counts as reachable when it answered within this long (the leader contacts every
+/// member each heartbeat, 50 ms by default).
+const REACHABLE_WITHIN: Duration = Duration::from_secs(1);
+
 /// The Raft node's member description: its address.
 pub type Node = BasicNode;
 
@@ -377,7 +381,7 @@ impl Cluster {
                 };
                 // A follower only talks to the leader; it cannot judge the others.
                 let judged = id == self.id || is_leader || m.current_leader == Some(id);
-                let reachable = judged.then(|| contact.is_some_and(|c| c < Duration::from_secs(3)));
+                let reachable = judged.then(|| contact.is_some_and(|c| c < REACHABLE_WITHIN));
                 MemberView {
                     id,
                     name: name_of(id),
