@@ -61,7 +61,6 @@ pub struct TokenRecord {
     pub id: String,
     pub secret_sha256: [u8; 32],
     pub created_at: Millis,
-    pub created_by: String,
     /// `None`: never expires.
     pub expires_at: Option<Millis>,
     /// Joins still allowed.
@@ -184,7 +183,6 @@ mod tests {
             id: "t1".into(),
             secret_sha256: secret,
             created_at: 0,
-            created_by: String::new(),
             expires_at: Some(10_000),
             uses_left: 1,
             uses_total: 2,

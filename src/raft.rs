@@ -182,13 +182,30 @@ impl Cluster {
         Some((id, addr))
     }
 
-    /// Whether this node knows a leader, holds the cluster record (so it can take joins) and has
-    /// applied everything it knows to be committed.
+    /// Whether this node is ready (what `/readyz` and `status` say); see [`Cluster::readiness`].
     pub fn ready(&self) -> bool {
-        let has_leader = self.raft.metrics().borrow().current_leader.is_some();
-        has_leader
-            && self.initialised()
-            && self.store.applied_index() >= self.store.committed_index().unwrap_or(0)
+        self.readiness().is_ok()
+    }
+
+    /// Ready means: a leader is known, the cluster record is applied here (so the node can take
+    /// joins), and everything known to be committed is applied. `Err` says which is missing.
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.raft.metrics().borrow().current_leader.is_none() {
+            return Err("no known leader".into());
+        }
+        if !self.initialised() {
+            return Err("the cluster record is not applied yet".into());
+        }
+        let (applied, committed) = (
+            self.store.applied_index(),
+            self.store.committed_index().unwrap_or(0),
+        );
+        if applied < committed {
+            return Err(format!(
+                "applied index {applied} is behind commit index {committed}"
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the cluster record has been applied here (checked once true).
@@ -234,27 +251,16 @@ impl Cluster {
                         ));
                     }
                     if let Some(node) = f.leader_node {
+                        let pick = |r| match r {
+                            PeerResponse::Write(r) => Some(r),
+                            _ => None,
+                        };
                         match self
-                            .ep
-                            .call::<_, PeerResponse>(
-                                &node.addr,
-                                &PeerRequest::Write(req.clone()),
-                                Some(remaining),
-                            )
-                            .await
+                            .forward(&node.addr, PeerRequest::Write(req.clone()), remaining, pick)
+                            .await?
                         {
-                            Ok(PeerResponse::Write(Ok(r))) => return Ok(r),
-                            Ok(PeerResponse::Write(Err(e))) if e.kind == ErrorKind::NotLeader => {
-                                last_err = "the leader moved".into()
-                            }
-                            Ok(PeerResponse::Write(Err(e))) => return Err(e),
-                            Ok(_) => {
-                                return Err(AdminError::new(
-                                    ErrorKind::Failed,
-                                    "leader answered a write with the wrong message",
-                                ));
-                            }
-                            Err(e) => last_err = format!("forwarding to the leader failed: {e}"),
+                            Ok(r) => return Ok(r),
+                            Err(why) => last_err = why,
                         }
                     }
                     // Wait for news of a (new) leader rather than spinning.
@@ -265,6 +271,35 @@ impl Cluster {
                     .await;
                 }
             }
+        }
+    }
+
+    /// Send a write or read to the leader at `addr`. `Ok(Ok(_))`: its answer; `Ok(Err(why))`:
+    /// the leader moved or could not be reached, worth retrying; `Err`: a final error.
+    async fn forward<T>(
+        &self,
+        addr: &str,
+        req: PeerRequest,
+        timeout: Duration,
+        pick: impl FnOnce(PeerResponse) -> Option<Result<T, AdminError>>,
+    ) -> Result<Result<T, String>, AdminError> {
+        match self
+            .ep
+            .call::<_, PeerResponse>(addr, &req, Some(timeout))
+            .await
+        {
+            Err(e) => Ok(Err(format!("forwarding to the leader failed: {e}"))),
+            Ok(resp) => match pick(resp) {
+                Some(Ok(r)) => Ok(Ok(r)),
+                Some(Err(e)) if e.kind == ErrorKind::NotLeader => {
+                    Ok(Err("the leader moved".into()))
+                }
+                Some(Err(e)) => Err(e),
+                None => Err(AdminError::new(
+                    ErrorKind::Failed,
+                    "the leader answered with the wrong message",
+                )),
+            },
         }
     }
 
@@ -289,25 +324,15 @@ impl Cluster {
                         return Err(AdminError::new(ErrorKind::NotLeader, e.to_string()));
                     }
                     if let Some((_, addr)) = self.leader().filter(|(id, _)| *id != self.id) {
-                        match self
-                            .ep
-                            .call::<_, PeerResponse>(
-                                &addr,
-                                &PeerRequest::Read(q.clone()),
-                                Some(remaining),
-                            )
-                            .await
+                        let pick = |r| match r {
+                            PeerResponse::Read(r) => Some(r),
+                            _ => None,
+                        };
+                        if let Ok(r) = self
+                            .forward(&addr, PeerRequest::Read(q.clone()), remaining, pick)
+                            .await?
                         {
-                            Ok(PeerResponse::Read(Ok(r))) => return Ok(r),
-                            Ok(PeerResponse::Read(Err(e))) if e.kind == ErrorKind::NotLeader => {}
-                            Ok(PeerResponse::Read(Err(e))) => return Err(e),
-                            Ok(_) => {
-                                return Err(AdminError::new(
-                                    ErrorKind::Failed,
-                                    "leader answered a read with the wrong message",
-                                ));
-                            }
-                            Err(e) => tracing::debug!("forwarding a read failed: {e}"),
+                            return Ok(r);
                         }
                     }
                     let _ = tokio::time::timeout(
@@ -512,12 +537,7 @@ impl Cluster {
         // the same rules, when the join is applied.
         let secret_sha256 = tls::hash_secret(&j.secret);
         let at = now_millis();
-        let known = self
-            .store
-            .tokens()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .find(|t| t.id == j.token_id);
+        let known = self.store.token(&j.token_id).map_err(|e| e.to_string())?;
         let taken = self
             .store
             .nodes()

@@ -23,28 +23,10 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 pub fn respond(path: &str, cluster: &Cluster) -> (u16, String) {
     match path {
         "/healthz" => (200, "ok\n".into()),
-        "/readyz" => {
-            let s = cluster.raft.metrics().borrow().clone();
-            if s.current_leader.is_none() {
-                (503, "not ready: no known leader\n".into())
-            } else if !cluster.initialised() {
-                (
-                    503,
-                    "not ready: the cluster record is not applied yet\n".into(),
-                )
-            } else if !cluster.ready() {
-                (
-                    503,
-                    format!(
-                        "not ready: applied index {} is behind commit index {}\n",
-                        cluster.store.applied_index(),
-                        cluster.store.committed_index().unwrap_or(0)
-                    ),
-                )
-            } else {
-                (200, "ready\n".into())
-            }
-        }
+        "/readyz" => match cluster.readiness() {
+            Ok(()) => (200, "ready\n".into()),
+            Err(why) => (503, format!("not ready: {why}\n")),
+        },
         _ => (404, "not found: try /healthz or /readyz\n".into()),
     }
 }

@@ -145,10 +145,24 @@ fn unexpected<E: std::error::Error>(what: &str) -> RPCError<NodeId, Node, E> {
 }
 
 impl PeerClient {
-    async fn call(&self, req: PeerRequest, option: &RPCOption) -> Result<PeerResponse, NetError> {
-        self.ep
+    /// One Raft RPC: send `req`, take this RPC's answer out of the response with `pick`, and
+    /// map transport and remote errors to what openraft expects.
+    async fn rpc<T, E: std::error::Error>(
+        &self,
+        req: PeerRequest,
+        option: &RPCOption,
+        what: &str,
+        pick: impl FnOnce(PeerResponse) -> Option<Result<T, E>>,
+    ) -> Result<T, RPCError<NodeId, Node, E>> {
+        let resp = self
+            .ep
             .call(&self.addr, &req, Some(option.hard_ttl()))
             .await
+            .map_err(transport_err)?;
+        match pick(resp) {
+            Some(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            None => Err(unexpected(what)),
+        }
     }
 }
 
@@ -158,16 +172,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        match self
-            .call(PeerRequest::Append(rpc), &option)
-            .await
-            .map_err(transport_err)?
-        {
-            PeerResponse::Append(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let pick = |r| {
+            if let PeerResponse::Append(r) = r {
+                Some(r)
+            } else {
+                None
             }
-            _ => Err(unexpected("append")),
-        }
+        };
+        self.rpc(PeerRequest::Append(rpc), &option, "append", pick)
+            .await
     }
 
     async fn install_snapshot(
@@ -178,16 +191,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        match self
-            .call(PeerRequest::Snapshot(rpc), &option)
-            .await
-            .map_err(transport_err)?
-        {
-            PeerResponse::Snapshot(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let pick = |r| {
+            if let PeerResponse::Snapshot(r) = r {
+                Some(r)
+            } else {
+                None
             }
-            _ => Err(unexpected("snapshot")),
-        }
+        };
+        self.rpc(PeerRequest::Snapshot(rpc), &option, "snapshot", pick)
+            .await
     }
 
     async fn vote(
@@ -195,16 +207,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        match self
-            .call(PeerRequest::Vote(rpc), &option)
-            .await
-            .map_err(transport_err)?
-        {
-            PeerResponse::Vote(r) => {
-                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        let pick = |r| {
+            if let PeerResponse::Vote(r) = r {
+                Some(r)
+            } else {
+                None
             }
-            _ => Err(unexpected("vote")),
-        }
+        };
+        self.rpc(PeerRequest::Vote(rpc), &option, "vote", pick)
+            .await
     }
 
     fn backoff(&self) -> Backoff {

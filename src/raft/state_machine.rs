@@ -277,7 +277,6 @@ fn apply_command(
                 id: id.clone(),
                 secret_sha256: *secret_sha256,
                 created_at: at,
-                created_by: String::new(),
                 expires_at: *expires_at,
                 uses_left: *uses,
                 uses_total: *uses,
@@ -422,9 +421,14 @@ impl Store {
         self.scan(NODES, "node")
     }
 
-    /// Every join token record.
-    pub fn tokens(&self) -> Result<Vec<TokenRecord>, std::io::Error> {
-        self.scan(TOKENS, "token")
+    /// One join token record.
+    pub fn token(&self, id: &str) -> Result<Option<TokenRecord>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(TOKENS).map_err(io)?;
+        t.get(id)
+            .map_err(io)?
+            .map(|v| dec(v.value(), "token"))
+            .transpose()
     }
 
     /// The newest `n` audit records, oldest first.
