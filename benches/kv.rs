@@ -1391,6 +1391,103 @@ async fn loads(
     Ok(out)
 }
 
+/// What the failover rounds need of a 3-member cluster under test.
+trait Members {
+    fn daemons(&mut self) -> Vec<&mut Daemon>;
+    async fn leader(&self) -> Result<usize>;
+    async fn wait_rejoined(&self, i: usize) -> Result<()>;
+    fn check_alive(&mut self) -> Result<()>;
+}
+
+impl Members for AetherCluster {
+    fn daemons(&mut self) -> Vec<&mut Daemon> {
+        self.nodes.iter_mut().map(|n| &mut n.daemon).collect()
+    }
+    async fn leader(&self) -> Result<usize> {
+        AetherCluster::leader(self).await
+    }
+    async fn wait_rejoined(&self, i: usize) -> Result<()> {
+        AetherCluster::wait_rejoined(self, i).await
+    }
+    fn check_alive(&mut self) -> Result<()> {
+        AetherCluster::check_alive(self)
+    }
+}
+
+impl Members for EtcdCluster {
+    fn daemons(&mut self) -> Vec<&mut Daemon> {
+        self.members.iter_mut().map(|m| &mut m.daemon).collect()
+    }
+    async fn leader(&self) -> Result<usize> {
+        EtcdCluster::leader(self).await
+    }
+    async fn wait_rejoined(&self, i: usize) -> Result<()> {
+        EtcdCluster::wait_rejoined(self, i).await
+    }
+    fn check_alive(&mut self) -> Result<()> {
+        EtcdCluster::check_alive(self)
+    }
+}
+
+/// Kill -9 the leader `rounds` times under a steady write load; each round measures the time
+/// until a write sent after the kill is acknowledged, then restarts the killed member and waits
+/// until it is back before the next kill.
+#[allow(clippy::too_many_arguments)]
+async fn failover_rounds<C: Members>(
+    system: &str,
+    cl: &mut C,
+    rounds: usize,
+    o: &Opts,
+    target: &Target,
+    value: &Arc<Vec<u8>>,
+    b64: &Arc<String>,
+) -> Result<Vec<Duration>> {
+    eprintln!(
+        "{system}: failover, {rounds} rounds of kill -9 of the leader under {} writing clients",
+        o.failover_clients
+    );
+    let load = SteadyLoad::start(target, o.failover_clients, value, b64);
+    let mut took_all = Vec::new();
+    let r = async {
+        for round in 1..=rounds {
+            cl.check_alive()?;
+            load.new_round();
+            wait_ack_after(&load, Instant::now(), &format!("{system} takes writes before the kill")).await?;
+            let l = cl.leader().await?;
+            let killed_at = cl.daemons()[l].kill();
+            let survivors = (0..3).filter(|i| *i != l).collect();
+            let what = format!("the surviving {system} members acknowledge a write after the leader was killed");
+            let took = match wait_failover(&load, survivors, killed_at, &what).await {
+                Ok(t) => t,
+                Err(e) => {
+                    let logs: String = cl.daemons().iter().map(|d| format!("  {}:\n{}", d.name, d.log_tail())).collect();
+                    return Err(e.context(logs));
+                }
+            };
+            let restarted = Instant::now();
+            cl.daemons()[l].start()?;
+            if let Err(e) = cl.wait_rejoined(l).await {
+                return Err(e.context(cl.daemons()[l].log_tail()));
+            }
+            tokio::time::sleep(o.settle).await;
+            eprintln!(
+                "  {system:<6} round {round:>2}: killed leader {}, writes acknowledged again after {:>6.1} ms; restarted, back after {:.1} s",
+                cl.daemons()[l].name,
+                took.as_secs_f64() * 1000.0,
+                (restarted.elapsed() - o.settle).as_secs_f64()
+            );
+            took_all.push(took);
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    let errors = load.errors.load(Ordering::Relaxed);
+    load.stop().await;
+    r?;
+    eprintln!("{system}: failover done ({errors} failed attempts retried by clients)");
+    Ok(took_all)
+}
+
 async fn bench_aether(
     o: &Opts,
     base: &Path,
@@ -1414,36 +1511,8 @@ async fn bench_aether(
     cl.check_alive()?;
 
     if o.failover_rounds > 0 {
-        eprintln!(
-            "aether: failover, {} rounds of kill -9 of the leader under {} writing clients",
-            o.failover_rounds, o.failover_clients
-        );
-        let load = SteadyLoad::start(&target, o.failover_clients, value, b64);
-        let r = async {
-            for round in 1..=o.failover_rounds {
-                cl.check_alive()?;
-                load.new_round();
-                wait_ack_after(&load, Instant::now(), "aether takes writes before the kill").await?;
-                let l = cl.leader().await?;
-                let killed_at = cl.nodes[l].daemon.kill();
-                let survivors = (0..3).filter(|i| *i != l).collect();
-                let took = wait_failover(&load, survivors, killed_at, "the surviving aether nodes acknowledge a write after the leader was killed")
-                    .await
-                    .map_err(|e| e.context(cl.nodes.iter().map(|n| format!("  {}:\n{}", n.name, n.daemon.log_tail())).collect::<String>()))?;
-                let restarted = Instant::now();
-                cl.nodes[l].daemon.start()?;
-                cl.wait_rejoined(l).await.map_err(|e| e.context(cl.nodes[l].daemon.log_tail()))?;
-                tokio::time::sleep(o.settle).await;
-                eprintln!("  aether round {round:>2}: killed leader {}, writes acknowledged again after {:>6.1} ms; restarted, back after {:.1} s", cl.nodes[l].name, took.as_secs_f64() * 1000.0, (restarted.elapsed() - o.settle).as_secs_f64());
-                res.failover.push(took);
-            }
-            Ok::<_, anyhow::Error>(())
-        }
-        .await;
-        let errors = load.errors.load(Ordering::Relaxed);
-        load.stop().await;
-        r?;
-        eprintln!("aether: failover done ({errors} failed attempts retried by clients)");
+        res.failover =
+            failover_rounds("aether", &mut cl, o.failover_rounds, o, &target, value, b64).await?;
     }
     cl.check_alive()?;
     drop(cl);
@@ -1485,34 +1554,16 @@ async fn bench_etcd(
     cl.check_alive()?;
 
     if o.etcd_failover_rounds > 0 {
-        eprintln!(
-            "etcd: failover, {} rounds of kill -9 of the leader under {} writing clients",
-            o.etcd_failover_rounds, o.failover_clients
-        );
-        let load = SteadyLoad::start(&target, o.failover_clients, value, b64);
-        let r = async {
-            for round in 1..=o.etcd_failover_rounds {
-                cl.check_alive()?;
-                load.new_round();
-                wait_ack_after(&load, Instant::now(), "etcd takes writes before the kill").await?;
-                let l = cl.leader().await?;
-                let killed_at = cl.members[l].daemon.kill();
-                let survivors = (0..3).filter(|i| *i != l).collect();
-                let took = wait_failover(&load, survivors, killed_at, "the surviving etcd members acknowledge a write after the leader was killed").await?;
-                let restarted = Instant::now();
-                cl.members[l].daemon.start()?;
-                cl.wait_rejoined(l).await.map_err(|e| e.context(cl.members[l].daemon.log_tail()))?;
-                tokio::time::sleep(o.settle).await;
-                eprintln!("  etcd   round {round:>2}: killed leader e{}, writes acknowledged again after {:>6.1} ms; restarted, back after {:.1} s", l + 1, took.as_secs_f64() * 1000.0, (restarted.elapsed() - o.settle).as_secs_f64());
-                res.failover.push(took);
-            }
-            Ok::<_, anyhow::Error>(())
-        }
-        .await;
-        let errors = load.errors.load(Ordering::Relaxed);
-        load.stop().await;
-        r?;
-        eprintln!("etcd: failover done ({errors} failed attempts retried by clients)");
+        res.failover = failover_rounds(
+            "etcd",
+            &mut cl,
+            o.etcd_failover_rounds,
+            o,
+            &target,
+            value,
+            b64,
+        )
+        .await?;
     }
     cl.check_alive()?;
     drop(cl);
