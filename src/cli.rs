@@ -95,6 +95,12 @@ pub enum Cmd {
     Status,
     /// List the members.
     Nodes,
+    /// The audit trail: who changed what and when, and the leader's liveness verdicts (newest last).
+    Events {
+        /// How many of the newest events to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Move a node's work elsewhere (not built yet).
     Drain { node: String },
     /// Let a drained node take work again (not built yet).
@@ -116,10 +122,18 @@ pub enum Cmd {
         #[arg(short = 'f', long)]
         follow: bool,
     },
-    /// Host and GPU metrics (not built yet).
+    /// Cluster metrics from this node's latest snapshot: current values, trend over the last
+    /// minute, sample age, anomaly flags, GPU state.
     Metrics {
+        /// Show one node in detail (per core, mount, interface, GPU and process).
         #[arg(long)]
         node: Option<String>,
+        /// With --node: print this series' history (e.g. cpu, mem, net_rx, gpu0_temp).
+        #[arg(long, requires = "node")]
+        series: Option<String>,
+        /// With --series: how far back, up to 2h (1 s points for the last 15 min, 10 s before).
+        #[arg(long, default_value = "5m", value_parser = parse_since, requires = "series")]
+        since: std::time::Duration,
     },
     /// Controller decisions (not built yet).
     #[command(subcommand)]
@@ -203,6 +217,14 @@ pub enum TokenCmd {
 /// A token lifetime; `None` never expires.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenTtl(pub Option<std::time::Duration>);
+
+fn parse_since(s: &str) -> Result<std::time::Duration, String> {
+    let d = config::parse_duration(s)?;
+    if d.is_zero() || d.as_secs() > crate::metrics::window::WINDOW_SECS {
+        return Err(format!("expected 1s to 2h, found '{s}'"));
+    }
+    Ok(d)
+}
 
 fn parse_ttl(s: &str) -> Result<TokenTtl, String> {
     if s.trim() == "0" {
@@ -312,7 +334,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, token, kv and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, metrics, token, kv and completions"
         ),
     )
 }
@@ -335,6 +357,13 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
                 return Err(unexpected());
             };
             output::status(&s, json);
+        }
+        Cmd::Events { limit } => {
+            let req = AdminRequest::Audit { limit: *limit };
+            let AdminResponse::Audit(a) = client(cli).await?.call(&req).await? else {
+                return Err(unexpected());
+            };
+            output::events(&a, json);
         }
         Cmd::Nodes => {
             let AdminResponse::Nodes(n) = client(cli).await?.call(&AdminRequest::Nodes).await?
@@ -367,7 +396,21 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
         Cmd::Blueprint(_) => return Err(not_built("blueprint", "workloads, issue 4")),
         Cmd::Scale { .. } => return Err(not_built("scale", "workloads, issue 4")),
         Cmd::Logs { .. } => return Err(not_built("logs", "workloads, issue 4")),
-        Cmd::Metrics { .. } => return Err(not_built("metrics", "metrics pipeline, issue 3")),
+        Cmd::Metrics {
+            node,
+            series,
+            since,
+        } => {
+            let req = AdminRequest::Metrics {
+                node: node.clone(),
+                series: series.clone(),
+                since_secs: Some(since.as_secs().max(1)),
+            };
+            let AdminResponse::Metrics(m) = client(cli).await?.call(&req).await? else {
+                return Err(unexpected());
+            };
+            output::metrics(&m, node.is_some(), json);
+        }
         Cmd::Decisions(_) => return Err(not_built("decisions", "controller, issue 5")),
         Cmd::Override(_) => return Err(not_built("override", "controller, issue 5")),
         Cmd::Tui { .. } => return Err(not_built("tui", "terminal console, issue 7")),

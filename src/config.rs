@@ -54,6 +54,8 @@ pub struct Config {
     pub raft: RaftConfig,
     /// Transport settings.
     pub net: NetConfig,
+    /// Metrics pipeline: sampling, liveness and anomaly settings.
+    pub metrics: MetricsConfig,
 }
 
 /// Raft timing, membership and log compaction.
@@ -94,6 +96,39 @@ pub struct NetConfig {
     pub idle_timeout: Dur,
 }
 
+/// Metrics pipeline (DESIGN §7): sampling, push to the leader, liveness, anomalies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// How often each node samples and pushes an update to the leader; the leader broadcasts
+    /// the cluster snapshot at the same period.
+    pub interval: Dur,
+    /// A node whose updates stop for this long is marked suspect.
+    pub suspect_after: Dur,
+    /// A node whose updates stop for this long is marked down.
+    pub down_after: Dur,
+    /// A new leader whose last received snapshot is older than this asks every node for a fresh
+    /// sample at once.
+    pub refresh_after: Dur,
+    /// Robust z-score above which a value is flagged as an anomaly.
+    pub anomaly_threshold: f32,
+    /// History the anomaly detector compares a value against.
+    pub anomaly_window: Dur,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            interval: Dur::ms(1_000),
+            suspect_after: Dur::ms(3_000),
+            down_after: Dur::ms(10_000),
+            refresh_after: Dur::ms(2_000),
+            anomaly_threshold: 6.0,
+            anomaly_window: Dur::ms(600_000),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -104,6 +139,7 @@ impl Default for Config {
             data_dir: None,
             raft: RaftConfig::default(),
             net: NetConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -340,6 +376,51 @@ impl Config {
                 format!(
                     "must be at least raft.election_timeout_max ({})",
                     r.election_timeout_max
+                ),
+            ));
+        }
+        let m = &self.metrics;
+        if m.interval.0 < Duration::from_millis(100) || m.interval.0 > Duration::from_secs(60) {
+            return Err(bad(
+                "metrics.interval",
+                format!("expected 100ms to 60s, found {}", m.interval),
+            ));
+        }
+        if m.suspect_after.0 < m.interval.0 * 2 {
+            return Err(bad(
+                "metrics.suspect_after",
+                format!(
+                    "must be at least twice metrics.interval ({}), found {}",
+                    m.interval, m.suspect_after
+                ),
+            ));
+        }
+        if m.down_after.0 <= m.suspect_after.0 {
+            return Err(bad(
+                "metrics.down_after",
+                format!(
+                    "must be above metrics.suspect_after ({}), found {}",
+                    m.suspect_after, m.down_after
+                ),
+            ));
+        }
+        if !(m.anomaly_threshold.is_finite() && m.anomaly_threshold >= 2.0) {
+            return Err(bad(
+                "metrics.anomaly_threshold",
+                format!(
+                    "expected a number of at least 2.0, found {}",
+                    m.anomaly_threshold
+                ),
+            ));
+        }
+        if m.anomaly_window.0 < m.interval.0 * 30
+            || m.anomaly_window.0 > Duration::from_secs(crate::metrics::window::FINE_SECS)
+        {
+            return Err(bad(
+                "metrics.anomaly_window",
+                format!(
+                    "expected 30 × metrics.interval to 15m, found {}",
+                    m.anomaly_window
                 ),
             ));
         }

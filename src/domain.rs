@@ -43,6 +43,27 @@ impl fmt::Display for NodeState {
     }
 }
 
+/// Liveness as the leader judges it from metrics updates (DESIGN §7): a node whose updates
+/// stop is `suspect`, then `down`; it is `ready` again when they resume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    #[default]
+    Ready,
+    Suspect,
+    Down,
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Health::Ready => "ready",
+            Health::Suspect => "suspect",
+            Health::Down => "down",
+        })
+    }
+}
+
 /// A member of the cluster, as the replicated store knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {

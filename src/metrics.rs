@@ -1,12 +1,22 @@
 //! Metrics (DESIGN §7). Metrics never touch Raft.
 //!
-//! Built so far: [`sample`] (host, disk, network and process sampling with sysinfo) and [`gpu`]
-//! (NVML, loaded at run time; `gpu: unavailable (<reason>)` without it), and the pure cores
-//! [`window`] (the 2-hour history of every series with a fixed memory bound) and [`anomaly`]
-//! (values far outside a node's own normal). Push to the leader, the cluster snapshot broadcast
-//! and the outputs come next (issue 3).
+//! - [`sample`]: host, disk, network and process sampling (sysinfo); [`gpu`]: NVML, loaded at run
+//!   time (`gpu: unavailable (<reason>)` without it).
+//! - [`update`]: the wire types, a node's `MetricsUpdate` and the leader's
+//!   `ClusterMetricsSnapshot`.
+//! - [`aggregate`]: the leader's aggregation, liveness and anomaly flags, and the [`aggregate::View`]
+//!   every node builds from snapshots; [`window`]: the 2-hour history with a fixed memory bound;
+//!   [`anomaly`]: values far outside a node's own normal. All pure.
+//! - [`pipeline`]: the loops that sample, push, aggregate and broadcast.
+//! - [`prometheus`]: `/metrics` in the Prometheus text format; [`view`]: what `aether metrics`
+//!   shows.
 
+pub mod aggregate;
 pub mod anomaly;
 pub mod gpu;
+pub mod pipeline;
+pub mod prometheus;
 pub mod sample;
+pub mod update;
+pub mod view;
 pub mod window;

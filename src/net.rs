@@ -110,13 +110,38 @@ struct PeerSlot {
     last_ok: Mutex<Option<Instant>>,
 }
 
+/// Receives one-way messages: unreliable datagrams, and unidirectional streams for messages
+/// too large for one datagram. Only authenticated peers can send them.
+pub trait Inbox: Send + Sync + 'static {
+    type Msg: DeserializeOwned + Send + 'static;
+    /// Take one message. Called on the connection's task: keep it short, never block.
+    fn deliver(&self, ctx: PeerCtx, msg: Self::Msg);
+}
+
 /// Counters for status and metrics.
 #[derive(Debug, Default)]
 pub struct NetStats {
+    /// Request/response frames (Raft, admin, joins).
     pub bytes_sent: AtomicU64,
     pub bytes_received: AtomicU64,
     pub refused: AtomicU64,
     pub bad_frames: AtomicU64,
+    /// One-way messages (the metrics pipeline), payload bytes.
+    pub oneway_bytes_sent: AtomicU64,
+    pub oneway_bytes_received: AtomicU64,
+    /// One-way messages sent or received, and those that could not be sent or decoded.
+    pub oneway_sent: AtomicU64,
+    pub oneway_received: AtomicU64,
+    pub oneway_failed: AtomicU64,
+}
+
+/// How a one-way message went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// In one unreliable datagram.
+    Datagram,
+    /// On its own unidirectional stream (too large for a datagram).
+    Stream,
 }
 
 /// This node's QUIC endpoint: server for peers and client towards them.
@@ -160,6 +185,12 @@ async fn resolve(addr: &str) -> Result<SocketAddr, NetError> {
         addr: addr.into(),
         message: "no address found".into(),
     })
+}
+
+fn bad_oneway(stats: &NetStats, remote: SocketAddr, e: &FrameError) {
+    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+    stats.oneway_failed.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!("bad one-way message from {remote}: {e}; dropped");
 }
 
 /// Send one request on a new stream of `conn` and read the reply.
@@ -368,11 +399,91 @@ impl Endpoint {
         r
     }
 
-    /// Accept connections and serve each stream with `svc` until `shutdown`. In-flight streams
-    /// are tracked by `tracker` so shutdown can wait for them.
-    pub fn serve<S: Service>(
+    /// Send `msg` to the peer at `addr` without waiting for an answer: in one unreliable
+    /// datagram when it fits, else on a unidirectional stream (reliable, but not awaited).
+    /// Delivery is not confirmed; a lost datagram is simply lost.
+    pub async fn send_oneway<M: Serialize>(&self, addr: &str, msg: &M) -> Result<Sent, NetError> {
+        let body = frame::encode_body(msg).map_err(|source| NetError::Frame {
+            addr: addr.into(),
+            source,
+        })?;
+        self.send_oneway_body(addr, &body).await
+    }
+
+    /// [`Endpoint::send_oneway`] of a body already encoded with [`frame::encode_body`] (to send
+    /// one message to many peers).
+    pub async fn send_oneway_body(&self, addr: &str, body: &[u8]) -> Result<Sent, NetError> {
+        let r = self.send_body(addr, body).await;
+        match &r {
+            Ok(_) => self.stats.oneway_sent.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.stats.oneway_failed.fetch_add(1, Ordering::Relaxed),
+        };
+        r
+    }
+
+    async fn send_body(&self, addr: &str, body: &[u8]) -> Result<Sent, NetError> {
+        let slot = self.slot(addr);
+        let conn = tokio::time::timeout(self.rpc_timeout, self.connection(addr, &slot))
+            .await
+            .map_err(|_| NetError::Timeout {
+                addr: addr.into(),
+                ms: self.rpc_timeout.as_millis() as u64,
+            })??;
+        let lost = |e: &dyn std::fmt::Display| NetError::Connection {
+            addr: addr.into(),
+            message: e.to_string(),
+        };
+        if conn
+            .max_datagram_size()
+            .is_some_and(|max| body.len() <= max)
+        {
+            match conn.send_datagram(bytes::Bytes::copy_from_slice(body)) {
+                Ok(()) => {
+                    self.stats
+                        .oneway_bytes_sent
+                        .fetch_add(body.len() as u64, Ordering::Relaxed);
+                    return Ok(Sent::Datagram);
+                }
+                Err(quinn::SendDatagramError::ConnectionLost(e)) => {
+                    *slot.conn.lock().await = None;
+                    return Err(lost(&e));
+                }
+                // Too large after all, or not supported: fall back to a stream.
+                Err(_) => {}
+            }
+        }
+        let len = u32::try_from(body.len()).map_err(|_| NetError::Frame {
+            addr: addr.into(),
+            source: FrameError::TooLarge {
+                len: body.len() as u64,
+                max: u32::MAX as u64,
+            },
+        })?;
+        let mut send = match conn.open_uni().await {
+            Ok(s) => s,
+            Err(e) => {
+                *slot.conn.lock().await = None;
+                return Err(lost(&e));
+            }
+        };
+        send.write_all(&len.to_be_bytes())
+            .await
+            .map_err(|e| lost(&e))?;
+        send.write_all(body).await.map_err(|e| lost(&e))?;
+        let _ = send.finish();
+        self.stats
+            .oneway_bytes_sent
+            .fetch_add(body.len() as u64 + 4, Ordering::Relaxed);
+        Ok(Sent::Stream)
+    }
+
+    /// Accept connections until `shutdown`: serve each bidirectional stream with `svc` and hand
+    /// one-way messages (datagrams, unidirectional streams) to `inbox`. In-flight streams are
+    /// tracked by `tracker` so shutdown can wait for them.
+    pub fn serve<S: Service, I: Inbox>(
         self: &Arc<Self>,
         svc: Arc<S>,
+        inbox: Arc<I>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> tokio::task::JoinHandle<()> {
@@ -383,11 +494,16 @@ impl Endpoint {
                     _ = shutdown.cancelled() => break,
                     i = me.ep.accept() => match i { Some(i) => i, None => break },
                 };
-                let (svc, me2, tracker2, shutdown2) =
-                    (svc.clone(), me.clone(), tracker.clone(), shutdown.clone());
+                let (svc, inbox, me2, tracker2, shutdown2) = (
+                    svc.clone(),
+                    inbox.clone(),
+                    me.clone(),
+                    tracker.clone(),
+                    shutdown.clone(),
+                );
                 tracker.spawn(async move {
                     if let Err(e) = me2
-                        .connection_loop(incoming, svc, tracker2, shutdown2)
+                        .connection_loop(incoming, svc, inbox, tracker2, shutdown2)
                         .await
                     {
                         tracing::debug!("peer connection ended: {e}");
@@ -398,10 +514,11 @@ impl Endpoint {
         })
     }
 
-    async fn connection_loop<S: Service>(
+    async fn connection_loop<S: Service, I: Inbox>(
         self: Arc<Self>,
         incoming: quinn::Incoming,
         svc: Arc<S>,
+        inbox: Arc<I>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<(), String> {
@@ -431,10 +548,40 @@ impl Endpoint {
             remote,
             authenticated,
         };
+        // One-way messages are for members only; a joining node has nothing to send one-way.
+        let oneway = alpn == ALPN_PEER;
         loop {
             let (mut send, mut recv) = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 s = conn.accept_bi() => s.map_err(|e| format!("{remote}: {e}"))?,
+                d = conn.read_datagram(), if oneway => {
+                    let d = d.map_err(|e| format!("{remote}: {e}"))?;
+                    self.stats.oneway_bytes_received.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    match frame::decode_body::<I::Msg>(&d) {
+                        Ok(msg) => {
+                            self.stats.oneway_received.fetch_add(1, Ordering::Relaxed);
+                            inbox.deliver(ctx, msg);
+                        }
+                        Err(e) => bad_oneway(&self.stats, remote, &e),
+                    }
+                    continue;
+                }
+                u = conn.accept_uni(), if oneway => {
+                    let mut recv = u.map_err(|e| format!("{remote}: {e}"))?;
+                    let (inbox, stats, max) = (inbox.clone(), self.stats.clone(), self.max_frame);
+                    tracker.spawn(async move {
+                        match frame::read_frame_sized::<_, I::Msg>(&mut recv, max).await {
+                            Ok((msg, size)) => {
+                                stats.oneway_bytes_received.fetch_add(size, Ordering::Relaxed);
+                                stats.oneway_received.fetch_add(1, Ordering::Relaxed);
+                                inbox.deliver(ctx, msg);
+                            }
+                            Err(FrameError::Closed) => {}
+                            Err(e) => bad_oneway(&stats, remote, &e),
+                        }
+                    });
+                    continue;
+                }
             };
             let (svc, stats, max) = (svc.clone(), self.stats.clone(), self.max_frame);
             tracker.spawn(async move {

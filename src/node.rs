@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin;
 use crate::config::Config;
 use crate::domain::NodeId;
+use crate::metrics::pipeline::Pipeline;
 use crate::net::tls::{self, CaPem, JoinToken, NodeTls};
 use crate::net::{self, Endpoint};
 use crate::raft::Cluster;
@@ -266,13 +267,23 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    // 3. serve peers, admin socket, http; leader upkeep; watch for fatal store errors.
-    let quic_task = ep.serve(cluster.clone(), shutdown.clone(), tracker.clone());
+    // 3. metrics pipeline; serve peers, admin socket, http; leader upkeep; watch for fatal
+    //    store errors.
+    let metrics = Pipeline::new(cluster.clone(), cfg.metrics.clone())?;
+    let metrics_task = tokio::spawn(metrics.clone().run(shutdown.clone()));
+    tracing::info!("metrics pipeline sampling every {}", cfg.metrics.interval);
+    let quic_task = ep.serve(
+        cluster.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+        tracker.clone(),
+    );
     let admin_listener = admin::server::bind(&dd.socket()).map_err(anyhow::Error::msg)?;
     let admin_task = admin::server::serve(
         admin_listener,
         dd.socket(),
         cluster.clone(),
+        metrics.clone(),
         shutdown.clone(),
         tracker.clone(),
     );
@@ -281,7 +292,12 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
         .await
         .map_err(anyhow::Error::msg)?;
     tracing::info!("http endpoint on http://{}", http_listener.local_addr()?);
-    let http_task = admin::http::serve(http_listener, cluster.clone(), shutdown.clone());
+    let http_task = admin::http::serve(
+        http_listener,
+        cluster.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let membership_task = tokio::spawn(
         cluster
             .clone()
@@ -329,6 +345,8 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
     let _ = http_task.await;
     let _ = admin_task.await;
     let _ = quic_task.await;
+    let _ = metrics_task.await;
+    tracing::info!("stopped the metrics pipeline");
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
         .await

@@ -175,7 +175,8 @@ impl Cluster {
         &self.ca_sha256
     }
 
-    fn leader(&self) -> Option<(NodeId, String)> {
+    /// The current leader's id and address, as this node knows it.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
         let m = self.raft.metrics().borrow().clone();
         let id = m.current_leader?;
         let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
@@ -379,6 +380,7 @@ impl Cluster {
                 .map(|r| r.name.clone())
                 .unwrap_or_else(|| format!("node-{id}"))
         };
+        let health = self.store.health().map_err(store_err)?;
         let is_leader = m.current_leader == Some(self.id);
         let replication = m.replication.clone().unwrap_or_default();
         let mut ids: BTreeSet<NodeId> = records.keys().copied().collect();
@@ -424,6 +426,7 @@ impl Cluster {
                         replication.get(&id).cloned().flatten().map(|l| l.index)
                     },
                     joined_at: rec.map(|r| r.joined_at).unwrap_or(0),
+                    health: health.get(&id).copied().unwrap_or_default(),
                 }
             })
             .collect();

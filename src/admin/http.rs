@@ -1,5 +1,6 @@
-//! The node's HTTP endpoint (default 127.0.0.1:7421): `/healthz` (the process answers) and
-//! `/readyz` (a leader is known and the state machine has applied what is committed).
+//! The node's HTTP endpoint (default 127.0.0.1:7421): `/healthz` (the process answers),
+//! `/readyz` (a leader is known and the state machine has applied what is committed) and
+//! `/metrics` (Prometheus text format, see [`crate::metrics::prometheus`]).
 //! A minimal HTTP/1.1 responder: GET only, one request per connection.
 
 use std::net::SocketAddr;
@@ -10,6 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::pipeline::Pipeline;
+use crate::metrics::prometheus;
 use crate::raft::Cluster;
 
 /// Bind the HTTP port.
@@ -19,15 +22,29 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     })
 }
 
-/// The status line and body for `path`.
-pub fn respond(path: &str, cluster: &Cluster) -> (u16, String) {
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The status, content type and body for `path`.
+pub fn respond(path: &str, cluster: &Cluster, metrics: &Pipeline) -> (u16, &'static str, String) {
     match path {
-        "/healthz" => (200, "ok\n".into()),
+        "/healthz" => (200, TEXT, "ok\n".into()),
         "/readyz" => match cluster.readiness() {
-            Ok(()) => (200, "ready\n".into()),
-            Err(why) => (503, format!("not ready: {why}\n")),
+            Ok(()) => (200, TEXT, "ready\n".into()),
+            Err(why) => (503, TEXT, format!("not ready: {why}\n")),
         },
-        _ => (404, "not found: try /healthz or /readyz\n".into()),
+        "/metrics" => match cluster.local_status() {
+            Ok(status) => (
+                200,
+                prometheus::CONTENT_TYPE,
+                prometheus::render(metrics, &status, &cluster.ep.stats),
+            ),
+            Err(e) => (503, TEXT, format!("metrics unavailable: {e}\n")),
+        },
+        _ => (
+            404,
+            TEXT,
+            "not found: try /metrics, /healthz or /readyz\n".into(),
+        ),
     }
 }
 
@@ -35,6 +52,7 @@ pub fn respond(path: &str, cluster: &Cluster) -> (u16, String) {
 pub fn serve(
     listener: TcpListener,
     cluster: Arc<Cluster>,
+    metrics: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -43,7 +61,7 @@ pub fn serve(
                 _ = shutdown.cancelled() => break,
                 a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
             };
-            let cluster = cluster.clone();
+            let (cluster, metrics) = (cluster.clone(), metrics.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 let mut n = 0;
@@ -66,9 +84,9 @@ pub fn serve(
                 }
                 let head = String::from_utf8_lossy(&buf[..n]);
                 let mut parts = head.split_whitespace();
-                let (status, body) = match (parts.next(), parts.next()) {
-                    (Some("GET"), Some(path)) => respond(path, &cluster),
-                    _ => (405, "only GET is supported\n".to_string()),
+                let (status, content_type, body) = match (parts.next(), parts.next()) {
+                    (Some("GET"), Some(path)) => respond(path, &cluster, &metrics),
+                    _ => (405, TEXT, "only GET is supported\n".to_string()),
                 };
                 let reason = match status {
                     200 => "OK",
@@ -77,7 +95,7 @@ pub fn serve(
                     _ => "Service Unavailable",
                 };
                 let resp = format!(
-                    "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = sock.write_all(resp.as_bytes()).await;

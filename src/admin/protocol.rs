@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AuditRecord, Millis, NodeId, NodeState};
+use crate::domain::{AuditRecord, Health, Millis, NodeId, NodeState};
+use crate::metrics::update::{AnomalyFlag, NodeMetrics};
 use crate::raft::types::{Command, RequestId, Response};
 
 /// A request to a node's admin API.
@@ -23,6 +24,13 @@ pub enum AdminRequest {
     TokenCreate { ttl_ms: Option<u64>, uses: u32 },
     /// The newest audit records.
     Audit { limit: u32 },
+    /// The cluster metrics as this node's latest snapshot shows them; one node's, when `node`
+    /// is set; with `series`, that series' history over the last `since_secs`.
+    Metrics {
+        node: Option<String>,
+        series: Option<String>,
+        since_secs: Option<u64>,
+    },
 }
 
 /// Reads that must be fresh.
@@ -48,6 +56,7 @@ pub enum AdminResponse {
     Read(ReadResult),
     Token(TokenView),
     Audit(Vec<AuditRecord>),
+    Metrics(Box<MetricsView>),
     Error(AdminError),
 }
 
@@ -151,6 +160,8 @@ pub struct MemberView {
     /// Highest log index known to be replicated to it (leader's view).
     pub matched_index: Option<u64>,
     pub joined_at: Millis,
+    /// Liveness as the leader judges it from metrics updates.
+    pub health: Health,
 }
 
 /// A created join token. `token` is shown once; the cluster keeps only its hash.
@@ -160,4 +171,73 @@ pub struct TokenView {
     pub id: String,
     pub expires_at: Option<Millis>,
     pub uses: u32,
+}
+
+/// `aether metrics`: the answering node's latest cluster snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsView {
+    /// The node that answered.
+    pub seen_by: String,
+    /// Who built the snapshot, and in which term.
+    pub leader: Option<String>,
+    pub term: u64,
+    /// How long ago the answering node received (or, on the leader, built) the snapshot.
+    pub snapshot_age_ms: Option<u64>,
+    /// The broadcast period (`metrics.interval`).
+    pub interval_ms: u64,
+    pub nodes: Vec<NodeMetricsView>,
+    /// One series' history, when asked for.
+    pub history: Option<HistoryView>,
+}
+
+/// One node in [`MetricsView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeMetricsView {
+    pub id: NodeId,
+    pub name: String,
+    /// False for a sender that is not a registered member.
+    pub member: bool,
+    pub health: Health,
+    /// Age of the node's newest sample (leader receipt plus snapshot age).
+    pub sample_age_ms: u64,
+    /// `gpu: unavailable (<reason>)`, `gpu: none` or the GPUs.
+    pub gpu: String,
+    /// Headline series: current value, change over the last minute, range over the last minute.
+    pub series: Vec<SeriesView>,
+    pub anomalies: Vec<AnomalyFlag>,
+    /// Everything in the node's newest update: per core, per mount, per interface, per GPU, per
+    /// supervised process.
+    pub detail: NodeMetrics,
+}
+
+/// One series' current value and its last minute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesView {
+    pub name: String,
+    pub value: f32,
+    /// Newest minus the oldest value of the last minute.
+    pub trend_1m: Option<f32>,
+    pub min_1m: Option<f32>,
+    pub max_1m: Option<f32>,
+}
+
+/// A series' history: one point per second for the last 15 minutes, one per 10 s (mean, max)
+/// before that, back to 2 hours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryView {
+    pub node: String,
+    pub series: String,
+    /// Unix seconds.
+    pub from: u64,
+    pub to: u64,
+    pub points: Vec<PointView>,
+}
+
+/// One history point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PointView {
+    /// Unix second.
+    pub t: u64,
+    pub value: f32,
+    pub max: f32,
 }

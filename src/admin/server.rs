@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, TokenView};
 use crate::domain::now_millis;
+use crate::metrics::pipeline::Pipeline;
 use crate::net::frame::{FrameError, read_frame, write_frame};
 use crate::net::tls::JoinToken;
 use crate::raft::Cluster;
@@ -47,6 +48,7 @@ pub fn serve(
     listener: UnixListener,
     path: PathBuf,
     cluster: Arc<Cluster>,
+    metrics: Arc<Pipeline>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> tokio::task::JoinHandle<()> {
@@ -59,8 +61,8 @@ pub fn serve(
                     Err(e) => { tracing::warn!("admin socket accept failed: {e}"); continue; }
                 },
             };
-            let (cluster, shutdown) = (cluster.clone(), shutdown.clone());
-            tracker.spawn(async move { connection(stream, cluster, shutdown).await });
+            let (cluster, metrics, shutdown) = (cluster.clone(), metrics.clone(), shutdown.clone());
+            tracker.spawn(async move { connection(stream, cluster, metrics, shutdown).await });
         }
         drop(listener);
         let _ = std::fs::remove_file(&path);
@@ -68,7 +70,12 @@ pub fn serve(
     })
 }
 
-async fn connection(mut stream: UnixStream, cluster: Arc<Cluster>, shutdown: CancellationToken) {
+async fn connection(
+    mut stream: UnixStream,
+    cluster: Arc<Cluster>,
+    metrics: Arc<Pipeline>,
+    shutdown: CancellationToken,
+) {
     let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
     let actor = format!("uid:{uid}@{}", cluster.name);
     loop {
@@ -77,7 +84,7 @@ async fn connection(mut stream: UnixStream, cluster: Arc<Cluster>, shutdown: Can
             r = read_frame::<_, AdminRequest>(&mut stream, MAX_ADMIN_FRAME) => r,
         };
         let resp = match req {
-            Ok(req) => handle(&cluster, req, &actor).await,
+            Ok(req) => handle(&cluster, &metrics, req, &actor).await,
             Err(FrameError::Closed) => return,
             Err(e) => {
                 let resp = AdminResponse::Error(AdminError::new(
@@ -129,6 +136,10 @@ fn check_write(cmd: &Command) -> Result<(), String> {
             val_ok(expected.as_deref().unwrap_or_default())?;
             val_ok(new.as_deref().unwrap_or_default())
         }
+        Command::AddNode { name, addr } => {
+            crate::domain::validate_name("node name", name)?;
+            crate::config::parse_host_port(addr).map_err(|m| format!("bad node address: {m}"))
+        }
         Command::RevokeJoinToken { .. }
         | Command::SetNodeState { .. }
         | Command::RemoveNode { .. } => Ok(()),
@@ -140,7 +151,12 @@ fn check_write(cmd: &Command) -> Result<(), String> {
 }
 
 /// Answer one admin request on behalf of `actor`.
-pub async fn handle(cluster: &Cluster, req: AdminRequest, actor: &str) -> AdminResponse {
+pub async fn handle(
+    cluster: &Cluster,
+    metrics: &Pipeline,
+    req: AdminRequest,
+    actor: &str,
+) -> AdminResponse {
     let out = |r: Result<AdminResponse, AdminError>| r.unwrap_or_else(AdminResponse::Error);
     match req {
         AdminRequest::Status => out(cluster
@@ -195,6 +211,27 @@ pub async fn handle(cluster: &Cluster, req: AdminRequest, actor: &str) -> AdminR
                     format!("token not created: {other:?}"),
                 )),
             }))
+        }
+        AdminRequest::Metrics {
+            node,
+            series,
+            since_secs,
+        } => {
+            let interval_ms = metrics.interval().as_millis() as u64;
+            match metrics.with_state(|st| {
+                crate::metrics::view::metrics_view(
+                    &st.view,
+                    &cluster.name,
+                    interval_ms,
+                    node.as_deref(),
+                    series.as_deref(),
+                    since_secs.unwrap_or(crate::metrics::window::WINDOW_SECS),
+                    std::time::Instant::now(),
+                )
+            }) {
+                Ok(v) => AdminResponse::Metrics(Box::new(v)),
+                Err(e) => invalid(e.to_string()),
+            }
         }
         AdminRequest::Audit { limit } => out(cluster
             .store

@@ -66,6 +66,11 @@ impl Gpus {
         Gpus { nvml }
     }
 
+    /// Why NVML is unavailable, if it is.
+    pub fn unavailable(&self) -> Option<String> {
+        self.nvml.as_ref().err().cloned()
+    }
+
     /// Sample every GPU. A device that fails to answer is left out of this sample, with a log
     /// line, rather than failing the whole sample.
     pub fn sample(&self) -> GpuState {

@@ -85,6 +85,11 @@ impl Sampler {
         })
     }
 
+    /// Why NVML cannot be used on this host, if it cannot.
+    pub fn gpu_unavailable(&self) -> Option<String> {
+        self.gpus.unavailable()
+    }
+
     /// Take one sample. CPU and rates cover the time since the previous call (or since `new`).
     pub fn sample(&mut self) -> HostSample {
         let secs = self.last.elapsed().as_secs_f32().max(1e-3);

@@ -84,14 +84,27 @@ pub async fn read_frame_sized<R: AsyncRead + Unpin, T: DeserializeOwned>(
         }
         _ => FrameError::Io(e),
     })?;
-    if buf[0] != PROTOCOL_VERSION {
+    Ok((decode_body(&buf)?, len + 4))
+}
+
+/// Encode `msg` as a frame body without the length prefix (a QUIC datagram carries its own
+/// length): version byte, then postcard.
+pub fn encode_body<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    postcard::to_extend(msg, vec![PROTOCOL_VERSION]).map_err(|e| FrameError::Encode(e.to_string()))
+}
+
+/// Decode a frame body (version byte, then postcard).
+pub fn decode_body<T: DeserializeOwned>(buf: &[u8]) -> Result<T, FrameError> {
+    let Some((&version, payload)) = buf.split_first() else {
+        return Err(FrameError::Empty);
+    };
+    if version != PROTOCOL_VERSION {
         return Err(FrameError::Version {
-            got: buf[0],
+            got: version,
             want: PROTOCOL_VERSION,
         });
     }
-    let t = postcard::from_bytes(&buf[1..]).map_err(|e| FrameError::Decode(e.to_string()))?;
-    Ok((t, len + 4))
+    postcard::from_bytes(payload).map_err(|e| FrameError::Decode(e.to_string()))
 }
 
 #[cfg(test)]
@@ -146,6 +159,13 @@ mod tests {
             Err(FrameError::Decode(_))
         ));
         assert!(matches!(decode(&[], 1024).await, Err(FrameError::Closed)));
+        let body = encode_body(&Msg::Bye).unwrap();
+        assert_eq!(decode_body::<Msg>(&body).unwrap(), Msg::Bye);
+        assert!(matches!(decode_body::<Msg>(&[]), Err(FrameError::Empty)));
+        assert!(matches!(
+            decode_body::<Msg>(&[7, 1]),
+            Err(FrameError::Version { got: 7, .. })
+        ));
         assert!(matches!(
             decode(&[0, 0, 0, 0], 1024).await,
             Err(FrameError::Empty)

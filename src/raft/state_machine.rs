@@ -2,6 +2,7 @@
 //! sessions and an audit trail), building and installing snapshots as streamed files, and the
 //! read-side queries views use.
 
+use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,12 +16,13 @@ use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTr
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    AUDIT, KV, NODES, SESSIONS, SM_META, Store, TOKENS, blocking, dec, enc, fatal, inline, io,
+    AUDIT, HEALTH, KV, NODES, SESSIONS, SM_META, Store, TOKENS, blocking, dec, enc, fatal, inline,
+    io,
 };
 use super::types::{ClusterInit, Command, Request, Response};
 use super::{Entry, Node, TypeConfig};
 use crate::domain::{
-    AuditRecord, Millis, NodeId, NodeRecord, NodeState, TokenRecord, TokenRefusal,
+    AuditRecord, Health, Millis, NodeId, NodeRecord, NodeState, TokenRecord, TokenRefusal,
 };
 
 // Keys of SM_META.
@@ -67,6 +69,7 @@ enum SnapRecord {
     Session(u128, Vec<u8>),
     Audit(u64, Vec<u8>),
     End { records: u64 },
+    Health(u64, Vec<u8>),
 }
 
 const SNAPSHOT_FORMAT: u32 = 1;
@@ -249,6 +252,10 @@ fn apply_command(
             }
         }
         Command::RemoveNode { id } => {
+            txn.open_table(HEALTH)
+                .map_err(io)?
+                .remove(*id)
+                .map_err(io)?;
             match txn.open_table(NODES).map_err(io)?.remove(*id).map_err(io)? {
                 Some(_) => Response::Ok,
                 None => Response::Refused(format!("node id {id} is not a member")),
@@ -265,6 +272,25 @@ fn apply_command(
                     Response::Ok
                 }
                 None => Response::Refused(format!("node id {id} is not a member")),
+            }
+        }
+        Command::SetNodeHealth { id, health, .. } => {
+            if txn
+                .open_table(NODES)
+                .map_err(io)?
+                .get(*id)
+                .map_err(io)?
+                .is_none()
+            {
+                Response::Refused(format!("node id {id} is not a member"))
+            } else {
+                let mut t = txn.open_table(HEALTH).map_err(io)?;
+                if *health == Health::Ready {
+                    t.remove(*id).map_err(io)?;
+                } else {
+                    t.insert(*id, enc(health).as_slice()).map_err(io)?;
+                }
+                Response::Ok
             }
         }
         Command::IssueJoinToken {
@@ -419,6 +445,18 @@ impl Store {
     /// Every member record, by id.
     pub fn nodes(&self) -> Result<Vec<NodeRecord>, std::io::Error> {
         self.scan(NODES, "node")
+    }
+
+    /// Members whose health is not `ready` (a member absent here is ready).
+    pub fn health(&self) -> Result<BTreeMap<NodeId, Health>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(HEALTH).map_err(io)?;
+        let mut out = BTreeMap::new();
+        for row in t.iter().map_err(io)? {
+            let (k, v) = row.map_err(io)?;
+            out.insert(k.value(), dec(v.value(), "health")?);
+        }
+        Ok(out)
     }
 
     /// One join token record.
@@ -577,6 +615,7 @@ impl Store {
         dump!(TOKENS, Token, |k: &str| k.to_string());
         dump!(SESSIONS, Session, |k: u128| k);
         dump!(AUDIT, Audit, |k: u64| k);
+        dump!(HEALTH, Health, |k: u64| k);
         write_record(&mut w, &SnapRecord::End { records: n })?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -661,6 +700,7 @@ impl Store {
             let mut tokens = emptied!(TOKENS);
             let mut sessions = emptied!(SESSIONS);
             let mut audit = emptied!(AUDIT);
+            let mut health = emptied!(HEALTH);
             let mut n = 0u64;
             loop {
                 match read_record(&mut r)? {
@@ -671,6 +711,7 @@ impl Store {
                     SnapRecord::Token(k, v) => tokens.insert(k.as_str(), v.as_slice()).map(|_| ()),
                     SnapRecord::Session(k, v) => sessions.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::Audit(k, v) => audit.insert(k, v.as_slice()).map(|_| ()),
+                    SnapRecord::Health(k, v) => health.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::End { records } if records == n => break,
                     SnapRecord::End { records } => {
                         return Err(io(format!(

@@ -33,6 +33,8 @@ pub(super) const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("node
 pub(super) const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub(super) const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Node id → [`crate::domain::Health`] as the leader's metrics liveness last recorded it.
+pub(super) const HEALTH: TableDefinition<u64, &[u8]> = TableDefinition::new("health");
 
 // Keys of RAFT_META.
 const K_VOTE: &str = "vote";
@@ -152,6 +154,7 @@ impl Store {
             txn.open_table(TOKENS)?;
             txn.open_table(SESSIONS)?;
             txn.open_table(AUDIT)?;
+            txn.open_table(HEALTH)?;
             txn.commit()?;
             Ok(())
         };

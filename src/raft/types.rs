@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Millis, NodeId, NodeState, TokenRefusal};
+use crate::domain::{Health, Millis, NodeId, NodeState, TokenRefusal};
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
 /// result again instead of applying twice.
@@ -112,6 +112,15 @@ pub enum Command {
     /// Concurrent writes proposed together by the leader (see `raft::batch`); each inner request
     /// is applied, deduplicated and audited as if it had its own entry. Never nested.
     Batch(Vec<Request>),
+    /// The leader's liveness verdict on a member changed (an event in the audit trail); `why`
+    /// carries the numbers, e.g. `no metrics update for 3.1 s`.
+    SetNodeHealth {
+        id: NodeId,
+        /// The member's name, for the audit trail.
+        name: String,
+        health: Health,
+        why: String,
+    },
 }
 
 impl Command {
@@ -151,6 +160,12 @@ impl Command {
             Command::Delete { key } => format!("delete {key}"),
             Command::CompareAndSwap { key, .. } => format!("compare-and-swap {key}"),
             Command::Batch(reqs) => format!("batch of {} writes", reqs.len()),
+            Command::SetNodeHealth {
+                id,
+                name,
+                health,
+                why,
+            } => format!("mark node {name} (id {id}) {health}: {why}"),
         }
     }
 }

@@ -227,13 +227,36 @@ impl Node {
 
     /// `curl http://127.0.0.1:<http>/path` → status code.
     pub fn http_status(&self, path: &str) -> Option<u16> {
+        self.http_get(path).map(|(status, _)| status)
+    }
+
+    /// GET `path` from the node's HTTP port: status and body.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.http)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").ok()?;
         let mut buf = String::new();
         s.read_to_string(&mut buf).ok()?;
-        buf.split_whitespace().nth(1)?.parse().ok()
+        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+        let body = buf.split_once("\r\n\r\n")?.1.to_string();
+        Some((status, body))
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// `aether metrics --output json` (with `args`) on this node, when it answers.
+    pub fn metrics(&self, args: &[&str]) -> Option<Value> {
+        let mut a = vec!["metrics", "--output", "json"];
+        a.extend_from_slice(args);
+        let out = self.cli(&a);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
     }
 }
 

@@ -1,0 +1,513 @@
+//! The leader's side of the pipeline: keeps every node's latest update, judges liveness, flags
+//! anomalies and builds the [`ClusterMetricsSnapshot`]; and [`View`], which every node (the
+//! leader included) builds from the snapshots: the latest snapshot plus the 2-hour window.
+//! No I/O and no clock: callers pass `now`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use super::anomaly::Detector;
+use super::update::{
+    AnomalyFlag, ClusterMetricsSnapshot, MetricsUpdate, NodeEntry, NodeInfo, NodeMetrics,
+};
+use super::window::Window;
+use crate::domain::{Health, Millis, NodeId, NodeRecord};
+
+/// Liveness and anomaly settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub suspect_after: Duration,
+    pub down_after: Duration,
+    pub anomaly_threshold: f32,
+    /// Seconds of history an anomaly is judged against.
+    pub anomaly_window_secs: u64,
+}
+
+/// Anomaly checks are spread over this many ticks (each node is checked every Nth tick), so the
+/// leader's cost per tick stays flat as the cluster grows.
+pub const ANOMALY_EVERY: u64 = 5;
+
+/// The detector for a series, by its kind: the smallest change worth flagging differs (a CPU
+/// moving 0.2 is news, a temperature moving 0.2 °C is not). `None`: not judged.
+pub fn detector_for(series: &str, threshold: f32) -> Option<Detector> {
+    let min_change = match series {
+        "cpu" => 0.2,
+        "mem" | "swap" => 0.1,
+        "disk_used" => 0.05,
+        s if s.ends_with("_temp") => 8.0,
+        s if s.ends_with("_util") => 0.3,
+        s if s.starts_with("gpu") && s.ends_with("_mem") => 0.1,
+        _ => return None,
+    };
+    Some(Detector {
+        threshold,
+        min_change,
+        min_points: 30,
+    })
+}
+
+struct Latest {
+    info: NodeInfo,
+    m: NodeMetrics,
+    received: Instant,
+    anomalies: Vec<AnomalyFlag>,
+}
+
+/// The leader's aggregation state for one term.
+pub struct Aggregator {
+    pub term: u64,
+    leader: NodeId,
+    seq: u64,
+    /// When this node became leader: nobody is judged silent for longer than it has listened.
+    since: Instant,
+    latest: HashMap<NodeId, Latest>,
+    settings: Settings,
+    ticks: u64,
+}
+
+/// A liveness verdict that differs from what the replicated store records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub node: NodeId,
+    pub health: Health,
+    /// The numbers, e.g. `no metrics update for 3.1 s`.
+    pub why: String,
+}
+
+impl Aggregator {
+    /// Start a term, seeded from the last snapshot this node received (`received` is when).
+    pub fn new(
+        leader: NodeId,
+        term: u64,
+        settings: Settings,
+        seed: Option<(&ClusterMetricsSnapshot, Instant)>,
+        now: Instant,
+    ) -> Aggregator {
+        let mut latest = HashMap::new();
+        if let Some((snap, got)) = seed {
+            for e in &snap.nodes {
+                let received = got
+                    .checked_sub(Duration::from_millis(e.age_ms))
+                    .unwrap_or(got);
+                latest.insert(
+                    e.node,
+                    Latest {
+                        info: e.info.clone(),
+                        m: e.m.clone(),
+                        received,
+                        anomalies: e.anomalies.clone(),
+                    },
+                );
+            }
+        }
+        Aggregator {
+            term,
+            leader,
+            seq: 0,
+            since: now,
+            latest,
+            settings,
+            ticks: 0,
+        }
+    }
+
+    /// Take one update. An update older than the one held (reordered datagrams) is ignored.
+    pub fn receive(&mut self, u: MetricsUpdate, now: Instant) {
+        match self.latest.get_mut(&u.node) {
+            Some(l) if u.m.at < l.m.at => {}
+            Some(l) => {
+                if let Some(info) = u.info {
+                    l.info = info;
+                }
+                l.m = u.m;
+                l.received = now;
+            }
+            None => {
+                self.latest.insert(
+                    u.node,
+                    Latest {
+                        info: u.info.unwrap_or_default(),
+                        m: u.m,
+                        received: now,
+                        anomalies: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Nodes whose [`NodeInfo`] is unknown (an update without it came first).
+    pub fn missing_info(&self) -> Vec<NodeId> {
+        self.latest
+            .iter()
+            .filter(|(_, l)| l.info.version.is_empty())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn verdict(&self, node: NodeId, now: Instant) -> (Health, Duration) {
+        let seen = self
+            .latest
+            .get(&node)
+            .map(|l| l.received.max(self.since))
+            .unwrap_or(self.since);
+        let silent = now.saturating_duration_since(seen);
+        let h = if node == self.leader || silent < self.settings.suspect_after {
+            Health::Ready
+        } else if silent < self.settings.down_after {
+            Health::Suspect
+        } else {
+            Health::Down
+        };
+        (h, silent)
+    }
+
+    /// Build the snapshot of this tick, and the liveness verdicts that differ from `recorded`
+    /// (the replicated health; absent means ready). `members` are the registered nodes;
+    /// `window` is the history this node keeps (for anomaly checks).
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        wall: Millis,
+        members: &[NodeRecord],
+        recorded: &BTreeMap<NodeId, Health>,
+        window: &Window,
+    ) -> (ClusterMetricsSnapshot, Vec<Transition>) {
+        self.ticks += 1;
+        self.seq += 1;
+        let member_ids: HashMap<NodeId, &NodeRecord> = members.iter().map(|m| (m.id, m)).collect();
+        // Non-members are shown while they send; removed members' entries go at once.
+        let down_after = self.settings.down_after;
+        self.latest.retain(|id, l| {
+            member_ids.contains_key(id) || now.saturating_duration_since(l.received) < down_after
+        });
+        let mut transitions = Vec::new();
+        for m in members {
+            let (h, silent) = self.verdict(m.id, now);
+            if h != recorded.get(&m.id).copied().unwrap_or_default() {
+                let why = match h {
+                    Health::Ready => "metrics updates resumed".to_string(),
+                    _ => format!(
+                        "no metrics update for {:.1} s (suspect after {:.1} s, down after {:.1} s)",
+                        silent.as_secs_f32(),
+                        self.settings.suspect_after.as_secs_f32(),
+                        down_after.as_secs_f32()
+                    ),
+                };
+                transitions.push(Transition {
+                    node: m.id,
+                    health: h,
+                    why,
+                });
+            }
+        }
+        let settings = self.settings;
+        let ticks = self.ticks;
+        for (id, l) in self.latest.iter_mut() {
+            if (id + ticks) % ANOMALY_EVERY != 0 {
+                continue;
+            }
+            l.anomalies = anomalies(*id, &l.m, window, &settings);
+        }
+        let mut nodes: Vec<NodeEntry> = Vec::with_capacity(self.latest.len());
+        for (id, l) in &self.latest {
+            let member = member_ids.get(id);
+            let mut info = l.info.clone();
+            if let Some(rec) = member {
+                info.name = rec.name.clone();
+            }
+            nodes.push(NodeEntry {
+                node: *id,
+                info,
+                m: l.m.clone(),
+                age_ms: now.saturating_duration_since(l.received).as_millis() as u64,
+                health: if member.is_some() {
+                    self.verdict(*id, now).0
+                } else {
+                    Health::Ready
+                },
+                member: member.is_some(),
+                anomalies: l.anomalies.clone(),
+            });
+        }
+        nodes.sort_by_key(|e| e.node);
+        (
+            ClusterMetricsSnapshot {
+                leader: self.leader,
+                term: self.term,
+                seq: self.seq,
+                built_at: wall,
+                nodes,
+            },
+            transitions,
+        )
+    }
+}
+
+/// Judge the newest value of each judged series of `node` against its window.
+fn anomalies(node: NodeId, m: &NodeMetrics, window: &Window, s: &Settings) -> Vec<AnomalyFlag> {
+    let mut out = Vec::new();
+    for (name, value) in m.series() {
+        let Some(det) = detector_for(&name, s.anomaly_threshold) else {
+            continue;
+        };
+        let Some(series) = window.series(node, &name) else {
+            continue;
+        };
+        let mut hist = series.recent(s.anomaly_window_secs);
+        // The window may already hold this very sample: judge it against what came before.
+        if series.latest().is_some_and(|(t, _)| t == m.at / 1000) {
+            hist.pop();
+        }
+        if let Some(a) = det.check(&name, &hist, value) {
+            out.push(AnomalyFlag {
+                series: name,
+                value,
+                median: a.median,
+                z: a.z,
+                reason: a.reason,
+            });
+        }
+    }
+    out
+}
+
+/// What a node knows of the cluster's metrics: the newest snapshot and the history built from
+/// every snapshot it saw.
+#[derive(Default)]
+pub struct View {
+    pub snapshot: Option<ClusterMetricsSnapshot>,
+    /// When the snapshot arrived (this node's clock).
+    pub received: Option<Instant>,
+    pub window: Window,
+    /// Per node, the sample time last recorded into the window.
+    recorded: HashMap<NodeId, Millis>,
+}
+
+impl View {
+    /// Take a snapshot unless it comes from an older term than the one held, and record every
+    /// new sample into the window. Returns whether it was taken.
+    pub fn apply(&mut self, snap: ClusterMetricsSnapshot, now: Instant) -> bool {
+        // One leader per term, and its seq grows: anything not newer is a late duplicate.
+        if let Some(cur) = &self.snapshot
+            && (snap.term, snap.seq) <= (cur.term, cur.seq)
+        {
+            return false;
+        }
+        for e in &snap.nodes {
+            if self.recorded.get(&e.node).is_some_and(|at| *at >= e.m.at) {
+                continue;
+            }
+            let t = e.m.at / 1000;
+            for (name, v) in e.m.series() {
+                self.window.record(e.node, &name, t, v);
+            }
+            self.recorded.insert(e.node, e.m.at);
+        }
+        let gone: Vec<NodeId> = self
+            .recorded
+            .keys()
+            .filter(|id| !snap.nodes.iter().any(|e| e.node == **id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.window.remove_node(id);
+            self.recorded.remove(&id);
+        }
+        self.snapshot = Some(snap);
+        self.received = Some(now);
+        true
+    }
+
+    /// How old the snapshot is, by this node's clock.
+    pub fn age(&self, now: Instant) -> Option<Duration> {
+        self.received.map(|r| now.saturating_duration_since(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::NodeState;
+
+    fn settings() -> Settings {
+        Settings {
+            suspect_after: Duration::from_secs(3),
+            down_after: Duration::from_secs(10),
+            anomaly_threshold: 6.0,
+            anomaly_window_secs: 600,
+        }
+    }
+
+    fn member(id: NodeId) -> NodeRecord {
+        NodeRecord {
+            id,
+            name: format!("n{id}"),
+            addr: format!("127.0.0.1:{}", 7000 + id),
+            state: NodeState::Ready,
+            joined_at: 0,
+        }
+    }
+
+    fn update(node: NodeId, at: Millis, cpu: f32) -> MetricsUpdate {
+        MetricsUpdate {
+            node,
+            seq: at,
+            info: Some(NodeInfo {
+                name: format!("n{node}"),
+                gpu_unavailable: Some("no driver".into()),
+                version: "test".into(),
+            }),
+            m: NodeMetrics {
+                at,
+                cpu,
+                mem_used: 1,
+                mem_total: 4,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn silent_nodes_go_suspect_then_down_and_come_back() {
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(1, 5, settings(), None, t0);
+        let members = [member(1), member(2)];
+        let mut recorded = BTreeMap::new();
+        let w = Window::default();
+        agg.receive(update(2, 1_000, 0.1), t0);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let (snap, tr) = agg.tick(at(1), 0, &members, &recorded, &w);
+        assert!(tr.is_empty(), "{tr:?}");
+        assert_eq!(snap.nodes.len(), 1);
+        assert_eq!(snap.nodes[0].age_ms, 1000);
+        let (_, tr) = agg.tick(at(4), 0, &members, &recorded, &w);
+        assert_eq!(tr.len(), 1, "{tr:?}");
+        assert_eq!((tr[0].node, tr[0].health), (2, Health::Suspect));
+        assert!(
+            tr[0].why.contains("no metrics update for 4.0 s"),
+            "{}",
+            tr[0].why
+        );
+        recorded.insert(2, Health::Suspect);
+        let (snap, tr) = agg.tick(at(5), 0, &members, &recorded, &w);
+        assert!(tr.is_empty(), "a recorded verdict is not repeated: {tr:?}");
+        assert_eq!(snap.nodes[0].health, Health::Suspect);
+        let (_, tr) = agg.tick(at(11), 0, &members, &recorded, &w);
+        assert_eq!(tr[0].health, Health::Down);
+        recorded.insert(2, Health::Down);
+        agg.receive(update(2, 12_000, 0.1), at(12));
+        let (snap, tr) = agg.tick(at(12), 0, &members, &recorded, &w);
+        assert_eq!(tr[0].health, Health::Ready);
+        assert_eq!(tr[0].why, "metrics updates resumed");
+        assert_eq!(snap.nodes[0].health, Health::Ready);
+    }
+
+    #[test]
+    fn a_new_leader_gives_every_node_a_full_grace_period() {
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(1, 5, settings(), None, t0);
+        agg.receive(update(2, 1_000, 0.1), t0);
+        let (snap, _) = agg.tick(
+            t0,
+            0,
+            &[member(1), member(2)],
+            &BTreeMap::new(),
+            &Window::default(),
+        );
+        // The snapshot reaches node 3 late; node 3 becomes leader 2.5 s after it was built.
+        let got = t0 + Duration::from_millis(500);
+        let start = t0 + Duration::from_millis(2_500);
+        let mut agg = Aggregator::new(3, 6, settings(), Some((&snap, got)), start);
+        let members = [member(1), member(2), member(3)];
+        let (snap, tr) = agg.tick(
+            start + Duration::from_secs(2),
+            0,
+            &members,
+            &BTreeMap::new(),
+            &Window::default(),
+        );
+        assert!(
+            tr.is_empty(),
+            "no verdict before suspect_after since becoming leader: {tr:?}"
+        );
+        assert_eq!(snap.nodes[0].node, 2);
+        assert_eq!(
+            snap.nodes[0].age_ms, 4000,
+            "age counts from the original receipt"
+        );
+        let (_, tr) = agg.tick(
+            start + Duration::from_secs(3),
+            0,
+            &members,
+            &BTreeMap::new(),
+            &Window::default(),
+        );
+        assert_eq!(tr.len(), 2, "nodes 1 and 2 silent for 3 s: {tr:?}");
+    }
+
+    #[test]
+    fn reordered_updates_and_stale_snapshots_are_ignored() {
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(1, 5, settings(), None, t0);
+        agg.receive(update(2, 2_000, 0.2), t0);
+        agg.receive(update(2, 1_000, 0.9), t0);
+        let (snap, _) = agg.tick(t0, 0, &[member(2)], &BTreeMap::new(), &Window::default());
+        assert_eq!(snap.nodes[0].m.cpu, 0.2);
+
+        let mut view = View::default();
+        assert!(view.apply(snap.clone(), t0));
+        assert_eq!(
+            view.window.series(2, "cpu").unwrap().latest(),
+            Some((2, 0.2))
+        );
+        let mut old = snap.clone();
+        old.term = 4;
+        old.seq = 99;
+        assert!(!view.apply(old, t0), "an older term's snapshot is ignored");
+        let mut next = snap;
+        next.seq += 1;
+        next.nodes.clear();
+        assert!(view.apply(next, t0));
+        assert!(
+            view.window.series(2, "cpu").is_none(),
+            "a node gone from the snapshot leaves the window"
+        );
+    }
+
+    #[test]
+    fn a_spike_in_the_window_is_flagged_on_the_leader() {
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(1, 5, settings(), None, t0);
+        let mut view = View::default();
+        let members = [member(1)];
+        for s in 0..120u64 {
+            let cpu = if s == 119 {
+                0.97
+            } else {
+                0.10 + (s % 3) as f32 * 0.01
+            };
+            agg.receive(update(1, s * 1000, cpu), t0);
+            let (snap, _) = agg.tick(t0, 0, &members, &BTreeMap::new(), &view.window);
+            if s < 119 {
+                assert!(snap.nodes[0].anomalies.is_empty(), "noise is not flagged");
+            }
+            view.apply(snap, t0);
+        }
+        // Each node is checked every ANOMALY_EVERY ticks: the spike is caught within that many.
+        let mut flagged = None;
+        for _ in 0..ANOMALY_EVERY {
+            let (snap, _) = agg.tick(t0, 0, &members, &BTreeMap::new(), &view.window);
+            if let Some(f) = snap.nodes[0].anomalies.first() {
+                flagged = Some(f.clone());
+            }
+        }
+        let f = flagged.expect("the spike is flagged");
+        assert_eq!(f.series, "cpu");
+        assert!(
+            f.reason.contains("cpu 0.97 is far above its normal 0.11"),
+            "{}",
+            f.reason
+        );
+    }
+}

@@ -1,0 +1,516 @@
+//! The running pipeline on every node (DESIGN §7): sample every `metrics.interval` and push a
+//! [`MetricsUpdate`] to the leader over QUIC datagrams; on the leader, aggregate and broadcast the
+//! [`ClusterMetricsSnapshot`] to every member at the same period, judge liveness (written through
+//! Raft only when a verdict changes: an event, never a metric); on every node, keep the newest
+//! snapshot and the 2-hour window built from the snapshots.
+//!
+//! Failover: a new leader starts from the last snapshot it received; when that is older than
+//! `metrics.refresh_after`, it asks every member for a fresh sample at once. Every node also
+//! pushes at once when it learns of a new leader.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::aggregate::{Aggregator, Settings, View};
+use super::sample::{ProcessSample, Sampler};
+use super::update::{INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
+use crate::config::MetricsConfig;
+use crate::domain::{Health, NodeId, now_millis};
+use crate::net::{Inbox, PeerCtx};
+use crate::raft::Cluster;
+use crate::raft::types::{Command, Request, RequestId};
+
+/// Counters for `/metrics` and the benchmarks.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    pub updates_sent: AtomicU64,
+    pub updates_received: AtomicU64,
+    /// Updates that arrived at a node that is not the leader (sent during a leader change).
+    pub updates_misdirected: AtomicU64,
+    pub snapshots_sent: AtomicU64,
+    pub snapshots_received: AtomicU64,
+    /// Snapshots ignored as older than the one held.
+    pub snapshots_stale: AtomicU64,
+    /// Inbound messages dropped because the pipeline was behind.
+    pub inbox_dropped: AtomicU64,
+    /// Bytes of the last snapshot built or received (postcard).
+    pub snapshot_bytes: AtomicU64,
+}
+
+/// Where this node stands in the pipeline, for the admin API and `/metrics`.
+pub struct State {
+    pub view: View,
+    /// Some while this node is the leader.
+    agg: Option<Aggregator>,
+    /// This node's newest update (also kept when it is not the leader).
+    pub own: Option<MetricsUpdate>,
+    /// The newest sample and when it was taken, reused when asked again within 250 ms.
+    last_sample: Option<(Instant, NodeMetrics)>,
+    info_due: bool,
+}
+
+/// The metrics pipeline of one node.
+pub struct Pipeline {
+    cluster: Arc<Cluster>,
+    cfg: MetricsConfig,
+    state: Mutex<State>,
+    sampler: Arc<Mutex<Sampler>>,
+    /// PIDs whose CPU and RSS go into each update (the supervised instances).
+    pids: Mutex<Vec<u32>>,
+    gpu_unavailable: Option<String>,
+    inbox_tx: mpsc::Sender<MetricsMsg>,
+    inbox_rx: Mutex<Option<mpsc::Receiver<MetricsMsg>>>,
+    sample_now: Notify,
+    /// Nodes whose liveness verdict is being written.
+    health_writes: Mutex<std::collections::HashSet<NodeId>>,
+    seq: AtomicU64,
+    pub stats: PipelineStats,
+}
+
+/// Messages queued between the network and the pipeline; beyond this they are dropped.
+const INBOX_DEPTH: usize = 4096;
+/// A sample younger than this is reused rather than taken again (CPU needs an interval).
+const RESAMPLE_AFTER: Duration = Duration::from_millis(250);
+/// After becoming leader, the first snapshot waits this long for the fresh samples it asked for.
+const FIRST_SNAPSHOT_AFTER: Duration = Duration::from_millis(250);
+
+impl Pipeline {
+    /// Build the pipeline (initialises NVML once; logs once when it is unavailable).
+    pub fn new(cluster: Arc<Cluster>, cfg: MetricsConfig) -> anyhow::Result<Arc<Pipeline>> {
+        let sampler = Sampler::new()?;
+        let gpu_unavailable = sampler.gpu_unavailable();
+        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_DEPTH);
+        Ok(Arc::new(Pipeline {
+            cluster,
+            cfg,
+            state: Mutex::new(State {
+                view: View::default(),
+                agg: None,
+                own: None,
+                last_sample: None,
+                info_due: true,
+            }),
+            sampler: Arc::new(Mutex::new(sampler)),
+            pids: Mutex::default(),
+            gpu_unavailable,
+            inbox_tx,
+            inbox_rx: Mutex::new(Some(inbox_rx)),
+            sample_now: Notify::new(),
+            health_writes: Mutex::default(),
+            seq: AtomicU64::new(0),
+            stats: PipelineStats::default(),
+        }))
+    }
+
+    /// Sample these processes (CPU, RSS) in every update from now on.
+    pub fn set_processes(&self, pids: Vec<u32>) {
+        *self.pids.lock().expect("pids lock") = pids;
+    }
+
+    /// Read the pipeline's state (snapshot, window, own update) under its lock.
+    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.state.lock().expect("metrics state lock"))
+    }
+
+    /// The sampling and broadcast period.
+    pub fn interval(&self) -> Duration {
+        self.cfg.interval.0
+    }
+
+    /// Why GPU metrics are off on this node, if they are.
+    pub fn gpu_unavailable(&self) -> Option<&str> {
+        self.gpu_unavailable.as_deref()
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            suspect_after: self.cfg.suspect_after.0,
+            down_after: self.cfg.down_after.0,
+            anomaly_threshold: self.cfg.anomaly_threshold,
+            anomaly_window_secs: self.cfg.anomaly_window.0.as_secs(),
+        }
+    }
+
+    /// Run every loop until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let rx = self
+            .inbox_rx
+            .lock()
+            .expect("inbox lock")
+            .take()
+            .expect("run is called once");
+        tokio::join!(
+            self.clone().sample_loop(shutdown.clone()),
+            self.clone().leader_loop(shutdown.clone()),
+            self.clone().inbox_loop(rx, shutdown),
+        );
+    }
+
+    fn leader(&self) -> Option<(NodeId, String)> {
+        self.cluster.leader()
+    }
+
+    async fn take_sample(&self) -> NodeMetrics {
+        if let Some((t, m)) = &self.state.lock().expect("state lock").last_sample
+            && t.elapsed() < RESAMPLE_AFTER
+        {
+            return m.clone();
+        }
+        let pids = self.pids.lock().expect("pids lock").clone();
+        let sampler = self.sampler.clone();
+        // sysinfo and NVML read files and call into the driver: keep them off the runtime.
+        let m = tokio::task::spawn_blocking(move || {
+            let mut s = sampler.lock().expect("sampler lock");
+            let host = s.sample();
+            let procs: Vec<ProcessSample> = if pids.is_empty() {
+                Vec::new()
+            } else {
+                s.processes(&pids)
+            };
+            NodeMetrics::from_sample(&host, procs)
+        })
+        .await
+        .expect("sampling does not panic");
+        self.state.lock().expect("state lock").last_sample = Some((Instant::now(), m.clone()));
+        m
+    }
+
+    async fn push(&self) {
+        let m = self.take_sample().await;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let info_due = {
+            let mut st = self.state.lock().expect("state lock");
+            std::mem::take(&mut st.info_due)
+        };
+        let info = (info_due || seq % INFO_EVERY == 1).then(|| NodeInfo {
+            name: self.cluster.name.clone(),
+            gpu_unavailable: self.gpu_unavailable.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        });
+        let u = MetricsUpdate {
+            node: self.cluster.id,
+            seq,
+            info,
+            m,
+        };
+        let leader = self.leader();
+        {
+            let mut st = self.state.lock().expect("state lock");
+            st.own = Some(u.clone());
+            if leader
+                .as_ref()
+                .is_some_and(|(id, _)| *id == self.cluster.id)
+            {
+                if let Some(agg) = st.agg.as_mut() {
+                    agg.receive(u, Instant::now());
+                    return;
+                }
+            }
+        }
+        let Some((id, addr)) = leader else { return };
+        if id == self.cluster.id {
+            return;
+        }
+        match self
+            .cluster
+            .ep
+            .send_oneway(&addr, &MetricsMsg::Update(u))
+            .await
+        {
+            Ok(_) => {
+                self.stats.updates_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // The leader may be restarting; the next update retries. Re-send the info then.
+                self.state.lock().expect("state lock").info_due = true;
+                tracing::debug!("metrics update to leader {id} at {addr} not sent: {e}");
+            }
+        }
+    }
+
+    async fn sample_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.cfg.interval.0);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut raft = self.cluster.raft.metrics();
+        let mut leader = raft.borrow().current_leader;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                _ = self.sample_now.notified() => {
+                    self.state.lock().expect("state lock").info_due = true;
+                }
+                r = raft.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    let now = raft.borrow().current_leader;
+                    if now == leader {
+                        continue;
+                    }
+                    leader = now;
+                    if leader.is_none() {
+                        continue;
+                    }
+                    // A new leader: tell it at once, with this node's info.
+                    self.state.lock().expect("state lock").info_due = true;
+                }
+            }
+            self.push().await;
+        }
+    }
+
+    async fn leader_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut raft = self.cluster.raft.metrics();
+        let mut next = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {}
+                r = raft.changed() => if r.is_err() { return },
+            }
+            let (is_leader, term) = {
+                let m = raft.borrow();
+                (
+                    m.current_leader == Some(self.cluster.id)
+                        && m.state == openraft::ServerState::Leader,
+                    m.current_term,
+                )
+            };
+            let now = Instant::now();
+            if !is_leader {
+                let mut st = self.state.lock().expect("state lock");
+                if st.agg.take().is_some() {
+                    tracing::info!("metrics: no longer the leader; stopped aggregating");
+                }
+                next = tokio::time::Instant::now() + self.cfg.interval.0;
+                continue;
+            }
+            let started = {
+                let mut st = self.state.lock().expect("state lock");
+                if st.agg.as_ref().is_some_and(|a| a.term == term) {
+                    None
+                } else {
+                    let seed = st
+                        .view
+                        .snapshot
+                        .as_ref()
+                        .zip(st.view.received)
+                        .filter(|(s, _)| s.term < term);
+                    let age = st.view.age(now);
+                    st.agg = Some(Aggregator::new(
+                        self.cluster.id,
+                        term,
+                        self.settings(),
+                        seed,
+                        now,
+                    ));
+                    Some(age)
+                }
+            };
+            if let Some(age) = started {
+                let stale = age.is_none_or(|a| a > self.cfg.refresh_after.0);
+                tracing::info!(
+                    "metrics: aggregating as leader of term {term}, starting from {}",
+                    match age {
+                        Some(a) => format!("a snapshot {:.1} s old", a.as_secs_f32()),
+                        None => "nothing".into(),
+                    }
+                );
+                if stale {
+                    self.broadcast(MetricsMsg::SampleNow { term }).await;
+                }
+                self.sample_now.notify_one();
+                next = tokio::time::Instant::now() + FIRST_SNAPSHOT_AFTER;
+                continue;
+            }
+            if tokio::time::Instant::now() < next {
+                continue;
+            }
+            next += self.cfg.interval.0;
+            if next < tokio::time::Instant::now() {
+                next = tokio::time::Instant::now() + self.cfg.interval.0;
+            }
+            self.leader_tick(now).await;
+        }
+    }
+
+    async fn leader_tick(self: &Arc<Self>, now: Instant) {
+        let store = &self.cluster.store;
+        let (members, recorded) = match (store.nodes(), store.health()) {
+            (Ok(m), Ok(h)) => (m, h),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("metrics: cannot read members: {e}");
+                return;
+            }
+        };
+        let (snap, transitions, missing) = {
+            let mut st = self.state.lock().expect("state lock");
+            let st = &mut *st;
+            let Some(agg) = st.agg.as_mut() else { return };
+            let (snap, tr) = agg.tick(now, now_millis(), &members, &recorded, &st.view.window);
+            let missing = agg.missing_info();
+            st.view.apply(snap.clone(), now);
+            (snap, tr, missing)
+        };
+        let msg = MetricsMsg::Snapshot(snap);
+        self.broadcast(msg).await;
+        for id in missing {
+            if let Some(m) = members.iter().find(|m| m.id == id && id != self.cluster.id) {
+                let term = self.cluster.raft.metrics().borrow().current_term;
+                let _ = self
+                    .cluster
+                    .ep
+                    .send_oneway(&m.addr, &MetricsMsg::SampleNow { term })
+                    .await;
+            }
+        }
+        for t in transitions {
+            // One write per node at a time: a verdict still being written is not written again.
+            if !self.health_writes.lock().expect("lock").insert(t.node) {
+                continue;
+            }
+            let me = self.clone();
+            let name = members
+                .iter()
+                .find(|m| m.id == t.node)
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            match t.health {
+                Health::Ready => tracing::info!("node {name} is ready again: {}", t.why),
+                h => tracing::warn!("node {name} is {h}: {}", t.why),
+            }
+            tokio::spawn(async move {
+                let req = Request {
+                    // Writes for different nodes may apply in any order: each is its own client.
+                    id: RequestId::new_random(),
+                    actor: format!("node:{}", me.cluster.name),
+                    at: now_millis(),
+                    cmd: Command::SetNodeHealth {
+                        id: t.node,
+                        name,
+                        health: t.health,
+                        why: t.why,
+                    },
+                };
+                if let Err(e) = me.cluster.write(req, false).await {
+                    tracing::warn!(
+                        "metrics: recording node {} {} failed: {e}",
+                        t.node,
+                        t.health
+                    );
+                }
+                me.health_writes.lock().expect("lock").remove(&t.node);
+            });
+        }
+    }
+
+    /// Send `msg` to every member but this node, concurrently, bounded by the interval.
+    async fn broadcast(self: &Arc<Self>, msg: MetricsMsg) {
+        let members = match self.cluster.store.nodes() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("metrics: cannot read members: {e}");
+                return;
+            }
+        };
+        let body = match crate::net::frame::encode_body(&msg) {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                tracing::warn!("metrics: cannot encode: {e}");
+                return;
+            }
+        };
+        let is_snapshot = matches!(msg, MetricsMsg::Snapshot(_));
+        if is_snapshot {
+            self.stats
+                .snapshot_bytes
+                .store(body.len() as u64, Ordering::Relaxed);
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for m in members.iter().filter(|m| m.id != self.cluster.id) {
+            let (ep, body, addr) = (self.cluster.ep.clone(), body.clone(), m.addr.clone());
+            set.spawn(async move { ep.send_oneway_body(&addr, &body).await.is_ok() });
+        }
+        // Never hold the caller up: a dead member costs a connect attempt, not a stalled tick.
+        let me = self.clone();
+        let limit = self.cfg.interval.0;
+        tokio::spawn(async move {
+            let mut ok = 0u64;
+            let _ = tokio::time::timeout(limit, async {
+                while let Some(r) = set.join_next().await {
+                    ok += u64::from(r.unwrap_or(false));
+                }
+            })
+            .await;
+            if is_snapshot {
+                me.stats.snapshots_sent.fetch_add(ok, Ordering::Relaxed);
+            }
+        });
+    }
+
+    async fn inbox_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<MetricsMsg>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                m = rx.recv() => match m { Some(m) => m, None => return },
+            };
+            match msg {
+                MetricsMsg::Update(u) => {
+                    let mut st = self.state.lock().expect("state lock");
+                    match st.agg.as_mut() {
+                        Some(agg) => {
+                            self.stats.updates_received.fetch_add(1, Ordering::Relaxed);
+                            agg.receive(u, Instant::now());
+                        }
+                        None => {
+                            self.stats
+                                .updates_misdirected
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                MetricsMsg::Snapshot(s) => {
+                    let size = crate::net::frame::encode_body(&s)
+                        .map(|b| b.len())
+                        .unwrap_or(0);
+                    let mut st = self.state.lock().expect("state lock");
+                    // The leader builds its own; a snapshot from elsewhere is only taken when
+                    // this node is not aggregating.
+                    if st.agg.is_some() || s.leader == self.cluster.id {
+                        continue;
+                    }
+                    if st.view.apply(s, Instant::now()) {
+                        self.stats
+                            .snapshots_received
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.stats
+                            .snapshot_bytes
+                            .store(size as u64, Ordering::Relaxed);
+                    } else {
+                        self.stats.snapshots_stale.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                MetricsMsg::SampleNow { .. } => self.sample_now.notify_one(),
+            }
+        }
+    }
+}
+
+impl Inbox for Pipeline {
+    type Msg = MetricsMsg;
+
+    fn deliver(&self, _ctx: PeerCtx, msg: MetricsMsg) {
+        if self.inbox_tx.try_send(msg).is_err() {
+            self.stats.inbox_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4): per-node gauges from
+//! this node's cluster snapshot, plus this node's own health (Raft position, peer reachability,
+//! pipeline and transport counters).
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::pipeline::Pipeline;
+use crate::admin::protocol::StatusView;
+use crate::domain::Health;
+use crate::net::NetStats;
+
+/// Content type of the exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Escape a label value (backslash, double quote, newline).
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Format a sample value as Prometheus reads it.
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else if (v as f32) as f64 == v {
+        // Values measured as f32 print at f32 precision (0.81, not 0.8100000023841858).
+        format!("{}", v as f32)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Accumulates metric families: each family's HELP and TYPE once, then its samples.
+#[derive(Default)]
+struct Out {
+    text: String,
+}
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+        if samples.is_empty() {
+            return;
+        }
+        let _ = writeln!(self.text, "# HELP {name} {help}");
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(self.text, "{name} {}", num(*v));
+            } else {
+                let _ = writeln!(self.text, "{name}{{{labels}}} {}", num(*v));
+            }
+        }
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, samples: &[(String, f64)]) {
+        self.family(name, "gauge", help, samples)
+    }
+
+    fn counter(&mut self, name: &str, help: &str, samples: &[(String, f64)]) {
+        self.family(name, "counter", help, samples)
+    }
+}
+
+fn one(v: f64) -> Vec<(String, f64)> {
+    vec![(String::new(), v)]
+}
+
+/// Render everything for one scrape.
+pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats) -> String {
+    let mut o = Out::default();
+    let now = Instant::now();
+    p.with_state(|st| {
+        let v = &st.view;
+        let age = v.age(now);
+        o.gauge(
+            "aether_metrics_snapshot_age_seconds",
+            "Age of this node's latest cluster metrics snapshot.",
+            &age.map(|a| one(a.as_secs_f64())).unwrap_or_default(),
+        );
+        let Some(snap) = &v.snapshot else { return };
+        let age_ms = age.map(|a| a.as_millis() as u64).unwrap_or(0);
+        let node_label = |e: &super::update::NodeEntry| {
+            let name = if e.info.name.is_empty() {
+                format!("node-{}", e.node)
+            } else {
+                e.info.name.clone()
+            };
+            format!("node=\"{}\"", esc(&name))
+        };
+        // (metric, help, series name in NodeMetrics::series)
+        const HEADLINE: &[(&str, &str, &str)] = &[
+            (
+                "aether_node_cpu_ratio",
+                "CPU busy over all cores (0-1).",
+                "cpu",
+            ),
+            (
+                "aether_node_memory_used_ratio",
+                "Memory in use (0-1).",
+                "mem",
+            ),
+            ("aether_node_swap_used_ratio", "Swap in use (0-1).", "swap"),
+            ("aether_node_load1", "One-minute load average.", "load1"),
+            (
+                "aether_node_disk_read_bytes_per_second",
+                "Disk reads over all carried mounts.",
+                "disk_read",
+            ),
+            (
+                "aether_node_disk_write_bytes_per_second",
+                "Disk writes over all carried mounts.",
+                "disk_write",
+            ),
+            (
+                "aether_node_disk_used_ratio",
+                "Fullest mount's used space (0-1).",
+                "disk_used",
+            ),
+            (
+                "aether_node_network_receive_bytes_per_second",
+                "Received over all interfaces but loopback.",
+                "net_rx",
+            ),
+            (
+                "aether_node_network_transmit_bytes_per_second",
+                "Sent over all interfaces but loopback.",
+                "net_tx",
+            ),
+        ];
+        let series: Vec<(String, Vec<(String, f32)>)> = snap
+            .nodes
+            .iter()
+            .map(|e| (node_label(e), e.m.series()))
+            .collect();
+        for (metric, help, name) in HEADLINE {
+            let samples: Vec<(String, f64)> = series
+                .iter()
+                .filter_map(|(l, s)| {
+                    s.iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| (l.clone(), *v as f64))
+                })
+                .collect();
+            o.gauge(metric, help, &samples);
+        }
+        let per_node = |f: &dyn Fn(&super::update::NodeEntry) -> f64| -> Vec<(String, f64)> {
+            snap.nodes.iter().map(|e| (node_label(e), f(e))).collect()
+        };
+        o.gauge(
+            "aether_node_memory_total_bytes",
+            "Memory installed.",
+            &per_node(&|e| e.m.mem_total as f64),
+        );
+        o.gauge(
+            "aether_node_memory_used_bytes",
+            "Memory in use.",
+            &per_node(&|e| e.m.mem_used as f64),
+        );
+        o.gauge(
+            "aether_node_sample_age_seconds",
+            "Age of the node's newest sample as this node sees it.",
+            &per_node(&|e| (e.age_ms + age_ms) as f64 / 1000.0),
+        );
+        o.gauge(
+            "aether_node_anomalies",
+            "Series of the node flagged as anomalous now.",
+            &per_node(&|e| e.anomalies.len() as f64),
+        );
+        o.gauge(
+            "aether_node_gpu_available",
+            "1 when NVML works on the node, 0 when GPU metrics are unavailable.",
+            &per_node(&|e| f64::from(u8::from(e.info.gpu_unavailable.is_none()))),
+        );
+        let mut health = Vec::new();
+        for e in &snap.nodes {
+            for h in [Health::Ready, Health::Suspect, Health::Down] {
+                health.push((
+                    format!("{},state=\"{h}\"", node_label(e)),
+                    f64::from(u8::from(e.health == h)),
+                ));
+            }
+        }
+        o.gauge(
+            "aether_node_health",
+            "Liveness as the leader judges it from metrics updates (1 for the current state).",
+            &health,
+        );
+        let gpu = |f: &dyn Fn(&super::gpu::GpuSample) -> f64| -> Vec<(String, f64)> {
+            snap.nodes
+                .iter()
+                .flat_map(|e| {
+                    e.m.gpus
+                        .iter()
+                        .map(|g| (format!("{},gpu=\"{}\"", node_label(e), g.index), f(g)))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        o.gauge(
+            "aether_gpu_utilization_ratio",
+            "GPU busy (0-1).",
+            &gpu(&|g| g.util as f64),
+        );
+        o.gauge(
+            "aether_gpu_memory_used_bytes",
+            "GPU memory in use.",
+            &gpu(&|g| g.mem_used as f64),
+        );
+        o.gauge(
+            "aether_gpu_memory_total_bytes",
+            "GPU memory installed.",
+            &gpu(&|g| g.mem_total as f64),
+        );
+        o.gauge(
+            "aether_gpu_temperature_celsius",
+            "GPU temperature.",
+            &gpu(&|g| g.temp_c as f64),
+        );
+        o.gauge(
+            "aether_gpu_power_watts",
+            "GPU power draw.",
+            &gpu(&|g| g.power_w as f64),
+        );
+    });
+
+    let n = &status.node;
+    o.gauge(
+        "aether_raft_term",
+        "Current Raft term.",
+        &one(n.term as f64),
+    );
+    o.gauge(
+        "aether_raft_is_leader",
+        "1 when this node is the Raft leader.",
+        &one(f64::from(u8::from(n.role == "leader"))),
+    );
+    o.gauge(
+        "aether_raft_has_leader",
+        "1 when this node knows a leader.",
+        &one(f64::from(u8::from(status.leader.is_some()))),
+    );
+    o.gauge(
+        "aether_raft_commit_index",
+        "Highest log index known committed.",
+        &one(n.commit_index.unwrap_or(0) as f64),
+    );
+    o.gauge(
+        "aether_raft_applied_index",
+        "Highest log index applied to the state machine.",
+        &one(n.applied_index as f64),
+    );
+    o.gauge(
+        "aether_raft_last_log_index",
+        "Highest log index stored.",
+        &one(n.last_log_index.unwrap_or(0) as f64),
+    );
+    o.gauge(
+        "aether_raft_snapshot_index",
+        "Log index covered by the latest Raft snapshot.",
+        &one(n.snapshot_index.unwrap_or(0) as f64),
+    );
+    o.gauge(
+        "aether_ready",
+        "1 when the node is ready (what /readyz says).",
+        &one(f64::from(u8::from(n.ready))),
+    );
+    let peers: Vec<&crate::admin::protocol::MemberView> = status
+        .members
+        .iter()
+        .filter(|m| m.id != n.id && m.reachable.is_some())
+        .collect();
+    o.gauge(
+        "aether_peer_reachable",
+        "1 when this node heard from the peer within the last second (only peers it talks to).",
+        &peers
+            .iter()
+            .map(|m| {
+                (
+                    format!("peer=\"{}\"", esc(&m.name)),
+                    f64::from(u8::from(m.reachable == Some(true))),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let c = |a: &std::sync::atomic::AtomicU64| one(a.load(Ordering::Relaxed) as f64);
+    o.counter(
+        "aether_metrics_bytes_sent_total",
+        "Metrics pipeline payload bytes sent (updates, snapshots).",
+        &c(&net.oneway_bytes_sent),
+    );
+    o.counter(
+        "aether_metrics_bytes_received_total",
+        "Metrics pipeline payload bytes received.",
+        &c(&net.oneway_bytes_received),
+    );
+    let s = &p.stats;
+    o.counter(
+        "aether_metrics_updates_sent_total",
+        "Updates this node pushed to the leader.",
+        &c(&s.updates_sent),
+    );
+    o.counter(
+        "aether_metrics_updates_received_total",
+        "Updates this node received as leader.",
+        &c(&s.updates_received),
+    );
+    o.counter(
+        "aether_metrics_snapshots_sent_total",
+        "Snapshots this node sent as leader (one per member per period).",
+        &c(&s.snapshots_sent),
+    );
+    o.counter(
+        "aether_metrics_snapshots_received_total",
+        "Snapshots this node took from the leader.",
+        &c(&s.snapshots_received),
+    );
+    o.gauge(
+        "aether_metrics_snapshot_bytes",
+        "Size of the latest snapshot built or received.",
+        &c(&s.snapshot_bytes),
+    );
+    o.counter(
+        "aether_transport_bytes_sent_total",
+        "Request/response bytes sent (Raft, admin, joins).",
+        &c(&net.bytes_sent),
+    );
+    o.counter(
+        "aether_transport_bytes_received_total",
+        "Request/response bytes received.",
+        &c(&net.bytes_received),
+    );
+    o.counter(
+        "aether_transport_refused_total",
+        "Connections refused for lack of a cluster certificate.",
+        &c(&net.refused),
+    );
+    o.counter(
+        "aether_transport_bad_frames_total",
+        "Frames or one-way messages that did not decode.",
+        &c(&net.bad_frames),
+    );
+    o.text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_labels_are_written_as_prometheus_reads_them() {
+        assert_eq!(num(f64::NAN), "NaN");
+        assert_eq!(num(f64::INFINITY), "+Inf");
+        assert_eq!(num(0.25), "0.25");
+        assert_eq!(num(3.0), "3");
+        assert_eq!(num(0.81f32 as f64), "0.81");
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let mut o = Out::default();
+        o.gauge("x_ratio", "Help.", &[("node=\"n1\"".into(), 0.5)]);
+        o.gauge("empty", "Left out.", &[]);
+        assert_eq!(
+            o.text,
+            "# HELP x_ratio Help.\n# TYPE x_ratio gauge\nx_ratio{node=\"n1\"} 0.5\n"
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! What travels between nodes: a node's compact [`MetricsUpdate`] to the leader, and the
+//! leader's [`ClusterMetricsSnapshot`] to every node. Plain data, no I/O.
+//!
+//! An update is kept small (one QUIC datagram, about 200 bytes on a GPU-less host): per-core CPU
+//! as whole percents, at most [`MAX_DISKS`] mounts and [`MAX_NETS`] interfaces, and the slowly
+//! changing facts ([`NodeInfo`]) only every [`INFO_EVERY`]th update or when asked.
+
+use serde::{Deserialize, Serialize};
+
+use super::gpu::{GpuSample, GpuState};
+use super::sample::{DiskSample, HostSample, NetSample, ProcessSample};
+use crate::domain::{Health, Millis, NodeId};
+
+/// Mounts carried per update (the largest first).
+pub const MAX_DISKS: usize = 8;
+/// Interfaces carried per update (the busiest first; loopback left out).
+pub const MAX_NETS: usize = 8;
+/// An update carries [`NodeInfo`] this often (and on the first update, and when the leader asks).
+pub const INFO_EVERY: u64 = 30;
+
+/// Facts about a node that rarely change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// `Some(reason)` when NVML cannot be used on this node.
+    pub gpu_unavailable: Option<String>,
+    /// The aether version the node runs.
+    pub version: String,
+}
+
+impl NodeInfo {
+    /// `gpu: unavailable (<reason>)`, `gpu: none` or `gpu: 0 <name>, …`.
+    pub fn gpu_state(&self, gpus: &[GpuSample]) -> String {
+        match &self.gpu_unavailable {
+            Some(r) => GpuState::Unavailable(r.clone()).to_string(),
+            None => GpuState::Gpus(gpus.to_vec()).to_string(),
+        }
+    }
+}
+
+/// One node's measurements at one moment, in wire form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeMetrics {
+    /// Sample time on the node's clock (Unix ms).
+    pub at: Millis,
+    /// All cores, 0.0–1.0.
+    pub cpu: f32,
+    /// Each core in whole percents.
+    pub cores: Vec<u8>,
+    pub mem_used: u64,
+    pub mem_total: u64,
+    pub swap_used: u64,
+    pub swap_total: u64,
+    pub load: [f32; 3],
+    pub disks: Vec<DiskSample>,
+    pub nets: Vec<NetSample>,
+    pub gpus: Vec<GpuSample>,
+    /// Supervised processes the node was asked to sample.
+    pub procs: Vec<ProcessSample>,
+}
+
+fn ratio(a: u64, b: u64) -> f32 {
+    if b == 0 { 0.0 } else { a as f32 / b as f32 }
+}
+
+impl NodeMetrics {
+    /// The wire form of a host sample plus process samples.
+    pub fn from_sample(h: &HostSample, procs: Vec<ProcessSample>) -> NodeMetrics {
+        let mut disks = h.disks.clone();
+        disks.sort_by(|a, b| {
+            b.total_bytes
+                .cmp(&a.total_bytes)
+                .then(a.mount.cmp(&b.mount))
+        });
+        disks.dedup_by(|a, b| a.mount == b.mount);
+        disks.truncate(MAX_DISKS);
+        let mut nets: Vec<NetSample> = h.nets.iter().filter(|n| n.iface != "lo").cloned().collect();
+        nets.sort_by(|a, b| {
+            (b.rx_bps + b.tx_bps)
+                .total_cmp(&(a.rx_bps + a.tx_bps))
+                .then(a.iface.cmp(&b.iface))
+        });
+        nets.truncate(MAX_NETS);
+        NodeMetrics {
+            at: h.at,
+            cpu: h.cpu,
+            cores: h
+                .cores
+                .iter()
+                .map(|c| (c * 100.0).round().clamp(0.0, 100.0) as u8)
+                .collect(),
+            mem_used: h.mem_used,
+            mem_total: h.mem_total,
+            swap_used: h.swap_used,
+            swap_total: h.swap_total,
+            load: h.load,
+            disks,
+            nets,
+            gpus: match &h.gpu {
+                GpuState::Gpus(g) => g.clone(),
+                GpuState::Unavailable(_) => Vec::new(),
+            },
+            procs,
+        }
+    }
+
+    /// The headline series this sample adds to the history window, as (name, value). Ratios are
+    /// 0.0–1.0, rates bytes per second, temperatures °C, power W.
+    pub fn series(&self) -> Vec<(String, f32)> {
+        let sum = |f: &dyn Fn(&NetSample) -> f32| self.nets.iter().map(f).sum::<f32>();
+        let mut out = vec![
+            ("cpu".to_string(), self.cpu),
+            ("mem".into(), ratio(self.mem_used, self.mem_total)),
+            ("swap".into(), ratio(self.swap_used, self.swap_total)),
+            ("load1".into(), self.load[0]),
+            (
+                "disk_read".into(),
+                self.disks.iter().map(|d| d.read_bps).sum(),
+            ),
+            (
+                "disk_write".into(),
+                self.disks.iter().map(|d| d.write_bps).sum(),
+            ),
+            (
+                "disk_used".into(),
+                self.disks
+                    .iter()
+                    .map(|d| 1.0 - ratio(d.free_bytes, d.total_bytes))
+                    .fold(0.0, f32::max),
+            ),
+            ("net_rx".into(), sum(&|n| n.rx_bps)),
+            ("net_tx".into(), sum(&|n| n.tx_bps)),
+        ];
+        for g in &self.gpus {
+            let i = g.index;
+            out.push((format!("gpu{i}_util"), g.util));
+            out.push((format!("gpu{i}_mem"), ratio(g.mem_used, g.mem_total)));
+            out.push((format!("gpu{i}_temp"), g.temp_c));
+            out.push((format!("gpu{i}_power"), g.power_w));
+        }
+        out
+    }
+}
+
+/// What a node pushes to the leader every `metrics.interval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsUpdate {
+    pub node: NodeId,
+    /// Increases by one per update of this node process.
+    pub seq: u64,
+    /// Present on the first update, every [`INFO_EVERY`]th, and when the leader asked.
+    pub info: Option<NodeInfo>,
+    pub m: NodeMetrics,
+}
+
+/// A flagged value (see [`super::anomaly`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyFlag {
+    pub series: String,
+    pub value: f32,
+    pub median: f32,
+    pub z: f32,
+    /// One sentence with the numbers.
+    pub reason: String,
+}
+
+/// One node in the cluster snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeEntry {
+    pub node: NodeId,
+    pub info: NodeInfo,
+    pub m: NodeMetrics,
+    /// How long before the snapshot was built the leader received this node's last update.
+    pub age_ms: u64,
+    /// The leader's liveness verdict.
+    pub health: Health,
+    /// Whether the node is a registered member (updates from others are shown, not tracked).
+    pub member: bool,
+    pub anomalies: Vec<AnomalyFlag>,
+}
+
+/// The cluster-wide view the leader broadcasts every `metrics.interval`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterMetricsSnapshot {
+    pub leader: NodeId,
+    /// The leader's Raft term: a node ignores snapshots from an older term.
+    pub term: u64,
+    /// Increases per snapshot within a term.
+    pub seq: u64,
+    /// When the leader built it (Unix ms, leader's clock).
+    pub built_at: Millis,
+    pub nodes: Vec<NodeEntry>,
+}
+
+/// The one-way messages of the metrics pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MetricsMsg {
+    /// Node → leader.
+    Update(MetricsUpdate),
+    /// Leader → every member.
+    Snapshot(ClusterMetricsSnapshot),
+    /// A new leader → every member: sample now and include [`NodeInfo`].
+    SampleNow { term: u64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostSample {
+        HostSample {
+            at: 1_700_000_000_123,
+            cpu: 0.25,
+            cores: vec![0.5, 0.004],
+            mem_used: 3 << 30,
+            mem_total: 8 << 30,
+            swap_used: 0,
+            swap_total: 0,
+            load: [0.5, 0.4, 0.3],
+            disks: vec![DiskSample {
+                mount: "/".into(),
+                read_bps: 1000.0,
+                write_bps: 2000.0,
+                free_bytes: 60 << 30,
+                total_bytes: 100 << 30,
+            }],
+            nets: vec![
+                NetSample {
+                    iface: "lo".into(),
+                    rx_bps: 5.0,
+                    tx_bps: 5.0,
+                },
+                NetSample {
+                    iface: "eth0".into(),
+                    rx_bps: 300.0,
+                    tx_bps: 100.0,
+                },
+            ],
+            gpu: GpuState::Unavailable("no driver".into()),
+        }
+    }
+
+    #[test]
+    fn the_wire_form_keeps_the_headline_and_drops_loopback() {
+        let m = NodeMetrics::from_sample(&host(), vec![]);
+        assert_eq!(m.cores, vec![50, 0]);
+        assert_eq!(m.nets.len(), 1, "loopback left out: {:?}", m.nets);
+        let s: std::collections::HashMap<String, f32> = m.series().into_iter().collect();
+        assert_eq!(s["cpu"], 0.25);
+        assert_eq!(s["mem"], 0.375);
+        assert_eq!(s["swap"], 0.0, "no swap is 0, not NaN");
+        assert!((s["disk_used"] - 0.4).abs() < 1e-6);
+        assert_eq!(s["net_rx"], 300.0);
+        assert_eq!(s["disk_write"], 2000.0);
+        assert!(!s.keys().any(|k| k.starts_with("gpu")));
+    }
+
+    #[test]
+    fn an_update_fits_in_one_datagram() {
+        let u = MetricsUpdate {
+            node: 3,
+            seq: 1234,
+            info: None,
+            m: NodeMetrics::from_sample(&host(), vec![]),
+        };
+        let n = crate::net::frame::encode_body(&MetricsMsg::Update(u))
+            .unwrap()
+            .len();
+        assert!(n < 200, "update is {n} bytes");
+    }
+}

@@ -1,0 +1,152 @@
+//! What `aether metrics` shows: the answering node's snapshot with each series' last minute,
+//! and a series' history on request. Reads the pipeline state; no I/O.
+
+use std::time::Instant;
+
+use super::aggregate::View;
+use super::update::NodeEntry;
+use crate::admin::protocol::{HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView};
+
+/// What went wrong with a metrics query; the message names the choices.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("no node named '{name}' in the metrics snapshot; known: {known}")]
+    UnknownNode { name: String, known: String },
+    #[error("node '{node}' has no series '{series}'; its series: {known}")]
+    UnknownSeries {
+        node: String,
+        series: String,
+        known: String,
+    },
+}
+
+fn node_view(e: &NodeEntry, v: &View, snapshot_age_ms: u64) -> NodeMetricsView {
+    let series =
+        e.m.series()
+            .into_iter()
+            .map(|(name, value)| {
+                let last_minute: Vec<f32> = v
+                    .window
+                    .series(e.node, &name)
+                    .map(|s| s.recent(60))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|x| x.is_finite())
+                    .collect();
+                let (first, min, max) = (
+                    last_minute.first().copied(),
+                    last_minute.iter().copied().reduce(f32::min),
+                    last_minute.iter().copied().reduce(f32::max),
+                );
+                SeriesView {
+                    trend_1m: first.filter(|_| last_minute.len() > 1).map(|f| value - f),
+                    min_1m: min,
+                    max_1m: max,
+                    name,
+                    value,
+                }
+            })
+            .collect();
+    NodeMetricsView {
+        id: e.node,
+        name: if e.info.name.is_empty() {
+            format!("node-{}", e.node)
+        } else {
+            e.info.name.clone()
+        },
+        member: e.member,
+        health: e.health,
+        sample_age_ms: e.age_ms + snapshot_age_ms,
+        gpu: e.info.gpu_state(&e.m.gpus),
+        series,
+        anomalies: e.anomalies.clone(),
+        detail: e.m.clone(),
+    }
+}
+
+/// Build the answer to `aether metrics [--node NAME [--series S --since N]]`.
+pub fn metrics_view(
+    v: &View,
+    seen_by: &str,
+    interval_ms: u64,
+    node: Option<&str>,
+    series: Option<&str>,
+    since_secs: u64,
+    now: Instant,
+) -> Result<MetricsView, QueryError> {
+    let age_ms = v.age(now).map(|a| a.as_millis() as u64);
+    let mut out = MetricsView {
+        seen_by: seen_by.into(),
+        leader: None,
+        term: 0,
+        snapshot_age_ms: age_ms,
+        interval_ms,
+        nodes: Vec::new(),
+        history: None,
+    };
+    let Some(snap) = &v.snapshot else {
+        return Ok(out);
+    };
+    out.term = snap.term;
+    let mut nodes: Vec<NodeMetricsView> = snap
+        .nodes
+        .iter()
+        .map(|e| node_view(e, v, age_ms.unwrap_or(0)))
+        .collect();
+    out.leader = nodes
+        .iter()
+        .find(|n| n.id == snap.leader)
+        .map(|n| n.name.clone())
+        .or_else(|| Some(format!("node-{}", snap.leader)));
+    if let Some(name) = node {
+        let known = nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        nodes.retain(|n| n.name == name);
+        let Some(n) = nodes.first() else {
+            return Err(QueryError::UnknownNode {
+                name: name.into(),
+                known: if known.is_empty() {
+                    "none yet".into()
+                } else {
+                    known
+                },
+            });
+        };
+        if let Some(s) = series {
+            let Some(hist) = v.window.series(n.id, s) else {
+                return Err(QueryError::UnknownSeries {
+                    node: name.into(),
+                    series: s.into(),
+                    known: n
+                        .series
+                        .iter()
+                        .map(|s| s.name.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            };
+            let to = hist.latest().map(|(t, _)| t).unwrap_or(0);
+            let from = to.saturating_sub(since_secs.saturating_sub(1));
+            out.history = Some(HistoryView {
+                node: name.into(),
+                series: s.into(),
+                from,
+                to,
+                points: hist
+                    .query(from, to)
+                    .into_iter()
+                    .map(|p| PointView {
+                        t: p.t,
+                        value: p.value,
+                        max: p.max,
+                    })
+                    .collect(),
+            });
+        }
+    }
+    out.nodes = nodes;
+    Ok(out)
+}
