@@ -26,9 +26,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+#[path = "common/procstat.rs"]
+mod procstat;
+
 use aether::admin::client::Client;
 use aether::admin::protocol::{AdminRequest, AdminResponse, StatusView};
 use aether::raft::types::{Command, RequestId, Response};
+use procstat::cpu_time;
 
 const USAGE: &str = "\
 kv benchmark: 3 Aether nodes vs 3 etcd members on 127.0.0.1
@@ -1057,27 +1061,6 @@ struct LoadResult {
     lat: Vec<Duration>,
     /// CPU time the 3 server processes used during the run.
     server_cpu: Duration,
-}
-
-/// User + system CPU time used so far by the processes `pids` (Linux /proc).
-fn cpu_time(pids: &[u32]) -> Duration {
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let secs: f64 = pids
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .filter_map(|st| {
-            let rest = st
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .collect::<Vec<_>>();
-            // Fields after the name: state is 3rd overall, utime the 14th, stime the 15th.
-            Some(rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?)
-        })
-        .sum::<f64>()
-        / tick;
-    Duration::from_secs_f64(secs)
 }
 
 impl LoadResult {

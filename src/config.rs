@@ -45,11 +45,15 @@ pub struct Config {
     /// Address other nodes dial to reach this one (`host:port`). Default: the listen address,
     /// with 127.0.0.1 in place of an unspecified IP.
     pub advertise: Option<String>,
-    /// TCP address of the HTTP endpoint (`/healthz`, `/readyz`). Keep it on loopback.
+    /// TCP address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`). Keep it on loopback.
     pub http: SocketAddr,
     /// Data directory (`raft.redb`, `tls/`, `aether.sock`). Default: /var/lib/aether as root,
     /// else $XDG_DATA_HOME/aether.
     pub data_dir: Option<PathBuf>,
+    /// Async worker threads of the node process (Raft, transport, metrics, admin; the log
+    /// writer and sampling have their own threads). One measured best on a 2-core machine: less
+    /// idle CPU and the same write throughput as two (README, Benchmark).
+    pub worker_threads: usize,
     /// Replicated store (Raft) settings.
     pub raft: RaftConfig,
     /// Transport settings.
@@ -137,6 +141,7 @@ impl Default for Config {
             advertise: None,
             http: "127.0.0.1:7421".parse().expect("literal"),
             data_dir: None,
+            worker_threads: 1,
             raft: RaftConfig::default(),
             net: NetConfig::default(),
             metrics: MetricsConfig::default(),
@@ -377,6 +382,12 @@ impl Config {
                     "must be at least raft.election_timeout_max ({})",
                     r.election_timeout_max
                 ),
+            ));
+        }
+        if self.worker_threads == 0 || self.worker_threads > 256 {
+            return Err(bad(
+                "worker_threads",
+                format!("expected 1 to 256, found {}", self.worker_threads),
             ));
         }
         let m = &self.metrics;

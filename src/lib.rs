@@ -11,21 +11,28 @@
 //!                                                                 ▼
 //!  net (QUIC, mutual TLS) ◀──Raft RPCs──▶ openraft ──▶ raft::store (redb: log, vote)
 //!                                                   └─▶ raft::state_machine (redb: kv, nodes,
-//!                                                        tokens, sessions, audit; snapshots as files)
+//!                                                        health, tokens, sessions, audit;
+//!                                                        snapshots as files)
+//!
+//!  metrics::sample ──MetricsUpdate (QUIC datagram)──▶ leader: metrics::aggregate
+//!  (every node, 1 s)                                   │ liveness verdicts ──▶ raft (events only)
+//!                       ◀──ClusterMetricsSnapshot (1 s)─┘
+//!  every node: metrics::aggregate::View (snapshot + 2-hour window) ──▶ aether metrics, /metrics
 //! ```
 //!
-//! Metrics, the controller, workloads and the console slot in beside these (issues 3–7): metrics
-//! never touch Raft; the controller writes decisions through [`raft::Cluster::write`].
+//! The controller, workloads and the console slot in beside these (issues 4–7): metrics never
+//! touch Raft; the controller writes decisions through [`raft::Cluster::write`].
 //!
 //! ## Modules
 //!
 //! - [`node`]: composition root; builds every subsystem, owns shutdown.
 //! - [`config`]: the node's configuration and its precedence rules.
 //! - [`domain`]: plain types shared by all (node records, tokens, audit), no I/O.
-//! - [`metrics`]: history window and anomaly detection (pure cores; sampling comes next).
+//! - [`metrics`]: sampling (sysinfo, NVML), push to the leader, snapshot broadcast, liveness,
+//!   the 2-hour window, anomaly flags, Prometheus text; the only user of sysinfo and NVML.
 //! - [`net`]: QUIC endpoint, framing, the cluster CA and join tokens; the only user of quinn.
 //! - [`raft`]: openraft over redb; typed commands; the only user of openraft and redb.
-//! - [`admin`]: admin protocol, Unix-socket server, client, HTTP health endpoint.
+//! - [`admin`]: admin protocol, Unix-socket server, client, HTTP endpoint (health, `/metrics`).
 //! - [`cli`]: the clap command tree and client commands.
 
 pub mod admin;

@@ -13,10 +13,24 @@ fn main() {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     aether::init_tracing(if daemon { "info" } else { "warn" });
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The daemon's runtime follows its config; a client command needs one thread.
+    let node = match &cli.command {
+        Cmd::Node(args) => match cli::node_config(&cli, args) {
+            Ok(c) => Some((c, args)),
+            Err(f) => fail(f),
+        },
+        _ => None,
+    };
+    let built = match &node {
+        Some(((cfg, _), _)) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.worker_threads)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => fail(Failure::new(
             exit::FAILED,
@@ -24,9 +38,8 @@ fn main() {
         )),
     };
     let result = rt.block_on(async {
-        match &cli.command {
-            Cmd::Node(args) => {
-                let (cfg, dir) = cli::node_config(&cli, args)?;
+        match node {
+            Some(((cfg, dir), args)) => {
                 let join = aether::node::JoinArgs {
                     addr: args.join.clone(),
                     token: args.token.clone(),
@@ -35,7 +48,7 @@ fn main() {
                     .await
                     .map_err(Failure::from)
             }
-            _ => cli::run_client(&cli).await,
+            None => cli::run_client(&cli).await,
         }
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(1));

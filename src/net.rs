@@ -114,8 +114,9 @@ struct PeerSlot {
 /// too large for one datagram. Only authenticated peers can send them.
 pub trait Inbox: Send + Sync + 'static {
     type Msg: DeserializeOwned + Send + 'static;
-    /// Take one message. Called on the connection's task: keep it short, never block.
-    fn deliver(&self, ctx: PeerCtx, msg: Self::Msg);
+    /// Take one message of `size` bytes on the wire. Called on the connection's task: keep it
+    /// short, never block.
+    fn deliver(&self, ctx: PeerCtx, msg: Self::Msg, size: usize);
 }
 
 /// Counters for status and metrics.
@@ -560,7 +561,7 @@ impl Endpoint {
                     match frame::decode_body::<I::Msg>(&d) {
                         Ok(msg) => {
                             self.stats.oneway_received.fetch_add(1, Ordering::Relaxed);
-                            inbox.deliver(ctx, msg);
+                            inbox.deliver(ctx, msg, d.len());
                         }
                         Err(e) => bad_oneway(&self.stats, remote, &e),
                     }
@@ -574,7 +575,7 @@ impl Endpoint {
                             Ok((msg, size)) => {
                                 stats.oneway_bytes_received.fetch_add(size, Ordering::Relaxed);
                                 stats.oneway_received.fetch_add(1, Ordering::Relaxed);
-                                inbox.deliver(ctx, msg);
+                                inbox.deliver(ctx, msg, size as usize);
                             }
                             Err(FrameError::Closed) => {}
                             Err(e) => bad_oneway(&stats, remote, &e),

@@ -136,10 +136,6 @@ fn check_write(cmd: &Command) -> Result<(), String> {
             val_ok(expected.as_deref().unwrap_or_default())?;
             val_ok(new.as_deref().unwrap_or_default())
         }
-        Command::AddNode { name, addr } => {
-            crate::domain::validate_name("node name", name)?;
-            crate::config::parse_host_port(addr).map_err(|m| format!("bad node address: {m}"))
-        }
         Command::RevokeJoinToken { .. }
         | Command::SetNodeState { .. }
         | Command::RemoveNode { .. } => Ok(()),

@@ -299,9 +299,8 @@ impl View {
                 continue;
             }
             let t = e.m.at / 1000;
-            for (name, v) in e.m.series() {
-                self.window.record(e.node, &name, t, v);
-            }
+            let window = &mut self.window;
+            e.m.visit_series(|name, v| window.record(e.node, name, t, v));
             self.recorded.insert(e.node, e.m.at);
         }
         let gone: Vec<NodeId> = self

@@ -12,14 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::aggregate::{Aggregator, Settings, View};
 use super::sample::{ProcessSample, Sampler};
 use super::update::{INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
 use crate::config::MetricsConfig;
-use crate::domain::{Health, NodeId, now_millis};
+use crate::domain::{Health, NodeId, NodeRecord, now_millis};
 use crate::net::{Inbox, PeerCtx};
 use crate::raft::Cluster;
 use crate::raft::types::{Command, Request, RequestId};
@@ -35,8 +35,6 @@ pub struct PipelineStats {
     pub snapshots_received: AtomicU64,
     /// Snapshots ignored as older than the one held.
     pub snapshots_stale: AtomicU64,
-    /// Inbound messages dropped because the pipeline was behind.
-    pub inbox_dropped: AtomicU64,
     /// Bytes of the last snapshot built or received (postcard).
     pub snapshot_bytes: AtomicU64,
 }
@@ -62,8 +60,6 @@ pub struct Pipeline {
     /// PIDs whose CPU and RSS go into each update (the supervised instances).
     pids: Mutex<Vec<u32>>,
     gpu_unavailable: Option<String>,
-    inbox_tx: mpsc::Sender<MetricsMsg>,
-    inbox_rx: Mutex<Option<mpsc::Receiver<MetricsMsg>>>,
     sample_now: Notify,
     /// Nodes whose liveness verdict is being written.
     health_writes: Mutex<std::collections::HashSet<NodeId>>,
@@ -71,8 +67,6 @@ pub struct Pipeline {
     pub stats: PipelineStats,
 }
 
-/// Messages queued between the network and the pipeline; beyond this they are dropped.
-const INBOX_DEPTH: usize = 4096;
 /// A sample younger than this is reused rather than taken again (CPU needs an interval).
 const RESAMPLE_AFTER: Duration = Duration::from_millis(250);
 /// After becoming leader, the first snapshot waits this long for the fresh samples it asked for.
@@ -83,7 +77,6 @@ impl Pipeline {
     pub fn new(cluster: Arc<Cluster>, cfg: MetricsConfig) -> anyhow::Result<Arc<Pipeline>> {
         let sampler = Sampler::new()?;
         let gpu_unavailable = sampler.gpu_unavailable();
-        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_DEPTH);
         Ok(Arc::new(Pipeline {
             cluster,
             cfg,
@@ -97,8 +90,6 @@ impl Pipeline {
             sampler: Arc::new(Mutex::new(sampler)),
             pids: Mutex::default(),
             gpu_unavailable,
-            inbox_tx,
-            inbox_rx: Mutex::new(Some(inbox_rx)),
             sample_now: Notify::new(),
             health_writes: Mutex::default(),
             seq: AtomicU64::new(0),
@@ -137,16 +128,9 @@ impl Pipeline {
 
     /// Run every loop until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let rx = self
-            .inbox_rx
-            .lock()
-            .expect("inbox lock")
-            .take()
-            .expect("run is called once");
         tokio::join!(
             self.clone().sample_loop(shutdown.clone()),
-            self.clone().leader_loop(shutdown.clone()),
-            self.clone().inbox_loop(rx, shutdown),
+            self.clone().leader_loop(shutdown),
         );
     }
 
@@ -218,7 +202,7 @@ impl Pipeline {
         match self
             .cluster
             .ep
-            .send_oneway(&addr, &MetricsMsg::Update(u))
+            .send_oneway(&addr, &MetricsMsg::Update(Box::new(u)))
             .await
         {
             Ok(_) => {
@@ -235,7 +219,8 @@ impl Pipeline {
     async fn sample_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.cfg.interval.0);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut raft = self.cluster.raft.metrics();
+        // Server metrics change on role and leader changes only (not per heartbeat).
+        let mut raft = self.cluster.raft.server_metrics();
         let mut leader = raft.borrow().current_leader;
         loop {
             tokio::select! {
@@ -265,7 +250,7 @@ impl Pipeline {
     }
 
     async fn leader_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut raft = self.cluster.raft.metrics();
+        let mut raft = self.cluster.raft.server_metrics();
         let mut next = tokio::time::Instant::now();
         loop {
             tokio::select! {
@@ -278,7 +263,7 @@ impl Pipeline {
                 (
                     m.current_leader == Some(self.cluster.id)
                         && m.state == openraft::ServerState::Leader,
-                    m.current_term,
+                    m.vote.leader_id().get_term(),
                 )
             };
             let now = Instant::now();
@@ -322,7 +307,10 @@ impl Pipeline {
                     }
                 );
                 if stale {
-                    self.broadcast(MetricsMsg::SampleNow { term }).await;
+                    match self.cluster.store.nodes() {
+                        Ok(members) => self.broadcast(&MetricsMsg::SampleNow { term }, &members),
+                        Err(e) => tracing::warn!("metrics: cannot read members: {e}"),
+                    }
                 }
                 self.sample_now.notify_one();
                 next = tokio::time::Instant::now() + FIRST_SNAPSHOT_AFTER;
@@ -353,12 +341,13 @@ impl Pipeline {
             let st = &mut *st;
             let Some(agg) = st.agg.as_mut() else { return };
             let (snap, tr) = agg.tick(now, now_millis(), &members, &recorded, &st.view.window);
-            let missing = agg.missing_info();
-            st.view.apply(snap.clone(), now);
-            (snap, tr, missing)
+            (snap, tr, agg.missing_info())
         };
         let msg = MetricsMsg::Snapshot(snap);
-        self.broadcast(msg).await;
+        self.broadcast(&msg, &members);
+        if let MetricsMsg::Snapshot(snap) = msg {
+            self.state.lock().expect("state lock").view.apply(snap, now);
+        }
         for id in missing {
             if let Some(m) = members.iter().find(|m| m.id == id && id != self.cluster.id) {
                 let term = self.cluster.raft.metrics().borrow().current_term;
@@ -410,15 +399,8 @@ impl Pipeline {
     }
 
     /// Send `msg` to every member but this node, concurrently, bounded by the interval.
-    async fn broadcast(self: &Arc<Self>, msg: MetricsMsg) {
-        let members = match self.cluster.store.nodes() {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!("metrics: cannot read members: {e}");
-                return;
-            }
-        };
-        let body = match crate::net::frame::encode_body(&msg) {
+    fn broadcast(self: &Arc<Self>, msg: &MetricsMsg, members: &[NodeRecord]) {
+        let body = match crate::net::frame::encode_body(msg) {
             Ok(b) => Arc::new(b),
             Err(e) => {
                 tracing::warn!("metrics: cannot encode: {e}");
@@ -452,65 +434,47 @@ impl Pipeline {
             }
         });
     }
-
-    async fn inbox_loop(
-        self: Arc<Self>,
-        mut rx: mpsc::Receiver<MetricsMsg>,
-        shutdown: CancellationToken,
-    ) {
-        loop {
-            let msg = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                m = rx.recv() => match m { Some(m) => m, None => return },
-            };
-            match msg {
-                MetricsMsg::Update(u) => {
-                    let mut st = self.state.lock().expect("state lock");
-                    match st.agg.as_mut() {
-                        Some(agg) => {
-                            self.stats.updates_received.fetch_add(1, Ordering::Relaxed);
-                            agg.receive(u, Instant::now());
-                        }
-                        None => {
-                            self.stats
-                                .updates_misdirected
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                MetricsMsg::Snapshot(s) => {
-                    let size = crate::net::frame::encode_body(&s)
-                        .map(|b| b.len())
-                        .unwrap_or(0);
-                    let mut st = self.state.lock().expect("state lock");
-                    // The leader builds its own; a snapshot from elsewhere is only taken when
-                    // this node is not aggregating.
-                    if st.agg.is_some() || s.leader == self.cluster.id {
-                        continue;
-                    }
-                    if st.view.apply(s, Instant::now()) {
-                        self.stats
-                            .snapshots_received
-                            .fetch_add(1, Ordering::Relaxed);
-                        self.stats
-                            .snapshot_bytes
-                            .store(size as u64, Ordering::Relaxed);
-                    } else {
-                        self.stats.snapshots_stale.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                MetricsMsg::SampleNow { .. } => self.sample_now.notify_one(),
-            }
-        }
-    }
 }
 
 impl Inbox for Pipeline {
     type Msg = MetricsMsg;
 
-    fn deliver(&self, _ctx: PeerCtx, msg: MetricsMsg) {
-        if self.inbox_tx.try_send(msg).is_err() {
-            self.stats.inbox_dropped.fetch_add(1, Ordering::Relaxed);
+    fn deliver(&self, _ctx: PeerCtx, msg: MetricsMsg, size: usize) {
+        // Handled in place (a map insert, or recording one snapshot): no task hop per datagram.
+        match msg {
+            MetricsMsg::Update(u) => {
+                let mut st = self.state.lock().expect("state lock");
+                match st.agg.as_mut() {
+                    Some(agg) => {
+                        self.stats.updates_received.fetch_add(1, Ordering::Relaxed);
+                        agg.receive(*u, Instant::now());
+                    }
+                    None => {
+                        self.stats
+                            .updates_misdirected
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            MetricsMsg::Snapshot(s) => {
+                let mut st = self.state.lock().expect("state lock");
+                // The leader builds its own; a snapshot from elsewhere is only taken when this
+                // node is not aggregating.
+                if st.agg.is_some() || s.leader == self.cluster.id {
+                    return;
+                }
+                if st.view.apply(s, Instant::now()) {
+                    self.stats
+                        .snapshots_received
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .snapshot_bytes
+                        .store(size as u64, Ordering::Relaxed);
+                } else {
+                    self.stats.snapshots_stale.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            MetricsMsg::SampleNow { .. } => self.sample_now.notify_one(),
         }
     }
 }

@@ -86,6 +86,16 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats) -> String {
             "Age of this node's latest cluster metrics snapshot.",
             &age.map(|a| one(a.as_secs_f64())).unwrap_or_default(),
         );
+        o.gauge(
+            "aether_metrics_history_bytes",
+            "Memory held by this node's 2-hour history window (bounded per series).",
+            &one(v.window.memory_bytes() as f64),
+        );
+        o.gauge(
+            "aether_metrics_history_series",
+            "Series in this node's history window.",
+            &one(v.window.len() as f64),
+        );
         let Some(snap) = &v.snapshot else { return };
         let age_ms = age.map(|a| a.as_millis() as u64).unwrap_or(0);
         let node_label = |e: &super::update::NodeEntry| {

@@ -107,38 +107,44 @@ impl NodeMetrics {
     /// The headline series this sample adds to the history window, as (name, value). Ratios are
     /// 0.0–1.0, rates bytes per second, temperatures °C, power W.
     pub fn series(&self) -> Vec<(String, f32)> {
-        let sum = |f: &dyn Fn(&NetSample) -> f32| self.nets.iter().map(f).sum::<f32>();
-        let mut out = vec![
-            ("cpu".to_string(), self.cpu),
-            ("mem".into(), ratio(self.mem_used, self.mem_total)),
-            ("swap".into(), ratio(self.swap_used, self.swap_total)),
-            ("load1".into(), self.load[0]),
-            (
-                "disk_read".into(),
-                self.disks.iter().map(|d| d.read_bps).sum(),
-            ),
-            (
-                "disk_write".into(),
-                self.disks.iter().map(|d| d.write_bps).sum(),
-            ),
-            (
-                "disk_used".into(),
-                self.disks
-                    .iter()
-                    .map(|d| 1.0 - ratio(d.free_bytes, d.total_bytes))
-                    .fold(0.0, f32::max),
-            ),
-            ("net_rx".into(), sum(&|n| n.rx_bps)),
-            ("net_tx".into(), sum(&|n| n.tx_bps)),
-        ];
-        for g in &self.gpus {
-            let i = g.index;
-            out.push((format!("gpu{i}_util"), g.util));
-            out.push((format!("gpu{i}_mem"), ratio(g.mem_used, g.mem_total)));
-            out.push((format!("gpu{i}_temp"), g.temp_c));
-            out.push((format!("gpu{i}_power"), g.power_w));
-        }
+        let mut out = Vec::with_capacity(9 + 4 * self.gpus.len());
+        self.visit_series(|name, v| out.push((name.to_string(), v)));
         out
+    }
+
+    /// [`NodeMetrics::series`] without allocating a name per series (the leader records every
+    /// node's series every second).
+    pub fn visit_series(&self, mut f: impl FnMut(&str, f32)) {
+        let sum = |g: &dyn Fn(&NetSample) -> f32| self.nets.iter().map(g).sum::<f32>();
+        f("cpu", self.cpu);
+        f("mem", ratio(self.mem_used, self.mem_total));
+        f("swap", ratio(self.swap_used, self.swap_total));
+        f("load1", self.load[0]);
+        f("disk_read", self.disks.iter().map(|d| d.read_bps).sum());
+        f("disk_write", self.disks.iter().map(|d| d.write_bps).sum());
+        f(
+            "disk_used",
+            self.disks
+                .iter()
+                .map(|d| 1.0 - ratio(d.free_bytes, d.total_bytes))
+                .fold(0.0, f32::max),
+        );
+        f("net_rx", sum(&|n| n.rx_bps));
+        f("net_tx", sum(&|n| n.tx_bps));
+        let mut name = String::new();
+        for g in &self.gpus {
+            for (kind, v) in [
+                ("util", g.util),
+                ("mem", ratio(g.mem_used, g.mem_total)),
+                ("temp", g.temp_c),
+                ("power", g.power_w),
+            ] {
+                name.clear();
+                use std::fmt::Write;
+                let _ = write!(name, "gpu{}_{kind}", g.index);
+                f(&name, v);
+            }
+        }
     }
 }
 
@@ -196,7 +202,7 @@ pub struct ClusterMetricsSnapshot {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MetricsMsg {
     /// Node → leader.
-    Update(MetricsUpdate),
+    Update(Box<MetricsUpdate>),
     /// Leader → every member.
     Snapshot(ClusterMetricsSnapshot),
     /// A new leader → every member: sample now and include [`NodeInfo`].
@@ -263,7 +269,7 @@ mod tests {
             info: None,
             m: NodeMetrics::from_sample(&host(), vec![]),
         };
-        let n = crate::net::frame::encode_body(&MetricsMsg::Update(u))
+        let n = crate::net::frame::encode_body(&MetricsMsg::Update(Box::new(u)))
             .unwrap()
             .len();
         assert!(n < 200, "update is {n} bytes");

@@ -146,48 +146,39 @@ impl Series {
         out
     }
 
-    /// The last `secs` seconds of one-second values (at most 15 minutes), oldest first.
+    /// The last `secs` seconds of one-second values (at most 15 minutes), oldest first; seconds
+    /// without a sample are NaN.
     pub fn recent(&self, secs: u64) -> Vec<f32> {
-        match self.last {
-            Some(last) => self
-                .query(last.saturating_sub(secs.min(FINE_SECS) - 1), last)
-                .into_iter()
-                .map(|p| p.value)
-                .collect(),
-            None => Vec::new(),
-        }
+        let Some(last) = self.last else {
+            return Vec::new();
+        };
+        let n = secs.clamp(1, FINE_SECS).min(last + 1);
+        (last + 1 - n..=last)
+            .map(|t| self.fine[(t % FINE_SECS) as usize])
+            .collect()
     }
 }
 
-/// Identifies a series: which node, which measurement (`cpu`, `mem_used`, `gpu0_temp` …).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SeriesKey {
-    pub node: NodeId,
-    pub name: String,
-}
-
-/// Every series of every node.
+/// Every series of every node: node → series name (`cpu`, `mem`, `gpu0_temp` …) → history.
 #[derive(Default)]
 pub struct Window {
-    series: HashMap<SeriesKey, Series>,
+    nodes: HashMap<NodeId, HashMap<String, Series>>,
 }
 
 impl Window {
     /// Record one sample.
     pub fn record(&mut self, node: NodeId, name: &str, t: u64, value: f32) {
-        let key = SeriesKey {
-            node,
-            name: name.to_string(),
-        };
-        self.series.entry(key).or_default().record(t, value);
+        let series = self.nodes.entry(node).or_default();
+        // Look up before inserting: the name is only allocated for a new series.
+        match series.get_mut(name) {
+            Some(s) => s.record(t, value),
+            None => series.entry(name.to_string()).or_default().record(t, value),
+        }
     }
 
     /// One series.
     pub fn series(&self, node: NodeId, name: &str) -> Option<&Series> {
-        self.series.get(&SeriesKey {
-            node,
-            name: name.to_string(),
-        })
+        self.nodes.get(&node)?.get(name)
     }
 
     /// Points of one series in `[from, to]`.
@@ -200,35 +191,44 @@ impl Window {
     /// The series names recorded for `node`, sorted.
     pub fn names(&self, node: NodeId) -> Vec<String> {
         let mut v: Vec<String> = self
-            .series
-            .keys()
-            .filter(|k| k.node == node)
-            .map(|k| k.name.clone())
-            .collect();
+            .nodes
+            .get(&node)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         v.sort();
         v
     }
 
     /// Forget a node (it left the cluster).
     pub fn remove_node(&mut self, node: NodeId) {
-        self.series.retain(|k, _| k.node != node);
+        self.nodes.remove(&node);
     }
 
     /// Number of series.
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.nodes.values().map(|m| m.len()).sum()
     }
 
     /// Whether nothing is recorded.
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.len() == 0
     }
 
-    /// Upper bound of the memory held, in bytes: rings, keys and the index.
+    /// Upper bound of the memory held, in bytes: rings, names and both index levels.
     pub fn memory_bytes(&self) -> usize {
-        let per_entry = std::mem::size_of::<SeriesKey>() + std::mem::size_of::<Series>() + 16;
-        let keys: usize = self.series.keys().map(|k| k.name.capacity()).sum();
-        self.series.capacity() * per_entry + self.series.len() * SERIES_BYTES + keys
+        let entry = std::mem::size_of::<String>() + std::mem::size_of::<Series>() + 16;
+        let node_entry =
+            std::mem::size_of::<NodeId>() + std::mem::size_of::<HashMap<String, Series>>() + 16;
+        self.nodes.capacity() * node_entry
+            + self
+                .nodes
+                .values()
+                .map(|m| {
+                    m.capacity() * entry
+                        + m.len() * SERIES_BYTES
+                        + m.keys().map(|k| k.capacity()).sum::<usize>()
+                })
+                .sum::<usize>()
     }
 }
 

@@ -1,4 +1,6 @@
-//! Real `aether node` processes on 127.0.0.1 and helpers that wait for conditions.
+//! Real `aether node` processes on 127.0.0.1 and helpers that wait for conditions. Shared by
+//! several test binaries (`#[path]`); each uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

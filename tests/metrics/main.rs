@@ -2,7 +2,6 @@
 //! node without touching Raft, `aether metrics` and `/metrics` (checked by promtool), liveness
 //! (suspect, down, ready again) with events, and the snapshot after a kill -9 of the leader.
 
-#[allow(dead_code)]
 #[path = "../cluster/harness.rs"]
 mod harness;
 
