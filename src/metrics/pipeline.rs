@@ -39,13 +39,11 @@ pub struct PipelineStats {
     pub snapshot_bytes: AtomicU64,
 }
 
-/// Where this node stands in the pipeline, for the admin API and `/metrics`.
+/// What the pipeline holds, for the admin API and `/metrics`.
 pub struct State {
     pub view: View,
     /// Some while this node is the leader.
     agg: Option<Aggregator>,
-    /// This node's newest update (also kept when it is not the leader).
-    pub own: Option<MetricsUpdate>,
     /// The newest sample and when it was taken, reused when asked again within 250 ms.
     last_sample: Option<(Instant, NodeMetrics)>,
     info_due: bool,
@@ -83,7 +81,6 @@ impl Pipeline {
             state: Mutex::new(State {
                 view: View::default(),
                 agg: None,
-                own: None,
                 last_sample: None,
                 info_due: true,
             }),
@@ -110,11 +107,6 @@ impl Pipeline {
     /// The sampling and broadcast period.
     pub fn interval(&self) -> Duration {
         self.cfg.interval.0
-    }
-
-    /// Why GPU metrics are off on this node, if they are.
-    pub fn gpu_unavailable(&self) -> Option<&str> {
-        self.gpu_unavailable.as_deref()
     }
 
     fn settings(&self) -> Settings {
@@ -184,7 +176,6 @@ impl Pipeline {
         let leader = self.leader();
         {
             let mut st = self.state.lock().expect("state lock");
-            st.own = Some(u.clone());
             if leader
                 .as_ref()
                 .is_some_and(|(id, _)| *id == self.cluster.id)

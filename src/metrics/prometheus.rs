@@ -333,6 +333,16 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats) -> String {
         "Snapshots this node took from the leader.",
         &c(&s.snapshots_received),
     );
+    o.counter(
+        "aether_metrics_updates_misdirected_total",
+        "Updates that reached this node while it was not the leader (during a leader change).",
+        &c(&s.updates_misdirected),
+    );
+    o.counter(
+        "aether_metrics_snapshots_stale_total",
+        "Snapshots ignored as older than the one held.",
+        &c(&s.snapshots_stale),
+    );
     o.gauge(
         "aether_metrics_snapshot_bytes",
         "Size of the latest snapshot built or received.",

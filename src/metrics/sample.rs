@@ -101,10 +101,18 @@ impl Sampler {
         let load = System::load_average()
             .map(|l| [l.one as f32, l.five as f32, l.fifteen as f32])
             .unwrap_or([f32::NAN; 3]);
+        let cores: Vec<f32> = self
+            .sys
+            .cpus()
+            .iter()
+            .map(|c| (c.usage() / 100.0).clamp(0.0, 1.0))
+            .collect();
         HostSample {
             at: now_millis(),
-            cpu: self.sys.global_cpu_usage() / 100.0,
-            cores: self.sys.cpus().iter().map(|c| c.usage() / 100.0).collect(),
+            // The mean of the cores, so the total always agrees with them (sysinfo's global
+            // figure is measured separately and can disagree with them over short intervals).
+            cpu: cores.iter().sum::<f32>() / cores.len().max(1) as f32,
+            cores,
             mem_used: self.sys.used_memory(),
             mem_total: self.sys.total_memory(),
             swap_used: self.sys.used_swap(),
