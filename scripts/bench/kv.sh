@@ -9,18 +9,9 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 
-if ! command -v "${ETCD_BIN:-etcd}" >/dev/null 2>&1; then
-    echo "etcd not found: installing the etcd-server package" >&2
-    sudo_cmd=()
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo_cmd=(sudo)
-    fi
-    "${sudo_cmd[@]}" apt-get update
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y etcd-server
-    # The package may start a system etcd on the default ports; the bench uses its own ports and
-    # data dirs, so it does not matter, but stop it when it can be stopped.
-    "${sudo_cmd[@]}" systemctl stop etcd >/dev/null 2>&1 || true
-fi
+# shellcheck source=scripts/bench/lib.sh
+. scripts/bench/lib.sh
+ensure_package "${ETCD_BIN:-etcd}" etcd-server etcd
 
 cargo build --release --bin aether
 export AETHER_BIN="${AETHER_BIN:-$PWD/target/release/aether}"

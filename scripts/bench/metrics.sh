@@ -12,18 +12,9 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 
-if ! command -v "${EXPORTER_BIN:-prometheus-node-exporter}" >/dev/null 2>&1; then
-    echo "prometheus-node-exporter not found: installing it" >&2
-    sudo_cmd=()
-    if [ "$(id -u)" -ne 0 ]; then
-        sudo_cmd=(sudo)
-    fi
-    "${sudo_cmd[@]}" apt-get update
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y prometheus-node-exporter
-    # The package may start a system exporter on :9100; the bench runs its own on another port.
-    # Stop the system one so it does not share the CPU during the measurement.
-    "${sudo_cmd[@]}" systemctl stop prometheus-node-exporter >/dev/null 2>&1 || true
-fi
+# shellcheck source=scripts/bench/lib.sh
+. scripts/bench/lib.sh
+ensure_package "${EXPORTER_BIN:-prometheus-node-exporter}" prometheus-node-exporter prometheus-node-exporter
 
 cargo build --release --bin aether
 export AETHER_BIN="${AETHER_BIN:-$PWD/target/release/aether}"
