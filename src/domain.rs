@@ -250,3 +250,71 @@ mod tests {
         assert_eq!(human_millis(7_500_000), "2h5m");
     }
 }
+
+/// An application: one or more slices, declared in one TOML file (DESIGN §8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Blueprint {
+    pub name: String,
+    pub slices: Vec<Slice>,
+}
+
+/// A command run as supervised instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slice {
+    pub name: String,
+    /// Program and arguments; `${PORT}` is replaced by the instance's port.
+    pub command: Vec<String>,
+    /// Desired now, within `min..=max`.
+    pub instances: u32,
+    pub min: u32,
+    pub max: u32,
+    pub env: std::collections::BTreeMap<String, String>,
+    pub resources: Resources,
+    /// SIGTERM, then SIGKILL after this long.
+    pub stop_timeout_ms: u64,
+    pub health: Option<HealthCheck>,
+    pub scaling: Option<ScalingPolicy>,
+}
+
+/// What one instance reserves on its node.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Cores.
+    pub cpu: f32,
+    /// Bytes.
+    pub memory: u64,
+    pub gpu: u32,
+}
+
+/// How the supervisor decides an instance is healthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive failures before the instance counts as unhealthy.
+    pub threshold: u32,
+}
+
+/// One kind of health probe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Probe {
+    /// GET this path on the instance's port; 2xx or 3xx is healthy.
+    Http(String),
+    /// The instance's port accepts a TCP connection.
+    Tcp,
+    /// This command exits 0.
+    Exec(Vec<String>),
+}
+
+/// Per-slice controller policy (`[slices.scaling]`); read by the controller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalingPolicy {
+    /// CPU per instance (cores used / cores reserved) to aim for, 0–1.
+    pub target_cpu: Option<f32>,
+    pub target_latency_ms: Option<u64>,
+    /// Scale up ahead of forecast load.
+    pub predictive: bool,
+    pub up_cooldown_ms: Option<u64>,
+    pub down_cooldown_ms: Option<u64>,
+}

@@ -27,7 +27,7 @@
 //!
 //! - [`node`]: composition root; builds every subsystem, owns shutdown.
 //! - [`config`]: the node's configuration and its precedence rules.
-//! - [`deploy`]: workloads; so far the pure placement function.
+//! - [`deploy`]: workloads; so far the pure cores: blueprint parsing and placement.
 //! - [`domain`]: plain types shared by all (node records, tokens, audit), no I/O.
 //! - [`metrics`]: sampling (sysinfo, NVML), push to the leader, snapshot broadcast, liveness,
 //!   the 2-hour window, anomaly flags, Prometheus text; the only user of sysinfo and NVML.

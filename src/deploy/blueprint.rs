@@ -1,0 +1,699 @@
+//! Blueprint files: TOML in, a validated [`Blueprint`] out, or an error that names the file, line
+//! and column, the field path (`slices[0].instances`), what was expected and what was found.
+//! Unknown fields are errors. No I/O beyond what the caller reads.
+//!
+//! Room for later fields: every table is closed (unknown keys are refused) so a typo never passes
+//! silently, and new keys (update strategy, service port, entry points) are added here as they
+//! are built; a file written for this version keeps parsing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::parse_duration;
+use crate::domain::{
+    Blueprint, HealthCheck, Probe, Resources, ScalingPolicy, Slice, validate_name,
+};
+
+/// A refused blueprint file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct BlueprintError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// Field path, e.g. `slices[0].instances`; empty for the file as a whole.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for BlueprintError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Largest instance count a slice may declare.
+pub const MAX_INSTANCES: i64 = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBlueprint {
+    name: Spanned<String>,
+    #[serde(default)]
+    slices: Vec<Spanned<RawSlice>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlice {
+    name: Spanned<String>,
+    command: Spanned<Vec<String>>,
+    instances: Spanned<i64>,
+    min: Option<Spanned<i64>>,
+    max: Option<Spanned<i64>>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    resources: Option<Spanned<RawResources>>,
+    stop_timeout: Option<Spanned<String>>,
+    health: Option<Spanned<RawHealth>>,
+    scaling: Option<Spanned<RawScaling>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    cpu: Option<Spanned<f64>>,
+    memory: Option<Spanned<String>>,
+    gpu: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    http: Option<Spanned<String>>,
+    tcp: Option<Spanned<bool>>,
+    exec: Option<Spanned<Vec<String>>>,
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    threshold: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScaling {
+    target_cpu: Option<Spanned<f64>>,
+    target_latency: Option<Spanned<String>>,
+    #[serde(default)]
+    predictive: bool,
+    up_cooldown: Option<Spanned<String>>,
+    down_cooldown: Option<Spanned<String>>,
+}
+
+/// Parse a size such as `256MiB`, `1GiB`, `512KiB`, `2GB` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "expected a size such as '256MiB', '1GiB' or '512KiB', found '{s}'"
+            ));
+        }
+    };
+    let n: f64 = num.parse().map_err(|_| {
+        format!("expected a size such as '256MiB', '1GiB' or '512KiB', found '{s}'")
+    })?;
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("expected a size of at least 1 byte, found '{s}'"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Where things are in the source: byte offset → line and column (1-based), and the field path
+/// of the table the offset is in.
+struct Source<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+        (line, col)
+    }
+
+    fn err(
+        &self,
+        span: Range<usize>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> BlueprintError {
+        let (line, column) = self.line_col(span.start);
+        BlueprintError {
+            file: self.file.into(),
+            line,
+            column,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The field path at `offset`, from the table headers and the key on that line (used for
+    /// errors the TOML decoder reports by position only).
+    fn path_at(&self, offset: usize) -> String {
+        let mut table = String::new();
+        let mut slice_index: i64 = -1;
+        let mut pos = 0;
+        let mut key = String::new();
+        for line in self.text.split_inclusive('\n') {
+            let t = line.trim();
+            if pos > offset {
+                break;
+            }
+            if t.starts_with("[[") {
+                let name = t.trim_start_matches('[').trim_end_matches(']').trim();
+                if name == "slices" {
+                    slice_index += 1;
+                    table = format!("slices[{slice_index}]");
+                } else {
+                    table = name.to_string();
+                }
+                key.clear();
+            } else if t.starts_with('[') {
+                let name = t.trim_start_matches('[').trim_end_matches(']').trim();
+                table = match name.strip_prefix("slices.") {
+                    Some(rest) if slice_index >= 0 => format!("slices[{slice_index}].{rest}"),
+                    _ => name.to_string(),
+                };
+                key.clear();
+            } else if pos + line.len() > offset
+                && let Some((k, _)) = t.split_once('=')
+            {
+                key = k.trim().trim_matches('"').to_string();
+            }
+            pos += line.len();
+        }
+        match (table.is_empty(), key.is_empty()) {
+            (true, _) => key,
+            (false, true) => table,
+            (false, false) => format!("{table}.{key}"),
+        }
+    }
+}
+
+fn duration_ms(
+    src: &Source,
+    v: &Option<Spanned<String>>,
+    path: &str,
+    default_ms: u64,
+    max_ms: u64,
+) -> Result<u64, BlueprintError> {
+    let Some(v) = v else {
+        return Ok(default_ms);
+    };
+    let d = parse_duration(v.get_ref()).map_err(|m| src.err(v.span(), path, m))?;
+    let ms = d.as_millis() as u64;
+    if ms == 0 || ms > max_ms {
+        return Err(src.err(
+            v.span(),
+            path,
+            format!(
+                "expected a duration above 0 and at most {}, found '{}'",
+                crate::domain::human_millis(max_ms),
+                v.get_ref()
+            ),
+        ));
+    }
+    Ok(ms)
+}
+
+fn count(
+    src: &Source,
+    v: &Spanned<i64>,
+    path: &str,
+    min: i64,
+    max: i64,
+) -> Result<u32, BlueprintError> {
+    let n = *v.get_ref();
+    if n < min || n > max {
+        return Err(src.err(
+            v.span(),
+            path,
+            format!("expected a whole number from {min} to {max}, found {n}"),
+        ));
+    }
+    Ok(n as u32)
+}
+
+fn parse_command(
+    src: &Source,
+    v: &Spanned<Vec<String>>,
+    path: &str,
+) -> Result<Vec<String>, BlueprintError> {
+    let c = v.get_ref();
+    if c.is_empty() || c[0].trim().is_empty() {
+        return Err(src.err(
+            v.span(),
+            path,
+            "expected a program and its arguments, e.g. [\"python3\", \"-m\", \"http.server\", \"${PORT}\"], found an empty command",
+        ));
+    }
+    Ok(c.clone())
+}
+
+fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, BlueprintError> {
+    let r = raw.get_ref();
+    let p = |f: &str| format!("slices[{i}].{f}");
+    validate_name("slice name", r.name.get_ref())
+        .map_err(|m| src.err(r.name.span(), p("name"), m))?;
+    let command = parse_command(src, &r.command, &p("command"))?;
+    let instances = count(src, &r.instances, &p("instances"), 0, MAX_INSTANCES)?;
+    let min = match &r.min {
+        Some(v) => count(src, v, &p("min"), 0, MAX_INSTANCES)?,
+        None => 0,
+    };
+    let max = match &r.max {
+        Some(v) => count(src, v, &p("max"), 1, MAX_INSTANCES)?,
+        None => instances.max(min).max(1),
+    };
+    if min > max {
+        let span = r.min.as_ref().map(|v| v.span()).unwrap_or(raw.span());
+        return Err(src.err(
+            span,
+            p("min"),
+            format!("min ({min}) must not be above max ({max})"),
+        ));
+    }
+    if instances < min || instances > max {
+        return Err(src.err(
+            r.instances.span(),
+            p("instances"),
+            format!("expected a number within min..=max ({min}..={max}), found {instances}"),
+        ));
+    }
+    let mut env = BTreeMap::new();
+    for (k, v) in &r.env {
+        let valid = !k.is_empty()
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(src.err(
+                v.span(),
+                format!("slices[{i}].env.{k}"),
+                format!("'{k}' is not a valid variable name: use A-Z, a-z, 0-9 and '_', not starting with a digit"),
+            ));
+        }
+        if k == "PORT" || k.starts_with("AETHER_") {
+            return Err(src.err(
+                v.span(),
+                format!("slices[{i}].env.{k}"),
+                format!("'{k}' is set by the supervisor (PORT, AETHER_*): remove it"),
+            ));
+        }
+        env.insert(k.clone(), v.get_ref().clone());
+    }
+    let mut resources = Resources {
+        cpu: 0.1,
+        memory: 64 << 20,
+        gpu: 0,
+    };
+    if let Some(res) = &r.resources {
+        let res = res.get_ref();
+        if let Some(cpu) = &res.cpu {
+            let c = *cpu.get_ref();
+            if !(c > 0.0 && c <= 1024.0) {
+                return Err(src.err(
+                    cpu.span(),
+                    p("resources.cpu"),
+                    format!("expected cores above 0 and at most 1024, found {c}"),
+                ));
+            }
+            resources.cpu = c as f32;
+        }
+        if let Some(m) = &res.memory {
+            resources.memory =
+                parse_size(m.get_ref()).map_err(|e| src.err(m.span(), p("resources.memory"), e))?;
+        }
+        if let Some(g) = &res.gpu {
+            resources.gpu = count(src, g, &p("resources.gpu"), 0, 64)?;
+        }
+    }
+    let stop_timeout_ms = duration_ms(src, &r.stop_timeout, &p("stop_timeout"), 10_000, 600_000)?;
+    let health = match &r.health {
+        None => None,
+        Some(h) => {
+            let hr = h.get_ref();
+            let probes = [hr.http.is_some(), hr.tcp.is_some(), hr.exec.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if probes != 1 {
+                return Err(src.err(
+                    h.span(),
+                    p("health"),
+                    format!("expected exactly one of http, tcp or exec, found {probes}"),
+                ));
+            }
+            let probe = if let Some(path) = &hr.http {
+                if !path.get_ref().starts_with('/') {
+                    return Err(src.err(
+                        path.span(),
+                        p("health.http"),
+                        format!(
+                            "expected a path starting with '/', found '{}'",
+                            path.get_ref()
+                        ),
+                    ));
+                }
+                Probe::Http(path.get_ref().clone())
+            } else if let Some(t) = &hr.tcp {
+                if !*t.get_ref() {
+                    return Err(src.err(
+                        t.span(),
+                        p("health.tcp"),
+                        "expected true (check that the instance's port accepts connections); leave the table out for no check",
+                    ));
+                }
+                Probe::Tcp
+            } else {
+                let e = hr.exec.as_ref().expect("one probe is set");
+                Probe::Exec(parse_command(src, e, &p("health.exec"))?)
+            };
+            let interval_ms =
+                duration_ms(src, &hr.interval, &p("health.interval"), 2_000, 3_600_000)?;
+            let timeout_ms = duration_ms(src, &hr.timeout, &p("health.timeout"), 1_000, 600_000)?;
+            let threshold = match &hr.threshold {
+                Some(t) => count(src, t, &p("health.threshold"), 1, 100)?,
+                None => 3,
+            };
+            Some(HealthCheck {
+                probe,
+                interval_ms,
+                timeout_ms,
+                threshold,
+            })
+        }
+    };
+    let scaling = match &r.scaling {
+        None => None,
+        Some(s) => {
+            let s = s.get_ref();
+            let target_cpu = match &s.target_cpu {
+                Some(t) => {
+                    let v = *t.get_ref();
+                    if !(v > 0.0 && v <= 1.0) {
+                        return Err(src.err(
+                            t.span(),
+                            p("scaling.target_cpu"),
+                            format!("expected a fraction above 0 and at most 1, found {v}"),
+                        ));
+                    }
+                    Some(v as f32)
+                }
+                None => None,
+            };
+            let opt_ms =
+                |v: &Option<Spanned<String>>, f: &str| -> Result<Option<u64>, BlueprintError> {
+                    match v {
+                        Some(_) => duration_ms(src, v, &p(f), 0, 24 * 3_600_000).map(Some),
+                        None => Ok(None),
+                    }
+                };
+            Some(ScalingPolicy {
+                target_cpu,
+                target_latency_ms: opt_ms(&s.target_latency, "scaling.target_latency")?,
+                predictive: s.predictive,
+                up_cooldown_ms: opt_ms(&s.up_cooldown, "scaling.up_cooldown")?,
+                down_cooldown_ms: opt_ms(&s.down_cooldown, "scaling.down_cooldown")?,
+            })
+        }
+    };
+    Ok(Slice {
+        name: r.name.get_ref().clone(),
+        command,
+        instances,
+        min,
+        max,
+        env,
+        resources,
+        stop_timeout_ms,
+        health,
+        scaling,
+    })
+}
+
+/// Parse and validate the blueprint in `text`; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Blueprint, BlueprintError> {
+    let src = Source { file, text };
+    let raw: RawBlueprint = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let path = src.path_at(span.start);
+        let message = e.message().trim().to_string();
+        src.err(span, path, message)
+    })?;
+    validate_name("blueprint name", raw.name.get_ref())
+        .map_err(|m| src.err(raw.name.span(), "name", m))?;
+    if raw.slices.is_empty() {
+        return Err(src.err(
+            0..0,
+            "slices",
+            "expected at least one [[slices]] table (a command to run), found none",
+        ));
+    }
+    let mut slices: Vec<Slice> = Vec::new();
+    for (i, s) in raw.slices.iter().enumerate() {
+        let parsed = slice(&src, s, i)?;
+        if let Some(j) = slices.iter().position(|o| o.name == parsed.name) {
+            return Err(src.err(
+                s.get_ref().name.span(),
+                format!("slices[{i}].name"),
+                format!(
+                    "slice '{}' is declared twice (also slices[{j}]): slice names are unique within a blueprint",
+                    parsed.name
+                ),
+            ));
+        }
+        slices.push(parsed);
+    }
+    Ok(Blueprint {
+        name: raw.name.into_inner(),
+        slices,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"name = "shop"
+
+[[slices]]
+name = "web"
+command = ["python3", "-m", "http.server", "${PORT}", "--bind", "127.0.0.1"]
+instances = 4
+min = 1
+max = 8
+env = { GREETING = "hi" }
+resources = { cpu = 0.5, memory = "256MiB", gpu = 0 }
+stop_timeout = "10s"
+
+[slices.health]
+http = "/"
+
+[slices.scaling]
+target_cpu = 0.6
+predictive = true
+"#;
+
+    #[test]
+    fn the_design_example_parses() {
+        let b = parse("shop.toml", GOOD).unwrap();
+        assert_eq!(b.name, "shop");
+        let s = &b.slices[0];
+        assert_eq!((s.instances, s.min, s.max), (4, 1, 8));
+        assert_eq!(s.resources.memory, 256 << 20);
+        assert_eq!(s.stop_timeout_ms, 10_000);
+        assert_eq!(s.health.as_ref().unwrap().probe, Probe::Http("/".into()));
+        assert_eq!(s.scaling.as_ref().unwrap().target_cpu, Some(0.6));
+        assert_eq!(s.env["GREETING"], "hi");
+    }
+
+    /// Replace `from` in the good file by `to` and parse; the error as text.
+    fn refused(from: &str, to: &str) -> String {
+        assert!(GOOD.contains(from), "{from}");
+        parse("shop.toml", &GOOD.replacen(from, to, 1))
+            .expect_err(&format!("'{to}' must be refused"))
+            .to_string()
+    }
+
+    #[test]
+    fn malformed_blueprints_are_refused_with_a_located_message() {
+        let cases: &[(&str, &str, &str)] = &[
+            // (replace, with, the error must contain)
+            (
+                "instances = 4",
+                "instances = \"four\"",
+                "shop.toml:6:13: slices[0].instances: invalid type: string \"four\", expected i64",
+            ),
+            (
+                "instances = 4",
+                "instances = -1",
+                "shop.toml:6:13: slices[0].instances: expected a whole number from 0 to 10000, found -1",
+            ),
+            (
+                "instances = 4",
+                "instances = 9",
+                "shop.toml:6:13: slices[0].instances: expected a number within min..=max (1..=8), found 9",
+            ),
+            (
+                "min = 1",
+                "min = 9",
+                "shop.toml:7:7: slices[0].min: min (9) must not be above max (8)",
+            ),
+            (
+                "stop_timeout = \"10s\"",
+                "stop_timeout = \"10s\"\ncolour = \"red\"",
+                "shop.toml:12:1: slices[0].colour: unknown field `colour`",
+            ),
+            (
+                "name = \"shop\"",
+                "name = \"shop\"\nversion = 2",
+                "shop.toml:2:1: version: unknown field `version`",
+            ),
+            ("instances = 4", "instances = 4 4", "shop.toml:6:"),
+            (
+                "command = [\"python3\", \"-m\", \"http.server\", \"${PORT}\", \"--bind\", \"127.0.0.1\"]",
+                "command = []",
+                "shop.toml:5:11: slices[0].command: expected a program and its arguments",
+            ),
+            (
+                "name = \"web\"",
+                "name = \"Web_1\"",
+                "shop.toml:4:8: slices[0].name: slice name 'Web_1' is not a valid name",
+            ),
+            (
+                "name = \"shop\"",
+                "name = \"-shop\"",
+                "shop.toml:1:8: name: blueprint name '-shop' is not a valid name",
+            ),
+            (
+                "stop_timeout = \"10s\"",
+                "stop_timeout = \"ten seconds\"",
+                "shop.toml:11:16: slices[0].stop_timeout: expected a duration such as '500ms', '5s' or '1h', found 'ten seconds'",
+            ),
+            (
+                "memory = \"256MiB\"",
+                "memory = \"256 parsecs\"",
+                "slices[0].resources.memory: expected a size such as '256MiB', '1GiB' or '512KiB', found '256 parsecs'",
+            ),
+            (
+                "cpu = 0.5",
+                "cpu = 0",
+                "slices[0].resources.cpu: expected cores above 0 and at most 1024, found 0",
+            ),
+            (
+                "gpu = 0",
+                "gpu = -2",
+                "slices[0].resources.gpu: expected a whole number from 0 to 64, found -2",
+            ),
+            (
+                "http = \"/\"",
+                "http = \"/\"\ntcp = true",
+                "slices[0].health: expected exactly one of http, tcp or exec, found 2",
+            ),
+            (
+                "http = \"/\"",
+                "http = \"health\"",
+                "shop.toml:14:8: slices[0].health.http: expected a path starting with '/', found 'health'",
+            ),
+            (
+                "GREETING = \"hi\"",
+                "PORT = \"80\"",
+                "slices[0].env.PORT: 'PORT' is set by the supervisor",
+            ),
+            (
+                "target_cpu = 0.6",
+                "target_cpu = 1.5",
+                "slices[0].scaling.target_cpu: expected a fraction above 0 and at most 1, found 1.5",
+            ),
+            (
+                "target_cpu = 0.6",
+                "target_cpu = 0.6\nmagic = true",
+                "slices[0].scaling.magic: unknown field `magic`",
+            ),
+        ];
+        for (from, to, want) in cases {
+            let got = refused(from, to);
+            assert!(got.contains(want), "for '{to}':\n got: {got}\nwant: {want}");
+        }
+        assert!(cases.len() >= 15);
+    }
+
+    #[test]
+    fn whole_file_mistakes_are_refused() {
+        let dup =
+            format!("{GOOD}\n[[slices]]\nname = \"web\"\ncommand = [\"true\"]\ninstances = 1\n");
+        let e = parse("shop.toml", &dup).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "shop.toml:21:8: slices[1].name: slice 'web' is declared twice (also slices[0])"
+            ),
+            "{e}"
+        );
+        let e = parse("x.toml", "name = \"x\"\n").unwrap_err().to_string();
+        assert!(
+            e.contains("slices: expected at least one [[slices]] table"),
+            "{e}"
+        );
+        let e = parse("x.toml", "name = \"x\"\n[[slices]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("x.toml:2:"), "broken TOML is located: {e}");
+        let e = parse(
+            "x.toml",
+            "[[slices]]\nname = \"a\"\ncommand = [\"true\"]\ninstances = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("missing field `name`"), "{e}");
+    }
+
+    #[test]
+    fn the_example_blueprints_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/blueprints");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if let Err(e) = parse(&path.display().to_string(), &text) {
+                    panic!("{e}");
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "examples in {}", dir.display());
+    }
+
+    #[test]
+    fn sizes_and_defaults() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1.5MiB"), Ok(3 << 19));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0MiB").is_err());
+        assert!(parse_size("lots").is_err());
+        let b = parse(
+            "t.toml",
+            "name = \"t\"\n[[slices]]\nname = \"w\"\ncommand = [\"sleep\", \"60\"]\ninstances = 2\n",
+        )
+        .unwrap();
+        let s = &b.slices[0];
+        assert_eq!((s.min, s.max), (0, 2));
+        assert_eq!(s.resources.cpu, 0.1);
+        assert!(s.health.is_none() && s.scaling.is_none());
+    }
+}
