@@ -111,10 +111,10 @@ pub enum Cmd {
     /// The small replicated key-value store.
     #[command(subcommand)]
     Kv(KvCmd),
-    /// Blueprints (not built yet).
+    /// Blueprints: applications declared in TOML files (config/blueprints/ has examples).
     #[command(subcommand)]
-    Blueprint(Stub),
-    /// Scale a slice (not built yet).
+    Blueprint(BlueprintCmd),
+    /// Set a slice's desired instances (BLUEPRINT/SLICE N, within its min..=max).
     Scale { target: String, instances: u32 },
     /// Show a slice's logs (not built yet).
     Logs {
@@ -233,6 +233,25 @@ fn parse_ttl(s: &str) -> Result<TokenTtl, String> {
     config::parse_duration(s).map(|d| TokenTtl(Some(d)))
 }
 
+/// `aether blueprint …`
+#[derive(Debug, Subcommand)]
+pub enum BlueprintCmd {
+    /// Validate FILE, print its placement plan (which instances start or stop where) and store it
+    /// as a new version.
+    Apply {
+        file: PathBuf,
+        /// Validate and print the plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The stored blueprints.
+    List,
+    /// One blueprint's slices.
+    Show { name: String },
+    /// Remove a blueprint.
+    Rm { name: String },
+}
+
 /// `aether kv …`
 #[derive(Debug, Subcommand)]
 pub enum KvCmd {
@@ -334,7 +353,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, metrics, token, kv and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, token, kv and completions"
         ),
     )
 }
@@ -393,8 +412,27 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
         }
         Cmd::Drain { .. } => return Err(not_built("drain", "workloads, issue 4")),
         Cmd::Undrain { .. } => return Err(not_built("undrain", "workloads, issue 4")),
-        Cmd::Blueprint(_) => return Err(not_built("blueprint", "workloads, issue 4")),
-        Cmd::Scale { .. } => return Err(not_built("scale", "workloads, issue 4")),
+        Cmd::Blueprint(b) => run_blueprint(cli, b, json).await?,
+        Cmd::Scale { target, instances } => {
+            let Some((blueprint, slice)) = target.split_once('/') else {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!("expected BLUEPRINT/SLICE (e.g. shop/web), found '{target}'"),
+                ));
+            };
+            let resp = client(cli)
+                .await?
+                .call(&write_cmd(Command::ScaleSlice {
+                    blueprint: blueprint.into(),
+                    slice: slice.into(),
+                    instances: *instances,
+                }))
+                .await?;
+            match expect_written(resp)? {
+                Response::Version(v) => output::version(blueprint, v, json),
+                _ => return Err(unexpected()),
+            }
+        }
         Cmd::Logs { .. } => return Err(not_built("logs", "workloads, issue 4")),
         Cmd::Metrics {
             node,
@@ -504,6 +542,52 @@ async fn run_kv(cli: &Cli, kv: &KvCmd, json: bool) -> Result<(), Failure> {
                 return Err(unexpected());
             };
             output::list(&items, json);
+        }
+    }
+    Ok(())
+}
+
+async fn run_blueprint(cli: &Cli, b: &BlueprintCmd, json: bool) -> Result<(), Failure> {
+    match b {
+        BlueprintCmd::Apply { file, dry_run } => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Failure::new(
+                    exit::FAILED,
+                    format!("cannot read blueprint file '{}': {e}", file.display()),
+                )
+            })?;
+            let name = file.display().to_string();
+            // Refuse a bad file here, without a node; the node checks it again.
+            crate::deploy::blueprint::parse(&name, &text)
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+            let req = AdminRequest::BlueprintApply {
+                file: name,
+                text,
+                dry_run: *dry_run,
+            };
+            let AdminResponse::Plan(p) = client(cli).await?.call(&req).await? else {
+                return Err(unexpected());
+            };
+            output::plan(&p, json);
+        }
+        BlueprintCmd::List | BlueprintCmd::Show { .. } => {
+            let name = match b {
+                BlueprintCmd::Show { name } => Some(name.clone()),
+                _ => None,
+            };
+            let req = AdminRequest::Blueprints { name: name.clone() };
+            let AdminResponse::Blueprints(list) = client(cli).await?.call(&req).await? else {
+                return Err(unexpected());
+            };
+            output::blueprints(&list, name.is_some(), json);
+        }
+        BlueprintCmd::Rm { name } => {
+            let resp = client(cli)
+                .await?
+                .call(&write_cmd(Command::RemoveBlueprint { name: name.clone() }))
+                .await?;
+            expect_written(resp)?;
+            output::ok(json);
         }
     }
     Ok(())

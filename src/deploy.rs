@@ -1,9 +1,10 @@
 //! Workloads (DESIGN §8): operators declare, the leader places, every node converges.
 //!
-//! Built so far, both pure: [`blueprint`] (TOML files to validated blueprints, with located
-//! errors) and [`placement`] (a consistent-hash ring with bounded loads). Applying blueprints
-//! through Raft, the leader's assignment loop, the node reconciler and the supervisor come next
-//! (issue 4).
+//! Built so far, all pure: [`blueprint`] (TOML files to validated blueprints, with located
+//! errors), [`placement`] (a consistent-hash ring with bounded loads) and [`plan`] (what a change
+//! starts, keeps and stops). Blueprints are stored through Raft (`Command::ApplyBlueprint`); the
+//! leader's assignment loop, the node reconciler and the supervisor come next (issue 4).
 
 pub mod blueprint;
 pub mod placement;
+pub mod plan;

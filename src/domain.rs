@@ -318,3 +318,11 @@ pub struct ScalingPolicy {
     pub up_cooldown_ms: Option<u64>,
     pub down_cooldown_ms: Option<u64>,
 }
+
+/// A blueprint as the replicated store keeps it: each apply is a new version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredBlueprint {
+    pub version: u64,
+    pub applied_at: Millis,
+    pub blueprint: Blueprint,
+}

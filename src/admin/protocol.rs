@@ -31,6 +31,15 @@ pub enum AdminRequest {
         series: Option<String>,
         since_secs: Option<u64>,
     },
+    /// Validate a blueprint file (parsed again by the node), show its placement plan, and
+    /// unless `dry_run` store it as a new version.
+    BlueprintApply {
+        file: String,
+        text: String,
+        dry_run: bool,
+    },
+    /// Stored blueprints (this node's replica); one when `name` is set.
+    Blueprints { name: Option<String> },
 }
 
 /// Reads that must be fresh.
@@ -57,6 +66,8 @@ pub enum AdminResponse {
     Token(TokenView),
     Audit(Vec<AuditRecord>),
     Metrics(Box<MetricsView>),
+    Plan(PlanView),
+    Blueprints(Vec<crate::domain::StoredBlueprint>),
     Error(AdminError),
 }
 
@@ -240,4 +251,16 @@ pub struct PointView {
     pub t: u64,
     pub value: f32,
     pub max: f32,
+}
+
+/// `aether blueprint apply`: the plan, and the version stored (none on a dry run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanView {
+    pub blueprint: String,
+    /// The version stored before this apply, if any.
+    pub previous_version: Option<u64>,
+    /// The version this apply stored; `None` on a dry run.
+    pub version: Option<u64>,
+    pub dry_run: bool,
+    pub steps: Vec<crate::deploy::plan::PlanStep>,
 }

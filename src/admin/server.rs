@@ -9,7 +9,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, TokenView};
+use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, PlanView, TokenView};
+use crate::deploy::placement::NodeSlot;
 use crate::domain::now_millis;
 use crate::metrics::pipeline::Pipeline;
 use crate::net::frame::{FrameError, read_frame, write_frame};
@@ -136,6 +137,11 @@ fn check_write(cmd: &Command) -> Result<(), String> {
             val_ok(expected.as_deref().unwrap_or_default())?;
             val_ok(new.as_deref().unwrap_or_default())
         }
+        Command::RemoveBlueprint { name } => crate::domain::validate_name("blueprint name", name),
+        Command::ScaleSlice {
+            blueprint, slice, ..
+        } => crate::domain::validate_name("blueprint name", blueprint)
+            .and_then(|_| crate::domain::validate_name("slice name", slice)),
         Command::RevokeJoinToken { .. }
         | Command::SetNodeState { .. }
         | Command::RemoveNode { .. } => Ok(()),
@@ -229,10 +235,140 @@ pub async fn handle(
                 Err(e) => invalid(e.to_string()),
             }
         }
+        AdminRequest::BlueprintApply {
+            file,
+            text,
+            dry_run,
+        } => out(apply_blueprint(cluster, metrics, &file, &text, dry_run, actor).await),
+        AdminRequest::Blueprints { name } => {
+            let all = match cluster.store.blueprints() {
+                Ok(a) => a,
+                Err(e) => {
+                    return AdminResponse::Error(AdminError::new(ErrorKind::Failed, e.to_string()));
+                }
+            };
+            match name {
+                None => AdminResponse::Blueprints(all),
+                Some(n) => {
+                    let found: Vec<_> = all
+                        .iter()
+                        .filter(|b| b.blueprint.name == n)
+                        .cloned()
+                        .collect();
+                    if found.is_empty() {
+                        let known: Vec<&str> =
+                            all.iter().map(|b| b.blueprint.name.as_str()).collect();
+                        return AdminResponse::Error(AdminError::new(
+                            ErrorKind::Failed,
+                            format!(
+                                "no blueprint named '{n}'; stored: {}",
+                                if known.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    known.join(", ")
+                                }
+                            ),
+                        ));
+                    }
+                    AdminResponse::Blueprints(found)
+                }
+            }
+        }
         AdminRequest::Audit { limit } => out(cluster
             .store
             .audit(limit as usize)
             .map(AdminResponse::Audit)
             .map_err(|e| AdminError::new(ErrorKind::Failed, e.to_string()))),
     }
+}
+
+/// What placement knows of each member: its size from the metrics snapshot, and whether it may
+/// take instances (ready, not draining, metrics seen).
+fn node_slots(cluster: &Cluster, metrics: &Pipeline) -> Result<Vec<NodeSlot>, AdminError> {
+    let failed = |e: std::io::Error| AdminError::new(ErrorKind::Failed, e.to_string());
+    let members = cluster.store.nodes().map_err(failed)?;
+    let health = cluster.store.health().map_err(failed)?;
+    Ok(metrics.with_state(|st| {
+        members
+            .iter()
+            .map(|m| {
+                let entry = st
+                    .view
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.nodes.iter().find(|e| e.node == m.id));
+                let h = health.get(&m.id).copied().unwrap_or_default();
+                let schedulable = if m.state != crate::domain::NodeState::Ready {
+                    Err(format!("is {}", m.state))
+                } else if h != crate::domain::Health::Ready {
+                    Err(format!("is {h}"))
+                } else if entry.is_none() {
+                    Err("has sent no metrics yet".to_string())
+                } else {
+                    Ok(())
+                };
+                NodeSlot {
+                    id: m.id,
+                    name: m.name.clone(),
+                    cpu: entry.map(|e| e.m.cores.len() as f32).unwrap_or(0.0),
+                    memory: entry.map(|e| e.m.mem_total).unwrap_or(0),
+                    gpus: entry.map(|e| e.m.gpus.len() as u32).unwrap_or(0),
+                    schedulable,
+                }
+            })
+            .collect()
+    }))
+}
+
+async fn apply_blueprint(
+    cluster: &Cluster,
+    metrics: &Pipeline,
+    file: &str,
+    text: &str,
+    dry_run: bool,
+    actor: &str,
+) -> Result<AdminResponse, AdminError> {
+    let bp = crate::deploy::blueprint::parse(file, text)
+        .map_err(|e| AdminError::new(ErrorKind::Invalid, e.to_string()))?;
+    let stored = cluster
+        .store
+        .blueprints()
+        .map_err(|e| AdminError::new(ErrorKind::Failed, e.to_string()))?;
+    let old = stored.iter().find(|s| s.blueprint.name == bp.name);
+    let others: Vec<crate::domain::Blueprint> = stored
+        .iter()
+        .filter(|s| s.blueprint.name != bp.name)
+        .map(|s| s.blueprint.clone())
+        .collect();
+    let steps = crate::deploy::plan::plan(
+        &node_slots(cluster, metrics)?,
+        &others,
+        old.map(|o| &o.blueprint),
+        &bp,
+    );
+    let mut view = PlanView {
+        blueprint: bp.name.clone(),
+        previous_version: old.map(|o| o.version),
+        version: None,
+        dry_run,
+        steps,
+    };
+    if !dry_run {
+        let req = Request {
+            id: RequestId::new_random(),
+            actor: actor.into(),
+            at: now_millis(),
+            cmd: Command::ApplyBlueprint(bp),
+        };
+        match cluster.write(req, true).await? {
+            Response::Version(v) => view.version = Some(v),
+            other => {
+                return Err(AdminError::new(
+                    ErrorKind::Failed,
+                    format!("blueprint not stored: {other:?}"),
+                ));
+            }
+        }
+    }
+    Ok(AdminResponse::Plan(view))
 }

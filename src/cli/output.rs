@@ -495,3 +495,115 @@ fn node_detail(n: &NodeMetricsView) {
         println!("anomaly: {}", a.reason);
     }
 }
+
+/// `aether scale`: the blueprint's new version.
+pub fn version(blueprint: &str, v: u64, json: bool) {
+    if json {
+        println!(
+            "{{\"blueprint\": {}, \"version\": {v}}}",
+            serde_json::to_string(blueprint).expect("string")
+        );
+    } else {
+        println!("{blueprint} is now version {v}");
+    }
+}
+
+/// `aether blueprint apply`.
+pub fn plan(p: &crate::admin::protocol::PlanView, json: bool) {
+    if json {
+        return print_json(p);
+    }
+    let rows: Vec<Vec<String>> = p
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.action.clone(),
+                s.instance.clone(),
+                s.node.clone().unwrap_or_else(|| "-".into()),
+                s.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["ACTION", "INSTANCE", "NODE", "WHY"], &rows));
+    match (p.dry_run, p.version) {
+        (true, _) => println!(
+            "dry run: nothing stored ({} is at {})",
+            p.blueprint,
+            p.previous_version
+                .map(|v| format!("version {v}"))
+                .unwrap_or_else(|| "no version yet".into())
+        ),
+        (false, Some(v)) => println!("{} stored as version {v}", p.blueprint),
+        (false, None) => {}
+    }
+}
+
+/// `aether blueprint list` and `show`.
+pub fn blueprints(list: &[crate::domain::StoredBlueprint], detail: bool, json: bool) {
+    if json {
+        return print_json(&list);
+    }
+    let now = crate::domain::now_millis();
+    if !detail {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|b| {
+                vec![
+                    b.blueprint.name.clone(),
+                    b.version.to_string(),
+                    b.blueprint
+                        .slices
+                        .iter()
+                        .map(|s| format!("{}={}", s.name, s.instances))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    format!("{} ago", human_millis(now.saturating_sub(b.applied_at))),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(
+                &["BLUEPRINT", "VERSION", "SLICES (DESIRED)", "APPLIED"],
+                &rows
+            )
+        );
+        return;
+    }
+    for b in list {
+        println!(
+            "blueprint {} version {}, applied {} ago",
+            b.blueprint.name,
+            b.version,
+            human_millis(now.saturating_sub(b.applied_at))
+        );
+        let rows: Vec<Vec<String>> = b
+            .blueprint
+            .slices
+            .iter()
+            .map(|s| {
+                vec![
+                    s.name.clone(),
+                    s.instances.to_string(),
+                    format!("{}..={}", s.min, s.max),
+                    format!(
+                        "cpu={} memory={}MiB gpu={}",
+                        s.resources.cpu,
+                        s.resources.memory >> 20,
+                        s.resources.gpu
+                    ),
+                    s.command.join(" "),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            table(
+                &["SLICE", "DESIRED", "MIN..=MAX", "RESOURCES", "COMMAND"],
+                &rows
+            )
+        );
+        println!("(instances, their nodes, ports and health come with the supervisor, issue 4)");
+    }
+}

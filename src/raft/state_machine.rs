@@ -16,13 +16,14 @@ use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTr
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    AUDIT, HEALTH, KV, NODES, SESSIONS, SM_META, Store, TOKENS, blocking, dec, enc, fatal, inline,
-    io,
+    AUDIT, BLUEPRINTS, HEALTH, KV, NODES, SESSIONS, SM_META, Store, TOKENS, blocking, dec, enc,
+    fatal, inline, io,
 };
 use super::types::{ClusterInit, Command, Request, Response};
 use super::{Entry, Node, TypeConfig};
 use crate::domain::{
-    AuditRecord, Health, Millis, NodeId, NodeRecord, NodeState, TokenRecord, TokenRefusal,
+    AuditRecord, Health, Millis, NodeId, NodeRecord, NodeState, StoredBlueprint, TokenRecord,
+    TokenRefusal,
 };
 
 // Keys of SM_META.
@@ -70,6 +71,7 @@ enum SnapRecord {
     Audit(u64, Vec<u8>),
     End { records: u64 },
     Health(u64, Vec<u8>),
+    Blueprint(String, Vec<u8>),
 }
 
 const SNAPSHOT_FORMAT: u32 = 1;
@@ -330,6 +332,76 @@ fn apply_command(
                 None => Response::Refused(format!("join token '{id}' is unknown")),
             }
         }
+        Command::ApplyBlueprint(b) => {
+            let mut t = txn.open_table(BLUEPRINTS).map_err(io)?;
+            let prev: Option<StoredBlueprint> = t
+                .get(b.name.as_str())
+                .map_err(io)?
+                .map(|v| dec(v.value(), "blueprint"))
+                .transpose()?;
+            let version = prev.map(|p| p.version + 1).unwrap_or(1);
+            let stored = StoredBlueprint {
+                version,
+                applied_at: at,
+                blueprint: b.clone(),
+            };
+            t.insert(b.name.as_str(), enc(&stored).as_slice())
+                .map_err(io)?;
+            Response::Version(version)
+        }
+        Command::RemoveBlueprint { name } => {
+            match txn
+                .open_table(BLUEPRINTS)
+                .map_err(io)?
+                .remove(name.as_str())
+                .map_err(io)?
+            {
+                Some(_) => Response::Ok,
+                None => Response::Refused(format!("no blueprint named '{name}'")),
+            }
+        }
+        Command::ScaleSlice {
+            blueprint,
+            slice,
+            instances,
+        } => {
+            let mut t = txn.open_table(BLUEPRINTS).map_err(io)?;
+            let prev: Option<StoredBlueprint> = t
+                .get(blueprint.as_str())
+                .map_err(io)?
+                .map(|v| dec(v.value(), "blueprint"))
+                .transpose()?;
+            match prev {
+                None => Response::Refused(format!("no blueprint named '{blueprint}'")),
+                Some(mut stored) => {
+                    match stored
+                        .blueprint
+                        .slices
+                        .iter_mut()
+                        .find(|s| s.name == *slice)
+                    {
+                        None => Response::Refused(format!(
+                            "blueprint '{blueprint}' has no slice '{slice}'"
+                        )),
+                        Some(s) if *instances < s.min || *instances > s.max => {
+                            Response::Refused(format!(
+                                "'{blueprint}/{slice}' takes {}..={} instances, found {instances}: change min/max in the blueprint to go further",
+                                s.min, s.max
+                            ))
+                        }
+                        Some(s) => {
+                            s.instances = *instances;
+                            stored.version += 1;
+                            stored.applied_at = at;
+                            let version = stored.version;
+                            t.insert(blueprint.as_str(), enc(&stored).as_slice())
+                                .map_err(io)?;
+                            Response::Version(version)
+                        }
+                    }
+                }
+            }
+        }
         Command::Put { key, value } => {
             let mut kv = txn.open_table(KV).map_err(io)?;
             let prev = kv
@@ -457,6 +529,11 @@ impl Store {
             out.insert(k.value(), dec(v.value(), "health")?);
         }
         Ok(out)
+    }
+
+    /// Every stored blueprint, by name.
+    pub fn blueprints(&self) -> Result<Vec<StoredBlueprint>, std::io::Error> {
+        self.scan(BLUEPRINTS, "blueprint")
     }
 
     /// One join token record.
@@ -616,6 +693,7 @@ impl Store {
         dump!(SESSIONS, Session, |k: u128| k);
         dump!(AUDIT, Audit, |k: u64| k);
         dump!(HEALTH, Health, |k: u64| k);
+        dump!(BLUEPRINTS, Blueprint, |k: &str| k.to_string());
         write_record(&mut w, &SnapRecord::End { records: n })?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -701,6 +779,7 @@ impl Store {
             let mut sessions = emptied!(SESSIONS);
             let mut audit = emptied!(AUDIT);
             let mut health = emptied!(HEALTH);
+            let mut blueprints = emptied!(BLUEPRINTS);
             let mut n = 0u64;
             loop {
                 match read_record(&mut r)? {
@@ -712,6 +791,9 @@ impl Store {
                     SnapRecord::Session(k, v) => sessions.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::Audit(k, v) => audit.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::Health(k, v) => health.insert(k, v.as_slice()).map(|_| ()),
+                    SnapRecord::Blueprint(k, v) => {
+                        blueprints.insert(k.as_str(), v.as_slice()).map(|_| ())
+                    }
                     SnapRecord::End { records } if records == n => break,
                     SnapRecord::End { records } => {
                         return Err(io(format!(

@@ -35,6 +35,8 @@ pub(super) const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Node id → [`crate::domain::Health`] as the leader's metrics liveness last recorded it.
 pub(super) const HEALTH: TableDefinition<u64, &[u8]> = TableDefinition::new("health");
+/// Blueprint name → [`crate::domain::StoredBlueprint`].
+pub(super) const BLUEPRINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("blueprints");
 
 // Keys of RAFT_META.
 const K_VOTE: &str = "vote";
@@ -155,6 +157,7 @@ impl Store {
             txn.open_table(SESSIONS)?;
             txn.open_table(AUDIT)?;
             txn.open_table(HEALTH)?;
+            txn.open_table(BLUEPRINTS)?;
             txn.commit()?;
             Ok(())
         };

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Health, Millis, NodeId, NodeState, TokenRefusal};
+use crate::domain::{Blueprint, Health, Millis, NodeId, NodeState, TokenRefusal};
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
 /// result again instead of applying twice.
@@ -121,6 +121,18 @@ pub enum Command {
         health: Health,
         why: String,
     },
+    // workloads
+    /// Store a new version of a blueprint (validated by the proposing node).
+    ApplyBlueprint(Blueprint),
+    RemoveBlueprint {
+        name: String,
+    },
+    /// Set a slice's desired instances, within its min..=max.
+    ScaleSlice {
+        blueprint: String,
+        slice: String,
+        instances: u32,
+    },
 }
 
 impl Command {
@@ -166,6 +178,18 @@ impl Command {
                 health,
                 why,
             } => format!("mark node {name} (id {id}) {health}: {why}"),
+            Command::ApplyBlueprint(b) => format!(
+                "apply blueprint {} ({} slices, {} instances)",
+                b.name,
+                b.slices.len(),
+                b.slices.iter().map(|s| s.instances).sum::<u32>()
+            ),
+            Command::RemoveBlueprint { name } => format!("remove blueprint {name}"),
+            Command::ScaleSlice {
+                blueprint,
+                slice,
+                instances,
+            } => format!("scale {blueprint}/{slice} to {instances}"),
         }
     }
 }
@@ -191,4 +215,6 @@ pub enum Response {
     Refused(String),
     /// The answers to a [`Command::Batch`], in order.
     Batch(Vec<Response>),
+    /// A blueprint is stored at this version.
+    Version(u64),
 }
