@@ -11,6 +11,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use crate::admin::client::Client;
 use crate::admin::protocol::{AdminError, AdminRequest, AdminResponse, ReadQuery, ReadResult};
 use crate::config::{self, Config, FlagOverride};
+use crate::domain::NodeState;
 use crate::raft::types::{Command, RequestId, Response};
 
 /// Exit codes (DESIGN §11).
@@ -101,9 +102,9 @@ pub enum Cmd {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Move a node's work elsewhere (not built yet).
+    /// Stop placing instances on NODE (its running instances move with the supervisor, issue 4).
     Drain { node: String },
-    /// Let a drained node take work again (not built yet).
+    /// Let NODE take instances again.
     Undrain { node: String },
     /// Join tokens.
     #[command(subcommand)]
@@ -410,8 +411,8 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
                 &mut std::io::stdout(),
             );
         }
-        Cmd::Drain { .. } => return Err(not_built("drain", "workloads, issue 4")),
-        Cmd::Undrain { .. } => return Err(not_built("undrain", "workloads, issue 4")),
+        Cmd::Drain { node } => set_node_state(cli, node, NodeState::Draining, json).await?,
+        Cmd::Undrain { node } => set_node_state(cli, node, NodeState::Ready, json).await?,
         Cmd::Blueprint(b) => run_blueprint(cli, b, json).await?,
         Cmd::Scale { target, instances } => {
             let Some((blueprint, slice)) = target.split_once('/') else {
@@ -544,6 +545,33 @@ async fn run_kv(cli: &Cli, kv: &KvCmd, json: bool) -> Result<(), Failure> {
             output::list(&items, json);
         }
     }
+    Ok(())
+}
+
+/// `aether drain` / `undrain`: mark a member so placement stops (or starts again) giving it
+/// instances.
+async fn set_node_state(
+    cli: &Cli,
+    node: &str,
+    state: NodeState,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut c = client(cli).await?;
+    let AdminResponse::Nodes(members) = c.call(&AdminRequest::Nodes).await? else {
+        return Err(unexpected());
+    };
+    let Some(m) = members.iter().find(|m| m.name == node) else {
+        let known: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+        return Err(Failure::new(
+            exit::FAILED,
+            format!("no member named '{node}'; members: {}", known.join(", ")),
+        ));
+    };
+    let resp = c
+        .call(&write_cmd(Command::SetNodeState { id: m.id, state }))
+        .await?;
+    expect_written(resp)?;
+    output::ok(json);
     Ok(())
 }
 

@@ -126,6 +126,43 @@ fn blueprints_apply_with_a_plan_scale_within_bounds_and_bad_files_change_nothing
     let after = json(&n1.cli(&["blueprint", "list", "--output", "json"]));
     assert_eq!(after, list, "refused files changed nothing");
 
+    // Drain: placement leaves the node out, `nodes` shows it; undrain brings it back.
+    std::fs::write(&file, &good).unwrap();
+    let out = n1.cli(&["drain", "n3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state_of = |name: &str| -> String {
+        let nodes = json(&n2.cli(&["nodes", "--output", "json"]));
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| m["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    wait_for("n3 draining", Duration::from_secs(10), || {
+        (state_of("n3") == "draining").then_some(())
+    });
+    let plan = json(&n2.cli(&["blueprint", "apply", f, "--dry-run", "--output", "json"]));
+    let steps = plan["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["node"] != "n3" || s["action"] == "stop"),
+        "nothing starts or stays on a draining node: {plan}"
+    );
+    let out = n1.cli(&["drain", "n9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no member named 'n9'"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(n1.cli(&["undrain", "n3"]).status.success());
+    wait_for("n3 ready", Duration::from_secs(10), || {
+        (state_of("n3") == "ready").then_some(())
+    });
+
     // Remove; removing again says so; show of an unknown blueprint names the stored ones.
     let out = n1.cli(&["blueprint", "rm", "shop"]);
     assert!(out.status.success(), "{}", stderr(&out));
