@@ -1486,20 +1486,18 @@ async fn bench_aether(
         t.elapsed().as_secs_f64()
     );
     let target = Target::Aether(cl.sockets());
-    let leader = cl.leader().await?;
-    let mut res = SystemResult {
-        loads: loads(o, &target, leader, "aether", value, b64, &cl.pids()).await?,
-        ..Default::default()
-    };
-    cl.check_alive()?;
-
-    if o.failover_rounds > 0 {
-        res.failover =
-            failover_rounds("aether", &mut cl, o.failover_rounds, o, &target, value, b64).await?;
-    }
-    cl.check_alive()?;
-    drop(cl);
-    Ok(res)
+    let pids = cl.pids();
+    measure(
+        "aether",
+        &mut cl,
+        &target,
+        &pids,
+        o.failover_rounds,
+        o,
+        value,
+        b64,
+    )
+    .await
 }
 
 async fn bench_etcd(
@@ -1529,27 +1527,43 @@ async fn bench_etcd(
         t.elapsed().as_secs_f64()
     );
     let target = Target::Etcd(cl.addrs());
+    let pids = cl.pids();
+    measure(
+        "etcd",
+        &mut cl,
+        &target,
+        &pids,
+        o.etcd_failover_rounds,
+        o,
+        value,
+        b64,
+    )
+    .await
+}
+
+/// The same measurement for both systems: the load at every concurrency, then `rounds` leader
+/// kills, checking between them that no member died.
+#[allow(clippy::too_many_arguments)]
+async fn measure<C: Members>(
+    system: &str,
+    cl: &mut C,
+    target: &Target,
+    pids: &[u32],
+    rounds: usize,
+    o: &Opts,
+    value: &Arc<Vec<u8>>,
+    b64: &Arc<String>,
+) -> Result<SystemResult> {
     let leader = cl.leader().await?;
     let mut res = SystemResult {
-        loads: loads(o, &target, leader, "etcd", value, b64, &cl.pids()).await?,
+        loads: loads(o, target, leader, system, value, b64, pids).await?,
         ..Default::default()
     };
     cl.check_alive()?;
-
-    if o.etcd_failover_rounds > 0 {
-        res.failover = failover_rounds(
-            "etcd",
-            &mut cl,
-            o.etcd_failover_rounds,
-            o,
-            &target,
-            value,
-            b64,
-        )
-        .await?;
+    if rounds > 0 {
+        res.failover = failover_rounds(system, cl, rounds, o, target, value, b64).await?;
     }
     cl.check_alive()?;
-    drop(cl);
     Ok(res)
 }
 

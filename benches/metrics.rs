@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use aether::config::NetConfig;
+use aether::metrics::prometheus::sample_value;
 use aether::metrics::sample::Sampler;
-use aether::metrics::update::{INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
+use aether::metrics::update::{INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo};
 use aether::net::Endpoint;
 use aether::net::tls::{CaPem, NodeTls, issue_node_cert};
 use procstat::{cpu_time, status_bytes};
@@ -208,19 +209,8 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(text.split_once("\r\n\r\n")?.1.to_string())
 }
 
-fn prom_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 fn mib(b: u64) -> f64 {
     b as f64 / (1024.0 * 1024.0)
-}
-
-/// Peak and current RSS of a process, sampled while it runs (VmHWM is the kernel's peak).
-struct Rss {
-    peak: u64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -283,7 +273,8 @@ fn agent_cost(o: &Opts, root: &Path) -> Result<()> {
     std::thread::sleep(Duration::from_secs(5));
     let procs: Vec<&Proc> = nodes.iter().map(|n| &n.proc).chain([&exporter]).collect();
     let cpu0: Vec<Duration> = procs.iter().map(|p| cpu_time(&[p.pid()])).collect();
-    let mut rss: Vec<Rss> = procs.iter().map(|_| Rss { peak: 0 }).collect();
+    // Peak RSS of each process, sampled every second (VmHWM, the kernel's peak, is printed too).
+    let mut rss: Vec<u64> = vec![0; procs.len()];
     let start = Instant::now();
     let mut scrapes = 0u64;
     let mut scrape_bytes = 0u64;
@@ -295,7 +286,7 @@ fn agent_cost(o: &Opts, root: &Path) -> Result<()> {
             scrape_bytes += b.len() as u64;
         }
         for (r, p) in rss.iter_mut().zip(&procs) {
-            r.peak = r.peak.max(status_bytes(p.pid(), "VmRSS").unwrap_or(0));
+            *r = (*r).max(status_bytes(p.pid(), "VmRSS").unwrap_or(0));
         }
         std::thread::sleep(Duration::from_secs(1).saturating_sub(t.elapsed()));
     }
@@ -315,13 +306,13 @@ fn agent_cost(o: &Opts, root: &Path) -> Result<()> {
             p.name,
             cpu[i],
             cpu[i] / secs * 100.0,
-            mib(rss[i].peak),
+            mib(rss[i]),
             mib(status_bytes(p.pid(), "VmHWM").unwrap_or(0))
         );
     }
     let exp_cpu = cpu[3];
     let aether_cpu = cpu[..3].iter().sum::<f64>() / 3.0;
-    let aether_peak = rss[..3].iter().map(|r| r.peak).max().unwrap_or(0);
+    let aether_peak = rss[..3].iter().copied().max().unwrap_or(0);
     println!(
         "node_exporter scraped {scrapes} times ({:.0} KiB per scrape)",
         scrape_bytes as f64 / scrapes.max(1) as f64 / 1024.0
@@ -331,9 +322,9 @@ fn agent_cost(o: &Opts, root: &Path) -> Result<()> {
         aether_cpu / exp_cpu.max(1e-9),
         aether_cpu,
         exp_cpu,
-        aether_peak as f64 / rss[3].peak.max(1) as f64,
+        aether_peak as f64 / rss[3].max(1) as f64,
         mib(aether_peak),
-        mib(rss[3].peak)
+        mib(rss[3])
     );
     println!(
         "goal: aether cpu <= node_exporter cpu: {}; aether RSS < 40 MB: {}",
@@ -410,7 +401,7 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
     // One real sample of this host, varied per node and second.
     let mut sampler = Sampler::new()?;
     std::thread::sleep(Duration::from_millis(300));
-    let base = NodeMetrics::from_sample(&sampler.sample(), Vec::new());
+    let base = sampler.sample(&[]);
     let info = NodeInfo {
         name: String::new(),
         gpu_unavailable: sampler.gpu_unavailable(),
@@ -517,15 +508,15 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
     let n = o.nodes as f64;
     let cpu_pct = (cpu1 - cpu0).as_secs_f64() / secs * 100.0;
     let wire = (lo1 - lo0) as f64 / secs / n;
-    let payload = (prom_value(&after, "aether_metrics_bytes_received_total").unwrap_or(0.0)
-        - prom_value(&before, "aether_metrics_bytes_received_total").unwrap_or(0.0))
+    let payload = (sample_value(&after, "aether_metrics_bytes_received_total").unwrap_or(0.0)
+        - sample_value(&before, "aether_metrics_bytes_received_total").unwrap_or(0.0))
         / secs
         / n;
-    let received = prom_value(&after, "aether_metrics_updates_received_total").unwrap_or(0.0)
-        - prom_value(&before, "aether_metrics_updates_received_total").unwrap_or(0.0);
-    let snapshot = prom_value(&after, "aether_metrics_snapshot_bytes").unwrap_or(0.0);
-    let history = prom_value(&after, "aether_metrics_history_bytes").unwrap_or(0.0);
-    let series = prom_value(&after, "aether_metrics_history_series").unwrap_or(0.0);
+    let received = sample_value(&after, "aether_metrics_updates_received_total").unwrap_or(0.0)
+        - sample_value(&before, "aether_metrics_updates_received_total").unwrap_or(0.0);
+    let snapshot = sample_value(&after, "aether_metrics_snapshot_bytes").unwrap_or(0.0);
+    let history = sample_value(&after, "aether_metrics_history_bytes").unwrap_or(0.0);
+    let series = sample_value(&after, "aether_metrics_history_series").unwrap_or(0.0);
     println!("update size (postcard, one datagram): {update_bytes} B");
     println!(
         "updates sent {} / received by the leader {:.0} over {secs:.1} s ({} send failures)",

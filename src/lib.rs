@@ -11,7 +11,8 @@
 //!                                                                 ▼
 //!  net (QUIC, mutual TLS) ◀──Raft RPCs──▶ openraft ──▶ raft::store (redb: log, vote)
 //!                                                   └─▶ raft::state_machine (redb: kv, nodes,
-//!                                                        health, tokens, sessions, audit;
+//!                                                        health, tokens, blueprints,
+//!                                                        sessions, audit;
 //!                                                        snapshots as files)
 //!
 //!  metrics::sample ──MetricsUpdate (QUIC datagram)──▶ leader: metrics::aggregate

@@ -130,19 +130,8 @@ pub struct NetStats {
     /// One-way messages (the metrics pipeline), payload bytes.
     pub oneway_bytes_sent: AtomicU64,
     pub oneway_bytes_received: AtomicU64,
-    /// One-way messages sent or received, and those that could not be sent or decoded.
-    pub oneway_sent: AtomicU64,
-    pub oneway_received: AtomicU64,
+    /// One-way messages that could not be sent, or arrived and did not decode.
     pub oneway_failed: AtomicU64,
-}
-
-/// How a one-way message went out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
-    /// In one unreliable datagram.
-    Datagram,
-    /// On its own unidirectional stream (too large for a datagram).
-    Stream,
 }
 
 /// This node's QUIC endpoint: server for peers and client towards them.
@@ -403,7 +392,7 @@ impl Endpoint {
     /// Send `msg` to the peer at `addr` without waiting for an answer: in one unreliable
     /// datagram when it fits, else on a unidirectional stream (reliable, but not awaited).
     /// Delivery is not confirmed; a lost datagram is simply lost.
-    pub async fn send_oneway<M: Serialize>(&self, addr: &str, msg: &M) -> Result<Sent, NetError> {
+    pub async fn send_oneway<M: Serialize>(&self, addr: &str, msg: &M) -> Result<(), NetError> {
         let body = frame::encode_body(msg).map_err(|source| NetError::Frame {
             addr: addr.into(),
             source,
@@ -413,16 +402,15 @@ impl Endpoint {
 
     /// [`Endpoint::send_oneway`] of a body already encoded with [`frame::encode_body`] (to send
     /// one message to many peers).
-    pub async fn send_oneway_body(&self, addr: &str, body: &[u8]) -> Result<Sent, NetError> {
+    pub async fn send_oneway_body(&self, addr: &str, body: &[u8]) -> Result<(), NetError> {
         let r = self.send_body(addr, body).await;
-        match &r {
-            Ok(_) => self.stats.oneway_sent.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.stats.oneway_failed.fetch_add(1, Ordering::Relaxed),
-        };
+        if r.is_err() {
+            self.stats.oneway_failed.fetch_add(1, Ordering::Relaxed);
+        }
         r
     }
 
-    async fn send_body(&self, addr: &str, body: &[u8]) -> Result<Sent, NetError> {
+    async fn send_body(&self, addr: &str, body: &[u8]) -> Result<(), NetError> {
         let slot = self.slot(addr);
         let conn = tokio::time::timeout(self.rpc_timeout, self.connection(addr, &slot))
             .await
@@ -443,7 +431,7 @@ impl Endpoint {
                     self.stats
                         .oneway_bytes_sent
                         .fetch_add(body.len() as u64, Ordering::Relaxed);
-                    return Ok(Sent::Datagram);
+                    return Ok(());
                 }
                 Err(quinn::SendDatagramError::ConnectionLost(e)) => {
                     *slot.conn.lock().await = None;
@@ -475,7 +463,7 @@ impl Endpoint {
         self.stats
             .oneway_bytes_sent
             .fetch_add(body.len() as u64 + 4, Ordering::Relaxed);
-        Ok(Sent::Stream)
+        Ok(())
     }
 
     /// Accept connections until `shutdown`: serve each bidirectional stream with `svc` and hand
@@ -559,10 +547,7 @@ impl Endpoint {
                     let d = d.map_err(|e| format!("{remote}: {e}"))?;
                     self.stats.oneway_bytes_received.fetch_add(d.len() as u64, Ordering::Relaxed);
                     match frame::decode_body::<I::Msg>(&d) {
-                        Ok(msg) => {
-                            self.stats.oneway_received.fetch_add(1, Ordering::Relaxed);
-                            inbox.deliver(ctx, msg, d.len());
-                        }
+                        Ok(msg) => inbox.deliver(ctx, msg, d.len()),
                         Err(e) => bad_oneway(&self.stats, remote, &e),
                     }
                     continue;
@@ -574,7 +559,6 @@ impl Endpoint {
                         match frame::read_frame_sized::<_, I::Msg>(&mut recv, max).await {
                             Ok((msg, size)) => {
                                 stats.oneway_bytes_received.fetch_add(size, Ordering::Relaxed);
-                                stats.oneway_received.fetch_add(1, Ordering::Relaxed);
                                 inbox.deliver(ctx, msg, size as usize);
                             }
                             Err(FrameError::Closed) => {}

@@ -362,6 +362,7 @@ async fn apply_blueprint(
         };
         match cluster.write(req, true).await? {
             Response::Version(v) => view.version = Some(v),
+            Response::Refused(m) => return Err(AdminError::new(ErrorKind::Failed, m)),
             other => {
                 return Err(AdminError::new(
                     ErrorKind::Failed,

@@ -182,8 +182,10 @@ impl Aggregator {
             member_ids.contains_key(id) || now.saturating_duration_since(l.received) < down_after
         });
         let mut transitions = Vec::new();
+        let mut health: HashMap<NodeId, Health> = HashMap::with_capacity(members.len());
         for m in members {
             let (h, silent) = self.verdict(m.id, now);
+            health.insert(m.id, h);
             if h != recorded.get(&m.id).copied().unwrap_or_default() {
                 let why = match h {
                     Health::Ready => "metrics updates resumed".to_string(),
@@ -221,11 +223,7 @@ impl Aggregator {
                 info,
                 m: l.m.clone(),
                 age_ms: now.saturating_duration_since(l.received).as_millis() as u64,
-                health: if member.is_some() {
-                    self.verdict(*id, now).0
-                } else {
-                    Health::Ready
-                },
+                health: health.get(id).copied().unwrap_or_default(),
                 member: member.is_some(),
                 anomalies: l.anomalies.clone(),
             });
@@ -303,10 +301,12 @@ impl View {
             e.m.visit_series(|name, v| window.record(e.node, name, t, v));
             self.recorded.insert(e.node, e.m.at);
         }
+        let present: std::collections::HashSet<NodeId> =
+            snap.nodes.iter().map(|e| e.node).collect();
         let gone: Vec<NodeId> = self
             .recorded
             .keys()
-            .filter(|id| !snap.nodes.iter().any(|e| e.node == **id))
+            .filter(|id| !present.contains(id))
             .copied()
             .collect();
         for id in gone {

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::aggregate::{Aggregator, Settings, View};
-use super::sample::{ProcessSample, Sampler};
+use super::sample::Sampler;
 use super::update::{INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
 use crate::config::MetricsConfig;
 use crate::domain::{Health, NodeId, NodeRecord, now_millis};
@@ -126,10 +126,6 @@ impl Pipeline {
         );
     }
 
-    fn leader(&self) -> Option<(NodeId, String)> {
-        self.cluster.leader()
-    }
-
     async fn take_sample(&self) -> NodeMetrics {
         if let Some((t, m)) = &self.state.lock().expect("state lock").last_sample
             && t.elapsed() < RESAMPLE_AFTER
@@ -140,14 +136,7 @@ impl Pipeline {
         let sampler = self.sampler.clone();
         // sysinfo and NVML read files and call into the driver: keep them off the runtime.
         let m = tokio::task::spawn_blocking(move || {
-            let mut s = sampler.lock().expect("sampler lock");
-            let host = s.sample();
-            let procs: Vec<ProcessSample> = if pids.is_empty() {
-                Vec::new()
-            } else {
-                s.processes(&pids)
-            };
-            NodeMetrics::from_sample(&host, procs)
+            sampler.lock().expect("sampler lock").sample(&pids)
         })
         .await
         .expect("sampling does not panic");
@@ -173,7 +162,7 @@ impl Pipeline {
             info,
             m,
         };
-        let leader = self.leader();
+        let leader = self.cluster.leader();
         {
             let mut st = self.state.lock().expect("state lock");
             if leader
@@ -314,11 +303,11 @@ impl Pipeline {
             if next < tokio::time::Instant::now() {
                 next = tokio::time::Instant::now() + self.cfg.interval.0;
             }
-            self.leader_tick(now).await;
+            self.leader_tick(now);
         }
     }
 
-    async fn leader_tick(self: &Arc<Self>, now: Instant) {
+    fn leader_tick(self: &Arc<Self>, now: Instant) {
         let store = &self.cluster.store;
         let (members, recorded) = match (store.nodes(), store.health()) {
             (Ok(m), Ok(h)) => (m, h),
@@ -334,20 +323,20 @@ impl Pipeline {
             let (snap, tr) = agg.tick(now, now_millis(), &members, &recorded, &st.view.window);
             (snap, tr, agg.missing_info())
         };
+        let term = snap.term;
         let msg = MetricsMsg::Snapshot(snap);
         self.broadcast(&msg, &members);
         if let MetricsMsg::Snapshot(snap) = msg {
             self.state.lock().expect("state lock").view.apply(snap, now);
         }
-        for id in missing {
-            if let Some(m) = members.iter().find(|m| m.id == id && id != self.cluster.id) {
-                let term = self.cluster.raft.metrics().borrow().current_term;
-                let _ = self
-                    .cluster
-                    .ep
-                    .send_oneway(&m.addr, &MetricsMsg::SampleNow { term })
-                    .await;
-            }
+        // Members whose first update (with their info) was lost: ask them again.
+        let missing: Vec<NodeRecord> = members
+            .iter()
+            .filter(|m| missing.contains(&m.id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.broadcast(&MetricsMsg::SampleNow { term }, &missing);
         }
         for t in transitions {
             // One write per node at a time: a verdict still being written is not written again.

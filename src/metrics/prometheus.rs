@@ -74,6 +74,14 @@ fn one(v: f64) -> Vec<(String, f64)> {
     vec![(String::new(), v)]
 }
 
+/// The value of the first sample of metric `name` in a scrape (for tests and benchmarks that
+/// read a node's figures back).
+pub fn sample_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// Render everything for one scrape.
 pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats) -> String {
     let mut o = Out::default();
@@ -98,14 +106,7 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats) -> String {
         );
         let Some(snap) = &v.snapshot else { return };
         let age_ms = age.map(|a| a.as_millis() as u64).unwrap_or(0);
-        let node_label = |e: &super::update::NodeEntry| {
-            let name = if e.info.name.is_empty() {
-                format!("node-{}", e.node)
-            } else {
-                e.info.name.clone()
-            };
-            format!("node=\"{}\"", esc(&name))
-        };
+        let node_label = |e: &super::update::NodeEntry| format!("node=\"{}\"", esc(&e.name()));
         // (metric, help, series name in NodeMetrics::series)
         const HEADLINE: &[(&str, &str, &str)] = &[
             (
@@ -204,42 +205,38 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats) -> String {
             "Liveness as the leader judges it from metrics updates (1 for the current state).",
             &health,
         );
-        let gpu = |f: &dyn Fn(&super::gpu::GpuSample) -> f64| -> Vec<(String, f64)> {
-            snap.nodes
+        type GpuField = fn(&super::gpu::GpuSample) -> f64;
+        const GPU: &[(&str, &str, GpuField)] = &[
+            ("aether_gpu_utilization_ratio", "GPU busy (0-1).", |g| {
+                g.util as f64
+            }),
+            ("aether_gpu_memory_used_bytes", "GPU memory in use.", |g| {
+                g.mem_used as f64
+            }),
+            (
+                "aether_gpu_memory_total_bytes",
+                "GPU memory installed.",
+                |g| g.mem_total as f64,
+            ),
+            ("aether_gpu_temperature_celsius", "GPU temperature.", |g| {
+                g.temp_c as f64
+            }),
+            ("aether_gpu_power_watts", "GPU power draw.", |g| {
+                g.power_w as f64
+            }),
+        ];
+        for (metric, help, field) in GPU {
+            let samples: Vec<(String, f64)> = snap
+                .nodes
                 .iter()
                 .flat_map(|e| {
                     e.m.gpus
                         .iter()
-                        .map(|g| (format!("{},gpu=\"{}\"", node_label(e), g.index), f(g)))
-                        .collect::<Vec<_>>()
+                        .map(move |g| (format!("{},gpu=\"{}\"", node_label(e), g.index), field(g)))
                 })
-                .collect()
-        };
-        o.gauge(
-            "aether_gpu_utilization_ratio",
-            "GPU busy (0-1).",
-            &gpu(&|g| g.util as f64),
-        );
-        o.gauge(
-            "aether_gpu_memory_used_bytes",
-            "GPU memory in use.",
-            &gpu(&|g| g.mem_used as f64),
-        );
-        o.gauge(
-            "aether_gpu_memory_total_bytes",
-            "GPU memory installed.",
-            &gpu(&|g| g.mem_total as f64),
-        );
-        o.gauge(
-            "aether_gpu_temperature_celsius",
-            "GPU temperature.",
-            &gpu(&|g| g.temp_c as f64),
-        );
-        o.gauge(
-            "aether_gpu_power_watts",
-            "GPU power draw.",
-            &gpu(&|g| g.power_w as f64),
-        );
+                .collect();
+            o.gauge(metric, help, &samples);
+        }
     });
 
     let n = &status.node;
@@ -312,6 +309,11 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats) -> String {
         "Metrics pipeline payload bytes received.",
         &c(&net.oneway_bytes_received),
     );
+    o.counter(
+        "aether_metrics_messages_failed_total",
+        "Metrics messages that could not be sent (peer unreachable) or arrived undecodable.",
+        &c(&net.oneway_failed),
+    );
     let s = &p.stats;
     o.counter(
         "aether_metrics_updates_sent_total",
@@ -382,6 +384,10 @@ mod tests {
         assert_eq!(num(0.25), "0.25");
         assert_eq!(num(3.0), "3");
         assert_eq!(num(0.81f32 as f64), "0.81");
+        let text = "# HELP a_total x\na_total 7\nab{node=\"n1\"} 2.5\n";
+        assert_eq!(sample_value(text, "a_total"), Some(7.0));
+        assert_eq!(sample_value(text, "ab"), Some(2.5));
+        assert_eq!(sample_value(text, "a"), None, "a prefix is not a match");
         assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         let mut o = Out::default();
         o.gauge("x_ratio", "Help.", &[("node=\"n1\"".into(), 0.5)]);

@@ -8,7 +8,13 @@ use serde::{Deserialize, Serialize};
 use sysinfo::{Disks, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use super::gpu::{GpuState, Gpus};
-use crate::domain::{Millis, now_millis};
+use super::update::NodeMetrics;
+use crate::domain::now_millis;
+
+/// Mounts kept per sample (the largest first).
+pub const MAX_DISKS: usize = 8;
+/// Interfaces kept per sample (the busiest first; loopback left out).
+pub const MAX_NETS: usize = 8;
 
 /// One disk (mount point).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,25 +32,6 @@ pub struct NetSample {
     pub iface: String,
     pub rx_bps: f32,
     pub tx_bps: f32,
-}
-
-/// Everything one host measured at one moment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostSample {
-    pub at: Millis,
-    /// All cores, 0.0–1.0.
-    pub cpu: f32,
-    /// Each core, 0.0–1.0.
-    pub cores: Vec<f32>,
-    pub mem_used: u64,
-    pub mem_total: u64,
-    pub swap_used: u64,
-    pub swap_total: u64,
-    /// 1, 5 and 15 minute load averages.
-    pub load: [f32; 3],
-    pub disks: Vec<DiskSample>,
-    pub nets: Vec<NetSample>,
-    pub gpu: GpuState,
 }
 
 /// One supervised process.
@@ -90,8 +77,9 @@ impl Sampler {
         self.gpus.unavailable()
     }
 
-    /// Take one sample. CPU and rates cover the time since the previous call (or since `new`).
-    pub fn sample(&mut self) -> HostSample {
+    /// Take one sample, with the CPU and RSS of `pids` (the supervised instances). CPU and rates
+    /// cover the time since the previous call (or since `new`).
+    pub fn sample(&mut self, pids: &[u32]) -> NodeMetrics {
         let secs = self.last.elapsed().as_secs_f32().max(1e-3);
         self.last = Instant::now();
         self.sys.refresh_cpu_usage();
@@ -107,41 +95,65 @@ impl Sampler {
             .iter()
             .map(|c| (c.usage() / 100.0).clamp(0.0, 1.0))
             .collect();
-        HostSample {
+        let mut disks: Vec<DiskSample> = self
+            .disks
+            .iter()
+            .map(|d| {
+                let u = d.usage();
+                DiskSample {
+                    mount: d.mount_point().display().to_string(),
+                    read_bps: u.read_bytes as f32 / secs,
+                    write_bps: u.written_bytes as f32 / secs,
+                    free_bytes: d.available_space(),
+                    total_bytes: d.total_space(),
+                }
+            })
+            .collect();
+        disks.sort_by(|a, b| {
+            b.total_bytes
+                .cmp(&a.total_bytes)
+                .then(a.mount.cmp(&b.mount))
+        });
+        disks.dedup_by(|a, b| a.mount == b.mount);
+        disks.truncate(MAX_DISKS);
+        let mut nets: Vec<NetSample> = self
+            .nets
+            .iter()
+            .filter(|(name, _)| name.as_os_str() != "lo")
+            .map(|(name, n)| NetSample {
+                iface: name.to_string_lossy().into_owned(),
+                rx_bps: n.received() as f32 / secs,
+                tx_bps: n.transmitted() as f32 / secs,
+            })
+            .collect();
+        nets.sort_by(|a, b| {
+            (b.rx_bps + b.tx_bps)
+                .total_cmp(&(a.rx_bps + a.tx_bps))
+                .then(a.iface.cmp(&b.iface))
+        });
+        nets.truncate(MAX_NETS);
+        NodeMetrics {
             at: now_millis(),
             // The mean of the cores, so the total always agrees with them (sysinfo's global
             // figure is measured separately and can disagree with them over short intervals).
             cpu: cores.iter().sum::<f32>() / cores.len().max(1) as f32,
-            cores,
+            cores: cores.iter().map(|c| (c * 100.0).round() as u8).collect(),
             mem_used: self.sys.used_memory(),
             mem_total: self.sys.total_memory(),
             swap_used: self.sys.used_swap(),
             swap_total: self.sys.total_swap(),
             load,
-            disks: self
-                .disks
-                .iter()
-                .map(|d| {
-                    let u = d.usage();
-                    DiskSample {
-                        mount: d.mount_point().display().to_string(),
-                        read_bps: u.read_bytes as f32 / secs,
-                        write_bps: u.written_bytes as f32 / secs,
-                        free_bytes: d.available_space(),
-                        total_bytes: d.total_space(),
-                    }
-                })
-                .collect(),
-            nets: self
-                .nets
-                .iter()
-                .map(|(name, n)| NetSample {
-                    iface: name.to_string_lossy().into_owned(),
-                    rx_bps: n.received() as f32 / secs,
-                    tx_bps: n.transmitted() as f32 / secs,
-                })
-                .collect(),
-            gpu: self.gpus.sample(),
+            disks,
+            nets,
+            gpus: match self.gpus.sample() {
+                GpuState::Gpus(g) => g,
+                GpuState::Unavailable(_) => Vec::new(),
+            },
+            procs: if pids.is_empty() {
+                Vec::new()
+            } else {
+                self.processes(pids)
+            },
         }
     }
 
@@ -177,16 +189,13 @@ mod tests {
         while Instant::now() < busy_until {
             spin = spin.wrapping_add(1);
         }
-        let h = s.sample();
+        let me = std::process::id();
+        let h = s.sample(&[me]);
         assert!(spin > 0);
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!(h.cores.len(), cores);
         assert!((0.0..=1.0).contains(&h.cpu), "cpu {}", h.cpu);
-        assert!(
-            h.cores.iter().all(|c| (0.0..=1.0).contains(c)),
-            "{:?}",
-            h.cores
-        );
+        assert!(h.cores.iter().all(|c| *c <= 100), "{:?}", h.cores);
         assert!(h.cpu > 0.0, "a core was spinning, cpu must show it");
         assert!(h.mem_total > 0 && h.mem_used > 0 && h.mem_used <= h.mem_total);
         assert!(h.load.iter().all(|l| *l >= 0.0));
@@ -197,9 +206,15 @@ mod tests {
             "{:?}",
             h.disks
         );
-        assert!(h.nets.iter().any(|n| n.iface == "lo"), "{:?}", h.nets);
-        // The GPU state is reported either way (see gpu.rs).
-        assert!(h.gpu.to_string().starts_with("gpu: "));
+        assert!(h.disks.len() <= MAX_DISKS && h.nets.len() <= MAX_NETS);
+        assert!(
+            h.nets.iter().all(|n| n.iface != "lo"),
+            "loopback left out: {:?}",
+            h.nets
+        );
+        assert_eq!(h.procs.len(), 1, "the pid asked for: {:?}", h.procs);
+        // Without NVML there are no GPUs and the reason is known (see gpu.rs).
+        assert!(h.gpus.is_empty() || s.gpu_unavailable().is_none());
     }
 
     #[test]

@@ -1,20 +1,17 @@
 //! What travels between nodes: a node's compact [`MetricsUpdate`] to the leader, and the
 //! leader's [`ClusterMetricsSnapshot`] to every node. Plain data, no I/O.
 //!
-//! An update is kept small (one QUIC datagram, about 200 bytes on a GPU-less host): per-core CPU
-//! as whole percents, at most [`MAX_DISKS`] mounts and [`MAX_NETS`] interfaces, and the slowly
-//! changing facts ([`NodeInfo`]) only every [`INFO_EVERY`]th update or when asked.
+//! An update is kept small (one QUIC datagram, about 110 bytes on a GPU-less host): per-core CPU
+//! as whole percents, at most [`super::sample::MAX_DISKS`] mounts and
+//! [`super::sample::MAX_NETS`] interfaces, and the slowly changing facts ([`NodeInfo`]) only
+//! every [`INFO_EVERY`]th update or when asked.
 
 use serde::{Deserialize, Serialize};
 
 use super::gpu::{GpuSample, GpuState};
-use super::sample::{DiskSample, HostSample, NetSample, ProcessSample};
+use super::sample::{DiskSample, NetSample, ProcessSample};
 use crate::domain::{Health, Millis, NodeId};
 
-/// Mounts carried per update (the largest first).
-pub const MAX_DISKS: usize = 8;
-/// Interfaces carried per update (the busiest first; loopback left out).
-pub const MAX_NETS: usize = 8;
 /// An update carries [`NodeInfo`] this often (and on the first update, and when the leader asks).
 pub const INFO_EVERY: u64 = 30;
 
@@ -64,46 +61,6 @@ fn ratio(a: u64, b: u64) -> f32 {
 }
 
 impl NodeMetrics {
-    /// The wire form of a host sample plus process samples.
-    pub fn from_sample(h: &HostSample, procs: Vec<ProcessSample>) -> NodeMetrics {
-        let mut disks = h.disks.clone();
-        disks.sort_by(|a, b| {
-            b.total_bytes
-                .cmp(&a.total_bytes)
-                .then(a.mount.cmp(&b.mount))
-        });
-        disks.dedup_by(|a, b| a.mount == b.mount);
-        disks.truncate(MAX_DISKS);
-        let mut nets: Vec<NetSample> = h.nets.iter().filter(|n| n.iface != "lo").cloned().collect();
-        nets.sort_by(|a, b| {
-            (b.rx_bps + b.tx_bps)
-                .total_cmp(&(a.rx_bps + a.tx_bps))
-                .then(a.iface.cmp(&b.iface))
-        });
-        nets.truncate(MAX_NETS);
-        NodeMetrics {
-            at: h.at,
-            cpu: h.cpu,
-            cores: h
-                .cores
-                .iter()
-                .map(|c| (c * 100.0).round().clamp(0.0, 100.0) as u8)
-                .collect(),
-            mem_used: h.mem_used,
-            mem_total: h.mem_total,
-            swap_used: h.swap_used,
-            swap_total: h.swap_total,
-            load: h.load,
-            disks,
-            nets,
-            gpus: match &h.gpu {
-                GpuState::Gpus(g) => g.clone(),
-                GpuState::Unavailable(_) => Vec::new(),
-            },
-            procs,
-        }
-    }
-
     /// The headline series this sample adds to the history window, as (name, value). Ratios are
     /// 0.0–1.0, rates bytes per second, temperatures °C, power W.
     pub fn series(&self) -> Vec<(String, f32)> {
@@ -185,6 +142,17 @@ pub struct NodeEntry {
     pub anomalies: Vec<AnomalyFlag>,
 }
 
+impl NodeEntry {
+    /// The node's name, or `node-<id>` before its name is known.
+    pub fn name(&self) -> String {
+        if self.info.name.is_empty() {
+            format!("node-{}", self.node)
+        } else {
+            self.info.name.clone()
+        }
+    }
+}
+
 /// The cluster-wide view the leader broadcasts every `metrics.interval`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterMetricsSnapshot {
@@ -213,11 +181,11 @@ pub enum MetricsMsg {
 mod tests {
     use super::*;
 
-    fn host() -> HostSample {
-        HostSample {
+    fn sample() -> NodeMetrics {
+        NodeMetrics {
             at: 1_700_000_000_123,
             cpu: 0.25,
-            cores: vec![0.5, 0.004],
+            cores: vec![50, 0],
             mem_used: 3 << 30,
             mem_total: 8 << 30,
             swap_used: 0,
@@ -230,27 +198,19 @@ mod tests {
                 free_bytes: 60 << 30,
                 total_bytes: 100 << 30,
             }],
-            nets: vec![
-                NetSample {
-                    iface: "lo".into(),
-                    rx_bps: 5.0,
-                    tx_bps: 5.0,
-                },
-                NetSample {
-                    iface: "eth0".into(),
-                    rx_bps: 300.0,
-                    tx_bps: 100.0,
-                },
-            ],
-            gpu: GpuState::Unavailable("no driver".into()),
+            nets: vec![NetSample {
+                iface: "eth0".into(),
+                rx_bps: 300.0,
+                tx_bps: 100.0,
+            }],
+            gpus: Vec::new(),
+            procs: Vec::new(),
         }
     }
 
     #[test]
-    fn the_wire_form_keeps_the_headline_and_drops_loopback() {
-        let m = NodeMetrics::from_sample(&host(), vec![]);
-        assert_eq!(m.cores, vec![50, 0]);
-        assert_eq!(m.nets.len(), 1, "loopback left out: {:?}", m.nets);
+    fn headline_series_are_ratios_and_totals() {
+        let m = sample();
         let s: std::collections::HashMap<String, f32> = m.series().into_iter().collect();
         assert_eq!(s["cpu"], 0.25);
         assert_eq!(s["mem"], 0.375);
@@ -267,7 +227,7 @@ mod tests {
             node: 3,
             seq: 1234,
             info: None,
-            m: NodeMetrics::from_sample(&host(), vec![]),
+            m: sample(),
         };
         let n = crate::net::frame::encode_body(&MetricsMsg::Update(Box::new(u)))
             .unwrap()

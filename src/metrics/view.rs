@@ -49,11 +49,7 @@ fn node_view(e: &NodeEntry, v: &View, snapshot_age_ms: u64) -> NodeMetricsView {
             .collect();
     NodeMetricsView {
         id: e.node,
-        name: if e.info.name.is_empty() {
-            format!("node-{}", e.node)
-        } else {
-            e.info.name.clone()
-        },
+        name: e.name(),
         member: e.member,
         health: e.health,
         sample_age_ms: e.age_ms + snapshot_age_ms,
@@ -88,24 +84,28 @@ pub fn metrics_view(
         return Ok(out);
     };
     out.term = snap.term;
-    let mut nodes: Vec<NodeMetricsView> = snap
+    out.leader = Some(
+        snap.nodes
+            .iter()
+            .find(|e| e.node == snap.leader)
+            .map(|e| e.name())
+            .unwrap_or_else(|| format!("node-{}", snap.leader)),
+    );
+    // Only the nodes asked for are turned into views (each reads its window).
+    let nodes: Vec<NodeMetricsView> = snap
         .nodes
         .iter()
+        .filter(|e| node.is_none_or(|name| e.name() == name))
         .map(|e| node_view(e, v, age_ms.unwrap_or(0)))
         .collect();
-    out.leader = nodes
-        .iter()
-        .find(|n| n.id == snap.leader)
-        .map(|n| n.name.clone())
-        .or_else(|| Some(format!("node-{}", snap.leader)));
     if let Some(name) = node {
-        let known = nodes
-            .iter()
-            .map(|n| n.name.clone())
-            .collect::<Vec<_>>()
-            .join(", ");
-        nodes.retain(|n| n.name == name);
         let Some(n) = nodes.first() else {
+            let known = snap
+                .nodes
+                .iter()
+                .map(|e| e.name())
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(QueryError::UnknownNode {
                 name: name.into(),
                 known: if known.is_empty() {

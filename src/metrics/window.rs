@@ -181,24 +181,6 @@ impl Window {
         self.nodes.get(&node)?.get(name)
     }
 
-    /// Points of one series in `[from, to]`.
-    pub fn query(&self, node: NodeId, name: &str, from: u64, to: u64) -> Vec<Point> {
-        self.series(node, name)
-            .map(|s| s.query(from, to))
-            .unwrap_or_default()
-    }
-
-    /// The series names recorded for `node`, sorted.
-    pub fn names(&self, node: NodeId) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .nodes
-            .get(&node)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-
     /// Forget a node (it left the cluster).
     pub fn remove_node(&mut self, node: NodeId) {
         self.nodes.remove(&node);
@@ -334,8 +316,9 @@ mod tests {
             w.record(1, "cpu", T0 + i, 0.5);
         }
         assert_eq!(w.memory_bytes(), before);
-        assert_eq!(w.names(7).len(), names.len());
+        assert!(names.iter().all(|n| w.series(7, n).is_some()));
         w.remove_node(7);
-        assert!(w.names(7).is_empty());
+        assert!(names.iter().all(|n| w.series(7, n).is_none()));
+        assert_eq!(w.len(), 99 * names.len());
     }
 }

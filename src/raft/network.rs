@@ -172,12 +172,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        let pick = |r| {
-            if let PeerResponse::Append(r) = r {
-                Some(r)
-            } else {
-                None
-            }
+        let pick = |r| match r {
+            PeerResponse::Append(r) => Some(r),
+            _ => None,
         };
         self.rpc(PeerRequest::Append(rpc), &option, "append", pick)
             .await
@@ -191,12 +188,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        let pick = |r| {
-            if let PeerResponse::Snapshot(r) = r {
-                Some(r)
-            } else {
-                None
-            }
+        let pick = |r| match r {
+            PeerResponse::Snapshot(r) => Some(r),
+            _ => None,
         };
         self.rpc(PeerRequest::Snapshot(rpc), &option, "snapshot", pick)
             .await
@@ -207,12 +201,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        let pick = |r| {
-            if let PeerResponse::Vote(r) = r {
-                Some(r)
-            } else {
-                None
-            }
+        let pick = |r| match r {
+            PeerResponse::Vote(r) => Some(r),
+            _ => None,
         };
         self.rpc(PeerRequest::Vote(rpc), &option, "vote", pick)
             .await

@@ -357,7 +357,9 @@ fn apply_command(
                 .map_err(io)?
             {
                 Some(_) => Response::Ok,
-                None => Response::Refused(format!("no blueprint named '{name}'")),
+                None => Response::Refused(format!(
+                    "no blueprint named '{name}': 'aether blueprint list' shows the stored ones"
+                )),
             }
         }
         Command::ScaleSlice {
@@ -372,8 +374,16 @@ fn apply_command(
                 .map(|v| dec(v.value(), "blueprint"))
                 .transpose()?;
             match prev {
-                None => Response::Refused(format!("no blueprint named '{blueprint}'")),
+                None => Response::Refused(format!(
+                    "no blueprint named '{blueprint}': 'aether blueprint list' shows the stored ones"
+                )),
                 Some(mut stored) => {
+                    let names: Vec<String> = stored
+                        .blueprint
+                        .slices
+                        .iter()
+                        .map(|s| s.name.clone())
+                        .collect();
                     match stored
                         .blueprint
                         .slices
@@ -381,7 +391,8 @@ fn apply_command(
                         .find(|s| s.name == *slice)
                     {
                         None => Response::Refused(format!(
-                            "blueprint '{blueprint}' has no slice '{slice}'"
+                            "blueprint '{blueprint}' has no slice '{slice}'; its slices: {}",
+                            names.join(", ")
                         )),
                         Some(s) if *instances < s.min || *instances > s.max => {
                             Response::Refused(format!(

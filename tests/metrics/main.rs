@@ -8,6 +8,7 @@ mod harness;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use aether::metrics::prometheus::sample_value;
 use harness::*;
 use serde_json::Value;
 
@@ -50,13 +51,6 @@ fn raft_position(node: &Node) -> Option<(u64, u64)> {
         s["node"]["last_log_index"].as_u64()?,
         s["node"]["commit_index"].as_u64()?,
     ))
-}
-
-/// A Prometheus counter or gauge value from a scrape (first sample of that name).
-fn prom_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 /// promtool, installed from Debian's `prometheus` package when missing and possible.
@@ -112,12 +106,12 @@ fn every_node_sees_the_cluster_and_raft_does_not_move() {
     };
     let before = raft_position(leader).expect("leader status");
     let received_before =
-        prom_value(&scrape(leader), "aether_metrics_updates_received_total").unwrap();
+        sample_value(&scrape(leader), "aether_metrics_updates_received_total").unwrap();
     let snapshots_before: Vec<f64> = c
         .nodes
         .iter()
         .filter(|n| n.name != leader.name)
-        .map(|n| prom_value(&scrape(n), "aether_metrics_snapshots_received_total").unwrap())
+        .map(|n| sample_value(&scrape(n), "aether_metrics_snapshots_received_total").unwrap())
         .collect();
 
     // Ten seconds of sampling, pushing and broadcasting: the Raft log must not move at all.
@@ -134,7 +128,7 @@ fn every_node_sees_the_cluster_and_raft_does_not_move() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(raft_position(leader), Some(before), "raft moved");
-    let received = prom_value(&scrape(leader), "aether_metrics_updates_received_total").unwrap();
+    let received = sample_value(&scrape(leader), "aether_metrics_updates_received_total").unwrap();
     assert!(
         received - received_before >= 10.0,
         "two followers push every second: {received_before} → {received}"
@@ -145,7 +139,7 @@ fn every_node_sees_the_cluster_and_raft_does_not_move() {
         .filter(|n| n.name != leader.name)
         .zip(snapshots_before)
     {
-        let got = prom_value(&scrape(n), "aether_metrics_snapshots_received_total").unwrap();
+        let got = sample_value(&scrape(n), "aether_metrics_snapshots_received_total").unwrap();
         assert!(got - b >= 5.0, "{} took snapshots: {b} → {got}", n.name);
     }
 
@@ -234,7 +228,10 @@ fn every_node_sees_the_cluster_and_raft_does_not_move() {
         "aether_peer_reachable",
         "aether_node_health",
     ] {
-        assert!(prom_value(&body, name).is_some(), "{name} missing:\n{body}");
+        assert!(
+            sample_value(&body, name).is_some(),
+            "{name} missing:\n{body}"
+        );
     }
     let file = c.root.path().join("scrape.prom");
     std::fs::write(&file, &body).unwrap();
