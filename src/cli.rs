@@ -102,7 +102,8 @@ pub enum Cmd {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Stop placing instances on NODE (its running instances move with the supervisor, issue 4).
+    /// Move every instance off NODE (each replacement starts before its old copy stops) and
+    /// place nothing new there; 'aether nodes' shows it draining, then drained.
     Drain { node: String },
     /// Let NODE take instances again.
     Undrain { node: String },
@@ -117,11 +118,17 @@ pub enum Cmd {
     Blueprint(BlueprintCmd),
     /// Set a slice's desired instances (BLUEPRINT/SLICE N, within its min..=max).
     Scale { target: String, instances: u32 },
-    /// Show a slice's logs (not built yet).
+    /// Print instance output (stdout and stderr), read from the nodes that run them: one
+    /// instance (BLUEPRINT/SLICE/INDEX) or every instance of a slice (BLUEPRINT/SLICE), each line
+    /// then prefixed with [INSTANCE@NODE].
     Logs {
         target: String,
+        /// Keep printing new output until interrupted.
         #[arg(short = 'f', long)]
         follow: bool,
+        /// Lines of each log to print first.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: u32,
     },
     /// Cluster metrics from this node's latest snapshot: current values, trend over the last
     /// minute, sample age, anomaly flags, GPU state.
@@ -247,7 +254,8 @@ pub enum BlueprintCmd {
     },
     /// The stored blueprints.
     List,
-    /// One blueprint's slices.
+    /// One blueprint's slices and instances (node, state, port, pid, restarts, last exit,
+    /// health).
     Show { name: String },
     /// Remove a blueprint.
     Rm { name: String },
@@ -354,7 +362,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, token, kv and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, logs, drain, token, kv and completions"
         ),
     )
 }
@@ -434,7 +442,11 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
                 _ => return Err(unexpected()),
             }
         }
-        Cmd::Logs { .. } => return Err(not_built("logs", "workloads, issue 4")),
+        Cmd::Logs {
+            target,
+            follow,
+            lines,
+        } => run_logs(cli, target, *follow, *lines, json).await?,
         Cmd::Metrics {
             node,
             series,
@@ -619,6 +631,36 @@ async fn run_blueprint(cli: &Cli, b: &BlueprintCmd, json: bool) -> Result<(), Fa
         }
     }
     Ok(())
+}
+
+async fn run_logs(
+    cli: &Cli,
+    target: &str,
+    follow: bool,
+    lines: u32,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut c = client(cli).await?;
+    let mut cursors: Vec<(String, u64)> = Vec::new();
+    loop {
+        let req = AdminRequest::Logs {
+            target: target.into(),
+            cursors: cursors.clone(),
+            tail: lines,
+        };
+        let AdminResponse::Logs(chunks) = c.call(&req).await? else {
+            return Err(unexpected());
+        };
+        output::logs(&chunks, target.matches('/').count() < 2, json, follow);
+        if !follow {
+            return Ok(());
+        }
+        cursors = chunks
+            .iter()
+            .map(|ch| (format!("{}@{}", ch.instance, ch.node), ch.next))
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 fn read(q: ReadQuery, local: bool) -> AdminRequest {

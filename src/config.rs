@@ -60,6 +60,38 @@ pub struct Config {
     pub net: NetConfig,
     /// Metrics pipeline: sampling, liveness and anomaly settings.
     pub metrics: MetricsConfig,
+    /// Workloads: moving instances off lost nodes, restarts, instance logs.
+    pub deploy: DeployConfig,
+}
+
+/// Workloads (DESIGN §8): the leader's assignment loop and each node's supervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeployConfig {
+    /// A node marked down keeps its instances this long before they are placed elsewhere, so a
+    /// brief outage moves nothing. Counted from when the current leader saw it down.
+    pub reschedule_after: Dur,
+    /// Wait before restarting an instance that exited; doubled for each crash in a row.
+    pub restart_backoff: Dur,
+    /// Longest wait between restarts; an instance active this long has its backoff reset.
+    pub restart_backoff_max: Dur,
+    /// An instance's log file (`<data-dir>/logs/<blueprint>/<slice>/<index>.log`) is rotated at
+    /// this size.
+    pub log_max_bytes: u64,
+    /// Rotated log files kept per instance (`.log.1` is the newest).
+    pub log_keep: u32,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        DeployConfig {
+            reschedule_after: Dur::ms(30_000),
+            restart_backoff: Dur::ms(1_000),
+            restart_backoff_max: Dur::ms(30_000),
+            log_max_bytes: 10 << 20,
+            log_keep: 3,
+        }
+    }
 }
 
 /// Raft timing, membership and log compaction.
@@ -145,6 +177,7 @@ impl Default for Config {
             raft: RaftConfig::default(),
             net: NetConfig::default(),
             metrics: MetricsConfig::default(),
+            deploy: DeployConfig::default(),
         }
     }
 }
@@ -388,6 +421,28 @@ impl Config {
             return Err(bad(
                 "worker_threads",
                 format!("expected 1 to 256, found {}", self.worker_threads),
+            ));
+        }
+        let d = &self.deploy;
+        if d.restart_backoff.0.is_zero() || d.restart_backoff.0 > d.restart_backoff_max.0 {
+            return Err(bad(
+                "deploy.restart_backoff",
+                format!(
+                    "expected above zero and at most deploy.restart_backoff_max ({}), found {}",
+                    d.restart_backoff_max, d.restart_backoff
+                ),
+            ));
+        }
+        if d.log_max_bytes < 64 * 1024 {
+            return Err(bad(
+                "deploy.log_max_bytes",
+                format!("expected at least 65536, found {}", d.log_max_bytes),
+            ));
+        }
+        if d.log_keep == 0 || d.log_keep > 100 {
+            return Err(bad(
+                "deploy.log_keep",
+                format!("expected 1 to 100, found {}", d.log_keep),
             ));
         }
         let m = &self.metrics;

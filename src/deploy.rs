@@ -6,5 +6,9 @@
 //! leader's assignment loop, the node reconciler and the supervisor come next (issue 4).
 
 pub mod blueprint;
+pub mod cluster;
+pub mod logs;
+pub mod node;
 pub mod placement;
 pub mod plan;
+pub mod supervisor;

@@ -326,3 +326,66 @@ pub struct StoredBlueprint {
     pub applied_at: Millis,
     pub blueprint: Blueprint,
 }
+
+/// Where the leader means an instance (`blueprint/slice/index`) to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The node that runs it; `None` while it is pending.
+    pub node: Option<NodeId>,
+    /// The node that keeps running its old copy until the copy on `node` is active (a drain's
+    /// hand-off); cleared then, and that node stops its copy.
+    pub handoff: Option<NodeId>,
+    /// Why no node can take it (pending only), naming each node.
+    pub pending: Option<String>,
+    pub since: Millis,
+}
+
+/// Where an instance is in its life on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    /// Preparing the working dir, environment and log file.
+    Loading,
+    /// Spawned; waiting for the first passing health check.
+    Activating,
+    /// Running and healthy (or running, when the slice has no health check).
+    Active,
+    /// Running, but the health check failed `threshold` times in a row; being restarted.
+    Unhealthy,
+    /// Exited; waiting before the next start.
+    Backoff,
+    /// SIGTERM sent; SIGKILL follows after the slice's `stop_timeout`.
+    Stopping,
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InstanceState::Loading => "loading",
+            InstanceState::Activating => "activating",
+            InstanceState::Active => "active",
+            InstanceState::Unhealthy => "unhealthy",
+            InstanceState::Backoff => "backoff",
+            InstanceState::Stopping => "stopping",
+        })
+    }
+}
+
+/// An instance's state on one node, as its supervisor reported it (on transitions only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// `blueprint/slice/index`.
+    pub instance: String,
+    pub node: NodeId,
+    pub state: InstanceState,
+    pub port: u16,
+    pub pid: Option<u32>,
+    /// Starts after the first one (crashes and failed health checks).
+    pub restarts: u32,
+    /// How the last run ended: `exit 1`, `signal 9`.
+    pub last_exit: Option<String>,
+    /// `passing`, `failing: <why>`, `pending` or `none` (no health check).
+    pub health: String,
+    /// When it entered `state`.
+    pub since: Millis,
+}

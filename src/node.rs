@@ -272,6 +272,20 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
     let metrics = Pipeline::new(cluster.clone(), cfg.metrics.clone())?;
     let metrics_task = tokio::spawn(metrics.clone().run(shutdown.clone()));
     tracing::info!("metrics pipeline sampling every {}", cfg.metrics.interval);
+    // 4. workloads: the assignment loop (acts while leader) and this node's reconciler.
+    let assign_task = tokio::spawn(crate::deploy::cluster::run(
+        cluster.clone(),
+        metrics.clone(),
+        cfg.deploy.clone(),
+        shutdown.clone(),
+    ));
+    let reconcile_task = tokio::spawn(crate::deploy::node::run(
+        cluster.clone(),
+        metrics.clone(),
+        cfg.deploy.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!("workload reconciler running");
     let quic_task = ep.serve(
         cluster.clone(),
         metrics.clone(),
@@ -323,7 +337,7 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
     };
     tracing::info!("node {} (id {}) is up", ident.name, ident.id);
 
-    // 4. wait for a signal or a fatal error; a second signal exits at once.
+    // 5. wait for a signal or a fatal error; a second signal exits at once.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
@@ -337,11 +351,17 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
         std::process::exit(130);
     });
 
-    // 5. tear down in reverse.
+    // 6. tear down in reverse.
     shutdown.cancel();
     let _ = fatal_task.await;
     let _ = membership_task.await;
     tracing::info!("stopped leader upkeep");
+    match reconcile_task.await {
+        Ok(Err(e)) => tracing::warn!("workload reconciler: {e}"),
+        _ => tracing::info!("stopped the workload reconciler and its instances"),
+    }
+    let _ = assign_task.await;
+    tracing::info!("stopped the assignment loop");
     let _ = http_task.await;
     let _ = admin_task.await;
     let _ = quic_task.await;

@@ -171,6 +171,11 @@ impl Cluster {
     }
 
     /// The CA fingerprint join tokens pin.
+    /// The node's data dir (where `raft.redb` lives).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.store.dir
+    }
+
     pub fn ca_sha256(&self) -> &str {
         &self.ca_sha256
     }
@@ -733,6 +738,14 @@ impl Service for Cluster {
                 // A joining node may ask any member, which forwards to the leader; a member forwarding
                 // to us expects us to be the leader.
                 PeerRequest::Join(j) => PeerResponse::Join(self.join(j, !ctx.authenticated).await),
+                PeerRequest::ReadLog {
+                    instance,
+                    offset,
+                    tail,
+                } => PeerResponse::ReadLog(
+                    crate::admin::server::read_local_log(self.data_dir(), &instance, offset, tail)
+                        .await,
+                ),
             })
         })
     }

@@ -38,8 +38,16 @@ pub enum AdminRequest {
         text: String,
         dry_run: bool,
     },
-    /// Stored blueprints (this node's replica); one when `name` is set.
+    /// Stored blueprints (this node's replica) with their instances; one when `name` is set.
     Blueprints { name: Option<String> },
+    /// Instance logs of `target` (`blueprint/slice` or `blueprint/slice/index`), read on the
+    /// nodes that hold them. Per `instance@node` in `cursors`, from that offset; others, their
+    /// last `tail` lines.
+    Logs {
+        target: String,
+        cursors: Vec<(String, u64)>,
+        tail: u32,
+    },
 }
 
 /// Reads that must be fresh.
@@ -67,7 +75,8 @@ pub enum AdminResponse {
     Audit(Vec<AuditRecord>),
     Metrics(Box<MetricsView>),
     Plan(PlanView),
-    Blueprints(Vec<crate::domain::StoredBlueprint>),
+    Blueprints(Vec<BlueprintView>),
+    Logs(Vec<crate::deploy::logs::LogChunk>),
     Error(AdminError),
 }
 
@@ -263,4 +272,35 @@ pub struct PlanView {
     pub version: Option<u64>,
     pub dry_run: bool,
     pub steps: Vec<crate::deploy::plan::PlanStep>,
+}
+
+/// A stored blueprint with where its instances run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlueprintView {
+    pub version: u64,
+    pub applied_at: Millis,
+    pub blueprint: crate::domain::Blueprint,
+    /// One row per copy of an instance on a node, plus pending instances.
+    pub instances: Vec<InstanceView>,
+}
+
+/// One copy of an instance, as assigned and as its node reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceView {
+    /// `blueprint/slice/index`.
+    pub instance: String,
+    /// The node, by name (none while pending).
+    pub node: Option<String>,
+    /// `pending`, `assigned` (not reported yet) or the reported state (`loading`,
+    /// `activating`, `active`, `unhealthy`, `backoff`, `stopping`).
+    pub state: String,
+    pub port: Option<u16>,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+    pub health: Option<String>,
+    /// When it entered `state`.
+    pub since: Option<Millis>,
+    /// Why it is pending, or why this copy runs here (a hand-off, a surplus copy stopping).
+    pub note: Option<String>,
 }

@@ -1,21 +1,27 @@
 //! Admin server: the node's Unix socket `<data-dir>/aether.sock` (mode 0600). One connection
 //! carries any number of request/response frames.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, PlanView, TokenView};
-use crate::deploy::placement::NodeSlot;
-use crate::domain::now_millis;
+use super::protocol::{
+    AdminError, AdminRequest, AdminResponse, BlueprintView, ErrorKind, InstanceView, PlanView,
+    TokenView,
+};
+use crate::deploy::logs::LogChunk;
+use crate::domain::{NodeId, now_millis};
 use crate::metrics::pipeline::Pipeline;
 use crate::net::frame::{FrameError, read_frame, write_frame};
 use crate::net::tls::JoinToken;
 use crate::raft::Cluster;
+use crate::raft::network::{PeerRequest, PeerResponse};
 use crate::raft::types::{Command, Request, RequestId, Response};
 
 /// Largest admin frame (a kv value is at most [`MAX_VALUE`]).
@@ -241,39 +247,13 @@ pub async fn handle(
             dry_run,
         } => out(apply_blueprint(cluster, metrics, &file, &text, dry_run, actor).await),
         AdminRequest::Blueprints { name } => {
-            let all = match cluster.store.blueprints() {
-                Ok(a) => a,
-                Err(e) => {
-                    return AdminResponse::Error(AdminError::new(ErrorKind::Failed, e.to_string()));
-                }
-            };
-            match name {
-                None => AdminResponse::Blueprints(all),
-                Some(n) => {
-                    let found: Vec<_> = all
-                        .iter()
-                        .filter(|b| b.blueprint.name == n)
-                        .cloned()
-                        .collect();
-                    if found.is_empty() {
-                        let known: Vec<&str> =
-                            all.iter().map(|b| b.blueprint.name.as_str()).collect();
-                        return AdminResponse::Error(AdminError::new(
-                            ErrorKind::Failed,
-                            format!(
-                                "no blueprint named '{n}'; stored: {}",
-                                if known.is_empty() {
-                                    "none".to_string()
-                                } else {
-                                    known.join(", ")
-                                }
-                            ),
-                        ));
-                    }
-                    AdminResponse::Blueprints(found)
-                }
-            }
+            out(blueprint_views(cluster, name.as_deref()).map(AdminResponse::Blueprints))
         }
+        AdminRequest::Logs {
+            target,
+            cursors,
+            tail,
+        } => out(logs(cluster, &target, &cursors, tail).await),
         AdminRequest::Audit { limit } => out(cluster
             .store
             .audit(limit as usize)
@@ -282,42 +262,266 @@ pub async fn handle(
     }
 }
 
-/// What placement knows of each member: its size from the metrics snapshot, and whether it may
-/// take instances (ready, not draining, metrics seen).
-fn node_slots(cluster: &Cluster, metrics: &Pipeline) -> Result<Vec<NodeSlot>, AdminError> {
+/// Stored blueprints (one when `name` is set) with a row per copy of each instance.
+fn blueprint_views(
+    cluster: &Cluster,
+    name: Option<&str>,
+) -> Result<Vec<BlueprintView>, AdminError> {
     let failed = |e: std::io::Error| AdminError::new(ErrorKind::Failed, e.to_string());
-    let members = cluster.store.nodes().map_err(failed)?;
-    let health = cluster.store.health().map_err(failed)?;
-    Ok(metrics.with_state(|st| {
-        members
-            .iter()
-            .map(|m| {
-                let entry = st
-                    .view
-                    .snapshot
-                    .as_ref()
-                    .and_then(|s| s.nodes.iter().find(|e| e.node == m.id));
-                let h = health.get(&m.id).copied().unwrap_or_default();
-                let schedulable = if m.state != crate::domain::NodeState::Ready {
-                    Err(format!("is {}", m.state))
-                } else if h != crate::domain::Health::Ready {
-                    Err(format!("is {h}"))
-                } else if entry.is_none() {
-                    Err("has sent no metrics yet".to_string())
+    let all = cluster.store.blueprints().map_err(failed)?;
+    if let Some(n) = name
+        && !all.iter().any(|b| b.blueprint.name == n)
+    {
+        let known: Vec<&str> = all.iter().map(|b| b.blueprint.name.as_str()).collect();
+        return Err(AdminError::new(
+            ErrorKind::Failed,
+            format!(
+                "no blueprint named '{n}'; stored: {}",
+                if known.is_empty() {
+                    "none".to_string()
                 } else {
-                    Ok(())
-                };
-                NodeSlot {
-                    id: m.id,
-                    name: m.name.clone(),
-                    cpu: entry.map(|e| e.m.cores.len() as f32).unwrap_or(0.0),
-                    memory: entry.map(|e| e.m.mem_total).unwrap_or(0),
-                    gpus: entry.map(|e| e.m.gpus.len() as u32).unwrap_or(0),
-                    schedulable,
+                    known.join(", ")
                 }
-            })
-            .collect()
-    }))
+            ),
+        ));
+    }
+    let assignments = cluster.store.assignments().map_err(failed)?;
+    let statuses = cluster.store.instances().map_err(failed)?;
+    let names: BTreeMap<NodeId, String> = cluster
+        .store
+        .nodes()
+        .map_err(failed)?
+        .into_iter()
+        .map(|n| (n.id, n.name))
+        .collect();
+    let name_of = |id: NodeId| {
+        names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("node-{id}"))
+    };
+    let row = |key: &str, node: NodeId, note: Option<String>| match statuses
+        .iter()
+        .find(|s| s.instance == key && s.node == node)
+    {
+        Some(s) => InstanceView {
+            instance: key.into(),
+            node: Some(name_of(node)),
+            state: s.state.to_string(),
+            port: Some(s.port),
+            pid: s.pid,
+            restarts: s.restarts,
+            last_exit: s.last_exit.clone(),
+            health: Some(s.health.clone()),
+            since: Some(s.since),
+            note,
+        },
+        None => InstanceView {
+            instance: key.into(),
+            node: Some(name_of(node)),
+            state: "assigned".into(),
+            port: None,
+            pid: None,
+            restarts: 0,
+            last_exit: None,
+            health: None,
+            since: None,
+            note,
+        },
+    };
+    let mut out = Vec::new();
+    for b in all
+        .into_iter()
+        .filter(|b| name.is_none_or(|n| b.blueprint.name == n))
+    {
+        let prefix = format!("{}/", b.blueprint.name);
+        let mut rows = Vec::new();
+        for (key, a) in assignments
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+        {
+            match a.node {
+                Some(n) => rows.push(row(key, n, None)),
+                None => rows.push(InstanceView {
+                    instance: key.clone(),
+                    node: None,
+                    state: "pending".into(),
+                    port: None,
+                    pid: None,
+                    restarts: 0,
+                    last_exit: None,
+                    health: None,
+                    since: Some(a.since),
+                    note: a.pending.clone(),
+                }),
+            }
+            if let Some(h) = a.handoff {
+                let to = a.node.map(&name_of).unwrap_or_else(|| "a new node".into());
+                rows.push(row(
+                    key,
+                    h,
+                    Some(format!("old copy: stops once the copy on {to} is active")),
+                ));
+            }
+        }
+        for s in statuses.iter().filter(|s| s.instance.starts_with(&prefix)) {
+            let placed = assignments
+                .get(&s.instance)
+                .is_some_and(|a| a.node == Some(s.node) || a.handoff == Some(s.node));
+            if !placed {
+                rows.push(row(
+                    &s.instance,
+                    s.node,
+                    Some("no longer assigned here: stopping".into()),
+                ));
+            }
+        }
+        rows.sort_by(|x, y| {
+            let idx = |v: &InstanceView| {
+                let (slice, i) = v.instance.rsplit_once('/').unwrap_or(("", "0"));
+                (slice.to_string(), i.parse::<u32>().unwrap_or(0))
+            };
+            idx(x)
+                .cmp(&idx(y))
+                .then(x.note.is_some().cmp(&y.note.is_some()))
+        });
+        out.push(BlueprintView {
+            version: b.version,
+            applied_at: b.applied_at,
+            blueprint: b.blueprint,
+            instances: rows,
+        });
+    }
+    Ok(out)
+}
+
+/// Log chunks of the instances matching `target`, read locally or from the node that holds them.
+async fn logs(
+    cluster: &Cluster,
+    target: &str,
+    cursors: &[(String, u64)],
+    tail: u32,
+) -> Result<AdminResponse, AdminError> {
+    let failed = |e: std::io::Error| AdminError::new(ErrorKind::Failed, e.to_string());
+    let parts: Vec<&str> = target.split('/').collect();
+    if !(parts.len() == 2 || parts.len() == 3) || parts.iter().any(|p| p.is_empty()) {
+        return Err(AdminError::new(
+            ErrorKind::Invalid,
+            format!("expected BLUEPRINT/SLICE or BLUEPRINT/SLICE/INDEX, found '{target}'"),
+        ));
+    }
+    let stored = cluster.store.blueprints().map_err(failed)?;
+    let Some(bp) = stored.iter().find(|b| b.blueprint.name == parts[0]) else {
+        return Err(AdminError::new(
+            ErrorKind::Failed,
+            format!(
+                "no blueprint named '{}': 'aether blueprint list' shows the stored ones",
+                parts[0]
+            ),
+        ));
+    };
+    if !bp.blueprint.slices.iter().any(|s| s.name == parts[1]) {
+        let names: Vec<&str> = bp
+            .blueprint
+            .slices
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        return Err(AdminError::new(
+            ErrorKind::Failed,
+            format!(
+                "blueprint '{}' has no slice '{}'; its slices: {}",
+                parts[0],
+                parts[1],
+                names.join(", ")
+            ),
+        ));
+    }
+    let matches = |k: &str| {
+        if parts.len() == 3 {
+            k == target
+        } else {
+            k.strip_prefix(target).is_some_and(|r| r.starts_with('/'))
+        }
+    };
+    let members = cluster.store.nodes().map_err(failed)?;
+    let mut copies: BTreeSet<(String, NodeId)> = BTreeSet::new();
+    for s in cluster.store.instances().map_err(failed)? {
+        if matches(&s.instance) {
+            copies.insert((s.instance, s.node));
+        }
+    }
+    for (k, a) in cluster.store.assignments().map_err(failed)? {
+        if matches(&k) {
+            copies.extend(a.node.into_iter().chain(a.handoff).map(|n| (k.clone(), n)));
+        }
+    }
+    if copies.is_empty() {
+        return Err(AdminError::new(
+            ErrorKind::Failed,
+            format!(
+                "'{target}' has no instances on any node: 'aether blueprint show {}' shows why",
+                parts[0]
+            ),
+        ));
+    }
+    let mut chunks = Vec::new();
+    for (instance, node) in copies {
+        let Some(m) = members.iter().find(|m| m.id == node) else {
+            continue;
+        };
+        let key = format!("{instance}@{}", m.name);
+        let offset = cursors.iter().find(|(k, _)| *k == key).map(|(_, o)| *o);
+        let read = if node == cluster.id {
+            read_local_log(cluster.data_dir(), &instance, offset, tail).await
+        } else {
+            let req = PeerRequest::ReadLog {
+                instance: instance.clone(),
+                offset,
+                tail,
+            };
+            match cluster
+                .ep
+                .call::<_, PeerResponse>(&m.addr, &req, Some(Duration::from_secs(5)))
+                .await
+            {
+                Ok(PeerResponse::ReadLog(r)) => r,
+                Ok(_) => Err(format!("{} answered with the wrong message", m.name)),
+                Err(e) => Err(format!("cannot reach {}: {e}", m.name)),
+            }
+        };
+        match read {
+            Ok((data, next)) => chunks.push(LogChunk {
+                instance,
+                node: m.name.clone(),
+                data,
+                next,
+            }),
+            Err(why) => chunks.push(LogChunk {
+                instance,
+                node: m.name.clone(),
+                data: format!("[aether] log unavailable: {why}\n"),
+                next: offset.unwrap_or(0),
+            }),
+        }
+    }
+    Ok(AdminResponse::Logs(chunks))
+}
+
+/// Read an instance log of this node off the async runtime.
+pub async fn read_local_log(
+    data_dir: &std::path::Path,
+    instance: &str,
+    offset: Option<u64>,
+    tail: u32,
+) -> Result<(String, u64), String> {
+    let Some(path) = crate::deploy::logs::path(data_dir, instance) else {
+        return Err(format!("'{instance}' is not an instance name"));
+    };
+    tokio::task::spawn_blocking(move || crate::deploy::logs::read(&path, offset, tail))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 async fn apply_blueprint(
@@ -330,22 +534,14 @@ async fn apply_blueprint(
 ) -> Result<AdminResponse, AdminError> {
     let bp = crate::deploy::blueprint::parse(file, text)
         .map_err(|e| AdminError::new(ErrorKind::Invalid, e.to_string()))?;
-    let stored = cluster
-        .store
-        .blueprints()
-        .map_err(|e| AdminError::new(ErrorKind::Failed, e.to_string()))?;
+    let failed = |e: std::io::Error| AdminError::new(ErrorKind::Failed, e.to_string());
+    let stored = cluster.store.blueprints().map_err(failed)?;
     let old = stored.iter().find(|s| s.blueprint.name == bp.name);
-    let others: Vec<crate::domain::Blueprint> = stored
-        .iter()
-        .filter(|s| s.blueprint.name != bp.name)
-        .map(|s| s.blueprint.clone())
-        .collect();
-    let steps = crate::deploy::plan::plan(
-        &node_slots(cluster, metrics)?,
-        &others,
-        old.map(|o| &o.blueprint),
-        &bp,
-    );
+    let mut snap = crate::deploy::cluster::Snapshot::read(cluster, metrics, &Default::default())
+        .map_err(failed)?;
+    snap.blueprints.retain(|b| b.name != bp.name);
+    snap.blueprints.push(bp.clone());
+    let steps = crate::deploy::plan::plan(&snap.world(Duration::MAX), &bp.name);
     let mut view = PlanView {
         blueprint: bp.name.clone(),
         previous_version: old.map(|o| o.version),

@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
-use crate::admin::protocol::{MemberView, MetricsView, NodeMetricsView, StatusView, TokenView};
+use crate::admin::protocol::{
+    BlueprintView, MemberView, MetricsView, NodeMetricsView, StatusView, TokenView,
+};
 use crate::domain::human_millis;
 
 fn print_json<T: Serialize>(v: &T) {
@@ -540,11 +542,18 @@ pub fn plan(p: &crate::admin::protocol::PlanView, json: bool) {
 }
 
 /// `aether blueprint list` and `show`.
-pub fn blueprints(list: &[crate::domain::StoredBlueprint], detail: bool, json: bool) {
+pub fn blueprints(list: &[BlueprintView], detail: bool, json: bool) {
     if json {
         return print_json(&list);
     }
     let now = crate::domain::now_millis();
+    let active = |b: &BlueprintView, slice: &str| {
+        let prefix = format!("{}/{slice}/", b.blueprint.name);
+        b.instances
+            .iter()
+            .filter(|i| i.instance.starts_with(&prefix) && i.state == "active" && i.note.is_none())
+            .count()
+    };
     if !detail {
         let rows: Vec<Vec<String>> = list
             .iter()
@@ -555,7 +564,7 @@ pub fn blueprints(list: &[crate::domain::StoredBlueprint], detail: bool, json: b
                     b.blueprint
                         .slices
                         .iter()
-                        .map(|s| format!("{}={}", s.name, s.instances))
+                        .map(|s| format!("{}={}/{}", s.name, active(b, &s.name), s.instances))
                         .collect::<Vec<_>>()
                         .join(" "),
                     format!("{} ago", human_millis(now.saturating_sub(b.applied_at))),
@@ -565,7 +574,7 @@ pub fn blueprints(list: &[crate::domain::StoredBlueprint], detail: bool, json: b
         print!(
             "{}",
             table(
-                &["BLUEPRINT", "VERSION", "SLICES (DESIRED)", "APPLIED"],
+                &["BLUEPRINT", "VERSION", "SLICES (ACTIVE/DESIRED)", "APPLIED"],
                 &rows
             )
         );
@@ -585,7 +594,7 @@ pub fn blueprints(list: &[crate::domain::StoredBlueprint], detail: bool, json: b
             .map(|s| {
                 vec![
                     s.name.clone(),
-                    s.instances.to_string(),
+                    format!("{}/{}", active(b, &s.name), s.instances),
                     format!("{}..={}", s.min, s.max),
                     format!(
                         "cpu={} memory={}MiB gpu={}",
@@ -600,10 +609,93 @@ pub fn blueprints(list: &[crate::domain::StoredBlueprint], detail: bool, json: b
         print!(
             "{}",
             table(
-                &["SLICE", "DESIRED", "MIN..=MAX", "RESOURCES", "COMMAND"],
+                &[
+                    "SLICE",
+                    "ACTIVE/DESIRED",
+                    "MIN..=MAX",
+                    "RESOURCES",
+                    "COMMAND"
+                ],
                 &rows
             )
         );
-        println!("(instances, their nodes, ports and health come with the supervisor, issue 4)");
+        println!();
+        let dash = || "-".to_string();
+        let rows: Vec<Vec<String>> = b
+            .instances
+            .iter()
+            .map(|i| {
+                vec![
+                    i.instance.clone(),
+                    i.node.clone().unwrap_or_else(dash),
+                    match i.since {
+                        Some(t) => format!("{} {}", i.state, human_millis(now.saturating_sub(t))),
+                        None => i.state.clone(),
+                    },
+                    i.port.map(|p| p.to_string()).unwrap_or_else(dash),
+                    i.pid.map(|p| p.to_string()).unwrap_or_else(dash),
+                    i.restarts.to_string(),
+                    i.last_exit.clone().unwrap_or_else(dash),
+                    i.health.clone().unwrap_or_else(dash),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            println!("no instances");
+            continue;
+        }
+        print!(
+            "{}",
+            table(
+                &[
+                    "INSTANCE",
+                    "NODE",
+                    "STATE",
+                    "PORT",
+                    "PID",
+                    "RESTARTS",
+                    "LAST EXIT",
+                    "HEALTH"
+                ],
+                &rows
+            )
+        );
+        for i in b.instances.iter().filter(|i| i.note.is_some()) {
+            println!(
+                "{}{}: {}",
+                i.instance,
+                i.node
+                    .as_ref()
+                    .map(|n| format!(" on {n}"))
+                    .unwrap_or_default(),
+                i.note.as_deref().unwrap_or("")
+            );
+        }
     }
+}
+
+/// `aether logs`: raw text for one instance; each line prefixed with `[instance@node]` for
+/// several; JSON lines when following.
+pub fn logs(chunks: &[crate::deploy::logs::LogChunk], prefix: bool, json: bool, follow: bool) {
+    use std::io::Write;
+    if json {
+        if follow {
+            for c in chunks.iter().filter(|c| !c.data.is_empty()) {
+                println!("{}", serde_json::to_string(c).expect("serialisable"));
+            }
+            return;
+        }
+        return print_json(&chunks);
+    }
+    let mut out = std::io::stdout().lock();
+    for c in chunks {
+        if prefix {
+            for line in c.data.lines() {
+                let _ = writeln!(out, "[{}@{}] {line}", c.instance, c.node);
+            }
+        } else {
+            let _ = out.write_all(c.data.as_bytes());
+        }
+    }
+    let _ = out.flush();
 }

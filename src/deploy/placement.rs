@@ -86,6 +86,18 @@ fn human_bytes(b: u64) -> String {
 
 /// Place `instances` (key, needs), in the order given, on `nodes`.
 pub fn place(nodes: &[NodeSlot], instances: &[(String, Needs)], opts: Options) -> Placement {
+    place_sticky(nodes, instances, &BTreeMap::new(), opts)
+}
+
+/// Like [`place`], but an instance in `pinned` stays on its node (when that node is in `nodes`):
+/// it is counted and its resources taken first, then the others are placed around it. This is
+/// how running instances keep their place while new ones are added.
+pub fn place_sticky(
+    nodes: &[NodeSlot],
+    instances: &[(String, Needs)],
+    pinned: &BTreeMap<String, NodeId>,
+    opts: Options,
+) -> Placement {
     let mut out = Placement::default();
     let usable: Vec<usize> = (0..nodes.len())
         .filter(|i| nodes[*i].schedulable.is_ok())
@@ -123,7 +135,23 @@ pub fn place(nodes: &[NodeSlot], instances: &[(String, Needs)], opts: Options) -
     let mut seen = vec![usize::MAX; nodes.len()];
     let fits =
         |f: &(f32, u64, u32), w: &Needs| f.0 + 1e-4 >= w.cpu && f.1 >= w.memory && f.2 >= w.gpu;
+    let index_of: BTreeMap<NodeId, usize> =
+        nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+    let mut is_pinned = vec![false; instances.len()];
     for (k, (key, needs)) in instances.iter().enumerate() {
+        if let Some(&i) = pinned.get(key).and_then(|id| index_of.get(id)) {
+            is_pinned[k] = true;
+            count[i] += 1;
+            free[i].0 -= needs.cpu;
+            free[i].1 = free[i].1.saturating_sub(needs.memory);
+            free[i].2 = free[i].2.saturating_sub(needs.gpu);
+            out.assigned.insert(key.clone(), nodes[i].id);
+        }
+    }
+    for (k, (key, needs)) in instances.iter().enumerate() {
+        if is_pinned[k] {
+            continue;
+        }
         let mut chosen = None;
         if !ring.is_empty() {
             let h = hash(key.as_bytes(), 0);

@@ -1,11 +1,11 @@
 //! The placement plan of a blueprint change: which instances start or stop on which node.
-//! Pure: placement of every blueprint's instances before and after, and the difference for the
-//! blueprint being changed.
+//! Pure: the assignment loop's own choice ([`assign`]) with the new version in place, against
+//! the assignments stored now.
 
 use serde::{Deserialize, Serialize};
 
-use super::placement::{Needs, NodeSlot, Options, place};
-use crate::domain::Blueprint;
+use super::cluster::{World, assign};
+use crate::domain::NodeId;
 
 /// One line of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,90 +20,41 @@ pub struct PlanStep {
     pub reason: Option<String>,
 }
 
-fn instances(bps: &[&Blueprint]) -> Vec<(String, Needs)> {
-    let mut out = Vec::new();
-    for b in bps {
-        for s in &b.slices {
-            for i in 0..s.instances {
-                out.push((
-                    format!("{}/{}/{i}", b.name, s.name),
-                    Needs {
-                        cpu: s.resources.cpu,
-                        memory: s.resources.memory,
-                        gpu: s.resources.gpu,
-                    },
-                ));
-            }
-        }
-    }
-    out
-}
-
-/// The steps that take `old` (none for a new blueprint) to `new`, with `others` (every other
-/// stored blueprint) taking their share of the nodes first.
-pub fn plan(
-    nodes: &[NodeSlot],
-    others: &[Blueprint],
-    old: Option<&Blueprint>,
-    new: &Blueprint,
-) -> Vec<PlanStep> {
-    let mut sorted: Vec<&Blueprint> = others.iter().filter(|b| b.name != new.name).collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let name_of = |id| nodes.iter().find(|n| n.id == id).map(|n| n.name.clone());
-    let with = |b: Option<&Blueprint>| {
-        let mut all = sorted.clone();
-        all.extend(b);
-        place(nodes, &instances(&all), Options::default())
+/// The steps that take the current assignments of blueprint `name` to what the assignment loop
+/// will choose once `w.blueprints` (which holds the new version) is stored. Instances that stay
+/// are `keep`; a moved instance starts on its new node before it stops on the old one.
+pub fn plan(w: &World, name: &str) -> Vec<PlanStep> {
+    let (after, _) = assign(w);
+    let name_of = |id: NodeId| {
+        w.members
+            .iter()
+            .find(|m| m.slot.id == id)
+            .map(|m| m.slot.name.clone())
     };
-    let before = with(old);
-    let after = with(Some(new));
-    let prefix = format!("{}/", new.name);
+    let prefix = format!("{name}/");
     let mut steps = Vec::new();
-    for (key, _) in instances(&[new]) {
-        let now = after.assigned.get(&key).copied();
-        let was = before.assigned.get(&key).copied();
-        match (was, now) {
-            (_, None) => steps.push(PlanStep {
-                action: "pending".into(),
-                instance: key.clone(),
-                node: None,
-                reason: after.pending.get(&key).cloned(),
-            }),
-            (Some(w), Some(n)) if w == n => steps.push(PlanStep {
-                action: "keep".into(),
-                instance: key.clone(),
-                node: name_of(n),
-                reason: None,
-            }),
-            (w, Some(n)) => {
-                if let Some(w) = w {
-                    steps.push(PlanStep {
-                        action: "stop".into(),
-                        instance: key.clone(),
-                        node: name_of(w),
-                        reason: None,
-                    });
+    let step = |action: &str, key: &str, node: Option<NodeId>, reason: Option<String>| PlanStep {
+        action: action.into(),
+        instance: key.into(),
+        node: node.and_then(name_of),
+        reason,
+    };
+    for (key, a) in after.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+        let was = w.current.get(key).and_then(|c| c.node);
+        match a.node {
+            None => steps.push(step("pending", key, None, a.pending.clone())),
+            Some(n) if was == Some(n) => steps.push(step("keep", key, Some(n), None)),
+            Some(n) => {
+                steps.push(step("start", key, Some(n), None));
+                if let Some(o) = was {
+                    steps.push(step("stop", key, Some(o), None));
                 }
-                steps.push(PlanStep {
-                    action: "start".into(),
-                    instance: key.clone(),
-                    node: name_of(n),
-                    reason: None,
-                });
             }
         }
     }
-    for (key, node) in &before.assigned {
-        if key.starts_with(&prefix)
-            && !after.assigned.contains_key(key)
-            && !after.pending.contains_key(key)
-        {
-            steps.push(PlanStep {
-                action: "stop".into(),
-                instance: key.clone(),
-                node: name_of(*node),
-                reason: None,
-            });
+    for (key, a) in w.current.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+        if !after.contains_key(key) && a.node.is_some() {
+            steps.push(step("stop", key, a.node, None));
         }
     }
     steps
@@ -111,17 +62,28 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
     use super::*;
     use crate::deploy::blueprint::parse;
+    use crate::deploy::cluster::Member;
+    use crate::deploy::placement::NodeSlot;
+    use crate::domain::{Assignment, Blueprint, Health, NodeState};
 
-    fn node(id: u64) -> NodeSlot {
-        NodeSlot {
-            id,
-            name: format!("n{id}"),
-            cpu: 8.0,
-            memory: 16 << 30,
-            gpus: 0,
-            schedulable: Ok(()),
+    fn member(id: u64) -> Member {
+        Member {
+            slot: NodeSlot {
+                id,
+                name: format!("n{id}"),
+                cpu: 8.0,
+                memory: 16 << 30,
+                gpus: 0,
+                schedulable: Ok(()),
+            },
+            state: NodeState::Ready,
+            health: Health::Ready,
+            down_for: None,
         }
     }
 
@@ -135,10 +97,27 @@ mod tests {
         .unwrap()
     }
 
+    fn world<'a>(
+        bps: &'a [Blueprint],
+        members: &'a [Member],
+        current: &'a BTreeMap<String, Assignment>,
+    ) -> World<'a> {
+        World {
+            blueprints: bps,
+            members,
+            current,
+            instances: &[],
+            grace: Duration::from_secs(30),
+            now: 1,
+        }
+    }
+
     #[test]
     fn a_new_blueprint_starts_every_instance_and_a_scale_down_stops_the_surplus() {
-        let nodes = [node(1), node(2), node(3)];
-        let steps = plan(&nodes, &[], None, &bp(4));
+        let members = [member(1), member(2), member(3)];
+        let none = BTreeMap::new();
+        let four = [bp(4)];
+        let steps = plan(&world(&four, &members, &none), "shop");
         assert_eq!(steps.len(), 4);
         assert!(
             steps
@@ -147,7 +126,9 @@ mod tests {
         );
         let spread: std::collections::BTreeSet<_> = steps.iter().map(|s| s.node.clone()).collect();
         assert!(spread.len() >= 2, "{steps:?}");
-        let steps = plan(&nodes, &[], Some(&bp(4)), &bp(2));
+        let (current, _) = assign(&world(&four, &members, &none));
+        let two = [bp(2)];
+        let steps = plan(&world(&two, &members, &current), "shop");
         let stops: Vec<_> = steps
             .iter()
             .filter(|s| s.action == "stop")
@@ -155,7 +136,8 @@ mod tests {
             .collect();
         assert_eq!(stops, ["shop/web/2", "shop/web/3"]);
         assert_eq!(steps.iter().filter(|s| s.action == "keep").count(), 2);
-        let steps = plan(&[], &[], None, &bp(1));
+        let one = [bp(1)];
+        let steps = plan(&world(&one, &[], &none), "shop");
         assert_eq!(steps[0].action, "pending");
         assert!(steps[0].reason.as_ref().unwrap().contains("no nodes"));
     }

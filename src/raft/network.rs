@@ -34,6 +34,12 @@ pub enum PeerRequest {
     Status,
     /// A node asking to join (the only request allowed without a cluster certificate).
     Join(JoinRequest),
+    /// Part of an instance's log on the answering node (see `deploy::logs::read`).
+    ReadLog {
+        instance: String,
+        offset: Option<u64>,
+        tail: u32,
+    },
 }
 
 /// The answer to a [`PeerRequest`], variant for variant.
@@ -46,6 +52,8 @@ pub enum PeerResponse {
     Read(Result<ReadResult, AdminError>),
     Status(Box<StatusView>),
     Join(Result<JoinAccepted, JoinRefused>),
+    /// The text and the offset after it, or why it could not be read.
+    ReadLog(Result<(String, u64), String>),
 }
 
 /// Why a join did not go through, and whether asking again may help (no leader yet, the

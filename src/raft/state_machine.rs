@@ -16,14 +16,14 @@ use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTr
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    AUDIT, BLUEPRINTS, HEALTH, KV, NODES, SESSIONS, SM_META, Store, TOKENS, blocking, dec, enc,
-    fatal, inline, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, SESSIONS, SM_META, Store, TOKENS,
+    blocking, dec, enc, fatal, inline, io,
 };
 use super::types::{ClusterInit, Command, Request, Response};
 use super::{Entry, Node, TypeConfig};
 use crate::domain::{
-    AuditRecord, Health, Millis, NodeId, NodeRecord, NodeState, StoredBlueprint, TokenRecord,
-    TokenRefusal,
+    Assignment, AuditRecord, Blueprint, Health, InstanceStatus, Millis, NodeId, NodeRecord,
+    NodeState, StoredBlueprint, TokenRecord, TokenRefusal,
 };
 
 // Keys of SM_META.
@@ -72,6 +72,8 @@ enum SnapRecord {
     End { records: u64 },
     Health(u64, Vec<u8>),
     Blueprint(String, Vec<u8>),
+    Assignment(String, Vec<u8>),
+    Instance(String, Vec<u8>),
 }
 
 const SNAPSHOT_FORMAT: u32 = 1;
@@ -347,6 +349,7 @@ fn apply_command(
             };
             t.insert(b.name.as_str(), enc(&stored).as_slice())
                 .map_err(io)?;
+            prune_assignments(txn, &b.name, Some(b))?;
             Response::Version(version)
         }
         Command::RemoveBlueprint { name } => {
@@ -356,7 +359,10 @@ fn apply_command(
                 .remove(name.as_str())
                 .map_err(io)?
             {
-                Some(_) => Response::Ok,
+                Some(_) => {
+                    prune_assignments(txn, name, None)?;
+                    Response::Ok
+                }
                 None => Response::Refused(format!(
                     "no blueprint named '{name}': 'aether blueprint list' shows the stored ones"
                 )),
@@ -407,11 +413,45 @@ fn apply_command(
                             let version = stored.version;
                             t.insert(blueprint.as_str(), enc(&stored).as_slice())
                                 .map_err(io)?;
+                            prune_assignments(txn, blueprint, Some(&stored.blueprint))?;
                             Response::Version(version)
                         }
                     }
                 }
             }
+        }
+        Command::AssignInstances { set, remove } => {
+            let mut t = txn.open_table(ASSIGNMENTS).map_err(io)?;
+            for (key, a) in set {
+                t.insert(key.as_str(), enc(a).as_slice()).map_err(io)?;
+            }
+            for key in remove {
+                t.remove(key.as_str()).map_err(io)?;
+            }
+            Response::Ok
+        }
+        Command::ReportInstances {
+            node,
+            reports,
+            gone,
+            ..
+        } => {
+            let mut t = txn.open_table(INSTANCES).map_err(io)?;
+            for r in reports {
+                let r = InstanceStatus {
+                    node: *node,
+                    ..r.clone()
+                };
+                t.insert(
+                    format!("{}@{node}", r.instance).as_str(),
+                    enc(&r).as_slice(),
+                )
+                .map_err(io)?;
+            }
+            for g in gone {
+                t.remove(format!("{g}@{node}").as_str()).map_err(io)?;
+            }
+            Response::Ok
         }
         Command::Put { key, value } => {
             let mut kv = txn.open_table(KV).map_err(io)?;
@@ -453,6 +493,30 @@ fn apply_command(
             }
         }
     })
+}
+
+/// Drop the assignments of blueprint `name` that `now` (none: the blueprint is gone) no longer
+/// wants, so nodes stop those instances without waiting for the leader's assignment loop.
+fn prune_assignments(
+    txn: &WriteTransaction,
+    name: &str,
+    now: Option<&Blueprint>,
+) -> Result<(), std::io::Error> {
+    let prefix = format!("{name}/");
+    let mut t = txn.open_table(ASSIGNMENTS).map_err(io)?;
+    t.retain(|k, _| {
+        let Some(rest) = k.strip_prefix(&prefix) else {
+            return true;
+        };
+        let Some((slice, index)) = rest.rsplit_once('/') else {
+            return false;
+        };
+        let index: u32 = index.parse().unwrap_or(u32::MAX);
+        now.and_then(|b| b.slices.iter().find(|s| s.name == slice))
+            .is_some_and(|s| index < s.instances)
+    })
+    .map_err(io)?;
+    Ok(())
 }
 
 /// Allocate the next member id and record the member as ready.
@@ -545,6 +609,23 @@ impl Store {
     /// Every stored blueprint, by name.
     pub fn blueprints(&self) -> Result<Vec<StoredBlueprint>, std::io::Error> {
         self.scan(BLUEPRINTS, "blueprint")
+    }
+
+    /// Every assignment, by instance key.
+    pub fn assignments(&self) -> Result<BTreeMap<String, Assignment>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(ASSIGNMENTS).map_err(io)?;
+        let mut out = BTreeMap::new();
+        for row in t.iter().map_err(io)? {
+            let (k, v) = row.map_err(io)?;
+            out.insert(k.value().to_string(), dec(v.value(), "assignment")?);
+        }
+        Ok(out)
+    }
+
+    /// Every reported instance status, by instance then node.
+    pub fn instances(&self) -> Result<Vec<InstanceStatus>, std::io::Error> {
+        self.scan(INSTANCES, "instance status")
     }
 
     /// One join token record.
@@ -705,6 +786,8 @@ impl Store {
         dump!(AUDIT, Audit, |k: u64| k);
         dump!(HEALTH, Health, |k: u64| k);
         dump!(BLUEPRINTS, Blueprint, |k: &str| k.to_string());
+        dump!(ASSIGNMENTS, Assignment, |k: &str| k.to_string());
+        dump!(INSTANCES, Instance, |k: &str| k.to_string());
         write_record(&mut w, &SnapRecord::End { records: n })?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -791,6 +874,8 @@ impl Store {
             let mut audit = emptied!(AUDIT);
             let mut health = emptied!(HEALTH);
             let mut blueprints = emptied!(BLUEPRINTS);
+            let mut assignments = emptied!(ASSIGNMENTS);
+            let mut instances = emptied!(INSTANCES);
             let mut n = 0u64;
             loop {
                 match read_record(&mut r)? {
@@ -804,6 +889,12 @@ impl Store {
                     SnapRecord::Health(k, v) => health.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::Blueprint(k, v) => {
                         blueprints.insert(k.as_str(), v.as_slice()).map(|_| ())
+                    }
+                    SnapRecord::Assignment(k, v) => {
+                        assignments.insert(k.as_str(), v.as_slice()).map(|_| ())
+                    }
+                    SnapRecord::Instance(k, v) => {
+                        instances.insert(k.as_str(), v.as_slice()).map(|_| ())
                     }
                     SnapRecord::End { records } if records == n => break,
                     SnapRecord::End { records } => {

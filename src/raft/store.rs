@@ -37,6 +37,10 @@ pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audi
 pub(super) const HEALTH: TableDefinition<u64, &[u8]> = TableDefinition::new("health");
 /// Blueprint name → [`crate::domain::StoredBlueprint`].
 pub(super) const BLUEPRINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("blueprints");
+/// Instance key (`blueprint/slice/index`) → `Assignment`.
+pub(super) const ASSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("assignments");
+/// `<instance>@<node id>` → `InstanceStatus`.
+pub(super) const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
 
 // Keys of RAFT_META.
 const K_VOTE: &str = "vote";
@@ -57,7 +61,7 @@ pub enum StoreError {
 /// Shared handle on the store; the log storage, the state machine and readers hold one each.
 pub struct Store {
     pub(super) db: Arc<Database>,
-    pub(super) dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Appended entries the log writer has not flushed yet; readers see them.
     pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
     /// Queue of the log writer thread (group commit).
@@ -158,6 +162,8 @@ impl Store {
             txn.open_table(AUDIT)?;
             txn.open_table(HEALTH)?;
             txn.open_table(BLUEPRINTS)?;
+            txn.open_table(ASSIGNMENTS)?;
+            txn.open_table(INSTANCES)?;
             txn.commit()?;
             Ok(())
         };
@@ -203,6 +209,11 @@ impl Store {
     /// Last committed log index known to this node.
     pub fn committed_index(&self) -> Option<u64> {
         self.committed.lock().expect("lock").map(|l| l.index)
+    }
+
+    /// Wakes on every applied entry (and snapshot install); the value is the applied index.
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
     }
 
     /// Last applied log index.

@@ -8,7 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Blueprint, Health, Millis, NodeId, NodeState, TokenRefusal};
+use crate::domain::{
+    Assignment, Blueprint, Health, InstanceStatus, Millis, NodeId, NodeState, TokenRefusal,
+};
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
 /// result again instead of applying twice.
@@ -133,6 +135,21 @@ pub enum Command {
         slice: String,
         instances: u32,
     },
+    /// The leader's assignment loop: instances placed, moved or left pending (`set`), and
+    /// instances no longer wanted (`remove`).
+    AssignInstances {
+        set: Vec<(String, Assignment)>,
+        remove: Vec<String>,
+    },
+    /// Instance transitions on `node` (its supervisor reports them; the leader reports for a
+    /// node that is down); `gone` lists instances no longer running there.
+    ReportInstances {
+        node: NodeId,
+        /// The node's name, for the audit trail.
+        name: String,
+        reports: Vec<InstanceStatus>,
+        gone: Vec<String>,
+    },
 }
 
 impl Command {
@@ -190,6 +207,44 @@ impl Command {
                 slice,
                 instances,
             } => format!("scale {blueprint}/{slice} to {instances}"),
+            Command::AssignInstances { set, remove } => {
+                let mut parts: Vec<String> = set
+                    .iter()
+                    .take(4)
+                    .map(|(k, a)| match (a.node, a.handoff) {
+                        (Some(n), Some(h)) => format!("{k}→node {n} (from node {h})"),
+                        (Some(n), None) => format!("{k}→node {n}"),
+                        (None, _) => format!("{k} pending"),
+                    })
+                    .collect();
+                if set.len() > 4 {
+                    parts.push(format!("… {} more", set.len() - 4));
+                }
+                if !remove.is_empty() {
+                    parts.push(format!("{} removed", remove.len()));
+                }
+                format!("assign instances: {}", parts.join(", "))
+            }
+            Command::ReportInstances {
+                name,
+                reports,
+                gone,
+                ..
+            } => {
+                let mut parts: Vec<String> = reports
+                    .iter()
+                    .take(4)
+                    .map(|r| format!("{} {}", r.instance, r.state))
+                    .collect();
+                if reports.len() > 4 {
+                    parts.push(format!("… {} more", reports.len() - 4));
+                }
+                parts.extend(gone.iter().take(4).map(|g| format!("{g} stopped")));
+                if gone.len() > 4 {
+                    parts.push(format!("… {} more stopped", gone.len() - 4));
+                }
+                format!("instances on {name}: {}", parts.join(", "))
+            }
         }
     }
 }

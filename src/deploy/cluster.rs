@@ -1,0 +1,650 @@
+//! The leader's assignment loop (DESIGN §8): every wanted instance is assigned to a node, and the
+//! assignments are written through Raft (`Command::AssignInstances`) for every node to converge
+//! on.
+//!
+//! [`assign`] is the pure core. Assignments are sticky: an instance stays where it is while its
+//! node is a ready member; only new instances and those that must move are placed (on the
+//! consistent-hash ring, around the ones that stay). An instance moves when:
+//! - its node is draining (or drained, asleep): the new copy starts first and the old node keeps
+//!   running its copy (`handoff`) until the new one is active, so capacity never dips;
+//! - its node has been down for `deploy.reschedule_after` (the grace period), or left the
+//!   cluster: it is placed elsewhere at once, with no hand-off.
+//!
+//! An instance that cannot be placed stays pending with the reason; one that would lose its only
+//! running copy to a pending move keeps its place instead. A draining node with nothing left on
+//! it is marked drained. Statuses left behind by a lost node are cleared for it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::placement::{Needs, NodeSlot, Options, place_sticky};
+use crate::config::DeployConfig;
+use crate::domain::{
+    Assignment, Blueprint, Health, InstanceState, InstanceStatus, Millis, NodeId, NodeState,
+    now_millis,
+};
+use crate::metrics::pipeline::Pipeline;
+use crate::raft::Cluster;
+use crate::raft::types::{Command, Request, RequestId, Response};
+
+/// A member as the assignment loop sees it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Capacity and whether new instances may go there.
+    pub slot: NodeSlot,
+    pub state: NodeState,
+    pub health: Health,
+    /// How long the leader has seen it down (`None` while not down).
+    pub down_for: Option<Duration>,
+}
+
+/// Everything [`assign`] decides from.
+pub struct World<'a> {
+    /// Every stored blueprint.
+    pub blueprints: &'a [Blueprint],
+    pub members: &'a [Member],
+    pub current: &'a BTreeMap<String, Assignment>,
+    pub instances: &'a [InstanceStatus],
+    /// `deploy.reschedule_after`.
+    pub grace: Duration,
+    pub now: Millis,
+}
+
+/// What the loop writes.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changes {
+    pub set: Vec<(String, Assignment)>,
+    pub remove: Vec<String>,
+    /// Draining members with nothing left on them.
+    pub drained: Vec<NodeId>,
+    /// Instance statuses of lost members that no longer run there, to clear for them.
+    pub clear: Vec<(NodeId, Vec<String>)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+            && self.remove.is_empty()
+            && self.drained.is_empty()
+            && self.clear.is_empty()
+    }
+}
+
+/// Every instance the blueprints want (`blueprint/slice/index`), blueprints by name.
+pub fn wanted(blueprints: &[Blueprint]) -> Vec<(String, Needs)> {
+    let mut sorted: Vec<&Blueprint> = blueprints.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::new();
+    for b in sorted {
+        for s in &b.slices {
+            for i in 0..s.instances {
+                out.push((
+                    format!("{}/{}/{i}", b.name, s.name),
+                    Needs {
+                        cpu: s.resources.cpu,
+                        memory: s.resources.memory,
+                        gpu: s.resources.gpu,
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The assignments after this round, and what to write to get there.
+pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
+    let by_id: HashMap<NodeId, &Member> = w.members.iter().map(|m| (m.slot.id, m)).collect();
+    let alive = |id: NodeId| by_id.get(&id).is_some_and(|m| m.health != Health::Down);
+    let lost = |id: NodeId| match by_id.get(&id) {
+        None => true,
+        Some(m) => m.down_for.is_some_and(|d| d >= w.grace),
+    };
+    let active: BTreeSet<(&str, NodeId)> = w
+        .instances
+        .iter()
+        .filter(|s| s.state == InstanceState::Active)
+        .map(|s| (s.instance.as_str(), s.node))
+        .collect();
+    let want = wanted(w.blueprints);
+    let mut changes = Changes::default();
+    let want_keys: BTreeSet<&str> = want.iter().map(|(k, _)| k.as_str()).collect();
+    changes.remove = w
+        .current
+        .keys()
+        .filter(|k| !want_keys.contains(k.as_str()))
+        .cloned()
+        .collect();
+
+    // Which instances keep their node, and which running copy may hand off to a new one.
+    let mut pinned = BTreeMap::new();
+    let mut old_copy: BTreeMap<&str, NodeId> = BTreeMap::new();
+    for (key, _) in &want {
+        let Some(a) = w.current.get(key) else {
+            continue;
+        };
+        if let Some(h) = a.handoff.filter(|h| alive(*h)) {
+            old_copy.insert(key, h);
+        }
+        let Some(n) = a.node else { continue };
+        if lost(n) {
+            continue;
+        }
+        match by_id.get(&n) {
+            Some(m) if m.state == NodeState::Ready => {
+                pinned.insert(key.clone(), n);
+            }
+            _ if alive(n) => {
+                old_copy.entry(key).or_insert(n);
+            }
+            _ => {}
+        }
+    }
+    let slots: Vec<NodeSlot> = w.members.iter().map(|m| m.slot.clone()).collect();
+    let placed = place_sticky(&slots, &want, &pinned, Options::default());
+
+    let mut out = BTreeMap::new();
+    for (key, _) in &want {
+        let cur = w.current.get(key);
+        let next = match placed.assigned.get(key) {
+            Some(&node) => {
+                // The old copy stops once the copy on `node` is active.
+                let handoff = old_copy
+                    .get(key.as_str())
+                    .copied()
+                    .filter(|h| *h != node && !active.contains(&(key.as_str(), node)));
+                Assignment {
+                    node: Some(node),
+                    handoff,
+                    pending: None,
+                    since: match cur {
+                        Some(c) if c.node == Some(node) => c.since,
+                        _ => w.now,
+                    },
+                }
+            }
+            None => match (cur, old_copy.get(key.as_str())) {
+                // Nowhere to move it: the running copy stays where it is.
+                (Some(c), Some(h)) if c.node == Some(*h) => c.clone(),
+                _ => Assignment {
+                    node: None,
+                    handoff: old_copy.get(key.as_str()).copied(),
+                    pending: placed.pending.get(key).cloned(),
+                    since: match cur {
+                        Some(c) if c.node.is_none() => c.since,
+                        _ => w.now,
+                    },
+                },
+            },
+        };
+        let same = cur.is_some_and(|c| {
+            c.node == next.node && c.handoff == next.handoff && c.pending == next.pending
+        });
+        if !same {
+            changes.set.push((key.clone(), next.clone()));
+        }
+        out.insert(key.clone(), next);
+    }
+
+    let holds = |id: NodeId| {
+        out.values()
+            .any(|a| a.node == Some(id) || a.handoff == Some(id))
+            || w.instances.iter().any(|s| s.node == id)
+    };
+    changes.drained = w
+        .members
+        .iter()
+        .filter(|m| m.state == NodeState::Draining && !holds(m.slot.id))
+        .map(|m| m.slot.id)
+        .collect();
+    let mut clear: BTreeMap<NodeId, Vec<String>> = BTreeMap::new();
+    for s in w.instances {
+        let still_there = out
+            .get(&s.instance)
+            .is_some_and(|a| a.node == Some(s.node) || a.handoff == Some(s.node));
+        if lost(s.node) && !still_there {
+            clear.entry(s.node).or_default().push(s.instance.clone());
+        }
+    }
+    changes.clear = clear.into_iter().collect();
+    (out, changes)
+}
+
+/// The members with their capacity (from the metrics snapshot) and whether they may take new
+/// instances. `down_since` is when this leader first saw each member down.
+pub fn members(
+    cluster: &Cluster,
+    metrics: &Pipeline,
+    down_since: &HashMap<NodeId, Instant>,
+) -> Result<Vec<Member>, std::io::Error> {
+    let records = cluster.store.nodes()?;
+    let health = cluster.store.health()?;
+    Ok(metrics.with_state(|st| {
+        records
+            .iter()
+            .map(|m| {
+                let entry = st
+                    .view
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.nodes.iter().find(|e| e.node == m.id));
+                let h = health.get(&m.id).copied().unwrap_or_default();
+                let schedulable = if m.state != NodeState::Ready {
+                    Err(format!("is {}", m.state))
+                } else if h != Health::Ready {
+                    Err(format!("is {h}"))
+                } else if entry.is_none() {
+                    Err("has sent no metrics yet".to_string())
+                } else {
+                    Ok(())
+                };
+                Member {
+                    slot: NodeSlot {
+                        id: m.id,
+                        name: m.name.clone(),
+                        cpu: entry.map(|e| e.m.cores.len() as f32).unwrap_or(0.0),
+                        memory: entry.map(|e| e.m.mem_total).unwrap_or(0),
+                        gpus: entry.map(|e| e.m.gpus.len() as u32).unwrap_or(0),
+                        schedulable,
+                    },
+                    state: m.state,
+                    health: h,
+                    down_for: (h == Health::Down).then(|| {
+                        down_since
+                            .get(&m.id)
+                            .map(|t| t.elapsed())
+                            .unwrap_or_default()
+                    }),
+                }
+            })
+            .collect()
+    }))
+}
+
+/// The world as the local replica has it (for the loop and for `blueprint apply --dry-run`).
+pub struct Snapshot {
+    pub blueprints: Vec<Blueprint>,
+    pub members: Vec<Member>,
+    pub current: BTreeMap<String, Assignment>,
+    pub instances: Vec<InstanceStatus>,
+}
+
+impl Snapshot {
+    pub fn read(
+        cluster: &Cluster,
+        metrics: &Pipeline,
+        down_since: &HashMap<NodeId, Instant>,
+    ) -> Result<Snapshot, std::io::Error> {
+        Ok(Snapshot {
+            blueprints: cluster
+                .store
+                .blueprints()?
+                .into_iter()
+                .map(|s| s.blueprint)
+                .collect(),
+            members: members(cluster, metrics, down_since)?,
+            current: cluster.store.assignments()?,
+            instances: cluster.store.instances()?,
+        })
+    }
+
+    pub fn world(&self, grace: Duration) -> World<'_> {
+        World {
+            blueprints: &self.blueprints,
+            members: &self.members,
+            current: &self.current,
+            instances: &self.instances,
+            grace,
+            now: now_millis(),
+        }
+    }
+}
+
+/// Writes through Raft as the assignment loop, one request id per write.
+struct Writer {
+    cluster: Arc<Cluster>,
+    client: u128,
+    serial: u64,
+}
+
+impl Writer {
+    async fn write(&mut self, cmd: Command) -> Result<(), String> {
+        self.serial += 1;
+        let req = Request {
+            id: RequestId {
+                client: self.client,
+                serial: self.serial,
+            },
+            actor: format!("assigner@{}", self.cluster.name),
+            at: now_millis(),
+            cmd,
+        };
+        match self.cluster.write(req, false).await {
+            Ok(Response::Refused(m)) => Err(m),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Run the assignment loop until `shutdown`: on the leader, after every applied change (and every
+/// second, for grace periods), compute the assignments and write what changed.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    metrics: Arc<Pipeline>,
+    cfg: DeployConfig,
+    shutdown: CancellationToken,
+) {
+    let mut applied = cluster.store.subscribe_applied();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut down_since: HashMap<NodeId, Instant> = HashMap::new();
+    let mut w = Writer {
+        cluster: cluster.clone(),
+        client: rand::random(),
+        serial: 0,
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            r = applied.changed() => if r.is_err() { return },
+        }
+        if cluster.raft.metrics().borrow().current_leader != Some(cluster.id) {
+            down_since.clear();
+            continue;
+        }
+        let health = match cluster.store.health() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("assignment loop: reading health failed: {e}");
+                continue;
+            }
+        };
+        down_since.retain(|id, _| health.get(id) == Some(&Health::Down));
+        for (id, h) in &health {
+            if *h == Health::Down {
+                down_since.entry(*id).or_insert_with(Instant::now);
+            }
+        }
+        let snap = match Snapshot::read(&cluster, &metrics, &down_since) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("assignment loop: reading the store failed: {e}");
+                continue;
+            }
+        };
+        let (_, changes) = assign(&snap.world(cfg.reschedule_after.0));
+        if changes.is_empty() {
+            continue;
+        }
+        if let Err(e) = write_changes(&mut w, &snap, changes).await {
+            tracing::warn!("assignment loop: {e}; trying again");
+        }
+    }
+}
+
+async fn write_changes(w: &mut Writer, snap: &Snapshot, c: Changes) -> Result<(), String> {
+    let name = |id: NodeId| {
+        snap.members
+            .iter()
+            .find(|m| m.slot.id == id)
+            .map(|m| m.slot.name.clone())
+            .unwrap_or_else(|| format!("node-{id}"))
+    };
+    if !c.set.is_empty() || !c.remove.is_empty() {
+        w.write(Command::AssignInstances {
+            set: c.set,
+            remove: c.remove,
+        })
+        .await?;
+    }
+    for (node, gone) in c.clear {
+        tracing::info!(
+            "clearing {} instance(s) of lost node {}",
+            gone.len(),
+            name(node)
+        );
+        w.write(Command::ReportInstances {
+            node,
+            name: name(node),
+            reports: Vec::new(),
+            gone,
+        })
+        .await?;
+    }
+    for id in c.drained {
+        tracing::info!("node {} is drained", name(id));
+        w.write(Command::SetNodeState {
+            id,
+            state: NodeState::Drained,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::blueprint::parse;
+
+    fn member(id: NodeId) -> Member {
+        Member {
+            slot: NodeSlot {
+                id,
+                name: format!("n{id}"),
+                cpu: 8.0,
+                memory: 16 << 30,
+                gpus: 0,
+                schedulable: Ok(()),
+            },
+            state: NodeState::Ready,
+            health: Health::Ready,
+            down_for: None,
+        }
+    }
+
+    fn bp(instances: u32) -> Blueprint {
+        parse(
+            "t.toml",
+            &format!(
+                "name = \"shop\"\n[[slices]]\nname = \"web\"\ncommand = [\"true\"]\ninstances = {instances}\nmax = 10\n"
+            ),
+        )
+        .unwrap()
+    }
+
+    fn status(instance: &str, node: NodeId, state: InstanceState) -> InstanceStatus {
+        InstanceStatus {
+            instance: instance.into(),
+            node,
+            state,
+            port: 1,
+            pid: Some(1),
+            restarts: 0,
+            last_exit: None,
+            health: "passing".into(),
+            since: 0,
+        }
+    }
+
+    struct Case {
+        bps: Vec<Blueprint>,
+        members: Vec<Member>,
+        current: BTreeMap<String, Assignment>,
+        instances: Vec<InstanceStatus>,
+    }
+
+    impl Case {
+        fn new(n: u32, nodes: u64) -> Case {
+            Case {
+                bps: vec![bp(n)],
+                members: (1..=nodes).map(member).collect(),
+                current: BTreeMap::new(),
+                instances: Vec::new(),
+            }
+        }
+        /// One round; the result becomes the current state.
+        fn round(&mut self) -> Changes {
+            let (out, ch) = assign(&World {
+                blueprints: &self.bps,
+                members: &self.members,
+                current: &self.current,
+                instances: &self.instances,
+                grace: Duration::from_secs(30),
+                now: 1,
+            });
+            self.current = out;
+            ch
+        }
+        fn nodes_of(&self) -> BTreeMap<String, Option<NodeId>> {
+            self.current
+                .iter()
+                .map(|(k, a)| (k.clone(), a.node))
+                .collect()
+        }
+        fn run_all_active(&mut self) {
+            self.instances = self
+                .current
+                .iter()
+                .flat_map(|(k, a)| {
+                    a.node
+                        .map(|n| status(k, n, InstanceState::Active))
+                        .into_iter()
+                        .chain(a.handoff.map(|h| status(k, h, InstanceState::Active)))
+                })
+                .collect();
+        }
+    }
+
+    #[test]
+    fn instances_stay_where_they_are_while_their_node_is_ready() {
+        let mut c = Case::new(4, 3);
+        let ch = c.round();
+        assert_eq!(ch.set.len(), 4);
+        let before = c.nodes_of();
+        assert!(before.values().all(|n| n.is_some()));
+        // A fourth node joins and the slice grows: nothing already placed moves.
+        c.members.push(member(4));
+        c.bps = vec![bp(8)];
+        let ch = c.round();
+        assert_eq!(ch.set.len(), 4, "only the 4 new instances: {ch:?}");
+        for (k, n) in &before {
+            assert_eq!(c.current[k].node, *n, "{k} moved");
+        }
+        assert!(c.round().is_empty(), "a second round changes nothing");
+        // Scale down: the surplus is removed, the rest stays.
+        c.bps = vec![bp(2)];
+        let ch = c.round();
+        assert_eq!(ch.remove.len(), 6);
+        assert!(ch.set.is_empty());
+    }
+
+    #[test]
+    fn a_drain_hands_off_and_the_old_copy_stops_only_when_the_new_one_is_active() {
+        let mut c = Case::new(4, 3);
+        c.round();
+        c.run_all_active();
+        let on_n1: Vec<String> = c
+            .current
+            .iter()
+            .filter(|(_, a)| a.node == Some(1))
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert!(!on_n1.is_empty());
+        c.members[0].state = NodeState::Draining;
+        c.members[0].slot.schedulable = Err("is draining".into());
+        let ch = c.round();
+        for k in &on_n1 {
+            let a = &c.current[k];
+            assert_ne!(a.node, Some(1));
+            assert_eq!(
+                a.handoff,
+                Some(1),
+                "{k} keeps its old copy until the new one runs"
+            );
+        }
+        assert!(ch.drained.is_empty(), "n1 still runs its copies");
+        // The new copies are still starting: the hand-off stays.
+        assert!(c.round().is_empty());
+        // New copies active: the hand-off is cleared, and n1's copies stop.
+        c.run_all_active();
+        let ch = c.round();
+        assert_eq!(ch.set.len(), on_n1.len());
+        assert!(c.current.values().all(|a| a.handoff.is_none()));
+        assert!(ch.drained.is_empty(), "n1 has not reported its copies gone");
+        c.run_all_active();
+        let ch = c.round();
+        assert_eq!(ch.drained, vec![1]);
+    }
+
+    #[test]
+    fn a_drain_with_nowhere_to_go_keeps_the_running_copy() {
+        let mut c = Case::new(2, 1);
+        c.round();
+        c.members[0].state = NodeState::Draining;
+        c.members[0].slot.schedulable = Err("is draining".into());
+        let ch = c.round();
+        assert!(ch.set.is_empty(), "{ch:?}");
+        assert!(c.current.values().all(|a| a.node == Some(1)));
+        assert!(ch.drained.is_empty());
+    }
+
+    #[test]
+    fn a_down_node_keeps_its_instances_for_the_grace_period_then_loses_them() {
+        let mut c = Case::new(6, 3);
+        c.round();
+        c.run_all_active();
+        let on_n2 = c.current.values().filter(|a| a.node == Some(2)).count();
+        assert!(on_n2 > 0);
+        c.members[1].health = Health::Down;
+        c.members[1].slot.schedulable = Err("is down".into());
+        c.members[1].down_for = Some(Duration::from_secs(5));
+        assert!(
+            c.round().is_empty(),
+            "within the grace period nothing moves"
+        );
+        c.members[1].down_for = Some(Duration::from_secs(31));
+        let ch = c.round();
+        assert_eq!(ch.set.len(), on_n2);
+        assert!(
+            c.current
+                .values()
+                .all(|a| a.node.is_some_and(|n| n != 2) && a.handoff.is_none())
+        );
+        assert_eq!(ch.clear.len(), 1);
+        assert_eq!(ch.clear[0].0, 2);
+        assert_eq!(ch.clear[0].1.len(), on_n2);
+    }
+
+    #[test]
+    fn an_instance_nobody_can_take_is_pending_with_every_node_named() {
+        let mut c = Case::new(1, 2);
+        c.bps = vec![
+            parse(
+                "t.toml",
+                "name = \"ml\"\n[[slices]]\nname = \"gpu\"\ncommand = [\"true\"]\ninstances = 1\nresources = { gpu = 1 }\n",
+            )
+            .unwrap(),
+        ];
+        c.members[1].state = NodeState::Draining;
+        c.members[1].slot.schedulable = Err("is draining".into());
+        c.round();
+        let a = &c.current["ml/gpu/0"];
+        assert_eq!(a.node, None);
+        let why = a.pending.as_deref().unwrap();
+        assert!(why.contains("n1 has 0 GPUs free"), "{why}");
+        assert!(why.contains("n2 is draining"), "{why}");
+        let ch = c.round();
+        assert!(ch.set.is_empty(), "the same reason is not written again");
+        assert_eq!(
+            ch.drained,
+            vec![2],
+            "n2 holds nothing, so its drain is done"
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The node reconciler (DESIGN §8): on every node, diff what the replicated assignments give
+//! this node against what its supervisor runs, and converge; report instance transitions
+//! through Raft (`Command::ReportInstances`), batched, so every node shows them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::supervisor::{Event, Spec, Supervisor};
+use crate::config::DeployConfig;
+use crate::domain::{InstanceStatus, now_millis};
+use crate::metrics::pipeline::Pipeline;
+use crate::raft::Cluster;
+use crate::raft::types::{Command, Request, RequestId, Response};
+
+/// The instances the store assigns to `cluster`'s node (as the runner or the hand-off), with
+/// what each runs.
+fn desired(cluster: &Cluster) -> Result<HashMap<String, Spec>, std::io::Error> {
+    let me = cluster.id;
+    let blueprints = cluster.store.blueprints()?;
+    let mut out = HashMap::new();
+    for (key, a) in cluster.store.assignments()? {
+        if a.node != Some(me) && a.handoff != Some(me) {
+            continue;
+        }
+        let mut parts = key.splitn(3, '/');
+        let (Some(bp), Some(slice)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let found = blueprints
+            .iter()
+            .find(|b| b.blueprint.name == bp)
+            .and_then(|b| b.blueprint.slices.iter().find(|s| s.name == slice));
+        if let Some(s) = found {
+            out.insert(key.clone(), Spec::new(key, s));
+        }
+    }
+    Ok(out)
+}
+
+/// Run the reconciler until `shutdown`, then stop every instance and report them gone.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    metrics: Arc<Pipeline>,
+    cfg: DeployConfig,
+    shutdown: CancellationToken,
+) -> Result<(), std::io::Error> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut sup = Supervisor::new(
+        cluster.id,
+        cluster.name.clone(),
+        cluster.data_dir().to_path_buf(),
+        cfg,
+        tx.clone(),
+    )
+    .inspect_err(|e| {
+        tracing::error!("workloads disabled on this node: cannot prepare '<data-dir>/run': {e}")
+    })?;
+    let reporter_stop = CancellationToken::new();
+    let reporter = tokio::spawn(report(cluster.clone(), rx, reporter_stop.clone()));
+    let mut applied = cluster.store.subscribe_applied();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cleaned = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+            r = applied.changed() => if r.is_err() { break },
+        }
+        let want = match desired(&cluster) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!("reconciler: reading assignments failed: {e}");
+                continue;
+            }
+        };
+        sup.reconcile(&want);
+        metrics.set_processes(sup.pids());
+        if sup.busy() {
+            // An old copy is stopping: look again soon to start its successor.
+            tick.reset_after(Duration::from_millis(100));
+        }
+        // Statuses this node reported before a restart, for instances it no longer runs.
+        if !cleaned && let Ok(all) = cluster.store.instances() {
+            for s in all
+                .iter()
+                .filter(|s| s.node == cluster.id && !sup.has(&s.instance))
+            {
+                let _ = tx.send(Event::Gone(s.instance.clone()));
+            }
+            cleaned = true;
+        }
+    }
+    tracing::info!("stopping instances");
+    sup.stop_all().await;
+    metrics.set_processes(Vec::new());
+    drop(tx);
+    drop(sup);
+    // The reporter drains what is queued (the instances just stopped), then ends.
+    if tokio::time::timeout(Duration::from_secs(3), reporter)
+        .await
+        .is_err()
+    {
+        reporter_stop.cancel();
+        tracing::warn!("could not report the stopped instances within 3 s");
+    }
+    Ok(())
+}
+
+/// Batch transitions (latest per instance wins) and write them; on failure keep them and try
+/// again. Ends when every sender is gone and the queue is written, or on `stop`.
+async fn report(
+    cluster: Arc<Cluster>,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    stop: CancellationToken,
+) {
+    let client: u128 = rand::random();
+    let mut serial = 0u64;
+    let mut queued: BTreeMap<String, Option<InstanceStatus>> = BTreeMap::new();
+    let mut open = true;
+    loop {
+        if queued.is_empty() {
+            if !open {
+                return;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                e = rx.recv() => match e {
+                    Some(e) => add(&mut queued, e),
+                    None => return,
+                },
+            }
+        }
+        // Gather what else arrives within 30 ms into the same write.
+        let until = tokio::time::Instant::now() + Duration::from_millis(30);
+        while open {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                e = rx.recv() => match e {
+                    Some(e) => add(&mut queued, e),
+                    None => open = false,
+                },
+            }
+        }
+        let (mut reports, mut gone) = (Vec::new(), Vec::new());
+        for (k, v) in &queued {
+            match v {
+                Some(s) => reports.push(s.clone()),
+                None => gone.push(k.clone()),
+            }
+        }
+        serial += 1;
+        let req = Request {
+            id: RequestId { client, serial },
+            actor: format!("supervisor@{}", cluster.name),
+            at: now_millis(),
+            cmd: Command::ReportInstances {
+                node: cluster.id,
+                name: cluster.name.clone(),
+                reports,
+                gone,
+            },
+        };
+        match cluster.write(req, true).await {
+            Ok(Response::Refused(m)) => {
+                tracing::warn!("instance report refused: {m}");
+                queued.clear();
+            }
+            Ok(_) => queued.clear(),
+            Err(e) => {
+                tracing::warn!("instance report not written ({e}); trying again");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
+
+fn add(queued: &mut BTreeMap<String, Option<InstanceStatus>>, e: Event) {
+    match e {
+        Event::Status(s) => queued.insert(s.instance.clone(), Some(s)),
+        Event::Gone(k) => queued.insert(k, None),
+    };
+}

@@ -1,0 +1,710 @@
+//! The supervisor (DESIGN §8): runs each instance assigned to this node as a child process.
+//!
+//! One task per instance drives LOAD (working dir, port, environment, log file) → ACTIVATE
+//! (spawn; wait for the first passing health check) → ACTIVE (keep checking). A crash, or
+//! `threshold` failed checks in a row, restarts it after an exponential backoff. Stopping sends
+//! SIGTERM to the instance's process group and SIGKILL after the slice's `stop_timeout`; after
+//! any exit the rest of the group is killed, so an instance's children go with it. Output goes
+//! to its log file. Every transition is sent to the reporter (see `deploy::node`).
+//!
+//! Daemon restarts: instances do not outlive the daemon. Each child gets SIGKILL when the
+//! daemon dies (`PR_SET_PDEATHSIG`), and each process group is recorded in
+//! `<data-dir>/run/`; a restarted daemon kills whatever is left of the groups recorded by its
+//! previous run before it starts anything, then starts what is assigned to it afresh. So a
+//! `kill -9` of the daemon leaves no orphan and no duplicate.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::logs::{self, LogFile};
+use crate::config::DeployConfig;
+use crate::domain::{HealthCheck, InstanceState, InstanceStatus, NodeId, Probe, Slice, now_millis};
+
+/// What the supervisor tells the reporter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Status(InstanceStatus),
+    /// The instance no longer runs here.
+    Gone(String),
+}
+
+/// What one instance runs: the parts of its slice whose change needs a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// `blueprint/slice/index`.
+    pub instance: String,
+    pub command: Vec<String>,
+    pub env: std::collections::BTreeMap<String, String>,
+    pub stop_timeout: Duration,
+    pub health: Option<HealthCheck>,
+}
+
+impl Spec {
+    pub fn new(instance: String, slice: &Slice) -> Spec {
+        Spec {
+            instance,
+            command: slice.command.clone(),
+            env: slice.env.clone(),
+            stop_timeout: Duration::from_millis(slice.stop_timeout_ms),
+            health: slice.health.clone(),
+        }
+    }
+}
+
+struct Running {
+    spec: Spec,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    pid: Arc<AtomicU32>,
+}
+
+/// Shared by the instance tasks.
+struct Ctx {
+    node: NodeId,
+    node_name: String,
+    data_dir: PathBuf,
+    cfg: DeployConfig,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// The instances of this node.
+pub struct Supervisor {
+    ctx: Arc<Ctx>,
+    running: HashMap<String, Running>,
+    /// Told to stop; their tasks are finishing.
+    stopping: Vec<Running>,
+}
+
+impl Supervisor {
+    /// Kill what a previous run of this daemon left behind, then start empty.
+    pub fn new(
+        node: NodeId,
+        node_name: String,
+        data_dir: PathBuf,
+        cfg: DeployConfig,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> std::io::Result<Supervisor> {
+        std::fs::create_dir_all(run_dir(&data_dir))?;
+        reap_leftovers(&run_dir(&data_dir));
+        Ok(Supervisor {
+            ctx: Arc::new(Ctx {
+                node,
+                node_name,
+                data_dir,
+                cfg,
+                events,
+            }),
+            running: HashMap::new(),
+            stopping: Vec::new(),
+        })
+    }
+
+    /// Converge on `desired`: stop what is not wanted (or whose spec changed), start what is
+    /// missing. An instance whose old copy is still stopping starts on a later call.
+    pub fn reconcile(&mut self, desired: &HashMap<String, Spec>) {
+        self.stopping.retain(|r| !r.task.is_finished());
+        let unwanted: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(k, r)| desired.get(*k) != Some(&r.spec))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in unwanted {
+            let r = self.running.remove(&k).expect("listed above");
+            r.stop.cancel();
+            self.stopping.push(r);
+        }
+        for (k, spec) in desired {
+            if self.running.contains_key(k) || self.stopping.iter().any(|r| r.spec.instance == *k) {
+                continue;
+            }
+            let stop = CancellationToken::new();
+            let pid = Arc::new(AtomicU32::new(0));
+            let task = tokio::spawn(run_instance(
+                self.ctx.clone(),
+                spec.clone(),
+                stop.clone(),
+                pid.clone(),
+            ));
+            self.running.insert(
+                k.clone(),
+                Running {
+                    spec: spec.clone(),
+                    stop,
+                    task,
+                    pid,
+                },
+            );
+        }
+    }
+
+    /// Whether any instance is still stopping (the caller reconciles again soon).
+    pub fn busy(&mut self) -> bool {
+        self.stopping.retain(|r| !r.task.is_finished());
+        !self.stopping.is_empty()
+    }
+
+    /// Instances this supervisor runs or is stopping.
+    pub fn has(&self, instance: &str) -> bool {
+        self.running.contains_key(instance)
+            || self.stopping.iter().any(|r| r.spec.instance == instance)
+    }
+
+    /// PIDs of the running instances (for the metrics sampler).
+    pub fn pids(&self) -> Vec<u32> {
+        self.running
+            .values()
+            .map(|r| r.pid.load(Ordering::Relaxed))
+            .filter(|p| *p != 0)
+            .collect()
+    }
+
+    /// Stop every instance (SIGTERM, then SIGKILL after its stop timeout) and wait for them.
+    pub async fn stop_all(&mut self) {
+        let all: Vec<Running> = self
+            .running
+            .drain()
+            .map(|(_, r)| r)
+            .chain(self.stopping.drain(..))
+            .collect();
+        for r in &all {
+            r.stop.cancel();
+        }
+        for r in all {
+            let _ = r.task.await;
+        }
+    }
+}
+
+fn run_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("run")
+}
+
+fn pid_file(data_dir: &Path, instance: &str) -> PathBuf {
+    run_dir(data_dir).join(format!("{}.pgid", instance.replace('/', "_")))
+}
+
+/// `(pgrp, start time in clock ticks)` of a live process (not a zombie), from
+/// `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    if *f.first()? == "Z" {
+        return None;
+    }
+    Some((f.get(2)?.parse().ok()?, f.get(19)?.parse().ok()?))
+}
+
+/// Kill every process of the groups recorded in `dir` that started no earlier than the group's
+/// leader did (so a reused pid or group id is left alone), and forget the records.
+fn reap_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "pgid") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut it = text.split_whitespace().map(|s| s.parse::<u64>().ok());
+        if let (Some(Some(pgid)), Some(Some(start))) = (it.next(), it.next()) {
+            let mut killed = 0;
+            if let Ok(procs) = std::fs::read_dir("/proc") {
+                for p in procs.flatten() {
+                    let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+                    else {
+                        continue;
+                    };
+                    if let Some((pgrp, started)) = proc_stat(pid)
+                        && pgrp as u64 == pgid
+                        && started >= start
+                    {
+                        // SAFETY: kill(2) with a pid we just read; no memory is touched.
+                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                        killed += 1;
+                    }
+                }
+            }
+            if killed > 0 {
+                tracing::warn!(
+                    "killed {killed} process(es) left by the previous run of this node (process group {pgid}, {})",
+                    path.file_stem().and_then(|s| s.to_str()).unwrap_or("?")
+                );
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// A free TCP port: `prefer` when it can still be bound, else one the kernel picks.
+fn free_port(prefer: u16) -> std::io::Result<u16> {
+    if prefer != 0 && std::net::TcpListener::bind(("0.0.0.0", prefer)).is_ok() {
+        return Ok(prefer);
+    }
+    Ok(std::net::TcpListener::bind(("0.0.0.0", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// `exit 1`, `signal 9 (SIGKILL)`.
+fn describe(st: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => {
+            let name = match s {
+                libc::SIGKILL => " (SIGKILL)",
+                libc::SIGTERM => " (SIGTERM)",
+                libc::SIGSEGV => " (SIGSEGV)",
+                libc::SIGABRT => " (SIGABRT)",
+                libc::SIGINT => " (SIGINT)",
+                _ => "",
+            };
+            format!("signal {s}{name}")
+        }
+        _ => "ended".into(),
+    }
+}
+
+fn signal_group(pgid: u32, sig: i32) {
+    if pgid > 1 {
+        // SAFETY: kill(2) on a process group we created; no memory is touched.
+        unsafe { libc::kill(-(pgid as i32), sig) };
+    }
+}
+
+/// Copy one of the child's output streams into its log file.
+async fn pump(mut from: impl AsyncRead + Unpin, log: Arc<std::sync::Mutex<LogFile>>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut l = log.lock().expect("log lock");
+                if let Err(e) = l.write(&buf[..n]) {
+                    tracing::warn!("instance log write failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// One health probe against the instance on `port`.
+async fn probe(check: &HealthCheck, port: u16, env: &[(String, String)]) -> Result<(), String> {
+    let timeout = Duration::from_millis(check.timeout_ms);
+    let run = async {
+        match &check.probe {
+            Probe::Tcp => tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("tcp connect to port {port}: {e}")),
+            Probe::Http(path) => {
+                let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .map_err(|e| format!("GET {path} on port {port}: {e}"))?;
+                s.write_all(
+                    format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: aether-health\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await
+                .map_err(|e| format!("GET {path}: {e}"))?;
+                // Read the whole answer (HTTP/1.0: until the server closes, at most 64 KiB) so
+                // the server never sees its client vanish mid-reply.
+                let mut head = Vec::with_capacity(1024);
+                let mut buf = [0u8; 4096];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) if head.len() < 65536 => head.extend_from_slice(&buf[..n]),
+                        Ok(_) => break,
+                        Err(e) if head.len() >= 12 => {
+                            tracing::debug!("health check read ended early: {e}");
+                            break;
+                        }
+                        Err(e) => return Err(format!("GET {path}: {e}")),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head[..head.len().min(64)]);
+                let line = line.lines().next().unwrap_or("");
+                let code: u16 = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .ok_or_else(|| format!("GET {path}: not an HTTP answer ('{}')", line.trim()))?;
+                if (200..400).contains(&code) {
+                    Ok(())
+                } else {
+                    Err(format!("GET {path}: status {code}"))
+                }
+            }
+            Probe::Exec(cmd) => {
+                let mut c = tokio::process::Command::new(&cmd[0]);
+                c.args(&cmd[1..])
+                    .envs(env.iter().cloned())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true);
+                let st = c
+                    .status()
+                    .await
+                    .map_err(|e| format!("exec '{}': {e}", cmd[0]))?;
+                if st.success() {
+                    Ok(())
+                } else {
+                    Err(format!("exec '{}': {}", cmd[0], describe(&st)))
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "no answer within {}",
+            crate::domain::human_millis(check.timeout_ms)
+        )),
+    }
+}
+
+/// How a run of the instance ended.
+enum End {
+    Stop,
+    Exited(ExitStatus),
+    Unhealthy(String),
+}
+
+/// The life of one instance on this node, until `stop`.
+async fn run_instance(
+    ctx: Arc<Ctx>,
+    spec: Spec,
+    stop: CancellationToken,
+    pid_slot: Arc<AtomicU32>,
+) {
+    let cfg = &ctx.cfg;
+    let mut restarts = 0u32;
+    let mut last_exit: Option<String> = None;
+    let mut backoff = cfg.restart_backoff.0;
+    let mut port = 0u16;
+    let health_none = if spec.health.is_some() {
+        "pending"
+    } else {
+        "none"
+    };
+    let report = |state: InstanceState,
+                  port: u16,
+                  pid: Option<u32>,
+                  restarts: u32,
+                  last_exit: &Option<String>,
+                  health: &str| {
+        let _ = ctx.events.send(Event::Status(InstanceStatus {
+            instance: spec.instance.clone(),
+            node: ctx.node,
+            state,
+            port,
+            pid,
+            restarts,
+            last_exit: last_exit.clone(),
+            health: health.into(),
+            since: now_millis(),
+        }));
+    };
+    let log_path = logs::path(&ctx.data_dir, &spec.instance)
+        .unwrap_or_else(|| ctx.data_dir.join("logs").join("invalid.log"));
+    let (bp, slice) = {
+        let mut it = spec.instance.split('/');
+        (
+            it.next().unwrap_or("").to_string(),
+            it.next().unwrap_or("").to_string(),
+        )
+    };
+    let work = ctx.data_dir.join("work").join(&spec.instance);
+    loop {
+        // LOAD
+        report(
+            InstanceState::Loading,
+            port,
+            None,
+            restarts,
+            &last_exit,
+            health_none,
+        );
+        let log = match LogFile::open(log_path.clone(), cfg.log_max_bytes, cfg.log_keep) {
+            Ok(l) => Arc::new(std::sync::Mutex::new(l)),
+            Err(e) => {
+                tracing::error!(
+                    "{}: cannot open log file '{}': {e}",
+                    spec.instance,
+                    log_path.display()
+                );
+                last_exit = Some(format!("cannot open log file: {e}"));
+                if wait_or_stop(&stop, backoff).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(cfg.restart_backoff_max.0);
+                continue;
+            }
+        };
+        let note = |s: &str| log.lock().expect("log lock").note(s);
+        let prepared = std::fs::create_dir_all(&work)
+            .map_err(|e| format!("cannot create working dir '{}': {e}", work.display()))
+            .and_then(|_| free_port(port).map_err(|e| format!("no free port: {e}")));
+        let mut env: Vec<(String, String)> = Vec::new();
+        let mut shown = String::new();
+        let spawned = prepared.and_then(|p| {
+            port = p;
+            env = vec![
+                ("PORT".into(), port.to_string()),
+                ("AETHER_BLUEPRINT".into(), bp.clone()),
+                ("AETHER_SLICE".into(), format!("{bp}/{slice}")),
+                ("AETHER_INSTANCE".into(), spec.instance.clone()),
+                ("AETHER_NODE".into(), ctx.node_name.clone()),
+            ];
+            let args: Vec<String> = spec.command[1..]
+                .iter()
+                .map(|a| a.replace("${PORT}", &port.to_string()))
+                .collect();
+            shown = std::iter::once(spec.command[0].as_str())
+                .chain(args.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut cmd = tokio::process::Command::new(&spec.command[0]);
+            cmd.args(&args)
+                .envs(spec.env.iter())
+                .envs(env.iter().cloned())
+                .current_dir(&work)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0);
+            // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+            let parent = std::process::id() as i32;
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    if libc::getppid() != parent {
+                        libc::_exit(1);
+                    }
+                    Ok(())
+                });
+            }
+            cmd.spawn()
+                .map_err(|e| format!("cannot start '{}': {e}", spec.command[0]))
+        });
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::warn!("{}: {why}", spec.instance);
+                note(&why);
+                last_exit = Some(why);
+                restarts += 1;
+                report(
+                    InstanceState::Backoff,
+                    port,
+                    None,
+                    restarts,
+                    &last_exit,
+                    health_none,
+                );
+                if wait_or_stop(&stop, backoff).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(cfg.restart_backoff_max.0);
+                continue;
+            }
+        };
+        // ACTIVATE
+        let pid = child.id().unwrap_or(0);
+        pid_slot.store(pid, Ordering::Relaxed);
+        if let Some((_, start)) = proc_stat(pid) {
+            let _ = std::fs::write(
+                pid_file(&ctx.data_dir, &spec.instance),
+                format!("{pid} {start}\n"),
+            );
+        }
+        note(&format!("started pid {pid} on port {port}: {}", shown));
+        let pumps = [
+            child
+                .stdout
+                .take()
+                .map(|o| tokio::spawn(pump(o, log.clone()))),
+            child
+                .stderr
+                .take()
+                .map(|e| tokio::spawn(pump(e, log.clone()))),
+        ];
+        report(
+            InstanceState::Activating,
+            port,
+            Some(pid),
+            restarts,
+            &last_exit,
+            health_none,
+        );
+        let started = Instant::now();
+        let end = {
+            let watch = async {
+                match &spec.health {
+                    None => {
+                        report(
+                            InstanceState::Active,
+                            port,
+                            Some(pid),
+                            restarts,
+                            &last_exit,
+                            "none",
+                        );
+                        std::future::pending::<String>().await
+                    }
+                    Some(h) => {
+                        let mut tick = tokio::time::interval(Duration::from_millis(
+                            h.interval_ms.clamp(50, 3_600_000),
+                        ));
+                        let mut failures = 0u32;
+                        let mut active = false;
+                        loop {
+                            tick.tick().await;
+                            match probe(h, port, &env).await {
+                                Ok(()) => {
+                                    failures = 0;
+                                    if !active {
+                                        active = true;
+                                        report(
+                                            InstanceState::Active,
+                                            port,
+                                            Some(pid),
+                                            restarts,
+                                            &last_exit,
+                                            "passing",
+                                        );
+                                    }
+                                }
+                                // Until the first pass the instance is starting: failures do not count.
+                                Err(_) if !active => {}
+                                Err(why) => {
+                                    failures += 1;
+                                    if failures >= h.threshold.max(1) {
+                                        break format!(
+                                            "health check failed {failures} times in a row: {why}"
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            tokio::pin!(watch);
+            tokio::select! {
+                _ = stop.cancelled() => End::Stop,
+                st = child.wait() => match st {
+                    Ok(st) => End::Exited(st),
+                    Err(e) => End::Unhealthy(format!("waiting for the process failed: {e}")),
+                },
+                why = &mut watch => End::Unhealthy(why),
+            }
+        };
+        let stopping = matches!(end, End::Stop);
+        let how = match end {
+            End::Exited(st) => {
+                signal_group(pid, libc::SIGKILL);
+                describe(&st)
+            }
+            End::Stop | End::Unhealthy(_) => {
+                if let End::Unhealthy(why) = &end {
+                    note(why);
+                    report(
+                        InstanceState::Unhealthy,
+                        port,
+                        Some(pid),
+                        restarts,
+                        &last_exit,
+                        &format!("failing: {why}"),
+                    );
+                } else {
+                    report(
+                        InstanceState::Stopping,
+                        port,
+                        Some(pid),
+                        restarts,
+                        &last_exit,
+                        health_none,
+                    );
+                }
+                signal_group(pid, libc::SIGTERM);
+                let st = match tokio::time::timeout(spec.stop_timeout, child.wait()).await {
+                    Ok(Ok(st)) => describe(&st),
+                    _ => {
+                        note(&format!(
+                            "still running {} after SIGTERM: sending SIGKILL",
+                            crate::domain::human_millis(spec.stop_timeout.as_millis() as u64)
+                        ));
+                        signal_group(pid, libc::SIGKILL);
+                        child
+                            .wait()
+                            .await
+                            .map(|s| describe(&s))
+                            .unwrap_or_else(|e| e.to_string())
+                    }
+                };
+                signal_group(pid, libc::SIGKILL);
+                match &end {
+                    End::Unhealthy(why) => format!("{st} after {why}"),
+                    _ => st,
+                }
+            }
+        };
+        for p in pumps.into_iter().flatten() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), p).await;
+        }
+        pid_slot.store(0, Ordering::Relaxed);
+        let _ = std::fs::remove_file(pid_file(&ctx.data_dir, &spec.instance));
+        if stopping {
+            note(&format!("stopped pid {pid}: {how}"));
+            break;
+        }
+        // A run that lasted the longest backoff resets it.
+        if started.elapsed() >= cfg.restart_backoff_max.0 {
+            backoff = cfg.restart_backoff.0;
+        }
+        restarts += 1;
+        last_exit = Some(how.clone());
+        note(&format!(
+            "pid {pid} ended ({how}); restart {restarts} in {}",
+            crate::domain::human_millis(backoff.as_millis() as u64)
+        ));
+        tracing::info!("{}: pid {pid} ended ({how}); restarting", spec.instance);
+        report(
+            InstanceState::Backoff,
+            port,
+            None,
+            restarts,
+            &last_exit,
+            health_none,
+        );
+        if wait_or_stop(&stop, backoff).await {
+            break;
+        }
+        backoff = (backoff * 2).min(cfg.restart_backoff_max.0);
+    }
+    let _ = ctx.events.send(Event::Gone(spec.instance.clone()));
+}
+
+/// Sleep `d`; `true` when told to stop first.
+async fn wait_or_stop(stop: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
