@@ -338,8 +338,13 @@ impl TestCluster {
 
     /// Three nodes, three voters, all reachable from the leader.
     pub fn three() -> TestCluster {
-        let mut c = TestCluster::single("n1", &[]);
-        c.join(&["n2", "n3"], &[]);
+        TestCluster::three_with(&[])
+    }
+
+    /// Three nodes with `env` (e.g. `AETHER_METRICS_DOWN_AFTER`), three voters.
+    pub fn three_with(env: &[(&str, &str)]) -> TestCluster {
+        let mut c = TestCluster::single("n1", env);
+        c.join(&["n2", "n3"], env);
         c.wait_voters(3);
         c
     }

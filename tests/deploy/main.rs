@@ -4,6 +4,7 @@
 
 #[path = "../cluster/harness.rs"]
 mod harness;
+mod processes;
 
 use std::time::Duration;
 
