@@ -11,13 +11,15 @@
 //!
 //! Run it with `scripts/bench/metrics.sh` (or `cargo bench --bench metrics -- --help`).
 
+#[path = "common/nodes.rs"]
+mod nodes;
 #[path = "common/procstat.rs"]
 mod procstat;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,6 +32,7 @@ use aether::metrics::sample::Sampler;
 use aether::metrics::update::{INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo};
 use aether::net::Endpoint;
 use aether::net::tls::{CaPem, NodeTls, issue_node_cert};
+use nodes::{Proc, cli, free_port, start_node, wait_until};
 use procstat::{cpu_time, status_bytes};
 
 const USAGE: &str = "\
@@ -106,94 +109,6 @@ fn parse_opts() -> Result<Opts> {
     Ok(o)
 }
 
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = udp.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A child process killed on drop.
-struct Proc {
-    name: String,
-    child: Child,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct AetherNode {
-    proc: Proc,
-    dir: PathBuf,
-    quic: u16,
-    http: u16,
-}
-
-fn start_node(o: &Opts, root: &Path, name: &str, join: Option<(&str, &str)>) -> Result<AetherNode> {
-    let (quic, http) = (free_port(), free_port());
-    let dir = root.join(name);
-    let log = std::fs::File::create(root.join(format!("{name}.log")))?;
-    let mut c = Command::new(&o.aether_bin);
-    c.args(["node", "--data-dir"])
-        .arg(&dir)
-        .args(["--name", name, "--listen", &format!("127.0.0.1:{quic}")])
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .env("RUST_LOG", "warn")
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    if let Some((addr, token)) = join {
-        c.args(["--join", addr, "--token", token]);
-    }
-    let child = c.spawn().context("start aether node")?;
-    Ok(AetherNode {
-        proc: Proc {
-            name: name.into(),
-            child,
-        },
-        dir,
-        quic,
-        http,
-    })
-}
-
-fn cli(o: &Opts, node: &AetherNode, args: &[&str]) -> Result<String> {
-    let out = Command::new(&o.aether_bin)
-        .arg("--data-dir")
-        .arg(&node.dir)
-        .args(args)
-        .output()?;
-    if !out.status.success() {
-        bail!("aether {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if start.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// GET `path` on 127.0.0.1:`port`; the body.
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -221,18 +136,18 @@ fn agent_cost(o: &Opts, root: &Path) -> Result<()> {
         "== agent cost: idle 3-node Aether cluster vs prometheus-node-exporter, {} s ==",
         o.agent_secs
     );
-    let n1 = start_node(o, root, "n1", None)?;
+    let n1 = start_node(&o.aether_bin, root, "n1", None)?;
     wait_until("n1 leads", Duration::from_secs(30), || {
-        cli(o, &n1, &["status"])
+        cli(&o.aether_bin, &n1, &["status"])
             .ok()
             .filter(|s| s.contains("(leader)"))
     })?;
-    let token = cli(o, &n1, &["token", "create", "--uses", "2"])?
+    let token = cli(&o.aether_bin, &n1, &["token", "create", "--uses", "2"])?
         .trim()
         .to_string();
     let addr = format!("127.0.0.1:{}", n1.quic);
-    let n2 = start_node(o, root, "n2", Some((&addr, &token)))?;
-    let n3 = start_node(o, root, "n3", Some((&addr, &token)))?;
+    let n2 = start_node(&o.aether_bin, root, "n2", Some((&addr, &token)))?;
+    let n3 = start_node(&o.aether_bin, root, "n3", Some((&addr, &token)))?;
     let nodes = [n1, n2, n3];
     wait_until(
         "every node sees three nodes in its metrics",
@@ -241,7 +156,7 @@ fn agent_cost(o: &Opts, root: &Path) -> Result<()> {
             nodes
                 .iter()
                 .all(|n| {
-                    cli(o, n, &["metrics", "--output", "json"])
+                    cli(&o.aether_bin, n, &["metrics", "--output", "json"])
                         .ok()
                         .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
                         .is_some_and(|v| v["nodes"].as_array().is_some_and(|a| a.len() == 3))
@@ -379,9 +294,9 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
         o.nodes, o.scale_secs
     );
     raise_fd_limit();
-    let leader = start_node(o, root, "leader", None)?;
+    let leader = start_node(&o.aether_bin, root, "leader", None)?;
     wait_until("the leader leads", Duration::from_secs(30), || {
-        cli(o, &leader, &["status"])
+        cli(&o.aether_bin, &leader, &["status"])
             .ok()
             .filter(|s| s.contains("(leader)"))
     })?;

@@ -1,0 +1,102 @@
+//! Real `aether node` processes on 127.0.0.1 for the benchmarks: start, ask with the CLI, wait.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct AetherNode {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    pub quic: u16,
+    pub http: u16,
+}
+
+pub fn start_node(
+    bin: &Path,
+    root: &Path,
+    name: &str,
+    join: Option<(&str, &str)>,
+) -> Result<AetherNode> {
+    let (quic, http) = (free_port(), free_port());
+    let dir = root.join(name);
+    let log = std::fs::File::create(root.join(format!("{name}.log")))?;
+    let mut c = Command::new(bin);
+    c.args(["node", "--data-dir"])
+        .arg(&dir)
+        .args(["--name", name, "--listen", &format!("127.0.0.1:{quic}")])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if let Some((addr, token)) = join {
+        c.args(["--join", addr, "--token", token]);
+    }
+    let child = c.spawn().context("start aether node")?;
+    Ok(AetherNode {
+        proc: Proc {
+            name: name.into(),
+            child,
+        },
+        dir,
+        quic,
+        http,
+    })
+}
+
+pub fn cli(bin: &Path, node: &AetherNode, args: &[&str]) -> Result<String> {
+    let out = Command::new(bin)
+        .arg("--data-dir")
+        .arg(&node.dir)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        bail!("aether {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,261 @@
+//! Workload benchmark on 3 real nodes over 127.0.0.1: the time from `aether blueprint apply` to
+//! every instance active (health check passing) for 100 instances of a tiny HTTP server, and
+//! from `aether blueprint rm` to every process gone. Several rounds; prints each and the median.
+//!
+//! The tiny server is this program itself, started by the supervisor with
+//! `BENCH_TINY_SERVER=1`: it answers every HTTP request on `$PORT` with 200.
+//!
+//! Run it with `scripts/bench/deploy.sh` (or `cargo bench --bench deploy -- --help`).
+
+#[path = "common/nodes.rs"]
+mod nodes;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+use nodes::{AetherNode, cli, start_node, wait_until};
+
+const USAGE: &str = "\
+workload benchmark: blueprint apply to all instances active, on 3 nodes
+
+usage: cargo bench --bench deploy -- [options]
+
+  --aether-bin PATH   aether binary [env AETHER_BIN; default target/release/aether]
+  --instances N       instances per round [100]
+  --rounds N          rounds [3]
+  --keep              keep the temp dir (data dirs, logs)
+  -h, --help          this text
+";
+
+struct Opts {
+    aether_bin: PathBuf,
+    instances: u32,
+    rounds: u32,
+    keep: bool,
+}
+
+fn parse_opts() -> Result<Opts> {
+    let mut o = Opts {
+        aether_bin: std::env::var_os("AETHER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/aether")),
+        instances: 100,
+        rounds: 3,
+        keep: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| args.next().ok_or_else(|| anyhow!("{name} needs a value"));
+        match a.as_str() {
+            "--aether-bin" => o.aether_bin = val(&a)?.into(),
+            "--instances" => o.instances = val(&a)?.parse().context("--instances")?,
+            "--rounds" => o.rounds = val(&a)?.parse().context("--rounds")?,
+            "--keep" => o.keep = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--bench" => {}
+            other => bail!("unknown option '{other}'\n\n{USAGE}"),
+        }
+    }
+    if !o.aether_bin.exists() {
+        bail!(
+            "aether binary '{}' not found: run 'cargo build --release' or pass --aether-bin",
+            o.aether_bin.display()
+        );
+    }
+    if o.instances == 0 || o.rounds == 0 {
+        bail!("--instances and --rounds must be at least 1");
+    }
+    Ok(o)
+}
+
+/// The tiny server: answer every request on 127.0.0.1:$PORT with `200 ok`, one at a time.
+fn tiny_server() -> ! {
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .expect("PORT");
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind $PORT");
+    for s in l.incoming() {
+        let Ok(mut s) = s else { continue };
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    }
+    std::process::exit(0)
+}
+
+/// (instances listed, instances active and passing) as `blueprint show` on `n` says.
+fn counts(o: &Opts, n: &AetherNode) -> Option<(usize, usize)> {
+    let out = cli(
+        &o.aether_bin,
+        n,
+        &["blueprint", "show", "tiny", "--output", "json"],
+    )
+    .ok()?;
+    let v: Value = serde_json::from_str(&out).ok()?;
+    let rows = v[0]["instances"].as_array()?;
+    let active = rows
+        .iter()
+        .filter(|r| r["state"] == "active" && r["health"] == "passing")
+        .count();
+    Some((rows.len(), active))
+}
+
+/// Live processes started for blueprint `tiny` by this run.
+fn tiny_processes(run: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let has = |needle: &str| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes());
+            has("AETHER_BLUEPRINT=tiny") && has(&format!("BENCH_RUN={run}"))
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| !r.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn run(o: &Opts, root: &Path) -> Result<()> {
+    let run_id = std::process::id().to_string();
+    // The daemons pass BENCH_RUN on to their instances, so this run finds its processes.
+    // SAFETY: set before any other thread starts.
+    unsafe { std::env::set_var("BENCH_RUN", &run_id) };
+    let n1 = start_node(&o.aether_bin, root, "n1", None)?;
+    wait_until("n1 leads", Duration::from_secs(30), || {
+        cli(&o.aether_bin, &n1, &["status"])
+            .ok()
+            .filter(|s| s.contains("leader"))
+    })?;
+    let token = cli(&o.aether_bin, &n1, &["token", "create", "--uses", "2"])?
+        .trim()
+        .to_string();
+    let addr = format!("127.0.0.1:{}", n1.quic);
+    let n2 = start_node(&o.aether_bin, root, "n2", Some((&addr, &token)))?;
+    let n3 = start_node(&o.aether_bin, root, "n3", Some((&addr, &token)))?;
+    let all = [&n1, &n2, &n3];
+    wait_until(
+        "3 nodes in every node's metrics",
+        Duration::from_secs(60),
+        || {
+            all.iter()
+                .all(|n| {
+                    cli(&o.aether_bin, n, &["metrics", "--output", "json"])
+                        .ok()
+                        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+                        .and_then(|v| v["nodes"].as_array().map(|a| a.len() == 3))
+                        .unwrap_or(false)
+                })
+                .then_some(())
+        },
+    )?;
+    let me = std::env::current_exe()?;
+    let file = root.join("tiny.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"tiny\"\n\n[[slices]]\nname = \"http\"\ncommand = [{:?}]\ninstances = {n}\nmax = {n}\nenv = {{ BENCH_TINY_SERVER = \"1\" }}\nresources = {{ cpu = 0.01, memory = \"1MiB\" }}\nstop_timeout = \"5s\"\n\n[slices.health]\nhttp = \"/\"\ninterval = \"200ms\"\ntimeout = \"1s\"\n",
+            me.display().to_string(),
+            n = o.instances
+        ),
+    )?;
+    let f = file.to_str().unwrap();
+    println!(
+        "{} instances of a tiny HTTP server on 3 nodes, health checked over HTTP every 200 ms\n",
+        o.instances
+    );
+    println!("round  apply→all active  apply→first active  rm→all processes gone");
+    let (mut ups, mut firsts, mut downs) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=o.rounds {
+        let t0 = Instant::now();
+        cli(&o.aether_bin, &n2, &["blueprint", "apply", f])?;
+        let mut first = None;
+        wait_until("every instance active", Duration::from_secs(300), || {
+            let (_, active) = counts(o, &n1)?;
+            if active > 0 && first.is_none() {
+                first = Some(t0.elapsed());
+            }
+            (active == o.instances as usize).then_some(())
+        })?;
+        let up = t0.elapsed();
+        let procs = tiny_processes(&run_id);
+        if procs != o.instances as usize {
+            bail!("{procs} tiny processes run, want {}", o.instances);
+        }
+        let t1 = Instant::now();
+        cli(&o.aether_bin, &n3, &["blueprint", "rm", "tiny"])?;
+        wait_until("every process gone", Duration::from_secs(120), || {
+            (tiny_processes(&run_id) == 0).then_some(())
+        })?;
+        let down = t1.elapsed();
+        wait_until("no instance listed", Duration::from_secs(30), || {
+            cli(
+                &o.aether_bin,
+                &n1,
+                &["blueprint", "list", "--output", "json"],
+            )
+            .ok()
+            .filter(|s| s.trim() == "[]")
+        })?;
+        let first = first.unwrap_or(up);
+        println!(
+            "{round:>5}  {:>14.2} s  {:>16.2} s  {:>19.2} s",
+            up.as_secs_f64(),
+            first.as_secs_f64(),
+            down.as_secs_f64()
+        );
+        ups.push(up.as_secs_f64());
+        firsts.push(first.as_secs_f64());
+        downs.push(down.as_secs_f64());
+    }
+    println!(
+        "\nmedian: apply→all {} active {:.2} s (first after {:.2} s); rm→all gone {:.2} s",
+        o.instances,
+        median(ups),
+        median(firsts),
+        median(downs)
+    );
+    Ok(())
+}
+
+fn main() {
+    if std::env::var_os("BENCH_TINY_SERVER").is_some() {
+        tiny_server();
+    }
+    let o = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let res = run(&o, tmp.path());
+    if o.keep {
+        println!("kept {}", tmp.keep().display());
+    }
+    if let Err(e) = res {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
