@@ -1,9 +1,12 @@
 //! Workloads (DESIGN §8): operators declare, the leader places, every node converges.
 //!
-//! Built so far, all pure: [`blueprint`] (TOML files to validated blueprints, with located
-//! errors), [`placement`] (a consistent-hash ring with bounded loads) and [`plan`] (what a change
-//! starts, keeps and stops). Blueprints are stored through Raft (`Command::ApplyBlueprint`); the
-//! leader's assignment loop, the node reconciler and the supervisor come next (issue 4).
+//! Pure cores: [`blueprint`] (TOML files to validated blueprints, with located errors),
+//! [`placement`] (a consistent-hash ring with bounded loads), [`cluster::assign`] (sticky
+//! assignments, drain hand-offs, re-placement after a lost node's grace period) and [`plan`]
+//! (what a change starts, keeps and stops). Loops: [`cluster::run`] on the leader writes
+//! assignments through Raft; [`node::run`] on every node converges on its share through the
+//! [`supervisor`] (processes, health checks, restarts) and reports transitions through Raft;
+//! [`logs`] keeps and reads instance output.
 
 pub mod blueprint;
 pub mod cluster;

@@ -12,6 +12,7 @@
 //!  net (QUIC, mutual TLS) ◀──Raft RPCs──▶ openraft ──▶ raft::store (redb: log, vote)
 //!                                                   └─▶ raft::state_machine (redb: kv, nodes,
 //!                                                        health, tokens, blueprints,
+//!                                                        assignments, instances,
 //!                                                        sessions, audit;
 //!                                                        snapshots as files)
 //!
@@ -19,16 +20,21 @@
 //!  (every node, 1 s)                                   │ liveness verdicts ──▶ raft (events only)
 //!                       ◀──ClusterMetricsSnapshot (1 s)─┘
 //!  every node: metrics::aggregate::View (snapshot + 2-hour window) ──▶ aether metrics, /metrics
+//!
+//!  blueprint apply ──▶ raft ──▶ leader: deploy::cluster (placement) ──AssignInstances──▶ raft
+//!  every node: deploy::node diffs its assignments ──▶ deploy::supervisor (processes, logs)
+//!                │ transitions ──ReportInstances──▶ raft ──▶ blueprint show on every node
 //! ```
 //!
-//! The controller, workloads and the console slot in beside these (issues 4–7): metrics never
-//! touch Raft; the controller writes decisions through [`raft::Cluster::write`].
+//! The controller and the console slot in beside these (issues 5–7): metrics never touch Raft;
+//! the controller writes decisions through [`raft::Cluster::write`].
 //!
 //! ## Modules
 //!
 //! - [`node`]: composition root; builds every subsystem, owns shutdown.
 //! - [`config`]: the node's configuration and its precedence rules.
-//! - [`deploy`]: workloads; so far the pure cores: blueprint parsing and placement.
+//! - [`deploy`]: workloads: blueprint parsing, placement, the leader's assignment loop, the node
+//!   reconciler, the process supervisor and instance logs.
 //! - [`domain`]: plain types shared by all (node records, tokens, audit), no I/O.
 //! - [`metrics`]: sampling (sysinfo, NVML), push to the leader, snapshot broadcast, liveness,
 //!   the 2-hour window, anomaly flags, Prometheus text; the only user of sysinfo and NVML.
