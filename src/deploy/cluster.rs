@@ -428,11 +428,12 @@ async fn write_changes(w: &mut Writer, snap: &Snapshot, c: Changes) -> Result<()
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::deploy::blueprint::parse;
 
-    fn member(id: NodeId) -> Member {
+    /// A ready member with 8 cores and 16 GiB.
+    pub(in crate::deploy) fn member(id: NodeId) -> Member {
         Member {
             slot: NodeSlot {
                 id,
@@ -448,7 +449,8 @@ mod tests {
         }
     }
 
-    fn bp(instances: u32) -> Blueprint {
+    /// Blueprint `shop` with slice `web` of `instances` (max 10).
+    pub(in crate::deploy) fn bp(instances: u32) -> Blueprint {
         parse(
             "t.toml",
             &format!(

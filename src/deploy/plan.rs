@@ -66,36 +66,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::deploy::blueprint::parse;
     use crate::deploy::cluster::Member;
-    use crate::deploy::placement::NodeSlot;
-    use crate::domain::{Assignment, Blueprint, Health, NodeState};
-
-    fn member(id: u64) -> Member {
-        Member {
-            slot: NodeSlot {
-                id,
-                name: format!("n{id}"),
-                cpu: 8.0,
-                memory: 16 << 30,
-                gpus: 0,
-                schedulable: Ok(()),
-            },
-            state: NodeState::Ready,
-            health: Health::Ready,
-            down_for: None,
-        }
-    }
-
-    fn bp(instances: u32) -> Blueprint {
-        parse(
-            "t.toml",
-            &format!(
-                "name = \"shop\"\n[[slices]]\nname = \"web\"\ncommand = [\"true\"]\ninstances = {instances}\nmax = 10\n"
-            ),
-        )
-        .unwrap()
-    }
+    use crate::deploy::cluster::tests::{bp, member};
+    use crate::domain::{Assignment, Blueprint};
 
     fn world<'a>(
         bps: &'a [Blueprint],

@@ -378,6 +378,14 @@ async fn probe(check: &HealthCheck, port: u16, env: &[(String, String)]) -> Resu
     }
 }
 
+/// What an instance's reports carry across its runs.
+#[derive(Default)]
+struct Life {
+    port: u16,
+    restarts: u32,
+    last_exit: Option<String>,
+}
+
 /// How a run of the instance ended.
 enum End {
     Stop,
@@ -393,29 +401,22 @@ async fn run_instance(
     pid_slot: Arc<AtomicU32>,
 ) {
     let cfg = &ctx.cfg;
-    let mut restarts = 0u32;
-    let mut last_exit: Option<String> = None;
+    let mut life = Life::default();
     let mut backoff = cfg.restart_backoff.0;
-    let mut port = 0u16;
     let health_none = if spec.health.is_some() {
         "pending"
     } else {
         "none"
     };
-    let report = |state: InstanceState,
-                  port: u16,
-                  pid: Option<u32>,
-                  restarts: u32,
-                  last_exit: &Option<String>,
-                  health: &str| {
+    let report = |life: &Life, state: InstanceState, pid: Option<u32>, health: &str| {
         let _ = ctx.events.send(Event::Status(InstanceStatus {
             instance: spec.instance.clone(),
             node: ctx.node,
             state,
-            port,
+            port: life.port,
             pid,
-            restarts,
-            last_exit: last_exit.clone(),
+            restarts: life.restarts,
+            last_exit: life.last_exit.clone(),
             health: health.into(),
             since: now_millis(),
         }));
@@ -430,16 +431,9 @@ async fn run_instance(
         )
     };
     let work = ctx.data_dir.join("work").join(&spec.instance);
-    loop {
+    'life: loop {
         // LOAD
-        report(
-            InstanceState::Loading,
-            port,
-            None,
-            restarts,
-            &last_exit,
-            health_none,
-        );
+        report(&life, InstanceState::Loading, None, health_none);
         let log = match LogFile::open(log_path.clone(), cfg.log_max_bytes, cfg.log_keep) {
             Ok(l) => Arc::new(std::sync::Mutex::new(l)),
             Err(e) => {
@@ -448,7 +442,7 @@ async fn run_instance(
                     spec.instance,
                     log_path.display()
                 );
-                last_exit = Some(format!("cannot open log file: {e}"));
+                life.last_exit = Some(format!("cannot open log file: {e}"));
                 if wait_or_stop(&stop, backoff).await {
                     break;
                 }
@@ -459,11 +453,12 @@ async fn run_instance(
         let note = |s: &str| log.lock().expect("log lock").note(s);
         let prepared = std::fs::create_dir_all(&work)
             .map_err(|e| format!("cannot create working dir '{}': {e}", work.display()))
-            .and_then(|_| free_port(port).map_err(|e| format!("no free port: {e}")));
+            .and_then(|_| free_port(life.port).map_err(|e| format!("no free port: {e}")));
         let mut env: Vec<(String, String)> = Vec::new();
         let mut shown = String::new();
-        let spawned = prepared.and_then(|p| {
-            port = p;
+        let port = prepared.as_ref().copied().unwrap_or(life.port);
+        life.port = port;
+        let spawned = prepared.and_then(|_| {
             env = vec![
                 ("PORT".into(), port.to_string()),
                 ("AETHER_BLUEPRINT".into(), bp.clone()),
@@ -502,197 +497,160 @@ async fn run_instance(
             cmd.spawn()
                 .map_err(|e| format!("cannot start '{}': {e}", spec.command[0]))
         });
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(why) => {
-                tracing::warn!("{}: {why}", spec.instance);
-                note(&why);
-                last_exit = Some(why);
-                restarts += 1;
-                report(
-                    InstanceState::Backoff,
-                    port,
-                    None,
-                    restarts,
-                    &last_exit,
-                    health_none,
-                );
-                if wait_or_stop(&stop, backoff).await {
-                    break;
-                }
-                backoff = (backoff * 2).min(cfg.restart_backoff_max.0);
-                continue;
-            }
-        };
-        // ACTIVATE
-        let pid = child.id().unwrap_or(0);
-        pid_slot.store(pid, Ordering::Relaxed);
-        if let Some((_, start)) = proc_stat(pid) {
-            let _ = std::fs::write(
-                pid_file(&ctx.data_dir, &spec.instance),
-                format!("{pid} {start}\n"),
-            );
-        }
-        note(&format!("started pid {pid} on port {port}: {}", shown));
-        let pumps = [
-            child
-                .stdout
-                .take()
-                .map(|o| tokio::spawn(pump(o, log.clone()))),
-            child
-                .stderr
-                .take()
-                .map(|e| tokio::spawn(pump(e, log.clone()))),
-        ];
-        report(
-            InstanceState::Activating,
-            port,
-            Some(pid),
-            restarts,
-            &last_exit,
-            health_none,
-        );
         let started = Instant::now();
-        let end = {
-            let watch = async {
-                match &spec.health {
-                    None => {
-                        report(
-                            InstanceState::Active,
-                            port,
-                            Some(pid),
-                            restarts,
-                            &last_exit,
-                            "none",
-                        );
-                        std::future::pending::<String>().await
-                    }
-                    Some(h) => {
-                        let mut tick = tokio::time::interval(Duration::from_millis(
-                            h.interval_ms.clamp(50, 3_600_000),
-                        ));
-                        let mut failures = 0u32;
-                        let mut active = false;
-                        loop {
-                            tick.tick().await;
-                            match probe(h, port, &env).await {
-                                Ok(()) => {
-                                    failures = 0;
-                                    if !active {
-                                        active = true;
-                                        report(
-                                            InstanceState::Active,
-                                            port,
-                                            Some(pid),
-                                            restarts,
-                                            &last_exit,
-                                            "passing",
-                                        );
+        let outcome: Result<(u32, String), String> = 'run: {
+            let mut child = match spawned {
+                Ok(c) => c,
+                Err(why) => break 'run Err(why),
+            };
+            // ACTIVATE
+            let pid = child.id().unwrap_or(0);
+            pid_slot.store(pid, Ordering::Relaxed);
+            if let Some((_, start)) = proc_stat(pid) {
+                let _ = std::fs::write(
+                    pid_file(&ctx.data_dir, &spec.instance),
+                    format!("{pid} {start}\n"),
+                );
+            }
+            note(&format!("started pid {pid} on port {port}: {}", shown));
+            let pumps = [
+                child
+                    .stdout
+                    .take()
+                    .map(|o| tokio::spawn(pump(o, log.clone()))),
+                child
+                    .stderr
+                    .take()
+                    .map(|e| tokio::spawn(pump(e, log.clone()))),
+            ];
+            report(&life, InstanceState::Activating, Some(pid), health_none);
+            let end = {
+                let watch = async {
+                    match &spec.health {
+                        None => {
+                            report(&life, InstanceState::Active, Some(pid), "none");
+                            std::future::pending::<String>().await
+                        }
+                        Some(h) => {
+                            let mut tick = tokio::time::interval(Duration::from_millis(
+                                h.interval_ms.clamp(50, 3_600_000),
+                            ));
+                            let mut failures = 0u32;
+                            let mut active = false;
+                            loop {
+                                tick.tick().await;
+                                match probe(h, port, &env).await {
+                                    Ok(()) => {
+                                        failures = 0;
+                                        if !active {
+                                            active = true;
+                                            report(
+                                                &life,
+                                                InstanceState::Active,
+                                                Some(pid),
+                                                "passing",
+                                            );
+                                        }
                                     }
-                                }
-                                // Until the first pass the instance is starting: failures do not count.
-                                Err(_) if !active => {}
-                                Err(why) => {
-                                    failures += 1;
-                                    if failures >= h.threshold.max(1) {
-                                        break format!(
-                                            "health check failed {failures} times in a row: {why}"
-                                        );
+                                    // Until the first pass the instance is starting: failures do not count.
+                                    Err(_) if !active => {}
+                                    Err(why) => {
+                                        failures += 1;
+                                        if failures >= h.threshold.max(1) {
+                                            break format!(
+                                                "health check failed {failures} times in a row: {why}"
+                                            );
+                                        }
                                     }
                                 }
                             }
                         }
                     }
+                };
+                tokio::pin!(watch);
+                tokio::select! {
+                    _ = stop.cancelled() => End::Stop,
+                    st = child.wait() => match st {
+                        Ok(st) => End::Exited(st),
+                        Err(e) => End::Unhealthy(format!("waiting for the process failed: {e}")),
+                    },
+                    why = &mut watch => End::Unhealthy(why),
                 }
             };
-            tokio::pin!(watch);
-            tokio::select! {
-                _ = stop.cancelled() => End::Stop,
-                st = child.wait() => match st {
-                    Ok(st) => End::Exited(st),
-                    Err(e) => End::Unhealthy(format!("waiting for the process failed: {e}")),
-                },
-                why = &mut watch => End::Unhealthy(why),
-            }
-        };
-        let stopping = matches!(end, End::Stop);
-        let how = match end {
-            End::Exited(st) => {
-                signal_group(pid, libc::SIGKILL);
-                describe(&st)
-            }
-            End::Stop | End::Unhealthy(_) => {
-                if let End::Unhealthy(why) = &end {
-                    note(why);
-                    report(
-                        InstanceState::Unhealthy,
-                        port,
-                        Some(pid),
-                        restarts,
-                        &last_exit,
-                        &format!("failing: {why}"),
-                    );
-                } else {
-                    report(
-                        InstanceState::Stopping,
-                        port,
-                        Some(pid),
-                        restarts,
-                        &last_exit,
-                        health_none,
-                    );
+            let stopping = matches!(end, End::Stop);
+            let how = match end {
+                End::Exited(st) => {
+                    signal_group(pid, libc::SIGKILL);
+                    describe(&st)
                 }
-                signal_group(pid, libc::SIGTERM);
-                let st = match tokio::time::timeout(spec.stop_timeout, child.wait()).await {
-                    Ok(Ok(st)) => describe(&st),
-                    _ => {
-                        note(&format!(
-                            "still running {} after SIGTERM: sending SIGKILL",
-                            crate::domain::human_millis(spec.stop_timeout.as_millis() as u64)
-                        ));
-                        signal_group(pid, libc::SIGKILL);
-                        child
-                            .wait()
-                            .await
-                            .map(|s| describe(&s))
-                            .unwrap_or_else(|e| e.to_string())
+                End::Stop | End::Unhealthy(_) => {
+                    if let End::Unhealthy(why) = &end {
+                        note(why);
+                        report(
+                            &life,
+                            InstanceState::Unhealthy,
+                            Some(pid),
+                            &format!("failing: {why}"),
+                        );
+                    } else {
+                        report(&life, InstanceState::Stopping, Some(pid), health_none);
                     }
-                };
-                signal_group(pid, libc::SIGKILL);
-                match &end {
-                    End::Unhealthy(why) => format!("{st} after {why}"),
-                    _ => st,
+                    signal_group(pid, libc::SIGTERM);
+                    let st = match tokio::time::timeout(spec.stop_timeout, child.wait()).await {
+                        Ok(Ok(st)) => describe(&st),
+                        _ => {
+                            note(&format!(
+                                "still running {} after SIGTERM: sending SIGKILL",
+                                crate::domain::human_millis(spec.stop_timeout.as_millis() as u64)
+                            ));
+                            signal_group(pid, libc::SIGKILL);
+                            child
+                                .wait()
+                                .await
+                                .map(|s| describe(&s))
+                                .unwrap_or_else(|e| e.to_string())
+                        }
+                    };
+                    signal_group(pid, libc::SIGKILL);
+                    match &end {
+                        End::Unhealthy(why) => format!("{st} after {why}"),
+                        _ => st,
+                    }
                 }
+            };
+            for p in pumps.into_iter().flatten() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), p).await;
+            }
+            pid_slot.store(0, Ordering::Relaxed);
+            let _ = std::fs::remove_file(pid_file(&ctx.data_dir, &spec.instance));
+            if stopping {
+                note(&format!("stopped pid {pid}: {how}"));
+                break 'life;
+            }
+            Ok((pid, how))
+        };
+        let (exit, ended) = match outcome {
+            Ok((pid, how)) => {
+                tracing::info!("{}: pid {pid} ended ({how}); restarting", spec.instance);
+                (how.clone(), format!("pid {pid} ended ({how})"))
+            }
+            Err(why) => {
+                tracing::warn!("{}: {why}", spec.instance);
+                (why.clone(), why)
             }
         };
-        for p in pumps.into_iter().flatten() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), p).await;
-        }
-        pid_slot.store(0, Ordering::Relaxed);
-        let _ = std::fs::remove_file(pid_file(&ctx.data_dir, &spec.instance));
-        if stopping {
-            note(&format!("stopped pid {pid}: {how}"));
-            break;
-        }
         // A run that lasted the longest backoff resets it.
         if started.elapsed() >= cfg.restart_backoff_max.0 {
             backoff = cfg.restart_backoff.0;
         }
-        restarts += 1;
-        last_exit = Some(how.clone());
+        life.restarts += 1;
         note(&format!(
-            "pid {pid} ended ({how}); restart {restarts} in {}",
+            "{ended}; restart {} in {}",
+            life.restarts,
             crate::domain::human_millis(backoff.as_millis() as u64)
         ));
-        tracing::info!("{}: pid {pid} ended ({how}); restarting", spec.instance);
-        report(
-            InstanceState::Backoff,
-            port,
-            None,
-            restarts,
-            &last_exit,
-            health_none,
-        );
+        life.last_exit = Some(exit);
+        report(&life, InstanceState::Backoff, None, health_none);
         if wait_or_stop(&stop, backoff).await {
             break;
         }
@@ -706,5 +664,160 @@ async fn wait_or_stop(stop: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
         _ = stop.cancelled() => true,
         _ = tokio::time::sleep(d) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> DeployConfig {
+        DeployConfig {
+            restart_backoff: crate::config::Dur::ms(100),
+            ..DeployConfig::default()
+        }
+    }
+
+    fn spec(instance: &str, script: &str, stop_ms: u64) -> Spec {
+        Spec {
+            instance: instance.into(),
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            env: Default::default(),
+            stop_timeout: Duration::from_millis(stop_ms),
+            health: None,
+        }
+    }
+
+    /// Next status of `instance` matching `f`, within 10 s.
+    async fn next(rx: &mut mpsc::UnboundedReceiver<Event>, f: impl Fn(&Event) -> bool) -> Event {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let e = rx.recv().await.expect("supervisor alive");
+                if f(&e) {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("the awaited event within 10 s")
+    }
+
+    /// Live processes in process group `pgid`.
+    fn group(pgid: u32) -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| proc_stat(*pid).is_some_and(|(g, _)| g == pgid))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_process_group_that_ignores_sigterm_is_killed_after_the_stop_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut sup = Supervisor::new(1, "n1".into(), dir.path().into(), cfg(), tx).unwrap();
+        let s = spec(
+            "t/s/0",
+            "trap '' TERM; echo hello from $AETHER_INSTANCE on $PORT; while :; do sleep 0.1; done",
+            300,
+        );
+        sup.reconcile(&HashMap::from([(s.instance.clone(), s)]));
+        let Event::Status(st) = next(
+            &mut rx,
+            |e| matches!(e, Event::Status(s) if s.state == InstanceState::Active),
+        )
+        .await
+        else {
+            unreachable!()
+        };
+        let pid = st.pid.unwrap();
+        assert!(group(pid) >= 1);
+        assert_eq!(sup.pids(), vec![pid]);
+        let log = logs::path(dir.path(), "t/s/0").unwrap();
+        let want = format!("hello from t/s/0 on {}", st.port);
+        for _ in 0..100 {
+            if std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(&want)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(std::fs::read_to_string(&log).unwrap().contains(&want));
+        sup.reconcile(&HashMap::new());
+        next(&mut rx, |e| matches!(e, Event::Gone(_))).await;
+        assert_eq!(group(pid), 0, "every process of the group is gone");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("after SIGTERM: sending SIGKILL"), "{text}");
+        assert!(!pid_file(dir.path(), "t/s/0").exists());
+    }
+
+    #[tokio::test]
+    async fn a_crash_is_restarted_with_its_exit_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut sup = Supervisor::new(1, "n1".into(), dir.path().into(), cfg(), tx).unwrap();
+        let s = spec("t/s/1", "sleep 0.2; exit 3", 1000);
+        sup.reconcile(&HashMap::from([(s.instance.clone(), s)]));
+        let Event::Status(st) = next(&mut rx, |e| {
+            matches!(e, Event::Status(s) if s.state == InstanceState::Activating && s.restarts == 2)
+        })
+        .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(st.last_exit.as_deref(), Some("exit 3"));
+        sup.stop_all().await;
+        next(&mut rx, |e| matches!(e, Event::Gone(_))).await;
+    }
+
+    #[test]
+    fn leftovers_of_a_previous_run_are_killed_and_others_left_alone() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let spawn = || {
+            std::process::Command::new("sh")
+                .args(["-c", "sleep 60 & wait"])
+                .process_group(0)
+                .spawn()
+                .unwrap()
+        };
+        let (mut ours, mut other) = (spawn(), spawn());
+        std::fs::create_dir_all(run_dir(dir.path())).unwrap();
+        let (_, start) = proc_stat(ours.id()).unwrap();
+        std::fs::write(
+            pid_file(dir.path(), "t/s/2"),
+            format!("{} {start}\n", ours.id()),
+        )
+        .unwrap();
+        // The shell's child is in its group too.
+        while group(ours.id()) < 2 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (tx, _rx) = mpsc::unbounded_channel();
+        Supervisor::new(1, "n1".into(), dir.path().into(), cfg(), tx).unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(ours.wait().unwrap().signal(), Some(libc::SIGKILL));
+        for _ in 0..200 {
+            if group(ours.id()) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            group(ours.id()),
+            0,
+            "the sleep child of the recorded group is gone"
+        );
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "an unrecorded group lives"
+        );
+        assert!(!pid_file(dir.path(), "t/s/2").exists());
+        let _ = other.kill();
+        signal_group(other.id(), libc::SIGKILL);
+        let _ = other.wait();
     }
 }

@@ -178,13 +178,12 @@ fn one_server_each(want: &BTreeMap<String, (String, u16, u32)>) -> Result<(), St
 
 /// Wait until `f` is `Ok`; on timeout, panic with its last error.
 fn wait_ok<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let mut last = String::new();
     let start = std::time::Instant::now();
     loop {
-        match f() {
+        let last = match f() {
             Ok(v) => return v,
-            Err(e) => last = e,
-        }
+            Err(e) => e,
+        };
         assert!(
             start.elapsed() < timeout,
             "timed out after {timeout:?} waiting for: {what}; last: {last}"
