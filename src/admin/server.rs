@@ -300,7 +300,7 @@ fn blueprint_views(
             .cloned()
             .unwrap_or_else(|| format!("node-{id}"))
     };
-    let row = |key: &str, node: NodeId, note: Option<String>| match statuses
+    let row_of = |key: &str, node: NodeId, note: Option<String>| match statuses
         .iter()
         .find(|s| s.instance == key && s.node == node)
     {
@@ -328,6 +328,18 @@ fn blueprint_views(
             since: None,
             note,
         },
+    };
+    let health = cluster.store.health().map_err(failed)?;
+    let row = |key: &str, node: NodeId, note: Option<String>| {
+        // A report from a node that is not ready may be stale: say so.
+        let note = match health.get(&node) {
+            Some(h) if *h != crate::domain::Health::Ready => Some(match note {
+                Some(n) => format!("{} is {h}: last report; {n}", name_of(node)),
+                None => format!("{} is {h}: last report", name_of(node)),
+            }),
+            _ => note,
+        };
+        row_of(key, node, note)
     };
     let mut out = Vec::new();
     for b in all
