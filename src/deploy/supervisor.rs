@@ -748,6 +748,13 @@ mod tests {
         assert!(std::fs::read_to_string(&log).unwrap().contains(&want));
         sup.reconcile(&HashMap::new());
         next(&mut rx, |e| matches!(e, Event::Gone(_))).await;
+        // SIGKILL is delivered asynchronously: the group empties within moments.
+        for _ in 0..200 {
+            if group(pid) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(group(pid), 0, "every process of the group is gone");
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("after SIGTERM: sending SIGKILL"), "{text}");
