@@ -40,9 +40,7 @@ struct Opts {
 
 fn parse_opts() -> Result<Opts> {
     let mut o = Opts {
-        aether_bin: std::env::var_os("AETHER_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/aether")),
+        aether_bin: nodes::default_aether_bin(),
         instances: 100,
         rounds: 3,
         keep: false,
@@ -63,12 +61,7 @@ fn parse_opts() -> Result<Opts> {
             other => bail!("unknown option '{other}'\n\n{USAGE}"),
         }
     }
-    if !o.aether_bin.exists() {
-        bail!(
-            "aether binary '{}' not found: run 'cargo build --release' or pass --aether-bin",
-            o.aether_bin.display()
-        );
-    }
+    nodes::check_aether_bin(&o.aether_bin)?;
     if o.instances == 0 || o.rounds == 0 {
         bail!("--instances and --rounds must be at least 1");
     }

@@ -63,9 +63,7 @@ struct Opts {
 
 fn parse_opts() -> Result<Opts> {
     let mut o = Opts {
-        aether_bin: std::env::var_os("AETHER_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/aether")),
+        aether_bin: nodes::default_aether_bin(),
         exporter_bin: std::env::var_os("EXPORTER_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| "prometheus-node-exporter".into()),
@@ -100,12 +98,7 @@ fn parse_opts() -> Result<Opts> {
             other => bail!("unknown option '{other}'\n\n{USAGE}"),
         }
     }
-    if !o.aether_bin.exists() {
-        bail!(
-            "aether binary '{}' not found: run 'cargo build --release' or pass --aether-bin",
-            o.aether_bin.display()
-        );
-    }
+    nodes::check_aether_bin(&o.aether_bin)?;
     Ok(o)
 }
 

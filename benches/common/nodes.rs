@@ -8,6 +8,24 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// `$AETHER_BIN`, else the release build of this checkout.
+pub fn default_aether_bin() -> PathBuf {
+    std::env::var_os("AETHER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/aether"))
+}
+
+/// A clear error when the binary to benchmark is missing.
+pub fn check_aether_bin(bin: &Path) -> Result<()> {
+    if !bin.exists() {
+        bail!(
+            "aether binary '{}' not found: run 'cargo build --release' or pass --aether-bin",
+            bin.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn free_port() -> u16 {
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");

@@ -285,7 +285,7 @@ pub struct BlueprintView {
 }
 
 /// One copy of an instance, as assigned and as its node reported it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceView {
     /// `blueprint/slice/index`.
     pub instance: String,

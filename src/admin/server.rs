@@ -320,13 +320,8 @@ fn blueprint_views(
             instance: key.into(),
             node: Some(name_of(node)),
             state: "assigned".into(),
-            port: None,
-            pid: None,
-            restarts: 0,
-            last_exit: None,
-            health: None,
-            since: None,
             note,
+            ..Default::default()
         },
     };
     let health = cluster.store.health().map_err(failed)?;
@@ -356,15 +351,10 @@ fn blueprint_views(
                 Some(n) => rows.push(row(key, n, None)),
                 None => rows.push(InstanceView {
                     instance: key.clone(),
-                    node: None,
                     state: "pending".into(),
-                    port: None,
-                    pid: None,
-                    restarts: 0,
-                    last_exit: None,
-                    health: None,
                     since: Some(a.since),
                     note: a.pending.clone(),
+                    ..Default::default()
                 }),
             }
             if let Some(h) = a.handoff {
@@ -549,8 +539,9 @@ async fn apply_blueprint(
     let failed = |e: std::io::Error| AdminError::new(ErrorKind::Failed, e.to_string());
     let stored = cluster.store.blueprints().map_err(failed)?;
     let old = stored.iter().find(|s| s.blueprint.name == bp.name);
-    let mut snap = crate::deploy::cluster::Snapshot::read(cluster, metrics, &Default::default())
-        .map_err(failed)?;
+    let mut snap =
+        crate::deploy::cluster::Snapshot::read(cluster, metrics, &mut Default::default())
+            .map_err(failed)?;
     snap.blueprints.retain(|b| b.name != bp.name);
     snap.blueprints.push(bp.clone());
     let steps = crate::deploy::plan::plan(&snap.world(Duration::MAX), &bp.name);

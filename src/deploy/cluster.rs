@@ -214,14 +214,21 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
 }
 
 /// The members with their capacity (from the metrics snapshot) and whether they may take new
-/// instances. `down_since` is when this leader first saw each member down.
-pub fn members(
+/// instances. `down_since` (when each member was first seen down) is brought up to date: a
+/// member no longer down leaves it, a newly down one enters it now.
+fn members(
     cluster: &Cluster,
     metrics: &Pipeline,
-    down_since: &HashMap<NodeId, Instant>,
+    down_since: &mut HashMap<NodeId, Instant>,
 ) -> Result<Vec<Member>, std::io::Error> {
     let records = cluster.store.nodes()?;
     let health = cluster.store.health()?;
+    down_since.retain(|id, _| health.get(id) == Some(&Health::Down));
+    for (id, h) in &health {
+        if *h == Health::Down {
+            down_since.entry(*id).or_insert_with(Instant::now);
+        }
+    }
     Ok(metrics.with_state(|st| {
         records
             .iter()
@@ -252,12 +259,7 @@ pub fn members(
                     },
                     state: m.state,
                     health: h,
-                    down_for: (h == Health::Down).then(|| {
-                        down_since
-                            .get(&m.id)
-                            .map(|t| t.elapsed())
-                            .unwrap_or_default()
-                    }),
+                    down_for: down_since.get(&m.id).map(|t| t.elapsed()),
                 }
             })
             .collect()
@@ -273,10 +275,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Read it; `down_since` is kept by the caller across reads (see [`members`]).
     pub fn read(
         cluster: &Cluster,
         metrics: &Pipeline,
-        down_since: &HashMap<NodeId, Instant>,
+        down_since: &mut HashMap<NodeId, Instant>,
     ) -> Result<Snapshot, std::io::Error> {
         Ok(Snapshot {
             blueprints: cluster
@@ -330,15 +333,16 @@ impl Writer {
     }
 }
 
-/// Run the assignment loop until `shutdown`: on the leader, after every applied change (and every
-/// second, for grace periods), compute the assignments and write what changed.
+/// Run the assignment loop until `shutdown`: on the leader, after every applied change that may
+/// move work (and every second, for grace periods and capacity), compute the assignments and
+/// write what changed.
 pub async fn run(
     cluster: Arc<Cluster>,
     metrics: Arc<Pipeline>,
     cfg: DeployConfig,
     shutdown: CancellationToken,
 ) {
-    let mut applied = cluster.store.subscribe_applied();
+    let mut changed = cluster.store.subscribe_workloads();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut down_since: HashMap<NodeId, Instant> = HashMap::new();
@@ -351,26 +355,13 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
-            r = applied.changed() => if r.is_err() { return },
+            r = changed.changed() => if r.is_err() { return },
         }
         if cluster.raft.metrics().borrow().current_leader != Some(cluster.id) {
             down_since.clear();
             continue;
         }
-        let health = match cluster.store.health() {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!("assignment loop: reading health failed: {e}");
-                continue;
-            }
-        };
-        down_since.retain(|id, _| health.get(id) == Some(&Health::Down));
-        for (id, h) in &health {
-            if *h == Health::Down {
-                down_since.entry(*id).or_insert_with(Instant::now);
-            }
-        }
-        let snap = match Snapshot::read(&cluster, &metrics, &down_since) {
+        let snap = match Snapshot::read(&cluster, &metrics, &mut down_since) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("assignment loop: reading the store failed: {e}");
@@ -503,6 +494,10 @@ pub(super) mod tests {
             self.current = out;
             ch
         }
+        fn drain(&mut self, i: usize) {
+            self.members[i].state = NodeState::Draining;
+            self.members[i].slot.schedulable = Err("is draining".into());
+        }
         fn nodes_of(&self) -> BTreeMap<String, Option<NodeId>> {
             self.current
                 .iter()
@@ -558,8 +553,7 @@ pub(super) mod tests {
             .map(|(k, _)| k.clone())
             .collect();
         assert!(!on_n1.is_empty());
-        c.members[0].state = NodeState::Draining;
-        c.members[0].slot.schedulable = Err("is draining".into());
+        c.drain(0);
         let ch = c.round();
         for k in &on_n1 {
             let a = &c.current[k];
@@ -588,8 +582,7 @@ pub(super) mod tests {
     fn a_drain_with_nowhere_to_go_keeps_the_running_copy() {
         let mut c = Case::new(2, 1);
         c.round();
-        c.members[0].state = NodeState::Draining;
-        c.members[0].slot.schedulable = Err("is draining".into());
+        c.drain(0);
         let ch = c.round();
         assert!(ch.set.is_empty(), "{ch:?}");
         assert!(c.current.values().all(|a| a.node == Some(1)));
@@ -633,8 +626,7 @@ pub(super) mod tests {
             )
             .unwrap(),
         ];
-        c.members[1].state = NodeState::Draining;
-        c.members[1].slot.schedulable = Err("is draining".into());
+        c.drain(1);
         c.round();
         let a = &c.current["ml/gpu/0"];
         assert_eq!(a.node, None);

@@ -61,7 +61,7 @@ pub async fn run(
     })?;
     let reporter_stop = CancellationToken::new();
     let reporter = tokio::spawn(report(cluster.clone(), rx, reporter_stop.clone()));
-    let mut applied = cluster.store.subscribe_applied();
+    let mut changed = cluster.store.subscribe_workloads();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cleaned = false;
@@ -69,7 +69,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
-            r = applied.changed() => if r.is_err() { break },
+            r = changed.changed() => if r.is_err() { break },
         }
         let want = match desired(&cluster) {
             Ok(w) => w,

@@ -434,31 +434,25 @@ async fn run_instance(
     'life: loop {
         // LOAD
         report(&life, InstanceState::Loading, None, health_none);
-        let log = match LogFile::open(log_path.clone(), cfg.log_max_bytes, cfg.log_keep) {
-            Ok(l) => Arc::new(std::sync::Mutex::new(l)),
-            Err(e) => {
-                tracing::error!(
-                    "{}: cannot open log file '{}': {e}",
-                    spec.instance,
-                    log_path.display()
-                );
-                life.last_exit = Some(format!("cannot open log file: {e}"));
-                if wait_or_stop(&stop, backoff).await {
-                    break;
-                }
-                backoff = (backoff * 2).min(cfg.restart_backoff_max.0);
-                continue;
+        let log = LogFile::open(log_path.clone(), cfg.log_max_bytes, cfg.log_keep)
+            .map(|l| Arc::new(std::sync::Mutex::new(l)))
+            .map_err(|e| format!("cannot open log file '{}': {e}", log_path.display()));
+        let note = |s: &str| {
+            if let Ok(l) = &log {
+                l.lock().expect("log lock").note(s);
             }
         };
-        let note = |s: &str| log.lock().expect("log lock").note(s);
-        let prepared = std::fs::create_dir_all(&work)
-            .map_err(|e| format!("cannot create working dir '{}': {e}", work.display()))
-            .and_then(|_| free_port(life.port).map_err(|e| format!("no free port: {e}")));
+        let prepared = log.clone().and_then(|l| {
+            std::fs::create_dir_all(&work)
+                .map_err(|e| format!("cannot create working dir '{}': {e}", work.display()))?;
+            let port = free_port(life.port).map_err(|e| format!("no free port: {e}"))?;
+            Ok((l, port))
+        });
         let mut env: Vec<(String, String)> = Vec::new();
         let mut shown = String::new();
-        let port = prepared.as_ref().copied().unwrap_or(life.port);
+        let port = prepared.as_ref().map_or(life.port, |(_, p)| *p);
         life.port = port;
-        let spawned = prepared.and_then(|_| {
+        let spawned = prepared.and_then(|(log, _)| {
             env = vec![
                 ("PORT".into(), port.to_string()),
                 ("AETHER_BLUEPRINT".into(), bp.clone()),
@@ -495,11 +489,12 @@ async fn run_instance(
                 });
             }
             cmd.spawn()
+                .map(|c| (c, log))
                 .map_err(|e| format!("cannot start '{}': {e}", spec.command[0]))
         });
         let started = Instant::now();
         let outcome: Result<(u32, String), String> = 'run: {
-            let mut child = match spawned {
+            let (mut child, log) = match spawned {
                 Ok(c) => c,
                 Err(why) => break 'run Err(why),
             };

@@ -925,6 +925,7 @@ impl Store {
         remove_other_snapshots(&dir, &final_name);
         self.applied_tx
             .send_replace(meta.last_log_id.map(|l| l.index).unwrap_or(0));
+        self.workloads_tx.send_modify(|g| *g += 1);
         Ok(())
     }
 }
@@ -1011,6 +1012,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })
         .map_err(|e| fatal("applying entries", e, |e| StorageIOError::apply(last, e)))?;
         self.0.applied_tx.send_replace(last.index);
+        if entries.iter().any(|e| match &e.payload {
+            EntryPayload::Blank => false,
+            EntryPayload::Normal(req) => req.cmd.touches_workloads(),
+            EntryPayload::Membership(_) => true,
+        }) {
+            self.0.workloads_tx.send_modify(|g| *g += 1);
+        }
         Ok(responses)
     }
 

@@ -70,6 +70,9 @@ pub struct Store {
     committed: Mutex<Option<LogId<NodeId>>>,
     /// Index of the last applied entry; views wait on it.
     pub(super) applied_tx: watch::Sender<u64>,
+    /// Bumped when applied entries may change what runs where (see
+    /// `Command::touches_workloads`) and on snapshot install.
+    pub(super) workloads_tx: watch::Sender<u64>,
     /// Path of a snapshot being received.
     pub(super) receiving: Mutex<Option<PathBuf>>,
 }
@@ -147,6 +150,7 @@ impl Store {
             dir: dir.to_path_buf(),
             committed: Mutex::new(None),
             applied_tx: watch::channel(0).0,
+            workloads_tx: watch::channel(0).0,
             receiving: Mutex::new(None),
         });
         // Create every table so readers never meet a missing one.
@@ -211,9 +215,10 @@ impl Store {
         self.committed.lock().expect("lock").map(|l| l.index)
     }
 
-    /// Wakes on every applied entry (and snapshot install); the value is the applied index.
-    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
-        self.applied_tx.subscribe()
+    /// Wakes when applied entries may change what runs where (members, blueprints,
+    /// assignments, instance states) and on snapshot install; kv writes do not wake it.
+    pub fn subscribe_workloads(&self) -> watch::Receiver<u64> {
+        self.workloads_tx.subscribe()
     }
 
     /// Last applied log index.

@@ -153,6 +153,21 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether applying it may change what runs where (members, their state or health,
+    /// blueprints, assignments, instance states): the workload loops wake on these only, not on
+    /// kv or token writes.
+    pub fn touches_workloads(&self) -> bool {
+        match self {
+            Command::Put { .. }
+            | Command::Delete { .. }
+            | Command::CompareAndSwap { .. }
+            | Command::IssueJoinToken { .. }
+            | Command::RevokeJoinToken { .. } => false,
+            Command::Batch(reqs) => reqs.iter().any(|r| r.cmd.touches_workloads()),
+            _ => true,
+        }
+    }
+
     /// One line for logs and the audit trail; values are summarised by size, secrets omitted.
     pub fn summary(&self) -> String {
         match self {

@@ -192,6 +192,13 @@ fn wait_ok<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, St
     }
 }
 
+/// Member `name` as `aether nodes` on `n` lists it.
+fn member(n: &Node, name: &str) -> Option<Value> {
+    let out = n.cli(&["nodes", "--output", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array()?.iter().find(|m| m["name"] == name).cloned()
+}
+
 fn scale(n: &Node, to: u32) {
     let out = n.cli(&["scale", &format!("{BP}/web"), &to.to_string()]);
     assert!(out.status.success(), "scale {to}: {}", stderr(&out));
@@ -368,16 +375,7 @@ threshold = 2
     wait_for(
         &format!("{busiest} drained"),
         Duration::from_secs(60),
-        || {
-            let out = c.nodes[0].cli(&["nodes", "--output", "json"]);
-            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-            let m = v
-                .as_array()?
-                .iter()
-                .find(|m| m["name"] == busiest.as_str())?
-                .clone();
-            (m["state"] == "drained").then_some(())
-        },
+        || (member(&c.nodes[0], &busiest)?["state"] == "drained").then_some(()),
     );
     stop.store(true, Ordering::Relaxed);
     poll.join().unwrap();
@@ -431,16 +429,7 @@ threshold = 2
     wait_for(
         &format!("{lost_name} reports to the leader again"),
         Duration::from_secs(30),
-        || {
-            let out = c.nodes[leader].cli(&["nodes", "--output", "json"]);
-            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-            let m = v
-                .as_array()?
-                .iter()
-                .find(|m| m["name"] == lost_name.as_str())?
-                .clone();
-            (m["health"] == "ready").then_some(())
-        },
+        || (member(&c.nodes[leader], &lost_name)?["health"] == "ready").then_some(()),
     );
     let last = wait_for(
         "one server per instance after the restart",
