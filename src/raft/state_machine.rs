@@ -271,9 +271,19 @@ fn apply_command(
             match raw {
                 Some(raw) => {
                     let mut rec: NodeRecord = dec(&raw, "node")?;
-                    rec.state = *state;
-                    nodes.insert(*id, enc(&rec).as_slice()).map_err(io)?;
-                    Response::Ok
+                    // `drained` only ever follows `draining`: the leader's assignment loop may
+                    // compute it from a snapshot taken before an undrain was applied, and that
+                    // late write must not undo the operator's undrain.
+                    if *state == NodeState::Drained && rec.state != NodeState::Draining {
+                        Response::Refused(format!(
+                            "node '{}' is {}, not draining; only a draining node becomes drained",
+                            rec.name, rec.state
+                        ))
+                    } else {
+                        rec.state = *state;
+                        nodes.insert(*id, enc(&rec).as_slice()).map_err(io)?;
+                        Response::Ok
+                    }
                 }
                 None => Response::Refused(format!("node id {id} is not a member")),
             }
@@ -1219,5 +1229,50 @@ mod tests {
             }
         );
         assert_eq!(store.kv_get("k").unwrap(), None);
+    }
+
+    #[test]
+    fn drained_only_follows_draining_so_a_late_write_cannot_undo_an_undrain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let req = |serial, cmd| Request {
+            id: RequestId { client: 1, serial },
+            actor: "test".into(),
+            at: 1,
+            cmd,
+        };
+        let init = Command::InitCluster(ClusterInit {
+            cluster_id: "c".into(),
+            ca_cert_pem: String::new(),
+            ca_key_pem: String::new(),
+            founder_id: 3,
+            founder_name: "n3".into(),
+            founder_addr: "127.0.0.1:1".into(),
+        });
+        assert_eq!(apply(&store, &req(1, init)), Response::Ok);
+        let id = 3;
+        let set = |state| Command::SetNodeState { id, state };
+        let state = || store.nodes().unwrap()[0].state;
+        assert_eq!(
+            apply(&store, &req(2, set(NodeState::Draining))),
+            Response::Ok
+        );
+        assert_eq!(apply(&store, &req(3, set(NodeState::Ready))), Response::Ok);
+        // The assignment loop's write, computed before the undrain, arrives late.
+        let late = apply(&store, &req(4, set(NodeState::Drained)));
+        assert!(
+            matches!(&late, Response::Refused(m) if m.contains("'n3' is ready, not draining")),
+            "{late:?}"
+        );
+        assert_eq!(state(), NodeState::Ready);
+        assert_eq!(
+            apply(&store, &req(5, set(NodeState::Draining))),
+            Response::Ok
+        );
+        assert_eq!(
+            apply(&store, &req(6, set(NodeState::Drained))),
+            Response::Ok
+        );
+        assert_eq!(state(), NodeState::Drained);
     }
 }
