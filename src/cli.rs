@@ -143,12 +143,21 @@ pub enum Cmd {
         #[arg(long, default_value = "5m", value_parser = parse_since, requires = "series")]
         since: std::time::Duration,
     },
-    /// Controller decisions (not built yet).
+    /// Controller decisions, newest first: open ones and those of the last hour (--all: every
+    /// stored one); 'decisions show ID' prints one in full.
+    Decisions {
+        #[command(subcommand)]
+        cmd: Option<DecisionsCmd>,
+        /// Every stored decision, not only open and recent ones.
+        #[arg(long)]
+        all: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Overrule the controller: veto, approve, pause, resume, mode. Through Raft and audited.
     #[command(subcommand)]
-    Decisions(Stub),
-    /// Overrule the controller (not built yet).
-    #[command(subcommand)]
-    Override(Stub),
+    Override(OverrideCmd),
     /// Terminal console (not built yet).
     Tui {
         #[arg(long)]
@@ -172,6 +181,67 @@ pub enum Cmd {
     },
     /// Write a man page for every command into DIR, or print aether(1) without one.
     Man { dir: Option<PathBuf> },
+}
+
+/// `aether decisions …`
+#[derive(Debug, Subcommand)]
+pub enum DecisionsCmd {
+    /// The recent decisions (the default).
+    List,
+    /// One decision in full: action, reasoning, inputs, review, timeline, outcome.
+    Show {
+        /// A decision id, e.g. d-12.
+        id: String,
+    },
+}
+
+/// `aether override …`
+#[derive(Debug, Subcommand)]
+pub enum OverrideCmd {
+    /// Stop a proposed or pending decision; it never runs, on any node. In auto mode, a veto of
+    /// an applied decision reverts it. The same action on the same target is then held back
+    /// for controller.veto_cooldown.
+    Veto {
+        /// A decision id, e.g. d-12.
+        id: String,
+        /// Why; kept in the decision and the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Apply a proposed or pending decision now.
+    Approve {
+        /// A decision id, e.g. d-12.
+        id: String,
+    },
+    /// Stop making decisions; pending ones are not applied while paused (they expire).
+    Pause {
+        /// Why; shown in 'aether status'.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Make decisions again.
+    Resume,
+    /// observe: record only; propose: apply only what an operator approves; guarded: apply
+    /// after the grace window unless vetoed (the default); auto: apply at once, a veto reverts.
+    Mode {
+        #[arg(value_parser = parse_mode)]
+        mode: crate::domain::ControllerMode,
+        /// The grace window of guarded mode (1s to 1h), kept for later decisions.
+        #[arg(long, value_parser = parse_grace)]
+        grace: Option<std::time::Duration>,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<crate::domain::ControllerMode, String> {
+    s.parse()
+}
+
+fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+    let d = config::parse_duration(s)?;
+    if d.as_secs() < 1 || d.as_secs() > 3600 {
+        return Err(format!("expected 1s to 1h, found '{s}'"));
+    }
+    Ok(d)
 }
 
 /// Placeholder subcommands of features still to come.
@@ -362,7 +432,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, logs, drain, token, kv and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, logs, drain, decisions, override, token, kv and completions"
         ),
     )
 }
@@ -462,8 +532,48 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             };
             output::metrics(&m, node.is_some(), json);
         }
-        Cmd::Decisions(_) => return Err(not_built("decisions", "controller, issue 5")),
-        Cmd::Override(_) => return Err(not_built("override", "controller, issue 5")),
+        Cmd::Decisions { cmd, all, limit } => match cmd {
+            None | Some(DecisionsCmd::List) => {
+                let req = AdminRequest::Decisions {
+                    all: *all,
+                    limit: *limit,
+                };
+                let AdminResponse::Decisions(d) = client(cli).await?.call(&req).await? else {
+                    return Err(unexpected());
+                };
+                output::decisions(&d, json);
+            }
+            Some(DecisionsCmd::Show { id }) => {
+                let id = decision_id(id)?;
+                let req = AdminRequest::Decision { id };
+                let AdminResponse::Decision(d) = client(cli).await?.call(&req).await? else {
+                    return Err(unexpected());
+                };
+                output::decision(&d, json);
+            }
+        },
+        Cmd::Override(o) => {
+            let cmd = match o {
+                OverrideCmd::Veto { id, reason } => Command::VetoDecision {
+                    id: decision_id(id)?,
+                    reason: reason.clone(),
+                },
+                OverrideCmd::Approve { id } => Command::ApproveDecision {
+                    id: decision_id(id)?,
+                },
+                OverrideCmd::Pause { reason } => Command::PauseController {
+                    reason: reason.clone(),
+                },
+                OverrideCmd::Resume => Command::ResumeController,
+                OverrideCmd::Mode { mode, grace } => Command::SetControllerMode {
+                    mode: *mode,
+                    grace_ms: grace.map(|g| g.as_millis() as u64),
+                },
+            };
+            let resp = client(cli).await?.call(&write_cmd(cmd)).await?;
+            expect_written(resp)?;
+            output::ok(json);
+        }
         Cmd::Tui { .. } => return Err(not_built("tui", "terminal console, issue 7")),
         Cmd::Model(_) => return Err(not_built("model", "language model, issue 6")),
         Cmd::Doctor => return Err(not_built("doctor", "a later issue")),
@@ -669,6 +779,10 @@ fn read(q: ReadQuery, local: bool) -> AdminRequest {
     } else {
         AdminRequest::Read(q)
     }
+}
+
+fn decision_id(s: &str) -> Result<u64, Failure> {
+    crate::domain::parse_decision_id(s).map_err(|m| Failure::new(exit::USAGE, m))
 }
 
 fn expect_written(resp: AdminResponse) -> Result<Response, Failure> {

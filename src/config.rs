@@ -62,6 +62,59 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Workloads: moving instances off lost nodes, restarts, instance logs.
     pub deploy: DeployConfig,
+    /// The controller on the leader: rules, forecast, safety bounds, grace window.
+    pub controller: ControllerConfig,
+}
+
+/// The controller (DESIGN §9). Mode and pause are replicated (`aether override`), not here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    /// Run the controller when this node is the leader.
+    pub enabled: bool,
+    /// How often the leader decides.
+    pub interval: Dur,
+    /// Rule file; empty for the built-in rules (the same as config/rules.toml).
+    pub rules: String,
+    /// How long a guarded decision waits for a veto, unless set with
+    /// `aether override mode guarded --grace`.
+    pub grace: Dur,
+    /// How far ahead the forecast is reported.
+    pub horizon: Dur,
+    /// Time from a scale-up to active instances, used to start predictive scale-ups early enough
+    /// until the controller has measured it.
+    pub startup: Dur,
+    /// Most instances one decision adds or removes.
+    pub max_step: u32,
+    /// Most decisions a minute, cluster-wide.
+    pub decisions_per_minute: u32,
+    /// An operator's veto holds back the same action on the same target this long.
+    pub veto_cooldown: Dur,
+    /// A proposed decision (modes observe and propose) not approved in this time expires.
+    pub proposal_ttl: Dur,
+    /// An applied decision that has not converged in this time is recorded as such.
+    pub converge_timeout: Dur,
+    /// The outcome check runs this long after an applied decision converged.
+    pub outcome_after: Dur,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            enabled: true,
+            interval: Dur::ms(1_000),
+            rules: String::new(),
+            grace: Dur::ms(15_000),
+            horizon: Dur::ms(300_000),
+            startup: Dur::ms(10_000),
+            max_step: 4,
+            decisions_per_minute: 6,
+            veto_cooldown: Dur::ms(900_000),
+            proposal_ttl: Dur::ms(600_000),
+            converge_timeout: Dur::ms(180_000),
+            outcome_after: Dur::ms(60_000),
+        }
+    }
 }
 
 /// Workloads (DESIGN §8): the leader's assignment loop and each node's supervisor.
@@ -178,6 +231,7 @@ impl Default for Config {
             net: NetConfig::default(),
             metrics: MetricsConfig::default(),
             deploy: DeployConfig::default(),
+            controller: ControllerConfig::default(),
         }
     }
 }
@@ -421,6 +475,31 @@ impl Config {
             return Err(bad(
                 "worker_threads",
                 format!("expected 1 to 256, found {}", self.worker_threads),
+            ));
+        }
+        let c = &self.controller;
+        if c.interval.0 < Duration::from_millis(100) || c.interval.0 > Duration::from_secs(60) {
+            return Err(bad(
+                "controller.interval",
+                format!("expected 100ms to 60s, found {}", c.interval),
+            ));
+        }
+        if c.max_step == 0 {
+            return Err(bad(
+                "controller.max_step",
+                "expected at least 1, found 0".into(),
+            ));
+        }
+        if c.decisions_per_minute == 0 {
+            return Err(bad(
+                "controller.decisions_per_minute",
+                "expected at least 1, found 0".into(),
+            ));
+        }
+        if c.horizon.0 < Duration::from_secs(10) || c.horizon.0 > Duration::from_secs(7200) {
+            return Err(bad(
+                "controller.horizon",
+                format!("expected 10s to 2h, found {}", c.horizon),
             ));
         }
         let d = &self.deploy;

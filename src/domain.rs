@@ -172,6 +172,12 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The UTC time of day of `at`, `14:03:07Z`.
+pub fn clock_time(at: Millis) -> String {
+    let s = (at / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}Z", s / 3600, (s % 3600) / 60, s % 60)
+}
+
 /// Format a duration in milliseconds as a short human string (`3s`, `4m12s`, `2h5m`).
 pub fn human_millis(ms: u64) -> String {
     let s = ms / 1000;
@@ -388,4 +394,249 @@ pub struct InstanceStatus {
     pub health: String,
     /// When it entered `state`.
     pub since: Millis,
+}
+
+/// How far the controller may act on its own (DESIGN §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControllerMode {
+    /// Record decisions only; nothing is applied.
+    Observe,
+    /// Apply a decision only when an operator approves it.
+    Propose,
+    /// Apply after the grace window unless an operator vetoes it.
+    #[default]
+    Guarded,
+    /// Apply at once; a veto reverts.
+    Auto,
+}
+
+impl fmt::Display for ControllerMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ControllerMode::Observe => "observe",
+            ControllerMode::Propose => "propose",
+            ControllerMode::Guarded => "guarded",
+            ControllerMode::Auto => "auto",
+        })
+    }
+}
+
+impl std::str::FromStr for ControllerMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "observe" => ControllerMode::Observe,
+            "propose" => ControllerMode::Propose,
+            "guarded" => ControllerMode::Guarded,
+            "auto" => ControllerMode::Auto,
+            _ => {
+                return Err(format!(
+                    "unknown controller mode '{s}': expected observe, propose, guarded or auto"
+                ));
+            }
+        })
+    }
+}
+
+/// The controller's replicated switches: mode, grace window, pause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlState {
+    pub mode: ControllerMode,
+    /// How long a `guarded` decision waits for a veto; `None`: the leader's
+    /// `controller.grace`.
+    pub grace_ms: Option<u64>,
+    pub paused: Option<Pause>,
+    /// When and by whom the mode was last set (`None`: never, the default applies).
+    pub mode_set: Option<(Millis, String)>,
+}
+
+/// Who paused the controller, when and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pause {
+    pub by: String,
+    pub at: Millis,
+    pub reason: Option<String>,
+}
+
+/// What a decision changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    /// Set a slice's desired instances from `from` to `to`.
+    Scale {
+        blueprint: String,
+        slice: String,
+        from: u32,
+        to: u32,
+    },
+    Drain {
+        node: NodeId,
+        name: String,
+    },
+    Undrain {
+        node: NodeId,
+        name: String,
+    },
+}
+
+impl Action {
+    /// What is acted on: `shop/web` or `node n2`.
+    pub fn target(&self) -> String {
+        match self {
+            Action::Scale {
+                blueprint, slice, ..
+            } => format!("{blueprint}/{slice}"),
+            Action::Drain { name, .. } | Action::Undrain { name, .. } => format!("node {name}"),
+        }
+    }
+
+    /// `scale_up`, `scale_down`, `drain` or `undrain`: what a veto suppresses on a target.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Scale { from, to, .. } if to > from => "scale_up",
+            Action::Scale { .. } => "scale_down",
+            Action::Drain { .. } => "drain",
+            Action::Undrain { .. } => "undrain",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Scale {
+                blueprint,
+                slice,
+                from,
+                to,
+            } => write!(f, "scale {blueprint}/{slice} {from} → {to}"),
+            Action::Drain { name, .. } => write!(f, "drain {name}"),
+            Action::Undrain { name, .. } => write!(f, "undrain {name}"),
+        }
+    }
+}
+
+/// Where a decision is in its lifecycle. `Proposed` and `Pending` are open; the rest are final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum DecisionStatus {
+    /// Waiting for an operator's approve (mode `propose`), or recorded only (mode `observe`).
+    Proposed,
+    /// Applied at `deadline` unless vetoed (mode `guarded`).
+    Pending {
+        deadline: Millis,
+    },
+    Applied {
+        at: Millis,
+        by: String,
+    },
+    Vetoed {
+        at: Millis,
+        by: String,
+        reason: Option<String>,
+        /// In `auto` mode a veto of an applied decision reverts it; what happened.
+        reverted: Option<String>,
+    },
+    /// Not to be applied: a safety bound or the reviewer stopped it.
+    Rejected {
+        reason: String,
+    },
+    /// A newer decision or a change by an operator replaced it.
+    Superseded {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// Not approved (or, in observe mode, not acted on) in time.
+    Expired {
+        reason: String,
+    },
+}
+
+impl DecisionStatus {
+    /// Proposed or pending.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            DecisionStatus::Proposed | DecisionStatus::Pending { .. }
+        )
+    }
+
+    /// The status word: `proposed`, `pending`, `applied` …
+    pub fn word(&self) -> &'static str {
+        match self {
+            DecisionStatus::Proposed => "proposed",
+            DecisionStatus::Pending { .. } => "pending",
+            DecisionStatus::Applied { .. } => "applied",
+            DecisionStatus::Vetoed { .. } => "vetoed",
+            DecisionStatus::Rejected { .. } => "rejected",
+            DecisionStatus::Superseded { .. } => "superseded",
+            DecisionStatus::Failed { .. } => "failed",
+            DecisionStatus::Expired { .. } => "expired",
+        }
+    }
+}
+
+/// What a reviewer (the language model, issue 6) said about a proposal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewRecord {
+    /// `approve`, `reject`, `adjust` or `timeout`.
+    pub verdict: String,
+    /// For `adjust`: the instance count it proposed (already within the safety bounds).
+    pub adjust_to: Option<u32>,
+    pub reason: String,
+    pub reviewer: String,
+    pub latency_ms: u64,
+}
+
+/// Whether an applied decision moved its metric as intended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub at: Millis,
+    /// `as intended`, `not as intended` or `did not converge`.
+    pub verdict: String,
+    pub detail: String,
+}
+
+/// One controller decision, replicated (DESIGN §9). Its id is `d-<id>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Allocated by the state machine; shown as `d-<id>`.
+    pub id: u64,
+    pub at: Millis,
+    /// The leader that made it.
+    pub by: String,
+    /// The mode it was made in.
+    pub mode: ControllerMode,
+    /// The layers that took part, in order: `rules:<rule>`, `forecast`, `safety`, `review:<who>`.
+    pub layers: Vec<String>,
+    pub action: Action,
+    /// The rule that fired.
+    pub rule: String,
+    /// Plain sentences with the numbers that drove it.
+    pub reasoning: Vec<String>,
+    /// The inputs it was made from: name → value, as text.
+    pub inputs: Vec<(String, String)>,
+    pub review: Option<ReviewRecord>,
+    pub status: DecisionStatus,
+    /// Every status change: when, and what.
+    pub timeline: Vec<(Millis, String)>,
+    pub outcome: Option<Outcome>,
+}
+
+impl Decision {
+    /// `d-<id>`.
+    pub fn name(&self) -> String {
+        format!("d-{}", self.id)
+    }
+}
+
+/// Parse `d-42` (or `42`) into a decision id.
+pub fn parse_decision_id(s: &str) -> Result<u64, String> {
+    s.strip_prefix("d-")
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| format!("'{s}' is not a decision id: expected d-<number>, e.g. d-12"))
 }

@@ -46,6 +46,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod controller;
 pub mod deploy;
 pub mod domain;
 pub mod metrics;

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin;
 use crate::config::Config;
+use crate::controller::flow::Controller;
 use crate::domain::NodeId;
 use crate::metrics::pipeline::Pipeline;
 use crate::net::tls::{self, CaPem, JoinToken, NodeTls};
@@ -244,6 +245,8 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
         }
     };
     let node_tls = NodeTls::load(&dd.tls())?;
+    // A bad rule file stops the node before it starts anything.
+    let (rules, rules_source) = crate::controller::flow::load_rules(&cfg.controller)?;
 
     // 2. transport, store, raft.
     let reset_secret = NodeTls::reset_secret(&dd.tls())?;
@@ -286,6 +289,25 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
         shutdown.clone(),
     ));
     tracing::info!("workload reconciler running");
+    // 5. the controller (decides while leader; observes everywhere).
+    let controller = Controller::new(
+        cluster.clone(),
+        metrics.clone(),
+        cfg.controller.clone(),
+        rules,
+        rules_source.clone(),
+        None,
+    );
+    let controller_task = tokio::spawn(controller.clone().run(shutdown.clone()));
+    tracing::info!(
+        "controller running ({} rules{})",
+        rules_source,
+        if cfg.controller.enabled {
+            ""
+        } else {
+            "; disabled by controller.enabled"
+        }
+    );
     let quic_task = ep.serve(
         cluster.clone(),
         metrics.clone(),
@@ -298,6 +320,7 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
         dd.socket(),
         cluster.clone(),
         metrics.clone(),
+        controller.clone(),
         shutdown.clone(),
         tracker.clone(),
     );
@@ -337,7 +360,7 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
     };
     tracing::info!("node {} (id {}) is up", ident.name, ident.id);
 
-    // 5. wait for a signal or a fatal error; a second signal exits at once.
+    // 6. wait for a signal or a fatal error; a second signal exits at once.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
@@ -351,11 +374,13 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
         std::process::exit(130);
     });
 
-    // 6. tear down in reverse.
+    // 7. tear down in reverse.
     shutdown.cancel();
     let _ = fatal_task.await;
     let _ = membership_task.await;
     tracing::info!("stopped leader upkeep");
+    let _ = controller_task.await;
+    tracing::info!("stopped the controller");
     match reconcile_task.await {
         Ok(Err(e)) => tracing::warn!("workload reconciler: {e}"),
         _ => tracing::info!("stopped the workload reconciler and its instances"),

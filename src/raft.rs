@@ -7,6 +7,7 @@
 //! voters.
 
 pub mod batch;
+pub mod control;
 pub mod network;
 pub mod state_machine;
 pub mod store;
@@ -34,6 +35,53 @@ use network::{JoinAccepted, JoinRefused, JoinRequest, Network, PeerRequest, Peer
 use state_machine::StateMachine;
 use store::{LogStore, Store};
 use types::{ClusterInit, Command, Request, RequestId, Response};
+
+/// Writes of one of the node's own loops (the assigner, the controller): one client id, serials
+/// in order, the actor `<role>@<node>` in the audit trail.
+pub struct Writer {
+    cluster: Arc<Cluster>,
+    actor: String,
+    client: u128,
+    serial: u64,
+}
+
+impl Writer {
+    pub fn new(cluster: Arc<Cluster>, role: &str) -> Writer {
+        Writer {
+            actor: format!("{role}@{}", cluster.name),
+            cluster,
+            client: rand::random(),
+            serial: 0,
+        }
+    }
+
+    /// Write `cmd` on this node (no forwarding: the loops run on the leader) and return what the
+    /// state machine answered, refusals included.
+    pub async fn call(&mut self, cmd: Command) -> Result<Response, String> {
+        self.serial += 1;
+        let req = Request {
+            id: RequestId {
+                client: self.client,
+                serial: self.serial,
+            },
+            actor: self.actor.clone(),
+            at: now_millis(),
+            cmd,
+        };
+        self.cluster
+            .write(req, false)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Write `cmd`; a refusal is an error.
+    pub async fn write(&mut self, cmd: Command) -> Result<(), String> {
+        match self.call(cmd).await? {
+            Response::Refused(m) => Err(m),
+            _ => Ok(()),
+        }
+    }
+}
 
 /// A peer counts as reachable when it answered within this long (the leader contacts every
 /// member each heartbeat, 50 ms by default).
@@ -475,6 +523,7 @@ impl Cluster {
             members,
             members_seen_by: self.name.clone(),
             node,
+            controller: None,
         })
     }
 

@@ -48,6 +48,10 @@ pub enum AdminRequest {
         cursors: Vec<(String, u64)>,
         tail: u32,
     },
+    /// Controller decisions, newest first: open and recent ones, or all when `all`.
+    Decisions { all: bool, limit: u32 },
+    /// One decision in full.
+    Decision { id: u64 },
 }
 
 /// Reads that must be fresh.
@@ -78,6 +82,8 @@ pub enum AdminResponse {
     Blueprints(Vec<BlueprintView>),
     Logs(Vec<crate::deploy::logs::LogChunk>),
     Error(AdminError),
+    Decisions(Vec<crate::domain::Decision>),
+    Decision(Box<crate::domain::Decision>),
 }
 
 /// Error classes; each maps to a CLI exit code (DESIGN §11).
@@ -137,6 +143,28 @@ pub struct StatusView {
     pub members: Vec<MemberView>,
     /// Whose view of reachability `members` shows.
     pub members_seen_by: String,
+    /// The controller: mode, pause, open decisions (`None` while the store cannot be read).
+    pub controller: Option<ControlView>,
+}
+
+/// The controller in `aether status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlView {
+    /// observe, propose, guarded or auto.
+    pub mode: crate::domain::ControllerMode,
+    /// The grace window of guarded mode.
+    pub grace_ms: u64,
+    pub paused: Option<crate::domain::Pause>,
+    /// Decisions waiting for their grace deadline.
+    pub pending: u32,
+    /// Decisions waiting for an operator's approve.
+    pub proposed: u32,
+    /// Whether `controller.enabled` is set on the answering node.
+    pub enabled: bool,
+    /// The reviewer layer (the language model), or why there is none.
+    pub reviewer: String,
+    /// Where the answering node's rules came from.
+    pub rules: String,
 }
 
 /// The answering node's own Raft position.

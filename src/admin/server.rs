@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{
-    AdminError, AdminRequest, AdminResponse, BlueprintView, ErrorKind, InstanceView, PlanView,
-    TokenView,
+    AdminError, AdminRequest, AdminResponse, BlueprintView, ControlView, ErrorKind, InstanceView,
+    PlanView, TokenView,
 };
+use crate::controller::flow::Controller;
 use crate::deploy::logs::LogChunk;
 use crate::domain::{NodeId, now_millis};
 use crate::metrics::pipeline::Pipeline;
@@ -56,6 +57,7 @@ pub fn serve(
     path: PathBuf,
     cluster: Arc<Cluster>,
     metrics: Arc<Pipeline>,
+    controller: Arc<Controller>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> tokio::task::JoinHandle<()> {
@@ -68,8 +70,15 @@ pub fn serve(
                     Err(e) => { tracing::warn!("admin socket accept failed: {e}"); continue; }
                 },
             };
-            let (cluster, metrics, shutdown) = (cluster.clone(), metrics.clone(), shutdown.clone());
-            tracker.spawn(async move { connection(stream, cluster, metrics, shutdown).await });
+            let (cluster, metrics, controller, shutdown) = (
+                cluster.clone(),
+                metrics.clone(),
+                controller.clone(),
+                shutdown.clone(),
+            );
+            tracker.spawn(async move {
+                connection(stream, cluster, metrics, controller, shutdown).await
+            });
         }
         drop(listener);
         let _ = std::fs::remove_file(&path);
@@ -81,6 +90,7 @@ async fn connection(
     mut stream: UnixStream,
     cluster: Arc<Cluster>,
     metrics: Arc<Pipeline>,
+    controller: Arc<Controller>,
     shutdown: CancellationToken,
 ) {
     let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
@@ -91,7 +101,7 @@ async fn connection(
             r = read_frame::<_, AdminRequest>(&mut stream, MAX_ADMIN_FRAME) => r,
         };
         let resp = match req {
-            Ok(req) => handle(&cluster, &metrics, req, &actor).await,
+            Ok(req) => handle(&cluster, &metrics, &controller, req, &actor).await,
             Err(FrameError::Closed) => return,
             Err(e) => {
                 let resp = AdminResponse::Error(AdminError::new(
@@ -106,6 +116,38 @@ async fn connection(
             return;
         }
     }
+}
+
+/// `aether decisions` without `--all` shows open decisions and those of the last hour.
+const RECENT_DECISIONS_MS: u64 = 3_600_000;
+
+fn failed(m: impl Into<String>) -> AdminResponse {
+    AdminResponse::Error(AdminError::new(ErrorKind::Failed, m))
+}
+
+/// The controller as this node's replica and config show it.
+fn control_view(cluster: &Cluster, controller: &Controller) -> Option<ControlView> {
+    let local = controller.local_status();
+    let cfg = controller.config();
+    let state = cluster.store.control().ok()?;
+    let open = cluster
+        .store
+        .decisions(usize::MAX, false, 0, now_millis())
+        .ok()?;
+    let count = |w: &str| open.iter().filter(|d| d.status.word() == w).count() as u32;
+    Some(ControlView {
+        mode: state.as_ref().map(|s| s.mode).unwrap_or_default(),
+        grace_ms: state
+            .as_ref()
+            .and_then(|s| s.grace_ms)
+            .unwrap_or(cfg.grace.0.as_millis() as u64),
+        paused: state.and_then(|s| s.paused),
+        pending: count("pending"),
+        proposed: count("proposed"),
+        enabled: cfg.enabled,
+        reviewer: local.reviewer,
+        rules: local.rules,
+    })
 }
 
 fn invalid(m: impl Into<String>) -> AdminResponse {
@@ -148,9 +190,25 @@ fn check_write(cmd: &Command) -> Result<(), String> {
             blueprint, slice, ..
         } => crate::domain::validate_name("blueprint name", blueprint)
             .and_then(|_| crate::domain::validate_name("slice name", slice)),
+        Command::VetoDecision {
+            reason: Some(r), ..
+        }
+        | Command::PauseController { reason: Some(r) }
+            if r.len() > 1024 =>
+        {
+            Err(format!(
+                "a reason must be at most 1024 bytes, found {} bytes",
+                r.len()
+            ))
+        }
         Command::RevokeJoinToken { .. }
         | Command::SetNodeState { .. }
-        | Command::RemoveNode { .. } => Ok(()),
+        | Command::RemoveNode { .. }
+        | Command::VetoDecision { .. }
+        | Command::ApproveDecision { .. }
+        | Command::SetControllerMode { .. }
+        | Command::PauseController { .. }
+        | Command::ResumeController => Ok(()),
         other => Err(format!(
             "'{}' is not accepted from clients",
             other.summary()
@@ -162,15 +220,33 @@ fn check_write(cmd: &Command) -> Result<(), String> {
 pub async fn handle(
     cluster: &Cluster,
     metrics: &Pipeline,
+    controller: &Controller,
     req: AdminRequest,
     actor: &str,
 ) -> AdminResponse {
     let out = |r: Result<AdminResponse, AdminError>| r.unwrap_or_else(AdminResponse::Error);
     match req {
-        AdminRequest::Status => out(cluster
-            .status()
-            .await
-            .map(|s| AdminResponse::Status(Box::new(s)))),
+        AdminRequest::Status => out(cluster.status().await.map(|mut s| {
+            s.controller = control_view(cluster, controller);
+            AdminResponse::Status(Box::new(s))
+        })),
+        AdminRequest::Decisions { all, limit } => {
+            let limit = limit.clamp(1, 10_000) as usize;
+            match cluster
+                .store
+                .decisions(limit, all, RECENT_DECISIONS_MS, now_millis())
+            {
+                Ok(d) => AdminResponse::Decisions(d),
+                Err(e) => failed(format!("cannot read the decisions: {e}")),
+            }
+        }
+        AdminRequest::Decision { id } => match cluster.store.decision(id) {
+            Ok(Some(d)) => AdminResponse::Decision(Box::new(d)),
+            Ok(None) => failed(format!(
+                "no decision d-{id}: 'aether decisions --all' lists them"
+            )),
+            Err(e) => failed(format!("cannot read the decisions: {e}")),
+        },
         AdminRequest::Nodes => out(cluster
             .status()
             .await

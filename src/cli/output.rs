@@ -108,9 +108,147 @@ pub fn status(s: &StatusView, json: bool) {
         opt(s.node.snapshot_index),
         if s.node.ready { "ready" } else { "NOT READY" },
     );
+    if let Some(c) = &s.controller {
+        let paused = match &c.paused {
+            Some(p) => format!(
+                "PAUSED by {} {} ago{}",
+                p.by,
+                human_millis(crate::domain::now_millis().saturating_sub(p.at)),
+                p.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            None => "running".into(),
+        };
+        println!(
+            "controller: mode {} (grace {}), {paused}, {} pending, {} proposed{}\n            rules: {}; reviewer: {}\n",
+            c.mode,
+            human_millis(c.grace_ms),
+            c.pending,
+            c.proposed,
+            if c.enabled {
+                ""
+            } else {
+                " (disabled on this node)"
+            },
+            c.rules,
+            c.reviewer
+        );
+    }
     print!("{}", table(&MEMBER_HEADER, &member_rows(&s.members)));
     if s.members_seen_by != s.node.name {
         println!("(reachability as seen by {})", s.members_seen_by);
+    }
+}
+
+/// The status column of a decision: `pending (9s left)`, `vetoed by uid:0@n1`.
+fn decision_state(d: &crate::domain::Decision, now: u64) -> String {
+    use crate::domain::DecisionStatus as S;
+    match &d.status {
+        S::Pending { deadline } if *deadline > now => {
+            format!("pending ({} left)", human_millis(deadline - now))
+        }
+        S::Pending { .. } => "pending (due)".into(),
+        S::Vetoed { by, reverted, .. } => match reverted {
+            Some(r) => format!("vetoed by {by} ({r})"),
+            None => format!("vetoed by {by}"),
+        },
+        S::Applied { by, .. } => format!("applied by {by}"),
+        s => s.word().into(),
+    }
+}
+
+/// `aether decisions`.
+pub fn decisions(list: &[crate::domain::Decision], json: bool) {
+    if json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("no decisions in the last hour ('aether decisions --all' lists older ones)");
+        return;
+    }
+    let now = crate::domain::now_millis();
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            vec![
+                d.name(),
+                format!("{} ago", human_millis(now.saturating_sub(d.at))),
+                d.action.to_string(),
+                decision_state(d, now),
+                d.rule.clone(),
+                d.reasoning.first().cloned().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["ID", "WHEN", "ACTION", "STATUS", "RULE", "WHY"], &rows)
+    );
+}
+
+/// `aether decisions show ID`.
+pub fn decision(d: &crate::domain::Decision, json: bool) {
+    if json {
+        return print_json(d);
+    }
+    let now = crate::domain::now_millis();
+    println!("{}  {}", d.name(), d.action);
+    println!("status:   {}", decision_state(d, now));
+    use crate::domain::DecisionStatus as S;
+    match &d.status {
+        S::Vetoed {
+            reason: Some(r), ..
+        } => println!("          reason: {r}"),
+        S::Rejected { reason } | S::Superseded { reason } | S::Expired { reason } => {
+            println!("          {reason}")
+        }
+        S::Failed { error } => println!("          {error}"),
+        _ => {}
+    }
+    println!(
+        "made:     {} ago by {} in {} mode, rule {}",
+        human_millis(now.saturating_sub(d.at)),
+        d.by,
+        d.mode,
+        d.rule
+    );
+    println!("layers:   {}", d.layers.join(" → "));
+    println!("\nreasoning:");
+    for r in &d.reasoning {
+        println!("  - {r}");
+    }
+    if let Some(r) = &d.review {
+        println!(
+            "\nreview ({}, {} ms): {}{}: {}",
+            r.reviewer,
+            r.latency_ms,
+            r.verdict,
+            r.adjust_to.map(|n| format!(" to {n}")).unwrap_or_default(),
+            r.reason
+        );
+    }
+    println!("\ninputs:");
+    for (k, v) in &d.inputs {
+        println!("  {k:<24} {v}");
+    }
+    println!("\ntimeline:");
+    for (at, what) in &d.timeline {
+        println!(
+            "  {}  ({} ago)  {what}",
+            crate::domain::clock_time(*at),
+            human_millis(now.saturating_sub(*at))
+        );
+    }
+    match &d.outcome {
+        Some(o) => println!("\noutcome:  {}: {}", o.verdict, o.detail),
+        None if matches!(d.status, S::Applied { .. }) => {
+            println!(
+                "\noutcome:  not checked yet (after it converges and controller.outcome_after)"
+            )
+        }
+        None => {}
     }
 }
 

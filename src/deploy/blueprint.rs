@@ -18,9 +18,9 @@ use crate::domain::{
     Blueprint, HealthCheck, Probe, Resources, ScalingPolicy, Slice, validate_name,
 };
 
-/// A refused blueprint file.
+/// A refused file (a blueprint, the controller's rules): where, which field, what was wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub struct BlueprintError {
+pub struct FileError {
     pub file: String,
     pub line: usize,
     pub column: usize,
@@ -29,7 +29,10 @@ pub struct BlueprintError {
     pub message: String,
 }
 
-impl fmt::Display for BlueprintError {
+/// A refused blueprint file.
+pub type BlueprintError = FileError;
+
+impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
         if !self.path.is_empty() {
@@ -131,9 +134,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// Where things are in the source: byte offset → line and column (1-based), and the field path
 /// of the table the offset is in.
-struct Source<'a> {
-    file: &'a str,
-    text: &'a str,
+pub(crate) struct Source<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
 }
 
 impl Source<'_> {
@@ -144,7 +147,7 @@ impl Source<'_> {
         (line, col)
     }
 
-    fn err(
+    pub(crate) fn err(
         &self,
         span: Range<usize>,
         path: impl Into<String>,
@@ -162,9 +165,10 @@ impl Source<'_> {
 
     /// The field path at `offset`, from the table headers and the key on that line (used for
     /// errors the TOML decoder reports by position only).
-    fn path_at(&self, offset: usize) -> String {
+    pub(crate) fn path_at(&self, offset: usize) -> String {
         let mut table = String::new();
-        let mut slice_index: i64 = -1;
+        // Per array of tables (`[[slices]]`, `[[rules]]`): the index of its last entry.
+        let mut index: BTreeMap<String, i64> = BTreeMap::new();
         let mut pos = 0;
         let mut key = String::new();
         for line in self.text.split_inclusive('\n') {
@@ -174,17 +178,16 @@ impl Source<'_> {
             }
             if t.starts_with("[[") {
                 let name = t.trim_start_matches('[').trim_end_matches(']').trim();
-                if name == "slices" {
-                    slice_index += 1;
-                    table = format!("slices[{slice_index}]");
-                } else {
-                    table = name.to_string();
-                }
+                let i = index.entry(name.to_string()).or_insert(-1);
+                *i += 1;
+                table = format!("{name}[{i}]");
                 key.clear();
             } else if t.starts_with('[') {
                 let name = t.trim_start_matches('[').trim_end_matches(']').trim();
-                table = match name.strip_prefix("slices.") {
-                    Some(rest) if slice_index >= 0 => format!("slices[{slice_index}].{rest}"),
+                table = match name.split_once('.') {
+                    Some((array, rest)) if index.contains_key(array) => {
+                        format!("{array}[{}].{rest}", index[array])
+                    }
                     _ => name.to_string(),
                 };
                 key.clear();

@@ -27,8 +27,8 @@ use crate::domain::{
     now_millis,
 };
 use crate::metrics::pipeline::Pipeline;
-use crate::raft::Cluster;
-use crate::raft::types::{Command, Request, RequestId, Response};
+use crate::raft::types::Command;
+use crate::raft::{Cluster, Writer};
 
 /// A member as the assignment loop sees it.
 #[derive(Debug, Clone)]
@@ -307,32 +307,6 @@ impl Snapshot {
 }
 
 /// Writes through Raft as the assignment loop, one request id per write.
-struct Writer {
-    cluster: Arc<Cluster>,
-    client: u128,
-    serial: u64,
-}
-
-impl Writer {
-    async fn write(&mut self, cmd: Command) -> Result<(), String> {
-        self.serial += 1;
-        let req = Request {
-            id: RequestId {
-                client: self.client,
-                serial: self.serial,
-            },
-            actor: format!("assigner@{}", self.cluster.name),
-            at: now_millis(),
-            cmd,
-        };
-        match self.cluster.write(req, false).await {
-            Ok(Response::Refused(m)) => Err(m),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-}
-
 /// Run the assignment loop until `shutdown`: on the leader, after every applied change that may
 /// move work (and every second, for grace periods and capacity), compute the assignments and
 /// write what changed.
@@ -346,11 +320,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut down_since: HashMap<NodeId, Instant> = HashMap::new();
-    let mut w = Writer {
-        cluster: cluster.clone(),
-        client: rand::random(),
-        serial: 0,
-    };
+    let mut w = Writer::new(cluster.clone(), "assigner");
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

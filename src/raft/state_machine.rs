@@ -15,9 +15,10 @@ use openraft::{
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::control::{K_CONTROL, K_DECISION_SEQ};
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, SESSIONS, SM_META, Store, TOKENS,
-    blocking, dec, enc, fatal, inline, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES, SESSIONS, SM_META,
+    Store, TOKENS, blocking, dec, enc, fatal, inline, io,
 };
 use super::types::{ClusterInit, Command, Request, Response};
 use super::{Entry, Node, TypeConfig};
@@ -74,11 +75,12 @@ enum SnapRecord {
     Blueprint(String, Vec<u8>),
     Assignment(String, Vec<u8>),
     Instance(String, Vec<u8>),
+    Decision(u64, Vec<u8>),
 }
 
 const SNAPSHOT_FORMAT: u32 = 1;
 
-fn meta_get<T: for<'de> Deserialize<'de>>(
+pub(super) fn meta_get<T: for<'de> Deserialize<'de>>(
     txn: &WriteTransaction,
     key: &str,
 ) -> Result<Option<T>, std::io::Error> {
@@ -87,7 +89,11 @@ fn meta_get<T: for<'de> Deserialize<'de>>(
     v.map(|v| dec(v.value(), key)).transpose()
 }
 
-fn meta_put<T: Serialize>(txn: &WriteTransaction, key: &str, v: &T) -> Result<(), std::io::Error> {
+pub(super) fn meta_put<T: Serialize>(
+    txn: &WriteTransaction,
+    key: &str,
+    v: &T,
+) -> Result<(), std::io::Error> {
     txn.open_table(SM_META)
         .map_err(io)?
         .insert(key, enc(v).as_slice())
@@ -121,7 +127,7 @@ fn apply_request(txn: &WriteTransaction, req: &Request) -> Result<Response, std:
             )));
         }
     }
-    let response = apply_command(txn, &req.cmd, req.at)?;
+    let response = apply_command(txn, &req.cmd, req.at, &req.actor)?;
     let session = Session {
         serial: req.id.serial,
         at: req.at,
@@ -164,11 +170,15 @@ fn apply_request(txn: &WriteTransaction, req: &Request) -> Result<Response, std:
     Ok(response)
 }
 
-fn apply_command(
+pub(super) fn apply_command(
     txn: &WriteTransaction,
     cmd: &Command,
     at: Millis,
+    actor: &str,
 ) -> Result<Response, std::io::Error> {
+    if let Some(r) = super::control::apply(txn, cmd, at, actor)? {
+        return Ok(r);
+    }
     let cluster: Option<ClusterMeta> = meta_get(txn, K_CLUSTER)?;
     Ok(match cmd {
         Command::InitCluster(init) => match cluster {
@@ -480,6 +490,15 @@ fn apply_command(
             Response::Previous(prev)
         }
         Command::Batch(_) => Response::Refused("a batch is applied by its parts".into()),
+        Command::RecordDecision(_)
+        | Command::ApplyDecision { .. }
+        | Command::ApproveDecision { .. }
+        | Command::VetoDecision { .. }
+        | Command::CloseDecision { .. }
+        | Command::RecordOutcome { .. }
+        | Command::SetControllerMode { .. }
+        | Command::PauseController { .. }
+        | Command::ResumeController => unreachable!("control commands are applied by control"),
         Command::CompareAndSwap { key, expected, new } => {
             let mut kv = txn.open_table(KV).map_err(io)?;
             let current = kv
@@ -552,6 +571,20 @@ fn register_node(
         .insert(id, enc(&rec).as_slice())
         .map_err(io)?;
     Ok(id)
+}
+
+/// Members whose state is `ready`.
+pub(super) fn ready_nodes(txn: &WriteTransaction) -> Result<Vec<NodeRecord>, std::io::Error> {
+    let t = txn.open_table(NODES).map_err(io)?;
+    let mut out = Vec::new();
+    for row in t.iter().map_err(io)? {
+        let (_, v) = row.map_err(io)?;
+        let rec: NodeRecord = dec(v.value(), "node")?;
+        if rec.state == NodeState::Ready {
+            out.push(rec);
+        }
+    }
+    Ok(out)
 }
 
 fn find_node_by_name(
@@ -631,6 +664,44 @@ impl Store {
             out.insert(k.value().to_string(), dec(v.value(), "assignment")?);
         }
         Ok(out)
+    }
+
+    /// The controller's mode, grace window and pause; `None` until someone set them.
+    pub fn control(&self) -> Result<Option<crate::domain::ControlState>, std::io::Error> {
+        self.read_meta(SM_META, K_CONTROL)
+    }
+
+    /// Up to `limit` decisions, newest first; only the open ones (proposed, pending) and those
+    /// of the last `recent_ms` unless `all`.
+    pub fn decisions(
+        &self,
+        limit: usize,
+        all: bool,
+        recent_ms: u64,
+        now: Millis,
+    ) -> Result<Vec<crate::domain::Decision>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(DECISIONS).map_err(io)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(io)?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (_, v) = row.map_err(io)?;
+            let d: crate::domain::Decision = dec(v.value(), "decision")?;
+            if all || d.status.is_open() || now.saturating_sub(d.at) <= recent_ms {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One decision.
+    pub fn decision(&self, id: u64) -> Result<Option<crate::domain::Decision>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(DECISIONS).map_err(io)?;
+        let v = t.get(id).map_err(io)?;
+        v.map(|v| dec(v.value(), "decision")).transpose()
     }
 
     /// Every reported instance status, by instance then node.
@@ -769,7 +840,7 @@ impl Store {
         )?;
         for row in meta_t.iter().map_err(io)? {
             let (k, v) = row.map_err(io)?;
-            if [K_CLUSTER, K_AUDIT_SEQ].contains(&k.value()) {
+            if [K_CLUSTER, K_AUDIT_SEQ, K_CONTROL, K_DECISION_SEQ].contains(&k.value()) {
                 write_record(
                     &mut w,
                     &SnapRecord::Meta(k.value().into(), v.value().to_vec()),
@@ -798,6 +869,7 @@ impl Store {
         dump!(BLUEPRINTS, Blueprint, |k: &str| k.to_string());
         dump!(ASSIGNMENTS, Assignment, |k: &str| k.to_string());
         dump!(INSTANCES, Instance, |k: &str| k.to_string());
+        dump!(DECISIONS, Decision, |k: u64| k);
         write_record(&mut w, &SnapRecord::End { records: n })?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -886,6 +958,7 @@ impl Store {
             let mut blueprints = emptied!(BLUEPRINTS);
             let mut assignments = emptied!(ASSIGNMENTS);
             let mut instances = emptied!(INSTANCES);
+            let mut decisions = emptied!(DECISIONS);
             let mut n = 0u64;
             loop {
                 match read_record(&mut r)? {
@@ -906,6 +979,7 @@ impl Store {
                     SnapRecord::Instance(k, v) => {
                         instances.insert(k.as_str(), v.as_slice()).map(|_| ())
                     }
+                    SnapRecord::Decision(k, v) => decisions.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::End { records } if records == n => break,
                     SnapRecord::End { records } => {
                         return Err(io(format!(

@@ -41,6 +41,8 @@ pub(super) const BLUEPRINTS: TableDefinition<&str, &[u8]> = TableDefinition::new
 pub(super) const ASSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("assignments");
 /// `<instance>@<node id>` → `InstanceStatus`.
 pub(super) const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
+/// Controller decisions by id (`d-<id>`).
+pub(super) const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("decisions");
 
 // Keys of RAFT_META.
 const K_VOTE: &str = "vote";
@@ -168,6 +170,7 @@ impl Store {
             txn.open_table(BLUEPRINTS)?;
             txn.open_table(ASSIGNMENTS)?;
             txn.open_table(INSTANCES)?;
+            txn.open_table(DECISIONS)?;
             txn.commit()?;
             Ok(())
         };

@@ -9,7 +9,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Assignment, Blueprint, Health, InstanceStatus, Millis, NodeId, NodeState, TokenRefusal,
+    Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, Health, InstanceStatus,
+    Millis, NodeId, NodeState, Outcome, TokenRefusal,
 };
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
@@ -150,6 +151,44 @@ pub enum Command {
         reports: Vec<InstanceStatus>,
         gone: Vec<String>,
     },
+    // control (DESIGN §9)
+    /// A controller decision; the state machine allocates its id and answers
+    /// [`Response::Decision`].
+    RecordDecision(Box<Decision>),
+    /// Apply an open decision's action now: the leader, at the grace deadline or in `auto` mode.
+    /// Refused (and nothing changes) when the decision was vetoed, closed, or is not due yet.
+    ApplyDecision {
+        id: u64,
+    },
+    /// An operator's approve: applies an open decision at once.
+    ApproveDecision {
+        id: u64,
+    },
+    /// An operator's veto of an open decision; in `auto` mode also of an applied one, which is
+    /// then reverted.
+    VetoDecision {
+        id: u64,
+        reason: Option<String>,
+    },
+    /// Close an open decision as superseded, expired, rejected or failed (the leader).
+    CloseDecision {
+        id: u64,
+        status: DecisionStatus,
+    },
+    /// The outcome check of an applied decision.
+    RecordOutcome {
+        id: u64,
+        outcome: Outcome,
+    },
+    /// Set the controller's mode and, optionally, the grace window of `guarded`.
+    SetControllerMode {
+        mode: ControllerMode,
+        grace_ms: Option<u64>,
+    },
+    PauseController {
+        reason: Option<String>,
+    },
+    ResumeController,
 }
 
 impl Command {
@@ -162,7 +201,13 @@ impl Command {
             | Command::Delete { .. }
             | Command::CompareAndSwap { .. }
             | Command::IssueJoinToken { .. }
-            | Command::RevokeJoinToken { .. } => false,
+            | Command::RevokeJoinToken { .. }
+            | Command::RecordDecision(_)
+            | Command::CloseDecision { .. }
+            | Command::RecordOutcome { .. }
+            | Command::SetControllerMode { .. }
+            | Command::PauseController { .. }
+            | Command::ResumeController => false,
             Command::Batch(reqs) => reqs.iter().any(|r| r.cmd.touches_workloads()),
             _ => true,
         }
@@ -260,6 +305,31 @@ impl Command {
                 }
                 format!("instances on {name}: {}", parts.join(", "))
             }
+            Command::RecordDecision(d) => {
+                format!("record decision: {} (rule {})", d.action, d.rule)
+            }
+            Command::ApplyDecision { id } => format!("apply d-{id}"),
+            Command::ApproveDecision { id } => format!("approve d-{id}"),
+            Command::VetoDecision { id, reason } => match reason {
+                Some(r) => format!("veto d-{id}: {r}"),
+                None => format!("veto d-{id}"),
+            },
+            Command::CloseDecision { id, status } => format!("close d-{id} as {}", status.word()),
+            Command::RecordOutcome { id, outcome } => {
+                format!("outcome of d-{id}: {}", outcome.verdict)
+            }
+            Command::SetControllerMode { mode, grace_ms } => match grace_ms {
+                Some(g) => format!(
+                    "set controller mode {mode} (grace {})",
+                    crate::domain::human_millis(*g)
+                ),
+                None => format!("set controller mode {mode}"),
+            },
+            Command::PauseController { reason } => match reason {
+                Some(r) => format!("pause controller: {r}"),
+                None => "pause controller".into(),
+            },
+            Command::ResumeController => "resume controller".into(),
         }
     }
 }
@@ -287,4 +357,6 @@ pub enum Response {
     Batch(Vec<Response>),
     /// A blueprint is stored at this version.
     Version(u64),
+    /// A decision was recorded with this id (`d-<id>`).
+    Decision(u64),
 }

@@ -1,0 +1,772 @@
+//! The controller loop: every node builds the world each tick and feeds its brain; the leader
+//! also advances open decisions (apply at the deadline, expire), checks outcomes, and turns new
+//! proposals into decisions through the safety bounds and the reviewer.
+//!
+//! Everything the leader needs to carry on is replicated: decisions with their deadlines, mode,
+//! pause. A new leader resumes from the store; the state machine refuses an apply of a decision
+//! that is not pending or not due, so nothing is applied twice and a vetoed decision never runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::brain::{Brain, NodeView, Proposal, SliceView, World};
+use super::forecast::ForecastConfig;
+use super::review::{Reviewer, Situation, Verdict};
+use super::rules::{self, Rules};
+use super::safety::{self, Bounds, Check};
+use crate::config::ControllerConfig;
+use crate::domain::{
+    Action, ControlState, ControllerMode, Decision, DecisionStatus, Health, InstanceState, Millis,
+    NodeState, Outcome, ReviewRecord, now_millis,
+};
+use crate::metrics::pipeline::Pipeline;
+use crate::raft::types::{Command, Response};
+use crate::raft::{Cluster, Writer};
+
+/// Decisions read back each tick (open ones, recent vetoes, applies and rejections).
+const RECENT: usize = 500;
+/// A rejected proposal is recorded again for the same target and action only after this long.
+const REJECT_QUIET_MS: u64 = 300_000;
+/// How long the controller waits for the reviewer before recording `timeout`.
+pub const REVIEW_BUDGET: Duration = Duration::from_secs(3);
+
+/// What the controller tells `aether status` about itself (this node's view).
+#[derive(Debug, Clone, Default)]
+pub struct LocalStatus {
+    /// The loop runs here (this node leads).
+    pub leading: bool,
+    /// The reviewer, or why there is none.
+    pub reviewer: String,
+    /// Where the rules came from.
+    pub rules: String,
+    /// Measured start-up time of scaled-up instances (ms), or the configured estimate.
+    pub startup_ms: u64,
+}
+
+/// The controller of one node.
+pub struct Controller {
+    cluster: Arc<Cluster>,
+    metrics: Arc<Pipeline>,
+    cfg: ControllerConfig,
+    brain: Mutex<Brain>,
+    reviewer: Option<Arc<dyn Reviewer>>,
+    status: Mutex<LocalStatus>,
+}
+
+/// Load the rule file named in the config, or the built-in rules.
+pub fn load_rules(cfg: &ControllerConfig) -> anyhow::Result<(Rules, String)> {
+    if cfg.rules.is_empty() {
+        let r = rules::parse("built-in rules", rules::DEFAULT_RULES)?;
+        return Ok((r, "built-in".into()));
+    }
+    let text = std::fs::read_to_string(&cfg.rules).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the rule file '{}' (controller.rules): {e}",
+            cfg.rules
+        )
+    })?;
+    Ok((rules::parse(&cfg.rules, &text)?, cfg.rules.clone()))
+}
+
+/// The leader's memory between ticks; rebuilt from the store after a leader change.
+#[derive(Default)]
+struct Leading {
+    /// When each applied decision was first seen converged.
+    converged_at: HashMap<u64, Millis>,
+    /// Rejections recorded lately: (target, verb) → when.
+    rejected: HashMap<(String, String), Millis>,
+}
+
+impl Controller {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        metrics: Arc<Pipeline>,
+        cfg: ControllerConfig,
+        rules: Rules,
+        rules_source: String,
+        reviewer: Option<Arc<dyn Reviewer>>,
+    ) -> Arc<Controller> {
+        let status = LocalStatus {
+            leading: false,
+            reviewer: reviewer
+                .as_ref()
+                .map(|r| r.name())
+                .unwrap_or_else(|| "none (rules and forecast only)".into()),
+            rules: rules_source,
+            startup_ms: cfg.startup.0.as_millis() as u64,
+        };
+        Arc::new(Controller {
+            brain: Mutex::new(Brain::new(
+                rules,
+                ForecastConfig::default(),
+                cfg.horizon.0.as_secs(),
+            )),
+            cluster,
+            metrics,
+            cfg,
+            reviewer,
+            status: Mutex::new(status),
+        })
+    }
+
+    /// The controller's configuration.
+    pub fn config(&self) -> &ControllerConfig {
+        &self.cfg
+    }
+
+    /// This node's view of the controller.
+    pub fn local_status(&self) -> LocalStatus {
+        self.status.lock().expect("controller status").clone()
+    }
+
+    /// Run until `shutdown`: observe on every node, decide on the leader.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.cfg.interval.0);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut w = Writer::new(self.cluster.clone(), "controller");
+        let mut leading: Option<Leading> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let world = match self.world() {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!("controller: reading the store failed: {e}");
+                    continue;
+                }
+            };
+            self.brain.lock().expect("brain").observe(&world);
+            let is_leader =
+                self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id);
+            if !is_leader || !self.cfg.enabled {
+                if leading.take().is_some() {
+                    tracing::info!("controller: no longer the leader; stopped deciding");
+                }
+                self.status.lock().expect("controller status").leading = false;
+                continue;
+            }
+            let state = leading.get_or_insert_with(|| {
+                tracing::info!("controller: leading; resuming from the replicated decisions");
+                Leading::default()
+            });
+            self.status.lock().expect("controller status").leading = true;
+            if let Err(e) = self.decide(&mut w, state, &world).await {
+                tracing::warn!("controller: {e}; trying again next tick");
+            }
+        }
+    }
+
+    /// The cluster this second, from this node's replica and metrics snapshot.
+    fn world(&self) -> Result<World, std::io::Error> {
+        let store = &self.cluster.store;
+        let now = now_millis();
+        let blueprints = store.blueprints()?;
+        let assignments = store.assignments()?;
+        let statuses = store.instances()?;
+        let members = store.nodes()?;
+        let health = store.health()?;
+        let decisions = store.decisions(RECENT, true, 0, now)?;
+        let snapshot = self.metrics.with_state(|s| s.view.snapshot.clone());
+        // pid → cores, per node.
+        let mut cpu_of: HashMap<(u64, u32), f64> = HashMap::new();
+        let mut entries = HashMap::new();
+        if let Some(snap) = &snapshot {
+            for e in &snap.nodes {
+                for p in &e.m.procs {
+                    cpu_of.insert((e.node, p.pid), p.cpu as f64);
+                }
+                entries.insert(e.node, e);
+            }
+        }
+        let mut slices = Vec::new();
+        for b in &blueprints {
+            for s in &b.blueprint.slices {
+                let prefix = format!("{}/{}/", b.blueprint.name, s.name);
+                let mut active = 0u32;
+                let mut used = 0.0;
+                let mut sampled = false;
+                for st in statuses
+                    .iter()
+                    .filter(|st| st.instance.starts_with(&prefix))
+                {
+                    let assigned_here = assignments
+                        .get(&st.instance)
+                        .is_some_and(|a| a.node == Some(st.node));
+                    if !assigned_here || st.state != InstanceState::Active {
+                        continue;
+                    }
+                    active += 1;
+                    if let Some(c) = st.pid.and_then(|pid| cpu_of.get(&(st.node, pid))) {
+                        used += c;
+                        sampled = true;
+                    }
+                }
+                let policy = s.scaling.as_ref();
+                slices.push(SliceView {
+                    blueprint: b.blueprint.name.clone(),
+                    slice: s.name.clone(),
+                    desired: s.instances,
+                    min: s.min,
+                    max: s.max,
+                    active,
+                    cpu_reserved: s.resources.cpu as f64,
+                    cpu_used: sampled.then_some(used),
+                    calls_per_s: None,
+                    latency_ms: None,
+                    target_cpu: policy.and_then(|p| p.target_cpu).map(f64::from),
+                    target_latency_ms: policy.and_then(|p| p.target_latency_ms).map(|v| v as f64),
+                    predictive: policy.map(|p| p.predictive),
+                    up_cooldown_ms: policy.and_then(|p| p.up_cooldown_ms),
+                    down_cooldown_ms: policy.and_then(|p| p.down_cooldown_ms),
+                });
+            }
+        }
+        let nodes = members
+            .iter()
+            .map(|m| {
+                let e = entries.get(&m.id);
+                let gpus = e.map(|e| e.m.gpus.as_slice()).unwrap_or_default();
+                let max = |f: fn(&crate::metrics::gpu::GpuSample) -> f32| {
+                    gpus.iter().map(|g| f(g) as f64).reduce(f64::max)
+                };
+                // The newest applied drain or undrain of this node says who drained it.
+                let ours = decisions.iter().find_map(|d| match (&d.action, &d.status) {
+                    (Action::Drain { node, .. }, DecisionStatus::Applied { .. })
+                        if *node == m.id =>
+                    {
+                        Some(true)
+                    }
+                    (Action::Undrain { node, .. }, DecisionStatus::Applied { .. })
+                        if *node == m.id =>
+                    {
+                        Some(false)
+                    }
+                    _ => None,
+                });
+                NodeView {
+                    id: m.id,
+                    name: m.name.clone(),
+                    state: m.state,
+                    live: health.get(&m.id).is_none_or(|h| *h == Health::Ready),
+                    cpu: e.map(|e| e.m.cpu as f64).unwrap_or(0.0),
+                    mem: e
+                        .map(|e| e.m.mem_used as f64 / e.m.mem_total.max(1) as f64)
+                        .unwrap_or(0.0),
+                    gpu_util: max(|g| g.util),
+                    gpu_temp: max(|g| g.temp_c),
+                    anomalies: e.map(|e| e.anomalies.len() as u32).unwrap_or(0),
+                    drained_by_controller: ours == Some(true),
+                }
+            })
+            .collect();
+        Ok(World { now, slices, nodes })
+    }
+
+    fn grace_ms(&self, c: &ControlState) -> u64 {
+        c.grace_ms.unwrap_or(self.cfg.grace.0.as_millis() as u64)
+    }
+
+    /// One leader tick.
+    async fn decide(
+        &self,
+        w: &mut Writer,
+        state: &mut Leading,
+        world: &World,
+    ) -> Result<(), String> {
+        let store = &self.cluster.store;
+        let now = world.now;
+        let control = store
+            .control()
+            .map_err(|e| e.to_string())?
+            .unwrap_or(ControlState {
+                mode: ControllerMode::default(),
+                grace_ms: None,
+                paused: None,
+                mode_set: None,
+            });
+        let decisions = store
+            .decisions(RECENT, true, 0, now)
+            .map_err(|e| e.to_string())?;
+        self.advance(w, &control, &decisions, now).await?;
+        self.check_outcomes(w, state, &decisions, world).await?;
+        if control.paused.is_some() {
+            return Ok(());
+        }
+        let grace = self.grace_ms(&control);
+        let startup = self.status.lock().expect("controller status").startup_ms;
+        let lead_secs = (startup
+            + if control.mode == ControllerMode::Guarded {
+                grace
+            } else {
+                0
+            }
+            + self.cfg.interval.0.as_millis() as u64)
+            .div_ceil(1000);
+        let proposals = self.brain.lock().expect("brain").propose(world, lead_secs);
+        let mut recent = decisions
+            .iter()
+            .filter(|d| {
+                now.saturating_sub(d.at) < 60_000
+                    && !matches!(d.status, DecisionStatus::Rejected { .. })
+            })
+            .count() as u32;
+        for p in proposals {
+            self.consider(w, state, p, world, &decisions, &control, &mut recent)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Apply pending decisions whose deadline passed; expire what waited too long.
+    async fn advance(
+        &self,
+        w: &mut Writer,
+        control: &ControlState,
+        decisions: &[Decision],
+        now: Millis,
+    ) -> Result<(), String> {
+        for d in decisions.iter().filter(|d| d.status.is_open()) {
+            match d.status {
+                DecisionStatus::Pending { deadline } if now >= deadline => {
+                    if control.paused.is_some() {
+                        let reason = "the controller was paused at its grace deadline".into();
+                        self.close(w, d.id, DecisionStatus::Expired { reason })
+                            .await?;
+                        continue;
+                    }
+                    match w.call(Command::ApplyDecision { id: d.id }).await? {
+                        Response::Refused(m) => tracing::info!("controller: {m}"),
+                        _ => tracing::info!("controller: applied {}: {}", d.name(), d.action),
+                    }
+                }
+                DecisionStatus::Proposed
+                    if now.saturating_sub(d.at) > self.cfg.proposal_ttl.0.as_millis() as u64 =>
+                {
+                    let reason = format!(
+                        "not approved within {}",
+                        crate::domain::human_millis(self.cfg.proposal_ttl.0.as_millis() as u64)
+                    );
+                    self.close(w, d.id, DecisionStatus::Expired { reason })
+                        .await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(&self, w: &mut Writer, id: u64, status: DecisionStatus) -> Result<(), String> {
+        if let Response::Refused(m) = w.call(Command::CloseDecision { id, status }).await? {
+            tracing::info!("controller: {m}");
+        }
+        Ok(())
+    }
+
+    /// Record whether applied scale decisions moved their metric as intended.
+    async fn check_outcomes(
+        &self,
+        w: &mut Writer,
+        state: &mut Leading,
+        decisions: &[Decision],
+        world: &World,
+    ) -> Result<(), String> {
+        let now = world.now;
+        let timeout = self.cfg.converge_timeout.0.as_millis() as u64;
+        let after = self.cfg.outcome_after.0.as_millis() as u64;
+        for d in decisions.iter().filter(|d| d.outcome.is_none()) {
+            let DecisionStatus::Applied { at: applied, .. } = d.status else {
+                continue;
+            };
+            let Action::Scale {
+                blueprint,
+                slice,
+                from,
+                to,
+            } = &d.action
+            else {
+                continue;
+            };
+            let Some(s) = world
+                .slices
+                .iter()
+                .find(|s| &s.blueprint == blueprint && &s.slice == slice)
+            else {
+                continue;
+            };
+            let converged = s.active == *to && s.desired == *to;
+            if !converged && !state.converged_at.contains_key(&d.id) {
+                if now.saturating_sub(applied) > timeout {
+                    let outcome = Outcome {
+                        at: now,
+                        verdict: "did not converge".into(),
+                        detail: format!(
+                            "{} of {to} instances active after {}",
+                            s.active,
+                            crate::domain::human_millis(now - applied)
+                        ),
+                    };
+                    w.call(Command::RecordOutcome { id: d.id, outcome }).await?;
+                }
+                continue;
+            }
+            let since = *state.converged_at.entry(d.id).or_insert_with(|| {
+                if to > from {
+                    let mut st = self.status.lock().expect("controller status");
+                    let measured = now.saturating_sub(applied);
+                    st.startup_ms = (st.startup_ms * 3 + measured) / 4;
+                }
+                now
+            });
+            if now.saturating_sub(since) < after {
+                continue;
+            }
+            let before: Option<f64> = d
+                .inputs
+                .iter()
+                .find(|(k, _)| k == "cpu_per_instance")
+                .and_then(|(_, v)| v.parse().ok());
+            let target: f64 = d
+                .inputs
+                .iter()
+                .find(|(k, _)| k == "target_cpu")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0.6);
+            let limit =
+                target * (1.0 + self.brain.lock().expect("brain").rules().settings.tolerance);
+            let now_v = s
+                .cpu_used
+                .map(|u| u / (s.active.max(1) as f64 * s.cpu_reserved));
+            let (verdict, detail) = match (before, now_v) {
+                (_, None) => ("unknown", "no CPU sample of the slice".to_string()),
+                (Some(b), Some(v)) if to > from => (
+                    if v < b || v <= limit {
+                        "as intended"
+                    } else {
+                        "not as intended"
+                    },
+                    format!(
+                        "cpu per instance {b:.2} → {v:.2} (target {target:.2}) with {to} instances"
+                    ),
+                ),
+                (b, Some(v)) => (
+                    if v <= limit {
+                        "as intended"
+                    } else {
+                        "not as intended"
+                    },
+                    format!(
+                        "cpu per instance {} → {v:.2} (target {target:.2}, limit {limit:.2}) with {to} instances",
+                        b.map(|b| format!("{b:.2}")).unwrap_or("?".into())
+                    ),
+                ),
+            };
+            let outcome = Outcome {
+                at: now,
+                verdict: verdict.into(),
+                detail,
+            };
+            w.call(Command::RecordOutcome { id: d.id, outcome }).await?;
+            state.converged_at.remove(&d.id);
+        }
+        Ok(())
+    }
+
+    /// Safety context of one target from the replicated decisions and the world.
+    fn context(&self, p: &Proposal, world: &World, decisions: &[Decision]) -> safety::Context {
+        let target = p.action.target();
+        let verb = p.action.verb();
+        let mut c = safety::Context {
+            now: world.now,
+            ready_nodes: world
+                .nodes
+                .iter()
+                .filter(|n| n.state == NodeState::Ready)
+                .count() as u32,
+            up_cooldown_ms: self.brain_setting(|s| s.up_cooldown_secs) * 1000,
+            down_cooldown_ms: self.brain_setting(|s| s.down_cooldown_secs) * 1000,
+            ..safety::Context::default()
+        };
+        if let Action::Scale {
+            blueprint, slice, ..
+        } = &p.action
+            && let Some(s) = world
+                .slices
+                .iter()
+                .find(|s| &s.blueprint == blueprint && &s.slice == slice)
+        {
+            c.min = s.min;
+            c.max = s.max;
+            if let Some(u) = s.up_cooldown_ms {
+                c.up_cooldown_ms = u;
+            }
+            if let Some(d) = s.down_cooldown_ms {
+                c.down_cooldown_ms = d;
+            }
+        }
+        let timeout = self.cfg.converge_timeout.0.as_millis() as u64;
+        for d in decisions.iter().filter(|d| d.action.target() == target) {
+            match &d.status {
+                DecisionStatus::Vetoed { at, .. }
+                    if d.action.verb() == verb && c.vetoed.is_none() =>
+                {
+                    c.vetoed = Some((d.name(), *at));
+                }
+                DecisionStatus::Applied { at, .. } => {
+                    if d.action.verb() == "scale_up" && c.last_up.is_none() {
+                        c.last_up = Some(*at);
+                    }
+                    if c.last_change.is_none() {
+                        c.last_change = Some(*at);
+                    }
+                    if c.converging.is_none() && world.now.saturating_sub(*at) < timeout {
+                        c.converging = converging(d, world);
+                    }
+                }
+                _ => {}
+            }
+        }
+        c
+    }
+
+    fn brain_setting(&self, f: impl Fn(&rules::Settings) -> u64) -> u64 {
+        f(&self.brain.lock().expect("brain").rules().settings)
+    }
+
+    /// Turn one proposal into a decision, or not.
+    #[allow(clippy::too_many_arguments)]
+    async fn consider(
+        &self,
+        w: &mut Writer,
+        state: &mut Leading,
+        mut p: Proposal,
+        world: &World,
+        decisions: &[Decision],
+        control: &ControlState,
+        recent: &mut u32,
+    ) -> Result<(), String> {
+        let target = p.action.target();
+        let verb = p.action.verb();
+        // An open decision on the target stands while the same action is wanted; an opposite
+        // one replaces it.
+        if let Some(open) = decisions
+            .iter()
+            .find(|d| d.status.is_open() && d.action.target() == target)
+        {
+            if open.action.verb() == verb {
+                return Ok(());
+            }
+            let reason = format!("the load changed: now proposing {}", p.action);
+            self.close(w, open.id, DecisionStatus::Superseded { reason })
+                .await?;
+        }
+        let mut ctx = self.context(&p, world, decisions);
+        ctx.recent_decisions = *recent;
+        let bounds = Bounds {
+            max_step: self.cfg.max_step,
+            per_minute: self.cfg.decisions_per_minute,
+            veto_cooldown_ms: self.cfg.veto_cooldown.0.as_millis() as u64,
+        };
+        if let Some((id, at)) = &ctx.vetoed
+            && world.now.saturating_sub(*at) >= bounds.veto_cooldown_ms
+        {
+            p.reasoning.push(format!(
+                "operator vetoed {id} {} ago (cooldown over)",
+                crate::domain::human_millis(world.now - at)
+            ));
+        }
+        p.layers.push("safety".into());
+        let mut status = match safety::check(&mut p.action, &ctx, &bounds) {
+            Check::Go { notes } => {
+                p.reasoning.extend(notes);
+                None
+            }
+            Check::Stop { reason, record } => {
+                if !record {
+                    tracing::debug!("controller: {} held back: {reason}", p.action);
+                    return Ok(());
+                }
+                let key = (target.clone(), verb.to_string());
+                let quiet = state
+                    .rejected
+                    .get(&key)
+                    .is_some_and(|at| world.now.saturating_sub(*at) < REJECT_QUIET_MS)
+                    || decisions.iter().any(|d| {
+                        matches!(d.status, DecisionStatus::Rejected { .. })
+                            && d.action.target() == target
+                            && d.action.verb() == verb
+                            && world.now.saturating_sub(d.at) < REJECT_QUIET_MS
+                    });
+                if quiet {
+                    return Ok(());
+                }
+                state.rejected.insert(key, world.now);
+                p.reasoning
+                    .push(format!("stopped by the safety bounds: {reason}"));
+                Some(DecisionStatus::Rejected { reason })
+            }
+        };
+        let mut review = None;
+        if status.is_none()
+            && let Some(r) = &self.reviewer
+        {
+            let situation = Situation {
+                proposal: p.clone(),
+                world: world.clone(),
+                recent: decisions.iter().take(20).cloned().collect(),
+            };
+            let (rec, verdict) = run_review(r.clone(), situation).await;
+            p.layers.push(format!("review:{}", rec.reviewer));
+            match verdict {
+                Some(Verdict::Reject) => {
+                    status = Some(DecisionStatus::Rejected {
+                        reason: format!("the reviewer rejected it: {}", rec.reason),
+                    });
+                }
+                Some(Verdict::Adjust(n)) => {
+                    if let Action::Scale { to, .. } = &mut p.action {
+                        *to = n;
+                    }
+                    match safety::check(&mut p.action, &ctx, &bounds) {
+                        Check::Go { notes } => p.reasoning.extend(notes),
+                        Check::Stop { reason, .. } => {
+                            status = Some(DecisionStatus::Rejected {
+                                reason: format!(
+                                    "the reviewer's adjustment is out of bounds: {reason}"
+                                ),
+                            })
+                        }
+                    }
+                }
+                _ => {}
+            }
+            review = Some(rec);
+        }
+        let status = status.unwrap_or(match control.mode {
+            ControllerMode::Observe | ControllerMode::Propose => DecisionStatus::Proposed,
+            ControllerMode::Guarded => DecisionStatus::Pending {
+                deadline: world.now + self.grace_ms(control),
+            },
+            ControllerMode::Auto => DecisionStatus::Pending {
+                deadline: world.now,
+            },
+        });
+        let actionable = status.is_open();
+        let d = Decision {
+            id: 0,
+            at: world.now,
+            by: self.cluster.name.clone(),
+            mode: control.mode,
+            layers: p.layers,
+            action: p.action,
+            rule: p.rule,
+            reasoning: p.reasoning,
+            inputs: p.inputs,
+            review,
+            status,
+            timeline: Vec::new(),
+            outcome: None,
+        };
+        let summary = format!("{} ({})", d.action, d.status.word());
+        let id = match w.call(Command::RecordDecision(Box::new(d))).await? {
+            Response::Decision(id) => id,
+            other => return Err(format!("recording a decision answered {other:?}")),
+        };
+        tracing::info!("controller: d-{id}: {summary}");
+        if actionable {
+            *recent += 1;
+            if control.mode == ControllerMode::Auto
+                && let Response::Refused(m) = w.call(Command::ApplyDecision { id }).await?
+            {
+                tracing::info!("controller: {m}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why an applied decision's target has not settled yet, if it has not.
+fn converging(d: &Decision, world: &World) -> Option<String> {
+    match &d.action {
+        Action::Scale {
+            blueprint,
+            slice,
+            to,
+            ..
+        } => {
+            let s = world
+                .slices
+                .iter()
+                .find(|s| &s.blueprint == blueprint && &s.slice == slice)?;
+            (s.active != s.desired || s.desired != *to).then(|| {
+                format!(
+                    "{}: {} of {} instances active",
+                    d.name(),
+                    s.active,
+                    s.desired
+                )
+            })
+        }
+        Action::Drain { node, .. } => {
+            let n = world.nodes.iter().find(|n| n.id == *node)?;
+            (n.state == NodeState::Draining)
+                .then(|| format!("{}: {} is still draining", d.name(), n.name))
+        }
+        Action::Undrain { .. } => None,
+    }
+}
+
+/// Ask the reviewer on a blocking thread within the budget.
+async fn run_review(r: Arc<dyn Reviewer>, s: Situation) -> (ReviewRecord, Option<Verdict>) {
+    let name = r.name();
+    let start = std::time::Instant::now();
+    let task = tokio::task::spawn_blocking(move || r.review(&s));
+    let res = tokio::time::timeout(REVIEW_BUDGET, task).await;
+    let latency_ms = start.elapsed().as_millis() as u64;
+    let record = |verdict: &str, adjust_to, reason: String| ReviewRecord {
+        verdict: verdict.into(),
+        adjust_to,
+        reason,
+        reviewer: name.clone(),
+        latency_ms,
+    };
+    match res {
+        Err(_) => (
+            record(
+                "timeout",
+                None,
+                format!(
+                    "no verdict within {}; the rules decide",
+                    crate::domain::human_millis(REVIEW_BUDGET.as_millis() as u64)
+                ),
+            ),
+            None,
+        ),
+        Ok(Err(e)) => (
+            record("error", None, format!("the reviewer failed: {e}")),
+            None,
+        ),
+        Ok(Ok(Err(e))) => (record("error", None, e), None),
+        Ok(Ok(Ok(review))) => {
+            let (word, n) = match review.verdict {
+                Verdict::Approve => ("approve", None),
+                Verdict::Reject => ("reject", None),
+                Verdict::Adjust(n) => ("adjust", Some(n)),
+            };
+            (record(word, n, review.reason), Some(review.verdict))
+        }
+    }
+}
+
+/// Counts of open decisions for `aether status`.
+pub fn open_counts(decisions: &[Decision]) -> BTreeMap<&'static str, u32> {
+    let mut out = BTreeMap::new();
+    for d in decisions.iter().filter(|d| d.status.is_open()) {
+        *out.entry(d.status.word()).or_insert(0) += 1;
+    }
+    out
+}

@@ -1,0 +1,466 @@
+//! The control family of the state machine (DESIGN §9): decisions and their lifecycle, the
+//! controller's mode and pause. Deterministic like the rest of the state machine.
+//!
+//! Invariants:
+//! - A decision's action runs only inside the entry that moves it to `applied` (an
+//!   `ApplyDecision` from the leader, or an operator's `ApproveDecision`), and only from an open
+//!   status. A veto closes it, so whichever of apply and veto is first in the log wins, on every
+//!   member, whoever the leader is.
+//! - `ApplyDecision` of a `pending` decision is refused before its grace deadline (the entry's
+//!   time) and while the controller is paused; a `proposed` one waits for an operator.
+//! - Only a veto of a decision applied in `auto` mode reverts it, and only when the target still
+//!   shows what the decision set.
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::state_machine::{apply_command, meta_get, meta_put};
+use super::store::{BLUEPRINTS, DECISIONS, NODES, dec, enc, io};
+use super::types::{Command, Response};
+use crate::domain::{
+    Action, ControlState, ControllerMode, Decision, DecisionStatus, Millis, NodeRecord, NodeState,
+    Pause, StoredBlueprint, human_millis,
+};
+
+/// The newest decisions kept; older ones are removed as new ones are recorded.
+pub const DECISIONS_KEEP: u64 = 10_000;
+/// Timeline entries kept per decision.
+const TIMELINE_KEEP: usize = 32;
+
+pub(super) const K_CONTROL: &str = "control";
+pub(super) const K_DECISION_SEQ: &str = "decision_seq";
+
+/// The stored controller state; `None` before anyone set it (the defaults apply).
+pub(super) fn control(txn: &WriteTransaction) -> Result<Option<ControlState>, std::io::Error> {
+    meta_get(txn, K_CONTROL)
+}
+
+fn control_or_default(txn: &WriteTransaction) -> Result<ControlState, std::io::Error> {
+    Ok(control(txn)?.unwrap_or(ControlState {
+        mode: ControllerMode::default(),
+        grace_ms: None,
+        paused: None,
+        mode_set: None,
+    }))
+}
+
+fn get(txn: &WriteTransaction, id: u64) -> Result<Option<Decision>, std::io::Error> {
+    let t = txn.open_table(DECISIONS).map_err(io)?;
+    let v = t.get(id).map_err(io)?;
+    v.map(|v| dec(v.value(), "decision")).transpose()
+}
+
+fn put(txn: &WriteTransaction, d: &mut Decision) -> Result<(), std::io::Error> {
+    if d.timeline.len() > TIMELINE_KEEP {
+        let cut = d.timeline.len() - TIMELINE_KEEP;
+        d.timeline.drain(..cut);
+    }
+    txn.open_table(DECISIONS)
+        .map_err(io)?
+        .insert(d.id, enc(d).as_slice())
+        .map_err(io)?;
+    Ok(())
+}
+
+/// Why an operator cannot act on `d` any more.
+fn final_state(d: &Decision) -> String {
+    let when = |at: &Millis| format!("at {}", crate::domain::clock_time(*at));
+    match &d.status {
+        DecisionStatus::Applied { at, by } => {
+            format!("{} is already applied ({} by {by})", d.name(), when(at))
+        }
+        DecisionStatus::Vetoed { at, by, .. } => {
+            format!("{} is already vetoed ({} by {by})", d.name(), when(at))
+        }
+        DecisionStatus::Rejected { reason } => format!("{} was rejected: {reason}", d.name()),
+        DecisionStatus::Superseded { reason } => format!("{} was superseded: {reason}", d.name()),
+        DecisionStatus::Failed { error } => format!("{} failed: {error}", d.name()),
+        DecisionStatus::Expired { reason } => format!("{} expired: {reason}", d.name()),
+        s => format!("{} is {}", d.name(), s.word()),
+    }
+}
+
+fn unknown(id: u64) -> Response {
+    Response::Refused(format!(
+        "no decision d-{id}: 'aether decisions --all' lists them"
+    ))
+}
+
+/// Apply one control command; `None` when `cmd` is not of this family.
+pub(super) fn apply(
+    txn: &WriteTransaction,
+    cmd: &Command,
+    at: Millis,
+    actor: &str,
+) -> Result<Option<Response>, std::io::Error> {
+    Ok(Some(match cmd {
+        Command::RecordDecision(d) => {
+            let id: u64 = meta_get(txn, K_DECISION_SEQ)?.unwrap_or(0) + 1;
+            meta_put(txn, K_DECISION_SEQ, &id)?;
+            let mut d = (**d).clone();
+            d.id = id;
+            d.at = at;
+            if d.timeline.is_empty() {
+                d.timeline
+                    .push((at, format!("{} by {}", d.status.word(), d.by)));
+            }
+            put(txn, &mut d)?;
+            if id > DECISIONS_KEEP {
+                txn.open_table(DECISIONS)
+                    .map_err(io)?
+                    .remove(id - DECISIONS_KEEP)
+                    .map_err(io)?;
+            }
+            Response::Decision(id)
+        }
+        Command::ApplyDecision { id } => {
+            let Some(mut d) = get(txn, *id)? else {
+                return Ok(Some(unknown(*id)));
+            };
+            match d.status {
+                DecisionStatus::Pending { deadline } if at < deadline => {
+                    Response::Refused(format!(
+                        "{} is pending until its grace deadline ({} from now)",
+                        d.name(),
+                        human_millis(deadline - at)
+                    ))
+                }
+                DecisionStatus::Pending { .. } => {
+                    if let Some(p) = control_or_default(txn)?.paused {
+                        Response::Refused(format!(
+                            "the controller is paused (by {}): {} is not applied",
+                            p.by,
+                            d.name()
+                        ))
+                    } else {
+                        execute(txn, &mut d, at, actor)?
+                    }
+                }
+                DecisionStatus::Proposed => Response::Refused(format!(
+                    "{} is proposed: only an operator's approve applies it",
+                    d.name()
+                )),
+                _ => Response::Refused(final_state(&d)),
+            }
+        }
+        Command::ApproveDecision { id } => {
+            let Some(mut d) = get(txn, *id)? else {
+                return Ok(Some(unknown(*id)));
+            };
+            if !d.status.is_open() {
+                return Ok(Some(Response::Refused(final_state(&d))));
+            }
+            d.timeline.push((at, format!("approved by {actor}")));
+            execute(txn, &mut d, at, actor)?
+        }
+        Command::VetoDecision { id, reason } => {
+            let Some(mut d) = get(txn, *id)? else {
+                return Ok(Some(unknown(*id)));
+            };
+            let reverted = match &d.status {
+                s if s.is_open() => None,
+                DecisionStatus::Applied { .. } if d.mode == ControllerMode::Auto => {
+                    Some(revert(txn, &d, at)?)
+                }
+                DecisionStatus::Applied { .. } => {
+                    return Ok(Some(Response::Refused(format!(
+                        "{}; it was made in {} mode, where a veto must come before its grace deadline (only decisions applied in auto mode are reverted by a veto): change it back by hand, e.g. 'aether scale'",
+                        final_state(&d),
+                        d.mode
+                    ))));
+                }
+                _ => return Ok(Some(Response::Refused(final_state(&d)))),
+            };
+            let mut line = format!("vetoed by {actor}");
+            if let Some(r) = reason {
+                line.push_str(&format!(": {r}"));
+            }
+            if let Some(r) = &reverted {
+                line.push_str(&format!("; {r}"));
+            }
+            d.timeline.push((at, line));
+            d.status = DecisionStatus::Vetoed {
+                at,
+                by: actor.to_string(),
+                reason: reason.clone(),
+                reverted,
+            };
+            put(txn, &mut d)?;
+            Response::Ok
+        }
+        Command::CloseDecision { id, status } => {
+            let Some(mut d) = get(txn, *id)? else {
+                return Ok(Some(unknown(*id)));
+            };
+            if status.is_open()
+                || matches!(
+                    status,
+                    DecisionStatus::Applied { .. } | DecisionStatus::Vetoed { .. }
+                )
+            {
+                return Ok(Some(Response::Refused(format!(
+                    "a decision is closed as rejected, superseded, failed or expired, not {}",
+                    status.word()
+                ))));
+            }
+            if !d.status.is_open() {
+                return Ok(Some(Response::Refused(final_state(&d))));
+            }
+            d.timeline.push((at, describe(status)));
+            d.status = status.clone();
+            put(txn, &mut d)?;
+            Response::Ok
+        }
+        Command::RecordOutcome { id, outcome } => {
+            let Some(mut d) = get(txn, *id)? else {
+                return Ok(Some(unknown(*id)));
+            };
+            d.timeline.push((
+                at,
+                format!("outcome: {} ({})", outcome.verdict, outcome.detail),
+            ));
+            d.outcome = Some(outcome.clone());
+            put(txn, &mut d)?;
+            Response::Ok
+        }
+        Command::SetControllerMode { mode, grace_ms } => {
+            let mut c = control_or_default(txn)?;
+            c.mode = *mode;
+            if grace_ms.is_some() {
+                c.grace_ms = *grace_ms;
+            }
+            c.mode_set = Some((at, actor.to_string()));
+            meta_put(txn, K_CONTROL, &c)?;
+            // A pending decision waits for a veto only in guarded mode; in observe or propose
+            // it waits for an operator instead.
+            if matches!(mode, ControllerMode::Observe | ControllerMode::Propose) {
+                let open: Vec<Decision> = open_decisions(txn)?;
+                for mut d in open {
+                    if matches!(d.status, DecisionStatus::Pending { .. }) {
+                        d.status = DecisionStatus::Proposed;
+                        d.timeline.push((
+                            at,
+                            format!("proposed: mode set to {mode}, it waits for an approve"),
+                        ));
+                        put(txn, &mut d)?;
+                    }
+                }
+            }
+            Response::Ok
+        }
+        Command::PauseController { reason } => {
+            let mut c = control_or_default(txn)?;
+            c.paused = Some(Pause {
+                by: actor.to_string(),
+                at,
+                reason: reason.clone(),
+            });
+            meta_put(txn, K_CONTROL, &c)?;
+            Response::Ok
+        }
+        Command::ResumeController => {
+            let mut c = control_or_default(txn)?;
+            if c.paused.take().is_none() {
+                return Ok(Some(Response::Refused(
+                    "the controller is not paused".into(),
+                )));
+            }
+            meta_put(txn, K_CONTROL, &c)?;
+            Response::Ok
+        }
+        _ => return Ok(None),
+    }))
+}
+
+fn describe(s: &DecisionStatus) -> String {
+    match s {
+        DecisionStatus::Rejected { reason } => format!("rejected: {reason}"),
+        DecisionStatus::Superseded { reason } => format!("superseded: {reason}"),
+        DecisionStatus::Failed { error } => format!("failed: {error}"),
+        DecisionStatus::Expired { reason } => format!("expired: {reason}"),
+        s => s.word().to_string(),
+    }
+}
+
+fn open_decisions(txn: &WriteTransaction) -> Result<Vec<Decision>, std::io::Error> {
+    let t = txn.open_table(DECISIONS).map_err(io)?;
+    let mut out = Vec::new();
+    for row in t.iter().map_err(io)?.rev().take(256) {
+        let (_, v) = row.map_err(io)?;
+        let d: Decision = dec(v.value(), "decision")?;
+        if d.status.is_open() {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+fn node(txn: &WriteTransaction, id: u64) -> Result<Option<NodeRecord>, std::io::Error> {
+    let t = txn.open_table(NODES).map_err(io)?;
+    let v = t.get(id).map_err(io)?;
+    v.map(|v| dec(v.value(), "node")).transpose()
+}
+
+fn slice_instances(
+    txn: &WriteTransaction,
+    blueprint: &str,
+    slice: &str,
+) -> Result<Option<u32>, std::io::Error> {
+    let t = txn.open_table(BLUEPRINTS).map_err(io)?;
+    let v = t.get(blueprint).map_err(io)?;
+    let stored: Option<StoredBlueprint> = v.map(|v| dec(v.value(), "blueprint")).transpose()?;
+    Ok(stored.and_then(|s| {
+        s.blueprint
+            .slices
+            .iter()
+            .find(|s| s.name == slice)
+            .map(|s| s.instances)
+    }))
+}
+
+/// Run the decision's action and record the result: applied, superseded (the target moved on
+/// since the decision was made) or failed.
+fn execute(
+    txn: &WriteTransaction,
+    d: &mut Decision,
+    at: Millis,
+    actor: &str,
+) -> Result<Response, std::io::Error> {
+    let outcome: Result<(), DecisionStatus> = match &d.action {
+        Action::Scale {
+            blueprint,
+            slice,
+            from,
+            to,
+        } => match slice_instances(txn, blueprint, slice)? {
+            None => Err(DecisionStatus::Failed {
+                error: format!("'{blueprint}/{slice}' no longer exists"),
+            }),
+            Some(now) if now != *from => Err(DecisionStatus::Superseded {
+                reason: format!(
+                    "'{blueprint}/{slice}' has {now} instances now, not the {from} the decision was made for"
+                ),
+            }),
+            Some(_) => {
+                let cmd = Command::ScaleSlice {
+                    blueprint: blueprint.clone(),
+                    slice: slice.clone(),
+                    instances: *to,
+                };
+                match apply_command(txn, &cmd, at, actor)? {
+                    Response::Refused(m) => Err(DecisionStatus::Failed { error: m }),
+                    _ => Ok(()),
+                }
+            }
+        },
+        Action::Drain { node: id, name } => match node(txn, *id)? {
+            None => Err(DecisionStatus::Failed {
+                error: format!("node '{name}' is no longer a member"),
+            }),
+            Some(n) if n.state != NodeState::Ready => Err(DecisionStatus::Superseded {
+                reason: format!("node '{name}' is {} already", n.state),
+            }),
+            Some(_) => {
+                let others = super::state_machine::ready_nodes(txn)?
+                    .into_iter()
+                    .filter(|r| r.id != *id)
+                    .count();
+                if others == 0 {
+                    Err(DecisionStatus::Rejected {
+                        reason: format!("'{name}' is the last ready node"),
+                    })
+                } else {
+                    set_state(txn, *id, NodeState::Draining, at, actor)?
+                }
+            }
+        },
+        Action::Undrain { node: id, name } => match node(txn, *id)? {
+            None => Err(DecisionStatus::Failed {
+                error: format!("node '{name}' is no longer a member"),
+            }),
+            Some(n) if n.state == NodeState::Ready => Err(DecisionStatus::Superseded {
+                reason: format!("node '{name}' is ready already"),
+            }),
+            Some(_) => set_state(txn, *id, NodeState::Ready, at, actor)?,
+        },
+    };
+    let resp = match outcome {
+        Ok(()) => {
+            d.timeline.push((at, format!("applied by {actor}")));
+            d.status = DecisionStatus::Applied {
+                at,
+                by: actor.to_string(),
+            };
+            Response::Ok
+        }
+        Err(status) => {
+            let msg = format!("{} not applied: {}", d.name(), describe(&status));
+            d.timeline.push((at, describe(&status)));
+            d.status = status;
+            Response::Refused(msg)
+        }
+    };
+    put(txn, d)?;
+    Ok(resp)
+}
+
+fn set_state(
+    txn: &WriteTransaction,
+    id: u64,
+    state: NodeState,
+    at: Millis,
+    actor: &str,
+) -> Result<Result<(), DecisionStatus>, std::io::Error> {
+    Ok(
+        match apply_command(txn, &Command::SetNodeState { id, state }, at, actor)? {
+            Response::Refused(m) => Err(DecisionStatus::Failed { error: m }),
+            _ => Ok(()),
+        },
+    )
+}
+
+/// Undo an applied `auto` decision when its target still shows what it set; says what it did.
+fn revert(txn: &WriteTransaction, d: &Decision, at: Millis) -> Result<String, std::io::Error> {
+    let actor = "revert";
+    Ok(match &d.action {
+        Action::Scale {
+            blueprint,
+            slice,
+            from,
+            to,
+        } => match slice_instances(txn, blueprint, slice)? {
+            Some(now) if now == *to => {
+                let cmd = Command::ScaleSlice {
+                    blueprint: blueprint.clone(),
+                    slice: slice.clone(),
+                    instances: *from,
+                };
+                match apply_command(txn, &cmd, at, actor)? {
+                    Response::Refused(m) => format!("not reverted: {m}"),
+                    _ => format!("reverted: {blueprint}/{slice} back to {from} instances"),
+                }
+            }
+            Some(now) => format!(
+                "not reverted: {blueprint}/{slice} has {now} instances now, not the {to} it set"
+            ),
+            None => format!("not reverted: '{blueprint}/{slice}' no longer exists"),
+        },
+        Action::Drain { node: id, name } => match node(txn, *id)? {
+            Some(n) if matches!(n.state, NodeState::Draining | NodeState::Drained) => {
+                match set_state(txn, *id, NodeState::Ready, at, actor)? {
+                    Ok(()) => format!("reverted: {name} is ready again"),
+                    Err(s) => format!("not reverted: {}", describe(&s)),
+                }
+            }
+            _ => format!("not reverted: {name} is no longer draining"),
+        },
+        Action::Undrain { node: id, name } => match node(txn, *id)? {
+            Some(n) if n.state == NodeState::Ready => {
+                match set_state(txn, *id, NodeState::Draining, at, actor)? {
+                    Ok(()) => format!("reverted: {name} is draining again"),
+                    Err(s) => format!("not reverted: {}", describe(&s)),
+                }
+            }
+            _ => format!("not reverted: {name} is no longer ready"),
+        },
+    })
+}
