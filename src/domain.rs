@@ -461,7 +461,7 @@ pub struct Pause {
 
 /// What a decision changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Set a slice's desired instances from `from` to `to`.
     Scale {
@@ -519,7 +519,7 @@ impl fmt::Display for Action {
 
 /// Where a decision is in its lifecycle. `Proposed` and `Pending` are open; the rest are final.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "status")]
+#[serde(rename_all = "snake_case")]
 pub enum DecisionStatus {
     /// Waiting for an operator's approve (mode `propose`), or recorded only (mode `observe`).
     Proposed,
@@ -639,4 +639,42 @@ pub fn parse_decision_id(s: &str) -> Result<u64, String> {
         .unwrap_or(s)
         .parse()
         .map_err(|_| format!("'{s}' is not a decision id: expected d-<number>, e.g. d-12"))
+}
+
+#[cfg(test)]
+mod decision_tests {
+    use super::*;
+
+    #[test]
+    fn decisions_survive_the_wire_and_disk_encoding() {
+        // postcard (log entries, snapshots, admin frames) has no self-describing formats:
+        // internally tagged enums would fail to decode.
+        let d = Decision {
+            id: 7,
+            at: 1,
+            by: "n1".into(),
+            mode: ControllerMode::Guarded,
+            layers: vec!["rules:cpu-high".into()],
+            action: Action::Scale {
+                blueprint: "shop".into(),
+                slice: "web".into(),
+                from: 2,
+                to: 4,
+            },
+            rule: "cpu-high".into(),
+            reasoning: vec!["cpu".into()],
+            inputs: vec![("cpu_used".into(), "1.00".into())],
+            review: None,
+            status: DecisionStatus::Vetoed {
+                at: 2,
+                by: "op".into(),
+                reason: Some("no".into()),
+                reverted: None,
+            },
+            timeline: vec![(1, "pending".into())],
+            outcome: None,
+        };
+        let bytes = postcard::to_allocvec(&d).unwrap();
+        assert_eq!(postcard::from_bytes::<Decision>(&bytes).unwrap(), d);
+    }
 }

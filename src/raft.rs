@@ -124,6 +124,9 @@ pub struct Cluster {
     pub store: Arc<Store>,
     pub ep: Arc<Endpoint>,
     write_timeout: Duration,
+    /// One forwarding attempt waits at most this long (`net.rpc_timeout`), so a write whose
+    /// leader died is sent again to the next leader within `write_timeout`.
+    forward_timeout: Duration,
     voters_wanted: usize,
     /// The CA (with key) while this node is the founder and the cluster record is not written.
     founder_ca: Option<(String, CaPem)>,
@@ -211,6 +214,7 @@ impl Cluster {
             store,
             ep,
             write_timeout: cfg.raft.write_timeout.0,
+            forward_timeout: cfg.net.rpc_timeout.0,
             voters_wanted: cfg.raft.voters as usize,
             founder_ca,
             ca_sha256,
@@ -309,8 +313,9 @@ impl Cluster {
                             PeerResponse::Write(r) => Some(r),
                             _ => None,
                         };
+                        let attempt = remaining.min(self.forward_timeout);
                         match self
-                            .forward(&node.addr, PeerRequest::Write(req.clone()), remaining, pick)
+                            .forward(&node.addr, PeerRequest::Write(req.clone()), attempt, pick)
                             .await?
                         {
                             Ok(r) => return Ok(r),

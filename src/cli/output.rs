@@ -159,10 +159,45 @@ fn decision_state(d: &crate::domain::Decision, now: u64) -> String {
     }
 }
 
+/// A serde enum value (`"proposed"` or `{"pending": {"deadline": 1}}`) as one flat object
+/// with its variant under `key`: `{"status": "pending", "deadline": 1}`.
+fn flat_variant(v: serde_json::Value, key: &str) -> serde_json::Value {
+    use serde_json::{Map, Value};
+    match v {
+        Value::String(s) => Value::Object(Map::from_iter([(key.to_string(), Value::String(s))])),
+        Value::Object(o) if o.len() == 1 => {
+            let (variant, inner) = o.into_iter().next().expect("one entry");
+            let mut out = match inner {
+                Value::Object(fields) => fields,
+                other => Map::from_iter([("value".to_string(), other)]),
+            };
+            out.insert(key.to_string(), Value::String(variant));
+            Value::Object(out)
+        }
+        other => other,
+    }
+}
+
+/// A decision for `--output json`: `action` and `status` as flat objects with `kind` and
+/// `status` fields, the id also as `name` (`d-12`).
+fn decision_json(d: &crate::domain::Decision) -> serde_json::Value {
+    let mut v = serde_json::to_value(d).expect("a decision serialises");
+    if let Some(o) = v.as_object_mut() {
+        for (field, key) in [("action", "kind"), ("status", "status")] {
+            if let Some(x) = o.remove(field) {
+                o.insert(field.into(), flat_variant(x, key));
+            }
+        }
+        o.insert("name".into(), d.name().into());
+    }
+    v
+}
+
 /// `aether decisions`.
 pub fn decisions(list: &[crate::domain::Decision], json: bool) {
     if json {
-        return print_json(&list);
+        let v: Vec<serde_json::Value> = list.iter().map(decision_json).collect();
+        return print_json(&v);
     }
     if list.is_empty() {
         println!("no decisions in the last hour ('aether decisions --all' lists older ones)");
@@ -191,7 +226,7 @@ pub fn decisions(list: &[crate::domain::Decision], json: bool) {
 /// `aether decisions show ID`.
 pub fn decision(d: &crate::domain::Decision, json: bool) {
     if json {
-        return print_json(d);
+        return print_json(&decision_json(d));
     }
     let now = crate::domain::now_millis();
     println!("{}  {}", d.name(), d.action);

@@ -557,10 +557,19 @@ impl Controller {
             .iter()
             .find(|d| d.status.is_open() && d.action.target() == target)
         {
-            if open.action.verb() == verb {
+            let waits_for_operator = matches!(open.status, DecisionStatus::Proposed);
+            let mode_wants_operator = matches!(
+                control.mode,
+                ControllerMode::Observe | ControllerMode::Propose
+            );
+            if open.action.verb() == verb && waits_for_operator == mode_wants_operator {
                 return Ok(());
             }
-            let reason = format!("the load changed: now proposing {}", p.action);
+            let reason = if open.action.verb() == verb {
+                format!("the mode is {} now; proposed again", control.mode)
+            } else {
+                format!("the load changed: now proposing {}", p.action)
+            };
             self.close(w, open.id, DecisionStatus::Superseded { reason })
                 .await?;
         }
@@ -702,7 +711,8 @@ fn converging(d: &Decision, world: &World) -> Option<String> {
                 .slices
                 .iter()
                 .find(|s| &s.blueprint == blueprint && &s.slice == slice)?;
-            (s.active != s.desired || s.desired != *to).then(|| {
+            // After an operator's own scale the decision's count is gone: nothing to wait for.
+            (s.desired == *to && s.active != s.desired).then(|| {
                 format!(
                     "{}: {} of {} instances active",
                     d.name(),
