@@ -24,10 +24,15 @@
 //!  blueprint apply ──▶ raft ──▶ leader: deploy::cluster (placement) ──AssignInstances──▶ raft
 //!  every node: deploy::node diffs its assignments ──▶ deploy::supervisor (processes, logs)
 //!                │ transitions ──ReportInstances──▶ raft ──▶ blueprint show on every node
+//!
+//!  every node: controller::brain observes (store + metrics snapshot) each second
+//!  leader: controller::flow: rules → forecast → safety → review hook ──RecordDecision──▶ raft
+//!          at the grace deadline ──ApplyDecision──▶ raft::control executes it (or refuses:
+//!          vetoed, paused, not due); operators: aether override ──Veto/Approve/Mode──▶ raft
 //! ```
 //!
-//! The controller and the console slot in beside these (issues 5–7): metrics never touch Raft;
-//! the controller writes decisions through [`raft::Cluster::write`].
+//! The console slots in beside these (issue 7): metrics never touch Raft; the controller writes
+//! decisions through [`raft::Writer`] and never executes an action itself.
 //!
 //! ## Modules
 //!
@@ -35,7 +40,9 @@
 //! - [`config`]: the node's configuration and its precedence rules.
 //! - [`deploy`]: workloads: blueprint parsing, placement, the leader's assignment loop, the node
 //!   reconciler, the process supervisor and instance logs.
-//! - [`domain`]: plain types shared by all (node records, tokens, audit), no I/O.
+//! - [`controller`]: rules, forecast, safety bounds (pure), the reviewer hook and the leader's
+//!   decision loop; decisions, modes and overrides are replicated.
+//! - [`domain`]: plain types shared by all (node records, tokens, audit, decisions), no I/O.
 //! - [`metrics`]: sampling (sysinfo, NVML), push to the leader, snapshot broadcast, liveness,
 //!   the 2-hour window, anomaly flags, Prometheus text; the only user of sysinfo and NVML.
 //! - [`net`]: QUIC endpoint, framing, the cluster CA and join tokens; the only user of quinn.

@@ -517,7 +517,7 @@ fn bad_config_flags_and_commands_get_clear_errors() {
 
     let out = run(&["--data-dir", d, "metrics"], &[]);
     assert_eq!(out.status.code(), Some(3), "no node: exit 3");
-    let out = run(&["--data-dir", d, "decisions", "list"], &[]);
+    let out = run(&["--data-dir", d, "tui"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not built yet"));
 
