@@ -628,7 +628,7 @@ impl Controller {
                 world: world.clone(),
                 recent: decisions.iter().take(20).cloned().collect(),
             };
-            let (rec, verdict) = run_review(r.clone(), situation).await;
+            let (rec, verdict) = run_review(r.clone(), situation, REVIEW_BUDGET).await;
             p.layers.push(format!("review:{}", rec.reviewer));
             match verdict {
                 Some(Verdict::Reject) => {
@@ -731,11 +731,15 @@ fn converging(d: &Decision, world: &World) -> Option<String> {
 }
 
 /// Ask the reviewer on a blocking thread within the budget.
-async fn run_review(r: Arc<dyn Reviewer>, s: Situation) -> (ReviewRecord, Option<Verdict>) {
+async fn run_review(
+    r: Arc<dyn Reviewer>,
+    s: Situation,
+    budget: Duration,
+) -> (ReviewRecord, Option<Verdict>) {
     let name = r.name();
     let start = std::time::Instant::now();
     let task = tokio::task::spawn_blocking(move || r.review(&s));
-    let res = tokio::time::timeout(REVIEW_BUDGET, task).await;
+    let res = tokio::time::timeout(budget, task).await;
     let latency_ms = start.elapsed().as_millis() as u64;
     let record = |verdict: &str, adjust_to, reason: String| ReviewRecord {
         verdict: verdict.into(),
@@ -751,7 +755,7 @@ async fn run_review(r: Arc<dyn Reviewer>, s: Situation) -> (ReviewRecord, Option
                 None,
                 format!(
                     "no verdict within {}; the rules decide",
-                    crate::domain::human_millis(REVIEW_BUDGET.as_millis() as u64)
+                    crate::domain::human_millis(budget.as_millis() as u64)
                 ),
             ),
             None,
@@ -779,4 +783,72 @@ pub fn open_counts(decisions: &[Decision]) -> BTreeMap<&'static str, u32> {
         *out.entry(d.status.word()).or_insert(0) += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::review::Review;
+
+    /// Answers `verdict` after `delay`.
+    struct Fake {
+        verdict: Verdict,
+        delay: Duration,
+    }
+
+    impl Reviewer for Fake {
+        fn name(&self) -> String {
+            "fake".into()
+        }
+        fn review(&self, s: &Situation) -> Result<Review, String> {
+            std::thread::sleep(self.delay);
+            Ok(Review {
+                verdict: self.verdict.clone(),
+                reason: format!("looked at {}", s.proposal.action),
+            })
+        }
+    }
+
+    fn situation() -> Situation {
+        Situation {
+            proposal: Proposal {
+                rule: "cpu-high".into(),
+                action: Action::Scale {
+                    blueprint: "shop".into(),
+                    slice: "web".into(),
+                    from: 2,
+                    to: 4,
+                },
+                layers: vec![],
+                reasoning: vec![],
+                inputs: vec![],
+            },
+            world: World::default(),
+            recent: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_reviewer_is_asked_off_the_runtime_within_its_budget() {
+        let adjust = Arc::new(Fake {
+            verdict: Verdict::Adjust(3),
+            delay: Duration::ZERO,
+        });
+        let (rec, v) = run_review(adjust, situation(), Duration::from_secs(5)).await;
+        assert_eq!(v, Some(Verdict::Adjust(3)));
+        assert_eq!(
+            (rec.verdict.as_str(), rec.adjust_to, rec.reviewer.as_str()),
+            ("adjust", Some(3), "fake")
+        );
+        assert_eq!(rec.reason, "looked at scale shop/web 2 → 4");
+        // Past the budget: no verdict, the rules decide, and the record says so.
+        let slow = Arc::new(Fake {
+            verdict: Verdict::Reject,
+            delay: Duration::from_millis(500),
+        });
+        let (rec, v) = run_review(slow, situation(), Duration::from_millis(50)).await;
+        assert_eq!(v, None);
+        assert_eq!(rec.verdict, "timeout");
+        assert!(rec.reason.contains("the rules decide"), "{}", rec.reason);
+    }
 }

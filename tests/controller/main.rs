@@ -2,8 +2,9 @@
 //! a scale-up decision with numeric reasoning; `propose` + approve applies it; a veto in
 //! `propose` and in `guarded` (the leader killed -9 during the grace window, the veto sent to
 //! another node) means no extra process ever appears, while a pending decision that nobody
-//! vetoed is applied by the new leader at its original deadline; pause stops new decisions and
-//! resume brings them back; vetoes and approvals of unknown or final decisions fail, exit 1.
+//! vetoed is applied by the new leader at its original deadline; pause stops new decisions; in
+//! auto mode a decision is applied at once and a veto reverts it; vetoes and approvals of
+//! unknown or final decisions fail, exit 1; applied decisions get an outcome check.
 
 #[path = "../cluster/harness.rs"]
 mod harness;
@@ -167,6 +168,7 @@ fn decisions_are_explained_approved_vetoed_across_a_leader_kill_and_paused() {
         // Four slices propose at once and twice over; the default of 6 a minute would hold
         // back the guarded round.
         ("AETHER_CONTROLLER_DECISIONS_PER_MINUTE", "60"),
+        ("AETHER_CONTROLLER_OUTCOME_AFTER", "2s"),
     ];
     let mut c = TestCluster::three_with(&env);
     let n1 = &c.nodes[0];
@@ -254,6 +256,27 @@ fn decisions_are_explained_approved_vetoed_across_a_leader_kill_and_paused() {
     let out = n1.cli(&["override", "approve", &id(a)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("already applied"), "{}", stderr(&out));
+    // Once converged, the outcome check says whether CPU per instance moved (each of these
+    // instances burns the same whatever their number, so it honestly may not).
+    let outcome = wait_for(
+        "the outcome of the approved decision",
+        Duration::from_secs(30),
+        || {
+            let d = json(&n1.cli(&["decisions", "show", &id(a), "--output", "json"]));
+            (!d["outcome"].is_null()).then(|| d["outcome"].clone())
+        },
+    );
+    assert!(
+        ["as intended", "not as intended"].contains(&outcome["verdict"].as_str().unwrap()),
+        "{outcome}"
+    );
+    assert!(
+        outcome["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cpu per instance"),
+        "{outcome}"
+    );
     let out = n1.cli(&["override", "veto", &id(a)]);
     assert_eq!(
         out.status.code(),
@@ -370,13 +393,28 @@ fn decisions_are_explained_approved_vetoed_across_a_leader_kill_and_paused() {
         assert_eq!(newest(&c.nodes[other]), before, "a decision while paused");
         std::thread::sleep(Duration::from_millis(500));
     }
+    // 4. auto: applied at once; a veto reverts it.
+    let out = c.nodes[other].cli(&["override", "mode", "auto"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = c.nodes[other].cli(&["override", "resume"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = c.nodes[other].cli(&["override", "resume"]);
     assert_eq!(out.status.code(), Some(1), "resume when not paused says so");
-    wait_for("a decision after resume", Duration::from_secs(30), || {
-        (newest(&c.nodes[other]) > before).then_some(())
-    });
+    let auto = wait_for(
+        "an applied auto decision on ctl/d",
+        Duration::from_secs(30),
+        || find(&c, "ctl/d", "applied").filter(|d| d["id"].as_u64() > Some(before)),
+    );
+    assert_eq!(auto["mode"], "auto");
+    assert_eq!(desired(&c.nodes[other], "d"), 2);
+    let out = c.nodes[other].cli(&["override", "veto", &id(&auto)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vetoed = json(&c.nodes[other].cli(&["decisions", "show", &id(&auto), "--output", "json"]));
+    assert_eq!(
+        vetoed["status"]["reverted"], "reverted: ctl/d back to 1 instances",
+        "{vetoed}"
+    );
+    assert_eq!(desired(&c.nodes[other], "d"), 1);
 
     // Every override is in the audit trail.
     let events = stdout(&c.nodes[other].cli(&["events", "--limit", "200"]));
@@ -387,6 +425,8 @@ fn decisions_are_explained_approved_vetoed_across_a_leader_kill_and_paused() {
         "set controller mode propose".into(),
         "pause controller: maintenance".into(),
         "resume controller".into(),
+        "set controller mode auto".into(),
+        format!("veto {}", id(&auto)),
     ] {
         assert!(events.contains(&what), "{what} missing:\n{events}");
     }
