@@ -24,6 +24,58 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// A live (not zombie) process as /proc shows it.
+pub struct ProcInfo {
+    pub pid: u32,
+    /// The fields of /proc/PID/stat after the command name (state, ppid, pgrp, …).
+    pub stat: Vec<String>,
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Arguments joined by spaces.
+    pub cmdline: String,
+}
+
+/// Every live process whose environment this user may read.
+pub fn live_processes() -> Vec<ProcInfo> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let (Ok(env), Ok(stat), Ok(cmd)) = (
+            std::fs::read(format!("/proc/{pid}/environ")),
+            std::fs::read_to_string(format!("/proc/{pid}/stat")),
+            std::fs::read(format!("/proc/{pid}/cmdline")),
+        ) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let stat: Vec<String> = stat[close + 1..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if stat.first().is_none_or(|s| s == "Z") {
+            continue;
+        }
+        let env = env
+            .split(|b| *b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_string(), v.to_string()))
+            })
+            .collect();
+        out.push(ProcInfo {
+            pid,
+            stat,
+            env,
+            cmdline: String::from_utf8_lossy(&cmd).replace('\0', " "),
+        });
+    }
+    out
+}
+
 /// A free port on 127.0.0.1 for both UDP and TCP (best effort).
 pub fn free_port() -> u16 {
     loop {

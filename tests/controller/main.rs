@@ -59,32 +59,9 @@ fn run_id() -> String {
 /// Live instance processes of this run, per slice.
 fn processes() -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let (Ok(env), Ok(stat)) = (
-            std::fs::read(format!("/proc/{pid}/environ")),
-            std::fs::read_to_string(format!("/proc/{pid}/stat")),
-        ) else {
-            continue;
-        };
-        if stat[stat.rfind(')').unwrap() + 1..]
-            .trim_start()
-            .starts_with('Z')
-        {
-            continue;
-        }
-        let vars: BTreeMap<String, String> = env
-            .split(|b| *b == 0)
-            .filter_map(|kv| {
-                let kv = String::from_utf8_lossy(kv);
-                let (k, v) = kv.split_once('=')?;
-                Some((k.to_string(), v.to_string()))
-            })
-            .collect();
-        if vars.get("TEST_RUN") == Some(&run_id())
-            && let Some(slice) = vars.get("AETHER_SLICE")
+    for p in live_processes() {
+        if p.env.get("TEST_RUN") == Some(&run_id())
+            && let Some(slice) = p.env.get("AETHER_SLICE")
         {
             *out.entry(slice.clone()).or_insert(0) += 1;
         }

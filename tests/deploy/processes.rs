@@ -47,46 +47,21 @@ impl Drop for Reaper {
 /// Live processes (not zombies) of this test run whose environment says they belong to
 /// blueprint `BP`.
 fn procs() -> Vec<Proc> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let (Ok(env), Ok(stat), Ok(cmd)) = (
-            std::fs::read(format!("/proc/{pid}/environ")),
-            std::fs::read_to_string(format!("/proc/{pid}/stat")),
-            std::fs::read(format!("/proc/{pid}/cmdline")),
-        ) else {
-            continue;
-        };
-        let vars: BTreeMap<String, String> = env
-            .split(|b| *b == 0)
-            .filter_map(|kv| {
-                let kv = String::from_utf8_lossy(kv);
-                let (k, v) = kv.split_once('=')?;
-                Some((k.to_string(), v.to_string()))
-            })
-            .collect();
-        if vars.get("AETHER_BLUEPRINT").map(String::as_str) != Some(BP)
-            || vars.get("TEST_RUN").map(String::as_str) != Some(run_id())
-        {
-            continue;
-        }
-        let rest = &stat[stat.rfind(')').unwrap() + 1..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f[0] == "Z" {
-            continue;
-        }
-        out.push(Proc {
-            pid,
-            pgrp: f[2].parse().unwrap(),
-            instance: vars["AETHER_INSTANCE"].clone(),
-            node: vars["AETHER_NODE"].clone(),
-            port: vars["PORT"].parse().unwrap(),
-            cmdline: String::from_utf8_lossy(&cmd).replace('\0', " "),
-        });
-    }
-    out
+    live_processes()
+        .into_iter()
+        .filter(|p| {
+            p.env.get("AETHER_BLUEPRINT").map(String::as_str) == Some(BP)
+                && p.env.get("TEST_RUN").map(String::as_str) == Some(run_id())
+        })
+        .map(|p| Proc {
+            pid: p.pid,
+            pgrp: p.stat[2].parse().unwrap(),
+            instance: p.env["AETHER_INSTANCE"].clone(),
+            node: p.env["AETHER_NODE"].clone(),
+            port: p.env["PORT"].parse().unwrap(),
+            cmdline: p.cmdline,
+        })
+        .collect()
 }
 
 /// The HTTP servers (not their `sh` wrappers).
