@@ -79,6 +79,7 @@ const MAX: u32 = 40;
 /// decisions_per_minute, veto_cooldown).
 const BOUNDS: Bounds = Bounds {
     max_step: 4,
+    max_step_percent: 200,
     per_minute: 6,
     veto_cooldown_ms: 900_000,
 };
@@ -466,17 +467,13 @@ fn simulate(
 // ---------------------------------------------------------------------------------------------
 // Aether: the real core
 
-/// One Aether configuration: the rules (settings tweaked or not), the bounds, and how the
-/// safety context computes `converging`.
+/// One Aether configuration: the rules (settings tweaked or not) and the bounds.
 #[derive(Clone)]
 struct Variant {
     name: String,
     rules: Rules,
     bounds: Bounds,
     predictive: bool,
-    /// Compute `converging` the way `controller::flow::context` does today (every applied
-    /// decision of the last `converge_timeout`, see the analysis) instead of from the newest one.
-    flow_converging: bool,
 }
 
 /// What happened to Aether's proposals (diagnostics).
@@ -526,8 +523,6 @@ struct Applied {
     /// When it was applied (mode auto: when it was decided).
     at: Millis,
     up: bool,
-    /// The count it set.
-    to: u32,
 }
 
 /// Aether's leader loop in mode auto, minus the I/O: the real [`Brain`] and [`safety::check`],
@@ -539,7 +534,6 @@ struct Aether {
     lead: u64,
     up_cooldown_ms: u64,
     down_cooldown_ms: u64,
-    flow_converging: bool,
     /// The one slice, updated each second.
     world: World,
     /// Applied decisions, oldest first.
@@ -577,7 +571,6 @@ impl Aether {
             bounds: v.bounds.clone(),
             // Mode auto: start-up plus one decision interval (flow.rs: startup + interval).
             lead: m.startup + 1,
-            flow_converging: v.flow_converging,
             world: World {
                 now: 0,
                 slices: vec![slice],
@@ -609,17 +602,8 @@ impl Aether {
             ..Context::default()
         };
         let within = |a: &&Applied| now - a.at < CONVERGE_TIMEOUT_MS;
-        if self.flow_converging {
-            // flow.rs `context`: the first applied decision of the last converge_timeout (newest
-            // first) that is not converged, where converged = active == desired == its `to`.
-            c.converging = self
-                .applied
-                .iter()
-                .rev()
-                .take_while(within)
-                .find(|a| active != desired || desired != a.to)
-                .map(|a| format!("d-{}: {active} of {desired} instances active", a.id));
-        } else if let Some(a) = self.applied.last().filter(within)
+        // flow.rs: only the newest applied decision can still be converging.
+        if let Some(a) = self.applied.last().filter(within)
             && active < desired
         {
             c.converging = Some(format!(
@@ -686,7 +670,6 @@ impl Controller for Aether {
                     id: self.applied.len() as u64 + 1,
                     at: now,
                     up,
-                    to,
                 });
                 Some(to)
             }
@@ -888,7 +871,6 @@ fn variants(base: &Rules) -> Vec<Variant> {
         rules: base.clone(),
         bounds: BOUNDS,
         predictive: true,
-        flow_converging: false,
     };
     let variant = |name: &str, f: &dyn Fn(&mut Variant)| {
         let mut v = default.clone();
@@ -923,8 +905,11 @@ fn variants(base: &Rules) -> Vec<Variant> {
                 v.bounds.max_step = MAX;
             },
         ),
-        variant("converging as flow.rs computes it", &|v| {
-            v.flow_converging = true
+        variant("without the cpu-saturated rule", &|v| {
+            v.rules.rules.retain(|r| r.name != "cpu-saturated")
+        }),
+        variant("config: max_step_percent 100 (the HPA's)", &|v| {
+            v.bounds.max_step_percent = 100
         }),
     ]
 }
@@ -1232,17 +1217,6 @@ fn print_variants(traces: &[Trace], vars: &[Variant], runs: &[Vec<(Score, Diag)>
             pct(g.aether.slack())
         );
     }
-    println!(
-        "  (converging as flow.rs computes it: flow::context walks every applied decision of the last {} s, newest first, and",
-        CONVERGE_TIMEOUT_MS / 1000
-    );
-    println!(
-        "   calls the target converging unless active == desired == that decision's `to`; an older decision's `to` differs from"
-    );
-    println!(
-        "   desired once a newer one changed it, so a second decision blocks every further one until the first is {} s old)",
-        CONVERGE_TIMEOUT_MS / 1000
-    );
     println!();
 }
 

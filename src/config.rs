@@ -84,8 +84,10 @@ pub struct ControllerConfig {
     /// Time from a scale-up to active instances, used to start predictive scale-ups early enough
     /// until the controller has measured it.
     pub startup: Dur,
-    /// Most instances one decision adds or removes.
+    /// Most instances one decision adds or removes, unless max_step_percent allows more.
     pub max_step: u32,
+    /// Most instances one decision adds or removes, in percent of the current count.
+    pub max_step_percent: u32,
     /// Most decisions a minute, cluster-wide.
     pub decisions_per_minute: u32,
     /// An operator's veto holds back the same action on the same target this long.
@@ -108,6 +110,7 @@ impl Default for ControllerConfig {
             horizon: Dur::ms(300_000),
             startup: Dur::ms(10_000),
             max_step: 4,
+            max_step_percent: 200,
             decisions_per_minute: 6,
             veto_cooldown: Dur::ms(900_000),
             proposal_ttl: Dur::ms(600_000),

@@ -396,6 +396,12 @@ impl Brain {
                 to = match (r.action, r.step) {
                     (RuleAction::ScaleUp, Step::By(n)) => s.desired + n,
                     (RuleAction::ScaleDown, Step::By(n)) => s.desired.saturating_sub(n),
+                    (RuleAction::ScaleUp, Step::Percent(p)) => {
+                        s.desired + (s.desired as u64 * p as u64).div_ceil(100).max(1) as u32
+                    }
+                    (RuleAction::ScaleDown, Step::Percent(p)) => s
+                        .desired
+                        .saturating_sub((s.desired as u64 * p as u64).div_ceil(100).max(1) as u32),
                     (RuleAction::ScaleUp, Step::Proportional) => {
                         let v = s.value(first.metric)?;
                         let t = self.target_of(s, first.metric)?;
@@ -627,8 +633,10 @@ mod tests {
         // (what, desired, active, cores used, seconds, expected new count)
         type Case = (&'static str, u32, u32, f64, u64, Option<u32>);
         let cases: &[Case] = &[
-            ("hot for 45s: proportional up", 4, 4, 3.64, 45, Some(7)),
-            ("hot for 20s only", 4, 4, 3.64, 20, None),
+            ("hot for 20s: proportional up", 4, 4, 3.4, 20, Some(6)),
+            ("hot for 10s only", 4, 4, 3.4, 10, None),
+            ("saturated for 5s: tripled", 4, 4, 3.92, 5, Some(12)),
+            ("saturated for 2s only", 4, 4, 3.92, 2, None),
             ("inside the band", 4, 4, 2.6, 60, None),
             ("cold for 3m: in to the need", 4, 4, 0.8, 200, Some(2)),
             ("cold for 1m only", 4, 4, 0.8, 60, None),
@@ -644,18 +652,18 @@ mod tests {
     #[test]
     fn reasoning_carries_the_numbers() {
         let mut b = brain();
-        let p = run(&mut b, &slice(4, 4, 3.64), 1_000, 45);
+        let p = run(&mut b, &slice(4, 4, 3.4), 1_000, 45);
         let text = p[0].reasoning.join("; ");
         assert!(
-            text.contains("cpu per instance 0.91 > target 0.60 (band limit 0.66) for 4"),
+            text.contains("cpu per instance 0.85 > target 0.60 (band limit 0.66) for 44s"),
             "{text}"
         );
-        assert!(text.contains("ceil(4 × 0.91 / 0.60)"), "{text}");
+        assert!(text.contains("ceil(4 × 0.85 / 0.60)"), "{text}");
         assert_eq!(p[0].layers, vec!["rules:cpu-high".to_string()]);
         assert!(
             p[0].inputs
                 .iter()
-                .any(|(k, v)| k == "cpu_per_instance" && v == "0.91"),
+                .any(|(k, v)| k == "cpu_per_instance" && v == "0.85"),
             "{:?}",
             p[0].inputs
         );

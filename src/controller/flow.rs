@@ -509,6 +509,7 @@ impl Controller {
             }
         }
         let timeout = self.cfg.converge_timeout.0.as_millis() as u64;
+        let mut newest_applied = true;
         for d in decisions.iter().filter(|d| d.action.target() == target) {
             match &d.status {
                 DecisionStatus::Vetoed { at, .. }
@@ -523,9 +524,11 @@ impl Controller {
                     if c.last_change.is_none() {
                         c.last_change = Some(*at);
                     }
-                    if c.converging.is_none() && world.now.saturating_sub(*at) < timeout {
+                    // Only the newest applied action can still be converging.
+                    if newest_applied && world.now.saturating_sub(*at) < timeout {
                         c.converging = converging(d, world);
                     }
+                    newest_applied = false;
                 }
                 _ => {}
             }
@@ -577,6 +580,7 @@ impl Controller {
         ctx.recent_decisions = *recent;
         let bounds = Bounds {
             max_step: self.cfg.max_step,
+            max_step_percent: self.cfg.max_step_percent,
             per_minute: self.cfg.decisions_per_minute,
             veto_cooldown_ms: self.cfg.veto_cooldown.0.as_millis() as u64,
         };

@@ -18,7 +18,7 @@
 //! priority = 100
 //! when = [{ metric = "cpu_per_instance", above = "target", for = "30s" }]
 //! action = "scale_up"
-//! step = "proportional"     # or a whole number of instances
+//! step = "proportional"     # or a whole number of instances, or "100%" of them
 //! ```
 //!
 //! Errors name the file, line, column and field, like blueprint errors.
@@ -194,6 +194,8 @@ pub enum Step {
     /// `ceil(instances × value / target)`).
     Proportional,
     By(u32),
+    /// This percentage of the current count, at least one instance (`"100%"` doubles).
+    Percent(u32),
 }
 
 /// One rule.
@@ -436,28 +438,33 @@ fn rule(src: &Source, raw: &Spanned<RawRule>, i: usize) -> Result<Rule, FileErro
                 "a node rule acts on one node: remove 'step'",
             ));
         }
-        (Some(s), Scope::Slice) => {
-            match s.get_ref() {
-                toml::Value::String(v) if v == "proportional" => {
-                    if !when[0].metric.has_target() || when[0].threshold != Threshold::Target {
-                        return Err(src.err(
+        (Some(s), Scope::Slice) => match s.get_ref() {
+            toml::Value::String(v) if v == "proportional" => {
+                if !when[0].metric.has_target() || when[0].threshold != Threshold::Target {
+                    return Err(src.err(
                         s.span(),
                         p("step"),
                         "\"proportional\" scales by the first condition's distance from its target: make when[0] compare cpu_per_instance or latency_ms with \"target\", or give a whole number",
                     ));
-                    }
-                    Step::Proportional
                 }
-                toml::Value::Integer(n) if (1..=1000).contains(n) => Step::By(*n as u32),
-                other => {
-                    return Err(src.err(
-                    s.span(),
-                    p("step"),
-                    format!("expected \"proportional\" or a whole number from 1 to 1000, found {other}"),
-                ));
-                }
+                Step::Proportional
             }
-        }
+            toml::Value::Integer(n) if (1..=1000).contains(n) => Step::By(*n as u32),
+            toml::Value::String(v)
+                if v.strip_suffix('%')
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|n| (1..=1000).contains(&n)) =>
+            {
+                Step::Percent(v.trim_end_matches('%').parse().expect("checked"))
+            }
+            other => {
+                return Err(src.err(
+                        s.span(),
+                        p("step"),
+                        format!("expected \"proportional\", a whole number from 1 to 1000 or a percentage such as \"100%\", found {other}"),
+                    ));
+            }
+        },
     };
     if step == Step::Proportional
         && scope == Scope::Slice

@@ -10,8 +10,10 @@ use crate::domain::{Action, Millis, human_millis};
 /// The configured bounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bounds {
-    /// Most instances one decision adds or removes.
+    /// Most instances one decision adds or removes: this many, or `max_step_percent` of the
+    /// current count when that is more (the HPA's default policy is 4 pods or 100 %).
     pub max_step: u32,
+    pub max_step_percent: u32,
     /// Most decisions (any target) recorded per minute, cluster-wide.
     pub per_minute: u32,
     /// How long an operator's veto of an action on a target holds back the same action there.
@@ -109,16 +111,15 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
                 notes.push(format!("clamped to min={} (wanted {wanted})", ctx.min));
             }
             let step = to.abs_diff(*from);
-            if step > b.max_step {
+            let limit = b
+                .max_step
+                .max((*from as u64 * b.max_step_percent as u64).div_ceil(100) as u32);
+            if step > limit {
                 let before = *to;
-                *to = if up {
-                    *from + b.max_step
-                } else {
-                    *from - b.max_step
-                };
+                *to = if up { *from + limit } else { *from - limit };
                 notes.push(format!(
-                    "clamped to a step of {} (max_step={}; wanted {before})",
-                    b.max_step, b.max_step
+                    "clamped to a step of {limit} (max_step={}, max_step_percent={}; wanted {before})",
+                    b.max_step, b.max_step_percent
                 ));
             }
             if *to == *from {
@@ -182,6 +183,7 @@ mod tests {
 
     const B: Bounds = Bounds {
         max_step: 3,
+        max_step_percent: 50,
         per_minute: 6,
         veto_cooldown_ms: 900_000,
     };
@@ -202,6 +204,12 @@ mod tests {
             ("within bounds", scale(2, 4), |_| {}, Ok(4)),
             ("clamped to max", scale(7, 12), |_| {}, Ok(8)),
             ("clamped to a step", scale(2, 7), |_| {}, Ok(5)),
+            (
+                "a percentage step when larger",
+                scale(8, 20),
+                |c| c.max = 40,
+                Ok(12),
+            ),
             ("clamped to min", scale(3, 0), |_| {}, Ok(1)),
             (
                 "at max already",
