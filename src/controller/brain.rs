@@ -428,6 +428,13 @@ impl Brain {
                     }
                     _ => return None,
                 };
+                match r.step {
+                    Step::By(n) => reasoning.push(format!("rule step {n}: {} → {to}", s.desired)),
+                    Step::Percent(p) => {
+                        reasoning.push(format!("rule step {p}%: {} → {to}", s.desired))
+                    }
+                    Step::Proportional => {}
+                }
                 match r.action {
                     RuleAction::ScaleUp => {
                         if let Some((at, load, need)) = forecast_need
