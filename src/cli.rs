@@ -417,6 +417,9 @@ pub fn node_config(cli: &Cli, args: &NodeArgs) -> Result<(Config, PathBuf), Fail
         .collect();
     let cfg = Config::load(args.config.as_deref(), &env, flags)
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    // The rule file is configuration too: refused before the node touches its data dir.
+    crate::controller::flow::load_rules(&cfg.controller)
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
     let dir = cfg
         .data_dir
         .clone()

@@ -187,6 +187,9 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
 
 /// Run `aether node` until SIGTERM/SIGINT (or a fatal store error, which returns `Err`).
 pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<()> {
+    // A bad rule file stops the node before it creates or changes anything (the CLI checked it
+    // already; this is the copy the controller uses).
+    let (rules, rules_source) = crate::controller::flow::load_rules(&cfg.controller)?;
     let dd = DataDir(data_dir);
     create_data_dir(&dd.0)?;
     let flagged_name = cfg.name.clone();
@@ -245,8 +248,6 @@ pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<
         }
     };
     let node_tls = NodeTls::load(&dd.tls())?;
-    // A bad rule file stops the node before it starts anything.
-    let (rules, rules_source) = crate::controller::flow::load_rules(&cfg.controller)?;
 
     // 2. transport, store, raft.
     let reset_secret = NodeTls::reset_secret(&dd.tls())?;

@@ -488,6 +488,30 @@ fn bad_config_flags_and_commands_get_clear_errors() {
         stderr(&out)
     );
 
+    // A bad rule file is refused like a bad config, with its location, before anything is made.
+    let rules = root.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rules]]\nname = \"up\"\nscope = \"slice\"\nwhen = [{ metric = \"cpu_per_instanse\", above = 0.5 }]\naction = \"scale_up\"\nstep = 1\n",
+    )
+    .unwrap();
+    let out = run(
+        &["node", "--data-dir", d],
+        &[("AETHER_CONTROLLER_RULES", rules.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "rules.toml:4:20: rules[0].when[0].metric: unknown slice metric 'cpu_per_instanse'"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.exists(),
+        "a refused rule file must not create the data dir"
+    );
+
     let out = run(&["node", "--data-dir", d, "--name", "Bad_Name"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
