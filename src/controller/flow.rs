@@ -6,7 +6,7 @@
 //! pause. A new leader resumes from the store; the state machine refuses an apply of a decision
 //! that is not pending or not due, so nothing is applied twice and a vetoed decision never runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -778,15 +778,6 @@ async fn run_review(
             (record(word, n, review.reason), Some(review.verdict))
         }
     }
-}
-
-/// Counts of open decisions for `aether status`.
-pub fn open_counts(decisions: &[Decision]) -> BTreeMap<&'static str, u32> {
-    let mut out = BTreeMap::new();
-    for d in decisions.iter().filter(|d| d.status.is_open()) {
-        *out.entry(d.status.word()).or_insert(0) += 1;
-    }
-    out
 }
 
 #[cfg(test)]
