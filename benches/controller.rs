@@ -75,21 +75,26 @@ const U_CAP: f64 = 0.99;
 /// The slice's min and max instances (40 × 0.6 = 24 cores: the spike's peak at the target).
 const MIN: u32 = 1;
 const MAX: u32 = 40;
-/// The safety bounds: the `[controller]` defaults (src/config.rs `ControllerConfig`: max_step,
-/// decisions_per_minute, veto_cooldown).
-const BOUNDS: Bounds = Bounds {
-    max_step: 4,
-    max_step_percent: 200,
-    per_minute: 6,
-    veto_cooldown_ms: 900_000,
-};
-/// `[controller] converge_timeout` default: an applied decision older than this no longer makes
-/// its target "converging".
-const CONVERGE_TIMEOUT_MS: Millis = 180_000;
-/// `[controller] grace` default (guarded mode; printed only, the simulation runs mode auto).
-const GRACE_S: u64 = 15;
-/// `[controller] horizon` default: how far ahead the forecast is reported (reasoning only).
-const HORIZON_S: u64 = 300;
+/// The `[controller]` defaults the simulation runs with, read from `ControllerConfig::default()`
+/// so the bench follows the product: the safety bounds; `converge_timeout` (an applied decision
+/// older than this no longer makes its target "converging"); `grace` (guarded mode; printed
+/// only, the simulation runs mode auto); `horizon` (how far ahead the forecast is reported).
+struct Defaults {
+    bounds: Bounds,
+    converge_timeout_ms: Millis,
+    grace_s: u64,
+    horizon_s: u64,
+}
+
+static D: std::sync::LazyLock<Defaults> = std::sync::LazyLock::new(|| {
+    let c = aether::config::ControllerConfig::default();
+    Defaults {
+        bounds: Bounds::from_config(&c),
+        converge_timeout_ms: c.converge_timeout.0.as_millis() as u64,
+        grace_s: c.grace.0.as_secs(),
+        horizon_s: c.horizon.0.as_secs(),
+    }
+});
 /// HPA defaults: sync period, tolerance, scale-down stabilisation window, scale-up policy.
 const HPA_SYNC_S: u64 = 15;
 const HPA_TOLERANCE: f64 = 0.1;
@@ -567,7 +572,7 @@ impl Aether {
         Aether {
             up_cooldown_ms: s.up_cooldown_secs * 1000,
             down_cooldown_ms: s.down_cooldown_secs * 1000,
-            brain: Brain::new(v.rules.clone(), ForecastConfig::default(), HORIZON_S),
+            brain: Brain::new(v.rules.clone(), ForecastConfig::default(), D.horizon_s),
             bounds: v.bounds.clone(),
             // Mode auto: start-up plus one decision interval (flow.rs: startup + interval).
             lead: m.startup + 1,
@@ -601,7 +606,7 @@ impl Aether {
                 .count() as u32,
             ..Context::default()
         };
-        let within = |a: &&Applied| now - a.at < CONVERGE_TIMEOUT_MS;
+        let within = |a: &&Applied| now - a.at < D.converge_timeout_ms;
         // flow.rs: only the newest applied decision can still be converging.
         if let Some(a) = self.applied.last().filter(within)
             && active < desired
@@ -869,7 +874,7 @@ fn variants(base: &Rules) -> Vec<Variant> {
     let default = Variant {
         name: "default (as the header)".into(),
         rules: base.clone(),
-        bounds: BOUNDS,
+        bounds: D.bounds.clone(),
         predictive: true,
     };
     let variant = |name: &str, f: &dyn Fn(&mut Variant)| {
@@ -997,12 +1002,13 @@ fn print_header(o: &Opts, rules: &Rules, model: Model, traces: &[Trace]) {
     );
     println!("aether (the real core, mode auto)");
     println!(
-        "  Brain::new(rules::parse(\"assets\", DEFAULT_RULES){}, ForecastConfig::default(), horizon {HORIZON_S} s)",
+        "  Brain::new(rules::parse(\"assets\", DEFAULT_RULES){}, ForecastConfig::default(), horizon {} s)",
         if o.target.is_some() {
             " with settings.target_cpu = --target"
         } else {
             ""
-        }
+        },
+        D.horizon_s
     );
     for line in describe_rules(rules) {
         println!("    {line}");
@@ -1014,12 +1020,14 @@ fn print_header(o: &Opts, rules: &Rules, model: Model, traces: &[Trace]) {
     );
     println!(
         "  observe + propose every second, the decision applied at once; lead = startup + 1 s = {lead} s \
-         (guarded mode would apply {GRACE_S} s later and need a lead {GRACE_S} s longer)"
+         (guarded mode would apply {grace} s later and need a lead {grace} s longer)",
+        grace = D.grace_s
     );
     println!(
-        "  safety::check with {BOUNDS:?} (the [controller] defaults); cooldowns from the rule settings; converging = the newest \
+        "  safety::check with {:?} (the [controller] defaults); cooldowns from the rule settings; converging = the newest \
          applied decision (≤ {} s old) while active < desired; recent_decisions = applied in the last 60 s",
-        CONVERGE_TIMEOUT_MS / 1000
+        D.bounds,
+        D.converge_timeout_ms / 1000
     );
     println!("hpa baseline (the Kubernetes HPA algorithm on cpu utilisation)");
     println!(
@@ -1170,7 +1178,7 @@ fn print_diagnostics(traces: &[Trace], runs: &[(Score, Diag)]) {
     );
     println!(
         "   alone; at-bound: at min/max already; max_step clamps: applied scale-ups cut to a step of {}, and the instances cut)",
-        BOUNDS.max_step
+        D.bounds.max_step
     );
     println!();
 }

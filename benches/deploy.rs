@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
-use nodes::{AetherNode, cli, start_node, wait_until};
+use nodes::{AetherNode, cli, start_three, wait_until};
 
 const USAGE: &str = "\
 workload benchmark: blueprint apply to all instances active, on 3 nodes
@@ -134,34 +134,7 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
     // The daemons pass BENCH_RUN on to their instances, so this run finds its processes.
     // SAFETY: set before any other thread starts.
     unsafe { std::env::set_var("BENCH_RUN", &run_id) };
-    let n1 = start_node(&o.aether_bin, root, "n1", None)?;
-    wait_until("n1 leads", Duration::from_secs(30), || {
-        cli(&o.aether_bin, &n1, &["status"])
-            .ok()
-            .filter(|s| s.contains("leader"))
-    })?;
-    let token = cli(&o.aether_bin, &n1, &["token", "create", "--uses", "2"])?
-        .trim()
-        .to_string();
-    let addr = format!("127.0.0.1:{}", n1.quic);
-    let n2 = start_node(&o.aether_bin, root, "n2", Some((&addr, &token)))?;
-    let n3 = start_node(&o.aether_bin, root, "n3", Some((&addr, &token)))?;
-    let all = [&n1, &n2, &n3];
-    wait_until(
-        "3 nodes in every node's metrics",
-        Duration::from_secs(60),
-        || {
-            all.iter()
-                .all(|n| {
-                    cli(&o.aether_bin, n, &["metrics", "--output", "json"])
-                        .ok()
-                        .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-                        .and_then(|v| v["nodes"].as_array().map(|a| a.len() == 3))
-                        .unwrap_or(false)
-                })
-                .then_some(())
-        },
-    )?;
+    let [n1, n2, n3] = start_three(&o.aether_bin, root)?;
     let me = std::env::current_exe()?;
     let file = root.join("tiny.toml");
     std::fs::write(

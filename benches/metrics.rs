@@ -129,34 +129,7 @@ fn agent_cost(o: &Opts, root: &Path) -> Result<()> {
         "== agent cost: idle 3-node Aether cluster vs prometheus-node-exporter, {} s ==",
         o.agent_secs
     );
-    let n1 = start_node(&o.aether_bin, root, "n1", None)?;
-    wait_until("n1 leads", Duration::from_secs(30), || {
-        cli(&o.aether_bin, &n1, &["status"])
-            .ok()
-            .filter(|s| s.contains("(leader)"))
-    })?;
-    let token = cli(&o.aether_bin, &n1, &["token", "create", "--uses", "2"])?
-        .trim()
-        .to_string();
-    let addr = format!("127.0.0.1:{}", n1.quic);
-    let n2 = start_node(&o.aether_bin, root, "n2", Some((&addr, &token)))?;
-    let n3 = start_node(&o.aether_bin, root, "n3", Some((&addr, &token)))?;
-    let nodes = [n1, n2, n3];
-    wait_until(
-        "every node sees three nodes in its metrics",
-        Duration::from_secs(60),
-        || {
-            nodes
-                .iter()
-                .all(|n| {
-                    cli(&o.aether_bin, n, &["metrics", "--output", "json"])
-                        .ok()
-                        .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
-                        .is_some_and(|v| v["nodes"].as_array().is_some_and(|a| a.len() == 3))
-                })
-                .then_some(())
-        },
-    )?;
+    let nodes = nodes::start_three(&o.aether_bin, root)?;
 
     let exporter_port = free_port();
     let exporter = Proc {

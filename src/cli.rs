@@ -375,7 +375,11 @@ impl Cli {
 }
 
 /// Resolve `aether node`'s configuration from its flags, the environment and the file.
-pub fn node_config(cli: &Cli, args: &NodeArgs) -> Result<(Config, PathBuf), Failure> {
+/// The node's config, data dir and rules (with where they came from), or why not.
+pub fn node_config(
+    cli: &Cli,
+    args: &NodeArgs,
+) -> Result<(Config, PathBuf, (crate::controller::rules::Rules, String)), Failure> {
     let mut flags = Vec::new();
     if let Some(n) = &args.name {
         flags.push(FlagOverride {
@@ -418,13 +422,13 @@ pub fn node_config(cli: &Cli, args: &NodeArgs) -> Result<(Config, PathBuf), Fail
     let cfg = Config::load(args.config.as_deref(), &env, flags)
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
     // The rule file is configuration too: refused before the node touches its data dir.
-    crate::controller::flow::load_rules(&cfg.controller)
+    let rules = crate::controller::flow::load_rules(&cfg.controller)
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
     let dir = cfg
         .data_dir
         .clone()
         .unwrap_or_else(config::default_data_dir);
-    Ok((cfg, dir))
+    Ok((cfg, dir, rules))
 }
 
 async fn client(cli: &Cli) -> Result<Client, Failure> {

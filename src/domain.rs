@@ -439,8 +439,9 @@ impl std::str::FromStr for ControllerMode {
     }
 }
 
-/// The controller's replicated switches: mode, grace window, pause.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The controller's replicated switches: mode, grace window, pause. `Default` is what holds
+/// before anyone set them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ControlState {
     pub mode: ControllerMode,
     /// How long a `guarded` decision waits for a veto; `None`: the leader's

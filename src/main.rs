@@ -22,7 +22,7 @@ fn main() {
         _ => None,
     };
     let built = match &node {
-        Some(((cfg, _), _)) => tokio::runtime::Builder::new_multi_thread()
+        Some(((cfg, ..), _)) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.worker_threads)
             .enable_all()
             .build(),
@@ -39,12 +39,12 @@ fn main() {
     };
     let result = rt.block_on(async {
         match node {
-            Some(((cfg, dir), args)) => {
+            Some(((cfg, dir, rules), args)) => {
                 let join = aether::node::JoinArgs {
                     addr: args.join.clone(),
                     token: args.token.clone(),
                 };
-                aether::node::run(cfg, dir, join)
+                aether::node::run(cfg, dir, join, rules)
                     .await
                     .map_err(Failure::from)
             }

@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin;
 use crate::config::Config;
 use crate::controller::flow::Controller;
+use crate::controller::rules::Rules;
 use crate::domain::NodeId;
 use crate::metrics::pipeline::Pipeline;
 use crate::net::tls::{self, CaPem, JoinToken, NodeTls};
@@ -186,10 +187,14 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
 }
 
 /// Run `aether node` until SIGTERM/SIGINT (or a fatal store error, which returns `Err`).
-pub async fn run(cfg: Config, data_dir: PathBuf, join_args: JoinArgs) -> Result<()> {
-    // A bad rule file stops the node before it creates or changes anything (the CLI checked it
-    // already; this is the copy the controller uses).
-    let (rules, rules_source) = crate::controller::flow::load_rules(&cfg.controller)?;
+/// `rules`: the controller's rules and where they came from, parsed with the config so a bad
+/// file is refused before anything is created.
+pub async fn run(
+    cfg: Config,
+    data_dir: PathBuf,
+    join_args: JoinArgs,
+    (rules, rules_source): (Rules, String),
+) -> Result<()> {
     let dd = DataDir(data_dir);
     create_data_dir(&dd.0)?;
     let flagged_name = cfg.name.clone();

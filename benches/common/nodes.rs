@@ -118,3 +118,37 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Start `n1` (it founds a cluster), then `n2` and `n3` joining it with one token, and wait
+/// until every node's metrics show all three.
+pub fn start_three(bin: &Path, root: &Path) -> Result<[AetherNode; 3]> {
+    let n1 = start_node(bin, root, "n1", None)?;
+    wait_until("n1 leads", Duration::from_secs(30), || {
+        cli(bin, &n1, &["status"])
+            .ok()
+            .filter(|s| s.contains("(leader)"))
+    })?;
+    let token = cli(bin, &n1, &["token", "create", "--uses", "2"])?
+        .trim()
+        .to_string();
+    let addr = format!("127.0.0.1:{}", n1.quic);
+    let n2 = start_node(bin, root, "n2", Some((&addr, &token)))?;
+    let n3 = start_node(bin, root, "n3", Some((&addr, &token)))?;
+    let nodes = [n1, n2, n3];
+    wait_until(
+        "every node sees three nodes in its metrics",
+        Duration::from_secs(60),
+        || {
+            nodes
+                .iter()
+                .all(|n| {
+                    cli(bin, n, &["metrics", "--output", "json"])
+                        .ok()
+                        .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+                        .is_some_and(|v| v["nodes"].as_array().is_some_and(|a| a.len() == 3))
+                })
+                .then_some(())
+        },
+    )?;
+    Ok(nodes)
+}

@@ -136,12 +136,9 @@ fn control_view(cluster: &Cluster, controller: &Controller) -> Option<ControlVie
         .ok()?;
     let count = |w: &str| open.iter().filter(|d| d.status.word() == w).count() as u32;
     Some(ControlView {
-        mode: state.as_ref().map(|s| s.mode).unwrap_or_default(),
-        grace_ms: state
-            .as_ref()
-            .and_then(|s| s.grace_ms)
-            .unwrap_or(cfg.grace.0.as_millis() as u64),
-        paused: state.and_then(|s| s.paused),
+        mode: state.mode,
+        grace_ms: controller.grace_ms(&state),
+        paused: state.paused,
         pending: count("pending"),
         proposed: count("proposed"),
         enabled: cfg.enabled,

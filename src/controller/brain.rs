@@ -187,11 +187,6 @@ impl Brain {
         &self.rules
     }
 
-    /// Replace the rules (history and forecasts are kept).
-    pub fn set_rules(&mut self, rules: Rules) {
-        self.rules = rules;
-    }
-
     /// The forecaster of `target`, once it has seen the slice.
     pub fn forecaster(&self, target: &str) -> Option<&Forecaster> {
         self.forecasters.get(target)

@@ -36,8 +36,6 @@ pub const REVIEW_BUDGET: Duration = Duration::from_secs(3);
 /// What the controller tells `aether status` about itself (this node's view).
 #[derive(Debug, Clone, Default)]
 pub struct LocalStatus {
-    /// The loop runs here (this node leads).
-    pub leading: bool,
     /// The reviewer, or why there is none.
     pub reviewer: String,
     /// Where the rules came from.
@@ -90,7 +88,6 @@ impl Controller {
         reviewer: Option<Arc<dyn Reviewer>>,
     ) -> Arc<Controller> {
         let status = LocalStatus {
-            leading: false,
             reviewer: reviewer
                 .as_ref()
                 .map(|r| r.name())
@@ -133,36 +130,48 @@ impl Controller {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let world = match self.world() {
-                Ok(w) => w,
+            let deciding = self.cfg.enabled
+                && self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id);
+            // Only the deciding leader reads the decisions (once a tick): they are what it
+            // decides on, and they say who drained a node, which only proposals use.
+            let read = || -> Result<(Vec<Decision>, World), std::io::Error> {
+                let decisions = if deciding {
+                    self.cluster
+                        .store
+                        .decisions(RECENT, true, 0, now_millis())?
+                } else {
+                    Vec::new()
+                };
+                let world = self.world(&decisions)?;
+                Ok((decisions, world))
+            };
+            let (decisions, world) = match read() {
+                Ok(r) => r,
                 Err(e) => {
                     tracing::warn!("controller: reading the store failed: {e}");
                     continue;
                 }
             };
             self.brain.lock().expect("brain").observe(&world);
-            let is_leader =
-                self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id);
-            if !is_leader || !self.cfg.enabled {
+            if !deciding {
                 if leading.take().is_some() {
                     tracing::info!("controller: no longer the leader; stopped deciding");
                 }
-                self.status.lock().expect("controller status").leading = false;
                 continue;
             }
             let state = leading.get_or_insert_with(|| {
                 tracing::info!("controller: leading; resuming from the replicated decisions");
                 Leading::default()
             });
-            self.status.lock().expect("controller status").leading = true;
-            if let Err(e) = self.decide(&mut w, state, &world).await {
+            if let Err(e) = self.decide(&mut w, state, &world, &decisions).await {
                 tracing::warn!("controller: {e}; trying again next tick");
             }
         }
     }
 
-    /// The cluster this second, from this node's replica and metrics snapshot.
-    fn world(&self) -> Result<World, std::io::Error> {
+    /// The cluster this second, from this node's replica and metrics snapshot; `decisions`
+    /// (newest first) mark the nodes the controller drained.
+    fn world(&self, decisions: &[Decision]) -> Result<World, std::io::Error> {
         let store = &self.cluster.store;
         let now = now_millis();
         let blueprints = store.blueprints()?;
@@ -170,7 +179,6 @@ impl Controller {
         let statuses = store.instances()?;
         let members = store.nodes()?;
         let health = store.health()?;
-        let decisions = store.decisions(RECENT, true, 0, now)?;
         let snapshot = self.metrics.with_state(|s| s.view.snapshot.clone());
         // pid → cores, per node.
         let mut cpu_of: HashMap<(u64, u32), f64> = HashMap::new();
@@ -267,7 +275,8 @@ impl Controller {
         Ok(World { now, slices, nodes })
     }
 
-    fn grace_ms(&self, c: &ControlState) -> u64 {
+    /// The grace window of guarded mode: the replicated one, else `controller.grace`.
+    pub fn grace_ms(&self, c: &ControlState) -> u64 {
         c.grace_ms.unwrap_or(self.cfg.grace.0.as_millis() as u64)
     }
 
@@ -277,23 +286,12 @@ impl Controller {
         w: &mut Writer,
         state: &mut Leading,
         world: &World,
+        decisions: &[Decision],
     ) -> Result<(), String> {
-        let store = &self.cluster.store;
         let now = world.now;
-        let control = store
-            .control()
-            .map_err(|e| e.to_string())?
-            .unwrap_or(ControlState {
-                mode: ControllerMode::default(),
-                grace_ms: None,
-                paused: None,
-                mode_set: None,
-            });
-        let decisions = store
-            .decisions(RECENT, true, 0, now)
-            .map_err(|e| e.to_string())?;
-        self.advance(w, &control, &decisions, now).await?;
-        self.check_outcomes(w, state, &decisions, world).await?;
+        let control = self.cluster.store.control().map_err(|e| e.to_string())?;
+        self.advance(w, &control, decisions, now).await?;
+        self.check_outcomes(w, state, decisions, world).await?;
         if control.paused.is_some() {
             return Ok(());
         }
@@ -316,7 +314,7 @@ impl Controller {
             })
             .count() as u32;
         for p in proposals {
-            self.consider(w, state, p, world, &decisions, &control, &mut recent)
+            self.consider(w, state, p, world, decisions, &control, &mut recent)
                 .await?;
         }
         Ok(())
@@ -578,12 +576,7 @@ impl Controller {
         }
         let mut ctx = self.context(&p, world, decisions);
         ctx.recent_decisions = *recent;
-        let bounds = Bounds {
-            max_step: self.cfg.max_step,
-            max_step_percent: self.cfg.max_step_percent,
-            per_minute: self.cfg.decisions_per_minute,
-            veto_cooldown_ms: self.cfg.veto_cooldown.0.as_millis() as u64,
-        };
+        let bounds = Bounds::from_config(&self.cfg);
         if let Some((id, at)) = &ctx.vetoed
             && world.now.saturating_sub(*at) >= bounds.veto_cooldown_ms
         {

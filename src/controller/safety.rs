@@ -20,6 +20,18 @@ pub struct Bounds {
     pub veto_cooldown_ms: u64,
 }
 
+impl Bounds {
+    /// The bounds `[controller]` sets.
+    pub fn from_config(c: &crate::config::ControllerConfig) -> Bounds {
+        Bounds {
+            max_step: c.max_step,
+            max_step_percent: c.max_step_percent,
+            per_minute: c.decisions_per_minute,
+            veto_cooldown_ms: c.veto_cooldown.0.as_millis() as u64,
+        }
+    }
+}
+
 /// What the bounds need to know about the target and the cluster.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Context {

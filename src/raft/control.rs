@@ -29,18 +29,9 @@ const TIMELINE_KEEP: usize = 32;
 pub(super) const K_CONTROL: &str = "control";
 pub(super) const K_DECISION_SEQ: &str = "decision_seq";
 
-/// The stored controller state; `None` before anyone set it (the defaults apply).
-pub(super) fn control(txn: &WriteTransaction) -> Result<Option<ControlState>, std::io::Error> {
-    meta_get(txn, K_CONTROL)
-}
-
-fn control_or_default(txn: &WriteTransaction) -> Result<ControlState, std::io::Error> {
-    Ok(control(txn)?.unwrap_or(ControlState {
-        mode: ControllerMode::default(),
-        grace_ms: None,
-        paused: None,
-        mode_set: None,
-    }))
+/// The stored controller state (the defaults until someone set it).
+fn control(txn: &WriteTransaction) -> Result<ControlState, std::io::Error> {
+    Ok(meta_get(txn, K_CONTROL)?.unwrap_or_default())
 }
 
 fn get(txn: &WriteTransaction, id: u64) -> Result<Option<Decision>, std::io::Error> {
@@ -125,7 +116,7 @@ pub(super) fn apply(
                     ))
                 }
                 DecisionStatus::Pending { .. } => {
-                    if let Some(p) = control_or_default(txn)?.paused {
+                    if let Some(p) = control(txn)?.paused {
                         Response::Refused(format!(
                             "the controller is paused (by {}): {} is not applied",
                             p.by,
@@ -223,7 +214,7 @@ pub(super) fn apply(
             Response::Ok
         }
         Command::SetControllerMode { mode, grace_ms } => {
-            let mut c = control_or_default(txn)?;
+            let mut c = control(txn)?;
             c.mode = *mode;
             if grace_ms.is_some() {
                 c.grace_ms = *grace_ms;
@@ -248,7 +239,7 @@ pub(super) fn apply(
             Response::Ok
         }
         Command::PauseController { reason } => {
-            let mut c = control_or_default(txn)?;
+            let mut c = control(txn)?;
             c.paused = Some(Pause {
                 by: actor.to_string(),
                 at,
@@ -258,7 +249,7 @@ pub(super) fn apply(
             Response::Ok
         }
         Command::ResumeController => {
-            let mut c = control_or_default(txn)?;
+            let mut c = control(txn)?;
             if c.paused.take().is_none() {
                 return Ok(Some(Response::Refused(
                     "the controller is not paused".into(),
@@ -538,6 +529,15 @@ mod tests {
         }))
     }
 
+    /// An operator's `aether scale shop/web n`.
+    fn scale(n: u32) -> Command {
+        Command::ScaleSlice {
+            blueprint: "shop".into(),
+            slice: "web".into(),
+            instances: n,
+        }
+    }
+
     fn instances(store: &Store) -> u32 {
         store.blueprints().unwrap()[0].blueprint.slices[0].instances
     }
@@ -652,24 +652,17 @@ mod tests {
             decision(due.clone(), ControllerMode::Auto, 5),
         );
         // An operator scaled meanwhile: the decision was made for 2 instances, not 3.
-        let scale = Command::ScaleSlice {
-            blueprint: "shop".into(),
-            slice: "web".into(),
-            instances: 3,
-        };
-        assert!(matches!(run(&s, 1_100, "op", scale), Response::Version(_)));
+        assert!(matches!(
+            run(&s, 1_100, "op", scale(3)),
+            Response::Version(_)
+        ));
         let m = refused(run(&s, 1_200, "n1", Command::ApplyDecision { id: 1 }));
         assert!(
             m.contains("superseded") && m.contains("has 3 instances now"),
             "{m}"
         );
         assert_eq!(instances(&s), 3);
-        let back = Command::ScaleSlice {
-            blueprint: "shop".into(),
-            slice: "web".into(),
-            instances: 2,
-        };
-        run(&s, 1_300, "op", back);
+        run(&s, 1_300, "op", scale(2));
         run(&s, 2_000, "n1", decision(due, ControllerMode::Auto, 5));
         assert_eq!(
             run(&s, 2_000, "n1", Command::ApplyDecision { id: 2 }),
@@ -706,7 +699,7 @@ mod tests {
             grace_ms: Some(30_000),
         };
         assert_eq!(run(&s, 2_000, "op", mode), Response::Ok);
-        let c = s.control().unwrap().unwrap();
+        let c = s.control().unwrap();
         assert_eq!(
             (c.mode, c.grace_ms),
             (ControllerMode::Propose, Some(30_000))

@@ -637,16 +637,26 @@ impl Store {
         self.scan(NODES, "node")
     }
 
-    /// Members whose health is not `ready` (a member absent here is ready).
-    pub fn health(&self) -> Result<BTreeMap<NodeId, Health>, std::io::Error> {
+    /// Every row of `table`, by key (`key` makes an owned key of a stored one).
+    fn scan_map<K: redb::Key + 'static, O: Ord, T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<K, &[u8]>,
+        what: &str,
+        key: impl Fn(K::SelfType<'_>) -> O,
+    ) -> Result<BTreeMap<O, T>, std::io::Error> {
         let txn = self.db.begin_read().map_err(io)?;
-        let t = txn.open_table(HEALTH).map_err(io)?;
+        let t = txn.open_table(table).map_err(io)?;
         let mut out = BTreeMap::new();
         for row in t.iter().map_err(io)? {
             let (k, v) = row.map_err(io)?;
-            out.insert(k.value(), dec(v.value(), "health")?);
+            out.insert(key(k.value()), dec(v.value(), what)?);
         }
         Ok(out)
+    }
+
+    /// Members whose health is not `ready` (a member absent here is ready).
+    pub fn health(&self) -> Result<BTreeMap<NodeId, Health>, std::io::Error> {
+        self.scan_map(HEALTH, "health", |k| k)
     }
 
     /// Every stored blueprint, by name.
@@ -656,19 +666,12 @@ impl Store {
 
     /// Every assignment, by instance key.
     pub fn assignments(&self) -> Result<BTreeMap<String, Assignment>, std::io::Error> {
-        let txn = self.db.begin_read().map_err(io)?;
-        let t = txn.open_table(ASSIGNMENTS).map_err(io)?;
-        let mut out = BTreeMap::new();
-        for row in t.iter().map_err(io)? {
-            let (k, v) = row.map_err(io)?;
-            out.insert(k.value().to_string(), dec(v.value(), "assignment")?);
-        }
-        Ok(out)
+        self.scan_map(ASSIGNMENTS, "assignment", |k: &str| k.to_string())
     }
 
-    /// The controller's mode, grace window and pause; `None` until someone set them.
-    pub fn control(&self) -> Result<Option<crate::domain::ControlState>, std::io::Error> {
-        self.read_meta(SM_META, K_CONTROL)
+    /// The controller's mode, grace window and pause (the defaults until someone set them).
+    pub fn control(&self) -> Result<crate::domain::ControlState, std::io::Error> {
+        Ok(self.read_meta(SM_META, K_CONTROL)?.unwrap_or_default())
     }
 
     /// Up to `limit` decisions, newest first; only the open ones (proposed, pending) and those

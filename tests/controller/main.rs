@@ -100,6 +100,13 @@ fn find(c: &TestCluster, target: &str, status: &str) -> Option<Value> {
     })
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 fn id(d: &Value) -> String {
     format!("d-{}", d["id"])
 }
@@ -325,14 +332,16 @@ fn decisions_are_explained_approved_vetoed_across_a_leader_kill_and_paused() {
         applied["status"]["at"].as_u64() >= pd["status"]["deadline"].as_u64(),
         "applied at its original deadline or later: {applied}"
     );
-    // c's deadline came and went (it is no later than d's): still vetoed, never scaled, no
-    // second process.
-    let vc = json(&c.nodes[other].cli(&["decisions", "show", &id(&pc), "--output", "json"]));
-    assert!(vc["status"]["deadline"].is_null());
-    assert_eq!(vc["status"]["status"], "vetoed", "{vc}");
-    assert!(
-        pc["status"]["deadline"].as_u64() <= pd["status"]["deadline"].as_u64().map(|d| d + 2_000)
+    // The new leader is deciding (it applied d). Once c's own deadline is past by two ticks,
+    // c is still vetoed, never scaled, and has no second process.
+    let deadline_c = pc["status"]["deadline"].as_u64().unwrap();
+    wait_for(
+        "c's grace deadline to pass by 2 s",
+        Duration::from_secs(30),
+        || (now_ms() > deadline_c + 2_000).then_some(()),
     );
+    let vc = json(&c.nodes[other].cli(&["decisions", "show", &id(&pc), "--output", "json"]));
+    assert_eq!(vc["status"]["status"], "vetoed", "{vc}");
     assert_eq!(desired(&c.nodes[other], "c"), 1);
     assert!(
         processes().get("ctl/c").copied().unwrap_or(0) <= 1,
