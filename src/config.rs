@@ -98,6 +98,72 @@ pub struct ControllerConfig {
     pub converge_timeout: Dur,
     /// The outcome check runs this long after an applied decision converged.
     pub outcome_after: Dur,
+    /// The on-device language model that reviews and explains proposals.
+    pub model: ModelConfig,
+}
+
+/// How the model's weights are held in memory (`controller.model.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFormat {
+    /// 8-bit blocks, requantised at load (about 3× smaller than f32).
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    /// Half precision (dequantised at load).
+    F16,
+    /// Single precision (dequantised at load; the largest).
+    F32,
+    /// As stored in the file (Q4_1 has no vector kernel in candle: slow).
+    Keep,
+}
+
+impl std::fmt::Display for ModelFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelFormat::Q8_0 => "q8_0",
+            ModelFormat::F16 => "f16",
+            ModelFormat::F32 => "f32",
+            ModelFormat::Keep => "keep",
+        })
+    }
+}
+
+/// The language model (DESIGN §9): SmolLM2-135M-Instruct (GGUF) run on the leader with candle.
+/// It only returns a verdict and a reason; without a model file the controller runs on its rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Review proposals with the model when its file is present.
+    pub enabled: bool,
+    /// The GGUF file; empty for `<data-dir>/models/model.gguf`, where `aether model pull` puts it.
+    pub path: String,
+    /// What `aether model pull` fetches without `--from`.
+    pub url: String,
+    /// The model reviews at most one proposal per interval; others wait for it (up to the budget).
+    pub review_interval: Dur,
+    /// Longest wait for a verdict; past it the review is recorded as `timeout` and the rules decide.
+    pub budget: Dur,
+    /// Inference threads. One is fastest on a busy 2-core machine (two spin on each other).
+    pub threads: u32,
+    /// In-memory weight format: q8_0, f16, f32 or keep (see `aether model status`).
+    pub format: ModelFormat,
+}
+
+/// A public SmolLM2-135M-Instruct GGUF (llama architecture).
+pub const DEFAULT_MODEL_URL: &str = "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/resolve/main/smollm2-135m-instruct-q8_0.gguf";
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            enabled: true,
+            path: String::new(),
+            url: DEFAULT_MODEL_URL.into(),
+            review_interval: Dur::ms(2_000),
+            budget: Dur::ms(3_000),
+            threads: 1,
+            format: ModelFormat::F16,
+        }
+    }
 }
 
 impl Default for ControllerConfig {
@@ -116,6 +182,7 @@ impl Default for ControllerConfig {
             proposal_ttl: Dur::ms(600_000),
             converge_timeout: Dur::ms(180_000),
             outcome_after: Dur::ms(60_000),
+            model: ModelConfig::default(),
         }
     }
 }
@@ -503,6 +570,25 @@ impl Config {
             return Err(bad(
                 "controller.horizon",
                 format!("expected 10s to 2h, found {}", c.horizon),
+            ));
+        }
+        let m = &c.model;
+        if m.threads == 0 || m.threads > 64 {
+            return Err(bad(
+                "controller.model.threads",
+                format!("expected 1 to 64, found {}", m.threads),
+            ));
+        }
+        if m.budget.0 < Duration::from_millis(100) || m.budget.0 > Duration::from_secs(60) {
+            return Err(bad(
+                "controller.model.budget",
+                format!("expected 100ms to 60s, found {}", m.budget),
+            ));
+        }
+        if m.review_interval.0 > Duration::from_secs(3600) {
+            return Err(bad(
+                "controller.model.review_interval",
+                format!("expected at most 1h, found {}", m.review_interval),
             ));
         }
         let d = &self.deploy;

@@ -22,6 +22,7 @@
 pub mod brain;
 pub mod flow;
 pub mod forecast;
+pub mod model;
 pub mod review;
 pub mod rules;
 pub mod safety;

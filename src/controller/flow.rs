@@ -8,13 +8,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::brain::{Brain, NodeView, Proposal, SliceView, World};
 use super::forecast::ForecastConfig;
-use super::review::{Reviewer, Situation, Verdict};
+use super::review::{Review, Reviewer, Situation, Verdict};
 use super::rules::{self, Rules};
 use super::safety::{self, Bounds, Check};
 use crate::config::ControllerConfig;
@@ -52,6 +52,8 @@ pub struct Controller {
     brain: Mutex<Brain>,
     reviewer: Option<Arc<dyn Reviewer>>,
     status: Mutex<LocalStatus>,
+    /// Woken when a review finishes, so its decision is recorded without waiting for a tick.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Load the rule file named in the config, or the built-in rules.
@@ -76,6 +78,29 @@ struct Leading {
     converged_at: HashMap<u64, Millis>,
     /// Rejections recorded lately: (target, verb) → when.
     rejected: HashMap<(String, String), Millis>,
+    /// The review in flight; its proposal waits for it (up to the reviewer's budget).
+    review: Option<InReview>,
+    /// A review abandoned at its budget that is still running: the next waits for it.
+    busy: Option<tokio::task::JoinHandle<Result<Review, String>>>,
+    /// The reviewer's interval: no review starts before this.
+    next_review: Option<Instant>,
+    /// Proposals waiting for the reviewer to be free: (target, verb) → since.
+    waiting: HashMap<(String, &'static str), Instant>,
+}
+
+/// A review running on a blocking thread.
+struct InReview {
+    target: String,
+    verb: &'static str,
+    started: Instant,
+    handle: tokio::task::JoinHandle<Result<Review, String>>,
+}
+
+/// What the reviewer layer says about a proposal this tick.
+enum ReviewStep {
+    /// Not yet: the proposal is considered again next tick.
+    Wait,
+    Done(ReviewRecord, Option<Verdict>),
 }
 
 impl Controller {
@@ -106,6 +131,7 @@ impl Controller {
             cfg,
             reviewer,
             status: Mutex::new(status),
+            wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -129,6 +155,7 @@ impl Controller {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+                _ = self.wake.notified() => {}
             }
             let deciding = self.cfg.enabled
                 && self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id);
@@ -158,6 +185,9 @@ impl Controller {
                     tracing::info!("controller: no longer the leader; stopped deciding");
                 }
                 continue;
+            }
+            if let Some(r) = &self.reviewer {
+                r.warm();
             }
             let state = leading.get_or_insert_with(|| {
                 tracing::info!("controller: leading; resuming from the replicated decisions");
@@ -306,6 +336,18 @@ impl Controller {
             + self.cfg.interval.0.as_millis() as u64)
             .div_ceil(1000);
         let proposals = self.brain.lock().expect("brain").propose(world, lead_secs);
+        // A review whose proposal is gone is dropped (or left to finish, if it runs).
+        let wanted = |t: &str, v: &str| {
+            proposals
+                .iter()
+                .any(|p| p.action.target() == t && p.action.verb() == v)
+        };
+        if let Some(r) = state.review.take_if(|r| !wanted(&r.target, r.verb))
+            && !r.handle.is_finished()
+        {
+            state.busy = Some(r.handle);
+        }
+        state.waiting.retain(|(t, v), _| wanted(t, v));
         let mut recent = decisions
             .iter()
             .filter(|d| {
@@ -538,6 +580,94 @@ impl Controller {
         f(&self.brain.lock().expect("brain").rules().settings)
     }
 
+    /// Start, wait for or finish the review of `p`: one review at a time, no closer than the
+    /// reviewer's interval, and never waited for past its budget.
+    fn review_step(
+        &self,
+        state: &mut Leading,
+        r: &Arc<dyn Reviewer>,
+        p: &Proposal,
+        world: &World,
+        decisions: &[Decision],
+    ) -> ReviewStep {
+        let (target, verb) = (p.action.target(), p.action.verb());
+        let budget = r.budget();
+        if let Some(inr) = state
+            .review
+            .take_if(|x| x.target == target && x.verb == verb)
+        {
+            if inr.handle.is_finished() {
+                let latency = inr.started.elapsed();
+                let res = futures::FutureExt::now_or_never(inr.handle);
+                let (rec, v) = review_record(r.name(), latency, budget, res);
+                return ReviewStep::Done(rec, v);
+            }
+            if inr.started.elapsed() >= budget {
+                let latency = inr.started.elapsed();
+                state.busy = Some(inr.handle);
+                let (rec, v) = review_record(r.name(), latency, budget, None);
+                return ReviewStep::Done(rec, v);
+            }
+            state.review = Some(inr);
+            return ReviewStep::Wait;
+        }
+        if state.review.is_some() {
+            return ReviewStep::Wait;
+        }
+        if let Err(why) = r.available() {
+            let (rec, _) = review_record(
+                r.name(),
+                Duration::ZERO,
+                budget,
+                Some(Ok(Err(format!("{why}; the rules decide")))),
+            );
+            return ReviewStep::Done(rec, None);
+        }
+        if state.busy.as_ref().is_some_and(|h| h.is_finished()) {
+            state.busy = None;
+        }
+        let early = state.next_review.is_some_and(|t| Instant::now() < t);
+        if state.busy.is_some() || early {
+            let since = *state
+                .waiting
+                .entry((target.clone(), verb))
+                .or_insert_with(Instant::now);
+            if since.elapsed() < budget {
+                return ReviewStep::Wait;
+            }
+            state.waiting.remove(&(target, verb));
+            let why = if state.busy.is_some() {
+                "the reviewer was still busy with an earlier review"
+            } else {
+                "the reviewer's interval had not passed"
+            };
+            let (mut rec, _) = review_record(r.name(), since.elapsed(), budget, None);
+            rec.verdict = "skipped".into();
+            rec.reason = format!("{why}; the rules decide");
+            return ReviewStep::Done(rec, None);
+        }
+        state.waiting.remove(&(target.clone(), verb));
+        let situation = Situation {
+            proposal: p.clone(),
+            world: world.clone(),
+            recent: decisions.iter().take(20).cloned().collect(),
+        };
+        let (reviewer, wake) = (r.clone(), self.wake.clone());
+        let handle = tokio::task::spawn_blocking(move || {
+            let res = reviewer.review(&situation);
+            wake.notify_one();
+            res
+        });
+        state.review = Some(InReview {
+            target,
+            verb,
+            started: Instant::now(),
+            handle,
+        });
+        state.next_review = Some(Instant::now() + r.interval());
+        ReviewStep::Wait
+    }
+
     /// Turn one proposal into a decision, or not.
     #[allow(clippy::too_many_arguments)]
     async fn consider(
@@ -620,12 +750,10 @@ impl Controller {
         if status.is_none()
             && let Some(r) = &self.reviewer
         {
-            let situation = Situation {
-                proposal: p.clone(),
-                world: world.clone(),
-                recent: decisions.iter().take(20).cloned().collect(),
+            let (rec, verdict) = match self.review_step(state, r, &p, world, decisions) {
+                ReviewStep::Wait => return Ok(()),
+                ReviewStep::Done(rec, verdict) => (rec, verdict),
             };
-            let (rec, verdict) = run_review(r.clone(), situation, REVIEW_BUDGET).await;
             p.layers.push(format!("review:{}", rec.reviewer));
             match verdict {
                 Some(Verdict::Reject) => {
@@ -727,26 +855,22 @@ fn converging(d: &Decision, world: &World) -> Option<String> {
     }
 }
 
-/// Ask the reviewer on a blocking thread within the budget.
-async fn run_review(
-    r: Arc<dyn Reviewer>,
-    s: Situation,
+/// The review record of a finished (or abandoned) review.
+fn review_record(
+    name: String,
+    latency: Duration,
     budget: Duration,
+    res: Option<Result<Result<Review, String>, tokio::task::JoinError>>,
 ) -> (ReviewRecord, Option<Verdict>) {
-    let name = r.name();
-    let start = std::time::Instant::now();
-    let task = tokio::task::spawn_blocking(move || r.review(&s));
-    let res = tokio::time::timeout(budget, task).await;
-    let latency_ms = start.elapsed().as_millis() as u64;
     let record = |verdict: &str, adjust_to, reason: String| ReviewRecord {
         verdict: verdict.into(),
         adjust_to,
         reason,
         reviewer: name.clone(),
-        latency_ms,
+        latency_ms: latency.as_millis() as u64,
     };
     match res {
-        Err(_) => (
+        None => (
             record(
                 "timeout",
                 None,
@@ -757,12 +881,12 @@ async fn run_review(
             ),
             None,
         ),
-        Ok(Err(e)) => (
+        Some(Err(e)) => (
             record("error", None, format!("the reviewer failed: {e}")),
             None,
         ),
-        Ok(Ok(Err(e))) => (record("error", None, e), None),
-        Ok(Ok(Ok(review))) => {
+        Some(Ok(Err(e))) => (record("error", None, e), None),
+        Some(Ok(Ok(review))) => {
             let (word, n) = match review.verdict {
                 Verdict::Approve => ("approve", None),
                 Verdict::Reject => ("reject", None),
@@ -771,6 +895,20 @@ async fn run_review(
             (record(word, n, review.reason), Some(review.verdict))
         }
     }
+}
+
+/// Ask the reviewer on a blocking thread and wait for it within the budget (tests).
+#[cfg(test)]
+async fn run_review(
+    r: Arc<dyn Reviewer>,
+    s: Situation,
+    budget: Duration,
+) -> (ReviewRecord, Option<Verdict>) {
+    let name = r.name();
+    let start = Instant::now();
+    let task = tokio::task::spawn_blocking(move || r.review(&s));
+    let res = tokio::time::timeout(budget, task).await.ok();
+    review_record(name, start.elapsed(), budget, res)
 }
 
 #[cfg(test)]

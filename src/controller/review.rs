@@ -4,6 +4,8 @@
 //! the safety bounds again). With no reviewer the loop runs unchanged. The language model
 //! (issue 6) is one implementation.
 
+use std::time::Duration;
+
 use super::brain::{Proposal, World};
 use crate::domain::Decision;
 
@@ -32,11 +34,26 @@ pub struct Situation {
     pub recent: Vec<Decision>,
 }
 
-/// A reviewer layer. `review` is called on a blocking thread, one at a time, and the controller
-/// stops waiting after its time budget (the review is then recorded as `timeout`).
+/// A reviewer layer. `review` is called on a blocking thread, one at a time, never more often
+/// than `interval`; the controller keeps deciding meanwhile and stops waiting after `budget`
+/// (the review is then recorded as `timeout` and the rules decide).
 pub trait Reviewer: Send + Sync + 'static {
     /// Shown in decisions (`review:<name>`) and in `aether status`.
     fn name(&self) -> String;
     /// Review one proposal; an error means no verdict (the rules' proposal stands).
     fn review(&self, situation: &Situation) -> Result<Review, String>;
+    /// Longest wait for a verdict.
+    fn budget(&self) -> Duration {
+        super::flow::REVIEW_BUDGET
+    }
+    /// Least time between the starts of two reviews.
+    fn interval(&self) -> Duration {
+        Duration::ZERO
+    }
+    /// Called on every tick this node decides: a reviewer may get ready (load a model).
+    fn warm(&self) {}
+    /// Whether a review can be asked for now, or why not (recorded in the decision instead).
+    fn available(&self) -> Result<(), String> {
+        Ok(())
+    }
 }

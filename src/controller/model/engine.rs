@@ -1,0 +1,370 @@
+//! The model's own thread. It owns the network (loaded when this node first leads, so
+//! followers hold no weights), takes one review at a time from a queue of one, and keeps a
+//! status for `aether model status`. Inference never runs on the async runtime; the controller
+//! waits for a verdict only up to its budget and the engine drops work whose deadline passed.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::file::{FileInfo, open};
+use super::llama::Llama;
+use super::prompt::{self, Candidate, Detail, TOKEN_BUDGET};
+use super::tokenizer::Tokenizer;
+use super::verdict::{Answer, Reviewer};
+use super::ModelError;
+use crate::config::{ModelConfig, ModelFormat};
+use crate::controller::review::{self, Review, Situation, Verdict};
+
+/// How often a missing or changed model file is looked for.
+const RESCAN: Duration = Duration::from_secs(5);
+
+/// Where the model stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+pub enum ModelState {
+    /// `controller.model.enabled = false`.
+    Disabled,
+    /// No file at the path (pull one with `aether model pull`).
+    Absent,
+    /// The file is there; it loads when this node leads.
+    Idle,
+    Loading,
+    Ready,
+    Failed(String),
+}
+
+impl std::fmt::Display for ModelState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelState::Disabled => write!(f, "disabled (controller.model.enabled = false)"),
+            ModelState::Absent => write!(f, "absent (pull one with `aether model pull`)"),
+            ModelState::Idle => write!(f, "idle (loads when this node leads)"),
+            ModelState::Loading => write!(f, "loading"),
+            ModelState::Ready => write!(f, "ready"),
+            ModelState::Failed(r) => write!(f, "failed: {r}"),
+        }
+    }
+}
+
+/// What `aether model status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    pub state: ModelState,
+    pub path: String,
+    /// The file's header, once read.
+    pub file: Option<FileInfo>,
+    pub format: ModelFormat,
+    pub threads: u32,
+    pub load_ms: Option<u64>,
+    /// Tokens of the cached system prefix.
+    pub prefix_tokens: usize,
+    pub reviews: u64,
+    /// Reviews that missed their deadline.
+    pub timeouts: u64,
+    pub last_latency_ms: Option<u64>,
+    pub last_prompt_tokens: Option<usize>,
+    /// Prompt tokens per second of the last review.
+    pub prefill_tok_s: Option<f64>,
+    /// Generated tokens per second of the last review.
+    pub decode_tok_s: Option<f64>,
+    /// The last verdict and reason.
+    pub last_review: Option<String>,
+}
+
+struct Job {
+    situation: Situation,
+    deadline: Instant,
+    reply: SyncSender<Result<Review, String>>,
+}
+
+/// Handle to the model thread.
+pub struct Engine {
+    jobs: SyncSender<Job>,
+    status: Arc<Mutex<ModelStatus>>,
+    wanted: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    cfg: ModelConfig,
+}
+
+impl Engine {
+    /// Start the thread for the model at `path`; nothing is read until this node leads.
+    pub fn start(cfg: &ModelConfig, path: PathBuf, max_step: u32) -> Arc<Engine> {
+        let status = Arc::new(Mutex::new(ModelStatus {
+            state: if cfg.enabled {
+                ModelState::Absent
+            } else {
+                ModelState::Disabled
+            },
+            path: path.display().to_string(),
+            file: None,
+            format: cfg.format,
+            threads: cfg.threads,
+            load_ms: None,
+            prefix_tokens: 0,
+            reviews: 0,
+            timeouts: 0,
+            last_latency_ms: None,
+            last_prompt_tokens: None,
+            prefill_tok_s: None,
+            decode_tok_s: None,
+            last_review: None,
+        }));
+        let (tx, rx) = sync_channel(1);
+        let engine = Arc::new(Engine {
+            jobs: tx,
+            status: status.clone(),
+            wanted: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+            cfg: cfg.clone(),
+        });
+        if cfg.enabled {
+            let (wanted, stop, format) = (engine.wanted.clone(), engine.stop.clone(), cfg.format);
+            let spawned = std::thread::Builder::new()
+                .name("aether-model".into())
+                .spawn(move || run(rx, path, format, status, wanted, stop, max_step));
+            if let Err(e) = spawned {
+                engine.set(ModelState::Failed(format!("cannot start its thread: {e}")));
+            }
+        }
+        engine
+    }
+
+    fn set(&self, s: ModelState) {
+        self.status.lock().expect("model status").state = s;
+    }
+
+    /// The model's status now.
+    pub fn status(&self) -> ModelStatus {
+        self.status.lock().expect("model status").clone()
+    }
+
+    /// Ask for a review and wait for it until the budget is spent.
+    pub fn review(&self, situation: Situation) -> Result<Review, String> {
+        let state = self.status().state;
+        if state != ModelState::Ready {
+            self.wanted.store(true, Ordering::Relaxed);
+            return Err(format!("no model review: the model is {state}"));
+        }
+        let deadline = Instant::now() + self.cfg.budget.0;
+        let (reply, answer) = sync_channel(1);
+        match self.jobs.try_send(Job {
+            situation,
+            deadline,
+            reply,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err("the model is busy with another review".into()),
+            Err(TrySendError::Disconnected(_)) => return Err("the model thread has stopped".into()),
+        }
+        answer
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(200))
+            .map_err(|_| "no verdict within the budget".to_string())?
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The controller's reviewer backed by the engine.
+pub struct ModelReviewer(pub Arc<Engine>);
+
+impl review::Reviewer for ModelReviewer {
+    fn name(&self) -> String {
+        let s = self.0.status();
+        let name = s
+            .file
+            .as_ref()
+            .map(|f| f.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "model".into());
+        format!("model {name} ({}, {} thread)", s.format, s.threads)
+    }
+    fn review(&self, situation: &Situation) -> Result<Review, String> {
+        self.0.review(situation.clone())
+    }
+    fn budget(&self) -> Duration {
+        self.0.cfg.budget.0
+    }
+    fn interval(&self) -> Duration {
+        self.0.cfg.review_interval.0
+    }
+    fn warm(&self) {
+        self.0.wanted.store(true, Ordering::Relaxed);
+    }
+    fn available(&self) -> Result<(), String> {
+        match self.0.status().state {
+            ModelState::Ready => Ok(()),
+            s => Err(format!("the model is {s}")),
+        }
+    }
+}
+
+/// Load the file into a ready reviewer.
+pub fn load(path: &std::path::Path, format: ModelFormat) -> Result<(Reviewer, FileInfo), ModelError> {
+    let (ct, file, info) = open(path)?;
+    let template = ct
+        .metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .unwrap_or_default();
+    if !template.contains("<|im_start|>") {
+        return Err(ModelError::Metadata(
+            "the chat template is not ChatML (<|im_start|>…<|im_end|>), the only one aether writes".into(),
+        ));
+    }
+    let tok = Tokenizer::from_gguf(&ct)?;
+    let mut r = std::io::BufReader::new(file);
+    let llama = Llama::load(&ct, &mut r, format)?;
+    if tok.vocab_size() > llama.hyper.vocab {
+        return Err(ModelError::Metadata(format!(
+            "the tokenizer has {} tokens but the embedding {}",
+            tok.vocab_size(),
+            llama.hyper.vocab
+        )));
+    }
+    Ok((Reviewer::new(llama, tok)?, info))
+}
+
+/// Shape the situation within the token budget and review it.
+pub fn answer(
+    r: &mut Reviewer,
+    s: &Situation,
+    max_step: u32,
+    deadline: Instant,
+) -> Result<(Answer, Vec<Candidate>), ModelError> {
+    let mut detail = Detail::FULL;
+    let text = loop {
+        let t = prompt::shape(s, detail);
+        if r.tok.encode(&t)?.len() <= TOKEN_BUDGET {
+            break t;
+        }
+        match detail.smaller() {
+            Some(d) => detail = d,
+            None => break t.chars().take(TOKEN_BUDGET * 2).collect(),
+        }
+    };
+    let candidates = prompt::candidates(s, max_step);
+    Ok((r.review(&text, &candidates, deadline)?, candidates))
+}
+
+fn run(
+    rx: Receiver<Job>,
+    path: PathBuf,
+    format: ModelFormat,
+    status: Arc<Mutex<ModelStatus>>,
+    wanted: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    max_step: u32,
+) {
+    let set = |f: &dyn Fn(&mut ModelStatus)| f(&mut status.lock().expect("model status"));
+    let mut model: Option<Reviewer> = None;
+    let mut seen: Option<(u64, SystemTime)> = None;
+    let mut last_scan: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if last_scan.is_none_or(|t| t.elapsed() >= RESCAN) {
+            last_scan = Some(Instant::now());
+            let meta = std::fs::metadata(&path)
+                .ok()
+                .map(|m| (m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+            if meta != seen {
+                model = None;
+                seen = meta;
+                set(&|s| {
+                    s.state = if meta.is_some() {
+                        ModelState::Idle
+                    } else {
+                        ModelState::Absent
+                    };
+                    s.file = None;
+                });
+            }
+        }
+        let idle = status.lock().expect("model status").state == ModelState::Idle;
+        if model.is_none() && idle && wanted.load(Ordering::Relaxed) {
+            set(&|s| s.state = ModelState::Loading);
+            let t0 = Instant::now();
+            match load(&path, format) {
+                Ok((r, info)) => {
+                    let ms = t0.elapsed().as_millis() as u64;
+                    tracing::info!(
+                        "model: loaded '{}' ({}, {format}) in {ms} ms; prefix {} tokens",
+                        path.display(),
+                        info.quant,
+                        r.prefix_tokens()
+                    );
+                    set(&|s| {
+                        s.state = ModelState::Ready;
+                        s.file = Some(info.clone());
+                        s.load_ms = Some(ms);
+                        s.prefix_tokens = r.prefix_tokens();
+                    });
+                    model = Some(r);
+                }
+                Err(e) => {
+                    tracing::warn!("model: {e}; the controller runs on its rules");
+                    let reason = e.to_string();
+                    set(&|s| s.state = ModelState::Failed(reason.clone()));
+                }
+            }
+        }
+        let job = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(j) => j,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let Some(m) = model.as_mut() else {
+            let _ = job.reply.send(Err("the model is not loaded".into()));
+            continue;
+        };
+        if Instant::now() >= job.deadline {
+            set(&|s| s.timeouts += 1);
+            let _ = job.reply.send(Err("the review waited past its budget".into()));
+            continue;
+        }
+        let t0 = Instant::now();
+        let res = answer(m, &job.situation, max_step, job.deadline);
+        let ms = t0.elapsed().as_millis() as u64;
+        let reply = match res {
+            Ok((a, _)) => {
+                let verdict = match a.verdict {
+                    Candidate::Approve => Verdict::Approve,
+                    Candidate::Reject => Verdict::Reject,
+                    Candidate::Adjust(n) => Verdict::Adjust(n),
+                };
+                let said = format!("{}: {}", a.verdict.text().trim(), a.reason);
+                set(&|s| {
+                    s.reviews += 1;
+                    s.last_latency_ms = Some(ms);
+                    s.last_prompt_tokens = Some(a.prompt_tokens);
+                    s.prefill_tok_s =
+                        Some(a.prompt_tokens as f64 * 1000.0 / a.prefill_ms.max(1) as f64);
+                    s.decode_tok_s = (a.generated > 0)
+                        .then(|| a.generated as f64 * 1000.0 / a.decode_ms.max(1) as f64);
+                    s.last_review = Some(said.clone());
+                });
+                Ok(Review {
+                    verdict,
+                    reason: if a.reason.is_empty() {
+                        "(the model gave no reason)".into()
+                    } else {
+                        a.reason
+                    },
+                })
+            }
+            Err(e) => {
+                set(&|s| s.timeouts += u64::from(Instant::now() >= job.deadline));
+                Err(e.to_string())
+            }
+        };
+        let _ = job.reply.send(reply);
+    }
+}
