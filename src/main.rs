@@ -21,6 +21,10 @@ fn main() {
         },
         _ => None,
     };
+    if let Some(((cfg, ..), _)) = &node {
+        // Before any thread starts: candle sizes its pools from the environment once.
+        aether::controller::model::set_threads(cfg.controller.model.threads);
+    }
     let built = match &node {
         Some(((cfg, ..), _)) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.worker_threads)

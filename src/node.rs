@@ -295,14 +295,26 @@ pub async fn run(
         shutdown.clone(),
     ));
     tracing::info!("workload reconciler running");
-    // 5. the controller (decides while leader; observes everywhere).
+    // 5. the controller (decides while leader; observes everywhere) and its language model,
+    //    on a thread of its own that loads the weights when this node first leads.
+    let model_path = crate::controller::model::file::model_path(&cfg.controller.model.path, &dd.0);
+    let model = crate::controller::model::Engine::start(
+        &cfg.controller.model,
+        model_path.clone(),
+        cfg.controller.max_step,
+    );
+    tracing::info!(
+        "model {}: {}",
+        model_path.display(),
+        model.status().state
+    );
     let controller = Controller::new(
         cluster.clone(),
         metrics.clone(),
         cfg.controller.clone(),
         rules,
         rules_source.clone(),
-        None,
+        model,
     );
     let controller_task = tokio::spawn(controller.clone().run(shutdown.clone()));
     tracing::info!(

@@ -52,6 +52,11 @@ pub enum AdminRequest {
     Decisions { all: bool, limit: u32 },
     /// One decision in full.
     Decision { id: u64 },
+    /// The answering node's language model: file, state, speed.
+    Model,
+    /// Review a fixed scale-up scenario with the answering node's model, back to back, for
+    /// `seconds` (loading it first if needed): how fast the model is on this machine.
+    ModelBench { seconds: u32 },
 }
 
 /// Reads that must be fresh.
@@ -84,6 +89,19 @@ pub enum AdminResponse {
     Error(AdminError),
     Decisions(Vec<crate::domain::Decision>),
     Decision(Box<crate::domain::Decision>),
+    Model(Box<crate::controller::model::ModelStatus>),
+    ModelBench(ModelBenchView),
+}
+
+/// What `aether model bench` measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelBenchView {
+    pub reviews: u32,
+    /// Reviews that failed or missed the budget.
+    pub failed: u32,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+    pub status: crate::controller::model::ModelStatus,
 }
 
 /// Error classes; each maps to a CLI exit code (DESIGN §11).

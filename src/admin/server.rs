@@ -237,6 +237,16 @@ pub async fn handle(
                 Err(e) => failed(format!("cannot read the decisions: {e}")),
             }
         }
+        AdminRequest::Model => AdminResponse::Model(Box::new(controller.model().status())),
+        AdminRequest::ModelBench { seconds } => {
+            let engine = controller.model();
+            let seconds = seconds.clamp(1, 600);
+            match tokio::task::spawn_blocking(move || engine.bench(seconds)).await {
+                Ok(Ok(b)) => AdminResponse::ModelBench(b),
+                Ok(Err(e)) => failed(e),
+                Err(e) => failed(format!("the model bench stopped: {e}")),
+            }
+        }
         AdminRequest::Decision { id } => match cluster.store.decision(id) {
             Ok(Some(d)) => AdminResponse::Decision(Box::new(d)),
             Ok(None) => failed(format!(

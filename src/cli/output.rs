@@ -872,3 +872,86 @@ pub fn logs(chunks: &[crate::deploy::logs::LogChunk], prefix: bool, json: bool, 
     }
     let _ = out.flush();
 }
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// `aether model pull`.
+pub fn pulled(p: &crate::controller::model::Pulled, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(p).expect("json"));
+        return;
+    }
+    let i = &p.info;
+    println!("pulled '{}' to {} ({})", p.source, i.path, mb(i.size));
+    println!(
+        "model   {} · {} · {} blocks × {} · context {} · vocab {} · {}",
+        i.name, i.arch, i.blocks, i.width, i.context, i.vocab, i.quant
+    );
+    match &p.known {
+        Some(what) => println!("sha256  {} (verified: {what})", p.sha256),
+        None => println!(
+            "sha256  {} (not a file aether knows; pin it with --sha256 next time)",
+            p.sha256
+        ),
+    }
+    println!("a running node loads it within a few seconds when it leads; see `aether model status`");
+}
+
+/// `aether model status`.
+pub fn model(m: &crate::controller::model::ModelStatus, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(m).expect("json"));
+        return;
+    }
+    println!("state     {}", m.state);
+    match &m.file {
+        Some(i) => {
+            println!("path      {} ({})", m.path, mb(i.size));
+            println!(
+                "model     {} · {} · {} blocks × {} · context {} · vocab {} · {}",
+                i.name, i.arch, i.blocks, i.width, i.context, i.vocab, i.quant
+            );
+        }
+        None => println!("path      {}", m.path),
+    }
+    let loaded = m
+        .load_ms
+        .map(|ms| format!(" · loaded in {ms} ms · prefix {} tokens cached", m.prefix_tokens))
+        .unwrap_or_default();
+    println!(
+        "memory    {} · {} thread(s){loaded}",
+        m.format, m.threads
+    );
+    let tok_s = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or("-".into());
+    println!(
+        "reviews   {} ({} past the budget) · last {} · {} prompt tokens · prefill {} tok/s · decode {} tok/s",
+        m.reviews,
+        m.timeouts,
+        m.last_latency_ms
+            .map(crate::domain::human_millis)
+            .unwrap_or("-".into()),
+        m.last_prompt_tokens
+            .map(|t| t.to_string())
+            .unwrap_or("-".into()),
+        tok_s(m.prefill_tok_s),
+        tok_s(m.decode_tok_s),
+    );
+    if let Some(r) = &m.last_review {
+        println!("last      {r}");
+    }
+}
+
+/// `aether model bench`.
+pub fn model_bench(b: &crate::admin::protocol::ModelBenchView, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(b).expect("json"));
+        return;
+    }
+    println!(
+        "{} reviews ({} failed) · p50 {} ms · p95 {} ms",
+        b.reviews, b.failed, b.p50_ms, b.p95_ms
+    );
+    model(&b.status, false);
+}

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::brain::{Brain, NodeView, Proposal, SliceView, World};
 use super::forecast::ForecastConfig;
+use super::model::{Engine, ModelReviewer};
 use super::review::{Review, Reviewer, Situation, Verdict};
 use super::rules::{self, Rules};
 use super::safety::{self, Bounds, Check};
@@ -51,6 +52,8 @@ pub struct Controller {
     cfg: ControllerConfig,
     brain: Mutex<Brain>,
     reviewer: Option<Arc<dyn Reviewer>>,
+    /// The language model's thread (also when it is disabled: it says so).
+    model: Arc<Engine>,
     status: Mutex<LocalStatus>,
     /// Woken when a review finishes, so its decision is recorded without waiting for a tick.
     wake: Arc<tokio::sync::Notify>,
@@ -110,13 +113,17 @@ impl Controller {
         cfg: ControllerConfig,
         rules: Rules,
         rules_source: String,
-        reviewer: Option<Arc<dyn Reviewer>>,
+        model: Arc<Engine>,
     ) -> Arc<Controller> {
+        let reviewer = cfg
+            .model
+            .enabled
+            .then(|| Arc::new(ModelReviewer(model.clone())) as Arc<dyn Reviewer>);
         let status = LocalStatus {
             reviewer: reviewer
                 .as_ref()
                 .map(|r| r.name())
-                .unwrap_or_else(|| "none (rules and forecast only)".into()),
+                .unwrap_or_else(|| "none (controller.model.enabled = false; rules and forecast only)".into()),
             rules: rules_source,
             startup_ms: cfg.startup.0.as_millis() as u64,
         };
@@ -130,6 +137,7 @@ impl Controller {
             metrics,
             cfg,
             reviewer,
+            model,
             status: Mutex::new(status),
             wake: Arc::new(tokio::sync::Notify::new()),
         })
@@ -142,7 +150,19 @@ impl Controller {
 
     /// This node's view of the controller.
     pub fn local_status(&self) -> LocalStatus {
-        self.status.lock().expect("controller status").clone()
+        let mut s = self.status.lock().expect("controller status").clone();
+        if let Some(r) = &self.reviewer {
+            s.reviewer = match r.available() {
+                Ok(()) => r.name(),
+                Err(why) => format!("{} — {why}; rules and forecast decide", r.name()),
+            };
+        }
+        s
+    }
+
+    /// The language model's engine.
+    pub fn model(&self) -> Arc<Engine> {
+        self.model.clone()
     }
 
     /// Run until `shutdown`: observe on every node, decide on the leader.

