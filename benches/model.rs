@@ -5,6 +5,7 @@
 //!
 //!   cargo bench --bench model -- --model PATH [--format f16|q8_0|f32|keep|all]
 //!                                [--no-calibrate] [--threads 1] [--dump-prompt FILE] [--verbose]
+//!                                [--speed PROMPT_FILE]
 //!
 //! `scripts/bench/model.sh` fetches the model and runs llama.cpp on the same prompt beside it.
 
@@ -34,7 +35,10 @@ fn main() -> anyhow::Result<()> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let threads: u32 = flag("--threads").map(|t| t.parse()).transpose()?.unwrap_or(1);
+    let threads: u32 = flag("--threads")
+        .map(|t| t.parse())
+        .transpose()?
+        .unwrap_or(1);
     aether::controller::model::set_threads(threads);
     let Some(path) = flag("--model").or_else(|| std::env::var("AETHER_MODEL").ok()) else {
         println!("model bench: no model (pass --model PATH or set AETHER_MODEL); skipped");
@@ -53,13 +57,20 @@ fn main() -> anyhow::Result<()> {
     let calibrate = !args.iter().any(|a| a == "--no-calibrate");
     let verbose = args.iter().any(|a| a == "--verbose");
     let set = scenarios();
-    let expected_approve = set.iter().filter(|s| s.expected == Expected::Approve).count();
+    let expected_approve = set
+        .iter()
+        .filter(|s| s.expected == Expected::Approve)
+        .count();
     println!(
         "model bench: {} scenarios ({} approve, {} reject, {} adjust), {threads} thread(s), calibrated={calibrate}",
         set.len(),
         expected_approve,
-        set.iter().filter(|s| s.expected == Expected::Reject).count(),
-        set.iter().filter(|s| s.expected == Expected::Adjust).count(),
+        set.iter()
+            .filter(|s| s.expected == Expected::Reject)
+            .count(),
+        set.iter()
+            .filter(|s| s.expected == Expected::Adjust)
+            .count(),
     );
     if let Some(file) = flag("--dump-prompt") {
         let text = format!(
@@ -70,6 +81,13 @@ fn main() -> anyhow::Result<()> {
         );
         std::fs::write(&file, text)?;
         println!("wrote the first scenario's whole prompt to {file}");
+        return Ok(());
+    }
+    if let Some(file) = flag("--speed") {
+        for format in &formats {
+            speed(&path, *format, &std::fs::read_to_string(&file)?)?;
+        }
+        return Ok(());
     }
     let max_step = aether::config::ControllerConfig::default().max_step;
     for format in formats {
@@ -145,6 +163,35 @@ fn main() -> anyhow::Result<()> {
         "rules alone: agreement {expected_approve}/{} ({:.0}%), invalid 0, latency p50 0 ms (they approve what passed the safety bounds)",
         set.len(),
         expected_approve as f64 * 100.0 / set.len() as f64
+    );
+    Ok(())
+}
+
+/// Prefill of a whole prompt from an empty cache and 32 greedy tokens after it, three runs:
+/// the figures llama.cpp is compared on (`scripts/bench/model.sh`).
+fn speed(path: &str, format: ModelFormat, text: &str) -> anyhow::Result<()> {
+    use aether::controller::model::llama::Cache;
+    let (r, _) = load(std::path::Path::new(path), format)?;
+    let ids = r.tok.encode(text)?;
+    let (mut pre, mut dec) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let mut cache = Cache::default();
+        let t = Instant::now();
+        let mut logits = r.llama.forward(&ids, &mut cache, 1)?;
+        pre.push(ids.len() as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..32 {
+            let next = logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
+            logits = r.llama.forward(&[next], &mut cache, 1)?;
+        }
+        dec.push(32.0 / t.elapsed().as_secs_f64());
+    }
+    println!(
+        "candle {format} prompt_tokens={} prefill_tok_s={:.1} decode_tok_s={:.1} rss_mb={}",
+        ids.len(),
+        percentile(&mut pre, 0.5),
+        percentile(&mut dec, 0.5),
+        rss_mb()
     );
     Ok(())
 }

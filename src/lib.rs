@@ -26,7 +26,7 @@
 //!                │ transitions ──ReportInstances──▶ raft ──▶ blueprint show on every node
 //!
 //!  every node: controller::brain observes (store + metrics snapshot) each second
-//!  leader: controller::flow: rules → forecast → safety → review hook ──RecordDecision──▶ raft
+//!  leader: controller::flow: rules → forecast → safety → model review ──RecordDecision──▶ raft
 //!          at the grace deadline ──ApplyDecision──▶ raft::control executes it (or refuses:
 //!          vetoed, paused, not due); operators: aether override ──Veto/Approve/Mode──▶ raft
 //! ```
@@ -40,8 +40,9 @@
 //! - [`config`]: the node's configuration and its precedence rules.
 //! - [`deploy`]: workloads: blueprint parsing, placement, the leader's assignment loop, the node
 //!   reconciler, the process supervisor and instance logs.
-//! - [`controller`]: rules, forecast, safety bounds (pure), the reviewer hook and the leader's
-//!   decision loop; decisions, modes and overrides are replicated.
+//! - [`controller`]: rules, forecast, safety bounds (pure), the reviewer hook, the language model
+//!   (candle; its own thread; a verdict and a reason, never a write) and the leader's decision
+//!   loop; decisions, modes and overrides are replicated.
 //! - [`domain`]: plain types shared by all (node records, tokens, audit, decisions), no I/O.
 //! - [`metrics`]: sampling (sysinfo, NVML), push to the leader, snapshot broadcast, liveness,
 //!   the 2-hour window, anomaly flags, Prometheus text; the only user of sysinfo and NVML.

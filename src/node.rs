@@ -303,11 +303,7 @@ pub async fn run(
         model_path.clone(),
         cfg.controller.max_step,
     );
-    tracing::info!(
-        "model {}: {}",
-        model_path.display(),
-        model.status().state
-    );
+    tracing::info!("model {}: {}", model_path.display(), model.status().state);
     let controller = Controller::new(
         cluster.clone(),
         metrics.clone(),

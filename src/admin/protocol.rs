@@ -90,7 +90,7 @@ pub enum AdminResponse {
     Decisions(Vec<crate::domain::Decision>),
     Decision(Box<crate::domain::Decision>),
     Model(Box<crate::controller::model::ModelStatus>),
-    ModelBench(ModelBenchView),
+    ModelBench(Box<ModelBenchView>),
 }
 
 /// What `aether model bench` measured.

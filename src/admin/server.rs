@@ -242,7 +242,7 @@ pub async fn handle(
             let engine = controller.model();
             let seconds = seconds.clamp(1, 600);
             match tokio::task::spawn_blocking(move || engine.bench(seconds)).await {
-                Ok(Ok(b)) => AdminResponse::ModelBench(b),
+                Ok(Ok(b)) => AdminResponse::ModelBench(Box::new(b)),
                 Ok(Err(e)) => failed(e),
                 Err(e) => failed(format!("the model bench stopped: {e}")),
             }

@@ -896,7 +896,9 @@ pub fn pulled(p: &crate::controller::model::Pulled, json: bool) {
             p.sha256
         ),
     }
-    println!("a running node loads it within a few seconds when it leads; see `aether model status`");
+    println!(
+        "a running node loads it within a few seconds when it leads; see `aether model status`"
+    );
 }
 
 /// `aether model status`.
@@ -918,12 +920,14 @@ pub fn model(m: &crate::controller::model::ModelStatus, json: bool) {
     }
     let loaded = m
         .load_ms
-        .map(|ms| format!(" · loaded in {ms} ms · prefix {} tokens cached", m.prefix_tokens))
+        .map(|ms| {
+            format!(
+                " · loaded in {ms} ms · prefix {} tokens cached",
+                m.prefix_tokens
+            )
+        })
         .unwrap_or_default();
-    println!(
-        "memory    {} · {} thread(s){loaded}",
-        m.format, m.threads
-    );
+    println!("memory    {} · {} thread(s){loaded}", m.format, m.threads);
     let tok_s = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or("-".into());
     println!(
         "reviews   {} ({} past the budget) · last {} · {} prompt tokens · prefill {} tok/s · decode {} tok/s",

@@ -120,10 +120,9 @@ impl Controller {
             .enabled
             .then(|| Arc::new(ModelReviewer(model.clone())) as Arc<dyn Reviewer>);
         let status = LocalStatus {
-            reviewer: reviewer
-                .as_ref()
-                .map(|r| r.name())
-                .unwrap_or_else(|| "none (controller.model.enabled = false; rules and forecast only)".into()),
+            reviewer: reviewer.as_ref().map(|r| r.name()).unwrap_or_else(|| {
+                "none (controller.model.enabled = false; rules and forecast only)".into()
+            }),
             rules: rules_source,
             startup_ms: cfg.startup.0.as_millis() as u64,
         };

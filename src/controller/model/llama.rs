@@ -58,7 +58,11 @@ impl Hyper {
         }
         let vocab = match ct.tensor_infos.get("token_embd.weight") {
             Some(t) => t.shape.dims()[0],
-            None => return Err(ModelError::Metadata("tensor 'token_embd.weight' is missing".into())),
+            None => {
+                return Err(ModelError::Metadata(
+                    "tensor 'token_embd.weight' is missing".into(),
+                ));
+            }
         };
         Ok(Hyper {
             blocks: u("llama.block_count")?,
@@ -131,9 +135,10 @@ fn linear(t: QTensor, format: ModelFormat) -> candle_core::Result<QMatMul> {
     Ok(match format {
         ModelFormat::Keep => QMatMul::from_qtensor(t)?,
         ModelFormat::Q8_0 if t.dtype() == GgmlDType::Q8_0 => QMatMul::QTensor(Arc::new(t)),
-        ModelFormat::Q8_0 => {
-            QMatMul::QTensor(Arc::new(QTensor::quantize(&t.dequantize(&cpu)?, GgmlDType::Q8_0)?))
-        }
+        ModelFormat::Q8_0 => QMatMul::QTensor(Arc::new(QTensor::quantize(
+            &t.dequantize(&cpu)?,
+            GgmlDType::Q8_0,
+        )?)),
         ModelFormat::F16 => QMatMul::TensorF16(t.dequantize_f16(&cpu)?),
         ModelFormat::F32 => QMatMul::Tensor(t.dequantize(&cpu)?),
     })
@@ -227,10 +232,7 @@ impl Llama {
         let cpu = Device::Cpu;
         let ids = Tensor::new(tokens, &cpu)?;
         let table = self.embed.as_ref().unwrap_or(&self.output);
-        let mut x = table
-            .embedding(&ids)?
-            .to_dtype(DType::F32)?
-            .unsqueeze(0)?;
+        let mut x = table.embedding(&ids)?.to_dtype(DType::F32)?.unsqueeze(0)?;
         let mask = (seq > 1).then(|| causal_mask(seq, pos)).transpose()?;
         let cos = self.cos.narrow(0, pos, seq)?;
         let sin = self.sin.narrow(0, pos, seq)?;

@@ -88,7 +88,7 @@ fn input<'a>(s: &'a Situation, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn slice<'a>(s: &'a Situation) -> Option<&'a SliceView> {
+fn slice(s: &Situation) -> Option<&SliceView> {
     match &s.proposal.action {
         Action::Scale {
             blueprint, slice, ..
@@ -423,15 +423,24 @@ mod tests {
             500_000,
         ));
         let t = shape(&s, Detail::FULL);
-        assert!(t.starts_with("Proposal: scale_up shop/web from 2 to 4 (rule cpu-high).\n"), "{t}");
+        assert!(
+            t.starts_with("Proposal: scale_up shop/web from 2 to 4 (rule cpu-high).\n"),
+            "{t}"
+        );
         assert!(t.contains("cpu per instance 0.93 (target 0.60)"), "{t}");
         assert!(t.contains("n2 ready cpu 0.50 mem 0.30 gpu 91C"), "{t}");
         assert!(t.contains("; 4 more."), "8 of 12 nodes shown: {t}");
-        assert!(t.contains("operator vetoed d-7 (scale_up shop/web) 3m"), "{t}");
+        assert!(
+            t.contains("operator vetoed d-7 (scale_up shop/web) 3m"),
+            "{t}"
+        );
         assert!(t.contains("flapping: 1 scale_down of shop/web"), "{t}");
         let small = shape(&s, Detail::FULL.smaller().unwrap().smaller().unwrap());
         assert!(small.len() < t.len(), "less detail is shorter");
-        assert!(small.contains("Risks: operator vetoed"), "risks are never dropped");
+        assert!(
+            small.contains("Risks: operator vetoed"),
+            "risks are never dropped"
+        );
     }
 
     #[test]

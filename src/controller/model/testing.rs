@@ -66,21 +66,39 @@ pub fn write_tiny(path: &Path, arch: &str) -> anyhow::Result<()> {
                 (x as f32 / 10_007.0 - 0.5) * 0.2
             })
             .collect();
-        Ok(QTensor::quantize(&Tensor::from_vec(v, (rows, cols), &dev)?, dtype)?)
+        Ok(QTensor::quantize(
+            &Tensor::from_vec(v, (rows, cols), &dev)?,
+            dtype,
+        )?)
     };
     let ones = |n: usize| -> anyhow::Result<QTensor> {
-        Ok(QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &dev)?, GgmlDType::F32)?)
+        Ok(QTensor::quantize(
+            &Tensor::ones(n, candle_core::DType::F32, &dev)?,
+            GgmlDType::F32,
+        )?)
     };
     let mut tensors: Vec<(String, QTensor)> = vec![
-        ("token_embd.weight".into(), matrix(vocab, width, GgmlDType::Q8_0)?),
+        (
+            "token_embd.weight".into(),
+            matrix(vocab, width, GgmlDType::Q8_0)?,
+        ),
         ("output_norm.weight".into(), ones(width)?),
     ];
     for b in 0..blocks {
         let q4 = GgmlDType::Q4_1;
         tensors.push((format!("blk.{b}.attn_q.weight"), matrix(width, width, q4)?));
-        tensors.push((format!("blk.{b}.attn_k.weight"), matrix(kv_heads * hd, width, q4)?));
-        tensors.push((format!("blk.{b}.attn_v.weight"), matrix(kv_heads * hd, width, q4)?));
-        tensors.push((format!("blk.{b}.attn_output.weight"), matrix(width, width, q4)?));
+        tensors.push((
+            format!("blk.{b}.attn_k.weight"),
+            matrix(kv_heads * hd, width, q4)?,
+        ));
+        tensors.push((
+            format!("blk.{b}.attn_v.weight"),
+            matrix(kv_heads * hd, width, q4)?,
+        ));
+        tensors.push((
+            format!("blk.{b}.attn_output.weight"),
+            matrix(width, width, q4)?,
+        ));
         tensors.push((format!("blk.{b}.ffn_gate.weight"), matrix(ffn, width, q4)?));
         tensors.push((format!("blk.{b}.ffn_up.weight"), matrix(ffn, width, q4)?));
         tensors.push((format!("blk.{b}.ffn_down.weight"), matrix(width, ffn, q4)?));
@@ -119,7 +137,9 @@ pub fn write_tiny(path: &Path, arch: &str) -> anyhow::Result<()> {
         ("tokenizer.ggml.eos_token_id", u(2)),
         (
             "tokenizer.chat_template",
-            s("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}"),
+            s(
+                "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}",
+            ),
         ),
     ];
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();

@@ -63,7 +63,9 @@ impl Tokenizer {
         let types: Vec<i32> = match ct.metadata.get("tokenizer.ggml.token_type") {
             Some(v) => v
                 .to_vec()
-                .map_err(|_| ModelError::Metadata("'tokenizer.ggml.token_type' is not an array".into()))?
+                .map_err(|_| {
+                    ModelError::Metadata("'tokenizer.ggml.token_type' is not an array".into())
+                })?
                 .iter()
                 .map(|t| t.to_i32().unwrap_or(1))
                 .collect(),
@@ -107,13 +109,11 @@ impl Tokenizer {
         inner
             .add_special_tokens(special)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let id = |k: &str| {
-            ct.metadata
-                .get(k)
-                .and_then(|v| v.to_u32().ok())
-        };
+        let id = |k: &str| ct.metadata.get(k).and_then(|v| v.to_u32().ok());
         Ok(Tokenizer {
-            end_of_turn: inner.token_to_id("<|im_end|>").or(id("tokenizer.ggml.eos_token_id")),
+            end_of_turn: inner
+                .token_to_id("<|im_end|>")
+                .or(id("tokenizer.ggml.eos_token_id")),
             eos: id("tokenizer.ggml.eos_token_id"),
             inner,
         })
