@@ -15,12 +15,12 @@ pub const TOKEN_BUDGET: usize = 400;
 pub const SYSTEM: &str = "<|im_start|>system
 You review an autoscaler's proposals for a server cluster. Reply with a verdict: approve when the action fits the load; reject when it repeats an action an operator vetoed, flaps back and forth, scales in on a forecast alone, or the load does not need it; adjust to N when a different instance count fits better. Then one short reason.<|im_end|>
 <|im_start|>user
-Proposal: scale_up shop/web from 2 to 4 (rule cpu-high).
-Slice shop/web: 2 of 2 active, bounds 1..=8, cpu per instance 0.95 (target 0.60).
+Proposal: drain node n2 (rule gpu-hot).
+Node n2: ready, cpu 0.40, gpu 93C; 3 nodes ready.
 Risks: none.<|im_end|>
 <|im_start|>assistant
 Verdict: approve
-Reason: CPU is far above target, so more instances are needed.<|im_end|>
+Reason: The GPU is overheating, so moving work off n2 is safe.<|im_end|>
 <|im_start|>user
 Proposal: scale_down shop/api from 6 to 3 (rule forecast).
 Slice shop/api: 6 of 6 active, bounds 2..=10, cpu per instance 0.55 (target 0.60).
@@ -36,12 +36,12 @@ Risks: operator vetoed d-12 (scale_up shop/web) 4m ago.<|im_end|>
 Verdict: reject
 Reason: An operator vetoed the same scale-up minutes ago.<|im_end|>
 <|im_start|>user
-Proposal: drain node n2 (rule gpu-hot).
-Node n2: ready, cpu 0.40, gpu 93C; 3 nodes ready.
+Proposal: scale_up shop/web from 2 to 4 (rule cpu-high).
+Slice shop/web: 2 of 2 active, bounds 1..=8, cpu per instance 0.95 (target 0.60).
 Risks: none.<|im_end|>
 <|im_start|>assistant
 Verdict: approve
-Reason: The GPU is overheating, so moving work off n2 is safe.<|im_end|>
+Reason: CPU is far above target, so more instances are needed.<|im_end|>
 <|im_start|>user
 ";
 

@@ -1,10 +1,10 @@
-//! The constrained verdict: each candidate (approve, reject, adjust to N) is scored by the
-//! log-probability the model gives its tokens after the answer prefix, calibrated by the same
-//! candidate's score after a content-free situation (so a candidate the model favours whatever
-//! it reads does not win by default). The verdict is the best candidate, never parsed from free
-//! text; then up to [`REASON_TOKENS`] tokens of reason are generated greedily after it.
+//! The constrained verdict: the verb (approve, reject, adjust) is scored by the log-probability
+//! of its first token after the answer prefix, calibrated by the same token's log-probability
+//! after a content-free situation (so a verb the model favours whatever it reads does not win by
+//! default); for adjust, the count is the offered one the model scores highest after
+//! "adjust to". Nothing is parsed from free text. Then up to [`REASON_TOKENS`] tokens of reason
+//! are generated greedily after it.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use super::ModelError;
@@ -23,8 +23,6 @@ pub struct Reviewer {
     system: Cache,
     /// The cache and next-token log-probabilities after a content-free situation.
     free: (Cache, Vec<f32>),
-    /// Calibration scores per candidate text.
-    prior: HashMap<String, f32>,
     /// Subtract the content-free prior from each candidate's score.
     pub calibrate: bool,
 }
@@ -63,7 +61,6 @@ impl Reviewer {
             tok,
             system,
             free: (cache, lp),
-            prior: HashMap::new(),
             calibrate: true,
         })
     }
@@ -91,17 +88,9 @@ impl Reviewer {
         Ok((score, c, last))
     }
 
-    fn prior(&mut self, text: &str, ids: &[u32]) -> Result<f32, ModelError> {
-        if let Some(p) = self.prior.get(text) {
-            return Ok(*p);
-        }
-        let (cache, lp) = (&self.free.0, &self.free.1);
-        let (p, ..) = self.score(cache, lp, ids)?;
-        self.prior.insert(text.to_string(), p);
-        Ok(p)
-    }
-
-    /// Pick a verdict among `candidates` for the situation `text`, then write its reason.
+    /// Pick a verdict among `candidates` for the situation `text`, then write its reason. The
+    /// verb (approve, reject, adjust) is chosen on its first token, calibrated; for adjust the
+    /// count is then chosen among the offered ones, given "adjust to".
     pub fn review(
         &mut self,
         text: &str,
@@ -113,29 +102,70 @@ impl Reviewer {
         let mut cache = self.system.clone();
         let lp = log_softmax(&self.llama.forward(&ids, &mut cache, 1)?)?.remove(0);
         let prefill_ms = t0.elapsed().as_millis() as u64;
-        let mut best: Option<(usize, f32, Cache, Vec<f32>)> = None;
-        let mut scores = Vec::new();
-        for (i, c) in candidates.iter().enumerate() {
-            check(deadline)?;
-            let t = c.text();
-            let cids = self.tok.encode(&t)?;
-            let (raw, after, next) = self.score(&cache, &lp, &cids)?;
-            let s = if self.calibrate {
-                raw - self.prior(&t, &cids)?
-            } else {
-                raw
-            };
-            scores.push((c.clone(), s));
-            if best.as_ref().is_none_or(|b| s > b.1) {
-                best = Some((i, s, after, next));
-            }
+        check(deadline)?;
+        let counts: Vec<u32> = candidates
+            .iter()
+            .filter_map(|c| match c {
+                Candidate::Adjust(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        let mut verbs = vec![
+            (Candidate::Approve, " approve"),
+            (Candidate::Reject, " reject"),
+        ];
+        if !counts.is_empty() {
+            verbs.push((Candidate::Adjust(0), " adjust"));
         }
-        let (i, _, mut after, _) =
-            best.ok_or_else(|| ModelError::Candle("no candidates".into()))?;
+        let mut scores = Vec::new();
+        let mut best: Option<(Candidate, f32)> = None;
+        for (c, word) in &verbs {
+            let first = *self
+                .tok
+                .encode(word)?
+                .first()
+                .ok_or_else(|| ModelError::Tokenizer(format!("'{word}' has no tokens")))?;
+            let mut s = lp[first as usize];
+            if self.calibrate {
+                s -= self.free.1[first as usize];
+            }
+            if best.as_ref().is_none_or(|b| s > b.1) {
+                best = Some((c.clone(), s));
+            }
+            scores.push((c.clone(), s));
+        }
+        let (mut verdict, _) = best.ok_or_else(|| ModelError::Candle("no candidates".into()))?;
+        // The text after the verdict, run through the model before the reason.
+        let mut after = cache.clone();
+        let said = match verdict {
+            Candidate::Adjust(_) => {
+                let prefix = self.tok.encode(" adjust to")?;
+                let l = log_softmax(&self.llama.forward(&prefix, &mut after, 1)?)?.remove(0);
+                let mut pick: Option<(u32, f32, Cache)> = None;
+                for n in &counts {
+                    check(deadline)?;
+                    let nid = self.tok.encode(&format!(" {n}"))?;
+                    let (sc, c, _) = self.score(&after, &l, &nid)?;
+                    scores.push((Candidate::Adjust(*n), sc));
+                    if pick.as_ref().is_none_or(|p| sc > p.1) {
+                        pick = Some((*n, sc, c));
+                    }
+                }
+                let (n, _, c) = pick.ok_or_else(|| ModelError::Candle("no counts".into()))?;
+                verdict = Candidate::Adjust(n);
+                after = c;
+                None
+            }
+            _ => Some(verdict.text()),
+        };
+        if let Some(word) = said {
+            self.llama
+                .forward(&self.tok.encode(&word)?, &mut after, 1)?;
+        }
         let t1 = Instant::now();
         let (reason, generated) = self.reason(&mut after, deadline)?;
         Ok(Answer {
-            verdict: candidates[i].clone(),
+            verdict,
             reason,
             scores,
             prompt_tokens: ids.len(),
