@@ -130,7 +130,7 @@ fn main() -> anyhow::Result<()> {
                 let scores: Vec<String> = a
                     .scores
                     .iter()
-                    .map(|(c, v)| format!("{}={v:.2}", c.text().trim()))
+                    .map(|(c, v)| format!("{c}={v:.2}"))
                     .collect();
                 println!(
                     "  {:<40} want {:<7} got {:<13} {:>6.0} ms  [{}]  reason: {}",

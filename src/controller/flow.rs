@@ -955,22 +955,7 @@ mod tests {
     }
 
     fn situation() -> Situation {
-        Situation {
-            proposal: Proposal {
-                rule: "cpu-high".into(),
-                action: Action::Scale {
-                    blueprint: "shop".into(),
-                    slice: "web".into(),
-                    from: 2,
-                    to: 4,
-                },
-                layers: vec![],
-                reasoning: vec![],
-                inputs: vec![],
-            },
-            world: World::default(),
-            recent: vec![],
-        }
+        crate::controller::model::engine::demo()
     }
 
     #[tokio::test]

@@ -289,13 +289,15 @@ pub struct ModelReviewer(pub Arc<Engine>);
 impl review::Reviewer for ModelReviewer {
     fn name(&self) -> String {
         let s = self.0.status();
-        let name = s
+        match s
             .file
             .as_ref()
-            .map(|f| f.name.clone())
+            .map(|f| f.name.as_str())
             .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "model".into());
-        format!("model {name} ({}, {} thread)", s.format, s.threads)
+        {
+            Some(name) => format!("model {name} ({}, {} thread)", s.format, s.threads),
+            None => format!("model ({}, {} thread)", s.format, s.threads),
+        }
     }
     fn review(&self, situation: &Situation) -> Result<Review, String> {
         self.0.review(situation.clone())

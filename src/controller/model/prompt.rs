@@ -315,64 +315,34 @@ pub fn candidates(s: &Situation, max_step: u32) -> Vec<Candidate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::brain::{NodeView, Proposal, World};
-    use crate::domain::{Decision, NodeState};
+    use crate::controller::brain::NodeView;
+    use crate::domain::Decision;
 
+    /// The engine's demo scale-up, from `from` to `to` by `rule`, on 12 nodes (n2's GPU hot).
     fn situation(rule: &str, from: u32, to: u32) -> Situation {
-        let slice = SliceView {
+        let mut s = crate::controller::model::engine::demo();
+        s.proposal.rule = rule.into();
+        s.proposal.action = Action::Scale {
             blueprint: "shop".into(),
             slice: "web".into(),
-            desired: from,
-            min: 1,
-            max: 8,
-            active: from,
-            cpu_reserved: 0.5,
-            cpu_used: Some(0.9),
-            calls_per_s: None,
-            latency_ms: None,
-            target_cpu: None,
-            target_latency_ms: None,
-            predictive: None,
-            up_cooldown_ms: None,
-            down_cooldown_ms: None,
+            from,
+            to,
         };
-        let nodes = (1..=12)
+        s.world.now = 10_000_000;
+        s.world.slices[0].desired = from;
+        s.world.slices[0].active = from;
+        let proto = s.world.nodes[0].clone();
+        s.world.nodes = (1..=12)
             .map(|i| NodeView {
                 id: i,
                 name: format!("n{i}"),
-                state: NodeState::Ready,
-                live: true,
                 cpu: 0.5,
                 mem: 0.3,
-                gpu_util: None,
                 gpu_temp: (i == 2).then_some(91.0),
-                anomalies: 0,
-                drained_by_controller: false,
+                ..proto.clone()
             })
             .collect();
-        Situation {
-            proposal: Proposal {
-                rule: rule.into(),
-                action: Action::Scale {
-                    blueprint: "shop".into(),
-                    slice: "web".into(),
-                    from,
-                    to,
-                },
-                layers: vec![],
-                reasoning: vec!["cpu per instance 0.93 above 0.60 for 15s".into()],
-                inputs: vec![
-                    ("cpu_per_instance".into(), "0.93".into()),
-                    ("target_cpu".into(), "0.60".into()),
-                ],
-            },
-            world: World {
-                now: 10_000_000,
-                slices: vec![slice],
-                nodes,
-            },
-            recent: vec![],
-        }
+        s
     }
 
     fn decision(id: u64, verb_up: bool, status: DecisionStatus, ago_ms: u64) -> Decision {

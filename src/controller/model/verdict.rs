@@ -21,8 +21,8 @@ pub struct Reviewer {
     pub tok: Tokenizer,
     /// The KV cache after [`SYSTEM`].
     system: Cache,
-    /// The cache and next-token log-probabilities after a content-free situation.
-    free: (Cache, Vec<f32>),
+    /// Next-token log-probabilities after a content-free situation (the calibration prior).
+    free: Vec<f32>,
     /// Subtract the content-free prior from each candidate's score.
     pub calibrate: bool,
 }
@@ -32,8 +32,8 @@ pub struct Reviewer {
 pub struct Answer {
     pub verdict: Candidate,
     pub reason: String,
-    /// Calibrated score per candidate, in the order given.
-    pub scores: Vec<(Candidate, f32)>,
+    /// Score per verb (calibrated), then per count when the verb was adjust: `("reject", 1.9)`.
+    pub scores: Vec<(String, f32)>,
     pub prompt_tokens: usize,
     pub prefill_ms: u64,
     pub generated: usize,
@@ -60,7 +60,7 @@ impl Reviewer {
             llama,
             tok,
             system,
-            free: (cache, lp),
+            free: lp,
             calibrate: true,
         })
     }
@@ -70,22 +70,16 @@ impl Reviewer {
         self.system.len
     }
 
-    /// Score of `ids` following a state whose next-token log-probabilities are `lp`; the cache
-    /// after them, and the log-probabilities after the last one.
-    fn score(
-        &self,
-        cache: &Cache,
-        lp: &[f32],
-        ids: &[u32],
-    ) -> Result<(f32, Cache, Vec<f32>), ModelError> {
+    /// Score of `ids` following a state whose next-token log-probabilities are `lp`, and the
+    /// cache after them.
+    fn score(&self, cache: &Cache, lp: &[f32], ids: &[u32]) -> Result<(f32, Cache), ModelError> {
         let mut score = lp[ids[0] as usize];
         let mut c = cache.clone();
         let rows = log_softmax(&self.llama.forward(ids, &mut c, ids.len())?)?;
         for (i, id) in ids.iter().enumerate().skip(1) {
             score += rows[i - 1][*id as usize];
         }
-        let last = rows.into_iter().last().unwrap_or_default();
-        Ok((score, c, last))
+        Ok((score, c))
     }
 
     /// Pick a verdict among `candidates` for the situation `text`, then write its reason. The
@@ -127,12 +121,12 @@ impl Reviewer {
                 .ok_or_else(|| ModelError::Tokenizer(format!("'{word}' has no tokens")))?;
             let mut s = lp[first as usize];
             if self.calibrate {
-                s -= self.free.1[first as usize];
+                s -= self.free[first as usize];
             }
             if best.as_ref().is_none_or(|b| s > b.1) {
                 best = Some((c.clone(), s));
             }
-            scores.push((c.clone(), s));
+            scores.push((word.trim().to_string(), s));
         }
         let (mut verdict, _) = best.ok_or_else(|| ModelError::Candle("no candidates".into()))?;
         // The text after the verdict, run through the model before the reason.
@@ -145,8 +139,8 @@ impl Reviewer {
                 for n in &counts {
                     check(deadline)?;
                     let nid = self.tok.encode(&format!(" {n}"))?;
-                    let (sc, c, _) = self.score(&after, &l, &nid)?;
-                    scores.push((Candidate::Adjust(*n), sc));
+                    let (sc, c) = self.score(&after, &l, &nid)?;
+                    scores.push((format!("adjust to {n}"), sc));
                     if pick.as_ref().is_none_or(|p| sc > p.1) {
                         pick = Some((*n, sc, c));
                     }
