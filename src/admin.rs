@@ -1,7 +1,8 @@
-//! The admin API: protocol types, the server on the node's Unix socket, the client the CLI (and
-//! later the console) uses, and the small HTTP endpoint for health checks.
+//! The admin API: protocol types, the server on the node's Unix socket, the client the CLI and the
+//! console use, live feeds for the console, and the small HTTP endpoint for health checks.
 
 pub mod client;
 pub mod http;
+pub mod live;
 pub mod protocol;
 pub mod server;

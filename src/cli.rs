@@ -1,7 +1,7 @@
 //! The command tree (clap derive) and the client commands. Every command other than `node`
 //! talks to a node through [`crate::admin::client::Client`].
 
-mod output;
+pub(crate) mod output;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -158,10 +158,16 @@ pub enum Cmd {
     /// Overrule the controller: veto, approve, pause, resume, mode. Through Raft and audited.
     #[command(subcommand)]
     Override(OverrideCmd),
-    /// Terminal console (not built yet).
+    /// The terminal console: live views of the cluster, its nodes, blueprints, the controller's
+    /// decisions and the audit log, with keys to veto, approve and pause. Press ? inside for
+    /// every key. Works over SSH, at 80x24 and larger, without a mouse; honours NO_COLOR.
     Tui {
+        /// Disable every key and command that changes state (veto, approve, pause, mode, drain).
         #[arg(long)]
         readonly: bool,
+        /// Config file with [tui.keys] overrides [default: /etc/aether/aether.toml if present].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// The on-device language model that reviews the controller's proposals.
     #[command(subcommand)]
@@ -463,7 +469,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, logs, drain, decisions, override, model, token, kv and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, logs, drain, decisions, override, model, tui, token, kv and completions"
         ),
     )
 }
@@ -605,7 +611,22 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             expect_written(resp)?;
             output::ok(json);
         }
-        Cmd::Tui { .. } => return Err(not_built("tui", "terminal console, issue 7")),
+        Cmd::Tui { readonly, config } => {
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            let cfg = Config::load(config.as_deref(), &env, Vec::new())
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+            let keys = crate::tui::keymap::Keymap::new(&cfg.tui.keys)
+                .map_err(|e| Failure::new(exit::USAGE, e))?;
+            let opts = crate::tui::Options {
+                socket: cli.socket(),
+                readonly: *readonly,
+                keys,
+            };
+            let rt = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || crate::tui::run(opts, rt))
+                .await
+                .map_err(|e| Failure::new(exit::FAILED, format!("the console stopped: {e}")))??;
+        }
         Cmd::Model(ModelCmd::Pull { from, sha256 }) => {
             let from = match from {
                 Some(f) => f.clone(),

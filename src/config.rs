@@ -64,6 +64,18 @@ pub struct Config {
     pub deploy: DeployConfig,
     /// The controller on the leader: rules, forecast, safety bounds, grace window.
     pub controller: ControllerConfig,
+    /// The terminal console (`aether tui`).
+    pub tui: TuiConfig,
+}
+
+/// `aether tui`. It reads the same file as the node (`--config`, else /etc/aether/aether.toml).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuiConfig {
+    /// Key overrides: an action's name and its keys, comma-separated (`veto = "x"`,
+    /// `quit = "q, ctrl-q"`). The actions and their default keys are listed by `?` in the
+    /// console and in aether-tui(1).
+    pub keys: BTreeMap<String, String>,
 }
 
 /// The controller (DESIGN §9). Mode and pause are replicated (`aether override`), not here.
@@ -302,6 +314,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             deploy: DeployConfig::default(),
             controller: ControllerConfig::default(),
+            tui: TuiConfig::default(),
         }
     }
 }
@@ -395,6 +408,9 @@ impl Config {
             name: Some("n1".into()),
             advertise: Some("127.0.0.1:7420".into()),
             data_dir: Some("/var/lib/aether".into()),
+            tui: TuiConfig {
+                keys: BTreeMap::from([("veto".into(), "v".into())]),
+            },
             ..Config::default()
         }
     }

@@ -29,10 +29,13 @@
 //!  leader: controller::flow: rules → forecast → safety → model review ──RecordDecision──▶ raft
 //!          at the grace deadline ──ApplyDecision──▶ raft::control executes it (or refuses:
 //!          vetoed, paused, not due); operators: aether override ──Veto/Approve/Mode──▶ raft
+//!
+//!  aether tui ──Subscribe──▶ admin::live: one full frame, then what changed (Raft applied,
+//!             ◀──LiveUpdate──  the metrics period); overrides go as ordinary admin writes
 //! ```
 //!
-//! The console slots in beside these (issue 7): metrics never touch Raft; the controller writes
-//! decisions through [`raft::Writer`] and never executes an action itself.
+//! Metrics never touch Raft; the controller writes decisions through [`raft::Writer`] and never
+//! executes an action itself; the console only reads its feed and sends the operator's writes.
 //!
 //! ## Modules
 //!
@@ -48,7 +51,10 @@
 //!   the 2-hour window, anomaly flags, Prometheus text; the only user of sysinfo and NVML.
 //! - [`net`]: QUIC endpoint, framing, the cluster CA and join tokens; the only user of quinn.
 //! - [`raft`]: openraft over redb; typed commands; the only user of openraft and redb.
-//! - [`admin`]: admin protocol, Unix-socket server, client, HTTP endpoint (health, `/metrics`).
+//! - [`admin`]: admin protocol, Unix-socket server, live feeds, client, HTTP endpoint (health,
+//!   `/metrics`).
+//! - [`tui`]: the terminal console: app state and keymap (pure), views, the link to the node;
+//!   the only user of ratatui and crossterm.
 //! - [`cli`]: the clap command tree and client commands.
 
 pub mod admin;
@@ -61,6 +67,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod raft;
+pub mod tui;
 
 /// Log to stderr with `RUST_LOG` if set, else `default` (`info` for the daemon, `warn` for
 /// client commands).

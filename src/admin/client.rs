@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind};
+use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, LiveUpdate, Watch};
 use super::server::MAX_ADMIN_FRAME;
 use crate::net::frame::{read_frame, write_frame};
 
@@ -53,5 +54,70 @@ impl Client {
             AdminResponse::Error(e) => Err(e),
             r => Ok(r),
         }
+    }
+}
+
+/// The reading half of a live feed.
+pub struct FeedReader {
+    rd: OwnedReadHalf,
+    path: PathBuf,
+}
+
+/// The writing half of a live feed: moves its watch.
+pub struct FeedWriter {
+    wr: OwnedWriteHalf,
+    path: PathBuf,
+}
+
+fn lost(path: &Path, e: &dyn std::fmt::Display) -> AdminError {
+    AdminError::new(
+        ErrorKind::Unavailable,
+        format!("lost the connection to the node at '{}': {e}", path.display()),
+    )
+}
+
+impl Client {
+    /// Turn this connection into a live feed (see [`AdminRequest::Subscribe`]).
+    pub async fn subscribe(self, watch: Watch) -> Result<(FeedReader, FeedWriter), AdminError> {
+        let (rd, mut wr) = self.stream.into_split();
+        write_frame(&mut wr, &AdminRequest::Subscribe(watch))
+            .await
+            .map_err(|e| lost(&self.path, &e))?;
+        Ok((
+            FeedReader {
+                rd,
+                path: self.path.clone(),
+            },
+            FeedWriter {
+                wr,
+                path: self.path,
+            },
+        ))
+    }
+}
+
+impl FeedReader {
+    /// The next frame. Not cancel-safe: keep it on its own task.
+    pub async fn next(&mut self) -> Result<LiveUpdate, AdminError> {
+        match read_frame::<_, AdminResponse>(&mut self.rd, MAX_ADMIN_FRAME)
+            .await
+            .map_err(|e| lost(&self.path, &e))?
+        {
+            AdminResponse::Live(u) => Ok(*u),
+            AdminResponse::Error(e) => Err(e),
+            other => Err(AdminError::new(
+                ErrorKind::Failed,
+                format!("the node answered a live feed with {other:?}"),
+            )),
+        }
+    }
+}
+
+impl FeedWriter {
+    /// Move the feed's watch.
+    pub async fn watch(&mut self, w: Watch) -> Result<(), AdminError> {
+        write_frame(&mut self.wr, &AdminRequest::Subscribe(w))
+            .await
+            .map_err(|e| lost(&self.path, &e))
     }
 }

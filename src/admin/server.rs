@@ -101,6 +101,10 @@ async fn connection(
             r = read_frame::<_, AdminRequest>(&mut stream, MAX_ADMIN_FRAME) => r,
         };
         let resp = match req {
+            Ok(AdminRequest::Subscribe(w)) => {
+                super::live::serve(stream, w, cluster, metrics, controller, shutdown).await;
+                return;
+            }
             Ok(req) => handle(&cluster, &metrics, &controller, req, &actor).await,
             Err(FrameError::Closed) => return,
             Err(e) => {
@@ -126,7 +130,7 @@ fn failed(m: impl Into<String>) -> AdminResponse {
 }
 
 /// The controller as this node's replica and config show it.
-fn control_view(cluster: &Cluster, controller: &Controller) -> Option<ControlView> {
+pub(super) fn control_view(cluster: &Cluster, controller: &Controller) -> Option<ControlView> {
     let local = controller.local_status();
     let cfg = controller.config();
     let state = cluster.store.control().ok()?;
@@ -337,6 +341,9 @@ pub async fn handle(
             cursors,
             tail,
         } => out(logs(cluster, &target, &cursors, tail).await),
+        AdminRequest::Subscribe(_) => invalid(
+            "a live feed needs its own connection: send 'Subscribe' first on a new connection",
+        ),
         AdminRequest::Audit { limit } => out(cluster
             .store
             .audit(limit as usize)
@@ -346,7 +353,7 @@ pub async fn handle(
 }
 
 /// Stored blueprints (one when `name` is set) with a row per copy of each instance.
-fn blueprint_views(
+pub(super) fn blueprint_views(
     cluster: &Cluster,
     name: Option<&str>,
 ) -> Result<Vec<BlueprintView>, AdminError> {

@@ -228,34 +228,45 @@ pub fn decision(d: &crate::domain::Decision, json: bool) {
     if json {
         return print_json(&decision_json(d));
     }
-    let now = crate::domain::now_millis();
-    println!("{}  {}", d.name(), d.action);
-    println!("status:   {}", decision_state(d, now));
+    print!("{}", decision_text(d, crate::domain::now_millis()));
+}
+
+/// A decision in full, as `aether decisions show` prints it and the console's details show it.
+pub fn decision_text(d: &crate::domain::Decision, now: u64) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    macro_rules! w {
+        ($($t:tt)*) => {{
+            let _ = writeln!(out, $($t)*);
+        }};
+    }
+    w!("{}  {}", d.name(), d.action);
+    w!("status:   {}", decision_state(d, now));
     use crate::domain::DecisionStatus as S;
     match &d.status {
         S::Vetoed {
             reason: Some(r), ..
-        } => println!("          reason: {r}"),
+        } => w!("          reason: {r}"),
         S::Rejected { reason } | S::Superseded { reason } | S::Expired { reason } => {
-            println!("          {reason}")
+            w!("          {reason}")
         }
-        S::Failed { error } => println!("          {error}"),
+        S::Failed { error } => w!("          {error}"),
         _ => {}
     }
-    println!(
+    w!(
         "made:     {} ago by {} in {} mode, rule {}",
         human_millis(now.saturating_sub(d.at)),
         d.by,
         d.mode,
         d.rule
     );
-    println!("layers:   {}", d.layers.join(" → "));
-    println!("\nreasoning:");
+    w!("layers:   {}", d.layers.join(" → "));
+    w!("\nreasoning:");
     for r in &d.reasoning {
-        println!("  - {r}");
+        w!("  - {r}");
     }
     if let Some(r) = &d.review {
-        println!(
+        w!(
             "\nreview ({}, {} ms): {}{}: {}",
             r.reviewer,
             r.latency_ms,
@@ -264,27 +275,28 @@ pub fn decision(d: &crate::domain::Decision, json: bool) {
             r.reason
         );
     }
-    println!("\ninputs:");
+    w!("\ninputs:");
     for (k, v) in &d.inputs {
-        println!("  {k:<24} {v}");
+        w!("  {k:<24} {v}");
     }
-    println!("\ntimeline:");
+    w!("\ntimeline:");
     for (at, what) in &d.timeline {
-        println!(
+        w!(
             "  {}  ({} ago)  {what}",
             crate::domain::clock_time(*at),
             human_millis(now.saturating_sub(*at))
         );
     }
     match &d.outcome {
-        Some(o) => println!("\noutcome:  {}: {}", o.verdict, o.detail),
+        Some(o) => w!("\noutcome:  {}: {}", o.verdict, o.detail),
         None if matches!(d.status, S::Applied { .. }) => {
-            println!(
+            w!(
                 "\noutcome:  not checked yet (after it converges and controller.outcome_after)"
             )
         }
         None => {}
     }
+    out
 }
 
 /// `aether events`.

@@ -187,6 +187,23 @@ impl Brain {
         &self.rules
     }
 
+    /// A slice's measured load (cores used, per second, oldest first) and, once the forecast
+    /// is warm, what it expects every `step` seconds up to the horizon: what the console charts.
+    pub fn load_chart(&self, target: &str, now: u64, step: u64) -> (Vec<(u64, f64)>, Vec<(u64, f64)>) {
+        let load = self
+            .history
+            .get(&(target.to_string(), Metric::SliceCpu))
+            .map(|h| h.0.iter().copied().collect())
+            .unwrap_or_default();
+        let forecast = match self.forecasters.get(target).filter(|f| f.warm()) {
+            Some(f) => (1..=self.horizon_secs / step.max(1))
+                .filter_map(|i| f.forecast(i * step).map(|v| (now + i * step, v.max(0.0))))
+                .collect(),
+            None => Vec::new(),
+        };
+        (load, forecast)
+    }
+
     /// The forecaster of `target`, once it has seen the slice.
     pub fn forecaster(&self, target: &str) -> Option<&Forecaster> {
         self.forecasters.get(target)

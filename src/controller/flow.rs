@@ -159,6 +159,15 @@ impl Controller {
         s
     }
 
+    /// A slice's load and forecast for the console (see [`Brain::load_chart`]).
+    pub fn load_chart(&self, target: &str, now_secs: u64) -> (Vec<(u64, f64)>, Vec<(u64, f64)>) {
+        let step = (self.cfg.horizon.0.as_secs() / 60).max(1);
+        self.brain
+            .lock()
+            .expect("brain")
+            .load_chart(target, now_secs, step)
+    }
+
     /// The language model's engine.
     pub fn model(&self) -> Arc<Engine> {
         self.model.clone()

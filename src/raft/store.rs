@@ -224,6 +224,11 @@ impl Store {
         self.workloads_tx.subscribe()
     }
 
+    /// Wakes whenever entries are applied (the console's live feed).
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
     /// Last applied log index.
     pub fn applied_index(&self) -> u64 {
         *self.applied_tx.borrow()

@@ -1,0 +1,120 @@
+//! The console's side of the network: a task on the async runtime that holds the live feed,
+//! reconnects with backoff when the node goes away, and runs the operator's writes on their
+//! own connections. It talks to the UI thread through channels only, so the UI never waits
+//! on the node.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::Input;
+use crate::admin::client::Client;
+use crate::admin::protocol::{AdminRequest, AdminResponse, Watch};
+use crate::raft::types::{Command, RequestId, Response};
+
+/// What the UI asks of the link.
+#[derive(Debug)]
+pub enum Request {
+    Watch(Watch),
+    Write { cmd: Command, what: String },
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Run until the UI goes away (its request channel closes or its input channel does).
+pub async fn run(socket: PathBuf, mut requests: UnboundedReceiver<Request>, ui: Sender<Input>) {
+    let mut watch = Watch::default();
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let reason = match Client::connect(&socket).await {
+            Ok(c) => match c.subscribe(watch.clone()).await {
+                Ok((mut reader, mut writer)) => {
+                    let (tx, mut frames) = tokio::sync::mpsc::channel(8);
+                    let read = tokio::spawn(async move {
+                        loop {
+                            let r = reader.next().await;
+                            let stop = r.is_err();
+                            if tx.send(r).await.is_err() || stop {
+                                return;
+                            }
+                        }
+                    });
+                    let reason = loop {
+                        tokio::select! {
+                            f = frames.recv() => match f {
+                                Some(Ok(u)) => {
+                                    backoff = BACKOFF_MIN;
+                                    if ui.send(Input::Live(Box::new(u))).is_err() {
+                                        read.abort();
+                                        return;
+                                    }
+                                }
+                                Some(Err(e)) => break e.message,
+                                None => break "the feed ended".to_string(),
+                            },
+                            r = requests.recv() => match r {
+                                None => {
+                                    read.abort();
+                                    return;
+                                }
+                                Some(Request::Watch(w)) => {
+                                    watch = w.clone();
+                                    if let Err(e) = writer.watch(w).await {
+                                        break e.message;
+                                    }
+                                }
+                                Some(Request::Write { cmd, what }) => write(&socket, cmd, what, &ui),
+                            },
+                        }
+                    };
+                    read.abort();
+                    reason
+                }
+                Err(e) => e.message,
+            },
+            Err(e) => e.message,
+        };
+        if ui.send(Input::Lost(reason)).is_err() {
+            return;
+        }
+        // Wait before the next try, still taking the UI's requests.
+        let retry = tokio::time::sleep(backoff);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                _ = &mut retry => break,
+                r = requests.recv() => match r {
+                    None => return,
+                    Some(Request::Watch(w)) => watch = w,
+                    Some(Request::Write { cmd, what }) => write(&socket, cmd, what, &ui),
+                },
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Send one write on its own connection; the outcome goes back to the UI.
+fn write(socket: &std::path::Path, cmd: Command, what: String, ui: &Sender<Input>) {
+    let socket = socket.to_path_buf();
+    let ui = ui.clone();
+    tokio::spawn(async move {
+        let req = AdminRequest::Write {
+            id: RequestId::new_random(),
+            cmd,
+        };
+        let r = match Client::connect(&socket).await {
+            Ok(mut c) => match c.call(&req).await {
+                Ok(AdminResponse::Written(Response::Refused(m))) => Err(format!("refused: {m}")),
+                Ok(AdminResponse::Written(_)) => Ok(what),
+                Ok(other) => Err(format!("unexpected answer: {other:?}")),
+                Err(e) => Err(e.message),
+            },
+            Err(e) => Err(e.message),
+        };
+        let _ = ui.send(Input::Done(r));
+    });
+}

@@ -1,0 +1,211 @@
+//! `3` Blueprints: each slice with desired vs active instances, placement per node, health
+//! and restarts; the selected slice's load with the forecast overlaid; Enter lists its
+//! instances.
+
+use std::collections::BTreeMap;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Row, Table};
+
+use super::{Theme, empty, scroll_start};
+use crate::tui::app::{App, SliceRow};
+
+pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let Some(_) = &app.data.blueprints else {
+        return empty(f, area, "waiting for the blueprints…", theme);
+    };
+    let rows = app.slices();
+    if rows.is_empty() {
+        let text = if app.filter().is_empty() {
+            "no blueprints stored: 'aether blueprint apply FILE' adds one (config/blueprints/ has examples)"
+        } else {
+            "no slice matches the filter (esc clears it)"
+        };
+        return empty(f, area, text, theme);
+    }
+    let sel = &rows[app.selected().min(rows.len() - 1)];
+    if app.detail {
+        return instances(f, area, sel, app, theme);
+    }
+    let list_h = (rows.len() as u16 + 1).clamp(3, area.height / 2);
+    let [table, chart] =
+        Layout::vertical([Constraint::Length(list_h), Constraint::Min(3)]).areas(area);
+    let height = table.height.saturating_sub(1) as usize;
+    let start = scroll_start(app.selected(), height);
+    let body: Vec<Row> = rows
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(height)
+        .map(|(i, r)| {
+            let copies: Vec<_> = r.instances().collect();
+            let active = copies.iter().filter(|c| c.state == "active").count() as u32;
+            let want = r.slice.instances;
+            let mut per_node: BTreeMap<String, u32> = BTreeMap::new();
+            for c in &copies {
+                if let Some(n) = &c.node {
+                    *per_node.entry(n.clone()).or_default() += 1;
+                }
+            }
+            let pending = copies.iter().filter(|c| c.state == "pending").count();
+            let mut placement: Vec<String> =
+                per_node.iter().map(|(n, c)| format!("{n}:{c}")).collect();
+            if pending > 0 {
+                placement.push(format!("pending:{pending}"));
+            }
+            let unhealthy = copies
+                .iter()
+                .filter(|c| matches!(c.state.as_str(), "unhealthy" | "backoff"))
+                .count();
+            let restarts: u32 = copies.iter().map(|c| c.restarts).sum();
+            let row = Row::new(vec![
+                Line::from(r.target()),
+                Line::from(Span::styled(
+                    format!("{active}/{want}"),
+                    if active >= want { theme.ok() } else { theme.warn() },
+                )),
+                Line::from(format!("{}..{}", r.slice.min, r.slice.max)),
+                Line::from(placement.join(" ")),
+                Line::from(Span::styled(
+                    if unhealthy > 0 {
+                        format!("{unhealthy} unhealthy")
+                    } else if active >= want {
+                        "ok".into()
+                    } else {
+                        "starting".into()
+                    },
+                    if unhealthy > 0 { theme.bad() } else { theme.dim() },
+                )),
+                Line::from(restarts.to_string()),
+            ]);
+            if i == app.selected() {
+                row.style(theme.selected())
+            } else {
+                row
+            }
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(18),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Min(12),
+        Constraint::Length(11),
+        Constraint::Length(8),
+    ];
+    let header = Row::new(["SLICE", "ACTIVE", "RANGE", "PLACEMENT", "HEALTH", "RESTARTS"])
+        .style(theme.title());
+    f.render_widget(Table::new(body, widths).header(header).column_spacing(1), table);
+    load_chart(f, chart, sel, app, theme);
+}
+
+fn load_chart(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &Theme) {
+    let target = sel.target();
+    let block = Block::bordered().title(format!(" {target}: load (cores used) and forecast "));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let Some(l) = app.data.loads.iter().find(|l| l.target == target) else {
+        return empty(f, inner, "the controller has not seen this slice yet", theme);
+    };
+    if l.load.is_empty() {
+        return empty(
+            f,
+            inner,
+            &format!("no load measured for {target} yet: it is sampled from the slice's active processes each second"),
+            theme,
+        );
+    }
+    let load: Vec<(f64, f64)> = l.load.iter().map(|(t, v)| (*t as f64, *v as f64)).collect();
+    let fc: Vec<(f64, f64)> = l.forecast.iter().map(|(t, v)| (*t as f64, *v as f64)).collect();
+    let x0 = load.first().map(|p| p.0).unwrap_or(0.0);
+    let x1 = fc.last().or(load.last()).map(|p| p.0).unwrap_or(x0 + 1.0).max(x0 + 1.0);
+    let top = load.iter().chain(fc.iter()).map(|p| p.1).fold(0.0f64, f64::max).max(0.1) * 1.15;
+    let mut sets = vec![
+        Dataset::default()
+            .name("load")
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(theme.accent())
+            .data(&load),
+    ];
+    let label = if fc.is_empty() {
+        "forecast: still learning".to_string()
+    } else {
+        "forecast".to_string()
+    };
+    sets.push(
+        Dataset::default()
+            .name(label)
+            .marker(Marker::Dot)
+            .graph_type(GraphType::Scatter)
+            .style(theme.second())
+            .data(&fc),
+    );
+    let chart = Chart::new(sets)
+        .x_axis(Axis::default().bounds([x0, x1]).labels([
+            Span::raw(format!("-{}", crate::domain::human_millis(((x1.min(app.now as f64 / 1000.0) - x0).max(0.0) * 1000.0) as u64))),
+            Span::raw("now"),
+            Span::raw(format!("+{}", crate::domain::human_millis(((x1 - app.now as f64 / 1000.0).max(0.0) * 1000.0) as u64))),
+        ]))
+        .y_axis(
+            Axis::default()
+                .bounds([0.0, top])
+                .labels([Span::raw("0"), Span::raw(format!("{top:.2}"))]),
+        )
+        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)));
+    f.render_widget(chart, inner);
+}
+
+fn instances(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &Theme) {
+    let rows: Vec<Row> = sel
+        .instances()
+        .skip(app.scroll as usize)
+        .map(|i| {
+            let style = match i.state.as_str() {
+                "active" => theme.ok(),
+                "unhealthy" | "backoff" => theme.bad(),
+                _ => theme.warn(),
+            };
+            Row::new(vec![
+                Line::from(i.instance.rsplit('/').next().unwrap_or("").to_string()),
+                Line::from(i.node.clone().unwrap_or_else(|| "—".into())),
+                Line::from(Span::styled(i.state.clone(), style)),
+                Line::from(i.port.map(|p| p.to_string()).unwrap_or_default()),
+                Line::from(i.pid.map(|p| p.to_string()).unwrap_or_default()),
+                Line::from(i.restarts.to_string()),
+                Line::from(i.health.clone().unwrap_or_default()),
+                Line::from(
+                    i.note
+                        .clone()
+                        .or(i.last_exit.clone().map(|e| format!("last exit: {e}")))
+                        .unwrap_or_default(),
+                ),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(4),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(6),
+        Constraint::Length(8),
+        Constraint::Length(4),
+        Constraint::Length(10),
+        Constraint::Min(10),
+    ];
+    let header = Row::new(["#", "NODE", "STATE", "PORT", "PID", "RST", "HEALTH", "NOTE"])
+        .style(theme.title());
+    f.render_widget(
+        Table::new(rows, widths)
+            .header(header)
+            .column_spacing(1)
+            .block(Block::bordered().title(format!(
+                " {} instances (esc back) ",
+                sel.target()
+            ))),
+        area,
+    );
+}

@@ -1,0 +1,235 @@
+//! `2` Nodes: the node list and the selected node's history over the chosen range: CPU,
+//! memory, network, GPU utilisation and temperature, with its anomaly flags marked.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, List, ListItem, Paragraph};
+
+use super::{Theme, empty, rate, scroll_start};
+use crate::admin::protocol::PointView;
+use crate::domain::human_millis;
+use crate::tui::app::{App, RANGES};
+
+pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let [list, charts] =
+        Layout::horizontal([Constraint::Length(14), Constraint::Min(20)]).areas(area);
+    let rows = app.nodes();
+    let height = list.height.saturating_sub(2) as usize;
+    let start = scroll_start(app.selected(), height);
+    let items: Vec<ListItem> = rows
+        .iter()
+        .enumerate()
+        .skip(start)
+        .map(|(i, r)| {
+            let mark = match r.metrics.map(|m| !m.anomalies.is_empty()) {
+                Some(true) => "!",
+                _ => " ",
+            };
+            let item = ListItem::new(format!("{mark}{}", r.name));
+            if i == app.selected() {
+                item.style(theme.selected())
+            } else {
+                item
+            }
+        })
+        .collect();
+    f.render_widget(List::new(items).block(Block::bordered().title(" nodes ")), list);
+    let Some(sel) = rows.get(app.selected()) else {
+        return empty(f, charts, "no nodes to chart", theme);
+    };
+    let range = RANGES[app.range];
+    let title = format!(
+        " {} · last {} · {}/{} range ",
+        sel.name,
+        human_millis(range * 1000),
+        app.keys.keys_of(crate::tui::keymap::Action::Narrower),
+        app.keys.keys_of(crate::tui::keymap::Action::Wider),
+    );
+    let block = Block::bordered().title(title);
+    let inner = block.inner(charts);
+    f.render_widget(block, charts);
+    let h = match app.data.history.as_ref().filter(|h| h.node == sel.name) {
+        Some(h) if h.range_secs == range || !h.series.is_empty() => h,
+        _ => {
+            let why = if sel.metrics.is_none() {
+                format!(
+                    "no metrics from {} in the snapshot: it has not reported to the leader (is it running?)",
+                    sel.name
+                )
+            } else {
+                format!("waiting for {}'s history…", sel.name)
+            };
+            return empty(f, inner, &why, theme);
+        }
+    };
+    let get = |n: &str| h.series.iter().find(|(name, _)| name == n).map(|(_, p)| p.as_slice());
+    let flagged = |n: &str| h.anomalies.iter().find(|a| a.series == n);
+    let from = h.to.saturating_sub(range - 1) as f64;
+    let x = [from, h.to as f64];
+    let mut panels: Vec<Panel> = vec![
+        Panel::ratio("cpu", get("cpu"), flagged("cpu").map(|a| a.reason.clone())),
+        Panel::ratio("mem", get("mem"), flagged("mem").map(|a| a.reason.clone())),
+        Panel {
+            title: format!(
+                "net rx {} · tx {}",
+                rate(last(get("net_rx"))),
+                rate(last(get("net_tx")))
+            ),
+            first: get("net_rx").unwrap_or(&[]).to_vec(),
+            second: get("net_tx").map(|p| p.to_vec()),
+            max: None,
+            anomaly: None,
+        },
+    ];
+    let gpus: Vec<String> = h
+        .series
+        .iter()
+        .filter_map(|(n, _)| n.strip_suffix("_util").map(str::to_string))
+        .collect();
+    for g in &gpus {
+        let util = get(&format!("{g}_util"));
+        let temp = get(&format!("{g}_temp"));
+        panels.push(Panel {
+            title: format!(
+                "{g} util {:.0}% · temp {:.0}°C",
+                last(util) * 100.0,
+                last(temp)
+            ),
+            first: util.unwrap_or(&[]).iter().map(|p| PointView { value: p.value * 100.0, max: p.max * 100.0, ..*p }).collect(),
+            second: temp.map(|p| p.to_vec()),
+            max: Some(100.0),
+            anomaly: flagged(&format!("{g}_util"))
+                .or(flagged(&format!("{g}_temp")))
+                .map(|a| a.reason.clone()),
+        });
+    }
+    let notes: Vec<Line> = h
+        .anomalies
+        .iter()
+        .map(|a| Line::from(Span::styled(format!("! {}: {}", a.series, a.reason), theme.bad())))
+        .collect();
+    let gpu_note = if gpus.is_empty() {
+        sel.metrics
+            .map(|m| m.gpu.clone())
+            .unwrap_or_else(|| "gpu: unknown".into())
+    } else {
+        String::new()
+    };
+    let note_lines = notes.len() as u16 + u16::from(!gpu_note.is_empty());
+    let [charts_area, notes_area] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length(note_lines.min(inner.height / 3)),
+    ])
+    .areas(inner);
+    let areas = Layout::vertical(vec![Constraint::Ratio(1, panels.len() as u32); panels.len()])
+        .split(charts_area);
+    for (p, a) in panels.iter().zip(areas.iter()) {
+        p.draw(f, *a, x, theme);
+    }
+    let mut lines = notes;
+    if !gpu_note.is_empty() {
+        lines.push(Line::from(Span::styled(gpu_note, theme.dim())));
+    }
+    f.render_widget(Paragraph::new(lines), notes_area);
+}
+
+fn last(p: Option<&[PointView]>) -> f32 {
+    p.and_then(|p| p.last()).map(|p| p.value).unwrap_or(0.0)
+}
+
+/// One chart: a series (and maybe a second one on the same axes).
+struct Panel {
+    title: String,
+    first: Vec<PointView>,
+    second: Option<Vec<PointView>>,
+    /// A fixed top of the y axis; `None`: the data's peak.
+    max: Option<f64>,
+    anomaly: Option<String>,
+}
+
+impl Panel {
+    fn ratio(name: &str, p: Option<&[PointView]>, anomaly: Option<String>) -> Panel {
+        Panel {
+            title: format!("{name} {:.0}%", last(p) * 100.0),
+            first: p
+                .unwrap_or(&[])
+                .iter()
+                .map(|x| PointView {
+                    value: x.value * 100.0,
+                    max: x.max * 100.0,
+                    ..*x
+                })
+                .collect(),
+            second: None,
+            max: Some(100.0),
+            anomaly,
+        }
+    }
+
+    fn draw(&self, f: &mut Frame, area: Rect, x: [f64; 2], theme: &Theme) {
+        let pts = |v: &[PointView]| -> Vec<(f64, f64)> {
+            v.iter().map(|p| (p.t as f64, p.value as f64)).collect()
+        };
+        let a = pts(&self.first);
+        let b = self.second.as_deref().map(pts).unwrap_or_default();
+        let peak = a
+            .iter()
+            .chain(b.iter())
+            .map(|p| p.1)
+            .fold(0.0f64, f64::max);
+        let top = self.max.map(|m| m.max(peak)).unwrap_or(peak.max(1.0) * 1.1);
+        let mark: Vec<(f64, f64)> = match (&self.anomaly, a.last()) {
+            (Some(_), Some(p)) => vec![*p],
+            _ => Vec::new(),
+        };
+        let mut sets = vec![
+            Dataset::default()
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(theme.accent())
+                .data(&a),
+        ];
+        if !b.is_empty() {
+            sets.push(
+                Dataset::default()
+                    .marker(Marker::Braille)
+                    .graph_type(GraphType::Line)
+                    .style(theme.second())
+                    .data(&b),
+            );
+        }
+        if !mark.is_empty() {
+            sets.push(
+                Dataset::default()
+                    .marker(Marker::Block)
+                    .graph_type(GraphType::Scatter)
+                    .style(theme.bad())
+                    .data(&mark),
+            );
+        }
+        let mut title = vec![Span::styled(self.title.clone(), theme.title())];
+        if self.anomaly.is_some() {
+            title.push(Span::styled(" ! anomaly", theme.bad()));
+        }
+        let chart = Chart::new(sets)
+            .block(Block::new().title(Line::from(title)))
+            .x_axis(Axis::default().bounds(x))
+            .y_axis(
+                Axis::default()
+                    .bounds([0.0, top])
+                    .labels([Span::raw("0"), Span::styled(fmt_top(top, self.max.is_some()), Style::new())]),
+            );
+        f.render_widget(chart, area);
+    }
+}
+
+fn fmt_top(v: f64, percent: bool) -> String {
+    if percent {
+        format!("{v:.0}")
+    } else {
+        rate(v as f32).replace("/s", "")
+    }
+}
