@@ -65,9 +65,10 @@ pub fn run(opts: Options, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
         let tx = tx.clone();
         rt.spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut hup)) =
-                (signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-            else {
+            let (Ok(mut term), Ok(mut hup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
                 return;
             };
             tokio::select! {
@@ -77,7 +78,8 @@ pub fn run(opts: Options, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
             let _ = tx.send(Input::Stop);
         });
     }
-    let mut terminal = ratatui::try_init().context("cannot set up the terminal (is this a tty?)")?;
+    let mut terminal =
+        ratatui::try_init().context("cannot set up the terminal (is this a tty?)")?;
     // Keys arrive on their own thread; it ends with the process.
     {
         let tx = tx.clone();
@@ -157,3 +159,9 @@ fn ui_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod fixture;
+
+#[cfg(test)]
+mod tests;

@@ -72,7 +72,10 @@ pub struct FeedWriter {
 fn lost(path: &Path, e: &dyn std::fmt::Display) -> AdminError {
     AdminError::new(
         ErrorKind::Unavailable,
-        format!("lost the connection to the node at '{}': {e}", path.display()),
+        format!(
+            "lost the connection to the node at '{}': {e}",
+            path.display()
+        ),
     )
 }
 

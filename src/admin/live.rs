@@ -163,7 +163,8 @@ impl Feed {
                 })
                 .map(|target| {
                     let (load, forecast) = controller.load_chart(&target, now / 1000);
-                    let f = |v: Vec<(u64, f64)>| v.into_iter().map(|(t, x)| (t, x as f32)).collect();
+                    let f =
+                        |v: Vec<(u64, f64)>| v.into_iter().map(|(t, x)| (t, x as f32)).collect();
                     SliceLoad {
                         target,
                         load: f(load),
@@ -211,8 +212,11 @@ impl Feed {
                 changed
             });
         });
-        if u.metrics.as_ref().is_some_and(|m| m.nodes.iter().all(|n| n.spark.iter().all(|(_, v)| v.is_empty())))
-            && !full
+        if u.metrics.as_ref().is_some_and(|m| {
+            m.nodes
+                .iter()
+                .all(|n| n.spark.iter().all(|(_, v)| v.is_empty()))
+        }) && !full
         {
             // The metrics part repeats the headline values; send it only with new points.
             u.metrics = None;
@@ -266,7 +270,12 @@ impl Feed {
             .range_secs
             .clamp(60, crate::metrics::window::WINDOW_SECS);
         let width = self.watch.points.clamp(10, 2000) as usize;
-        let mut names = vec!["cpu".to_string(), "mem".into(), "net_rx".into(), "net_tx".into()];
+        let mut names = vec![
+            "cpu".to_string(),
+            "mem".into(),
+            "net_rx".into(),
+            "net_tx".into(),
+        ];
         for g in &e.m.gpus {
             names.push(format!("gpu{}_util", g.index));
             names.push(format!("gpu{}_temp", g.index));
@@ -341,12 +350,23 @@ fn sparkline(v: &View, e: &NodeEntry, from: Option<u64>) -> (Vec<(String, Vec<f3
     let values = |name: &str| -> Vec<(u64, f32)> {
         v.window
             .series(e.node, name)
-            .map(|s| s.query(from, to).into_iter().map(|p| (p.t, p.value)).collect())
+            .map(|s| {
+                s.query(from, to)
+                    .into_iter()
+                    .map(|p| (p.t, p.value))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut out = vec![
-        ("cpu".to_string(), values("cpu").into_iter().map(|(_, x)| x).collect()),
-        ("mem".to_string(), values("mem").into_iter().map(|(_, x)| x).collect()),
+        (
+            "cpu".to_string(),
+            values("cpu").into_iter().map(|(_, x)| x).collect(),
+        ),
+        (
+            "mem".to_string(),
+            values("mem").into_iter().map(|(_, x)| x).collect(),
+        ),
     ];
     if !e.m.gpus.is_empty() {
         let mut by_t: BTreeMap<u64, (f32, u32)> = BTreeMap::new();
@@ -409,7 +429,11 @@ mod tests {
         assert_eq!(out[3].t, 1030);
         assert!((out[3].value - 1.8).abs() < 1e-6, "{:?}", out[3]);
         assert_eq!(out[3].max, 9.0);
-        assert!(out.iter().enumerate().all(|(i, p)| i == 3 || p.value == 1.0));
+        assert!(
+            out.iter()
+                .enumerate()
+                .all(|(i, p)| i == 3 || p.value == 1.0)
+        );
         // Fewer points than the width pass through unchanged.
         assert_eq!(downsample(points.clone(), 1000, 100, 200), points);
     }

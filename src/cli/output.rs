@@ -290,9 +290,7 @@ pub fn decision_text(d: &crate::domain::Decision, now: u64) -> String {
     match &d.outcome {
         Some(o) => w!("\noutcome:  {}: {}", o.verdict, o.detail),
         None if matches!(d.status, S::Applied { .. }) => {
-            w!(
-                "\noutcome:  not checked yet (after it converges and controller.outcome_after)"
-            )
+            w!("\noutcome:  not checked yet (after it converges and controller.outcome_after)")
         }
         None => {}
     }

@@ -189,7 +189,12 @@ impl Brain {
 
     /// A slice's measured load (cores used, per second, oldest first) and, once the forecast
     /// is warm, what it expects every `step` seconds up to the horizon: what the console charts.
-    pub fn load_chart(&self, target: &str, now: u64, step: u64) -> (Vec<(u64, f64)>, Vec<(u64, f64)>) {
+    pub fn load_chart(
+        &self,
+        target: &str,
+        now: u64,
+        step: u64,
+    ) -> (Vec<(u64, f64)>, Vec<(u64, f64)>) {
         let load = self
             .history
             .get(&(target.to_string(), Metric::SliceCpu))

@@ -37,10 +37,30 @@ pub enum Action {
 
 /// (action, config name, default keys, help). The help screen lists this table in order.
 pub const TABLE: &[(Action, &str, &str, &str)] = &[
-    (Action::Overview, "overview", "1", "Overview: cluster health, nodes"),
-    (Action::Nodes, "nodes", "2", "Nodes: one node's history charts"),
-    (Action::Blueprints, "blueprints", "3", "Blueprints: slices, placement, load"),
-    (Action::Controller, "controller", "4", "Controller: decisions and reasoning"),
+    (
+        Action::Overview,
+        "overview",
+        "1",
+        "Overview: cluster health, nodes",
+    ),
+    (
+        Action::Nodes,
+        "nodes",
+        "2",
+        "Nodes: one node's history charts",
+    ),
+    (
+        Action::Blueprints,
+        "blueprints",
+        "3",
+        "Blueprints: slices, placement, load",
+    ),
+    (
+        Action::Controller,
+        "controller",
+        "4",
+        "Controller: decisions and reasoning",
+    ),
     (Action::Events, "events", "5", "Events: the audit log"),
     (Action::NextView, "next_view", "tab", "next view"),
     (Action::PrevView, "prev_view", "shift-tab", "previous view"),
@@ -50,14 +70,54 @@ pub const TABLE: &[(Action, &str, &str, &str)] = &[
     (Action::Bottom, "bottom", "G, end", "last row"),
     (Action::PageDown, "page_down", "pgdn, ctrl-d", "page down"),
     (Action::PageUp, "page_up", "pgup, ctrl-u", "page up"),
-    (Action::Details, "details", "enter", "details of the selected row"),
-    (Action::Back, "back", "esc", "back: close details, clear the filter"),
-    (Action::Filter, "filter", "/", "filter rows (start with ! to invert)"),
-    (Action::Command, "command", ":", "command line (:help lists commands)"),
-    (Action::Veto, "veto", "v", "veto the selected decision (asks first)"),
-    (Action::Approve, "approve", "a", "approve the selected decision (asks first)"),
-    (Action::Pause, "pause", "p", "pause or resume the controller (asks first)"),
-    (Action::Narrower, "narrower", "<", "Nodes: shorter chart range"),
+    (
+        Action::Details,
+        "details",
+        "enter",
+        "details of the selected row",
+    ),
+    (
+        Action::Back,
+        "back",
+        "esc",
+        "back: close details, clear the filter",
+    ),
+    (
+        Action::Filter,
+        "filter",
+        "/",
+        "filter rows (start with ! to invert)",
+    ),
+    (
+        Action::Command,
+        "command",
+        ":",
+        "command line (:help lists commands)",
+    ),
+    (
+        Action::Veto,
+        "veto",
+        "v",
+        "veto the selected decision (asks first)",
+    ),
+    (
+        Action::Approve,
+        "approve",
+        "a",
+        "approve the selected decision (asks first)",
+    ),
+    (
+        Action::Pause,
+        "pause",
+        "p",
+        "pause or resume the controller (asks first)",
+    ),
+    (
+        Action::Narrower,
+        "narrower",
+        "<",
+        "Nodes: shorter chart range",
+    ),
     (Action::Wider, "wider", ">", "Nodes: longer chart range"),
     (Action::Help, "help", "?", "this help"),
     (Action::Quit, "quit", "q, ctrl-c", "quit"),
@@ -106,7 +166,10 @@ impl Key {
             "pgdn" => KeyCode::PageDown,
             "space" => KeyCode::Char(' '),
             "backspace" => KeyCode::Backspace,
-            f if f.len() > 1 && f.starts_with('f') && f[1..].parse::<u8>().is_ok_and(|n| (1..=12).contains(&n)) => {
+            f if f.len() > 1
+                && f.starts_with('f')
+                && f[1..].parse::<u8>().is_ok_and(|n| (1..=12).contains(&n)) =>
+            {
                 KeyCode::F(f[1..].parse().expect("checked"))
             }
             c if c.chars().count() == 1 => KeyCode::Char(c.chars().next().expect("one char")),
@@ -188,10 +251,20 @@ impl Keymap {
                 }
                 let key = Key::parse(part).map_err(|e| format!("tui.keys.{name}: {e}"))?;
                 if let Some((_, other)) = keys.iter().find(|(k, _)| *k == key) {
-                    let other = TABLE.iter().find(|t| t.0 == *other).map(|t| t.1).unwrap_or("?");
+                    let other = TABLE
+                        .iter()
+                        .find(|t| t.0 == *other)
+                        .map(|t| t.1)
+                        .unwrap_or("?");
+                    // Name the override that caused the clash, not the default it hit.
+                    let (mine, theirs) = if overrides.contains_key(*name) {
+                        (*name, other)
+                    } else {
+                        (other, *name)
+                    };
                     return Err(format!(
-                        "tui.keys.{name}: key '{key}' is already bound to '{other}'; \
-                         bind '{other}' to another key too"
+                        "tui.keys.{mine}: key '{key}' is already bound to '{theirs}'; \
+                         bind '{theirs}' to another key too"
                     ));
                 }
                 keys.push((key, *action));
@@ -231,12 +304,27 @@ mod tests {
         let none = KeyModifiers::NONE;
         assert_eq!(k.action(&ev(KeyCode::Char('j'), none)), Some(Action::Down));
         assert_eq!(k.action(&ev(KeyCode::Down, none)), Some(Action::Down));
-        assert_eq!(k.action(&ev(KeyCode::Char('G'), KeyModifiers::SHIFT)), Some(Action::Bottom));
-        assert_eq!(k.action(&ev(KeyCode::Char('c'), KeyModifiers::CONTROL)), Some(Action::Quit));
+        assert_eq!(
+            k.action(&ev(KeyCode::Char('G'), KeyModifiers::SHIFT)),
+            Some(Action::Bottom)
+        );
+        assert_eq!(
+            k.action(&ev(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Action::Quit)
+        );
         assert_eq!(k.action(&ev(KeyCode::Char('c'), none)), None);
-        assert_eq!(k.action(&ev(KeyCode::BackTab, KeyModifiers::SHIFT)), Some(Action::PrevView));
-        assert_eq!(k.action(&ev(KeyCode::Tab, KeyModifiers::SHIFT)), Some(Action::PrevView));
-        assert_eq!(k.action(&ev(KeyCode::Char('4'), none)), Some(Action::Controller));
+        assert_eq!(
+            k.action(&ev(KeyCode::BackTab, KeyModifiers::SHIFT)),
+            Some(Action::PrevView)
+        );
+        assert_eq!(
+            k.action(&ev(KeyCode::Tab, KeyModifiers::SHIFT)),
+            Some(Action::PrevView)
+        );
+        assert_eq!(
+            k.action(&ev(KeyCode::Char('4'), none)),
+            Some(Action::Controller)
+        );
         assert_eq!(k.keys_of(Action::Down), "j/↓");
     }
 
@@ -244,8 +332,14 @@ mod tests {
     fn overrides_replace_an_actions_keys() {
         let o = BTreeMap::from([("veto".to_string(), "x, ctrl-v".to_string())]);
         let k = Keymap::new(&o).unwrap();
-        assert_eq!(k.action(&ev(KeyCode::Char('x'), KeyModifiers::NONE)), Some(Action::Veto));
-        assert_eq!(k.action(&ev(KeyCode::Char('v'), KeyModifiers::CONTROL)), Some(Action::Veto));
+        assert_eq!(
+            k.action(&ev(KeyCode::Char('x'), KeyModifiers::NONE)),
+            Some(Action::Veto)
+        );
+        assert_eq!(
+            k.action(&ev(KeyCode::Char('v'), KeyModifiers::CONTROL)),
+            Some(Action::Veto)
+        );
         assert_eq!(k.action(&ev(KeyCode::Char('v'), KeyModifiers::NONE)), None);
     }
 
@@ -255,9 +349,15 @@ mod tests {
             Keymap::new(&BTreeMap::from([(name.to_string(), keys.to_string())])).unwrap_err()
         };
         let e = bad("vetoo", "x");
-        assert!(e.contains("unknown action 'vetoo'") && e.contains("veto"), "{e}");
+        assert!(
+            e.contains("unknown action 'vetoo'") && e.contains("veto"),
+            "{e}"
+        );
         let e = bad("veto", "ctrl-alt-x");
-        assert!(e.contains("tui.keys.veto") && e.contains("'ctrl-alt-x' is not a key"), "{e}");
+        assert!(
+            e.contains("tui.keys.veto") && e.contains("'ctrl-alt-x' is not a key"),
+            "{e}"
+        );
         let e = bad("veto", "q");
         assert!(e.contains("already bound to 'quit'"), "{e}");
         let e = bad("veto", " ");

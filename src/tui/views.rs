@@ -100,7 +100,10 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
     }
     f.render_widget(Paragraph::new(status_line(app, theme)), status);
     if let Mode::Confirm(c) = &app.mode {
-        let mut lines = vec![Line::from(Span::styled(c.title.clone(), theme.title())), Line::from("")];
+        let mut lines = vec![
+            Line::from(Span::styled(c.title.clone(), theme.title())),
+            Line::from(""),
+        ];
         lines.extend(c.detail.iter().map(|d| Line::from(d.clone())));
         lines.push(Line::from(""));
         lines.push(Line::from(vec![
@@ -133,20 +136,21 @@ pub fn popup(f: &mut Frame, area: Rect, title: &str, text: Text<'_>, theme: &The
     };
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(text)
-            .wrap(Wrap { trim: false })
-            .block(
-                Block::bordered()
-                    .title(format!(" {title} "))
-                    .border_style(theme.accent())
-                    .padding(ratatui::widgets::Padding::horizontal(1)),
-            ),
+        Paragraph::new(text).wrap(Wrap { trim: false }).block(
+            Block::bordered()
+                .title(format!(" {title} "))
+                .border_style(theme.accent())
+                .padding(ratatui::widgets::Padding::horizontal(1)),
+        ),
         r,
     );
 }
 
 fn header_line(app: &App, theme: &Theme) -> Line<'static> {
-    let mut spans = vec![Span::styled(" aether ", theme.accent().add_modifier(Modifier::REVERSED))];
+    let mut spans = vec![Span::styled(
+        " aether ",
+        theme.accent().add_modifier(Modifier::REVERSED),
+    )];
     let sep = || Span::styled(" · ", theme.dim());
     let Some(s) = &app.data.status else {
         spans.push(Span::raw(" waiting for the node…"));
@@ -167,7 +171,11 @@ fn header_line(app: &App, theme: &Theme) -> Line<'static> {
     spans.push(sep());
     spans.push(Span::styled(
         format!("{ready}/{total} ready"),
-        if ready == total { theme.ok() } else { theme.warn() },
+        if ready == total {
+            theme.ok()
+        } else {
+            theme.warn()
+        },
     ));
     if let Some(c) = &s.controller {
         spans.push(sep());
@@ -234,28 +242,38 @@ fn status_line(app: &App, theme: &Theme) -> Line<'static> {
         _ => {}
     }
     let mut spans = Vec::new();
+    let mut reason = None;
     match &app.link {
         LinkState::Connecting => spans.push(Span::styled(" connecting… ", theme.warn())),
         LinkState::Live => spans.push(Span::styled(" ● live ", theme.ok())),
-        LinkState::Reconnecting { reason, since } => {
-            spans.push(Span::styled(" reconnecting… ", theme.bad()));
+        LinkState::Reconnecting { reason: r, since } => {
             spans.push(Span::styled(
                 format!(
-                    "data as of {} ago ({reason}) ",
+                    " reconnecting… data as of {} ago ",
                     human_millis(app.now.saturating_sub(*since))
                 ),
-                theme.dim(),
+                theme.bad(),
             ));
+            reason = Some(r.clone());
         }
     }
     if app.readonly {
-        spans.push(Span::styled(" READ-ONLY: overrides disabled ", theme.warn()));
+        spans.push(Span::styled(
+            " READ-ONLY ",
+            theme.warn().add_modifier(Modifier::REVERSED),
+        ));
     }
     if let Some(fl) = &app.flash {
         spans.push(Span::styled(
             format!(" {} ", fl.text),
-            if fl.error { theme.bad() } else { theme.accent() },
+            if fl.error {
+                theme.bad()
+            } else {
+                theme.accent()
+            },
         ));
+    } else if let Some(r) = reason {
+        spans.push(Span::styled(format!(" {r}"), theme.dim()));
     } else {
         spans.push(Span::styled(
             format!(
@@ -274,7 +292,10 @@ fn help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     for (action, _, _, text) in TABLE {
         let off = app.readonly && matches!(action, Action::Veto | Action::Approve | Action::Pause);
         lines.push(Line::from(vec![
-            Span::styled(format!("  {:<14}", app.keys.keys_of(*action)), theme.accent()),
+            Span::styled(
+                format!("  {:<14}", app.keys.keys_of(*action)),
+                theme.accent(),
+            ),
             Span::styled(
                 format!("{text}{}", if off { " (disabled: --readonly)" } else { "" }),
                 if off { theme.dim() } else { Style::new() },
@@ -282,7 +303,10 @@ fn help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         ]));
     }
     lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled("Commands (after :)", theme.title())));
+    lines.push(Line::from(Span::styled(
+        "Commands (after :)",
+        theme.title(),
+    )));
     for (c, text) in App::COMMANDS {
         lines.push(Line::from(vec![
             Span::styled(format!("  {c:<20}"), theme.accent()),
@@ -313,7 +337,11 @@ pub fn empty(f: &mut Frame, area: Rect, text: &str, theme: &Theme) {
 
 /// `▕████░░░░▏ 45%` in `width` cells.
 pub fn bar(v: f32, width: usize) -> String {
-    let v = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
+    let v = if v.is_finite() {
+        v.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let cells = width.max(1);
     let full = ((v * cells as f32).round() as usize).min(cells);
     format!("{}{}", "█".repeat(full), "░".repeat(cells - full))

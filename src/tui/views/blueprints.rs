@@ -65,7 +65,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 Line::from(r.target()),
                 Line::from(Span::styled(
                     format!("{active}/{want}"),
-                    if active >= want { theme.ok() } else { theme.warn() },
+                    if active >= want {
+                        theme.ok()
+                    } else {
+                        theme.warn()
+                    },
                 )),
                 Line::from(format!("{}..{}", r.slice.min, r.slice.max)),
                 Line::from(placement.join(" ")),
@@ -77,7 +81,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     } else {
                         "starting".into()
                     },
-                    if unhealthy > 0 { theme.bad() } else { theme.dim() },
+                    if unhealthy > 0 {
+                        theme.bad()
+                    } else {
+                        theme.dim()
+                    },
                 )),
                 Line::from(restarts.to_string()),
             ]);
@@ -96,9 +104,19 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Constraint::Length(11),
         Constraint::Length(8),
     ];
-    let header = Row::new(["SLICE", "ACTIVE", "RANGE", "PLACEMENT", "HEALTH", "RESTARTS"])
-        .style(theme.title());
-    f.render_widget(Table::new(body, widths).header(header).column_spacing(1), table);
+    let header = Row::new([
+        "SLICE",
+        "ACTIVE",
+        "RANGE",
+        "PLACEMENT",
+        "HEALTH",
+        "RESTARTS",
+    ])
+    .style(theme.title());
+    f.render_widget(
+        Table::new(body, widths).header(header).column_spacing(1),
+        table,
+    );
     load_chart(f, chart, sel, app, theme);
 }
 
@@ -108,21 +126,42 @@ fn load_chart(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &
     let inner = block.inner(area);
     f.render_widget(block, area);
     let Some(l) = app.data.loads.iter().find(|l| l.target == target) else {
-        return empty(f, inner, "the controller has not seen this slice yet", theme);
+        return empty(
+            f,
+            inner,
+            "the controller has not seen this slice yet",
+            theme,
+        );
     };
     if l.load.is_empty() {
         return empty(
             f,
             inner,
-            &format!("no load measured for {target} yet: it is sampled from the slice's active processes each second"),
+            &format!(
+                "no load measured for {target} yet: it is sampled from the slice's active processes each second"
+            ),
             theme,
         );
     }
     let load: Vec<(f64, f64)> = l.load.iter().map(|(t, v)| (*t as f64, *v as f64)).collect();
-    let fc: Vec<(f64, f64)> = l.forecast.iter().map(|(t, v)| (*t as f64, *v as f64)).collect();
-    let x0 = load.first().map(|p| p.0).unwrap_or(0.0);
-    let x1 = fc.last().or(load.last()).map(|p| p.0).unwrap_or(x0 + 1.0).max(x0 + 1.0);
-    let top = load.iter().chain(fc.iter()).map(|p| p.1).fold(0.0f64, f64::max).max(0.1) * 1.15;
+    let fc: Vec<(f64, f64)> = l
+        .forecast
+        .iter()
+        .map(|(t, v)| (*t as f64, *v as f64))
+        .collect();
+    // "now" in the middle: the past on the left, the forecast on the right.
+    let now = app.now as f64 / 1000.0;
+    let first = load.first().map(|p| p.0).unwrap_or(now);
+    let last = fc.last().map(|p| p.0).unwrap_or(now);
+    let span = (now - first).max(last - now).max(60.0);
+    let (x0, x1) = (now - span, now + span);
+    let top = load
+        .iter()
+        .chain(fc.iter())
+        .map(|p| p.1)
+        .fold(0.0f64, f64::max)
+        .max(0.1)
+        * 1.15;
     let mut sets = vec![
         Dataset::default()
             .name("load")
@@ -146,9 +185,15 @@ fn load_chart(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &
     );
     let chart = Chart::new(sets)
         .x_axis(Axis::default().bounds([x0, x1]).labels([
-            Span::raw(format!("-{}", crate::domain::human_millis(((x1.min(app.now as f64 / 1000.0) - x0).max(0.0) * 1000.0) as u64))),
+            Span::raw(format!(
+                "-{}",
+                crate::domain::human_millis((span * 1000.0) as u64)
+            )),
             Span::raw("now"),
-            Span::raw(format!("+{}", crate::domain::human_millis(((x1 - app.now as f64 / 1000.0).max(0.0) * 1000.0) as u64))),
+            Span::raw(format!(
+                "+{}",
+                crate::domain::human_millis((span * 1000.0) as u64)
+            )),
         ]))
         .y_axis(
             Axis::default()
@@ -202,10 +247,7 @@ fn instances(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &T
         Table::new(rows, widths)
             .header(header)
             .column_spacing(1)
-            .block(Block::bordered().title(format!(
-                " {} instances (esc back) ",
-                sel.target()
-            ))),
+            .block(Block::bordered().title(format!(" {} instances (esc back) ", sel.target()))),
         area,
     );
 }

@@ -75,16 +75,16 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Constraint::Length(14),
     ];
     let header = Row::new(["ID", "AGE", "STATUS", "ACTION", "RULE"]).style(theme.title());
-    f.render_widget(Table::new(body, widths).header(header).column_spacing(1), table);
-    reasoning(f, detail, sel, app, theme);
+    f.render_widget(
+        Table::new(body, widths).header(header).column_spacing(1),
+        table,
+    );
+    reasoning(f, detail, sel, theme);
 }
 
 fn head_line(app: &App, theme: &Theme) -> Line<'static> {
     let Some(c) = app.data.status.as_ref().and_then(|s| s.controller.as_ref()) else {
-        return Line::from(Span::styled(
-            "controller state not known yet",
-            theme.dim(),
-        ));
+        return Line::from(Span::styled("controller state not known yet", theme.dim()));
     };
     let mut v = vec![Span::styled(format!(" mode {}", c.mode), theme.title())];
     if c.mode == crate::domain::ControllerMode::Guarded {
@@ -94,12 +94,20 @@ fn head_line(app: &App, theme: &Theme) -> Line<'static> {
         Some(p) => v.push(Span::styled(format!(" · PAUSED by {}", p.by), theme.bad())),
         None => v.push(Span::styled(" · running", theme.ok())),
     }
-    v.push(Span::raw(format!(" · {} pending · {} proposed", c.pending, c.proposed)));
-    v.push(Span::styled(format!(" · reviewer: {}", c.reviewer), theme.dim()));
+    v.push(Span::raw(format!(
+        " · {} pending · {} proposed",
+        c.pending, c.proposed
+    )));
+    if app.width >= 120 {
+        v.push(Span::styled(
+            format!(" · reviewer: {}", c.reviewer),
+            theme.dim(),
+        ));
+    }
     Line::from(v)
 }
 
-fn reasoning(f: &mut Frame, area: Rect, d: &Decision, app: &App, theme: &Theme) {
+fn reasoning(f: &mut Frame, area: Rect, d: &Decision, theme: &Theme) {
     let mut why: Vec<Line> = vec![Line::from(vec![
         Span::styled(format!("{} ", d.name()), theme.title()),
         Span::raw(d.action.to_string()),
@@ -126,7 +134,10 @@ fn reasoning(f: &mut Frame, area: Rect, d: &Decision, app: &App, theme: &Theme) 
                         ),
                         style,
                     ),
-                    Span::styled(format!("  {} · {} ms", r.reviewer, r.latency_ms), theme.dim()),
+                    Span::styled(
+                        format!("  {} · {} ms", r.reviewer, r.latency_ms),
+                        theme.dim(),
+                    ),
                 ]),
                 Line::from(r.reason.clone()),
             ])
@@ -138,16 +149,22 @@ fn reasoning(f: &mut Frame, area: Rect, d: &Decision, app: &App, theme: &Theme) 
     };
     let wide = area.width >= 120;
     let (a, b) = if wide {
-        let [a, b] =
-            Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+        let [a, b] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)])
+            .areas(area);
         (a, b)
     } else {
-        let review_h = 4.min(area.height / 2);
+        // The review's text wrapped to the width, plus its first line and the borders.
+        let inner = area.width.saturating_sub(2).max(1) as usize;
+        let text_lines = d
+            .review
+            .as_ref()
+            .map(|r| r.reason.chars().count().div_ceil(inner) as u16)
+            .unwrap_or(1);
+        let review_h = (text_lines + 3).min(area.height / 2);
         let [a, b] =
             Layout::vertical([Constraint::Min(2), Constraint::Length(review_h)]).areas(area);
         (a, b)
     };
-    let _ = app;
     f.render_widget(
         Paragraph::new(why)
             .wrap(Wrap { trim: true })

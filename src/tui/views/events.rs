@@ -22,7 +22,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if app.detail {
         let e = rows[app.selected().min(rows.len() - 1)];
         let text = vec![
-            Line::from(format!("#{}  {}  ({} ago)", e.seq, clock_time(e.at), human_millis(app.now.saturating_sub(e.at)))),
+            Line::from(format!(
+                "#{}  {}  ({} ago)",
+                e.seq,
+                clock_time(e.at),
+                human_millis(app.now.saturating_sub(e.at))
+            )),
             Line::from(format!("who:      {}", e.actor)),
             Line::from(format!("what:     {}", e.what)),
             Line::from(format!("outcome:  {}", e.outcome)),
@@ -49,7 +54,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 Line::from(e.what.clone()),
                 Line::from(Span::styled(
                     e.outcome.clone(),
-                    if e.outcome == "ok" { theme.ok() } else { theme.bad() },
+                    if e.outcome == "ok" {
+                        theme.ok()
+                    } else {
+                        theme.bad()
+                    },
                 )),
             ]);
             if i == app.selected() {
@@ -66,5 +75,8 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Constraint::Length(14),
     ];
     let header = Row::new(["TIME", "WHO", "WHAT", "OUTCOME"]).style(theme.title());
-    f.render_widget(Table::new(body, widths).header(header).column_spacing(1), area);
+    f.render_widget(
+        Table::new(body, widths).header(header).column_spacing(1),
+        area,
+    );
 }

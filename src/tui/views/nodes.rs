@@ -10,7 +10,6 @@ use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, List, ListItem, P
 
 use super::{Theme, empty, rate, scroll_start};
 use crate::admin::protocol::PointView;
-use crate::domain::human_millis;
 use crate::tui::app::{App, RANGES};
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
@@ -36,7 +35,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             }
         })
         .collect();
-    f.render_widget(List::new(items).block(Block::bordered().title(" nodes ")), list);
+    f.render_widget(
+        List::new(items).block(Block::bordered().title(" nodes ")),
+        list,
+    );
     let Some(sel) = rows.get(app.selected()) else {
         return empty(f, charts, "no nodes to chart", theme);
     };
@@ -44,7 +46,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let title = format!(
         " {} · last {} · {}/{} range ",
         sel.name,
-        human_millis(range * 1000),
+        range_label(range),
         app.keys.keys_of(crate::tui::keymap::Action::Narrower),
         app.keys.keys_of(crate::tui::keymap::Action::Wider),
     );
@@ -65,7 +67,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             return empty(f, inner, &why, theme);
         }
     };
-    let get = |n: &str| h.series.iter().find(|(name, _)| name == n).map(|(_, p)| p.as_slice());
+    let get = |n: &str| {
+        h.series
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, p)| p.as_slice())
+    };
     let flagged = |n: &str| h.anomalies.iter().find(|a| a.series == n);
     let from = h.to.saturating_sub(range - 1) as f64;
     let x = [from, h.to as f64];
@@ -98,7 +105,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 last(util) * 100.0,
                 last(temp)
             ),
-            first: util.unwrap_or(&[]).iter().map(|p| PointView { value: p.value * 100.0, max: p.max * 100.0, ..*p }).collect(),
+            first: util
+                .unwrap_or(&[])
+                .iter()
+                .map(|p| PointView {
+                    value: p.value * 100.0,
+                    max: p.max * 100.0,
+                    ..*p
+                })
+                .collect(),
             second: temp.map(|p| p.to_vec()),
             max: Some(100.0),
             anomaly: flagged(&format!("{g}_util"))
@@ -109,7 +124,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let notes: Vec<Line> = h
         .anomalies
         .iter()
-        .map(|a| Line::from(Span::styled(format!("! {}: {}", a.series, a.reason), theme.bad())))
+        .map(|a| {
+            Line::from(Span::styled(
+                format!("! {}: {}", a.series, a.reason),
+                theme.bad(),
+            ))
+        })
         .collect();
     let gpu_note = if gpus.is_empty() {
         sel.metrics
@@ -124,8 +144,11 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Constraint::Length(note_lines.min(inner.height / 3)),
     ])
     .areas(inner);
-    let areas = Layout::vertical(vec![Constraint::Ratio(1, panels.len() as u32); panels.len()])
-        .split(charts_area);
+    let areas = Layout::vertical(vec![
+        Constraint::Ratio(1, panels.len() as u32);
+        panels.len()
+    ])
+    .split(charts_area);
     for (p, a) in panels.iter().zip(areas.iter()) {
         p.draw(f, *a, x, theme);
     }
@@ -133,7 +156,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if !gpu_note.is_empty() {
         lines.push(Line::from(Span::styled(gpu_note, theme.dim())));
     }
-    f.render_widget(Paragraph::new(lines), notes_area);
+    f.render_widget(
+        Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: true }),
+        notes_area,
+    );
 }
 
 fn last(p: Option<&[PointView]>) -> f32 {
@@ -175,11 +201,7 @@ impl Panel {
         };
         let a = pts(&self.first);
         let b = self.second.as_deref().map(pts).unwrap_or_default();
-        let peak = a
-            .iter()
-            .chain(b.iter())
-            .map(|p| p.1)
-            .fold(0.0f64, f64::max);
+        let peak = a.iter().chain(b.iter()).map(|p| p.1).fold(0.0f64, f64::max);
         let top = self.max.map(|m| m.max(peak)).unwrap_or(peak.max(1.0) * 1.1);
         let mark: Vec<(f64, f64)> = match (&self.anomaly, a.last()) {
             (Some(_), Some(p)) => vec![*p],
@@ -217,11 +239,10 @@ impl Panel {
         let chart = Chart::new(sets)
             .block(Block::new().title(Line::from(title)))
             .x_axis(Axis::default().bounds(x))
-            .y_axis(
-                Axis::default()
-                    .bounds([0.0, top])
-                    .labels([Span::raw("0"), Span::styled(fmt_top(top, self.max.is_some()), Style::new())]),
-            );
+            .y_axis(Axis::default().bounds([0.0, top]).labels([
+                Span::raw("0"),
+                Span::styled(fmt_top(top, self.max.is_some()), Style::new()),
+            ]));
         f.render_widget(chart, area);
     }
 }
@@ -231,5 +252,14 @@ fn fmt_top(v: f64, percent: bool) -> String {
         format!("{v:.0}")
     } else {
         rate(v as f32).replace("/s", "")
+    }
+}
+
+/// `5m`, `15m`, `1h`, `2h`.
+pub fn range_label(secs: u64) -> String {
+    if secs >= 3600 && secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{}m", secs / 60)
     }
 }

@@ -58,18 +58,16 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 (None, None) => ("?".into(), theme.dim()),
             };
             let sp = app.data.sparks.get(&r.name);
-            let cell = |v: Option<f32>, series: Option<&std::collections::VecDeque<f32>>| {
-                match v {
-                    Some(v) => Line::from(vec![
-                        Span::styled(pct(v), theme.level(v)),
-                        Span::raw(" "),
-                        Span::styled(
-                            spark(series.into_iter().flatten().copied(), sparkw),
-                            theme.level(v),
-                        ),
-                    ]),
-                    None => Line::from(Span::styled("  — no sample", theme.dim())),
-                }
+            let cell = |v: Option<f32>, series: Option<&std::collections::VecDeque<f32>>| match v {
+                Some(v) => Line::from(vec![
+                    Span::styled(pct(v), theme.level(v)),
+                    Span::raw(" "),
+                    Span::styled(
+                        spark(series.into_iter().flatten().copied(), sparkw),
+                        theme.level(v),
+                    ),
+                ]),
+                None => Line::from(Span::styled("  — no sample", theme.dim())),
             };
             let n = r.metrics;
             let gpu = match n {
@@ -80,8 +78,16 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     }
                     l
                 }
+                // The reason NVML is unavailable is long: the Nodes view shows it.
                 Some(n) => Line::from(Span::styled(
-                    format!("  {}", n.gpu.trim_start_matches("gpu: ")),
+                    format!(
+                        "  {}",
+                        n.gpu
+                            .trim_start_matches("gpu: ")
+                            .split(" (")
+                            .next()
+                            .unwrap_or("")
+                    ),
                     theme.dim(),
                 )),
                 None => Line::from(""),
@@ -114,7 +120,10 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Constraint::Min(col as u16),
     ];
     let header = Row::new(["NODE", "ROLE", "HEALTH", "CPU", "MEM", "GPU"]).style(theme.title());
-    f.render_widget(Table::new(body, widths).header(header).column_spacing(1), table);
+    f.render_widget(
+        Table::new(body, widths).header(header).column_spacing(1),
+        table,
+    );
 }
 
 fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
@@ -136,7 +145,11 @@ fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
         label("cluster"),
         Span::styled(
             format!("{total} nodes: {ready} ready"),
-            if ready == total { theme.ok() } else { theme.warn() },
+            if ready == total {
+                theme.ok()
+            } else {
+                theme.warn()
+            },
         ),
     ];
     if suspect > 0 {
@@ -153,7 +166,10 @@ fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
         None => health.push(Span::styled(" · no leader", theme.bad())),
     }
     let control = match &s.controller {
-        None => vec![label("controller"), Span::styled("state unreadable", theme.bad())],
+        None => vec![
+            label("controller"),
+            Span::styled("state unreadable", theme.bad()),
+        ],
         Some(c) => {
             let mut v = vec![label("controller")];
             if let Some(p) = &c.paused {
@@ -161,7 +177,10 @@ fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
                     format!(
                         "PAUSED by {}{}",
                         p.by,
-                        p.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+                        p.reason
+                            .as_ref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
                     ),
                     theme.bad(),
                 ));
@@ -175,7 +194,11 @@ fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
             }
             v.push(Span::styled(
                 format!(" · {} pending · {} proposed", c.pending, c.proposed),
-                if c.pending + c.proposed > 0 { theme.warn() } else { theme.dim() },
+                if c.pending + c.proposed > 0 {
+                    theme.warn()
+                } else {
+                    theme.dim()
+                },
             ));
             if !c.enabled {
                 v.push(Span::styled(" · off on this node", theme.dim()));
@@ -192,7 +215,11 @@ fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
     ];
     let metrics = vec![
         label("metrics"),
-        match (app.data.have_metrics, &app.data.leader, app.data.snapshot_age_ms) {
+        match (
+            app.data.have_metrics,
+            &app.data.leader,
+            app.data.snapshot_age_ms,
+        ) {
             (true, Some(l), Some(age)) => Span::raw(format!(
                 "snapshot from {l}, {} old",
                 crate::domain::human_millis(age)

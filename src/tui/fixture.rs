@@ -1,0 +1,361 @@
+//! A fixed cluster for the console's tests: three nodes (one with a GPU, one draining), a
+//! blueprint of two slices, decisions in every interesting state, a few events. Times are
+//! relative to [`NOW`].
+
+use crate::admin::protocol::{
+    BlueprintView, ControlView, InstanceView, LeaderView, LiveMetrics, LiveNode, LiveUpdate,
+    LocalView, MemberView, NodeHistory, PointView, SliceLoad, StatusView,
+};
+use crate::config::ModelFormat;
+use crate::controller::model::{ModelState, ModelStatus};
+use crate::domain::*;
+use crate::metrics::update::AnomalyFlag;
+
+/// 2026-11-22 12:00:00Z.
+pub const NOW: Millis = 1_795_262_400_000;
+
+fn member(id: NodeId, name: &str, leader: bool, state: NodeState, health: Health) -> MemberView {
+    MemberView {
+        id,
+        name: name.into(),
+        addr: format!("127.0.0.1:74{id}0"),
+        role: "voter".into(),
+        state,
+        leader,
+        reachable: Some(true),
+        last_contact_ms: Some(20),
+        matched_index: Some(120),
+        joined_at: NOW - 3_600_000,
+        health,
+    }
+}
+
+fn status(paused: bool) -> StatusView {
+    StatusView {
+        cluster_id: Some("c-e2a72f3c".into()),
+        node: LocalView {
+            id: 1,
+            name: "n1".into(),
+            role: "leader".into(),
+            term: 3,
+            commit_index: Some(120),
+            applied_index: 120,
+            last_log_index: Some(120),
+            snapshot_index: None,
+            ready: true,
+        },
+        leader: Some(LeaderView {
+            id: 1,
+            name: "n1".into(),
+            addr: "127.0.0.1:7410".into(),
+        }),
+        term: 3,
+        commit_index: Some(120),
+        applied_index: 120,
+        voters_wanted: 3,
+        members: vec![
+            member(1, "n1", true, NodeState::Ready, Health::Ready),
+            member(2, "gpu-box", false, NodeState::Ready, Health::Ready),
+            member(3, "n3", false, NodeState::Draining, Health::Suspect),
+        ],
+        members_seen_by: "n1".into(),
+        controller: Some(ControlView {
+            mode: ControllerMode::Guarded,
+            grace_ms: 15_000,
+            paused: paused.then(|| Pause {
+                by: "uid:0@n1".into(),
+                at: NOW - 5_000,
+                reason: Some("maintenance".into()),
+            }),
+            pending: 1,
+            proposed: 0,
+            enabled: true,
+            reviewer: "model (f16, 1 thread)".into(),
+            rules: "built-in".into(),
+        }),
+    }
+}
+
+fn wave(n: usize, base: f32, amp: f32, phase: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| (base + amp * ((i as f32 / 7.0) + phase).sin()).clamp(0.0, 1.0))
+        .collect()
+}
+
+fn node(id: NodeId, name: &str, cpu: f32, mem: f32, gpu: bool) -> LiveNode {
+    LiveNode {
+        id,
+        name: name.into(),
+        health: Health::Ready,
+        sample_age_ms: 400,
+        cpu,
+        mem,
+        mem_total: 16 << 30,
+        gpu_util: gpu.then_some(0.81),
+        gpu_temp: gpu.then_some(74.0),
+        gpu: if gpu {
+            "gpu: 0 NVIDIA H100".into()
+        } else {
+            "gpu: none".into()
+        },
+        net_rx: 1.5e6,
+        net_tx: 2.0e5,
+        anomalies: if name == "n3" {
+            vec![AnomalyFlag {
+                series: "cpu".into(),
+                value: 0.97,
+                median: 0.2,
+                z: 6.2,
+                reason: "cpu 0.97 is far above its median 0.20 (z 6.2)".into(),
+            }]
+        } else {
+            Vec::new()
+        },
+        spark: {
+            let mut s = vec![
+                ("cpu".to_string(), wave(60, cpu, 0.2, id as f32)),
+                ("mem".to_string(), wave(60, mem, 0.02, 0.0)),
+            ];
+            if gpu {
+                s.push(("gpu".into(), wave(60, 0.8, 0.15, 1.0)));
+            }
+            s
+        },
+    }
+}
+
+fn slice(name: &str, instances: u32, max: u32) -> Slice {
+    Slice {
+        name: name.into(),
+        command: vec!["python3".into(), "-m".into(), "http.server".into()],
+        instances,
+        min: 1,
+        max,
+        env: Default::default(),
+        resources: Resources {
+            cpu: 0.5,
+            memory: 256 << 20,
+            gpu: 0,
+        },
+        stop_timeout_ms: 10_000,
+        health: None,
+        scaling: None,
+    }
+}
+
+fn instance(key: &str, node: Option<&str>, state: &str, restarts: u32) -> InstanceView {
+    InstanceView {
+        instance: key.into(),
+        node: node.map(Into::into),
+        state: state.into(),
+        port: node.map(|_| 41_000 + key.len() as u16),
+        pid: node.map(|_| 4_000 + restarts),
+        restarts,
+        last_exit: (restarts > 0).then(|| "exit status 1".into()),
+        health: node.map(|_| "ok".into()),
+        since: Some(NOW - 60_000),
+        note: (state == "pending").then(|| "needs gpu=1: n1 has 0 GPUs, n3 is draining".into()),
+    }
+}
+
+fn decision(
+    id: u64,
+    action: Action,
+    status: DecisionStatus,
+    review: Option<ReviewRecord>,
+) -> Decision {
+    Decision {
+        id,
+        at: NOW - (20 - id) * 30_000,
+        by: "n1".into(),
+        mode: ControllerMode::Guarded,
+        layers: vec![
+            "rules:cpu-high".into(),
+            "safety".into(),
+            "review:model".into(),
+        ],
+        action,
+        rule: "cpu-high".into(),
+        reasoning: vec![
+            "cpu per instance 0.91 > target 0.60 (+10% tolerance) for 34s".into(),
+            "the forecast expects 2.4 cores in 5m (now 1.8)".into(),
+            "step 2 → 4 within max_step 4 and max=8".into(),
+        ],
+        inputs: vec![("cpu_per_instance".into(), "0.91".into())],
+        review,
+        status,
+        timeline: vec![(NOW - 30_000, "pending".into())],
+        outcome: None,
+    }
+}
+
+fn scale(slice: &str, from: u32, to: u32) -> Action {
+    Action::Scale {
+        blueprint: "shop".into(),
+        slice: slice.into(),
+        from,
+        to,
+    }
+}
+
+/// The first frame of a feed from `n1`; `paused` pauses the controller.
+pub fn update(paused: bool) -> LiveUpdate {
+    let review = ReviewRecord {
+        verdict: "approve".into(),
+        adjust_to: None,
+        reason: "CPU has stayed high for half a minute and the forecast rises; two more web instances fit.".into(),
+        reviewer: "model (f16, 1 thread)".into(),
+        latency_ms: 2_140,
+    };
+    let decisions = vec![
+        decision(
+            12,
+            scale("web", 2, 4),
+            DecisionStatus::Pending {
+                deadline: NOW + 12_000,
+            },
+            Some(review.clone()),
+        ),
+        decision(
+            11,
+            Action::Drain {
+                node: 3,
+                name: "n3".into(),
+            },
+            DecisionStatus::Vetoed {
+                at: NOW - 40_000,
+                by: "uid:1000@n1".into(),
+                reason: Some("n3 is being repaired".into()),
+                reverted: None,
+            },
+            None,
+        ),
+        decision(
+            10,
+            scale("worker", 1, 2),
+            DecisionStatus::Applied {
+                at: NOW - 200_000,
+                by: "controller".into(),
+            },
+            Some(ReviewRecord {
+                verdict: "adjust".into(),
+                adjust_to: Some(2),
+                ..review
+            }),
+        ),
+    ];
+    let events = vec![
+        AuditRecord {
+            seq: 40,
+            at: NOW - 400_000,
+            actor: "uid:1000@n1".into(),
+            what: "apply blueprint 'shop' version 3".into(),
+            outcome: "ok".into(),
+        },
+        AuditRecord {
+            seq: 41,
+            at: NOW - 40_000,
+            actor: "uid:1000@n1".into(),
+            what: "veto d-11".into(),
+            outcome: "ok".into(),
+        },
+        AuditRecord {
+            seq: 42,
+            at: NOW - 10_000,
+            actor: "leader:n1".into(),
+            what: "node n3 suspect: no metrics update for 3.2 s".into(),
+            outcome: "ok".into(),
+        },
+    ];
+    let history = NodeHistory {
+        node: "gpu-box".into(),
+        range_secs: 900,
+        to: NOW / 1000,
+        series: ["cpu", "mem", "net_rx", "net_tx", "gpu0_util", "gpu0_temp"]
+            .iter()
+            .enumerate()
+            .map(|(k, name)| {
+                let scale = match *name {
+                    n if n.starts_with("net") => 2.0e6,
+                    "gpu0_temp" => 90.0,
+                    _ => 1.0,
+                };
+                (
+                    name.to_string(),
+                    wave(900, 0.5, 0.3, k as f32)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| PointView {
+                            t: NOW / 1000 - 899 + i as u64,
+                            value: v * scale,
+                            max: v * scale,
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
+        anomalies: vec![AnomalyFlag {
+            series: "gpu0_temp".into(),
+            value: 84.0,
+            median: 61.0,
+            z: 5.1,
+            reason: "gpu0_temp 84.0 is far above its median 61.0 (z 5.1)".into(),
+        }],
+    };
+    LiveUpdate {
+        full: true,
+        at: NOW,
+        status: Some(Box::new(status(paused))),
+        metrics: Some(LiveMetrics {
+            leader: Some("n1".into()),
+            snapshot_age_ms: Some(300),
+            nodes: vec![
+                node(1, "n1", 0.42, 0.55, false),
+                node(2, "gpu-box", 0.12, 0.31, true),
+                node(3, "n3", 0.95, 0.92, false),
+            ],
+        }),
+        blueprints: Some(vec![BlueprintView {
+            version: 3,
+            applied_at: NOW - 400_000,
+            blueprint: Blueprint {
+                name: "shop".into(),
+                slices: vec![slice("web", 2, 8), slice("worker", 2, 4)],
+            },
+            instances: vec![
+                instance("shop/web/0", Some("n1"), "active", 0),
+                instance("shop/web/1", Some("gpu-box"), "active", 2),
+                instance("shop/worker/0", Some("n1"), "active", 0),
+                instance("shop/worker/1", None, "pending", 0),
+            ],
+        }]),
+        loads: Some(vec![SliceLoad {
+            target: "shop/web".into(),
+            load: (0..120)
+                .map(|i| (NOW / 1000 - 119 + i, 1.2 + 0.6 * (i as f32 / 120.0)))
+                .collect(),
+            forecast: (1..=10)
+                .map(|i| (NOW / 1000 + i * 30, 1.8 + 0.06 * i as f32))
+                .collect(),
+        }]),
+        decisions,
+        events,
+        model: Some(Box::new(ModelStatus {
+            state: ModelState::Ready,
+            path: "/var/lib/aether/models/model.gguf".into(),
+            file: None,
+            format: ModelFormat::F16,
+            threads: 1,
+            load_ms: Some(410),
+            prefix_tokens: 472,
+            reviews: 9,
+            timeouts: 1,
+            last_latency_ms: Some(2_140),
+            last_prompt_tokens: Some(153),
+            prefill_tok_s: Some(93.0),
+            decode_tok_s: Some(41.0),
+            last_review: Some("approve".into()),
+        })),
+        history: Some(history),
+    }
+}

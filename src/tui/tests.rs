@@ -1,0 +1,88 @@
+//! Snapshot tests of every view at 80×24 and 160×48 from the fixed cluster in `fixture`.
+//! `cargo insta review` (or INSTA_UPDATE=always) accepts intended changes.
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::app::{App, View};
+use super::fixture::{NOW, update};
+use super::keymap::Keymap;
+use super::views::{Theme, draw};
+
+fn app() -> App {
+    let mut app = App::new(Keymap::default(), false);
+    app.apply(update(false), NOW);
+    app.tick(NOW);
+    app
+}
+
+fn render(app: &mut App, w: u16, h: u16) -> String {
+    (app.width, app.height) = (w, h);
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| draw(f, app, &Theme { color: true })).unwrap();
+    let colour = t.backend().to_string();
+    // NO_COLOR changes styles only, never the text.
+    t.draw(|f| draw(f, app, &Theme { color: false })).unwrap();
+    assert_eq!(t.backend().to_string(), colour);
+    colour
+}
+
+fn key(app: &mut App, c: char) {
+    app.key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+}
+
+#[test]
+fn every_view_at_80x24_and_160x48() {
+    for (i, view) in View::ALL.iter().enumerate() {
+        let mut a = app();
+        key(&mut a, char::from(b'1' + i as u8));
+        assert_eq!(a.view, *view);
+        for (w, h) in [(80, 24), (160, 48)] {
+            let name = format!("{}_{w}x{h}", view.title().to_lowercase());
+            insta::assert_snapshot!(name, render(&mut a, w, h));
+        }
+    }
+}
+
+#[test]
+fn details_help_and_dialogs() {
+    let mut a = app();
+    key(&mut a, '4');
+    a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    insta::assert_snapshot!("controller_details_80x24", render(&mut a, 80, 24));
+    a.key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    key(&mut a, 'v');
+    insta::assert_snapshot!("veto_confirm_80x24", render(&mut a, 80, 24));
+    let mut a = app();
+    key(&mut a, '3');
+    a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    insta::assert_snapshot!("slice_instances_80x24", render(&mut a, 80, 24));
+    let mut a = app();
+    key(&mut a, '?');
+    insta::assert_snapshot!("help_160x48", render(&mut a, 160, 48));
+}
+
+#[test]
+fn readonly_paused_and_reconnecting_are_said() {
+    let mut a = App::new(Keymap::default(), true);
+    a.apply(update(true), NOW);
+    a.tick(NOW);
+    a.lost("cannot reach the node at '/var/lib/aether/aether.sock': connection refused".into());
+    a.tick(NOW + 7_000);
+    insta::assert_snapshot!("readonly_paused_reconnecting_80x24", render(&mut a, 80, 24));
+}
+
+#[test]
+fn before_the_first_frame() {
+    let mut a = App::new(Keymap::default(), false);
+    for v in ['1', '2', '3', '4', '5'] {
+        key(&mut a, v);
+        let text = render(&mut a, 80, 24);
+        assert!(text.contains("connecting…"), "{text}");
+    }
+    insta::assert_snapshot!("empty_overview_80x24", {
+        key(&mut a, '1');
+        render(&mut a, 80, 24)
+    });
+}
