@@ -58,6 +58,13 @@ const TICK: Duration = Duration::from_secs(1);
 /// the link runs on that runtime.
 pub fn run(opts: Options, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
     use anyhow::Context;
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "cannot set up the terminal: 'aether tui' needs a terminal on stdin and stdout \
+             (over ssh, use 'ssh -t'); for scripts, 'aether status' and 'aether decisions' print the same data"
+        );
+    }
     let (tx, rx) = mpsc::channel::<Input>();
     let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
     rt.spawn(link::run(opts.socket.clone(), req_rx, tx.clone()));
