@@ -154,6 +154,9 @@ impl History {
     }
 }
 
+/// (Unix second, value) points, oldest first.
+pub type Series = Vec<(u64, f64)>;
+
 /// The controller's pure state: history per target and metric, and a forecaster per slice.
 pub struct Brain {
     rules: Rules,
@@ -189,12 +192,7 @@ impl Brain {
 
     /// A slice's measured load (cores used, per second, oldest first) and, once the forecast
     /// is warm, what it expects every `step` seconds up to the horizon: what the console charts.
-    pub fn load_chart(
-        &self,
-        target: &str,
-        now: u64,
-        step: u64,
-    ) -> (Vec<(u64, f64)>, Vec<(u64, f64)>) {
+    pub fn load_chart(&self, target: &str, now: u64, step: u64) -> (Series, Series) {
         let load = self
             .history
             .get(&(target.to_string(), Metric::SliceCpu))

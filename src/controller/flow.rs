@@ -160,7 +160,11 @@ impl Controller {
     }
 
     /// A slice's load and forecast for the console (see [`Brain::load_chart`]).
-    pub fn load_chart(&self, target: &str, now_secs: u64) -> (Vec<(u64, f64)>, Vec<(u64, f64)>) {
+    pub fn load_chart(
+        &self,
+        target: &str,
+        now_secs: u64,
+    ) -> (super::brain::Series, super::brain::Series) {
         let step = (self.cfg.horizon.0.as_secs() / 60).max(1);
         self.brain
             .lock()

@@ -281,7 +281,7 @@ impl App {
                 None => d.decisions.push(dec),
             }
         }
-        d.decisions.sort_by(|a, b| b.id.cmp(&a.id));
+        d.decisions.sort_by_key(|d| std::cmp::Reverse(d.id));
         d.decisions.truncate(DECISIONS);
         d.events.extend(u.events);
         while d.events.len() > EVENTS {
@@ -802,11 +802,8 @@ impl App {
             KeyCode::Char('c') if e.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.mode = Mode::Normal
             }
-            KeyCode::Backspace => {
-                if self.input.pop().is_none() {
-                    self.mode = Mode::Normal;
-                }
-            }
+            KeyCode::Backspace if self.input.pop().is_none() => self.mode = Mode::Normal,
+            KeyCode::Backspace => {}
             KeyCode::Enter => {
                 self.mode = Mode::Normal;
                 let line = std::mem::take(&mut self.input);

@@ -120,7 +120,7 @@ pub fn draw(f: &mut Frame, app: &App, theme: &Theme) {
 
 /// A centred box over the body with `text` wrapped inside.
 pub fn popup(f: &mut Frame, area: Rect, title: &str, text: Text<'_>, theme: &Theme) {
-    let w = area.width.saturating_sub(4).min(72).max(20);
+    let w = area.width.saturating_sub(4).clamp(20, 72);
     let inner_w = w.saturating_sub(4).max(1) as usize;
     let lines: u16 = text
         .lines
