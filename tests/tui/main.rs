@@ -257,3 +257,74 @@ fn console_without_a_terminal_or_with_bad_keys_says_why() {
         stderr(&out)
     );
 }
+
+/// The feed behind the console: one full frame, then frames with only what changed; a watch
+/// moves the history it sends; a second request on a feed connection is refused.
+#[test]
+fn live_feed_sends_everything_once_then_changes() {
+    use aether::admin::client::Client;
+    use aether::admin::protocol::Watch;
+    let c = TestCluster::single("n1", &[]);
+    let sock = c.nodes[0].dir.join("aether.sock");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut rd, mut wr) = Client::connect(&sock)
+            .await
+            .unwrap()
+            .subscribe(Watch::default())
+            .await
+            .unwrap();
+        let first = rd.next().await.unwrap();
+        assert!(first.full, "the first frame is full");
+        let status = first.status.expect("status in the first frame");
+        assert_eq!(status.node.name, "n1");
+        assert!(first.blueprints.is_some() && first.model.is_some());
+        assert!(
+            first.events.iter().any(|e| e.what.contains("init cluster")),
+            "{:?}",
+            first.events
+        );
+        let last_seq = first.events.last().unwrap().seq;
+        // A write: the next frames carry its audit record, and no blueprints (unchanged).
+        assert!(c.nodes[0].cli(&["kv", "put", "feed", "x"]).status.success());
+        let mut seen = false;
+        for _ in 0..20 {
+            let u = tokio::time::timeout(Duration::from_secs(10), rd.next())
+                .await
+                .expect("a frame within 10 s")
+                .unwrap();
+            assert!(!u.full);
+            assert!(u.blueprints.is_none(), "unchanged blueprints are not sent again");
+            assert!(u.events.iter().all(|e| e.seq > last_seq), "no event twice");
+            if u.events.iter().any(|e| e.what.contains("feed")) {
+                seen = true;
+                break;
+            }
+        }
+        assert!(seen, "the kv put's audit record arrived");
+        // Watch n1: its history arrives, at most `points` per series.
+        wr.watch(Watch {
+            node: Some("n1".into()),
+            range_secs: 900,
+            points: 50,
+        })
+        .await
+        .unwrap();
+        let h = loop {
+            let u = tokio::time::timeout(Duration::from_secs(10), rd.next())
+                .await
+                .expect("a frame within 10 s")
+                .unwrap();
+            if let Some(h) = u.history {
+                break h;
+            }
+        };
+        assert_eq!(h.node, "n1");
+        assert_eq!(h.range_secs, 900);
+        let cpu = &h.series.iter().find(|(n, _)| n == "cpu").expect("cpu history").1;
+        assert!(!cpu.is_empty() && cpu.len() <= 50, "{} points", cpu.len());
+    });
+}
