@@ -37,6 +37,10 @@ const COALESCE: Duration = Duration::from_millis(50);
 #[derive(Default)]
 struct Feed {
     watch: Watch,
+    /// The applied index the Raft-derived parts were last read at.
+    applied: Option<u64>,
+    /// The controller part of the status, read at `applied`.
+    control: Option<super::protocol::ControlView>,
     status: Option<StatusView>,
     blueprints: Option<Vec<BlueprintView>>,
     loads: Option<Vec<SliceLoad>>,
@@ -134,8 +138,19 @@ impl Feed {
             at: now,
             ..LiveUpdate::default()
         };
+        // What lives in the replicated store is read again only when the log moved.
+        let applied = cluster.store.applied_index();
+        let raft_moved = full || self.applied != Some(applied);
+        self.applied = Some(applied);
+        if raft_moved {
+            self.control = control_view(cluster, controller);
+        }
         if let Ok(mut s) = cluster.local_status() {
-            s.controller = control_view(cluster, controller);
+            s.controller = self.control.clone().map(|mut c| {
+                // The reviewer line is this node's own and changes without the log.
+                c.reviewer = controller.local_status().reviewer;
+                c
+            });
             if self.status.as_ref() != Some(&s) {
                 u.status = Some(Box::new(s.clone()));
                 self.status = Some(s);
@@ -146,7 +161,8 @@ impl Feed {
             u.model = Some(Box::new(model.clone()));
             self.model = Some(model);
         }
-        if let Ok(b) = blueprint_views(cluster, None)
+        if raft_moved
+            && let Ok(b) = blueprint_views(cluster, None)
             && self.blueprints.as_ref() != Some(&b)
         {
             u.blueprints = Some(b.clone());
@@ -177,7 +193,7 @@ impl Feed {
                 self.loads = Some(loads);
             }
         }
-        if let Ok(ds) = cluster.store.decisions(DECISIONS, true, 0, now) {
+        if raft_moved && let Ok(ds) = cluster.store.decisions(DECISIONS, true, 0, now) {
             for d in ds {
                 if self.decisions.get(&d.id) != Some(&d) {
                     self.decisions.insert(d.id, d.clone());
@@ -192,12 +208,8 @@ impl Feed {
                 }
             }
         }
-        if let Ok(events) = cluster.store.audit(EVENTS) {
-            let last = self.last_event;
-            u.events = events
-                .into_iter()
-                .filter(|e| last.is_none_or(|l| e.seq > l))
-                .collect();
+        if raft_moved && let Ok(events) = cluster.store.audit_after(self.last_event, EVENTS) {
+            u.events = events;
             if let Some(e) = u.events.last() {
                 self.last_event = Some(e.seq);
             }

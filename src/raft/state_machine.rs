@@ -722,6 +722,26 @@ impl Store {
             .transpose()
     }
 
+    /// Audit records after `seq` (all when `None`), oldest first, at most the newest `n`.
+    pub fn audit_after(
+        &self,
+        seq: Option<u64>,
+        n: usize,
+    ) -> Result<Vec<AuditRecord>, std::io::Error> {
+        let Some(seq) = seq else {
+            return self.audit(n);
+        };
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(AUDIT).map_err(io)?;
+        let mut out = Vec::new();
+        for row in t.range(seq + 1..).map_err(io)?.rev().take(n) {
+            let (_, v) = row.map_err(io)?;
+            out.push(dec(v.value(), "audit record")?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// The newest `n` audit records, oldest first.
     pub fn audit(&self, n: usize) -> Result<Vec<AuditRecord>, std::io::Error> {
         let txn = self.db.begin_read().map_err(io)?;

@@ -297,7 +297,10 @@ fn live_feed_sends_everything_once_then_changes() {
                 .expect("a frame within 10 s")
                 .unwrap();
             assert!(!u.full);
-            assert!(u.blueprints.is_none(), "unchanged blueprints are not sent again");
+            assert!(
+                u.blueprints.is_none(),
+                "unchanged blueprints are not sent again"
+            );
             assert!(u.events.iter().all(|e| e.seq > last_seq), "no event twice");
             if u.events.iter().any(|e| e.what.contains("feed")) {
                 seen = true;
@@ -324,7 +327,12 @@ fn live_feed_sends_everything_once_then_changes() {
         };
         assert_eq!(h.node, "n1");
         assert_eq!(h.range_secs, 900);
-        let cpu = &h.series.iter().find(|(n, _)| n == "cpu").expect("cpu history").1;
+        let cpu = &h
+            .series
+            .iter()
+            .find(|(n, _)| n == "cpu")
+            .expect("cpu history")
+            .1;
         assert!(!cpu.is_empty() && cpu.len() <= 50, "{} points", cpu.len());
     });
 }
