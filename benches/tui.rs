@@ -129,10 +129,15 @@ fn parse_opts() -> Result<Opts> {
             .with_context(|| format!("run '{} tui --help'", o.aether_bin.display()))?;
         let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
         if !out.status.success() || text.contains("not built") {
+            let first = text.lines().next().unwrap_or("").trim().to_string();
             bail!(
                 "'{} tui' is not available in this build ({}); rebuild, or run '--only btop'",
                 o.aether_bin.display(),
-                text.lines().next().unwrap_or("").trim()
+                if first.is_empty() {
+                    out.status.to_string()
+                } else {
+                    first
+                }
             );
         }
     }
@@ -434,9 +439,12 @@ struct Program {
     label: &'static str,
     comm: &'static str,
     argv: Vec<String>,
-    /// (stage name, what the capture must show); the last stage is the full frame.
-    stages: Vec<(&'static str, Box<dyn Fn(&str) -> bool>)>,
+    /// The last stage is the full frame.
+    stages: Vec<Stage>,
 }
+
+/// A stage of the first frame: its name, and whether a capture of the pane shows it.
+struct Stage(&'static str, fn(&str) -> bool);
 
 fn aether_program(o: &Opts, n1_dir: &Path, root: &Path) -> Program {
     let mut argv: Vec<String> = vec![
@@ -454,16 +462,12 @@ fn aether_program(o: &Opts, n1_dir: &Path, root: &Path) -> Program {
         comm: "aether",
         argv,
         stages: vec![
-            (
-                "first draw (tab bar 'Overview')",
-                Box::new(|s: &str| s.contains("Overview")),
-            ),
-            (
-                "full frame (n1, n2, n3 shown)",
-                Box::new(|s: &str| {
-                    s.contains("Overview") && ["n1", "n2", "n3"].iter().all(|n| has_word(s, n))
-                }),
-            ),
+            Stage("first draw (tab bar 'Overview')", |s: &str| {
+                s.contains("Overview")
+            }),
+            Stage("full frame (n1, n2, n3 shown)", |s: &str| {
+                s.contains("Overview") && ["n1", "n2", "n3"].iter().all(|n| has_word(s, n))
+            }),
         ],
     }
 }
@@ -488,38 +492,50 @@ fn btop_program(o: &Opts, root: &Path) -> Result<Program> {
         label: "btop",
         comm: "btop",
         argv,
-        stages: vec![(
+        stages: vec![Stage(
             "full frame (cpu, mem, net, proc boxes with data)",
-            Box::new(|s: &str| {
+            |s: &str| {
                 ["cpu", "mem", "net", "proc"].iter().all(|b| s.contains(b))
                     && s.contains("Total:")
                     && s.contains("Byte/s")
                     && s.contains("Pid:")
-            }),
+                    // The refresh btop shows in its cpu box: proves it read our btop.conf.
+                    && s.contains("1000ms")
+            },
         )],
     })
 }
 
 struct FrameTimes {
-    /// Per stage: time from launch, or None when the stage was only seen together with a later
-    /// one (it still counts as that time).
+    /// Per stage: time from launch (a stage first seen together with a later one gets its time).
     stages: Vec<Duration>,
-    polls: u64,
+    /// Captures after the first one, and the time from the first capture to the last.
+    intervals: u64,
     polling: Duration,
+}
+
+/// The screen's non-blank lines, for error messages.
+fn non_blank(screen: &str) -> String {
+    screen
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Poll session `name` until the program's last stage shows; the time of each stage.
 fn wait_frames(tmux: &mut Tmux, name: &str, p: &Program, t0: Instant) -> Result<FrameTimes> {
     let mut times: Vec<Option<Duration>> = vec![None; p.stages.len()];
     let mut polls = 0u64;
-    let poll_start = Instant::now();
-    let mut last = String::new();
+    let mut first_capture = None;
     loop {
         check_interrupted()?;
         let screen = tmux.capture(name)?;
         let now = t0.elapsed();
+        let first_capture = *first_capture.get_or_insert_with(Instant::now);
         polls += 1;
-        for (i, (_, seen)) in p.stages.iter().enumerate() {
+        for (i, Stage(_, seen)) in p.stages.iter().enumerate() {
             if times[i].is_none() && seen(&screen) {
                 times[i] = Some(now);
             }
@@ -528,17 +544,16 @@ fn wait_frames(tmux: &mut Tmux, name: &str, p: &Program, t0: Instant) -> Result<
             let last_t = times.last().unwrap().unwrap();
             return Ok(FrameTimes {
                 stages: times.into_iter().map(|t| t.unwrap_or(last_t)).collect(),
-                polls,
-                polling: poll_start.elapsed(),
+                intervals: polls - 1,
+                polling: first_capture.elapsed(),
             });
         }
-        last = screen;
         if polls % 10 == 0 {
             if let Some(how) = tmux.dead(name)? {
                 bail!(
                     "{} exited ({how}) before its first full frame; the pane shows:\n{}",
                     p.label,
-                    last.trim_end()
+                    non_blank(&screen)
                 );
             }
         }
@@ -546,7 +561,7 @@ fn wait_frames(tmux: &mut Tmux, name: &str, p: &Program, t0: Instant) -> Result<
             bail!(
                 "no full frame from {} within {FRAME_TIMEOUT:?}; the pane shows:\n{}",
                 p.label,
-                last.trim_end()
+                non_blank(&screen)
             );
         }
         std::thread::sleep(POLL_SLEEP);
@@ -566,7 +581,7 @@ fn first_frame(o: &Opts, tmux: &mut Tmux, programs: &[Program], root: &Path) -> 
         .iter()
         .map(|p| vec![Vec::new(); p.stages.len()])
         .collect();
-    let (mut polls, mut polling) = (0u64, Duration::ZERO);
+    let (mut intervals, mut polling) = (0u64, Duration::ZERO);
     for run in 0..o.runs {
         for (pi, p) in programs.iter().enumerate() {
             check_interrupted()?;
@@ -579,7 +594,7 @@ fn first_frame(o: &Opts, tmux: &mut Tmux, programs: &[Program], root: &Path) -> 
             }
             tmux.kill(&name, pid)?;
             let f = res?;
-            polls += f.polls;
+            intervals += f.intervals;
             polling += f.polling;
             for (si, t) in f.stages.into_iter().enumerate() {
                 times[pi][si].push(t);
@@ -593,7 +608,7 @@ fn first_frame(o: &Opts, tmux: &mut Tmux, programs: &[Program], root: &Path) -> 
     );
     let mut medians = Vec::new();
     for (pi, p) in programs.iter().enumerate() {
-        for (si, (stage, _)) in p.stages.iter().enumerate() {
+        for (si, Stage(stage, _)) in p.stages.iter().enumerate() {
             let mut v = times[pi][si].clone();
             v.sort();
             let med = if v.len() % 2 == 1 {
@@ -617,7 +632,7 @@ fn first_frame(o: &Opts, tmux: &mut Tmux, programs: &[Program], root: &Path) -> 
     println!(
         "resolution: the panes were captured every {:.1} ms on average ({} ms sleep + one \
          capture-pane round trip through a tmux control client)",
-        ms(polling) / polls.max(1) as f64,
+        ms(polling) / intervals.max(1) as f64,
         POLL_SLEEP.as_millis()
     );
     if let Some((_, med)) = medians.iter().find(|(l, _)| *l == "aether tui") {
@@ -798,6 +813,9 @@ fn main() {
     if o.keep {
         let kept = root.keep();
         eprintln!("kept {}", kept.display());
+    } else {
+        // Removed here: exit() below runs no destructors.
+        drop(root);
     }
     if let Err(e) = r {
         eprintln!("tui bench failed: {e:#}");

@@ -46,7 +46,7 @@ impl Sshd {
         }
         let authorized = dir.join("authorized_keys");
         std::fs::copy(key.with_extension("pub"), &authorized).map_err(|e| e.to_string())?;
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        let user = user()?;
         let port = crate::harness::free_port();
         let config = dir.join("sshd_config");
         std::fs::write(
@@ -85,7 +85,7 @@ impl Sshd {
             }
             let probe = Command::new("ssh")
                 .args(s.ssh_args())
-                .args(["-o", "BatchMode=yes", "true"])
+                .arg("true")
                 .stdin(Stdio::null())
                 .output();
             if probe.is_ok_and(|o| o.status.success()) {
@@ -106,8 +106,15 @@ impl Sshd {
     }
 
     fn ssh_args(&self) -> Vec<String> {
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        let user = user().unwrap_or_else(|_| "root".into());
         vec![
+            // Neither the user's ssh config nor an agent's keys get a say.
+            "-F".into(),
+            "/dev/null".into(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
             "-i".into(),
             self.key.display().to_string(),
             "-p".into(),
@@ -129,6 +136,21 @@ impl Sshd {
         v.push(remote.into());
         v
     }
+}
+
+/// Who we log in as (`USER` is often unset under CI).
+fn user() -> Result<String, String> {
+    let o = Command::new("id")
+        .arg("-un")
+        .output()
+        .map_err(|e| format!("cannot run 'id -un': {e}"))?;
+    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()).and_then(|u: String| {
+        if u.is_empty() {
+            Err("'id -un' printed no user name".to_string())
+        } else {
+            Ok(u)
+        }
+    })
 }
 
 impl Drop for Sshd {
