@@ -59,6 +59,10 @@ fn details_help_and_dialogs() {
     a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
     insta::assert_snapshot!("slice_instances_80x24", render(&mut a, 80, 24));
     let mut a = app();
+    key(&mut a, '2');
+    a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    insta::assert_snapshot!("node_facts_80x24", render(&mut a, 80, 24));
+    let mut a = app();
     key(&mut a, '?');
     insta::assert_snapshot!("help_160x48", render(&mut a, 160, 48));
 }

@@ -42,6 +42,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let Some(sel) = rows.get(app.selected()) else {
         return empty(f, charts, "no nodes to chart", theme);
     };
+    if app.detail {
+        return facts(f, charts, sel, app, theme);
+    }
     let range = RANGES[app.range];
     let title = format!(
         " {} · last {} · {}/{} range ",
@@ -262,4 +265,92 @@ pub fn range_label(secs: u64) -> String {
     } else {
         format!("{}m", secs / 60)
     }
+}
+
+/// Enter on a node: what the cluster knows about it.
+fn facts(f: &mut Frame, area: Rect, r: &crate::tui::app::NodeRow<'_>, app: &App, theme: &Theme) {
+    let mut lines = Vec::new();
+    let kv = |k: &str, v: String| {
+        Line::from(vec![
+            Span::styled(format!("{k:<14}"), theme.title()),
+            Span::raw(v),
+        ])
+    };
+    match r.member {
+        Some(m) => {
+            lines.push(kv("address", m.addr.clone()));
+            lines.push(kv(
+                "role",
+                format!("{}{}", m.role, if m.leader { ", leader" } else { "" }),
+            ));
+            lines.push(kv("state", m.state.to_string()));
+            lines.push(kv("health", m.health.to_string()));
+            lines.push(kv(
+                "joined",
+                format!(
+                    "{} ago",
+                    crate::domain::human_millis(app.now.saturating_sub(m.joined_at))
+                ),
+            ));
+            lines.push(kv(
+                "reachable",
+                match (m.reachable, m.last_contact_ms) {
+                    (Some(true), Some(c)) => {
+                        format!("yes (heard {} ago)", crate::domain::human_millis(c))
+                    }
+                    (Some(false), Some(c)) => {
+                        format!("no (last heard {} ago)", crate::domain::human_millis(c))
+                    }
+                    (Some(false), None) => "no (never heard)".into(),
+                    _ => "not judged from this node".into(),
+                },
+            ));
+            if let Some(i) = m.matched_index {
+                lines.push(kv("replicated to", format!("index {i}")));
+            }
+        }
+        None => lines.push(Line::from(Span::styled(
+            "not a registered member (it sends metrics, but the store has no record of it)",
+            theme.warn(),
+        ))),
+    }
+    match r.metrics {
+        Some(n) => {
+            lines.push(kv(
+                "cpu / mem",
+                format!(
+                    "{:.0}% / {:.0}% of {:.1} GiB",
+                    n.cpu * 100.0,
+                    n.mem * 100.0,
+                    n.mem_total as f64 / (1u64 << 30) as f64
+                ),
+            ));
+            lines.push(kv(
+                "network",
+                format!("rx {} · tx {}", rate(n.net_rx), rate(n.net_tx)),
+            ));
+            lines.push(kv("gpu", n.gpu.trim_start_matches("gpu: ").to_string()));
+            lines.push(kv(
+                "sample age",
+                crate::domain::human_millis(n.sample_age_ms),
+            ));
+            for a in &n.anomalies {
+                lines.push(Line::from(Span::styled(
+                    format!("! {}: {}", a.series, a.reason),
+                    theme.bad(),
+                )));
+            }
+        }
+        None => lines.push(Line::from(Span::styled(
+            "no metrics in the snapshot",
+            theme.dim(),
+        ))),
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .scroll((app.scroll, 0))
+            .block(Block::bordered().title(format!(" {} (esc back) ", r.name))),
+        area,
+    );
 }
