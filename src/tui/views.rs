@@ -386,6 +386,34 @@ pub fn pct(v: f32) -> String {
     format!("{:>3.0}%", (v * 100.0).clamp(0.0, 999.0))
 }
 
+/// The rows of a list of `n` that fit a table in `area` (one line for its header), with the
+/// selected one in view.
+pub fn window(app: &App, area: Rect, n: usize) -> std::ops::Range<usize> {
+    let height = area.height.saturating_sub(1) as usize;
+    let start = scroll_start(app.selected(), height);
+    start..n.min(start + height)
+}
+
+/// A table of (row index, row) under `header`, the selected row reversed.
+pub fn list_table<'a>(
+    header: &[&'a str],
+    widths: &[Constraint],
+    rows: Vec<(usize, ratatui::widgets::Row<'a>)>,
+    app: &App,
+    theme: &Theme,
+) -> ratatui::widgets::Table<'a> {
+    let rows = rows.into_iter().map(|(i, r)| {
+        if i == app.selected() {
+            r.style(theme.selected())
+        } else {
+            r
+        }
+    });
+    ratatui::widgets::Table::new(rows, widths.to_vec())
+        .header(ratatui::widgets::Row::new(header.to_vec()).style(theme.title()))
+        .column_spacing(1)
+}
+
 /// Rows of a list that fit `height` with the selected one in view: the first row to show.
 pub fn scroll_start(selected: usize, height: usize) -> usize {
     if height == 0 {

@@ -10,7 +10,7 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Row, Table};
 
-use super::{Theme, empty, scroll_start};
+use super::{Theme, empty, list_table, window};
 use crate::tui::app::{App, SliceRow};
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
@@ -33,14 +33,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let list_h = (rows.len() as u16 + 1).clamp(3, area.height / 2);
     let [table, chart] =
         Layout::vertical([Constraint::Length(list_h), Constraint::Min(3)]).areas(area);
-    let height = table.height.saturating_sub(1) as usize;
-    let start = scroll_start(app.selected(), height);
-    let body: Vec<Row> = rows
-        .iter()
-        .enumerate()
-        .skip(start)
-        .take(height)
-        .map(|(i, r)| {
+    let body: Vec<(usize, Row)> = window(app, table, rows.len())
+        .map(|i| {
+            let r = &rows[i];
             let copies: Vec<_> = r.instances().collect();
             let active = copies.iter().filter(|c| c.state == "active").count() as u32;
             let want = r.slice.instances;
@@ -89,11 +84,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 )),
                 Line::from(restarts.to_string()),
             ]);
-            if i == app.selected() {
-                row.style(theme.selected())
-            } else {
-                row
-            }
+            (i, row)
         })
         .collect();
     let widths = [
@@ -104,17 +95,21 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Constraint::Length(11),
         Constraint::Length(8),
     ];
-    let header = Row::new([
-        "SLICE",
-        "ACTIVE",
-        "RANGE",
-        "PLACEMENT",
-        "HEALTH",
-        "RESTARTS",
-    ])
-    .style(theme.title());
     f.render_widget(
-        Table::new(body, widths).header(header).column_spacing(1),
+        list_table(
+            &[
+                "SLICE",
+                "ACTIVE",
+                "RANGE",
+                "PLACEMENT",
+                "HEALTH",
+                "RESTARTS",
+            ],
+            &widths,
+            body,
+            app,
+            theme,
+        ),
         table,
     );
     load_chart(f, chart, sel, app, theme);

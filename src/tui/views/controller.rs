@@ -5,9 +5,9 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Paragraph, Row, Wrap};
 
-use super::{Theme, empty, scroll_start};
+use super::{Theme, empty, list_table, window};
 use crate::domain::{Decision, human_millis};
 use crate::tui::app::App;
 
@@ -38,14 +38,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let list_h = (rows.len() as u16 + 1).clamp(3, (rest.height / 2).max(3));
     let [table, detail] =
         Layout::vertical([Constraint::Length(list_h), Constraint::Min(3)]).areas(rest);
-    let height = table.height.saturating_sub(1) as usize;
-    let start = scroll_start(app.selected(), height);
-    let body: Vec<Row> = rows
-        .iter()
-        .enumerate()
-        .skip(start)
-        .take(height)
-        .map(|(i, d)| {
+    let body: Vec<(usize, Row)> = window(app, table, rows.len())
+        .map(|i| {
+            let d = rows[i];
             let status = app.status_text(d);
             let style = match d.status.word() {
                 "pending" | "proposed" => theme.warn(),
@@ -60,11 +55,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 Line::from(d.action.to_string()),
                 Line::from(d.rule.clone()),
             ]);
-            if i == app.selected() {
-                row.style(theme.selected())
-            } else {
-                row
-            }
+            (i, row)
         })
         .collect();
     let widths = [
@@ -74,9 +65,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Constraint::Min(18),
         Constraint::Length(14),
     ];
-    let header = Row::new(["ID", "AGE", "STATUS", "ACTION", "RULE"]).style(theme.title());
     f.render_widget(
-        Table::new(body, widths).header(header).column_spacing(1),
+        list_table(
+            &["ID", "AGE", "STATUS", "ACTION", "RULE"],
+            &widths,
+            body,
+            app,
+            theme,
+        ),
         table,
     );
     reasoning(f, detail, sel, theme);

@@ -3,9 +3,9 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Row, Table, Wrap};
+use ratatui::widgets::{Block, Paragraph, Row, Wrap};
 
-use super::{Theme, empty, scroll_start};
+use super::{Theme, empty, list_table, window};
 use crate::domain::{clock_time, human_millis};
 use crate::tui::app::App;
 
@@ -40,14 +40,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             area,
         );
     }
-    let height = area.height.saturating_sub(1) as usize;
-    let start = scroll_start(app.selected(), height);
-    let body: Vec<Row> = rows
-        .iter()
-        .enumerate()
-        .skip(start)
-        .take(height)
-        .map(|(i, e)| {
+    let body: Vec<(usize, Row)> = window(app, area, rows.len())
+        .map(|i| {
+            let e = rows[i];
             let row = Row::new(vec![
                 Line::from(clock_time(e.at)),
                 Line::from(e.actor.clone()),
@@ -61,11 +56,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     },
                 )),
             ]);
-            if i == app.selected() {
-                row.style(theme.selected())
-            } else {
-                row
-            }
+            (i, row)
         })
         .collect();
     let widths = [
@@ -74,9 +65,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Constraint::Min(20),
         Constraint::Length(14),
     ];
-    let header = Row::new(["TIME", "WHO", "WHAT", "OUTCOME"]).style(theme.title());
     f.render_widget(
-        Table::new(body, widths).header(header).column_spacing(1),
+        list_table(
+            &["TIME", "WHO", "WHAT", "OUTCOME"],
+            &widths,
+            body,
+            app,
+            theme,
+        ),
         area,
     );
 }

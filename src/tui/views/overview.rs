@@ -4,9 +4,9 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row, Table};
+use ratatui::widgets::{Paragraph, Row};
 
-use super::{Theme, empty, pct, scroll_start, spark};
+use super::{Theme, empty, list_table, pct, spark, window};
 use crate::tui::app::App;
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
@@ -28,14 +28,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let fixed = 10 + 7 + 9 + 5;
     let col = ((table.width as usize).saturating_sub(fixed) / 3).max(8);
     let sparkw = col.saturating_sub(6);
-    let height = table.height.saturating_sub(1) as usize;
-    let start = scroll_start(app.selected(), height);
-    let body: Vec<Row> = rows
-        .iter()
-        .enumerate()
-        .skip(start)
-        .take(height)
-        .map(|(i, r)| {
+    let body: Vec<(usize, Row)> = window(app, table, rows.len())
+        .map(|i| {
+            let r = &rows[i];
             let m = r.member;
             let role = match m {
                 Some(m) if m.leader => "leader".to_string(),
@@ -104,11 +99,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 cell(n.map(|n| n.mem), sp.map(|s| &s.mem)),
                 gpu,
             ]);
-            if i == app.selected() {
-                row.style(theme.selected())
-            } else {
-                row
-            }
+            (i, row)
         })
         .collect();
     let widths = [
@@ -119,9 +110,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Constraint::Length(col as u16),
         Constraint::Min(col as u16),
     ];
-    let header = Row::new(["NODE", "ROLE", "HEALTH", "CPU", "MEM", "GPU"]).style(theme.title());
     f.render_widget(
-        Table::new(body, widths).header(header).column_spacing(1),
+        list_table(
+            &["NODE", "ROLE", "HEALTH", "CPU", "MEM", "GPU"],
+            &widths,
+            body,
+            app,
+            theme,
+        ),
         table,
     );
 }
