@@ -211,55 +211,46 @@ fn console_in_tmux_overview_help_views_veto_reconnect_quit() {
     }
 }
 
+/// `aether --data-dir DIR tui ARGS…` with stdin not a terminal: its exit code and stderr.
+fn tui_refused(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("tui")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code(), stderr(&out))
+}
+
 #[test]
 fn console_without_a_terminal_or_with_bad_keys_says_why() {
     let dir = tempfile::tempdir().unwrap();
     // Not a terminal: a clear error, exit 1, nothing left behind.
-    let out = std::process::Command::new(BIN)
-        .args(["--data-dir"])
-        .arg(dir.path())
-        .arg("tui")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("cannot set up the terminal"),
-        "{}",
-        stderr(&out)
-    );
-    // A bad key override: named, exit 2, before the terminal is touched.
+    let (code, err) = tui_refused(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot set up the terminal"), "{err}");
+    // Bad key overrides: named, exit 2, before the terminal is looked at.
     let cfg = dir.path().join("aether.toml");
-    std::fs::write(&cfg, "[tui.keys]\nveto = \"q\"\n").unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["--data-dir"])
-        .arg(dir.path())
-        .args(["tui", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("tui.keys.veto: key 'q' is already bound to 'quit'"),
-        "{}",
-        stderr(&out)
-    );
-    std::fs::write(&cfg, "[tui.keys]\nvetoo = \"x\"\n").unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["tui", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("unknown action 'vetoo'"),
-        "{}",
-        stderr(&out)
-    );
+    let cfg_arg = cfg.to_str().unwrap();
+    for (keys, says) in [
+        (
+            "veto = \"q\"",
+            "tui.keys.veto: key 'q' is already bound to 'quit'",
+        ),
+        ("vetoo = \"x\"", "unknown action 'vetoo'"),
+        ("veto = \"ctrl-alt-x\"", "'ctrl-alt-x' is not a key"),
+    ] {
+        std::fs::write(&cfg, format!("[tui.keys]\n{keys}\n")).unwrap();
+        let (code, err) = tui_refused(dir.path(), &["--config", cfg_arg]);
+        assert_eq!(code, Some(2), "{keys}: {err}");
+        assert!(err.contains(says), "{keys}: {err}");
+    }
 }
 
 /// The feed behind the console: one full frame, then frames with only what changed; a watch
-/// moves the history it sends; a second request on a feed connection is refused.
+/// moves the history it sends.
 #[test]
 fn live_feed_sends_everything_once_then_changes() {
     use aether::admin::client::Client;
