@@ -541,7 +541,7 @@ fn bad_config_flags_and_commands_get_clear_errors() {
 
     let out = run(&["--data-dir", d, "metrics"], &[]);
     assert_eq!(out.status.code(), Some(3), "no node: exit 3");
-    let out = run(&["--data-dir", d, "tui"], &[]);
+    let out = run(&["--data-dir", d, "doctor"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not built yet"));
 
