@@ -40,7 +40,7 @@ pub enum Input {
     Lost(String),
     /// A write finished.
     Done(Result<String, String>),
-    /// A signal asked us to stop.
+    /// A signal asked us to stop, or the terminal went away.
     Stop,
 }
 
@@ -98,9 +98,11 @@ pub fn run(opts: Options, rt: tokio::runtime::Handle) -> anyhow::Result<()> {
                         Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => Input::Key(k),
                         Ok(Event::Resize(..)) => Input::Resize,
                         Ok(_) => continue,
-                        Err(e) => Input::Lost(format!("terminal input failed: {e}")),
+                        // The terminal went away (a closed ssh session): stop, restoring it.
+                        Err(_) => Input::Stop,
                     };
-                    if tx.send(input).is_err() {
+                    let stop = matches!(input, Input::Stop);
+                    if tx.send(input).is_err() || stop {
                         return;
                     }
                 }
@@ -148,7 +150,11 @@ fn ui_loop(
                 terminal.autoresize()?;
                 effects.extend(app.sync_watch());
             }
-            Some(Input::Live(u)) => app.apply(*u, now_millis()),
+            Some(Input::Live(u)) => {
+                app.apply(*u, now_millis());
+                // The first frame may give the Nodes view its node.
+                effects.extend(app.sync_watch());
+            }
             Some(Input::Lost(reason)) => app.lost(reason),
             Some(Input::Done(r)) => app.done(r),
             Some(Input::Stop) => return Ok(()),
