@@ -12,7 +12,7 @@ use crate::admin::client::Client;
 use crate::admin::protocol::{AdminError, AdminRequest, AdminResponse, ReadQuery, ReadResult};
 use crate::config::{self, Config, FlagOverride};
 use crate::domain::NodeState;
-use crate::raft::types::{Command, RequestId, Response};
+use crate::raft::types::{Command, Response};
 
 /// Exit codes (DESIGN §11).
 pub mod exit {
@@ -474,13 +474,6 @@ fn not_built(what: &str, issue: &str) -> Failure {
     )
 }
 
-fn write_cmd(cmd: Command) -> AdminRequest {
-    AdminRequest::Write {
-        id: RequestId::new_random(),
-        cmd,
-    }
-}
-
 /// Run a client command (everything but `node`).
 pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
     let json = cli.output == OutputFormat::Json;
@@ -538,13 +531,13 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             };
             let resp = client(cli)
                 .await?
-                .call(&write_cmd(Command::ScaleSlice {
+                .write(Command::ScaleSlice {
                     blueprint: blueprint.into(),
                     slice: slice.into(),
                     instances: *instances,
-                }))
+                })
                 .await?;
-            match expect_written(resp)? {
+            match resp {
                 Response::Version(v) => output::version(blueprint, v, json),
                 _ => return Err(unexpected()),
             }
@@ -607,8 +600,7 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
                     grace_ms: grace.map(|g| g.as_millis() as u64),
                 },
             };
-            let resp = client(cli).await?.call(&write_cmd(cmd)).await?;
-            expect_written(resp)?;
+            client(cli).await?.write(cmd).await?;
             output::ok(json);
         }
         Cmd::Tui { readonly, config } => {
@@ -710,26 +702,19 @@ async fn run_kv(cli: &Cli, kv: &KvCmd, json: bool) -> Result<(), Failure> {
     let mut c = client(cli).await?;
     match kv {
         KvCmd::Put { key, value } => {
-            let resp = c
-                .call(&write_cmd(Command::Put {
-                    key: key.clone(),
-                    value: value.as_bytes().to_vec(),
-                }))
-                .await?;
-            expect_written(resp)?;
+            c.write(Command::Put {
+                key: key.clone(),
+                value: value.as_bytes().to_vec(),
+            })
+            .await?;
             output::ok(json);
         }
-        KvCmd::Del { key } => {
-            let resp = c
-                .call(&write_cmd(Command::Delete { key: key.clone() }))
-                .await?;
-            match expect_written(resp)? {
-                Response::Previous(None) => {
-                    return Err(Failure::new(exit::FAILED, format!("key '{key}' not found")));
-                }
-                _ => output::ok(json),
+        KvCmd::Del { key } => match c.write(Command::Delete { key: key.clone() }).await? {
+            Response::Previous(None) => {
+                return Err(Failure::new(exit::FAILED, format!("key '{key}' not found")));
             }
-        }
+            _ => output::ok(json),
+        },
         KvCmd::Get { key, local } => {
             let resp = c
                 .call(&read(ReadQuery::KvGet { key: key.clone() }, *local))
@@ -784,10 +769,7 @@ async fn set_node_state(
             format!("no member named '{node}'; members: {}", known.join(", ")),
         ));
     };
-    let resp = c
-        .call(&write_cmd(Command::SetNodeState { id: m.id, state }))
-        .await?;
-    expect_written(resp)?;
+    c.write(Command::SetNodeState { id: m.id, state }).await?;
     output::ok(json);
     Ok(())
 }
@@ -827,11 +809,10 @@ async fn run_blueprint(cli: &Cli, b: &BlueprintCmd, json: bool) -> Result<(), Fa
             output::blueprints(&list, name.is_some(), json);
         }
         BlueprintCmd::Rm { name } => {
-            let resp = client(cli)
+            client(cli)
                 .await?
-                .call(&write_cmd(Command::RemoveBlueprint { name: name.clone() }))
+                .write(Command::RemoveBlueprint { name: name.clone() })
                 .await?;
-            expect_written(resp)?;
             output::ok(json);
         }
     }
@@ -878,14 +859,6 @@ fn read(q: ReadQuery, local: bool) -> AdminRequest {
 
 fn decision_id(s: &str) -> Result<u64, Failure> {
     crate::domain::parse_decision_id(s).map_err(|m| Failure::new(exit::USAGE, m))
-}
-
-fn expect_written(resp: AdminResponse) -> Result<Response, Failure> {
-    match resp {
-        AdminResponse::Written(Response::Refused(m)) => Err(Failure::new(exit::FAILED, m)),
-        AdminResponse::Written(r) => Ok(r),
-        _ => Err(unexpected()),
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, LiveUpdate, Watch};
 use super::server::MAX_ADMIN_FRAME;
 use crate::net::frame::{read_frame, write_frame};
+use crate::raft::types::{Command, RequestId, Response};
 
 /// A connection to a node's admin socket.
 pub struct Client {
@@ -53,6 +54,29 @@ impl Client {
         {
             AdminResponse::Error(e) => Err(e),
             r => Ok(r),
+        }
+    }
+}
+
+impl Client {
+    /// A write through Raft (forwarded to the leader) with a fresh request id. A refusal by the
+    /// state machine becomes `Err` (kind `Failed`) with its message.
+    pub async fn write(&mut self, cmd: Command) -> Result<Response, AdminError> {
+        let req = AdminRequest::Write {
+            id: RequestId::new_random(),
+            cmd,
+        };
+        match self.call(&req).await? {
+            AdminResponse::Written(Response::Refused(m)) => {
+                Err(AdminError::new(ErrorKind::Failed, m))
+            }
+            AdminResponse::Written(r) => Ok(r),
+            other => Err(AdminError::new(
+                ErrorKind::Failed,
+                format!(
+                    "the node answered a write with {other:?}: are the client and the node the same aether version?"
+                ),
+            )),
         }
     }
 }

@@ -11,8 +11,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::Input;
 use crate::admin::client::Client;
-use crate::admin::protocol::{AdminRequest, AdminResponse, Watch};
-use crate::raft::types::{Command, RequestId, Response};
+use crate::admin::protocol::Watch;
+use crate::raft::types::Command;
 
 /// What the UI asks of the link.
 #[derive(Debug)]
@@ -102,17 +102,8 @@ fn write(socket: &std::path::Path, cmd: Command, what: String, ui: &Sender<Input
     let socket = socket.to_path_buf();
     let ui = ui.clone();
     tokio::spawn(async move {
-        let req = AdminRequest::Write {
-            id: RequestId::new_random(),
-            cmd,
-        };
         let r = match Client::connect(&socket).await {
-            Ok(mut c) => match c.call(&req).await {
-                Ok(AdminResponse::Written(Response::Refused(m))) => Err(format!("refused: {m}")),
-                Ok(AdminResponse::Written(_)) => Ok(what),
-                Ok(other) => Err(format!("unexpected answer: {other:?}")),
-                Err(e) => Err(e.message),
-            },
+            Ok(mut c) => c.write(cmd).await.map(|_| what).map_err(|e| e.message),
             Err(e) => Err(e.message),
         };
         let _ = ui.send(Input::Done(r));
