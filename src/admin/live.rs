@@ -298,15 +298,7 @@ impl Feed {
             .into_iter()
             .filter_map(|n| {
                 let s = v.window.series(e.node, &n)?;
-                let points = s
-                    .query(from, to)
-                    .into_iter()
-                    .map(|p| PointView {
-                        t: p.t,
-                        value: p.value,
-                        max: p.max,
-                    })
-                    .collect();
+                let points = s.query(from, to).into_iter().map(PointView::from).collect();
                 Some((n, downsample(points, from, range, width)))
             })
             .collect();

@@ -407,6 +407,16 @@ pub struct PointView {
     pub max: f32,
 }
 
+impl From<crate::metrics::window::Point> for PointView {
+    fn from(p: crate::metrics::window::Point) -> PointView {
+        PointView {
+            t: p.t,
+            value: p.value,
+            max: p.max,
+        }
+    }
+}
+
 /// `aether blueprint apply`: the plan, and the version stored (none on a dry run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanView {

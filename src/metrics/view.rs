@@ -138,11 +138,7 @@ pub fn metrics_view(
                 points: hist
                     .query(from, to)
                     .into_iter()
-                    .map(|p| PointView {
-                        t: p.t,
-                        value: p.value,
-                        max: p.max,
-                    })
+                    .map(PointView::from)
                     .collect(),
             });
         }

@@ -15,24 +15,6 @@ use std::time::{Duration, Instant};
 use harness::*;
 use serde_json::Value;
 
-/// Quick rules: a slice whose CPU per instance stays above target for 2 s scales up; nothing
-/// scales in; no forecast (the test wants the rules' decisions only).
-const RULES: &str = r#"
-[settings]
-target_cpu = 0.6
-up_cooldown = "0s"
-down_cooldown = "1h"
-stabilization = "1h"
-predictive = false
-
-[[rules]]
-name = "cpu-high"
-scope = "slice"
-priority = 100
-when = [{ metric = "cpu_per_instance", above = "target", for = "2s" }]
-action = "scale_up"
-"#;
-
 /// Each instance burns up to a tenth of a core (10 ms busy in every 100 ms) against 0.02
 /// reserved: cpu per instance several times the 0.6 target.
 fn blueprint() -> String {
@@ -144,7 +126,7 @@ fn decisions_are_explained_approved_vetoed_across_a_leader_kill_and_paused() {
     let _reaper = Reaper;
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, SCALE_UP_RULES).unwrap();
     let run = run_id();
     let env = [
         ("AETHER_CONTROLLER_RULES", rules.to_str().unwrap()),

@@ -17,23 +17,6 @@ use harness::*;
 use serde_json::Value;
 use tmux::Tmux;
 
-/// A slice whose CPU per instance stays above target for 2 s scales up.
-const RULES: &str = r#"
-[settings]
-target_cpu = 0.6
-up_cooldown = "0s"
-down_cooldown = "1h"
-stabilization = "1h"
-predictive = false
-
-[[rules]]
-name = "cpu-high"
-scope = "slice"
-priority = 100
-when = [{ metric = "cpu_per_instance", above = "target", for = "2s" }]
-action = "scale_up"
-"#;
-
 /// One instance that burns a tenth of a core against 0.02 reserved.
 fn blueprint() -> String {
     let burn = "tui_burn = 1\nimport time\nwhile True:\n    t = time.time()\n    while time.time() - t < 0.01: pass\n    time.sleep(0.09)";
@@ -86,7 +69,7 @@ fn console_in_tmux_overview_help_views_veto_reconnect_quit() {
     let _reaper = Reaper;
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, SCALE_UP_RULES).unwrap();
     let env = [
         ("AETHER_CONTROLLER_RULES", rules.to_str().unwrap()),
         ("AETHER_CONTROLLER_DECISIONS_PER_MINUTE", "60"),
