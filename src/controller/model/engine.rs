@@ -95,10 +95,13 @@ impl Engine {
     /// Start the thread for the model at `path`; nothing is read until this node leads.
     pub fn start(cfg: &ModelConfig, path: PathBuf, max_step: u32) -> Arc<Engine> {
         let status = Arc::new(Mutex::new(ModelStatus {
-            state: if cfg.enabled {
-                ModelState::Absent
-            } else {
+            // What the thread's first scan will find, so nothing reports "absent" before it.
+            state: if !cfg.enabled {
                 ModelState::Disabled
+            } else if path.exists() {
+                ModelState::Idle
+            } else {
+                ModelState::Absent
             },
             path: path.display().to_string(),
             file: None,
@@ -164,7 +167,9 @@ impl Engine {
         }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                return Err("the model is busy with another review".into());
+                return Err(
+                    "the model is busy with another review; the rules decide this one".into(),
+                );
             }
             Err(TrySendError::Disconnected(_)) => return Err("the model thread has stopped".into()),
         }
@@ -172,7 +177,13 @@ impl Engine {
             .recv_timeout(
                 deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(200),
             )
-            .map_err(|_| "no verdict within the budget".to_string())?
+            .map_err(|_| {
+                format!(
+                    "no verdict within {} (controller.model.budget); the rules decide. \
+                     'aether model bench' shows this machine's review time",
+                    crate::domain::human_millis(budget.as_millis() as u64)
+                )
+            })?
     }
 }
 
@@ -197,6 +208,8 @@ impl Engine {
             let t = Instant::now();
             match self.review_within(demo(), Duration::from_secs(60)) {
                 Ok(_) => lat.push(t.elapsed().as_millis() as u64),
+                // The model went away (a new file, a failed load): stop, do not spin.
+                Err(e) if self.status().state != ModelState::Ready => return Err(e),
                 Err(_) => failed += 1,
             }
         }
