@@ -754,7 +754,6 @@ mod tests {
                 assert!(p.is_empty(), "scale-in on a forecast alone at {t}s: {p:?}");
             }
         }
-        let _ = &w;
     }
 
     #[test]

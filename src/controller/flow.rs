@@ -79,8 +79,6 @@ pub fn load_rules(cfg: &ControllerConfig) -> anyhow::Result<(Rules, String)> {
 struct Leading {
     /// When each applied decision was first seen converged.
     converged_at: HashMap<u64, Millis>,
-    /// Rejections recorded lately: (target, verb) → when.
-    rejected: HashMap<(String, String), Millis>,
     /// The review in flight; its proposal waits for it (up to the reviewer's budget).
     review: Option<InReview>,
     /// A review abandoned at its budget that is still running: the next waits for it.
@@ -89,6 +87,15 @@ struct Leading {
     next_review: Option<Instant>,
     /// Proposals waiting for the reviewer to be free: (target, verb) → since.
     waiting: HashMap<(String, &'static str), Instant>,
+}
+
+/// A node's headline values from the metrics snapshot, as the world needs them.
+struct NodeSample {
+    cpu: f64,
+    mem: f64,
+    gpu_util: Option<f64>,
+    gpu_temp: Option<f64>,
+    anomalies: u32,
 }
 
 /// A review running on a blocking thread.
@@ -183,6 +190,8 @@ impl Controller {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut w = Writer::new(self.cluster.clone(), "controller");
         let mut leading: Option<Leading> = None;
+        // The decisions (newest first) as of an applied index.
+        let mut seen: (Option<u64>, Vec<Decision>) = (None, Vec::new());
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -191,21 +200,26 @@ impl Controller {
             }
             let deciding = self.cfg.enabled
                 && self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id);
-            // Only the deciding leader reads the decisions (once a tick): they are what it
-            // decides on, and they say who drained a node, which only proposals use.
-            let read = || -> Result<(Vec<Decision>, World), std::io::Error> {
-                let decisions = if deciding {
-                    self.cluster
-                        .store
-                        .decisions(RECENT, true, 0, now_millis())?
-                } else {
-                    Vec::new()
-                };
-                let world = self.world(&decisions)?;
-                Ok((decisions, world))
-            };
-            let (decisions, world) = match read() {
-                Ok(r) => r,
+            // Only the deciding leader reads the decisions: they are what it decides on, and
+            // they say who drained a node, which only proposals use. They are read again only
+            // when the log moved.
+            if !deciding {
+                seen = (None, Vec::new());
+            } else {
+                let applied = self.cluster.store.applied_index();
+                if seen.0 != Some(applied) {
+                    match self.cluster.store.decisions(RECENT, true, 0, now_millis()) {
+                        Ok(d) => seen = (Some(applied), d),
+                        Err(e) => {
+                            tracing::warn!("controller: reading the decisions failed: {e}");
+                            continue;
+                        }
+                    }
+                }
+            }
+            let decisions = &seen.1;
+            let world = match self.world(decisions) {
+                Ok(w) => w,
                 Err(e) => {
                     tracing::warn!("controller: reading the store failed: {e}");
                     continue;
@@ -225,7 +239,7 @@ impl Controller {
                 tracing::info!("controller: leading; resuming from the replicated decisions");
                 Leading::default()
             });
-            if let Err(e) = self.decide(&mut w, state, &world, &decisions).await {
+            if let Err(e) = self.decide(&mut w, state, &world, decisions).await {
                 tracing::warn!("controller: {e}; trying again next tick");
             }
         }
@@ -241,18 +255,31 @@ impl Controller {
         let statuses = store.instances()?;
         let members = store.nodes()?;
         let health = store.health()?;
-        let snapshot = self.metrics.with_state(|s| s.view.snapshot.clone());
-        // pid → cores, per node.
-        let mut cpu_of: HashMap<(u64, u32), f64> = HashMap::new();
-        let mut entries = HashMap::new();
-        if let Some(snap) = &snapshot {
-            for e in &snap.nodes {
+        // What the world needs of the metrics snapshot, read in place (no copy of it):
+        // pid → cores per node, and each node's headline values.
+        let (cpu_of, entries) = self.metrics.with_state(|st| {
+            let mut cpu_of: HashMap<(u64, u32), f64> = HashMap::new();
+            let mut entries: HashMap<u64, NodeSample> = HashMap::new();
+            for e in st.view.snapshot.iter().flat_map(|snap| &snap.nodes) {
                 for p in &e.m.procs {
                     cpu_of.insert((e.node, p.pid), p.cpu as f64);
                 }
-                entries.insert(e.node, e);
+                let max = |f: fn(&crate::metrics::gpu::GpuSample) -> f32| {
+                    e.m.gpus.iter().map(|g| f(g) as f64).reduce(f64::max)
+                };
+                entries.insert(
+                    e.node,
+                    NodeSample {
+                        cpu: e.m.cpu as f64,
+                        mem: e.m.mem_used as f64 / e.m.mem_total.max(1) as f64,
+                        gpu_util: max(|g| g.util),
+                        gpu_temp: max(|g| g.temp_c),
+                        anomalies: e.anomalies.len() as u32,
+                    },
+                );
             }
-        }
+            (cpu_of, entries)
+        });
         let mut slices = Vec::new();
         for b in &blueprints {
             for s in &b.blueprint.slices {
@@ -300,10 +327,6 @@ impl Controller {
             .iter()
             .map(|m| {
                 let e = entries.get(&m.id);
-                let gpus = e.map(|e| e.m.gpus.as_slice()).unwrap_or_default();
-                let max = |f: fn(&crate::metrics::gpu::GpuSample) -> f32| {
-                    gpus.iter().map(|g| f(g) as f64).reduce(f64::max)
-                };
                 // The newest applied drain or undrain of this node says who drained it.
                 let ours = decisions.iter().find_map(|d| match (&d.action, &d.status) {
                     (Action::Drain { node, .. }, DecisionStatus::Applied { .. })
@@ -323,13 +346,11 @@ impl Controller {
                     name: m.name.clone(),
                     state: m.state,
                     live: health.get(&m.id).is_none_or(|h| *h == Health::Ready),
-                    cpu: e.map(|e| e.m.cpu as f64).unwrap_or(0.0),
-                    mem: e
-                        .map(|e| e.m.mem_used as f64 / e.m.mem_total.max(1) as f64)
-                        .unwrap_or(0.0),
-                    gpu_util: max(|g| g.util),
-                    gpu_temp: max(|g| g.temp_c),
-                    anomalies: e.map(|e| e.anomalies.len() as u32).unwrap_or(0),
+                    cpu: e.map(|e| e.cpu).unwrap_or(0.0),
+                    mem: e.map(|e| e.mem).unwrap_or(0.0),
+                    gpu_util: e.and_then(|e| e.gpu_util),
+                    gpu_temp: e.and_then(|e| e.gpu_temp),
+                    anomalies: e.map(|e| e.anomalies).unwrap_or(0),
                     drained_by_controller: ours == Some(true),
                 }
             })
@@ -758,21 +779,17 @@ impl Controller {
                     tracing::debug!("controller: {} held back: {reason}", p.action);
                     return Ok(());
                 }
-                let key = (target.clone(), verb.to_string());
-                let quiet = state
-                    .rejected
-                    .get(&key)
-                    .is_some_and(|at| world.now.saturating_sub(*at) < REJECT_QUIET_MS)
-                    || decisions.iter().any(|d| {
-                        matches!(d.status, DecisionStatus::Rejected { .. })
-                            && d.action.target() == target
-                            && d.action.verb() == verb
-                            && world.now.saturating_sub(d.at) < REJECT_QUIET_MS
-                    });
+                // A rejection is recorded once per quiet period (the recorded decisions say
+                // when the last one was).
+                let quiet = decisions.iter().any(|d| {
+                    matches!(d.status, DecisionStatus::Rejected { .. })
+                        && d.action.target() == target
+                        && d.action.verb() == verb
+                        && world.now.saturating_sub(d.at) < REJECT_QUIET_MS
+                });
                 if quiet {
                     return Ok(());
                 }
-                state.rejected.insert(key, world.now);
                 p.reasoning
                     .push(format!("stopped by the safety bounds: {reason}"));
                 Some(DecisionStatus::Rejected { reason })
