@@ -36,27 +36,38 @@ use state_machine::StateMachine;
 use store::{LogStore, Store};
 use types::{ClusterInit, Command, Request, RequestId, Response};
 
-/// Writes of one of the node's own loops (the assigner, the controller): one client id, serials
-/// in order, the actor `<role>@<node>` in the audit trail.
+/// Writes of one of the node's own loops (the assigner, the controller, the instance
+/// reporter): one client id, serials in order, the actor `<role>@<node>` in the audit trail.
 pub struct Writer {
     cluster: Arc<Cluster>,
     actor: String,
     client: u128,
     serial: u64,
+    /// Forward to the leader (the reporter runs on every node); the leader's loops do not.
+    forward: bool,
 }
 
 impl Writer {
+    /// For a loop that runs on the leader: its writes are not forwarded.
     pub fn new(cluster: Arc<Cluster>, role: &str) -> Writer {
         Writer {
             actor: format!("{role}@{}", cluster.name),
             cluster,
             client: rand::random(),
             serial: 0,
+            forward: false,
         }
     }
 
-    /// Write `cmd` on this node (no forwarding: the loops run on the leader) and return what the
-    /// state machine answered, refusals included.
+    /// For a loop that runs on every node: its writes are forwarded to the leader.
+    pub fn forwarding(cluster: Arc<Cluster>, role: &str) -> Writer {
+        Writer {
+            forward: true,
+            ..Writer::new(cluster, role)
+        }
+    }
+
+    /// Write `cmd` and return what the state machine answered, refusals included.
     pub async fn call(&mut self, cmd: Command) -> Result<Response, String> {
         self.serial += 1;
         let req = Request {
@@ -69,7 +80,7 @@ impl Writer {
             cmd,
         };
         self.cluster
-            .write(req, false)
+            .write(req, self.forward)
             .await
             .map_err(|e| e.to_string())
     }

@@ -74,7 +74,7 @@ impl Changes {
 }
 
 /// Every instance the blueprints want (`blueprint/slice/index`), blueprints by name.
-pub fn wanted(blueprints: &[Blueprint]) -> Vec<(String, Needs)> {
+fn wanted(blueprints: &[Blueprint]) -> Vec<(String, Needs)> {
     let mut sorted: Vec<&Blueprint> = blueprints.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = Vec::new();
@@ -306,7 +306,6 @@ impl Snapshot {
     }
 }
 
-/// Writes through Raft as the assignment loop, one request id per write.
 /// Run the assignment loop until `shutdown`: on the leader, after every applied change that may
 /// move work (and every second, for grace periods and capacity), compute the assignments and
 /// write what changed.

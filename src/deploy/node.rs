@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::supervisor::{Event, Spec, Supervisor};
 use crate::config::DeployConfig;
-use crate::domain::{InstanceStatus, now_millis};
+use crate::domain::InstanceStatus;
 use crate::metrics::pipeline::Pipeline;
 use crate::raft::Cluster;
-use crate::raft::types::{Command, Request, RequestId, Response};
+use crate::raft::types::{Command, Response};
 
 /// The instances the store assigns to `cluster`'s node (as the runner or the hand-off), with
 /// what each runs.
@@ -57,7 +57,11 @@ pub async fn run(
         tx.clone(),
     )
     .inspect_err(|e| {
-        tracing::error!("workloads disabled on this node: cannot prepare '<data-dir>/run': {e}")
+        tracing::error!(
+            "workloads disabled on this node: cannot prepare '{}': {e}; check that the data dir \
+             is writable by this user, then restart the node",
+            cluster.data_dir().join("run").display()
+        )
     })?;
     let reporter_stop = CancellationToken::new();
     let reporter = tokio::spawn(report(cluster.clone(), rx, reporter_stop.clone()));
@@ -65,20 +69,26 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cleaned = false;
+    // What this node should run; read again only when the store says assignments changed (the
+    // tick only drives restarts, back-off and hand-offs).
+    let mut want: Option<HashMap<String, Spec>> = None;
     loop {
-        tokio::select! {
+        let store_moved = tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-            r = changed.changed() => if r.is_err() { break },
-        }
-        let want = match desired(&cluster) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!("reconciler: reading assignments failed: {e}");
-                continue;
-            }
+            _ = tick.tick() => false,
+            r = changed.changed() => if r.is_err() { break } else { true },
         };
-        sup.reconcile(&want);
+        if store_moved || want.is_none() {
+            match desired(&cluster) {
+                Ok(w) => want = Some(w),
+                Err(e) => {
+                    tracing::warn!("reconciler: reading assignments failed: {e}");
+                    continue;
+                }
+            }
+        }
+        let Some(want) = &want else { continue };
+        sup.reconcile(want);
         metrics.set_processes(sup.pids());
         if sup.busy() {
             // An old copy is stopping: look again soon to start its successor.
@@ -118,8 +128,7 @@ async fn report(
     mut rx: mpsc::UnboundedReceiver<Event>,
     stop: CancellationToken,
 ) {
-    let client: u128 = rand::random();
-    let mut serial = 0u64;
+    let mut w = crate::raft::Writer::forwarding(cluster.clone(), "supervisor");
     let mut queued: BTreeMap<String, Option<InstanceStatus>> = BTreeMap::new();
     let mut open = true;
     loop {
@@ -153,19 +162,13 @@ async fn report(
                 None => gone.push(k.clone()),
             }
         }
-        serial += 1;
-        let req = Request {
-            id: RequestId { client, serial },
-            actor: format!("supervisor@{}", cluster.name),
-            at: now_millis(),
-            cmd: Command::ReportInstances {
-                node: cluster.id,
-                name: cluster.name.clone(),
-                reports,
-                gone,
-            },
+        let cmd = Command::ReportInstances {
+            node: cluster.id,
+            name: cluster.name.clone(),
+            reports,
+            gone,
         };
-        match cluster.write(req, true).await {
+        match w.call(cmd).await {
             Ok(Response::Refused(m)) => {
                 tracing::warn!("instance report refused: {m}");
                 queued.clear();

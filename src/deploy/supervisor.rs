@@ -795,9 +795,16 @@ mod tests {
         )
         .unwrap();
         // The shell's child is in its group too.
-        while group(ours.id()) < 2 {
+        for _ in 0..500 {
+            if group(ours.id()) >= 2 {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
+        assert!(
+            group(ours.id()) >= 2,
+            "the shell's child did not start within 5 s"
+        );
         let (tx, _rx) = mpsc::unbounded_channel();
         Supervisor::new(1, "n1".into(), dir.path().into(), cfg(), tx).unwrap();
         use std::os::unix::process::ExitStatusExt;

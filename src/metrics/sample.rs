@@ -158,7 +158,7 @@ impl Sampler {
     }
 
     /// CPU and RSS of `pids` (the supervised instances). Processes that are gone are left out.
-    pub fn processes(&mut self, pids: &[u32]) -> Vec<ProcessSample> {
+    fn processes(&mut self, pids: &[u32]) -> Vec<ProcessSample> {
         let pids: Vec<Pid> = pids.iter().map(|p| Pid::from_u32(*p)).collect();
         self.sys.refresh_processes_specifics(
             ProcessesToUpdate::Some(&pids),

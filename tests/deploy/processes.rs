@@ -370,10 +370,10 @@ threshold = 2
         six.values().all(|(n, _, _)| *n != busiest),
         "{busiest} still runs instances: {six:?}"
     );
-    wait_for(
+    wait_ok(
         "6 servers, none on the drained node",
         Duration::from_secs(20),
-        || one_server_each(&six).ok(),
+        || one_server_each(&six),
     );
     let out = c.nodes[0].cli(&["undrain", &busiest]);
     assert!(out.status.success(), "undrain: {}", stderr(&out));
@@ -406,12 +406,13 @@ threshold = 2
         Duration::from_secs(30),
         || (member(&c.nodes[leader], &lost_name)?["health"] == "ready").then_some(()),
     );
-    let last = wait_for(
+    let last = wait_ok(
         "one server per instance after the restart",
         Duration::from_secs(30),
         || {
-            let s = settled(&c.nodes[leader], 6)?;
-            one_server_each(&s).ok().map(|_| s)
+            let s = settled(&c.nodes[leader], 6)
+                .ok_or("the 6 instances have not settled on their nodes yet")?;
+            one_server_each(&s).map(|_| s)
         },
     );
     assert_eq!(
