@@ -42,6 +42,21 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Kills, when dropped (also on a failure), every live process whose environment has
+/// `TEST_RUN=<run>`: instances inherit it from the daemons a test starts with it.
+pub struct Reaper(pub String);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for p in live_processes() {
+            if p.env.get("TEST_RUN") == Some(&self.0) {
+                // SAFETY: kill(2) on a process this test run started.
+                unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 /// A live (not zombie) process as /proc shows it.
 pub struct ProcInfo {
     pub pid: u32,

@@ -51,17 +51,6 @@ fn processes() -> BTreeMap<String, usize> {
     out
 }
 
-/// Kills this run's instances when the test ends, also on a failure.
-struct Reaper;
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("pkill")
-            .args(["-KILL", "-f", "while time.time\\(\\) - t < 0.01"])
-            .status();
-    }
-}
-
 fn decisions(n: &Node) -> Vec<Value> {
     json(&n.cli(&["decisions", "--all", "--output", "json"]))
         .as_array()
@@ -123,7 +112,7 @@ fn active(n: &Node, slice: &str) -> usize {
 
 #[test]
 fn decisions_are_explained_approved_vetoed_across_a_leader_kill_and_paused() {
-    let _reaper = Reaper;
+    let _reaper = Reaper(run_id());
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
     std::fs::write(&rules, SCALE_UP_RULES).unwrap();

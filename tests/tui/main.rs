@@ -19,21 +19,10 @@ use tmux::Tmux;
 
 /// One instance that burns a tenth of a core against 0.02 reserved.
 fn blueprint() -> String {
-    let burn = "tui_burn = 1\nimport time\nwhile True:\n    t = time.time()\n    while time.time() - t < 0.01: pass\n    time.sleep(0.09)";
+    let burn = "import time\nwhile True:\n    t = time.time()\n    while time.time() - t < 0.01: pass\n    time.sleep(0.09)";
     format!(
         "name = \"ctl\"\n\n[[slices]]\nname = \"web\"\ncommand = [\"python3\", \"-c\", {burn:?}]\ninstances = 1\nmin = 1\nmax = 2\nresources = {{ cpu = 0.02, memory = \"16MiB\" }}\nstop_timeout = \"2s\"\n"
     )
-}
-
-/// Kills this test's instances when it ends, also on a failure.
-struct Reaper;
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("pkill")
-            .args(["-KILL", "-f", "tui_burn = 1"])
-            .status();
-    }
 }
 
 fn json(out: &std::process::Output) -> Value {
@@ -66,13 +55,15 @@ fn console_in_tmux_overview_help_views_veto_reconnect_quit() {
     if let Err(why) = tmux::available() {
         panic!("this test needs tmux ({why}); .ci/run installs it");
     }
-    let _reaper = Reaper;
+    let run = format!("{}-tui", std::process::id());
+    let _reaper = Reaper(run.clone());
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.toml");
     std::fs::write(&rules, SCALE_UP_RULES).unwrap();
     let env = [
         ("AETHER_CONTROLLER_RULES", rules.to_str().unwrap()),
         ("AETHER_CONTROLLER_DECISIONS_PER_MINUTE", "60"),
+        ("TEST_RUN", run.as_str()),
     ];
     let mut c = TestCluster::three_with(&env);
     // A long grace window: the decision stays pending while the console vetoes it.
