@@ -607,9 +607,11 @@ impl Aether {
             ..Context::default()
         };
         let within = |a: &&Applied| now - a.at < D.converge_timeout_ms;
-        // flow.rs: only the newest applied decision can still be converging.
+        // flow.rs: only the newest applied decision can still be converging, while the active
+        // count differs from the desired one (here a scale-in is at once, so only scale-ups
+        // wait; the desired count is always the newest decision's).
         if let Some(a) = self.applied.last().filter(within)
-            && active < desired
+            && active != desired
         {
             c.converging = Some(format!(
                 "d-{}: {active} of {desired} instances active",

@@ -82,7 +82,7 @@ struct Leading {
     /// The review in flight; its proposal waits for it (up to the reviewer's budget).
     review: Option<InReview>,
     /// A review abandoned at its budget that is still running: the next waits for it.
-    busy: Option<tokio::task::JoinHandle<Result<Review, String>>>,
+    busy: Option<ReviewResult>,
     /// The reviewer's interval: no review starts before this.
     next_review: Option<Instant>,
     /// Proposals waiting for the reviewer to be free: (target, verb) → since.
@@ -98,12 +98,26 @@ struct NodeSample {
     anomalies: u32,
 }
 
+/// Where a review on a blocking thread leaves its answer; it is there before the loop is
+/// woken. Closed without an answer: the reviewer panicked.
+type ReviewResult = tokio::sync::oneshot::Receiver<Result<Review, String>>;
+
+/// Whether a review is still running; its answer once it is done.
+fn poll_review(rx: &mut ReviewResult) -> Option<Result<Result<Review, String>, String>> {
+    use tokio::sync::oneshot::error::TryRecvError;
+    match rx.try_recv() {
+        Ok(r) => Some(Ok(r)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Closed) => Some(Err("it stopped without an answer".into())),
+    }
+}
+
 /// A review running on a blocking thread.
 struct InReview {
     target: String,
     verb: &'static str,
     started: Instant,
-    handle: tokio::task::JoinHandle<Result<Review, String>>,
+    answer: ReviewResult,
 }
 
 /// What the reviewer layer says about a proposal this tick.
@@ -395,10 +409,10 @@ impl Controller {
                 .iter()
                 .any(|p| p.action.target() == t && p.action.verb() == v)
         };
-        if let Some(r) = state.review.take_if(|r| !wanted(&r.target, r.verb))
-            && !r.handle.is_finished()
+        if let Some(mut r) = state.review.take_if(|r| !wanted(&r.target, r.verb))
+            && poll_review(&mut r.answer).is_none()
         {
-            state.busy = Some(r.handle);
+            state.busy = Some(r.answer);
         }
         state.waiting.retain(|(t, v), _| wanted(t, v));
         let mut recent = decisions
@@ -635,29 +649,29 @@ impl Controller {
 
     /// Start, wait for or finish the review of `p`: one review at a time, no closer than the
     /// reviewer's interval, and never waited for past its budget.
+    /// `wake` is notified when a review finishes.
     fn review_step(
-        &self,
         state: &mut Leading,
         r: &Arc<dyn Reviewer>,
         p: &Proposal,
         world: &World,
         decisions: &[Decision],
+        wake: &Arc<tokio::sync::Notify>,
     ) -> ReviewStep {
         let (target, verb) = (p.action.target(), p.action.verb());
         let budget = r.budget();
-        if let Some(inr) = state
+        if let Some(mut inr) = state
             .review
             .take_if(|x| x.target == target && x.verb == verb)
         {
-            if inr.handle.is_finished() {
+            if let Some(res) = poll_review(&mut inr.answer) {
                 let latency = inr.started.elapsed();
-                let res = futures::FutureExt::now_or_never(inr.handle);
-                let (rec, v) = review_record(r.name(), latency, budget, res);
+                let (rec, v) = review_record(r.name(), latency, budget, Some(res));
                 return ReviewStep::Done(rec, v);
             }
             if inr.started.elapsed() >= budget {
                 let latency = inr.started.elapsed();
-                state.busy = Some(inr.handle);
+                state.busy = Some(inr.answer);
                 let (rec, v) = review_record(r.name(), latency, budget, None);
                 return ReviewStep::Done(rec, v);
             }
@@ -676,7 +690,9 @@ impl Controller {
             );
             return ReviewStep::Done(rec, None);
         }
-        if state.busy.as_ref().is_some_and(|h| h.is_finished()) {
+        if let Some(b) = &mut state.busy
+            && poll_review(b).is_some()
+        {
             state.busy = None;
         }
         let early = state.next_review.is_some_and(|t| Instant::now() < t);
@@ -705,17 +721,17 @@ impl Controller {
             world: world.clone(),
             recent: decisions.iter().take(20).cloned().collect(),
         };
-        let (reviewer, wake) = (r.clone(), self.wake.clone());
-        let handle = tokio::task::spawn_blocking(move || {
-            let res = reviewer.review(&situation);
+        let (reviewer, wake) = (r.clone(), wake.clone());
+        let (tx, answer) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.send(reviewer.review(&situation));
             wake.notify_one();
-            res
         });
         state.review = Some(InReview {
             target,
             verb,
             started: Instant::now(),
-            handle,
+            answer,
         });
         state.next_review = Some(Instant::now() + r.interval());
         ReviewStep::Wait
@@ -799,7 +815,8 @@ impl Controller {
         if status.is_none()
             && let Some(r) = &self.reviewer
         {
-            let (rec, verdict) = match self.review_step(state, r, &p, world, decisions) {
+            let (rec, verdict) = match Self::review_step(state, r, &p, world, decisions, &self.wake)
+            {
                 ReviewStep::Wait => return Ok(()),
                 ReviewStep::Done(rec, verdict) => (rec, verdict),
             };
@@ -909,7 +926,7 @@ fn review_record(
     name: String,
     latency: Duration,
     budget: Duration,
-    res: Option<Result<Result<Review, String>, tokio::task::JoinError>>,
+    res: Option<Result<Result<Review, String>, String>>,
 ) -> (ReviewRecord, Option<Verdict>) {
     let record = |verdict: &str, adjust_to, reason: String| ReviewRecord {
         verdict: verdict.into(),
@@ -946,29 +963,16 @@ fn review_record(
     }
 }
 
-/// Ask the reviewer on a blocking thread and wait for it within the budget (tests).
-#[cfg(test)]
-async fn run_review(
-    r: Arc<dyn Reviewer>,
-    s: Situation,
-    budget: Duration,
-) -> (ReviewRecord, Option<Verdict>) {
-    let name = r.name();
-    let start = Instant::now();
-    let task = tokio::task::spawn_blocking(move || r.review(&s));
-    let res = tokio::time::timeout(budget, task).await.ok();
-    review_record(name, start.elapsed(), budget, res)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::controller::review::Review;
 
-    /// Answers `verdict` after `delay`.
+    /// Answers `verdict` after `delay`, with a budget.
     struct Fake {
         verdict: Verdict,
         delay: Duration,
+        budget: Duration,
     }
 
     impl Reviewer for Fake {
@@ -982,33 +986,96 @@ mod tests {
                 reason: format!("looked at {}", s.proposal.action),
             })
         }
+        fn budget(&self) -> Duration {
+            self.budget
+        }
     }
 
-    fn situation() -> Situation {
-        crate::controller::model::engine::demo()
+    fn step(
+        state: &mut Leading,
+        r: &Arc<dyn Reviewer>,
+        p: &Proposal,
+        wake: &Arc<tokio::sync::Notify>,
+    ) -> ReviewStep {
+        let s = crate::controller::model::engine::demo();
+        Controller::review_step(state, r, p, &s.world, &s.recent, wake)
     }
 
+    fn done(s: ReviewStep) -> (ReviewRecord, Option<Verdict>) {
+        match s {
+            ReviewStep::Done(rec, v) => (rec, v),
+            ReviewStep::Wait => panic!("the review is still waiting"),
+        }
+    }
+
+    /// The leader's review step across ticks: the review runs off the runtime and wakes the
+    /// loop; the proposal waits for it; past the budget it is recorded as a timeout and the
+    /// reviewer counts as busy, so the next proposal waits, then is recorded as skipped.
     #[tokio::test]
-    async fn the_reviewer_is_asked_off_the_runtime_within_its_budget() {
-        let adjust = Arc::new(Fake {
+    async fn reviews_run_off_the_runtime_within_their_budget() {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let p = crate::controller::model::engine::demo().proposal;
+        let mut state = Leading::default();
+        let adjust: Arc<dyn Reviewer> = Arc::new(Fake {
             verdict: Verdict::Adjust(3),
             delay: Duration::ZERO,
+            budget: Duration::from_secs(5),
         });
-        let (rec, v) = run_review(adjust, situation(), Duration::from_secs(5)).await;
+        assert!(matches!(
+            step(&mut state, &adjust, &p, &wake),
+            ReviewStep::Wait
+        ));
+        tokio::time::timeout(Duration::from_secs(5), wake.notified())
+            .await
+            .expect("the finished review wakes the loop");
+        let (rec, v) = done(step(&mut state, &adjust, &p, &wake));
         assert_eq!(v, Some(Verdict::Adjust(3)));
         assert_eq!(
             (rec.verdict.as_str(), rec.adjust_to, rec.reviewer.as_str()),
             ("adjust", Some(3), "fake")
         );
         assert_eq!(rec.reason, "looked at scale shop/web 2 → 4");
-        // Past the budget: no verdict, the rules decide, and the record says so.
-        let slow = Arc::new(Fake {
+        assert!(state.review.is_none() && state.busy.is_none());
+
+        // Past the budget: no verdict, recorded as a timeout; the reviewer is still busy.
+        let budget = Duration::from_millis(50);
+        let slow: Arc<dyn Reviewer> = Arc::new(Fake {
             verdict: Verdict::Reject,
-            delay: Duration::from_millis(500),
+            delay: Duration::from_millis(2_000),
+            budget,
         });
-        let (rec, v) = run_review(slow, situation(), Duration::from_millis(50)).await;
+        assert!(matches!(
+            step(&mut state, &slow, &p, &wake),
+            ReviewStep::Wait
+        ));
+        // The budget is the condition: a review is abandoned once it has run this long.
+        tokio::time::sleep(budget).await;
+        let (rec, v) = done(step(&mut state, &slow, &p, &wake));
         assert_eq!(v, None);
         assert_eq!(rec.verdict, "timeout");
         assert!(rec.reason.contains("the rules decide"), "{}", rec.reason);
+        assert!(state.busy.is_some(), "the abandoned review still runs");
+
+        // The next proposal waits for the busy reviewer, then goes on without it.
+        let mut other = p.clone();
+        other.action = Action::Scale {
+            blueprint: "shop".into(),
+            slice: "worker".into(),
+            from: 1,
+            to: 2,
+        };
+        assert!(matches!(
+            step(&mut state, &slow, &other, &wake),
+            ReviewStep::Wait
+        ));
+        tokio::time::sleep(budget).await;
+        let (rec, v) = done(step(&mut state, &slow, &other, &wake));
+        assert_eq!(v, None);
+        assert_eq!(rec.verdict, "skipped");
+        assert!(
+            rec.reason.contains("still busy with an earlier review"),
+            "{}",
+            rec.reason
+        );
     }
 }
