@@ -9,6 +9,8 @@
 
 #[path = "common/nodes.rs"]
 mod nodes;
+#[path = "common/procstat.rs"]
+mod procstat;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -113,13 +115,10 @@ fn tiny_processes(run: &str) -> usize {
             has("AETHER_BLUEPRINT=tiny") && has(&format!("BENCH_RUN={run}"))
         })
         .filter(|e| {
-            std::fs::read_to_string(e.path().join("stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .map(|(_, r)| !r.trim_start().starts_with('Z'))
-                })
-                .unwrap_or(false)
+            e.file_name()
+                .to_str()
+                .and_then(|s| s.parse().ok())
+                .is_some_and(procstat::alive)
         })
         .count()
 }
@@ -215,13 +214,5 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let res = run(&o, tmp.path());
-    if o.keep {
-        println!("kept {}", tmp.keep().display());
-    }
-    if let Err(e) = res {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    nodes::in_temp_dir("deploy", o.keep, |root| run(&o, root));
 }

@@ -438,22 +438,13 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let root = tempfile::tempdir().expect("temp dir");
-    let r = (|| -> Result<()> {
+    nodes::in_temp_dir("metrics", o.keep, |root| {
         if o.agent {
-            agent_cost(&o, root.path())?;
+            agent_cost(&o, root)?;
         }
         if o.scale {
-            leader_scale(&o, root.path())?;
+            leader_scale(&o, root)?;
         }
         Ok(())
-    })();
-    if o.keep {
-        let kept = root.keep();
-        eprintln!("kept {}", kept.display());
-    }
-    if let Err(e) = r {
-        eprintln!("metrics bench failed: {e:#}");
-        std::process::exit(1);
-    }
+    });
 }

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use procstat::{cpu_time, status_bytes};
+use procstat::{alive, cpu_time, status_bytes};
 
 const USAGE: &str = "\
 tui benchmark: 'aether tui' vs btop in tmux at 160x48, 1 s refresh, on 127.0.0.1
@@ -190,17 +190,6 @@ fn check_interrupted() -> Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // /proc helpers
-
-/// Whether `pid` is a live process (a zombie counts as gone).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|st| {
-            st.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next().map(|s| s != "Z"))
-        })
-        .unwrap_or(false)
-}
 
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -808,17 +797,5 @@ fn main() {
         }
     };
     install_signal_handlers();
-    let root = tempfile::tempdir().expect("temp dir");
-    let r = run(&o, root.path());
-    if o.keep {
-        let kept = root.keep();
-        eprintln!("kept {}", kept.display());
-    } else {
-        // Removed here: exit() below runs no destructors.
-        drop(root);
-    }
-    if let Err(e) = r {
-        eprintln!("tui bench failed: {e:#}");
-        std::process::exit(1);
-    }
+    nodes::in_temp_dir("tui", o.keep, |root| run(&o, root));
 }

@@ -15,6 +15,22 @@ pub fn default_aether_bin() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/aether"))
 }
 
+/// Run a benchmark in a fresh temp dir: kept (and named) with `keep`, else removed, also when
+/// the run fails, which then exits 1 with the error (`exit` runs no destructors).
+pub fn in_temp_dir(name: &str, keep: bool, run: impl FnOnce(&Path) -> Result<()>) {
+    let root = tempfile::tempdir().expect("temp dir");
+    let r = run(root.path());
+    if keep {
+        eprintln!("kept {}", root.keep().display());
+    } else {
+        drop(root);
+    }
+    if let Err(e) = r {
+        eprintln!("{name} bench failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
 /// A clear error when the binary to benchmark is missing.
 pub fn check_aether_bin(bin: &Path) -> Result<()> {
     if !bin.exists() {

@@ -1,4 +1,5 @@
-//! Process figures from Linux /proc, shared by the benchmarks.
+//! Process figures from Linux /proc, shared by the benchmarks (each uses a part of it).
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -24,10 +25,20 @@ pub fn cpu_time(pids: &[u32]) -> Duration {
 }
 
 /// A `kB` field of /proc/PID/status (`VmRSS`, `VmHWM`), in bytes.
-#[allow(dead_code)]
 pub fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = st.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Whether `pid` is a live process (a zombie counts as gone).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|st| {
+            st.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next().map(|s| s != "Z"))
+        })
+        .unwrap_or(false)
 }
