@@ -43,7 +43,7 @@ impl SliceView {
         format!("{}/{}", self.blueprint, self.slice)
     }
 
-    fn value(&self, m: Metric) -> Option<f64> {
+    pub(super) fn value(&self, m: Metric) -> Option<f64> {
         match m {
             Metric::CpuPerInstance => match (self.cpu_used, self.active) {
                 (Some(u), a) if a > 0 && self.cpu_reserved > 0.0 => {
@@ -212,7 +212,8 @@ impl Brain {
         self.forecasters.get(target)
     }
 
-    fn target_cpu(&self, s: &SliceView) -> f64 {
+    /// The CPU per instance `s` aims at: its blueprint's, else the rules'.
+    pub(super) fn target_cpu(&self, s: &SliceView) -> f64 {
         s.target_cpu.unwrap_or(self.rules.settings.target_cpu)
     }
 

@@ -537,17 +537,22 @@ impl Controller {
                 .iter()
                 .find(|(k, _)| k == "cpu_per_instance")
                 .and_then(|(_, v)| v.parse().ok());
-            let target: f64 = d
-                .inputs
-                .iter()
-                .find(|(k, _)| k == "target_cpu")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0.6);
-            let limit =
-                target * (1.0 + self.brain.lock().expect("brain").rules().settings.tolerance);
-            let now_v = s
-                .cpu_used
-                .map(|u| u / (s.active.max(1) as f64 * s.cpu_reserved));
+            let (target, tolerance) = {
+                let brain = self.brain.lock().expect("brain");
+                // The target the decision was made against; the slice's current one if the
+                // decision did not record it.
+                let recorded = d
+                    .inputs
+                    .iter()
+                    .find(|(k, _)| k == "target_cpu")
+                    .and_then(|(_, v)| v.parse().ok());
+                (
+                    recorded.unwrap_or_else(|| brain.target_cpu(s)),
+                    brain.rules().settings.tolerance,
+                )
+            };
+            let limit = target * (1.0 + tolerance);
+            let now_v = s.value(rules::Metric::CpuPerInstance);
             let (verdict, detail) = match (before, now_v) {
                 (_, None) => ("unknown", "no CPU sample of the slice".to_string()),
                 (Some(b), Some(v)) if to > from => (
