@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use aether::config::ModelFormat;
 use aether::controller::model::engine::{answer, load};
-use aether::controller::model::prompt::{self, Candidate};
+use aether::controller::model::prompt;
+use aether::controller::review::Verdict;
 use scenarios::{Expected, scenarios};
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -113,9 +114,9 @@ fn main() -> anyhow::Result<()> {
             gtok += a.generated;
             gms += a.decode_ms;
             let got = match a.verdict {
-                Candidate::Approve => Expected::Approve,
-                Candidate::Reject => Expected::Reject,
-                Candidate::Adjust(_) => Expected::Adjust,
+                Verdict::Approve => Expected::Approve,
+                Verdict::Reject => Expected::Reject,
+                Verdict::Adjust(_) => Expected::Adjust,
             };
             if !cands.contains(&a.verdict) || a.reason.is_empty() {
                 invalid += 1;
@@ -136,7 +137,7 @@ fn main() -> anyhow::Result<()> {
                     "  {:<40} want {:<7} got {:<13} {:>6.0} ms  [{}]  reason: {}",
                     s.name,
                     format!("{:?}", s.expected),
-                    a.verdict.text().trim(),
+                    prompt::answer_text(&a.verdict).trim(),
                     ms,
                     scores.join(" "),
                     a.reason

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use aether::config::ModelFormat;
 use aether::controller::model::engine::{answer, demo, load};
-use aether::controller::model::prompt::{self, Candidate};
+use aether::controller::model::prompt;
 use aether::controller::model::testing::write_tiny;
+use aether::controller::review::Verdict;
 use harness::*;
 
 /// Token ids of the real file's tokenizer, taken once from llama.cpp (llama-cpp-python 0.3.36,
@@ -264,7 +265,7 @@ fn a_tiny_model_loads_shapes_and_returns_a_valid_verdict_in_every_format() {
             a.reason
         );
         assert!(a.generated <= 40);
-        if let Candidate::Adjust(n) = a.verdict {
+        if let Verdict::Adjust(n) = a.verdict {
             assert!((1..=8).contains(&n));
         }
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::ModelError;
 use super::file::{FileInfo, open};
 use super::llama::Llama;
-use super::prompt::{self, Candidate, Detail, TOKEN_BUDGET};
+use super::prompt::{self, Detail, TOKEN_BUDGET};
 use super::tokenizer::Tokenizer;
 use super::verdict::{Answer, Reviewer};
 use crate::config::{ModelConfig, ModelFormat};
@@ -369,7 +369,7 @@ pub fn answer(
     s: &Situation,
     max_step: u32,
     deadline: Instant,
-) -> Result<(Answer, Vec<Candidate>), ModelError> {
+) -> Result<(Answer, Vec<Verdict>), ModelError> {
     let mut detail = Detail::FULL;
     let text = loop {
         let t = prompt::shape(s, detail);
@@ -468,12 +468,8 @@ fn run(
         let ms = t0.elapsed().as_millis() as u64;
         let reply = match res {
             Ok((a, _)) => {
-                let verdict = match a.verdict {
-                    Candidate::Approve => Verdict::Approve,
-                    Candidate::Reject => Verdict::Reject,
-                    Candidate::Adjust(n) => Verdict::Adjust(n),
-                };
-                let said = format!("{}: {}", a.verdict.text().trim(), a.reason);
+                let said = format!("{}: {}", prompt::answer_text(&a.verdict).trim(), a.reason);
+                let verdict = a.verdict.clone();
                 set(&|s| {
                     s.reviews += 1;
                     s.last_latency_ms = Some(ms);

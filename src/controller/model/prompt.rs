@@ -4,7 +4,7 @@
 //! when it is over.
 
 use crate::controller::brain::SliceView;
-use crate::controller::review::Situation;
+use crate::controller::review::{Situation, Verdict};
 use crate::domain::{Action, DecisionStatus, human_millis};
 
 /// Most tokens the situation text may take (the fixed prefix is not counted: it is cached).
@@ -269,29 +269,19 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
     t
 }
 
-/// A verdict the model can pick.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Candidate {
-    Approve,
-    Reject,
-    Adjust(u32),
-}
-
-impl Candidate {
-    /// The answer text after [`ANSWER`].
-    pub fn text(&self) -> String {
-        match self {
-            Candidate::Approve => " approve".into(),
-            Candidate::Reject => " reject".into(),
-            Candidate::Adjust(n) => format!(" adjust to {n}"),
-        }
+/// The answer text of a verdict after [`ANSWER`].
+pub fn answer_text(v: &Verdict) -> String {
+    match v {
+        Verdict::Approve => " approve".into(),
+        Verdict::Reject => " reject".into(),
+        Verdict::Adjust(n) => format!(" adjust to {n}"),
     }
 }
 
 /// The verdicts on offer: approve, reject, and for a scale, other counts within the slice's
 /// bounds and the step the safety bounds allow (`max_step` instances from the current count).
-pub fn candidates(s: &Situation, max_step: u32) -> Vec<Candidate> {
-    let mut out = vec![Candidate::Approve, Candidate::Reject];
+pub fn candidates(s: &Situation, max_step: u32) -> Vec<Verdict> {
+    let mut out = vec![Verdict::Approve, Verdict::Reject];
     if let Action::Scale { from, to, .. } = s.proposal.action
         && let Some(v) = slice(s)
     {
@@ -305,7 +295,7 @@ pub fn candidates(s: &Situation, max_step: u32) -> Vec<Candidate> {
         ns.dedup();
         for n in ns {
             if n >= lo && n <= hi && n != to && n != from {
-                out.push(Candidate::Adjust(n));
+                out.push(Verdict::Adjust(n));
             }
         }
     }
@@ -429,24 +419,18 @@ mod tests {
         assert_eq!(
             candidates(&s, 4),
             vec![
-                Candidate::Approve,
-                Candidate::Reject,
-                Candidate::Adjust(3),
-                Candidate::Adjust(5)
+                Verdict::Approve,
+                Verdict::Reject,
+                Verdict::Adjust(3),
+                Verdict::Adjust(5)
             ]
         );
         // From 7 with max 8: 9 is out of bounds.
         let s = situation("cpu-high", 7, 8);
-        assert_eq!(
-            candidates(&s, 4),
-            vec![Candidate::Approve, Candidate::Reject]
-        );
+        assert_eq!(candidates(&s, 4), vec![Verdict::Approve, Verdict::Reject]);
         // A step of 1 allows nothing but 3 from 2 (which is the proposal itself).
         let s = situation("cpu-high", 2, 3);
-        assert_eq!(
-            candidates(&s, 1),
-            vec![Candidate::Approve, Candidate::Reject]
-        );
+        assert_eq!(candidates(&s, 1), vec![Verdict::Approve, Verdict::Reject]);
     }
 
     #[test]

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use super::ModelError;
 use super::llama::{Cache, Llama, log_softmax};
-use super::prompt::{ANSWER, CONTENT_FREE, Candidate, REASON, SYSTEM};
+use super::prompt::{ANSWER, CONTENT_FREE, REASON, SYSTEM, answer_text};
 use super::tokenizer::Tokenizer;
+use crate::controller::review::Verdict;
 
 /// Most tokens of reason.
 pub const REASON_TOKENS: usize = 40;
@@ -30,7 +31,7 @@ pub struct Reviewer {
 /// What one review produced.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    pub verdict: Candidate,
+    pub verdict: Verdict,
     pub reason: String,
     /// Score per verb (calibrated), then per count when the verb was adjust: `("reject", 1.9)`.
     pub scores: Vec<(String, f32)>,
@@ -88,7 +89,7 @@ impl Reviewer {
     pub fn review(
         &mut self,
         text: &str,
-        candidates: &[Candidate],
+        candidates: &[Verdict],
         deadline: Instant,
     ) -> Result<Answer, ModelError> {
         let ids = self.tok.encode(&format!("{text}{ANSWER}"))?;
@@ -100,19 +101,16 @@ impl Reviewer {
         let counts: Vec<u32> = candidates
             .iter()
             .filter_map(|c| match c {
-                Candidate::Adjust(n) => Some(*n),
+                Verdict::Adjust(n) => Some(*n),
                 _ => None,
             })
             .collect();
-        let mut verbs = vec![
-            (Candidate::Approve, " approve"),
-            (Candidate::Reject, " reject"),
-        ];
+        let mut verbs = vec![(Verdict::Approve, " approve"), (Verdict::Reject, " reject")];
         if !counts.is_empty() {
-            verbs.push((Candidate::Adjust(0), " adjust"));
+            verbs.push((Verdict::Adjust(0), " adjust"));
         }
         let mut scores = Vec::new();
-        let mut best: Option<(Candidate, f32)> = None;
+        let mut best: Option<(Verdict, f32)> = None;
         for (c, word) in &verbs {
             let first = *self
                 .tok
@@ -132,7 +130,7 @@ impl Reviewer {
         // The text after the verdict, run through the model before the reason.
         let mut after = cache.clone();
         let said = match verdict {
-            Candidate::Adjust(_) => {
+            Verdict::Adjust(_) => {
                 let prefix = self.tok.encode(" adjust to")?;
                 let l = log_softmax(&self.llama.forward(&prefix, &mut after, 1)?)?.remove(0);
                 let mut pick: Option<(u32, f32, Cache)> = None;
@@ -146,11 +144,11 @@ impl Reviewer {
                     }
                 }
                 let (n, _, c) = pick.ok_or_else(|| ModelError::Candle("no counts".into()))?;
-                verdict = Candidate::Adjust(n);
+                verdict = Verdict::Adjust(n);
                 after = c;
                 None
             }
-            _ => Some(verdict.text()),
+            _ => Some(answer_text(&verdict)),
         };
         if let Some(word) = said {
             self.llama
