@@ -1,6 +1,8 @@
 //! Supervised instances on 3 real nodes: spread, answering on their ports, scaled down and up,
 //! restarted after kill -9, moved off a drained node with no dip below the desired count, moved
-//! off a node whose daemon was killed -9, and no orphan or duplicate once that daemon is back.
+//! off a node whose daemon was killed -9, and no orphan or duplicate once that daemon is back;
+//! a node cut off while its instances run on has them replaced, and stops its surplus copies
+//! when it comes back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -29,19 +31,6 @@ struct Proc {
 fn run_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| format!("{}-{}", std::process::id(), BP))
-}
-
-/// Kills whatever this test started when it ends, also on a failure: an instance's own
-/// children outlive a daemon killed -9 until that daemon restarts.
-struct Reaper;
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for p in procs() {
-            // SAFETY: kill(2) on a process of this test run.
-            unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
-        }
-    }
 }
 
 /// Live processes (not zombies) of this test run whose environment says they belong to
@@ -180,7 +169,7 @@ fn scale(n: &Node, to: u32) {
 }
 
 #[test]
-fn instances_spread_scale_restart_drain_and_survive_a_lost_daemon() {
+fn instances_spread_scale_restart_drain_and_survive_a_lost_daemon_and_a_cut_off_node() {
     let env = [
         ("AETHER_METRICS_SUSPECT_AFTER", "2s"),
         ("AETHER_METRICS_DOWN_AFTER", "3s"),
@@ -188,7 +177,8 @@ fn instances_spread_scale_restart_drain_and_survive_a_lost_daemon() {
         ("AETHER_DEPLOY_RESTART_BACKOFF", "200ms"),
     ];
     let env = [env.as_slice(), &[("TEST_RUN", run_id())]].concat();
-    let _reaper = Reaper;
+    // Instances of a daemon killed -9 outlive it until it restarts; kill them also on a failure.
+    let _reaper = Reaper(run_id().to_string());
     let mut c = TestCluster::three_with(&env);
     let leader = c.leader_index();
     wait_for(
@@ -423,4 +413,77 @@ threshold = 2
         servers().iter().all(|p| p.node != lost_name),
         "a process of the restarted node's previous run is still alive"
     );
+
+    // A node cut off while its instances run on (its daemon stopped with SIGSTOP, so nothing
+    // of it answers, but its instances keep serving): after the grace period they are
+    // replaced elsewhere; when it comes back it stops its surplus copies, and nothing moves.
+    let leader = c.leader_index();
+    let frozen = c
+        .nodes
+        .iter()
+        .position(|n| {
+            n.name != c.nodes[leader].name && last.values().any(|(node, _, _)| *node == n.name)
+        })
+        .expect("a follower with instances");
+    let frozen_name = c.nodes[frozen].name.clone();
+    let stranded: Vec<u32> = servers()
+        .iter()
+        .filter(|p| p.node == frozen_name)
+        .map(|p| p.pid)
+        .collect();
+    assert!(
+        !stranded.is_empty(),
+        "{frozen_name} runs no server: {last:?}"
+    );
+    let _thaw = Thaw(c.nodes[frozen].pid().unwrap());
+    // SAFETY: kill(2) on the daemon this test started; `_thaw` resumes it on any exit.
+    unsafe { libc::kill(_thaw.0 as i32, libc::SIGSTOP) };
+    let replaced = wait_for(
+        "the cut-off node's instances active elsewhere",
+        Duration::from_secs(45),
+        || {
+            let s = settled(&c.nodes[leader], 6)?;
+            s.values().all(|(n, _, _)| *n != frozen_name).then_some(s)
+        },
+    );
+    let alive: BTreeSet<u32> = servers().iter().map(|p| p.pid).collect();
+    assert!(
+        stranded.iter().all(|p| alive.contains(p)),
+        "the cut-off node's servers should still run while it is stopped: {stranded:?}"
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(_thaw.0 as i32, libc::SIGCONT) };
+    wait_for(
+        &format!("{frozen_name} ready again"),
+        Duration::from_secs(30),
+        || (member(&c.nodes[leader], &frozen_name)?["health"] == "ready").then_some(()),
+    );
+    let back = wait_ok(
+        "the returned node's surplus copies stopped",
+        Duration::from_secs(30),
+        || {
+            let s = settled(&c.nodes[frozen], 6)
+                .ok_or("the returned node does not show the 6 settled yet")?;
+            one_server_each(&s).map(|_| s)
+        },
+    );
+    assert_eq!(
+        back, replaced,
+        "instances moved again after the node came back"
+    );
+    let alive: BTreeSet<u32> = servers().iter().map(|p| p.pid).collect();
+    assert!(
+        stranded.iter().all(|p| !alive.contains(p)),
+        "a surplus copy on the returned node still runs: {stranded:?}"
+    );
+}
+
+/// Sends SIGCONT to a daemon when dropped, so a failed assertion never leaves it stopped.
+struct Thaw(u32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a daemon this test started.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
 }
