@@ -86,8 +86,8 @@ fn tiny_server() -> ! {
     std::process::exit(0)
 }
 
-/// (instances listed, instances active and passing) as `blueprint show` on `n` says.
-fn counts(o: &Opts, n: &AetherNode) -> Option<(usize, usize)> {
+/// The rows of `blueprint show tiny` on `n`.
+fn rows(o: &Opts, n: &AetherNode) -> Option<Vec<Value>> {
     let out = cli(
         &o.aether_bin,
         n,
@@ -95,12 +95,29 @@ fn counts(o: &Opts, n: &AetherNode) -> Option<(usize, usize)> {
     )
     .ok()?;
     let v: Value = serde_json::from_str(&out).ok()?;
-    let rows = v[0]["instances"].as_array()?;
-    let active = rows
+    v[0]["instances"].as_array().cloned()
+}
+
+/// Instances whose placed copy is active and passing, as `blueprint show` on `n` says (a row
+/// with a note is an old or stopping copy, not the placed one).
+fn active(o: &Opts, n: &AetherNode) -> Option<usize> {
+    Some(
+        rows(o, n)?
+            .iter()
+            .filter(|r| r["state"] == "active" && r["health"] == "passing" && r["note"].is_null())
+            .count(),
+    )
+}
+
+/// Rows reported active whose pid does not run (what a mismatch is explained by).
+fn dead_rows(o: &Opts, n: &AetherNode) -> Vec<String> {
+    rows(o, n)
+        .unwrap_or_default()
         .iter()
-        .filter(|r| r["state"] == "active" && r["health"] == "passing")
-        .count();
-    Some((rows.len(), active))
+        .filter(|r| r["state"] == "active")
+        .filter(|r| !procstat::alive(r["pid"].as_u64().unwrap_or(0) as u32))
+        .map(|r| format!("{}@{}", r["instance"], r["node"]))
+        .collect()
 }
 
 /// Live processes started for blueprint `tiny` by this run.
@@ -156,7 +173,7 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
         cli(&o.aether_bin, &n2, &["blueprint", "apply", f])?;
         let mut first = None;
         wait_until("every instance active", Duration::from_secs(300), || {
-            let (_, active) = counts(o, &n1)?;
+            let active = active(o, &n1)?;
             if active > 0 && first.is_none() {
                 first = Some(t0.elapsed());
             }
@@ -165,7 +182,12 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
         let up = t0.elapsed();
         let procs = tiny_processes(&run_id);
         if procs != o.instances as usize {
-            bail!("{procs} tiny processes run, want {}", o.instances);
+            bail!(
+                "{procs} tiny processes run, want {}; rows reported active whose pid does not \
+                 run: {:?}",
+                o.instances,
+                dead_rows(o, &n1)
+            );
         }
         let t1 = Instant::now();
         cli(&o.aether_bin, &n3, &["blueprint", "rm", "tiny"])?;

@@ -343,7 +343,37 @@ pub struct Assignment {
     pub handoff: Option<NodeId>,
     /// Why no node can take it (pending only), naming each node.
     pub pending: Option<String>,
+    /// When it took its current node (or became pending).
     pub since: Millis,
+    /// Which placement on `node` this is: stamped by the state machine, new each time the
+    /// instance is created or takes another node (0 while pending). A copy reports the
+    /// placement it runs for, so a report left from an earlier one (an instance removed and
+    /// applied again, a scale down and up) is never taken for this one.
+    pub placement: u64,
+}
+
+impl Assignment {
+    /// `self` as the store keeps it after `prev`: the placement number of `prev` while the
+    /// instance stays on its node, the next one of `seq` when the node is new (0 while
+    /// pending). The state machine stamps every assignment it writes with this, whatever
+    /// number the writer sent.
+    pub fn stamped(self, prev: Option<&Assignment>, seq: &mut u64) -> Assignment {
+        let placement = match (prev, self.node) {
+            (_, None) => 0,
+            (Some(p), Some(n)) if p.node == Some(n) => p.placement,
+            _ => {
+                *seq += 1;
+                *seq
+            }
+        };
+        Assignment { placement, ..self }
+    }
+
+    /// Whether `s` reports the copy of this placement (on `node`, with this number) rather
+    /// than a hand-off's old copy or a copy left from an earlier placement.
+    pub fn reported_by(&self, s: &InstanceStatus) -> bool {
+        self.node == Some(s.node) && self.placement == s.placement
+    }
 }
 
 /// Where an instance is in its life on a node.
@@ -383,6 +413,9 @@ pub struct InstanceStatus {
     /// `blueprint/slice/index`.
     pub instance: String,
     pub node: NodeId,
+    /// The placement it runs for ([`Assignment::placement`]); 0 for a hand-off's copy started
+    /// afresh.
+    pub placement: u64,
     pub state: InstanceState,
     pub port: u16,
     pub pid: Option<u32>,

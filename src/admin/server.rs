@@ -17,7 +17,7 @@ use super::protocol::{
 };
 use crate::controller::flow::Controller;
 use crate::deploy::logs::LogChunk;
-use crate::domain::{NodeId, now_millis};
+use crate::domain::{Assignment, Health, InstanceStatus, NodeId, now_millis};
 use crate::metrics::pipeline::Pipeline;
 use crate::net::frame::{FrameError, read_frame, write_frame};
 use crate::net::tls::JoinToken;
@@ -377,6 +377,7 @@ pub(super) fn blueprint_views(
     }
     let assignments = cluster.store.assignments().map_err(failed)?;
     let statuses = cluster.store.instances().map_err(failed)?;
+    let health = cluster.store.health().map_err(failed)?;
     let names: BTreeMap<NodeId, String> = cluster
         .store
         .nodes()
@@ -384,61 +385,96 @@ pub(super) fn blueprint_views(
         .into_iter()
         .map(|n| (n.id, n.name))
         .collect();
-    let name_of = |id: NodeId| {
-        names
+    let copies = Copies {
+        assignments: &assignments,
+        statuses: &statuses,
+        health: &health,
+        names: &names,
+    };
+    Ok(all
+        .into_iter()
+        .filter(|b| name.is_none_or(|n| b.blueprint.name == n))
+        .map(|b| BlueprintView {
+            instances: copies.rows(&b.blueprint.name),
+            version: b.version,
+            applied_at: b.applied_at,
+            blueprint: b.blueprint,
+        })
+        .collect())
+}
+
+/// What the store says of every copy of every instance: the rows of `blueprint show`.
+struct Copies<'a> {
+    assignments: &'a BTreeMap<String, Assignment>,
+    statuses: &'a [InstanceStatus],
+    health: &'a BTreeMap<NodeId, Health>,
+    names: &'a BTreeMap<NodeId, String>,
+}
+
+impl Copies<'_> {
+    fn name_of(&self, id: NodeId) -> String {
+        self.names
             .get(&id)
             .cloned()
             .unwrap_or_else(|| format!("node-{id}"))
-    };
-    let row_of = |key: &str, node: NodeId, note: Option<String>| match statuses
-        .iter()
-        .find(|s| s.instance == key && s.node == node)
-    {
-        Some(s) => InstanceView {
-            instance: key.into(),
-            node: Some(name_of(node)),
-            state: s.state.to_string(),
-            port: Some(s.port),
-            pid: s.pid,
-            restarts: s.restarts,
-            last_exit: s.last_exit.clone(),
-            health: Some(s.health.clone()),
-            since: Some(s.since),
-            note,
-        },
-        None => InstanceView {
-            instance: key.into(),
-            node: Some(name_of(node)),
-            state: "assigned".into(),
-            note,
-            ..Default::default()
-        },
-    };
-    let health = cluster.store.health().map_err(failed)?;
-    let row = |key: &str, node: NodeId, note: Option<String>| {
+    }
+
+    /// The row of `key`'s copy on `node`, from the report of that copy: of placement number
+    /// `placement` (a hand-off's old copy: `None`, any), never one left from an earlier one.
+    fn row(
+        &self,
+        key: &str,
+        node: NodeId,
+        placement: Option<u64>,
+        note: Option<String>,
+    ) -> InstanceView {
         // A report from a node that is not ready may be stale: say so.
-        let note = match health.get(&node) {
-            Some(h) if *h != crate::domain::Health::Ready => Some(match note {
-                Some(n) => format!("{} is {h}: last report; {n}", name_of(node)),
-                None => format!("{} is {h}: last report", name_of(node)),
+        let note = match self.health.get(&node) {
+            Some(h) if *h != Health::Ready => Some(match note {
+                Some(n) => format!("{} is {h}: last report; {n}", self.name_of(node)),
+                None => format!("{} is {h}: last report", self.name_of(node)),
             }),
             _ => note,
         };
-        row_of(key, node, note)
-    };
-    let mut out = Vec::new();
-    for b in all
-        .into_iter()
-        .filter(|b| name.is_none_or(|n| b.blueprint.name == n))
-    {
-        let prefix = format!("{}/", b.blueprint.name);
+        let report = self.statuses.iter().find(|s| {
+            s.instance == key && s.node == node && placement.is_none_or(|p| s.placement == p)
+        });
+        match report {
+            Some(s) => InstanceView {
+                instance: key.into(),
+                node: Some(self.name_of(node)),
+                state: s.state.to_string(),
+                port: Some(s.port),
+                pid: s.pid,
+                restarts: s.restarts,
+                last_exit: s.last_exit.clone(),
+                health: Some(s.health.clone()),
+                since: Some(s.since),
+                note,
+            },
+            None => InstanceView {
+                instance: key.into(),
+                node: Some(self.name_of(node)),
+                state: "assigned".into(),
+                note,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A row per copy of each instance of blueprint `name`: the placed (or pending) copy, a
+    /// hand-off's old copy, and reported copies no placement wants (stopping), each with a
+    /// note.
+    fn rows(&self, name: &str) -> Vec<InstanceView> {
+        let prefix = format!("{name}/");
         let mut rows = Vec::new();
-        for (key, a) in assignments
+        for (key, a) in self
+            .assignments
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
         {
             match a.node {
-                Some(n) => rows.push(row(key, n, None)),
+                Some(n) => rows.push(self.row(key, n, Some(a.placement), None)),
                 None => rows.push(InstanceView {
                     instance: key.clone(),
                     state: "pending".into(),
@@ -448,25 +484,29 @@ pub(super) fn blueprint_views(
                 }),
             }
             if let Some(h) = a.handoff {
-                let to = a.node.map(&name_of).unwrap_or_else(|| "a new node".into());
-                rows.push(row(
+                let to = a
+                    .node
+                    .map(|n| self.name_of(n))
+                    .unwrap_or_else(|| "a new node".into());
+                rows.push(self.row(
                     key,
                     h,
+                    None,
                     Some(format!("old copy: stops once the copy on {to} is active")),
                 ));
             }
         }
-        for s in statuses.iter().filter(|s| s.instance.starts_with(&prefix)) {
-            let placed = assignments
-                .get(&s.instance)
-                .is_some_and(|a| a.node == Some(s.node) || a.handoff == Some(s.node));
-            if !placed {
-                rows.push(row(
-                    &s.instance,
-                    s.node,
-                    Some("no longer assigned here: stopping".into()),
-                ));
-            }
+        for s in self
+            .statuses
+            .iter()
+            .filter(|s| s.instance.starts_with(&prefix))
+        {
+            let note = match self.assignments.get(&s.instance) {
+                Some(a) if a.reported_by(s) || a.handoff == Some(s.node) => continue,
+                Some(a) if a.node == Some(s.node) => "a copy of an earlier placement: stopping",
+                _ => "no longer assigned here: stopping",
+            };
+            rows.push(self.row(&s.instance, s.node, Some(s.placement), Some(note.into())));
         }
         rows.sort_by(|x, y| {
             let idx = |v: &InstanceView| {
@@ -477,14 +517,8 @@ pub(super) fn blueprint_views(
                 .cmp(&idx(y))
                 .then(x.note.is_some().cmp(&y.note.is_some()))
         });
-        out.push(BlueprintView {
-            version: b.version,
-            applied_at: b.applied_at,
-            blueprint: b.blueprint,
-            instances: rows,
-        });
+        rows
     }
-    Ok(out)
 }
 
 /// Log chunks of the instances matching `target`, read locally or from the node that holds them.
@@ -661,4 +695,85 @@ async fn apply_blueprint(
         }
     }
     Ok(AdminResponse::Plan(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::InstanceState;
+
+    fn report(instance: &str, node: NodeId, placement: u64, pid: u32) -> InstanceStatus {
+        InstanceStatus {
+            instance: instance.into(),
+            node,
+            placement,
+            state: InstanceState::Active,
+            port: 8000,
+            pid: Some(pid),
+            restarts: 0,
+            last_exit: None,
+            health: "passing".into(),
+            since: 1,
+        }
+    }
+
+    fn placed(node: NodeId, placement: u64, handoff: Option<NodeId>) -> Assignment {
+        Assignment {
+            node: Some(node),
+            handoff,
+            pending: None,
+            since: 1,
+            placement,
+        }
+    }
+
+    #[test]
+    fn a_report_of_an_earlier_placement_is_never_shown_as_the_current_copy() {
+        let assignments = BTreeMap::from([
+            // Removed and applied again: placement 7 on n1, whose copy has not reported yet;
+            // n1's report of placement 3 is still in the store.
+            ("shop/web/0".to_string(), placed(1, 7, None)),
+            // Drained off n2 to n3: n2's copy (any placement) runs until n3's is active.
+            ("shop/web/1".to_string(), placed(3, 9, Some(2))),
+        ]);
+        let statuses = vec![
+            report("shop/web/0", 1, 3, 100),
+            report("shop/web/1", 2, 4, 200),
+            report("shop/web/1", 3, 9, 300),
+            // Scaled down: n3 still reports a copy no placement wants.
+            report("shop/web/2", 3, 5, 400),
+        ];
+        let health = BTreeMap::from([(1, Health::Ready), (2, Health::Ready), (3, Health::Ready)]);
+        let names = (1..=3).map(|i| (i, format!("n{i}"))).collect();
+        let copies = Copies {
+            assignments: &assignments,
+            statuses: &statuses,
+            health: &health,
+            names: &names,
+        };
+        let rows = copies.rows("shop");
+        let got: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {} {}",
+                    r.instance,
+                    r.node.as_deref().unwrap_or("-"),
+                    r.state,
+                    r.pid.map_or("-".into(), |p| p.to_string()),
+                    r.note.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "shop/web/0 n1 assigned - -",
+                "shop/web/0 n1 active 100 a copy of an earlier placement: stopping",
+                "shop/web/1 n3 active 300 -",
+                "shop/web/1 n2 active 200 old copy: stops once the copy on n3 is active",
+                "shop/web/2 n3 active 400 no longer assigned here: stopping",
+            ]
+        );
+    }
 }

@@ -307,7 +307,7 @@ impl Controller {
                 {
                     let assigned_here = assignments
                         .get(&st.instance)
-                        .is_some_and(|a| a.node == Some(st.node));
+                        .is_some_and(|a| a.reported_by(st));
                     if !assigned_here || st.state != InstanceState::Active {
                         continue;
                     }

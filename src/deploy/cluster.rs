@@ -103,11 +103,12 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
         None => true,
         Some(m) => m.down_for.is_some_and(|d| d >= w.grace),
     };
-    let active: BTreeSet<(&str, NodeId)> = w
+    // Active copies by placement: a report left from an earlier placement never counts.
+    let active: BTreeSet<(&str, NodeId, u64)> = w
         .instances
         .iter()
         .filter(|s| s.state == InstanceState::Active)
-        .map(|s| (s.instance.as_str(), s.node))
+        .map(|s| (s.instance.as_str(), s.node, s.placement))
         .collect();
     let want = wanted(w.blueprints);
     let mut changes = Changes::default();
@@ -151,19 +152,21 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
         let cur = w.current.get(key);
         let next = match placed.assigned.get(key) {
             Some(&node) => {
+                let kept = cur.filter(|c| c.node == Some(node));
                 // The old copy stops once the copy on `node` is active.
+                let new_active =
+                    kept.is_some_and(|c| active.contains(&(key.as_str(), node, c.placement)));
                 let handoff = old_copy
                     .get(key.as_str())
                     .copied()
-                    .filter(|h| *h != node && !active.contains(&(key.as_str(), node)));
+                    .filter(|h| *h != node && !new_active);
                 Assignment {
                     node: Some(node),
                     handoff,
                     pending: None,
-                    since: match cur {
-                        Some(c) if c.node == Some(node) => c.since,
-                        _ => w.now,
-                    },
+                    since: kept.map_or(w.now, |c| c.since),
+                    // The state machine stamps a new one when the node changes.
+                    placement: kept.map_or(0, |c| c.placement),
                 }
             }
             None => match (cur, old_copy.get(key.as_str())) {
@@ -177,6 +180,7 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
                         Some(c) if c.node.is_none() => c.since,
                         _ => w.now,
                     },
+                    placement: 0,
                 },
             },
         };
@@ -420,10 +424,16 @@ pub(super) mod tests {
         .unwrap()
     }
 
-    fn status(instance: &str, node: NodeId, state: InstanceState) -> InstanceStatus {
+    fn status(
+        instance: &str,
+        node: NodeId,
+        placement: u64,
+        state: InstanceState,
+    ) -> InstanceStatus {
         InstanceStatus {
             instance: instance.into(),
             node,
+            placement,
             state,
             port: 1,
             pid: Some(1),
@@ -439,6 +449,8 @@ pub(super) mod tests {
         members: Vec<Member>,
         current: BTreeMap<String, Assignment>,
         instances: Vec<InstanceStatus>,
+        /// The store's placement numbers.
+        seq: u64,
     }
 
     impl Case {
@@ -448,11 +460,13 @@ pub(super) mod tests {
                 members: (1..=nodes).map(member).collect(),
                 current: BTreeMap::new(),
                 instances: Vec::new(),
+                seq: 0,
             }
         }
-        /// One round; the result becomes the current state.
+        /// One round; its changes, stamped as the state machine does, become the current
+        /// state.
         fn round(&mut self) -> Changes {
-            let (out, ch) = assign(&World {
+            let (_, ch) = assign(&World {
                 blueprints: &self.bps,
                 members: &self.members,
                 current: &self.current,
@@ -460,7 +474,13 @@ pub(super) mod tests {
                 grace: Duration::from_secs(30),
                 now: 1,
             });
-            self.current = out;
+            for (k, a) in &ch.set {
+                let a = a.clone().stamped(self.current.get(k), &mut self.seq);
+                self.current.insert(k.clone(), a);
+            }
+            for k in &ch.remove {
+                self.current.remove(k);
+            }
             ch
         }
         fn drain(&mut self, i: usize) {
@@ -479,9 +499,9 @@ pub(super) mod tests {
                 .iter()
                 .flat_map(|(k, a)| {
                     a.node
-                        .map(|n| status(k, n, InstanceState::Active))
+                        .map(|n| status(k, n, a.placement, InstanceState::Active))
                         .into_iter()
-                        .chain(a.handoff.map(|h| status(k, h, InstanceState::Active)))
+                        .chain(a.handoff.map(|h| status(k, h, 0, InstanceState::Active)))
                 })
                 .collect();
         }
@@ -545,6 +565,37 @@ pub(super) mod tests {
         c.run_all_active();
         let ch = c.round();
         assert_eq!(ch.drained, vec![1]);
+    }
+
+    #[test]
+    fn a_report_left_from_an_earlier_placement_does_not_end_a_hand_off() {
+        let mut c = Case::new(4, 3);
+        c.round();
+        c.run_all_active();
+        let (key, _) = c
+            .current
+            .iter()
+            .find(|(_, a)| a.node == Some(1))
+            .map(|(k, a)| (k.clone(), a.clone()))
+            .expect("an instance on n1");
+        c.drain(0);
+        c.round();
+        let moved = c.current[&key].clone();
+        let to = moved.node.unwrap();
+        assert_eq!(moved.handoff, Some(1));
+        // The new node still lists an active copy of this instance from an earlier placement
+        // (its report that the copy is gone is not written yet).
+        c.instances
+            .push(status(&key, to, moved.placement - 1, InstanceState::Active));
+        c.round();
+        assert_eq!(
+            c.current[&key].handoff,
+            Some(1),
+            "the old copy must run on until this placement's copy is active"
+        );
+        c.run_all_active();
+        c.round();
+        assert_eq!(c.current[&key].handoff, None);
     }
 
     #[test]

@@ -35,7 +35,9 @@ fn desired(cluster: &Cluster) -> Result<HashMap<String, Spec>, std::io::Error> {
             .find(|b| b.blueprint.name == bp)
             .and_then(|b| b.blueprint.slices.iter().find(|s| s.name == slice));
         if let Some(s) = found {
-            out.insert(key.clone(), Spec::new(key, s));
+            // The hand-off's old copy runs for an earlier placement: keep whichever runs.
+            let placement = (a.node == Some(me)).then_some(a.placement);
+            out.insert(key.clone(), Spec::new(key, placement, s));
         }
     }
     Ok(out)

@@ -37,11 +37,15 @@ pub enum Event {
     Gone(String),
 }
 
-/// What one instance runs: the parts of its slice whose change needs a restart.
+/// What one instance runs: the parts of its slice whose change needs a restart, and the
+/// placement it runs for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
     /// `blueprint/slice/index`.
     pub instance: String,
+    /// The placement ([`crate::domain::Assignment::placement`]) its reports name. `None` for a
+    /// hand-off's old copy: whichever copy runs is kept (and one started afresh reports 0).
+    pub placement: Option<u64>,
     pub command: Vec<String>,
     pub env: std::collections::BTreeMap<String, String>,
     pub stop_timeout: Duration,
@@ -49,14 +53,34 @@ pub struct Spec {
 }
 
 impl Spec {
-    pub fn new(instance: String, slice: &Slice) -> Spec {
+    pub fn new(instance: String, placement: Option<u64>, slice: &Slice) -> Spec {
         Spec {
             instance,
+            placement,
             command: slice.command.clone(),
             env: slice.env.clone(),
             stop_timeout: Duration::from_millis(slice.stop_timeout_ms),
             health: slice.health.clone(),
         }
+    }
+
+    /// Whether the copy started for `running` may go on as this spec. A new placement of the
+    /// same instance (removed and created again before this node looked) is a new copy.
+    fn keeps(&self, running: &Spec) -> bool {
+        let Spec {
+            instance,
+            placement,
+            command,
+            env,
+            stop_timeout,
+            health,
+        } = self;
+        *instance == running.instance
+            && placement.is_none_or(|g| running.placement == Some(g))
+            && *command == running.command
+            && *env == running.env
+            && *stop_timeout == running.stop_timeout
+            && *health == running.health
     }
 }
 
@@ -108,14 +132,14 @@ impl Supervisor {
         })
     }
 
-    /// Converge on `desired`: stop what is not wanted (or whose spec changed), start what is
-    /// missing. An instance whose old copy is still stopping starts on a later call.
+    /// Converge on `desired`: stop what is not wanted (or whose spec or placement changed),
+    /// start what is missing. An instance whose old copy is still stopping starts on a later call.
     pub fn reconcile(&mut self, desired: &HashMap<String, Spec>) {
         self.stopping.retain(|r| !r.task.is_finished());
         let unwanted: Vec<String> = self
             .running
             .iter()
-            .filter(|(k, r)| desired.get(*k) != Some(&r.spec))
+            .filter(|(k, r)| !desired.get(*k).is_some_and(|d| d.keeps(&r.spec)))
             .map(|(k, _)| k.clone())
             .collect();
         for k in unwanted {
@@ -412,6 +436,7 @@ async fn run_instance(
         let _ = ctx.events.send(Event::Status(InstanceStatus {
             instance: spec.instance.clone(),
             node: ctx.node,
+            placement: spec.placement.unwrap_or(0),
             state,
             port: life.port,
             pid,
@@ -676,6 +701,7 @@ mod tests {
     fn spec(instance: &str, script: &str, stop_ms: u64) -> Spec {
         Spec {
             instance: instance.into(),
+            placement: Some(1),
             command: vec!["sh".into(), "-c".into(), script.into()],
             env: Default::default(),
             stop_timeout: Duration::from_millis(stop_ms),
@@ -773,6 +799,52 @@ mod tests {
         assert_eq!(st.last_exit.as_deref(), Some("exit 3"));
         sup.stop_all().await;
         next(&mut rx, |e| matches!(e, Event::Gone(_))).await;
+    }
+
+    #[tokio::test]
+    async fn a_hand_off_keeps_the_running_copy_and_a_new_placement_is_a_new_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut sup = Supervisor::new(1, "n1".into(), dir.path().into(), cfg(), tx).unwrap();
+        let s = spec("t/s/3", "while :; do sleep 0.1; done", 1000);
+        let active = |placement: u64| move |e: &Event| matches!(e, Event::Status(s) if s.state == InstanceState::Active && s.placement == placement);
+        sup.reconcile(&HashMap::from([(s.instance.clone(), s.clone())]));
+        let Event::Status(first) = next(&mut rx, active(1)).await else {
+            unreachable!()
+        };
+        // As a hand-off's old copy (no placement of its own), the copy goes on.
+        let handoff = Spec {
+            placement: None,
+            ..s.clone()
+        };
+        sup.reconcile(&HashMap::from([(s.instance.clone(), handoff)]));
+        assert_eq!(sup.pids(), vec![first.pid.unwrap()], "the copy was kept");
+        // Removed and created again before this node looked: a new copy reports the new one.
+        let again = Spec {
+            placement: Some(2),
+            ..s.clone()
+        };
+        let want = HashMap::from([(s.instance.clone(), again)]);
+        sup.reconcile(&want);
+        assert!(sup.pids().is_empty(), "the old copy is stopping");
+        next(&mut rx, |e| matches!(e, Event::Gone(_))).await;
+        // Its successor starts on the first reconcile after the old task has ended.
+        for _ in 0..200 {
+            if !sup.busy() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !sup.busy(),
+            "the old copy's task ended within 2 s of its exit"
+        );
+        sup.reconcile(&want);
+        let Event::Status(second) = next(&mut rx, active(2)).await else {
+            unreachable!()
+        };
+        assert_ne!(second.pid, first.pid);
+        sup.stop_all().await;
     }
 
     #[test]

@@ -33,6 +33,8 @@ const K_MEMBERSHIP: &str = "membership";
 const K_CLUSTER: &str = "cluster";
 const K_SNAPSHOT: &str = "snapshot";
 const K_AUDIT_SEQ: &str = "audit_seq";
+/// The last placement number given out (`Assignment::placement`).
+const K_PLACEMENT_SEQ: &str = "placement_seq";
 
 /// Audit entries kept (oldest dropped first).
 pub const AUDIT_KEEP: u64 = 10_000;
@@ -78,7 +80,9 @@ enum SnapRecord {
     Decision(u64, Vec<u8>),
 }
 
-const SNAPSHOT_FORMAT: u32 = 1;
+/// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a placement number), so a snapshot
+/// from a node of another format is refused at its header rather than misread.
+const SNAPSHOT_FORMAT: u32 = 2;
 
 pub(super) fn meta_get<T: for<'de> Deserialize<'de>>(
     txn: &WriteTransaction,
@@ -442,8 +446,19 @@ pub(super) fn apply_command(
         }
         Command::AssignInstances { set, remove } => {
             let mut t = txn.open_table(ASSIGNMENTS).map_err(io)?;
+            let first: u64 = meta_get(txn, K_PLACEMENT_SEQ)?.unwrap_or(0);
+            let mut seq = first;
             for (key, a) in set {
-                t.insert(key.as_str(), enc(a).as_slice()).map_err(io)?;
+                let prev: Option<Assignment> = t
+                    .get(key.as_str())
+                    .map_err(io)?
+                    .map(|v| dec(v.value(), "assignment"))
+                    .transpose()?;
+                let a = a.clone().stamped(prev.as_ref(), &mut seq);
+                t.insert(key.as_str(), enc(&a).as_slice()).map_err(io)?;
+            }
+            if seq != first {
+                meta_put(txn, K_PLACEMENT_SEQ, &seq)?;
             }
             for key in remove {
                 t.remove(key.as_str()).map_err(io)?;
@@ -863,7 +878,15 @@ impl Store {
         )?;
         for row in meta_t.iter().map_err(io)? {
             let (k, v) = row.map_err(io)?;
-            if [K_CLUSTER, K_AUDIT_SEQ, K_CONTROL, K_DECISION_SEQ].contains(&k.value()) {
+            if [
+                K_CLUSTER,
+                K_AUDIT_SEQ,
+                K_PLACEMENT_SEQ,
+                K_CONTROL,
+                K_DECISION_SEQ,
+            ]
+            .contains(&k.value())
+            {
                 write_record(
                     &mut w,
                     &SnapRecord::Meta(k.value().into(), v.value().to_vec()),
@@ -1371,5 +1394,56 @@ mod tests {
             Response::Ok
         );
         assert_eq!(state(), NodeState::Drained);
+    }
+
+    #[test]
+    fn placements_are_numbered_by_the_store_kept_on_their_node_and_new_after_a_move_or_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut serial = 0;
+        let mut assign = |set: Vec<(&str, Option<NodeId>)>, remove: Vec<&str>| {
+            serial += 1;
+            let cmd = Command::AssignInstances {
+                set: set
+                    .into_iter()
+                    .map(|(k, node)| {
+                        let a = Assignment {
+                            node,
+                            handoff: None,
+                            pending: None,
+                            since: 1,
+                            // Whatever the writer sends is overwritten.
+                            placement: 77,
+                        };
+                        (k.to_string(), a)
+                    })
+                    .collect(),
+                remove: remove.into_iter().map(String::from).collect(),
+            };
+            let req = Request {
+                id: RequestId { client: 1, serial },
+                actor: "test".into(),
+                at: 1,
+                cmd,
+            };
+            assert_eq!(apply(&store, &req), Response::Ok);
+        };
+        let placement = |k: &str| store.assignments().unwrap().get(k).map(|a| a.placement);
+        assign(
+            vec![("a/w/0", Some(1)), ("a/w/1", Some(2)), ("a/w/2", None)],
+            vec![],
+        );
+        assert_eq!(
+            (placement("a/w/0"), placement("a/w/1"), placement("a/w/2")),
+            (Some(1), Some(2), Some(0))
+        );
+        // Written again on the same node (a hand-off cleared, say): the same placement.
+        assign(vec![("a/w/0", Some(1))], vec![]);
+        assert_eq!(placement("a/w/0"), Some(1));
+        // Moved, placed after pending, removed and created again: each a new placement.
+        assign(vec![("a/w/0", Some(2)), ("a/w/2", Some(1))], vec!["a/w/1"]);
+        assert_eq!((placement("a/w/0"), placement("a/w/2")), (Some(3), Some(4)));
+        assign(vec![("a/w/1", Some(2))], vec![]);
+        assert_eq!(placement("a/w/1"), Some(5), "not the removed copy's 2");
     }
 }

@@ -2,7 +2,7 @@
 //! restarted after kill -9, moved off a drained node with no dip below the desired count, moved
 //! off a node whose daemon was killed -9, and no orphan or duplicate once that daemon is back;
 //! a node cut off while its instances run on has them replaced, and stops its surplus copies
-//! when it comes back.
+//! when it comes back; a blueprint removed and applied again gets new copies only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -475,6 +475,35 @@ threshold = 2
     assert!(
         stranded.iter().all(|p| !alive.contains(p)),
         "a surplus copy on the returned node still runs: {stranded:?}"
+    );
+
+    // Removed and applied again at once: every instance is a new copy, and no report of an
+    // old copy is ever taken for a new one (a settled view names live, new processes only).
+    let old: BTreeSet<u32> = servers().iter().map(|p| p.pgrp).collect();
+    let out = c.nodes[1].cli(&["blueprint", "rm", BP]);
+    assert!(out.status.success(), "rm: {}", stderr(&out));
+    let out = c.nodes[2].cli(&["blueprint", "apply", file.to_str().unwrap()]);
+    assert!(out.status.success(), "apply again: {}", stderr(&out));
+    let again = wait_for(
+        "4 active after rm and apply",
+        Duration::from_secs(60),
+        || settled(&c.nodes[0], 4),
+    );
+    let live: BTreeSet<u32> = servers().iter().map(|p| p.pgrp).collect();
+    for (inst, (_, _, pid)) in &again {
+        assert!(
+            !old.contains(pid),
+            "{inst} is reported by an old copy (pid {pid}): {again:?}"
+        );
+        assert!(
+            live.contains(pid),
+            "{inst} is reported active with pid {pid}, which does not run: {again:?}"
+        );
+    }
+    wait_ok(
+        "one new server per instance",
+        Duration::from_secs(20),
+        || one_server_each(&again),
     );
 }
 
