@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 
-use nodes::{AetherNode, cli, start_three, wait_until};
+use nodes::{AetherNode, cli, start_three, wait_every, wait_until};
+
+/// How often the timed waits look: finer than the figures they time.
+const POLL: Duration = Duration::from_millis(20);
 
 const USAGE: &str = "\
 workload benchmark: blueprint apply to all instances active, on 3 nodes
@@ -172,13 +175,18 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
         let t0 = Instant::now();
         cli(&o.aether_bin, &n2, &["blueprint", "apply", f])?;
         let mut first = None;
-        wait_until("every instance active", Duration::from_secs(300), || {
-            let active = active(o, &n1)?;
-            if active > 0 && first.is_none() {
-                first = Some(t0.elapsed());
-            }
-            (active == o.instances as usize).then_some(())
-        })?;
+        wait_every(
+            "every instance active",
+            Duration::from_secs(300),
+            POLL,
+            || {
+                let active = active(o, &n1)?;
+                if active > 0 && first.is_none() {
+                    first = Some(t0.elapsed());
+                }
+                (active == o.instances as usize).then_some(())
+            },
+        )?;
         let up = t0.elapsed();
         let procs = tiny_processes(&run_id);
         if procs != o.instances as usize {
@@ -191,7 +199,7 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
         }
         let t1 = Instant::now();
         cli(&o.aether_bin, &n3, &["blueprint", "rm", "tiny"])?;
-        wait_until("every process gone", Duration::from_secs(120), || {
+        wait_every("every process gone", Duration::from_secs(120), POLL, || {
             (tiny_processes(&run_id) == 0).then_some(())
         })?;
         let down = t1.elapsed();
