@@ -459,3 +459,12 @@ pub struct InstanceView {
     /// Why it is pending, or why this copy runs here (a hand-off, a surplus copy stopping).
     pub note: Option<String>,
 }
+
+impl InstanceView {
+    /// Whether this row counts toward a slice's active instances: the placed copy, active, on
+    /// a ready node. Every other row (pending, a hand-off's old copy, a copy stopping, a last
+    /// report from a node that is not ready) carries a note.
+    pub fn counts_active(&self) -> bool {
+        self.state == "active" && self.note.is_none()
+    }
+}

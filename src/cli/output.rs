@@ -734,7 +734,7 @@ pub fn blueprints(list: &[BlueprintView], detail: bool, json: bool) {
         let prefix = format!("{}/{slice}/", b.blueprint.name);
         b.instances
             .iter()
-            .filter(|i| i.instance.starts_with(&prefix) && i.state == "active" && i.note.is_none())
+            .filter(|i| i.instance.starts_with(&prefix) && i.counts_active())
             .count()
     };
     if !detail {

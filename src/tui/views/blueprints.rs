@@ -37,7 +37,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .map(|i| {
             let r = &rows[i];
             let copies: Vec<_> = r.instances().collect();
-            let active = copies.iter().filter(|c| c.state == "active").count() as u32;
+            let active = copies.iter().filter(|c| c.counts_active()).count() as u32;
             let want = r.slice.instances;
             let mut per_node: BTreeMap<String, u32> = BTreeMap::new();
             for c in &copies {
