@@ -287,6 +287,7 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
         name: String::new(),
         gpu_unavailable: sampler.gpu_unavailable(),
         version: "bench".into(),
+        gpu_offer: None,
     };
     let update_bytes =
         aether::net::frame::encode_body(&MetricsMsg::Update(Box::new(MetricsUpdate {

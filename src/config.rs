@@ -215,6 +215,11 @@ pub struct DeployConfig {
     pub log_max_bytes: u64,
     /// Rotated log files kept per instance (`.log.1` is the newest).
     pub log_keep: u32,
+    /// The GPUs this node hands to instances, one instance each: "all" (every GPU NVML lists),
+    /// "none", or NVML indices such as "0,2". Leave some out to keep them for work outside
+    /// Aether; list them by hand where NVML cannot be used (a container without
+    /// libnvidia-ml). An instance sees only its own (CUDA_VISIBLE_DEVICES).
+    pub gpus: GpuOffer,
 }
 
 impl Default for DeployConfig {
@@ -225,6 +230,7 @@ impl Default for DeployConfig {
             restart_backoff_max: Dur::ms(30_000),
             log_max_bytes: 10 << 20,
             log_keep: 3,
+            gpus: GpuOffer::All,
         }
     }
 }
@@ -390,6 +396,82 @@ impl<'de> Deserialize<'de> for Dur {
         let s = String::deserialize(d)?;
         parse_duration(&s)
             .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which GPUs a node hands to instances (`deploy.gpus`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum GpuOffer {
+    /// Every GPU NVML lists.
+    #[default]
+    All,
+    /// Exactly these NVML indices (none: `"none"`), whatever NVML lists.
+    Listed(Vec<u32>),
+}
+
+impl GpuOffer {
+    /// The GPUs offered, given what NVML lists.
+    pub fn resolve(&self, nvml: &[u32]) -> Vec<u32> {
+        match self {
+            GpuOffer::All => nvml.to_vec(),
+            GpuOffer::Listed(l) => l.clone(),
+        }
+    }
+}
+
+impl fmt::Display for GpuOffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuOffer::All => f.write_str("all"),
+            GpuOffer::Listed(l) if l.is_empty() => f.write_str("none"),
+            GpuOffer::Listed(l) => {
+                let ids: Vec<String> = l.iter().map(u32::to_string).collect();
+                f.write_str(&ids.join(","))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for GpuOffer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<GpuOffer, String> {
+        match s.trim() {
+            "all" => return Ok(GpuOffer::All),
+            "none" => return Ok(GpuOffer::Listed(Vec::new())),
+            _ => {}
+        }
+        let mut ids: Vec<u32> = Vec::new();
+        for part in s.split(',') {
+            let id: u32 = part
+                .trim()
+                .parse()
+                .ok()
+                .filter(|i| *i < 256)
+                .ok_or_else(|| {
+                    format!(
+                        "expected \"all\", \"none\" or GPU indices such as \"0,2\", found '{s}'"
+                    )
+                })?;
+            if ids.contains(&id) {
+                return Err(format!("GPU {id} is listed twice in '{s}'"));
+            }
+            ids.push(id);
+        }
+        Ok(GpuOffer::Listed(ids))
+    }
+}
+
+impl Serialize for GpuOffer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for GpuOffer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
             .map_err(serde::de::Error::custom)
     }
 }
@@ -888,6 +970,32 @@ mod tests {
             c.raft.heartbeat_interval,
             RaftConfig::default().heartbeat_interval
         );
+    }
+
+    #[test]
+    fn gpus_offered_are_all_none_or_a_list_and_a_bad_list_is_named() {
+        let load = |v: &str| Config::load(None, &env(&[("AETHER_DEPLOY_GPUS", v)]), vec![]);
+        assert_eq!(load("all").unwrap().deploy.gpus, GpuOffer::All);
+        assert_eq!(load("none").unwrap().deploy.gpus, GpuOffer::Listed(vec![]));
+        let two = load(" 2, 0").unwrap().deploy.gpus;
+        assert_eq!(two, GpuOffer::Listed(vec![2, 0]));
+        assert_eq!(two.to_string(), "2,0");
+        assert_eq!(two.resolve(&[0, 1, 2, 3]), vec![2, 0]);
+        assert_eq!(GpuOffer::All.resolve(&[0, 1]), vec![0, 1]);
+        for (bad, says) in [
+            (
+                "0,x",
+                "expected \"all\", \"none\" or GPU indices such as \"0,2\", found '0,x'",
+            ),
+            ("1,1", "GPU 1 is listed twice in '1,1'"),
+            ("", "found ''"),
+        ] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(says) && e.contains("AETHER_DEPLOY_GPUS"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

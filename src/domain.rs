@@ -427,6 +427,8 @@ pub struct InstanceStatus {
     pub health: String,
     /// When it entered `state`.
     pub since: Millis,
+    /// The GPUs (NVML indices) it holds; it sees only these.
+    pub gpus: Vec<u32>,
 }
 
 /// How far the controller may act on its own (DESIGN §9).

@@ -278,7 +278,11 @@ pub async fn run(
 
     // 3. metrics pipeline; serve peers, admin socket, http; leader upkeep; watch for fatal
     //    store errors.
-    let metrics = Pipeline::new(cluster.clone(), cfg.metrics.clone())?;
+    let metrics = Pipeline::new(
+        cluster.clone(),
+        cfg.metrics.clone(),
+        cfg.deploy.gpus.clone(),
+    )?;
     let metrics_task = tokio::spawn(metrics.clone().run(shutdown.clone()));
     tracing::info!("metrics pipeline sampling every {}", cfg.metrics.interval);
     // 4. workloads: the assignment loop (acts while leader) and this node's reconciler.

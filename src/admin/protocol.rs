@@ -456,6 +456,8 @@ pub struct InstanceView {
     pub health: Option<String>,
     /// When it entered `state`.
     pub since: Option<Millis>,
+    /// The GPUs (NVML indices) this copy holds.
+    pub gpus: Vec<u32>,
     /// Why it is pending, or why this copy runs here (a hand-off, a surplus copy stopping).
     pub note: Option<String>,
 }

@@ -450,6 +450,7 @@ impl Copies<'_> {
                 last_exit: s.last_exit.clone(),
                 health: Some(s.health.clone()),
                 since: Some(s.since),
+                gpus: s.gpus.clone(),
                 note,
             },
             None => InstanceView {
@@ -714,6 +715,7 @@ mod tests {
             last_exit: None,
             health: "passing".into(),
             since: 1,
+            gpus: Vec::new(),
         }
     }
 

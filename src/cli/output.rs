@@ -804,11 +804,13 @@ pub fn blueprints(list: &[BlueprintView], detail: bool, json: bool) {
         );
         println!();
         let dash = || "-".to_string();
+        // The GPUS column (which GPUs each copy holds) only where a slice asks for GPUs.
+        let gpus = b.blueprint.slices.iter().any(|s| s.resources.gpu > 0);
         let rows: Vec<Vec<String>> = b
             .instances
             .iter()
             .map(|i| {
-                vec![
+                let mut row = vec![
                     i.instance.clone(),
                     i.node.clone().unwrap_or_else(dash),
                     match i.since {
@@ -820,29 +822,39 @@ pub fn blueprints(list: &[BlueprintView], detail: bool, json: bool) {
                     i.restarts.to_string(),
                     i.last_exit.clone().unwrap_or_else(dash),
                     i.health.clone().unwrap_or_else(dash),
-                ]
+                ];
+                if gpus {
+                    let held: Vec<String> = i.gpus.iter().map(u32::to_string).collect();
+                    row.insert(
+                        5,
+                        if held.is_empty() {
+                            dash()
+                        } else {
+                            held.join(",")
+                        },
+                    );
+                }
+                row
             })
             .collect();
         if rows.is_empty() {
             println!("no instances");
             continue;
         }
-        print!(
-            "{}",
-            table(
-                &[
-                    "INSTANCE",
-                    "NODE",
-                    "STATE",
-                    "PORT",
-                    "PID",
-                    "RESTARTS",
-                    "LAST EXIT",
-                    "HEALTH"
-                ],
-                &rows
-            )
-        );
+        let mut head = vec![
+            "INSTANCE",
+            "NODE",
+            "STATE",
+            "PORT",
+            "PID",
+            "RESTARTS",
+            "LAST EXIT",
+            "HEALTH",
+        ];
+        if gpus {
+            head.insert(5, "GPUS");
+        }
+        print!("{}", table(&head, &rows));
         for i in b.instances.iter().filter(|i| i.note.is_some()) {
             println!(
                 "{}{}: {}",

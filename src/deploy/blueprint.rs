@@ -45,6 +45,13 @@ impl fmt::Display for FileError {
 /// Largest instance count a slice may declare.
 pub const MAX_INSTANCES: i64 = 10_000;
 
+/// Variables the supervisor sets from `resources.gpu` (an instance sees only its own GPUs).
+pub const GPU_VARS: [&str; 3] = [
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "NVIDIA_VISIBLE_DEVICES",
+];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBlueprint {
@@ -308,11 +315,15 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
                 format!("'{k}' is not a valid variable name: use A-Z, a-z, 0-9 and '_', not starting with a digit"),
             ));
         }
-        if k == "PORT" || k.starts_with("AETHER_") {
+        if k == "PORT" || k.starts_with("AETHER_") || GPU_VARS.contains(&k.as_str()) {
             return Err(src.err(
                 v.span(),
                 format!("slices[{i}].env.{k}"),
-                format!("'{k}' is set by the supervisor (PORT, AETHER_*): remove it"),
+                format!(
+                    "'{k}' is set by the supervisor (PORT, AETHER_*, and {} from \
+                     resources.gpu): remove it",
+                    GPU_VARS.join(", ")
+                ),
             ));
         }
         env.insert(k.clone(), v.get_ref().clone());
@@ -615,6 +626,11 @@ predictive = true
                 "GREETING = \"hi\"",
                 "PORT = \"80\"",
                 "slices[0].env.PORT: 'PORT' is set by the supervisor",
+            ),
+            (
+                "GREETING = \"hi\"",
+                "CUDA_VISIBLE_DEVICES = \"0\"",
+                "slices[0].env.CUDA_VISIBLE_DEVICES: 'CUDA_VISIBLE_DEVICES' is set by the supervisor (PORT, AETHER_*, and CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER, NVIDIA_VISIBLE_DEVICES from resources.gpu)",
             ),
             (
                 "target_cpu = 0.6",

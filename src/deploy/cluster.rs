@@ -258,7 +258,7 @@ fn members(
                         name: m.name.clone(),
                         cpu: entry.map(|e| e.m.cores.len() as f32).unwrap_or(0.0),
                         memory: entry.map(|e| e.m.mem_total).unwrap_or(0),
-                        gpus: entry.map(|e| e.m.gpus.len() as u32).unwrap_or(0),
+                        gpus: entry.map(|e| e.gpus_offered()).unwrap_or(0),
                         schedulable,
                     },
                     state: m.state,
@@ -441,6 +441,7 @@ pub(super) mod tests {
             last_exit: None,
             health: "passing".into(),
             since: 0,
+            gpus: Vec::new(),
         }
     }
 

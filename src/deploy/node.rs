@@ -90,6 +90,7 @@ pub async fn run(
             }
         }
         let Some(want) = &want else { continue };
+        sup.set_gpus(metrics.gpus_offered().await);
         sup.reconcile(want);
         metrics.set_processes(sup.pids());
         if sup.busy() {

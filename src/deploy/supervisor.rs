@@ -13,7 +13,7 @@
 //! previous run before it starts anything, then starts what is assigned to it afresh. So a
 //! `kill -9` of the daemon leaves no orphan and no duplicate.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -50,6 +50,8 @@ pub struct Spec {
     pub env: std::collections::BTreeMap<String, String>,
     pub stop_timeout: Duration,
     pub health: Option<HealthCheck>,
+    /// GPUs it gets for itself (`resources.gpu`).
+    pub gpus: u32,
 }
 
 impl Spec {
@@ -61,6 +63,7 @@ impl Spec {
             env: slice.env.clone(),
             stop_timeout: Duration::from_millis(slice.stop_timeout_ms),
             health: slice.health.clone(),
+            gpus: slice.resources.gpu,
         }
     }
 
@@ -74,6 +77,7 @@ impl Spec {
             env,
             stop_timeout,
             health,
+            gpus,
         } = self;
         *instance == running.instance
             && placement.is_none_or(|g| running.placement == Some(g))
@@ -81,6 +85,7 @@ impl Spec {
             && *env == running.env
             && *stop_timeout == running.stop_timeout
             && *health == running.health
+            && *gpus == running.gpus
     }
 }
 
@@ -89,6 +94,8 @@ struct Running {
     stop: CancellationToken,
     task: JoinHandle<()>,
     pid: Arc<AtomicU32>,
+    /// The GPUs it holds until its task has ended.
+    gpus: Vec<u32>,
 }
 
 /// Shared by the instance tasks.
@@ -106,6 +113,11 @@ pub struct Supervisor {
     running: HashMap<String, Running>,
     /// Told to stop; their tasks are finishing.
     stopping: Vec<Running>,
+    /// The GPUs (NVML indices) this node hands to instances, one instance each. `None`: none
+    /// known and none listed, so environments are left alone.
+    gpus: Option<Vec<u32>>,
+    /// Instances waiting for GPUs, with the reason last reported.
+    waiting: HashMap<String, String>,
 }
 
 impl Supervisor {
@@ -129,11 +141,20 @@ impl Supervisor {
             }),
             running: HashMap::new(),
             stopping: Vec::new(),
+            gpus: None,
+            waiting: HashMap::new(),
         })
     }
 
+    /// The GPUs (NVML indices) this node may hand out from now on; `None` leaves instances'
+    /// environments alone (no GPU known, none listed).
+    pub fn set_gpus(&mut self, gpus: Option<Vec<u32>>) {
+        self.gpus = gpus;
+    }
+
     /// Converge on `desired`: stop what is not wanted (or whose spec or placement changed),
-    /// start what is missing. An instance whose old copy is still stopping starts on a later call.
+    /// start what is missing. An instance whose old copy is still stopping, or whose GPUs are
+    /// not free yet, starts on a later call.
     pub fn reconcile(&mut self, desired: &HashMap<String, Spec>) {
         self.stopping.retain(|r| !r.task.is_finished());
         let unwanted: Vec<String> = self
@@ -147,15 +168,61 @@ impl Supervisor {
             r.stop.cancel();
             self.stopping.push(r);
         }
-        for (k, spec) in desired {
+        let gone: Vec<String> = self
+            .waiting
+            .keys()
+            .filter(|k| !desired.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.waiting.remove(&k);
+            let _ = self.ctx.events.send(Event::Gone(k));
+        }
+        let mut todo: Vec<(&String, &Spec)> = desired.iter().collect();
+        todo.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, spec) in todo {
             if self.running.contains_key(k) || self.stopping.iter().any(|r| r.spec.instance == *k) {
                 continue;
             }
+            let held: BTreeMap<u32, &str> = self
+                .running
+                .values()
+                .chain(&self.stopping)
+                .flat_map(|r| r.gpus.iter().map(|g| (*g, r.spec.instance.as_str())))
+                .collect();
+            let offered = self.gpus.as_deref().unwrap_or_default();
+            let gpus = match pick_gpus(offered, &held, spec.gpus) {
+                Ok(g) => g,
+                Err(why) => {
+                    if self.waiting.get(k) != Some(&why) {
+                        tracing::warn!("{k}: {why}");
+                        let _ = self.ctx.events.send(Event::Status(InstanceStatus {
+                            instance: k.clone(),
+                            node: self.ctx.node,
+                            placement: spec.placement.unwrap_or(0),
+                            state: InstanceState::Backoff,
+                            port: 0,
+                            pid: None,
+                            restarts: 0,
+                            last_exit: None,
+                            health: format!("pending: {why}"),
+                            since: now_millis(),
+                            gpus: Vec::new(),
+                        }));
+                        self.waiting.insert(k.clone(), why);
+                    }
+                    continue;
+                }
+            };
+            self.waiting.remove(k);
+            // With GPUs to hand out, an instance sees only its own (none when it asked for none).
+            let visible = self.gpus.is_some().then(|| gpus.clone());
             let stop = CancellationToken::new();
             let pid = Arc::new(AtomicU32::new(0));
             let task = tokio::spawn(run_instance(
                 self.ctx.clone(),
                 spec.clone(),
+                visible,
                 stop.clone(),
                 pid.clone(),
             ));
@@ -166,6 +233,7 @@ impl Supervisor {
                     stop,
                     task,
                     pid,
+                    gpus,
                 },
             );
         }
@@ -177,10 +245,11 @@ impl Supervisor {
         !self.stopping.is_empty()
     }
 
-    /// Instances this supervisor runs or is stopping.
+    /// Instances this supervisor runs, is stopping, or holds back until GPUs are free.
     pub fn has(&self, instance: &str) -> bool {
         self.running.contains_key(instance)
             || self.stopping.iter().any(|r| r.spec.instance == instance)
+            || self.waiting.contains_key(instance)
     }
 
     /// PIDs of the running instances (for the metrics sampler).
@@ -200,6 +269,9 @@ impl Supervisor {
             .map(|(_, r)| r)
             .chain(self.stopping.drain(..))
             .collect();
+        for (k, _) in self.waiting.drain() {
+            let _ = self.ctx.events.send(Event::Gone(k));
+        }
         for r in &all {
             r.stop.cancel();
         }
@@ -207,6 +279,37 @@ impl Supervisor {
             let _ = r.task.await;
         }
     }
+}
+
+/// `n` of the GPUs in `inventory` that nobody in `held` (GPU → instance) holds, lowest first;
+/// or why not, naming who holds what.
+fn pick_gpus(inventory: &[u32], held: &BTreeMap<u32, &str>, n: u32) -> Result<Vec<u32>, String> {
+    let free: Vec<u32> = inventory
+        .iter()
+        .copied()
+        .filter(|g| !held.contains_key(g))
+        .collect();
+    if free.len() >= n as usize {
+        return Ok(free[..n as usize].to_vec());
+    }
+    let plural = if n == 1 { "" } else { "s" };
+    let holders: Vec<String> = held
+        .iter()
+        .filter(|(g, _)| inventory.contains(g))
+        .map(|(g, who)| format!("{who} holds GPU {g}"))
+        .collect();
+    Err(if inventory.is_empty() {
+        format!("needs {n} GPU{plural}; this node lists none (see 'aether metrics')")
+    } else if holders.is_empty() {
+        format!("needs {n} GPU{plural}; this node has {}", inventory.len())
+    } else {
+        format!(
+            "needs {n} GPU{plural}; {} of {} free ({})",
+            free.len(),
+            inventory.len(),
+            holders.join(", ")
+        )
+    })
 }
 
 fn run_dir(data_dir: &Path) -> PathBuf {
@@ -417,10 +520,12 @@ enum End {
     Unhealthy(String),
 }
 
-/// The life of one instance on this node, until `stop`.
+/// The life of one instance on this node, until `stop`. `gpus`: the GPUs it sees (`None`:
+/// its environment's GPU variables are left alone).
 async fn run_instance(
     ctx: Arc<Ctx>,
     spec: Spec,
+    gpus: Option<Vec<u32>>,
     stop: CancellationToken,
     pid_slot: Arc<AtomicU32>,
 ) {
@@ -444,6 +549,7 @@ async fn run_instance(
             last_exit: life.last_exit.clone(),
             health: health.into(),
             since: now_millis(),
+            gpus: gpus.clone().unwrap_or_default(),
         }));
     };
     let log_path = logs::path(&ctx.data_dir, &spec.instance)
@@ -485,6 +591,13 @@ async fn run_instance(
                 ("AETHER_INSTANCE".into(), spec.instance.clone()),
                 ("AETHER_NODE".into(), ctx.node_name.clone()),
             ];
+            if let Some(g) = &gpus {
+                let ids: Vec<String> = g.iter().map(u32::to_string).collect();
+                // NVML numbers GPUs in PCI bus order; CUDA must count them the same way.
+                env.push(("CUDA_DEVICE_ORDER".into(), "PCI_BUS_ID".into()));
+                env.push(("CUDA_VISIBLE_DEVICES".into(), ids.join(",")));
+                env.push(("NVIDIA_VISIBLE_DEVICES".into(), ids.join(",")));
+            }
             let args: Vec<String> = spec.command[1..]
                 .iter()
                 .map(|a| a.replace("${PORT}", &port.to_string()))
@@ -706,6 +819,7 @@ mod tests {
             env: Default::default(),
             stop_timeout: Duration::from_millis(stop_ms),
             health: None,
+            gpus: 0,
         }
     }
 
@@ -844,6 +958,117 @@ mod tests {
             unreachable!()
         };
         assert_ne!(second.pid, first.pid);
+        sup.stop_all().await;
+    }
+
+    #[test]
+    fn gpus_are_picked_lowest_free_first_or_refused_naming_who_holds_them() {
+        let held = BTreeMap::from([(0, "a/w/0")]);
+        assert_eq!(pick_gpus(&[0, 1, 2], &BTreeMap::new(), 2), Ok(vec![0, 1]));
+        assert_eq!(pick_gpus(&[0, 1, 2], &held, 2), Ok(vec![1, 2]));
+        assert_eq!(pick_gpus(&[0, 1], &held, 0), Ok(vec![]));
+        assert_eq!(
+            pick_gpus(&[0, 1], &held, 2),
+            Err("needs 2 GPUs; 1 of 2 free (a/w/0 holds GPU 0)".into())
+        );
+        assert_eq!(
+            pick_gpus(&[0, 1], &BTreeMap::new(), 3),
+            Err("needs 3 GPUs; this node has 2".into())
+        );
+        assert_eq!(
+            pick_gpus(&[], &BTreeMap::new(), 1),
+            Err("needs 1 GPU; this node lists none (see 'aether metrics')".into())
+        );
+    }
+
+    /// The value of `var` in the environment of process `pid`.
+    fn env_of(pid: u32, var: &str) -> Option<String> {
+        let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        raw.split(|b| *b == 0).find_map(|kv| {
+            let kv = std::str::from_utf8(kv).ok()?;
+            kv.strip_prefix(var)?.strip_prefix('=').map(String::from)
+        })
+    }
+
+    #[tokio::test]
+    async fn each_instance_sees_only_its_own_gpus_and_waits_for_a_free_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut sup = Supervisor::new(1, "n1".into(), dir.path().into(), cfg(), tx).unwrap();
+        sup.set_gpus(Some(vec![0, 1]));
+        let gpu = |i: u32, n: u32| Spec {
+            gpus: n,
+            ..spec(&format!("t/g/{i}"), "while :; do sleep 0.1; done", 1000)
+        };
+        let mut want: HashMap<String, Spec> = (0..3)
+            .map(|i| gpu(i, 1))
+            .chain([gpu(3, 0)])
+            .map(|s| (s.instance.clone(), s))
+            .collect();
+        sup.reconcile(&want);
+        // Two get a GPU each; the third waits, saying who holds them; none hides nothing.
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut waiting = None;
+        while seen.len() < 3 || waiting.is_none() {
+            let Event::Status(s) = next(&mut rx, |e| {
+                matches!(e, Event::Status(s)
+                    if s.state == InstanceState::Active || s.state == InstanceState::Backoff)
+            })
+            .await
+            else {
+                unreachable!()
+            };
+            if s.state == InstanceState::Backoff {
+                waiting = Some(s);
+            } else {
+                let pid = s.pid.unwrap();
+                let visible =
+                    env_of(pid, "CUDA_VISIBLE_DEVICES").expect("CUDA_VISIBLE_DEVICES set");
+                assert_eq!(
+                    env_of(pid, "CUDA_DEVICE_ORDER").as_deref(),
+                    Some("PCI_BUS_ID")
+                );
+                let held: Vec<String> = s.gpus.iter().map(u32::to_string).collect();
+                assert_eq!(held.join(","), visible, "the report names the GPUs it sees");
+                seen.insert(s.instance, visible);
+            }
+        }
+        let waiting = waiting.unwrap();
+        assert_eq!(waiting.instance, "t/g/2");
+        assert_eq!(
+            waiting.health,
+            "pending: needs 1 GPU; 0 of 2 free (t/g/0 holds GPU 0, t/g/1 holds GPU 1)"
+        );
+        assert_eq!(
+            seen,
+            BTreeMap::from([
+                ("t/g/0".into(), "0".into()),
+                ("t/g/1".into(), "1".into()),
+                ("t/g/3".into(), "".into()),
+            ])
+        );
+        // t/g/0 goes: its GPU is free once its process has ended, and t/g/2 takes it.
+        want.remove("t/g/0");
+        sup.reconcile(&want);
+        next(&mut rx, |e| matches!(e, Event::Gone(k) if k == "t/g/0")).await;
+        for _ in 0..200 {
+            if !sup.busy() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sup.reconcile(&want);
+        let Event::Status(s) = next(&mut rx, |e| {
+            matches!(e, Event::Status(s) if s.instance == "t/g/2" && s.state == InstanceState::Active)
+        })
+        .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            env_of(s.pid.unwrap(), "CUDA_VISIBLE_DEVICES").as_deref(),
+            Some("0")
+        );
         sup.stop_all().await;
     }
 

@@ -356,6 +356,7 @@ mod tests {
                 name: format!("n{node}"),
                 gpu_unavailable: Some("no driver".into()),
                 version: "test".into(),
+                gpu_offer: None,
             }),
             m: NodeMetrics {
                 at,

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::aggregate::{Aggregator, Settings, View};
 use super::sample::Sampler;
 use super::update::{INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
-use crate::config::MetricsConfig;
+use crate::config::{GpuOffer, MetricsConfig};
 use crate::domain::{Health, NodeId, NodeRecord, now_millis};
 use crate::net::{Inbox, PeerCtx};
 use crate::raft::Cluster;
@@ -58,6 +58,10 @@ pub struct Pipeline {
     /// PIDs whose CPU and RSS go into each update (the supervised instances).
     pids: Mutex<Vec<u32>>,
     gpu_unavailable: Option<String>,
+    /// Which GPUs this node hands to instances (`deploy.gpus`).
+    gpu_offer: GpuOffer,
+    /// Whether a listed offer was checked against NVML (once).
+    gpu_offer_checked: std::sync::atomic::AtomicBool,
     sample_now: Notify,
     /// Nodes whose liveness verdict is being written.
     health_writes: Mutex<std::collections::HashSet<NodeId>>,
@@ -72,7 +76,12 @@ const FIRST_SNAPSHOT_AFTER: Duration = Duration::from_millis(250);
 
 impl Pipeline {
     /// Build the pipeline (initialises NVML once; logs once when it is unavailable).
-    pub fn new(cluster: Arc<Cluster>, cfg: MetricsConfig) -> anyhow::Result<Arc<Pipeline>> {
+    /// `gpu_offer` is what the node's updates say it hands to instances.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        cfg: MetricsConfig,
+        gpu_offer: GpuOffer,
+    ) -> anyhow::Result<Arc<Pipeline>> {
         let sampler = Sampler::new()?;
         let gpu_unavailable = sampler.gpu_unavailable();
         Ok(Arc::new(Pipeline {
@@ -87,6 +96,8 @@ impl Pipeline {
             sampler: Arc::new(Mutex::new(sampler)),
             pids: Mutex::default(),
             gpu_unavailable,
+            gpu_offer,
+            gpu_offer_checked: Default::default(),
             sample_now: Notify::new(),
             health_writes: Mutex::default(),
             seq: AtomicU64::new(0),
@@ -102,6 +113,49 @@ impl Pipeline {
     /// Read the pipeline's state (snapshot, window, own update) under its lock.
     pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.state.lock().expect("metrics state lock"))
+    }
+
+    /// The GPUs (NVML indices) this node hands to instances: `deploy.gpus`, resolved against
+    /// its newest sample (taking the first one when there is none yet). `None` when there is
+    /// nothing to hand out and nothing was listed, so instances' environments are left alone.
+    pub async fn gpus_offered(&self) -> Option<Vec<u32>> {
+        let known: Option<Vec<u32>> = self.with_state(|st| {
+            st.last_sample
+                .as_ref()
+                .map(|(_, m)| m.gpus.iter().map(|g| g.index).collect())
+        });
+        let nvml = match known {
+            Some(g) => g,
+            None => self
+                .take_sample()
+                .await
+                .gpus
+                .iter()
+                .map(|g| g.index)
+                .collect(),
+        };
+        if let GpuOffer::Listed(l) = &self.gpu_offer
+            && self.gpu_unavailable.is_none()
+            && !self.gpu_offer_checked.swap(true, Ordering::Relaxed)
+        {
+            let unknown: Vec<String> = l
+                .iter()
+                .filter(|g| !nvml.contains(g))
+                .map(u32::to_string)
+                .collect();
+            if !unknown.is_empty() {
+                tracing::warn!(
+                    "deploy.gpus lists GPU {} that NVML does not list on this node (it lists {:?}); \
+                     instances given them will find no device: fix deploy.gpus",
+                    unknown.join(", "),
+                    nvml
+                );
+            }
+        }
+        match &self.gpu_offer {
+            GpuOffer::All if nvml.is_empty() => None,
+            offer => Some(offer.resolve(&nvml)),
+        }
     }
 
     /// The sampling and broadcast period.
@@ -155,6 +209,10 @@ impl Pipeline {
             name: self.cluster.name.clone(),
             gpu_unavailable: self.gpu_unavailable.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
+            gpu_offer: match &self.gpu_offer {
+                GpuOffer::All => None,
+                GpuOffer::Listed(l) => Some(l.clone()),
+            },
         });
         let u = MetricsUpdate {
             node: self.cluster.id,

@@ -23,6 +23,9 @@ pub struct NodeInfo {
     pub gpu_unavailable: Option<String>,
     /// The aether version the node runs.
     pub version: String,
+    /// The GPUs (NVML indices) the node hands to instances when `deploy.gpus` lists them;
+    /// `None`: every GPU of its samples.
+    pub gpu_offer: Option<Vec<u32>>,
 }
 
 impl NodeInfo {
@@ -143,6 +146,14 @@ pub struct NodeEntry {
 }
 
 impl NodeEntry {
+    /// How many GPUs the node hands to instances (`deploy.gpus`, else every GPU it samples).
+    pub fn gpus_offered(&self) -> u32 {
+        self.info
+            .gpu_offer
+            .as_ref()
+            .map_or(self.m.gpus.len(), Vec::len) as u32
+    }
+
     /// The node's name, or `node-<id>` before its name is known.
     pub fn name(&self) -> String {
         if self.info.name.is_empty() {

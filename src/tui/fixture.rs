@@ -154,6 +154,7 @@ fn instance(key: &str, node: Option<&str>, state: &str, restarts: u32) -> Instan
         last_exit: (restarts > 0).then(|| "exit status 1".into()),
         health: node.map(|_| "ok".into()),
         since: Some(NOW - 60_000),
+        gpus: Vec::new(),
         note: (state == "pending").then(|| "needs gpu=1: n1 has 0 GPUs, n3 is draining".into()),
     }
 }

@@ -2,6 +2,7 @@
 //! real), versions, list and show from any node, scale within bounds, removal, and malformed
 //! files refused with a located message and nothing changed.
 
+mod gpus;
 #[path = "../cluster/harness.rs"]
 mod harness;
 mod processes;
