@@ -80,7 +80,7 @@ impl Spec {
             gpus,
         } = self;
         *instance == running.instance
-            && placement.is_none_or(|g| running.placement == Some(g))
+            && placement.is_none_or(|p| running.placement == Some(p))
             && *command == running.command
             && *env == running.env
             && *stop_timeout == running.stop_timeout
@@ -299,7 +299,9 @@ fn pick_gpus(inventory: &[u32], held: &BTreeMap<u32, &str>, n: u32) -> Result<Ve
         .map(|(g, who)| format!("{who} holds GPU {g}"))
         .collect();
     Err(if inventory.is_empty() {
-        format!("needs {n} GPU{plural}; this node lists none (see 'aether metrics')")
+        format!(
+            "needs {n} GPU{plural}; this node offers none (see deploy.gpus and 'aether metrics')"
+        )
     } else if holders.is_empty() {
         format!("needs {n} GPU{plural}; this node has {}", inventory.len())
     } else {
@@ -921,7 +923,12 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut sup = Supervisor::new(1, "n1".into(), dir.path().into(), cfg(), tx).unwrap();
         let s = spec("t/s/3", "while :; do sleep 0.1; done", 1000);
-        let active = |placement: u64| move |e: &Event| matches!(e, Event::Status(s) if s.state == InstanceState::Active && s.placement == placement);
+        let active = |placement: u64| {
+            move |e: &Event| {
+                matches!(e, Event::Status(s)
+                    if s.state == InstanceState::Active && s.placement == placement)
+            }
+        };
         sup.reconcile(&HashMap::from([(s.instance.clone(), s.clone())]));
         let Event::Status(first) = next(&mut rx, active(1)).await else {
             unreachable!()
@@ -977,7 +984,7 @@ mod tests {
         );
         assert_eq!(
             pick_gpus(&[], &BTreeMap::new(), 1),
-            Err("needs 1 GPU; this node lists none (see 'aether metrics')".into())
+            Err("needs 1 GPU; this node offers none (see deploy.gpus and 'aether metrics')".into())
         );
     }
 
