@@ -1,7 +1,7 @@
 //! Admin server: the node's Unix socket `<data-dir>/aether.sock` (mode 0600). One connection
 //! carries any number of request/response frames.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -385,12 +385,7 @@ pub(super) fn blueprint_views(
         .into_iter()
         .map(|n| (n.id, n.name))
         .collect();
-    let copies = Copies {
-        assignments: &assignments,
-        statuses: &statuses,
-        health: &health,
-        names: &names,
-    };
+    let copies = Copies::new(&assignments, &statuses, &health, &names);
     Ok(all
         .into_iter()
         .filter(|b| name.is_none_or(|n| b.blueprint.name == n))
@@ -407,11 +402,31 @@ pub(super) fn blueprint_views(
 struct Copies<'a> {
     assignments: &'a BTreeMap<String, Assignment>,
     statuses: &'a [InstanceStatus],
+    /// The report of each copy, by instance and node (the store keeps one per pair).
+    reports: HashMap<(&'a str, NodeId), &'a InstanceStatus>,
     health: &'a BTreeMap<NodeId, Health>,
     names: &'a BTreeMap<NodeId, String>,
 }
 
-impl Copies<'_> {
+impl<'a> Copies<'a> {
+    fn new(
+        assignments: &'a BTreeMap<String, Assignment>,
+        statuses: &'a [InstanceStatus],
+        health: &'a BTreeMap<NodeId, Health>,
+        names: &'a BTreeMap<NodeId, String>,
+    ) -> Copies<'a> {
+        Copies {
+            assignments,
+            statuses,
+            reports: statuses
+                .iter()
+                .map(|s| ((s.instance.as_str(), s.node), s))
+                .collect(),
+            health,
+            names,
+        }
+    }
+
     fn name_of(&self, id: NodeId) -> String {
         self.names
             .get(&id)
@@ -436,9 +451,10 @@ impl Copies<'_> {
             }),
             _ => note,
         };
-        let report = self.statuses.iter().find(|s| {
-            s.instance == key && s.node == node && placement.is_none_or(|p| s.placement == p)
-        });
+        let report = self
+            .reports
+            .get(&(key, node))
+            .filter(|s| placement.is_none_or(|p| s.placement == p));
         match report {
             Some(s) => InstanceView {
                 instance: key.into(),
@@ -747,12 +763,7 @@ mod tests {
         ];
         let health = BTreeMap::from([(1, Health::Ready), (2, Health::Ready), (3, Health::Ready)]);
         let names = (1..=3).map(|i| (i, format!("n{i}"))).collect();
-        let copies = Copies {
-            assignments: &assignments,
-            statuses: &statuses,
-            health: &health,
-            names: &names,
-        };
+        let copies = Copies::new(&assignments, &statuses, &health, &names);
         let rows = copies.rows("shop");
         let got: Vec<String> = rows
             .iter()
