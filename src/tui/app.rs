@@ -186,6 +186,8 @@ pub struct App {
     pub detail: bool,
     /// Scroll offset of the details or help.
     pub scroll: u16,
+    /// The furthest `scroll` goes (the last line at the bottom), as the last draw measured it.
+    pub scroll_max: std::cell::Cell<u16>,
     /// The text being typed after `/` or `:`.
     pub input: String,
     pub flash: Option<Flash>,
@@ -214,6 +216,7 @@ impl App {
             help: false,
             detail: false,
             scroll: 0,
+            scroll_max: std::cell::Cell::new(u16::MAX),
             input: String::new(),
             flash: None,
             range: 1,
@@ -525,8 +528,8 @@ impl App {
 
     fn move_sel(&mut self, to: impl Fn(usize, usize) -> usize) {
         if self.detail || self.help {
-            let s = to(self.scroll as usize, usize::from(u16::MAX));
-            self.scroll = s.min(u16::MAX as usize) as u16;
+            let max = usize::from(self.scroll_max.get());
+            self.scroll = to(self.scroll as usize, max + 1).min(max) as u16;
             return;
         }
         let n = self.rows();
@@ -549,6 +552,7 @@ impl App {
                     | Action::PageDown
                     | Action::PageUp
                     | Action::Top
+                    | Action::Bottom
             )
         {
             self.help = false;

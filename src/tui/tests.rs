@@ -90,3 +90,30 @@ fn before_the_first_frame() {
         render(&mut a, 80, 24)
     });
 }
+
+#[test]
+fn scrolling_stops_at_the_last_line() {
+    // Help at 80×24 is longer than the screen: G shows its last line at the bottom, and one
+    // k moves up by one line (not from somewhere past the end).
+    let mut a = app();
+    key(&mut a, '?');
+    let top = render(&mut a, 80, 24);
+    let last = "In a dialog: y confirms";
+    assert!(!top.contains(last), "help fits 80×24; the test needs it longer");
+    key(&mut a, 'G');
+    let bottom = render(&mut a, 80, 24);
+    let rows: Vec<&str> = bottom.lines().collect();
+    let at = rows.iter().position(|r| r.contains(last));
+    assert!(at.is_some(), "G shows the last line:\n{bottom}");
+    let max = a.scroll;
+    assert!(max > 0 && max < u16::MAX / 2, "scroll {max}");
+    key(&mut a, 'j');
+    assert_eq!(a.scroll, max, "j at the end stays at the end");
+    key(&mut a, 'k');
+    assert_eq!(a.scroll, max - 1);
+    let up = render(&mut a, 80, 24);
+    let up: Vec<&str> = up.lines().collect();
+    let at = at.unwrap();
+    assert!(!up[at].contains(last), "the last line went below the box");
+    assert_eq!(up[at], rows[at - 1], "the text moved down by one line");
+}

@@ -319,9 +319,12 @@ fn help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         theme.dim(),
     )));
     f.render_widget(
-        Paragraph::new(lines)
-            .scroll((app.scroll, 0))
-            .block(Block::bordered().title(" help (esc closes, j/k scroll) ")),
+        scrolled(
+            Paragraph::new(lines),
+            " help (esc closes, j/k scroll) ",
+            app,
+            area,
+        ),
         area,
     );
 }
@@ -420,6 +423,24 @@ pub fn scroll_start(selected: usize, height: usize) -> usize {
         return 0;
     }
     selected.saturating_sub(height - 1)
+}
+
+/// `p` in a bordered box titled `title`, scrolled by the app's offset but never past its
+/// content (the last line stays at the bottom); the limit is left in `app.scroll_max` for the
+/// next key.
+pub fn scrolled<'a>(
+    p: Paragraph<'a>,
+    title: impl Into<Line<'a>>,
+    app: &App,
+    area: Rect,
+) -> Paragraph<'a> {
+    let p = p.block(Block::bordered().title(title));
+    let max = p
+        .line_count(area.width.saturating_sub(2))
+        .saturating_sub(usize::from(area.height));
+    let max = max.min(usize::from(u16::MAX)) as u16;
+    app.scroll_max.set(max);
+    p.scroll((app.scroll.min(max), 0))
 }
 
 #[cfg(test)]

@@ -200,9 +200,16 @@ fn load_chart(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &
 }
 
 fn instances(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &Theme) {
+    // Borders and the header take 3 lines; the last row stays at the bottom.
+    let max = sel
+        .instances()
+        .count()
+        .saturating_sub(usize::from(area.height.saturating_sub(3)));
+    let max = max.min(usize::from(u16::MAX)) as u16;
+    app.scroll_max.set(max);
     let rows: Vec<Row> = sel
         .instances()
-        .skip(app.scroll as usize)
+        .skip(usize::from(app.scroll.min(max)))
         .map(|i| {
             let style = match i.state.as_str() {
                 "active" => theme.ok(),

@@ -7,7 +7,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Paragraph, Row, Wrap};
 
-use super::{Theme, empty, list_table, window};
+use super::{Theme, empty, list_table, scrolled, window};
 use crate::domain::{Decision, human_millis};
 use crate::tui::app::App;
 
@@ -28,10 +28,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if app.detail {
         let text = crate::cli::output::decision_text(sel, app.now);
         return f.render_widget(
-            Paragraph::new(text)
-                .wrap(Wrap { trim: false })
-                .scroll((app.scroll, 0))
-                .block(Block::bordered().title(format!(" {} (esc back, j/k scroll) ", sel.name()))),
+            scrolled(
+                Paragraph::new(text).wrap(Wrap { trim: false }),
+                format!(" {} (esc back, j/k scroll) ", sel.name()),
+                app,
+                rest,
+            ),
             rest,
         );
     }

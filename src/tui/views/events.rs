@@ -3,9 +3,9 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Row, Wrap};
+use ratatui::widgets::{Paragraph, Row, Wrap};
 
-use super::{Theme, empty, list_table, window};
+use super::{Theme, empty, list_table, scrolled, window};
 use crate::domain::{clock_time, human_millis};
 use crate::tui::app::App;
 
@@ -33,10 +33,12 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             Line::from(format!("outcome:  {}", e.outcome)),
         ];
         return f.render_widget(
-            Paragraph::new(text)
-                .wrap(Wrap { trim: false })
-                .scroll((app.scroll, 0))
-                .block(Block::bordered().title(" event (esc back) ")),
+            scrolled(
+                Paragraph::new(text).wrap(Wrap { trim: false }),
+                " event (esc back) ",
+                app,
+                area,
+            ),
             area,
         );
     }

@@ -8,7 +8,7 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, List, ListItem, Paragraph};
 
-use super::{Theme, empty, rate, scroll_start};
+use super::{Theme, empty, rate, scroll_start, scrolled};
 use crate::admin::protocol::PointView;
 use crate::tui::app::{App, RANGES};
 
@@ -347,10 +347,12 @@ fn facts(f: &mut Frame, area: Rect, r: &crate::tui::app::NodeRow<'_>, app: &App,
         ))),
     }
     f.render_widget(
-        Paragraph::new(lines)
-            .wrap(ratatui::widgets::Wrap { trim: false })
-            .scroll((app.scroll, 0))
-            .block(Block::bordered().title(format!(" {} (esc back) ", r.name))),
+        scrolled(
+            Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }),
+            format!(" {} (esc back) ", r.name),
+            app,
+            area,
+        ),
         area,
     );
 }
