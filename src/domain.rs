@@ -392,6 +392,9 @@ pub enum InstanceState {
     Backoff,
     /// SIGTERM sent; SIGKILL follows after the slice's `stop_timeout`.
     Stopping,
+    /// Not started: its GPUs are not free on this node yet (the health field says who holds
+    /// them).
+    Waiting,
 }
 
 impl fmt::Display for InstanceState {
@@ -403,6 +406,7 @@ impl fmt::Display for InstanceState {
             InstanceState::Unhealthy => "unhealthy",
             InstanceState::Backoff => "backoff",
             InstanceState::Stopping => "stopping",
+            InstanceState::Waiting => "waiting",
         })
     }
 }
@@ -423,7 +427,8 @@ pub struct InstanceStatus {
     pub restarts: u32,
     /// How the last run ended: `exit 1`, `signal 9`.
     pub last_exit: Option<String>,
-    /// `passing`, `failing: <why>`, `pending` or `none` (no health check).
+    /// `passing`, `failing: <why>`, `pending` or `none` (no health check); while `waiting`,
+    /// why.
     pub health: String,
     /// When it entered `state`.
     pub since: Millis,

@@ -447,7 +447,7 @@ pub struct InstanceView {
     /// The node, by name (none while pending).
     pub node: Option<String>,
     /// `pending`, `assigned` (not reported yet) or the reported state (`loading`,
-    /// `activating`, `active`, `unhealthy`, `backoff`, `stopping`).
+    /// `activating`, `active`, `unhealthy`, `backoff`, `stopping`, `waiting`).
     pub state: String,
     pub port: Option<u16>,
     pub pid: Option<u32>,

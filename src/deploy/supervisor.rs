@@ -200,12 +200,12 @@ impl Supervisor {
                             instance: k.clone(),
                             node: self.ctx.node,
                             placement: spec.placement.unwrap_or(0),
-                            state: InstanceState::Backoff,
+                            state: InstanceState::Waiting,
                             port: 0,
                             pid: None,
                             restarts: 0,
                             last_exit: None,
-                            health: format!("pending: {why}"),
+                            health: why.clone(),
                             since: now_millis(),
                             gpus: Vec::new(),
                         }));
@@ -1019,13 +1019,13 @@ mod tests {
         while seen.len() < 3 || waiting.is_none() {
             let Event::Status(s) = next(&mut rx, |e| {
                 matches!(e, Event::Status(s)
-                    if s.state == InstanceState::Active || s.state == InstanceState::Backoff)
+                    if s.state == InstanceState::Active || s.state == InstanceState::Waiting)
             })
             .await
             else {
                 unreachable!()
             };
-            if s.state == InstanceState::Backoff {
+            if s.state == InstanceState::Waiting {
                 waiting = Some(s);
             } else {
                 let pid = s.pid.unwrap();
@@ -1044,7 +1044,7 @@ mod tests {
         assert_eq!(waiting.instance, "t/g/2");
         assert_eq!(
             waiting.health,
-            "pending: needs 1 GPU; 0 of 2 free (t/g/0 holds GPU 0, t/g/1 holds GPU 1)"
+            "needs 1 GPU; 0 of 2 free (t/g/0 holds GPU 0, t/g/1 holds GPU 1)"
         );
         assert_eq!(
             seen,

@@ -99,7 +99,10 @@ fn scrolling_stops_at_the_last_line() {
     key(&mut a, '?');
     let top = render(&mut a, 80, 24);
     let last = "In a dialog: y confirms";
-    assert!(!top.contains(last), "help fits 80×24; the test needs it longer");
+    assert!(
+        !top.contains(last),
+        "help fits 80×24; the test needs it longer"
+    );
     key(&mut a, 'G');
     let bottom = render(&mut a, 80, 24);
     let rows: Vec<&str> = bottom.lines().collect();
