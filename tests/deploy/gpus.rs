@@ -17,12 +17,7 @@ fn run_id() -> String {
 
 /// Rows of `blueprint show` for `BP` on `n`.
 fn rows(n: &Node) -> Option<Vec<Value>> {
-    let out = n.cli(&["blueprint", "show", BP, "--output", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    v[0]["instances"].as_array().cloned()
+    super::instance_rows(n, BP)
 }
 
 /// Instance → (node, GPUs reported, CUDA_VISIBLE_DEVICES of its process) once every row of

@@ -17,6 +17,16 @@ fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The `blueprint show` rows of `blueprint` as node `n` sees them.
+fn instance_rows(n: &Node, blueprint: &str) -> Option<Vec<Value>> {
+    let out = n.cli(&["blueprint", "show", blueprint, "--output", "json"]);
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v[0]["instances"].as_array().cloned()
+}
+
 fn names(list: &Value) -> Vec<String> {
     list.as_array()
         .unwrap()

@@ -76,12 +76,7 @@ fn http_ok(port: u16) -> bool {
 
 /// `blueprint show` rows of `BP` as one node sees them.
 fn rows(n: &Node) -> Option<Vec<Value>> {
-    let out = n.cli(&["blueprint", "show", BP, "--output", "json"]);
-    if !out.status.success() {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    v[0]["instances"].as_array().cloned()
+    super::instance_rows(n, BP)
 }
 
 /// Instance → (node, port, pid) when exactly `n` instances each have one active, passing copy
@@ -161,6 +156,34 @@ fn member(n: &Node, name: &str) -> Option<Value> {
     let out = n.cli(&["nodes", "--output", "json"]);
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
     v.as_array()?.iter().find(|m| m["name"] == name).cloned()
+}
+
+/// Node `back` (which lost its instances while away) is ready again in the eyes of node
+/// `watcher`, and, as `back` itself sees it, the 6 instances run where they were moved to
+/// (`moved`), one server each: nothing ran twice and nothing moved back.
+fn back_and_unmoved(
+    c: &TestCluster,
+    watcher: usize,
+    back: usize,
+    moved: &BTreeMap<String, (String, u16, u32)>,
+) -> BTreeMap<String, (String, u16, u32)> {
+    let name = &c.nodes[back].name;
+    wait_for(
+        &format!("{name} ready again"),
+        Duration::from_secs(30),
+        || (member(&c.nodes[watcher], name)?["health"] == "ready").then_some(()),
+    );
+    let now = wait_ok(
+        "one server per instance, none left on the returned node",
+        Duration::from_secs(30),
+        || {
+            let s = settled(&c.nodes[back], 6)
+                .ok_or("the returned node does not show the 6 settled yet")?;
+            one_server_each(&s).map(|_| s)
+        },
+    );
+    assert_eq!(&now, moved, "instances moved again after {name} came back");
+    now
 }
 
 fn scale(n: &Node, to: u32) {
@@ -391,24 +414,7 @@ threshold = 2
     // The daemon comes back: what its previous run left is killed, nothing runs twice.
     c.nodes[lost].start(None);
     c.wait_voters(3);
-    wait_for(
-        &format!("{lost_name} reports to the leader again"),
-        Duration::from_secs(30),
-        || (member(&c.nodes[leader], &lost_name)?["health"] == "ready").then_some(()),
-    );
-    let last = wait_ok(
-        "one server per instance after the restart",
-        Duration::from_secs(30),
-        || {
-            let s = settled(&c.nodes[leader], 6)
-                .ok_or("the 6 instances have not settled on their nodes yet")?;
-            one_server_each(&s).map(|_| s)
-        },
-    );
-    assert_eq!(
-        last, moved,
-        "instances moved again after the node came back"
-    );
+    let last = back_and_unmoved(&c, leader, lost, &moved);
     assert!(
         servers().iter().all(|p| p.node != lost_name),
         "a process of the restarted node's previous run is still alive"
@@ -453,24 +459,7 @@ threshold = 2
     );
     // SAFETY: as above.
     unsafe { libc::kill(_thaw.0 as i32, libc::SIGCONT) };
-    wait_for(
-        &format!("{frozen_name} ready again"),
-        Duration::from_secs(30),
-        || (member(&c.nodes[leader], &frozen_name)?["health"] == "ready").then_some(()),
-    );
-    let back = wait_ok(
-        "the returned node's surplus copies stopped",
-        Duration::from_secs(30),
-        || {
-            let s = settled(&c.nodes[frozen], 6)
-                .ok_or("the returned node does not show the 6 settled yet")?;
-            one_server_each(&s).map(|_| s)
-        },
-    );
-    assert_eq!(
-        back, replaced,
-        "instances moved again after the node came back"
-    );
+    back_and_unmoved(&c, leader, frozen, &replaced);
     let alive: BTreeSet<u32> = servers().iter().map(|p| p.pid).collect();
     assert!(
         stranded.iter().all(|p| !alive.contains(p)),
