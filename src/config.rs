@@ -443,16 +443,14 @@ impl std::str::FromStr for GpuOffer {
         }
         let mut ids: Vec<u32> = Vec::new();
         for part in s.split(',') {
-            let id: u32 = part
-                .trim()
-                .parse()
-                .ok()
-                .filter(|i| *i < 256)
-                .ok_or_else(|| {
-                    format!(
-                        "expected \"all\", \"none\" or GPU indices such as \"0,2\", found '{s}'"
-                    )
-                })?;
+            let id: u32 = part.trim().parse().map_err(|_| {
+                format!("expected \"all\", \"none\" or GPU indices such as \"0,2\", found '{s}'")
+            })?;
+            if id > 255 {
+                return Err(format!(
+                    "GPU index {id} in '{s}' is out of range: NVML counts from 0 to 255"
+                ));
+            }
             if ids.contains(&id) {
                 return Err(format!("GPU {id} is listed twice in '{s}'"));
             }
@@ -988,6 +986,7 @@ mod tests {
                 "expected \"all\", \"none\" or GPU indices such as \"0,2\", found '0,x'",
             ),
             ("1,1", "GPU 1 is listed twice in '1,1'"),
+            ("0,300", "GPU index 300 in '0,300' is out of range"),
             ("", "found ''"),
         ] {
             let e = load(bad).unwrap_err().to_string();

@@ -123,7 +123,13 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
     // Which instances keep their node, and which running copy may hand off to a new one.
     let mut pinned = BTreeMap::new();
     let mut old_copy: BTreeMap<&str, NodeId> = BTreeMap::new();
-    for (key, _) in &want {
+    // GPUs are handed out one instance each, so a node keeps only the GPU instances its offer
+    // still covers (a slice may now ask for more, a node may offer fewer); the rest move, with
+    // a hand-off, rather than wait there for ever. Only where the offer is known (schedulable):
+    // a node that is down or has not said what it offers keeps what it has.
+    let mut gpus_left: HashMap<NodeId, u32> =
+        w.members.iter().map(|m| (m.slot.id, m.slot.gpus)).collect();
+    for (key, needs) in &want {
         let Some(a) = w.current.get(key) else {
             continue;
         };
@@ -136,6 +142,14 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
         }
         match by_id.get(&n) {
             Some(m) if m.state == NodeState::Ready => {
+                if needs.gpu > 0 && m.slot.schedulable.is_ok() {
+                    let left = gpus_left.entry(n).or_default();
+                    if *left < needs.gpu {
+                        old_copy.entry(key).or_insert(n);
+                        continue;
+                    }
+                    *left -= needs.gpu;
+                }
                 pinned.insert(key.clone(), n);
             }
             _ if alive(n) => {
@@ -249,6 +263,8 @@ fn members(
                     Err(format!("is {h}"))
                 } else if entry.is_none() {
                     Err("has sent no metrics yet".to_string())
+                } else if entry.is_some_and(|e| e.info.version.is_empty()) {
+                    Err("has not said yet which GPUs it offers".to_string())
                 } else {
                     Ok(())
                 };
@@ -597,6 +613,51 @@ pub(super) mod tests {
         c.run_all_active();
         c.round();
         assert_eq!(c.current[&key].handoff, None);
+    }
+
+    #[test]
+    fn a_node_keeps_only_the_gpu_instances_its_offer_covers() {
+        let gpu_bp = |gpu: u32| {
+            parse(
+                "t.toml",
+                &format!(
+                    "name = \"ml\"\n[[slices]]\nname = \"train\"\ncommand = [\"true\"]\ninstances = 2\nresources = {{ gpu = {gpu} }}\n"
+                ),
+            )
+            .unwrap()
+        };
+        let mut c = Case::new(0, 2);
+        c.bps = vec![gpu_bp(1)];
+        c.members[0].slot.gpus = 2;
+        c.round();
+        c.run_all_active();
+        let before = c.nodes_of();
+        assert!(before.values().all(|n| *n == Some(1)), "{before:?}");
+        // n2 now offers 2 GPUs too, and each instance asks for 2: n1 keeps one, the other
+        // moves to n2, handing off from n1; nothing is left pending.
+        c.members[1].slot.gpus = 2;
+        c.bps = vec![gpu_bp(2)];
+        c.round();
+        assert_eq!(c.current.values().filter(|a| a.node == Some(2)).count(), 1);
+        let mut per_node: BTreeMap<NodeId, u32> = BTreeMap::new();
+        for (k, a) in &c.current {
+            let n = a.node.unwrap_or_else(|| panic!("{k} pending: {a:?}"));
+            *per_node.entry(n).or_default() += 2;
+            if Some(n) != before[k] {
+                assert_eq!(a.handoff, before[k], "{k} hands off from its old node");
+            }
+        }
+        assert!(per_node.values().all(|g| *g <= 2), "{per_node:?}");
+        // With 2 GPUs per node taken, a third instance stays pending.
+        c.run_all_active();
+        c.round();
+        assert!(c.current.values().all(|a| a.handoff.is_none()));
+        let mut three = gpu_bp(2);
+        three.slices[0].instances = 3;
+        c.bps = vec![three];
+        c.round();
+        assert_eq!(c.current["ml/train/2"].node, None);
+        assert_eq!(c.current.values().filter(|a| a.node.is_some()).count(), 2);
     }
 
     #[test]

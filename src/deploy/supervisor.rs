@@ -113,11 +113,11 @@ pub struct Supervisor {
     running: HashMap<String, Running>,
     /// Told to stop; their tasks are finishing.
     stopping: Vec<Running>,
-    /// The GPUs (NVML indices) this node hands to instances, one instance each. `None`: none
-    /// known and none listed, so environments are left alone.
+    /// The GPUs (NVML indices) this node hands to instances, one instance each. `None`: NVML
+    /// cannot be used and none are listed, so environments are left alone.
     gpus: Option<Vec<u32>>,
-    /// Instances waiting for GPUs, with the reason last reported.
-    waiting: HashMap<String, String>,
+    /// Instances waiting for GPUs, with the placement and reason last reported.
+    waiting: HashMap<String, (Option<u64>, String)>,
 }
 
 impl Supervisor {
@@ -147,7 +147,7 @@ impl Supervisor {
     }
 
     /// The GPUs (NVML indices) this node may hand out from now on; `None` leaves instances'
-    /// environments alone (no GPU known, none listed).
+    /// environments alone (NVML cannot be used, none listed).
     pub fn set_gpus(&mut self, gpus: Option<Vec<u32>>) {
         self.gpus = gpus;
     }
@@ -184,17 +184,24 @@ impl Supervisor {
             if self.running.contains_key(k) || self.stopping.iter().any(|r| r.spec.instance == *k) {
                 continue;
             }
-            let held: BTreeMap<u32, &str> = self
+            let held: BTreeMap<u32, String> = self
                 .running
                 .values()
-                .chain(&self.stopping)
-                .flat_map(|r| r.gpus.iter().map(|g| (*g, r.spec.instance.as_str())))
+                .map(|r| (r, r.spec.instance.clone()))
+                .chain(
+                    self.stopping
+                        .iter()
+                        .map(|r| (r, format!("{} (stopping)", r.spec.instance))),
+                )
+                .flat_map(|(r, who)| r.gpus.iter().map(move |g| (*g, who.clone())))
                 .collect();
             let offered = self.gpus.as_deref().unwrap_or_default();
             let gpus = match pick_gpus(offered, &held, spec.gpus) {
                 Ok(g) => g,
                 Err(why) => {
-                    if self.waiting.get(k) != Some(&why) {
+                    let said = (spec.placement, why);
+                    if self.waiting.get(k) != Some(&said) {
+                        let why = &said.1;
                         tracing::warn!("{k}: {why}");
                         let _ = self.ctx.events.send(Event::Status(InstanceStatus {
                             instance: k.clone(),
@@ -209,7 +216,7 @@ impl Supervisor {
                             since: now_millis(),
                             gpus: Vec::new(),
                         }));
-                        self.waiting.insert(k.clone(), why);
+                        self.waiting.insert(k.clone(), said);
                     }
                     continue;
                 }
@@ -283,7 +290,7 @@ impl Supervisor {
 
 /// `n` of the GPUs in `inventory` that nobody in `held` (GPU → instance) holds, lowest first;
 /// or why not, naming who holds what.
-fn pick_gpus(inventory: &[u32], held: &BTreeMap<u32, &str>, n: u32) -> Result<Vec<u32>, String> {
+fn pick_gpus(inventory: &[u32], held: &BTreeMap<u32, String>, n: u32) -> Result<Vec<u32>, String> {
     let free: Vec<u32> = inventory
         .iter()
         .copied()
@@ -299,9 +306,7 @@ fn pick_gpus(inventory: &[u32], held: &BTreeMap<u32, &str>, n: u32) -> Result<Ve
         .map(|(g, who)| format!("{who} holds GPU {g}"))
         .collect();
     Err(if inventory.is_empty() {
-        format!(
-            "needs {n} GPU{plural}; this node offers none (see deploy.gpus and 'aether metrics')"
-        )
+        format!("needs {n} GPU{plural}; this node offers none (deploy.gpus, or NVML lists none)")
     } else if holders.is_empty() {
         format!("needs {n} GPU{plural}; this node has {}", inventory.len())
     } else {
@@ -349,7 +354,7 @@ fn reap_leftovers(dir: &Path) {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let mut it = text.split_whitespace().map(|s| s.parse::<u64>().ok());
         if let (Some(Some(pgid)), Some(Some(start))) = (it.next(), it.next()) {
-            let mut killed = 0;
+            let mut killed = Vec::new();
             if let Ok(procs) = std::fs::read_dir("/proc") {
                 for p in procs.flatten() {
                     let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
@@ -362,13 +367,19 @@ fn reap_leftovers(dir: &Path) {
                     {
                         // SAFETY: kill(2) with a pid we just read; no memory is touched.
                         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                        killed += 1;
+                        killed.push(pid);
                     }
                 }
             }
-            if killed > 0 {
+            if !killed.is_empty() {
+                // Gone before anything starts that could need what they held.
+                let until = Instant::now() + GROUP_EXIT_LIMIT;
+                while killed.iter().any(|p| proc_stat(*p).is_some()) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 tracing::warn!(
-                    "killed {killed} process(es) left by the previous run of this node (process group {pgid}, {})",
+                    "killed {} process(es) left by the previous run of this node (process group {pgid}, {})",
+                    killed.len(),
                     path.file_stem().and_then(|s| s.to_str()).unwrap_or("?")
                 );
             }
@@ -404,6 +415,36 @@ fn describe(st: &ExitStatus) -> String {
             format!("signal {s}{name}")
         }
         _ => "ended".into(),
+    }
+}
+
+/// How long a SIGKILLed process group may take to be gone before the instance moves on.
+const GROUP_EXIT_LIMIT: Duration = Duration::from_secs(5);
+
+/// Live processes (not zombies) in process group `pgid`.
+fn group_size(pgid: u32) -> usize {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| proc_stat(*pid).is_some_and(|(g, _)| g == pgid))
+        .count()
+}
+
+/// Wait until process group `pgid` has no live process (SIGKILL lands asynchronously), at
+/// most `limit`; whether it emptied.
+async fn group_gone(pgid: u32, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if group_size(pgid) == 0 {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -753,6 +794,14 @@ async fn run_instance(
                     }
                 }
             };
+            // Whatever it held (a GPU, a port) is free only once its whole group has gone.
+            if !group_gone(pid, GROUP_EXIT_LIMIT).await {
+                tracing::warn!(
+                    "{}: process group {pid} still has members {}s after SIGKILL",
+                    spec.instance,
+                    GROUP_EXIT_LIMIT.as_secs()
+                );
+            }
             for p in pumps.into_iter().flatten() {
                 let _ = tokio::time::timeout(Duration::from_secs(1), p).await;
             }
@@ -839,16 +888,6 @@ mod tests {
         .expect("the awaited event within 10 s")
     }
 
-    /// Live processes in process group `pgid`.
-    fn group(pgid: u32) -> usize {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| proc_stat(*pid).is_some_and(|(g, _)| g == pgid))
-            .count()
-    }
-
     #[tokio::test]
     async fn a_process_group_that_ignores_sigterm_is_killed_after_the_stop_timeout() {
         let dir = tempfile::tempdir().unwrap();
@@ -869,7 +908,7 @@ mod tests {
             unreachable!()
         };
         let pid = st.pid.unwrap();
-        assert!(group(pid) >= 1);
+        assert!(group_size(pid) >= 1);
         assert_eq!(sup.pids(), vec![pid]);
         let log = logs::path(dir.path(), "t/s/0").unwrap();
         let want = format!("hello from t/s/0 on {}", st.port);
@@ -885,14 +924,8 @@ mod tests {
         assert!(std::fs::read_to_string(&log).unwrap().contains(&want));
         sup.reconcile(&HashMap::new());
         next(&mut rx, |e| matches!(e, Event::Gone(_))).await;
-        // SIGKILL is delivered asynchronously: the group empties within moments.
-        for _ in 0..200 {
-            if group(pid) == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(group(pid), 0, "every process of the group is gone");
+        // Gone is said only once the whole group has gone (what it held is free).
+        assert_eq!(group_size(pid), 0, "every process of the group is gone");
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("after SIGTERM: sending SIGKILL"), "{text}");
         assert!(!pid_file(dir.path(), "t/s/0").exists());
@@ -970,7 +1003,7 @@ mod tests {
 
     #[test]
     fn gpus_are_picked_lowest_free_first_or_refused_naming_who_holds_them() {
-        let held = BTreeMap::from([(0, "a/w/0")]);
+        let held = BTreeMap::from([(0, "a/w/0".to_string())]);
         assert_eq!(pick_gpus(&[0, 1, 2], &BTreeMap::new(), 2), Ok(vec![0, 1]));
         assert_eq!(pick_gpus(&[0, 1, 2], &held, 2), Ok(vec![1, 2]));
         assert_eq!(pick_gpus(&[0, 1], &held, 0), Ok(vec![]));
@@ -984,7 +1017,7 @@ mod tests {
         );
         assert_eq!(
             pick_gpus(&[], &BTreeMap::new(), 1),
-            Err("needs 1 GPU; this node offers none (see deploy.gpus and 'aether metrics')".into())
+            Err("needs 1 GPU; this node offers none (deploy.gpus, or NVML lists none)".into())
         );
     }
 
@@ -1054,24 +1087,45 @@ mod tests {
                 ("t/g/3".into(), "".into()),
             ])
         );
-        // t/g/0 goes: its GPU is free once its process has ended, and t/g/2 takes it.
+        // t/g/0 goes. While it stops its GPU is still held, so t/g/2 waits on, naming it as
+        // stopping; only once t/g/0 is gone (its whole group) does t/g/2 take GPU 0.
         want.remove("t/g/0");
         sup.reconcile(&want);
-        next(&mut rx, |e| matches!(e, Event::Gone(k) if k == "t/g/0")).await;
-        for _ in 0..200 {
-            if !sup.busy() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        sup.reconcile(&want);
-        let Event::Status(s) = next(&mut rx, |e| {
-            matches!(e, Event::Status(s) if s.instance == "t/g/2" && s.state == InstanceState::Active)
+        let Event::Status(w) = next(&mut rx, |e| {
+            matches!(e, Event::Status(s)
+                if s.instance == "t/g/2" && s.state == InstanceState::Waiting)
         })
         .await
         else {
             unreachable!()
         };
+        assert!(
+            w.health.contains("t/g/0 (stopping) holds GPU 0"),
+            "{}",
+            w.health
+        );
+        let mut gone_first = false;
+        let started = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                // The node's reconciler looks again while a copy is stopping; so does this.
+                sup.reconcile(&want);
+                while let Ok(e) = rx.try_recv() {
+                    match e {
+                        Event::Gone(k) if k == "t/g/0" => gone_first = true,
+                        Event::Status(s)
+                            if s.instance == "t/g/2" && s.state == InstanceState::Active =>
+                        {
+                            return s;
+                        }
+                        _ => {}
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        let s = started.expect("t/g/2 active within 10 s of t/g/0's removal");
+        assert!(gone_first, "t/g/2 started before t/g/0 was gone");
         assert_eq!(
             env_of(s.pid.unwrap(), "CUDA_VISIBLE_DEVICES").as_deref(),
             Some("0")
@@ -1100,13 +1154,13 @@ mod tests {
         .unwrap();
         // The shell's child is in its group too.
         for _ in 0..500 {
-            if group(ours.id()) >= 2 {
+            if group_size(ours.id()) >= 2 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(
-            group(ours.id()) >= 2,
+            group_size(ours.id()) >= 2,
             "the shell's child did not start within 5 s"
         );
         let (tx, _rx) = mpsc::unbounded_channel();
@@ -1114,13 +1168,13 @@ mod tests {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(ours.wait().unwrap().signal(), Some(libc::SIGKILL));
         for _ in 0..200 {
-            if group(ours.id()) == 0 {
+            if group_size(ours.id()) == 0 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(
-            group(ours.id()),
+            group_size(ours.id()),
             0,
             "the sleep child of the recorded group is gone"
         );

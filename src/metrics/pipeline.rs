@@ -116,8 +116,8 @@ impl Pipeline {
     }
 
     /// The GPUs (NVML indices) this node hands to instances: `deploy.gpus`, resolved against
-    /// its newest sample (taking the first one when there is none yet). `None` when there is
-    /// nothing to hand out and nothing was listed, so instances' environments are left alone.
+    /// its newest sample (taking the first one when there is none yet). `None` when NVML cannot
+    /// be used and nothing was listed, so instances' environments are left alone.
     pub async fn gpus_offered(&self) -> Option<Vec<u32>> {
         let known: Option<Vec<u32>> = self.with_state(|st| {
             st.last_sample
@@ -153,7 +153,9 @@ impl Pipeline {
             }
         }
         match &self.gpu_offer {
-            GpuOffer::All if nvml.is_empty() => None,
+            // Without NVML nothing is known of GPUs: leave the environment alone. With it,
+            // even a sample that misses a device keeps instances to their own.
+            GpuOffer::All if self.gpu_unavailable.is_some() => None,
             offer => Some(offer.resolve(&nvml)),
         }
     }

@@ -1403,30 +1403,10 @@ mod tests {
         let mut serial = 0;
         let mut assign = |set: Vec<(&str, Option<NodeId>)>, remove: Vec<&str>| {
             serial += 1;
-            let cmd = Command::AssignInstances {
-                set: set
-                    .into_iter()
-                    .map(|(k, node)| {
-                        let a = Assignment {
-                            node,
-                            handoff: None,
-                            pending: None,
-                            since: 1,
-                            // Whatever the writer sends is overwritten.
-                            placement: 77,
-                        };
-                        (k.to_string(), a)
-                    })
-                    .collect(),
-                remove: remove.into_iter().map(String::from).collect(),
-            };
-            let req = Request {
-                id: RequestId { client: 1, serial },
-                actor: "test".into(),
-                at: 1,
-                cmd,
-            };
-            assert_eq!(apply(&store, &req), Response::Ok);
+            assert_eq!(
+                apply(&store, &assign_req(serial, set, remove)),
+                Response::Ok
+            );
         };
         let placement = |k: &str| store.assignments().unwrap().get(k).map(|a| a.placement);
         assign(
@@ -1445,5 +1425,50 @@ mod tests {
         assert_eq!((placement("a/w/0"), placement("a/w/2")), (Some(3), Some(4)));
         assign(vec![("a/w/1", Some(2))], vec![]);
         assert_eq!(placement("a/w/1"), Some(5), "not the removed copy's 2");
+    }
+
+    /// `AssignInstances` of `set` (instance → node) and `remove`, as request `serial`.
+    fn assign_req(serial: u64, set: Vec<(&str, Option<NodeId>)>, remove: Vec<&str>) -> Request {
+        let set = set
+            .into_iter()
+            .map(|(k, node)| {
+                let a = Assignment {
+                    node,
+                    handoff: None,
+                    pending: None,
+                    since: 1,
+                    // Whatever the writer sends is overwritten.
+                    placement: 77,
+                };
+                (k.to_string(), a)
+            })
+            .collect();
+        Request {
+            id: RequestId { client: 1, serial },
+            actor: "test".into(),
+            at: 1,
+            cmd: Command::AssignInstances {
+                set,
+                remove: remove.into_iter().map(String::from).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_placement_counter_travels_in_snapshots() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Store::open(a_dir.path()).unwrap();
+        let req = assign_req(1, vec![("a/w/0", Some(1)), ("a/w/1", Some(2))], vec![]);
+        assert_eq!(apply(&a, &req), Response::Ok);
+        let (meta, path) = a.build_snapshot_file().unwrap();
+        let b = Store::open(b_dir.path()).unwrap();
+        b.install_snapshot_file(&meta, std::fs::File::open(path).unwrap())
+            .unwrap();
+        assert_eq!(b.assignments().unwrap()["a/w/1"].placement, 2);
+        // A node that starts from the snapshot numbers on from it, never reusing a number a
+        // stale report might still carry.
+        let req = assign_req(2, vec![("a/w/2", Some(1))], vec![]);
+        assert_eq!(apply(&b, &req), Response::Ok);
+        assert_eq!(b.assignments().unwrap()["a/w/2"].placement, 3);
     }
 }

@@ -529,7 +529,9 @@ impl App {
     fn move_sel(&mut self, to: impl Fn(usize, usize) -> usize) {
         if self.detail || self.help {
             let max = usize::from(self.scroll_max.get());
-            self.scroll = to(self.scroll as usize, max + 1).min(max) as u16;
+            // From where the view is (the text may have shrunk or the terminal grown).
+            let at = usize::from(self.scroll).min(max);
+            self.scroll = to(at, max + 1).min(max) as u16;
             return;
         }
         let n = self.rows();
