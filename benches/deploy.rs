@@ -21,9 +21,6 @@ use serde_json::Value;
 
 use nodes::{AetherNode, cli, start_three, wait_every, wait_until};
 
-/// How often the timed waits look: finer than the figures they time.
-const POLL: Duration = Duration::from_millis(20);
-
 const USAGE: &str = "\
 workload benchmark: blueprint apply to all instances active, on 3 nodes
 
@@ -32,6 +29,7 @@ usage: cargo bench --bench deploy -- [options]
   --aether-bin PATH   aether binary [env AETHER_BIN; default target/release/aether]
   --instances N       instances per round [100]
   --rounds N          rounds [3]
+  --poll MS           how often the timed waits look, in ms [20]; each look runs the CLI
   --keep              keep the temp dir (data dirs, logs)
   -h, --help          this text
 ";
@@ -40,6 +38,8 @@ struct Opts {
     aether_bin: PathBuf,
     instances: u32,
     rounds: u32,
+    /// How often the timed waits look: finer than the figures they time.
+    poll: Duration,
     keep: bool,
 }
 
@@ -48,6 +48,7 @@ fn parse_opts() -> Result<Opts> {
         aether_bin: nodes::default_aether_bin(),
         instances: 100,
         rounds: 3,
+        poll: Duration::from_millis(20),
         keep: false,
     };
     let mut args = std::env::args().skip(1);
@@ -57,6 +58,9 @@ fn parse_opts() -> Result<Opts> {
             "--aether-bin" => o.aether_bin = val(&a)?.into(),
             "--instances" => o.instances = val(&a)?.parse().context("--instances")?,
             "--rounds" => o.rounds = val(&a)?.parse().context("--rounds")?,
+            "--poll" => {
+                o.poll = Duration::from_millis(val(&a)?.parse().context("--poll")?);
+            }
             "--keep" => o.keep = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
@@ -166,8 +170,10 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
     )?;
     let f = file.to_str().unwrap();
     println!(
-        "{} instances of a tiny HTTP server on 3 nodes, health checked over HTTP every 200 ms\n",
-        o.instances
+        "{} instances of a tiny HTTP server on 3 nodes, health checked over HTTP every 200 ms; \
+         looking every {} ms\n",
+        o.instances,
+        o.poll.as_millis()
     );
     println!("round  apply→all active  apply→first active  rm→all processes gone");
     let (mut ups, mut firsts, mut downs) = (Vec::new(), Vec::new(), Vec::new());
@@ -178,7 +184,7 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
         wait_every(
             "every instance active",
             Duration::from_secs(300),
-            POLL,
+            o.poll,
             || {
                 let active = active(o, &n1)?;
                 if active > 0 && first.is_none() {
@@ -199,9 +205,12 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
         }
         let t1 = Instant::now();
         cli(&o.aether_bin, &n3, &["blueprint", "rm", "tiny"])?;
-        wait_every("every process gone", Duration::from_secs(120), POLL, || {
-            (tiny_processes(&run_id) == 0).then_some(())
-        })?;
+        wait_every(
+            "every process gone",
+            Duration::from_secs(120),
+            o.poll,
+            || (tiny_processes(&run_id) == 0).then_some(()),
+        )?;
         let down = t1.elapsed();
         wait_until("no instance listed", Duration::from_secs(30), || {
             cli(
