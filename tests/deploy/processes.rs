@@ -441,9 +441,9 @@ threshold = 2
         !stranded.is_empty(),
         "{frozen_name} runs no server: {last:?}"
     );
-    let _thaw = Thaw(c.nodes[frozen].pid().unwrap());
-    // SAFETY: kill(2) on the daemon this test started; `_thaw` resumes it on any exit.
-    unsafe { libc::kill(_thaw.0 as i32, libc::SIGSTOP) };
+    let thaw = Thaw(c.nodes[frozen].pid().unwrap());
+    // SAFETY: kill(2) on the daemon this test started; `thaw` resumes it on any exit.
+    unsafe { libc::kill(thaw.0 as i32, libc::SIGSTOP) };
     let replaced = wait_for(
         "the cut-off node's instances active elsewhere",
         Duration::from_secs(45),
@@ -458,7 +458,7 @@ threshold = 2
         "the cut-off node's servers should still run while it is stopped: {stranded:?}"
     );
     // SAFETY: as above.
-    unsafe { libc::kill(_thaw.0 as i32, libc::SIGCONT) };
+    unsafe { libc::kill(thaw.0 as i32, libc::SIGCONT) };
     back_and_unmoved(&c, leader, frozen, &replaced);
     let alive: BTreeSet<u32> = servers().iter().map(|p| p.pid).collect();
     assert!(
