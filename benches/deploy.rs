@@ -246,12 +246,6 @@ fn main() {
     if std::env::var_os("BENCH_TINY_SERVER").is_some() {
         tiny_server();
     }
-    let o = match parse_opts() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2);
-        }
-    };
+    let o = nodes::opts_or_exit(parse_opts());
     nodes::in_temp_dir("deploy", o.keep, |root| run(&o, root));
 }

@@ -432,13 +432,7 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
 }
 
 fn main() {
-    let o = match parse_opts() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e:#}");
-            std::process::exit(2);
-        }
-    };
+    let o = nodes::opts_or_exit(parse_opts());
     nodes::in_temp_dir("metrics", o.keep, |root| {
         if o.agent {
             agent_cost(&o, root)?;

@@ -789,13 +789,7 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
 }
 
 fn main() {
-    let o = match parse_opts() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e:#}");
-            std::process::exit(2);
-        }
-    };
+    let o = nodes::opts_or_exit(parse_opts());
     install_signal_handlers();
     nodes::in_temp_dir("tui", o.keep, |root| run(&o, root));
 }

@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// The parsed options, or exit 2 with the error (a bad flag is a usage error).
+pub fn opts_or_exit<T>(parsed: Result<T>) -> T {
+    parsed.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        std::process::exit(2)
+    })
+}
+
 /// `$AETHER_BIN`, else the release build of this checkout.
 pub fn default_aether_bin() -> PathBuf {
     std::env::var_os("AETHER_BIN")

@@ -303,22 +303,6 @@ fn at(ns: &mut [NodeView], id: u64) -> &mut NodeView {
     ns.iter_mut().find(|n| n.id == id).expect("node")
 }
 
-fn node_inputs(n: &NodeView) -> Vec<(String, String)> {
-    let mut inputs = vec![
-        ("state".to_string(), n.state.to_string()),
-        ("cpu".into(), f2(n.cpu)),
-        ("mem".into(), f2(n.mem)),
-        ("anomalies".into(), n.anomalies.to_string()),
-    ];
-    if let Some(t) = n.gpu_temp {
-        inputs.push(("gpu_temp".into(), format!("{t:.0}")));
-    }
-    if let Some(u) = n.gpu_util {
-        inputs.push(("gpu_util".into(), f2(u)));
-    }
-    inputs
-}
-
 /// `gpu-hot` on `n`, its GPU above 90 °C for `held_s`.
 fn drain(n: &NodeView, held_s: u64) -> Proposal {
     Proposal {
@@ -332,7 +316,7 @@ fn drain(n: &NodeView, held_s: u64) -> Proposal {
             "gpu temp {} > 90.00 for {held_s}s",
             f2(n.gpu_temp.unwrap_or(0.0))
         )],
-        inputs: node_inputs(n),
+        inputs: n.inputs(),
     }
 }
 
@@ -349,7 +333,7 @@ fn undrain(n: &NodeView, held_s: u64) -> Proposal {
             "gpu temp {} < 75.00 for {held_s}s",
             f2(n.gpu_temp.unwrap_or(0.0))
         )],
-        inputs: node_inputs(n),
+        inputs: n.inputs(),
     }
 }
 

@@ -79,6 +79,23 @@ pub struct NodeView {
 }
 
 impl NodeView {
+    /// The figures a node decision records as its inputs.
+    pub fn inputs(&self) -> Vec<(String, String)> {
+        let mut inputs = vec![
+            ("state".into(), self.state.to_string()),
+            ("cpu".into(), f2(self.cpu)),
+            ("mem".into(), f2(self.mem)),
+            ("anomalies".into(), self.anomalies.to_string()),
+        ];
+        if let Some(t) = self.gpu_temp {
+            inputs.push(("gpu_temp".into(), format!("{t:.0}")));
+        }
+        if let Some(u) = self.gpu_util {
+            inputs.push(("gpu_util".into(), f2(u)));
+        }
+        inputs
+    }
+
     fn value(&self, m: Metric) -> Option<f64> {
         match m {
             Metric::NodeCpu => Some(self.cpu),
@@ -554,18 +571,7 @@ impl Brain {
                         name: n.name.clone(),
                     },
                 };
-                let mut inputs = vec![
-                    ("state".into(), n.state.to_string()),
-                    ("cpu".into(), f2(n.cpu)),
-                    ("mem".into(), f2(n.mem)),
-                    ("anomalies".into(), n.anomalies.to_string()),
-                ];
-                if let Some(t) = n.gpu_temp {
-                    inputs.push(("gpu_temp".into(), format!("{t:.0}")));
-                }
-                if let Some(u) = n.gpu_util {
-                    inputs.push(("gpu_util".into(), f2(u)));
-                }
+                let inputs = n.inputs();
                 return Some(Proposal {
                     rule: r.name.clone(),
                     action,

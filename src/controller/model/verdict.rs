@@ -26,6 +26,36 @@ pub struct Reviewer {
     free: Vec<f32>,
     /// Subtract the content-free prior from each candidate's score.
     pub calibrate: bool,
+    /// The fixed texts every review runs, tokenized once.
+    fixed: Fixed,
+}
+
+/// Tokens of the texts every review uses.
+struct Fixed {
+    /// The first token of each verb, with the verdict it stands for and its word.
+    verbs: [(Verdict, &'static str, u32); 3],
+    adjust_to: Vec<u32>,
+    reason: Vec<u32>,
+}
+
+impl Fixed {
+    fn new(tok: &Tokenizer) -> Result<Fixed, ModelError> {
+        let first = |word: &str| -> Result<u32, ModelError> {
+            tok.encode(word)?
+                .first()
+                .copied()
+                .ok_or_else(|| ModelError::Tokenizer(format!("'{word}' has no tokens")))
+        };
+        Ok(Fixed {
+            verbs: [
+                (Verdict::Approve, "approve", first(" approve")?),
+                (Verdict::Reject, "reject", first(" reject")?),
+                (Verdict::Adjust(0), "adjust", first(" adjust")?),
+            ],
+            adjust_to: tok.encode(" adjust to")?,
+            reason: tok.encode(REASON)?,
+        })
+    }
 }
 
 /// What one review produced.
@@ -57,12 +87,14 @@ impl Reviewer {
         let mut cache = system.clone();
         let ids = tok.encode(&format!("{CONTENT_FREE}{ANSWER}"))?;
         let lp = log_softmax(&llama.forward(&ids, &mut cache, 1)?)?.remove(0);
+        let fixed = Fixed::new(&tok)?;
         Ok(Reviewer {
             llama,
             tok,
             system,
             free: lp,
             calibrate: true,
+            fixed,
         })
     }
 
@@ -105,34 +137,31 @@ impl Reviewer {
                 _ => None,
             })
             .collect();
-        let mut verbs = vec![(Verdict::Approve, " approve"), (Verdict::Reject, " reject")];
-        if !counts.is_empty() {
-            verbs.push((Verdict::Adjust(0), " adjust"));
-        }
+        // Adjust is a candidate only when a count is offered.
+        let verbs = if counts.is_empty() {
+            &self.fixed.verbs[..2]
+        } else {
+            &self.fixed.verbs[..]
+        };
         let mut scores = Vec::new();
         let mut best: Option<(Verdict, f32)> = None;
-        for (c, word) in &verbs {
-            let first = *self
-                .tok
-                .encode(word)?
-                .first()
-                .ok_or_else(|| ModelError::Tokenizer(format!("'{word}' has no tokens")))?;
-            let mut s = lp[first as usize];
+        for (c, word, first) in verbs {
+            let mut s = lp[*first as usize];
             if self.calibrate {
-                s -= self.free[first as usize];
+                s -= self.free[*first as usize];
             }
             if best.as_ref().is_none_or(|b| s > b.1) {
                 best = Some((c.clone(), s));
             }
-            scores.push((word.trim().to_string(), s));
+            scores.push((word.to_string(), s));
         }
         let (mut verdict, _) = best.ok_or_else(|| ModelError::Candle("no candidates".into()))?;
         // The text after the verdict, run through the model before the reason.
         let mut after = cache.clone();
         let said = match verdict {
             Verdict::Adjust(_) => {
-                let prefix = self.tok.encode(" adjust to")?;
-                let l = log_softmax(&self.llama.forward(&prefix, &mut after, 1)?)?.remove(0);
+                let prefix = &self.fixed.adjust_to;
+                let l = log_softmax(&self.llama.forward(prefix, &mut after, 1)?)?.remove(0);
                 let mut pick: Option<(u32, f32, Cache)> = None;
                 for n in &counts {
                     check(deadline)?;
@@ -170,8 +199,7 @@ impl Reviewer {
     /// Greedy tokens after "Reason:" until a newline or the end of the turn; cut at the
     /// deadline (the reason then ends with '…').
     fn reason(&self, cache: &mut Cache, deadline: Instant) -> Result<(String, usize), ModelError> {
-        let ids = self.tok.encode(REASON)?;
-        let mut logits = self.llama.forward(&ids, cache, 1)?;
+        let mut logits = self.llama.forward(&self.fixed.reason, cache, 1)?;
         let mut out: Vec<u32> = Vec::new();
         let stops = [self.tok.end_of_turn, self.tok.eos];
         let mut cut = false;
