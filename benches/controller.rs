@@ -596,8 +596,6 @@ impl Aether {
             up_cooldown_ms: self.up_cooldown_ms,
             down_cooldown_ms: self.down_cooldown_ms,
             ready_nodes: 1,
-            last_up: self.applied.iter().rev().find(|a| a.up).map(|a| a.at),
-            last_change: self.applied.last().map(|a| a.at),
             recent_decisions: self
                 .applied
                 .iter()
@@ -606,6 +604,9 @@ impl Aether {
                 .count() as u32,
             ..Context::default()
         };
+        for a in self.applied.iter().rev() {
+            c.applied(a.at, a.up);
+        }
         let within = |a: &&Applied| now - a.at < D.converge_timeout_ms;
         // flow.rs: only the newest applied decision can still be converging, while the active
         // count differs from the desired one (here a scale-in is at once, so only scale-ups

@@ -621,7 +621,6 @@ impl Controller {
             }
         }
         let timeout = self.cfg.converge_timeout.0.as_millis() as u64;
-        let mut newest_applied = true;
         for d in decisions.iter().filter(|d| d.action.target() == target) {
             match &d.status {
                 DecisionStatus::Vetoed { at, .. }
@@ -630,17 +629,10 @@ impl Controller {
                     c.vetoed = Some((d.name(), *at));
                 }
                 DecisionStatus::Applied { at, .. } => {
-                    if d.action.verb() == "scale_up" && c.last_up.is_none() {
-                        c.last_up = Some(*at);
-                    }
-                    if c.last_change.is_none() {
-                        c.last_change = Some(*at);
-                    }
-                    // Only the newest applied action can still be converging.
-                    if newest_applied && world.now.saturating_sub(*at) < timeout {
+                    let newest = c.applied(*at, d.action.verb() == "scale_up");
+                    if newest && world.now.saturating_sub(*at) < timeout {
                         c.converging = converging(d, world);
                     }
-                    newest_applied = false;
                 }
                 _ => {}
             }

@@ -55,6 +55,22 @@ pub struct Context {
     pub ready_nodes: u32,
 }
 
+impl Context {
+    /// Take in one applied action on the target, newest first: the first scale-up sets
+    /// `last_up`, the first of any kind `last_change`. Whether it was the newest (the only one
+    /// that can still be converging).
+    pub fn applied(&mut self, at: Millis, scale_up: bool) -> bool {
+        let newest = self.last_change.is_none();
+        if scale_up && self.last_up.is_none() {
+            self.last_up = Some(at);
+        }
+        if newest {
+            self.last_change = Some(at);
+        }
+        newest
+    }
+}
+
 /// The verdict on one proposal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
@@ -304,5 +320,14 @@ mod tests {
             panic!("stopped")
         };
         assert_eq!(notes, vec!["clamped to max=8 (wanted 12)".to_string()]);
+    }
+
+    #[test]
+    fn applied_actions_newest_first_set_the_last_change_and_the_last_scale_up() {
+        let mut c = Context::default();
+        assert!(c.applied(30, false), "the newest");
+        assert!(!c.applied(20, true));
+        assert!(!c.applied(10, true));
+        assert_eq!((c.last_change, c.last_up), (Some(30), Some(20)));
     }
 }
