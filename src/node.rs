@@ -3,7 +3,7 @@
 //! down in reverse order, logging each step.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+mod loops;
 
 use crate::admin;
 use crate::config::Config;
@@ -23,6 +25,10 @@ use crate::net::{self, Endpoint};
 use crate::raft::Cluster;
 use crate::raft::network::{JoinRequest, PeerRequest, PeerResponse};
 use crate::raft::types::RequestId;
+use loops::Loops;
+
+/// The loop that watches the raft store; its death is the store's failure.
+const STORE_WATCH: &str = "raft store watch";
 
 /// How to start when the data dir holds no identity yet.
 #[derive(Debug, Clone, Default)]
@@ -186,7 +192,8 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
     Ok(ident)
 }
 
-/// Run `aether node` until SIGTERM/SIGINT (or a fatal store error, which returns `Err`).
+/// Run `aether node` until SIGTERM/SIGINT, or until one of its loops ends (a failed store,
+/// a loop that returned or panicked), which returns `Err`.
 /// `rules`: the controller's rules and where they came from, parsed with the config so a bad
 /// file is refused before anything is created.
 pub async fn run(
@@ -275,6 +282,8 @@ pub async fn run(
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Every loop runs under `loops`: one that ends while the node runs stops the node.
+    let mut loops = Loops::new(shutdown.clone());
 
     // 3. metrics pipeline; serve peers, admin socket, http; leader upkeep; watch for fatal
     //    store errors.
@@ -283,21 +292,27 @@ pub async fn run(
         cfg.metrics.clone(),
         cfg.deploy.gpus.clone(),
     )?;
-    let metrics_task = tokio::spawn(metrics.clone().run(shutdown.clone()));
+    loops.spawn("metrics pipeline", metrics.clone().run(shutdown.clone()));
     tracing::info!("metrics pipeline sampling every {}", cfg.metrics.interval);
     // 4. workloads: the assignment loop (acts while leader) and this node's reconciler.
-    let assign_task = tokio::spawn(crate::deploy::cluster::run(
-        cluster.clone(),
-        metrics.clone(),
-        cfg.deploy.clone(),
-        shutdown.clone(),
-    ));
-    let reconcile_task = tokio::spawn(crate::deploy::node::run(
-        cluster.clone(),
-        metrics.clone(),
-        cfg.deploy.clone(),
-        shutdown.clone(),
-    ));
+    loops.spawn(
+        "assignment loop",
+        crate::deploy::cluster::run(
+            cluster.clone(),
+            metrics.clone(),
+            cfg.deploy.clone(),
+            shutdown.clone(),
+        ),
+    );
+    loops.spawn(
+        "workload reconciler",
+        crate::deploy::node::run(
+            cluster.clone(),
+            metrics.clone(),
+            cfg.deploy.clone(),
+            shutdown.clone(),
+        ),
+    );
     tracing::info!("workload reconciler running");
     // 5. the controller (decides while leader; observes everywhere) and its language model,
     //    on a thread of its own that loads the weights when this node first leads.
@@ -316,7 +331,7 @@ pub async fn run(
         rules_source.clone(),
         model,
     );
-    let controller_task = tokio::spawn(controller.clone().run(shutdown.clone()));
+    loops.spawn("controller", controller.clone().run(shutdown.clone()));
     tracing::info!(
         "controller running ({} rules{})",
         rules_source,
@@ -326,56 +341,63 @@ pub async fn run(
             "; disabled by controller.enabled"
         }
     );
-    let quic_task = ep.serve(
-        cluster.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-        tracker.clone(),
+    loops.add(
+        "peer endpoint",
+        ep.serve(
+            cluster.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ),
     );
     let admin_listener = admin::server::bind(&dd.socket()).map_err(anyhow::Error::msg)?;
-    let admin_task = admin::server::serve(
-        admin_listener,
-        dd.socket(),
-        cluster.clone(),
-        metrics.clone(),
-        controller.clone(),
-        shutdown.clone(),
-        tracker.clone(),
+    loops.add(
+        "admin socket",
+        admin::server::serve(
+            admin_listener,
+            dd.socket(),
+            cluster.clone(),
+            metrics.clone(),
+            controller.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ),
     );
     tracing::info!("admin socket at {}", dd.socket().display());
     let http_listener = admin::http::bind(cfg.http)
         .await
         .map_err(anyhow::Error::msg)?;
     tracing::info!("http endpoint on http://{}", http_listener.local_addr()?);
-    let http_task = admin::http::serve(
-        http_listener,
-        cluster.clone(),
-        metrics.clone(),
-        shutdown.clone(),
+    loops.add(
+        "http endpoint",
+        admin::http::serve(
+            http_listener,
+            cluster.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ),
     );
-    let membership_task = tokio::spawn(
+    loops.spawn(
+        "membership loop",
         cluster
             .clone()
             .run_membership(Duration::from_millis(300), shutdown.clone()),
     );
-    let fatal: Arc<Mutex<Option<String>>> = Arc::default();
-    let fatal_task = {
-        let (mut metrics, fatal, shutdown) =
-            (cluster.raft.metrics(), fatal.clone(), shutdown.clone());
-        tokio::spawn(async move {
+    loops.spawn(STORE_WATCH, {
+        let (mut metrics, shutdown) = (cluster.raft.metrics(), shutdown.clone());
+        async move {
             loop {
                 if let Err(e) = &metrics.borrow().running_state {
-                    *fatal.lock().expect("lock") = Some(e.to_string());
-                    shutdown.cancel();
-                    return;
+                    return Err(StoreFailed(e.to_string()));
                 }
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    r = metrics.changed() => if r.is_err() { return },
+                    _ = shutdown.cancelled() => return Ok(()),
+                    r = metrics.changed() => if r.is_err() { return Ok(()) },
                 }
             }
-        })
-    };
+        }
+    });
+    loops.up();
     tracing::info!("node {} (id {}) is up", ident.name, ident.id);
 
     // 6. wait for a signal or a fatal error; a second signal exits at once.
@@ -393,23 +415,7 @@ pub async fn run(
     });
 
     // 7. tear down in reverse.
-    shutdown.cancel();
-    let _ = fatal_task.await;
-    let _ = membership_task.await;
-    tracing::info!("stopped leader upkeep");
-    let _ = controller_task.await;
-    tracing::info!("stopped the controller");
-    match reconcile_task.await {
-        Ok(Err(e)) => tracing::warn!("workload reconciler: {e}"),
-        _ => tracing::info!("stopped the workload reconciler and its instances"),
-    }
-    let _ = assign_task.await;
-    tracing::info!("stopped the assignment loop");
-    let _ = http_task.await;
-    let _ = admin_task.await;
-    let _ = quic_task.await;
-    let _ = metrics_task.await;
-    tracing::info!("stopped the metrics pipeline");
+    let death = loops.stop().await;
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
         .await
@@ -427,9 +433,20 @@ pub async fn run(
     tracing::info!("quic endpoint closed");
     drop(cluster);
     tracing::info!("store closed");
-    if let Some(e) = fatal.lock().expect("lock").take() {
-        bail!("the raft store failed and the node stopped: {e}");
+    if let Some(death) = death {
+        if death.name == STORE_WATCH {
+            let loops::Ended::Failed(e) = &death.ended else {
+                bail!("the raft store stopped: {}", death.ended);
+            };
+            bail!("the raft store failed and the node stopped: {e}");
+        }
+        bail!("{death}; the node stopped (its supervisor, e.g. systemd, restarts it)");
     }
     tracing::info!("node stopped cleanly");
     Ok(())
 }
+
+/// The raft store stopped running; the node stops with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct StoreFailed(String);
