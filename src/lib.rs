@@ -68,6 +68,7 @@ pub mod net;
 pub mod node;
 pub mod raft;
 pub mod tui;
+pub mod view;
 
 /// Log to stderr with `RUST_LOG` if set, else `default` (`info` for the daemon, `warn` for
 /// client commands).

@@ -26,7 +26,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     }
     let sel = rows[app.selected().min(rows.len() - 1)];
     if app.detail {
-        let text = crate::cli::output::decision_text(sel, app.now);
+        let text = crate::view::decision::text(sel, app.now);
         return f.render_widget(
             scrolled(
                 Paragraph::new(text).wrap(Wrap { trim: false }),
