@@ -15,6 +15,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Where the node looks for its config file when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/aether/aether.toml";
 
+/// The longest `metrics.anomaly_window`: the metrics window keeps per-second points for this long
+/// (`metrics::window` asserts it at compile time).
+pub const ANOMALY_WINDOW_MAX_SECS: u64 = 15 * 60;
+
 /// Errors from loading or validating configuration. Each names the option, where its value came
 /// from and the expected form.
 #[derive(Debug, thiserror::Error)]
@@ -744,7 +748,7 @@ impl Config {
             ));
         }
         if m.anomaly_window.0 < m.interval.0 * 30
-            || m.anomaly_window.0 > Duration::from_secs(crate::metrics::window::FINE_SECS)
+            || m.anomaly_window.0 > Duration::from_secs(ANOMALY_WINDOW_MAX_SECS)
         {
             return Err(bad(
                 "metrics.anomaly_window",

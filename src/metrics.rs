@@ -18,5 +18,4 @@ pub mod pipeline;
 pub mod prometheus;
 pub mod sample;
 pub mod update;
-pub mod view;
 pub mod window;

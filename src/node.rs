@@ -341,6 +341,13 @@ pub async fn run(
             "; disabled by controller.enabled"
         }
     );
+    let dir = cluster.data_dir().to_path_buf();
+    cluster.serve_logs(std::sync::Arc::new(move |instance: String, offset, tail| {
+        let dir = dir.clone();
+        Box::pin(
+            async move { crate::deploy::logs::read_local(&dir, &instance, offset, tail).await },
+        )
+    }));
     loops.add(
         "peer endpoint",
         ep.serve(

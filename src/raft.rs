@@ -6,10 +6,12 @@
 //! the leader's membership loop that adds registered nodes as learners and promotes them to
 //! voters.
 
+pub mod api;
 pub mod batch;
 pub mod control;
 pub mod network;
 pub mod state_machine;
+pub mod status;
 pub mod store;
 pub mod types;
 
@@ -24,9 +26,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::protocol::{
-    AdminError, ErrorKind, LeaderView, LocalView, MemberView, ReadQuery, ReadResult, StatusView,
-};
+use api::{ErrorKind, ReadQuery, ReadResult, RequestError};
+use status::{LeaderView, LocalView, MemberView, StatusView};
 use crate::config::Config;
 use crate::domain::{NodeId, NodeRecord, now_millis, validate_name};
 use crate::net::tls::{self, CaPem, TlsError};
@@ -145,7 +146,14 @@ pub struct Cluster {
     initialised: std::sync::atomic::AtomicBool,
     /// Groups concurrent writes into one log entry.
     batcher: batch::Batcher,
+    /// Answers a peer's `ReadLog`; set once by the node (see [`Cluster::serve_logs`]).
+    log_reader: std::sync::OnceLock<LogReader>,
 }
+
+/// Reads part of one instance's log on this node: (instance, offset, tail lines) to the text and
+/// the offset after it. The layer that knows instances hands it in; raft only carries the call.
+pub type LogReader =
+    Arc<dyn Fn(String, Option<u64>, u32) -> BoxFut<Result<(String, u64), String>> + Send + Sync>;
 
 /// Build openraft's config from ours.
 fn raft_config(cfg: &Config) -> Result<openraft::Config, RaftStartError> {
@@ -165,15 +173,15 @@ fn raft_config(cfg: &Config) -> Result<openraft::Config, RaftStartError> {
         .map_err(|e| RaftStartError::Config(e.to_string()))
 }
 
-fn unavailable(e: impl std::fmt::Display) -> AdminError {
-    AdminError::new(
+fn unavailable(e: impl std::fmt::Display) -> RequestError {
+    RequestError::new(
         ErrorKind::Unavailable,
         format!("the node's raft store stopped: {e}"),
     )
 }
 
-fn store_err(e: std::io::Error) -> AdminError {
-    AdminError::new(
+fn store_err(e: std::io::Error) -> RequestError {
+    RequestError::new(
         ErrorKind::Failed,
         format!("reading the local store failed: {e}"),
     )
@@ -230,10 +238,15 @@ impl Cluster {
             founder_ca,
             ca_sha256,
             initialised: Default::default(),
+            log_reader: Default::default(),
         }))
     }
 
-    /// The CA fingerprint join tokens pin.
+    /// Answer peers' `ReadLog` requests with `read` from now on (the first reader set wins).
+    pub fn serve_logs(&self, read: LogReader) {
+        let _ = self.log_reader.set(read);
+    }
+
     /// The node's data dir (where `raft.redb` lives).
     pub fn data_dir(&self) -> &std::path::Path {
         &self.store.dir
@@ -290,14 +303,14 @@ impl Cluster {
 
     /// Write through Raft. Forwards to the leader when `forward` is set; retries with the same
     /// request id until `raft.write_timeout`, so a retried write applies once.
-    pub async fn write(&self, req: Request, forward: bool) -> Result<Response, AdminError> {
+    pub async fn write(&self, req: Request, forward: bool) -> Result<Response, RequestError> {
         let deadline = Instant::now() + self.write_timeout;
         let mut metrics = self.raft.metrics();
         let mut last_err = String::from("no leader is known");
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(AdminError::new(
+                return Err(RequestError::new(
                     ErrorKind::NoQuorum,
                     format!(
                         "no quorum: the write was not committed within {} ({last_err}); check 'aether status' — retrying is safe",
@@ -310,11 +323,11 @@ impl Cluster {
                 Ok(Ok(r)) => return Ok(r),
                 Ok(Err(RaftError::Fatal(f))) => return Err(unavailable(f)),
                 Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                    return Err(AdminError::new(ErrorKind::Failed, e.to_string()));
+                    return Err(RequestError::new(ErrorKind::Failed, e.to_string()));
                 }
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                     if !forward {
-                        return Err(AdminError::new(
+                        return Err(RequestError::new(
                             ErrorKind::NotLeader,
                             "this node is not the leader",
                         ));
@@ -351,8 +364,8 @@ impl Cluster {
         addr: &str,
         req: PeerRequest,
         timeout: Duration,
-        pick: impl FnOnce(PeerResponse) -> Option<Result<T, AdminError>>,
-    ) -> Result<Result<T, String>, AdminError> {
+        pick: impl FnOnce(PeerResponse) -> Option<Result<T, RequestError>>,
+    ) -> Result<Result<T, String>, RequestError> {
         match self
             .ep
             .call::<_, PeerResponse>(addr, &req, Some(timeout))
@@ -365,7 +378,7 @@ impl Cluster {
                     Ok(Err("the leader moved".into()))
                 }
                 Some(Err(e)) => Err(e),
-                None => Err(AdminError::new(
+                None => Err(RequestError::new(
                     ErrorKind::Failed,
                     "the leader answered with the wrong message",
                 )),
@@ -374,13 +387,13 @@ impl Cluster {
     }
 
     /// A linearizable read: confirmed by the leader's quorum, then served from its state machine.
-    pub async fn read(&self, q: ReadQuery, forward: bool) -> Result<ReadResult, AdminError> {
+    pub async fn read(&self, q: ReadQuery, forward: bool) -> Result<ReadResult, RequestError> {
         let deadline = Instant::now() + self.write_timeout;
         let mut metrics = self.raft.metrics();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(AdminError::new(
+                return Err(RequestError::new(
                     ErrorKind::NoQuorum,
                     "no quorum: the leader could not confirm a linearizable read in time; check 'aether status'",
                 ));
@@ -391,7 +404,7 @@ impl Cluster {
                 Ok(Err(RaftError::Fatal(f))) => return Err(unavailable(f)),
                 Ok(Err(RaftError::APIError(e))) => {
                     if !forward {
-                        return Err(AdminError::new(ErrorKind::NotLeader, e.to_string()));
+                        return Err(RequestError::new(ErrorKind::NotLeader, e.to_string()));
                     }
                     if let Some((_, addr)) = self.leader().filter(|(id, _)| *id != self.id) {
                         let pick = |r| match r {
@@ -416,7 +429,7 @@ impl Cluster {
     }
 
     /// Serve a read from this node's replica (possibly stale).
-    pub fn read_local(&self, q: &ReadQuery) -> Result<ReadResult, AdminError> {
+    pub fn read_local(&self, q: &ReadQuery) -> Result<ReadResult, RequestError> {
         match q {
             ReadQuery::KvGet { key } => self
                 .store
@@ -432,7 +445,7 @@ impl Cluster {
     }
 
     /// Status as this node sees it.
-    pub fn local_status(&self) -> Result<StatusView, AdminError> {
+    pub fn local_status(&self) -> Result<StatusView, RequestError> {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -544,7 +557,7 @@ impl Cluster {
     }
 
     /// Status with the leader's view of the members when the leader can be asked.
-    pub async fn status(&self) -> Result<StatusView, AdminError> {
+    pub async fn status(&self) -> Result<StatusView, RequestError> {
         let local = self.local_status()?;
         match self.leader() {
             Some((id, addr)) if id != self.id => match self
@@ -807,10 +820,10 @@ impl Service for Cluster {
                     instance,
                     offset,
                     tail,
-                } => PeerResponse::ReadLog(
-                    crate::admin::server::read_local_log(self.data_dir(), &instance, offset, tail)
-                        .await,
-                ),
+                } => PeerResponse::ReadLog(match self.log_reader.get() {
+                    Some(read) => read(instance, offset, tail).await,
+                    None => Err(format!("node '{}' does not serve instance logs", self.name)),
+                }),
             })
         })
     }

@@ -3,3 +3,4 @@
 //! server sends these views; the CLI and the console render them. Pure: no I/O, no writes.
 
 pub mod decision;
+pub mod metrics;

@@ -3,9 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AuditRecord, Health, Millis, NodeId, NodeState};
-use crate::metrics::update::{AnomalyFlag, NodeMetrics};
+use crate::domain::{AuditRecord, Health, Millis, NodeId};
+use crate::metrics::update::AnomalyFlag;
 use crate::raft::types::{Command, RequestId, Response};
+
+pub use crate::controller::model::BenchReport as ModelBenchView;
+pub use crate::raft::api::{ErrorKind, ReadQuery, ReadResult, RequestError as AdminError};
+pub use crate::raft::status::{ControlView, LeaderView, LocalView, MemberView, StatusView};
+pub use crate::view::metrics::{HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView};
 
 /// A request to a node's admin API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,20 +79,6 @@ pub struct Watch {
     pub range_secs: u64,
     /// At most this many points per series (the chart's width); longer ranges are averaged.
     pub points: u32,
-}
-
-/// Reads that must be fresh.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ReadQuery {
-    KvGet { key: String },
-    KvList { prefix: String, limit: u32 },
-}
-
-/// Their results.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum ReadResult {
-    Value(Option<Vec<u8>>),
-    List(Vec<(String, Vec<u8>)>),
 }
 
 /// A response from a node's admin API.
@@ -192,49 +183,7 @@ pub struct SliceLoad {
     pub forecast: Vec<(u64, f32)>,
 }
 
-/// What `aether model bench` measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelBenchView {
-    pub reviews: u32,
-    /// Reviews that failed or missed the budget.
-    pub failed: u32,
-    pub p50_ms: u64,
-    pub p95_ms: u64,
-    pub status: crate::controller::model::ModelStatus,
-}
-
-/// Error classes; each maps to a CLI exit code (DESIGN §11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// No leader or no quorum within the write timeout (exit 3).
-    NoQuorum,
-    /// The node is shutting down or its store stopped (exit 3).
-    Unavailable,
-    /// This node is not the leader and may not forward (internal; retried).
-    NotLeader,
-    /// The request itself is wrong (exit 2).
-    Invalid,
-    /// It ran and failed (exit 1).
-    Failed,
-}
-
-/// An admin error with a message that says what to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{message}")]
-pub struct AdminError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
 impl AdminError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> AdminError {
-        AdminError {
-            kind,
-            message: message.into(),
-        }
-    }
-
     /// The CLI exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self.kind {
@@ -243,90 +192,6 @@ impl AdminError {
             ErrorKind::Failed => 1,
         }
     }
-}
-
-/// `aether status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StatusView {
-    pub cluster_id: Option<String>,
-    /// The node that answered.
-    pub node: LocalView,
-    pub leader: Option<LeaderView>,
-    pub term: u64,
-    /// Commit and applied index as the leader sees them (this node's when no leader is known).
-    pub commit_index: Option<u64>,
-    pub applied_index: u64,
-    pub voters_wanted: u8,
-    pub members: Vec<MemberView>,
-    /// Whose view of reachability `members` shows.
-    pub members_seen_by: String,
-    /// The controller: mode, pause, open decisions (`None` while the store cannot be read).
-    pub controller: Option<ControlView>,
-}
-
-/// The controller in `aether status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ControlView {
-    /// observe, propose, guarded or auto.
-    pub mode: crate::domain::ControllerMode,
-    /// The grace window of guarded mode.
-    pub grace_ms: u64,
-    pub paused: Option<crate::domain::Pause>,
-    /// Decisions waiting for their grace deadline.
-    pub pending: u32,
-    /// Decisions waiting for an operator's approve.
-    pub proposed: u32,
-    /// Whether `controller.enabled` is set on the answering node.
-    pub enabled: bool,
-    /// The reviewer layer (the language model), or why there is none.
-    pub reviewer: String,
-    /// Where the answering node's rules came from.
-    pub rules: String,
-}
-
-/// The answering node's own Raft position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LocalView {
-    pub id: NodeId,
-    pub name: String,
-    /// leader, follower, candidate or learner.
-    pub role: String,
-    pub term: u64,
-    pub commit_index: Option<u64>,
-    pub applied_index: u64,
-    pub last_log_index: Option<u64>,
-    pub snapshot_index: Option<u64>,
-    /// Known leader and caught-up state machine (what `/readyz` says).
-    pub ready: bool,
-}
-
-/// The current leader.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeaderView {
-    pub id: NodeId,
-    pub name: String,
-    pub addr: String,
-}
-
-/// One member.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberView {
-    pub id: NodeId,
-    pub name: String,
-    pub addr: String,
-    /// voter, learner, or pending (registered, not yet in the Raft membership).
-    pub role: String,
-    pub state: NodeState,
-    pub leader: bool,
-    /// Whether the observing node reached it recently; `None` when it has no way to tell.
-    pub reachable: Option<bool>,
-    /// Milliseconds since the observing node last heard from it.
-    pub last_contact_ms: Option<u64>,
-    /// Highest log index known to be replicated to it (leader's view).
-    pub matched_index: Option<u64>,
-    pub joined_at: Millis,
-    /// Liveness as the leader judges it from metrics updates.
-    pub health: Health,
 }
 
 /// A created join token. `token` is shown once; the cluster keeps only its hash.
@@ -338,84 +203,6 @@ pub struct TokenView {
     pub uses: u32,
 }
 
-/// `aether metrics`: the answering node's latest cluster snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricsView {
-    /// The node that answered.
-    pub seen_by: String,
-    /// Who built the snapshot, and in which term.
-    pub leader: Option<String>,
-    pub term: u64,
-    /// How long ago the answering node received (or, on the leader, built) the snapshot.
-    pub snapshot_age_ms: Option<u64>,
-    /// The broadcast period (`metrics.interval`).
-    pub interval_ms: u64,
-    pub nodes: Vec<NodeMetricsView>,
-    /// One series' history, when asked for.
-    pub history: Option<HistoryView>,
-}
-
-/// One node in [`MetricsView`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeMetricsView {
-    pub id: NodeId,
-    pub name: String,
-    /// False for a sender that is not a registered member.
-    pub member: bool,
-    pub health: Health,
-    /// Age of the node's newest sample (leader receipt plus snapshot age).
-    pub sample_age_ms: u64,
-    /// `gpu: unavailable (<reason>)`, `gpu: none` or the GPUs.
-    pub gpu: String,
-    /// Headline series: current value, change over the last minute, range over the last minute.
-    pub series: Vec<SeriesView>,
-    pub anomalies: Vec<AnomalyFlag>,
-    /// Everything in the node's newest update: per core, per mount, per interface, per GPU, per
-    /// supervised process.
-    pub detail: NodeMetrics,
-}
-
-/// One series' current value and its last minute.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SeriesView {
-    pub name: String,
-    pub value: f32,
-    /// Newest minus the oldest value of the last minute.
-    pub trend_1m: Option<f32>,
-    pub min_1m: Option<f32>,
-    pub max_1m: Option<f32>,
-}
-
-/// A series' history: one point per second for the last 15 minutes, one per 10 s (mean, max)
-/// before that, back to 2 hours.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryView {
-    pub node: String,
-    pub series: String,
-    /// Unix seconds.
-    pub from: u64,
-    pub to: u64,
-    pub points: Vec<PointView>,
-}
-
-/// One history point.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct PointView {
-    /// Unix second.
-    pub t: u64,
-    pub value: f32,
-    pub max: f32,
-}
-
-impl From<crate::metrics::window::Point> for PointView {
-    fn from(p: crate::metrics::window::Point) -> PointView {
-        PointView {
-            t: p.t,
-            value: p.value,
-            max: p.max,
-        }
-    }
-}
 
 /// `aether blueprint apply`: the plan, and the version stored (none on a dry run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

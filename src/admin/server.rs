@@ -314,7 +314,7 @@ pub async fn handle(
         } => {
             let interval_ms = metrics.interval().as_millis() as u64;
             match metrics.with_state(|st| {
-                crate::metrics::view::metrics_view(
+                crate::view::metrics::metrics_view(
                     &st.view,
                     &cluster.name,
                     interval_ms,
@@ -616,7 +616,7 @@ async fn logs(
         let key = format!("{instance}@{}", m.name);
         let offset = cursors.iter().find(|(k, _)| *k == key).map(|(_, o)| *o);
         let read = if node == cluster.id {
-            read_local_log(cluster.data_dir(), &instance, offset, tail).await
+            crate::deploy::logs::read_local(cluster.data_dir(), &instance, offset, tail).await
         } else {
             let req = PeerRequest::ReadLog {
                 instance: instance.clone(),
@@ -649,22 +649,6 @@ async fn logs(
         }
     }
     Ok(AdminResponse::Logs(chunks))
-}
-
-/// Read an instance log of this node off the async runtime.
-pub async fn read_local_log(
-    data_dir: &std::path::Path,
-    instance: &str,
-    offset: Option<u64>,
-    tail: u32,
-) -> Result<(String, u64), String> {
-    let Some(path) = crate::deploy::logs::path(data_dir, instance) else {
-        return Err(format!("'{instance}' is not an instance name"));
-    };
-    tokio::task::spawn_blocking(move || crate::deploy::logs::read(&path, offset, tail))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
 }
 
 async fn apply_blueprint(

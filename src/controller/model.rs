@@ -21,7 +21,7 @@ pub mod testing;
 pub mod tokenizer;
 pub mod verdict;
 
-pub use engine::{Engine, ModelReviewer, ModelState, ModelStatus};
+pub use engine::{BenchReport, Engine, ModelReviewer, ModelState, ModelStatus};
 pub use file::{FileInfo, Pulled, inspect, pull};
 
 /// What can go wrong with a model file or a review.

@@ -153,6 +153,22 @@ pub fn read(path: &Path, offset: Option<u64>, tail: u32) -> std::io::Result<(Str
     Ok((String::from_utf8_lossy(&buf).into_owned(), next))
 }
 
+/// Read an instance log of this node off the async runtime.
+pub async fn read_local(
+    data_dir: &std::path::Path,
+    instance: &str,
+    offset: Option<u64>,
+    tail: u32,
+) -> Result<(String, u64), String> {
+    let Some(path) = path(data_dir, instance) else {
+        return Err(format!("'{instance}' is not an instance name"));
+    };
+    tokio::task::spawn_blocking(move || read(&path, offset, tail))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::pipeline::Pipeline;
-use crate::admin::protocol::StatusView;
+use crate::raft::status::StatusView;
 use crate::domain::Health;
 use crate::net::NetStats;
 
@@ -280,7 +280,7 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats) -> String {
         "1 when the node is ready (what /readyz says).",
         &one(f64::from(u8::from(n.ready))),
     );
-    let peers: Vec<&crate::admin::protocol::MemberView> = status
+    let peers: Vec<&crate::raft::status::MemberView> = status
         .members
         .iter()
         .filter(|m| m.id != n.id && m.reachable.is_some())

@@ -14,6 +14,8 @@ use crate::domain::NodeId;
 pub const WINDOW_SECS: u64 = 2 * 3600;
 /// Span kept at one-second resolution.
 pub const FINE_SECS: u64 = 15 * 60;
+// The anomaly window is read from the per-second points.
+const _: () = assert!(crate::config::ANOMALY_WINDOW_MAX_SECS <= FINE_SECS);
 /// Resolution beyond [`FINE_SECS`].
 pub const COARSE_STEP: u64 = 10;
 const COARSE_SLOTS: usize = (WINDOW_SECS / COARSE_STEP) as usize;

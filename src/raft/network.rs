@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{Request, RequestId, Response};
 use super::{Node, TypeConfig};
-use crate::admin::protocol::{AdminError, ReadQuery, ReadResult, StatusView};
+use super::api::{ReadQuery, ReadResult, RequestError};
+use super::status::StatusView;
 use crate::domain::NodeId;
 use crate::net::{Endpoint, NetError};
 
@@ -48,8 +49,8 @@ pub enum PeerResponse {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
-    Write(Result<Response, AdminError>),
-    Read(Result<ReadResult, AdminError>),
+    Write(Result<Response, RequestError>),
+    Read(Result<ReadResult, RequestError>),
     Status(Box<StatusView>),
     Join(Result<JoinAccepted, JoinRefused>),
     /// The text and the offset after it, or why it could not be read.

@@ -187,10 +187,21 @@ impl Engine {
     }
 }
 
+/// What `aether model bench` measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BenchReport {
+    pub reviews: u32,
+    /// Reviews that failed or missed the budget.
+    pub failed: u32,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+    pub status: ModelStatus,
+}
+
 impl Engine {
     /// Review [`demo`] back to back for `seconds` (after loading the model, up to a minute),
     /// each with up to a minute: it measures the speed, not the budget.
-    pub fn bench(&self, seconds: u32) -> Result<crate::admin::protocol::ModelBenchView, String> {
+    pub fn bench(&self, seconds: u32) -> Result<BenchReport, String> {
         self.wanted.store(true, Ordering::Relaxed);
         let until = Instant::now() + Duration::from_secs(60);
         loop {
@@ -219,7 +230,7 @@ impl Engine {
                 .copied()
                 .unwrap_or(0)
         };
-        Ok(crate::admin::protocol::ModelBenchView {
+        Ok(BenchReport {
             reviews: lat.len() as u32,
             failed,
             p50_ms: pick(0.5),

@@ -3,9 +3,10 @@
 
 use std::time::Instant;
 
-use super::aggregate::View;
-use super::update::NodeEntry;
-use crate::admin::protocol::{HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView};
+use serde::{Deserialize, Serialize};
+use crate::domain::{Health, NodeId};
+use crate::metrics::aggregate::View;
+use crate::metrics::update::{AnomalyFlag, NodeEntry, NodeMetrics};
 
 /// What went wrong with a metrics query; the message names the choices.
 #[derive(Debug, thiserror::Error)]
@@ -145,4 +146,83 @@ pub fn metrics_view(
     }
     out.nodes = nodes;
     Ok(out)
+}
+
+/// `aether metrics`: the answering node's latest cluster snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsView {
+    /// The node that answered.
+    pub seen_by: String,
+    /// Who built the snapshot, and in which term.
+    pub leader: Option<String>,
+    pub term: u64,
+    /// How long ago the answering node received (or, on the leader, built) the snapshot.
+    pub snapshot_age_ms: Option<u64>,
+    /// The broadcast period (`metrics.interval`).
+    pub interval_ms: u64,
+    pub nodes: Vec<NodeMetricsView>,
+    /// One series' history, when asked for.
+    pub history: Option<HistoryView>,
+}
+
+/// One node in [`MetricsView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeMetricsView {
+    pub id: NodeId,
+    pub name: String,
+    /// False for a sender that is not a registered member.
+    pub member: bool,
+    pub health: Health,
+    /// Age of the node's newest sample (leader receipt plus snapshot age).
+    pub sample_age_ms: u64,
+    /// `gpu: unavailable (<reason>)`, `gpu: none` or the GPUs.
+    pub gpu: String,
+    /// Headline series: current value, change over the last minute, range over the last minute.
+    pub series: Vec<SeriesView>,
+    pub anomalies: Vec<AnomalyFlag>,
+    /// Everything in the node's newest update: per core, per mount, per interface, per GPU, per
+    /// supervised process.
+    pub detail: NodeMetrics,
+}
+
+/// One series' current value and its last minute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesView {
+    pub name: String,
+    pub value: f32,
+    /// Newest minus the oldest value of the last minute.
+    pub trend_1m: Option<f32>,
+    pub min_1m: Option<f32>,
+    pub max_1m: Option<f32>,
+}
+
+/// A series' history: one point per second for the last 15 minutes, one per 10 s (mean, max)
+/// before that, back to 2 hours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryView {
+    pub node: String,
+    pub series: String,
+    /// Unix seconds.
+    pub from: u64,
+    pub to: u64,
+    pub points: Vec<PointView>,
+}
+
+/// One history point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PointView {
+    /// Unix second.
+    pub t: u64,
+    pub value: f32,
+    pub max: f32,
+}
+
+impl From<crate::metrics::window::Point> for PointView {
+    fn from(p: crate::metrics::window::Point) -> PointView {
+        PointView {
+            t: p.t,
+            value: p.value,
+            max: p.max,
+        }
+    }
 }

@@ -1,0 +1,52 @@
+//! What the layers above ask of the replicated store and what they get back: fresh reads and
+//! their results, and the error classes of a request. The admin protocol carries these as they are.
+
+use serde::{Deserialize, Serialize};
+
+/// Reads that must be fresh.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ReadQuery {
+    KvGet { key: String },
+    KvList { prefix: String, limit: u32 },
+}
+
+/// Their results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ReadResult {
+    Value(Option<Vec<u8>>),
+    List(Vec<(String, Vec<u8>)>),
+}
+
+/// Error classes; callers decide on these (the CLI maps each to an exit code, DESIGN §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No leader or no quorum within the write timeout (exit 3).
+    NoQuorum,
+    /// The node is shutting down or its store stopped (exit 3).
+    Unavailable,
+    /// This node is not the leader and may not forward (internal; retried).
+    NotLeader,
+    /// The request itself is wrong (exit 2).
+    Invalid,
+    /// It ran and failed (exit 1).
+    Failed,
+}
+
+/// Why a write, read or status request to the cluster failed: a class callers match on and a
+/// message that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl RequestError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> RequestError {
+        RequestError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
