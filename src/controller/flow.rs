@@ -31,8 +31,7 @@ use crate::raft::{Cluster, Writer};
 const RECENT: usize = 500;
 /// A rejected proposal is recorded again for the same target and action only after this long.
 const REJECT_QUIET_MS: u64 = 300_000;
-/// How long the controller waits for the reviewer before recording `timeout`.
-pub const REVIEW_BUDGET: Duration = Duration::from_secs(3);
+pub use super::review::REVIEW_BUDGET;
 
 /// What the controller tells `aether status` about itself (this node's view).
 #[derive(Debug, Clone, Default)]

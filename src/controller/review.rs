@@ -34,6 +34,9 @@ pub struct Situation {
     pub recent: Vec<Decision>,
 }
 
+/// How long the controller waits for the reviewer before recording `timeout`.
+pub const REVIEW_BUDGET: Duration = Duration::from_secs(3);
+
 /// A reviewer layer. `review` is called on a blocking thread, one at a time, never more often
 /// than `interval`; the controller keeps deciding meanwhile and stops waiting after `budget`
 /// (the review is then recorded as `timeout` and the rules decide).
@@ -44,7 +47,7 @@ pub trait Reviewer: Send + Sync + 'static {
     fn review(&self, situation: &Situation) -> Result<Review, String>;
     /// Longest wait for a verdict.
     fn budget(&self) -> Duration {
-        super::flow::REVIEW_BUDGET
+        REVIEW_BUDGET
     }
     /// Least time between the starts of two reviews.
     fn interval(&self) -> Duration {

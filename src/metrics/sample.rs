@@ -4,44 +4,11 @@
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use sysinfo::{Disks, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use super::gpu::{GpuState, Gpus};
-use super::update::NodeMetrics;
+use super::update::{DiskSample, MAX_DISKS, MAX_NETS, NetSample, NodeMetrics, ProcessSample};
 use crate::domain::now_millis;
-
-/// Mounts kept per sample (the largest first).
-pub const MAX_DISKS: usize = 8;
-/// Interfaces kept per sample (the busiest first; loopback left out).
-pub const MAX_NETS: usize = 8;
-
-/// One disk (mount point).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DiskSample {
-    pub mount: String,
-    pub read_bps: f32,
-    pub write_bps: f32,
-    pub free_bytes: u64,
-    pub total_bytes: u64,
-}
-
-/// One network interface.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NetSample {
-    pub iface: String,
-    pub rx_bps: f32,
-    pub tx_bps: f32,
-}
-
-/// One supervised process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProcessSample {
-    pub pid: u32,
-    /// CPU in cores (1.0 = one core busy).
-    pub cpu: f32,
-    pub rss: u64,
-}
 
 /// Sampling failed to start.
 #[derive(Debug, thiserror::Error)]

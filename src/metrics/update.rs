@@ -2,15 +2,46 @@
 //! leader's [`ClusterMetricsSnapshot`] to every node. Plain data, no I/O.
 //!
 //! An update is kept small (one QUIC datagram, about 110 bytes on a GPU-less host): per-core CPU
-//! as whole percents, at most [`super::sample::MAX_DISKS`] mounts and
-//! [`super::sample::MAX_NETS`] interfaces, and the slowly changing facts ([`NodeInfo`]) only
+//! as whole percents, at most [`MAX_DISKS`] mounts and
+//! [`MAX_NETS`] interfaces, and the slowly changing facts ([`NodeInfo`]) only
 //! every [`INFO_EVERY`]th update or when asked.
 
 use serde::{Deserialize, Serialize};
 
 use super::gpu::{GpuSample, GpuState};
-use super::sample::{DiskSample, NetSample, ProcessSample};
 use crate::domain::{Health, Millis, NodeId};
+
+/// Mounts kept per sample (the largest first).
+pub const MAX_DISKS: usize = 8;
+/// Interfaces kept per sample (the busiest first; loopback left out).
+pub const MAX_NETS: usize = 8;
+
+/// One disk (mount point).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSample {
+    pub mount: String,
+    pub read_bps: f32,
+    pub write_bps: f32,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// One network interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetSample {
+    pub iface: String,
+    pub rx_bps: f32,
+    pub tx_bps: f32,
+}
+
+/// One supervised process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSample {
+    pub pid: u32,
+    /// CPU in cores (1.0 = one core busy).
+    pub cpu: f32,
+    pub rss: u64,
+}
 
 /// An update carries [`NodeInfo`] this often (and on the first update, and when the leader asks).
 pub const INFO_EVERY: u64 = 30;
