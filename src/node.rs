@@ -342,12 +342,14 @@ pub async fn run(
         }
     );
     let dir = cluster.data_dir().to_path_buf();
-    cluster.serve_logs(std::sync::Arc::new(move |instance: String, offset, tail| {
-        let dir = dir.clone();
-        Box::pin(
-            async move { crate::deploy::logs::read_local(&dir, &instance, offset, tail).await },
-        )
-    }));
+    cluster.serve_logs(std::sync::Arc::new(
+        move |instance: String, offset, tail| {
+            let dir = dir.clone();
+            Box::pin(
+                async move { crate::deploy::logs::read_local(&dir, &instance, offset, tail).await },
+            )
+        },
+    ));
     loops.add(
         "peer endpoint",
         ep.serve(

@@ -26,14 +26,14 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use tokio_util::sync::CancellationToken;
 
-use api::{ErrorKind, ReadQuery, ReadResult, RequestError};
-use status::{LeaderView, LocalView, MemberView, StatusView};
 use crate::config::Config;
 use crate::domain::{NodeId, NodeRecord, now_millis, validate_name};
 use crate::net::tls::{self, CaPem, TlsError};
 use crate::net::{BoxFut, Endpoint, PeerCtx, Service};
+use api::{ErrorKind, ReadQuery, ReadResult, RequestError};
 use network::{JoinAccepted, JoinRefused, JoinRequest, Network, PeerRequest, PeerResponse};
 use state_machine::StateMachine;
+use status::{LeaderView, LocalView, MemberView, StatusView};
 use store::{LogStore, Store};
 use types::{ClusterInit, Command, Request, RequestId, Response};
 

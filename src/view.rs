@@ -2,5 +2,7 @@
 //! window, the store's blueprints and decisions, the controller's published state). The admin
 //! server sends these views; the CLI and the console render them. Pure: no I/O, no writes.
 
+pub mod blueprints;
 pub mod decision;
 pub mod metrics;
+pub mod status;

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
+use super::protocol::MAX_ADMIN_FRAME;
 use super::protocol::{
     AdminError, AdminRequest, AdminResponse, BlueprintView, ErrorKind, LiveMetrics, LiveNode,
     LiveUpdate, NodeHistory, PointView, SliceLoad, StatusView, Watch,
 };
-use super::server::{MAX_ADMIN_FRAME, blueprint_views, control_view};
 use crate::controller::flow::Controller;
 use crate::controller::model::ModelStatus;
 use crate::domain::{Decision, NodeId, now_millis};
@@ -23,6 +23,8 @@ use crate::metrics::pipeline::Pipeline;
 use crate::metrics::update::NodeEntry;
 use crate::net::frame::{FrameError, read_frame, write_frame};
 use crate::raft::Cluster;
+use crate::view::blueprints::blueprint_views;
+use crate::view::status::control_view;
 
 /// Decisions a feed tracks (open and recent ones, newest first).
 const DECISIONS: usize = 200;

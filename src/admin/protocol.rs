@@ -10,7 +10,11 @@ use crate::raft::types::{Command, RequestId, Response};
 pub use crate::controller::model::BenchReport as ModelBenchView;
 pub use crate::raft::api::{ErrorKind, ReadQuery, ReadResult, RequestError as AdminError};
 pub use crate::raft::status::{ControlView, LeaderView, LocalView, MemberView, StatusView};
+pub use crate::view::blueprints::{BlueprintView, InstanceView};
 pub use crate::view::metrics::{HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView};
+
+/// Largest admin frame (a kv value is at most `admin::server::MAX_VALUE`).
+pub const MAX_ADMIN_FRAME: u64 = 4 << 20;
 
 /// A request to a node's admin API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,7 +207,6 @@ pub struct TokenView {
     pub uses: u32,
 }
 
-
 /// `aether blueprint apply`: the plan, and the version stored (none on a dry run).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanView {
@@ -214,46 +217,4 @@ pub struct PlanView {
     pub version: Option<u64>,
     pub dry_run: bool,
     pub steps: Vec<crate::deploy::plan::PlanStep>,
-}
-
-/// A stored blueprint with where its instances run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BlueprintView {
-    pub version: u64,
-    pub applied_at: Millis,
-    pub blueprint: crate::domain::Blueprint,
-    /// One row per copy of an instance on a node, plus pending instances.
-    pub instances: Vec<InstanceView>,
-}
-
-/// One copy of an instance, as assigned and as its node reported it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct InstanceView {
-    /// `blueprint/slice/index`.
-    pub instance: String,
-    /// The node, by name (none while pending).
-    pub node: Option<String>,
-    /// `pending`, `assigned` (not reported yet) or the reported state (`loading`,
-    /// `activating`, `active`, `unhealthy`, `backoff`, `stopping`, `waiting`).
-    pub state: String,
-    pub port: Option<u16>,
-    pub pid: Option<u32>,
-    pub restarts: u32,
-    pub last_exit: Option<String>,
-    pub health: Option<String>,
-    /// When it entered `state`.
-    pub since: Option<Millis>,
-    /// The GPUs (NVML indices) this copy holds.
-    pub gpus: Vec<u32>,
-    /// Why it is pending, or why this copy runs here (a hand-off, a surplus copy stopping).
-    pub note: Option<String>,
-}
-
-impl InstanceView {
-    /// Whether this row counts toward a slice's active instances: the placed copy, active, on
-    /// a ready node. Every other row (pending, a hand-off's old copy, a copy stopping, a last
-    /// report from a node that is not ready) carries a note.
-    pub fn counts_active(&self) -> bool {
-        self.state == "active" && self.note.is_none()
-    }
 }

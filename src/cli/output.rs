@@ -211,7 +211,10 @@ pub fn decision(d: &crate::domain::Decision, json: bool) {
     if json {
         return print_json(&decision_json(d));
     }
-    print!("{}", crate::view::decision::text(d, crate::domain::now_millis()));
+    print!(
+        "{}",
+        crate::view::decision::text(d, crate::domain::now_millis())
+    );
 }
 
 /// `aether events`.

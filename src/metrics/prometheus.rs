@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::pipeline::Pipeline;
-use crate::raft::status::StatusView;
 use crate::domain::Health;
 use crate::net::NetStats;
+use crate::raft::status::StatusView;
 
 /// Content type of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -14,10 +14,10 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::types::{Request, RequestId, Response};
-use super::{Node, TypeConfig};
 use super::api::{ReadQuery, ReadResult, RequestError};
 use super::status::StatusView;
+use super::types::{Request, RequestId, Response};
+use super::{Node, TypeConfig};
 use crate::domain::NodeId;
 use crate::net::{Endpoint, NetError};
 

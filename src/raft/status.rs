@@ -89,4 +89,3 @@ pub struct MemberView {
     /// Liveness as the leader judges it from metrics updates.
     pub health: Health,
 }
-

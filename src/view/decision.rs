@@ -85,4 +85,3 @@ pub fn text(d: &crate::domain::Decision, now: u64) -> String {
     }
     out
 }
-

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use crate::domain::{Health, NodeId};
 use crate::metrics::aggregate::View;
 use crate::metrics::update::{AnomalyFlag, NodeEntry, NodeMetrics};
+use serde::{Deserialize, Serialize};
 
 /// What went wrong with a metrics query; the message names the choices.
 #[derive(Debug, thiserror::Error)]
