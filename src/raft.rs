@@ -7,12 +7,18 @@
 //! voters.
 
 pub mod api;
+mod apply;
 pub mod batch;
 pub mod control;
 pub mod network;
+mod reads;
+mod snapshot;
 pub mod state_machine;
 pub mod status;
 pub mod store;
+#[cfg(test)]
+mod tests;
+mod txn;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};

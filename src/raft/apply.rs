@@ -1,0 +1,537 @@
+//! Applying [`Request`]s to the state machine inside one redb write transaction: at-most-once
+//! client sessions, the audit trail, and each command by family (kv, members and tokens,
+//! blueprints and assignments here; decisions and the controller in [`super::control`]).
+//! Deterministic: the result depends only on the stored state and the request.
+
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::store::{
+    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, SESSIONS, TOKENS, dec, enc, io,
+};
+use super::txn::{K_AUDIT_SEQ, K_CLUSTER, K_PLACEMENT_SEQ, meta_get, meta_put};
+use super::types::{ClusterInit, Command, Request, Response};
+use crate::domain::{
+    Assignment, AuditRecord, Blueprint, Health, InstanceStatus, Millis, NodeId, NodeRecord,
+    NodeState, StoredBlueprint, TokenRecord, TokenRefusal,
+};
+
+/// Audit entries kept (oldest dropped first).
+pub const AUDIT_KEEP: u64 = 10_000;
+/// Client sessions (for at-most-once writes) older than this are forgotten.
+pub const SESSION_TTL_MS: Millis = 3_600_000;
+
+/// The cluster record: set by `InitCluster`, then the id allocator for members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterMeta {
+    pub init: ClusterInit,
+    pub next_node_id: NodeId,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Session {
+    serial: u64,
+    at: Millis,
+    response: Response,
+}
+
+/// Apply one request inside `txn`. Deterministic: depends only on the state and the request.
+pub(super) fn apply_request(
+    txn: &WriteTransaction,
+    req: &Request,
+) -> Result<Response, std::io::Error> {
+    if let Command::Batch(reqs) = &req.cmd {
+        let mut out = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            out.push(match &r.cmd {
+                Command::Batch(_) => Response::Refused("a batch may not hold a batch".into()),
+                _ => apply_request(txn, r)?,
+            });
+        }
+        return Ok(Response::Batch(out));
+    }
+    let mut sessions = txn.open_table(SESSIONS).map_err(io)?;
+    if let Some(prev) = sessions.get(req.id.client).map_err(io)? {
+        let s: Session = dec(prev.value(), "session")?;
+        if s.serial == req.id.serial {
+            return Ok(s.response);
+        }
+        if s.serial > req.id.serial {
+            // The client has moved on, so this older request was applied before: never twice.
+            return Ok(Response::Refused(format!(
+                "stale retry: request {} of this client was superseded by request {}",
+                req.id.serial, s.serial
+            )));
+        }
+    }
+    let response = apply_command(txn, &req.cmd, req.at, &req.actor)?;
+    let session = Session {
+        serial: req.id.serial,
+        at: req.at,
+        response: response.clone(),
+    };
+    sessions
+        .insert(req.id.client, enc(&session).as_slice())
+        .map_err(io)?;
+
+    let seq: u64 = meta_get(txn, K_AUDIT_SEQ)?.unwrap_or(0) + 1;
+    meta_put(txn, K_AUDIT_SEQ, &seq)?;
+    let outcome = match &response {
+        Response::TokenRefused(r) => format!("refused: {r}"),
+        Response::Refused(m) => format!("refused: {m}"),
+        Response::Cas { swapped: false, .. } => "not swapped".into(),
+        _ => "ok".into(),
+    };
+    let rec = AuditRecord {
+        seq,
+        at: req.at,
+        actor: req.actor.clone(),
+        what: req.cmd.summary(),
+        outcome,
+    };
+    let mut audit = txn.open_table(AUDIT).map_err(io)?;
+    audit.insert(seq, enc(&rec).as_slice()).map_err(io)?;
+    if seq > AUDIT_KEEP {
+        audit.remove(seq - AUDIT_KEEP).map_err(io)?;
+    }
+    if seq % 1024 == 0 {
+        let cutoff = req.at.saturating_sub(SESSION_TTL_MS);
+        sessions
+            .retain(|_, v| {
+                postcard::from_bytes::<Session>(v)
+                    .map(|s| s.at >= cutoff)
+                    .unwrap_or(false)
+            })
+            .map_err(io)?;
+    }
+    Ok(response)
+}
+
+pub(super) fn apply_command(
+    txn: &WriteTransaction,
+    cmd: &Command,
+    at: Millis,
+    actor: &str,
+) -> Result<Response, std::io::Error> {
+    if let Some(r) = super::control::apply(txn, cmd, at, actor, apply_command)? {
+        return Ok(r);
+    }
+    let cluster: Option<ClusterMeta> = meta_get(txn, K_CLUSTER)?;
+    Ok(match cmd {
+        Command::InitCluster(init) => match cluster {
+            Some(c) if c.init.cluster_id == init.cluster_id => Response::Ok,
+            Some(c) => Response::Refused(format!(
+                "the cluster is already initialised as '{}'",
+                c.init.cluster_id
+            )),
+            None => {
+                let rec = NodeRecord {
+                    id: init.founder_id,
+                    name: init.founder_name.clone(),
+                    addr: init.founder_addr.clone(),
+                    state: NodeState::Ready,
+                    joined_at: at,
+                };
+                txn.open_table(NODES)
+                    .map_err(io)?
+                    .insert(rec.id, enc(&rec).as_slice())
+                    .map_err(io)?;
+                meta_put(
+                    txn,
+                    K_CLUSTER,
+                    &ClusterMeta {
+                        init: init.clone(),
+                        next_node_id: init.founder_id + 1,
+                    },
+                )?;
+                Response::Ok
+            }
+        },
+        Command::Join {
+            token_id,
+            secret_sha256,
+            name,
+            addr,
+        } => {
+            let Some(mut meta) = cluster else {
+                return Ok(Response::Refused(
+                    "the cluster is not initialised yet: retry in a moment".into(),
+                ));
+            };
+            let mut tokens = txn.open_table(TOKENS).map_err(io)?;
+            let Some(raw) = tokens
+                .get(token_id.as_str())
+                .map_err(io)?
+                .map(|v| v.value().to_vec())
+            else {
+                return Ok(Response::TokenRefused(TokenRefusal::Unknown(
+                    token_id.clone(),
+                )));
+            };
+            let mut tok: TokenRecord = dec(&raw, "token")?;
+            let refusal = match tok.check(secret_sha256, at) {
+                Err(r) => Some(r),
+                Ok(()) if find_node_by_name(txn, name)?.is_some() => {
+                    Some(TokenRefusal::NameTaken(name.clone()))
+                }
+                Ok(()) => None,
+            };
+            if let Some(r) = refusal {
+                return Ok(Response::TokenRefused(r));
+            }
+            tok.uses_left -= 1;
+            tokens
+                .insert(token_id.as_str(), enc(&tok).as_slice())
+                .map_err(io)?;
+            Response::Joined {
+                id: register_node(txn, &mut meta, name, addr, at)?,
+            }
+        }
+        Command::AddNode { name, addr } => {
+            let Some(mut meta) = cluster else {
+                return Ok(Response::Refused(
+                    "the cluster is not initialised yet".into(),
+                ));
+            };
+            if find_node_by_name(txn, name)?.is_some() {
+                return Ok(Response::TokenRefused(TokenRefusal::NameTaken(
+                    name.clone(),
+                )));
+            }
+            Response::Joined {
+                id: register_node(txn, &mut meta, name, addr, at)?,
+            }
+        }
+        Command::RemoveNode { id } => {
+            txn.open_table(HEALTH)
+                .map_err(io)?
+                .remove(*id)
+                .map_err(io)?;
+            match txn.open_table(NODES).map_err(io)?.remove(*id).map_err(io)? {
+                Some(_) => Response::Ok,
+                None => Response::Refused(format!("node id {id} is not a member")),
+            }
+        }
+        Command::SetNodeState { id, state } => {
+            let mut nodes = txn.open_table(NODES).map_err(io)?;
+            let raw = nodes.get(*id).map_err(io)?.map(|v| v.value().to_vec());
+            match raw {
+                Some(raw) => {
+                    let mut rec: NodeRecord = dec(&raw, "node")?;
+                    // `drained` only ever follows `draining`: the leader's assignment loop may
+                    // compute it from a snapshot taken before an undrain was applied, and that
+                    // late write must not undo the operator's undrain.
+                    if *state == NodeState::Drained && rec.state != NodeState::Draining {
+                        Response::Refused(format!(
+                            "node '{}' is {}, not draining; only a draining node becomes drained",
+                            rec.name, rec.state
+                        ))
+                    } else {
+                        rec.state = *state;
+                        nodes.insert(*id, enc(&rec).as_slice()).map_err(io)?;
+                        Response::Ok
+                    }
+                }
+                None => Response::Refused(format!("node id {id} is not a member")),
+            }
+        }
+        Command::SetNodeHealth { id, health, .. } => {
+            if txn
+                .open_table(NODES)
+                .map_err(io)?
+                .get(*id)
+                .map_err(io)?
+                .is_none()
+            {
+                Response::Refused(format!("node id {id} is not a member"))
+            } else {
+                let mut t = txn.open_table(HEALTH).map_err(io)?;
+                if *health == Health::Ready {
+                    t.remove(*id).map_err(io)?;
+                } else {
+                    t.insert(*id, enc(health).as_slice()).map_err(io)?;
+                }
+                Response::Ok
+            }
+        }
+        Command::IssueJoinToken {
+            id,
+            secret_sha256,
+            expires_at,
+            uses,
+        } => {
+            let rec = TokenRecord {
+                id: id.clone(),
+                secret_sha256: *secret_sha256,
+                created_at: at,
+                expires_at: *expires_at,
+                uses_left: *uses,
+                uses_total: *uses,
+                revoked: false,
+            };
+            txn.open_table(TOKENS)
+                .map_err(io)?
+                .insert(id.as_str(), enc(&rec).as_slice())
+                .map_err(io)?;
+            Response::Ok
+        }
+        Command::RevokeJoinToken { id } => {
+            let mut tokens = txn.open_table(TOKENS).map_err(io)?;
+            let raw = tokens
+                .get(id.as_str())
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
+            match raw {
+                Some(raw) => {
+                    let mut t: TokenRecord = dec(&raw, "token")?;
+                    t.revoked = true;
+                    tokens.insert(id.as_str(), enc(&t).as_slice()).map_err(io)?;
+                    Response::Ok
+                }
+                None => Response::Refused(format!("join token '{id}' is unknown")),
+            }
+        }
+        Command::ApplyBlueprint(b) => {
+            let mut t = txn.open_table(BLUEPRINTS).map_err(io)?;
+            let prev: Option<StoredBlueprint> = t
+                .get(b.name.as_str())
+                .map_err(io)?
+                .map(|v| dec(v.value(), "blueprint"))
+                .transpose()?;
+            let version = prev.map(|p| p.version + 1).unwrap_or(1);
+            let stored = StoredBlueprint {
+                version,
+                applied_at: at,
+                blueprint: b.clone(),
+            };
+            t.insert(b.name.as_str(), enc(&stored).as_slice())
+                .map_err(io)?;
+            prune_assignments(txn, &b.name, Some(b))?;
+            Response::Version(version)
+        }
+        Command::RemoveBlueprint { name } => {
+            match txn
+                .open_table(BLUEPRINTS)
+                .map_err(io)?
+                .remove(name.as_str())
+                .map_err(io)?
+            {
+                Some(_) => {
+                    prune_assignments(txn, name, None)?;
+                    Response::Ok
+                }
+                None => Response::Refused(format!(
+                    "no blueprint named '{name}': 'aether blueprint list' shows the stored ones"
+                )),
+            }
+        }
+        Command::ScaleSlice {
+            blueprint,
+            slice,
+            instances,
+        } => {
+            let mut t = txn.open_table(BLUEPRINTS).map_err(io)?;
+            let prev: Option<StoredBlueprint> = t
+                .get(blueprint.as_str())
+                .map_err(io)?
+                .map(|v| dec(v.value(), "blueprint"))
+                .transpose()?;
+            match prev {
+                None => Response::Refused(format!(
+                    "no blueprint named '{blueprint}': 'aether blueprint list' shows the stored ones"
+                )),
+                Some(mut stored) => {
+                    let names: Vec<String> = stored
+                        .blueprint
+                        .slices
+                        .iter()
+                        .map(|s| s.name.clone())
+                        .collect();
+                    match stored
+                        .blueprint
+                        .slices
+                        .iter_mut()
+                        .find(|s| s.name == *slice)
+                    {
+                        None => Response::Refused(format!(
+                            "blueprint '{blueprint}' has no slice '{slice}'; its slices: {}",
+                            names.join(", ")
+                        )),
+                        Some(s) if *instances < s.min || *instances > s.max => {
+                            Response::Refused(format!(
+                                "'{blueprint}/{slice}' takes {}..={} instances, found {instances}: change min/max in the blueprint to go further",
+                                s.min, s.max
+                            ))
+                        }
+                        Some(s) => {
+                            s.instances = *instances;
+                            stored.version += 1;
+                            stored.applied_at = at;
+                            let version = stored.version;
+                            t.insert(blueprint.as_str(), enc(&stored).as_slice())
+                                .map_err(io)?;
+                            prune_assignments(txn, blueprint, Some(&stored.blueprint))?;
+                            Response::Version(version)
+                        }
+                    }
+                }
+            }
+        }
+        Command::AssignInstances { set, remove } => {
+            let mut t = txn.open_table(ASSIGNMENTS).map_err(io)?;
+            let first: u64 = meta_get(txn, K_PLACEMENT_SEQ)?.unwrap_or(0);
+            let mut seq = first;
+            for (key, a) in set {
+                let prev: Option<Assignment> = t
+                    .get(key.as_str())
+                    .map_err(io)?
+                    .map(|v| dec(v.value(), "assignment"))
+                    .transpose()?;
+                let a = a.clone().stamped(prev.as_ref(), &mut seq);
+                t.insert(key.as_str(), enc(&a).as_slice()).map_err(io)?;
+            }
+            if seq != first {
+                meta_put(txn, K_PLACEMENT_SEQ, &seq)?;
+            }
+            for key in remove {
+                t.remove(key.as_str()).map_err(io)?;
+            }
+            Response::Ok
+        }
+        Command::ReportInstances {
+            node,
+            reports,
+            gone,
+            ..
+        } => {
+            let mut t = txn.open_table(INSTANCES).map_err(io)?;
+            for r in reports {
+                let r = InstanceStatus {
+                    node: *node,
+                    ..r.clone()
+                };
+                t.insert(
+                    format!("{}@{node}", r.instance).as_str(),
+                    enc(&r).as_slice(),
+                )
+                .map_err(io)?;
+            }
+            for g in gone {
+                t.remove(format!("{g}@{node}").as_str()).map_err(io)?;
+            }
+            Response::Ok
+        }
+        Command::Put { key, value } => {
+            let mut kv = txn.open_table(KV).map_err(io)?;
+            let prev = kv
+                .insert(key.as_str(), value.as_slice())
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
+            Response::Previous(prev)
+        }
+        Command::Delete { key } => {
+            let mut kv = txn.open_table(KV).map_err(io)?;
+            let prev = kv
+                .remove(key.as_str())
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
+            Response::Previous(prev)
+        }
+        Command::Batch(_) => Response::Refused("a batch is applied by its parts".into()),
+        Command::RecordDecision(_)
+        | Command::ApplyDecision { .. }
+        | Command::ApproveDecision { .. }
+        | Command::VetoDecision { .. }
+        | Command::CloseDecision { .. }
+        | Command::RecordOutcome { .. }
+        | Command::SetControllerMode { .. }
+        | Command::PauseController { .. }
+        | Command::ResumeController => unreachable!("control commands are applied by control"),
+        Command::CompareAndSwap { key, expected, new } => {
+            let mut kv = txn.open_table(KV).map_err(io)?;
+            let current = kv
+                .get(key.as_str())
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
+            if current == *expected {
+                match new {
+                    Some(v) => kv.insert(key.as_str(), v.as_slice()).map_err(io)?,
+                    None => kv.remove(key.as_str()).map_err(io)?,
+                };
+                Response::Cas {
+                    swapped: true,
+                    current: new.clone(),
+                }
+            } else {
+                Response::Cas {
+                    swapped: false,
+                    current,
+                }
+            }
+        }
+    })
+}
+
+/// Drop the assignments of blueprint `name` that `now` (none: the blueprint is gone) no longer
+/// wants, so nodes stop those instances without waiting for the leader's assignment loop.
+fn prune_assignments(
+    txn: &WriteTransaction,
+    name: &str,
+    now: Option<&Blueprint>,
+) -> Result<(), std::io::Error> {
+    let prefix = format!("{name}/");
+    let mut t = txn.open_table(ASSIGNMENTS).map_err(io)?;
+    t.retain(|k, _| {
+        let Some(rest) = k.strip_prefix(&prefix) else {
+            return true;
+        };
+        let Some((slice, index)) = rest.rsplit_once('/') else {
+            return false;
+        };
+        let index: u32 = index.parse().unwrap_or(u32::MAX);
+        now.and_then(|b| b.slices.iter().find(|s| s.name == slice))
+            .is_some_and(|s| index < s.instances)
+    })
+    .map_err(io)?;
+    Ok(())
+}
+
+/// Allocate the next member id and record the member as ready.
+fn register_node(
+    txn: &WriteTransaction,
+    meta: &mut ClusterMeta,
+    name: &str,
+    addr: &str,
+    at: Millis,
+) -> Result<NodeId, std::io::Error> {
+    let id = meta.next_node_id;
+    meta.next_node_id += 1;
+    meta_put(txn, K_CLUSTER, meta)?;
+    let rec = NodeRecord {
+        id,
+        name: name.into(),
+        addr: addr.into(),
+        state: NodeState::Ready,
+        joined_at: at,
+    };
+    txn.open_table(NODES)
+        .map_err(io)?
+        .insert(id, enc(&rec).as_slice())
+        .map_err(io)?;
+    Ok(id)
+}
+
+fn find_node_by_name(
+    txn: &WriteTransaction,
+    name: &str,
+) -> Result<Option<NodeRecord>, std::io::Error> {
+    let t = txn.open_table(NODES).map_err(io)?;
+    for row in t.iter().map_err(io)? {
+        let (_, v) = row.map_err(io)?;
+        let rec: NodeRecord = dec(v.value(), "node")?;
+        if rec.name == name {
+            return Ok(Some(rec));
+        }
+    }
+    Ok(None)
+}
