@@ -1,0 +1,326 @@
+//! The console's state as plain data: keys in, effects and views out.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::*;
+use crate::domain::DecisionStatus;
+use crate::tui::fixture::{NOW, update};
+
+fn app(readonly: bool) -> App {
+    let mut a = App::new(Keymap::default(), readonly);
+    a.apply(update(false), NOW);
+    a.tick(NOW);
+    a
+}
+
+fn press(a: &mut App, code: KeyCode) -> Vec<Effect> {
+    a.key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn typed(a: &mut App, text: &str) -> Vec<Effect> {
+    let mut out = Vec::new();
+    for c in text.chars() {
+        out.extend(press(a, KeyCode::Char(c)));
+    }
+    out
+}
+
+fn names(a: &App) -> Vec<String> {
+    a.nodes().into_iter().map(|r| r.name).collect()
+}
+
+fn flash(a: &App) -> String {
+    a.flash.as_ref().map(|f| f.text.clone()).unwrap_or_default()
+}
+
+#[test]
+fn filter_narrows_inverts_and_clears() {
+    let mut a = app(false);
+    assert_eq!(names(&a), ["gpu-box", "n1", "n3"]);
+    typed(&mut a, "/n3");
+    assert_eq!(a.mode, Mode::Filter);
+    assert_eq!(names(&a), ["n3"], "the filter applies while typing");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.mode, Mode::Normal);
+    assert_eq!(names(&a), ["n3"], "enter keeps it");
+    // Matching covers role, state and health too, case-insensitively.
+    typed(&mut a, "/");
+    press(&mut a, KeyCode::Backspace);
+    press(&mut a, KeyCode::Backspace);
+    typed(&mut a, "DRAINING");
+    assert_eq!(names(&a), ["n3"]);
+    press(&mut a, KeyCode::Backspace);
+    for _ in 0..8 {
+        press(&mut a, KeyCode::Backspace);
+    }
+    typed(&mut a, "!n");
+    assert_eq!(names(&a), ["gpu-box"], "! inverts: rows without 'n'");
+    press(&mut a, KeyCode::Enter);
+    press(&mut a, KeyCode::Esc);
+    assert_eq!(names(&a).len(), 3, "esc clears the filter");
+    // Each list has its own filter.
+    typed(&mut a, "4/vetoed");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.decisions().len(), 1);
+    typed(&mut a, "1");
+    assert_eq!(names(&a).len(), 3);
+}
+
+#[test]
+fn navigation_and_views() {
+    let mut a = app(false);
+    assert_eq!(a.view, View::Overview);
+    press(&mut a, KeyCode::Tab);
+    assert_eq!(a.view, View::Nodes);
+    a.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    a.key(KeyEvent::new(KeyCode::BackTab, KeyModifiers::SHIFT));
+    assert_eq!(a.view, View::Events, "shift-tab wraps around");
+    typed(&mut a, "1G");
+    assert_eq!(a.selected(), 2);
+    typed(&mut a, "jjj");
+    assert_eq!(a.selected(), 2, "the selection stops at the last row");
+    typed(&mut a, "k");
+    assert_eq!(a.selected(), 1);
+    // Enter on a node opens its charts, and the feed is asked for its history.
+    let fx = press(&mut a, KeyCode::Enter);
+    assert_eq!(a.view, View::Nodes);
+    assert_eq!(
+        fx,
+        vec![Effect::Watch(Watch {
+            node: Some("n1".into()),
+            range_secs: 900,
+            points: 60,
+        })]
+    );
+    let fx = typed(&mut a, ">");
+    assert!(
+        matches!(&fx[..], [Effect::Watch(w)] if w.range_secs == 1800),
+        "{fx:?}"
+    );
+    let fx = typed(&mut a, "3");
+    assert_eq!(
+        fx,
+        vec![Effect::Watch(Watch::default())],
+        "no history off the Nodes view"
+    );
+    typed(&mut a, "g");
+    press(&mut a, KeyCode::Enter);
+    assert!(a.detail, "enter opens the slice's instances");
+    press(&mut a, KeyCode::Esc);
+    assert!(!a.detail);
+    typed(&mut a, "?");
+    assert!(a.help);
+    press(&mut a, KeyCode::Esc);
+    assert!(!a.help);
+    let fx = a.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert_eq!(fx, vec![Effect::Quit]);
+    let mut b = app(false);
+    assert_eq!(typed(&mut b, "q"), vec![Effect::Quit]);
+    assert!(b.quit);
+}
+
+#[test]
+fn veto_and_approve_ask_first_and_show_the_action() {
+    let mut a = app(false);
+    typed(&mut a, "v");
+    assert_eq!(a.mode, Mode::Normal);
+    assert!(flash(&a).contains("Controller view (4)"), "{}", flash(&a));
+    typed(&mut a, "4v");
+    let Mode::Confirm(c) = &a.mode else {
+        panic!("no confirm dialog: {:?}", a.mode)
+    };
+    assert_eq!(c.title, "Veto d-12?");
+    assert_eq!(
+        c.detail[0],
+        "scale shop/web 2 → 4  (pending, applies in 12s)"
+    );
+    // Other keys do nothing in the dialog; n cancels.
+    assert!(typed(&mut a, "jx").is_empty());
+    assert!(matches!(a.mode, Mode::Confirm(_)));
+    assert!(typed(&mut a, "n").is_empty());
+    assert_eq!(a.mode, Mode::Normal);
+    assert_eq!(flash(&a), "cancelled");
+    typed(&mut a, "v");
+    let fx = typed(&mut a, "y");
+    assert_eq!(
+        fx,
+        vec![Effect::Write {
+            cmd: Command::VetoDecision {
+                id: 12,
+                reason: None
+            },
+            what: "vetoed d-12".into(),
+        }]
+    );
+    // A final decision cannot be vetoed: said, nothing asked.
+    typed(&mut a, "j");
+    assert_eq!(a.selected_decision().unwrap().id, 11);
+    assert!(typed(&mut a, "v").is_empty());
+    assert_eq!(a.mode, Mode::Normal);
+    assert!(flash(&a).contains("d-11 is vetoed"), "{}", flash(&a));
+    typed(&mut a, "k");
+    typed(&mut a, "a");
+    let fx = typed(&mut a, "y");
+    assert_eq!(
+        fx,
+        vec![Effect::Write {
+            cmd: Command::ApproveDecision { id: 12 },
+            what: "approved d-12".into(),
+        }]
+    );
+    // p pauses (the controller runs), with a dialog.
+    typed(&mut a, "p");
+    assert!(
+        matches!(&a.mode, Mode::Confirm(c) if c.cmd == Command::PauseController { reason: None })
+    );
+    press(&mut a, KeyCode::Esc);
+    let mut b = App::new(Keymap::default(), false);
+    b.apply(update(true), NOW);
+    typed(&mut b, "p");
+    assert!(matches!(&b.mode, Mode::Confirm(c) if c.cmd == Command::ResumeController));
+}
+
+#[test]
+fn command_line() {
+    let mut a = app(false);
+    typed(&mut a, ":veto d-12 load test ends soon");
+    assert_eq!(a.input, "veto d-12 load test ends soon");
+    press(&mut a, KeyCode::Enter);
+    let Mode::Confirm(c) = a.mode.clone() else {
+        panic!("no confirm dialog: {:?}", a.mode)
+    };
+    assert_eq!(
+        c.cmd,
+        Command::VetoDecision {
+            id: 12,
+            reason: Some("load test ends soon".into())
+        }
+    );
+    assert!(c.detail.iter().any(|l| l == "reason: load test ends soon"));
+    press(&mut a, KeyCode::Esc);
+    typed(&mut a, ":drain n3");
+    press(&mut a, KeyCode::Enter);
+    assert!(
+        matches!(&a.mode, Mode::Confirm(c) if c.cmd == Command::SetNodeState { id: 3, state: NodeState::Draining })
+    );
+    assert_eq!(typed(&mut a, "y").len(), 1);
+    typed(&mut a, ":mode propose");
+    press(&mut a, KeyCode::Enter);
+    assert!(
+        matches!(&a.mode, Mode::Confirm(c) if c.cmd == Command::SetControllerMode { mode: ControllerMode::Propose, grace_ms: None })
+    );
+    press(&mut a, KeyCode::Esc);
+    // Bad commands are named, with the fix, and change nothing.
+    for (line, says) in [
+        (":mode yolo", "observe, propose, guarded or auto"),
+        (
+            ":drain n9",
+            "no member named 'n9'; members: n1, gpu-box, n3",
+        ),
+        (":veto twelve", "expected d-<number>"),
+        (":veto", "needs a decision id, e.g. ':veto d-12'"),
+        (":approve d-999", "no decision d-999"),
+        (":frobnicate", "unknown command ':frobnicate'"),
+    ] {
+        typed(&mut a, line);
+        assert!(press(&mut a, KeyCode::Enter).is_empty(), "{line}");
+        assert_eq!(a.mode, Mode::Normal, "{line}");
+        assert!(flash(&a).contains(says), "{line}: {}", flash(&a));
+    }
+    // Esc and an emptied line leave the command line.
+    typed(&mut a, ":ve");
+    press(&mut a, KeyCode::Esc);
+    assert_eq!(a.mode, Mode::Normal);
+    typed(&mut a, ":v");
+    press(&mut a, KeyCode::Backspace);
+    press(&mut a, KeyCode::Backspace);
+    assert_eq!(a.mode, Mode::Normal);
+    typed(&mut a, ":events");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.view, View::Events);
+    typed(&mut a, ":2");
+    press(&mut a, KeyCode::Enter);
+    assert_eq!(a.view, View::Nodes);
+    typed(&mut a, ":q");
+    assert_eq!(press(&mut a, KeyCode::Enter), vec![Effect::Quit]);
+}
+
+#[test]
+fn readonly_refuses_every_change_and_keeps_navigation() {
+    let mut a = app(true);
+    typed(&mut a, "4");
+    for keys in [
+        "v",
+        "a",
+        "p",
+        ":veto d-12\n",
+        ":approve 12\n",
+        ":pause\n",
+        ":resume\n",
+        ":mode auto\n",
+        ":drain n3\n",
+        ":undrain n3\n",
+    ] {
+        let mut fx = Vec::new();
+        for c in keys.chars() {
+            fx.extend(if c == '\n' {
+                press(&mut a, KeyCode::Enter)
+            } else {
+                press(&mut a, KeyCode::Char(c))
+            });
+        }
+        assert!(fx.is_empty(), "{keys}: {fx:?}");
+        assert_eq!(a.mode, Mode::Normal, "{keys}");
+        assert!(
+            flash(&a).contains("read-only console (--readonly)"),
+            "{keys}: {}",
+            flash(&a)
+        );
+    }
+    typed(&mut a, "j");
+    assert_eq!(a.selected(), 1, "navigation still works");
+    press(&mut a, KeyCode::Enter);
+    assert!(a.detail);
+}
+
+#[test]
+fn frames_merge_and_a_full_frame_replaces() {
+    let mut a = app(false);
+    let mut d = a.data.decisions[0].clone();
+    d.status = DecisionStatus::Vetoed {
+        at: NOW,
+        by: "op".into(),
+        reason: None,
+        reverted: None,
+    };
+    let mut newer = d.clone();
+    newer.id = 13;
+    let event = AuditRecord {
+        seq: 43,
+        at: NOW,
+        actor: "op".into(),
+        what: "veto d-12".into(),
+        outcome: "ok".into(),
+    };
+    a.apply(
+        LiveUpdate {
+            at: NOW + 1_000,
+            decisions: vec![newer, d],
+            events: vec![event],
+            ..LiveUpdate::default()
+        },
+        NOW + 1_000,
+    );
+    let ids: Vec<u64> = a.data.decisions.iter().map(|d| d.id).collect();
+    assert_eq!(ids, [13, 12, 11, 10], "newest first, no duplicate");
+    assert_eq!(a.data.decisions[1].status.word(), "vetoed");
+    assert_eq!(a.events()[0].seq, 43, "events newest first");
+    assert_eq!(a.data.nodes.len(), 3, "parts not in the frame are kept");
+    assert_eq!(a.data.sparks["n1"].cpu.len(), 60);
+    a.lost("gone".into());
+    assert!(matches!(a.link, LinkState::Reconnecting { .. }));
+    a.apply(update(false), NOW + 2_000);
+    assert_eq!(a.link, LinkState::Live);
+    assert_eq!(a.data.decisions.len(), 3, "a full frame replaces");
+    assert_eq!(a.data.sparks["n1"].cpu.len(), 60);
+}
