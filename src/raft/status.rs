@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::*;
 use crate::domain::{Health, Millis, NodeId, NodeState};
 
 /// `aether status`.
@@ -88,4 +89,137 @@ pub struct MemberView {
     pub joined_at: Millis,
     /// Liveness as the leader judges it from metrics updates.
     pub health: Health,
+}
+
+impl Cluster {
+    /// Status as this node sees it.
+    pub fn local_status(&self) -> Result<StatusView, RequestError> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let records: BTreeMap<NodeId, NodeRecord> = self
+            .store
+            .nodes()
+            .map_err(store_err)?
+            .into_iter()
+            .map(|n| (n.id, n))
+            .collect();
+        let name_of = |id: NodeId| {
+            records
+                .get(&id)
+                .map(|r| r.name.clone())
+                .unwrap_or_else(|| format!("node-{id}"))
+        };
+        let health = self.store.health().map_err(store_err)?;
+        let is_leader = m.current_leader == Some(self.id);
+        let replication = m.replication.clone().unwrap_or_default();
+        let mut ids: BTreeSet<NodeId> = records.keys().copied().collect();
+        ids.extend(membership.nodes().map(|(id, _)| *id));
+        let members = ids
+            .into_iter()
+            .map(|id| {
+                let rec = records.get(&id);
+                let addr = membership
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+                    .or_else(|| rec.map(|r| r.addr.clone()))
+                    .unwrap_or_default();
+                let role = if voters.contains(&id) {
+                    "voter"
+                } else if membership.get_node(&id).is_some() {
+                    "learner"
+                } else {
+                    "pending"
+                };
+                let contact = if id == self.id {
+                    Some(Duration::ZERO)
+                } else {
+                    self.ep.last_contact(&addr).map(|t| t.elapsed())
+                };
+                // A follower only talks to the leader; it cannot judge the others.
+                let judged = id == self.id || is_leader || m.current_leader == Some(id);
+                let reachable = judged.then(|| contact.is_some_and(|c| c < REACHABLE_WITHIN));
+                MemberView {
+                    id,
+                    name: name_of(id),
+                    addr,
+                    role: role.into(),
+                    state: rec
+                        .map(|r| r.state)
+                        .unwrap_or(crate::domain::NodeState::Ready),
+                    leader: m.current_leader == Some(id),
+                    reachable,
+                    last_contact_ms: contact.map(|c| c.as_millis() as u64),
+                    matched_index: if id == self.id && is_leader {
+                        m.last_log_index
+                    } else {
+                        replication.get(&id).cloned().flatten().map(|l| l.index)
+                    },
+                    joined_at: rec.map(|r| r.joined_at).unwrap_or(0),
+                    health: health.get(&id).copied().unwrap_or_default(),
+                }
+            })
+            .collect();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let leader = m.current_leader.map(|id| LeaderView {
+            id,
+            name: name_of(id),
+            addr: membership
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+                .unwrap_or_default(),
+        });
+        let node = LocalView {
+            id: self.id,
+            name: self.name.clone(),
+            role: role.into(),
+            term: m.current_term,
+            commit_index: self.store.committed_index(),
+            applied_index: self.store.applied_index(),
+            last_log_index: m.last_log_index,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            ready: self.ready(),
+        };
+        Ok(StatusView {
+            cluster_id: self
+                .store
+                .cluster()
+                .map_err(store_err)?
+                .map(|c| c.init.cluster_id),
+            commit_index: node.commit_index,
+            applied_index: node.applied_index,
+            term: m.current_term,
+            leader,
+            voters_wanted: self.voters_wanted as u8,
+            members,
+            members_seen_by: self.name.clone(),
+            node,
+            controller: None,
+        })
+    }
+
+    /// Status with the leader's view of the members when the leader can be asked.
+    pub async fn status(&self) -> Result<StatusView, RequestError> {
+        let local = self.local_status()?;
+        match self.leader() {
+            Some((id, addr)) if id != self.id => match self
+                .ep
+                .call::<_, PeerResponse>(&addr, &PeerRequest::Status, None)
+                .await
+            {
+                Ok(PeerResponse::Status(mut s)) => {
+                    s.node = local.node;
+                    Ok(*s)
+                }
+                _ => Ok(local),
+            },
+            _ => Ok(local),
+        }
+    }
 }
