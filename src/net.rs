@@ -60,6 +60,10 @@ pub enum NetError {
     Tls(#[from] TlsError),
     #[error("cannot open the QUIC endpoint on {addr}: {message}")]
     Bind { addr: SocketAddr, message: String },
+    /// A joining node refused the member's certificate: it is not of the cluster the token's CA
+    /// pin names.
+    #[error("{addr} is not a member of the cluster the token is for: {message}")]
+    NotThisCluster { addr: String, message: String },
 }
 
 impl NetError {
@@ -621,7 +625,8 @@ pub async fn join_call<Req: Serialize, Resp: DeserializeOwned>(
         addr: bind,
         message: e.to_string(),
     })?;
-    let client = client_config(tls::join_client_config(ca_sha256, ALPN_JOIN)?, cfg)?;
+    let (tls_cfg, refused) = tls::join_client_config(ca_sha256, ALPN_JOIN)?;
+    let client = client_config(tls_cfg, cfg)?;
     let r = tokio::time::timeout(timeout, async {
         let conn = ep
             .connect_with(client, sa, tls::NODE_SAN)
@@ -646,7 +651,13 @@ pub async fn join_call<Req: Serialize, Resp: DeserializeOwned>(
         })
     });
     ep.wait_idle().await;
-    r
+    match (r, refused.get()) {
+        (Err(_), Some(why)) => Err(NetError::NotThisCluster {
+            addr: addr.into(),
+            message: why.clone(),
+        }),
+        (r, _) => r,
+    }
 }
 
 /// Test and diagnostics helper: write raw bytes on a new stream over an authenticated

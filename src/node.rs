@@ -152,17 +152,13 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
             Duration::from_secs(20),
         )
         .await
-        .map_err(|e| {
-            let msg = e.to_string();
-            if msg.contains(tls::PIN_MISMATCH) || msg.contains("invalid peer certificate") {
-                anyhow::anyhow!(
-                    "join refused: the node at {addr} does not belong to the cluster this token is for (its CA does not match the token's CA pin): use a token created on a member of the cluster you want to join"
-                )
-            } else {
-                anyhow::anyhow!(
-                    "join failed: {msg}; check that a member listens on {addr} (UDP) and that this machine can reach it"
-                )
-            }
+        .map_err(|e| match e {
+            net::NetError::NotThisCluster { .. } => anyhow::anyhow!(
+                "join refused: the node at {addr} does not belong to the cluster this token is for (its CA does not match the token's CA pin): use a token created on a member of the cluster you want to join"
+            ),
+            e => anyhow::anyhow!(
+                "join failed: {e}; check that a member listens on {addr} (UDP) and that this machine can reach it"
+            ),
         })?;
         match resp {
             PeerResponse::Join(Ok(acc)) => break acc,

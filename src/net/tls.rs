@@ -288,10 +288,18 @@ impl NodeTls {
 /// Client config for a node that is joining: no client certificate; the server's chain must
 /// contain a CA whose SHA-256 matches the token's pin, and the server's certificate must be
 /// signed by it. Nothing secret is sent before this check passes.
-pub fn join_client_config(ca_sha256: &str, alpn: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
+///
+/// The returned [`PinCheck`] holds why the server's certificate was refused, if it was: the
+/// caller tells "not this cluster" from an unreachable member by it, not by the error's text.
+pub fn join_client_config(
+    ca_sha256: &str,
+    alpn: &[u8],
+) -> Result<(rustls::ClientConfig, PinCheck), TlsError> {
+    let refused = PinCheck::default();
     let verifier = Arc::new(PinnedCaVerifier {
         pin: ca_sha256.to_ascii_lowercase(),
         provider: provider(),
+        refused: refused.clone(),
     });
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -299,20 +307,23 @@ pub fn join_client_config(ca_sha256: &str, alpn: &[u8]) -> Result<rustls::Client
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![alpn.to_vec()];
-    Ok(cfg)
+    Ok((cfg, refused))
 }
 
-/// Marker text in the error raised when a server's CA does not match a token's pin.
-pub const PIN_MISMATCH: &str = "does not match the token's CA pin";
+/// Why a joining node refused the server's certificate (its CA does not match the token's pin,
+/// or the certificate is not signed by that CA); empty while nothing was refused.
+pub type PinCheck = Arc<std::sync::OnceLock<String>>;
 
 #[derive(Debug)]
 struct PinnedCaVerifier {
     pin: String,
     provider: Arc<rustls::crypto::CryptoProvider>,
+    refused: PinCheck,
 }
 
-impl ServerCertVerifier for PinnedCaVerifier {
-    fn verify_server_cert(
+impl PinnedCaVerifier {
+    /// The server's chain must carry the pinned CA, and its certificate be signed by it.
+    fn verify_pinned(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -323,7 +334,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
         let presented: Vec<String> = intermediates.iter().map(|c| sha256_hex(c)).collect();
         let Some(ca) = intermediates.iter().find(|c| sha256_hex(c) == self.pin) else {
             return Err(rustls::Error::General(format!(
-                "the server's CA (sha256 {}) {PIN_MISMATCH} (sha256 {}): the token belongs to another cluster",
+                "the server's CA (sha256 {}) does not match the token's CA pin (sha256 {}): the token belongs to another cluster",
                 presented.first().map(String::as_str).unwrap_or("none"),
                 self.pin
             )));
@@ -338,7 +349,23 @@ impl ServerCertVerifier for PinnedCaVerifier {
         .map_err(|e| rustls::Error::General(e.to_string()))?;
         inner.verify_server_cert(end_entity, &[], server_name, ocsp, now)
     }
+}
 
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let r = self.verify_pinned(end_entity, intermediates, server_name, ocsp, now);
+        if let Err(e) = &r {
+            let _ = self.refused.set(e.to_string());
+        }
+        r
+    }
     fn verify_tls12_signature(
         &self,
         message: &[u8],
