@@ -3,6 +3,8 @@
 //! node through [`crate::admin::client::Client`].
 
 mod args;
+#[cfg(test)]
+mod fixture;
 mod output;
 mod run;
 #[cfg(test)]
