@@ -21,20 +21,27 @@ pub use run::{node_config, run_client};
 
 /// Exit codes (DESIGN §11).
 pub mod exit {
+    /// It worked.
     pub const OK: i32 = 0;
+    /// It ran and failed.
     pub const FAILED: i32 = 1;
+    /// Bad usage or bad input.
     pub const USAGE: i32 = 2;
+    /// The node is unreachable or has no quorum.
     pub const UNREACHABLE: i32 = 3;
 }
 
 /// A failed command: what to print and the exit code.
 #[derive(Debug)]
 pub struct Failure {
+    /// One of [`exit`]'s codes.
     pub code: i32,
+    /// Printed after `error: ` on stderr.
     pub message: String,
 }
 
 impl Failure {
+    /// A failure with this exit code and message.
     pub fn new(code: i32, message: impl Into<String>) -> Failure {
         Failure {
             code,
@@ -43,6 +50,7 @@ impl Failure {
     }
 }
 
+/// The node's error: its exit code by its kind ([`AdminError::exit_code`]).
 impl From<AdminError> for Failure {
     fn from(e: AdminError) -> Failure {
         Failure {
@@ -61,6 +69,7 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// A typed request's error: its exit code by its variant ([`ClientError::exit_code`]).
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
         Failure {

@@ -445,3 +445,63 @@ impl FeedWriter {
             .map_err(|e| lost(&self.path, &e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node that answers each request on one connection with the next of `answers`.
+    async fn node(answers: Vec<AdminResponse>) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aether.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            for a in answers {
+                let _: AdminRequest = read_frame(&mut s, MAX_ADMIN_FRAME).await.unwrap();
+                write_frame(&mut s, &a).await.unwrap();
+            }
+        });
+        (dir, path)
+    }
+
+    #[tokio::test]
+    async fn answers_are_typed_and_a_wrong_kind_is_its_own_error() {
+        let refused = AdminError::new(ErrorKind::NoQuorum, "no leader within 5s");
+        let (_dir, path) = node(vec![
+            AdminResponse::Nodes(Vec::new()),
+            AdminResponse::Nodes(Vec::new()),
+            AdminResponse::Error(refused.clone()),
+            AdminResponse::Read(ReadResult::Value(None)),
+            AdminResponse::Written(Response::Previous(Some(b"v".to_vec()))),
+        ])
+        .await;
+        let mut c = Client::connect(&path).await.unwrap();
+        assert_eq!(c.nodes().await, Ok(Vec::new()));
+        let e = c.status().await.unwrap_err();
+        assert_eq!(
+            e,
+            ClientError::Unexpected {
+                request: "Status",
+                response: "Nodes"
+            }
+        );
+        assert_eq!(e.exit_code(), 1);
+        let e = c.audit(5).await.unwrap_err();
+        assert_eq!(e, ClientError::Admin(refused));
+        assert_eq!(e.exit_code(), 3);
+        assert_eq!(e.to_string(), "no leader within 5s");
+        assert_eq!(c.kv_get("k".into(), true).await, Ok(None));
+        assert_eq!(c.kv_delete("k".into()).await, Ok(Some(b"v".to_vec())));
+    }
+
+    #[tokio::test]
+    async fn an_absent_node_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let Err(e) = Client::connect(&dir.path().join("aether.sock")).await else {
+            panic!("connected to nothing");
+        };
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        assert_eq!(ClientError::from(e).exit_code(), 3);
+    }
+}
