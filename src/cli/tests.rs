@@ -246,3 +246,31 @@ fn small_answers() {
     .concat();
     insta::assert_snapshot!("small_answers_json", json);
 }
+
+/// Errors become exit codes by their type (DESIGN §11), never by their text; an unexpected
+/// answer keeps the message the CLI always printed for it.
+#[test]
+fn errors_map_to_exit_codes_by_type() {
+    use super::{Failure, exit};
+    use crate::admin::client::ClientError;
+    use crate::admin::protocol::{AdminError, ErrorKind};
+    let f = Failure::from(ClientError::Unexpected {
+        request: "Status",
+        response: "Nodes",
+    });
+    assert_eq!(f.code, exit::FAILED);
+    assert_eq!(
+        f.message,
+        "the node answered with an unexpected message: are the CLI and the node the same aether version?"
+    );
+    for (kind, code) in [
+        (ErrorKind::NoQuorum, exit::UNREACHABLE),
+        (ErrorKind::Unavailable, exit::UNREACHABLE),
+        (ErrorKind::NotLeader, exit::UNREACHABLE),
+        (ErrorKind::Invalid, exit::USAGE),
+        (ErrorKind::Failed, exit::FAILED),
+    ] {
+        let f = Failure::from(ClientError::Admin(AdminError::new(kind, "why")));
+        assert_eq!((f.code, f.message.as_str()), (code, "why"), "{kind:?}");
+    }
+}
