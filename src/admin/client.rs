@@ -1,14 +1,89 @@
-//! Admin client: one connection to a node's Unix socket.
+//! Admin client: one connection to a node's Unix socket. [`Client::call`] sends any request;
+//! the typed methods (one per request kind) return the view that request answers with, or a
+//! [`ClientError`] that says whether the node refused it or answered with something else.
 
 use std::path::{Path, PathBuf};
 
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, LiveUpdate, Watch};
+use super::protocol::{
+    AdminError, AdminRequest, AdminResponse, BlueprintView, ErrorKind, LiveUpdate, MemberView,
+    MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, StatusView, TokenView, Watch,
+};
 use super::server::MAX_ADMIN_FRAME;
+use crate::controller::model::ModelStatus;
+use crate::deploy::logs::LogChunk;
+use crate::domain::{AuditRecord, Decision};
 use crate::net::frame::{read_frame, write_frame};
 use crate::raft::types::{Command, RequestId, Response};
+
+/// Why a typed request failed: callers decide on the variant (the CLI maps each to an exit
+/// code), never on the message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    /// The node could not be reached, or it answered with an error (its kind says which).
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// The node answered with a response of another kind than the request asks for: the
+    /// client and the node are most likely different aether versions.
+    #[error(
+        "the node answered with an unexpected message: are the CLI and the node the same aether version?"
+    )]
+    Unexpected {
+        /// The request sent (its variant name).
+        request: &'static str,
+        /// The answer received (its variant name).
+        response: &'static str,
+    },
+}
+
+impl ClientError {
+    /// The CLI exit code for this error (DESIGN §11): the node's error by its kind; an
+    /// unexpected answer is a failure (1).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ClientError::Admin(e) => e.exit_code(),
+            ClientError::Unexpected { .. } => 1,
+        }
+    }
+}
+
+/// The variant name of a response, for [`ClientError::Unexpected`].
+fn response_kind(r: &AdminResponse) -> &'static str {
+    match r {
+        AdminResponse::Status(_) => "Status",
+        AdminResponse::Nodes(_) => "Nodes",
+        AdminResponse::Written(_) => "Written",
+        AdminResponse::Read(_) => "Read",
+        AdminResponse::Token(_) => "Token",
+        AdminResponse::Audit(_) => "Audit",
+        AdminResponse::Metrics(_) => "Metrics",
+        AdminResponse::Plan(_) => "Plan",
+        AdminResponse::Blueprints(_) => "Blueprints",
+        AdminResponse::Logs(_) => "Logs",
+        AdminResponse::Error(_) => "Error",
+        AdminResponse::Decisions(_) => "Decisions",
+        AdminResponse::Decision(_) => "Decision",
+        AdminResponse::Model(_) => "Model",
+        AdminResponse::ModelBench(_) => "ModelBench",
+        AdminResponse::Live(_) => "Live",
+    }
+}
+
+/// Send `$req` on `$client` and take the answer apart with `$pat => $out`; any other answer is
+/// [`ClientError::Unexpected`].
+macro_rules! ask {
+    ($client:expr, $name:literal, $req:expr, $pat:pat => $out:expr) => {
+        match $client.call(&$req).await? {
+            $pat => Ok($out),
+            other => Err(ClientError::Unexpected {
+                request: $name,
+                response: response_kind(&other),
+            }),
+        }
+    };
+}
 
 /// A connection to a node's admin socket.
 pub struct Client {
@@ -81,6 +156,228 @@ impl Client {
     }
 }
 
+/// The typed requests: one method per request kind, each returning what that request answers.
+impl Client {
+    /// Cluster status: leader, term, indexes, members ([`AdminRequest::Status`]).
+    pub async fn status(&mut self) -> Result<StatusView, ClientError> {
+        ask!(self, "Status", AdminRequest::Status, AdminResponse::Status(s) => *s)
+    }
+
+    /// The members with their state and reachability ([`AdminRequest::Nodes`]).
+    pub async fn nodes(&mut self) -> Result<Vec<MemberView>, ClientError> {
+        ask!(self, "Nodes", AdminRequest::Nodes, AdminResponse::Nodes(n) => n)
+    }
+
+    /// The newest `limit` audit records ([`AdminRequest::Audit`]).
+    pub async fn audit(&mut self, limit: u32) -> Result<Vec<AuditRecord>, ClientError> {
+        ask!(self, "Audit", AdminRequest::Audit { limit }, AdminResponse::Audit(a) => a)
+    }
+
+    /// Create a join token living `ttl_ms` (none: never expires) for `uses` joins
+    /// ([`AdminRequest::TokenCreate`]).
+    pub async fn token_create(
+        &mut self,
+        ttl_ms: Option<u64>,
+        uses: u32,
+    ) -> Result<TokenView, ClientError> {
+        ask!(
+            self,
+            "TokenCreate",
+            AdminRequest::TokenCreate { ttl_ms, uses },
+            AdminResponse::Token(t) => t
+        )
+    }
+
+    /// The cluster metrics; one node's with `node`; with `series`, that series' history over
+    /// the last `since_secs` ([`AdminRequest::Metrics`]).
+    pub async fn metrics(
+        &mut self,
+        node: Option<String>,
+        series: Option<String>,
+        since_secs: Option<u64>,
+    ) -> Result<MetricsView, ClientError> {
+        ask!(
+            self,
+            "Metrics",
+            AdminRequest::Metrics {
+                node,
+                series,
+                since_secs
+            },
+            AdminResponse::Metrics(m) => *m
+        )
+    }
+
+    /// Validate a blueprint file's `text` and show its plan; unless `dry_run`, store it
+    /// ([`AdminRequest::BlueprintApply`]).
+    pub async fn blueprint_apply(
+        &mut self,
+        file: String,
+        text: String,
+        dry_run: bool,
+    ) -> Result<PlanView, ClientError> {
+        ask!(
+            self,
+            "BlueprintApply",
+            AdminRequest::BlueprintApply {
+                file,
+                text,
+                dry_run
+            },
+            AdminResponse::Plan(p) => p
+        )
+    }
+
+    /// The stored blueprints, or the one called `name` ([`AdminRequest::Blueprints`]).
+    pub async fn blueprints(
+        &mut self,
+        name: Option<String>,
+    ) -> Result<Vec<BlueprintView>, ClientError> {
+        ask!(
+            self,
+            "Blueprints",
+            AdminRequest::Blueprints { name },
+            AdminResponse::Blueprints(b) => b
+        )
+    }
+
+    /// Instance logs of `target`, from `cursors` or the last `tail` lines
+    /// ([`AdminRequest::Logs`]).
+    pub async fn logs(
+        &mut self,
+        target: String,
+        cursors: Vec<(String, u64)>,
+        tail: u32,
+    ) -> Result<Vec<LogChunk>, ClientError> {
+        ask!(
+            self,
+            "Logs",
+            AdminRequest::Logs {
+                target,
+                cursors,
+                tail
+            },
+            AdminResponse::Logs(l) => l
+        )
+    }
+
+    /// Controller decisions, newest first: open and recent ones, or all when `all`
+    /// ([`AdminRequest::Decisions`]).
+    pub async fn decisions(&mut self, all: bool, limit: u32) -> Result<Vec<Decision>, ClientError> {
+        ask!(
+            self,
+            "Decisions",
+            AdminRequest::Decisions { all, limit },
+            AdminResponse::Decisions(d) => d
+        )
+    }
+
+    /// One decision in full ([`AdminRequest::Decision`]).
+    pub async fn decision(&mut self, id: u64) -> Result<Decision, ClientError> {
+        ask!(self, "Decision", AdminRequest::Decision { id }, AdminResponse::Decision(d) => *d)
+    }
+
+    /// The answering node's language model ([`AdminRequest::Model`]).
+    pub async fn model(&mut self) -> Result<ModelStatus, ClientError> {
+        ask!(self, "Model", AdminRequest::Model, AdminResponse::Model(m) => *m)
+    }
+
+    /// Review a fixed scenario with the node's model for `seconds` ([`AdminRequest::ModelBench`]).
+    pub async fn model_bench(&mut self, seconds: u32) -> Result<ModelBenchView, ClientError> {
+        ask!(
+            self,
+            "ModelBench",
+            AdminRequest::ModelBench { seconds },
+            AdminResponse::ModelBench(b) => *b
+        )
+    }
+
+    /// A read: linearizable (served by the leader), or of this node's own replica when
+    /// `local` ([`AdminRequest::Read`], [`AdminRequest::ReadLocal`]).
+    pub async fn read(&mut self, q: ReadQuery, local: bool) -> Result<ReadResult, ClientError> {
+        if local {
+            self.read_local(q).await
+        } else {
+            ask!(self, "Read", AdminRequest::Read(q), AdminResponse::Read(r) => r)
+        }
+    }
+
+    /// A read of the answering node's own replica: no leader involved, may be stale
+    /// ([`AdminRequest::ReadLocal`]).
+    pub async fn read_local(&mut self, q: ReadQuery) -> Result<ReadResult, ClientError> {
+        ask!(self, "ReadLocal", AdminRequest::ReadLocal(q), AdminResponse::Read(r) => r)
+    }
+
+    /// `key`'s value, none when it is not set (see [`Client::read`] for `local`).
+    pub async fn kv_get(
+        &mut self,
+        key: String,
+        local: bool,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.read(ReadQuery::KvGet { key }, local).await? {
+            ReadResult::Value(v) => Ok(v),
+            ReadResult::List(_) => Err(ClientError::Unexpected {
+                request: "KvGet",
+                response: "List",
+            }),
+        }
+    }
+
+    /// At most `limit` keys starting with `prefix`, with their values (see [`Client::read`]
+    /// for `local`).
+    pub async fn kv_list(
+        &mut self,
+        prefix: String,
+        limit: u32,
+        local: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
+        match self
+            .read(ReadQuery::KvList { prefix, limit }, local)
+            .await?
+        {
+            ReadResult::List(items) => Ok(items),
+            ReadResult::Value(_) => Err(ClientError::Unexpected {
+                request: "KvList",
+                response: "Value",
+            }),
+        }
+    }
+
+    /// Delete `key` through Raft: its previous value, none when it was not set.
+    pub async fn kv_delete(&mut self, key: String) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.write(Command::Delete { key }).await? {
+            Response::Previous(p) => Ok(p),
+            _ => Err(ClientError::Unexpected {
+                request: "Delete",
+                response: "Written",
+            }),
+        }
+    }
+
+    /// Set a slice's desired instances through Raft: the blueprint's new version.
+    pub async fn scale(
+        &mut self,
+        blueprint: String,
+        slice: String,
+        instances: u32,
+    ) -> Result<u64, ClientError> {
+        match self
+            .write(Command::ScaleSlice {
+                blueprint,
+                slice,
+                instances,
+            })
+            .await?
+        {
+            Response::Version(v) => Ok(v),
+            _ => Err(ClientError::Unexpected {
+                request: "ScaleSlice",
+                response: "Written",
+            }),
+        }
+    }
+}
+
 /// The reading half of a live feed.
 pub struct FeedReader {
     rd: OwnedReadHalf,
@@ -146,5 +443,65 @@ impl FeedWriter {
         write_frame(&mut self.wr, &AdminRequest::Subscribe(w))
             .await
             .map_err(|e| lost(&self.path, &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node that answers each request on one connection with the next of `answers`.
+    async fn node(answers: Vec<AdminResponse>) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aether.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            for a in answers {
+                let _: AdminRequest = read_frame(&mut s, MAX_ADMIN_FRAME).await.unwrap();
+                write_frame(&mut s, &a).await.unwrap();
+            }
+        });
+        (dir, path)
+    }
+
+    #[tokio::test]
+    async fn answers_are_typed_and_a_wrong_kind_is_its_own_error() {
+        let refused = AdminError::new(ErrorKind::NoQuorum, "no leader within 5s");
+        let (_dir, path) = node(vec![
+            AdminResponse::Nodes(Vec::new()),
+            AdminResponse::Nodes(Vec::new()),
+            AdminResponse::Error(refused.clone()),
+            AdminResponse::Read(ReadResult::Value(None)),
+            AdminResponse::Written(Response::Previous(Some(b"v".to_vec()))),
+        ])
+        .await;
+        let mut c = Client::connect(&path).await.unwrap();
+        assert_eq!(c.nodes().await, Ok(Vec::new()));
+        let e = c.status().await.unwrap_err();
+        assert_eq!(
+            e,
+            ClientError::Unexpected {
+                request: "Status",
+                response: "Nodes"
+            }
+        );
+        assert_eq!(e.exit_code(), 1);
+        let e = c.audit(5).await.unwrap_err();
+        assert_eq!(e, ClientError::Admin(refused));
+        assert_eq!(e.exit_code(), 3);
+        assert_eq!(e.to_string(), "no leader within 5s");
+        assert_eq!(c.kv_get("k".into(), true).await, Ok(None));
+        assert_eq!(c.kv_delete("k".into()).await, Ok(Some(b"v".to_vec())));
+    }
+
+    #[tokio::test]
+    async fn an_absent_node_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let Err(e) = Client::connect(&dir.path().join("aether.sock")).await else {
+            panic!("connected to nothing");
+        };
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        assert_eq!(ClientError::from(e).exit_code(), 3);
     }
 }

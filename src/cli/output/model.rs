@@ -1,0 +1,104 @@
+//! `aether model pull`, `status` and `bench`: the on-device language model.
+
+use std::io::{self, Write};
+
+use super::write_json;
+use crate::admin::protocol::ModelBenchView;
+use crate::controller::model::{ModelStatus, Pulled};
+use crate::domain::human_millis;
+
+/// Bytes in decimal megabytes.
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// `aether model pull`.
+pub fn pulled(w: &mut dyn Write, p: &Pulled, json: bool) -> io::Result<()> {
+    if json {
+        return write_json(w, p);
+    }
+    let i = &p.info;
+    writeln!(w, "pulled '{}' to {} ({})", p.source, i.path, mb(i.size))?;
+    writeln!(
+        w,
+        "model   {} · {} · {} blocks × {} · context {} · vocab {} · {}",
+        i.name, i.arch, i.blocks, i.width, i.context, i.vocab, i.quant
+    )?;
+    match &p.known {
+        Some(what) => writeln!(w, "sha256  {} (verified: {what})", p.sha256)?,
+        None => writeln!(
+            w,
+            "sha256  {} (not a file aether knows; pin it with --sha256 next time)",
+            p.sha256
+        )?,
+    }
+    writeln!(
+        w,
+        "a running node loads it within a few seconds when it leads; see `aether model status`"
+    )?;
+    Ok(())
+}
+
+/// `aether model status`.
+pub fn model(w: &mut dyn Write, m: &ModelStatus, json: bool) -> io::Result<()> {
+    if json {
+        return write_json(w, m);
+    }
+    writeln!(w, "state     {}", m.state)?;
+    match &m.file {
+        Some(i) => {
+            writeln!(w, "path      {} ({})", m.path, mb(i.size))?;
+            writeln!(
+                w,
+                "model     {} · {} · {} blocks × {} · context {} · vocab {} · {}",
+                i.name, i.arch, i.blocks, i.width, i.context, i.vocab, i.quant
+            )?;
+        }
+        None => writeln!(w, "path      {}", m.path)?,
+    }
+    let loaded = m
+        .load_ms
+        .map(|ms| {
+            format!(
+                " · loaded in {ms} ms · prefix {} tokens cached",
+                m.prefix_tokens
+            )
+        })
+        .unwrap_or_default();
+    writeln!(
+        w,
+        "memory    {} · {} thread(s){loaded}",
+        m.format, m.threads
+    )?;
+    let tok_s = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or("-".into());
+    writeln!(
+        w,
+        "reviews   {} ({} past the budget) · last {} · {} prompt tokens · prefill {} tok/s · decode {} tok/s",
+        m.reviews,
+        m.timeouts,
+        m.last_latency_ms.map(human_millis).unwrap_or("-".into()),
+        m.last_prompt_tokens
+            .map(|t| t.to_string())
+            .unwrap_or("-".into()),
+        tok_s(m.prefill_tok_s),
+        tok_s(m.decode_tok_s),
+    )?;
+    if let Some(r) = &m.last_review {
+        writeln!(w, "last      {r}")?;
+    }
+    Ok(())
+}
+
+/// `aether model bench`.
+pub fn model_bench(w: &mut dyn Write, b: &ModelBenchView, json: bool) -> io::Result<()> {
+    if json {
+        return write_json(w, b);
+    }
+    writeln!(
+        w,
+        "{} reviews ({} failed) · p50 {} ms · p95 {} ms",
+        b.reviews, b.failed, b.p50_ms, b.p95_ms
+    )?;
+    model(w, &b.status, false)?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! `aether status`, `nodes` and `events`: the cluster, its members and the audit trail.
+
+use std::io::{self, Write};
+
+use super::{opt, table, write_json};
+use crate::admin::protocol::{MemberView, StatusView};
+use crate::domain::{AuditRecord, Millis, human_millis};
+
+/// One row per member, in [`MEMBER_HEADER`]'s columns.
+fn member_rows(members: &[MemberView]) -> Vec<Vec<String>> {
+    members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                m.name.clone(),
+                if m.leader {
+                    format!("{} (leader)", m.role)
+                } else {
+                    m.role.clone()
+                },
+                m.state.to_string(),
+                m.health.to_string(),
+                m.addr.clone(),
+                match m.reachable {
+                    Some(true) => "yes".into(),
+                    Some(false) => "NO".into(),
+                    None => "?".into(),
+                },
+                m.last_contact_ms
+                    .map(|ms| format!("{} ago", human_millis(ms)))
+                    .unwrap_or_else(|| "-".into()),
+                opt(m.matched_index),
+            ]
+        })
+        .collect()
+}
+
+/// The columns of the member table (`status` and `nodes`).
+const MEMBER_HEADER: [&str; 9] = [
+    "ID",
+    "NAME",
+    "ROLE",
+    "STATE",
+    "HEALTH",
+    "ADDRESS",
+    "REACHABLE",
+    "LAST CONTACT",
+    "MATCHED",
+];
+
+/// `aether status`.
+/// `now` (Unix ms) is what a pause's age is counted from.
+pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io::Result<()> {
+    if json {
+        return write_json(w, s);
+    }
+    let leader = s
+        .leader
+        .as_ref()
+        .map(|l| format!("{} (id {}, {})", l.name, l.id, l.addr))
+        .unwrap_or_else(|| "none (no quorum?)".into());
+    let voters = s.members.iter().filter(|m| m.role == "voter").count();
+    write!(
+        w,
+        "cluster:  {}\nleader:   {leader}\nterm:     {}\ncommit:   {}   applied: {}\nvoters:   {voters} of {} wanted\nthis node: {} (id {}) {}, applied {}, last log {}, snapshot {}, {}\n\n",
+        s.cluster_id.as_deref().unwrap_or("(initialising)"),
+        s.term,
+        opt(s.commit_index),
+        s.applied_index,
+        s.voters_wanted,
+        s.node.name,
+        s.node.id,
+        s.node.role,
+        s.node.applied_index,
+        opt(s.node.last_log_index),
+        opt(s.node.snapshot_index),
+        if s.node.ready { "ready" } else { "NOT READY" },
+    )?;
+    if let Some(c) = &s.controller {
+        let paused = match &c.paused {
+            Some(p) => format!(
+                "PAUSED by {} {} ago{}",
+                p.by,
+                human_millis(now.saturating_sub(p.at)),
+                p.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            None => "running".into(),
+        };
+        writeln!(
+            w,
+            "controller: mode {} (grace {}), {paused}, {} pending, {} proposed{}\n            rules: {}; reviewer: {}\n",
+            c.mode,
+            human_millis(c.grace_ms),
+            c.pending,
+            c.proposed,
+            if c.enabled {
+                ""
+            } else {
+                " (disabled on this node)"
+            },
+            c.rules,
+            c.reviewer
+        )?;
+    }
+    write!(w, "{}", table(&MEMBER_HEADER, &member_rows(&s.members)))?;
+    if s.members_seen_by != s.node.name {
+        writeln!(w, "(reachability as seen by {})", s.members_seen_by)?;
+    }
+    Ok(())
+}
+
+/// `aether events`.
+/// Ages are counted from `now` (Unix ms).
+pub fn events(w: &mut dyn Write, a: &[AuditRecord], now: Millis, json: bool) -> io::Result<()> {
+    if json {
+        return write_json(w, &a);
+    }
+    let rows: Vec<Vec<String>> = a
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                format!("{} ago", human_millis(now.saturating_sub(e.at))),
+                e.actor.clone(),
+                e.what.clone(),
+                e.outcome.clone(),
+            ]
+        })
+        .collect();
+    write!(
+        w,
+        "{}",
+        table(&["SEQ", "WHEN", "WHO", "WHAT", "OUTCOME"], &rows)
+    )?;
+    Ok(())
+}
+
+/// `aether nodes`.
+pub fn nodes(w: &mut dyn Write, n: &[MemberView], json: bool) -> io::Result<()> {
+    if json {
+        return write_json(w, &n);
+    }
+    write!(w, "{}", table(&MEMBER_HEADER, &member_rows(n)))?;
+    Ok(())
+}

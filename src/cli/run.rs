@@ -1,0 +1,403 @@
+//! The client commands: each talks to a node through [`Client`]'s typed requests and hands
+//! the answer to its renderer in `output`, writing to stdout.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+
+use super::args::{
+    BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat, OverrideCmd,
+    TokenCmd,
+};
+use super::output;
+use super::{Failure, exit};
+use crate::admin::client::Client;
+use crate::config::{self, Config, FlagOverride};
+use crate::domain::{NodeState, now_millis};
+use crate::raft::types::Command;
+
+/// Resolve `aether node`'s configuration from its flags, the environment and the file.
+/// The node's config, data dir and rules (with where they came from), or why not.
+pub fn node_config(
+    cli: &Cli,
+    args: &NodeArgs,
+) -> Result<(Config, PathBuf, (crate::controller::rules::Rules, String)), Failure> {
+    let mut flags = Vec::new();
+    if let Some(n) = &args.name {
+        flags.push(FlagOverride {
+            key: "name",
+            value: n.clone().into(),
+            flag: "--name",
+        });
+    }
+    if let Some(a) = &args.listen {
+        flags.push(FlagOverride {
+            key: "listen",
+            value: a.to_string().into(),
+            flag: "--listen",
+        });
+    }
+    if let Some(a) = &args.advertise {
+        flags.push(FlagOverride {
+            key: "advertise",
+            value: a.clone().into(),
+            flag: "--advertise",
+        });
+    }
+    if let Some(a) = &args.http {
+        flags.push(FlagOverride {
+            key: "http",
+            value: a.to_string().into(),
+            flag: "--http",
+        });
+    }
+    if let Some(d) = &cli.data_dir {
+        flags.push(FlagOverride {
+            key: "data_dir",
+            value: d.display().to_string().into(),
+            flag: "--data-dir",
+        });
+    }
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("AETHER_"))
+        .collect();
+    let cfg = Config::load(args.config.as_deref(), &env, flags)
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    // The rule file is configuration too: refused before the node touches its data dir.
+    let rules = crate::controller::flow::load_rules(&cfg.controller)
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    let dir = cfg
+        .data_dir
+        .clone()
+        .unwrap_or_else(config::default_data_dir);
+    Ok((cfg, dir, rules))
+}
+
+/// A connection to the node this command talks to.
+async fn client(cli: &Cli) -> Result<Client, Failure> {
+    Ok(Client::connect(&cli.socket()).await?)
+}
+
+/// Stdout, locked, for a renderer.
+fn stdout() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
+/// A renderer could not write its output.
+fn unwritten(e: std::io::Error) -> Failure {
+    Failure::new(exit::FAILED, format!("cannot write the output: {e}"))
+}
+
+fn not_built(what: &str, issue: &str) -> Failure {
+    Failure::new(
+        exit::FAILED,
+        format!(
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, logs, drain, decisions, override, model, tui, token, kv and completions"
+        ),
+    )
+}
+
+/// Run a client command (everything but `node`).
+pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
+    let json = cli.output == OutputFormat::Json;
+    match &cli.command {
+        Cmd::Node(_) => unreachable!("node is dispatched by main"),
+        Cmd::Status => {
+            let s = client(cli).await?.status().await?;
+            output::status(&mut stdout(), &s, now_millis(), json).map_err(unwritten)?;
+        }
+        Cmd::Events { limit } => {
+            let a = client(cli).await?.audit(*limit).await?;
+            output::events(&mut stdout(), &a, now_millis(), json).map_err(unwritten)?;
+        }
+        Cmd::Nodes => {
+            let n = client(cli).await?.nodes().await?;
+            output::nodes(&mut stdout(), &n, json).map_err(unwritten)?;
+        }
+        Cmd::Token(TokenCmd::Create { ttl, uses }) => {
+            let ttl_ms = ttl.0.map(|d| d.as_millis() as u64);
+            let t = client(cli).await?.token_create(ttl_ms, *uses).await?;
+            output::token(
+                &mut stdout(),
+                &mut std::io::stderr().lock(),
+                &t,
+                now_millis(),
+                json,
+            )
+            .map_err(unwritten)?;
+        }
+        Cmd::Kv(kv) => run_kv(cli, kv, json).await?,
+        Cmd::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "aether", &mut stdout());
+        }
+        Cmd::Drain { node } => set_node_state(cli, node, NodeState::Draining, json).await?,
+        Cmd::Undrain { node } => set_node_state(cli, node, NodeState::Ready, json).await?,
+        Cmd::Blueprint(b) => run_blueprint(cli, b, json).await?,
+        Cmd::Scale { target, instances } => {
+            let Some((blueprint, slice)) = target.split_once('/') else {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!("expected BLUEPRINT/SLICE (e.g. shop/web), found '{target}'"),
+                ));
+            };
+            let v = client(cli)
+                .await?
+                .scale(blueprint.into(), slice.into(), *instances)
+                .await?;
+            output::version(&mut stdout(), blueprint, v, json).map_err(unwritten)?;
+        }
+        Cmd::Logs {
+            target,
+            follow,
+            lines,
+        } => run_logs(cli, target, *follow, *lines, json).await?,
+        Cmd::Metrics {
+            node,
+            series,
+            since,
+        } => {
+            let m = client(cli)
+                .await?
+                .metrics(node.clone(), series.clone(), Some(since.as_secs().max(1)))
+                .await?;
+            output::metrics(&mut stdout(), &m, node.is_some(), json).map_err(unwritten)?;
+        }
+        Cmd::Decisions { cmd, all, limit } => match cmd {
+            None | Some(DecisionsCmd::List) => {
+                let d = client(cli).await?.decisions(*all, *limit).await?;
+                output::decisions(&mut stdout(), &d, now_millis(), json).map_err(unwritten)?;
+            }
+            Some(DecisionsCmd::Show { id }) => {
+                let id = decision_id(id)?;
+                let d = client(cli).await?.decision(id).await?;
+                output::decision(&mut stdout(), &d, now_millis(), json).map_err(unwritten)?;
+            }
+        },
+        Cmd::Override(o) => {
+            let cmd = match o {
+                OverrideCmd::Veto { id, reason } => Command::VetoDecision {
+                    id: decision_id(id)?,
+                    reason: reason.clone(),
+                },
+                OverrideCmd::Approve { id } => Command::ApproveDecision {
+                    id: decision_id(id)?,
+                },
+                OverrideCmd::Pause { reason } => Command::PauseController {
+                    reason: reason.clone(),
+                },
+                OverrideCmd::Resume => Command::ResumeController,
+                OverrideCmd::Mode { mode, grace } => Command::SetControllerMode {
+                    mode: *mode,
+                    grace_ms: grace.map(|g| g.as_millis() as u64),
+                },
+            };
+            client(cli).await?.write(cmd).await?;
+            output::ok(&mut stdout(), json).map_err(unwritten)?;
+        }
+        Cmd::Tui { readonly, config } => {
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            let cfg = Config::load(config.as_deref(), &env, Vec::new())
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+            let keys = crate::tui::keymap::Keymap::new(&cfg.tui.keys)
+                .map_err(|e| Failure::new(exit::USAGE, e))?;
+            let opts = crate::tui::Options {
+                socket: cli.socket(),
+                readonly: *readonly,
+                keys,
+            };
+            let rt = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || crate::tui::run(opts, rt))
+                .await
+                .map_err(|e| Failure::new(exit::FAILED, format!("the console stopped: {e}")))??;
+        }
+        Cmd::Model(ModelCmd::Pull { from, sha256 }) => {
+            let from = match from {
+                Some(f) => f.clone(),
+                None => {
+                    let cfg = config::Config::load(None, &std::env::vars().collect(), Vec::new())
+                        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+                    cfg.controller.model.url
+                }
+            };
+            let dir = cli.data_dir().join("models");
+            let pulled = crate::controller::model::pull(&from, &dir, sha256.as_deref())
+                .map_err(|e| Failure::new(exit::FAILED, e.to_string()))?;
+            output::pulled(&mut stdout(), &pulled, json).map_err(unwritten)?;
+        }
+        Cmd::Model(ModelCmd::Status) => match client(cli).await {
+            Ok(mut c) => {
+                let m = c.model().await?;
+                output::model(&mut stdout(), &m, json).map_err(unwritten)?;
+            }
+            Err(f) => {
+                // The file can still be described without the node.
+                let path = crate::controller::model::file::model_path("", &cli.data_dir());
+                match crate::controller::model::inspect(&path) {
+                    Ok(info) => eprintln!(
+                        "the node is not reachable; its default model file '{}' holds {} ({}, {})",
+                        path.display(),
+                        info.name,
+                        info.arch,
+                        info.quant
+                    ),
+                    Err(e) => eprintln!("the node is not reachable; {e}"),
+                }
+                return Err(f);
+            }
+        },
+        Cmd::Model(ModelCmd::Bench { seconds }) => {
+            let b = client(cli).await?.model_bench(*seconds).await?;
+            output::model_bench(&mut stdout(), &b, json).map_err(unwritten)?;
+        }
+        Cmd::Doctor => return Err(not_built("doctor", "a later issue")),
+        Cmd::Diag(_) => return Err(not_built("diag", "a later issue")),
+        Cmd::Drill(_) => return Err(not_built("drill", "a later issue")),
+        Cmd::Man { dir: Some(dir) } => {
+            super::args::write_man_pages(dir).map_err(|e| {
+                Failure::new(
+                    exit::FAILED,
+                    format!("cannot write man pages to '{}': {e}", dir.display()),
+                )
+            })?;
+        }
+        Cmd::Man { dir: None } => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut stdout())
+                .map_err(|e| {
+                    Failure::new(exit::FAILED, format!("cannot print the man page: {e}"))
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// `aether kv …`.
+async fn run_kv(cli: &Cli, kv: &KvCmd, json: bool) -> Result<(), Failure> {
+    let mut c = client(cli).await?;
+    match kv {
+        KvCmd::Put { key, value } => {
+            c.write(Command::Put {
+                key: key.clone(),
+                value: value.as_bytes().to_vec(),
+            })
+            .await?;
+        }
+        KvCmd::Del { key } => {
+            if c.kv_delete(key.clone()).await?.is_none() {
+                return Err(Failure::new(exit::FAILED, format!("key '{key}' not found")));
+            }
+        }
+        KvCmd::Get { key, local } => {
+            let Some(v) = c.kv_get(key.clone(), *local).await? else {
+                return Err(Failure::new(exit::FAILED, format!("key '{key}' not found")));
+            };
+            return output::value(&mut stdout(), key, &v, json).map_err(unwritten);
+        }
+        KvCmd::List {
+            prefix,
+            limit,
+            local,
+        } => {
+            let items = c.kv_list(prefix.clone(), *limit, *local).await?;
+            return output::list(&mut stdout(), &items, json).map_err(unwritten);
+        }
+    }
+    output::ok(&mut stdout(), json).map_err(unwritten)
+}
+
+/// `aether drain` / `undrain`: mark a member so placement stops (or starts again) giving it
+/// instances.
+async fn set_node_state(
+    cli: &Cli,
+    node: &str,
+    state: NodeState,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut c = client(cli).await?;
+    let members = c.nodes().await?;
+    let Some(m) = members.iter().find(|m| m.name == node) else {
+        let known: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+        return Err(Failure::new(
+            exit::FAILED,
+            format!("no member named '{node}'; members: {}", known.join(", ")),
+        ));
+    };
+    c.write(Command::SetNodeState { id: m.id, state }).await?;
+    output::ok(&mut stdout(), json).map_err(unwritten)
+}
+
+/// `aether blueprint …`.
+async fn run_blueprint(cli: &Cli, b: &BlueprintCmd, json: bool) -> Result<(), Failure> {
+    match b {
+        BlueprintCmd::Apply { file, dry_run } => {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Failure::new(
+                    exit::FAILED,
+                    format!("cannot read blueprint file '{}': {e}", file.display()),
+                )
+            })?;
+            let name = file.display().to_string();
+            // Refuse a bad file here, without a node; the node checks it again.
+            crate::deploy::blueprint::parse(&name, &text)
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+            let p = client(cli)
+                .await?
+                .blueprint_apply(name, text, *dry_run)
+                .await?;
+            output::plan(&mut stdout(), &p, json).map_err(unwritten)
+        }
+        BlueprintCmd::List | BlueprintCmd::Show { .. } => {
+            let name = match b {
+                BlueprintCmd::Show { name } => Some(name.clone()),
+                _ => None,
+            };
+            let detail = name.is_some();
+            let list = client(cli).await?.blueprints(name).await?;
+            output::blueprints(&mut stdout(), &list, detail, now_millis(), json).map_err(unwritten)
+        }
+        BlueprintCmd::Rm { name } => {
+            client(cli)
+                .await?
+                .write(Command::RemoveBlueprint { name: name.clone() })
+                .await?;
+            output::ok(&mut stdout(), json).map_err(unwritten)
+        }
+    }
+}
+
+/// `aether logs`: once, or with `follow` every half second from where the last answer ended.
+async fn run_logs(
+    cli: &Cli,
+    target: &str,
+    follow: bool,
+    lines: u32,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut c = client(cli).await?;
+    let mut cursors: Vec<(String, u64)> = Vec::new();
+    loop {
+        let chunks = c.logs(target.into(), cursors.clone(), lines).await?;
+        output::logs(
+            &mut stdout(),
+            &chunks,
+            target.matches('/').count() < 2,
+            json,
+            follow,
+        )
+        .map_err(unwritten)?;
+        if !follow {
+            return Ok(());
+        }
+        cursors = chunks
+            .iter()
+            .map(|ch| (format!("{}@{}", ch.instance, ch.node), ch.next))
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// A decision id (`d-12` or `12`); anything else is bad input (exit 2).
+fn decision_id(s: &str) -> Result<u64, Failure> {
+    crate::domain::parse_decision_id(s).map_err(|m| Failure::new(exit::USAGE, m))
+}

@@ -1,0 +1,276 @@
+//! Snapshot tests of the renderers, text and JSON, from the fixed cluster in `fixture` (the
+//! console's, seen through the CLI). `cargo insta review` (or INSTA_UPDATE=always) accepts
+//! intended changes; the JSON forms are the stable `--output json` contract.
+
+use std::io::{self, Write};
+
+use super::fixture::{self, NOW};
+use super::output;
+
+/// What a renderer writes, as text.
+fn render(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> String {
+    let mut out = Vec::new();
+    f(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// A JSON rendering, checked to be one valid JSON document.
+fn render_json(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> String {
+    let s = render(f);
+    serde_json::from_str::<serde_json::Value>(&s).expect("--output json prints valid JSON");
+    s
+}
+
+#[test]
+fn status() {
+    let s = fixture::status(false);
+    insta::assert_snapshot!("status", render(|w| output::status(w, &s, NOW, false)));
+    insta::assert_snapshot!(
+        "status_json",
+        render_json(|w| output::status(w, &s, NOW, true))
+    );
+    // Asked on a follower while the controller is paused: reachability is the leader's.
+    let mut paused = fixture::status(true);
+    paused.node.id = 2;
+    paused.node.name = "gpu-box".into();
+    paused.node.role = "follower".into();
+    insta::assert_snapshot!(
+        "status_paused_on_a_follower",
+        render(|w| output::status(w, &paused, NOW, false))
+    );
+    // No leader: nothing committed is known, the node is not ready, no controller state, and
+    // no leader to say who is reachable.
+    let mut lost = fixture::status(false);
+    lost.node.id = 2;
+    lost.node.name = "gpu-box".into();
+    lost.node.role = "candidate".into();
+    lost.node.ready = false;
+    lost.leader = None;
+    lost.commit_index = None;
+    lost.members_seen_by = "gpu-box".into();
+    lost.controller = None;
+    for m in &mut lost.members {
+        m.leader = false;
+        (m.reachable, m.last_contact_ms, m.matched_index) = (None, None, None);
+    }
+    insta::assert_snapshot!(
+        "status_no_quorum",
+        render(|w| output::status(w, &lost, NOW, false))
+    );
+}
+
+#[test]
+fn nodes() {
+    let n = fixture::members();
+    insta::assert_snapshot!("nodes", render(|w| output::nodes(w, &n, false)));
+    insta::assert_snapshot!("nodes_json", render_json(|w| output::nodes(w, &n, true)));
+}
+
+#[test]
+fn events() {
+    let a = fixture::events();
+    insta::assert_snapshot!("events", render(|w| output::events(w, &a, NOW, false)));
+    insta::assert_snapshot!(
+        "events_json",
+        render_json(|w| output::events(w, &a, NOW, true))
+    );
+}
+
+#[test]
+fn token_on_stdout_details_on_stderr() {
+    let t = fixture::token();
+    let mut err = Vec::new();
+    let out = render(|w| output::token(w, &mut err, &t, NOW, false));
+    let err = String::from_utf8(err).unwrap();
+    insta::assert_snapshot!("token", format!("stdout:\n{out}stderr:\n{err}"));
+    let mut err = Vec::new();
+    insta::assert_snapshot!(
+        "token_json",
+        render_json(|w| output::token(w, &mut err, &t, NOW, true))
+    );
+    assert!(err.is_empty(), "--output json prints nothing on stderr");
+}
+
+#[test]
+fn metrics() {
+    let m = fixture::metrics();
+    insta::assert_snapshot!("metrics", render(|w| output::metrics(w, &m, false, false)));
+    let n = fixture::node_metrics_view();
+    insta::assert_snapshot!(
+        "metrics_node",
+        render(|w| output::metrics(w, &n, true, false))
+    );
+    insta::assert_snapshot!(
+        "metrics_node_json",
+        render_json(|w| output::metrics(w, &n, true, true))
+    );
+    let h = fixture::history();
+    insta::assert_snapshot!(
+        "metrics_history",
+        render(|w| output::metrics(w, &h, true, false))
+    );
+    let none = fixture::no_metrics();
+    insta::assert_snapshot!(
+        "metrics_none_yet",
+        render(|w| output::metrics(w, &none, false, false))
+    );
+}
+
+#[test]
+fn blueprints() {
+    let b = fixture::blueprints();
+    insta::assert_snapshot!(
+        "blueprints",
+        render(|w| output::blueprints(w, &b, false, NOW, false))
+    );
+    // `show` answers with the one blueprint asked for; a GPU slice adds the GPUS column.
+    insta::assert_snapshot!(
+        "blueprint_show",
+        render(|w| output::blueprints(w, &b[..1], true, NOW, false))
+    );
+    insta::assert_snapshot!(
+        "blueprint_show_gpu",
+        render(|w| output::blueprints(w, &b[1..], true, NOW, false))
+    );
+    insta::assert_snapshot!(
+        "blueprints_json",
+        render_json(|w| output::blueprints(w, &b, false, NOW, true))
+    );
+}
+
+#[test]
+fn blueprint_apply() {
+    let p = fixture::plan(false);
+    insta::assert_snapshot!("plan", render(|w| output::plan(w, &p, false)));
+    insta::assert_snapshot!("plan_json", render_json(|w| output::plan(w, &p, true)));
+    let d = fixture::plan(true);
+    insta::assert_snapshot!("plan_dry_run", render(|w| output::plan(w, &d, false)));
+}
+
+#[test]
+fn decisions() {
+    let d = fixture::decisions();
+    insta::assert_snapshot!(
+        "decisions",
+        render(|w| output::decisions(w, &d, NOW, false))
+    );
+    insta::assert_snapshot!(
+        "decisions_json",
+        render_json(|w| output::decisions(w, &d, NOW, true))
+    );
+    insta::assert_snapshot!(
+        "decisions_none",
+        render(|w| output::decisions(w, &[], NOW, false))
+    );
+}
+
+#[test]
+fn decision() {
+    let d = &fixture::decisions()[0];
+    insta::assert_snapshot!("decision", render(|w| output::decision(w, d, NOW, false)));
+    insta::assert_snapshot!(
+        "decision_json",
+        render_json(|w| output::decision(w, d, NOW, true))
+    );
+}
+
+#[test]
+fn model() {
+    let m = fixture::model();
+    insta::assert_snapshot!("model", render(|w| output::model(w, &m, false)));
+    insta::assert_snapshot!("model_json", render_json(|w| output::model(w, &m, true)));
+    let idle = fixture::idle_model();
+    insta::assert_snapshot!("model_idle", render(|w| output::model(w, &idle, false)));
+}
+
+#[test]
+fn model_bench() {
+    let b = fixture::bench();
+    insta::assert_snapshot!("model_bench", render(|w| output::model_bench(w, &b, false)));
+    insta::assert_snapshot!(
+        "model_bench_json",
+        render_json(|w| output::model_bench(w, &b, true))
+    );
+}
+
+#[test]
+fn model_pull() {
+    let p = fixture::pulled();
+    insta::assert_snapshot!("model_pull", render(|w| output::pulled(w, &p, false)));
+    insta::assert_snapshot!(
+        "model_pull_json",
+        render_json(|w| output::pulled(w, &p, true))
+    );
+}
+
+#[test]
+fn logs() {
+    let l = fixture::logs();
+    // One instance: its raw output; a slice: each line prefixed; following with JSON: one
+    // chunk per line.
+    insta::assert_snapshot!(
+        "logs_one",
+        render(|w| output::logs(w, &l[..1], false, false, false))
+    );
+    insta::assert_snapshot!(
+        "logs_slice",
+        render(|w| output::logs(w, &l, true, false, false))
+    );
+    insta::assert_snapshot!(
+        "logs_follow_json",
+        render(|w| output::logs(w, &l, true, true, true))
+    );
+}
+
+/// The one-line answers: a write, `kv get` and `kv list`, `scale`.
+#[test]
+fn small_answers() {
+    let items = vec![
+        ("app/color".to_string(), b"blue".to_vec()),
+        ("app/size".to_string(), b"3".to_vec()),
+    ];
+    let text = [
+        render(|w| output::ok(w, false)),
+        render(|w| output::value(w, "app/color", b"blue", false)),
+        render(|w| output::list(w, &items, false)),
+        render(|w| output::version(w, "shop", 4, false)),
+    ]
+    .concat();
+    insta::assert_snapshot!("small_answers", text);
+    let json = [
+        render_json(|w| output::ok(w, true)),
+        render_json(|w| output::value(w, "app/color", b"blue", true)),
+        render_json(|w| output::list(w, &items, true)),
+        render_json(|w| output::version(w, "shop", 4, true)),
+    ]
+    .concat();
+    insta::assert_snapshot!("small_answers_json", json);
+}
+
+/// Errors become exit codes by their type (DESIGN §11), never by their text; an unexpected
+/// answer keeps the message the CLI always printed for it.
+#[test]
+fn errors_map_to_exit_codes_by_type() {
+    use super::{Failure, exit};
+    use crate::admin::client::ClientError;
+    use crate::admin::protocol::{AdminError, ErrorKind};
+    let f = Failure::from(ClientError::Unexpected {
+        request: "Status",
+        response: "Nodes",
+    });
+    assert_eq!(f.code, exit::FAILED);
+    assert_eq!(
+        f.message,
+        "the node answered with an unexpected message: are the CLI and the node the same aether version?"
+    );
+    for (kind, code) in [
+        (ErrorKind::NoQuorum, exit::UNREACHABLE),
+        (ErrorKind::Unavailable, exit::UNREACHABLE),
+        (ErrorKind::NotLeader, exit::UNREACHABLE),
+        (ErrorKind::Invalid, exit::USAGE),
+        (ErrorKind::Failed, exit::FAILED),
+    ] {
+        let f = Failure::from(ClientError::Admin(AdminError::new(kind, "why")));
+        assert_eq!((f.code, f.message.as_str()), (code, "why"), "{kind:?}");
+    }
+}
