@@ -7,6 +7,7 @@
 //! (a node without a certificate yet, which may only send its join request).
 
 pub mod frame;
+pub mod router;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::NetConfig;
 use frame::FrameError;
+pub use router::{Route, Router};
 use tls::{NodeTls, TlsError};
 
 /// ALPN of member-to-member and remote admin traffic.
@@ -347,14 +349,16 @@ impl Endpoint {
         }
     }
 
-    /// One request/response to the peer at `addr` (`host:port`) within `timeout` (default
-    /// `net.rpc_timeout`). Reuses the open connection; reconnects once if it was lost.
+    /// One request/response on `route` to the peer at `addr` (`host:port`) within `timeout`
+    /// (default `net.rpc_timeout`). Reuses the open connection; reconnects once if it was lost.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         addr: &str,
+        route: Route,
         req: &Req,
         timeout: Option<Duration>,
     ) -> Result<Resp, NetError> {
+        let req = &(route.id, req);
         let timeout = timeout.unwrap_or(self.rpc_timeout);
         let slot = self.slot(addr);
         let attempt = async {
@@ -470,12 +474,12 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Accept connections until `shutdown`: serve each bidirectional stream with `svc` and hand
-    /// one-way messages (datagrams, unidirectional streams) to `inbox`. In-flight streams are
-    /// tracked by `tracker` so shutdown can wait for them.
-    pub fn serve<S: Service, I: Inbox>(
+    /// Accept connections until `shutdown`: answer each bidirectional stream through `router`
+    /// and hand one-way messages (datagrams, unidirectional streams) to `inbox`. In-flight
+    /// streams are tracked by `tracker` so shutdown can wait for them.
+    pub fn serve<I: Inbox>(
         self: &Arc<Self>,
-        svc: Arc<S>,
+        router: Arc<Router>,
         inbox: Arc<I>,
         shutdown: CancellationToken,
         tracker: TaskTracker,
@@ -487,8 +491,8 @@ impl Endpoint {
                     _ = shutdown.cancelled() => break,
                     i = me.ep.accept() => match i { Some(i) => i, None => break },
                 };
-                let (svc, inbox, me2, tracker2, shutdown2) = (
-                    svc.clone(),
+                let (router, inbox, me2, tracker2, shutdown2) = (
+                    router.clone(),
                     inbox.clone(),
                     me.clone(),
                     tracker.clone(),
@@ -496,7 +500,7 @@ impl Endpoint {
                 );
                 tracker.spawn(async move {
                     if let Err(e) = me2
-                        .connection_loop(incoming, svc, inbox, tracker2, shutdown2)
+                        .connection_loop(incoming, router, inbox, tracker2, shutdown2)
                         .await
                     {
                         tracing::debug!("peer connection ended: {e}");
@@ -507,10 +511,10 @@ impl Endpoint {
         })
     }
 
-    async fn connection_loop<S: Service, I: Inbox>(
+    async fn connection_loop<I: Inbox>(
         self: Arc<Self>,
         incoming: quinn::Incoming,
-        svc: Arc<S>,
+        router: Arc<Router>,
         inbox: Arc<I>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
@@ -572,29 +576,28 @@ impl Endpoint {
                     continue;
                 }
             };
-            let (svc, stats, max) = (svc.clone(), self.stats.clone(), self.max_frame);
+            let (router, stats, max) = (router.clone(), self.stats.clone(), self.max_frame);
             tracker.spawn(async move {
-                let reply = match frame::read_frame_sized::<_, S::Req>(&mut recv, max).await {
-                    Ok((req, size)) => {
+                let answer = match frame::read_frame_body(&mut recv, max).await {
+                    Ok((body, size)) => {
                         stats.bytes_received.fetch_add(size, Ordering::Relaxed);
-                        match svc.handle(ctx, req).await {
-                            Ok(r) => Reply::Ok(r),
-                            Err(e) => Reply::Err(e),
-                        }
+                        frame::payload(&body).and_then(|p| router.dispatch(ctx, p))
                     }
                     Err(FrameError::Closed) => return,
+                    Err(e) => Err(e),
+                };
+                let buf = match answer {
+                    Ok(reply) => reply.await,
                     Err(e) => {
                         stats.bad_frames.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!("bad frame from {remote}: {e}; closing that stream");
-                        Reply::Err(format!("bad frame: {e}"))
+                        router::error_reply(format!("bad frame: {e}"))
                     }
                 };
-                if let Ok(buf) = frame::encode(&reply) {
-                    stats
-                        .bytes_sent
-                        .fetch_add(buf.len() as u64, Ordering::Relaxed);
-                    let _ = send.write_all(&buf).await;
-                }
+                stats
+                    .bytes_sent
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                let _ = send.write_all(&buf).await;
                 let _ = send.finish();
                 let _ = send.stopped().await;
             });
@@ -613,6 +616,7 @@ impl Endpoint {
 pub async fn join_call<Req: Serialize, Resp: DeserializeOwned>(
     addr: &str,
     ca_sha256: &str,
+    route: Route,
     req: &Req,
     cfg: &NetConfig,
     timeout: Duration,
@@ -639,6 +643,7 @@ pub async fn join_call<Req: Serialize, Resp: DeserializeOwned>(
                 addr: addr.into(),
                 message: e.to_string(),
             })?;
+        let req = &(route.id, req);
         let r = exchange(&conn, addr, req, cfg.max_frame_bytes, &NetStats::default()).await;
         conn.close(0u32.into(), b"done");
         r

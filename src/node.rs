@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -14,7 +15,6 @@ use tokio_util::task::TaskTracker;
 
 mod loops;
 
-use crate::admin;
 use crate::config::Config;
 use crate::controller::flow::Controller;
 use crate::controller::rules::Rules;
@@ -22,9 +22,10 @@ use crate::domain::NodeId;
 use crate::metrics::pipeline::Pipeline;
 use crate::net::tls::{self, CaPem, JoinToken, NodeTls};
 use crate::net::{self, Endpoint};
-use crate::raft::Cluster;
-use crate::raft::network::{JoinRequest, PeerRequest, PeerResponse};
+use crate::raft::network::{JOIN_ROUTE, JoinAccepted, JoinRefused, JoinRequest};
 use crate::raft::types::RequestId;
+use crate::raft::{self, Cluster};
+use crate::{admin, deploy};
 use loops::Loops;
 
 /// The loop that watches the raft store; its death is the store's failure.
@@ -144,10 +145,11 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
     // the same request, so a join that did apply is answered again rather than applied twice.
     let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
     let acc = loop {
-        let resp = net::join_call::<_, PeerResponse>(
+        let resp = net::join_call::<_, Result<JoinAccepted, JoinRefused>>(
             addr,
             &token.ca_sha256,
-            &PeerRequest::Join(req.clone()),
+            JOIN_ROUTE,
+            &req,
             &cfg.net,
             Duration::from_secs(20),
         )
@@ -161,13 +163,12 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
             ),
         })?;
         match resp {
-            PeerResponse::Join(Ok(acc)) => break acc,
-            PeerResponse::Join(Err(r)) if r.retry && tokio::time::Instant::now() < deadline => {
+            Ok(acc) => break acc,
+            Err(r) if r.retry && tokio::time::Instant::now() < deadline => {
                 tracing::warn!("join not possible yet: {r}; asking again");
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
-            PeerResponse::Join(Err(r)) => bail!("join refused by {addr}: {r}"),
-            _ => bail!("join failed: {addr} answered with the wrong message"),
+            Err(r) => bail!("join refused by {addr}: {r}"),
         }
     };
     let saved = NodeTls::save(&dd.tls(), &acc.ca_pem, &acc.cert_pem, &key.serialize_pem())?;
@@ -337,19 +338,21 @@ pub async fn run(
             "; disabled by controller.enabled"
         }
     );
-    let dir = cluster.data_dir().to_path_buf();
-    cluster.serve_logs(std::sync::Arc::new(
-        move |instance: String, offset, tail| {
-            let dir = dir.clone();
-            Box::pin(
-                async move { crate::deploy::logs::read_local(&dir, &instance, offset, tail).await },
-            )
-        },
-    ));
+    // Each subsystem answers its own messages on the peer endpoint.
+    let router = net::Router::new()
+        .add(raft::network::ROUTE, cluster.clone())
+        .add(JOIN_ROUTE, Arc::new(raft::Joins(cluster.clone())))
+        .add(
+            deploy::logs::ROUTE,
+            Arc::new(deploy::logs::LogService {
+                data_dir: cluster.data_dir().to_path_buf(),
+            }),
+        );
+    tracing::info!("peer routes: {}", router.names().join(", "));
     loops.add(
         "peer endpoint",
         ep.serve(
-            cluster.clone(),
+            Arc::new(router),
             metrics.clone(),
             shutdown.clone(),
             tracker.clone(),

@@ -11,6 +11,7 @@ mod apply;
 pub mod batch;
 pub mod control;
 mod membership;
+pub use membership::Joins;
 pub mod network;
 mod reads;
 mod snapshot;
@@ -38,8 +39,11 @@ use crate::domain::{NodeId, NodeRecord, now_millis, validate_name};
 use crate::net::tls::{self, CaPem, TlsError};
 use crate::net::{BoxFut, Endpoint, PeerCtx, Service};
 use api::{ErrorKind, ReadQuery, ReadResult, RequestError};
-use network::{JoinAccepted, JoinRefused, JoinRequest, Network, PeerRequest, PeerResponse};
+use network::{
+    JOIN_ROUTE, JoinAccepted, JoinRefused, JoinRequest, Network, PeerRequest, PeerResponse,
+};
 use state_machine::StateMachine;
+use status::StatusView;
 use store::{LogStore, Store};
 use types::{ClusterInit, Command, Request, RequestId, Response};
 
@@ -152,14 +156,7 @@ pub struct Cluster {
     initialised: std::sync::atomic::AtomicBool,
     /// Groups concurrent writes into one log entry.
     batcher: batch::Batcher,
-    /// Answers a peer's `ReadLog`; set once by the node (see [`Cluster::serve_logs`]).
-    log_reader: std::sync::OnceLock<LogReader>,
 }
-
-/// Reads part of one instance's log on this node: (instance, offset, tail lines) to the text and
-/// the offset after it. The layer that knows instances hands it in; raft only carries the call.
-pub type LogReader =
-    Arc<dyn Fn(String, Option<u64>, u32) -> BoxFut<Result<(String, u64), String>> + Send + Sync>;
 
 /// Build openraft's config from ours.
 fn raft_config(cfg: &Config) -> Result<openraft::Config, RaftStartError> {
@@ -244,13 +241,7 @@ impl Cluster {
             founder_ca,
             ca_sha256,
             initialised: Default::default(),
-            log_reader: Default::default(),
         }))
-    }
-
-    /// Answer peers' `ReadLog` requests with `read` from now on (the first reader set wins).
-    pub fn serve_logs(&self, read: LogReader) {
-        let _ = self.log_reader.set(read);
     }
 
     /// The node's data dir (where `raft.redb` lives).
@@ -374,7 +365,7 @@ impl Cluster {
     ) -> Result<Result<T, String>, RequestError> {
         match self
             .ep
-            .call::<_, PeerResponse>(addr, &req, Some(timeout))
+            .call::<_, PeerResponse>(addr, network::ROUTE, &req, Some(timeout))
             .await
         {
             Err(e) => Ok(Err(format!("forwarding to the leader failed: {e}"))),
@@ -389,6 +380,25 @@ impl Cluster {
                     "the leader answered with the wrong message",
                 )),
             },
+        }
+    }
+
+    /// Status with the leader's view of the members when the leader can be asked.
+    pub async fn status(&self) -> Result<StatusView, RequestError> {
+        let local = self.local_status()?;
+        match self.leader() {
+            Some((id, addr)) if id != self.id => match self
+                .ep
+                .call::<_, PeerResponse>(&addr, network::ROUTE, &PeerRequest::Status, None)
+                .await
+            {
+                Ok(PeerResponse::Status(mut s)) => {
+                    s.node = local.node;
+                    Ok(*s)
+                }
+                _ => Ok(local),
+            },
+            _ => Ok(local),
         }
     }
 
@@ -457,15 +467,10 @@ impl Service for Cluster {
 
     fn handle(
         self: Arc<Self>,
-        ctx: PeerCtx,
+        _: PeerCtx,
         req: PeerRequest,
     ) -> BoxFut<Result<PeerResponse, String>> {
         Box::pin(async move {
-            if !ctx.authenticated && !matches!(req, PeerRequest::Join(_)) {
-                return Err(
-                    "refused: only a join request may be sent without a cluster certificate".into(),
-                );
-            }
             Ok(match req {
                 PeerRequest::Vote(r) => PeerResponse::Vote(self.raft.vote(r).await),
                 PeerRequest::Append(r) => PeerResponse::Append(self.raft.append_entries(r).await),
@@ -477,17 +482,6 @@ impl Service for Cluster {
                 PeerRequest::Status => {
                     PeerResponse::Status(Box::new(self.local_status().map_err(|e| e.message)?))
                 }
-                // A joining node may ask any member, which forwards to the leader; a member forwarding
-                // to us expects us to be the leader.
-                PeerRequest::Join(j) => PeerResponse::Join(self.join(j, !ctx.authenticated).await),
-                PeerRequest::ReadLog {
-                    instance,
-                    offset,
-                    tail,
-                } => PeerResponse::ReadLog(match self.log_reader.get() {
-                    Some(read) => read(instance, offset, tail).await,
-                    None => Err(format!("node '{}' does not serve instance logs", self.name)),
-                }),
             })
         })
     }

@@ -19,7 +19,6 @@ use crate::metrics::pipeline::Pipeline;
 use crate::net::frame::{FrameError, read_frame, write_frame};
 use crate::net::tls::JoinToken;
 use crate::raft::Cluster;
-use crate::raft::network::{PeerRequest, PeerResponse};
 use crate::raft::types::{Command, Request, RequestId, Response};
 
 pub use super::protocol::MAX_ADMIN_FRAME;
@@ -408,18 +407,23 @@ async fn logs(
         let read = if node == cluster.id {
             crate::deploy::logs::read_local(cluster.data_dir(), &instance, offset, tail).await
         } else {
-            let req = PeerRequest::ReadLog {
+            let req = crate::deploy::logs::LogRequest {
                 instance: instance.clone(),
                 offset,
                 tail,
             };
+            let route = crate::deploy::logs::ROUTE;
             match cluster
                 .ep
-                .call::<_, PeerResponse>(&m.addr, &req, Some(Duration::from_secs(5)))
+                .call::<_, crate::deploy::logs::LogReply>(
+                    &m.addr,
+                    route,
+                    &req,
+                    Some(Duration::from_secs(5)),
+                )
                 .await
             {
-                Ok(PeerResponse::ReadLog(r)) => r,
-                Ok(_) => Err(format!("{} answered with the wrong message", m.name)),
+                Ok(r) => r,
                 Err(e) => Err(format!("cannot reach {}: {e}", m.name)),
             }
         };

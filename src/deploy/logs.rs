@@ -4,8 +4,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::net::{BoxFut, PeerCtx, Route, Service};
 
 /// Most bytes one read returns; `logs -f` asks again from where it stopped.
 pub const MAX_CHUNK: u64 = 256 * 1024;
@@ -167,6 +170,40 @@ pub async fn read_local(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// Instance logs on the peer endpoint: `aether logs` on one node reads the copies on others.
+pub const ROUTE: Route = Route {
+    id: 3,
+    name: "logs",
+    open: false,
+};
+
+/// Part of an instance's log on the answering node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogRequest {
+    /// `blueprint/slice/index`.
+    pub instance: String,
+    /// From this byte offset; none: the last `tail` lines.
+    pub offset: Option<u64>,
+    pub tail: u32,
+}
+
+/// The text and the offset after it, or why it could not be read.
+pub type LogReply = Result<(String, u64), String>;
+
+/// Serves [`LogRequest`]s from this node's data dir.
+pub struct LogService {
+    pub data_dir: PathBuf,
+}
+
+impl Service for LogService {
+    type Req = LogRequest;
+    type Resp = LogReply;
+
+    fn handle(self: Arc<Self>, _: PeerCtx, r: LogRequest) -> BoxFut<Result<LogReply, String>> {
+        Box::pin(async move { Ok(read_local(&self.data_dir, &r.instance, r.offset, r.tail).await) })
+    }
 }
 
 #[cfg(test)]

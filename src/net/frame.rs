@@ -6,7 +6,8 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Wire protocol version carried by every frame. Bump on an incompatible change.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// 2: a peer request carries its route's id first (see `net::router`).
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,16 @@ pub async fn read_frame_sized<R: AsyncRead + Unpin, T: DeserializeOwned>(
     r: &mut R,
     max: u64,
 ) -> Result<(T, u64), FrameError> {
+    let (body, size) = read_frame_body(r, max).await?;
+    Ok((decode_body(&body)?, size))
+}
+
+/// Read one frame of at most `max` bytes without decoding it: its body (version byte, then
+/// the payload; see [`payload`]) and its size on the wire.
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: u64,
+) -> Result<(Vec<u8>, u64), FrameError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -84,7 +95,7 @@ pub async fn read_frame_sized<R: AsyncRead + Unpin, T: DeserializeOwned>(
         }
         _ => FrameError::Io(e),
     })?;
-    Ok((decode_body(&buf)?, len + 4))
+    Ok((buf, len + 4))
 }
 
 /// Encode `msg` as a frame body without the length prefix (a QUIC datagram carries its own
@@ -95,7 +106,12 @@ pub fn encode_body<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 
 /// Decode a frame body (version byte, then postcard).
 pub fn decode_body<T: DeserializeOwned>(buf: &[u8]) -> Result<T, FrameError> {
-    let Some((&version, payload)) = buf.split_first() else {
+    decode_payload(payload(buf)?)
+}
+
+/// The payload of a frame body, once its version byte is checked.
+pub fn payload(body: &[u8]) -> Result<&[u8], FrameError> {
+    let Some((&version, payload)) = body.split_first() else {
         return Err(FrameError::Empty);
     };
     if version != PROTOCOL_VERSION {
@@ -104,6 +120,11 @@ pub fn decode_body<T: DeserializeOwned>(buf: &[u8]) -> Result<T, FrameError> {
             want: PROTOCOL_VERSION,
         });
     }
+    Ok(payload)
+}
+
+/// Decode a payload (postcard).
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
     postcard::from_bytes(payload).map_err(|e| FrameError::Decode(e.to_string()))
 }
 
@@ -150,7 +171,10 @@ mod tests {
         wrong[4] = 9;
         assert!(matches!(
             decode(&wrong, 1024).await,
-            Err(FrameError::Version { got: 9, want: 1 })
+            Err(FrameError::Version {
+                got: 9,
+                want: PROTOCOL_VERSION
+            })
         ));
         let mut garbage = bytes.clone();
         garbage[5] = 0xff;

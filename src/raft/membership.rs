@@ -17,17 +17,15 @@ impl Cluster {
                 Some((_, addr)) if forward => {
                     return match self
                         .ep
-                        .call::<_, PeerResponse>(
+                        .call::<_, Result<JoinAccepted, JoinRefused>>(
                             &addr,
-                            &PeerRequest::Join(j),
+                            JOIN_ROUTE,
+                            &j,
                             Some(self.write_timeout),
                         )
                         .await
                     {
-                        Ok(PeerResponse::Join(r)) => r,
-                        Ok(_) => Err(JoinRefused::fatal(
-                            "the leader answered with the wrong message",
-                        )),
+                        Ok(r) => r,
                         Err(e) => Err(JoinRefused::transient(format!(
                             "the member could not reach its leader: {e}"
                         ))),
@@ -213,5 +211,18 @@ impl Cluster {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+/// Joins on the peer endpoint ([`JOIN_ROUTE`]): a joining node may ask any member, which
+/// forwards to the leader; a member forwarding to us expects us to be the leader.
+pub struct Joins(pub Arc<Cluster>);
+
+impl Service for Joins {
+    type Req = JoinRequest;
+    type Resp = Result<JoinAccepted, JoinRefused>;
+
+    fn handle(self: Arc<Self>, ctx: PeerCtx, j: JoinRequest) -> BoxFut<Result<Self::Resp, String>> {
+        Box::pin(async move { Ok(self.0.join(j, !ctx.authenticated).await) })
     }
 }

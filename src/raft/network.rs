@@ -1,5 +1,6 @@
-//! Member-to-member RPCs over the QUIC endpoint: Raft (vote, append entries, snapshot chunks),
-//! forwarded writes and reads, status, and joins.
+//! Raft's messages on the peer endpoint: votes, append entries, snapshot chunks, forwarded
+//! writes and reads, and the leader's status ([`ROUTE`]); joins on their own route
+//! ([`JOIN_ROUTE`], open to nodes without a certificate).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +20,23 @@ use super::status::StatusView;
 use super::types::{Request, RequestId, Response};
 use super::{Node, TypeConfig};
 use crate::domain::NodeId;
-use crate::net::{Endpoint, NetError};
+use crate::net::{Endpoint, NetError, Route};
 
-/// A request from one member (or a joining node) to another.
+/// Raft's place on the peer endpoint (members only).
+pub const ROUTE: Route = Route {
+    id: 1,
+    name: "raft",
+    open: false,
+};
+
+/// Joins: the one route open to a node without a cluster certificate.
+pub const JOIN_ROUTE: Route = Route {
+    id: 2,
+    name: "join",
+    open: true,
+};
+
+/// A request from one member to another on [`ROUTE`].
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
     Vote(VoteRequest<NodeId>),
@@ -33,14 +48,6 @@ pub enum PeerRequest {
     Read(ReadQuery),
     /// The leader's view of the cluster.
     Status,
-    /// A node asking to join (the only request allowed without a cluster certificate).
-    Join(JoinRequest),
-    /// Part of an instance's log on the answering node (see `deploy::logs::read`).
-    ReadLog {
-        instance: String,
-        offset: Option<u64>,
-        tail: u32,
-    },
 }
 
 /// The answer to a [`PeerRequest`], variant for variant.
@@ -52,9 +59,6 @@ pub enum PeerResponse {
     Write(Result<Response, RequestError>),
     Read(Result<ReadResult, RequestError>),
     Status(Box<StatusView>),
-    Join(Result<JoinAccepted, JoinRefused>),
-    /// The text and the offset after it, or why it could not be read.
-    ReadLog(Result<(String, u64), String>),
 }
 
 /// Why a join did not go through, and whether asking again may help (no leader yet, the
@@ -165,7 +169,7 @@ impl PeerClient {
     ) -> Result<T, RPCError<NodeId, Node, E>> {
         let resp = self
             .ep
-            .call(&self.addr, &req, Some(option.hard_ttl()))
+            .call(&self.addr, ROUTE, &req, Some(option.hard_ttl()))
             .await
             .map_err(transport_err)?;
         match pick(resp) {

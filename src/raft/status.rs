@@ -203,23 +203,4 @@ impl Cluster {
             controller: None,
         })
     }
-
-    /// Status with the leader's view of the members when the leader can be asked.
-    pub async fn status(&self) -> Result<StatusView, RequestError> {
-        let local = self.local_status()?;
-        match self.leader() {
-            Some((id, addr)) if id != self.id => match self
-                .ep
-                .call::<_, PeerResponse>(&addr, &PeerRequest::Status, None)
-                .await
-            {
-                Ok(PeerResponse::Status(mut s)) => {
-                    s.node = local.node;
-                    Ok(*s)
-                }
-                _ => Ok(local),
-            },
-            _ => Ok(local),
-        }
-    }
 }

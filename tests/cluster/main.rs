@@ -365,6 +365,7 @@ async fn transport_refuses_strangers_and_survives_bad_frames() {
     let r = ep
         .call::<_, PeerResponse>(
             &n.addr(),
+            aether::raft::network::ROUTE,
             &PeerRequest::Status,
             Some(Duration::from_secs(5)),
         )
@@ -386,15 +387,21 @@ async fn transport_refuses_strangers_and_survives_bad_frames() {
         &NetConfig::default(),
     )
     .unwrap();
-    let cases: [(&str, Vec<u8>, &str); 4] = [
+    use aether::net::frame::PROTOCOL_VERSION;
+    let cases: [(&str, Vec<u8>, &str); 5] = [
         (
             "garbage",
-            vec![0, 0, 0, 5, 1, 0xff, 0xff, 0xff, 0xff],
+            vec![0, 0, 0, 5, PROTOCOL_VERSION, 1, 0xff, 0xff, 0xff],
             "does not decode",
         ),
         (
+            "no such route",
+            vec![0, 0, 0, 3, PROTOCOL_VERSION, 200, 0],
+            "no route 200",
+        ),
+        (
             "oversized",
-            vec![0xff, 0xff, 0xff, 0xff, 1, 0],
+            vec![0xff, 0xff, 0xff, 0xff, PROTOCOL_VERSION, 0],
             "over the limit",
         ),
         (
@@ -402,7 +409,11 @@ async fn transport_refuses_strangers_and_survives_bad_frames() {
             vec![0, 0, 0, 2, 9, 0],
             "protocol version 9",
         ),
-        ("truncated", vec![0, 0, 0, 100, 1, 2, 3], "truncated"),
+        (
+            "truncated",
+            vec![0, 0, 0, 100, PROTOCOL_VERSION, 2, 3],
+            "truncated",
+        ),
     ];
     for (what, bytes, expect) in cases {
         let raw = aether::net::raw_exchange(&ep, &n.addr(), &bytes)
@@ -419,7 +430,12 @@ async fn transport_refuses_strangers_and_survives_bad_frames() {
     }
     // The same connection and the node still serve good requests.
     let r = ep
-        .call::<_, PeerResponse>(&n.addr(), &PeerRequest::Status, None)
+        .call::<_, PeerResponse>(
+            &n.addr(),
+            aether::raft::network::ROUTE,
+            &PeerRequest::Status,
+            None,
+        )
         .await
         .unwrap();
     assert!(matches!(r, PeerResponse::Status(_)));
