@@ -4,5 +4,6 @@
 
 pub mod blueprints;
 pub mod decision;
+pub mod live;
 pub mod metrics;
 pub mod status;

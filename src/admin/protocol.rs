@@ -3,14 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AuditRecord, Health, Millis, NodeId};
-use crate::metrics::update::AnomalyFlag;
+use crate::domain::{AuditRecord, Millis};
 use crate::raft::types::{Command, RequestId, Response};
 
 pub use crate::controller::model::BenchReport as ModelBenchView;
 pub use crate::raft::api::{ErrorKind, ReadQuery, ReadResult, RequestError as AdminError};
 pub use crate::raft::status::{ControlView, LeaderView, LocalView, MemberView, StatusView};
 pub use crate::view::blueprints::{BlueprintView, InstanceView};
+pub use crate::view::live::{LiveMetrics, LiveNode, LiveUpdate, NodeHistory, SliceLoad, Watch};
 pub use crate::view::metrics::{HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView};
 
 /// Largest admin frame (a kv value is at most `admin::server::MAX_VALUE`).
@@ -74,17 +74,6 @@ pub enum AdminRequest {
     Subscribe(Watch),
 }
 
-/// What a live feed charts beyond the cluster-wide view.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Watch {
-    /// The node whose history is sent (by name); none: no history.
-    pub node: Option<String>,
-    /// How far back, in seconds (at most the 2-hour window).
-    pub range_secs: u64,
-    /// At most this many points per series (the chart's width); longer ranges are averaged.
-    pub points: u32,
-}
-
 /// A response from a node's admin API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AdminResponse {
@@ -104,87 +93,6 @@ pub enum AdminResponse {
     Model(Box<crate::controller::model::ModelStatus>),
     ModelBench(Box<ModelBenchView>),
     Live(Box<LiveUpdate>),
-}
-
-/// One frame of a live feed ([`AdminRequest::Subscribe`]). The first frame has every part;
-/// later ones only the parts that changed (`None` or empty: unchanged).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LiveUpdate {
-    /// The first frame of a feed: it replaces everything the client holds.
-    pub full: bool,
-    /// The answering node's clock (Unix ms): grace countdowns are computed against it.
-    pub at: Millis,
-    pub status: Option<Box<StatusView>>,
-    pub metrics: Option<LiveMetrics>,
-    /// Every stored blueprint with its instances, when any of it changed.
-    pub blueprints: Option<Vec<BlueprintView>>,
-    /// Per slice: its load and the forecast, when the controller has one.
-    pub loads: Option<Vec<SliceLoad>>,
-    /// New decisions and decisions whose status changed, newest first.
-    pub decisions: Vec<crate::domain::Decision>,
-    /// Audit records newer than those already sent, oldest first.
-    pub events: Vec<AuditRecord>,
-    pub model: Option<Box<crate::controller::model::ModelStatus>>,
-    /// History of the watched node, when one is watched.
-    pub history: Option<NodeHistory>,
-}
-
-/// The cluster metrics of a live feed: headline values per node and, per node, the points of
-/// its sparkline series since the previous frame.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LiveMetrics {
-    /// Who built the snapshot (`None` before the first one arrived).
-    pub leader: Option<String>,
-    pub snapshot_age_ms: Option<u64>,
-    pub nodes: Vec<LiveNode>,
-}
-
-/// One node in [`LiveMetrics`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LiveNode {
-    pub id: NodeId,
-    pub name: String,
-    pub health: Health,
-    pub sample_age_ms: u64,
-    /// 0.0–1.0.
-    pub cpu: f32,
-    pub mem: f32,
-    pub mem_total: u64,
-    /// Mean utilisation of its GPUs (0.0–1.0) and the hottest one (°C); `None` without GPUs.
-    pub gpu_util: Option<f32>,
-    pub gpu_temp: Option<f32>,
-    /// `gpu: none`, `gpu: unavailable (…)` or the GPUs.
-    pub gpu: String,
-    pub net_rx: f32,
-    pub net_tx: f32,
-    pub anomalies: Vec<AnomalyFlag>,
-    /// `cpu`, `mem` and `gpu` (mean utilisation): the per-second values since the previous
-    /// frame (the last minute in the first frame), oldest first.
-    pub spark: Vec<(String, Vec<f32>)>,
-}
-
-/// A node's history over the watched range.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NodeHistory {
-    pub node: String,
-    pub range_secs: u64,
-    /// Unix seconds of the newest point.
-    pub to: u64,
-    /// `cpu`, `mem`, `net_rx`, `net_tx`, then `gpuN_util` and `gpuN_temp` per GPU.
-    pub series: Vec<(String, Vec<PointView>)>,
-    /// The node's current anomaly flags.
-    pub anomalies: Vec<AnomalyFlag>,
-}
-
-/// A slice's load as the controller measures it (cores used) and what the forecast expects.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SliceLoad {
-    /// `blueprint/slice`.
-    pub target: String,
-    /// (Unix second, cores used), oldest first.
-    pub load: Vec<(u64, f32)>,
-    /// (Unix second, forecast cores) ahead of now; empty while the forecast is still learning.
-    pub forecast: Vec<(u64, f32)>,
 }
 
 impl AdminError {
