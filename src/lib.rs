@@ -30,32 +30,56 @@
 //!          at the grace deadline ──ApplyDecision──▶ raft::control executes it (or refuses:
 //!          vetoed, paused, not due); operators: aether override ──Veto/Approve/Mode──▶ raft
 //!
-//!  aether tui ──Subscribe──▶ admin::live: one full frame, then what changed (Raft applied,
+//!  aether tui ──Subscribe──▶ admin::live + view::live: one full frame, then what changed (Raft applied,
 //!             ◀──LiveUpdate──  the metrics period); overrides go as ordinary admin writes
 //! ```
 //!
 //! Metrics never touch Raft; the controller writes decisions through [`raft::Writer`] and never
 //! executes an action itself; the console only reads its feed and sends the operator's writes.
 //!
+//! ## Layers (DESIGN.md §4)
+//!
+//! Bottom up; a module uses its own line and those below, never above (`tests/layers.rs` checks
+//! every `crate::` path, and that neither modules nor the files of one module import each other
+//! in a cycle).
+//!
+//! ```text
+//!  node.rs         composition root: builds every subsystem, runs each loop under supervision
+//!                  (node/loops.rs: a loop that dies stops the node), tears down in reverse
+//!  cli/  tui/      presentation: clap commands and renderers to a writer (cli/output/);
+//!                  the console (app state and keys, views); both talk through admin::Client
+//!  admin/          wire protocol, Unix-socket server, live feeds, typed client, HTTP endpoint
+//!  view/           the read model: status, metrics, blueprints, decisions, the live-feed diff
+//!  metrics/ deploy/ controller/
+//!                  subsystems over raft + net; pure cores apart from their loops
+//!  raft/           openraft over redb: commands, the state machine split by job (apply,
+//!                  control, reads, snapshot), membership, its own request/status types
+//!  net/            QUIC endpoint, frames, the peer router (one route per subsystem), CA, tokens
+//!  domain.rs config.rs   plain types; configuration
+//! ```
+//!
 //! ## Modules
 //!
-//! - [`node`]: composition root; builds every subsystem, owns shutdown.
+//! - [`node`]: composition root; builds every subsystem, supervises its loops, owns shutdown.
 //! - [`config`]: the node's configuration and its precedence rules.
+//! - [`domain`]: plain types shared by all (node records, tokens, audit, decisions), no I/O.
+//! - [`net`]: QUIC endpoint, framing, the peer router, the cluster CA and join tokens; the only
+//!   user of quinn and rustls.
+//! - [`raft`]: openraft over redb; typed commands; its own errors, status and read types; the
+//!   only user of openraft and redb.
+//! - [`metrics`]: sampling (sysinfo, NVML), push to the leader, snapshot broadcast, liveness,
+//!   the 2-hour window, anomaly flags, Prometheus text; the only user of sysinfo and NVML.
 //! - [`deploy`]: workloads: blueprint parsing, placement, the leader's assignment loop, the node
-//!   reconciler, the process supervisor and instance logs.
+//!   reconciler, the process supervisor and instance logs (served to peers on their own route).
 //! - [`controller`]: rules, forecast, safety bounds (pure), the reviewer hook, the language model
 //!   (candle; its own thread; a verdict and a reason, never a write) and the leader's decision
 //!   loop; decisions, modes and overrides are replicated.
-//! - [`domain`]: plain types shared by all (node records, tokens, audit, decisions), no I/O.
-//! - [`metrics`]: sampling (sysinfo, NVML), push to the leader, snapshot broadcast, liveness,
-//!   the 2-hour window, anomaly flags, Prometheus text; the only user of sysinfo and NVML.
-//! - [`net`]: QUIC endpoint, framing, the cluster CA and join tokens; the only user of quinn.
-//! - [`raft`]: openraft over redb; typed commands; the only user of openraft and redb.
-//! - [`admin`]: admin protocol, Unix-socket server, live feeds, client, HTTP endpoint (health,
-//!   `/metrics`).
+//! - [`view`]: the read model the admin server sends and the CLI and console render.
+//! - [`admin`]: admin protocol, Unix-socket server, live feeds, typed client, HTTP endpoint
+//!   (health, `/metrics`).
 //! - [`tui`]: the terminal console: app state and keymap (pure), views, the link to the node;
 //!   the only user of ratatui and crossterm.
-//! - [`cli`]: the clap command tree and client commands.
+//! - [`cli`]: the clap command tree, the command handlers and their renderers.
 
 pub mod admin;
 pub mod cli;

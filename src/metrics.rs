@@ -8,8 +8,8 @@
 //!   every node builds from snapshots; [`window`]: the 2-hour history with a fixed memory bound;
 //!   [`anomaly`]: values far outside a node's own normal. All pure.
 //! - [`pipeline`]: the loops that sample, push, aggregate and broadcast.
-//! - [`prometheus`]: `/metrics` in the Prometheus text format; [`view`]: what `aether metrics`
-//!   shows.
+//! - [`prometheus`]: `/metrics` in the Prometheus text format. What `aether metrics` shows is
+//!   built in [`crate::view::metrics`].
 
 pub mod aggregate;
 pub mod anomaly;

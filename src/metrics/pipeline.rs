@@ -1,6 +1,6 @@
 //! The running pipeline on every node (DESIGN §7): sample every `metrics.interval` and push a
 //! [`MetricsUpdate`] to the leader over QUIC datagrams; on the leader, aggregate and broadcast the
-//! [`ClusterMetricsSnapshot`] to every member at the same period, judge liveness (written through
+//! [`ClusterMetricsSnapshot`](super::update::ClusterMetricsSnapshot) to every member at the same period, judge liveness (written through
 //! Raft only when a verdict changes: an event, never a metric); on every node, keep the newest
 //! snapshot and the 2-hour window built from the snapshots.
 //!

@@ -1,5 +1,5 @@
-//! The state machine handed to openraft: applying entries through [`super::apply`], snapshots
-//! through [`super::snapshot`], reads in [`super::reads`].
+//! The state machine handed to openraft: applying entries through `raft/apply.rs`, snapshots
+//! through `raft/snapshot.rs`, reads in `raft/reads.rs`.
 
 use std::sync::Arc;
 

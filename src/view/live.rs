@@ -31,7 +31,7 @@ pub struct Watch {
     pub points: u32,
 }
 
-/// One frame of a live feed ([`AdminRequest::Subscribe`]). The first frame has every part;
+/// One frame of a live feed (`AdminRequest::Subscribe`). The first frame has every part;
 /// later ones only the parts that changed (`None` or empty: unchanged).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LiveUpdate {
