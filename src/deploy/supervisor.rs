@@ -12,6 +12,7 @@
 //! previous run before it starts anything, then starts what is assigned to it afresh. So a
 //! `kill -9` of the daemon leaves no orphan and no duplicate.
 
+mod gpus;
 mod lifecycle;
 mod probe;
 mod process;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DeployConfig;
 use crate::domain::{InstanceState, InstanceStatus, NodeId, now_millis};
+use gpus::Shortage;
 use lifecycle::{Ctx, run_instance};
 pub use lifecycle::{Event, Spec};
 use process::{reap_leftovers, run_dir};
@@ -51,7 +53,7 @@ pub struct Supervisor {
     /// cannot be used and none are listed, so environments are left alone.
     gpus: Option<Vec<u32>>,
     /// Instances waiting for GPUs, with the placement and reason last reported.
-    waiting: HashMap<String, (Option<u64>, String)>,
+    waiting: HashMap<String, (Option<u64>, Shortage)>,
 }
 
 impl Supervisor {
@@ -130,7 +132,7 @@ impl Supervisor {
                 .flat_map(|(r, who)| r.gpus.iter().map(move |g| (*g, who.clone())))
                 .collect();
             let offered = self.gpus.as_deref().unwrap_or_default();
-            let gpus = match pick_gpus(offered, &held, spec.gpus) {
+            let gpus = match gpus::pick(offered, &held, spec.gpus) {
                 Ok(g) => g,
                 Err(why) => {
                     let said = (spec.placement, why);
@@ -146,7 +148,7 @@ impl Supervisor {
                             pid: None,
                             restarts: 0,
                             last_exit: None,
-                            health: why.clone(),
+                            health: why.to_string(),
                             since: now_millis(),
                             gpus: Vec::new(),
                         }));
@@ -220,37 +222,6 @@ impl Supervisor {
             let _ = r.task.await;
         }
     }
-}
-
-/// `n` of the GPUs in `inventory` that nobody in `held` (GPU → instance) holds, lowest first;
-/// or why not, naming who holds what.
-fn pick_gpus(inventory: &[u32], held: &BTreeMap<u32, String>, n: u32) -> Result<Vec<u32>, String> {
-    let free: Vec<u32> = inventory
-        .iter()
-        .copied()
-        .filter(|g| !held.contains_key(g))
-        .collect();
-    if free.len() >= n as usize {
-        return Ok(free[..n as usize].to_vec());
-    }
-    let plural = if n == 1 { "" } else { "s" };
-    let holders: Vec<String> = held
-        .iter()
-        .filter(|(g, _)| inventory.contains(g))
-        .map(|(g, who)| format!("{who} holds GPU {g}"))
-        .collect();
-    Err(if inventory.is_empty() {
-        format!("needs {n} GPU{plural}; this node offers none (deploy.gpus, or NVML lists none)")
-    } else if holders.is_empty() {
-        format!("needs {n} GPU{plural}; this node has {}", inventory.len())
-    } else {
-        format!(
-            "needs {n} GPU{plural}; {} of {} free ({})",
-            free.len(),
-            inventory.len(),
-            holders.join(", ")
-        )
-    })
 }
 
 #[cfg(test)]
@@ -414,26 +385,6 @@ mod tests {
         };
         assert_ne!(second.pid, first.pid);
         sup.stop_all().await;
-    }
-
-    #[test]
-    fn gpus_are_picked_lowest_free_first_or_refused_naming_who_holds_them() {
-        let held = BTreeMap::from([(0, "a/w/0".to_string())]);
-        assert_eq!(pick_gpus(&[0, 1, 2], &BTreeMap::new(), 2), Ok(vec![0, 1]));
-        assert_eq!(pick_gpus(&[0, 1, 2], &held, 2), Ok(vec![1, 2]));
-        assert_eq!(pick_gpus(&[0, 1], &held, 0), Ok(vec![]));
-        assert_eq!(
-            pick_gpus(&[0, 1], &held, 2),
-            Err("needs 2 GPUs; 1 of 2 free (a/w/0 holds GPU 0)".into())
-        );
-        assert_eq!(
-            pick_gpus(&[0, 1], &BTreeMap::new(), 3),
-            Err("needs 3 GPUs; this node has 2".into())
-        );
-        assert_eq!(
-            pick_gpus(&[], &BTreeMap::new(), 1),
-            Err("needs 1 GPU; this node offers none (deploy.gpus, or NVML lists none)".into())
-        );
     }
 
     /// The value of `var` in the environment of process `pid`.
