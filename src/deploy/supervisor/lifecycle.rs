@@ -106,6 +106,33 @@ pub(super) struct Ctx {
     pub(super) events: mpsc::UnboundedSender<Event>,
 }
 
+/// Why a run of the instance could not start (it is tried again after the backoff). Its text
+/// is the instance's last exit.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// Its log file cannot be opened.
+    #[error("cannot open log file '{}': {source}", .path.display())]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Its working dir cannot be made.
+    #[error("cannot create working dir '{}': {source}", .path.display())]
+    WorkDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// No port can be bound.
+    #[error("no free port: {0}")]
+    Port(std::io::Error),
+    /// Its program cannot be started.
+    #[error("cannot start '{program}': {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
 /// What an instance's reports carry across its runs.
 #[derive(Default)]
 struct Life {
@@ -223,27 +250,30 @@ impl Instance {
 
     /// LOAD: open its log file, make its working dir, pick its port (the last one when it is
     /// still free) and start its process; or why not.
-    fn load(&mut self) -> (RunLog, Result<Launched, String>) {
+    fn load(&mut self) -> (RunLog, Result<Launched, StartError>) {
         self.report(InstanceState::Loading, None, self.health_none);
         let cfg = &self.ctx.cfg;
         let log_path = logs::path(&self.ctx.data_dir, &self.spec.instance)
             .unwrap_or_else(|| self.ctx.data_dir.join("logs").join("invalid.log"));
         let log = match LogFile::open(log_path.clone(), cfg.log_max_bytes, cfg.log_keep) {
             Ok(l) => Arc::new(Mutex::new(l)),
-            Err(e) => {
-                let why = format!("cannot open log file '{}': {e}", log_path.display());
+            Err(source) => {
+                let why = StartError::Log {
+                    path: log_path,
+                    source,
+                };
                 return (RunLog(None), Err(why));
             }
         };
         let run_log = RunLog(Some(log.clone()));
         let work = self.ctx.data_dir.join("work").join(&self.spec.instance);
-        if let Err(e) = std::fs::create_dir_all(&work) {
-            let why = format!("cannot create working dir '{}': {e}", work.display());
+        if let Err(source) = std::fs::create_dir_all(&work) {
+            let why = StartError::WorkDir { path: work, source };
             return (run_log, Err(why));
         }
         let port = match free_port(self.life.port) {
             Ok(p) => p,
-            Err(e) => return (run_log, Err(format!("no free port: {e}"))),
+            Err(e) => return (run_log, Err(StartError::Port(e))),
         };
         self.life.port = port;
         let env = self.env(port);
@@ -264,7 +294,10 @@ impl Instance {
                 env,
                 shown,
             })
-            .map_err(|e| format!("cannot start '{program}': {e}"));
+            .map_err(|source| StartError::Spawn {
+                program: program.clone(),
+                source,
+            });
         (run_log, launched)
     }
 
@@ -398,7 +431,7 @@ impl Instance {
     async fn back_off(
         &mut self,
         log: &RunLog,
-        outcome: Result<(u32, String), String>,
+        outcome: Result<(u32, String), StartError>,
         started: Instant,
     ) -> bool {
         let (exit, ended) = match outcome {
@@ -409,9 +442,9 @@ impl Instance {
                 );
                 (how.clone(), format!("pid {pid} ended ({how})"))
             }
-            Err(why) => {
-                tracing::warn!("{}: {why}", self.spec.instance);
-                (why.clone(), why)
+            Err(e) => {
+                tracing::warn!("{}: {e}", self.spec.instance);
+                (e.to_string(), e.to_string())
             }
         };
         let (first, longest) = (
@@ -453,5 +486,79 @@ async fn wait_or_stop(stop: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
         _ = stop.cancelled() => true,
         _ = tokio::time::sleep(d) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_program_that_cannot_start_backs_off_saying_why_until_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let ctx = Arc::new(Ctx {
+            node: 1,
+            node_name: "n1".into(),
+            data_dir: dir.path().into(),
+            cfg: DeployConfig {
+                restart_backoff: crate::config::Dur::ms(50),
+                ..DeployConfig::default()
+            },
+            events: tx,
+        });
+        let spec = Spec {
+            instance: "t/s/0".into(),
+            placement: Some(4),
+            command: vec!["/nonexistent/program".into()],
+            env: BTreeMap::new(),
+            stop_timeout: Duration::from_secs(1),
+            health: None,
+            gpus: 0,
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run_instance(
+            ctx,
+            spec,
+            None,
+            stop.clone(),
+            Arc::new(AtomicU32::new(0)),
+        ));
+        let mut states = Vec::new();
+        let last = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match rx.recv().await.expect("the task is alive") {
+                    Event::Status(st) if st.restarts == 2 => return st,
+                    Event::Status(st) => states.push(st.state),
+                    Event::Gone(k) => panic!("{k} gone before it was told to stop"),
+                }
+            }
+        })
+        .await
+        .expect("two restarts within 10 s");
+        assert_eq!(
+            states,
+            [
+                InstanceState::Loading,
+                InstanceState::Backoff,
+                InstanceState::Loading
+            ]
+        );
+        assert_eq!(last.state, InstanceState::Backoff);
+        assert_eq!(last.placement, 4);
+        let exit = last.last_exit.unwrap();
+        assert!(
+            exit.starts_with("cannot start '/nonexistent/program': "),
+            "{exit}"
+        );
+        let log = std::fs::read_to_string(logs::path(dir.path(), "t/s/0").unwrap()).unwrap();
+        assert!(log.contains("; restart 2 in "), "{log}");
+        stop.cancel();
+        task.await.unwrap();
+        let mut rest = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            rest.push(e);
+        }
+        assert_eq!(rest.last(), Some(&Event::Gone("t/s/0".into())), "{rest:?}");
     }
 }
