@@ -93,6 +93,27 @@ impl Supervisor {
     /// not free yet, starts on a later call.
     pub fn reconcile(&mut self, desired: &HashMap<String, Spec>) {
         self.stopping.retain(|r| !r.task.is_finished());
+        self.stop_unwanted(desired);
+        self.forget_waiting(desired);
+        let mut todo: Vec<(&String, &Spec)> = desired.iter().collect();
+        todo.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, spec) in todo {
+            if self.running.contains_key(k) || self.stopping.iter().any(|r| r.spec.instance == *k) {
+                continue;
+            }
+            let offered = self.gpus.as_deref().unwrap_or_default();
+            match gpus::pick(offered, &self.held_gpus(), spec.gpus) {
+                Ok(gpus) => {
+                    self.waiting.remove(k);
+                    self.start(k, spec, gpus);
+                }
+                Err(why) => self.wait_for_gpus(k, spec, why),
+            }
+        }
+    }
+
+    /// Tell every running instance that `desired` does not keep to stop.
+    fn stop_unwanted(&mut self, desired: &HashMap<String, Spec>) {
         let unwanted: Vec<String> = self
             .running
             .iter()
@@ -104,6 +125,10 @@ impl Supervisor {
             r.stop.cancel();
             self.stopping.push(r);
         }
+    }
+
+    /// Forget the waiting instances `desired` no longer has, and say they are gone.
+    fn forget_waiting(&mut self, desired: &HashMap<String, Spec>) {
         let gone: Vec<String> = self
             .waiting
             .keys()
@@ -114,72 +139,70 @@ impl Supervisor {
             self.waiting.remove(&k);
             let _ = self.ctx.events.send(Event::Gone(k));
         }
-        let mut todo: Vec<(&String, &Spec)> = desired.iter().collect();
-        todo.sort_by(|a, b| a.0.cmp(b.0));
-        for (k, spec) in todo {
-            if self.running.contains_key(k) || self.stopping.iter().any(|r| r.spec.instance == *k) {
-                continue;
-            }
-            let held: BTreeMap<u32, String> = self
-                .running
-                .values()
-                .map(|r| (r, r.spec.instance.clone()))
-                .chain(
-                    self.stopping
-                        .iter()
-                        .map(|r| (r, format!("{} (stopping)", r.spec.instance))),
-                )
-                .flat_map(|(r, who)| r.gpus.iter().map(move |g| (*g, who.clone())))
-                .collect();
-            let offered = self.gpus.as_deref().unwrap_or_default();
-            let gpus = match gpus::pick(offered, &held, spec.gpus) {
-                Ok(g) => g,
-                Err(why) => {
-                    let said = (spec.placement, why);
-                    if self.waiting.get(k) != Some(&said) {
-                        let why = &said.1;
-                        tracing::warn!("{k}: {why}");
-                        let _ = self.ctx.events.send(Event::Status(InstanceStatus {
-                            instance: k.clone(),
-                            node: self.ctx.node,
-                            placement: spec.placement.unwrap_or(0),
-                            state: InstanceState::Waiting,
-                            port: 0,
-                            pid: None,
-                            restarts: 0,
-                            last_exit: None,
-                            health: why.to_string(),
-                            since: now_millis(),
-                            gpus: Vec::new(),
-                        }));
-                        self.waiting.insert(k.clone(), said);
-                    }
-                    continue;
-                }
-            };
-            self.waiting.remove(k);
-            // With GPUs to hand out, an instance sees only its own (none when it asked for none).
-            let visible = self.gpus.is_some().then(|| gpus.clone());
-            let stop = CancellationToken::new();
-            let pid = Arc::new(AtomicU32::new(0));
-            let task = tokio::spawn(run_instance(
-                self.ctx.clone(),
-                spec.clone(),
-                visible,
-                stop.clone(),
-                pid.clone(),
-            ));
-            self.running.insert(
-                k.clone(),
-                Running {
-                    spec: spec.clone(),
-                    stop,
-                    task,
-                    pid,
-                    gpus,
-                },
-            );
+    }
+
+    /// Who holds which GPU: running instances by name, stopping ones as `name (stopping)`.
+    fn held_gpus(&self) -> BTreeMap<u32, String> {
+        self.running
+            .values()
+            .map(|r| (r, r.spec.instance.clone()))
+            .chain(
+                self.stopping
+                    .iter()
+                    .map(|r| (r, format!("{} (stopping)", r.spec.instance))),
+            )
+            .flat_map(|(r, who)| r.gpus.iter().map(move |g| (*g, who.clone())))
+            .collect()
+    }
+
+    /// Hold instance `k` back until its GPUs are free, reporting it WAITING with `why` when
+    /// that (or its placement) changed since it was last said.
+    fn wait_for_gpus(&mut self, k: &str, spec: &Spec, why: Shortage) {
+        let said = (spec.placement, why);
+        if self.waiting.get(k) == Some(&said) {
+            return;
         }
+        let why = &said.1;
+        tracing::warn!("{k}: {why}");
+        let _ = self.ctx.events.send(Event::Status(InstanceStatus {
+            instance: k.to_string(),
+            node: self.ctx.node,
+            placement: spec.placement.unwrap_or(0),
+            state: InstanceState::Waiting,
+            port: 0,
+            pid: None,
+            restarts: 0,
+            last_exit: None,
+            health: why.to_string(),
+            since: now_millis(),
+            gpus: Vec::new(),
+        }));
+        self.waiting.insert(k.to_string(), said);
+    }
+
+    /// Start instance `k` on a task of its own, holding `gpus`.
+    fn start(&mut self, k: &str, spec: &Spec, gpus: Vec<u32>) {
+        // With GPUs to hand out, an instance sees only its own (none when it asked for none).
+        let visible = self.gpus.is_some().then(|| gpus.clone());
+        let stop = CancellationToken::new();
+        let pid = Arc::new(AtomicU32::new(0));
+        let task = tokio::spawn(run_instance(
+            self.ctx.clone(),
+            spec.clone(),
+            visible,
+            stop.clone(),
+            pid.clone(),
+        ));
+        self.running.insert(
+            k.to_string(),
+            Running {
+                spec: spec.clone(),
+                stop,
+                task,
+                pid,
+                gpus,
+            },
+        );
     }
 
     /// Whether any instance is still stopping (the caller reconciles again soon).
