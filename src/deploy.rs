@@ -1,13 +1,14 @@
 //! Workloads (DESIGN §8): operators declare, the leader places, every node converges.
 //!
 //! Pure cores: [`blueprint`] (TOML files to validated blueprints, with located errors),
-//! [`placement`] (a consistent-hash ring with bounded loads), [`cluster::assign`] (sticky
-//! assignments, drain hand-offs, re-placement after a lost node's grace period) and [`plan`]
-//! (what a change starts, keeps and stops). Loops: [`cluster::run`] on the leader writes
+//! [`placement`] (a consistent-hash ring with bounded loads), [`assign`] (sticky assignments,
+//! drain hand-offs, re-placement after a lost node's grace period) and [`plan`] (what a change
+//! starts, keeps and stops). Loops: [`cluster::run`] on the leader writes
 //! assignments through Raft; [`node::run`] on every node converges on its share through the
 //! [`supervisor`] (processes, health checks, restarts) and reports transitions through Raft;
 //! [`logs`] keeps and reads instance output.
 
+pub mod assign;
 pub mod blueprint;
 pub mod cluster;
 pub mod logs;

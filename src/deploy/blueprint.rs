@@ -21,11 +21,15 @@ use crate::domain::{
 /// A refused file (a blueprint, the controller's rules): where, which field, what was wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct FileError {
+    /// The file, as named to the reader.
     pub file: String,
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column.
     pub column: usize,
     /// Field path, e.g. `slices[0].instances`; empty for the file as a whole.
     pub path: String,
+    /// What was wrong, and what would do.
     pub message: String,
 }
 
@@ -142,7 +146,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Where things are in the source: byte offset → line and column (1-based), and the field path
 /// of the table the offset is in.
 pub(crate) struct Source<'a> {
+    /// The file's name, for errors.
     pub file: &'a str,
+    /// Its text.
     pub text: &'a str,
 }
 
@@ -154,6 +160,7 @@ impl Source<'_> {
         (line, col)
     }
 
+    /// The error `message` about field `path` at `span`.
     pub(crate) fn err(
         &self,
         span: Range<usize>,

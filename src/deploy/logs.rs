@@ -102,9 +102,11 @@ impl LogFile {
 /// Part of a log file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogChunk {
+    /// `blueprint/slice/index`.
     pub instance: String,
     /// The node whose file this is, by name.
     pub node: String,
+    /// The text read.
     pub data: String,
     /// Where the next read starts.
     pub next: u64,

@@ -16,7 +16,9 @@ use crate::domain::NodeId;
 /// A node as placement sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSlot {
+    /// The node.
     pub id: NodeId,
+    /// Its name, for pending reasons.
     pub name: String,
     /// Cores free for instances.
     pub cpu: f32,
@@ -31,8 +33,11 @@ pub struct NodeSlot {
 /// What one instance needs.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Needs {
+    /// Cores.
     pub cpu: f32,
+    /// Bytes of memory.
     pub memory: u64,
+    /// Whole GPUs.
     pub gpu: u32,
 }
 
@@ -57,7 +62,9 @@ impl Default for Options {
 /// The result: instance key → node, and the instances left pending with the reason.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Placement {
+    /// Instance key → the node it goes to.
     pub assigned: BTreeMap<String, NodeId>,
+    /// Instance key → why no node can take it.
     pub pending: BTreeMap<String, String>,
 }
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cluster::{World, assign};
+use super::assign::{World, assign};
 use crate::domain::NodeId;
 
 /// One line of a plan.
@@ -66,8 +66,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::deploy::cluster::Member;
-    use crate::deploy::cluster::tests::{bp, member};
+    use crate::deploy::assign::Member;
+    use crate::deploy::assign::tests::{bp, member};
     use crate::domain::{Assignment, Blueprint};
 
     fn world<'a>(

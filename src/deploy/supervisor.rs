@@ -1,11 +1,10 @@
 //! The supervisor (DESIGN §8): runs each instance assigned to this node as a child process.
 //!
-//! One task per instance drives LOAD (working dir, port, environment, log file) → ACTIVATE
-//! (spawn; wait for the first passing health check) → ACTIVE (keep checking). A crash, or
-//! `threshold` failed checks in a row, restarts it after an exponential backoff. Stopping sends
-//! SIGTERM to the instance's process group and SIGKILL after the slice's `stop_timeout`; after
-//! any exit the rest of the group is killed, so an instance's children go with it. Output goes
-//! to its log file. Every transition is sent to the reporter (see `deploy::node`).
+//! This file is the reconcile step: it converges the instances this node runs on what it is
+//! told to run, hands out GPUs (one instance each), and starts one task per instance. The parts:
+//! `lifecycle` (one instance's run: LOAD → ACTIVATE → ACTIVE, restarts with backoff, stop),
+//! `process` (spawning, process groups, signals, kill and wait, leftovers of a previous run)
+//! and `probe` (health checks).
 //!
 //! Daemon restarts: instances do not outlive the daemon. Each child gets SIGKILL when the
 //! daemon dies (`PR_SET_PDEATHSIG`), and each process group is recorded in
@@ -13,82 +12,28 @@
 //! previous run before it starts anything, then starts what is assigned to it afresh. So a
 //! `kill -9` of the daemon leaves no orphan and no duplicate.
 
+mod gpus;
+mod lifecycle;
+mod probe;
+mod process;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::logs::{self, LogFile};
 use crate::config::DeployConfig;
-use crate::domain::{HealthCheck, InstanceState, InstanceStatus, NodeId, Probe, Slice, now_millis};
+use crate::domain::{InstanceState, InstanceStatus, NodeId, now_millis};
+use gpus::Shortage;
+use lifecycle::{Ctx, run_instance};
+pub use lifecycle::{Event, Spec};
+use process::{reap_leftovers, run_dir};
 
-/// What the supervisor tells the reporter.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    Status(InstanceStatus),
-    /// The instance no longer runs here.
-    Gone(String),
-}
-
-/// What one instance runs: the parts of its slice whose change needs a restart, and the
-/// placement it runs for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Spec {
-    /// `blueprint/slice/index`.
-    pub instance: String,
-    /// The placement ([`crate::domain::Assignment::placement`]) its reports name. `None` for a
-    /// hand-off's old copy: whichever copy runs is kept (and one started afresh reports 0).
-    pub placement: Option<u64>,
-    pub command: Vec<String>,
-    pub env: std::collections::BTreeMap<String, String>,
-    pub stop_timeout: Duration,
-    pub health: Option<HealthCheck>,
-    /// GPUs it gets for itself (`resources.gpu`).
-    pub gpus: u32,
-}
-
-impl Spec {
-    pub fn new(instance: String, placement: Option<u64>, slice: &Slice) -> Spec {
-        Spec {
-            instance,
-            placement,
-            command: slice.command.clone(),
-            env: slice.env.clone(),
-            stop_timeout: Duration::from_millis(slice.stop_timeout_ms),
-            health: slice.health.clone(),
-            gpus: slice.resources.gpu,
-        }
-    }
-
-    /// Whether the copy started for `running` may go on as this spec. A new placement of the
-    /// same instance (removed and created again before this node looked) is a new copy.
-    fn keeps(&self, running: &Spec) -> bool {
-        let Spec {
-            instance,
-            placement,
-            command,
-            env,
-            stop_timeout,
-            health,
-            gpus,
-        } = self;
-        *instance == running.instance
-            && placement.is_none_or(|p| running.placement == Some(p))
-            && *command == running.command
-            && *env == running.env
-            && *stop_timeout == running.stop_timeout
-            && *health == running.health
-            && *gpus == running.gpus
-    }
-}
-
+/// An instance's task and what it holds.
 struct Running {
     spec: Spec,
     stop: CancellationToken,
@@ -96,15 +41,6 @@ struct Running {
     pid: Arc<AtomicU32>,
     /// The GPUs it holds until its task has ended.
     gpus: Vec<u32>,
-}
-
-/// Shared by the instance tasks.
-struct Ctx {
-    node: NodeId,
-    node_name: String,
-    data_dir: PathBuf,
-    cfg: DeployConfig,
-    events: mpsc::UnboundedSender<Event>,
 }
 
 /// The instances of this node.
@@ -117,7 +53,7 @@ pub struct Supervisor {
     /// cannot be used and none are listed, so environments are left alone.
     gpus: Option<Vec<u32>>,
     /// Instances waiting for GPUs, with the placement and reason last reported.
-    waiting: HashMap<String, (Option<u64>, String)>,
+    waiting: HashMap<String, (Option<u64>, Shortage)>,
 }
 
 impl Supervisor {
@@ -157,6 +93,27 @@ impl Supervisor {
     /// not free yet, starts on a later call.
     pub fn reconcile(&mut self, desired: &HashMap<String, Spec>) {
         self.stopping.retain(|r| !r.task.is_finished());
+        self.stop_unwanted(desired);
+        self.forget_waiting(desired);
+        let mut todo: Vec<(&String, &Spec)> = desired.iter().collect();
+        todo.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, spec) in todo {
+            if self.running.contains_key(k) || self.stopping.iter().any(|r| r.spec.instance == *k) {
+                continue;
+            }
+            let offered = self.gpus.as_deref().unwrap_or_default();
+            match gpus::pick(offered, &self.held_gpus(), spec.gpus) {
+                Ok(gpus) => {
+                    self.waiting.remove(k);
+                    self.start(k, spec, gpus);
+                }
+                Err(why) => self.wait_for_gpus(k, spec, why),
+            }
+        }
+    }
+
+    /// Tell every running instance that `desired` does not keep to stop.
+    fn stop_unwanted(&mut self, desired: &HashMap<String, Spec>) {
         let unwanted: Vec<String> = self
             .running
             .iter()
@@ -168,6 +125,10 @@ impl Supervisor {
             r.stop.cancel();
             self.stopping.push(r);
         }
+    }
+
+    /// Forget the waiting instances `desired` no longer has, and say they are gone.
+    fn forget_waiting(&mut self, desired: &HashMap<String, Spec>) {
         let gone: Vec<String> = self
             .waiting
             .keys()
@@ -178,72 +139,70 @@ impl Supervisor {
             self.waiting.remove(&k);
             let _ = self.ctx.events.send(Event::Gone(k));
         }
-        let mut todo: Vec<(&String, &Spec)> = desired.iter().collect();
-        todo.sort_by(|a, b| a.0.cmp(b.0));
-        for (k, spec) in todo {
-            if self.running.contains_key(k) || self.stopping.iter().any(|r| r.spec.instance == *k) {
-                continue;
-            }
-            let held: BTreeMap<u32, String> = self
-                .running
-                .values()
-                .map(|r| (r, r.spec.instance.clone()))
-                .chain(
-                    self.stopping
-                        .iter()
-                        .map(|r| (r, format!("{} (stopping)", r.spec.instance))),
-                )
-                .flat_map(|(r, who)| r.gpus.iter().map(move |g| (*g, who.clone())))
-                .collect();
-            let offered = self.gpus.as_deref().unwrap_or_default();
-            let gpus = match pick_gpus(offered, &held, spec.gpus) {
-                Ok(g) => g,
-                Err(why) => {
-                    let said = (spec.placement, why);
-                    if self.waiting.get(k) != Some(&said) {
-                        let why = &said.1;
-                        tracing::warn!("{k}: {why}");
-                        let _ = self.ctx.events.send(Event::Status(InstanceStatus {
-                            instance: k.clone(),
-                            node: self.ctx.node,
-                            placement: spec.placement.unwrap_or(0),
-                            state: InstanceState::Waiting,
-                            port: 0,
-                            pid: None,
-                            restarts: 0,
-                            last_exit: None,
-                            health: why.clone(),
-                            since: now_millis(),
-                            gpus: Vec::new(),
-                        }));
-                        self.waiting.insert(k.clone(), said);
-                    }
-                    continue;
-                }
-            };
-            self.waiting.remove(k);
-            // With GPUs to hand out, an instance sees only its own (none when it asked for none).
-            let visible = self.gpus.is_some().then(|| gpus.clone());
-            let stop = CancellationToken::new();
-            let pid = Arc::new(AtomicU32::new(0));
-            let task = tokio::spawn(run_instance(
-                self.ctx.clone(),
-                spec.clone(),
-                visible,
-                stop.clone(),
-                pid.clone(),
-            ));
-            self.running.insert(
-                k.clone(),
-                Running {
-                    spec: spec.clone(),
-                    stop,
-                    task,
-                    pid,
-                    gpus,
-                },
-            );
+    }
+
+    /// Who holds which GPU: running instances by name, stopping ones as `name (stopping)`.
+    fn held_gpus(&self) -> BTreeMap<u32, String> {
+        self.running
+            .values()
+            .map(|r| (r, r.spec.instance.clone()))
+            .chain(
+                self.stopping
+                    .iter()
+                    .map(|r| (r, format!("{} (stopping)", r.spec.instance))),
+            )
+            .flat_map(|(r, who)| r.gpus.iter().map(move |g| (*g, who.clone())))
+            .collect()
+    }
+
+    /// Hold instance `k` back until its GPUs are free, reporting it WAITING with `why` when
+    /// that (or its placement) changed since it was last said.
+    fn wait_for_gpus(&mut self, k: &str, spec: &Spec, why: Shortage) {
+        let said = (spec.placement, why);
+        if self.waiting.get(k) == Some(&said) {
+            return;
         }
+        let why = &said.1;
+        tracing::warn!("{k}: {why}");
+        let _ = self.ctx.events.send(Event::Status(InstanceStatus {
+            instance: k.to_string(),
+            node: self.ctx.node,
+            placement: spec.placement.unwrap_or(0),
+            state: InstanceState::Waiting,
+            port: 0,
+            pid: None,
+            restarts: 0,
+            last_exit: None,
+            health: why.to_string(),
+            since: now_millis(),
+            gpus: Vec::new(),
+        }));
+        self.waiting.insert(k.to_string(), said);
+    }
+
+    /// Start instance `k` on a task of its own, holding `gpus`.
+    fn start(&mut self, k: &str, spec: &Spec, gpus: Vec<u32>) {
+        // With GPUs to hand out, an instance sees only its own (none when it asked for none).
+        let visible = self.gpus.is_some().then(|| gpus.clone());
+        let stop = CancellationToken::new();
+        let pid = Arc::new(AtomicU32::new(0));
+        let task = tokio::spawn(run_instance(
+            self.ctx.clone(),
+            spec.clone(),
+            visible,
+            stop.clone(),
+            pid.clone(),
+        ));
+        self.running.insert(
+            k.to_string(),
+            Running {
+                spec: spec.clone(),
+                stop,
+                task,
+                pid,
+                gpus,
+            },
+        );
     }
 
     /// Whether any instance is still stopping (the caller reconciles again soon).
@@ -288,577 +247,12 @@ impl Supervisor {
     }
 }
 
-/// `n` of the GPUs in `inventory` that nobody in `held` (GPU → instance) holds, lowest first;
-/// or why not, naming who holds what.
-fn pick_gpus(inventory: &[u32], held: &BTreeMap<u32, String>, n: u32) -> Result<Vec<u32>, String> {
-    let free: Vec<u32> = inventory
-        .iter()
-        .copied()
-        .filter(|g| !held.contains_key(g))
-        .collect();
-    if free.len() >= n as usize {
-        return Ok(free[..n as usize].to_vec());
-    }
-    let plural = if n == 1 { "" } else { "s" };
-    let holders: Vec<String> = held
-        .iter()
-        .filter(|(g, _)| inventory.contains(g))
-        .map(|(g, who)| format!("{who} holds GPU {g}"))
-        .collect();
-    Err(if inventory.is_empty() {
-        format!("needs {n} GPU{plural}; this node offers none (deploy.gpus, or NVML lists none)")
-    } else if holders.is_empty() {
-        format!("needs {n} GPU{plural}; this node has {}", inventory.len())
-    } else {
-        format!(
-            "needs {n} GPU{plural}; {} of {} free ({})",
-            free.len(),
-            inventory.len(),
-            holders.join(", ")
-        )
-    })
-}
-
-fn run_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("run")
-}
-
-fn pid_file(data_dir: &Path, instance: &str) -> PathBuf {
-    run_dir(data_dir).join(format!("{}.pgid", instance.replace('/', "_")))
-}
-
-/// `(pgrp, start time in clock ticks)` of a live process (not a zombie), from
-/// `/proc/<pid>/stat`.
-fn proc_stat(pid: u32) -> Option<(u32, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    if *f.first()? == "Z" {
-        return None;
-    }
-    Some((f.get(2)?.parse().ok()?, f.get(19)?.parse().ok()?))
-}
-
-/// Kill every process of the groups recorded in `dir` that started no earlier than the group's
-/// leader did (so a reused pid or group id is left alone), and forget the records.
-fn reap_leftovers(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.extension().is_none_or(|x| x != "pgid") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let mut it = text.split_whitespace().map(|s| s.parse::<u64>().ok());
-        if let (Some(Some(pgid)), Some(Some(start))) = (it.next(), it.next()) {
-            let mut killed = Vec::new();
-            if let Ok(procs) = std::fs::read_dir("/proc") {
-                for p in procs.flatten() {
-                    let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
-                    else {
-                        continue;
-                    };
-                    if let Some((pgrp, started)) = proc_stat(pid)
-                        && pgrp as u64 == pgid
-                        && started >= start
-                    {
-                        // SAFETY: kill(2) with a pid we just read; no memory is touched.
-                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                        killed.push(pid);
-                    }
-                }
-            }
-            if !killed.is_empty() {
-                // Gone before anything starts that could need what they held.
-                let until = Instant::now() + GROUP_EXIT_LIMIT;
-                while killed.iter().any(|p| proc_stat(*p).is_some()) && Instant::now() < until {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                tracing::warn!(
-                    "killed {} process(es) left by the previous run of this node (process group {pgid}, {})",
-                    killed.len(),
-                    path.file_stem().and_then(|s| s.to_str()).unwrap_or("?")
-                );
-            }
-        }
-        let _ = std::fs::remove_file(&path);
-    }
-}
-
-/// A free TCP port: `prefer` when it can still be bound, else one the kernel picks.
-fn free_port(prefer: u16) -> std::io::Result<u16> {
-    if prefer != 0 && std::net::TcpListener::bind(("0.0.0.0", prefer)).is_ok() {
-        return Ok(prefer);
-    }
-    Ok(std::net::TcpListener::bind(("0.0.0.0", 0))?
-        .local_addr()?
-        .port())
-}
-
-/// `exit 1`, `signal 9 (SIGKILL)`.
-fn describe(st: &ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (st.code(), st.signal()) {
-        (Some(c), _) => format!("exit {c}"),
-        (None, Some(s)) => {
-            let name = match s {
-                libc::SIGKILL => " (SIGKILL)",
-                libc::SIGTERM => " (SIGTERM)",
-                libc::SIGSEGV => " (SIGSEGV)",
-                libc::SIGABRT => " (SIGABRT)",
-                libc::SIGINT => " (SIGINT)",
-                _ => "",
-            };
-            format!("signal {s}{name}")
-        }
-        _ => "ended".into(),
-    }
-}
-
-/// How long a SIGKILLed process group may take to be gone before the instance moves on.
-const GROUP_EXIT_LIMIT: Duration = Duration::from_secs(5);
-
-/// Whether process group `pgid` still has a live process. Usually one syscall says it has
-/// none (many instances may stop at once); only when something is left is /proc read, since a
-/// zombie nobody reaps (PID 1 of some containers does not) holds nothing.
-fn group_exists(pgid: u32) -> bool {
-    // SAFETY: kill(2) with signal 0 only checks; no memory is touched.
-    if pgid <= 1 || unsafe { libc::kill(-(pgid as i32), 0) } != 0 {
-        return false;
-    }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .any(|pid| proc_stat(pid).is_some_and(|(g, _)| g == pgid))
-}
-
-/// Wait until process group `pgid` is gone (SIGKILL lands asynchronously, and its last
-/// members are reaped by init), at most `limit`; whether it went.
-async fn group_gone(pgid: u32, limit: Duration) -> bool {
-    let until = Instant::now() + limit;
-    loop {
-        if !group_exists(pgid) {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn signal_group(pgid: u32, sig: i32) {
-    if pgid > 1 {
-        // SAFETY: kill(2) on a process group we created; no memory is touched.
-        unsafe { libc::kill(-(pgid as i32), sig) };
-    }
-}
-
-/// Copy one of the child's output streams into its log file.
-async fn pump(mut from: impl AsyncRead + Unpin, log: Arc<std::sync::Mutex<LogFile>>) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let mut l = log.lock().expect("log lock");
-                if let Err(e) = l.write(&buf[..n]) {
-                    tracing::warn!("instance log write failed: {e}");
-                }
-            }
-        }
-    }
-}
-
-/// One health probe against the instance on `port`.
-async fn probe(check: &HealthCheck, port: u16, env: &[(String, String)]) -> Result<(), String> {
-    let timeout = Duration::from_millis(check.timeout_ms);
-    let run = async {
-        match &check.probe {
-            Probe::Tcp => tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("tcp connect to port {port}: {e}")),
-            Probe::Http(path) => {
-                let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .map_err(|e| format!("GET {path} on port {port}: {e}"))?;
-                s.write_all(
-                    format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: aether-health\r\n\r\n")
-                        .as_bytes(),
-                )
-                .await
-                .map_err(|e| format!("GET {path}: {e}"))?;
-                // Read the whole answer (HTTP/1.0: until the server closes, at most 64 KiB) so
-                // the server never sees its client vanish mid-reply.
-                let mut head = Vec::with_capacity(1024);
-                let mut buf = [0u8; 4096];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) => break,
-                        Ok(n) if head.len() < 65536 => head.extend_from_slice(&buf[..n]),
-                        Ok(_) => break,
-                        Err(e) if head.len() >= 12 => {
-                            tracing::debug!("health check read ended early: {e}");
-                            break;
-                        }
-                        Err(e) => return Err(format!("GET {path}: {e}")),
-                    }
-                }
-                let line = String::from_utf8_lossy(&head[..head.len().min(64)]);
-                let line = line.lines().next().unwrap_or("");
-                let code: u16 = line
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|c| c.parse().ok())
-                    .ok_or_else(|| format!("GET {path}: not an HTTP answer ('{}')", line.trim()))?;
-                if (200..400).contains(&code) {
-                    Ok(())
-                } else {
-                    Err(format!("GET {path}: status {code}"))
-                }
-            }
-            Probe::Exec(cmd) => {
-                let mut c = tokio::process::Command::new(&cmd[0]);
-                c.args(&cmd[1..])
-                    .envs(env.iter().cloned())
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .kill_on_drop(true);
-                let st = c
-                    .status()
-                    .await
-                    .map_err(|e| format!("exec '{}': {e}", cmd[0]))?;
-                if st.success() {
-                    Ok(())
-                } else {
-                    Err(format!("exec '{}': {}", cmd[0], describe(&st)))
-                }
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "no answer within {}",
-            crate::domain::human_millis(check.timeout_ms)
-        )),
-    }
-}
-
-/// What an instance's reports carry across its runs.
-#[derive(Default)]
-struct Life {
-    port: u16,
-    restarts: u32,
-    last_exit: Option<String>,
-}
-
-/// How a run of the instance ended.
-enum End {
-    Stop,
-    Exited(ExitStatus),
-    Unhealthy(String),
-}
-
-/// The life of one instance on this node, until `stop`. `gpus`: the GPUs it sees (`None`:
-/// its environment's GPU variables are left alone).
-async fn run_instance(
-    ctx: Arc<Ctx>,
-    spec: Spec,
-    gpus: Option<Vec<u32>>,
-    stop: CancellationToken,
-    pid_slot: Arc<AtomicU32>,
-) {
-    let cfg = &ctx.cfg;
-    let mut life = Life::default();
-    let mut backoff = cfg.restart_backoff.0;
-    let health_none = if spec.health.is_some() {
-        "pending"
-    } else {
-        "none"
-    };
-    let report = |life: &Life, state: InstanceState, pid: Option<u32>, health: &str| {
-        let _ = ctx.events.send(Event::Status(InstanceStatus {
-            instance: spec.instance.clone(),
-            node: ctx.node,
-            placement: spec.placement.unwrap_or(0),
-            state,
-            port: life.port,
-            pid,
-            restarts: life.restarts,
-            last_exit: life.last_exit.clone(),
-            health: health.into(),
-            since: now_millis(),
-            gpus: gpus.clone().unwrap_or_default(),
-        }));
-    };
-    let log_path = logs::path(&ctx.data_dir, &spec.instance)
-        .unwrap_or_else(|| ctx.data_dir.join("logs").join("invalid.log"));
-    let (bp, slice) = {
-        let mut it = spec.instance.split('/');
-        (
-            it.next().unwrap_or("").to_string(),
-            it.next().unwrap_or("").to_string(),
-        )
-    };
-    let work = ctx.data_dir.join("work").join(&spec.instance);
-    'life: loop {
-        // LOAD
-        report(&life, InstanceState::Loading, None, health_none);
-        let log = LogFile::open(log_path.clone(), cfg.log_max_bytes, cfg.log_keep)
-            .map(|l| Arc::new(std::sync::Mutex::new(l)))
-            .map_err(|e| format!("cannot open log file '{}': {e}", log_path.display()));
-        let note = |s: &str| {
-            if let Ok(l) = &log {
-                l.lock().expect("log lock").note(s);
-            }
-        };
-        let prepared = log.clone().and_then(|l| {
-            std::fs::create_dir_all(&work)
-                .map_err(|e| format!("cannot create working dir '{}': {e}", work.display()))?;
-            let port = free_port(life.port).map_err(|e| format!("no free port: {e}"))?;
-            Ok((l, port))
-        });
-        let mut env: Vec<(String, String)> = Vec::new();
-        let mut shown = String::new();
-        let port = prepared.as_ref().map_or(life.port, |(_, p)| *p);
-        life.port = port;
-        let spawned = prepared.and_then(|(log, _)| {
-            env = vec![
-                ("PORT".into(), port.to_string()),
-                ("AETHER_BLUEPRINT".into(), bp.clone()),
-                ("AETHER_SLICE".into(), format!("{bp}/{slice}")),
-                ("AETHER_INSTANCE".into(), spec.instance.clone()),
-                ("AETHER_NODE".into(), ctx.node_name.clone()),
-            ];
-            if let Some(g) = &gpus {
-                let ids: Vec<String> = g.iter().map(u32::to_string).collect();
-                // NVML numbers GPUs in PCI bus order; CUDA must count them the same way.
-                env.push(("CUDA_DEVICE_ORDER".into(), "PCI_BUS_ID".into()));
-                env.push(("CUDA_VISIBLE_DEVICES".into(), ids.join(",")));
-                env.push(("NVIDIA_VISIBLE_DEVICES".into(), ids.join(",")));
-            }
-            let args: Vec<String> = spec.command[1..]
-                .iter()
-                .map(|a| a.replace("${PORT}", &port.to_string()))
-                .collect();
-            shown = std::iter::once(spec.command[0].as_str())
-                .chain(args.iter().map(String::as_str))
-                .collect::<Vec<_>>()
-                .join(" ");
-            let mut cmd = tokio::process::Command::new(&spec.command[0]);
-            cmd.args(&args)
-                .envs(spec.env.iter())
-                .envs(env.iter().cloned())
-                .current_dir(&work)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .process_group(0);
-            // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
-            let parent = std::process::id() as i32;
-            unsafe {
-                cmd.pre_exec(move || {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    if libc::getppid() != parent {
-                        libc::_exit(1);
-                    }
-                    Ok(())
-                });
-            }
-            cmd.spawn()
-                .map(|c| (c, log))
-                .map_err(|e| format!("cannot start '{}': {e}", spec.command[0]))
-        });
-        let started = Instant::now();
-        let outcome: Result<(u32, String), String> = 'run: {
-            let (mut child, log) = match spawned {
-                Ok(c) => c,
-                Err(why) => break 'run Err(why),
-            };
-            // ACTIVATE
-            let pid = child.id().unwrap_or(0);
-            pid_slot.store(pid, Ordering::Relaxed);
-            if let Some((_, start)) = proc_stat(pid) {
-                let _ = std::fs::write(
-                    pid_file(&ctx.data_dir, &spec.instance),
-                    format!("{pid} {start}\n"),
-                );
-            }
-            note(&format!("started pid {pid} on port {port}: {}", shown));
-            let pumps = [
-                child
-                    .stdout
-                    .take()
-                    .map(|o| tokio::spawn(pump(o, log.clone()))),
-                child
-                    .stderr
-                    .take()
-                    .map(|e| tokio::spawn(pump(e, log.clone()))),
-            ];
-            report(&life, InstanceState::Activating, Some(pid), health_none);
-            let end = {
-                let watch = async {
-                    match &spec.health {
-                        None => {
-                            report(&life, InstanceState::Active, Some(pid), "none");
-                            std::future::pending::<String>().await
-                        }
-                        Some(h) => {
-                            let mut tick = tokio::time::interval(Duration::from_millis(
-                                h.interval_ms.clamp(50, 3_600_000),
-                            ));
-                            let mut failures = 0u32;
-                            let mut active = false;
-                            loop {
-                                tick.tick().await;
-                                match probe(h, port, &env).await {
-                                    Ok(()) => {
-                                        failures = 0;
-                                        if !active {
-                                            active = true;
-                                            report(
-                                                &life,
-                                                InstanceState::Active,
-                                                Some(pid),
-                                                "passing",
-                                            );
-                                        }
-                                    }
-                                    // Until the first pass the instance is starting: failures do not count.
-                                    Err(_) if !active => {}
-                                    Err(why) => {
-                                        failures += 1;
-                                        if failures >= h.threshold.max(1) {
-                                            break format!(
-                                                "health check failed {failures} times in a row: {why}"
-                                            );
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                };
-                tokio::pin!(watch);
-                tokio::select! {
-                    _ = stop.cancelled() => End::Stop,
-                    st = child.wait() => match st {
-                        Ok(st) => End::Exited(st),
-                        Err(e) => End::Unhealthy(format!("waiting for the process failed: {e}")),
-                    },
-                    why = &mut watch => End::Unhealthy(why),
-                }
-            };
-            let stopping = matches!(end, End::Stop);
-            let how = match end {
-                End::Exited(st) => {
-                    signal_group(pid, libc::SIGKILL);
-                    describe(&st)
-                }
-                End::Stop | End::Unhealthy(_) => {
-                    if let End::Unhealthy(why) = &end {
-                        note(why);
-                        report(
-                            &life,
-                            InstanceState::Unhealthy,
-                            Some(pid),
-                            &format!("failing: {why}"),
-                        );
-                    } else {
-                        report(&life, InstanceState::Stopping, Some(pid), health_none);
-                    }
-                    signal_group(pid, libc::SIGTERM);
-                    let st = match tokio::time::timeout(spec.stop_timeout, child.wait()).await {
-                        Ok(Ok(st)) => describe(&st),
-                        _ => {
-                            note(&format!(
-                                "still running {} after SIGTERM: sending SIGKILL",
-                                crate::domain::human_millis(spec.stop_timeout.as_millis() as u64)
-                            ));
-                            signal_group(pid, libc::SIGKILL);
-                            child
-                                .wait()
-                                .await
-                                .map(|s| describe(&s))
-                                .unwrap_or_else(|e| e.to_string())
-                        }
-                    };
-                    signal_group(pid, libc::SIGKILL);
-                    match &end {
-                        End::Unhealthy(why) => format!("{st} after {why}"),
-                        _ => st,
-                    }
-                }
-            };
-            // Whatever it held (a GPU, a port) is free only once its whole group has gone.
-            if !group_gone(pid, GROUP_EXIT_LIMIT).await {
-                tracing::warn!(
-                    "{}: process group {pid} still has members {}s after SIGKILL",
-                    spec.instance,
-                    GROUP_EXIT_LIMIT.as_secs()
-                );
-            }
-            for p in pumps.into_iter().flatten() {
-                let _ = tokio::time::timeout(Duration::from_secs(1), p).await;
-            }
-            pid_slot.store(0, Ordering::Relaxed);
-            let _ = std::fs::remove_file(pid_file(&ctx.data_dir, &spec.instance));
-            if stopping {
-                note(&format!("stopped pid {pid}: {how}"));
-                break 'life;
-            }
-            Ok((pid, how))
-        };
-        let (exit, ended) = match outcome {
-            Ok((pid, how)) => {
-                tracing::info!("{}: pid {pid} ended ({how}); restarting", spec.instance);
-                (how.clone(), format!("pid {pid} ended ({how})"))
-            }
-            Err(why) => {
-                tracing::warn!("{}: {why}", spec.instance);
-                (why.clone(), why)
-            }
-        };
-        // A run that lasted the longest backoff resets it.
-        if started.elapsed() >= cfg.restart_backoff_max.0 {
-            backoff = cfg.restart_backoff.0;
-        }
-        life.restarts += 1;
-        note(&format!(
-            "{ended}; restart {} in {}",
-            life.restarts,
-            crate::domain::human_millis(backoff.as_millis() as u64)
-        ));
-        life.last_exit = Some(exit);
-        report(&life, InstanceState::Backoff, None, health_none);
-        if wait_or_stop(&stop, backoff).await {
-            break;
-        }
-        backoff = (backoff * 2).min(cfg.restart_backoff_max.0);
-    }
-    let _ = ctx.events.send(Event::Gone(spec.instance.clone()));
-}
-
-/// Sleep `d`; `true` when told to stop first.
-async fn wait_or_stop(stop: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        _ = stop.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::process::{pid_file, proc_stat, signal_group};
     use super::*;
+    use crate::deploy::logs;
+    use std::time::Duration;
 
     fn cfg() -> DeployConfig {
         DeployConfig {
@@ -1014,26 +408,6 @@ mod tests {
         };
         assert_ne!(second.pid, first.pid);
         sup.stop_all().await;
-    }
-
-    #[test]
-    fn gpus_are_picked_lowest_free_first_or_refused_naming_who_holds_them() {
-        let held = BTreeMap::from([(0, "a/w/0".to_string())]);
-        assert_eq!(pick_gpus(&[0, 1, 2], &BTreeMap::new(), 2), Ok(vec![0, 1]));
-        assert_eq!(pick_gpus(&[0, 1, 2], &held, 2), Ok(vec![1, 2]));
-        assert_eq!(pick_gpus(&[0, 1], &held, 0), Ok(vec![]));
-        assert_eq!(
-            pick_gpus(&[0, 1], &held, 2),
-            Err("needs 2 GPUs; 1 of 2 free (a/w/0 holds GPU 0)".into())
-        );
-        assert_eq!(
-            pick_gpus(&[0, 1], &BTreeMap::new(), 3),
-            Err("needs 3 GPUs; this node has 2".into())
-        );
-        assert_eq!(
-            pick_gpus(&[], &BTreeMap::new(), 1),
-            Err("needs 1 GPU; this node offers none (deploy.gpus, or NVML lists none)".into())
-        );
     }
 
     /// The value of `var` in the environment of process `pid`.
