@@ -45,7 +45,7 @@ use std::time::Instant;
 use aether::controller::brain::{Brain, SliceView, World};
 use aether::controller::forecast::ForecastConfig;
 use aether::controller::rules::{self, Rules};
-use aether::controller::safety::{self, Bounds, Check, Context};
+use aether::controller::safety::{self, Bounds, Check, Context, StopReason};
 use aether::domain::{Action, Millis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -681,21 +681,18 @@ impl Controller for Aether {
                 });
                 Some(to)
             }
-            Check::Stop { reason, .. } => {
+            Check::Stop(reason) => {
                 if counted {
                     let d = &mut self.diag;
-                    let slot = if reason.contains("still converging") {
-                        &mut d.held_converging
-                    } else if reason.contains("scale-up cooldown") {
-                        &mut d.held_up_cooldown
-                    } else if reason.contains("scale-down cooldown") {
-                        &mut d.held_down_cooldown
-                    } else if reason.contains("decisions a minute") {
-                        &mut d.held_rate
-                    } else if reason.contains("already") {
-                        &mut d.held_bound
-                    } else {
-                        &mut d.held_other
+                    let slot = match reason {
+                        StopReason::Converging { .. } => &mut d.held_converging,
+                        StopReason::Cooldown { up: true, .. } => &mut d.held_up_cooldown,
+                        StopReason::Cooldown { up: false, .. } => &mut d.held_down_cooldown,
+                        StopReason::RateLimit { .. } => &mut d.held_rate,
+                        StopReason::AtBound { .. } => &mut d.held_bound,
+                        StopReason::Vetoed { .. } | StopReason::LastReadyNode { .. } => {
+                            &mut d.held_other
+                        }
                     };
                     *slot += 1;
                 }

@@ -786,8 +786,8 @@ impl Controller {
                 p.reasoning.extend(notes);
                 None
             }
-            Check::Stop { reason, record } => {
-                if !record {
+            Check::Stop(reason) => {
+                if !reason.recorded() {
                     tracing::debug!("controller: {} held back: {reason}", p.action);
                     return Ok(());
                 }
@@ -804,7 +804,9 @@ impl Controller {
                 }
                 p.reasoning
                     .push(format!("stopped by the safety bounds: {reason}"));
-                Some(DecisionStatus::Rejected { reason })
+                Some(DecisionStatus::Rejected {
+                    reason: reason.to_string(),
+                })
             }
         };
         let mut review = None;
@@ -829,7 +831,7 @@ impl Controller {
                     }
                     match safety::check(&mut p.action, &ctx, &bounds) {
                         Check::Go { notes } => p.reasoning.extend(notes),
-                        Check::Stop { reason, .. } => {
+                        Check::Stop(reason) => {
                             status = Some(DecisionStatus::Rejected {
                                 reason: format!(
                                     "the reviewer's adjustment is out of bounds: {reason}"
