@@ -28,3 +28,4 @@ pub mod model;
 pub mod review;
 pub mod rules;
 pub mod safety;
+pub mod world;
