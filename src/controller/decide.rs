@@ -87,7 +87,10 @@ pub enum Command {
     /// Record how an applied decision turned out.
     Outcome { id: u64, outcome: Outcome },
     /// Record a new decision; `apply`: apply it at once (mode `auto`).
-    Record { decision: Box<Decision>, apply: bool },
+    Record {
+        decision: Box<Decision>,
+        apply: bool,
+    },
 }
 
 /// Apply pending decisions whose deadline passed (expire them instead while paused); expire
@@ -765,7 +768,12 @@ mod tests {
 
     #[test]
     fn the_bounds_clamp_a_proposal_and_say_so() {
-        let (d, _) = decide_one(proposal(scale(7, 12)), &world(7, 7), &[], ControllerMode::Auto);
+        let (d, _) = decide_one(
+            proposal(scale(7, 12)),
+            &world(7, 7),
+            &[],
+            ControllerMode::Auto,
+        );
         assert_eq!(d.action, scale(7, 8));
         assert!(d.status.is_open(), "{:?}", d.status);
         assert_eq!(
@@ -824,7 +832,13 @@ mod tests {
         // The rate limit counts this tick's decisions too.
         let s = screen(proposal(scale(2, 4)), &w, &[], &c, 6, &settings());
         assert!(
-            matches!(s.next, Next::Held { reason: StopReason::RateLimit { per_minute: 6 }, .. }),
+            matches!(
+                s.next,
+                Next::Held {
+                    reason: StopReason::RateLimit { per_minute: 6 },
+                    ..
+                }
+            ),
             "{:?}",
             s.next
         );
@@ -887,10 +901,14 @@ mod tests {
             applied(6, NOW - 400_000, scale(4, 3)),
             applied(4, NOW - 500_000, scale(2, 4)),
             // Another target: not this one's.
-            applied(2, NOW - 1_000, Action::Drain {
-                node: 3,
-                name: "n3".into(),
-            }),
+            applied(
+                2,
+                NOW - 1_000,
+                Action::Drain {
+                    node: 3,
+                    name: "n3".into(),
+                },
+            ),
         ];
         let c = context(&scale(4, 6), &w, &decisions, 2, &settings());
         let want = safety::Context {
@@ -1057,8 +1075,8 @@ mod tests {
         );
         // Never converged within the timeout.
         let late = applied(9, NOW - 400_000, scale(2, 4));
-        let o = judge(&late, &world(4, 3), &mut HashMap::new(), &mut startup, &s)
-            .expect("an outcome");
+        let o =
+            judge(&late, &world(4, 3), &mut HashMap::new(), &mut startup, &s).expect("an outcome");
         assert_eq!(
             (o.verdict.as_str(), o.detail.as_str()),
             ("did not converge", "3 of 4 instances active after 6m40s")
@@ -1066,7 +1084,10 @@ mod tests {
         // Judged already, or not a scale: nothing.
         let mut done = late.clone();
         done.outcome = Some(o);
-        assert_eq!(judge(&done, &world(4, 3), &mut HashMap::new(), &mut startup, &s), None);
+        assert_eq!(
+            judge(&done, &world(4, 3), &mut HashMap::new(), &mut startup, &s),
+            None
+        );
     }
 
     #[test]

@@ -406,8 +406,7 @@ impl Controller {
                 };
                 tracing::info!("controller: d-{id}: {summary}");
                 if apply
-                    && let Response::Refused(m) =
-                        w.call(RaftCommand::ApplyDecision { id }).await?
+                    && let Response::Refused(m) = w.call(RaftCommand::ApplyDecision { id }).await?
                 {
                     tracing::info!("controller: {m}");
                 }
@@ -601,7 +600,8 @@ impl Controller {
             &self.cluster.name,
             &self.settings,
         );
-        let actionable = matches!(&cmd, Command::Record { decision, .. } if decision.status.is_open());
+        let actionable =
+            matches!(&cmd, Command::Record { decision, .. } if decision.status.is_open());
         Self::write(w, cmd).await?;
         if actionable {
             *recent += 1;

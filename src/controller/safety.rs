@@ -158,7 +158,10 @@ impl std::fmt::Display for StopReason {
                 wanted,
             } => {
                 let bound = if *up { "max" } else { "min" };
-                write!(f, "{target} is at {bound}={limit} already (wanted {wanted})")
+                write!(
+                    f,
+                    "{target} is at {bound}={limit} already (wanted {wanted})"
+                )
             }
             StopReason::LastReadyNode { name } => {
                 write!(f, "{name} is the last ready node: never drained")
@@ -401,7 +404,8 @@ mod tests {
             node: 2,
             name: "n2".into(),
         };
-        let cases: Vec<(Action, fn(&mut Context), &str, bool)> = vec![
+        type Case = (Action, fn(&mut Context), &'static str, bool);
+        let cases: Vec<Case> = vec![
             (
                 scale(2, 4),
                 |c| c.vetoed = Some(("d-41".into(), c.now - 720_000)),
