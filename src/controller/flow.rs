@@ -13,17 +13,15 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::brain::{Brain, NodeView, Proposal, SliceView, World};
+use super::brain::{Brain, Proposal, World};
 use super::decide::{self, Command, Next};
 use super::forecast::ForecastConfig;
 use super::model::{Engine, ModelReviewer};
 use super::review::{Review, Reviewer, Situation, Verdict};
 use super::rules::{self, Rules};
+use super::world::{Inputs, NodeSample};
 use crate::config::ControllerConfig;
-use crate::domain::{
-    Action, ControlState, Decision, DecisionStatus, Health, InstanceState, Millis, ReviewRecord,
-    now_millis,
-};
+use crate::domain::{ControlState, Decision, Millis, ReviewRecord, now_millis};
 use crate::metrics::pipeline::Pipeline;
 use crate::raft::types::{Command as RaftCommand, Response};
 use crate::raft::{Cluster, Writer};
@@ -87,15 +85,6 @@ struct Leading {
     next_review: Option<Instant>,
     /// Proposals waiting for the reviewer to be free: (target, verb) → since.
     waiting: HashMap<(String, &'static str), Instant>,
-}
-
-/// A node's headline values from the metrics snapshot, as the world needs them.
-struct NodeSample {
-    cpu: f64,
-    mem: f64,
-    gpu_util: Option<f64>,
-    gpu_temp: Option<f64>,
-    anomalies: u32,
 }
 
 /// Where a review on a blocking thread leaves its answer; it is there before the loop is
@@ -295,82 +284,17 @@ impl Controller {
             }
             (cpu_of, entries)
         });
-        let mut slices = Vec::new();
-        for b in &blueprints {
-            for s in &b.blueprint.slices {
-                let prefix = format!("{}/{}/", b.blueprint.name, s.name);
-                let mut active = 0u32;
-                let mut used = 0.0;
-                let mut sampled = false;
-                for st in statuses
-                    .iter()
-                    .filter(|st| st.instance.starts_with(&prefix))
-                {
-                    let assigned_here = assignments
-                        .get(&st.instance)
-                        .is_some_and(|a| a.reported_by(st));
-                    if !assigned_here || st.state != InstanceState::Active {
-                        continue;
-                    }
-                    active += 1;
-                    if let Some(c) = st.pid.and_then(|pid| cpu_of.get(&(st.node, pid))) {
-                        used += c;
-                        sampled = true;
-                    }
-                }
-                let policy = s.scaling.as_ref();
-                slices.push(SliceView {
-                    blueprint: b.blueprint.name.clone(),
-                    slice: s.name.clone(),
-                    desired: s.instances,
-                    min: s.min,
-                    max: s.max,
-                    active,
-                    cpu_reserved: s.resources.cpu as f64,
-                    cpu_used: sampled.then_some(used),
-                    calls_per_s: None,
-                    latency_ms: None,
-                    target_cpu: policy.and_then(|p| p.target_cpu).map(f64::from),
-                    target_latency_ms: policy.and_then(|p| p.target_latency_ms).map(|v| v as f64),
-                    predictive: policy.map(|p| p.predictive),
-                    up_cooldown_ms: policy.and_then(|p| p.up_cooldown_ms),
-                    down_cooldown_ms: policy.and_then(|p| p.down_cooldown_ms),
-                });
-            }
-        }
-        let nodes = members
-            .iter()
-            .map(|m| {
-                let e = entries.get(&m.id);
-                // The newest applied drain or undrain of this node says who drained it.
-                let ours = decisions.iter().find_map(|d| match (&d.action, &d.status) {
-                    (Action::Drain { node, .. }, DecisionStatus::Applied { .. })
-                        if *node == m.id =>
-                    {
-                        Some(true)
-                    }
-                    (Action::Undrain { node, .. }, DecisionStatus::Applied { .. })
-                        if *node == m.id =>
-                    {
-                        Some(false)
-                    }
-                    _ => None,
-                });
-                NodeView {
-                    id: m.id,
-                    name: m.name.clone(),
-                    state: m.state,
-                    live: health.get(&m.id).is_none_or(|h| *h == Health::Ready),
-                    cpu: e.map(|e| e.cpu).unwrap_or(0.0),
-                    mem: e.map(|e| e.mem).unwrap_or(0.0),
-                    gpu_util: e.and_then(|e| e.gpu_util),
-                    gpu_temp: e.and_then(|e| e.gpu_temp),
-                    anomalies: e.map(|e| e.anomalies).unwrap_or(0),
-                    drained_by_controller: ours == Some(true),
-                }
-            })
-            .collect();
-        Ok(World { now, slices, nodes })
+        Ok(World::build(&Inputs {
+            now,
+            blueprints: &blueprints,
+            assignments: &assignments,
+            statuses: &statuses,
+            members: &members,
+            health: &health,
+            cpu_of: &cpu_of,
+            samples: &entries,
+            decisions,
+        }))
     }
 
     /// The grace window of guarded mode: the replicated one, else `controller.grace`.
@@ -656,6 +580,7 @@ fn review_record(
 mod tests {
     use super::*;
     use crate::controller::review::Review;
+    use crate::domain::Action;
 
     /// Answers `verdict` after `delay`, with a budget.
     struct Fake {
