@@ -46,7 +46,7 @@ use aether::controller::brain::{Brain, SliceView, World};
 use aether::controller::decide;
 use aether::controller::forecast::ForecastConfig;
 use aether::controller::rules::{self, Rules};
-use aether::controller::safety::{self, Bounds, Check, Context, StopReason};
+use aether::controller::safety::{self, Bounds, Check, Clamp, Context, StopReason};
 use aether::domain::{Action, ControllerMode, Decision, DecisionStatus, Millis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -657,7 +657,7 @@ impl Controller for Aether {
                     } else {
                         d.downs += 1;
                     }
-                    if up && notes.iter().any(|n| n.starts_with("clamped to a step")) {
+                    if up && notes.iter().any(|n| matches!(n, Clamp::Step { .. })) {
                         d.step_clamps += 1;
                         d.step_cut += u64::from(wanted.min(MAX).abs_diff(to));
                     }

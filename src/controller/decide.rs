@@ -461,7 +461,7 @@ pub fn screen(
     p.layers.push("safety".into());
     let rejected = match safety::check(&mut p.action, &ctx, &s.bounds) {
         Check::Go { notes } => {
-            p.reasoning.extend(notes);
+            p.reasoning.extend(notes.iter().map(|n| n.to_string()));
             None
         }
         Check::Stop(reason) => {
@@ -532,7 +532,7 @@ pub fn conclude(
                     *to = n;
                 }
                 match safety::check(&mut p.action, &ctx, &s.bounds) {
-                    Check::Go { notes } => p.reasoning.extend(notes),
+                    Check::Go { notes } => p.reasoning.extend(notes.iter().map(|n| n.to_string())),
                     Check::Stop(reason) => {
                         status = Some(DecisionStatus::Rejected {
                             reason: format!("the reviewer's adjustment is out of bounds: {reason}"),

@@ -3,8 +3,8 @@
 //! In order: an operator's recent veto of the same action on the target, the target still
 //! converging from the previous action, the cooldowns, never draining the last ready node,
 //! min/max, the largest step, the cluster-wide rate limit. A bound that changes the proposal
-//! says so in the returned notes (`clamped to max=8`); one that stops it says why, as a
-//! [`StopReason`] (its text is what a rejected decision records).
+//! says so in the returned notes ([`Clamp`]: `clamped to max=8`); one that stops it says why,
+//! as a [`StopReason`] (its text is what a rejected decision records).
 
 use crate::domain::{Action, Millis, human_millis};
 
@@ -76,9 +76,45 @@ impl Context {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
     /// Go ahead, with what the bounds changed.
-    Go { notes: Vec<String> },
+    Go { notes: Vec<Clamp> },
     /// Not now, and why ([`StopReason::recorded`]: worth a `rejected` decision or a quiet wait).
     Stop(StopReason),
+}
+
+/// How the bounds changed a proposal. Its text (`Display`) goes into the decision's reasoning.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Clamp {
+    /// Down to the slice's max; `wanted` is what the proposal asked.
+    Max { max: u32, wanted: u32 },
+    /// Up to the slice's min.
+    Min { min: u32, wanted: u32 },
+    /// To the largest step (`limit`, from `max_step` and `max_step_percent`); `wanted` is the
+    /// count before this clamp.
+    Step {
+        limit: u32,
+        max_step: u32,
+        max_step_percent: u32,
+        wanted: u32,
+    },
+}
+
+impl std::fmt::Display for Clamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Clamp::Max { max, wanted } => write!(f, "clamped to max={max} (wanted {wanted})"),
+            Clamp::Min { min, wanted } => write!(f, "clamped to min={min} (wanted {wanted})"),
+            Clamp::Step {
+                limit,
+                max_step,
+                max_step_percent,
+                wanted,
+            } => write!(
+                f,
+                "clamped to a step of {limit} (max_step={max_step}, \
+                 max_step_percent={max_step_percent}; wanted {wanted})"
+            ),
+        }
+    }
 }
 
 /// Why the bounds stopped a proposal. Its text (`Display`) is what decisions record.
@@ -217,11 +253,17 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
             let wanted = *to;
             if *to > ctx.max {
                 *to = ctx.max;
-                notes.push(format!("clamped to max={} (wanted {wanted})", ctx.max));
+                notes.push(Clamp::Max {
+                    max: ctx.max,
+                    wanted,
+                });
             }
             if *to < ctx.min {
                 *to = ctx.min;
-                notes.push(format!("clamped to min={} (wanted {wanted})", ctx.min));
+                notes.push(Clamp::Min {
+                    min: ctx.min,
+                    wanted,
+                });
             }
             let step = to.abs_diff(*from);
             let limit = b
@@ -230,10 +272,12 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
             if step > limit {
                 let before = *to;
                 *to = if up { *from + limit } else { *from - limit };
-                notes.push(format!(
-                    "clamped to a step of {limit} (max_step={}, max_step_percent={}; wanted {before})",
-                    b.max_step, b.max_step_percent
-                ));
+                notes.push(Clamp::Step {
+                    limit,
+                    max_step: b.max_step,
+                    max_step_percent: b.max_step_percent,
+                    wanted: before,
+                });
             }
             if *to == *from {
                 return Check::Stop(StopReason::AtBound {
@@ -375,7 +419,7 @@ mod tests {
                     }
                     if what.starts_with("clamped") {
                         assert!(
-                            notes.iter().any(|n| n.starts_with("clamped")),
+                            notes.iter().any(|n| n.to_string().starts_with("clamped")),
                             "{what}: the clamp is in the reasoning: {notes:?}"
                         );
                     }
@@ -466,7 +510,16 @@ mod tests {
         let Check::Go { notes } = check(&mut a, &ctx(), &B) else {
             panic!("stopped")
         };
-        assert_eq!(notes, vec!["clamped to max=8 (wanted 12)".to_string()]);
+        assert_eq!(notes, vec![Clamp::Max { max: 8, wanted: 12 }]);
+        assert_eq!(notes[0].to_string(), "clamped to max=8 (wanted 12)");
+        let mut a = scale(2, 7);
+        let Check::Go { notes } = check(&mut a, &ctx(), &B) else {
+            panic!("stopped")
+        };
+        assert_eq!(
+            notes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            vec!["clamped to a step of 3 (max_step=3, max_step_percent=50; wanted 7)"]
+        );
     }
 
     #[test]
