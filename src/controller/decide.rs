@@ -39,6 +39,7 @@ const RATE_WINDOW_MS: u64 = 60_000;
 /// settings, in milliseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
+    /// The safety bounds `[controller]` sets.
     pub bounds: Bounds,
     /// `controller.grace`: guarded mode's window when the replicated state sets none.
     pub grace_ms: u64,
@@ -375,6 +376,7 @@ fn converging(d: &Decision, world: &World) -> Option<String> {
 pub struct Screened {
     /// The open decision on the target that the proposal replaces, to close first.
     pub close: Option<Command>,
+    /// What becomes of the proposal.
     pub next: Next,
 }
 

@@ -129,10 +129,15 @@ pub struct NodeSample {
 
 /// What the world is built from: the replica's rows and the metrics snapshot's figures.
 pub struct Inputs<'a> {
+    /// This second.
     pub now: Millis,
+    /// The blueprints with their slices (desired counts, bounds, scaling policies).
     pub blueprints: &'a [StoredBlueprint],
+    /// Where each instance is meant to run.
     pub assignments: &'a BTreeMap<String, Assignment>,
+    /// What the nodes report of their instances.
     pub statuses: &'a [InstanceStatus],
+    /// The members and their liveness.
     pub members: &'a [NodeRecord],
     pub health: &'a BTreeMap<NodeId, Health>,
     /// Cores each process uses: (node, pid) → cores.
