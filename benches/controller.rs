@@ -2,12 +2,12 @@
 //!
 //! Replays synthetic load traces, one simulated second at a time, through the controller's
 //! real pure core: [`Brain::observe`] and [`Brain::propose`] (the built-in rules,
-//! `assets/rules.toml`, and the Holt-Winters forecast), then [`safety::check`] with a
-//! [`safety::Context`] kept here the way `controller::flow` keeps it from the applied decisions
-//! (min/max, converging, last scale-up / last change, cooldowns from the rule settings, decisions
-//! in the last minute; bounds = the `[controller]` config defaults). Decisions are applied at once
-//! (mode `auto`). The same traces go through a reactive baseline written to the Kubernetes HPA
-//! algorithm, on the same model of a slice's instances:
+//! `assets/rules.toml`, and the Holt-Winters forecast), then [`safety::check`] with the
+//! [`safety::Context`] the leader's policy builds ([`decide::context`], from the decisions it
+//! applied: min/max, converging, last scale-up / last change, cooldowns from the rule settings,
+//! decisions in the last minute; bounds = the `[controller]` config defaults). Decisions are
+//! applied at once (mode `auto`). The same traces go through a reactive baseline written to the
+//! Kubernetes HPA algorithm, on the same model of a slice's instances:
 //!
 //! - load is demand in cores per second; each instance serves `capacity` cores; what is not
 //!   served queues (a fluid backlog) and drains when there is spare capacity; the measured
@@ -43,10 +43,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use aether::controller::brain::{Brain, SliceView, World};
+use aether::controller::decide;
 use aether::controller::forecast::ForecastConfig;
 use aether::controller::rules::{self, Rules};
-use aether::controller::safety::{self, Bounds, Check, Context};
-use aether::domain::{Action, Millis};
+use aether::controller::safety::{self, Bounds, Check, Clamp, Context, StopReason};
+use aether::domain::{Action, ControllerMode, Decision, DecisionStatus, Millis};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -521,28 +522,19 @@ impl Diag {
     }
 }
 
-/// An applied decision, as the safety context needs it.
-struct Applied {
-    /// Its number (`d-<id>` in the converging reason).
-    id: u64,
-    /// When it was applied (mode auto: when it was decided).
-    at: Millis,
-    up: bool,
-}
-
-/// Aether's leader loop in mode auto, minus the I/O: the real [`Brain`] and [`safety::check`],
-/// the safety context kept from the decisions it applied.
+/// Aether's leader loop in mode auto, minus the I/O: the real [`Brain`], [`decide::context`]
+/// and [`safety::check`], over the decisions it applied.
 struct Aether {
     brain: Brain,
-    bounds: Bounds,
+    /// The policy's settings: the variant's bounds and rule settings, the `[controller]`
+    /// defaults otherwise.
+    settings: decide::Settings,
     /// Seconds ahead a scale-up must look (`Brain::propose`'s `lead_secs`).
     lead: u64,
-    up_cooldown_ms: u64,
-    down_cooldown_ms: u64,
     /// The one slice, updated each second.
     world: World,
-    /// Applied decisions, oldest first.
-    applied: Vec<Applied>,
+    /// Applied decisions, oldest first (the policy reads them newest first).
+    applied: Vec<Decision>,
     /// Diagnostics count from this second (the trace's reported window).
     report_from: u64,
     diag: Diag,
@@ -551,7 +543,6 @@ struct Aether {
 impl Aether {
     /// A fresh controller (empty history, cold forecaster) for variant `v`.
     fn new(v: &Variant, m: Model, report_from: u64) -> Aether {
-        let s = &v.rules.settings;
         let slice = SliceView {
             blueprint: "sim".into(),
             slice: "web".into(),
@@ -569,12 +560,14 @@ impl Aether {
             up_cooldown_ms: None,
             down_cooldown_ms: None,
         };
+        let defaults = aether::config::ControllerConfig::default();
         Aether {
-            up_cooldown_ms: s.up_cooldown_secs * 1000,
-            down_cooldown_ms: s.down_cooldown_secs * 1000,
+            settings: decide::Settings {
+                bounds: v.bounds.clone(),
+                ..decide::Settings::new(&defaults, &v.rules.settings)
+            },
             brain: Brain::new(v.rules.clone(), ForecastConfig::default(), D.horizon_s),
-            bounds: v.bounds.clone(),
-            // Mode auto: start-up plus one decision interval (flow.rs: startup + interval).
+            // Mode auto: start-up plus one decision interval (decide::lead_secs).
             lead: m.startup + 1,
             world: World {
                 now: 0,
@@ -587,39 +580,34 @@ impl Aether {
         }
     }
 
-    /// The safety context of the slice, from the applied decisions (as flow.rs builds it).
-    fn context(&self, now: Millis, desired: u32, active: u32) -> Context {
-        let mut c = Context {
-            now,
-            min: MIN,
-            max: MAX,
-            up_cooldown_ms: self.up_cooldown_ms,
-            down_cooldown_ms: self.down_cooldown_ms,
-            ready_nodes: 1,
-            recent_decisions: self
-                .applied
-                .iter()
-                .rev()
-                .take_while(|a| now - a.at < 60_000)
-                .count() as u32,
-            ..Context::default()
-        };
-        for a in self.applied.iter().rev() {
-            c.applied(a.at, a.up);
-        }
-        let within = |a: &&Applied| now - a.at < D.converge_timeout_ms;
-        // flow.rs: only the newest applied decision can still be converging, while the active
-        // count differs from the desired one (here a scale-in is at once, so only scale-ups
-        // wait; the desired count is always the newest decision's).
-        if let Some(a) = self.applied.last().filter(within)
-            && active != desired
-        {
-            c.converging = Some(format!(
-                "d-{}: {active} of {desired} instances active",
-                a.id
-            ));
-        }
-        c
+    /// The safety context of `action`, from the applied decisions (as the leader builds it).
+    fn context(&self, action: &Action) -> Context {
+        let newest_first = || self.applied.iter().rev();
+        let recent = decide::recent(newest_first(), self.world.now);
+        decide::context(action, &self.world, newest_first(), recent, &self.settings)
+    }
+
+    /// Record `action` as applied now (mode auto: decided and applied at once).
+    fn apply(&mut self, action: Action, rule: String) {
+        let now = self.world.now;
+        self.applied.push(Decision {
+            id: self.applied.len() as u64 + 1,
+            at: now,
+            by: "sim".into(),
+            mode: ControllerMode::Auto,
+            layers: Vec::new(),
+            action,
+            rule,
+            reasoning: Vec::new(),
+            inputs: Vec::new(),
+            review: None,
+            status: DecisionStatus::Applied {
+                at: now,
+                by: "sim".into(),
+            },
+            timeline: Vec::new(),
+            outcome: None,
+        });
     }
 }
 
@@ -644,12 +632,12 @@ impl Controller for Aether {
             .next()?;
         let counted = t >= self.report_from;
         let mut action = p.action;
-        let ctx = self.context(now, seen.desired, seen.active);
+        let ctx = self.context(&action);
         let wanted = match action {
             Action::Scale { to, .. } => to,
             _ => return None,
         };
-        match safety::check(&mut action, &ctx, &self.bounds) {
+        match safety::check(&mut action, &ctx, &self.settings.bounds) {
             Check::Go { notes } => {
                 let Action::Scale { from, to, .. } = action else {
                     return None;
@@ -669,33 +657,26 @@ impl Controller for Aether {
                     } else {
                         d.downs += 1;
                     }
-                    if up && notes.iter().any(|n| n.starts_with("clamped to a step")) {
+                    if up && notes.iter().any(|n| matches!(n, Clamp::Step { .. })) {
                         d.step_clamps += 1;
                         d.step_cut += u64::from(wanted.min(MAX).abs_diff(to));
                     }
                 }
-                self.applied.push(Applied {
-                    id: self.applied.len() as u64 + 1,
-                    at: now,
-                    up,
-                });
+                self.apply(action, p.rule);
                 Some(to)
             }
-            Check::Stop { reason, .. } => {
+            Check::Stop(reason) => {
                 if counted {
                     let d = &mut self.diag;
-                    let slot = if reason.contains("still converging") {
-                        &mut d.held_converging
-                    } else if reason.contains("scale-up cooldown") {
-                        &mut d.held_up_cooldown
-                    } else if reason.contains("scale-down cooldown") {
-                        &mut d.held_down_cooldown
-                    } else if reason.contains("decisions a minute") {
-                        &mut d.held_rate
-                    } else if reason.contains("already") {
-                        &mut d.held_bound
-                    } else {
-                        &mut d.held_other
+                    let slot = match reason {
+                        StopReason::Converging { .. } => &mut d.held_converging,
+                        StopReason::Cooldown { up: true, .. } => &mut d.held_up_cooldown,
+                        StopReason::Cooldown { up: false, .. } => &mut d.held_down_cooldown,
+                        StopReason::RateLimit { .. } => &mut d.held_rate,
+                        StopReason::AtBound { .. } => &mut d.held_bound,
+                        StopReason::Vetoed { .. } | StopReason::LastReadyNode { .. } => {
+                            &mut d.held_other
+                        }
                     };
                     *slot += 1;
                 }

@@ -1,5 +1,5 @@
-//! The controller's pure core: from what the cluster looks like each second to proposals with
-//! their reasoning. Rules first, then the forecast; the safety bounds and the operator come
+//! The controller's proposals: from what the cluster looks like each second ([`super::world`])
+//! to proposals with their reasoning. Rules first, then the forecast; the safety bounds and the operator come
 //! after ([`super::safety`], [`super::flow`]). No I/O and no clock: the simulator
 //! (`benches/controller.rs`) drives the same code with simulated time.
 //!
@@ -10,111 +10,9 @@ use std::collections::{HashMap, VecDeque};
 
 use super::forecast::{ForecastConfig, Forecaster};
 use super::rules::{Cmp, Condition, Metric, Rule, RuleAction, Rules, Scope, Step, Threshold};
-use crate::domain::{Action, Millis, NodeId, NodeState};
-
-/// One slice as the controller sees it this second.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SliceView {
-    pub blueprint: String,
-    pub slice: String,
-    /// Desired instances (the blueprint's count now).
-    pub desired: u32,
-    pub min: u32,
-    pub max: u32,
-    /// Instances reported active.
-    pub active: u32,
-    /// Cores each instance reserves.
-    pub cpu_reserved: f64,
-    /// Cores used by the active instances together; `None` when no sample covers them.
-    pub cpu_used: Option<f64>,
-    pub calls_per_s: Option<f64>,
-    pub latency_ms: Option<f64>,
-    /// From the blueprint's `[slices.scaling]`; `None`: the rule settings apply.
-    pub target_cpu: Option<f64>,
-    pub target_latency_ms: Option<f64>,
-    pub predictive: Option<bool>,
-    pub up_cooldown_ms: Option<u64>,
-    pub down_cooldown_ms: Option<u64>,
-}
-
-impl SliceView {
-    /// `blueprint/slice`.
-    pub fn target(&self) -> String {
-        format!("{}/{}", self.blueprint, self.slice)
-    }
-
-    pub(super) fn value(&self, m: Metric) -> Option<f64> {
-        match m {
-            Metric::CpuPerInstance => match (self.cpu_used, self.active) {
-                (Some(u), a) if a > 0 && self.cpu_reserved > 0.0 => {
-                    Some(u / (a as f64 * self.cpu_reserved))
-                }
-                _ => None,
-            },
-            Metric::SliceCpu => self.cpu_used,
-            Metric::CallsPerSec => self.calls_per_s,
-            Metric::LatencyMs => self.latency_ms,
-            Metric::Unhealthy => Some(self.desired.saturating_sub(self.active) as f64),
-            _ => None,
-        }
-    }
-}
-
-/// One member as the controller sees it this second.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeView {
-    pub id: NodeId,
-    pub name: String,
-    pub state: NodeState,
-    /// Liveness is `ready` (not suspect or down).
-    pub live: bool,
-    pub cpu: f64,
-    pub mem: f64,
-    pub gpu_util: Option<f64>,
-    pub gpu_temp: Option<f64>,
-    pub anomalies: u32,
-    /// Draining or drained by an applied controller decision (only those are undrained by
-    /// rules; an operator's drain stays).
-    pub drained_by_controller: bool,
-}
-
-impl NodeView {
-    /// The figures a node decision records as its inputs.
-    pub fn inputs(&self) -> Vec<(String, String)> {
-        let mut inputs = vec![
-            ("state".into(), self.state.to_string()),
-            ("cpu".into(), f2(self.cpu)),
-            ("mem".into(), f2(self.mem)),
-            ("anomalies".into(), self.anomalies.to_string()),
-        ];
-        if let Some(t) = self.gpu_temp {
-            inputs.push(("gpu_temp".into(), format!("{t:.0}")));
-        }
-        if let Some(u) = self.gpu_util {
-            inputs.push(("gpu_util".into(), f2(u)));
-        }
-        inputs
-    }
-
-    fn value(&self, m: Metric) -> Option<f64> {
-        match m {
-            Metric::NodeCpu => Some(self.cpu),
-            Metric::NodeMem => Some(self.mem),
-            Metric::GpuUtil => self.gpu_util,
-            Metric::GpuTemp => self.gpu_temp,
-            Metric::Anomalies => Some(self.anomalies as f64),
-            _ => None,
-        }
-    }
-}
-
-/// The cluster this second.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct World {
-    pub now: Millis,
-    pub slices: Vec<SliceView>,
-    pub nodes: Vec<NodeView>,
-}
+use super::world::f2;
+pub use super::world::{NodeView, SliceView, World};
+use crate::domain::{Action, NodeState};
 
 /// A proposed action with why, before the safety bounds.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,10 +82,6 @@ pub struct Brain {
     /// Per slice: the proportional recommendation each second (for scale-in stabilisation).
     recommendations: HashMap<String, History>,
     forecasters: HashMap<String, Forecaster>,
-}
-
-fn f2(v: f64) -> String {
-    format!("{v:.2}")
 }
 
 impl Brain {

@@ -1,6 +1,7 @@
 //! The controller loop: every node builds the world each tick and feeds its brain; the leader
-//! also advances open decisions (apply at the deadline, expire), checks outcomes, and turns new
-//! proposals into decisions through the safety bounds and the reviewer.
+//! also asks the policy ([`super::decide`]) what to write — open decisions to apply or expire,
+//! outcomes, new proposals through the safety bounds — writes it through Raft in order, and
+//! runs the reviewer (off the runtime, within its budget) for the proposals that want one.
 //!
 //! Everything the leader needs to carry on is replicated: decisions with their deadlines, mode,
 //! pause. A new leader resumes from the store; the state machine refuses an apply of a decision
@@ -12,25 +13,21 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::brain::{Brain, NodeView, Proposal, SliceView, World};
+use super::brain::{Brain, Proposal, World};
+use super::decide::{self, Command, Next};
 use super::forecast::ForecastConfig;
 use super::model::{Engine, ModelReviewer};
 use super::review::{Review, Reviewer, Situation, Verdict};
 use super::rules::{self, Rules};
-use super::safety::{self, Bounds, Check};
+use super::world::{Inputs, NodeSample};
 use crate::config::ControllerConfig;
-use crate::domain::{
-    Action, ControlState, ControllerMode, Decision, DecisionStatus, Health, InstanceState, Millis,
-    NodeState, Outcome, ReviewRecord, now_millis,
-};
+use crate::domain::{ControlState, Decision, Millis, ReviewRecord, now_millis};
 use crate::metrics::pipeline::Pipeline;
-use crate::raft::types::{Command, Response};
+use crate::raft::types::{Command as RaftCommand, Response};
 use crate::raft::{Cluster, Writer};
 
 /// Decisions read back each tick (open ones, recent vetoes, applies and rejections).
 const RECENT: usize = 500;
-/// A rejected proposal is recorded again for the same target and action only after this long.
-const REJECT_QUIET_MS: u64 = 300_000;
 pub use super::review::REVIEW_BUDGET;
 
 /// What the controller tells `aether status` about itself (this node's view).
@@ -49,6 +46,8 @@ pub struct Controller {
     cluster: Arc<Cluster>,
     metrics: Arc<Pipeline>,
     cfg: ControllerConfig,
+    /// What the policy reads of `cfg` and the rule settings.
+    settings: decide::Settings,
     brain: Mutex<Brain>,
     reviewer: Option<Arc<dyn Reviewer>>,
     /// The language model's thread (also when it is disabled: it says so).
@@ -86,15 +85,6 @@ struct Leading {
     next_review: Option<Instant>,
     /// Proposals waiting for the reviewer to be free: (target, verb) → since.
     waiting: HashMap<(String, &'static str), Instant>,
-}
-
-/// A node's headline values from the metrics snapshot, as the world needs them.
-struct NodeSample {
-    cpu: f64,
-    mem: f64,
-    gpu_util: Option<f64>,
-    gpu_temp: Option<f64>,
-    anomalies: u32,
 }
 
 /// Where a review on a blocking thread leaves its answer; it is there before the loop is
@@ -147,6 +137,7 @@ impl Controller {
             startup_ms: cfg.startup.0.as_millis() as u64,
         };
         Arc::new(Controller {
+            settings: decide::Settings::new(&cfg, &rules.settings),
             brain: Mutex::new(Brain::new(
                 rules,
                 ForecastConfig::default(),
@@ -293,90 +284,64 @@ impl Controller {
             }
             (cpu_of, entries)
         });
-        let mut slices = Vec::new();
-        for b in &blueprints {
-            for s in &b.blueprint.slices {
-                let prefix = format!("{}/{}/", b.blueprint.name, s.name);
-                let mut active = 0u32;
-                let mut used = 0.0;
-                let mut sampled = false;
-                for st in statuses
-                    .iter()
-                    .filter(|st| st.instance.starts_with(&prefix))
-                {
-                    let assigned_here = assignments
-                        .get(&st.instance)
-                        .is_some_and(|a| a.reported_by(st));
-                    if !assigned_here || st.state != InstanceState::Active {
-                        continue;
-                    }
-                    active += 1;
-                    if let Some(c) = st.pid.and_then(|pid| cpu_of.get(&(st.node, pid))) {
-                        used += c;
-                        sampled = true;
-                    }
-                }
-                let policy = s.scaling.as_ref();
-                slices.push(SliceView {
-                    blueprint: b.blueprint.name.clone(),
-                    slice: s.name.clone(),
-                    desired: s.instances,
-                    min: s.min,
-                    max: s.max,
-                    active,
-                    cpu_reserved: s.resources.cpu as f64,
-                    cpu_used: sampled.then_some(used),
-                    calls_per_s: None,
-                    latency_ms: None,
-                    target_cpu: policy.and_then(|p| p.target_cpu).map(f64::from),
-                    target_latency_ms: policy.and_then(|p| p.target_latency_ms).map(|v| v as f64),
-                    predictive: policy.map(|p| p.predictive),
-                    up_cooldown_ms: policy.and_then(|p| p.up_cooldown_ms),
-                    down_cooldown_ms: policy.and_then(|p| p.down_cooldown_ms),
-                });
-            }
-        }
-        let nodes = members
-            .iter()
-            .map(|m| {
-                let e = entries.get(&m.id);
-                // The newest applied drain or undrain of this node says who drained it.
-                let ours = decisions.iter().find_map(|d| match (&d.action, &d.status) {
-                    (Action::Drain { node, .. }, DecisionStatus::Applied { .. })
-                        if *node == m.id =>
-                    {
-                        Some(true)
-                    }
-                    (Action::Undrain { node, .. }, DecisionStatus::Applied { .. })
-                        if *node == m.id =>
-                    {
-                        Some(false)
-                    }
-                    _ => None,
-                });
-                NodeView {
-                    id: m.id,
-                    name: m.name.clone(),
-                    state: m.state,
-                    live: health.get(&m.id).is_none_or(|h| *h == Health::Ready),
-                    cpu: e.map(|e| e.cpu).unwrap_or(0.0),
-                    mem: e.map(|e| e.mem).unwrap_or(0.0),
-                    gpu_util: e.and_then(|e| e.gpu_util),
-                    gpu_temp: e.and_then(|e| e.gpu_temp),
-                    anomalies: e.map(|e| e.anomalies).unwrap_or(0),
-                    drained_by_controller: ours == Some(true),
-                }
-            })
-            .collect();
-        Ok(World { now, slices, nodes })
+        Ok(World::build(&Inputs {
+            now,
+            blueprints: &blueprints,
+            assignments: &assignments,
+            statuses: &statuses,
+            members: &members,
+            health: &health,
+            cpu_of: &cpu_of,
+            samples: &entries,
+            decisions,
+        }))
     }
 
     /// The grace window of guarded mode: the replicated one, else `controller.grace`.
     pub fn grace_ms(&self, c: &ControlState) -> u64 {
-        c.grace_ms.unwrap_or(self.cfg.grace.0.as_millis() as u64)
+        self.settings.grace_ms(c)
     }
 
-    /// One leader tick.
+    /// Write `cmd`. A refusal by the state machine is logged; a failed write ends the tick.
+    /// The id of a recorded decision.
+    async fn write(w: &mut Writer, cmd: Command) -> Result<Option<u64>, String> {
+        match cmd {
+            Command::Apply { id, action } => {
+                match w.call(RaftCommand::ApplyDecision { id }).await? {
+                    Response::Refused(m) => tracing::info!("controller: {m}"),
+                    _ => tracing::info!("controller: applied d-{id}: {action}"),
+                }
+            }
+            Command::Close { id, status } => {
+                if let Response::Refused(m) =
+                    w.call(RaftCommand::CloseDecision { id, status }).await?
+                {
+                    tracing::info!("controller: {m}");
+                }
+            }
+            Command::Outcome { id, outcome } => {
+                w.call(RaftCommand::RecordOutcome { id, outcome }).await?;
+            }
+            Command::Record { decision, apply } => {
+                let summary = format!("{} ({})", decision.action, decision.status.word());
+                let id = match w.call(RaftCommand::RecordDecision(decision)).await? {
+                    Response::Decision(id) => id,
+                    other => return Err(format!("recording a decision answered {other:?}")),
+                };
+                tracing::info!("controller: d-{id}: {summary}");
+                if apply
+                    && let Response::Refused(m) = w.call(RaftCommand::ApplyDecision { id }).await?
+                {
+                    tracing::info!("controller: {m}");
+                }
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One leader tick: the policy ([`decide`]) says what to write; this writes it, in order,
+    /// and runs the reviewer.
     async fn decide(
         &self,
         w: &mut Writer,
@@ -386,21 +351,25 @@ impl Controller {
     ) -> Result<(), String> {
         let now = world.now;
         let control = self.cluster.store.control().map_err(|e| e.to_string())?;
-        self.advance(w, &control, decisions, now).await?;
-        self.check_outcomes(w, state, decisions, world).await?;
+        for cmd in decide::advance(decisions, &control, now, &self.settings) {
+            Self::write(w, cmd).await?;
+        }
+        for d in decisions {
+            let outcome = {
+                let mut st = self.status.lock().expect("controller status");
+                let converged_at = &mut state.converged_at;
+                decide::judge(d, world, converged_at, &mut st.startup_ms, &self.settings)
+            };
+            if let Some(outcome) = outcome {
+                Self::write(w, Command::Outcome { id: d.id, outcome }).await?;
+                state.converged_at.remove(&d.id);
+            }
+        }
         if control.paused.is_some() {
             return Ok(());
         }
-        let grace = self.grace_ms(&control);
         let startup = self.status.lock().expect("controller status").startup_ms;
-        let lead_secs = (startup
-            + if control.mode == ControllerMode::Guarded {
-                grace
-            } else {
-                0
-            }
-            + self.cfg.interval.0.as_millis() as u64)
-            .div_ceil(1000);
+        let lead_secs = decide::lead_secs(&control, startup, &self.settings);
         let proposals = self.brain.lock().expect("brain").propose(world, lead_secs);
         // A review whose proposal is gone is dropped (or left to finish, if it runs).
         let wanted = |t: &str, v: &str| {
@@ -414,233 +383,12 @@ impl Controller {
             state.busy = Some(r.answer);
         }
         state.waiting.retain(|(t, v), _| wanted(t, v));
-        let mut recent = decisions
-            .iter()
-            .filter(|d| {
-                now.saturating_sub(d.at) < 60_000
-                    && !matches!(d.status, DecisionStatus::Rejected { .. })
-            })
-            .count() as u32;
+        let mut recent = decide::recent(decisions, now);
         for p in proposals {
             self.consider(w, state, p, world, decisions, &control, &mut recent)
                 .await?;
         }
         Ok(())
-    }
-
-    /// Apply pending decisions whose deadline passed; expire what waited too long.
-    async fn advance(
-        &self,
-        w: &mut Writer,
-        control: &ControlState,
-        decisions: &[Decision],
-        now: Millis,
-    ) -> Result<(), String> {
-        for d in decisions.iter().filter(|d| d.status.is_open()) {
-            match d.status {
-                DecisionStatus::Pending { deadline } if now >= deadline => {
-                    if control.paused.is_some() {
-                        let reason = "the controller was paused at its grace deadline".into();
-                        self.close(w, d.id, DecisionStatus::Expired { reason })
-                            .await?;
-                        continue;
-                    }
-                    match w.call(Command::ApplyDecision { id: d.id }).await? {
-                        Response::Refused(m) => tracing::info!("controller: {m}"),
-                        _ => tracing::info!("controller: applied {}: {}", d.name(), d.action),
-                    }
-                }
-                DecisionStatus::Proposed
-                    if now.saturating_sub(d.at) > self.cfg.proposal_ttl.0.as_millis() as u64 =>
-                {
-                    let reason = format!(
-                        "not approved within {}",
-                        crate::domain::human_millis(self.cfg.proposal_ttl.0.as_millis() as u64)
-                    );
-                    self.close(w, d.id, DecisionStatus::Expired { reason })
-                        .await?;
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    async fn close(&self, w: &mut Writer, id: u64, status: DecisionStatus) -> Result<(), String> {
-        if let Response::Refused(m) = w.call(Command::CloseDecision { id, status }).await? {
-            tracing::info!("controller: {m}");
-        }
-        Ok(())
-    }
-
-    /// Record whether applied scale decisions moved their metric as intended.
-    async fn check_outcomes(
-        &self,
-        w: &mut Writer,
-        state: &mut Leading,
-        decisions: &[Decision],
-        world: &World,
-    ) -> Result<(), String> {
-        let now = world.now;
-        let timeout = self.cfg.converge_timeout.0.as_millis() as u64;
-        let after = self.cfg.outcome_after.0.as_millis() as u64;
-        for d in decisions.iter().filter(|d| d.outcome.is_none()) {
-            let DecisionStatus::Applied { at: applied, .. } = d.status else {
-                continue;
-            };
-            let Action::Scale {
-                blueprint,
-                slice,
-                from,
-                to,
-            } = &d.action
-            else {
-                continue;
-            };
-            let Some(s) = world
-                .slices
-                .iter()
-                .find(|s| &s.blueprint == blueprint && &s.slice == slice)
-            else {
-                continue;
-            };
-            let converged = s.active == *to && s.desired == *to;
-            if !converged && !state.converged_at.contains_key(&d.id) {
-                if now.saturating_sub(applied) > timeout {
-                    let outcome = Outcome {
-                        at: now,
-                        verdict: "did not converge".into(),
-                        detail: format!(
-                            "{} of {to} instances active after {}",
-                            s.active,
-                            crate::domain::human_millis(now - applied)
-                        ),
-                    };
-                    w.call(Command::RecordOutcome { id: d.id, outcome }).await?;
-                }
-                continue;
-            }
-            let since = *state.converged_at.entry(d.id).or_insert_with(|| {
-                if to > from {
-                    let mut st = self.status.lock().expect("controller status");
-                    let measured = now.saturating_sub(applied);
-                    st.startup_ms = (st.startup_ms * 3 + measured) / 4;
-                }
-                now
-            });
-            if now.saturating_sub(since) < after {
-                continue;
-            }
-            let before: Option<f64> = d
-                .inputs
-                .iter()
-                .find(|(k, _)| k == "cpu_per_instance")
-                .and_then(|(_, v)| v.parse().ok());
-            let (target, tolerance) = {
-                let brain = self.brain.lock().expect("brain");
-                // The target the decision was made against; the slice's current one if the
-                // decision did not record it.
-                let recorded = d
-                    .inputs
-                    .iter()
-                    .find(|(k, _)| k == "target_cpu")
-                    .and_then(|(_, v)| v.parse().ok());
-                (
-                    recorded.unwrap_or_else(|| brain.target_cpu(s)),
-                    brain.rules().settings.tolerance,
-                )
-            };
-            let limit = target * (1.0 + tolerance);
-            let now_v = s.value(rules::Metric::CpuPerInstance);
-            let (verdict, detail) = match (before, now_v) {
-                (_, None) => ("unknown", "no CPU sample of the slice".to_string()),
-                (Some(b), Some(v)) if to > from => (
-                    if v < b || v <= limit {
-                        "as intended"
-                    } else {
-                        "not as intended"
-                    },
-                    format!(
-                        "cpu per instance {b:.2} → {v:.2} (target {target:.2}) with {to} instances"
-                    ),
-                ),
-                (b, Some(v)) => (
-                    if v <= limit {
-                        "as intended"
-                    } else {
-                        "not as intended"
-                    },
-                    format!(
-                        "cpu per instance {} → {v:.2} (target {target:.2}, limit {limit:.2}) with {to} instances",
-                        b.map(|b| format!("{b:.2}")).unwrap_or("?".into())
-                    ),
-                ),
-            };
-            let outcome = Outcome {
-                at: now,
-                verdict: verdict.into(),
-                detail,
-            };
-            w.call(Command::RecordOutcome { id: d.id, outcome }).await?;
-            state.converged_at.remove(&d.id);
-        }
-        Ok(())
-    }
-
-    /// Safety context of one target from the replicated decisions and the world.
-    fn context(&self, p: &Proposal, world: &World, decisions: &[Decision]) -> safety::Context {
-        let target = p.action.target();
-        let verb = p.action.verb();
-        let mut c = safety::Context {
-            now: world.now,
-            ready_nodes: world
-                .nodes
-                .iter()
-                .filter(|n| n.state == NodeState::Ready)
-                .count() as u32,
-            up_cooldown_ms: self.brain_setting(|s| s.up_cooldown_secs) * 1000,
-            down_cooldown_ms: self.brain_setting(|s| s.down_cooldown_secs) * 1000,
-            ..safety::Context::default()
-        };
-        if let Action::Scale {
-            blueprint, slice, ..
-        } = &p.action
-            && let Some(s) = world
-                .slices
-                .iter()
-                .find(|s| &s.blueprint == blueprint && &s.slice == slice)
-        {
-            c.min = s.min;
-            c.max = s.max;
-            if let Some(u) = s.up_cooldown_ms {
-                c.up_cooldown_ms = u;
-            }
-            if let Some(d) = s.down_cooldown_ms {
-                c.down_cooldown_ms = d;
-            }
-        }
-        let timeout = self.cfg.converge_timeout.0.as_millis() as u64;
-        for d in decisions.iter().filter(|d| d.action.target() == target) {
-            match &d.status {
-                DecisionStatus::Vetoed { at, .. }
-                    if d.action.verb() == verb && c.vetoed.is_none() =>
-                {
-                    c.vetoed = Some((d.name(), *at));
-                }
-                DecisionStatus::Applied { at, .. } => {
-                    let newest = c.applied(*at, d.action.verb() == "scale_up");
-                    if newest && world.now.saturating_sub(*at) < timeout {
-                        c.converging = converging(d, world);
-                    }
-                }
-                _ => {}
-            }
-        }
-        c
-    }
-
-    fn brain_setting(&self, f: impl Fn(&rules::Settings) -> u64) -> u64 {
-        f(&self.brain.lock().expect("brain").rules().settings)
     }
 
     /// Start, wait for or finish the review of `p`: one review at a time, no closer than the
@@ -733,187 +481,56 @@ impl Controller {
         ReviewStep::Wait
     }
 
-    /// Turn one proposal into a decision, or not.
+    /// Turn one proposal into a decision, or not: screened by the policy, reviewed if the
+    /// reviewer has a say, concluded by the policy and recorded.
     #[allow(clippy::too_many_arguments)]
     async fn consider(
         &self,
         w: &mut Writer,
         state: &mut Leading,
-        mut p: Proposal,
+        p: Proposal,
         world: &World,
         decisions: &[Decision],
         control: &ControlState,
         recent: &mut u32,
     ) -> Result<(), String> {
-        let target = p.action.target();
-        let verb = p.action.verb();
-        // An open decision on the target stands while the same action is wanted; an opposite
-        // one replaces it.
-        if let Some(open) = decisions
-            .iter()
-            .find(|d| d.status.is_open() && d.action.target() == target)
-        {
-            let waits_for_operator = matches!(open.status, DecisionStatus::Proposed);
-            let mode_wants_operator = matches!(
-                control.mode,
-                ControllerMode::Observe | ControllerMode::Propose
-            );
-            if open.action.verb() == verb && waits_for_operator == mode_wants_operator {
+        let screened = decide::screen(p, world, decisions, control, *recent, &self.settings);
+        if let Some(close) = screened.close {
+            Self::write(w, close).await?;
+        }
+        let candidate = match screened.next {
+            Next::Stands | Next::Quiet => return Ok(()),
+            Next::Held { action, reason } => {
+                tracing::debug!("controller: {action} held back: {reason}");
                 return Ok(());
             }
-            let reason = if open.action.verb() == verb {
-                format!("the mode is {} now; proposed again", control.mode)
-            } else {
-                format!("the load changed: now proposing {}", p.action)
-            };
-            self.close(w, open.id, DecisionStatus::Superseded { reason })
-                .await?;
-        }
-        let mut ctx = self.context(&p, world, decisions);
-        ctx.recent_decisions = *recent;
-        let bounds = Bounds::from_config(&self.cfg);
-        if let Some((id, at)) = &ctx.vetoed
-            && world.now.saturating_sub(*at) >= bounds.veto_cooldown_ms
-        {
-            p.reasoning.push(format!(
-                "operator vetoed {id} {} ago (cooldown over)",
-                crate::domain::human_millis(world.now - at)
-            ));
-        }
-        p.layers.push("safety".into());
-        let mut status = match safety::check(&mut p.action, &ctx, &bounds) {
-            Check::Go { notes } => {
-                p.reasoning.extend(notes);
-                None
-            }
-            Check::Stop { reason, record } => {
-                if !record {
-                    tracing::debug!("controller: {} held back: {reason}", p.action);
-                    return Ok(());
-                }
-                // A rejection is recorded once per quiet period (the recorded decisions say
-                // when the last one was).
-                let quiet = decisions.iter().any(|d| {
-                    matches!(d.status, DecisionStatus::Rejected { .. })
-                        && d.action.target() == target
-                        && d.action.verb() == verb
-                        && world.now.saturating_sub(d.at) < REJECT_QUIET_MS
-                });
-                if quiet {
-                    return Ok(());
-                }
-                p.reasoning
-                    .push(format!("stopped by the safety bounds: {reason}"));
-                Some(DecisionStatus::Rejected { reason })
-            }
+            Next::Candidate(c) => c,
         };
         let mut review = None;
-        if status.is_none()
+        if candidate.wants_review()
             && let Some(r) = &self.reviewer
         {
-            let (rec, verdict) = match Self::review_step(state, r, &p, world, decisions, &self.wake)
-            {
+            let p = &candidate.proposal;
+            match Self::review_step(state, r, p, world, decisions, &self.wake) {
                 ReviewStep::Wait => return Ok(()),
-                ReviewStep::Done(rec, verdict) => (rec, verdict),
-            };
-            p.layers.push(format!("review:{}", rec.reviewer));
-            match verdict {
-                Some(Verdict::Reject) => {
-                    status = Some(DecisionStatus::Rejected {
-                        reason: format!("the reviewer rejected it: {}", rec.reason),
-                    });
-                }
-                Some(Verdict::Adjust(n)) => {
-                    if let Action::Scale { to, .. } = &mut p.action {
-                        *to = n;
-                    }
-                    match safety::check(&mut p.action, &ctx, &bounds) {
-                        Check::Go { notes } => p.reasoning.extend(notes),
-                        Check::Stop { reason, .. } => {
-                            status = Some(DecisionStatus::Rejected {
-                                reason: format!(
-                                    "the reviewer's adjustment is out of bounds: {reason}"
-                                ),
-                            })
-                        }
-                    }
-                }
-                _ => {}
+                ReviewStep::Done(rec, verdict) => review = Some((rec, verdict)),
             }
-            review = Some(rec);
         }
-        let status = status.unwrap_or(match control.mode {
-            ControllerMode::Observe | ControllerMode::Propose => DecisionStatus::Proposed,
-            ControllerMode::Guarded => DecisionStatus::Pending {
-                deadline: world.now + self.grace_ms(control),
-            },
-            ControllerMode::Auto => DecisionStatus::Pending {
-                deadline: world.now,
-            },
-        });
-        let actionable = status.is_open();
-        let d = Decision {
-            id: 0,
-            at: world.now,
-            by: self.cluster.name.clone(),
-            mode: control.mode,
-            layers: p.layers,
-            action: p.action,
-            rule: p.rule,
-            reasoning: p.reasoning,
-            inputs: p.inputs,
+        let cmd = decide::conclude(
+            candidate,
             review,
-            status,
-            timeline: Vec::new(),
-            outcome: None,
-        };
-        let summary = format!("{} ({})", d.action, d.status.word());
-        let id = match w.call(Command::RecordDecision(Box::new(d))).await? {
-            Response::Decision(id) => id,
-            other => return Err(format!("recording a decision answered {other:?}")),
-        };
-        tracing::info!("controller: d-{id}: {summary}");
+            world,
+            control,
+            &self.cluster.name,
+            &self.settings,
+        );
+        let actionable =
+            matches!(&cmd, Command::Record { decision, .. } if decision.status.is_open());
+        Self::write(w, cmd).await?;
         if actionable {
             *recent += 1;
-            if control.mode == ControllerMode::Auto
-                && let Response::Refused(m) = w.call(Command::ApplyDecision { id }).await?
-            {
-                tracing::info!("controller: {m}");
-            }
         }
         Ok(())
-    }
-}
-
-/// Why an applied decision's target has not settled yet, if it has not.
-fn converging(d: &Decision, world: &World) -> Option<String> {
-    match &d.action {
-        Action::Scale {
-            blueprint,
-            slice,
-            to,
-            ..
-        } => {
-            let s = world
-                .slices
-                .iter()
-                .find(|s| &s.blueprint == blueprint && &s.slice == slice)?;
-            // After an operator's own scale the decision's count is gone: nothing to wait for.
-            (s.desired == *to && s.active != s.desired).then(|| {
-                format!(
-                    "{}: {} of {} instances active",
-                    d.name(),
-                    s.active,
-                    s.desired
-                )
-            })
-        }
-        Action::Drain { node, .. } => {
-            let n = world.nodes.iter().find(|n| n.id == *node)?;
-            (n.state == NodeState::Draining)
-                .then(|| format!("{}: {} is still draining", d.name(), n.name))
-        }
-        Action::Undrain { .. } => None,
     }
 }
 
@@ -963,6 +580,7 @@ fn review_record(
 mod tests {
     use super::*;
     use crate::controller::review::Review;
+    use crate::domain::Action;
 
     /// Answers `verdict` after `delay`, with a budget.
     struct Fake {

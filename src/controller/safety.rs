@@ -3,7 +3,8 @@
 //! In order: an operator's recent veto of the same action on the target, the target still
 //! converging from the previous action, the cooldowns, never draining the last ready node,
 //! min/max, the largest step, the cluster-wide rate limit. A bound that changes the proposal
-//! says so in the returned notes (`clamped to max=8`); one that stops it says why.
+//! says so in the returned notes ([`Clamp`]: `clamped to max=8`); one that stops it says why,
+//! as a [`StopReason`] (its text is what a rejected decision records).
 
 use crate::domain::{Action, Millis, human_millis};
 
@@ -75,14 +76,138 @@ impl Context {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Check {
     /// Go ahead, with what the bounds changed.
-    Go { notes: Vec<String> },
-    /// Not now. `record`: worth a `rejected` decision (an operator would want to see it), as
-    /// opposed to the quiet waits (converging, cooldown).
-    Stop { reason: String, record: bool },
+    Go { notes: Vec<Clamp> },
+    /// Not now, and why ([`StopReason::recorded`]: worth a `rejected` decision or a quiet wait).
+    Stop(StopReason),
 }
 
-fn stop(reason: String, record: bool) -> Check {
-    Check::Stop { reason, record }
+/// How the bounds changed a proposal. Its text (`Display`) goes into the decision's reasoning.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Clamp {
+    /// Down to the slice's max; `wanted` is what the proposal asked.
+    Max { max: u32, wanted: u32 },
+    /// Up to the slice's min.
+    Min { min: u32, wanted: u32 },
+    /// To the largest step (`limit`, from `max_step` and `max_step_percent`); `wanted` is the
+    /// count before this clamp.
+    Step {
+        limit: u32,
+        max_step: u32,
+        max_step_percent: u32,
+        wanted: u32,
+    },
+}
+
+impl std::fmt::Display for Clamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Clamp::Max { max, wanted } => write!(f, "clamped to max={max} (wanted {wanted})"),
+            Clamp::Min { min, wanted } => write!(f, "clamped to min={min} (wanted {wanted})"),
+            Clamp::Step {
+                limit,
+                max_step,
+                max_step_percent,
+                wanted,
+            } => write!(
+                f,
+                "clamped to a step of {limit} (max_step={max_step}, \
+                 max_step_percent={max_step_percent}; wanted {wanted})"
+            ),
+        }
+    }
+}
+
+/// Why the bounds stopped a proposal. Its text (`Display`) is what decisions record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopReason {
+    /// An operator vetoed the same action on the target less than the veto cooldown ago.
+    Vetoed {
+        /// The vetoed decision's name (`d-41`).
+        decision: String,
+        verb: &'static str,
+        target: String,
+        ago: Millis,
+        /// How much longer the veto holds the action back.
+        left: Millis,
+    },
+    /// The target's previous action has not settled (`why` says how far it is).
+    Converging { target: String, why: String },
+    /// A scale-up (`up`) or scale-down cooldown: the last change was `ago`, it waits `len`.
+    Cooldown { up: bool, ago: Millis, len: Millis },
+    /// The target is at its max (`up`) or min already; `wanted` is what the proposal asked.
+    AtBound {
+        target: String,
+        up: bool,
+        limit: u32,
+        wanted: u32,
+    },
+    /// Draining this node would leave no ready node.
+    LastReadyNode { name: String },
+    /// The cluster-wide rate limit of decisions a minute is reached.
+    RateLimit { per_minute: u32 },
+}
+
+impl StopReason {
+    /// Worth a `rejected` decision (an operator would want to see it), as opposed to the quiet
+    /// waits (converging, cooldown, rate limit).
+    pub fn recorded(&self) -> bool {
+        match self {
+            StopReason::Vetoed { .. }
+            | StopReason::AtBound { .. }
+            | StopReason::LastReadyNode { .. } => true,
+            StopReason::Converging { .. }
+            | StopReason::Cooldown { .. }
+            | StopReason::RateLimit { .. } => false,
+        }
+    }
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Vetoed {
+                decision,
+                verb,
+                target,
+                ago,
+                left,
+            } => write!(
+                f,
+                "operator vetoed {decision} {} ago; no {verb} on {target} for another {}",
+                human_millis(*ago),
+                human_millis(*left)
+            ),
+            StopReason::Converging { target, why } => {
+                write!(f, "{target} is still converging: {why}")
+            }
+            StopReason::Cooldown { up, ago, len } => write!(
+                f,
+                "{} cooldown: last change {} ago, waits {}",
+                if *up { "scale-up" } else { "scale-down" },
+                human_millis(*ago),
+                human_millis(*len)
+            ),
+            StopReason::AtBound {
+                target,
+                up,
+                limit,
+                wanted,
+            } => {
+                let bound = if *up { "max" } else { "min" };
+                write!(
+                    f,
+                    "{target} is at {bound}={limit} already (wanted {wanted})"
+                )
+            }
+            StopReason::LastReadyNode { name } => {
+                write!(f, "{name} is the last ready node: never drained")
+            }
+            StopReason::RateLimit { per_minute } => write!(
+                f,
+                "the cluster-wide limit of {per_minute} decisions a minute is reached"
+            ),
+        }
+    }
 }
 
 /// Check `action` against the bounds, clamping it in place.
@@ -92,51 +217,53 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
     if let Some((id, at)) = &ctx.vetoed {
         let ago = ctx.now.saturating_sub(*at);
         if ago < b.veto_cooldown_ms {
-            return stop(
-                format!(
-                    "operator vetoed {id} {} ago; no {verb} on {target} for another {}",
-                    human_millis(ago),
-                    human_millis(b.veto_cooldown_ms - ago)
-                ),
-                true,
-            );
+            return Check::Stop(StopReason::Vetoed {
+                decision: id.clone(),
+                verb,
+                target,
+                ago,
+                left: b.veto_cooldown_ms - ago,
+            });
         }
     }
     if let Some(why) = &ctx.converging {
-        return stop(format!("{target} is still converging: {why}"), false);
+        return Check::Stop(StopReason::Converging {
+            target,
+            why: why.clone(),
+        });
     }
     let mut notes = Vec::new();
     match action {
         Action::Scale { from, to, .. } => {
             let up = *to > *from;
-            let cooldown = |since: Option<Millis>, len: u64, what: &str| {
+            let cooldown = |since: Option<Millis>, len: u64| {
                 since
                     .map(|at| ctx.now.saturating_sub(at))
                     .filter(|ago| *ago < len)
-                    .map(|ago| {
-                        format!(
-                            "{what} cooldown: last change {} ago, waits {}",
-                            human_millis(ago),
-                            human_millis(len)
-                        )
-                    })
+                    .map(|ago| StopReason::Cooldown { up, ago, len })
             };
             let waiting = if up {
-                cooldown(ctx.last_up, ctx.up_cooldown_ms, "scale-up")
+                cooldown(ctx.last_up, ctx.up_cooldown_ms)
             } else {
-                cooldown(ctx.last_change, ctx.down_cooldown_ms, "scale-down")
+                cooldown(ctx.last_change, ctx.down_cooldown_ms)
             };
             if let Some(w) = waiting {
-                return stop(w, false);
+                return Check::Stop(w);
             }
             let wanted = *to;
             if *to > ctx.max {
                 *to = ctx.max;
-                notes.push(format!("clamped to max={} (wanted {wanted})", ctx.max));
+                notes.push(Clamp::Max {
+                    max: ctx.max,
+                    wanted,
+                });
             }
             if *to < ctx.min {
                 *to = ctx.min;
-                notes.push(format!("clamped to min={} (wanted {wanted})", ctx.min));
+                notes.push(Clamp::Min {
+                    min: ctx.min,
+                    wanted,
+                });
             }
             let step = to.abs_diff(*from);
             let limit = b
@@ -145,41 +272,33 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
             if step > limit {
                 let before = *to;
                 *to = if up { *from + limit } else { *from - limit };
-                notes.push(format!(
-                    "clamped to a step of {limit} (max_step={}, max_step_percent={}; wanted {before})",
-                    b.max_step, b.max_step_percent
-                ));
+                notes.push(Clamp::Step {
+                    limit,
+                    max_step: b.max_step,
+                    max_step_percent: b.max_step_percent,
+                    wanted: before,
+                });
             }
             if *to == *from {
-                let bound = if up {
-                    format!("max={}", ctx.max)
-                } else {
-                    format!("min={}", ctx.min)
-                };
-                return stop(
-                    format!("{target} is at {bound} already (wanted {wanted})"),
-                    true,
-                );
+                return Check::Stop(StopReason::AtBound {
+                    target,
+                    up,
+                    limit: if up { ctx.max } else { ctx.min },
+                    wanted,
+                });
             }
         }
         Action::Drain { name, .. } => {
             if ctx.ready_nodes <= 1 {
-                return stop(
-                    format!("{name} is the last ready node: never drained"),
-                    true,
-                );
+                return Check::Stop(StopReason::LastReadyNode { name: name.clone() });
             }
         }
         Action::Undrain { .. } => {}
     }
     if ctx.recent_decisions >= b.per_minute {
-        return stop(
-            format!(
-                "the cluster-wide limit of {} decisions a minute is reached",
-                b.per_minute
-            ),
-            false,
-        );
+        return Check::Stop(StopReason::RateLimit {
+            per_minute: b.per_minute,
+        });
     }
     Check::Go { notes }
 }
@@ -300,16 +419,88 @@ mod tests {
                     }
                     if what.starts_with("clamped") {
                         assert!(
-                            notes.iter().any(|n| n.starts_with("clamped")),
+                            notes.iter().any(|n| n.to_string().starts_with("clamped")),
                             "{what}: the clamp is in the reasoning: {notes:?}"
                         );
                     }
                 }
-                (Err(msg), Check::Stop { reason, .. }) => {
-                    assert!(reason.contains(msg), "{what}: {reason}")
+                (Err(msg), Check::Stop(reason)) => {
+                    let text = reason.to_string();
+                    assert!(text.contains(msg), "{what}: {text}")
                 }
                 (want, got) => panic!("{what}: wanted {want:?}, got {got:?}"),
             }
+        }
+    }
+
+    /// Each reason's text, word for word (decisions record it), and whether it is recorded.
+    #[test]
+    fn stop_reasons_keep_their_text_and_say_whether_they_are_recorded() {
+        let stop = |mut a: Action, setup: fn(&mut Context)| {
+            let mut c = ctx();
+            setup(&mut c);
+            match check(&mut a, &c, &B) {
+                Check::Stop(r) => (r.to_string(), r.recorded()),
+                Check::Go { notes } => panic!("went ahead: {notes:?}"),
+            }
+        };
+        let drain = Action::Drain {
+            node: 2,
+            name: "n2".into(),
+        };
+        type Case = (Action, fn(&mut Context), &'static str, bool);
+        let cases: Vec<Case> = vec![
+            (
+                scale(2, 4),
+                |c| c.vetoed = Some(("d-41".into(), c.now - 720_000)),
+                "operator vetoed d-41 12m0s ago; no scale_up on shop/web for another 3m0s",
+                true,
+            ),
+            (
+                scale(2, 4),
+                |c| c.converging = Some("d-7: 3 of 4 instances active".into()),
+                "shop/web is still converging: d-7: 3 of 4 instances active",
+                false,
+            ),
+            (
+                scale(2, 4),
+                |c| c.last_up = Some(c.now - 10_000),
+                "scale-up cooldown: last change 10s ago, waits 30s",
+                false,
+            ),
+            (
+                scale(4, 2),
+                |c| c.last_change = Some(c.now - 60_000),
+                "scale-down cooldown: last change 1m0s ago, waits 3m0s",
+                false,
+            ),
+            (
+                scale(8, 10),
+                |_| {},
+                "shop/web is at max=8 already (wanted 10)",
+                true,
+            ),
+            (
+                scale(1, 0),
+                |_| {},
+                "shop/web is at min=1 already (wanted 0)",
+                true,
+            ),
+            (
+                drain,
+                |c| c.ready_nodes = 1,
+                "n2 is the last ready node: never drained",
+                true,
+            ),
+            (
+                scale(2, 4),
+                |c| c.recent_decisions = 6,
+                "the cluster-wide limit of 6 decisions a minute is reached",
+                false,
+            ),
+        ];
+        for (action, setup, text, recorded) in cases {
+            assert_eq!(stop(action, setup), (text.to_string(), recorded));
         }
     }
 
@@ -319,7 +510,16 @@ mod tests {
         let Check::Go { notes } = check(&mut a, &ctx(), &B) else {
             panic!("stopped")
         };
-        assert_eq!(notes, vec!["clamped to max=8 (wanted 12)".to_string()]);
+        assert_eq!(notes, vec![Clamp::Max { max: 8, wanted: 12 }]);
+        assert_eq!(notes[0].to_string(), "clamped to max=8 (wanted 12)");
+        let mut a = scale(2, 7);
+        let Check::Go { notes } = check(&mut a, &ctx(), &B) else {
+            panic!("stopped")
+        };
+        assert_eq!(
+            notes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            vec!["clamped to a step of 3 (max_step=3, max_step_percent=50; wanted 7)"]
+        );
     }
 
     #[test]

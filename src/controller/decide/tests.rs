@@ -1,0 +1,523 @@
+//! The decision policy on hand-built worlds and decisions: the modes, the bounds, the
+//! reviewer's verdicts, deadlines and outcomes.
+
+use super::*;
+use crate::controller::world::{NodeView, SliceView};
+use crate::domain::Pause;
+
+const NOW: Millis = 10_000_000;
+
+fn settings() -> Settings {
+    Settings {
+        bounds: Bounds {
+            max_step: 3,
+            max_step_percent: 50,
+            per_minute: 6,
+            veto_cooldown_ms: 900_000,
+        },
+        grace_ms: 30_000,
+        interval_ms: 1_000,
+        proposal_ttl_ms: 600_000,
+        converge_timeout_ms: 300_000,
+        outcome_after_ms: 60_000,
+        rules: rules::Settings::default(),
+    }
+}
+
+fn slice(desired: u32, active: u32) -> SliceView {
+    SliceView {
+        blueprint: "shop".into(),
+        slice: "web".into(),
+        desired,
+        min: 1,
+        max: 8,
+        active,
+        cpu_reserved: 1.0,
+        cpu_used: Some(active as f64 * 0.5),
+        calls_per_s: None,
+        latency_ms: None,
+        target_cpu: None,
+        target_latency_ms: None,
+        predictive: None,
+        up_cooldown_ms: None,
+        down_cooldown_ms: None,
+    }
+}
+
+fn node(id: u64, state: NodeState) -> NodeView {
+    NodeView {
+        id,
+        name: format!("n{id}"),
+        state,
+        live: true,
+        cpu: 0.5,
+        mem: 0.5,
+        gpu_util: None,
+        gpu_temp: None,
+        anomalies: 0,
+        drained_by_controller: false,
+    }
+}
+
+fn world(desired: u32, active: u32) -> World {
+    World {
+        now: NOW,
+        slices: vec![slice(desired, active)],
+        nodes: vec![node(1, NodeState::Ready), node(2, NodeState::Ready)],
+    }
+}
+
+fn scale(from: u32, to: u32) -> Action {
+    Action::Scale {
+        blueprint: "shop".into(),
+        slice: "web".into(),
+        from,
+        to,
+    }
+}
+
+fn proposal(action: Action) -> Proposal {
+    Proposal {
+        rule: "cpu-high".into(),
+        action,
+        layers: vec!["rules:cpu-high".into()],
+        reasoning: vec!["cpu per instance 0.90 over 0.66 for 30s".into()],
+        inputs: vec![("cpu_per_instance".into(), "0.90".into())],
+    }
+}
+
+fn decision(id: u64, at: Millis, action: Action, status: DecisionStatus) -> Decision {
+    Decision {
+        id,
+        at,
+        by: "n1".into(),
+        mode: ControllerMode::Guarded,
+        layers: Vec::new(),
+        action,
+        rule: "cpu-high".into(),
+        reasoning: Vec::new(),
+        inputs: Vec::new(),
+        review: None,
+        status,
+        timeline: Vec::new(),
+        outcome: None,
+    }
+}
+
+fn applied(id: u64, at: Millis, action: Action) -> Decision {
+    let by = "n1".into();
+    decision(id, at, action, DecisionStatus::Applied { at, by })
+}
+
+fn control(mode: ControllerMode) -> ControlState {
+    ControlState {
+        mode,
+        ..ControlState::default()
+    }
+}
+
+fn candidate(s: Screened) -> Candidate {
+    match s.next {
+        Next::Candidate(c) => c,
+        other => panic!("not a candidate: {other:?}"),
+    }
+}
+
+/// Screen and conclude without a reviewer: the recorded decision and whether it is applied
+/// at once.
+fn decide_one(
+    p: Proposal,
+    w: &World,
+    decisions: &[Decision],
+    mode: ControllerMode,
+) -> (Decision, bool) {
+    let c = control(mode);
+    let s = settings();
+    let screened = screen(p, w, decisions, &c, 0, &s);
+    match conclude(candidate(screened), None, w, &c, "n1", &s) {
+        Command::Record { decision, apply } => (*decision, apply),
+        other => panic!("not a record: {other:?}"),
+    }
+}
+
+#[test]
+fn a_scale_up_within_the_bounds_is_decided_by_the_mode() {
+    let w = world(2, 2);
+    let cases = [
+        (ControllerMode::Observe, DecisionStatus::Proposed, false),
+        (ControllerMode::Propose, DecisionStatus::Proposed, false),
+        (
+            ControllerMode::Guarded,
+            DecisionStatus::Pending {
+                deadline: NOW + 30_000,
+            },
+            false,
+        ),
+        (
+            ControllerMode::Auto,
+            DecisionStatus::Pending { deadline: NOW },
+            true,
+        ),
+    ];
+    for (mode, status, apply_now) in cases {
+        let (d, apply) = decide_one(proposal(scale(2, 4)), &w, &[], mode);
+        assert_eq!((&d.status, apply), (&status, apply_now), "{mode}");
+        assert_eq!(d.action, scale(2, 4), "{mode}");
+        assert_eq!((d.mode, d.at, d.by.as_str()), (mode, NOW, "n1"));
+        assert_eq!(d.layers, vec!["rules:cpu-high", "safety"], "{mode}");
+        assert_eq!(d.review, None);
+    }
+    // The replicated grace window wins over `controller.grace`.
+    let c = ControlState {
+        grace_ms: Some(5_000),
+        ..control(ControllerMode::Guarded)
+    };
+    let s = settings();
+    let Command::Record { decision, .. } = conclude(
+        candidate(screen(proposal(scale(2, 4)), &w, &[], &c, 0, &s)),
+        None,
+        &w,
+        &c,
+        "n1",
+        &s,
+    ) else {
+        panic!("not a record")
+    };
+    assert_eq!(
+        decision.status,
+        DecisionStatus::Pending {
+            deadline: NOW + 5_000
+        }
+    );
+}
+
+#[test]
+fn the_bounds_clamp_a_proposal_and_say_so() {
+    let (d, _) = decide_one(
+        proposal(scale(7, 12)),
+        &world(7, 7),
+        &[],
+        ControllerMode::Auto,
+    );
+    assert_eq!(d.action, scale(7, 8));
+    assert!(d.status.is_open(), "{:?}", d.status);
+    assert_eq!(
+        d.reasoning.last().map(String::as_str),
+        Some("clamped to max=8 (wanted 12)")
+    );
+}
+
+#[test]
+fn a_recorded_stop_is_rejected_once_per_quiet_period() {
+    let w = world(8, 8);
+    let (d, apply) = decide_one(proposal(scale(8, 10)), &w, &[], ControllerMode::Auto);
+    let reason = "shop/web is at max=8 already (wanted 10)";
+    assert_eq!(
+        d.status,
+        DecisionStatus::Rejected {
+            reason: reason.into()
+        }
+    );
+    assert!(!apply);
+    assert_eq!(
+        d.reasoning.last().unwrap(),
+        &format!("stopped by the safety bounds: {reason}")
+    );
+    // Recorded a minute ago: quiet now; six minutes ago: recorded again.
+    let c = control(ControllerMode::Auto);
+    for (ago, quiet) in [(60_000, true), (360_000, false)] {
+        let rejected = DecisionStatus::Rejected {
+            reason: reason.into(),
+        };
+        let earlier = [decision(3, NOW - ago, scale(8, 10), rejected)];
+        let s = screen(proposal(scale(8, 10)), &w, &earlier, &c, 0, &settings());
+        assert_eq!(s.next == Next::Quiet, quiet, "{ago}: {:?}", s.next);
+    }
+}
+
+#[test]
+fn a_quiet_stop_holds_the_proposal_back_without_a_decision() {
+    let w = world(2, 2);
+    let c = control(ControllerMode::Auto);
+    // Scaled up 10 s ago: the scale-up cooldown (30 s) holds the next one back.
+    let earlier = [applied(7, NOW - 10_000, scale(1, 2))];
+    let s = screen(proposal(scale(2, 4)), &w, &earlier, &c, 0, &settings());
+    assert_eq!(s.close, None);
+    assert_eq!(
+        s.next,
+        Next::Held {
+            action: scale(2, 4),
+            reason: StopReason::Cooldown {
+                up: true,
+                ago: 10_000,
+                len: 30_000
+            }
+        }
+    );
+    // The rate limit counts this tick's decisions too.
+    let s = screen(proposal(scale(2, 4)), &w, &[], &c, 6, &settings());
+    assert!(
+        matches!(
+            s.next,
+            Next::Held {
+                reason: StopReason::RateLimit { per_minute: 6 },
+                ..
+            }
+        ),
+        "{:?}",
+        s.next
+    );
+}
+
+#[test]
+fn an_open_decision_stands_or_is_superseded() {
+    let w = world(2, 2);
+    let pending = DecisionStatus::Pending {
+        deadline: NOW + 10_000,
+    };
+    let open = [decision(5, NOW - 1_000, scale(2, 4), pending)];
+    let guarded = control(ControllerMode::Guarded);
+    let s = screen(proposal(scale(2, 4)), &w, &open, &guarded, 0, &settings());
+    assert_eq!(
+        s,
+        Screened {
+            close: None,
+            next: Next::Stands
+        }
+    );
+    // The opposite action replaces it.
+    let s = screen(proposal(scale(2, 1)), &w, &open, &guarded, 0, &settings());
+    let reason = "the load changed: now proposing scale shop/web 2 → 1".to_string();
+    assert_eq!(
+        s.close,
+        Some(Command::Close {
+            id: 5,
+            status: DecisionStatus::Superseded { reason }
+        })
+    );
+    assert!(matches!(s.next, Next::Candidate(_)));
+    // The same action, but the mode now asks an operator: proposed again.
+    let propose = control(ControllerMode::Propose);
+    let s = screen(proposal(scale(2, 4)), &w, &open, &propose, 0, &settings());
+    let reason = "the mode is propose now; proposed again".to_string();
+    assert_eq!(
+        s.close,
+        Some(Command::Close {
+            id: 5,
+            status: DecisionStatus::Superseded { reason }
+        })
+    );
+}
+
+#[test]
+fn the_safety_context_comes_from_the_decisions_newest_first() {
+    let mut w = world(4, 3);
+    w.nodes.push(node(3, NodeState::Draining));
+    w.slices[0].down_cooldown_ms = Some(60_000);
+    let vetoed = DecisionStatus::Vetoed {
+        at: NOW - 100_000,
+        by: "op".into(),
+        reason: None,
+        reverted: None,
+    };
+    let decisions = [
+        applied(9, NOW - 20_000, scale(3, 4)),
+        decision(8, NOW - 200_000, scale(2, 5), vetoed),
+        applied(6, NOW - 400_000, scale(4, 3)),
+        applied(4, NOW - 500_000, scale(2, 4)),
+        // Another target: not this one's.
+        applied(
+            2,
+            NOW - 1_000,
+            Action::Drain {
+                node: 3,
+                name: "n3".into(),
+            },
+        ),
+    ];
+    let c = context(&scale(4, 6), &w, &decisions, 2, &settings());
+    let want = safety::Context {
+        now: NOW,
+        min: 1,
+        max: 8,
+        converging: Some("d-9: 3 of 4 instances active".into()),
+        vetoed: Some(("d-8".into(), NOW - 100_000)),
+        last_up: Some(NOW - 20_000),
+        last_change: Some(NOW - 20_000),
+        up_cooldown_ms: 30_000,
+        down_cooldown_ms: 60_000,
+        recent_decisions: 2,
+        ready_nodes: 2,
+    };
+    assert_eq!(c, want);
+    // Past the converge timeout the newest no longer counts as converging; a scale-down
+    // is not held back by a veto of scale-ups.
+    let old = [applied(9, NOW - 300_000, scale(3, 4)), decisions[1].clone()];
+    let c = context(&scale(4, 3), &w, &old, 0, &settings());
+    assert_eq!((c.converging, c.vetoed), (None, None));
+    // A drain still draining is converging.
+    let c = context(&decisions[4].action, &w, &decisions, 0, &settings());
+    assert_eq!(c.converging.as_deref(), Some("d-2: n3 is still draining"));
+    assert_eq!(recent(&decisions, NOW), 2);
+}
+
+#[test]
+fn the_reviewer_rejects_or_adjusts_within_the_bounds() {
+    let w = world(2, 2);
+    let c = control(ControllerMode::Guarded);
+    let s = settings();
+    let rec = |verdict: &str, adjust_to| ReviewRecord {
+        verdict: verdict.into(),
+        adjust_to,
+        reason: "logs show a deploy".into(),
+        reviewer: "fake".into(),
+        latency_ms: 12,
+    };
+    let run = |review: (ReviewRecord, Option<Verdict>)| {
+        let cand = candidate(screen(proposal(scale(2, 4)), &w, &[], &c, 0, &s));
+        assert!(cand.wants_review());
+        match conclude(cand, Some(review), &w, &c, "n1", &s) {
+            Command::Record { decision, .. } => *decision,
+            other => panic!("{other:?}"),
+        }
+    };
+    let d = run((rec("reject", None), Some(Verdict::Reject)));
+    assert_eq!(
+        d.status,
+        DecisionStatus::Rejected {
+            reason: "the reviewer rejected it: logs show a deploy".into()
+        }
+    );
+    assert_eq!(d.layers.last().unwrap(), "review:fake");
+    assert_eq!(d.review.unwrap().verdict, "reject");
+    let d = run((rec("adjust", Some(3)), Some(Verdict::Adjust(3))));
+    assert_eq!((d.action, d.status.is_open()), (scale(2, 3), true));
+    // Back to the current count: the bounds stop it.
+    let d = run((rec("adjust", Some(2)), Some(Verdict::Adjust(2))));
+    assert_eq!(
+        d.status,
+        DecisionStatus::Rejected {
+            reason: "the reviewer's adjustment is out of bounds: shop/web is at min=1 \
+                     already (wanted 2)"
+                .into()
+        }
+    );
+    // A timeout: no verdict, the mode decides.
+    let d = run((rec("timeout", None), None));
+    assert!(d.status.is_open());
+    // Rejected by the bounds: no review.
+    let cand = candidate(screen(proposal(scale(8, 10)), &world(8, 8), &[], &c, 0, &s));
+    assert!(!cand.wants_review());
+}
+
+#[test]
+fn open_decisions_are_applied_at_their_deadline_or_expire() {
+    let s = settings();
+    let due = DecisionStatus::Pending { deadline: NOW };
+    let later = DecisionStatus::Pending {
+        deadline: NOW + 1_000,
+    };
+    let decisions = [
+        decision(4, NOW - 30_000, scale(2, 4), due),
+        decision(3, NOW - 1_000, scale(1, 2), later),
+        decision(2, NOW - 700_000, scale(5, 6), DecisionStatus::Proposed),
+        decision(1, NOW - 100_000, scale(6, 7), DecisionStatus::Proposed),
+        applied(0, NOW - 800_000, scale(1, 2)),
+    ];
+    let expired = |reason: &str| Command::Close {
+        id: 2,
+        status: DecisionStatus::Expired {
+            reason: reason.into(),
+        },
+    };
+    assert_eq!(
+        advance(&decisions, &control(ControllerMode::Guarded), NOW, &s),
+        vec![
+            Command::Apply {
+                id: 4,
+                action: scale(2, 4)
+            },
+            expired("not approved within 10m0s"),
+        ]
+    );
+    let paused = ControlState {
+        paused: Some(Pause {
+            by: "op".into(),
+            at: NOW - 5_000,
+            reason: None,
+        }),
+        ..control(ControllerMode::Guarded)
+    };
+    assert_eq!(
+        advance(&decisions, &paused, NOW, &s)[0],
+        Command::Close {
+            id: 4,
+            status: DecisionStatus::Expired {
+                reason: "the controller was paused at its grace deadline".into()
+            }
+        }
+    );
+}
+
+#[test]
+fn outcomes_are_judged_after_converging_or_not_converging() {
+    let s = settings();
+    let mut d = applied(7, NOW - 20_000, scale(2, 4));
+    d.inputs = vec![
+        ("cpu_per_instance".into(), "0.90".into()),
+        ("target_cpu".into(), "0.60".into()),
+    ];
+    let mut converged = HashMap::new();
+    let mut startup = 10_000;
+    // Not converged yet, within the timeout: nothing.
+    let w = world(4, 3);
+    assert_eq!(judge(&d, &w, &mut converged, &mut startup, &s), None);
+    assert!(converged.is_empty());
+    // Converged: remembered, and its start-up time (20 s) feeds the average.
+    let mut w = world(4, 4);
+    assert_eq!(judge(&d, &w, &mut converged, &mut startup, &s), None);
+    assert_eq!((converged.get(&7), startup), (Some(&NOW), 12_500));
+    // A minute later: 0.90 → 0.50 per instance, as intended.
+    w.now = NOW + 60_000;
+    let o = judge(&d, &w, &mut converged, &mut startup, &s).expect("an outcome");
+    assert_eq!(o.verdict, "as intended");
+    assert_eq!(
+        o.detail,
+        "cpu per instance 0.90 → 0.50 (target 0.60) with 4 instances"
+    );
+    assert_eq!(startup, 12_500, "measured once");
+    // A scale-down that left the instances over the limit: not as intended.
+    let mut down = applied(8, NOW - 20_000, scale(4, 2));
+    down.inputs = vec![("target_cpu".into(), "0.40".into())];
+    let mut w = world(2, 2);
+    judge(&down, &w, &mut converged, &mut startup, &s);
+    w.now = NOW + 60_000;
+    let o = judge(&down, &w, &mut converged, &mut startup, &s).expect("an outcome");
+    assert_eq!(o.verdict, "not as intended");
+    assert_eq!(
+        o.detail,
+        "cpu per instance ? → 0.50 (target 0.40, limit 0.44) with 2 instances"
+    );
+    // Never converged within the timeout.
+    let late = applied(9, NOW - 400_000, scale(2, 4));
+    let o = judge(&late, &world(4, 3), &mut HashMap::new(), &mut startup, &s).expect("an outcome");
+    assert_eq!(
+        (o.verdict.as_str(), o.detail.as_str()),
+        ("did not converge", "3 of 4 instances active after 6m40s")
+    );
+    // Judged already, or not a scale: nothing.
+    let mut done = late.clone();
+    done.outcome = Some(o);
+    assert_eq!(
+        judge(&done, &world(4, 3), &mut HashMap::new(), &mut startup, &s),
+        None
+    );
+}
+
+#[test]
+fn the_lead_time_covers_start_up_grace_and_a_tick() {
+    let s = settings();
+    assert_eq!(lead_secs(&control(ControllerMode::Auto), 20_000, &s), 21);
+    assert_eq!(lead_secs(&control(ControllerMode::Guarded), 20_000, &s), 51);
+    assert_eq!(lead_secs(&control(ControllerMode::Guarded), 20_400, &s), 52);
+}

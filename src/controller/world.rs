@@ -1,0 +1,396 @@
+//! The world: the cluster as the controller sees it this second — each slice's counts, load
+//! and scaling policy, each member's state and headline metrics. Plain data; the loop builds
+//! it (`flow`), the brain learns from it and the policy decides on it (`decide`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::rules::Metric;
+use crate::domain::{
+    Action, Assignment, Decision, DecisionStatus, Health, InstanceState, InstanceStatus, Millis,
+    NodeId, NodeRecord, NodeState, StoredBlueprint,
+};
+
+/// One slice as the controller sees it this second.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceView {
+    pub blueprint: String,
+    pub slice: String,
+    /// Desired instances (the blueprint's count now).
+    pub desired: u32,
+    pub min: u32,
+    pub max: u32,
+    /// Instances reported active.
+    pub active: u32,
+    /// Cores each instance reserves.
+    pub cpu_reserved: f64,
+    /// Cores used by the active instances together; `None` when no sample covers them.
+    pub cpu_used: Option<f64>,
+    pub calls_per_s: Option<f64>,
+    pub latency_ms: Option<f64>,
+    /// From the blueprint's `[slices.scaling]`; `None`: the rule settings apply.
+    pub target_cpu: Option<f64>,
+    pub target_latency_ms: Option<f64>,
+    pub predictive: Option<bool>,
+    pub up_cooldown_ms: Option<u64>,
+    pub down_cooldown_ms: Option<u64>,
+}
+
+impl SliceView {
+    /// `blueprint/slice`.
+    pub fn target(&self) -> String {
+        format!("{}/{}", self.blueprint, self.slice)
+    }
+
+    pub(super) fn value(&self, m: Metric) -> Option<f64> {
+        match m {
+            Metric::CpuPerInstance => match (self.cpu_used, self.active) {
+                (Some(u), a) if a > 0 && self.cpu_reserved > 0.0 => {
+                    Some(u / (a as f64 * self.cpu_reserved))
+                }
+                _ => None,
+            },
+            Metric::SliceCpu => self.cpu_used,
+            Metric::CallsPerSec => self.calls_per_s,
+            Metric::LatencyMs => self.latency_ms,
+            Metric::Unhealthy => Some(self.desired.saturating_sub(self.active) as f64),
+            _ => None,
+        }
+    }
+}
+
+/// One member as the controller sees it this second.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    pub id: NodeId,
+    pub name: String,
+    pub state: NodeState,
+    /// Liveness is `ready` (not suspect or down).
+    pub live: bool,
+    pub cpu: f64,
+    pub mem: f64,
+    pub gpu_util: Option<f64>,
+    pub gpu_temp: Option<f64>,
+    pub anomalies: u32,
+    /// Draining or drained by an applied controller decision (only those are undrained by
+    /// rules; an operator's drain stays).
+    pub drained_by_controller: bool,
+}
+
+impl NodeView {
+    /// The figures a node decision records as its inputs.
+    pub fn inputs(&self) -> Vec<(String, String)> {
+        let mut inputs = vec![
+            ("state".into(), self.state.to_string()),
+            ("cpu".into(), f2(self.cpu)),
+            ("mem".into(), f2(self.mem)),
+            ("anomalies".into(), self.anomalies.to_string()),
+        ];
+        if let Some(t) = self.gpu_temp {
+            inputs.push(("gpu_temp".into(), format!("{t:.0}")));
+        }
+        if let Some(u) = self.gpu_util {
+            inputs.push(("gpu_util".into(), f2(u)));
+        }
+        inputs
+    }
+
+    pub(super) fn value(&self, m: Metric) -> Option<f64> {
+        match m {
+            Metric::NodeCpu => Some(self.cpu),
+            Metric::NodeMem => Some(self.mem),
+            Metric::GpuUtil => self.gpu_util,
+            Metric::GpuTemp => self.gpu_temp,
+            Metric::Anomalies => Some(self.anomalies as f64),
+            _ => None,
+        }
+    }
+}
+
+/// The cluster this second.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct World {
+    pub now: Millis,
+    pub slices: Vec<SliceView>,
+    pub nodes: Vec<NodeView>,
+}
+
+/// A node's headline values from the metrics snapshot, as the world needs them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeSample {
+    /// Cores busy, and the share of memory used.
+    pub cpu: f64,
+    pub mem: f64,
+    /// The hottest and busiest GPU, if the node has any.
+    pub gpu_util: Option<f64>,
+    pub gpu_temp: Option<f64>,
+    /// Anomalies the node's metrics show now.
+    pub anomalies: u32,
+}
+
+/// What the world is built from: the replica's rows and the metrics snapshot's figures.
+pub struct Inputs<'a> {
+    /// This second.
+    pub now: Millis,
+    /// The blueprints with their slices (desired counts, bounds, scaling policies).
+    pub blueprints: &'a [StoredBlueprint],
+    /// Where each instance is meant to run.
+    pub assignments: &'a BTreeMap<String, Assignment>,
+    /// What the nodes report of their instances.
+    pub statuses: &'a [InstanceStatus],
+    /// The members and their liveness.
+    pub members: &'a [NodeRecord],
+    pub health: &'a BTreeMap<NodeId, Health>,
+    /// Cores each process uses: (node, pid) → cores.
+    pub cpu_of: &'a HashMap<(NodeId, u32), f64>,
+    /// Each node's headline values.
+    pub samples: &'a HashMap<NodeId, NodeSample>,
+    /// The decisions, newest first: they mark the nodes the controller drained.
+    pub decisions: &'a [Decision],
+}
+
+impl World {
+    /// The cluster at `now`: per slice its desired and active instances (only copies reported
+    /// where they are assigned count) and the cores they use; per member its state, liveness
+    /// and headline values, and whether an applied controller decision drained it.
+    pub fn build(i: &Inputs) -> World {
+        let mut slices = Vec::new();
+        for b in i.blueprints {
+            for s in &b.blueprint.slices {
+                let prefix = format!("{}/{}/", b.blueprint.name, s.name);
+                let mut active = 0u32;
+                let mut used = 0.0;
+                let mut sampled = false;
+                for st in i
+                    .statuses
+                    .iter()
+                    .filter(|st| st.instance.starts_with(&prefix))
+                {
+                    let assigned_here = i
+                        .assignments
+                        .get(&st.instance)
+                        .is_some_and(|a| a.reported_by(st));
+                    if !assigned_here || st.state != InstanceState::Active {
+                        continue;
+                    }
+                    active += 1;
+                    if let Some(c) = st.pid.and_then(|pid| i.cpu_of.get(&(st.node, pid))) {
+                        used += c;
+                        sampled = true;
+                    }
+                }
+                let policy = s.scaling.as_ref();
+                slices.push(SliceView {
+                    blueprint: b.blueprint.name.clone(),
+                    slice: s.name.clone(),
+                    desired: s.instances,
+                    min: s.min,
+                    max: s.max,
+                    active,
+                    cpu_reserved: s.resources.cpu as f64,
+                    cpu_used: sampled.then_some(used),
+                    calls_per_s: None,
+                    latency_ms: None,
+                    target_cpu: policy.and_then(|p| p.target_cpu).map(f64::from),
+                    target_latency_ms: policy.and_then(|p| p.target_latency_ms).map(|v| v as f64),
+                    predictive: policy.map(|p| p.predictive),
+                    up_cooldown_ms: policy.and_then(|p| p.up_cooldown_ms),
+                    down_cooldown_ms: policy.and_then(|p| p.down_cooldown_ms),
+                });
+            }
+        }
+        let nodes = i
+            .members
+            .iter()
+            .map(|m| {
+                let e = i.samples.get(&m.id);
+                // The newest applied drain or undrain of this node says who drained it.
+                let ours = i
+                    .decisions
+                    .iter()
+                    .find_map(|d| match (&d.action, &d.status) {
+                        (Action::Drain { node, .. }, DecisionStatus::Applied { .. })
+                            if *node == m.id =>
+                        {
+                            Some(true)
+                        }
+                        (Action::Undrain { node, .. }, DecisionStatus::Applied { .. })
+                            if *node == m.id =>
+                        {
+                            Some(false)
+                        }
+                        _ => None,
+                    });
+                NodeView {
+                    id: m.id,
+                    name: m.name.clone(),
+                    state: m.state,
+                    live: i.health.get(&m.id).is_none_or(|h| *h == Health::Ready),
+                    cpu: e.map(|e| e.cpu).unwrap_or(0.0),
+                    mem: e.map(|e| e.mem).unwrap_or(0.0),
+                    gpu_util: e.and_then(|e| e.gpu_util),
+                    gpu_temp: e.and_then(|e| e.gpu_temp),
+                    anomalies: e.map(|e| e.anomalies).unwrap_or(0),
+                    drained_by_controller: ours == Some(true),
+                }
+            })
+            .collect();
+        World {
+            now: i.now,
+            slices,
+            nodes,
+        }
+    }
+}
+
+/// A figure with two decimals, as decisions record their inputs.
+pub(super) fn f2(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Blueprint, Resources, Slice};
+
+    fn status(
+        instance: &str,
+        node: NodeId,
+        placement: u64,
+        state: InstanceState,
+    ) -> InstanceStatus {
+        InstanceStatus {
+            instance: instance.into(),
+            node,
+            placement,
+            state,
+            port: 8000,
+            pid: Some(100 + placement as u32),
+            restarts: 0,
+            last_exit: None,
+            health: "passing".into(),
+            since: 0,
+            gpus: Vec::new(),
+        }
+    }
+
+    fn assigned(node: NodeId, placement: u64) -> Assignment {
+        Assignment {
+            node: Some(node),
+            handoff: None,
+            pending: None,
+            since: 0,
+            placement,
+        }
+    }
+
+    fn member(id: NodeId, state: NodeState) -> NodeRecord {
+        NodeRecord {
+            id,
+            name: format!("n{id}"),
+            addr: "127.0.0.1:7000".into(),
+            state,
+            joined_at: 0,
+        }
+    }
+
+    /// Only active copies reported where they are assigned count, with the cores of their
+    /// processes; a node is the controller's to undrain only after its applied drain.
+    #[test]
+    fn the_world_counts_assigned_active_copies_and_who_drained_a_node() {
+        let blueprints = [StoredBlueprint {
+            version: 1,
+            applied_at: 0,
+            blueprint: Blueprint {
+                name: "shop".into(),
+                slices: vec![Slice {
+                    name: "web".into(),
+                    command: vec!["web".into()],
+                    instances: 3,
+                    min: 1,
+                    max: 6,
+                    env: BTreeMap::new(),
+                    resources: Resources {
+                        cpu: 2.0,
+                        memory: 0,
+                        gpu: 0,
+                    },
+                    stop_timeout_ms: 1_000,
+                    health: None,
+                    scaling: None,
+                }],
+            },
+        }];
+        let assignments = BTreeMap::from([
+            ("shop/web/0".to_string(), assigned(1, 1)),
+            ("shop/web/1".to_string(), assigned(2, 2)),
+            ("shop/web/2".to_string(), assigned(2, 3)),
+        ]);
+        let statuses = [
+            status("shop/web/0", 1, 1, InstanceState::Active),
+            // A hand-off's old copy: not the assigned one.
+            status("shop/web/1", 1, 9, InstanceState::Active),
+            status("shop/web/1", 2, 2, InstanceState::Active),
+            status("shop/web/2", 2, 3, InstanceState::Activating),
+        ];
+        let members = [member(1, NodeState::Ready), member(2, NodeState::Draining)];
+        let health = BTreeMap::from([(2, Health::Suspect)]);
+        let cpu_of = HashMap::from([((1, 101), 1.5), ((1, 109), 9.0)]);
+        let samples = HashMap::from([(
+            2,
+            NodeSample {
+                cpu: 0.9,
+                gpu_temp: Some(91.0),
+                ..NodeSample::default()
+            },
+        )]);
+        let drain = |id, node| Decision {
+            id,
+            at: 0,
+            by: "n1".into(),
+            mode: crate::domain::ControllerMode::Auto,
+            layers: Vec::new(),
+            action: Action::Drain {
+                node,
+                name: format!("n{node}"),
+            },
+            rule: "gpu-hot".into(),
+            reasoning: Vec::new(),
+            inputs: Vec::new(),
+            review: None,
+            status: DecisionStatus::Applied {
+                at: 0,
+                by: "n1".into(),
+            },
+            timeline: Vec::new(),
+            outcome: None,
+        };
+        let decisions = [drain(4, 2)];
+        let w = World::build(&Inputs {
+            now: 42,
+            blueprints: &blueprints,
+            assignments: &assignments,
+            statuses: &statuses,
+            members: &members,
+            health: &health,
+            cpu_of: &cpu_of,
+            samples: &samples,
+            decisions: &decisions,
+        });
+        assert_eq!(w.now, 42);
+        let s = &w.slices[0];
+        assert_eq!(
+            (s.target(), s.desired, s.active, s.cpu_reserved, s.cpu_used),
+            ("shop/web".to_string(), 3, 2, 2.0, Some(1.5))
+        );
+        assert_eq!(s.value(Metric::CpuPerInstance), Some(0.375));
+        let (n1, n2) = (&w.nodes[0], &w.nodes[1]);
+        assert_eq!(
+            (n1.live, n1.cpu, n1.drained_by_controller),
+            (true, 0.0, false)
+        );
+        assert_eq!(
+            (n2.live, n2.cpu, n2.gpu_temp, n2.drained_by_controller),
+            (false, 0.9, Some(91.0), true)
+        );
+    }
+}
