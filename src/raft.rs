@@ -79,7 +79,7 @@ impl Writer {
     }
 
     /// Write `cmd` and return what the state machine answered, refusals included.
-    pub async fn call(&mut self, cmd: Command) -> Result<Response, String> {
+    pub async fn call(&mut self, cmd: Command) -> Result<Response, RequestError> {
         self.serial += 1;
         let req = Request {
             id: RequestId {
@@ -90,19 +90,27 @@ impl Writer {
             at: now_millis(),
             cmd,
         };
-        self.cluster
-            .write(req, self.forward)
-            .await
-            .map_err(|e| e.to_string())
+        self.cluster.write(req, self.forward).await
     }
 
     /// Write `cmd`; a refusal is an error.
-    pub async fn write(&mut self, cmd: Command) -> Result<(), String> {
+    pub async fn write(&mut self, cmd: Command) -> Result<(), WriteError> {
         match self.call(cmd).await? {
-            Response::Refused(m) => Err(m),
+            Response::Refused(m) => Err(WriteError::Refused(m)),
             _ => Ok(()),
         }
     }
+}
+
+/// Why a loop's write did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The cluster could not take it (no leader or quorum in time, the store stopped).
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The state machine refused the command; the message says why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A peer counts as reachable when it answered within this long (the leader contacts every

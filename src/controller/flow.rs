@@ -41,6 +41,20 @@ pub struct LocalStatus {
     pub startup_ms: u64,
 }
 
+/// Why a leader tick stopped early (it runs again on the next tick).
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    /// A write did not go through (no leader or quorum in time, the store stopped).
+    #[error(transparent)]
+    Write(#[from] crate::raft::api::RequestError),
+    /// Reading this node's replica failed.
+    #[error(transparent)]
+    Store(#[from] std::io::Error),
+    /// The state machine answered a write with something else than it should.
+    #[error("recording a decision answered {0}")]
+    Unexpected(String),
+}
+
 /// The controller of one node.
 pub struct Controller {
     cluster: Arc<Cluster>,
@@ -304,7 +318,7 @@ impl Controller {
 
     /// Write `cmd`. A refusal by the state machine is logged; a failed write ends the tick.
     /// The id of a recorded decision.
-    async fn write(w: &mut Writer, cmd: Command) -> Result<Option<u64>, String> {
+    async fn write(w: &mut Writer, cmd: Command) -> Result<Option<u64>, TickError> {
         match cmd {
             Command::Apply { id, action } => {
                 match w.call(RaftCommand::ApplyDecision { id }).await? {
@@ -326,7 +340,7 @@ impl Controller {
                 let summary = format!("{} ({})", decision.action, decision.status.word());
                 let id = match w.call(RaftCommand::RecordDecision(decision)).await? {
                     Response::Decision(id) => id,
-                    other => return Err(format!("recording a decision answered {other:?}")),
+                    other => return Err(TickError::Unexpected(format!("{other:?}"))),
                 };
                 tracing::info!("controller: d-{id}: {summary}");
                 if apply
@@ -348,9 +362,9 @@ impl Controller {
         state: &mut Leading,
         world: &World,
         decisions: &[Decision],
-    ) -> Result<(), String> {
+    ) -> Result<(), TickError> {
         let now = world.now;
-        let control = self.cluster.store.control().map_err(|e| e.to_string())?;
+        let control = self.cluster.store.control()?;
         for cmd in decide::advance(decisions, &control, now, &self.settings) {
             Self::write(w, cmd).await?;
         }
@@ -493,7 +507,7 @@ impl Controller {
         decisions: &[Decision],
         control: &ControlState,
         recent: &mut u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), TickError> {
         let screened = decide::screen(p, world, decisions, control, *recent, &self.settings);
         if let Some(close) = screened.close {
             Self::write(w, close).await?;

@@ -164,7 +164,11 @@ pub async fn run(
 
 /// Write `c` through Raft: the assignments, then the statuses to clear for lost nodes, then the
 /// drained nodes; the first failed write ends it (the next round computes them again).
-async fn write_changes(w: &mut Writer, snap: &Snapshot, c: Changes) -> Result<(), String> {
+async fn write_changes(
+    w: &mut Writer,
+    snap: &Snapshot,
+    c: Changes,
+) -> Result<(), crate::raft::WriteError> {
     let name = |id: NodeId| {
         snap.members
             .iter()
