@@ -326,7 +326,7 @@ pub async fn run(
         cfg.controller.clone(),
         rules,
         rules_source.clone(),
-        model,
+        model.clone(),
     );
     loops.spawn("controller", controller.clone().run(shutdown.clone()));
     tracing::info!(
@@ -364,9 +364,12 @@ pub async fn run(
         admin::server::serve(
             admin_listener,
             dd.socket(),
-            cluster.clone(),
-            metrics.clone(),
-            controller.clone(),
+            crate::view::Sources {
+                cluster: cluster.clone(),
+                metrics: metrics.clone(),
+                controller: controller.published(),
+                model: model.clone(),
+            },
             shutdown.clone(),
             tracker.clone(),
         ),

@@ -2,8 +2,25 @@
 //! window, the store's blueprints and decisions, the controller's published state). The admin
 //! server sends these views; the CLI and the console render them. Pure: no I/O, no writes.
 
+use std::sync::Arc;
+
+use crate::controller::flow::Published;
+use crate::controller::model::Engine;
+use crate::metrics::pipeline::Pipeline;
+use crate::raft::Cluster;
+
 pub mod blueprints;
 pub mod decision;
 pub mod live;
 pub mod metrics;
 pub mod status;
+
+/// What the read model reads: this node's replica, its metrics pipeline, what its controller
+/// publishes, and its language model's engine. Cloned per admin connection.
+#[derive(Clone)]
+pub struct Sources {
+    pub cluster: Arc<Cluster>,
+    pub metrics: Arc<Pipeline>,
+    pub controller: tokio::sync::watch::Receiver<Published>,
+    pub model: Arc<Engine>,
+}

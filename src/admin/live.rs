@@ -2,35 +2,25 @@
 //! [`Feed`] when the Raft state moves (coalesced) and on the metrics period; the client may move
 //! its watch on the same connection.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, MAX_ADMIN_FRAME, Watch};
-use crate::controller::flow::Controller;
-use crate::metrics::pipeline::Pipeline;
 use crate::net::frame::{FrameError, read_frame, write_frame};
-use crate::raft::Cluster;
+use crate::view::Sources;
 use crate::view::live::Feed;
 
 /// Raft changes closer together than this share one frame.
 const COALESCE: Duration = Duration::from_millis(50);
 
 /// Serve one subscription until the client goes away or the node shuts down.
-pub async fn serve(
-    stream: UnixStream,
-    watch: Watch,
-    cluster: Arc<Cluster>,
-    metrics: Arc<Pipeline>,
-    controller: Arc<Controller>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(stream: UnixStream, watch: Watch, src: Sources, shutdown: CancellationToken) {
     let (mut rd, mut wr) = stream.into_split();
     let mut feed = Feed::new(watch);
-    let mut applied = cluster.store.subscribe_applied();
-    let mut tick = tokio::time::interval(metrics.interval());
+    let mut applied = src.cluster.store.subscribe_applied();
+    let mut tick = tokio::time::interval(src.metrics.interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Watches from the client arrive on their own task so a half-read frame is never dropped.
     let (watch_tx, mut watch_rx) = tokio::sync::mpsc::channel::<Result<Watch, String>>(4);
@@ -50,7 +40,7 @@ pub async fn serve(
     });
     let mut full = true;
     loop {
-        let update = feed.update(&cluster, &metrics, &controller, full);
+        let update = feed.update(&src, full);
         full = false;
         if let Some(u) = update
             && write_frame(&mut wr, &AdminResponse::Live(Box::new(u)))

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
@@ -12,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, PlanView, TokenView};
-use crate::controller::flow::Controller;
 use crate::deploy::logs::LogChunk;
 use crate::domain::{NodeId, now_millis};
 use crate::metrics::pipeline::Pipeline;
@@ -20,6 +18,7 @@ use crate::net::frame::{FrameError, read_frame, write_frame};
 use crate::net::tls::JoinToken;
 use crate::raft::Cluster;
 use crate::raft::types::{Command, Request, RequestId, Response};
+use crate::view::Sources;
 
 pub use super::protocol::MAX_ADMIN_FRAME;
 /// Largest kv key, in bytes.
@@ -50,9 +49,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
 pub fn serve(
     listener: UnixListener,
     path: PathBuf,
-    cluster: Arc<Cluster>,
-    metrics: Arc<Pipeline>,
-    controller: Arc<Controller>,
+    src: Sources,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> tokio::task::JoinHandle<()> {
@@ -65,15 +62,8 @@ pub fn serve(
                     Err(e) => { tracing::warn!("admin socket accept failed: {e}"); continue; }
                 },
             };
-            let (cluster, metrics, controller, shutdown) = (
-                cluster.clone(),
-                metrics.clone(),
-                controller.clone(),
-                shutdown.clone(),
-            );
-            tracker.spawn(async move {
-                connection(stream, cluster, metrics, controller, shutdown).await
-            });
+            let (src, shutdown) = (src.clone(), shutdown.clone());
+            tracker.spawn(async move { connection(stream, src, shutdown).await });
         }
         drop(listener);
         let _ = std::fs::remove_file(&path);
@@ -81,15 +71,9 @@ pub fn serve(
     })
 }
 
-async fn connection(
-    mut stream: UnixStream,
-    cluster: Arc<Cluster>,
-    metrics: Arc<Pipeline>,
-    controller: Arc<Controller>,
-    shutdown: CancellationToken,
-) {
+async fn connection(mut stream: UnixStream, src: Sources, shutdown: CancellationToken) {
     let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
-    let actor = format!("uid:{uid}@{}", cluster.name);
+    let actor = format!("uid:{uid}@{}", src.cluster.name);
     loop {
         let req = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -97,10 +81,10 @@ async fn connection(
         };
         let resp = match req {
             Ok(AdminRequest::Subscribe(w)) => {
-                super::live::serve(stream, w, cluster, metrics, controller, shutdown).await;
+                super::live::serve(stream, w, src, shutdown).await;
                 return;
             }
-            Ok(req) => handle(&cluster, &metrics, &controller, req, &actor).await,
+            Ok(req) => handle(&src, req, &actor).await,
             Err(FrameError::Closed) => return,
             Err(e) => {
                 let resp = AdminResponse::Error(AdminError::new(
@@ -191,17 +175,12 @@ fn check_write(cmd: &Command) -> Result<(), String> {
 }
 
 /// Answer one admin request on behalf of `actor`.
-pub async fn handle(
-    cluster: &Cluster,
-    metrics: &Pipeline,
-    controller: &Controller,
-    req: AdminRequest,
-    actor: &str,
-) -> AdminResponse {
+pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminResponse {
+    let (cluster, metrics) = (&*src.cluster, &*src.metrics);
     let out = |r: Result<AdminResponse, AdminError>| r.unwrap_or_else(AdminResponse::Error);
     match req {
         AdminRequest::Status => out(cluster.status().await.map(|mut s| {
-            s.controller = crate::view::status::control_view(cluster, controller);
+            s.controller = crate::view::status::control_view(cluster, &src.controller.borrow());
             AdminResponse::Status(Box::new(s))
         })),
         AdminRequest::Decisions { all, limit } => {
@@ -214,9 +193,9 @@ pub async fn handle(
                 Err(e) => failed(format!("cannot read the decisions: {e}")),
             }
         }
-        AdminRequest::Model => AdminResponse::Model(Box::new(controller.model().status())),
+        AdminRequest::Model => AdminResponse::Model(Box::new(src.model.status())),
         AdminRequest::ModelBench { seconds } => {
-            let engine = controller.model();
+            let engine = src.model.clone();
             let seconds = seconds.clamp(1, 600);
             match tokio::task::spawn_blocking(move || engine.bench(seconds)).await {
                 Ok(Ok(b)) => AdminResponse::ModelBench(Box::new(b)),

@@ -7,13 +7,13 @@
 //! pause. A new leader resumes from the store; the state machine refuses an apply of a decision
 //! that is not pending or not due, so nothing is applied twice and a vetoed decision never runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::brain::{Brain, Proposal, World};
+use super::brain::{Brain, Proposal, Series, World};
 use super::decide::{self, Command, Next};
 use super::forecast::ForecastConfig;
 use super::model::{Engine, ModelReviewer};
@@ -31,7 +31,7 @@ const RECENT: usize = 500;
 pub use super::review::REVIEW_BUDGET;
 
 /// What the controller tells `aether status` about itself (this node's view).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocalStatus {
     /// The reviewer, or why there is none.
     pub reviewer: String,
@@ -39,6 +39,23 @@ pub struct LocalStatus {
     pub rules: String,
     /// Measured start-up time of scaled-up instances (ms), or the configured estimate.
     pub startup_ms: u64,
+}
+
+/// What the controller shows the read model, published after every tick (see
+/// [`Controller::published`]): readers never lock the controller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    /// This node's reviewer (and whether it is available), rules and start-up estimate.
+    pub local: LocalStatus,
+    /// `controller.enabled` on this node.
+    pub enabled: bool,
+    /// What the policy reads of the config (the grace window of guarded mode among it).
+    pub settings: decide::Settings,
+    /// Per `blueprint/slice` the controller observes: its load and forecast (see
+    /// [`Brain::load_chart`]), as of `at`.
+    pub charts: BTreeMap<String, (Series, Series)>,
+    /// When this was published (Unix ms).
+    pub at: Millis,
 }
 
 /// Why a leader tick stopped early (it runs again on the next tick).
@@ -67,6 +84,8 @@ pub struct Controller {
     /// The language model's thread (also when it is disabled: it says so).
     model: Arc<Engine>,
     status: Mutex<LocalStatus>,
+    /// What the read model sees of this controller.
+    published: tokio::sync::watch::Sender<Published>,
     /// Woken when a review finishes, so its decision is recorded without waiting for a tick.
     wake: Arc<tokio::sync::Notify>,
 }
@@ -150,8 +169,16 @@ impl Controller {
             rules: rules_source,
             startup_ms: cfg.startup.0.as_millis() as u64,
         };
-        Arc::new(Controller {
-            settings: decide::Settings::new(&cfg, &rules.settings),
+        let settings = decide::Settings::new(&cfg, &rules.settings);
+        let (published, _) = tokio::sync::watch::channel(Published {
+            local: status.clone(),
+            enabled: cfg.enabled,
+            settings: settings.clone(),
+            charts: BTreeMap::new(),
+            at: now_millis(),
+        });
+        let c = Arc::new(Controller {
+            settings,
             brain: Mutex::new(Brain::new(
                 rules,
                 ForecastConfig::default(),
@@ -163,17 +190,51 @@ impl Controller {
             reviewer,
             model,
             status: Mutex::new(status),
+            published,
             wake: Arc::new(tokio::sync::Notify::new()),
-        })
+        });
+        c.publish(&[]);
+        c
     }
 
-    /// The controller's configuration.
-    pub fn config(&self) -> &ControllerConfig {
-        &self.cfg
+    /// What this controller publishes for the read model: its status, settings and the load
+    /// charts of the slices it observes, renewed after every tick.
+    pub fn published(&self) -> tokio::sync::watch::Receiver<Published> {
+        self.published.subscribe()
+    }
+
+    /// Publish the status and the charts of `slices` (`blueprint/slice`) as of now; readers are
+    /// woken only when something changed.
+    fn publish(&self, slices: &[String]) {
+        let at = now_millis();
+        let step = (self.cfg.horizon.0.as_secs() / 60).max(1);
+        let charts = {
+            let brain = self.brain.lock().expect("brain");
+            slices
+                .iter()
+                .map(|t| (t.clone(), brain.load_chart(t, at / 1000, step)))
+                .collect()
+        };
+        let p = Published {
+            local: self.local_status(),
+            enabled: self.cfg.enabled,
+            settings: self.settings.clone(),
+            charts,
+            at,
+        };
+        self.published.send_if_modified(|old| {
+            // The time alone is not a change.
+            let changed =
+                (&old.local, &old.charts, old.enabled) != (&p.local, &p.charts, p.enabled);
+            if changed {
+                *old = p;
+            }
+            changed
+        });
     }
 
     /// This node's view of the controller.
-    pub fn local_status(&self) -> LocalStatus {
+    fn local_status(&self) -> LocalStatus {
         let mut s = self.status.lock().expect("controller status").clone();
         if let Some(r) = &self.reviewer {
             s.reviewer = match r.available() {
@@ -182,19 +243,6 @@ impl Controller {
             };
         }
         s
-    }
-
-    /// A slice's load and forecast for the console (see [`Brain::load_chart`]).
-    pub fn load_chart(
-        &self,
-        target: &str,
-        now_secs: u64,
-    ) -> (super::brain::Series, super::brain::Series) {
-        let step = (self.cfg.horizon.0.as_secs() / 60).max(1);
-        self.brain
-            .lock()
-            .expect("brain")
-            .load_chart(target, now_secs, step)
     }
 
     /// The language model's engine.
@@ -244,6 +292,12 @@ impl Controller {
                 }
             };
             self.brain.lock().expect("brain").observe(&world);
+            let slices: Vec<String> = world
+                .slices
+                .iter()
+                .map(|s| format!("{}/{}", s.blueprint, s.slice))
+                .collect();
+            self.publish(&slices);
             if !deciding {
                 if leading.take().is_some() {
                     tracing::info!("controller: no longer the leader; stopped deciding");
@@ -260,6 +314,8 @@ impl Controller {
             if let Err(e) = self.decide(&mut w, state, &world, decisions).await {
                 tracing::warn!("controller: {e}; trying again next tick");
             }
+            // Deciding may have measured a new start-up time.
+            self.publish(&slices);
         }
     }
 
@@ -309,11 +365,6 @@ impl Controller {
             samples: &entries,
             decisions,
         }))
-    }
-
-    /// The grace window of guarded mode: the replicated one, else `controller.grace`.
-    pub fn grace_ms(&self, c: &ControlState) -> u64 {
-        self.settings.grace_ms(c)
     }
 
     /// Write `cmd`. A refusal by the state machine is logged; a failed write ends the tick.

@@ -8,14 +8,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::controller::flow::Controller;
 use crate::controller::model::ModelStatus;
 use crate::domain::{AuditRecord, Decision, Health, Millis, NodeId, now_millis};
 use crate::metrics::aggregate::View;
-use crate::metrics::pipeline::Pipeline;
 use crate::metrics::update::{AnomalyFlag, NodeEntry};
-use crate::raft::Cluster;
 use crate::raft::status::{ControlView, StatusView};
+use crate::view::Sources;
 use crate::view::blueprints::{BlueprintView, blueprint_views};
 use crate::view::metrics::PointView;
 use crate::view::status::control_view;
@@ -156,13 +154,9 @@ impl Feed {
 
 impl Feed {
     /// The next frame: everything when `full`, else what changed; `None` when nothing did.
-    pub fn update(
-        &mut self,
-        cluster: &Cluster,
-        metrics: &Pipeline,
-        controller: &Controller,
-        full: bool,
-    ) -> Option<LiveUpdate> {
+    pub fn update(&mut self, src: &Sources, full: bool) -> Option<LiveUpdate> {
+        let (cluster, metrics) = (&*src.cluster, &*src.metrics);
+        let controller = src.controller.borrow().clone();
         let now = now_millis();
         let mut u = LiveUpdate {
             full,
@@ -174,12 +168,12 @@ impl Feed {
         let raft_moved = full || self.applied != Some(applied);
         self.applied = Some(applied);
         if raft_moved {
-            self.control = control_view(cluster, controller);
+            self.control = control_view(cluster, &controller);
         }
         if let Ok(mut s) = cluster.local_status() {
             s.controller = self.control.clone().map(|mut c| {
                 // The reviewer line is this node's own and changes without the log.
-                c.reviewer = controller.local_status().reviewer;
+                c.reviewer = controller.local.reviewer.clone();
                 c
             });
             if self.status.as_ref() != Some(&s) {
@@ -187,7 +181,7 @@ impl Feed {
                 self.status = Some(s);
             }
         }
-        let model = controller.model().status();
+        let model = src.model.status();
         if self.model.as_ref() != Some(&model) {
             u.model = Some(Box::new(model.clone()));
             self.model = Some(model);
@@ -209,13 +203,15 @@ impl Feed {
                         .map(move |s| format!("{}/{}", b.blueprint.name, s.name))
                 })
                 .map(|target| {
-                    let (load, forecast) = controller.load_chart(&target, now / 1000);
-                    let f =
-                        |v: Vec<(u64, f64)>| v.into_iter().map(|(t, x)| (t, x as f32)).collect();
+                    let f = |v: &[(u64, f64)]| v.iter().map(|&(t, x)| (t, x as f32)).collect();
+                    let (load, forecast) = match controller.charts.get(&target) {
+                        Some((load, forecast)) => (f(load), f(forecast)),
+                        None => (Vec::new(), Vec::new()),
+                    };
                     SliceLoad {
                         target,
-                        load: f(load),
-                        forecast: f(forecast),
+                        load,
+                        forecast,
                     }
                 })
                 .collect();

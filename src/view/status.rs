@@ -1,15 +1,13 @@
 //! The controller's part of `aether status`: its mode, pause and open decisions from this node's
-//! replica, its rules and reviewer from the local controller.
+//! replica, its rules and reviewer as the local controller published them.
 
-use crate::controller::flow::Controller;
+use crate::controller::flow::Published;
 use crate::domain::now_millis;
 use crate::raft::Cluster;
 use crate::raft::status::ControlView;
 
-/// The controller as this node's replica and config show it.
-pub fn control_view(cluster: &Cluster, controller: &Controller) -> Option<ControlView> {
-    let local = controller.local_status();
-    let cfg = controller.config();
+/// The controller as this node's replica and its published state show it.
+pub fn control_view(cluster: &Cluster, controller: &Published) -> Option<ControlView> {
     let state = cluster.store.control().ok()?;
     let open = cluster
         .store
@@ -18,12 +16,12 @@ pub fn control_view(cluster: &Cluster, controller: &Controller) -> Option<Contro
     let count = |w: &str| open.iter().filter(|d| d.status.word() == w).count() as u32;
     Some(ControlView {
         mode: state.mode,
-        grace_ms: controller.grace_ms(&state),
+        grace_ms: controller.settings.grace_ms(&state),
         paused: state.paused,
         pending: count("pending"),
         proposed: count("proposed"),
-        enabled: cfg.enabled,
-        reviewer: local.reviewer,
-        rules: local.rules,
+        enabled: controller.enabled,
+        reviewer: controller.local.reviewer.clone(),
+        rules: controller.local.rules.clone(),
     })
 }
