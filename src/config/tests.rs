@@ -1,0 +1,174 @@
+//! Configuration: defaults, precedence (file, environment, flags), located errors, and the
+//! shipped example kept in step with the struct.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn write(text: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), text).unwrap();
+    f
+}
+
+/// The shipped example lists every option, each under a comment, with the default value.
+#[test]
+fn example_file_matches_struct() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/aether.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parsed: Config = toml::from_str(&text).expect("example parses");
+    assert_eq!(
+        parsed,
+        Config::default(),
+        "active values in config/aether.toml must be the defaults"
+    );
+
+    let mut section = String::new();
+    let mut documented = Vec::new();
+    let mut prev_comment = false;
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(s) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = format!("{s}.");
+            prev_comment = false;
+            continue;
+        }
+        // `key = value` or a commented-out `# key = value` for options with no fixed default.
+        let body = l.strip_prefix("# ").unwrap_or(l);
+        if let Some((k, _)) = body
+            .split_once(" = ")
+            .filter(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        {
+            assert!(
+                prev_comment || l.starts_with('#'),
+                "'{section}{k}' in config/aether.toml has no comment above it"
+            );
+            documented.push(format!("{section}{k}"));
+            prev_comment = false;
+            continue;
+        }
+        prev_comment = l.starts_with('#');
+    }
+    let mut want = Config::keys();
+    want.sort();
+    documented.sort();
+    assert_eq!(documented, want, "config/aether.toml and Config differ");
+}
+
+#[test]
+fn precedence_flags_over_env_over_file() {
+    let f = write("name = \"from-file\"\n[raft]\nvoters = 5\nwrite_timeout = \"9s\"\n");
+    let e = env(&[("AETHER_NAME", "from-env"), ("AETHER_RAFT_VOTERS", "7")]);
+    let flags = vec![FlagOverride {
+        key: "name",
+        value: "from-flag".into(),
+        flag: "--name",
+    }];
+    let c = Config::load(Some(f.path()), &e, flags).unwrap();
+    assert_eq!(c.name.as_deref(), Some("from-flag"));
+    assert_eq!(c.raft.voters, 7);
+    assert_eq!(c.raft.write_timeout, Dur::ms(9000));
+    assert_eq!(
+        c.raft.heartbeat_interval,
+        RaftConfig::default().heartbeat_interval
+    );
+}
+
+#[test]
+fn gpus_offered_are_all_none_or_a_list_and_a_bad_list_is_named() {
+    let load = |v: &str| Config::load(None, &env(&[("AETHER_DEPLOY_GPUS", v)]), vec![]);
+    assert_eq!(load("all").unwrap().deploy.gpus, GpuOffer::All);
+    assert_eq!(load("none").unwrap().deploy.gpus, GpuOffer::Listed(vec![]));
+    let two = load(" 2, 0").unwrap().deploy.gpus;
+    assert_eq!(two, GpuOffer::Listed(vec![2, 0]));
+    assert_eq!(two.to_string(), "2,0");
+    assert_eq!(two.resolve(&[0, 1, 2, 3]), vec![2, 0]);
+    assert_eq!(GpuOffer::All.resolve(&[0, 1]), vec![0, 1]);
+    for (bad, says) in [
+        (
+            "0,x",
+            "expected \"all\", \"none\" or GPU indices such as \"0,2\", found '0,x'",
+        ),
+        ("1,1", "GPU 1 is listed twice in '1,1'"),
+        ("0,300", "GPU index 300 in '0,300' is out of range"),
+        ("", "found ''"),
+    ] {
+        let e = load(bad).unwrap_err().to_string();
+        assert!(
+            e.contains(says) && e.contains("AETHER_DEPLOY_GPUS"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
+fn unknown_key_names_key_and_file() {
+    let f = write("[raft]\nvoterz = 3\n");
+    let e = Config::load(Some(f.path()), &env(&[]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("voterz") && e.contains(&f.path().display().to_string()),
+        "{e}"
+    );
+    assert!(e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn bad_values_are_named() {
+    let f = write("[raft]\nheartbeat_interval = \"fast\"\n");
+    let e = Config::load(Some(f.path()), &env(&[]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("heartbeat_interval") && e.contains("expected a duration"),
+        "{e}"
+    );
+
+    let e = Config::load(None, &env(&[("AETHER_RAFT_VOTERS", "three")]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("raft.voters") && e.contains("AETHER_RAFT_VOTERS") && e.contains("whole number"),
+        "{e}"
+    );
+
+    let e = Config::load(None, &env(&[("AETHER_RAFT_VOTERS", "4")]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("raft.voters") && e.contains("odd"), "{e}");
+
+    let e = Config::load(None, &env(&[("AETHER_LISTEN", "nowhere")]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'listen'") && e.contains("AETHER_LISTEN"), "{e}");
+
+    let f = write("[raft]\nelection_timeout_min = \"2s\"\n");
+    let e = Config::load(Some(f.path()), &env(&[]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("election_timeout_min") && e.contains("below"),
+        "{e}"
+    );
+
+    let f = write("name = [\n");
+    let e = Config::load(Some(f.path()), &env(&[]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&f.path().display().to_string()), "{e}");
+}
+
+#[test]
+fn env_names() {
+    assert_eq!(
+        Config::env_var("raft.heartbeat_interval"),
+        "AETHER_RAFT_HEARTBEAT_INTERVAL"
+    );
+    assert!(Config::keys().contains(&"net.max_frame_bytes".to_string()));
+}
