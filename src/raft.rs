@@ -23,7 +23,7 @@ mod tests;
 mod txn;
 pub mod types;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 // `declare_raft_types!` names `Cursor` for its default snapshot type.
 #[allow(unused_imports)]
 use std::io::Cursor;
@@ -31,21 +31,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
-use tokio_util::sync::CancellationToken;
+use openraft::{BasicNode, SnapshotPolicy};
 
 use crate::config::Config;
-use crate::domain::{NodeId, NodeRecord, now_millis, validate_name};
-use crate::net::tls::{self, CaPem, TlsError};
+use crate::domain::{NodeId, now_millis};
+use crate::net::tls::CaPem;
 use crate::net::{BoxFut, Endpoint, PeerCtx, Service};
 use api::{ErrorKind, ReadQuery, ReadResult, RequestError};
-use network::{
-    JOIN_ROUTE, JoinAccepted, JoinRefused, JoinRequest, Network, PeerRequest, PeerResponse,
-};
+use network::{Network, PeerRequest, PeerResponse};
 use state_machine::StateMachine;
 use status::StatusView;
 use store::{LogStore, Store};
-use types::{ClusterInit, Command, Request, RequestId, Response};
+use types::{Command, Request, RequestId, Response};
 
 /// Writes of one of the node's own loops (the assigner, the controller, the instance
 /// reporter): one client id, serials in order, the actor `<role>@<node>` in the audit trail.

@@ -1,7 +1,20 @@
 //! Membership: joining nodes (a token consumed through Raft, a signed certificate) and the loop
 //! that promotes learners to voters and keeps the voter count at `raft.voters`.
 
-use super::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::{BasicNode, ChangeMembers};
+use tokio_util::sync::CancellationToken;
+
+use super::Cluster;
+use super::api::ErrorKind;
+use super::network::{JOIN_ROUTE, JoinAccepted, JoinRefused, JoinRequest};
+use super::types::{ClusterInit, Command, Request, RequestId, Response};
+use crate::domain::{NodeId, now_millis, validate_name};
+use crate::net::tls::{self, CaPem, TlsError};
+use crate::net::{BoxFut, PeerCtx, Service};
 
 impl Cluster {
     /// Handle a join request: on the leader, consume the token through Raft and sign the CSR;

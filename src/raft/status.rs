@@ -2,10 +2,15 @@
 //! reachability and replication. Built by [`crate::raft::Cluster::status`]; the controller's part is
 //! filled in by the read model above.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::ServerState;
 use serde::{Deserialize, Serialize};
 
-use super::*;
-use crate::domain::{Health, Millis, NodeId, NodeState};
+use super::api::RequestError;
+use super::{Cluster, REACHABLE_WITHIN, store_err};
+use crate::domain::{Health, Millis, NodeId, NodeRecord, NodeState};
 
 /// `aether status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
