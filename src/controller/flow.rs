@@ -52,10 +52,8 @@ pub struct Published {
     /// What the policy reads of the config (the grace window of guarded mode among it).
     pub settings: decide::Settings,
     /// Per `blueprint/slice` the controller observes: its load and forecast (see
-    /// [`Brain::load_chart`]), as of `at`.
+    /// [`Brain::load_chart`]) as of the last tick.
     pub charts: BTreeMap<String, (Series, Series)>,
-    /// When this was published (Unix ms).
-    pub at: Millis,
 }
 
 /// Why a leader tick stopped early (it runs again on the next tick).
@@ -175,7 +173,6 @@ impl Controller {
             enabled: cfg.enabled,
             settings: settings.clone(),
             charts: BTreeMap::new(),
-            at: now_millis(),
         });
         let c = Arc::new(Controller {
             settings,
@@ -220,12 +217,9 @@ impl Controller {
             enabled: self.cfg.enabled,
             settings: self.settings.clone(),
             charts,
-            at,
         };
         self.published.send_if_modified(|old| {
-            // The time alone is not a change.
-            let changed =
-                (&old.local, &old.charts, old.enabled) != (&p.local, &p.charts, p.enabled);
+            let changed = *old != p;
             if changed {
                 *old = p;
             }
