@@ -9,7 +9,7 @@
 //!   [`anomaly`]: values far outside a node's own normal. All pure.
 //! - [`pipeline`]: the loops that sample, push, aggregate and broadcast.
 //! - [`prometheus`]: `/metrics` in the Prometheus text format. What `aether metrics` shows is
-//!   built in [`crate::view::metrics`].
+//!   built in `view/metrics.rs`.
 
 pub mod aggregate;
 pub mod anomaly;
