@@ -440,10 +440,16 @@ pub async fn run(
         tracing::warn!("raft shutdown: {e}");
     }
     tracing::info!("raft stopped");
+    // Raft's core has ended: a failed store is the cause even when another loop noticed first
+    // (they end with it).
+    let store_failed = cluster.failure();
     ep.close(Duration::from_millis(500)).await;
     tracing::info!("quic endpoint closed");
     drop(cluster);
     tracing::info!("store closed");
+    if let Some(e) = store_failed {
+        bail!("the raft store failed and the node stopped: {e}");
+    }
     if let Some(death) = death {
         if death.name == STORE_WATCH {
             let loops::Ended::Failed(e) = &death.ended else {

@@ -249,6 +249,15 @@ impl Cluster {
         }))
     }
 
+    /// Why Raft's core stopped by itself (a failed store), if it did; `None` while it runs and
+    /// after a requested shutdown.
+    pub fn failure(&self) -> Option<String> {
+        match &self.raft.metrics().borrow().running_state {
+            Ok(()) | Err(openraft::error::Fatal::Stopped) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
     /// The node's data dir (where `raft.redb` lives).
     pub fn data_dir(&self) -> &std::path::Path {
         &self.store.dir
