@@ -11,6 +11,8 @@ use crate::raft::Cluster;
 
 pub mod blueprints;
 pub mod decision;
+#[cfg(test)]
+pub mod fixture;
 pub mod live;
 pub mod metrics;
 pub mod status;

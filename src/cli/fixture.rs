@@ -4,9 +4,8 @@
 //! model. Times are relative to [`NOW`].
 
 use crate::admin::protocol::{
-    BlueprintView, ControlView, HistoryView, InstanceView, LeaderView, LocalView, MemberView,
-    MetricsView, ModelBenchView, NodeMetricsView, PlanView, PointView, SeriesView, StatusView,
-    TokenView,
+    BlueprintView, HistoryView, InstanceView, MemberView, MetricsView, ModelBenchView,
+    NodeMetricsView, PlanView, PointView, SeriesView, StatusView, TokenView,
 };
 use crate::config::ModelFormat;
 use crate::controller::model::{FileInfo, ModelState, ModelStatus, Pulled};
@@ -16,79 +15,22 @@ use crate::domain::*;
 use crate::metrics::gpu::GpuSample;
 use crate::metrics::update::{AnomalyFlag, DiskSample, NetSample, NodeMetrics, ProcessSample};
 
-/// 2026-11-22 12:00:00Z.
-pub const NOW: Millis = 1_795_262_400_000;
-
-fn member(id: NodeId, name: &str, leader: bool, state: NodeState, health: Health) -> MemberView {
-    MemberView {
-        id,
-        name: name.into(),
-        addr: format!("127.0.0.1:74{id}0"),
-        role: "voter".into(),
-        state,
-        leader,
-        reachable: Some(true),
-        last_contact_ms: Some(20),
-        matched_index: Some(120),
-        joined_at: NOW - 3_600_000,
-        health,
-    }
-}
+pub use crate::view::fixture::NOW;
+use crate::view::fixture::{decision, scale};
 
 /// The members as `n1` sees them; `n3` is unreachable.
 pub fn members() -> Vec<MemberView> {
-    let mut n3 = member(3, "n3", false, NodeState::Draining, Health::Suspect);
+    let mut m = crate::view::fixture::members();
+    let n3 = &mut m[2];
     n3.reachable = Some(false);
     n3.last_contact_ms = Some(3_200);
     n3.matched_index = Some(117);
-    vec![
-        member(1, "n1", true, NodeState::Ready, Health::Ready),
-        member(2, "gpu-box", false, NodeState::Ready, Health::Ready),
-        n3,
-    ]
+    m
 }
 
 /// `aether status` on `n1`; `paused` pauses the controller 5 s before [`NOW`].
 pub fn status(paused: bool) -> StatusView {
-    StatusView {
-        cluster_id: Some("c-e2a72f3c".into()),
-        node: LocalView {
-            id: 1,
-            name: "n1".into(),
-            role: "leader".into(),
-            term: 3,
-            commit_index: Some(120),
-            applied_index: 120,
-            last_log_index: Some(120),
-            snapshot_index: None,
-            ready: true,
-        },
-        leader: Some(LeaderView {
-            id: 1,
-            name: "n1".into(),
-            addr: "127.0.0.1:7410".into(),
-        }),
-        term: 3,
-        commit_index: Some(120),
-        applied_index: 120,
-        voters_wanted: 3,
-        members: members(),
-        members_seen_by: "n1".into(),
-        controller: Some(ControlView {
-            mode: ControllerMode::Guarded,
-            grace_ms: 15_000,
-            paused: paused.then(|| Pause {
-                by: "uid:0@n1".into(),
-                at: NOW - 5_000,
-                reason: Some("maintenance".into()),
-            }),
-            pending: 1,
-            proposed: 0,
-            enabled: true,
-            reviewer: "model (f16, 1 thread)".into(),
-            rules: "built-in".into(),
-        }),
-    }
+    crate::view::fixture::status(paused, members())
 }
 
 /// The newest audit records, oldest first.
@@ -397,46 +339,6 @@ pub fn plan(dry_run: bool) -> PlanView {
                 Some("needs cpu=0.5: n1 and gpu-box are full, n3 is draining"),
             ),
         ],
-    }
-}
-
-fn decision(
-    id: u64,
-    action: Action,
-    status: DecisionStatus,
-    review: Option<ReviewRecord>,
-) -> Decision {
-    Decision {
-        id,
-        at: NOW - (20 - id) * 30_000,
-        by: "n1".into(),
-        mode: ControllerMode::Guarded,
-        layers: vec![
-            "rules:cpu-high".into(),
-            "safety".into(),
-            "review:model".into(),
-        ],
-        action,
-        rule: "cpu-high".into(),
-        reasoning: vec![
-            "cpu per instance 0.91 > target 0.60 (+10% tolerance) for 34s".into(),
-            "the forecast expects 2.4 cores in 5m (now 1.8)".into(),
-            "step 2 → 4 within max_step 4 and max=8".into(),
-        ],
-        inputs: vec![("cpu_per_instance".into(), "0.91".into())],
-        review,
-        status,
-        timeline: vec![(NOW - 30_000, "pending".into())],
-        outcome: None,
-    }
-}
-
-fn scale(slice: &str, from: u32, to: u32) -> Action {
-    Action::Scale {
-        blueprint: "shop".into(),
-        slice: slice.into(),
-        from,
-        to,
     }
 }
 
