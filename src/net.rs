@@ -101,7 +101,8 @@ pub struct PeerCtx {
 /// Boxed future returned by a [`Service`].
 pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Serves requests arriving on the endpoint.
+/// One subsystem's requests on the peer endpoint, registered on a [`Router`] under its
+/// [`Route`].
 pub trait Service: Send + Sync + 'static {
     type Req: DeserializeOwned + Send + 'static;
     type Resp: Serialize + Send + 'static;

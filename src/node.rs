@@ -28,9 +28,6 @@ use crate::raft::{self, Cluster};
 use crate::{admin, deploy};
 use loops::Loops;
 
-/// The loop that watches the raft store; its death is the store's failure.
-const STORE_WATCH: &str = "raft store watch";
-
 /// How to start when the data dir holds no identity yet.
 #[derive(Debug, Clone, Default)]
 pub struct JoinArgs {
@@ -394,12 +391,13 @@ pub async fn run(
             .clone()
             .run_membership(Duration::from_millis(300), shutdown.clone()),
     );
-    loops.spawn(STORE_WATCH, {
-        let (mut metrics, shutdown) = (cluster.raft.metrics(), shutdown.clone());
+    loops.spawn("raft store watch", {
+        let (cluster, shutdown) = (cluster.clone(), shutdown.clone());
+        let mut metrics = cluster.raft.metrics();
         async move {
             loop {
-                if let Err(e) = &metrics.borrow().running_state {
-                    return Err(StoreFailed(e.to_string()));
+                if let Some(e) = cluster.failure() {
+                    return Err(StoreFailed(e));
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
@@ -451,12 +449,6 @@ pub async fn run(
         bail!("the raft store failed and the node stopped: {e}");
     }
     if let Some(death) = death {
-        if death.name == STORE_WATCH {
-            let loops::Ended::Failed(e) = &death.ended else {
-                bail!("the raft store stopped: {}", death.ended);
-            };
-            bail!("the raft store failed and the node stopped: {e}");
-        }
         bail!("{death}; the node stopped (its supervisor, e.g. systemd, restarts it)");
     }
     tracing::info!("node stopped cleanly");

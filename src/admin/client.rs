@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
+use super::protocol::MAX_ADMIN_FRAME;
 use super::protocol::{
     AdminError, AdminRequest, AdminResponse, BlueprintView, ErrorKind, LiveUpdate, MemberView,
     MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, StatusView, TokenView, Watch,
 };
-use super::server::MAX_ADMIN_FRAME;
 use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
 use crate::domain::{AuditRecord, Decision};

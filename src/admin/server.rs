@@ -10,7 +10,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, PlanView, TokenView};
+use super::protocol::{
+    AdminError, AdminRequest, AdminResponse, ErrorKind, MAX_ADMIN_FRAME, PlanView, TokenView,
+};
 use crate::deploy::logs::LogChunk;
 use crate::domain::{NodeId, now_millis};
 use crate::metrics::pipeline::Pipeline;
@@ -20,7 +22,6 @@ use crate::raft::Cluster;
 use crate::raft::types::{Command, Request, RequestId, Response};
 use crate::view::Sources;
 
-pub use super::protocol::MAX_ADMIN_FRAME;
 /// Largest kv key, in bytes.
 pub const MAX_KEY: usize = 1024;
 /// Largest kv value, in bytes.

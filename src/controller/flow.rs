@@ -286,11 +286,7 @@ impl Controller {
                 }
             };
             self.brain.lock().expect("brain").observe(&world);
-            let slices: Vec<String> = world
-                .slices
-                .iter()
-                .map(|s| format!("{}/{}", s.blueprint, s.slice))
-                .collect();
+            let slices: Vec<String> = world.slices.iter().map(|s| s.target()).collect();
             self.publish(&slices);
             if !deciding {
                 if leading.take().is_some() {

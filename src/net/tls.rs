@@ -322,32 +322,10 @@ struct PinnedCaVerifier {
 }
 
 impl PinnedCaVerifier {
-    /// The server's chain must carry the pinned CA, and its certificate be signed by it.
-    fn verify_pinned(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented: Vec<String> = intermediates.iter().map(|c| sha256_hex(c)).collect();
-        let Some(ca) = intermediates.iter().find(|c| sha256_hex(c) == self.pin) else {
-            return Err(rustls::Error::General(format!(
-                "the server's CA (sha256 {}) does not match the token's CA pin (sha256 {}): the token belongs to another cluster",
-                presented.first().map(String::as_str).unwrap_or("none"),
-                self.pin
-            )));
-        };
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.clone().into_owned())?;
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            self.provider.clone(),
-        )
-        .build()
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
-        inner.verify_server_cert(end_entity, &[], server_name, ocsp, now)
+    /// Remember why the server's certificate was refused (the first reason), and return it.
+    fn refuse(&self, e: rustls::Error) -> rustls::Error {
+        let _ = self.refused.set(e.to_string());
+        e
     }
 }
 
@@ -360,12 +338,28 @@ impl ServerCertVerifier for PinnedCaVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let r = self.verify_pinned(end_entity, intermediates, server_name, ocsp, now);
-        if let Err(e) = &r {
-            let _ = self.refused.set(e.to_string());
-        }
-        r
+        // The server's chain must carry the pinned CA, and its certificate be signed by it.
+        let presented: Vec<String> = intermediates.iter().map(|c| sha256_hex(c)).collect();
+        let Some(ca) = intermediates.iter().find(|c| sha256_hex(c) == self.pin) else {
+            return Err(self.refuse(rustls::Error::General(format!(
+                "the server's CA (sha256 {}) does not match the token's CA pin (sha256 {}): the token belongs to another cluster",
+                presented.first().map(String::as_str).unwrap_or("none"),
+                self.pin
+            ))));
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        inner
+            .verify_server_cert(end_entity, &[], server_name, ocsp, now)
+            .map_err(|e| self.refuse(e))
     }
+
     fn verify_tls12_signature(
         &self,
         message: &[u8],

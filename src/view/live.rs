@@ -156,6 +156,7 @@ impl Feed {
     /// The next frame: everything when `full`, else what changed; `None` when nothing did.
     pub fn update(&mut self, src: &Sources, full: bool) -> Option<LiveUpdate> {
         let (cluster, metrics) = (&*src.cluster, &*src.metrics);
+        // A copy, so the controller's next publication does not wait on the store reads below.
         let controller = src.controller.borrow().clone();
         let now = now_millis();
         let mut u = LiveUpdate {
