@@ -280,6 +280,57 @@ pub struct Slice {
     pub stop_timeout_ms: u64,
     pub health: Option<HealthCheck>,
     pub scaling: Option<ScalingPolicy>,
+    /// The slice's cluster-wide service port and entry points (`[slices.service]`); `None`:
+    /// the ingress does not route to it.
+    pub service: Option<Service>,
+}
+
+/// A slice's traffic: every node listens on `port` and routes each request to a ready
+/// instance anywhere in the cluster (DESIGN §8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub port: u16,
+    /// Named routes, the unit of request metrics and latency targets. A request that matches
+    /// none is still routed and counted under [`OTHER_ENTRY`].
+    pub entry_points: Vec<EntryPoint>,
+    /// Per request (connect to the response's head); `None`: the node's `ingress.timeout`.
+    pub timeout_ms: Option<u64>,
+}
+
+/// What requests that match no entry point are counted under.
+pub const OTHER_ENTRY: &str = "other";
+
+/// One named route of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryPoint {
+    pub name: String,
+    /// A path prefix, matched on `/` boundaries; the longest match wins.
+    pub path: String,
+    /// Upper-case HTTP method; `None`: any.
+    pub method: Option<String>,
+}
+
+impl Service {
+    /// The entry point a request is counted under: the longest path prefix (on `/`
+    /// boundaries) whose method (if it names one) matches; [`OTHER_ENTRY`] when none does.
+    pub fn entry_for(&self, method: &str, path: &str) -> &str {
+        self.entry_points
+            .iter()
+            .filter(|e| e.method.as_deref().is_none_or(|m| m == method))
+            .filter(|e| path_matches(&e.path, path))
+            .max_by_key(|e| (e.path.len(), e.method.is_some()))
+            .map_or(OTHER_ENTRY, |e| e.name.as_str())
+    }
+}
+
+/// Whether `prefix` covers `path` on a segment boundary (`/api` covers `/api` and `/api/x`,
+/// not `/apix`).
+fn path_matches(prefix: &str, path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
 }
 
 /// What one instance reserves on its node.
@@ -323,6 +374,9 @@ pub struct ScalingPolicy {
     pub predictive: bool,
     pub up_cooldown_ms: Option<u64>,
     pub down_cooldown_ms: Option<u64>,
+    /// With `min = 0`: after this long without a request the controller scales the slice to
+    /// zero (a decision like any other); `None`: never.
+    pub idle_to_zero_ms: Option<u64>,
 }
 
 /// A blueprint as the replicated store keeps it: each apply is a new version.

@@ -16,6 +16,7 @@ pub mod anomaly;
 pub mod gpu;
 pub mod pipeline;
 pub mod prometheus;
+pub mod requests;
 pub mod sample;
 pub mod update;
 pub mod window;

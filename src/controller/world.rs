@@ -317,6 +317,7 @@ mod tests {
                     stop_timeout_ms: 1_000,
                     health: None,
                     scaling: None,
+                    service: None,
                 }],
             },
         }];

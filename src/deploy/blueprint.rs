@@ -78,7 +78,30 @@ struct RawSlice {
     stop_timeout: Option<Spanned<String>>,
     health: Option<Spanned<RawHealth>>,
     scaling: Option<Spanned<RawScaling>>,
+    service: Option<Spanned<RawService>>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    port: Spanned<i64>,
+    #[serde(default)]
+    entry_points: Vec<Spanned<RawEntryPoint>>,
+    timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntryPoint {
+    name: Spanned<String>,
+    path: Spanned<String>,
+    method: Option<Spanned<String>>,
+}
+
+/// Methods an entry point may name.
+pub const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +131,7 @@ struct RawScaling {
     predictive: bool,
     up_cooldown: Option<Spanned<String>>,
     down_cooldown: Option<Spanned<String>>,
+    idle_to_zero: Option<Spanned<String>>,
 }
 
 /// Parse a size such as `256MiB`, `1GiB`, `512KiB`, `2GB` or a plain number of bytes.
@@ -448,8 +472,24 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
                 predictive: s.predictive,
                 up_cooldown_ms: opt_ms(&s.up_cooldown, "scaling.up_cooldown")?,
                 down_cooldown_ms: opt_ms(&s.down_cooldown, "scaling.down_cooldown")?,
+                idle_to_zero_ms: opt_ms(&s.idle_to_zero, "scaling.idle_to_zero")?,
             })
         }
+    };
+    if let (Some(sc), Some(policy)) = (&r.scaling, &scaling)
+        && policy.idle_to_zero_ms.is_some()
+        && min > 0
+    {
+        let span = sc.get_ref().idle_to_zero.as_ref().map_or(sc.span(), |v| v.span());
+        return Err(src.err(
+            span,
+            p("scaling.idle_to_zero"),
+            format!("scaling to zero needs 'min = 0', and min is {min}: set min = 0 or remove idle_to_zero"),
+        ));
+    }
+    let service = match &r.service {
+        None => None,
+        Some(sv) => Some(service(src, sv, i)?),
     };
     Ok(Slice {
         name: r.name.get_ref().clone(),
@@ -462,7 +502,95 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
         stop_timeout_ms,
         health,
         scaling,
+        service,
     })
+}
+
+fn service(
+    src: &Source,
+    raw: &Spanned<RawService>,
+    i: usize,
+) -> Result<crate::domain::Service, BlueprintError> {
+    use crate::domain::{EntryPoint, OTHER_ENTRY, Service};
+    let r = raw.get_ref();
+    let p = |f: &str| format!("slices[{i}].service.{f}");
+    let port = count(src, &r.port, &p("port"), 1, 65_535)? as u16;
+    let mut entry_points: Vec<EntryPoint> = Vec::new();
+    for (j, e) in r.entry_points.iter().enumerate() {
+        let er = e.get_ref();
+        let ep = |f: &str| p(&format!("entry_points[{j}].{f}"));
+        let name = er.name.get_ref();
+        validate_name("entry point name", name).map_err(|m| src.err(er.name.span(), ep("name"), m))?;
+        if name == OTHER_ENTRY {
+            return Err(src.err(
+                er.name.span(),
+                ep("name"),
+                format!("'{OTHER_ENTRY}' counts the requests that match no entry point: choose another name"),
+            ));
+        }
+        if entry_points.iter().any(|x| &x.name == name) {
+            return Err(src.err(
+                er.name.span(),
+                ep("name"),
+                format!("entry point '{name}' is declared twice: give each a name of its own"),
+            ));
+        }
+        let path = er.path.get_ref();
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            return Err(src.err(
+                er.path.span(),
+                ep("path"),
+                format!("expected a path prefix starting with '/' (no query, fragment or space), found '{path}'"),
+            ));
+        }
+        let method = match &er.method {
+            None => None,
+            Some(m) => {
+                if !METHODS.contains(&m.get_ref().as_str()) {
+                    return Err(src.err(
+                        m.span(),
+                        ep("method"),
+                        format!(
+                            "unknown HTTP method '{}': expected one of {} (upper case), or leave it out for any",
+                            m.get_ref(),
+                            METHODS.join(", ")
+                        ),
+                    ));
+                }
+                Some(m.get_ref().clone())
+            }
+        };
+        if entry_points.iter().any(|x| x.path == *path && x.method == method) {
+            return Err(src.err(
+                er.path.span(),
+                ep("path"),
+                format!("another entry point already routes {} '{path}': one would never be counted", method.as_deref().unwrap_or("any method to")),
+            ));
+        }
+        entry_points.push(EntryPoint {
+            name: name.clone(),
+            path: path.clone(),
+            method,
+        });
+    }
+    let timeout_ms = match &r.timeout {
+        Some(_) => Some(duration_ms(src, &r.timeout, &p("timeout"), 0, 3_600_000)?),
+        None => None,
+    };
+    Ok(Service {
+        port,
+        entry_points,
+        timeout_ms,
+    })
+}
+
+/// Where `slices[i].service.port` is written in `text` (line, column), for an error found
+/// after parsing (a port another blueprint holds). `None` when the file does not parse.
+pub fn service_port_at(text: &str, slice: usize) -> Option<(usize, usize)> {
+    let raw: RawBlueprint = toml::from_str(text).ok()?;
+    let sv = raw.slices.get(slice)?.get_ref().service.as_ref()?;
+    let src = Source { file: "", text };
+    Some(src.line_col(sv.get_ref().port.span().start))
 }
 
 /// Parse and validate the blueprint in `text`; `file` names it in errors.
@@ -494,6 +622,18 @@ pub fn parse(file: &str, text: &str) -> Result<Blueprint, BlueprintError> {
                     "slice '{}' is declared twice (also slices[{j}]): slice names are unique within a blueprint",
                     parsed.name
                 ),
+            ));
+        }
+        if let Some(port) = parsed.service.as_ref().map(|sv| sv.port)
+            && let Some(other) = slices
+                .iter()
+                .find(|o| o.service.as_ref().is_some_and(|sv| sv.port == port))
+        {
+            let span = s.get_ref().service.as_ref().map_or(s.span(), |sv| sv.get_ref().port.span());
+            return Err(src.err(
+                span,
+                format!("slices[{i}].service.port"),
+                format!("port {port} is already the service port of slice '{}': each slice needs its own", other.name),
             ));
         }
         slices.push(parsed);

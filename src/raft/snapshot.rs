@@ -44,9 +44,9 @@ enum SnapRecord {
     Decision(u64, Vec<u8>),
 }
 
-/// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a placement number), so a snapshot
+/// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a placement number; 3: slices carry a service and scaling an idle_to_zero), so a snapshot
 /// from a node of another format is refused at its header rather than misread.
-const SNAPSHOT_FORMAT: u32 = 2;
+const SNAPSHOT_FORMAT: u32 = 3;
 
 fn write_record(w: &mut impl Write, r: &SnapRecord) -> Result<(), std::io::Error> {
     let b = enc(r);

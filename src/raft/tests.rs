@@ -37,6 +37,7 @@ mod control {
                 stop_timeout_ms: 1000,
                 health: None,
                 scaling: None,
+                service: None,
             }],
         };
         run(&store, 0, "setup", init);

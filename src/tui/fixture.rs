@@ -77,6 +77,7 @@ fn slice(name: &str, instances: u32, max: u32) -> Slice {
         stop_timeout_ms: 10_000,
         health: None,
         scaling: None,
+        service: None,
     }
 }
 

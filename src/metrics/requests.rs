@@ -1,0 +1,322 @@
+//! Request metrics (DESIGN §7): what the ingress counts per slice and entry point — calls,
+//! errors and a duration histogram — kept on each node by a [`Recorder`], sent to the leader as
+//! per-interval deltas ([`TrafficSample`]) inside the node's metrics update, and summed over
+//! the cluster into [`SliceTraffic`] for the controller, `aether traffic` and the console.
+//! Plain data and a lock; no I/O.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Upper bounds (ms) of the duration histogram's buckets; a last, unbounded bucket follows.
+/// The same bounds are the `le` labels of the Prometheus histograms.
+pub const BUCKETS_MS: [f64; 24] = [
+    0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0,
+    300.0, 500.0, 750.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0, 30_000.0,
+];
+
+/// Counts per bucket of [`BUCKETS_MS`] (the last one for anything slower).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Histogram {
+    /// `BUCKETS_MS.len() + 1` counts once anything was observed; empty before.
+    pub counts: Vec<u64>,
+}
+
+impl Histogram {
+    /// The bucket a duration of `ms` falls in.
+    pub fn bucket(ms: f64) -> usize {
+        BUCKETS_MS.partition_point(|b| *b < ms)
+    }
+
+    pub fn observe(&mut self, ms: f64) {
+        self.add(Self::bucket(ms), 1);
+    }
+
+    /// Add `n` to bucket `i` (ignored when `i` is out of range: a peer of another version).
+    pub fn add(&mut self, i: usize, n: u64) {
+        if i > BUCKETS_MS.len() {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS_MS.len() + 1];
+        }
+        self.counts[i] += n;
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (i, n) in other.counts.iter().enumerate() {
+            if *n > 0 {
+                self.add(i, *n);
+            }
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The `q` quantile (0–1) in ms, interpolated within its bucket; `None` when empty. The
+    /// unbounded bucket answers its lower bound.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+        let mut seen = 0.0;
+        for (i, n) in self.counts.iter().enumerate() {
+            let n = *n as f64;
+            if n > 0.0 && seen + n >= rank {
+                let lo = if i == 0 { 0.0 } else { BUCKETS_MS[i - 1] };
+                let Some(hi) = BUCKETS_MS.get(i) else {
+                    return Some(lo);
+                };
+                return Some(lo + (hi - lo) * ((rank - seen) / n));
+            }
+            seen += n;
+        }
+        BUCKETS_MS.last().copied()
+    }
+
+    /// Non-empty buckets as (index, count), for the wire.
+    pub fn sparse(&self) -> Vec<(u8, u32)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| (i as u8, (*n).min(u32::MAX as u64) as u32))
+            .collect()
+    }
+
+    pub fn from_sparse(s: &[(u8, u32)]) -> Histogram {
+        let mut h = Histogram::default();
+        for (i, n) in s {
+            h.add(*i as usize, *n as u64);
+        }
+        h
+    }
+}
+
+/// How one request through the ingress ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response below 500 (a 4xx is the client's error, not the slice's).
+    Answered(u16),
+    /// A 5xx from the instance, or from the ingress when no instance could answer.
+    ServerError(u16),
+    /// No instance could be reached (every try failed to connect).
+    ConnectFailed,
+    /// No response head within the timeout.
+    Timeout,
+}
+
+impl Outcome {
+    /// Counts as an error of the slice: 5xx, connect failures, timeouts.
+    pub fn is_error(self) -> bool {
+        !matches!(self, Outcome::Answered(_))
+    }
+}
+
+/// One slice and entry point's requests on one node over one metrics interval, in wire form.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TrafficSample {
+    /// `blueprint/slice`.
+    pub slice: String,
+    pub entry: String,
+    pub calls: u32,
+    pub errors: u32,
+    /// Non-empty buckets of the duration histogram ([`Histogram::sparse`]).
+    pub hist: Vec<(u8, u32)>,
+    /// Calls per instance index (`blueprint/slice/INDEX`) that answered.
+    pub instances: Vec<(u32, u32)>,
+}
+
+/// Cumulative counts of one slice and entry point on this node (Prometheus counters).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrafficTotal {
+    pub calls: u64,
+    pub errors: u64,
+    /// Sum of durations, seconds.
+    pub seconds: f64,
+    pub hist: Histogram,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: TrafficTotal,
+    /// Since the last [`Recorder::take`].
+    delta: TrafficSample,
+    delta_hist: Histogram,
+    delta_instances: BTreeMap<u32, u32>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Keyed by (`blueprint/slice`, entry point).
+    counts: BTreeMap<(String, String), Counts>,
+    /// Requests waiting for an instance, per `blueprint/slice` (a slice at zero, or with none
+    /// ready).
+    waiting: BTreeMap<String, u32>,
+}
+
+/// The node's request counters, written by the ingress and read by the metrics pipeline
+/// (deltas each interval) and `/metrics` (totals).
+#[derive(Default)]
+pub struct Recorder {
+    inner: Mutex<Inner>,
+}
+
+impl Recorder {
+    pub fn new() -> Recorder {
+        Recorder::default()
+    }
+
+    /// Count one request of `slice` (`blueprint/slice`) under `entry`, answered by instance
+    /// `instance` (its index) if one answered, that ended as `outcome` after `took`.
+    pub fn record(
+        &self,
+        slice: &str,
+        entry: &str,
+        instance: Option<u32>,
+        outcome: Outcome,
+        took: Duration,
+    ) {
+        let ms = took.as_secs_f64() * 1_000.0;
+        let mut g = self.inner.lock().expect("recorder lock");
+        let key = (slice.to_string(), entry.to_string());
+        let c = g.counts.entry(key).or_default();
+        let err = outcome.is_error();
+        c.total.calls += 1;
+        c.total.errors += err as u64;
+        c.total.seconds += took.as_secs_f64();
+        c.total.hist.observe(ms);
+        c.delta.calls = c.delta.calls.saturating_add(1);
+        c.delta.errors = c.delta.errors.saturating_add(err as u32);
+        c.delta_hist.observe(ms);
+        if let Some(i) = instance {
+            *c.delta_instances.entry(i).or_default() += 1;
+        }
+    }
+
+    /// One more (`+1`) or one fewer (`-1`) request of `slice` waiting for an instance.
+    pub fn waiting(&self, slice: &str, change: i32) {
+        let mut g = self.inner.lock().expect("recorder lock");
+        let n = g.waiting.entry(slice.to_string()).or_default();
+        *n = n.saturating_add_signed(change);
+        if *n == 0 {
+            g.waiting.remove(slice);
+        }
+    }
+
+    /// The deltas since the last call (entries without calls left out), and the requests
+    /// waiting now per slice.
+    pub fn take(&self) -> (Vec<TrafficSample>, Vec<(String, u32)>) {
+        let mut g = self.inner.lock().expect("recorder lock");
+        let mut out = Vec::new();
+        for ((slice, entry), c) in g.counts.iter_mut() {
+            if c.delta.calls == 0 {
+                continue;
+            }
+            out.push(TrafficSample {
+                slice: slice.clone(),
+                entry: entry.clone(),
+                calls: c.delta.calls,
+                errors: c.delta.errors,
+                hist: c.delta_hist.sparse(),
+                instances: std::mem::take(&mut c.delta_instances).into_iter().collect(),
+            });
+            c.delta = TrafficSample::default();
+            c.delta_hist = Histogram::default();
+        }
+        let waiting = g.waiting.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        (out, waiting)
+    }
+
+    /// Cumulative counts per (`blueprint/slice`, entry point) since the node started.
+    pub fn totals(&self) -> Vec<((String, String), TrafficTotal)> {
+        let g = self.inner.lock().expect("recorder lock");
+        g.counts
+            .iter()
+            .map(|(k, c)| (k.clone(), c.total.clone()))
+            .collect()
+    }
+}
+
+/// A slice's traffic over the whole cluster, as the controller and the read model see it:
+/// recent rates and latency quantiles from the metrics window.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SliceTraffic {
+    /// `blueprint/slice`.
+    pub slice: String,
+    pub calls_per_s: f64,
+    /// Errors ÷ calls, 0–1 (0 without calls).
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Requests waiting for an instance now, over all nodes.
+    pub waiting: u32,
+    /// When a request last arrived (leader's clock, Unix ms); `None`: none in the window.
+    pub last_call_at: Option<crate::domain::Millis>,
+    /// Per entry point: (name, calls/s, error rate, p99 ms).
+    pub entries: Vec<EntryTraffic>,
+    /// Per instance index: share of the calls (0–1).
+    pub instances: Vec<(u32, f64)>,
+}
+
+/// One entry point's part of a [`SliceTraffic`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EntryTraffic {
+    pub name: String,
+    pub calls_per_s: f64,
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_buckets() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        for _ in 0..90 {
+            h.observe(0.8); // (0.5, 1]
+        }
+        for _ in 0..10 {
+            h.observe(40.0); // (30, 50]
+        }
+        let p50 = h.quantile(0.5).unwrap();
+        assert!(p50 > 0.5 && p50 <= 1.0, "{p50}");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!(p99 > 30.0 && p99 <= 50.0, "{p99}");
+        h.observe(1e9);
+        assert_eq!(Histogram::bucket(1e9), BUCKETS_MS.len());
+        assert_eq!(Histogram::from_sparse(&h.sparse()), h);
+    }
+
+    #[test]
+    fn the_recorder_hands_out_deltas_once_and_keeps_totals() {
+        let r = Recorder::new();
+        let ms = Duration::from_millis(3);
+        r.record("shop/web", "home", Some(0), Outcome::Answered(200), ms);
+        r.record("shop/web", "home", Some(1), Outcome::ServerError(502), ms);
+        r.record("shop/web", "home", None, Outcome::ConnectFailed, ms);
+        r.waiting("shop/web", 1);
+        let (d, waiting) = r.take();
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].calls, d[0].errors), (3, 2));
+        assert_eq!(d[0].instances, vec![(0, 1), (1, 1)]);
+        assert_eq!(waiting, vec![("shop/web".to_string(), 1)]);
+        r.waiting("shop/web", -1);
+        let (again, waiting) = r.take();
+        assert!(again.is_empty() && waiting.is_empty(), "{again:?} {waiting:?}");
+        let t = r.totals();
+        assert_eq!((t[0].1.calls, t[0].1.errors), (3, 2));
+    }
+}
