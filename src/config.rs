@@ -68,6 +68,8 @@ pub struct Config {
     pub deploy: DeployConfig,
     /// The controller on the leader: rules, forecast, safety bounds, grace window.
     pub controller: ControllerConfig,
+    /// The request path: service ports on this node, load balancing, retries, waiting.
+    pub ingress: IngressConfig,
     /// The terminal console (`aether tui`).
     pub tui: TuiConfig,
 }
@@ -239,6 +241,49 @@ impl Default for DeployConfig {
     }
 }
 
+/// The ingress (DESIGN §8): every node listens on each slice's service port and routes each
+/// request to a ready instance anywhere in the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// The address service ports are bound on ("0.0.0.0": every interface; a loopback address
+    /// keeps a node's services to itself).
+    pub bind: std::net::IpAddr,
+    /// Per request, from sending it to an instance to the response's head, unless the slice's
+    /// `service.timeout` says otherwise. Past it the client gets 504.
+    pub timeout: Dur,
+    /// How long a request waits for a ready instance (a slice scaling from zero, or every
+    /// instance restarting) before the client gets 503 with Retry-After.
+    pub queue_timeout: Dur,
+    /// Requests that may wait per slice on this node; more get 503 at once.
+    pub max_waiting: u32,
+    /// Consecutive failures (5xx or failed connects) after which an instance is ejected from
+    /// this node's balancing.
+    pub eject_after: u32,
+    /// The first ejection's length; each ejection in a row doubles it, up to `eject_max`.
+    pub eject_for: Dur,
+    /// Longest ejection.
+    pub eject_max: Dur,
+    /// Retries of a failed request (other than a failed connect, always retried once per
+    /// instance) are allowed up to this share of the requests of the last 10 s, plus 10.
+    pub retry_budget: f32,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            bind: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            timeout: Dur::ms(30_000),
+            queue_timeout: Dur::ms(30_000),
+            max_waiting: 1_000,
+            eject_after: 5,
+            eject_for: Dur::ms(10_000),
+            eject_max: Dur::ms(300_000),
+            retry_budget: 0.2,
+        }
+    }
+}
+
 /// Raft timing, membership and log compaction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -324,6 +369,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             deploy: DeployConfig::default(),
             controller: ControllerConfig::default(),
+            ingress: IngressConfig::default(),
             tui: TuiConfig::default(),
         }
     }

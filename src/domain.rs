@@ -297,6 +297,30 @@ pub struct Service {
     pub timeout_ms: Option<u64>,
 }
 
+/// The first service port of `bp` that a slice of another stored blueprint holds: (the slice's
+/// index in `bp`, the port, `blueprint/slice` holding it).
+pub fn port_taken(
+    bp: &Blueprint,
+    stored: &[StoredBlueprint],
+) -> Option<(usize, u16, String)> {
+    for (i, s) in bp.slices.iter().enumerate() {
+        let Some(port) = s.service.as_ref().map(|sv| sv.port) else {
+            continue;
+        };
+        for o in stored.iter().filter(|o| o.blueprint.name != bp.name) {
+            if let Some(os) = o
+                .blueprint
+                .slices
+                .iter()
+                .find(|os| os.service.as_ref().is_some_and(|sv| sv.port == port))
+            {
+                return Some((i, port, format!("{}/{}", o.blueprint.name, os.name)));
+            }
+        }
+    }
+    None
+}
+
 /// What requests that match no entry point are counted under.
 pub const OTHER_ENTRY: &str = "other";
 

@@ -87,6 +87,7 @@ pub mod config;
 pub mod controller;
 pub mod deploy;
 pub mod domain;
+pub mod ingress;
 pub mod metrics;
 pub mod net;
 pub mod node;

@@ -110,6 +110,54 @@ pub trait Service: Send + Sync + 'static {
     fn handle(self: Arc<Self>, ctx: PeerCtx, req: Self::Req) -> BoxFut<Result<Self::Resp, String>>;
 }
 
+/// One subsystem's streams on the peer endpoint: after the opening request the stream is the
+/// service's to read and write (registered with [`Router::add_stream`]).
+pub trait StreamService: Send + Sync + 'static {
+    type Req: DeserializeOwned + Send + 'static;
+    /// Serve one stream opened with `req`. Errors are the service's to report on the stream.
+    fn serve(self: Arc<Self>, ctx: PeerCtx, req: Self::Req, stream: PeerStream) -> BoxFut<()>;
+}
+
+/// A bidirectional QUIC stream as one byte pipe (`AsyncRead` + `AsyncWrite`), opened with
+/// [`Endpoint::open_stream`] or handed to a [`StreamService`]. Shutting down the write side
+/// finishes the stream; dropping it resets what is unfinished.
+pub struct PeerStream {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl tokio::io::AsyncRead for PeerStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.recv).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for PeerStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        tokio::io::AsyncWrite::poll_write(Pin::new(&mut self.send), cx, buf)
+    }
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        tokio::io::AsyncWrite::poll_flush(Pin::new(&mut self.send), cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut self.send), cx)
+    }
+}
+
 struct PeerSlot {
     conn: tokio::sync::Mutex<Option<quinn::Connection>>,
     /// (consecutive failures, no new attempt before, last error)
@@ -157,6 +205,8 @@ fn transport(cfg: &NetConfig) -> Arc<quinn::TransportConfig> {
     let idle = cfg.idle_timeout.0;
     t.max_idle_timeout(Some(idle.try_into().expect("idle timeout fits")));
     t.keep_alive_interval(Some(idle / 3));
+    // Ingress hops keep one stream per concurrent request open between two nodes.
+    t.max_concurrent_bidi_streams(4_096u32.into());
     Arc::new(t)
 }
 
@@ -398,6 +448,62 @@ impl Endpoint {
         r
     }
 
+    /// Open a stream on `route` to the peer at `addr` with the opening request `req`; the
+    /// stream is then the caller's and the route's service's. Reuses the open connection;
+    /// dials again once when it was lost. Nothing of the stream's later bytes is sent yet when
+    /// this fails, so the caller may try elsewhere.
+    pub async fn open_stream<Req: Serialize>(
+        &self,
+        addr: &str,
+        route: Route,
+        req: &Req,
+    ) -> Result<PeerStream, NetError> {
+        let buf = frame::encode(&(route.id, req)).map_err(|source| NetError::Frame {
+            addr: addr.into(),
+            source,
+        })?;
+        let slot = self.slot(addr);
+        let lost = |e: &dyn std::fmt::Display| NetError::Connection {
+            addr: addr.into(),
+            message: e.to_string(),
+        };
+        let attempt = async {
+            for tries in 0.. {
+                let conn = self.connection(addr, &slot).await?;
+                let opened = async {
+                    let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+                    send.write_all(&buf).await.map_err(|e| lost(&e))?;
+                    Ok::<_, NetError>(PeerStream { send, recv })
+                }
+                .await;
+                match opened {
+                    Err(NetError::Connection { .. }) if tries == 0 => {
+                        let mut g = slot.conn.lock().await;
+                        if g.as_ref().is_some_and(|c| c.stable_id() == conn.stable_id()) {
+                            *g = None;
+                        }
+                    }
+                    other => return other,
+                }
+            }
+            unreachable!("the loop returns")
+        };
+        let r = tokio::time::timeout(self.rpc_timeout, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(NetError::Timeout {
+                    addr: addr.into(),
+                    ms: self.rpc_timeout.as_millis() as u64,
+                })
+            });
+        if r.is_ok() {
+            self.stats
+                .bytes_sent
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
     /// Send `msg` to the peer at `addr` without waiting for an answer: in one unreliable
     /// datagram when it fits, else on a unidirectional stream (reliable, but not awaited).
     /// Delivery is not confirmed; a lost datagram is simply lost.
@@ -588,7 +694,10 @@ impl Endpoint {
                     Err(e) => Err(e),
                 };
                 let buf = match answer {
-                    Ok(reply) => reply.await,
+                    Ok(router::Dispatched::Reply(reply)) => reply.await,
+                    Ok(router::Dispatched::Stream(serve)) => {
+                        return serve(PeerStream { send, recv }).await;
+                    }
                     Err(e) => {
                         stats.bad_frames.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!("bad frame from {remote}: {e}; closing that stream");

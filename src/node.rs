@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::controller::flow::Controller;
 use crate::controller::rules::Rules;
 use crate::domain::NodeId;
+use crate::ingress::Ingress;
 use crate::metrics::pipeline::Pipeline;
 use crate::net::tls::{self, CaPem, JoinToken, NodeTls};
 use crate::net::{self, Endpoint};
@@ -288,7 +289,18 @@ pub async fn run(
     )?;
     loops.spawn("metrics pipeline", metrics.clone().run(shutdown.clone()));
     tracing::info!("metrics pipeline sampling every {}", cfg.metrics.interval);
-    // 4. workloads: the assignment loop (acts while leader) and this node's reconciler.
+    // 4. the request path and the workloads: the ingress routes until the workloads have
+    //    stopped (so instances drain while it still routes), the assignment loop (acts while
+    //    leader) and this node's reconciler, which drains each instance before stopping it.
+    let workloads_stopped = CancellationToken::new();
+    let recorder = Arc::new(crate::metrics::requests::Recorder::new());
+    let ingress = Ingress::new(
+        cluster.clone(),
+        cfg.ingress.clone(),
+        recorder.clone(),
+        workloads_stopped.clone(),
+    );
+    loops.spawn("ingress", ingress.clone().run());
     loops.spawn(
         "assignment loop",
         crate::deploy::cluster::run(
@@ -298,15 +310,21 @@ pub async fn run(
             shutdown.clone(),
         ),
     );
-    loops.spawn(
-        "workload reconciler",
-        crate::deploy::node::run(
+    loops.spawn("workload reconciler", {
+        let run = crate::deploy::node::run(
             cluster.clone(),
             metrics.clone(),
             cfg.deploy.clone(),
+            Some(ingress.clone() as Arc<dyn crate::deploy::Drain>),
             shutdown.clone(),
-        ),
-    );
+        );
+        let stopped = workloads_stopped.clone();
+        async move {
+            let r = run.await;
+            stopped.cancel();
+            r
+        }
+    });
     tracing::info!("workload reconciler running");
     // 5. the controller (decides while leader; observes everywhere) and its language model,
     //    on a thread of its own that loads the weights when this node first leads.
@@ -344,14 +362,20 @@ pub async fn run(
             Arc::new(deploy::logs::LogService {
                 data_dir: cluster.data_dir().to_path_buf(),
             }),
+        )
+        .add_stream(
+            crate::ingress::HOP_ROUTE,
+            Arc::new(crate::ingress::HopService(ingress.clone())),
         );
     tracing::info!("peer routes: {}", router.names().join(", "));
     loops.add(
         "peer endpoint",
+        // Peers are served until the workloads have stopped: their instances' last
+        // requests and stopping reports still travel.
         ep.serve(
             Arc::new(router),
             metrics.clone(),
-            shutdown.clone(),
+            workloads_stopped.clone(),
             tracker.clone(),
         ),
     );

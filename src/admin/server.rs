@@ -437,6 +437,20 @@ async fn apply_blueprint(
         .map_err(|e| AdminError::new(ErrorKind::Invalid, e.to_string()))?;
     let failed = |e: std::io::Error| AdminError::new(ErrorKind::Failed, e.to_string());
     let stored = cluster.store.blueprints().map_err(failed)?;
+    if let Some((i, port, other)) = crate::domain::port_taken(&bp, &stored) {
+        let (line, column) =
+            crate::deploy::blueprint::service_port_at(text, i).unwrap_or((1, 1));
+        let e = crate::deploy::blueprint::FileError {
+            file: file.into(),
+            line,
+            column,
+            path: format!("slices[{i}].service.port"),
+            message: format!(
+                "port {port} is the service port of '{other}': choose another port, or change '{other}' first"
+            ),
+        };
+        return Err(AdminError::new(ErrorKind::Invalid, e.to_string()));
+    }
     let old = stored.iter().find(|s| s.blueprint.name == bp.name);
     let mut snap =
         crate::deploy::cluster::Snapshot::read(cluster, metrics, &mut Default::default())

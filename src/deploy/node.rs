@@ -43,15 +43,17 @@ fn desired(cluster: &Cluster) -> Result<HashMap<String, Spec>, std::io::Error> {
     Ok(out)
 }
 
-/// Run the reconciler until `shutdown`, then stop every instance and report them gone.
+/// Run the reconciler until `shutdown`, then stop every instance (each taken out of traffic by
+/// `drain` first) and report them gone.
 pub async fn run(
     cluster: Arc<Cluster>,
     metrics: Arc<Pipeline>,
     cfg: DeployConfig,
+    drain: Option<Arc<dyn super::Drain>>,
     shutdown: CancellationToken,
 ) -> Result<(), std::io::Error> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut sup = Supervisor::new(
+    let sup = Supervisor::new(
         cluster.id,
         cluster.name.clone(),
         cluster.data_dir().to_path_buf(),
@@ -65,6 +67,10 @@ pub async fn run(
             cluster.data_dir().join("run").display()
         )
     })?;
+    let mut sup = match drain {
+        Some(d) => sup.with_drain(d),
+        None => sup,
+    };
     let reporter_stop = CancellationToken::new();
     let reporter = tokio::spawn(report(cluster.clone(), rx, reporter_stop.clone()));
     let mut changed = cluster.store.subscribe_workloads();

@@ -57,6 +57,15 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
+    /// Take each instance out of traffic with `d` before it is stopped (set before the first
+    /// reconcile).
+    pub fn with_drain(mut self, d: std::sync::Arc<dyn crate::deploy::Drain>) -> Supervisor {
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            ctx.drain = Some(d);
+        }
+        self
+    }
+
     /// Kill what a previous run of this daemon left behind, then start empty.
     pub fn new(
         node: NodeId,
@@ -74,6 +83,7 @@ impl Supervisor {
                 data_dir,
                 cfg,
                 events,
+                drain: None,
             }),
             running: HashMap::new(),
             stopping: Vec::new(),

@@ -3,13 +3,15 @@
 //! before the request; the reply frame is the route's [`Reply`].
 //!
 //! Routes in use: 1 raft (votes, entries, snapshots, forwarded writes and reads, status), 2 joins
-//! (the only one open to callers without a cluster certificate), 3 instance logs.
+//! (the only one open to callers without a cluster certificate), 3 instance logs, 4 ingress hops
+//! (a stream route: after its opening request the stream is the service's, e.g. HTTP to an
+//! instance on this node).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::frame::{self, FrameError};
-use super::{BoxFut, PeerCtx, Reply, Service};
+use super::{BoxFut, PeerCtx, PeerStream, Reply, Service, StreamService};
 
 /// A subsystem's place on the peer endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,9 +24,16 @@ pub struct Route {
     pub open: bool,
 }
 
-/// Decodes one request of a route and answers it with an encoded reply frame.
+/// What a request frame leads to: a reply frame to send, or a service that takes the stream.
+pub(super) enum Dispatched {
+    Reply(BoxFut<Vec<u8>>),
+    Stream(Box<dyn FnOnce(PeerStream) -> BoxFut<()> + Send>),
+}
+
+/// Decodes one request of a route and answers it (with an encoded reply frame, or by taking
+/// the stream).
 type Handler =
-    Box<dyn Fn(PeerCtx, &[u8]) -> Result<BoxFut<Vec<u8>>, FrameError> + Send + Sync + 'static>;
+    Box<dyn Fn(PeerCtx, &[u8]) -> Result<Dispatched, FrameError> + Send + Sync + 'static>;
 
 /// The routes a node serves, built before the endpoint starts serving.
 #[derive(Default)]
@@ -42,18 +51,38 @@ impl Router {
     /// # Panics
     /// When another service holds the route's id: two subsystems on one id is a bug in the
     /// program, found the first time a node starts.
-    pub fn add<S: Service>(mut self, route: Route, svc: Arc<S>) -> Router {
+    pub fn add<S: Service>(self, route: Route, svc: Arc<S>) -> Router {
         let handler: Handler = Box::new(move |ctx, payload| {
             let req: S::Req = frame::decode_payload(payload)?;
             let svc = svc.clone();
-            Ok(Box::pin(async move {
+            Ok(Dispatched::Reply(Box::pin(async move {
                 let reply = match svc.handle(ctx, req).await {
                     Ok(r) => Reply::Ok(r),
                     Err(e) => Reply::Err(e),
                 };
                 frame::encode(&reply).unwrap_or_else(|e| error_reply(format!("{e}")))
-            }))
+            })))
         });
+        self.insert(route, handler)
+    }
+
+    /// Serve `route` with the stream service `svc`: after the opening request, the stream is
+    /// the service's.
+    ///
+    /// # Panics
+    /// As [`Router::add`].
+    pub fn add_stream<S: StreamService>(self, route: Route, svc: Arc<S>) -> Router {
+        let handler: Handler = Box::new(move |ctx, payload| {
+            let req: S::Req = frame::decode_payload(payload)?;
+            let svc = svc.clone();
+            Ok(Dispatched::Stream(Box::new(move |stream| {
+                svc.serve(ctx, req, stream)
+            })))
+        });
+        self.insert(route, handler)
+    }
+
+    fn insert(mut self, route: Route, handler: Handler) -> Router {
         if let Some((taken, _)) = self.routes.insert(route.id, (route, handler)) {
             panic!(
                 "route {} is taken by '{}' and asked for by '{}'",
@@ -69,13 +98,10 @@ impl Router {
     }
 
     /// Answer one request frame's payload (route id, then the request) with the reply frame to
-    /// send. A payload that does not decode is an error (the stream gets a "bad frame" reply); a
-    /// closed route for a caller without a certificate is refused in the reply.
-    pub(super) fn dispatch(
-        &self,
-        ctx: PeerCtx,
-        payload: &[u8],
-    ) -> Result<BoxFut<Vec<u8>>, FrameError> {
+    /// send, or the service that takes the stream. A payload that does not decode is an error
+    /// (the stream gets a "bad frame" reply); a closed route for a caller without a
+    /// certificate is refused in the reply.
+    pub(super) fn dispatch(&self, ctx: PeerCtx, payload: &[u8]) -> Result<Dispatched, FrameError> {
         let Some((&id, request)) = payload.split_first() else {
             return Err(FrameError::Empty);
         };
@@ -95,7 +121,7 @@ impl Router {
                 "refused: '{}' requests need a cluster certificate; only a join may be sent without one",
                 route.name
             );
-            return Ok(Box::pin(async move { error_reply(msg) }));
+            return Ok(Dispatched::Reply(Box::pin(async move { error_reply(msg) })));
         }
         handle(ctx, request)
     }
@@ -149,7 +175,10 @@ mod tests {
     }
 
     async fn answer(r: &Router, ctx: PeerCtx, p: &[u8]) -> Result<Reply<u32>, FrameError> {
-        let bytes = r.dispatch(ctx, p)?.await;
+        let Dispatched::Reply(reply) = r.dispatch(ctx, p)? else {
+            panic!("a call route took the stream");
+        };
+        let bytes = reply.await;
         frame::read_frame(&mut bytes.as_slice(), 1 << 20).await
     }
 

@@ -293,6 +293,17 @@ pub(super) fn apply_command(
         }
         Command::ApplyBlueprint(b) => {
             let mut t = txn.open_table(BLUEPRINTS).map_err(io)?;
+            // Two applies racing for one port: the first applied keeps it.
+            let mut stored: Vec<StoredBlueprint> = Vec::new();
+            for row in t.iter().map_err(io)? {
+                let (_, v) = row.map_err(io)?;
+                stored.push(dec(v.value(), "blueprint")?);
+            }
+            if let Some((_, port, other)) = crate::domain::port_taken(b, &stored) {
+                return Ok(Response::Refused(format!(
+                    "port {port} is the service port of '{other}': choose another port, or change '{other}' first"
+                )));
+            }
             let prev: Option<StoredBlueprint> = t
                 .get(b.name.as_str())
                 .map_err(io)?

@@ -104,6 +104,8 @@ pub(super) struct Ctx {
     pub(super) cfg: DeployConfig,
     /// Where transitions go (the reporter).
     pub(super) events: mpsc::UnboundedSender<Event>,
+    /// Takes an instance out of traffic before it is stopped.
+    pub(super) drain: Option<Arc<dyn crate::deploy::Drain>>,
 }
 
 /// Why a run of the instance could not start (it is tried again after the backoff). Its text
@@ -404,7 +406,14 @@ impl Instance {
             }
             End::Stop => {
                 self.report(InstanceState::Stopping, Some(pid), self.health_none);
-                process::terminate(child, pid, self.spec.stop_timeout, |s| log.note(s)).await
+                // Out of routing on every node, its requests finished, then SIGTERM; the
+                // drain and the stop share the stop timeout.
+                let started = Instant::now();
+                if let Some(d) = &self.ctx.drain {
+                    d.clone().drain(&self.spec.instance, self.spec.stop_timeout).await;
+                }
+                let left = self.spec.stop_timeout.saturating_sub(started.elapsed());
+                process::terminate(child, pid, left.max(Duration::from_secs(1)), |s| log.note(s)).await
             }
         }
     }
@@ -506,6 +515,7 @@ mod tests {
                 ..DeployConfig::default()
             },
             events: tx,
+            drain: None,
         });
         let spec = Spec {
             instance: "t/s/0".into(),
