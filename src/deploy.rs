@@ -20,11 +20,12 @@ pub mod supervisor;
 /// Takes an instance out of traffic before its process is stopped (the ingress implements it;
 /// the supervisor calls it between reporting `stopping` and sending SIGTERM).
 pub trait Drain: Send + Sync + 'static {
-    /// Stop sending new requests to `instance` on this node, and wait — at most `limit` — for
-    /// the requests in flight to it (from every node) to finish.
+    /// Stop sending new requests to `instance`'s copy `pid` on this node, and wait — at most
+    /// `limit` — for the requests in flight to it (from every node) to finish.
     fn drain(
         self: std::sync::Arc<Self>,
         instance: &str,
+        pid: u32,
         limit: std::time::Duration,
     ) -> crate::net::BoxFut<()>;
 }

@@ -67,8 +67,8 @@ pub struct Ingress {
     table: watch::Sender<Arc<Table>>,
     balancer: Mutex<balance::Balancer>,
     pool: proxy::Pool,
-    /// Local instances being drained.
-    draining: Mutex<HashSet<String>>,
+    /// Local instance copies (instance, pid) being drained.
+    draining: Mutex<HashSet<(String, u32)>>,
     /// Requests in flight to each local instance (from any node), and a wake-up when one ends.
     in_flight: Mutex<HashMap<String, u32>>,
     request_ended: Notify,
@@ -142,23 +142,16 @@ impl Ingress {
             .flat_map(|r| r.backends.iter().map(|b| balance::key(&b.instance, b.node)))
             .collect();
         self.balancer.lock().expect("balancer lock").retain(&live);
-        // A drained instance that left the table is forgotten.
-        let local: HashSet<&str> = t
-            .routes
-            .values()
-            .flat_map(|r| r.backends.iter())
-            .filter(|b| b.node == self.cluster.id)
-            .map(|b| b.instance.as_str())
-            .collect();
-        let statuses_here: HashSet<&str> = statuses
+        // A drained copy is forgotten once its process is no longer reported.
+        let reported: HashSet<(&str, u32)> = statuses
             .iter()
             .filter(|st| st.node == self.cluster.id)
-            .map(|st| st.instance.as_str())
+            .filter_map(|st| Some((st.instance.as_str(), st.pid?)))
             .collect();
         self.draining
             .lock()
             .expect("draining lock")
-            .retain(|i| local.contains(i.as_str()) || statuses_here.contains(i.as_str()));
+            .retain(|(i, pid)| reported.contains(&(i.as_str(), *pid)));
         Ok(t)
     }
 
@@ -267,23 +260,23 @@ impl Ingress {
             .unwrap_or(0)
     }
 
-    fn is_draining(&self, instance: &str) -> bool {
+    fn is_draining(&self, instance: &str, pid: u32) -> bool {
         self.draining
             .lock()
             .expect("draining lock")
-            .contains(instance)
+            .contains(&(instance.to_string(), pid))
     }
 
-    /// Wait until the store this node reads shows `instance` no longer active here (its
-    /// `stopping` report applied), at most `limit`.
-    async fn until_reported(&self, instance: &str, limit: Duration) {
+    /// Wait until the store this node reads shows `instance`'s copy `pid` no longer active
+    /// here (its `stopping` report applied), at most `limit`.
+    async fn until_reported(&self, instance: &str, pid: u32, limit: Duration) {
         let mut applied = self.cluster.store.subscribe_applied();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let active = self.table.borrow().routes.values().any(|r| {
-                r.backends
-                    .iter()
-                    .any(|b| b.instance == instance && b.node == self.cluster.id)
+                r.backends.iter().any(|b| {
+                    b.instance == instance && b.node == self.cluster.id && b.pid == pid
+                })
             });
             if !active {
                 return;
@@ -302,12 +295,12 @@ impl Ingress {
 const SETTLE: Duration = Duration::from_millis(300);
 
 impl crate::deploy::Drain for Ingress {
-    fn drain(self: Arc<Self>, instance: &str, limit: Duration) -> BoxFut<()> {
+    fn drain(self: Arc<Self>, instance: &str, pid: u32, limit: Duration) -> BoxFut<()> {
         let me = self.cluster.id;
         let routed = self.table.borrow().routes.values().any(|r| {
             r.backends
                 .iter()
-                .any(|b| b.instance == instance && b.node == me)
+                .any(|b| b.instance == instance && b.node == me && b.pid == pid)
         });
         if !routed && self.in_flight(instance) == 0 {
             return Box::pin(async {});
@@ -315,11 +308,11 @@ impl crate::deploy::Drain for Ingress {
         self.draining
             .lock()
             .expect("draining lock")
-            .insert(instance.to_string());
+            .insert((instance.to_string(), pid));
         let instance = instance.to_string();
         let started = Instant::now();
         Box::pin(async move {
-            self.until_reported(&instance, limit / 2).await;
+            self.until_reported(&instance, pid, limit / 2).await;
             let settle = SETTLE.min(limit.saturating_sub(started.elapsed()));
             tokio::time::sleep(settle).await;
             loop {

@@ -23,6 +23,12 @@ pub const RETRY_FLOOR: u32 = 10;
 const BUDGET_WINDOW: Duration = Duration::from_secs(10);
 /// Weight of the newest latency in the EWMA.
 const EWMA_NEW: f64 = 0.3;
+/// Costs within this factor of each other are a tie.
+const TIE: f64 = 1.25;
+/// An instance's latency estimate fades towards zero with this time constant while it gets no
+/// answers, so one slow answer does not starve it of traffic for good (it is tried again and
+/// measured afresh).
+const EWMA_FADE: Duration = Duration::from_secs(5);
 
 /// How a try on an instance ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +46,8 @@ pub enum Tried {
 #[derive(Debug, Clone, Default)]
 struct Stats {
     in_flight: u32,
-    /// Milliseconds; `None` until the first answer.
-    ewma_ms: Option<f64>,
+    /// Milliseconds and when it was last updated; `None` until the first answer.
+    ewma_ms: Option<(f64, Instant)>,
     failures: u32,
     ejected_until: Option<Instant>,
     /// Ejections in a row (reset by a success after one).
@@ -63,6 +69,12 @@ pub fn key(instance: &str, node: u64) -> String {
     format!("{instance}@{node}")
 }
 
+/// `ewma` measured at `at`, faded to `now`.
+fn faded(ewma: f64, at: Instant, now: Instant) -> f64 {
+    let idle = now.saturating_duration_since(at).as_secs_f64();
+    ewma * (-idle / EWMA_FADE.as_secs_f64()).exp()
+}
+
 impl Balancer {
     pub fn new(settings: Settings) -> Balancer {
         Balancer {
@@ -73,11 +85,11 @@ impl Balancer {
         }
     }
 
-    fn cost(&self, k: &str) -> f64 {
+    fn cost(&self, k: &str, now: Instant) -> f64 {
         let s = self.stats.get(k);
         let in_flight = s.map_or(0, |s| s.in_flight) as f64;
         // Unknown latency: assume cheap, so a new instance gets traffic to learn from.
-        let ewma = s.and_then(|s| s.ewma_ms).unwrap_or(0.0);
+        let ewma = s.and_then(|s| s.ewma_ms).map_or(0.0, |(e, at)| faded(e, at, now));
         (ewma + 1.0) * (in_flight + 1.0)
     }
 
@@ -118,7 +130,9 @@ impl Balancer {
                 if b == a {
                     b = pool[n - 1];
                 }
-                Some(if self.cost(&keys[b]) < self.cost(&keys[a]) {
+                // Near-equal costs are a tie, won by the first pick (random): instances that
+                // answer about as fast share the traffic even when it comes one at a time.
+                Some(if self.cost(&keys[b], now) * TIE < self.cost(&keys[a], now) {
                     b
                 } else {
                     a
@@ -139,8 +153,8 @@ impl Balancer {
         s.in_flight = s.in_flight.saturating_sub(1);
         let ms = took.as_secs_f64() * 1_000.0;
         s.ewma_ms = Some(match s.ewma_ms {
-            Some(e) => e * (1.0 - EWMA_NEW) + ms * EWMA_NEW,
-            None => ms,
+            Some((e, at)) => (faded(e, at, now) * (1.0 - EWMA_NEW) + ms * EWMA_NEW, now),
+            None => (ms, now),
         });
         match t {
             Tried::Ok => {
@@ -246,6 +260,9 @@ mod tests {
         for (r1, r2) in [(0, 0), (1, 0), (5, 3)] {
             assert_eq!(b.pick(&k, &[], now, r1, r2), Some(1), "the faster one");
         }
+        // Unanswered for a while, the slow one's estimate fades and it is tried again.
+        let later = now + Duration::from_secs(30);
+        assert_eq!(b.pick(&k, &[], later, 0, 1), Some(0), "the faded one");
         // Load the fast one until its cost passes the slow one's.
         for _ in 0..30 {
             b.start(&k[1]);

@@ -77,11 +77,10 @@ impl Ingress {
             let Some(route) = table.routes.values().find(|r| r.slice == slice) else {
                 return refused(format!("{slice}: no such service on this node"));
             };
-            let mine = |i: &str| !self.is_draining(i);
             let target = route
                 .backends
                 .iter()
-                .filter(|b| b.node == me && mine(&b.instance))
+                .filter(|b| b.node == me && !self.is_draining(&b.instance, b.pid))
                 .min_by_key(|b| b.instance != instance)
                 .map(|b| (b.instance.clone(), b.port));
             let timeout = route

@@ -253,6 +253,7 @@ impl Ingress {
             .count_request(Instant::now());
         let mut tried: Vec<String> = Vec::new();
         let mut route = route;
+        let deadline = tokio::time::Instant::now() + self.cfg.queue_timeout.0;
         let (resp, outcome, instance) = loop {
             let Some(mut r) = req.take() else {
                 break (
@@ -265,21 +266,13 @@ impl Ingress {
                 );
             };
             let Some(b) = self.choose(&route, &tried) else {
-                if !tried.is_empty() {
-                    let msg = format!(
-                        "{}: every instance tried failed ({})",
-                        route.slice,
-                        tried.join(", ")
-                    );
-                    break (
-                        with_retry_after(reply(StatusCode::BAD_GATEWAY, msg)),
-                        Outcome::ServerError(502),
-                        None,
-                    );
-                }
-                match self.wait_for_instance(port, &route).await {
+                // Nothing (left) to try, and the request is still ours: wait for the routes
+                // to offer an instance — none is ready yet (scaling from zero, restarting), or
+                // every one tried was unreachable or refused it (stopping).
+                match self.wait_for_instance(port, &route, !tried.is_empty(), deadline).await {
                     Ok(fresh) => {
                         route = fresh;
+                        tried.clear();
                         req = Some(r);
                         continue;
                     }
@@ -426,7 +419,7 @@ impl Ingress {
         let candidates: Vec<&Backend> = route
             .backends
             .iter()
-            .filter(|b| b.node != self.cluster.id || !self.is_draining(&b.instance))
+            .filter(|b| b.node != self.cluster.id || !self.is_draining(&b.instance, b.pid))
             .collect();
         let keys: Vec<String> = candidates
             .iter()
@@ -449,10 +442,17 @@ impl Ingress {
             .any(|b| !tried.contains(&balance::key(&b.instance, b.node)))
     }
 
-    /// Wait (within `ingress.queue_timeout`) until the slice on `port` has an instance this
-    /// node can choose; counted as waiting meanwhile, so the leader starts one when the slice
-    /// is at zero.
-    async fn wait_for_instance(&self, port: u16, route: &Route) -> Result<Arc<Route>, String> {
+    /// Wait (until `deadline`, `ingress.queue_timeout` after the request came) until the
+    /// slice on `port` has an instance this node can choose — with `changed`, in routes that
+    /// differ from `route` (its instances were all tried). Counted as waiting meanwhile, so the
+    /// leader starts an instance when the slice is at zero.
+    async fn wait_for_instance(
+        &self,
+        port: u16,
+        route: &Route,
+        changed: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<Arc<Route>, String> {
         let slice = route.slice.clone();
         {
             let mut w = self.waiting.lock().expect("waiting lock");
@@ -466,12 +466,13 @@ impl Ingress {
         }
         self.recorder.waiting(&slice, 1);
         let mut rx = self.table.subscribe();
-        let deadline = tokio::time::Instant::now() + self.cfg.queue_timeout.0;
         let found = loop {
             let current = rx.borrow_and_update().routes.get(&port).cloned();
             match current {
                 None => break Err(format!("{slice}: the service on port {port} was removed")),
-                Some(r) if self.choose(&r, &[]).is_some() => break Ok(r),
+                Some(r) if (!changed || *r != *route) && self.choose(&r, &[]).is_some() => {
+                    break Ok(r);
+                }
                 Some(_) => {}
             }
             tokio::select! {

@@ -19,6 +19,8 @@ pub struct Backend {
     pub node: NodeId,
     /// The instance's port on its node.
     pub port: u16,
+    /// The process of this copy (a restarted copy is another one, even on the same port).
+    pub pid: u32,
     /// Where its node's QUIC endpoint is (`host:port`); requests to a remote instance go
     /// through it.
     pub addr: String,
@@ -94,6 +96,7 @@ impl Table {
                                     index,
                                     node: st.node,
                                     port: st.port,
+                                    pid: st.pid.unwrap_or(0),
                                     addr: addr.to_string(),
                                 });
                             }

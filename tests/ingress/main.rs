@@ -34,7 +34,12 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 
 /// Three nodes; node i binds service ports on 127.0.0.1(i+1).
 fn cluster() -> TestCluster {
-    let bind = |i: u8| [("AETHER_INGRESS_BIND", format!("127.0.0.1{i}"))];
+    let bind = |i: u8| {
+        [
+            ("AETHER_INGRESS_BIND", format!("127.0.0.1{i}")),
+            ("AETHER_INGRESS_QUEUE_TIMEOUT", "15s".to_string()),
+        ]
+    };
     let env = |i: u8| {
         bind(i)
             .iter()
@@ -221,11 +226,23 @@ fn moving_instances_under_load_fails_no_request() {
     // A blueprint change restarts every instance.
     let file = blueprint(&c, port, 3, "v2");
     apply(&c.nodes[0], &file);
-    wait_for("every answer comes from v2", Duration::from_secs(60), || {
-        (0..20)
-            .all(|_| http::get(&target, "/").is_ok_and(|a| a.body.trim_end().ends_with("v2")))
-            .then_some(())
-    });
+    let mut last = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        last = (0..20)
+            .map(|_| http::get(&target, "/").map(|a| a.body).unwrap_or_else(|e| e))
+            .collect();
+        if last.iter().all(|b| b.trim_end().ends_with("v2")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every answer comes from v2 after 60 s: {last:?}\n{:?}",
+            rows(&c.nodes[0])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(last);
     progress(&load, "after the blueprint change");
     assert_eq!(load.failures(), Vec::<String>::new(), "the blueprint change failed requests");
 

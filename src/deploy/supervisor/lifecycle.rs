@@ -410,7 +410,9 @@ impl Instance {
                 // drain and the stop share the stop timeout.
                 let started = Instant::now();
                 if let Some(d) = &self.ctx.drain {
-                    d.clone().drain(&self.spec.instance, self.spec.stop_timeout).await;
+                    d.clone()
+                        .drain(&self.spec.instance, pid, self.spec.stop_timeout)
+                        .await;
                 }
                 let left = self.spec.stop_timeout.saturating_sub(started.elapsed());
                 process::terminate(child, pid, left.max(Duration::from_secs(1)), |s| log.note(s)).await
