@@ -8,6 +8,8 @@
 //! - `proxy`: one request's way — entry point, choice, tries, waiting for an instance,
 //!   upgrades, `X-Forwarded-*`, the request metrics ([`crate::metrics::requests`]).
 //! - `hop`: the peer route (4) on which a node serves requests for its own instances.
+//! - [`plain`]: the node's own HTTP endpoint (`/metrics`, `/healthz`, `/readyz`) on the same
+//!   stack.
 //!
 //! Draining ([`crate::deploy::Drain`]): the supervisor asks before it stops an instance; the
 //! instance leaves this node's choices at once and every other node's as soon as its
@@ -17,6 +19,7 @@
 
 pub mod balance;
 mod hop;
+pub mod plain;
 mod proxy;
 pub mod table;
 

@@ -1,13 +1,11 @@
 //! The node's HTTP endpoint (default 127.0.0.1:7421): `/healthz` (the process answers),
 //! `/readyz` (a leader is known and the state machine has applied what is committed) and
 //! `/metrics` (Prometheus text format, see [`crate::metrics::prometheus`]).
-//! A minimal HTTP/1.1 responder: GET only, one request per connection.
+//! Served by the ingress's HTTP stack ([`crate::ingress::plain`]): GET and HEAD, keep-alive.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -55,53 +53,9 @@ pub fn serve(
     metrics: Arc<Pipeline>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let (mut sock, _) = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-            };
-            let (cluster, metrics) = (cluster.clone(), metrics.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 2048];
-                let mut n = 0;
-                let read = tokio::time::timeout(Duration::from_secs(2), async {
-                    while n < buf.len() {
-                        let m = sock.read(&mut buf[n..]).await?;
-                        if m == 0 {
-                            break;
-                        }
-                        n += m;
-                        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                            break;
-                        }
-                    }
-                    Ok::<_, std::io::Error>(())
-                })
-                .await;
-                if !matches!(read, Ok(Ok(()))) {
-                    return;
-                }
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let mut parts = head.split_whitespace();
-                let (status, content_type, body) = match (parts.next(), parts.next()) {
-                    (Some("GET"), Some(path)) => respond(path, &cluster, &metrics),
-                    _ => (405, TEXT, "only GET is supported\n".to_string()),
-                };
-                let reason = match status {
-                    200 => "OK",
-                    404 => "Not Found",
-                    405 => "Method Not Allowed",
-                    _ => "Service Unavailable",
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
-        tracing::info!("http endpoint closed");
-    })
+    crate::ingress::plain::serve(
+        listener,
+        Arc::new(move |path: &str| respond(path, &cluster, &metrics)),
+        shutdown,
+    )
 }
