@@ -146,6 +146,14 @@ impl Balancer {
         self.stats.entry(k.to_string()).or_default().in_flight += 1;
     }
 
+    /// The try on `k` that [`Balancer::start`] began was given up (its client went away):
+    /// no longer in flight, nothing learnt.
+    pub fn abandon(&mut self, k: &str) {
+        if let Some(s) = self.stats.get_mut(k) {
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+    }
+
     /// The try on `k` that [`Balancer::start`] began ended as `t` after `took`.
     pub fn end(&mut self, k: &str, t: Tried, took: Duration, now: Instant) {
         let settings = self.settings;

@@ -288,6 +288,8 @@ impl Ingress {
             let key = balance::key(&b.instance, b.node);
             tried.push(key.clone());
             self.balancer.lock().expect("balancer lock").start(&key);
+            // A client that goes away drops this future mid-try: the try still ends.
+            let mut unfinished = Unfinished(&self, &key, true);
             let t0 = Instant::now();
             let sent = if b.node == self.cluster.id {
                 self.forward_local(&b.instance, b.port, r, timeout).await
@@ -297,6 +299,7 @@ impl Ingress {
                 }
                 self.send(Target::Remote(&b.addr), r, timeout).await
             };
+            unfinished.2 = false;
             let took = t0.elapsed();
             let end = |t: Tried| {
                 self.balancer
@@ -465,6 +468,7 @@ impl Ingress {
             *n += 1;
         }
         self.recorder.waiting(&slice, 1);
+        let _counted = Waiting(self, &slice);
         let mut rx = self.table.subscribe();
         let found = loop {
             let current = rx.borrow_and_update().routes.get(&port).cloned();
@@ -487,12 +491,34 @@ impl Ingress {
                 },
             }
         };
-        self.recorder.waiting(&slice, -1);
-        let mut w = self.waiting.lock().expect("waiting lock");
-        if let Some(n) = w.get_mut(&slice) {
-            *n = n.saturating_sub(1);
-        }
         found
+    }
+}
+
+/// A try under way; dropped while armed (the client went away), it ends in the balancer.
+struct Unfinished<'a>(&'a Ingress, &'a str, bool);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if self.2 {
+            self.0.balancer.lock().expect("balancer lock").abandon(self.1);
+        }
+    }
+}
+
+/// A request counted as waiting for an instance of a slice, until dropped.
+struct Waiting<'a>(&'a Ingress, &'a str);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.recorder.waiting(self.1, -1);
+        let mut w = self.0.waiting.lock().expect("waiting lock");
+        if let Some(n) = w.get_mut(self.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                w.remove(self.1);
+            }
+        }
     }
 }
 

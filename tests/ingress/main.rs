@@ -32,6 +32,53 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 "#;
 
+/// A raw HTTP/1.1 server: `Upgrade: echo` switches to echoing bytes; otherwise it answers
+/// with its node, the method, the forwarding headers it got and the body it read (chunked or
+/// not).
+const ECHO: &str = r#"
+import os, socketserver, sys
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            method = line.decode().split(" ")[0]
+            headers = {}
+            while True:
+                h = self.rfile.readline().decode()
+                if h in ("\r\n", "\n", ""):
+                    break
+                k, v = h.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+            if headers.get("upgrade") == "echo":
+                self.wfile.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+                self.wfile.flush()
+                while True:
+                    d = self.request.recv(4096)
+                    if not d:
+                        return
+                    self.request.sendall(d)
+            body = b""
+            if headers.get("transfer-encoding", "").lower() == "chunked":
+                while True:
+                    n = int(self.rfile.readline().strip(), 16)
+                    if n == 0:
+                        self.rfile.readline()
+                        break
+                    body += self.rfile.read(n)
+                    self.rfile.readline()
+            elif "content-length" in headers:
+                body = self.rfile.read(int(headers["content-length"]))
+            out = ("%s %s xff=%s proto=%s body=%s" % (os.environ["AETHER_NODE"], method, headers.get("x-forwarded-for"), headers.get("x-forwarded-proto"), body.decode())).encode()
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(out) + out)
+            self.wfile.flush()
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
 /// Three nodes; node i binds service ports on 127.0.0.1(i+1).
 fn cluster() -> TestCluster {
     let bind = |i: u8| {
@@ -165,10 +212,78 @@ fn every_node_routes_to_instances_on_every_node() {
             },
         );
     }
-    // Forwarding headers reach the instance's side (the app does not echo them, so check the
-    // ingress's own answer for a path no instance serves: still routed, counted as 'other').
+    // An unmatched method and path is still routed (the instance answers it).
     let a = http::request(&service_addr(0, port), "POST", "/nothing", "x").unwrap();
     assert_eq!(a.status, 501, "python's server has no POST: {a:?}");
+
+    // Chunked bodies, forwarding headers and upgrades pass through, to a local instance and
+    // through a hop to a remote one.
+    let echo_port = free_port();
+    let app = c.root.path().join("echo.py");
+    std::fs::write(&app, ECHO).unwrap();
+    let file = c.root.path().join("echo.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"echo\"\n\n[[slices]]\nname = \"ws\"\ncommand = [\"python3\", \"{}\", \"${{PORT}}\"]\ninstances = 1\n\n[slices.health]\ntcp = true\ninterval = \"300ms\"\n\n[slices.service]\nport = {echo_port}\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    apply(&c.nodes[0], file.to_str().unwrap());
+    for i in 0..3 {
+        let addr = service_addr(i, echo_port);
+        let body = wait_for(&format!("a chunked POST through {addr}"), Duration::from_secs(30), || {
+            chunked_post(&addr).ok()
+        });
+        assert!(
+            body.contains("POST xff=127.0.0.1 proto=http body=hello world"),
+            "through {addr}: {body}"
+        );
+        assert_eq!(upgrade_echo(&addr), "ping-pong", "through {addr}");
+    }
+}
+
+/// A chunked POST of "hello world"; the answer's body.
+fn chunked_post(addr: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    if !out.starts_with("HTTP/1.1 200") {
+        return Err(out);
+    }
+    Ok(out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// Upgrade to the echo protocol and send bytes both ways on the upgraded connection.
+fn upgrade_echo(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "closed before the 101: {head:?}");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut got = Vec::new();
+    for part in [&b"ping"[..], b"-pong"] {
+        s.write_all(part).unwrap();
+        let mut buf = vec![0u8; part.len()];
+        s.read_exact(&mut buf).unwrap();
+        got.extend(buf);
+    }
+    String::from_utf8(got).unwrap()
 }
 
 #[test]
