@@ -299,10 +299,7 @@ pub struct Service {
 
 /// The first service port of `bp` that a slice of another stored blueprint holds: (the slice's
 /// index in `bp`, the port, `blueprint/slice` holding it).
-pub fn port_taken(
-    bp: &Blueprint,
-    stored: &[StoredBlueprint],
-) -> Option<(usize, u16, String)> {
+pub fn port_taken(bp: &Blueprint, stored: &[StoredBlueprint]) -> Option<(usize, u16, String)> {
     for (i, s) in bp.slices.iter().enumerate() {
         let Some(port) = s.service.as_ref().map(|sv| sv.port) else {
             continue;

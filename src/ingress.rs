@@ -277,9 +277,9 @@ impl Ingress {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let active = self.table.borrow().routes.values().any(|r| {
-                r.backends.iter().any(|b| {
-                    b.instance == instance && b.node == self.cluster.id && b.pid == pid
-                })
+                r.backends
+                    .iter()
+                    .any(|b| b.instance == instance && b.node == self.cluster.id && b.pid == pid)
             });
             if !active {
                 return;

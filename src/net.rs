@@ -479,7 +479,9 @@ impl Endpoint {
                 match opened {
                     Err(NetError::Connection { .. }) if tries == 0 => {
                         let mut g = slot.conn.lock().await;
-                        if g.as_ref().is_some_and(|c| c.stable_id() == conn.stable_id()) {
+                        if g.as_ref()
+                            .is_some_and(|c| c.stable_id() == conn.stable_id())
+                        {
                             *g = None;
                         }
                     }

@@ -438,8 +438,7 @@ async fn apply_blueprint(
     let failed = |e: std::io::Error| AdminError::new(ErrorKind::Failed, e.to_string());
     let stored = cluster.store.blueprints().map_err(failed)?;
     if let Some((i, port, other)) = crate::domain::port_taken(&bp, &stored) {
-        let (line, column) =
-            crate::deploy::blueprint::service_port_at(text, i).unwrap_or((1, 1));
+        let (line, column) = crate::deploy::blueprint::service_port_at(text, i).unwrap_or((1, 1));
         let e = crate::deploy::blueprint::FileError {
             file: file.into(),
             line,

@@ -89,7 +89,9 @@ impl Balancer {
         let s = self.stats.get(k);
         let in_flight = s.map_or(0, |s| s.in_flight) as f64;
         // Unknown latency: assume cheap, so a new instance gets traffic to learn from.
-        let ewma = s.and_then(|s| s.ewma_ms).map_or(0.0, |(e, at)| faded(e, at, now));
+        let ewma = s
+            .and_then(|s| s.ewma_ms)
+            .map_or(0.0, |(e, at)| faded(e, at, now));
         (ewma + 1.0) * (in_flight + 1.0)
     }
 
@@ -132,11 +134,13 @@ impl Balancer {
                 }
                 // Near-equal costs are a tie, won by the first pick (random): instances that
                 // answer about as fast share the traffic even when it comes one at a time.
-                Some(if self.cost(&keys[b], now) * TIE < self.cost(&keys[a], now) {
-                    b
-                } else {
-                    a
-                })
+                Some(
+                    if self.cost(&keys[b], now) * TIE < self.cost(&keys[a], now) {
+                        b
+                    } else {
+                        a
+                    },
+                )
             }
         }
     }
@@ -175,7 +179,7 @@ impl Balancer {
             Tried::ServerError | Tried::Broken | Tried::ConnectFailed => {
                 s.failures += 1;
                 let now_out = t == Tried::ConnectFailed || s.failures >= settings.eject_after;
-                if now_out && !s.ejected_until.is_some_and(|u| u > now) {
+                if now_out && s.ejected_until.is_none_or(|u| u <= now) {
                     let factor = 1u32 << s.ejections.min(16);
                     let d = settings
                         .eject_for
@@ -276,7 +280,11 @@ mod tests {
             b.start(&k[1]);
         }
         assert_eq!(b.pick(&k, &[], now, 0, 0), Some(0), "the idle one");
-        assert_eq!(b.pick(&k, &[k[0].clone()], now, 0, 0), Some(1), "not tried twice");
+        assert_eq!(
+            b.pick(&k, &[k[0].clone()], now, 0, 0),
+            Some(1),
+            "not tried twice"
+        );
         assert_eq!(b.pick(&k, &k, now, 0, 0), None);
     }
 
@@ -289,7 +297,9 @@ mod tests {
             b.start(&k[0]);
             b.end(&k[0], Tried::ServerError, Duration::from_millis(1), t0);
         }
-        let until = b.ejected_until(&k[0], t0).expect("ejected after 3 in a row");
+        let until = b
+            .ejected_until(&k[0], t0)
+            .expect("ejected after 3 in a row");
         assert_eq!(until - t0, Duration::from_secs(10));
         for r in 0..4 {
             assert_eq!(b.pick(&k, &[], t0, r, r + 1), Some(1));
@@ -301,19 +311,27 @@ mod tests {
         assert!(b.ejected_until(&k[0], t1).is_none());
         b.start(&k[0]);
         b.end(&k[0], Tried::ConnectFailed, Duration::from_millis(1), t1);
-        let until = b.ejected_until(&k[0], t1).expect("a failed connect ejects at once");
+        let until = b
+            .ejected_until(&k[0], t1)
+            .expect("a failed connect ejects at once");
         assert_eq!(until - t1, Duration::from_secs(20));
         let t2 = t1 + Duration::from_secs(21);
         b.start(&k[0]);
         b.end(&k[0], Tried::ConnectFailed, Duration::from_millis(1), t2);
-        assert_eq!(b.ejected_until(&k[0], t2).unwrap() - t2, Duration::from_secs(25));
+        assert_eq!(
+            b.ejected_until(&k[0], t2).unwrap() - t2,
+            Duration::from_secs(25)
+        );
         // A success after the ejection resets the count.
         let t3 = t2 + Duration::from_secs(26);
         b.start(&k[0]);
         b.end(&k[0], Tried::Ok, Duration::from_millis(1), t3);
         b.start(&k[0]);
         b.end(&k[0], Tried::ConnectFailed, Duration::from_millis(1), t3);
-        assert_eq!(b.ejected_until(&k[0], t3).unwrap() - t3, Duration::from_secs(10));
+        assert_eq!(
+            b.ejected_until(&k[0], t3).unwrap() - t3,
+            Duration::from_secs(10)
+        );
     }
 
     #[test]

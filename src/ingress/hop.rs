@@ -9,8 +9,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use super::{HopOpen, Ingress};
 use super::proxy::{Body, INSTANCE_HEADER, REFUSED_HEADER, Sent, empty, reply};
+use super::{HopOpen, Ingress};
 use crate::net::{BoxFut, PeerCtx, PeerStream, StreamService};
 
 /// Serves [`super::HOP_ROUTE`] streams with this node's ingress.
@@ -107,7 +107,7 @@ impl Ingress {
                 }
                 resp
             }
-            Sent::NotSent(_, why) => refused(format!("{target}: not reached: {why}")),
+            Sent::Unsent(_, why) => refused(format!("{target}: not reached: {why}")),
             Sent::Failed(why) => reply(
                 StatusCode::BAD_GATEWAY,
                 format!("{target} broke off: {why}"),

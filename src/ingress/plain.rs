@@ -39,10 +39,12 @@ pub fn serve(
                             ),
                         };
                         let mut r = Response::new(Full::new(Bytes::from(body)));
-                        *r.status_mut() =
-                            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                        r.headers_mut()
-                            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ctype));
+                        *r.status_mut() = StatusCode::from_u16(status)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            header::HeaderValue::from_static(ctype),
+                        );
                         Ok::<_, std::convert::Infallible>(r)
                     }
                 });

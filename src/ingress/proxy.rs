@@ -83,7 +83,7 @@ impl Target<'_> {
 pub(super) enum Sent {
     Response(Response<Body>),
     /// Nothing was sent: the request is back for another try.
-    NotSent(Request<Body>, String),
+    Unsent(Request<Body>, String),
     /// Sent, then the connection broke before the response's head.
     Failed(String),
     TimedOut,
@@ -132,7 +132,7 @@ impl Ingress {
             } else {
                 match self.connect(target).await {
                     Ok(s) => s,
-                    Err(e) => return Sent::NotSent(req, e),
+                    Err(e) => return Sent::Unsent(req, e),
                 }
             };
             let mut sender = sender;
@@ -150,7 +150,7 @@ impl Ingress {
                 }
                 Ok(Err(mut e)) => match e.take_message() {
                     Some(back) if pooled => req = back,
-                    Some(back) => return Sent::NotSent(back, e.into_error().to_string()),
+                    Some(back) => return Sent::Unsent(back, e.into_error().to_string()),
                     None => return Sent::Failed(e.into_error().to_string()),
                 },
             }
@@ -226,7 +226,8 @@ impl Ingress {
         let upgrade = wants_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         // A request without a body and of an idempotent method can be sent again.
-        let replayable = is_idempotent(req.method()) && hyper::body::Body::is_end_stream(req.body());
+        let replayable =
+            is_idempotent(req.method()) && hyper::body::Body::is_end_stream(req.body());
         let (parts, body) = req.into_parts();
         let again = replayable.then(|| {
             let mut p = Request::new(());
@@ -259,7 +260,10 @@ impl Ingress {
                 break (
                     with_retry_after(reply(
                         StatusCode::BAD_GATEWAY,
-                        format!("{}: the request could not be sent again after a failed try", route.slice),
+                        format!(
+                            "{}: the request could not be sent again after a failed try",
+                            route.slice
+                        ),
                     )),
                     Outcome::ServerError(502),
                     None,
@@ -269,7 +273,10 @@ impl Ingress {
                 // Nothing (left) to try, and the request is still ours: wait for the routes
                 // to offer an instance — none is ready yet (scaling from zero, restarting), or
                 // every one tried was unreachable or refused it (stopping).
-                match self.wait_for_instance(port, &route, !tried.is_empty(), deadline).await {
+                match self
+                    .wait_for_instance(port, &route, !tried.is_empty(), deadline)
+                    .await
+                {
                     Ok(fresh) => {
                         route = fresh;
                         tried.clear();
@@ -333,11 +340,7 @@ impl Ingress {
                             req = rebuild(&again);
                             continue;
                         }
-                        break (
-                            resp,
-                            Outcome::ServerError(status.as_u16()),
-                            Some(b.index),
-                        );
+                        break (resp, Outcome::ServerError(status.as_u16()), Some(b.index));
                     }
                     end(Tried::Ok);
                     if status == StatusCode::SWITCHING_PROTOCOLS
@@ -345,19 +348,11 @@ impl Ingress {
                     {
                         let instance_upgrade = hyper::upgrade::on(&mut resp);
                         tokio::spawn(tunnel(client_upgrade, instance_upgrade));
-                        break (
-                            resp.map(|_| empty()),
-                            Outcome::Answered(101),
-                            Some(b.index),
-                        );
+                        break (resp.map(|_| empty()), Outcome::Answered(101), Some(b.index));
                     }
-                    break (
-                        resp,
-                        Outcome::Answered(status.as_u16()),
-                        Some(b.index),
-                    );
+                    break (resp, Outcome::Answered(status.as_u16()), Some(b.index));
                 }
-                Sent::NotSent(back, why) => {
+                Sent::Unsent(back, why) => {
                     tracing::debug!("ingress: {} not reached: {why}", b.instance);
                     end(Tried::ConnectFailed);
                     req = Some(back);
@@ -470,7 +465,7 @@ impl Ingress {
         self.recorder.waiting(&slice, 1);
         let _counted = Waiting(self, &slice);
         let mut rx = self.table.subscribe();
-        let found = loop {
+        loop {
             let current = rx.borrow_and_update().routes.get(&port).cloned();
             match current {
                 None => break Err(format!("{slice}: the service on port {port} was removed")),
@@ -490,8 +485,7 @@ impl Ingress {
                     break Err(format!("{slice}: this node is stopping"));
                 },
             }
-        };
-        found
+        }
     }
 }
 
@@ -501,7 +495,11 @@ struct Unfinished<'a>(&'a Ingress, &'a str, bool);
 impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
         if self.2 {
-            self.0.balancer.lock().expect("balancer lock").abandon(self.1);
+            self.0
+                .balancer
+                .lock()
+                .expect("balancer lock")
+                .abandon(self.1);
         }
     }
 }
@@ -609,14 +607,12 @@ fn is_idempotent(m: &Method) -> bool {
 
 pub(super) fn wants_upgrade<B>(req: &Request<B>) -> bool {
     req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| {
-                v.to_str()
-                    .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             })
+        })
 }
 
 /// Headers a proxy sets or must not pass on: `X-Forwarded-For` gets the client, `-Proto`
@@ -626,7 +622,13 @@ fn prepare_headers<B>(req: &mut Request<B>, client: SocketAddr) {
     let upgrade = wants_upgrade(req);
     let h = req.headers_mut();
     h.remove(INSTANCE_HEADER);
-    for name in ["keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer"] {
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "te",
+        "trailer",
+    ] {
         h.remove(name);
     }
     if !upgrade {

@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::domain::{
-    Assignment, Health, InstanceState, InstanceStatus, NodeId, NodeRecord, Service,
-    StoredBlueprint,
+    Assignment, Health, InstanceState, InstanceStatus, NodeId, NodeRecord, Service, StoredBlueprint,
 };
 
 /// One instance that may take a request.
@@ -135,7 +134,12 @@ mod tests {
         }
     }
 
-    fn status(instance: &str, node: NodeId, placement: u64, state: InstanceState) -> InstanceStatus {
+    fn status(
+        instance: &str,
+        node: NodeId,
+        placement: u64,
+        state: InstanceState,
+    ) -> InstanceStatus {
         InstanceStatus {
             instance: instance.into(),
             node,
@@ -227,7 +231,11 @@ mod tests {
             .iter()
             .map(|b| (b.instance.as_str(), b.node))
             .collect();
-        assert_eq!(got, vec![("shop/web/1", 3), ("shop/web/0", 1)], "local first");
+        assert_eq!(
+            got,
+            vec![("shop/web/1", 3), ("shop/web/0", 1)],
+            "local first"
+        );
         assert_eq!(r.backends[1].addr, "127.0.0.1:7420");
         assert_eq!(r.not_ready, 1);
     }

@@ -315,7 +315,10 @@ mod tests {
         assert_eq!(waiting, vec![("shop/web".to_string(), 1)]);
         r.waiting("shop/web", -1);
         let (again, waiting) = r.take();
-        assert!(again.is_empty() && waiting.is_empty(), "{again:?} {waiting:?}");
+        assert!(
+            again.is_empty() && waiting.is_empty(),
+            "{again:?} {waiting:?}"
+        );
         let t = r.totals();
         assert_eq!((t[0].1.calls, t[0].1.errors), (3, 2));
     }

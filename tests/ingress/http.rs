@@ -26,7 +26,8 @@ impl Answer {
 
 fn read_answer(r: &mut BufReader<TcpStream>) -> Result<Answer, String> {
     let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| format!("reading status: {e}"))?;
+    r.read_line(&mut line)
+        .map_err(|e| format!("reading status: {e}"))?;
     if line.is_empty() {
         return Err("connection closed before a response".into());
     }
@@ -38,7 +39,8 @@ fn read_answer(r: &mut BufReader<TcpStream>) -> Result<Answer, String> {
     let mut headers = Vec::new();
     loop {
         let mut h = String::new();
-        r.read_line(&mut h).map_err(|e| format!("reading headers: {e}"))?;
+        r.read_line(&mut h)
+            .map_err(|e| format!("reading headers: {e}"))?;
         let h = h.trim_end();
         if h.is_empty() {
             break;
@@ -53,7 +55,8 @@ fn read_answer(r: &mut BufReader<TcpStream>) -> Result<Answer, String> {
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
     let mut body = vec![0; len];
-    r.read_exact(&mut body).map_err(|e| format!("reading body: {e}"))?;
+    r.read_exact(&mut body)
+        .map_err(|e| format!("reading body: {e}"))?;
     Ok(Answer {
         status,
         headers,
@@ -124,10 +127,11 @@ impl Load {
                                 ok.fetch_add(1, Ordering::Relaxed);
                             }
                             Ok(a) => {
-                                failures
-                                    .lock()
-                                    .unwrap()
-                                    .push(format!("{}: {}", a.status, a.body.trim()));
+                                failures.lock().unwrap().push(format!(
+                                    "{}: {}",
+                                    a.status,
+                                    a.body.trim()
+                                ));
                             }
                             Err(e) => {
                                 failures.lock().unwrap().push(e);

@@ -105,9 +105,11 @@ fn cluster() -> TestCluster {
         c.join(&[name], &e);
     }
     c.wait_voters(3);
-    wait_for("every node in n1's metrics", Duration::from_secs(20), || {
-        (c.nodes[0].metrics(&[])?["nodes"].as_array()?.len() == 3).then_some(())
-    });
+    wait_for(
+        "every node in n1's metrics",
+        Duration::from_secs(20),
+        || (c.nodes[0].metrics(&[])?["nodes"].as_array()?.len() == 3).then_some(()),
+    );
     c
 }
 
@@ -233,9 +235,11 @@ fn every_node_routes_to_instances_on_every_node() {
     apply(&c.nodes[0], file.to_str().unwrap());
     for i in 0..3 {
         let addr = service_addr(i, echo_port);
-        let body = wait_for(&format!("a chunked POST through {addr}"), Duration::from_secs(30), || {
-            chunked_post(&addr).ok()
-        });
+        let body = wait_for(
+            &format!("a chunked POST through {addr}"),
+            Duration::from_secs(30),
+            || chunked_post(&addr).ok(),
+        );
         assert!(
             body.contains("POST xff=127.0.0.1 proto=http body=hello world"),
             "through {addr}: {body}"
@@ -258,7 +262,10 @@ fn chunked_post(addr: &str) -> Result<String, String> {
     if !out.starts_with("HTTP/1.1 200") {
         return Err(out);
     }
-    Ok(out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }
 
 /// Upgrade to the echo protocol and send bytes both ways on the upgraded connection.
@@ -271,7 +278,11 @@ fn upgrade_echo(addr: &str) -> String {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "closed before the 101: {head:?}");
+        assert_eq!(
+            s.read(&mut b).unwrap(),
+            1,
+            "closed before the 101: {head:?}"
+        );
         head.push(b[0]);
     }
     let head = String::from_utf8_lossy(&head);
@@ -314,7 +325,11 @@ fn moving_instances_under_load_fails_no_request() {
     assert!(out.status.success(), "{}", stderr(&out));
     wait_active(&c, 1, "scaled in to 1");
     progress(&load, "after the scale-in");
-    assert_eq!(load.failures(), Vec::<String>::new(), "scale-in failed requests");
+    assert_eq!(
+        load.failures(),
+        Vec::<String>::new(),
+        "scale-in failed requests"
+    );
 
     // Back to three, then drain the node that runs instance 0.
     let out = c.nodes[0].cli(&["scale", "shop/web", "3"]);
@@ -327,25 +342,37 @@ fn moving_instances_under_load_fails_no_request() {
         .unwrap();
     let out = c.nodes[0].cli(&["drain", &victim]);
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_for("the drained node runs nothing", Duration::from_secs(60), || {
-        let r = rows(&c.nodes[0]);
-        (r.len() == 3
-            && r.iter().all(|r| r["node"] != victim.as_str() && r["state"] == "active"))
-        .then_some(())
-    });
+    wait_for(
+        "the drained node runs nothing",
+        Duration::from_secs(60),
+        || {
+            let r = rows(&c.nodes[0]);
+            (r.len() == 3
+                && r.iter()
+                    .all(|r| r["node"] != victim.as_str() && r["state"] == "active"))
+            .then_some(())
+        },
+    );
     progress(&load, "after the drain");
-    assert_eq!(load.failures(), Vec::<String>::new(), "the drain failed requests");
+    assert_eq!(
+        load.failures(),
+        Vec::<String>::new(),
+        "the drain failed requests"
+    );
     let out = c.nodes[0].cli(&["undrain", &victim]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // A blueprint change restarts every instance.
     let file = blueprint(&c, port, 3, "v2");
     apply(&c.nodes[0], &file);
-    let mut last = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        last = (0..20)
-            .map(|_| http::get(&target, "/").map(|a| a.body).unwrap_or_else(|e| e))
+        let last: Vec<String> = (0..20)
+            .map(|_| {
+                http::get(&target, "/")
+                    .map(|a| a.body)
+                    .unwrap_or_else(|e| e)
+            })
             .collect();
         if last.iter().all(|b| b.trim_end().ends_with("v2")) {
             break;
@@ -357,9 +384,12 @@ fn moving_instances_under_load_fails_no_request() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    drop(last);
     progress(&load, "after the blueprint change");
-    assert_eq!(load.failures(), Vec::<String>::new(), "the blueprint change failed requests");
+    assert_eq!(
+        load.failures(),
+        Vec::<String>::new(),
+        "the blueprint change failed requests"
+    );
 
     // kill -9 of an instance costs at most the requests in flight on it (one per load thread;
     // GETs without a body are retried, so usually none).
@@ -373,16 +403,23 @@ fn moving_instances_under_load_fails_no_request() {
         .output()
         .unwrap();
     assert!(out.status.success(), "kill -9 {pid}: {}", stderr(&out));
-    wait_for("the killed instance restarts", Duration::from_secs(30), || {
-        rows(&c.nodes[0])
-            .iter()
-            .find(|r| r["instance"] == victim["instance"])
-            .filter(|r| r["restarts"].as_u64().unwrap_or(0) >= 1 && r["state"] == "active")
-            .map(|_| ())
-    });
+    wait_for(
+        "the killed instance restarts",
+        Duration::from_secs(30),
+        || {
+            rows(&c.nodes[0])
+                .iter()
+                .find(|r| r["instance"] == victim["instance"])
+                .filter(|r| r["restarts"].as_u64().unwrap_or(0) >= 1 && r["state"] == "active")
+                .map(|_| ())
+        },
+    );
     progress(&load, "after an instance's kill -9");
     let lost = load.failures();
-    assert!(lost.len() <= 4, "kill -9 cost more than the requests in flight: {lost:?}");
+    assert!(
+        lost.len() <= 4,
+        "kill -9 cost more than the requests in flight: {lost:?}"
+    );
 
     // SIGTERM of a node that is not n1 (and runs an instance).
     let running = wait_active(&c, 3, "3 active before the SIGTERM");
@@ -396,7 +433,11 @@ fn moving_instances_under_load_fails_no_request() {
     assert!(st.success(), "the node stops cleanly: {st}");
     progress(&load, "after a node's SIGTERM");
     let (ok, failures) = load.finish();
-    assert_eq!(failures[lost.len()..], [] as [String; 0], "a node's SIGTERM failed requests");
+    assert_eq!(
+        failures[lost.len()..],
+        [] as [String; 0],
+        "a node's SIGTERM failed requests"
+    );
     assert!(ok > 200, "the load ran: {ok} answered");
 }
 
@@ -461,7 +502,10 @@ fn bad_service_tables_are_refused_with_their_location() {
     // A malformed entry point and an unknown method.
     for (svc, says) in [
         (
-            format!("port = {}\nentry_points = [{{ name = \"home\", path = \"home\" }}]", port + 1),
+            format!(
+                "port = {}\nentry_points = [{{ name = \"home\", path = \"home\" }}]",
+                port + 1
+            ),
             "entry_points[0].path",
         ),
         (

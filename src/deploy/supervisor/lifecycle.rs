@@ -415,7 +415,10 @@ impl Instance {
                         .await;
                 }
                 let left = self.spec.stop_timeout.saturating_sub(started.elapsed());
-                process::terminate(child, pid, left.max(Duration::from_secs(1)), |s| log.note(s)).await
+                process::terminate(child, pid, left.max(Duration::from_secs(1)), |s| {
+                    log.note(s)
+                })
+                .await
             }
         }
     }
