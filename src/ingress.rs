@@ -163,7 +163,7 @@ impl Ingress {
     /// the ingress still routes). Requests in flight carry on.
     pub async fn run(self: Arc<Self>) -> Result<(), std::io::Error> {
         let stop = self.stop.clone();
-        let mut changed = self.cluster.store.subscribe_applied();
+        let mut changed = self.cluster.store.subscribe_workloads();
         let mut listeners: BTreeMap<u16, CancellationToken> = BTreeMap::new();
         // Ports that failed to bind are tried again this often.
         let mut retry = tokio::time::interval(Duration::from_secs(5));
@@ -273,20 +273,20 @@ impl Ingress {
     /// Wait until the store this node reads shows `instance`'s copy `pid` no longer active
     /// here (its `stopping` report applied), at most `limit`.
     async fn until_reported(&self, instance: &str, pid: u32, limit: Duration) {
-        let mut applied = self.cluster.store.subscribe_applied();
+        let mut table = self.table.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let active = self.table.borrow().routes.values().any(|r| {
-                r.backends
-                    .iter()
-                    .any(|b| b.instance == instance && b.node == self.cluster.id && b.pid == pid)
+            let active = table.borrow_and_update().routes.values().any(|r| {
+                r.backends.iter().any(|b| {
+                    b.instance == instance && b.node == self.cluster.id && b.pid == pid
+                })
             });
             if !active {
                 return;
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => return,
-                r = applied.changed() => if r.is_err() { return },
+                r = table.changed() => if r.is_err() { return },
             }
         }
     }
