@@ -281,10 +281,14 @@ pub async fn run(
 
     // 3. metrics pipeline; serve peers, admin socket, http; leader upkeep; watch for fatal
     //    store errors.
+    // One request recorder per node: the ingress writes it (`metrics.recorder()`), the
+    // pipeline sends its deltas, `/metrics` shows its totals.
+    let requests = Arc::new(crate::metrics::requests::Recorder::new());
     let metrics = Pipeline::new(
         cluster.clone(),
         cfg.metrics.clone(),
         cfg.deploy.gpus.clone(),
+        requests,
     )?;
     loops.spawn("metrics pipeline", metrics.clone().run(shutdown.clone()));
     tracing::info!("metrics pipeline sampling every {}", cfg.metrics.interval);

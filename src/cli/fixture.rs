@@ -123,6 +123,8 @@ fn node_metrics(id: NodeId, name: &str, cpu: f32, mem: f32, gpu: bool) -> NodeMe
             cpu: 0.42,
             rss: 180 << 20,
         }],
+        traffic: Vec::new(),
+        waiting: Vec::new(),
     };
     let mut s = vec![
         series("cpu", cpu, Some(0.08), cpu - 0.1, cpu + 0.02),

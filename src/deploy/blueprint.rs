@@ -480,7 +480,11 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
         && policy.idle_to_zero_ms.is_some()
         && min > 0
     {
-        let span = sc.get_ref().idle_to_zero.as_ref().map_or(sc.span(), |v| v.span());
+        let span = sc
+            .get_ref()
+            .idle_to_zero
+            .as_ref()
+            .map_or(sc.span(), |v| v.span());
         return Err(src.err(
             span,
             p("scaling.idle_to_zero"),
@@ -520,7 +524,8 @@ fn service(
         let er = e.get_ref();
         let ep = |f: &str| p(&format!("entry_points[{j}].{f}"));
         let name = er.name.get_ref();
-        validate_name("entry point name", name).map_err(|m| src.err(er.name.span(), ep("name"), m))?;
+        validate_name("entry point name", name)
+            .map_err(|m| src.err(er.name.span(), ep("name"), m))?;
         if name == OTHER_ENTRY {
             return Err(src.err(
                 er.name.span(),
@@ -560,11 +565,17 @@ fn service(
                 Some(m.get_ref().clone())
             }
         };
-        if entry_points.iter().any(|x| x.path == *path && x.method == method) {
+        if entry_points
+            .iter()
+            .any(|x| x.path == *path && x.method == method)
+        {
             return Err(src.err(
                 er.path.span(),
                 ep("path"),
-                format!("another entry point already routes {} '{path}': one would never be counted", method.as_deref().unwrap_or("any method to")),
+                format!(
+                    "another entry point already routes {} '{path}': one would never be counted",
+                    method.as_deref().unwrap_or("any method to")
+                ),
             ));
         }
         entry_points.push(EntryPoint {
@@ -629,7 +640,11 @@ pub fn parse(file: &str, text: &str) -> Result<Blueprint, BlueprintError> {
                 .iter()
                 .find(|o| o.service.as_ref().is_some_and(|sv| sv.port == port))
         {
-            let span = s.get_ref().service.as_ref().map_or(s.span(), |sv| sv.get_ref().port.span());
+            let span = s
+                .get_ref()
+                .service
+                .as_ref()
+                .map_or(s.span(), |sv| sv.get_ref().port.span());
             return Err(src.err(
                 span,
                 format!("slices[{i}].service.port"),

@@ -16,10 +16,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::aggregate::{Aggregator, Settings, View};
+use super::requests::{Recorder, TrafficSample};
 use super::sample::Sampler;
 use super::update::{INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
 use crate::config::{GpuOffer, MetricsConfig};
-use crate::domain::{Health, NodeId, NodeRecord, now_millis};
+use crate::domain::{Health, Millis, NodeId, NodeRecord, now_millis};
 use crate::net::{Inbox, PeerCtx};
 use crate::raft::Cluster;
 use crate::raft::types::{Command, Request, RequestId};
@@ -46,6 +47,10 @@ pub struct State {
     agg: Option<Aggregator>,
     /// The newest sample and when it was taken, reused when asked again within 250 ms.
     last_sample: Option<(Instant, NodeMetrics)>,
+    /// The request deltas and waiting counts the last update carried, by its sample's `at`:
+    /// an update built from the same (reused) sample carries them again rather than taking
+    /// new ones, so the leader and every view count them once per `at`.
+    last_traffic: Option<(Millis, Vec<TrafficSample>, Vec<(String, u32)>)>,
     info_due: bool,
 }
 
@@ -66,6 +71,8 @@ pub struct Pipeline {
     /// Nodes whose liveness verdict is being written.
     health_writes: Mutex<std::collections::HashSet<NodeId>>,
     seq: AtomicU64,
+    /// This node's request counters (written by the ingress).
+    recorder: Arc<Recorder>,
     pub stats: PipelineStats,
 }
 
@@ -76,11 +83,14 @@ const FIRST_SNAPSHOT_AFTER: Duration = Duration::from_millis(250);
 
 impl Pipeline {
     /// Build the pipeline (initialises NVML once; logs once when it is unavailable).
-    /// `gpu_offer` is what the node's updates say it hands to instances.
+    /// `gpu_offer` is what the node's updates say it hands to instances; `recorder` holds the
+    /// node's request counts (the same one the ingress writes), whose deltas each update
+    /// carries.
     pub fn new(
         cluster: Arc<Cluster>,
         cfg: MetricsConfig,
         gpu_offer: GpuOffer,
+        recorder: Arc<Recorder>,
     ) -> anyhow::Result<Arc<Pipeline>> {
         let sampler = Sampler::new()?;
         let gpu_unavailable = sampler.gpu_unavailable();
@@ -91,6 +101,7 @@ impl Pipeline {
                 view: View::default(),
                 agg: None,
                 last_sample: None,
+                last_traffic: None,
                 info_due: true,
             }),
             sampler: Arc::new(Mutex::new(sampler)),
@@ -101,8 +112,15 @@ impl Pipeline {
             sample_now: Notify::new(),
             health_writes: Mutex::default(),
             seq: AtomicU64::new(0),
+            recorder,
             stats: PipelineStats::default(),
         }))
+    }
+
+    /// This node's request counters: the ingress records into them, `/metrics` reads their
+    /// totals, and every update carries their deltas.
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
     }
 
     /// Sample these processes (CPU, RSS) in every update from now on.
@@ -201,10 +219,19 @@ impl Pipeline {
     }
 
     async fn push(&self) {
-        let m = self.take_sample().await;
+        let mut m = self.take_sample().await;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let info_due = {
             let mut st = self.state.lock().expect("state lock");
+            (m.traffic, m.waiting) = match &st.last_traffic {
+                // The same sample again: the same deltas, counted once downstream by `at`.
+                Some((at, t, w)) if *at == m.at => (t.clone(), w.clone()),
+                _ => {
+                    let (t, w) = self.recorder.take();
+                    st.last_traffic = Some((m.at, t.clone(), w.clone()));
+                    (t, w)
+                }
+            };
             std::mem::take(&mut st.info_due)
         };
         let info = (info_due || seq % INFO_EVERY == 1).then(|| NodeInfo {
@@ -235,10 +262,14 @@ impl Pipeline {
                 }
             }
         }
-        let Some((id, addr)) = leader else { return };
-        if id == self.cluster.id {
+        let target = leader.filter(|(id, _)| *id != self.cluster.id);
+        let Some((id, addr)) = target else {
+            // No leader to take it (or this node leads but does not aggregate yet): the
+            // requests count in the next update.
+            self.unsent(u.m.at);
             return;
-        }
+        };
+        let at = u.m.at;
         match self
             .cluster
             .ep
@@ -251,8 +282,20 @@ impl Pipeline {
             Err(e) => {
                 // The leader may be restarting; the next update retries. Re-send the info then.
                 self.state.lock().expect("state lock").info_due = true;
+                self.unsent(at);
                 tracing::debug!("metrics update to leader {id} at {addr} not sent: {e}");
             }
+        }
+    }
+
+    /// The update of the sample taken at `at` did not leave: give its request deltas back to
+    /// the recorder, so the next update carries them (a datagram lost on the way is lost).
+    fn unsent(&self, at: Millis) {
+        let mut st = self.state.lock().expect("state lock");
+        if st.last_traffic.as_ref().is_some_and(|(t, _, _)| *t == at)
+            && let Some((_, traffic, _)) = st.last_traffic.take()
+        {
+            self.recorder.put_back(traffic);
         }
     }
 
