@@ -360,17 +360,18 @@ pub async fn run(
         ),
     );
     let admin_listener = admin::server::bind(&dd.socket()).map_err(anyhow::Error::msg)?;
+    let sources = crate::view::Sources {
+        cluster: cluster.clone(),
+        metrics: metrics.clone(),
+        controller: controller.published(),
+        model: model.clone(),
+    };
     loops.add(
         "admin socket",
         admin::server::serve(
             admin_listener,
             dd.socket(),
-            crate::view::Sources {
-                cluster: cluster.clone(),
-                metrics: metrics.clone(),
-                controller: controller.published(),
-                model: model.clone(),
-            },
+            sources.clone(),
             shutdown.clone(),
             tracker.clone(),
         ),
@@ -382,12 +383,7 @@ pub async fn run(
     tracing::info!("http endpoint on http://{}", http_listener.local_addr()?);
     loops.add(
         "http endpoint",
-        admin::http::serve(
-            http_listener,
-            cluster.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ),
+        admin::http::serve(http_listener, sources, shutdown.clone()),
     );
     loops.spawn(
         "membership loop",

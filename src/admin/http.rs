@@ -4,16 +4,15 @@
 //! A minimal HTTP/1.1 responder: GET only, one request per connection.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::pipeline::Pipeline;
-use crate::metrics::prometheus;
-use crate::raft::Cluster;
+use crate::controller::model::{ModelState, ModelStatus};
+use crate::metrics::prometheus::{self, Extra, ModelGauges};
+use crate::view::Sources;
 
 /// Bind the HTTP port.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
@@ -24,19 +23,54 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// The model's figures for `/metrics`.
+fn model_gauges(m: &ModelStatus) -> ModelGauges {
+    ModelGauges {
+        state: match m.state {
+            ModelState::Disabled => "disabled",
+            ModelState::Absent => "absent",
+            ModelState::Idle => "idle",
+            ModelState::Loading => "loading",
+            ModelState::Ready => "ready",
+            ModelState::Failed(_) => "failed",
+        }
+        .into(),
+        load_seconds: m.load_ms.map(|ms| ms as f64 / 1000.0),
+        last_latency_seconds: m.last_latency_ms.map(|ms| ms as f64 / 1000.0),
+        reviews: m.reviews,
+        timeouts: m.timeouts,
+    }
+}
+
+/// What `/metrics` reads from this node's replica and its model.
+fn extra(src: &Sources) -> Result<Extra, std::io::Error> {
+    let store = &src.cluster.store;
+    let keep = crate::raft::control::DECISIONS_KEEP as usize;
+    Ok(Extra {
+        instances: store.instances()?,
+        decisions: prometheus::decision_counts(&store.decisions(keep, true, 0, 0)?),
+        model: Some(model_gauges(&src.model.status())),
+    })
+}
+
 /// The status, content type and body for `path`.
-pub fn respond(path: &str, cluster: &Cluster, metrics: &Pipeline) -> (u16, &'static str, String) {
+pub fn respond(path: &str, src: &Sources) -> (u16, &'static str, String) {
+    let (cluster, metrics) = (&*src.cluster, &*src.metrics);
     match path {
         "/healthz" => (200, TEXT, "ok\n".into()),
         "/readyz" => match cluster.readiness() {
             Ok(()) => (200, TEXT, "ready\n".into()),
             Err(why) => (503, TEXT, format!("not ready: {why}\n")),
         },
-        "/metrics" => match cluster.local_status() {
-            Ok(status) => (
+        "/metrics" => match cluster
+            .local_status()
+            .map_err(|e| e.to_string())
+            .and_then(|s| Ok((s, extra(src).map_err(|e| e.to_string())?)))
+        {
+            Ok((status, extra)) => (
                 200,
                 prometheus::CONTENT_TYPE,
-                prometheus::render(metrics, &status, &cluster.ep.stats),
+                prometheus::render(metrics, &status, &cluster.ep.stats, &extra),
             ),
             Err(e) => (503, TEXT, format!("metrics unavailable: {e}\n")),
         },
@@ -51,8 +85,7 @@ pub fn respond(path: &str, cluster: &Cluster, metrics: &Pipeline) -> (u16, &'sta
 /// Serve until `shutdown`.
 pub fn serve(
     listener: TcpListener,
-    cluster: Arc<Cluster>,
-    metrics: Arc<Pipeline>,
+    src: Sources,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -61,7 +94,7 @@ pub fn serve(
                 _ = shutdown.cancelled() => break,
                 a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
             };
-            let (cluster, metrics) = (cluster.clone(), metrics.clone());
+            let src = src.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 let mut n = 0;
@@ -85,7 +118,7 @@ pub fn serve(
                 let head = String::from_utf8_lossy(&buf[..n]);
                 let mut parts = head.split_whitespace();
                 let (status, content_type, body) = match (parts.next(), parts.next()) {
-                    (Some("GET"), Some(path)) => respond(path, &cluster, &metrics),
+                    (Some("GET"), Some(path)) => respond(path, &src),
                     _ => (405, TEXT, "only GET is supported\n".to_string()),
                 };
                 let reason = match status {

@@ -288,6 +288,12 @@ impl Recorder {
         }
     }
 
+    /// The requests waiting for an instance now, per slice (without taking any deltas).
+    pub fn waiting_now(&self) -> Vec<(String, u32)> {
+        let g = self.inner.lock().expect("recorder lock");
+        g.waiting.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
     /// Cumulative counts per (`blueprint/slice`, entry point) since the node started.
     pub fn totals(&self) -> Vec<((String, String), TrafficTotal)> {
         let g = self.inner.lock().expect("recorder lock");

@@ -227,6 +227,8 @@ fn every_node_sees_the_cluster_and_raft_does_not_move() {
         "aether_metrics_bytes_received_total",
         "aether_peer_reachable",
         "aether_node_health",
+        "aether_decisions",
+        "aether_model_loaded",
     ] {
         assert!(
             sample_value(&body, name).is_some(),
