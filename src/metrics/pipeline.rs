@@ -50,8 +50,15 @@ pub struct State {
     /// The request deltas and waiting counts the last update carried, by its sample's `at`:
     /// an update built from the same (reused) sample carries them again rather than taking
     /// new ones, so the leader and every view count them once per `at`.
-    last_traffic: Option<(Millis, Vec<TrafficSample>, Vec<(String, u32)>)>,
+    last_traffic: Option<Carried>,
     info_due: bool,
+}
+
+/// The request counts one update carried, and the sample time it carried them with.
+struct Carried {
+    at: Millis,
+    traffic: Vec<TrafficSample>,
+    waiting: Vec<(String, u32)>,
 }
 
 /// The metrics pipeline of one node.
@@ -225,11 +232,15 @@ impl Pipeline {
             let mut st = self.state.lock().expect("state lock");
             (m.traffic, m.waiting) = match &st.last_traffic {
                 // The same sample again: the same deltas, counted once downstream by `at`.
-                Some((at, t, w)) if *at == m.at => (t.clone(), w.clone()),
+                Some(c) if c.at == m.at => (c.traffic.clone(), c.waiting.clone()),
                 _ => {
-                    let (t, w) = self.recorder.take();
-                    st.last_traffic = Some((m.at, t.clone(), w.clone()));
-                    (t, w)
+                    let (traffic, waiting) = self.recorder.take();
+                    st.last_traffic = Some(Carried {
+                        at: m.at,
+                        traffic: traffic.clone(),
+                        waiting: waiting.clone(),
+                    });
+                    (traffic, waiting)
                 }
             };
             std::mem::take(&mut st.info_due)
@@ -292,10 +303,10 @@ impl Pipeline {
     /// the recorder, so the next update carries them (a datagram lost on the way is lost).
     fn unsent(&self, at: Millis) {
         let mut st = self.state.lock().expect("state lock");
-        if st.last_traffic.as_ref().is_some_and(|(t, _, _)| *t == at)
-            && let Some((_, traffic, _)) = st.last_traffic.take()
+        if st.last_traffic.as_ref().is_some_and(|c| c.at == at)
+            && let Some(c) = st.last_traffic.take()
         {
-            self.recorder.put_back(traffic);
+            self.recorder.put_back(c.traffic);
         }
     }
 
