@@ -36,6 +36,7 @@ pub struct ModelGauges {
     pub load_seconds: Option<f64>,
     /// The last review's latency, seconds.
     pub last_latency_seconds: Option<f64>,
+    /// Reviews made since the node started.
     pub reviews: u64,
     /// Reviews that missed their deadline.
     pub timeouts: u64,
