@@ -50,8 +50,56 @@ pub struct State {
     /// The request deltas and waiting counts the last update carried, by its sample's `at`:
     /// an update built from the same (reused) sample carries them again rather than taking
     /// new ones, so the leader and every view count them once per `at`.
-    last_traffic: Option<Carried>,
+    last_traffic: Carry,
     info_due: bool,
+}
+
+/// The request counts the node's last update carried (see [`State`]'s `last_traffic`).
+#[derive(Default)]
+struct Carry(Option<Carried>);
+
+impl Carry {
+    /// The request counts an update of the sample taken at `at` carries: those of the last
+    /// update when it was of the same sample, else new deltas from `recorder`.
+    fn counts_for(
+        &mut self,
+        at: Millis,
+        recorder: &Recorder,
+    ) -> (Vec<TrafficSample>, Vec<(String, u32)>) {
+        match &self.0 {
+            // The same sample again: the same deltas, counted once downstream by `at`.
+            Some(c) if c.at == at => (c.traffic.clone(), c.waiting.clone()),
+            _ => {
+                let (traffic, waiting) = recorder.take();
+                self.0 = Some(Carried {
+                    at,
+                    traffic: traffic.clone(),
+                    waiting: waiting.clone(),
+                    sent: false,
+                });
+                (traffic, waiting)
+            }
+        }
+    }
+
+    /// The update of the sample taken at `at` left: its request counts are out.
+    fn sent(&mut self, at: Millis) {
+        if let Some(c) = self.0.as_mut()
+            && c.at == at
+        {
+            c.sent = true;
+        }
+    }
+
+    /// The update of the sample taken at `at` did not leave: unless an earlier update carried
+    /// them out, its deltas go back to `recorder` for the next update.
+    fn unsent(&mut self, at: Millis, recorder: &Recorder) {
+        if self.0.as_ref().is_some_and(|c| c.at == at && !c.sent)
+            && let Some(c) = self.0.take()
+        {
+            recorder.put_back(c.traffic);
+        }
+    }
 }
 
 /// The request counts one update carried, and the sample time it carried them with.
@@ -59,6 +107,9 @@ struct Carried {
     at: Millis,
     traffic: Vec<TrafficSample>,
     waiting: Vec<(String, u32)>,
+    /// An update with them left (or reached this node's own aggregator) at least once: a
+    /// later failure to send them again must not give them back.
+    sent: bool,
 }
 
 /// The metrics pipeline of one node.
@@ -108,7 +159,7 @@ impl Pipeline {
                 view: View::default(),
                 agg: None,
                 last_sample: None,
-                last_traffic: None,
+                last_traffic: Carry::default(),
                 info_due: true,
             }),
             sampler: Arc::new(Mutex::new(sampler)),
@@ -230,19 +281,7 @@ impl Pipeline {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let info_due = {
             let mut st = self.state.lock().expect("state lock");
-            (m.traffic, m.waiting) = match &st.last_traffic {
-                // The same sample again: the same deltas, counted once downstream by `at`.
-                Some(c) if c.at == m.at => (c.traffic.clone(), c.waiting.clone()),
-                _ => {
-                    let (traffic, waiting) = self.recorder.take();
-                    st.last_traffic = Some(Carried {
-                        at: m.at,
-                        traffic: traffic.clone(),
-                        waiting: waiting.clone(),
-                    });
-                    (traffic, waiting)
-                }
-            };
+            (m.traffic, m.waiting) = st.last_traffic.counts_for(m.at, &self.recorder);
             std::mem::take(&mut st.info_due)
         };
         let info = (info_due || seq % INFO_EVERY == 1).then(|| NodeInfo {
@@ -268,7 +307,9 @@ impl Pipeline {
                 .is_some_and(|(id, _)| *id == self.cluster.id)
             {
                 if let Some(agg) = st.agg.as_mut() {
+                    let at = u.m.at;
                     agg.receive(u, Instant::now());
+                    st.last_traffic.sent(at);
                     return;
                 }
             }
@@ -289,6 +330,7 @@ impl Pipeline {
         {
             Ok(_) => {
                 self.stats.updates_sent.fetch_add(1, Ordering::Relaxed);
+                self.state.lock().expect("state lock").last_traffic.sent(at);
             }
             Err(e) => {
                 // The leader may be restarting; the next update retries. Re-send the info then.
@@ -299,15 +341,14 @@ impl Pipeline {
         }
     }
 
-    /// The update of the sample taken at `at` did not leave: give its request deltas back to
+    /// The update of the sample taken at `at` did not leave: its request deltas go back to
     /// the recorder, so the next update carries them (a datagram lost on the way is lost).
     fn unsent(&self, at: Millis) {
-        let mut st = self.state.lock().expect("state lock");
-        if st.last_traffic.as_ref().is_some_and(|c| c.at == at)
-            && let Some(c) = st.last_traffic.take()
-        {
-            self.recorder.put_back(c.traffic);
-        }
+        self.state
+            .lock()
+            .expect("state lock")
+            .last_traffic
+            .unsent(at, &self.recorder);
     }
 
     async fn sample_loop(self: Arc<Self>, shutdown: CancellationToken) {
@@ -570,5 +611,45 @@ impl Inbox for Pipeline {
             }
             MetricsMsg::SampleNow { .. } => self.sample_now.notify_one(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::requests::Outcome;
+
+    fn call(r: &Recorder) {
+        r.record(
+            "shop/web",
+            "home",
+            Some(0),
+            Outcome::Answered(200),
+            Duration::from_millis(3),
+        );
+    }
+
+    fn calls(t: &[TrafficSample]) -> u32 {
+        t.iter().map(|s| s.calls).sum()
+    }
+
+    #[test]
+    fn request_counts_leave_once_per_sample_and_come_back_when_unsent() {
+        let (r, mut c) = (Recorder::new(), Carry::default());
+        call(&r);
+        let (t, _) = c.counts_for(1_000, &r);
+        assert_eq!(calls(&t), 1);
+        c.sent(1_000);
+        // The same sample again (re-sent within 250 ms): the same counts, nothing new taken.
+        call(&r);
+        assert_eq!(calls(&c.counts_for(1_000, &r).0), 1);
+        // Its re-send failing gives nothing back: the first one carried them out.
+        c.unsent(1_000, &r);
+        let (t, _) = c.counts_for(2_000, &r);
+        assert_eq!(calls(&t), 1, "only the call since: {t:?}");
+        // An update that never left gives its counts back to the next one.
+        c.unsent(2_000, &r);
+        call(&r);
+        assert_eq!(calls(&c.counts_for(3_000, &r).0), 2);
     }
 }
