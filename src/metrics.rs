@@ -6,7 +6,10 @@
 //!   `ClusterMetricsSnapshot`.
 //! - [`aggregate`]: the leader's aggregation, liveness and anomaly flags, and the [`aggregate::View`]
 //!   every node builds from snapshots; [`window`]: the 2-hour history with a fixed memory bound;
-//!   [`anomaly`]: values far outside a node's own normal. All pure.
+//!   [`anomaly`]: values far outside a node's own normal; [`traffic`]: the cluster's request
+//!   traffic summed from the snapshots. All pure.
+//! - [`requests`]: what the ingress counts (the node's [`requests::Recorder`]) and the wire and
+//!   read forms of request traffic.
 //! - [`pipeline`]: the loops that sample, push, aggregate and broadcast.
 //! - [`prometheus`]: `/metrics` in the Prometheus text format. What `aether metrics` shows is
 //!   built in `view/metrics.rs`.
@@ -18,5 +21,6 @@ pub mod pipeline;
 pub mod prometheus;
 pub mod requests;
 pub mod sample;
+pub mod traffic;
 pub mod update;
 pub mod window;

@@ -282,10 +282,14 @@ pub async fn run(
 
     // 3. metrics pipeline; serve peers, admin socket, http; leader upkeep; watch for fatal
     //    store errors.
+    // One request recorder per node: the ingress writes it (`metrics.recorder()`), the
+    // pipeline sends its deltas, `/metrics` shows its totals.
+    let requests = Arc::new(crate::metrics::requests::Recorder::new());
     let metrics = Pipeline::new(
         cluster.clone(),
         cfg.metrics.clone(),
         cfg.deploy.gpus.clone(),
+        requests.clone(),
     )?;
     loops.spawn("metrics pipeline", metrics.clone().run(shutdown.clone()));
     tracing::info!("metrics pipeline sampling every {}", cfg.metrics.interval);
@@ -293,11 +297,10 @@ pub async fn run(
     //    stopped (so instances drain while it still routes), the assignment loop (acts while
     //    leader) and this node's reconciler, which drains each instance before stopping it.
     let workloads_stopped = CancellationToken::new();
-    let recorder = Arc::new(crate::metrics::requests::Recorder::new());
     let ingress = Ingress::new(
         cluster.clone(),
         cfg.ingress.clone(),
-        recorder.clone(),
+        requests,
         workloads_stopped.clone(),
     );
     loops.spawn("ingress", ingress.clone().run());
@@ -380,17 +383,18 @@ pub async fn run(
         ),
     );
     let admin_listener = admin::server::bind(&dd.socket()).map_err(anyhow::Error::msg)?;
+    let sources = crate::view::Sources {
+        cluster: cluster.clone(),
+        metrics: metrics.clone(),
+        controller: controller.published(),
+        model: model.clone(),
+    };
     loops.add(
         "admin socket",
         admin::server::serve(
             admin_listener,
             dd.socket(),
-            crate::view::Sources {
-                cluster: cluster.clone(),
-                metrics: metrics.clone(),
-                controller: controller.published(),
-                model: model.clone(),
-            },
+            sources.clone(),
             shutdown.clone(),
             tracker.clone(),
         ),
@@ -402,12 +406,7 @@ pub async fn run(
     tracing::info!("http endpoint on http://{}", http_listener.local_addr()?);
     loops.add(
         "http endpoint",
-        admin::http::serve(
-            http_listener,
-            cluster.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ),
+        admin::http::serve(http_listener, sources, shutdown.clone()),
     );
     loops.spawn(
         "membership loop",

@@ -1,5 +1,5 @@
 //! The read model: what operators see, built from the layers below (raft's status, the metrics
-//! window, the store's blueprints and decisions, the controller's published state). The admin
+//! window and the cluster's request traffic, the store's blueprints and decisions, the controller's published state). The admin
 //! server sends these views; the CLI and the console render them. Pure: no I/O, no writes.
 
 use std::sync::Arc;
@@ -16,6 +16,7 @@ pub mod fixture;
 pub mod live;
 pub mod metrics;
 pub mod status;
+pub mod traffic;
 
 /// What the read model reads: this node's replica, its metrics pipeline, what its controller
 /// publishes, and its language model's engine. Cloned per admin connection.

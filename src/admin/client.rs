@@ -10,7 +10,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use super::protocol::MAX_ADMIN_FRAME;
 use super::protocol::{
     AdminError, AdminRequest, AdminResponse, BlueprintView, ErrorKind, LiveUpdate, MemberView,
-    MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, StatusView, TokenView, Watch,
+    MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, StatusView, TokenView,
+    TrafficView, Watch,
 };
 use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
@@ -68,6 +69,7 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::Model(_) => "Model",
         AdminResponse::ModelBench(_) => "ModelBench",
         AdminResponse::Live(_) => "Live",
+        AdminResponse::Traffic(_) => "Traffic",
     }
 }
 
@@ -205,6 +207,17 @@ impl Client {
                 since_secs
             },
             AdminResponse::Metrics(m) => *m
+        )
+    }
+
+    /// Requests over the cluster: every slice with a service, or the `target` blueprint's or
+    /// slice's ([`AdminRequest::Traffic`]).
+    pub async fn traffic(&mut self, target: Option<String>) -> Result<TrafficView, ClientError> {
+        ask!(
+            self,
+            "Traffic",
+            AdminRequest::Traffic { target },
+            AdminResponse::Traffic(t) => *t
         )
     }
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::pipeline::Pipeline;
-use crate::metrics::prometheus;
-use crate::raft::Cluster;
+use crate::controller::model::{ModelState, ModelStatus};
+use crate::metrics::prometheus::{self, Extra, ModelGauges};
+use crate::view::Sources;
 
 /// Bind the HTTP port.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
@@ -22,19 +22,54 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// The model's figures for `/metrics`.
+fn model_gauges(m: &ModelStatus) -> ModelGauges {
+    ModelGauges {
+        state: match m.state {
+            ModelState::Disabled => "disabled",
+            ModelState::Absent => "absent",
+            ModelState::Idle => "idle",
+            ModelState::Loading => "loading",
+            ModelState::Ready => "ready",
+            ModelState::Failed(_) => "failed",
+        }
+        .into(),
+        load_seconds: m.load_ms.map(|ms| ms as f64 / 1000.0),
+        last_latency_seconds: m.last_latency_ms.map(|ms| ms as f64 / 1000.0),
+        reviews: m.reviews,
+        timeouts: m.timeouts,
+    }
+}
+
+/// What `/metrics` reads from this node's replica and its model.
+fn extra(src: &Sources) -> Result<Extra, std::io::Error> {
+    let store = &src.cluster.store;
+    let keep = crate::raft::control::DECISIONS_KEEP as usize;
+    Ok(Extra {
+        instances: store.instances()?,
+        decisions: prometheus::decision_counts(&store.decisions(keep, true, 0, 0)?),
+        model: Some(model_gauges(&src.model.status())),
+    })
+}
+
 /// The status, content type and body for `path`.
-pub fn respond(path: &str, cluster: &Cluster, metrics: &Pipeline) -> (u16, &'static str, String) {
+pub fn respond(path: &str, src: &Sources) -> (u16, &'static str, String) {
+    let (cluster, metrics) = (&*src.cluster, &*src.metrics);
     match path {
         "/healthz" => (200, TEXT, "ok\n".into()),
         "/readyz" => match cluster.readiness() {
             Ok(()) => (200, TEXT, "ready\n".into()),
             Err(why) => (503, TEXT, format!("not ready: {why}\n")),
         },
-        "/metrics" => match cluster.local_status() {
-            Ok(status) => (
+        "/metrics" => match cluster
+            .local_status()
+            .map_err(|e| e.to_string())
+            .and_then(|s| Ok((s, extra(src).map_err(|e| e.to_string())?)))
+        {
+            Ok((status, extra)) => (
                 200,
                 prometheus::CONTENT_TYPE,
-                prometheus::render(metrics, &status, &cluster.ep.stats),
+                prometheus::render(metrics, &status, &cluster.ep.stats, &extra),
             ),
             Err(e) => (503, TEXT, format!("metrics unavailable: {e}\n")),
         },
@@ -49,13 +84,12 @@ pub fn respond(path: &str, cluster: &Cluster, metrics: &Pipeline) -> (u16, &'sta
 /// Serve until `shutdown`.
 pub fn serve(
     listener: TcpListener,
-    cluster: Arc<Cluster>,
-    metrics: Arc<Pipeline>,
+    src: Sources,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     crate::ingress::plain::serve(
         listener,
-        Arc::new(move |path: &str| respond(path, &cluster, &metrics)),
+        Arc::new(move |path: &str| respond(path, &src)),
         shutdown,
     )
 }

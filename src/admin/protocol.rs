@@ -7,11 +7,13 @@ use crate::domain::{AuditRecord, Millis};
 use crate::raft::types::{Command, RequestId, Response};
 
 pub use crate::controller::model::BenchReport as ModelBenchView;
+pub use crate::metrics::requests::{EntryTraffic, SliceTraffic};
 pub use crate::raft::api::{ErrorKind, ReadQuery, ReadResult, RequestError as AdminError};
 pub use crate::raft::status::{ControlView, LeaderView, LocalView, MemberView, StatusView};
 pub use crate::view::blueprints::{BlueprintView, InstanceView};
 pub use crate::view::live::{LiveMetrics, LiveNode, LiveUpdate, NodeHistory, SliceLoad, Watch};
 pub use crate::view::metrics::{HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView};
+pub use crate::view::traffic::{SliceTrafficView, TrafficView};
 
 /// Largest admin frame (a kv value is at most `admin::server::MAX_VALUE`).
 pub const MAX_ADMIN_FRAME: u64 = 4 << 20;
@@ -72,6 +74,10 @@ pub enum AdminRequest {
     /// the same connection to move its [`Watch`] (which node's history it charts); nothing else
     /// is accepted on it.
     Subscribe(Watch),
+    /// Requests over the cluster as this node's metrics view sums them: every slice with a
+    /// service (or traffic), one blueprint's (`target` = `BLUEPRINT`) or one slice's
+    /// (`BLUEPRINT/SLICE`).
+    Traffic { target: Option<String> },
 }
 
 /// A response from a node's admin API.
@@ -93,6 +99,7 @@ pub enum AdminResponse {
     Model(Box<crate::controller::model::ModelStatus>),
     ModelBench(Box<ModelBenchView>),
     Live(Box<LiveUpdate>),
+    Traffic(Box<TrafficView>),
 }
 
 impl AdminError {

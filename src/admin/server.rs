@@ -281,6 +281,26 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
                 Err(e) => invalid(e.to_string()),
             }
         }
+        AdminRequest::Traffic { target } => {
+            let stored = match cluster.store.blueprints() {
+                Ok(b) => b,
+                Err(e) => return failed(format!("cannot read the blueprints: {e}")),
+            };
+            let blueprints: Vec<crate::domain::Blueprint> =
+                stored.into_iter().map(|b| b.blueprint).collect();
+            let (traffic, age) = metrics.with_state(|st| {
+                let age = st.view.age(std::time::Instant::now());
+                (st.view.traffic(), age.map(|a| a.as_millis() as u64))
+            });
+            out(crate::view::traffic::traffic_view(
+                &blueprints,
+                &traffic,
+                target.as_deref(),
+                &cluster.name,
+                age,
+            )
+            .map(|v| AdminResponse::Traffic(Box::new(v))))
+        }
         AdminRequest::BlueprintApply {
             file,
             text,

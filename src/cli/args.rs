@@ -94,6 +94,15 @@ pub enum Cmd {
         #[arg(long, default_value = "5m", value_parser = parse_since, requires = "series")]
         since: std::time::Duration,
     },
+    /// Requests through the ingress over the whole cluster, from this node's metrics: per slice
+    /// and entry point calls/s, error rate and p50/p95/p99 latency over the last 10 s, requests
+    /// waiting for an instance, the last call, and each instance's share of the calls.
+    Traffic {
+        /// One blueprint's slices, or one slice (BLUEPRINT/SLICE); default: every slice that
+        /// declares a service.
+        #[arg(value_name = "BLUEPRINT[/SLICE]")]
+        target: Option<String>,
+    },
     /// Controller decisions, newest first: open ones and those of the last hour (--all: every
     /// stored one); 'decisions show ID' prints one in full.
     Decisions {

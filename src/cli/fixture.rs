@@ -5,7 +5,8 @@
 
 use crate::admin::protocol::{
     BlueprintView, HistoryView, InstanceView, MemberView, MetricsView, ModelBenchView,
-    NodeMetricsView, PlanView, PointView, SeriesView, StatusView, TokenView,
+    NodeMetricsView, PlanView, PointView, SeriesView, SliceTraffic, SliceTrafficView, StatusView,
+    TokenView, TrafficView,
 };
 use crate::config::ModelFormat;
 use crate::controller::model::{FileInfo, ModelState, ModelStatus, Pulled};
@@ -123,6 +124,8 @@ fn node_metrics(id: NodeId, name: &str, cpu: f32, mem: f32, gpu: bool) -> NodeMe
             cpu: 0.42,
             rss: 180 << 20,
         }],
+        traffic: Vec::new(),
+        waiting: Vec::new(),
     };
     let mut s = vec![
         series("cpu", cpu, Some(0.08), cpu - 0.1, cpu + 0.02),
@@ -488,4 +491,51 @@ pub fn logs() -> Vec<LogChunk> {
             next: 35,
         },
     ]
+}
+
+/// `aether traffic` on `n1`: `shop/web` busy (three entry points, two instances), `infer/llm`
+/// scaled to zero with requests waiting, `shop/worker` asked for by name but without a service.
+pub fn traffic() -> TrafficView {
+    TrafficView {
+        seen_by: "n1".into(),
+        snapshot_age_ms: Some(300),
+        window_secs: 10,
+        slices: vec![
+            SliceTrafficView {
+                slice: "infer/llm".into(),
+                port: Some(9000),
+                traffic: SliceTraffic {
+                    slice: "infer/llm".into(),
+                    waiting: 3,
+                    last_call_at: Some(NOW - 2_460_000),
+                    entries: vec![crate::admin::protocol::EntryTraffic {
+                        name: "generate".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            },
+            SliceTrafficView {
+                slice: "shop/web".into(),
+                port: Some(8080),
+                traffic: crate::view::fixture::web_traffic(),
+            },
+            SliceTrafficView {
+                slice: "shop/worker".into(),
+                port: None,
+                traffic: SliceTraffic {
+                    slice: "shop/worker".into(),
+                    ..Default::default()
+                },
+            },
+        ],
+    }
+}
+
+/// `aether traffic` where no slice declares a service.
+pub fn no_traffic() -> TrafficView {
+    TrafficView {
+        slices: Vec::new(),
+        ..traffic()
+    }
 }

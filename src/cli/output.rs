@@ -8,6 +8,7 @@ mod decisions;
 mod metrics;
 mod model;
 mod status;
+mod traffic;
 
 use std::io::{self, Write};
 
@@ -21,6 +22,7 @@ pub use decisions::{decision, decisions};
 pub use metrics::metrics;
 pub use model::{model, model_bench, pulled};
 pub use status::{events, nodes, status};
+pub use traffic::traffic;
 
 /// `v` as pretty JSON on a line of its own (`--output json`).
 fn write_json<T: Serialize + ?Sized>(w: &mut dyn Write, v: &T) -> io::Result<()> {

@@ -93,7 +93,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, blueprint, scale, logs, drain, decisions, override, model, tui, token, kv and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, decisions, override, model, tui, token, kv and completions"
         ),
     )
 }
@@ -162,6 +162,10 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
                 .metrics(node.clone(), series.clone(), Some(since.as_secs().max(1)))
                 .await?;
             output::metrics(&mut stdout(), &m, node.is_some(), json).map_err(unwritten)?;
+        }
+        Cmd::Traffic { target } => {
+            let t = client(cli).await?.traffic(target.clone()).await?;
+            output::traffic(&mut stdout(), &t, now_millis(), json).map_err(unwritten)?;
         }
         Cmd::Decisions { cmd, all, limit } => match cmd {
             None | Some(DecisionsCmd::List) => {

@@ -117,6 +117,21 @@ fn metrics() {
 }
 
 #[test]
+fn traffic() {
+    let t = fixture::traffic();
+    insta::assert_snapshot!("traffic", render(|w| output::traffic(w, &t, NOW, false)));
+    insta::assert_snapshot!(
+        "traffic_json",
+        render_json(|w| output::traffic(w, &t, NOW, true))
+    );
+    let none = fixture::no_traffic();
+    insta::assert_snapshot!(
+        "traffic_no_service",
+        render(|w| output::traffic(w, &none, NOW, false))
+    );
+}
+
+#[test]
 fn blueprints() {
     let b = fixture::blueprints();
     insta::assert_snapshot!(

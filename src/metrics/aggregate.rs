@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use super::anomaly::Detector;
+use super::requests::{SliceTraffic, merge_samples};
+use super::traffic::ClusterTraffic;
 use super::update::{
     AnomalyFlag, ClusterMetricsSnapshot, MetricsUpdate, NodeEntry, NodeInfo, NodeMetrics,
 };
@@ -51,6 +53,9 @@ struct Latest {
     m: NodeMetrics,
     received: Instant,
     anomalies: Vec<AnomalyFlag>,
+    /// Whether `m` went out in a snapshot: until it has, a newer sample carries its request
+    /// deltas along.
+    published: bool,
 }
 
 /// The leader's aggregation state for one term.
@@ -96,6 +101,7 @@ impl Aggregator {
                         m: e.m.clone(),
                         received,
                         anomalies: e.anomalies.clone(),
+                        published: true,
                     },
                 );
             }
@@ -111,13 +117,23 @@ impl Aggregator {
         }
     }
 
-    /// Take one update. An update older than the one held (reordered datagrams) is ignored.
-    pub fn receive(&mut self, u: MetricsUpdate, now: Instant) {
+    /// Take one update. An update older than the one held (reordered datagrams) is ignored,
+    /// its request deltas with it. When a newer sample replaces one no snapshot carried yet,
+    /// the older one's request deltas are added to it; the same sample sent again (same `at`,
+    /// same deltas) just replaces it.
+    pub fn receive(&mut self, mut u: MetricsUpdate, now: Instant) {
         match self.latest.get_mut(&u.node) {
             Some(l) if u.m.at < l.m.at => {}
             Some(l) => {
                 if let Some(info) = u.info {
                     l.info = info;
+                }
+                if u.m.at != l.m.at {
+                    if !l.published {
+                        let older = std::mem::take(&mut l.m.traffic);
+                        merge_samples(&mut u.m.traffic, older);
+                    }
+                    l.published = false;
                 }
                 l.m = u.m;
                 l.received = now;
@@ -130,6 +146,7 @@ impl Aggregator {
                         m: u.m,
                         received: now,
                         anomalies: Vec::new(),
+                        published: false,
                     },
                 );
             }
@@ -212,7 +229,8 @@ impl Aggregator {
             l.anomalies = anomalies(*id, &l.m, window, &settings);
         }
         let mut nodes: Vec<NodeEntry> = Vec::with_capacity(self.latest.len());
-        for (id, l) in &self.latest {
+        for (id, l) in self.latest.iter_mut() {
+            l.published = true;
             let member = member_ids.get(id);
             let mut info = l.info.clone();
             if let Some(rec) = member {
@@ -271,20 +289,24 @@ fn anomalies(node: NodeId, m: &NodeMetrics, window: &Window, s: &Settings) -> Ve
 }
 
 /// What a node knows of the cluster's metrics: the newest snapshot and the history built from
-/// every snapshot it saw.
+/// every snapshot it saw, request traffic summed over the nodes included.
 #[derive(Default)]
 pub struct View {
     pub snapshot: Option<ClusterMetricsSnapshot>,
     /// When the snapshot arrived (this node's clock).
     pub received: Option<Instant>,
+    /// Every node's series, and the cluster's traffic series under
+    /// [`super::traffic::CLUSTER`] (see [`super::traffic::series_name`]).
     pub window: Window,
     /// Per node, the sample time last recorded into the window.
     recorded: HashMap<NodeId, Millis>,
+    traffic: ClusterTraffic,
 }
 
 impl View {
     /// Take a snapshot unless it comes from an older term than the one held, and record every
-    /// new sample into the window. Returns whether it was taken.
+    /// new sample into the window; the request deltas of each new sample are added to the
+    /// cluster's traffic once (a sample is new when its `at` is). Returns whether it was taken.
     pub fn apply(&mut self, snap: ClusterMetricsSnapshot, now: Instant) -> bool {
         // One leader per term, and its seq grows: anything not newer is a late duplicate.
         if let Some(cur) = &self.snapshot
@@ -292,6 +314,7 @@ impl View {
         {
             return false;
         }
+        let mut fresh = Vec::new();
         for e in &snap.nodes {
             if self.recorded.get(&e.node).is_some_and(|at| *at >= e.m.at) {
                 continue;
@@ -300,7 +323,17 @@ impl View {
             let window = &mut self.window;
             e.m.visit_series(|name, v| window.record(e.node, name, t, v));
             self.recorded.insert(e.node, e.m.at);
+            fresh.extend(e.m.traffic.iter());
         }
+        // Requests waiting now: every node's latest count, but a node judged down's is stale.
+        let mut waiting: BTreeMap<String, u32> = BTreeMap::new();
+        for e in snap.nodes.iter().filter(|e| e.health != Health::Down) {
+            for (slice, n) in &e.m.waiting {
+                *waiting.entry(slice.clone()).or_default() += n;
+            }
+        }
+        self.traffic
+            .add(snap.built_at, fresh, waiting, &mut self.window);
         let present: std::collections::HashSet<NodeId> =
             snap.nodes.iter().map(|e| e.node).collect();
         let gone: Vec<NodeId> = self
@@ -318,10 +351,12 @@ impl View {
         true
     }
 
-    /// Each slice's traffic over the cluster (keyed by `blueprint/slice`), from the window:
-    /// rates and quantiles over the last few seconds, the requests waiting now.
-    pub fn traffic(&self) -> BTreeMap<String, super::requests::SliceTraffic> {
-        BTreeMap::new()
+    /// Each slice's traffic over the cluster (keyed by `blueprint/slice`): rates and latency
+    /// quantiles over the last [`super::traffic::RATE_SECS`] (histograms of every node merged),
+    /// per entry point and instance, the requests waiting now and the last call. Slices not
+    /// called for two hours and with nothing waiting are absent: read absent as idle.
+    pub fn traffic(&self) -> BTreeMap<String, SliceTraffic> {
+        self.traffic.traffic()
     }
 
     /// How old the snapshot is, by this node's clock.
@@ -478,6 +513,78 @@ mod tests {
         assert!(
             view.window.series(2, "cpu").is_none(),
             "a node gone from the snapshot leaves the window"
+        );
+    }
+
+    /// An update of node 2 sampled at `at` with `calls` requests of `shop/web` since its last.
+    fn busy(at: Millis, calls: u32) -> MetricsUpdate {
+        let mut u = update(2, at, 0.1);
+        let mut h = crate::metrics::requests::Histogram::default();
+        h.add(3, u64::from(calls));
+        u.m.traffic = vec![crate::metrics::requests::TrafficSample {
+            slice: "shop/web".into(),
+            entry: "home".into(),
+            calls,
+            errors: 0,
+            hist: h.sparse(),
+            instances: vec![(0, calls)],
+        }];
+        u.m.waiting = vec![("shop/web".into(), 1)];
+        u
+    }
+
+    #[test]
+    fn request_deltas_count_once_whatever_updates_and_snapshots_do() {
+        use crate::metrics::traffic::CLUSTER;
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(1, 5, settings(), None, t0);
+        let members = [member(1), member(2)];
+        let mut view = View::default();
+        let wall = 1_700_000_010_000;
+        let tick = |agg: &mut Aggregator, view: &mut View, s: u64| {
+            let (snap, _) = agg.tick(
+                t0,
+                wall + s * 1000,
+                &members,
+                &BTreeMap::new(),
+                &view.window,
+            );
+            assert!(view.apply(snap, t0));
+        };
+        // Two updates between snapshots: the first's requests ride on the second.
+        agg.receive(busy(1_000, 5), t0);
+        agg.receive(busy(1_500, 3), t0);
+        tick(&mut agg, &mut view, 0);
+        // The same sample sent again (its update was re-sent), then no update at all: the
+        // snapshots repeat the sample, the view counts it once.
+        agg.receive(busy(1_500, 3), t0);
+        tick(&mut agg, &mut view, 1);
+        tick(&mut agg, &mut view, 2);
+        // A reordered older update is dropped.
+        agg.receive(busy(1_200, 50), t0);
+        tick(&mut agg, &mut view, 3);
+        let web = &view.traffic()["shop/web"];
+        // 8 requests over the 4 s this view has seen (the first snapshot's deltas cover ~1 s).
+        assert!((web.calls_per_s - 2.0).abs() < 1e-9, "{web:?}");
+        assert_eq!(web.waiting, 1);
+        assert_eq!(web.last_call_at, Some(wall));
+        assert_eq!(web.instances, vec![(0, 1.0)]);
+
+        // Node 2 leaves: its own series go, the cluster's stay.
+        let series = |v: &View| v.window.series(CLUSTER, "shop/web:calls_per_s").is_some();
+        assert!(series(&view));
+        let (mut snap, _) = agg.tick(t0, wall + 4_000, &members, &BTreeMap::new(), &view.window);
+        snap.nodes.retain(|e| e.node != 2);
+        assert!(view.apply(snap, t0));
+        assert!(view.window.series(2, "cpu").is_none());
+        assert!(
+            series(&view),
+            "the cluster's traffic series are not a node's"
+        );
+        assert_eq!(
+            view.traffic()["shop/web"].waiting,
+            0,
+            "nobody waits on a node gone"
         );
     }
 

@@ -16,10 +16,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::aggregate::{Aggregator, Settings, View};
+use super::requests::{Recorder, TrafficSample};
 use super::sample::Sampler;
 use super::update::{INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
 use crate::config::{GpuOffer, MetricsConfig};
-use crate::domain::{Health, NodeId, NodeRecord, now_millis};
+use crate::domain::{Health, Millis, NodeId, NodeRecord, now_millis};
 use crate::net::{Inbox, PeerCtx};
 use crate::raft::Cluster;
 use crate::raft::types::{Command, Request, RequestId};
@@ -46,7 +47,69 @@ pub struct State {
     agg: Option<Aggregator>,
     /// The newest sample and when it was taken, reused when asked again within 250 ms.
     last_sample: Option<(Instant, NodeMetrics)>,
+    /// The request deltas and waiting counts the last update carried, by its sample's `at`:
+    /// an update built from the same (reused) sample carries them again rather than taking
+    /// new ones, so the leader and every view count them once per `at`.
+    last_traffic: Carry,
     info_due: bool,
+}
+
+/// The request counts the node's last update carried (see [`State`]'s `last_traffic`).
+#[derive(Default)]
+struct Carry(Option<Carried>);
+
+impl Carry {
+    /// The request counts an update of the sample taken at `at` carries: those of the last
+    /// update when it was of the same sample, else new deltas from `recorder`.
+    fn counts_for(
+        &mut self,
+        at: Millis,
+        recorder: &Recorder,
+    ) -> (Vec<TrafficSample>, Vec<(String, u32)>) {
+        match &self.0 {
+            // The same sample again: the same deltas, counted once downstream by `at`.
+            Some(c) if c.at == at => (c.traffic.clone(), c.waiting.clone()),
+            _ => {
+                let (traffic, waiting) = recorder.take();
+                self.0 = Some(Carried {
+                    at,
+                    traffic: traffic.clone(),
+                    waiting: waiting.clone(),
+                    sent: false,
+                });
+                (traffic, waiting)
+            }
+        }
+    }
+
+    /// The update of the sample taken at `at` left: its request counts are out.
+    fn sent(&mut self, at: Millis) {
+        if let Some(c) = self.0.as_mut()
+            && c.at == at
+        {
+            c.sent = true;
+        }
+    }
+
+    /// The update of the sample taken at `at` did not leave: unless an earlier update carried
+    /// them out, its deltas go back to `recorder` for the next update.
+    fn unsent(&mut self, at: Millis, recorder: &Recorder) {
+        if self.0.as_ref().is_some_and(|c| c.at == at && !c.sent)
+            && let Some(c) = self.0.take()
+        {
+            recorder.put_back(c.traffic);
+        }
+    }
+}
+
+/// The request counts one update carried, and the sample time it carried them with.
+struct Carried {
+    at: Millis,
+    traffic: Vec<TrafficSample>,
+    waiting: Vec<(String, u32)>,
+    /// An update with them left (or reached this node's own aggregator) at least once: a
+    /// later failure to send them again must not give them back.
+    sent: bool,
 }
 
 /// The metrics pipeline of one node.
@@ -66,6 +129,8 @@ pub struct Pipeline {
     /// Nodes whose liveness verdict is being written.
     health_writes: Mutex<std::collections::HashSet<NodeId>>,
     seq: AtomicU64,
+    /// This node's request counters (written by the ingress).
+    recorder: Arc<Recorder>,
     pub stats: PipelineStats,
 }
 
@@ -76,11 +141,14 @@ const FIRST_SNAPSHOT_AFTER: Duration = Duration::from_millis(250);
 
 impl Pipeline {
     /// Build the pipeline (initialises NVML once; logs once when it is unavailable).
-    /// `gpu_offer` is what the node's updates say it hands to instances.
+    /// `gpu_offer` is what the node's updates say it hands to instances; `recorder` holds the
+    /// node's request counts (the same one the ingress writes), whose deltas each update
+    /// carries.
     pub fn new(
         cluster: Arc<Cluster>,
         cfg: MetricsConfig,
         gpu_offer: GpuOffer,
+        recorder: Arc<Recorder>,
     ) -> anyhow::Result<Arc<Pipeline>> {
         let sampler = Sampler::new()?;
         let gpu_unavailable = sampler.gpu_unavailable();
@@ -91,6 +159,7 @@ impl Pipeline {
                 view: View::default(),
                 agg: None,
                 last_sample: None,
+                last_traffic: Carry::default(),
                 info_due: true,
             }),
             sampler: Arc::new(Mutex::new(sampler)),
@@ -101,8 +170,15 @@ impl Pipeline {
             sample_now: Notify::new(),
             health_writes: Mutex::default(),
             seq: AtomicU64::new(0),
+            recorder,
             stats: PipelineStats::default(),
         }))
+    }
+
+    /// This node's request counters: the ingress records into them, `/metrics` reads their
+    /// totals, and every update carries their deltas.
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
     }
 
     /// Sample these processes (CPU, RSS) in every update from now on.
@@ -201,10 +277,11 @@ impl Pipeline {
     }
 
     async fn push(&self) {
-        let m = self.take_sample().await;
+        let mut m = self.take_sample().await;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let info_due = {
             let mut st = self.state.lock().expect("state lock");
+            (m.traffic, m.waiting) = st.last_traffic.counts_for(m.at, &self.recorder);
             std::mem::take(&mut st.info_due)
         };
         let info = (info_due || seq % INFO_EVERY == 1).then(|| NodeInfo {
@@ -230,15 +307,21 @@ impl Pipeline {
                 .is_some_and(|(id, _)| *id == self.cluster.id)
             {
                 if let Some(agg) = st.agg.as_mut() {
+                    let at = u.m.at;
                     agg.receive(u, Instant::now());
+                    st.last_traffic.sent(at);
                     return;
                 }
             }
         }
-        let Some((id, addr)) = leader else { return };
-        if id == self.cluster.id {
+        let target = leader.filter(|(id, _)| *id != self.cluster.id);
+        let Some((id, addr)) = target else {
+            // No leader to take it (or this node leads but does not aggregate yet): the
+            // requests count in the next update.
+            self.unsent(u.m.at);
             return;
-        }
+        };
+        let at = u.m.at;
         match self
             .cluster
             .ep
@@ -247,13 +330,25 @@ impl Pipeline {
         {
             Ok(_) => {
                 self.stats.updates_sent.fetch_add(1, Ordering::Relaxed);
+                self.state.lock().expect("state lock").last_traffic.sent(at);
             }
             Err(e) => {
                 // The leader may be restarting; the next update retries. Re-send the info then.
                 self.state.lock().expect("state lock").info_due = true;
+                self.unsent(at);
                 tracing::debug!("metrics update to leader {id} at {addr} not sent: {e}");
             }
         }
+    }
+
+    /// The update of the sample taken at `at` did not leave: its request deltas go back to
+    /// the recorder, so the next update carries them (a datagram lost on the way is lost).
+    fn unsent(&self, at: Millis) {
+        self.state
+            .lock()
+            .expect("state lock")
+            .last_traffic
+            .unsent(at, &self.recorder);
     }
 
     async fn sample_loop(self: Arc<Self>, shutdown: CancellationToken) {
@@ -516,5 +611,45 @@ impl Inbox for Pipeline {
             }
             MetricsMsg::SampleNow { .. } => self.sample_now.notify_one(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::requests::Outcome;
+
+    fn call(r: &Recorder) {
+        r.record(
+            "shop/web",
+            "home",
+            Some(0),
+            Outcome::Answered(200),
+            Duration::from_millis(3),
+        );
+    }
+
+    fn calls(t: &[TrafficSample]) -> u32 {
+        t.iter().map(|s| s.calls).sum()
+    }
+
+    #[test]
+    fn request_counts_leave_once_per_sample_and_come_back_when_unsent() {
+        let (r, mut c) = (Recorder::new(), Carry::default());
+        call(&r);
+        let (t, _) = c.counts_for(1_000, &r);
+        assert_eq!(calls(&t), 1);
+        c.sent(1_000);
+        // The same sample again (re-sent within 250 ms): the same counts, nothing new taken.
+        call(&r);
+        assert_eq!(calls(&c.counts_for(1_000, &r).0), 1);
+        // Its re-send failing gives nothing back: the first one carried them out.
+        c.unsent(1_000, &r);
+        let (t, _) = c.counts_for(2_000, &r);
+        assert_eq!(calls(&t), 1, "only the call since: {t:?}");
+        // An update that never left gives its counts back to the next one.
+        c.unsent(2_000, &r);
+        call(&r);
+        assert_eq!(calls(&c.counts_for(3_000, &r).0), 2);
     }
 }

@@ -1,15 +1,81 @@
 //! `/metrics` in the Prometheus text exposition format (version 0.0.4): per-node gauges from
-//! this node's cluster snapshot, plus this node's own health (Raft position, peer reachability,
-//! pipeline and transport counters).
+//! this node's cluster snapshot; this node's own health (Raft position, peer reachability,
+//! pipeline and transport counters); the requests through this node's ingress (counters and a
+//! duration histogram per slice and entry point); and, from [`Extra`], instances by state,
+//! decisions by status and the language model.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::pipeline::Pipeline;
-use crate::domain::Health;
+use super::requests::{BUCKETS_MS, TrafficTotal};
+use crate::domain::{Decision, Health, InstanceState, InstanceStatus};
 use crate::net::NetStats;
 use crate::raft::status::StatusView;
+
+/// What `/metrics` shows beyond the pipeline's own: read by the caller from the replicated store
+/// and from the layers above metrics (the language model lives in the controller).
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Every reported instance status (one per copy of an instance on a node).
+    pub instances: Vec<InstanceStatus>,
+    /// Stored decisions per status word (`pending`, `applied` …; see [`decision_counts`]).
+    pub decisions: BTreeMap<String, u64>,
+    /// This node's language model; `None`: not known.
+    pub model: Option<ModelGauges>,
+}
+
+/// The language model's figures, as plain numbers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelGauges {
+    /// One of [`MODEL_STATES`].
+    pub state: String,
+    /// How long loading took, seconds.
+    pub load_seconds: Option<f64>,
+    /// The last review's latency, seconds.
+    pub last_latency_seconds: Option<f64>,
+    /// Reviews made since the node started.
+    pub reviews: u64,
+    /// Reviews that missed their deadline.
+    pub timeouts: u64,
+}
+
+/// The model's states, as `/metrics` labels them.
+pub const MODEL_STATES: [&str; 6] = ["disabled", "absent", "idle", "loading", "ready", "failed"];
+
+/// Every decision status word, so that each has a series (zero when none).
+const DECISION_STATUSES: [&str; 8] = [
+    "proposed",
+    "pending",
+    "applied",
+    "vetoed",
+    "rejected",
+    "superseded",
+    "failed",
+    "expired",
+];
+
+/// Every instance state, so that each slice has a series per state (zero when none).
+const INSTANCE_STATES: [InstanceState; 7] = [
+    InstanceState::Loading,
+    InstanceState::Activating,
+    InstanceState::Active,
+    InstanceState::Unhealthy,
+    InstanceState::Backoff,
+    InstanceState::Stopping,
+    InstanceState::Waiting,
+];
+
+/// Decisions counted by their status word.
+pub fn decision_counts(decisions: &[Decision]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for d in decisions {
+        *out.entry(d.status.word().to_string()).or_default() += 1;
+    }
+    out
+}
 
 /// Content type of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -83,7 +149,7 @@ pub fn sample_value(text: &str, name: &str) -> Option<f64> {
 }
 
 /// Render everything for one scrape.
-pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats) -> String {
+pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) -> String {
     let mut o = Out::default();
     let now = Instant::now();
     p.with_state(|st| {
@@ -370,12 +436,295 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats) -> String {
         "Frames or one-way messages that did not decode.",
         &c(&net.bad_frames),
     );
+    requests(&mut o, &p.recorder().totals(), &p.recorder().waiting_now());
+    workloads(&mut o, extra);
     o.text
+}
+
+/// `slice="…",entry="…"`.
+fn slice_entry(slice: &str, entry: &str) -> String {
+    format!("slice=\"{}\",entry=\"{}\"", esc(slice), esc(entry))
+}
+
+/// This node's ingress: counters and the duration histogram per slice and entry point, and
+/// the requests waiting per slice.
+fn requests(o: &mut Out, totals: &[((String, String), TrafficTotal)], waiting: &[(String, u32)]) {
+    let per = |f: &dyn Fn(&TrafficTotal) -> f64| -> Vec<(String, f64)> {
+        totals
+            .iter()
+            .map(|((s, e), t)| (slice_entry(s, e), f(t)))
+            .collect()
+    };
+    o.counter(
+        "aether_requests_total",
+        "Requests through this node's ingress, per slice and entry point.",
+        &per(&|t| t.calls as f64),
+    );
+    o.counter(
+        "aether_request_errors_total",
+        "Requests through this node's ingress that failed (5xx, no instance reachable, timeout).",
+        &per(&|t| t.errors as f64),
+    );
+    let name = "aether_request_duration_seconds";
+    if !totals.is_empty() {
+        let _ = writeln!(
+            o.text,
+            "# HELP {name} Duration of requests through this node's ingress, to the response's head."
+        );
+        let _ = writeln!(o.text, "# TYPE {name} histogram");
+    }
+    for ((s, e), t) in totals {
+        let labels = slice_entry(s, e);
+        let mut seen = 0u64;
+        for (i, le) in BUCKETS_MS.iter().enumerate() {
+            seen += t.hist.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(
+                o.text,
+                "{name}_bucket{{{labels},le=\"{}\"}} {seen}",
+                num(le / 1000.0)
+            );
+        }
+        let _ = writeln!(o.text, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", t.calls);
+        let _ = writeln!(o.text, "{name}_sum{{{labels}}} {}", num(t.seconds));
+        let _ = writeln!(o.text, "{name}_count{{{labels}}} {}", t.calls);
+    }
+    o.gauge(
+        "aether_requests_waiting",
+        "Requests waiting on this node for an instance of the slice (none ready, or scaled to zero).",
+        &waiting
+            .iter()
+            .map(|(s, n)| (format!("slice=\"{}\"", esc(s)), f64::from(*n)))
+            .collect::<Vec<_>>(),
+    );
+}
+
+/// Instances by slice and state, decisions by status, the language model.
+fn workloads(o: &mut Out, extra: &Extra) {
+    let mut per: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+    for i in &extra.instances {
+        let slice = i
+            .instance
+            .rsplit_once('/')
+            .map_or(i.instance.as_str(), |(s, _)| s);
+        *per.entry(slice)
+            .or_default()
+            .entry(i.state.to_string())
+            .or_default() += 1;
+    }
+    let mut samples = Vec::new();
+    for (slice, states) in &per {
+        for st in INSTANCE_STATES {
+            let st = st.to_string();
+            let n = states.get(&st).copied().unwrap_or(0);
+            samples.push((format!("slice=\"{}\",state=\"{st}\"", esc(slice)), n as f64));
+        }
+    }
+    o.gauge(
+        "aether_instances",
+        "Copies of instances as their nodes report them, per slice and state (this node's replica).",
+        &samples,
+    );
+    let mut words: Vec<&str> = DECISION_STATUSES.to_vec();
+    words.extend(
+        extra
+            .decisions
+            .keys()
+            .map(String::as_str)
+            .filter(|w| !DECISION_STATUSES.contains(w)),
+    );
+    o.gauge(
+        "aether_decisions",
+        "Stored controller decisions per status (the store keeps the newest 10,000).",
+        &words
+            .iter()
+            .map(|w| {
+                (
+                    format!("status=\"{}\"", esc(w)),
+                    extra.decisions.get(*w).copied().unwrap_or(0) as f64,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let Some(m) = &extra.model else { return };
+    o.gauge(
+        "aether_model_loaded",
+        "1 when this node's language model is loaded and reviewing.",
+        &one(f64::from(u8::from(m.state == "ready"))),
+    );
+    o.gauge(
+        "aether_model_state",
+        "This node's language model: 1 for its current state.",
+        &MODEL_STATES
+            .iter()
+            .map(|s| (format!("state=\"{s}\""), f64::from(u8::from(m.state == *s))))
+            .collect::<Vec<_>>(),
+    );
+    o.gauge(
+        "aether_model_load_seconds",
+        "How long loading the language model took.",
+        &m.load_seconds.map(one).unwrap_or_default(),
+    );
+    o.gauge(
+        "aether_model_last_review_seconds",
+        "Latency of the language model's last review.",
+        &m.last_latency_seconds.map(one).unwrap_or_default(),
+    );
+    o.counter(
+        "aether_model_reviews_total",
+        "Reviews the language model made on this node.",
+        &one(m.reviews as f64),
+    );
+    o.counter(
+        "aether_model_review_timeouts_total",
+        "Reviews that missed their deadline.",
+        &one(m.timeouts as f64),
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::requests::{Outcome, Recorder};
+    use std::time::Duration;
+
+    /// The ingress's and the store's families of a busy node, with a label that needs escaping.
+    fn busy() -> String {
+        let r = Recorder::new();
+        for ms in [0.1, 0.3, 4.0, 60.0, 40_000.0] {
+            r.record(
+                "shop/web",
+                "home",
+                Some(0),
+                Outcome::Answered(200),
+                Duration::from_secs_f64(ms / 1000.0),
+            );
+        }
+        r.record(
+            "shop/web",
+            "we\"ird\\",
+            None,
+            Outcome::Timeout,
+            Duration::from_secs(5),
+        );
+        r.waiting("shop/web", 2);
+        let status = |instance: &str, state| InstanceStatus {
+            instance: instance.into(),
+            node: 1,
+            placement: 1,
+            state,
+            port: 8000,
+            pid: Some(1),
+            restarts: 0,
+            last_exit: None,
+            health: "ok".into(),
+            since: 0,
+            gpus: Vec::new(),
+        };
+        let extra = Extra {
+            instances: vec![
+                status("shop/web/0", InstanceState::Active),
+                status("shop/web/1", InstanceState::Active),
+                status("shop/web/2", InstanceState::Backoff),
+            ],
+            decisions: BTreeMap::from([("applied".into(), 3), ("pending".into(), 1)]),
+            model: Some(ModelGauges {
+                state: "ready".into(),
+                load_seconds: Some(0.41),
+                last_latency_seconds: Some(2.14),
+                reviews: 9,
+                timeouts: 1,
+            }),
+        };
+        let mut o = Out::default();
+        requests(&mut o, &r.totals(), &r.waiting_now());
+        workloads(&mut o, &extra);
+        o.text
+    }
+
+    #[test]
+    fn requests_instances_decisions_and_the_model_are_exposed() {
+        let text = busy();
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in:\n{text}"))
+                .to_string()
+        };
+        let home = "slice=\"shop/web\",entry=\"home\"";
+        assert_eq!(
+            line(&format!("aether_requests_total{{{home}}}"))
+                .rsplit(' ')
+                .next(),
+            Some("5")
+        );
+        assert_eq!(
+            line("aether_request_errors_total{slice=\"shop/web\",entry=\"we\\\"ird\\\\\"}"),
+            "aether_request_errors_total{slice=\"shop/web\",entry=\"we\\\"ird\\\\\"} 1"
+        );
+        // Buckets are cumulative, in seconds, and end with +Inf = the count.
+        let bucket = |le: &str| {
+            line(&format!(
+                "aether_request_duration_seconds_bucket{{{home},le=\"{le}\"}}"
+            ))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string()
+        };
+        assert_eq!(bucket("0.00025"), "1");
+        assert_eq!(bucket("0.005"), "3");
+        assert_eq!(bucket("30"), "4");
+        assert_eq!(bucket("+Inf"), "5");
+        let sum: f64 = line(&format!("aether_request_duration_seconds_sum{{{home}}}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((sum - 40.0644).abs() < 1e-9, "{sum}");
+        assert!(text.contains("aether_requests_waiting{slice=\"shop/web\"} 2\n"));
+        assert!(text.contains("aether_instances{slice=\"shop/web\",state=\"active\"} 2\n"));
+        assert!(text.contains("aether_instances{slice=\"shop/web\",state=\"backoff\"} 1\n"));
+        assert!(text.contains("aether_instances{slice=\"shop/web\",state=\"loading\"} 0\n"));
+        assert!(text.contains("aether_decisions{status=\"applied\"} 3\n"));
+        assert!(text.contains("aether_decisions{status=\"vetoed\"} 0\n"));
+        assert!(text.contains("aether_model_loaded 1\n"));
+        assert!(text.contains("aether_model_state{state=\"ready\"} 1\n"));
+        assert!(text.contains("aether_model_last_review_seconds 2.14\n"));
+        assert!(text.contains("aether_model_reviews_total 9\n"));
+    }
+
+    /// `promtool check metrics` accepts the families above (it is in Debian's `prometheus`;
+    /// `tests/metrics` checks a whole scrape of a running node, installing it when missing).
+    #[test]
+    fn promtool_accepts_the_request_and_workload_families() {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let text = busy();
+        let Ok(mut child) = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        else {
+            eprintln!("promtool is not installed (apt-get install prometheus): not checked here");
+            return;
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool refused:\n{}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     #[test]
     fn values_and_labels_are_written_as_prometheus_reads_them() {

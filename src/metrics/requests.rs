@@ -30,6 +30,7 @@ impl Histogram {
         BUCKETS_MS.partition_point(|b| *b < ms)
     }
 
+    /// Count one duration of `ms`.
     pub fn observe(&mut self, ms: f64) {
         self.add(Self::bucket(ms), 1);
     }
@@ -45,6 +46,7 @@ impl Histogram {
         self.counts[i] += n;
     }
 
+    /// Add every count of `other`.
     pub fn merge(&mut self, other: &Histogram) {
         for (i, n) in other.counts.iter().enumerate() {
             if *n > 0 {
@@ -53,6 +55,7 @@ impl Histogram {
         }
     }
 
+    /// Everything observed.
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
@@ -90,6 +93,7 @@ impl Histogram {
             .collect()
     }
 
+    /// The histogram of [`Histogram::sparse`]'s pairs.
     pub fn from_sparse(s: &[(u8, u32)]) -> Histogram {
         let mut h = Histogram::default();
         for (i, n) in s {
@@ -133,6 +137,37 @@ pub struct TrafficSample {
     pub instances: Vec<(u32, u32)>,
 }
 
+impl TrafficSample {
+    /// Add `other`'s counts to these (the same slice and entry point, another interval).
+    pub fn add(&mut self, other: &TrafficSample) {
+        self.calls = self.calls.saturating_add(other.calls);
+        self.errors = self.errors.saturating_add(other.errors);
+        let mut h = Histogram::from_sparse(&self.hist);
+        h.merge(&Histogram::from_sparse(&other.hist));
+        self.hist = h.sparse();
+        let mut per: BTreeMap<u32, u32> = self.instances.iter().copied().collect();
+        for (i, n) in &other.instances {
+            let c = per.entry(*i).or_default();
+            *c = c.saturating_add(*n);
+        }
+        self.instances = per.into_iter().collect();
+    }
+}
+
+/// Fold `more` into `into`, one sample per slice and entry point (counts of the same one
+/// added): two intervals' deltas sent as one.
+pub fn merge_samples(into: &mut Vec<TrafficSample>, more: Vec<TrafficSample>) {
+    for s in more {
+        match into
+            .iter_mut()
+            .find(|x| x.slice == s.slice && x.entry == s.entry)
+        {
+            Some(x) => x.add(&s),
+            None => into.push(s),
+        }
+    }
+}
+
 /// Cumulative counts of one slice and entry point on this node (Prometheus counters).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TrafficTotal {
@@ -169,6 +204,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder with nothing counted.
     pub fn new() -> Recorder {
         Recorder::default()
     }
@@ -232,6 +268,30 @@ impl Recorder {
         }
         let waiting = g.waiting.iter().map(|(k, v)| (k.clone(), *v)).collect();
         (out, waiting)
+    }
+
+    /// Give back deltas that [`Recorder::take`] handed out but that never left the node (no
+    /// leader, a failed send): the next `take` includes them. Totals are not touched.
+    pub fn put_back(&self, samples: Vec<TrafficSample>) {
+        let mut g = self.inner.lock().expect("recorder lock");
+        for s in samples {
+            let c = g
+                .counts
+                .entry((s.slice.clone(), s.entry.clone()))
+                .or_default();
+            c.delta.calls = c.delta.calls.saturating_add(s.calls);
+            c.delta.errors = c.delta.errors.saturating_add(s.errors);
+            c.delta_hist.merge(&Histogram::from_sparse(&s.hist));
+            for (i, n) in s.instances {
+                *c.delta_instances.entry(i).or_default() += n;
+            }
+        }
+    }
+
+    /// The requests waiting for an instance now, per slice (without taking any deltas).
+    pub fn waiting_now(&self) -> Vec<(String, u32)> {
+        let g = self.inner.lock().expect("recorder lock");
+        g.waiting.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Cumulative counts per (`blueprint/slice`, entry point) since the node started.
@@ -321,5 +381,29 @@ mod tests {
         );
         let t = r.totals();
         assert_eq!((t[0].1.calls, t[0].1.errors), (3, 2));
+    }
+
+    #[test]
+    fn deltas_given_back_come_out_with_the_next_ones() {
+        let r = Recorder::new();
+        let ms = Duration::from_millis(40);
+        r.record("shop/web", "home", Some(0), Outcome::Answered(200), ms);
+        let (d, _) = r.take();
+        r.put_back(d);
+        r.record("shop/web", "home", Some(1), Outcome::Timeout, ms);
+        r.record("shop/web", "api", Some(1), Outcome::Answered(200), ms);
+        let (d, _) = r.take();
+        assert_eq!(d.len(), 2, "{d:?}");
+        let home = d.iter().find(|s| s.entry == "home").unwrap();
+        assert_eq!((home.calls, home.errors), (2, 1));
+        assert_eq!(home.instances, vec![(0, 1), (1, 1)]);
+        assert_eq!(home.hist, vec![(Histogram::bucket(40.0) as u8, 2)]);
+        assert_eq!(r.totals()[1].1.calls, 2, "totals count each request once");
+
+        let mut into = vec![home.clone()];
+        merge_samples(&mut into, d.clone());
+        assert_eq!(into.len(), 2);
+        assert_eq!((into[0].calls, into[0].errors), (4, 2));
+        assert_eq!(into[0].instances, vec![(0, 2), (1, 2)]);
     }
 }

@@ -121,6 +121,9 @@ impl Sampler {
             } else {
                 self.processes(pids)
             },
+            // The pipeline adds the ingress's counts to the update it builds.
+            traffic: Vec::new(),
+            waiting: Vec::new(),
         }
     }
 

@@ -188,6 +188,16 @@ impl Window {
         self.nodes.remove(&node);
     }
 
+    /// Keep only the series of `node` for which `keep` (name, history) says so.
+    pub fn retain_series(&mut self, node: NodeId, mut keep: impl FnMut(&str, &Series) -> bool) {
+        if let Some(m) = self.nodes.get_mut(&node) {
+            m.retain(|name, s| keep(name, s));
+            if m.is_empty() {
+                self.nodes.remove(&node);
+            }
+        }
+    }
+
     /// Number of series.
     pub fn len(&self) -> usize {
         self.nodes.values().map(|m| m.len()).sum()

@@ -228,15 +228,25 @@ pub fn update(paused: bool) -> LiveUpdate {
                 instance("shop/worker/1", None, "pending", 0),
             ],
         }]),
-        loads: Some(vec![SliceLoad {
-            target: "shop/web".into(),
-            load: (0..120)
-                .map(|i| (NOW / 1000 - 119 + i, 1.2 + 0.6 * (i as f32 / 120.0)))
-                .collect(),
-            forecast: (1..=10)
-                .map(|i| (NOW / 1000 + i * 30, 1.8 + 0.06 * i as f32))
-                .collect(),
-        }]),
+        loads: Some(vec![
+            SliceLoad {
+                target: "shop/web".into(),
+                load: (0..120)
+                    .map(|i| (NOW / 1000 - 119 + i, 1.2 + 0.6 * (i as f32 / 120.0)))
+                    .collect(),
+                forecast: (1..=10)
+                    .map(|i| (NOW / 1000 + i * 30, 1.8 + 0.06 * i as f32))
+                    .collect(),
+                traffic: Some(crate::view::fixture::web_traffic()),
+            },
+            // A worker takes no requests: load, no traffic.
+            SliceLoad {
+                target: "shop/worker".into(),
+                load: (0..120).map(|i| (NOW / 1000 - 119 + i, 0.35)).collect(),
+                forecast: Vec::new(),
+                traffic: None,
+            },
+        ]),
         decisions,
         events,
         model: Some(Box::new(ModelStatus {

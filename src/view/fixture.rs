@@ -3,6 +3,7 @@
 //! template. Times are relative to [`NOW`].
 
 use crate::domain::*;
+use crate::metrics::requests::{EntryTraffic, SliceTraffic};
 use crate::raft::status::{ControlView, LeaderView, LocalView, MemberView, StatusView};
 
 /// 2026-11-22 12:00:00Z.
@@ -122,5 +123,38 @@ pub fn scale(slice: &str, from: u32, to: u32) -> Action {
         slice: slice.into(),
         from,
         to,
+    }
+}
+
+/// One entry point's traffic.
+fn entry(name: &str, calls_per_s: f64, error_rate: f64, p: [f64; 3]) -> EntryTraffic {
+    EntryTraffic {
+        name: name.into(),
+        calls_per_s,
+        error_rate,
+        p50_ms: Some(p[0]),
+        p95_ms: Some(p[1]),
+        p99_ms: Some(p[2]),
+    }
+}
+
+/// `shop/web`'s traffic: busy, a few errors at checkout, called 200 ms before [`NOW`], its two
+/// instances sharing the calls.
+pub fn web_traffic() -> SliceTraffic {
+    SliceTraffic {
+        slice: "shop/web".into(),
+        calls_per_s: 42.7,
+        error_rate: 0.0047,
+        p50_ms: Some(3.4),
+        p95_ms: Some(21.0),
+        p99_ms: Some(88.0),
+        waiting: 0,
+        last_call_at: Some(NOW - 200),
+        entries: vec![
+            entry("home", 30.1, 0.0, [2.9, 9.8, 14.0]),
+            entry("checkout", 12.2, 0.0164, [6.2, 48.0, 96.0]),
+            entry("other", 0.4, 0.0, [0.8, 1.9, 1.9]),
+        ],
+        instances: vec![(0, 0.52), (1, 0.48)],
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::controller::model::ModelStatus;
 use crate::domain::{AuditRecord, Decision, Health, Millis, NodeId, now_millis};
 use crate::metrics::aggregate::View;
+use crate::metrics::requests::SliceTraffic;
 use crate::metrics::update::{AnomalyFlag, NodeEntry};
 use crate::raft::status::{ControlView, StatusView};
 use crate::view::Sources;
@@ -99,7 +100,8 @@ pub struct NodeHistory {
     pub anomalies: Vec<AnomalyFlag>,
 }
 
-/// A slice's load as the controller measures it (cores used) and what the forecast expects.
+/// A slice's load as the controller measures it (cores used) and what the forecast expects,
+/// and its request traffic over the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SliceLoad {
     /// `blueprint/slice`.
@@ -108,6 +110,9 @@ pub struct SliceLoad {
     pub load: Vec<(u64, f32)>,
     /// (Unix second, forecast cores) ahead of now; empty while the forecast is still learning.
     pub forecast: Vec<(u64, f32)>,
+    /// Calls/s, error rate, latency over the last seconds (this node's metrics view); `None`:
+    /// not called for two hours, or no service.
+    pub traffic: Option<SliceTraffic>,
 }
 
 /// Decisions a feed tracks (open and recent ones, newest first).
@@ -195,6 +200,7 @@ impl Feed {
             self.blueprints = Some(b);
         }
         if let Some(bps) = &self.blueprints {
+            let mut traffic = metrics.with_state(|st| st.view.traffic());
             let loads: Vec<SliceLoad> = bps
                 .iter()
                 .flat_map(|b| {
@@ -210,6 +216,7 @@ impl Feed {
                         None => (Vec::new(), Vec::new()),
                     };
                     SliceLoad {
+                        traffic: traffic.remove(&target),
                         target,
                         load,
                         forecast,

@@ -211,6 +211,28 @@ fn every_node_sees_the_cluster_and_raft_does_not_move() {
         stderr(&bad)
     );
 
+    // `aether traffic` before any blueprint: says what to add; an unknown name says how to
+    // list the stored ones.
+    let t = f.cli(&["traffic"]);
+    assert!(t.status.success(), "{}", stderr(&t));
+    assert!(
+        stdout(&t).contains("no slice declares a service"),
+        "{}",
+        stdout(&t)
+    );
+    let bad = f.cli(&["traffic", "shop/web"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("no blueprint named 'shop'")
+            && stderr(&bad).contains("aether blueprint list"),
+        "{}",
+        stderr(&bad)
+    );
+    let t = f.cli(&["--output", "json", "traffic"]);
+    let v: Value = serde_json::from_str(&stdout(&t)).expect("traffic JSON");
+    assert_eq!(v["seen_by"], f.name.as_str());
+    assert_eq!(v["window_secs"], 10);
+
     // /metrics on a follower: valid exposition format, every node, its own Raft health.
     let body = scrape(f);
     for n in names {
@@ -227,6 +249,8 @@ fn every_node_sees_the_cluster_and_raft_does_not_move() {
         "aether_metrics_bytes_received_total",
         "aether_peer_reachable",
         "aether_node_health",
+        "aether_decisions",
+        "aether_model_loaded",
     ] {
         assert!(
             sample_value(&body, name).is_some(),

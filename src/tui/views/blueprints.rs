@@ -1,6 +1,6 @@
-//! `3` Blueprints: each slice with desired vs active instances, placement per node, health
-//! and restarts; the selected slice's load with the forecast overlaid; Enter lists its
-//! instances.
+//! `3` Blueprints: each slice with desired vs active instances, its CPU (cores used) and
+//! requests (calls/s, error rate, p99 over the cluster), placement per node, health and
+//! restarts; the selected slice's load with the forecast overlaid; Enter lists its instances.
 
 use std::collections::BTreeMap;
 
@@ -56,8 +56,37 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 .filter(|c| matches!(c.state.as_str(), "unhealthy" | "backoff"))
                 .count();
             let restarts: u32 = copies.iter().map(|c| c.restarts).sum();
+            let target = r.target();
+            let load = app.data.loads.iter().find(|l| l.target == target);
+            let cpu = load
+                .and_then(|l| l.load.last())
+                .map_or("-".into(), |(_, v)| format!("{v:.2}"));
+            let traffic = load.and_then(|l| l.traffic.as_ref());
+            let (calls, errors, p99) = match traffic {
+                Some(t) => (
+                    Span::raw(calls_per_s(t.calls_per_s)),
+                    if t.calls_per_s > 0.0 {
+                        Span::styled(
+                            format!("{:.1}%", t.error_rate * 100.0),
+                            if t.error_rate >= 0.01 {
+                                theme.bad()
+                            } else {
+                                theme.dim()
+                            },
+                        )
+                    } else {
+                        Span::styled("-", theme.dim())
+                    },
+                    Span::raw(latency(t.p99_ms)),
+                ),
+                None => (
+                    Span::styled("-", theme.dim()),
+                    Span::styled("-", theme.dim()),
+                    Span::styled("-", theme.dim()),
+                ),
+            };
             let row = Row::new(vec![
-                Line::from(r.target()),
+                Line::from(target),
                 Line::from(Span::styled(
                     format!("{active}/{want}"),
                     if active >= want {
@@ -67,10 +96,15 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     },
                 )),
                 Line::from(format!("{}..{}", r.slice.min, r.slice.max)),
+                Line::from(cpu),
+                Line::from(calls),
+                Line::from(errors),
+                Line::from(p99),
                 Line::from(placement.join(" ")),
                 Line::from(Span::styled(
                     if unhealthy > 0 {
-                        format!("{unhealthy} unhealthy")
+                        // Unhealthy or in backoff: failing its checks or exiting.
+                        format!("{unhealthy} failing")
                     } else if active >= want {
                         "ok".into()
                     } else {
@@ -88,12 +122,16 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         })
         .collect();
     let widths = [
-        Constraint::Length(18),
+        Constraint::Length(14),
         Constraint::Length(6),
+        Constraint::Length(5),
+        Constraint::Length(5),
         Constraint::Length(6),
-        Constraint::Min(12),
-        Constraint::Length(11),
-        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Min(10),
+        Constraint::Length(9),
+        Constraint::Length(3),
     ];
     f.render_widget(
         list_table(
@@ -101,9 +139,13 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 "SLICE",
                 "ACTIVE",
                 "RANGE",
+                "CPU",
+                "CALL/S",
+                "ERR",
+                "P99",
                 "PLACEMENT",
                 "HEALTH",
-                "RESTARTS",
+                "RST",
             ],
             &widths,
             body,
@@ -113,6 +155,27 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         table,
     );
     load_chart(f, chart, sel, app, theme);
+}
+
+/// Calls per second in at most six characters: `42.7`, `1234`, `12.3k`.
+fn calls_per_s(v: f64) -> String {
+    if v < 1000.0 {
+        format!("{v:.1}")
+    } else if v < 10_000.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{:.1}k", v / 1000.0)
+    }
+}
+
+/// A latency in at most six characters: `0.8ms`, `88ms`, `1.2s`; `-` without calls.
+fn latency(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(v) if v < 10.0 => format!("{v:.1}ms"),
+        Some(v) if v < 1000.0 => format!("{v:.0}ms"),
+        Some(v) => format!("{:.1}s", v / 1000.0),
+    }
 }
 
 fn load_chart(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &Theme) {
