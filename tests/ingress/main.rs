@@ -246,6 +246,82 @@ fn every_node_routes_to_instances_on_every_node() {
         );
         assert_eq!(upgrade_echo(&addr), "ping-pong", "through {addr}");
     }
+
+    // Counting: exactly the requests sent, per node on /metrics, summed over the cluster by
+    // `aether traffic` on any node.
+    let count_port = free_port();
+    let file = c.root.path().join("count.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"count\"\n\n[[slices]]\nname = \"web\"\ncommand = [\"python3\", \"{}\", \"${{PORT}}\"]\ninstances = 2\n\n[slices.health]\nhttp = \"/\"\ninterval = \"300ms\"\n\n[slices.service]\nport = {count_port}\nentry_points = [{{ name = \"home\", path = \"/\" }}, {{ name = \"slow\", path = \"/slow\" }}]\n",
+            c.root.path().join("app.py").display()
+        ),
+    )
+    .unwrap();
+    apply(&c.nodes[0], file.to_str().unwrap());
+    wait_for("count/web has 2 active instances", Duration::from_secs(30), || {
+        let out = c.nodes[0].cli(&["blueprint", "show", "count", "--output", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let active = v[0]["instances"]
+            .as_array()?
+            .iter()
+            .filter(|r| r["state"] == "active")
+            .count();
+        (active == 2).then_some(())
+    });
+    for i in 0..3 {
+        let addr = service_addr(i, count_port);
+        wait_for(&format!("{addr} routes count/web"), Duration::from_secs(20), || {
+            c.nodes[i].metrics(&[])?;
+            let a = http::get(&addr, "/slow").ok()?;
+            (a.status == 200).then_some(())
+        });
+        for _ in 0..20 {
+            let a = http::get(&addr, "/").unwrap();
+            assert_eq!(a.status, 200, "{a:?}");
+        }
+    }
+    // 3 /slow (one per node) and 60 /.
+    let total = |n: &Node, entry: &str| -> f64 {
+        let (_, text) = n.http_get("/metrics").unwrap();
+        let want = format!("aether_requests_total{{slice=\"count/web\",entry=\"{entry}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(want.as_str()))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    for n in &c.nodes {
+        assert_eq!(total(n, "home"), 20.0, "{} counted its own requests", n.name);
+        assert_eq!(total(n, "slow"), 1.0, "{}", n.name);
+    }
+    wait_for(
+        "aether traffic on n3 counts the 63 requests sent through all three nodes",
+        Duration::from_secs(15),
+        || {
+            let out = c.nodes[2].cli(&["traffic", "count/web", "--output", "json"]);
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let secs = v["window_secs"].as_f64()?;
+            let t = &v["slices"][0]["traffic"];
+            let calls = (t["calls_per_s"].as_f64()? * secs).round();
+            let entry = |name: &str| {
+                t["entries"].as_array().and_then(|e| {
+                    e.iter()
+                        .find(|x| x["name"] == name)
+                        .and_then(|x| Some((x["calls_per_s"].as_f64()? * secs).round()))
+                })
+            };
+            let shares: f64 = t["instances"]
+                .as_array()?
+                .iter()
+                .filter_map(|p| p[1].as_f64())
+                .sum();
+            (calls == 63.0
+                && entry("home") == Some(60.0)
+                && entry("slow") == Some(3.0)
+                && (shares - 1.0).abs() < 1e-6)
+                .then_some(())
+        },
+    );
 }
 
 /// A chunked POST of "hello world"; the answer's body.
