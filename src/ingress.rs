@@ -238,6 +238,12 @@ impl Ingress {
                 }
             }
         }
+        self.recorder.set_listen_errors(
+            errors
+                .values()
+                .map(|e| (e.port, e.message.clone()))
+                .collect(),
+        );
     }
 
     /// One more request in flight to local `instance`; the guard ends it.
@@ -277,9 +283,9 @@ impl Ingress {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let active = table.borrow_and_update().routes.values().any(|r| {
-                r.backends.iter().any(|b| {
-                    b.instance == instance && b.node == self.cluster.id && b.pid == pid
-                })
+                r.backends
+                    .iter()
+                    .any(|b| b.instance == instance && b.node == self.cluster.id && b.pid == pid)
             });
             if !active {
                 return;

@@ -309,6 +309,7 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
         AdminRequest::Blueprints { name } => out(crate::view::blueprints::blueprint_views(
             cluster,
             name.as_deref(),
+            &crate::view::blueprints::unserved(metrics),
         )
         .map(AdminResponse::Blueprints)),
         AdminRequest::Logs {

@@ -126,6 +126,7 @@ fn node_metrics(id: NodeId, name: &str, cpu: f32, mem: f32, gpu: bool) -> NodeMe
         }],
         traffic: Vec::new(),
         waiting: Vec::new(),
+        listen_errors: Vec::new(),
     };
     let mut s = vec![
         series("cpu", cpu, Some(0.08), cpu - 0.1, cpu + 0.02),
@@ -305,6 +306,13 @@ pub fn blueprints() -> Vec<BlueprintView> {
                 instance("shop/worker/0", Some("n1"), "active", 0),
                 instance("shop/worker/1", None, "pending", 0),
             ],
+            unserved: vec![crate::view::blueprints::Unserved {
+                node: "gpu-box".into(),
+                port: 8080,
+                message: "cannot listen on 0.0.0.0:8080 for shop/web: Address already in use \
+                          (os error 98); free the port or set ingress.bind"
+                    .into(),
+            }],
         },
         BlueprintView {
             version: 1,
@@ -314,6 +322,7 @@ pub fn blueprints() -> Vec<BlueprintView> {
                 slices: vec![slice("llm", 1, 1, 1)],
             },
             instances: vec![infer_new, infer_old],
+            unserved: Vec::new(),
         },
     ]
 }

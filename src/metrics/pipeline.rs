@@ -282,6 +282,7 @@ impl Pipeline {
         let info_due = {
             let mut st = self.state.lock().expect("state lock");
             (m.traffic, m.waiting) = st.last_traffic.counts_for(m.at, &self.recorder);
+            m.listen_errors = self.recorder.listen_errors();
             std::mem::take(&mut st.info_due)
         };
         let info = (info_due || seq % INFO_EVERY == 1).then(|| NodeInfo {

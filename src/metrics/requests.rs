@@ -201,9 +201,25 @@ struct Inner {
 #[derive(Default)]
 pub struct Recorder {
     inner: Mutex<Inner>,
+    /// Service ports the ingress cannot listen on: (port, why).
+    listen_errors: Mutex<Vec<(u16, String)>>,
 }
 
 impl Recorder {
+    /// The service ports this node cannot listen on now (the ingress says), sent with each
+    /// update.
+    pub fn set_listen_errors(&self, errors: Vec<(u16, String)>) {
+        *self.listen_errors.lock().expect("listen errors lock") = errors;
+    }
+
+    /// What [`Recorder::set_listen_errors`] last said.
+    pub fn listen_errors(&self) -> Vec<(u16, String)> {
+        self.listen_errors
+            .lock()
+            .expect("listen errors lock")
+            .clone()
+    }
+
     /// A recorder with nothing counted.
     pub fn new() -> Recorder {
         Recorder::default()

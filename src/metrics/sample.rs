@@ -124,6 +124,7 @@ impl Sampler {
             // The pipeline adds the ingress's counts to the update it builds.
             traffic: Vec::new(),
             waiting: Vec::new(),
+            listen_errors: Vec::new(),
         }
     }
 

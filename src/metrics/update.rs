@@ -96,6 +96,8 @@ pub struct NodeMetrics {
     pub traffic: Vec<TrafficSample>,
     /// Requests waiting for an instance on this node now, per `blueprint/slice` (none: zero).
     pub waiting: Vec<(String, u32)>,
+    /// Service ports this node's ingress cannot listen on: (port, why); none normally.
+    pub listen_errors: Vec<(u16, String)>,
 }
 
 fn ratio(a: u64, b: u64) -> f32 {
@@ -257,6 +259,7 @@ mod tests {
             procs: Vec::new(),
             traffic: Vec::new(),
             waiting: Vec::new(),
+            listen_errors: Vec::new(),
         }
     }
 

@@ -227,6 +227,7 @@ pub fn update(paused: bool) -> LiveUpdate {
                 instance("shop/worker/0", Some("n1"), "active", 0),
                 instance("shop/worker/1", None, "pending", 0),
             ],
+            unserved: Vec::new(),
         }]),
         loads: Some(vec![
             SliceLoad {

@@ -17,6 +17,37 @@ pub struct BlueprintView {
     pub blueprint: crate::domain::Blueprint,
     /// One row per copy of an instance on a node, plus pending instances.
     pub instances: Vec<InstanceView>,
+    /// Service ports of its slices that a node cannot listen on (the others serve them).
+    #[serde(default)]
+    pub unserved: Vec<Unserved>,
+}
+
+/// A service port one node cannot listen on, as its last metrics update said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unserved {
+    /// The node, by name.
+    pub node: String,
+    pub port: u16,
+    /// Why, with the remedy.
+    pub message: String,
+}
+
+/// Every node's unserved service ports, from the metrics snapshot `metrics` holds.
+pub fn unserved(metrics: &crate::metrics::pipeline::Pipeline) -> Vec<Unserved> {
+    metrics.with_state(|st| {
+        st.view
+            .snapshot
+            .iter()
+            .flat_map(|s| s.nodes.iter())
+            .flat_map(|e| {
+                e.m.listen_errors.iter().map(|(port, message)| Unserved {
+                    node: e.name(),
+                    port: *port,
+                    message: message.clone(),
+                })
+            })
+            .collect()
+    })
 }
 
 /// One copy of an instance, as assigned and as its node reported it.
@@ -52,9 +83,11 @@ impl InstanceView {
 }
 
 /// Stored blueprints (one when `name` is set) with a row per copy of each instance.
+/// `unserved`: every node's service ports it cannot listen on ([`unserved`]).
 pub fn blueprint_views(
     cluster: &Cluster,
     name: Option<&str>,
+    unserved: &[Unserved],
 ) -> Result<Vec<BlueprintView>, AdminError> {
     let failed = |e: std::io::Error| AdminError::new(ErrorKind::Failed, e.to_string());
     let all = cluster.store.blueprints().map_err(failed)?;
@@ -90,6 +123,16 @@ pub fn blueprint_views(
         .filter(|b| name.is_none_or(|n| b.blueprint.name == n))
         .map(|b| BlueprintView {
             instances: copies.rows(&b.blueprint.name),
+            unserved: unserved
+                .iter()
+                .filter(|u| {
+                    b.blueprint
+                        .slices
+                        .iter()
+                        .any(|s| s.service.as_ref().is_some_and(|sv| sv.port == u.port))
+                })
+                .cloned()
+                .collect(),
             version: b.version,
             applied_at: b.applied_at,
             blueprint: b.blueprint,

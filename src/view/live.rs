@@ -193,7 +193,7 @@ impl Feed {
             self.model = Some(model);
         }
         if raft_moved
-            && let Ok(b) = blueprint_views(cluster, None)
+            && let Ok(b) = blueprint_views(cluster, None, &super::blueprints::unserved(metrics))
             && self.blueprints.as_ref() != Some(&b)
         {
             u.blueprints = Some(b.clone());

@@ -260,23 +260,31 @@ fn every_node_routes_to_instances_on_every_node() {
     )
     .unwrap();
     apply(&c.nodes[0], file.to_str().unwrap());
-    wait_for("count/web has 2 active instances", Duration::from_secs(30), || {
-        let out = c.nodes[0].cli(&["blueprint", "show", "count", "--output", "json"]);
-        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-        let active = v[0]["instances"]
-            .as_array()?
-            .iter()
-            .filter(|r| r["state"] == "active")
-            .count();
-        (active == 2).then_some(())
-    });
+    wait_for(
+        "count/web has 2 active instances",
+        Duration::from_secs(30),
+        || {
+            let out = c.nodes[0].cli(&["blueprint", "show", "count", "--output", "json"]);
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let active = v[0]["instances"]
+                .as_array()?
+                .iter()
+                .filter(|r| r["state"] == "active")
+                .count();
+            (active == 2).then_some(())
+        },
+    );
     for i in 0..3 {
         let addr = service_addr(i, count_port);
-        wait_for(&format!("{addr} routes count/web"), Duration::from_secs(20), || {
-            c.nodes[i].metrics(&[])?;
-            let a = http::get(&addr, "/slow").ok()?;
-            (a.status == 200).then_some(())
-        });
+        wait_for(
+            &format!("{addr} routes count/web"),
+            Duration::from_secs(20),
+            || {
+                c.nodes[i].metrics(&[])?;
+                let a = http::get(&addr, "/slow").ok()?;
+                (a.status == 200).then_some(())
+            },
+        );
         for _ in 0..20 {
             let a = http::get(&addr, "/").unwrap();
             assert_eq!(a.status, 200, "{a:?}");
@@ -291,7 +299,12 @@ fn every_node_routes_to_instances_on_every_node() {
             .map_or(0.0, |v| v.trim().parse().unwrap())
     };
     for n in &c.nodes {
-        assert_eq!(total(n, "home"), 20.0, "{} counted its own requests", n.name);
+        assert_eq!(
+            total(n, "home"),
+            20.0,
+            "{} counted its own requests",
+            n.name
+        );
         assert_eq!(total(n, "slow"), 1.0, "{}", n.name);
     }
     wait_for(
@@ -322,6 +335,50 @@ fn every_node_routes_to_instances_on_every_node() {
                 .then_some(())
         },
     );
+    // A port busy on one node is reported for that node while the others serve; once it is
+    // free, that node serves too.
+    let busy_port = free_port();
+    let squatter = std::net::TcpListener::bind(service_addr(1, busy_port)).unwrap();
+    let file = c.root.path().join("busy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"busy\"\n\n[[slices]]\nname = \"web\"\ncommand = [\"python3\", \"{}\", \"${{PORT}}\"]\ninstances = 1\n\n[slices.service]\nport = {busy_port}\n",
+            c.root.path().join("app.py").display()
+        ),
+    )
+    .unwrap();
+    apply(&c.nodes[0], file.to_str().unwrap());
+    for i in [0, 2] {
+        let addr = service_addr(i, busy_port);
+        wait_for(
+            &format!("{addr} serves busy/web"),
+            Duration::from_secs(30),
+            || (http::get(&addr, "/").ok()?.status == 200).then_some(()),
+        );
+    }
+    let says = wait_for(
+        "blueprint show names n2's busy port",
+        Duration::from_secs(20),
+        || {
+            let out = c.nodes[2].cli(&["blueprint", "show", "busy"]);
+            let text = stdout(&out);
+            text.contains(&format!("port {busy_port} is not served on n2"))
+                .then_some(text)
+        },
+    );
+    assert!(says.contains("free the port or set ingress.bind"), "{says}");
+    drop(squatter);
+    let addr = service_addr(1, busy_port);
+    wait_for(
+        &format!("{addr} serves once the port is free"),
+        Duration::from_secs(30),
+        || (http::get(&addr, "/").ok()?.status == 200).then_some(()),
+    );
+    wait_for("the report clears", Duration::from_secs(20), || {
+        let out = c.nodes[2].cli(&["blueprint", "show", "busy"]);
+        (!stdout(&out).contains("is not served")).then_some(())
+    });
 }
 
 /// A chunked POST of "hello world"; the answer's body.

@@ -185,6 +185,13 @@ pub fn blueprints(
             head.insert(5, "GPUS");
         }
         write!(w, "{}", table(&head, &rows))?;
+        for u in &b.unserved {
+            writeln!(
+                w,
+                "port {} is not served on {}: {}",
+                u.port, u.node, u.message
+            )?;
+        }
         for i in b.instances.iter().filter(|i| i.note.is_some()) {
             writeln!(
                 w,

@@ -296,6 +296,29 @@ fn instances(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &T
             ])
         })
         .collect();
+    // Nodes that cannot listen on the slice's service port (the others serve it).
+    let port = sel.slice.service.as_ref().map(|s| s.port);
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .chain(
+            sel.blueprint
+                .unserved
+                .iter()
+                .filter(|u| Some(u.port) == port)
+                .map(|u| {
+                    Row::new(vec![
+                        Line::from("—"),
+                        Line::from(u.node.clone()),
+                        Line::from(Span::styled("no port", theme.bad())),
+                        Line::from(u.port.to_string()),
+                        Line::from(""),
+                        Line::from(""),
+                        Line::from(""),
+                        Line::from(u.message.clone()),
+                    ])
+                }),
+        )
+        .collect();
     let widths = [
         Constraint::Length(4),
         Constraint::Length(10),
