@@ -7,7 +7,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Wire protocol version carried by every frame. Bump on an incompatible change.
 /// 2: a peer request carries its route's id first (see `net::router`).
-pub const PROTOCOL_VERSION: u8 = 2;
+/// 3: slices carry a service, metrics updates carry request counts, stream routes (ingress
+/// hops).
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
 #[derive(Debug, thiserror::Error)]
