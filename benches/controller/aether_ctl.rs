@@ -82,13 +82,8 @@ impl Aether {
             active: 0,
             cpu_reserved: CAPACITY,
             cpu_used: None,
-            calls_per_s: None,
-            latency_ms: None,
-            target_cpu: None,
-            target_latency_ms: None,
             predictive: Some(v.predictive),
-            up_cooldown_ms: None,
-            down_cooldown_ms: None,
+            ..SliceView::default()
         };
         let defaults = aether::config::ControllerConfig::default();
         Aether {

@@ -69,13 +69,7 @@ fn slice(
         active: instances,
         cpu_reserved: reserved,
         cpu_used: Some(per_instance * instances as f64 * reserved),
-        calls_per_s: None,
-        latency_ms: None,
-        target_cpu: None,
-        target_latency_ms: None,
-        predictive: None,
-        up_cooldown_ms: None,
-        down_cooldown_ms: None,
+        ..SliceView::default()
     }
 }
 

@@ -34,13 +34,7 @@ fn slice(desired: u32, active: u32) -> SliceView {
         active,
         cpu_reserved: 1.0,
         cpu_used: Some(active as f64 * 0.5),
-        calls_per_s: None,
-        latency_ms: None,
-        target_cpu: None,
-        target_latency_ms: None,
-        predictive: None,
-        up_cooldown_ms: None,
-        down_cooldown_ms: None,
+        ..SliceView::default()
     }
 }
 
@@ -348,6 +342,7 @@ fn the_safety_context_comes_from_the_decisions_newest_first() {
         down_cooldown_ms: 60_000,
         recent_decisions: 2,
         ready_nodes: 2,
+        on_demand: false,
     };
     assert_eq!(c, want);
     // Past the converge timeout the newest no longer counts as converging; a scale-down
@@ -431,7 +426,7 @@ fn open_decisions_are_applied_at_their_deadline_or_expire() {
         },
     };
     assert_eq!(
-        advance(&decisions, &control(ControllerMode::Guarded), NOW, &s),
+        advance(&decisions, &control(ControllerMode::Guarded), &world(2, 2), &s),
         vec![
             Command::Apply {
                 id: 4,
@@ -449,7 +444,7 @@ fn open_decisions_are_applied_at_their_deadline_or_expire() {
         ..control(ControllerMode::Guarded)
     };
     assert_eq!(
-        advance(&decisions, &paused, NOW, &s)[0],
+        advance(&decisions, &paused, &world(2, 2), &s)[0],
         Command::Close {
             id: 4,
             status: DecisionStatus::Expired {
