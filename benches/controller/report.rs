@@ -540,7 +540,13 @@ pub(crate) fn print_timeline(model: Model, tr: &Trace, base: &Rules, drive: Driv
     let mut a = Aether::new(&variants(base)[0], model, tr, drive);
     a.report_from = 0;
     simulate(model, tr, aether_min(tr, drive), &mut a, Some(&mut logs[0]));
-    simulate(model, tr, MIN, &mut Hpa::new(model.target), Some(&mut logs[1]));
+    simulate(
+        model,
+        tr,
+        MIN,
+        &mut Hpa::new(model.target),
+        Some(&mut logs[1]),
+    );
     println!(
         "timeline of {}, {} drive (per 10 s: mean load; desired/active at the end, mean u, largest backlog in \
          core-seconds, violating seconds; fc = Aether's forecast peak within its {} s lead at the end, in {})",

@@ -402,7 +402,10 @@ impl Brain {
             }
             inputs.push(("waiting".into(), s.waiting.to_string()));
             if let Some(at) = s.last_call_at {
-                inputs.push(("last_call".into(), format!("{} ago", human_millis(now.saturating_sub(at)))));
+                inputs.push((
+                    "last_call".into(),
+                    format!("{} ago", human_millis(now.saturating_sub(at))),
+                ));
             }
         }
         if let Some(v) = s.target_latency_ms {
@@ -432,7 +435,11 @@ impl Brain {
     /// 240 ms (target 200 ms), errors 0.2%`.
     fn requests_sentence(&self, s: &SliceView) -> Option<String> {
         let calls = s.calls_per_s?;
-        let mut t = format!("ingress: {} calls/s over {} active instances", f2(calls), s.active);
+        let mut t = format!(
+            "ingress: {} calls/s over {} active instances",
+            f2(calls),
+            s.active
+        );
         if let Some(v) = s.value(Metric::CallsPerInstance) {
             t.push_str(&format!(
                 " ({} per instance, target {})",
@@ -482,7 +489,7 @@ impl Brain {
     }
 
     /// A slice at zero with requests waiting at the ingress: one instance, at once.
-    fn from_zero(&self, s: &SliceView, now: Millis) -> Proposal {
+    fn start_on_demand(&self, s: &SliceView, now: Millis) -> Proposal {
         let n = s.waiting;
         let mut reasoning = vec![format!(
             "{n} request{} waiting at the ingress; min = {}: an instance starts on demand",
@@ -580,7 +587,7 @@ impl Brain {
 
     fn propose_slice(&self, s: &SliceView, now_ms: Millis, lead_secs: u64) -> Option<Proposal> {
         if s.desired == 0 && s.waiting > 0 {
-            return Some(self.from_zero(s, now_ms));
+            return Some(self.start_on_demand(s, now_ms));
         }
         let now = now_ms / 1000;
         let target = s.target();
@@ -663,8 +670,10 @@ impl Brain {
                         } else {
                             0
                         };
-                        let all: Vec<(Metric, u32)> =
-                            SIZED.iter().filter_map(|m| rec(*m).map(|r| (*m, r))).collect();
+                        let all: Vec<(Metric, u32)> = SIZED
+                            .iter()
+                            .filter_map(|m| rec(*m).map(|r| (*m, r)))
+                            .collect();
                         if all.is_empty() {
                             return None;
                         }
@@ -860,7 +869,11 @@ fn describe(c: &Condition, value: f64, limit: f64, target: Option<f64>, held: u6
             m.show(t),
             m.show(limit)
         ),
-        _ => format!("{name} {} {op} {} for {held}s", m.show(value), m.show(limit)),
+        _ => format!(
+            "{name} {} {op} {} for {held}s",
+            m.show(value),
+            m.show(limit)
+        ),
     }
 }
 

@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::rules::Metric;
-use crate::metrics::requests::SliceTraffic;
 use crate::domain::{
     Action, Assignment, Decision, DecisionStatus, Health, InstanceState, InstanceStatus, Millis,
     NodeId, NodeRecord, NodeState, StoredBlueprint,
 };
+use crate::metrics::requests::SliceTraffic;
 
 /// One slice as the controller sees it this second.
 #[derive(Debug, Clone, Default, PartialEq)]

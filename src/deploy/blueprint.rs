@@ -706,7 +706,10 @@ predictive = true
         )
         .unwrap();
         let sc = b.slices[0].scaling.as_ref().unwrap();
-        assert_eq!((sc.target_cpu, sc.target_calls_per_instance), (None, Some(80.0)));
+        assert_eq!(
+            (sc.target_cpu, sc.target_calls_per_instance),
+            (None, Some(80.0))
+        );
     }
 
     /// Replace `from` in the good file by `to` and parse; the error as text.

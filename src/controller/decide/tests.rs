@@ -426,7 +426,12 @@ fn open_decisions_are_applied_at_their_deadline_or_expire() {
         },
     };
     assert_eq!(
-        advance(&decisions, &control(ControllerMode::Guarded), &world(2, 2), &s),
+        advance(
+            &decisions,
+            &control(ControllerMode::Guarded),
+            &world(2, 2),
+            &s
+        ),
         vec![
             Command::Apply {
                 id: 4,
@@ -575,7 +580,10 @@ fn calls_per_instance_over_target_scale_up_citing_the_numbers() {
     let w = feed(&mut b, 20, NOW, |_| s.clone());
     let p = b.propose(&w, 30);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert_eq!((p[0].rule.as_str(), &p[0].action), ("calls-high", &scale(4, 6)));
+    assert_eq!(
+        (p[0].rule.as_str(), &p[0].action),
+        ("calls-high", &scale(4, 6))
+    );
     let (d, apply) = decide_one(p[0].clone(), &w, &[], ControllerMode::Guarded);
     assert_eq!(
         (&d.status, apply),
@@ -630,7 +638,10 @@ fn latency_over_target_scale_up_cites_calls_and_latency() {
     let w = feed(&mut b, 3, NOW + 3_000, |_| s.clone());
     let p = b.propose(&w, 30);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert_eq!((p[0].rule.as_str(), &p[0].action), ("latency-high", &scale(2, 5)));
+    assert_eq!(
+        (p[0].rule.as_str(), &p[0].action),
+        ("latency-high", &scale(2, 5))
+    );
     let (d, _) = decide_one(p[0].clone(), &w, &[], ControllerMode::Auto);
     let text = d.reasoning.join("; ");
     for want in [
@@ -659,7 +670,10 @@ fn latency_over_target_scale_up_cites_calls_and_latency() {
     };
     let (mut converged, mut startup) = (HashMap::new(), 10_000);
     later.now = NOW + 20_000;
-    assert_eq!(judge(&d, &later, &mut converged, &mut startup, &settings()), None);
+    assert_eq!(
+        judge(&d, &later, &mut converged, &mut startup, &settings()),
+        None
+    );
     later.now = NOW + 80_000;
     let o = judge(&d, &later, &mut converged, &mut startup, &settings()).expect("an outcome");
     assert_eq!(
@@ -688,7 +702,10 @@ fn scale_from_zero_applies_at_once_in_guarded_mode() {
     ];
     let p = b.propose(&w, 30);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert_eq!((p[0].rule.as_str(), &p[0].action), (FROM_ZERO, &scale(0, 1)));
+    assert_eq!(
+        (p[0].rule.as_str(), &p[0].action),
+        (FROM_ZERO, &scale(0, 1))
+    );
     assert_eq!(on_demand(&p[0].action, &w), Some(3));
     let (c, st) = (control(ControllerMode::Guarded), settings());
     let cand = candidate(screen(p[0].clone(), &w, &earlier, &c, 6, &st));
@@ -719,13 +736,23 @@ fn scale_from_zero_applies_at_once_in_guarded_mode() {
     };
     assert_eq!((&d.status, apply), (&DecisionStatus::Proposed, false));
     assert!(
-        d.reasoning.last().unwrap().starts_with("mode propose: a proposal only"),
+        d.reasoning
+            .last()
+            .unwrap()
+            .starts_with("mode propose: a proposal only"),
         "{:?}",
         d.reasoning
     );
     // Max = 0 (the slice is switched off): rejected, not started.
     w.slices[0].max = 0;
-    let cand = candidate(screen(p[0].clone(), &w, &[], &control(ControllerMode::Guarded), 0, &st));
+    let cand = candidate(screen(
+        p[0].clone(),
+        &w,
+        &[],
+        &control(ControllerMode::Guarded),
+        0,
+        &st,
+    ));
     assert!(!cand.wants_review());
     let Command::Record { decision: d, apply } =
         conclude(cand, None, &w, &control(ControllerMode::Guarded), "n1", &st)
@@ -762,7 +789,10 @@ fn idle_to_zero_after_the_idle_time_and_not_before() {
     let w = feed(&mut b, 1, last_call + IDLE, |_| idle(0.0));
     let p = b.propose(&w, 30);
     assert_eq!(p.len(), 1, "{p:?}");
-    assert_eq!((p[0].rule.as_str(), &p[0].action), (IDLE_TO_ZERO, &scale(1, 0)));
+    assert_eq!(
+        (p[0].rule.as_str(), &p[0].action),
+        (IDLE_TO_ZERO, &scale(1, 0))
+    );
     assert_eq!(
         p[0].reasoning[0],
         "no request for 10m0s (idle_to_zero 10m0s): the last one came 10m0s ago"
@@ -838,7 +868,10 @@ fn a_high_error_rate_holds_a_scale_in_back() {
     let mut b = brain();
     let w = feed(&mut b, 200, NOW, |_| quiet.clone());
     let p = b.propose(&w, 30);
-    assert_eq!((p[0].rule.as_str(), &p[0].action), ("calls-low", &scale(4, 1)));
+    assert_eq!(
+        (p[0].rule.as_str(), &p[0].action),
+        ("calls-low", &scale(4, 1))
+    );
     // Failing: the same figures with 20 % errors propose nothing.
     let failing = SliceView {
         error_rate: Some(0.2),
@@ -866,7 +899,12 @@ fn the_forecast_learns_calls_and_never_scales_in_alone() {
     // (90 per instance) for the first 100 s.
     let s = |t: Millis| SliceView {
         predictive: Some(true),
-        ..service(4, 4, 400.0 - 0.5 * ((t - (NOW - 299_000)) / 1_000) as f64, (20.0, 40.0))
+        ..service(
+            4,
+            4,
+            400.0 - 0.5 * ((t - (NOW - 299_000)) / 1_000) as f64,
+            (20.0, 40.0),
+        )
     };
     for i in 0..300u64 {
         let w = feed(&mut b, 1, NOW - 299_000 + i * 1_000, s);
