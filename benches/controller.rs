@@ -17,6 +17,14 @@
 //! - latency per second = `service / (1 − u)` (u capped at 0.99) plus `backlog / capacity`; a
 //!   second over the SLO is a violation.
 //!
+//! The **request drive** runs Aether's core again on what the ingress would show (issue 16): the
+//! slice declares a service, so the core sees calls/s (the arrivals, load ÷ service time), the
+//! second's latency as its p95 against the SLO as target latency, a target of calls per instance
+//! equal to the target utilisation, and the requests waiting while no instance is active; its
+//! forecaster learns calls/s instead of capped cores. The HPA stays on CPU. A further trace,
+//! `sporadic` (bursts with long silences), runs only there: Aether's slice has min = 0 and
+//! idle_to_zero, so it scales to zero and back from zero on demand; the HPA keeps min 1.
+//!
 //! Run it with `scripts/bench/controller.sh` (or `cargo bench --bench controller -- --help`).
 //!
 //! Traces: a daily sinusoid (3 days, the real 86 400 s season; days 2–3 reported, day 1 is the
@@ -42,7 +50,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use aether::controller::brain::{Brain, SliceView, World};
+use aether::controller::brain::{Brain, FROM_ZERO, IDLE_TO_ZERO, SliceView, World};
 use aether::controller::decide;
 use aether::controller::forecast::ForecastConfig;
 use aether::controller::rules::{self, Rules};
@@ -74,7 +82,10 @@ Kubernetes-HPA-style reactive baseline, on a fluid-queue model of a slice's inst
 
 usage: cargo bench --bench controller -- [options]
 
-  --trace NAME     daily, spike, step, noise, recurring (an extra, not in `all`) or all [all]
+  --trace NAME     daily, spike, step, noise, recurring (an extra, not in `all`), sporadic (an
+                   extra of the request drive: scale to zero and back) or all [all]
+  --drive WHICH    what drives Aether's core: cpu (the cores used), requests (the ingress's
+                   calls/s, p95 latency and waiting requests, with the cores) or both [both]
   --seed N         seed of the load noise [1]
   --startup SECS   seconds from a scale-up decision to the new instances active [20]
   --target F       target utilisation per instance for both controllers [the rules' target_cpu, 0.6]
@@ -135,6 +146,7 @@ struct Opts {
     startup: u64,
     target: Option<f64>,
     timeline: bool,
+    drives: Vec<Drive>,
 }
 
 /// Parse the command line (`cargo bench` adds `--bench`, ignored).
@@ -145,6 +157,7 @@ fn parse_opts() -> Result<Opts, String> {
         startup: 20,
         target: None,
         timeline: false,
+        drives: vec![Drive::Cpu, Drive::Requests],
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -172,6 +185,18 @@ fn parse_opts() -> Result<Opts, String> {
                 o.target = Some(t);
             }
             "--timeline" => o.timeline = true,
+            "--drive" => {
+                o.drives = match val()?.as_str() {
+                    "cpu" => vec![Drive::Cpu],
+                    "requests" => vec![Drive::Requests],
+                    "both" => vec![Drive::Cpu, Drive::Requests],
+                    other => {
+                        return Err(format!(
+                            "unknown drive '{other}': expected cpu, requests or both"
+                        ));
+                    }
+                }
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -199,57 +224,116 @@ fn main() {
         startup: o.startup,
         target,
     };
-    let traces: Vec<Trace> = TRACES
+    let cpu_drive = o.drives.contains(&Drive::Cpu);
+    let req_drive = o.drives.contains(&Drive::Requests);
+    // Every selected trace; the cpu drive leaves out the request drive's own.
+    let all: Vec<Trace> = TRACES
         .iter()
         .filter(|n| o.trace.as_deref().is_none_or(|t| t == **n))
         .map(|n| build_trace(n, o.seed, model.startup + 1))
+        .filter(|t| req_drive || !t.to_zero)
         .collect();
-    print_header(&o, &base, model, &traces);
+    if all.is_empty() {
+        eprintln!("the trace sporadic runs with the request drive only: add --drive requests");
+        std::process::exit(2);
+    }
+    let on = |d: Drive| -> Vec<usize> {
+        (0..all.len())
+            .filter(|&i| o.drives.contains(&d) && (d == Drive::Requests || !all[i].to_zero))
+            .collect()
+    };
+    let (cpu_idx, req_idx) = (on(Drive::Cpu), on(Drive::Requests));
+    print_header(&o, &base, model, &all);
 
-    // Jobs: the HPA on each trace, then each Aether variant on each trace.
+    // Jobs: the HPA on each trace, then each Aether variant on each trace of the cpu drive, and
+    // on each trace of the request drive.
     let vars = variants(&base);
     let mut jobs: Vec<Job<'_, (Score, Diag)>> = Vec::new();
-    for tr in &traces {
+    for tr in &all {
         jobs.push(Box::new(move || {
-            let s = simulate(model, tr, &mut Hpa::new(target), None);
+            let s = simulate(model, tr, MIN, &mut Hpa::new(target), None);
             (s, Diag::default())
         }));
     }
-    for v in &vars {
-        for tr in &traces {
+    for v in vars.iter().filter(|_| cpu_drive) {
+        for &i in &cpu_idx {
+            let tr = &all[i];
             jobs.push(Box::new(move || {
-                let mut a = Aether::new(v, model, tr.report_from as u64);
-                let s = simulate(model, tr, &mut a, None);
+                let mut a = Aether::new(v, model, tr, Drive::Cpu);
+                let s = simulate(model, tr, aether_min(tr, Drive::Cpu), &mut a, None);
+                (s, a.diag)
+            }));
+        }
+    }
+    for v in vars.iter().filter(|_| req_drive) {
+        for &i in &req_idx {
+            let tr = &all[i];
+            jobs.push(Box::new(move || {
+                let mut a = Aether::new(v, model, tr, Drive::Requests);
+                let s = simulate(model, tr, aether_min(tr, Drive::Requests), &mut a, None);
                 (s, a.diag)
             }));
         }
     }
     let mut results = run_parallel(jobs).into_iter();
-    let hpa: Vec<Score> = results
-        .by_ref()
-        .take(traces.len())
-        .map(|(s, _)| s)
-        .collect();
+    let hpa_all: Vec<Score> = results.by_ref().take(all.len()).map(|(s, _)| s).collect();
+    let pick = |idx: &[usize]| -> (Vec<Trace>, Vec<Score>) {
+        let traces = idx.iter().map(|&i| all[i].clone()).collect();
+        (traces, idx.iter().map(|&i| hpa_all[i]).collect())
+    };
     let runs: Vec<Vec<(Score, Diag)>> = vars
         .iter()
-        .map(|_| results.by_ref().take(traces.len()).collect())
+        .filter(|_| cpu_drive)
+        .map(|_| results.by_ref().take(cpu_idx.len()).collect())
+        .collect();
+    let req_runs: Vec<Vec<(Score, Diag)>> = vars
+        .iter()
+        .filter(|_| req_drive)
+        .map(|_| results.by_ref().take(req_idx.len()).collect())
         .collect();
 
-    let default: Vec<Score> = runs[0].iter().map(|(s, _)| *s).collect();
-    let table = rows(&traces, &default, &hpa);
-    print_results(&table);
-    print_verdict(&table);
-    print_diagnostics(&traces, &runs[0]);
-    print_variants(&traces, &vars, &runs, &hpa);
+    let mut configurations = 1;
+    if cpu_drive {
+        let (traces, hpa) = pick(&cpu_idx);
+        let default: Vec<Score> = runs[0].iter().map(|(s, _)| *s).collect();
+        let table = rows(&traces, &default, &hpa);
+        println!("== cpu drive: Aether's core on the cores used (no ingress figures)");
+        println!();
+        print_results(&table);
+        print_verdict(&table);
+        print_diagnostics(&traces, &runs[0]);
+        print_variants(&traces, &vars, &runs, &hpa);
+        configurations += vars.len();
+    }
+    if req_drive {
+        let (traces, hpa) = pick(&req_idx);
+        let scores: Vec<Score> = req_runs[0].iter().map(|(s, _)| *s).collect();
+        let table = rows(&traces, &scores, &hpa);
+        println!(
+            "== request drive: Aether's core on the ingress's calls/s, p95 latency and waiting requests \
+             (its forecaster learns calls/s); the HPA on CPU as before"
+        );
+        println!();
+        print_results(&table);
+        print_verdict(&table);
+        print_diagnostics(&traces, &req_runs[0]);
+        print_variants(&traces, &vars, &req_runs, &hpa);
+        if cpu_drive {
+            print_drives(&traces, &vars, &cpu_idx, &req_idx, &runs, &req_runs);
+        }
+        configurations += vars.len();
+    }
     if o.timeline {
-        for tr in &traces {
-            print_timeline(model, tr, &base);
+        for &d in &o.drives {
+            for &i in &on(d) {
+                print_timeline(model, &all[i], &base, d);
+            }
         }
     }
     println!(
-        "ran in {:.1} s ({} simulated seconds per controller configuration, {} configurations)",
+        "ran in {:.1} s ({} simulated seconds over the traces, {} configurations)",
         started.elapsed().as_secs_f64(),
-        traces.iter().map(|t| t.load.len()).sum::<usize>(),
-        vars.len() + 1
+        all.iter().map(|t| t.load.len()).sum::<usize>(),
+        configurations
     );
 }

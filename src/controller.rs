@@ -2,7 +2,8 @@
 //! into explained, bounded, overrulable decisions.
 //!
 //! ```text
-//!  every node, every second: flow::world (store + metrics snapshot) ──▶ brain::observe
+//!  every node, every second: flow::world (store + metrics snapshot: hosts, processes and the
+//!                            ingress's traffic per slice) ──▶ brain::observe
 //!  leader only:  brain::propose (rules → forecast) ──▶ decide (safety) ──▶ review (model thread,
 //!                asked without blocking the tick, waited for up to its budget)
 //!                ──RecordDecision──▶ raft ── mode: observe/propose: proposed
@@ -12,7 +13,8 @@
 //!                ──RecordOutcome after it converged──▶ raft
 //! ```
 //!
-//! - [`world`]: the cluster as the controller sees it; [`rules`]: the rule file and its located
+//! - [`world`]: the cluster as the controller sees it (CPU, and calls/s, p95/p99 latency, errors
+//!   and waiting requests per slice); [`rules`]: the rule file and its located
 //!   errors; [`forecast`]: seasonal profile plus Holt level and trend; [`brain`]: rules and
 //!   forecast over the history; [`safety`]: the bounds and why they stop a proposal;
 //!   [`decide`]: the decision policy (advance, judge outcomes, the safety context, screen and

@@ -390,6 +390,7 @@ pub enum Probe {
 pub struct ScalingPolicy {
     /// CPU per instance (cores used / cores reserved) to aim for, 0–1.
     pub target_cpu: Option<f32>,
+    /// p95 request latency (ms) to stay under, measured at the ingress.
     pub target_latency_ms: Option<u64>,
     /// Scale up ahead of forecast load.
     pub predictive: bool,
@@ -398,6 +399,9 @@ pub struct ScalingPolicy {
     /// With `min = 0`: after this long without a request the controller scales the slice to
     /// zero (a decision like any other); `None`: never.
     pub idle_to_zero_ms: Option<u64>,
+    /// Calls per second one instance should serve (the ingress's rate ÷ active instances);
+    /// `None`: the rule settings' `target_calls_per_instance`.
+    pub target_calls_per_instance: Option<f64>,
 }
 
 /// A blueprint as the replicated store keeps it: each apply is a new version.

@@ -3,6 +3,23 @@
 
 use super::*;
 
+/// What drives Aether's core: the cores the instances use (as without an ingress), or the
+/// ingress's request figures (calls/s, p95 latency, requests waiting) with the cores too.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Drive {
+    Cpu,
+    Requests,
+}
+
+impl Drive {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Drive::Cpu => "cpu",
+            Drive::Requests => "requests",
+        }
+    }
+}
+
 /// One Aether configuration: the rules (settings tweaked or not) and the bounds.
 #[derive(Clone)]
 pub(crate) struct Variant {
@@ -20,6 +37,9 @@ pub(crate) struct Diag {
     pub(crate) by_rule: u64,
     pub(crate) by_rule_raised: u64,
     pub(crate) by_forecast: u64,
+    /// Applied scales from zero on demand, and to zero after idle_to_zero.
+    pub(crate) from_zero: u64,
+    pub(crate) to_zero: u64,
     pub(crate) ups: u64,
     pub(crate) downs: u64,
     /// Applied scale-ups cut by max_step, and the instances cut.
@@ -39,6 +59,8 @@ impl Diag {
         self.by_rule += o.by_rule;
         self.by_rule_raised += o.by_rule_raised;
         self.by_forecast += o.by_forecast;
+        self.from_zero += o.from_zero;
+        self.to_zero += o.to_zero;
         self.ups += o.ups;
         self.downs += o.downs;
         self.step_clamps += o.step_clamps;
@@ -68,27 +90,40 @@ pub(crate) struct Aether {
     /// Diagnostics count from this second (the trace's reported window).
     pub(crate) report_from: u64,
     pub(crate) diag: Diag,
+    pub(crate) drive: Drive,
+}
+
+/// The slice's min for Aether on `tr` with `drive`: 0 where it may scale to zero.
+pub(crate) fn aether_min(tr: &Trace, drive: Drive) -> u32 {
+    if tr.to_zero && drive == Drive::Requests {
+        0
+    } else {
+        MIN
+    }
 }
 
 impl Aether {
-    /// A fresh controller (empty history, cold forecaster) for variant `v`.
-    pub(crate) fn new(v: &Variant, m: Model, report_from: u64) -> Aether {
+    /// A fresh controller (empty history, cold forecaster) for variant `v` on `tr`, driven
+    /// by `drive`. The request drive's slice has a service, a target of calls per instance
+    /// equal to the target utilisation (target × capacity ÷ service time) and the SLO as its
+    /// target latency; on a `to_zero` trace min = 0 and idle_to_zero.
+    pub(crate) fn new(v: &Variant, m: Model, tr: &Trace, drive: Drive) -> Aether {
+        let requests = drive == Drive::Requests;
         let slice = SliceView {
             blueprint: "sim".into(),
             slice: "web".into(),
             desired: 0,
-            min: MIN,
+            min: aether_min(tr, drive),
             max: MAX,
             active: 0,
             cpu_reserved: CAPACITY,
             cpu_used: None,
-            calls_per_s: None,
-            latency_ms: None,
-            target_cpu: None,
-            target_latency_ms: None,
             predictive: Some(v.predictive),
-            up_cooldown_ms: None,
-            down_cooldown_ms: None,
+            service: requests,
+            target_calls_per_instance: requests.then_some(m.target * CAPACITY / SERVICE_S),
+            target_latency_ms: requests.then_some(SLO_S * 1000.0),
+            idle_to_zero_ms: (requests && tr.to_zero).then_some(IDLE_TO_ZERO_S * 1000),
+            ..SliceView::default()
         };
         let defaults = aether::config::ControllerConfig::default();
         Aether {
@@ -105,8 +140,9 @@ impl Aether {
                 nodes: vec![],
             },
             applied: Vec::new(),
-            report_from,
+            report_from: tr.report_from as u64,
             diag: Diag::default(),
+            drive,
         }
     }
 
@@ -153,7 +189,16 @@ impl Controller for Aether {
         let s = &mut self.world.slices[0];
         s.desired = seen.desired;
         s.active = seen.active;
-        s.cpu_used = Some(seen.used);
+        // No process, no CPU sample.
+        s.cpu_used = (seen.active > 0).then_some(seen.used);
+        if self.drive == Drive::Requests {
+            s.calls_per_s = Some(seen.calls);
+            s.latency_ms = seen.latency_ms.filter(|_| seen.calls > 0.0);
+            s.latency_p99_ms = s.latency_ms;
+            s.error_rate = (seen.calls > 0.0).then_some(0.0);
+            s.waiting = seen.waiting;
+            s.last_call_at = (seen.calls > 0.0 || seen.waiting > 0).then_some(now);
+        }
         self.brain.observe(&self.world);
         let p = self
             .brain
@@ -175,7 +220,11 @@ impl Controller for Aether {
                 let up = to > from;
                 if counted {
                     let d = &mut self.diag;
-                    if p.rule == "forecast" {
+                    if p.rule == FROM_ZERO {
+                        d.from_zero += 1;
+                    } else if p.rule == IDLE_TO_ZERO {
+                        d.to_zero += 1;
+                    } else if p.rule == "forecast" {
                         d.by_forecast += 1;
                     } else if p.layers.iter().any(|l| l == "forecast") {
                         d.by_rule_raised += 1;

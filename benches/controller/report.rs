@@ -239,8 +239,19 @@ pub(crate) fn print_header(o: &Opts, rules: &Rules, model: Model, traces: &[Trac
     }
     println!("    forecast: {:?}", ForecastConfig::default());
     println!(
-        "  SliceView: cpu_reserved {CAPACITY:.1}, cpu_used = served, predictive Some(true); calls_per_s and latency_ms None \
-         (no ingress yet, as flow.rs builds it)"
+        "  cpu drive: SliceView cpu_reserved {CAPACITY:.1}, cpu_used = served, predictive Some(true); no request figures \
+         (a slice without a service)"
+    );
+    println!(
+        "  request drive: the same, plus a service: calls_per_s = arrivals = load / {:.0} ms while an instance is active \
+         (0 at zero: requests wait), latency_ms (p95) = p99 = the second's latency (none when nothing is served), \
+         error_rate 0, waiting = backlog / service time while no instance is active, last_call_at = now while calls \
+         arrive or wait; target_calls_per_instance = target × capacity / service time = {:.1}, target_latency = the SLO \
+         ({:.0} ms); the forecaster learns calls/s. (Arrivals are an upper bound of what an ingress that counts a call \
+         when it ends sees during a backlog; the model drops no request.)",
+        SERVICE_S * 1000.0,
+        model.target * CAPACITY / SERVICE_S,
+        SLO_S * 1000.0
     );
     println!(
         "  observe + propose every second, the decision applied at once; lead = startup + 1 s = {lead} s \
@@ -348,6 +359,65 @@ pub(crate) fn print_verdict(rows: &[Row]) {
     println!();
 }
 
+/// Aether's two drives side by side on the traces both ran, per variant: violation seconds
+/// and instance-seconds of each, summed over the goal's traces (`all`), and the extras apart.
+pub(crate) fn print_drives(
+    traces: &[Trace],
+    vars: &[Variant],
+    cpu_idx: &[usize],
+    req_idx: &[usize],
+    cpu: &[Vec<(Score, Diag)>],
+    req: &[Vec<(Score, Diag)>],
+) {
+    println!(
+        "aether, request drive vs cpu drive per variant (SLO-violation s and instance-s, cpu → requests; the traces both ran)"
+    );
+    // (position in the request runs, position in the cpu runs) of the shared traces.
+    let shared: Vec<(usize, usize)> = req_idx
+        .iter()
+        .enumerate()
+        .filter_map(|(j, i)| cpu_idx.iter().position(|c| c == i).map(|k| (j, k)))
+        .collect();
+    let groups: Vec<(String, Vec<(usize, usize)>)> = std::iter::once((
+        "all".to_string(),
+        shared
+            .iter()
+            .copied()
+            .filter(|(j, _)| !traces[*j].extra)
+            .collect(),
+    ))
+    .chain(
+        shared
+            .iter()
+            .filter(|(j, _)| traces[*j].extra)
+            .map(|&(j, k)| (traces[j].name.to_string(), vec![(j, k)])),
+    )
+    .filter(|(_, g)| !g.is_empty())
+    .collect();
+    print!("  {:<42}", "variant");
+    for (name, _) in &groups {
+        print!(" {:>30}", name);
+    }
+    println!();
+    for (v, (c, r)) in vars.iter().zip(cpu.iter().zip(req)) {
+        print!("  {:<42}", v.name);
+        for (_, g) in &groups {
+            let (mut sc, mut sr) = (Score::default(), Score::default());
+            for &(j, k) in g {
+                sc.add(&c[k].0);
+                sr.add(&r[j].0);
+            }
+            let cell = format!(
+                "{} → {} / {} → {}",
+                sc.violations, sr.violations, sc.instance_secs, sr.instance_secs
+            );
+            print!(" {cell:>30}");
+        }
+        println!();
+    }
+    println!();
+}
+
 pub(crate) fn print_diagnostics(traces: &[Trace], runs: &[(Score, Diag)]) {
     println!(
         "aether diagnostics (default run, reported window): applied decisions by origin; seconds a proposal was held back \
@@ -355,13 +425,14 @@ pub(crate) fn print_diagnostics(traces: &[Trace], runs: &[(Score, Diag)]) {
     );
     let line = |name: &str, d: &Diag| {
         println!(
-            "  {:<10} {:>4} {:>5} {:>5} {:>7} {:>7} {:>10} {:>7} {:>9} {:>5} {:>8} {:>15}",
+            "  {:<10} {:>4} {:>5} {:>5} {:>7} {:>7} {:>6} {:>10} {:>7} {:>9} {:>5} {:>8} {:>15}",
             name,
             d.ups,
             d.downs,
             d.by_rule,
             d.by_rule_raised,
             d.by_forecast,
+            format!("{}/{}", d.from_zero, d.to_zero),
             d.held_converging,
             d.held_up_cooldown,
             d.held_down_cooldown,
@@ -371,13 +442,14 @@ pub(crate) fn print_diagnostics(traces: &[Trace], runs: &[(Score, Diag)]) {
         );
     };
     println!(
-        "  {:<10} {:>4} {:>5} {:>5} {:>7} {:>7} {:>10} {:>7} {:>9} {:>5} {:>8} {:>15}",
+        "  {:<10} {:>4} {:>5} {:>5} {:>7} {:>7} {:>6} {:>10} {:>7} {:>9} {:>5} {:>8} {:>15}",
         "trace",
         "ups",
         "downs",
         "rule",
         "rule+fc",
         "fc only",
+        "0↔",
         "converging",
         "up-cool",
         "down-cool",
@@ -401,7 +473,10 @@ pub(crate) fn print_diagnostics(traces: &[Trace], runs: &[(Score, Diag)]) {
         "  (rule: a rule alone; rule+fc: a rule's count raised, or a scale-in limited, by the forecast; fc only: the forecast"
     );
     println!(
-        "   alone; at-bound: at min/max already; max_step clamps: applied scale-ups cut to a step of {}, and the instances cut)",
+        "   alone; 0↔: scales from zero on demand / to zero after idle_to_zero (request drive, sporadic);"
+    );
+    println!(
+        "   at-bound: at min/max already; max_step clamps: applied scale-ups cut to a step of {}, and the instances cut)",
         D.bounds.max_step
     );
     println!();
@@ -460,16 +535,28 @@ pub(crate) fn print_variants(
 /// Per 10 s of `tr.event`: the mean load, then for each controller its desired/active count at
 /// the end, the mean utilisation, the largest backlog and the violating seconds; for Aether also
 /// the forecaster's peak over the lead time at the end of the row.
-pub(crate) fn print_timeline(model: Model, tr: &Trace, base: &Rules) {
+pub(crate) fn print_timeline(model: Model, tr: &Trace, base: &Rules, drive: Drive) {
     let mut logs = [Vec::new(), Vec::new()];
-    let mut a = Aether::new(&variants(base)[0], model, 0);
-    simulate(model, tr, &mut a, Some(&mut logs[0]));
-    simulate(model, tr, &mut Hpa::new(model.target), Some(&mut logs[1]));
+    let mut a = Aether::new(&variants(base)[0], model, tr, drive);
+    a.report_from = 0;
+    simulate(model, tr, aether_min(tr, drive), &mut a, Some(&mut logs[0]));
+    simulate(
+        model,
+        tr,
+        MIN,
+        &mut Hpa::new(model.target),
+        Some(&mut logs[1]),
+    );
     println!(
-        "timeline of {} (per 10 s: mean load; desired/active at the end, mean u, largest backlog in core-seconds, \
-         violating seconds; fc = Aether's forecast peak within its {} s lead at the end, in cores)",
+        "timeline of {}, {} drive (per 10 s: mean load; desired/active at the end, mean u, largest backlog in \
+         core-seconds, violating seconds; fc = Aether's forecast peak within its {} s lead at the end, in {})",
         tr.name,
-        model.startup + 1
+        drive.name(),
+        model.startup + 1,
+        match drive {
+            Drive::Cpu => "cores",
+            Drive::Requests => "calls/s",
+        }
     );
     println!(
         "  {:>7} {:>6}   {:>7} {:>5} {:>7} {:>4} {:>6}   {:>7} {:>5} {:>7} {:>4}",

@@ -8,6 +8,13 @@ pub(crate) struct Seen {
     pub(crate) active: u32,
     /// Cores the active instances served (the measured cpu_used).
     pub(crate) used: f64,
+    /// What the ingress sees (the request drive): calls per second — the arrivals, load ÷
+    /// service time, while an instance is active (0 at zero: nothing is answered, requests
+    /// wait) —, the second's latency (ms; `None` when nothing was served), and the requests
+    /// waiting at the ingress (the backlog ÷ service time while no instance is active).
+    pub(crate) calls: f64,
+    pub(crate) latency_ms: Option<f64>,
+    pub(crate) waiting: u32,
 }
 
 /// A scaling controller under test: called at the end of every simulated second, it returns
@@ -65,11 +72,12 @@ pub(crate) struct Model {
     pub(crate) target: f64,
 }
 
-/// Instances at the start: what the first minute's mean load needs at the target.
+/// Instances at the start: what the first minute's mean load needs at the target (at least
+/// one).
 pub(crate) fn initial_instances(load: &[f64], target: f64) -> u32 {
     let minute = &load[..load.len().min(60)];
     let mean = minute.iter().sum::<f64>() / minute.len() as f64;
-    ((mean / (CAPACITY * target)).ceil() as u32).clamp(MIN, MAX)
+    ((mean / (CAPACITY * target)).ceil() as u32).clamp(MIN.max(1), MAX)
 }
 
 /// One second of a simulation, for `--timeline`.
@@ -84,9 +92,12 @@ pub(crate) struct Sample {
 }
 
 /// Replay `trace` through `ctl` on the fluid-queue model; `log` gets every second when given.
+/// Counts are clamped to `min..=MAX`; a controller that may scale to zero passes `min = 0`.
+/// A second with no requests at all (no load, no backlog) never violates, even at zero.
 pub(crate) fn simulate(
     m: Model,
     trace: &Trace,
+    min: u32,
     ctl: &mut dyn Controller,
     mut log: Option<&mut Vec<Sample>>,
 ) -> Score {
@@ -108,8 +119,10 @@ pub(crate) fn simulate(
         let u = if cap > 0.0 { served / cap } else { 1.0 };
         let latency = if cap > 0.0 {
             SERVICE_S / (1.0 - u.min(U_CAP)) + backlog / cap
-        } else {
+        } else if load + backlog > 0.0 {
             f64::INFINITY
+        } else {
+            0.0
         };
         let counted = i >= trace.report_from;
         if counted {
@@ -122,6 +135,13 @@ pub(crate) fn simulate(
             desired,
             active,
             used: served,
+            calls: if active > 0 { load / SERVICE_S } else { 0.0 },
+            latency_ms: (served > 0.0).then_some(latency * 1000.0),
+            waiting: if active == 0 {
+                (backlog / SERVICE_S).ceil() as u32
+            } else {
+                0
+            },
         };
         let decided = ctl.step(t, &seen);
         if let Some(log) = log.as_deref_mut() {
@@ -135,7 +155,7 @@ pub(crate) fn simulate(
             });
         }
         if let Some(to) = decided {
-            let to = to.clamp(MIN, MAX);
+            let to = to.clamp(min, MAX);
             if to == desired {
                 continue;
             }

@@ -2,10 +2,16 @@
 
 use super::*;
 
-/// The goal's traces, then `recurring` (an extra: not in the `all` totals).
-pub(crate) const TRACES: [&str; 5] = ["daily", "spike", "step", "noise", "recurring"];
+/// The goal's traces, then `recurring` (an extra: not in the `all` totals), then `sporadic`
+/// (the request drive only: scale to zero and back).
+pub(crate) const TRACES: [&str; 6] = ["daily", "spike", "step", "noise", "recurring", "sporadic"];
+
+/// How long `sporadic` lets Aether's slice idle before it scales to zero (its
+/// `scaling.idle_to_zero`).
+pub(crate) const IDLE_TO_ZERO_S: u64 = 600;
 
 /// One load trace: demand in cores for each second.
+#[derive(Clone)]
 pub(crate) struct Trace {
     pub(crate) name: &'static str,
     /// How it is built, for the header.
@@ -19,6 +25,9 @@ pub(crate) struct Trace {
     pub(crate) event: std::ops::Range<usize>,
     /// Not one of the four traces of the goal: reported apart, not in the `all` totals.
     pub(crate) extra: bool,
+    /// Only for the request drive, where Aether's slice has min = 0 and idle_to_zero (the HPA
+    /// keeps min 1: it cannot scale to zero).
+    pub(crate) to_zero: bool,
 }
 
 /// Uniform multiplicative noise `1 ± frac`.
@@ -55,6 +64,7 @@ pub(crate) fn build_trace(name: &str, seed: u64, lead: u64) -> Trace {
                 // Day 2 begins on the steepest rise (the sine crosses upwards at midnight).
                 event: DAY as usize..DAY as usize + 600,
                 extra: false,
+                to_zero: false,
             }
         }
         "spike" => {
@@ -79,6 +89,7 @@ pub(crate) fn build_trace(name: &str, seed: u64, lead: u64) -> Trace {
                 window: "all",
                 event: at as usize - 30..(at + len) as usize + 600,
                 extra: false,
+                to_zero: false,
             }
         }
         "step" => {
@@ -96,6 +107,7 @@ pub(crate) fn build_trace(name: &str, seed: u64, lead: u64) -> Trace {
                 window: "all",
                 event: at as usize - 30..at as usize + 600,
                 extra: false,
+                to_zero: false,
             }
         }
         "noise" => {
@@ -111,6 +123,7 @@ pub(crate) fn build_trace(name: &str, seed: u64, lead: u64) -> Trace {
                 window: "all",
                 event: 1_800..2_100,
                 extra: false,
+                to_zero: false,
             }
         }
         "recurring" => {
@@ -137,6 +150,47 @@ pub(crate) fn build_trace(name: &str, seed: u64, lead: u64) -> Trace {
                 window: "days 2-3",
                 event: (DAY + at) as usize - 300..(DAY + at + len) as usize + 120,
                 extra: true,
+                to_zero: false,
+            }
+        }
+        "sporadic" => {
+            // Bursts of a few requests a second with long silences: an internal tool.
+            let (cores, len, gap, noise, total) = (0.5, 120u64, 40 * 60u64, 0.2, 6 * 3_600u64);
+            let mut next = 300u64;
+            let mut bursts = Vec::new();
+            while next + len < total {
+                bursts.push(next);
+                // A silence of gap ± 50 %.
+                next += len + (gap as f64 * jitter(&mut rng, 0.5)) as u64;
+            }
+            let load = (0..total)
+                .map(|t| {
+                    if bursts.iter().any(|b| (*b..b + len).contains(&t)) {
+                        cores * jitter(&mut rng, noise)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let second = bursts.get(1).copied().unwrap_or(0) as usize;
+            Trace {
+                name: "sporadic",
+                what: format!(
+                    "extra, request drive only: {} bursts of {len} s at {cores} cores ({:.0} calls/s) × (1 ± {noise}) \
+                     every {} ± 50 %, silence between; {} h, all reported; Aether's slice min = 0 with \
+                     idle_to_zero {} (scales to zero, and from zero on the first waiting request), the HPA's min 1",
+                    bursts.len(),
+                    cores / SERVICE_S,
+                    aether::domain::human_millis(gap * 1000),
+                    total / 3_600,
+                    aether::domain::human_millis(IDLE_TO_ZERO_S * 1000),
+                ),
+                load,
+                report_from: 0,
+                window: "all",
+                event: second.saturating_sub(30)..second + 240,
+                extra: true,
+                to_zero: true,
             }
         }
         _ => unreachable!("checked by parse_opts"),

@@ -69,13 +69,7 @@ fn slice(
         active: instances,
         cpu_reserved: reserved,
         cpu_used: Some(per_instance * instances as f64 * reserved),
-        calls_per_s: None,
-        latency_ms: None,
-        target_cpu: None,
-        target_latency_ms: None,
-        predictive: None,
-        up_cooldown_ms: None,
-        down_cooldown_ms: None,
+        ..SliceView::default()
     }
 }
 
@@ -147,10 +141,8 @@ fn slow(s: &SliceView, held_s: u64) -> String {
         s.target_latency_ms.unwrap_or(0.0),
     );
     format!(
-        "latency ms {} > target {} (band limit {}) for {held_s}s",
-        f2(v),
-        f2(t),
-        f2(t * (1.0 + TOLERANCE))
+        "latency p95 {v:.0} ms > target {t:.0} ms (band limit {:.0} ms) for {held_s}s",
+        t * (1.0 + TOLERANCE)
     )
 }
 
@@ -208,9 +200,16 @@ fn scale(s: &SliceView, rule: &str, to: u32, reasoning: Vec<String>) -> Proposal
     }
     if let Some(v) = s.calls_per_s {
         inputs.push(("calls_per_s".into(), f2(v)));
+        if s.active > 0 {
+            inputs.push(("calls_per_instance".into(), f2(v / s.active as f64)));
+        }
+        inputs.push(("target_calls_per_instance".into(), "100.00".into()));
     }
     if let Some(v) = s.latency_ms {
-        inputs.push(("latency_ms".into(), f2(v)));
+        inputs.push(("latency_p95_ms".into(), format!("{v:.0}")));
+    }
+    if let Some(v) = s.target_latency_ms {
+        inputs.push(("target_latency_ms".into(), format!("{v:.0}")));
     }
     let layers = if rule == "forecast" {
         vec!["forecast".to_string()]

@@ -6,13 +6,18 @@
 //! One leader tick, in the loop's order:
 //!
 //! 1. [`advance`]: open decisions at their deadline are applied (or expire when paused), old
-//!    proposals expire;
+//!    proposals expire, a scale to zero of a slice that received a request since is withdrawn;
 //! 2. [`judge`]: per applied scale decision, whether it converged and moved its metric as
 //!    intended (an [`Outcome`]);
 //! 3. per proposal of the brain (skipped while paused; it looks [`lead_secs`] ahead):
 //!    [`screen`] (an open decision on the target stands or is superseded; the safety bounds
 //!    over the [`context`] of the target), then the reviewer's verdict if it wants one, then
 //!    [`conclude`]: the decision to record, its status set by the mode.
+//!
+//! A scale from zero on demand (a slice at 0 desired instances with requests waiting at the
+//! ingress; the operator declared min = 0, i.e. start on demand) skips the waits of the bounds
+//! and the reviewer, and in guarded mode applies at once, without the grace window; in observe
+//! and propose mode it stays a proposal like any other.
 //!
 //! [`context`] is the one builder of a target's [`safety::Context`]; the simulator
 //! (`benches/controller.rs`) uses it too.
@@ -23,7 +28,7 @@ use super::brain::Proposal;
 use super::review::Verdict;
 use super::rules::{self, Metric};
 use super::safety::{self, Bounds, Check, StopReason};
-use super::world::World;
+use super::world::{SliceView, World};
 use crate::config::ControllerConfig;
 use crate::domain::{
     Action, ControlState, ControllerMode, Decision, DecisionStatus, Millis, NodeState, Outcome,
@@ -95,15 +100,24 @@ pub enum Command {
 }
 
 /// Apply pending decisions whose deadline passed (expire them instead while paused); expire
-/// proposals not approved within `proposal_ttl`.
+/// proposals not approved within `proposal_ttl`; withdraw (superseded) an open scale to zero
+/// of a slice that received a request after it was recorded.
 pub fn advance(
     decisions: &[Decision],
     control: &ControlState,
-    now: Millis,
+    world: &World,
     s: &Settings,
 ) -> Vec<Command> {
+    let now = world.now;
     let mut out = Vec::new();
     for d in decisions.iter().filter(|d| d.status.is_open()) {
+        if let Some(why) = woken(d, world) {
+            out.push(Command::Close {
+                id: d.id,
+                status: DecisionStatus::Superseded { reason: why },
+            });
+            continue;
+        }
         match d.status {
             DecisionStatus::Pending { deadline } if now >= deadline => {
                 if control.paused.is_some() {
@@ -132,9 +146,69 @@ pub fn advance(
     out
 }
 
+/// Why an open scale to zero no longer holds: its slice received a request after it was
+/// recorded (or has one waiting).
+fn woken(d: &Decision, world: &World) -> Option<String> {
+    let Action::Scale {
+        blueprint,
+        slice,
+        to: 0,
+        ..
+    } = &d.action
+    else {
+        return None;
+    };
+    let sv = slice_of(world, blueprint, slice)?;
+    if sv.waiting > 0 {
+        return Some(format!(
+            "{} request(s) waiting at the ingress: no longer idle",
+            sv.waiting
+        ));
+    }
+    let at = sv.last_call_at.filter(|at| *at > d.at)?;
+    Some(format!(
+        "a request came {} after it was decided: no longer idle",
+        human_millis(at - d.at)
+    ))
+}
+
+fn slice_of<'a>(world: &'a World, blueprint: &str, slice: &str) -> Option<&'a SliceView> {
+    world
+        .slices
+        .iter()
+        .find(|sv| sv.blueprint == blueprint && sv.slice == slice)
+}
+
+/// Whether `action` is a scale from zero on demand: a scale-up of a slice at zero with
+/// requests waiting at the ingress. The number waiting, if it is.
+pub fn on_demand(action: &Action, world: &World) -> Option<u32> {
+    let Action::Scale {
+        blueprint,
+        slice,
+        from: 0,
+        to,
+    } = action
+    else {
+        return None;
+    };
+    let sv = slice_of(world, blueprint, slice)?;
+    (*to > 0 && sv.desired == 0 && sv.waiting > 0).then_some(sv.waiting)
+}
+
+/// The input a decision records a per-instance metric under, and its target's.
+fn input_keys(m: Metric) -> (&'static str, &'static str) {
+    match m {
+        Metric::CallsPerInstance => ("calls_per_instance", "target_calls_per_instance"),
+        Metric::LatencyMs => ("latency_p95_ms", "target_latency_ms"),
+        _ => ("cpu_per_instance", "target_cpu"),
+    }
+}
+
 /// Judge one decision's outcome, if it is an applied scale decision without one: `did not
 /// converge` past the converge timeout; once it converged and `outcome_after` passed, whether
-/// the slice's CPU per instance moved as intended. `converged_at` is the leader's memory of when
+/// the metric it scaled on (`scaled_on` among its inputs: CPU per instance, calls per instance
+/// or p95 latency; CPU when it does not say) moved as intended. A scale from or to zero is as
+/// intended once it converged. `converged_at` is the leader's memory of when
 /// each decision was first seen converged (the loop forgets an entry once its outcome is
 /// written); a scale-up seen converged for the first time feeds its start-up time into
 /// `startup_ms` (a moving average).
@@ -161,10 +235,7 @@ pub fn judge(
     else {
         return None;
     };
-    let sv = world
-        .slices
-        .iter()
-        .find(|sv| &sv.blueprint == blueprint && &sv.slice == slice)?;
+    let sv = slice_of(world, blueprint, slice)?;
     let converged = sv.active == *to && sv.desired == *to;
     if !converged && !converged_at.contains_key(&d.id) {
         if now.saturating_sub(applied) > s.converge_timeout_ms {
@@ -196,21 +267,69 @@ pub fn judge(
             .find(|(k, _)| k == name)
             .and_then(|(_, v)| v.parse().ok())
     };
-    let before = input("cpu_per_instance");
+    if *to == 0 {
+        return Some(Outcome {
+            at: now,
+            verdict: "as intended".into(),
+            detail: "0 instances: the next request starts one on demand".into(),
+        });
+    }
+    if *from == 0 {
+        let took = since.saturating_sub(applied);
+        return Some(Outcome {
+            at: now,
+            verdict: "as intended".into(),
+            detail: format!(
+                "{to} of {to} instances active {} after the decision",
+                human_millis(took)
+            ),
+        });
+    }
+    let metric = d
+        .inputs
+        .iter()
+        .find(|(k, _)| k == "scaled_on")
+        .and_then(|(_, v)| {
+            [Metric::CallsPerInstance, Metric::LatencyMs]
+                .into_iter()
+                .find(|m| m.name() == v)
+        })
+        .unwrap_or(Metric::CpuPerInstance);
+    let (key, target_key) = input_keys(metric);
+    let before = input(key);
     // The target the decision was made against; the slice's current one if the decision did
     // not record it.
-    let target = input("target_cpu").unwrap_or(sv.target_cpu.unwrap_or(s.rules.target_cpu));
+    let current = match metric {
+        Metric::CallsPerInstance => sv
+            .target_calls_per_instance
+            .unwrap_or(s.rules.target_calls_per_instance),
+        Metric::LatencyMs => sv.target_latency_ms.unwrap_or(f64::NAN),
+        _ => sv.target_cpu.unwrap_or(s.rules.target_cpu),
+    };
+    let target = input(target_key).unwrap_or(current);
     let limit = target * (1.0 + s.rules.tolerance);
-    let now_v = sv.value(Metric::CpuPerInstance);
+    let now_v = sv.value(metric);
+    let (label, show) = (metric.label(), |v: f64| metric.show(v));
     let (verdict, detail) = match (before, now_v) {
-        (_, None) => ("unknown", "no CPU sample of the slice".to_string()),
+        (_, None) => (
+            "unknown",
+            match metric {
+                Metric::CpuPerInstance => "no CPU sample of the slice".to_string(),
+                _ => format!("no {label} figure of the slice"),
+            },
+        ),
         (Some(b), Some(v)) if to > from => (
             if v < b || v <= limit {
                 "as intended"
             } else {
                 "not as intended"
             },
-            format!("cpu per instance {b:.2} → {v:.2} (target {target:.2}) with {to} instances"),
+            format!(
+                "{label} {} → {} (target {}) with {to} instances",
+                show(b),
+                show(v),
+                show(target)
+            ),
         ),
         (b, Some(v)) => (
             if v <= limit {
@@ -219,8 +338,11 @@ pub fn judge(
                 "not as intended"
             },
             format!(
-                "cpu per instance {} → {v:.2} (target {target:.2}, limit {limit:.2}) with {to} instances",
-                b.map(|b| format!("{b:.2}")).unwrap_or("?".into())
+                "{label} {} → {} (target {}, limit {}) with {to} instances",
+                b.map(show).unwrap_or("?".into()),
+                show(v),
+                show(target),
+                show(limit)
             ),
         ),
     };
@@ -300,6 +422,7 @@ pub fn context<'a>(
         up_cooldown_ms: s.rules.up_cooldown_secs * 1000,
         down_cooldown_ms: s.rules.down_cooldown_secs * 1000,
         recent_decisions: recent,
+        on_demand: on_demand(action, world).is_some(),
         ..safety::Context::default()
     };
     if let Action::Scale {
@@ -406,9 +529,10 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// Whether the reviewer has a say (the bounds did not reject it already).
+    /// Whether the reviewer has a say: the bounds did not reject it already, and it is not a
+    /// scale from zero on demand (a client is waiting; the review's budget would add to it).
     pub fn wants_review(&self) -> bool {
-        self.rejected.is_none()
+        self.rejected.is_none() && !self.ctx.on_demand
     }
 }
 
@@ -503,7 +627,8 @@ pub fn screen(
 /// Turn a candidate into the decision to record: the reviewer's record and verdict if it had
 /// its say (a reject rejects, an adjustment goes through the bounds again), the status by the
 /// mode otherwise (observe/propose: proposed; guarded: pending until the grace deadline; auto:
-/// pending until now, and applied at once). `by` is the leader's name.
+/// pending until now, and applied at once). A scale from zero on demand is applied at once in
+/// guarded mode too, and says so. `by` is the leader's name.
 pub fn conclude(
     c: Candidate,
     review: Option<(ReviewRecord, Option<Verdict>)>,
@@ -546,8 +671,12 @@ pub fn conclude(
         }
         record = Some(rec);
     }
+    let on_demand = ctx.on_demand && status.is_none();
     let status = status.unwrap_or(match control.mode {
         ControllerMode::Observe | ControllerMode::Propose => DecisionStatus::Proposed,
+        ControllerMode::Guarded if on_demand => DecisionStatus::Pending {
+            deadline: world.now,
+        },
         ControllerMode::Guarded => DecisionStatus::Pending {
             deadline: world.now + s.grace_ms(control),
         },
@@ -555,7 +684,21 @@ pub fn conclude(
             deadline: world.now,
         },
     });
-    let apply = status.is_open() && control.mode == ControllerMode::Auto;
+    if on_demand {
+        p.reasoning.push(match control.mode {
+            ControllerMode::Observe | ControllerMode::Propose => format!(
+                "mode {}: a proposal only, though a client is waiting; approve it to start the instance (aether override approve)",
+                control.mode
+            ),
+            ControllerMode::Guarded => {
+                "applied at once, without the grace window: a client is waiting and min = 0 declares start on demand".into()
+            }
+            ControllerMode::Auto => "applied at once (mode auto): a client is waiting".into(),
+        });
+    }
+    let apply = status.is_open()
+        && (control.mode == ControllerMode::Auto
+            || (on_demand && control.mode == ControllerMode::Guarded));
     Command::Record {
         decision: Box::new(Decision {
             id: 0,

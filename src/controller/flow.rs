@@ -28,6 +28,9 @@ use crate::raft::{Cluster, Writer};
 
 /// Decisions read back each tick (open ones, recent vetoes, applies and rejections).
 const RECENT: usize = 500;
+/// Traffic figures from a metrics snapshot older than this (by this node's clock) are not
+/// used: the world has none for the second, which no scale-in to zero takes for quiet.
+const TRAFFIC_FRESH: Duration = Duration::from_secs(5);
 pub use super::review::REVIEW_BUDGET;
 
 /// What the controller tells `aether status` about itself (this node's view).
@@ -54,6 +57,8 @@ pub struct Published {
     /// Per `blueprint/slice` the controller observes: its load and forecast (see
     /// [`Brain::load_chart`]) as of the last tick.
     pub charts: BTreeMap<String, (Series, Series)>,
+    /// Per `blueprint/slice`: what its chart counts, `cores` or (with a service) `calls/s`.
+    pub chart_units: BTreeMap<String, &'static str>,
 }
 
 /// Why a leader tick stopped early (it runs again on the next tick).
@@ -173,6 +178,7 @@ impl Controller {
             enabled: cfg.enabled,
             settings: settings.clone(),
             charts: BTreeMap::new(),
+            chart_units: BTreeMap::new(),
         });
         let c = Arc::new(Controller {
             settings,
@@ -205,18 +211,24 @@ impl Controller {
     fn publish(&self, slices: &[String]) {
         let at = now_millis();
         let step = (self.cfg.horizon.0.as_secs() / 60).max(1);
-        let charts = {
+        let (charts, chart_units) = {
             let brain = self.brain.lock().expect("brain");
-            slices
+            let charts = slices
                 .iter()
                 .map(|t| (t.clone(), brain.load_chart(t, at / 1000, step)))
-                .collect()
+                .collect();
+            let units = slices
+                .iter()
+                .map(|t| (t.clone(), brain.load_unit(t)))
+                .collect();
+            (charts, units)
         };
         let p = Published {
             local: self.local_status(),
             enabled: self.cfg.enabled,
             settings: self.settings.clone(),
             charts,
+            chart_units,
         };
         self.published.send_if_modified(|old| {
             let changed = *old != p;
@@ -309,8 +321,9 @@ impl Controller {
         }
     }
 
-    /// The cluster this second, from this node's replica and metrics snapshot; `decisions`
-    /// (newest first) mark the nodes the controller drained.
+    /// The cluster this second, from this node's replica and metrics snapshot (its traffic
+    /// figures only while it is fresh); `decisions` (newest first) mark the nodes the
+    /// controller drained.
     fn world(&self, decisions: &[Decision]) -> Result<World, std::io::Error> {
         let store = &self.cluster.store;
         let now = now_millis();
@@ -321,7 +334,7 @@ impl Controller {
         let health = store.health()?;
         // What the world needs of the metrics snapshot, read in place (no copy of it):
         // pid → cores per node, and each node's headline values.
-        let (cpu_of, entries) = self.metrics.with_state(|st| {
+        let (cpu_of, entries, traffic) = self.metrics.with_state(|st| {
             let mut cpu_of: HashMap<(u64, u32), f64> = HashMap::new();
             let mut entries: HashMap<u64, NodeSample> = HashMap::new();
             for e in st.view.snapshot.iter().flat_map(|snap| &snap.nodes) {
@@ -342,7 +355,16 @@ impl Controller {
                     },
                 );
             }
-            (cpu_of, entries)
+            let fresh = st
+                .view
+                .age(Instant::now())
+                .is_some_and(|age| age <= TRAFFIC_FRESH);
+            let traffic = if fresh {
+                st.view.traffic()
+            } else {
+                BTreeMap::new()
+            };
+            (cpu_of, entries, traffic)
         });
         Ok(World::build(&Inputs {
             now,
@@ -354,6 +376,7 @@ impl Controller {
             cpu_of: &cpu_of,
             samples: &entries,
             decisions,
+            traffic: &traffic,
         }))
     }
 
@@ -406,7 +429,7 @@ impl Controller {
     ) -> Result<(), TickError> {
         let now = world.now;
         let control = self.cluster.store.control()?;
-        for cmd in decide::advance(decisions, &control, now, &self.settings) {
+        for cmd in decide::advance(decisions, &control, world, &self.settings) {
             Self::write(w, cmd).await?;
         }
         for d in decisions {

@@ -6,6 +6,7 @@
 //! ```toml
 //! [settings]
 //! target_cpu = 0.6          # slices without [slices.scaling] target_cpu
+//! target_calls_per_instance = 100   # slices without [slices.scaling] target_calls_per_instance
 //! tolerance = 0.1           # "above target" means above target × 1.1
 //! stabilization = "3m"      # scale-in uses the highest recommendation of this window
 //! up_cooldown = "30s"
@@ -19,6 +20,13 @@
 //! when = [{ metric = "cpu_per_instance", above = "target", for = "30s" }]
 //! action = "scale_up"
 //! step = "proportional"     # or a whole number of instances, or "100%" of them
+//!
+//! [[rules]]
+//! name = "errors-high"
+//! scope = "slice"
+//! priority = 60
+//! when = [{ metric = "error_rate", above = 0.05, for = "10s" }]
+//! action = "hold"           # no scale-in while it matches
 //! ```
 //!
 //! Errors name the file, line, column and field, like blueprint errors.
@@ -49,10 +57,17 @@ pub enum Metric {
     CpuPerInstance,
     /// Slice: cores used by all its instances.
     SliceCpu,
-    /// Slice: calls per second through the ingress (absent until the ingress exists).
+    /// Slice: calls per second through the ingress, over the cluster (absent without traffic
+    /// figures for the slice).
     CallsPerSec,
-    /// Slice: mean call latency in ms (absent until the ingress exists).
+    /// Slice: calls per second ÷ active instances (absent without traffic figures or active
+    /// instances).
+    CallsPerInstance,
+    /// Slice: the 95th percentile of call latency at the ingress, ms (absent without calls).
     LatencyMs,
+    /// Slice: errors ÷ calls at the ingress, 0–1 (5xx, connect failures, timeouts; absent
+    /// without calls).
+    ErrorRate,
     /// Slice: instances not active.
     Unhealthy,
     /// Node: CPU 0–1.
@@ -68,11 +83,13 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub(super) const SLICE: [(&'static str, Metric); 5] = [
+    pub(super) const SLICE: [(&'static str, Metric); 7] = [
         ("cpu_per_instance", Metric::CpuPerInstance),
         ("cpu", Metric::SliceCpu),
         ("calls_per_s", Metric::CallsPerSec),
+        ("calls_per_instance", Metric::CallsPerInstance),
         ("latency_ms", Metric::LatencyMs),
+        ("error_rate", Metric::ErrorRate),
         ("unhealthy", Metric::Unhealthy),
     ];
     pub(super) const NODE: [(&'static str, Metric); 5] = [
@@ -115,9 +132,40 @@ impl Metric {
             })
     }
 
-    /// Whether `target` means something for this metric (the slice's target CPU or latency).
-    fn has_target(self) -> bool {
-        matches!(self, Metric::CpuPerInstance | Metric::LatencyMs)
+    /// Whether `target` means something for this metric (the slice's target CPU, calls per
+    /// instance or latency).
+    pub fn has_target(self) -> bool {
+        matches!(
+            self,
+            Metric::CpuPerInstance | Metric::CallsPerInstance | Metric::LatencyMs
+        )
+    }
+
+    /// How reasoning names it: `cpu per instance`, `calls/s per instance`, `latency p95`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::CallsPerSec => "calls/s",
+            Metric::CallsPerInstance => "calls/s per instance",
+            Metric::LatencyMs => "latency p95",
+            Metric::ErrorRate => "error rate",
+            Metric::SliceCpu => "cpu",
+            Metric::CpuPerInstance => "cpu per instance",
+            Metric::Unhealthy => "unhealthy",
+            Metric::NodeCpu => "cpu",
+            Metric::NodeMem => "mem",
+            Metric::GpuUtil => "gpu util",
+            Metric::GpuTemp => "gpu temp",
+            Metric::Anomalies => "anomalies",
+        }
+    }
+
+    /// A value of this metric as reasoning writes it: `412 ms`, `4.2%`, `0.85`.
+    pub fn show(self, v: f64) -> String {
+        match self {
+            Metric::LatencyMs => format!("{v:.0} ms"),
+            Metric::ErrorRate => format!("{:.1}%", v * 100.0),
+            _ => format!("{v:.2}"),
+        }
     }
 }
 
@@ -183,6 +231,9 @@ impl fmt::Display for Condition {
 pub enum RuleAction {
     ScaleUp,
     ScaleDown,
+    /// Slice: while it matches, no scale-in (lower-priority rules are not tried); scale-ups of
+    /// higher-priority rules and of the forecast still go ahead.
+    Hold,
     Drain,
     Undrain,
 }
@@ -213,6 +264,9 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub target_cpu: f64,
+    /// Calls per second per active instance, for slices that do not set
+    /// `[slices.scaling] target_calls_per_instance`.
+    pub target_calls_per_instance: f64,
     pub tolerance: f64,
     pub stabilization_secs: u64,
     pub up_cooldown_secs: u64,
@@ -224,6 +278,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             target_cpu: 0.6,
+            target_calls_per_instance: 100.0,
             tolerance: 0.1,
             stabilization_secs: 180,
             up_cooldown_secs: 30,
@@ -264,6 +319,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawSettings {
     target_cpu: Option<Spanned<f64>>,
+    target_calls_per_instance: Option<Spanned<f64>>,
     tolerance: Option<Spanned<f64>>,
     stabilization: Option<Spanned<String>>,
     up_cooldown: Option<Spanned<String>>,
@@ -353,7 +409,7 @@ fn condition(
                 v.span(),
                 format!("{path}.{key}"),
                 format!(
-                    "'{}' has no target: use a number (only cpu_per_instance and latency_ms compare with \"target\")",
+                    "'{}' has no target: use a number (only cpu_per_instance, calls_per_instance and latency_ms compare with \"target\")",
                     metric.name()
                 ),
             ));
@@ -397,13 +453,14 @@ fn rule(src: &Source, raw: &Spanned<RawRule>, i: usize) -> Result<Rule, FileErro
     let action = match (r.action.get_ref().as_str(), scope) {
         ("scale_up", Scope::Slice) => RuleAction::ScaleUp,
         ("scale_down", Scope::Slice) => RuleAction::ScaleDown,
+        ("hold", Scope::Slice) => RuleAction::Hold,
         ("drain", Scope::Node) => RuleAction::Drain,
         ("undrain", Scope::Node) => RuleAction::Undrain,
         (other, Scope::Slice) => {
             return Err(src.err(
                 r.action.span(),
                 p("action"),
-                format!("a slice rule's action is \"scale_up\" or \"scale_down\", found '{other}'"),
+                format!("a slice rule's action is \"scale_up\", \"scale_down\" or \"hold\", found '{other}'"),
             ));
         }
         (other, Scope::Node) => {
@@ -429,6 +486,14 @@ fn rule(src: &Source, raw: &Spanned<RawRule>, i: usize) -> Result<Rule, FileErro
         .map(|(j, c)| condition(src, scope, c, &p(&format!("when[{j}]"))))
         .collect::<Result<Vec<_>, _>>()?;
     let step = match (&r.step, scope) {
+        (None, _) if action == RuleAction::Hold => Step::By(0),
+        (Some(s), _) if action == RuleAction::Hold => {
+            return Err(src.err(
+                s.span(),
+                p("step"),
+                "a hold rule changes no count: remove 'step'",
+            ));
+        }
         (None, Scope::Slice) => Step::Proportional,
         (None, Scope::Node) => Step::By(1),
         (Some(s), Scope::Node) => {
@@ -444,7 +509,7 @@ fn rule(src: &Source, raw: &Spanned<RawRule>, i: usize) -> Result<Rule, FileErro
                     return Err(src.err(
                         s.span(),
                         p("step"),
-                        "\"proportional\" scales by the first condition's distance from its target: make when[0] compare cpu_per_instance or latency_ms with \"target\", or give a whole number",
+                        "\"proportional\" scales by the first condition's distance from its target: make when[0] compare cpu_per_instance, calls_per_instance or latency_ms with \"target\", or give a whole number",
                     ));
                 }
                 Step::Proportional
@@ -498,6 +563,17 @@ pub fn parse(file: &str, text: &str) -> Result<Rules, FileError> {
     if let Some(s) = &raw.settings {
         if let Some(v) = &s.target_cpu {
             settings.target_cpu = fraction(&src, v, "settings.target_cpu", 1.0)?;
+        }
+        if let Some(v) = &s.target_calls_per_instance {
+            let x = *v.get_ref();
+            if !(x.is_finite() && x > 0.0 && x <= 1_000_000.0) {
+                return Err(src.err(
+                    v.span(),
+                    "settings.target_calls_per_instance",
+                    format!("expected calls per second above 0 and at most 1000000, found {x}"),
+                ));
+            }
+            settings.target_calls_per_instance = x;
         }
         if let Some(v) = &s.tolerance {
             settings.tolerance = fraction(&src, v, "settings.tolerance", 0.5)?;
@@ -581,7 +657,28 @@ mod tests {
                 "[[rules]]\nname = \"up\"\nscope = \"slice\"\nwhen = [{ metric = \"cpu\", above = 2 }]\naction = \"drain\"\nstep = 1\n",
                 5,
                 "rules[0].action",
-                "a slice rule's action is \"scale_up\" or \"scale_down\"",
+                "a slice rule's action is \"scale_up\", \"scale_down\" or \"hold\"",
+            ),
+            (
+                "a hold with a step",
+                "[[rules]]\nname = \"e\"\nscope = \"slice\"\nwhen = [{ metric = \"error_rate\", above = 0.05 }]\naction = \"hold\"\nstep = 1\n",
+                6,
+                "rules[0].step",
+                "a hold rule changes no count: remove 'step'",
+            ),
+            (
+                "an error rate has no target",
+                "[[rules]]\nname = \"e\"\nscope = \"slice\"\nwhen = [{ metric = \"error_rate\", above = \"target\" }]\naction = \"hold\"\n",
+                4,
+                "rules[0].when[0].above",
+                "'error_rate' has no target",
+            ),
+            (
+                "bad calls target",
+                "[settings]\ntarget_calls_per_instance = 0\n",
+                2,
+                "settings.target_calls_per_instance",
+                "expected calls per second above 0 and at most 1000000, found 0",
             ),
             (
                 "unknown field",
@@ -626,6 +723,23 @@ mod tests {
             assert_eq!(e.path, *path, "{what}: {e}");
             assert!(e.message.contains(msg), "{what}: {e}");
         }
+    }
+
+    #[test]
+    fn request_metrics_parse_with_their_targets_and_a_hold() {
+        let text = "[settings]\ntarget_calls_per_instance = 40\n[[rules]]\nname = \"calls-high\"\nscope = \"slice\"\nwhen = [{ metric = \"calls_per_instance\", above = \"target\", for = \"15s\" }]\naction = \"scale_up\"\n[[rules]]\nname = \"errors-high\"\nscope = \"slice\"\nwhen = [{ metric = \"error_rate\", above = 0.05 }]\naction = \"hold\"\n";
+        let r = parse("r.toml", text).unwrap();
+        assert_eq!(r.settings.target_calls_per_instance, 40.0);
+        assert_eq!(
+            (r.rules[0].when[0].metric, r.rules[0].step),
+            (Metric::CallsPerInstance, Step::Proportional)
+        );
+        assert_eq!(
+            (r.rules[1].when[0].metric, r.rules[1].action),
+            (Metric::ErrorRate, RuleAction::Hold)
+        );
+        assert_eq!(Metric::LatencyMs.show(412.4), "412 ms");
+        assert_eq!(Metric::ErrorRate.show(0.042), "4.2%");
     }
 
     #[test]

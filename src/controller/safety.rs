@@ -5,6 +5,11 @@
 //! min/max, the largest step, the cluster-wide rate limit. A bound that changes the proposal
 //! says so in the returned notes ([`Clamp`]: `clamped to max=8`); one that stops it says why,
 //! as a [`StopReason`] (its text is what a rejected decision records).
+//!
+//! A scale from zero on demand ([`Context::on_demand`]: requests wait at the ingress of a
+//! slice at zero) skips the waits — converging, cooldowns, the rate limit — since a client is
+//! waiting and the operator declared min = 0 (start on demand); an operator's veto and the
+//! slice's max still stop it.
 
 use crate::domain::{Action, Millis, human_millis};
 
@@ -54,6 +59,8 @@ pub struct Context {
     pub recent_decisions: u32,
     /// Ready members, the target included.
     pub ready_nodes: u32,
+    /// A scale from zero with requests waiting at the ingress: no waits.
+    pub on_demand: bool,
 }
 
 impl Context {
@@ -226,7 +233,7 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
             });
         }
     }
-    if let Some(why) = &ctx.converging {
+    if let Some(why) = ctx.converging.as_ref().filter(|_| !ctx.on_demand) {
         return Check::Stop(StopReason::Converging {
             target,
             why: why.clone(),
@@ -247,7 +254,7 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
             } else {
                 cooldown(ctx.last_change, ctx.down_cooldown_ms)
             };
-            if let Some(w) = waiting {
+            if let Some(w) = waiting.filter(|_| !ctx.on_demand) {
                 return Check::Stop(w);
             }
             let wanted = *to;
@@ -295,7 +302,7 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
         }
         Action::Undrain { .. } => {}
     }
-    if ctx.recent_decisions >= b.per_minute {
+    if ctx.recent_decisions >= b.per_minute && !ctx.on_demand {
         return Check::Stop(StopReason::RateLimit {
             per_minute: b.per_minute,
         });
@@ -406,7 +413,39 @@ mod tests {
                 |c| c.ready_nodes = 1,
                 Err("last ready node"),
             ),
-            ("drain with others ready", drain, |_| {}, Ok(0)),
+            ("drain with others ready", drain.clone(), |_| {}, Ok(0)),
+            (
+                "on demand: no converging, cooldown or rate limit",
+                scale(0, 1),
+                |c| {
+                    c.min = 0;
+                    c.on_demand = true;
+                    c.converging = Some("d-7: 1 of 0 instances active".into());
+                    c.last_up = Some(c.now - 1_000);
+                    c.last_change = Some(c.now - 1_000);
+                    c.recent_decisions = 60;
+                },
+                Ok(1),
+            ),
+            (
+                "on demand, but vetoed",
+                scale(0, 1),
+                |c| {
+                    c.min = 0;
+                    c.on_demand = true;
+                    c.vetoed = Some(("d-41".into(), c.now - 60_000));
+                },
+                Err("operator vetoed d-41"),
+            ),
+            (
+                "on demand, but max = 0",
+                scale(0, 1),
+                |c| {
+                    (c.min, c.max) = (0, 0);
+                    c.on_demand = true;
+                },
+                Err("at max=0 already"),
+            ),
         ];
         for (what, mut action, setup, want) in cases {
             let mut c = ctx();

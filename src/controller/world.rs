@@ -1,6 +1,7 @@
-//! The world: the cluster as the controller sees it this second — each slice's counts, load
-//! and scaling policy, each member's state and headline metrics. Plain data; the loop builds
-//! it (`flow`), the brain learns from it and the policy decides on it (`decide`).
+//! The world: the cluster as the controller sees it this second — each slice's counts, load,
+//! request figures (from the ingress, through the metrics snapshot) and scaling policy, each
+//! member's state and headline metrics. Plain data; the loop builds it (`flow`), the brain
+//! learns from it and the policy decides on it (`decide`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,9 +10,10 @@ use crate::domain::{
     Action, Assignment, Decision, DecisionStatus, Health, InstanceState, InstanceStatus, Millis,
     NodeId, NodeRecord, NodeState, StoredBlueprint,
 };
+use crate::metrics::requests::SliceTraffic;
 
 /// One slice as the controller sees it this second.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SliceView {
     pub blueprint: String,
     pub slice: String,
@@ -25,14 +27,31 @@ pub struct SliceView {
     pub cpu_reserved: f64,
     /// Cores used by the active instances together; `None` when no sample covers them.
     pub cpu_used: Option<f64>,
+    /// The slice declares a `[slices.service]`: its demand is its request rate.
+    pub service: bool,
+    /// Calls per second through the ingress over the cluster; `None`: no traffic figures for
+    /// the slice this second (no service, or no fresh metrics snapshot).
     pub calls_per_s: Option<f64>,
+    /// The 95th percentile of call latency, ms (what `latency_ms` rules and the latency target
+    /// compare); `None` without calls.
     pub latency_ms: Option<f64>,
+    /// The 99th percentile, ms: cited in decisions, not compared.
+    pub latency_p99_ms: Option<f64>,
+    /// Errors ÷ calls, 0–1; `None` without calls.
+    pub error_rate: Option<f64>,
+    /// Requests waiting at the ingresses for an instance (the slice has none ready).
+    pub waiting: u32,
+    /// When a request last arrived (Unix ms), if one did within the metrics window.
+    pub last_call_at: Option<Millis>,
     /// From the blueprint's `[slices.scaling]`; `None`: the rule settings apply.
     pub target_cpu: Option<f64>,
     pub target_latency_ms: Option<f64>,
+    pub target_calls_per_instance: Option<f64>,
     pub predictive: Option<bool>,
     pub up_cooldown_ms: Option<u64>,
     pub down_cooldown_ms: Option<u64>,
+    /// With `min = 0`: scale to zero after this long without a request.
+    pub idle_to_zero_ms: Option<u64>,
 }
 
 impl SliceView {
@@ -51,7 +70,12 @@ impl SliceView {
             },
             Metric::SliceCpu => self.cpu_used,
             Metric::CallsPerSec => self.calls_per_s,
+            Metric::CallsPerInstance => match (self.calls_per_s, self.active) {
+                (Some(c), a) if a > 0 => Some(c / a as f64),
+                _ => None,
+            },
             Metric::LatencyMs => self.latency_ms,
+            Metric::ErrorRate => self.error_rate,
             Metric::Unhealthy => Some(self.desired.saturating_sub(self.active) as f64),
             _ => None,
         }
@@ -146,12 +170,17 @@ pub struct Inputs<'a> {
     pub samples: &'a HashMap<NodeId, NodeSample>,
     /// The decisions, newest first: they mark the nodes the controller drained.
     pub decisions: &'a [Decision],
+    /// Each slice's traffic over the cluster, keyed `blueprint/slice`
+    /// ([`crate::metrics::aggregate::View::traffic`]); empty without a fresh snapshot.
+    pub traffic: &'a BTreeMap<String, SliceTraffic>,
 }
 
 impl World {
     /// The cluster at `now`: per slice its desired and active instances (only copies reported
-    /// where they are assigned count) and the cores they use; per member its state, liveness
-    /// and headline values, and whether an applied controller decision drained it.
+    /// where they are assigned count), the cores they use and its traffic (calls/s, p95 and
+    /// p99 latency, error rate while there are calls; requests waiting; the last call); per
+    /// member its state, liveness and headline values, and whether an applied controller
+    /// decision drained it.
     pub fn build(i: &Inputs) -> World {
         let mut slices = Vec::new();
         for b in i.blueprints {
@@ -179,6 +208,9 @@ impl World {
                     }
                 }
                 let policy = s.scaling.as_ref();
+                let traffic = i.traffic.get(prefix.trim_end_matches('/'));
+                let calls = traffic.map(|t| t.calls_per_s).filter(|c| c.is_finite());
+                let with_calls = traffic.filter(|t| t.calls_per_s > 0.0);
                 slices.push(SliceView {
                     blueprint: b.blueprint.name.clone(),
                     slice: s.name.clone(),
@@ -188,13 +220,20 @@ impl World {
                     active,
                     cpu_reserved: s.resources.cpu as f64,
                     cpu_used: sampled.then_some(used),
-                    calls_per_s: None,
-                    latency_ms: None,
+                    service: s.service.is_some(),
+                    calls_per_s: calls.map(|c| c.max(0.0)),
+                    latency_ms: with_calls.and_then(|t| t.p95_ms),
+                    latency_p99_ms: with_calls.and_then(|t| t.p99_ms),
+                    error_rate: with_calls.map(|t| t.error_rate.clamp(0.0, 1.0)),
+                    waiting: traffic.map(|t| t.waiting).unwrap_or(0),
+                    last_call_at: traffic.and_then(|t| t.last_call_at),
                     target_cpu: policy.and_then(|p| p.target_cpu).map(f64::from),
                     target_latency_ms: policy.and_then(|p| p.target_latency_ms).map(|v| v as f64),
+                    target_calls_per_instance: policy.and_then(|p| p.target_calls_per_instance),
                     predictive: policy.map(|p| p.predictive),
                     up_cooldown_ms: policy.and_then(|p| p.up_cooldown_ms),
                     down_cooldown_ms: policy.and_then(|p| p.down_cooldown_ms),
+                    idle_to_zero_ms: policy.and_then(|p| p.idle_to_zero_ms),
                 });
             }
         }
@@ -294,7 +333,8 @@ mod tests {
     }
 
     /// Only active copies reported where they are assigned count, with the cores of their
-    /// processes; a node is the controller's to undrain only after its applied drain.
+    /// processes and the slice's traffic figures; a node is the controller's to undrain only
+    /// after its applied drain.
     #[test]
     fn the_world_counts_assigned_active_copies_and_who_drained_a_node() {
         let blueprints = [StoredBlueprint {
@@ -366,6 +406,20 @@ mod tests {
             outcome: None,
         };
         let decisions = [drain(4, 2)];
+        let traffic = BTreeMap::from([(
+            "shop/web".to_string(),
+            SliceTraffic {
+                slice: "shop/web".into(),
+                calls_per_s: 300.0,
+                error_rate: 0.02,
+                p50_ms: Some(12.0),
+                p95_ms: Some(180.0),
+                p99_ms: Some(420.0),
+                waiting: 3,
+                last_call_at: Some(41),
+                ..SliceTraffic::default()
+            },
+        )]);
         let w = World::build(&Inputs {
             now: 42,
             blueprints: &blueprints,
@@ -376,6 +430,7 @@ mod tests {
             cpu_of: &cpu_of,
             samples: &samples,
             decisions: &decisions,
+            traffic: &traffic,
         });
         assert_eq!(w.now, 42);
         let s = &w.slices[0];
@@ -384,6 +439,14 @@ mod tests {
             ("shop/web".to_string(), 3, 2, 2.0, Some(1.5))
         );
         assert_eq!(s.value(Metric::CpuPerInstance), Some(0.375));
+        // The request figures: p95 is the latency rules compare; calls per active instance.
+        assert_eq!(
+            (s.calls_per_s, s.latency_ms, s.latency_p99_ms, s.error_rate),
+            (Some(300.0), Some(180.0), Some(420.0), Some(0.02))
+        );
+        assert_eq!((s.waiting, s.last_call_at), (3, Some(41)));
+        assert_eq!(s.value(Metric::CallsPerInstance), Some(150.0));
+        assert_eq!(s.value(Metric::ErrorRate), Some(0.02));
         let (n1, n2) = (&w.nodes[0], &w.nodes[1]);
         assert_eq!(
             (n1.live, n1.cpu, n1.drained_by_controller),

@@ -132,6 +132,7 @@ struct RawScaling {
     up_cooldown: Option<Spanned<String>>,
     down_cooldown: Option<Spanned<String>>,
     idle_to_zero: Option<Spanned<String>>,
+    target_calls_per_instance: Option<Spanned<f64>>,
 }
 
 /// Parse a size such as `256MiB`, `1GiB`, `512KiB`, `2GB` or a plain number of bytes.
@@ -466,6 +467,23 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
                         None => Ok(None),
                     }
                 };
+            let target_calls_per_instance = match &s.target_calls_per_instance {
+                Some(t) => {
+                    let v = *t.get_ref();
+                    if !(v.is_finite() && v > 0.0 && v <= 1_000_000.0) {
+                        return Err(src.err(
+                            t.span(),
+                            p("scaling.target_calls_per_instance"),
+                            format!(
+                                "expected calls per second above 0 and at most 1000000, found {v}: \
+                                 the rate one instance serves well (measure it with a load test)"
+                            ),
+                        ));
+                    }
+                    Some(v)
+                }
+                None => None,
+            };
             Some(ScalingPolicy {
                 target_cpu,
                 target_latency_ms: opt_ms(&s.target_latency, "scaling.target_latency")?,
@@ -473,6 +491,7 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
                 up_cooldown_ms: opt_ms(&s.up_cooldown, "scaling.up_cooldown")?,
                 down_cooldown_ms: opt_ms(&s.down_cooldown, "scaling.down_cooldown")?,
                 idle_to_zero_ms: opt_ms(&s.idle_to_zero, "scaling.idle_to_zero")?,
+                target_calls_per_instance,
             })
         }
     };
@@ -693,7 +712,19 @@ predictive = true
         assert_eq!(s.stop_timeout_ms, 10_000);
         assert_eq!(s.health.as_ref().unwrap().probe, Probe::Http("/".into()));
         assert_eq!(s.scaling.as_ref().unwrap().target_cpu, Some(0.6));
+        assert_eq!(s.scaling.as_ref().unwrap().target_calls_per_instance, None);
         assert_eq!(s.env["GREETING"], "hi");
+        // A whole number of calls is taken as it is written.
+        let b = parse(
+            "shop.toml",
+            &GOOD.replace("target_cpu = 0.6", "target_calls_per_instance = 80"),
+        )
+        .unwrap();
+        let sc = b.slices[0].scaling.as_ref().unwrap();
+        assert_eq!(
+            (sc.target_cpu, sc.target_calls_per_instance),
+            (None, Some(80.0))
+        );
     }
 
     /// Replace `from` in the good file by `to` and parse; the error as text.
@@ -798,6 +829,21 @@ predictive = true
                 "target_cpu = 0.6",
                 "target_cpu = 1.5",
                 "slices[0].scaling.target_cpu: expected a fraction above 0 and at most 1, found 1.5",
+            ),
+            (
+                "target_cpu = 0.6",
+                "target_cpu = 0.6\ntarget_calls_per_instance = 0",
+                "shop.toml:18:29: slices[0].scaling.target_calls_per_instance: expected calls per second above 0 and at most 1000000, found 0",
+            ),
+            (
+                "target_cpu = 0.6",
+                "target_cpu = 0.6\ntarget_calls_per_instance = -2.5",
+                "slices[0].scaling.target_calls_per_instance: expected calls per second above 0",
+            ),
+            (
+                "target_cpu = 0.6",
+                "target_cpu = 0.6\ntarget_calls_per_instance = \"many\"",
+                "slices[0].scaling.target_calls_per_instance: invalid type: string \"many\", expected f64",
             ),
             (
                 "target_cpu = 0.6",

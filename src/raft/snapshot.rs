@@ -44,7 +44,7 @@ enum SnapRecord {
     Decision(u64, Vec<u8>),
 }
 
-/// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a placement number; 3: slices carry a service and scaling an idle_to_zero), so a snapshot
+/// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a placement number; 3: slices carry a service, and scaling an idle_to_zero and a target_calls_per_instance), so a snapshot
 /// from a node of another format is refused at its header rather than misread.
 const SNAPSHOT_FORMAT: u32 = 3;
 

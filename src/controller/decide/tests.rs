@@ -34,13 +34,7 @@ fn slice(desired: u32, active: u32) -> SliceView {
         active,
         cpu_reserved: 1.0,
         cpu_used: Some(active as f64 * 0.5),
-        calls_per_s: None,
-        latency_ms: None,
-        target_cpu: None,
-        target_latency_ms: None,
-        predictive: None,
-        up_cooldown_ms: None,
-        down_cooldown_ms: None,
+        ..SliceView::default()
     }
 }
 
@@ -348,6 +342,7 @@ fn the_safety_context_comes_from_the_decisions_newest_first() {
         down_cooldown_ms: 60_000,
         recent_decisions: 2,
         ready_nodes: 2,
+        on_demand: false,
     };
     assert_eq!(c, want);
     // Past the converge timeout the newest no longer counts as converging; a scale-down
@@ -431,7 +426,12 @@ fn open_decisions_are_applied_at_their_deadline_or_expire() {
         },
     };
     assert_eq!(
-        advance(&decisions, &control(ControllerMode::Guarded), NOW, &s),
+        advance(
+            &decisions,
+            &control(ControllerMode::Guarded),
+            &world(2, 2),
+            &s
+        ),
         vec![
             Command::Apply {
                 id: 4,
@@ -449,7 +449,7 @@ fn open_decisions_are_applied_at_their_deadline_or_expire() {
         ..control(ControllerMode::Guarded)
     };
     assert_eq!(
-        advance(&decisions, &paused, NOW, &s)[0],
+        advance(&decisions, &paused, &world(2, 2), &s)[0],
         Command::Close {
             id: 4,
             status: DecisionStatus::Expired {
@@ -520,4 +520,410 @@ fn the_lead_time_covers_start_up_grace_and_a_tick() {
     assert_eq!(lead_secs(&control(ControllerMode::Auto), 20_000, &s), 21);
     assert_eq!(lead_secs(&control(ControllerMode::Guarded), 20_000, &s), 51);
     assert_eq!(lead_secs(&control(ControllerMode::Guarded), 20_400, &s), 52);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests: the brain over request figures, then the policy.
+
+use crate::controller::brain::{Brain, FROM_ZERO, IDLE_TO_ZERO};
+use crate::controller::forecast::ForecastConfig;
+
+fn brain() -> Brain {
+    let rules = rules::parse("assets/rules.toml", rules::DEFAULT_RULES).unwrap();
+    Brain::new(rules, ForecastConfig::default(), 300)
+}
+
+/// A slice with a service: `calls` a second over `active` instances, p95 and p99 latency,
+/// an error rate; no CPU sample; no forecast unless a test turns it on.
+fn service(desired: u32, active: u32, calls: f64, (p95, p99): (f64, f64)) -> SliceView {
+    SliceView {
+        service: true,
+        cpu_used: None,
+        calls_per_s: Some(calls),
+        latency_ms: (calls > 0.0).then_some(p95),
+        latency_p99_ms: (calls > 0.0).then_some(p99),
+        error_rate: (calls > 0.0).then_some(0.001),
+        last_call_at: (calls > 0.0).then_some(NOW),
+        predictive: Some(false),
+        ..slice(desired, active)
+    }
+}
+
+/// Feed the brain `secs` seconds of `s` ending at `end` (ms), the slice as `at(t)` makes it
+/// for second `t` (ms); the world of the last second.
+fn feed(b: &mut Brain, secs: u64, end: Millis, at: impl Fn(Millis) -> SliceView) -> World {
+    let mut w = world(0, 0);
+    for i in 0..secs {
+        w.now = end - (secs - 1 - i) * 1_000;
+        let mut s = at(w.now);
+        if s.last_call_at.is_some() {
+            s.last_call_at = Some(w.now);
+        }
+        w.slices = vec![s];
+        b.observe(&w);
+    }
+    w
+}
+
+fn input<'a>(d: &'a Decision, key: &str) -> Option<&'a str> {
+    d.inputs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn calls_per_instance_over_target_scale_up_citing_the_numbers() {
+    let mut b = brain();
+    // 600 calls/s over 4 instances: 150 each against the default target of 100.
+    let s = service(4, 4, 600.0, (80.0, 120.0));
+    let w = feed(&mut b, 20, NOW, |_| s.clone());
+    let p = b.propose(&w, 30);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(
+        (p[0].rule.as_str(), &p[0].action),
+        ("calls-high", &scale(4, 6))
+    );
+    let (d, apply) = decide_one(p[0].clone(), &w, &[], ControllerMode::Guarded);
+    assert_eq!(
+        (&d.status, apply),
+        (
+            &DecisionStatus::Pending {
+                deadline: NOW + 30_000
+            },
+            false
+        )
+    );
+    assert_eq!(
+        d.reasoning[..3],
+        [
+            "calls/s per instance 150.00 > target 100.00 (band limit 110.00) for 19s",
+            "6 instances bring it to the target: ceil(4 × 150.00 / 100.00)",
+            "ingress: 600.00 calls/s over 4 active instances (150.00 per instance, target 100.00), \
+             p95 80 ms, p99 120 ms, errors 0.1%",
+        ]
+    );
+    for (k, v) in [
+        ("calls_per_s", "600.00"),
+        ("calls_per_instance", "150.00"),
+        ("target_calls_per_instance", "100.00"),
+        ("latency_p95_ms", "80"),
+        ("latency_p99_ms", "120"),
+        ("error_rate", "0.0010"),
+        ("waiting", "0"),
+        ("scaled_on", "calls_per_instance"),
+    ] {
+        assert_eq!(input(&d, k), Some(v), "{k}: {:?}", d.inputs);
+    }
+    // The slice's own target wins over the rules' default: 150 is within 160's band.
+    let mut b = brain();
+    let own = SliceView {
+        target_calls_per_instance: Some(160.0),
+        ..s.clone()
+    };
+    let w = feed(&mut b, 20, NOW, |_| own.clone());
+    assert!(b.propose(&w, 30).is_empty());
+}
+
+#[test]
+fn latency_over_target_scale_up_cites_calls_and_latency() {
+    let mut b = brain();
+    // Few calls per instance (20 against 100), but the p95 is twice the slice's target.
+    let s = SliceView {
+        target_latency_ms: Some(200.0),
+        ..service(2, 2, 40.0, (412.0, 900.0))
+    };
+    let w = feed(&mut b, 29, NOW, |_| s.clone());
+    assert!(b.propose(&w, 30).is_empty(), "held 28s of the 30s");
+    let w = feed(&mut b, 3, NOW + 3_000, |_| s.clone());
+    let p = b.propose(&w, 30);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(
+        (p[0].rule.as_str(), &p[0].action),
+        ("latency-high", &scale(2, 5))
+    );
+    let (d, _) = decide_one(p[0].clone(), &w, &[], ControllerMode::Auto);
+    let text = d.reasoning.join("; ");
+    for want in [
+        "latency p95 412 ms > target 200 ms (band limit 220 ms) for 31s",
+        "5 instances bring it to the target: ceil(2 × 412.00 / 200.00)",
+        "ingress: 40.00 calls/s over 2 active instances (20.00 per instance, target 100.00), \
+         p95 412 ms, p99 900 ms (target 200 ms)",
+    ] {
+        assert!(text.contains(want), "{want}\nin: {text}");
+    }
+    assert_eq!(input(&d, "scaled_on"), Some("latency_ms"));
+    assert_eq!(input(&d, "target_latency_ms"), Some("200"));
+    assert_eq!(input(&d, "latency_p99_ms"), Some("900"));
+    // Converged, a minute on: judged on the latency it scaled on.
+    let mut d = d;
+    d.status = DecisionStatus::Applied {
+        at: NOW,
+        by: "n1".into(),
+    };
+    let mut later = World {
+        slices: vec![SliceView {
+            target_latency_ms: Some(200.0),
+            ..service(5, 5, 40.0, (150.0, 300.0))
+        }],
+        ..w.clone()
+    };
+    let (mut converged, mut startup) = (HashMap::new(), 10_000);
+    later.now = NOW + 20_000;
+    assert_eq!(
+        judge(&d, &later, &mut converged, &mut startup, &settings()),
+        None
+    );
+    later.now = NOW + 80_000;
+    let o = judge(&d, &later, &mut converged, &mut startup, &settings()).expect("an outcome");
+    assert_eq!(
+        (o.verdict.as_str(), o.detail.as_str()),
+        (
+            "as intended",
+            "latency p95 412 ms → 150 ms (target 200 ms) with 5 instances"
+        )
+    );
+}
+
+#[test]
+fn scale_from_zero_applies_at_once_in_guarded_mode() {
+    let mut b = brain();
+    let mut s = service(0, 0, 0.0, (0.0, 0.0));
+    s.min = 0;
+    s.waiting = 3;
+    // One second is enough: no rule hold time.
+    let mut w = feed(&mut b, 1, NOW, |_| s.clone());
+    // Still stopping the instance of a scale to zero 2 s ago (converging), scaled up 20 s ago
+    // (the up cooldown), and the rate limit reached: none of it holds a waiting client back.
+    w.slices[0].active = 1;
+    let earlier = [
+        applied(9, NOW - 2_000, scale(1, 0)),
+        applied(8, NOW - 20_000, scale(0, 1)),
+    ];
+    let p = b.propose(&w, 30);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(
+        (p[0].rule.as_str(), &p[0].action),
+        (FROM_ZERO, &scale(0, 1))
+    );
+    assert_eq!(on_demand(&p[0].action, &w), Some(3));
+    let (c, st) = (control(ControllerMode::Guarded), settings());
+    let cand = candidate(screen(p[0].clone(), &w, &earlier, &c, 6, &st));
+    assert!(!cand.wants_review(), "a client is waiting: no review");
+    let Command::Record { decision: d, apply } = conclude(cand, None, &w, &c, "n1", &st) else {
+        panic!("not a record")
+    };
+    assert_eq!(
+        (&d.status, apply),
+        (&DecisionStatus::Pending { deadline: NOW }, true)
+    );
+    assert_eq!(d.layers, ["scaling:from_zero", "safety"]);
+    assert_eq!(
+        d.reasoning[0],
+        "3 requests waiting at the ingress; min = 0: an instance starts on demand"
+    );
+    assert_eq!(
+        d.reasoning.last().unwrap(),
+        "applied at once, without the grace window: a client is waiting and min = 0 declares \
+         start on demand"
+    );
+    assert_eq!(input(&d, "waiting"), Some("3"));
+    // In propose mode it stays a proposal, and says so.
+    let c = control(ControllerMode::Propose);
+    let cand = candidate(screen(p[0].clone(), &w, &earlier, &c, 0, &st));
+    let Command::Record { decision: d, apply } = conclude(cand, None, &w, &c, "n1", &st) else {
+        panic!("not a record")
+    };
+    assert_eq!((&d.status, apply), (&DecisionStatus::Proposed, false));
+    assert!(
+        d.reasoning
+            .last()
+            .unwrap()
+            .starts_with("mode propose: a proposal only"),
+        "{:?}",
+        d.reasoning
+    );
+    // Max = 0 (the slice is switched off): rejected, not started.
+    w.slices[0].max = 0;
+    let cand = candidate(screen(
+        p[0].clone(),
+        &w,
+        &[],
+        &control(ControllerMode::Guarded),
+        0,
+        &st,
+    ));
+    assert!(!cand.wants_review());
+    let Command::Record { decision: d, apply } =
+        conclude(cand, None, &w, &control(ControllerMode::Guarded), "n1", &st)
+    else {
+        panic!("not a record")
+    };
+    assert!(
+        matches!(d.status, DecisionStatus::Rejected { .. }) && !apply,
+        "{:?}",
+        d.status
+    );
+}
+
+#[test]
+fn idle_to_zero_after_the_idle_time_and_not_before() {
+    const IDLE: u64 = 600_000;
+    let idle = |calls: f64| {
+        let mut s = service(1, 1, calls, (20.0, 40.0));
+        s.min = 0;
+        s.idle_to_zero_ms = Some(IDLE);
+        if calls == 0.0 {
+            // The metrics window no longer holds the last call.
+            s.last_call_at = None;
+        }
+        s
+    };
+    let start = NOW - 2_000_000;
+    let mut b = brain();
+    // Calls for a minute, then none: idle counts from the last call the brain saw.
+    feed(&mut b, 60, start + 59_000, |_| idle(5.0));
+    let last_call = start + 59_000;
+    let w = feed(&mut b, 599, last_call + 599_000, |_| idle(0.0));
+    assert!(b.propose(&w, 30).is_empty(), "599 s without a request");
+    let w = feed(&mut b, 1, last_call + IDLE, |_| idle(0.0));
+    let p = b.propose(&w, 30);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(
+        (p[0].rule.as_str(), &p[0].action),
+        (IDLE_TO_ZERO, &scale(1, 0))
+    );
+    assert_eq!(
+        p[0].reasoning[0],
+        "no request for 10m0s (idle_to_zero 10m0s): the last one came 10m0s ago"
+    );
+    // A scale-in like any other: the grace window applies.
+    let mut w = w;
+    w.now = last_call + IDLE;
+    let c = control(ControllerMode::Guarded);
+    let cand = candidate(screen(p[0].clone(), &w, &[], &c, 0, &settings()));
+    assert!(cand.wants_review());
+    let Command::Record { decision: d, apply } = conclude(cand, None, &w, &c, "n1", &settings())
+    else {
+        panic!("not a record")
+    };
+    assert_eq!(
+        (&d.status, apply),
+        (
+            &DecisionStatus::Pending {
+                deadline: w.now + 30_000
+            },
+            false
+        )
+    );
+    // A request after it was decided withdraws it before its deadline.
+    let mut open = *d;
+    open.id = 12;
+    let mut woke = w.clone();
+    woke.now += 5_000;
+    woke.slices[0].last_call_at = Some(woke.now - 1_000);
+    assert_eq!(
+        advance(&[open], &c, &woke, &settings()),
+        vec![Command::Close {
+            id: 12,
+            status: DecisionStatus::Superseded {
+                reason: "a request came 4s after it was decided: no longer idle".into()
+            }
+        }]
+    );
+
+    // A node that has seen the slice's figures for less than idle_to_zero does not take the
+    // silence before for quiet; a gap in the figures starts the cover again.
+    let mut b = brain();
+    let w = feed(&mut b, 300, NOW - 400_000, |_| idle(0.0));
+    assert!(b.propose(&w, 30).is_empty());
+    let gap = |_| SliceView {
+        calls_per_s: None,
+        ..idle(0.0)
+    };
+    feed(&mut b, 10, NOW - 390_000, gap);
+    let w = feed(&mut b, 390, NOW, |_| idle(0.0));
+    assert!(b.propose(&w, 30).is_empty(), "covered 389 s since the gap");
+    let w = feed(&mut b, 211, NOW + 211_000, |_| idle(0.0));
+    let p = b.propose(&w, 30);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(
+        p[0].reasoning[0],
+        "no request for 10m0s (idle_to_zero 10m0s): none since this node began to receive the \
+         slice's traffic figures"
+    );
+    // Without idle_to_zero a rule never empties a slice: calls-low stops at 1.
+    let mut b = brain();
+    let w = feed(&mut b, 900, NOW, |_| SliceView {
+        idle_to_zero_ms: None,
+        ..idle(0.0)
+    });
+    assert!(b.propose(&w, 30).is_empty());
+}
+
+#[test]
+fn a_high_error_rate_holds_a_scale_in_back() {
+    // 40 calls/s over 4 instances: calls-low after 2 minutes, to 1 (the recommendation).
+    let quiet = service(4, 4, 40.0, (20.0, 40.0));
+    let mut b = brain();
+    let w = feed(&mut b, 200, NOW, |_| quiet.clone());
+    let p = b.propose(&w, 30);
+    assert_eq!(
+        (p[0].rule.as_str(), &p[0].action),
+        ("calls-low", &scale(4, 1))
+    );
+    // Failing: the same figures with 20 % errors propose nothing.
+    let failing = SliceView {
+        error_rate: Some(0.2),
+        ..quiet.clone()
+    };
+    let mut b = brain();
+    let w = feed(&mut b, 200, NOW, |_| failing.clone());
+    assert!(b.propose(&w, 30).is_empty());
+    // Nor does a slice whose latency is over its target.
+    let slow = SliceView {
+        target_latency_ms: Some(200.0),
+        latency_ms: Some(210.0),
+        ..quiet
+    };
+    let mut b = brain();
+    let w = feed(&mut b, 200, NOW, |_| slow.clone());
+    assert!(b.propose(&w, 30).is_empty());
+}
+
+#[test]
+fn the_forecast_learns_calls_and_never_scales_in_alone() {
+    let mut b = brain();
+    // 4 instances; calls fall from 400 to 250 a second over 5 minutes (per instance 100 → 62):
+    // the forecast sees the fall coming, the measured load stays above the band's lower edge
+    // (90 per instance) for the first 100 s.
+    let s = |t: Millis| SliceView {
+        predictive: Some(true),
+        ..service(
+            4,
+            4,
+            400.0 - 0.5 * ((t - (NOW - 299_000)) / 1_000) as f64,
+            (20.0, 40.0),
+        )
+    };
+    for i in 0..300u64 {
+        let w = feed(&mut b, 1, NOW - 299_000 + i * 1_000, s);
+        let measured = w.slices[0].value(Metric::CallsPerInstance).unwrap();
+        for p in b.propose(&w, 60) {
+            assert!(
+                p.rule != "forecast" || p.action.verb() == "scale_up",
+                "a scale-in on a forecast alone at {i}s: {p:?}"
+            );
+            if measured > 90.0 {
+                assert_ne!(p.action.verb(), "scale_down", "measured {measured}: {p:?}");
+            }
+        }
+    }
+    assert_eq!(b.load_unit("shop/web"), "calls/s");
+    let f = b.forecaster("shop/web").expect("a forecaster");
+    let level = f.level().unwrap();
+    assert!(
+        (240.0..=300.0).contains(&level),
+        "learns calls/s, not cores: level {level}"
+    );
 }

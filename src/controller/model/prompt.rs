@@ -187,6 +187,31 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
                 input(s, "target_cpu").unwrap_or("0.60")
             ));
         }
+        if let Some(c) = input(s, "calls_per_s") {
+            t.push_str(&format!(", {c} calls/s"));
+            if let Some(per) = input(s, "calls_per_instance") {
+                t.push_str(&format!(
+                    " ({per} per instance, target {})",
+                    input(s, "target_calls_per_instance").unwrap_or("?")
+                ));
+            }
+            if let Some(p95) = input(s, "latency_p95_ms") {
+                t.push_str(&format!(", p95 {p95} ms"));
+            }
+            if let Some(p99) = input(s, "latency_p99_ms") {
+                t.push_str(&format!(", p99 {p99} ms"));
+            }
+            if let Some(goal) = input(s, "target_latency_ms") {
+                t.push_str(&format!(" (target {goal} ms)"));
+            }
+            if let Some(e) = input(s, "error_rate").and_then(|e| e.parse::<f64>().ok()) {
+                t.push_str(&format!(", errors {:.1}%", e * 100.0));
+            }
+            match input(s, "waiting") {
+                Some(w) if w != "0" => t.push_str(&format!(", {w} requests waiting")),
+                _ => {}
+            }
+        }
         t.push_str(".\n");
         let forecast = p
             .inputs
@@ -198,8 +223,12 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
             input(s, "forecast_trend_per_min"),
             forecast,
         ) {
+            let of = match input(s, "forecast_of") {
+                Some("calls/s") => "calls/s",
+                _ => "cpu",
+            };
             t.push_str(&format!(
-                "Forecast: cpu {l} now, trend {tr}/min, {f} in {h}.\n"
+                "Forecast: {of} {l} now, trend {tr}/min, {f} in {h}.\n"
             ));
         }
     }
@@ -400,6 +429,39 @@ mod tests {
         assert!(
             small.contains("Risks: operator vetoed"),
             "risks are never dropped"
+        );
+    }
+
+    #[test]
+    fn the_text_cites_the_request_figures() {
+        let mut s = situation("calls-high", 2, 3);
+        for (k, v) in [
+            ("calls_per_s", "300.00"),
+            ("calls_per_instance", "150.00"),
+            ("target_calls_per_instance", "100.00"),
+            ("latency_p95_ms", "180"),
+            ("latency_p99_ms", "420"),
+            ("target_latency_ms", "250"),
+            ("error_rate", "0.0120"),
+            ("waiting", "0"),
+            ("forecast_of", "calls/s"),
+            ("forecast_level", "300.00"),
+            ("forecast_trend_per_min", "6.00"),
+            ("forecast_in_5m0s", "330.00"),
+        ] {
+            s.proposal.inputs.push((k.into(), v.into()));
+        }
+        let t = shape(&s, Detail::FULL);
+        assert!(
+            t.contains(
+                ", 300.00 calls/s (150.00 per instance, target 100.00), p95 180 ms, p99 420 ms \
+                 (target 250 ms), errors 1.2%.\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("Forecast: calls/s 300.00 now, trend 6.00/min, 330.00 in 5m0s."),
+            "{t}"
         );
     }
 
