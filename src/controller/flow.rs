@@ -366,6 +366,28 @@ impl Controller {
             };
             (cpu_of, entries, traffic)
         });
+        // With a fresh snapshot, a slice with a service that has no traffic figures had no
+        // call in the window: it is quiet, not unknown.
+        let mut traffic = traffic;
+        if !traffic.is_empty()
+            || self.metrics.with_state(|st| {
+                st.view
+                    .age(Instant::now())
+                    .is_some_and(|a| a <= TRAFFIC_FRESH)
+            })
+        {
+            for b in &blueprints {
+                for s in b.blueprint.slices.iter().filter(|s| s.service.is_some()) {
+                    let key = format!("{}/{}", b.blueprint.name, s.name);
+                    traffic.entry(key.clone()).or_insert_with(|| {
+                        crate::metrics::requests::SliceTraffic {
+                            slice: key,
+                            ..Default::default()
+                        }
+                    });
+                }
+            }
+        }
         Ok(World::build(&Inputs {
             now,
             blueprints: &blueprints,

@@ -231,6 +231,7 @@ pub fn update(paused: bool) -> LiveUpdate {
         }]),
         loads: Some(vec![
             SliceLoad {
+                units: "cores".into(),
                 target: "shop/web".into(),
                 load: (0..120)
                     .map(|i| (NOW / 1000 - 119 + i, 1.2 + 0.6 * (i as f32 / 120.0)))
@@ -242,6 +243,7 @@ pub fn update(paused: bool) -> LiveUpdate {
             },
             // A worker takes no requests: load, no traffic.
             SliceLoad {
+                units: "cores".into(),
                 target: "shop/worker".into(),
                 load: (0..120).map(|i| (NOW / 1000 - 119 + i, 0.35)).collect(),
                 forecast: Vec::new(),

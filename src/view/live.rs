@@ -106,7 +106,10 @@ pub struct NodeHistory {
 pub struct SliceLoad {
     /// `blueprint/slice`.
     pub target: String,
-    /// (Unix second, cores used), oldest first.
+    /// What `load` and `forecast` measure: `cores` (a slice without a service) or `calls/s`.
+    #[serde(default)]
+    pub units: String,
+    /// (Unix second, load in `units`), oldest first.
     pub load: Vec<(u64, f32)>,
     /// (Unix second, forecast cores) ahead of now; empty while the forecast is still learning.
     pub forecast: Vec<(u64, f32)>,
@@ -216,6 +219,12 @@ impl Feed {
                         None => (Vec::new(), Vec::new()),
                     };
                     SliceLoad {
+                        units: controller
+                            .chart_units
+                            .get(&target)
+                            .copied()
+                            .unwrap_or("cores")
+                            .to_string(),
                         traffic: traffic.remove(&target),
                         target,
                         load,

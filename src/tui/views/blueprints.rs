@@ -180,10 +180,15 @@ fn latency(ms: Option<f64>) -> String {
 
 fn load_chart(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &Theme) {
     let target = sel.target();
-    let block = Block::bordered().title(format!(" {target}: load (cores used) and forecast "));
+    let l = app.data.loads.iter().find(|l| l.target == target);
+    let units = match l.map(|l| l.units.as_str()) {
+        Some("calls/s") => "calls/s",
+        _ => "cores used",
+    };
+    let block = Block::bordered().title(format!(" {target}: load ({units}) and forecast "));
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let Some(l) = app.data.loads.iter().find(|l| l.target == target) else {
+    let Some(l) = l else {
         return empty(
             f,
             inner,
