@@ -435,6 +435,9 @@ pub fn context<'a>(
     {
         c.min = sv.min;
         c.max = sv.max;
+        c.to_zero_when_idle = matches!(action, Action::Scale { to: 0, .. })
+            && sv.min == 0
+            && sv.idle_to_zero_ms.is_some();
         if let Some(u) = sv.up_cooldown_ms {
             c.up_cooldown_ms = u;
         }

@@ -61,6 +61,9 @@ pub struct Context {
     pub ready_nodes: u32,
     /// A scale from zero with requests waiting at the ingress: no waits.
     pub on_demand: bool,
+    /// A scale to zero of a slice that declares `scaling.idle_to_zero` (and min = 0): the idle
+    /// time it waited is its cooldown, the down cooldown after the last scale does not apply.
+    pub to_zero_when_idle: bool,
 }
 
 impl Context {
@@ -254,7 +257,7 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
             } else {
                 cooldown(ctx.last_change, ctx.down_cooldown_ms)
             };
-            if let Some(w) = waiting.filter(|_| !ctx.on_demand) {
+            if let Some(w) = waiting.filter(|_| !ctx.on_demand && !(ctx.to_zero_when_idle && !up)) {
                 return Check::Stop(w);
             }
             let wanted = *to;
@@ -568,5 +571,30 @@ mod tests {
         assert!(!c.applied(20, true));
         assert!(!c.applied(10, true));
         assert_eq!((c.last_change, c.last_up), (Some(30), Some(20)));
+    }
+
+    #[test]
+    fn a_scale_to_zero_when_idle_waited_its_idle_time_not_the_down_cooldown() {
+        let mut c = ctx();
+        c.min = 0;
+        c.last_change = Some(c.now - 10_000);
+        let mut a = scale(1, 0);
+        assert!(
+            matches!(
+                check(&mut a, &c, &B),
+                Check::Stop(StopReason::Cooldown { up: false, .. })
+            ),
+            "a rule's scale-in waits for the down cooldown"
+        );
+        c.to_zero_when_idle = true;
+        let mut a = scale(1, 0);
+        assert!(matches!(check(&mut a, &c, &B), Check::Go { .. }));
+        // Not a scale-up's cooldown, though.
+        let mut up = scale(1, 2);
+        c.last_up = Some(c.now - 10_000);
+        assert!(matches!(
+            check(&mut up, &c, &B),
+            Check::Stop(StopReason::Cooldown { up: true, .. })
+        ));
     }
 }

@@ -659,3 +659,155 @@ fn bad_service_tables_are_refused_with_their_location() {
     let v: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1, "nothing else stored: {v}");
 }
+
+/// The node's decisions as JSON.
+fn decisions(n: &Node) -> Vec<Value> {
+    let out = n.cli(&["decisions", "--all", "--output", "json"]);
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The decisions on `target` that scale it to `to`.
+fn scaled_to(n: &Node, target: &str, to: u64) -> Option<Value> {
+    decisions(n).into_iter().find(|d| {
+        format!(
+            "{}/{}",
+            d["action"]["blueprint"].as_str().unwrap_or(""),
+            d["action"]["slice"].as_str().unwrap_or("")
+        ) == target
+            && d["action"]["to"].as_u64() == Some(to)
+    })
+}
+
+#[test]
+fn a_slice_at_zero_starts_on_the_first_request_and_idles_back_to_zero() {
+    let c = TestCluster::single(
+        "n1",
+        &[
+            ("AETHER_INGRESS_BIND", "127.0.0.22"),
+            ("AETHER_INGRESS_QUEUE_TIMEOUT", "60s"),
+        ],
+    );
+    let n = &c.nodes[0];
+    let out = n.cli(&["override", "mode", "guarded", "--grace", "2s"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let app = c.root.path().join("app.py");
+    std::fs::write(&app, APP).unwrap();
+    let port = free_port();
+    let file = c.root.path().join("zero.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"zero\"\n\n[[slices]]\nname = \"web\"\ncommand = [\"python3\", \"{}\", \"${{PORT}}\"]\ninstances = 0\nmin = 0\nmax = 2\n\n[slices.health]\nhttp = \"/\"\ninterval = \"300ms\"\n\n[slices.service]\nport = {port}\n\n[slices.scaling]\nidle_to_zero = \"5s\"\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    apply(n, file.to_str().unwrap());
+    let addr = format!("127.0.0.22:{port}");
+    wait_for("the port is served", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(&addr).ok()
+    });
+    // The first request waits while the leader starts an instance, then succeeds.
+    let started = std::time::Instant::now();
+    let a = http::get(&addr, "/").unwrap();
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(a.body.starts_with("n1 zero/web/0"), "{a:?}");
+    eprintln!(
+        "first request from zero answered after {:?}",
+        started.elapsed()
+    );
+    let up = scaled_to(n, "zero/web", 1).expect("a scale-from-zero decision");
+    let why = up["reasoning"].to_string();
+    assert!(why.contains("waiting at the ingress"), "{up}");
+    // Idle for idle_to_zero: back to zero, as a decision with its reasoning.
+    let down = wait_for("an idle-to-zero decision", Duration::from_secs(60), || {
+        scaled_to(n, "zero/web", 0)
+    });
+    assert!(
+        down["reasoning"].to_string().contains("no request for"),
+        "{down}"
+    );
+    wait_for("no instance runs", Duration::from_secs(60), || {
+        let out = n.cli(&["blueprint", "show", "zero", "--output", "json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        v[0]["instances"].as_array()?.is_empty().then_some(())
+    });
+    // And a request starts it again.
+    let a = http::get(&addr, "/").unwrap();
+    assert_eq!(a.status, 200, "{a:?}");
+}
+
+/// Rules for the latency test: p95 above target for 3 s scales up.
+const LATENCY_RULES: &str = r#"
+[settings]
+target_cpu = 0.6
+up_cooldown = "0s"
+down_cooldown = "1h"
+stabilization = "1h"
+predictive = false
+
+[[rules]]
+name = "latency-high"
+scope = "slice"
+priority = 90
+when = [{ metric = "latency_ms", above = "target", for = "3s" }]
+action = "scale_up"
+"#;
+
+#[test]
+fn latency_over_the_target_draws_a_scale_up_citing_calls_and_latency() {
+    let root = tempfile::tempdir().unwrap();
+    let rules = root.path().join("rules.toml");
+    std::fs::write(&rules, LATENCY_RULES).unwrap();
+    let c = TestCluster::single(
+        "n1",
+        &[
+            ("AETHER_INGRESS_BIND", "127.0.0.23"),
+            ("AETHER_CONTROLLER_RULES", rules.to_str().unwrap()),
+        ],
+    );
+    let n = &c.nodes[0];
+    let app = c.root.path().join("app.py");
+    std::fs::write(&app, APP).unwrap();
+    let port = free_port();
+    let file = c.root.path().join("lat.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"lat\"\n\n[[slices]]\nname = \"web\"\ncommand = [\"python3\", \"{}\", \"${{PORT}}\"]\ninstances = 1\nmax = 4\n\n[slices.health]\nhttp = \"/\"\ninterval = \"300ms\"\n\n[slices.service]\nport = {port}\nentry_points = [{{ name = \"slow\", path = \"/slow\" }}]\n\n[slices.scaling]\ntarget_latency = \"100ms\"\n",
+            app.display()
+        ),
+    )
+    .unwrap();
+    apply(n, file.to_str().unwrap());
+    let addr = format!("127.0.0.23:{port}");
+    wait_for("lat/web answers", Duration::from_secs(30), || {
+        (http::get(&addr, "/").ok()?.status == 200).then_some(())
+    });
+    // Every request takes 300 ms: p95 three times the target.
+    let load = http::Load::start(&addr, "/slow", 4, Duration::from_secs(120));
+    let d = wait_for(
+        "a scale-up decision on lat/web",
+        Duration::from_secs(60),
+        || {
+            decisions(n).into_iter().find(|d| {
+                d["action"]["slice"] == "web"
+                    && d["action"]["blueprint"] == "lat"
+                    && d["rule"] == "latency-high"
+            })
+        },
+    );
+    let (_, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}");
+    let inputs = d["inputs"].to_string();
+    assert!(
+        inputs.contains("calls_per_s") && inputs.contains("latency_p95_ms"),
+        "the decision cites calls/s and latency: {d}"
+    );
+    let why = d["reasoning"].to_string();
+    assert!(why.contains("p95"), "{d}");
+    assert!(d["action"]["to"].as_u64().unwrap() > 1, "{d}");
+}

@@ -343,6 +343,7 @@ fn the_safety_context_comes_from_the_decisions_newest_first() {
         recent_decisions: 2,
         ready_nodes: 2,
         on_demand: false,
+        to_zero_when_idle: false,
     };
     assert_eq!(c, want);
     // Past the converge timeout the newest no longer counts as converging; a scale-down
