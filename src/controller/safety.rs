@@ -257,7 +257,8 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
             } else {
                 cooldown(ctx.last_change, ctx.down_cooldown_ms)
             };
-            if let Some(w) = waiting.filter(|_| !ctx.on_demand && !(ctx.to_zero_when_idle && !up)) {
+            let exempt = ctx.on_demand || (ctx.to_zero_when_idle && !up);
+            if let Some(w) = waiting.filter(|_| !exempt) {
                 return Check::Stop(w);
             }
             let wanted = *to;
