@@ -521,10 +521,10 @@ fn start_cluster(o: &Opts, root: &Path) -> Result<Setup> {
         other => bail!("the instance runs on an unknown node '{other}'"),
     };
     let backend = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    for i in 0..nodes.len() {
+    for (i, n) in nodes.iter().enumerate() {
         let addr = node_addr(i, service_port);
         wait_until(
-            &format!("{}'s ingress ({addr}) answers 200", nodes[i].proc.name),
+            &format!("{}'s ingress ({addr}) answers 200", n.proc.name),
             Duration::from_secs(30),
             || (get_once(addr) == Some(200)).then_some(()),
         )?;
