@@ -1174,7 +1174,7 @@ fn rss(pid: u32) -> u64 {
     status_bytes(pid, "VmRSS").unwrap_or(0)
 }
 
-fn idle(o: &Opts, targets: &[Target]) -> Result<()> {
+fn idle(o: &Opts, targets: &[Target], backend_pid: u32) -> Result<()> {
     println!(
         "== idle: {} client connections per proxy, each sends one request, reads the answer and stays open ==",
         o.idle
@@ -1196,9 +1196,9 @@ fn idle(o: &Opts, targets: &[Target]) -> Result<()> {
         "still open",
         "errors"
     );
-    for t in targets.iter().filter(|t| !t.proxy.is_empty()) {
-        // The process the clients connect to.
-        let pid = t.proxy[0];
+    for t in targets {
+        // The process the clients connect to (for direct, the backend: hyper's own cost).
+        let pid = t.proxy.first().copied().unwrap_or(backend_pid);
         std::thread::sleep(Duration::from_millis(500));
         let before = rss(pid);
         let mut conns = Vec::with_capacity(o.idle);
@@ -1241,7 +1241,7 @@ fn idle(o: &Opts, targets: &[Target]) -> Result<()> {
         drop(conns);
     }
     println!(
-        "(RSS of the process the clients connect to; for aether remote, the node without the instance)"
+        "(RSS of the process the clients connect to: for direct the backend, a bare hyper server; for aether remote the node without the instance)"
     );
     Ok(())
 }
@@ -1367,7 +1367,7 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
         }
     }
     if o.idle_part {
-        idle(o, &targets)?;
+        idle(o, &targets, setup.backend_pid)?;
     }
 
     // Stop the instance through Aether, then the nodes (dropped below).
