@@ -1385,7 +1385,11 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
 
 /// `--load ADDR RATE CONNECTIONS SECS`: the open-loop generator alone (after a 1 s warm-up).
 fn load_by_hand() -> ! {
-    let a: Vec<String> = std::env::args().skip(2).collect();
+    // cargo bench adds --bench.
+    let a: Vec<String> = std::env::args()
+        .skip(2)
+        .filter(|a| a != "--bench")
+        .collect();
     let parsed = (|| -> Result<RateRun> {
         let [addr, rate, conns, secs] = a.as_slice() else {
             bail!("usage: --load ADDR RATE CONNECTIONS SECS");
