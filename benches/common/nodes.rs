@@ -92,6 +92,17 @@ pub fn start_node(
     name: &str,
     join: Option<(&str, &str)>,
 ) -> Result<AetherNode> {
+    start_node_env(bin, root, name, join, &[])
+}
+
+/// [`start_node`] with extra environment variables (`AETHER_*` settings).
+pub fn start_node_env(
+    bin: &Path,
+    root: &Path,
+    name: &str,
+    join: Option<(&str, &str)>,
+    env: &[(&str, &str)],
+) -> Result<AetherNode> {
     let (quic, http) = (free_port(), free_port());
     let dir = root.join(name);
     let log = std::fs::File::create(root.join(format!("{name}.log")))?;
@@ -101,6 +112,7 @@ pub fn start_node(
         .args(["--name", name, "--listen", &format!("127.0.0.1:{quic}")])
         .args(["--http", &format!("127.0.0.1:{http}")])
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(log.try_clone()?)
         .stderr(log);
     if let Some((addr, token)) = join {
