@@ -31,32 +31,53 @@ pub(super) const INSTANCE_HEADER: &str = "x-aether-instance";
 /// gone): the sender tries another instance when it still can.
 pub(super) const REFUSED_HEADER: &str = "x-aether-refused";
 
-/// Idle connections to instances (`l:<port>`) and to other nodes' hop service (`r:<addr>`).
+/// Open connections to local instances (by port) and to other nodes' hop service (by
+/// address). A connection goes back as soon as its response's head came and is handed out
+/// again once its response has been read to the end (it is ready).
 #[derive(Default)]
 pub(super) struct Pool {
-    idle: Mutex<HashMap<String, Vec<SendRequest<Body>>>>,
+    local: Mutex<HashMap<u16, Vec<SendRequest<Body>>>>,
+    remote: Mutex<HashMap<String, Vec<SendRequest<Body>>>>,
 }
 
 /// Idle connections kept per key.
 const POOL_MAX: usize = 512;
 
 impl Pool {
-    fn take(&self, key: &str) -> Option<SendRequest<Body>> {
-        let mut g = self.idle.lock().expect("pool lock");
-        let v = g.get_mut(key)?;
-        while let Some(s) = v.pop() {
-            if s.is_ready() {
-                return Some(s);
-            }
+    fn take(&self, target: Target<'_>) -> Option<SendRequest<Body>> {
+        let ready = |v: &mut Vec<SendRequest<Body>>| {
+            v.retain(|s| !s.is_closed());
+            let i = v.iter().rposition(|s| s.is_ready())?;
+            Some(v.swap_remove(i))
+        };
+        match target {
+            Target::Local(port) => ready(self.local.lock().expect("pool lock").get_mut(&port)?),
+            Target::Remote(addr) => ready(self.remote.lock().expect("pool lock").get_mut(addr)?),
         }
-        None
     }
 
-    fn put(&self, key: String, s: SendRequest<Body>) {
-        let mut g = self.idle.lock().expect("pool lock");
-        let v = g.entry(key).or_default();
-        if v.len() < POOL_MAX {
-            v.push(s);
+    /// Keep `s` (dropped, and its connection closed once idle, when the pool is full).
+    fn put(&self, target: Target<'_>, s: SendRequest<Body>) {
+        let keep = |v: &mut Vec<SendRequest<Body>>| {
+            if v.len() < POOL_MAX {
+                v.push(s);
+            }
+        };
+        match target {
+            Target::Local(port) => keep(
+                self.local
+                    .lock()
+                    .expect("pool lock")
+                    .entry(port)
+                    .or_default(),
+            ),
+            Target::Remote(addr) => {
+                let mut g = self.remote.lock().expect("pool lock");
+                match g.get_mut(addr) {
+                    Some(v) => keep(v),
+                    None => keep(g.entry(addr.to_string()).or_default()),
+                }
+            }
         }
     }
 }
@@ -68,15 +89,6 @@ pub(super) enum Target<'a> {
     Local(u16),
     /// Another node's hop service.
     Remote(&'a str),
-}
-
-impl Target<'_> {
-    fn key(&self) -> String {
-        match self {
-            Target::Local(p) => format!("l:{p}"),
-            Target::Remote(a) => format!("r:{a}"),
-        }
-    }
 }
 
 /// How a try ended.
@@ -119,13 +131,12 @@ impl Ingress {
         req: Request<Body>,
         timeout: Duration,
     ) -> Sent {
-        let key = target.key();
         let mut req = req;
         // A pooled connection may have been closed by its peer since: one more try on a new
         // connection (nothing was sent).
         for pooled in [true, false] {
             let sender = if pooled {
-                match self.pool.take(&key) {
+                match self.pool.take(target) {
                     Some(s) => s,
                     None => continue,
                 }
@@ -140,12 +151,7 @@ impl Ingress {
             match tokio::time::timeout(timeout, fut).await {
                 Err(_) => return Sent::TimedOut,
                 Ok(Ok(resp)) => {
-                    let me = self.clone();
-                    tokio::spawn(async move {
-                        if sender.ready().await.is_ok() {
-                            me.pool.put(key, sender);
-                        }
-                    });
+                    self.pool.put(target, sender);
                     return Sent::Response(resp.map(|b| b.boxed()));
                 }
                 Ok(Err(mut e)) => match e.take_message() {

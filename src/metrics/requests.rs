@@ -189,11 +189,26 @@ struct Counts {
 
 #[derive(Default)]
 struct Inner {
-    /// Keyed by (`blueprint/slice`, entry point).
-    counts: BTreeMap<(String, String), Counts>,
+    /// Keyed by `blueprint/slice`, then entry point (nested, so counting a request of a known
+    /// pair allocates nothing).
+    counts: BTreeMap<String, BTreeMap<String, Counts>>,
     /// Requests waiting for an instance, per `blueprint/slice` (a slice at zero, or with none
     /// ready).
     waiting: BTreeMap<String, u32>,
+}
+
+impl Inner {
+    /// The counts of (`slice`, `entry`), made on first use.
+    fn counts_of(&mut self, slice: &str, entry: &str) -> &mut Counts {
+        if !self.counts.contains_key(slice) {
+            self.counts.insert(slice.to_string(), BTreeMap::new());
+        }
+        let m = self.counts.get_mut(slice).expect("just made");
+        if !m.contains_key(entry) {
+            m.insert(entry.to_string(), Counts::default());
+        }
+        m.get_mut(entry).expect("just made")
+    }
 }
 
 /// The node's request counters, written by the ingress and read by the metrics pipeline
@@ -237,8 +252,7 @@ impl Recorder {
     ) {
         let ms = took.as_secs_f64() * 1_000.0;
         let mut g = self.inner.lock().expect("recorder lock");
-        let key = (slice.to_string(), entry.to_string());
-        let c = g.counts.entry(key).or_default();
+        let c = g.counts_of(slice, entry);
         let err = outcome.is_error();
         c.total.calls += 1;
         c.total.errors += err as u64;
@@ -267,7 +281,11 @@ impl Recorder {
     pub fn take(&self) -> (Vec<TrafficSample>, Vec<(String, u32)>) {
         let mut g = self.inner.lock().expect("recorder lock");
         let mut out = Vec::new();
-        for ((slice, entry), c) in g.counts.iter_mut() {
+        for (slice, entry, c) in g
+            .counts
+            .iter_mut()
+            .flat_map(|(s, m)| m.iter_mut().map(move |(e, c)| (s, e, c)))
+        {
             if c.delta.calls == 0 {
                 continue;
             }
@@ -291,10 +309,7 @@ impl Recorder {
     pub fn put_back(&self, samples: Vec<TrafficSample>) {
         let mut g = self.inner.lock().expect("recorder lock");
         for s in samples {
-            let c = g
-                .counts
-                .entry((s.slice.clone(), s.entry.clone()))
-                .or_default();
+            let c = g.counts_of(&s.slice, &s.entry);
             c.delta.calls = c.delta.calls.saturating_add(s.calls);
             c.delta.errors = c.delta.errors.saturating_add(s.errors);
             c.delta_hist.merge(&Histogram::from_sparse(&s.hist));
@@ -315,7 +330,10 @@ impl Recorder {
         let g = self.inner.lock().expect("recorder lock");
         g.counts
             .iter()
-            .map(|(k, c)| (k.clone(), c.total.clone()))
+            .flat_map(|(s, m)| {
+                m.iter()
+                    .map(move |(e, c)| ((s.clone(), e.clone()), c.total.clone()))
+            })
             .collect()
     }
 }
