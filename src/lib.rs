@@ -6,6 +6,10 @@
 //! ## Data flow (DESIGN.md §3)
 //!
 //! ```text
+//!  clients ──HTTP──▶ ingress (every node, each service port) ──TCP──▶ a local instance
+//!                      │        └──HTTP/1.1 on a QUIC stream (route 4)──▶ its node ──▶ instance
+//!                      │ calls, errors, durations per slice and entry point (metrics::requests)
+//!                      ▼
 //!  admin socket (CLI, TUI) ──AdminRequest──▶ admin::server ──▶ raft::Cluster::write / read
 //!                                                                 │ forwards to the leader over net
 //!                                                                 ▼
@@ -50,7 +54,7 @@
 //!                  the console (app state and keys, views); both talk through admin::Client
 //!  admin/          wire protocol, Unix-socket server, live feeds, typed client, HTTP endpoint
 //!  view/           the read model: status, metrics, blueprints, decisions, the live-feed diff
-//!  metrics/ deploy/ controller/
+//!  metrics/ deploy/ ingress/ controller/
 //!                  subsystems over raft + net; pure cores apart from their loops
 //!  raft/           openraft over redb: commands, the state machine split by job (apply,
 //!                  control, reads, snapshot), membership, its own request/status types
@@ -71,6 +75,9 @@
 //!   the 2-hour window, anomaly flags, Prometheus text; the only user of sysinfo and NVML.
 //! - [`deploy`]: workloads: blueprint parsing, placement, the leader's assignment loop, the node
 //!   reconciler, the process supervisor and instance logs (served to peers on their own route).
+//! - [`ingress`]: the request path: every node listens on each slice's service port and
+//!   routes to a ready instance anywhere (local TCP, or a hop over QUIC); balancing, ejection,
+//!   retries, draining, waiting for an instance; the only user of hyper.
 //! - [`controller`]: rules, forecast, safety bounds (pure), the reviewer hook, the language model
 //!   (candle; its own thread; a verdict and a reason, never a write) and the leader's decision
 //!   loop; decisions, modes and overrides are replicated.
