@@ -53,15 +53,6 @@ pub enum HopOpen {
     Http1,
 }
 
-/// A service port this node could not listen on, and why (reported on `/metrics` and in the
-/// log; the other nodes keep serving it).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListenError {
-    pub port: u16,
-    pub slice: String,
-    pub message: String,
-}
-
 /// This node's ingress.
 pub struct Ingress {
     cluster: Arc<Cluster>,
@@ -70,14 +61,14 @@ pub struct Ingress {
     table: watch::Sender<Arc<Table>>,
     balancer: Mutex<balance::Balancer>,
     pool: proxy::Pool,
-    /// Local instance copies (instance, pid) being drained.
-    draining: Mutex<HashSet<(String, u32)>>,
-    /// Requests in flight to each local instance (from any node), and a wake-up when one ends.
-    in_flight: Mutex<HashMap<String, u32>>,
+    /// Local instance copies being drained, by pid (a restarted copy is another process).
+    draining: Mutex<HashSet<u32>>,
+    /// Requests in flight to each local copy (from any node), by pid, and a wake-up when one
+    /// ends.
+    in_flight: Mutex<HashMap<u32, u32>>,
     request_ended: Notify,
-    /// Requests waiting for an instance, per slice, on this node.
-    waiting: Mutex<HashMap<String, u32>>,
-    listen_errors: Mutex<BTreeMap<u16, ListenError>>,
+    /// Service ports this node cannot listen on, and why.
+    listen_errors: Mutex<BTreeMap<u16, String>>,
     /// Cancelled when the node stops routing (after its workloads stopped).
     stop: CancellationToken,
 }
@@ -106,20 +97,9 @@ impl Ingress {
             draining: Mutex::default(),
             in_flight: Mutex::default(),
             request_ended: Notify::new(),
-            waiting: Mutex::default(),
             listen_errors: Mutex::default(),
             stop,
         })
-    }
-
-    /// The service ports this node could not bind.
-    pub fn listen_errors(&self) -> Vec<ListenError> {
-        self.listen_errors
-            .lock()
-            .expect("listen errors lock")
-            .values()
-            .cloned()
-            .collect()
     }
 
     fn rebuild(&self) -> Result<Arc<Table>, std::io::Error> {
@@ -139,22 +119,22 @@ impl Ingress {
             members: &members,
             health: &health,
         }));
-        let live: HashSet<String> = t
+        let live: HashSet<&str> = t
             .routes
             .values()
-            .flat_map(|r| r.backends.iter().map(|b| balance::key(&b.instance, b.node)))
+            .flat_map(|r| r.backends.iter().map(|b| b.key.as_str()))
             .collect();
         self.balancer.lock().expect("balancer lock").retain(&live);
         // A drained copy is forgotten once its process is no longer reported.
-        let reported: HashSet<(&str, u32)> = statuses
+        let reported: HashSet<u32> = statuses
             .iter()
             .filter(|st| st.node == self.cluster.id)
-            .filter_map(|st| Some((st.instance.as_str(), st.pid?)))
+            .filter_map(|st| st.pid)
             .collect();
         self.draining
             .lock()
             .expect("draining lock")
-            .retain(|(i, pid)| reported.contains(&(i.as_str(), *pid)));
+            .retain(|pid| reported.contains(pid));
         Ok(t)
     }
 
@@ -224,56 +204,46 @@ impl Ingress {
                         "cannot listen on {addr} for {}: {e}; free the port or set ingress.bind",
                         route.slice
                     );
-                    if errors.get(port).is_none_or(|old| old.message != message) {
+                    if errors.get(port) != Some(&message) {
                         tracing::warn!("ingress: {message}");
                     }
-                    errors.insert(
-                        *port,
-                        ListenError {
-                            port: *port,
-                            slice: route.slice.clone(),
-                            message,
-                        },
-                    );
+                    errors.insert(*port, message);
                 }
             }
         }
         self.recorder.set_listen_errors(
             errors
-                .values()
-                .map(|e| (e.port, e.message.clone()))
+                .iter()
+                .map(|(port, why)| (*port, why.clone()))
                 .collect(),
         );
     }
 
     /// One more request in flight to local `instance`; the guard ends it.
-    fn begin(self: &Arc<Self>, instance: &str) -> InFlight {
+    fn begin(self: &Arc<Self>, pid: u32) -> InFlight {
         *self
             .in_flight
             .lock()
             .expect("in-flight lock")
-            .entry(instance.to_string())
+            .entry(pid)
             .or_default() += 1;
         InFlight {
             ingress: self.clone(),
-            instance: instance.to_string(),
+            pid,
         }
     }
 
-    fn in_flight(&self, instance: &str) -> u32 {
+    fn in_flight(&self, pid: u32) -> u32 {
         self.in_flight
             .lock()
             .expect("in-flight lock")
-            .get(instance)
+            .get(&pid)
             .copied()
             .unwrap_or(0)
     }
 
-    fn is_draining(&self, instance: &str, pid: u32) -> bool {
-        self.draining
-            .lock()
-            .expect("draining lock")
-            .contains(&(instance.to_string(), pid))
+    fn is_draining(&self, pid: u32) -> bool {
+        self.draining.lock().expect("draining lock").contains(&pid)
     }
 
     /// Wait until the store this node reads shows `instance`'s copy `pid` no longer active
@@ -311,13 +281,10 @@ impl crate::deploy::Drain for Ingress {
                 .iter()
                 .any(|b| b.instance == instance && b.node == me && b.pid == pid)
         });
-        if !routed && self.in_flight(instance) == 0 {
+        if !routed && self.in_flight(pid) == 0 {
             return Box::pin(async {});
         }
-        self.draining
-            .lock()
-            .expect("draining lock")
-            .insert((instance.to_string(), pid));
+        self.draining.lock().expect("draining lock").insert(pid);
         let instance = instance.to_string();
         let started = Instant::now();
         Box::pin(async move {
@@ -326,7 +293,7 @@ impl crate::deploy::Drain for Ingress {
             tokio::time::sleep(settle).await;
             loop {
                 let notified = self.request_ended.notified();
-                let n = self.in_flight(&instance);
+                let n = self.in_flight(pid);
                 if n == 0 {
                     tracing::info!(
                         "ingress: {instance} drained in {} ms",
@@ -348,19 +315,19 @@ impl crate::deploy::Drain for Ingress {
     }
 }
 
-/// A request in flight to a local instance; dropping it ends it.
+/// A request in flight to a local copy (by pid); dropping it ends it.
 struct InFlight {
     ingress: Arc<Ingress>,
-    instance: String,
+    pid: u32,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         let mut m = self.ingress.in_flight.lock().expect("in-flight lock");
-        if let Some(n) = m.get_mut(&self.instance) {
+        if let Some(n) = m.get_mut(&self.pid) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                m.remove(&self.instance);
+                m.remove(&self.pid);
             }
         }
         drop(m);

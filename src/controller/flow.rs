@@ -334,7 +334,7 @@ impl Controller {
         let health = store.health()?;
         // What the world needs of the metrics snapshot, read in place (no copy of it):
         // pid → cores per node, and each node's headline values.
-        let (cpu_of, entries, traffic) = self.metrics.with_state(|st| {
+        let (cpu_of, entries, mut traffic, fresh) = self.metrics.with_state(|st| {
             let mut cpu_of: HashMap<(u64, u32), f64> = HashMap::new();
             let mut entries: HashMap<u64, NodeSample> = HashMap::new();
             for e in st.view.snapshot.iter().flat_map(|snap| &snap.nodes) {
@@ -364,18 +364,11 @@ impl Controller {
             } else {
                 BTreeMap::new()
             };
-            (cpu_of, entries, traffic)
+            (cpu_of, entries, traffic, fresh)
         });
         // With a fresh snapshot, a slice with a service that has no traffic figures had no
         // call in the window: it is quiet, not unknown.
-        let mut traffic = traffic;
-        if !traffic.is_empty()
-            || self.metrics.with_state(|st| {
-                st.view
-                    .age(Instant::now())
-                    .is_some_and(|a| a <= TRAFFIC_FRESH)
-            })
-        {
+        if fresh {
             for b in &blueprints {
                 for s in b.blueprint.slices.iter().filter(|s| s.service.is_some()) {
                     let key = format!("{}/{}", b.blueprint.name, s.name);

@@ -108,19 +108,19 @@ impl Balancer {
     /// `None` when nothing is left.
     pub fn pick(
         &self,
-        keys: &[String],
+        keys: &[&str],
         tried: &[String],
         now: Instant,
         r1: usize,
         r2: usize,
     ) -> Option<usize> {
         let fresh: Vec<usize> = (0..keys.len())
-            .filter(|i| !tried.contains(&keys[*i]))
+            .filter(|i| !tried.iter().any(|t| t == keys[*i]))
             .collect();
         let healthy: Vec<usize> = fresh
             .iter()
             .copied()
-            .filter(|i| !self.ejected(&keys[*i], now))
+            .filter(|i| !self.ejected(keys[*i], now))
             .collect();
         let pool = if healthy.is_empty() { fresh } else { healthy };
         match pool.len() {
@@ -134,13 +134,11 @@ impl Balancer {
                 }
                 // Near-equal costs are a tie, won by the first pick (random): instances that
                 // answer about as fast share the traffic even when it comes one at a time.
-                Some(
-                    if self.cost(&keys[b], now) * TIE < self.cost(&keys[a], now) {
-                        b
-                    } else {
-                        a
-                    },
-                )
+                Some(if self.cost(keys[b], now) * TIE < self.cost(keys[a], now) {
+                    b
+                } else {
+                    a
+                })
             }
         }
     }
@@ -237,9 +235,9 @@ impl Balancer {
     }
 
     /// Forget instances no longer routed to (keeps the map from growing).
-    pub fn retain(&mut self, live: &std::collections::HashSet<String>) {
+    pub fn retain(&mut self, live: &std::collections::HashSet<&str>) {
         self.stats
-            .retain(|k, s| live.contains(k) || s.in_flight > 0);
+            .retain(|k, s| live.contains(k.as_str()) || s.in_flight > 0);
     }
 }
 
@@ -256,6 +254,10 @@ mod tests {
         }
     }
 
+    fn refs(k: &[String]) -> Vec<&str> {
+        k.iter().map(String::as_str).collect()
+    }
+
     fn keys(n: usize) -> Vec<String> {
         (0..n).map(|i| key(&format!("shop/web/{i}"), 1)).collect()
     }
@@ -270,22 +272,30 @@ mod tests {
         b.start(&k[1]);
         b.end(&k[1], Tried::Ok, Duration::from_millis(2), now);
         for (r1, r2) in [(0, 0), (1, 0), (5, 3)] {
-            assert_eq!(b.pick(&k, &[], now, r1, r2), Some(1), "the faster one");
+            assert_eq!(
+                b.pick(&refs(&k), &[], now, r1, r2),
+                Some(1),
+                "the faster one"
+            );
         }
         // Unanswered for a while, the slow one's estimate fades and it is tried again.
         let later = now + Duration::from_secs(30);
-        assert_eq!(b.pick(&k, &[], later, 0, 1), Some(0), "the faded one");
+        assert_eq!(
+            b.pick(&refs(&k), &[], later, 0, 1),
+            Some(0),
+            "the faded one"
+        );
         // Load the fast one until its cost passes the slow one's.
         for _ in 0..30 {
             b.start(&k[1]);
         }
-        assert_eq!(b.pick(&k, &[], now, 0, 0), Some(0), "the idle one");
+        assert_eq!(b.pick(&refs(&k), &[], now, 0, 0), Some(0), "the idle one");
         assert_eq!(
-            b.pick(&k, &[k[0].clone()], now, 0, 0),
+            b.pick(&refs(&k), &[k[0].clone()], now, 0, 0),
             Some(1),
             "not tried twice"
         );
-        assert_eq!(b.pick(&k, &k, now, 0, 0), None);
+        assert_eq!(b.pick(&refs(&k), &k, now, 0, 0), None);
     }
 
     #[test]
@@ -302,10 +312,10 @@ mod tests {
             .expect("ejected after 3 in a row");
         assert_eq!(until - t0, Duration::from_secs(10));
         for r in 0..4 {
-            assert_eq!(b.pick(&k, &[], t0, r, r + 1), Some(1));
+            assert_eq!(b.pick(&refs(&k), &[], t0, r, r + 1), Some(1));
         }
         // Everyone ejected: ejection is ignored rather than failing the request.
-        assert_eq!(b.pick(&k, &[k[1].clone()], t0, 0, 0), Some(0));
+        assert_eq!(b.pick(&refs(&k), &[k[1].clone()], t0, 0, 0), Some(0));
         // Back after the ejection; failing again doubles it, capped.
         let t1 = t0 + Duration::from_secs(11);
         assert!(b.ejected_until(&k[0], t1).is_none());

@@ -80,9 +80,9 @@ impl Ingress {
             let target = route
                 .backends
                 .iter()
-                .filter(|b| b.node == me && !self.is_draining(&b.instance, b.pid))
+                .filter(|b| b.node == me && !self.is_draining(b.pid))
                 .min_by_key(|b| b.instance != instance)
-                .map(|b| (b.instance.clone(), b.port));
+                .map(|b| (b.instance.clone(), b.port, b.pid));
             let timeout = route
                 .service
                 .timeout_ms
@@ -90,13 +90,13 @@ impl Ingress {
                 .unwrap_or(self.cfg.timeout.0);
             (target, timeout)
         };
-        let Some((target, port)) = target else {
+        let Some((target, port, pid)) = target else {
             return refused(format!("{instance}: draining or gone on this node"));
         };
         let upgrade = super::proxy::wants_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let req = req.map(|b| b.boxed());
-        match self.forward_local(&target, port, req, timeout).await {
+        match self.forward_local(port, pid, req, timeout).await {
             Sent::Response(mut resp) => {
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(c) = client_upgrade

@@ -16,7 +16,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
-use super::balance::{self, Tried};
+use super::balance::Tried;
 use super::table::{Backend, Route};
 use super::{HOP_ROUTE, HopOpen, Ingress};
 use crate::metrics::requests::Outcome;
@@ -189,16 +189,16 @@ impl Ingress {
         }
     }
 
-    /// Forward to local instance `instance` at `port`, counted in flight for its drain until
-    /// the response's body has been sent on.
+    /// Forward to the local copy `pid` at `port`, counted in flight for its drain until the
+    /// response's body has been sent on.
     pub(super) async fn forward_local(
         self: &Arc<Self>,
-        instance: &str,
         port: u16,
+        pid: u32,
         req: Request<Body>,
         timeout: Duration,
     ) -> Sent {
-        let guard = self.begin(instance);
+        let guard = self.begin(pid);
         match self.send(Target::Local(port), req, timeout).await {
             Sent::Response(resp) => Sent::Response(keep_until_done(resp, guard)),
             other => other,
@@ -262,19 +262,9 @@ impl Ingress {
         let mut route = route;
         let deadline = tokio::time::Instant::now() + self.cfg.queue_timeout.0;
         let (resp, outcome, instance) = loop {
-            let Some(mut r) = req.take() else {
-                break (
-                    with_retry_after(reply(
-                        StatusCode::BAD_GATEWAY,
-                        format!(
-                            "{}: the request could not be sent again after a failed try",
-                            route.slice
-                        ),
-                    )),
-                    Outcome::ServerError(502),
-                    None,
-                );
-            };
+            // Every way round the loop hands the request back (or a copy of it); the others
+            // break out.
+            let mut r = req.take().expect("the request is back for another try");
             let Some(b) = self.choose(&route, &tried) else {
                 // Nothing (left) to try, and the request is still ours: wait for the routes
                 // to offer an instance — none is ready yet (scaling from zero, restarting), or
@@ -290,22 +280,28 @@ impl Ingress {
                         continue;
                     }
                     Err(why) => {
+                        // After tries, none of which reached an instance: unreachable.
+                        let outcome = if tried.is_empty() {
+                            Outcome::ServerError(503)
+                        } else {
+                            Outcome::ConnectFailed
+                        };
                         break (
                             with_retry_after(reply(StatusCode::SERVICE_UNAVAILABLE, why)),
-                            Outcome::ServerError(503),
+                            outcome,
                             None,
                         );
                     }
                 }
             };
-            let key = balance::key(&b.instance, b.node);
+            let key = b.key.clone();
             tried.push(key.clone());
             self.balancer.lock().expect("balancer lock").start(&key);
             // A client that goes away drops this future mid-try: the try still ends.
             let mut unfinished = Unfinished(&self, &key, true);
             let t0 = Instant::now();
             let sent = if b.node == self.cluster.id {
-                self.forward_local(&b.instance, b.port, r, timeout).await
+                self.forward_local(b.port, b.pid, r, timeout).await
             } else {
                 if let Ok(v) = HeaderValue::from_str(&b.instance) {
                     r.headers_mut().insert(INSTANCE_HEADER, v);
@@ -403,11 +399,6 @@ impl Ingress {
                 }
             }
         };
-        let outcome = match (outcome, instance) {
-            // Nobody could be reached at all.
-            (Outcome::ServerError(502), None) if !tried.is_empty() => Outcome::ConnectFailed,
-            (o, _) => o,
-        };
         self.recorder
             .record(&route.slice, &entry, instance, outcome, started.elapsed());
         resp
@@ -423,12 +414,9 @@ impl Ingress {
         let candidates: Vec<&Backend> = route
             .backends
             .iter()
-            .filter(|b| b.node != self.cluster.id || !self.is_draining(&b.instance, b.pid))
+            .filter(|b| b.node != self.cluster.id || !self.is_draining(b.pid))
             .collect();
-        let keys: Vec<String> = candidates
-            .iter()
-            .map(|b| balance::key(&b.instance, b.node))
-            .collect();
+        let keys: Vec<&str> = candidates.iter().map(|b| b.key.as_str()).collect();
         let i = self.balancer.lock().expect("balancer lock").pick(
             &keys,
             tried,
@@ -440,10 +428,7 @@ impl Ingress {
     }
 
     fn has_other(&self, route: &Route, tried: &[String]) -> bool {
-        route
-            .backends
-            .iter()
-            .any(|b| !tried.contains(&balance::key(&b.instance, b.node)))
+        route.backends.iter().any(|b| !tried.contains(&b.key))
     }
 
     /// Wait (until `deadline`, `ingress.queue_timeout` after the request came) until the
@@ -457,19 +442,16 @@ impl Ingress {
         changed: bool,
         deadline: tokio::time::Instant,
     ) -> Result<Arc<Route>, String> {
-        let slice = route.slice.clone();
-        {
-            let mut w = self.waiting.lock().expect("waiting lock");
-            let n = w.entry(slice.clone()).or_default();
-            if *n >= self.cfg.max_waiting {
-                return Err(format!(
-                    "{slice}: no instance is ready and {n} requests already wait on this node (ingress.max_waiting)"
-                ));
-            }
-            *n += 1;
+        let slice = route.slice.as_str();
+        let _counted = Waiting(self, slice);
+        let n = self.recorder.waiting(slice, 1);
+        if n > self.cfg.max_waiting {
+            return Err(format!(
+                "{slice}: no instance is ready and {} requests already wait on this node; \
+                 raise ingress.max_waiting or the slice's min",
+                n - 1
+            ));
         }
-        self.recorder.waiting(&slice, 1);
-        let _counted = Waiting(self, &slice);
         let mut rx = self.table.subscribe();
         loop {
             let current = rx.borrow_and_update().routes.get(&port).cloned();
@@ -488,7 +470,7 @@ impl Ingress {
                     ));
                 }
                 r = rx.changed() => if r.is_err() {
-                    break Err(format!("{slice}: this node is stopping"));
+                    break Err(format!("{slice}: this node is stopping; send the request to another node"));
                 },
             }
         }
@@ -516,13 +498,6 @@ struct Waiting<'a>(&'a Ingress, &'a str);
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.recorder.waiting(self.1, -1);
-        let mut w = self.0.waiting.lock().expect("waiting lock");
-        if let Some(n) = w.get_mut(self.1) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                w.remove(self.1);
-            }
-        }
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Backend {
     pub port: u16,
     /// The process of this copy (a restarted copy is another one, even on the same port).
     pub pid: u32,
+    /// The balancer's key of this copy ([`super::balance::key`]), made once per table.
+    pub key: String,
     /// Where its node's QUIC endpoint is (`host:port`); requests to a remote instance go
     /// through it.
     pub addr: String,
@@ -96,6 +98,7 @@ impl Table {
                                     node: st.node,
                                     port: st.port,
                                     pid: st.pid.unwrap_or(0),
+                                    key: super::balance::key(&st.instance, st.node),
                                     addr: addr.to_string(),
                                 });
                             }

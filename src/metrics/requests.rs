@@ -266,14 +266,17 @@ impl Recorder {
         }
     }
 
-    /// One more (`+1`) or one fewer (`-1`) request of `slice` waiting for an instance.
-    pub fn waiting(&self, slice: &str, change: i32) {
+    /// One more (`+1`) or one fewer (`-1`) request of `slice` waiting for an instance; how
+    /// many wait now.
+    pub fn waiting(&self, slice: &str, change: i32) -> u32 {
         let mut g = self.inner.lock().expect("recorder lock");
         let n = g.waiting.entry(slice.to_string()).or_default();
         *n = n.saturating_add_signed(change);
-        if *n == 0 {
+        let now = *n;
+        if now == 0 {
             g.waiting.remove(slice);
         }
+        now
     }
 
     /// The deltas since the last call (entries without calls left out), and the requests
