@@ -400,6 +400,34 @@ impl Endpoint {
         }
     }
 
+    /// `f` on the kept-open connection to `addr`. A connection that died quietly (`f` fails
+    /// with [`NetError::Connection`]) is dropped and `f` runs once more on a new one.
+    async fn on_connection<T, F, Fut>(
+        &self,
+        addr: &str,
+        slot: &PeerSlot,
+        f: F,
+    ) -> Result<T, NetError>
+    where
+        F: Fn(quinn::Connection) -> Fut,
+        Fut: Future<Output = Result<T, NetError>>,
+    {
+        let conn = self.connection(addr, slot).await?;
+        match f(conn.clone()).await {
+            Err(NetError::Connection { .. }) => {
+                let mut g = slot.conn.lock().await;
+                if g.as_ref()
+                    .is_some_and(|c| c.stable_id() == conn.stable_id())
+                {
+                    *g = None;
+                }
+                drop(g);
+                f(self.connection(addr, slot).await?).await
+            }
+            other => other,
+        }
+    }
+
     /// One request/response on `route` to the peer at `addr` (`host:port`) within `timeout`
     /// (default `net.rpc_timeout`). Reuses the open connection; reconnects once if it was lost.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -412,24 +440,9 @@ impl Endpoint {
         let req = &(route.id, req);
         let timeout = timeout.unwrap_or(self.rpc_timeout);
         let slot = self.slot(addr);
-        let attempt = async {
-            for tries in 0.. {
-                let conn = self.connection(addr, &slot).await?;
-                match exchange(&conn, addr, req, self.max_frame, &self.stats).await {
-                    Err(NetError::Connection { .. }) if tries == 0 => {
-                        // A kept-open connection may have died quietly: drop it and dial again.
-                        let mut g = slot.conn.lock().await;
-                        if g.as_ref()
-                            .is_some_and(|c| c.stable_id() == conn.stable_id())
-                        {
-                            *g = None;
-                        }
-                    }
-                    other => return other,
-                }
-            }
-            unreachable!("the loop returns")
-        };
+        let attempt = self.on_connection(addr, &slot, |conn| async move {
+            exchange(&conn, addr, req, self.max_frame, &self.stats).await
+        });
         let r = tokio::time::timeout(timeout, attempt)
             .await
             .unwrap_or_else(|_| {
@@ -467,29 +480,12 @@ impl Endpoint {
             addr: addr.into(),
             message: e.to_string(),
         };
-        let attempt = async {
-            for tries in 0.. {
-                let conn = self.connection(addr, &slot).await?;
-                let opened = async {
-                    let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
-                    send.write_all(&buf).await.map_err(|e| lost(&e))?;
-                    Ok::<_, NetError>(PeerStream { send, recv })
-                }
-                .await;
-                match opened {
-                    Err(NetError::Connection { .. }) if tries == 0 => {
-                        let mut g = slot.conn.lock().await;
-                        if g.as_ref()
-                            .is_some_and(|c| c.stable_id() == conn.stable_id())
-                        {
-                            *g = None;
-                        }
-                    }
-                    other => return other,
-                }
-            }
-            unreachable!("the loop returns")
-        };
+        let bytes = buf.as_slice();
+        let attempt = self.on_connection(addr, &slot, |conn| async move {
+            let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+            send.write_all(bytes).await.map_err(|e| lost(&e))?;
+            Ok(PeerStream { send, recv })
+        });
         let r = tokio::time::timeout(self.rpc_timeout, attempt)
             .await
             .unwrap_or_else(|_| {
