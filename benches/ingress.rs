@@ -303,20 +303,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn raise_fd_limit() {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
-    }
-}
-
 fn fd_limit() -> u64 {
     let mut l = libc::rlimit {
         rlim_cur: 0,
@@ -1249,7 +1235,7 @@ fn idle(o: &Opts, targets: &[Target], backend_pid: u32) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 
 fn run(o: &Opts, root: &Path) -> Result<()> {
-    raise_fd_limit();
+    procstat::raise_fd_limit();
     println!(
         "ingress benchmark on {} cores; aether {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),

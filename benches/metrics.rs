@@ -240,26 +240,12 @@ fn lo_rx_bytes() -> Result<u64> {
     Ok(v)
 }
 
-fn raise_fd_limit() {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on a valid struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
-    }
-}
-
 fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
     println!(
         "== leader scale: one leader, {} simulated nodes at 1 Hz, {} s measured ==",
         o.nodes, o.scale_secs
     );
-    raise_fd_limit();
+    procstat::raise_fd_limit();
     let leader = start_node(&o.aether_bin, root, "leader", None)?;
     wait_until("the leader leads", Duration::from_secs(30), || {
         cli(&o.aether_bin, &leader, &["status"])

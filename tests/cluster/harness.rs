@@ -10,23 +10,34 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_aether");
 
-/// Quick controller rules for tests: a slice whose CPU per instance stays above target for 2 s
-/// scales up; nothing scales in; no forecast (the tests want the rules' decisions only).
-pub const SCALE_UP_RULES: &str = r#"
+/// The `[settings]` of quick controller rules for tests: no cooldown up, nothing scales in, no
+/// forecast (the tests want the rules' decisions only). A literal, for `concat!`.
+macro_rules! quick_settings {
+    () => {
+        r#"
 [settings]
 target_cpu = 0.6
 up_cooldown = "0s"
 down_cooldown = "1h"
 stabilization = "1h"
 predictive = false
+"#
+    };
+}
 
+/// Quick controller rules for tests: a slice whose CPU per instance stays above target for 2 s
+/// scales up (the settings of `quick_settings!`).
+pub const SCALE_UP_RULES: &str = concat!(
+    quick_settings!(),
+    r#"
 [[rules]]
 name = "cpu-high"
 scope = "slice"
 priority = 100
 when = [{ metric = "cpu_per_instance", above = "target", for = "2s" }]
 action = "scale_up"
-"#;
+"#
+);
 
 /// Poll `f` every 50 ms until it returns `Some`, or panic after `timeout` naming `what`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {

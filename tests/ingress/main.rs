@@ -4,6 +4,7 @@
 //! start answers 503 with Retry-After; bad service tables are refused with their location.
 
 #[path = "../cluster/harness.rs"]
+#[macro_use]
 mod harness;
 mod http;
 
@@ -741,21 +742,17 @@ fn a_slice_at_zero_starts_on_the_first_request_and_idles_back_to_zero() {
 }
 
 /// Rules for the latency test: p95 above target for 3 s scales up.
-const LATENCY_RULES: &str = r#"
-[settings]
-target_cpu = 0.6
-up_cooldown = "0s"
-down_cooldown = "1h"
-stabilization = "1h"
-predictive = false
-
+const LATENCY_RULES: &str = concat!(
+    quick_settings!(),
+    r#"
 [[rules]]
 name = "latency-high"
 scope = "slice"
 priority = 90
 when = [{ metric = "latency_ms", above = "target", for = "3s" }]
 action = "scale_up"
-"#;
+"#
+);
 
 #[test]
 fn latency_over_the_target_draws_a_scale_up_citing_calls_and_latency() {
