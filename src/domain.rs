@@ -283,6 +283,9 @@ pub struct Slice {
     /// The slice's cluster-wide service port and entry points (`[slices.service]`); `None`:
     /// the ingress does not route to it.
     pub service: Option<Service>,
+    /// `[slices.update]`; `None`: the defaults ([`UpdatePolicy::default`], rolling one at a
+    /// time).
+    pub update: Option<UpdatePolicy>,
 }
 
 /// A slice's traffic: every node listens on `port` and routes each request to a ready
@@ -429,6 +432,10 @@ pub struct Assignment {
     /// placement it runs for, so a report left from an earlier one (an instance removed and
     /// applied again, a scale down and up) is never taken for this one.
     pub placement: u64,
+    /// The blueprint version whose slice this copy runs. Copies of a slice run the stored
+    /// version unless a rollout holds some on another; a new version that needs no new
+    /// processes relabels them in place.
+    pub version: u64,
 }
 
 impl Assignment {
@@ -797,4 +804,341 @@ mod decision_tests {
         let bytes = postcard::to_allocvec(&d).unwrap();
         assert_eq!(postcard::from_bytes::<Decision>(&bytes).unwrap(), d);
     }
+}
+
+/// How a slice moves to a new version (`[slices.update]`, DESIGN §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Replace `max_parallel` copies at a time: a new copy first, the old one stops when the
+    /// new one has been healthy for `min_healthy_time`.
+    Rolling,
+    /// `canary` new copies beside the old set take `canary_traffic` of the requests and are
+    /// analysed; then the rest is replaced as in a rolling update (or everything goes back).
+    Canary,
+    /// A whole new set beside the old one; the traffic switches in one step when all are
+    /// healthy, and the old set stays up (out of traffic) for an instant undo.
+    BlueGreen,
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Strategy::Rolling => "rolling",
+            Strategy::Canary => "canary",
+            Strategy::BlueGreen => "blue-green",
+        })
+    }
+}
+
+/// A canary's analysis: each `interval`, the new version's numbers at the ingress against
+/// the thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisPolicy {
+    pub interval_ms: u64,
+    /// Fewer requests to the new version in an interval is inconclusive, never a pass.
+    pub min_requests: u64,
+    /// Errors ÷ calls, 0–1.
+    pub max_error_rate: f64,
+    pub max_p99_ms: Option<u64>,
+}
+
+/// A slice's `[slices.update]`, with its defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdatePolicy {
+    pub strategy: Strategy,
+    /// Copies replaced at a time (rolling, and a canary after its promotion).
+    pub max_parallel: u32,
+    /// A new copy must stay active this long to count as healthy.
+    pub min_healthy_ms: u64,
+    /// Per new copy: healthy within this long of its start, or the rollout fails.
+    pub healthy_deadline_ms: u64,
+    /// Without progress for this long the rollout fails (an inconclusive canary pauses).
+    pub progress_deadline_ms: u64,
+    /// On failure, go back to the version before at once.
+    pub auto_revert: bool,
+    /// Canary: new-version copies started beside the old set.
+    pub canary: u32,
+    /// Canary: their share of the ingress's requests, percent.
+    pub canary_traffic_pct: u8,
+    pub analysis: Option<AnalysisPolicy>,
+    /// Canary: replace the rest once the analysis passed, else wait for `rollout promote`.
+    pub auto_promote: bool,
+    /// Blue/green: how long the old set stays up, out of traffic, after the switch.
+    pub standby_ms: u64,
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        UpdatePolicy {
+            strategy: Strategy::Rolling,
+            max_parallel: 1,
+            min_healthy_ms: 10_000,
+            healthy_deadline_ms: 120_000,
+            progress_deadline_ms: 600_000,
+            auto_revert: true,
+            canary: 1,
+            canary_traffic_pct: 10,
+            analysis: None,
+            auto_promote: false,
+            standby_ms: 300_000,
+        }
+    }
+}
+
+impl Slice {
+    /// Whether moving from `self` to `new` needs new processes (command, environment, health
+    /// check, stop timeout or resources differ): such a change rolls out; any other (instances,
+    /// min/max, scaling, service, update) applies to the running copies as they are.
+    pub fn needs_new_processes(&self, new: &Slice) -> bool {
+        self.command != new.command
+            || self.env != new.env
+            || self.health != new.health
+            || self.stop_timeout_ms != new.stop_timeout_ms
+            || self.resources != new.resources
+    }
+
+    /// Its `[slices.update]`, or the defaults.
+    pub fn update_policy(&self) -> UpdatePolicy {
+        self.update.clone().unwrap_or_default()
+    }
+}
+
+/// Where a rollout is (DESIGN §8). `Running` and `Paused` are open: the rollout decides how
+/// many copies of each version the slice runs. The rest are final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    Running,
+    /// Waits for an operator (`rollout resume`, `promote`, `abort`); `reason` says why.
+    Paused {
+        by: String,
+        reason: String,
+    },
+    /// Failed without `auto_revert`: the copies stay as they are, the new version out of
+    /// traffic, until an operator acts (`abort`/`undo` go back, `resume` tries again).
+    Failed {
+        reason: String,
+    },
+    Succeeded,
+    /// Back on the version before (an automatic revert, an abort or an undo).
+    RolledBack {
+        reason: String,
+    },
+    /// A newer apply of the blueprint replaced it.
+    Superseded {
+        by: u64,
+    },
+}
+
+impl RolloutState {
+    /// Running, paused or failed-and-holding: the rollout still decides the copies.
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self,
+            RolloutState::Running | RolloutState::Paused { .. } | RolloutState::Failed { .. }
+        )
+    }
+
+    /// `running`, `paused`, `failed`, `succeeded`, `rolled-back`, `superseded`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            RolloutState::Running => "running",
+            RolloutState::Paused { .. } => "paused",
+            RolloutState::Failed { .. } => "failed",
+            RolloutState::Succeeded => "succeeded",
+            RolloutState::RolledBack { .. } => "rolled-back",
+            RolloutState::Superseded { .. } => "superseded",
+        }
+    }
+}
+
+/// The step a rollout is in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStep {
+    /// Rolling (and a promoted canary): start new copies up to `want_to`, then retire as many
+    /// old ones once they are healthy.
+    Replace,
+    /// Canary: the canaries start and become healthy.
+    CanaryStart,
+    /// Canary: analysis interval `round` (from 1) runs.
+    Analysis { round: u32 },
+    /// Canary: the analysis passed; waiting for `rollout promote` (analysis goes on).
+    AwaitPromote,
+    /// Blue/green: the new set starts beside the old one, out of traffic.
+    GreenStart,
+    /// Blue/green: the traffic switched; the old set stays up until `until`.
+    Standby { until: Millis },
+    /// Going back: the old version's copies start at once, the new ones stop when they are
+    /// healthy.
+    Revert,
+    /// Final.
+    Done,
+}
+
+impl RolloutStep {
+    /// A short name: `replace`, `canary-start`, `analysis 2`, `await-promote`, …
+    pub fn name(&self) -> String {
+        match self {
+            RolloutStep::Replace => "replace".into(),
+            RolloutStep::CanaryStart => "canary-start".into(),
+            RolloutStep::Analysis { round } => format!("analysis {round}"),
+            RolloutStep::AwaitPromote => "await-promote".into(),
+            RolloutStep::GreenStart => "green-start".into(),
+            RolloutStep::Standby { .. } => "standby".into(),
+            RolloutStep::Revert => "revert".into(),
+            RolloutStep::Done => "done".into(),
+        }
+    }
+}
+
+/// Which copies the ingress sends a slice's requests to during a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrafficSplit {
+    /// Every ready copy, by load.
+    ByCopies,
+    /// The new version's copies take `to_pct` percent, the others the rest (when both have a
+    /// ready copy).
+    Weighted { to_pct: u8 },
+    /// Only this version's copies (the others stay up, out of traffic), while it has a ready
+    /// copy.
+    Only { version: u64 },
+}
+
+/// Calls, errors and the duration histogram of one version over an interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionNumbers {
+    pub calls: u64,
+    pub errors: u64,
+    /// p99 in ms (`None` without calls).
+    pub p99_ms: Option<f64>,
+}
+
+impl VersionNumbers {
+    /// Errors ÷ calls (0 without calls).
+    pub fn error_rate(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.calls as f64
+        }
+    }
+}
+
+/// One analysis interval of a canary, as judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisRecord {
+    pub round: u32,
+    pub from_at: Millis,
+    pub to_at: Millis,
+    /// The new version's numbers.
+    pub canary: VersionNumbers,
+    /// The stable version's, for comparison.
+    pub stable: VersionNumbers,
+    /// `pass`, `fail` or `inconclusive`.
+    pub verdict: String,
+    /// The sentence with the numbers and the threshold.
+    pub detail: String,
+}
+
+/// The counters an analysis interval started from (cluster-wide, per version), kept in the
+/// record so a new leader can judge the interval it inherits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisBase {
+    pub at: Millis,
+    /// (version, calls, errors, histogram counts) when the interval began.
+    pub counts: Vec<(u64, u64, u64, Vec<u64>)>,
+}
+
+/// One rollout of a slice from a version to another, replicated (DESIGN §8). Its id is
+/// `r-<id>`. The leader's engine drives it; every write names the `rev` it read, so a
+/// deposed leader's late write is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// Allocated by the state machine; shown as `r-<id>`.
+    pub id: u64,
+    pub blueprint: String,
+    pub slice: String,
+    /// The version the slice ran (the one a revert goes back to).
+    pub from: u64,
+    /// The version it moves to.
+    pub to: u64,
+    /// The new version's `[slices.update]` (an undo's: all at once).
+    pub policy: UpdatePolicy,
+    /// Why it began: `blueprint apply`, `undo to v6`.
+    pub cause: String,
+    pub state: RolloutState,
+    pub step: RolloutStep,
+    /// When the step began.
+    pub step_since: Millis,
+    /// Copies of `to` wanted now.
+    pub want_to: u32,
+    /// Copies of other versions wanted now.
+    pub want_from: u32,
+    pub traffic: TrafficSplit,
+    /// The last time a new copy became healthy or an old one was retired.
+    pub progress_at: Millis,
+    pub started_at: Millis,
+    pub ended_at: Option<Millis>,
+    /// The open analysis interval (canary).
+    pub base: Option<AnalysisBase>,
+    pub analysis: Vec<AnalysisRecord>,
+    /// What made it fail, pause or go back, with the numbers and the threshold.
+    pub reason: Option<String>,
+    /// Every step and state change: when, and what.
+    pub history: Vec<(Millis, String)>,
+    /// Bumped by every write.
+    pub rev: u64,
+}
+
+impl Rollout {
+    /// `r-<id>`.
+    pub fn name(&self) -> String {
+        format!("r-{}", self.id)
+    }
+
+    /// `blueprint/slice`.
+    pub fn target(&self) -> String {
+        format!("{}/{}", self.blueprint, self.slice)
+    }
+}
+
+/// What an operator asks of a slice's rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutOp {
+    Pause,
+    Resume,
+    /// Past the analysis (or an inconclusive pause): replace the rest.
+    Promote,
+    /// Stop and go back to the version before at once.
+    Abort,
+    /// Go back to `to` (default: the version before the last rollout); during a blue/green
+    /// standby, an instant switch back.
+    Undo {
+        to: Option<u64>,
+    },
+}
+
+impl fmt::Display for RolloutOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RolloutOp::Pause => f.write_str("pause"),
+            RolloutOp::Resume => f.write_str("resume"),
+            RolloutOp::Promote => f.write_str("promote"),
+            RolloutOp::Abort => f.write_str("abort"),
+            RolloutOp::Undo { to: None } => f.write_str("undo"),
+            RolloutOp::Undo { to: Some(v) } => write!(f, "undo --to v{v}"),
+        }
+    }
+}
+
+/// Parse `r-7` (or `7`) into a rollout id.
+pub fn parse_rollout_id(s: &str) -> Result<u64, String> {
+    s.strip_prefix("r-")
+        .unwrap_or(s)
+        .parse()
+        .map_err(|_| format!("'{s}' is not a rollout id: expected r-<number>, e.g. r-3"))
 }

@@ -14,6 +14,7 @@ mod membership;
 pub use membership::Joins;
 pub mod network;
 mod reads;
+mod rollouts;
 mod snapshot;
 pub mod state_machine;
 pub mod status;

@@ -264,6 +264,7 @@ fn slice(name: &str, instances: u32, max: u32, gpu: u32) -> Slice {
         health: None,
         scaling: None,
         service: None,
+        update: None,
     }
 }
 

@@ -319,6 +319,7 @@ mod tests {
             pending: None,
             since: 0,
             placement,
+            version: 0,
         }
     }
 
@@ -358,6 +359,7 @@ mod tests {
                     health: None,
                     scaling: None,
                     service: None,
+                    update: None,
                 }],
             },
         }];

@@ -23,6 +23,7 @@ use std::time::Duration;
 use super::placement::{Needs, NodeSlot, Options, place_sticky};
 use crate::domain::{
     Assignment, Blueprint, Health, InstanceState, InstanceStatus, Millis, NodeId, NodeState,
+    Rollout, StoredBlueprint,
 };
 
 /// A member as the assignment loop sees it.
@@ -52,6 +53,11 @@ pub struct World<'a> {
     pub grace: Duration,
     /// The time stamped on assignments that change now.
     pub now: Millis,
+    /// The kept blueprint versions (the stored ones among them): the newest of a blueprint is
+    /// the version its new copies run; older ones give the resources of copies a rollout holds.
+    pub versions: &'a [StoredBlueprint],
+    /// The open rollouts: how many copies of each version their slices run.
+    pub rollouts: &'a [Rollout],
 }
 
 /// What the loop writes.
@@ -77,22 +83,104 @@ impl Changes {
     }
 }
 
-/// Every instance the blueprints want (`blueprint/slice/index`), blueprints by name.
-fn wanted(blueprints: &[Blueprint]) -> Vec<(String, Needs)> {
-    let mut sorted: Vec<&Blueprint> = blueprints.iter().collect();
+/// One copy the blueprints want.
+struct Want {
+    /// `blueprint/slice/index`.
+    key: String,
+    needs: Needs,
+    /// The blueprint version it runs.
+    version: u64,
+}
+
+/// Every copy the blueprints want, blueprints by name. A slice keeps the copies it has (lowest
+/// indices first) up to its count and takes the lowest free indices for more. Without an open
+/// rollout every copy runs the newest version; with one, `want_to` copies run the rollout's
+/// new version and `want_from` the others (those that run another version keep it; new ones
+/// run the version the rollout started from).
+fn wanted(w: &World) -> Vec<Want> {
+    let mut sorted: Vec<&Blueprint> = w.blueprints.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let newest = |name: &str| {
+        w.versions
+            .iter()
+            .filter(|v| v.blueprint.name == name)
+            .map(|v| v.version)
+            .max()
+            .unwrap_or(0)
+    };
     let mut out = Vec::new();
     for b in sorted {
+        let v_now = newest(&b.name);
         for s in &b.slices {
-            for i in 0..s.instances {
-                out.push((
-                    format!("{}/{}/{i}", b.name, s.name),
-                    Needs {
-                        cpu: s.resources.cpu,
-                        memory: s.resources.memory,
-                        gpu: s.resources.gpu,
-                    },
-                ));
+            let needs_of = |version: u64| {
+                let r = w
+                    .versions
+                    .iter()
+                    .find(|v| v.blueprint.name == b.name && v.version == version)
+                    .and_then(|v| v.blueprint.slices.iter().find(|x| x.name == s.name))
+                    .map_or(s.resources, |x| x.resources);
+                Needs {
+                    cpu: r.cpu,
+                    memory: r.memory,
+                    gpu: r.gpu,
+                }
+            };
+            let prefix = format!("{}/{}/", b.name, s.name);
+            // (index, version) of the copies assigned now, lowest index first.
+            let mut have: Vec<(u32, u64)> = w
+                .current
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .filter_map(|(k, a)| Some((k[prefix.len()..].parse::<u32>().ok()?, a.version)))
+                .collect();
+            have.sort_unstable();
+            let rollout = w
+                .rollouts
+                .iter()
+                .find(|r| r.blueprint == b.name && r.slice == s.name && r.state.is_open());
+            // (version of new copies, how many, which of the copies it has count).
+            let groups: Vec<(u64, u32, Box<dyn Fn(u64) -> bool>)> = match rollout {
+                None => vec![(v_now, s.instances, Box::new(|_| true))],
+                Some(r) => {
+                    let to = r.to;
+                    vec![
+                        (to, r.want_to, Box::new(move |v| v == to)),
+                        (r.from, r.want_from, Box::new(move |v| v != to)),
+                    ]
+                }
+            };
+            let mut chosen: Vec<(u32, u64)> = Vec::new();
+            let mut missing: Vec<(u64, u32)> = Vec::new();
+            for (version, count, member) in &groups {
+                let mine: Vec<(u32, u64)> = have
+                    .iter()
+                    .filter(|(_, v)| member(*v))
+                    .take(*count as usize)
+                    .map(|(i, v)| (*i, if rollout.is_none() { *version } else { *v }))
+                    .collect();
+                missing.push((*version, count.saturating_sub(mine.len() as u32)));
+                chosen.extend(mine);
+            }
+            let mut taken: BTreeSet<u32> = chosen.iter().map(|(i, _)| *i).collect();
+            // Indices still assigned (surplus about to go) are not reused in the same round.
+            let busy: BTreeSet<u32> = have.iter().map(|(i, _)| *i).collect();
+            let mut next = 0u32;
+            for (version, n) in missing {
+                for _ in 0..n {
+                    while taken.contains(&next) || busy.contains(&next) {
+                        next += 1;
+                    }
+                    taken.insert(next);
+                    chosen.push((next, version));
+                }
+            }
+            chosen.sort_unstable();
+            for (i, version) in chosen {
+                out.push(Want {
+                    key: format!("{prefix}{i}"),
+                    needs: needs_of(version),
+                    version,
+                });
             }
         }
     }
@@ -114,9 +202,9 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
         .filter(|s| s.state == InstanceState::Active)
         .map(|s| (s.instance.as_str(), s.node, s.placement))
         .collect();
-    let want = wanted(w.blueprints);
+    let want = wanted(w);
     let mut changes = Changes::default();
-    let want_keys: BTreeSet<&str> = want.iter().map(|(k, _)| k.as_str()).collect();
+    let want_keys: BTreeSet<&str> = want.iter().map(|x| x.key.as_str()).collect();
     changes.remove = w
         .current
         .keys()
@@ -133,7 +221,7 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
     // a node that is down or has not said what it offers keeps what it has.
     let mut gpus_left: HashMap<NodeId, u32> =
         w.members.iter().map(|m| (m.slot.id, m.slot.gpus)).collect();
-    for (key, needs) in &want {
+    for Want { key, needs, .. } in &want {
         let Some(a) = w.current.get(key) else {
             continue;
         };
@@ -163,10 +251,12 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
         }
     }
     let slots: Vec<NodeSlot> = w.members.iter().map(|m| m.slot.clone()).collect();
-    let placed = place_sticky(&slots, &want, &pinned, Options::default());
+    let want_needs: Vec<(String, Needs)> = want.iter().map(|x| (x.key.clone(), x.needs)).collect();
+    let placed = place_sticky(&slots, &want_needs, &pinned, Options::default());
 
     let mut out = BTreeMap::new();
-    for (key, _) in &want {
+    for Want { key, version, .. } in &want {
+        let version = *version;
         let cur = w.current.get(key);
         let next = match placed.assigned.get(key) {
             Some(&node) => {
@@ -185,11 +275,15 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
                     since: kept.map_or(w.now, |c| c.since),
                     // The state machine stamps a new one when the node changes.
                     placement: kept.map_or(0, |c| c.placement),
+                    version,
                 }
             }
             None => match (cur, old_copy.get(key.as_str())) {
                 // Nowhere to move it: the running copy stays where it is.
-                (Some(c), Some(h)) if c.node == Some(*h) => c.clone(),
+                (Some(c), Some(h)) if c.node == Some(*h) => Assignment {
+                    version,
+                    ..c.clone()
+                },
                 _ => Assignment {
                     node: None,
                     handoff: old_copy.get(key.as_str()).copied(),
@@ -199,11 +293,15 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
                         _ => w.now,
                     },
                     placement: 0,
+                    version,
                 },
             },
         };
         let same = cur.is_some_and(|c| {
-            c.node == next.node && c.handoff == next.handoff && c.pending == next.pending
+            c.node == next.node
+                && c.handoff == next.handoff
+                && c.pending == next.pending
+                && c.version == next.version
         });
         if !same {
             changes.set.push((key.clone(), next.clone()));
@@ -318,6 +416,8 @@ pub(super) mod tests {
                 instances: &self.instances,
                 grace: Duration::from_secs(30),
                 now: 1,
+                versions: &[],
+                rollouts: &[],
             });
             for (k, a) in &ch.set {
                 let a = a.clone().stamped(self.current.get(k), &mut self.seq);
@@ -611,6 +711,8 @@ pub(super) mod tests {
             instances: &c.instances,
             grace: Duration::from_secs(30),
             now: 5,
+            versions: &[],
+            rollouts: &[],
         });
         let a = &after["shop/web/0"];
         assert_eq!((a.node, a.since), (None, 5));
@@ -622,6 +724,8 @@ pub(super) mod tests {
             instances: &c.instances,
             grace: Duration::from_secs(30),
             now: 9,
+            versions: &[],
+            rollouts: &[],
         });
         assert_eq!(later["shop/web/0"].since, 5);
         assert!(

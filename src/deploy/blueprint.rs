@@ -79,6 +79,32 @@ struct RawSlice {
     health: Option<Spanned<RawHealth>>,
     scaling: Option<Spanned<RawScaling>>,
     service: Option<Spanned<RawService>>,
+    update: Option<Spanned<RawUpdate>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpdate {
+    strategy: Option<Spanned<String>>,
+    max_parallel: Option<Spanned<i64>>,
+    min_healthy_time: Option<Spanned<String>>,
+    healthy_deadline: Option<Spanned<String>>,
+    progress_deadline: Option<Spanned<String>>,
+    auto_revert: Option<bool>,
+    canary: Option<Spanned<i64>>,
+    canary_traffic: Option<Spanned<String>>,
+    analysis: Option<Spanned<RawAnalysis>>,
+    auto_promote: Option<bool>,
+    standby: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnalysis {
+    interval: Option<Spanned<String>>,
+    min_requests: Option<Spanned<i64>>,
+    max_error_rate: Option<Spanned<String>>,
+    max_p99: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -514,6 +540,10 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
         None => None,
         Some(sv) => Some(service(src, sv, i)?),
     };
+    let update = match &r.update {
+        None => None,
+        Some(u) => Some(update(src, u, i, service.is_some(), max)?),
+    };
     Ok(Slice {
         name: r.name.get_ref().clone(),
         command,
@@ -526,6 +556,164 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
         health,
         scaling,
         service,
+        update,
+    })
+}
+
+/// A percentage such as `10%` (or `0.5%`), as a fraction 0–1 at most `max_pct` percent.
+fn percent(
+    src: &Source,
+    v: &Spanned<String>,
+    path: &str,
+    max_pct: f64,
+) -> Result<f64, BlueprintError> {
+    let t = v.get_ref().trim();
+    let n = t
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|n| n.is_finite() && *n >= 0.0 && *n <= max_pct);
+    match n {
+        Some(n) => Ok(n / 100.0),
+        None => Err(src.err(
+            v.span(),
+            path,
+            format!("expected a percentage from 0% to {max_pct}%, e.g. \"10%\", found '{t}'"),
+        )),
+    }
+}
+
+/// A duration that may be zero (`"0s"`), at most `max_ms`.
+fn duration_or_zero(
+    src: &Source,
+    v: &Option<Spanned<String>>,
+    path: &str,
+    default_ms: u64,
+    max_ms: u64,
+) -> Result<u64, BlueprintError> {
+    match v {
+        Some(d) if parse_duration(d.get_ref()).is_ok_and(|d| d.is_zero()) => Ok(0),
+        _ => duration_ms(src, v, path, default_ms, max_ms),
+    }
+}
+
+fn update(
+    src: &Source,
+    raw: &Spanned<RawUpdate>,
+    i: usize,
+    has_service: bool,
+    max: u32,
+) -> Result<crate::domain::UpdatePolicy, BlueprintError> {
+    use crate::domain::{AnalysisPolicy, Strategy, UpdatePolicy};
+    let r = raw.get_ref();
+    let p = |f: &str| format!("slices[{i}].update.{f}");
+    let d = UpdatePolicy::default();
+    let strategy = match &r.strategy {
+        None => d.strategy,
+        Some(s) => match s.get_ref().as_str() {
+            "rolling" => Strategy::Rolling,
+            "canary" => Strategy::Canary,
+            "blue-green" => Strategy::BlueGreen,
+            other => {
+                return Err(src.err(
+                    s.span(),
+                    p("strategy"),
+                    format!("unknown strategy '{other}': expected rolling, canary or blue-green"),
+                ));
+            }
+        },
+    };
+    let max_parallel = match &r.max_parallel {
+        Some(m) => count(src, m, &p("max_parallel"), 1, 1_000)?,
+        None => d.max_parallel,
+    };
+    let day = 24 * 3_600_000;
+    let min_healthy_ms = duration_or_zero(
+        src,
+        &r.min_healthy_time,
+        &p("min_healthy_time"),
+        d.min_healthy_ms,
+        day,
+    )?;
+    let healthy_deadline_ms = duration_ms(
+        src,
+        &r.healthy_deadline,
+        &p("healthy_deadline"),
+        d.healthy_deadline_ms,
+        day,
+    )?;
+    let progress_deadline_ms = duration_ms(
+        src,
+        &r.progress_deadline,
+        &p("progress_deadline"),
+        d.progress_deadline_ms,
+        day,
+    )?;
+    let canary = match &r.canary {
+        Some(c) => count(src, c, &p("canary"), 1, max.max(1) as i64)?,
+        None => d.canary,
+    };
+    let canary_traffic_pct = match &r.canary_traffic {
+        Some(t) => (percent(src, t, &p("canary_traffic"), 100.0)? * 100.0).round() as u8,
+        None => d.canary_traffic_pct,
+    };
+    let analysis = match &r.analysis {
+        None => None,
+        Some(a) => {
+            if !has_service {
+                return Err(src.err(
+                    a.span(),
+                    p("analysis"),
+                    "an analysis reads the ingress's numbers, and this slice has no [slices.service]: add a service port, or remove the analysis",
+                ));
+            }
+            if strategy != Strategy::Canary {
+                return Err(src.err(
+                    a.span(),
+                    p("analysis"),
+                    format!("an analysis judges canaries, and the strategy is '{strategy}': set strategy = \"canary\" or remove the analysis"),
+                ));
+            }
+            let ar = a.get_ref();
+            let pa = |f: &str| p(&format!("analysis.{f}"));
+            Some(AnalysisPolicy {
+                interval_ms: duration_ms(src, &ar.interval, &pa("interval"), 30_000, 3_600_000)?,
+                min_requests: match &ar.min_requests {
+                    Some(m) => count(src, m, &pa("min_requests"), 1, 100_000_000)? as u64,
+                    None => 100,
+                },
+                max_error_rate: match &ar.max_error_rate {
+                    Some(e) => percent(src, e, &pa("max_error_rate"), 100.0)?,
+                    None => 0.01,
+                },
+                max_p99_ms: match &ar.max_p99 {
+                    Some(_) => Some(duration_ms(src, &ar.max_p99, &pa("max_p99"), 0, 600_000)?),
+                    None => None,
+                },
+            })
+        }
+    };
+    if let Some(t) = &r.canary_traffic
+        && strategy == Strategy::Canary
+        && !has_service
+    {
+        return Err(src.err(
+            t.span(),
+            p("canary_traffic"),
+            "a traffic share needs the ingress, and this slice has no [slices.service]: add a service port, or remove canary_traffic",
+        ));
+    }
+    Ok(UpdatePolicy {
+        strategy,
+        max_parallel,
+        min_healthy_ms,
+        healthy_deadline_ms,
+        progress_deadline_ms,
+        auto_revert: r.auto_revert.unwrap_or(d.auto_revert),
+        canary,
+        canary_traffic_pct,
+        analysis,
+        auto_promote: r.auto_promote.unwrap_or(d.auto_promote),
+        standby_ms: duration_or_zero(src, &r.standby, &p("standby"), d.standby_ms, day)?,
     })
 }
 

@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 pub use super::assign::{Changes, Member, World, assign};
 use super::placement::NodeSlot;
 use crate::config::DeployConfig;
-use crate::domain::{Assignment, Blueprint, Health, InstanceStatus, NodeId, NodeState, now_millis};
+use crate::domain::{
+    Assignment, Blueprint, Health, InstanceStatus, NodeId, NodeState, Rollout, StoredBlueprint,
+    now_millis,
+};
 use crate::metrics::pipeline::Pipeline;
 use crate::raft::types::Command;
 use crate::raft::{Cluster, Writer};
@@ -86,6 +89,10 @@ pub struct Snapshot {
     pub current: BTreeMap<String, Assignment>,
     /// The instance reports of every node.
     pub instances: Vec<InstanceStatus>,
+    /// The stored blueprint versions, and those open rollouts started from.
+    pub versions: Vec<StoredBlueprint>,
+    /// The open rollouts.
+    pub rollouts: Vec<Rollout>,
 }
 
 impl Snapshot {
@@ -95,16 +102,30 @@ impl Snapshot {
         metrics: &Pipeline,
         down_since: &mut HashMap<NodeId, Instant>,
     ) -> Result<Snapshot, std::io::Error> {
+        let stored = cluster.store.blueprints()?;
+        let rollouts: Vec<Rollout> = cluster
+            .store
+            .rollouts()?
+            .into_iter()
+            .filter(|r| r.state.is_open())
+            .collect();
+        let mut versions = stored.clone();
+        for r in &rollouts {
+            if !versions
+                .iter()
+                .any(|v| v.blueprint.name == r.blueprint && v.version == r.from)
+                && let Some(v) = cluster.store.blueprint_version(&r.blueprint, r.from)?
+            {
+                versions.push(v);
+            }
+        }
         Ok(Snapshot {
-            blueprints: cluster
-                .store
-                .blueprints()?
-                .into_iter()
-                .map(|s| s.blueprint)
-                .collect(),
+            blueprints: stored.into_iter().map(|s| s.blueprint).collect(),
             members: members(cluster, metrics, down_since)?,
             current: cluster.store.assignments()?,
             instances: cluster.store.instances()?,
+            versions,
+            rollouts,
         })
     }
 
@@ -117,6 +138,8 @@ impl Snapshot {
             instances: &self.instances,
             grace,
             now: now_millis(),
+            versions: &self.versions,
+            rollouts: &self.rollouts,
         }
     }
 }

@@ -16,11 +16,13 @@ use crate::metrics::pipeline::Pipeline;
 use crate::raft::Cluster;
 use crate::raft::types::{Command, Response};
 
-/// The instances the store assigns to `cluster`'s node (as the runner or the hand-off), with
-/// what each runs.
+/// The instances the store assigns to `cluster`'s node (as the runner or the hand-off), each
+/// with what its version runs.
 fn desired(cluster: &Cluster) -> Result<HashMap<String, Spec>, std::io::Error> {
     let me = cluster.id;
     let blueprints = cluster.store.blueprints()?;
+    // Older versions that copies here still run (a rollout holds them), read once each.
+    let mut older: HashMap<(String, u64), Option<crate::domain::Blueprint>> = HashMap::new();
     let mut out = HashMap::new();
     for (key, a) in cluster.store.assignments()? {
         if a.node != Some(me) && a.handoff != Some(me) {
@@ -30,14 +32,30 @@ fn desired(cluster: &Cluster) -> Result<HashMap<String, Spec>, std::io::Error> {
         let (Some(bp), Some(slice)) = (parts.next(), parts.next()) else {
             continue;
         };
-        let found = blueprints
-            .iter()
-            .find(|b| b.blueprint.name == bp)
-            .and_then(|b| b.blueprint.slices.iter().find(|s| s.name == slice));
-        if let Some(s) = found {
-            // The hand-off's old copy runs for an earlier placement: keep whichever runs.
-            let placement = (a.node == Some(me)).then_some(a.placement);
-            out.insert(key.clone(), Spec::new(key, placement, s));
+        let stored = blueprints.iter().find(|b| b.blueprint.name == bp);
+        let blueprint = match stored {
+            Some(b) if b.version == a.version => Some(&b.blueprint),
+            Some(_) => {
+                let k = (bp.to_string(), a.version);
+                if !older.contains_key(&k) {
+                    let v = cluster.store.blueprint_version(bp, a.version)?;
+                    older.insert(k.clone(), v.map(|v| v.blueprint));
+                }
+                older[&k].as_ref()
+            }
+            None => None,
+        };
+        match blueprint.and_then(|b| b.slices.iter().find(|s| s.name == slice)) {
+            Some(s) => {
+                // The hand-off's old copy runs for an earlier placement: keep whichever runs.
+                let placement = (a.node == Some(me)).then_some(a.placement);
+                out.insert(key.clone(), Spec::new(key, placement, s));
+            }
+            None if stored.is_some() => tracing::warn!(
+                "{key}: version v{} of '{bp}' is not kept here; it starts when the store catches up",
+                a.version
+            ),
+            None => {}
         }
     }
     Ok(out)

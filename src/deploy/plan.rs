@@ -82,6 +82,8 @@ mod tests {
             instances: &[],
             grace: Duration::from_secs(30),
             now: 1,
+            versions: &[],
+            rollouts: &[],
         }
     }
 

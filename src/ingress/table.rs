@@ -165,6 +165,7 @@ mod tests {
             pending: None,
             since: 0,
             placement,
+            version: 0,
         }
     }
 
@@ -199,6 +200,7 @@ mod tests {
                         }],
                         timeout_ms: None,
                     }),
+                    update: None,
                 }],
             },
         };

@@ -116,6 +116,9 @@ pub(super) fn apply_command(
     if let Some(r) = super::control::apply(txn, cmd, at, actor, apply_command)? {
         return Ok(r);
     }
+    if let Some(r) = super::rollouts::apply(txn, cmd, at, actor)? {
+        return Ok(r);
+    }
     let cluster: Option<ClusterMeta> = meta_get(txn, K_CLUSTER)?;
     Ok(match cmd {
         Command::InitCluster(init) => match cluster {
@@ -317,6 +320,8 @@ pub(super) fn apply_command(
             };
             t.insert(b.name.as_str(), enc(&stored).as_slice())
                 .map_err(io)?;
+            drop(t);
+            super::rollouts::stored(txn, &stored, at, &format!("applied by {actor}"))?;
             prune_assignments(txn, &b.name, Some(b))?;
             Response::Version(version)
         }
@@ -329,6 +334,7 @@ pub(super) fn apply_command(
             {
                 Some(_) => {
                     prune_assignments(txn, name, None)?;
+                    super::rollouts::removed(txn, name, at)?;
                     Response::Ok
                 }
                 None => Response::Refused(format!(
@@ -381,6 +387,13 @@ pub(super) fn apply_command(
                             let version = stored.version;
                             t.insert(blueprint.as_str(), enc(&stored).as_slice())
                                 .map_err(io)?;
+                            drop(t);
+                            super::rollouts::stored(
+                                txn,
+                                &stored,
+                                at,
+                                &format!("scaled by {actor}"),
+                            )?;
                             prune_assignments(txn, blueprint, Some(&stored.blueprint))?;
                             Response::Version(version)
                         }
@@ -458,6 +471,9 @@ pub(super) fn apply_command(
         | Command::SetControllerMode { .. }
         | Command::PauseController { .. }
         | Command::ResumeController => unreachable!("control commands are applied by control"),
+        Command::UpdateRollout(_) | Command::RolloutOp { .. } => {
+            unreachable!("rollout commands are applied by rollouts")
+        }
         Command::CompareAndSwap { key, expected, new } => {
             let mut kv = txn.open_table(KV).map_err(io)?;
             let current = kv
@@ -484,14 +500,49 @@ pub(super) fn apply_command(
 }
 
 /// Drop the assignments of blueprint `name` that `now` (none: the blueprint is gone) no longer
-/// wants, so nodes stop those instances without waiting for the leader's assignment loop.
+/// wants, so nodes stop those instances without waiting for the leader's assignment loop: the
+/// slices it lost, and beyond `instances` the copies with the highest indices. A slice whose
+/// rollout is open is left to the assignment loop (the rollout says which versions stay).
 fn prune_assignments(
     txn: &WriteTransaction,
     name: &str,
     now: Option<&Blueprint>,
 ) -> Result<(), std::io::Error> {
     let prefix = format!("{name}/");
+    let mut held: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    if let Some(b) = now {
+        for s in &b.slices {
+            if super::rollouts::open_of(txn, name, &s.name)?.is_some() {
+                held.insert(s.name.clone());
+            }
+        }
+    }
     let mut t = txn.open_table(ASSIGNMENTS).map_err(io)?;
+    // Per slice, the indices assigned now (lowest first).
+    let mut indices: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+    for row in t.range(prefix.as_str()..).map_err(io)? {
+        let (k, _) = row.map_err(io)?;
+        let Some(rest) = k.value().strip_prefix(&prefix) else {
+            break;
+        };
+        if let Some((slice, index)) = rest.rsplit_once('/') {
+            let index: u32 = index.parse().unwrap_or(u32::MAX);
+            indices.entry(slice.to_string()).or_default().push(index);
+        }
+    }
+    let mut keep_below: std::collections::BTreeMap<String, u32> = Default::default();
+    for (slice, mut ix) in indices {
+        ix.sort_unstable();
+        let wanted = now
+            .and_then(|b| b.slices.iter().find(|s| s.name == slice))
+            .map(|s| s.instances as usize);
+        let limit = match wanted {
+            None => 0,
+            Some(_) if held.contains(&slice) => u32::MAX,
+            Some(n) => ix.get(n).copied().unwrap_or(u32::MAX),
+        };
+        keep_below.insert(slice, limit);
+    }
     t.retain(|k, _| {
         let Some(rest) = k.strip_prefix(&prefix) else {
             return true;
@@ -500,8 +551,7 @@ fn prune_assignments(
             return false;
         };
         let index: u32 = index.parse().unwrap_or(u32::MAX);
-        now.and_then(|b| b.slices.iter().find(|s| s.name == slice))
-            .is_some_and(|s| index < s.instances)
+        keep_below.get(slice).is_none_or(|limit| index < *limit)
     })
     .map_err(io)?;
     Ok(())

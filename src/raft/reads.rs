@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::apply::ClusterMeta;
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES, SM_META, Store,
-    TOKENS, dec, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
+    ROLLOUTS, SM_META, Store, TOKENS, dec, io,
 };
 use super::txn::K_CONTROL;
 use super::txn::{K_APPLIED, K_CLUSTER};
@@ -82,6 +82,42 @@ impl Store {
     /// Every assignment, by instance key.
     pub fn assignments(&self) -> Result<BTreeMap<String, Assignment>, std::io::Error> {
         self.scan_map(ASSIGNMENTS, "assignment", |k: &str| k.to_string())
+    }
+
+    /// Every kept rollout, oldest first.
+    pub fn rollouts(&self) -> Result<Vec<crate::domain::Rollout>, std::io::Error> {
+        self.scan(ROLLOUTS, "rollout")
+    }
+
+    /// Version `version` of blueprint `name`, if it is kept (the stored one, one that copies
+    /// or a rollout still run, or one of the newest).
+    pub fn blueprint_version(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Option<StoredBlueprint>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(BLUEPRINT_VERSIONS).map_err(io)?;
+        let v = t
+            .get(format!("{name}@{version:012}").as_str())
+            .map_err(io)?;
+        v.map(|v| dec(v.value(), "blueprint version")).transpose()
+    }
+
+    /// The kept versions of blueprint `name`, oldest first.
+    pub fn blueprint_versions(&self, name: &str) -> Result<Vec<StoredBlueprint>, std::io::Error> {
+        let prefix = format!("{name}@");
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(BLUEPRINT_VERSIONS).map_err(io)?;
+        let mut out = Vec::new();
+        for row in t.range(prefix.as_str()..).map_err(io)? {
+            let (k, v) = row.map_err(io)?;
+            if !k.value().starts_with(&prefix) {
+                break;
+            }
+            out.push(dec(v.value(), "blueprint version")?);
+        }
+        Ok(out)
     }
 
     /// The controller's mode, grace window and pause (the defaults until someone set them).

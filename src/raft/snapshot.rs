@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::Node;
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES, SESSIONS, SM_META,
-    Store, TOKENS, dec, enc, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
+    ROLLOUTS, SESSIONS, SM_META, Store, TOKENS, dec, enc, io,
 };
 use super::txn::{
     K_APPLIED, K_AUDIT_SEQ, K_CLUSTER, K_MEMBERSHIP, K_PLACEMENT_SEQ, K_SNAPSHOT, meta_put,
 };
-use super::txn::{K_CONTROL, K_DECISION_SEQ};
+use super::txn::{K_CONTROL, K_DECISION_SEQ, K_ROLLOUT_SEQ};
 use crate::domain::NodeId;
 
 /// The snapshot on disk: which file holds which log position.
@@ -42,11 +42,16 @@ enum SnapRecord {
     Assignment(String, Vec<u8>),
     Instance(String, Vec<u8>),
     Decision(u64, Vec<u8>),
+    BlueprintVersion(String, Vec<u8>),
+    Rollout(u64, Vec<u8>),
 }
 
-/// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a placement number; 3: slices carry a service, and scaling an idle_to_zero and a target_calls_per_instance), so a snapshot
-/// from a node of another format is refused at its header rather than misread.
-const SNAPSHOT_FORMAT: u32 = 3;
+/// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a
+/// placement number; 3: slices carry a service, and scaling an idle_to_zero and a
+/// target_calls_per_instance; 4: slices carry an update policy, assignments a version, and
+/// blueprint versions and rollouts are records), so a snapshot from a node of another format
+/// is refused at its header rather than misread.
+const SNAPSHOT_FORMAT: u32 = 4;
 
 fn write_record(w: &mut impl Write, r: &SnapRecord) -> Result<(), std::io::Error> {
     let b = enc(r);
@@ -134,6 +139,7 @@ impl Store {
                 K_PLACEMENT_SEQ,
                 K_CONTROL,
                 K_DECISION_SEQ,
+                K_ROLLOUT_SEQ,
             ]
             .contains(&k.value())
             {
@@ -166,6 +172,9 @@ impl Store {
         dump!(ASSIGNMENTS, Assignment, |k: &str| k.to_string());
         dump!(INSTANCES, Instance, |k: &str| k.to_string());
         dump!(DECISIONS, Decision, |k: u64| k);
+        dump!(BLUEPRINT_VERSIONS, BlueprintVersion, |k: &str| k
+            .to_string());
+        dump!(ROLLOUTS, Rollout, |k: u64| k);
         write_record(&mut w, &SnapRecord::End { records: n })?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
@@ -255,6 +264,8 @@ impl Store {
             let mut assignments = emptied!(ASSIGNMENTS);
             let mut instances = emptied!(INSTANCES);
             let mut decisions = emptied!(DECISIONS);
+            let mut versions = emptied!(BLUEPRINT_VERSIONS);
+            let mut rollouts = emptied!(ROLLOUTS);
             let mut n = 0u64;
             loop {
                 match read_record(&mut r)? {
@@ -276,6 +287,10 @@ impl Store {
                         instances.insert(k.as_str(), v.as_slice()).map(|_| ())
                     }
                     SnapRecord::Decision(k, v) => decisions.insert(k, v.as_slice()).map(|_| ()),
+                    SnapRecord::BlueprintVersion(k, v) => {
+                        versions.insert(k.as_str(), v.as_slice()).map(|_| ())
+                    }
+                    SnapRecord::Rollout(k, v) => rollouts.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::End { records } if records == n => break,
                     SnapRecord::End { records } => {
                         return Err(io(format!(

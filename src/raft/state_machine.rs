@@ -398,6 +398,7 @@ mod tests {
                     since: 1,
                     // Whatever the writer sends is overwritten.
                     placement: 77,
+                    version: 0,
                 };
                 (k.to_string(), a)
             })

@@ -43,6 +43,12 @@ pub(super) const ASSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::ne
 pub(super) const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
 /// Controller decisions by id (`d-<id>`).
 pub(super) const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("decisions");
+/// `<blueprint>@<version, 12 digits>` → `StoredBlueprint`: the versions copies may still run
+/// and an undo may go back to.
+pub(super) const BLUEPRINT_VERSIONS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("blueprint_versions");
+/// Rollouts by id (`r-<id>`).
+pub(super) const ROLLOUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("rollouts");
 
 // Keys of RAFT_META.
 const K_VOTE: &str = "vote";
@@ -171,6 +177,8 @@ impl Store {
             txn.open_table(ASSIGNMENTS)?;
             txn.open_table(INSTANCES)?;
             txn.open_table(DECISIONS)?;
+            txn.open_table(BLUEPRINT_VERSIONS)?;
+            txn.open_table(ROLLOUTS)?;
             txn.commit()?;
             Ok(())
         };

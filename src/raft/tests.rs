@@ -38,6 +38,7 @@ mod control {
                 health: None,
                 scaling: None,
                 service: None,
+                update: None,
             }],
         };
         run(&store, 0, "setup", init);

@@ -19,6 +19,8 @@ pub(super) const K_PLACEMENT_SEQ: &str = "placement_seq";
 pub(super) const K_CONTROL: &str = "control";
 /// The last decision id given out.
 pub(super) const K_DECISION_SEQ: &str = "decision_seq";
+/// The last rollout id given out.
+pub(super) const K_ROLLOUT_SEQ: &str = "rollout_seq";
 
 pub(super) fn meta_get<T: for<'de> Deserialize<'de>>(
     txn: &WriteTransaction,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, Health, InstanceStatus,
-    Millis, NodeId, NodeState, Outcome, TokenRefusal,
+    Millis, NodeId, NodeState, Outcome, Rollout, RolloutOp, TokenRefusal,
 };
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
@@ -189,6 +189,15 @@ pub enum Command {
         reason: Option<String>,
     },
     ResumeController,
+    /// The leader's rollout engine moved a rollout on. Refused unless the stored rollout is
+    /// open and still at `rev` (so a deposed leader's late write changes nothing).
+    UpdateRollout(Box<Rollout>),
+    /// An operator's act on a slice's rollout (pause, resume, promote, abort, undo).
+    RolloutOp {
+        blueprint: String,
+        slice: String,
+        op: RolloutOp,
+    },
 }
 
 impl Command {
@@ -330,6 +339,22 @@ impl Command {
                 None => "pause controller".into(),
             },
             Command::ResumeController => "resume controller".into(),
+            Command::UpdateRollout(r) => format!(
+                "rollout {} of {}: {} at {}{}",
+                r.name(),
+                r.target(),
+                r.state.word(),
+                r.step.name(),
+                r.reason
+                    .as_ref()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default()
+            ),
+            Command::RolloutOp {
+                blueprint,
+                slice,
+                op,
+            } => format!("rollout {op} {blueprint}/{slice}"),
         }
     }
 }
@@ -359,4 +384,6 @@ pub enum Response {
     Version(u64),
     /// A decision was recorded with this id (`d-<id>`).
     Decision(u64),
+    /// The rollout (`r-<id>`) an operator's act touched or started.
+    Rollout(u64),
 }

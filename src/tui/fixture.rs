@@ -78,6 +78,7 @@ fn slice(name: &str, instances: u32, max: u32) -> Slice {
         health: None,
         scaling: None,
         service: None,
+        update: None,
     }
 }
 

@@ -308,6 +308,7 @@ mod tests {
             pending: None,
             since: 1,
             placement,
+            version: 0,
         }
     }
 

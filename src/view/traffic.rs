@@ -165,6 +165,7 @@ mod tests {
                     .collect(),
                 timeout_ms: None,
             }),
+            update: None,
         }
     }
 
