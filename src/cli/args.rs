@@ -124,10 +124,12 @@ pub enum Cmd {
     #[command(subcommand)]
     Override(OverrideCmd),
     /// The terminal console: live views of the cluster, its nodes, blueprints, the controller's
-    /// decisions and the audit log, with keys to veto, approve and pause. Press ? inside for
-    /// every key. Works over SSH, at 80x24 and larger, without a mouse; honours NO_COLOR.
+    /// decisions and the audit log, with keys to veto, approve and pause, and to promote, abort
+    /// or undo a slice's rollout. Press ? inside for every key. Works over SSH, at 80x24 and
+    /// larger, without a mouse; honours NO_COLOR.
     Tui {
-        /// Disable every key and command that changes state (veto, approve, pause, mode, drain).
+        /// Disable every key and command that changes state (veto, approve, pause, mode, drain,
+        /// promote, abort, undo).
         #[arg(long)]
         readonly: bool,
         /// Config file with [tui.keys] overrides [default: /etc/aether/aether.toml if present].

@@ -8,7 +8,8 @@ mod input;
 
 use super::keymap::Keymap;
 use crate::admin::protocol::{
-    BlueprintView, LiveNode, LiveUpdate, MemberView, NodeHistory, SliceLoad, StatusView, Watch,
+    BlueprintView, LiveNode, LiveUpdate, MemberView, NodeHistory, RolloutView, SliceLoad,
+    StatusView, Watch,
 };
 use crate::controller::model::ModelStatus;
 use crate::domain::{AuditRecord, ControllerMode, Decision, Millis, NodeState, Slice};
@@ -141,6 +142,8 @@ pub struct Data {
     pub events: VecDeque<AuditRecord>,
     pub model: Option<ModelStatus>,
     pub history: Option<NodeHistory>,
+    /// Per slice with rollouts: its open one, else its latest.
+    pub rollouts: Vec<RolloutView>,
     /// The node's clock minus ours, in ms (grace countdowns follow the node's clock).
     pub clock_offset: i64,
 }
@@ -161,6 +164,13 @@ pub struct SliceRow<'a> {
 impl SliceRow<'_> {
     pub fn target(&self) -> String {
         format!("{}/{}", self.blueprint.blueprint.name, self.slice.name)
+    }
+
+    /// Its open rollout, else its latest, as the node sent it.
+    pub fn rollout<'d>(&self, data: &'d Data) -> Option<&'d RolloutView> {
+        data.rollouts
+            .iter()
+            .find(|r| r.blueprint == self.blueprint.blueprint.name && r.slice == self.slice.name)
     }
 
     /// The rows of its instances.
@@ -277,6 +287,9 @@ impl App {
         }
         if let Some(h) = u.history {
             d.history = Some(h);
+        }
+        if let Some(r) = u.rollouts {
+            d.rollouts = r;
         }
         for dec in u.decisions {
             match d.decisions.iter_mut().find(|x| x.id == dec.id) {
@@ -464,6 +477,13 @@ impl App {
             let s = &mut self.sel[v.index()];
             *s = (*s).min(n.saturating_sub(1));
         }
+    }
+
+    /// The slice selected in the Blueprints view: `blueprint/slice`.
+    pub fn selected_slice(&self) -> Option<(String, String)> {
+        self.slices()
+            .get(self.sel[View::Blueprints.index()])
+            .map(|r| (r.blueprint.blueprint.name.clone(), r.slice.name.clone()))
     }
 
     /// The decision selected in the Controller view.

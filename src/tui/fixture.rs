@@ -270,5 +270,14 @@ pub fn update(paused: bool) -> LiveUpdate {
             last_review: Some("approve".into()),
         })),
         history: Some(history),
+        // shop/web's canary r-3 runs; shop/worker's last rollout r-1 succeeded.
+        rollouts: Some({
+            let all = crate::view::fixture::rollouts();
+            let (assignments, statuses) = crate::view::fixture::rollout_copies();
+            crate::view::rollouts::per_slice(&all)
+                .into_iter()
+                .map(|r| crate::view::rollouts::rollout_view(r, &assignments, &statuses))
+                .collect()
+        }),
     }
 }

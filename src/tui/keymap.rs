@@ -31,6 +31,9 @@ pub enum Action {
     Veto,
     Approve,
     Pause,
+    Promote,
+    Abort,
+    Undo,
     Narrower,
     Wider,
 }
@@ -111,6 +114,24 @@ pub const TABLE: &[(Action, &str, &str, &str)] = &[
         "pause",
         "p",
         "pause or resume the controller (asks first)",
+    ),
+    (
+        Action::Promote,
+        "promote",
+        "P",
+        "Blueprints: promote the selected slice's canary (asks first)",
+    ),
+    (
+        Action::Abort,
+        "abort",
+        "X",
+        "Blueprints: abort the selected slice's rollout (asks first)",
+    ),
+    (
+        Action::Undo,
+        "undo",
+        "U",
+        "Blueprints: undo the selected slice's last rollout (asks first)",
     ),
     (
         Action::Narrower,

@@ -65,6 +65,41 @@ fn details_help_and_dialogs() {
     let mut a = app();
     key(&mut a, '?');
     insta::assert_snapshot!("help_160x48", render(&mut a, 160, 48));
+    // P on the selected slice: the same dialog as a veto, for the rollout.
+    let mut a = app();
+    key(&mut a, '3');
+    a.key(KeyEvent::new(KeyCode::Char('P'), KeyModifiers::SHIFT));
+    insta::assert_snapshot!("promote_confirm_80x24", render(&mut a, 80, 24));
+}
+
+#[test]
+fn a_rollout_line_fits_80_columns_and_says_more_when_wider() {
+    // A paused canary with a reason: at 80 columns the short forms, cut with '…'.
+    let mut a = app();
+    let mut u = update(false);
+    u.full = false;
+    let mut r = u.rollouts.clone().unwrap();
+    r[0].state = "paused".into();
+    r[0].reason = Some("paused by uid:1000@n1: reading the v7 logs first".into());
+    u.rollouts = Some(r);
+    a.apply(u, NOW);
+    key(&mut a, '3');
+    let narrow = render(&mut a, 80, 24);
+    let line = narrow
+        .lines()
+        .find(|l| l.contains("r-3 shop/web"))
+        .unwrap_or_else(|| panic!("no rollout line:\n{narrow}"));
+    assert!(
+        line.contains("paused at analysis 2 v6→v7 v7 10%") && line.contains("…"),
+        "{line}"
+    );
+    let wide = render(&mut a, 160, 48);
+    let line = wide.lines().find(|l| l.contains("r-3 shop/web")).unwrap();
+    assert!(
+        line.contains("canary v6 → v7 paused at analysis 2 · v7 10% / v6 90%")
+            && line.contains("reading the v7 logs first"),
+        "{line}"
+    );
 }
 
 #[test]

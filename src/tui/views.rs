@@ -290,7 +290,16 @@ fn status_line(app: &App, theme: &Theme) -> Line<'static> {
 fn help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut lines = vec![Line::from(Span::styled("Keys", theme.title()))];
     for (action, _, _, text) in TABLE {
-        let off = app.readonly && matches!(action, Action::Veto | Action::Approve | Action::Pause);
+        let off = app.readonly
+            && matches!(
+                action,
+                Action::Veto
+                    | Action::Approve
+                    | Action::Pause
+                    | Action::Promote
+                    | Action::Abort
+                    | Action::Undo
+            );
         lines.push(Line::from(vec![
             Span::styled(
                 format!("  {:<14}", app.keys.keys_of(*action)),

@@ -17,6 +17,7 @@ use crate::raft::status::{ControlView, StatusView};
 use crate::view::Sources;
 use crate::view::blueprints::{BlueprintView, blueprint_views};
 use crate::view::metrics::PointView;
+use crate::view::rollouts::{Reader, RolloutView};
 use crate::view::status::control_view;
 
 /// What a live feed charts beyond the cluster-wide view.
@@ -51,6 +52,8 @@ pub struct LiveUpdate {
     pub model: Option<Box<crate::controller::model::ModelStatus>>,
     /// History of the watched node, when one is watched.
     pub history: Option<NodeHistory>,
+    /// Per slice that has rollouts: its open one, else its latest, when any changed.
+    pub rollouts: Option<Vec<RolloutView>>,
 }
 
 /// The cluster metrics of a live feed: headline values per node and, per node, the points of
@@ -142,6 +145,7 @@ pub struct Feed {
     /// Per node: the newest sparkline second sent.
     spark_to: HashMap<NodeId, u64>,
     history: Option<NodeHistory>,
+    rollouts: Option<Vec<RolloutView>>,
 }
 
 impl Feed {
@@ -201,6 +205,13 @@ impl Feed {
         {
             u.blueprints = Some(b.clone());
             self.blueprints = Some(b);
+        }
+        if raft_moved
+            && let Ok(r) = Reader::new(cluster).latest_per_slice()
+            && self.rollouts.as_ref() != Some(&r)
+        {
+            u.rollouts = Some(r.clone());
+            self.rollouts = Some(r);
         }
         if let Some(bps) = &self.blueprints {
             let mut traffic = metrics.with_state(|st| st.view.traffic());
@@ -284,7 +295,8 @@ impl Feed {
             && u.decisions.is_empty()
             && u.events.is_empty()
             && u.model.is_none()
-            && u.history.is_none();
+            && u.history.is_none()
+            && u.rollouts.is_none();
         (full || !empty).then_some(u)
     }
 

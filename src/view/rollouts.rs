@@ -403,6 +403,20 @@ pub fn current<'a>(rollouts: &'a [Rollout], blueprint: &str, slice: &str) -> Opt
     of().find(|r| r.state.is_open()).or_else(|| of().next())
 }
 
+/// Per slice that has rollouts, its [`current`] one, the most recently started first.
+pub fn per_slice(rollouts: &[Rollout]) -> Vec<&Rollout> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    let mut out: Vec<&Rollout> = Vec::new();
+    for r in rollouts.iter().rev() {
+        if seen.contains(&(r.blueprint.as_str(), r.slice.as_str())) {
+            continue;
+        }
+        seen.push((&r.blueprint, &r.slice));
+        out.extend(current(rollouts, &r.blueprint, &r.slice));
+    }
+    out
+}
+
 fn invalid(m: impl Into<String>) -> AdminError {
     AdminError::new(ErrorKind::Invalid, m)
 }
@@ -672,16 +686,7 @@ impl<'a> Reader<'a> {
     /// The open rollout of each slice, else its latest: what the console shows.
     pub fn latest_per_slice(&self) -> Result<Vec<RolloutView>, AdminError> {
         let all = self.rollouts()?;
-        let mut seen: Vec<(&str, &str)> = Vec::new();
-        let mut pick: Vec<&Rollout> = Vec::new();
-        for r in all.iter().rev() {
-            if seen.contains(&(r.blueprint.as_str(), r.slice.as_str())) {
-                continue;
-            }
-            seen.push((&r.blueprint, &r.slice));
-            pick.extend(current(&all, &r.blueprint, &r.slice));
-        }
-        self.views(pick)
+        self.views(per_slice(&all))
     }
 }
 
@@ -903,6 +908,7 @@ mod tests {
         assert_eq!(current(&all, "shop", "web").map(|r| r.id), Some(3));
         assert_eq!(current(&all, "shop", "worker").map(|r| r.id), Some(2));
         assert!(current(&all, "shop", "db").is_none());
+        assert_eq!(ids(per_slice(&all)), [3, 2]);
     }
 
     #[test]

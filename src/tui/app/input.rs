@@ -4,6 +4,8 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
+use crate::admin::protocol::RolloutView;
+use crate::domain::RolloutOp;
 use crate::tui::keymap::Action;
 
 impl App {
@@ -141,6 +143,28 @@ impl App {
                     .is_some_and(|c| c.paused.is_some());
                 self.ask_pause(!paused, None);
             }
+            Action::Promote | Action::Abort | Action::Undo => {
+                let verb = match a {
+                    Action::Promote => "promote",
+                    Action::Abort => "abort",
+                    _ => "undo",
+                };
+                if self.refuse_readonly(verb) {
+                    return;
+                }
+                if self.view != View::Blueprints {
+                    let k = self.keys.keys_of(Action::Blueprints);
+                    self.say(
+                        format!("{verb}: select a slice in the Blueprints view ({k}) first"),
+                        true,
+                    );
+                    return;
+                }
+                match self.selected_slice() {
+                    Some((b, s)) => self.ask_rollout(a, &b, &s),
+                    None => self.say(format!("{verb}: no slice selected"), true),
+                }
+            }
             Action::Narrower | Action::Wider => {
                 if self.view != View::Nodes {
                     self.say("the chart range applies to the Nodes view (2)", true);
@@ -221,6 +245,127 @@ impl App {
             title,
             detail,
             cmd,
+            what,
+        }));
+    }
+
+    /// Open the confirm dialog for promoting, aborting or undoing `blueprint/slice`'s rollout
+    /// (`a` says which); what the console knows rules out acts the cluster would refuse.
+    fn ask_rollout(&mut self, a: Action, blueprint: &str, slice: &str) {
+        let target = format!("{blueprint}/{slice}");
+        let r = self
+            .data
+            .rollouts
+            .iter()
+            .find(|r| r.blueprint == blueprint && r.slice == slice)
+            .cloned();
+        let open = r.as_ref().filter(|r| r.open);
+        let summary = |r: &RolloutView| {
+            let at = if r.open {
+                format!(", {} at {}", r.state, r.step)
+            } else {
+                format!(", {}", r.state)
+            };
+            format!("{target} {} v{} → v{}{at}", r.strategy, r.from, r.to)
+        };
+        let (title, detail, op, what) = match (a, open) {
+            (Action::Promote, None) | (Action::Abort, None) => {
+                let verb = if a == Action::Promote {
+                    "promote"
+                } else {
+                    "abort"
+                };
+                return self.say(
+                    format!(
+                        "{verb}: {target} has no rollout in progress ('aether rollout history {target}' shows the past ones)"
+                    ),
+                    true,
+                );
+            }
+            (Action::Promote, Some(r)) => {
+                if !r.promotable {
+                    return self.say(
+                        format!(
+                            "promote: {} is {} at '{}': only a canary before its promotion is promoted",
+                            r.name, r.state, r.step
+                        ),
+                        true,
+                    );
+                }
+                (
+                    format!("Promote {}?", r.name),
+                    vec![
+                        summary(r),
+                        format!(
+                            "the canary phase ends: v{} replaces the rest of the copies now",
+                            r.to
+                        ),
+                    ],
+                    RolloutOp::Promote,
+                    format!("promoted {}", r.name),
+                )
+            }
+            (Action::Abort, Some(r)) => (
+                format!("Abort {}?", r.name),
+                vec![
+                    summary(r),
+                    format!(
+                        "it goes back to v{} at once: v{} copies start, v{} copies stop",
+                        r.from, r.from, r.to
+                    ),
+                ],
+                RolloutOp::Abort,
+                format!("aborted {}: going back to v{}", r.name, r.from),
+            ),
+            (_, Some(r)) => (
+                format!("Undo {}?", r.name),
+                vec![
+                    summary(r),
+                    format!("it goes back to v{} at once (as abort does)", r.from),
+                ],
+                RolloutOp::Undo { to: None },
+                format!("undid {}: going back to v{}", r.name, r.from),
+            ),
+            (_, None) => match &r {
+                Some(r) if r.state == "succeeded" => (
+                    format!("Undo {} of {target}?", r.name),
+                    vec![
+                        summary(r),
+                        format!(
+                            "v{}'s {slice} is stored again and rolled out to every copy at once",
+                            r.from
+                        ),
+                    ],
+                    RolloutOp::Undo { to: None },
+                    format!("undo of {}: rolling {target} back to v{}", r.name, r.from),
+                ),
+                Some(r) => {
+                    return self.say(
+                        format!(
+                            "undo: the last rollout of {target} ({}) is {}: nothing finished to undo; 'aether rollout undo {target} --to VERSION' names a version",
+                            r.name, r.state
+                        ),
+                        true,
+                    );
+                }
+                None => {
+                    return self.say(
+                        format!(
+                            "undo: {target} has never rolled out; 'aether rollout undo {target} --to VERSION' names a version"
+                        ),
+                        true,
+                    );
+                }
+            },
+        };
+        self.mode = Mode::Confirm(Box::new(Confirm {
+            title,
+            detail,
+            cmd: Command::RolloutOp {
+                blueprint: blueprint.into(),
+                slice: slice.into(),
+                op,
+            },
             what,
         }));
     }

@@ -3,7 +3,7 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
-use crate::domain::DecisionStatus;
+use crate::domain::{DecisionStatus, RolloutOp};
 use crate::tui::fixture::{NOW, update};
 
 fn app(readonly: bool) -> App {
@@ -178,6 +178,100 @@ fn veto_and_approve_ask_first_and_show_the_action() {
     b.apply(update(true), NOW);
     typed(&mut b, "p");
     assert!(matches!(&b.mode, Mode::Confirm(c) if c.cmd == Command::ResumeController));
+}
+
+#[test]
+fn rollout_keys_ask_then_send_the_act_for_the_selected_slice() {
+    let mut a = app(false);
+    let write = |op: RolloutOp, slice: &str, what: &str| Effect::Write {
+        cmd: Command::RolloutOp {
+            blueprint: "shop".into(),
+            slice: slice.into(),
+            op,
+        },
+        what: what.into(),
+    };
+    // Outside the Blueprints view the keys say where to go.
+    assert!(typed(&mut a, "4P").is_empty());
+    assert_eq!(a.mode, Mode::Normal);
+    assert_eq!(
+        flash(&a),
+        "promote: select a slice in the Blueprints view (3) first"
+    );
+    // shop/web runs the canary r-3: promote and abort, each after a yes.
+    typed(&mut a, "3P");
+    let Mode::Confirm(c) = a.mode.clone() else {
+        panic!("no confirm dialog: {:?}", a.mode)
+    };
+    assert_eq!(c.title, "Promote r-3?");
+    assert_eq!(
+        c.detail[0],
+        "shop/web canary v6 → v7, running at analysis 2"
+    );
+    assert_eq!(
+        typed(&mut a, "y"),
+        [write(RolloutOp::Promote, "web", "promoted r-3")]
+    );
+    typed(&mut a, "X");
+    assert!(matches!(&a.mode, Mode::Confirm(c) if c.title == "Abort r-3?"));
+    assert_eq!(
+        typed(&mut a, "y"),
+        [write(
+            RolloutOp::Abort,
+            "web",
+            "aborted r-3: going back to v6"
+        )]
+    );
+    typed(&mut a, "U");
+    assert!(matches!(&a.mode, Mode::Confirm(c) if c.title == "Undo r-3?"));
+    assert!(typed(&mut a, "n").is_empty());
+    // shop/worker's last rollout r-1 succeeded: nothing to promote or abort, an undo goes
+    // back to v3.
+    typed(&mut a, "j");
+    assert!(typed(&mut a, "P").is_empty());
+    assert!(
+        flash(&a).starts_with("promote: shop/worker has no rollout in progress"),
+        "{}",
+        flash(&a)
+    );
+    assert!(typed(&mut a, "X").is_empty());
+    assert!(flash(&a).starts_with("abort: shop/worker has no rollout in progress"));
+    typed(&mut a, "U");
+    let Mode::Confirm(c) = a.mode.clone() else {
+        panic!("no confirm dialog: {:?}", a.mode)
+    };
+    assert_eq!(c.title, "Undo r-1 of shop/worker?");
+    assert_eq!(
+        c.detail[1],
+        "v3's worker is stored again and rolled out to every copy at once"
+    );
+    assert_eq!(
+        typed(&mut a, "y"),
+        [write(
+            RolloutOp::Undo { to: None },
+            "worker",
+            "undo of r-1: rolling shop/worker back to v3"
+        )]
+    );
+    // A canary past its promotion is not promoted again.
+    let mut b = app(false);
+    let mut u = update(false);
+    u.full = false;
+    let mut r = u.rollouts.clone().unwrap();
+    r[0].promotable = false;
+    r[0].step = "replace".into();
+    u.rollouts = Some(r);
+    b.apply(u, NOW);
+    assert!(typed(&mut b, "3P").is_empty());
+    assert_eq!(
+        flash(&b),
+        "promote: r-3 is running at 'replace': only a canary before its promotion is promoted"
+    );
+    // A read-only console refuses them.
+    let mut ro = app(true);
+    assert!(typed(&mut ro, "3X").is_empty());
+    assert_eq!(a.mode, Mode::Normal);
+    assert!(flash(&ro).contains("read-only console (--readonly): abort is disabled"));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! `3` Blueprints: each slice with desired vs active instances, its CPU (cores used) and
 //! requests (calls/s, error rate, p99 over the cluster), placement per node, health and
-//! restarts; the selected slice's load with the forecast overlaid; Enter lists its instances.
+//! restarts; a line per rollout in progress (step, versions, split, the last analysis interval,
+//! the reason); the selected slice's load with the forecast overlaid; Enter lists its
+//! instances.
 
 use std::collections::BTreeMap;
 
@@ -8,10 +10,12 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Row, Table};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Row, Table};
 
 use super::{Theme, empty, list_table, window};
+use crate::admin::protocol::RolloutView;
 use crate::tui::app::{App, SliceRow};
+use crate::view::rollouts::{millis, percent};
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let Some(_) = &app.data.blueprints else {
@@ -31,8 +35,23 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         return instances(f, area, sel, app, theme);
     }
     let list_h = (rows.len() as u16 + 1).clamp(3, area.height / 2);
-    let [table, chart] =
-        Layout::vertical([Constraint::Length(list_h), Constraint::Min(3)]).areas(area);
+    // A line per open rollout of the listed slices (at most three).
+    let rollouts: Vec<&RolloutView> = rows
+        .iter()
+        .filter_map(|r| r.rollout(&app.data).filter(|v| v.open))
+        .take(3)
+        .collect();
+    let [table, rollout_area, chart] = Layout::vertical([
+        Constraint::Length(list_h),
+        Constraint::Length(rollouts.len() as u16),
+        Constraint::Min(3),
+    ])
+    .areas(area);
+    let lines: Vec<Line> = rollouts
+        .iter()
+        .map(|v| rollout_line(v, usize::from(rollout_area.width), theme))
+        .collect();
+    f.render_widget(Paragraph::new(lines), rollout_area);
     let body: Vec<(usize, Row)> = window(app, table, rows.len())
         .map(|i| {
             let r = &rows[i];
@@ -77,7 +96,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     } else {
                         Span::styled("-", theme.dim())
                     },
-                    Span::raw(latency(t.p99_ms)),
+                    Span::raw(millis(t.p99_ms)),
                 ),
                 None => (
                     Span::styled("-", theme.dim()),
@@ -157,6 +176,113 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     load_chart(f, chart, sel, app, theme);
 }
 
+/// `spans` cut to `width` characters, the last one ending in `…` when something was cut.
+fn fit(spans: Vec<Span<'static>>, width: usize) -> Line<'static> {
+    let mut out = Vec::new();
+    let mut used = 0;
+    for s in spans {
+        let n = s.content.chars().count();
+        if used + n <= width {
+            used += n;
+            out.push(s);
+            continue;
+        }
+        let keep = width.saturating_sub(used + 1);
+        let text: String = s.content.chars().take(keep).collect();
+        out.push(Span::styled(format!("{text}…"), s.style));
+        break;
+    }
+    Line::from(out)
+}
+
+/// An open rollout in one line: id and slice, state and step, versions, the traffic split, the
+/// last analysis interval's numbers and verdict, the reason; shorter forms when the long ones
+/// do not fit `width`, then cut.
+fn rollout_line(v: &RolloutView, width: usize, theme: &Theme) -> Line<'static> {
+    let state_style = match v.state.as_str() {
+        "running" if v.step != "revert" => theme.accent(),
+        "failed" => theme.bad(),
+        _ => theme.warn(),
+    };
+    let verdict_style = |verdict: &str| match verdict {
+        "pass" => theme.ok(),
+        "fail" => theme.bad(),
+        _ => theme.warn(),
+    };
+    // `long`: the long head and split; `numbers`: the long analysis numbers.
+    let build = |long: bool, numbers: bool| -> Vec<Span<'static>> {
+        let mut spans = vec![Span::styled(
+            format!("{} {} ", v.name, v.target),
+            theme.title(),
+        )];
+        let step = if v.state == "running" {
+            v.step.clone()
+        } else {
+            format!("{} at {}", v.state, v.step)
+        };
+        if long {
+            spans.push(Span::raw(format!(
+                "{} v{} → v{} ",
+                v.strategy, v.from, v.to
+            )));
+            spans.push(Span::styled(step, state_style));
+            spans.push(Span::raw(format!(" · {}", v.traffic)));
+        } else {
+            spans.push(Span::styled(step, state_style));
+            let split = match v.traffic.split_once(" / ") {
+                Some((to, _)) => to.to_string(),
+                None => v.traffic.clone(),
+            };
+            spans.push(Span::raw(format!(" v{}→v{} {split}", v.from, v.to)));
+        }
+        if let Some(a) = &v.analysis {
+            let (c, st) = (&a.canary, &a.stable);
+            let numbers = if numbers {
+                format!(
+                    " · canary v{} {} req {} p99 {}, stable v{} {} req {} p99 {} ",
+                    c.version,
+                    c.requests,
+                    percent(c.error_rate),
+                    millis(c.p99_ms),
+                    st.version,
+                    st.requests,
+                    percent(st.error_rate),
+                    millis(st.p99_ms)
+                )
+            } else {
+                format!(
+                    " · v{} {} {} vs v{} {} {} ",
+                    c.version,
+                    percent(c.error_rate),
+                    millis(c.p99_ms),
+                    st.version,
+                    percent(st.error_rate),
+                    millis(st.p99_ms)
+                )
+            };
+            spans.push(Span::raw(numbers));
+            spans.push(Span::styled(a.verdict.clone(), verdict_style(&a.verdict)));
+        }
+        if let Some(r) = &v.reason {
+            spans.push(Span::raw(" · "));
+            spans.push(Span::styled(r.clone(), theme.warn()));
+        }
+        spans
+    };
+    let len = |spans: &[Span]| {
+        spans
+            .iter()
+            .map(|s| s.content.chars().count())
+            .sum::<usize>()
+    };
+    let pick = [(true, true), (true, false)]
+        .into_iter()
+        .map(|(l, n)| build(l, n))
+        .find(|s| len(s) <= width)
+        .unwrap_or_else(|| build(false, false));
+    fit(pick, width)
+}
+
 /// Calls per second in at most six characters: `42.7`, `1234`, `12.3k`.
 fn calls_per_s(v: f64) -> String {
     if v < 1000.0 {
@@ -165,16 +291,6 @@ fn calls_per_s(v: f64) -> String {
         format!("{v:.0}")
     } else {
         format!("{:.1}k", v / 1000.0)
-    }
-}
-
-/// A latency in at most six characters: `0.8ms`, `88ms`, `1.2s`; `-` without calls.
-fn latency(ms: Option<f64>) -> String {
-    match ms {
-        None => "-".into(),
-        Some(v) if v < 10.0 => format!("{v:.1}ms"),
-        Some(v) if v < 1000.0 => format!("{v:.0}ms"),
-        Some(v) => format!("{:.1}s", v / 1000.0),
     }
 }
 
