@@ -366,3 +366,34 @@ fn errors_map_to_exit_codes_by_type() {
         assert_eq!((f.code, f.message.as_str()), (code, "why"), "{kind:?}");
     }
 }
+
+/// The README's `[slices.update]` example is a valid blueprint section, with the values it
+/// says.
+#[test]
+fn the_readme_rollout_example_parses() {
+    use crate::domain::{AnalysisPolicy, Strategy, UpdatePolicy};
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("## Rollouts").expect("a Rollouts section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let text = format!(
+        "name = \"shop\"\n[[slices]]\nname = \"web\"\ncommand = [\"web\"]\ninstances = 4\nmin = 1\nmax = 8\nresources = {{ cpu = 0.5, memory = \"256MiB\" }}\n[slices.service]\nport = 8080\n{block}"
+    );
+    let bp = crate::deploy::blueprint::parse("README.md", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        bp.slices[0].update,
+        Some(UpdatePolicy {
+            strategy: Strategy::Canary,
+            analysis: Some(AnalysisPolicy {
+                interval_ms: 30_000,
+                min_requests: 100,
+                max_error_rate: 0.01,
+                max_p99_ms: Some(50),
+            }),
+            auto_promote: true,
+            ..UpdatePolicy::default()
+        }),
+        "the README says the other values are the defaults"
+    );
+}

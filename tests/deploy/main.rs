@@ -1,11 +1,13 @@
 //! Blueprints on real processes over 127.0.0.1: apply with a placement plan (dry run and for
 //! real), versions, list and show from any node, scale within bounds, removal, and malformed
-//! files refused with a located message and nothing changed.
+//! files refused with a located message and nothing changed. `rollouts.rs`: the operator's
+//! side of a rollout (dry run, apply, list, status, history, pause, abort, refusals).
 
 mod gpus;
 #[path = "../cluster/harness.rs"]
 mod harness;
 mod processes;
+mod rollouts;
 
 use std::time::Duration;
 
