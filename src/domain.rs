@@ -1048,6 +1048,8 @@ pub struct AnalysisRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AnalysisBase {
     pub at: Millis,
+    /// Whose counters they are (`<node>:<start>`): another leader's are not compared.
+    pub source: String,
     /// (version, calls, errors, histogram counts) when the interval began.
     pub counts: Vec<(u64, u64, u64, Vec<u64>)>,
 }
