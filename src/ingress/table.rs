@@ -269,6 +269,7 @@ mod tests {
             statuses: &statuses,
             members: &members,
             health: &health,
+            rollouts: &[],
         });
         let r = &t.routes[&8080];
         let got: Vec<(&str, NodeId)> = r

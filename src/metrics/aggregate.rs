@@ -533,6 +533,7 @@ mod tests {
             errors: 0,
             hist: h.sparse(),
             instances: vec![(0, calls)],
+            versions: Vec::new(),
         }];
         u.m.waiting = vec![("shop/web".into(), 1)];
         u

@@ -386,6 +386,7 @@ mod tests {
             errors,
             hist: h.sparse(),
             instances: vec![(instance, calls)],
+            versions: Vec::new(),
         }
     }
 
