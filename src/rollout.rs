@@ -21,13 +21,82 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{
-    Assignment, InstanceState, InstanceStatus, Millis, Rollout, RolloutState, StoredBlueprint,
-    now_millis,
+    Action, Assignment, ControllerMode, Decision, DecisionStatus, InstanceState, InstanceStatus,
+    Millis, Rollout, RolloutState, RolloutStep, StoredBlueprint, now_millis,
 };
 use crate::metrics::pipeline::Pipeline;
 use crate::raft::types::{Command, Response};
 use crate::raft::{Cluster, Writer};
 use engine::{Copies, Observed};
+
+/// A rollout's automatic rollback as a decision (applied by the rollout itself), so the
+/// Controller view and `aether decisions` show it with its reasoning and numbers.
+pub fn rollback_decision(r: &Rollout, leader: &str, mode: ControllerMode) -> Decision {
+    let now = r.step_since;
+    let mut inputs = vec![
+        ("strategy".to_string(), r.policy.strategy.to_string()),
+        (
+            "step".to_string(),
+            r.history
+                .iter()
+                .rev()
+                .nth(1)
+                .map_or(String::new(), |(_, h)| h.clone()),
+        ),
+    ];
+    if let Some(a) = r.analysis.last() {
+        inputs.push(("canary_calls".into(), a.canary.calls.to_string()));
+        inputs.push((
+            "canary_error_rate".into(),
+            format!("{:.4}", a.canary.error_rate()),
+        ));
+        inputs.push((
+            "canary_p99_ms".into(),
+            a.canary.p99_ms.map_or("-".into(), |p| format!("{p:.1}")),
+        ));
+        inputs.push(("stable_calls".into(), a.stable.calls.to_string()));
+        inputs.push((
+            "stable_error_rate".into(),
+            format!("{:.4}", a.stable.error_rate()),
+        ));
+    }
+    if let Some(a) = &r.policy.analysis {
+        inputs.push(("max_error_rate".into(), format!("{:.4}", a.max_error_rate)));
+        if let Some(p) = a.max_p99_ms {
+            inputs.push(("max_p99_ms".into(), p.to_string()));
+        }
+    }
+    Decision {
+        id: 0,
+        at: now,
+        by: leader.to_string(),
+        mode,
+        layers: vec![format!("rollout:{}", r.name())],
+        action: Action::Rollback {
+            blueprint: r.blueprint.clone(),
+            slice: r.slice.clone(),
+            from: r.to,
+            to: r.from,
+            rollout: r.id,
+        },
+        rule: format!("rollout-{}", r.policy.strategy),
+        reasoning: vec![
+            r.reason.clone().unwrap_or_default(),
+            format!(
+                "auto_revert: v{} copies start at once and take the traffic; v{} copies stop when they are up",
+                r.from, r.to
+            ),
+        ],
+        inputs,
+        review: None,
+        status: DecisionStatus::Applied {
+            at: now,
+            by: format!("rollout {}", r.name()),
+        },
+        timeline: Vec::new(),
+        outcome: None,
+    }
+}
 
 /// How often the leader looks at its rollouts besides when the store changes.
 const TICK: Duration = Duration::from_millis(500);
@@ -84,7 +153,7 @@ fn round(
     cluster: &Cluster,
     metrics: &Pipeline,
     source: &str,
-) -> Result<Vec<(usize, Rollout)>, std::io::Error> {
+) -> Result<Vec<(Rollout, Rollout)>, std::io::Error> {
     let rollouts: Vec<Rollout> = cluster
         .store
         .rollouts()?
@@ -123,7 +192,7 @@ fn round(
             numbers,
         };
         if let Some(next) = engine::advance(&r, &o) {
-            out.push((r.history.len(), next));
+            out.push((r, next));
         }
     }
     Ok(out)
@@ -153,14 +222,24 @@ pub async fn run(cluster: Arc<Cluster>, metrics: Arc<Pipeline>, shutdown: Cancel
                 continue;
             }
         };
-        for (said, r) in next {
+        for (was, r) in next {
             match w.call(Command::UpdateRollout(Box::new(r.clone()))).await {
                 Ok(Response::Refused(why)) => {
                     tracing::debug!("rollout {}: not written ({why}); reading again", r.name())
                 }
                 Ok(_) => {
-                    for (_, line) in r.history.iter().skip(said) {
+                    for (_, line) in r.history.iter().skip(was.history.len()) {
                         tracing::info!("rollout {} of {}: {line}", r.name(), r.target());
+                    }
+                    if was.step != RolloutStep::Revert && r.step == RolloutStep::Revert {
+                        let mode = cluster.store.control().map(|c| c.mode).unwrap_or_default();
+                        let d = rollback_decision(&r, &cluster.name, mode);
+                        if let Err(e) = w.call(Command::RecordDecision(Box::new(d))).await {
+                            tracing::warn!(
+                                "rollout {}: its rollback not recorded as a decision: {e}",
+                                r.name()
+                            );
+                        }
                     }
                 }
                 Err(e) => tracing::warn!("rollout {}: not written ({e}); trying again", r.name()),
