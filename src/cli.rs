@@ -15,7 +15,7 @@ use crate::admin::protocol::AdminError;
 
 pub use args::{
     BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat, OverrideCmd,
-    Stub, TokenCmd, TokenTtl, write_man_pages,
+    RolloutCmd, Stub, TokenCmd, TokenTtl, write_man_pages,
 };
 pub use run::{node_config, run_client};
 

@@ -1,5 +1,5 @@
 //! The read model: what operators see, built from the layers below (raft's status, the metrics
-//! window and the cluster's request traffic, the store's blueprints and decisions, the controller's published state). The admin
+//! window and the cluster's request traffic, the store's blueprints, decisions and rollouts, the controller's published state). The admin
 //! server sends these views; the CLI and the console render them. Pure: no I/O, no writes.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ pub mod decision;
 pub mod fixture;
 pub mod live;
 pub mod metrics;
+pub mod rollouts;
 pub mod status;
 pub mod traffic;
 

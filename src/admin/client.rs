@@ -10,12 +10,12 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use super::protocol::MAX_ADMIN_FRAME;
 use super::protocol::{
     AdminError, AdminRequest, AdminResponse, BlueprintView, ErrorKind, LiveUpdate, MemberView,
-    MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, StatusView, TokenView,
-    TrafficView, Watch,
+    MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, RolloutActView, RolloutView,
+    StatusView, TokenView, TrafficView, Watch,
 };
 use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
-use crate::domain::{AuditRecord, Decision};
+use crate::domain::{AuditRecord, Decision, RolloutOp};
 use crate::net::frame::{read_frame, write_frame};
 use crate::raft::types::{Command, RequestId, Response};
 
@@ -70,6 +70,9 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::ModelBench(_) => "ModelBench",
         AdminResponse::Live(_) => "Live",
         AdminResponse::Traffic(_) => "Traffic",
+        AdminResponse::Rollouts(_) => "Rollouts",
+        AdminResponse::Rollout(_) => "Rollout",
+        AdminResponse::RolloutActed(_) => "RolloutActed",
     }
 }
 
@@ -288,6 +291,67 @@ impl Client {
     /// One decision in full ([`AdminRequest::Decision`]).
     pub async fn decision(&mut self, id: u64) -> Result<Decision, ClientError> {
         ask!(self, "Decision", AdminRequest::Decision { id }, AdminResponse::Decision(d) => *d)
+    }
+
+    /// Rollouts, newest first: open ones and those that ended in the last hour
+    /// ([`AdminRequest::Rollouts`]).
+    pub async fn rollouts(&mut self) -> Result<Vec<RolloutView>, ClientError> {
+        ask!(self, "Rollouts", AdminRequest::Rollouts, AdminResponse::Rollouts(r) => r)
+    }
+
+    /// A slice's open rollout, else its latest; without `slice`, the only slice of `blueprint`
+    /// with rollouts ([`AdminRequest::Rollout`]).
+    pub async fn rollout(
+        &mut self,
+        blueprint: String,
+        slice: Option<String>,
+    ) -> Result<RolloutView, ClientError> {
+        ask!(
+            self,
+            "Rollout",
+            AdminRequest::Rollout { blueprint, slice },
+            AdminResponse::Rollout(r) => *r
+        )
+    }
+
+    /// Every kept rollout of a slice, a blueprint or all, newest first
+    /// ([`AdminRequest::RolloutHistory`]).
+    pub async fn rollout_history(
+        &mut self,
+        blueprint: Option<String>,
+        slice: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<RolloutView>, ClientError> {
+        ask!(
+            self,
+            "RolloutHistory",
+            AdminRequest::RolloutHistory {
+                blueprint,
+                slice,
+                limit
+            },
+            AdminResponse::Rollouts(r) => r
+        )
+    }
+
+    /// Pause, resume, promote, abort or undo `blueprint/slice`'s rollout through Raft
+    /// ([`AdminRequest::RolloutOp`]); a refusal keeps the state machine's message.
+    pub async fn rollout_op(
+        &mut self,
+        blueprint: String,
+        slice: String,
+        op: RolloutOp,
+    ) -> Result<RolloutActView, ClientError> {
+        ask!(
+            self,
+            "RolloutOp",
+            AdminRequest::RolloutOp {
+                blueprint,
+                slice,
+                op
+            },
+            AdminResponse::RolloutActed(r) => *r
+        )
     }
 
     /// The answering node's language model ([`AdminRequest::Model`]).

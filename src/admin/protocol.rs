@@ -13,6 +13,9 @@ pub use crate::raft::status::{ControlView, LeaderView, LocalView, MemberView, St
 pub use crate::view::blueprints::{BlueprintView, InstanceView};
 pub use crate::view::live::{LiveMetrics, LiveNode, LiveUpdate, NodeHistory, SliceLoad, Watch};
 pub use crate::view::metrics::{HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView};
+pub use crate::view::rollouts::{
+    AnalysisView, HistoryLine, NumbersView, RolloutStart, RolloutView, VersionCopies,
+};
 pub use crate::view::traffic::{SliceTrafficView, TrafficView};
 
 /// Largest admin frame (a kv value is at most `admin::server::MAX_VALUE`).
@@ -78,6 +81,28 @@ pub enum AdminRequest {
     /// service (or traffic), one blueprint's (`target` = `BLUEPRINT`) or one slice's
     /// (`BLUEPRINT/SLICE`).
     Traffic { target: Option<String> },
+    /// Rollouts, newest first: the open ones and those that ended in the last hour.
+    Rollouts,
+    /// One slice's rollout: its open one, else its latest. Without `slice`, the only slice of
+    /// `blueprint` that has rollouts.
+    Rollout {
+        blueprint: String,
+        slice: Option<String>,
+    },
+    /// Every kept rollout of a slice (`blueprint` and `slice`), of a blueprint, or of all
+    /// (neither), newest first, at most `limit`.
+    RolloutHistory {
+        blueprint: Option<String>,
+        slice: Option<String>,
+        limit: u32,
+    },
+    /// An operator's act on `blueprint/slice`'s rollout (pause, resume, promote, abort, undo),
+    /// written through Raft on behalf of the connection's operator (audited).
+    RolloutOp {
+        blueprint: String,
+        slice: String,
+        op: crate::domain::RolloutOp,
+    },
 }
 
 /// A response from a node's admin API.
@@ -100,6 +125,9 @@ pub enum AdminResponse {
     ModelBench(Box<ModelBenchView>),
     Live(Box<LiveUpdate>),
     Traffic(Box<TrafficView>),
+    Rollouts(Vec<RolloutView>),
+    Rollout(Box<RolloutView>),
+    RolloutActed(Box<RolloutActView>),
 }
 
 impl AdminError {
@@ -132,4 +160,21 @@ pub struct PlanView {
     pub version: Option<u64>,
     pub dry_run: bool,
     pub steps: Vec<crate::deploy::plan::PlanStep>,
+    /// The rollouts this apply started (on a dry run: would start): slices whose processes
+    /// change roll out to the new version instead of restarting in place.
+    #[serde(default)]
+    pub rollouts: Vec<RolloutStart>,
+}
+
+/// What an operator's act on a rollout did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutActView {
+    /// `blueprint/slice`.
+    pub target: String,
+    /// `promote`, `undo --to v6`, …
+    pub op: String,
+    /// The rollout it touched or started, as the answering node shows it once applied.
+    pub rollout: Option<RolloutView>,
+    /// The blueprint version an undo stored when no copy needed new processes (no rollout).
+    pub version: Option<u64>,
 }

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{
-    AdminError, AdminRequest, AdminResponse, ErrorKind, MAX_ADMIN_FRAME, PlanView, TokenView,
+    AdminError, AdminRequest, AdminResponse, ErrorKind, MAX_ADMIN_FRAME, PlanView, RolloutActView,
+    TokenView,
 };
 use crate::deploy::logs::LogChunk;
 use crate::domain::{NodeId, now_millis};
@@ -21,6 +22,7 @@ use crate::net::tls::JoinToken;
 use crate::raft::Cluster;
 use crate::raft::types::{Command, Request, RequestId, Response};
 use crate::view::Sources;
+use crate::view::rollouts::Reader;
 
 /// Largest kv key, in bytes.
 pub const MAX_KEY: usize = 1024;
@@ -146,6 +148,9 @@ fn check_write(cmd: &Command) -> Result<(), String> {
         }
         Command::RemoveBlueprint { name } => crate::domain::validate_name("blueprint name", name),
         Command::ScaleSlice {
+            blueprint, slice, ..
+        }
+        | Command::RolloutOp {
             blueprint, slice, ..
         } => crate::domain::validate_name("blueprint name", blueprint)
             .and_then(|_| crate::domain::validate_name("slice name", slice)),
@@ -320,6 +325,28 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
         AdminRequest::Subscribe(_) => invalid(
             "a live feed needs its own connection: send 'Subscribe' first on a new connection",
         ),
+        AdminRequest::Rollouts => out(Reader::new(cluster)
+            .list(now_millis())
+            .map(AdminResponse::Rollouts)),
+        AdminRequest::Rollout { blueprint, slice } => out(Reader::new(cluster)
+            .status(&blueprint, slice.as_deref())
+            .map(|r| AdminResponse::Rollout(Box::new(r)))),
+        AdminRequest::RolloutHistory {
+            blueprint,
+            slice,
+            limit,
+        } => out(Reader::new(cluster)
+            .history(
+                blueprint.as_deref(),
+                slice.as_deref(),
+                limit.clamp(1, 10_000) as usize,
+            )
+            .map(AdminResponse::Rollouts)),
+        AdminRequest::RolloutOp {
+            blueprint,
+            slice,
+            op,
+        } => out(rollout_op(cluster, blueprint, slice, op, actor).await),
         AdminRequest::Audit { limit } => out(cluster
             .store
             .audit(limit as usize)
@@ -446,6 +473,86 @@ async fn logs(
     Ok(AdminResponse::Logs(chunks))
 }
 
+/// How long an answer that shows what a write did waits for this node's replica to apply it
+/// (a write forwarded to the leader is applied here a moment later).
+const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(2);
+
+/// Wait until `seen` says this node's replica shows a write (at most [`LOCAL_APPLY_WAIT`]).
+async fn until_applied_here(cluster: &Cluster, seen: impl Fn() -> bool) {
+    let mut applied = cluster.store.subscribe_applied();
+    let deadline = tokio::time::Instant::now() + LOCAL_APPLY_WAIT;
+    while !seen() {
+        match tokio::time::timeout_at(deadline, applied.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}
+
+/// `aether rollout pause|resume|promote|abort|undo`: check the names, write the act through
+/// Raft on behalf of `actor`, and show the rollout it touched or started.
+async fn rollout_op(
+    cluster: &Cluster,
+    blueprint: String,
+    slice: String,
+    op: crate::domain::RolloutOp,
+    actor: &str,
+) -> Result<AdminResponse, AdminError> {
+    let invalid = |m: String| AdminError::new(ErrorKind::Invalid, m);
+    crate::domain::validate_name("blueprint name", &blueprint).map_err(invalid)?;
+    crate::domain::validate_name("slice name", &slice).map_err(invalid)?;
+    let reader = Reader::new(cluster);
+    crate::view::rollouts::check_stored(&blueprint, &slice, &reader.blueprints()?)?;
+    let rev_of = |id: u64| -> Option<u64> {
+        cluster
+            .store
+            .rollouts()
+            .ok()?
+            .into_iter()
+            .find(|r| r.id == id)
+            .map(|r| r.rev)
+    };
+    let before: Vec<(u64, u64)> = reader.rollouts()?.iter().map(|r| (r.id, r.rev)).collect();
+    let req = Request {
+        id: RequestId::new_random(),
+        actor: actor.into(),
+        at: now_millis(),
+        cmd: Command::RolloutOp {
+            blueprint: blueprint.clone(),
+            slice: slice.clone(),
+            op: op.clone(),
+        },
+    };
+    let mut view = RolloutActView {
+        target: format!("{blueprint}/{slice}"),
+        op: op.to_string(),
+        rollout: None,
+        version: None,
+    };
+    match cluster.write(req, true).await? {
+        Response::Rollout(id) => {
+            let was = before.iter().find(|(i, _)| *i == id).map(|(_, rev)| *rev);
+            until_applied_here(cluster, || {
+                rev_of(id).is_some_and(|rev| was.is_none_or(|w| rev > w))
+            })
+            .await;
+            let all = reader.rollouts()?;
+            view.rollout = reader.views(all.iter().filter(|r| r.id == id))?.pop();
+        }
+        Response::Version(v) => view.version = Some(v),
+        Response::Refused(m) => return Err(AdminError::new(ErrorKind::Failed, m)),
+        other => {
+            return Err(AdminError::new(
+                ErrorKind::Failed,
+                format!(
+                    "the rollout act was answered with {other:?}: are the CLI and the node the same aether version?"
+                ),
+            ));
+        }
+    }
+    Ok(AdminResponse::RolloutActed(Box::new(view)))
+}
+
 async fn apply_blueprint(
     cluster: &Cluster,
     metrics: &Pipeline,
@@ -478,12 +585,27 @@ async fn apply_blueprint(
     snap.blueprints.retain(|b| b.name != bp.name);
     snap.blueprints.push(bp.clone());
     let steps = crate::deploy::plan::plan(&snap.world(Duration::MAX), &bp.name);
+    let versions = cluster.store.blueprint_versions(&bp.name).map_err(failed)?;
+    let spec = |v: u64, slice: &str| {
+        versions
+            .iter()
+            .find(|b| b.version == v)
+            .and_then(|b| b.blueprint.slices.iter().find(|s| s.name == slice).cloned())
+    };
+    let assignments = cluster.store.assignments().map_err(failed)?;
     let mut view = PlanView {
         blueprint: bp.name.clone(),
         previous_version: old.map(|o| o.version),
         version: None,
         dry_run,
         steps,
+        rollouts: crate::view::rollouts::planned(
+            &bp,
+            old.map_or(1, |o| o.version + 1),
+            &assignments,
+            &spec,
+            &cluster.store.rollouts().map_err(failed)?,
+        ),
     };
     if !dry_run {
         let req = Request {
@@ -493,7 +615,31 @@ async fn apply_blueprint(
             cmd: Command::ApplyBlueprint(bp),
         };
         match cluster.write(req, true).await? {
-            Response::Version(v) => view.version = Some(v),
+            Response::Version(v) => {
+                view.version = Some(v);
+                let name = view.blueprint.as_str();
+                let stored_here = || {
+                    cluster
+                        .store
+                        .blueprints()
+                        .is_ok_and(|b| b.iter().any(|b| b.blueprint.name == name && b.version >= v))
+                };
+                until_applied_here(cluster, stored_here).await;
+                let stored = cluster.store.blueprints().map_err(failed)?;
+                // Not applied here yet, or stored again since: what was planned stays.
+                if let Some(b) = stored
+                    .iter()
+                    .find(|b| b.blueprint.name == name && b.version == v)
+                {
+                    view.rollouts = crate::view::rollouts::started(
+                        &cluster.store.rollouts().map_err(failed)?,
+                        name,
+                        v,
+                        b.applied_at,
+                        &cluster.store.assignments().map_err(failed)?,
+                    );
+                }
+            }
             Response::Refused(m) => return Err(AdminError::new(ErrorKind::Failed, m)),
             other => {
                 return Err(AdminError::new(

@@ -81,6 +81,11 @@ pub enum Cmd {
         #[arg(short = 'n', long, default_value_t = 50)]
         lines: u32,
     },
+    /// Rollouts: a blueprint version that changes a slice's processes rolls out as its
+    /// [slices.update] says (rolling, canary with analysis, blue/green), step by step, with
+    /// automatic rollback; follow it and steer it here.
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
     /// Cluster metrics from this node's latest snapshot: current values, trend over the last
     /// minute, sample age, anomaly flags, GPU state.
     Metrics {
@@ -147,6 +152,74 @@ pub enum Cmd {
     },
     /// Write a man page for every command into DIR, or print aether(1) without one.
     Man { dir: Option<PathBuf> },
+}
+
+/// `aether rollout …`
+#[derive(Debug, Subcommand)]
+pub enum RolloutCmd {
+    /// Rollouts in progress and those that ended in the last hour, newest first.
+    List,
+    /// One slice's rollout (the one in progress, else the latest): state, step, copies per
+    /// version, traffic split, the last analysis interval's numbers, the reason and the last
+    /// history lines.
+    Status {
+        /// BLUEPRINT/SLICE, or BLUEPRINT when only one of its slices has rollouts.
+        #[arg(value_name = "BLUEPRINT[/SLICE]")]
+        target: String,
+        /// Redraw every second until the rollout ends: exit 0 if it succeeded, 1 if it failed or
+        /// went back.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Past a canary's analysis (or its inconclusive pause): replace the rest of the copies now.
+    Promote {
+        #[arg(value_name = "BLUEPRINT/SLICE")]
+        target: String,
+    },
+    /// Hold a running rollout where it is (the copies stay as they are) until 'rollout resume'.
+    Pause {
+        #[arg(value_name = "BLUEPRINT/SLICE")]
+        target: String,
+    },
+    /// Go on with a paused rollout, or try a failed one again.
+    Resume {
+        #[arg(value_name = "BLUEPRINT/SLICE")]
+        target: String,
+    },
+    /// Stop a rollout and go back to the version before at once.
+    Abort {
+        #[arg(value_name = "BLUEPRINT/SLICE")]
+        target: String,
+    },
+    /// Go back: a rollout in progress returns to its version before (as abort does); a finished
+    /// one is undone by storing the version before it (or --to VERSION) again and rolling that
+    /// out all at once.
+    Undo {
+        #[arg(value_name = "BLUEPRINT/SLICE")]
+        target: String,
+        /// The version to go back to, e.g. 6 or v6 ('rollout history' shows them).
+        #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+        to: Option<u64>,
+    },
+    /// Every kept rollout, of one blueprint or slice, newest first.
+    History {
+        #[arg(value_name = "BLUEPRINT[/SLICE]")]
+        target: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+/// A blueprint version: `7` or `v7`.
+fn parse_version(s: &str) -> Result<u64, String> {
+    s.trim()
+        .strip_prefix('v')
+        .unwrap_or(s.trim())
+        .parse::<u64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("expected a blueprint version such as 7 or v7, found '{s}'"))
 }
 
 /// `aether decisions …`
@@ -405,6 +478,22 @@ mod tests {
             let b = std::fs::read_to_string(committed.join(&n)).unwrap();
             assert!(a == b, "man/{n} is stale: run 'cargo run -- man man'");
         }
+    }
+
+    #[test]
+    fn a_version_is_a_number_with_or_without_v() {
+        assert_eq!(parse_version("7"), Ok(7));
+        assert_eq!(parse_version("v12"), Ok(12));
+        for bad in ["", "v", "x7", "0", "-1", "7.0"] {
+            let e = parse_version(bad).unwrap_err();
+            assert!(e.contains(&format!("found '{bad}'")), "{e}");
+        }
+        let cli =
+            Cli::try_parse_from(["aether", "rollout", "undo", "shop/web", "--to", "v6"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Cmd::Rollout(RolloutCmd::Undo { to: Some(6), .. })
+        ));
     }
 
     #[test]

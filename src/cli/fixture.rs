@@ -5,8 +5,8 @@
 
 use crate::admin::protocol::{
     BlueprintView, HistoryView, InstanceView, MemberView, MetricsView, ModelBenchView,
-    NodeMetricsView, PlanView, PointView, SeriesView, SliceTraffic, SliceTrafficView, StatusView,
-    TokenView, TrafficView,
+    NodeMetricsView, PlanView, PointView, RolloutActView, RolloutStart, RolloutView, SeriesView,
+    SliceTraffic, SliceTrafficView, StatusView, TokenView, TrafficView,
 };
 use crate::config::ModelFormat;
 use crate::controller::model::{FileInfo, ModelState, ModelStatus, Pulled};
@@ -328,7 +328,8 @@ pub fn blueprints() -> Vec<BlueprintView> {
     ]
 }
 
-/// `aether blueprint apply shop.toml` raising `web` to 3; `dry_run` stores nothing.
+/// `aether blueprint apply shop.toml` raising `web` to 3 and changing its command (a canary
+/// rollout of v3 → v4, superseding `r-2`); `dry_run` stores nothing.
 pub fn plan(dry_run: bool) -> PlanView {
     let step = |action: &str, instance: &str, node: Option<&str>, reason: Option<&str>| PlanStep {
         action: action.into(),
@@ -353,6 +354,16 @@ pub fn plan(dry_run: bool) -> PlanView {
                 Some("needs cpu=0.5: n1 and gpu-box are full, n3 is draining"),
             ),
         ],
+        rollouts: vec![RolloutStart {
+            rollout: (!dry_run).then(|| "r-3".into()),
+            target: "shop/web".into(),
+            strategy: Strategy::Canary,
+            from: 3,
+            to: 4,
+            plan: "1 canary with 10% of the requests, then 1 at a time".into(),
+            copies: 2,
+            supersedes: Some("r-2".into()),
+        }],
     }
 }
 
@@ -547,5 +558,29 @@ pub fn no_traffic() -> TrafficView {
     TrafficView {
         slices: Vec::new(),
         ..traffic()
+    }
+}
+
+/// The rollouts of `shop`, newest first (`r-3` in progress, `r-2` rolled back, `r-1` done).
+pub fn rollouts() -> Vec<RolloutView> {
+    crate::view::fixture::rollout_views()
+}
+
+/// `aether rollout promote shop/web` during `r-3`'s analysis.
+pub fn promoted() -> RolloutActView {
+    let mut r = rollouts().remove(0);
+    r.step = "replace".into();
+    r.step_since = NOW;
+    r.promotable = false;
+    r.traffic = "by copies".into();
+    r.history.push(crate::view::rollouts::HistoryLine {
+        at: NOW,
+        what: "promoted by uid:1000@n1: replacing the rest".into(),
+    });
+    RolloutActView {
+        target: "shop/web".into(),
+        op: "promote".into(),
+        rollout: Some(r),
+        version: None,
     }
 }

@@ -7,6 +7,7 @@ mod blueprints;
 mod decisions;
 mod metrics;
 mod model;
+mod rollouts;
 mod status;
 mod traffic;
 
@@ -21,6 +22,7 @@ pub use blueprints::{blueprints, logs, plan};
 pub use decisions::{decision, decisions};
 pub use metrics::metrics;
 pub use model::{model, model_bench, pulled};
+pub use rollouts::{rollout, rollout_acted, rollout_history, rollouts, watch_exit};
 pub use status::{events, nodes, status};
 pub use traffic::traffic;
 

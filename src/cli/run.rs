@@ -8,13 +8,13 @@ use clap::CommandFactory;
 
 use super::args::{
     BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat, OverrideCmd,
-    TokenCmd,
+    RolloutCmd, TokenCmd,
 };
 use super::output;
 use super::{Failure, exit};
 use crate::admin::client::Client;
 use crate::config::{self, Config, FlagOverride};
-use crate::domain::{NodeState, now_millis};
+use crate::domain::{NodeState, RolloutOp, now_millis};
 use crate::raft::types::Command;
 
 /// Resolve `aether node`'s configuration from its flags, the environment and the file.
@@ -93,7 +93,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, decisions, override, model, tui, token, kv and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, rollout, decisions, override, model, tui, token, kv and completions"
         ),
     )
 }
@@ -167,6 +167,7 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             let t = client(cli).await?.traffic(target.clone()).await?;
             output::traffic(&mut stdout(), &t, now_millis(), json).map_err(unwritten)?;
         }
+        Cmd::Rollout(r) => run_rollout(cli, r, json).await?,
         Cmd::Decisions { cmd, all, limit } => match cmd {
             None | Some(DecisionsCmd::List) => {
                 let d = client(cli).await?.decisions(*all, *limit).await?;
@@ -398,6 +399,121 @@ async fn run_logs(
             .map(|ch| (format!("{}@{}", ch.instance, ch.node), ch.next))
             .collect();
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// `BLUEPRINT/SLICE` (`slice_optional`: or `BLUEPRINT`), names checked; anything else is bad
+/// input (exit 2).
+fn target(s: &str, slice_optional: bool) -> Result<(String, Option<String>), Failure> {
+    let bad = |m: String| Failure::new(exit::USAGE, m);
+    let (blueprint, slice) = match s.split_once('/') {
+        Some((b, sl)) => (b, Some(sl)),
+        None if slice_optional => (s, None),
+        None => {
+            return Err(bad(format!(
+                "expected BLUEPRINT/SLICE (e.g. shop/web), found '{s}': name the slice"
+            )));
+        }
+    };
+    crate::domain::validate_name("blueprint name", blueprint).map_err(bad)?;
+    if let Some(sl) = slice {
+        crate::domain::validate_name("slice name", sl).map_err(bad)?;
+    }
+    Ok((blueprint.to_string(), slice.map(str::to_string)))
+}
+
+/// `aether rollout …`.
+async fn run_rollout(cli: &Cli, r: &RolloutCmd, json: bool) -> Result<(), Failure> {
+    let op = |t: &String, op: RolloutOp| -> Result<(String, String, RolloutOp), Failure> {
+        let (b, s) = target(t, false)?;
+        Ok((b, s.expect("a slice is required"), op))
+    };
+    let (blueprint, slice, op) = match r {
+        RolloutCmd::List => {
+            let l = client(cli).await?.rollouts().await?;
+            return output::rollouts(&mut stdout(), &l, now_millis(), json).map_err(unwritten);
+        }
+        RolloutCmd::History { target: t, limit } => {
+            let (b, s) = match t {
+                Some(t) => target(t, true)?,
+                None => (String::new(), None),
+            };
+            let b = (!b.is_empty()).then_some(b);
+            let l = client(cli).await?.rollout_history(b, s, *limit).await?;
+            return output::rollout_history(&mut stdout(), &l, t.as_deref(), now_millis(), json)
+                .map_err(unwritten);
+        }
+        RolloutCmd::Status { target: t, watch } => {
+            let (b, s) = target(t, true)?;
+            return rollout_status(cli, b, s, *watch, json).await;
+        }
+        RolloutCmd::Promote { target } => op(target, RolloutOp::Promote)?,
+        RolloutCmd::Pause { target } => op(target, RolloutOp::Pause)?,
+        RolloutCmd::Resume { target } => op(target, RolloutOp::Resume)?,
+        RolloutCmd::Abort { target } => op(target, RolloutOp::Abort)?,
+        RolloutCmd::Undo { target, to } => op(target, RolloutOp::Undo { to: *to })?,
+    };
+    let a = client(cli).await?.rollout_op(blueprint, slice, op).await?;
+    output::rollout_acted(&mut stdout(), &a, json).map_err(unwritten)
+}
+
+/// `aether rollout status [--watch]`: once, or every second until the rollout ends (exit 0 if
+/// it succeeded, 1 otherwise). On a terminal each frame replaces the last; piped, a frame is
+/// printed when it changed.
+async fn rollout_status(
+    cli: &Cli,
+    blueprint: String,
+    slice: Option<String>,
+    watch: bool,
+    json: bool,
+) -> Result<(), Failure> {
+    use std::io::{IsTerminal, Write};
+    let mut c = client(cli).await?;
+    let first = c.rollout(blueprint.clone(), slice).await?;
+    if !watch {
+        return output::rollout(&mut stdout(), &first, now_millis(), json, false)
+            .map_err(unwritten);
+    }
+    // Follow the slice it resolved to (a newer apply may replace the rollout with another).
+    let slice = Some(first.slice.clone());
+    let tty = std::io::stdout().is_terminal() && !json;
+    let mut last: Option<crate::admin::protocol::RolloutView> = None;
+    let second = std::time::Duration::from_secs(1);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
+    let mut view = first;
+    loop {
+        let changed = last.as_ref() != Some(&view);
+        if tty || changed {
+            let mut out = stdout();
+            if tty {
+                // Home and clear: the frame replaces the last one.
+                write!(out, "[H[2J").map_err(unwritten)?;
+            } else if last.is_some() && !json {
+                writeln!(out).map_err(unwritten)?;
+            }
+            output::rollout(&mut out, &view, now_millis(), json, true).map_err(unwritten)?;
+            out.flush().map_err(unwritten)?;
+        }
+        if let Some(code) = output::watch_exit(&view) {
+            return match code {
+                0 => Ok(()),
+                _ => Err(Failure::new(
+                    exit::FAILED,
+                    format!(
+                        "{} {}{}",
+                        view.name,
+                        view.state,
+                        view.reason
+                            .as_ref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ),
+                )),
+            };
+        }
+        last = Some(view);
+        tick.tick().await;
+        view = c.rollout(blueprint.clone(), slice.clone()).await?;
     }
 }
 

@@ -190,6 +190,83 @@ fn decision() {
 }
 
 #[test]
+fn rollouts() {
+    let r = fixture::rollouts();
+    insta::assert_snapshot!(
+        "rollout_list",
+        render(|w| output::rollouts(w, &r, NOW, false))
+    );
+    insta::assert_snapshot!(
+        "rollout_list_json",
+        render_json(|w| output::rollouts(w, &r[..1], NOW, true))
+    );
+    insta::assert_snapshot!(
+        "rollout_list_none",
+        render(|w| output::rollouts(w, &[], NOW, false))
+    );
+    insta::assert_snapshot!(
+        "rollout_history",
+        render(|w| output::rollout_history(w, &r, Some("shop"), NOW, false))
+    );
+    insta::assert_snapshot!(
+        "rollout_history_none",
+        render(|w| output::rollout_history(w, &[], Some("shop/db"), NOW, false))
+    );
+}
+
+#[test]
+fn rollout_status() {
+    let r = fixture::rollouts();
+    // In progress: a canary in its second analysis interval.
+    insta::assert_snapshot!(
+        "rollout_status",
+        render(|w| output::rollout(w, &r[0], NOW, false, false))
+    );
+    // Went back after its analysis failed.
+    insta::assert_snapshot!(
+        "rollout_status_rolled_back",
+        render(|w| output::rollout(w, &r[1], NOW, false, false))
+    );
+    // A frame of --watch; with JSON, one object per line.
+    insta::assert_snapshot!(
+        "rollout_status_watch",
+        render(|w| output::rollout(w, &r[2], NOW, false, true))
+    );
+    let line = render(|w| output::rollout(w, &r[0], NOW, true, true));
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["name"], "r-3");
+    assert_eq!(v["strategy"], "canary");
+    insta::assert_snapshot!(
+        "rollout_status_json",
+        render_json(|w| output::rollout(w, &r[1], NOW, true, false))
+    );
+    // --watch ends with the rollout: 0 when it succeeded, 1 when it went back or failed.
+    assert_eq!(output::watch_exit(&r[0]), None);
+    assert_eq!(output::watch_exit(&r[1]), Some(1));
+    assert_eq!(output::watch_exit(&r[2]), Some(0));
+    let mut failed = r[0].clone();
+    failed.state = "failed".into();
+    assert_eq!(output::watch_exit(&failed), Some(1));
+    let mut paused = r[0].clone();
+    paused.state = "paused".into();
+    assert_eq!(output::watch_exit(&paused), None);
+}
+
+#[test]
+fn rollout_acts() {
+    let a = fixture::promoted();
+    insta::assert_snapshot!(
+        "rollout_promoted",
+        render(|w| output::rollout_acted(w, &a, false))
+    );
+    insta::assert_snapshot!(
+        "rollout_promoted_json",
+        render_json(|w| output::rollout_acted(w, &a, true))
+    );
+}
+
+#[test]
 fn model() {
     let m = fixture::model();
     insta::assert_snapshot!("model", render(|w| output::model(w, &m, false)));

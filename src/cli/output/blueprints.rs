@@ -42,7 +42,7 @@ pub fn plan(w: &mut dyn Write, p: &PlanView, json: bool) -> io::Result<()> {
         (false, Some(v)) => writeln!(w, "{} stored as version {v}", p.blueprint)?,
         (false, None) => {}
     }
-    Ok(())
+    super::rollouts::started(w, &p.rollouts, p.dry_run)
 }
 
 /// `aether blueprint list` and `show`.
