@@ -605,6 +605,18 @@ pub enum Action {
         node: NodeId,
         name: String,
     },
+    /// A rollout went back to the version before (its engine did it; recorded for the
+    /// reasoning, never executed by a decision).
+    Rollback {
+        blueprint: String,
+        slice: String,
+        /// The version it left.
+        from: u64,
+        /// The version it went back to.
+        to: u64,
+        /// The rollout (`r-<id>`).
+        rollout: u64,
+    },
 }
 
 impl Action {
@@ -615,16 +627,21 @@ impl Action {
                 blueprint, slice, ..
             } => format!("{blueprint}/{slice}"),
             Action::Drain { name, .. } | Action::Undrain { name, .. } => format!("node {name}"),
+            Action::Rollback {
+                blueprint, slice, ..
+            } => format!("{blueprint}/{slice}"),
         }
     }
 
-    /// `scale_up`, `scale_down`, `drain` or `undrain`: what a veto suppresses on a target.
+    /// `scale_up`, `scale_down`, `drain`, `undrain` or `rollback`: what a veto suppresses on a
+    /// target.
     pub fn verb(&self) -> &'static str {
         match self {
             Action::Scale { from, to, .. } if to > from => "scale_up",
             Action::Scale { .. } => "scale_down",
             Action::Drain { .. } => "drain",
             Action::Undrain { .. } => "undrain",
+            Action::Rollback { .. } => "rollback",
         }
     }
 }
@@ -640,6 +657,16 @@ impl fmt::Display for Action {
             } => write!(f, "scale {blueprint}/{slice} {from} → {to}"),
             Action::Drain { name, .. } => write!(f, "drain {name}"),
             Action::Undrain { name, .. } => write!(f, "undrain {name}"),
+            Action::Rollback {
+                blueprint,
+                slice,
+                from,
+                to,
+                rollout,
+            } => write!(
+                f,
+                "roll back {blueprint}/{slice} v{from} → v{to} (r-{rollout})"
+            ),
         }
     }
 }
@@ -1048,6 +1075,8 @@ pub struct AnalysisRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AnalysisBase {
     pub at: Millis,
+    /// Whose counters they are (`<node>:<start>`): another leader's are not compared.
+    pub source: String,
     /// (version, calls, errors, histogram counts) when the interval began.
     pub counts: Vec<(u64, u64, u64, Vec<u64>)>,
 }

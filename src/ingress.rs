@@ -111,6 +111,11 @@ impl Ingress {
             s.nodes()?,
             s.health()?,
         );
+        let rollouts: Vec<crate::domain::Rollout> = s
+            .rollouts()?
+            .into_iter()
+            .filter(|r| r.state.is_open())
+            .collect();
         let t = Arc::new(Table::build(&Rows {
             me: self.cluster.id,
             blueprints: &blueprints,
@@ -118,6 +123,7 @@ impl Ingress {
             statuses: &statuses,
             members: &members,
             health: &health,
+            rollouts: &rollouts,
         }));
         let live: HashSet<&str> = t
             .routes

@@ -54,7 +54,7 @@
 //!                  the console (app state and keys, views); both talk through admin::Client
 //!  admin/          wire protocol, Unix-socket server, live feeds, typed client, HTTP endpoint
 //!  view/           the read model: status, metrics, blueprints, decisions, the live-feed diff
-//!  metrics/ deploy/ ingress/ controller/
+//!  metrics/ deploy/ ingress/ rollout/ controller/
 //!                  subsystems over raft + net; pure cores apart from their loops
 //!  raft/           openraft over redb: commands, the state machine split by job (apply,
 //!                  control, reads, snapshot), membership, its own request/status types
@@ -78,6 +78,8 @@
 //! - [`ingress`]: the request path: every node listens on each slice's service port and
 //!   routes to a ready instance anywhere (local TCP, or a hop over QUIC); balancing, ejection,
 //!   retries, draining, waiting for an instance; the only user of hyper.
+//! - [`rollout`]: rollouts as durable steps in Raft (rolling, canary with analysis, blue/green),
+//!   the pure step machine and the leader's loop around it; automatic rollback with a reason.
 //! - [`controller`]: rules, forecast, safety bounds (pure), the reviewer hook, the language model
 //!   (candle; its own thread; a verdict and a reason, never a write) and the leader's decision
 //!   loop; decisions, modes and overrides are replicated.
@@ -99,6 +101,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod raft;
+pub mod rollout;
 pub mod tui;
 pub mod view;
 

@@ -329,6 +329,10 @@ pub async fn run(
         }
     });
     tracing::info!("workload reconciler running");
+    loops.spawn(
+        "rollout engine",
+        crate::rollout::run(cluster.clone(), metrics.clone(), shutdown.clone()),
+    );
     // 5. the controller (decides while leader; observes everywhere) and its language model,
     //    on a thread of its own that loads the weights when this node first leads.
     let model_path = crate::controller::model::file::model_path(&cfg.controller.model.path, &dd.0);

@@ -493,7 +493,7 @@ fn converging(d: &Decision, world: &World) -> Option<String> {
             (n.state == NodeState::Draining)
                 .then(|| format!("{}: {} is still draining", d.name(), n.name))
         }
-        Action::Undrain { .. } => None,
+        Action::Undrain { .. } | Action::Rollback { .. } => None,
     }
 }
 

@@ -304,7 +304,7 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
                 return Check::Stop(StopReason::LastReadyNode { name: name.clone() });
             }
         }
-        Action::Undrain { .. } => {}
+        Action::Undrain { .. } | Action::Rollback { .. } => {}
     }
     if ctx.recent_decisions >= b.per_minute && !ctx.on_demand {
         return Check::Stop(StopReason::RateLimit {

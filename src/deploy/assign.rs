@@ -394,6 +394,8 @@ pub(super) mod tests {
         instances: Vec<InstanceStatus>,
         /// The store's placement numbers.
         seq: u64,
+        versions: Vec<StoredBlueprint>,
+        rollouts: Vec<Rollout>,
     }
 
     impl Case {
@@ -404,6 +406,8 @@ pub(super) mod tests {
                 current: BTreeMap::new(),
                 instances: Vec::new(),
                 seq: 0,
+                versions: Vec::new(),
+                rollouts: Vec::new(),
             }
         }
         /// One round; its changes, stamped as the state machine does, become the current
@@ -416,8 +420,8 @@ pub(super) mod tests {
                 instances: &self.instances,
                 grace: Duration::from_secs(30),
                 now: 1,
-                versions: &[],
-                rollouts: &[],
+                versions: &self.versions,
+                rollouts: &self.rollouts,
             });
             for (k, a) in &ch.set {
                 let a = a.clone().stamped(self.current.get(k), &mut self.seq);
@@ -449,6 +453,98 @@ pub(super) mod tests {
                         .chain(a.handoff.map(|h| status(k, h, 0, InstanceState::Active)))
                 })
                 .collect();
+        }
+    }
+
+    #[test]
+    fn a_rollout_sets_the_copies_of_each_version_and_new_ones_take_free_indices() {
+        use crate::domain::{RolloutState, RolloutStep, TrafficSplit, UpdatePolicy};
+        let mut c = Case::new(3, 2);
+        let stored = |version| StoredBlueprint {
+            version,
+            applied_at: 0,
+            blueprint: bp(3),
+        };
+        c.versions = vec![stored(1)];
+        c.round();
+        let versions = |c: &Case| -> Vec<(String, u64)> {
+            c.current
+                .iter()
+                .map(|(k, a)| (k.clone(), a.version))
+                .collect()
+        };
+        assert!(versions(&c).iter().all(|(_, v)| *v == 1));
+        let mut r = Rollout {
+            id: 1,
+            blueprint: "shop".into(),
+            slice: "web".into(),
+            from: 1,
+            to: 2,
+            policy: UpdatePolicy::default(),
+            cause: String::new(),
+            state: RolloutState::Running,
+            step: RolloutStep::Replace,
+            step_since: 0,
+            want_to: 1,
+            want_from: 3,
+            traffic: TrafficSplit::ByCopies,
+            progress_at: 0,
+            started_at: 0,
+            ended_at: None,
+            base: None,
+            analysis: Vec::new(),
+            reason: None,
+            history: Vec::new(),
+            rev: 1,
+        };
+        c.versions.push(stored(2));
+        c.rollouts = vec![r.clone()];
+        c.round();
+        let v = |k: &str, c: &Case| c.current.get(k).map(|a| a.version);
+        assert_eq!(
+            versions(&c).len(),
+            4,
+            "one new copy beside the three: {:?}",
+            versions(&c)
+        );
+        assert_eq!(
+            (v("shop/web/0", &c), v("shop/web/3", &c)),
+            (Some(1), Some(2))
+        );
+        // Retire one old copy (the highest index), then start the next new one: it takes the
+        // freed index.
+        r.want_from = 2;
+        c.rollouts = vec![r.clone()];
+        let ch = c.round();
+        assert_eq!(ch.remove, ["shop/web/2"]);
+        r.want_to = 2;
+        c.rollouts = vec![r.clone()];
+        c.round();
+        assert_eq!(v("shop/web/2", &c), Some(2));
+        // Going back: the old version's copies return, the new ones go.
+        r.want_to = 0;
+        r.want_from = 3;
+        c.rollouts = vec![r.clone()];
+        c.round();
+        assert_eq!(
+            versions(&c),
+            [
+                ("shop/web/0".into(), 1),
+                ("shop/web/1".into(), 1),
+                ("shop/web/4".into(), 1)
+            ]
+        );
+        // With no rollout open, every copy runs the newest version: relabelled where it runs.
+        let before = c.current.clone();
+        c.rollouts.clear();
+        c.round();
+        for (k, a) in &c.current {
+            assert_eq!(a.version, 2, "{k}");
+            assert_eq!(
+                (a.node, a.placement),
+                (before[k].node, before[k].placement),
+                "{k} stays put"
+            );
         }
     }
 

@@ -1046,6 +1046,104 @@ predictive = true
         assert!(cases.len() >= 15);
     }
 
+    const UPDATE: &str = r#"
+[slices.service]
+port = 8080
+
+[slices.update]
+strategy = "canary"
+max_parallel = 2
+min_healthy_time = "5s"
+canary = 1
+canary_traffic = "10%"
+analysis = { interval = "30s", min_requests = 100, max_error_rate = "1%", max_p99 = "300ms" }
+"#;
+
+    #[test]
+    fn update_policies_parse_with_defaults_and_bad_ones_are_refused_with_their_location() {
+        use crate::domain::{Strategy, UpdatePolicy};
+        let b = parse("shop.toml", &format!("{GOOD}{UPDATE}")).unwrap();
+        let u = b.slices[0].update.clone().unwrap();
+        assert_eq!(u.strategy, Strategy::Canary);
+        assert_eq!(
+            (u.max_parallel, u.min_healthy_ms, u.canary_traffic_pct),
+            (2, 5_000, 10)
+        );
+        let a = u.analysis.unwrap();
+        assert_eq!(
+            (a.interval_ms, a.min_requests, a.max_p99_ms),
+            (30_000, 100, Some(300))
+        );
+        assert!((a.max_error_rate - 0.01).abs() < 1e-9);
+        assert_eq!(
+            u.progress_deadline_ms,
+            UpdatePolicy::default().progress_deadline_ms
+        );
+        assert!(u.auto_revert, "auto_revert is on unless turned off");
+        let plain = parse("shop.toml", GOOD).unwrap();
+        assert_eq!(plain.slices[0].update_policy(), UpdatePolicy::default());
+        let zero = parse(
+            "shop.toml",
+            &format!("{GOOD}{UPDATE}").replace("\"5s\"", "\"0s\""),
+        )
+        .unwrap();
+        assert_eq!(zero.slices[0].update.as_ref().unwrap().min_healthy_ms, 0);
+
+        let bad = |from: &str, to: &str| {
+            let text = format!("{GOOD}{UPDATE}");
+            assert!(text.contains(from), "{from}");
+            parse("shop.toml", &text.replacen(from, to, 1))
+                .expect_err(&format!("'{to}' must be refused"))
+                .to_string()
+        };
+        let cases = [
+            (
+                "strategy = \"canary\"",
+                "strategy = \"big-bang\"",
+                "shop.toml:24:12: slices[0].update.strategy: unknown strategy 'big-bang': expected rolling, canary or blue-green",
+            ),
+            (
+                "canary_traffic = \"10%\"",
+                "canary_traffic = \"110%\"",
+                "shop.toml:28:18: slices[0].update.canary_traffic: expected a percentage from 0% to 100%, e.g. \"10%\", found '110%'",
+            ),
+            (
+                "max_parallel = 2",
+                "max_parallel = 0",
+                "shop.toml:25:16: slices[0].update.max_parallel: expected a whole number from 1 to 1000, found 0",
+            ),
+            (
+                "[slices.service]\nport = 8080\n",
+                "",
+                "slices[0].update.analysis: an analysis reads the ingress's numbers, and this slice has no [slices.service]",
+            ),
+            (
+                "strategy = \"canary\"",
+                "strategy = \"rolling\"",
+                "slices[0].update.analysis: an analysis judges canaries, and the strategy is 'rolling'",
+            ),
+            (
+                "max_error_rate = \"1%\"",
+                "max_error_rate = \"1\"",
+                "slices[0].update.analysis.max_error_rate: expected a percentage",
+            ),
+            (
+                "canary = 1",
+                "canary = 9",
+                "slices[0].update.canary: expected a whole number from 1 to 8, found 9",
+            ),
+            (
+                "canary = 1",
+                "canaries = 1",
+                "slices[0].update.canaries: unknown field `canaries`",
+            ),
+        ];
+        for (from, to, want) in cases {
+            let got = bad(from, to);
+            assert!(got.contains(want), "for '{to}':\n got: {got}\nwant: {want}");
+        }
+    }
+
     #[test]
     fn whole_file_mistakes_are_refused() {
         let dup =

@@ -316,6 +316,18 @@ impl Ingress {
                     .expect("balancer lock")
                     .end(&key, t, took, Instant::now())
             };
+            // Each try that reached an instance counts for its version (a rollout's analysis
+            // sees a canary's failures even when a retry hid them from the client).
+            let reached = match &sent {
+                Sent::Response(r) if r.headers().contains_key(REFUSED_HEADER) => None,
+                Sent::Response(r) => Some(r.status().is_server_error()),
+                Sent::Failed(_) | Sent::TimedOut => Some(true),
+                Sent::Unsent(..) => None,
+            };
+            if let Some(error) = reached {
+                self.recorder
+                    .record_try(&route.slice, b.version, error, took);
+            }
             match sent {
                 Sent::Response(mut resp) => {
                     let status = resp.status();
@@ -411,9 +423,18 @@ impl Ingress {
     /// This node's choice among the route's instances it has not tried (draining local ones
     /// left out).
     fn choose(&self, route: &Route, tried: &[String]) -> Option<Backend> {
-        let candidates: Vec<&Backend> = route
-            .backends
-            .iter()
+        let usable = |b: &&Backend| {
+            (b.node != self.cluster.id || !self.is_draining(b.pid)) && !tried.contains(&b.key)
+        };
+        let offered = route.offered((rand::random::<u32>() % 100) as u8);
+        // The split's side first; the other side only when that one has nothing left to try.
+        let candidates: Vec<&Backend> = if offered.iter().any(|b| usable(b)) {
+            offered
+        } else {
+            route.backends.iter().collect()
+        };
+        let candidates: Vec<&Backend> = candidates
+            .into_iter()
             .filter(|b| b.node != self.cluster.id || !self.is_draining(b.pid))
             .collect();
         let keys: Vec<&str> = candidates.iter().map(|b| b.key.as_str()).collect();

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::domain::{
-    Assignment, Health, InstanceState, InstanceStatus, NodeId, NodeRecord, Service, StoredBlueprint,
+    Assignment, Health, InstanceState, InstanceStatus, NodeId, NodeRecord, Rollout, Service,
+    StoredBlueprint, TrafficSplit,
 };
 
 /// One instance that may take a request.
@@ -25,6 +26,8 @@ pub struct Backend {
     /// Where its node's QUIC endpoint is (`host:port`); requests to a remote instance go
     /// through it.
     pub addr: String,
+    /// The blueprint version this copy runs.
+    pub version: u64,
 }
 
 /// One slice's service as this node routes it.
@@ -37,6 +40,31 @@ pub struct Route {
     pub backends: Vec<Backend>,
     /// Instances of the slice not ready (starting, stopping, backing off), for messages.
     pub not_ready: u32,
+    /// While a rollout is open: its new version and how requests are split between versions.
+    pub split: Option<(u64, TrafficSplit)>,
+}
+
+impl Route {
+    /// The backends a request may go to under the route's split: for a weighted split,
+    /// `roll` (0–99) picks the new version's copies when below its share; a version named
+    /// alone takes everything. A side with no ready copy never strands a request: then every
+    /// backend is offered.
+    pub fn offered(&self, roll: u8) -> Vec<&Backend> {
+        let all = || self.backends.iter().collect::<Vec<_>>();
+        let Some((to, split)) = self.split else {
+            return all();
+        };
+        let pick: Box<dyn Fn(&Backend) -> bool> = match split {
+            TrafficSplit::ByCopies => return all(),
+            TrafficSplit::Only { version } => Box::new(move |b| b.version == version),
+            TrafficSplit::Weighted { to_pct } => {
+                let new_side = roll < to_pct;
+                Box::new(move |b| (b.version == to) == new_side)
+            }
+        };
+        let chosen: Vec<&Backend> = self.backends.iter().filter(|b| pick(b)).collect();
+        if chosen.is_empty() { all() } else { chosen }
+    }
 }
 
 /// Every service port of the cluster and its route.
@@ -54,6 +82,8 @@ pub struct Rows<'a> {
     pub statuses: &'a [InstanceStatus],
     pub members: &'a [NodeRecord],
     pub health: &'a BTreeMap<NodeId, Health>,
+    /// The open rollouts (their traffic splits).
+    pub rollouts: &'a [Rollout],
 }
 
 impl Table {
@@ -100,6 +130,7 @@ impl Table {
                                     pid: st.pid.unwrap_or(0),
                                     key: super::balance::key(&st.instance, st.node),
                                     addr: addr.to_string(),
+                                    version: a.version,
                                 });
                             }
                         }
@@ -114,6 +145,15 @@ impl Table {
                         service: service.clone(),
                         backends,
                         not_ready,
+                        split: rows
+                            .rollouts
+                            .iter()
+                            .find(|r| {
+                                r.state.is_open()
+                                    && r.blueprint == b.blueprint.name
+                                    && r.slice == s.name
+                            })
+                            .map(|r| (r.to, r.traffic)),
                     }),
                 );
             }
@@ -229,6 +269,7 @@ mod tests {
             statuses: &statuses,
             members: &members,
             health: &health,
+            rollouts: &[],
         });
         let r = &t.routes[&8080];
         let got: Vec<(&str, NodeId)> = r

@@ -359,6 +359,11 @@ impl View {
         self.traffic.traffic()
     }
 
+    /// What each version of `slice` (`blueprint/slice`) answered since this view began.
+    pub fn version_tallies(&self, slice: &str) -> BTreeMap<u64, crate::metrics::requests::Tally> {
+        self.traffic.version_tallies(slice)
+    }
+
     /// How old the snapshot is, by this node's clock.
     pub fn age(&self, now: Instant) -> Option<Duration> {
         self.received.map(|r| now.saturating_duration_since(r))
@@ -528,6 +533,7 @@ mod tests {
             errors: 0,
             hist: h.sparse(),
             instances: vec![(0, calls)],
+            versions: Vec::new(),
         }];
         u.m.waiting = vec![("shop/web".into(), 1)];
         u

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::OTHER_ENTRY;
+
 /// Upper bounds (ms) of the duration histogram's buckets; a last, unbounded bucket follows.
 /// The same bounds are the `le` labels of the Prometheus histograms.
 pub const BUCKETS_MS: [f64; 24] = [
@@ -135,6 +137,51 @@ pub struct TrafficSample {
     pub hist: Vec<(u8, u32)>,
     /// Calls per instance index (`blueprint/slice/INDEX`) that answered.
     pub instances: Vec<(u32, u32)>,
+    /// Per blueprint version of the copies that answered: what a rollout's analysis compares.
+    pub versions: Vec<VersionSample>,
+}
+
+/// The requests one version's copies answered (a [`TrafficSample`]'s part).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct VersionSample {
+    pub version: u64,
+    pub calls: u32,
+    pub errors: u32,
+    /// Non-empty buckets of the duration histogram ([`Histogram::sparse`]).
+    pub hist: Vec<(u8, u32)>,
+}
+
+/// Cumulative calls, errors and durations of one version of a slice over the cluster.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tally {
+    pub calls: u64,
+    pub errors: u64,
+    pub hist: Histogram,
+}
+
+impl Tally {
+    /// Add a node's sample.
+    pub fn add(&mut self, v: &VersionSample) {
+        self.calls += u64::from(v.calls);
+        self.errors += u64::from(v.errors);
+        self.hist.merge(&Histogram::from_sparse(&v.hist));
+    }
+}
+
+/// Fold the per-version parts `more` into `into` (the same version's counts added).
+fn merge_versions(into: &mut Vec<VersionSample>, more: &[VersionSample]) {
+    for v in more {
+        match into.iter_mut().find(|x| x.version == v.version) {
+            Some(x) => {
+                x.calls = x.calls.saturating_add(v.calls);
+                x.errors = x.errors.saturating_add(v.errors);
+                let mut h = Histogram::from_sparse(&x.hist);
+                h.merge(&Histogram::from_sparse(&v.hist));
+                x.hist = h.sparse();
+            }
+            None => into.push(v.clone()),
+        }
+    }
 }
 
 impl TrafficSample {
@@ -151,6 +198,7 @@ impl TrafficSample {
             *c = c.saturating_add(*n);
         }
         self.instances = per.into_iter().collect();
+        merge_versions(&mut self.versions, &other.versions);
     }
 }
 
@@ -187,6 +235,9 @@ struct Counts {
     delta_instances: BTreeMap<u32, u32>,
 }
 
+/// Tries per version since the last take: (tries, failed, durations).
+type Tries = BTreeMap<u64, (u32, u32, Histogram)>;
+
 #[derive(Default)]
 struct Inner {
     /// Keyed by `blueprint/slice`, then entry point (nested, so counting a request of a known
@@ -195,6 +246,8 @@ struct Inner {
     /// Requests waiting for an instance, per `blueprint/slice` (a slice at zero, or with none
     /// ready).
     waiting: BTreeMap<String, u32>,
+    /// Per `blueprint/slice`, the tries that reached a copy, by the copy's version.
+    tries: BTreeMap<String, Tries>,
 }
 
 impl Inner {
@@ -266,6 +319,21 @@ impl Recorder {
         }
     }
 
+    /// Count one try of a request of `slice` that reached a copy of blueprint version
+    /// `version`: whether it failed there (5xx, broke off, timed out) and how long it took.
+    /// Kept apart from the requests' own counts, which retries may have rescued.
+    pub fn record_try(&self, slice: &str, version: u64, error: bool, took: Duration) {
+        let mut g = self.inner.lock().expect("recorder lock");
+        if !g.tries.contains_key(slice) {
+            g.tries.insert(slice.to_string(), Tries::new());
+        }
+        let t = g.tries.get_mut(slice).expect("just made");
+        let v = t.entry(version).or_default();
+        v.0 = v.0.saturating_add(1);
+        v.1 = v.1.saturating_add(error as u32);
+        v.2.observe(took.as_secs_f64() * 1_000.0);
+    }
+
     /// One more (`+1`) or one fewer (`-1`) request of `slice` waiting for an instance; how
     /// many wait now.
     pub fn waiting(&self, slice: &str, change: i32) -> u32 {
@@ -299,9 +367,32 @@ impl Recorder {
                 errors: c.delta.errors,
                 hist: c.delta_hist.sparse(),
                 instances: std::mem::take(&mut c.delta_instances).into_iter().collect(),
+                versions: Vec::new(),
             });
             c.delta = TrafficSample::default();
             c.delta_hist = Histogram::default();
+        }
+        // A slice's tries ride on its first sample (one with no calls when a request is still
+        // on its way).
+        for (slice, tries) in std::mem::take(&mut g.tries) {
+            let versions: Vec<VersionSample> = tries
+                .into_iter()
+                .map(|(version, (calls, errors, h))| VersionSample {
+                    version,
+                    calls,
+                    errors,
+                    hist: h.sparse(),
+                })
+                .collect();
+            match out.iter_mut().find(|s| s.slice == slice) {
+                Some(s) => s.versions = versions,
+                None => out.push(TrafficSample {
+                    slice,
+                    entry: OTHER_ENTRY.to_string(),
+                    versions,
+                    ..TrafficSample::default()
+                }),
+            }
         }
         let waiting = g.waiting.iter().map(|(k, v)| (k.clone(), *v)).collect();
         (out, waiting)
@@ -312,12 +403,21 @@ impl Recorder {
     pub fn put_back(&self, samples: Vec<TrafficSample>) {
         let mut g = self.inner.lock().expect("recorder lock");
         for s in samples {
-            let c = g.counts_of(&s.slice, &s.entry);
-            c.delta.calls = c.delta.calls.saturating_add(s.calls);
-            c.delta.errors = c.delta.errors.saturating_add(s.errors);
-            c.delta_hist.merge(&Histogram::from_sparse(&s.hist));
-            for (i, n) in s.instances {
-                *c.delta_instances.entry(i).or_default() += n;
+            if s.calls > 0 {
+                let c = g.counts_of(&s.slice, &s.entry);
+                c.delta.calls = c.delta.calls.saturating_add(s.calls);
+                c.delta.errors = c.delta.errors.saturating_add(s.errors);
+                c.delta_hist.merge(&Histogram::from_sparse(&s.hist));
+                for (i, n) in s.instances {
+                    *c.delta_instances.entry(i).or_default() += n;
+                }
+            }
+            let t = g.tries.entry(s.slice.clone()).or_default();
+            for v in s.versions {
+                let d = t.entry(v.version).or_default();
+                d.0 = d.0.saturating_add(v.calls);
+                d.1 = d.1.saturating_add(v.errors);
+                d.2.merge(&Histogram::from_sparse(&v.hist));
             }
         }
     }

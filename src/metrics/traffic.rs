@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::requests::{EntryTraffic, Histogram, SliceTraffic, TrafficSample};
+use super::requests::{EntryTraffic, Histogram, SliceTraffic, Tally, TrafficSample};
 use super::window::{WINDOW_SECS, Window};
 use crate::domain::{Millis, NodeId};
 
@@ -126,6 +126,9 @@ pub struct ClusterTraffic {
     active: HashMap<String, u64>,
     /// The second of the last sweep of old series.
     swept: u64,
+    /// Per slice and blueprint version, everything its copies answered since this view
+    /// began (a rollout's analysis takes differences).
+    versions: BTreeMap<(String, u64), Tally>,
 }
 
 /// How often (seconds) series unrecorded for two hours are dropped from the window.
@@ -149,6 +152,12 @@ impl ClusterTraffic {
         };
         let mut slices: BTreeMap<String, SliceCounts> = BTreeMap::new();
         for s in samples {
+            for v in &s.versions {
+                self.versions
+                    .entry((s.slice.clone(), v.version))
+                    .or_default()
+                    .add(v);
+            }
             if s.calls == 0 {
                 continue;
             }
@@ -270,6 +279,14 @@ impl ClusterTraffic {
         });
     }
 
+    /// What each version of `slice` (`blueprint/slice`) answered since this view began.
+    pub fn version_tallies(&self, slice: &str) -> BTreeMap<u64, Tally> {
+        self.versions
+            .range((slice.to_string(), 0)..=(slice.to_string(), u64::MAX))
+            .map(|((_, v), t)| (*v, t.clone()))
+            .collect()
+    }
+
     /// Each slice's traffic over the cluster, keyed by `blueprint/slice`: every slice called
     /// within the 2-hour window or with requests waiting. Rates and quantiles cover the last
     /// [`RATE_SECS`] (less while this view is younger); entry points and instances are those
@@ -369,6 +386,7 @@ mod tests {
             errors,
             hist: h.sparse(),
             instances: vec![(instance, calls)],
+            versions: Vec::new(),
         }
     }
 

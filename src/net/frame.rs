@@ -9,7 +9,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// 2: a peer request carries its route's id first (see `net::router`).
 /// 3: slices carry a service, metrics updates carry request counts, stream routes (ingress
 /// hops).
-pub const PROTOCOL_VERSION: u8 = 3;
+/// 4: slices carry an update policy, assignments a version, request counts per version,
+/// rollout commands.
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
 #[derive(Debug, thiserror::Error)]

@@ -377,6 +377,11 @@ fn execute(
             }),
             Some(_) => set_state(txn, *id, NodeState::Ready, at, actor, run)?,
         },
+        Action::Rollback { rollout, .. } => Err(DecisionStatus::Rejected {
+            reason: format!(
+                "a rollback is carried out by its rollout (r-{rollout}), never by a decision"
+            ),
+        }),
     };
     let resp = match outcome {
         Ok(()) => {
@@ -463,5 +468,13 @@ fn revert(
             }
             _ => format!("not reverted: {name} is no longer ready"),
         },
+        Action::Rollback {
+            blueprint,
+            slice,
+            from,
+            ..
+        } => format!(
+            "not reverted: a rollback is undone by rolling out again ('aether rollout undo {blueprint}/{slice} --to {from}')"
+        ),
     })
 }

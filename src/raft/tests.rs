@@ -272,3 +272,249 @@ mod control {
         assert!(refused(run(&s, 8_000, "n1", close)).contains("already applied"));
     }
 }
+
+mod rollouts {
+    //! The rollouts family: versions kept, relabelling in place, rollouts opened, updated by
+    //! revision, acted on by operators, and a rollback that stores the old slice again.
+    use super::super::apply::apply_command;
+    use super::super::types::{Command, Response};
+    use crate::domain::*;
+    use crate::raft::store::Store;
+
+    fn run(store: &Store, at: Millis, cmd: Command) -> Response {
+        let txn = store.db.begin_write().unwrap();
+        let r = apply_command(&txn, &cmd, at, "op").unwrap();
+        txn.commit().unwrap();
+        r
+    }
+
+    fn shop(instances: u32, greeting: &str) -> Blueprint {
+        Blueprint {
+            name: "shop".into(),
+            slices: vec![Slice {
+                name: "web".into(),
+                command: vec!["true".into()],
+                instances,
+                min: 0,
+                max: 8,
+                env: [("GREETING".to_string(), greeting.to_string())].into(),
+                resources: Resources {
+                    cpu: 0.1,
+                    memory: 1 << 20,
+                    gpu: 0,
+                },
+                stop_timeout_ms: 1000,
+                health: None,
+                scaling: None,
+                service: None,
+                update: None,
+            }],
+        }
+    }
+
+    /// Every copy of `shop/web` with its version.
+    fn versions(store: &Store) -> Vec<(String, u64)> {
+        store
+            .assignments()
+            .unwrap()
+            .into_iter()
+            .map(|(k, a)| (k, a.version))
+            .collect()
+    }
+
+    fn op(o: RolloutOp) -> Command {
+        Command::RolloutOp {
+            blueprint: "shop".into(),
+            slice: "web".into(),
+            op: o,
+        }
+    }
+
+    fn refused(r: Response) -> String {
+        match r {
+            Response::Refused(m) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn versions_rollouts_operators_and_a_rollback_in_one_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            run(&store, 1, Command::ApplyBlueprint(shop(2, "hi"))),
+            Response::Version(1)
+        );
+        let placed = |v: u64| Assignment {
+            node: Some(1),
+            handoff: None,
+            pending: None,
+            since: 1,
+            placement: 0,
+            version: v,
+        };
+        run(
+            &store,
+            2,
+            Command::AssignInstances {
+                set: vec![
+                    ("shop/web/0".into(), placed(1)),
+                    ("shop/web/1".into(), placed(1)),
+                ],
+                remove: vec![],
+            },
+        );
+
+        // A new count needs no new processes: the copies are relabelled, nothing rolls out.
+        assert_eq!(
+            run(&store, 3, Command::ApplyBlueprint(shop(3, "hi"))),
+            Response::Version(2)
+        );
+        assert_eq!(
+            versions(&store),
+            [("shop/web/0".into(), 2), ("shop/web/1".into(), 2)]
+        );
+        assert!(store.rollouts().unwrap().is_empty());
+
+        // A new environment does: a rolling rollout from v2 to v3 opens in the same entry, and
+        // the copies keep running v2.
+        assert_eq!(
+            run(&store, 4, Command::ApplyBlueprint(shop(3, "hello"))),
+            Response::Version(3)
+        );
+        let r = store.rollouts().unwrap().pop().unwrap();
+        assert_eq!(
+            (r.id, r.from, r.to, r.state.clone()),
+            (1, 2, 3, RolloutState::Running)
+        );
+        assert_eq!(
+            (r.step.clone(), r.want_to, r.want_from),
+            (RolloutStep::Replace, 1, 3)
+        );
+        assert!(versions(&store).iter().all(|(_, v)| *v == 2));
+        assert!(
+            store.blueprint_version("shop", 2).unwrap().is_some(),
+            "v2 is kept while copies run it"
+        );
+
+        // The engine's writes apply over the revision they read, once.
+        let mut next = r.clone();
+        next.want_to = 2;
+        assert_eq!(
+            run(&store, 5, Command::UpdateRollout(Box::new(next.clone()))),
+            Response::Rollout(1)
+        );
+        assert!(
+            refused(run(&store, 6, Command::UpdateRollout(Box::new(next))))
+                .contains("changed since it was read")
+        );
+
+        // Operators: pause, resume; promote is for canaries.
+        assert_eq!(run(&store, 7, op(RolloutOp::Pause)), Response::Rollout(1));
+        assert!(refused(run(&store, 8, op(RolloutOp::Pause))).contains("is paused, not running"));
+        assert_eq!(run(&store, 9, op(RolloutOp::Resume)), Response::Rollout(1));
+        assert!(
+            refused(run(&store, 10, op(RolloutOp::Promote))).contains("only a canary is promoted")
+        );
+        assert!(
+            refused(run(&store, 10, op(RolloutOp::Undo { to: Some(1) })))
+                .contains("undo goes back to v2")
+        );
+
+        // Abort goes back; when the engine says it is back, v2's slice is stored again as v4,
+        // the v3 copies are dropped and the v2 copies become v4's, all in one entry.
+        assert_eq!(run(&store, 11, op(RolloutOp::Abort)), Response::Rollout(1));
+        let mut r = store.rollouts().unwrap().pop().unwrap();
+        assert_eq!(r.step, RolloutStep::Revert);
+        assert_eq!(r.traffic, TrafficSplit::Only { version: 2 });
+        assert_eq!(r.reason.as_deref(), Some("abort by op"));
+        run(
+            &store,
+            12,
+            Command::AssignInstances {
+                set: vec![("shop/web/2".into(), placed(3))],
+                remove: vec![],
+            },
+        );
+        r.state = RolloutState::RolledBack {
+            reason: "abort by op; rolled back to v2 in 1.0s".into(),
+        };
+        r.step = RolloutStep::Done;
+        r.want_to = 0;
+        assert_eq!(
+            run(&store, 13, Command::UpdateRollout(Box::new(r))),
+            Response::Rollout(1)
+        );
+        let stored = store.blueprints().unwrap().pop().unwrap();
+        assert_eq!(stored.version, 4);
+        assert_eq!(stored.blueprint.slices[0].env["GREETING"], "hi");
+        assert_eq!(stored.blueprint.slices[0].instances, 3, "the count is kept");
+        assert_eq!(
+            versions(&store),
+            [("shop/web/0".into(), 4), ("shop/web/1".into(), 4)]
+        );
+        let r = store.rollouts().unwrap().pop().unwrap();
+        assert!(!r.state.is_open(), "{:?}", r.state);
+        assert!(
+            r.history
+                .last()
+                .unwrap()
+                .1
+                .contains("v2 stored again as v4"),
+            "{:?}",
+            r.history
+        );
+        assert!(
+            refused(run(&store, 14, op(RolloutOp::Pause))).contains("has no rollout in progress")
+        );
+
+        // Undo with nothing in progress: the last rollout went back, so a version is needed.
+        assert!(
+            refused(run(&store, 15, op(RolloutOp::Undo { to: None })))
+                .contains("name a version with --to")
+        );
+        assert!(
+            refused(run(&store, 15, op(RolloutOp::Undo { to: Some(2) })))
+                .contains("runs the same processes")
+        );
+        assert!(
+            refused(run(&store, 15, op(RolloutOp::Undo { to: Some(99) })))
+                .contains("v99 of 'shop/web' is not kept")
+        );
+        // Back to v3's slice: stored as v5, rolled out all at once.
+        assert!(matches!(
+            run(&store, 16, op(RolloutOp::Undo { to: Some(3) })),
+            Response::Rollout(2)
+        ));
+        let u = store.rollouts().unwrap().pop().unwrap();
+        assert_eq!(
+            (u.from, u.to, u.want_to, u.policy.min_healthy_ms),
+            (4, 5, 3, 0)
+        );
+        assert_eq!(u.cause, "undo to v3 by op");
+        assert_eq!(
+            store.blueprints().unwrap()[0].blueprint.slices[0].env["GREETING"],
+            "hello"
+        );
+
+        // A new apply supersedes the open rollout; its old copies stay on the old side.
+        assert_eq!(
+            run(&store, 17, Command::ApplyBlueprint(shop(3, "hey"))),
+            Response::Version(6)
+        );
+        let all = store.rollouts().unwrap();
+        assert_eq!(all[1].state, RolloutState::Superseded { by: 3 });
+        assert_eq!((all[2].from, all[2].to), (4, 6));
+
+        // Removing the blueprint ends its rollouts and forgets its versions.
+        run(
+            &store,
+            18,
+            Command::RemoveBlueprint {
+                name: "shop".into(),
+            },
+        );
+        assert!(store.rollouts().unwrap().iter().all(|r| !r.state.is_open()));
+        assert!(store.blueprint_versions("shop").unwrap().is_empty());
+    }
+}

@@ -174,6 +174,7 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
         ),
         Action::Drain { name, .. } => format!("drain node {name}"),
         Action::Undrain { name, .. } => format!("undrain node {name}"),
+        a @ Action::Rollback { .. } => a.to_string(),
     };
     t.push_str(&format!("Proposal: {action} (rule {}).\n", p.rule));
     if let Some(v) = slice(s) {
