@@ -293,19 +293,17 @@ pub fn copies_words(copies: &[VersionCopies]) -> String {
         .join(", ")
 }
 
-/// Why a rollout is where it is: its final state's reason, else the one it recorded.
+/// Why a rollout is where it is: its state's reason, or while it goes back the one it
+/// recorded (a reason left from an earlier pause or failure is not shown once it runs on).
 fn reason(r: &Rollout) -> Option<String> {
     match &r.state {
-        RolloutState::Failed { reason } | RolloutState::RolledBack { reason } => {
-            Some(reason.clone())
-        }
-        RolloutState::Paused { reason, .. } => Some(match &r.reason {
-            Some(why) if why != reason => format!("{reason}: {why}"),
-            _ => reason.clone(),
-        }),
+        RolloutState::Failed { reason }
+        | RolloutState::RolledBack { reason }
+        | RolloutState::Paused { reason, .. } => Some(reason.clone()),
         RolloutState::Superseded { by: 0 } => Some("the slice was removed".into()),
         RolloutState::Superseded { by } => Some(format!("superseded by r-{by}")),
-        RolloutState::Running | RolloutState::Succeeded => r.reason.clone(),
+        RolloutState::Running if r.step == RolloutStep::Revert => r.reason.clone(),
+        RolloutState::Running | RolloutState::Succeeded => None,
     }
 }
 
@@ -889,6 +887,14 @@ mod tests {
             &[],
         );
         assert_eq!(v.reason.as_deref(), Some("superseded by r-9"));
+        // Going back: the recorded reason; running on after a resume: none.
+        let mut back = rollout(5, "web", 6, 7, RolloutState::Running);
+        back.reason = Some("abort by uid:0@n1".into());
+        back.step = RolloutStep::Revert;
+        let v = rollout_view(&back, &BTreeMap::new(), &[]);
+        assert_eq!(v.reason.as_deref(), Some("abort by uid:0@n1"));
+        back.step = RolloutStep::Replace;
+        assert_eq!(rollout_view(&back, &BTreeMap::new(), &[]).reason, None);
     }
 
     #[test]
