@@ -50,8 +50,15 @@ pub(super) const BLUEPRINT_VERSIONS: TableDefinition<&str, &[u8]> =
 /// Rollouts by id (`r-<id>`).
 pub(super) const ROLLOUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("rollouts");
 
+/// The encoding of every record in `raft.redb` and of the log's commands. Bumped whenever one
+/// changes; a binary refuses a store of another format rather than misread it (1: the first
+/// versioned format, with blueprint versions, per-version assignments and rollouts).
+pub const STORE_FORMAT: u32 = 1;
+
 // Keys of RAFT_META.
 const K_VOTE: &str = "vote";
+/// The store's [`STORE_FORMAT`] (in RAFT_META, which a snapshot install leaves alone).
+const K_FORMAT: &str = "format";
 const K_COMMITTED: &str = "committed";
 const K_PURGED: &str = "last_purged";
 
@@ -64,6 +71,14 @@ pub enum StoreError {
     Open { path: PathBuf, message: String },
     #[error("raft store '{path}': {message}")]
     Io { path: PathBuf, message: String },
+    #[error(
+        "raft store '{path}' is in format {found}, and this aether reads format {want} only: run the aether that wrote it, or move the data dir aside and start afresh (then re-apply the blueprints)"
+    )]
+    Format {
+        path: PathBuf,
+        found: String,
+        want: u32,
+    },
 }
 
 /// Shared handle on the store; the log storage, the state machine and readers hold one each.
@@ -185,6 +200,17 @@ impl Store {
         init().map_err(|e| StoreError::Io {
             path: path.clone(),
             message: e.to_string(),
+        })?;
+        check_format(&store.db).map_err(|e| match e {
+            Ok(found) => StoreError::Format {
+                path: path.clone(),
+                found,
+                want: STORE_FORMAT,
+            },
+            Err(e) => StoreError::Io {
+                path: path.clone(),
+                message: e.to_string(),
+            },
         })?;
         let committed = store
             .read_meta::<Option<LogId<NodeId>>>(RAFT_META, K_COMMITTED)
@@ -323,6 +349,39 @@ const MAX_BATCH: usize = 1024;
 /// The log writer: takes every queued operation, applies them in order in one transaction,
 /// commits it durably (one fsync for the whole batch: group commit), then reports each one.
 /// After a failed commit every later operation fails too; openraft stops on the first error.
+/// Stamp a new store with [`STORE_FORMAT`]; check an old one has it. `Err(Ok(found))`
+/// names the format found when it is another (`0, from before formats were recorded` for a
+/// store with a log or a vote and no stamp).
+fn check_format(db: &Database) -> Result<(), Result<String, redb::Error>> {
+    let txn = db.begin_write().map_err(|e| Err(e.into()))?;
+    {
+        let mut meta = txn.open_table(RAFT_META).map_err(|e| Err(e.into()))?;
+        let found: Option<u32> = meta
+            .get(K_FORMAT)
+            .map_err(|e| Err(e.into()))?
+            .map(|v| postcard::from_bytes(v.value()).unwrap_or(u32::MAX));
+        match found {
+            Some(STORE_FORMAT) => return Ok(()),
+            Some(other) => return Err(Ok(other.to_string())),
+            None => {
+                let used = meta.get(K_VOTE).map_err(|e| Err(e.into()))?.is_some()
+                    || txn
+                        .open_table(LOG)
+                        .map_err(|e| Err(e.into()))?
+                        .first()
+                        .map_err(|e| Err(e.into()))?
+                        .is_some();
+                if used {
+                    return Err(Ok("0, from before formats were recorded".into()));
+                }
+                meta.insert(K_FORMAT, enc(&STORE_FORMAT).as_slice())
+                    .map_err(|e| Err(e.into()))?;
+            }
+        }
+    }
+    txn.commit().map_err(|e| Err(e.into()))
+}
+
 fn log_writer(
     db: Arc<Database>,
     pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
@@ -562,4 +621,42 @@ pub(super) fn fatal(
         "raft store commit failed while {doing}: {e}; the node stops to protect the log (check the disk holding the data dir)"
     );
     kind(&e).into()
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    fn put(db: &Database, key: &str, v: &[u8]) {
+        let txn = db.begin_write().unwrap();
+        txn.open_table(RAFT_META).unwrap().insert(key, v).unwrap();
+        txn.open_table(LOG).unwrap();
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn a_store_of_another_format_is_refused_and_a_new_one_is_stamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("a.redb")).unwrap();
+        put(&db, "unrelated", b"x");
+        assert!(check_format(&db).is_ok(), "a new store is stamped");
+        assert!(check_format(&db).is_ok(), "and then reads");
+        put(&db, K_FORMAT, &enc(&99u32));
+        assert_eq!(check_format(&db).unwrap_err().unwrap(), "99");
+
+        let old = Database::create(dir.path().join("b.redb")).unwrap();
+        put(&old, K_VOTE, b"a vote");
+        assert_eq!(
+            check_format(&old).unwrap_err().unwrap(),
+            "0, from before formats were recorded"
+        );
+        let e = StoreError::Format {
+            path: "d/raft.redb".into(),
+            found: "99".into(),
+            want: STORE_FORMAT,
+        };
+        assert!(e.to_string().starts_with(&format!(
+            "raft store 'd/raft.redb' is in format 99, and this aether reads format {STORE_FORMAT} only: run the aether that wrote it"
+        )));
+    }
 }

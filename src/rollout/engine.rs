@@ -513,6 +513,32 @@ fn revert(n: &mut Rollout, o: &Observed) {
     n.want_from = o.instances;
     n.traffic = back_to_old(n, o);
     if o.from.active < o.instances || o.from.assigned < o.instances {
+        let waited = o.now.saturating_sub(n.step_since);
+        if waited > n.policy.healthy_deadline_ms {
+            // The old version does not come back either: stop and say so, both sets kept.
+            let why = format!(
+                "going back to v{} did not finish: {} of {} v{} copies active after {}{}",
+                n.from,
+                o.from.active,
+                o.instances,
+                n.from,
+                human_millis(waited),
+                n.reason
+                    .as_ref()
+                    .map(|r| format!(" (it went back because: {r})"))
+                    .unwrap_or_default()
+            );
+            n.state = RolloutState::Failed {
+                reason: why.clone(),
+            };
+            n.reason = Some(why.clone());
+            n.traffic = TrafficSplit::ByCopies;
+            say(
+                n,
+                o.now,
+                format!("failed: {why}; 'aether blueprint show' says why the copies do not start"),
+            );
+        }
         return;
     }
     let why = n.reason.clone().unwrap_or_else(|| "reverted".into());

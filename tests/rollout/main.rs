@@ -421,6 +421,9 @@ fn canaries_operators_and_deadlines_on_one_node() {
     let out = n.cli(&["rollout", "resume", "shop/web"]);
     assert!(out.status.success(), "resume: {}", stderr(&out));
     wait_state(n, "r-4", "running", Duration::from_secs(10));
+    // A scale during a rollout (the controller's, or an operator's) is followed by it.
+    let out = n.cli(&["scale", "shop/web", "4"]);
+    assert!(out.status.success(), "scale: {}", stderr(&out));
     let out = n.cli(&["rollout", "abort", "shop/web"]);
     assert!(out.status.success(), "abort: {}", stderr(&out));
     let r = wait_state(n, "r-4", "rolled-back", Duration::from_secs(60));
@@ -428,7 +431,7 @@ fn canaries_operators_and_deadlines_on_one_node() {
         r["reason"].as_str().unwrap().starts_with("abort by "),
         "{r}"
     );
-    settled(&c, 0, 3, "v1", &target);
+    settled(&c, 0, 4, "v1", &target);
 
     // A version that never gets healthy: no progress within the deadline, back at once.
     let stuck = "strategy = \"rolling\"\nmin_healthy_time = \"1s\"\nprogress_deadline = \"4s\"";

@@ -374,3 +374,21 @@ fn paused_rollouts_do_not_move() {
         None
     );
 }
+
+#[test]
+fn a_revert_that_cannot_finish_fails_and_says_so() {
+    let mut r = rollout(rolling(1), 3);
+    r.step = RolloutStep::Revert;
+    r.step_since = 1_000;
+    r.reason = Some("abort by op".into());
+    r.traffic = TrafficSplit::Only { version: 6 };
+    assert_eq!(advance(&r, &seen(60_000, 3, side(1, 1), side(3, 1))), None);
+    let n = advance(&r, &seen(200_000, 3, side(1, 1), side(3, 1))).unwrap();
+    match &n.state {
+        RolloutState::Failed { reason } => assert_eq!(
+            reason,
+            "going back to v6 did not finish: 1 of 3 v6 copies active after 3m19s (it went back because: abort by op)"
+        ),
+        s => panic!("{s:?}"),
+    }
+}
