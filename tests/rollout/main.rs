@@ -37,17 +37,18 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 "#;
 
-fn run_id() -> String {
-    format!("rollout-{}", std::process::id())
+/// The mark of one test's processes (the tests of this binary run side by side).
+fn run_id(test: &str) -> String {
+    format!("rollout-{}-{test}", std::process::id())
 }
 
 /// Node i (0-based) of a cluster: service ports on 127.0.0.1(i+1), a test-run mark its
 /// instances inherit.
-fn env(i: usize) -> Vec<(String, String)> {
+fn env(i: usize, run: &str) -> Vec<(String, String)> {
     vec![
         ("AETHER_INGRESS_BIND".into(), format!("127.0.0.1{}", i + 1)),
         ("AETHER_INGRESS_QUEUE_TIMEOUT".into(), "15s".into()),
-        ("TEST_RUN".into(), run_id()),
+        ("TEST_RUN".into(), run.to_string()),
     ]
 }
 
@@ -55,11 +56,11 @@ fn borrowed(e: &[(String, String)]) -> Vec<(&str, &str)> {
     e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-fn cluster(n: usize) -> TestCluster {
-    let e = env(0);
+fn cluster(n: usize, run: &str) -> TestCluster {
+    let e = env(0, run);
     let mut c = TestCluster::single("n1", &borrowed(&e));
     for i in 1..n {
-        let e = env(i);
+        let e = env(i, run);
         c.join(&[&format!("n{}", i + 1)], &borrowed(&e));
     }
     c.wait_voters(n);
@@ -174,6 +175,7 @@ fn versions_answering(addr: &str, n: usize) -> BTreeSet<String> {
 /// process table agree on them (one live process per instance, the pid it shows), and only
 /// `version` answers through `addr`.
 fn settled(c: &TestCluster, at: usize, n: usize, version: &str, addr: &str) {
+    let app = c.root.path().join("app.py").display().to_string();
     wait_for(
         &format!("{n} instances of {version}, and the process table agrees"),
         Duration::from_secs(90),
@@ -189,9 +191,7 @@ fn settled(c: &TestCluster, at: usize, n: usize, version: &str, addr: &str) {
             }
             let running: BTreeSet<(String, u64)> = live_processes()
                 .into_iter()
-                .filter(|p| {
-                    p.env.get("TEST_RUN") == Some(&run_id()) && p.cmdline.contains("app.py")
-                })
+                .filter(|p| p.cmdline.contains(&app))
                 .filter_map(|p| Some((p.env.get("AETHER_INSTANCE")?.clone(), u64::from(p.pid))))
                 .collect();
             if running != shown {
@@ -206,8 +206,9 @@ const ROLLING: &str = "strategy = \"rolling\"\nmax_parallel = 2\nmin_healthy_tim
 
 #[test]
 fn every_strategy_survives_a_leader_killed_mid_rollout_and_rolling_fails_no_request() {
-    let _reaper = Reaper(run_id());
-    let mut c = cluster(3);
+    let run = run_id("strategies");
+    let _reaper = Reaper(run.clone());
+    let mut c = cluster(3, &run);
     let port = free_port();
     let file = blueprint(&c, port, 6, "v1", "", ROLLING);
     apply(&c.nodes[0], &file);
@@ -308,8 +309,9 @@ fn every_strategy_survives_a_leader_killed_mid_rollout_and_rolling_fails_no_requ
 
 #[test]
 fn canaries_operators_and_deadlines_on_one_node() {
-    let _reaper = Reaper(run_id());
-    let c = cluster(1);
+    let run = run_id("one-node");
+    let _reaper = Reaper(run.clone());
+    let c = cluster(1, &run);
     let n = &c.nodes[0];
     let port = free_port();
     let target = format!("127.0.0.11:{port}");
