@@ -83,6 +83,26 @@ impl Changes {
     }
 }
 
+/// Which of a slice's copies a group of a rollout counts.
+enum Side {
+    /// Every copy (no rollout).
+    Any,
+    /// Those of this version (the rollout's new one).
+    Is(u64),
+    /// Those of any other version.
+    Not(u64),
+}
+
+impl Side {
+    fn holds(&self, version: u64) -> bool {
+        match self {
+            Side::Any => true,
+            Side::Is(v) => version == *v,
+            Side::Not(v) => version != *v,
+        }
+    }
+}
+
 /// One copy the blueprints want.
 struct Want {
     /// `blueprint/slice/index`.
@@ -138,23 +158,20 @@ fn wanted(w: &World) -> Vec<Want> {
                 .rollouts
                 .iter()
                 .find(|r| r.blueprint == b.name && r.slice == s.name && r.state.is_open());
-            // (version of new copies, how many, which of the copies it has count).
-            let groups: Vec<(u64, u32, Box<dyn Fn(u64) -> bool>)> = match rollout {
-                None => vec![(v_now, s.instances, Box::new(|_| true))],
-                Some(r) => {
-                    let to = r.to;
-                    vec![
-                        (to, r.want_to, Box::new(move |v| v == to)),
-                        (r.from, r.want_from, Box::new(move |v| v != to)),
-                    ]
-                }
+            // (version of new copies, how many, which copies count towards it).
+            let groups: Vec<(u64, u32, Side)> = match rollout {
+                None => vec![(v_now, s.instances, Side::Any)],
+                Some(r) => vec![
+                    (r.to, r.want_to, Side::Is(r.to)),
+                    (r.from, r.want_from, Side::Not(r.to)),
+                ],
             };
             let mut chosen: Vec<(u32, u64)> = Vec::new();
             let mut missing: Vec<(u64, u32)> = Vec::new();
-            for (version, count, member) in &groups {
+            for (version, count, side) in &groups {
                 let mine: Vec<(u32, u64)> = have
                     .iter()
-                    .filter(|(_, v)| member(*v))
+                    .filter(|(_, v)| side.holds(*v))
                     .take(*count as usize)
                     .map(|(i, v)| (*i, if rollout.is_none() { *version } else { *v }))
                     .collect();

@@ -428,7 +428,7 @@ impl Ingress {
         };
         let offered = route.offered((rand::random::<u32>() % 100) as u8);
         // The split's side first; the other side only when that one has nothing left to try.
-        let candidates: Vec<&Backend> = if offered.iter().any(|b| usable(b)) {
+        let candidates: Vec<&Backend> = if offered.iter().any(usable) {
             offered
         } else {
             route.backends.iter().collect()

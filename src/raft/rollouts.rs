@@ -123,12 +123,11 @@ fn begin(
     id: u64,
     blueprint: &str,
     slice: &Slice,
-    from: u64,
-    to: u64,
-    policy: UpdatePolicy,
+    (from, to): (u64, u64),
     cause: String,
     at: Millis,
 ) -> Rollout {
+    let policy = slice.update_policy();
     let n = slice.instances;
     let (step, want_to, traffic) = match policy.strategy {
         Strategy::Rolling => (
@@ -220,9 +219,8 @@ pub(super) fn stored(
     specs.insert(v, Some(new.blueprint.clone()));
     let mut spec =
         |txn: &WriteTransaction, ver: u64, slice: &str| -> Result<Option<Slice>, std::io::Error> {
-            if !specs.contains_key(&ver) {
-                let b = version(txn, &name, ver)?.map(|s| s.blueprint);
-                specs.insert(ver, b);
+            if let std::collections::btree_map::Entry::Vacant(e) = specs.entry(ver) {
+                e.insert(version(txn, &name, ver)?.map(|s| s.blueprint));
             }
             Ok(specs[&ver]
                 .as_ref()
@@ -294,8 +292,7 @@ pub(super) fn stored(
             r.rev += 1;
             put(txn, &mut r)?;
         }
-        let policy = s.update_policy();
-        let mut r = begin(id, &name, s, from, v, policy, cause.to_string(), at);
+        let mut r = begin(id, &name, s, (from, v), cause.to_string(), at);
         put(txn, &mut r)?;
         started.push(id);
     }
