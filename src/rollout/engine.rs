@@ -62,9 +62,9 @@ fn say(n: &mut Rollout, at: Millis, what: String) {
     n.history.push((at, what));
 }
 
-/// `1.2s`, `340ms`, `4m12s`.
+/// `1.2s`, `30s`, `340ms`, `4m12s`: seconds to a tenth below a minute.
 fn took(ms: u64) -> String {
-    if (1_000..60_000).contains(&ms) {
+    if (1_000..60_000).contains(&ms) && ms % 1_000 != 0 {
         format!("{:.1}s", ms as f64 / 1_000.0)
     } else {
         human_millis(ms)
@@ -354,7 +354,7 @@ fn analyse(n: &mut Rollout, o: &Observed) {
         RolloutStep::Analysis { round } => round,
         _ => n.analysis.last().map_or(1, |x| x.round + 1),
     };
-    let over = format!("over {} requests in {}", canary.calls, human_millis(span));
+    let over = format!("over {} requests in {}", canary.calls, took(span));
     let stable_says = format!(
         "stable v{}: {} over {}, p99 {}",
         n.from,
@@ -369,7 +369,7 @@ fn analyse(n: &mut Rollout, o: &Observed) {
                 "canary v{}: {} requests in {} (min {}): inconclusive; {stable_says}",
                 n.to,
                 canary.calls,
-                human_millis(span),
+                took(span),
                 a.min_requests
             ),
         )

@@ -284,7 +284,7 @@ fn no_traffic_is_inconclusive_never_a_pass_and_pauses_past_the_deadline() {
     match &p.state {
         RolloutState::Paused { reason, .. } => {
             assert!(
-                reason.contains("12 requests in 30s (min 100): inconclusive"),
+                reason.contains("12 requests in 30.5s (min 100): inconclusive"),
                 "{reason}"
             );
             assert!(
