@@ -29,6 +29,10 @@
 //!  every node: deploy::node diffs its assignments ──▶ deploy::supervisor (processes, logs)
 //!                │ transitions ──ReportInstances──▶ raft ──▶ blueprint show on every node
 //!
+//!  blueprint apply (new processes) ──▶ raft::rollouts opens a Rollout (copies per version,
+//!  traffic split); leader: rollout::run (engine: health, per-version numbers from the ingress)
+//!  ──UpdateRollout──▶ raft ──▶ deploy::cluster assigns per version, ingress splits by version
+//!
 //!  every node: controller::brain observes (store + metrics snapshot) each second
 //!  leader: controller::flow: rules → forecast → safety → model review ──RecordDecision──▶ raft
 //!          at the grace deadline ──ApplyDecision──▶ raft::control executes it (or refuses:

@@ -201,7 +201,7 @@ fn round(
 }
 
 /// Run the rollout engine until `shutdown`: while this node leads, after every applied change
-/// that may move work and every [`TICK`], move each running rollout on and write it.
+/// that may move work and every `TICK` (200 ms), move each running rollout on and write it.
 pub async fn run(cluster: Arc<Cluster>, metrics: Arc<Pipeline>, shutdown: CancellationToken) {
     let mut changed = cluster.store.subscribe_workloads();
     let mut tick = tokio::time::interval(TICK);
