@@ -282,6 +282,7 @@ fn instance(key: &str, node: Option<&str>, state: &str, restarts: u32) -> Instan
         gpus: Vec::new(),
         note: (state == "pending")
             .then(|| "needs cpu=0.5: n1 and gpu-box are full, n3 is draining".into()),
+        version: Some(3),
     }
 }
 

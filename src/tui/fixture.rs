@@ -95,6 +95,7 @@ fn instance(key: &str, node: Option<&str>, state: &str, restarts: u32) -> Instan
         since: Some(NOW - 60_000),
         gpus: Vec::new(),
         note: (state == "pending").then(|| "needs gpu=1: n1 has 0 GPUs, n3 is draining".into()),
+        version: Some(3),
     }
 }
 

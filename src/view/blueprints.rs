@@ -71,6 +71,9 @@ pub struct InstanceView {
     pub gpus: Vec<u32>,
     /// Why it is pending, or why this copy runs here (a hand-off, a surplus copy stopping).
     pub note: Option<String>,
+    /// The blueprint version this copy runs (none for a copy no assignment wants).
+    #[serde(default)]
+    pub version: Option<u64>,
 }
 
 impl InstanceView {
@@ -210,6 +213,7 @@ impl<'a> Copies<'a> {
                 since: Some(s.since),
                 gpus: s.gpus.clone(),
                 note,
+                version: None,
             },
             None => InstanceView {
                 instance: key.into(),
@@ -233,12 +237,16 @@ impl<'a> Copies<'a> {
             .take_while(|(k, _)| k.starts_with(&prefix))
         {
             match a.node {
-                Some(n) => rows.push(self.row(key, n, Some(a.placement), None)),
+                Some(n) => rows.push(InstanceView {
+                    version: Some(a.version),
+                    ..self.row(key, n, Some(a.placement), None)
+                }),
                 None => rows.push(InstanceView {
                     instance: key.clone(),
                     state: "pending".into(),
                     since: Some(a.since),
                     note: a.pending.clone(),
+                    version: Some(a.version),
                     ..Default::default()
                 }),
             }
@@ -247,12 +255,15 @@ impl<'a> Copies<'a> {
                     .node
                     .map(|n| self.name_of(n))
                     .unwrap_or_else(|| "a new node".into());
-                rows.push(self.row(
-                    key,
-                    h,
-                    None,
-                    Some(format!("old copy: stops once the copy on {to} is active")),
-                ));
+                rows.push(InstanceView {
+                    version: Some(a.version),
+                    ..self.row(
+                        key,
+                        h,
+                        None,
+                        Some(format!("old copy: stops once the copy on {to} is active")),
+                    )
+                });
             }
         }
         for s in self
