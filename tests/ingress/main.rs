@@ -496,7 +496,7 @@ fn moving_instances_under_load_fails_no_request() {
     let out = c.nodes[0].cli(&["undrain", &victim]);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    // A blueprint change restarts every instance.
+    // A blueprint change rolls out (one copy at a time, the default).
     let file = blueprint(&c, port, 3, "v2");
     apply(&c.nodes[0], &file);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
