@@ -700,7 +700,13 @@ fn undo_closed(
         r.step = RolloutStep::Replace;
         r.want_to = n;
         r.traffic = TrafficSplit::ByCopies;
-        r.history.push((at, format!("all {n} at once (an undo)")));
+        r.history = vec![(
+            at,
+            format!(
+                "started ({cause}): v{} → v{}, all {n} at once",
+                r.from, r.to
+            ),
+        )];
         put(txn, &mut r)?;
     }
     Ok(Response::Rollout(id))
