@@ -111,11 +111,7 @@ impl Ingress {
             s.nodes()?,
             s.health()?,
         );
-        let rollouts: Vec<crate::domain::Rollout> = s
-            .rollouts()?
-            .into_iter()
-            .filter(|r| r.state.is_open())
-            .collect();
+        let rollouts: Vec<crate::domain::Rollout> = s.open_rollouts()?;
         let t = Arc::new(Table::build(&Rows {
             me: self.cluster.id,
             blueprints: &blueprints,

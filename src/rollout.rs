@@ -158,7 +158,7 @@ fn round(
 ) -> Result<Vec<(Rollout, Rollout)>, std::io::Error> {
     let rollouts: Vec<Rollout> = cluster
         .store
-        .rollouts()?
+        .open_rollouts()?
         .into_iter()
         .filter(|r| r.state == RolloutState::Running)
         .collect();

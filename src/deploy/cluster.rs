@@ -103,12 +103,7 @@ impl Snapshot {
         down_since: &mut HashMap<NodeId, Instant>,
     ) -> Result<Snapshot, std::io::Error> {
         let stored = cluster.store.blueprints()?;
-        let rollouts: Vec<Rollout> = cluster
-            .store
-            .rollouts()?
-            .into_iter()
-            .filter(|r| r.state.is_open())
-            .collect();
+        let rollouts: Vec<Rollout> = cluster.store.open_rollouts()?;
         let mut versions = stored.clone();
         for r in &rollouts {
             if !versions

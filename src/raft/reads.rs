@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::apply::ClusterMeta;
 use super::store::{
     ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
-    ROLLOUTS, SM_META, Store, TOKENS, dec, io,
+    ROLLOUTS, ROLLOUTS_OPEN, SM_META, Store, TOKENS, dec, io,
 };
 use super::txn::K_CONTROL;
 use super::txn::{K_APPLIED, K_CLUSTER};
@@ -87,6 +87,22 @@ impl Store {
     /// Every kept rollout, oldest first.
     pub fn rollouts(&self) -> Result<Vec<crate::domain::Rollout>, std::io::Error> {
         self.scan(ROLLOUTS, "rollout")
+    }
+
+    /// The open rollouts (running, paused, failed and holding), oldest first: read from their
+    /// index, without the closed ones.
+    pub fn open_rollouts(&self) -> Result<Vec<crate::domain::Rollout>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let open = txn.open_table(ROLLOUTS_OPEN).map_err(io)?;
+        let all = txn.open_table(ROLLOUTS).map_err(io)?;
+        let mut out = Vec::new();
+        for row in open.iter().map_err(io)? {
+            let (id, _) = row.map_err(io)?;
+            if let Some(v) = all.get(id.value()).map_err(io)? {
+                out.push(dec(v.value(), "rollout")?);
+            }
+        }
+        Ok(out)
     }
 
     /// Version `version` of blueprint `name`, if it is kept (the stored one, one that copies

@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::store::{ASSIGNMENTS, BLUEPRINT_VERSIONS, BLUEPRINTS, ROLLOUTS, dec, enc, io};
+use super::store::{
+    ASSIGNMENTS, BLUEPRINT_VERSIONS, BLUEPRINTS, ROLLOUTS, ROLLOUTS_OPEN, dec, enc, io,
+};
 use super::txn::{K_ROLLOUT_SEQ, meta_get, meta_put};
 use super::types::{Command, Response};
 use crate::domain::{
@@ -67,7 +69,32 @@ fn put(txn: &WriteTransaction, r: &mut Rollout) -> Result<(), std::io::Error> {
         .map_err(io)?
         .insert(r.id, enc(r).as_slice())
         .map_err(io)?;
+    let mut open = txn.open_table(ROLLOUTS_OPEN).map_err(io)?;
+    if r.state.is_open() {
+        open.insert(r.id, [].as_slice()).map_err(io)?;
+    } else {
+        open.remove(r.id).map_err(io)?;
+    }
     Ok(())
+}
+
+/// The open rollouts, by the index.
+fn open(txn: &WriteTransaction) -> Result<Vec<Rollout>, std::io::Error> {
+    let ids: Vec<u64> = {
+        let t = txn.open_table(ROLLOUTS_OPEN).map_err(io)?;
+        let mut ids = Vec::new();
+        for row in t.iter().map_err(io)? {
+            ids.push(row.map_err(io)?.0.value());
+        }
+        ids
+    };
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(r) = get(txn, id)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// Every stored rollout, oldest first.
@@ -87,7 +114,7 @@ pub(super) fn open_of(
     blueprint: &str,
     slice: &str,
 ) -> Result<Option<Rollout>, std::io::Error> {
-    Ok(all(txn)?
+    Ok(open(txn)?
         .into_iter()
         .rev()
         .find(|r| r.blueprint == blueprint && r.slice == slice && r.state.is_open()))
@@ -297,7 +324,7 @@ pub(super) fn stored(
         started.push(id);
     }
     // Slices no longer in the blueprint: their rollouts end with them.
-    for mut r in all(txn)?.into_iter().filter(|r| {
+    for mut r in open(txn)?.into_iter().filter(|r| {
         r.blueprint == name
             && r.state.is_open()
             && !new.blueprint.slices.iter().any(|s| s.name == r.slice)
@@ -329,7 +356,7 @@ pub(super) fn removed(
     name: &str,
     at: Millis,
 ) -> Result<(), std::io::Error> {
-    for mut r in all(txn)?
+    for mut r in open(txn)?
         .into_iter()
         .filter(|r| r.blueprint == name && r.state.is_open())
     {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Node;
 use super::store::{
     ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
-    ROLLOUTS, SESSIONS, SM_META, Store, TOKENS, dec, enc, io,
+    ROLLOUTS, ROLLOUTS_OPEN, SESSIONS, SM_META, Store, TOKENS, dec, enc, io,
 };
 use super::txn::{
     K_APPLIED, K_AUDIT_SEQ, K_CLUSTER, K_MEMBERSHIP, K_PLACEMENT_SEQ, K_SNAPSHOT, meta_put,
@@ -266,6 +266,7 @@ impl Store {
             let mut decisions = emptied!(DECISIONS);
             let mut versions = emptied!(BLUEPRINT_VERSIONS);
             let mut rollouts = emptied!(ROLLOUTS);
+            let mut open_rollouts = emptied!(ROLLOUTS_OPEN);
             let mut n = 0u64;
             loop {
                 match read_record(&mut r)? {
@@ -290,7 +291,15 @@ impl Store {
                     SnapRecord::BlueprintVersion(k, v) => {
                         versions.insert(k.as_str(), v.as_slice()).map(|_| ())
                     }
-                    SnapRecord::Rollout(k, v) => rollouts.insert(k, v.as_slice()).map(|_| ()),
+                    SnapRecord::Rollout(k, v) => {
+                        let open = dec::<crate::domain::Rollout>(&v, "rollout")?
+                            .state
+                            .is_open();
+                        if open {
+                            open_rollouts.insert(k, [].as_slice()).map_err(io)?;
+                        }
+                        rollouts.insert(k, v.as_slice()).map(|_| ())
+                    }
                     SnapRecord::End { records } if records == n => break,
                     SnapRecord::End { records } => {
                         return Err(io(format!(

@@ -49,6 +49,9 @@ pub(super) const BLUEPRINT_VERSIONS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("blueprint_versions");
 /// Rollouts by id (`r-<id>`).
 pub(super) const ROLLOUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("rollouts");
+/// The ids of the open rollouts (an index of ROLLOUTS, kept with it and rebuilt from it when a
+/// snapshot is installed): the loops read these every round, not the whole history.
+pub(super) const ROLLOUTS_OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("rollouts_open");
 
 /// The encoding of every record in `raft.redb` and of the log's commands. Bumped whenever one
 /// changes; a binary refuses a store of another format rather than misread it (1: the first
@@ -194,6 +197,7 @@ impl Store {
             txn.open_table(DECISIONS)?;
             txn.open_table(BLUEPRINT_VERSIONS)?;
             txn.open_table(ROLLOUTS)?;
+            txn.open_table(ROLLOUTS_OPEN)?;
             txn.commit()?;
             Ok(())
         };

@@ -517,4 +517,46 @@ mod rollouts {
         assert!(store.rollouts().unwrap().iter().all(|r| !r.state.is_open()));
         assert!(store.blueprint_versions("shop").unwrap().is_empty());
     }
+
+    #[test]
+    fn rollouts_versions_and_the_open_index_travel_in_snapshots() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Store::open(a_dir.path()).unwrap();
+        run(&a, 1, Command::ApplyBlueprint(shop(2, "hi")));
+        let placed = Assignment {
+            node: Some(1),
+            handoff: None,
+            pending: None,
+            since: 1,
+            placement: 0,
+            version: 1,
+        };
+        run(
+            &a,
+            2,
+            Command::AssignInstances {
+                set: vec![("shop/web/0".into(), placed)],
+                remove: vec![],
+            },
+        );
+        run(&a, 3, Command::ApplyBlueprint(shop(2, "hello")));
+        run(&a, 4, op(RolloutOp::Abort));
+        run(&a, 5, Command::ApplyBlueprint(shop(2, "hey")));
+        let open: Vec<u64> = a.open_rollouts().unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(open, [2], "r-1 was superseded, r-2 is open");
+        let (meta, path) = a.build_snapshot_file().unwrap();
+        let b = Store::open(b_dir.path()).unwrap();
+        b.install_snapshot_file(&meta, std::fs::File::open(path).unwrap())
+            .unwrap();
+        assert_eq!(b.rollouts().unwrap(), a.rollouts().unwrap());
+        assert_eq!(b.open_rollouts().unwrap(), a.open_rollouts().unwrap());
+        assert_eq!(
+            b.blueprint_versions("shop").unwrap(),
+            a.blueprint_versions("shop").unwrap()
+        );
+        // Ids go on from the snapshot's.
+        run(&b, 6, op(RolloutOp::Abort));
+        run(&b, 7, Command::ApplyBlueprint(shop(2, "hallo")));
+        assert_eq!(b.open_rollouts().unwrap()[0].id, 3);
+    }
 }
