@@ -226,6 +226,16 @@ pub struct DeployConfig {
     /// Aether; list them by hand where NVML cannot be used (a container without
     /// libnvidia-ml). An instance sees only its own (CUDA_VISIBLE_DEVICES).
     pub gpus: GpuOffer,
+    /// The user instances run as when their slice names none (the node must run as root to
+    /// switch users; otherwise instances run as the node's own user, and a slice that names
+    /// another user is not started).
+    pub user: String,
+    /// Whether a slice may run as root (it must also say `user = "root"` itself).
+    pub allow_root: bool,
+    /// Variables of the node's own environment that instances also get, comma-separated
+    /// (e.g. "HTTP_PROXY,NO_PROXY"). Instances otherwise see their blueprint's env, PORT,
+    /// AETHER_*, PATH, HOME, LANG and TMPDIR only.
+    pub pass_env: String,
 }
 
 impl Default for DeployConfig {
@@ -237,6 +247,9 @@ impl Default for DeployConfig {
             log_max_bytes: 10 << 20,
             log_keep: 3,
             gpus: GpuOffer::All,
+            user: "nobody".into(),
+            allow_root: false,
+            pass_env: String::new(),
         }
     }
 }

@@ -286,6 +286,9 @@ pub struct Slice {
     /// `[slices.update]`; `None`: the defaults ([`UpdatePolicy::default`], rolling one at a
     /// time).
     pub update: Option<UpdatePolicy>,
+    /// The user its instances run as; `None`: the node's `deploy.user`. `root` only where the
+    /// node allows it (`deploy.allow_root`).
+    pub user: Option<String>,
 }
 
 /// A slice's traffic: every node listens on `port` and routes each request to a ready
@@ -914,11 +917,12 @@ impl Default for UpdatePolicy {
 }
 
 impl Slice {
-    /// Whether moving from `self` to `new` needs new processes (command, environment, health
-    /// check, stop timeout or resources differ): such a change rolls out; any other (instances,
+    /// Whether moving from `self` to `new` needs new processes (command, user, environment,
+    /// health check, stop timeout or resources differ): such a change rolls out; any other (instances,
     /// min/max, scaling, service, update) applies to the running copies as they are.
     pub fn needs_new_processes(&self, new: &Slice) -> bool {
         self.command != new.command
+            || self.user != new.user
             || self.env != new.env
             || self.health != new.health
             || self.stop_timeout_ms != new.stop_timeout_ms

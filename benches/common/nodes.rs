@@ -27,6 +27,13 @@ pub fn default_aether_bin() -> PathBuf {
 /// the run fails, which then exits 1 with the error (`exit` runs no destructors).
 pub fn in_temp_dir(name: &str, keep: bool, run: impl FnOnce(&Path) -> Result<()>) {
     let root = tempfile::tempdir().expect("temp dir");
+    // Instances run as an unprivileged user when the bench runs as root: they must reach their
+    // working dirs below this one.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("temp dir mode");
+    }
     let r = run(root.path());
     if keep {
         eprintln!("kept {}", root.keep().display());

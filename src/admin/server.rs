@@ -578,6 +578,26 @@ async fn apply_blueprint(
         };
         return Err(AdminError::new(ErrorKind::Invalid, e.to_string()));
     }
+    // A user this node does not have cannot run anything here: said at once, where it is
+    // written (other nodes check again when they start an instance).
+    for (i, s) in bp.slices.iter().enumerate() {
+        if let Some(u) = &s.user
+            && crate::deploy::supervisor::user::lookup(u).is_none()
+        {
+            let (line, column) = crate::deploy::blueprint::user_at(text, i).unwrap_or((1, 1));
+            let e = crate::deploy::blueprint::FileError {
+                file: file.into(),
+                line,
+                column,
+                path: format!("slices[{i}].user"),
+                message: format!(
+                    "user '{u}' does not exist on node '{}': create it there (useradd --system {u}), or run the slice as another user",
+                    cluster.name
+                ),
+            };
+            return Err(AdminError::new(ErrorKind::Invalid, e.to_string()));
+        }
+    }
     let old = stored.iter().find(|s| s.blueprint.name == bp.name);
     let mut snap =
         crate::deploy::cluster::Snapshot::read(cluster, metrics, &mut Default::default())

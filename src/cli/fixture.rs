@@ -265,6 +265,7 @@ fn slice(name: &str, instances: u32, max: u32, gpu: u32) -> Slice {
         scaling: None,
         service: None,
         update: None,
+        user: None,
     }
 }
 

@@ -360,6 +360,7 @@ mod tests {
                     scaling: None,
                     service: None,
                     update: None,
+                    user: None,
                 }],
             },
         }];

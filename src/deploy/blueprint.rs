@@ -80,6 +80,7 @@ struct RawSlice {
     scaling: Option<Spanned<RawScaling>>,
     service: Option<Spanned<RawService>>,
     update: Option<Spanned<RawUpdate>>,
+    user: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -544,6 +545,29 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
         None => None,
         Some(u) => Some(update(src, u, i, service.is_some(), max)?),
     };
+    let user = match &r.user {
+        None => None,
+        Some(u) => {
+            let name = u.get_ref();
+            let ok = !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            if !ok {
+                return Err(src.err(
+                    u.span(),
+                    p("user"),
+                    format!("'{name}' is not a user name: expected 1-32 of a-z, 0-9, '_' and '-', starting with a letter or '_'"),
+                ));
+            }
+            Some(name.clone())
+        }
+    };
     Ok(Slice {
         name: r.name.get_ref().clone(),
         command,
@@ -557,7 +581,17 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
         scaling,
         service,
         update,
+        user,
     })
+}
+
+/// Where `slices[i].user` is written in `text` (line, column), for an error found after
+/// parsing (a user this node does not have). `None` when the file does not parse.
+pub fn user_at(text: &str, slice: usize) -> Option<(usize, usize)> {
+    let raw: RawBlueprint = toml::from_str(text).ok()?;
+    let u = raw.slices.get(slice)?.get_ref().user.as_ref()?;
+    let src = Source { file: "", text };
+    Some(src.line_col(u.span().start))
 }
 
 /// A percentage such as `10%` (or `0.5%`), as a fraction 0–1 at most `max_pct` percent.

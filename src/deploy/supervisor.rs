@@ -16,6 +16,7 @@ mod gpus;
 mod lifecycle;
 mod probe;
 mod process;
+pub mod user;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -56,6 +57,16 @@ pub struct Supervisor {
     waiting: HashMap<String, (Option<u64>, Shortage)>,
 }
 
+/// `, plus HTTP_PROXY, NO_PROXY from the node` when the node passes some through.
+fn passed_note(passed: &[(String, String)]) -> String {
+    if passed.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = passed.iter().map(|(k, _)| k.as_str()).collect();
+        format!(" (plus {} from the node's)", names.join(", "))
+    }
+}
+
 impl Supervisor {
     /// Take each instance out of traffic with `d` before it is stopped (set before the first
     /// reconcile).
@@ -76,6 +87,26 @@ impl Supervisor {
     ) -> std::io::Result<Supervisor> {
         std::fs::create_dir_all(run_dir(&data_dir))?;
         reap_leftovers(&run_dir(&data_dir));
+        std::fs::create_dir_all(data_dir.join("work"))?;
+        std::fs::create_dir_all(data_dir.join("logs"))?;
+        user::seal_data_dir(&data_dir);
+        let node_uid = user::node_uid();
+        let passed_env = user::passed(&cfg.pass_env);
+        match user::resolve(None, &cfg, node_uid) {
+            Ok(Some(u)) => tracing::info!(
+                "instances run as '{}' (deploy.user) unless their slice names a user; root only with deploy.allow_root; each with a clean environment{} and no_new_privs",
+                u.name,
+                passed_note(&passed_env)
+            ),
+            Ok(None) => tracing::warn!(
+                "instances run as '{}', this node's own user: the node is not root, so it cannot switch users (run it as root to give each workload its own user); each with a clean environment{} and no_new_privs",
+                user::name_of(node_uid),
+                passed_note(&passed_env)
+            ),
+            Err(why) => {
+                tracing::warn!("instances of slices that name no user do not start here: {why}")
+            }
+        }
         Ok(Supervisor {
             ctx: Arc::new(Ctx {
                 node,
@@ -84,6 +115,8 @@ impl Supervisor {
                 cfg,
                 events,
                 drain: None,
+                node_uid,
+                passed_env,
             }),
             running: HashMap::new(),
             stopping: Vec::new(),
@@ -280,6 +313,7 @@ mod tests {
             stop_timeout: Duration::from_millis(stop_ms),
             health: None,
             gpus: 0,
+            user: None,
         }
     }
 

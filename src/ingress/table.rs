@@ -241,6 +241,7 @@ mod tests {
                         timeout_ms: None,
                     }),
                     update: None,
+                    user: None,
                 }],
             },
         };

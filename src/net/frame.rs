@@ -11,7 +11,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// hops).
 /// 4: slices carry an update policy, assignments a version, request counts per version,
 /// rollout commands.
-pub const PROTOCOL_VERSION: u8 = 4;
+/// 5: slices carry a user.
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
 #[derive(Debug, thiserror::Error)]

@@ -49,9 +49,9 @@ enum SnapRecord {
 /// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a
 /// placement number; 3: slices carry a service, and scaling an idle_to_zero and a
 /// target_calls_per_instance; 4: slices carry an update policy, assignments a version, and
-/// blueprint versions and rollouts are records), so a snapshot from a node of another format
-/// is refused at its header rather than misread.
-const SNAPSHOT_FORMAT: u32 = 4;
+/// blueprint versions and rollouts are records; 5: slices carry a user), so a snapshot from a
+/// node of another format is refused at its header rather than misread.
+const SNAPSHOT_FORMAT: u32 = 5;
 
 fn write_record(w: &mut impl Write, r: &SnapRecord) -> Result<(), std::io::Error> {
     let b = enc(r);

@@ -55,8 +55,9 @@ pub(super) const ROLLOUTS_OPEN: TableDefinition<u64, &[u8]> = TableDefinition::n
 
 /// The encoding of every record in `raft.redb` and of the log's commands. Bumped whenever one
 /// changes; a binary refuses a store of another format rather than misread it (1: the first
-/// versioned format, with blueprint versions, per-version assignments and rollouts).
-pub const STORE_FORMAT: u32 = 1;
+/// versioned format, with blueprint versions, per-version assignments and rollouts; 2: slices
+/// carry a user).
+pub const STORE_FORMAT: u32 = 2;
 
 // Keys of RAFT_META.
 const K_VOTE: &str = "vote";

@@ -39,6 +39,7 @@ mod control {
                 scaling: None,
                 service: None,
                 update: None,
+                user: None,
             }],
         };
         run(&store, 0, "setup", init);
@@ -308,6 +309,7 @@ mod rollouts {
                 scaling: None,
                 service: None,
                 update: None,
+                user: None,
             }],
         }
     }

@@ -79,6 +79,7 @@ fn slice(name: &str, instances: u32, max: u32) -> Slice {
         scaling: None,
         service: None,
         update: None,
+        user: None,
     }
 }
 

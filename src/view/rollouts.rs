@@ -711,6 +711,7 @@ mod tests {
             scaling: None,
             service: None,
             update: None,
+            user: None,
         }
     }
 

@@ -166,6 +166,7 @@ mod tests {
                 timeout_ms: None,
             }),
             update: None,
+            user: None,
         }
     }
 

@@ -173,6 +173,9 @@ impl Node {
         if let Some((addr, token)) = join {
             c.args(["--join", addr, "--token", token]);
         }
+        // Instances see nothing of the daemon's environment but what it passes: the test-run
+        // mark, so a test finds (and its reaper kills) the processes it started.
+        c.env("AETHER_DEPLOY_PASS_ENV", "TEST_RUN");
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -394,6 +397,10 @@ impl TestCluster {
     /// A single founding node, ready.
     pub fn single(name: &str, env: &[(&str, &str)]) -> TestCluster {
         let root = tempfile::tempdir().unwrap();
+        // Instances run as an unprivileged user (when the tests run as root): they must reach
+        // the files a test writes here (an app, a config) and their working dirs below.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut n = Node::new(root.path(), name);
         n.env = env
             .iter()

@@ -2,10 +2,12 @@
 //! real), versions, list and show from any node, scale within bounds, removal, and malformed
 //! files refused with a located message and nothing changed. `rollouts.rs`: the operator's
 //! side of a rollout (dry run, apply, list, status, history, pause, abort, refusals).
+//! `isolation.rs`: instances as their own user, a clean environment, the node out of reach.
 
 mod gpus;
 #[path = "../cluster/harness.rs"]
 mod harness;
+mod isolation;
 mod processes;
 mod rollouts;
 

@@ -224,6 +224,8 @@ min = 1
 max = 8
 resources = {{ cpu = 0.1, memory = "32MiB" }}
 stop_timeout = "5s"
+# An instance's environment is its own: Python writes "Serving HTTP" at once only when told.
+env = {{ PYTHONUNBUFFERED = "1" }}
 
 [slices.health]
 http = "/"

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::probe;
 use super::process::{self, GROUP_EXIT_LIMIT};
+use super::user::{self, RunAs};
 use crate::config::DeployConfig;
 use crate::deploy::logs::{self, LogFile};
 use crate::domain::{
@@ -54,6 +55,8 @@ pub struct Spec {
     pub health: Option<HealthCheck>,
     /// GPUs it gets for itself (`resources.gpu`).
     pub gpus: u32,
+    /// The user it asks to run as (the slice's `user`).
+    pub user: Option<String>,
 }
 
 impl Spec {
@@ -67,6 +70,7 @@ impl Spec {
             stop_timeout: Duration::from_millis(slice.stop_timeout_ms),
             health: slice.health.clone(),
             gpus: slice.resources.gpu,
+            user: slice.user.clone(),
         }
     }
 
@@ -81,6 +85,7 @@ impl Spec {
             stop_timeout,
             health,
             gpus,
+            user,
         } = self;
         *instance == running.instance
             && placement.is_none_or(|p| running.placement == Some(p))
@@ -88,6 +93,7 @@ impl Spec {
             && *env == running.env
             && *stop_timeout == running.stop_timeout
             && *health == running.health
+            && *user == running.user
             && *gpus == running.gpus
     }
 }
@@ -106,6 +112,10 @@ pub(super) struct Ctx {
     pub(super) events: mpsc::UnboundedSender<Event>,
     /// Takes an instance out of traffic before it is stopped.
     pub(super) drain: Option<Arc<dyn crate::deploy::Drain>>,
+    /// The user this node runs as (root switches instances to theirs).
+    pub(super) node_uid: u32,
+    /// The node's variables every instance also gets (`deploy.pass_env`).
+    pub(super) passed_env: Vec<(String, String)>,
 }
 
 /// Why a run of the instance could not start (it is tried again after the backoff). Its text
@@ -127,6 +137,9 @@ enum StartError {
     /// No port can be bound.
     #[error("no free port: {0}")]
     Port(std::io::Error),
+    /// It cannot run as the user it asks for here.
+    #[error("{0}")]
+    User(String),
     /// Its program cannot be started.
     #[error("cannot start '{program}': {source}")]
     Spawn {
@@ -167,8 +180,10 @@ struct Launched {
     child: Child,
     log: Arc<Mutex<LogFile>>,
     port: u16,
-    /// The variables the supervisor sets (health check commands get them too).
+    /// Its whole environment (health check commands get it too).
     env: Vec<(String, String)>,
+    /// The user it runs as (`None`: the node's own).
+    run_as: Option<RunAs>,
     /// The command line as started, for the log.
     shown: String,
 }
@@ -268,8 +283,12 @@ impl Instance {
             }
         };
         let run_log = RunLog(Some(log.clone()));
+        let run_as = match user::resolve(self.spec.user.as_deref(), cfg, self.ctx.node_uid) {
+            Ok(r) => r,
+            Err(why) => return (run_log, Err(StartError::User(why))),
+        };
         let work = self.ctx.data_dir.join("work").join(&self.spec.instance);
-        if let Err(source) = std::fs::create_dir_all(&work) {
+        if let Err(source) = prepare_work(&work, run_as.as_ref()) {
             let why = StartError::WorkDir { path: work, source };
             return (run_log, Err(why));
         }
@@ -278,7 +297,7 @@ impl Instance {
             Err(e) => return (run_log, Err(StartError::Port(e))),
         };
         self.life.port = port;
-        let env = self.env(port);
+        let env = user::environment(&work, &self.ctx.passed_env, &self.spec.env, &self.env(port));
         let program = &self.spec.command[0];
         let args: Vec<String> = self.spec.command[1..]
             .iter()
@@ -288,12 +307,13 @@ impl Instance {
             .chain(args.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join(" ");
-        let launched = process::spawn(program, &args, &self.spec.env, &env, &work)
+        let launched = process::spawn(program, &args, &env, &work, run_as.as_ref())
             .map(|child| Launched {
                 child,
                 log,
                 port,
                 env,
+                run_as,
                 shown,
             })
             .map_err(|source| StartError::Spawn {
@@ -334,6 +354,7 @@ impl Instance {
             log: file,
             port,
             env,
+            run_as,
             shown,
         } = run;
         let pid = child.id().unwrap_or(0);
@@ -342,7 +363,9 @@ impl Instance {
         log.note(&format!("started pid {pid} on port {port}: {shown}"));
         let pumps = process::capture_output(&mut child, &file);
         self.report(InstanceState::Activating, Some(pid), self.health_none);
-        let end = self.until_end(&mut child, pid, port, &env).await;
+        let end = self
+            .until_end(&mut child, pid, port, &env, run_as.as_ref())
+            .await;
         let stopping = matches!(end, End::Stop);
         let how = self.end(&mut child, pid, end, log).await;
         self.release(pid, pumps).await;
@@ -361,6 +384,7 @@ impl Instance {
         pid: u32,
         port: u16,
         env: &[(String, String)],
+        run_as: Option<&RunAs>,
     ) -> End {
         let health = async {
             match &self.spec.health {
@@ -369,7 +393,7 @@ impl Instance {
                     std::future::pending::<String>().await
                 }
                 Some(h) => {
-                    probe::watch(h, port, env, || {
+                    probe::watch(h, port, env, run_as, || {
                         self.report(InstanceState::Active, Some(pid), "passing")
                     })
                     .await
@@ -503,6 +527,17 @@ async fn wait_or_stop(stop: &CancellationToken, d: Duration) -> bool {
     }
 }
 
+/// Make `work` (the instance's working dir, its HOME and TMPDIR), owned by the user it runs as
+/// and private to it.
+fn prepare_work(work: &std::path::Path, run_as: Option<&RunAs>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(work)?;
+    if let Some(u) = run_as {
+        std::os::unix::fs::chown(work, Some(u.uid), Some(u.gid))?;
+    }
+    std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o700))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,6 +556,9 @@ mod tests {
             },
             events: tx,
             drain: None,
+            // As a node that is not root: no user to switch to.
+            node_uid: 4242,
+            passed_env: Vec::new(),
         });
         let spec = Spec {
             instance: "t/s/0".into(),
@@ -530,6 +568,7 @@ mod tests {
             stop_timeout: Duration::from_secs(1),
             health: None,
             gpus: 0,
+            user: None,
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(run_instance(

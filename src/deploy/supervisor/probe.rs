@@ -18,6 +18,7 @@ pub(super) async fn watch(
     check: &HealthCheck,
     port: u16,
     env: &[(String, String)],
+    run_as: Option<&super::user::RunAs>,
     mut on_first_pass: impl FnMut(),
 ) -> String {
     let mut tick = tokio::time::interval(Duration::from_millis(
@@ -27,7 +28,7 @@ pub(super) async fn watch(
     let mut active = false;
     loop {
         tick.tick().await;
-        match probe(check, port, env).await {
+        match probe(check, port, env, run_as).await {
             Ok(()) => {
                 failures = 0;
                 if !active {
@@ -122,6 +123,7 @@ pub(super) async fn probe(
     check: &HealthCheck,
     port: u16,
     env: &[(String, String)],
+    run_as: Option<&super::user::RunAs>,
 ) -> Result<(), ProbeError> {
     let timeout = Duration::from_millis(check.timeout_ms);
     let run = async {
@@ -131,7 +133,7 @@ pub(super) async fn probe(
                 .map(|_| ())
                 .map_err(|source| ProbeError::Connect { port, source }),
             Probe::Http(path) => http(path, port).await,
-            Probe::Exec(cmd) => exec(cmd, env).await,
+            Probe::Exec(cmd) => exec(cmd, env, run_as).await,
         }
     };
     match tokio::time::timeout(timeout, run).await {
@@ -199,10 +201,18 @@ async fn http(path: &str, port: u16) -> Result<(), ProbeError> {
     }
 }
 
-/// Run `cmd` with `env` added: healthy when it exits 0.
-async fn exec(cmd: &[String], env: &[(String, String)]) -> Result<(), ProbeError> {
+/// Run `cmd` with the instance's environment `env`, as its user: healthy when it exits 0.
+async fn exec(
+    cmd: &[String],
+    env: &[(String, String)],
+    run_as: Option<&super::user::RunAs>,
+) -> Result<(), ProbeError> {
     let mut c = tokio::process::Command::new(&cmd[0]);
+    if let Some(u) = run_as {
+        c.uid(u.uid).gid(u.gid);
+    }
     c.args(&cmd[1..])
+        .env_clear()
         .envs(env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -271,18 +281,18 @@ mod tests {
     async fn http_probes_pass_on_2xx_and_3xx_and_say_what_else_came() {
         let ok = server("HTTP/1.0 204 No Content\r\n\r\n").await;
         let http = check(Probe::Http("/healthz".into()));
-        probe(&http, ok, &[]).await.unwrap();
+        probe(&http, ok, &[], None).await.unwrap();
         let bad = server("HTTP/1.0 503 Unavailable\r\n\r\n").await;
-        let e = probe(&http, bad, &[]).await.unwrap_err();
+        let e = probe(&http, bad, &[], None).await.unwrap_err();
         assert!(matches!(e, ProbeError::Status { code: 503, .. }), "{e:?}");
         assert_eq!(e.to_string(), "GET /healthz: status 503");
         let junk = server("hello there\r\n").await;
         assert_eq!(
-            probe(&http, junk, &[]).await.unwrap_err().to_string(),
+            probe(&http, junk, &[], None).await.unwrap_err().to_string(),
             "GET /healthz: not an HTTP answer ('hello there')"
         );
         let port = closed_port();
-        let e = probe(&http, port, &[]).await.unwrap_err();
+        let e = probe(&http, port, &[], None).await.unwrap_err();
         assert!(matches!(e, ProbeError::HttpConnect { .. }), "{e:?}");
         assert!(
             e.to_string()
@@ -296,22 +306,27 @@ mod tests {
             .await
             .unwrap();
         let open = l.local_addr().unwrap().port();
-        probe(&check(Probe::Tcp), open, &[]).await.unwrap();
-        let e = probe(&check(Probe::Tcp), closed_port(), &[])
+        probe(&check(Probe::Tcp), open, &[], None).await.unwrap();
+        let e = probe(&check(Probe::Tcp), closed_port(), &[], None)
             .await
             .unwrap_err();
         assert!(matches!(e, ProbeError::Connect { .. }), "{e:?}");
         let sh = |script: &str| check(Probe::Exec(vec!["sh".into(), "-c".into(), script.into()]));
         let env = [("PORT".to_string(), "7".to_string())];
-        probe(&sh("test \"$PORT\" = 7"), 0, &env).await.unwrap();
+        probe(&sh("test \"$PORT\" = 7"), 0, &env, None)
+            .await
+            .unwrap();
         assert_eq!(
-            probe(&sh("exit 3"), 0, &env).await.unwrap_err().to_string(),
+            probe(&sh("exit 3"), 0, &env, None)
+                .await
+                .unwrap_err()
+                .to_string(),
             "exec 'sh': exit 3"
         );
         let mut slow = sh("sleep 5");
         slow.timeout_ms = 100;
         assert_eq!(
-            probe(&slow, 0, &env).await.unwrap_err().to_string(),
+            probe(&slow, 0, &env, None).await.unwrap_err().to_string(),
             "no answer within 100ms"
         );
     }
@@ -327,9 +342,12 @@ mod tests {
         );
         let h = check(Probe::Exec(vec!["sh".into(), "-c".into(), script]));
         let mut passes = 0;
-        let why = tokio::time::timeout(Duration::from_secs(10), watch(&h, 0, &[], || passes += 1))
-            .await
-            .expect("the watch ends within 10 s");
+        let why = tokio::time::timeout(
+            Duration::from_secs(10),
+            watch(&h, 0, &[], None, || passes += 1),
+        )
+        .await
+        .expect("the watch ends within 10 s");
         assert_eq!(passes, 1);
         assert_eq!(
             why,

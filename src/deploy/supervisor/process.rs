@@ -3,7 +3,6 @@
 //! waiting until the group is gone, and the records in `<data-dir>/run/` through which a
 //! restarted daemon kills what its previous run left behind.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -167,31 +166,40 @@ async fn pump(mut from: impl AsyncRead + Unpin, log: Arc<Mutex<LogFile>>) {
 }
 
 /// Start `program` with `args` in `work`, in a process group of its own (its pid is the group
-/// id), output piped, with `base_env` and then `env` added to the daemon's environment. The
-/// child gets SIGKILL when the daemon dies, and exits at once if the daemon is gone already.
+/// id), output piped, with exactly `env` (nothing of the daemon's), as `run_as` when given, and
+/// with `no_new_privs` (no set-user-id binary gains it privileges). The child gets SIGKILL when
+/// the daemon dies, and exits at once if the daemon is gone already.
 pub(super) fn spawn(
     program: &str,
     args: &[String],
-    base_env: &BTreeMap<String, String>,
     env: &[(String, String)],
     work: &Path,
+    run_as: Option<&super::user::RunAs>,
 ) -> std::io::Result<Child> {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
-        .envs(base_env.iter())
+        .env_clear()
         .envs(env.iter().cloned())
         .current_dir(work)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+    if let Some(u) = run_as {
+        // std drops the supplementary groups too when root switches users.
+        cmd.uid(u.uid).gid(u.gid);
+    }
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec. They
+    // run after the switch of user, which would clear the parent-death signal.
     let parent = std::process::id() as i32;
     unsafe {
         cmd.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             if libc::getppid() != parent {
                 libc::_exit(1);
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
