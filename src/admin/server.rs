@@ -187,6 +187,7 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
     match req {
         AdminRequest::Status => out(cluster.status().await.map(|mut s| {
             s.controller = crate::view::status::control_view(cluster, &src.controller.borrow());
+            s.workloads = crate::deploy::supervisor::user::protections();
             AdminResponse::Status(Box::new(s))
         })),
         AdminRequest::Decisions { all, limit } => {

@@ -92,21 +92,21 @@ impl Supervisor {
         user::seal_data_dir(&data_dir);
         let node_uid = user::node_uid();
         let passed_env = user::passed(&cfg.pass_env);
-        match user::resolve(None, &cfg, node_uid) {
-            Ok(Some(u)) => tracing::info!(
-                "instances run as '{}' (deploy.user) unless their slice names a user; root only with deploy.allow_root; each with a clean environment{} and no_new_privs",
+        let said = match user::resolve(None, &cfg, node_uid) {
+            Ok(Some(u)) => format!(
+                "instances run as '{}' (deploy.user) unless their slice names one, root only with deploy.allow_root; clean environment{}; no_new_privs; cpu and memory limits not enforced yet",
                 u.name,
                 passed_note(&passed_env)
             ),
-            Ok(None) => tracing::warn!(
-                "instances run as '{}', this node's own user: the node is not root, so it cannot switch users (run it as root to give each workload its own user); each with a clean environment{} and no_new_privs",
+            Ok(None) => format!(
+                "instances run as '{}', this node's own user (it is not root, so it cannot switch users); clean environment{}; no_new_privs; cpu and memory limits not enforced yet",
                 user::name_of(node_uid),
                 passed_note(&passed_env)
             ),
-            Err(why) => {
-                tracing::warn!("instances of slices that name no user do not start here: {why}")
-            }
-        }
+            Err(why) => format!("instances of slices that name no user do not start here: {why}"),
+        };
+        tracing::info!("isolation: {said}");
+        user::set_protections(said);
         Ok(Supervisor {
             ctx: Arc::new(Ctx {
                 node,

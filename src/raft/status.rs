@@ -29,6 +29,9 @@ pub struct StatusView {
     pub members_seen_by: String,
     /// The controller: mode, pause, open decisions (`None` while the store cannot be read).
     pub controller: Option<ControlView>,
+    /// How the answering node isolates its instances (user, environment, limits), and which
+    /// protections are off and why; filled in above this layer.
+    pub workloads: Option<String>,
 }
 
 /// The controller in `aether status`.
@@ -206,6 +209,7 @@ impl Cluster {
             members_seen_by: self.name.clone(),
             node,
             controller: None,
+            workloads: None,
         })
     }
 }

@@ -82,6 +82,12 @@ fn instances_run_as_their_user_with_a_clean_environment_and_no_reach_into_the_no
         for what in ["ca_key", "raft", "list"] {
             assert_eq!(r[what], "Permission denied", "{what}: {r}");
         }
+        let st = n.status().unwrap();
+        let said = st["workloads"].as_str().unwrap_or_default();
+        assert!(
+            said.starts_with("instances run as 'nobody' (deploy.user)"),
+            "status says: {st}"
+        );
     }
     assert_eq!(r["no_new_privs"][0], "1", "{r}");
     let env: BTreeSet<&str> = r["env"]

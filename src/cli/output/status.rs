@@ -106,6 +106,9 @@ pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io:
             c.reviewer
         )?;
     }
+    if let Some(wl) = &s.workloads {
+        writeln!(w, "workloads: {wl}\n")?;
+    }
     write!(w, "{}", table(&MEMBER_HEADER, &member_rows(&s.members)))?;
     if s.members_seen_by != s.node.name {
         writeln!(w, "(reachability as seen by {})", s.members_seen_by)?;

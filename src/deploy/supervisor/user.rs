@@ -17,6 +17,21 @@ pub struct RunAs {
     pub gid: u32,
 }
 
+/// What this node's supervisor said of its protections when it started (see
+/// [`protections`]).
+static PROTECTIONS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Record how this node isolates its instances (once, when its supervisor starts).
+pub fn set_protections(said: String) {
+    let _ = PROTECTIONS.set(said);
+}
+
+/// How this node isolates its instances, and what is off and why; `None` before its
+/// supervisor started (or when workloads are disabled here).
+pub fn protections() -> Option<String> {
+    PROTECTIONS.get().cloned()
+}
+
 /// The `PATH` an instance gets.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
