@@ -329,9 +329,20 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
         AdminRequest::Rollouts => out(Reader::new(cluster)
             .list(now_millis())
             .map(AdminResponse::Rollouts)),
-        AdminRequest::Rollout { blueprint, slice } => out(Reader::new(cluster)
-            .status(&blueprint, slice.as_deref())
-            .map(|r| AdminResponse::Rollout(Box::new(r)))),
+        AdminRequest::Rollout { blueprint, slice } => {
+            let read = || Reader::new(cluster).status(&blueprint, slice.as_deref());
+            // Asked right after an apply through another node: this replica may be a few
+            // entries behind; give it a moment before saying there is none.
+            let mut applied = cluster.store.subscribe_applied();
+            let until = tokio::time::Instant::now() + Duration::from_millis(500);
+            while read().is_err() {
+                match tokio::time::timeout_at(until, applied.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => break,
+                }
+            }
+            out(read().map(|r| AdminResponse::Rollout(Box::new(r))))
+        }
         AdminRequest::RolloutHistory {
             blueprint,
             slice,

@@ -93,6 +93,11 @@ impl Supervisor {
         let node_uid = user::node_uid();
         let passed_env = user::passed(&cfg.pass_env);
         let said = match user::resolve(None, &cfg, node_uid) {
+            Ok(Some(u)) if user::unreachable(&data_dir.join("work"), &u).is_some() => format!(
+                "instances of '{}' cannot start here: {}",
+                u.name,
+                user::unreachable(&data_dir.join("work"), &u).unwrap_or_default()
+            ),
             Ok(Some(u)) => format!(
                 "instances run as '{}' (deploy.user) unless their slice names one, root only with deploy.allow_root; clean environment{}; no_new_privs; cpu and memory limits not enforced yet",
                 u.name,

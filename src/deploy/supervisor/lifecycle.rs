@@ -307,19 +307,29 @@ impl Instance {
             .chain(args.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join(" ");
-        let launched = process::spawn(program, &args, &env, &work, run_as.as_ref())
-            .map(|child| Launched {
+        let launched = match process::spawn(program, &args, &env, &work, run_as.as_ref()) {
+            Ok(child) => Ok(Launched {
                 child,
                 log,
                 port,
                 env,
                 run_as,
                 shown,
-            })
-            .map_err(|source| StartError::Spawn {
-                program: program.clone(),
-                source,
-            });
+            }),
+            Err(source) => {
+                let closed = run_as
+                    .as_ref()
+                    .filter(|_| source.kind() == std::io::ErrorKind::PermissionDenied)
+                    .and_then(|u| user::unreachable(&work, u));
+                Err(match closed {
+                    Some(why) => StartError::User(format!("cannot start '{program}': {why}")),
+                    None => StartError::Spawn {
+                        program: program.clone(),
+                        source,
+                    },
+                })
+            }
+        };
         (run_log, launched)
     }
 

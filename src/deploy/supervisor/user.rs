@@ -114,6 +114,46 @@ pub fn resolve(
     }))
 }
 
+/// The first directory on the way to `path` (itself included) that user `u` cannot pass
+/// through, with its mode (supplementary groups are not looked at).
+pub fn blocked_on_the_way(path: &Path, u: &RunAs) -> Option<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut at = std::path::PathBuf::new();
+    for c in path.components() {
+        at.push(c);
+        let Ok(m) = std::fs::metadata(&at) else {
+            continue;
+        };
+        if !m.is_dir() {
+            continue;
+        }
+        let mode = m.mode() & 0o7777;
+        let passes = if m.uid() == u.uid {
+            mode & 0o100 != 0
+        } else if m.gid() == u.gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !passes {
+            return Some((at, mode));
+        }
+    }
+    None
+}
+
+/// Why `u` cannot reach `work`, when a directory on the way is closed to it.
+pub fn unreachable(work: &Path, u: &RunAs) -> Option<String> {
+    let (dir, mode) = blocked_on_the_way(work, u)?;
+    Some(format!(
+        "'{}' (mode {mode:o}) is closed to '{}' on the way to its working dir '{}': chmod o+x '{}', or keep the data dir under a path every user may pass through (as /var/lib is)",
+        dir.display(),
+        u.name,
+        work.display(),
+        dir.display()
+    ))
+}
+
 /// The daemon's variables named in `pass_env` (comma-separated) that it has.
 pub fn passed(pass_env: &str) -> Vec<(String, String)> {
     pass_env
@@ -229,6 +269,30 @@ mod tests {
         assert_eq!(resolve(None, &cfg("nobody", false), 4242), Ok(None));
         let other = resolve(Some("nobody"), &cfg("nobody", false), 4242).unwrap_err();
         assert!(other.contains("cannot switch users"), "{other}");
+    }
+
+    #[test]
+    fn a_closed_directory_on_the_way_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("d/work/x");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let someone = RunAs {
+            name: "someone".into(),
+            uid: 4242,
+            gid: 4242,
+        };
+        let why = unreachable(&work, &someone).unwrap();
+        assert!(
+            why.starts_with(&format!(
+                "'{}' (mode 700) is closed to 'someone'",
+                dir.path().display()
+            )),
+            "{why}"
+        );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert_eq!(unreachable(&work, &someone), None);
     }
 
     #[test]
