@@ -12,6 +12,7 @@
 //! previous run before it starts anything, then starts what is assigned to it afresh. So a
 //! `kill -9` of the daemon leaves no orphan and no duplicate.
 
+mod cgroup;
 mod gpus;
 mod lifecycle;
 mod probe;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DeployConfig;
 use crate::domain::{InstanceState, InstanceStatus, NodeId, now_millis};
+pub use cgroup::Limits;
 use gpus::Shortage;
 use lifecycle::{Ctx, run_instance};
 pub use lifecycle::{Event, Spec};
@@ -107,6 +109,17 @@ impl Supervisor {
                 tracing::warn!("instances of slices that name no user do not start here: {why}")
             }
         }
+        // After the leftovers are killed: their cgroups are empty and go too.
+        let cgroups = cgroup::Cgroups::detect(
+            std::path::Path::new("/sys/fs/cgroup"),
+            &node_name,
+            cfg.limits,
+        );
+        if cgroups.on() {
+            tracing::info!("{}", cgroups.status());
+        } else {
+            tracing::warn!("{}", cgroups.status());
+        }
         Ok(Supervisor {
             ctx: Arc::new(Ctx {
                 node,
@@ -117,6 +130,7 @@ impl Supervisor {
                 drain: None,
                 node_uid,
                 passed_env,
+                cgroups,
             }),
             running: HashMap::new(),
             stopping: Vec::new(),
@@ -248,6 +262,11 @@ impl Supervisor {
         );
     }
 
+    /// Whether instances get cpu and memory limits, or which are off and why.
+    pub fn limits_status(&self) -> &str {
+        self.ctx.cgroups.status()
+    }
+
     /// Whether any instance is still stopping (the caller reconciles again soon).
     pub fn busy(&mut self) -> bool {
         self.stopping.retain(|r| !r.task.is_finished());
@@ -314,6 +333,7 @@ mod tests {
             health: None,
             gpus: 0,
             user: None,
+            limits: Default::default(),
         }
     }
 
