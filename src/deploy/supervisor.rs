@@ -319,6 +319,8 @@ mod tests {
     fn cfg() -> DeployConfig {
         DeployConfig {
             restart_backoff: crate::config::Dur::ms(100),
+            // No instance here has limits: keep off the host's cgroup tree.
+            limits: false,
             ..DeployConfig::default()
         }
     }

@@ -252,7 +252,7 @@ impl Cgroups {
                 oom_before: 0,
             },
         };
-        group.enter(limits, pid).map(Some)
+        group.enter(limits, pid)
     }
 }
 
@@ -276,8 +276,9 @@ impl Group {
     }
 
     /// Make the dirs, write the limits, read the OOM count, then move `pid` in. A dir removed
-    /// meanwhile (the empty leftovers of another node of the same name) is made again.
-    fn enter(mut self, limits: Limits, pid: u32) -> io::Result<Group> {
+    /// meanwhile (the empty leftovers of another node of the same name) is made again. `None`
+    /// when `pid` has already ended (nothing to limit).
+    fn enter(mut self, limits: Limits, pid: u32) -> io::Result<Option<Group>> {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -285,9 +286,12 @@ impl Group {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => continue,
                 Err(e) => {
                     self.remove_now();
+                    if e.raw_os_error() == Some(libc::ESRCH) {
+                        return Ok(None);
+                    }
                     return Err(e);
                 }
-                Ok(()) => return Ok(self),
+                Ok(()) => return Ok(Some(self)),
             }
         }
     }
@@ -330,7 +334,12 @@ impl Group {
         }
         self.oom_before = self.oom_kills();
         for d in &self.dirs {
-            write(&d.join("cgroup.procs"), &pid.to_string())?;
+            let procs = d.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string()).map_err(|e| match e.raw_os_error() {
+                // Ended already: said as such (the error keeps its code).
+                Some(libc::ESRCH) => e,
+                _ => io::Error::new(e.kind(), format!("{}: {e}", procs.display())),
+            })?;
         }
         Ok(())
     }

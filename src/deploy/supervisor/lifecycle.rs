@@ -322,6 +322,8 @@ impl Instance {
             .join(" ");
         let launched = process::spawn(program, &args, &env, &work, run_as.as_ref())
             .map(|child| Launched {
+                // From here, right after the spawn: the child has run for a few ms outside
+                // its limits, and as its own user could not have entered its cgroup itself.
                 cgroup: self.limit(child.id().unwrap_or(0), &run_log),
                 child,
                 log,
