@@ -236,6 +236,11 @@ pub struct DeployConfig {
     /// (e.g. "HTTP_PROXY,NO_PROXY"). Instances otherwise see their blueprint's env, PORT,
     /// AETHER_*, PATH, HOME, LANG and TMPDIR only.
     pub pass_env: String,
+    /// Whether each instance gets a cgroup with its slice's resources as limits: a CPU quota of
+    /// its cores and a memory limit of its bytes (killed, and shown "oom-killed", beyond it).
+    /// Needs a writable cgroup filesystem (v2, or v1 cpu and memory); without one, instances
+    /// run without limits and the node says why at startup.
+    pub limits: bool,
 }
 
 impl Default for DeployConfig {
@@ -250,6 +255,7 @@ impl Default for DeployConfig {
             user: "nobody".into(),
             allow_root: false,
             pass_env: String::new(),
+            limits: true,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! previous run before it starts anything, then starts what is assigned to it afresh. So a
 //! `kill -9` of the daemon leaves no orphan and no duplicate.
 
+mod cgroup;
 mod gpus;
 mod lifecycle;
 mod probe;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DeployConfig;
 use crate::domain::{InstanceState, InstanceStatus, NodeId, now_millis};
+pub use cgroup::Limits;
 use gpus::Shortage;
 use lifecycle::{Ctx, run_instance};
 pub use lifecycle::{Event, Spec};
@@ -99,17 +101,29 @@ impl Supervisor {
                 user::unreachable(&data_dir.join("work"), &u).unwrap_or_default()
             ),
             Ok(Some(u)) => format!(
-                "instances run as '{}' (deploy.user) unless their slice names one, root only with deploy.allow_root; clean environment{}; no_new_privs; cpu and memory limits not enforced yet",
+                "instances run as '{}' (deploy.user) unless their slice names one, root only with deploy.allow_root; clean environment{}; no_new_privs",
                 u.name,
                 passed_note(&passed_env)
             ),
             Ok(None) => format!(
-                "instances run as '{}', this node's own user (it is not root, so it cannot switch users); clean environment{}; no_new_privs; cpu and memory limits not enforced yet",
+                "instances run as '{}', this node's own user (it is not root, so it cannot switch users); clean environment{}; no_new_privs",
                 user::name_of(node_uid),
                 passed_note(&passed_env)
             ),
             Err(why) => format!("instances of slices that name no user do not start here: {why}"),
         };
+        // After the leftovers are killed: their cgroups are empty and go too.
+        let cgroups = cgroup::Cgroups::detect(
+            std::path::Path::new("/sys/fs/cgroup"),
+            &node_name,
+            cfg.limits,
+        );
+        if cgroups.on() {
+            tracing::info!("{}", cgroups.status());
+        } else {
+            tracing::warn!("{}", cgroups.status());
+        }
+        let said = format!("{said}; {}", cgroups.status());
         tracing::info!("isolation: {said}");
         user::set_protections(said);
         Ok(Supervisor {
@@ -122,6 +136,7 @@ impl Supervisor {
                 drain: None,
                 node_uid,
                 passed_env,
+                cgroups,
             }),
             running: HashMap::new(),
             stopping: Vec::new(),
@@ -253,6 +268,11 @@ impl Supervisor {
         );
     }
 
+    /// Whether instances get cpu and memory limits, or which are off and why.
+    pub fn limits_status(&self) -> &str {
+        self.ctx.cgroups.status()
+    }
+
     /// Whether any instance is still stopping (the caller reconciles again soon).
     pub fn busy(&mut self) -> bool {
         self.stopping.retain(|r| !r.task.is_finished());
@@ -305,6 +325,8 @@ mod tests {
     fn cfg() -> DeployConfig {
         DeployConfig {
             restart_backoff: crate::config::Dur::ms(100),
+            // No instance here has limits: keep off the host's cgroup tree.
+            limits: false,
             ..DeployConfig::default()
         }
     }
@@ -319,6 +341,7 @@ mod tests {
             health: None,
             gpus: 0,
             user: None,
+            limits: Default::default(),
         }
     }
 

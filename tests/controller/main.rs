@@ -124,6 +124,9 @@ fn decisions_are_explained_approved_vetoed_across_a_leader_kill_and_paused() {
         // back the guarded round.
         ("AETHER_CONTROLLER_DECISIONS_PER_MINUTE", "60"),
         ("AETHER_CONTROLLER_OUTCOME_AFTER", "2s"),
+        // The instances burn more CPU than they reserve, which is what the rules see: no CPU
+        // quota (it would hold them to their reservation).
+        ("AETHER_DEPLOY_LIMITS", "false"),
     ];
     let mut c = TestCluster::three_with(&env);
     let n1 = &c.nodes[0];

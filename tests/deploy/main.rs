@@ -3,11 +3,13 @@
 //! files refused with a located message and nothing changed. `rollouts.rs`: the operator's
 //! side of a rollout (dry run, apply, list, status, history, pause, abort, refusals).
 //! `isolation.rs`: instances as their own user, a clean environment, the node out of reach.
+//! `limits.rs`: cgroup limits from a slice's resources (an OOM kill shown as such, a CPU quota).
 
 mod gpus;
 #[path = "../cluster/harness.rs"]
 mod harness;
 mod isolation;
+mod limits;
 mod processes;
 mod rollouts;
 

@@ -64,6 +64,9 @@ fn console_in_tmux_overview_help_views_veto_reconnect_quit() {
         ("AETHER_CONTROLLER_RULES", rules.to_str().unwrap()),
         ("AETHER_CONTROLLER_DECISIONS_PER_MINUTE", "60"),
         ("TEST_RUN", run.as_str()),
+        // The instances burn more CPU than they reserve, which is what the rules see: no CPU
+        // quota (it would hold them to their reservation).
+        ("AETHER_DEPLOY_LIMITS", "false"),
     ];
     let mut c = TestCluster::three_with(&env);
     // A long grace window: the decision stays pending while the console vetoes it.

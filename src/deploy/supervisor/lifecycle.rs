@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::cgroup::{Cgroups, Group, Limits};
 use super::probe;
 use super::process::{self, GROUP_EXIT_LIMIT};
 use super::user::{self, RunAs};
@@ -57,6 +58,8 @@ pub struct Spec {
     pub gpus: u32,
     /// The user it asks to run as (the slice's `user`).
     pub user: Option<String>,
+    /// Its CPU and memory limits (the slice's `resources`).
+    pub limits: Limits,
 }
 
 impl Spec {
@@ -71,6 +74,10 @@ impl Spec {
             health: slice.health.clone(),
             gpus: slice.resources.gpu,
             user: slice.user.clone(),
+            limits: Limits {
+                cpu: slice.resources.cpu,
+                memory: slice.resources.memory,
+            },
         }
     }
 
@@ -86,6 +93,7 @@ impl Spec {
             health,
             gpus,
             user,
+            limits,
         } = self;
         *instance == running.instance
             && placement.is_none_or(|p| running.placement == Some(p))
@@ -95,6 +103,7 @@ impl Spec {
             && *health == running.health
             && *user == running.user
             && *gpus == running.gpus
+            && *limits == running.limits
     }
 }
 
@@ -116,6 +125,8 @@ pub(super) struct Ctx {
     pub(super) node_uid: u32,
     /// The node's variables every instance also gets (`deploy.pass_env`).
     pub(super) passed_env: Vec<(String, String)>,
+    /// Where instance cgroups go, or why there are none.
+    pub(super) cgroups: Cgroups,
 }
 
 /// Why a run of the instance could not start (it is tried again after the backoff). Its text
@@ -186,6 +197,8 @@ struct Launched {
     run_as: Option<RunAs>,
     /// The command line as started, for the log.
     shown: String,
+    /// Its cgroup (`None`: no limits).
+    cgroup: Option<Group>,
 }
 
 /// One instance on this node: what it runs and what its reports carry.
@@ -309,6 +322,9 @@ impl Instance {
             .join(" ");
         let launched = match process::spawn(program, &args, &env, &work, run_as.as_ref()) {
             Ok(child) => Ok(Launched {
+                // From here, right after the spawn: the child has run for a few ms outside
+                // its limits, and as its own user could not have entered its cgroup itself.
+                cgroup: self.limit(child.id().unwrap_or(0), &run_log),
                 child,
                 log,
                 port,
@@ -331,6 +347,24 @@ impl Instance {
             }
         };
         (run_log, launched)
+    }
+
+    /// Put the process `pid` just started into a cgroup with its limits. Where that fails it
+    /// runs without them, and its log and the node's say why.
+    fn limit(&self, pid: u32, log: &RunLog) -> Option<Group> {
+        match self
+            .ctx
+            .cgroups
+            .attach(&self.spec.instance, self.spec.limits, pid)
+        {
+            Ok(g) => g,
+            Err(e) => {
+                let why = format!("running without cpu and memory limits: {e}");
+                tracing::warn!("{}: {why}", self.spec.instance);
+                log.note(&why);
+                None
+            }
+        }
     }
 
     /// The variables the supervisor sets for a run on `port`: the port, its names, and with
@@ -366,6 +400,7 @@ impl Instance {
             env,
             run_as,
             shown,
+            cgroup,
         } = run;
         let pid = child.id().unwrap_or(0);
         self.pid_slot.store(pid, Ordering::Relaxed);
@@ -379,6 +414,15 @@ impl Instance {
         let stopping = matches!(end, End::Stop);
         let how = self.end(&mut child, pid, end, log).await;
         self.release(pid, pumps).await;
+        // Its group is gone: an OOM kill in its cgroup is counted by now.
+        let how = match cgroup {
+            Some(g) => {
+                let how = g.explain(how);
+                g.remove().await;
+                how
+            }
+            None => how,
+        };
         if stopping {
             log.note(&format!("stopped pid {pid}: {how}"));
             return None;
@@ -569,6 +613,7 @@ mod tests {
             // As a node that is not root: no user to switch to.
             node_uid: 4242,
             passed_env: Vec::new(),
+            cgroups: Cgroups::off("a test"),
         });
         let spec = Spec {
             instance: "t/s/0".into(),
@@ -579,6 +624,7 @@ mod tests {
             health: None,
             gpus: 0,
             user: None,
+            limits: Limits::default(),
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(run_instance(
