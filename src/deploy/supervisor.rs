@@ -59,6 +59,13 @@ pub struct Supervisor {
     waiting: HashMap<String, (Option<u64>, Shortage)>,
 }
 
+/// FNV-1a of `b`: a short name that stays the same across runs and builds.
+fn fnv32(b: &[u8]) -> u32 {
+    b.iter().fold(0x811c_9dc5u32, |h, x| {
+        (h ^ u32::from(*x)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// `, plus HTTP_PROXY, NO_PROXY from the node` when the node passes some through.
 fn passed_note(passed: &[(String, String)]) -> String {
     if passed.is_empty() {
@@ -113,9 +120,14 @@ impl Supervisor {
             Err(why) => format!("instances of slices that name no user do not start here: {why}"),
         };
         // After the leftovers are killed: their cgroups are empty and go too.
+        // Named after the node and its data dir: two nodes of one name on a host (test
+        // clusters) never share an instance's cgroup.
         let cgroups = cgroup::Cgroups::detect(
             std::path::Path::new("/sys/fs/cgroup"),
-            &node_name,
+            &format!(
+                "{node_name}-{:08x}",
+                fnv32(data_dir.as_os_str().as_encoded_bytes())
+            ),
             cfg.limits,
         );
         if cgroups.on() {

@@ -3,7 +3,7 @@
 //! cgroups-rs pulls in D-Bus (zbus, ~180 crates) for what is a few file writes.
 //!
 //! - **v1** (separate `cpu` and `memory` hierarchies, and `cpuacct` where it is mounted apart):
-//!   `<mount>/aether/<node>/<blueprint>_<slice>_<index>` in each; `cpu.cfs_period_us` 100000 and
+//!   `<mount>/aether/<node>-<hash of its data dir>/<blueprint>_<slice>_<index>` in each; `cpu.cfs_period_us` 100000 and
 //!   `cpu.cfs_quota_us` = cores × 100000; `memory.limit_in_bytes` (and the same
 //!   `memory.memsw.limit_in_bytes` where swap is accounted, so a hog cannot swap instead).
 //!   OOM kills are counted by the `oom_kill` line of `memory.oom_control` (kernels since 4.13),
