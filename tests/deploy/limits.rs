@@ -131,3 +131,80 @@ fn a_memory_hog_is_oom_killed_and_restarted_and_a_cpu_hog_keeps_to_its_quota() {
     eprintln!("the memory hog: {r}");
     assert_ne!(r["state"], "failed", "{r}");
 }
+
+#[test]
+fn runaway_workloads_do_not_cost_a_three_node_cluster_its_leader() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: limits need nodes that run as root");
+        return;
+    }
+    let c = TestCluster::three();
+    let said = limits_line(&c.nodes[0]);
+    if said.contains("limits off") {
+        eprintln!("skipped: {said}");
+        return;
+    }
+    wait_for("every node in n1's metrics", Duration::from_secs(20), || {
+        (c.nodes[0].metrics(&[])?["nodes"].as_array()?.len() == 3).then_some(())
+    });
+    let before = c.nodes[0].status().unwrap();
+    let (leader, term) = (
+        before["leader"]["name"].as_str().unwrap().to_string(),
+        before["term"].as_u64().unwrap(),
+    );
+    // Three busy loops (each would take a whole core of this host's few) and three memory
+    // hogs, spread over the nodes, each held to its slice's resources.
+    let (mem, cpu) = (c.root.path().join("mem.py"), c.root.path().join("cpu.py"));
+    std::fs::write(&mem, MEMORY_HOG).unwrap();
+    std::fs::write(&cpu, CPU_HOG).unwrap();
+    let file = c.root.path().join("runaway.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"runaway\"\n\n[[slices]]\nname = \"mem\"\ncommand = [\"python3\", \"{}\"]\ninstances = 3\nmax = 3\nresources = {{ cpu = 0.1, memory = \"32MiB\" }}\nstop_timeout = \"1s\"\n\n[[slices]]\nname = \"cpu\"\ncommand = [\"python3\", \"{}\"]\ninstances = 3\nmax = 3\nresources = {{ cpu = 0.3, memory = \"64MiB\" }}\nstop_timeout = \"1s\"\n",
+            mem.display(),
+            cpu.display()
+        ),
+    )
+    .unwrap();
+    let out = c.nodes[0].cli(&["blueprint", "apply", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for(
+        "the busy loops run and every memory hog was oom-killed",
+        Duration::from_secs(90),
+        || {
+            let rows = instance_rows(&c.nodes[0], "runaway")?;
+            let busy = rows
+                .iter()
+                .filter(|r| {
+                    r["instance"]
+                        .as_str()
+                        .is_some_and(|i| i.starts_with("runaway/cpu/"))
+                        && r["state"] == "active"
+                })
+                .count();
+            let killed = rows
+                .iter()
+                .filter(|r| r["last_exit"] == "oom-killed")
+                .count();
+            (busy == 3 && killed == 3).then_some(())
+        },
+    );
+    // The log keeps committing: writes through every node succeed while they run.
+    for i in 0..15 {
+        let n = &c.nodes[i % 3];
+        let out = n.cli(&["kv", "put", &format!("during-{i}"), "x"]);
+        assert!(out.status.success(), "write {i} through {}: {}", n.name, stderr(&out));
+    }
+    let after = c.nodes[0].status().unwrap();
+    eprintln!(
+        "under 3 busy loops and 3 oom-killed hogs: leader {leader}, term {term} before; {} term {} after; 15 writes committed",
+        after["leader"]["name"], after["term"]
+    );
+    assert_eq!(
+        (after["leader"]["name"].as_str(), after["term"].as_u64()),
+        (Some(leader.as_str()), Some(term)),
+        "the cluster kept its leader and term under the runaways"
+    );
+}
