@@ -303,7 +303,13 @@ impl Command {
                 let mut parts: Vec<String> = reports
                     .iter()
                     .take(4)
-                    .map(|r| format!("{} {}", r.instance, r.state))
+                    .map(|r| match (&r.state, &r.last_exit) {
+                        // Why it went down is the event worth reading (oom-killed, exit 1).
+                        (crate::domain::InstanceState::Backoff, Some(why)) => {
+                            format!("{} {} ({why})", r.instance, r.state)
+                        }
+                        _ => format!("{} {}", r.instance, r.state),
+                    })
                     .collect();
                 if reports.len() > 4 {
                     parts.push(format!("… {} more", reports.len() - 4));

@@ -129,6 +129,11 @@ fn a_memory_hog_is_oom_killed_and_restarted_and_a_cpu_hog_keeps_to_its_quota() {
         },
     );
     eprintln!("the memory hog: {r}");
+    let events = stdout(&n.cli(&["events", "--limit", "500"]));
+    assert!(
+        events.contains("hogs/mem/0 backoff (oom-killed)"),
+        "events say why it went down: {events}"
+    );
     assert_ne!(r["state"], "failed", "{r}");
 }
 
@@ -145,9 +150,11 @@ fn runaway_workloads_do_not_cost_a_three_node_cluster_its_leader() {
         eprintln!("skipped: {said}");
         return;
     }
-    wait_for("every node in n1's metrics", Duration::from_secs(20), || {
-        (c.nodes[0].metrics(&[])?["nodes"].as_array()?.len() == 3).then_some(())
-    });
+    wait_for(
+        "every node in n1's metrics",
+        Duration::from_secs(20),
+        || (c.nodes[0].metrics(&[])?["nodes"].as_array()?.len() == 3).then_some(()),
+    );
     let before = c.nodes[0].status().unwrap();
     let (leader, term) = (
         before["leader"]["name"].as_str().unwrap().to_string(),
@@ -195,7 +202,12 @@ fn runaway_workloads_do_not_cost_a_three_node_cluster_its_leader() {
     for i in 0..15 {
         let n = &c.nodes[i % 3];
         let out = n.cli(&["kv", "put", &format!("during-{i}"), "x"]);
-        assert!(out.status.success(), "write {i} through {}: {}", n.name, stderr(&out));
+        assert!(
+            out.status.success(),
+            "write {i} through {}: {}",
+            n.name,
+            stderr(&out)
+        );
     }
     let after = c.nodes[0].status().unwrap();
     eprintln!(
