@@ -227,9 +227,9 @@ fn next_id(txn: &WriteTransaction) -> Result<u64, std::io::Error> {
     Ok(id)
 }
 
-/// Record that `new` is now the stored version of its blueprint (`prev` was): keep it in the
-/// history, relabel the copies that need no new processes, update or start the rollouts of
-/// the slices whose copies do (`cause` says why). Returns the rollouts started.
+/// Record that `new` is now the stored version of its blueprint: keep it in the history,
+/// relabel the copies that need no new processes, update or start the rollouts of the slices
+/// whose copies do (`cause` says why). Returns the rollouts started.
 pub(super) fn stored(
     txn: &WriteTransaction,
     new: &StoredBlueprint,
@@ -298,6 +298,18 @@ pub(super) fn stored(
             continue;
         }
         if differing.is_empty() {
+            // Every copy already runs what `v` runs: an open rollout to another version ends.
+            if let Some(mut r) = open {
+                r.state = RolloutState::Superseded { by: 0 };
+                r.step = RolloutStep::Done;
+                r.ended_at = Some(at);
+                r.history.push((
+                    at,
+                    format!("ended: v{v} applied ({cause}), and every copy already runs it"),
+                ));
+                r.rev += 1;
+                put(txn, &mut r)?;
+            }
             continue;
         }
         let id = next_id(txn)?;
@@ -320,6 +332,17 @@ pub(super) fn stored(
             put(txn, &mut r)?;
         }
         let mut r = begin(id, &name, s, (from, v), cause.to_string(), at);
+        // Copies that already run what `v` runs (an earlier version applied again mid-rollout)
+        // stay: they count as new copies from the start.
+        let already = all_copies
+            .iter()
+            .filter(|(k, a)| slice_of(k) == Some(s.name.as_str()) && a.version == v)
+            .count()
+            + relabel
+                .iter()
+                .filter(|(k, _)| slice_of(k) == Some(s.name.as_str()))
+                .count();
+        r.want_to = r.want_to.max((already as u32).min(s.instances));
         put(txn, &mut r)?;
         started.push(id);
     }

@@ -508,6 +508,20 @@ mod rollouts {
         assert_eq!(all[1].state, RolloutState::Superseded { by: 3 });
         assert_eq!((all[2].from, all[2].to), (4, 6));
 
+        // The version its copies run applied again mid-rollout: nothing is left to roll out.
+        assert_eq!(
+            run(&store, 17, Command::ApplyBlueprint(shop(3, "hi"))),
+            Response::Version(7)
+        );
+        let last = store.rollouts().unwrap().pop().unwrap();
+        assert_eq!(last.state, RolloutState::Superseded { by: 0 });
+        assert!(store.open_rollouts().unwrap().is_empty());
+        assert!(
+            versions(&store).iter().all(|(_, v)| *v == 7),
+            "{:?}",
+            versions(&store)
+        );
+
         // Removing the blueprint ends its rollouts and forgets its versions.
         run(
             &store,
