@@ -639,6 +639,21 @@ async fn apply_blueprint(
             &cluster.store.rollouts().map_err(failed)?,
         ),
     };
+    // A copy of a slice that rolls out is replaced (a new copy first), not kept as it runs.
+    for r in &view.rollouts {
+        let prefix = format!("{}/", r.target);
+        for st in view
+            .steps
+            .iter_mut()
+            .filter(|st| st.action == "keep" && st.instance.starts_with(&prefix))
+        {
+            st.action = "replace".into();
+            st.reason = Some(format!(
+                "rolls out to v{}: {}, {}",
+                r.to, r.strategy, r.plan
+            ));
+        }
+    }
     if !dry_run {
         let req = Request {
             id: RequestId::new_random(),

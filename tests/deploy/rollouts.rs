@@ -58,6 +58,12 @@ fn a_changed_command_rolls_out_and_operators_follow_and_steer_it() {
         "{dry}"
     );
     assert!(!dry.contains("roll/side would"), "{dry}");
+    assert!(
+        dry.contains("replace  roll/web/0")
+            && dry.contains("rolls out to v2: rolling, 1 at a time"),
+        "the copies of a slice that rolls out are replaced, not kept: {dry}"
+    );
+    assert!(dry.contains("keep     roll/side/0"), "{dry}");
     assert!(ok(&n.cli(&["rollout", "list"])).contains("no rollout in progress"));
 
     // The apply starts it and says how to follow it.
