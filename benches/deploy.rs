@@ -156,9 +156,11 @@ fn run(o: &Opts, root: &Path) -> Result<()> {
     let run_id = std::process::id().to_string();
     let [n1, n2, n3] = start_three(&o.aether_bin, root)?;
     let me = nodes::instance_exe(root)?;
-    // Since issue 18 resources are limits too (a cgroup per instance): 1 MiB was an OOM kill
-    // at start and 0.01 cores a throttled start-up. 32 MiB is room for the tiny server, and
-    // the CPU share keeps it unthrottled while every copy still fits on the 3 nodes.
+    // Since issue 18 resources are limits too (a cgroup per instance): 1 MiB is below the
+    // tiny server's footprint (about 2 MiB RSS; it only ran under it because cgroup v1 does
+    // not charge what it touched before it was moved in) and 0.01 cores is a 1 ms quota per
+    // 100 ms. 32 MiB is room for it, and the CPU share keeps it unthrottled while every copy
+    // still fits on the 3 nodes.
     // Instances see only their blueprint's env, so BENCH_RUN (how this run finds its
     // processes) is set there.
     let cpu = nodes::cpu_per_instance(3, o.instances as usize, 0.05);
