@@ -154,16 +154,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn run(o: &Opts, root: &Path) -> Result<()> {
     let run_id = std::process::id().to_string();
-    // The daemons pass BENCH_RUN on to their instances, so this run finds its processes.
-    // SAFETY: set before any other thread starts.
-    unsafe { std::env::set_var("BENCH_RUN", &run_id) };
     let [n1, n2, n3] = start_three(&o.aether_bin, root)?;
-    let me = std::env::current_exe()?;
+    let me = nodes::instance_exe(root)?;
+    // Since issue 18 resources are limits too (a cgroup per instance): 1 MiB is below the
+    // tiny server's footprint (about 2 MiB RSS; it only ran under it because cgroup v1 does
+    // not charge what it touched before it was moved in) and 0.01 cores is a 1 ms quota per
+    // 100 ms. 32 MiB is room for it, and the CPU share keeps it unthrottled while every copy
+    // still fits on the 3 nodes.
+    // Instances see only their blueprint's env, so BENCH_RUN (how this run finds its
+    // processes) is set there.
+    let cpu = nodes::cpu_per_instance(3, o.instances as usize, 0.05);
     let file = root.join("tiny.toml");
     std::fs::write(
         &file,
         format!(
-            "name = \"tiny\"\n\n[[slices]]\nname = \"http\"\ncommand = [{:?}]\ninstances = {n}\nmax = {n}\nenv = {{ BENCH_TINY_SERVER = \"1\" }}\nresources = {{ cpu = 0.01, memory = \"1MiB\" }}\nstop_timeout = \"5s\"\n\n[slices.health]\nhttp = \"/\"\ninterval = \"200ms\"\ntimeout = \"1s\"\n",
+            "name = \"tiny\"\n\n[[slices]]\nname = \"http\"\ncommand = [{:?}]\ninstances = {n}\nmax = {n}\nenv = {{ BENCH_TINY_SERVER = \"1\", BENCH_RUN = \"{run_id}\" }}\nresources = {{ cpu = {cpu:?}, memory = \"32MiB\" }}\nstop_timeout = \"5s\"\n\n[slices.health]\nhttp = \"/\"\ninterval = \"200ms\"\ntimeout = \"1s\"\n",
             me.display().to_string(),
             n = o.instances
         ),

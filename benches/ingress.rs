@@ -459,13 +459,17 @@ fn start_cluster(o: &Opts, root: &Path) -> Result<Setup> {
     )?;
 
     let service_port = free_port_on(&NODE_IPS.map(IpAddr::V4));
-    let exe = std::env::current_exe().context("this program's path")?;
+    let exe = nodes::instance_exe(root)?;
+    // Since issue 18 resources are limits too: the default 0.1 cores would throttle the
+    // backend under wrk's load, so it gets all of its node's cores (as before, unlimited), and
+    // memory for its many connections.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let file = root.join("bench.toml");
     std::fs::write(
         &file,
         format!(
             "name = \"bench\"\n\n[[slices]]\nname = \"web\"\ncommand = [{:?}, \"--backend\", \"${{PORT}}\"]\n\
-             instances = 1\nmin = 1\nmax = 1\n\n[slices.health]\nhttp = \"/\"\ninterval = \"1s\"\n\n\
+             instances = 1\nmin = 1\nmax = 1\nresources = {{ cpu = {cores:?}, memory = \"512MiB\" }}\n\n[slices.health]\nhttp = \"/\"\ninterval = \"1s\"\n\n\
              [slices.service]\nport = {service_port}\n",
             exe.display().to_string()
         ),

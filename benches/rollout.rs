@@ -704,9 +704,19 @@ struct Slice<'a> {
 }
 
 fn write_blueprint(o: &Opts, root: &Path, s: &Slice) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("this program's path")?;
+    let exe = nodes::instance_exe(root)?;
     let records = root.join("records");
     std::fs::create_dir_all(&records)?;
+    // The instances run as an unprivileged user (issue 18): they must write their records here.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&records, std::fs::Permissions::from_mode(0o777))?;
+    }
+    // Resources are limits too since issue 18: 0.05 cores throttled the instance's start-up
+    // (timed against the floor, measured unthrottled) and 16 MiB was near its footprint. Up to
+    // 0.25 cores each, within what the 3 nodes offer to the most copies alive at once.
+    let most = (o.instances + o.max_parallel).max(o.canary_base + o.canary_copies) as usize;
+    let cpu = nodes::cpu_per_instance(3, most, 0.25);
     let file = root.join(format!("{}-{}.toml", s.name, s.version));
     std::fs::write(
         &file,
@@ -719,7 +729,7 @@ command = [{exe:?}, "--backend", "${{PORT}}"]
 instances = {instances}
 min = 1
 max = {max}
-resources = {{ cpu = 0.05, memory = "16MiB" }}
+resources = {{ cpu = {cpu:?}, memory = "64MiB" }}
 env = {{ VERSION = "{version}", FAIL_PCT = "{fail}", BENCH_STARTUP_MS = "{startup}", BENCH_RECORDS = {records:?} }}
 
 [slices.health]

@@ -46,6 +46,30 @@ pub fn in_temp_dir(name: &str, keep: bool, run: impl FnOnce(&Path) -> Result<()>
     }
 }
 
+/// This program, copied into `root` (0755) for the instances that run it: they run as an
+/// unprivileged user (issue 18), who may not reach the build's target dir (e.g. one under a
+/// 0700 home).
+pub fn instance_exe(root: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dst = root.join("bench-instance");
+    if !dst.exists() {
+        let me = std::env::current_exe().context("this program's path")?;
+        std::fs::copy(&me, &dst).with_context(|| format!("copy {} for instances", me.display()))?;
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(dst)
+}
+
+/// Cores to give each of `instances` spread over `nodes` nodes of this machine: `cap`, or less
+/// so that all of them fit in 80 % of the cores the nodes offer (each offers all of this
+/// machine's). Since issue 18 `resources.cpu` is also a CPU quota, so it must be no smaller
+/// than the instance needs, yet the copies must still be placed.
+pub fn cpu_per_instance(nodes: usize, instances: usize, cap: f64) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let share = (0.8 * cores * nodes as f64 / instances.max(1) as f64 * 100.0).floor() / 100.0;
+    share.clamp(0.01, cap)
+}
+
 /// A clear error when the binary to benchmark is missing.
 pub fn check_aether_bin(bin: &Path) -> Result<()> {
     if !bin.exists() {

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 cargo build --release --bin aether
-export AETHER_BIN="${AETHER_BIN:-$PWD/target/release/aether}"
+export AETHER_BIN="${AETHER_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/aether}"
 cargo bench --bench deploy -- "$@"
 if [ "${1:-}" != "--help" ] && [ "${1:-}" != "-h" ]; then
     cargo bench --bench placement
