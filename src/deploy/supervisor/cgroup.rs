@@ -331,6 +331,9 @@ impl Group {
             write(&mem.join("memory.limit_in_bytes"), &bytes)?;
             // Where swap is accounted: no swapping past the limit either (absent otherwise).
             let _ = std::fs::write(mem.join("memory.memsw.limit_in_bytes"), &bytes);
+            // The pid moves in after it started: what it touched until then (exec, loader)
+            // moves with it and counts against its limit (v1 leaves it with the node otherwise).
+            let _ = std::fs::write(mem.join("memory.move_charge_at_immigrate"), "3");
         }
         self.oom_before = self.oom_kills();
         for d in &self.dirs {
