@@ -301,7 +301,13 @@ pub fn blueprints() -> Vec<BlueprintView> {
             applied_at: NOW - 400_000,
             blueprint: Blueprint {
                 name: "shop".into(),
-                slices: vec![slice("web", 2, 8, 0), slice("worker", 2, 4, 0)],
+                slices: vec![
+                    slice("web", 2, 8, 0),
+                    Slice {
+                        user: Some("www".into()),
+                        ..slice("worker", 2, 4, 0)
+                    },
+                ],
             },
             instances: vec![
                 instance("shop/web/0", Some("n1"), "active", 0),
@@ -322,7 +328,10 @@ pub fn blueprints() -> Vec<BlueprintView> {
             applied_at: NOW - 7_200_000,
             blueprint: Blueprint {
                 name: "infer".into(),
-                slices: vec![slice("llm", 1, 1, 1)],
+                slices: vec![Slice {
+                    user: Some("root".into()),
+                    ..slice("llm", 1, 1, 1)
+                }],
             },
             instances: vec![infer_new, infer_old],
             unserved: Vec::new(),

@@ -174,4 +174,11 @@ fn root_is_refused_unless_allowed_and_unknown_users_at_apply() {
     );
     assert_ne!(r["state"], "active", "{r}");
     assert!(r["pid"].is_null(), "no process: {r}");
+    let show = stdout(&n.cli(&["blueprint", "show", "boss"]));
+    assert!(
+        show.contains(
+            "app: runs as root (user = \"root\"): only on nodes with deploy.allow_root = true"
+        ),
+        "{show}"
+    );
 }

@@ -132,6 +132,18 @@ pub fn blueprints(
                 &rows
             )
         )?;
+        // Who a slice's instances run as, where the blueprint says (root stands out).
+        for s in &b.blueprint.slices {
+            match s.user.as_deref() {
+                Some("root") => writeln!(
+                    w,
+                    "{}: runs as root (user = \"root\"): only on nodes with deploy.allow_root = true",
+                    s.name
+                )?,
+                Some(u) => writeln!(w, "{}: runs as '{u}'", s.name)?,
+                None => {}
+            }
+        }
         writeln!(w)?;
         let dash = || "-".to_string();
         // The GPUS column (which GPUs each copy holds) only where a slice asks for GPUs.
