@@ -332,7 +332,9 @@ impl Group {
             // Where swap is accounted: no swapping past the limit either (absent otherwise).
             let _ = std::fs::write(mem.join("memory.memsw.limit_in_bytes"), &bytes);
             // The pid moves in after it started: what it touched until then (exec, loader)
-            // moves with it and counts against its limit (v1 leaves it with the node otherwise).
+            // moves with it and counts against its limit where the kernel still moves charges
+            // (recent kernels refuse this deprecated file; then that memory stays charged to
+            // the node's cgroup, and only what the instance touches afterwards is limited).
             let _ = std::fs::write(mem.join("memory.move_charge_at_immigrate"), "3");
         }
         self.oom_before = self.oom_kills();
