@@ -88,7 +88,7 @@ fn a_memory_hog_is_oom_killed_and_restarted_and_a_cpu_hog_keeps_to_its_quota() {
     std::fs::write(
         &file,
         format!(
-            "name = \"hogs\"\n\n[[slices]]\nname = \"mem\"\ncommand = [\"python3\", \"{}\"]\ninstances = 1\nresources = {{ memory = \"32MiB\" }}\nstop_timeout = \"1s\"\n\n[[slices]]\nname = \"cpu\"\ncommand = [\"python3\", \"{}\"]\ninstances = 1\nresources = {{ cpu = 0.5, memory = \"64MiB\" }}\nstop_timeout = \"1s\"\n",
+            "name = \"hogs\"\n\n[[slices]]\nname = \"mem\"\ncommand = [\"python3\", \"{}\"]\ninstances = 1\nresources = {{ memory = \"32MiB\" }}\nstop_timeout = \"1s\"\n\n[[slices]]\nname = \"cpu\"\ncommand = [\"python3\", \"{}\"]\ninstances = 1\nresources = {{ cpu = 0.5, memory = \"64MiB\" }}\nstop_timeout = \"1s\"\n\n[[slices]]\nname = \"small\"\ncommand = [\"python3\", \"-c\", \"import time; time.sleep(3600)\"]\ninstances = 1\nresources = {{ memory = \"2MiB\" }}\nstop_timeout = \"1s\"\n",
             mem.display(),
             cpu.display()
         ),
@@ -129,6 +129,16 @@ fn a_memory_hog_is_oom_killed_and_restarted_and_a_cpu_hog_keeps_to_its_quota() {
         },
     );
     eprintln!("the memory hog: {r}");
+    // What an instance touches while it starts counts too: Python alone is over 2 MiB (3 MiB charged as it starts).
+    let r = wait_for(
+        "a 2 MiB python is oom-killed as it starts",
+        Duration::from_secs(60),
+        || {
+            let r = row("small")?;
+            (r["last_exit"] == "oom-killed").then_some(r)
+        },
+    );
+    eprintln!("the small one: {r}");
     let events = stdout(&n.cli(&["events", "--limit", "500"]));
     assert!(
         events.contains("hogs/mem/0 backoff (oom-killed)"),

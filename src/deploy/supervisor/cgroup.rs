@@ -13,10 +13,12 @@
 //!   100000", `memory.max` (and `memory.swap.max` 0); OOM kills from `memory.events`'s
 //!   `oom_kill`. Not tested on a real v2 host yet: only the text it writes and parses is.
 //!
-//! The pid is written into the cgroup right after the spawn returns (from the daemon: the child
-//! runs as the instance's user by then and could not write there itself). The child has been
-//! running for the few milliseconds in between, outside the limits; what it forks later (its
-//! process group) inherits the cgroup. Where cgroups cannot be written (no mount, read-only, not
+//! On v1 the child moves itself in before it execs: [`Cgroups::prepare`] makes the cgroup and
+//! hands its `cgroup.procs` files to the instance's user, and the child (already that user)
+//! writes "0" into them from `pre_exec`, so everything it touches counts. Then, and on v2 (where
+//! a move needs write access to the common ancestor's file), the daemon writes the pid right
+//! after the spawn returns; on v2 the child has run for the few milliseconds in between outside
+//! its limits. What it forks later (its process group) inherits the cgroup. Where cgroups cannot be written (no mount, read-only, not
 //! root), instances run without limits and [`Cgroups::status`] says which and why.
 
 use std::io;
@@ -232,8 +234,44 @@ impl Cgroups {
         if limits.is_none() {
             return Ok(None);
         }
+        self.group(layout, instance).enter(limits, pid)
+    }
+
+    /// Before a spawn (cgroup v1): make `instance`'s cgroup with `limits` and hand its
+    /// `cgroup.procs` files to `owner`, the user the child switches to, so that the child can
+    /// move itself in before it execs and everything it touches counts. The paths to write
+    /// "0" into; none where limits are off, on v2 (whose moves need the common ancestor's
+    /// file) or when anything fails (then [`Cgroups::attach`] moves it in after the spawn).
+    pub(super) fn prepare(
+        &self,
+        instance: &str,
+        limits: Limits,
+        owner: Option<(u32, u32)>,
+    ) -> Vec<PathBuf> {
+        let Some(layout @ Layout::V1 { .. }) = &self.layout else {
+            return Vec::new();
+        };
+        if limits.is_none() {
+            return Vec::new();
+        }
+        let mut g = self.group(layout, instance);
+        if g.set_up(limits).is_err() {
+            return Vec::new();
+        }
+        let procs: Vec<PathBuf> = g.dirs.iter().map(|d| d.join("cgroup.procs")).collect();
+        if let Some((uid, gid)) = owner
+            && procs
+                .iter()
+                .any(|p| std::os::unix::fs::chown(p, Some(uid), Some(gid)).is_err())
+        {
+            return Vec::new();
+        }
+        procs
+    }
+
+    fn group(&self, layout: &Layout, instance: &str) -> Group {
         let name = leaf(instance);
-        let group = match layout {
+        match layout {
             Layout::V1 {
                 cpu,
                 memory,
@@ -251,8 +289,7 @@ impl Cgroups {
                 v2: true,
                 oom_before: 0,
             },
-        };
-        group.enter(limits, pid)
+        }
     }
 }
 
@@ -297,6 +334,21 @@ impl Group {
     }
 
     fn try_enter(&mut self, limits: Limits, pid: u32) -> io::Result<()> {
+        self.set_up(limits)?;
+        self.oom_before = self.oom_kills();
+        for d in &self.dirs {
+            let procs = d.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string()).map_err(|e| match e.raw_os_error() {
+                // Ended already: said as such (the error keeps its code).
+                Some(libc::ESRCH) => e,
+                _ => io::Error::new(e.kind(), format!("{}: {e}", procs.display())),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Make the dirs and write the limits.
+    fn set_up(&mut self, limits: Limits) -> io::Result<()> {
         for d in &self.dirs {
             mkdir(d)?;
         }
@@ -331,20 +383,10 @@ impl Group {
             write(&mem.join("memory.limit_in_bytes"), &bytes)?;
             // Where swap is accounted: no swapping past the limit either (absent otherwise).
             let _ = std::fs::write(mem.join("memory.memsw.limit_in_bytes"), &bytes);
-            // The pid moves in after it started: what it touched until then (exec, loader)
-            // moves with it and counts against its limit where the kernel still moves charges
-            // (recent kernels refuse this deprecated file; then that memory stays charged to
-            // the node's cgroup, and only what the instance touches afterwards is limited).
+            // A pid moved in after it started (when it could not move itself in, see
+            // `prepare`): what it touched until then moves with it where the kernel still moves
+            // charges (recent kernels refuse this deprecated file).
             let _ = std::fs::write(mem.join("memory.move_charge_at_immigrate"), "3");
-        }
-        self.oom_before = self.oom_kills();
-        for d in &self.dirs {
-            let procs = d.join("cgroup.procs");
-            std::fs::write(&procs, pid.to_string()).map_err(|e| match e.raw_os_error() {
-                // Ended already: said as such (the error keeps its code).
-                Some(libc::ESRCH) => e,
-                _ => io::Error::new(e.kind(), format!("{}: {e}", procs.display())),
-            })?;
         }
         Ok(())
     }

@@ -320,10 +320,15 @@ impl Instance {
             .chain(args.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join(" ");
-        let launched = match process::spawn(program, &args, &env, &work, run_as.as_ref()) {
+        let join = self.ctx.cgroups.prepare(
+            &self.spec.instance,
+            self.spec.limits,
+            run_as.as_ref().map(|u| (u.uid, u.gid)),
+        );
+        let launched = match process::spawn(program, &args, &env, &work, run_as.as_ref(), &join) {
             Ok(child) => Ok(Launched {
-                // From here, right after the spawn: the child has run for a few ms outside
-                // its limits, and as its own user could not have entered its cgroup itself.
+                // The child moved itself in before it exec'd where it could (cgroup v1); else
+                // it has run for a few ms outside its limits, and goes in now.
                 cgroup: self.limit(child.id().unwrap_or(0), &run_log),
                 child,
                 log,

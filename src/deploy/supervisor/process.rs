@@ -167,7 +167,8 @@ async fn pump(mut from: impl AsyncRead + Unpin, log: Arc<Mutex<LogFile>>) {
 
 /// Start `program` with `args` in `work`, in a process group of its own (its pid is the group
 /// id), output piped, with exactly `env` (nothing of the daemon's), as `run_as` when given, and
-/// with `no_new_privs` (no set-user-id binary gains it privileges). The child gets SIGKILL when
+/// with `no_new_privs` (no set-user-id binary gains it privileges), moving itself into the
+/// cgroups whose `cgroup.procs` files `join` names before it execs. The child gets SIGKILL when
 /// the daemon dies, and exits at once if the daemon is gone already.
 pub(super) fn spawn(
     program: &str,
@@ -175,7 +176,13 @@ pub(super) fn spawn(
     env: &[(String, String)],
     work: &Path,
     run_as: Option<&super::user::RunAs>,
+    join: &[PathBuf],
 ) -> std::io::Result<Child> {
+    // Made before the fork: the child only opens and writes them.
+    let join: Vec<std::ffi::CString> = join
+        .iter()
+        .filter_map(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok())
+        .collect();
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -200,6 +207,15 @@ pub(super) fn spawn(
             }
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // Into its cgroups before it execs ("0": the writer itself); a failure leaves it
+            // to the daemon, which moves it in after the spawn.
+            for path in &join {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd >= 0 {
+                    libc::write(fd, b"0".as_ptr().cast(), 1);
+                    libc::close(fd);
+                }
             }
             Ok(())
         });
