@@ -588,10 +588,18 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
 /// Where `slices[i].user` is written in `text` (line, column), for an error found after
 /// parsing (a user this node does not have). `None` when the file does not parse.
 pub fn user_at(text: &str, slice: usize) -> Option<(usize, usize)> {
+    slice_field_at(text, slice, |s| Some(s.user.as_ref()?.span().start))
+}
+
+/// Where a field of `slices[i]` (found by `at`, a byte offset) is written in `text`.
+fn slice_field_at(
+    text: &str,
+    slice: usize,
+    at: impl Fn(&RawSlice) -> Option<usize>,
+) -> Option<(usize, usize)> {
     let raw: RawBlueprint = toml::from_str(text).ok()?;
-    let u = raw.slices.get(slice)?.get_ref().user.as_ref()?;
-    let src = Source { file: "", text };
-    Some(src.line_col(u.span().start))
+    let offset = at(raw.slices.get(slice)?.get_ref())?;
+    Some(Source { file: "", text }.line_col(offset))
 }
 
 /// A percentage such as `10%` (or `0.5%`), as a fraction 0–1 at most `max_pct` percent.
@@ -839,10 +847,9 @@ fn service(
 /// Where `slices[i].service.port` is written in `text` (line, column), for an error found
 /// after parsing (a port another blueprint holds). `None` when the file does not parse.
 pub fn service_port_at(text: &str, slice: usize) -> Option<(usize, usize)> {
-    let raw: RawBlueprint = toml::from_str(text).ok()?;
-    let sv = raw.slices.get(slice)?.get_ref().service.as_ref()?;
-    let src = Source { file: "", text };
-    Some(src.line_col(sv.get_ref().port.span().start))
+    slice_field_at(text, slice, |s| {
+        Some(s.service.as_ref()?.get_ref().port.span().start)
+    })
 }
 
 /// Parse and validate the blueprint in `text`; `file` names it in errors.

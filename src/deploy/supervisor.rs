@@ -101,11 +101,16 @@ impl Supervisor {
         user::seal_data_dir(&data_dir);
         let node_uid = user::node_uid();
         let passed_env = user::passed(&cfg.pass_env);
-        let said = match user::resolve(None, &cfg, node_uid) {
-            Ok(Some(u)) if user::unreachable(&data_dir.join("work"), &u).is_some() => format!(
+        let resolved = user::resolve(None, &cfg, node_uid);
+        let closed = match &resolved {
+            Ok(Some(u)) => user::unreachable(&data_dir.join("work"), u),
+            _ => None,
+        };
+        let said = match resolved {
+            Ok(Some(u)) if closed.is_some() => format!(
                 "instances of '{}' cannot start here: {}",
                 u.name,
-                user::unreachable(&data_dir.join("work"), &u).unwrap_or_default()
+                closed.unwrap_or_default()
             ),
             Ok(Some(u)) => format!(
                 "instances run as '{}' (deploy.user) unless their slice names one, root only with deploy.allow_root; clean environment{}; no_new_privs",

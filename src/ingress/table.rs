@@ -54,13 +54,10 @@ impl Route {
         let Some((to, split)) = self.split else {
             return all();
         };
-        let pick: Box<dyn Fn(&Backend) -> bool> = match split {
-            TrafficSplit::ByCopies => return all(),
-            TrafficSplit::Only { version } => Box::new(move |b| b.version == version),
-            TrafficSplit::Weighted { to_pct } => {
-                let new_side = roll < to_pct;
-                Box::new(move |b| (b.version == to) == new_side)
-            }
+        let pick = |b: &Backend| match split {
+            TrafficSplit::ByCopies => true,
+            TrafficSplit::Only { version } => b.version == version,
+            TrafficSplit::Weighted { to_pct } => (b.version == to) == (roll < to_pct),
         };
         let chosen: Vec<&Backend> = self.backends.iter().filter(|b| pick(b)).collect();
         if chosen.is_empty() { all() } else { chosen }

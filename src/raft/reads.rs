@@ -115,7 +115,7 @@ impl Store {
         let txn = self.db.begin_read().map_err(io)?;
         let t = txn.open_table(BLUEPRINT_VERSIONS).map_err(io)?;
         let v = t
-            .get(format!("{name}@{version:012}").as_str())
+            .get(super::rollouts::version_key(name, version).as_str())
             .map_err(io)?;
         v.map(|v| dec(v.value(), "blueprint version")).transpose()
     }

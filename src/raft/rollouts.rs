@@ -35,7 +35,8 @@ const ANALYSIS_KEEP: usize = 32;
 /// Unreferenced versions kept per blueprint (for undo), newest first.
 const VERSIONS_KEEP: usize = 10;
 
-fn version_key(name: &str, version: u64) -> String {
+/// The key of version `version` of blueprint `name` in `BLUEPRINT_VERSIONS`.
+pub(super) fn version_key(name: &str, version: u64) -> String {
     format!("{name}@{version:012}")
 }
 
@@ -299,16 +300,9 @@ pub(super) fn stored(
         }
         if differing.is_empty() {
             // Every copy already runs what `v` runs: an open rollout to another version ends.
-            if let Some(mut r) = open {
-                r.state = RolloutState::Superseded { by: 0 };
-                r.step = RolloutStep::Done;
-                r.ended_at = Some(at);
-                r.history.push((
-                    at,
-                    format!("ended: v{v} applied ({cause}), and every copy already runs it"),
-                ));
-                r.rev += 1;
-                put(txn, &mut r)?;
+            if let Some(r) = open {
+                let why = format!("ended: v{v} applied ({cause}), and every copy already runs it");
+                supersede(txn, r, 0, at, why)?;
             }
             continue;
         }
@@ -322,14 +316,9 @@ pub(super) fn stored(
                 .map(|(ver, _)| *ver)
                 .expect("not empty"),
         };
-        if let Some(mut r) = open {
-            r.state = RolloutState::Superseded { by: id };
-            r.step = RolloutStep::Done;
-            r.ended_at = Some(at);
-            r.history
-                .push((at, format!("superseded by r-{id}: v{v} applied ({cause})")));
-            r.rev += 1;
-            put(txn, &mut r)?;
+        if let Some(r) = open {
+            let why = format!("superseded by r-{id}: v{v} applied ({cause})");
+            supersede(txn, r, id, at, why)?;
         }
         let mut r = begin(id, &name, s, (from, v), cause.to_string(), at);
         // Copies that already run what `v` runs (an earlier version applied again mid-rollout)
@@ -347,12 +336,12 @@ pub(super) fn stored(
         started.push(id);
     }
     // Slices no longer in the blueprint: their rollouts end with them.
-    for mut r in open(txn)?.into_iter().filter(|r| {
+    for r in open(txn)?.into_iter().filter(|r| {
         r.blueprint == name
             && r.state.is_open()
             && !new.blueprint.slices.iter().any(|s| s.name == r.slice)
     }) {
-        end_removed(txn, &mut r, at)?;
+        supersede(txn, r, 0, at, "ended: the slice was removed".into())?;
     }
     if !relabel.is_empty() {
         let mut t = txn.open_table(ASSIGNMENTS).map_err(io)?;
@@ -364,13 +353,21 @@ pub(super) fn stored(
     Ok(started)
 }
 
-fn end_removed(txn: &WriteTransaction, r: &mut Rollout, at: Millis) -> Result<(), std::io::Error> {
-    r.state = RolloutState::Superseded { by: 0 };
+/// End open rollout `r` as superseded (`by` the rollout that replaces it, 0: none), saying
+/// why in its history.
+fn supersede(
+    txn: &WriteTransaction,
+    mut r: Rollout,
+    by: u64,
+    at: Millis,
+    why: String,
+) -> Result<(), std::io::Error> {
+    r.state = RolloutState::Superseded { by };
     r.step = RolloutStep::Done;
     r.ended_at = Some(at);
-    r.history.push((at, "ended: the slice was removed".into()));
+    r.history.push((at, why));
     r.rev += 1;
-    put(txn, r)
+    put(txn, &mut r)
 }
 
 /// Blueprint `name` was removed: end its open rollouts and forget its versions.
@@ -379,11 +376,11 @@ pub(super) fn removed(
     name: &str,
     at: Millis,
 ) -> Result<(), std::io::Error> {
-    for mut r in open(txn)?
+    for r in open(txn)?
         .into_iter()
         .filter(|r| r.blueprint == name && r.state.is_open())
     {
-        end_removed(txn, &mut r, at)?;
+        supersede(txn, r, 0, at, "ended: the slice was removed".into())?;
     }
     let prefix = format!("{name}@");
     txn.open_table(BLUEPRINT_VERSIONS)
@@ -401,23 +398,30 @@ fn prune_versions(txn: &WriteTransaction, name: &str) -> Result<(), std::io::Err
         keep.insert(r.from);
         keep.insert(r.to);
     }
-    let prefix = format!("{name}@");
+    let mut versions = kept_versions(txn, name)?;
+    versions.reverse();
     let mut t = txn.open_table(BLUEPRINT_VERSIONS).map_err(io)?;
-    let mut versions: Vec<u64> = Vec::new();
-    for row in t.range(prefix.as_str()..).map_err(io)? {
-        let (k, _) = row.map_err(io)?;
-        let Some(ver) = k.value().strip_prefix(&prefix).and_then(|v| v.parse().ok()) else {
-            break;
-        };
-        versions.push(ver);
-    }
-    versions.sort_unstable_by(|a, b| b.cmp(a));
     for ver in versions.into_iter().skip(VERSIONS_KEEP) {
         if !keep.contains(&ver) {
             t.remove(version_key(name, ver).as_str()).map_err(io)?;
         }
     }
     Ok(())
+}
+
+/// The kept versions of blueprint `name`, oldest first (the keys sort by version).
+fn kept_versions(txn: &WriteTransaction, name: &str) -> Result<Vec<u64>, std::io::Error> {
+    let prefix = format!("{name}@");
+    let t = txn.open_table(BLUEPRINT_VERSIONS).map_err(io)?;
+    let mut out = Vec::new();
+    for row in t.range(prefix.as_str()..).map_err(io)? {
+        let (k, _) = row.map_err(io)?;
+        match k.value().strip_prefix(&prefix).and_then(|v| v.parse().ok()) {
+            Some(v) => out.push(v),
+            None => break,
+        }
+    }
+    Ok(out)
 }
 
 /// The stored blueprint `name`.
@@ -696,26 +700,16 @@ fn undo_closed(
             }
         }
     };
-    let kept = |txn: &WriteTransaction| -> Result<Vec<u64>, std::io::Error> {
-        let prefix = format!("{}@", cur.blueprint.name);
-        let t = txn.open_table(BLUEPRINT_VERSIONS).map_err(io)?;
-        let mut out = Vec::new();
-        for row in t.range(prefix.as_str()..).map_err(io)? {
-            let (k, _) = row.map_err(io)?;
-            match k.value().strip_prefix(&prefix).and_then(|v| v.parse().ok()) {
-                Some(v) => out.push(v),
-                None => break,
-            }
-        }
-        Ok(out)
-    };
     let Some(old) = version(txn, &cur.blueprint.name, target)?.and_then(|b| {
         b.blueprint
             .slices
             .into_iter()
             .find(|s| s.name == slice.name)
     }) else {
-        let list: Vec<String> = kept(txn)?.iter().map(|v| format!("v{v}")).collect();
+        let list: Vec<String> = kept_versions(txn, &cur.blueprint.name)?
+            .iter()
+            .map(|v| format!("v{v}"))
+            .collect();
         return Ok(Response::Refused(format!(
             "v{target} of '{target_name}' is not kept (or had no such slice); kept versions: {}",
             list.join(", ")

@@ -126,6 +126,21 @@ fn succeed(n: &mut Rollout, o: &Observed) {
     );
 }
 
+/// Fails the rollout (`what`: its strategy) when a new copy is not healthy by its deadline;
+/// whether it did.
+fn overdue(n: &mut Rollout, o: &Observed, what: &str) -> bool {
+    let Some((key, said)) = &o.to.overdue else {
+        return false;
+    };
+    let why = format!(
+        "{what} v{}: {key} not healthy {} after it started ({said})",
+        n.to,
+        human_millis(n.policy.healthy_deadline_ms)
+    );
+    fail(n, o, why);
+    true
+}
+
 /// Fails the rollout when a new copy is overdue or nothing moved for `progress_deadline`;
 /// whether it did.
 fn deadlines(n: &mut Rollout, o: &Observed) -> bool {
@@ -134,13 +149,7 @@ fn deadlines(n: &mut Rollout, o: &Observed) -> bool {
         Strategy::Rolling => "rolling",
         Strategy::BlueGreen => "blue-green",
     };
-    if let Some((key, said)) = &o.to.overdue {
-        let why = format!(
-            "{what} v{}: {key} not healthy {} after it started ({said})",
-            n.to,
-            human_millis(n.policy.healthy_deadline_ms)
-        );
-        fail(n, o, why);
+    if overdue(n, o, what) {
         return true;
     }
     let idle = o.now.saturating_sub(n.progress_at);
@@ -318,13 +327,7 @@ fn ms(x: Option<f64>) -> String {
 fn analyse(n: &mut Rollout, o: &Observed) {
     let now = o.now;
     n.want_from = o.instances;
-    if let Some((key, said)) = &o.to.overdue {
-        let why = format!(
-            "canary v{}: {key} not healthy {} after it started ({said})",
-            n.to,
-            human_millis(n.policy.healthy_deadline_ms)
-        );
-        fail(n, o, why);
+    if overdue(n, o, "canary") {
         return;
     }
     let Some(a) = n.policy.analysis.clone() else {

@@ -393,6 +393,11 @@ pub struct TestCluster {
     pub root: tempfile::TempDir,
 }
 
+/// `(name, value)` pairs borrowed from owned ones.
+fn pairs(e: &[(String, String)]) -> Vec<(&str, &str)> {
+    e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
 impl TestCluster {
     /// A single founding node, ready.
     pub fn single(name: &str, env: &[(&str, &str)]) -> TestCluster {
@@ -453,6 +458,34 @@ impl TestCluster {
         let mut c = TestCluster::single("n1", env);
         c.join(&["n2", "n3"], env);
         c.wait_voters(3);
+        c
+    }
+
+    /// `n` nodes, each serving slices' service ports on its own loopback address (node i on
+    /// 127.0.0.1(i+1)), requests waiting up to 15 s for an instance, with `env` besides; every
+    /// node a voter and in n1's metrics.
+    pub fn with_ingress(n: usize, env: &[(&str, &str)]) -> TestCluster {
+        let node_env = |i: usize| {
+            let bind = format!("127.0.0.1{}", i + 1);
+            let mut e: Vec<(String, String)> = vec![
+                ("AETHER_INGRESS_BIND".into(), bind),
+                ("AETHER_INGRESS_QUEUE_TIMEOUT".into(), "15s".into()),
+            ];
+            e.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            e
+        };
+        let e = node_env(0);
+        let mut c = TestCluster::single("n1", &pairs(&e));
+        for i in 1..n {
+            let e = node_env(i);
+            c.join(&[&format!("n{}", i + 1)], &pairs(&e));
+        }
+        c.wait_voters(n);
+        wait_for(
+            "every node in n1's metrics",
+            Duration::from_secs(20),
+            || (c.nodes[0].metrics(&[])?["nodes"].as_array()?.len() == n).then_some(()),
+        );
         c
     }
 

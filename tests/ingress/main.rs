@@ -82,36 +82,7 @@ S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 
 /// Three nodes; node i binds service ports on 127.0.0.1(i+1).
 fn cluster() -> TestCluster {
-    let bind = |i: u8| {
-        [
-            ("AETHER_INGRESS_BIND", format!("127.0.0.1{i}")),
-            ("AETHER_INGRESS_QUEUE_TIMEOUT", "15s".to_string()),
-        ]
-    };
-    let env = |i: u8| {
-        bind(i)
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<Vec<(String, String)>>()
-    };
-    let e1 = env(1);
-    let e1: Vec<(&str, &str)> = e1.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut c = TestCluster::single("n1", &e1);
-    for (i, name) in [(2u8, "n2"), (3, "n3")] {
-        let e = env(i);
-        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        c.join(&[name], &e);
-    }
-    c.wait_voters(3);
-    wait_for(
-        "every node in n1's metrics",
-        Duration::from_secs(20),
-        || (c.nodes[0].metrics(&[])?["nodes"].as_array()?.len() == 3).then_some(()),
-    );
-    c
+    TestCluster::with_ingress(3, &[])
 }
 
 fn blueprint(c: &TestCluster, port: u16, instances: u32, version: &str) -> String {

@@ -42,34 +42,10 @@ fn run_id(test: &str) -> String {
     format!("rollout-{}-{test}", std::process::id())
 }
 
-/// Node i (0-based) of a cluster: service ports on 127.0.0.1(i+1), a test-run mark its
-/// instances inherit.
-fn env(i: usize, run: &str) -> Vec<(String, String)> {
-    vec![
-        ("AETHER_INGRESS_BIND".into(), format!("127.0.0.1{}", i + 1)),
-        ("AETHER_INGRESS_QUEUE_TIMEOUT".into(), "15s".into()),
-        ("TEST_RUN".into(), run.to_string()),
-    ]
-}
-
-fn borrowed(e: &[(String, String)]) -> Vec<(&str, &str)> {
-    e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
+/// `n` nodes serving service ports on 127.0.0.1(i+1), marked with `run` (their instances get
+/// the mark through `deploy.pass_env`).
 fn cluster(n: usize, run: &str) -> TestCluster {
-    let e = env(0, run);
-    let mut c = TestCluster::single("n1", &borrowed(&e));
-    for i in 1..n {
-        let e = env(i, run);
-        c.join(&[&format!("n{}", i + 1)], &borrowed(&e));
-    }
-    c.wait_voters(n);
-    wait_for(
-        "every node in n1's metrics",
-        Duration::from_secs(20),
-        || (c.nodes[0].metrics(&[])?["nodes"].as_array()?.len() == n).then_some(()),
-    );
-    c
+    TestCluster::with_ingress(n, &[("TEST_RUN", run)])
 }
 
 /// Write `shop.toml`: slice `web` with `instances`, VERSION `version`, FAIL `fail`, and
