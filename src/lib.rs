@@ -63,13 +63,16 @@
 //!  raft/           openraft over redb: commands, the state machine split by job (apply,
 //!                  control, reads, snapshot), membership, its own request/status types
 //!  net/            QUIC endpoint, frames, the peer router (one route per subsystem), CA, tokens
-//!  domain.rs config.rs   plain types; configuration
+//!  domain.rs config.rs platform.rs
+//!                  plain types; configuration; what the binary is and needs of the CPU
 //! ```
 //!
 //! ## Modules
 //!
 //! - [`node`]: composition root; builds every subsystem, supervises its loops, owns shutdown.
 //! - [`config`]: the node's configuration and its precedence rules.
+//! - [`platform`]: version, commit, target, CPU baseline, and the start-up gate that refuses a
+//!   CPU below the baseline with a message.
 //! - [`domain`]: plain types shared by all (node records, tokens, audit, decisions), no I/O.
 //! - [`net`]: QUIC endpoint, framing, the peer router, the cluster CA and join tokens; the only
 //!   user of quinn and rustls.
@@ -104,6 +107,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod platform;
 pub mod raft;
 pub mod rollout;
 pub mod tui;

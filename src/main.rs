@@ -5,6 +5,7 @@ use clap::Parser;
 use aether::cli::{self, Cli, Cmd, Failure, exit};
 
 fn main() {
+    aether::platform::keep_cpu_gate();
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Cmd::Node(_));
     if !daemon {

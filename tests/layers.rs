@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, bottom up; a module may use its own layer and those below.
 const LAYERS: &[&[&str]] = &[
-    &["domain", "config"],
+    &["domain", "config", "platform"],
     &["net"],
     &["raft"],
     &["metrics", "deploy", "ingress", "rollout", "controller"],

@@ -139,6 +139,8 @@ pub enum Cmd {
     /// The on-device language model that reviews the controller's proposals.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// Version, commit, target, linkage and the CPU baseline this binary was built for.
+    Version,
     /// Check this machine and node (not built yet).
     Doctor,
     /// Diagnostics bundle (not built yet).

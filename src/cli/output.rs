@@ -63,6 +63,33 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `aether version`.
+pub fn build_info(w: &mut dyn Write, b: &crate::platform::BuildInfo, json: bool) -> io::Result<()> {
+    if json {
+        return write_json(w, b);
+    }
+    writeln!(w, "aether {}", b.version)?;
+    writeln!(w, "commit:  {}", b.commit)?;
+    writeln!(w, "target:  {} ({})", b.target, b.linkage)?;
+    let cpu = if b.cpu_needs.is_empty() {
+        format!("built for {}", b.cpu_baseline)
+    } else if b.cpu_missing.is_empty() {
+        format!(
+            "built for {} ({}); this cpu has them all",
+            b.cpu_baseline,
+            b.cpu_needs.join(", ")
+        )
+    } else {
+        format!(
+            "built for {} ({}); this cpu lacks {}: install the baseline build",
+            b.cpu_baseline,
+            b.cpu_needs.join(", "),
+            b.cpu_missing.join(", ")
+        )
+    };
+    writeln!(w, "cpu:     {cpu}")
+}
+
 /// `aether token create`: the token alone on stdout, details on stderr.
 pub fn token(
     w: &mut dyn Write,

@@ -93,7 +93,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, rollout, decisions, override, model, tui, token, kv and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, rollout, decisions, override, model, tui, token, kv, version and completions"
         ),
     )
 }
@@ -254,6 +254,10 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
         Cmd::Model(ModelCmd::Bench { seconds }) => {
             let b = client(cli).await?.model_bench(*seconds).await?;
             output::model_bench(&mut stdout(), &b, json).map_err(unwritten)?;
+        }
+        Cmd::Version => {
+            let b = crate::platform::BuildInfo::current();
+            output::build_info(&mut stdout(), &b, json).map_err(unwritten)?;
         }
         Cmd::Doctor => return Err(not_built("doctor", "a later issue")),
         Cmd::Diag(_) => return Err(not_built("diag", "a later issue")),

@@ -397,3 +397,21 @@ fn the_readme_rollout_example_parses() {
         "the README says the other values are the defaults"
     );
 }
+
+#[test]
+fn version_names_the_baseline_and_what_this_cpu_lacks() {
+    let mut b = crate::platform::BuildInfo {
+        version: "0.1.0".into(),
+        commit: "dc7d75e1a2b3".into(),
+        target: "x86_64-unknown-linux-gnu".into(),
+        linkage: "static".into(),
+        cpu_baseline: "x86-64-v3".into(),
+        cpu_missing: vec![],
+        cpu_needs: vec!["avx2".into(), "fma".into(), "bmi2".into()],
+    };
+    let fine = render(|w| output::build_info(w, &b, false));
+    b.cpu_missing = vec!["avx2".into(), "fma".into()];
+    let lacking = render(|w| output::build_info(w, &b, false));
+    insta::assert_snapshot!("version", format!("{fine}---\n{lacking}"));
+    render_json(|w| output::build_info(w, &b, true));
+}

@@ -134,6 +134,8 @@ impl Supervisor {
                 fnv32(data_dir.as_os_str().as_encoded_bytes())
             ),
             cfg.limits,
+            cgroup::own_v2().as_deref(),
+            std::process::id(),
         );
         if cgroups.on() {
             tracing::info!("{}", cgroups.status());

@@ -8,10 +8,14 @@
 //!   `memory.memsw.limit_in_bytes` where swap is accounted, so a hog cannot swap instead).
 //!   OOM kills are counted by the `oom_kill` line of `memory.oom_control` (kernels since 4.13),
 //!   else by `memory.failcnt` (hits of the limit: a SIGKILL after one counts as an OOM kill).
-//! - **v2** (`<root>/cgroup.controllers` exists): `<root>/aether.slice/<node>/<instance>`, with
-//!   `+cpu +memory` enabled in each parent's `cgroup.subtree_control`; `cpu.max` = "<quota>
+//! - **v2** (`<root>/cgroup.controllers` exists): where the node has a cgroup of its own (a
+//!   systemd unit with `Delegate=yes`: its `cgroup.procs` holds the node alone), the node moves
+//!   itself into `<own>/node` (`cpu.weight` 1000: ten times an instance's, so a runaway cannot
+//!   starve Raft) and instances go in `<own>/instances/<instance>`, inside the unit, so systemd
+//!   still stops them with it. Otherwise `<root>/aether.slice/<node>/<instance>`. `+cpu
+//!   +memory` is enabled in each parent's `cgroup.subtree_control`; `cpu.max` = "<quota>
 //!   100000", `memory.max` (and `memory.swap.max` 0); OOM kills from `memory.events`'s
-//!   `oom_kill`. Not tested on a real v2 host yet: only the text it writes and parses is.
+//!   `oom_kill`.
 //!
 //! On v1 the child moves itself in before it execs: [`Cgroups::prepare`] makes the cgroup and
 //! hands its `cgroup.procs` files to the instance's user, and the child (already that user)
@@ -82,7 +86,7 @@ enum Layout {
         memory: PathBuf,
         cpuacct: Option<PathBuf>,
     },
-    /// `<root>/aether.slice/<node>`.
+    /// `<own>/instances` or `<root>/aether.slice/<node>`.
     V2 { node: PathBuf },
 }
 
@@ -101,6 +105,40 @@ fn write(path: &Path, text: &str) -> io::Result<()> {
 fn mkdir(path: &Path) -> io::Result<()> {
     std::fs::create_dir_all(path)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display())))
+}
+
+/// `dir` offers the cpu and memory controllers.
+fn has_cpu_and_memory(dir: &Path) -> Result<(), String> {
+    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers"))
+        .map_err(|e| format!("{}: {e}", dir.join("cgroup.controllers").display()))?;
+    for c in ["cpu", "memory"] {
+        if !controllers.split_whitespace().any(|x| x == c) {
+            return Err(format!(
+                "the {c} controller is not available in {}",
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Enable cpu and memory for `dir`'s children.
+fn enable(dir: &Path) -> Result<(), String> {
+    write(&dir.join("cgroup.subtree_control"), "+cpu +memory").map_err(|e| {
+        if e.kind() == io::ErrorKind::ResourceBusy {
+            format!("{e} (processes live in it, so it cannot have limited children)")
+        } else {
+            e.to_string()
+        }
+    })
+}
+
+/// This process's cgroup v2 path (`0::<path>` in `/proc/self/cgroup`), if any.
+pub(super) fn own_v2() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim().to_string())
 }
 
 /// Remove the cgroups left empty under `dir` (by a previous run of this node).
@@ -127,13 +165,27 @@ impl Cgroups {
     /// Find the cgroup filesystem under `root` (`/sys/fs/cgroup`), make this node's dirs and
     /// remove the empty ones a previous run left. Off when `enabled` is false or they cannot
     /// be written.
-    pub(super) fn detect(root: &Path, node: &str, enabled: bool) -> Cgroups {
+    /// `own` is this process's v2 cgroup (the `0::` line of `/proc/self/cgroup`) and `pid` its
+    /// pid, for the delegated layout.
+    pub(super) fn detect(
+        root: &Path,
+        node: &str,
+        enabled: bool,
+        own: Option<&str>,
+        pid: u32,
+    ) -> Cgroups {
         if !enabled {
             return Cgroups::off("deploy.limits = false");
         }
         let node = leaf(node);
         let found = if root.join("cgroup.controllers").exists() {
-            Self::v2(root, &node)
+            match own.map(|own| Self::v2_delegated(root, own, pid)) {
+                Some(Ok(c)) => Ok(c),
+                Some(Err(delegated)) => {
+                    Self::v2(root, &node).map_err(|e| format!("{delegated}; and {e}"))
+                }
+                None => Self::v2(root, &node),
+            }
         } else if root.join("cpu/cpu.cfs_quota_us").exists()
             && root.join("memory/memory.limit_in_bytes").exists()
         {
@@ -183,22 +235,14 @@ impl Cgroups {
         })
     }
 
+    /// Under the root: `<root>/aether.slice/<node>`.
     fn v2(root: &Path, node: &str) -> Result<Cgroups, String> {
-        let controllers = std::fs::read_to_string(root.join("cgroup.controllers"))
-            .map_err(|e| format!("{}: {e}", root.join("cgroup.controllers").display()))?;
-        for c in ["cpu", "memory"] {
-            if !controllers.split_whitespace().any(|x| x == c) {
-                return Err(format!(
-                    "the {c} controller is not available in {}",
-                    root.display()
-                ));
-            }
-        }
+        has_cpu_and_memory(root)?;
         let slice = root.join("aether.slice");
         let node_dir = slice.join(node);
         mkdir(&node_dir).map_err(|e| e.to_string())?;
         for d in [root, &slice, &node_dir] {
-            write(&d.join("cgroup.subtree_control"), "+cpu +memory").map_err(|e| e.to_string())?;
+            enable(d)?;
         }
         remove_empty_children(&node_dir);
         Ok(Cgroups {
@@ -207,6 +251,57 @@ impl Cgroups {
                 node_dir.display()
             ),
             layout: Some(Layout::V2 { node: node_dir }),
+        })
+    }
+
+    /// Inside the node's own cgroup `own` (relative to `root`), when it holds this process
+    /// alone (or already has the `node` + `instances` split from an earlier start).
+    fn v2_delegated(root: &Path, own: &str, pid: u32) -> Result<Cgroups, String> {
+        let rel = own.trim_start_matches('/');
+        let base = root.join(rel);
+        // Restarted in place: the node already sits in `<own>/node`.
+        let base = if rel.ends_with("/node") || rel == "node" {
+            base.parent().unwrap_or(root).to_path_buf()
+        } else {
+            base
+        };
+        if base == root {
+            return Err("the node runs in the root cgroup, not one of its own".into());
+        }
+        has_cpu_and_memory(&base)?;
+        let procs = std::fs::read_to_string(base.join("cgroup.procs"))
+            .map_err(|e| format!("{}: {e}", base.join("cgroup.procs").display()))?;
+        let others: Vec<&str> = procs
+            .split_whitespace()
+            .filter(|p| *p != pid.to_string())
+            .collect();
+        if !others.is_empty() {
+            return Err(format!(
+                "the node's cgroup {} also holds {} other process{} (run it as a systemd unit with Delegate=yes to give it one of its own)",
+                base.display(),
+                others.len(),
+                if others.len() == 1 { "" } else { "es" }
+            ));
+        }
+        let node_dir = base.join("node");
+        let instances = base.join("instances");
+        mkdir(&node_dir).map_err(|e| e.to_string())?;
+        mkdir(&instances).map_err(|e| e.to_string())?;
+        if !procs.trim().is_empty() {
+            write(&node_dir.join("cgroup.procs"), &pid.to_string()).map_err(|e| e.to_string())?;
+        }
+        enable(&base)?;
+        enable(&instances)?;
+        // The node's own share: ten times an instance's default weight (100).
+        let _ = write(&node_dir.join("cpu.weight"), "1000");
+        remove_empty_children(&instances);
+        Ok(Cgroups {
+            status: format!(
+                "cpu and memory limits on (cgroup v2, delegated: instances in {}, the node in {} with cpu.weight 1000; OOM kills from memory.events)",
+                instances.display(),
+                node_dir.display()
+            ),
+            layout: Some(Layout::V2 { node: instances }),
         })
     }
 
@@ -482,7 +577,7 @@ mod tests {
         fake_v1(root);
         // An empty leftover of a previous run goes at start.
         std::fs::create_dir_all(root.join("memory/aether/n1/old_s_0")).unwrap();
-        let c = Cgroups::detect(root, "n1", true);
+        let c = Cgroups::detect(root, "n1", true, None, 1);
         assert!(c.on(), "{}", c.status());
         assert!(
             c.status().contains("OOM kills from memory.oom_control"),
@@ -527,7 +622,7 @@ mod tests {
             "cpuset cpu io memory pids\n",
         )
         .unwrap();
-        let c = Cgroups::detect(root, "n1", true);
+        let c = Cgroups::detect(root, "n1", true, None, 1);
         assert!(c.on(), "{}", c.status());
         let node = root.join("aether.slice/n1");
         for d in [root.to_path_buf(), root.join("aether.slice"), node.clone()] {
@@ -551,9 +646,63 @@ mod tests {
     }
 
     #[test]
+    fn v2_delegated_puts_the_node_and_its_instances_inside_its_own_cgroup() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let unit = root.join("system.slice/aether.service");
+        std::fs::create_dir_all(&unit).unwrap();
+        for d in [root, &unit] {
+            std::fs::write(d.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        }
+        std::fs::write(unit.join("cgroup.procs"), "42\n").unwrap();
+        let own = Some("/system.slice/aether.service");
+        let c = Cgroups::detect(root, "n1", true, own, 42);
+        assert!(c.on(), "{}", c.status());
+        assert!(c.status().contains("delegated"), "{}", c.status());
+        assert_eq!(
+            std::fs::read_to_string(unit.join("node/cgroup.procs")).unwrap(),
+            "42"
+        );
+        assert_eq!(
+            std::fs::read_to_string(unit.join("node/cpu.weight")).unwrap(),
+            "1000"
+        );
+        for d in [unit.clone(), unit.join("instances")] {
+            assert_eq!(
+                std::fs::read_to_string(d.join("cgroup.subtree_control")).unwrap(),
+                "+cpu +memory"
+            );
+        }
+        c.attach(
+            "shop/web/1",
+            Limits {
+                cpu: 1.0,
+                memory: 0,
+            },
+            7,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(unit.join("instances/shop_web_1/cpu.max")).unwrap(),
+            "100000 100000"
+        );
+        assert!(!root.join("aether.slice").exists());
+
+        // Shared with another process (a shell, a test harness): the root layout instead,
+        // and nothing moved.
+        std::fs::remove_dir_all(unit.join("node")).unwrap();
+        std::fs::write(unit.join("cgroup.procs"), "42\n43\n").unwrap();
+        let c = Cgroups::detect(root, "n1", true, own, 42);
+        assert!(c.on(), "{}", c.status());
+        assert!(root.join("aether.slice/n1").is_dir());
+        assert!(!unit.join("node").exists());
+    }
+
+    #[test]
     fn off_says_why() {
         let dir = tempfile::tempdir().unwrap();
-        let c = Cgroups::detect(dir.path(), "n1", true);
+        let c = Cgroups::detect(dir.path(), "n1", true, None, 1);
         assert!(!c.on());
         assert!(
             c.status()
@@ -561,7 +710,7 @@ mod tests {
             "{}",
             c.status()
         );
-        let c = Cgroups::detect(dir.path(), "n1", false);
+        let c = Cgroups::detect(dir.path(), "n1", false, None, 1);
         assert_eq!(
             c.status(),
             "cpu and memory limits off: deploy.limits = false"
