@@ -1,6 +1,6 @@
 #!/bin/sh
-# Aether installer: the 'aether' binary, a systemd unit and an env file; it joins a cluster when
-# given AETHER_JOIN and a token, and it writes an uninstaller.
+# Aether installer: the 'aether' binary, its man pages, a systemd unit and an env file; it joins
+# a cluster when given AETHER_JOIN and a token, and it writes an uninstaller.
 #
 #   curl -fsSL https://get.aether.sh/install.sh | sudo sh
 #   curl -fsSL https://get.aether.sh/install.sh | sudo AETHER_JOIN=10.0.0.1:7420 AETHER_TOKEN_FILE=/root/aether.token sh
@@ -20,7 +20,9 @@
 #                       and shell history); joining needs AETHER_JOIN and a token
 #   AETHER_DRY_RUN=1    print what would be done and change nothing
 #   AETHER_ROOT         prefix for every path written or read (tests, image builds) [/]
-#   AETHER_CPUINFO      file read for the CPU's flags [/proc/cpuinfo]
+#   AETHER_CPUINFO      file read for the CPU's flags [/proc/cpuinfo]: x86_64 CPUs with avx2, fma,
+#                       bmi1, bmi2, f16c, movbe and abm (x86-64-v3) get aether-x86_64, others
+#                       aether-x86_64-baseline
 #
 # Everything below is definitions: the only command that runs is the last line, so a download
 # cut off midway runs nothing.
@@ -161,8 +163,8 @@ EOF
 uninstaller_text() {
     cat <<'EOF'
 #!/bin/sh
-# Removes what install.sh installed: the aether service, binary, unit and env file, and this
-# script. The data dir (cluster state, certificates, logs) and the 'aether' user stay unless
+# Removes what install.sh installed: the aether service, binary, unit, env file and man pages,
+# and this script. The data dir (cluster state, certificates, logs) and the 'aether' user stay unless
 # given --purge. AETHER_ROOT prefixes every path, as for install.sh.
 #
 #   sudo aether-uninstall.sh [--purge]
@@ -197,6 +199,7 @@ main() {
     env_dir=$root/etc/aether
     env_file=$env_dir/aether.env
     self=$root/usr/local/bin/aether-uninstall.sh
+    man_dir=$root/usr/local/share/man/man1
 
     data_dir=/var/lib/aether
     if [ -r "$env_file" ]; then
@@ -226,6 +229,9 @@ main() {
             rm -f "$f" || die "cannot remove '$f': run as root"
             say "removed $f"
         fi
+    done
+    for f in "$man_dir/aether.1" "$man_dir"/aether-*.1; do
+        if [ -e "$f" ]; then rm -f "$f" || die "cannot remove '$f': run as root"; fi
     done
     if [ -d "$env_dir" ] && ! rmdir "$env_dir" 2>/dev/null; then
         say "kept $env_dir: it holds files install.sh did not write"
@@ -366,6 +372,7 @@ main() {
     env_dir=$root/etc/aether
     env_file=$env_dir/aether.env
     unit_path=$root/etc/systemd/system/aether.service
+    man_dir=$root/usr/local/share/man/man1
     remedy="fix what it says, then re-run install.sh"
 
     # The platform.
@@ -384,7 +391,8 @@ main() {
                     warn "cannot read '$cpuinfo' to check the CPU's flags: assuming none"
                 fi
                 missing=
-                for f in avx2 fma bmi2 f16c; do
+                # x86-64-v3 as the binary's own start-up check has it (abm is how cpuinfo names lzcnt).
+                for f in avx2 fma bmi1 bmi2 f16c movbe abm; do
                     case " $flags " in
                         *[[:space:]]"$f"[[:space:]]*) ;;
                         *) missing="${missing:+$missing, }$f" ;;
@@ -566,6 +574,8 @@ main() {
     if ! cmp -s "$tmp_dir/aether-uninstall.sh" "$uninstaller_path"; then uninstaller_changed=1; fi
     data_missing=0
     if [ ! -d "$root$data_dir" ]; then data_missing=1; fi
+    man_changed=0
+    if [ "$bin_changed" = 1 ] || [ ! -f "$man_dir/aether.1" ]; then man_changed=1; fi
     user_missing=0
     if command -v getent >/dev/null 2>&1; then
         getent passwd "$deploy_user" >/dev/null 2>&1 || user_missing=1
@@ -578,7 +588,7 @@ main() {
     if [ "$version" = unknown ] && [ "$bin_changed" = 0 ] && v=$("$bin_path" --version 2>/dev/null </dev/null); then
         version=${v#aether }
     fi
-    if [ $((bin_changed + env_changed + unit_changed + uninstaller_changed + data_missing + user_missing)) = 0 ]; then
+    if [ $((bin_changed + env_changed + unit_changed + uninstaller_changed + data_missing + user_missing + man_changed)) = 0 ]; then
         say "aether $version is already installed; nothing changed"
         exit 0
     fi
@@ -648,6 +658,22 @@ main() {
         staged_bin=
         say "installed aether $version as $bin_path"
     fi
+    if [ "$man_changed" = 1 ]; then
+        if [ "$dry" = 1 ]; then
+            say "would write the man pages (aether man) into $man_dir"
+        else
+            make_dir 0755 "$man_dir"
+            # The pages of this version only: the old ones go first (a command may have gone).
+            if "$bin_path" man "$tmp_dir/man" >/dev/null 2>&1 </dev/null; then
+                rm -f "$man_dir/aether.1" "$man_dir"/aether-*.1
+                cp "$tmp_dir/man"/*.1 "$man_dir/" ||
+                    die "cannot write into '$man_dir': the file system is read-only or you lack permission; run as root, or set AETHER_ROOT to a writable directory"
+                say "wrote the man pages into $man_dir (man aether)"
+            else
+                warn "'aether man' failed: no man pages installed; 'aether --help' has the same text"
+            fi
+        fi
+    fi
     if [ "$uninstaller_changed" = 1 ]; then
         if [ "$dry" = 1 ]; then
             say "would write $uninstaller_path (mode 0755)"
@@ -664,6 +690,7 @@ main() {
         remedy="see 'systemctl status aether' and 'journalctl -u aether -n 50'"
         if [ "$unit_existed" = 0 ]; then
             act "systemctl daemon-reload" systemctl daemon-reload
+            remedy="$remedy; once fixed: systemctl enable --now aether"
             act "systemctl enable --now aether" systemctl enable --now aether
         else
             if [ "$unit_changed" = 1 ] || [ "$env_changed" = 1 ]; then

@@ -18,7 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_aether");
 /// The artifacts a release holds.
 const ARTIFACTS: &[&str] = &["aether-x86_64", "aether-x86_64-baseline", "aether-aarch64"];
 /// A CPU with the x86-64-v3 flags the optimised build needs.
-const V3_FLAGS: &str = "flags\t\t: fpu vme de pse tsc msr sse sse2 ssse3 fma cx16 sse4_1 sse4_2 movbe popcnt aes xsave avx f16c rdrand bmi1 avx2 bmi2\n";
+const V3_FLAGS: &str = "flags\t\t: fpu vme de pse tsc msr sse sse2 ssse3 fma cx16 sse4_1 sse4_2 movbe popcnt aes xsave avx f16c rdrand abm bmi1 avx2 bmi2\n";
 /// A join token in the shape `aether token create` prints.
 const TOKEN: &str = "AETHER1.00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff.0123456789ab.0123456789abcdef0123456789abcdef01234567";
 
@@ -449,6 +449,11 @@ fn installs_then_changes_nothing_then_upgrades() {
     assert_eq!(host.mode("etc/systemd/system/aether.service"), 0o644);
     assert_eq!(host.mode("usr/local/bin/aether-uninstall.sh"), 0o755);
     assert_eq!(host.mode("var/lib/aether"), 0o700);
+    assert!(
+        host.read("usr/local/share/man/man1/aether.1")
+            .contains(".TH aether 1")
+    );
+    assert!(host.path("usr/local/share/man/man1/aether-node.1").exists());
     let calls = host.calls();
     assert_eq!(calls.len(), 3, "{calls:?}");
     assert!(
@@ -691,6 +696,8 @@ fn uninstall_keeps_the_data_dir_unless_purged() {
         "etc/systemd/system/aether.service",
         "etc/aether/aether.env",
         "etc/aether",
+        "usr/local/share/man/man1/aether.1",
+        "usr/local/share/man/man1/aether-node.1",
     ] {
         assert!(!host.path(gone).exists(), "'{gone}' is still there");
     }
