@@ -366,6 +366,9 @@ main() {
     if [ -n "$root" ] && [ ! -d "$root" ]; then
         die "AETHER_ROOT='$root' is not a directory: create it, or unset AETHER_ROOT to install into /"
     fi
+    if [ -z "$root" ] && [ "$dry" = 0 ] && [ "$(id -u)" != 0 ]; then
+        die "run as root: $sudo_hint"
+    fi
     bin_dir=$root/usr/local/bin
     bin_path=$bin_dir/aether
     uninstaller_path=$bin_dir/aether-uninstall.sh
@@ -458,13 +461,8 @@ main() {
     if [ -z "$join" ] && [ -n "$token" ]; then
         die "a join token was given without AETHER_JOIN: set AETHER_JOIN to a member's address (host:7420), or drop the token to start a new cluster"
     fi
-    if [ "${AETHER_JOIN:-}" != "" ] && [ "$join" != "$old_join" ] && [ -e "$root$data_dir/raft.redb" ]; then
+    if [ -n "${AETHER_JOIN:-}" ] && [ "$join" != "$old_join" ] && [ -e "$root$data_dir/raft.redb" ]; then
         warn "'$root$data_dir' already holds cluster state: AETHER_JOIN takes effect only with an empty data dir (uninstall with --purge first to join another cluster)"
-    fi
-
-    # Permission.
-    if [ -z "$root" ] && [ "$dry" = 0 ] && [ "$(id -u)" != 0 ]; then
-        die "run as root: $sudo_hint"
     fi
 
     # Tools.
@@ -664,7 +662,7 @@ main() {
         else
             make_dir 0755 "$man_dir"
             # The pages of this version only: the old ones go first (a command may have gone).
-            if "$bin_path" man "$tmp_dir/man" >/dev/null 2>&1 </dev/null; then
+            if "$bin_path" man "$tmp_dir/man" >/dev/null 2>&1 </dev/null && [ -f "$tmp_dir/man/aether.1" ]; then
                 rm -f "$man_dir/aether.1" "$man_dir"/aether-*.1
                 cp "$tmp_dir/man"/*.1 "$man_dir/" ||
                     die "cannot write into '$man_dir': the file system is read-only or you lack permission; run as root, or set AETHER_ROOT to a writable directory"
