@@ -6,6 +6,7 @@ use aether::cli::{self, Cli, Cmd, Failure, exit};
 
 fn main() {
     aether::platform::keep_cpu_gate();
+    aether::platform::confine_name_services();
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Cmd::Node(_));
     if !daemon {

@@ -178,6 +178,37 @@ extern "C" fn cpu_gate() {
 #[unsafe(link_section = ".init_array.00098")]
 static CPU_GATE: extern "C" fn() = cpu_gate;
 
+/// In a static glibc build: users, groups and host names come from the name services built
+/// into the binary (`files`, and `dns` for hosts), never from a module named in
+/// `/etc/nsswitch.conf` (`systemd`, `sss`, `mdns4_minimal` …). Loading one would pull the
+/// host's `libc.so.6` into a process that already has its own glibc, which fails or crashes
+/// where their versions differ. So workload users must be in `/etc/passwd`. Call before any
+/// thread starts. Nothing in a dynamic build.
+pub fn confine_name_services() {
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_feature = "crt-static"))]
+    {
+        unsafe extern "C" {
+            /// glibc's override of one line of nsswitch.conf (`<nss.h>`).
+            fn __nss_configure_lookup(
+                db: *const std::ffi::c_char,
+                services: *const std::ffi::c_char,
+            ) -> std::ffi::c_int;
+        }
+        for (db, services) in [
+            (c"passwd", c"files"),
+            (c"group", c"files"),
+            (c"shadow", c"files"),
+            (c"initgroups", c"files"),
+            (c"hosts", c"files dns"),
+            (c"services", c"files"),
+            (c"protocols", c"files"),
+        ] {
+            // SAFETY: two NUL-terminated strings; called before any thread starts.
+            unsafe { __nss_configure_lookup(db.as_ptr(), services.as_ptr()) };
+        }
+    }
+}
+
 /// Keeps the gate linked into the binary: `main` calls this, so the object file that holds
 /// the gate's constructor entry is never left out of the link.
 pub fn keep_cpu_gate() {

@@ -1,8 +1,13 @@
-//! NVIDIA GPUs through NVML (nvml-wrapper); the only module that knows NVML.
+//! NVIDIA GPUs; the only module that knows NVML and `nvidia-smi`.
 //!
-//! `libnvidia-ml.so.1` is loaded at run time, once. Where it is missing or fails (no driver, a
-//! static musl build), the node reports `gpu: unavailable (<reason>)`, logs that once, and
-//! carries on: never a crash.
+//! A dynamically linked build loads `libnvidia-ml.so.1` at run time, once (nvml-wrapper). A
+//! static build never does: loading a shared library into a static glibc binary pulls in the
+//! host's `libc.so.6` beside the one linked in, and on a host whose glibc differs (Ubuntu 24.04's
+//! 2.39 against the 2.36 built in) the node died of SIGFPE inside NVML's initialisation. A static
+//! build reads the same figures from the driver's `nvidia-smi` instead: one long-running `-lms`
+//! child for the GPUs and one for the compute processes, each read by a thread of its own, so a
+//! sample costs no process start. Where neither works (no driver), the node reports `gpu:
+//! unavailable (<reason>)`, logs that once, and carries on: never a crash.
 
 use std::fmt;
 
@@ -51,32 +56,54 @@ impl fmt::Display for GpuState {
     }
 }
 
-/// NVML, initialised once.
+/// How GPUs are read: NVML, `nvidia-smi`, or not at all (and why).
+enum Source {
+    Nvml(Nvml),
+    Smi(smi::Smi),
+    Off(String),
+}
+
+/// The GPU reader, set up once.
 pub struct Gpus {
-    nvml: Result<Nvml, String>,
+    source: Source,
 }
 
 impl Gpus {
-    /// Load and initialise NVML. Failure is logged once and remembered, not retried.
+    /// Load and initialise NVML (a dynamic build) or start `nvidia-smi` (a static one).
+    /// Failure is logged once and remembered, not retried.
     pub fn init() -> Gpus {
-        let nvml = Nvml::init().map_err(|e| e.to_string());
-        if let Err(reason) = &nvml {
+        let source = if crate::platform::STATIC {
+            match smi::Smi::start(std::path::Path::new("nvidia-smi")) {
+                Ok(s) => Source::Smi(s),
+                Err(why) => Source::Off(why),
+            }
+        } else {
+            match Nvml::init() {
+                Ok(n) => Source::Nvml(n),
+                Err(e) => Source::Off(e.to_string()),
+            }
+        };
+        if let Source::Off(reason) = &source {
             tracing::warn!("gpu: unavailable ({reason}); GPU metrics are off on this node");
         }
-        Gpus { nvml }
+        Gpus { source }
     }
 
-    /// Why NVML is unavailable, if it is.
+    /// Why GPUs cannot be read, if they cannot.
     pub fn unavailable(&self) -> Option<String> {
-        self.nvml.as_ref().err().cloned()
+        match &self.source {
+            Source::Off(r) => Some(r.clone()),
+            _ => None,
+        }
     }
 
     /// Sample every GPU. A device that fails to answer is left out of this sample, with a log
     /// line, rather than failing the whole sample.
     pub fn sample(&self) -> GpuState {
-        let nvml = match &self.nvml {
-            Ok(n) => n,
-            Err(r) => return GpuState::Unavailable(r.clone()),
+        let nvml = match &self.source {
+            Source::Nvml(n) => n,
+            Source::Smi(s) => return s.sample(),
+            Source::Off(r) => return GpuState::Unavailable(r.clone()),
         };
         let count = match nvml.device_count() {
             Ok(c) => c,
@@ -124,6 +151,8 @@ impl Gpus {
         GpuState::Gpus(out)
     }
 }
+
+mod smi;
 
 #[cfg(test)]
 mod tests {
