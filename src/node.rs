@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod loops;
+mod notify;
 
 use crate::config::Config;
 use crate::controller::flow::Controller;
@@ -412,6 +413,15 @@ pub async fn run(
         "http endpoint",
         admin::http::serve(http_listener, sources, shutdown.clone()),
     );
+    // The service manager (systemd, Type=notify) hears when the node is ready, what it is,
+    // and, while its loops run, the watchdog's pings.
+    let notifier = Arc::new(notify::Notifier::from_env());
+    if notifier.enabled() {
+        loops.spawn(
+            "systemd notifier",
+            notify::run(notifier.clone(), cluster.clone(), shutdown.clone()),
+        );
+    }
     loops.spawn(
         "membership loop",
         cluster
@@ -444,6 +454,7 @@ pub async fn run(
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         _ = shutdown.cancelled() => {}
     }
+    notifier.stopping();
     tokio::spawn(async move {
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         eprintln!("second signal: exiting at once");

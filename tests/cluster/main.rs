@@ -3,6 +3,7 @@
 
 mod harness;
 mod loops;
+mod systemd;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
