@@ -3,6 +3,7 @@
 use clap::Parser;
 
 use aether::cli::{self, Cli, Cmd, Failure, exit};
+use aether::node::TokenSource;
 
 fn main() {
     let cli = Cli::parse();
@@ -46,7 +47,14 @@ fn main() {
             Some(((cfg, dir, rules), args)) => {
                 let join = aether::node::JoinArgs {
                     addr: args.join.clone(),
-                    token: args.token.clone(),
+                    token: match (&args.token_file, &args.token) {
+                        (Some(file), _) => Some(TokenSource::File(file.clone())),
+                        (None, Some(token)) => Some(TokenSource::Value {
+                            token: token.clone(),
+                            what: "AETHER_TOKEN or --token",
+                        }),
+                        (None, None) => None,
+                    },
                 };
                 aether::node::run(cfg, dir, join, rules)
                     .await

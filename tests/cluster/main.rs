@@ -3,6 +3,7 @@
 
 mod harness;
 mod loops;
+mod secrets;
 mod systemd;
 
 use std::collections::BTreeMap;
