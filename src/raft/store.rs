@@ -103,7 +103,16 @@ fn plan(
     for from in found..want {
         match table.iter().find(|(f, _)| *f == from).map(|(_, o)| *o) {
             Some(Older::Migrate(step)) => steps.push(step),
-            Some(Older::Development) | None => {
+            // A format bump without its row (`every_older_format_has_a_row` catches it).
+            None => {
+                return Err(StoreError::Migration {
+                    path: path.into(),
+                    from,
+                    to: want,
+                    message: format!("this aether knows no step from format '{from}'"),
+                });
+            }
+            Some(Older::Development) => {
                 return Err(StoreError::Development {
                     path: path.into(),
                     found,
