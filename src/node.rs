@@ -209,6 +209,7 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
             net::NetError::NotThisCluster { .. } => anyhow::anyhow!(
                 "join refused: the node at {addr} does not belong to the cluster this token is for (its CA does not match the token's CA pin): use a token created on a member of the cluster you want to join"
             ),
+            e @ net::NetError::Protocol { .. } => anyhow::anyhow!("join refused: {e}"),
             e => anyhow::anyhow!(
                 "join failed: {e}; check that a member listens on {addr} (UDP) and that this machine can reach it"
             ),
