@@ -349,6 +349,10 @@ impl Store {
         store
             .applied_tx
             .send_replace(applied.map(|l| l.index).unwrap_or(0));
+        store.refresh_old_snapshot().map_err(|e| StoreError::Io {
+            path: dir.join("snapshots"),
+            message: format!("cannot rebuild the snapshot of an older format: {e}"),
+        })?;
         Ok(store)
     }
 
