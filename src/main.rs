@@ -56,9 +56,13 @@ fn main() {
                         (None, None) => None,
                     },
                 };
-                aether::node::run(cfg, dir, join, rules)
-                    .await
-                    .map_err(Failure::from)
+                aether::node::run(cfg, dir, join, rules).await.map_err(|e| {
+                    match e.downcast_ref::<aether::node::JoinTokenError>() {
+                        // Bad input: exit 2.
+                        Some(t) => Failure::new(exit::USAGE, t.to_string()),
+                        None => Failure::from(e),
+                    }
+                })
             }
             None => cli::run_client(&cli).await,
         }

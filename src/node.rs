@@ -58,36 +58,48 @@ impl std::fmt::Debug for TokenSource {
     }
 }
 
+/// A join token that cannot be used: bad input (exit 2), refused before anything is created.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinTokenError {
+    #[error(
+        "cannot read the join token file '{path}' (--token-file, AETHER_TOKEN_FILE): {message}; check the path and that this user may read it"
+    )]
+    Unreadable { path: PathBuf, message: String },
+    #[error(
+        "the join token file '{path}' is empty: write the token printed by 'aether token create' on a member into it"
+    )]
+    EmptyFile { path: PathBuf },
+    #[error(
+        "the join token from {what} is empty: give the token printed by 'aether token create' on a member"
+    )]
+    EmptyValue { what: &'static str },
+}
+
 impl TokenSource {
     /// The token, with trailing whitespace trimmed (a file's newline).
-    pub fn read(&self) -> Result<String> {
-        match self {
+    pub fn read(&self) -> Result<String, JoinTokenError> {
+        let t = match self {
             TokenSource::Value { token, what } => {
                 let t = token.trim_end();
                 if t.is_empty() {
-                    bail!(
-                        "the join token from {what} is empty: give the token printed by 'aether token create' on a member"
-                    );
+                    return Err(JoinTokenError::EmptyValue { what });
                 }
-                Ok(t.to_string())
+                t.to_string()
             }
             TokenSource::File(path) => {
-                let raw = std::fs::read_to_string(path).map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot read the join token file '{}' (--token-file, AETHER_TOKEN_FILE): {e}; check the path and that this user may read it",
-                        path.display()
-                    )
-                })?;
+                let raw =
+                    std::fs::read_to_string(path).map_err(|e| JoinTokenError::Unreadable {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
                 let t = raw.trim_end();
                 if t.is_empty() {
-                    bail!(
-                        "the join token file '{}' is empty: write the token printed by 'aether token create' on a member into it",
-                        path.display()
-                    );
+                    return Err(JoinTokenError::EmptyFile { path: path.clone() });
                 }
-                Ok(t.to_string())
+                t.to_string()
             }
-        }
+        };
+        Ok(t)
     }
 }
 

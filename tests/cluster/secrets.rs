@@ -92,9 +92,10 @@ fn a_bad_token_file_is_refused_before_anything_is_created() {
         ];
         let out = n.run_to_exit(None, Duration::from_secs(20));
         let err = stderr(&out);
-        assert!(
-            !out.status.success(),
-            "a bad token file fails; stderr:\n{err}"
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "a bad token file is bad input (exit 2); stderr:\n{err}"
         );
         assert!(
             err.contains(&format!("the join token file '{}'", file.display()))
