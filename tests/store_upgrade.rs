@@ -28,12 +28,15 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-format-2.redb.gz")
 }
 
+/// A slice: name, instances, min, max.
+type SliceRow = (String, u32, u32, u32);
+
 /// What the fixture holds, read through the store's own readers.
 #[derive(Debug, PartialEq)]
 struct Records {
     kv: Option<String>,
     nodes: Vec<String>,
-    blueprints: Vec<(String, u64, Vec<(String, u32, u32, u32)>)>,
+    blueprints: Vec<(String, u64, Vec<SliceRow>)>,
     assignments: Vec<String>,
     /// The kept versions of `shop`.
     versions: Vec<u64>,
