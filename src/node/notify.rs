@@ -68,8 +68,8 @@ type StatusKey = (String, Option<NodeId>, u64, Option<String>);
 /// The `STATUS=` line: this node's role, the leader it knows and the term.
 fn status_line(role: &str, leader: Option<(NodeId, &str)>, term: u64) -> String {
     match leader {
-        Some((id, name)) => format!("{role}; leader '{name}' (id {id}); term {term}"),
-        None => format!("{role}; no known leader; term {term}"),
+        Some((id, name)) => format!("role: {role}; leader: '{name}' (id {id}); term: {term}"),
+        None => format!("role: {role}; leader: none known; term: {term}"),
     }
 }
 
@@ -149,11 +149,11 @@ mod tests {
     fn the_status_line_names_role_leader_and_term() {
         assert_eq!(
             status_line("follower", Some((2, "n2")), 7),
-            "follower; leader 'n2' (id 2); term 7"
+            "role: follower; leader: 'n2' (id 2); term: 7"
         );
         assert_eq!(
             status_line("candidate", None, 3),
-            "candidate; no known leader; term 3"
+            "role: candidate; leader: none known; term: 3"
         );
     }
 }

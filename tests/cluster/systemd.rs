@@ -71,7 +71,7 @@ fn the_node_tells_systemd_ready_watchdog_and_stopping() {
     assert!(
         mgr.seen
             .iter()
-            .any(|l| l.starts_with("STATUS=leader; leader 'sd1' (id 1); term ")),
+            .any(|l| l.starts_with("STATUS=role: leader; leader: 'sd1' (id 1); term: ")),
         "the STATUS= line of the role it is ready in comes first: {:?}",
         mgr.seen
     );
