@@ -3,6 +3,7 @@
 use clap::Parser;
 
 use aether::cli::{self, Cli, Cmd, Failure, exit};
+use aether::node::TokenSource;
 
 fn main() {
     aether::platform::keep_cpu_gate();
@@ -48,11 +49,22 @@ fn main() {
             Some(((cfg, dir, rules), args)) => {
                 let join = aether::node::JoinArgs {
                     addr: args.join.clone(),
-                    token: args.token.clone(),
+                    token: match (&args.token_file, &args.token) {
+                        (Some(file), _) => Some(TokenSource::File(file.clone())),
+                        (None, Some(token)) => Some(TokenSource::Value {
+                            token: token.clone(),
+                            what: "AETHER_TOKEN or --token",
+                        }),
+                        (None, None) => None,
+                    },
                 };
-                aether::node::run(cfg, dir, join, rules)
-                    .await
-                    .map_err(Failure::from)
+                aether::node::run(cfg, dir, join, rules).await.map_err(|e| {
+                    match e.downcast_ref::<aether::node::JoinTokenError>() {
+                        // Bad input: exit 2.
+                        Some(t) => Failure::new(exit::USAGE, t.to_string()),
+                        None => Failure::from(e),
+                    }
+                })
             }
             None => cli::run_client(&cli).await,
         }

@@ -62,6 +62,11 @@ pub enum NetError {
     Tls(#[from] TlsError),
     #[error("cannot open the QUIC endpoint on {addr}: {message}")]
     Bind { addr: SocketAddr, message: String },
+    /// The peer speaks another wire protocol: nothing it sends can be read, nor the reverse.
+    #[error(
+        "peer '{addr}' speaks protocol {theirs}, this aether speaks {ours}: run one aether version on every node (upgrade the rest one node at a time, or go back to theirs)"
+    )]
+    Protocol { addr: String, theirs: u8, ours: u8 },
     /// A joining node refused the member's certificate: it is not of the cluster the token's CA
     /// pin names.
     #[error("{addr} is not a member of the cluster the token is for: {message}")]
@@ -78,6 +83,8 @@ impl NetError {
                 | NetError::Backoff { .. }
                 | NetError::Connection { .. }
                 | NetError::Timeout { .. }
+                // Nothing can be said to it until one of the two is upgraded: back off.
+                | NetError::Protocol { .. }
         )
     }
 }
@@ -198,6 +205,8 @@ pub struct Endpoint {
     rpc_timeout: Duration,
     backoff_max: Duration,
     pub stats: Arc<NetStats>,
+    /// Peers of another protocol version, logged once each.
+    pub versions: Arc<Versions>,
 }
 
 fn transport(cfg: &NetConfig) -> Arc<quinn::TransportConfig> {
@@ -234,10 +243,69 @@ async fn resolve(addr: &str) -> Result<SocketAddr, NetError> {
     })
 }
 
-fn bad_oneway(stats: &NetStats, remote: SocketAddr, e: &FrameError) {
-    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+fn bad_oneway(stats: &NetStats, versions: &Versions, remote: SocketAddr, e: &FrameError) {
     stats.oneway_failed.fetch_add(1, Ordering::Relaxed);
+    if let FrameError::Version { got, .. } = e {
+        versions.note(&remote.to_string(), *got, stats);
+        return;
+    }
+    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
     tracing::warn!("bad one-way message from {remote}: {e}; dropped");
+}
+
+/// The start of the error a peer of another protocol gets for each request, in its own
+/// protocol version (a [`Reply::Err`] reads alike in every version); [`refused_by`] reads it.
+const REFUSAL: &str = "protocol refused: this peer speaks protocol ";
+
+/// The reply frame that refuses a request of protocol `theirs`, encoded in `theirs`.
+fn refusal(theirs: u8) -> Vec<u8> {
+    let message = format!(
+        "{REFUSAL}{}, the caller speaks {theirs}: run one aether version on every node (upgrade the rest one node at a time, or go back to theirs)",
+        frame::PROTOCOL_VERSION
+    );
+    frame::encode_versioned(theirs, &Reply::<()>::Err(message)).expect("a string always encodes")
+}
+
+/// The protocol version a peer's refusal names.
+fn refused_by(message: &str) -> Option<u8> {
+    message
+        .strip_prefix(REFUSAL)?
+        .split(',')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Peers of another protocol version already logged: each is said once (at warn), then its
+/// frames are only counted (`refused`), so a peer left on the old version does not flood the log.
+#[derive(Debug, Default)]
+pub struct Versions(Mutex<std::collections::HashSet<(String, u8)>>);
+
+impl Versions {
+    /// A frame of protocol `theirs` came from (or a refusal from) `peer`.
+    fn note(&self, peer: &str, theirs: u8, stats: &NetStats) {
+        stats.refused.fetch_add(1, Ordering::Relaxed);
+        let first = self
+            .0
+            .lock()
+            .expect("versions lock")
+            .insert((peer.to_string(), theirs));
+        if first {
+            tracing::warn!(
+                "peer '{peer}' speaks protocol {theirs}, this aether speaks {}: no request goes either way; run one aether version on every node (upgrade the rest one node at a time, or go back to theirs); said once per peer",
+                frame::PROTOCOL_VERSION
+            );
+        }
+    }
+
+    /// Whether `peer` was seen speaking another protocol (tests).
+    pub fn seen(&self, peer: &str) -> bool {
+        self.0
+            .lock()
+            .expect("versions lock")
+            .iter()
+            .any(|(p, _)| p == peer)
+    }
 }
 
 /// Send one request on a new stream of `conn` and read the reply.
@@ -272,6 +340,11 @@ async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
                     .map(|r| r.to_string())
                     .unwrap_or_else(|| "stream closed".into()),
             ),
+            FrameError::Version { got, want } => NetError::Protocol {
+                addr: addr.into(),
+                theirs: got,
+                ours: want,
+            },
             source => NetError::Frame {
                 addr: addr.into(),
                 source,
@@ -280,9 +353,16 @@ async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
     stats.bytes_received.fetch_add(size, Ordering::Relaxed);
     match reply {
         Reply::Ok(r) => Ok(r),
-        Reply::Err(message) => Err(NetError::Remote {
-            addr: addr.into(),
-            message,
+        Reply::Err(message) => Err(match refused_by(&message) {
+            Some(theirs) => NetError::Protocol {
+                addr: addr.into(),
+                theirs,
+                ours: frame::PROTOCOL_VERSION,
+            },
+            None => NetError::Remote {
+                addr: addr.into(),
+                message,
+            },
         }),
     }
 }
@@ -319,6 +399,7 @@ impl Endpoint {
             rpc_timeout: cfg.rpc_timeout.0,
             backoff_max: cfg.reconnect_backoff_max.0,
             stats: Arc::default(),
+            versions: Arc::default(),
         }))
     }
 
@@ -453,6 +534,9 @@ impl Endpoint {
             });
         match &r {
             Ok(_) => *slot.last_ok.lock().expect("slot lock") = Some(Instant::now()),
+            Err(NetError::Protocol { theirs, .. }) => {
+                self.versions.note(addr, *theirs, &self.stats)
+            }
             // The peer may have restarted behind a connection that still looks open: dial
             // afresh next time rather than wait for the idle timeout.
             Err(NetError::Timeout { .. }) => *slot.conn.lock().await = None,
@@ -661,13 +745,14 @@ impl Endpoint {
                     self.stats.oneway_bytes_received.fetch_add(d.len() as u64, Ordering::Relaxed);
                     match frame::decode_body::<I::Msg>(&d) {
                         Ok(msg) => inbox.deliver(ctx, msg, d.len()),
-                        Err(e) => bad_oneway(&self.stats, remote, &e),
+                        Err(e) => bad_oneway(&self.stats, &self.versions, remote, &e),
                     }
                     continue;
                 }
                 u = conn.accept_uni(), if oneway => {
                     let mut recv = u.map_err(|e| format!("{remote}: {e}"))?;
                     let (inbox, stats, max) = (inbox.clone(), self.stats.clone(), self.max_frame);
+                    let versions = self.versions.clone();
                     tracker.spawn(async move {
                         match frame::read_frame_sized::<_, I::Msg>(&mut recv, max).await {
                             Ok((msg, size)) => {
@@ -675,13 +760,14 @@ impl Endpoint {
                                 inbox.deliver(ctx, msg, size as usize);
                             }
                             Err(FrameError::Closed) => {}
-                            Err(e) => bad_oneway(&stats, remote, &e),
+                            Err(e) => bad_oneway(&stats, &versions, remote, &e),
                         }
                     });
                     continue;
                 }
             };
             let (router, stats, max) = (router.clone(), self.stats.clone(), self.max_frame);
+            let versions = self.versions.clone();
             tracker.spawn(async move {
                 let answer = match frame::read_frame_body(&mut recv, max).await {
                     Ok((body, size)) => {
@@ -695,6 +781,11 @@ impl Endpoint {
                     Ok(router::Dispatched::Reply(reply)) => reply.await,
                     Ok(router::Dispatched::Stream(serve)) => {
                         return serve(PeerStream { send, recv }).await;
+                    }
+                    // A peer of another version is told so in its own version, and logged once.
+                    Err(FrameError::Version { got, .. }) => {
+                        versions.note(&remote.to_string(), got, &stats);
+                        refusal(got)
                     }
                     Err(e) => {
                         stats.bad_frames.fetch_add(1, Ordering::Relaxed);
@@ -829,4 +920,51 @@ pub async fn unauthenticated_probe(
     };
     ep.close(0u32.into(), b"");
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_of_another_version_is_refused_in_its_own_version() {
+        let old = frame::PROTOCOL_VERSION - 1;
+        let buf = refusal(old);
+        assert_eq!(
+            buf[4], old,
+            "the refusal is written in the caller's version"
+        );
+        let reply: Reply<()> = postcard::from_bytes(&buf[5..]).unwrap();
+        let Reply::Err(m) = reply else {
+            panic!("a refusal is an error reply")
+        };
+        assert!(
+            m.starts_with(&format!(
+                "protocol refused: this peer speaks protocol {}, the caller speaks {old}: run one aether version",
+                frame::PROTOCOL_VERSION
+            )),
+            "{m}"
+        );
+        assert_eq!(refused_by(&m), Some(frame::PROTOCOL_VERSION));
+        assert_eq!(refused_by("bad frame: no route 9"), None);
+        let e = NetError::Protocol {
+            addr: "10.0.0.2:7420".into(),
+            theirs: 6,
+            ours: 5,
+        };
+        assert!(
+            e.is_unreachable(),
+            "raft backs off a peer it cannot speak to"
+        );
+        assert!(e.to_string().starts_with(
+            "peer '10.0.0.2:7420' speaks protocol 6, this aether speaks 5: run one aether version on every node (upgrade the rest one node at a time"
+        ));
+        // Said once per peer and version.
+        let (versions, stats) = (Versions::default(), NetStats::default());
+        versions.note("10.0.0.2:7420", 6, &stats);
+        versions.note("10.0.0.2:7420", 6, &stats);
+        assert!(versions.seen("10.0.0.2:7420") && !versions.seen("10.0.0.3:7420"));
+        assert_eq!(versions.0.lock().unwrap().len(), 1);
+        assert_eq!(stats.refused.load(Ordering::Relaxed), 2);
+    }
 }

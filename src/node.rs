@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 mod loops;
+mod notify;
 
 use crate::config::Config;
 use crate::controller::flow::Controller;
@@ -34,8 +35,72 @@ use loops::Loops;
 pub struct JoinArgs {
     /// A member's address (`host:port`).
     pub addr: Option<String>,
-    /// The join token printed by `aether token create`.
-    pub token: Option<String>,
+    /// Where the join token printed by `aether token create` comes from.
+    pub token: Option<TokenSource>,
+}
+
+/// Where a join token comes from. Read only when the node joins: a member's restart with the
+/// same settings does not need it.
+#[derive(Clone)]
+pub enum TokenSource {
+    /// Given as a value (`--token` or `AETHER_TOKEN`); `what` names where, for errors.
+    Value { token: String, what: &'static str },
+    /// In a file (`--token-file` or `AETHER_TOKEN_FILE`).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Value { what, .. } => write!(f, "Value({what}, <secret>)"),
+            TokenSource::File(p) => write!(f, "File({})", p.display()),
+        }
+    }
+}
+
+/// A join token that cannot be used: bad input (exit 2), refused before anything is created.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinTokenError {
+    #[error(
+        "cannot read the join token file '{path}' (--token-file, AETHER_TOKEN_FILE): {message}; check the path and that this user may read it"
+    )]
+    Unreadable { path: PathBuf, message: String },
+    #[error(
+        "the join token file '{path}' is empty: write the token printed by 'aether token create' on a member into it"
+    )]
+    EmptyFile { path: PathBuf },
+    #[error(
+        "the join token from {what} is empty: give the token printed by 'aether token create' on a member"
+    )]
+    EmptyValue { what: &'static str },
+}
+
+impl TokenSource {
+    /// The token, with trailing whitespace trimmed (a file's newline).
+    pub fn read(&self) -> Result<String, JoinTokenError> {
+        let t = match self {
+            TokenSource::Value { token, what } => {
+                let t = token.trim_end();
+                if t.is_empty() {
+                    return Err(JoinTokenError::EmptyValue { what });
+                }
+                t.to_string()
+            }
+            TokenSource::File(path) => {
+                let raw =
+                    std::fs::read_to_string(path).map_err(|e| JoinTokenError::Unreadable {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })?;
+                let t = raw.trim_end();
+                if t.is_empty() {
+                    return Err(JoinTokenError::EmptyFile { path: path.clone() });
+                }
+                t.to_string()
+            }
+        };
+        Ok(t)
+    }
 }
 
 /// Who this node is; written once to `<data-dir>/identity.json`.
@@ -128,7 +193,7 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Join an existing cluster through the member at `addr`.
 async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -> Result<Identity> {
-    let token = JoinToken::parse(token).context("--token")?;
+    let token = JoinToken::parse(token).context("the join token")?;
     let (key, csr_pem) = tls::new_csr(name)?;
     let req = JoinRequest {
         request: RequestId::new_random(),
@@ -156,6 +221,7 @@ async fn join(dd: &DataDir, cfg: &Config, name: &str, addr: &str, token: &str) -
             net::NetError::NotThisCluster { .. } => anyhow::anyhow!(
                 "join refused: the node at {addr} does not belong to the cluster this token is for (its CA does not match the token's CA pin): use a token created on a member of the cluster you want to join"
             ),
+            e @ net::NetError::Protocol { .. } => anyhow::anyhow!("join refused: {e}"),
             e => anyhow::anyhow!(
                 "join failed: {e}; check that a member listens on {addr} (UDP) and that this machine can reach it"
             ),
@@ -198,6 +264,14 @@ pub async fn run(
     (rules, rules_source): (Rules, String),
 ) -> Result<()> {
     let dd = DataDir(data_dir);
+    // A data dir that already belongs to a cluster ignores the join settings (a restart under
+    // systemd keeps them in its env file); a join reads its token before anything is created,
+    // so a bad token file leaves no data dir behind.
+    let member = dd.identity().exists();
+    let join_token = match (&join_args.addr, &join_args.token) {
+        (Some(_), Some(src)) if !member => Some(src.read()?),
+        _ => None,
+    };
     create_data_dir(&dd.0)?;
     let flagged_name = cfg.name.clone();
 
@@ -211,11 +285,11 @@ pub async fn run(
                 ident.name
             );
         }
-        if join_args.addr.is_some() {
-            tracing::warn!(
-                "this data dir already belongs to node {} of cluster {}: ignoring --join/--token",
-                ident.name,
-                ident.cluster_id
+        if join_args.addr.is_some() || join_args.token.is_some() {
+            tracing::info!(
+                "already a member of cluster '{}' as node '{}': ignoring the join settings (--join, AETHER_JOIN and the token)",
+                ident.cluster_id,
+                ident.name
             );
         }
         let ca_key = dd.tls().join("ca.key");
@@ -242,7 +316,7 @@ pub async fn run(
         let name = flagged_name.clone().unwrap_or_else(hostname);
         crate::domain::validate_name("node name", &name)
             .map_err(|m| anyhow::anyhow!("{m} (set it with --name)"))?;
-        match (&join_args.addr, &join_args.token) {
+        match (&join_args.addr, &join_token) {
             (Some(addr), Some(token)) => (join(&dd, &cfg, &name, addr, token).await?, None),
             (None, None) => {
                 let (ident, ca) = bootstrap(&dd, &name)?;
@@ -250,7 +324,7 @@ pub async fn run(
                 (ident, Some((cid, ca)))
             }
             _ => bail!(
-                "--join and --token go together: get a token with 'aether token create' on a member"
+                "--join and a join token go together (--token-file, AETHER_TOKEN or --token): get a token with 'aether token create' on a member"
             ),
         }
     };
@@ -412,6 +486,15 @@ pub async fn run(
         "http endpoint",
         admin::http::serve(http_listener, sources, shutdown.clone()),
     );
+    // The service manager (systemd, Type=notify) hears when the node is ready, what it is,
+    // and, while its loops run, the watchdog's pings.
+    let notifier = Arc::new(notify::Notifier::from_env());
+    if notifier.enabled() {
+        loops.spawn(
+            "systemd notifier",
+            notify::run(notifier.clone(), cluster.clone(), shutdown.clone()),
+        );
+    }
     loops.spawn(
         "membership loop",
         cluster
@@ -444,6 +527,7 @@ pub async fn run(
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         _ = shutdown.cancelled() => {}
     }
+    notifier.stopping();
     tokio::spawn(async move {
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         eprintln!("second signal: exiting at once");

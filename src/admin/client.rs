@@ -16,7 +16,7 @@ use super::protocol::{
 use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
 use crate::domain::{AuditRecord, Decision, RolloutOp};
-use crate::net::frame::{read_frame, write_frame};
+use crate::net::frame::{FrameError, read_frame, write_frame};
 use crate::raft::types::{Command, RequestId, Response};
 
 /// Why a typed request failed: callers decide on the variant (the CLI maps each to an exit
@@ -130,7 +130,7 @@ impl Client {
             .map_err(|e| lost(&e))?;
         match read_frame::<_, AdminResponse>(&mut self.stream, MAX_ADMIN_FRAME)
             .await
-            .map_err(|e| lost(&e))?
+            .map_err(|e| unreadable(&self.path, e))?
         {
             AdminResponse::Error(e) => Err(e),
             r => Ok(r),
@@ -467,6 +467,21 @@ pub struct FeedWriter {
     path: PathBuf,
 }
 
+/// A frame from the node that could not be read: a node of another protocol version is named
+/// as such (the CLI and the daemon are different aether versions), the rest is a lost connection.
+fn unreadable(path: &Path, e: FrameError) -> AdminError {
+    match e {
+        FrameError::Version { got, want } => AdminError::new(
+            ErrorKind::Failed,
+            format!(
+                "the node at '{}' speaks protocol {got}, this aether speaks {want}: run the aether binary of the node's version (compare 'aether --version' with the node's), or upgrade the node",
+                path.display()
+            ),
+        ),
+        e => lost(path, &e),
+    }
+}
+
 fn lost(path: &Path, e: &dyn std::fmt::Display) -> AdminError {
     AdminError::new(
         ErrorKind::Unavailable,
@@ -502,7 +517,7 @@ impl FeedReader {
     pub async fn next(&mut self) -> Result<LiveUpdate, AdminError> {
         match read_frame::<_, AdminResponse>(&mut self.rd, MAX_ADMIN_FRAME)
             .await
-            .map_err(|e| lost(&self.path, &e))?
+            .map_err(|e| unreadable(&self.path, e))?
         {
             AdminResponse::Live(u) => Ok(*u),
             AdminResponse::Error(e) => Err(e),
@@ -570,6 +585,34 @@ mod tests {
         assert_eq!(e.to_string(), "no leader within 5s");
         assert_eq!(c.kv_get("k".into(), true).await, Ok(None));
         assert_eq!(c.kv_delete("k".into()).await, Ok(Some(b"v".to_vec())));
+    }
+
+    #[tokio::test]
+    async fn a_node_of_another_protocol_is_named_as_such() {
+        use crate::net::frame::{PROTOCOL_VERSION, encode_versioned};
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aether.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let old = PROTOCOL_VERSION - 1;
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let _ = read_frame::<_, AdminRequest>(&mut s, MAX_ADMIN_FRAME).await;
+            let reply = AdminResponse::Nodes(Vec::new());
+            s.write_all(&encode_versioned(old, &reply).unwrap())
+                .await
+                .unwrap();
+        });
+        let mut c = Client::connect(&path).await.unwrap();
+        let e = c.nodes().await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "the node at '{}' speaks protocol {old}, this aether speaks {PROTOCOL_VERSION}: run the aether binary of the node's version (compare 'aether --version' with the node's), or upgrade the node",
+                path.display()
+            )
+        );
+        assert_eq!(e.exit_code(), 1);
     }
 
     #[tokio::test]

@@ -90,10 +90,16 @@ async fn connection(mut stream: UnixStream, src: Sources, shutdown: Cancellation
             Ok(req) => handle(&src, req, &actor).await,
             Err(FrameError::Closed) => return,
             Err(e) => {
-                let resp = AdminResponse::Error(AdminError::new(
-                    ErrorKind::Invalid,
-                    format!("bad admin frame: {e}"),
-                ));
+                // A client of another version reads this reply's version byte and says so
+                // itself (see `admin::client`); older clients show this message.
+                let message = match e {
+                    FrameError::Version { got, want } => format!(
+                        "this node speaks protocol {want}, the client speaks {got}: run the aether binary of the node's version, or upgrade the node"
+                    ),
+                    e => format!("bad admin frame: {e}"),
+                };
+                tracing::debug!("admin request refused: {message}");
+                let resp = AdminResponse::Error(AdminError::new(ErrorKind::Invalid, message));
                 let _ = write_frame(&mut stream, &resp).await;
                 return;
             }

@@ -337,11 +337,35 @@ pub struct NodeArgs {
     /// HTTP address for /healthz and /readyz [default: 127.0.0.1:7421].
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
-    /// Join the cluster of the member at ADDR (needs --token).
-    #[arg(long, value_name = "ADDR", requires = "token")]
+    /// Join the cluster of the member at ADDR (needs a join token: --token-file, AETHER_TOKEN
+    /// or --token). Ignored once the data dir belongs to a cluster, so a restart with the same
+    /// settings comes back as the same member.
+    #[arg(
+        long,
+        env = "AETHER_JOIN",
+        value_name = "ADDR",
+        requires = "join_token"
+    )]
     pub join: Option<String>,
-    /// Join token from 'aether token create'.
-    #[arg(long, value_name = "TOKEN", requires = "join")]
+    /// Read the join token from FILE (trailing whitespace trimmed); keeps it out of `ps`.
+    #[arg(
+        long,
+        env = "AETHER_TOKEN_FILE",
+        value_name = "FILE",
+        requires = "join",
+        group = "join_token"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// Join token from 'aether token create'. On the command line it shows in `ps`: prefer
+    /// --token-file or the AETHER_TOKEN environment variable.
+    #[arg(
+        long,
+        env = "AETHER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        requires = "join",
+        group = "join_token"
+    )]
     pub token: Option<String>,
 }
 

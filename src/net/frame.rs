@@ -26,7 +26,7 @@ pub enum FrameError {
     #[error("empty frame")]
     Empty,
     #[error(
-        "peer speaks protocol version {got}, this node speaks {want}: run the same aether version on every node"
+        "peer speaks protocol {got}, this aether speaks {want}: run one aether version on every node (upgrade the rest one node at a time, or go back to theirs)"
     )]
     Version { got: u8, want: u8 },
     #[error("frame does not decode: {0}")]
@@ -37,8 +37,14 @@ pub enum FrameError {
 
 /// Encode `msg` as one frame.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    encode_versioned(PROTOCOL_VERSION, msg)
+}
+
+/// Encode `msg` as one frame that says protocol `version`: only for what every version reads
+/// alike (the refusal a peer of another version gets, in its own version; tests).
+pub fn encode_versioned<T: Serialize>(version: u8, msg: &T) -> Result<Vec<u8>, FrameError> {
     let mut out = vec![0u8; 5];
-    out[4] = PROTOCOL_VERSION;
+    out[4] = version;
     let out = postcard::to_extend(msg, out).map_err(|e| FrameError::Encode(e.to_string()))?;
     let len = (out.len() - 4) as u32;
     let mut out = out;
@@ -156,6 +162,26 @@ mod tests {
         };
         let bytes = encode(&m).unwrap();
         assert_eq!(decode(&bytes, 1024).await.unwrap(), m);
+    }
+
+    #[tokio::test]
+    async fn a_frame_of_another_version_names_both() {
+        let old = PROTOCOL_VERSION - 1;
+        let bytes = encode_versioned(old, &Msg::Bye).unwrap();
+        let e = decode(&bytes, 1024).await.unwrap_err();
+        assert!(
+            matches!(e, FrameError::Version { got, want } if got == old && want == PROTOCOL_VERSION)
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "peer speaks protocol {old}, this aether speaks {PROTOCOL_VERSION}: run one aether version on every node (upgrade the rest one node at a time, or go back to theirs)"
+            )
+        );
+        // Only the version byte differs from this version's frame.
+        let mut ours = encode(&Msg::Bye).unwrap();
+        ours[4] = old;
+        assert_eq!(ours, bytes);
     }
 
     #[tokio::test]

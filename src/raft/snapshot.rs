@@ -53,6 +53,12 @@ enum SnapRecord {
 /// node of another format is refused at its header rather than misread.
 const SNAPSHOT_FORMAT: u32 = 5;
 
+/// A snapshot file's first record for `format` (tests write older snapshots with it).
+#[cfg(test)]
+pub(super) fn old_header(format: u32) -> impl Serialize {
+    SnapRecord::Header { format }
+}
+
 fn write_record(w: &mut impl Write, r: &SnapRecord) -> Result<(), std::io::Error> {
     let b = enc(r);
     w.write_all(&(b.len() as u32).to_be_bytes())?;
@@ -93,6 +99,40 @@ fn remove_other_snapshots(dir: &std::path::Path, keep: &str) {
 impl Store {
     pub(super) fn current_snapshot_ref(&self) -> Result<Option<SnapshotRef>, std::io::Error> {
         self.read_meta(SM_META, K_SNAPSHOT)
+    }
+
+    /// The format of the current snapshot file, if it has one that reads.
+    pub(super) fn current_snapshot_format(&self) -> Result<Option<u32>, std::io::Error> {
+        let Some(r) = self.current_snapshot_ref()? else {
+            return Ok(None);
+        };
+        let Ok(f) = std::fs::File::open(self.snap_dir().join(&r.file)) else {
+            return Ok(None);
+        };
+        Ok(match read_record(&mut BufReader::new(f)) {
+            Ok(SnapRecord::Header { format }) => Some(format),
+            _ => None,
+        })
+    }
+
+    /// After an upgrade the current snapshot file may be of the snapshot format before, and
+    /// every node it were sent to would refuse it: rebuild it from the state machine (whose
+    /// records the store format's migrations have brought up to date). Called at open.
+    pub(super) fn refresh_old_snapshot(&self) -> Result<(), std::io::Error> {
+        let Some(r) = self.current_snapshot_ref()? else {
+            return Ok(());
+        };
+        let found = self.current_snapshot_format()?;
+        if found == Some(SNAPSHOT_FORMAT) {
+            return Ok(());
+        }
+        tracing::info!(
+            "snapshot '{}' is in format {}, this aether writes format {SNAPSHOT_FORMAT}: rebuilding it from the state machine",
+            r.meta.snapshot_id,
+            found.map_or_else(|| "'unreadable'".to_string(), |f| format!("'{f}'"))
+        );
+        self.build_snapshot_file()?;
+        Ok(())
     }
     /// Stream the state machine into a new snapshot file and make it current.
     pub(super) fn build_snapshot_file(
@@ -236,6 +276,12 @@ impl Store {
             SnapRecord::Header {
                 format: SNAPSHOT_FORMAT,
             } => {}
+            SnapRecord::Header { format } => {
+                return Err(io(format!(
+                    "snapshot '{}' is in format '{format}', this aether reads format '{SNAPSHOT_FORMAT}': a node of another aether version sent it; run one aether version on every node",
+                    meta.snapshot_id
+                )));
+            }
             other => {
                 return Err(io(format!(
                     "snapshot '{}' has a bad header: {other:?}",

@@ -431,4 +431,59 @@ mod tests {
         assert_eq!(apply(&b, &req), Response::Ok);
         assert_eq!(b.assignments().unwrap()["a/w/2"].placement, 3);
     }
+
+    /// Open `dir` again once the store dropped before has let go of the file.
+    fn reopen(dir: &std::path::Path) -> std::sync::Arc<Store> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Store::open(dir) {
+                Ok(s) => return s,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("the store does not reopen within 5 s: {e}")
+                }
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_of_an_older_format_is_rebuilt_at_open_and_refused_when_sent() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Store::open(a_dir.path()).unwrap();
+        let req = assign_req(1, vec![("a/w/0", Some(1))], vec![]);
+        assert_eq!(apply(&a, &req), Response::Ok);
+        let (meta, path) = a.build_snapshot_file().unwrap();
+        // What the binary before an upgrade left: the same snapshot, an older format.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let old_header = crate::raft::store::enc(&crate::raft::snapshot::old_header(4));
+        let new_header = crate::raft::store::enc(&crate::raft::snapshot::old_header(5));
+        assert_eq!(&bytes[4..4 + new_header.len()], new_header.as_slice());
+        bytes.splice(4..4 + new_header.len(), old_header);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let b = Store::open(b_dir.path()).unwrap();
+        let e = b
+            .install_snapshot_file(&meta, std::fs::File::open(&path).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is in format '4', this aether reads format '5': a node of another aether version sent it"),
+            "{e}"
+        );
+
+        assert_eq!(a.current_snapshot_format().unwrap(), Some(4));
+        drop(a);
+        let a = reopen(a_dir.path());
+        assert_eq!(
+            a.current_snapshot_format().unwrap(),
+            Some(5),
+            "rebuilt in this format at open"
+        );
+        let r = a.current_snapshot_ref().unwrap().unwrap();
+        let file = std::fs::File::open(a.snap_dir().join(&r.file)).unwrap();
+        let c_dir = tempfile::tempdir().unwrap();
+        let c = Store::open(c_dir.path()).unwrap();
+        c.install_snapshot_file(&r.meta, file).unwrap();
+        assert_eq!(c.assignments().unwrap().len(), 1, "and it installs");
+    }
 }

@@ -54,10 +54,118 @@ pub(super) const ROLLOUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("r
 pub(super) const ROLLOUTS_OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("rollouts_open");
 
 /// The encoding of every record in `raft.redb` and of the log's commands. Bumped whenever one
-/// changes; a binary refuses a store of another format rather than misread it (1: the first
-/// versioned format, with blueprint versions, per-version assignments and rollouts; 2: slices
-/// carry a user).
+/// changes, with a row in [`OLDER_FORMATS`] that migrates the format before it; a binary
+/// refuses a store it cannot migrate rather than misread it (1: the first versioned format,
+/// with blueprint versions, per-version assignments and rollouts; 2: slices carry a user; 0
+/// and 1 were development builds only; 2 is the first released format).
 pub const STORE_FORMAT: u32 = 2;
+
+/// One step from a format to the next, inside the write transaction of the open that
+/// migrates: a failed step commits nothing.
+pub(super) type Step = fn(&redb::WriteTransaction) -> Result<(), redb::Error>;
+
+/// What this binary does with a store of a format before [`STORE_FORMAT`].
+#[derive(Clone, Copy)]
+pub(super) enum Older {
+    /// Written by development builds only (never released): refused.
+    Development,
+    /// Rewritten into the next format by the step (the next format's row uses it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Migrate(Step),
+}
+
+/// Every format before [`STORE_FORMAT`], oldest first. To go from format N to N + 1: bump
+/// [`STORE_FORMAT`], write `fn migrate_N_to_N1(txn)` and add the row `(N, Older::Migrate(…))`;
+/// `tests/store_upgrade.rs` opens the committed format-2 store with this binary.
+pub(super) const OLDER_FORMATS: &[(u32, Older)] =
+    &[(0, Older::Development), (1, Older::Development)];
+
+/// Whether this binary opens a store of `format`: its own, or one its migrations lead from.
+pub fn reads_format(format: u32) -> bool {
+    plan(Path::new(""), format, STORE_FORMAT, OLDER_FORMATS).is_ok()
+}
+
+/// The steps from `found` to `want`, or why a store of `found` is refused.
+fn plan(
+    path: &Path,
+    found: u32,
+    want: u32,
+    table: &[(u32, Older)],
+) -> Result<Vec<Step>, StoreError> {
+    if found > want {
+        return Err(StoreError::Newer {
+            path: path.into(),
+            found,
+            want,
+        });
+    }
+    let mut steps = Vec::new();
+    for from in found..want {
+        match table.iter().find(|(f, _)| *f == from).map(|(_, o)| *o) {
+            Some(Older::Migrate(step)) => steps.push(step),
+            // A format bump without its row (`every_older_format_has_a_row` catches it).
+            None => {
+                return Err(StoreError::Migration {
+                    path: path.into(),
+                    from,
+                    to: want,
+                    message: format!("this aether knows no step from format '{from}'"),
+                });
+            }
+            Some(Older::Development) => {
+                return Err(StoreError::Development {
+                    path: path.into(),
+                    found,
+                    note: if found == 0 {
+                        ", from before formats were recorded"
+                    } else {
+                        ""
+                    },
+                    want,
+                });
+            }
+        }
+    }
+    Ok(steps)
+}
+
+/// Bring a store of format `from` to `want` with the steps of `table`, in one write transaction
+/// that also records the new format: a step that fails leaves the store as it was.
+pub(super) fn migrate(
+    db: &Database,
+    path: &Path,
+    from: u32,
+    want: u32,
+    table: &[(u32, Older)],
+) -> Result<(), StoreError> {
+    let steps = plan(path, from, want, table)?;
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let failed = |message: String| StoreError::Migration {
+        path: path.into(),
+        from,
+        to: want,
+        message,
+    };
+    let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;
+    for (i, step) in steps.iter().enumerate() {
+        step(&txn).map_err(|e| failed(format!("step from format '{}': {e}", from + i as u32)))?;
+    }
+    txn.open_table(RAFT_META)
+        .map_err(redb::Error::from)
+        .and_then(|mut m| {
+            m.insert(K_FORMAT, enc(&want).as_slice())?;
+            Ok(())
+        })
+        .map_err(|e| failed(e.to_string()))?;
+    txn.commit().map_err(|e| failed(e.to_string()))?;
+    tracing::info!(
+        "migrated raft store '{}' from format {from} to {want}",
+        path.display()
+    );
+    Ok(())
+}
 
 // Keys of RAFT_META.
 const K_VOTE: &str = "vote";
@@ -76,12 +184,31 @@ pub enum StoreError {
     #[error("raft store '{path}': {message}")]
     Io { path: PathBuf, message: String },
     #[error(
-        "raft store '{path}' is in format {found}, and this aether reads format {want} only: run the aether that wrote it, or move the data dir aside and start afresh (then re-apply the blueprints)"
+        "raft store '{path}' is in format '{found}'{note}, and this aether reads format '{want}': this data dir was written by a development build before format 2; start from a fresh data dir or run the aether that wrote it"
     )]
-    Format {
+    Development {
         path: PathBuf,
-        found: String,
+        found: u32,
+        /// What else is known of the format (`", from before formats were recorded"`).
+        note: &'static str,
         want: u32,
+    },
+    #[error(
+        "raft store '{path}' was written by a newer aether (format '{found}'); this aether reads format '{want}': install that version or newer"
+    )]
+    Newer {
+        path: PathBuf,
+        found: u32,
+        want: u32,
+    },
+    #[error(
+        "cannot migrate raft store '{path}' from format '{from}' to '{to}': {message}; the store is unchanged: run the aether that wrote it until this is fixed"
+    )]
+    Migration {
+        path: PathBuf,
+        from: u32,
+        to: u32,
+        message: String,
     },
 }
 
@@ -147,6 +274,7 @@ impl Store {
     /// Open with a page cache of `cache_bytes`.
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Arc<Store>, StoreError> {
         let path = dir.join("raft.redb");
+        precheck(&path)?;
         let db = Database::builder()
             .set_cache_size(cache_bytes)
             .create(&path)
@@ -154,6 +282,7 @@ impl Store {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
+        check_format(&db, &path)?;
         let snaps = dir.join("snapshots");
         std::fs::create_dir_all(&snaps).map_err(|e| StoreError::Io {
             path: snaps.clone(),
@@ -206,17 +335,6 @@ impl Store {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        check_format(&store.db).map_err(|e| match e {
-            Ok(found) => StoreError::Format {
-                path: path.clone(),
-                found,
-                want: STORE_FORMAT,
-            },
-            Err(e) => StoreError::Io {
-                path: path.clone(),
-                message: e.to_string(),
-            },
-        })?;
         let committed = store
             .read_meta::<Option<LogId<NodeId>>>(RAFT_META, K_COMMITTED)
             .map_err(|e| StoreError::Io {
@@ -231,6 +349,10 @@ impl Store {
         store
             .applied_tx
             .send_replace(applied.map(|l| l.index).unwrap_or(0));
+        store.refresh_old_snapshot().map_err(|e| StoreError::Io {
+            path: dir.join("snapshots"),
+            message: format!("cannot rebuild the snapshot of an older format: {e}"),
+        })?;
         Ok(store)
     }
 
@@ -354,37 +476,81 @@ const MAX_BATCH: usize = 1024;
 /// The log writer: takes every queued operation, applies them in order in one transaction,
 /// commits it durably (one fsync for the whole batch: group commit), then reports each one.
 /// After a failed commit every later operation fails too; openraft stops on the first error.
-/// Stamp a new store with [`STORE_FORMAT`]; check an old one has it. `Err(Ok(found))`
-/// names the format found when it is another (`0, from before formats were recorded` for a
-/// store with a log or a vote and no stamp).
-fn check_format(db: &Database) -> Result<(), Result<String, redb::Error>> {
-    let txn = db.begin_write().map_err(|e| Err(e.into()))?;
+/// What `raft.redb` says of its format.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    /// Nothing recorded and nothing written: a new store.
+    Fresh,
+    /// This format; 0 when written before formats were recorded.
+    Format(u32),
+}
+
+fn read_format(db: &impl ReadableDatabase) -> Result<Found, redb::Error> {
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(RAFT_META) {
+        Ok(t) => Some(t),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(m) = &meta
+        && let Some(v) = m.get(K_FORMAT)?
     {
-        let mut meta = txn.open_table(RAFT_META).map_err(|e| Err(e.into()))?;
-        let found: Option<u32> = meta
-            .get(K_FORMAT)
-            .map_err(|e| Err(e.into()))?
-            .map(|v| postcard::from_bytes(v.value()).unwrap_or(u32::MAX));
-        match found {
-            Some(STORE_FORMAT) => return Ok(()),
-            Some(other) => return Err(Ok(other.to_string())),
-            None => {
-                let used = meta.get(K_VOTE).map_err(|e| Err(e.into()))?.is_some()
-                    || txn
-                        .open_table(LOG)
-                        .map_err(|e| Err(e.into()))?
-                        .first()
-                        .map_err(|e| Err(e.into()))?
-                        .is_some();
-                if used {
-                    return Err(Ok("0, from before formats were recorded".into()));
-                }
-                meta.insert(K_FORMAT, enc(&STORE_FORMAT).as_slice())
-                    .map_err(|e| Err(e.into()))?;
-            }
+        // A format that does not decode was not written by any aether we know: newer.
+        return Ok(Found::Format(
+            postcard::from_bytes(v.value()).unwrap_or(u32::MAX),
+        ));
+    }
+    let voted = match &meta {
+        Some(m) => m.get(K_VOTE)?.is_some(),
+        None => false,
+    };
+    let logged = match txn.open_table(LOG) {
+        Ok(t) => t.first()?.is_some(),
+        Err(redb::TableError::TableDoesNotExist(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(if voted || logged {
+        Found::Format(0)
+    } else {
+        Found::Fresh
+    })
+}
+
+/// Refuse a store this binary cannot read before opening it for writing, so that the refusal
+/// leaves the file as it was. A file that needs recovery (after a crash) does not open
+/// read-only; [`check_format`] checks it once the writable open has repaired it.
+fn precheck(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let Ok(ro) = redb::ReadOnlyDatabase::open(path) else {
+        return Ok(());
+    };
+    match read_format(&ro) {
+        Ok(Found::Format(f)) => plan(path, f, STORE_FORMAT, OLDER_FORMATS).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// Stamp a new store with [`STORE_FORMAT`]; migrate an older one it can read; refuse the rest.
+fn check_format(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let io_err = |e: &dyn std::fmt::Display| StoreError::Io {
+        path: path.into(),
+        message: e.to_string(),
+    };
+    match read_format(db).map_err(|e| io_err(&e))? {
+        Found::Format(f) => migrate(db, path, f, STORE_FORMAT, OLDER_FORMATS),
+        Found::Fresh => {
+            let stamp = || -> Result<(), redb::Error> {
+                let txn = db.begin_write()?;
+                txn.open_table(RAFT_META)?
+                    .insert(K_FORMAT, enc(&STORE_FORMAT).as_slice())?;
+                txn.commit()?;
+                Ok(())
+            };
+            stamp().map_err(|e| io_err(&e))
         }
     }
-    txn.commit().map_err(|e| Err(e.into()))
 }
 
 fn log_writer(
@@ -632,36 +798,153 @@ pub(super) fn fatal(
 mod format_tests {
     use super::*;
 
-    fn put(db: &Database, key: &str, v: &[u8]) {
+    /// A data dir whose `raft.redb` holds a vote and, when given, the format `format`.
+    fn store_of(format: Option<u32>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("raft.redb")).unwrap();
         let txn = db.begin_write().unwrap();
-        txn.open_table(RAFT_META).unwrap().insert(key, v).unwrap();
-        txn.open_table(LOG).unwrap();
+        {
+            let mut meta = txn.open_table(RAFT_META).unwrap();
+            meta.insert(K_VOTE, b"a vote".as_slice()).unwrap();
+            if let Some(f) = format {
+                meta.insert(K_FORMAT, enc(&f).as_slice()).unwrap();
+            }
+            txn.open_table(KV)
+                .unwrap()
+                .insert("k", b"v".as_slice())
+                .unwrap();
+        }
         txn.commit().unwrap();
+        dir
+    }
+
+    /// Open must fail with a message containing `says`, and leave the data dir as it was.
+    fn refused(dir: &Path, says: &str) {
+        let file = dir.join("raft.redb");
+        let before = std::fs::read(&file).unwrap();
+        let e = match Store::open(dir) {
+            Ok(_) => panic!("a store that must be refused opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains(says), "'{says}' missing from: {e}");
+        assert!(
+            std::fs::read(&file).unwrap() == before,
+            "a refused open changes nothing on disk"
+        );
+        assert!(!dir.join("snapshots").exists(), "nor creates anything");
+    }
+
+    fn format_of(db: &Database) -> Found {
+        read_format(db).unwrap()
     }
 
     #[test]
-    fn a_store_of_another_format_is_refused_and_a_new_one_is_stamped() {
+    fn a_new_store_is_stamped_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path().join("a.redb")).unwrap();
-        put(&db, "unrelated", b"x");
-        assert!(check_format(&db).is_ok(), "a new store is stamped");
-        assert!(check_format(&db).is_ok(), "and then reads");
-        put(&db, K_FORMAT, &enc(&99u32));
-        assert_eq!(check_format(&db).unwrap_err().unwrap(), "99");
-
-        let old = Database::create(dir.path().join("b.redb")).unwrap();
-        put(&old, K_VOTE, b"a vote");
-        assert_eq!(
-            check_format(&old).unwrap_err().unwrap(),
-            "0, from before formats were recorded"
-        );
-        let e = StoreError::Format {
-            path: "d/raft.redb".into(),
-            found: "99".into(),
-            want: STORE_FORMAT,
+        drop(Store::open(dir.path()).unwrap());
+        // The log writer thread lets go of the file when it sees the store dropped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let store = loop {
+            match Store::open(dir.path()) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("the store does not reopen within 5 s: {e}")
+                }
+                Err(_) => std::thread::yield_now(),
+            }
         };
-        assert!(e.to_string().starts_with(&format!(
-            "raft store 'd/raft.redb' is in format 99, and this aether reads format {STORE_FORMAT} only: run the aether that wrote it"
-        )));
+        assert_eq!(format_of(&store.db), Found::Format(STORE_FORMAT));
+    }
+
+    #[test]
+    fn development_formats_are_refused_with_the_remedy() {
+        let unversioned = store_of(None);
+        refused(
+            unversioned.path(),
+            "is in format '0', from before formats were recorded, and this aether reads format '2': this data dir was written by a development build before format 2; start from a fresh data dir or run the aether that wrote it",
+        );
+        let one = store_of(Some(1));
+        refused(
+            one.path(),
+            "is in format '1', and this aether reads format '2': this data dir was written by a development build",
+        );
+    }
+
+    #[test]
+    fn a_newer_format_is_refused() {
+        let newer = store_of(Some(STORE_FORMAT + 1));
+        refused(
+            newer.path(),
+            &format!(
+                "was written by a newer aether (format '{}'); this aether reads format '{STORE_FORMAT}': install that version or newer",
+                STORE_FORMAT + 1
+            ),
+        );
+    }
+
+    #[test]
+    fn every_older_format_has_a_row() {
+        for f in 0..STORE_FORMAT {
+            assert!(
+                OLDER_FORMATS.iter().any(|(g, _)| *g == f),
+                "format {f} has no row in OLDER_FORMATS: say whether it migrates or is refused"
+            );
+        }
+        assert!(reads_format(STORE_FORMAT));
+        assert!(!reads_format(1) && !reads_format(STORE_FORMAT + 1));
+    }
+
+    /// A pretend format 3 whose records gain a mark: the shape of a real next migration.
+    fn mark_kv(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+        txn.open_table(KV)?.insert("migrated", b"yes".as_slice())?;
+        Ok(())
+    }
+
+    fn fail_after_writing(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+        mark_kv(txn)?;
+        Err(redb::StorageError::Corrupted("pretend failure".into()).into())
+    }
+
+    #[test]
+    fn a_migration_is_one_table_row_and_a_failed_one_changes_nothing() {
+        let dir = store_of(Some(2));
+        let path = dir.path().join("raft.redb");
+        let db = Database::create(&path).unwrap();
+        let get = |db: &Database, k: &str| {
+            let txn = db.begin_read().unwrap();
+            let t = txn.open_table(KV).unwrap();
+            t.get(k).unwrap().map(|v| v.value().to_vec())
+        };
+
+        let broken = [
+            (0, Older::Development),
+            (1, Older::Development),
+            (2, Older::Migrate(fail_after_writing)),
+        ];
+        let e = migrate(&db, &path, 2, 3, &broken).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot migrate raft store")
+                && e.contains("from format '2' to '3'")
+                && e.contains("the store is unchanged"),
+            "{e}"
+        );
+        assert_eq!(format_of(&db), Found::Format(2));
+        assert_eq!(get(&db, "migrated"), None, "a failed step commits nothing");
+
+        let table = [
+            (0, Older::Development),
+            (1, Older::Development),
+            (2, Older::Migrate(mark_kv)),
+        ];
+        migrate(&db, &path, 2, 3, &table).unwrap();
+        assert_eq!(format_of(&db), Found::Format(3));
+        assert_eq!(get(&db, "migrated").as_deref(), Some(b"yes".as_slice()));
+        assert_eq!(
+            get(&db, "k").as_deref(),
+            Some(b"v".as_slice()),
+            "the rest stays"
+        );
+        let e = migrate(&db, &path, 1, 3, &table).unwrap_err().to_string();
+        assert!(e.contains("development build"), "{e}");
     }
 }

@@ -176,6 +176,15 @@ impl Node {
         // Instances see nothing of the daemon's environment but what it passes: the test-run
         // mark, so a test finds (and its reaper kills) the processes it started.
         c.env("AETHER_DEPLOY_PASS_ENV", "TEST_RUN");
+        // Join settings come from the test only, never from the shell that runs it.
+        for k in [
+            "AETHER_JOIN",
+            "AETHER_TOKEN",
+            "AETHER_TOKEN_FILE",
+            "NOTIFY_SOCKET",
+        ] {
+            c.env_remove(k);
+        }
         for (k, v) in &self.env {
             c.env(k, v);
         }
