@@ -99,23 +99,62 @@ done
 )
 echo "$VERSION" >"$OUT/latest"
 
+# A single-node cluster on the artifact (under qemu-aarch64 for aarch64 on x86_64): ready,
+# a write and its read back. Prints the milliseconds from exec to /readyz.
+smoke() {
+    local f=$1 tmp pid t0 ready="" got
+    shift
+    tmp=$(mktemp -d)
+    t0=$(date +%s%3N)
+    "$@" "$f" node --data-dir "$tmp/d" --name smoke --listen 127.0.0.1:7480 \
+        --http 127.0.0.1:7481 2>"$tmp/log" &
+    pid=$!
+    for _ in $(seq 1 600); do
+        if curl -fs http://127.0.0.1:7481/readyz >/dev/null 2>&1; then
+            ready=$(($(date +%s%3N) - t0))
+            break
+        fi
+        sleep 0.1
+    done
+    if [ -n "$ready" ]; then
+        "$@" "$f" --data-dir "$tmp/d" kv put release-smoke ok >/dev/null
+        got=$("$@" "$f" --data-dir "$tmp/d" kv get release-smoke)
+    fi
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    if [ -z "$ready" ] || [ "$got" != ok ]; then
+        cat "$tmp/log" >&2
+        rm -rf "$tmp"
+        die "'$f' did not run a single-node cluster (log above)"
+    fi
+    rm -rf "$tmp"
+    echo "$ready"
+}
+
 # What was built, and that each runs.
 host=$(uname -m)
-printf '%-24s %10s  %s\n' artifact bytes "aether version" >&2
+printf '%-24s %10s %9s  %s\n' artifact bytes ready_ms "aether version" >&2
 for a in $ARCHES; do
     f="$OUT/$VERSION/aether-$a"
+    runner=()
     case "$a/$host" in
-    x86_64*/x86_64) ran=$("$f" version | tr '\n' ' ') ;;
-    aarch64/aarch64) ran=$("$f" version | tr '\n' ' ') ;;
+    x86_64*/x86_64 | aarch64/aarch64) ;;
     aarch64/*)
         if command -v qemu-aarch64 >/dev/null; then
-            ran=$(qemu-aarch64 "$f" version | tr '\n' ' ')
+            runner=(qemu-aarch64)
         else
-            ran="(not run: install qemu-user to run it here)"
+            printf '%-24s %10s  %s\n' "aether-$a" "$(stat -c %s "$f")" \
+                "(not run: install qemu-user to run it here)" >&2
+            continue
         fi
         ;;
-    *) ran="(not run on $host)" ;;
+    *)
+        printf '%-24s %10s  (not run on %s)\n' "aether-$a" "$(stat -c %s "$f")" "$host" >&2
+        continue
+        ;;
     esac
-    printf '%-24s %10s  %s\n' "aether-$a" "$(stat -c %s "$f")" "$ran" >&2
+    ran=$("${runner[@]}" "$f" version | tr -s ' \n' ' ')
+    ready=$(smoke "$f" "${runner[@]}")
+    printf '%-24s %10s %9s  %s\n' "aether-$a" "$(stat -c %s "$f")" "$ready" "$ran" >&2
 done
 echo "release: $OUT/$VERSION (commit $COMMIT) in $(($(date +%s) - total_start)) s" >&2

@@ -46,8 +46,9 @@ pub struct Config {
     pub name: Option<String>,
     /// UDP address of the QUIC endpoint (peers, Raft, remote admin).
     pub listen: SocketAddr,
-    /// Address other nodes dial to reach this one (`host:port`). Default: the listen address,
-    /// with 127.0.0.1 in place of an unspecified IP.
+    /// Address other nodes dial to reach this one (`host:port`). Default: the listen address;
+    /// for an unspecified IP (0.0.0.0), the address of the interface the default route leaves
+    /// by, or 127.0.0.1 where there is none.
     pub advertise: Option<String>,
     /// TCP address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`). Keep it on loopback.
     pub http: SocketAddr,
@@ -833,9 +834,11 @@ impl Config {
     pub fn advertise_addr(&self) -> String {
         match &self.advertise {
             Some(a) => a.clone(),
-            None if self.listen.ip().is_unspecified() => {
-                format!("127.0.0.1:{}", self.listen.port())
-            }
+            None if self.listen.ip().is_unspecified() => SocketAddr::new(
+                default_route_ip().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+                self.listen.port(),
+            )
+            .to_string(),
             None => self.listen.to_string(),
         }
     }
@@ -854,6 +857,15 @@ pub fn default_data_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/aether")
+}
+
+/// The local IPv4 address the default route leaves by: a UDP socket "connected" to a
+/// documentation address (RFC 5737) asks the kernel for the route; nothing is sent.
+fn default_route_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
 }
 
 /// Check a `host:port` string.

@@ -172,3 +172,23 @@ fn env_names() {
     );
     assert!(Config::keys().contains(&"net.max_frame_bytes".to_string()));
 }
+
+/// Listening on 0.0.0.0 without `advertise`, a node advertises an address other machines can
+/// dial (the default route's interface), never 0.0.0.0; an explicit one is kept.
+#[test]
+fn the_default_advertise_address_is_dialable() {
+    let mut c = Config {
+        listen: "0.0.0.0:7420".parse().unwrap(),
+        advertise: None,
+        ..Config::default()
+    };
+    let a: SocketAddr = c.advertise_addr().parse().unwrap();
+    assert!(!a.ip().is_unspecified(), "{a}");
+    assert_eq!(a.port(), 7420);
+    let want = default_route_ip().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    assert_eq!(a.ip(), want);
+    c.listen = "127.0.0.1:7430".parse().unwrap();
+    assert_eq!(c.advertise_addr(), "127.0.0.1:7430");
+    c.advertise = Some("10.0.0.5:7420".into());
+    assert_eq!(c.advertise_addr(), "10.0.0.5:7420");
+}

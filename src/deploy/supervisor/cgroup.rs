@@ -17,12 +17,12 @@
 //!   100000", `memory.max` (and `memory.swap.max` 0); OOM kills from `memory.events`'s
 //!   `oom_kill`.
 //!
-//! On v1 the child moves itself in before it execs: [`Cgroups::prepare`] makes the cgroup and
-//! hands its `cgroup.procs` files to the instance's user, and the child (already that user)
-//! writes "0" into them from `pre_exec`, so everything it touches counts. Then, and on v2 (where
-//! a move needs write access to the common ancestor's file), the daemon writes the pid right
-//! after the spawn returns; on v2 the child has run for the few milliseconds in between outside
-//! its limits. What it forks later (its process group) inherits the cgroup. Where cgroups cannot be written (no mount, read-only, not
+//! The child moves itself in before it execs: [`Cgroups::prepare`] makes the cgroup, and the
+//! child writes "0" into its `cgroup.procs` from `pre_exec` while it still has the node's
+//! privileges (a v2 move needs write access to the common ancestor's `cgroup.procs`), then
+//! switches to its user. So everything it touches and everything it forks counts. The daemon
+//! writes the pid again after the spawn returns (a no-op then; the fallback where the child's
+//! write failed). What it forks later (its process group) inherits the cgroup. Where cgroups cannot be written (no mount, read-only, not
 //! root), instances run without limits and [`Cgroups::status`] says which and why.
 
 use std::io;
@@ -131,6 +131,14 @@ fn enable(dir: &Path) -> Result<(), String> {
             e.to_string()
         }
     })
+}
+
+/// The parent pid of `pid` (the 4th field of `/proc/<pid>/stat`, after the command in
+/// parentheses).
+fn parent_of(pid: &str) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// This process's cgroup v2 path (`0::<path>` in `/proc/self/cgroup`), if any.
@@ -271,10 +279,11 @@ impl Cgroups {
         has_cpu_and_memory(&base)?;
         let procs = std::fs::read_to_string(base.join("cgroup.procs"))
             .map_err(|e| format!("{}: {e}", base.join("cgroup.procs").display()))?;
-        let others: Vec<&str> = procs
+        // The node and its own helpers (nvidia-smi children) move together; anything else
+        // shares the cgroup.
+        let (ours, others): (Vec<&str>, Vec<&str>) = procs
             .split_whitespace()
-            .filter(|p| *p != pid.to_string())
-            .collect();
+            .partition(|p| *p == pid.to_string() || parent_of(p) == Some(pid));
         if !others.is_empty() {
             return Err(format!(
                 "the node's cgroup {} also holds {} other process{} (run it as a systemd unit with Delegate=yes to give it one of its own)",
@@ -287,8 +296,8 @@ impl Cgroups {
         let instances = base.join("instances");
         mkdir(&node_dir).map_err(|e| e.to_string())?;
         mkdir(&instances).map_err(|e| e.to_string())?;
-        if !procs.trim().is_empty() {
-            write(&node_dir.join("cgroup.procs"), &pid.to_string()).map_err(|e| e.to_string())?;
+        for p in ours {
+            write(&node_dir.join("cgroup.procs"), p).map_err(|e| e.to_string())?;
         }
         enable(&base)?;
         enable(&instances)?;
@@ -332,18 +341,12 @@ impl Cgroups {
         self.group(layout, instance).enter(limits, pid)
     }
 
-    /// Before a spawn (cgroup v1): make `instance`'s cgroup with `limits` and hand its
-    /// `cgroup.procs` files to `owner`, the user the child switches to, so that the child can
-    /// move itself in before it execs and everything it touches counts. The paths to write
-    /// "0" into; none where limits are off, on v2 (whose moves need the common ancestor's
-    /// file) or when anything fails (then [`Cgroups::attach`] moves it in after the spawn).
-    pub(super) fn prepare(
-        &self,
-        instance: &str,
-        limits: Limits,
-        owner: Option<(u32, u32)>,
-    ) -> Vec<PathBuf> {
-        let Some(layout @ Layout::V1 { .. }) = &self.layout else {
+    /// Before a spawn: make `instance`'s cgroup with `limits`; the child writes "0" into the
+    /// `cgroup.procs` files returned, before it switches to its user and execs, so everything it
+    /// touches or forks counts. None where limits are off or anything fails (then
+    /// [`Cgroups::attach`] moves it in after the spawn).
+    pub(super) fn prepare(&self, instance: &str, limits: Limits) -> Vec<PathBuf> {
+        let Some(layout) = &self.layout else {
             return Vec::new();
         };
         if limits.is_none() {
@@ -353,15 +356,7 @@ impl Cgroups {
         if g.set_up(limits).is_err() {
             return Vec::new();
         }
-        let procs: Vec<PathBuf> = g.dirs.iter().map(|d| d.join("cgroup.procs")).collect();
-        if let Some((uid, gid)) = owner
-            && procs
-                .iter()
-                .any(|p| std::os::unix::fs::chown(p, Some(uid), Some(gid)).is_err())
-        {
-            return Vec::new();
-        }
-        procs
+        g.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
     fn group(&self, layout: &Layout, instance: &str) -> Group {
@@ -654,14 +649,23 @@ mod tests {
         for d in [root, &unit] {
             std::fs::write(d.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
         }
-        std::fs::write(unit.join("cgroup.procs"), "42\n").unwrap();
+        // The node (this test process stands in for it) and a child of its own.
+        let me = std::process::id();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(unit.join("cgroup.procs"), format!("{me}\n{}\n", child.id())).unwrap();
         let own = Some("/system.slice/aether.service");
-        let c = Cgroups::detect(root, "n1", true, own, 42);
+        let c = Cgroups::detect(root, "n1", true, own, me);
+        let _ = child.kill();
+        let _ = child.wait();
         assert!(c.on(), "{}", c.status());
         assert!(c.status().contains("delegated"), "{}", c.status());
+        // (A fake file keeps the last write: the child, moved after the node.)
         assert_eq!(
             std::fs::read_to_string(unit.join("node/cgroup.procs")).unwrap(),
-            "42"
+            child.id().to_string()
         );
         assert_eq!(
             std::fs::read_to_string(unit.join("node/cpu.weight")).unwrap(),
@@ -692,8 +696,8 @@ mod tests {
         // Shared with another process (a shell, a test harness): the root layout instead,
         // and nothing moved.
         std::fs::remove_dir_all(unit.join("node")).unwrap();
-        std::fs::write(unit.join("cgroup.procs"), "42\n43\n").unwrap();
-        let c = Cgroups::detect(root, "n1", true, own, 42);
+        std::fs::write(unit.join("cgroup.procs"), format!("{me}\n1\n")).unwrap();
+        let c = Cgroups::detect(root, "n1", true, own, me);
         assert!(c.on(), "{}", c.status());
         assert!(root.join("aether.slice/n1").is_dir());
         assert!(!unit.join("node").exists());

@@ -320,15 +320,14 @@ impl Instance {
             .chain(args.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join(" ");
-        let join = self.ctx.cgroups.prepare(
-            &self.spec.instance,
-            self.spec.limits,
-            run_as.as_ref().map(|u| (u.uid, u.gid)),
-        );
+        let join = self
+            .ctx
+            .cgroups
+            .prepare(&self.spec.instance, self.spec.limits);
         let launched = match process::spawn(program, &args, &env, &work, run_as.as_ref(), &join) {
             Ok(child) => Ok(Launched {
-                // The child moved itself in before it exec'd where it could (cgroup v1); else
-                // it has run for a few ms outside its limits, and goes in now.
+                // The child moved itself in before it exec'd; where that failed it has run
+                // for a few ms outside its limits, and goes in now.
                 cgroup: self.limit(child.id().unwrap_or(0), &run_log),
                 child,
                 log,

@@ -192,30 +192,39 @@ pub(super) fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    if let Some(u) = run_as {
-        // std drops the supplementary groups too when root switches users.
-        cmd.uid(u.uid).gid(u.gid);
-    }
-    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec. They
-    // run after the switch of user, which would clear the parent-death signal.
+    let user = run_as.map(|u| (u.uid, u.gid));
+    // SAFETY: only async-signal-safe calls (open, write, close, setgroups, setgid, setuid,
+    // prctl, getppid, _exit) between fork and exec.
     let parent = std::process::id() as i32;
     unsafe {
         cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Into its cgroups before it execs ("0": the writer itself); a failure leaves it
-            // to the daemon, which moves it in after the spawn.
+            // Into its cgroup first, while still the node's user (a move on cgroup v2 needs
+            // write access to the common ancestor's cgroup.procs, which only root has), so
+            // nothing it runs or forks is ever outside its limits. "0": the writer itself.
+            // A failure leaves it to the daemon, which moves it in after the spawn.
             for path in &join {
                 let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
                 if fd >= 0 {
                     libc::write(fd, b"0".as_ptr().cast(), 1);
                     libc::close(fd);
                 }
+            }
+            // Then its user: no supplementary groups (when root), its group, its uid.
+            if let Some((uid, gid)) = user {
+                if libc::geteuid() == 0 && libc::setgroups(0, std::ptr::null()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // After the switch of user, which clears the parent-death signal.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });

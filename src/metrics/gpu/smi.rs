@@ -110,7 +110,11 @@ impl Smi {
         let text = String::from_utf8_lossy(&once.stdout);
         let now = Instant::now();
         let latest = Arc::new(Mutex::new(Latest {
-            gpus: text.lines().filter_map(parse_gpu).map(|g| (now, g)).collect(),
+            gpus: text
+                .lines()
+                .filter_map(parse_gpu)
+                .map(|g| (now, g))
+                .collect(),
             apps: Vec::new(),
         }));
         let mut children = Vec::new();
