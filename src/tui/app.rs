@@ -544,7 +544,7 @@ impl App {
             crate::domain::DecisionStatus::Proposed if d.mode == ControllerMode::Propose => {
                 "proposed, needs an approve".into()
             }
-            s => s.word().into(),
+            _ => outcome(d),
         }
     }
 
@@ -554,6 +554,23 @@ impl App {
             .as_ref()
             .and_then(|s| s.controller.as_ref())
             .is_some_and(|c| c.paused.is_some())
+    }
+}
+
+/// A closed decision's status and who closed it: `applied by uid:1000@n1` (an operator's
+/// approve), `applied at grace` (the controller, when a guarded decision's window ran out),
+/// `applied (auto)` (the controller at once, mode auto), `vetoed by …`; otherwise the word.
+pub fn outcome(d: &Decision) -> String {
+    use crate::domain::DecisionStatus as S;
+    match &d.status {
+        S::Applied { by, .. } if by == "controller" => match d.mode {
+            ControllerMode::Auto => "applied (auto)".into(),
+            ControllerMode::Guarded => "applied at grace".into(),
+            _ => "applied by controller".into(),
+        },
+        S::Applied { by, .. } => format!("applied by {by}"),
+        S::Vetoed { by, .. } => format!("vetoed by {by}"),
+        s => s.word().into(),
     }
 }
 

@@ -38,7 +38,7 @@ fn every_view_at_80x24_and_160x48() {
         let mut a = app();
         key(&mut a, char::from(b'1' + i as u8));
         assert_eq!(a.view, *view);
-        for (w, h) in [(80, 24), (160, 48)] {
+        for (w, h) in [(80, 24), (120, 40), (160, 48)] {
             let name = format!("{}_{w}x{h}", view.title().to_lowercase());
             insta::assert_snapshot!(name, render(&mut a, w, h));
         }
@@ -154,4 +154,48 @@ fn scrolling_stops_at_the_last_line() {
     let at = at.unwrap();
     assert!(!up[at].contains(last), "the last line went below the box");
     assert_eq!(up[at], rows[at - 1], "the text moved down by one line");
+}
+
+#[test]
+fn the_overview_fills_the_screen_with_slices_open_decisions_and_events() {
+    // 30 events: the newest fill what the nodes, slices and decisions leave, at both sizes.
+    let mut a = app();
+    let mut u = update(false);
+    u.full = false;
+    u.events = (0..30)
+        .map(|i| crate::domain::AuditRecord {
+            seq: 100 + i,
+            at: NOW - 1_000 * (30 - i),
+            actor: "controller".into(),
+            what: format!("event number {i}"),
+            outcome: if i == 29 {
+                "refused: no quorum".into()
+            } else {
+                "ok".into()
+            },
+        })
+        .collect();
+    a.apply(u, NOW);
+    for (w, h) in [(80, 24), (120, 40)] {
+        let text = render(&mut a, w, h);
+        for want in [
+            "shop/web       2/2",
+            "shop/worker    1/2",
+            "42.7",
+            "r-3 analysis 2",
+            "d-12     pending, applies in 12s",
+            "scale shop/web 2 → 4",
+            "vetoed by uid:1000@n1",
+            "event number 29 → refused: no quorum",
+        ] {
+            assert!(text.contains(want), "{w}×{h}: no '{want}':\n{text}");
+        }
+        let rows: Vec<&str> = text.lines().collect();
+        // The row above the status bar is an event: nothing left blank.
+        assert!(
+            rows[rows.len() - 2].contains("event number"),
+            "{w}×{h}:\n{text}"
+        );
+        insta::assert_snapshot!(format!("overview_busy_{w}x{h}"), text);
+    }
 }

@@ -284,7 +284,7 @@ fn rollout_line(v: &RolloutView, width: usize, theme: &Theme) -> Line<'static> {
 }
 
 /// Calls per second in at most six characters: `42.7`, `1234`, `12.3k`.
-fn calls_per_s(v: f64) -> String {
+pub(super) fn calls_per_s(v: f64) -> String {
     if v < 1000.0 {
         format!("{v:.1}")
     } else if v < 10_000.0 {

@@ -1,18 +1,335 @@
-//! `1` Overview: cluster health, leader, controller mode, model, and a row per node with
-//! CPU, memory and GPU bars and sparklines.
+//! `1` Overview: what an operator looks at first, filling the screen as btop and k9s do:
+//! cluster health, leader, controller mode and model; a row per node with CPU, memory and GPU
+//! values and sparklines; every slice (active/desired, load, traffic when it has any, its open
+//! rollout); the open decisions with their grace countdown; then the newest events.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Row};
+use ratatui::widgets::{Paragraph, Row, Table};
 
 use super::{Theme, empty, list_table, pct, spark, window};
+use crate::domain::{clock_time, human_millis};
 use crate::tui::app::App;
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let [summary, table] =
-        Layout::vertical([Constraint::Length(4), Constraint::Min(1)]).areas(area);
-    f.render_widget(Paragraph::new(summary_lines(app, theme)), summary);
+    let summary = summary_lines(app, theme);
+    let [summary_area, rest] =
+        Layout::vertical([Constraint::Length(summary.len() as u16), Constraint::Min(1)])
+            .areas(area);
+    f.render_widget(Paragraph::new(summary), summary_area);
+    let rows = app.nodes();
+    if app.data.status.is_none() || rows.is_empty() {
+        return nodes(f, rest, app, theme);
+    }
+    // Nodes first (at most half of what is left), then the slices and the open decisions
+    // (each at most a quarter), a blank line between sections; events take the rest.
+    let h = rest.height;
+    let node_h = (rows.len() as u16 + 1).min((h / 2).max(3));
+    let slices = slice_rows(app, theme, rest.width);
+    let quarter = (h / 4).max(2);
+    let (decisions, status_w) = decision_rows(app, theme, quarter.saturating_sub(1) as usize);
+    let slice_h = (slices.len().max(1) as u16 + 1).min(quarter);
+    let dec_h = (decisions.len().max(1) as u16 + 1).min(quarter);
+    let [node_area, _, slice_area, _, dec_area, _, event_area] = Layout::vertical([
+        Constraint::Length(node_h),
+        Constraint::Length(1),
+        Constraint::Length(slice_h),
+        Constraint::Length(1),
+        Constraint::Length(dec_h),
+        Constraint::Length(1),
+        Constraint::Min(0),
+    ])
+    .areas(rest);
+    nodes(f, node_area, app, theme);
+    section(
+        f,
+        slice_area,
+        slices,
+        theme,
+        SLICE_HEAD,
+        &slice_widths(rest.width),
+        "no blueprints stored: 'aether blueprint apply FILE' adds one",
+    );
+    section(
+        f,
+        dec_area,
+        decisions,
+        theme,
+        &["DECISION", "STATUS", "ACTION"],
+        &[
+            Constraint::Length(8),
+            Constraint::Length(status_w),
+            Constraint::Min(10),
+        ],
+        "no open decisions: the controller proposes one when a rule or the forecast calls for a change",
+    );
+    let events = event_rows(app, theme, event_area.height.saturating_sub(1) as usize);
+    section(
+        f,
+        event_area,
+        events,
+        theme,
+        &["TIME", "WHO", "EVENT"],
+        &[
+            Constraint::Length(9),
+            Constraint::Length(14),
+            Constraint::Min(10),
+        ],
+        "no events yet",
+    );
+}
+
+/// Column heads of the slice section.
+const SLICE_HEAD: &[&str] = &["SLICE", "ACTIVE", "LOAD", "CALL/S", "ERR", "P99", "ROLLOUT"];
+
+fn slice_widths(width: u16) -> Vec<Constraint> {
+    vec![
+        Constraint::Length(14),
+        Constraint::Length(6),
+        Constraint::Length(load_width(width) as u16),
+        Constraint::Length(6),
+        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Min(10),
+    ]
+}
+
+/// The LOAD column: the last value, and a sparkline of the last minutes when there is room.
+fn load_width(width: u16) -> usize {
+    if width >= 110 { 5 + 1 + 24 } else { 5 }
+}
+
+/// A table of `rows` under `head` in `area`, or `none` dimmed under the head when empty.
+fn section(
+    f: &mut Frame,
+    area: Rect,
+    rows: Vec<Row<'static>>,
+    theme: &Theme,
+    head: &[&'static str],
+    widths: &[Constraint],
+    none: &str,
+) {
+    if area.height == 0 {
+        return;
+    }
+    if rows.is_empty() {
+        let [h, b] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        f.render_widget(
+            Paragraph::new(Line::from(Span::styled(head[0], theme.title()))),
+            h,
+        );
+        return empty(f, b, none, theme);
+    }
+    let n = area.height.saturating_sub(1) as usize;
+    let more = rows.len().saturating_sub(n);
+    let mut rows: Vec<Row> = rows.into_iter().take(n).collect();
+    if more > 0
+        && let Some(last) = rows.last_mut()
+    {
+        *last = Row::new(vec![Line::from(Span::styled(
+            format!("+{} more", more + 1),
+            theme.dim(),
+        ))]);
+    }
+    f.render_widget(
+        Table::new(rows, widths.to_vec())
+            .header(Row::new(head.to_vec()).style(theme.title()))
+            .column_spacing(1),
+        area,
+    );
+}
+
+/// A row per slice of every stored blueprint (the node filter does not apply here).
+fn slice_rows(app: &App, theme: &Theme, width: u16) -> Vec<Row<'static>> {
+    let Some(bps) = &app.data.blueprints else {
+        return Vec::new();
+    };
+    let loadw = load_width(width);
+    // One scale per unit, so that the sparklines compare slices.
+    let peak = |units: &str| {
+        let p = app
+            .data
+            .loads
+            .iter()
+            .filter(|l| l.units == units)
+            .flat_map(|l| l.load.iter().map(|p| p.1))
+            .fold(0.0f32, f32::max);
+        if p > 0.0 { p } else { 1.0 }
+    };
+    let mut out = Vec::new();
+    for b in bps {
+        for s in &b.blueprint.slices {
+            let target = format!("{}/{}", b.blueprint.name, s.name);
+            let prefix = format!("{target}/");
+            let copies: Vec<_> = b
+                .instances
+                .iter()
+                .filter(|i| i.instance.starts_with(&prefix))
+                .collect();
+            let active = copies.iter().filter(|c| c.counts_active()).count() as u32;
+            let failing = copies
+                .iter()
+                .filter(|c| matches!(c.state.as_str(), "unhealthy" | "backoff"))
+                .count();
+            let want = s.instances;
+            let mut active_cell = vec![Span::styled(
+                format!("{active}/{want}"),
+                if failing > 0 {
+                    theme.bad()
+                } else if active >= want {
+                    theme.ok()
+                } else {
+                    theme.warn()
+                },
+            )];
+            if failing > 0 {
+                active_cell.push(Span::styled("!", theme.bad()));
+            }
+            let load = app.data.loads.iter().find(|l| l.target == target);
+            let load_cell = match load.and_then(|l| l.load.last().map(|p| (l, p.1))) {
+                Some((l, v)) => {
+                    let mut spans = vec![Span::raw(format!("{v:>5.2}"))];
+                    if loadw > 5 {
+                        let peak = peak(&l.units);
+                        spans.push(Span::raw(" "));
+                        spans.push(Span::styled(
+                            spark(l.load.iter().map(|p| p.1 / peak), loadw - 6),
+                            theme.accent(),
+                        ));
+                    }
+                    Line::from(spans)
+                }
+                None => Line::from(Span::styled("    -", theme.dim())),
+            };
+            let dash = || Line::from(Span::styled("-", theme.dim()));
+            let (calls, errors, p99) = match load.and_then(|l| l.traffic.as_ref()) {
+                Some(t) => (
+                    Line::from(super::blueprints::calls_per_s(t.calls_per_s)),
+                    if t.calls_per_s > 0.0 {
+                        Line::from(Span::styled(
+                            format!("{:.1}%", t.error_rate * 100.0),
+                            if t.error_rate >= 0.01 {
+                                theme.bad()
+                            } else {
+                                theme.dim()
+                            },
+                        ))
+                    } else {
+                        dash()
+                    },
+                    Line::from(crate::view::rollouts::millis(t.p99_ms)),
+                ),
+                None => (dash(), dash(), dash()),
+            };
+            let rollout = match app
+                .data
+                .rollouts
+                .iter()
+                .find(|r| r.blueprint == b.blueprint.name && r.slice == s.name)
+            {
+                Some(r) if r.open => {
+                    let split = r.traffic.split(" / ").next().unwrap_or("").to_string();
+                    Line::from(vec![
+                        Span::styled(format!("{} ", r.name), theme.title()),
+                        Span::styled(
+                            if r.state == "running" {
+                                r.step.clone()
+                            } else {
+                                format!("{} at {}", r.state, r.step)
+                            },
+                            if r.state == "running" {
+                                theme.accent()
+                            } else {
+                                theme.warn()
+                            },
+                        ),
+                        Span::raw(format!(" v{}→v{} {split}", r.from, r.to)),
+                    ])
+                }
+                _ => Line::from(Span::styled(format!("v{}", b.version), theme.dim())),
+            };
+            out.push(Row::new(vec![
+                Line::from(target),
+                Line::from(active_cell),
+                load_cell,
+                calls,
+                errors,
+                p99,
+                rollout,
+            ]));
+        }
+    }
+    out
+}
+
+/// The open decisions (proposed or pending), the soonest to apply first; then, while fewer
+/// than `room`, the newest closed ones, dimmed, with who closed them and when.
+/// Also the width of the widest status.
+fn decision_rows(app: &App, theme: &Theme, room: usize) -> (Vec<Row<'static>>, u16) {
+    let mut open: Vec<&crate::domain::Decision> = app
+        .data
+        .decisions
+        .iter()
+        .filter(|d| d.status.is_open())
+        .collect();
+    open.sort_by_key(|d| match d.status {
+        crate::domain::DecisionStatus::Pending { deadline } => (0, deadline),
+        _ => (1, u64::MAX - d.id),
+    });
+    let closed = app
+        .data
+        .decisions
+        .iter()
+        .filter(|d| !d.status.is_open())
+        .take(room.saturating_sub(open.len()));
+    let mut widest = 6;
+    let mut row = |d: &crate::domain::Decision, status: String| {
+        widest = widest.max(status.chars().count());
+        Row::new(vec![
+            Line::from(d.name()),
+            Line::from(status),
+            Line::from(d.action.to_string()),
+        ])
+    };
+    let mut rows: Vec<Row<'static>> = open
+        .iter()
+        .map(|d| row(d, app.status_text(d)).style(theme.warn()))
+        .collect();
+    rows.extend(closed.map(|d| {
+        let status = format!(
+            "{}, {} ago",
+            crate::tui::app::outcome(d),
+            human_millis(app.now.saturating_sub(d.at))
+        );
+        row(d, status).style(theme.dim())
+    }));
+    (rows, widest.min(40) as u16)
+}
+
+/// The newest `n` events, newest first (the outcome after the text when it is not `ok`).
+fn event_rows(app: &App, theme: &Theme, n: usize) -> Vec<Row<'static>> {
+    app.data
+        .events
+        .iter()
+        .rev()
+        .take(n)
+        .map(|e| {
+            let mut what = vec![Span::raw(e.what.clone())];
+            if e.outcome != "ok" {
+                what.push(Span::styled(format!(" → {}", e.outcome), theme.bad()));
+            }
+            Row::new(vec![
+                Line::from(Span::styled(clock_time(e.at), theme.dim())),
+                Line::from(e.actor.clone()),
+                Line::from(what),
+            ])
+        })
+        .collect()
+}
+
+/// The node table in `table`.
+fn nodes(f: &mut Frame, table: Rect, app: &App, theme: &Theme) {
     let rows = app.nodes();
     if rows.is_empty() {
         let text = if app.data.status.is_none() {
@@ -217,19 +534,17 @@ fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
             app.data.snapshot_age_ms,
         ) {
             (true, Some(l), Some(age)) => Span::raw(format!(
-                "snapshot from {l}, {} old",
+                "metrics from {l}, {} old",
                 crate::domain::human_millis(age)
             )),
             _ => Span::styled(
-                "no snapshot yet (the leader broadcasts one every second)",
+                "no metrics snapshot yet (the leader broadcasts one every second)",
                 theme.dim(),
             ),
         },
     ];
-    vec![
-        Line::from(health),
-        Line::from(control),
-        Line::from(model),
-        Line::from(metrics),
-    ]
+    let mut last = model;
+    last.push(Span::styled(" · ", theme.dim()));
+    last.extend(metrics.into_iter().skip(1));
+    vec![Line::from(health), Line::from(control), Line::from(last)]
 }
