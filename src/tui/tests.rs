@@ -199,3 +199,48 @@ fn the_overview_fills_the_screen_with_slices_open_decisions_and_events() {
         insta::assert_snapshot!(format!("overview_busy_{w}x{h}"), text);
     }
 }
+
+#[test]
+fn a_down_node_shows_its_last_values_dimmed_with_their_age() {
+    let mut a = app();
+    let mut u = update(false);
+    u.full = false;
+    let mut s = u.status.clone().unwrap();
+    for m in &mut s.members {
+        if m.name == "n3" {
+            m.health = crate::domain::Health::Down;
+        }
+    }
+    u.status = Some(s);
+    let mut metrics = u.metrics.clone().unwrap();
+    for n in &mut metrics.nodes {
+        if n.name == "n3" {
+            n.health = crate::domain::Health::Down;
+            n.sample_age_ms = 12_000;
+            n.spark.clear();
+        }
+    }
+    u.metrics = Some(metrics);
+    a.apply(u, NOW);
+    for (w, h) in [(80, 24), (120, 40)] {
+        (a.width, a.height) = (w, h);
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| draw(f, &a, &Theme { color: true })).unwrap();
+        let text = t.backend().to_string();
+        let (y, row) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains("n3 !"))
+            .unwrap_or_else(|| panic!("no n3 row:\n{text}"));
+        assert!(row.contains("95% down 12s"), "{w}×{h}: {row}");
+        // Its last CPU is dimmed, not red: the cell under "95%".
+        // (each row is quoted in the text)
+        let x = row.chars().position(|c| c == '9').unwrap() - 1;
+        let cell = &t.backend().buffer()[(x as u16, y as u16)];
+        assert_eq!(cell.symbol(), "9", "{row}");
+        assert_eq!(cell.fg, ratatui::style::Color::DarkGray, "{w}×{h}: {row}");
+        // A live node keeps its colour.
+        assert!(!text.contains("42% down"), "{text}");
+    }
+    insta::assert_snapshot!("overview_node_down_80x24", render(&mut a, 80, 24));
+}

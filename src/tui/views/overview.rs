@@ -80,6 +80,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     );
 }
 
+/// A sample older than this is shown as stale.
+const STALE_MS: u64 = 5_000;
+
 /// Column heads of the slice section.
 const SLICE_HEAD: &[&str] = &["SLICE", "ACTIVE", "LOAD", "CALL/S", "ERR", "P99", "ROLLOUT"];
 
@@ -355,6 +358,10 @@ fn nodes(f: &mut Frame, table: Rect, app: &App, theme: &Theme) {
                 None => "?".into(),
             };
             let (health, hstyle) = match (m, r.metrics) {
+                // Down says more than draining.
+                (Some(m), _) if m.health == crate::domain::Health::Down => {
+                    ("down".into(), theme.bad())
+                }
                 (Some(m), _) if m.state != crate::domain::NodeState::Ready => {
                     (m.state.to_string(), theme.warn())
                 }
@@ -370,26 +377,63 @@ fn nodes(f: &mut Frame, table: Rect, app: &App, theme: &Theme) {
                 (None, None) => ("?".into(), theme.dim()),
             };
             let sp = app.data.sparks.get(&r.name);
-            let cell = |v: Option<f32>, series: Option<&std::collections::VecDeque<f32>>| match v {
-                Some(v) => Line::from(vec![
-                    Span::styled(pct(v), theme.level(v)),
-                    Span::raw(" "),
-                    Span::styled(
-                        spark(series.into_iter().flatten().copied(), sparkw),
+            let n = r.metrics;
+            // A node that is down (or whose last sample is old) keeps its last values, dimmed
+            // and marked with their age, never coloured as if they were current.
+            let stale = n.and_then(|n| {
+                let down = n.health == crate::domain::Health::Down
+                    || m.is_some_and(|m| m.health == crate::domain::Health::Down);
+                let age = human_millis(n.sample_age_ms);
+                if down {
+                    Some(format!("down {age}"))
+                } else if n.sample_age_ms >= STALE_MS {
+                    Some(format!("stale {age}"))
+                } else {
+                    None
+                }
+            });
+            let cell = |v: Option<f32>,
+                        series: Option<&std::collections::VecDeque<f32>>,
+                        extra: Option<String>,
+                        mark: bool| match v {
+                Some(v) if stale.is_some() => {
+                    let mut spans = vec![Span::styled(pct(v), theme.dim())];
+                    if let Some(e) = extra {
+                        spans.push(Span::styled(e, theme.dim()));
+                    }
+                    if mark {
+                        spans.push(Span::styled(
+                            format!(" {}", stale.clone().unwrap_or_default()),
+                            theme.warn(),
+                        ));
+                    }
+                    Line::from(spans)
+                }
+                Some(v) => {
+                    let extra_w = extra.as_ref().map_or(0, |e| e.chars().count());
+                    let mut spans = vec![Span::styled(pct(v), theme.level(v))];
+                    if let Some(e) = extra {
+                        spans.push(Span::raw(e));
+                    }
+                    spans.push(Span::raw(" "));
+                    spans.push(Span::styled(
+                        spark(
+                            series.into_iter().flatten().copied(),
+                            sparkw.saturating_sub(extra_w),
+                        ),
                         theme.level(v),
-                    ),
-                ]),
+                    ));
+                    Line::from(spans)
+                }
                 None => Line::from(Span::styled("  — no sample", theme.dim())),
             };
-            let n = r.metrics;
             let gpu = match n {
-                Some(n) if n.gpu_util.is_some() => {
-                    let mut l = cell(n.gpu_util, sp.map(|s| &s.gpu));
-                    if let Some(t) = n.gpu_temp {
-                        l.spans.insert(1, Span::raw(format!(" {t:.0}°C")));
-                    }
-                    l
-                }
+                Some(n) if n.gpu_util.is_some() => cell(
+                    n.gpu_util,
+                    sp.map(|s| &s.gpu),
+                    n.gpu_temp.map(|t| format!(" {t:.0}°C")),
+                    false,
+                ),
                 // The reason NVML is unavailable is long: the Nodes view shows it.
                 Some(n) => Line::from(Span::styled(
                     format!(
@@ -412,8 +456,8 @@ fn nodes(f: &mut Frame, table: Rect, app: &App, theme: &Theme) {
                 Line::from(name),
                 Line::from(role),
                 Line::from(Span::styled(health, hstyle)),
-                cell(n.map(|n| n.cpu), sp.map(|s| &s.cpu)),
-                cell(n.map(|n| n.mem), sp.map(|s| &s.mem)),
+                cell(n.map(|n| n.cpu), sp.map(|s| &s.cpu), None, true),
+                cell(n.map(|n| n.mem), sp.map(|s| &s.mem), None, false),
                 gpu,
             ]);
             (i, row)
