@@ -244,3 +244,45 @@ fn a_down_node_shows_its_last_values_dimmed_with_their_age() {
     }
     insta::assert_snapshot!("overview_node_down_80x24", render(&mut a, 80, 24));
 }
+
+#[test]
+fn node_charts_share_a_time_axis_and_say_their_units_and_the_gpu_line_is_whole() {
+    let mut a = app();
+    key(&mut a, '2');
+    for (w, h) in [(80, 24), (120, 40)] {
+        let text = render(&mut a, w, h);
+        let axis = text
+            .lines()
+            .find(|l| l.contains("└-15m"))
+            .unwrap_or_else(|| panic!("{w}×{h}: no time axis:\n{text}"));
+        assert!(axis.contains("now│"), "{axis}");
+        // The net chart's title says kB/s; its axis says the same unit.
+        assert!(text.contains("1.8 MB/s│"), "{w}×{h}:\n{text}");
+        assert!(text.contains("    100%│"), "{w}×{h}:\n{text}");
+    }
+    // A node without GPUs: the reason NVML is unavailable, however long, is shown whole.
+    let mut u = update(false);
+    u.full = false;
+    let mut hist = u.history.clone().unwrap();
+    hist.node = "n1".into();
+    hist.series.retain(|(n, _)| !n.starts_with("gpu"));
+    u.history = Some(hist);
+    let mut metrics = u.metrics.clone().unwrap();
+    let reason = "gpu: unavailable (nvidia-smi not found in PATH: install the NVIDIA driver \
+                  utilities or set [metrics] gpu = false to stop looking for them)";
+    for n in &mut metrics.nodes {
+        if n.name == "n1" {
+            n.gpu = reason.into();
+        }
+    }
+    u.metrics = Some(metrics);
+    a.apply(u, NOW);
+    key(&mut a, 'j');
+    assert_eq!(a.selected_node().as_deref(), Some("n1"));
+    let text = render(&mut a, 80, 24);
+    assert!(
+        text.contains("looking for them)"),
+        "the GPU line is cut:\n{text}"
+    );
+    insta::assert_snapshot!("nodes_no_gpu_80x24", text);
+}

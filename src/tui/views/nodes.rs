@@ -141,10 +141,20 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     } else {
         String::new()
     };
-    let note_lines = notes.len() as u16 + u16::from(!gpu_note.is_empty());
-    let [charts_area, notes_area] = Layout::vertical([
+    let mut lines = notes;
+    if !gpu_note.is_empty() {
+        lines.push(Line::from(Span::styled(gpu_note, theme.dim())));
+    }
+    // The notes wrap: count the rows they take at this width, so none is cut.
+    let w = usize::from(inner.width.max(1));
+    let note_rows: u16 = lines
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(w) as u16)
+        .sum();
+    let [charts_area, axis_area, notes_area] = Layout::vertical([
         Constraint::Min(3),
-        Constraint::Length(note_lines.min(inner.height / 3)),
+        Constraint::Length(1),
+        Constraint::Length(note_rows.min(inner.height / 3)),
     ])
     .areas(inner);
     let areas = Layout::vertical(vec![
@@ -152,17 +162,57 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         panels.len()
     ])
     .split(charts_area);
+    // Every chart's y labels take the same width, so their time axes line up with the one
+    // drawn under them.
+    let label_w = panels
+        .iter()
+        .map(|p| p.top_label().chars().count())
+        .max()
+        .unwrap_or(1);
     for (p, a) in panels.iter().zip(areas.iter()) {
-        p.draw(f, *a, x, theme);
+        p.draw(f, *a, x, label_w, theme);
     }
-    let mut lines = notes;
-    if !gpu_note.is_empty() {
-        lines.push(Line::from(Span::styled(gpu_note, theme.dim())));
-    }
+    f.render_widget(
+        Paragraph::new(time_axis(range, label_w, usize::from(axis_area.width))).style(theme.dim()),
+        axis_area,
+    );
     f.render_widget(
         Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: true }),
         notes_area,
     );
+}
+
+/// The time axis under the charts: `-15m` at the left of the plot, the middle, `now` at the
+/// right; the plot starts after the y labels (`label_w`) and their axis line.
+fn time_axis(range: u64, label_w: usize, width: usize) -> String {
+    let plot = width.saturating_sub(label_w + 1);
+    let left = format!("-{}", range_label(range));
+    let mid = format!("-{}", human_secs(range / 2));
+    let right = "now";
+    let mut line: Vec<char> = " ".repeat(width).chars().collect();
+    let mut put = |at: usize, text: &str| {
+        for (i, c) in text.chars().enumerate() {
+            if let Some(slot) = line.get_mut(at + i) {
+                *slot = c;
+            }
+        }
+    };
+    put(label_w, &format!("└{left}"));
+    if plot > left.len() + mid.len() + right.len() + 6 {
+        put(label_w + 1 + plot / 2 - mid.len() / 2, &mid);
+    }
+    put(width.saturating_sub(right.len()), right);
+    line.into_iter().collect()
+}
+
+/// `7m30s`, `30m`, `1h`.
+fn human_secs(s: u64) -> String {
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
 }
 
 fn last(p: Option<&[PointView]>) -> f32 {
@@ -198,14 +248,25 @@ impl Panel {
         }
     }
 
-    fn draw(&self, f: &mut Frame, area: Rect, x: [f64; 2], theme: &Theme) {
+    /// The label at the top of its y axis.
+    fn top_label(&self) -> String {
+        let (a, b) = (self.first.iter(), self.second.iter().flatten());
+        let peak = a.chain(b).map(|p| p.value as f64).fold(0.0f64, f64::max);
+        fmt_top(self.top(peak), self.max.is_some())
+    }
+
+    fn top(&self, peak: f64) -> f64 {
+        self.max.map(|m| m.max(peak)).unwrap_or(peak.max(1.0) * 1.1)
+    }
+
+    fn draw(&self, f: &mut Frame, area: Rect, x: [f64; 2], label_w: usize, theme: &Theme) {
         let pts = |v: &[PointView]| -> Vec<(f64, f64)> {
             v.iter().map(|p| (p.t as f64, p.value as f64)).collect()
         };
         let a = pts(&self.first);
         let b = self.second.as_deref().map(pts).unwrap_or_default();
         let peak = a.iter().chain(b.iter()).map(|p| p.1).fold(0.0f64, f64::max);
-        let top = self.max.map(|m| m.max(peak)).unwrap_or(peak.max(1.0) * 1.1);
+        let top = self.top(peak);
         let mark: Vec<(f64, f64)> = match (&self.anomaly, a.last()) {
             (Some(_), Some(p)) => vec![*p],
             _ => Vec::new(),
@@ -243,18 +304,22 @@ impl Panel {
             .block(Block::new().title(Line::from(title)))
             .x_axis(Axis::default().bounds(x))
             .y_axis(Axis::default().bounds([0.0, top]).labels([
-                Span::raw("0"),
-                Span::styled(fmt_top(top, self.max.is_some()), Style::new()),
+                Span::raw(format!("{:>label_w$}", "0")),
+                Span::styled(
+                    format!("{:>label_w$}", fmt_top(top, self.max.is_some())),
+                    Style::new(),
+                ),
             ]));
         f.render_widget(chart, area);
     }
 }
 
+/// The top of a y axis: a percentage, or a rate in the unit the chart's title uses.
 fn fmt_top(v: f64, percent: bool) -> String {
     if percent {
-        format!("{v:.0}")
+        format!("{v:.0}%")
     } else {
-        rate(v as f32).replace("/s", "")
+        rate(v as f32)
     }
 }
 
