@@ -286,3 +286,13 @@ fn node_charts_share_a_time_axis_and_say_their_units_and_the_gpu_line_is_whole()
     );
     insta::assert_snapshot!("nodes_no_gpu_80x24", text);
 }
+
+#[test]
+fn the_help_explains_the_marks() {
+    let mut a = app();
+    key(&mut a, '?');
+    let text = render(&mut a, 160, 80);
+    for want in ["! beside a node", "an anomaly", "down 12s, stale 12s"] {
+        assert!(text.contains(want), "no '{want}' in the help:\n{text}");
+    }
+}

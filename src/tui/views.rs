@@ -287,6 +287,26 @@ fn status_line(app: &App, theme: &Theme) -> Line<'static> {
     Line::from(spans)
 }
 
+/// What the marks in the views mean, for the help.
+pub const MARKS: &[(&str, &str)] = &[
+    (
+        "! beside a node",
+        "an anomaly: one of its series is far from its median (Enter on it in Nodes says which)",
+    ),
+    (
+        "down 12s, stale 12s",
+        "the node is down, or its last sample is that old: the values shown are its last ones, dimmed",
+    ),
+    (
+        "2/3! (slices)",
+        "active/desired instances; ! some copies fail their health check or are in backoff",
+    ),
+    (
+        "dimmed decisions",
+        "on the Overview, after the open ones: the newest closed ones and who closed them",
+    ),
+];
+
 fn help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut lines = vec![Line::from(Span::styled("Keys", theme.title()))];
     for (action, _, _, text) in TABLE {
@@ -319,6 +339,14 @@ fn help(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     for (c, text) in App::COMMANDS {
         lines.push(Line::from(vec![
             Span::styled(format!("  {c:<20}"), theme.accent()),
+            Span::raw(*text),
+        ]));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("Marks", theme.title())));
+    for (mark, text) in MARKS {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {mark:<20}"), theme.accent()),
             Span::raw(*text),
         ]));
     }
