@@ -296,3 +296,52 @@ fn the_help_explains_the_marks() {
         assert!(text.contains(want), "no '{want}' in the help:\n{text}");
     }
 }
+
+#[test]
+fn the_controller_list_uses_its_width_and_the_review_is_whole_at_120_columns() {
+    // Many decisions (the list takes half the height) and a long review.
+    let mut a = app();
+    let mut u = update(false);
+    u.full = false;
+    let mut d = u.decisions[0].clone();
+    let long = "CPU has stayed high for half a minute and the forecast rises; two more web \
+                instances fit on gpu-box and n1 without moving anything, the error rate is flat \
+                at 0.5%, the last rollout of shop/web finished an hour ago and nothing in the \
+                logs of the last five minutes points at a fault that more copies would hide; \
+                approve, and look again if p99 stays above 80ms after the scale-up settles. The \
+                operator note from this morning asks for no scale-in before the sale ends at \
+                noon, which this scale-up respects; the forecast's error over the last hour was \
+                small, so its rise is worth acting on now rather than after the grace. \
+                end-of-review";
+    d.review.as_mut().unwrap().reason = long.into();
+    let mut more = Vec::new();
+    for id in 13..=24 {
+        let mut x = u.decisions[2].clone();
+        x.id = id;
+        more.push(x);
+    }
+    d.id = 25;
+    more.push(d);
+    u.decisions = more;
+    a.apply(u, NOW);
+    key(&mut a, '4');
+    let text = render(&mut a, 120, 40);
+    assert!(
+        text.contains("CPU has stayed") && text.contains("end-of-review"),
+        "the review is cut:\n{text}"
+    );
+    let head = text.lines().find(|l| l.contains("ID ")).unwrap();
+    let row = text.lines().find(|l| l.contains("d-24")).unwrap();
+    // Every column's text is whole, and the room left goes to the first reason.
+    assert!(row.contains("applied at grace"), "{row}");
+    assert!(row.contains("scale shop/worker 1 → 2"), "{row}");
+    assert!(
+        head.contains("WHY") && row.contains("cpu per instance 0.91"),
+        "{head}\n{row}"
+    );
+    insta::assert_snapshot!("controller_many_120x40", text);
+    let narrow = render(&mut a, 80, 24);
+    let row = narrow.lines().find(|l| l.contains("d-24")).unwrap();
+    assert!(row.contains("scale shop/worker 1 → 2"), "{row}");
+    insta::assert_snapshot!("controller_many_80x24", narrow);
+}

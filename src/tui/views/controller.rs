@@ -40,10 +40,55 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let list_h = (rows.len() as u16 + 1).clamp(3, (rest.height / 2).max(3));
     let [table, detail] =
         Layout::vertical([Constraint::Length(list_h), Constraint::Min(3)]).areas(rest);
-    let body: Vec<(usize, Row)> = window(app, table, rows.len())
+    // Columns as wide as their widest text in view (within bounds); what is left goes to
+    // WHY: the first reason, or the review's verdict when there is none.
+    let shown = window(app, table, rows.len());
+    let texts: Vec<[String; 4]> = shown
+        .clone()
         .map(|i| {
             let d = rows[i];
-            let status = app.status_text(d);
+            [
+                app.status_text(d),
+                d.action.to_string(),
+                d.rule.clone(),
+                d.reasoning
+                    .first()
+                    .cloned()
+                    .or_else(|| d.review.as_ref().map(|r| format!("review: {}", r.verdict)))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let widest = |k: usize, head: &str, max: usize| {
+        texts
+            .iter()
+            .map(|t| t[k].chars().count())
+            .chain([head.len()])
+            .max()
+            .unwrap_or(0)
+            .min(max) as u16
+    };
+    let (status_w, action_w, rule_w) = (
+        widest(0, "STATUS", 40),
+        widest(1, "ACTION", 40),
+        widest(2, "RULE", 16),
+    );
+    // ID, AGE, the three above and the spaces between six columns.
+    let why_w = usize::from(table.width)
+        .saturating_sub(6 + 6 + usize::from(status_w + action_w + rule_w) + 5);
+    let body: Vec<(usize, Row)> = shown
+        .zip(texts)
+        .map(|(i, [status, action, rule, why])| {
+            let why = if why_w < 16 {
+                String::new()
+            } else if why.chars().count() > why_w {
+                let mut cut: String = why.chars().take(why_w - 1).collect();
+                cut.push('…');
+                cut
+            } else {
+                why
+            };
+            let d = rows[i];
             let style = match d.status.word() {
                 "pending" | "proposed" => theme.warn(),
                 "applied" => theme.ok(),
@@ -54,8 +99,9 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 Line::from(d.name()),
                 Line::from(human_millis(app.now.saturating_sub(d.at))),
                 Line::from(Span::styled(status, style)),
-                Line::from(d.action.to_string()),
-                Line::from(d.rule.clone()),
+                Line::from(action),
+                Line::from(rule),
+                Line::from(Span::styled(why, theme.dim())),
             ]);
             (i, row)
         })
@@ -63,13 +109,21 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let widths = [
         Constraint::Length(6),
         Constraint::Length(6),
-        Constraint::Length(26),
-        Constraint::Min(18),
-        Constraint::Length(14),
+        Constraint::Length(status_w),
+        Constraint::Length(action_w),
+        Constraint::Length(rule_w),
+        Constraint::Fill(1),
     ];
     f.render_widget(
         list_table(
-            &["ID", "AGE", "STATUS", "ACTION", "RULE"],
+            &[
+                "ID",
+                "AGE",
+                "STATUS",
+                "ACTION",
+                "RULE",
+                if why_w < 16 { "" } else { "WHY" },
+            ],
             &widths,
             body,
             app,
@@ -145,23 +199,31 @@ fn reasoning(f: &mut Frame, area: Rect, d: &Decision, theme: &Theme) {
             theme.dim(),
         )),
     };
-    let wide = area.width >= 120;
-    let (a, b) = if wide {
-        let [a, b] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)])
-            .areas(area);
-        (a, b)
-    } else {
-        // The review's text wrapped to the width, plus its first line and the borders.
-        let inner = area.width.saturating_sub(2).max(1) as usize;
-        let text_lines = d
-            .review
-            .as_ref()
-            .map(|r| r.reason.chars().count().div_ceil(inner) as u16)
-            .unwrap_or(1);
-        let review_h = (text_lines + 3).min(area.height / 2);
-        let [a, b] =
-            Layout::vertical([Constraint::Min(2), Constraint::Length(review_h)]).areas(area);
-        (a, b)
+    // Beside the reasoning when the review fits there (given up to half the width), else
+    // under it, as tall as its text.
+    let review = Paragraph::new(review).wrap(Wrap { trim: true });
+    let rows_at = |w: u16| review.line_count(w.saturating_sub(2)) as u16 + 2;
+    let beside = (area.width >= 120)
+        .then(|| {
+            [40u16, 50].into_iter().find_map(|pct| {
+                let w = area.width * pct / 100;
+                (rows_at(w) <= area.height).then_some(w)
+            })
+        })
+        .flatten();
+    let (a, b) = match beside {
+        Some(w) => {
+            let [a, b] =
+                Layout::horizontal([Constraint::Min(20), Constraint::Length(w)]).areas(area);
+            (a, b)
+        }
+        None => {
+            let review_h =
+                rows_at(area.width).min(area.height.saturating_sub(4).max(area.height / 2));
+            let [a, b] =
+                Layout::vertical([Constraint::Min(2), Constraint::Length(review_h)]).areas(area);
+            (a, b)
+        }
     };
     f.render_widget(
         Paragraph::new(why)
@@ -169,10 +231,10 @@ fn reasoning(f: &mut Frame, area: Rect, d: &Decision, theme: &Theme) {
             .block(Block::bordered().title(" reasoning (rules) ")),
         a,
     );
-    f.render_widget(
-        Paragraph::new(review)
-            .wrap(Wrap { trim: true })
-            .block(Block::bordered().title(" review (model) ")),
-        b,
-    );
+    let title = if rows_at(b.width) > b.height {
+        " review (model) · cut: Enter shows it all "
+    } else {
+        " review (model) "
+    };
+    f.render_widget(review.block(Block::bordered().title(title)), b);
 }
