@@ -345,3 +345,41 @@ fn the_controller_list_uses_its_width_and_the_review_is_whole_at_120_columns() {
     assert!(row.contains("scale shop/worker 1 → 2"), "{row}");
     insta::assert_snapshot!("controller_many_80x24", narrow);
 }
+
+#[test]
+fn an_events_outcome_is_whole() {
+    let mut a = app();
+    let mut u = update(false);
+    u.full = false;
+    u.events = vec![crate::domain::AuditRecord {
+        seq: 50,
+        at: NOW - 1_000,
+        actor: "uid:1000@n1".into(),
+        what: "scale shop/web 4".into(),
+        outcome: "refused: shop/web allows at most 8 (max)".into(),
+    }];
+    a.apply(u, NOW);
+    key(&mut a, '5');
+    for (w, h) in [(80, 24), (120, 40)] {
+        let text = render(&mut a, w, h);
+        let rows: Vec<&str> = text.lines().collect();
+        let at = rows
+            .iter()
+            .position(|l| l.contains("scale shop/web 4"))
+            .unwrap();
+        // Whole, on one line or wrapped onto the next.
+        let both = format!("{} {}", rows[at], rows[at + 1]);
+        let joined = both.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            joined.contains("refused: shop/web allows") && joined.contains("at most 8 (max)"),
+            "{w}×{h}:\n{text}"
+        );
+        // A long text is cut with … rather than mid-word without a sign.
+        let row = text
+            .lines()
+            .find(|l| l.contains("node n3 suspect"))
+            .unwrap();
+        assert!(row.contains("3.2 s") || row.contains('…'), "{w}×{h}: {row}");
+    }
+    insta::assert_snapshot!("events_outcomes_80x24", render(&mut a, 80, 24));
+}
