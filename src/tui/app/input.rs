@@ -370,6 +370,72 @@ impl App {
         }));
     }
 
+    /// Open the confirm dialog for setting `blueprint/slice`'s instances to `n`: the same
+    /// write as `aether scale B/S N`. What the console knows rules out a count the cluster
+    /// would refuse.
+    fn ask_scale(&mut self, target: &str, n: u32) {
+        let found = target.split_once('/').and_then(|(b, s)| {
+            self.data
+                .blueprints
+                .iter()
+                .flatten()
+                .find(|v| v.blueprint.name == b)
+                .and_then(|v| v.blueprint.slices.iter().find(|x| x.name == s))
+                .map(|slice| (b.to_string(), slice.clone()))
+        });
+        let Some((blueprint, slice)) = found else {
+            let known: Vec<String> = self
+                .data
+                .blueprints
+                .iter()
+                .flatten()
+                .flat_map(|b| {
+                    b.blueprint
+                        .slices
+                        .iter()
+                        .map(move |s| format!("{}/{}", b.blueprint.name, s.name))
+                })
+                .collect();
+            return self.say(
+                format!(
+                    ":scale: no slice '{target}' (BLUEPRINT/SLICE); slices: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+                true,
+            );
+        };
+        if n < slice.min || n > slice.max {
+            return self.say(
+                format!(
+                    ":scale: {target} takes {}..{} instances (its min and max); {n} is outside",
+                    slice.min, slice.max
+                ),
+                true,
+            );
+        }
+        self.mode = Mode::Confirm(Box::new(Confirm {
+            title: format!("Scale {target} to {n}?"),
+            detail: vec![
+                format!(
+                    "desired instances {} → {n} (range {}..{})",
+                    slice.instances, slice.min, slice.max
+                ),
+                "the same as 'aether scale' from the shell; the controller may change it later"
+                    .into(),
+            ],
+            cmd: Command::ScaleSlice {
+                blueprint,
+                slice: slice.name.clone(),
+                instances: n,
+            },
+            what: format!("scaled {target} to {n}"),
+        }));
+    }
+
     fn ask_pause(&mut self, pause: bool, reason: Option<String>) {
         let c = if pause {
             Confirm {
@@ -443,6 +509,10 @@ impl App {
         ("pause [REASON]", "pause the controller"),
         ("resume", "resume the controller"),
         ("mode MODE", "observe, propose, guarded or auto"),
+        (
+            "scale B/S N",
+            "set a slice's instances (N alone: the selected slice)",
+        ),
         ("drain NODE", "move every instance off a node"),
         ("undrain NODE", "let a node take instances again"),
         ("overview … events", "switch view (or 1-5)"),
@@ -459,7 +529,7 @@ impl App {
         let rest: Vec<&str> = words.collect();
         let rest = (!rest.is_empty()).then(|| rest.join(" "));
         let writes = [
-            "veto", "approve", "pause", "resume", "mode", "drain", "undrain",
+            "veto", "approve", "pause", "resume", "mode", "drain", "undrain", "scale",
         ];
         if writes.contains(&verb) && self.refuse_readonly(verb) {
             return;
@@ -471,6 +541,7 @@ impl App {
                     match what {
                         "a decision id" => "d-12",
                         "a mode" => "guarded",
+                        "a slice and a count" => "shop/web 4",
                         _ => "n2",
                     }
                 ),
@@ -524,6 +595,29 @@ impl App {
                     }))
                 }
             },
+            "scale" => {
+                // `:scale shop/web 4`, or `:scale 4` for the slice selected in Blueprints.
+                let (target, count) = match (arg, rest.as_deref()) {
+                    (Some(t), Some(n)) => (Some(t.to_string()), n),
+                    (Some(n), None) => (
+                        self.selected_slice()
+                            .filter(|_| self.view == View::Blueprints)
+                            .map(|(b, s)| format!("{b}/{s}")),
+                        n,
+                    ),
+                    _ => return need(self, "a slice and a count"),
+                };
+                let Some(target) = target else {
+                    return need(self, "a slice and a count");
+                };
+                let Ok(n) = count.trim().parse::<u32>() else {
+                    return self.say(
+                        format!(":scale: '{count}' is not a count of instances, e.g. ':scale {target} 4'"),
+                        true,
+                    );
+                };
+                self.ask_scale(&target, n);
+            }
             "drain" | "undrain" => {
                 let Some(name) = arg else {
                     return need(self, "a node name");
@@ -569,7 +663,7 @@ impl App {
                 None => self.say(
                     format!(
                         "unknown command ':{v}'; commands: veto, approve, pause, resume, mode, \
-                         drain, undrain, overview, nodes, blueprints, controller, events, help, quit"
+                         scale, drain, undrain, overview, nodes, blueprints, controller, events, help, quit"
                     ),
                     true,
                 ),

@@ -418,3 +418,68 @@ fn frames_merge_and_a_full_frame_replaces() {
     assert_eq!(a.data.decisions.len(), 3, "a full frame replaces");
     assert_eq!(a.data.sparks["n1"].cpu.len(), 60);
 }
+
+#[test]
+fn scale_asks_then_sends_the_same_write_as_the_cli() {
+    let mut a = app(false);
+    typed(&mut a, ":scale shop/web 4");
+    assert!(
+        press(&mut a, KeyCode::Enter).is_empty(),
+        "nothing before the yes"
+    );
+    let Mode::Confirm(c) = a.mode.clone() else {
+        panic!("no confirm dialog: {:?} {}", a.mode, flash(&a))
+    };
+    assert_eq!(c.title, "Scale shop/web to 4?");
+    assert!(c.detail[0].contains("2 → 4 (range 1..8)"), "{:?}", c.detail);
+    let out = typed(&mut a, "y");
+    assert_eq!(
+        out,
+        [Effect::Write {
+            cmd: Command::ScaleSlice {
+                blueprint: "shop".into(),
+                slice: "web".into(),
+                instances: 4,
+            },
+            what: "scaled shop/web to 4".into(),
+        }]
+    );
+    // `:scale N` scales the slice selected in the Blueprints view.
+    press(&mut a, KeyCode::Char('3'));
+    press(&mut a, KeyCode::Char('j'));
+    typed(&mut a, ":scale 3");
+    press(&mut a, KeyCode::Enter);
+    assert!(
+        matches!(&a.mode, Mode::Confirm(c) if c.cmd == Command::ScaleSlice { blueprint: "shop".into(), slice: "worker".into(), instances: 3 }),
+        "{:?} {}",
+        a.mode,
+        flash(&a)
+    );
+    press(&mut a, KeyCode::Esc);
+    // Bad input is named, with the fix, and changes nothing.
+    press(&mut a, KeyCode::Char('1'));
+    for (line, says) in [
+        (
+            ":scale 3",
+            "needs a slice and a count, e.g. ':scale shop/web 4'",
+        ),
+        (":scale shop/web", "needs a slice and a count"),
+        (":scale shop/web many", "'many' is not a count of instances"),
+        (
+            ":scale shop/db 2",
+            "no slice 'shop/db' (BLUEPRINT/SLICE); slices: shop/web, shop/worker",
+        ),
+        (":scale shop/web 9", "shop/web takes 1..8 instances"),
+    ] {
+        typed(&mut a, line);
+        assert!(press(&mut a, KeyCode::Enter).is_empty(), "{line}");
+        assert_eq!(a.mode, Mode::Normal, "{line}");
+        assert!(flash(&a).contains(says), "{line}: {}", flash(&a));
+    }
+    // Read-only: refused before anything else.
+    let mut r = app(true);
+    typed(&mut r, ":scale shop/web 4");
+    press(&mut r, KeyCode::Enter);
+    assert_eq!(r.mode, Mode::Normal);
+    assert!(flash(&r).contains("read-only"), "{}", flash(&r));
+}
