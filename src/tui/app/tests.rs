@@ -483,3 +483,27 @@ fn scale_asks_then_sends_the_same_write_as_the_cli() {
     assert_eq!(r.mode, Mode::Normal);
     assert!(flash(&r).contains("read-only"), "{}", flash(&r));
 }
+
+#[test]
+fn a_closed_decision_says_who_closed_it() {
+    let a = app(false);
+    let mut d = a.data.decisions[0].clone();
+    let applied = |by: &str| DecisionStatus::Applied {
+        at: NOW,
+        by: by.into(),
+    };
+    d.status = applied("uid:1000@n1");
+    assert_eq!(a.status_text(&d), "applied by uid:1000@n1");
+    d.status = applied("controller");
+    d.mode = ControllerMode::Guarded;
+    assert_eq!(a.status_text(&d), "applied at grace");
+    d.mode = ControllerMode::Auto;
+    assert_eq!(a.status_text(&d), "applied (auto)");
+    d.status = DecisionStatus::Vetoed {
+        at: NOW,
+        by: "alice@ops".into(),
+        reason: None,
+        reverted: None,
+    };
+    assert_eq!(a.status_text(&d), "vetoed by alice@ops");
+}
