@@ -9,7 +9,7 @@ use crate::admin::protocol::{
 use crate::config::ModelFormat;
 use crate::controller::model::{ModelState, ModelStatus};
 use crate::domain::*;
-use crate::metrics::update::AnomalyFlag;
+use crate::metrics::update::{AnomalyFlag, ProcessSample};
 pub use crate::view::fixture::NOW;
 use crate::view::fixture::{decision, members, scale};
 
@@ -58,6 +58,28 @@ fn node(id: NodeId, name: &str, cpu: f32, mem: f32, gpu: bool) -> LiveNode {
             }
             s
         },
+        // The instances' processes (see `instance`): shop/web/0 and shop/worker/0 on n1,
+        // shop/web/1 on gpu-box.
+        procs: match name {
+            "n1" => vec![
+                ProcessSample {
+                    pid: 4010,
+                    cpu: 0.42,
+                    rss: 180 << 20,
+                },
+                ProcessSample {
+                    pid: 4013,
+                    cpu: 0.35,
+                    rss: 96 << 20,
+                },
+            ],
+            "gpu-box" => vec![ProcessSample {
+                pid: 4012,
+                cpu: 1.38,
+                rss: 2_400 << 20,
+            }],
+            _ => Vec::new(),
+        },
     }
 }
 
@@ -89,7 +111,7 @@ fn instance(key: &str, node: Option<&str>, state: &str, restarts: u32) -> Instan
         node: node.map(Into::into),
         state: state.into(),
         port: node.map(|_| 41_000 + key.len() as u16),
-        pid: node.map(|_| 4_000 + restarts),
+        pid: node.map(|_| 4_000 + key.len() as u32 + restarts),
         restarts,
         last_exit: (restarts > 0).then(|| "exit status 1".into()),
         health: node.map(|_| "ok".into()),

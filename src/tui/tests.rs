@@ -383,3 +383,26 @@ fn an_events_outcome_is_whole() {
     }
     insta::assert_snapshot!("events_outcomes_80x24", render(&mut a, 80, 24));
 }
+
+#[test]
+fn an_instance_shows_its_process_cpu_and_rss() {
+    let mut a = app();
+    key(&mut a, '3');
+    a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    for (w, h) in [(80, 24), (120, 40)] {
+        let text = render(&mut a, w, h);
+        let head = text.lines().find(|l| l.contains("PID")).unwrap();
+        assert!(head.contains("CPU") && head.contains("RSS"), "{head}");
+        let row = text.lines().find(|l| l.contains("gpu-box")).unwrap();
+        assert!(
+            row.contains("1.38") && row.contains("2.3G"),
+            "{w}×{h}: {row}"
+        );
+        let row = text.lines().find(|l| l.contains("4010")).unwrap();
+        assert!(
+            row.contains("0.42") && row.contains("180M"),
+            "{w}×{h}: {row}"
+        );
+    }
+    insta::assert_snapshot!("slice_instances_120x40", render(&mut a, 120, 40));
+}

@@ -12,7 +12,7 @@ use crate::controller::model::ModelStatus;
 use crate::domain::{AuditRecord, Decision, Health, Millis, NodeId, now_millis};
 use crate::metrics::aggregate::View;
 use crate::metrics::requests::SliceTraffic;
-use crate::metrics::update::{AnomalyFlag, NodeEntry};
+use crate::metrics::update::{AnomalyFlag, NodeEntry, ProcessSample};
 use crate::raft::status::{ControlView, StatusView};
 use crate::view::Sources;
 use crate::view::blueprints::{BlueprintView, blueprint_views};
@@ -88,6 +88,10 @@ pub struct LiveNode {
     /// `cpu`, `mem` and `gpu` (mean utilisation): the per-second values since the previous
     /// frame (the last minute in the first frame), oldest first.
     pub spark: Vec<(String, Vec<f32>)>,
+    /// Its supervised processes as last sampled (pid, CPU in cores, RSS): the console shows
+    /// them beside each instance.
+    #[serde(default)]
+    pub procs: Vec<ProcessSample>,
 }
 
 /// A node's history over the watched range.
@@ -468,6 +472,7 @@ fn live_node(e: &NodeEntry, snapshot_age_ms: u64, spark: Vec<(String, Vec<f32>)>
         net_tx: m.nets.iter().map(|n| n.tx_bps).sum(),
         anomalies: e.anomalies.clone(),
         spark,
+        procs: m.procs.clone(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! requests (calls/s, error rate, p99 over the cluster), placement per node, health and
 //! restarts; a line per rollout in progress (step, versions, split, the last analysis interval,
 //! the reason); the selected slice's load with the forecast overlaid; Enter lists its
-//! instances.
+//! instances (with their process's CPU and RSS from the metrics snapshot).
 
 use std::collections::BTreeMap;
 
@@ -395,6 +395,21 @@ fn instances(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &T
         .instances()
         .skip(usize::from(app.scroll.min(max)))
         .map(|i| {
+            // Its process as its node last sampled it (the metrics snapshot carries it).
+            let proc = i.node.as_ref().zip(i.pid).and_then(|(n, pid)| {
+                app.data
+                    .nodes
+                    .iter()
+                    .find(|x| &x.name == n)
+                    .and_then(|x| x.procs.iter().find(|p| p.pid == pid))
+            });
+            let (cpu, rss) = match proc {
+                Some(p) => (Line::from(format!("{:.2}", p.cpu)), Line::from(mib(p.rss))),
+                None => (
+                    Line::from(Span::styled("-", theme.dim())),
+                    Line::from(Span::styled("-", theme.dim())),
+                ),
+            };
             let style = match i.state.as_str() {
                 "active" => theme.ok(),
                 "unhealthy" | "backoff" => theme.bad(),
@@ -406,6 +421,8 @@ fn instances(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &T
                 Line::from(Span::styled(i.state.clone(), style)),
                 Line::from(i.port.map(|p| p.to_string()).unwrap_or_default()),
                 Line::from(i.pid.map(|p| p.to_string()).unwrap_or_default()),
+                cpu,
+                rss,
                 Line::from(i.restarts.to_string()),
                 Line::from(i.health.clone().unwrap_or_default()),
                 Line::from(
@@ -435,23 +452,29 @@ fn instances(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &T
                         Line::from(""),
                         Line::from(""),
                         Line::from(""),
+                        Line::from(""),
+                        Line::from(""),
                         Line::from(u.message.clone()),
                     ])
                 }),
         )
         .collect();
     let widths = [
-        Constraint::Length(4),
+        Constraint::Length(3),
         Constraint::Length(10),
         Constraint::Length(10),
+        Constraint::Length(5),
+        Constraint::Length(7),
+        Constraint::Length(5),
         Constraint::Length(6),
+        Constraint::Length(3),
         Constraint::Length(8),
-        Constraint::Length(4),
-        Constraint::Length(10),
         Constraint::Min(10),
     ];
-    let header = Row::new(["#", "NODE", "STATE", "PORT", "PID", "RST", "HEALTH", "NOTE"])
-        .style(theme.title());
+    let header = Row::new([
+        "#", "NODE", "STATE", "PORT", "PID", "CPU", "RSS", "RST", "HEALTH", "NOTE",
+    ])
+    .style(theme.title());
     f.render_widget(
         Table::new(rows, widths)
             .header(header)
@@ -459,4 +482,14 @@ fn instances(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &T
             .block(Block::bordered().title(format!(" {} instances (esc back) ", sel.target()))),
         area,
     );
+}
+
+/// Bytes as `180M`, `2.3G`.
+fn mib(b: u64) -> String {
+    let m = b as f64 / (1u64 << 20) as f64;
+    if m >= 1024.0 {
+        format!("{:.1}G", m / 1024.0)
+    } else {
+        format!("{m:.0}M")
+    }
 }
