@@ -40,6 +40,8 @@ pub enum Input {
     Lost(String),
     /// A write finished.
     Done(Result<String, String>),
+    /// A log tail arrived: its `blueprint/slice` and the chunks, or why not.
+    Logs(String, Result<Vec<crate::deploy::logs::LogChunk>, String>),
     /// A signal asked us to stop, or the terminal went away.
     Stop,
 }
@@ -157,6 +159,7 @@ fn ui_loop(
             }
             Some(Input::Lost(reason)) => app.lost(reason),
             Some(Input::Done(r)) => app.done(r),
+            Some(Input::Logs(target, r)) => app.logs_arrived(target, r),
             Some(Input::Stop) => return Ok(()),
         }
         for e in effects {
@@ -167,6 +170,9 @@ fn ui_loop(
                 }
                 Effect::Write { cmd, what } => {
                     let _ = link.send(link::Request::Write { cmd, what });
+                }
+                Effect::Logs { target } => {
+                    let _ = link.send(link::Request::Logs { target });
                 }
             }
         }

@@ -70,8 +70,27 @@ pub enum Effect {
     },
     /// Move the live feed's watch (the Nodes view's node and range).
     Watch(Watch),
+    /// Read the last lines of `blueprint/slice`'s instance logs (the link task asks the node on
+    /// a connection of its own, as for a write; the answer comes back as an input).
+    Logs {
+        target: String,
+    },
     Quit,
 }
+
+/// The log tail shown under a slice's instances.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogTail {
+    /// `blueprint/slice`.
+    pub target: String,
+    /// When it was asked for (the node's clock).
+    pub asked: Millis,
+    /// `None` while the answer is on its way; the chunks per instance, or why not.
+    pub chunks: Option<Result<Vec<crate::deploy::logs::LogChunk>, String>>,
+}
+
+/// Lines of log asked for per instance.
+pub const LOG_TAIL: u32 = 20;
 
 /// A state change waiting for the operator's yes.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,6 +228,8 @@ pub struct App {
     pub width: u16,
     pub height: u16,
     pub quit: bool,
+    /// The log tail of the slice whose instances are open.
+    pub logs: Option<LogTail>,
     sel: [usize; 5],
     filters: [String; 5],
     watching: Watch,
@@ -234,6 +255,7 @@ impl App {
             width: 80,
             height: 24,
             quit: false,
+            logs: None,
             sel: [0; 5],
             filters: Default::default(),
             watching: Watch::default(),
@@ -328,6 +350,17 @@ impl App {
             .is_some_and(|f| self.now.saturating_sub(f.at) > FLASH_MS)
         {
             self.flash = None;
+        }
+    }
+
+    /// The log tail of `target` arrived (or could not be read).
+    pub fn logs_arrived(
+        &mut self,
+        target: String,
+        r: Result<Vec<crate::deploy::logs::LogChunk>, String>,
+    ) {
+        if let Some(l) = self.logs.as_mut().filter(|l| l.target == target) {
+            l.chunks = Some(r);
         }
     }
 

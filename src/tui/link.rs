@@ -18,7 +18,14 @@ use crate::raft::types::Command;
 #[derive(Debug)]
 pub enum Request {
     Watch(Watch),
-    Write { cmd: Command, what: String },
+    Write {
+        cmd: Command,
+        what: String,
+    },
+    /// The last lines of a slice's instance logs.
+    Logs {
+        target: String,
+    },
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -67,6 +74,7 @@ pub async fn run(socket: PathBuf, mut requests: UnboundedReceiver<Request>, ui: 
                                     }
                                 }
                                 Some(Request::Write { cmd, what }) => write(&socket, cmd, what, &ui),
+                                Some(Request::Logs { target }) => logs(&socket, target, &ui),
                             },
                         }
                     };
@@ -90,6 +98,7 @@ pub async fn run(socket: PathBuf, mut requests: UnboundedReceiver<Request>, ui: 
                     None => return,
                     Some(Request::Watch(w)) => watch = w,
                     Some(Request::Write { cmd, what }) => write(&socket, cmd, what, &ui),
+                    Some(Request::Logs { target }) => logs(&socket, target, &ui),
                 },
             }
         }
@@ -107,5 +116,21 @@ fn write(socket: &std::path::Path, cmd: Command, what: String, ui: &Sender<Input
             Err(e) => Err(e.message),
         };
         let _ = ui.send(Input::Done(r));
+    });
+}
+
+/// Read a slice's log tail on its own connection; the lines go back to the UI.
+fn logs(socket: &std::path::Path, target: String, ui: &Sender<Input>) {
+    let socket = socket.to_path_buf();
+    let ui = ui.clone();
+    tokio::spawn(async move {
+        let r = match Client::connect(&socket).await {
+            Ok(mut c) => c
+                .logs(target.clone(), Vec::new(), super::app::LOG_TAIL)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.message),
+        };
+        let _ = ui.send(Input::Logs(target, r));
     });
 }

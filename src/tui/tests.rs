@@ -406,3 +406,44 @@ fn an_instance_shows_its_process_cpu_and_rss() {
     }
     insta::assert_snapshot!("slice_instances_120x40", render(&mut a, 120, 40));
 }
+
+#[test]
+fn a_slices_instances_come_with_their_log_tail() {
+    use super::app::Effect;
+    let mut a = app();
+    key(&mut a, '3');
+    let out = a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    // The link task reads them; the UI only asks.
+    assert!(
+        out.contains(&Effect::Logs {
+            target: "shop/web".into()
+        }),
+        "{out:?}"
+    );
+    let waiting = render(&mut a, 80, 24);
+    assert!(waiting.contains("reading the logs…"), "{waiting}");
+    let chunk = |i: u32, node: &str, data: &str| crate::deploy::logs::LogChunk {
+        instance: format!("shop/web/{i}"),
+        node: node.into(),
+        data: data.into(),
+        next: 0,
+    };
+    a.logs_arrived(
+        "shop/web".into(),
+        Ok(vec![
+            chunk(0, "n1", "GET /cart 200 12ms\nGET /cart 200 9ms\n"),
+            chunk(
+                1,
+                "gpu-box",
+                "Traceback (most recent call last):\nMemoryError\n",
+            ),
+        ]),
+    );
+    let text = render(&mut a, 80, 24);
+    assert!(text.contains("0@n1 GET /cart 200 9ms"), "{text}");
+    assert!(text.contains("1@gpu-box MemoryError"), "{text}");
+    insta::assert_snapshot!("slice_instances_logs_80x24", text);
+    // Another slice's answer does not land here.
+    a.logs_arrived("shop/worker".into(), Err("late".into()));
+    assert!(!render(&mut a, 80, 24).contains("late"));
+}

@@ -93,6 +93,18 @@ impl App {
                 } else if self.rows() > 0 {
                     self.detail = true;
                     self.scroll = 0;
+                    // A slice's instances come with their log tail (Enter again: a fresh one).
+                    if self.view == View::Blueprints
+                        && let Some((b, s)) = self.selected_slice()
+                    {
+                        let target = format!("{b}/{s}");
+                        self.logs = Some(LogTail {
+                            target: target.clone(),
+                            asked: self.now,
+                            chunks: None,
+                        });
+                        out.push(Effect::Logs { target });
+                    }
                 }
             }
             Action::Back => {

@@ -384,6 +384,20 @@ fn load_chart(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &
 }
 
 fn instances(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &Theme) {
+    // The instances on top (as many rows as they take, at most half), their log tail under.
+    let target = sel.target();
+    let tail = app.logs.as_ref().filter(|l| l.target == target);
+    let area = match tail {
+        Some(t) => {
+            let n = sel.instances().count() + sel.blueprint.unserved.len();
+            let h = (n as u16 + 3).min(area.height / 2).max(4);
+            let [top, bottom] =
+                Layout::vertical([Constraint::Length(h), Constraint::Min(3)]).areas(area);
+            log_tail(f, bottom, t, theme);
+            top
+        }
+        None => area,
+    };
     // Borders and the header take 3 lines; the last row stays at the bottom.
     let max = sel
         .instances()
@@ -480,6 +494,48 @@ fn instances(f: &mut Frame, area: Rect, sel: &SliceRow<'_>, app: &App, theme: &T
             .header(header)
             .column_spacing(1)
             .block(Block::bordered().title(format!(" {} instances (esc back) ", sel.target()))),
+        area,
+    );
+}
+
+/// The last lines of each instance's log, an equal share of `area` each, prefixed with the
+/// instance's index; the newest line of each at the bottom of its share.
+fn log_tail(f: &mut Frame, area: Rect, t: &crate::tui::app::LogTail, theme: &Theme) {
+    let title = format!(
+        " logs: last lines per instance, as of {} (enter again refreshes) ",
+        crate::domain::clock_time(t.asked)
+    );
+    let lines: Vec<Line> = match &t.chunks {
+        None => vec![Line::from(Span::styled("reading the logs…", theme.dim()))],
+        Some(Err(e)) => vec![Line::from(Span::styled(
+            format!("cannot read the logs: {e}"),
+            theme.bad(),
+        ))],
+        Some(Ok(chunks)) if chunks.iter().all(|c| c.data.trim().is_empty()) => {
+            vec![Line::from(Span::styled(
+                "no log lines yet (an instance's stdout and stderr go to its log)",
+                theme.dim(),
+            ))]
+        }
+        Some(Ok(chunks)) => {
+            let rows = usize::from(area.height.saturating_sub(2));
+            let share = (rows / chunks.len().max(1)).max(1);
+            let mut out = Vec::new();
+            for c in chunks {
+                let index = c.instance.rsplit('/').next().unwrap_or("?");
+                let text: Vec<&str> = c.data.lines().collect();
+                for l in &text[text.len().saturating_sub(share)..] {
+                    out.push(Line::from(vec![
+                        Span::styled(format!("{index}@{} ", c.node), theme.dim()),
+                        Span::raw(l.to_string()),
+                    ]));
+                }
+            }
+            out
+        }
+    };
+    f.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(title)),
         area,
     );
 }
