@@ -77,7 +77,7 @@ pub const TABLE: &[(Action, &str, &str, &str)] = &[
         Action::Details,
         "details",
         "enter",
-        "details of the selected row",
+        "details of the selected row (a slice: its instances with CPU, RSS and log tail)",
     ),
     (
         Action::Back,
