@@ -596,11 +596,14 @@ impl App {
 pub fn outcome(d: &Decision) -> String {
     use crate::domain::DecisionStatus as S;
     match &d.status {
-        S::Applied { by, .. } if by == "controller" => match d.mode {
-            ControllerMode::Auto => "applied (auto)".into(),
-            ControllerMode::Guarded => "applied at grace".into(),
-            _ => "applied by controller".into(),
-        },
+        // The leader's controller writes as `controller@<node>`.
+        S::Applied { by, .. } if by == "controller" || by.starts_with("controller@") => {
+            match d.mode {
+                ControllerMode::Auto => "applied (auto)".into(),
+                ControllerMode::Guarded => "applied at grace".into(),
+                _ => "applied by controller".into(),
+            }
+        }
         S::Applied { by, .. } => format!("applied by {by}"),
         S::Vetoed { by, .. } => format!("vetoed by {by}"),
         s => s.word().into(),

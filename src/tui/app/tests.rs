@@ -499,6 +499,11 @@ fn a_closed_decision_says_who_closed_it() {
     assert_eq!(a.status_text(&d), "applied at grace");
     d.mode = ControllerMode::Auto;
     assert_eq!(a.status_text(&d), "applied (auto)");
+    // As the leader writes it.
+    d.status = applied("controller@n1");
+    assert_eq!(a.status_text(&d), "applied (auto)");
+    d.mode = ControllerMode::Guarded;
+    assert_eq!(a.status_text(&d), "applied at grace");
     d.status = DecisionStatus::Vetoed {
         at: NOW,
         by: "alice@ops".into(),
