@@ -141,14 +141,15 @@ pub enum Cmd {
     Model(ModelCmd),
     /// Version, commit, target, linkage and the CPU baseline this binary was built for.
     Version,
-    /// Check this machine and node (not built yet).
+    /// Check this machine and node (not built yet: it will check the CPU, clock, ports, disk
+    /// space, the data dir's permissions and the certificates' expiry, each with a fix).
     Doctor,
-    /// Diagnostics bundle (not built yet).
+    /// Diagnostics (not built yet; 'aether diag --help' lists what will come).
     #[command(subcommand)]
-    Diag(Stub),
-    /// Fault drills (not built yet).
+    Diag(DiagCmd),
+    /// Fault drills (not built yet; 'aether drill --help' lists what will come).
     #[command(subcommand)]
-    Drill(Stub),
+    Drill(DrillCmd),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -311,12 +312,23 @@ fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-/// Placeholder subcommands of features still to come.
+/// `aether diag …`: still to come; each says so when run (exit 1).
 #[derive(Debug, Subcommand)]
-pub enum Stub {
-    /// Any arguments.
-    #[command(external_subcommand)]
-    Any(Vec<String>),
+pub enum DiagCmd {
+    /// Collect this node's logs, configuration (secrets left out), status, metrics and recent
+    /// events into one archive to attach to a report (not built yet).
+    Bundle,
+}
+
+/// `aether drill …`: still to come; each says so when run (exit 1).
+#[derive(Debug, Subcommand)]
+pub enum DrillCmd {
+    /// Run a fault drill against this cluster (kill or pause the leader, partition a node, fill
+    /// a disk) and check that it recovers (not built yet).
+    Run {
+        /// The drill, e.g. leader-kill.
+        scenario: String,
+    },
 }
 
 /// `aether node` flags. Each also has a config-file key and an `AETHER_*` variable.
@@ -522,6 +534,30 @@ mod tests {
             cli.command,
             Cmd::Rollout(RolloutCmd::Undo { to: Some(6), .. })
         ));
+    }
+
+    /// The commands still to come say so in their help and list what will come.
+    #[test]
+    fn unbuilt_commands_say_so_and_list_what_will_come() {
+        let mut cli = Cli::command();
+        for (name, coming) in [("diag", "bundle"), ("drill", "run")] {
+            let help = cli
+                .find_subcommand_mut(name)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("not built yet"), "{help}");
+            assert!(
+                help.lines().any(|l| l.trim_start().starts_with(coming)),
+                "'aether {name} --help' lists '{coming}': {help}"
+            );
+        }
+        let doctor = cli
+            .find_subcommand_mut("doctor")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(doctor.contains("not built yet"), "{doctor}");
     }
 
     #[test]

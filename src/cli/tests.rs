@@ -147,6 +147,17 @@ fn blueprints() {
         "blueprint_show_gpu",
         render(|w| output::blueprints(w, &b[1..], true, NOW, false))
     );
+    // A multi-line command (`sh -c` with a script) stays on its row, quoted and escaped.
+    let mut script = b[..1].to_vec();
+    script[0].blueprint.slices[0].command = vec![
+        "sh".into(),
+        "-c".into(),
+        "echo 'starting'\nexec python3 -m http.server \"$PORT\"".into(),
+    ];
+    insta::assert_snapshot!(
+        "blueprint_show_script",
+        render(|w| output::blueprints(w, &script, true, NOW, false))
+    );
     insta::assert_snapshot!(
         "blueprints_json",
         render_json(|w| output::blueprints(w, &b, false, NOW, true))
@@ -365,6 +376,32 @@ fn errors_map_to_exit_codes_by_type() {
         let f = Failure::from(ClientError::Admin(AdminError::new(kind, "why")));
         assert_eq!((f.code, f.message.as_str()), (code, "why"), "{kind:?}");
     }
+}
+
+/// A blueprint file that is missing or a directory is bad input (exit 2), not a failure.
+#[test]
+fn an_unreadable_input_file_is_bad_input() {
+    use super::exit;
+    use super::run::read_input;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("shop.toml");
+    let f = read_input("blueprint file", &missing).unwrap_err();
+    assert_eq!(f.code, exit::USAGE, "{}", f.message);
+    assert!(
+        f.message.starts_with(&format!(
+            "cannot read blueprint file '{}': ",
+            missing.display()
+        )),
+        "{}",
+        f.message
+    );
+    let f = read_input("blueprint file", dir.path()).unwrap_err();
+    assert_eq!(f.code, exit::USAGE, "{}", f.message);
+    std::fs::write(&missing, "name = \"shop\"\n").unwrap();
+    assert_eq!(
+        read_input("blueprint file", &missing).unwrap(),
+        "name = \"shop\"\n"
+    );
 }
 
 /// The README's `[slices.update]` example is a valid blueprint section, with the values it

@@ -1086,7 +1086,12 @@ predictive = true
             (
                 "stop_timeout = \"10s\"",
                 "stop_timeout = \"ten seconds\"",
-                "shop.toml:11:16: slices[0].stop_timeout: expected a duration such as '500ms', '5s' or '1h', found 'ten seconds'",
+                "shop.toml:11:16: slices[0].stop_timeout: expected a duration such as '500ms', '5s', '1m30s' or '1h' (units ms, s, m, h, d; no spaces), found 'ten seconds'",
+            ),
+            (
+                "http = \"/\"",
+                "http = \"/\"\ninterval = \"2 sec\"",
+                "shop.toml:15:12: slices[0].health.interval: expected a duration such as '500ms', '5s', '1m30s' or '1h' (units ms, s, m, h, d; no spaces), found '2 sec'",
             ),
             (
                 "memory = \"256MiB\"",
