@@ -271,8 +271,10 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             })?;
         }
         Cmd::Man { dir: None } => {
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut stdout())
+            let mut cmd = Cli::command().disable_help_subcommand(true);
+            cmd.build();
+            super::args::man_page(cmd)
+                .and_then(|(_, page)| std::io::Write::write_all(&mut stdout(), page.as_bytes()))
                 .map_err(|e| {
                     Failure::new(exit::FAILED, format!("cannot print the man page: {e}"))
                 })?;
