@@ -47,7 +47,7 @@ pub enum Cmd {
     Status,
     /// List the members.
     Nodes,
-    /// The audit trail: who changed what and when, and the leader's liveness verdicts (newest last).
+    /// The audit trail: who changed what and when, and the leader's liveness verdicts, newest first (as in the console).
     Events {
         /// How many of the newest events to show.
         #[arg(long, default_value_t = 20)]

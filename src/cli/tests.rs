@@ -68,8 +68,17 @@ fn nodes() {
 
 #[test]
 fn events() {
+    // The node answers oldest first; the CLI, like the console, shows the newest first.
     let a = fixture::events();
-    insta::assert_snapshot!("events", render(|w| output::events(w, &a, NOW, false)));
+    assert!(a.windows(2).all(|w| w[0].seq < w[1].seq));
+    let text = render(|w| output::events(w, &a, NOW, false));
+    let seqs: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(seqs, ["42", "41", "40"], "{text}");
+    insta::assert_snapshot!("events", text);
     insta::assert_snapshot!(
         "events_json",
         render_json(|w| output::events(w, &a, NOW, true))

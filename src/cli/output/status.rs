@@ -119,11 +119,14 @@ pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io:
 /// `aether events`.
 /// Ages are counted from `now` (Unix ms).
 pub fn events(w: &mut dyn Write, a: &[AuditRecord], now: Millis, json: bool) -> io::Result<()> {
+    // Newest first, as the console's Events view and every other list here (decisions, rollout
+    // history) show them: `--limit` keeps the newest, and the newest is read first.
+    let newest_first: Vec<&AuditRecord> = a.iter().rev().collect();
     if json {
-        return write_json(w, &a);
+        return write_json(w, &newest_first);
     }
-    let rows: Vec<Vec<String>> = a
-        .iter()
+    let rows: Vec<Vec<String>> = newest_first
+        .into_iter()
         .map(|e| {
             vec![
                 e.seq.to_string(),
