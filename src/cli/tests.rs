@@ -57,6 +57,21 @@ fn status() {
         "status_no_quorum",
         render(|w| output::status(w, &lost, NOW, false))
     );
+    // Just after the leader died: this node still knows n1 as leader but could not reach it;
+    // status says so instead of naming a dead node as a healthy leader.
+    let mut dead = fixture::status(false);
+    dead.node.id = 2;
+    dead.node.name = "gpu-box".into();
+    dead.node.role = "follower".into();
+    dead.members_seen_by = "gpu-box".into();
+    let leader = dead.leader.as_ref().unwrap().id;
+    assert!(!dead.leader_unreachable());
+    dead.mark_unreachable(leader);
+    assert!(dead.leader_unreachable());
+    let text = render(|w| output::status(w, &dead, NOW, false));
+    let line = text.lines().find(|l| l.starts_with("leader:")).unwrap();
+    assert!(line.contains("UNREACHABLE from gpu-box"), "{text}");
+    insta::assert_snapshot!("status_leader_unreachable", text);
 }
 
 #[test]
