@@ -2,6 +2,7 @@
 //! the leader under writes, restarts, snapshots, joins and refusals, transport security, bad input.
 
 mod harness;
+mod logs;
 mod loops;
 mod secrets;
 mod systemd;
