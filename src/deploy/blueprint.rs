@@ -58,7 +58,7 @@ pub const GPU_VARS: [&str; 3] = [
 
 /// A whole number in a file: an `i64` whose type error says "expected a whole number" (not
 /// serde's "expected i64"), so the reader sees the fix in words.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Whole(pub i64);
 
 impl<'de> Deserialize<'de> for Whole {
