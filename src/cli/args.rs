@@ -144,10 +144,11 @@ pub enum Cmd {
     /// Check this machine and node (not built yet: it will check the CPU, clock, ports, disk
     /// space, the data dir's permissions and the certificates' expiry, each with a fix).
     Doctor,
-    /// Diagnostics (not built yet; 'aether diag --help' lists what will come).
+    /// Diagnostics (not built yet: 'diag bundle' will gather what a bug report needs).
     #[command(subcommand)]
     Diag(DiagCmd),
-    /// Fault drills (not built yet; 'aether drill --help' lists what will come).
+    /// Fault drills (not built yet: 'drill run SCENARIO' will break the cluster on purpose and
+    /// check that it recovers).
     #[command(subcommand)]
     Drill(DrillCmd),
     /// Print shell completions.
