@@ -14,8 +14,8 @@ use crate::admin::client::ClientError;
 use crate::admin::protocol::AdminError;
 
 pub use args::{
-    BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat, OverrideCmd,
-    RolloutCmd, Stub, TokenCmd, TokenTtl, write_man_pages,
+    BlueprintCmd, Cli, Cmd, DecisionsCmd, DiagCmd, DrillCmd, KvCmd, ModelCmd, NodeArgs,
+    OutputFormat, OverrideCmd, RolloutCmd, TokenCmd, TokenTtl, write_man_pages,
 };
 pub use run::{node_config, run_client};
 

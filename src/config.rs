@@ -449,10 +449,53 @@ impl fmt::Display for Dur {
     }
 }
 
-/// Parse a duration such as `250ms`, `5s`, `2m`, `1h30m`.
+/// Parse a duration such as `250ms`, `5s`, `2m`, `1h30m`: whole numbers, each followed by
+/// one of the units `ms`, `s`, `m`, `h`, `d`, with no spaces; `0` alone is zero.
+///
+/// One spelling everywhere, the one Aether prints (`1m30s`): files and flags read like the
+/// output, and nothing is a guess (a looser grammar reads `2 sec` but also `1M` as a month).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|_| format!("expected a duration such as '500ms', '5s' or '1h', found '{s}'"))
+    let bad = || {
+        format!(
+            "expected a duration such as '500ms', '5s', '1m30s' or '1h' \
+             (units ms, s, m, h, d; no spaces), found '{s}'"
+        )
+    };
+    let t = s.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = t;
+    let mut total_ms: u64 = 0;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let letters = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
+        let unit_ms: u64 = match &rest[..letters] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[letters..];
+        total_ms = n
+            .checked_mul(unit_ms)
+            .and_then(|v| v.checked_add(total_ms))
+            .ok_or_else(bad)?;
+    }
+    Ok(Duration::from_millis(total_ms))
 }
 
 impl Serialize for Dur {

@@ -114,13 +114,25 @@ pub mod tui;
 pub mod view;
 
 /// Log to stderr with `RUST_LOG` if set, else `default` (`info` for the daemon, `warn` for
-/// client commands).
+/// client commands); colours only when stderr is a terminal (a journal or a file gets plain
+/// text).
+///
+/// openraft's replication modules log a WARN and an ERROR line on every retry to a peer that
+/// is down (several a second): they are off by default, and `raft::network` says it instead,
+/// once, then at a slowing rate ([`raft::network::PeerReports`]).
 pub fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default},openraft=warn,quinn=warn"))
+        tracing_subscriber::EnvFilter::new(format!("{default},{QUIET_DEPENDENCIES}"))
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Directives added to the default log filter: dependencies at `warn`, openraft's per-retry
+/// replication lines off.
+pub const QUIET_DEPENDENCIES: &str = "openraft=warn,quinn=warn,\
+    openraft::replication=off,openraft::engine::handler::replication_handler=off";

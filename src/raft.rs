@@ -115,6 +115,9 @@ pub enum WriteError {
 /// member each heartbeat, 50 ms by default).
 const REACHABLE_WITHIN: Duration = Duration::from_secs(1);
 
+/// How long `status` waits for the leader's view before answering with this node's own.
+const LEADER_STATUS_WAIT: Duration = Duration::from_millis(500);
+
 /// The Raft node's member description: its address.
 pub type Node = BasicNode;
 
@@ -212,6 +215,7 @@ impl Cluster {
         let net = Network {
             ep: ep.clone(),
             backoff_max: cfg.net.reconnect_backoff_max.0,
+            reports: Default::default(),
         };
         let raft = Raft::new(
             id,
@@ -399,22 +403,30 @@ impl Cluster {
     }
 
     /// Status with the leader's view of the members when the leader can be asked.
+    ///
+    /// The leader's view when it answers within [`LEADER_STATUS_WAIT`]; else this node's own,
+    /// with the leader marked unreachable (a dead leader costs that wait, not the transport's
+    /// timeouts).
     pub async fn status(&self) -> Result<StatusView, RequestError> {
-        let local = self.local_status()?;
-        match self.leader() {
-            Some((id, addr)) if id != self.id => match self
-                .ep
-                .call::<_, PeerResponse>(&addr, network::ROUTE, &PeerRequest::Status, None)
-                .await
-            {
-                Ok(PeerResponse::Status(mut s)) => {
-                    s.node = local.node;
-                    Ok(*s)
-                }
-                _ => Ok(local),
-            },
-            _ => Ok(local),
+        let mut local = self.local_status()?;
+        let Some((id, addr)) = self.leader().filter(|(id, _)| *id != self.id) else {
+            return Ok(local);
+        };
+        let asked = self.ep.call::<_, PeerResponse>(
+            &addr,
+            network::ROUTE,
+            &PeerRequest::Status,
+            Some(LEADER_STATUS_WAIT),
+        );
+        if let Ok(Ok(PeerResponse::Status(mut s))) =
+            tokio::time::timeout(LEADER_STATUS_WAIT, asked).await
+        {
+            s.node = local.node;
+            return Ok(*s);
         }
+        // It did not answer: say so, whatever the last heartbeat suggested.
+        local.mark_unreachable(id);
+        Ok(local)
     }
 
     /// A linearizable read: confirmed by the leader's quorum, then served from its state machine.

@@ -40,8 +40,30 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
-/// Render rows as aligned columns.
+/// A cell on one line: a newline, tab or other control character (a multi-line command, a
+/// process's last words) is written escaped (`\n`), so it never breaks the table's rows.
+fn one_line(c: &str) -> String {
+    if !c.chars().any(char::is_control) {
+        return c.to_string();
+    }
+    c.chars()
+        .map(|ch| match ch {
+            '\n' => "\\n".to_string(),
+            '\r' => "\\r".to_string(),
+            '\t' => "\\t".to_string(),
+            ch if ch.is_control() => ch.escape_default().to_string(),
+            ch => ch.to_string(),
+        })
+        .collect()
+}
+
+/// Render rows as aligned columns, each cell on one line ([`one_line`]).
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| one_line(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {

@@ -260,8 +260,8 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             output::build_info(&mut stdout(), &b, json).map_err(unwritten)?;
         }
         Cmd::Doctor => return Err(not_built("doctor", "a later issue")),
-        Cmd::Diag(_) => return Err(not_built("diag", "a later issue")),
-        Cmd::Drill(_) => return Err(not_built("drill", "a later issue")),
+        Cmd::Diag(_) => return Err(not_built("diag bundle", "a later issue")),
+        Cmd::Drill(_) => return Err(not_built("drill run", "a later issue")),
         Cmd::Man { dir: Some(dir) } => {
             super::args::write_man_pages(dir).map_err(|e| {
                 Failure::new(
@@ -271,8 +271,10 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             })?;
         }
         Cmd::Man { dir: None } => {
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut stdout())
+            let mut cmd = Cli::command().disable_help_subcommand(true);
+            cmd.build();
+            super::args::man_page(cmd)
+                .and_then(|(_, page)| std::io::Write::write_all(&mut stdout(), page.as_bytes()))
                 .map_err(|e| {
                     Failure::new(exit::FAILED, format!("cannot print the man page: {e}"))
                 })?;
@@ -340,12 +342,7 @@ async fn set_node_state(
 async fn run_blueprint(cli: &Cli, b: &BlueprintCmd, json: bool) -> Result<(), Failure> {
     match b {
         BlueprintCmd::Apply { file, dry_run } => {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                Failure::new(
-                    exit::FAILED,
-                    format!("cannot read blueprint file '{}': {e}", file.display()),
-                )
-            })?;
+            let text = read_input("blueprint file", file)?;
             let name = file.display().to_string();
             // Refuse a bad file here, without a node; the node checks it again.
             crate::deploy::blueprint::parse(&name, &text)
@@ -373,6 +370,26 @@ async fn run_blueprint(cli: &Cli, b: &BlueprintCmd, json: bool) -> Result<(), Fa
             output::ok(&mut stdout(), json).map_err(unwritten)
         }
     }
+}
+
+/// The text of an input file the operator named (`what`: "blueprint file"). A file that is
+/// missing, unreadable to this user, a directory or not UTF-8 is bad input (exit 2), told by the
+/// error's kind; any other I/O failure is a failure (exit 1).
+pub(super) fn read_input(what: &str, file: &std::path::Path) -> Result<String, Failure> {
+    use std::io::ErrorKind as K;
+    std::fs::read_to_string(file).map_err(|e| {
+        let code = match e.kind() {
+            K::NotFound | K::PermissionDenied | K::IsADirectory | K::InvalidData => exit::USAGE,
+            _ => exit::FAILED,
+        };
+        Failure::new(
+            code,
+            format!(
+                "cannot read {what} '{}': {e}: name a readable TOML file",
+                file.display()
+            ),
+        )
+    })
 }
 
 /// `aether logs`: once, or with `follow` every half second from where the last answer ended.

@@ -57,6 +57,21 @@ fn status() {
         "status_no_quorum",
         render(|w| output::status(w, &lost, NOW, false))
     );
+    // Just after the leader died: this node still knows n1 as leader but could not reach it;
+    // status says so instead of naming a dead node as a healthy leader.
+    let mut dead = fixture::status(false);
+    dead.node.id = 2;
+    dead.node.name = "gpu-box".into();
+    dead.node.role = "follower".into();
+    dead.members_seen_by = "gpu-box".into();
+    let leader = dead.leader.as_ref().unwrap().id;
+    assert!(!dead.leader_unreachable());
+    dead.mark_unreachable(leader);
+    assert!(dead.leader_unreachable());
+    let text = render(|w| output::status(w, &dead, NOW, false));
+    let line = text.lines().find(|l| l.starts_with("leader:")).unwrap();
+    assert!(line.contains("UNREACHABLE from gpu-box"), "{text}");
+    insta::assert_snapshot!("status_leader_unreachable", text);
 }
 
 #[test]
@@ -68,8 +83,17 @@ fn nodes() {
 
 #[test]
 fn events() {
+    // The node answers oldest first; the CLI, like the console, shows the newest first.
     let a = fixture::events();
-    insta::assert_snapshot!("events", render(|w| output::events(w, &a, NOW, false)));
+    assert!(a.windows(2).all(|w| w[0].seq < w[1].seq));
+    let text = render(|w| output::events(w, &a, NOW, false));
+    let seqs: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(seqs, ["42", "41", "40"], "{text}");
+    insta::assert_snapshot!("events", text);
     insta::assert_snapshot!(
         "events_json",
         render_json(|w| output::events(w, &a, NOW, true))
@@ -146,6 +170,17 @@ fn blueprints() {
     insta::assert_snapshot!(
         "blueprint_show_gpu",
         render(|w| output::blueprints(w, &b[1..], true, NOW, false))
+    );
+    // A multi-line command (`sh -c` with a script) stays on its row, quoted and escaped.
+    let mut script = b[..1].to_vec();
+    script[0].blueprint.slices[0].command = vec![
+        "sh".into(),
+        "-c".into(),
+        "echo 'starting'\nexec python3 -m http.server \"$PORT\"".into(),
+    ];
+    insta::assert_snapshot!(
+        "blueprint_show_script",
+        render(|w| output::blueprints(w, &script, true, NOW, false))
     );
     insta::assert_snapshot!(
         "blueprints_json",
@@ -365,6 +400,32 @@ fn errors_map_to_exit_codes_by_type() {
         let f = Failure::from(ClientError::Admin(AdminError::new(kind, "why")));
         assert_eq!((f.code, f.message.as_str()), (code, "why"), "{kind:?}");
     }
+}
+
+/// A blueprint file that is missing or a directory is bad input (exit 2), not a failure.
+#[test]
+fn an_unreadable_input_file_is_bad_input() {
+    use super::exit;
+    use super::run::read_input;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("shop.toml");
+    let f = read_input("blueprint file", &missing).unwrap_err();
+    assert_eq!(f.code, exit::USAGE, "{}", f.message);
+    assert!(
+        f.message.starts_with(&format!(
+            "cannot read blueprint file '{}': ",
+            missing.display()
+        )),
+        "{}",
+        f.message
+    );
+    let f = read_input("blueprint file", dir.path()).unwrap_err();
+    assert_eq!(f.code, exit::USAGE, "{}", f.message);
+    std::fs::write(&missing, "name = \"shop\"\n").unwrap();
+    assert_eq!(
+        read_input("blueprint file", &missing).unwrap(),
+        "name = \"shop\"\n"
+    );
 }
 
 /// The README's `[slices.update]` example is a valid blueprint section, with the values it

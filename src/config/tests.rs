@@ -192,3 +192,44 @@ fn the_default_advertise_address_is_dialable() {
     c.advertise = Some("10.0.0.5:7420".into());
     assert_eq!(c.advertise_addr(), "10.0.0.5:7420");
 }
+
+/// Durations have one spelling, the one Aether prints: whole numbers with ms, s, m, h or d, no
+/// spaces. '2 sec' (and humantime's '1M', a month) is refused with the accepted forms.
+#[test]
+fn durations_have_one_spelling() {
+    use std::time::Duration;
+    for (s, ms) in [
+        ("250ms", 250),
+        ("5s", 5_000),
+        ("2m", 120_000),
+        ("1h30m", 5_400_000),
+        ("4m12s", 252_000),
+        ("1d", 86_400_000),
+        (" 10s ", 10_000),
+        ("0", 0),
+        ("0s", 0),
+    ] {
+        assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+    }
+    for s in [
+        "2 sec",
+        "2sec",
+        "1M",
+        "5",
+        "",
+        "s",
+        "1.5s",
+        "-1s",
+        "1h 30m",
+        "99999999999999999999d",
+    ] {
+        let e = parse_duration(s).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "expected a duration such as '500ms', '5s', '1m30s' or '1h' \
+                 (units ms, s, m, h, d; no spaces), found '{s}'"
+            )
+        );
+    }
+}

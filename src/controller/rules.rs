@@ -38,7 +38,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::parse_duration;
-use crate::deploy::blueprint::{FileError, Source};
+use crate::deploy::blueprint::{FileError, Number, Source, Whole};
 
 /// The rules built into the binary (`assets/rules.toml`).
 pub const DEFAULT_RULES: &str = include_str!("../../assets/rules.toml");
@@ -318,9 +318,9 @@ struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
-    target_cpu: Option<Spanned<f64>>,
-    target_calls_per_instance: Option<Spanned<f64>>,
-    tolerance: Option<Spanned<f64>>,
+    target_cpu: Option<Spanned<Number>>,
+    target_calls_per_instance: Option<Spanned<Number>>,
+    tolerance: Option<Spanned<Number>>,
     stabilization: Option<Spanned<String>>,
     up_cooldown: Option<Spanned<String>>,
     down_cooldown: Option<Spanned<String>>,
@@ -333,7 +333,7 @@ struct RawRule {
     name: Spanned<String>,
     scope: Spanned<String>,
     #[serde(default)]
-    priority: i64,
+    priority: Whole,
     when: Spanned<Vec<Spanned<RawCondition>>>,
     action: Spanned<String>,
     step: Option<Spanned<toml::Value>>,
@@ -368,8 +368,8 @@ fn secs(src: &Source, v: &Spanned<String>, path: &str, zero_ok: bool) -> Result<
     Ok(s)
 }
 
-fn fraction(src: &Source, v: &Spanned<f64>, path: &str, max: f64) -> Result<f64, FileError> {
-    let x = *v.get_ref();
+fn fraction(src: &Source, v: &Spanned<Number>, path: &str, max: f64) -> Result<f64, FileError> {
+    let x = v.get_ref().0;
     if !(x > 0.0 && x <= max) {
         return Err(src.err(
             v.span(),
@@ -545,7 +545,7 @@ fn rule(src: &Source, raw: &Spanned<RawRule>, i: usize) -> Result<Rule, FileErro
     Ok(Rule {
         name: r.name.get_ref().clone(),
         scope,
-        priority: r.priority,
+        priority: r.priority.0,
         when,
         action,
         step,
@@ -565,7 +565,7 @@ pub fn parse(file: &str, text: &str) -> Result<Rules, FileError> {
             settings.target_cpu = fraction(&src, v, "settings.target_cpu", 1.0)?;
         }
         if let Some(v) = &s.target_calls_per_instance {
-            let x = *v.get_ref();
+            let x = v.get_ref().0;
             if !(x.is_finite() && x > 0.0 && x <= 1_000_000.0) {
                 return Err(src.err(
                     v.span(),
@@ -714,6 +714,20 @@ mod tests {
                 2,
                 "settings.tolerance",
                 "at most 0.5, found 2",
+            ),
+            (
+                "a word for a number",
+                "[settings]   # comment\ntolerance = \"a little\"\n",
+                2,
+                "settings.tolerance",
+                "expected a number, e.g. 0.5",
+            ),
+            (
+                "a word for a priority",
+                "[[rules]]  # the first\nname = \"x\"\nscope = \"node\"\npriority = \"high\"\nwhen = [{ metric = \"cpu\", above = 0.9 }]\naction = \"drain\"\n",
+                4,
+                "rules[0].priority",
+                "expected a whole number, e.g. 8",
             ),
         ];
         for (what, text, line, path, msg) in cases {

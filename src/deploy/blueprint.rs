@@ -56,6 +56,59 @@ pub const GPU_VARS: [&str; 3] = [
     "NVIDIA_VISIBLE_DEVICES",
 ];
 
+/// A whole number in a file: an `i64` whose type error says "expected a whole number" (not
+/// serde's "expected i64"), so the reader sees the fix in words.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Whole(pub i64);
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Whole;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number, e.g. 8")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Whole, E> {
+                i64::try_from(v)
+                    .map(Whole)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+        }
+        d.deserialize_i64(V)
+    }
+}
+
+/// A number in a file (whole or with a fraction): an `f64` whose type error says "expected a
+/// number" (not serde's "expected f64").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Number(pub f64);
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Number;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number, e.g. 0.5")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Number, E> {
+                Ok(Number(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Number, E> {
+                Ok(Number(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Number, E> {
+                Ok(Number(v as f64))
+            }
+        }
+        d.deserialize_f64(V)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawBlueprint {
@@ -69,9 +122,9 @@ struct RawBlueprint {
 struct RawSlice {
     name: Spanned<String>,
     command: Spanned<Vec<String>>,
-    instances: Spanned<i64>,
-    min: Option<Spanned<i64>>,
-    max: Option<Spanned<i64>>,
+    instances: Spanned<Whole>,
+    min: Option<Spanned<Whole>>,
+    max: Option<Spanned<Whole>>,
     #[serde(default)]
     env: BTreeMap<String, Spanned<String>>,
     resources: Option<Spanned<RawResources>>,
@@ -87,12 +140,12 @@ struct RawSlice {
 #[serde(deny_unknown_fields)]
 struct RawUpdate {
     strategy: Option<Spanned<String>>,
-    max_parallel: Option<Spanned<i64>>,
+    max_parallel: Option<Spanned<Whole>>,
     min_healthy_time: Option<Spanned<String>>,
     healthy_deadline: Option<Spanned<String>>,
     progress_deadline: Option<Spanned<String>>,
     auto_revert: Option<bool>,
-    canary: Option<Spanned<i64>>,
+    canary: Option<Spanned<Whole>>,
     canary_traffic: Option<Spanned<String>>,
     analysis: Option<Spanned<RawAnalysis>>,
     auto_promote: Option<bool>,
@@ -103,7 +156,7 @@ struct RawUpdate {
 #[serde(deny_unknown_fields)]
 struct RawAnalysis {
     interval: Option<Spanned<String>>,
-    min_requests: Option<Spanned<i64>>,
+    min_requests: Option<Spanned<Whole>>,
     max_error_rate: Option<Spanned<String>>,
     max_p99: Option<Spanned<String>>,
 }
@@ -111,7 +164,7 @@ struct RawAnalysis {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawService {
-    port: Spanned<i64>,
+    port: Spanned<Whole>,
     #[serde(default)]
     entry_points: Vec<Spanned<RawEntryPoint>>,
     timeout: Option<Spanned<String>>,
@@ -133,9 +186,9 @@ pub const METHODS: [&str; 9] = [
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawResources {
-    cpu: Option<Spanned<f64>>,
+    cpu: Option<Spanned<Number>>,
     memory: Option<Spanned<String>>,
-    gpu: Option<Spanned<i64>>,
+    gpu: Option<Spanned<Whole>>,
 }
 
 #[derive(Deserialize)]
@@ -146,20 +199,20 @@ struct RawHealth {
     exec: Option<Spanned<Vec<String>>>,
     interval: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
-    threshold: Option<Spanned<i64>>,
+    threshold: Option<Spanned<Whole>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScaling {
-    target_cpu: Option<Spanned<f64>>,
+    target_cpu: Option<Spanned<Number>>,
     target_latency: Option<Spanned<String>>,
     #[serde(default)]
     predictive: bool,
     up_cooldown: Option<Spanned<String>>,
     down_cooldown: Option<Spanned<String>>,
     idle_to_zero: Option<Spanned<String>>,
-    target_calls_per_instance: Option<Spanned<f64>>,
+    target_calls_per_instance: Option<Spanned<Number>>,
 }
 
 /// Parse a size such as `256MiB`, `1GiB`, `512KiB`, `2GB` or a plain number of bytes.
@@ -229,46 +282,62 @@ impl Source<'_> {
         }
     }
 
-    /// The field path at `offset`, from the table headers and the key on that line (used for
-    /// errors the TOML decoder reports by position only).
+    /// The field path at `offset` (used for errors the TOML decoder reports by position only),
+    /// from the parsed document's spans: the innermost key or value at `offset`, else the
+    /// `[table]` whose body `offset` is in. Comments, quoting and spacing never reach the path.
     pub(crate) fn path_at(&self, offset: usize) -> String {
-        let mut table = String::new();
-        // Per array of tables (`[[slices]]`, `[[rules]]`): the index of its last entry.
-        let mut index: BTreeMap<String, i64> = BTreeMap::new();
-        let mut pos = 0;
-        let mut key = String::new();
-        for line in self.text.split_inclusive('\n') {
-            let t = line.trim();
-            if pos > offset {
-                break;
-            }
-            if t.starts_with("[[") {
-                let name = t.trim_start_matches('[').trim_end_matches(']').trim();
-                let i = index.entry(name.to_string()).or_insert(-1);
-                *i += 1;
-                table = format!("{name}[{i}]");
-                key.clear();
-            } else if t.starts_with('[') {
-                let name = t.trim_start_matches('[').trim_end_matches(']').trim();
-                table = match name.split_once('.') {
-                    Some((array, rest)) if index.contains_key(array) => {
-                        format!("{array}[{}].{rest}", index[array])
-                    }
-                    _ => name.to_string(),
-                };
-                key.clear();
-            } else if pos + line.len() > offset
-                && let Some((k, _)) = t.split_once('=')
-            {
-                key = k.trim().trim_matches('"').to_string();
-            }
-            pos += line.len();
+        let (root, _) = toml::de::DeTable::parse_recoverable(self.text);
+        let mut spans = Vec::new();
+        for (k, v) in root.get_ref().iter() {
+            spans_of(k.get_ref().to_string(), k.span(), v, &mut spans);
         }
-        match (table.is_empty(), key.is_empty()) {
-            (true, _) => key,
-            (false, true) => table,
-            (false, false) => format!("{table}.{key}"),
+        let within = |r: &Range<usize>| r.start <= offset && (offset < r.end || offset == r.start);
+        if let Some((path, _)) = spans
+            .iter()
+            .filter(|(_, r)| within(r))
+            .min_by_key(|(path, r)| (r.len(), std::cmp::Reverse(path.len())))
+        {
+            return path.clone();
         }
+        // Between keys: the last `[table]` / `[[table]]` header before `offset`.
+        spans
+            .iter()
+            .filter(|(_, r)| r.start <= offset && self.text[r.start..].starts_with('['))
+            .max_by_key(|(path, r)| (r.start, path.len()))
+            .map(|(path, _)| path.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Every key and value under `key` (at `key_span`), with its field path (`slices[0].health`).
+fn spans_of(
+    path: String,
+    key_span: Range<usize>,
+    v: &Spanned<toml::de::DeValue<'_>>,
+    out: &mut Vec<(String, Range<usize>)>,
+) {
+    out.push((path.clone(), key_span));
+    value_spans(path, v, out);
+}
+
+fn value_spans(
+    path: String,
+    v: &Spanned<toml::de::DeValue<'_>>,
+    out: &mut Vec<(String, Range<usize>)>,
+) {
+    out.push((path.clone(), v.span()));
+    match v.get_ref() {
+        toml::de::DeValue::Table(t) => {
+            for (k, c) in t.iter() {
+                spans_of(format!("{path}.{}", k.get_ref()), k.span(), c, out);
+            }
+        }
+        toml::de::DeValue::Array(a) => {
+            for (i, e) in a.iter().enumerate() {
+                value_spans(format!("{path}[{i}]"), e, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -300,12 +369,12 @@ fn duration_ms(
 
 fn count(
     src: &Source,
-    v: &Spanned<i64>,
+    v: &Spanned<Whole>,
     path: &str,
     min: i64,
     max: i64,
 ) -> Result<u32, BlueprintError> {
-    let n = *v.get_ref();
+    let n = v.get_ref().0;
     if n < min || n > max {
         return Err(src.err(
             v.span(),
@@ -395,7 +464,7 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
     if let Some(res) = &r.resources {
         let res = res.get_ref();
         if let Some(cpu) = &res.cpu {
-            let c = *cpu.get_ref();
+            let c = cpu.get_ref().0;
             if !(c > 0.0 && c <= 1024.0) {
                 return Err(src.err(
                     cpu.span(),
@@ -475,7 +544,7 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
             let s = s.get_ref();
             let target_cpu = match &s.target_cpu {
                 Some(t) => {
-                    let v = *t.get_ref();
+                    let v = t.get_ref().0;
                     if !(v > 0.0 && v <= 1.0) {
                         return Err(src.err(
                             t.span(),
@@ -496,7 +565,7 @@ fn slice(src: &Source, raw: &Spanned<RawSlice>, i: usize) -> Result<Slice, Bluep
                 };
             let target_calls_per_instance = match &s.target_calls_per_instance {
                 Some(t) => {
-                    let v = *t.get_ref();
+                    let v = t.get_ref().0;
                     if !(v.is_finite() && v > 0.0 && v <= 1_000_000.0) {
                         return Err(src.err(
                             t.span(),
@@ -971,7 +1040,7 @@ predictive = true
             (
                 "instances = 4",
                 "instances = \"four\"",
-                "shop.toml:6:13: slices[0].instances: invalid type: string \"four\", expected i64",
+                "shop.toml:6:13: slices[0].instances: invalid type: string \"four\", expected a whole number, e.g. 8",
             ),
             (
                 "instances = 4",
@@ -1017,7 +1086,12 @@ predictive = true
             (
                 "stop_timeout = \"10s\"",
                 "stop_timeout = \"ten seconds\"",
-                "shop.toml:11:16: slices[0].stop_timeout: expected a duration such as '500ms', '5s' or '1h', found 'ten seconds'",
+                "shop.toml:11:16: slices[0].stop_timeout: expected a duration such as '500ms', '5s', '1m30s' or '1h' (units ms, s, m, h, d; no spaces), found 'ten seconds'",
+            ),
+            (
+                "http = \"/\"",
+                "http = \"/\"\ninterval = \"2 sec\"",
+                "shop.toml:15:12: slices[0].health.interval: expected a duration such as '500ms', '5s', '1m30s' or '1h' (units ms, s, m, h, d; no spaces), found '2 sec'",
             ),
             (
                 "memory = \"256MiB\"",
@@ -1072,7 +1146,7 @@ predictive = true
             (
                 "target_cpu = 0.6",
                 "target_cpu = 0.6\ntarget_calls_per_instance = \"many\"",
-                "slices[0].scaling.target_calls_per_instance: invalid type: string \"many\", expected f64",
+                "slices[0].scaling.target_calls_per_instance: invalid type: string \"many\", expected a number, e.g. 0.5",
             ),
             (
                 "target_cpu = 0.6",
@@ -1212,6 +1286,33 @@ analysis = { interval = "30s", min_requests = 100, max_error_rate = "1%", max_p9
         .unwrap_err()
         .to_string();
         assert!(e.contains("missing field `name`"), "{e}");
+    }
+
+    #[test]
+    fn field_paths_come_from_the_document_not_the_header_text() {
+        // The shipped example: headers carry trailing comments, keys are quoted or spaced.
+        let shop = include_str!("../../config/blueprints/shop.toml");
+        let typo = shop.replacen("http = \"/\"", "htp = \"/\"", 1);
+        let e = parse("shop-typo.toml", &typo).unwrap_err();
+        assert_eq!(e.path, "slices[0].health.htp", "{e}");
+        assert!(e.message.starts_with("unknown field `htp`"), "{e}");
+        let e = parse(
+            "x.toml",
+            "name = \"x\"\n[[slices]]   # first\nname = \"a\"\ncommand = [\"true\"]\ninstances = 1\n\
+             [[ slices ]] # second\nname = \"b\"\ncommand = [\"true\"]\n\"instances\" = \"eight\"\n\
+             [ slices.resources ]  # [comment] with brackets\n cpu = \"lots\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "slices[1].instances", "{e}");
+        assert_eq!((e.line, e.column), (9, 15), "{e}");
+        let e = parse(
+            "x.toml",
+            "name = \"x\"\n[[slices]]\nname = \"a\"\ncommand = [\"true\"]\ninstances = 1\n\
+             [slices.resources]   # what it needs\ncpu = \"lots\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "slices[0].resources.cpu", "{e}");
+        assert!(e.message.contains("expected a number"), "{e}");
     }
 
     #[test]

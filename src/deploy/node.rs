@@ -137,16 +137,25 @@ pub async fn run(
     metrics.set_processes(Vec::new());
     drop(tx);
     drop(sup);
-    // The reporter drains what is queued (the instances just stopped), then ends.
-    if tokio::time::timeout(Duration::from_secs(3), reporter)
+    // The reporter drains what is queued (the instances just stopped), then ends. With no
+    // leader to take it (the whole cluster stopping) it is not worth a wait: the leader clears
+    // a lost node's instances anyway.
+    if tokio::time::timeout(FINAL_REPORT_WAIT, reporter)
         .await
         .is_err()
     {
         reporter_stop.cancel();
-        tracing::warn!("could not report the stopped instances within 3 s");
+        tracing::info!(
+            "stopped instances not reported within {} ms (no leader took the write); the leader \
+             clears them when it finds this node gone",
+            FINAL_REPORT_WAIT.as_millis()
+        );
     }
     Ok(())
 }
+
+/// How long a stopping node waits to report its stopped instances.
+const FINAL_REPORT_WAIT: Duration = Duration::from_millis(1_000);
 
 /// Batch transitions (latest per instance wins) and write them; on failure keep them and try
 /// again. Ends when every sender is gone and the queue is written, or on `stop`.
@@ -201,6 +210,13 @@ async fn report(
                 queued.clear();
             }
             Ok(_) => queued.clear(),
+            Err(e) if !open => {
+                // Stopping, and the cluster cannot take it now: one try only.
+                tracing::info!(
+                    "stopped instances not reported ({e}); the leader clears them when it finds this node gone"
+                );
+                return;
+            }
             Err(e) => {
                 tracing::warn!("instance report not written ({e}); trying again");
                 tokio::select! {

@@ -64,6 +64,8 @@ pub(super) fn apply_request(
             )));
         }
     }
+    // Named before it applies (a removed node is still in the table), as the CLI names nodes.
+    let what = audit_summary(txn, &req.cmd)?;
     let response = apply_command(txn, &req.cmd, req.at, &req.actor)?;
     let session = Session {
         serial: req.id.serial,
@@ -86,7 +88,7 @@ pub(super) fn apply_request(
         seq,
         at: req.at,
         actor: req.actor.clone(),
-        what: req.cmd.summary(),
+        what,
         outcome,
     };
     let mut audit = txn.open_table(AUDIT).map_err(io)?;
@@ -580,6 +582,31 @@ fn register_node(
         .insert(id, enc(&rec).as_slice())
         .map_err(io)?;
     Ok(id)
+}
+
+/// The audit trail's line for `cmd`: nodes by name (`set node n3 draining`), read from the
+/// store, so every member writes the same line; an id no member has is written `id 7`.
+fn audit_summary(txn: &WriteTransaction, cmd: &Command) -> Result<String, std::io::Error> {
+    let names_nodes = matches!(
+        cmd,
+        Command::RemoveNode { .. } | Command::SetNodeState { .. } | Command::AssignInstances { .. }
+    );
+    if !names_nodes {
+        return Ok(cmd.summary());
+    }
+    let mut names = std::collections::BTreeMap::new();
+    let t = txn.open_table(NODES).map_err(io)?;
+    for row in t.iter().map_err(io)? {
+        let (id, v) = row.map_err(io)?;
+        let rec: NodeRecord = dec(v.value(), "node")?;
+        names.insert(id.value(), rec.name);
+    }
+    Ok(cmd.summary_named(&|id| {
+        names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("id {id}"))
+    }))
 }
 
 fn find_node_by_name(

@@ -2,8 +2,9 @@
 //! writes and reads, and the leader's status ([`ROUTE`]); joins on their own route
 //! ([`JOIN_ROUTE`], open to nodes without a certificate).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -119,6 +120,8 @@ pub struct JoinAccepted {
 pub struct Network {
     pub ep: Arc<Endpoint>,
     pub backoff_max: Duration,
+    /// What has been said about peers that do not answer (shared by every client).
+    pub reports: Arc<Mutex<PeerReports>>,
 }
 
 /// openraft's handle on one peer.
@@ -127,6 +130,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     backoff_max: Duration,
+    reports: Arc<Mutex<PeerReports>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -138,7 +142,86 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: node.addr.clone(),
             backoff_max: self.backoff_max,
+            reports: self.reports.clone(),
         }
+    }
+}
+
+/// The first note about a silent peer comes at once, the next after this long, each one after
+/// twice the gap before, up to [`NOTE_GAP_MAX`].
+const NOTE_GAP_FIRST: Duration = Duration::from_secs(10);
+/// The longest gap between notes about a peer that stays silent.
+const NOTE_GAP_MAX: Duration = Duration::from_secs(300);
+
+/// What to say about peers that do not answer Raft's RPCs: once when one stops answering,
+/// then at a slowing rate while it stays silent, and once when it answers again. (openraft's
+/// own per-retry lines are filtered out: see [`crate::init_tracing`].) No I/O: the caller logs.
+#[derive(Debug, Default)]
+pub struct PeerReports {
+    down: HashMap<NodeId, Silent>,
+}
+
+#[derive(Debug)]
+struct Silent {
+    since: Instant,
+    next: Instant,
+    gap: Duration,
+    failures: u64,
+}
+
+/// A note to log about a peer.
+#[derive(Debug, PartialEq)]
+pub enum PeerNote {
+    /// It just stopped answering.
+    Down,
+    /// Still silent after `for_`, `failures` failed RPCs so far; the next note after `next`.
+    StillDown {
+        for_: Duration,
+        failures: u64,
+        next: Duration,
+    },
+    /// It answers again after `after` of silence.
+    Back { after: Duration },
+}
+
+impl PeerReports {
+    /// An RPC to `peer` failed at `now`: what to say, if anything.
+    pub fn failed(&mut self, peer: NodeId, now: Instant) -> Option<PeerNote> {
+        match self.down.get_mut(&peer) {
+            None => {
+                self.down.insert(
+                    peer,
+                    Silent {
+                        since: now,
+                        next: now + NOTE_GAP_FIRST,
+                        gap: NOTE_GAP_FIRST,
+                        failures: 1,
+                    },
+                );
+                Some(PeerNote::Down)
+            }
+            Some(s) => {
+                s.failures += 1;
+                if now < s.next {
+                    return None;
+                }
+                s.gap = (s.gap * 2).min(NOTE_GAP_MAX);
+                s.next = now + s.gap;
+                Some(PeerNote::StillDown {
+                    for_: now - s.since,
+                    failures: s.failures,
+                    next: s.gap,
+                })
+            }
+        }
+    }
+
+    /// An RPC to `peer` was answered at `now`.
+    pub fn answered(&mut self, peer: NodeId, now: Instant) -> Option<PeerNote> {
+        let s = self.down.remove(&peer)?;
+        Some(PeerNote::Back {
+            after: now - s.since,
+        })
     }
 }
 
@@ -170,11 +253,49 @@ impl PeerClient {
         let resp = self
             .ep
             .call(&self.addr, ROUTE, &req, Some(option.hard_ttl()))
-            .await
-            .map_err(transport_err)?;
+            .await;
+        self.note(resp.as_ref().err());
+        let resp = resp.map_err(transport_err)?;
         match pick(resp) {
             Some(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
             None => Err(unexpected(what)),
+        }
+    }
+}
+
+impl PeerClient {
+    /// Log what [`PeerReports`] says of this RPC's outcome (`err`: the transport's error).
+    fn note(&self, err: Option<&NetError>) {
+        let now = Instant::now();
+        let mut reports = self.reports.lock().expect("peer reports lock");
+        let (peer, addr) = (self.target, &self.addr);
+        match err {
+            Some(e) => match reports.failed(peer, now) {
+                Some(PeerNote::Down) => tracing::warn!(
+                    "raft peer {peer} at {addr} does not answer: {e}; retrying, next note in {}s \
+                     unless it answers",
+                    NOTE_GAP_FIRST.as_secs()
+                ),
+                Some(PeerNote::StillDown {
+                    for_,
+                    failures,
+                    next,
+                }) => tracing::warn!(
+                    "raft peer {peer} at {addr} still does not answer after {}s ({failures} \
+                     failed requests; last: {e}); next note in {}s",
+                    for_.as_secs(),
+                    next.as_secs()
+                ),
+                _ => {}
+            },
+            None => {
+                if let Some(PeerNote::Back { after }) = reports.answered(peer, now) {
+                    tracing::info!(
+                        "raft peer {peer} at {addr} answers again after {}s",
+                        after.as_secs()
+                    );
+                }
+            }
         }
     }
 }
@@ -225,5 +346,59 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     fn backoff(&self) -> Backoff {
         let max = self.backoff_max;
         Backoff::new((0..).map(move |i: u32| Duration::from_millis(100u64 << i.min(6)).min(max)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A silent peer is noted once, then after 10 s, 20 s, 40 s … (at most every 5 min), and
+    /// once more when it answers; a peer that answers is never noted.
+    #[test]
+    fn a_silent_peer_is_noted_once_then_at_a_slowing_rate() {
+        let mut r = PeerReports::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(r.answered(2, at(0)), None);
+        assert_eq!(r.failed(2, at(0)), Some(PeerNote::Down));
+        // openraft retries every 100-200 ms (and heartbeats): silence until the first gap.
+        let mut noted = Vec::new();
+        let mut ms = 100;
+        while ms <= 80_000 {
+            if let Some(n) = r.failed(2, at(ms)) {
+                noted.push((ms, n));
+            }
+            ms += 150;
+        }
+        let when: Vec<u64> = noted.iter().map(|(ms, _)| ms / 1000).collect();
+        assert_eq!(when, [10, 30, 70], "{noted:?}");
+        assert!(matches!(
+            noted[0].1,
+            PeerNote::StillDown { next, .. } if next == Duration::from_secs(20)
+        ));
+        // Another peer has its own count.
+        assert_eq!(r.failed(3, at(80_000)), Some(PeerNote::Down));
+        assert_eq!(
+            r.answered(2, at(81_000)),
+            Some(PeerNote::Back {
+                after: Duration::from_secs(81)
+            })
+        );
+        assert_eq!(r.answered(2, at(82_000)), None);
+        assert_eq!(
+            r.failed(2, at(83_000)),
+            Some(PeerNote::Down),
+            "down again: said again"
+        );
+        let mut s = PeerReports::default();
+        s.failed(4, at(0));
+        let mut last = None;
+        for sec in 1..=3_000 {
+            if let Some(PeerNote::StillDown { next, .. }) = s.failed(4, at(sec * 1000)) {
+                last = Some(next);
+            }
+        }
+        assert_eq!(last, Some(NOTE_GAP_MAX));
     }
 }

@@ -99,6 +99,23 @@ pub struct MemberView {
     pub health: Health,
 }
 
+impl StatusView {
+    /// Member `id` did not answer this node just now.
+    pub fn mark_unreachable(&mut self, id: NodeId) {
+        for m in self.members.iter_mut().filter(|m| m.id == id) {
+            m.reachable = Some(false);
+        }
+    }
+
+    /// The leader, unless the answering node found it unreachable.
+    pub fn leader_unreachable(&self) -> bool {
+        let Some(l) = &self.leader else { return false };
+        self.members
+            .iter()
+            .any(|m| m.id == l.id && m.reachable == Some(false))
+    }
+}
+
 impl Cluster {
     /// Status as this node sees it.
     pub fn local_status(&self) -> Result<StatusView, RequestError> {

@@ -576,3 +576,104 @@ mod rollouts {
         assert_eq!(b.open_rollouts().unwrap()[0].id, 3);
     }
 }
+
+mod audit {
+    //! The audit trail as the events view reads it.
+    use super::super::apply::apply_request;
+    use super::super::types::{ClusterInit, Command, Request, RequestId};
+    use crate::domain::*;
+    use crate::raft::store::Store;
+
+    fn run(store: &Store, serial: u64, cmd: Command) {
+        let txn = store.db.begin_write().unwrap();
+        let req = Request {
+            id: RequestId { client: 7, serial },
+            actor: "operator".into(),
+            at: serial,
+            cmd,
+        };
+        apply_request(&txn, &req).unwrap();
+        txn.commit().unwrap();
+    }
+
+    /// Events name nodes as the CLI does everywhere (`n3`), never by id, so `/n3` in the
+    /// console or `grep n3` finds every event about n3, a removal included.
+    #[test]
+    fn events_name_nodes_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        run(
+            &store,
+            1,
+            Command::InitCluster(ClusterInit {
+                cluster_id: "c".into(),
+                ca_cert_pem: String::new(),
+                ca_key_pem: String::new(),
+                founder_id: 1,
+                founder_name: "n1".into(),
+                founder_addr: "127.0.0.1:1".into(),
+            }),
+        );
+        run(
+            &store,
+            2,
+            Command::AddNode {
+                name: "n3".into(),
+                addr: "127.0.0.1:3".into(),
+            },
+        );
+        let n3 = store
+            .nodes()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.name == "n3")
+            .unwrap()
+            .id;
+        assert_ne!(n3.to_string(), "n3");
+        run(
+            &store,
+            3,
+            Command::SetNodeState {
+                id: n3,
+                state: NodeState::Draining,
+            },
+        );
+        let placed = |node, handoff| Assignment {
+            node: Some(node),
+            handoff,
+            pending: None,
+            since: 0,
+            placement: 0,
+            version: 1,
+        };
+        run(
+            &store,
+            4,
+            Command::AssignInstances {
+                set: vec![
+                    ("shop/web/0".into(), placed(1, Some(n3))),
+                    ("shop/web/1".into(), placed(n3, None)),
+                ],
+                remove: vec![],
+            },
+        );
+        run(&store, 5, Command::RemoveNode { id: n3 });
+        run(&store, 6, Command::RemoveNode { id: 99 });
+        let what: Vec<String> = store
+            .audit(10)
+            .unwrap()
+            .into_iter()
+            .skip(2)
+            .map(|a| a.what)
+            .collect();
+        assert_eq!(
+            what,
+            [
+                "set node n3 draining",
+                "assign instances: shop/web/0→n1 (from n3), shop/web/1→n3",
+                "remove node n3",
+                "remove node id 99",
+            ]
+        );
+    }
+}

@@ -222,8 +222,15 @@ impl Command {
         }
     }
 
-    /// One line for logs and the audit trail; values are summarised by size, secrets omitted.
+    /// One line for logs; values are summarised by size, secrets omitted; nodes by id (the
+    /// audit trail names them: [`Command::summary_named`]).
     pub fn summary(&self) -> String {
+        self.summary_named(&|id| format!("id {id}"))
+    }
+
+    /// [`Command::summary`] with each node named by `node` (its name, e.g. `n3`, as the CLI
+    /// names nodes everywhere), so that filtering events by a node's name finds them.
+    pub fn summary_named(&self, node: &dyn Fn(NodeId) -> String) -> String {
         match self {
             Command::InitCluster(i) => format!(
                 "init cluster {} with founder {}",
@@ -236,8 +243,8 @@ impl Command {
                 ..
             } => format!("join {name} at {addr} with token {token_id}"),
             Command::AddNode { name, addr } => format!("add node {name} at {addr}"),
-            Command::RemoveNode { id } => format!("remove node {id}"),
-            Command::SetNodeState { id, state } => format!("set node {id} {state}"),
+            Command::RemoveNode { id } => format!("remove node {}", node(*id)),
+            Command::SetNodeState { id, state } => format!("set node {} {state}", node(*id)),
             Command::IssueJoinToken {
                 id,
                 uses,
@@ -281,8 +288,8 @@ impl Command {
                     .iter()
                     .take(4)
                     .map(|(k, a)| match (a.node, a.handoff) {
-                        (Some(n), Some(h)) => format!("{k}→node {n} (from node {h})"),
-                        (Some(n), None) => format!("{k}→node {n}"),
+                        (Some(n), Some(h)) => format!("{k}→{} (from {})", node(n), node(h)),
+                        (Some(n), None) => format!("{k}→{}", node(n)),
                         (None, _) => format!("{k} pending"),
                     })
                     .collect();

@@ -112,6 +112,24 @@ fn readonly_paused_and_reconnecting_are_said() {
     insta::assert_snapshot!("readonly_paused_reconnecting_80x24", render(&mut a, 80, 24));
 }
 
+/// Right after the leader died, the console on a survivor says the leader is unreachable
+/// instead of showing it as the healthy leader.
+#[test]
+fn an_unreachable_leader_is_said() {
+    let mut u = update(false);
+    let s = u.status.as_mut().unwrap();
+    let id = s.leader.as_ref().unwrap().id;
+    (s.node.id, s.node.name, s.node.role) = (2, "gpu-box".into(), "follower".into());
+    s.members_seen_by = "gpu-box".into();
+    s.mark_unreachable(id);
+    let mut a = App::new(Keymap::default(), false);
+    a.apply(u, NOW);
+    a.tick(NOW);
+    let text = render(&mut a, 80, 24);
+    assert!(text.contains("UNREACHABLE"), "{text}");
+    insta::assert_snapshot!("leader_unreachable_80x24", text);
+}
+
 #[test]
 fn before_the_first_frame() {
     let mut a = App::new(Keymap::default(), false);

@@ -159,6 +159,10 @@ fn header_line(app: &App, theme: &Theme) -> Line<'static> {
     spans.push(Span::raw(format!(" {} ", s.node.name)));
     spans.push(sep());
     match &s.leader {
+        Some(l) if s.leader_unreachable() => spans.push(Span::styled(
+            format!("leader {} unreachable (term {})", l.name, s.term),
+            theme.bad(),
+        )),
         Some(l) => spans.push(Span::raw(format!("leader {} (term {})", l.name, s.term))),
         None => spans.push(Span::styled("no leader: election under way", theme.bad())),
     }

@@ -2,6 +2,7 @@
 //! the leader under writes, restarts, snapshots, joins and refusals, transport security, bad input.
 
 mod harness;
+mod logs;
 mod loops;
 mod secrets;
 mod systemd;
@@ -586,6 +587,9 @@ fn bad_config_flags_and_commands_get_clear_errors() {
         &["kv"],
         &["node", "--join", "127.0.0.1:1"],
         &["token", "create", "--ttl", "soon"],
+        &["token", "create", "--ttl", "2 sec"],
+        // A blueprint file that is not there is bad input, not a failure.
+        &["blueprint", "apply", "/nonexistent/shop.toml"],
     ] {
         let out = run(args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));

@@ -45,6 +45,25 @@ pub fn plan(w: &mut dyn Write, p: &PlanView, json: bool) -> io::Result<()> {
     super::rollouts::started(w, &p.rollouts, p.dry_run)
 }
 
+/// A command as a shell would read it back: an argument with a space, quote or control
+/// character is single-quoted (the table then escapes a newline inside it as `\n`).
+fn command_line(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && !a
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "'\"\\".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `aether blueprint list` and `show`.
 /// Ages are counted from `now` (Unix ms).
 pub fn blueprints(
@@ -114,7 +133,7 @@ pub fn blueprints(
                         s.resources.memory >> 20,
                         s.resources.gpu
                     ),
-                    s.command.join(" "),
+                    command_line(&s.command),
                 ]
             })
             .collect();

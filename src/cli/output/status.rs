@@ -51,15 +51,28 @@ const MEMBER_HEADER: [&str; 9] = [
 
 /// `aether status`.
 /// `now` (Unix ms) is what a pause's age is counted from.
+/// The `leader:` line: who leads, or that the answering node cannot reach it (then an election
+/// follows), or that none is known (an election is under way, or there is no quorum).
+fn leader_line(s: &StatusView) -> String {
+    match &s.leader {
+        Some(l) if s.leader_unreachable() => format!(
+            "{} (id {}, {}): UNREACHABLE from {}; a new leader is elected if it stays silent",
+            l.name, l.id, l.addr, s.members_seen_by
+        ),
+        Some(l) => format!("{} (id {}, {})", l.name, l.id, l.addr),
+        None if s.node.role == "candidate" => format!(
+            "none: election under way ({} is a candidate in term {})",
+            s.node.name, s.term
+        ),
+        None => "none known: an election is under way, or there is no quorum".into(),
+    }
+}
+
 pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io::Result<()> {
     if json {
         return write_json(w, s);
     }
-    let leader = s
-        .leader
-        .as_ref()
-        .map(|l| format!("{} (id {}, {})", l.name, l.id, l.addr))
-        .unwrap_or_else(|| "none (no quorum?)".into());
+    let leader = leader_line(s);
     let voters = s.members.iter().filter(|m| m.role == "voter").count();
     write!(
         w,
@@ -119,11 +132,14 @@ pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io:
 /// `aether events`.
 /// Ages are counted from `now` (Unix ms).
 pub fn events(w: &mut dyn Write, a: &[AuditRecord], now: Millis, json: bool) -> io::Result<()> {
+    // Newest first, as the console's Events view and every other list here (decisions, rollout
+    // history) show them: `--limit` keeps the newest, and the newest is read first.
+    let newest_first: Vec<&AuditRecord> = a.iter().rev().collect();
     if json {
-        return write_json(w, &a);
+        return write_json(w, &newest_first);
     }
-    let rows: Vec<Vec<String>> = a
-        .iter()
+    let rows: Vec<Vec<String>> = newest_first
+        .into_iter()
         .map(|e| {
             vec![
                 e.seq.to_string(),

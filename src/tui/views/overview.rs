@@ -516,6 +516,11 @@ fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
         health.push(Span::styled(format!(", {down} down"), theme.bad()));
     }
     match &s.leader {
+        // This node has not heard from it: say so rather than show a dead node as leader.
+        Some(l) if s.leader_unreachable() => health.push(Span::styled(
+            format!(" · leader {} UNREACHABLE · term {}", l.name, s.term),
+            theme.bad(),
+        )),
         Some(l) => health.push(Span::raw(format!(
             " · leader {} · term {} · applied {}",
             l.name, s.term, s.applied_index
