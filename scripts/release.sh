@@ -92,9 +92,8 @@ done
 (
     cd "$OUT/$VERSION"
     rm -f SHA256SUMS
-    for a in $ARCHES; do
-        sha256sum "aether-$a"
-    done >SHA256SUMS.tmp
+    # Every artifact in the directory (a build of a subset keeps the others' lines).
+    sha256sum aether-* >SHA256SUMS.tmp
     mv SHA256SUMS.tmp SHA256SUMS
 )
 echo "$VERSION" >"$OUT/latest"

@@ -58,7 +58,8 @@ impl fmt::Display for GpuState {
 
 /// How GPUs are read: NVML, `nvidia-smi`, or not at all (and why).
 enum Source {
-    Nvml(Nvml),
+    /// Boxed: NVML's handle is large beside the others.
+    Nvml(Box<Nvml>),
     Smi(smi::Smi),
     Off(String),
 }
@@ -79,7 +80,7 @@ impl Gpus {
             }
         } else {
             match Nvml::init() {
-                Ok(n) => Source::Nvml(n),
+                Ok(n) => Source::Nvml(Box::new(n)),
                 Err(e) => Source::Off(e.to_string()),
             }
         };

@@ -12,7 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// 4: slices carry an update policy, assignments a version, request counts per version,
 /// rollout commands.
 /// 5: slices carry a user.
-pub const PROTOCOL_VERSION: u8 = 5;
+/// 6: status says whether the leader answered; the console's live nodes carry process samples.
+pub const PROTOCOL_VERSION: u8 = 6;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
 #[derive(Debug, thiserror::Error)]
