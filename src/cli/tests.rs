@@ -214,6 +214,24 @@ fn rollouts() {
     );
 }
 
+/// A slice held at its max is a standing condition: said as one line, with when it started.
+#[test]
+fn status_says_a_capped_slice() {
+    let mut s = fixture::status(false);
+    s.controller.as_mut().unwrap().capped = vec![crate::raft::status::CappedView {
+        target: "hot/burn".into(),
+        bound: "max".into(),
+        limit: 3,
+        wanted: Some(27),
+        since: NOW - 3_600_000,
+        said: NOW - 120_000,
+    }];
+    insta::assert_snapshot!(
+        "status_capped",
+        render(|w| output::status(w, &s, NOW, false))
+    );
+}
+
 #[test]
 fn rollout_status() {
     let r = fixture::rollouts();

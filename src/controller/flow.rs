@@ -290,13 +290,17 @@ impl Controller {
                 }
             }
             let decisions = &seen.1;
-            let world = match self.world(decisions) {
+            let mut world = match self.world(decisions) {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!("controller: reading the store failed: {e}");
                     continue;
                 }
             };
+            if deciding && let Err(e) = self.count_set_at(&mut world) {
+                tracing::warn!("controller: reading the blueprint versions failed: {e}");
+                continue;
+            }
             self.brain.lock().expect("brain").observe(&world);
             let slices: Vec<String> = world.slices.iter().map(|s| s.target()).collect();
             self.publish(&slices);
@@ -393,6 +397,20 @@ impl Controller {
             decisions,
             traffic: &traffic,
         }))
+    }
+
+    /// Fill in when each slice's count was set, from its blueprint's kept versions (what tells
+    /// an operator's count from the controller's; see [`decide::context`]).
+    fn count_set_at(&self, world: &mut World) -> Result<(), std::io::Error> {
+        let mut versions: HashMap<String, Vec<crate::domain::StoredBlueprint>> = HashMap::new();
+        for sv in &mut world.slices {
+            if !versions.contains_key(&sv.blueprint) {
+                let v = self.cluster.store.blueprint_versions(&sv.blueprint)?;
+                versions.insert(sv.blueprint.clone(), v);
+            }
+            sv.count_set_at = super::world::count_set_at(&versions[&sv.blueprint], &sv.slice);
+        }
+        Ok(())
     }
 
     /// Write `cmd`. A refusal by the state machine is logged; a failed write ends the tick.

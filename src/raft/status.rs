@@ -52,6 +52,36 @@ pub struct ControlView {
     pub reviewer: String,
     /// Where the answering node's rules came from.
     pub rules: String,
+    /// Slices the controller would scale past a bound but cannot: a standing condition, said
+    /// once in the decision log and shown here while it lasts.
+    pub capped: Vec<CappedView>,
+}
+
+/// A slice at its max (or min) that the controller wants past it (`aether status`, the console,
+/// `/metrics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CappedView {
+    /// `blueprint/slice`.
+    pub target: String,
+    /// `max` or `min`.
+    pub bound: String,
+    /// The bound's value, the slice's count now.
+    pub limit: u32,
+    /// The count the controller wanted when it last said so.
+    pub wanted: Option<u32>,
+    /// When it was first said (this run), and last said.
+    pub since: Millis,
+    pub said: Millis,
+}
+
+impl std::fmt::Display for CappedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {}={}", self.target, self.bound, self.limit)?;
+        if let Some(w) = self.wanted {
+            write!(f, " (wanted {w})")?;
+        }
+        write!(f, " since {}", crate::domain::clock_time(self.since))
+    }
 }
 
 /// The answering node's own Raft position.

@@ -155,3 +155,33 @@ fn scrolling_stops_at_the_last_line() {
     assert!(!up[at].contains(last), "the last line went below the box");
     assert_eq!(up[at], rows[at - 1], "the text moved down by one line");
 }
+
+/// A slice capped at its max shows on the overview's controller line.
+#[test]
+fn the_overview_says_a_capped_slice() {
+    let mut u = update(false);
+    if let Some(st) = u.status.as_mut()
+        && let Some(c) = st.controller.as_mut()
+    {
+        c.capped = vec![crate::raft::status::CappedView {
+            target: "hot/burn".into(),
+            bound: "max".into(),
+            limit: 3,
+            wanted: Some(27),
+            since: NOW - 3_600_000,
+            said: NOW - 120_000,
+        }];
+    }
+    let mut a = App::new(Keymap::default(), false);
+    a.apply(u, NOW);
+    a.tick(NOW);
+    let text = render(&mut a, 160, 48);
+    let line = text
+        .lines()
+        .find(|l| l.contains("controller"))
+        .expect("a controller line");
+    assert!(
+        line.contains("capped hot/burn at max=3 (wants 27)"),
+        "{line}"
+    );
+}

@@ -1,10 +1,15 @@
 //! The controller's part of `aether status`: its mode, pause and open decisions from this node's
-//! replica, its rules and reviewer as the local controller published them.
+//! replica, its rules and reviewer as the local controller published them, and the slices it
+//! would scale past a bound but cannot (a standing condition, said once in the decision log).
 
+use crate::controller::decide;
 use crate::controller::flow::Published;
 use crate::domain::now_millis;
 use crate::raft::Cluster;
-use crate::raft::status::ControlView;
+use crate::raft::status::{CappedView, ControlView};
+
+/// Decisions read for the capped slices (newest first; as many as the controller reads).
+const RECENT: usize = 500;
 
 /// The controller as this node's replica and its published state show it.
 pub fn control_view(cluster: &Cluster, controller: &Published) -> Option<ControlView> {
@@ -23,5 +28,21 @@ pub fn control_view(cluster: &Cluster, controller: &Published) -> Option<Control
         enabled: controller.enabled,
         reviewer: controller.local.reviewer.clone(),
         rules: controller.local.rules.clone(),
+        capped: capped(cluster).ok()?,
     })
+}
+
+/// The slices capped at a bound now ([`decide::capped`]), from this node's replica.
+pub fn capped(cluster: &Cluster) -> Result<Vec<CappedView>, std::io::Error> {
+    let now = now_millis();
+    let recent = cluster.store.decisions(RECENT, true, 0, now)?;
+    let blueprints = cluster.store.blueprints()?;
+    let desired = |b: &str, s: &str| {
+        blueprints
+            .iter()
+            .find(|x| x.blueprint.name == b)
+            .and_then(|x| x.blueprint.slices.iter().find(|x| x.name == s))
+            .map(|x| x.instances)
+    };
+    Ok(decide::capped(&recent, desired, now))
 }

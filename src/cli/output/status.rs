@@ -92,7 +92,7 @@ pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io:
         };
         writeln!(
             w,
-            "controller: mode {} (grace {}), {paused}, {} pending, {} proposed{}\n            rules: {}; reviewer: {}\n",
+            "controller: mode {} (grace {}), {paused}, {} pending, {} proposed{}\n            rules: {}; reviewer: {}",
             c.mode,
             human_millis(c.grace_ms),
             c.pending,
@@ -105,6 +105,14 @@ pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io:
             c.rules,
             c.reviewer
         )?;
+        for cap in &c.capped {
+            writeln!(
+                w,
+                "            capped: {cap}; said {} ago",
+                human_millis(now.saturating_sub(cap.said))
+            )?;
+        }
+        writeln!(w)?;
     }
     if let Some(wl) = &s.workloads {
         writeln!(w, "workloads: {wl}\n")?;

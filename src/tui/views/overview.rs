@@ -199,6 +199,20 @@ fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
             if !c.enabled {
                 v.push(Span::styled(" · off on this node", theme.dim()));
             }
+            for cap in &c.capped {
+                v.push(Span::styled(
+                    format!(
+                        " · capped {} at {}={}{}",
+                        cap.target,
+                        cap.bound,
+                        cap.limit,
+                        cap.wanted
+                            .map(|w| format!(" (wants {w})"))
+                            .unwrap_or_default()
+                    ),
+                    theme.warn(),
+                ));
+            }
             v
         }
     };
