@@ -543,6 +543,7 @@ pub struct Screened {
 
 /// The proposal's way on after [`screen`].
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per proposal per tick, moved once: not worth a box
 pub enum Next {
     /// The open decision on the target stands (the same action, in the same way): nothing.
     Stands,

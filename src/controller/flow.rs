@@ -128,10 +128,11 @@ struct Leading {
 /// reviewer panicked.
 type ReviewResult = tokio::sync::oneshot::Receiver<(Result<Review, String>, Duration)>;
 
+/// A review's answer: its verdict or the reviewer's error, or why there is none (it panicked).
+type Answered = Result<Result<Review, String>, String>;
+
 /// Whether a review is still running; its answer and how long it took once it is done.
-fn poll_review(
-    rx: &mut ReviewResult,
-) -> Option<(Result<Result<Review, String>, String>, Option<Duration>)> {
+fn poll_review(rx: &mut ReviewResult) -> Option<(Answered, Option<Duration>)> {
     use tokio::sync::oneshot::error::TryRecvError;
     match rx.try_recv() {
         Ok((r, took)) => Some((Ok(r), Some(took))),

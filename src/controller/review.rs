@@ -104,7 +104,7 @@ pub fn whole_reason(text: &str, cut: bool) -> String {
                     .is_none_or(char::is_whitespace)
         })
         .map(|(i, c)| i + c.len_utf8())
-        .last();
+        .next_back();
     if let Some(end) = sentence.filter(|e| *e > 0) {
         return head[..end].to_string();
     }
@@ -112,7 +112,7 @@ pub fn whole_reason(text: &str, cut: bool) -> String {
         .char_indices()
         .filter(|(_, c)| matches!(c, ',' | ';' | ':' | '—'))
         .map(|(i, _)| i)
-        .last()
+        .next_back()
         .filter(|i| *i > 0);
     let end = clause.unwrap_or_else(|| {
         if !cut && head.len() == text.len() {
