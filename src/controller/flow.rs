@@ -249,10 +249,32 @@ impl Controller {
         if let Some(r) = &self.reviewer {
             s.reviewer = match r.available() {
                 Ok(()) => r.name(),
+                // On a follower the model is idle by design: the leader's decides.
+                Err(u) if !self.leads() => format!("{} — {} on this node", r.name(), u.why),
                 Err(u) => format!("{} — {}; rules and forecast decide", r.name(), u.why),
             };
         }
         s
+    }
+
+    /// What this node, leading, tells every member about its reviewer (sent with each metrics
+    /// snapshot; the pipeline fills in the leader and term).
+    fn reviewer_report(&self) -> crate::metrics::update::LeaderReviewer {
+        let m = self.model.status();
+        crate::metrics::update::LeaderReviewer {
+            node: self.cluster.name.clone(),
+            reviewer: self.local_status().reviewer,
+            state: m.state.word().into(),
+            reviews: m.reviews,
+            timeouts: m.timeouts,
+            last_latency_ms: m.last_latency_ms,
+            ..Default::default()
+        }
+    }
+
+    /// Whether this node leads now.
+    fn leads(&self) -> bool {
+        self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id)
     }
 
     /// The language model's engine.
@@ -308,6 +330,8 @@ impl Controller {
             self.brain.lock().expect("brain").observe(&world);
             let slices: Vec<String> = world.slices.iter().map(|s| s.target()).collect();
             self.publish(&slices);
+            self.metrics
+                .set_reviewer(deciding.then(|| self.reviewer_report()));
             if !deciding {
                 if leading.take().is_some() {
                     tracing::info!("controller: no longer the leader; stopped deciding");

@@ -185,3 +185,31 @@ fn the_overview_says_a_capped_slice() {
         "{line}"
     );
 }
+
+/// On a follower the console shows the leader's model (reviewing) and its own beside it.
+#[test]
+fn a_follower_shows_the_leaders_model() {
+    let mut u = update(false);
+    if let Some(st) = u.status.as_mut() {
+        st.node.id = 2;
+        st.node.name = "gpu-box".into();
+        st.node.role = "follower".into();
+        if let Some(c) = st.controller.as_mut() {
+            c.leader_reviewer = Some(crate::raft::status::ReviewerView {
+                node: "n1".into(),
+                reviewer: "model smollm2-135m (f16, 1 thread)".into(),
+                state: "ready".into(),
+                reviews: 9,
+                timeouts: 1,
+                last_latency_ms: Some(2_140),
+            });
+        }
+    }
+    if let Some(m) = u.model.as_mut() {
+        m.state = crate::controller::model::ModelState::Idle;
+    }
+    let mut a = App::new(Keymap::default(), false);
+    a.apply(u, NOW);
+    a.tick(NOW);
+    insta::assert_snapshot!("follower_overview_160x48", render(&mut a, 160, 48));
+}

@@ -5,14 +5,33 @@
 use crate::controller::decide;
 use crate::controller::flow::Published;
 use crate::domain::now_millis;
+use crate::metrics::pipeline::Pipeline;
 use crate::raft::Cluster;
-use crate::raft::status::{CappedView, ControlView};
+use crate::raft::status::{CappedView, ControlView, ReviewerView};
 
 /// Decisions read for the capped slices (newest first; as many as the controller reads).
 const RECENT: usize = 500;
 
-/// The controller as this node's replica and its published state show it.
-pub fn control_view(cluster: &Cluster, controller: &Published) -> Option<ControlView> {
+/// The leader's reviewer as the metrics pipeline last heard of it (this node's own while it
+/// leads).
+pub fn leader_reviewer(metrics: &Pipeline) -> Option<ReviewerView> {
+    metrics.leader_reviewer().map(|r| ReviewerView {
+        node: r.node,
+        reviewer: r.reviewer,
+        state: r.state,
+        reviews: r.reviews,
+        timeouts: r.timeouts,
+        last_latency_ms: r.last_latency_ms,
+    })
+}
+
+/// The controller as this node's replica, its published state and the leader's reviewer report
+/// show it.
+pub fn control_view(
+    cluster: &Cluster,
+    controller: &Published,
+    metrics: &Pipeline,
+) -> Option<ControlView> {
     let state = cluster.store.control().ok()?;
     let open = cluster
         .store
@@ -29,6 +48,7 @@ pub fn control_view(cluster: &Cluster, controller: &Published) -> Option<Control
         reviewer: controller.local.reviewer.clone(),
         rules: controller.local.rules.clone(),
         capped: capped(cluster).ok()?,
+        leader_reviewer: leader_reviewer(metrics),
     })
 }
 

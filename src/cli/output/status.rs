@@ -105,6 +105,10 @@ pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io:
             c.rules,
             c.reviewer
         )?;
+        // On a follower its own reviewer is idle by design: the leader's decides.
+        if let Some(r) = c.leader_reviewer.as_ref().filter(|r| r.node != s.node.name) {
+            writeln!(w, "            deciding: {r}")?;
+        }
         for cap in &c.capped {
             writeln!(
                 w,

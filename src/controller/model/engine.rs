@@ -42,6 +42,20 @@ pub enum ModelState {
     Failed(String),
 }
 
+impl ModelState {
+    /// The state in one word (`ready`, `failed` …), as the console and `/metrics` label it.
+    pub fn word(&self) -> &'static str {
+        match self {
+            ModelState::Disabled => "disabled",
+            ModelState::Absent => "absent",
+            ModelState::Idle => "idle",
+            ModelState::Loading => "loading",
+            ModelState::Ready => "ready",
+            ModelState::Failed(_) => "failed",
+        }
+    }
+}
+
 impl std::fmt::Display for ModelState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
