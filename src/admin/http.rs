@@ -89,6 +89,7 @@ pub fn controller_gauges(
         reviews,
         review_p50_seconds: prometheus::quantile(&latencies, 0.5),
         review_p95_seconds: prometheus::quantile(&latencies, 0.95),
+        leader_model: None,
     }
 }
 
@@ -101,11 +102,10 @@ fn extra(src: &Sources) -> Result<Extra, std::io::Error> {
         instances: store.instances()?,
         decisions: prometheus::decision_counts(&decisions),
         model: Some(model_gauges(&src.model.status())),
-        controller: Some(controller_gauges(
-            &store.blueprints()?,
-            &decisions,
-            now_millis(),
-        )),
+        controller: Some(ControllerGauges {
+            leader_model: src.metrics.leader_reviewer().map(|r| (r.node, r.state)),
+            ..controller_gauges(&store.blueprints()?, &decisions, now_millis())
+        }),
     })
 }
 

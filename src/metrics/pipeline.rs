@@ -644,12 +644,8 @@ impl Inbox for Pipeline {
             }
             MetricsMsg::SampleNow { .. } => self.sample_now.notify_one(),
             MetricsMsg::Reviewer(r) => {
-                if r.leader == self.cluster.id {
-                    return;
-                }
                 let mut got = self.leader_reviewer.lock().expect("reviewer lock");
-                // One from an older term than the one held is a deposed leader's.
-                if got.as_ref().is_none_or(|(old, _)| r.term >= old.term) {
+                if takes_reviewer(got.as_ref().map(|(r, _)| r), &r, self.cluster.id) {
                     *got = Some((r, Instant::now()));
                 }
             }
@@ -657,9 +653,33 @@ impl Inbox for Pipeline {
     }
 }
 
+/// Whether a leader's reviewer report replaces the one `held`: not this node's own, and not
+/// from an older term than the one held (a deposed leader's).
+fn takes_reviewer(held: Option<&LeaderReviewer>, r: &LeaderReviewer, me: NodeId) -> bool {
+    r.leader != me && held.is_none_or(|old| r.term >= old.term)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leaders_reviewer_report_is_taken_unless_older() {
+        let report = |leader, term| LeaderReviewer {
+            leader,
+            term,
+            state: "ready".into(),
+            ..LeaderReviewer::default()
+        };
+        assert!(takes_reviewer(None, &report(1, 3), 2));
+        assert!(!takes_reviewer(None, &report(2, 3), 2), "this node's own");
+        assert!(takes_reviewer(Some(&report(1, 3)), &report(1, 3), 2));
+        assert!(takes_reviewer(Some(&report(1, 3)), &report(3, 4), 2));
+        assert!(
+            !takes_reviewer(Some(&report(3, 4)), &report(1, 3), 2),
+            "a deposed leader's"
+        );
+    }
     use crate::metrics::requests::Outcome;
 
     fn call(r: &Recorder) {

@@ -49,6 +49,9 @@ pub struct ControllerGauges {
     /// Latency of the newest stored reviews that ran (up to [`REVIEW_SAMPLE`]), seconds.
     pub review_p50_seconds: Option<f64>,
     pub review_p95_seconds: Option<f64>,
+    /// The leader's model, the one that reviews: the leader's name and its state (one of
+    /// [`MODEL_STATES`]), as the leader last reported it.
+    pub leader_model: Option<(String, String)>,
 }
 
 /// How many of the newest reviews the latency quantiles cover.
@@ -735,6 +738,21 @@ fn controller(o: &mut Out, c: &ControllerGauges) {
             .map(|(v, n)| (format!("verdict=\"{}\"", esc(v)), *n as f64))
             .collect::<Vec<_>>(),
     );
+    if let Some((node, state)) = &c.leader_model {
+        o.gauge(
+            "aether_leader_model_state",
+            "The leader's language model, the one that reviews: 1 for its current state.",
+            &MODEL_STATES
+                .iter()
+                .map(|s| {
+                    (
+                        format!("leader=\"{}\",state=\"{s}\"", esc(node)),
+                        f64::from(u8::from(state == s)),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
     o.gauge(
         "aether_review_latency_p50_seconds",
         "Median review latency over the newest stored reviews that ran (up to 100).",
@@ -812,6 +830,7 @@ mod tests {
                 reviews: BTreeMap::from([("approve".into(), 7), ("timeout".into(), 2)]),
                 review_p50_seconds: Some(1.8),
                 review_p95_seconds: Some(2.9),
+                leader_model: Some(("n1".into(), "ready".into())),
             }),
         };
         let mut o = Out::default();
@@ -901,6 +920,8 @@ mod tests {
             "aether_slice_capped_wanted_instances{slice=\"hot/burn\"} 27\n",
             "aether_reviews{verdict=\"timeout\"} 2\n",
             "aether_review_latency_p95_seconds 2.9\n",
+            "aether_leader_model_state{leader=\"n1\",state=\"ready\"} 1\n",
+            "aether_leader_model_state{leader=\"n1\",state=\"idle\"} 0\n",
         ] {
             assert!(text.contains(sample), "no {sample} in:\n{text}");
         }
