@@ -1,8 +1,9 @@
 //! Safety bounds (DESIGN §9): the last word before a proposal becomes a decision. Pure.
 //!
 //! In order: an operator's recent veto of the same action on the target, the target still
-//! converging from the previous action, the cooldowns, never draining the last ready node,
-//! min/max, the largest step, the cluster-wide rate limit. A bound that changes the proposal
+//! converging from the previous action, an operator's count (no scale-in below it for the
+//! operator hold), the cooldowns, never draining the last ready node, min/max, the largest
+//! step (smaller for a scale-in), the cluster-wide rate limit. A bound that changes the proposal
 //! says so in the returned notes ([`Clamp`]: `clamped to max=8`); one that stops it says why,
 //! as a [`StopReason`] (its text is what a rejected decision records).
 //!
