@@ -36,12 +36,27 @@ pub use super::review::REVIEW_BUDGET;
 /// What the controller tells `aether status` about itself (this node's view).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocalStatus {
-    /// The reviewer, or why there is none.
+    /// The reviewer, or why there is none, as this node says it while it leads.
     pub reviewer: String,
+    /// The same as said on a follower, where an idle model is by design (the leader's
+    /// decides); [`LocalStatus::reviewer_line`] picks one.
+    pub reviewer_following: String,
     /// Where the rules came from.
     pub rules: String,
     /// Measured start-up time of scaled-up instances (ms), or the configured estimate.
     pub startup_ms: u64,
+}
+
+impl LocalStatus {
+    /// The reviewer line for a node that leads (`leads`) or follows: read when the status is
+    /// built, so that it agrees with the role the status shows, not with the last tick's.
+    pub fn reviewer_line(&self, leads: bool) -> String {
+        if leads || self.reviewer_following.is_empty() {
+            self.reviewer.clone()
+        } else {
+            self.reviewer_following.clone()
+        }
+    }
 }
 
 /// What the controller shows the read model, published after every tick (see
@@ -173,6 +188,7 @@ impl Controller {
             reviewer: reviewer.as_ref().map(|r| r.name()).unwrap_or_else(|| {
                 "none (controller.model.enabled = false; rules and forecast only)".into()
             }),
+            reviewer_following: String::new(),
             rules: rules_source,
             startup_ms: cfg.startup.0.as_millis() as u64,
         };
@@ -247,11 +263,13 @@ impl Controller {
     fn local_status(&self) -> LocalStatus {
         let mut s = self.status.lock().expect("controller status").clone();
         if let Some(r) = &self.reviewer {
-            s.reviewer = match r.available() {
-                Ok(()) => r.name(),
-                // On a follower the model is idle by design: the leader's decides.
-                Err(u) if !self.leads() => format!("{} — {} on this node", r.name(), u.why),
-                Err(u) => format!("{} — {}; rules and forecast decide", r.name(), u.why),
+            (s.reviewer, s.reviewer_following) = match r.available() {
+                Ok(()) => (r.name(), r.name()),
+                Err(u) => (
+                    format!("{} — {}; rules and forecast decide", r.name(), u.why),
+                    // On a follower the model is idle by design: the leader's decides.
+                    format!("{} — {} on this node", r.name(), u.why),
+                ),
             };
         }
         s
@@ -270,11 +288,6 @@ impl Controller {
             last_latency_ms: m.last_latency_ms,
             ..Default::default()
         }
-    }
-
-    /// Whether this node leads now.
-    fn leads(&self) -> bool {
-        self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id)
     }
 
     /// The language model's engine.
@@ -753,6 +766,27 @@ mod tests {
         fn budget(&self) -> Duration {
             self.budget
         }
+    }
+
+    /// A leader whose model is not there says the rules decide; a follower, whose model is
+    /// idle by design, does not.
+    #[test]
+    fn the_reviewer_line_follows_the_role() {
+        let s = LocalStatus {
+            reviewer: "model — the model is idle; rules and forecast decide".into(),
+            reviewer_following: "model — the model is idle on this node".into(),
+            ..LocalStatus::default()
+        };
+        assert!(s.reviewer_line(true).ends_with("rules and forecast decide"));
+        assert_eq!(
+            s.reviewer_line(false),
+            "model — the model is idle on this node"
+        );
+        let disabled = LocalStatus {
+            reviewer: "none (controller.model.enabled = false; rules and forecast only)".into(),
+            ..LocalStatus::default()
+        };
+        assert_eq!(disabled.reviewer_line(false), disabled.reviewer);
     }
 
     /// A reviewer whose model is not there.

@@ -186,7 +186,7 @@ impl Feed {
         if let Ok(mut s) = cluster.local_status() {
             s.controller = self.control.clone().map(|mut c| {
                 // The reviewer lines (this node's, the leader's) change without the log.
-                c.reviewer = controller.local.reviewer.clone();
+                c.reviewer = super::status::reviewer_line(cluster, &controller);
                 c.leader_reviewer = super::status::leader_reviewer(metrics);
                 c
             });

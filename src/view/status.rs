@@ -12,6 +12,12 @@ use crate::raft::status::{CappedView, ControlView, ReviewerView};
 /// Decisions read for the capped slices (newest first; as many as the controller reads).
 const RECENT: usize = 500;
 
+/// This node's reviewer line, as a leader or a follower says it (by this node's role now).
+pub fn reviewer_line(cluster: &Cluster, controller: &Published) -> String {
+    let leads = cluster.raft.metrics().borrow().current_leader == Some(cluster.id);
+    controller.local.reviewer_line(leads)
+}
+
 /// The leader's reviewer as the metrics pipeline last heard of it (this node's own while it
 /// leads).
 pub fn leader_reviewer(metrics: &Pipeline) -> Option<ReviewerView> {
@@ -45,7 +51,7 @@ pub fn control_view(
         pending: count("pending"),
         proposed: count("proposed"),
         enabled: controller.enabled,
-        reviewer: controller.local.reviewer.clone(),
+        reviewer: reviewer_line(cluster, controller),
         rules: controller.local.rules.clone(),
         capped: capped(cluster).ok()?,
         leader_reviewer: leader_reviewer(metrics),
