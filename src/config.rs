@@ -107,6 +107,16 @@ pub struct ControllerConfig {
     pub max_step: u32,
     /// Most instances one decision adds or removes, in percent of the current count.
     pub max_step_percent: u32,
+    /// Most instances one scale-in removes, unless max_step_down_percent allows more (never
+    /// more than max_step and max_step_percent allow). With the down cooldown between
+    /// changes, this is the most a slice shrinks per cooldown period.
+    pub max_step_down: u32,
+    /// Most instances one scale-in removes, in percent of the current count.
+    pub max_step_down_percent: u32,
+    /// After an operator sets a slice's count (`aether scale`, a blueprint apply), the
+    /// controller does not scale it in below that count for this long, nor for less than the
+    /// slice's down cooldown; it says so when it holds back.
+    pub operator_hold: Dur,
     /// Most decisions a minute, cluster-wide.
     pub decisions_per_minute: u32,
     /// An operator's veto holds back the same action on the same target this long.
@@ -196,6 +206,9 @@ impl Default for ControllerConfig {
             startup: Dur::ms(10_000),
             max_step: 4,
             max_step_percent: 200,
+            max_step_down: 2,
+            max_step_down_percent: 50,
+            operator_hold: Dur::ms(300_000),
             decisions_per_minute: 6,
             veto_cooldown: Dur::ms(900_000),
             proposal_ttl: Dur::ms(600_000),

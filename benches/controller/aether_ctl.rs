@@ -253,9 +253,9 @@ impl Controller for Aether {
                         StopReason::Cooldown { up: false, .. } => &mut d.held_down_cooldown,
                         StopReason::RateLimit { .. } => &mut d.held_rate,
                         StopReason::AtBound { .. } => &mut d.held_bound,
-                        StopReason::Vetoed { .. } | StopReason::LastReadyNode { .. } => {
-                            &mut d.held_other
-                        }
+                        StopReason::Vetoed { .. }
+                        | StopReason::LastReadyNode { .. }
+                        | StopReason::OperatorHold { .. } => &mut d.held_other,
                     };
                     *slot += 1;
                 }

@@ -192,7 +192,8 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
     let out = |r: Result<AdminResponse, AdminError>| r.unwrap_or_else(AdminResponse::Error);
     match req {
         AdminRequest::Status => out(cluster.status().await.map(|mut s| {
-            s.controller = crate::view::status::control_view(cluster, &src.controller.borrow());
+            s.controller =
+                crate::view::status::control_view(cluster, &src.controller.borrow(), metrics);
             s.workloads = crate::deploy::supervisor::user::protections();
             AdminResponse::Status(Box::new(s))
         })),

@@ -249,6 +249,50 @@ fn rollouts() {
     );
 }
 
+/// On a follower, its own model is idle by design: the leader's reviewer, the one that
+/// decides, is said too.
+#[test]
+fn status_on_a_follower_says_the_leaders_reviewer() {
+    let mut s = fixture::status(false);
+    s.node.id = 2;
+    s.node.name = "gpu-box".into();
+    s.node.role = "follower".into();
+    let c = s.controller.as_mut().unwrap();
+    c.reviewer =
+        "model (f16, 1 thread) — the model is idle (loads when this node leads) on this node"
+            .into();
+    c.leader_reviewer = Some(crate::raft::status::ReviewerView {
+        node: "n1".into(),
+        reviewer: "model smollm2-135m (f16, 1 thread)".into(),
+        state: "ready".into(),
+        reviews: 9,
+        timeouts: 1,
+        last_latency_ms: Some(2_140),
+    });
+    insta::assert_snapshot!(
+        "status_on_a_follower",
+        render(|w| output::status(w, &s, NOW, false))
+    );
+}
+
+/// A slice held at its max is a standing condition: said as one line, with when it started.
+#[test]
+fn status_says_a_capped_slice() {
+    let mut s = fixture::status(false);
+    s.controller.as_mut().unwrap().capped = vec![crate::raft::status::CappedView {
+        target: "hot/burn".into(),
+        bound: "max".into(),
+        limit: 3,
+        wanted: Some(27),
+        since: NOW - 3_600_000,
+        said: NOW - 120_000,
+    }];
+    insta::assert_snapshot!(
+        "status_capped",
+        render(|w| output::status(w, &s, NOW, false))
+    );
+}
+
 #[test]
 fn rollout_status() {
     let r = fixture::rollouts();

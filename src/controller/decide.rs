@@ -35,8 +35,14 @@ use crate::domain::{
     ReviewRecord, human_millis,
 };
 
-/// A rejected proposal is recorded again for the same target and action only after this long.
-pub const REJECT_QUIET_MS: u64 = 300_000;
+/// A standing stop (a slice capped at its max, a veto, the last ready node) is recorded once; it
+/// is recorded again while it lasts only when something material changes (the stop itself, or
+/// the wanted count by half or more; see [`said_already`]) or after this long, so that the
+/// decision log and the audit trail do not move every tick because of it.
+pub const STANDING_RENEW_MS: u64 = 600_000;
+/// How long after its last record a capped slice still shows as capped (the renewal period and
+/// a minute for the leader to renew it; see [`capped`]).
+const CAPPED_SHOWN_MS: u64 = STANDING_RENEW_MS + 60_000;
 /// Decisions count towards the rate limit for this long.
 const RATE_WINDOW_MS: u64 = 60_000;
 
@@ -57,6 +63,9 @@ pub struct Settings {
     pub converge_timeout_ms: u64,
     /// `controller.outcome_after`: how long after converging an outcome is judged.
     pub outcome_after_ms: u64,
+    /// `controller.operator_hold`: how long an operator's count holds back a scale-in below
+    /// it (at least the target's down cooldown).
+    pub operator_hold_ms: u64,
     /// The rule file's settings: cooldowns, target CPU, tolerance.
     pub rules: rules::Settings,
 }
@@ -72,6 +81,7 @@ impl Settings {
             proposal_ttl_ms: ms(cfg.proposal_ttl.0),
             converge_timeout_ms: ms(cfg.converge_timeout.0),
             outcome_after_ms: ms(cfg.outcome_after.0),
+            operator_hold_ms: ms(cfg.operator_hold.0),
             rules: rules.clone(),
         }
     }
@@ -403,7 +413,9 @@ fn same_target(a: &Action, b: &Action) -> bool {
 /// the slice's min, max and cooldowns (the rule settings' unless the blueprint sets them), the
 /// ready members, the newest veto of the same action, the last scale-up and the last change,
 /// and whether the newest applied action is still converging; `recent` decisions count towards
-/// the rate limit.
+/// the rate limit. A count set by an operator (the slice's `count_set_at` matches no applied
+/// decision) is a change too (the down cooldown counts from it) and holds back a scale-in
+/// below it for the operator hold (`controller.operator_hold`, at least the down cooldown).
 pub fn context<'a>(
     action: &Action,
     world: &World,
@@ -445,10 +457,22 @@ pub fn context<'a>(
             c.down_cooldown_ms = d;
         }
     }
+    c.operator_hold_ms = s.operator_hold_ms.max(c.down_cooldown_ms);
+    let set_at = match action {
+        Action::Scale {
+            blueprint, slice, ..
+        } => slice_of(world, blueprint, slice)
+            .and_then(|sv| sv.count_set_at.map(|t| (t, sv.desired))),
+        _ => None,
+    };
+    let mut controller_applied = Vec::new();
     for d in decisions
         .into_iter()
         .filter(|d| same_target(&d.action, action))
     {
+        if let DecisionStatus::Applied { at, .. } = &d.status {
+            controller_applied.push(*at);
+        }
         match &d.status {
             DecisionStatus::Vetoed { at, .. } if d.action.verb() == verb && c.vetoed.is_none() => {
                 c.vetoed = Some((d.name(), *at));
@@ -460,6 +484,17 @@ pub fn context<'a>(
                 }
             }
             _ => {}
+        }
+    }
+    // The slice's count was set by someone else than an applied decision of the controller's
+    // (whose apply sets it at the decision's `applied` time): an operator's intent.
+    if let Some((at, count)) = set_at
+        && c.last_change != Some(at)
+        && !controller_applied.contains(&at)
+    {
+        c.operator = Some((at, count));
+        if c.last_change.is_none_or(|l| l < at) {
+            c.last_change = Some(at);
         }
     }
     c
@@ -508,6 +543,7 @@ pub struct Screened {
 
 /// The proposal's way on after [`screen`].
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per proposal per tick, moved once: not worth a box
 pub enum Next {
     /// The open decision on the target stands (the same action, in the same way): nothing.
     Stands,
@@ -542,7 +578,9 @@ impl Candidate {
 /// Screen one proposal: an open decision on its target stands while the same action is wanted
 /// the same way (an opposite one, or a change of mode between asking an operator and not, is
 /// closed as superseded); then the safety bounds over the target's [`context`], with `recent`
-/// decisions towards the rate limit. A recorded stop is recorded once per [`REJECT_QUIET_MS`].
+/// decisions towards the rate limit. A recorded stop is recorded once while it stands (see
+/// [`said_already`]): its rejected decision carries the inputs `stopped` (what stopped it, see
+/// [`stop_key`]) and, for a bound, `wanted`.
 pub fn screen(
     mut p: Proposal,
     world: &World,
@@ -601,18 +639,21 @@ pub fn screen(
                 };
                 return Screened { close, next };
             }
-            let target = p.action.target();
-            let quiet = decisions.iter().any(|d| {
-                matches!(d.status, DecisionStatus::Rejected { .. })
-                    && d.action.target() == target
-                    && d.action.verb() == verb
-                    && world.now.saturating_sub(d.at) < REJECT_QUIET_MS
-            });
-            if quiet {
+            let key = stop_key(&reason);
+            let wanted = match &reason {
+                StopReason::AtBound { wanted, .. } => Some(*wanted),
+                _ => None,
+            };
+            let text = reason.to_string();
+            if said_already(decisions, &p.action, &key, wanted, &text, world.now) {
                 return Screened {
                     close,
                     next: Next::Quiet,
                 };
+            }
+            p.inputs.push(("stopped".into(), key));
+            if let Some(n) = wanted {
+                p.inputs.push(("wanted".into(), n.to_string()));
             }
             p.reasoning
                 .push(format!("stopped by the safety bounds: {reason}"));
@@ -625,6 +666,129 @@ pub fn screen(
         rejected,
     });
     Screened { close, next }
+}
+
+/// What a recorded stop stands for, the same while the condition lasts: `at max=3`,
+/// `vetoed d-41`, `last ready node`, `operator hold 6 since 1700000000000`. Recorded as the
+/// rejected decision's input `stopped`.
+pub fn stop_key(r: &StopReason) -> String {
+    match r {
+        StopReason::AtBound { up, limit, .. } => {
+            format!("at {}={limit}", if *up { "max" } else { "min" })
+        }
+        StopReason::Vetoed { decision, .. } => format!("vetoed {decision}"),
+        StopReason::LastReadyNode { .. } => "last ready node".into(),
+        StopReason::OperatorHold { count, at, .. } => format!("operator hold {count} since {at}"),
+        other => other.to_string(),
+    }
+}
+
+/// A decision's input `key`.
+fn input_of<'a>(d: &'a Decision, key: &str) -> Option<&'a str> {
+    d.inputs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether the wanted count moved a lot: by half or more up, or to two thirds or less down.
+fn moved_a_lot(before: Option<u32>, now: Option<u32>) -> bool {
+    match (before, now) {
+        (Some(b), Some(n)) => {
+            let (b, n) = (b as u64, n as u64);
+            n * 2 >= b * 3 || b * 2 >= n * 3
+        }
+        (None, None) => false,
+        _ => true,
+    }
+}
+
+/// Whether the stop `key` of `action` (wanting `wanted`; `reason` is its text) was said
+/// already and still stands: the newest decision on the target (decisions newest first) is a
+/// rejection by the same stop, recorded less than [`STANDING_RENEW_MS`] ago, and the wanted
+/// count has not moved a lot since. A rejection recorded before stops carried their key counts
+/// when its reason is the same text.
+pub fn said_already(
+    decisions: &[Decision],
+    action: &Action,
+    key: &str,
+    wanted: Option<u32>,
+    reason: &str,
+    now: Millis,
+) -> bool {
+    let Some(d) = decisions.iter().find(|d| same_target(&d.action, action)) else {
+        return false;
+    };
+    let DecisionStatus::Rejected { reason: said } = &d.status else {
+        return false;
+    };
+    if now.saturating_sub(d.at) >= STANDING_RENEW_MS {
+        return false;
+    }
+    match input_of(d, "stopped") {
+        Some(k) => {
+            let before = input_of(d, "wanted").and_then(|v| v.parse().ok());
+            k == key && !moved_a_lot(before, wanted)
+        }
+        None => said == reason,
+    }
+}
+
+/// The slices capped at their max (or held at their min) now, by target: those whose newest
+/// decision (decisions newest first) is a standing rejection at that bound, recorded less than
+/// the renewal period and a minute ago, while `desired` (the slice's count now, `None`: no
+/// such slice) is still that bound. `since` is the first record of the run of such rejections.
+pub fn capped(
+    decisions: &[Decision],
+    desired: impl Fn(&str, &str) -> Option<u32>,
+    now: Millis,
+) -> Vec<crate::raft::status::CappedView> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, d) in decisions.iter().enumerate() {
+        let Action::Scale {
+            blueprint, slice, ..
+        } = &d.action
+        else {
+            continue;
+        };
+        if !seen.insert((blueprint, slice)) {
+            continue;
+        }
+        let Some(key) = standing(d) else { continue };
+        let Some((bound, limit)) = key
+            .strip_prefix("at ")
+            .and_then(|k| k.split_once('='))
+            .and_then(|(b, l)| Some((b, l.parse::<u32>().ok()?)))
+        else {
+            continue;
+        };
+        if now.saturating_sub(d.at) >= CAPPED_SHOWN_MS || desired(blueprint, slice) != Some(limit) {
+            continue;
+        }
+        let since = decisions[i + 1..]
+            .iter()
+            .filter(|o| same_target(&o.action, &d.action))
+            .take_while(|o| standing(o) == Some(key))
+            .last()
+            .map_or(d.at, |o| o.at);
+        out.push(crate::raft::status::CappedView {
+            target: format!("{blueprint}/{slice}"),
+            bound: bound.to_string(),
+            limit,
+            wanted: input_of(d, "wanted").and_then(|v| v.parse().ok()),
+            since,
+            said: d.at,
+        });
+    }
+    out
+}
+
+/// The stop a rejected decision stands for (its input `stopped`), if it is one.
+fn standing(d: &Decision) -> Option<&str> {
+    matches!(d.status, DecisionStatus::Rejected { .. })
+        .then(|| input_of(d, "stopped"))
+        .flatten()
 }
 
 /// Turn a candidate into the decision to record: the reviewer's record and verdict if it had

@@ -17,7 +17,7 @@ use super::brain::{Brain, Proposal, Series, World};
 use super::decide::{self, Command, Next};
 use super::forecast::ForecastConfig;
 use super::model::{Engine, ModelReviewer};
-use super::review::{Review, Reviewer, Situation, Verdict};
+use super::review::{Review, Reviewer, Situation, Verdict, in_time};
 use super::rules::{self, Rules};
 use super::world::{Inputs, NodeSample};
 use crate::config::ControllerConfig;
@@ -36,12 +36,27 @@ pub use super::review::REVIEW_BUDGET;
 /// What the controller tells `aether status` about itself (this node's view).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocalStatus {
-    /// The reviewer, or why there is none.
+    /// The reviewer, or why there is none, as this node says it while it leads.
     pub reviewer: String,
+    /// The same as said on a follower, where an idle model is by design (the leader's
+    /// decides); [`LocalStatus::reviewer_line`] picks one.
+    pub reviewer_following: String,
     /// Where the rules came from.
     pub rules: String,
     /// Measured start-up time of scaled-up instances (ms), or the configured estimate.
     pub startup_ms: u64,
+}
+
+impl LocalStatus {
+    /// The reviewer line for a node that leads (`leads`) or follows: read when the status is
+    /// built, so that it agrees with the role the status shows, not with the last tick's.
+    pub fn reviewer_line(&self, leads: bool) -> String {
+        if leads || self.reviewer_following.is_empty() {
+            self.reviewer.clone()
+        } else {
+            self.reviewer_following.clone()
+        }
+    }
 }
 
 /// What the controller shows the read model, published after every tick (see
@@ -123,17 +138,21 @@ struct Leading {
     waiting: HashMap<(String, &'static str), Instant>,
 }
 
-/// Where a review on a blocking thread leaves its answer; it is there before the loop is
-/// woken. Closed without an answer: the reviewer panicked.
-type ReviewResult = tokio::sync::oneshot::Receiver<Result<Review, String>>;
+/// Where a review on a blocking thread leaves its answer and how long it took from the
+/// review's start; it is there before the loop is woken. Closed without an answer: the
+/// reviewer panicked.
+type ReviewResult = tokio::sync::oneshot::Receiver<(Result<Review, String>, Duration)>;
 
-/// Whether a review is still running; its answer once it is done.
-fn poll_review(rx: &mut ReviewResult) -> Option<Result<Result<Review, String>, String>> {
+/// A review's answer: its verdict or the reviewer's error, or why there is none (it panicked).
+type Answered = Result<Result<Review, String>, String>;
+
+/// Whether a review is still running; its answer and how long it took once it is done.
+fn poll_review(rx: &mut ReviewResult) -> Option<(Answered, Option<Duration>)> {
     use tokio::sync::oneshot::error::TryRecvError;
     match rx.try_recv() {
-        Ok(r) => Some(Ok(r)),
+        Ok((r, took)) => Some((Ok(r), Some(took))),
         Err(TryRecvError::Empty) => None,
-        Err(TryRecvError::Closed) => Some(Err("it stopped without an answer".into())),
+        Err(TryRecvError::Closed) => Some((Err("it stopped without an answer".into()), None)),
     }
 }
 
@@ -169,6 +188,7 @@ impl Controller {
             reviewer: reviewer.as_ref().map(|r| r.name()).unwrap_or_else(|| {
                 "none (controller.model.enabled = false; rules and forecast only)".into()
             }),
+            reviewer_following: String::new(),
             rules: rules_source,
             startup_ms: cfg.startup.0.as_millis() as u64,
         };
@@ -243,12 +263,31 @@ impl Controller {
     fn local_status(&self) -> LocalStatus {
         let mut s = self.status.lock().expect("controller status").clone();
         if let Some(r) = &self.reviewer {
-            s.reviewer = match r.available() {
-                Ok(()) => r.name(),
-                Err(why) => format!("{} — {why}; rules and forecast decide", r.name()),
+            (s.reviewer, s.reviewer_following) = match r.available() {
+                Ok(()) => (r.name(), r.name()),
+                Err(u) => (
+                    format!("{} — {}; rules and forecast decide", r.name(), u.why),
+                    // On a follower the model is idle by design: the leader's decides.
+                    format!("{} — {} on this node", r.name(), u.why),
+                ),
             };
         }
         s
+    }
+
+    /// What this node, leading, tells every member about its reviewer (sent with each metrics
+    /// snapshot; the pipeline fills in the leader and term).
+    fn reviewer_report(&self) -> crate::metrics::update::LeaderReviewer {
+        let m = self.model.status();
+        crate::metrics::update::LeaderReviewer {
+            node: self.cluster.name.clone(),
+            reviewer: self.local_status().reviewer,
+            state: m.state.word().into(),
+            reviews: m.reviews,
+            timeouts: m.timeouts,
+            last_latency_ms: m.last_latency_ms,
+            ..Default::default()
+        }
     }
 
     /// The language model's engine.
@@ -290,16 +329,22 @@ impl Controller {
                 }
             }
             let decisions = &seen.1;
-            let world = match self.world(decisions) {
+            let mut world = match self.world(decisions) {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!("controller: reading the store failed: {e}");
                     continue;
                 }
             };
+            if deciding && let Err(e) = self.count_set_at(&mut world) {
+                tracing::warn!("controller: reading the blueprint versions failed: {e}");
+                continue;
+            }
             self.brain.lock().expect("brain").observe(&world);
             let slices: Vec<String> = world.slices.iter().map(|s| s.target()).collect();
             self.publish(&slices);
+            self.metrics
+                .set_reviewer(deciding.then(|| self.reviewer_report()));
             if !deciding {
                 if leading.take().is_some() {
                     tracing::info!("controller: no longer the leader; stopped deciding");
@@ -393,6 +438,20 @@ impl Controller {
             decisions,
             traffic: &traffic,
         }))
+    }
+
+    /// Fill in when each slice's count was set, from its blueprint's kept versions (what tells
+    /// an operator's count from the controller's; see [`decide::context`]).
+    fn count_set_at(&self, world: &mut World) -> Result<(), std::io::Error> {
+        let mut versions: HashMap<String, Vec<crate::domain::StoredBlueprint>> = HashMap::new();
+        for sv in &mut world.slices {
+            if !versions.contains_key(&sv.blueprint) {
+                let v = self.cluster.store.blueprint_versions(&sv.blueprint)?;
+                versions.insert(sv.blueprint.clone(), v);
+            }
+            sv.count_set_at = super::world::count_set_at(&versions[&sv.blueprint], &sv.slice);
+        }
+        Ok(())
     }
 
     /// Write `cmd`. A refusal by the state machine is logged; a failed write ends the tick.
@@ -501,12 +560,16 @@ impl Controller {
             .review
             .take_if(|x| x.target == target && x.verb == verb)
         {
-            if let Some(res) = poll_review(&mut inr.answer) {
-                let latency = inr.started.elapsed();
-                let (rec, v) = review_record(r.name(), latency, budget, Some(res));
+            // One rule for the budget (review::in_time), on the latency from the review's
+            // start to its answer, whenever the loop looks: an answer after the budget is a
+            // timeout, however soon after it the loop polled.
+            if let Some((res, took)) = poll_review(&mut inr.answer) {
+                let latency = took.unwrap_or_else(|| inr.started.elapsed());
+                let res = in_time(latency, budget).then_some(res);
+                let (rec, v) = review_record(r.name(), latency, budget, res);
                 return ReviewStep::Done(rec, v);
             }
-            if inr.started.elapsed() >= budget {
+            if !in_time(inr.started.elapsed(), budget) {
                 let latency = inr.started.elapsed();
                 state.busy = Some(inr.answer);
                 let (rec, v) = review_record(r.name(), latency, budget, None);
@@ -518,13 +581,18 @@ impl Controller {
         if state.review.is_some() {
             return ReviewStep::Wait;
         }
-        if let Err(why) = r.available() {
-            let (rec, _) = review_record(
+        if let Err(u) = r.available() {
+            let (mut rec, _) = review_record(
                 r.name(),
                 Duration::ZERO,
                 budget,
-                Some(Ok(Err(format!("{why}; the rules decide")))),
+                Some(Ok(Err(format!("{}; the rules decide", u.why)))),
             );
+            if u.expected {
+                // An expected state (no model pulled, not loaded yet), not a failure.
+                rec.verdict = "skipped".into();
+                rec.reason = format!("no model: {}; the rules decide", u.why);
+            }
             return ReviewStep::Done(rec, None);
         }
         if let Some(b) = &mut state.busy
@@ -560,14 +628,16 @@ impl Controller {
         };
         let (reviewer, wake) = (r.clone(), wake.clone());
         let (tx, answer) = tokio::sync::oneshot::channel();
+        let started = Instant::now();
         tokio::task::spawn_blocking(move || {
-            let _ = tx.send(reviewer.review(&situation));
+            let res = reviewer.review(&situation);
+            let _ = tx.send((res, started.elapsed()));
             wake.notify_one();
         });
         state.review = Some(InReview {
             target,
             verb,
-            started: Instant::now(),
+            started,
             answer,
         });
         state.next_review = Some(Instant::now() + r.interval());
@@ -695,6 +765,90 @@ mod tests {
         }
         fn budget(&self) -> Duration {
             self.budget
+        }
+    }
+
+    /// A leader whose model is not there says the rules decide; a follower, whose model is
+    /// idle by design, does not.
+    #[test]
+    fn the_reviewer_line_follows_the_role() {
+        let s = LocalStatus {
+            reviewer: "model — the model is idle; rules and forecast decide".into(),
+            reviewer_following: "model — the model is idle on this node".into(),
+            ..LocalStatus::default()
+        };
+        assert!(s.reviewer_line(true).ends_with("rules and forecast decide"));
+        assert_eq!(
+            s.reviewer_line(false),
+            "model — the model is idle on this node"
+        );
+        let disabled = LocalStatus {
+            reviewer: "none (controller.model.enabled = false; rules and forecast only)".into(),
+            ..LocalStatus::default()
+        };
+        assert_eq!(disabled.reviewer_line(false), disabled.reviewer);
+    }
+
+    /// A reviewer whose model is not there.
+    struct NoModel(bool);
+
+    impl Reviewer for NoModel {
+        fn name(&self) -> String {
+            "model".into()
+        }
+        fn review(&self, _: &Situation) -> Result<Review, String> {
+            unreachable!("not available")
+        }
+        fn available(&self) -> Result<(), crate::controller::review::Unavailable> {
+            Err(crate::controller::review::Unavailable {
+                why: "the model is absent (pull one with `aether model pull`)".into(),
+                expected: self.0,
+            })
+        }
+    }
+
+    /// An absent model is an expected state: the review is skipped, not an error; a failed
+    /// one is an error.
+    #[tokio::test]
+    async fn an_absent_model_is_skipped_not_an_error() {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let p = crate::controller::model::engine::demo().proposal;
+        let mut state = Leading::default();
+        let absent: Arc<dyn Reviewer> = Arc::new(NoModel(true));
+        let (rec, v) = done(step(&mut state, &absent, &p, &wake));
+        assert_eq!(v, None);
+        assert_eq!(rec.verdict, "skipped");
+        assert_eq!(
+            rec.reason,
+            "no model: the model is absent (pull one with `aether model pull`); the rules decide"
+        );
+        let failed: Arc<dyn Reviewer> = Arc::new(NoModel(false));
+        let (rec, _) = done(step(&mut state, &failed, &p, &wake));
+        assert_eq!(rec.verdict, "error");
+    }
+
+    /// The budget is one rule on the latency from start to answer: an answer that came after
+    /// the budget is a timeout even when the loop finds it already there.
+    #[tokio::test]
+    async fn an_answer_after_the_budget_is_a_timeout_whenever_the_loop_looks() {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let p = crate::controller::model::engine::demo().proposal;
+        for (delay, counted) in [(0, true), (120, false)] {
+            let mut state = Leading::default();
+            let r: Arc<dyn Reviewer> = Arc::new(Fake {
+                verdict: Verdict::Approve,
+                delay: Duration::from_millis(delay),
+                budget: Duration::from_millis(60),
+            });
+            assert!(matches!(step(&mut state, &r, &p, &wake), ReviewStep::Wait));
+            // The loop looks only once the answer is there (as after a late tick).
+            tokio::time::timeout(Duration::from_secs(5), wake.notified())
+                .await
+                .expect("the finished review wakes the loop");
+            let (rec, v) = done(step(&mut state, &r, &p, &wake));
+            assert_eq!(v.is_some(), counted, "{delay} ms: {rec:?}");
+            assert_eq!(rec.verdict, if counted { "approve" } else { "timeout" });
+            assert!(rec.latency_ms >= delay, "{rec:?}");
         }
     }
 

@@ -56,7 +56,120 @@ pub trait Reviewer: Send + Sync + 'static {
     /// Called on every tick this node decides: a reviewer may get ready (load a model).
     fn warm(&self) {}
     /// Whether a review can be asked for now, or why not (recorded in the decision instead).
-    fn available(&self) -> Result<(), String> {
+    fn available(&self) -> Result<(), Unavailable> {
         Ok(())
+    }
+}
+
+/// Why a reviewer cannot review now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unavailable {
+    /// What stands in the way (`the model is absent (pull one with …)`).
+    pub why: String,
+    /// An expected state (no model pulled, not loaded yet): the review is recorded as skipped,
+    /// not as an error.
+    pub expected: bool,
+}
+
+/// Whether a review that took `took` counts: the one rule for the budget, applied once, to the
+/// latency measured from the review's start to its answer. A review not answered when `took`
+/// has passed this is abandoned as a timeout by the same rule.
+pub fn in_time(took: Duration, budget: Duration) -> bool {
+    took <= budget
+}
+
+/// The most a stored reason keeps, in characters: a reason cut by its token limit or the
+/// budget is cut further back, to the end of a sentence or a clause (see [`whole_reason`]).
+pub const REASON_CHARS: usize = 240;
+
+/// A reason as it is kept: whole if it ends a sentence; else cut back to its last sentence
+/// end, or its last clause (`,` `;` `:` `—`) with '…', or its last whole word with '…', within
+/// [`REASON_CHARS`]. `cut`: generation stopped before the reason ended (its token limit or the
+/// budget), so the tail is unfinished even if it ends in a word.
+pub fn whole_reason(text: &str, cut: bool) -> String {
+    let text = text.trim().trim_end_matches('…').trim_end();
+    let ends_sentence = |t: &str| t.ends_with(['.', '!', '?']);
+    if text.chars().count() <= REASON_CHARS && (!cut || ends_sentence(text)) {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(REASON_CHARS).collect();
+    // The last sentence end (followed by a space, or the end of the head).
+    let sentence = head
+        .char_indices()
+        .filter(|(i, c)| {
+            matches!(c, '.' | '!' | '?')
+                && head[i + c.len_utf8()..]
+                    .chars()
+                    .next()
+                    .is_none_or(char::is_whitespace)
+        })
+        .map(|(i, c)| i + c.len_utf8())
+        .next_back();
+    if let Some(end) = sentence.filter(|e| *e > 0) {
+        return head[..end].to_string();
+    }
+    let clause = head
+        .char_indices()
+        .filter(|(_, c)| matches!(c, ',' | ';' | ':' | '—'))
+        .map(|(i, _)| i)
+        .next_back()
+        .filter(|i| *i > 0);
+    let end = clause.unwrap_or_else(|| {
+        if !cut && head.len() == text.len() {
+            head.len()
+        } else {
+            head.rfind(char::is_whitespace)
+                .filter(|i| *i > 0)
+                .unwrap_or(head.len())
+        }
+    });
+    format!("{}…", head[..end].trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_kept_whole_or_cut_at_a_boundary() {
+        let cases = [
+            ("1 instance is enough.", false, "1 instance is enough."),
+            (
+                "Load is low, so one goes",
+                false,
+                "Load is low, so one goes",
+            ),
+            ("1 instance is enough, so", true, "1 instance is enough…"),
+            ("1 instance is enough, so…", true, "1 instance is enough…"),
+            (
+                "CPU stays low. One instance is enough, so the",
+                true,
+                "CPU stays low.",
+            ),
+            (
+                "Traffic grows steadily while",
+                true,
+                "Traffic grows steadily…",
+            ),
+            ("v1.2 is out; rolling", true, "v1.2 is out…"),
+        ];
+        for (text, cut, want) in cases {
+            assert_eq!(whole_reason(text, cut), want, "{text:?}");
+        }
+        let long = "word ".repeat(100);
+        let kept = whole_reason(&long, false);
+        assert!(
+            kept.chars().count() <= REASON_CHARS + 1 && kept.ends_with("word…"),
+            "{kept}"
+        );
+    }
+
+    #[test]
+    fn the_budget_is_one_rule() {
+        let budget = Duration::from_millis(3_000);
+        assert!(in_time(Duration::from_millis(2_999), budget));
+        assert!(in_time(budget, budget));
+        assert!(!in_time(Duration::from_millis(3_016), budget));
+        assert!(!in_time(Duration::from_millis(3_089), budget));
     }
 }

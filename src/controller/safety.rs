@@ -1,8 +1,9 @@
 //! Safety bounds (DESIGN §9): the last word before a proposal becomes a decision. Pure.
 //!
 //! In order: an operator's recent veto of the same action on the target, the target still
-//! converging from the previous action, the cooldowns, never draining the last ready node,
-//! min/max, the largest step, the cluster-wide rate limit. A bound that changes the proposal
+//! converging from the previous action, an operator's count (no scale-in below it for the
+//! operator hold), the cooldowns, never draining the last ready node, min/max, the largest
+//! step (smaller for a scale-in), the cluster-wide rate limit. A bound that changes the proposal
 //! says so in the returned notes ([`Clamp`]: `clamped to max=8`); one that stops it says why,
 //! as a [`StopReason`] (its text is what a rejected decision records).
 //!
@@ -20,6 +21,12 @@ pub struct Bounds {
     /// current count when that is more (the HPA's default policy is 4 pods or 100 %).
     pub max_step: u32,
     pub max_step_percent: u32,
+    /// Most instances one scale-in removes: this many, or `max_step_down_percent` of the
+    /// current count when that is more (and never more than the step above). With the down
+    /// cooldown between changes this is a rate: at most so many per cooldown period, like the
+    /// HPA's scale-down policies.
+    pub max_step_down: u32,
+    pub max_step_down_percent: u32,
     /// Most decisions (any target) recorded per minute, cluster-wide.
     pub per_minute: u32,
     /// How long an operator's veto of an action on a target holds back the same action there.
@@ -32,6 +39,8 @@ impl Bounds {
         Bounds {
             max_step: c.max_step,
             max_step_percent: c.max_step_percent,
+            max_step_down: c.max_step_down,
+            max_step_down_percent: c.max_step_down_percent,
             per_minute: c.decisions_per_minute,
             veto_cooldown_ms: c.veto_cooldown.0.as_millis() as u64,
         }
@@ -55,6 +64,11 @@ pub struct Context {
     pub last_change: Option<Millis>,
     pub up_cooldown_ms: u64,
     pub down_cooldown_ms: u64,
+    /// An operator set the slice's count (`aether scale`, a blueprint apply): when, and to
+    /// what. Not a decision of the controller's.
+    pub operator: Option<(Millis, u32)>,
+    /// How long an operator's count holds back a scale-in below it.
+    pub operator_hold_ms: u64,
     /// Decisions recorded in the last minute, cluster-wide.
     pub recent_decisions: u32,
     /// Ready members, the target included.
@@ -98,6 +112,14 @@ pub enum Clamp {
     Max { max: u32, wanted: u32 },
     /// Up to the slice's min.
     Min { min: u32, wanted: u32 },
+    /// To the largest scale-in step (`limit`, from `max_step_down` and
+    /// `max_step_down_percent`); `wanted` is the count before this clamp.
+    StepDown {
+        limit: u32,
+        max_step_down: u32,
+        max_step_down_percent: u32,
+        wanted: u32,
+    },
     /// To the largest step (`limit`, from `max_step` and `max_step_percent`); `wanted` is the
     /// count before this clamp.
     Step {
@@ -113,6 +135,16 @@ impl std::fmt::Display for Clamp {
         match self {
             Clamp::Max { max, wanted } => write!(f, "clamped to max={max} (wanted {wanted})"),
             Clamp::Min { min, wanted } => write!(f, "clamped to min={min} (wanted {wanted})"),
+            Clamp::StepDown {
+                limit,
+                max_step_down,
+                max_step_down_percent,
+                wanted,
+            } => write!(
+                f,
+                "clamped to a scale-in step of {limit} (max_step_down={max_step_down}, \
+                 max_step_down_percent={max_step_down_percent}; wanted {wanted})"
+            ),
             Clamp::Step {
                 limit,
                 max_step,
@@ -144,6 +176,13 @@ pub enum StopReason {
     Converging { target: String, why: String },
     /// A scale-up (`up`) or scale-down cooldown: the last change was `ago`, it waits `len`.
     Cooldown { up: bool, ago: Millis, len: Millis },
+    /// An operator set the slice to `count` at `at`: no scale-in below it until `until`.
+    OperatorHold {
+        target: String,
+        count: u32,
+        at: Millis,
+        until: Millis,
+    },
     /// The target is at its max (`up`) or min already; `wanted` is what the proposal asked.
     AtBound {
         target: String,
@@ -164,7 +203,8 @@ impl StopReason {
         match self {
             StopReason::Vetoed { .. }
             | StopReason::AtBound { .. }
-            | StopReason::LastReadyNode { .. } => true,
+            | StopReason::LastReadyNode { .. }
+            | StopReason::OperatorHold { .. } => true,
             StopReason::Converging { .. }
             | StopReason::Cooldown { .. }
             | StopReason::RateLimit { .. } => false,
@@ -186,6 +226,18 @@ impl std::fmt::Display for StopReason {
                 "operator vetoed {decision} {} ago; no {verb} on {target} for another {}",
                 human_millis(*ago),
                 human_millis(*left)
+            ),
+            StopReason::OperatorHold {
+                target,
+                count,
+                at,
+                until,
+            } => write!(
+                f,
+                "held: the operator set {target} to {count} at {}; no scale-in below {count} \
+                 until {} (controller.operator_hold, at least the down cooldown)",
+                crate::domain::clock_time(*at),
+                crate::domain::clock_time(*until)
             ),
             StopReason::Converging { target, why } => {
                 write!(f, "{target} is still converging: {why}")
@@ -258,6 +310,19 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
                 cooldown(ctx.last_change, ctx.down_cooldown_ms)
             };
             let exempt = ctx.on_demand || (ctx.to_zero_when_idle && !up);
+            if let Some((at, count)) = ctx.operator
+                && !up
+                && !exempt
+                && *to < count
+                && ctx.now.saturating_sub(at) < ctx.operator_hold_ms
+            {
+                return Check::Stop(StopReason::OperatorHold {
+                    target,
+                    count,
+                    at,
+                    until: at + ctx.operator_hold_ms,
+                });
+            }
             if let Some(w) = waiting.filter(|_| !exempt) {
                 return Check::Stop(w);
             }
@@ -280,7 +345,20 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
             let limit = b
                 .max_step
                 .max((*from as u64 * b.max_step_percent as u64).div_ceil(100) as u32);
-            if step > limit {
+            let down_limit = b
+                .max_step_down
+                .max((*from as u64 * b.max_step_down_percent as u64).div_ceil(100) as u32)
+                .min(limit);
+            if !up && step > down_limit && !ctx.to_zero_when_idle {
+                let before = *to;
+                *to = *from - down_limit;
+                notes.push(Clamp::StepDown {
+                    limit: down_limit,
+                    max_step_down: b.max_step_down,
+                    max_step_down_percent: b.max_step_down_percent,
+                    wanted: before,
+                });
+            } else if step > limit {
                 let before = *to;
                 *to = if up { *from + limit } else { *from - limit };
                 notes.push(Clamp::Step {
@@ -342,6 +420,8 @@ mod tests {
     const B: Bounds = Bounds {
         max_step: 3,
         max_step_percent: 50,
+        max_step_down: 3,
+        max_step_down_percent: 50,
         per_minute: 6,
         veto_cooldown_ms: 900_000,
     };

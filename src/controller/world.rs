@@ -52,6 +52,10 @@ pub struct SliceView {
     pub down_cooldown_ms: Option<u64>,
     /// With `min = 0`: scale to zero after this long without a request.
     pub idle_to_zero_ms: Option<u64>,
+    /// When the slice's count was last set (the blueprint version that set it: an operator's
+    /// scale or apply, or a controller decision applied at that same time); `None`: not known.
+    /// The leader fills it in from the kept versions ([`count_set_at`]).
+    pub count_set_at: Option<Millis>,
 }
 
 impl SliceView {
@@ -234,6 +238,7 @@ impl World {
                     up_cooldown_ms: policy.and_then(|p| p.up_cooldown_ms),
                     down_cooldown_ms: policy.and_then(|p| p.down_cooldown_ms),
                     idle_to_zero_ms: policy.and_then(|p| p.idle_to_zero_ms),
+                    count_set_at: None,
                 });
             }
         }
@@ -279,6 +284,34 @@ impl World {
             nodes,
         }
     }
+}
+
+/// When `slice`'s count was set to what it is in the newest of `versions` (a blueprint's kept
+/// versions, oldest first): the `applied_at` of the oldest version of the unbroken run at that
+/// count. `None` when there are no versions, or the whole kept history has that count and does
+/// not start at the first version (the change is older than what is kept).
+pub fn count_set_at(versions: &[StoredBlueprint], slice: &str) -> Option<Millis> {
+    let count = |v: &StoredBlueprint| {
+        v.blueprint
+            .slices
+            .iter()
+            .find(|s| s.name == slice)
+            .map(|s| s.instances)
+    };
+    let newest = versions.last()?;
+    let now = count(newest)?;
+    let mut at = None;
+    for v in versions.iter().rev() {
+        if count(v) != Some(now) {
+            return at;
+        }
+        at = Some(v.applied_at);
+    }
+    // The whole kept history has this count: set then if it holds the blueprint's first.
+    versions
+        .first()
+        .filter(|v| v.version == 1)
+        .map(|v| v.applied_at)
 }
 
 /// A figure with two decimals, as decisions record their inputs.
@@ -459,5 +492,52 @@ mod tests {
             (n2.live, n2.cpu, n2.gpu_temp, n2.drained_by_controller),
             (false, 0.9, Some(91.0), true)
         );
+    }
+
+    #[test]
+    fn a_slices_count_was_set_by_the_oldest_version_of_its_run() {
+        let version = |version: u64, applied_at: Millis, web: u32, worker: u32| {
+            let slice = |name: &str, instances: u32| Slice {
+                name: name.into(),
+                command: vec![name.into()],
+                instances,
+                min: 1,
+                max: 8,
+                env: BTreeMap::new(),
+                resources: Resources {
+                    cpu: 1.0,
+                    memory: 0,
+                    gpu: 0,
+                },
+                stop_timeout_ms: 1_000,
+                health: None,
+                scaling: None,
+                service: None,
+                update: None,
+                user: None,
+            };
+            StoredBlueprint {
+                version,
+                applied_at,
+                blueprint: Blueprint {
+                    name: "shop".into(),
+                    slices: vec![slice("web", web), slice("worker", worker)],
+                },
+            }
+        };
+        // v3 scaled web to 6; v4 and v5 changed worker only.
+        let kept = [
+            version(2, 1_000, 2, 1),
+            version(3, 2_000, 6, 1),
+            version(4, 3_000, 6, 2),
+            version(5, 4_000, 6, 3),
+        ];
+        assert_eq!(count_set_at(&kept, "web"), Some(2_000));
+        assert_eq!(count_set_at(&kept, "worker"), Some(4_000));
+        // The whole kept history at one count: set at creation if v1 is kept, else unknown.
+        assert_eq!(count_set_at(&kept[2..3], "web"), None);
+        assert_eq!(count_set_at(&[version(1, 500, 6, 1)], "web"), Some(500));
+        assert_eq!(count_set_at(&[], "web"), None);
+        assert_eq!(count_set_at(&kept, "db"), None);
     }
 }

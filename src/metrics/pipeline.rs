@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::aggregate::{Aggregator, Settings, View};
 use super::requests::{Recorder, TrafficSample};
 use super::sample::Sampler;
-use super::update::{INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
+use super::update::{INFO_EVERY, LeaderReviewer, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
 use crate::config::{GpuOffer, MetricsConfig};
 use crate::domain::{Health, Millis, NodeId, NodeRecord, now_millis};
 use crate::net::{Inbox, PeerCtx};
@@ -131,8 +131,15 @@ pub struct Pipeline {
     seq: AtomicU64,
     /// This node's request counters (written by the ingress).
     recorder: Arc<Recorder>,
+    /// This node's reviewer while it leads (set by the controller), sent with each snapshot.
+    reviewer: Mutex<Option<LeaderReviewer>>,
+    /// The leader's reviewer as it last sent it, and when it came.
+    leader_reviewer: Mutex<Option<(LeaderReviewer, Instant)>>,
     pub stats: PipelineStats,
 }
+
+/// A leader's reviewer report older than this is no longer shown (it comes every second).
+const REVIEWER_FRESH: Duration = Duration::from_secs(5);
 
 /// A sample younger than this is reused rather than taken again (CPU needs an interval).
 const RESAMPLE_AFTER: Duration = Duration::from_millis(250);
@@ -171,6 +178,8 @@ impl Pipeline {
             health_writes: Mutex::default(),
             seq: AtomicU64::new(0),
             recorder,
+            reviewer: Mutex::default(),
+            leader_reviewer: Mutex::default(),
             stats: PipelineStats::default(),
         }))
     }
@@ -179,6 +188,24 @@ impl Pipeline {
     /// totals, and every update carries their deltas.
     pub fn recorder(&self) -> &Arc<Recorder> {
         &self.recorder
+    }
+
+    /// What this node's reviewer is while it leads (the controller sets it each tick, `None`
+    /// when it stops deciding); sent to every member with each snapshot.
+    pub fn set_reviewer(&self, r: Option<LeaderReviewer>) {
+        *self.reviewer.lock().expect("reviewer lock") = r;
+    }
+
+    /// The leader's reviewer: this node's own while it leads, else the leader's last report
+    /// if it is fresh.
+    pub fn leader_reviewer(&self) -> Option<LeaderReviewer> {
+        if let Some(own) = self.reviewer.lock().expect("reviewer lock").clone() {
+            return Some(own);
+        }
+        let got = self.leader_reviewer.lock().expect("reviewer lock");
+        got.as_ref()
+            .filter(|(_, at)| at.elapsed() < REVIEWER_FRESH)
+            .map(|(r, _)| r.clone())
     }
 
     /// Sample these processes (CPU, RSS) in every update from now on.
@@ -485,6 +512,11 @@ impl Pipeline {
         if let MetricsMsg::Snapshot(snap) = msg {
             self.state.lock().expect("state lock").view.apply(snap, now);
         }
+        let own = self.reviewer.lock().expect("reviewer lock").clone();
+        if let Some(mut r) = own {
+            (r.leader, r.term) = (self.cluster.id, term);
+            self.broadcast(&MetricsMsg::Reviewer(r), &members);
+        }
         // Members whose first update (with their info) was lost: ask them again.
         let missing: Vec<NodeRecord> = members
             .iter()
@@ -611,13 +643,43 @@ impl Inbox for Pipeline {
                 }
             }
             MetricsMsg::SampleNow { .. } => self.sample_now.notify_one(),
+            MetricsMsg::Reviewer(r) => {
+                let mut got = self.leader_reviewer.lock().expect("reviewer lock");
+                if takes_reviewer(got.as_ref().map(|(r, _)| r), &r, self.cluster.id) {
+                    *got = Some((r, Instant::now()));
+                }
+            }
         }
     }
+}
+
+/// Whether a leader's reviewer report replaces the one `held`: not this node's own, and not
+/// from an older term than the one held (a deposed leader's).
+fn takes_reviewer(held: Option<&LeaderReviewer>, r: &LeaderReviewer, me: NodeId) -> bool {
+    r.leader != me && held.is_none_or(|old| r.term >= old.term)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leaders_reviewer_report_is_taken_unless_older() {
+        let report = |leader, term| LeaderReviewer {
+            leader,
+            term,
+            state: "ready".into(),
+            ..LeaderReviewer::default()
+        };
+        assert!(takes_reviewer(None, &report(1, 3), 2));
+        assert!(!takes_reviewer(None, &report(2, 3), 2), "this node's own");
+        assert!(takes_reviewer(Some(&report(1, 3)), &report(1, 3), 2));
+        assert!(takes_reviewer(Some(&report(1, 3)), &report(3, 4), 2));
+        assert!(
+            !takes_reviewer(Some(&report(3, 4)), &report(1, 3), 2),
+            "a deposed leader's"
+        );
+    }
     use crate::metrics::requests::Outcome;
 
     fn call(r: &Recorder) {

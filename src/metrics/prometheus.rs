@@ -2,7 +2,8 @@
 //! this node's cluster snapshot; this node's own health (Raft position, peer reachability,
 //! pipeline and transport counters); the requests through this node's ingress (counters and a
 //! duration histogram per slice and entry point); and, from [`Extra`], instances by state,
-//! decisions by status and the language model.
+//! per slice its counts, bounds and restarts, decisions by status, recorded and open, capped
+//! slices, reviews by verdict and their latency, and the language model.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -25,6 +26,46 @@ pub struct Extra {
     pub decisions: BTreeMap<String, u64>,
     /// This node's language model; `None`: not known.
     pub model: Option<ModelGauges>,
+    /// The slices and the controller, from the replicated store; `None`: not known.
+    pub controller: Option<ControllerGauges>,
+}
+
+/// The slices' bounds and the controller's figures, as plain numbers, from the replicated
+/// store (every node shows the same).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ControllerGauges {
+    /// Per `blueprint/slice`: desired, min and max instances.
+    pub slices: BTreeMap<String, (u32, u32, u32)>,
+    /// Decisions recorded since the cluster began (the newest decision's id).
+    pub recorded: u64,
+    /// Open decisions (pending and proposed), and how long the oldest has been open (seconds).
+    pub open: u64,
+    pub oldest_open_seconds: Option<f64>,
+    /// Slices the controller would scale past a bound but cannot: `blueprint/slice`, the bound
+    /// (`max` or `min`) and the count it wanted.
+    pub capped: Vec<(String, String, Option<u32>)>,
+    /// Stored decisions' reviews per verdict (`approve`, `timeout`, `skipped` …).
+    pub reviews: BTreeMap<String, u64>,
+    /// Latency of the newest stored reviews that ran (up to [`REVIEW_SAMPLE`]), seconds.
+    pub review_p50_seconds: Option<f64>,
+    pub review_p95_seconds: Option<f64>,
+    /// The leader's model, the one that reviews: the leader's name and its state (one of
+    /// [`MODEL_STATES`]), as the leader last reported it.
+    pub leader_model: Option<(String, String)>,
+}
+
+/// How many of the newest reviews the latency quantiles cover.
+pub const REVIEW_SAMPLE: usize = 100;
+
+/// The `q` quantile (0–1) of `values` (nearest rank), if there are any.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len());
+    Some(v[rank - 1])
 }
 
 /// The language model's figures, as plain numbers.
@@ -545,6 +586,10 @@ fn workloads(o: &mut Out, extra: &Extra) {
             })
             .collect::<Vec<_>>(),
     );
+    slices(o, extra);
+    if let Some(c) = &extra.controller {
+        controller(o, c);
+    }
     let Some(m) = &extra.model else { return };
     o.gauge(
         "aether_model_loaded",
@@ -578,6 +623,145 @@ fn workloads(o: &mut Out, extra: &Extra) {
         "aether_model_review_timeouts_total",
         "Reviews that missed their deadline.",
         &one(m.timeouts as f64),
+    );
+}
+
+/// Per slice: desired, min, max and active instances, and restarts.
+fn slices(o: &mut Out, extra: &Extra) {
+    let slice_of = |i: &InstanceStatus| {
+        i.instance
+            .rsplit_once('/')
+            .map_or(i.instance.clone(), |(s, _)| s.to_string())
+    };
+    let mut active: BTreeMap<String, u64> = BTreeMap::new();
+    let mut restarts: BTreeMap<String, u64> = BTreeMap::new();
+    let known = extra.controller.as_ref().map(|c| &c.slices);
+    for s in known.into_iter().flat_map(|k| k.keys()) {
+        active.insert(s.clone(), 0);
+        restarts.insert(s.clone(), 0);
+    }
+    for i in &extra.instances {
+        let s = slice_of(i);
+        *active.entry(s.clone()).or_default() += u64::from(i.state == InstanceState::Active);
+        *restarts.entry(s).or_default() += u64::from(i.restarts);
+    }
+    let per = |m: &BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(s, n)| (format!("slice=\"{}\"", esc(s)), *n as f64))
+            .collect::<Vec<_>>()
+    };
+    if let Some(k) = known {
+        let bound = |f: fn(&(u32, u32, u32)) -> u32| {
+            k.iter()
+                .map(|(s, v)| (format!("slice=\"{}\"", esc(s)), f64::from(f(v))))
+                .collect::<Vec<_>>()
+        };
+        o.gauge(
+            "aether_slice_desired_instances",
+            "Instances the slice's blueprint wants now (aether scale and the controller set it).",
+            &bound(|v| v.0),
+        );
+        o.gauge(
+            "aether_slice_min_instances",
+            "The slice's min: the controller never scales below it.",
+            &bound(|v| v.1),
+        );
+        o.gauge(
+            "aether_slice_max_instances",
+            "The slice's max: the controller never scales above it.",
+            &bound(|v| v.2),
+        );
+    }
+    o.gauge(
+        "aether_slice_active_instances",
+        "Copies of the slice's instances reported active.",
+        &per(&active),
+    );
+    o.counter(
+        "aether_slice_restarts_total",
+        "Restarts of the slice's current instances, as their supervisors count them.",
+        &per(&restarts),
+    );
+}
+
+/// The controller's decisions, capped slices and reviews.
+fn controller(o: &mut Out, c: &ControllerGauges) {
+    o.counter(
+        "aether_decisions_recorded_total",
+        "Decisions the controller recorded since the cluster began (the newest decision id).",
+        &one(c.recorded as f64),
+    );
+    o.gauge(
+        "aether_decisions_open",
+        "Decisions waiting for their grace deadline or an operator (pending and proposed).",
+        &one(c.open as f64),
+    );
+    o.gauge(
+        "aether_decisions_open_oldest_seconds",
+        "How long the oldest open decision has waited.",
+        &c.oldest_open_seconds.map(one).unwrap_or_default(),
+    );
+    // Every slice gets a series (0 when not capped), so an alert can watch each.
+    let capped: Vec<(String, f64)> = c
+        .slices
+        .keys()
+        .map(|s| {
+            let cap = c.capped.iter().find(|(t, _, _)| t == s);
+            (
+                format!(
+                    "slice=\"{}\",bound=\"{}\"",
+                    esc(s),
+                    cap.map_or("max", |(_, b, _)| b.as_str())
+                ),
+                f64::from(u8::from(cap.is_some())),
+            )
+        })
+        .collect();
+    o.gauge(
+        "aether_slice_capped",
+        "1 while the controller wants the slice past its max (or min) and cannot.",
+        &capped,
+    );
+    o.gauge(
+        "aether_slice_capped_wanted_instances",
+        "The count the controller wanted for a capped slice when it last said so.",
+        &c.capped
+            .iter()
+            .filter_map(|(s, _, w)| Some((format!("slice=\"{}\"", esc(s)), f64::from((*w)?))))
+            .collect::<Vec<_>>(),
+    );
+    o.gauge(
+        "aether_reviews",
+        "Stored decisions' reviews per verdict (approve, reject, adjust, timeout, error, skipped).",
+        &c.reviews
+            .iter()
+            .map(|(v, n)| (format!("verdict=\"{}\"", esc(v)), *n as f64))
+            .collect::<Vec<_>>(),
+    );
+    if let Some((node, state)) = &c.leader_model {
+        o.gauge(
+            "aether_leader_model_state",
+            "The leader's language model, the one that reviews: 1 for its current state.",
+            &MODEL_STATES
+                .iter()
+                .map(|s| {
+                    (
+                        format!("leader=\"{}\",state=\"{s}\"", esc(node)),
+                        f64::from(u8::from(state == s)),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    o.gauge(
+        "aether_review_latency_p50_seconds",
+        "Median review latency over the newest stored reviews that ran (up to 100).",
+        &c.review_p50_seconds.map(one).unwrap_or_default(),
+    );
+    o.gauge(
+        "aether_review_latency_p95_seconds",
+        "95th percentile of review latency over the newest stored reviews that ran (up to 100).",
+        &c.review_p95_seconds.map(one).unwrap_or_default(),
     );
 }
 
@@ -633,6 +817,20 @@ mod tests {
                 last_latency_seconds: Some(2.14),
                 reviews: 9,
                 timeouts: 1,
+            }),
+            controller: Some(ControllerGauges {
+                slices: BTreeMap::from([
+                    ("shop/web".into(), (3, 1, 8)),
+                    ("hot/burn".into(), (3, 1, 3)),
+                ]),
+                recorded: 1042,
+                open: 1,
+                oldest_open_seconds: Some(12.0),
+                capped: vec![("hot/burn".into(), "max".into(), Some(27))],
+                reviews: BTreeMap::from([("approve".into(), 7), ("timeout".into(), 2)]),
+                review_p50_seconds: Some(1.8),
+                review_p95_seconds: Some(2.9),
+                leader_model: Some(("n1".into(), "ready".into())),
             }),
         };
         let mut o = Out::default();
@@ -692,6 +890,44 @@ mod tests {
         assert!(text.contains("aether_model_state{state=\"ready\"} 1\n"));
         assert!(text.contains("aether_model_last_review_seconds 2.14\n"));
         assert!(text.contains("aether_model_reviews_total 9\n"));
+    }
+
+    /// What an operator alerts on: slices' counts and restarts, decisions recorded and open,
+    /// capped slices, reviews by verdict and their latency.
+    #[test]
+    fn slices_decisions_capped_and_reviews_are_exposed() {
+        let text = busy();
+        for family in [
+            "# TYPE aether_slice_desired_instances gauge\n",
+            "# TYPE aether_slice_restarts_total counter\n",
+            "# TYPE aether_decisions_recorded_total counter\n",
+            "# TYPE aether_slice_capped gauge\n",
+            "# TYPE aether_review_latency_p95_seconds gauge\n",
+        ] {
+            assert!(text.contains(family), "no {family} in:\n{text}");
+        }
+        for sample in [
+            "aether_slice_desired_instances{slice=\"shop/web\"} 3\n",
+            "aether_slice_max_instances{slice=\"hot/burn\"} 3\n",
+            "aether_slice_active_instances{slice=\"shop/web\"} 2\n",
+            "aether_slice_active_instances{slice=\"hot/burn\"} 0\n",
+            "aether_slice_restarts_total{slice=\"shop/web\"} 0\n",
+            "aether_decisions_recorded_total 1042\n",
+            "aether_decisions_open 1\n",
+            "aether_decisions_open_oldest_seconds 12\n",
+            "aether_slice_capped{slice=\"hot/burn\",bound=\"max\"} 1\n",
+            "aether_slice_capped{slice=\"shop/web\",bound=\"max\"} 0\n",
+            "aether_slice_capped_wanted_instances{slice=\"hot/burn\"} 27\n",
+            "aether_reviews{verdict=\"timeout\"} 2\n",
+            "aether_review_latency_p95_seconds 2.9\n",
+            "aether_leader_model_state{leader=\"n1\",state=\"ready\"} 1\n",
+            "aether_leader_model_state{leader=\"n1\",state=\"idle\"} 0\n",
+        ] {
+            assert!(text.contains(sample), "no {sample} in:\n{text}");
+        }
+        assert_eq!(quantile(&[3.0, 1.0, 2.0, 4.0], 0.5), Some(2.0));
+        assert_eq!(quantile(&[3.0, 1.0, 2.0, 4.0], 0.95), Some(4.0));
+        assert_eq!(quantile(&[], 0.5), None);
     }
 
     /// `promtool check metrics` accepts the families above (it is in Debian's `prometheus`;

@@ -227,6 +227,28 @@ pub enum MetricsMsg {
     Snapshot(ClusterMetricsSnapshot),
     /// A new leader → every member: sample now and include [`NodeInfo`].
     SampleNow { term: u64 },
+    /// Leader → every member, with each snapshot: the leader's reviewer (its language model),
+    /// so that every node reports the reviewer that decides, not only its own idle one.
+    /// Appended last: a node that does not know it drops this message only.
+    Reviewer(LeaderReviewer),
+}
+
+/// The leader's reviewer as it reports itself, in plain figures (the controller fills it in).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeaderReviewer {
+    pub leader: NodeId,
+    /// The leader's Raft term: a node ignores one from an older term.
+    pub term: u64,
+    /// The leader's name.
+    pub node: String,
+    /// The reviewer (`model smollm2 (q8_0, 1 thread)`), or why there is none.
+    pub reviewer: String,
+    /// The model's state in one word (`ready`, `loading`, `absent`, `disabled` …).
+    pub state: String,
+    /// Reviews made and missed since the leader's node started; the last one's latency.
+    pub reviews: u64,
+    pub timeouts: u64,
+    pub last_latency_ms: Option<u64>,
 }
 
 #[cfg(test)]

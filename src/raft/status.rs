@@ -52,6 +52,68 @@ pub struct ControlView {
     pub reviewer: String,
     /// Where the answering node's rules came from.
     pub rules: String,
+    /// Slices the controller would scale past a bound but cannot: a standing condition, said
+    /// once in the decision log and shown here while it lasts.
+    pub capped: Vec<CappedView>,
+    /// The leader's reviewer, the one that decides, as the leader last reported it (on the
+    /// leader: its own); `None` when no report is fresh (or the leader's controller is off).
+    pub leader_reviewer: Option<ReviewerView>,
+}
+
+/// The leader's reviewer (its language model) as it reports itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewerView {
+    /// The leader's name.
+    pub node: String,
+    /// The reviewer (`model smollm2 (q8_0, 1 thread)`), or why there is none.
+    pub reviewer: String,
+    /// The model's state in one word (`ready`, `loading`, `absent` …).
+    pub state: String,
+    /// Reviews made and missed since the leader's node started, the last one's latency.
+    pub reviews: u64,
+    pub timeouts: u64,
+    pub last_latency_ms: Option<u64>,
+}
+
+impl std::fmt::Display for ReviewerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} on {} (leader): {}, {} review(s), {} timeout(s)",
+            self.reviewer, self.node, self.state, self.reviews, self.timeouts
+        )?;
+        if let Some(ms) = self.last_latency_ms {
+            write!(f, ", last {}", crate::domain::human_millis(ms))?;
+        }
+        Ok(())
+    }
+}
+
+/// A slice at its max (or min) that the controller wants past it (`aether status`, the console,
+/// `/metrics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CappedView {
+    /// `blueprint/slice`.
+    pub target: String,
+    /// `max` or `min`.
+    pub bound: String,
+    /// The bound's value, the slice's count now.
+    pub limit: u32,
+    /// The count the controller wanted when it last said so.
+    pub wanted: Option<u32>,
+    /// When it was first said (this run), and last said.
+    pub since: Millis,
+    pub said: Millis,
+}
+
+impl std::fmt::Display for CappedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {}={}", self.target, self.bound, self.limit)?;
+        if let Some(w) = self.wanted {
+            write!(f, " (wanted {w})")?;
+        }
+        write!(f, " since {}", crate::domain::clock_time(self.since))
+    }
 }
 
 /// The answering node's own Raft position.

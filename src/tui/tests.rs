@@ -465,3 +465,61 @@ fn a_slices_instances_come_with_their_log_tail() {
     a.logs_arrived("shop/worker".into(), Err("late".into()));
     assert!(!render(&mut a, 80, 24).contains("late"));
 }
+
+/// A slice capped at its max shows on the overview's controller line.
+#[test]
+fn the_overview_says_a_capped_slice() {
+    let mut u = update(false);
+    if let Some(st) = u.status.as_mut()
+        && let Some(c) = st.controller.as_mut()
+    {
+        c.capped = vec![crate::raft::status::CappedView {
+            target: "hot/burn".into(),
+            bound: "max".into(),
+            limit: 3,
+            wanted: Some(27),
+            since: NOW - 3_600_000,
+            said: NOW - 120_000,
+        }];
+    }
+    let mut a = App::new(Keymap::default(), false);
+    a.apply(u, NOW);
+    a.tick(NOW);
+    let text = render(&mut a, 160, 48);
+    let line = text
+        .lines()
+        .find(|l| l.contains("controller"))
+        .expect("a controller line");
+    assert!(
+        line.contains("capped hot/burn at max=3 (wants 27)"),
+        "{line}"
+    );
+}
+
+/// On a follower the console shows the leader's model (reviewing) and its own beside it.
+#[test]
+fn a_follower_shows_the_leaders_model() {
+    let mut u = update(false);
+    if let Some(st) = u.status.as_mut() {
+        st.node.id = 2;
+        st.node.name = "gpu-box".into();
+        st.node.role = "follower".into();
+        if let Some(c) = st.controller.as_mut() {
+            c.leader_reviewer = Some(crate::raft::status::ReviewerView {
+                node: "n1".into(),
+                reviewer: "model smollm2-135m (f16, 1 thread)".into(),
+                state: "ready".into(),
+                reviews: 9,
+                timeouts: 1,
+                last_latency_ms: Some(2_140),
+            });
+        }
+    }
+    if let Some(m) = u.model.as_mut() {
+        m.state = crate::controller::model::ModelState::Idle;
+    }
+    let mut a = App::new(Keymap::default(), false);
+    a.apply(u, NOW);
+    a.tick(NOW);
+    insta::assert_snapshot!("follower_overview_160x48", render(&mut a, 160, 48));
+}

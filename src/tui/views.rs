@@ -189,7 +189,16 @@ fn header_line(app: &App, theme: &Theme) -> Line<'static> {
             spans.push(Span::raw(c.mode.to_string()));
         }
     }
-    if let Some(m) = &app.data.model {
+    // The model that decides is the leader's; on a follower its own is idle by design.
+    let leader_model = s
+        .controller
+        .as_ref()
+        .and_then(|c| c.leader_reviewer.as_ref())
+        .filter(|r| r.node != s.node.name);
+    if let Some(r) = leader_model {
+        spans.push(sep());
+        spans.push(Span::raw(format!("model {} on {}", r.state, r.node)));
+    } else if let Some(m) = &app.data.model {
         spans.push(sep());
         spans.push(Span::raw(format!("model {}", model_word(&m.state))));
     }

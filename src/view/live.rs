@@ -185,12 +185,13 @@ impl Feed {
         let raft_moved = full || self.applied != Some(applied);
         self.applied = Some(applied);
         if raft_moved {
-            self.control = control_view(cluster, &controller);
+            self.control = control_view(cluster, &controller, metrics);
         }
         if let Ok(mut s) = cluster.local_status() {
             s.controller = self.control.clone().map(|mut c| {
-                // The reviewer line is this node's own and changes without the log.
-                c.reviewer = controller.local.reviewer.clone();
+                // The reviewer lines (this node's, the leader's) change without the log.
+                c.reviewer = super::status::reviewer_line(cluster, &controller);
+                c.leader_reviewer = super::status::leader_reviewer(metrics);
                 c
             });
             if self.status.as_ref() != Some(&s) {

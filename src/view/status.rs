@@ -1,13 +1,43 @@
 //! The controller's part of `aether status`: its mode, pause and open decisions from this node's
-//! replica, its rules and reviewer as the local controller published them.
+//! replica, its rules and reviewer as the local controller published them, and the slices it
+//! would scale past a bound but cannot (a standing condition, said once in the decision log).
 
+use crate::controller::decide;
 use crate::controller::flow::Published;
 use crate::domain::now_millis;
+use crate::metrics::pipeline::Pipeline;
 use crate::raft::Cluster;
-use crate::raft::status::ControlView;
+use crate::raft::status::{CappedView, ControlView, ReviewerView};
 
-/// The controller as this node's replica and its published state show it.
-pub fn control_view(cluster: &Cluster, controller: &Published) -> Option<ControlView> {
+/// Decisions read for the capped slices (newest first; as many as the controller reads).
+const RECENT: usize = 500;
+
+/// This node's reviewer line, as a leader or a follower says it (by this node's role now).
+pub fn reviewer_line(cluster: &Cluster, controller: &Published) -> String {
+    let leads = cluster.raft.metrics().borrow().current_leader == Some(cluster.id);
+    controller.local.reviewer_line(leads)
+}
+
+/// The leader's reviewer as the metrics pipeline last heard of it (this node's own while it
+/// leads).
+pub fn leader_reviewer(metrics: &Pipeline) -> Option<ReviewerView> {
+    metrics.leader_reviewer().map(|r| ReviewerView {
+        node: r.node,
+        reviewer: r.reviewer,
+        state: r.state,
+        reviews: r.reviews,
+        timeouts: r.timeouts,
+        last_latency_ms: r.last_latency_ms,
+    })
+}
+
+/// The controller as this node's replica, its published state and the leader's reviewer report
+/// show it.
+pub fn control_view(
+    cluster: &Cluster,
+    controller: &Published,
+    metrics: &Pipeline,
+) -> Option<ControlView> {
     let state = cluster.store.control().ok()?;
     let open = cluster
         .store
@@ -21,7 +51,24 @@ pub fn control_view(cluster: &Cluster, controller: &Published) -> Option<Control
         pending: count("pending"),
         proposed: count("proposed"),
         enabled: controller.enabled,
-        reviewer: controller.local.reviewer.clone(),
+        reviewer: reviewer_line(cluster, controller),
         rules: controller.local.rules.clone(),
+        capped: capped(cluster).ok()?,
+        leader_reviewer: leader_reviewer(metrics),
     })
+}
+
+/// The slices capped at a bound now ([`decide::capped`]), from this node's replica.
+pub fn capped(cluster: &Cluster) -> Result<Vec<CappedView>, std::io::Error> {
+    let now = now_millis();
+    let recent = cluster.store.decisions(RECENT, true, 0, now)?;
+    let blueprints = cluster.store.blueprints()?;
+    let desired = |b: &str, s: &str| {
+        blueprints
+            .iter()
+            .find(|x| x.blueprint.name == b)
+            .and_then(|x| x.blueprint.slices.iter().find(|x| x.name == s))
+            .map(|x| x.instances)
+    };
+    Ok(decide::capped(&recent, desired, now))
 }

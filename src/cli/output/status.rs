@@ -105,7 +105,7 @@ pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io:
         };
         writeln!(
             w,
-            "controller: mode {} (grace {}), {paused}, {} pending, {} proposed{}\n            rules: {}; reviewer: {}\n",
+            "controller: mode {} (grace {}), {paused}, {} pending, {} proposed{}\n            rules: {}; reviewer: {}",
             c.mode,
             human_millis(c.grace_ms),
             c.pending,
@@ -118,6 +118,18 @@ pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io:
             c.rules,
             c.reviewer
         )?;
+        // On a follower its own reviewer is idle by design: the leader's decides.
+        if let Some(r) = c.leader_reviewer.as_ref().filter(|r| r.node != s.node.name) {
+            writeln!(w, "            deciding: {r}")?;
+        }
+        for cap in &c.capped {
+            writeln!(
+                w,
+                "            capped: {cap}; said {} ago",
+                human_millis(now.saturating_sub(cap.said))
+            )?;
+        }
+        writeln!(w)?;
     }
     if let Some(wl) = &s.workloads {
         writeln!(w, "workloads: {wl}\n")?;

@@ -12,6 +12,8 @@ fn settings() -> Settings {
         bounds: Bounds {
             max_step: 3,
             max_step_percent: 50,
+            max_step_down: 3,
+            max_step_down_percent: 50,
             per_minute: 6,
             veto_cooldown_ms: 900_000,
         },
@@ -20,6 +22,7 @@ fn settings() -> Settings {
         proposal_ttl_ms: 600_000,
         converge_timeout_ms: 300_000,
         outcome_after_ms: 60_000,
+        operator_hold_ms: 300_000,
         rules: rules::Settings::default(),
     }
 }
@@ -202,7 +205,7 @@ fn the_bounds_clamp_a_proposal_and_say_so() {
 }
 
 #[test]
-fn a_recorded_stop_is_rejected_once_per_quiet_period() {
+fn a_recorded_stop_is_rejected_once_while_it_stands() {
     let w = world(8, 8);
     let (d, apply) = decide_one(proposal(scale(8, 10)), &w, &[], ControllerMode::Auto);
     let reason = "shop/web is at max=8 already (wanted 10)";
@@ -217,16 +220,104 @@ fn a_recorded_stop_is_rejected_once_per_quiet_period() {
         d.reasoning.last().unwrap(),
         &format!("stopped by the safety bounds: {reason}")
     );
-    // Recorded a minute ago: quiet now; six minutes ago: recorded again.
+    // What is recorded is the clamped action (8 → 8), and what stopped it.
+    assert_eq!(d.action, scale(8, 8));
+    assert_eq!(input(&d, "stopped"), Some("at max=8"));
+    assert_eq!(input(&d, "wanted"), Some("10"));
+    // The record as stored, a minute ago: quiet now; eleven minutes ago: said again.
     let c = control(ControllerMode::Auto);
-    for (ago, quiet) in [(60_000, true), (360_000, false)] {
-        let rejected = DecisionStatus::Rejected {
-            reason: reason.into(),
-        };
-        let earlier = [decision(3, NOW - ago, scale(8, 10), rejected)];
+    for (ago, quiet) in [(60_000, true), (540_000, true), (660_000, false)] {
+        let earlier = [Decision {
+            id: 3,
+            at: NOW - ago,
+            ..d.clone()
+        }];
         let s = screen(proposal(scale(8, 10)), &w, &earlier, &c, 0, &settings());
         assert_eq!(s.next == Next::Quiet, quiet, "{ago}: {:?}", s.next);
     }
+}
+
+/// Tick the policy over a saturated slice at its max for `secs` seconds, wanting `wanted(t)`,
+/// recording what it asks to record (newest first) into `log`.
+fn saturate(log: &mut Vec<Decision>, from: Millis, secs: u64, wanted: impl Fn(u64) -> u32) {
+    let c = control(ControllerMode::Guarded);
+    let s = settings();
+    for t in 0..secs {
+        let mut w = world(8, 8);
+        w.now = from + t * 1000;
+        let screened = screen(proposal(scale(8, wanted(t))), &w, log, &c, 0, &s);
+        if let Next::Candidate(cand) = screened.next
+            && let Command::Record { decision, .. } = conclude(cand, None, &w, &c, "n1", &s)
+        {
+            let id = log.len() as u64 + 1;
+            log.insert(0, Decision { id, ..*decision });
+        }
+    }
+}
+
+#[test]
+fn a_capped_slice_is_said_once_not_every_tick() {
+    // 90 s saturated at max=8: one rejected decision, not 90.
+    let mut log = Vec::new();
+    saturate(&mut log, NOW, 90, |_| 27);
+    assert_eq!(
+        log.len(),
+        1,
+        "{:#?}",
+        log.iter().map(|d| &d.status).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        log[0].status,
+        DecisionStatus::Rejected {
+            reason: "shop/web is at max=8 already (wanted 27)".into()
+        }
+    );
+    // The wanted count wobbles a little: still nothing new. It moves a lot: said again, once.
+    saturate(&mut log, NOW + 90_000, 60, |t| 25 + (t % 5) as u32);
+    assert_eq!(log.len(), 1);
+    saturate(&mut log, NOW + 150_000, 60, |_| 60);
+    assert_eq!(log.len(), 2);
+    assert_eq!(input(&log[0], "wanted"), Some("60"));
+    // An hour of it: renewed every ten minutes, no more.
+    saturate(&mut log, NOW + 210_000, 3_600, |_| 60);
+    assert_eq!(
+        log.len(),
+        2 + 6,
+        "{:?}",
+        log.iter().map(|d| d.at).collect::<Vec<_>>()
+    );
+
+    // Shown as capped while it stands (since its first record), not once the slice moved.
+    let at_eight = |_: &str, _: &str| Some(8);
+    let now = log[0].at + 5_000;
+    let caps = capped(&log, at_eight, now);
+    assert_eq!(caps.len(), 1);
+    let cap = &caps[0];
+    assert_eq!(
+        (
+            cap.target.as_str(),
+            cap.bound.as_str(),
+            cap.limit,
+            cap.wanted
+        ),
+        ("shop/web", "max", 8, Some(60))
+    );
+    assert_eq!((cap.since, cap.said), (NOW, log[0].at));
+    assert_eq!(
+        cap.to_string(),
+        format!(
+            "shop/web at max=8 (wanted 60) since {}",
+            crate::domain::clock_time(NOW)
+        )
+    );
+    assert!(
+        capped(&log, |_, _| Some(5), now).is_empty(),
+        "the slice is not at max now"
+    );
+    assert!(
+        capped(&log, at_eight, now + 700_000).is_empty(),
+        "not renewed: it ended"
+    );
 }
 
 #[test]
@@ -340,6 +431,8 @@ fn the_safety_context_comes_from_the_decisions_newest_first() {
         last_change: Some(NOW - 20_000),
         up_cooldown_ms: 30_000,
         down_cooldown_ms: 60_000,
+        operator: None,
+        operator_hold_ms: 300_000,
         recent_decisions: 2,
         ready_nodes: 2,
         on_demand: false,
@@ -926,5 +1019,82 @@ fn the_forecast_learns_calls_and_never_scales_in_alone() {
     assert!(
         (240.0..=300.0).contains(&level),
         "learns calls/s, not cores: level {level}"
+    );
+}
+
+#[test]
+fn an_operators_count_holds_a_scale_in_back_and_says_so() {
+    // The operator scaled shop/web to 6 two minutes ago; the blueprint's down cooldown is 5m.
+    let mut w = world(6, 6);
+    w.slices[0].down_cooldown_ms = Some(300_000);
+    w.slices[0].count_set_at = Some(NOW - 120_000);
+    let c = control(ControllerMode::Guarded);
+    // The configured defaults: a step may be 4 or 200 %, a scale-in 2 or 50 %.
+    let mut s = settings();
+    s.bounds.max_step = 4;
+    s.bounds.max_step_percent = 200;
+    s.bounds.max_step_down = 2;
+    s.bounds.max_step_down_percent = 50;
+    let screened = screen(proposal(scale(6, 1)), &w, &[], &c, 0, &s);
+    let cand = candidate(screened);
+    let Command::Record { decision, apply } = conclude(cand, None, &w, &c, "n1", &s) else {
+        panic!("not a record");
+    };
+    assert!(!apply);
+    let reason = format!(
+        "held: the operator set shop/web to 6 at {}; no scale-in below 6 until {} \
+         (controller.operator_hold, at least the down cooldown)",
+        crate::domain::clock_time(NOW - 120_000),
+        crate::domain::clock_time(NOW + 180_000)
+    );
+    assert_eq!(
+        decision.status,
+        DecisionStatus::Rejected {
+            reason: reason.clone()
+        }
+    );
+    assert!(decision.reasoning.last().unwrap().ends_with(&reason));
+    // Said once: the next ticks of the hold are quiet.
+    let log = [Decision { id: 9, ..*decision }];
+    let mut later = w.clone();
+    later.now = NOW + 60_000;
+    let again = screen(proposal(scale(6, 1)), &later, &log, &c, 0, &s);
+    assert_eq!(again.next, Next::Quiet);
+
+    // A scale-up is not held.
+    let up = screen(proposal(scale(6, 7)), &w, &[], &c, 0, &s);
+    assert!(matches!(up.next, Next::Candidate(_)), "{:?}", up.next);
+
+    // After the hold (and the cooldown, counted from the operator's scale): one step of at
+    // most max(max_step_down, max_step_down_percent) = 3 of 6, not 6 → 1 in one jump.
+    let mut after = w.clone();
+    after.now = NOW + 181_000;
+    let cand = candidate(screen(proposal(scale(6, 1)), &after, &log, &c, 0, &s));
+    assert_eq!(cand.proposal.action, scale(6, 3));
+    assert!(
+        cand.proposal
+            .reasoning
+            .iter()
+            .any(|r| r.starts_with("clamped to a scale-in step of 3")),
+        "{:?}",
+        cand.proposal.reasoning
+    );
+
+    // The count set by the controller's own applied decision is no operator's: only the
+    // down cooldown holds it (a quiet wait).
+    let mut own = w.clone();
+    own.slices[0].count_set_at = Some(NOW - 120_000);
+    let ours = [applied(4, NOW - 120_000, scale(4, 6))];
+    let held = screen(proposal(scale(6, 1)), &own, &ours, &c, 0, &s);
+    assert!(
+        matches!(
+            held.next,
+            Next::Held {
+                reason: StopReason::Cooldown { up: false, .. },
+                ..
+            }
+        ),
+        "{:?}",
+        held.next
     );
 }

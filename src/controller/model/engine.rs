@@ -20,6 +20,10 @@ use super::verdict::{Answer, Reviewer};
 use crate::config::{ModelConfig, ModelFormat};
 use crate::controller::review::{self, Review, Situation, Verdict};
 
+/// How much of the budget a review leaves for its answer to reach the controller: the reason
+/// is cut this much before the budget.
+const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+
 /// How often a missing or changed model file is looked for.
 const RESCAN: Duration = Duration::from_secs(5);
 
@@ -36,6 +40,20 @@ pub enum ModelState {
     Loading,
     Ready,
     Failed(String),
+}
+
+impl ModelState {
+    /// The state in one word (`ready`, `failed` …), as the console and `/metrics` label it.
+    pub fn word(&self) -> &'static str {
+        match self {
+            ModelState::Disabled => "disabled",
+            ModelState::Absent => "absent",
+            ModelState::Idle => "idle",
+            ModelState::Loading => "loading",
+            ModelState::Ready => "ready",
+            ModelState::Failed(_) => "failed",
+        }
+    }
 }
 
 impl std::fmt::Display for ModelState {
@@ -317,8 +335,12 @@ impl review::Reviewer for ModelReviewer {
             None => format!("model ({}, {} thread)", s.format, s.threads),
         }
     }
+    /// Reviewed within the budget less [`ANSWER_MARGIN`]: the reason is cut in time for the
+    /// answer to reach the controller within the budget (a later one counts as a timeout).
     fn review(&self, situation: &Situation) -> Result<Review, String> {
-        self.0.review(situation.clone())
+        let budget = self.0.cfg.budget.0;
+        self.0
+            .review_within(situation.clone(), budget.saturating_sub(ANSWER_MARGIN))
     }
     fn budget(&self) -> Duration {
         self.0.cfg.budget.0
@@ -329,10 +351,14 @@ impl review::Reviewer for ModelReviewer {
     fn warm(&self) {
         self.0.wanted.store(true, Ordering::Relaxed);
     }
-    fn available(&self) -> Result<(), String> {
+    fn available(&self) -> Result<(), review::Unavailable> {
         match self.0.status().state {
             ModelState::Ready => Ok(()),
-            s => Err(format!("the model is {s}")),
+            s => Err(review::Unavailable {
+                why: format!("the model is {s}"),
+                // Not pulled, not loaded yet or loading: expected; a failed load is not.
+                expected: !matches!(s, ModelState::Failed(_)),
+            }),
         }
     }
 }

@@ -196,8 +196,9 @@ impl Reviewer {
         })
     }
 
-    /// Greedy tokens after "Reason:" until a newline or the end of the turn; cut at the
-    /// deadline (the reason then ends with '…').
+    /// Greedy tokens after "Reason:" until a newline or the end of the turn, or the token
+    /// limit or the deadline: then cut back to a sentence or clause boundary
+    /// ([`crate::controller::review::whole_reason`]).
     fn reason(&self, cache: &mut Cache, deadline: Instant) -> Result<(String, usize), ModelError> {
         let mut logits = self.llama.forward(&self.fixed.reason, cache, 1)?;
         let mut out: Vec<u32> = Vec::new();
@@ -229,10 +230,10 @@ impl Reviewer {
         if let Some(i) = text.find('\n') {
             text.truncate(i);
         }
-        let mut text = text.trim().to_string();
-        if cut || out.len() == REASON_TOKENS {
-            text.push('…');
-        }
-        Ok((text, out.len()))
+        let cut = cut || out.len() == REASON_TOKENS;
+        Ok((
+            crate::controller::review::whole_reason(&text, cut),
+            out.len(),
+        ))
     }
 }

@@ -565,16 +565,53 @@ fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
             if !c.enabled {
                 v.push(Span::styled(" · off on this node", theme.dim()));
             }
+            for cap in &c.capped {
+                v.push(Span::styled(
+                    format!(
+                        " · capped {} at {}={}{}",
+                        cap.target,
+                        cap.bound,
+                        cap.limit,
+                        cap.wanted
+                            .map(|w| format!(" (wants {w})"))
+                            .unwrap_or_default()
+                    ),
+                    theme.warn(),
+                ));
+            }
             v
         }
     };
-    let model = vec![
-        label("model"),
-        match &app.data.model {
+    let leader_model = s
+        .controller
+        .as_ref()
+        .and_then(|c| c.leader_reviewer.as_ref())
+        .filter(|r| r.node != s.node.name);
+    let mut model = vec![label("model")];
+    if let Some(r) = leader_model {
+        // On a follower: the leader's model decides; this node's own is idle by design.
+        model.push(Span::raw(format!(
+            "{} on {} (leader, reviewing) · {} reviews, {} timeouts{}",
+            r.state,
+            r.node,
+            r.reviews,
+            r.timeouts,
+            r.last_latency_ms
+                .map(|ms| format!(", last {}", crate::domain::human_millis(ms)))
+                .unwrap_or_default()
+        )));
+        if let Some(m) = &app.data.model {
+            model.push(Span::styled(
+                format!(" · here {}", super::model_word(&m.state)),
+                theme.dim(),
+            ));
+        }
+    } else {
+        model.push(match &app.data.model {
             Some(m) => Span::raw(format!("{} (on {})", m.state, s.node.name)),
             None => Span::styled("no status from the node", theme.dim()),
-        },
-    ];
+        });
+    }
     let metrics = vec![
         label("metrics"),
         match (
