@@ -451,7 +451,7 @@ fn installs_then_changes_nothing_then_upgrades() {
     assert_eq!(host.mode("var/lib/aether"), 0o700);
     assert!(
         host.read("usr/local/share/man/man1/aether.1")
-            .contains(".TH aether 1")
+            .contains(".TH AETHER 1")
     );
     assert!(host.path("usr/local/share/man/man1/aether-node.1").exists());
     let calls = host.calls();
