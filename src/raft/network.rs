@@ -250,11 +250,18 @@ impl PeerClient {
         what: &str,
         pick: impl FnOnce(PeerResponse) -> Option<Result<T, E>>,
     ) -> Result<T, RPCError<NodeId, Node, E>> {
+        // openraft drops this future at its own deadline, which may come before the
+        // transport's: a dropped call is a failure too.
+        let mut pending = Pending {
+            client: self,
+            done: false,
+        };
         let resp = self
             .ep
             .call(&self.addr, ROUTE, &req, Some(option.hard_ttl()))
             .await;
-        self.note(resp.as_ref().err());
+        pending.done = true;
+        self.note(resp.as_ref().err().map(|e| e as &dyn std::fmt::Display));
         let resp = resp.map_err(transport_err)?;
         match pick(resp) {
             Some(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
@@ -263,9 +270,25 @@ impl PeerClient {
     }
 }
 
+/// An RPC in flight; noted as failed if its future is dropped before it ends.
+struct Pending<'a> {
+    client: &'a PeerClient,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.client.note(Some(
+                &"no answer before the raft deadline" as &dyn std::fmt::Display,
+            ));
+        }
+    }
+}
+
 impl PeerClient {
-    /// Log what [`PeerReports`] says of this RPC's outcome (`err`: the transport's error).
-    fn note(&self, err: Option<&NetError>) {
+    /// Log what [`PeerReports`] says of this RPC's outcome (`err`: why it failed).
+    fn note(&self, err: Option<&dyn std::fmt::Display>) {
         let now = Instant::now();
         let mut reports = self.reports.lock().expect("peer reports lock");
         let (peer, addr) = (self.target, &self.addr);
