@@ -77,10 +77,15 @@ pub struct ReviewerView {
 
 impl std::fmt::Display for ReviewerView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "on {} (leader): {}", self.node, self.reviewer)?;
+        // An absent or failed model is already said by the reviewer's own line.
+        if !self.reviewer.contains(self.state.as_str()) {
+            write!(f, ", {}", self.state)?;
+        }
         write!(
             f,
-            "{} on {} (leader): {}, {} review(s), {} timeout(s)",
-            self.reviewer, self.node, self.state, self.reviews, self.timeouts
+            " · {} review(s), {} timeout(s)",
+            self.reviews, self.timeouts
         )?;
         if let Some(ms) = self.last_latency_ms {
             write!(f, ", last {}", crate::domain::human_millis(ms))?;
