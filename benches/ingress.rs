@@ -25,6 +25,8 @@
 //!
 //! Run it with `scripts/bench/ingress.sh` (or `cargo bench --bench ingress -- --help`).
 
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/nodes.rs"]
 mod nodes;
 #[path = "common/procstat.rs"]
@@ -41,6 +43,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use hdrhistogram::Histogram;
 
+use http::{connect, parse_response};
 use nodes::{AetherNode, Proc, cli, start_node_env, wait_until};
 use procstat::{alive, cpu_time, status_bytes};
 
@@ -266,29 +269,15 @@ fn kill_all() {
     }
 }
 
-fn on_signal_kill_all() {
-    std::thread::spawn(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
-        kill_all();
-        if let Some(root) = ROOT.lock().expect("root").take() {
-            // The processes are gone once reaped; give the kernel a moment.
-            std::thread::sleep(Duration::from_millis(200));
-            let _ = std::fs::remove_dir_all(root);
-        }
-        eprintln!("interrupted: stopped every process this run started");
-        std::process::exit(130);
-    });
+/// Kill what this run started and remove its temp dir (Ctrl-C / SIGTERM).
+fn kill_all_and_root() {
+    kill_all();
+    if let Some(root) = ROOT.lock().expect("root").take() {
+        // The processes are gone once reaped; give the kernel a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = std::fs::remove_dir_all(root);
+    }
+    eprintln!("interrupted: stopped every process this run started");
 }
 
 /// Kills the instance (a grandchild: the node's SIGKILL would leave it running) on drop.
@@ -328,49 +317,12 @@ fn free_port_on(also: &[IpAddr]) -> u16 {
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// A complete response at the start of `buf`: its status and length; `None` while incomplete.
-fn parse_response(buf: &[u8]) -> std::io::Result<Option<(u16, usize)>> {
-    let bad = |why: &str| std::io::Error::new(ErrorKind::InvalidData, why.to_string());
-    let Some(head_end) = find(buf, b"\r\n\r\n").map(|i| i + 4) else {
-        return Ok(None);
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("head not UTF-8"))?;
-    let status: u16 = head
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| bad("no status"))?;
-    let mut length = None;
-    let mut chunked = false;
-    for line in head.split("\r\n").skip(1) {
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse::<usize>().ok();
-            } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = v.to_ascii_lowercase().contains("chunked");
-            }
-        }
-    }
-    if let Some(n) = length {
-        Ok((buf.len() >= head_end + n).then_some((status, head_end + n)))
-    } else if chunked {
-        Ok(find(&buf[head_end..], b"0\r\n\r\n").map(|i| (status, head_end + i + 5)))
-    } else if status >= 200 && status != 204 && status != 304 {
-        Err(bad("a response without a length"))
-    } else {
-        Ok(Some((status, head_end)))
-    }
-}
-
 /// Read one response (Content-Length or chunked) into `buf` (blocking); its status.
 fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
     buf.clear();
     let mut tmp = [0u8; 4096];
     loop {
-        if let Some((status, _)) = parse_response(buf)? {
+        if let Some((status, ..)) = parse_response(buf)? {
             return Ok(status);
         }
         let n = s.read(&mut tmp)?;
@@ -379,13 +331,6 @@ fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
         }
         buf.extend_from_slice(&tmp[..n]);
     }
-}
-
-fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_nodelay(true)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    Ok(s)
 }
 
 /// One GET / on a new connection; its status.
@@ -955,7 +900,7 @@ fn open_loop(addr: SocketAddr, rate: f64, conns: usize, warmup: u64, secs: u64) 
             }
             let done = mono_ns();
             match parse_response(&c.buf) {
-                Ok(Some((status, len))) if !broken || c.buf.len() >= len => {
+                Ok(Some((status, _, len, _))) if !broken || c.buf.len() >= len => {
                     c.buf.drain(..len);
                     if let Some((from, measured)) = c.busy.take()
                         && measured
@@ -1430,7 +1375,7 @@ fn main() {
         load_by_hand();
     }
     let o = nodes::opts_or_exit(parse_opts());
-    on_signal_kill_all();
+    nodes::on_interrupt(kill_all_and_root);
     // On an error every process is stopped as its handle drops (the instance by
     // `KillOnDrop`, and by itself once its node is gone).
     nodes::in_temp_dir("ingress", o.keep, |root| {

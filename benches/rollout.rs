@@ -34,6 +34,8 @@
 //!
 //! Run it with `scripts/bench/rollout.sh` (or `cargo bench --bench rollout -- --help`).
 
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/nodes.rs"]
 mod nodes;
 #[path = "common/procstat.rs"]
@@ -51,6 +53,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use http::{connect, parse_response};
 use nodes::{AetherNode, cli, start_node_env, wait_until};
 use procstat::alive;
 
@@ -385,76 +388,22 @@ fn app_records(dir: &Path) -> Vec<AppRecord> {
 static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static ROOT: Mutex<Option<PathBuf>> = Mutex::new(None);
 
-fn on_signal_kill_nodes() {
-    std::thread::spawn(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
-        for pid in PIDS.lock().expect("pids").iter() {
-            // SAFETY: kill(2) of a node this run started (a child: not reaped while we run).
-            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
-        }
-        if let Some(root) = ROOT.lock().expect("root").take() {
-            // The instances notice their node is gone within 0.5 s.
-            std::thread::sleep(Duration::from_millis(800));
-            let _ = std::fs::remove_dir_all(root);
-        }
-        eprintln!("interrupted: stopped every node this run started");
-        std::process::exit(130);
-    });
+/// Kill the nodes this run started and remove its temp dir (Ctrl-C / SIGTERM).
+fn kill_nodes_and_root() {
+    for pid in PIDS.lock().expect("pids").iter() {
+        // SAFETY: kill(2) of a node this run started (a child: not reaped while we run).
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    if let Some(root) = ROOT.lock().expect("root").take() {
+        // The instances notice their node is gone within 0.5 s.
+        std::thread::sleep(Duration::from_millis(800));
+        let _ = std::fs::remove_dir_all(root);
+    }
+    eprintln!("interrupted: stopped every node this run started");
 }
 
 // ---------------------------------------------------------------------------------------------
 // HTTP: a minimal HTTP/1.1 client, one request at a time on a keep-alive connection.
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// A complete response at the start of `buf`: (status, head length, total length, whether
-/// the server closes the connection); `None` while incomplete.
-fn parse_response(buf: &[u8]) -> std::io::Result<Option<(u16, usize, usize, bool)>> {
-    let bad = |why: &str| std::io::Error::new(ErrorKind::InvalidData, why.to_string());
-    let Some(head_end) = find(buf, b"\r\n\r\n").map(|i| i + 4) else {
-        return Ok(None);
-    };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("head not UTF-8"))?;
-    let status: u16 = head
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| bad("no status"))?;
-    let (mut length, mut chunked, mut close) = (None, false, false);
-    for line in head.split("\r\n").skip(1) {
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse::<usize>().ok();
-            } else if k.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = v.to_ascii_lowercase().contains("chunked");
-            } else if k.eq_ignore_ascii_case("connection") {
-                close = v.trim().eq_ignore_ascii_case("close");
-            }
-        }
-    }
-    if let Some(n) = length {
-        Ok((buf.len() >= head_end + n).then_some((status, head_end, head_end + n, close)))
-    } else if chunked {
-        Ok(find(&buf[head_end..], b"0\r\n\r\n")
-            .map(|i| (status, head_end, head_end + i + 5, close)))
-    } else if status >= 200 && status != 204 && status != 304 {
-        Err(bad("a response without a length"))
-    } else {
-        Ok(Some((status, head_end, head_end, close)))
-    }
-}
 
 /// One answer: status, the version its body names (`version=vN`; 0 when none) and, for a
 /// failure, the body's start.
@@ -499,14 +448,6 @@ fn request(s: &mut TcpStream, path: &str) -> std::io::Result<Answer> {
         }
         buf.extend_from_slice(&tmp[..n]);
     }
-}
-
-fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_nodelay(true)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    Ok(s)
 }
 
 /// One GET on a new connection.
@@ -651,7 +592,7 @@ fn service_port() -> u16 {
 }
 
 fn start_cluster(o: &Opts, root: &Path) -> Result<Vec<AetherNode>> {
-    let start = |i: usize, join: Option<(&str, &str)>| -> Result<AetherNode> {
+    let nodes = nodes::start_three_with(&o.aether_bin, |i, join| {
         let ip = NODE_IPS[i].to_string();
         let env = [
             ("AETHER_INGRESS_BIND", ip.as_str()),
@@ -661,36 +602,8 @@ fn start_cluster(o: &Opts, root: &Path) -> Result<Vec<AetherNode>> {
         let n = start_node_env(&o.aether_bin, root, &format!("n{}", i + 1), join, &env)?;
         PIDS.lock().expect("pids").push(n.proc.pid());
         Ok(n)
-    };
-    let n1 = start(0, None)?;
-    wait_until("n1 leads", Duration::from_secs(30), || {
-        cli(&o.aether_bin, &n1, &["status"])
-            .ok()
-            .filter(|s| s.contains("(leader)"))
     })?;
-    let token = cli(&o.aether_bin, &n1, &["token", "create", "--uses", "2"])?
-        .trim()
-        .to_string();
-    let addr = format!("127.0.0.1:{}", n1.quic);
-    let n2 = start(1, Some((&addr, &token)))?;
-    let n3 = start(2, Some((&addr, &token)))?;
-    let nodes = vec![n1, n2, n3];
-    wait_until(
-        "every node sees three nodes in its metrics",
-        Duration::from_secs(60),
-        || {
-            nodes
-                .iter()
-                .all(|n| {
-                    cli(&o.aether_bin, n, &["metrics", "--output", "json"])
-                        .ok()
-                        .and_then(|j| serde_json::from_str::<Value>(&j).ok())
-                        .is_some_and(|v| v["nodes"].as_array().is_some_and(|a| a.len() == 3))
-                })
-                .then_some(())
-        },
-    )?;
-    Ok(nodes)
+    Ok(Vec::from(nodes))
 }
 
 /// One slice `web` of blueprint `name`: `instances` copies of this program in backend mode.
@@ -1411,7 +1324,7 @@ fn main() {
         backend(port);
     }
     let o = nodes::opts_or_exit(parse_opts());
-    on_signal_kill_nodes();
+    nodes::on_interrupt(kill_nodes_and_root);
     nodes::in_temp_dir("rollout", o.keep, |root| {
         if !o.keep {
             *ROOT.lock().expect("root") = Some(root.to_path_buf());

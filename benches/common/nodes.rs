@@ -197,10 +197,41 @@ pub fn wait_every<T>(
     }
 }
 
+/// On Ctrl-C or SIGTERM (watched from a thread of its own): run `then`, then exit 130.
+pub fn on_interrupt(then: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        then();
+        std::process::exit(130);
+    });
+}
+
 /// Start `n1` (it founds a cluster), then `n2` and `n3` joining it with one token, and wait
 /// until every node's metrics show all three.
 pub fn start_three(bin: &Path, root: &Path) -> Result<[AetherNode; 3]> {
-    let n1 = start_node(bin, root, "n1", None)?;
+    start_three_with(bin, |i, join| {
+        start_node(bin, root, &format!("n{}", i + 1), join)
+    })
+}
+
+/// [`start_three`], each node started by `start` (its index 0..3 and, for n2 and n3, the
+/// address and token to join with).
+pub fn start_three_with(
+    bin: &Path,
+    mut start: impl FnMut(usize, Option<(&str, &str)>) -> Result<AetherNode>,
+) -> Result<[AetherNode; 3]> {
+    let n1 = start(0, None)?;
     wait_until("n1 leads", Duration::from_secs(30), || {
         cli(bin, &n1, &["status"])
             .ok()
@@ -210,8 +241,8 @@ pub fn start_three(bin: &Path, root: &Path) -> Result<[AetherNode; 3]> {
         .trim()
         .to_string();
     let addr = format!("127.0.0.1:{}", n1.quic);
-    let n2 = start_node(bin, root, "n2", Some((&addr, &token)))?;
-    let n3 = start_node(bin, root, "n3", Some((&addr, &token)))?;
+    let n2 = start(1, Some((&addr, &token)))?;
+    let n3 = start(2, Some((&addr, &token)))?;
     let nodes = [n1, n2, n3];
     wait_until(
         "every node sees three nodes in its metrics",
