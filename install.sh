@@ -111,20 +111,37 @@ act() {
     "$@" </dev/null || die "'$d' failed (exit $?): $remedy"
 }
 
+# unwritable WHAT PATH: stops, saying WHAT (write, create) failed on PATH and the remedy.
+unwritable() {
+    die "cannot $1 '$2': the file system is read-only or you lack permission; run as root, or set AETHER_ROOT to a writable directory"
+}
+
 # put SRC DEST MODE: DEST gets SRC's content atomically (a temp file in DEST's dir, then mv).
 put() {
     staged="${2%/*}/.${2##*/}.new.$$"
     if ! { cp "$1" "$staged" && chmod "$3" "$staged" && mv -f "$staged" "$2"; }; then
-        die "cannot write '$2': the file system is read-only or you lack permission; run as root, or set AETHER_ROOT to a writable directory"
+        unwritable write "$2"
     fi
     staged=
+}
+
+# place SRC DEST MODE DIRMODE: writes DEST (its dir made with DIRMODE) from SRC, or in a dry
+# run says it would.
+place() {
+    if [ "$dry" = 1 ]; then
+        say "would write $2 (mode $3)"
+        return 0
+    fi
+    make_dir "$4" "${2%/*}"
+    put "$1" "$2" "$3"
+    say "wrote $2"
 }
 
 # make_dir MODE DIR: creates DIR if missing (parents too); MODE applies to DIR.
 make_dir() {
     if [ ! -d "$2" ]; then
         if ! { mkdir -p "$2" && chmod "$1" "$2"; }; then
-            die "cannot create '$2': the file system is read-only or you lack permission; run as root, or set AETHER_ROOT to a writable directory"
+            unwritable create "$2"
         fi
     fi
 }
@@ -601,7 +618,7 @@ main() {
             make_dir 0755 "$bin_dir"
             staged_bin=$bin_dir/.aether.new.$$
             if ! { cp "$new_bin" "$staged_bin" && chmod 0755 "$staged_bin"; }; then
-                die "cannot write '$staged_bin': the file system is read-only or you lack permission; run as root, or set AETHER_ROOT to a writable directory"
+                unwritable write "$staged_bin"
             fi
             out=$("$staged_bin" --version 2>&1 </dev/null) ||
                 die "the new binary from $origin does not run on this host ('aether --version' said: $out); nothing was changed. Check the architecture, or set AETHER_ARTIFACT=aether-x86_64-baseline on an older x86_64 CPU"
@@ -624,23 +641,11 @@ main() {
     fi
 
     if [ "$env_changed" = 1 ]; then
-        if [ "$dry" = 1 ]; then
-            say "would write $env_file (mode 0600):"
-            show_env "$tmp_dir/aether.env"
-        else
-            make_dir 0700 "$env_dir"
-            put "$tmp_dir/aether.env" "$env_file" 0600
-            say "wrote $env_file"
-        fi
+        place "$tmp_dir/aether.env" "$env_file" 0600 0700
+        if [ "$dry" = 1 ]; then show_env "$tmp_dir/aether.env"; fi
     fi
     if [ "$unit_changed" = 1 ]; then
-        if [ "$dry" = 1 ]; then
-            say "would write $unit_path (mode 0644)"
-        else
-            make_dir 0755 "${unit_path%/*}"
-            put "$tmp_dir/aether.service" "$unit_path" 0644
-            say "wrote $unit_path"
-        fi
+        place "$tmp_dir/aether.service" "$unit_path" 0644 0755
     fi
     if [ "$data_missing" = 1 ]; then
         if [ "$dry" = 1 ]; then
@@ -652,7 +657,7 @@ main() {
     fi
     if [ "$bin_changed" = 1 ] && [ "$dry" = 0 ]; then
         mv -f "$staged_bin" "$bin_path" ||
-            die "cannot write '$bin_path': the file system is read-only or you lack permission; run as root, or set AETHER_ROOT to a writable directory"
+            unwritable write "$bin_path"
         staged_bin=
         say "installed aether $version as $bin_path"
     fi
@@ -665,7 +670,7 @@ main() {
             if "$bin_path" man "$tmp_dir/man" >/dev/null 2>&1 </dev/null && [ -f "$tmp_dir/man/aether.1" ]; then
                 rm -f "$man_dir/aether.1" "$man_dir"/aether-*.1
                 cp "$tmp_dir/man"/*.1 "$man_dir/" ||
-                    die "cannot write into '$man_dir': the file system is read-only or you lack permission; run as root, or set AETHER_ROOT to a writable directory"
+                    unwritable "write into" "$man_dir"
                 say "wrote the man pages into $man_dir (man aether)"
             else
                 warn "'aether man' failed: no man pages installed; 'aether --help' has the same text"
