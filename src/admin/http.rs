@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::model::{ModelState, ModelStatus};
+use crate::controller::model::ModelStatus;
 use crate::domain::{Decision, Millis, StoredBlueprint, now_millis};
 use crate::metrics::prometheus::{self, ControllerGauges, Extra, ModelGauges};
 use crate::view::Sources;
@@ -27,15 +27,7 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// The model's figures for `/metrics`.
 fn model_gauges(m: &ModelStatus) -> ModelGauges {
     ModelGauges {
-        state: match m.state {
-            ModelState::Disabled => "disabled",
-            ModelState::Absent => "absent",
-            ModelState::Idle => "idle",
-            ModelState::Loading => "loading",
-            ModelState::Ready => "ready",
-            ModelState::Failed(_) => "failed",
-        }
-        .into(),
+        state: m.state.word().into(),
         load_seconds: m.load_ms.map(|ms| ms as f64 / 1000.0),
         last_latency_seconds: m.last_latency_ms.map(|ms| ms as f64 / 1000.0),
         reviews: m.reviews,
@@ -103,7 +95,10 @@ fn extra(src: &Sources) -> Result<Extra, std::io::Error> {
         decisions: prometheus::decision_counts(&decisions),
         model: Some(model_gauges(&src.model.status())),
         controller: Some(ControllerGauges {
-            leader_model: src.metrics.leader_reviewer().map(|r| (r.node, r.state)),
+            leader_model: src
+                .metrics
+                .leader_reviewer()
+                .map(|r| (r.view.node, r.view.state)),
             ..controller_gauges(&store.blueprints()?, &decisions, now_millis())
         }),
     })

@@ -280,12 +280,14 @@ impl Controller {
     fn reviewer_report(&self) -> crate::metrics::update::LeaderReviewer {
         let m = self.model.status();
         crate::metrics::update::LeaderReviewer {
-            node: self.cluster.name.clone(),
-            reviewer: self.local_status().reviewer,
-            state: m.state.word().into(),
-            reviews: m.reviews,
-            timeouts: m.timeouts,
-            last_latency_ms: m.last_latency_ms,
+            view: crate::raft::status::ReviewerView {
+                node: self.cluster.name.clone(),
+                reviewer: self.local_status().reviewer,
+                state: m.state.word().into(),
+                reviews: m.reviews,
+                timeouts: m.timeouts,
+                last_latency_ms: m.last_latency_ms,
+            },
             ..Default::default()
         }
     }

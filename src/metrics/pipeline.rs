@@ -668,8 +668,10 @@ mod tests {
         let report = |leader, term| LeaderReviewer {
             leader,
             term,
-            state: "ready".into(),
-            ..LeaderReviewer::default()
+            view: crate::raft::status::ReviewerView {
+                state: "ready".into(),
+                ..Default::default()
+            },
         };
         assert!(takes_reviewer(None, &report(1, 3), 2));
         assert!(!takes_reviewer(None, &report(2, 3), 2), "this node's own");

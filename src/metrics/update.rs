@@ -233,22 +233,14 @@ pub enum MetricsMsg {
     Reviewer(LeaderReviewer),
 }
 
-/// The leader's reviewer as it reports itself, in plain figures (the controller fills it in).
+/// The leader's reviewer as it reports itself (the controller fills in the view), with who
+/// sent it and in which term. Encoded as its fields in order, the view's inline.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LeaderReviewer {
     pub leader: NodeId,
     /// The leader's Raft term: a node ignores one from an older term.
     pub term: u64,
-    /// The leader's name.
-    pub node: String,
-    /// The reviewer (`model smollm2 (q8_0, 1 thread)`), or why there is none.
-    pub reviewer: String,
-    /// The model's state in one word (`ready`, `loading`, `absent`, `disabled` …).
-    pub state: String,
-    /// Reviews made and missed since the leader's node started; the last one's latency.
-    pub reviews: u64,
-    pub timeouts: u64,
-    pub last_latency_ms: Option<u64>,
+    pub view: crate::raft::status::ReviewerView,
 }
 
 #[cfg(test)]

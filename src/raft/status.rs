@@ -61,7 +61,7 @@ pub struct ControlView {
 }
 
 /// The leader's reviewer (its language model) as it reports itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReviewerView {
     /// The leader's name.
     pub node: String,

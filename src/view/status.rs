@@ -21,14 +21,7 @@ pub fn reviewer_line(cluster: &Cluster, controller: &Published) -> String {
 /// The leader's reviewer as the metrics pipeline last heard of it (this node's own while it
 /// leads).
 pub fn leader_reviewer(metrics: &Pipeline) -> Option<ReviewerView> {
-    metrics.leader_reviewer().map(|r| ReviewerView {
-        node: r.node,
-        reviewer: r.reviewer,
-        state: r.state,
-        reviews: r.reviews,
-        timeouts: r.timeouts,
-        last_latency_ms: r.last_latency_ms,
-    })
+    metrics.leader_reviewer().map(|r| r.view)
 }
 
 /// The controller as this node's replica, its published state and the leader's reviewer report

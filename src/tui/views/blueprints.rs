@@ -84,18 +84,7 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             let (calls, errors, p99) = match traffic {
                 Some(t) => (
                     Span::raw(calls_per_s(t.calls_per_s)),
-                    if t.calls_per_s > 0.0 {
-                        Span::styled(
-                            format!("{:.1}%", t.error_rate * 100.0),
-                            if t.error_rate >= 0.01 {
-                                theme.bad()
-                            } else {
-                                theme.dim()
-                            },
-                        )
-                    } else {
-                        Span::styled("-", theme.dim())
-                    },
+                    error_rate(t.calls_per_s, t.error_rate, theme),
                     Span::raw(millis(t.p99_ms)),
                 ),
                 None => (
@@ -281,6 +270,22 @@ fn rollout_line(v: &RolloutView, width: usize, theme: &Theme) -> Line<'static> {
         .find(|s| len(s) <= width)
         .unwrap_or_else(|| build(false, false));
     fit(pick, width)
+}
+
+/// A slice's error rate, red from 1 %; a dash without calls.
+pub(super) fn error_rate(calls_per_s: f64, rate: f64, theme: &Theme) -> Span<'static> {
+    if calls_per_s > 0.0 {
+        Span::styled(
+            format!("{:.1}%", rate * 100.0),
+            if rate >= 0.01 {
+                theme.bad()
+            } else {
+                theme.dim()
+            },
+        )
+    } else {
+        Span::styled("-", theme.dim())
+    }
 }
 
 /// Calls per second in at most six characters: `42.7`, `1234`, `12.3k`.

@@ -209,18 +209,11 @@ fn slice_rows(app: &App, theme: &Theme, width: u16) -> Vec<Row<'static>> {
             let (calls, errors, p99) = match load.and_then(|l| l.traffic.as_ref()) {
                 Some(t) => (
                     Line::from(super::blueprints::calls_per_s(t.calls_per_s)),
-                    if t.calls_per_s > 0.0 {
-                        Line::from(Span::styled(
-                            format!("{:.1}%", t.error_rate * 100.0),
-                            if t.error_rate >= 0.01 {
-                                theme.bad()
-                            } else {
-                                theme.dim()
-                            },
-                        ))
-                    } else {
-                        dash()
-                    },
+                    Line::from(super::blueprints::error_rate(
+                        t.calls_per_s,
+                        t.error_rate,
+                        theme,
+                    )),
                     Line::from(crate::view::rollouts::millis(t.p99_ms)),
                 ),
                 None => (dash(), dash(), dash()),
