@@ -370,7 +370,7 @@ mod tests {
             .unwrap()
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| proc_stat(*pid).is_some_and(|(g, _)| g == pgid))
+            .filter(|pid| proc_stat(*pid).is_some_and(|s| s.pgrp == pgid))
             .count()
     }
 
@@ -626,7 +626,7 @@ mod tests {
         };
         let (mut ours, mut other) = (spawn(), spawn());
         std::fs::create_dir_all(run_dir(dir.path())).unwrap();
-        let (_, start) = proc_stat(ours.id()).unwrap();
+        let start = proc_stat(ours.id()).unwrap().start;
         std::fs::write(
             pid_file(dir.path(), "t/s/2"),
             format!("{} {start}\n", ours.id()),

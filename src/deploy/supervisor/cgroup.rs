@@ -133,14 +133,6 @@ fn enable(dir: &Path) -> Result<(), String> {
     })
 }
 
-/// The parent pid of `pid` (the 4th field of `/proc/<pid>/stat`, after the command in
-/// parentheses).
-fn parent_of(pid: &str) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// This process's cgroup v2 path (`0::<path>` in `/proc/self/cgroup`), if any.
 pub(super) fn own_v2() -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
@@ -281,9 +273,13 @@ impl Cgroups {
             .map_err(|e| format!("{}: {e}", base.join("cgroup.procs").display()))?;
         // The node and its own helpers (nvidia-smi children) move together; anything else
         // shares the cgroup.
-        let (ours, others): (Vec<&str>, Vec<&str>) = procs
-            .split_whitespace()
-            .partition(|p| *p == pid.to_string() || parent_of(p) == Some(pid));
+        let (ours, others): (Vec<&str>, Vec<&str>) = procs.split_whitespace().partition(|p| {
+            *p == pid.to_string()
+                || p.parse()
+                    .ok()
+                    .and_then(super::process::proc_stat)
+                    .is_some_and(|s| s.ppid == pid)
+        });
         if !others.is_empty() {
             return Err(format!(
                 "the node's cgroup {} also holds {} other process{} (run it as a systemd unit with Delegate=yes to give it one of its own)",

@@ -25,9 +25,17 @@ pub(super) fn pid_file(data_dir: &Path, instance: &str) -> PathBuf {
     run_dir(data_dir).join(format!("{}.pgid", instance.replace('/', "_")))
 }
 
-/// `(pgrp, start time in clock ticks)` of a live process (not a zombie), from
-/// `/proc/<pid>/stat`.
-pub(super) fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+/// What `/proc/<pid>/stat` says of a live process (not a zombie).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct ProcStat {
+    pub ppid: u32,
+    pub pgrp: u32,
+    /// Start time in clock ticks since boot.
+    pub start: u64,
+}
+
+/// [`ProcStat`] of `pid`; `None` when it is gone or a zombie.
+pub(super) fn proc_stat(pid: u32) -> Option<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -35,7 +43,11 @@ pub(super) fn proc_stat(pid: u32) -> Option<(u32, u64)> {
     if *f.first()? == "Z" {
         return None;
     }
-    Some((f.get(2)?.parse().ok()?, f.get(19)?.parse().ok()?))
+    Some(ProcStat {
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        start: f.get(19)?.parse().ok()?,
+    })
 }
 
 /// Kill every process of the groups recorded in `dir` that started no earlier than the group's
@@ -59,7 +71,11 @@ pub(super) fn reap_leftovers(dir: &Path) {
                     else {
                         continue;
                     };
-                    if let Some((pgrp, started)) = proc_stat(pid)
+                    if let Some(ProcStat {
+                        pgrp,
+                        start: started,
+                        ..
+                    }) = proc_stat(pid)
                         && pgrp as u64 == pgid
                         && started >= start
                     {
@@ -123,7 +139,7 @@ fn group_exists(pgid: u32) -> bool {
     procs
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .any(|pid| proc_stat(pid).is_some_and(|(g, _)| g == pgid))
+        .any(|pid| proc_stat(pid).is_some_and(|s| s.pgrp == pgid))
 }
 
 /// Wait until process group `pgid` is gone (SIGKILL lands asynchronously, and its last
@@ -235,7 +251,7 @@ pub(super) fn spawn(
 /// Record the process group `pgid` of `instance` (with its leader's start time, so a reused
 /// id is told apart) for a restarted daemon to kill.
 pub(super) fn record_group(data_dir: &Path, instance: &str, pgid: u32) {
-    if let Some((_, start)) = proc_stat(pgid) {
+    if let Some(ProcStat { start, .. }) = proc_stat(pgid) {
         let _ = std::fs::write(pid_file(data_dir, instance), format!("{pgid} {start}\n"));
     }
 }
