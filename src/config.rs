@@ -129,6 +129,51 @@ pub struct ControllerConfig {
     pub outcome_after: Dur,
     /// The on-device language model that reviews and explains proposals.
     pub model: ModelConfig,
+    /// The strategic layer: advice from an OpenAI-compatible endpoint (off by default).
+    pub advisor: AdvisorConfig,
+}
+
+/// The strategic layer (DESIGN §9, `[controller.advisor]`): every `interval` the leader sends a
+/// shaped summary of the last hour to an OpenAI-compatible endpoint and keeps the advice it
+/// answers with (`aether advice`). Advice never writes. Off by default: nothing leaves the
+/// cluster unless this is enabled with a URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdvisorConfig {
+    /// Ask the endpoint for advice while this node leads.
+    pub enabled: bool,
+    /// The endpoint's base URL, up to and including `/v1` (`http://127.0.0.1:8080/v1`); the
+    /// request goes to `<url>/chat/completions`. http only.
+    pub url: String,
+    /// The model named in each request.
+    pub model: String,
+    /// The environment variable that holds the API key (sent as a bearer token); empty for
+    /// none. The key itself never goes in this file.
+    pub api_key_env: String,
+    /// A file that holds the API key (read before each request, so it can be rotated); used
+    /// when api_key_env is empty or unset.
+    pub api_key_file: String,
+    /// How often the leader asks: 30s to 60s is the intended range (1s to 1h is accepted).
+    pub interval: Dur,
+    /// Longest wait for one answer; past it the request counts as a timeout.
+    pub budget: Dur,
+    /// Most items kept from one answer (1 to 20).
+    pub max_items: u32,
+}
+
+impl Default for AdvisorConfig {
+    fn default() -> Self {
+        AdvisorConfig {
+            enabled: false,
+            url: String::new(),
+            model: String::new(),
+            api_key_env: String::new(),
+            api_key_file: String::new(),
+            interval: Dur::ms(60_000),
+            budget: Dur::ms(20_000),
+            max_items: 5,
+        }
+    }
 }
 
 /// How the model's weights are held in memory (`controller.model.format`).
@@ -215,6 +260,7 @@ impl Default for ControllerConfig {
             converge_timeout: Dur::ms(180_000),
             outcome_after: Dur::ms(60_000),
             model: ModelConfig::default(),
+            advisor: AdvisorConfig::default(),
         }
     }
 }
@@ -432,6 +478,81 @@ impl Default for NetConfig {
             reconnect_backoff_max: Dur::ms(2_000),
             idle_timeout: Dur::ms(10_000),
         }
+    }
+}
+
+impl AdvisorConfig {
+    /// Check the section; the error names the option.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.interval.0 < Duration::from_secs(1) || self.interval.0 > Duration::from_secs(3600)
+        {
+            return Err((
+                "controller.advisor.interval",
+                format!("expected 1s to 1h (30s to 60s is intended), found {}", self.interval),
+            ));
+        }
+        if self.budget.0 < Duration::from_millis(100) || self.budget.0 > self.interval.0 {
+            return Err((
+                "controller.advisor.budget",
+                format!(
+                    "expected 100ms to controller.advisor.interval ({}), found {}",
+                    self.interval, self.budget
+                ),
+            ));
+        }
+        if self.max_items == 0 || self.max_items > 20 {
+            return Err((
+                "controller.advisor.max_items",
+                format!("expected 1 to 20, found {}", self.max_items),
+            ));
+        }
+        if let Some(v) = self.api_key_env.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+            return Err((
+                "controller.advisor.api_key_env",
+                format!(
+                    "expected the name of an environment variable (letters, digits, '_'), found '{v}' in '{}': put the key in that variable, not here",
+                    self.api_key_env
+                ),
+            ));
+        }
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.url.is_empty() {
+            return Err((
+                "controller.advisor.url",
+                "the advisor is enabled without a url: set it to the endpoint's base, e.g. 'http://127.0.0.1:8080/v1'".into(),
+            ));
+        }
+        if self.url.starts_with("https://") {
+            return Err((
+                "controller.advisor.url",
+                format!(
+                    "'{}': https is not supported by this build; use http to an endpoint on this host or network (or a local TLS proxy)",
+                    self.url
+                ),
+            ));
+        }
+        let Some(rest) = self.url.strip_prefix("http://") else {
+            return Err((
+                "controller.advisor.url",
+                format!("expected a url such as 'http://127.0.0.1:8080/v1', found '{}'", self.url),
+            ));
+        };
+        let host = rest.split('/').next().unwrap_or_default();
+        if host.is_empty() || host.contains('@') {
+            return Err((
+                "controller.advisor.url",
+                format!("expected http://HOST[:PORT]/PATH without credentials, found '{}'", self.url),
+            ));
+        }
+        if self.model.is_empty() {
+            return Err((
+                "controller.advisor.model",
+                "the advisor is enabled without a model: name the model the endpoint serves".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -813,6 +934,7 @@ impl Config {
                 format!("expected at most 1h, found {}", m.review_interval),
             ));
         }
+        c.advisor.validate().map_err(|(k, m)| bad(k, m))?;
         let d = &self.deploy;
         if d.restart_backoff.0.is_zero() || d.restart_backoff.0 > d.restart_backoff_max.0 {
             return Err(bad(

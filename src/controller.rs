@@ -26,6 +26,8 @@
 //!   it, runs the reviewer. A decision's lifecycle is enforced by the state machine
 //!   (`raft::control`), so a veto wins over an apply on every node, whoever leads.
 
+pub mod advise;
+pub mod advisor;
 pub mod brain;
 pub mod decide;
 pub mod flow;

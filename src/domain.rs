@@ -1175,3 +1175,104 @@ pub fn parse_rollout_id(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("'{s}' is not a rollout id: expected r-<number>, e.g. r-3"))
 }
+
+/// What an item of the strategic layer's advice suggests (DESIGN §9: advice only, never a
+/// write). The words are the ones the endpoint answers with and `aether advice` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdviceKind {
+    /// Raise a slice's `max` (a blueprint change: an operator's edit, never a decision).
+    RaiseMax,
+    /// Lower a slice's `max` (a blueprint change, like `raise_max`).
+    LowerMax,
+    /// Scale a slice ahead of an expected peak (`when` says when).
+    Prescale,
+    /// Scale a slice to `count` instances.
+    Scale,
+    /// Drain a node (e.g. a GPU trending hot).
+    Drain,
+    /// Bring a drained node back.
+    Undrain,
+    /// An observation with nothing to act on.
+    Note,
+}
+
+impl AdviceKind {
+    /// Every kind, in the order the schema lists them.
+    pub const ALL: [AdviceKind; 7] = [
+        AdviceKind::RaiseMax,
+        AdviceKind::LowerMax,
+        AdviceKind::Prescale,
+        AdviceKind::Scale,
+        AdviceKind::Drain,
+        AdviceKind::Undrain,
+        AdviceKind::Note,
+    ];
+
+    /// The kind's word: `raise_max`, `prescale`, …
+    pub fn word(self) -> &'static str {
+        match self {
+            AdviceKind::RaiseMax => "raise_max",
+            AdviceKind::LowerMax => "lower_max",
+            AdviceKind::Prescale => "prescale",
+            AdviceKind::Scale => "scale",
+            AdviceKind::Drain => "drain",
+            AdviceKind::Undrain => "undrain",
+            AdviceKind::Note => "note",
+        }
+    }
+}
+
+impl fmt::Display for AdviceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// One item of advice, validated (see `controller::advisor::parse`). Numbers in its reason are
+/// shown as the model gave them: advice is advice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdviceItem {
+    /// `a-<n>`, counted by the leader that asked, for `aether advice take`.
+    pub id: String,
+    pub kind: AdviceKind,
+    /// `blueprint/slice` for slice kinds, a node's name for `drain`/`undrain`, empty for a
+    /// `note`.
+    pub target: String,
+    /// The instance count (`scale`, `prescale`) or the new max (`raise_max`, `lower_max`).
+    pub count: Option<u32>,
+    /// For `prescale`: when, as the model said it (`08:45 UTC`, `in 20m`).
+    pub when: Option<String>,
+    /// One or two sentences, at most 240 characters.
+    pub reason: String,
+}
+
+/// The strategic layer as the leader reports it: its latest advice and its counters since
+/// the leader's node started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdviceView {
+    /// The leader that asks.
+    pub node: String,
+    /// The model named in the requests.
+    pub model: String,
+    /// The endpoint's host and port (never the key).
+    pub endpoint: String,
+    /// How often it asks (ms).
+    pub interval_ms: u64,
+    /// When the items were received (Unix ms); `None`: no valid answer yet.
+    pub at: Option<Millis>,
+    /// How long that answer took (ms).
+    pub latency_ms: Option<u64>,
+    /// The latest valid advice.
+    pub items: Vec<AdviceItem>,
+    /// Requests sent; answers that passed validation; answers refused as invalid; requests
+    /// that failed (endpoint down, HTTP error) and those past the budget.
+    pub requests: u64,
+    pub ok: u64,
+    pub invalid: u64,
+    pub failed: u64,
+    pub timeouts: u64,
+    /// The last failure or refusal, and when.
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Millis>,
+}

@@ -18,6 +18,7 @@
 //! gets SIGTERM.
 
 pub mod balance;
+pub mod client;
 mod hop;
 pub mod plain;
 mod proxy;

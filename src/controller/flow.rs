@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::advisor;
 use super::brain::{Brain, Proposal, Series, World};
 use super::decide::{self, Command, Next};
 use super::forecast::ForecastConfig;
@@ -88,6 +89,26 @@ pub enum TickError {
     /// The state machine answered a write with something else than it should.
     #[error("recording a decision answered {0}")]
     Unexpected(String),
+}
+
+/// Why an advice item taken by an operator was not recorded as a proposal.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// The item is not an action, or it is stale (see [`advisor::TakeError`]).
+    #[error(transparent)]
+    Take(#[from] advisor::TakeError),
+    /// A decision on the same target is open.
+    #[error("{0}")]
+    Open(String),
+    /// The safety bounds stopped it.
+    #[error("the safety bounds stop it: {0}")]
+    Bounds(String),
+    /// Reading this node's replica failed.
+    #[error(transparent)]
+    Store(#[from] std::io::Error),
+    /// The write did not go through.
+    #[error(transparent)]
+    Write(#[from] crate::raft::api::RequestError),
 }
 
 /// The controller of one node.
@@ -295,6 +316,164 @@ impl Controller {
     /// The language model's engine.
     pub fn model(&self) -> Arc<Engine> {
         self.model.clone()
+    }
+
+    /// What the strategic layer's summary is made of, from this node's replica, metrics
+    /// window and brain: the world now, the decisions, the capped slices, and per slice and
+    /// node their trends over the last hour.
+    pub fn advice_inputs(&self) -> Result<advisor::Inputs, std::io::Error> {
+        let now = now_millis();
+        let decisions = self.cluster.store.decisions(RECENT, true, 0, now)?;
+        let world = self.world(&decisions)?;
+        let control = self.cluster.store.control()?;
+        let desired = |b: &str, s: &str| {
+            world
+                .slices
+                .iter()
+                .find(|x| x.blueprint == b && x.slice == s)
+                .map(|x| x.desired)
+        };
+        let capped = decide::capped(&decisions, desired, now);
+        let (secs, from) = (now / 1000, (now - now.min(advisor::HOUR_MS)) / 1000);
+        let step = (self.cfg.horizon.0.as_secs() / 60).max(1);
+        let mut slices = BTreeMap::new();
+        {
+            let brain = self.brain.lock().expect("brain");
+            for s in &world.slices {
+                let t = s.target();
+                let (load, forecast) = brain.load_chart(&t, secs, step);
+                let peak = forecast
+                    .iter()
+                    .copied()
+                    .reduce(|a, b| if b.1 > a.1 { b } else { a })
+                    .map(|(at, v)| (v, at.saturating_sub(secs)));
+                slices.insert(
+                    t.clone(),
+                    advisor::SliceTrends {
+                        load: advisor::Trend::of(&load),
+                        unit: brain.load_unit(&t),
+                        calls: None,
+                        forecast_peak: peak,
+                    },
+                );
+            }
+        }
+        let mut nodes = BTreeMap::new();
+        self.metrics.with_state(|st| {
+            let points = |node: u64, name: &str| -> Vec<(u64, f64)> {
+                st.view
+                    .window
+                    .series(node, name)
+                    .map(|s| {
+                        s.query(from, secs)
+                            .into_iter()
+                            .map(|p| (p.t, p.value as f64))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            for s in &world.slices {
+                let name = crate::metrics::traffic::series_name(
+                    &s.target(),
+                    None,
+                    crate::metrics::traffic::CALLS_PER_S,
+                );
+                if let Some(t) = slices.get_mut(&s.target()) {
+                    t.calls = advisor::Trend::of(&points(crate::metrics::traffic::CLUSTER, &name));
+                }
+            }
+            for n in &world.nodes {
+                // The hottest GPU's series: the one with the highest newest value.
+                let gpu_temp = (0..8)
+                    .filter_map(|i| advisor::Trend::of(&points(n.id, &format!("gpu{i}_temp"))))
+                    .reduce(|a, b| if b.now > a.now { b } else { a });
+                nodes.insert(
+                    n.name.clone(),
+                    advisor::NodeTrends {
+                        cpu: advisor::Trend::of(&points(n.id, "cpu")),
+                        gpu_temp,
+                    },
+                );
+            }
+        });
+        Ok(advisor::Inputs {
+            world,
+            leader: self.cluster.name.clone(),
+            mode: control.mode.to_string(),
+            decisions,
+            capped,
+            slices,
+            nodes,
+        })
+    }
+
+    /// Turn an advice item an operator took (`by`) into a proposed decision: mapped to its
+    /// action in the cluster as this node's replica has it, through the safety bounds like any
+    /// proposal, recorded as `proposed` (whatever the mode) through Raft, so that it waits for
+    /// an operator's approve. Returns the decision as recorded; `Err` says why nothing was
+    /// recorded (not an action, an open decision on the target, stopped by the bounds).
+    pub async fn propose_advice(
+        &self,
+        item: &crate::domain::AdviceItem,
+        model: &str,
+        by: &str,
+    ) -> Result<Decision, ProposeError> {
+        let now = now_millis();
+        let decisions = self.cluster.store.decisions(RECENT, true, 0, now)?;
+        let mut world = self.world(&decisions)?;
+        self.count_set_at(&mut world)?;
+        let control = self.cluster.store.control()?;
+        let p = advisor::proposal(item, &world, model, by)?;
+        let target = p.action.target();
+        if let Some(open) = decisions
+            .iter()
+            .find(|d| d.status.is_open() && d.action.target() == target)
+        {
+            return Err(ProposeError::Open(format!(
+                "{} is open on {target} ({}: {}): approve or veto it first",
+                open.name(),
+                open.status.word(),
+                open.action
+            )));
+        }
+        let recent = decide::recent(&decisions, world.now);
+        let screened = decide::screen(p, &world, &decisions, &control, recent, &self.settings);
+        let candidate = match screened.next {
+            Next::Candidate(c) => c,
+            Next::Held { action, reason } => {
+                return Err(ProposeError::Bounds(format!("{action}: {reason}")));
+            }
+            Next::Quiet | Next::Stands => {
+                return Err(ProposeError::Bounds(format!(
+                    "the bounds stopped the same action on {target} a moment ago: 'aether decisions' shows why"
+                )));
+            }
+        };
+        // An item taken from advice always waits for an operator's approve.
+        let asking = ControlState {
+            mode: crate::domain::ControllerMode::Propose,
+            ..control
+        };
+        let Command::Record { decision, .. } =
+            decide::conclude(candidate, None, &world, &asking, by, &self.settings)
+        else {
+            return Err(ProposeError::Bounds("nothing to record".into()));
+        };
+        if let crate::domain::DecisionStatus::Rejected { reason } = &decision.status {
+            return Err(ProposeError::Bounds(reason.clone()));
+        }
+        let req = crate::raft::types::Request {
+            id: crate::raft::types::RequestId::new_random(),
+            actor: by.to_string(),
+            at: now_millis(),
+            cmd: RaftCommand::RecordDecision(decision.clone()),
+        };
+        match self.cluster.write(req, true).await? {
+            Response::Decision(id) => Ok(Decision { id, ..*decision }),
+            other => Err(ProposeError::Bounds(format!(
+                "recording the decision answered {other:?}"
+            ))),
+        }
     }
 
     /// Run until `shutdown`: observe on every node, decide on the leader.

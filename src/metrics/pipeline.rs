@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::aggregate::{Aggregator, Settings, View};
 use super::requests::{Recorder, TrafficSample};
 use super::sample::Sampler;
-use super::update::{INFO_EVERY, LeaderReviewer, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
+use super::update::{INFO_EVERY, LeaderAdvice, LeaderReviewer, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
 use crate::config::{GpuOffer, MetricsConfig};
 use crate::domain::{Health, Millis, NodeId, NodeRecord, now_millis};
 use crate::net::{Inbox, PeerCtx};
@@ -135,6 +135,11 @@ pub struct Pipeline {
     reviewer: Mutex<Option<LeaderReviewer>>,
     /// The leader's reviewer as it last sent it, and when it came.
     leader_reviewer: Mutex<Option<(LeaderReviewer, Instant)>>,
+    /// This node's strategic layer while it leads (set by the advisor loop), sent with each
+    /// snapshot.
+    advice: Mutex<Option<LeaderAdvice>>,
+    /// The leader's strategic layer as it last sent it, and when it came.
+    leader_advice: Mutex<Option<(LeaderAdvice, Instant)>>,
     pub stats: PipelineStats,
 }
 
@@ -180,6 +185,8 @@ impl Pipeline {
             recorder,
             reviewer: Mutex::default(),
             leader_reviewer: Mutex::default(),
+            advice: Mutex::default(),
+            leader_advice: Mutex::default(),
             stats: PipelineStats::default(),
         }))
     }
@@ -206,6 +213,27 @@ impl Pipeline {
         got.as_ref()
             .filter(|(_, at)| at.elapsed() < REVIEWER_FRESH)
             .map(|(r, _)| r.clone())
+    }
+
+    /// What this node's strategic layer says while it leads (the advisor loop sets it after
+    /// each answer, `None` when it stops leading); sent to every member with each snapshot.
+    pub fn set_advice(&self, a: Option<crate::domain::AdviceView>) {
+        *self.advice.lock().expect("advice lock") = a.map(|view| LeaderAdvice {
+            view,
+            ..Default::default()
+        });
+    }
+
+    /// The leader's advice: this node's own while it leads, else the leader's last report if
+    /// it is fresh.
+    pub fn leader_advice(&self) -> Option<crate::domain::AdviceView> {
+        if let Some(own) = self.advice.lock().expect("advice lock").clone() {
+            return Some(own.view);
+        }
+        let got = self.leader_advice.lock().expect("advice lock");
+        got.as_ref()
+            .filter(|(_, at)| at.elapsed() < REVIEWER_FRESH)
+            .map(|(a, _)| a.view.clone())
     }
 
     /// Sample these processes (CPU, RSS) in every update from now on.
@@ -517,6 +545,11 @@ impl Pipeline {
             (r.leader, r.term) = (self.cluster.id, term);
             self.broadcast(&MetricsMsg::Reviewer(r), &members);
         }
+        let own = self.advice.lock().expect("advice lock").clone();
+        if let Some(mut a) = own {
+            (a.leader, a.term) = (self.cluster.id, term);
+            self.broadcast(&MetricsMsg::Advice(a), &members);
+        }
         // Members whose first update (with their info) was lost: ask them again.
         let missing: Vec<NodeRecord> = members
             .iter()
@@ -649,6 +682,13 @@ impl Inbox for Pipeline {
                     *got = Some((r, Instant::now()));
                 }
             }
+            MetricsMsg::Advice(a) => {
+                let mut got = self.leader_advice.lock().expect("advice lock");
+                let held = got.as_ref().map(|(a, _)| (a.leader, a.term));
+                if takes_report(held, (a.leader, a.term), self.cluster.id) {
+                    *got = Some((a, Instant::now()));
+                }
+            }
         }
     }
 }
@@ -656,7 +696,13 @@ impl Inbox for Pipeline {
 /// Whether a leader's reviewer report replaces the one `held`: not this node's own, and not
 /// from an older term than the one held (a deposed leader's).
 fn takes_reviewer(held: Option<&LeaderReviewer>, r: &LeaderReviewer, me: NodeId) -> bool {
-    r.leader != me && held.is_none_or(|old| r.term >= old.term)
+    takes_report(held.map(|h| (h.leader, h.term)), (r.leader, r.term), me)
+}
+
+/// Whether a leader's report sent by `(leader, term)` replaces the one held (sent by `held`):
+/// not this node's own, and not from an older term than the one held.
+fn takes_report(held: Option<(NodeId, u64)>, (leader, term): (NodeId, u64), me: NodeId) -> bool {
+    leader != me && held.is_none_or(|(_, old)| term >= old)
 }
 
 #[cfg(test)]

@@ -231,6 +231,19 @@ pub enum MetricsMsg {
     /// so that every node reports the reviewer that decides, not only its own idle one.
     /// Appended last: a node that does not know it drops this message only.
     Reviewer(LeaderReviewer),
+    /// Leader → every member, with each snapshot while its strategic layer runs: its latest
+    /// advice and counters, so that `aether advice` and the console show them on every node.
+    /// Appended last, like `Reviewer`.
+    Advice(LeaderAdvice),
+}
+
+/// The leader's strategic layer as it reports itself, with who sent it and in which term.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeaderAdvice {
+    pub leader: NodeId,
+    /// The leader's Raft term: a node ignores one from an older term.
+    pub term: u64,
+    pub view: crate::domain::AdviceView,
 }
 
 /// The leader's reviewer as it reports itself (the controller fills in the view), with who
