@@ -425,6 +425,16 @@ pub async fn run(
         model.clone(),
     );
     loops.spawn("controller", controller.clone().run(shutdown.clone()));
+    // The strategic layer: only when configured; nothing leaves the host otherwise.
+    if cfg.controller.advisor.enabled {
+        let advisor = crate::controller::advise::Advisor::new(
+            cluster.clone(),
+            metrics.clone(),
+            controller.clone(),
+            cfg.controller.advisor.clone(),
+        );
+        loops.spawn("advisor", advisor.run(shutdown.clone()));
+    }
     tracing::info!(
         "controller running ({} rules{})",
         rules_source,
@@ -466,6 +476,7 @@ pub async fn run(
         metrics: metrics.clone(),
         controller: controller.published(),
         model: model.clone(),
+        proposer: controller.clone(),
     };
     loops.add(
         "admin socket",

@@ -174,6 +174,9 @@ fn ui_loop(
                 Effect::Logs { target } => {
                     let _ = link.send(link::Request::Logs { target });
                 }
+                Effect::Take { id } => {
+                    let _ = link.send(link::Request::Take { id });
+                }
             }
         }
     }

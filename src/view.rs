@@ -27,4 +27,6 @@ pub struct Sources {
     pub metrics: Arc<Pipeline>,
     pub controller: tokio::sync::watch::Receiver<Published>,
     pub model: Arc<Engine>,
+    /// Proposes advice items operators take (`aether advice take`).
+    pub proposer: Arc<crate::controller::flow::Controller>,
 }

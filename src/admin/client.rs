@@ -73,6 +73,7 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::Rollouts(_) => "Rollouts",
         AdminResponse::Rollout(_) => "Rollout",
         AdminResponse::RolloutActed(_) => "RolloutActed",
+        AdminResponse::Advice(_) => "Advice",
     }
 }
 
@@ -286,6 +287,17 @@ impl Client {
             AdminRequest::Decisions { all, limit },
             AdminResponse::Decisions(d) => d
         )
+    }
+
+    /// The leader's latest advice and counters; `None` when no leader reports any
+    /// ([`AdminRequest::Advice`]).
+    pub async fn advice(&mut self) -> Result<Option<crate::domain::AdviceView>, ClientError> {
+        ask!(self, "Advice", AdminRequest::Advice, AdminResponse::Advice(a) => *a)
+    }
+
+    /// Turn advice item `id` into a proposed decision ([`AdminRequest::AdviceTake`]).
+    pub async fn advice_take(&mut self, id: String) -> Result<Decision, ClientError> {
+        ask!(self, "AdviceTake", AdminRequest::AdviceTake { id }, AdminResponse::Decision(d) => *d)
     }
 
     /// One decision in full ([`AdminRequest::Decision`]).

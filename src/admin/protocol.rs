@@ -103,6 +103,12 @@ pub enum AdminRequest {
         slice: String,
         op: crate::domain::RolloutOp,
     },
+    /// The strategic layer's latest advice and counters, as the leader reports them.
+    Advice,
+    /// Turn advice item `id` (`a-3`) into a proposed decision on behalf of the connection's
+    /// operator: through the safety bounds, recorded as proposed (it waits for an approve),
+    /// audited.
+    AdviceTake { id: String },
 }
 
 /// A response from a node's admin API.
@@ -128,6 +134,8 @@ pub enum AdminResponse {
     Rollouts(Vec<RolloutView>),
     Rollout(Box<RolloutView>),
     RolloutActed(Box<RolloutActView>),
+    /// `None`: no leader reports advice (the strategic layer is off, or has not asked yet).
+    Advice(Box<Option<crate::domain::AdviceView>>),
 }
 
 impl AdminError {

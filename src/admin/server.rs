@@ -366,11 +366,44 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
             slice,
             op,
         } => out(rollout_op(cluster, blueprint, slice, op, actor).await),
+        AdminRequest::Advice => AdminResponse::Advice(Box::new(metrics.leader_advice())),
+        AdminRequest::AdviceTake { id } => advice_take(src, &id, actor).await,
         AdminRequest::Audit { limit } => out(cluster
             .store
             .audit(limit as usize)
             .map(AdminResponse::Audit)
             .map_err(|e| AdminError::new(ErrorKind::Failed, e.to_string()))),
+    }
+}
+
+/// `aether advice take ID`: the item from the leader's latest advice, proposed through the
+/// controller of this node (safety bounds, recorded as proposed through Raft).
+async fn advice_take(src: &Sources, id: &str, actor: &str) -> AdminResponse {
+    use crate::controller::advisor::TakeError;
+    use crate::controller::flow::ProposeError;
+    let id = id.trim();
+    let wanted = if id.starts_with("a-") {
+        id.to_string()
+    } else {
+        format!("a-{id}")
+    };
+    let Some(advice) = src.metrics.leader_advice() else {
+        return failed(
+            "no advice: the leader's strategic layer is off ([controller.advisor] enabled = false) or has not answered yet",
+        );
+    };
+    let Some(item) = advice.items.iter().find(|i| i.id == wanted) else {
+        let ids: Vec<&str> = advice.items.iter().map(|i| i.id.as_str()).collect();
+        return failed(format!(
+            "no advice item '{wanted}' in the latest advice (it has {}): 'aether advice' lists them",
+            if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+        ));
+    };
+    match src.proposer.propose_advice(item, &advice.model, actor).await {
+        Ok(d) => AdminResponse::Decision(Box::new(d)),
+        Err(ProposeError::Take(TakeError::NotAnAction(m))) => invalid(m),
+        Err(ProposeError::Write(e)) => AdminResponse::Error(e),
+        Err(e) => failed(e.to_string()),
     }
 }
 

@@ -123,6 +123,13 @@ pub enum Cmd {
     /// Overrule the controller: veto, approve, pause, resume, mode. Through Raft and audited.
     #[command(subcommand)]
     Override(OverrideCmd),
+    /// The strategic layer's advice: items from an OpenAI-compatible endpoint the leader asks
+    /// every [controller.advisor] interval (off by default), with its request counters.
+    /// Advice never acts; 'advice take ID' proposes an item as a decision for approval.
+    Advice {
+        #[command(subcommand)]
+        cmd: Option<AdviceCmd>,
+    },
     /// The terminal console: live views of the cluster, its nodes, blueprints, the controller's
     /// decisions and the audit log, with keys to veto, approve and pause, and to promote, abort
     /// or undo a slice's rollout. Press ? inside for every key. Works over SSH, at 80x24 and
@@ -236,6 +243,20 @@ pub enum DecisionsCmd {
     /// One decision in full: action, reasoning, inputs, review, timeline, outcome.
     Show {
         /// A decision id, e.g. d-12.
+        id: String,
+    },
+}
+
+/// `aether advice …`
+#[derive(Debug, Subcommand)]
+pub enum AdviceCmd {
+    /// The latest advice and the counters (the default).
+    List,
+    /// Turn an item into a proposed decision (rule 'advisor'): scale and prescale propose
+    /// scaling the slice to the item's count now, drain and undrain act on the node. It goes
+    /// through the safety bounds and waits for 'aether override approve'. Audited.
+    Take {
+        /// An advice item id, e.g. a-3.
         id: String,
     },
 }

@@ -3,6 +3,7 @@
 //! counts ages from, so its output can be snapshot-tested. JSON field names are the protocol's
 //! and stable.
 
+mod advice;
 mod blueprints;
 mod decisions;
 mod metrics;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use crate::admin::protocol::TokenView;
 use crate::domain::{Millis, human_millis};
 
+pub use advice::{advice, advice_taken};
 pub use blueprints::{blueprints, logs, plan};
 pub use decisions::{decision, decisions};
 pub use metrics::metrics;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 
 use super::args::{
-    BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat, OverrideCmd,
+    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat, OverrideCmd,
     RolloutCmd, TokenCmd,
 };
 use super::output;
@@ -93,7 +93,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, rollout, decisions, override, model, tui, token, kv, version and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, rollout, decisions, override, advice, model, tui, token, kv, version and completions"
         ),
     )
 }
@@ -177,6 +177,16 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
                 let id = decision_id(id)?;
                 let d = client(cli).await?.decision(id).await?;
                 output::decision(&mut stdout(), &d, now_millis(), json).map_err(unwritten)?;
+            }
+        },
+        Cmd::Advice { cmd } => match cmd {
+            None | Some(AdviceCmd::List) => {
+                let a = client(cli).await?.advice().await?;
+                output::advice(&mut stdout(), a.as_ref(), now_millis(), json).map_err(unwritten)?;
+            }
+            Some(AdviceCmd::Take { id }) => {
+                let d = client(cli).await?.advice_take(id.clone()).await?;
+                output::advice_taken(&mut stdout(), &d, json).map_err(unwritten)?;
             }
         },
         Cmd::Override(o) => {

@@ -520,3 +520,35 @@ fn version_names_the_baseline_and_what_this_cpu_lacks() {
     insta::assert_snapshot!("version", format!("{fine}---\n{lacking}"));
     render_json(|w| output::build_info(w, &b, true));
 }
+
+#[test]
+fn advice() {
+    let a = crate::view::fixture::advice();
+    insta::assert_snapshot!("advice", render(|w| output::advice(w, Some(&a), NOW, false)));
+    insta::assert_snapshot!(
+        "advice_json",
+        render_json(|w| output::advice(w, Some(&a), NOW, true))
+    );
+    insta::assert_snapshot!("advice_off", render(|w| output::advice(w, None, NOW, false)));
+    let down = crate::domain::AdviceView {
+        at: None,
+        items: vec![],
+        ok: 0,
+        requests: 3,
+        failed: 3,
+        last_error: Some("cannot connect to '127.0.0.1:8080': connection refused".into()),
+        last_error_at: Some(NOW - 5_000),
+        ..a.clone()
+    };
+    insta::assert_snapshot!("advice_down", render(|w| output::advice(w, Some(&down), NOW, false)));
+    let mut d = fixture::decisions()[0].clone();
+    d.rule = "advisor".into();
+    d.layers = vec!["advisor:smollm2-135m".into(), "safety".into()];
+    d.reasoning = vec![
+        "the daily peak starts at 09:00".into(),
+        "advice a-5 taken by uid:0@n1".into(),
+    ];
+    d.inputs = vec![("advice".into(), "a-5".into())];
+    d.status = crate::domain::DecisionStatus::Proposed;
+    insta::assert_snapshot!("advice_taken", render(|w| output::advice_taken(w, &d, false)));
+}

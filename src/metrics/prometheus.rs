@@ -479,6 +479,7 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
     );
     requests(&mut o, &p.recorder().totals(), &p.recorder().waiting_now());
     workloads(&mut o, extra);
+    advisor(&mut o, p.leader_advice().as_ref());
     o.text
 }
 
@@ -536,6 +537,37 @@ fn requests(o: &mut Out, totals: &[((String, String), TrafficTotal)], waiting: &
             .iter()
             .map(|(s, n)| (format!("slice=\"{}\"", esc(s)), f64::from(*n)))
             .collect::<Vec<_>>(),
+    );
+}
+
+/// The strategic layer as the leader reports it: requests by result, and the items of its
+/// latest advice by kind. Nothing when no leader reports one (it is off).
+fn advisor(o: &mut Out, a: Option<&crate::domain::AdviceView>) {
+    let Some(a) = a else { return };
+    let leader = format!("leader=\"{}\"", esc(&a.node));
+    o.counter(
+        "aether_advisor_requests_total",
+        "Requests of the leader's strategic layer to its endpoint, by result (ok, invalid: \
+         refused by validation, failed, timeout), since the leader's node started.",
+        &[
+            ("ok", a.ok),
+            ("invalid", a.invalid),
+            ("failed", a.failed),
+            ("timeout", a.timeouts),
+        ]
+        .map(|(r, n)| (format!("{leader},result=\"{r}\""), n as f64)),
+    );
+    o.gauge(
+        "aether_advice_items",
+        "Items in the strategic layer's latest valid advice.",
+        &[(leader.clone(), a.items.len() as f64)],
+    );
+    o.gauge(
+        "aether_advice_age_seconds",
+        "Seconds since the latest valid advice arrived.",
+        &a.at
+            .map(|at| one(crate::domain::now_millis().saturating_sub(at) as f64 / 1000.0))
+            .unwrap_or_default(),
     );
 }
 
@@ -837,6 +869,37 @@ mod tests {
         requests(&mut o, &r.totals(), &r.waiting_now());
         workloads(&mut o, &extra);
         o.text
+    }
+
+    #[test]
+    fn the_advisor_is_exposed_when_the_leader_reports_it() {
+        let mut o = Out::default();
+        advisor(&mut o, None);
+        assert!(o.text.is_empty(), "off: nothing");
+        let item = crate::domain::AdviceItem {
+            id: "a-1".into(),
+            kind: crate::domain::AdviceKind::Note,
+            target: String::new(),
+            count: None,
+            when: None,
+            reason: "quiet".into(),
+        };
+        let a = crate::domain::AdviceView {
+            node: "n1".into(),
+            items: vec![item.clone(), item],
+            ok: 12,
+            timeouts: 1,
+            ..Default::default()
+        };
+        advisor(&mut o, Some(&a));
+        for line in [
+            "aether_advisor_requests_total{leader=\"n1\",result=\"ok\"} 12",
+            "aether_advisor_requests_total{leader=\"n1\",result=\"timeout\"} 1",
+            "aether_advice_items{leader=\"n1\"} 2",
+            "# TYPE aether_advisor_requests_total counter",
+        ] {
+            assert!(o.text.lines().any(|l| l == line), "{line} not in:\n{}", o.text);
+        }
     }
 
     #[test]

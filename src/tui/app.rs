@@ -75,6 +75,11 @@ pub enum Effect {
     Logs {
         target: String,
     },
+    /// Propose advice item `id` (`a-3`) as a decision (`aether advice take`): the link task
+    /// asks the node on a connection of its own; the outcome comes back as a status line.
+    Take {
+        id: String,
+    },
     Quit,
 }
 
@@ -163,6 +168,8 @@ pub struct Data {
     pub history: Option<NodeHistory>,
     /// Per slice with rollouts: its open one, else its latest.
     pub rollouts: Vec<RolloutView>,
+    /// The leader's strategic layer: its latest advice (`None`: off, or not asked yet).
+    pub advice: Option<crate::domain::AdviceView>,
     /// The node's clock minus ours, in ms (grace countdowns follow the node's clock).
     pub clock_offset: i64,
 }
@@ -312,6 +319,10 @@ impl App {
         }
         if let Some(r) = u.rollouts {
             d.rollouts = r;
+        }
+        if let Some(a) = u.advice {
+            // An empty view (no leader's name) says the advice is gone.
+            d.advice = Some(*a).filter(|a| !a.node.is_empty());
         }
         for dec in u.decisions {
             match d.decisions.iter_mut().find(|x| x.id == dec.id) {

@@ -303,5 +303,6 @@ pub fn update(paused: bool) -> LiveUpdate {
                 .map(|r| crate::view::rollouts::rollout_view(r, &assignments, &statuses))
                 .collect()
         }),
+        advice: None,
     }
 }

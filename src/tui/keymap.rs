@@ -34,6 +34,7 @@ pub enum Action {
     Promote,
     Abort,
     Undo,
+    Take,
     Narrower,
     Wider,
 }
@@ -132,6 +133,12 @@ pub const TABLE: &[(Action, &str, &str, &str)] = &[
         "undo",
         "U",
         "Blueprints: undo the selected slice's last rollout (asks first)",
+    ),
+    (
+        Action::Take,
+        "take",
+        "t",
+        "Controller: take an advice item as a proposed decision (fills in ':take ID')",
     ),
     (
         Action::Narrower,

@@ -26,6 +26,10 @@ pub enum Request {
     Logs {
         target: String,
     },
+    /// Propose an advice item as a decision.
+    Take {
+        id: String,
+    },
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -75,6 +79,7 @@ pub async fn run(socket: PathBuf, mut requests: UnboundedReceiver<Request>, ui: 
                                 }
                                 Some(Request::Write { cmd, what }) => write(&socket, cmd, what, &ui),
                                 Some(Request::Logs { target }) => logs(&socket, target, &ui),
+                                Some(Request::Take { id }) => take(&socket, id, &ui),
                             },
                         }
                     };
@@ -99,6 +104,7 @@ pub async fn run(socket: PathBuf, mut requests: UnboundedReceiver<Request>, ui: 
                     Some(Request::Watch(w)) => watch = w,
                     Some(Request::Write { cmd, what }) => write(&socket, cmd, what, &ui),
                     Some(Request::Logs { target }) => logs(&socket, target, &ui),
+                    Some(Request::Take { id }) => take(&socket, id, &ui),
                 },
             }
         }
@@ -113,6 +119,23 @@ fn write(socket: &std::path::Path, cmd: Command, what: String, ui: &Sender<Input
     tokio::spawn(async move {
         let r = match Client::connect(&socket).await {
             Ok(mut c) => c.write(cmd).await.map(|_| what).map_err(|e| e.message),
+            Err(e) => Err(e.message),
+        };
+        let _ = ui.send(Input::Done(r));
+    });
+}
+
+/// Propose an advice item on its own connection; the outcome goes back to the UI.
+fn take(socket: &std::path::Path, id: String, ui: &Sender<Input>) {
+    let socket = socket.to_path_buf();
+    let ui = ui.clone();
+    tokio::spawn(async move {
+        let r = match Client::connect(&socket).await {
+            Ok(mut c) => c
+                .advice_take(id.clone())
+                .await
+                .map(|d| format!("{id} proposed as {}: {} (approve it with 'a')", d.name(), d.action))
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.message),
         };
         let _ = ui.send(Input::Done(r));

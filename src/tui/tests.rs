@@ -523,3 +523,16 @@ fn a_follower_shows_the_leaders_model() {
     a.tick(NOW);
     insta::assert_snapshot!("follower_overview_160x48", render(&mut a, 160, 48));
 }
+
+/// The leader's advice sits above the decisions: its counters, then its items.
+#[test]
+fn the_controller_view_lists_the_leaders_advice() {
+    let mut u = update(false);
+    u.advice = Some(Box::new(crate::view::fixture::advice()));
+    let mut a = App::new(Keymap::default(), false);
+    a.apply(u, NOW);
+    a.tick(NOW);
+    key(&mut a, '4');
+    insta::assert_snapshot!("controller_advice_80x24", render(&mut a, 80, 24));
+    insta::assert_snapshot!("controller_advice_120x40", render(&mut a, 120, 40));
+}

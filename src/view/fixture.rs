@@ -359,3 +359,36 @@ pub fn rollout_views() -> Vec<crate::view::rollouts::RolloutView> {
         .map(|r| crate::view::rollouts::rollout_view(r, &assignments, &statuses))
         .collect()
 }
+
+/// The leader's advice: three items (a scale, a prescale, a drain of the GPU box) answered
+/// 20 s before [`NOW`], after one timeout.
+pub fn advice() -> AdviceView {
+    let item = |n: u64, kind, target: &str, count, when: Option<&str>, reason: &str| AdviceItem {
+        id: format!("a-{n}"),
+        kind,
+        target: target.into(),
+        count,
+        when: when.map(str::to_string),
+        reason: reason.into(),
+    };
+    AdviceView {
+        node: "n1".into(),
+        model: "smollm2-135m".into(),
+        endpoint: "127.0.0.1:8080".into(),
+        interval_ms: 60_000,
+        at: Some(NOW - 20_000),
+        latency_ms: Some(2_340),
+        items: vec![
+            item(4, AdviceKind::RaiseMax, "shop/web", Some(6), None, "capped at max=4 for 12m while calls/s rose from 40 to 95"),
+            item(5, AdviceKind::Prescale, "shop/web", Some(5), Some("08:45 UTC"), "the daily peak starts at 09:00 and the last three reached 5 instances"),
+            item(6, AdviceKind::Drain, "gpu-box", None, None, "gpu temp rose from 71 to 86 °C over the hour"),
+        ],
+        requests: 14,
+        ok: 12,
+        invalid: 1,
+        failed: 0,
+        timeouts: 1,
+        last_error: Some("no answer within 20s".into()),
+        last_error_at: Some(NOW - 300_000),
+    }
+}

@@ -54,6 +54,8 @@ pub struct LiveUpdate {
     pub history: Option<NodeHistory>,
     /// Per slice that has rollouts: its open one, else its latest, when any changed.
     pub rollouts: Option<Vec<RolloutView>>,
+    /// The leader's strategic layer when it changed; an empty view (no leader's name): none.
+    pub advice: Option<Box<crate::domain::AdviceView>>,
 }
 
 /// The cluster metrics of a live feed: headline values per node and, per node, the points of
@@ -150,6 +152,7 @@ pub struct Feed {
     spark_to: HashMap<NodeId, u64>,
     history: Option<NodeHistory>,
     rollouts: Option<Vec<RolloutView>>,
+    advice: Option<crate::domain::AdviceView>,
 }
 
 impl Feed {
@@ -274,6 +277,11 @@ impl Feed {
                 self.last_event = Some(e.seq);
             }
         }
+        let advice = metrics.leader_advice().unwrap_or_default();
+        if full || self.advice.as_ref() != Some(&advice) {
+            u.advice = Some(Box::new(advice.clone()));
+            self.advice = Some(advice);
+        }
         metrics.with_state(|st| {
             u.metrics = Some(self.metrics(&st.view));
             u.history = self.history(&st.view).filter(|h| {
@@ -301,7 +309,8 @@ impl Feed {
             && u.events.is_empty()
             && u.model.is_none()
             && u.history.is_none()
-            && u.rollouts.is_none();
+            && u.rollouts.is_none()
+            && u.advice.is_none();
         (full || !empty).then_some(u)
     }
 

@@ -125,6 +125,21 @@ impl App {
                 self.mode = Mode::Command;
                 self.input.clear();
             }
+            Action::Take => {
+                if self.refuse_readonly("take") {
+                    return;
+                }
+                match self.data.advice.as_ref().and_then(|a| a.items.first()) {
+                    Some(i) => {
+                        self.mode = Mode::Command;
+                        self.input = format!("take {}", i.id);
+                    }
+                    None => self.say(
+                        "take: no advice items (the leader's strategic layer is off, or had nothing to advise)",
+                        true,
+                    ),
+                }
+            }
             Action::Veto | Action::Approve => {
                 let verb = if a == Action::Veto { "veto" } else { "approve" };
                 if self.refuse_readonly(verb) {
@@ -527,6 +542,7 @@ impl App {
         ),
         ("drain NODE", "move every instance off a node"),
         ("undrain NODE", "let a node take instances again"),
+        ("take ID", "propose advice item ID (a-3) as a decision"),
         ("overview … events", "switch view (or 1-5)"),
         ("help", "this help"),
         ("q, quit", "quit"),
@@ -541,7 +557,7 @@ impl App {
         let rest: Vec<&str> = words.collect();
         let rest = (!rest.is_empty()).then(|| rest.join(" "));
         let writes = [
-            "veto", "approve", "pause", "resume", "mode", "drain", "undrain", "scale",
+            "veto", "approve", "pause", "resume", "mode", "drain", "undrain", "scale", "take",
         ];
         if writes.contains(&verb) && self.refuse_readonly(verb) {
             return;
@@ -554,6 +570,7 @@ impl App {
                         "a decision id" => "d-12",
                         "a mode" => "guarded",
                         "a slice and a count" => "shop/web 4",
+                        "an advice item" => "a-3",
                         _ => "n2",
                     }
                 ),
@@ -630,6 +647,13 @@ impl App {
                 };
                 self.ask_scale(&target, n);
             }
+            "take" => {
+                let Some(id) = arg else {
+                    return need(self, "an advice item");
+                };
+                self.say(format!("take {id}: sent, waiting for the cluster…"), false);
+                out.push(Effect::Take { id: id.to_string() });
+            }
             "drain" | "undrain" => {
                 let Some(name) = arg else {
                     return need(self, "a node name");
@@ -675,7 +699,7 @@ impl App {
                 None => self.say(
                     format!(
                         "unknown command ':{v}'; commands: veto, approve, pause, resume, mode, \
-                         scale, drain, undrain, overview, nodes, blueprints, controller, events, help, quit"
+                         scale, drain, undrain, take, overview, nodes, blueprints, controller, events, help, quit"
                     ),
                     true,
                 ),

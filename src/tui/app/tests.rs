@@ -512,3 +512,34 @@ fn a_closed_decision_says_who_closed_it() {
     };
     assert_eq!(a.status_text(&d), "vetoed by alice@ops");
 }
+
+/// `t` fills in `:take` with the first advice item; Enter asks the node to propose it.
+#[test]
+fn t_takes_an_advice_item() {
+    let mut a = app(false);
+    press(&mut a, KeyCode::Char('t'));
+    assert!(flash(&a).contains("no advice items"), "{}", flash(&a));
+    let mut u = update(false);
+    u.full = false;
+    u.advice = Some(Box::new(crate::view::fixture::advice()));
+    a.apply(u, NOW);
+    press(&mut a, KeyCode::Char('t'));
+    assert_eq!(a.mode, Mode::Command);
+    assert_eq!(a.input, "take a-4");
+    press(&mut a, KeyCode::Backspace);
+    typed(&mut a, "5");
+    assert_eq!(
+        press(&mut a, KeyCode::Enter),
+        vec![Effect::Take { id: "a-5".into() }]
+    );
+    let mut ro = app(true);
+    typed(&mut ro, ":take a-5");
+    assert!(press(&mut ro, KeyCode::Enter).is_empty());
+    assert!(flash(&ro).contains("read-only"), "{}", flash(&ro));
+    // An empty view from the node: the advice is gone.
+    let mut u = update(false);
+    u.full = false;
+    u.advice = Some(Box::default());
+    a.apply(u, NOW);
+    assert_eq!(a.data.advice, None);
+}

@@ -12,8 +12,15 @@ use crate::domain::{Decision, human_millis};
 use crate::tui::app::App;
 
 pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let [head, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(area);
+    let advice = advice_lines(app, theme, area.width);
+    let [head, adv, rest] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(advice.len() as u16),
+        Constraint::Min(3),
+    ])
+    .areas(area);
     f.render_widget(Paragraph::new(head_line(app, theme)), head);
+    f.render_widget(Paragraph::new(advice), adv);
     let rows = app.decisions();
     if rows.is_empty() {
         let text = if !app.filter().is_empty() {
@@ -132,6 +139,63 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         table,
     );
     reasoning(f, detail, sel, theme);
+}
+
+/// Most advice items listed above the decisions.
+const ADVICE_SHOWN: usize = 3;
+
+/// The leader's advice, when its strategic layer runs: a line of where it comes from and its
+/// counters, then its items (at most [`ADVICE_SHOWN`]), each cut to `width`. None when off.
+fn advice_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'static>> {
+    let Some(a) = &app.data.advice else {
+        return Vec::new();
+    };
+    let cut = |s: String| -> String {
+        let w = usize::from(width).max(8);
+        if s.chars().count() > w {
+            s.chars().take(w - 1).chain(['…']).collect()
+        } else {
+            s
+        }
+    };
+    let age = |at: u64| human_millis(app.now.saturating_sub(at));
+    let mut head = format!(
+        " advice ({} via {}): {} ok, {} invalid, {} failed, {} timeouts",
+        a.model, a.endpoint, a.ok, a.invalid, a.failed, a.timeouts
+    );
+    if let Some(at) = a.at {
+        head.push_str(&format!(" · answered {} ago", age(at)));
+    }
+    if !a.items.is_empty() {
+        head.push_str(" · t takes one");
+    }
+    let mut out = vec![Line::from(Span::styled(cut(head), theme.title()))];
+    if let (Some(e), Some(at)) = (&a.last_error, a.last_error_at)
+        && a.at.is_none_or(|ok| at > ok)
+    {
+        out.push(Line::from(Span::styled(
+            cut(format!("   last error {} ago: {e}", age(at))),
+            theme.warn(),
+        )));
+    }
+    for i in a.items.iter().take(ADVICE_SHOWN) {
+        let what = match (i.count, &i.when) {
+            (Some(c), Some(w)) => format!("{} {} {c} ({w})", i.kind, i.target),
+            (Some(c), None) => format!("{} {} {c}", i.kind, i.target),
+            _ => format!("{} {}", i.kind, i.target),
+        };
+        out.push(Line::from(vec![
+            Span::styled(format!("   {} ", i.id), theme.title()),
+            Span::raw(cut(format!("{} — {}", what.trim_end(), i.reason))),
+        ]));
+    }
+    if a.items.len() > ADVICE_SHOWN {
+        out.push(Line::from(Span::styled(
+            format!("   … {} more: 'aether advice' lists them", a.items.len() - ADVICE_SHOWN),
+            theme.dim(),
+        )));
+    }
+    out
 }
 
 fn head_line(app: &App, theme: &Theme) -> Line<'static> {
