@@ -536,6 +536,8 @@ fn advice() {
         ok: 0,
         requests: 3,
         failed: 3,
+        invalid: 0,
+        timeouts: 0,
         last_error: Some("cannot connect to '127.0.0.1:8080': connection refused".into()),
         last_error_at: Some(NOW - 5_000),
         ..a.clone()

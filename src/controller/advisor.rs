@@ -272,7 +272,7 @@ pub fn summary(i: &Inputs) -> String {
             _ => {}
         }
         if n.anomalies > 0 {
-            let _ = write!(out, ", {} anomalies now", n.anomalies);
+            let _ = write!(out, ", anomalies now {}", n.anomalies);
         }
         out.push('\n');
     }

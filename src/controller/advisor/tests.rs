@@ -132,12 +132,12 @@ fn the_summary_names_slices_nodes_decisions_and_is_bounded() {
     let s = summary(&inputs);
     for part in [
         "leader n1; controller mode guarded",
-        "- shop/web: 2/2 instances, min 1, max 4; load calls/s now 3.00, over 1h: from 1.00",
-        "forecast peak 5.00 calls/s in 10m",
-        "- shop/db: 1/1 instances, min 1, max 1; CAPPED at max=1 for 2m (wanted 3)",
+        "- shop/web: 2/2 instances, min 1, max 4; load calls/s now 3.00, over 1h0m: from 1.00",
+        "forecast peak 5.00 calls/s in 10m0s",
+        "- shop/db: 1/1 instances, min 1, max 1; CAPPED at max=1 for 2m0s (wanted 3)",
         "- n2: drained",
-        "gpu temp °C now 84, over 1h: from 70, mean 78, 70–84",
-        "d-7 1m ago: scale shop/web 1 → 2",
+        "gpu temp °C now 84, over 1h0m: from 70, mean 78, 70–84, anomalies now 1",
+        "d-7 1m0s ago: scale shop/web 1 → 2",
         "vetoed by ops: not during the sale",
         "outcome as intended: cpu per instance 0.9 → 0.5",
     ] {
