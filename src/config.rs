@@ -159,6 +159,19 @@ pub struct AdvisorConfig {
     pub budget: Dur,
     /// Most items kept from one answer (1 to 20).
     pub max_items: u32,
+    /// How the request asks for the schema: `json_schema` (OpenAI, vLLM, llama.cpp's server) or
+    /// `json_object` (`{"type": "json_object", "schema": …}`: llama-cpp-python's server).
+    pub response_format: ResponseFormat,
+}
+
+/// The shape of `response_format` in an advisor request (`controller.advisor.response_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// `{"type": "json_schema", "json_schema": {"name": "advice", "schema": …}}`.
+    JsonSchema,
+    /// `{"type": "json_object", "schema": …}`.
+    JsonObject,
 }
 
 impl Default for AdvisorConfig {
@@ -172,6 +185,7 @@ impl Default for AdvisorConfig {
             interval: Dur::ms(60_000),
             budget: Dur::ms(20_000),
             max_items: 5,
+            response_format: ResponseFormat::JsonSchema,
         }
     }
 }

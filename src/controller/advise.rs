@@ -152,7 +152,12 @@ impl Advisor {
             Err(e) => return Asked::Failed(format!("cannot read this node's replica: {e}")),
         };
         let summary = advisor::summary(&inputs);
-        let body = advisor::request(&self.cfg.model, &summary, self.cfg.max_items);
+        let body = advisor::request(
+            &self.cfg.model,
+            &summary,
+            self.cfg.max_items,
+            self.cfg.response_format,
+        );
         let mut headers = Vec::new();
         match self.key() {
             Ok(Some(k)) => headers.push(("authorization", format!("Bearer {k}"))),

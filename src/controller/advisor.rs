@@ -76,9 +76,24 @@ pub fn schema(max_items: u32) -> Value {
 }
 
 /// The OpenAI chat/completions request: the model, the prompt and the summary, temperature 0,
-/// and the schema as `response_format` (vLLM and llama.cpp's servers constrain their output
-/// to it).
-pub fn request(model: &str, summary: &str, max_items: u32) -> Value {
+/// and the schema as `response_format` in the shape `format` names (vLLM and llama.cpp's
+/// servers constrain their output to it).
+pub fn request(
+    model: &str,
+    summary: &str,
+    max_items: u32,
+    format: crate::config::ResponseFormat,
+) -> Value {
+    let response_format = match format {
+        crate::config::ResponseFormat::JsonSchema => json!({
+            "type": "json_schema",
+            "json_schema": { "name": "advice", "schema": schema(max_items) }
+        }),
+        crate::config::ResponseFormat::JsonObject => json!({
+            "type": "json_object",
+            "schema": schema(max_items)
+        }),
+    };
     json!({
         "model": model,
         "temperature": 0,
@@ -87,10 +102,7 @@ pub fn request(model: &str, summary: &str, max_items: u32) -> Value {
             { "role": "system", "content": SYSTEM_PROMPT },
             { "role": "user", "content": summary }
         ],
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": { "name": "advice", "schema": schema(max_items) }
-        }
+        "response_format": response_format
     })
 }
 

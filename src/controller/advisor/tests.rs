@@ -177,12 +177,16 @@ fn the_summary_is_cut_at_a_line_when_too_long() {
 
 #[test]
 fn the_request_carries_the_model_the_summary_and_the_schema() {
-    let r = request("smollm2", "cluster at …", 3);
+    use crate::config::ResponseFormat;
+    let r = request("smollm2", "cluster at …", 3, ResponseFormat::JsonSchema);
     assert_eq!(r["model"], "smollm2");
     assert_eq!(r["temperature"], 0);
     assert_eq!(r["messages"][1]["content"], "cluster at …");
     assert_eq!(r["response_format"]["type"], "json_schema");
     assert_eq!(r["response_format"]["json_schema"]["schema"], schema(3));
+    let r = request("smollm2", "…", 3, ResponseFormat::JsonObject);
+    assert_eq!(r["response_format"]["type"], "json_object");
+    assert_eq!(r["response_format"]["schema"], schema(3));
 }
 
 #[test]
