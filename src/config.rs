@@ -498,11 +498,13 @@ impl Default for NetConfig {
 impl AdvisorConfig {
     /// Check the section; the error names the option.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.interval.0 < Duration::from_secs(1) || self.interval.0 > Duration::from_secs(3600)
-        {
+        if self.interval.0 < Duration::from_secs(1) || self.interval.0 > Duration::from_secs(3600) {
             return Err((
                 "controller.advisor.interval",
-                format!("expected 1s to 1h (30s to 60s is intended), found {}", self.interval),
+                format!(
+                    "expected 1s to 1h (30s to 60s is intended), found {}",
+                    self.interval
+                ),
             ));
         }
         if self.budget.0 < Duration::from_millis(100) || self.budget.0 > self.interval.0 {
@@ -520,7 +522,11 @@ impl AdvisorConfig {
                 format!("expected 1 to 20, found {}", self.max_items),
             ));
         }
-        if let Some(v) = self.api_key_env.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+        if let Some(v) = self
+            .api_key_env
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+        {
             return Err((
                 "controller.advisor.api_key_env",
                 format!(
@@ -550,14 +556,20 @@ impl AdvisorConfig {
         let Some(rest) = self.url.strip_prefix("http://") else {
             return Err((
                 "controller.advisor.url",
-                format!("expected a url such as 'http://127.0.0.1:8080/v1', found '{}'", self.url),
+                format!(
+                    "expected a url such as 'http://127.0.0.1:8080/v1', found '{}'",
+                    self.url
+                ),
             ));
         };
         let host = rest.split('/').next().unwrap_or_default();
         if host.is_empty() || host.contains('@') {
             return Err((
                 "controller.advisor.url",
-                format!("expected http://HOST[:PORT]/PATH without credentials, found '{}'", self.url),
+                format!(
+                    "expected http://HOST[:PORT]/PATH without credentials, found '{}'",
+                    self.url
+                ),
             ));
         }
         if self.model.is_empty() {

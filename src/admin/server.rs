@@ -396,10 +396,18 @@ async fn advice_take(src: &Sources, id: &str, actor: &str) -> AdminResponse {
         let ids: Vec<&str> = advice.items.iter().map(|i| i.id.as_str()).collect();
         return failed(format!(
             "no advice item '{wanted}' in the latest advice (it has {}): 'aether advice' lists them",
-            if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
         ));
     };
-    match src.proposer.propose_advice(item, &advice.model, actor).await {
+    match src
+        .proposer
+        .propose_advice(item, &advice.model, actor)
+        .await
+    {
         Ok(d) => AdminResponse::Decision(Box::new(d)),
         Err(ProposeError::Take(TakeError::NotAnAction(m))) => invalid(m),
         Err(ProposeError::Write(e)) => AdminResponse::Error(e),

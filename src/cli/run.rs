@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 
 use super::args::{
-    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat, OverrideCmd,
-    RolloutCmd, TokenCmd,
+    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat,
+    OverrideCmd, RolloutCmd, TokenCmd,
 };
 use super::output;
 use super::{Failure, exit};

@@ -524,12 +524,18 @@ fn version_names_the_baseline_and_what_this_cpu_lacks() {
 #[test]
 fn advice() {
     let a = crate::view::fixture::advice();
-    insta::assert_snapshot!("advice", render(|w| output::advice(w, Some(&a), NOW, false)));
+    insta::assert_snapshot!(
+        "advice",
+        render(|w| output::advice(w, Some(&a), NOW, false))
+    );
     insta::assert_snapshot!(
         "advice_json",
         render_json(|w| output::advice(w, Some(&a), NOW, true))
     );
-    insta::assert_snapshot!("advice_off", render(|w| output::advice(w, None, NOW, false)));
+    insta::assert_snapshot!(
+        "advice_off",
+        render(|w| output::advice(w, None, NOW, false))
+    );
     let down = crate::domain::AdviceView {
         at: None,
         items: vec![],
@@ -542,7 +548,10 @@ fn advice() {
         last_error_at: Some(NOW - 5_000),
         ..a.clone()
     };
-    insta::assert_snapshot!("advice_down", render(|w| output::advice(w, Some(&down), NOW, false)));
+    insta::assert_snapshot!(
+        "advice_down",
+        render(|w| output::advice(w, Some(&down), NOW, false))
+    );
     let mut d = fixture::decisions()[0].clone();
     d.rule = "advisor".into();
     d.layers = vec!["advisor:smollm2-135m".into(), "safety".into()];
@@ -552,5 +561,8 @@ fn advice() {
     ];
     d.inputs = vec![("advice".into(), "a-5".into())];
     d.status = crate::domain::DecisionStatus::Proposed;
-    insta::assert_snapshot!("advice_taken", render(|w| output::advice_taken(w, &d, false)));
+    insta::assert_snapshot!(
+        "advice_taken",
+        render(|w| output::advice_taken(w, &d, false))
+    );
 }

@@ -175,9 +175,9 @@ impl Advisor {
                     .replace(char::is_control, " ")
             )),
             Ok((_, body)) => {
-                match advisor::content(&body).and_then(|m| {
-                    advisor::parse(&m, &inputs.world, self.cfg.max_items, next_id)
-                }) {
+                match advisor::content(&body)
+                    .and_then(|m| advisor::parse(&m, &inputs.world, self.cfg.max_items, next_id))
+                {
                     Ok(items) => Asked::Advice(items),
                     Err(e) => Asked::Invalid(e),
                 }
@@ -202,7 +202,8 @@ impl Advisor {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let leads = self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id);
+            let leads =
+                self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id);
             if !leads {
                 self.metrics.set_advice(None);
                 continue;

@@ -422,9 +422,8 @@ struct RawItem {
 
 /// The message content of an OpenAI chat completion body.
 pub fn content(body: &[u8]) -> Result<String, AdviceError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        AdviceError::NotCompletion(format!("{e}; it begins '{}'", head(body)))
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| AdviceError::NotCompletion(format!("{e}; it begins '{}'", head(body))))?;
     v.pointer("/choices/0/message/content")
         .and_then(Value::as_str)
         .map(str::to_string)
@@ -462,9 +461,8 @@ pub fn parse(
     first_id: u64,
 ) -> Result<Vec<AdviceItem>, AdviceError> {
     let json = unfenced(message);
-    let v: Value = serde_json::from_str(json).map_err(|e| {
-        AdviceError::NotJson(format!("{e}; it begins '{}'", head(json.as_bytes())))
-    })?;
+    let v: Value = serde_json::from_str(json)
+        .map_err(|e| AdviceError::NotJson(format!("{e}; it begins '{}'", head(json.as_bytes()))))?;
     let a: Answer = serde_json::from_value(v).map_err(|e| AdviceError::Schema(e.to_string()))?;
     if a.items.len() > max_items as usize {
         return Err(AdviceError::Schema(format!(

@@ -125,12 +125,23 @@ mod tests {
     #[test]
     fn urls_split_into_address_host_and_path() {
         let (a, h, p) = split("http://127.0.0.1:8080/v1/chat/completions").unwrap();
-        assert_eq!((a.as_str(), h.as_str(), p.as_str()), ("127.0.0.1:8080", "127.0.0.1:8080", "/v1/chat/completions"));
+        assert_eq!(
+            (a.as_str(), h.as_str(), p.as_str()),
+            ("127.0.0.1:8080", "127.0.0.1:8080", "/v1/chat/completions")
+        );
         let (a, h, p) = split("http://llm.internal").unwrap();
-        assert_eq!((a.as_str(), h.as_str(), p.as_str()), ("llm.internal:80", "llm.internal", "/"));
+        assert_eq!(
+            (a.as_str(), h.as_str(), p.as_str()),
+            ("llm.internal:80", "llm.internal", "/")
+        );
         let (a, _, _) = split("http://[::1]/v1").unwrap();
         assert_eq!(a, "[::1]:80");
-        for bad in ["https://x/v1", "ftp://x", "http:///v1", "http://user:pw@x/v1"] {
+        for bad in [
+            "https://x/v1",
+            "ftp://x",
+            "http:///v1",
+            "http://user:pw@x/v1",
+        ] {
             assert!(matches!(split(bad), Err(PostError::Url(_))), "{bad}");
         }
     }

@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use super::aggregate::{Aggregator, Settings, View};
 use super::requests::{Recorder, TrafficSample};
 use super::sample::Sampler;
-use super::update::{INFO_EVERY, LeaderAdvice, LeaderReviewer, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics};
+use super::update::{
+    INFO_EVERY, LeaderAdvice, LeaderReviewer, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics,
+};
 use crate::config::{GpuOffer, MetricsConfig};
 use crate::domain::{Health, Millis, NodeId, NodeRecord, now_millis};
 use crate::net::{Inbox, PeerCtx};

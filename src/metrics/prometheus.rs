@@ -898,7 +898,11 @@ mod tests {
             "aether_advice_items{leader=\"n1\"} 2",
             "# TYPE aether_advisor_requests_total counter",
         ] {
-            assert!(o.text.lines().any(|l| l == line), "{line} not in:\n{}", o.text);
+            assert!(
+                o.text.lines().any(|l| l == line),
+                "{line} not in:\n{}",
+                o.text
+            );
         }
     }
 

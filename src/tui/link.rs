@@ -134,7 +134,13 @@ fn take(socket: &std::path::Path, id: String, ui: &Sender<Input>) {
             Ok(mut c) => c
                 .advice_take(id.clone())
                 .await
-                .map(|d| format!("{id} proposed as {}: {} (approve it with 'a')", d.name(), d.action))
+                .map(|d| {
+                    format!(
+                        "{id} proposed as {}: {} (approve it with 'a')",
+                        d.name(),
+                        d.action
+                    )
+                })
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.message),
         };

@@ -315,7 +315,12 @@ fn advice_is_counted_when_the_endpoint_is_down_slow_or_wrong_and_taken_as_a_prop
             .to_string()
     };
     let text = stdout(&n.cli(&["advice"]));
-    for part in ["raise_max", "adv/web", "calls/s doubled over the hour", "test-model"] {
+    for part in [
+        "raise_max",
+        "adv/web",
+        "calls/s doubled over the hour",
+        "test-model",
+    ] {
         assert!(text.contains(part), "{part} missing:\n{text}");
     }
     let (_, metrics) = n.http_get("/metrics").unwrap();
@@ -330,10 +335,18 @@ fn advice_is_counted_when_the_endpoint_is_down_slow_or_wrong_and_taken_as_a_prop
     // Take: a change of max is not a decision; an unknown id is named; a scale is proposed.
     let out = n.cli(&["advice", "take", &id_of("raise_max")]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("blueprint change"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("blueprint change"),
+        "{}",
+        stderr(&out)
+    );
     let out = n.cli(&["advice", "take", "a-999"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no advice item 'a-999'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no advice item 'a-999'"),
+        "{}",
+        stderr(&out)
+    );
     let scale = id_of("scale");
     let out = n.cli(&["advice", "take", &scale]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -355,14 +368,21 @@ fn advice_is_counted_when_the_endpoint_is_down_slow_or_wrong_and_taken_as_a_prop
             .contains(&Value::from("advisor:test-model")),
         "{d}"
     );
-    assert!(d["reasoning"].to_string().contains("calls/s doubled"), "{d}");
+    assert!(
+        d["reasoning"].to_string().contains("calls/s doubled"),
+        "{d}"
+    );
     // Nothing was scaled: the proposal waits for an approve.
     let b = json(&n.cli(&["blueprint", "show", "adv", "--output", "json"]));
     assert_eq!(b[0]["blueprint"]["slices"][0]["instances"], 1);
     // The same again: the open proposal stands in the way.
     let out = n.cli(&["advice", "take", &scale]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("is open on adv/web"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is open on adv/web"),
+        "{}",
+        stderr(&out)
+    );
     let events = stdout(&n.cli(&["events", "--limit", "50"]));
     assert!(
         events.contains("record decision: scale adv/web 1 → 2 (rule advisor)")
@@ -371,5 +391,9 @@ fn advice_is_counted_when_the_endpoint_is_down_slow_or_wrong_and_taken_as_a_prop
     );
     assert!(ep.requests() >= 6);
     let out = n.cli(&["decisions", "show", d["name"].as_str().unwrap()]);
-    assert!(stdout(&out).contains("proposed by uid:"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("proposed by uid:"),
+        "{}",
+        stdout(&out)
+    );
 }

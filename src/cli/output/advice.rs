@@ -8,7 +8,12 @@ use crate::domain::{AdviceView, Decision, Millis, human_millis};
 
 /// `aether advice`: the items (id, kind, target, count, reason), then where they came from and
 /// the request counters. `None`: no leader reports advice. Ages are counted from `now`.
-pub fn advice(w: &mut dyn Write, a: Option<&AdviceView>, now: Millis, json: bool) -> io::Result<()> {
+pub fn advice(
+    w: &mut dyn Write,
+    a: Option<&AdviceView>,
+    now: Millis,
+    json: bool,
+) -> io::Result<()> {
     if json {
         return write_json(w, &a);
     }
@@ -31,15 +36,36 @@ pub fn advice(w: &mut dyn Write, a: Option<&AdviceView>, now: Millis, json: bool
                         (Some(c), Some(when)) => format!("{c} ({when})"),
                         (c, _) => opt(c.as_ref()),
                     };
-                    let target = if i.target.is_empty() { "-".to_string() } else { i.target.clone() };
-                    vec![i.id.clone(), i.kind.to_string(), target, count, i.reason.clone()]
+                    let target = if i.target.is_empty() {
+                        "-".to_string()
+                    } else {
+                        i.target.clone()
+                    };
+                    vec![
+                        i.id.clone(),
+                        i.kind.to_string(),
+                        target,
+                        count,
+                        i.reason.clone(),
+                    ]
                 })
                 .collect();
-            write!(w, "{}", table(&["ID", "KIND", "TARGET", "COUNT", "REASON"], &rows))?;
+            write!(
+                w,
+                "{}",
+                table(&["ID", "KIND", "TARGET", "COUNT", "REASON"], &rows)
+            )?;
         }
     }
     let age = |at: Millis| format!("{} ago", human_millis(now.saturating_sub(at)));
-    write!(w, "\nfrom {} at {} (asked by {}, every {}", a.model, a.endpoint, a.node, human_millis(a.interval_ms))?;
+    write!(
+        w,
+        "\nfrom {} at {} (asked by {}, every {}",
+        a.model,
+        a.endpoint,
+        a.node,
+        human_millis(a.interval_ms)
+    )?;
     if let (Some(at), Some(l)) = (a.at, a.latency_ms) {
         write!(w, "; answered {} in {}", age(at), human_millis(l))?;
     }
@@ -71,7 +97,13 @@ pub fn advice_taken(w: &mut dyn Write, d: &Decision, json: bool) -> io::Result<(
         .iter()
         .find(|(k, _)| k == "advice")
         .map_or("advice", |(_, v)| v.as_str());
-    writeln!(w, "proposed {}: {} (from {from}, {})", d.name(), d.action, d.layers.join(", "))?;
+    writeln!(
+        w,
+        "proposed {}: {} (from {from}, {})",
+        d.name(),
+        d.action,
+        d.layers.join(", ")
+    )?;
     for r in &d.reasoning {
         writeln!(w, "  {}", super::one_line(r))?;
     }

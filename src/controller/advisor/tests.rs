@@ -209,7 +209,11 @@ fn good_answers_are_accepted_also_in_fences() {
         answer(r#"{"kind": "note", "target": "n2", "reason": "drained for 2h"}"#)
     );
     assert_eq!(parsed(&fenced).unwrap()[0].target, "n2");
-    assert_eq!(parsed(&answer("")).unwrap(), vec![], "no advice is an answer");
+    assert_eq!(
+        parsed(&answer("")).unwrap(),
+        vec![],
+        "no advice is an answer"
+    );
 }
 
 #[test]
@@ -217,7 +221,10 @@ fn each_kind_of_bad_answer_is_refused_with_its_reason() {
     let item = |body: &str| parsed(&answer(body)).unwrap_err();
     let cases: Vec<(AdviceError, &str)> = vec![
         (parsed("sure! scale up").unwrap_err(), "not JSON"),
-        (parsed("{\"advice\": []}").unwrap_err(), "unknown field `advice`"),
+        (
+            parsed("{\"advice\": []}").unwrap_err(),
+            "unknown field `advice`",
+        ),
         (
             item(r#"{"kind": "reboot", "target": "n1", "reason": "x"}"#),
             "unknown variant `reboot`",
@@ -226,7 +233,10 @@ fn each_kind_of_bad_answer_is_refused_with_its_reason() {
             item(r#"{"kind": "note", "target": "", "reason": "x", "mood": "calm"}"#),
             "unknown field `mood`",
         ),
-        (item(r#"{"kind": "note", "target": ""}"#), "missing field `reason`"),
+        (
+            item(r#"{"kind": "note", "target": ""}"#),
+            "missing field `reason`",
+        ),
         (
             item(r#"{"kind": "scale", "target": "shop/web", "count": -1, "reason": "x"}"#),
             "invalid value",
@@ -264,7 +274,9 @@ fn each_kind_of_bad_answer_is_refused_with_its_reason() {
             "takes no count",
         ),
         (
-            item(r#"{"kind": "scale", "target": "shop/web", "count": 2, "when": "now", "reason": "x"}"#),
+            item(
+                r#"{"kind": "scale", "target": "shop/web", "count": 2, "when": "now", "reason": "x"}"#,
+            ),
             "takes no 'when'",
         ),
         (
@@ -384,7 +396,10 @@ fn parse_agrees_with_the_schema() {
             assert!(by_schema, "parse accepts what the schema refuses: {e}");
         }
         if !by_schema {
-            assert!(by_parse.is_err(), "parse accepts what the schema refuses: {e}");
+            assert!(
+                by_parse.is_err(),
+                "parse accepts what the schema refuses: {e}"
+            );
         }
         if by_schema && e.to_string().contains("shop/web") {
             assert!(by_parse.is_ok(), "{e}: {by_parse:?}");

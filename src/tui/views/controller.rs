@@ -191,7 +191,10 @@ fn advice_lines(app: &App, theme: &Theme, width: u16) -> Vec<Line<'static>> {
     }
     if a.items.len() > ADVICE_SHOWN {
         out.push(Line::from(Span::styled(
-            format!("   … {} more: 'aether advice' lists them", a.items.len() - ADVICE_SHOWN),
+            format!(
+                "   … {} more: 'aether advice' lists them",
+                a.items.len() - ADVICE_SHOWN
+            ),
             theme.dim(),
         )));
     }
