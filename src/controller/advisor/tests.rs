@@ -302,7 +302,7 @@ fn each_kind_of_bad_answer_is_refused_with_its_reason() {
     for (err, want) in cases {
         assert!(err.to_string().contains(want), "{want:?} not in '{err}'");
     }
-    let six = vec![r#"{"kind": "note", "target": "", "reason": "x"}"#; 6].join(",");
+    let six = [r#"{"kind": "note", "target": "", "reason": "x"}"#; 6].join(",");
     assert!(
         parsed(&answer(&six))
             .unwrap_err()
