@@ -22,6 +22,9 @@
 //!   `benches/controller.rs`.
 //! - [`review`]: the reviewer hook; [`model`]: the language model behind it (candle,
 //!   SmolLM2 GGUF) on its own thread: a verdict and a reason, never a write.
+//! - [`advisor`]: the strategic layer's pure core (the summary of the hour, the request and its
+//!   schema, strict validation of the answer, what a taken item proposes); [`advise`]: its
+//!   loop on the leader (only with `[controller.advisor]` enabled), advice only.
 //! - [`flow`]: the loop with I/O: builds the world, asks [`decide`] what to write and writes
 //!   it, runs the reviewer. A decision's lifecycle is enforced by the state machine
 //!   (`raft::control`), so a veto wins over an apply on every node, whoever leads.

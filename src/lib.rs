@@ -37,6 +37,10 @@
 //!  leader: controller::flow: rules → forecast → safety → model review ──RecordDecision──▶ raft
 //!          at the grace deadline ──ApplyDecision──▶ raft::control executes it (or refuses:
 //!          vetoed, paused, not due); operators: aether override ──Veto/Approve/Mode──▶ raft
+//!  leader, only with [controller.advisor]: controller::advise ──summary of the hour (HTTP,
+//!          ingress::client)──▶ an OpenAI-compatible endpoint; the advice rides the metrics
+//!          snapshots to every node (aether advice); aether advice take ──▶ safety ──▶
+//!          RecordDecision (proposed: waits for an approve)
 //!
 //!  aether tui ──Subscribe──▶ admin::live + view::live: one full frame, then what changed (Raft applied,
 //!             ◀──LiveUpdate──  the metrics period); overrides go as ordinary admin writes
@@ -84,12 +88,14 @@
 //!   reconciler, the process supervisor and instance logs (served to peers on their own route).
 //! - [`ingress`]: the request path: every node listens on each slice's service port and
 //!   routes to a ready instance anywhere (local TCP, or a hop over QUIC); balancing, ejection,
-//!   retries, draining, waiting for an instance; the only user of hyper.
+//!   retries, draining, waiting for an instance; a small JSON client for the strategic layer;
+//!   the only user of hyper.
 //! - [`rollout`]: rollouts as durable steps in Raft (rolling, canary with analysis, blue/green),
 //!   the pure step machine and the leader's loop around it; automatic rollback with a reason.
 //! - [`controller`]: rules, forecast, safety bounds (pure), the reviewer hook, the language model
-//!   (candle; its own thread; a verdict and a reason, never a write) and the leader's decision
-//!   loop; decisions, modes and overrides are replicated.
+//!   (candle; its own thread; a verdict and a reason, never a write), the leader's decision
+//!   loop, and the optional strategic layer (advice from an OpenAI-compatible endpoint, never a
+//!   write); decisions, modes and overrides are replicated.
 //! - [`view`]: the read model the admin server sends and the CLI and console render.
 //! - [`admin`]: admin protocol, Unix-socket server, live feeds, typed client, HTTP endpoint
 //!   (health, `/metrics`).

@@ -187,8 +187,11 @@ impl Advisor {
 
     /// Run until `shutdown`: ask every interval while this node leads.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.cfg.interval.0);
+        // Leadership is looked at every second (a node that stops leading stops reporting
+        // at once); the endpoint is asked every interval.
+        let mut tick = tokio::time::interval(self.cfg.interval.0.min(Duration::from_secs(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut asked_at: Option<Instant> = None;
         let mut said: Option<String> = None;
         let mut next_id = 1u64;
         tracing::info!(
@@ -206,9 +209,14 @@ impl Advisor {
                 self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id);
             if !leads {
                 self.metrics.set_advice(None);
+                asked_at = None;
+                continue;
+            }
+            if asked_at.is_some_and(|at| at.elapsed() < self.cfg.interval.0) {
                 continue;
             }
             let started = Instant::now();
+            asked_at = Some(started);
             let asked = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 a = self.ask(next_id) => a,
