@@ -2,7 +2,8 @@
 //! hyper: a node whose endpoint is down, then answers garbage, then JSON off the schema, then
 //! too slowly, then good advice; each is counted, said once in the log, and the node stays
 //! fine. `aether advice` lists good items on the node, `/metrics` counts the requests, and
-//! `aether advice take` turns an item into a proposed decision that waits for an approve.
+//! `aether advice take` turns an item into a proposed decision that waits for an approve, which
+//! applies it.
 
 #[path = "../cluster/harness.rs"]
 mod harness;
@@ -383,6 +384,11 @@ fn advice_is_counted_when_the_endpoint_is_down_slow_or_wrong_and_taken_as_a_prop
         "{}",
         stderr(&out)
     );
+    // An operator's approve applies it, like any proposal.
+    let out = n.cli(&["override", "approve", d["name"].as_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let b = json(&n.cli(&["blueprint", "show", "adv", "--output", "json"]));
+    assert_eq!(b[0]["blueprint"]["slices"][0]["instances"], 2, "{b}");
     let events = stdout(&n.cli(&["events", "--limit", "50"]));
     assert!(
         events.contains("record decision: scale adv/web 1 → 2 (rule advisor)")
