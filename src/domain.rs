@@ -1268,11 +1268,16 @@ pub struct AdviceView {
     /// Requests sent; answers that passed validation; answers refused as invalid; requests
     /// that failed (endpoint down, HTTP error) and those past the budget.
     pub requests: u64,
+    /// Answers that passed validation.
     pub ok: u64,
+    /// Answers refused by validation (not a completion, not JSON, off the schema, a bad item).
     pub invalid: u64,
+    /// Requests that got no usable answer: the endpoint down, an HTTP error, no key.
     pub failed: u64,
+    /// Requests past `controller.advisor.budget`.
     pub timeouts: u64,
-    /// The last failure or refusal, and when.
+    /// The last failure or refusal.
     pub last_error: Option<String>,
+    /// When it happened (Unix ms).
     pub last_error_at: Option<Millis>,
 }

@@ -99,6 +99,8 @@ fn endpoint(url: &str) -> String {
 }
 
 impl Advisor {
+    /// The strategic layer of this node, asking with `cfg` (validated) and summarising what
+    /// `controller` sees; its reports go out through `metrics`.
     pub fn new(
         cluster: Arc<Cluster>,
         metrics: Arc<Pipeline>,

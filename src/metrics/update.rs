@@ -240,6 +240,7 @@ pub enum MetricsMsg {
 /// The leader's strategic layer as it reports itself, with who sent it and in which term.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LeaderAdvice {
+    /// The leader that sent it.
     pub leader: NodeId,
     /// The leader's Raft term: a node ignores one from an older term.
     pub term: u64,
