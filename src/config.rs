@@ -522,17 +522,17 @@ impl AdvisorConfig {
                 format!("expected 1 to 20, found {}", self.max_items),
             ));
         }
-        if let Some(v) = self
+        // The value is not echoed: it may be a key put here by mistake.
+        if self
             .api_key_env
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+            .any(|c| !(c.is_ascii_alphanumeric() || c == '_'))
         {
             return Err((
                 "controller.advisor.api_key_env",
-                format!(
-                    "expected the name of an environment variable (letters, digits, '_'), found '{v}' in '{}': put the key in that variable, not here",
-                    self.api_key_env
-                ),
+                "expected the name of an environment variable (letters, digits, '_'), found other \
+                 characters: put the key in that variable (or in api_key_file), never here"
+                    .into(),
             ));
         }
         if !self.enabled {

@@ -233,3 +233,60 @@ fn durations_have_one_spelling() {
         );
     }
 }
+
+/// The strategic layer is off by default; enabled, it needs an http url and a model, and its
+/// errors name the option.
+#[test]
+fn the_advisor_section_is_checked() {
+    let a = Config::default().controller.advisor;
+    assert!(!a.enabled, "nothing leaves the cluster unless configured");
+    let load = |text: &str| {
+        let f = write(text);
+        Config::load(Some(f.path()), &env(&[]), vec![]).map_err(|e| e.to_string())
+    };
+    let ok =
+        "[controller.advisor]\nenabled = true\nurl = \"http://127.0.0.1:8080/v1\"\nmodel = \"m\"\n";
+    let c = load(ok).unwrap();
+    assert_eq!(c.controller.advisor.interval.0, Duration::from_secs(60));
+    for (text, key, says) in [
+        (
+            "[controller.advisor]\nenabled = true\nmodel = \"m\"\n",
+            "controller.advisor.url",
+            "enabled without a url",
+        ),
+        (
+            "[controller.advisor]\nenabled = true\nurl = \"https://api.example.com/v1\"\nmodel = \"m\"\n",
+            "controller.advisor.url",
+            "https is not supported",
+        ),
+        (
+            "[controller.advisor]\nenabled = true\nurl = \"http://127.0.0.1:8080/v1\"\n",
+            "controller.advisor.model",
+            "without a model",
+        ),
+        (
+            "[controller.advisor]\ninterval = \"2h\"\n",
+            "controller.advisor.interval",
+            "expected 1s to 1h",
+        ),
+        (
+            "[controller.advisor]\ninterval = \"30s\"\nbudget = \"45s\"\n",
+            "controller.advisor.budget",
+            "expected 100ms to controller.advisor.interval",
+        ),
+        (
+            "[controller.advisor]\napi_key_env = \"sk-live-123\"\n",
+            "controller.advisor.api_key_env",
+            "never here",
+        ),
+        (
+            "[controller.advisor]\nmax_items = 0\n",
+            "controller.advisor.max_items",
+            "expected 1 to 20",
+        ),
+    ] {
+        let e = load(text).unwrap_err();
+        assert!(e.contains(key) && e.contains(says), "{text}: {e}");
+        assert!(!e.contains("sk-live"), "a key is never echoed: {e}");
+    }
+}
