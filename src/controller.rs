@@ -27,6 +27,7 @@
 //!   (`raft::control`), so a veto wins over an apply on every node, whoever leads.
 
 pub mod brain;
+pub mod context;
 pub mod decide;
 pub mod flow;
 pub mod forecast;

@@ -103,6 +103,9 @@ pub enum AdminRequest {
         slice: String,
         op: crate::domain::RolloutOp,
     },
+    /// Review a situation (the JSON text of a situation file) with the answering node's model,
+    /// as the controller would: what would it say?
+    ModelReview { situation: String },
 }
 
 /// A response from a node's admin API.
@@ -128,6 +131,7 @@ pub enum AdminResponse {
     Rollouts(Vec<RolloutView>),
     Rollout(Box<RolloutView>),
     RolloutActed(Box<RolloutActView>),
+    ModelReview(Box<crate::controller::model::engine::ReviewView>),
 }
 
 impl AdminError {

@@ -287,6 +287,8 @@ pub fn update(paused: bool) -> LiveUpdate {
             prefix_tokens: 472,
             reviews: 9,
             timeouts: 1,
+            replaced_reasons: 0,
+            chooser: "head".into(),
             last_latency_ms: Some(2_140),
             last_prompt_tokens: Some(153),
             prefill_tok_s: Some(93.0),

@@ -247,7 +247,8 @@ fn a_tiny_model_loads_shapes_and_returns_a_valid_verdict_in_every_format() {
         assert_eq!(ids[0], 1, "<|im_start|> is one token: {ids:?}");
         assert!(ids.contains(&2), "<|im_end|> is one token: {ids:?}");
         let deadline = Instant::now() + Duration::from_secs(60);
-        let (a, cands) = answer(&mut r, &s, 4, deadline).unwrap();
+        let reviewed = answer(&mut r, &s, 4, deadline).unwrap();
+        let (a, cands) = (&reviewed.answer, &reviewed.candidates);
         assert!(
             cands.contains(&a.verdict),
             "{format}: {:?} not offered",
@@ -264,7 +265,17 @@ fn a_tiny_model_loads_shapes_and_returns_a_valid_verdict_in_every_format() {
             "the reason is one line: {:?}",
             a.reason
         );
-        assert!(a.generated <= 40);
+        assert!(a.generated <= 28);
+        assert!(
+            reviewed.text.contains("Logs (2 lines):") && reviewed.text.contains("OutOfMemoryError"),
+            "the model reads the log lines: {}",
+            reviewed.text
+        );
+        assert!(
+            !reviewed.replaced || prompt::grounded(&a.reason, &reviewed.text),
+            "a replaced reason is grounded: {}",
+            a.reason
+        );
         if let Verdict::Adjust(n) = a.verdict {
             assert!((1..=8).contains(&n));
         }
@@ -273,6 +284,76 @@ fn a_tiny_model_loads_shapes_and_returns_a_valid_verdict_in_every_format() {
     let (mut r, _) = load(&path, ModelFormat::F32).unwrap();
     let late = answer(&mut r, &s, 4, Instant::now() - Duration::from_millis(1));
     assert!(late.is_err());
+}
+
+/// `aether model review FILE` on a node whose model is the tiny random one: the example
+/// round-trips through the node and prints a verdict, a reason, the timing and the text read;
+/// a bad file is refused before the node is asked, naming the field.
+#[test]
+fn model_review_answers_what_the_model_would_say_about_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = dir.path().join("tiny.gguf");
+    write_tiny(&tiny, "llama").unwrap();
+    let cluster = TestCluster::single(
+        "solo",
+        &[("AETHER_CONTROLLER_MODEL_PATH", tiny.to_str().unwrap())],
+    );
+    let node = &cluster.nodes[0];
+    let out = node.cli(&["model", "review", "--example"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = dir.path().join("situation.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let out = node.cli(&["model", "review", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for want in [
+        "verdict  ",
+        "reason   ",
+        "timing   ",
+        "read\n  Now 16:02 UTC.\n  Proposal: scale_up shop/web from 2 to 4 (rule cpu-high).",
+        "OutOfMemoryError",
+        "alice 1h ago: \"web heap is 256m until the config change lands\"",
+    ] {
+        assert!(text.contains(want), "{want:?} in:\n{text}");
+    }
+    let out = node.cli(&[
+        "model",
+        "review",
+        file.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        ["approve", "reject", "adjust"].contains(&v["verdict"].as_str().unwrap_or_default()),
+        "{v}"
+    );
+    assert!(
+        v["latency_ms"].as_u64().is_some() && v["prompt_tokens"].as_u64() > Some(20),
+        "{v}"
+    );
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"proposal": {"rule": "cpu-high", "scale": {"slice": "shop/web", "from": 2, "to": 4}}}"#,
+    )
+    .unwrap();
+    let out = node.cli(&["model", "review", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("proposal.scale.slice: 'shop/web' is not among 'slices'; list it there"),
+        "{}",
+        stderr(&out)
+    );
+    let out = node.cli(&["model", "review", "/nonexistent.json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read '/nonexistent.json'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -287,7 +368,8 @@ fn the_real_tokenizer_matches_llama_cpp() {
     }
     // The real model answers the obvious scale-up with an offered verdict and says why (its
     // judgement is measured by benches/model.rs, not asserted here).
-    let (a, cands) = answer(&mut r, &demo(), 4, Instant::now() + Duration::from_secs(60)).unwrap();
+    let reviewed = answer(&mut r, &demo(), 4, Instant::now() + Duration::from_secs(60)).unwrap();
+    let (a, cands) = (&reviewed.answer, &reviewed.candidates);
     assert!(cands.contains(&a.verdict));
     assert!(!a.reason.is_empty(), "a reason");
     eprintln!("real model: {:?} because {}", a.verdict, a.reason);
