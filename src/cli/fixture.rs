@@ -464,6 +464,7 @@ pub fn model() -> ModelStatus {
         prefill_tok_s: Some(93.0),
         decode_tok_s: Some(41.0),
         last_review: Some("approve: CPU has stayed high for half a minute".into()),
+        last_text: None,
     }
 }
 
@@ -483,6 +484,7 @@ pub fn idle_model() -> ModelStatus {
         prefill_tok_s: None,
         decode_tok_s: None,
         last_review: None,
+        last_text: None,
         ..model()
     }
 }

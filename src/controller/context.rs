@@ -70,7 +70,7 @@ pub fn gather(
         Action::Drain { name, .. } | Action::Undrain { name, .. } => vec![name.clone()],
         _ => blueprint.into_iter().collect(),
     };
-    for a in audit.iter().filter(|a| recent(a.at)) {
+    for a in audit.iter().filter(|a| recent(a.at) && telling(&a.what)) {
         let names = a
             .what
             .split(|ch: char| !(ch.is_alphanumeric() || ch == '-'))
@@ -117,6 +117,24 @@ pub fn gather(
     c.events.drain(..drop_old(c.events.len()));
     c.notes.drain(..drop_old(c.notes.len()));
     c
+}
+
+/// The records an operator would call events: changes to blueprints, counts, rollouts and
+/// nodes (not the leader's placement and the nodes' instance reports).
+fn telling(what: &str) -> bool {
+    const KINDS: &[&str] = &[
+        "apply blueprint",
+        "remove blueprint",
+        "scale ",
+        "rollout",
+        "drain",
+        "undrain",
+        "mark node",
+        "add node",
+        "join",
+        "remove node",
+    ];
+    KINDS.iter().any(|k| what.starts_with(k))
 }
 
 /// The instances whose logs are read for a scale of `blueprint/slice`: those of the slice,
@@ -235,14 +253,14 @@ mod tests {
                 seq: 1,
                 at: 9_500_000,
                 actor: "uid:0@n1".into(),
-                what: "blueprint apply shop (2 slices)".into(),
+                what: "apply blueprint shop (2 slices, 3 instances)".into(),
                 outcome: "ok".into(),
             },
             AuditRecord {
                 seq: 2,
                 at: 9_600_000,
                 actor: "uid:0@n1".into(),
-                what: "blueprint apply shopfront (1 slice)".into(),
+                what: "apply blueprint shopfront (1 slices, 1 instances)".into(),
                 outcome: "ok".into(),
             },
         ];
@@ -254,7 +272,7 @@ mod tests {
             events,
             vec![
                 "shop/web/0 on n1 is active, 4 restarts, last exit: oom-killed",
-                "blueprint apply shop (2 slices) by uid:0@n1",
+                "apply blueprint shop (2 slices, 3 instances) by uid:0@n1",
             ],
             "its own instance and the record naming its blueprint, not 'shopfront' or shop/api"
         );

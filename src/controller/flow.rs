@@ -681,7 +681,7 @@ impl Controller {
     ) -> Gathered {
         let store = &self.cluster.store;
         let (Ok(audit), Ok(statuses), Ok(members)) =
-            (store.audit(200), store.instances(), store.nodes())
+            (store.audit(2_000), store.instances(), store.nodes())
         else {
             return Gathered::default();
         };

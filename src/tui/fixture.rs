@@ -294,6 +294,7 @@ pub fn update(paused: bool) -> LiveUpdate {
             prefill_tok_s: Some(93.0),
             decode_tok_s: Some(41.0),
             last_review: Some("approve".into()),
+            last_text: None,
         })),
         history: Some(history),
         // shop/web's canary r-3 runs; shop/worker's last rollout r-1 succeeded.

@@ -356,6 +356,133 @@ fn model_review_answers_what_the_model_would_say_about_a_file() {
     );
 }
 
+/// The leader gathers the words around a proposal: a slice whose instances burn CPU (so the
+/// rules propose a scale-up) while printing an out-of-memory error, and whose earlier scale-up
+/// an operator vetoed with a reason. The model (the tiny one, pulled after the veto: what it
+/// reads matters here, not what it says) reads the log line and the veto's reason beside the
+/// numbers, and the decision records its review. (The tiny model's tokenizer spends a token per
+/// byte, so the situation is shaped down to its words; `controller::context` tests the events.)
+#[test]
+fn the_leader_shows_the_reviewer_the_slices_logs_events_and_veto_reasons() {
+    let run = format!("{}-model-ctx", std::process::id());
+    let _reaper = Reaper(run.clone());
+    let dir = tempfile::tempdir().unwrap();
+    // The model file appears only after the first proposal, so that one waits for an
+    // operator (no reviewer to reject it) and is vetoed with a reason.
+    let tiny = dir.path().join("tiny.gguf");
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, SCALE_UP_RULES).unwrap();
+    let cluster = TestCluster::single(
+        "solo",
+        &[
+            ("AETHER_CONTROLLER_MODEL_PATH", tiny.to_str().unwrap()),
+            ("AETHER_CONTROLLER_RULES", rules.to_str().unwrap()),
+            ("AETHER_CONTROLLER_VETO_COOLDOWN", "1s"),
+            ("AETHER_DEPLOY_LIMITS", "false"),
+            ("TEST_RUN", run.as_str()),
+        ],
+    );
+    let node = &cluster.nodes[0];
+    assert!(node.cli(&["override", "mode", "propose"]).status.success());
+    // Burns a tenth of a core against 0.02 reserved, and says it is out of memory.
+    let app = "import sys, time\nwhile True:\n    print('java.lang.OutOfMemoryError: Java heap space', flush=True)\n    t = time.time()\n    while time.time() - t < 0.01: pass\n    time.sleep(0.09)";
+    let file = dir.path().join("ctx.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"ctx\"\n\n[[slices]]\nname = \"web\"\ncommand = [\"python3\", \"-c\", {app:?}]\ninstances = 1\nmin = 1\nmax = 3\nresources = {{ cpu = 0.02, memory = \"16MiB\" }}\nstop_timeout = \"2s\"\n"
+        ),
+    )
+    .unwrap();
+    let out = node.cli(&["blueprint", "apply", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let decisions = |n: &Node| -> Vec<serde_json::Value> {
+        let out = n.cli(&["decisions", "--output", "json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    let open = |n: &Node| {
+        decisions(n)
+            .into_iter()
+            .find(|d| d["status"]["status"] == "proposed" && d["action"]["slice"] == "web")
+    };
+    let first = wait_for(
+        "a proposed scale-up of ctx/web",
+        Duration::from_secs(60),
+        || open(node),
+    );
+    let id = format!("d-{}", first["id"]);
+    let out = node.cli(&[
+        "override",
+        "veto",
+        &id,
+        "--reason",
+        "heap fix ships at 17:00",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    write_tiny(&tiny, "llama").unwrap();
+    let mut seen = serde_json::Value::Null;
+    let start = Instant::now();
+    let text = loop {
+        let out = node.cli(&["model", "status", "--output", "json"]);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            if let Some(t) = v["last_text"].as_str()
+                && t.contains("heap fix ships at 17:00")
+            {
+                break t.to_string();
+            }
+            seen = v;
+        }
+        // A proposal made before the model loaded waits for an operator: veto it too, so the
+        // next one is reviewed.
+        if let Some(d) = open(node)
+            && d["review"]["verdict"] == "skipped"
+        {
+            let id = format!("d-{}", d["id"]);
+            node.cli(&[
+                "override",
+                "veto",
+                &id,
+                "--reason",
+                "heap fix ships at 17:00",
+            ]);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no review read the log line and the veto's reason; the model's status: {seen}\ndecisions: {:?}",
+            decisions(node)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for want in [
+        "Proposal: scale_up ctx/web from 1 to ",
+        "OutOfMemoryError: Java heap space",
+        "Logs (",
+        "vetoed scale_up ctx/web: heap fix ships at 17:00",
+    ] {
+        assert!(
+            text.contains(want),
+            "{want:?} in what the model read:\n{text}\nevents:\n{}",
+            stdout(&node.cli(&["events"]))
+        );
+    }
+    let reviewed = wait_for(
+        "a decision with a model review",
+        Duration::from_secs(60),
+        || {
+            decisions(node).into_iter().find(|d| {
+                d["review"]["reviewer"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("model"))
+            })
+        },
+    );
+    assert!(
+        ["approve", "reject", "adjust", "timeout"]
+            .contains(&reviewed["review"]["verdict"].as_str().unwrap_or_default()),
+        "{reviewed}"
+    );
+}
+
 #[test]
 fn the_real_tokenizer_matches_llama_cpp() {
     let Some(path) = real_model() else { return };

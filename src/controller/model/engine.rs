@@ -99,6 +99,9 @@ pub struct ModelStatus {
     pub decode_tok_s: Option<f64>,
     /// The last verdict and reason.
     pub last_review: Option<String>,
+    /// The situation text the last review read (numbers, notes, events, log lines).
+    #[serde(default)]
+    pub last_text: Option<String>,
 }
 
 struct Job {
@@ -143,6 +146,7 @@ impl Engine {
             prefill_tok_s: None,
             decode_tok_s: None,
             last_review: None,
+            last_text: None,
         }));
         let (tx, rx) = sync_channel(1);
         let engine = Arc::new(Engine {
@@ -607,6 +611,7 @@ fn run(
                     s.decode_tok_s = (a.generated > 0)
                         .then(|| a.generated as f64 * 1000.0 / a.decode_ms.max(1) as f64);
                     s.last_review = Some(said.clone());
+                    s.last_text = Some(r.text.clone());
                 });
                 Ok(r)
             }

@@ -64,26 +64,35 @@ impl Detail {
         notes: 3,
     };
 
-    /// The next smaller level, or `None` at the smallest. Notes and the first log line go last:
-    /// they are what the numbers cannot show.
+    /// The next smaller level, or `None` at the smallest. Nodes, recent decisions and the
+    /// rule's sentences go first; then log lines and events down to one each; then the event,
+    /// all notes but the newest, the log line, the note: the words go last, since they are
+    /// what the numbers cannot show.
     pub fn smaller(self) -> Option<Detail> {
         let d = self;
-        if d.nodes + d.recent + d.reasoning + d.logs + d.events + d.notes == 0 {
+        let halve = |n: usize| if n == 0 { 0 } else { (n / 2).max(1) };
+        let mut n = d;
+        if d.nodes + d.recent + d.reasoning > 0 {
+            n.nodes = d.nodes / 2;
+            n.recent = d.recent / 2;
+            n.reasoning = d.reasoning.saturating_sub(1);
+            n.logs = halve(d.logs);
+            n.events = halve(d.events);
+        } else if d.logs > 1 || d.events > 1 {
+            n.logs = halve(d.logs);
+            n.events = halve(d.events);
+        } else if d.events == 1 {
+            n.events = 0;
+        } else if d.notes > 1 {
+            n.notes = 1;
+        } else if d.logs == 1 {
+            n.logs = 0;
+        } else if d.notes == 1 {
+            n.notes = 0;
+        } else {
             return None;
         }
-        let others = d.nodes + d.recent + d.events + d.reasoning;
-        Some(Detail {
-            nodes: d.nodes / 2,
-            recent: d.recent / 2,
-            reasoning: d.reasoning.saturating_sub(1),
-            logs: match d.logs {
-                0 | 1 if others == 0 && d.notes <= 1 => 0,
-                0 | 1 => d.logs,
-                n => n / 2,
-            },
-            events: d.events / 2,
-            notes: if others > 0 { d.notes } else { d.notes / 2 },
-        })
+        Some(n)
     }
 }
 
@@ -369,11 +378,13 @@ fn text_lines(t: &mut String, s: &Situation, detail: Detail) {
             } else {
                 String::new()
             };
-            t.push_str(&format!(
-                "  {instance} {} ago: {}{times}\n",
-                short_ago(now, *at),
-                cut(body, 120)
-            ));
+            // Lines read from a log file carry no time of their own (`at` is the read).
+            let age = if *at < now {
+                format!(" {} ago", short_ago(now, *at))
+            } else {
+                String::new()
+            };
+            t.push_str(&format!("  {instance}{age}: {}{times}\n", cut(body, 120)));
         }
     }
 }
@@ -833,8 +844,11 @@ mod tests {
         while let Some(s) = d.smaller() {
             d = s;
             n += 1;
-            assert!(n < 10);
+            assert!(n < 20);
         }
-        assert_eq!((d.nodes, d.recent, d.reasoning), (0, 0, 0));
+        assert_eq!(
+            (d.nodes, d.recent, d.reasoning, d.logs, d.events, d.notes),
+            (0, 0, 0, 0, 0, 0)
+        );
     }
 }
