@@ -1,24 +1,29 @@
-//! Evaluation of the language-model reviewer (issue 6): a fixed set of scenarios, each with the
-//! verdict an operator expects, reviewed by the model and by the rules alone (which approve
-//! whatever passed the safety bounds). Prints agreement, invalid outputs, p50/p95 review
-//! latency and tokens/s, per in-memory format.
+//! Evaluation of the language-model reviewer (issue 21): labelled situation files (the format of
+//! `aether model review FILE`), each with the verdict an operator expects, reviewed by the model
+//! and by two baselines: the rules alone (they approve what passed the safety bounds) and a
+//! keyword baseline (reject when a log line, event or note holds an error word). Prints, per
+//! set, agreement overall and where the text decides, invalid verdicts, reasons replaced for
+//! citing numbers the situation does not hold, and p50/p95 review latency; and trains the
+//! verdict head.
 //!
 //!   cargo bench --bench model -- --model PATH [--format f16|q8_0|f32|keep|all]
-//!                                [--no-calibrate] [--threads 1] [--dump-prompt FILE] [--verbose]
-//!                                [--speed PROMPT_FILE]
+//!       [--set DIR]... [--no-head] [--no-calibrate] [--threads 1] [--verbose]
+//!   cargo bench --bench model -- --model PATH --train DIR --out assets/reviewer-head.json
+//!   cargo bench --bench model -- --model PATH --dump-prompt FILE | --speed PROMPT_FILE
 //!
-//! `scripts/bench/model.sh` fetches the model and runs llama.cpp on the same prompt beside it.
+//! Sets default to benches/model/eval/dev and benches/model/eval/held-out. The head is trained
+//! on benches/model/train only (`scripts/bench/train_head.sh`); the held-out set is never read
+//! by the training, the prompt or its examples. `scripts/bench/model.sh` fetches the model and
+//! runs llama.cpp on the same prompt beside it.
 
-#[path = "model/scenarios.rs"]
-mod scenarios;
-
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aether::config::ModelFormat;
-use aether::controller::model::engine::{answer, load};
-use aether::controller::model::prompt;
-use aether::controller::review::Verdict;
-use scenarios::{Expected, scenarios};
+use aether::controller::model::engine::{answer, load, situation_text};
+use aether::controller::model::{head, prompt, verdict};
+use aether::controller::review::Situation;
+use aether::controller::review::file::{Expect, Label, parse};
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -28,6 +33,90 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// A labelled situation file.
+struct Case {
+    name: String,
+    situation: Situation,
+    label: Label,
+}
+
+/// Every `*.json` of `dir`, sorted by name; each must parse and carry a label.
+fn cases(dir: &Path) -> anyhow::Result<Vec<Case>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read '{}': {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(&p)?;
+        let parsed = parse(&text, 0).map_err(|e| anyhow::anyhow!("'{}': {e}", p.display()))?;
+        let label = parsed
+            .label
+            .ok_or_else(|| anyhow::anyhow!("'{}' has no label", p.display()))?;
+        out.push(Case {
+            name: p
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            situation: parsed.situation,
+            label,
+        });
+    }
+    Ok(out)
+}
+
+/// The keyword baseline: reject when any log line, event or note holds an error word.
+fn keyword(s: &Situation) -> Expect {
+    let c = &s.context;
+    let texts = c
+        .logs
+        .iter()
+        .map(|l| l.line.as_str())
+        .chain(c.events.iter().map(|e| e.what.as_str()))
+        .chain(c.notes.iter().map(|n| n.text.as_str()));
+    if texts.into_iter().any(prompt::is_error) {
+        Expect::Reject
+    } else {
+        Expect::Approve
+    }
+}
+
+/// Agreement counts: all, and where the text decides.
+#[derive(Default, Clone, Copy)]
+struct Score {
+    agree: usize,
+    n: usize,
+    text_agree: usize,
+    text_n: usize,
+}
+
+impl Score {
+    fn add(&mut self, label: &Label, got: Expect) {
+        self.n += 1;
+        self.agree += usize::from(label.expect == got);
+        if label.text_decides {
+            self.text_n += 1;
+            self.text_agree += usize::from(label.expect == got);
+        }
+    }
+
+    fn show(&self) -> String {
+        let pct = |a: usize, n: usize| a as f64 * 100.0 / n.max(1) as f64;
+        format!(
+            "{}/{} ({:.0}%), where the text decides {}/{} ({:.0}%)",
+            self.agree,
+            self.n,
+            pct(self.agree, self.n),
+            self.text_agree,
+            self.text_n,
+            pct(self.text_agree, self.text_n)
+        )
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| {
@@ -35,6 +124,13 @@ fn main() -> anyhow::Result<()> {
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1))
             .cloned()
+    };
+    let flags = |name: &str| -> Vec<String> {
+        args.iter()
+            .enumerate()
+            .filter(|(_, a)| *a == name)
+            .filter_map(|(i, _)| args.get(i + 1).cloned())
+            .collect()
     };
     let threads: u32 = flag("--threads")
         .map(|t| t.parse())
@@ -55,25 +151,9 @@ fn main() -> anyhow::Result<()> {
         ],
         Some(f) => vec![toml::Value::String(f.into()).try_into()?],
     };
-    let calibrate = !args.iter().any(|a| a == "--no-calibrate");
-    let verbose = args.iter().any(|a| a == "--verbose");
-    let set = scenarios();
-    let expected_approve = set
-        .iter()
-        .filter(|s| s.expected == Expected::Approve)
-        .count();
-    println!(
-        "model bench: {} scenarios ({} approve, {} reject, {} adjust), {threads} thread(s), calibrated={calibrate}",
-        set.len(),
-        expected_approve,
-        set.iter()
-            .filter(|s| s.expected == Expected::Reject)
-            .count(),
-        set.iter()
-            .filter(|s| s.expected == Expected::Adjust)
-            .count(),
-    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/model");
     if let Some(file) = flag("--dump-prompt") {
+        let set = cases(&root.join("eval/dev"))?;
         let text = format!(
             "{}{}{}",
             prompt::SYSTEM,
@@ -81,7 +161,7 @@ fn main() -> anyhow::Result<()> {
             prompt::ANSWER
         );
         std::fs::write(&file, text)?;
-        println!("wrote the first scenario's whole prompt to {file}");
+        println!("wrote the whole prompt of '{}' to {file}", set[0].name);
         return Ok(());
     }
     if let Some(file) = flag("--speed") {
@@ -91,80 +171,185 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let max_step = aether::config::ControllerConfig::default().max_step;
+    if let Some(dir) = flag("--train") {
+        let out = flag("--out").unwrap_or_else(|| "assets/reviewer-head.json".into());
+        return train(&path, formats[0], &PathBuf::from(dir), &out, max_step);
+    }
+    let sets: Vec<PathBuf> = match flags("--set") {
+        v if v.is_empty() => vec![root.join("eval/dev"), root.join("eval/held-out")],
+        v => v.into_iter().map(PathBuf::from).collect(),
+    };
+    let calibrate = !args.iter().any(|a| a == "--no-calibrate");
+    let no_head = args.iter().any(|a| a == "--no-head");
+    let verbose = args.iter().any(|a| a == "--verbose");
+    let budget = aether::config::ModelConfig::default().budget.0;
     for format in formats {
         let t0 = Instant::now();
-        let (mut r, info) = load(std::path::Path::new(&path), format)?;
+        let (mut r, info) = load(Path::new(&path), format)?;
         r.calibrate = calibrate;
-        let load_ms = t0.elapsed().as_millis();
-        let mut lat = Vec::new();
-        let (mut agree, mut invalid, mut over_budget) = (0, 0, 0);
-        let (mut ptok, mut pms, mut gtok, mut gms) = (0usize, 0u64, 0usize, 0u64);
-        let mut confusion = std::collections::BTreeMap::<(String, String), u32>::new();
-        for s in &set {
-            let t = Instant::now();
-            let deadline = t + Duration::from_secs(60);
-            let (a, cands) = answer(&mut r, &s.situation, max_step, deadline)?;
-            let ms = t.elapsed().as_secs_f64() * 1000.0;
-            lat.push(ms);
-            if ms > 3000.0 {
-                over_budget += 1;
-            }
-            ptok += a.prompt_tokens;
-            pms += a.prefill_ms;
-            gtok += a.generated;
-            gms += a.decode_ms;
-            let got = match a.verdict {
-                Verdict::Approve => Expected::Approve,
-                Verdict::Reject => Expected::Reject,
-                Verdict::Adjust(_) => Expected::Adjust,
-            };
-            if !cands.contains(&a.verdict) || a.reason.is_empty() {
-                invalid += 1;
-            }
-            if got == s.expected {
-                agree += 1;
-            }
-            *confusion
-                .entry((format!("{:?}", s.expected), format!("{got:?}")))
-                .or_default() += 1;
-            if verbose {
-                let scores: Vec<String> = a
-                    .scores
-                    .iter()
-                    .map(|(c, v)| format!("{c}={v:.2}"))
-                    .collect();
-                println!(
-                    "  {:<40} want {:<7} got {:<13} {:>6.0} ms  [{}]  reason: {}",
-                    s.name,
-                    format!("{:?}", s.expected),
-                    prompt::answer_text(&a.verdict).trim(),
-                    ms,
-                    scores.join(" "),
-                    a.reason
-                );
-            }
+        if no_head {
+            r.head = None;
         }
-        let n = set.len();
-        let (p50, p95) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.95));
+        let chooser = if r.head.is_some() {
+            "head"
+        } else {
+            "calibrated"
+        };
         println!(
-            "format {format:<5} load {load_ms} ms ({}, rss {} MB): agreement {agree}/{n} ({:.0}%), invalid {invalid}, latency p50 {p50:.0} ms p95 {p95:.0} ms, over 3 s: {over_budget}, prefill {:.0} tok/s, decode {:.0} tok/s",
+            "format {format}: load {} ms ({}, rss {} MB), verdicts by the {chooser}, {threads} thread(s)",
+            t0.elapsed().as_millis(),
             info.quant,
-            rss_mb(),
-            agree as f64 * 100.0 / n as f64,
-            ptok as f64 * 1000.0 / pms.max(1) as f64,
-            gtok as f64 * 1000.0 / gms.max(1) as f64,
+            rss_mb()
         );
-        let cells: Vec<String> = confusion
-            .iter()
-            .map(|((w, g), c)| format!("{w}→{g}: {c}"))
-            .collect();
-        println!("  confusion (expected→model): {}", cells.join(", "));
+        for dir in &sets {
+            let set = cases(dir)?;
+            let (mut model, mut rules, mut kw) =
+                (Score::default(), Score::default(), Score::default());
+            let (mut invalid, mut replaced, mut over) = (0, 0, 0);
+            let mut lat = Vec::new();
+            let (mut ptok, mut pms, mut gtok, mut gms) = (0usize, 0u64, 0usize, 0u64);
+            let mut confusion = std::collections::BTreeMap::<(Expect, Expect), u32>::new();
+            for c in &set {
+                let t = Instant::now();
+                let reviewed = answer(&mut r, &c.situation, max_step, t + Duration::from_secs(60))?;
+                let took = t.elapsed();
+                lat.push(took.as_secs_f64() * 1000.0);
+                over += usize::from(took > budget);
+                let a = &reviewed.answer;
+                ptok += a.prompt_tokens;
+                pms += a.prefill_ms;
+                gtok += a.generated;
+                gms += a.decode_ms;
+                if !reviewed.candidates.contains(&a.verdict) || a.reason.is_empty() {
+                    invalid += 1;
+                }
+                replaced += usize::from(reviewed.replaced);
+                let got = Expect::of(&a.verdict);
+                model.add(&c.label, got);
+                rules.add(&c.label, Expect::Approve);
+                kw.add(&c.label, keyword(&c.situation));
+                *confusion.entry((c.label.expect, got)).or_default() += 1;
+                if verbose {
+                    let scores: Vec<String> = a
+                        .scores
+                        .iter()
+                        .map(|(c, v)| format!("{c}={v:.2}"))
+                        .collect();
+                    println!(
+                        "  {:<40} want {:<8} got {:<12} {:>5.0} ms [{}]{} reason: {}",
+                        c.name,
+                        format!("{:?}", c.label.expect).to_lowercase(),
+                        prompt::answer_text(&a.verdict).trim(),
+                        took.as_secs_f64() * 1000.0,
+                        scores.join(" "),
+                        if reviewed.replaced { " (plain)" } else { "" },
+                        a.reason
+                    );
+                }
+            }
+            let (p50, p95) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.95));
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            println!("  set {name} ({} scenarios)", set.len());
+            println!("    model        {}", model.show());
+            println!("    rules alone  {}", rules.show());
+            println!("    keywords     {}", kw.show());
+            println!(
+                "    invalid {invalid}, reasons replaced (ungrounded) {replaced}, latency p50 {p50:.0} ms p95 {p95:.0} ms, over the {} ms budget {over}, prefill {:.0} tok/s ({:.0} tokens avg), decode {:.0} tok/s ({:.1} tokens avg)",
+                budget.as_millis(),
+                ptok as f64 * 1000.0 / pms.max(1) as f64,
+                ptok as f64 / set.len().max(1) as f64,
+                gtok as f64 * 1000.0 / gms.max(1) as f64,
+                gtok as f64 / set.len().max(1) as f64,
+            );
+            let cells: Vec<String> = confusion
+                .iter()
+                .map(|((w, g), c)| format!("{w:?}→{g:?} {c}").to_lowercase())
+                .collect();
+            println!("    confusion (expected→model): {}", cells.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// Features of every training scenario, a head trained on them for a few regularisation
+/// strengths (chosen by 5-fold cross-validation on the training set alone), written to `out`.
+fn train(
+    path: &str,
+    format: ModelFormat,
+    dir: &Path,
+    out: &str,
+    max_step: u32,
+) -> anyhow::Result<()> {
+    let (mut r, _) = load(Path::new(path), format)?;
+    r.head = None;
+    let set = cases(dir)?;
+    let class = |e: Expect| match e {
+        Expect::Approve => 0,
+        Expect::Reject => 1,
+        Expect::Adjust => 2,
+    };
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    let t0 = Instant::now();
+    let _ = max_step;
+    for c in &set {
+        let text = situation_text(&r, &c.situation)?;
+        xs.push(r.read(&text)?);
+        ys.push(class(c.label.expect));
     }
     println!(
-        "rules alone: agreement {expected_approve}/{} ({:.0}%), invalid 0, latency p50 0 ms (they approve what passed the safety bounds)",
+        "features of {} training scenarios in {:.0} s",
         set.len(),
-        expected_approve as f64 * 100.0 / set.len() as f64
+        t0.elapsed().as_secs_f64()
     );
+    let epochs = 400;
+    let folds = 5;
+    let mut best = (0.0f64, 0.0f32);
+    for l2 in [0.3f32, 0.1, 0.03, 0.01, 0.003] {
+        let mut agree = 0;
+        for f in 0..folds {
+            let (mut tx, mut ty, mut vx, mut vy) = (vec![], vec![], vec![], vec![]);
+            for (i, (x, y)) in xs.iter().zip(&ys).enumerate() {
+                if i % folds == f {
+                    vx.push(x.clone());
+                    vy.push(*y);
+                } else {
+                    tx.push(x.clone());
+                    ty.push(*y);
+                }
+            }
+            let h = head::train(&tx, &ty, l2, epochs, verdict::FEATURES, r.probe.clone());
+            for (x, y) in vx.iter().zip(&vy) {
+                let lp = h.log_probs(x, &[true, true, true]);
+                let got = (0..3).max_by(|a, b| lp[*a].total_cmp(&lp[*b])).unwrap_or(0);
+                agree += usize::from(got == *y);
+            }
+        }
+        let acc = agree as f64 / xs.len().max(1) as f64;
+        println!("  l2 {l2}: cross-validated agreement {:.0}%", acc * 100.0);
+        if acc > best.0 {
+            best = (acc, l2);
+        }
+    }
+    let mut h = head::train(&xs, &ys, best.1, epochs, verdict::FEATURES, r.probe.clone());
+    let fit = xs
+        .iter()
+        .zip(&ys)
+        .filter(|(x, y)| {
+            let lp = h.log_probs(x, &[true, true, true]);
+            (0..3).max_by(|a, b| lp[*a].total_cmp(&lp[*b])) == Some(**y)
+        })
+        .count();
+    h.trained = format!(
+        "{} scenarios of {}, l2 {}, {epochs} epochs, cross-validated {:.0}%, training {:.0}%",
+        set.len(),
+        dir.display(),
+        best.1,
+        best.0 * 100.0,
+        fit as f64 * 100.0 / xs.len().max(1) as f64
+    );
+    std::fs::write(out, serde_json::to_string(&h)?)?;
+    println!("wrote {out}: {}", h.trained);
     Ok(())
 }
 

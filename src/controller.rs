@@ -32,6 +32,7 @@
 pub mod advise;
 pub mod advisor;
 pub mod brain;
+pub mod context;
 pub mod decide;
 pub mod flow;
 pub mod forecast;

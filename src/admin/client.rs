@@ -68,6 +68,7 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::Decision(_) => "Decision",
         AdminResponse::Model(_) => "Model",
         AdminResponse::ModelBench(_) => "ModelBench",
+        AdminResponse::ModelReview(_) => "ModelReview",
         AdminResponse::Live(_) => "Live",
         AdminResponse::Traffic(_) => "Traffic",
         AdminResponse::Rollouts(_) => "Rollouts",
@@ -378,6 +379,19 @@ impl Client {
             "ModelBench",
             AdminRequest::ModelBench { seconds },
             AdminResponse::ModelBench(b) => *b
+        )
+    }
+
+    /// Review a situation file's text with the node's model ([`AdminRequest::ModelReview`]).
+    pub async fn model_review(
+        &mut self,
+        situation: String,
+    ) -> Result<crate::controller::model::engine::ReviewView, ClientError> {
+        ask!(
+            self,
+            "ModelReview",
+            AdminRequest::ModelReview { situation },
+            AdminResponse::ModelReview(r) => *r
         )
     }
 

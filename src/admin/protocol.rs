@@ -103,6 +103,9 @@ pub enum AdminRequest {
         slice: String,
         op: crate::domain::RolloutOp,
     },
+    /// Review a situation (the JSON text of a situation file) with the answering node's model,
+    /// as the controller would: what would it say?
+    ModelReview { situation: String },
     /// The strategic layer's latest advice and counters, as the leader reports them.
     Advice,
     /// Turn advice item `id` (`a-3`) into a proposed decision on behalf of the connection's
@@ -134,6 +137,7 @@ pub enum AdminResponse {
     Rollouts(Vec<RolloutView>),
     Rollout(Box<RolloutView>),
     RolloutActed(Box<RolloutActView>),
+    ModelReview(Box<crate::controller::model::engine::ReviewView>),
     /// `None`: no leader reports advice (the strategic layer is off, or has not asked yet).
     Advice(Box<Option<crate::domain::AdviceView>>),
 }

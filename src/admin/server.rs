@@ -217,6 +217,23 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
                 Err(e) => failed(format!("the model bench stopped: {e}")),
             }
         }
+        AdminRequest::ModelReview { situation } => {
+            let parsed = match crate::controller::review::file::parse(&situation, now_millis()) {
+                Ok(p) => p,
+                Err(e) => {
+                    return AdminResponse::Error(AdminError::new(
+                        ErrorKind::Invalid,
+                        format!("the situation: {e}"),
+                    ));
+                }
+            };
+            let engine = src.model.clone();
+            match tokio::task::spawn_blocking(move || engine.review_file(parsed.situation)).await {
+                Ok(Ok(v)) => AdminResponse::ModelReview(Box::new(v)),
+                Ok(Err(e)) => failed(e),
+                Err(e) => failed(format!("the review stopped: {e}")),
+            }
+        }
         AdminRequest::Decision { id } => match cluster.store.decision(id) {
             Ok(Some(d)) => AdminResponse::Decision(Box::new(d)),
             Ok(None) => failed(format!(

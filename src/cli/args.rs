@@ -283,6 +283,17 @@ pub enum ModelCmd {
         #[arg(long, default_value_t = 10)]
         seconds: u32,
     },
+    /// Ask the node's model what it would say about a situation written as a JSON file (the
+    /// format is in README.md; `--example` prints one): the verdict, the reason, the timing
+    /// and the text it read. Nothing is written.
+    Review {
+        /// The situation file; `-` reads standard input.
+        #[arg(required_unless_present = "example", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Print an example situation file instead.
+        #[arg(long, conflicts_with = "file")]
+        example: bool,
+    },
 }
 
 /// `aether override …`

@@ -457,11 +457,14 @@ pub fn model() -> ModelStatus {
         prefix_tokens: 472,
         reviews: 9,
         timeouts: 1,
+        replaced_reasons: 0,
+        chooser: "head".into(),
         last_latency_ms: Some(2_140),
         last_prompt_tokens: Some(153),
         prefill_tok_s: Some(93.0),
         decode_tok_s: Some(41.0),
         last_review: Some("approve: CPU has stayed high for half a minute".into()),
+        last_text: None,
     }
 }
 
@@ -474,11 +477,14 @@ pub fn idle_model() -> ModelStatus {
         prefix_tokens: 0,
         reviews: 0,
         timeouts: 0,
+        replaced_reasons: 0,
+        chooser: "head".into(),
         last_latency_ms: None,
         last_prompt_tokens: None,
         prefill_tok_s: None,
         decode_tok_s: None,
         last_review: None,
+        last_text: None,
         ..model()
     }
 }

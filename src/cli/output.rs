@@ -23,7 +23,7 @@ pub use advice::{advice, advice_taken};
 pub use blueprints::{blueprints, logs, plan};
 pub use decisions::{decision, decisions};
 pub use metrics::metrics;
-pub use model::{model, model_bench, pulled};
+pub use model::{model, model_bench, model_review, pulled};
 pub use rollouts::{rollout, rollout_acted, rollout_history, rollouts, watch_exit};
 pub use status::{events, nodes, status};
 pub use traffic::traffic;

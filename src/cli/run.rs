@@ -261,6 +261,40 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
                 return Err(f);
             }
         },
+        Cmd::Model(ModelCmd::Review { example: true, .. }) => {
+            std::io::Write::write_all(
+                &mut stdout(),
+                crate::controller::review::file::EXAMPLE.as_bytes(),
+            )
+            .map_err(unwritten)?;
+        }
+        Cmd::Model(ModelCmd::Review {
+            file: Some(file), ..
+        }) => {
+            let text = if file.as_os_str() == "-" {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut t).map(|_| t)
+            } else {
+                std::fs::read_to_string(file)
+            }
+            .map_err(|e| {
+                Failure::new(
+                    exit::USAGE,
+                    format!("cannot read '{}': {e}", file.display()),
+                )
+            })?;
+            // Checked here first, so a bad file is named without asking the node.
+            crate::controller::review::file::parse(&text, crate::domain::now_millis())
+                .map_err(|e| Failure::new(exit::USAGE, format!("'{}': {e}", file.display())))?;
+            let r = client(cli).await?.model_review(text).await?;
+            output::model_review(&mut stdout(), &r, json).map_err(unwritten)?;
+        }
+        Cmd::Model(ModelCmd::Review { file: None, .. }) => {
+            return Err(Failure::new(
+                exit::USAGE,
+                "give a situation FILE or --example".to_string(),
+            ));
+        }
         Cmd::Model(ModelCmd::Bench { seconds }) => {
             let b = client(cli).await?.model_bench(*seconds).await?;
             output::model_bench(&mut stdout(), &b, json).map_err(unwritten)?;

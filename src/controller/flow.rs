@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::advisor;
 use super::brain::{Brain, Proposal, Series, World};
+use super::context;
 use super::decide::{self, Command, Next};
 use super::forecast::ForecastConfig;
 use super::model::{Engine, ModelReviewer};
@@ -178,6 +179,18 @@ fn poll_review(rx: &mut ReviewResult) -> Option<(Answered, Option<Duration>)> {
 }
 
 /// A review running on a blocking thread.
+/// The read of a slice's last log lines, run before its review.
+type LogsFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Vec<crate::controller::review::LogLine>> + Send>,
+>;
+
+/// The words around a proposal, gathered when its review starts.
+#[derive(Default)]
+struct Gathered {
+    context: crate::controller::review::Context,
+    logs: Option<LogsFuture>,
+}
+
 struct InReview {
     target: String,
     verb: &'static str,
@@ -727,6 +740,7 @@ impl Controller {
     /// Start, wait for or finish the review of `p`: one review at a time, no closer than the
     /// reviewer's interval, and never waited for past its budget.
     /// `wake` is notified when a review finishes.
+    /// `gather` gives the words around the proposal when a review starts.
     fn review_step(
         state: &mut Leading,
         r: &Arc<dyn Reviewer>,
@@ -734,6 +748,7 @@ impl Controller {
         world: &World,
         decisions: &[Decision],
         wake: &Arc<tokio::sync::Notify>,
+        gather: impl FnOnce() -> Gathered,
     ) -> ReviewStep {
         let (target, verb) = (p.action.target(), p.action.verb());
         let budget = r.budget();
@@ -802,18 +817,26 @@ impl Controller {
             return ReviewStep::Done(rec, None);
         }
         state.waiting.remove(&(target.clone(), verb));
-        let situation = Situation {
+        let started = Instant::now();
+        let gathered = gather();
+        let mut situation = Situation {
             proposal: p.clone(),
             world: world.clone(),
             recent: decisions.iter().take(20).cloned().collect(),
+            context: gathered.context,
         };
         let (reviewer, wake) = (r.clone(), wake.clone());
         let (tx, answer) = tokio::sync::oneshot::channel();
-        let started = Instant::now();
-        tokio::task::spawn_blocking(move || {
-            let res = reviewer.review(&situation);
-            let _ = tx.send((res, started.elapsed()));
-            wake.notify_one();
+        tokio::spawn(async move {
+            if let Some(logs) = gathered.logs {
+                situation.context.logs = logs.await;
+            }
+            let _ = tokio::task::spawn_blocking(move || {
+                let res = reviewer.review(&situation);
+                let _ = tx.send((res, started.elapsed()));
+                wake.notify_one();
+            })
+            .await;
         });
         state.review = Some(InReview {
             target,
@@ -823,6 +846,49 @@ impl Controller {
         });
         state.next_review = Some(Instant::now() + r.interval());
         ReviewStep::Wait
+    }
+
+    /// The words around `p` from this node's replica, and the read of its slice's logs (run
+    /// when the review starts, within [`context::LOG_WAIT`] per node). A store that cannot be
+    /// read gives no words: the review goes on with the numbers.
+    fn gather(
+        &self,
+        p: &Proposal,
+        now: Millis,
+        decisions: &[Decision],
+        control: &ControlState,
+    ) -> Gathered {
+        let store = &self.cluster.store;
+        let (Ok(audit), Ok(statuses), Ok(members)) =
+            (store.audit(2_000), store.instances(), store.nodes())
+        else {
+            return Gathered::default();
+        };
+        let name = |id: u64| {
+            members
+                .iter()
+                .find(|m| m.id == id)
+                .map(|m| m.name.clone())
+                .unwrap_or_else(|| format!("node {id}"))
+        };
+        let context = context::gather(
+            &p.action,
+            now,
+            &audit,
+            &statuses,
+            decisions,
+            control.paused.as_ref(),
+            name,
+        );
+        let sources = context::log_sources(&p.action, &statuses);
+        let addrs: HashMap<u64, String> = members.iter().map(|m| (m.id, m.addr.clone())).collect();
+        let cluster = self.cluster.clone();
+        let logs = (!sources.is_empty()).then(|| {
+            Box::pin(async move {
+                context::logs(&cluster, sources, |id| addrs.get(&id).cloned(), now).await
+            }) as LogsFuture
+        });
+        Gathered { context, logs }
     }
 
     /// Turn one proposal into a decision, or not: screened by the policy, reviewed if the
@@ -855,7 +921,8 @@ impl Controller {
             && let Some(r) = &self.reviewer
         {
             let p = &candidate.proposal;
-            match Self::review_step(state, r, p, world, decisions, &self.wake) {
+            let gather = || self.gather(p, world.now, decisions, control);
+            match Self::review_step(state, r, p, world, decisions, &self.wake, gather) {
                 ReviewStep::Wait => return Ok(()),
                 ReviewStep::Done(rec, verdict) => review = Some((rec, verdict)),
             }
@@ -1040,7 +1107,7 @@ mod tests {
         wake: &Arc<tokio::sync::Notify>,
     ) -> ReviewStep {
         let s = crate::controller::model::engine::demo();
-        Controller::review_step(state, r, p, &s.world, &s.recent, wake)
+        Controller::review_step(state, r, p, &s.world, &s.recent, wake, Gathered::default)
     }
 
     fn done(s: ReviewStep) -> (ReviewRecord, Option<Verdict>) {

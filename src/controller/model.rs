@@ -15,6 +15,7 @@
 
 pub mod engine;
 pub mod file;
+pub mod head;
 pub mod llama;
 pub mod prompt;
 pub mod testing;

@@ -6,8 +6,12 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::brain::{Proposal, World};
-use crate::domain::Decision;
+use crate::domain::{Decision, Millis};
+
+pub mod file;
 
 /// What a reviewer can say.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,13 +29,52 @@ pub struct Review {
     pub reason: String,
 }
 
-/// What a reviewer sees: the proposal after the safety bounds, the cluster this second and the
-/// latest decisions (vetoes and outcomes among them).
+/// What a reviewer sees: the proposal after the safety bounds, the cluster this second, the
+/// latest decisions (vetoes and outcomes among them) and the text around them.
 #[derive(Debug, Clone)]
 pub struct Situation {
     pub proposal: Proposal,
     pub world: World,
     pub recent: Vec<Decision>,
+    pub context: Context,
+}
+
+/// What the numbers cannot show: the words beside them, oldest first in each list. The
+/// controller gathers it for the proposal's target; the prompt shapes it to a budget.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    /// The slice's recent log lines (its instances' output and the supervisor's notes).
+    pub logs: Vec<LogLine>,
+    /// Restarts and exits, deploys and rollouts, node changes.
+    pub events: Vec<Event>,
+    /// Operators' words: veto and pause reasons, a blueprint's note.
+    pub notes: Vec<Note>,
+}
+
+/// One log line of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When it was read or written (Unix ms).
+    pub at: Millis,
+    /// `blueprint/slice/index`.
+    pub instance: String,
+    pub line: String,
+}
+
+/// Something that happened, in one line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: Millis,
+    pub what: String,
+}
+
+/// An operator's words.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    pub at: Millis,
+    /// Who wrote it (`uid:1000@n1`, an operator's name).
+    pub by: String,
+    pub text: String,
 }
 
 /// How long the controller waits for the reviewer before recording `timeout`.

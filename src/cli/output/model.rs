@@ -1,4 +1,4 @@
-//! `aether model pull`, `status` and `bench`: the on-device language model.
+//! `aether model pull`, `status`, `bench` and `review`: the on-device language model.
 
 use std::io::{self, Write};
 
@@ -100,5 +100,53 @@ pub fn model_bench(w: &mut dyn Write, b: &ModelBenchView, json: bool) -> io::Res
         b.reviews, b.failed, b.p50_ms, b.p95_ms
     )?;
     model(w, &b.status, false)?;
+    Ok(())
+}
+
+/// `aether model review FILE`: the verdict, the reason, the timing, then the text read.
+pub fn model_review(
+    w: &mut dyn Write,
+    r: &crate::controller::model::engine::ReviewView,
+    json: bool,
+) -> io::Result<()> {
+    if json {
+        return write_json(w, r);
+    }
+    let verdict = match r.adjust_to {
+        Some(n) => format!("{} to {n}", r.verdict),
+        None => r.verdict.clone(),
+    };
+    writeln!(w, "verdict  {verdict}")?;
+    let replaced = if r.replaced {
+        " (plain: the model's own cited numbers the situation does not hold)"
+    } else {
+        ""
+    };
+    writeln!(w, "reason   {}{replaced}", r.reason)?;
+    let scores: Vec<String> = r
+        .scores
+        .iter()
+        .map(|(c, v)| format!("{c} {v:.2}"))
+        .collect();
+    writeln!(w, "chosen   by the {} · {}", r.chooser, scores.join(" · "))?;
+    let fits = if r.latency_ms <= r.budget_ms {
+        "within"
+    } else {
+        "over"
+    };
+    writeln!(
+        w,
+        "timing   {} ms ({fits} the {} budget): read {} tokens in {} ms, wrote {} in {} ms",
+        r.latency_ms,
+        human_millis(r.budget_ms),
+        r.prompt_tokens,
+        r.prefill_ms,
+        r.generated,
+        r.decode_ms
+    )?;
+    writeln!(w, "read")?;
+    for line in r.text.lines() {
+        writeln!(w, "  {line}")?;
+    }
     Ok(())
 }

@@ -84,6 +84,13 @@ pub struct ModelStatus {
     pub reviews: u64,
     /// Reviews that missed their deadline.
     pub timeouts: u64,
+    /// Reviews whose generated reason cited a number the situation does not hold, replaced by
+    /// a plain reason.
+    #[serde(default)]
+    pub replaced_reasons: u64,
+    /// Who chooses the verdict: `head` (the trained head fits this model) or `calibrated`.
+    #[serde(default)]
+    pub chooser: String,
     pub last_latency_ms: Option<u64>,
     pub last_prompt_tokens: Option<usize>,
     /// Prompt tokens per second of the last review.
@@ -92,12 +99,15 @@ pub struct ModelStatus {
     pub decode_tok_s: Option<f64>,
     /// The last verdict and reason.
     pub last_review: Option<String>,
+    /// The situation text the last review read (numbers, notes, events, log lines).
+    #[serde(default)]
+    pub last_text: Option<String>,
 }
 
 struct Job {
     situation: Situation,
     deadline: Instant,
-    reply: SyncSender<Result<Review, String>>,
+    reply: SyncSender<Result<Reviewed, String>>,
 }
 
 /// Handle to the model thread.
@@ -129,11 +139,14 @@ impl Engine {
             prefix_tokens: 0,
             reviews: 0,
             timeouts: 0,
+            replaced_reasons: 0,
+            chooser: String::new(),
             last_latency_ms: None,
             last_prompt_tokens: None,
             prefill_tok_s: None,
             decode_tok_s: None,
             last_review: None,
+            last_text: None,
         }));
         let (tx, rx) = sync_channel(1);
         let engine = Arc::new(Engine {
@@ -171,6 +184,18 @@ impl Engine {
 
     /// Ask for a review and wait for it at most `budget`.
     pub fn review_within(&self, situation: Situation, budget: Duration) -> Result<Review, String> {
+        self.review_in_full(situation, budget).map(|r| Review {
+            verdict: r.answer.verdict,
+            reason: r.answer.reason,
+        })
+    }
+
+    /// Ask for a review and wait for it at most `budget`: the review in full.
+    pub fn review_in_full(
+        &self,
+        situation: Situation,
+        budget: Duration,
+    ) -> Result<Reviewed, String> {
         let state = self.status().state;
         if state != ModelState::Ready {
             self.wanted.store(true, Ordering::Relaxed);
@@ -216,21 +241,94 @@ pub struct BenchReport {
     pub status: ModelStatus,
 }
 
+/// What `aether model review FILE` prints: the verdict, the reason and the timing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewView {
+    /// `approve`, `reject` or `adjust`.
+    pub verdict: String,
+    pub adjust_to: Option<u32>,
+    pub reason: String,
+    /// The generated reason cited a number the situation does not hold: this is the plain one.
+    pub replaced: bool,
+    /// `head` or `calibrated`.
+    pub chooser: String,
+    /// Score per verb, then per count when the verb was adjust.
+    pub scores: Vec<(String, f32)>,
+    /// The verdicts on offer.
+    pub candidates: Vec<String>,
+    pub latency_ms: u64,
+    pub prompt_tokens: usize,
+    pub prefill_ms: u64,
+    pub generated: usize,
+    pub decode_ms: u64,
+    /// The controller's budget for a review (`controller.model.budget`).
+    pub budget_ms: u64,
+    /// The situation as the model read it.
+    pub text: String,
+}
+
+impl ReviewView {
+    /// The view of a review that took `latency`.
+    pub fn of(r: &Reviewed, latency: Duration, budget: Duration) -> ReviewView {
+        let a = &r.answer;
+        let (verdict, adjust_to) = match a.verdict {
+            Verdict::Approve => ("approve", None),
+            Verdict::Reject => ("reject", None),
+            Verdict::Adjust(n) => ("adjust", Some(n)),
+        };
+        ReviewView {
+            verdict: verdict.into(),
+            adjust_to,
+            reason: a.reason.clone(),
+            replaced: r.replaced,
+            chooser: a.chooser.into(),
+            scores: a.scores.clone(),
+            candidates: r
+                .candidates
+                .iter()
+                .map(|c| prompt::answer_text(c).trim().to_string())
+                .collect(),
+            latency_ms: latency.as_millis() as u64,
+            prompt_tokens: a.prompt_tokens,
+            prefill_ms: a.prefill_ms,
+            generated: a.generated,
+            decode_ms: a.decode_ms,
+            budget_ms: budget.as_millis() as u64,
+            text: r.text.clone(),
+        }
+    }
+}
+
 impl Engine {
-    /// Review [`demo`] back to back for `seconds` (after loading the model, up to a minute),
-    /// each with up to a minute: it measures the speed, not the budget.
-    pub fn bench(&self, seconds: u32) -> Result<BenchReport, String> {
+    /// Load the model if it is not loaded (waiting up to a minute).
+    fn ready(&self) -> Result<(), String> {
         self.wanted.store(true, Ordering::Relaxed);
         let until = Instant::now() + Duration::from_secs(60);
         loop {
             match self.status().state {
-                ModelState::Ready => break,
+                ModelState::Ready => return Ok(()),
                 ModelState::Idle | ModelState::Loading if Instant::now() < until => {
                     std::thread::sleep(Duration::from_millis(100))
                 }
                 s => return Err(format!("the model is {s}")),
             }
         }
+    }
+
+    /// Review one situation as the controller would (`aether model review FILE`), loading
+    /// the model first if needed; waits up to a minute, so a slow review still answers (the
+    /// view says whether it was within the budget).
+    pub fn review_file(&self, situation: Situation) -> Result<ReviewView, String> {
+        self.ready()?;
+        let t = Instant::now();
+        let r = self.review_in_full(situation, Duration::from_secs(60))?;
+        Ok(ReviewView::of(&r, t.elapsed(), self.cfg.budget.0))
+    }
+
+    /// Review [`demo`] back to back for `seconds` (after loading the model, up to a minute),
+    /// each with up to a minute: it measures the speed, not the budget.
+    pub fn bench(&self, seconds: u32) -> Result<BenchReport, String> {
+        self.ready()?;
         let end = Instant::now() + Duration::from_secs(seconds as u64);
         let (mut lat, mut failed) = (Vec::new(), 0);
         while Instant::now() < end {
@@ -258,59 +356,27 @@ impl Engine {
     }
 }
 
-/// A fixed scale-up situation (`aether model bench`): shop/web at 0.93 CPU per instance.
+/// The situation `aether model bench` reviews: the example of `aether model review --example`
+/// (a scale-up while the copies crash on an out-of-memory error), at the current time.
 pub fn demo() -> Situation {
-    use crate::controller::brain::{NodeView, Proposal, SliceView, World};
-    use crate::domain::{Action, NodeState};
-    let nodes = (1..=3)
-        .map(|i| NodeView {
-            id: i,
-            name: format!("n{i}"),
-            state: NodeState::Ready,
-            live: true,
-            cpu: 0.7,
-            mem: 0.4,
-            gpu_util: None,
-            gpu_temp: None,
-            anomalies: 0,
-            drained_by_controller: false,
-        })
-        .collect();
-    Situation {
-        proposal: Proposal {
-            rule: "cpu-high".into(),
-            action: Action::Scale {
-                blueprint: "shop".into(),
-                slice: "web".into(),
-                from: 2,
-                to: 4,
-            },
-            layers: vec!["rules:cpu-high".into()],
-            reasoning: vec![
-                "cpu per instance 0.93 above target 0.60 (+10% tolerance) for 15s".into(),
-            ],
-            inputs: vec![
-                ("cpu_per_instance".into(), "0.93".into()),
-                ("target_cpu".into(), "0.60".into()),
-            ],
-        },
-        world: World {
-            now: crate::domain::now_millis(),
-            slices: vec![SliceView {
-                blueprint: "shop".into(),
-                slice: "web".into(),
-                desired: 2,
-                min: 1,
-                max: 8,
-                active: 2,
-                cpu_reserved: 0.5,
-                cpu_used: Some(0.93),
-                ..SliceView::default()
-            }],
-            nodes,
-        },
-        recent: Vec::new(),
+    let mut s = review::file::parse(review::file::EXAMPLE, 0)
+        .expect("the example situation parses")
+        .situation;
+    let shift = crate::domain::now_millis().saturating_sub(s.world.now);
+    s.world.now += shift;
+    for d in &mut s.recent {
+        d.at += shift;
     }
+    for l in &mut s.context.logs {
+        l.at += shift;
+    }
+    for e in &mut s.context.events {
+        e.at += shift;
+    }
+    for n in &mut s.context.notes {
+        n.at += shift;
+    }
+    s
 }
 
 impl Drop for Engine {
@@ -394,28 +460,56 @@ pub fn load(
     Ok((Reviewer::new(llama, tok)?, info))
 }
 
-/// Shape the situation within the token budget and review it.
+/// One review in full: the answer, the verdicts that were on offer, the situation text the
+/// model read, and whether its reason was replaced by a plain one.
+#[derive(Debug, Clone)]
+pub struct Reviewed {
+    pub answer: Answer,
+    pub candidates: Vec<Verdict>,
+    pub text: String,
+    /// The generated reason cited a number the situation does not hold (or was empty): the
+    /// reason is [`prompt::plain_reason`] instead.
+    pub replaced: bool,
+}
+
+/// The situation as text within [`TOKEN_BUDGET`] tokens: shaped with less detail until it
+/// fits, or cut at the budget when even the least detail does not.
+pub fn situation_text(r: &Reviewer, s: &Situation) -> Result<String, ModelError> {
+    let mut detail = Detail::FULL;
+    loop {
+        let t = prompt::shape(s, detail);
+        let ids = r.tok.encode(&t)?;
+        if ids.len() <= TOKEN_BUDGET {
+            return Ok(t);
+        }
+        match detail.smaller() {
+            Some(d) => detail = d,
+            None => return r.tok.decode(&ids[..TOKEN_BUDGET]),
+        }
+    }
+}
+
+/// Shape the situation within the token budget, review it, and keep the reason only if it is
+/// grounded in the text.
 pub fn answer(
     r: &mut Reviewer,
     s: &Situation,
     max_step: u32,
     deadline: Instant,
-) -> Result<(Answer, Vec<Verdict>), ModelError> {
-    let mut detail = Detail::FULL;
-    let text = loop {
-        let t = prompt::shape(s, detail);
-        let ids = r.tok.encode(&t)?;
-        if ids.len() <= TOKEN_BUDGET {
-            break t;
-        }
-        match detail.smaller() {
-            Some(d) => detail = d,
-            // Even the least detail is over: keep the budget's worth of its start.
-            None => break r.tok.decode(&ids[..TOKEN_BUDGET])?,
-        }
-    };
+) -> Result<Reviewed, ModelError> {
+    let text = situation_text(r, s)?;
     let candidates = prompt::candidates(s, max_step);
-    Ok((r.review(&text, &candidates, deadline)?, candidates))
+    let mut answer = r.review(&text, &candidates, deadline)?;
+    let replaced = answer.reason.is_empty() || !prompt::grounded(&answer.reason, &text);
+    if replaced {
+        answer.reason = prompt::plain_reason(s, &answer.verdict);
+    }
+    Ok(Reviewed {
+        answer,
+        candidates,
+        text,
+        replaced,
+    })
 }
 
 fn run(
@@ -468,6 +562,12 @@ fn run(
                         s.file = Some(info.clone());
                         s.load_ms = Some(ms);
                         s.prefix_tokens = r.prefix_tokens();
+                        s.chooser = if r.head.is_some() {
+                            "head"
+                        } else {
+                            "calibrated"
+                        }
+                        .into();
                     });
                     model = Some(r);
                 }
@@ -498,11 +598,12 @@ fn run(
         let res = answer(m, &job.situation, max_step, job.deadline);
         let ms = t0.elapsed().as_millis() as u64;
         let reply = match res {
-            Ok((a, _)) => {
+            Ok(r) => {
+                let a = &r.answer;
                 let said = format!("{}: {}", prompt::answer_text(&a.verdict).trim(), a.reason);
-                let verdict = a.verdict.clone();
                 set(&|s| {
                     s.reviews += 1;
+                    s.replaced_reasons += u64::from(r.replaced);
                     s.last_latency_ms = Some(ms);
                     s.last_prompt_tokens = Some(a.prompt_tokens);
                     s.prefill_tok_s =
@@ -510,15 +611,9 @@ fn run(
                     s.decode_tok_s = (a.generated > 0)
                         .then(|| a.generated as f64 * 1000.0 / a.decode_ms.max(1) as f64);
                     s.last_review = Some(said.clone());
+                    s.last_text = Some(r.text.clone());
                 });
-                Ok(Review {
-                    verdict,
-                    reason: if a.reason.is_empty() {
-                        "(the model gave no reason)".into()
-                    } else {
-                        a.reason
-                    },
-                })
+                Ok(r)
             }
             Err(e) => {
                 set(&|s| s.timeouts += u64::from(Instant::now() >= job.deadline));

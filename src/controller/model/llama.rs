@@ -212,6 +212,18 @@ impl Llama {
         cache: &mut Cache,
         keep: usize,
     ) -> Result<Tensor, ModelError> {
+        let x = self.hidden(tokens, cache, keep)?;
+        self.logits(&x)
+    }
+
+    /// Run `tokens` after what `cache` holds; the final hidden states (after the last norm)
+    /// of the last `keep` positions (`[keep, width]`), and `cache` extended by `tokens`.
+    pub fn hidden(
+        &self,
+        tokens: &[u32],
+        cache: &mut Cache,
+        keep: usize,
+    ) -> Result<Tensor, ModelError> {
         if tokens.is_empty() {
             return Err(ModelError::Candle("nothing to run".into()));
         }
@@ -223,6 +235,14 @@ impl Llama {
             )));
         }
         self.run(tokens, cache, keep.clamp(1, tokens.len()))
+            .map_err(candle)
+    }
+
+    /// The logits of hidden states (`[n, width]` → `[n, vocab]`).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor, ModelError> {
+        self.output
+            .forward(hidden)
+            .and_then(|t| t.to_dtype(DType::F32))
             .map_err(candle)
     }
 
@@ -277,8 +297,7 @@ impl Llama {
         }
         cache.len += seq;
         let x = x.i((.., seq - keep.., ..))?.contiguous()?;
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, h.eps as f32)?;
-        self.output.forward(&x)?.squeeze(0)?.to_dtype(DType::F32)
+        candle_nn::ops::rms_norm(&x, &self.norm, h.eps as f32)?.squeeze(0)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::controller::brain::SliceView;
 use crate::controller::review::{Situation, Verdict};
-use crate::domain::{Action, DecisionStatus, human_millis};
+use crate::domain::{Action, DecisionStatus};
 
 /// Most tokens the situation text may take (the fixed prefix is not counted: it is cached).
 pub const TOKEN_BUDGET: usize = 400;
@@ -13,35 +13,26 @@ pub const TOKEN_BUDGET: usize = 400;
 /// The fixed start of every prompt (ChatML, as the GGUF's chat template writes it): the task
 /// and worked examples, ending where the situation begins. Cached once per load.
 pub const SYSTEM: &str = "<|im_start|>system
-You review an autoscaler's proposals for a server cluster. Reply with a verdict: approve when the action fits the load; reject when it repeats an action an operator vetoed, flaps back and forth, scales in on a forecast alone, or the load does not need it; adjust to N when a different instance count fits better. Then one short reason.<|im_end|>
+You review an autoscaler's proposals for a server cluster. Read the numbers, then the notes, events and log lines: they show what numbers cannot. Reject when more copies cannot help (the copies crash on a fault of their own or of a dependency), when a rise is a passing warm-up, when an operator's note still forbids it, when it repeats a vetoed action or flaps, or scales in on a forecast alone. Approve when the load needs it, also when errors come from overload or are old or harmless, or a note's window has passed. Adjust to N when another count fits better. Then one short reason that cites the situation.<|im_end|>
 <|im_start|>user
-Proposal: drain node n2 (rule gpu-hot).
-Node n2: ready, cpu 0.40, gpu 93C; 3 nodes ready.
+Now 09:30 UTC.
+Proposal: scale_up pay/api from 3 to 5 (rule cpu-high).
+Slice pay/api: 3 of 3 active, bounds 2..=10, cpu per instance 0.91 (target 0.60).
+Logs (3 lines):
+  pay/api/1 5s ago: panic: open /etc/pay/keys.pem: no such file or directory (x3)
+Risks: none.<|im_end|>
+<|im_start|>assistant
+Verdict: reject
+Reason: The copies crash on a missing key file; more copies would crash too.<|im_end|>
+<|im_start|>user
+Now 11:05 UTC.
+Proposal: scale_up pay/web from 2 to 3 (rule latency-high).
+Slice pay/web: 2 of 2 active, bounds 1..=6, 340.00 calls/s, p95 410 ms (target 250 ms).
+Notes: bob 3h ago: \"no scaling of pay/web before 10:00, audit\".
 Risks: none.<|im_end|>
 <|im_start|>assistant
 Verdict: approve
-Reason: The GPU is overheating, so moving work off n2 is safe.<|im_end|>
-<|im_start|>user
-Proposal: scale_down shop/api from 6 to 3 (rule forecast).
-Slice shop/api: 6 of 6 active, bounds 2..=10, cpu per instance 0.55 (target 0.60).
-Risks: forecast only: a scale-in on a forecast alone.<|im_end|>
-<|im_start|>assistant
-Verdict: reject
-Reason: The measured load does not support scaling in; only the forecast does.<|im_end|>
-<|im_start|>user
-Proposal: scale_up shop/web from 3 to 5 (rule cpu-high).
-Slice shop/web: 3 of 3 active, bounds 1..=8, cpu per instance 0.80 (target 0.60).
-Risks: operator vetoed d-12 (scale_up shop/web) 4m ago.<|im_end|>
-<|im_start|>assistant
-Verdict: reject
-Reason: An operator vetoed the same scale-up minutes ago.<|im_end|>
-<|im_start|>user
-Proposal: scale_up shop/web from 2 to 4 (rule cpu-high).
-Slice shop/web: 2 of 2 active, bounds 1..=8, cpu per instance 0.95 (target 0.60).
-Risks: none.<|im_end|>
-<|im_start|>assistant
-Verdict: approve
-Reason: CPU is far above target, so more instances are needed.<|im_end|>
+Reason: Latency is far above target and the 10:00 hold has passed.<|im_end|>
 <|im_start|>user
 ";
 
@@ -58,25 +49,50 @@ pub struct Detail {
     pub nodes: usize,
     pub recent: usize,
     pub reasoning: usize,
+    pub logs: usize,
+    pub events: usize,
+    pub notes: usize,
 }
 
 impl Detail {
     pub const FULL: Detail = Detail {
         nodes: 8,
         recent: 4,
-        reasoning: 3,
+        reasoning: 2,
+        logs: 6,
+        events: 4,
+        notes: 3,
     };
 
-    /// The next smaller level, or `None` at the smallest.
+    /// The next smaller level, or `None` at the smallest. Nodes, recent decisions and the
+    /// rule's sentences go first; then log lines and events down to one each; then the event,
+    /// all notes but the newest, the log line, the note: the words go last, since they are
+    /// what the numbers cannot show.
     pub fn smaller(self) -> Option<Detail> {
-        if self.nodes == 0 && self.recent == 0 && self.reasoning == 0 {
+        let d = self;
+        let halve = |n: usize| if n == 0 { 0 } else { (n / 2).max(1) };
+        let mut n = d;
+        if d.nodes + d.recent + d.reasoning > 0 {
+            n.nodes = d.nodes / 2;
+            n.recent = d.recent / 2;
+            n.reasoning = d.reasoning.saturating_sub(1);
+            n.logs = halve(d.logs);
+            n.events = halve(d.events);
+        } else if d.logs > 1 || d.events > 1 {
+            n.logs = halve(d.logs);
+            n.events = halve(d.events);
+        } else if d.events == 1 {
+            n.events = 0;
+        } else if d.notes > 1 {
+            n.notes = 1;
+        } else if d.logs == 1 {
+            n.logs = 0;
+        } else if d.notes == 1 {
+            n.notes = 0;
+        } else {
             return None;
         }
-        Some(Detail {
-            nodes: self.nodes / 2,
-            recent: self.recent / 2,
-            reasoning: self.reasoning.saturating_sub(1),
-        })
+        Some(n)
     }
 }
 
@@ -120,7 +136,7 @@ pub fn risks(s: &Situation) -> Vec<String> {
         out.push(format!(
             "operator vetoed {} ({verb} {target}) {} ago",
             d.name(),
-            human_millis(now.saturating_sub(at))
+            short_ago(now, at)
         ));
     }
     let opposite = match verb {
@@ -176,6 +192,7 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
         Action::Undrain { name, .. } => format!("undrain node {name}"),
         a @ Action::Rollback { .. } => a.to_string(),
     };
+    t.push_str(&format!("Now {}.\n", clock(s.world.now)));
     t.push_str(&format!("Proposal: {action} (rule {}).\n", p.rule));
     if let Some(v) = slice(s) {
         t.push_str(&format!(
@@ -237,11 +254,22 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
         let r: String = r.chars().take(160).collect();
         t.push_str(&format!("Why: {r}\n"));
     }
-    if detail.nodes > 0 && !s.world.nodes.is_empty() {
-        let focus = match &p.action {
-            Action::Drain { node, .. } | Action::Undrain { node, .. } => Some(*node),
-            _ => None,
-        };
+    let focus = match &p.action {
+        Action::Drain { node, .. } | Action::Undrain { node, .. } => Some(*node),
+        _ => None,
+    };
+    if focus.is_none() && detail.nodes > 0 && !s.world.nodes.is_empty() {
+        let ready = s
+            .world
+            .nodes
+            .iter()
+            .filter(|n| n.state == crate::domain::NodeState::Ready && n.live)
+            .count();
+        t.push_str(&format!(
+            "Nodes: {ready} of {} ready.\n",
+            s.world.nodes.len()
+        ));
+    } else if detail.nodes > 0 && !s.world.nodes.is_empty() {
         let mut nodes: Vec<_> = s.world.nodes.iter().collect();
         nodes.sort_by_key(|n| (Some(n.id) != focus, n.name.clone()));
         let shown: Vec<String> = nodes
@@ -278,7 +306,7 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
                     d.name(),
                     d.status.word(),
                     d.action,
-                    human_millis(s.world.now.saturating_sub(d.at))
+                    short_ago(s.world.now, d.at)
                 );
                 if let Some(o) = &d.outcome {
                     x.push_str(&format!(", outcome {}", o.verdict));
@@ -290,6 +318,7 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
             t.push_str(&format!("Recent: {}.\n", shown.join("; ")));
         }
     }
+    text_lines(&mut t, s, detail);
     let risks = risks(s);
     if risks.is_empty() {
         t.push_str("Risks: none.");
@@ -297,6 +326,207 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
         t.push_str(&format!("Risks: {}.", risks.join("; ")));
     }
     t
+}
+
+/// The operators' notes, the events and the log lines, within `detail`: notes newest first,
+/// events newest first, log lines with error words first, each distinct line once with its count.
+fn text_lines(t: &mut String, s: &Situation, detail: Detail) {
+    let now = s.world.now;
+    let c = &s.context;
+    if detail.notes > 0 && !c.notes.is_empty() {
+        let shown: Vec<String> = c
+            .notes
+            .iter()
+            .rev()
+            .take(detail.notes)
+            .map(|n| {
+                let by = if n.by.is_empty() { "operator" } else { &n.by };
+                format!(
+                    "{by} {} ago: \"{}\"",
+                    short_ago(now, n.at),
+                    cut(&n.text, 160)
+                )
+            })
+            .collect();
+        t.push_str(&format!("Notes: {}.\n", shown.join("; ")));
+    }
+    if detail.events > 0 && !c.events.is_empty() {
+        let shown: Vec<String> = c
+            .events
+            .iter()
+            .rev()
+            .take(detail.events)
+            .map(|e| format!("{} ago {}", short_ago(now, e.at), cut(&e.what, 120)))
+            .collect();
+        t.push_str(&format!("Events: {}.\n", shown.join("; ")));
+    }
+    if detail.logs > 0 && !c.logs.is_empty() {
+        // Distinct lines (timestamps aside), newest copy kept, with their counts.
+        let mut lines: Vec<(String, &str, u64, usize)> = Vec::new();
+        for l in c.logs.iter().rev() {
+            let body = log_body(&l.line);
+            match lines.iter_mut().find(|x| x.0 == body) {
+                Some(x) => x.3 += 1,
+                None => lines.push((body, l.instance.as_str(), l.at, 1)),
+            }
+        }
+        lines.sort_by_key(|x| (!is_error(&x.0), std::cmp::Reverse(x.2)));
+        t.push_str(&format!("Logs ({} lines):\n", c.logs.len()));
+        for (body, instance, at, n) in lines.iter().take(detail.logs) {
+            let times = if *n > 1 {
+                format!(" (x{n})")
+            } else {
+                String::new()
+            };
+            // Lines read from a log file carry no time of their own (`at` is the read).
+            let age = if *at < now {
+                format!(" {} ago", short_ago(now, *at))
+            } else {
+                String::new()
+            };
+            t.push_str(&format!("  {instance}{age}: {}{times}\n", cut(body, 120)));
+        }
+    }
+}
+
+/// Words that mark a log line as an error, for ordering lines (errors first); the reviewer, not
+/// this list, judges what they mean.
+const ERROR_WORDS: &[&str] = &[
+    "error",
+    "exception",
+    "fatal",
+    "panic",
+    "fail",
+    "refused",
+    "denied",
+    "killed",
+    "oom",
+    "outofmemory",
+    "out of memory",
+    "timeout",
+    "timed out",
+    "traceback",
+    "crash",
+    "unavailable",
+    "cannot",
+    "could not",
+    "unable",
+];
+
+/// Whether a line holds an error word (case aside).
+pub fn is_error(line: &str) -> bool {
+    let l = line.to_lowercase();
+    ERROR_WORDS.iter().any(|w| l.contains(w))
+}
+
+/// A log line without its leading timestamp: the words up to the first that has letters and
+/// no digits (`2026-12-04T16:01:58Z`, `[16:01:58]`, `12/04` go; `ERROR` stays).
+fn log_body(line: &str) -> String {
+    let mut words = line.split_whitespace().peekable();
+    while let Some(w) = words.peek() {
+        let letters = w.chars().filter(|c| c.is_alphabetic()).count();
+        if w.chars().any(|c| c.is_ascii_digit()) && letters <= 2 {
+            words.next();
+        } else {
+            break;
+        }
+    }
+    let body: Vec<&str> = words.collect();
+    if body.is_empty() {
+        line.trim().to_string()
+    } else {
+        body.join(" ")
+    }
+}
+
+/// At most `n` characters, with '…' when cut.
+fn cut(text: &str, n: usize) -> String {
+    let text = text.trim();
+    if text.chars().count() <= n {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(n).collect();
+    format!("{}…", head.trim_end())
+}
+
+/// The time of day of `at`, UTC: `16:02 UTC`.
+pub fn clock(at: crate::domain::Millis) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    format!("{} UTC", &text[11..16])
+}
+
+/// How long before `now` `at` was, in its largest unit: `20s`, `4m`, `2h`, `3d`.
+pub fn short_ago(now: crate::domain::Millis, at: crate::domain::Millis) -> String {
+    let s = now.saturating_sub(at) / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// The numbers in a text: runs of digits with at most one inner '.' (`0.93`, `12` of `d-12`,
+/// `16` and `02` of `16:02`).
+pub fn numbers(text: &str) -> Vec<f64> {
+    let mut out = Vec::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let start = i;
+            let mut dot = false;
+            while i < b.len()
+                && (b[i].is_ascii_digit()
+                    || (b[i] == b'.' && !dot && b.get(i + 1).is_some_and(u8::is_ascii_digit)))
+            {
+                dot |= b[i] == b'.';
+                i += 1;
+            }
+            if let Ok(v) = text[start..i].parse::<f64>() {
+                out.push(v);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether every number in `reason` appears in `situation` (the text the model read), or is
+/// a percentage of a fraction there (`93%` of `0.93`).
+pub fn grounded(reason: &str, situation: &str) -> bool {
+    let known = numbers(situation);
+    let near = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+    numbers(reason)
+        .into_iter()
+        .all(|n| known.iter().any(|k| near(*k, n) || near(*k * 100.0, n)))
+}
+
+/// A plain reason from the situation's own words, for a verdict whose generated reason cited
+/// what the situation does not hold.
+pub fn plain_reason(s: &Situation, v: &Verdict) -> String {
+    let p = &s.proposal;
+    let what = format!("{} {}", p.action.verb(), p.action.target());
+    let why = p
+        .reasoning
+        .first()
+        .map(|r| cut(r, 120))
+        .unwrap_or_else(|| format!("rule {}", p.rule));
+    match v {
+        Verdict::Approve => format!("{what} fits: {why}."),
+        Verdict::Reject => match risks(s).first() {
+            Some(r) => format!("{what} is doubtful: {r}."),
+            None => format!("{what} is doubtful: the logs, events or notes argue against it."),
+        },
+        Verdict::Adjust(n) => match &p.action {
+            Action::Scale { to, .. } => {
+                format!("{n} instances fit {} better than {to}.", p.action.target())
+            }
+            _ => format!("{what}: {n} instances fit better."),
+        },
+    }
 }
 
 /// The answer text of a verdict after [`ANSWER`].
@@ -349,6 +579,8 @@ mod tests {
             to,
         };
         s.world.now = 10_000_000;
+        s.recent.clear();
+        s.context = Default::default();
         s.world.slices[0].desired = from;
         s.world.slices[0].active = from;
         let proto = s.world.nodes[0].clone();
@@ -414,12 +646,16 @@ mod tests {
         ));
         let t = shape(&s, Detail::FULL);
         assert!(
-            t.starts_with("Proposal: scale_up shop/web from 2 to 4 (rule cpu-high).\n"),
+            t.starts_with(
+                "Now 02:46 UTC.\nProposal: scale_up shop/web from 2 to 4 (rule cpu-high).\n"
+            ),
             "{t}"
         );
         assert!(t.contains("cpu per instance 0.93 (target 0.60)"), "{t}");
-        assert!(t.contains("n2 ready cpu 0.50 mem 0.30 gpu 91C"), "{t}");
-        assert!(t.contains("; 4 more."), "8 of 12 nodes shown: {t}");
+        assert!(
+            t.contains("Nodes: 12 of 12 ready.\n"),
+            "a scale counts the nodes: {t}"
+        );
         assert!(
             t.contains("operator vetoed d-7 (scale_up shop/web) 3m"),
             "{t}"
@@ -430,6 +666,114 @@ mod tests {
         assert!(
             small.contains("Risks: operator vetoed"),
             "risks are never dropped"
+        );
+    }
+
+    #[test]
+    fn a_drain_shows_its_node_first_and_the_others_in_short() {
+        let mut s = situation("gpu-hot", 2, 4);
+        s.proposal.action = Action::Drain {
+            node: 2,
+            name: "n2".into(),
+        };
+        let t = shape(&s, Detail::FULL);
+        assert!(
+            t.contains("Proposal: drain node n2 (rule gpu-hot).\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("Nodes: n2 ready cpu 0.50 mem 0.30 gpu 91C; n1 ready"),
+            "{t}"
+        );
+        assert!(t.contains("; 4 more."), "8 of 12 nodes shown: {t}");
+    }
+
+    #[test]
+    fn notes_events_and_log_lines_are_shaped_errors_first_and_once_each() {
+        use crate::controller::review::{Event, LogLine, Note};
+        let mut s = situation("cpu-high", 2, 4);
+        let now = s.world.now;
+        let log = |ago: u64, line: &str| LogLine {
+            at: now - ago,
+            instance: "shop/web/0".into(),
+            line: line.into(),
+        };
+        s.context.logs = vec![
+            log(50_000, "2026-12-04T16:01:10Z INFO GET /cart 200 12ms"),
+            log(
+                40_000,
+                "2026-12-04T16:01:20Z ERROR dial tcp 10.0.0.5:5432: connection refused",
+            ),
+            log(30_000, "2026-12-04T16:01:30Z INFO GET /cart 200 9ms"),
+            log(
+                20_000,
+                "2026-12-04T16:01:40Z ERROR dial tcp 10.0.0.5:5432: connection refused",
+            ),
+        ];
+        s.context.events = vec![Event {
+            at: now - 120_000,
+            what: "shop/web/1 on n2 is backoff, 3 restarts, last exit: exit 1".into(),
+        }];
+        s.context.notes = vec![Note {
+            at: now - 7_200_000,
+            by: "alice".into(),
+            text: "db failover drill until 15:00".into(),
+        }];
+        let t = shape(&s, Detail::FULL);
+        assert!(
+            t.contains("Notes: alice 2h ago: \"db failover drill until 15:00\".\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "Events: 2m ago shop/web/1 on n2 is backoff, 3 restarts, last exit: exit 1.\n"
+            ),
+            "{t}"
+        );
+        let logs = t.split("Logs (4 lines):\n").nth(1).expect("a log section");
+        let lines: Vec<&str> = logs.lines().take(3).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "  shop/web/0 20s ago: ERROR dial tcp 10.0.0.5:5432: connection refused (x2)",
+                "  shop/web/0 30s ago: INFO GET /cart 200 9ms",
+                "  shop/web/0 50s ago: INFO GET /cart 200 12ms",
+            ],
+            "errors first, each distinct line once, timestamps aside: {t}"
+        );
+        // The newest note and the worst log line are the last to go.
+        let mut d = Detail::FULL;
+        while let Some(n) = d.smaller() {
+            if n.logs == 0 {
+                break;
+            }
+            d = n;
+        }
+        let small = shape(&s, d);
+        assert!(
+            small.contains("db failover drill")
+                && small.contains("connection refused")
+                && !small.contains("Events:")
+                && !small.contains("GET /cart"),
+            "{small}"
+        );
+    }
+
+    #[test]
+    fn a_reason_is_grounded_only_in_numbers_the_situation_holds() {
+        let text = "Now 16:02 UTC.\nSlice shop/web: cpu per instance 0.93 (target 0.60), errors 1.2%.\nRecent: d-12 vetoed.";
+        assert!(grounded("CPU is 0.93, far above 0.60.", text));
+        assert!(grounded("d-12 was vetoed at 16:02.", text));
+        assert!(
+            grounded("CPU at 93% is high.", text),
+            "a fraction as a percentage"
+        );
+        assert!(grounded("No numbers at all.", text));
+        assert!(!grounded("CPU is 0.97, above target.", text));
+        assert!(!grounded("Scale to 6 instances.", text));
+        assert_eq!(
+            numbers("v1.2.3 at 10:05, 0.5."),
+            vec![1.2, 3.0, 10.0, 5.0, 0.5]
         );
     }
 
@@ -503,8 +847,11 @@ mod tests {
         while let Some(s) = d.smaller() {
             d = s;
             n += 1;
-            assert!(n < 10);
+            assert!(n < 20);
         }
-        assert_eq!((d.nodes, d.recent, d.reasoning), (0, 0, 0));
+        assert_eq!(
+            (d.nodes, d.recent, d.reasoning, d.logs, d.events, d.notes),
+            (0, 0, 0, 0, 0, 0)
+        );
     }
 }

@@ -1,20 +1,24 @@
-//! The constrained verdict: the verb (approve, reject, adjust) is scored by the log-probability
-//! of its first token after the answer prefix, calibrated by the same token's log-probability
-//! after a content-free situation (so a verb the model favours whatever it reads does not win by
-//! default); for adjust, the count is the offered one the model scores highest after
-//! "adjust to". Nothing is parsed from free text. Then up to [`REASON_TOKENS`] tokens of reason
-//! are generated greedily after it.
+//! The constrained verdict. With a head that fits the model ([`super::head`]), the verb
+//! (approve, reject, adjust) is the head's choice over the model's hidden states of the
+//! situation; without one, the verb is scored by the log-probability of its first token after
+//! the answer prefix, calibrated by the same token's log-probability after a content-free
+//! situation (so a verb the model favours whatever it reads does not win by default). For
+//! adjust, the count is the offered one the model scores highest after "adjust to". Nothing is
+//! parsed from free text. Then up to [`REASON_TOKENS`] tokens of reason are generated greedily.
 
 use std::time::Instant;
 
+use candle_core::{D, IndexOp, Tensor};
+
 use super::ModelError;
+use super::head::Head;
 use super::llama::{Cache, Llama, log_softmax};
 use super::prompt::{ANSWER, CONTENT_FREE, REASON, SYSTEM, answer_text};
 use super::tokenizer::Tokenizer;
 use crate::controller::review::Verdict;
 
 /// Most tokens of reason.
-pub const REASON_TOKENS: usize = 40;
+pub const REASON_TOKENS: usize = 28;
 
 /// A model ready to review: the network, its tokenizer, and the cached system prefix.
 pub struct Reviewer {
@@ -24,8 +28,12 @@ pub struct Reviewer {
     system: Cache,
     /// Next-token log-probabilities after a content-free situation (the calibration prior).
     free: Vec<f32>,
-    /// Subtract the content-free prior from each candidate's score.
+    /// Subtract the content-free prior from each candidate's score (without a head).
     pub calibrate: bool,
+    /// The verdict head, when one fits this model.
+    pub head: Option<Head>,
+    /// The features of the content-free situation (what a head is checked against).
+    pub probe: Vec<f32>,
     /// The fixed texts every review runs, tokenized once.
     fixed: Fixed,
 }
@@ -69,6 +77,25 @@ pub struct Answer {
     pub prefill_ms: u64,
     pub generated: usize,
     pub decode_ms: u64,
+    /// The hidden-state features the head reads (what `--train` collects).
+    pub features: Vec<f32>,
+    /// Who chose the verb: `head` or `calibrated`.
+    pub chooser: &'static str,
+}
+
+/// What the features are: the last position's final hidden state, then the mean over the
+/// situation's positions.
+pub const FEATURES: &str = "last+mean";
+
+/// The features of a situation's hidden states (`[n, width]`).
+fn features(hidden: &Tensor) -> Result<Vec<f32>, ModelError> {
+    let f = || -> candle_core::Result<Vec<f32>> {
+        let n = hidden.dim(0)?;
+        let last = hidden.i(n - 1)?;
+        let mean = hidden.mean(0)?;
+        Tensor::cat(&[&last, &mean], D::Minus1)?.to_vec1::<f32>()
+    };
+    f().map_err(|e| ModelError::Candle(e.to_string()))
 }
 
 /// Past the deadline between two steps.
@@ -86,16 +113,31 @@ impl Reviewer {
         llama.forward(&tok.encode(SYSTEM)?, &mut system, 1)?;
         let mut cache = system.clone();
         let ids = tok.encode(&format!("{CONTENT_FREE}{ANSWER}"))?;
-        let lp = log_softmax(&llama.forward(&ids, &mut cache, 1)?)?.remove(0);
+        let hidden = llama.hidden(&ids, &mut cache, ids.len())?;
+        let probe = features(&hidden)?;
+        let last = hidden
+            .i(ids.len() - 1..ids.len())
+            .map_err(|e| ModelError::Candle(e.to_string()))?;
+        let lp = log_softmax(&llama.logits(&last)?)?.remove(0);
         let fixed = Fixed::new(&tok)?;
+        let head = super::head::shipped().filter(|h| h.fits(FEATURES, &probe));
         Ok(Reviewer {
             llama,
             tok,
             system,
             free: lp,
             calibrate: true,
+            head,
+            probe,
             fixed,
         })
+    }
+
+    /// The features the head reads of a situation text (the prompt's prefill only).
+    pub fn read(&self, text: &str) -> Result<Vec<f32>, ModelError> {
+        let ids = self.tok.encode(&format!("{text}{ANSWER}"))?;
+        let mut cache = self.system.clone();
+        features(&self.llama.hidden(&ids, &mut cache, ids.len())?)
     }
 
     /// Tokens in the cached prefix.
@@ -127,7 +169,12 @@ impl Reviewer {
         let ids = self.tok.encode(&format!("{text}{ANSWER}"))?;
         let t0 = Instant::now();
         let mut cache = self.system.clone();
-        let lp = log_softmax(&self.llama.forward(&ids, &mut cache, 1)?)?.remove(0);
+        let hidden = self.llama.hidden(&ids, &mut cache, ids.len())?;
+        let feats = features(&hidden)?;
+        let last = hidden
+            .i(ids.len() - 1..ids.len())
+            .map_err(|e| ModelError::Candle(e.to_string()))?;
+        let lp = log_softmax(&self.llama.logits(&last)?)?.remove(0);
         let prefill_ms = t0.elapsed().as_millis() as u64;
         check(deadline)?;
         let counts: Vec<u32> = candidates
@@ -145,11 +192,16 @@ impl Reviewer {
         };
         let mut scores = Vec::new();
         let mut best: Option<(Verdict, f32)> = None;
-        for (c, word, first) in verbs {
-            let mut s = lp[*first as usize];
-            if self.calibrate {
-                s -= self.free[*first as usize];
-            }
+        let by_head = self
+            .head
+            .as_ref()
+            .map(|h| h.log_probs(&feats, &[true, true, verbs.len() == 3]));
+        for (i, (c, word, first)) in verbs.iter().enumerate() {
+            let s = match by_head {
+                Some(lp) => lp[i],
+                None if self.calibrate => lp[*first as usize] - self.free[*first as usize],
+                None => lp[*first as usize],
+            };
             if best.as_ref().is_none_or(|b| s > b.1) {
                 best = Some((c.clone(), s));
             }
@@ -193,6 +245,12 @@ impl Reviewer {
             prefill_ms,
             generated,
             decode_ms: t1.elapsed().as_millis() as u64,
+            features: feats,
+            chooser: if by_head.is_some() {
+                "head"
+            } else {
+                "calibrated"
+            },
         })
     }
 
@@ -218,7 +276,8 @@ impl Reviewer {
                 break;
             }
             out.push(next);
-            if self.tok.decode(&out)?.contains('\n') {
+            let so_far = self.tok.decode(&out)?;
+            if so_far.contains('\n') || (so_far.len() > 12 && so_far.trim_end().ends_with('.')) {
                 break;
             }
             if cache.len + 1 >= self.llama.max_positions() {
