@@ -7,7 +7,8 @@
 # each valid answer (p50, max) and how many answers were valid, invalid, failed or too slow, with
 # the last advice and the last error. Nothing leaves the host.
 #
-# usage: scripts/bench/advisor.sh [ROUNDS]   (env: INTERVAL=30s BUDGET=30s PORT=18080)
+# usage: scripts/bench/advisor.sh [ROUNDS]
+#        (env: INTERVAL=30s BUDGET=30s PORT=18080 AETHER_BIN=path/to/aether)
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -25,8 +26,13 @@ if ! "$VENV/bin/python" -c 'import llama_cpp.server' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet 'llama-cpp-python[server]'
 fi
 
-cargo build --release --locked --bin aether
-BIN=./target/release/aether
+# AETHER_BIN: a binary already built (the figures are the endpoint's, not the node's).
+if [ -n "${AETHER_BIN:-}" ]; then
+  BIN="$AETHER_BIN"
+else
+  cargo build --release --locked --bin aether
+  BIN="${CARGO_TARGET_DIR:-target}/release/aether"
+fi
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
