@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The strategic layer against a real OpenAI-compatible server: llama-cpp-python's
 # (`pip install 'llama-cpp-python[server]'`, into $LLAMA_SERVER_VENV, default
-# /tmp/llama-server-venv, made here when missing: about 5 minutes on 2 cores) serving SmolLM2
+# /tmp/llama-server-venv, made here when missing: 5 minutes on an idle 2-core machine, 35 on a busy one) serving SmolLM2
 # ($MODEL, default ~/.cache/aether/SmolLM2-135M-Instruct.Q4_1.gguf) on 127.0.0.1. One node with
-# a small blueprint asks it every $INTERVAL for $ROUNDS answers, then this prints the latency of
-# each valid answer (p50, max) and how many answers were valid, invalid, failed or too slow, with
-# the last advice and the last error. Nothing leaves the host.
+# a small blueprint asks it every $INTERVAL for $ROUNDS answers, then this prints the latency
+# (p50, max) of the valid answers at the node and of every answer at the server, how many answers
+# were valid, invalid, failed or too slow, the last advice and the last error. Nothing leaves the
+# host.
 #
 # usage: scripts/bench/advisor.sh [ROUNDS]
 #        (env: INTERVAL=30s BUDGET=30s PORT=18080 AETHER_BIN=path/to/aether)
@@ -82,9 +83,9 @@ done
 "${CLI[@]}" blueprint apply "$TMP/bench.toml" >/dev/null
 
 echo "== $ROUNDS answers from SmolLM2 via llama-cpp-python, every $INTERVAL (budget $BUDGET) =="
-python3 - "$ROUNDS" "${CLI[@]}" <<'PY'
-import json, subprocess, sys, time
-rounds, cli = int(sys.argv[1]), sys.argv[2:]
+python3 - "$ROUNDS" "$TMP/server.log" "${CLI[@]}" <<'PY'
+import json, re, subprocess, sys, time
+rounds, server_log, cli = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 def advice():
     out = subprocess.run(cli + ["advice", "--output", "json"], capture_output=True, text=True)
     return json.loads(out.stdout) if out.returncode == 0 else None
@@ -100,11 +101,17 @@ while time.time() < deadline:
     time.sleep(1)
 if not a:
     sys.exit("no advice: is the advisor enabled? see the node's log")
-lat = sorted(latencies)
-p50 = lat[len(lat) // 2] if lat else None
+def p50(v):
+    v = sorted(v)
+    return round(v[len(v) // 2]) if v else None
+# Every answer's time as the server measured it (llama.cpp's per-request perf line).
+served = [float(x) for x in re.findall(r"total time =\s*([0-9.]+) ms", open(server_log).read())]
 print(f"requests {a['requests']}: valid {a['ok']}, invalid {a['invalid']}, "
       f"failed {a['failed']}, timeouts {a['timeouts']}")
-print(f"latency of valid answers (ms): p50 {p50}, max {max(lat) if lat else None}")
+print(f"latency of valid answers at the node (ms): p50 {p50(latencies)}, "
+      f"max {max(latencies) if latencies else None}")
+print(f"latency of every answer at the server (ms): p50 {p50(served)}, "
+      f"max {round(max(served)) if served else None} ({len(served)} answers)")
 print("last advice:", json.dumps(a["items"]))
 print("last error:", a.get("last_error"))
 PY
