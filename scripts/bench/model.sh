@@ -6,10 +6,14 @@
 #      per in-memory format, and llama.cpp's on the same file and prompt with the ratio, when a
 #      llama-cpp-python venv is at $LLAMA_VENV (default /tmp/llama-venv; how to make one is at
 #      the top of scripts/bench/llama_cpp.py);
-#   2. the evaluation: agreement with the expected verdicts of the fixed scenarios, invalid
-#      outputs, p50/p95 review latency, for the model and for the rules alone.
+#   2. the evaluation on the labelled situation files of benches/model/eval/dev and
+#      benches/model/eval/held-out: agreement with the operator's verdicts (overall and where
+#      the text decides) for the model, the rules alone and a keyword baseline; invalid
+#      verdicts; reasons replaced for citing numbers the situation does not hold; p50/p95
+#      review latency. The verdict head is trained by scripts/bench/train_head.sh.
 #
 # usage: scripts/bench/model.sh [--format f16|q8_0|f32|keep|all] [--threads N] [--verbose]
+#                               [--no-head]
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."

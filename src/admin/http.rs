@@ -32,6 +32,7 @@ fn model_gauges(m: &ModelStatus) -> ModelGauges {
         last_latency_seconds: m.last_latency_ms.map(|ms| ms as f64 / 1000.0),
         reviews: m.reviews,
         timeouts: m.timeouts,
+        replaced_reasons: m.replaced_reasons,
     }
 }
 

@@ -478,7 +478,7 @@ pub fn idle_model() -> ModelStatus {
         reviews: 0,
         timeouts: 0,
         replaced_reasons: 0,
-        chooser: "head".into(),
+        chooser: String::new(),
         last_latency_ms: None,
         last_prompt_tokens: None,
         prefill_tok_s: None,
@@ -500,6 +500,35 @@ pub fn bench() -> ModelBenchView {
             reviews: 15,
             ..model()
         },
+    }
+}
+
+/// `aether model review FILE` of the example situation.
+pub fn review() -> crate::controller::model::engine::ReviewView {
+    crate::controller::model::engine::ReviewView {
+        verdict: "reject".into(),
+        adjust_to: None,
+        reason: "The copies crash on OutOfMemoryError; more copies would crash too.".into(),
+        replaced: false,
+        chooser: "head".into(),
+        scores: vec![
+            ("approve".into(), -2.31),
+            ("reject".into(), -0.14),
+            ("adjust".into(), -2.87),
+        ],
+        candidates: vec![
+            "approve".into(),
+            "reject".into(),
+            "adjust to 3".into(),
+            "adjust to 5".into(),
+        ],
+        latency_ms: 812,
+        prompt_tokens: 171,
+        prefill_ms: 466,
+        generated: 16,
+        decode_ms: 331,
+        budget_ms: 3_000,
+        text: "Now 16:02 UTC.\nProposal: scale_up shop/web from 2 to 4 (rule cpu-high).\nLogs (2 lines):\n  shop/web/1 8s ago: java.lang.OutOfMemoryError: Java heap space (x2)\nRisks: none.".into(),
     }
 }
 

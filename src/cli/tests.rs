@@ -365,6 +365,19 @@ fn model_bench() {
 }
 
 #[test]
+fn model_review() {
+    let r = fixture::review();
+    insta::assert_snapshot!(
+        "model_review",
+        render(|w| output::model_review(w, &r, false))
+    );
+    insta::assert_snapshot!(
+        "model_review_json",
+        render_json(|w| output::model_review(w, &r, true))
+    );
+}
+
+#[test]
 fn model_pull() {
     let p = fixture::pulled();
     insta::assert_snapshot!("model_pull", render(|w| output::pulled(w, &p, false)));

@@ -171,7 +171,7 @@ pub fn lines(instance: &str, data: &str, now: Millis) -> Vec<LogLine> {
         .collect()
 }
 
-/// The last lines of each source's log, read here or asked of its node, each within
+/// The last lines of each source's log, read here or asked of its node, all at once and within
 /// [`LOG_WAIT`]; a node that does not answer in time is left out.
 pub async fn logs(
     cluster: &crate::raft::Cluster,
@@ -180,35 +180,34 @@ pub async fn logs(
     now: Millis,
 ) -> Vec<LogLine> {
     use crate::deploy::logs::{LogReply, LogRequest, ROUTE, read_local};
-    let mut out = Vec::new();
-    for (instance, node) in sources {
-        let read = if node == cluster.id {
-            tokio::time::timeout(
-                LOG_WAIT,
-                read_local(cluster.data_dir(), &instance, None, LINES_PER_INSTANCE),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok)
-        } else if let Some(addr) = addr_of(node) {
-            let req = LogRequest {
-                instance: instance.clone(),
-                offset: None,
-                tail: LINES_PER_INSTANCE,
+    let reads = sources.into_iter().map(|(instance, node)| {
+        let addr = addr_of(node);
+        async move {
+            let read = if node == cluster.id {
+                read_local(cluster.data_dir(), &instance, None, LINES_PER_INSTANCE)
+                    .await
+                    .ok()
+            } else if let Some(addr) = addr {
+                let req = LogRequest {
+                    instance: instance.clone(),
+                    offset: None,
+                    tail: LINES_PER_INSTANCE,
+                };
+                cluster
+                    .ep
+                    .call::<_, LogReply>(&addr, ROUTE, &req, Some(LOG_WAIT))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            } else {
+                None
             };
-            cluster
-                .ep
-                .call::<_, LogReply>(&addr, ROUTE, &req, Some(LOG_WAIT))
-                .await
-                .ok()
-                .and_then(Result::ok)
-        } else {
-            None
-        };
-        if let Some((data, _)) = read {
-            out.extend(lines(&instance, &data, now));
+            read.map(|(data, _)| lines(&instance, &data, now))
+                .unwrap_or_default()
         }
-    }
+    });
+    let all = futures::future::join_all(reads.map(|r| tokio::time::timeout(LOG_WAIT, r)));
+    let mut out: Vec<LogLine> = all.await.into_iter().flatten().flatten().collect();
     let n = out.len().saturating_sub(KEEP * 2);
     out.drain(..n);
     out

@@ -178,7 +178,6 @@ fn poll_review(rx: &mut ReviewResult) -> Option<(Answered, Option<Duration>)> {
     }
 }
 
-/// A review running on a blocking thread.
 /// The read of a slice's last log lines, run before its review.
 type LogsFuture = std::pin::Pin<
     Box<dyn std::future::Future<Output = Vec<crate::controller::review::LogLine>> + Send>,
@@ -191,6 +190,7 @@ struct Gathered {
     logs: Option<LogsFuture>,
 }
 
+/// A review running on a blocking thread.
 struct InReview {
     target: String,
     verb: &'static str,

@@ -81,6 +81,9 @@ pub struct ModelGauges {
     pub reviews: u64,
     /// Reviews that missed their deadline.
     pub timeouts: u64,
+    /// Reviews whose generated reason was replaced by a plain one (it cited numbers the
+    /// situation does not hold).
+    pub replaced_reasons: u64,
 }
 
 /// The model's states, as `/metrics` labels them.
@@ -656,6 +659,11 @@ fn workloads(o: &mut Out, extra: &Extra) {
         "Reviews that missed their deadline.",
         &one(m.timeouts as f64),
     );
+    o.counter(
+        "aether_model_reasons_replaced_total",
+        "Reviews whose reason cited numbers the situation does not hold, replaced by a plain one.",
+        &one(m.replaced_reasons as f64),
+    );
 }
 
 /// Per slice: desired, min, max and active instances, and restarts.
@@ -849,6 +857,7 @@ mod tests {
                 last_latency_seconds: Some(2.14),
                 reviews: 9,
                 timeouts: 1,
+                replaced_reasons: 2,
             }),
             controller: Some(ControllerGauges {
                 slices: BTreeMap::from([
@@ -957,6 +966,7 @@ mod tests {
         assert!(text.contains("aether_model_state{state=\"ready\"} 1\n"));
         assert!(text.contains("aether_model_last_review_seconds 2.14\n"));
         assert!(text.contains("aether_model_reviews_total 9\n"));
+        assert!(text.contains("aether_model_reasons_replaced_total 2\n"));
     }
 
     /// What an operator alerts on: slices' counts and restarts, decisions recorded and open,

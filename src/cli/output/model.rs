@@ -83,6 +83,18 @@ pub fn model(w: &mut dyn Write, m: &ModelStatus, json: bool) -> io::Result<()> {
         tok_s(m.prefill_tok_s),
         tok_s(m.decode_tok_s),
     )?;
+    if !m.chooser.is_empty() {
+        let how = if m.chooser == "head" {
+            "the trained head (assets/reviewer-head.json fits this model)"
+        } else {
+            "calibrated scoring (no trained head fits this model)"
+        };
+        writeln!(
+            w,
+            "verdicts  by {how} · {} reason(s) replaced for citing numbers not in the situation",
+            m.replaced_reasons
+        )?;
+    }
     if let Some(r) = &m.last_review {
         writeln!(w, "last      {r}")?;
     }

@@ -401,12 +401,14 @@ impl review::Reviewer for ModelReviewer {
             None => format!("model ({}, {} thread)", s.format, s.threads),
         }
     }
-    /// Reviewed within the budget less [`ANSWER_MARGIN`]: the reason is cut in time for the
-    /// answer to reach the controller within the budget (a later one counts as a timeout).
+    /// Reviewed within the budget less [`ANSWER_MARGIN`] and the time the leader may have spent
+    /// reading the slice's logs: the reason is cut in time for the answer to reach the
+    /// controller within the budget (a later one counts as a timeout).
     fn review(&self, situation: &Situation) -> Result<Review, String> {
+        // The leader read the slice's logs first, within LOG_WAIT of the same budget.
         let budget = self.0.cfg.budget.0;
-        self.0
-            .review_within(situation.clone(), budget.saturating_sub(ANSWER_MARGIN))
+        let left = budget.saturating_sub(ANSWER_MARGIN + crate::controller::context::LOG_WAIT);
+        self.0.review_within(situation.clone(), left)
     }
     fn budget(&self) -> Duration {
         self.0.cfg.budget.0

@@ -778,6 +778,31 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_reason_is_grounded_in_its_situation() {
+        let mut s = situation("cpu-high", 2, 4);
+        s.recent.push(decision(
+            7,
+            true,
+            DecisionStatus::Vetoed {
+                at: 10_000_000 - 180_000,
+                by: "uid:0@n1".into(),
+                reason: None,
+                reverted: None,
+            },
+            200_000,
+        ));
+        let text = shape(&s, Detail::FULL);
+        for v in [Verdict::Approve, Verdict::Reject, Verdict::Adjust(3)] {
+            let r = plain_reason(&s, &v);
+            assert!(grounded(&r, &text), "{v:?}: {r}\n{text}");
+        }
+        assert_eq!(
+            plain_reason(&s, &Verdict::Reject),
+            "scale_up shop/web is doubtful: operator vetoed d-7 (scale_up shop/web) 3m ago."
+        );
+    }
+
+    #[test]
     fn the_text_cites_the_request_figures() {
         let mut s = situation("calls-high", 2, 3);
         for (k, v) in [
