@@ -175,14 +175,17 @@ fn speed(path: &str, format: ModelFormat, text: &str) -> anyhow::Result<()> {
     let (r, _) = load(std::path::Path::new(path), format)?;
     let ids = r.tok.encode(text)?;
     let (mut pre, mut dec) = (Vec::new(), Vec::new());
+    let mut greedy = Vec::new();
     for _ in 0..3 {
         let mut cache = Cache::default();
         let t = Instant::now();
         let mut logits = r.llama.forward(&ids, &mut cache, 1)?;
         pre.push(ids.len() as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
+        greedy.clear();
         for _ in 0..32 {
             let next = logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
+            greedy.push(next);
             logits = r.llama.forward(&[next], &mut cache, 1)?;
         }
         dec.push(32.0 / t.elapsed().as_secs_f64());
@@ -194,6 +197,8 @@ fn speed(path: &str, format: ModelFormat, text: &str) -> anyhow::Result<()> {
         percentile(&mut dec, 0.5),
         rss_mb()
     );
+    // The greedy continuation: the same tokens before and after a change to the network.
+    println!("  greedy {format}: {greedy:?}");
     Ok(())
 }
 
