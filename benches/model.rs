@@ -370,26 +370,47 @@ fn speed(path: &str, format: ModelFormat, text: &str) -> anyhow::Result<()> {
     use aether::controller::model::llama::Cache;
     let (r, _) = load(std::path::Path::new(path), format)?;
     let ids = r.tok.encode(text)?;
+    // CPU seconds of this process: on a busy machine, tokens per CPU second are steadier than
+    // per wall second (scripts/bench/llama_cpp.py prints both too).
+    fn cpu_s() -> f64 {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    }
     let (mut pre, mut dec) = (Vec::new(), Vec::new());
+    let (mut pre_cpu, mut dec_cpu) = (Vec::new(), Vec::new());
+    let mut greedy = Vec::new();
     for _ in 0..3 {
         let mut cache = Cache::default();
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_s());
         let mut logits = r.llama.forward(&ids, &mut cache, 1)?;
         pre.push(ids.len() as f64 / t.elapsed().as_secs_f64());
-        let t = Instant::now();
+        pre_cpu.push(ids.len() as f64 / (cpu_s() - c));
+        let (t, c) = (Instant::now(), cpu_s());
+        greedy.clear();
         for _ in 0..32 {
             let next = logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
+            greedy.push(next);
             logits = r.llama.forward(&[next], &mut cache, 1)?;
         }
         dec.push(32.0 / t.elapsed().as_secs_f64());
+        dec_cpu.push(32.0 / (cpu_s() - c));
     }
     println!(
-        "candle {format} prompt_tokens={} prefill_tok_s={:.1} decode_tok_s={:.1} rss_mb={}",
+        "candle {format} prompt_tokens={} prefill_tok_s={:.1} decode_tok_s={:.1} rss_mb={} prefill_tok_cpu_s={:.1} decode_tok_cpu_s={:.1}",
         ids.len(),
         percentile(&mut pre, 0.5),
         percentile(&mut dec, 0.5),
-        rss_mb()
+        rss_mb(),
+        percentile(&mut pre_cpu, 0.5),
+        percentile(&mut dec_cpu, 0.5),
     );
+    // The greedy continuation: the same tokens before and after a change to the network.
+    println!("  greedy {format}: {greedy:?}");
     Ok(())
 }
 

@@ -5,7 +5,9 @@ PROMPT_FILE (tokenized with special tokens parsed, no BOS added) as one llm.eval
 times greedy decoding of --decode tokens, one llm.eval() per token with argmax over the last
 logits. Prints one line per run and, last, the medians on one machine-readable line:
 
-    llama.cpp prompt_tokens=N prefill_tok_s=X decode_tok_s=Y load_s=Z
+    llama.cpp prompt_tokens=N prefill_tok_s=X decode_tok_s=Y load_s=Z prefill_tok_cpu_s=.. decode_tok_cpu_s=..
+
+(the _cpu_ figures are tokens per second of process CPU time: steadier on a busy machine).
 
 Set up the venv once (compiles llama.cpp for this CPU; under 5 minutes on 2 cores; tested with
 llama-cpp-python 0.3.36, Python 3.11):
@@ -58,20 +60,22 @@ def main():
                                        shape=(n_vocab,))
         return int(np.argmax(logits))
 
-    prefill, decode = [], []
+    prefill, decode, prefill_cpu, decode_cpu = [], [], [], []
     for run in range(1, args.runs + 1):
         llm.reset()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         llm.eval(tokens)
         tok = next_token()
         p = len(tokens) / (time.perf_counter() - t)
+        prefill_cpu.append(len(tokens) / (time.process_time() - c))
         out = [tok]
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(args.decode):
             llm.eval([tok])
             tok = next_token()
             out.append(tok)
         d = args.decode / (time.perf_counter() - t)
+        decode_cpu.append(args.decode / (time.process_time() - c))
         prefill.append(p)
         decode.append(d)
         text = llm.detokenize(out).decode(errors="replace")
@@ -79,7 +83,9 @@ def main():
               f"decode_tok_s={d:.1f} output={text!r}", flush=True)
 
     print(f"llama.cpp prompt_tokens={len(tokens)} prefill_tok_s={statistics.median(prefill):.1f} "
-          f"decode_tok_s={statistics.median(decode):.1f} load_s={load_s:.3f}")
+          f"decode_tok_s={statistics.median(decode):.1f} load_s={load_s:.3f} "
+          f"prefill_tok_cpu_s={statistics.median(prefill_cpu):.1f} "
+          f"decode_tok_cpu_s={statistics.median(decode_cpu):.1f}")
 
 
 if __name__ == "__main__":

@@ -54,8 +54,9 @@ llama = open(sys.argv[2]).read().strip().splitlines()[-1]
 for line in open(sys.argv[1]):
     if line.startswith("candle"):
         fmt = line.split()[1]
-        print(f"candle {fmt} / llama.cpp: prefill {fig(line,'prefill_tok_s')/fig(llama,'prefill_tok_s'):.2f}x, "
-              f"decode {fig(line,'decode_tok_s')/fig(llama,'decode_tok_s'):.2f}x")
+        r = lambda k: fig(line, k) / fig(llama, k)
+        print(f"candle {fmt} / llama.cpp: prefill {r('prefill_tok_s'):.2f}x, decode {r('decode_tok_s'):.2f}x; "
+              f"per CPU second: prefill {r('prefill_tok_cpu_s'):.2f}x, decode {r('decode_tok_cpu_s'):.2f}x")
 PY
 else
   echo "llama.cpp: no venv at $LLAMA_VENV (see scripts/bench/llama_cpp.py); ratio not printed"

@@ -1,10 +1,11 @@
 //! The llama network over candle tensors: token embedding, N blocks (RMS norm, attention with
 //! grouped key/value heads and interleaved rotary embedding, SwiGLU MLP), a final norm and the
 //! output layer, tied to the embedding when the file has no `output.weight`. A [`Cache`] holds
-//! the keys and values of the tokens seen so far; cloning it is cheap (tensors are shared and
-//! never written in place), which is how the fixed system prefix and the candidates reuse work.
+//! the keys and values of the tokens seen so far in append-only segments; cloning it is cheap
+//! (the segments are shared), which is how the fixed system prefix and the candidates reuse work.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
@@ -117,12 +118,66 @@ pub struct Llama {
     max_positions: usize,
 }
 
-/// Keys and values of the tokens seen so far, per block.
+/// Keys and values of the tokens seen so far: a list of [`Piece`]s, each the first tokens of an
+/// append-only [`Segment`]. A clone shares the segments; a cache appends in place when its last
+/// piece ends where its segment is filled (and there is room), else in a new segment, so no
+/// clone ever sees the tokens another one wrote after it and appending never copies the cache.
 #[derive(Clone, Default)]
 pub struct Cache {
-    kv: Vec<(Tensor, Tensor)>,
+    pieces: Vec<Piece>,
     /// Tokens in the cache.
     pub len: usize,
+}
+
+/// The first `len` tokens of `seg`.
+#[derive(Clone)]
+struct Piece {
+    seg: Arc<Segment>,
+    len: usize,
+}
+
+/// Room for `cap` tokens' keys and values, per block, written once each, in order.
+struct Segment {
+    /// Per block, the keys transposed: `[1, kv_heads, head_dim, cap]`.
+    k: Vec<Tensor>,
+    /// Per block, the values: `[1, kv_heads, cap, head_dim]`.
+    v: Vec<Tensor>,
+    cap: usize,
+    /// Tokens claimed by some cache; claims only grow (compare-and-swap).
+    filled: AtomicUsize,
+}
+
+/// A new segment's least room, in tokens (a few tokens' branch should not start with a large one).
+const MIN_SEGMENT: usize = 64;
+/// More pieces than this are merged into one segment (each piece costs two matmuls per block).
+const MAX_PIECES: usize = 6;
+
+impl Segment {
+    fn new(h: &Hyper, cap: usize, filled: usize) -> candle_core::Result<Segment> {
+        let (n, hd, cpu) = (h.kv_heads, h.head_dim(), Device::Cpu);
+        let mut k = Vec::with_capacity(h.blocks);
+        let mut v = Vec::with_capacity(h.blocks);
+        for _ in 0..h.blocks {
+            k.push(Tensor::zeros((1, n, hd, cap), DType::F32, &cpu)?);
+            v.push(Tensor::zeros((1, n, cap, hd), DType::F32, &cpu)?);
+        }
+        Ok(Segment {
+            k,
+            v,
+            cap,
+            filled: AtomicUsize::new(filled),
+        })
+    }
+}
+
+impl Piece {
+    /// Keys (transposed) and values of block `i`: `[1, kv_heads, head_dim, len]`, `[1, kv_heads, len, head_dim]`.
+    fn kv(&self, i: usize) -> candle_core::Result<(Tensor, Tensor)> {
+        Ok((
+            self.seg.k[i].narrow(3, 0, self.len)?,
+            self.seg.v[i].narrow(2, 0, self.len)?,
+        ))
+    }
 }
 
 fn candle(e: candle_core::Error) -> ModelError {
@@ -246,47 +301,90 @@ impl Llama {
             .map_err(candle)
     }
 
+    /// Where `seq` new tokens after `pieces` go: the segment and the offset in it; `pieces`
+    /// then ends with them.
+    fn claim(
+        &self,
+        pieces: &mut Vec<Piece>,
+        pos: usize,
+        seq: usize,
+    ) -> candle_core::Result<(Arc<Segment>, usize)> {
+        if let Some(last) = pieces.last_mut() {
+            let at = last.len;
+            if at + seq <= last.seg.cap
+                && last
+                    .seg
+                    .filled
+                    .compare_exchange(at, at + seq, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                last.len += seq;
+                return Ok((last.seg.clone(), at));
+            }
+        }
+        let room = self.max_positions - pos;
+        if pieces.len() < MAX_PIECES {
+            let cap = (2 * seq).max(MIN_SEGMENT).min(room).max(seq);
+            let seg = Arc::new(Segment::new(&self.hyper, cap, seq)?);
+            pieces.push(Piece {
+                seg: seg.clone(),
+                len: seq,
+            });
+            return Ok((seg, 0));
+        }
+        // Too many pieces: copy them into one segment with room to grow.
+        let cap = (2 * (pos + seq)).min(room + pos).max(pos + seq);
+        let seg = Arc::new(Segment::new(&self.hyper, cap, pos + seq)?);
+        for i in 0..self.hyper.blocks {
+            let mut at = 0;
+            for p in pieces.iter() {
+                let (k, v) = p.kv(i)?;
+                seg.k[i].slice_set(&k.contiguous()?, 3, at)?;
+                seg.v[i].slice_set(&v.contiguous()?, 2, at)?;
+                at += p.len;
+            }
+        }
+        *pieces = vec![Piece {
+            seg: seg.clone(),
+            len: pos + seq,
+        }];
+        Ok((seg, pos))
+    }
+
     fn run(&self, tokens: &[u32], cache: &mut Cache, keep: usize) -> candle_core::Result<Tensor> {
         let h = &self.hyper;
         let (seq, pos, hd) = (tokens.len(), cache.len, h.head_dim());
+        let (kv_heads, rep) = (h.kv_heads, h.heads / h.kv_heads);
         let cpu = Device::Cpu;
         let ids = Tensor::new(tokens, &cpu)?;
         let table = self.embed.as_ref().unwrap_or(&self.output);
         let mut x = table.embedding(&ids)?.to_dtype(DType::F32)?.unsqueeze(0)?;
-        let mask = (seq > 1).then(|| causal_mask(seq, pos)).transpose()?;
+        let mask = (seq > 1).then(|| causal_mask(seq, pos, rep)).transpose()?;
         let cos = self.cos.narrow(0, pos, seq)?;
         let sin = self.sin.narrow(0, pos, seq)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let rep = h.heads / h.kv_heads;
+        let mut pieces = cache.pieces.clone();
+        let (seg, at) = self.claim(&mut pieces, pos, seq)?;
         for (i, b) in self.blocks.iter().enumerate() {
             let a = candle_nn::ops::rms_norm(&x, &b.attn_norm, h.eps as f32)?;
             let split = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
                 t.reshape((1, seq, n, hd))?.transpose(1, 2)?.contiguous()
             };
+            // The query heads that share a key/value head as one matrix of `rep * seq` rows
+            // (head-major), so one matmul serves the group without repeating keys and values.
             let q = split(b.q.forward(&a)?, h.heads)?;
-            let k = split(b.k.forward(&a)?, h.kv_heads)?;
-            let v = split(b.v.forward(&a)?, h.kv_heads)?;
-            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
+            let q = (candle_nn::rotary_emb::rope_i(&q, &cos, &sin)? * scale)?.reshape((
+                1,
+                kv_heads,
+                rep * seq,
+                hd,
+            ))?;
+            let k = split(b.k.forward(&a)?, kv_heads)?;
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
-            let (k, v) = match cache.kv.get(i) {
-                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
-                None => (k, v),
-            };
-            if i < cache.kv.len() {
-                cache.kv[i] = (k.clone(), v.clone());
-            } else {
-                cache.kv.push((k.clone(), v.clone()));
-            }
-            let k = repeat_kv(k, rep)?;
-            let v = repeat_kv(v, rep)?;
-            let att = (q.matmul(&k.t()?)? * scale)?;
-            let att = match &mask {
-                Some(m) => att.broadcast_add(m)?,
-                None => att,
-            };
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att
-                .matmul(&v)?
+            seg.k[i].slice_set(&k.transpose(2, 3)?.contiguous()?, 3, at)?;
+            seg.v[i].slice_set(&split(b.v.forward(&a)?, kv_heads)?, 2, at)?;
+            let y = attend(&q, &pieces, i, mask.as_ref())?
+                .reshape((1, h.heads, seq, hd))?
                 .transpose(1, 2)?
                 .reshape((1, seq, h.width))?;
             x = (x + b.o.forward(&y)?)?;
@@ -295,10 +393,48 @@ impl Llama {
             let u = b.up.forward(&f)?;
             x = (x + b.down.forward(&(g * u)?)?)?;
         }
+        cache.pieces = pieces;
         cache.len += seq;
         let x = x.i((.., seq - keep.., ..))?.contiguous()?;
         candle_nn::ops::rms_norm(&x, &self.norm, h.eps as f32)?.squeeze(0)
     }
+}
+
+/// Attention of the grouped, scaled queries `q` (`[1, kv_heads, rep * seq, head_dim]`) over the
+/// keys and values of block `i` in `pieces`: `[1, kv_heads, rep * seq, head_dim]`.
+fn attend(
+    q: &Tensor,
+    pieces: &[Piece],
+    i: usize,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let masked = |att: Tensor| match mask {
+        Some(m) => att.broadcast_add(m),
+        None => Ok(att),
+    };
+    if let [p] = pieces {
+        let (k, v) = p.kv(i)?;
+        let att = candle_nn::ops::softmax_last_dim(&masked(q.matmul(&k)?)?)?;
+        return att.matmul(&v);
+    }
+    let scores = pieces
+        .iter()
+        .map(|p| q.matmul(&p.seg.k[i].narrow(3, 0, p.len)?))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let att = candle_nn::ops::softmax_last_dim(&masked(Tensor::cat(&scores, 3)?)?)?;
+    let mut y: Option<Tensor> = None;
+    let mut at = 0;
+    for p in pieces {
+        let part = att
+            .narrow(3, at, p.len)?
+            .matmul(&p.seg.v[i].narrow(2, 0, p.len)?)?;
+        y = Some(match y {
+            Some(y) => (y + part)?,
+            None => part,
+        });
+        at += p.len;
+    }
+    y.ok_or_else(|| candle_core::Error::Msg("attention over an empty cache".into()))
 }
 
 /// Log-probabilities over the vocabulary of each row of `logits` (`[n, vocab]`).
@@ -328,20 +464,109 @@ fn rope_tables(h: &Hyper, n: usize) -> candle_core::Result<(Tensor, Tensor)> {
     Ok((angles.cos()?, angles.sin()?))
 }
 
-/// 0 where query `i` (at `pos + i`) may see key `j`, −∞ after it: `[seq, pos + seq]`.
-fn causal_mask(seq: usize, pos: usize) -> candle_core::Result<Tensor> {
+/// 0 where query `i` (at `pos + i`) may see key `j`, −∞ after it, for each of the `rep` query
+/// heads of a group: `[rep * seq, pos + seq]`.
+fn causal_mask(seq: usize, pos: usize, rep: usize) -> candle_core::Result<Tensor> {
     let kv = pos + seq;
-    let m: Vec<f32> = (0..seq)
-        .flat_map(|i| (0..kv).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }))
+    let m: Vec<f32> = (0..rep * seq)
+        .flat_map(|r| {
+            let i = r % seq;
+            (0..kv).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 })
+        })
         .collect();
-    Tensor::from_slice(&m, (seq, kv), &Device::Cpu)
+    Tensor::from_slice(&m, (rep * seq, kv), &Device::Cpu)
 }
 
-/// Each key/value head repeated for the query heads that share it.
-fn repeat_kv(x: Tensor, rep: usize) -> candle_core::Result<Tensor> {
-    if rep == 1 {
-        return x.contiguous();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::gguf_file;
+
+    fn tiny(format: ModelFormat) -> Llama {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        crate::controller::model::testing::write_tiny(&path, "llama").unwrap();
+        let mut f = std::fs::File::open(&path).unwrap();
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        Llama::load(&ct, &mut f, format).unwrap()
     }
-    let (b, n, s, d) = x.dims4()?;
-    Tensor::cat(&vec![&x; rep], 2)?.reshape((b, n * rep, s, d))
+
+    fn rows(t: Tensor) -> Vec<Vec<f32>> {
+        t.to_vec2::<f32>().unwrap()
+    }
+
+    /// Equal within 1e-4 of the largest logit's magnitude.
+    fn assert_close(want: &[Vec<f32>], got: &[Vec<f32>], what: &str) {
+        assert_eq!(want.len(), got.len(), "{what}");
+        let top = want.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+        for (r, (w, g)) in want.iter().zip(got).enumerate() {
+            assert_eq!(w.len(), g.len(), "{what}");
+            for (a, b) in w.iter().zip(g) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * top,
+                    "{what}: row {r}: {a} vs {b} (largest {top})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_sequence_gives_the_same_logits_at_once_token_by_token_and_in_cloned_branches() {
+        for format in [ModelFormat::F32, ModelFormat::Keep] {
+            let m = tiny(format);
+            let ids: Vec<u32> = (0..40u32).map(|i| (i * 37 + 11) % 250 + 3).collect();
+            let n = ids.len();
+            let full = rows(m.forward(&ids, &mut Cache::default(), n).unwrap());
+            // The hidden states of every position, then the logits, are the same thing.
+            let hidden = m.hidden(&ids, &mut Cache::default(), n).unwrap();
+            assert_eq!(hidden.dims(), [n, m.hyper.width]);
+            assert_close(
+                &full,
+                &rows(m.logits(&hidden).unwrap()),
+                "hidden then logits",
+            );
+
+            let mut c = Cache::default();
+            let mut step = Vec::new();
+            for t in &ids {
+                step.extend(rows(m.forward(&[*t], &mut c, 1).unwrap()));
+            }
+            assert_eq!(c.len, n);
+            assert_close(&full, &step, "token by token");
+
+            // Two branches from a shared prefix: the sibling writes first (in place), the
+            // branch after it must not see the sibling's tokens.
+            let mut prefix = Cache::default();
+            m.forward(&ids[..10], &mut prefix, 1).unwrap();
+            let other = [5u32, 6, 7];
+            let mut sibling = prefix.clone();
+            let sib = rows(m.forward(&other, &mut sibling, 3).unwrap());
+            let mut branch = prefix.clone();
+            let mut got = rows(m.forward(&ids[10..25], &mut branch, 15).unwrap());
+            for t in &ids[25..] {
+                got.extend(rows(m.forward(&[*t], &mut branch, 1).unwrap()));
+            }
+            assert_close(&full[10..], &got, "cloned branch");
+            let alone: Vec<u32> = ids[..10].iter().chain(&other).copied().collect();
+            let want = rows(m.forward(&alone, &mut Cache::default(), 13).unwrap());
+            assert_close(&want[10..], &sib, "the sibling");
+            // The sibling goes on after the branch wrote: still its own tokens only.
+            let more = rows(m.forward(&[8], &mut sibling, 1).unwrap());
+            let alone: Vec<u32> = alone.into_iter().chain([8]).collect();
+            let want = rows(m.forward(&alone, &mut Cache::default(), 1).unwrap());
+            assert_close(&want, &more, "the sibling after the branch");
+
+            // A branch at every token (a clone extended first each time): many segments,
+            // merged past MAX_PIECES.
+            let mut c = prefix.clone();
+            let mut got = Vec::new();
+            for t in &ids[10..] {
+                let mut s = c.clone();
+                m.forward(&[1], &mut s, 1).unwrap();
+                got.extend(rows(m.forward(&[*t], &mut c, 1).unwrap()));
+                assert!(c.pieces.len() <= MAX_PIECES);
+            }
+            assert_close(&full[10..], &got, "many branches");
+        }
+    }
 }
