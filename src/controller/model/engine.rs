@@ -502,9 +502,11 @@ pub fn answer(
     let text = situation_text(r, s)?;
     let candidates = prompt::candidates(s, max_step);
     let mut answer = r.review(&text, &candidates, deadline)?;
-    let replaced = answer.reason.is_empty() || !prompt::grounded(&answer.reason, &text);
+    // The verdict's own count may be cited beside what the situation holds.
+    let known = format!("{text}\n{}", prompt::answer_text(&answer.verdict));
+    let replaced = answer.reason.is_empty() || !prompt::grounded(&answer.reason, &known);
     if replaced {
-        answer.reason = prompt::plain_reason(s, &answer.verdict);
+        answer.reason = prompt::plain_reason(s, &answer.verdict, &text);
     }
     Ok(Reviewed {
         answer,

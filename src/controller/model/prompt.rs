@@ -505,15 +505,17 @@ pub fn grounded(reason: &str, situation: &str) -> bool {
 }
 
 /// A plain reason from the situation's own words, for a verdict whose generated reason cited
-/// what the situation does not hold.
-pub fn plain_reason(s: &Situation, v: &Verdict) -> String {
+/// what the situation does not hold. It cites the rule's first sentence only where `text` (the
+/// situation as the model read it, perhaps shaped down) still holds it.
+pub fn plain_reason(s: &Situation, v: &Verdict, text: &str) -> String {
     let p = &s.proposal;
     let what = format!("{} {}", p.action.verb(), p.action.target());
     let why = p
         .reasoning
         .first()
         .map(|r| cut(r, 120))
-        .unwrap_or_else(|| format!("rule {}", p.rule));
+        .filter(|r| text.contains(r.as_str()))
+        .unwrap_or_else(|| format!("rule {} holds", p.rule));
     match v {
         Verdict::Approve => format!("{what} fits: {why}."),
         Verdict::Reject => match risks(s).first() {
@@ -791,14 +793,29 @@ mod tests {
             },
             200_000,
         ));
-        let text = shape(&s, Detail::FULL);
-        for v in [Verdict::Approve, Verdict::Reject, Verdict::Adjust(3)] {
-            let r = plain_reason(&s, &v);
-            assert!(grounded(&r, &text), "{v:?}: {r}\n{text}");
+        let mut d = Some(Detail::FULL);
+        while let Some(detail) = d {
+            let text = shape(&s, detail);
+            for v in [Verdict::Approve, Verdict::Reject, Verdict::Adjust(3)] {
+                let r = plain_reason(&s, &v, &text);
+                let known = format!("{text}\n{}", answer_text(&v));
+                assert!(grounded(&r, &known), "{v:?} at {detail:?}: {r}\n{text}");
+            }
+            d = detail.smaller();
         }
+        let text = shape(&s, Detail::FULL);
         assert_eq!(
-            plain_reason(&s, &Verdict::Reject),
+            plain_reason(&s, &Verdict::Reject, &text),
             "scale_up shop/web is doubtful: operator vetoed d-7 (scale_up shop/web) 3m ago."
+        );
+        assert_eq!(
+            plain_reason(
+                &s,
+                &Verdict::Approve,
+                "Proposal: scale_up shop/web from 2 to 4."
+            ),
+            "scale_up shop/web fits: rule cpu-high holds.",
+            "the rule's sentence is cited only where the text holds it"
         );
     }
 
