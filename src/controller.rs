@@ -20,8 +20,10 @@
 //!   [`decide`]: the decision policy (advance, judge outcomes, the safety context, screen and
 //!   conclude a proposal by the mode). All pure, unit-tested, and driven by the simulator in
 //!   `benches/controller.rs`.
-//! - [`review`]: the reviewer hook; [`model`]: the language model behind it (candle,
-//!   SmolLM2 GGUF) on its own thread: a verdict and a reason, never a write.
+//! - [`review`]: the reviewer hook and the situation file (`review::file`, what `aether model
+//!   review` reads); [`context`]: the words around a proposal that the leader gathers for its
+//!   review (the slice's log lines, events, operators' notes); [`model`]: the language model
+//!   behind it (candle, SmolLM2 GGUF) on its own thread: a verdict and a reason, never a write.
 //! - [`advisor`]: the strategic layer's pure core (the summary of the hour, the request and its
 //!   schema, strict validation of the answer, what a taken item proposes); [`advise`]: its
 //!   loop on the leader (only with `[controller.advisor]` enabled), advice only.

