@@ -55,7 +55,12 @@ fn cases(dir: &Path) -> anyhow::Result<Vec<Case>> {
         let parsed = parse(&text, 0).map_err(|e| anyhow::anyhow!("'{}': {e}", p.display()))?;
         let label = parsed
             .label
-            .ok_or_else(|| anyhow::anyhow!("'{}' has no label", p.display()))?;
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "'{}' has no label: add \"label\": {{\"expect\": \"approve|reject|adjust\", \"text_decides\": true|false, \"why\": \"…\"}}",
+                    p.display()
+                )
+            })?;
         out.push(Case {
             name: p
                 .file_stem()

@@ -784,6 +784,33 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// A decision of `action` by `rule`, made by `by` at `at` in the default mode, with
+    /// nothing else recorded yet (no layers, reasoning, inputs, review, timeline or outcome).
+    pub fn bare(
+        id: u64,
+        at: Millis,
+        by: &str,
+        rule: &str,
+        action: Action,
+        status: DecisionStatus,
+    ) -> Decision {
+        Decision {
+            id,
+            at,
+            by: by.into(),
+            mode: ControllerMode::default(),
+            layers: vec![],
+            action,
+            rule: rule.into(),
+            reasoning: vec![],
+            inputs: vec![],
+            review: None,
+            status,
+            timeline: vec![],
+            outcome: None,
+        }
+    }
+
     /// `d-<id>`.
     pub fn name(&self) -> String {
         format!("d-{}", self.id)

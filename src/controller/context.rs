@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::review::{Context, Event, LogLine, Note};
-use crate::domain::{Action, AuditRecord, Decision, DecisionStatus, InstanceStatus, Millis, Pause};
+use crate::domain::{Action, AuditRecord, Decision, DecisionStatus, InstanceStatus, Millis};
 
 /// Most events, notes and log lines kept (the prompt shapes fewer).
 const KEEP: usize = 12;
@@ -20,15 +20,15 @@ pub const LOG_WAIT: Duration = Duration::from_millis(250);
 const HORIZON_MS: Millis = 6 * 3_600_000;
 
 /// The events and notes about the proposal's target: its instances' restarts and exits, audit
-/// records that name its blueprint or node (applies, rollouts, scales, drains, joins), the
-/// reasons of vetoes of the same target, and the pause reason.
+/// records that name its blueprint or node (applies, rollouts, scales, drains, joins) and the
+/// reasons of vetoes of the same target. (A pause reason never shows: a paused controller
+/// makes no proposals to review.)
 pub fn gather(
     action: &Action,
     now: Millis,
     audit: &[AuditRecord],
     statuses: &[InstanceStatus],
     decisions: &[Decision],
-    pause: Option<&Pause>,
     node_name: impl Fn(u64) -> String,
 ) -> Context {
     let target = action.target();
@@ -101,15 +101,6 @@ pub fn gather(
                 text: format!("vetoed {} {target}: {r}", d.action.verb()),
             });
         }
-    }
-    if let Some(p) = pause
-        && let Some(r) = &p.reason
-    {
-        c.notes.push(Note {
-            at: p.at,
-            by: p.by.clone(),
-            text: format!("paused the controller: {r}"),
-        });
     }
     c.events.sort_by_key(|e| e.at);
     c.notes.sort_by_key(|n| n.at);
@@ -263,7 +254,7 @@ mod tests {
                 outcome: "ok".into(),
             },
         ];
-        let c = gather(&action, 10_000_000, &audit, &statuses, &[], None, |n| {
+        let c = gather(&action, 10_000_000, &audit, &statuses, &[], |n| {
             format!("n{n}")
         });
         let events: Vec<&str> = c.events.iter().map(|e| e.what.as_str()).collect();

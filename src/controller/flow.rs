@@ -851,13 +851,7 @@ impl Controller {
     /// The words around `p` from this node's replica, and the read of its slice's logs (run
     /// when the review starts, within [`context::LOG_WAIT`] per node). A store that cannot be
     /// read gives no words: the review goes on with the numbers.
-    fn gather(
-        &self,
-        p: &Proposal,
-        now: Millis,
-        decisions: &[Decision],
-        control: &ControlState,
-    ) -> Gathered {
+    fn gather(&self, p: &Proposal, now: Millis, decisions: &[Decision]) -> Gathered {
         let store = &self.cluster.store;
         let (Ok(audit), Ok(statuses), Ok(members)) =
             (store.audit(2_000), store.instances(), store.nodes())
@@ -871,15 +865,7 @@ impl Controller {
                 .map(|m| m.name.clone())
                 .unwrap_or_else(|| format!("node {id}"))
         };
-        let context = context::gather(
-            &p.action,
-            now,
-            &audit,
-            &statuses,
-            decisions,
-            control.paused.as_ref(),
-            name,
-        );
+        let context = context::gather(&p.action, now, &audit, &statuses, decisions, name);
         let sources = context::log_sources(&p.action, &statuses);
         let addrs: HashMap<u64, String> = members.iter().map(|m| (m.id, m.addr.clone())).collect();
         let cluster = self.cluster.clone();
@@ -921,7 +907,7 @@ impl Controller {
             && let Some(r) = &self.reviewer
         {
             let p = &candidate.proposal;
-            let gather = || self.gather(p, world.now, decisions, control);
+            let gather = || self.gather(p, world.now, decisions);
             match Self::review_step(state, r, p, world, decisions, &self.wake, gather) {
                 ReviewStep::Wait => return Ok(()),
                 ReviewStep::Done(rec, verdict) => review = Some((rec, verdict)),

@@ -47,7 +47,7 @@ pub struct Context {
     pub logs: Vec<LogLine>,
     /// Restarts and exits, deploys and rollouts, node changes.
     pub events: Vec<Event>,
-    /// Operators' words: veto and pause reasons, a blueprint's note.
+    /// Operators' words: the leader gathers veto reasons; a situation file may hold any.
     pub notes: Vec<Note>,
 }
 

@@ -41,25 +41,16 @@ fn world() -> World {
 }
 
 fn decision(id: u64, at: Millis, status: DecisionStatus) -> Decision {
+    let action = Action::Scale {
+        blueprint: "shop".into(),
+        slice: "web".into(),
+        from: 1,
+        to: 2,
+    };
     Decision {
-        id,
-        at,
-        by: "n1".into(),
         mode: ControllerMode::Guarded,
         layers: vec!["rules:cpu-high".into()],
-        action: Action::Scale {
-            blueprint: "shop".into(),
-            slice: "web".into(),
-            from: 1,
-            to: 2,
-        },
-        rule: "cpu-high".into(),
-        reasoning: vec![],
-        inputs: vec![],
-        review: None,
-        status,
-        timeline: vec![],
-        outcome: None,
+        ..Decision::bare(id, at, "n1", "cpu-high", action, status)
     }
 }
 

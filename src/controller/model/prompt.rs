@@ -601,42 +601,30 @@ mod tests {
 
     fn decision(id: u64, verb_up: bool, status: DecisionStatus, ago_ms: u64) -> Decision {
         let (from, to) = if verb_up { (2, 3) } else { (3, 2) };
-        Decision {
-            id,
-            at: 10_000_000 - ago_ms,
-            by: "n1".into(),
-            mode: Default::default(),
-            layers: vec![],
-            action: Action::Scale {
-                blueprint: "shop".into(),
-                slice: "web".into(),
-                from,
-                to,
-            },
-            rule: "cpu-high".into(),
-            reasoning: vec![],
-            inputs: vec![],
-            review: None,
-            status,
-            timeline: vec![],
-            outcome: None,
-        }
+        let action = Action::Scale {
+            blueprint: "shop".into(),
+            slice: "web".into(),
+            from,
+            to,
+        };
+        Decision::bare(id, 10_000_000 - ago_ms, "n1", "cpu-high", action, status)
+    }
+
+    /// d-7, a scale-up of shop/web vetoed 3 minutes before the situation's now.
+    fn vetoed_scale_up() -> Decision {
+        let status = DecisionStatus::Vetoed {
+            at: 10_000_000 - 180_000,
+            by: "uid:0@n1".into(),
+            reason: None,
+            reverted: None,
+        };
+        decision(7, true, status, 200_000)
     }
 
     #[test]
     fn the_text_names_the_proposal_its_numbers_and_its_risks() {
         let mut s = situation("cpu-high", 2, 4);
-        s.recent.push(decision(
-            7,
-            true,
-            DecisionStatus::Vetoed {
-                at: 10_000_000 - 180_000,
-                by: "uid:0@n1".into(),
-                reason: None,
-                reverted: None,
-            },
-            200_000,
-        ));
+        s.recent.push(vetoed_scale_up());
         s.recent.push(decision(
             6,
             false,
@@ -782,17 +770,7 @@ mod tests {
     #[test]
     fn a_plain_reason_is_grounded_in_its_situation() {
         let mut s = situation("cpu-high", 2, 4);
-        s.recent.push(decision(
-            7,
-            true,
-            DecisionStatus::Vetoed {
-                at: 10_000_000 - 180_000,
-                by: "uid:0@n1".into(),
-                reason: None,
-                reverted: None,
-            },
-            200_000,
-        ));
+        s.recent.push(vetoed_scale_up());
         let mut d = Some(Detail::FULL);
         while let Some(detail) = d {
             let text = shape(&s, detail);

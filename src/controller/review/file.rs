@@ -475,21 +475,8 @@ pub fn parse(text: &str, now: Millis) -> Result<Parsed, FileError> {
                 ));
             }
         };
-        recent.push(Decision {
-            id: r.id,
-            at,
-            by: "controller".into(),
-            mode: Default::default(),
-            layers: vec![],
-            action: action(&at_field, &r.target)?,
-            rule: String::new(),
-            reasoning: vec![],
-            inputs: vec![],
-            review: None,
-            status,
-            timeline: vec![],
-            outcome: None,
-        });
+        let act = action(&at_field, &r.target)?;
+        recent.push(Decision::bare(r.id, at, "controller", "", act, status));
     }
     // Newest first, as the controller hands them over.
     recent.sort_by_key(|d| std::cmp::Reverse(d.at));
