@@ -507,6 +507,10 @@ pub async fn run(
         );
     }
     loops.spawn(
+        "elections",
+        cluster.clone().run_elections(shutdown.clone()),
+    );
+    loops.spawn(
         "membership loop",
         cluster
             .clone()

@@ -10,6 +10,7 @@ pub mod api;
 mod apply;
 pub mod batch;
 pub mod control;
+pub mod elect;
 mod membership;
 pub use membership::Joins;
 pub mod network;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::AppendEntriesResponse;
 use openraft::{BasicNode, SnapshotPolicy};
 
 use crate::config::Config;
@@ -116,7 +118,7 @@ pub enum WriteError {
 const REACHABLE_WITHIN: Duration = Duration::from_secs(1);
 
 /// How long `status` waits for the leader's view before answering with this node's own.
-const LEADER_STATUS_WAIT: Duration = Duration::from_millis(500);
+const LEADER_STATUS_WAIT: Duration = Duration::from_millis(250);
 
 /// The Raft node's member description: its address.
 pub type Node = BasicNode;
@@ -165,6 +167,9 @@ pub struct Cluster {
     initialised: std::sync::atomic::AtomicBool,
     /// Groups concurrent writes into one log entry.
     batcher: batch::Batcher,
+    /// When a leader was last heard from; what peers answered (pre-votes).
+    contact: Arc<elect::Contact>,
+    timing: elect::Timing,
 }
 
 /// Build openraft's config from ours.
@@ -179,6 +184,8 @@ fn raft_config(cfg: &Config) -> Result<openraft::Config, RaftStartError> {
         max_in_snapshot_log_to_keep: r.keep_after_snapshot,
         snapshot_max_chunk_size: cfg.net.snapshot_chunk_bytes,
         install_snapshot_timeout: cfg.net.rpc_timeout.0.as_millis().max(1000) as u64,
+        // Elections start from `Cluster::run_elections`, after a pre-vote.
+        enable_elect: false,
         ..Default::default()
     };
     c.validate()
@@ -212,10 +219,12 @@ impl Cluster {
         founder_ca: Option<(String, CaPem)>,
     ) -> Result<Arc<Cluster>, RaftStartError> {
         let store = Store::open_with_cache(data_dir, cfg.raft.cache_bytes as usize)?;
+        let contact = Arc::new(elect::Contact::default());
         let net = Network {
             ep: ep.clone(),
             backoff_max: cfg.net.reconnect_backoff_max.0,
             reports: Default::default(),
+            contact: contact.clone(),
         };
         let raft = Raft::new(
             id,
@@ -251,6 +260,11 @@ impl Cluster {
             founder_ca,
             ca_sha256,
             initialised: Default::default(),
+            contact,
+            timing: elect::Timing {
+                min: cfg.raft.election_timeout_min.0,
+                max: cfg.raft.election_timeout_max.0,
+            },
         }))
     }
 
@@ -348,16 +362,14 @@ impl Cluster {
                             "this node is not the leader",
                         ));
                     }
-                    if let Some(node) = f.leader_node {
+                    if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
                         let pick = |r| match r {
                             PeerResponse::Write(r) => Some(r),
                             _ => None,
                         };
                         let attempt = remaining.min(self.forward_timeout);
-                        match self
-                            .forward(&node.addr, PeerRequest::Write(req.clone()), attempt, pick)
-                            .await?
-                        {
+                        let req = PeerRequest::Write(req.clone());
+                        match self.forward(id, &node.addr, req, attempt, pick).await? {
                             Ok(r) => return Ok(r),
                             Err(why) => last_err = why,
                         }
@@ -373,20 +385,34 @@ impl Cluster {
         }
     }
 
-    /// Send a write or read to the leader at `addr`. `Ok(Ok(_))`: its answer; `Ok(Err(why))`:
-    /// the leader moved or could not be reached, worth retrying; `Err`: a final error.
+    /// Send a write or read to the leader `leader` at `addr`. `Ok(Ok(_))`: its answer;
+    /// `Ok(Err(why))`: the leader moved or could not be reached, worth retrying; `Err`: a final
+    /// error. Given up as soon as this node learns of another leader (a dead leader costs the
+    /// election, not the transport's timeout); retrying is safe, a request id applies once.
     async fn forward<T>(
         &self,
+        leader: NodeId,
         addr: &str,
         req: PeerRequest,
         timeout: Duration,
         pick: impl FnOnce(PeerResponse) -> Option<Result<T, RequestError>>,
     ) -> Result<Result<T, String>, RequestError> {
-        match self
+        let mut metrics = self.raft.metrics();
+        let moved = async move {
+            while metrics.borrow_and_update().current_leader == Some(leader) {
+                if metrics.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let call = self
             .ep
-            .call::<_, PeerResponse>(addr, network::ROUTE, &req, Some(timeout))
-            .await
-        {
+            .call::<_, PeerResponse>(addr, network::ROUTE, &req, Some(timeout));
+        let answer = tokio::select! {
+            r = call => r,
+            () = moved => return Ok(Err("the leader changed while the request was forwarded".into())),
+        };
+        match answer {
             Err(e) => Ok(Err(format!("forwarding to the leader failed: {e}"))),
             Ok(resp) => match pick(resp) {
                 Some(Ok(r)) => Ok(Ok(r)),
@@ -406,12 +432,17 @@ impl Cluster {
     ///
     /// The leader's view when it answers within [`LEADER_STATUS_WAIT`]; else this node's own,
     /// with the leader marked unreachable (a dead leader costs that wait, not the transport's
-    /// timeouts).
+    /// timeouts). Not asked at all when this node has not heard from it within its lease.
     pub async fn status(&self) -> Result<StatusView, RequestError> {
         let mut local = self.local_status()?;
         let Some((id, addr)) = self.leader().filter(|(id, _)| *id != self.id) else {
             return Ok(local);
         };
+        if self.contact.since_leader() > self.timing.max {
+            // Not heard from within its lease: it is gone or cut off; asking would only wait.
+            local.mark_unreachable(id);
+            return Ok(local);
+        }
         let asked = self.ep.call::<_, PeerResponse>(
             &addr,
             network::ROUTE,
@@ -449,15 +480,14 @@ impl Cluster {
                     if !forward {
                         return Err(RequestError::new(ErrorKind::NotLeader, e.to_string()));
                     }
-                    if let Some((_, addr)) = self.leader().filter(|(id, _)| *id != self.id) {
+                    if let Some((id, addr)) = self.leader().filter(|(id, _)| *id != self.id) {
                         let pick = |r| match r {
                             PeerResponse::Read(r) => Some(r),
                             _ => None,
                         };
-                        if let Ok(r) = self
-                            .forward(&addr, PeerRequest::Read(q.clone()), remaining, pick)
-                            .await?
-                        {
+                        let attempt = remaining.min(self.forward_timeout);
+                        let req = PeerRequest::Read(q.clone());
+                        if let Ok(r) = self.forward(id, &addr, req, attempt, pick).await? {
                             return Ok(r);
                         }
                     }
@@ -499,11 +529,31 @@ impl Service for Cluster {
     ) -> BoxFut<Result<PeerResponse, String>> {
         Box::pin(async move {
             Ok(match req {
-                PeerRequest::Vote(r) => PeerResponse::Vote(self.raft.vote(r).await),
-                PeerRequest::Append(r) => PeerResponse::Append(self.raft.append_entries(r).await),
-                PeerRequest::Snapshot(r) => {
-                    PeerResponse::Snapshot(self.raft.install_snapshot(r).await)
+                PeerRequest::Vote(r) => {
+                    let r = self.raft.vote(r).await;
+                    if let Ok(v) = &r
+                        && v.vote_granted
+                    {
+                        // A candidate has this node's vote: let it finish before standing.
+                        self.contact.voted(v.vote.leader_id().voted_for().unwrap_or_default());
+                    }
+                    PeerResponse::Vote(r)
                 }
+                PeerRequest::Append(r) => {
+                    let r = self.raft.append_entries(r).await;
+                    if matches!(&r, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+                        self.contact.heard_leader();
+                    }
+                    PeerResponse::Append(r)
+                }
+                PeerRequest::Snapshot(r) => {
+                    let r = self.raft.install_snapshot(r).await;
+                    if r.is_ok() {
+                        self.contact.heard_leader();
+                    }
+                    PeerResponse::Snapshot(r)
+                }
+                PeerRequest::PreVote(r) => PeerResponse::PreVote(self.pre_vote(&r)),
                 PeerRequest::Write(r) => PeerResponse::Write(self.write(r, false).await),
                 PeerRequest::Read(q) => PeerResponse::Read(self.read(q, false).await),
                 PeerRequest::Status => {

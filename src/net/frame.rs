@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// rollout commands.
 /// 5: slices carry a user.
 /// 6: status says whether the leader answered; the console's live nodes carry process samples.
-pub const PROTOCOL_VERSION: u8 = 6;
+/// 7: pre-votes (`raft::elect`).
+pub const PROTOCOL_VERSION: u8 = 7;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
 #[derive(Debug, thiserror::Error)]
@@ -219,8 +220,8 @@ mod tests {
         assert_eq!(decode_body::<Msg>(&body).unwrap(), Msg::Bye);
         assert!(matches!(decode_body::<Msg>(&[]), Err(FrameError::Empty)));
         assert!(matches!(
-            decode_body::<Msg>(&[7, 1]),
-            Err(FrameError::Version { got: 7, .. })
+            decode_body::<Msg>(&[PROTOCOL_VERSION + 1, 1]),
+            Err(FrameError::Version { got, .. }) if got == PROTOCOL_VERSION + 1
         ));
         assert!(matches!(
             decode(&[0, 0, 0, 0], 1024).await,

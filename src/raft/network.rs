@@ -17,6 +17,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use super::api::{ReadQuery, ReadResult, RequestError};
+use super::elect::{Contact, PreVoteRequest, PreVoteResponse};
 use super::status::StatusView;
 use super::types::{Request, RequestId, Response};
 use super::{Node, TypeConfig};
@@ -49,6 +50,8 @@ pub enum PeerRequest {
     Read(ReadQuery),
     /// The leader's view of the cluster.
     Status,
+    /// "Would you elect me?", before an election (see [`super::elect`]).
+    PreVote(PreVoteRequest),
 }
 
 /// The answer to a [`PeerRequest`], variant for variant.
@@ -60,6 +63,7 @@ pub enum PeerResponse {
     Write(Result<Response, RequestError>),
     Read(Result<ReadResult, RequestError>),
     Status(Box<StatusView>),
+    PreVote(Result<PreVoteResponse, String>),
 }
 
 /// Why a join did not go through, and whether asking again may help (no leader yet, the
@@ -122,6 +126,8 @@ pub struct Network {
     pub backoff_max: Duration,
     /// What has been said about peers that do not answer (shared by every client).
     pub reports: Arc<Mutex<PeerReports>>,
+    /// Where answered appends are noted (a leader's quorum, for pre-votes).
+    pub contact: Arc<Contact>,
 }
 
 /// openraft's handle on one peer.
@@ -131,6 +137,7 @@ pub struct PeerClient {
     addr: String,
     backoff_max: Duration,
     reports: Arc<Mutex<PeerReports>>,
+    contact: Arc<Contact>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -143,6 +150,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.addr.clone(),
             backoff_max: self.backoff_max,
             reports: self.reports.clone(),
+            contact: self.contact.clone(),
         }
     }
 }
@@ -333,8 +341,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             PeerResponse::Append(r) => Some(r),
             _ => None,
         };
-        self.rpc(PeerRequest::Append(rpc), &option, "append", pick)
-            .await
+        let r = self
+            .rpc(PeerRequest::Append(rpc), &option, "append", pick)
+            .await;
+        if matches!(&r, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+            self.contact.acked(self.target);
+        }
+        r
     }
 
     async fn install_snapshot(

@@ -413,6 +413,11 @@ impl Store {
         Ok(out.into_values().collect())
     }
 
+    /// The id of the last entry in the log (flushed or not), or of the last purged one.
+    pub(super) fn last_log_id(&self) -> Result<Option<LogId<NodeId>>, std::io::Error> {
+        Ok(self.log_state()?.last_log_id)
+    }
+
     fn log_state(&self) -> Result<LogState<TypeConfig>, std::io::Error> {
         let purged: Option<LogId<NodeId>> = self.read_meta(RAFT_META, K_PURGED)?.flatten();
         if let Some((_, e)) = self.pending.lock().expect("lock").last_key_value() {

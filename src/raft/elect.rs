@@ -1,0 +1,489 @@
+//! Elections with a pre-vote, so that a node coming back (resumed, restarted, healed) does not
+//! depose a leader that its peers still follow.
+//!
+//! openraft 0.9 has no pre-vote: a follower that misses heartbeats raises its term and asks
+//! for votes, and even when every peer refuses, its higher term reaches the leader in the next
+//! append's answer and makes the leader step down. So openraft's own election timer is off
+//! (`enable_elect = false`) and [`Cluster::run_elections`] decides when to stand:
+//!
+//! - a voter that has heard nothing from a leader for the lease (`election_timeout_max`) plus
+//!   a random time in [min, max] asks every voter "would you elect me for term T+1?" without
+//!   changing its own term (the pre-vote, Raft thesis §9.6);
+//! - a voter says yes only when it has not heard from a leader within the lease itself (a
+//!   leader, when a quorum has not answered it within the lease), the proposed term is above
+//!   its own and the candidate's log is at least as long as its own;
+//! - only with a majority of yes does the node start openraft's election (`trigger().elect()`),
+//!   whose vote requests are checked by openraft as before.
+//!
+//! [`answer`], [`quorum_age`] and [`won`] are the pure core; the loop and the handlers do I/O.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use openraft::{LogId, ServerState};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::Cluster;
+use super::network::{PeerRequest, PeerResponse, ROUTE};
+use crate::domain::NodeId;
+
+/// "Would you elect me?", asked before an election; answering changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    pub candidate: NodeId,
+    /// The term the candidate would stand for: its current term plus one.
+    pub term: u64,
+    pub last_log_id: Option<LogId<NodeId>>,
+}
+
+/// The answer to a [`PreVoteRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVoteResponse {
+    pub granted: bool,
+    /// The voter's current term.
+    pub term: u64,
+    /// Why it said no (empty when it said yes).
+    pub why: String,
+}
+
+/// What a voter knows when it answers a pre-vote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterView {
+    pub term: u64,
+    pub last_log_id: Option<LogId<NodeId>>,
+    /// How long since it last heard from a live leader: as a follower, since the last append
+    /// it accepted; as the leader, since a quorum last answered it (see [`quorum_age`]).
+    /// `None`: never.
+    pub leader_heard: Option<Duration>,
+    /// Whether it is the leader itself.
+    pub leading: bool,
+    /// The candidate it backed (vote or pre-vote) when that, not a leader, is what it last
+    /// heard: it then refuses others for the lease, so that one candidate at a time stands.
+    pub backing: Option<NodeId>,
+    /// `election_timeout_max`: a leader heard from within it is alive.
+    pub lease: Duration,
+}
+
+/// A voter's answer to a pre-vote (pure).
+pub fn answer(req: &PreVoteRequest, me: &VoterView) -> PreVoteResponse {
+    let no = |why: String| PreVoteResponse {
+        granted: false,
+        term: me.term,
+        why,
+    };
+    if let Some(age) = me.leader_heard.filter(|age| *age <= me.lease) {
+        return no(if me.leading {
+            format!(
+                "it leads term {} and a quorum answered {} ms ago",
+                me.term,
+                age.as_millis()
+            )
+        } else if let Some(c) = me.backing {
+            format!("it backed node {c} {} ms ago", age.as_millis())
+        } else {
+            format!(
+                "it heard from the leader of term {} {} ms ago",
+                me.term,
+                age.as_millis()
+            )
+        });
+    }
+    if req.term <= me.term {
+        return no(format!(
+            "it is at term {}, not below the proposed term {}",
+            me.term, req.term
+        ));
+    }
+    if req.last_log_id < me.last_log_id {
+        return no(format!(
+            "its log ends at {} beyond the candidate's {}",
+            show(&me.last_log_id),
+            show(&req.last_log_id)
+        ));
+    }
+    PreVoteResponse {
+        granted: true,
+        term: me.term,
+        why: String::new(),
+    }
+}
+
+fn show(id: &Option<LogId<NodeId>>) -> String {
+    match id {
+        Some(id) => format!("{}-{}", id.leader_id.term, id.index),
+        None => "nothing".into(),
+    }
+}
+
+/// How long ago a leader last heard from a quorum: its own vote counts, and of its
+/// `peer_ages` (the time since each other voter last answered an append, `None` for never)
+/// the freshest `voters / 2` must have answered. `None` when they never all did.
+pub fn quorum_age(voters: usize, mut peer_ages: Vec<Option<Duration>>) -> Option<Duration> {
+    let needed = voters / 2;
+    if needed == 0 {
+        return Some(Duration::ZERO);
+    }
+    // `None` (never) sorts before any age: put the answered ones first, freshest first.
+    peer_ages.sort_by_key(|a| a.map_or((1, Duration::ZERO), |d| (0, d)));
+    peer_ages.get(needed - 1).copied().flatten()
+}
+
+/// Whether `granted` yes answers (the candidate's own included) win among `voters`.
+pub fn won(granted: usize, voters: usize) -> bool {
+    granted * 2 > voters
+}
+
+/// Why this node last held back from standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Heard {
+    /// A live leader's append or snapshot (also: the node just started).
+    Leader,
+    /// It gave its vote to this candidate.
+    Vote(NodeId),
+    /// It said yes to this candidate's pre-vote.
+    PreVote(NodeId),
+}
+
+/// What the election loop and the handlers share: when this node last heard from a leader
+/// (or backed a candidate, which counts the same: it lets that candidate finish before it
+/// stands itself), and when each peer last answered this node's appends (while it leads).
+#[derive(Debug)]
+pub struct Contact {
+    leader: Mutex<(Instant, Heard)>,
+    acks: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl Default for Contact {
+    fn default() -> Contact {
+        Contact {
+            // A node that just started waits a whole election timeout before it stands.
+            leader: Mutex::new((Instant::now(), Heard::Leader)),
+            acks: Mutex::default(),
+        }
+    }
+}
+
+impl Contact {
+    fn set(&self, h: Heard) {
+        *self.leader.lock().expect("contact lock") = (Instant::now(), h);
+    }
+
+    /// A live leader was heard from (an append or snapshot accepted).
+    pub fn heard_leader(&self) {
+        self.set(Heard::Leader);
+    }
+
+    /// This node gave `candidate` its vote.
+    pub fn voted(&self, candidate: NodeId) {
+        self.set(Heard::Vote(candidate));
+    }
+
+    /// This node said yes to `candidate`'s pre-vote.
+    fn pre_voted(&self, candidate: NodeId) {
+        self.set(Heard::PreVote(candidate));
+    }
+
+    pub fn since_leader(&self) -> Duration {
+        self.leader.lock().expect("contact lock").0.elapsed()
+    }
+
+    fn last(&self) -> (Duration, Heard) {
+        let (t, h) = *self.leader.lock().expect("contact lock");
+        (t.elapsed(), h)
+    }
+
+    /// `peer` answered an append this node sent.
+    pub fn acked(&self, peer: NodeId) {
+        self.acks
+            .lock()
+            .expect("contact lock")
+            .insert(peer, Instant::now());
+    }
+
+    fn ack_age(&self, peer: NodeId) -> Option<Duration> {
+        self.acks
+            .lock()
+            .expect("contact lock")
+            .get(&peer)
+            .map(|t| t.elapsed())
+    }
+}
+
+/// Election timing, from `[raft]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Timing {
+    /// A fresh wait before standing: the lease (`max`) plus a random time in [min, max].
+    fn draw(&self) -> Duration {
+        let (lo, hi) = (self.min.as_millis() as u64, self.max.as_millis() as u64);
+        self.max + Duration::from_millis(rand::rng().random_range(lo..=hi.max(lo)))
+    }
+}
+
+/// How often the loop looks at the clock.
+const TICK: Duration = Duration::from_millis(20);
+/// Refused pre-votes are logged at most this often (a node cut off from its peers keeps
+/// asking).
+const REFUSED_NOTE_GAP: Duration = Duration::from_secs(10);
+
+impl Cluster {
+    /// What this node would answer a pre-vote with now.
+    fn voter_view(&self) -> Result<VoterView, String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leading = m.state == ServerState::Leader;
+        let (since, heard) = self.contact.last();
+        let backing = match heard {
+            Heard::Vote(c) | Heard::PreVote(c) if !leading => Some(c),
+            _ => None,
+        };
+        let leader_heard = if leading {
+            let membership = m.membership_config.membership();
+            let voters: Vec<NodeId> = membership.voter_ids().collect();
+            let ages = voters
+                .iter()
+                .filter(|v| **v != self.id)
+                .map(|v| self.contact.ack_age(*v))
+                .collect();
+            quorum_age(voters.len(), ages)
+        } else {
+            Some(since)
+        };
+        Ok(VoterView {
+            term: m.current_term,
+            last_log_id: self.store.last_log_id().map_err(|e| e.to_string())?,
+            leader_heard,
+            leading,
+            backing,
+            lease: self.timing.max,
+        })
+    }
+
+    /// Answer a peer's pre-vote.
+    pub(super) fn pre_vote(&self, req: &PreVoteRequest) -> Result<PreVoteResponse, String> {
+        let a = answer(req, &self.voter_view()?);
+        if a.granted {
+            self.contact.pre_voted(req.candidate);
+        }
+        tracing::debug!(
+            "pre-vote for node {} at term {}: {}",
+            req.candidate,
+            req.term,
+            if a.granted { "yes" } else { &a.why }
+        );
+        Ok(a)
+    }
+
+    /// Stand for election when no leader has been heard for the election timeout and a
+    /// majority of voters would elect this node (see the module's doc). Runs until `shutdown`.
+    pub async fn run_elections(self: std::sync::Arc<Self>, shutdown: CancellationToken) {
+        let mut wait = self.timing.draw();
+        let mut last_try: Option<Instant> = None;
+        let mut last_note: Option<Instant> = None;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let m = self.raft.metrics().borrow().clone();
+            let membership = m.membership_config.membership().clone();
+            let voters: Vec<(NodeId, String)> = membership
+                .voter_ids()
+                .filter_map(|v| membership.get_node(&v).map(|n| (v, n.addr.clone())))
+                .collect();
+            if m.state == ServerState::Leader || !voters.iter().any(|(v, _)| *v == self.id) {
+                continue;
+            }
+            let quiet = self.contact.since_leader();
+            let since_try = last_try.map(|t| t.elapsed());
+            if quiet < wait || since_try.is_some_and(|s| s < wait) {
+                continue;
+            }
+            let req = PreVoteRequest {
+                candidate: self.id,
+                term: m.current_term + 1,
+                last_log_id: match self.store.last_log_id() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!("pre-vote: reading the last log id failed: {e}");
+                        continue;
+                    }
+                },
+            };
+            let asks = voters.iter().filter(|(v, _)| *v != self.id).map(|(v, addr)| {
+                let (ep, req) = (self.ep.clone(), req.clone());
+                let timeout = self.timing.min;
+                async move {
+                    let r = ep
+                        .call::<_, PeerResponse>(
+                            addr,
+                            ROUTE,
+                            &PeerRequest::PreVote(req),
+                            Some(timeout),
+                        )
+                        .await;
+                    let answer = match r {
+                        Ok(PeerResponse::PreVote(Ok(a))) => a,
+                        Ok(PeerResponse::PreVote(Err(e))) => refused(format!("it failed: {e}")),
+                        Ok(_) => refused("it answered with the wrong message".into()),
+                        Err(e) => refused(format!("no answer: {e}")),
+                    };
+                    (*v, answer)
+                }
+            });
+            let answers = futures::future::join_all(asks).await;
+            let granted = 1 + answers.iter().filter(|(_, a)| a.granted).count();
+            last_try = Some(Instant::now());
+            wait = self.timing.draw();
+            if self.contact.since_leader() < quiet || self.raft.metrics().borrow().vote != m.vote
+            {
+                // A leader spoke up, or this node backed another candidate, while it asked.
+                continue;
+            }
+            if won(granted, voters.len()) {
+                tracing::info!(
+                    "no leader heard for {} ms and {granted} of {} voters would elect this node: \
+                     standing for term {}",
+                    quiet.as_millis(),
+                    voters.len(),
+                    req.term
+                );
+                if let Err(e) = self.raft.trigger().elect().await {
+                    tracing::warn!("starting an election failed: {e}");
+                }
+            } else if last_note.is_none_or(|t| t.elapsed() >= REFUSED_NOTE_GAP) {
+                last_note = Some(Instant::now());
+                let why: Vec<String> = answers
+                    .iter()
+                    .filter(|(_, a)| !a.granted)
+                    .map(|(v, a)| format!("node {v}: {}", a.why))
+                    .collect();
+                tracing::info!(
+                    "no leader heard for {} ms, but only {granted} of {} voters would elect \
+                     this node, so it does not stand ({})",
+                    quiet.as_millis(),
+                    voters.len(),
+                    why.join("; ")
+                );
+            }
+        }
+    }
+}
+
+fn refused(why: String) -> PreVoteResponse {
+    PreVoteResponse {
+        granted: false,
+        term: 0,
+        why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::CommittedLeaderId;
+
+    fn log(term: u64, index: u64) -> Option<LogId<NodeId>> {
+        Some(LogId::new(CommittedLeaderId::new(term, 0), index))
+    }
+
+    fn follower(heard_ms: Option<u64>) -> VoterView {
+        VoterView {
+            term: 2,
+            last_log_id: log(2, 10),
+            leader_heard: heard_ms.map(Duration::from_millis),
+            leading: false,
+            backing: None,
+            lease: Duration::from_millis(400),
+        }
+    }
+
+    fn ask(term: u64, last: Option<LogId<NodeId>>) -> PreVoteRequest {
+        PreVoteRequest {
+            candidate: 3,
+            term,
+            last_log_id: last,
+        }
+    }
+
+    #[test]
+    fn a_voter_that_hears_its_leader_refuses() {
+        let a = answer(&ask(3, log(2, 10)), &follower(Some(50)));
+        assert!(!a.granted);
+        assert!(a.why.contains("heard from the leader of term 2 50 ms ago"), "{}", a.why);
+        let a = answer(&ask(3, log(2, 10)), &follower(Some(400)));
+        assert!(!a.granted, "the lease's last moment still counts");
+    }
+
+    #[test]
+    fn a_voter_that_backed_a_candidate_refuses_others_for_the_lease() {
+        let mut v = follower(Some(120));
+        v.backing = Some(2);
+        let a = answer(&ask(3, log(2, 10)), &v);
+        assert!(!a.granted);
+        assert!(a.why.contains("backed node 2 120 ms ago"), "{}", a.why);
+        v.leader_heard = Some(Duration::from_millis(500));
+        assert!(answer(&ask(3, log(2, 10)), &v).granted);
+    }
+
+    #[test]
+    fn a_voter_whose_leader_went_quiet_grants() {
+        let a = answer(&ask(3, log(2, 10)), &follower(Some(401)));
+        assert!(a.granted, "{}", a.why);
+        assert!(answer(&ask(3, log(2, 11)), &follower(None)).granted);
+    }
+
+    #[test]
+    fn a_shorter_log_or_a_stale_term_is_refused() {
+        let a = answer(&ask(3, log(2, 9)), &follower(None));
+        assert!(!a.granted);
+        assert!(a.why.contains("ends at 2-10 beyond the candidate's 2-9"), "{}", a.why);
+        // A later term's entry beats a longer log of an earlier term.
+        assert!(!answer(&ask(3, log(1, 50)), &follower(None)).granted);
+        let a = answer(&ask(2, log(2, 10)), &follower(None));
+        assert!(!a.granted);
+        assert!(a.why.contains("term 2, not below the proposed term 2"), "{}", a.why);
+    }
+
+    #[test]
+    fn a_leader_with_a_quorum_refuses_and_one_without_grants() {
+        let mut leader = follower(Some(30));
+        leader.leading = true;
+        let a = answer(&ask(3, log(2, 10)), &leader);
+        assert!(!a.granted);
+        assert!(a.why.contains("leads term 2"), "{}", a.why);
+        leader.leader_heard = None;
+        assert!(answer(&ask(3, log(2, 10)), &leader).granted);
+    }
+
+    #[test]
+    fn quorum_age_takes_the_freshest_majority() {
+        let ms = |m| Some(Duration::from_millis(m));
+        // 3 voters: the leader and one peer make a quorum: the fresher peer counts.
+        assert_eq!(quorum_age(3, vec![ms(900), ms(20)]), ms(20));
+        assert_eq!(quorum_age(3, vec![None, ms(20)]), ms(20));
+        assert_eq!(quorum_age(3, vec![None, None]), None);
+        // 5 voters: two peers needed.
+        assert_eq!(quorum_age(5, vec![ms(10), None, ms(700), ms(30)]), ms(30));
+        assert_eq!(quorum_age(5, vec![ms(10), None, None, None]), None);
+        // Alone: always in touch with itself.
+        assert_eq!(quorum_age(1, vec![]), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_majority_wins() {
+        assert!(won(2, 3));
+        assert!(!won(1, 3));
+        assert!(!won(2, 4));
+        assert!(won(3, 4));
+        assert!(won(1, 1));
+    }
+}
