@@ -4,6 +4,7 @@
 mod harness;
 mod logs;
 mod loops;
+mod rejoins;
 mod secrets;
 mod systemd;
 
