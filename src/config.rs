@@ -383,7 +383,8 @@ impl Default for IngressConfig {
 pub struct RaftConfig {
     /// Leader heartbeat period.
     pub heartbeat_interval: Dur,
-    /// A follower that hears nothing for a random time in [min, max] starts an election.
+    /// A voter that hears nothing from a leader for the lease (`election_timeout_max`) plus a
+    /// random time in [min, max] asks for a pre-vote, then, with a majority, starts an election.
     pub election_timeout_min: Dur,
     /// Upper end of the election timeout range.
     pub election_timeout_max: Dur,

@@ -2,9 +2,9 @@
 //! that knows openraft and redb.
 //!
 //! [`Cluster`] is what the rest of the node uses: writes (forwarded to the leader, retried with
-//! the same request id, bounded by `raft.write_timeout`), linearizable reads, status, joins, and
-//! the leader's membership loop that adds registered nodes as learners and promotes them to
-//! voters.
+//! the same request id, bounded by `raft.write_timeout`), linearizable reads, status, joins,
+//! elections after a pre-vote ([`elect`]), and the leader's membership loop that adds
+//! registered nodes as learners and promotes them to voters.
 
 pub mod api;
 mod apply;
