@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use openraft::{LogId, ServerState};
+use futures::StreamExt;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -339,8 +340,23 @@ impl Cluster {
                     (*v, answer)
                 }
             });
-            let answers = futures::future::join_all(asks).await;
-            let granted = 1 + answers.iter().filter(|(_, a)| a.granted).count();
+            // Stop listening once the outcome is settled: a dead peer would otherwise hold the
+            // round for the whole timeout.
+            let mut pending: futures::stream::FuturesUnordered<_> = asks.collect();
+            let mut answers = Vec::new();
+            let (mut granted, mut refused) = (1, 0);
+            while let Some((v, a)) = pending.next().await {
+                if a.granted {
+                    granted += 1;
+                } else {
+                    refused += 1;
+                }
+                answers.push((v, a));
+                if won(granted, voters.len()) || !won(voters.len() - refused, voters.len()) {
+                    break;
+                }
+            }
+            drop(pending);
             last_try = Some(Instant::now());
             wait = self.timing.draw();
             if self.contact.since_leader() < quiet || self.raft.metrics().borrow().vote != m.vote
