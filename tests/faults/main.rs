@@ -1,0 +1,509 @@
+//! Fault suite (DESIGN §13): concurrent clients put and get keys through every node of a real
+//! 3-node cluster on 127.0.0.1 while a nemesis kills (SIGKILL, then a restart on the same data
+//! dir), freezes (SIGSTOP/SIGCONT), partitions (UDP relays, see `relay.rs`) and restarts nodes,
+//! and fills one node's disk. Every key's history is then checked for linearizability with
+//! stateright's `LinearizabilityTester` (`history.rs`); besides, a write sent to a node cut off
+//! from the others must not succeed while it is cut off, a cut-off node must never answer a read
+//! with the value a majority has overwritten, and the cluster must make progress after each fault
+//! heals.
+//!
+//! The tests run one at a time (they share two cores with the nodes): see [`serial`].
+
+#[path = "../cluster/harness.rs"]
+mod harness;
+mod history;
+mod relay;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use harness::*;
+use history::{History, Outcome, Workload};
+use relay::Net;
+use stateright::semantics::register::{RegisterOp, RegisterRet};
+
+/// One test at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Nodes' settings for the suite: a write or read gives up after 3 s (the default is 5 s), so
+/// clients learn of a fault sooner.
+const NODE_ENV: &[(&str, &str)] = &[("AETHER_RAFT_WRITE_TIMEOUT", "3s")];
+
+/// A cluster whose nodes reach each other only through the relays of `net`.
+struct FaultCluster {
+    c: TestCluster,
+    net: Net,
+    probes: u64,
+}
+
+impl FaultCluster {
+    /// `n` nodes, node 0 founding, the others joining through its relay; `prepare` runs on each
+    /// node before it first starts (e.g. to mount its data dir).
+    fn start(n: usize, mut prepare: impl FnMut(&Node)) -> FaultCluster {
+        let root = tempfile::tempdir().unwrap();
+        let mut nodes: Vec<Node> = (0..n)
+            .map(|i| Node::new(root.path(), &format!("n{}", i + 1)))
+            .collect();
+        let net = Net::new(&nodes.iter().map(|n| n.quic).collect::<Vec<_>>());
+        for (i, node) in nodes.iter_mut().enumerate() {
+            node.env = NODE_ENV
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            node.env
+                .push(("AETHER_ADVERTISE".into(), net.addrs[i].to_string()));
+            prepare(node);
+        }
+        nodes[0].start(None);
+        wait_for(
+            "n1 leads its new cluster and has written the cluster record",
+            Duration::from_secs(30),
+            || {
+                let s = nodes[0].status()?;
+                (s["node"]["ready"] == true && !s["cluster_id"].is_null()).then_some(())
+            },
+        );
+        let out = nodes[0].cli(&["token", "create", "--uses", &(n - 1).to_string()]);
+        assert!(out.status.success(), "token create: {}", stderr(&out));
+        let token = stdout(&out);
+        let via = net.addrs[0].to_string();
+        for node in &mut nodes[1..] {
+            node.start(Some((&via, &token)));
+        }
+        let c = TestCluster { nodes, root };
+        c.wait_voters(n);
+        FaultCluster { c, net, probes: 0 }
+    }
+
+    fn sockets(&self) -> Vec<PathBuf> {
+        self.c.nodes.iter().map(|n| n.dir.join("aether.sock")).collect()
+    }
+
+    fn node(&mut self, i: usize) -> &mut Node {
+        &mut self.c.nodes[i]
+    }
+
+    /// The leader as the running nodes agree on it.
+    fn leader(&self) -> usize {
+        let name = wait_for("the running nodes agree on a leader", Duration::from_secs(30), || {
+            let mut names = std::collections::BTreeSet::new();
+            for n in self.c.nodes.iter().filter(|n| n.running()) {
+                names.insert(n.leader()?);
+            }
+            (names.len() == 1).then(|| names.pop_first().unwrap())
+        });
+        self.c.nodes.iter().position(|n| n.name == name).unwrap()
+    }
+
+    /// The highest term any running node reports.
+    fn term(&self) -> u64 {
+        self.c
+            .nodes
+            .iter()
+            .filter(|n| n.running())
+            .filter_map(|n| n.status()?["node"]["term"].as_u64())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Wait until a write through every running node commits and a linearizable read through
+    /// it returns that write: the cluster makes progress. Returns how long that took.
+    fn progress(&mut self, after: &str) -> Duration {
+        let start = Instant::now();
+        self.probes += 1;
+        let running: Vec<usize> = (0..self.c.nodes.len())
+            .filter(|i| self.c.nodes[*i].running())
+            .collect();
+        for i in running {
+            let key = format!("progress-{}-n{}", self.probes, i + 1);
+            let node = &self.c.nodes[i];
+            wait_for(
+                &format!("a write and a read through {} {after}", node.name),
+                Duration::from_secs(40),
+                || {
+                    node.cli(&["kv", "put", &key, after]).status.success().then_some(())?;
+                    (stdout(&node.cli(&["kv", "get", &key])) == after).then_some(())
+                },
+            );
+        }
+        start.elapsed()
+    }
+}
+
+/// SIGSTOP or SIGCONT to a running node.
+fn signal(node: &Node, sig: i32) {
+    let pid = node.pid().expect("node running") as i32;
+    // SAFETY: kill(2) on a child this test started.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Kill,
+    Freeze,
+    Isolate,
+    Restart,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Leader,
+    Follower,
+}
+
+/// A fault window on the history: writes through `node` invoked inside it must not succeed
+/// inside it.
+struct Cut {
+    node: usize,
+    from: u64,
+    to: u64,
+}
+
+#[test]
+fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients() {
+    let _one = serial();
+    let started = Instant::now();
+    let mut cl = FaultCluster::start(3, |_| {});
+    eprintln!("[faults] cluster up in {:?}", started.elapsed());
+    let mut w = Workload::start(&cl.sockets(), 2, "reg", Duration::from_secs(170));
+    let h = w.history.clone();
+    wait_for(
+        "30 answered operations before the first fault",
+        Duration::from_secs(30),
+        || (h.answered() >= 30).then_some(()),
+    );
+
+    let plan = [
+        (Fault::Isolate, Target::Leader),
+        (Fault::Kill, Target::Leader),
+        (Fault::Freeze, Target::Leader),
+        (Fault::Isolate, Target::Follower),
+        (Fault::Kill, Target::Follower),
+        (Fault::Freeze, Target::Follower),
+        (Fault::Restart, Target::Leader),
+        (Fault::Isolate, Target::Leader),
+    ];
+    let mut cuts = Vec::new();
+    let mut report = Vec::new();
+    for (round, (fault, target)) in plan.into_iter().enumerate() {
+        let leader = cl.leader();
+        let t = match target {
+            Target::Leader => leader,
+            Target::Follower => (leader + 1) % 3,
+        };
+        let term_before = cl.term();
+        let what = format!("{fault:?} {target:?} n{}", t + 1);
+        let begin = Instant::now();
+        match fault {
+            Fault::Kill => {
+                h.mark(&format!("kill -9 n{}", t + 1));
+                cl.node(t).kill9();
+                std::thread::sleep(Duration::from_secs(2));
+                h.mark(&format!("restart n{}", t + 1));
+                cl.node(t).start(None);
+            }
+            Fault::Freeze => {
+                h.mark(&format!("SIGSTOP n{}", t + 1));
+                signal(&cl.c.nodes[t], libc::SIGSTOP);
+                std::thread::sleep(Duration::from_secs(3));
+                h.mark(&format!("SIGCONT n{}", t + 1));
+                signal(&cl.c.nodes[t], libc::SIGCONT);
+            }
+            Fault::Restart => {
+                h.mark(&format!("SIGTERM n{}", t + 1));
+                let st = cl.node(t).terminate();
+                assert!(st.success(), "n{} exit on SIGTERM: {st}", t + 1);
+                h.mark(&format!("restart n{}", t + 1));
+                cl.node(t).start(None);
+            }
+            Fault::Isolate => {
+                // A key the cut-off node holds, then overwritten by the majority while it is
+                // cut off: the node must never answer a read with the old value.
+                let key = format!("stale-{round}");
+                let majority: Vec<usize> = (0..3).filter(|i| *i != t).collect();
+                let m = majority[0];
+                let out = cl.c.nodes[m].cli(&["kv", "put", &key, "old"]);
+                assert!(out.status.success(), "put {key}: {}", stderr(&out));
+                let tn = &cl.c.nodes[t];
+                wait_for(
+                    &format!("n{} applies {key}=old", t + 1),
+                    Duration::from_secs(20),
+                    || (tn.local_get(&key)? == "old").then_some(()),
+                );
+                let from = h.mark(&format!("isolate n{}", t + 1));
+                cl.net.isolate(t);
+                // The majority commits without it.
+                let mn = &cl.c.nodes[m];
+                let took = Instant::now();
+                wait_for(
+                    &format!("the majority (n{}) commits {key}=new while n{} is cut off", m + 1, t + 1),
+                    Duration::from_secs(30),
+                    || mn.cli(&["kv", "put", &key, "new"]).status.success().then_some(()),
+                );
+                eprintln!("[faults] majority committed {:?} after the cut", took.elapsed());
+                // The cut-off node must not serve the old value (it should not answer at all).
+                let out = tn.cli(&["kv", "get", &key]);
+                assert!(
+                    !(out.status.success() && stdout(&out) == "old"),
+                    "stale read: n{} cut off from the majority answered {key}=old after the majority wrote new",
+                    t + 1
+                );
+                if out.status.success() {
+                    eprintln!(
+                        "[faults] note: cut-off n{} answered a linearizable read ({})",
+                        t + 1,
+                        stdout(&out)
+                    );
+                }
+                // Let the clients pinned to the cut-off node try their writes there.
+                let left = Duration::from_secs(4).saturating_sub(begin.elapsed());
+                std::thread::sleep(left);
+                let to = h.mark(&format!("heal n{}", t + 1));
+                cl.net.heal();
+                cuts.push(Cut { node: t, from, to });
+                // After healing, a read through it returns the new value (never old).
+                let tn = &cl.c.nodes[t];
+                wait_for(
+                    &format!("a linearizable read through n{} returns {key}=new after healing", t + 1),
+                    Duration::from_secs(30),
+                    || {
+                        let out = tn.cli(&["kv", "get", &key]);
+                        if !out.status.success() {
+                            return None;
+                        }
+                        let v = stdout(&out);
+                        assert_eq!(v, "new", "stale read through n{} after healing", t + 1);
+                        Some(())
+                    },
+                );
+            }
+        }
+        let recovered = cl.progress(&format!("after {what}"));
+        let term_after = cl.term();
+        let line = format!(
+            "{what}: fault {:?}, progress {:?} after healing, term {term_before} -> {term_after}, leader now n{}",
+            begin.elapsed() - recovered,
+            recovered,
+            cl.leader() + 1
+        );
+        eprintln!("[faults] {line}");
+        report.push(line);
+        // Traffic between faults, so a key's history spans a fault and the calm after it.
+        let answered = h.answered();
+        wait_for(
+            &format!("20 answered operations after {what}"),
+            Duration::from_secs(30),
+            || (h.answered() >= answered + 20).then_some(()),
+        );
+    }
+    w.stop();
+    eprintln!("[faults] {}", h.counts());
+    eprintln!("[faults] relays dropped {} packets", cl.net.dropped());
+    for l in &report {
+        eprintln!("[faults] {l}");
+    }
+
+    assert_minority_did_not_commit(&h, &cuts);
+    match h.check() {
+        Ok(keys) => eprintln!("[faults] {keys} keys checked: every history is linearizable"),
+        Err(e) => panic!("linearizability violated:\n{e}"),
+    }
+    eprintln!("[faults] nemesis test took {:?}", started.elapsed());
+}
+
+/// No write sent to a cut-off node (invoked after the cut) succeeded before the cut healed.
+fn assert_minority_did_not_commit(h: &History, cuts: &[Cut]) {
+    let ops = h.ops.lock().unwrap();
+    let mut tried = 0;
+    for cut in cuts {
+        for o in ops.iter().filter(|o| {
+            o.node == cut.node && o.invoked > cut.from && matches!(o.op, RegisterOp::Write(_))
+        }) {
+            if let Outcome::Done(RegisterRet::WriteOk, at) = o.outcome {
+                assert!(
+                    at > cut.to,
+                    "a write sent to cut-off n{} succeeded while it was cut off: {o:?}",
+                    cut.node + 1
+                );
+            }
+            if o.invoked < cut.to {
+                tried += 1;
+            }
+        }
+    }
+    eprintln!("[faults] {tried} writes were sent to cut-off nodes; none succeeded while cut off");
+    assert!(tried > 0, "no client wrote to a cut-off node: the check checked nothing");
+}
+
+/// A tmpfs mounted on a dir, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(stderr(&out));
+        }
+        Ok(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+/// Fill the file system holding `dir` with one file until it is full; returns the file.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0xa5u8; 64 << 10];
+    let mut small = false;
+    loop {
+        let r = if small {
+            f.write(&chunk[..512])
+        } else {
+            f.write(&chunk)
+        };
+        match r {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                if small {
+                    break;
+                }
+                small = true;
+            }
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    let _ = f.sync_all();
+    path
+}
+
+#[test]
+fn a_full_disk_stops_the_node_cleanly_and_it_rejoins_after_space_is_freed() {
+    let _one = serial();
+    let started = Instant::now();
+    // Probe whether this machine lets the test mount a tmpfs at all.
+    let probe = tempfile::tempdir().unwrap();
+    if let Err(e) = Tmpfs::mount(&probe.path().join("m"), "1m") {
+        eprintln!(
+            "SKIPPED a_full_disk_…: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {e}"
+        );
+        return;
+    }
+    let mut mounts = Vec::new();
+    let mut cl = FaultCluster::start(3, |n| {
+        if n.name == "n3" {
+            mounts.push(Tmpfs::mount(&n.dir, "48m").expect("mount tmpfs for n3"));
+        }
+    });
+    let full = 2;
+    let mut w = Workload::start(&cl.sockets(), 2, "disk", Duration::from_secs(120));
+    let h = w.history.clone();
+    wait_for(
+        "30 answered operations before the disk fills",
+        Duration::from_secs(30),
+        || (h.answered() >= 30).then_some(()),
+    );
+    h.mark("fill n3's disk");
+    let filler = fill(&cl.c.nodes[full].dir);
+    // Big values make every node's log grow, so n3 must allocate soon.
+    let writer = cl.c.nodes[0].dir.clone();
+    let big = "x".repeat(100 << 10);
+    let stopped = Instant::now();
+    let how = wait_for(
+        "n3 (its disk full) stops or refuses writes",
+        Duration::from_secs(60),
+        || {
+            let n3 = &mut cl.c.nodes[full];
+            if let Some(st) = n3.try_exit() {
+                return Some(format!("n3 exited with {st}"));
+            }
+            let out = n3.cli(&["kv", "put", "disk-probe", "x"]);
+            if !out.status.success() && stderr(&out).contains("stop") {
+                return Some(format!("n3 refuses writes: {}", stderr(&out).trim()));
+            }
+            let _ = std::process::Command::new(BIN)
+                .arg("--data-dir")
+                .arg(&writer)
+                .args(["kv", "put", "disk-big", &big])
+                .output();
+            None
+        },
+    );
+    eprintln!("[faults] full disk: {how} after {:?}", stopped.elapsed());
+    let log = cl.c.nodes[full].log_text();
+    assert!(
+        log.contains("raft store commit failed"),
+        "n3 stopped without saying the store failed; log tail:\n{}",
+        tail(&log, 30)
+    );
+    // A panic or abort is not a clean stop.
+    assert!(
+        !log.contains("panicked"),
+        "n3 panicked on a full disk; log tail:\n{}",
+        tail(&log, 30)
+    );
+    if cl.c.nodes[full].running() {
+        // It refused writes while up: it must not take them later either; stop it.
+        wait_for("n3 exits after its store failed", Duration::from_secs(30), || {
+            cl.c.nodes[full].try_exit()
+        });
+    }
+    h.mark("n3 stopped");
+    // The two others go on.
+    let recovered = cl.progress("with n3's disk full");
+    eprintln!("[faults] n1 and n2 committed {recovered:?} after n3 stopped");
+
+    // Free the space and restart: n3 rejoins and catches up.
+    std::fs::remove_file(&filler).unwrap();
+    h.mark("free n3's disk, restart n3");
+    let back = Instant::now();
+    cl.node(full).start(None);
+    cl.c.wait_voters(3);
+    let key = format!("progress-{}-n1", cl.probes);
+    let n3 = &cl.c.nodes[full];
+    wait_for(
+        "n3 holds the writes made while it was down",
+        Duration::from_secs(30),
+        || (n3.local_get(&key).is_some()).then_some(()),
+    );
+    cl.progress("after n3 came back");
+    eprintln!("[faults] n3 back and caught up in {:?}", back.elapsed());
+    let answered = h.answered();
+    wait_for(
+        "20 answered operations after n3 came back",
+        Duration::from_secs(30),
+        || (h.answered() >= answered + 20).then_some(()),
+    );
+    w.stop();
+    eprintln!("[faults] {}", h.counts());
+    match h.check() {
+        Ok(keys) => eprintln!("[faults] {keys} keys checked: every history is linearizable"),
+        Err(e) => panic!("linearizability violated:\n{e}"),
+    }
+    drop(cl);
+    drop(mounts);
+    eprintln!("[faults] full-disk test took {:?}", started.elapsed());
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
