@@ -245,6 +245,9 @@ pub struct Workload {
     stop: Arc<AtomicBool>,
     rt: Option<tokio::runtime::Runtime>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    sockets: Vec<PathBuf>,
+    keys: Arc<AtomicU64>,
+    prefix: String,
 }
 
 impl Workload {
@@ -270,6 +273,8 @@ impl Workload {
                     keys: keys.clone(),
                     prefix: prefix.to_string(),
                     limit,
+                    max_ops: u64::MAX,
+                    writes_only: false,
                 };
                 tasks.push(rt.spawn(c.run()));
             }
@@ -279,6 +284,30 @@ impl Workload {
             stop,
             rt: Some(rt),
             tasks,
+            sockets: sockets.to_vec(),
+            keys,
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// `n` more clients that each send one write through `node` at once (recorded like the
+    /// others'): e.g. to a node cut off from the others.
+    pub fn burst(&mut self, node: usize, n: usize) {
+        let rt = self.rt.as_ref().unwrap();
+        for k in 0..n {
+            let c = ClientLoop {
+                client: 1000 + self.tasks.len() * 10 + k,
+                node,
+                sock: self.sockets[node].clone(),
+                history: self.history.clone(),
+                stop: self.stop.clone(),
+                keys: self.keys.clone(),
+                prefix: self.prefix.clone(),
+                limit: CLIENT_TIMEOUT * 2,
+                max_ops: 1,
+                writes_only: true,
+            };
+            self.tasks.push(rt.spawn(c.run()));
         }
     }
 
@@ -311,6 +340,9 @@ struct ClientLoop {
     keys: Arc<AtomicU64>,
     prefix: String,
     limit: Duration,
+    /// Operations to send, at most.
+    max_ops: u64,
+    writes_only: bool,
 }
 
 impl ClientLoop {
@@ -320,7 +352,7 @@ impl ClientLoop {
         let mut thread = h.new_thread();
         let mut conn: Option<Client> = None;
         let mut n = 0u64;
-        while !self.stop.load(Ordering::SeqCst) && start.elapsed() < self.limit {
+        while !self.stop.load(Ordering::SeqCst) && start.elapsed() < self.limit && n < self.max_ops {
             let c = match conn.take() {
                 Some(c) => c,
                 None => match Client::connect(&self.sock).await {
@@ -339,7 +371,7 @@ impl ClientLoop {
                 self.keys.fetch_add(1, Ordering::SeqCst) / OPS_PER_KEY
             );
             n += 1;
-            let write = rand::random::<bool>();
+            let write = self.writes_only || rand::random::<bool>();
             if write {
                 let value = format!("c{}-{n}", self.client);
                 let i = h.invoke(

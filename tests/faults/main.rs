@@ -236,9 +236,25 @@ fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients(
                 );
                 let from = h.mark(&format!("isolate n{}", t + 1));
                 cl.net.isolate(t);
-                // The majority commits without it.
+                // Writes sent to the cut-off node (besides its own clients').
+                w.burst(t, 4);
+                // The majority elects a leader of its own (when it was cut off) and commits
+                // without it.
                 let mn = &cl.c.nodes[m];
                 let took = Instant::now();
+                if t == leader {
+                    let tname = cl.c.nodes[t].name.clone();
+                    let other = &cl.c.nodes[majority[1]];
+                    wait_for(
+                        &format!("n{} and n{} elect a leader of their own", m + 1, majority[1] + 1),
+                        Duration::from_secs(30),
+                        || {
+                            let (a, b) = (mn.leader()?, other.leader()?);
+                            (a == b && a != tname).then_some(())
+                        },
+                    );
+                    eprintln!("[faults] the majority elected a new leader {:?} after the cut", took.elapsed());
+                }
                 wait_for(
                     &format!("the majority (n{}) commits {key}=new while n{} is cut off", m + 1, t + 1),
                     Duration::from_secs(30),
@@ -449,6 +465,9 @@ fn a_full_disk_stops_the_node_cleanly_and_it_rejoins_after_space_is_freed() {
     );
     eprintln!("[faults] full disk: {how} after {:?}", stopped.elapsed());
     let log = cl.c.nodes[full].log_text();
+    for l in log.lines().filter(|l| l.contains("failed") || l.contains("Error")) {
+        eprintln!("[faults] n3: {l}");
+    }
     assert!(
         log.contains("raft store commit failed"),
         "n3 stopped without saying the store failed; log tail:\n{}",
@@ -476,7 +495,9 @@ fn a_full_disk_stops_the_node_cleanly_and_it_rejoins_after_space_is_freed() {
     h.mark("free n3's disk, restart n3");
     let back = Instant::now();
     cl.node(full).start(None);
+    eprintln!("[faults] n3 restarted (admin socket up) in {:?}", back.elapsed());
     cl.c.wait_voters(3);
+    eprintln!("[faults] 3 voters, n3 ready in {:?}", back.elapsed());
     let key = format!("progress-{}-n1", cl.probes);
     let n3 = &cl.c.nodes[full];
     wait_for(
