@@ -227,7 +227,10 @@ pub fn render(ops: &[&Op], marks: &[(u64, String)]) -> String {
             ),
         ));
     }
-    for (at, m) in marks.iter().filter(|(at, _)| *at >= first && *at <= last) {
+    // The marks during these operations, and the last one before them.
+    let before = marks.iter().filter(|(at, _)| *at < first).max_by_key(|(at, _)| *at);
+    let during = marks.iter().filter(|(at, _)| *at >= first && *at <= last);
+    for (at, m) in before.into_iter().chain(during) {
         lines.push((*at, format!("  #{at:<6} ---- {m}\n")));
     }
     lines.sort_by_key(|(at, _)| *at);
