@@ -86,7 +86,14 @@ impl History {
         at
     }
 
-    fn invoke(&self, thread: u64, client: usize, node: usize, key: &str, op: RegisterOp<Val>) -> usize {
+    fn invoke(
+        &self,
+        thread: u64,
+        client: usize,
+        node: usize,
+        key: &str,
+        op: RegisterOp<Val>,
+    ) -> usize {
         let invoked = self.tick();
         let mut ops = self.ops.lock().unwrap();
         ops.push(Op {
@@ -228,7 +235,10 @@ pub fn render(ops: &[&Op], marks: &[(u64, String)]) -> String {
         ));
     }
     // The marks during these operations, and the last one before them.
-    let before = marks.iter().filter(|(at, _)| *at < first).max_by_key(|(at, _)| *at);
+    let before = marks
+        .iter()
+        .filter(|(at, _)| *at < first)
+        .max_by_key(|(at, _)| *at);
     let during = marks.iter().filter(|(at, _)| *at >= first && *at <= last);
     for (at, m) in before.into_iter().chain(during) {
         lines.push((*at, format!("  #{at:<6} ---- {m}\n")));
@@ -355,7 +365,8 @@ impl ClientLoop {
         let mut thread = h.new_thread();
         let mut conn: Option<Client> = None;
         let mut n = 0u64;
-        while !self.stop.load(Ordering::SeqCst) && start.elapsed() < self.limit && n < self.max_ops {
+        while !self.stop.load(Ordering::SeqCst) && start.elapsed() < self.limit && n < self.max_ops
+        {
             let c = match conn.take() {
                 Some(c) => c,
                 None => match Client::connect(&self.sock).await {
@@ -407,11 +418,17 @@ impl ClientLoop {
                         conn = Some(c);
                     }
                     Ok(Err(e)) => {
-                        h.end(i, Outcome::Unknown(format!("{:?}: {}", e.kind, short(&e.message))));
+                        h.end(
+                            i,
+                            Outcome::Unknown(format!("{:?}: {}", e.kind, short(&e.message))),
+                        );
                         thread = h.new_thread();
                     }
                     Err(_) => {
-                        h.end(i, Outcome::Unknown(format!("no answer within {CLIENT_TIMEOUT:?}")));
+                        h.end(
+                            i,
+                            Outcome::Unknown(format!("no answer within {CLIENT_TIMEOUT:?}")),
+                        );
                         thread = h.new_thread();
                     }
                 }
@@ -427,11 +444,17 @@ impl ClientLoop {
                     Ok(Ok(other)) => panic!("a read answered with {other:?}"),
                     // A read changes nothing: a failed one is left out of the history.
                     Ok(Err(e)) => {
-                        h.end(i, Outcome::Failed(format!("{:?}: {}", e.kind, short(&e.message))));
+                        h.end(
+                            i,
+                            Outcome::Failed(format!("{:?}: {}", e.kind, short(&e.message))),
+                        );
                         // The tester needs no new thread: the read is dropped, not in flight.
                     }
                     Err(_) => {
-                        h.end(i, Outcome::Failed(format!("no answer within {CLIENT_TIMEOUT:?}")));
+                        h.end(
+                            i,
+                            Outcome::Failed(format!("no answer within {CLIENT_TIMEOUT:?}")),
+                        );
                     }
                 }
             }

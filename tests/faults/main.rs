@@ -80,7 +80,11 @@ impl FaultCluster {
     }
 
     fn sockets(&self) -> Vec<PathBuf> {
-        self.c.nodes.iter().map(|n| n.dir.join("aether.sock")).collect()
+        self.c
+            .nodes
+            .iter()
+            .map(|n| n.dir.join("aether.sock"))
+            .collect()
     }
 
     fn node(&mut self, i: usize) -> &mut Node {
@@ -89,13 +93,17 @@ impl FaultCluster {
 
     /// The leader as the running nodes agree on it.
     fn leader(&self) -> usize {
-        let name = wait_for("the running nodes agree on a leader", Duration::from_secs(30), || {
-            let mut names = std::collections::BTreeSet::new();
-            for n in self.c.nodes.iter().filter(|n| n.running()) {
-                names.insert(n.leader()?);
-            }
-            (names.len() == 1).then(|| names.pop_first().unwrap())
-        });
+        let name = wait_for(
+            "the running nodes agree on a leader",
+            Duration::from_secs(30),
+            || {
+                let mut names = std::collections::BTreeSet::new();
+                for n in self.c.nodes.iter().filter(|n| n.running()) {
+                    names.insert(n.leader()?);
+                }
+                (names.len() == 1).then(|| names.pop_first().unwrap())
+            },
+        );
         self.c.nodes.iter().position(|n| n.name == name).unwrap()
     }
 
@@ -125,7 +133,10 @@ impl FaultCluster {
                 &format!("a write and a read through {} {after}", node.name),
                 Duration::from_secs(40),
                 || {
-                    node.cli(&["kv", "put", &key, after]).status.success().then_some(())?;
+                    node.cli(&["kv", "put", &key, after])
+                        .status
+                        .success()
+                        .then_some(())?;
                     (stdout(&node.cli(&["kv", "get", &key])) == after).then_some(())
                 },
             );
@@ -248,21 +259,40 @@ fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients(
                     let tname = cl.c.nodes[t].name.clone();
                     let other = &cl.c.nodes[majority[1]];
                     wait_for(
-                        &format!("n{} and n{} elect a leader of their own", m + 1, majority[1] + 1),
+                        &format!(
+                            "n{} and n{} elect a leader of their own",
+                            m + 1,
+                            majority[1] + 1
+                        ),
                         Duration::from_secs(30),
                         || {
                             let (a, b) = (mn.leader()?, other.leader()?);
                             (a == b && a != tname).then_some(())
                         },
                     );
-                    eprintln!("[faults] the majority elected a new leader {:?} after the cut", took.elapsed());
+                    eprintln!(
+                        "[faults] the majority elected a new leader {:?} after the cut",
+                        took.elapsed()
+                    );
                 }
                 wait_for(
-                    &format!("the majority (n{}) commits {key}=new while n{} is cut off", m + 1, t + 1),
+                    &format!(
+                        "the majority (n{}) commits {key}=new while n{} is cut off",
+                        m + 1,
+                        t + 1
+                    ),
                     Duration::from_secs(30),
-                    || mn.cli(&["kv", "put", &key, "new"]).status.success().then_some(()),
+                    || {
+                        mn.cli(&["kv", "put", &key, "new"])
+                            .status
+                            .success()
+                            .then_some(())
+                    },
                 );
-                eprintln!("[faults] majority committed {:?} after the cut", took.elapsed());
+                eprintln!(
+                    "[faults] majority committed {:?} after the cut",
+                    took.elapsed()
+                );
                 // The cut-off node must not serve the old value (it should not answer at all).
                 let out = tn.cli(&["kv", "get", &key]);
                 if out.status.success() && stdout(&out) == "old" {
@@ -287,7 +317,10 @@ fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients(
                 // After healing, a read through it returns the new value (never old).
                 let tn = &cl.c.nodes[t];
                 wait_for(
-                    &format!("a linearizable read through n{} returns {key}=new after healing", t + 1),
+                    &format!(
+                        "a linearizable read through n{} returns {key}=new after healing",
+                        t + 1
+                    ),
                     Duration::from_secs(30),
                     || {
                         let out = tn.cli(&["kv", "get", &key]);
@@ -367,7 +400,10 @@ fn minority_commits(h: &History, cuts: &[Cut]) -> Vec<String> {
         "[faults] {tried} writes were sent to cut-off nodes; {} succeeded while cut off",
         bad.len()
     );
-    assert!(tried > 0, "no client wrote to a cut-off node: the check checked nothing");
+    assert!(
+        tried > 0,
+        "no client wrote to a cut-off node: the check checked nothing"
+    );
     bad
 }
 
@@ -378,7 +414,13 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
         std::fs::create_dir_all(dir).unwrap();
         let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .map_err(|e| e.to_string())?;
@@ -481,7 +523,10 @@ fn a_full_disk_stops_the_node_cleanly_and_it_rejoins_after_space_is_freed() {
     );
     eprintln!("[faults] full disk: {how} after {:?}", stopped.elapsed());
     let log = cl.c.nodes[full].log_text();
-    for l in log.lines().filter(|l| l.contains("failed") || l.contains("Error")) {
+    for l in log
+        .lines()
+        .filter(|l| l.contains("failed") || l.contains("Error"))
+    {
         eprintln!("[faults] n3: {l}");
     }
     assert!(
@@ -497,9 +542,11 @@ fn a_full_disk_stops_the_node_cleanly_and_it_rejoins_after_space_is_freed() {
     );
     if cl.c.nodes[full].running() {
         // It refused writes while up: it must not take them later either; stop it.
-        wait_for("n3 exits after its store failed", Duration::from_secs(30), || {
-            cl.c.nodes[full].try_exit()
-        });
+        wait_for(
+            "n3 exits after its store failed",
+            Duration::from_secs(30),
+            || cl.c.nodes[full].try_exit(),
+        );
     }
     h.mark("n3 stopped");
     // The two others go on.
@@ -511,7 +558,10 @@ fn a_full_disk_stops_the_node_cleanly_and_it_rejoins_after_space_is_freed() {
     h.mark("free n3's disk, restart n3");
     let back = Instant::now();
     cl.node(full).start(None);
-    eprintln!("[faults] n3 restarted (admin socket up) in {:?}", back.elapsed());
+    eprintln!(
+        "[faults] n3 restarted (admin socket up) in {:?}",
+        back.elapsed()
+    );
     cl.c.wait_voters(3);
     eprintln!("[faults] 3 voters, n3 ready in {:?}", back.elapsed());
     let key = format!("progress-{}-n1", cl.probes);
