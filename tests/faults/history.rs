@@ -288,6 +288,7 @@ impl Workload {
                     limit,
                     max_ops: u64::MAX,
                     writes_only: false,
+                    key: None,
                 };
                 tasks.push(rt.spawn(c.run()));
             }
@@ -303,9 +304,11 @@ impl Workload {
         }
     }
 
-    /// `n` more clients that each send one write through `node` at once (recorded like the
-    /// others'): e.g. to a node cut off from the others.
-    pub fn burst(&mut self, node: usize, n: usize) {
+    /// `n` more clients that each send one write of `key` through `node` at once (recorded like
+    /// the others'): e.g. to a node cut off from the others. On a key of their own, nobody
+    /// else's write can hide one of theirs that was acknowledged and then lost: the final read
+    /// sees it.
+    pub fn burst(&mut self, node: usize, n: usize, key: &str) {
         let rt = self.rt.as_ref().unwrap();
         for k in 0..n {
             let c = ClientLoop {
@@ -319,19 +322,67 @@ impl Workload {
                 limit: CLIENT_TIMEOUT * 2,
                 max_ops: 1,
                 writes_only: true,
+                key: Some(key.to_string()),
             };
             self.tasks.push(rt.spawn(c.run()));
         }
     }
 
-    /// Stop the clients and wait for their last operations (each ends within its timeout).
+    /// Stop the clients and wait for their last operations (each ends within its timeout);
+    /// then read every key once more (through the first node that answers), so that a write
+    /// acknowledged and then lost shows in its key's history even when no client read that key
+    /// after it.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         let rt = self.rt.take().unwrap();
         for t in self.tasks.drain(..) {
             rt.block_on(t).unwrap();
         }
+        let keys: std::collections::BTreeSet<String> = self
+            .history
+            .ops
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|o| o.key.clone())
+            .collect();
+        rt.block_on(self.final_reads(keys));
         rt.shutdown_background();
+    }
+
+    async fn final_reads(&self, keys: std::collections::BTreeSet<String>) {
+        let h = &self.history;
+        let thread = h.new_thread();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for key in keys {
+            loop {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the final reads did not finish within 30 s"
+                );
+                let mut answered = false;
+                for (node, sock) in self.sockets.iter().enumerate() {
+                    let Ok(mut c) = Client::connect(sock).await else {
+                        continue;
+                    };
+                    let i = h.invoke(thread, 999, node, &key, RegisterOp::Read);
+                    let req = AdminRequest::Read(ReadQuery::KvGet { key: key.clone() });
+                    match tokio::time::timeout(CLIENT_TIMEOUT, c.call(&req)).await {
+                        Ok(Ok(AdminResponse::Read(ReadResult::Value(v)))) => {
+                            let v = v.map(|b| String::from_utf8(b).unwrap());
+                            h.done(i, RegisterRet::ReadOk(v));
+                            answered = true;
+                            break;
+                        }
+                        _ => h.end(i, Outcome::Failed("final read failed".into())),
+                    }
+                }
+                if answered {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 
@@ -356,6 +407,8 @@ struct ClientLoop {
     /// Operations to send, at most.
     max_ops: u64,
     writes_only: bool,
+    /// One key for every operation instead of the rotating ones.
+    key: Option<String>,
 }
 
 impl ClientLoop {
@@ -379,11 +432,14 @@ impl ClientLoop {
                 },
             };
             let mut c = c;
-            let key = format!(
-                "{}-{:05}",
-                self.prefix,
-                self.keys.fetch_add(1, Ordering::SeqCst) / OPS_PER_KEY
-            );
+            let key = match &self.key {
+                Some(k) => k.clone(),
+                None => format!(
+                    "{}-{:05}",
+                    self.prefix,
+                    self.keys.fetch_add(1, Ordering::SeqCst) / OPS_PER_KEY
+                ),
+            };
             n += 1;
             let write = self.writes_only || rand::random::<bool>();
             if write {

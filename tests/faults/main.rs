@@ -311,7 +311,7 @@ fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients(
                 let from = h.mark(&format!("isolate n{}", t + 1));
                 cl.net.isolate(t);
                 // Writes sent to the cut-off node (besides its own clients').
-                w.burst(t, 4);
+                w.burst(t, 4, &format!("cut-{round}"));
                 // The majority elects a leader of its own (when it was cut off) and commits
                 // without it.
                 let mn = &cl.c.nodes[m];
