@@ -551,9 +551,9 @@ fn full_disk(full: usize) {
     });
     let leader = cl.leader();
     eprintln!(
-        "[faults] {name}'s disk will fill; it is the {}",
+        "[faults] {name}'s disk will fill; it is {}",
         if leader == full {
-            "leader"
+            "the leader"
         } else {
             "a follower"
         }
