@@ -3,7 +3,7 @@
 # kill -9 the node while the writes run, restart it on the same data dir and check that every
 # acknowledged write is there; N cycles. Prints cycles, acknowledged writes, lost writes (must be
 # 0) and the restart time (spawn to the first committed write) p50/p99/max. Exits 1 on a lost
-# write. Not part of CI: it takes about a second per cycle.
+# write. Not part of CI: it takes about half a second per cycle.
 #
 # usage: scripts/faults/crash-loop.sh [--cycles N] [--writers N] [--keep]
 #   --cycles N   crash cycles (default 1000)
