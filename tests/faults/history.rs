@@ -25,6 +25,9 @@ use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 
 pub type Val = Option<String>;
 
+/// The client number of the final reads.
+const FINAL_READER: usize = 999;
+
 /// Operations per key: the tester's search grows exponentially with a key's concurrent
 /// operations, so keys rotate after this many invocations.
 pub const OPS_PER_KEY: u64 = 12;
@@ -203,8 +206,10 @@ fn linearizable(ops: &[&Op]) -> bool {
 pub fn render(ops: &[&Op], marks: &[(u64, String)]) -> String {
     let mut lines: Vec<(u64, String)> = Vec::new();
     let first = ops.iter().map(|o| o.invoked).min().unwrap_or(0);
+    // The final read comes long after: the marks up to the clients' last operation only.
     let last = ops
         .iter()
+        .filter(|o| o.client != FINAL_READER)
         .map(|o| match &o.outcome {
             Outcome::Done(_, at) => *at,
             _ => o.invoked,
@@ -287,7 +292,7 @@ impl Workload {
                     prefix: prefix.to_string(),
                     limit,
                     max_ops: u64::MAX,
-                    writes_only: false,
+                    mode: Mode::Mixed,
                     key: None,
                 };
                 tasks.push(rt.spawn(c.run()));
@@ -304,13 +309,14 @@ impl Workload {
         }
     }
 
-    /// `n` more clients that each send one write of `key` through `node` at once (recorded like
-    /// the others'): e.g. to a node cut off from the others. On a key of their own, nobody
-    /// else's write can hide one of theirs that was acknowledged and then lost: the final read
-    /// sees it.
-    pub fn burst(&mut self, node: usize, n: usize, key: &str) {
+    /// `n` more clients that each send one write of `key` through `node` at once, and one that
+    /// reads recent keys through it for `reads_for` (recorded like the others'): e.g. aimed at
+    /// a node cut off from the others. The writes are on a key of their own, so nobody else's
+    /// write can hide one that was acknowledged and then lost: the final read sees it.
+    pub fn burst(&mut self, node: usize, n: usize, key: &str, reads_for: Duration) {
         let rt = self.rt.as_ref().unwrap();
-        for k in 0..n {
+        for k in 0..=n {
+            let reader = k == n;
             let c = ClientLoop {
                 client: 1000 + self.tasks.len() * 10 + k,
                 node,
@@ -319,10 +325,14 @@ impl Workload {
                 stop: self.stop.clone(),
                 keys: self.keys.clone(),
                 prefix: self.prefix.clone(),
-                limit: CLIENT_TIMEOUT * 2,
-                max_ops: 1,
-                writes_only: true,
-                key: Some(key.to_string()),
+                limit: if reader {
+                    reads_for
+                } else {
+                    CLIENT_TIMEOUT * 2
+                },
+                max_ops: if reader { u64::MAX } else { 1 },
+                mode: if reader { Mode::Reads } else { Mode::Writes },
+                key: (!reader).then(|| key.to_string()),
             };
             self.tasks.push(rt.spawn(c.run()));
         }
@@ -365,7 +375,7 @@ impl Workload {
                     let Ok(mut c) = Client::connect(sock).await else {
                         continue;
                     };
-                    let i = h.invoke(thread, 999, node, &key, RegisterOp::Read);
+                    let i = h.invoke(thread, FINAL_READER, node, &key, RegisterOp::Read);
                     let req = AdminRequest::Read(ReadQuery::KvGet { key: key.clone() });
                     match tokio::time::timeout(CLIENT_TIMEOUT, c.call(&req)).await {
                         Ok(Ok(AdminResponse::Read(ReadResult::Value(v)))) => {
@@ -406,10 +416,23 @@ struct ClientLoop {
     limit: Duration,
     /// Operations to send, at most.
     max_ops: u64,
-    writes_only: bool,
+    mode: Mode,
     /// One key for every operation instead of the rotating ones.
     key: Option<String>,
 }
+
+/// What a client sends.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Writes and reads, half each.
+    Mixed,
+    Writes,
+    Reads,
+}
+
+/// Reads go to the current key or one of the few before it (chosen at random), so that a read
+/// served from a stale replica meets writes that ended before it began.
+const READ_BACK: u64 = 3;
 
 impl ClientLoop {
     async fn run(self) {
@@ -432,16 +455,22 @@ impl ClientLoop {
                 },
             };
             let mut c = c;
+            n += 1;
+            let write = match self.mode {
+                Mode::Mixed => rand::random::<bool>(),
+                Mode::Writes => true,
+                Mode::Reads => false,
+            };
             let key = match &self.key {
                 Some(k) => k.clone(),
-                None => format!(
-                    "{}-{:05}",
-                    self.prefix,
-                    self.keys.fetch_add(1, Ordering::SeqCst) / OPS_PER_KEY
-                ),
+                None => {
+                    let mut k = self.keys.fetch_add(1, Ordering::SeqCst) / OPS_PER_KEY;
+                    if !write {
+                        k = k.saturating_sub(rand::random_range(0..=READ_BACK));
+                    }
+                    format!("{}-{k:05}", self.prefix)
+                }
             };
-            n += 1;
-            let write = self.writes_only || rand::random::<bool>();
             if write {
                 let value = format!("c{}-{n}", self.client);
                 let i = h.invoke(
@@ -514,7 +543,10 @@ impl ClientLoop {
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // A reader aimed at one node goes slower: a stale replica answers at once, and the
+            // tester's search grows with every operation on a key.
+            let pause = if self.mode == Mode::Reads { 100 } else { 10 };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
         }
     }
 }

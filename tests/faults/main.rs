@@ -311,8 +311,8 @@ fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients(
                 // Cut first, then mark: a write invoked after the mark is sent after the cut.
                 cl.net.isolate(t);
                 let from = h.mark(&format!("isolate n{}", t + 1));
-                // Writes sent to the cut-off node (besides its own clients').
-                w.burst(t, 4, &format!("cut-{round}"));
+                // Writes and reads sent to the cut-off node (besides its own clients').
+                w.burst(t, 4, &format!("cut-{round}"), Duration::from_secs(3));
                 // The majority elects a leader of its own (when it was cut off) and commits
                 // without it.
                 let mn = &cl.c.nodes[m];
