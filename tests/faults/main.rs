@@ -594,10 +594,17 @@ fn full_disk(full: usize) {
     );
     eprintln!("[faults] full disk: {how} after {:?}", stopped.elapsed());
     let log = cl.c.nodes[full].log_text();
-    for l in log
-        .lines()
-        .filter(|l| l.contains("failed") || l.contains("Error"))
-    {
+    for l in log.lines().filter(|l| {
+        [
+            "failed",
+            "Error",
+            "in-flight",
+            "raft stopped",
+            "endpoint closed",
+        ]
+        .iter()
+        .any(|w| l.contains(w))
+    }) {
         eprintln!("[faults] {name}: {l}");
     }
     assert!(
