@@ -678,8 +678,12 @@ fn full_disk(full: usize) {
         Ok(keys) => eprintln!("[faults] {keys} keys checked: every history is linearizable"),
         Err(e) => panic!("linearizability violated:\n{e}"),
     }
-    drop(cl);
+    // Nodes down, then the tmpfs, then the temp dir (which can then remove the mount point).
+    for n in cl.c.nodes.iter_mut() {
+        n.kill9();
+    }
     drop(mounts);
+    drop(cl);
     eprintln!(
         "[faults] full-disk test of {name} took {:?}",
         started.elapsed()
