@@ -56,6 +56,7 @@ impl FaultCluster {
                 .collect();
             node.env
                 .push(("AETHER_ADVERTISE".into(), net.addrs[i].to_string()));
+            node.env.push(("AETHER_RAFT_VOTERS".into(), n.to_string()));
             prepare(node);
         }
         nodes[0].start(None);
@@ -107,14 +108,15 @@ impl FaultCluster {
         self.c.nodes.iter().position(|n| n.name == name).unwrap()
     }
 
-    /// Wait until the running nodes other than `old` have a leader among themselves (each
-    /// polled on its own thread: a follower's status waits up to 0.5 s for an unreachable
-    /// leader). Returns how long that took.
-    fn elected_without(&self, old: usize) -> Duration {
+    /// Wait until one of the running nodes among `these` leads (each polled on its own thread:
+    /// a follower's status waits up to 0.5 s for an unreachable leader). Returns how long that
+    /// took.
+    fn elected_among(&self, these: &[usize]) -> Duration {
         let start = Instant::now();
-        let others: Vec<&Node> = (0..self.c.nodes.len())
-            .filter(|i| *i != old && self.c.nodes[*i].running())
-            .map(|i| &self.c.nodes[i])
+        let others: Vec<&Node> = these
+            .iter()
+            .filter(|i| self.c.nodes[**i].running())
+            .map(|i| &self.c.nodes[*i])
             .collect();
         let done = std::sync::atomic::AtomicBool::new(false);
         let when = Mutex::new(None);
@@ -135,12 +137,7 @@ impl FaultCluster {
             }
         });
         let took = when.lock().unwrap().take();
-        took.unwrap_or_else(|| {
-            panic!(
-                "no new leader among the others within 30 s of losing n{}",
-                old + 1
-            )
-        })
+        took.unwrap_or_else(|| panic!("no leader among {these:?} (by index) within 30 s"))
     }
 
     /// Each running node's own term and role, for the log.
@@ -211,7 +208,10 @@ fn signal(node: &Node, sig: i32) {
 enum Fault {
     Kill,
     Freeze,
+    /// Cut one node off from the others.
     Isolate,
+    /// Cut two nodes (the target and another) off from the other three.
+    Split,
     Restart,
 }
 
@@ -231,10 +231,39 @@ struct Cut {
 
 #[test]
 fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients() {
+    nemesis(
+        3,
+        &[
+            (Fault::Isolate, Target::Leader),
+            (Fault::Kill, Target::Leader),
+            (Fault::Freeze, Target::Leader),
+            (Fault::Isolate, Target::Follower),
+            (Fault::Kill, Target::Follower),
+            (Fault::Freeze, Target::Follower),
+            (Fault::Restart, Target::Leader),
+            (Fault::Isolate, Target::Leader),
+        ],
+    );
+}
+
+#[test]
+fn five_nodes_split_two_three_with_the_leader_on_either_side() {
+    nemesis(
+        5,
+        &[
+            (Fault::Split, Target::Leader),
+            (Fault::Split, Target::Follower),
+        ],
+    );
+}
+
+/// `n` nodes under the faults of `plan`, one after the other, with clients (two per node) all
+/// along; then the checks.
+fn nemesis(n: usize, plan: &[(Fault, Target)]) {
     let _one = serial();
     let started = Instant::now();
-    let mut cl = FaultCluster::start(3, |_| {});
-    eprintln!("[faults] cluster up in {:?}", started.elapsed());
+    let mut cl = FaultCluster::start(n, |_| {});
+    eprintln!("[faults] {n} nodes up in {:?}", started.elapsed());
     let mut w = Workload::start(&cl.sockets(), 2, "reg", Duration::from_secs(170));
     let h = w.history.clone();
     wait_for(
@@ -243,25 +272,15 @@ fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients(
         || (h.answered() >= 30).then_some(()),
     );
 
-    let plan = [
-        (Fault::Isolate, Target::Leader),
-        (Fault::Kill, Target::Leader),
-        (Fault::Freeze, Target::Leader),
-        (Fault::Isolate, Target::Follower),
-        (Fault::Kill, Target::Follower),
-        (Fault::Freeze, Target::Follower),
-        (Fault::Restart, Target::Leader),
-        (Fault::Isolate, Target::Leader),
-    ];
     let mut cuts = Vec::new();
     let mut report = Vec::new();
     // Failed checks, reported together with the linearizability check's verdict at the end.
     let mut problems: Vec<String> = Vec::new();
-    for (round, (fault, target)) in plan.into_iter().enumerate() {
+    for (round, &(fault, target)) in plan.iter().enumerate() {
         let leader = cl.leader();
         let t = match target {
             Target::Leader => leader,
-            Target::Follower => (leader + 1) % 3,
+            Target::Follower => (leader + 1) % n,
         };
         let term_before = cl.term();
         let what = format!("{fault:?} {target:?} n{}", t + 1);
@@ -271,7 +290,8 @@ fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients(
                 h.mark(&format!("kill -9 n{}", t + 1));
                 cl.node(t).kill9();
                 if t == leader {
-                    let took = cl.elected_without(t);
+                    let others: Vec<usize> = (0..n).filter(|i| *i != t).collect();
+                    let took = cl.elected_among(&others);
                     eprintln!(
                         "[faults] the others elected a new leader {took:?} after the kill (polled)"
                     );
@@ -294,40 +314,57 @@ fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients(
                 h.mark(&format!("restart n{}", t + 1));
                 cl.node(t).start(None);
             }
-            Fault::Isolate => {
-                // A key the cut-off node holds, then overwritten by the majority while it is
-                // cut off: the node must never answer a read with the old value.
+            Fault::Isolate | Fault::Split => {
+                // The minority side: the target alone, or with one more node (not the leader
+                // unless it is the target) out of five.
+                let mut side = vec![t];
+                if matches!(fault, Fault::Split) {
+                    let second = (0..n).find(|i| *i != t && *i != leader).unwrap();
+                    side.push(second);
+                }
+                let names: Vec<String> = side.iter().map(|i| format!("n{}", i + 1)).collect();
+                let names = names.join("+");
+                // A key the cut-off nodes hold, then overwritten by the majority while they are
+                // cut off: they must never answer a read with the old value.
                 let key = format!("stale-{round}");
-                let majority: Vec<usize> = (0..3).filter(|i| *i != t).collect();
+                let majority: Vec<usize> = (0..n).filter(|i| !side.contains(i)).collect();
                 let m = majority[0];
                 let out = cl.c.nodes[m].cli(&["kv", "put", &key, "old"]);
                 assert!(out.status.success(), "put {key}: {}", stderr(&out));
-                let tn = &cl.c.nodes[t];
-                wait_for(
-                    &format!("n{} applies {key}=old", t + 1),
-                    Duration::from_secs(20),
-                    || (tn.local_get(&key)? == "old").then_some(()),
-                );
+                for s in &side {
+                    let sn = &cl.c.nodes[*s];
+                    wait_for(
+                        &format!("{} applies {key}=old", sn.name),
+                        Duration::from_secs(20),
+                        || (sn.local_get(&key)? == "old").then_some(()),
+                    );
+                }
                 // Cut first, then mark: a write invoked after the mark is sent after the cut.
-                cl.net.isolate(t);
-                let from = h.mark(&format!("isolate n{}", t + 1));
-                // Writes and reads sent to the cut-off node (besides its own clients').
-                w.burst(t, 4, &format!("cut-{round}"), Duration::from_secs(3));
-                // The majority elects a leader of its own (when it was cut off) and commits
-                // without it.
+                cl.net.split(&side);
+                let from = h.mark(&format!("cut off {names}"));
+                // Writes and reads sent to the cut-off nodes (besides their own clients').
+                for s in &side {
+                    w.burst(
+                        *s,
+                        4,
+                        &format!("cut-{round}-n{}", s + 1),
+                        Duration::from_secs(3),
+                    );
+                }
+                // The majority elects a leader of its own (when the leader was cut off) and
+                // commits without the minority.
                 let mn = &cl.c.nodes[m];
                 let took = Instant::now();
-                if t == leader {
-                    let took = cl.elected_without(t);
+                if side.contains(&leader) {
+                    let took = cl.elected_among(&majority);
                     eprintln!(
                         "[faults] the majority elected a new leader {took:?} after the cut (polled, within 0.5 s)"
                     );
                 }
                 wait_for(
                     &format!(
-                        "the majority (n{}) commits {key}=new while n{} is cut off",
+                        "the majority (n{}) commits {key}=new while {names} are cut off",
                         m + 1,
-                        t + 1
                     ),
                     Duration::from_secs(30),
                     || {
@@ -341,50 +378,57 @@ fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients(
                     "[faults] majority committed {:?} after the cut",
                     took.elapsed()
                 );
-                // The cut-off node must not serve the old value (it should not answer at all).
-                let out = tn.cli(&["kv", "get", &key]);
-                if out.status.success() && stdout(&out) == "old" {
-                    problems.push(format!(
-                        "stale read: n{} cut off from the majority answered {key}=old after the majority wrote new",
-                        t + 1
-                    ));
+                // The cut-off nodes must not serve the old value (they should not answer at all).
+                for s in &side {
+                    let sn = &cl.c.nodes[*s];
+                    let out = sn.cli(&["kv", "get", &key]);
+                    if out.status.success() && stdout(&out) == "old" {
+                        problems.push(format!(
+                            "stale read: {} cut off from the majority answered {key}=old after the majority wrote new",
+                            sn.name
+                        ));
+                    }
+                    if out.status.success() {
+                        eprintln!(
+                            "[faults] note: cut-off {} answered a linearizable read ({})",
+                            sn.name,
+                            stdout(&out)
+                        );
+                    }
                 }
-                if out.status.success() {
-                    eprintln!(
-                        "[faults] note: cut-off n{} answered a linearizable read ({})",
-                        t + 1,
-                        stdout(&out)
-                    );
-                }
-                // Let the clients pinned to the cut-off node try their writes there.
+                // Let the clients pinned to the cut-off nodes try their writes there.
                 let left = Duration::from_secs(4).saturating_sub(begin.elapsed());
                 std::thread::sleep(left);
-                let to = h.mark(&format!("heal n{}", t + 1));
+                let to = h.mark(&format!("heal {names}"));
                 cl.net.heal();
-                cuts.push(Cut { node: t, from, to });
-                // After healing, a read through it returns the new value (never old).
-                let tn = &cl.c.nodes[t];
-                wait_for(
-                    &format!(
-                        "a linearizable read through n{} returns {key}=new after healing",
-                        t + 1
-                    ),
-                    Duration::from_secs(30),
-                    || {
-                        let out = tn.cli(&["kv", "get", &key]);
-                        if !out.status.success() {
-                            return None;
-                        }
-                        let v = stdout(&out);
-                        if v != "new" {
-                            problems.push(format!(
-                                "stale read: n{} answered {key}={v} after healing (new expected)",
-                                t + 1
-                            ));
-                        }
-                        Some(())
-                    },
-                );
+                for s in &side {
+                    cuts.push(Cut { node: *s, from, to });
+                }
+                // After healing, a read through each returns the new value (never old).
+                for s in &side {
+                    let sn = &cl.c.nodes[*s];
+                    wait_for(
+                        &format!(
+                            "a linearizable read through {} returns {key}=new after healing",
+                            sn.name
+                        ),
+                        Duration::from_secs(30),
+                        || {
+                            let out = sn.cli(&["kv", "get", &key]);
+                            if !out.status.success() {
+                                return None;
+                            }
+                            let v = stdout(&out);
+                            if v != "new" {
+                                problems.push(format!(
+                                    "stale read: {} answered {key}={v} after healing (new expected)",
+                                    sn.name
+                                ));
+                            }
+                            Some(())
+                        },
+                    );
+                }
             }
         }
         let recovered = cl.progress(&format!("after {what}"));
@@ -417,7 +461,10 @@ fn nemesis_kills_freezes_partitions_and_restarts_nodes_under_concurrent_clients(
         Ok(keys) => eprintln!("[faults] {keys} keys checked: every history is linearizable"),
         Err(e) => problems.push(format!("linearizability violated:\n{e}")),
     }
-    eprintln!("[faults] nemesis test took {:?}", started.elapsed());
+    eprintln!(
+        "[faults] {n}-node nemesis test took {:?}",
+        started.elapsed()
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

@@ -74,13 +74,15 @@ impl Net {
         }
     }
 
-    /// Cut node `i` off from every other node, both ways.
-    pub fn isolate(&self, i: usize) {
+    /// Split the nodes into `side` and the rest: no packet crosses, both ways.
+    pub fn split(&self, side: &[usize]) {
         let n = self.shared.ports.len();
         let mut b = self.shared.blocked.lock().unwrap();
-        for j in (0..n).filter(|j| *j != i) {
-            b.insert((i, j));
-            b.insert((j, i));
+        for i in side {
+            for j in (0..n).filter(|j| !side.contains(j)) {
+                b.insert((*i, j));
+                b.insert((j, *i));
+            }
         }
     }
 
