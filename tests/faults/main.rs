@@ -440,6 +440,20 @@ fn nemesis(n: usize, plan: &[(Fault, Target)]) {
             cl.leader() + 1
         );
         eprintln!("[faults] {line}; nodes: {}", cl.terms());
+        // Quiet rejoins: a follower's fault and return cost no term; a leader's costs the one
+        // election that replaces it (a second only when two candidates collide), never the
+        // runaway terms of a node that stood for election while cut off.
+        let spent = term_after - term_before;
+        let allowed = match (fault, target) {
+            (_, Target::Follower) => 0..=0,
+            (Fault::Restart, Target::Leader) => 0..=2,
+            (_, Target::Leader) => 1..=2,
+        };
+        if !allowed.contains(&spent) {
+            problems.push(format!(
+                "{what} cost {spent} terms ({term_before} -> {term_after}), expected {allowed:?}"
+            ));
+        }
         report.push(line);
         // Traffic between faults, so a key's history spans a fault and the calm after it.
         let answered = h.answered();
