@@ -506,10 +506,7 @@ pub async fn run(
             notify::run(notifier.clone(), cluster.clone(), shutdown.clone()),
         );
     }
-    loops.spawn(
-        "elections",
-        cluster.clone().run_elections(shutdown.clone()),
-    );
+    loops.spawn("elections", cluster.clone().run_elections(shutdown.clone()));
     loops.spawn(
         "membership loop",
         cluster

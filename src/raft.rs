@@ -535,7 +535,8 @@ impl Service for Cluster {
                         && v.vote_granted
                     {
                         // A candidate has this node's vote: let it finish before standing.
-                        self.contact.voted(v.vote.leader_id().voted_for().unwrap_or_default());
+                        self.contact
+                            .voted(v.vote.leader_id().voted_for().unwrap_or_default());
                     }
                     PeerResponse::Vote(r)
                 }

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use openraft::{LogId, ServerState};
 use futures::StreamExt;
+use openraft::{LogId, ServerState};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -319,27 +319,30 @@ impl Cluster {
                     }
                 },
             };
-            let asks = voters.iter().filter(|(v, _)| *v != self.id).map(|(v, addr)| {
-                let (ep, req) = (self.ep.clone(), req.clone());
-                let timeout = self.timing.min;
-                async move {
-                    let r = ep
-                        .call::<_, PeerResponse>(
-                            addr,
-                            ROUTE,
-                            &PeerRequest::PreVote(req),
-                            Some(timeout),
-                        )
-                        .await;
-                    let answer = match r {
-                        Ok(PeerResponse::PreVote(Ok(a))) => a,
-                        Ok(PeerResponse::PreVote(Err(e))) => refused(format!("it failed: {e}")),
-                        Ok(_) => refused("it answered with the wrong message".into()),
-                        Err(e) => refused(format!("no answer: {e}")),
-                    };
-                    (*v, answer)
-                }
-            });
+            let asks = voters
+                .iter()
+                .filter(|(v, _)| *v != self.id)
+                .map(|(v, addr)| {
+                    let (ep, req) = (self.ep.clone(), req.clone());
+                    let timeout = self.timing.min;
+                    async move {
+                        let r = ep
+                            .call::<_, PeerResponse>(
+                                addr,
+                                ROUTE,
+                                &PeerRequest::PreVote(req),
+                                Some(timeout),
+                            )
+                            .await;
+                        let answer = match r {
+                            Ok(PeerResponse::PreVote(Ok(a))) => a,
+                            Ok(PeerResponse::PreVote(Err(e))) => refused(format!("it failed: {e}")),
+                            Ok(_) => refused("it answered with the wrong message".into()),
+                            Err(e) => refused(format!("no answer: {e}")),
+                        };
+                        (*v, answer)
+                    }
+                });
             // Stop listening once the outcome is settled: a dead peer would otherwise hold the
             // round for the whole timeout.
             let mut pending: futures::stream::FuturesUnordered<_> = asks.collect();
@@ -359,8 +362,7 @@ impl Cluster {
             drop(pending);
             last_try = Some(Instant::now());
             wait = self.timing.draw();
-            if self.contact.since_leader() < quiet || self.raft.metrics().borrow().vote != m.vote
-            {
+            if self.contact.since_leader() < quiet || self.raft.metrics().borrow().vote != m.vote {
                 // A leader spoke up, or this node backed another candidate, while it asked.
                 continue;
             }
@@ -434,7 +436,11 @@ mod tests {
     fn a_voter_that_hears_its_leader_refuses() {
         let a = answer(&ask(3, log(2, 10)), &follower(Some(50)));
         assert!(!a.granted);
-        assert!(a.why.contains("heard from the leader of term 2 50 ms ago"), "{}", a.why);
+        assert!(
+            a.why.contains("heard from the leader of term 2 50 ms ago"),
+            "{}",
+            a.why
+        );
         let a = answer(&ask(3, log(2, 10)), &follower(Some(400)));
         assert!(!a.granted, "the lease's last moment still counts");
     }
@@ -461,12 +467,20 @@ mod tests {
     fn a_shorter_log_or_a_stale_term_is_refused() {
         let a = answer(&ask(3, log(2, 9)), &follower(None));
         assert!(!a.granted);
-        assert!(a.why.contains("ends at 2-10 beyond the candidate's 2-9"), "{}", a.why);
+        assert!(
+            a.why.contains("ends at 2-10 beyond the candidate's 2-9"),
+            "{}",
+            a.why
+        );
         // A later term's entry beats a longer log of an earlier term.
         assert!(!answer(&ask(3, log(1, 50)), &follower(None)).granted);
         let a = answer(&ask(2, log(2, 10)), &follower(None));
         assert!(!a.granted);
-        assert!(a.why.contains("term 2, not below the proposed term 2"), "{}", a.why);
+        assert!(
+            a.why.contains("term 2, not below the proposed term 2"),
+            "{}",
+            a.why
+        );
     }
 
     #[test]

@@ -30,7 +30,12 @@ fn caught_up(n: &Node, leader: &str, term_now: u64, key: &str) {
         },
     );
     let out = n.cli(&["kv", "put", key, "v"]);
-    assert!(out.status.success(), "kv put via {}: {}", n.name, stderr(&out));
+    assert!(
+        out.status.success(),
+        "kv put via {}: {}",
+        n.name,
+        stderr(&out)
+    );
 }
 
 /// The terms of the running nodes.
