@@ -35,6 +35,7 @@ D=$(mktemp -d)
 declare -A PID PORT
 PORT=([n1]=27420 [n2]=27430 [n3]=27440)
 cleanup() {
+    exec 2>/dev/null   # no "Killed" notes for the nodes stopped here
     for n in n1 n2 n3; do
         if [ -n "${PID[$n]:-}" ]; then
             kill -CONT "${PID[$n]}" 2>/dev/null || true
@@ -109,7 +110,10 @@ for r in $(seq "$ROUNDS"); do
     kill -KILL "${PID[$L]}"; wait "${PID[$L]}" 2>/dev/null || true; k=$(now)
     # `status` on another survivor at the same time as the puts
     O=$(for n in n1 n2 n3; do if [ "$n" != "$L" ] && [ "$n" != "$S" ]; then echo "$n"; fi; done)
-    ( s0=$(now); n=$(leader "$O"); echo "$(ms_since "$s0") $n" >"$D/status.$r" ) &
+    # whom it names leader, and whether it says that one is reachable
+    # shellcheck disable=SC2016  # a jq program, not shell
+    ( s0=$(now); n=$(field "$O" '(.leader.id as $l | [.members[] | select(.id == $l) | .reachable][0]) as $r | "\(.leader.name // "none") \($r)"')
+      echo "$(ms_since "$s0") $n" >"$D/status.$r" ) &
     STATUS_JOB=$!
     tries=0
     until cli "$S" kv put "failover-$r" "v$r" >>"$D/puts.log" 2>&1; do
@@ -118,9 +122,9 @@ for r in $(seq "$ROUNDS"); do
     done
     PUT_MS+=("$(ms_since "$k")")
     wait "$STATUS_JOB"
-    read -r sms named <"$D/status.$r"
+    read -r sms named reachable <"$D/status.$r"
     STATUS_MS+=("$sms")
-    if [ "$named" = "$L" ]; then STATUS_DEAD=$((STATUS_DEAD + 1)); fi
+    if [ "$named" = "$L" ] && [ "$reachable" != false ]; then STATUS_DEAD=$((STATUS_DEAD + 1)); fi
     sleep "$WATCH"; t1=$(max_term); KILL_TERMS+=($((t1 - t0)))
     start "$L"
     wait_until 60 "$L to rejoin" all_ready
@@ -140,14 +144,14 @@ for r in $(seq "$ROUNDS"); do
     start "$F"
     wait_until 60 "$F to rejoin" all_ready
     sleep "$WATCH"; t1=$(max_term); FOLLOWER_TERMS+=($((t1 - t0)))
-    echo "round $r: put after kill ${PUT_MS[-1]} ms ($tries failed first), status ${STATUS_MS[-1]} ms (named '$named'), terms: kill +${KILL_TERMS[-1]}, return +${BACK_TERMS[-1]}, freeze +${FREEZE_TERMS[-1]}, follower +${FOLLOWER_TERMS[-1]}"
+    echo "round $r: put after kill ${PUT_MS[-1]} ms ($tries failed first), status ${STATUS_MS[-1]} ms (leader '$named', reachable: $reachable), terms: kill +${KILL_TERMS[-1]}, return +${BACK_TERMS[-1]}, freeze +${FREEZE_TERMS[-1]}, follower +${FOLLOWER_TERMS[-1]}"
 done
 
 stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "p50 %d ms, p90 %d ms, max %d ms", a[int((NR+1)/2)], a[int(NR*0.9+0.999)], a[NR]}'; }
 sum() { local s=0 x; for x in "$@"; do s=$((s + x)); done; echo "$s"; }
 echo
 echo "CLI kv put after the leader's kill -9: $(stats "${PUT_MS[@]}")"
-echo "CLI status right after the kill:      $(stats "${STATUS_MS[@]}"); named the dead leader $STATUS_DEAD of $ROUNDS times"
+echo "CLI status right after the kill:      $(stats "${STATUS_MS[@]}"); called the dead leader reachable $STATUS_DEAD of $ROUNDS times"
 echo "terms per leader kill:                 $(sum "${KILL_TERMS[@]}") in $ROUNDS (goal $ROUNDS)"
 echo "terms per killed leader's return:      $(sum "${BACK_TERMS[@]}") in $ROUNDS (goal 0)"
 echo "terms per leader freeze and resume:    $(sum "${FREEZE_TERMS[@]}") in $ROUNDS (goal $ROUNDS)"
