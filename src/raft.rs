@@ -168,7 +168,7 @@ pub struct Cluster {
     /// Groups concurrent writes into one log entry.
     batcher: batch::Batcher,
     /// When a leader was last heard from; what peers answered (pre-votes).
-    contact: Arc<elect::Contact>,
+    contact: Arc<network::Contact>,
     timing: elect::Timing,
 }
 
@@ -219,7 +219,7 @@ impl Cluster {
         founder_ca: Option<(String, CaPem)>,
     ) -> Result<Arc<Cluster>, RaftStartError> {
         let store = Store::open_with_cache(data_dir, cfg.raft.cache_bytes as usize)?;
-        let contact = Arc::new(elect::Contact::default());
+        let contact = Arc::new(network::Contact::default());
         let net = Network {
             ep: ep.clone(),
             backoff_max: cfg.net.reconnect_backoff_max.0,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use openraft::LogId;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -17,7 +18,6 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use super::api::{ReadQuery, ReadResult, RequestError};
-use super::elect::{Contact, PreVoteRequest, PreVoteResponse};
 use super::status::StatusView;
 use super::types::{Request, RequestId, Response};
 use super::{Node, TypeConfig};
@@ -64,6 +64,101 @@ pub enum PeerResponse {
     Read(Result<ReadResult, RequestError>),
     Status(Box<StatusView>),
     PreVote(Result<PreVoteResponse, String>),
+}
+
+/// "Would you elect me?", asked before an election; answering changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    pub candidate: NodeId,
+    /// The term the candidate would stand for: its current term plus one.
+    pub term: u64,
+    pub last_log_id: Option<LogId<NodeId>>,
+}
+
+/// The answer to a [`PreVoteRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVoteResponse {
+    pub granted: bool,
+    /// The voter's current term.
+    pub term: u64,
+    /// Why it said no (empty when it said yes).
+    pub why: String,
+}
+
+/// Why this node last held back from standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// A live leader's append or snapshot (also: the node just started).
+    Leader,
+    /// It gave its vote to this candidate.
+    Vote(NodeId),
+    /// It said yes to this candidate's pre-vote.
+    PreVote(NodeId),
+}
+
+/// What the network layer saw, for elections (`super::elect`): when this node last heard from a leader
+/// (or backed a candidate, which counts the same: it lets that candidate finish before it
+/// stands itself), and when each peer last answered this node's appends (while it leads).
+#[derive(Debug)]
+pub struct Contact {
+    leader: Mutex<(Instant, Heard)>,
+    acks: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl Default for Contact {
+    fn default() -> Contact {
+        Contact {
+            // A node that just started waits a whole election timeout before it stands.
+            leader: Mutex::new((Instant::now(), Heard::Leader)),
+            acks: Mutex::default(),
+        }
+    }
+}
+
+impl Contact {
+    fn set(&self, h: Heard) {
+        *self.leader.lock().expect("contact lock") = (Instant::now(), h);
+    }
+
+    /// A live leader was heard from (an append or snapshot accepted).
+    pub fn heard_leader(&self) {
+        self.set(Heard::Leader);
+    }
+
+    /// This node gave `candidate` its vote.
+    pub fn voted(&self, candidate: NodeId) {
+        self.set(Heard::Vote(candidate));
+    }
+
+    /// This node said yes to `candidate`'s pre-vote.
+    pub fn pre_voted(&self, candidate: NodeId) {
+        self.set(Heard::PreVote(candidate));
+    }
+
+    pub fn since_leader(&self) -> Duration {
+        self.leader.lock().expect("contact lock").0.elapsed()
+    }
+
+    pub fn last(&self) -> (Duration, Heard) {
+        let (t, h) = *self.leader.lock().expect("contact lock");
+        (t.elapsed(), h)
+    }
+
+    /// `peer` answered an append this node sent.
+    pub fn acked(&self, peer: NodeId) {
+        self.acks
+            .lock()
+            .expect("contact lock")
+            .insert(peer, Instant::now());
+    }
+
+    pub fn ack_age(&self, peer: NodeId) -> Option<Duration> {
+        self.acks
+            .lock()
+            .expect("contact lock")
+            .get(&peer)
+            .map(|t| t.elapsed())
+    }
 }
 
 /// Why a join did not go through, and whether asking again may help (no leader yet, the
