@@ -351,6 +351,26 @@ impl View {
         true
     }
 
+    /// Take a view update from the leader (or a relay): a full snapshot, or a delta applied to
+    /// the snapshot held (see [`super::delta::apply`]), then [`View::apply`] the result. A
+    /// [`Gap`](super::delta::Gap) leaves the view as it was: the caller asks for a full view.
+    pub fn apply_update(
+        &mut self,
+        u: super::delta::ViewUpdate,
+        now: Instant,
+    ) -> Result<super::delta::Applied, super::delta::Gap> {
+        let mut held = self.snapshot.take();
+        let r = super::delta::apply(&mut held, u);
+        match (&r, held) {
+            (Ok(super::delta::Applied::Taken), Some(s)) => {
+                // Newer than nothing: always taken.
+                self.apply(s, now);
+            }
+            (_, held) => self.snapshot = held,
+        }
+        r
+    }
+
     /// Each slice's traffic over the cluster (keyed by `blueprint/slice`): rates and latency
     /// quantiles over the last [`super::traffic::RATE_SECS`] (histograms of every node merged),
     /// per entry point and instance, the requests waiting now and the last call. Slices not

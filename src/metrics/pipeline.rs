@@ -1,13 +1,25 @@
 //! The running pipeline on every node (DESIGN §7): sample every `metrics.interval` and push a
-//! [`MetricsUpdate`] to the leader over QUIC datagrams; on the leader, aggregate and broadcast the
-//! [`ClusterMetricsSnapshot`](super::update::ClusterMetricsSnapshot) to every member at the same period, judge liveness (written through
-//! Raft only when a verdict changes: an event, never a metric); on every node, keep the newest
-//! snapshot and the 2-hour window built from the snapshots.
+//! [`MetricsUpdate`] to the leader over QUIC datagrams; on the leader, aggregate the
+//! [`ClusterMetricsSnapshot`](super::update::ClusterMetricsSnapshot) at the same period, judge
+//! liveness (written through Raft only when a verdict changes: an event, never a metric), and
+//! spread the snapshot to every node; on every node, keep the newest snapshot and the 2-hour
+//! window built from the snapshots.
+//!
+//! Spreading (the "1,000 nodes" design): the leader sends what changed since its previous
+//! snapshot ([`ViewUpdate::Delta`]), not the whole snapshot, and beyond
+//! [`delta::DIRECT_MAX`] recipients it sends it to about √N relays, each forwarding it to its
+//! group ([`delta::plan_relays`]). Every node rebuilds the full snapshot from the deltas, so
+//! every reader of the view (console, controller, `aether top`, `/metrics`) reads it as before.
+//! A node whose deltas have a gap (one missed, none for [`RESYNC_AFTER`] intervals, a relay
+//! down) asks the leader for a full view ([`MetricsMsg::Resync`]); the first view of a term is
+//! full for everyone. Recipients: every member, and any other node while it sends updates (at
+//! the address it sends from).
 //!
 //! Failover: a new leader starts from the last snapshot it received; when that is older than
 //! `metrics.refresh_after`, it asks every member for a fresh sample at once. Every node also
 //! pushes at once when it learns of a new leader.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,10 +28,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::aggregate::{Aggregator, Settings, View};
+use super::delta::{self, Applied, ViewUpdate};
 use super::requests::{Recorder, TrafficSample};
 use super::sample::Sampler;
 use super::update::{
-    INFO_EVERY, LeaderAdvice, LeaderReviewer, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics,
+    ClusterMetricsSnapshot, INFO_EVERY, LeaderAdvice, LeaderReviewer, MetricsMsg, MetricsUpdate,
+    NodeInfo, NodeMetrics,
 };
 use crate::config::{GpuOffer, MetricsConfig};
 use crate::domain::{Health, Millis, NodeId, NodeRecord, now_millis};
@@ -38,8 +52,14 @@ pub struct PipelineStats {
     pub snapshots_received: AtomicU64,
     /// Snapshots ignored as older than the one held.
     pub snapshots_stale: AtomicU64,
-    /// Bytes of the last snapshot built or received (postcard).
+    /// Bytes of the last full snapshot built or received (postcard).
     pub snapshot_bytes: AtomicU64,
+    /// Bytes of the last view message built or received (a delta, or full).
+    pub view_bytes: AtomicU64,
+    /// Views this node forwarded as a relay, one per target.
+    pub views_relayed: AtomicU64,
+    /// Full views asked for (a follower's gap) or sent on request (the leader).
+    pub resyncs: AtomicU64,
 }
 
 /// What the pipeline holds, for the admin API and `/metrics`.
@@ -54,6 +74,13 @@ pub struct State {
     /// new ones, so the leader and every view count them once per `at`.
     last_traffic: Carry,
     info_due: bool,
+    /// While leading: where the nodes that are not members send their updates from (they get
+    /// the view there while they send), and when they last did.
+    senders: std::collections::HashMap<NodeId, (std::net::SocketAddr, Instant)>,
+    /// While leading: nodes that asked for a full view, and where they asked from.
+    resync: std::collections::HashMap<NodeId, std::net::SocketAddr>,
+    /// When this node last asked the leader for a full view.
+    asked_resync: Option<Instant>,
 }
 
 /// The request counts the node's last update carried (see [`State`]'s `last_traffic`).
@@ -128,6 +155,8 @@ pub struct Pipeline {
     /// Whether a listed offer was checked against NVML (once).
     gpu_offer_checked: std::sync::atomic::AtomicBool,
     sample_now: Notify,
+    /// Ask the leader for a full view now (a gap in the deltas).
+    resync_now: Notify,
     /// Nodes whose liveness verdict is being written.
     health_writes: Mutex<std::collections::HashSet<NodeId>>,
     seq: AtomicU64,
@@ -143,6 +172,8 @@ pub struct Pipeline {
     /// The leader's strategic layer as it last sent it, and when it came.
     leader_advice: Mutex<Option<(LeaderAdvice, Instant)>>,
     pub stats: PipelineStats,
+    /// When the pipeline started (a node without any view yet asks for one after a while).
+    started: Instant,
 }
 
 /// A leader's reviewer report older than this is no longer shown (it comes every second).
@@ -152,6 +183,9 @@ const REVIEWER_FRESH: Duration = Duration::from_secs(5);
 const RESAMPLE_AFTER: Duration = Duration::from_millis(250);
 /// After becoming leader, the first snapshot waits this long for the fresh samples it asked for.
 const FIRST_SNAPSHOT_AFTER: Duration = Duration::from_millis(250);
+/// A node whose view is this many intervals old asks the leader for a full one (its relay may
+/// be down), and asks again no sooner than this many intervals later.
+const RESYNC_AFTER: u32 = 3;
 
 impl Pipeline {
     /// Build the pipeline (initialises NVML once; logs once when it is unavailable).
@@ -175,6 +209,9 @@ impl Pipeline {
                 last_sample: None,
                 last_traffic: Carry::default(),
                 info_due: true,
+                senders: Default::default(),
+                resync: Default::default(),
+                asked_resync: None,
             }),
             sampler: Arc::new(Mutex::new(sampler)),
             pids: Mutex::default(),
@@ -182,6 +219,7 @@ impl Pipeline {
             gpu_offer,
             gpu_offer_checked: Default::default(),
             sample_now: Notify::new(),
+            resync_now: Notify::new(),
             health_writes: Mutex::default(),
             seq: AtomicU64::new(0),
             recorder,
@@ -190,6 +228,7 @@ impl Pipeline {
             advice: Mutex::default(),
             leader_advice: Mutex::default(),
             stats: PipelineStats::default(),
+            started: Instant::now(),
         }))
     }
 
@@ -422,6 +461,10 @@ impl Pipeline {
                 _ = self.sample_now.notified() => {
                     self.state.lock().expect("state lock").info_due = true;
                 }
+                _ = self.resync_now.notified() => {
+                    self.ask_resync(false).await;
+                    continue;
+                }
                 r = raft.changed() => {
                     if r.is_err() {
                         return;
@@ -439,6 +482,54 @@ impl Pipeline {
                 }
             }
             self.push().await;
+            self.ask_resync(true).await;
+        }
+    }
+
+    /// Ask the leader for a full view: on a gap (`only_if_stale` false), or when the view held
+    /// is [`RESYNC_AFTER`] intervals old (its relay may be down). At most once per
+    /// [`RESYNC_AFTER`] intervals; never on the leader.
+    async fn ask_resync(&self, only_if_stale: bool) {
+        let Some((leader, addr)) = self.cluster.leader() else {
+            return;
+        };
+        if leader == self.cluster.id {
+            return;
+        }
+        let term = self.cluster.raft.server_metrics().borrow().vote.leader_id().get_term();
+        let patience = self.cfg.interval.0 * RESYNC_AFTER;
+        let now = Instant::now();
+        {
+            let mut st = self.state.lock().expect("state lock");
+            if st.agg.is_some() {
+                return;
+            }
+            // A view missing since start-up counts as old once the first full one is overdue.
+            let age = st
+                .view
+                .age(now)
+                .unwrap_or_else(|| now.duration_since(self.started));
+            if only_if_stale && age < patience {
+                return;
+            }
+            // A gap: once per interval; a view grown old: once per patience.
+            let wait = if only_if_stale {
+                patience
+            } else {
+                self.cfg.interval.0
+            };
+            if st.asked_resync.is_some_and(|t| now.duration_since(t) < wait) {
+                return;
+            }
+            st.asked_resync = Some(now);
+        }
+        self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        let msg = MetricsMsg::Resync {
+            node: self.cluster.id,
+            term,
+        };
+        if let Err(e) = self.cluster.ep.send_oneway(&addr, &msg).await {
+            tracing::debug!("metrics: asking leader {leader} for a full view failed: {e}");
         }
     }
 
@@ -464,6 +555,8 @@ impl Pipeline {
                 let mut st = self.state.lock().expect("state lock");
                 if st.agg.take().is_some() {
                     tracing::info!("metrics: no longer the leader; stopped aggregating");
+                    st.senders.clear();
+                    st.resync.clear();
                 }
                 next = tokio::time::Instant::now() + self.cfg.interval.0;
                 continue;
@@ -537,11 +630,7 @@ impl Pipeline {
             (snap, tr, agg.missing_info())
         };
         let term = snap.term;
-        let msg = MetricsMsg::Snapshot(snap);
-        self.broadcast(&msg, &members);
-        if let MetricsMsg::Snapshot(snap) = msg {
-            self.state.lock().expect("state lock").view.apply(snap, now);
-        }
+        self.spread(snap, &members, now);
         let own = self.reviewer.lock().expect("reviewer lock").clone();
         if let Some(mut r) = own {
             (r.leader, r.term) = (self.cluster.id, term);
@@ -601,6 +690,115 @@ impl Pipeline {
         }
     }
 
+    /// Spread this tick's snapshot to every recipient (see the module doc): a delta against the
+    /// previous snapshot (full at the start of a term), directly or through relays, and a full
+    /// view to each node that asked; then take it into this node's own view.
+    fn spread(self: &Arc<Self>, snap: ClusterMetricsSnapshot, members: &[NodeRecord], now: Instant) {
+        let suspect_ms = self.cfg.suspect_after.0.as_millis() as u64;
+        let me = self.cluster.id;
+        let (recipients, mut asked, delta) = {
+            let mut st = self.state.lock().expect("state lock");
+            let st = &mut *st;
+            let down = self.cfg.down_after.0;
+            st.senders
+                .retain(|_, (_, t)| now.saturating_duration_since(*t) < down);
+            // Fit to relay: heard from within `suspect_after`, and not judged otherwise.
+            let fit: HashMap<NodeId, bool> = snap
+                .nodes
+                .iter()
+                .map(|e| (e.node, e.age_ms < suspect_ms && e.health == Health::Ready))
+                .collect();
+            let is_fit = |id: &NodeId| fit.get(id).copied().unwrap_or(false);
+            let mut recipients: Vec<(NodeId, String, bool)> = members
+                .iter()
+                .filter(|m| m.id != me)
+                .map(|m| (m.id, m.addr.clone(), is_fit(&m.id)))
+                .collect();
+            let member_ids: HashSet<NodeId> = members.iter().map(|m| m.id).collect();
+            for (id, (from, _)) in &st.senders {
+                if *id != me && !member_ids.contains(id) {
+                    recipients.push((*id, from.to_string(), is_fit(id)));
+                }
+            }
+            recipients.sort_by_key(|r| r.0);
+            let asked: Vec<String> = st
+                .resync
+                .drain()
+                .filter(|(id, _)| *id != me)
+                .map(|(id, from)| {
+                    members
+                        .iter()
+                        .find(|m| m.id == id)
+                        .map(|m| m.addr.clone())
+                        .unwrap_or_else(|| from.to_string())
+                })
+                .collect();
+            let delta = st
+                .view
+                .snapshot
+                .as_ref()
+                .and_then(|prev| delta::diff(prev, &snap));
+            (recipients, asked, delta)
+        };
+        let plan = delta::plan_relays(&recipients.iter().map(|r| r.2).collect::<Vec<_>>());
+        self.stats
+            .snapshot_bytes
+            .store(encoded_len(&snap) as u64, Ordering::Relaxed);
+        // Many asking at once (a new leader's first view missed, a relay down): the full view
+        // through the relays costs no more than answering each of them.
+        let update = match delta {
+            Some(d) if asked.len() <= plan.sends.len() => ViewUpdate::Delta(d),
+            _ => {
+                asked.clear();
+                ViewUpdate::Full(snap.clone())
+            }
+        };
+        let mut sends: Vec<(String, Arc<Vec<u8>>)> = Vec::new();
+        let encode = |msg: &MetricsMsg| match crate::net::frame::encode_body(msg) {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                tracing::warn!("metrics: cannot encode the view: {e}");
+                None
+            }
+        };
+        if !asked.is_empty() {
+            self.stats
+                .resyncs
+                .fetch_add(asked.len() as u64, Ordering::Relaxed);
+            if let Some(full) = encode(&MetricsMsg::View(ViewUpdate::Full(snap.clone()))) {
+                sends.extend(asked.into_iter().map(|a| (a, full.clone())));
+            }
+        }
+        let msg = MetricsMsg::View(update);
+        let Some(body) = encode(&msg) else { return };
+        self.stats
+            .view_bytes
+            .store(body.len() as u64, Ordering::Relaxed);
+        let MetricsMsg::View(update) = msg else {
+            unreachable!("built above")
+        };
+        for (relay, targets) in plan.sends {
+            let addr = recipients[relay].1.clone();
+            if targets.is_empty() {
+                sends.push((addr, body.clone()));
+                continue;
+            }
+            let relayed = MetricsMsg::Relay {
+                to: targets.iter().map(|&t| recipients[t].1.clone()).collect(),
+                view: update.clone(),
+            };
+            if let Some(b) = encode(&relayed) {
+                sends.push((addr, b));
+            }
+        }
+        self.send_all(sends, true);
+        self.state
+            .lock()
+            .expect("state lock")
+            .view
+            .apply(snap, now);
+    }
+
     /// Send `msg` to every member but this node, concurrently, bounded by the interval.
     fn broadcast(self: &Arc<Self>, msg: &MetricsMsg, members: &[NodeRecord]) {
         let body = match crate::net::frame::encode_body(msg) {
@@ -610,15 +808,20 @@ impl Pipeline {
                 return;
             }
         };
-        let is_snapshot = matches!(msg, MetricsMsg::Snapshot(_));
-        if is_snapshot {
-            self.stats
-                .snapshot_bytes
-                .store(body.len() as u64, Ordering::Relaxed);
-        }
+        let sends = members
+            .iter()
+            .filter(|m| m.id != self.cluster.id)
+            .map(|m| (m.addr.clone(), body.clone()))
+            .collect();
+        self.send_all(sends, false);
+    }
+
+    /// Send each body to its address, concurrently, bounded by the interval; `views` counts
+    /// the successful sends as views sent.
+    fn send_all(self: &Arc<Self>, sends: Vec<(String, Arc<Vec<u8>>)>, views: bool) {
         let mut set = tokio::task::JoinSet::new();
-        for m in members.iter().filter(|m| m.id != self.cluster.id) {
-            let (ep, body, addr) = (self.cluster.ep.clone(), body.clone(), m.addr.clone());
+        for (addr, body) in sends {
+            let ep = self.cluster.ep.clone();
             set.spawn(async move { ep.send_oneway_body(&addr, &body).await.is_ok() });
         }
         // Never hold the caller up: a dead member costs a connect attempt, not a stalled tick.
@@ -632,17 +835,60 @@ impl Pipeline {
                 }
             })
             .await;
-            if is_snapshot {
+            if views {
                 me.stats.snapshots_sent.fetch_add(ok, Ordering::Relaxed);
             }
         });
     }
+
+    /// Take a view from the leader or a relay; on a gap, ask the leader for a full one.
+    fn take_view(&self, u: ViewUpdate, size: usize) {
+        let mut st = self.state.lock().expect("state lock");
+        // The leader builds its own; a view from elsewhere is only taken when this node is
+        // not aggregating.
+        if st.agg.is_some() || u.leader() == self.cluster.id {
+            return;
+        }
+        let full = matches!(u, ViewUpdate::Full(_));
+        match st.view.apply_update(u, Instant::now()) {
+            Ok(Applied::Taken) => {
+                self.stats
+                    .snapshots_received
+                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.view_bytes.store(size as u64, Ordering::Relaxed);
+                if full {
+                    self.stats
+                        .snapshot_bytes
+                        .store(size as u64, Ordering::Relaxed);
+                }
+            }
+            Ok(Applied::Stale) => {
+                self.stats.snapshots_stale.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(gap) => {
+                drop(st);
+                tracing::debug!("{gap}");
+                self.resync_now.notify_one();
+            }
+        }
+    }
+}
+
+/// Bytes `v` takes in postcard, without building them.
+fn encoded_len<T: serde::Serialize>(v: &T) -> usize {
+    struct Count(usize);
+    impl Extend<u8> for Count {
+        fn extend<I: IntoIterator<Item = u8>>(&mut self, it: I) {
+            self.0 += it.into_iter().count();
+        }
+    }
+    postcard::to_extend(v, Count(0)).map_or(0, |c| c.0)
 }
 
 impl Inbox for Pipeline {
     type Msg = MetricsMsg;
 
-    fn deliver(&self, _ctx: PeerCtx, msg: MetricsMsg, size: usize) {
+    fn deliver(&self, ctx: PeerCtx, msg: MetricsMsg, size: usize) {
         // Handled in place (a map insert, or recording one snapshot): no task hop per datagram.
         match msg {
             MetricsMsg::Update(u) => {
@@ -650,7 +896,11 @@ impl Inbox for Pipeline {
                 match st.agg.as_mut() {
                     Some(agg) => {
                         self.stats.updates_received.fetch_add(1, Ordering::Relaxed);
-                        agg.receive(*u, Instant::now());
+                        let now = Instant::now();
+                        let node = u.node;
+                        agg.receive(*u, now);
+                        // Where it sends from: a node that is not a member gets the view there.
+                        st.senders.insert(node, (ctx.remote, now));
                     }
                     None => {
                         self.stats
@@ -659,22 +909,32 @@ impl Inbox for Pipeline {
                     }
                 }
             }
-            MetricsMsg::Snapshot(s) => {
-                let mut st = self.state.lock().expect("state lock");
-                // The leader builds its own; a snapshot from elsewhere is only taken when this
-                // node is not aggregating.
-                if st.agg.is_some() || s.leader == self.cluster.id {
-                    return;
+            MetricsMsg::View(u) => self.take_view(u, size),
+            MetricsMsg::Relay { to, view } => {
+                // Forward first, so the group does not wait on this node's own apply.
+                match crate::net::frame::encode_body(&MetricsMsg::View(view.clone())) {
+                    Ok(body) => {
+                        self.stats
+                            .views_relayed
+                            .fetch_add(to.len() as u64, Ordering::Relaxed);
+                        let (ep, body) = (self.cluster.ep.clone(), Arc::new(body));
+                        tokio::spawn(async move {
+                            let mut set = tokio::task::JoinSet::new();
+                            for addr in to {
+                                let (ep, body) = (ep.clone(), body.clone());
+                                set.spawn(async move { ep.send_oneway_body(&addr, &body).await });
+                            }
+                            while set.join_next().await.is_some() {}
+                        });
+                    }
+                    Err(e) => tracing::warn!("metrics: cannot encode a relayed view: {e}"),
                 }
-                if st.view.apply(s, Instant::now()) {
-                    self.stats
-                        .snapshots_received
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .snapshot_bytes
-                        .store(size as u64, Ordering::Relaxed);
-                } else {
-                    self.stats.snapshots_stale.fetch_add(1, Ordering::Relaxed);
+                self.take_view(view, size);
+            }
+            MetricsMsg::Resync { node, .. } => {
+                let mut st = self.state.lock().expect("state lock");
+                if st.agg.is_some() {
+                    st.resync.insert(node, ctx.remote);
                 }
             }
             MetricsMsg::SampleNow { .. } => self.sample_now.notify_one(),

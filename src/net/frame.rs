@@ -13,7 +13,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// rollout commands.
 /// 5: slices carry a user.
 /// 6: status says whether the leader answered; the console's live nodes carry process samples.
-pub const PROTOCOL_VERSION: u8 = 6;
+/// 7: the metrics view travels as deltas through relays (`MetricsMsg::View`, `Relay`,
+/// `Resync` replace the whole `Snapshot`).
+pub const PROTOCOL_VERSION: u8 = 7;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
 #[derive(Debug, thiserror::Error)]
