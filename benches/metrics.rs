@@ -328,7 +328,7 @@ impl Inbox for Sim {
             .fetch_add(size as u64, Ordering::Relaxed);
         match msg {
             MetricsMsg::View(u) => self.take(u),
-            MetricsMsg::Relay { to, view } => {
+            MetricsMsg::Relay { to, view, .. } => {
                 let body = aether::net::frame::encode_body(&MetricsMsg::View(view.clone()))
                     .expect("a view encodes");
                 self.totals

@@ -630,17 +630,19 @@ impl Pipeline {
             (snap, tr, agg.missing_info())
         };
         let term = snap.term;
-        self.spread(snap, &members, now);
+        // The leader's reviewer and advice travel with the view, the same way.
+        let mut also = Vec::new();
         let own = self.reviewer.lock().expect("reviewer lock").clone();
         if let Some(mut r) = own {
             (r.leader, r.term) = (self.cluster.id, term);
-            self.broadcast(&MetricsMsg::Reviewer(r), &members);
+            also.push(MetricsMsg::Reviewer(r));
         }
         let own = self.advice.lock().expect("advice lock").clone();
         if let Some(mut a) = own {
             (a.leader, a.term) = (self.cluster.id, term);
-            self.broadcast(&MetricsMsg::Advice(a), &members);
+            also.push(MetricsMsg::Advice(a));
         }
+        self.spread(snap, also, &members, now);
         // Members whose first update (with their info) was lost: ask them again.
         let missing: Vec<NodeRecord> = members
             .iter()
@@ -691,9 +693,16 @@ impl Pipeline {
     }
 
     /// Spread this tick's snapshot to every recipient (see the module doc): a delta against the
-    /// previous snapshot (full at the start of a term), directly or through relays, and a full
-    /// view to each node that asked; then take it into this node's own view.
-    fn spread(self: &Arc<Self>, snap: ClusterMetricsSnapshot, members: &[NodeRecord], now: Instant) {
+    /// previous snapshot (full at the start of a term), directly or through relays, with the
+    /// messages `also` (reviewer, advice); and a full view to each node that asked; then take
+    /// it into this node's own view.
+    fn spread(
+        self: &Arc<Self>,
+        snap: ClusterMetricsSnapshot,
+        also: Vec<MetricsMsg>,
+        members: &[NodeRecord],
+        now: Instant,
+    ) {
         let suspect_ms = self.cfg.suspect_after.0.as_millis() as u64;
         let me = self.cluster.id;
         let (recipients, mut asked, delta) = {
@@ -777,15 +786,18 @@ impl Pipeline {
         let MetricsMsg::View(update) = msg else {
             unreachable!("built above")
         };
+        let also_bodies: Vec<Arc<Vec<u8>>> = also.iter().filter_map(encode).collect();
         for (relay, targets) in plan.sends {
             let addr = recipients[relay].1.clone();
             if targets.is_empty() {
-                sends.push((addr, body.clone()));
+                sends.push((addr.clone(), body.clone()));
+                sends.extend(also_bodies.iter().map(|b| (addr.clone(), b.clone())));
                 continue;
             }
             let relayed = MetricsMsg::Relay {
                 to: targets.iter().map(|&t| recipients[t].1.clone()).collect(),
                 view: update.clone(),
+                also: also.clone(),
             };
             if let Some(b) = encode(&relayed) {
                 sends.push((addr, b));
@@ -910,26 +922,38 @@ impl Inbox for Pipeline {
                 }
             }
             MetricsMsg::View(u) => self.take_view(u, size),
-            MetricsMsg::Relay { to, view } => {
+            MetricsMsg::Relay { to, view, also } => {
                 // Forward first, so the group does not wait on this node's own apply.
-                match crate::net::frame::encode_body(&MetricsMsg::View(view.clone())) {
-                    Ok(body) => {
-                        self.stats
-                            .views_relayed
-                            .fetch_add(to.len() as u64, Ordering::Relaxed);
-                        let (ep, body) = (self.cluster.ep.clone(), Arc::new(body));
-                        tokio::spawn(async move {
-                            let mut set = tokio::task::JoinSet::new();
-                            for addr in to {
-                                let (ep, body) = (ep.clone(), body.clone());
-                                set.spawn(async move { ep.send_oneway_body(&addr, &body).await });
+                let mut bodies = Vec::with_capacity(1 + also.len());
+                for m in std::iter::once(&MetricsMsg::View(view.clone())).chain(&also) {
+                    match crate::net::frame::encode_body(m) {
+                        Ok(b) => bodies.push(Arc::new(b)),
+                        Err(e) => tracing::warn!("metrics: cannot encode a relayed message: {e}"),
+                    }
+                }
+                self.stats
+                    .views_relayed
+                    .fetch_add(to.len() as u64, Ordering::Relaxed);
+                let ep = self.cluster.ep.clone();
+                tokio::spawn(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for addr in to {
+                        let (ep, bodies) = (ep.clone(), bodies.clone());
+                        set.spawn(async move {
+                            for b in bodies {
+                                let _ = ep.send_oneway_body(&addr, &b).await;
                             }
-                            while set.join_next().await.is_some() {}
                         });
                     }
-                    Err(e) => tracing::warn!("metrics: cannot encode a relayed view: {e}"),
-                }
+                    while set.join_next().await.is_some() {}
+                });
                 self.take_view(view, size);
+                for m in also {
+                    // Only the leader's reports ride along; nothing relays twice.
+                    if matches!(m, MetricsMsg::Reviewer(_) | MetricsMsg::Advice(_)) {
+                        self.deliver(ctx, m, 0);
+                    }
+                }
             }
             MetricsMsg::Resync { node, .. } => {
                 let mut st = self.state.lock().expect("state lock");

@@ -240,9 +240,12 @@ pub enum MetricsMsg {
     Advice(LeaderAdvice),
     /// Leader → a relay: take `view`, and forward it as [`MetricsMsg::View`] to the nodes at
     /// `to` (the leader reaches N nodes with about √N sends; see [`super::delta::plan_relays`]).
+    /// The relay also forwards `also` (the leader's [`MetricsMsg::Reviewer`] and
+    /// [`MetricsMsg::Advice`] of the same tick) and takes them itself.
     Relay {
         to: Vec<String>,
         view: super::delta::ViewUpdate,
+        also: Vec<MetricsMsg>,
     },
     /// A node → the leader: its view has a gap (a delta was missed, or none came for a
     /// while): send `node` a full view of term `term`.
