@@ -33,15 +33,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use aether::config::NetConfig;
-use aether::metrics::prometheus::sample_value;
-use aether::metrics::sample::Sampler;
 use aether::domain::NodeId;
 use aether::metrics::delta::{self, Applied, ViewUpdate};
+use aether::metrics::prometheus::sample_value;
+use aether::metrics::sample::Sampler;
 use aether::metrics::update::{
     ClusterMetricsSnapshot, INFO_EVERY, MetricsMsg, MetricsUpdate, NodeInfo,
 };
-use aether::net::{Endpoint, Inbox, PeerCtx, Router};
 use aether::net::tls::{CaPem, NodeTls, issue_node_cert};
+use aether::net::{Endpoint, Inbox, PeerCtx, Router};
 use nodes::{Proc, cli, free_port, start_node, wait_until};
 use procstat::{cpu_time, status_bytes};
 

@@ -309,7 +309,8 @@ pub fn apply(held: &mut Option<ClusterMetricsSnapshot>, u: ViewUpdate) -> Result
         }
     };
     if !d.removed.is_empty() {
-        snap.nodes.retain(|e| d.removed.binary_search(&e.node).is_err());
+        snap.nodes
+            .retain(|e| d.removed.binary_search(&e.node).is_err());
     }
     for p in d.changed {
         match snap.nodes.binary_search_by_key(&p.node, |e| e.node) {
@@ -486,7 +487,9 @@ mod tests {
                 fields: vec![Field::At(2_000), Field::Cpu(0.3)],
             }]
         );
-        let full = crate::net::frame::encode_body(&ViewUpdate::Full(b)).unwrap().len();
+        let full = crate::net::frame::encode_body(&ViewUpdate::Full(b))
+            .unwrap()
+            .len();
         let delta = crate::net::frame::encode_body(&ViewUpdate::Delta(d))
             .unwrap()
             .len();

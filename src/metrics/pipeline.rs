@@ -496,7 +496,14 @@ impl Pipeline {
         if leader == self.cluster.id {
             return;
         }
-        let term = self.cluster.raft.server_metrics().borrow().vote.leader_id().get_term();
+        let term = self
+            .cluster
+            .raft
+            .server_metrics()
+            .borrow()
+            .vote
+            .leader_id()
+            .get_term();
         let patience = self.cfg.interval.0 * RESYNC_AFTER;
         let now = Instant::now();
         {
@@ -518,7 +525,10 @@ impl Pipeline {
             } else {
                 self.cfg.interval.0
             };
-            if st.asked_resync.is_some_and(|t| now.duration_since(t) < wait) {
+            if st
+                .asked_resync
+                .is_some_and(|t| now.duration_since(t) < wait)
+            {
                 return;
             }
             st.asked_resync = Some(now);
@@ -804,11 +814,7 @@ impl Pipeline {
             }
         }
         self.send_all(sends, true);
-        self.state
-            .lock()
-            .expect("state lock")
-            .view
-            .apply(snap, now);
+        self.state.lock().expect("state lock").view.apply(snap, now);
     }
 
     /// Send `msg` to every member but this node, concurrently, bounded by the interval.
