@@ -277,6 +277,9 @@ struct Sim {
     leader: String,
     ep: std::sync::OnceLock<Arc<Endpoint>>,
     held: std::sync::Mutex<Option<ClusterMetricsSnapshot>>,
+    /// The first simulated node also keeps the view before the last one (to size the
+    /// alternatives).
+    prev: Option<std::sync::Mutex<Option<ClusterMetricsSnapshot>>>,
     /// Bytes this node received.
     received: AtomicU64,
     totals: Arc<SimTotals>,
@@ -285,7 +288,12 @@ struct Sim {
 impl Sim {
     fn take(&self, u: ViewUpdate) {
         let full = matches!(u, ViewUpdate::Full(_));
-        let r = delta::apply(&mut self.held.lock().unwrap(), u);
+        let mut held = self.held.lock().unwrap();
+        if let Some(prev) = &self.prev {
+            *prev.lock().unwrap() = held.clone();
+        }
+        let r = delta::apply(&mut held, u);
+        drop(held);
         let t = &self.totals;
         match r {
             Ok(Applied::Taken) => {
@@ -351,6 +359,52 @@ impl Inbox for Sim {
             _ => {}
         }
     }
+}
+
+/// Size the ways of getting the view to every node, from two consecutive snapshots as a
+/// simulated node rebuilt them, and print what each would make the leader send per second.
+fn candidates(prev: &ClusterMetricsSnapshot, next: &ClusterMetricsSnapshot, n: f64) -> Result<()> {
+    let len = |m: &MetricsMsg| aether::net::frame::encode_body(m).map(|b| b.len() as f64);
+    let full = len(&MetricsMsg::View(ViewUpdate::Full(next.clone())))?;
+    let d = delta::diff(prev, next).ok_or_else(|| anyhow!("views not consecutive"))?;
+    let fields = len(&MetricsMsg::View(ViewUpdate::Delta(d.clone())))?;
+    // Whole entries for every node that changed at all.
+    let mut whole = d.clone();
+    for p in &mut whole.changed {
+        let e = next.nodes.iter().find(|e| e.node == p.node).expect("in next");
+        p.fields = delta::diff_entry(None, e);
+    }
+    let whole = len(&MetricsMsg::View(ViewUpdate::Delta(whole)))?;
+    // A compact summary: per node id, CPU and memory in percent, health, age.
+    let summary: Vec<(u64, u8, u8, u8, u64)> = next
+        .nodes
+        .iter()
+        .map(|e| {
+            let mem = e.m.mem_used as f64 / e.m.mem_total.max(1) as f64;
+            (e.node, (e.m.cpu * 100.0) as u8, (mem * 100.0) as u8, e.health as u8, e.age_ms)
+        })
+        .collect();
+    let summary = aether::net::frame::encode_body(&summary)?.len() as f64;
+    let relays = n.sqrt().ceil();
+    let mb = |b: f64| b / 1e6;
+    println!(
+        "ways to get the view to {n} nodes (sizes from two consecutive views; leader MB/s):"
+    );
+    for (what, bytes, copies) in [
+        ("whole snapshot to every node (before)", full, n),
+        ("whole snapshot through sqrt(N) relays", full, relays),
+        ("changed nodes, whole entries, to every node", whole, n),
+        ("changed fields (delta) to every node", fields, n),
+        ("compact summary to every node (detail on demand)", summary, n),
+        ("changed fields through sqrt(N) relays (chosen)", fields, relays),
+    ] {
+        println!(
+            "  {what:<52} {:>9.1} KiB x {copies:>5.0} = {:>8.2} MB/s",
+            bytes / 1024.0,
+            mb(bytes * copies)
+        );
+    }
+    Ok(())
 }
 
 /// The `q` quantile (0–1) of sorted `v`.
@@ -428,6 +482,7 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
             leader: leader_addr.clone(),
             ep: std::sync::OnceLock::new(),
             held: std::sync::Mutex::new(None),
+            prev: (i == 0).then(Default::default),
             received: AtomicU64::new(0),
             totals: totals.clone(),
         });
@@ -573,6 +628,10 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
         .map(|(s, g0)| s.received.load(Ordering::Relaxed) - g0)
         .collect();
     let after = scrape();
+    let pair = (
+        sims[0].prev.as_ref().and_then(|p| p.lock().unwrap().clone()),
+        sims[0].held.lock().unwrap().clone(),
+    );
     stop.store(true, Ordering::Relaxed);
     shutdown.cancel();
     let d = |k: usize| sim1[k] - sim0[k];
@@ -663,6 +722,10 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
         met(quantile(&ages, 0.99) <= 2_000 && no_view == 0),
         met(cpu_pct < 10.0)
     );
+    match pair {
+        (Some(prev), Some(next)) if next.seq == prev.seq + 1 => candidates(&prev, &next, n)?,
+        _ => println!("(no two consecutive views held to size the alternatives)"),
+    }
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(())
 }
