@@ -371,7 +371,11 @@ fn candidates(prev: &ClusterMetricsSnapshot, next: &ClusterMetricsSnapshot, n: f
     // Whole entries for every node that changed at all.
     let mut whole = d.clone();
     for p in &mut whole.changed {
-        let e = next.nodes.iter().find(|e| e.node == p.node).expect("in next");
+        let e = next
+            .nodes
+            .iter()
+            .find(|e| e.node == p.node)
+            .expect("in next");
         p.fields = delta::diff_entry(None, e);
     }
     let whole = len(&MetricsMsg::View(ViewUpdate::Delta(whole)))?;
@@ -381,22 +385,34 @@ fn candidates(prev: &ClusterMetricsSnapshot, next: &ClusterMetricsSnapshot, n: f
         .iter()
         .map(|e| {
             let mem = e.m.mem_used as f64 / e.m.mem_total.max(1) as f64;
-            (e.node, (e.m.cpu * 100.0) as u8, (mem * 100.0) as u8, e.health as u8, e.age_ms)
+            (
+                e.node,
+                (e.m.cpu * 100.0) as u8,
+                (mem * 100.0) as u8,
+                e.health as u8,
+                e.age_ms,
+            )
         })
         .collect();
     let summary = aether::net::frame::encode_body(&summary)?.len() as f64;
     let relays = n.sqrt().ceil();
     let mb = |b: f64| b / 1e6;
-    println!(
-        "ways to get the view to {n} nodes (sizes from two consecutive views; leader MB/s):"
-    );
+    println!("ways to get the view to {n} nodes (sizes from two consecutive views; leader MB/s):");
     for (what, bytes, copies) in [
         ("whole snapshot to every node (before)", full, n),
         ("whole snapshot through sqrt(N) relays", full, relays),
         ("changed nodes, whole entries, to every node", whole, n),
         ("changed fields (delta) to every node", fields, n),
-        ("compact summary to every node (detail on demand)", summary, n),
-        ("changed fields through sqrt(N) relays (chosen)", fields, relays),
+        (
+            "compact summary to every node (detail on demand)",
+            summary,
+            n,
+        ),
+        (
+            "changed fields through sqrt(N) relays (chosen)",
+            fields,
+            relays,
+        ),
     ] {
         println!(
             "  {what:<52} {:>9.1} KiB x {copies:>5.0} = {:>8.2} MB/s",
@@ -555,19 +571,31 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
             (body.matches("aether_node_cpu_ratio{").count() > o.nodes).then_some(())
         },
     )?;
+    let mut last_report = Instant::now();
     wait_until(
         "every simulated node holds a view with every simulated node",
-        Duration::from_secs(60),
+        Duration::from_secs(90),
         || {
-            sims.iter()
-                .all(|s| {
-                    s.held
-                        .lock()
-                        .unwrap()
-                        .as_ref()
-                        .is_some_and(|v| v.nodes.len() > o.nodes)
-                })
-                .then_some(())
+            let (mut some, mut all) = (0, 0);
+            for s in &sims {
+                if let Some(v) = s.held.lock().unwrap().as_ref() {
+                    some += 1;
+                    all += usize::from(v.nodes.len() > o.nodes);
+                }
+            }
+            if last_report.elapsed() > Duration::from_secs(10) {
+                last_report = Instant::now();
+                let t = &totals;
+                println!(
+                    "  waiting: {some} simulated nodes hold a view, {all} with every node; views {} ({} full), stale {}, gaps {}, relayed {}",
+                    t.views.load(Ordering::Relaxed),
+                    t.fulls.load(Ordering::Relaxed),
+                    t.stale.load(Ordering::Relaxed),
+                    t.gaps.load(Ordering::Relaxed),
+                    t.relayed.load(Ordering::Relaxed)
+                );
+            }
+            (all == sims.len()).then_some(())
         },
     )?;
     // Warm-up: connections are up, the window fills; then measure.
@@ -629,7 +657,10 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
         .collect();
     let after = scrape();
     let pair = (
-        sims[0].prev.as_ref().and_then(|p| p.lock().unwrap().clone()),
+        sims[0]
+            .prev
+            .as_ref()
+            .and_then(|p| p.lock().unwrap().clone()),
         sims[0].held.lock().unwrap().clone(),
     );
     stop.store(true, Ordering::Relaxed);

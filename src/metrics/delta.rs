@@ -556,6 +556,33 @@ mod tests {
         );
     }
 
+    /// A small cluster's delta of an ordinary second (CPU, 16 cores, memory, load and network
+    /// moved on every node) fits one QUIC datagram (about 1,200 bytes); a full view, and a
+    /// large cluster's delta, go on a stream (`net::Endpoint::send_oneway` picks).
+    #[test]
+    fn a_small_clusters_delta_fits_a_datagram() {
+        let busy = |node, k: u64| {
+            let mut e = entry(node, 0.1 * k as f32, 1_000 * k);
+            e.m.cores = (0..16).map(|c| ((c * 7 + k) % 100) as u8).collect();
+            e.m.mem_used += k << 20;
+            e.m.load = [k as f32 * 0.1, 0.2, 0.3];
+            e.m.nets = vec![NetSample {
+                iface: "eth0".into(),
+                rx_bps: 1_000.0 * k as f32,
+                tx_bps: 500.0 * k as f32,
+            }];
+            e.age_ms = 100 + k;
+            e
+        };
+        let a = snap(1, 1, (1..=3).map(|n| busy(n, 1)).collect());
+        let b = snap(1, 2, (1..=3).map(|n| busy(n, 2)).collect());
+        let msg = |u| crate::metrics::update::MetricsMsg::View(u);
+        let d = crate::net::frame::encode_body(&msg(ViewUpdate::Delta(diff(&a, &b).unwrap())))
+            .unwrap()
+            .len();
+        assert!(d < 1_200, "a 3-node delta is {d} bytes");
+    }
+
     #[test]
     fn relays_cover_every_recipient_once() {
         assert_eq!(plan_relays(&[true; 3]).sends.len(), 3, "small: direct");

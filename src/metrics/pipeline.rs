@@ -79,6 +79,11 @@ pub struct State {
     senders: std::collections::HashMap<NodeId, (std::net::SocketAddr, Instant)>,
     /// While leading: nodes that asked for a full view, and where they asked from.
     resync: std::collections::HashMap<NodeId, std::net::SocketAddr>,
+    /// While leading: when each node was last sent a full view on request, and when the last
+    /// full view went to everyone. A node asking again within [`FULL_IN_FLIGHT`] intervals is
+    /// not answered again (its full view is on the way: a delta overtook it).
+    fulls_sent: std::collections::HashMap<NodeId, Instant>,
+    full_to_all: Option<Instant>,
     /// When this node last asked the leader for a full view.
     asked_resync: Option<Instant>,
 }
@@ -186,6 +191,9 @@ const FIRST_SNAPSHOT_AFTER: Duration = Duration::from_millis(250);
 /// A node whose view is this many intervals old asks the leader for a full one (its relay may
 /// be down), and asks again no sooner than this many intervals later.
 const RESYNC_AFTER: u32 = 3;
+/// A full view sent this many intervals ago may still be on its way (a large view on a busy
+/// node): the leader does not answer the same node's request again before.
+const FULL_IN_FLIGHT: u32 = 2;
 
 impl Pipeline {
     /// Build the pipeline (initialises NVML once; logs once when it is unavailable).
@@ -211,6 +219,8 @@ impl Pipeline {
                 info_due: true,
                 senders: Default::default(),
                 resync: Default::default(),
+                fulls_sent: Default::default(),
+                full_to_all: None,
                 asked_resync: None,
             }),
             sampler: Arc::new(Mutex::new(sampler)),
@@ -567,6 +577,8 @@ impl Pipeline {
                     tracing::info!("metrics: no longer the leader; stopped aggregating");
                     st.senders.clear();
                     st.resync.clear();
+                    st.fulls_sent.clear();
+                    st.full_to_all = None;
                 }
                 next = tokio::time::Instant::now() + self.cfg.interval.0;
                 continue;
@@ -740,16 +752,22 @@ impl Pipeline {
                 }
             }
             recipients.sort_by_key(|r| r.0);
-            let asked: Vec<String> = st
+            let in_flight = self.cfg.interval.0 * FULL_IN_FLIGHT;
+            let recent = |t: &Instant| now.saturating_duration_since(*t) < in_flight;
+            st.fulls_sent.retain(|_, t| recent(t));
+            let everyone_had_one = st.full_to_all.as_ref().is_some_and(recent);
+            let fulls_sent = &st.fulls_sent;
+            let asked: Vec<(NodeId, String)> = st
                 .resync
                 .drain()
-                .filter(|(id, _)| *id != me)
+                .filter(|(id, _)| *id != me && !everyone_had_one && !fulls_sent.contains_key(id))
                 .map(|(id, from)| {
-                    members
+                    let addr = members
                         .iter()
                         .find(|m| m.id == id)
                         .map(|m| m.addr.clone())
-                        .unwrap_or_else(|| from.to_string())
+                        .unwrap_or_else(|| from.to_string());
+                    (id, addr)
                 })
                 .collect();
             let delta = st
@@ -769,6 +787,7 @@ impl Pipeline {
             Some(d) if asked.len() <= plan.sends.len() => ViewUpdate::Delta(d),
             _ => {
                 asked.clear();
+                self.state.lock().expect("state lock").full_to_all = Some(now);
                 ViewUpdate::Full(snap.clone())
             }
         };
@@ -785,7 +804,11 @@ impl Pipeline {
                 .resyncs
                 .fetch_add(asked.len() as u64, Ordering::Relaxed);
             if let Some(full) = encode(&MetricsMsg::View(ViewUpdate::Full(snap.clone()))) {
-                sends.extend(asked.into_iter().map(|a| (a, full.clone())));
+                let mut st = self.state.lock().expect("state lock");
+                for (id, addr) in asked {
+                    st.fulls_sent.insert(id, now);
+                    sends.push((addr, full.clone()));
+                }
             }
         }
         let msg = MetricsMsg::View(update);
