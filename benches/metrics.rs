@@ -277,6 +277,8 @@ struct Sim {
     leader: String,
     ep: std::sync::OnceLock<Arc<Endpoint>>,
     held: std::sync::Mutex<Option<ClusterMetricsSnapshot>>,
+    /// Deltas that came ahead of the view held.
+    early: std::sync::Mutex<delta::Early>,
     /// The first simulated node also keeps the view before the last one (to size the
     /// alternatives).
     prev: Option<std::sync::Mutex<Option<ClusterMetricsSnapshot>>>,
@@ -292,7 +294,7 @@ impl Sim {
         if let Some(prev) = &self.prev {
             *prev.lock().unwrap() = held.clone();
         }
-        let r = delta::apply(&mut held, u);
+        let r = delta::apply_in_order(&mut held, &mut self.early.lock().unwrap(), u);
         drop(held);
         let t = &self.totals;
         match r {
@@ -305,6 +307,7 @@ impl Sim {
             Ok(Applied::Stale) => {
                 t.stale.fetch_add(1, Ordering::Relaxed);
             }
+            Ok(Applied::Early) => {}
             Err(gap) => {
                 t.gaps.fetch_add(1, Ordering::Relaxed);
                 if let Some(ep) = self.ep.get() {
@@ -498,6 +501,7 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
             leader: leader_addr.clone(),
             ep: std::sync::OnceLock::new(),
             held: std::sync::Mutex::new(None),
+            early: Default::default(),
             prev: (i == 0).then(Default::default),
             received: AtomicU64::new(0),
             totals: totals.clone(),

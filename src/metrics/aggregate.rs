@@ -301,6 +301,8 @@ pub struct View {
     /// Per node, the sample time last recorded into the window.
     recorded: HashMap<NodeId, Millis>,
     traffic: ClusterTraffic,
+    /// Deltas that came ahead of the snapshot (see [`super::delta::apply_in_order`]).
+    early: super::delta::Early,
 }
 
 impl View {
@@ -352,15 +354,17 @@ impl View {
     }
 
     /// Take a view update from the leader (or a relay): a full snapshot, or a delta applied to
-    /// the snapshot held (see [`super::delta::apply`]), then [`View::apply`] the result. A
-    /// [`Gap`](super::delta::Gap) leaves the view as it was: the caller asks for a full view.
+    /// the snapshot held (see [`super::delta::apply_in_order`]: one that overtook the one
+    /// before it waits), then [`View::apply`] the result (when deltas that waited apply with
+    /// it, the history records the last one's samples). A [`Gap`](super::delta::Gap) leaves
+    /// the view as it was: the caller asks for a full view.
     pub fn apply_update(
         &mut self,
         u: super::delta::ViewUpdate,
         now: Instant,
     ) -> Result<super::delta::Applied, super::delta::Gap> {
         let mut held = self.snapshot.take();
-        let r = super::delta::apply(&mut held, u);
+        let r = super::delta::apply_in_order(&mut held, &mut self.early, u);
         match (&r, held) {
             (Ok(super::delta::Applied::Taken), Some(s)) => {
                 // Newer than nothing: always taken.
@@ -547,16 +551,21 @@ mod tests {
                 "view {i}"
             );
             assert_eq!(follower.snapshot.as_ref(), Some(snap), "view {i}");
-            // The lossy follower misses delta 5: the next one is a gap, and the full view it
-            // then asks for puts it back in step.
+            // The lossy follower misses delta 5: the next ones wait for it (it may only be
+            // late) until one too many is a gap, and the full view it then asks for puts it
+            // back in step.
             if i == 4 {
                 continue;
             }
             let r = lossy.apply_update(u.clone(), now);
-            if i == 5 {
+            if i == 5 || i == 6 {
+                assert_eq!(r, Ok(Applied::Early), "view {i} waits");
+                assert_eq!(lossy.snapshot.as_ref().unwrap().seq, 4, "left as it was");
+                continue;
+            }
+            if i == 7 {
                 let gap = r.expect_err("a missed delta is a gap");
                 assert_eq!(gap.held, "5/4");
-                assert_eq!(lossy.snapshot.as_ref().unwrap().seq, 4, "left as it was");
                 let full = ViewUpdate::Full(snap.clone());
                 assert_eq!(lossy.apply_update(full, now), Ok(Applied::Taken));
             } else {

@@ -278,6 +278,9 @@ pub enum Applied {
     /// The update is not newer than the view held (a late duplicate, or an older term's):
     /// nothing changed, and nothing is missing.
     Stale,
+    /// A delta that came ahead of the view held: kept until the ones before it come (see
+    /// [`apply_in_order`]).
+    Early,
 }
 
 /// Apply `u` to the view `held` (in place). A full view replaces any older one; a delta
@@ -333,6 +336,61 @@ pub fn apply(held: &mut Option<ClusterMetricsSnapshot>, u: ViewUpdate) -> Result
     snap.seq = d.seq;
     snap.built_at = d.built_at;
     Ok(Applied::Taken)
+}
+
+/// Deltas that came ahead of the view held: views travel on separate QUIC streams (and through
+/// different relays), so a delta may overtake the one before it, or the full view it follows.
+/// At most [`EARLY_MAX`] wait; one more is a [`Gap`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Early(Vec<ViewDelta>);
+
+/// Deltas kept while waiting for the one before (about this many seconds).
+pub const EARLY_MAX: usize = 2;
+
+/// [`apply`], tolerant of reordering: a delta of the held term that comes ahead of the view
+/// held waits in `early` (answered [`Applied::Early`]) until the views before it came, and the
+/// deltas waiting are applied as soon as they follow on. Without a view held, or with more
+/// than [`EARLY_MAX`] waiting, a delta is a [`Gap`] (and the waiting ones are dropped).
+pub fn apply_in_order(
+    held: &mut Option<ClusterMetricsSnapshot>,
+    early: &mut Early,
+    u: ViewUpdate,
+) -> Result<Applied, Gap> {
+    if let (ViewUpdate::Delta(d), Some(h)) = (&u, held.as_ref())
+        && (d.leader, d.term) == (h.leader, h.term)
+        && d.base > h.seq
+    {
+        if early.0.len() >= EARLY_MAX {
+            early.0.clear();
+            return Err(Gap {
+                term: d.term,
+                base: d.base,
+                seq: d.seq,
+                held: format!("{}/{}", h.term, h.seq),
+            });
+        }
+        if !early.0.iter().any(|e| e.seq == d.seq) {
+            let ViewUpdate::Delta(d) = u else {
+                unreachable!("matched above")
+            };
+            early.0.push(d);
+        }
+        return Ok(Applied::Early);
+    }
+    let r = apply(held, u)?;
+    if r == Applied::Taken {
+        // The ones waiting for this view, in turn; drop what no longer can apply.
+        while let Some(h) = held.as_ref() {
+            let (term, seq) = (h.term, h.seq);
+            early.0.retain(|e| e.term == term && e.seq > seq);
+            let Some(i) = early.0.iter().position(|e| e.base == seq) else {
+                break;
+            };
+            let next = early.0.swap_remove(i);
+            apply(held, ViewUpdate::Delta(next))?;
+        }
+    }
+    Ok(r)
 }
 
 /// Nodes a view goes to directly from the leader while there are at most this many; beyond,
@@ -581,6 +639,56 @@ mod tests {
             .unwrap()
             .len();
         assert!(d < 1_200, "a 3-node delta is {d} bytes");
+    }
+
+    /// A delta that overtakes the one before it (another stream, another relay) waits and
+    /// applies once that one came; the full view a node waits for may come after the deltas
+    /// that follow it; too many waiting is a gap.
+    #[test]
+    fn a_delta_that_overtakes_the_one_before_waits_for_it() {
+        let s: Vec<ClusterMetricsSnapshot> = (1..=6)
+            .map(|k| snap(4, k, vec![entry(1, 0.1 * k as f32, 1_000 * k)]))
+            .collect();
+        let d = |k: usize| ViewUpdate::Delta(diff(&s[k - 1], &s[k]).unwrap());
+        let (mut held, mut early) = (Some(s[0].clone()), Early::default());
+        assert_eq!(
+            apply_in_order(&mut held, &mut early, d(2)),
+            Ok(Applied::Early)
+        );
+        assert_eq!(held.as_ref().unwrap().seq, 1, "not yet");
+        assert_eq!(
+            apply_in_order(&mut held, &mut early, d(1)),
+            Ok(Applied::Taken)
+        );
+        assert_eq!(held.as_ref(), Some(&s[2]), "both applied, in order");
+        // A full view overtaken by the next delta.
+        let (mut held, mut early) = (Some(s[0].clone()), Early::default());
+        assert_eq!(
+            apply_in_order(&mut held, &mut early, d(4)),
+            Ok(Applied::Early)
+        );
+        let full = ViewUpdate::Full(s[3].clone());
+        assert_eq!(
+            apply_in_order(&mut held, &mut early, full),
+            Ok(Applied::Taken)
+        );
+        assert_eq!(held.as_ref(), Some(&s[4]));
+        // Three ahead: a gap, and nothing kept.
+        let (mut held, mut early) = (Some(s[0].clone()), Early::default());
+        assert_eq!(
+            apply_in_order(&mut held, &mut early, d(3)),
+            Ok(Applied::Early)
+        );
+        assert_eq!(
+            apply_in_order(&mut held, &mut early, d(4)),
+            Ok(Applied::Early)
+        );
+        assert!(apply_in_order(&mut held, &mut early, d(5)).is_err());
+        assert_eq!(early, Early::default());
+        assert_eq!(held.as_ref(), Some(&s[0]));
+        // Nothing held: a delta is a gap at once.
+        let mut none = None;
+        assert!(apply_in_order(&mut none, &mut Early::default(), d(1)).is_err());
     }
 
     #[test]

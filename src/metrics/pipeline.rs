@@ -757,10 +757,20 @@ impl Pipeline {
             st.fulls_sent.retain(|_, t| recent(t));
             let everyone_had_one = st.full_to_all.as_ref().is_some_and(recent);
             let fulls_sent = &st.fulls_sent;
-            let asked: Vec<(NodeId, String)> = st
+            let mut asked: Vec<(NodeId, std::net::SocketAddr)> = st
                 .resync
                 .drain()
                 .filter(|(id, _)| *id != me && !everyone_had_one && !fulls_sent.contains_key(id))
+                .collect();
+            // Full views on request: at most so many per tick (about two copies per relay at
+            // most); the rest wait for the next tick.
+            let cap = (recipients.len() as f64).sqrt().ceil() as usize;
+            let cap = cap.max(delta::DIRECT_MAX);
+            if asked.len() > cap {
+                st.resync.extend(asked.drain(cap..));
+            }
+            let asked: Vec<(NodeId, String)> = asked
+                .into_iter()
                 .map(|(id, from)| {
                     let addr = members
                         .iter()
@@ -781,11 +791,9 @@ impl Pipeline {
         self.stats
             .snapshot_bytes
             .store(encoded_len(&snap) as u64, Ordering::Relaxed);
-        // Many asking at once (a new leader's first view missed, a relay down): the full view
-        // through the relays costs no more than answering each of them.
         let update = match delta {
-            Some(d) if asked.len() <= plan.sends.len() => ViewUpdate::Delta(d),
-            _ => {
+            Some(d) => ViewUpdate::Delta(d),
+            None => {
                 asked.clear();
                 self.state.lock().expect("state lock").full_to_all = Some(now);
                 ViewUpdate::Full(snap.clone())
@@ -906,6 +914,7 @@ impl Pipeline {
             Ok(Applied::Stale) => {
                 self.stats.snapshots_stale.fetch_add(1, Ordering::Relaxed);
             }
+            Ok(Applied::Early) => {}
             Err(gap) => {
                 drop(st);
                 tracing::debug!("{gap}");
