@@ -496,9 +496,10 @@ impl Pipeline {
         }
     }
 
-    /// Ask the leader for a full view: on a gap (`only_if_stale` false), or when the view held
-    /// is [`RESYNC_AFTER`] intervals old (its relay may be down). At most once per
-    /// [`RESYNC_AFTER`] intervals; never on the leader.
+    /// Ask the leader for a full view: on a gap (`only_if_stale` false; at most once per
+    /// interval), or when the view held is [`RESYNC_AFTER`] intervals old, or missing that long
+    /// after start-up (its relay may be down; at most once per [`RESYNC_AFTER`] intervals).
+    /// Never on the leader.
     async fn ask_resync(&self, only_if_stale: bool) {
         let Some((leader, addr)) = self.cluster.leader() else {
             return;
@@ -820,7 +821,10 @@ impl Pipeline {
             }
         }
         let msg = MetricsMsg::View(update);
-        let Some(body) = encode(&msg) else { return };
+        let Some(body) = encode(&msg) else {
+            self.state.lock().expect("state lock").view.apply(snap, now);
+            return;
+        };
         self.stats
             .view_bytes
             .store(body.len() as u64, Ordering::Relaxed);
