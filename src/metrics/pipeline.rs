@@ -194,6 +194,9 @@ const RESYNC_AFTER: u32 = 3;
 /// A full view sent this many intervals ago may still be on its way (a large view on a busy
 /// node): the leader does not answer the same node's request again before.
 const FULL_IN_FLIGHT: u32 = 2;
+/// A node sent a full view on request within this many intervals gets the next one it asks
+/// for directly from the leader, not through its relay (which may be what fails it).
+const FULL_REPEAT: u32 = 10;
 
 impl Pipeline {
     /// Build the pipeline (initialises NVML once; logs once when it is unavailable).
@@ -753,15 +756,24 @@ impl Pipeline {
                 }
             }
             recipients.sort_by_key(|r| r.0);
-            let in_flight = self.cfg.interval.0 * FULL_IN_FLIGHT;
-            let recent = |t: &Instant| now.saturating_duration_since(*t) < in_flight;
-            st.fulls_sent.retain(|_, t| recent(t));
-            let everyone_had_one = st.full_to_all.as_ref().is_some_and(recent);
+            let within =
+                |t: &Instant, n: u32| now.saturating_duration_since(*t) < self.cfg.interval.0 * n;
+            st.fulls_sent.retain(|_, t| within(t, FULL_REPEAT));
+            let everyone_had_one = st
+                .full_to_all
+                .as_ref()
+                .is_some_and(|t| within(t, FULL_IN_FLIGHT));
             let fulls_sent = &st.fulls_sent;
             let mut asked: Vec<(NodeId, std::net::SocketAddr)> = st
                 .resync
                 .drain()
-                .filter(|(id, _)| *id != me && !everyone_had_one && !fulls_sent.contains_key(id))
+                .filter(|(id, _)| {
+                    *id != me
+                        && !everyone_had_one
+                        && !fulls_sent
+                            .get(id)
+                            .is_some_and(|t| within(t, FULL_IN_FLIGHT))
+                })
                 .collect();
             // Full views on request: at most so many per tick (about two copies per relay at
             // most); the rest wait for the next tick.
@@ -770,7 +782,8 @@ impl Pipeline {
             if asked.len() > cap {
                 st.resync.extend(asked.drain(cap..));
             }
-            let asked: Vec<(NodeId, String)> = asked
+            // (node, address, asked again soon after a full view: send it directly)
+            let asked: Vec<(NodeId, String, bool)> = asked
                 .into_iter()
                 .map(|(id, from)| {
                     let addr = members
@@ -778,7 +791,7 @@ impl Pipeline {
                         .find(|m| m.id == id)
                         .map(|m| m.addr.clone())
                         .unwrap_or_else(|| from.to_string());
-                    (id, addr)
+                    (id, addr, fulls_sent.contains_key(&id))
                 })
                 .collect();
             let delta = st
@@ -812,11 +825,43 @@ impl Pipeline {
             self.stats
                 .resyncs
                 .fetch_add(asked.len() as u64, Ordering::Relaxed);
-            if let Some(full) = encode(&MetricsMsg::View(ViewUpdate::Full(snap.clone()))) {
+            // Through the node's relay, as one message per relay (the leader keeps connections
+            // to the relays only); directly for a node asking again, or without a relay.
+            let index: HashMap<NodeId, usize> = recipients
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.0, i))
+                .collect();
+            let relay_of: HashMap<usize, usize> = plan
+                .sends
+                .iter()
+                .flat_map(|(relay, targets)| targets.iter().map(move |t| (*t, *relay)))
+                .collect();
+            let mut via: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+            let mut direct = Vec::new();
+            {
                 let mut st = self.state.lock().expect("state lock");
-                for (id, addr) in asked {
+                for (id, addr, again) in asked {
                     st.fulls_sent.insert(id, now);
-                    sends.push((addr, full.clone()));
+                    match index.get(&id).and_then(|i| relay_of.get(i)) {
+                        Some(relay) if !again => via.entry(*relay).or_default().push(addr),
+                        _ => direct.push(addr),
+                    }
+                }
+            }
+            if !direct.is_empty()
+                && let Some(full) = encode(&MetricsMsg::View(ViewUpdate::Full(snap.clone())))
+            {
+                sends.extend(direct.into_iter().map(|a| (a, full.clone())));
+            }
+            for (relay, to) in via {
+                let msg = MetricsMsg::Relay {
+                    to,
+                    view: ViewUpdate::Full(snap.clone()),
+                    also: Vec::new(),
+                };
+                if let Some(b) = encode(&msg) {
+                    sends.push((recipients[relay].1.clone(), b));
                 }
             }
         }
