@@ -11,9 +11,11 @@
 //! group ([`delta::plan_relays`]). Every node rebuilds the full snapshot from the deltas, so
 //! every reader of the view (console, controller, `aether top`, `/metrics`) reads it as before.
 //! A node whose deltas have a gap (one missed, none for [`RESYNC_AFTER`] intervals, a relay
-//! down) asks the leader for a full view ([`MetricsMsg::Resync`]); the first view of a term is
-//! full for everyone. Recipients: every member, and any other node while it sends updates (at
-//! the address it sends from).
+//! down) asks the leader for a full view ([`MetricsMsg::Resync`]), which goes through that
+//! node's relay (directly when it asks again within [`FULL_REPEAT`] intervals), about √N per
+//! tick; the first view of a term is full for everyone. A delta that overtakes the one before
+//! it waits for it ([`delta::apply_in_order`]). Recipients: every member, and any other node
+//! while it sends updates (at the address it sends from).
 //!
 //! Failover: a new leader starts from the last snapshot it received; when that is older than
 //! `metrics.refresh_after`, it asks every member for a fresh sample at once. Every node also
