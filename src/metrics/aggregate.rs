@@ -301,6 +301,8 @@ pub struct View {
     /// Per node, the sample time last recorded into the window.
     recorded: HashMap<NodeId, Millis>,
     traffic: ClusterTraffic,
+    /// Deltas that came ahead of the snapshot (see [`super::delta::apply_in_order`]).
+    early: super::delta::Early,
 }
 
 impl View {
@@ -349,6 +351,28 @@ impl View {
         self.snapshot = Some(snap);
         self.received = Some(now);
         true
+    }
+
+    /// Take a view update from the leader (or a relay): a full snapshot, or a delta applied to
+    /// the snapshot held (see [`super::delta::apply_in_order`]: one that overtook the one
+    /// before it waits), then [`View::apply`] the result (when deltas that waited apply with
+    /// it, the history records the last one's samples). A [`Gap`](super::delta::Gap) leaves
+    /// the view as it was: the caller asks for a full view.
+    pub fn apply_update(
+        &mut self,
+        u: super::delta::ViewUpdate,
+        now: Instant,
+    ) -> Result<super::delta::Applied, super::delta::Gap> {
+        let mut held = self.snapshot.take();
+        let r = super::delta::apply_in_order(&mut held, &mut self.early, u);
+        match (&r, held) {
+            (Ok(super::delta::Applied::Taken), Some(s)) => {
+                // Newer than nothing: always taken.
+                self.apply(s, now);
+            }
+            (_, held) => self.snapshot = held,
+        }
+        r
     }
 
     /// Each slice's traffic over the cluster (keyed by `blueprint/slice`): rates and latency
@@ -447,6 +471,148 @@ mod tests {
         assert_eq!(tr[0].health, Health::Ready);
         assert_eq!(tr[0].why, "metrics updates resumed");
         assert_eq!(snap.nodes[0].health, Health::Ready);
+    }
+
+    /// The leader's aggregator and view on one side, a follower's view fed only what the
+    /// pipeline sends on the other: the first view full, then deltas (through a member's
+    /// removal and new nodes), a missed delta answered by a full view, and a new leader's
+    /// first view full. The follower's snapshot, window and traffic equal the leader's.
+    #[test]
+    fn a_follower_fed_deltas_holds_the_leaders_view() {
+        use crate::metrics::delta::{Applied, ViewUpdate, diff};
+        use crate::metrics::requests::TrafficSample;
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut agg = Aggregator::new(1, 5, settings(), None, t0);
+        let (mut leader, mut follower) = (View::default(), View::default());
+        let mut members = vec![member(1), member(2), member(3), member(4)];
+        let recorded = BTreeMap::new();
+        let mut prev: Option<ClusterMetricsSnapshot> = None;
+        let mut sent = Vec::new();
+        for sec in 1..=14u64 {
+            if sec == 4 {
+                // Node 3 removed (and stopped): shown as a non-member until `down_after`.
+                members.retain(|m| m.id != 3);
+            }
+            if sec == 6 {
+                members.push(member(7)); // node 7 joins
+            }
+            for m in &members {
+                let mut u = update(m.id, sec * 1_000, (m.id * sec % 10) as f32 / 10.0);
+                if m.id == 2 {
+                    u.m.traffic = vec![TrafficSample {
+                        slice: "shop/web".into(),
+                        entry: "home".into(),
+                        calls: sec as u32,
+                        ..Default::default()
+                    }];
+                }
+                agg.receive(u, at(sec * 1_000 - 10));
+            }
+            let (snap, _) = agg.tick(
+                at(sec * 1_000),
+                sec * 1_000,
+                &members,
+                &recorded,
+                &leader.window,
+            );
+            let u = match prev.as_ref().and_then(|p| diff(p, &snap)) {
+                Some(d) => ViewUpdate::Delta(d),
+                None => ViewUpdate::Full(snap.clone()),
+            };
+            prev = Some(snap.clone());
+            leader.apply(snap.clone(), at(sec * 1_000));
+            sent.push((u, snap));
+        }
+        assert!(
+            matches!(sent[0].0, ViewUpdate::Full(_)),
+            "the first view is full"
+        );
+        assert!(
+            sent[1..]
+                .iter()
+                .all(|(u, _)| matches!(u, ViewUpdate::Delta(_)))
+        );
+        let removals: Vec<(usize, Vec<NodeId>)> = sent
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (u, _))| match u {
+                ViewUpdate::Delta(d) if !d.removed.is_empty() => Some((i, d.removed.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(removals, vec![(12, vec![3])], "the removal travels, once");
+        let mut lossy = View::default();
+        for (i, (u, snap)) in sent.iter().enumerate() {
+            let now = at(i as u64 * 1_000 + 1_005);
+            assert_eq!(
+                follower.apply_update(u.clone(), now),
+                Ok(Applied::Taken),
+                "view {i}"
+            );
+            assert_eq!(follower.snapshot.as_ref(), Some(snap), "view {i}");
+            // The lossy follower misses delta 5: the next ones wait for it (it may only be
+            // late) until one too many is a gap, and the full view it then asks for puts it
+            // back in step.
+            if i == 4 {
+                continue;
+            }
+            let r = lossy.apply_update(u.clone(), now);
+            if i == 5 || i == 6 {
+                assert_eq!(r, Ok(Applied::Early), "view {i} waits");
+                assert_eq!(lossy.snapshot.as_ref().unwrap().seq, 4, "left as it was");
+                continue;
+            }
+            if i == 7 {
+                let gap = r.expect_err("a missed delta is a gap");
+                assert_eq!(gap.held, "5/4");
+                let full = ViewUpdate::Full(snap.clone());
+                assert_eq!(lossy.apply_update(full, now), Ok(Applied::Taken));
+            } else {
+                assert_eq!(r, Ok(Applied::Taken), "view {i}");
+            }
+            assert_eq!(lossy.snapshot.as_ref(), Some(snap), "view {i}");
+        }
+        assert_eq!(follower.snapshot, leader.snapshot);
+        assert_eq!(lossy.snapshot, leader.snapshot);
+        // By bits: a second without a value is NaN on both sides.
+        let bits = |v: &View| {
+            v.window
+                .series(2, "cpu")
+                .map(|s| s.recent(60).iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        };
+        assert_eq!(bits(&follower), bits(&leader));
+        assert!(
+            follower.window.series(3, "cpu").is_none(),
+            "node 3's history went"
+        );
+        assert!(follower.window.series(7, "cpu").is_some(), "node 7's came");
+        assert_eq!(follower.window.len(), leader.window.len());
+        assert_eq!(follower.traffic(), leader.traffic());
+
+        // A new leader (node 4, term 6) seeded from its view: its first view is full, and
+        // no delta spans the two terms.
+        let seed = leader.snapshot.as_ref().unwrap();
+        let mut agg = Aggregator::new(4, 6, settings(), Some((seed, at(14_000))), at(14_500));
+        let (snap, _) = agg.tick(at(15_000), 15_000, &members, &recorded, &Window::default());
+        assert_eq!(diff(leader.snapshot.as_ref().unwrap(), &snap), None);
+        let ViewUpdate::Delta(old_term) = &sent[13].0 else {
+            unreachable!()
+        };
+        let mut late = old_term.clone();
+        late.seq = 15;
+        late.base = 14;
+        assert!(
+            follower
+                .apply_update(ViewUpdate::Full(snap.clone()), at(15_010))
+                .is_ok()
+        );
+        assert_eq!(follower.snapshot.as_ref(), Some(&snap));
+        assert_eq!(
+            follower.apply_update(ViewUpdate::Delta(late), at(15_020)),
+            Ok(Applied::Stale),
+            "the deposed leader's delta"
+        );
     }
 
     #[test]

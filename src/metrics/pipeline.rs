@@ -1,13 +1,27 @@
 //! The running pipeline on every node (DESIGN §7): sample every `metrics.interval` and push a
-//! [`MetricsUpdate`] to the leader over QUIC datagrams; on the leader, aggregate and broadcast the
-//! [`ClusterMetricsSnapshot`](super::update::ClusterMetricsSnapshot) to every member at the same period, judge liveness (written through
-//! Raft only when a verdict changes: an event, never a metric); on every node, keep the newest
-//! snapshot and the 2-hour window built from the snapshots.
+//! [`MetricsUpdate`] to the leader over QUIC datagrams; on the leader, aggregate the
+//! [`ClusterMetricsSnapshot`](super::update::ClusterMetricsSnapshot) at the same period, judge
+//! liveness (written through Raft only when a verdict changes: an event, never a metric), and
+//! spread the snapshot to every node; on every node, keep the newest snapshot and the 2-hour
+//! window built from the snapshots.
+//!
+//! Spreading (the "1,000 nodes" design): the leader sends what changed since its previous
+//! snapshot ([`ViewUpdate::Delta`]), not the whole snapshot, and beyond
+//! [`delta::DIRECT_MAX`] recipients it sends it to about √N relays, each forwarding it to its
+//! group ([`delta::plan_relays`]). Every node rebuilds the full snapshot from the deltas, so
+//! every reader of the view (console, controller, `aether top`, `/metrics`) reads it as before.
+//! A node whose deltas have a gap (one missed, none for [`RESYNC_AFTER`] intervals, a relay
+//! down) asks the leader for a full view ([`MetricsMsg::Resync`]), which goes through that
+//! node's relay (directly when it asks again within [`FULL_REPEAT`] intervals), about √N per
+//! tick; the first view of a term is full for everyone. A delta that overtakes the one before
+//! it waits for it ([`delta::apply_in_order`]). Recipients: every member, and any other node
+//! while it sends updates (at the address it sends from).
 //!
 //! Failover: a new leader starts from the last snapshot it received; when that is older than
 //! `metrics.refresh_after`, it asks every member for a fresh sample at once. Every node also
 //! pushes at once when it learns of a new leader.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,10 +30,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::aggregate::{Aggregator, Settings, View};
+use super::delta::{self, Applied, ViewUpdate};
 use super::requests::{Recorder, TrafficSample};
 use super::sample::Sampler;
 use super::update::{
-    INFO_EVERY, LeaderAdvice, LeaderReviewer, MetricsMsg, MetricsUpdate, NodeInfo, NodeMetrics,
+    ClusterMetricsSnapshot, INFO_EVERY, LeaderAdvice, LeaderReviewer, MetricsMsg, MetricsUpdate,
+    NodeInfo, NodeMetrics,
 };
 use crate::config::{GpuOffer, MetricsConfig};
 use crate::domain::{Health, Millis, NodeId, NodeRecord, now_millis};
@@ -38,8 +54,14 @@ pub struct PipelineStats {
     pub snapshots_received: AtomicU64,
     /// Snapshots ignored as older than the one held.
     pub snapshots_stale: AtomicU64,
-    /// Bytes of the last snapshot built or received (postcard).
+    /// Bytes of the last full snapshot built or received (postcard).
     pub snapshot_bytes: AtomicU64,
+    /// Bytes of the last view message built or received (a delta, or full).
+    pub view_bytes: AtomicU64,
+    /// Views this node forwarded as a relay, one per target.
+    pub views_relayed: AtomicU64,
+    /// Full views asked for (a follower's gap) or sent on request (the leader).
+    pub resyncs: AtomicU64,
 }
 
 /// What the pipeline holds, for the admin API and `/metrics`.
@@ -54,6 +76,18 @@ pub struct State {
     /// new ones, so the leader and every view count them once per `at`.
     last_traffic: Carry,
     info_due: bool,
+    /// While leading: where the nodes that are not members send their updates from (they get
+    /// the view there while they send), and when they last did.
+    senders: std::collections::HashMap<NodeId, (std::net::SocketAddr, Instant)>,
+    /// While leading: nodes that asked for a full view, and where they asked from.
+    resync: std::collections::HashMap<NodeId, std::net::SocketAddr>,
+    /// While leading: when each node was last sent a full view on request, and when the last
+    /// full view went to everyone. A node asking again within [`FULL_IN_FLIGHT`] intervals is
+    /// not answered again (its full view is on the way: a delta overtook it).
+    fulls_sent: std::collections::HashMap<NodeId, Instant>,
+    full_to_all: Option<Instant>,
+    /// When this node last asked the leader for a full view.
+    asked_resync: Option<Instant>,
 }
 
 /// The request counts the node's last update carried (see [`State`]'s `last_traffic`).
@@ -128,6 +162,8 @@ pub struct Pipeline {
     /// Whether a listed offer was checked against NVML (once).
     gpu_offer_checked: std::sync::atomic::AtomicBool,
     sample_now: Notify,
+    /// Ask the leader for a full view now (a gap in the deltas).
+    resync_now: Notify,
     /// Nodes whose liveness verdict is being written.
     health_writes: Mutex<std::collections::HashSet<NodeId>>,
     seq: AtomicU64,
@@ -143,6 +179,8 @@ pub struct Pipeline {
     /// The leader's strategic layer as it last sent it, and when it came.
     leader_advice: Mutex<Option<(LeaderAdvice, Instant)>>,
     pub stats: PipelineStats,
+    /// When the pipeline started (a node without any view yet asks for one after a while).
+    started: Instant,
 }
 
 /// A leader's reviewer report older than this is no longer shown (it comes every second).
@@ -152,6 +190,15 @@ const REVIEWER_FRESH: Duration = Duration::from_secs(5);
 const RESAMPLE_AFTER: Duration = Duration::from_millis(250);
 /// After becoming leader, the first snapshot waits this long for the fresh samples it asked for.
 const FIRST_SNAPSHOT_AFTER: Duration = Duration::from_millis(250);
+/// A node whose view is this many intervals old asks the leader for a full one (its relay may
+/// be down), and asks again no sooner than this many intervals later.
+const RESYNC_AFTER: u32 = 3;
+/// A full view sent this many intervals ago may still be on its way (a large view on a busy
+/// node): the leader does not answer the same node's request again before.
+const FULL_IN_FLIGHT: u32 = 2;
+/// A node sent a full view on request within this many intervals gets the next one it asks
+/// for directly from the leader, not through its relay (which may be what fails it).
+const FULL_REPEAT: u32 = 10;
 
 impl Pipeline {
     /// Build the pipeline (initialises NVML once; logs once when it is unavailable).
@@ -175,6 +222,11 @@ impl Pipeline {
                 last_sample: None,
                 last_traffic: Carry::default(),
                 info_due: true,
+                senders: Default::default(),
+                resync: Default::default(),
+                fulls_sent: Default::default(),
+                full_to_all: None,
+                asked_resync: None,
             }),
             sampler: Arc::new(Mutex::new(sampler)),
             pids: Mutex::default(),
@@ -182,6 +234,7 @@ impl Pipeline {
             gpu_offer,
             gpu_offer_checked: Default::default(),
             sample_now: Notify::new(),
+            resync_now: Notify::new(),
             health_writes: Mutex::default(),
             seq: AtomicU64::new(0),
             recorder,
@@ -190,6 +243,7 @@ impl Pipeline {
             advice: Mutex::default(),
             leader_advice: Mutex::default(),
             stats: PipelineStats::default(),
+            started: Instant::now(),
         }))
     }
 
@@ -422,6 +476,10 @@ impl Pipeline {
                 _ = self.sample_now.notified() => {
                     self.state.lock().expect("state lock").info_due = true;
                 }
+                _ = self.resync_now.notified() => {
+                    self.ask_resync(false).await;
+                    continue;
+                }
                 r = raft.changed() => {
                     if r.is_err() {
                         return;
@@ -439,6 +497,65 @@ impl Pipeline {
                 }
             }
             self.push().await;
+            self.ask_resync(true).await;
+        }
+    }
+
+    /// Ask the leader for a full view: on a gap (`only_if_stale` false; at most once per
+    /// interval), or when the view held is [`RESYNC_AFTER`] intervals old, or missing that long
+    /// after start-up (its relay may be down; at most once per [`RESYNC_AFTER`] intervals).
+    /// Never on the leader.
+    async fn ask_resync(&self, only_if_stale: bool) {
+        let Some((leader, addr)) = self.cluster.leader() else {
+            return;
+        };
+        if leader == self.cluster.id {
+            return;
+        }
+        let term = self
+            .cluster
+            .raft
+            .server_metrics()
+            .borrow()
+            .vote
+            .leader_id()
+            .get_term();
+        let patience = self.cfg.interval.0 * RESYNC_AFTER;
+        let now = Instant::now();
+        {
+            let mut st = self.state.lock().expect("state lock");
+            if st.agg.is_some() {
+                return;
+            }
+            // A view missing since start-up counts as old once the first full one is overdue.
+            let age = st
+                .view
+                .age(now)
+                .unwrap_or_else(|| now.duration_since(self.started));
+            if only_if_stale && age < patience {
+                return;
+            }
+            // A gap: once per interval; a view grown old: once per patience.
+            let wait = if only_if_stale {
+                patience
+            } else {
+                self.cfg.interval.0
+            };
+            if st
+                .asked_resync
+                .is_some_and(|t| now.duration_since(t) < wait)
+            {
+                return;
+            }
+            st.asked_resync = Some(now);
+        }
+        self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        let msg = MetricsMsg::Resync {
+            node: self.cluster.id,
+            term,
+        };
+        if let Err(e) = self.cluster.ep.send_oneway(&addr, &msg).await {
+            tracing::debug!("metrics: asking leader {leader} for a full view failed: {e}");
         }
     }
 
@@ -464,6 +581,10 @@ impl Pipeline {
                 let mut st = self.state.lock().expect("state lock");
                 if st.agg.take().is_some() {
                     tracing::info!("metrics: no longer the leader; stopped aggregating");
+                    st.senders.clear();
+                    st.resync.clear();
+                    st.fulls_sent.clear();
+                    st.full_to_all = None;
                 }
                 next = tokio::time::Instant::now() + self.cfg.interval.0;
                 continue;
@@ -537,21 +658,19 @@ impl Pipeline {
             (snap, tr, agg.missing_info())
         };
         let term = snap.term;
-        let msg = MetricsMsg::Snapshot(snap);
-        self.broadcast(&msg, &members);
-        if let MetricsMsg::Snapshot(snap) = msg {
-            self.state.lock().expect("state lock").view.apply(snap, now);
-        }
+        // The leader's reviewer and advice travel with the view, the same way.
+        let mut also = Vec::new();
         let own = self.reviewer.lock().expect("reviewer lock").clone();
         if let Some(mut r) = own {
             (r.leader, r.term) = (self.cluster.id, term);
-            self.broadcast(&MetricsMsg::Reviewer(r), &members);
+            also.push(MetricsMsg::Reviewer(r));
         }
         let own = self.advice.lock().expect("advice lock").clone();
         if let Some(mut a) = own {
             (a.leader, a.term) = (self.cluster.id, term);
-            self.broadcast(&MetricsMsg::Advice(a), &members);
+            also.push(MetricsMsg::Advice(a));
         }
+        self.spread(snap, also, &members, now);
         // Members whose first update (with their info) was lost: ask them again.
         let missing: Vec<NodeRecord> = members
             .iter()
@@ -601,6 +720,185 @@ impl Pipeline {
         }
     }
 
+    /// Spread this tick's snapshot to every recipient (see the module doc): a delta against the
+    /// previous snapshot (full at the start of a term), directly or through relays, with the
+    /// messages `also` (reviewer, advice); and a full view to each node that asked; then take
+    /// it into this node's own view.
+    fn spread(
+        self: &Arc<Self>,
+        snap: ClusterMetricsSnapshot,
+        also: Vec<MetricsMsg>,
+        members: &[NodeRecord],
+        now: Instant,
+    ) {
+        let suspect_ms = self.cfg.suspect_after.0.as_millis() as u64;
+        let me = self.cluster.id;
+        let (recipients, mut asked, delta) = {
+            let mut st = self.state.lock().expect("state lock");
+            let st = &mut *st;
+            let down = self.cfg.down_after.0;
+            st.senders
+                .retain(|_, (_, t)| now.saturating_duration_since(*t) < down);
+            // Fit to relay: heard from within `suspect_after`, and not judged otherwise.
+            let fit: HashMap<NodeId, bool> = snap
+                .nodes
+                .iter()
+                .map(|e| (e.node, e.age_ms < suspect_ms && e.health == Health::Ready))
+                .collect();
+            let is_fit = |id: &NodeId| fit.get(id).copied().unwrap_or(false);
+            let mut recipients: Vec<(NodeId, String, bool)> = members
+                .iter()
+                .filter(|m| m.id != me)
+                .map(|m| (m.id, m.addr.clone(), is_fit(&m.id)))
+                .collect();
+            let member_ids: HashSet<NodeId> = members.iter().map(|m| m.id).collect();
+            for (id, (from, _)) in &st.senders {
+                if *id != me && !member_ids.contains(id) {
+                    recipients.push((*id, from.to_string(), is_fit(id)));
+                }
+            }
+            recipients.sort_by_key(|r| r.0);
+            let within =
+                |t: &Instant, n: u32| now.saturating_duration_since(*t) < self.cfg.interval.0 * n;
+            st.fulls_sent.retain(|_, t| within(t, FULL_REPEAT));
+            let everyone_had_one = st
+                .full_to_all
+                .as_ref()
+                .is_some_and(|t| within(t, FULL_IN_FLIGHT));
+            let fulls_sent = &st.fulls_sent;
+            let mut asked: Vec<(NodeId, std::net::SocketAddr)> = st
+                .resync
+                .drain()
+                .filter(|(id, _)| {
+                    *id != me
+                        && !everyone_had_one
+                        && !fulls_sent
+                            .get(id)
+                            .is_some_and(|t| within(t, FULL_IN_FLIGHT))
+                })
+                .collect();
+            // Full views on request: at most so many per tick (about two copies per relay at
+            // most); the rest wait for the next tick.
+            let cap = (recipients.len() as f64).sqrt().ceil() as usize;
+            let cap = cap.max(delta::DIRECT_MAX);
+            if asked.len() > cap {
+                st.resync.extend(asked.drain(cap..));
+            }
+            // (node, address, asked again soon after a full view: send it directly)
+            let asked: Vec<(NodeId, String, bool)> = asked
+                .into_iter()
+                .map(|(id, from)| {
+                    let addr = members
+                        .iter()
+                        .find(|m| m.id == id)
+                        .map(|m| m.addr.clone())
+                        .unwrap_or_else(|| from.to_string());
+                    (id, addr, fulls_sent.contains_key(&id))
+                })
+                .collect();
+            let delta = st
+                .view
+                .snapshot
+                .as_ref()
+                .and_then(|prev| delta::diff(prev, &snap));
+            (recipients, asked, delta)
+        };
+        let plan = delta::plan_relays(&recipients.iter().map(|r| r.2).collect::<Vec<_>>());
+        self.stats
+            .snapshot_bytes
+            .store(encoded_len(&snap) as u64, Ordering::Relaxed);
+        let update = match delta {
+            Some(d) => ViewUpdate::Delta(d),
+            None => {
+                asked.clear();
+                self.state.lock().expect("state lock").full_to_all = Some(now);
+                ViewUpdate::Full(snap.clone())
+            }
+        };
+        let mut sends: Vec<(String, Arc<Vec<u8>>)> = Vec::new();
+        let encode = |msg: &MetricsMsg| match crate::net::frame::encode_body(msg) {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                tracing::warn!("metrics: cannot encode the view: {e}");
+                None
+            }
+        };
+        if !asked.is_empty() {
+            self.stats
+                .resyncs
+                .fetch_add(asked.len() as u64, Ordering::Relaxed);
+            // Through the node's relay, as one message per relay (the leader keeps connections
+            // to the relays only); directly for a node asking again, or without a relay.
+            let index: HashMap<NodeId, usize> = recipients
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.0, i))
+                .collect();
+            let relay_of: HashMap<usize, usize> = plan
+                .sends
+                .iter()
+                .flat_map(|(relay, targets)| targets.iter().map(move |t| (*t, *relay)))
+                .collect();
+            let mut via: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+            let mut direct = Vec::new();
+            {
+                let mut st = self.state.lock().expect("state lock");
+                for (id, addr, again) in asked {
+                    st.fulls_sent.insert(id, now);
+                    match index.get(&id).and_then(|i| relay_of.get(i)) {
+                        Some(relay) if !again => via.entry(*relay).or_default().push(addr),
+                        _ => direct.push(addr),
+                    }
+                }
+            }
+            if !direct.is_empty()
+                && let Some(full) = encode(&MetricsMsg::View(ViewUpdate::Full(snap.clone())))
+            {
+                sends.extend(direct.into_iter().map(|a| (a, full.clone())));
+            }
+            for (relay, to) in via {
+                let msg = MetricsMsg::Relay {
+                    to,
+                    view: ViewUpdate::Full(snap.clone()),
+                    also: Vec::new(),
+                };
+                if let Some(b) = encode(&msg) {
+                    sends.push((recipients[relay].1.clone(), b));
+                }
+            }
+        }
+        let msg = MetricsMsg::View(update);
+        let Some(body) = encode(&msg) else {
+            self.state.lock().expect("state lock").view.apply(snap, now);
+            return;
+        };
+        self.stats
+            .view_bytes
+            .store(body.len() as u64, Ordering::Relaxed);
+        let MetricsMsg::View(update) = msg else {
+            unreachable!("built above")
+        };
+        let also_bodies: Vec<Arc<Vec<u8>>> = also.iter().filter_map(encode).collect();
+        for (relay, targets) in plan.sends {
+            let addr = recipients[relay].1.clone();
+            if targets.is_empty() {
+                sends.push((addr.clone(), body.clone()));
+                sends.extend(also_bodies.iter().map(|b| (addr.clone(), b.clone())));
+                continue;
+            }
+            let relayed = MetricsMsg::Relay {
+                to: targets.iter().map(|&t| recipients[t].1.clone()).collect(),
+                view: update.clone(),
+                also: also.clone(),
+            };
+            if let Some(b) = encode(&relayed) {
+                sends.push((addr, b));
+            }
+        }
+        self.send_all(sends, true);
+        self.state.lock().expect("state lock").view.apply(snap, now);
+    }
+
     /// Send `msg` to every member but this node, concurrently, bounded by the interval.
     fn broadcast(self: &Arc<Self>, msg: &MetricsMsg, members: &[NodeRecord]) {
         let body = match crate::net::frame::encode_body(msg) {
@@ -610,15 +908,20 @@ impl Pipeline {
                 return;
             }
         };
-        let is_snapshot = matches!(msg, MetricsMsg::Snapshot(_));
-        if is_snapshot {
-            self.stats
-                .snapshot_bytes
-                .store(body.len() as u64, Ordering::Relaxed);
-        }
+        let sends = members
+            .iter()
+            .filter(|m| m.id != self.cluster.id)
+            .map(|m| (m.addr.clone(), body.clone()))
+            .collect();
+        self.send_all(sends, false);
+    }
+
+    /// Send each body to its address, concurrently, bounded by the interval; `views` counts
+    /// the successful sends as views sent.
+    fn send_all(self: &Arc<Self>, sends: Vec<(String, Arc<Vec<u8>>)>, views: bool) {
         let mut set = tokio::task::JoinSet::new();
-        for m in members.iter().filter(|m| m.id != self.cluster.id) {
-            let (ep, body, addr) = (self.cluster.ep.clone(), body.clone(), m.addr.clone());
+        for (addr, body) in sends {
+            let ep = self.cluster.ep.clone();
             set.spawn(async move { ep.send_oneway_body(&addr, &body).await.is_ok() });
         }
         // Never hold the caller up: a dead member costs a connect attempt, not a stalled tick.
@@ -632,17 +935,61 @@ impl Pipeline {
                 }
             })
             .await;
-            if is_snapshot {
+            if views {
                 me.stats.snapshots_sent.fetch_add(ok, Ordering::Relaxed);
             }
         });
     }
+
+    /// Take a view from the leader or a relay; on a gap, ask the leader for a full one.
+    fn take_view(&self, u: ViewUpdate, size: usize) {
+        let mut st = self.state.lock().expect("state lock");
+        // The leader builds its own; a view from elsewhere is only taken when this node is
+        // not aggregating.
+        if st.agg.is_some() || u.leader() == self.cluster.id {
+            return;
+        }
+        let full = matches!(u, ViewUpdate::Full(_));
+        match st.view.apply_update(u, Instant::now()) {
+            Ok(Applied::Taken) => {
+                self.stats
+                    .snapshots_received
+                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.view_bytes.store(size as u64, Ordering::Relaxed);
+                if full {
+                    self.stats
+                        .snapshot_bytes
+                        .store(size as u64, Ordering::Relaxed);
+                }
+            }
+            Ok(Applied::Stale) => {
+                self.stats.snapshots_stale.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Applied::Early) => {}
+            Err(gap) => {
+                drop(st);
+                tracing::debug!("{gap}");
+                self.resync_now.notify_one();
+            }
+        }
+    }
+}
+
+/// Bytes `v` takes in postcard, without building them.
+fn encoded_len<T: serde::Serialize>(v: &T) -> usize {
+    struct Count(usize);
+    impl Extend<u8> for Count {
+        fn extend<I: IntoIterator<Item = u8>>(&mut self, it: I) {
+            self.0 += it.into_iter().count();
+        }
+    }
+    postcard::to_extend(v, Count(0)).map_or(0, |c| c.0)
 }
 
 impl Inbox for Pipeline {
     type Msg = MetricsMsg;
 
-    fn deliver(&self, _ctx: PeerCtx, msg: MetricsMsg, size: usize) {
+    fn deliver(&self, ctx: PeerCtx, msg: MetricsMsg, size: usize) {
         // Handled in place (a map insert, or recording one snapshot): no task hop per datagram.
         match msg {
             MetricsMsg::Update(u) => {
@@ -650,7 +997,11 @@ impl Inbox for Pipeline {
                 match st.agg.as_mut() {
                     Some(agg) => {
                         self.stats.updates_received.fetch_add(1, Ordering::Relaxed);
-                        agg.receive(*u, Instant::now());
+                        let now = Instant::now();
+                        let node = u.node;
+                        agg.receive(*u, now);
+                        // Where it sends from: a node that is not a member gets the view there.
+                        st.senders.insert(node, (ctx.remote, now));
                     }
                     None => {
                         self.stats
@@ -659,22 +1010,44 @@ impl Inbox for Pipeline {
                     }
                 }
             }
-            MetricsMsg::Snapshot(s) => {
-                let mut st = self.state.lock().expect("state lock");
-                // The leader builds its own; a snapshot from elsewhere is only taken when this
-                // node is not aggregating.
-                if st.agg.is_some() || s.leader == self.cluster.id {
-                    return;
+            MetricsMsg::View(u) => self.take_view(u, size),
+            MetricsMsg::Relay { to, view, also } => {
+                // Forward first, so the group does not wait on this node's own apply.
+                let mut bodies = Vec::with_capacity(1 + also.len());
+                for m in std::iter::once(&MetricsMsg::View(view.clone())).chain(&also) {
+                    match crate::net::frame::encode_body(m) {
+                        Ok(b) => bodies.push(Arc::new(b)),
+                        Err(e) => tracing::warn!("metrics: cannot encode a relayed message: {e}"),
+                    }
                 }
-                if st.view.apply(s, Instant::now()) {
-                    self.stats
-                        .snapshots_received
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .snapshot_bytes
-                        .store(size as u64, Ordering::Relaxed);
-                } else {
-                    self.stats.snapshots_stale.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .views_relayed
+                    .fetch_add(to.len() as u64, Ordering::Relaxed);
+                let ep = self.cluster.ep.clone();
+                tokio::spawn(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for addr in to {
+                        let (ep, bodies) = (ep.clone(), bodies.clone());
+                        set.spawn(async move {
+                            for b in bodies {
+                                let _ = ep.send_oneway_body(&addr, &b).await;
+                            }
+                        });
+                    }
+                    while set.join_next().await.is_some() {}
+                });
+                self.take_view(view, size);
+                for m in also {
+                    // Only the leader's reports ride along; nothing relays twice.
+                    if matches!(m, MetricsMsg::Reviewer(_) | MetricsMsg::Advice(_)) {
+                        self.deliver(ctx, m, 0);
+                    }
+                }
+            }
+            MetricsMsg::Resync { node, .. } => {
+                let mut st = self.state.lock().expect("state lock");
+                if st.agg.is_some() {
+                    st.resync.insert(node, ctx.remote);
                 }
             }
             MetricsMsg::SampleNow { .. } => self.sample_now.notify_one(),

@@ -411,7 +411,7 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
     let c = |a: &std::sync::atomic::AtomicU64| one(a.load(Ordering::Relaxed) as f64);
     o.counter(
         "aether_metrics_bytes_sent_total",
-        "Metrics pipeline payload bytes sent (updates, snapshots).",
+        "Metrics pipeline payload bytes sent (updates, views, relayed views).",
         &c(&net.oneway_bytes_sent),
     );
     o.counter(
@@ -437,12 +437,12 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
     );
     o.counter(
         "aether_metrics_snapshots_sent_total",
-        "Snapshots this node sent as leader (one per member per period).",
+        "View messages this node sent as leader (full or delta, direct or to a relay).",
         &c(&s.snapshots_sent),
     );
     o.counter(
         "aether_metrics_snapshots_received_total",
-        "Snapshots this node took from the leader.",
+        "Views (full or delta) this node took from the leader or a relay.",
         &c(&s.snapshots_received),
     );
     o.counter(
@@ -457,8 +457,23 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
     );
     o.gauge(
         "aether_metrics_snapshot_bytes",
-        "Size of the latest snapshot built or received.",
+        "Size of the latest full snapshot built or received.",
         &c(&s.snapshot_bytes),
+    );
+    o.gauge(
+        "aether_metrics_view_bytes",
+        "Size of the latest view message (a delta, or a full snapshot) built or received.",
+        &c(&s.view_bytes),
+    );
+    o.counter(
+        "aether_metrics_views_relayed_total",
+        "Views this node forwarded as a relay (one per target).",
+        &c(&s.views_relayed),
+    );
+    o.counter(
+        "aether_metrics_resyncs_total",
+        "Full views this node asked for (a gap in its deltas), or sent as leader on request.",
+        &c(&s.resyncs),
     );
     o.counter(
         "aether_transport_bytes_sent_total",

@@ -1,5 +1,6 @@
 //! What travels between nodes: a node's compact [`MetricsUpdate`] to the leader, and the
-//! leader's [`ClusterMetricsSnapshot`] to every node. Plain data, no I/O.
+//! leader's [`ClusterMetricsSnapshot`] to every node, whole when a node starts and as deltas
+//! after (see [`super::delta`]). Plain data, no I/O.
 //!
 //! An update is kept small (one QUIC datagram, about 110 bytes on a GPU-less host without
 //! traffic, 215 with three busy entry points): per-core CPU as whole percents, at most
@@ -223,8 +224,10 @@ pub struct ClusterMetricsSnapshot {
 pub enum MetricsMsg {
     /// Node → leader.
     Update(Box<MetricsUpdate>),
-    /// Leader → every member.
-    Snapshot(ClusterMetricsSnapshot),
+    /// Leader (or a relay) → a node: the cluster view, full or as a delta against the
+    /// previous snapshot (see [`super::delta`]). Replaced the whole `Snapshot` every second
+    /// in protocol 7.
+    View(super::delta::ViewUpdate),
     /// A new leader → every member: sample now and include [`NodeInfo`].
     SampleNow { term: u64 },
     /// Leader → every member, with each snapshot: the leader's reviewer (its language model),
@@ -235,6 +238,18 @@ pub enum MetricsMsg {
     /// advice and counters, so that `aether advice` and the console show them on every node.
     /// Appended last, like `Reviewer`.
     Advice(LeaderAdvice),
+    /// Leader → a relay: take `view`, and forward it as [`MetricsMsg::View`] to the nodes at
+    /// `to` (the leader reaches N nodes with about √N sends; see [`super::delta::plan_relays`]).
+    /// The relay also forwards `also` (the leader's [`MetricsMsg::Reviewer`] and
+    /// [`MetricsMsg::Advice`] of the same tick) and takes them itself.
+    Relay {
+        to: Vec<String>,
+        view: super::delta::ViewUpdate,
+        also: Vec<MetricsMsg>,
+    },
+    /// A node → the leader: its view has a gap (a delta was missed, or none came for a
+    /// while): send `node` a full view of term `term`.
+    Resync { node: NodeId, term: u64 },
 }
 
 /// The leader's strategic layer as it reports itself, with who sent it and in which term.

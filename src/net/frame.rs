@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// rollout commands.
 /// 5: slices carry a user.
 /// 6: status says whether the leader answered; the console's live nodes carry process samples.
-/// 7: pre-votes (`raft::elect`).
+/// 7: pre-votes (`raft::elect`); the metrics view travels as deltas through relays
+/// (`MetricsMsg::View`, `Relay`, `Resync` replace the whole `Snapshot`).
 pub const PROTOCOL_VERSION: u8 = 7;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
@@ -219,6 +220,7 @@ mod tests {
         let body = encode_body(&Msg::Bye).unwrap();
         assert_eq!(decode_body::<Msg>(&body).unwrap(), Msg::Bye);
         assert!(matches!(decode_body::<Msg>(&[]), Err(FrameError::Empty)));
+        // A version this build does not speak (a newer one) is refused, never misread.
         assert!(matches!(
             decode_body::<Msg>(&[PROTOCOL_VERSION + 1, 1]),
             Err(FrameError::Version { got, .. }) if got == PROTOCOL_VERSION + 1
