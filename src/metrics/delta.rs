@@ -10,99 +10,9 @@
 //!
 //! Pure: data in, data out, no I/O, no clock.
 
-use serde::{Deserialize, Serialize};
-
-use super::gpu::GpuSample;
-use super::requests::TrafficSample;
-use super::update::{
-    AnomalyFlag, ClusterMetricsSnapshot, DiskSample, NetSample, NodeEntry, NodeInfo, NodeMetrics,
-    ProcessSample,
-};
-use crate::domain::{Health, Millis, NodeId};
-
-/// What the leader sends a node about the cluster each `metrics.interval`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ViewUpdate {
-    /// The whole snapshot: the first of a term, or for a node that asked (a [`Gap`]).
-    Full(ClusterMetricsSnapshot),
-    /// What changed since the previous snapshot of the same term.
-    Delta(ViewDelta),
-}
-
-impl ViewUpdate {
-    /// (term, seq) of the snapshot this update yields.
-    pub fn position(&self) -> (u64, u64) {
-        match self {
-            ViewUpdate::Full(s) => (s.term, s.seq),
-            ViewUpdate::Delta(d) => (d.term, d.seq),
-        }
-    }
-
-    /// When the leader built the snapshot this update yields (leader's clock, Unix ms).
-    pub fn built_at(&self) -> Millis {
-        match self {
-            ViewUpdate::Full(s) => s.built_at,
-            ViewUpdate::Delta(d) => d.built_at,
-        }
-    }
-
-    /// The leader that sent it.
-    pub fn leader(&self) -> NodeId {
-        match self {
-            ViewUpdate::Full(s) => s.leader,
-            ViewUpdate::Delta(d) => d.leader,
-        }
-    }
-}
-
-/// The changes from snapshot `base` to snapshot `seq` of one term of one leader.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ViewDelta {
-    pub leader: NodeId,
-    pub term: u64,
-    /// The seq of the snapshot this delta applies to.
-    pub base: u64,
-    /// The seq of the snapshot it yields.
-    pub seq: u64,
-    pub built_at: Millis,
-    /// Nodes new or changed, in node order. A new node carries every field.
-    pub changed: Vec<NodePatch>,
-    /// Nodes no longer in the snapshot.
-    pub removed: Vec<NodeId>,
-}
-
-/// One node's changed fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodePatch {
-    pub node: NodeId,
-    pub fields: Vec<Field>,
-}
-
-/// One field of a [`NodeEntry`] (its metrics' fields flattened), with its new value. Only
-/// changed fields travel: a tag byte plus the value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Field {
-    Info(NodeInfo),
-    AgeMs(u64),
-    Health(Health),
-    Member(bool),
-    Anomalies(Vec<AnomalyFlag>),
-    At(Millis),
-    Cpu(f32),
-    Cores(Vec<u8>),
-    MemUsed(u64),
-    MemTotal(u64),
-    SwapUsed(u64),
-    SwapTotal(u64),
-    Load([f32; 3]),
-    Disks(Vec<DiskSample>),
-    Nets(Vec<NetSample>),
-    Gpus(Vec<GpuSample>),
-    Procs(Vec<ProcessSample>),
-    Traffic(Vec<TrafficSample>),
-    Waiting(Vec<(String, u32)>),
-    ListenErrors(Vec<(u16, String)>),
-}
+use super::update::{ClusterMetricsSnapshot, NodeEntry, NodeInfo, NodeMetrics};
+pub use super::update::{Field, NodePatch, ViewDelta, ViewUpdate};
+use crate::domain::Health;
 
 /// A delta that does not apply to the view held: the node needs a full view.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -437,7 +347,9 @@ pub fn plan_relays(can_relay: &[bool]) -> RelayPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Millis, NodeId};
     use crate::metrics::requests::TrafficSample;
+    use crate::metrics::update::{DiskSample, NetSample};
 
     fn entry(node: NodeId, cpu: f32, at: Millis) -> NodeEntry {
         NodeEntry {
