@@ -86,6 +86,10 @@ pub struct State {
     /// not answered again (its full view is on the way: a delta overtook it).
     fulls_sent: std::collections::HashMap<NodeId, Instant>,
     full_to_all: Option<Instant>,
+    /// While leading: the term and the recipients that have had a full view in it (all of them
+    /// when a full view went to everyone). A new recipient (a node that just joined or started
+    /// sending) gets a full view at once rather than a delta it cannot apply.
+    had_full: (u64, HashSet<NodeId>),
     /// When this node last asked the leader for a full view.
     asked_resync: Option<Instant>,
 }
@@ -226,6 +230,7 @@ impl Pipeline {
                 resync: Default::default(),
                 fulls_sent: Default::default(),
                 full_to_all: None,
+                had_full: Default::default(),
                 asked_resync: None,
             }),
             sampler: Arc::new(Mutex::new(sampler)),
@@ -758,6 +763,16 @@ impl Pipeline {
                 }
             }
             recipients.sort_by_key(|r| r.0);
+            if st.had_full.0 != snap.term {
+                st.had_full = (snap.term, HashSet::new());
+            }
+            for (id, addr, _) in &recipients {
+                if !st.had_full.1.contains(id)
+                    && let Ok(sa) = addr.parse::<std::net::SocketAddr>()
+                {
+                    st.resync.entry(*id).or_insert(sa);
+                }
+            }
             let within =
                 |t: &Instant, n: u32| now.saturating_duration_since(*t) < self.cfg.interval.0 * n;
             st.fulls_sent.retain(|_, t| within(t, FULL_REPEAT));
@@ -811,10 +826,18 @@ impl Pipeline {
             Some(d) => ViewUpdate::Delta(d),
             None => {
                 asked.clear();
-                self.state.lock().expect("state lock").full_to_all = Some(now);
+                let mut st = self.state.lock().expect("state lock");
+                st.full_to_all = Some(now);
+                st.had_full.1.extend(recipients.iter().map(|r| r.0));
                 ViewUpdate::Full(snap.clone())
             }
         };
+        self.state
+            .lock()
+            .expect("state lock")
+            .had_full
+            .1
+            .extend(asked.iter().map(|a| a.0));
         let mut sends: Vec<(String, Arc<Vec<u8>>)> = Vec::new();
         let encode = |msg: &MetricsMsg| match crate::net::frame::encode_body(msg) {
             Ok(b) => Some(Arc::new(b)),

@@ -45,12 +45,15 @@ fn names(list: &Value) -> Vec<String> {
 fn blueprints_apply_with_a_plan_scale_within_bounds_and_bad_files_change_nothing() {
     let c = TestCluster::three();
     let (n1, n2, n3) = (&c.nodes[0], &c.nodes[1], &c.nodes[2]);
-    // Placement needs each node's size from the metrics snapshot.
-    wait_for(
-        "every node in n1's metrics",
-        Duration::from_secs(20),
-        || (n1.metrics(&[])?["nodes"].as_array()?.len() == 3).then_some(()),
-    );
+    // Placement needs each node's size from the metrics view of the node that plans (the
+    // dry run below plans on n2, the apply on the leader).
+    for n in [n1, n2] {
+        wait_for(
+            &format!("every node in {}'s metrics", n.name),
+            Duration::from_secs(20),
+            || (n.metrics(&[])?["nodes"].as_array()?.len() == 3).then_some(()),
+        );
+    }
     let file = c.root.path().join("shop.toml");
     std::fs::write(
         &file,
