@@ -55,25 +55,16 @@ mod control {
     }
 
     fn decision(status: DecisionStatus, mode: ControllerMode, to: u32) -> Command {
+        let scale = Action::Scale {
+            blueprint: "shop".into(),
+            slice: "web".into(),
+            from: 2,
+            to,
+        };
         Command::RecordDecision(Box::new(Decision {
-            id: 0,
-            at: 0,
-            by: "n1".into(),
             mode,
             layers: vec!["rules:cpu-high".into()],
-            action: Action::Scale {
-                blueprint: "shop".into(),
-                slice: "web".into(),
-                from: 2,
-                to,
-            },
-            rule: "cpu-high".into(),
-            reasoning: vec![],
-            inputs: vec![],
-            review: None,
-            status,
-            timeline: vec![],
-            outcome: None,
+            ..Decision::bare(0, 0, "n1", "cpu-high", scale, status)
         }))
     }
 

@@ -262,6 +262,13 @@ impl Node {
         self.child.is_some()
     }
 
+    /// Send `sig` (e.g. SIGSTOP, SIGCONT) to the running daemon.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.pid().expect("node running") as i32;
+        // SAFETY: kill(2) on a child this test started.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+    }
+
     /// kill -9.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,19 +1,12 @@
 //! Quiet rejoins: a node that comes back (resumed after a freeze, restarted after kill -9) does
 //! not depose the leader its peers still follow; it asks first (a pre-vote) and is told no.
 
-use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::*;
 
 fn term(n: &Node) -> Option<u64> {
     n.status()?["node"]["term"].as_u64()
-}
-
-fn signal(n: &Node, sig: &str) {
-    let pid = n.pid().expect("running").to_string();
-    let st = Command::new("kill").args([sig, &pid]).status().unwrap();
-    assert!(st.success(), "kill {sig} {pid}");
 }
 
 /// Wait until `n` follows `leader` at `term` and a write through it commits: it has heard
@@ -56,9 +49,9 @@ fn a_returning_follower_or_old_leader_costs_no_term() {
     let f = (l + 1) % 3;
 
     // A follower frozen past several election timeouts comes back.
-    signal(&c.nodes[f], "-STOP");
+    c.nodes[f].signal(libc::SIGSTOP);
     std::thread::sleep(Duration::from_secs(2));
-    signal(&c.nodes[f], "-CONT");
+    c.nodes[f].signal(libc::SIGCONT);
     caught_up(&c.nodes[f], &leader, t0, "after-freeze");
     let want = vec![Some(t0); 3];
     let got = terms(&c);

@@ -197,13 +197,6 @@ impl FaultCluster {
     }
 }
 
-/// SIGSTOP or SIGCONT to a running node.
-fn signal(node: &Node, sig: i32) {
-    let pid = node.pid().expect("node running") as i32;
-    // SAFETY: kill(2) on a child this test started.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Fault {
     Kill,
@@ -302,10 +295,10 @@ fn nemesis(n: usize, plan: &[(Fault, Target)]) {
             }
             Fault::Freeze => {
                 h.mark(&format!("SIGSTOP n{}", t + 1));
-                signal(&cl.c.nodes[t], libc::SIGSTOP);
+                cl.c.nodes[t].signal(libc::SIGSTOP);
                 std::thread::sleep(Duration::from_secs(3));
                 h.mark(&format!("SIGCONT n{}", t + 1));
-                signal(&cl.c.nodes[t], libc::SIGCONT);
+                cl.c.nodes[t].signal(libc::SIGCONT);
             }
             Fault::Restart => {
                 h.mark(&format!("SIGTERM n{}", t + 1));
@@ -456,12 +449,7 @@ fn nemesis(n: usize, plan: &[(Fault, Target)]) {
         }
         report.push(line);
         // Traffic between faults, so a key's history spans a fault and the calm after it.
-        let answered = h.answered();
-        wait_for(
-            &format!("20 answered operations after {what}"),
-            Duration::from_secs(30),
-            || (h.answered() >= answered + 20).then_some(()),
-        );
+        more_traffic(&h, &what);
     }
     w.stop();
     eprintln!("[faults] {}", h.counts());
@@ -480,6 +468,16 @@ fn nemesis(n: usize, plan: &[(Fault, Target)]) {
         started.elapsed()
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Wait until the clients have 20 more answered operations than now, after `what`.
+fn more_traffic(h: &History, what: &str) {
+    let answered = h.answered();
+    wait_for(
+        &format!("20 answered operations after {what}"),
+        Duration::from_secs(30),
+        || (h.answered() >= answered + 20).then_some(()),
+    );
 }
 
 /// Writes sent to a cut-off node (invoked after the cut) that succeeded before the cut healed:
@@ -727,12 +725,7 @@ fn full_disk(full: usize) {
         }
     }
     cl.progress(&format!("after {name} came back"));
-    let answered = h.answered();
-    wait_for(
-        &format!("20 answered operations after {name} came back"),
-        Duration::from_secs(30),
-        || (h.answered() >= answered + 20).then_some(()),
-    );
+    more_traffic(&h, &format!("{name} came back"));
     w.stop();
     eprintln!("[faults] {}", h.counts());
     match h.check() {
