@@ -170,6 +170,11 @@ pub struct Cluster {
     /// When a leader was last heard from; what peers answered (pre-votes).
     contact: Arc<network::Contact>,
     timing: elect::Timing,
+    /// The address this node advertises now (it may have moved since it joined).
+    advertise: String,
+    /// Held while the leader changes the membership (upkeep, removals, moves), so that upkeep
+    /// does not add back a member that is being removed.
+    member_lock: tokio::sync::Mutex<()>,
 }
 
 /// Build openraft's config from ours.
@@ -265,6 +270,8 @@ impl Cluster {
                 min: cfg.raft.election_timeout_min.0,
                 max: cfg.raft.election_timeout_max.0,
             },
+            advertise: cfg.advertise_addr(),
+            member_lock: Default::default(),
         }))
     }
 
@@ -514,6 +521,11 @@ impl Cluster {
                 .kv_list(prefix, *limit as usize)
                 .map(ReadResult::List)
                 .map_err(store_err),
+            ReadQuery::Tokens => self
+                .store
+                .tokens()
+                .map(|t| ReadResult::Tokens(t.into_iter().map(api::TokenInfo::from).collect()))
+                .map_err(store_err),
         }
     }
 }
@@ -559,6 +571,9 @@ impl Service for Cluster {
                 PeerRequest::Read(q) => PeerResponse::Read(self.read(q, false).await),
                 PeerRequest::Status => {
                     PeerResponse::Status(Box::new(self.local_status().map_err(|e| e.message)?))
+                }
+                PeerRequest::Member { op, relay } => {
+                    PeerResponse::Member(self.member_op(op, relay).await)
                 }
             })
         })

@@ -11,7 +11,7 @@ use super::protocol::MAX_ADMIN_FRAME;
 use super::protocol::{
     AdminError, AdminRequest, AdminResponse, BlueprintView, ErrorKind, LiveUpdate, MemberView,
     MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, RolloutActView, RolloutView,
-    StatusView, TokenView, TrafficView, Watch,
+    StatusView, TokenInfo, TokenView, TrafficView, Watch,
 };
 use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
@@ -75,6 +75,7 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::Rollout(_) => "Rollout",
         AdminResponse::RolloutActed(_) => "RolloutActed",
         AdminResponse::Advice(_) => "Advice",
+        AdminResponse::Done(_) => "Done",
     }
 }
 
@@ -419,7 +420,7 @@ impl Client {
     ) -> Result<Option<Vec<u8>>, ClientError> {
         match self.read(ReadQuery::KvGet { key }, local).await? {
             ReadResult::Value(v) => Ok(v),
-            ReadResult::List(_) => Err(ClientError::Unexpected {
+            _ => Err(ClientError::Unexpected {
                 request: "KvGet",
                 response: "List",
             }),
@@ -439,11 +440,27 @@ impl Client {
             .await?
         {
             ReadResult::List(items) => Ok(items),
-            ReadResult::Value(_) => Err(ClientError::Unexpected {
+            _ => Err(ClientError::Unexpected {
                 request: "KvList",
                 response: "Value",
             }),
         }
+    }
+
+    /// Every join token (linearizable: a revoke just acknowledged shows).
+    pub async fn tokens(&mut self) -> Result<Vec<TokenInfo>, ClientError> {
+        match self.read(ReadQuery::Tokens, false).await? {
+            ReadResult::Tokens(t) => Ok(t),
+            _ => Err(ClientError::Unexpected {
+                request: "Tokens",
+                response: "another read result",
+            }),
+        }
+    }
+
+    /// Take the member `name` out of the cluster; what the leader did, in words.
+    pub async fn remove(&mut self, name: String) -> Result<String, ClientError> {
+        ask!(self, "Remove", AdminRequest::Remove { name }, AdminResponse::Done(m) => m)
     }
 
     /// Delete `key` through Raft: its previous value, none when it was not set.

@@ -8,7 +8,9 @@ use crate::raft::types::{Command, RequestId, Response};
 
 pub use crate::controller::model::BenchReport as ModelBenchView;
 pub use crate::metrics::requests::{EntryTraffic, SliceTraffic};
-pub use crate::raft::api::{ErrorKind, ReadQuery, ReadResult, RequestError as AdminError};
+pub use crate::raft::api::{
+    ErrorKind, ReadQuery, ReadResult, RequestError as AdminError, TokenInfo,
+};
 pub use crate::raft::status::{ControlView, LeaderView, LocalView, MemberView, StatusView};
 pub use crate::view::blueprints::{BlueprintView, InstanceView};
 pub use crate::view::live::{LiveMetrics, LiveNode, LiveUpdate, NodeHistory, SliceLoad, Watch};
@@ -112,6 +114,8 @@ pub enum AdminRequest {
     /// operator: through the safety bounds, recorded as proposed (it waits for an approve),
     /// audited.
     AdviceTake { id: String },
+    /// Take the member `name` out of the cluster (the leader checks that quorum survives).
+    Remove { name: String },
 }
 
 /// A response from a node's admin API.
@@ -140,6 +144,8 @@ pub enum AdminResponse {
     ModelReview(Box<crate::controller::model::engine::ReviewView>),
     /// `None`: no leader reports advice (the strategic layer is off, or has not asked yet).
     Advice(Box<Option<crate::domain::AdviceView>>),
+    /// What was done, in words.
+    Done(String),
 }
 
 impl AdminError {

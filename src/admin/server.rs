@@ -290,6 +290,10 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
                 )),
             }))
         }
+        AdminRequest::Remove { name } => out(cluster
+            .member_op(crate::raft::network::MemberOp::Remove { name }, true)
+            .await
+            .map(AdminResponse::Done)),
         AdminRequest::Metrics {
             node,
             series,

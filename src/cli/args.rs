@@ -58,6 +58,10 @@ pub enum Cmd {
     Drain { node: String },
     /// Let NODE take instances again.
     Undrain { node: String },
+    /// Take NODE out of the cluster for good (a dead or retired member): out of the voters,
+    /// then its record. Refused when the voters left could not form a quorum, or when NODE
+    /// leads; stop a retiring node's daemon first. It needs a new join token to come back.
+    Remove { node: String },
     /// Join tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -426,6 +430,11 @@ pub enum TokenCmd {
         #[arg(long, default_value_t = 1)]
         uses: u32,
     },
+    /// Every join token: its id, state (active, expired, used up, revoked), uses left and
+    /// expiry. Secrets are never shown; they cannot be read back.
+    List,
+    /// Revoke a join token at once, on every node (its id, from 'token list' or 'token create').
+    Revoke { id: String },
 }
 
 /// A token lifetime; `None` never expires.

@@ -71,6 +71,26 @@ pub fn token() -> TokenView {
     }
 }
 
+/// Join tokens in each state at [`NOW`].
+pub fn tokens() -> Vec<crate::admin::protocol::TokenInfo> {
+    let t = |id: &str, created_ago: u64, expires: Option<i64>, left: u32, total: u32, revoked| {
+        crate::admin::protocol::TokenInfo {
+            id: id.into(),
+            created_at: NOW - created_ago,
+            expires_at: expires.map(|e| (NOW as i64 + e) as u64),
+            uses_left: left,
+            uses_total: total,
+            revoked,
+        }
+    };
+    vec![
+        t("4be1a09c55d2", 600_000, Some(3_000_000), 2, 3, false),
+        t("81f0c3aa9e17", 7_200_000, Some(-3_600_000), 1, 1, false),
+        t("a3d95e02b7c4", 86_400_000, None, 0, 1, false),
+        t("f07b6d1e2c38", 120_000, Some(3_480_000), 1, 1, true),
+    ]
+}
+
 fn series(name: &str, value: f32, trend: Option<f32>, min: f32, max: f32) -> SeriesView {
     SeriesView {
         name: name.into(),

@@ -16,7 +16,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::admin::protocol::TokenView;
+use crate::admin::protocol::{TokenInfo, TokenView};
 use crate::domain::{Millis, human_millis};
 
 pub use advice::{advice, advice_taken};
@@ -137,6 +137,64 @@ pub fn token(
         t.uses,
         if t.uses == 1 { "" } else { "s" }
     )
+}
+
+#[derive(Serialize)]
+struct TokenRow<'a> {
+    #[serde(flatten)]
+    token: &'a TokenInfo,
+    state: &'static str,
+}
+
+/// `aether token list`: every join token and its state at `now`; never a secret.
+pub fn tokens(w: &mut dyn Write, list: &[TokenInfo], now: Millis, json: bool) -> io::Result<()> {
+    if json {
+        let rows: Vec<TokenRow> = list
+            .iter()
+            .map(|t| TokenRow {
+                token: t,
+                state: t.state(now),
+            })
+            .collect();
+        return write_json(w, &rows);
+    }
+    if list.is_empty() {
+        return writeln!(w, "no join tokens; 'aether token create' makes one");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.state(now).into(),
+                format!("{}/{}", t.uses_left, t.uses_total),
+                format!("{} ago", human_millis(now.saturating_sub(t.created_at))),
+                match t.expires_at {
+                    None => "never".into(),
+                    Some(at) if at > now => format!("in {}", human_millis(at - now)),
+                    Some(at) => format!("{} ago", human_millis(now - at)),
+                },
+            ]
+        })
+        .collect();
+    write!(
+        w,
+        "{}",
+        table(&["ID", "STATE", "USES LEFT", "CREATED", "EXPIRES"], &rows)
+    )
+}
+
+/// What a node did, in words (`aether remove`).
+pub fn done(w: &mut dyn Write, what: &str, json: bool) -> io::Result<()> {
+    if json {
+        writeln!(
+            w,
+            "{{\"ok\": true, \"done\": {}}}",
+            serde_json::to_string(what).expect("string")
+        )
+    } else {
+        writeln!(w, "{what}")
+    }
 }
 
 /// A write that succeeded.

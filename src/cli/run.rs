@@ -93,7 +93,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, rollout, decisions, override, advice, model, tui, token, kv, version and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, kv, version and completions"
         ),
     )
 }
@@ -126,6 +126,34 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
                 json,
             )
             .map_err(unwritten)?;
+        }
+        Cmd::Token(TokenCmd::List) => {
+            let t = client(cli).await?.tokens().await?;
+            output::tokens(&mut stdout(), &t, now_millis(), json).map_err(unwritten)?;
+        }
+        Cmd::Token(TokenCmd::Revoke { id }) => {
+            let mut c = client(cli).await?;
+            let known = c.tokens().await?;
+            if !known.iter().any(|t| t.id == *id) {
+                let ids: Vec<&str> = known.iter().map(|t| t.id.as_str()).collect();
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!(
+                        "no join token with id '{id}'; known: {}",
+                        if ids.is_empty() {
+                            "none".into()
+                        } else {
+                            ids.join(", ")
+                        }
+                    ),
+                ));
+            }
+            c.write(Command::RevokeJoinToken { id: id.clone() }).await?;
+            output::ok(&mut stdout(), json).map_err(unwritten)?;
+        }
+        Cmd::Remove { node } => {
+            let done = client(cli).await?.remove(node.clone()).await?;
+            output::done(&mut stdout(), &done, json).map_err(unwritten)?;
         }
         Cmd::Kv(kv) => run_kv(cli, kv, json).await?,
         Cmd::Completions { shell } => {

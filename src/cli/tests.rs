@@ -82,6 +82,27 @@ fn nodes() {
 }
 
 #[test]
+fn tokens() {
+    let t = fixture::tokens();
+    insta::assert_snapshot!("tokens", render(|w| output::tokens(w, &t, NOW, false)));
+    insta::assert_snapshot!(
+        "tokens_json",
+        render_json(|w| output::tokens(w, &t, NOW, true))
+    );
+    insta::assert_snapshot!(
+        "tokens_none",
+        render(|w| output::tokens(w, &[], NOW, false))
+    );
+}
+
+#[test]
+fn removed() {
+    let what = "removed 'n3' (a voter); voters now: n1, n2";
+    insta::assert_snapshot!("removed", render(|w| output::done(w, what, false)));
+    insta::assert_snapshot!("removed_json", render_json(|w| output::done(w, what, true)));
+}
+
+#[test]
 fn events() {
     // The node answers oldest first; the CLI, like the console, shows the newest first.
     let a = fixture::events();

@@ -6,8 +6,15 @@ use serde::{Deserialize, Serialize};
 /// Reads that must be fresh.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ReadQuery {
-    KvGet { key: String },
-    KvList { prefix: String, limit: u32 },
+    KvGet {
+        key: String,
+    },
+    KvList {
+        prefix: String,
+        limit: u32,
+    },
+    /// Every join token, without its secret's hash.
+    Tokens,
 }
 
 /// Their results.
@@ -15,6 +22,47 @@ pub enum ReadQuery {
 pub enum ReadResult {
     Value(Option<Vec<u8>>),
     List(Vec<(String, Vec<u8>)>),
+    Tokens(Vec<TokenInfo>),
+}
+
+/// A join token as `aether token list` shows it: everything but the secret's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub created_at: crate::domain::Millis,
+    /// `None`: never expires.
+    pub expires_at: Option<crate::domain::Millis>,
+    pub uses_left: u32,
+    pub uses_total: u32,
+    pub revoked: bool,
+}
+
+impl From<crate::domain::TokenRecord> for TokenInfo {
+    fn from(t: crate::domain::TokenRecord) -> TokenInfo {
+        TokenInfo {
+            id: t.id,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            uses_left: t.uses_left,
+            uses_total: t.uses_total,
+            revoked: t.revoked,
+        }
+    }
+}
+
+impl TokenInfo {
+    /// `active`, `revoked`, `expired` or `used up`, at time `now`.
+    pub fn state(&self, now: crate::domain::Millis) -> &'static str {
+        if self.revoked {
+            "revoked"
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else if self.uses_left == 0 {
+            "used up"
+        } else {
+            "active"
+        }
+    }
 }
 
 /// Error classes; callers decide on these (the CLI maps each to an exit code, DESIGN §11).

@@ -217,6 +217,31 @@ pub(super) fn apply_command(
                 None => Response::Refused(format!("node id {id} is not a member")),
             }
         }
+        Command::SetNodeAddr { id, addr } => {
+            let mut nodes = txn.open_table(NODES).map_err(io)?;
+            let mut taken_by = None;
+            let mut found: Option<NodeRecord> = None;
+            for row in nodes.iter().map_err(io)? {
+                let (k, v) = row.map_err(io)?;
+                let rec: NodeRecord = dec(v.value(), "node")?;
+                if k.value() == *id {
+                    found = Some(rec);
+                } else if rec.addr == *addr {
+                    taken_by = Some(rec.name);
+                }
+            }
+            match (found, taken_by) {
+                (None, _) => Response::Refused(format!("node id {id} is not a member")),
+                (Some(_), Some(other)) => Response::Refused(format!(
+                    "address '{addr}' is already node '{other}''s; give each node its own --advertise"
+                )),
+                (Some(mut rec), None) => {
+                    rec.addr = addr.clone();
+                    nodes.insert(*id, enc(&rec).as_slice()).map_err(io)?;
+                    Response::Ok
+                }
+            }
+        }
         Command::SetNodeState { id, state } => {
             let mut nodes = txn.open_table(NODES).map_err(io)?;
             let raw = nodes.get(*id).map_err(io)?.map(|v| v.value().to_vec());
@@ -589,7 +614,10 @@ fn register_node(
 fn audit_summary(txn: &WriteTransaction, cmd: &Command) -> Result<String, std::io::Error> {
     let names_nodes = matches!(
         cmd,
-        Command::RemoveNode { .. } | Command::SetNodeState { .. } | Command::AssignInstances { .. }
+        Command::RemoveNode { .. }
+            | Command::SetNodeState { .. }
+            | Command::SetNodeAddr { .. }
+            | Command::AssignInstances { .. }
     );
     if !names_nodes {
         return Ok(cmd.summary());

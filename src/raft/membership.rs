@@ -10,7 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::Cluster;
 use super::api::ErrorKind;
-use super::network::{JOIN_ROUTE, JoinAccepted, JoinRefused, JoinRequest};
+use super::api::RequestError;
+use super::network::{
+    JOIN_ROUTE, JoinAccepted, JoinRefused, JoinRequest, MemberOp, PeerRequest, PeerResponse, ROUTE,
+};
 use super::types::{ClusterInit, Command, Request, RequestId, Response};
 use crate::domain::{NodeId, now_millis, validate_name};
 use crate::net::tls::{self, CaPem, TlsError};
@@ -135,22 +138,270 @@ impl Cluster {
         })
     }
 
-    /// Leader-only upkeep, every `period` until `shutdown`: write the cluster record (founder),
-    /// add registered nodes as learners, promote caught-up learners while voters are wanted.
+    /// Membership upkeep, every `period` until `shutdown`. On the leader: write the cluster
+    /// record (founder), add registered nodes as learners, promote caught-up learners while
+    /// voters are wanted. On every member: when the membership has this node at another address
+    /// than the one it advertises now, tell the leader.
     pub async fn run_membership(self: Arc<Self>, period: Duration, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut moved_told = Instant::now() - Duration::from_secs(3600);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            if let Some(old) = self.stale_address()
+                && moved_told.elapsed() >= Duration::from_secs(1)
+            {
+                moved_told = Instant::now();
+                match self.announce_address(&old).await {
+                    Ok(done) => tracing::info!("{done}"),
+                    Err(e) => tracing::warn!(
+                        "telling the leader this node moved from '{old}' to '{}': {e}; trying again",
+                        self.advertise
+                    ),
+                }
+            }
             if self.raft.metrics().borrow().current_leader != Some(self.id) {
                 continue;
             }
+            let _held = self.member_lock.lock().await;
             if let Err(e) = self.membership_step().await {
                 tracing::warn!("membership upkeep: {e}");
             }
+        }
+    }
+
+    /// The address the membership has for this node, when it is not the one it advertises.
+    fn stale_address(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let known = m.membership().get_node(&self.id)?.addr.clone();
+        (known != self.advertise).then_some(known)
+    }
+
+    /// Ask the members, the known leader first, to record this node's new address. Any member
+    /// may be asked: it forwards to the leader. The leader cannot reach this node before it
+    /// knows the address, so this node may not know who leads.
+    async fn announce_address(&self, old: &str) -> Result<String, String> {
+        let op = MemberOp::Address {
+            name: self.name.clone(),
+            addr: self.advertise.clone(),
+        };
+        if self.leader().is_some_and(|(id, _)| id == self.id) {
+            return self.member_op(op, false).await.map_err(|e| e.message);
+        }
+        let m = self.raft.metrics().borrow().clone();
+        let mut peers: Vec<(NodeId, String)> = m
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != self.id)
+            .map(|(id, n)| (*id, n.addr.clone()))
+            .collect();
+        peers.sort_by_key(|(id, _)| Some(*id) != m.current_leader);
+        let mut why = Vec::new();
+        for (id, addr) in peers {
+            let req = PeerRequest::Member {
+                op: op.clone(),
+                relay: true,
+            };
+            let r = self
+                .ep
+                .call::<_, PeerResponse>(&addr, ROUTE, &req, Some(self.forward_timeout))
+                .await;
+            match r {
+                Ok(PeerResponse::Member(Ok(done))) => {
+                    return Ok(format!("moved from '{old}': {done}"));
+                }
+                Ok(PeerResponse::Member(Err(e))) => why.push(format!("node id {id}: {e}")),
+                Ok(_) => why.push(format!("node id {id}: it answered with the wrong message")),
+                Err(e) => why.push(format!("node id {id} at '{addr}': {e}")),
+            }
+        }
+        Err(if why.is_empty() {
+            "no other member is known".into()
+        } else {
+            why.join("; ")
+        })
+    }
+
+    /// Carry out a membership change: on the leader, or forwarded to it when `forward` is set.
+    pub async fn member_op(&self, op: MemberOp, forward: bool) -> Result<String, RequestError> {
+        match self.leader() {
+            Some((id, _)) if id == self.id => {}
+            Some((id, addr)) if forward => {
+                let pick = |r| match r {
+                    PeerResponse::Member(r) => Some(r),
+                    _ => None,
+                };
+                let req = PeerRequest::Member { op, relay: false };
+                return match self
+                    .forward(id, &addr, req, self.forward_timeout, pick)
+                    .await?
+                {
+                    Ok(done) => Ok(done),
+                    Err(why) => Err(RequestError::new(
+                        ErrorKind::NoQuorum,
+                        format!("{why}; retry once 'aether status' shows a leader"),
+                    )),
+                };
+            }
+            Some(_) => {
+                return Err(RequestError::new(
+                    ErrorKind::NotLeader,
+                    "this node is not the leader",
+                ));
+            }
+            None => {
+                return Err(RequestError::new(
+                    ErrorKind::NoQuorum,
+                    "no leader is known; retry once 'aether status' shows one",
+                ));
+            }
+        }
+        let _held = self.member_lock.lock().await;
+        match op {
+            MemberOp::Remove { name } => self.remove_member(&name).await,
+            MemberOp::Address { name, addr } => self.move_member(&name, &addr).await,
+        }
+    }
+
+    fn member_named(&self, name: &str) -> Result<crate::domain::NodeRecord, RequestError> {
+        let nodes = self
+            .store
+            .nodes()
+            .map_err(|e| RequestError::new(ErrorKind::Failed, e.to_string()))?;
+        let known: Vec<String> = nodes.iter().map(|n| format!("'{}'", n.name)).collect();
+        nodes.into_iter().find(|n| n.name == name).ok_or_else(|| {
+            RequestError::new(
+                ErrorKind::Invalid,
+                format!("no member named '{name}'; members: {}", known.join(", ")),
+            )
+        })
+    }
+
+    async fn remove_member(&self, name: &str) -> Result<String, RequestError> {
+        let rec = self.member_named(name)?;
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let facts = Members {
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            answering: membership
+                .voter_ids()
+                .filter(|id| {
+                    *id == self.id
+                        || self
+                            .contact
+                            .ack_age(*id)
+                            .is_some_and(|age| age <= self.timing.max)
+                })
+                .collect(),
+            leader: self.id,
+        };
+        let names: std::collections::BTreeMap<NodeId, String> = self
+            .store
+            .nodes()
+            .map_err(|e| RequestError::new(ErrorKind::Failed, e.to_string()))?
+            .into_iter()
+            .map(|n| (n.id, n.name))
+            .collect();
+        let name_of = |id: NodeId| names.get(&id).cloned().unwrap_or(format!("id {id}"));
+        let removal = plan_removal(&facts, rec.id, &name_of)
+            .map_err(|why| RequestError::new(ErrorKind::Failed, why))?;
+        let change = match removal {
+            Removal::Voter => Some(ChangeMembers::RemoveVoters(BTreeSet::from([rec.id]))),
+            Removal::Learner => Some(ChangeMembers::RemoveNodes(BTreeSet::from([rec.id]))),
+            Removal::RecordOnly => None,
+        };
+        if let Some(change) = change {
+            tracing::info!("removing {name} (id {}) from the membership", rec.id);
+            self.raft
+                .change_membership(change, false)
+                .await
+                .map_err(|e| {
+                    RequestError::new(
+                        ErrorKind::Failed,
+                        format!("the membership change failed: {e}; nothing was removed"),
+                    )
+                })?;
+        }
+        let req = self.own_request(Command::RemoveNode { id: rec.id });
+        match self.write(req, false).await? {
+            Response::Ok => {}
+            other => {
+                return Err(RequestError::new(
+                    ErrorKind::Failed,
+                    format!("removing the member record failed: {other:?}"),
+                ));
+            }
+        }
+        let voters: Vec<String> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(name_of)
+            .collect();
+        Ok(format!(
+            "removed '{name}' ({}); voters now: {}",
+            removal.what(),
+            voters.join(", ")
+        ))
+    }
+
+    async fn move_member(&self, name: &str, addr: &str) -> Result<String, RequestError> {
+        crate::config::parse_host_port(addr).map_err(|m| {
+            RequestError::new(ErrorKind::Invalid, format!("bad address '{addr}': {m}"))
+        })?;
+        let rec = self.member_named(name)?;
+        if rec.addr != addr {
+            let req = self.own_request(Command::SetNodeAddr {
+                id: rec.id,
+                addr: addr.to_string(),
+            });
+            match self.write(req, false).await? {
+                Response::Ok => {}
+                Response::Refused(why) => return Err(RequestError::new(ErrorKind::Invalid, why)),
+                other => {
+                    return Err(RequestError::new(
+                        ErrorKind::Failed,
+                        format!("recording the address failed: {other:?}"),
+                    ));
+                }
+            }
+        }
+        let m = self.raft.metrics().borrow().clone();
+        let in_membership = m.membership_config.membership().get_node(&rec.id).cloned();
+        if in_membership.is_some_and(|n| n.addr != addr) {
+            let nodes = std::collections::BTreeMap::from([(rec.id, BasicNode::new(addr))]);
+            self.raft
+                .change_membership(ChangeMembers::SetNodes(nodes), true)
+                .await
+                .map_err(|e| {
+                    RequestError::new(
+                        ErrorKind::Failed,
+                        format!("setting the address in the membership failed: {e}"),
+                    )
+                })?;
+        }
+        tracing::info!("node {name} (id {}) is now at {addr}", rec.id);
+        Ok(format!("'{name}' is now at '{addr}'"))
+    }
+
+    /// A request this node makes on its own behalf (a fresh id; retried writes keep it).
+    fn own_request(&self, cmd: Command) -> Request {
+        Request {
+            id: RequestId {
+                client: rand::random(),
+                serial: 1,
+            },
+            actor: format!("node:{}", self.name),
+            at: now_millis(),
+            cmd,
         }
     }
 
@@ -227,6 +478,93 @@ impl Cluster {
     }
 }
 
+/// What the leader knows when asked to remove a member.
+#[derive(Debug, Clone)]
+pub struct Members {
+    pub voters: BTreeSet<NodeId>,
+    pub learners: BTreeSet<NodeId>,
+    /// Voters that answered the leader within the lease (the leader itself included).
+    pub answering: BTreeSet<NodeId>,
+    pub leader: NodeId,
+}
+
+/// How a member leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Out of the voter set (a joint change), then its record.
+    Voter,
+    /// Out of the learners, then its record.
+    Learner,
+    /// Registered but never added to Raft's membership: only its record.
+    RecordOnly,
+}
+
+impl Removal {
+    fn what(self) -> &'static str {
+        match self {
+            Removal::Voter => "a voter",
+            Removal::Learner => "a learner",
+            Removal::RecordOnly => "registered, not yet a learner",
+        }
+    }
+}
+
+/// Whether `target` may leave, and how. A voter leaves only when both the current voter set and
+/// the one without it have a quorum that answers now (a joint change needs both); the leader
+/// does not remove itself (openraft 0.9 cannot hand leadership over, so the cluster would sit
+/// leaderless until an election).
+pub fn plan_removal(
+    m: &Members,
+    target: NodeId,
+    name: &dyn Fn(NodeId) -> String,
+) -> Result<Removal, String> {
+    let list = |ids: &BTreeSet<NodeId>| {
+        ids.iter()
+            .map(|id| format!("'{}'", name(*id)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if target == m.leader {
+        return Err(format!(
+            "'{0}' is the leader and cannot remove itself; stop its daemon first (another voter takes over within seconds), then run 'aether remove {0}' on another node",
+            name(target)
+        ));
+    }
+    if !m.voters.contains(&target) {
+        return Ok(if m.learners.contains(&target) {
+            Removal::Learner
+        } else {
+            Removal::RecordOnly
+        });
+    }
+    let quorum = |set: &BTreeSet<NodeId>| set.len() / 2 + 1;
+    let answering_now: BTreeSet<NodeId> = m.voters.intersection(&m.answering).copied().collect();
+    if answering_now.len() < quorum(&m.voters) {
+        let silent: BTreeSet<NodeId> = m.voters.difference(&m.answering).copied().collect();
+        return Err(format!(
+            "the cluster has no quorum now: {} of {} voters answer (silent: {}); bring voters back before changing the membership",
+            answering_now.len(),
+            m.voters.len(),
+            list(&silent)
+        ));
+    }
+    let rest: BTreeSet<NodeId> = m.voters.iter().copied().filter(|v| *v != target).collect();
+    let answering_rest: BTreeSet<NodeId> = rest.intersection(&m.answering).copied().collect();
+    if answering_rest.len() < quorum(&rest) {
+        let silent: BTreeSet<NodeId> = rest.difference(&m.answering).copied().collect();
+        return Err(format!(
+            "removing '{}' would lose quorum: the voters left ({}) need {} answering, only {} do; bring {} back first, then remove '{}'",
+            name(target),
+            list(&rest),
+            quorum(&rest),
+            answering_rest.len(),
+            list(&silent),
+            name(target)
+        ));
+    }
+    Ok(Removal::Voter)
+}
+
 /// Joins on the peer endpoint ([`JOIN_ROUTE`]): a joining node may ask any member, which
 /// forwards to the leader; a member forwarding to us expects us to be the leader.
 pub struct Joins(pub Arc<Cluster>);
@@ -237,5 +575,63 @@ impl Service for Joins {
 
     fn handle(self: Arc<Self>, ctx: PeerCtx, j: JoinRequest) -> BoxFut<Result<Self::Resp, String>> {
         Box::pin(async move { Ok(self.0.join(j, !ctx.authenticated).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(voters: &[NodeId], learners: &[NodeId], answering: &[NodeId]) -> Members {
+        Members {
+            voters: voters.iter().copied().collect(),
+            learners: learners.iter().copied().collect(),
+            answering: answering.iter().copied().collect(),
+            leader: 1,
+        }
+    }
+
+    fn name(id: NodeId) -> String {
+        format!("n{id}")
+    }
+
+    #[test]
+    fn a_dead_voter_leaves_when_the_rest_has_a_quorum() {
+        let m = members(&[1, 2, 3], &[], &[1, 2]);
+        assert_eq!(plan_removal(&m, 3, &name), Ok(Removal::Voter));
+        // Five voters, two dead: removing one dead leaves four, three of which answer.
+        let m = members(&[1, 2, 3, 4, 5], &[], &[1, 2, 3]);
+        assert_eq!(plan_removal(&m, 5, &name), Ok(Removal::Voter));
+    }
+
+    #[test]
+    fn removing_a_live_voter_beside_a_dead_one_is_refused_naming_the_dead() {
+        let m = members(&[1, 2, 3], &[], &[1, 2]);
+        let why = plan_removal(&m, 2, &name).unwrap_err();
+        assert!(why.contains("would lose quorum"), "{why}");
+        assert!(why.contains("'n3'"), "{why}");
+        assert!(why.contains("need 2 answering, only 1"), "{why}");
+    }
+
+    #[test]
+    fn without_a_quorum_now_nothing_is_removed() {
+        let m = members(&[1, 2, 3, 4, 5], &[], &[1, 2]);
+        let why = plan_removal(&m, 5, &name).unwrap_err();
+        assert!(why.contains("no quorum now: 2 of 5"), "{why}");
+    }
+
+    #[test]
+    fn the_leader_does_not_remove_itself() {
+        let m = members(&[1, 2, 3], &[], &[1, 2, 3]);
+        let why = plan_removal(&m, 1, &name).unwrap_err();
+        assert!(why.contains("'n1' is the leader"), "{why}");
+        assert!(why.contains("stop its daemon first"), "{why}");
+    }
+
+    #[test]
+    fn learners_and_registered_nodes_leave_without_a_quorum_check() {
+        let m = members(&[1, 2, 3], &[4], &[1]);
+        assert_eq!(plan_removal(&m, 4, &name), Ok(Removal::Learner));
+        assert_eq!(plan_removal(&m, 5, &name), Ok(Removal::RecordOnly));
     }
 }

@@ -52,6 +52,13 @@ pub enum PeerRequest {
     Status,
     /// "Would you elect me?", before an election (see [`super::elect`]).
     PreVote(PreVoteRequest),
+    /// A membership change for the leader (see [`super::membership`]). `relay`: the receiver
+    /// may pass it on to the leader (set by a moved node, which may not know who leads; a relayed
+    /// request is not passed on again).
+    Member {
+        op: MemberOp,
+        relay: bool,
+    },
 }
 
 /// The answer to a [`PeerRequest`], variant for variant.
@@ -64,6 +71,17 @@ pub enum PeerResponse {
     Read(Result<ReadResult, RequestError>),
     Status(Box<StatusView>),
     PreVote(Result<PreVoteResponse, String>),
+    /// What the leader did, in words.
+    Member(Result<String, RequestError>),
+}
+
+/// A membership change, carried out by the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberOp {
+    /// Take the member so named out of the cluster (`aether remove`).
+    Remove { name: String },
+    /// The member so named now listens at `addr` (sent by that member).
+    Address { name: String, addr: String },
 }
 
 /// "Would you elect me?", asked before an election; answering changes nothing.

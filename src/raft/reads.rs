@@ -47,6 +47,11 @@ impl Store {
         self.read_meta(SM_META, K_CLUSTER)
     }
 
+    /// Every join token, by id.
+    pub fn tokens(&self) -> Result<Vec<crate::domain::TokenRecord>, std::io::Error> {
+        self.scan(TOKENS, "token")
+    }
+
     /// Every member record, by id.
     pub fn nodes(&self) -> Result<Vec<NodeRecord>, std::io::Error> {
         self.scan(NODES, "node")

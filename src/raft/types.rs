@@ -198,6 +198,12 @@ pub enum Command {
         slice: String,
         op: RolloutOp,
     },
+    /// A member now listens at another address (it restarted with a new `--listen` or
+    /// `--advertise`); the leader also sets it in Raft's membership.
+    SetNodeAddr {
+        id: NodeId,
+        addr: String,
+    },
 }
 
 impl Command {
@@ -244,6 +250,7 @@ impl Command {
             } => format!("join {name} at {addr} with token {token_id}"),
             Command::AddNode { name, addr } => format!("add node {name} at {addr}"),
             Command::RemoveNode { id } => format!("remove node {}", node(*id)),
+            Command::SetNodeAddr { id, addr } => format!("move node {} to {addr}", node(*id)),
             Command::SetNodeState { id, state } => format!("set node {} {state}", node(*id)),
             Command::IssueJoinToken {
                 id,
