@@ -112,6 +112,11 @@ pub enum AdminRequest {
     /// operator: through the safety bounds, recorded as proposed (it waits for an approve),
     /// audited.
     AdviceTake { id: String },
+    /// A backup of the replicated state, consistent with every write acknowledged before it
+    /// (a read barrier through the leader, then one read transaction of this node's replica).
+    /// Answered with [`AdminResponse::SnapshotChunk`]s of the backup file's bytes in order,
+    /// then [`AdminResponse::SnapshotDone`] (or an `Error`).
+    SnapshotSave,
 }
 
 /// A response from a node's admin API.
@@ -140,7 +145,14 @@ pub enum AdminResponse {
     ModelReview(Box<crate::controller::model::engine::ReviewView>),
     /// `None`: no leader reports advice (the strategic layer is off, or has not asked yet).
     Advice(Box<Option<crate::domain::AdviceView>>),
+    /// The next bytes of a backup file (at most [`SNAPSHOT_CHUNK`]).
+    SnapshotChunk(Vec<u8>),
+    /// The backup is complete: its position, size and checksum.
+    SnapshotDone(Box<crate::raft::backup::BackupSummary>),
 }
+
+/// Largest [`AdminResponse::SnapshotChunk`], well under [`MAX_ADMIN_FRAME`].
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 
 impl AdminError {
     /// The CLI exit code for this error.

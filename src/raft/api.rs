@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub enum ReadQuery {
     KvGet { key: String },
     KvList { prefix: String, limit: u32 },
+    /// The answering leader's applied index once it has confirmed its leadership with a quorum:
+    /// a read barrier (a replica that has applied this far holds every acknowledged write).
+    AppliedIndex,
 }
 
 /// Their results.
@@ -15,6 +18,7 @@ pub enum ReadQuery {
 pub enum ReadResult {
     Value(Option<Vec<u8>>),
     List(Vec<(String, Vec<u8>)>),
+    Index(u64),
 }
 
 /// Error classes; callers decide on these (the CLI maps each to an exit code, DESIGN §11).
