@@ -689,7 +689,7 @@ fn restore_into(path: &Path, dir: &Path, info: &BackupInfo) -> Result<RestoredVi
         .map_err(|e| failed(&e))
         .and_then(|t| applied_state(&t).map_err(|e| failed(&e)))?;
     debug_assert!(untouched.0.is_none());
-    drop(store);
+    close(store);
     Ok(RestoredView {
         data_dir: dir.into(),
         from_cluster_id: info.cluster_id.clone(),
@@ -698,6 +698,17 @@ fn restore_into(path: &Path, dir: &Path, info: &BackupInfo) -> Result<RestoredVi
         kept,
         dropped: DROPPED_TABLES.iter().map(|s| s.to_string()).collect(),
     })
+}
+
+/// Drop the only handle on `store` and wait (briefly) until its log writer thread has let go
+/// of the database too, so the file can be opened again at once (by `aether node`, a test).
+fn close(store: std::sync::Arc<Store>) {
+    let db = store.db.clone();
+    drop(store);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::sync::Arc::strong_count(&db) > 1 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 #[cfg(test)]
