@@ -87,7 +87,7 @@ pub enum BackupError {
     )]
     Truncated { path: PathBuf, detail: String },
     #[error(
-        "snapshot file '{path}' is corrupt: checksum mismatch: its trailer says sha256 '{expected}', its contents hash to '{found}'; use an intact copy"
+        "snapshot file '{path}' is corrupt: checksum mismatch: expected sha256 '{expected}' (its trailer), found '{found}' (its contents); use an intact copy"
     )]
     Checksum {
         path: PathBuf,
@@ -322,7 +322,7 @@ fn check_trailer(
         return Err(BackupError::Truncated {
             path: path.into(),
             detail: format!(
-                "its trailer says {} bytes, found {size}",
+                "expected {} bytes (its trailer), found {size}",
                 len + TRAILER_LEN
             ),
         });
@@ -761,7 +761,7 @@ mod tests {
         for (at, expect) in [
             (20, "checksum mismatch"),
             (b.len() - 10, "checksum mismatch"),
-            (b.len() - 35, "trailer says"),
+            (b.len() - 35, "bytes (its trailer), found"),
             (b.len() - 45, "truncated"),
             (2, "not an aether snapshot file"),
             (11, "backup format '0'"),

@@ -133,7 +133,7 @@ pub fn snapshot_restored(w: &mut dyn Write, r: &RestoredView, json: bool) -> io:
             kept.join(", ")
         }
     )?;
-    writeln!(w, "left out: {} (of the old cluster)", r.dropped.join(", "))?;
+    writeln!(w, "left out:  {} (of the old cluster)", r.dropped.join(", "))?;
     writeln!(
         w,
         "next:      aether node --data-dir {} --name NAME   (a new cluster: new id and CA, that node the only voter; others join with 'aether token create')",
