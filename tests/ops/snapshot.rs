@@ -92,6 +92,23 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
         &["snapshot", "inspect", file.to_str().unwrap()],
     ));
     assert!(text.contains("(verified)") && text.contains(&old_id), "{text}");
+    // A follower that missed writes (stopped while the other two committed them) and is saved
+    // from the moment it runs again: its save still holds them, as it waits at the read
+    // barrier until it has applied what the leader had.
+    let again = root.join("again.snap");
+    for i in 0..3 {
+        f.signal(libc::SIGSTOP);
+        for k in 0..5 {
+            ok(&l.cli(&["kv", "put", &format!("round{i}-{k}"), "x"]));
+        }
+        f.signal(libc::SIGCONT);
+        ok(&f.cli(&["snapshot", "save", again.to_str().unwrap()]));
+        let info = json(&offline(
+            root,
+            &["snapshot", "inspect", again.to_str().unwrap(), "--output", "json"],
+        ));
+        assert_eq!(info["counts"]["kv"], 21 + 5 * (i + 1), "round {i}: {info}");
+    }
 
     // Corrupt, truncated, newer, not a snapshot: refused (exit 2) by inspect and restore,
     // naming the check, and the target dir is not created.
