@@ -234,3 +234,42 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
     });
     assert_eq!(ok(&r2.cli(&["kv", "get", "last"])), "acknowledged");
 }
+
+#[test]
+fn a_state_larger_than_an_admin_frame_is_streamed_and_restored_whole() {
+    let c = TestCluster::single("big", &[]);
+    let n = &c.nodes[0];
+    let root = c.root.path();
+    // 50 values of 100 KiB: 5 MiB, more than one admin frame (4 MiB) can carry.
+    let value = |i: usize| format!("{i:03}").repeat(100 * 1024 / 3);
+    for i in 0..50 {
+        ok(&n.cli(&["kv", "put", &format!("big{i:02}"), &value(i)]));
+    }
+    let file = root.join("big.snap");
+    ok(&n.cli(&["snapshot", "save", file.to_str().unwrap()]));
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size > 5 * 1000 * 1024, "{size} bytes");
+    let info = json(&offline(
+        root,
+        &["snapshot", "inspect", file.to_str().unwrap(), "--output", "json"],
+    ));
+    assert_eq!(info["counts"]["kv"], 50, "{info}");
+    assert_eq!(info["size"], size);
+    // No partial file is left beside it.
+    let left: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    let mut r = Node::new(root, "r1");
+    ok(&r.cli(&["snapshot", "restore", file.to_str().unwrap()]));
+    r.start(None);
+    wait_for("r1 leads its restored cluster", Duration::from_secs(30), || {
+        (r.status()?["node"]["ready"] == true && r.leader()? == "r1").then_some(())
+    });
+    for i in [0, 17, 49] {
+        assert_eq!(ok(&r.cli(&["kv", "get", &format!("big{i:02}")])), value(i));
+    }
+}
