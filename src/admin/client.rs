@@ -192,10 +192,7 @@ impl Client {
                 .map_err(|e| unreadable(&self.path, e))?
             {
                 AdminResponse::SnapshotChunk(b) => out.write_all(&b).map_err(|e| {
-                    AdminError::new(
-                        ErrorKind::Failed,
-                        format!("cannot write the snapshot: {e}"),
-                    )
+                    AdminError::new(ErrorKind::Failed, format!("cannot write the snapshot: {e}"))
                 })?,
                 AdminResponse::SnapshotDone(s) => return Ok(*s),
                 AdminResponse::Error(e) => return Err(e.into()),

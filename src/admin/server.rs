@@ -403,9 +403,9 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
             cursors,
             tail,
         } => out(logs(cluster, &target, &cursors, tail).await),
-        AdminRequest::SnapshotSave => invalid(
-            "a snapshot streams on its connection: send 'SnapshotSave' on the admin socket",
-        ),
+        AdminRequest::SnapshotSave => {
+            invalid("a snapshot streams on its connection: send 'SnapshotSave' on the admin socket")
+        }
         AdminRequest::Subscribe(_) => invalid(
             "a live feed needs its own connection: send 'Subscribe' first on a new connection",
         ),

@@ -643,10 +643,15 @@ fn snapshot_save_inspect_restore() {
         from_cluster_id: info.cluster_id.clone(),
         index: info.index,
         term: info.term,
-        kept: [("kv", 12), ("blueprints", 2), ("decisions", 7), ("audit", 211)]
-            .into_iter()
-            .map(|(t, n)| (t.to_string(), n))
-            .collect(),
+        kept: [
+            ("kv", 12),
+            ("blueprints", 2),
+            ("decisions", 7),
+            ("audit", 211),
+        ]
+        .into_iter()
+        .map(|(t, n)| (t.to_string(), n))
+        .collect(),
         dropped: crate::raft::backup::DROPPED_TABLES
             .iter()
             .map(|s| s.to_string())

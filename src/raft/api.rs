@@ -6,8 +6,13 @@ use serde::{Deserialize, Serialize};
 /// Reads that must be fresh.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ReadQuery {
-    KvGet { key: String },
-    KvList { prefix: String, limit: u32 },
+    KvGet {
+        key: String,
+    },
+    KvList {
+        prefix: String,
+        limit: u32,
+    },
     /// The answering leader's applied index once it has confirmed its leadership with a quorum:
     /// a read barrier (a replica that has applied this far holds every acknowledged write).
     AppliedIndex,

@@ -372,8 +372,8 @@ fn read_backup<R: Read + Seek>(
     r.read_exact(&mut tail).map_err(read_err)?;
     r.seek(SeekFrom::Start(0)).map_err(read_err)?;
     let mut hash = Sha256::new();
-    let copied = std::io::copy(&mut r.by_ref().take(body), &mut HashSink(&mut hash))
-        .map_err(read_err)?;
+    let copied =
+        std::io::copy(&mut r.by_ref().take(body), &mut HashSink(&mut hash)).map_err(read_err)?;
     if copied != body {
         return Err(BackupError::Truncated {
             path: path.into(),
@@ -769,7 +769,10 @@ mod tests {
             let mut c = b.clone();
             c[at] ^= 1;
             let e = inspect_bytes(&c).unwrap_err().to_string();
-            assert!(e.contains(expect), "bit at {at}: expected '{expect}' in: {e}");
+            assert!(
+                e.contains(expect),
+                "bit at {at}: expected '{expect}' in: {e}"
+            );
         }
     }
 
@@ -822,7 +825,10 @@ mod tests {
         let len = forged.len() as u64;
         forged.extend_from_slice(&trailer(len, &sha));
         let e = inspect_bytes(&forged).unwrap_err().to_string();
-        assert!(e.contains("end says") && e.contains("records, found"), "{e}");
+        assert!(
+            e.contains("end says") && e.contains("records, found"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -838,7 +844,11 @@ mod tests {
         assert_eq!(store.kv_get("a").unwrap(), Some(b"1".to_vec()));
         assert!(store.cluster().unwrap().is_none(), "a new cluster record");
         let audit = store.audit(10).unwrap();
-        assert!(audit.iter().any(|a| a.what.starts_with("restore of cluster")));
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.what.starts_with("restore of cluster"))
+        );
         drop(store);
         let e = restore(&file, &dir).unwrap_err();
         assert!(matches!(e, BackupError::DirInUse { .. }), "{e}");

@@ -117,7 +117,10 @@ pub(super) fn applied_state(
 
 /// Write the state machine read in `txn` as snapshot records, `Header` first and `End` (with
 /// the count of the records between) last. Returns that count.
-pub(super) fn write_state(txn: &ReadTransaction, w: &mut impl Write) -> Result<u64, std::io::Error> {
+pub(super) fn write_state(
+    txn: &ReadTransaction,
+    w: &mut impl Write,
+) -> Result<u64, std::io::Error> {
     let meta_t = txn.open_table(SM_META).map_err(io)?;
     let mut n = 0u64;
     write_record(

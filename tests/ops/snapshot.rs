@@ -75,7 +75,13 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
     // Inspect: offline, every table counted, the checksum verified.
     let info = json(&offline(
         &root.join("nowhere"),
-        &["snapshot", "inspect", file.to_str().unwrap(), "--output", "json"],
+        &[
+            "snapshot",
+            "inspect",
+            file.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
     ));
     assert_eq!(info["cluster_id"], old_id.as_str());
     assert_eq!(info["counts"]["kv"], 21, "{info}");
@@ -91,7 +97,10 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
         root,
         &["snapshot", "inspect", file.to_str().unwrap()],
     ));
-    assert!(text.contains("(verified)") && text.contains(&old_id), "{text}");
+    assert!(
+        text.contains("(verified)") && text.contains(&old_id),
+        "{text}"
+    );
     // A follower that missed writes (stopped while the other two committed them) and is saved
     // from the moment it runs again: its save still holds them, as it waits at the read
     // barrier until it has applied what the leader had.
@@ -105,7 +114,13 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
         ok(&f.cli(&["snapshot", "save", again.to_str().unwrap()]));
         let info = json(&offline(
             root,
-            &["snapshot", "inspect", again.to_str().unwrap(), "--output", "json"],
+            &[
+                "snapshot",
+                "inspect",
+                again.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
         ));
         assert_eq!(info["counts"]["kv"], 21 + 5 * (i + 1), "round {i}: {info}");
     }
@@ -118,7 +133,11 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
     let mut newer = bytes.clone();
     newer[8..12].copy_from_slice(&99u32.to_be_bytes());
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
-        ("flipped", flipped, &["checksum mismatch", "expected", "found"]),
+        (
+            "flipped",
+            flipped,
+            &["checksum mismatch", "expected", "found"],
+        ),
         (
             "truncated",
             bytes[..bytes.len() - 100].to_vec(),
@@ -129,7 +148,11 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
             newer,
             &["backup format '99'", "reads backup format '1'"],
         ),
-        ("garbage", b"hello, world".to_vec(), &["not an aether snapshot"]),
+        (
+            "garbage",
+            b"hello, world".to_vec(),
+            &["not an aether snapshot"],
+        ),
     ];
     for (name, content, expect) in &cases {
         let bad = root.join(format!("{name}.snap"));
@@ -140,7 +163,12 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
             vec!["snapshot", "restore", bad.to_str().unwrap()],
         ] {
             let out = offline(&dir, &args);
-            assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {}", stderr(&out));
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{name} {args:?}: {}",
+                stderr(&out)
+            );
             let err = stderr(&out);
             for e in *expect {
                 assert!(err.contains(e), "{name} {args:?}: expected '{e}' in: {err}");
@@ -153,7 +181,11 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
     let before = std::fs::read_dir(&used.dir).unwrap().count();
     let out = used.cli(&["snapshot", "restore", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("already holds a store"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already holds a store"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read_dir(&used.dir).unwrap().count(), before);
     // Without --data-dir there is no target: usage.
     let out = std::process::Command::new(BIN)
@@ -167,13 +199,21 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
     let mut r = Node::new(root, "r1");
     r.env = vec![("TEST_RUN".into(), run.clone())];
     let restored = ok(&r.cli(&["snapshot", "restore", file.to_str().unwrap()]));
-    assert!(restored.contains(&old_id) && restored.contains("kv 21"), "{restored}");
+    assert!(
+        restored.contains(&old_id) && restored.contains("kv 21"),
+        "{restored}"
+    );
     r.start(None);
-    wait_for("r1 leads its restored cluster", Duration::from_secs(30), || {
-        (r.status()?["node"]["ready"] == true && r.leader()? == "r1").then_some(())
-    });
+    wait_for(
+        "r1 leads its restored cluster",
+        Duration::from_secs(30),
+        || (r.status()?["node"]["ready"] == true && r.leader()? == "r1").then_some(()),
+    );
     for i in 0..20 {
-        assert_eq!(ok(&r.cli(&["kv", "get", &format!("k{i:02}")])), format!("v{i}"));
+        assert_eq!(
+            ok(&r.cli(&["kv", "get", &format!("k{i:02}")])),
+            format!("v{i}")
+        );
     }
     assert_eq!(ok(&r.cli(&["kv", "get", "last"])), "acknowledged");
     let s = r.status().unwrap();
@@ -183,7 +223,10 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
     assert_eq!(s["members"].as_array().unwrap().len(), 1, "{s}");
     let bps = json(&r.cli(&["blueprint", "list", "--output", "json"]));
     assert!(
-        bps.as_array().unwrap().iter().any(|b| b["blueprint"]["name"] == "keep"),
+        bps.as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["blueprint"]["name"] == "keep"),
         "{bps}"
     );
     let events = ok(&r.cli(&["events", "--limit", "5"]));
@@ -229,9 +272,11 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
     let mut r2 = Node::new(root, "r2");
     r2.env = vec![("TEST_RUN".into(), run.clone())];
     r2.start(Some((&r.addr(), &tok)));
-    wait_for("r2 a member of the restored cluster", Duration::from_secs(30), || {
-        (r.status()?["members"].as_array()?.len() == 2).then_some(())
-    });
+    wait_for(
+        "r2 a member of the restored cluster",
+        Duration::from_secs(30),
+        || (r.status()?["members"].as_array()?.len() == 2).then_some(()),
+    );
     assert_eq!(ok(&r2.cli(&["kv", "get", "last"])), "acknowledged");
 }
 
@@ -251,7 +296,13 @@ fn a_state_larger_than_an_admin_frame_is_streamed_and_restored_whole() {
     assert!(size > 5 * 1000 * 1024, "{size} bytes");
     let info = json(&offline(
         root,
-        &["snapshot", "inspect", file.to_str().unwrap(), "--output", "json"],
+        &[
+            "snapshot",
+            "inspect",
+            file.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
     ));
     assert_eq!(info["counts"]["kv"], 50, "{info}");
     assert_eq!(info["size"], size);
@@ -266,9 +317,11 @@ fn a_state_larger_than_an_admin_frame_is_streamed_and_restored_whole() {
     let mut r = Node::new(root, "r1");
     ok(&r.cli(&["snapshot", "restore", file.to_str().unwrap()]));
     r.start(None);
-    wait_for("r1 leads its restored cluster", Duration::from_secs(30), || {
-        (r.status()?["node"]["ready"] == true && r.leader()? == "r1").then_some(())
-    });
+    wait_for(
+        "r1 leads its restored cluster",
+        Duration::from_secs(30),
+        || (r.status()?["node"]["ready"] == true && r.leader()? == "r1").then_some(()),
+    );
     for i in [0, 17, 49] {
         assert_eq!(ok(&r.cli(&["kv", "get", &format!("big{i:02}")])), value(i));
     }

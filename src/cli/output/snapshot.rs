@@ -70,7 +70,11 @@ pub fn snapshot_info(
     )?;
     writeln!(w, "checksum:  sha256 {} (verified)", info.sha256)?;
     writeln!(w, "size:      {} bytes", info.size)?;
-    writeln!(w, "cluster:   {}", info.cluster_id.as_deref().unwrap_or("-"))?;
+    writeln!(
+        w,
+        "cluster:   {}",
+        info.cluster_id.as_deref().unwrap_or("-")
+    )?;
     writeln!(
         w,
         "position:  index {}, term {}",
@@ -133,7 +137,11 @@ pub fn snapshot_restored(w: &mut dyn Write, r: &RestoredView, json: bool) -> io:
             kept.join(", ")
         }
     )?;
-    writeln!(w, "left out:  {} (of the old cluster)", r.dropped.join(", "))?;
+    writeln!(
+        w,
+        "left out:  {} (of the old cluster)",
+        r.dropped.join(", ")
+    )?;
     writeln!(
         w,
         "next:      aether node --data-dir {} --name NAME   (a new cluster: new id and CA, that node the only voter; others join with 'aether token create')",
