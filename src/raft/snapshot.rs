@@ -96,10 +96,11 @@ fn remove_other_snapshots(dir: &std::path::Path, keep: &str) {
     }
 }
 
+/// The last applied log id and the membership of a state machine.
+pub(super) type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, Node>);
+
 /// The last applied log id and membership as the state machine in `txn` holds them.
-pub(super) fn applied_state(
-    txn: &ReadTransaction,
-) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), std::io::Error> {
+pub(super) fn applied_state(txn: &ReadTransaction) -> Result<AppliedState, std::io::Error> {
     let meta_t = txn.open_table(SM_META).map_err(io)?;
     let get = |k: &str| -> Result<Option<Vec<u8>>, std::io::Error> {
         Ok(meta_t.get(k).map_err(io)?.map(|v| v.value().to_vec()))
