@@ -43,8 +43,9 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
     let run = format!("ops-snapshot-{}", std::process::id());
     let _reaper = Reaper(run.clone());
     let env = [("TEST_RUN", run.as_str())];
-    let c = TestCluster::three_with(&env);
-    let root = c.root.path();
+    let mut c = TestCluster::three_with(&env);
+    let root = c.root.path().to_path_buf();
+    let root = root.as_path();
     let leader = c.leader_index();
     let follower = (leader + 1) % 3;
     let (l, f) = (&c.nodes[leader], &c.nodes[follower]);
@@ -278,6 +279,18 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
         || (r.status()?["members"].as_array()?.len() == 2).then_some(()),
     );
     assert_eq!(ok(&r2.cli(&["kv", "get", "last"])), "acknowledged");
+
+    // Without a quorum there is no consistent copy to take: exit 3, no file, nothing partial.
+    c.nodes[leader].kill9();
+    c.nodes[(leader + 2) % 3].kill9();
+    let lost = root.join("no-quorum.snap");
+    let out = c.nodes[follower].cli(&["snapshot", "save", lost.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!lost.exists());
+    let partial = std::fs::read_dir(root)
+        .unwrap()
+        .any(|e| e.unwrap().file_name().to_string_lossy().contains("partial"));
+    assert!(!partial, "a failed save leaves no partial file");
 }
 
 #[test]
