@@ -15,7 +15,7 @@ use crate::admin::protocol::AdminError;
 
 pub use args::{
     BlueprintCmd, Cli, Cmd, DecisionsCmd, DiagCmd, DrillCmd, KvCmd, ModelCmd, NodeArgs,
-    OutputFormat, OverrideCmd, RolloutCmd, TokenCmd, TokenTtl, write_man_pages,
+    OutputFormat, OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd, TokenTtl, write_man_pages,
 };
 pub use run::{node_config, run_client};
 

@@ -8,6 +8,7 @@
 
 pub mod api;
 mod apply;
+pub mod backup;
 pub mod batch;
 pub mod control;
 pub mod elect;
@@ -526,6 +527,45 @@ impl Cluster {
                 .tokens()
                 .map(|t| ReadResult::Tokens(t.into_iter().map(api::TokenInfo::from).collect()))
                 .map_err(store_err),
+            ReadQuery::AppliedIndex => Ok(ReadResult::Index(self.store.applied_index())),
+        }
+    }
+
+    /// A read barrier before reading this node's replica (a backup): the leader confirms its
+    /// leadership with a quorum (`ensure_linearizable`, forwarded when this node is not the
+    /// leader) and reports its applied index; this node then waits until it has applied that
+    /// far. A read transaction begun after this returns holds every write acknowledged before
+    /// the call. Returns the index waited for.
+    pub async fn read_barrier(&self) -> Result<u64, RequestError> {
+        let index = match self.read(ReadQuery::AppliedIndex, true).await? {
+            ReadResult::Index(i) => i,
+            _ => {
+                return Err(RequestError::new(
+                    ErrorKind::Failed,
+                    "the leader answered the read barrier with another kind of result: run one aether version on every node",
+                ));
+            }
+        };
+        let mut applied = self.store.subscribe_applied();
+        let deadline = tokio::time::Instant::now() + self.write_timeout;
+        loop {
+            let at = *applied.borrow_and_update();
+            if at >= index {
+                return Ok(index);
+            }
+            match tokio::time::timeout_at(deadline, applied.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(unavailable(e)),
+                Err(_) => {
+                    return Err(RequestError::new(
+                        ErrorKind::NoQuorum,
+                        format!(
+                            "this node has applied up to index {at}, the leader is at {index}, and it did not catch up within {}: ask another node, or check 'aether status'",
+                            humantime::format_duration(self.write_timeout)
+                        ),
+                    ));
+                }
+            }
         }
     }
 }

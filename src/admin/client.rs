@@ -17,6 +17,7 @@ use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
 use crate::domain::{AuditRecord, Decision, RolloutOp};
 use crate::net::frame::{FrameError, read_frame, write_frame};
+use crate::raft::backup::BackupSummary;
 use crate::raft::types::{Command, RequestId, Response};
 
 /// Why a typed request failed: callers decide on the variant (the CLI maps each to an exit
@@ -76,6 +77,18 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::RolloutActed(_) => "RolloutActed",
         AdminResponse::Advice(_) => "Advice",
         AdminResponse::Done(_) => "Done",
+        AdminResponse::SnapshotChunk(_) => "SnapshotChunk",
+        AdminResponse::SnapshotDone(_) => "SnapshotDone",
+    }
+}
+
+/// The variant name of a read result, for [`ClientError::Unexpected`].
+fn read_kind(r: &ReadResult) -> &'static str {
+    match r {
+        ReadResult::Value(_) => "Value",
+        ReadResult::List(_) => "List",
+        ReadResult::Index(_) => "Index",
+        ReadResult::Tokens(_) => "Tokens",
     }
 }
 
@@ -160,6 +173,38 @@ impl Client {
                     "the node answered a write with {other:?}: are the client and the node the same aether version?"
                 ),
             )),
+        }
+    }
+}
+
+impl Client {
+    /// A backup of the replicated state ([`AdminRequest::SnapshotSave`]), consistent with
+    /// every write acknowledged before the call, streamed into `out` as the node sends it.
+    /// Returns the node's account of what it sent (size, checksum).
+    pub async fn snapshot_save(
+        &mut self,
+        out: &mut impl std::io::Write,
+    ) -> Result<BackupSummary, ClientError> {
+        write_frame(&mut self.stream, &AdminRequest::SnapshotSave)
+            .await
+            .map_err(|e| lost(&self.path, &e))?;
+        loop {
+            match read_frame::<_, AdminResponse>(&mut self.stream, MAX_ADMIN_FRAME)
+                .await
+                .map_err(|e| unreadable(&self.path, e))?
+            {
+                AdminResponse::SnapshotChunk(b) => out.write_all(&b).map_err(|e| {
+                    AdminError::new(ErrorKind::Failed, format!("cannot write the snapshot: {e}"))
+                })?,
+                AdminResponse::SnapshotDone(s) => return Ok(*s),
+                AdminResponse::Error(e) => return Err(e.into()),
+                other => {
+                    return Err(ClientError::Unexpected {
+                        request: "SnapshotSave",
+                        response: response_kind(&other),
+                    });
+                }
+            }
         }
     }
 }
@@ -420,9 +465,9 @@ impl Client {
     ) -> Result<Option<Vec<u8>>, ClientError> {
         match self.read(ReadQuery::KvGet { key }, local).await? {
             ReadResult::Value(v) => Ok(v),
-            _ => Err(ClientError::Unexpected {
+            other => Err(ClientError::Unexpected {
                 request: "KvGet",
-                response: "List",
+                response: read_kind(&other),
             }),
         }
     }
@@ -440,9 +485,9 @@ impl Client {
             .await?
         {
             ReadResult::List(items) => Ok(items),
-            _ => Err(ClientError::Unexpected {
+            other => Err(ClientError::Unexpected {
                 request: "KvList",
-                response: "Value",
+                response: read_kind(&other),
             }),
         }
     }
@@ -451,9 +496,9 @@ impl Client {
     pub async fn tokens(&mut self) -> Result<Vec<TokenInfo>, ClientError> {
         match self.read(ReadQuery::Tokens, false).await? {
             ReadResult::Tokens(t) => Ok(t),
-            _ => Err(ClientError::Unexpected {
+            other => Err(ClientError::Unexpected {
                 request: "Tokens",
-                response: "another read result",
+                response: read_kind(&other),
             }),
         }
     }

@@ -116,6 +116,11 @@ pub enum AdminRequest {
     AdviceTake { id: String },
     /// Take the member `name` out of the cluster (the leader checks that quorum survives).
     Remove { name: String },
+    /// A backup of the replicated state, consistent with every write acknowledged before it
+    /// (a read barrier through the leader, then one read transaction of this node's replica).
+    /// Answered with [`AdminResponse::SnapshotChunk`]s of the backup file's bytes in order,
+    /// then [`AdminResponse::SnapshotDone`] (or an `Error`).
+    SnapshotSave,
 }
 
 /// A response from a node's admin API.
@@ -146,7 +151,14 @@ pub enum AdminResponse {
     Advice(Box<Option<crate::domain::AdviceView>>),
     /// What was done, in words.
     Done(String),
+    /// The next bytes of a backup file (at most [`SNAPSHOT_CHUNK`]).
+    SnapshotChunk(Vec<u8>),
+    /// The backup is complete: its position, size and checksum.
+    SnapshotDone(Box<crate::raft::backup::BackupSummary>),
 }
+
+/// Largest [`AdminResponse::SnapshotChunk`], well under [`MAX_ADMIN_FRAME`].
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 
 impl AdminError {
     /// The CLI exit code for this error.

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::protocol::{
     AdminError, AdminRequest, AdminResponse, ErrorKind, MAX_ADMIN_FRAME, PlanView, RolloutActView,
-    TokenView,
+    SNAPSHOT_CHUNK, TokenView,
 };
 use crate::deploy::logs::LogChunk;
 use crate::domain::{NodeId, now_millis};
@@ -87,6 +87,12 @@ async fn connection(mut stream: UnixStream, src: Sources, shutdown: Cancellation
                 super::live::serve(stream, w, src, shutdown).await;
                 return;
             }
+            Ok(AdminRequest::SnapshotSave) => {
+                if snapshot_save(&mut stream, &src.cluster).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             Ok(req) => handle(&src, req, &actor).await,
             Err(FrameError::Closed) => return,
             Err(e) => {
@@ -108,6 +114,56 @@ async fn connection(mut stream: UnixStream, src: Sources, shutdown: Cancellation
             return;
         }
     }
+}
+
+/// Hands what is written on to the connection's task in chunks of at most [`SNAPSHOT_CHUNK`]
+/// bytes (blocking: for a `spawn_blocking` writer). Fails once the receiver is gone.
+struct ChunkSender(tokio::sync::mpsc::Sender<Vec<u8>>);
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(SNAPSHOT_CHUNK);
+        self.0.blocking_send(buf[..n].to_vec()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client went away during the snapshot",
+            )
+        })?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `aether snapshot save`: a read barrier through the leader, then the backup of this node's
+/// replica streamed as chunks while it is read (never whole in memory), then its summary.
+/// `Err`: the connection is lost.
+async fn snapshot_save(
+    stream: &mut UnixStream,
+    cluster: &std::sync::Arc<Cluster>,
+) -> Result<(), FrameError> {
+    if let Err(e) = cluster.read_barrier().await {
+        return write_frame(stream, &AdminResponse::Error(e)).await;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let c = cluster.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let mut w = std::io::BufWriter::with_capacity(SNAPSHOT_CHUNK, ChunkSender(tx));
+        let sum = c.store.write_backup(&mut w, &c.name)?;
+        std::io::Write::flush(&mut w)?;
+        Ok::<_, std::io::Error>(sum)
+    });
+    while let Some(chunk) = rx.recv().await {
+        // On a lost client `rx` is dropped here and the writer stops at its next chunk.
+        write_frame(stream, &AdminResponse::SnapshotChunk(chunk)).await?;
+    }
+    let resp = match job.await {
+        Ok(Ok(sum)) => AdminResponse::SnapshotDone(Box::new(sum)),
+        Ok(Err(e)) => failed(format!("cannot read the store for the snapshot: {e}")),
+        Err(e) => failed(format!("the snapshot writer stopped: {e}")),
+    };
+    write_frame(stream, &resp).await
 }
 
 /// `aether decisions` without `--all` shows open decisions and those of the last hour.
@@ -351,6 +407,9 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
             cursors,
             tail,
         } => out(logs(cluster, &target, &cursors, tail).await),
+        AdminRequest::SnapshotSave => {
+            invalid("a snapshot streams on its connection: send 'SnapshotSave' on the admin socket")
+        }
         AdminRequest::Subscribe(_) => invalid(
             "a live feed needs its own connection: send 'Subscribe' first on a new connection",
         ),

@@ -162,6 +162,10 @@ pub enum Cmd {
     /// check that it recovers).
     #[command(subcommand)]
     Drill(DrillCmd),
+    /// Backups of the replicated state: save one from a running cluster, check a file, or
+    /// restore one into a new data dir that starts a new cluster.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -355,6 +359,35 @@ pub enum DiagCmd {
     /// Collect this node's logs, configuration (secrets left out), status, metrics and recent
     /// events into one archive to attach to a report (not built yet).
     Bundle,
+}
+
+/// `aether snapshot …`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCmd {
+    /// Save a consistent copy of the replicated state (kv, blueprints, decisions, audit,
+    /// members, tokens, …) to FILE: written whole or not at all (mode 0600), with a sha256
+    /// trailer, then verified. The node asked (--data-dir or --socket) confirms with the leader
+    /// first, so every write acknowledged before is in the copy. Prints its index, term, size
+    /// and checksum.
+    Save {
+        /// The file to write (replaced if it exists).
+        file: PathBuf,
+    },
+    /// Verify FILE (format, checksum, every record) and show what it holds: cluster id, last
+    /// index and term, members, records per table. No node needed.
+    Inspect {
+        /// A file from 'aether snapshot save'.
+        file: PathBuf,
+    },
+    /// Build a NEW cluster's store from FILE in --data-dir DIR (which must not hold a store).
+    /// No node needed. Then 'aether node --data-dir DIR' starts a single-node cluster with a
+    /// new cluster id and CA over the restored kv, blueprints, decisions, audit and controller
+    /// state; other nodes join it with new tokens. The old cluster's members, join tokens,
+    /// placements and certificates do not carry over.
+    Restore {
+        /// A file from 'aether snapshot save'.
+        file: PathBuf,
+    },
 }
 
 /// `aether drill …`: still to come; each says so when run (exit 1).

@@ -9,6 +9,7 @@ mod decisions;
 mod metrics;
 mod model;
 mod rollouts;
+mod snapshot;
 mod status;
 mod traffic;
 
@@ -25,6 +26,7 @@ pub use decisions::{decision, decisions};
 pub use metrics::metrics;
 pub use model::{model, model_bench, model_review, pulled};
 pub use rollouts::{rollout, rollout_acted, rollout_history, rollouts, watch_exit};
+pub use snapshot::{snapshot_info, snapshot_restored, snapshot_saved};
 pub use status::{events, nodes, status};
 pub use traffic::traffic;
 

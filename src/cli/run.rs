@@ -8,13 +8,14 @@ use clap::CommandFactory;
 
 use super::args::{
     AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat,
-    OverrideCmd, RolloutCmd, TokenCmd,
+    OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd,
 };
 use super::output;
 use super::{Failure, exit};
 use crate::admin::client::Client;
 use crate::config::{self, Config, FlagOverride};
 use crate::domain::{NodeState, RolloutOp, now_millis};
+use crate::raft::backup::{self, BackupError, BackupInfo};
 use crate::raft::types::Command;
 
 /// Resolve `aether node`'s configuration from its flags, the environment and the file.
@@ -93,7 +94,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, kv, version and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, kv, snapshot, version and completions"
         ),
     )
 }
@@ -331,6 +332,7 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             let b = crate::platform::BuildInfo::current();
             output::build_info(&mut stdout(), &b, json).map_err(unwritten)?;
         }
+        Cmd::Snapshot(cmd) => return run_snapshot(cli, cmd, json).await,
         Cmd::Doctor => return Err(not_built("doctor", "a later issue")),
         Cmd::Diag(_) => return Err(not_built("diag bundle", "a later issue")),
         Cmd::Drill(_) => return Err(not_built("drill run", "a later issue")),
@@ -353,6 +355,113 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// A backup file's problem: bad input (exit 2) when the file or the target dir is at fault.
+fn backup_failure(e: BackupError) -> Failure {
+    let code = if e.is_bad_input() {
+        exit::USAGE
+    } else {
+        exit::FAILED
+    };
+    Failure::new(code, e.to_string())
+}
+
+/// `aether snapshot …`.
+async fn run_snapshot(cli: &Cli, cmd: &SnapshotCmd, json: bool) -> Result<(), Failure> {
+    match cmd {
+        SnapshotCmd::Save { file } => {
+            let saved = snapshot_save(cli, file).await?;
+            output::snapshot_saved(&mut stdout(), file, &saved, json).map_err(unwritten)
+        }
+        SnapshotCmd::Inspect { file } => {
+            let info = backup::inspect(file).map_err(backup_failure)?;
+            output::snapshot_info(&mut stdout(), file, &info, now_millis(), json).map_err(unwritten)
+        }
+        SnapshotCmd::Restore { file } => {
+            let Some(dir) = &cli.data_dir else {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    "restore needs --data-dir DIR: the new cluster's data dir (empty or absent)",
+                ));
+            };
+            let r = backup::restore(file, dir).map_err(backup_failure)?;
+            output::snapshot_restored(&mut stdout(), &r, json).map_err(unwritten)
+        }
+    }
+}
+
+/// Stream the node's backup into a temp file beside `file` (mode 0600), verify it, then
+/// rename it into place: `file` is the whole verified backup or untouched.
+async fn snapshot_save(cli: &Cli, file: &std::path::Path) -> Result<BackupInfo, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let bad = |m: String| Failure::new(exit::USAGE, m);
+    let name = file
+        .file_name()
+        .ok_or_else(|| bad(format!("'{}' is not a file name", file.display())))?;
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(bad(format!(
+            "cannot save to '{}': its directory '{}' does not exist",
+            file.display(),
+            dir.display()
+        )));
+    }
+    let mut c = client(cli).await?;
+    let tmp = dir.join(format!(
+        ".{}.{}.partial",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let failed = |m: String| Failure::new(exit::FAILED, m);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| failed(format!("cannot create '{}': {e}", tmp.display())))?;
+    let result = async {
+        let mut w = std::io::BufWriter::new(f);
+        let sum = c.snapshot_save(&mut w).await?;
+        let f = w
+            .into_inner()
+            .map_err(|e| failed(format!("cannot write '{}': {e}", tmp.display())))?;
+        f.sync_all()
+            .map_err(|e| failed(format!("cannot write '{}': {e}", tmp.display())))?;
+        let info = backup::inspect(&tmp).map_err(|e| {
+            failed(format!(
+                "the snapshot the node sent does not verify ({e}); nothing was saved"
+            ))
+        })?;
+        if info.sha256 != sum.sha256 || info.size != sum.size {
+            return Err(failed(format!(
+                "the node sent {} bytes with sha256 '{}', '{}' holds {} bytes with sha256 '{}'; nothing was saved",
+                sum.size,
+                sum.sha256,
+                tmp.display(),
+                info.size,
+                info.sha256
+            )));
+        }
+        std::fs::rename(&tmp, file).map_err(|e| {
+            failed(format!(
+                "cannot move the snapshot into place at '{}': {e}",
+                file.display()
+            ))
+        })?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(info)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// `aether kv …`.

@@ -600,3 +600,90 @@ fn advice() {
         render(|w| output::advice_taken(w, &d, false))
     );
 }
+
+/// A verified backup of a three-node cluster, as `inspect` describes it.
+fn backup_info() -> crate::raft::backup::BackupInfo {
+    use crate::raft::backup::{BackupInfo, BackupMember};
+    let member = |id: u64, name: &str, voter| BackupMember {
+        id,
+        name: name.into(),
+        addr: format!("10.0.0.{id}:7420"),
+        voter,
+    };
+    BackupInfo {
+        format: 1,
+        snapshot_format: 5,
+        cluster_id: Some("c-1a2b3c4d".into()),
+        index: Some(1042),
+        term: Some(3),
+        members: vec![
+            member(1, "n1", true),
+            member(2, "gpu-box", true),
+            member(3, "", false),
+        ],
+        node: "gpu-box".into(),
+        taken_at: NOW - 90_000,
+        counts: [
+            ("kv", 12),
+            ("nodes", 3),
+            ("tokens", 1),
+            ("blueprints", 2),
+            ("decisions", 7),
+            ("audit", 210),
+        ]
+        .into_iter()
+        .map(|(t, n)| (t.to_string(), n))
+        .collect(),
+        size: 48_213,
+        sha256: "9f".repeat(32),
+    }
+}
+
+#[test]
+fn snapshot_save_inspect_restore() {
+    let info = backup_info();
+    let file = std::path::Path::new("/backups/aether.snap");
+    insta::assert_snapshot!(
+        "snapshot_saved",
+        render(|w| output::snapshot_saved(w, file, &info, false))
+    );
+    insta::assert_snapshot!(
+        "snapshot_saved_json",
+        render_json(|w| output::snapshot_saved(w, file, &info, true))
+    );
+    insta::assert_snapshot!(
+        "snapshot_inspect",
+        render(|w| output::snapshot_info(w, file, &info, NOW, false))
+    );
+    insta::assert_snapshot!(
+        "snapshot_inspect_json",
+        render_json(|w| output::snapshot_info(w, file, &info, NOW, true))
+    );
+    let restored = crate::raft::backup::RestoredView {
+        data_dir: "/var/lib/aether-restored".into(),
+        from_cluster_id: info.cluster_id.clone(),
+        index: info.index,
+        term: info.term,
+        kept: [
+            ("kv", 12),
+            ("blueprints", 2),
+            ("decisions", 7),
+            ("audit", 211),
+        ]
+        .into_iter()
+        .map(|(t, n)| (t.to_string(), n))
+        .collect(),
+        dropped: crate::raft::backup::DROPPED_TABLES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    insta::assert_snapshot!(
+        "snapshot_restored",
+        render(|w| output::snapshot_restored(w, &restored, false))
+    );
+    insta::assert_snapshot!(
+        "snapshot_restored_json",
+        render_json(|w| output::snapshot_restored(w, &restored, true))
+    );
+}

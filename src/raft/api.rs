@@ -15,6 +15,9 @@ pub enum ReadQuery {
     },
     /// Every join token, without its secret's hash.
     Tokens,
+    /// The answering leader's applied index once it has confirmed its leadership with a quorum:
+    /// a read barrier (a replica that has applied this far holds every acknowledged write).
+    AppliedIndex,
 }
 
 /// Their results.
@@ -23,6 +26,7 @@ pub enum ReadResult {
     Value(Option<Vec<u8>>),
     List(Vec<(String, Vec<u8>)>),
     Tokens(Vec<TokenInfo>),
+    Index(u64),
 }
 
 /// A join token as `aether token list` shows it: everything but the secret's hash.

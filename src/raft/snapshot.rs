@@ -5,7 +5,7 @@ use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::PathBuf;
 
 use openraft::{LogId, SnapshotMeta, StoredMembership};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::Node;
@@ -28,7 +28,7 @@ pub(super) struct SnapshotRef {
 
 /// One record of a snapshot file (each a length-prefixed postcard frame).
 #[derive(Debug, Serialize, Deserialize)]
-enum SnapRecord {
+pub(super) enum SnapRecord {
     Header { format: u32 },
     Meta(String, Vec<u8>),
     Kv(String, Vec<u8>),
@@ -51,7 +51,7 @@ enum SnapRecord {
 /// target_calls_per_instance; 4: slices carry an update policy, assignments a version, and
 /// blueprint versions and rollouts are records; 5: slices carry a user), so a snapshot from a
 /// node of another format is refused at its header rather than misread.
-const SNAPSHOT_FORMAT: u32 = 5;
+pub(super) const SNAPSHOT_FORMAT: u32 = 5;
 
 /// A snapshot file's first record for `format` (tests write older snapshots with it).
 #[cfg(test)]
@@ -59,13 +59,13 @@ pub(super) fn old_header(format: u32) -> impl Serialize {
     SnapRecord::Header { format }
 }
 
-fn write_record(w: &mut impl Write, r: &SnapRecord) -> Result<(), std::io::Error> {
+pub(super) fn write_record(w: &mut impl Write, r: &SnapRecord) -> Result<(), std::io::Error> {
     let b = enc(r);
     w.write_all(&(b.len() as u32).to_be_bytes())?;
     w.write_all(&b)
 }
 
-fn read_record(r: &mut impl Read) -> Result<SnapRecord, std::io::Error> {
+pub(super) fn read_record(r: &mut impl Read) -> Result<SnapRecord, std::io::Error> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len) as usize;
@@ -80,7 +80,7 @@ fn read_record(r: &mut impl Read) -> Result<SnapRecord, std::io::Error> {
     dec(&buf, "snapshot record")
 }
 
-fn sync_dir(dir: &std::path::Path) -> Result<(), std::io::Error> {
+pub(super) fn sync_dir(dir: &std::path::Path) -> Result<(), std::io::Error> {
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -94,6 +94,85 @@ fn remove_other_snapshots(dir: &std::path::Path, keep: &str) {
             }
         }
     }
+}
+
+/// The last applied log id and the membership of a state machine.
+pub(super) type AppliedState = (Option<LogId<NodeId>>, StoredMembership<NodeId, Node>);
+
+/// The last applied log id and membership as the state machine in `txn` holds them.
+pub(super) fn applied_state(txn: &ReadTransaction) -> Result<AppliedState, std::io::Error> {
+    let meta_t = txn.open_table(SM_META).map_err(io)?;
+    let get = |k: &str| -> Result<Option<Vec<u8>>, std::io::Error> {
+        Ok(meta_t.get(k).map_err(io)?.map(|v| v.value().to_vec()))
+    };
+    let applied: Option<LogId<NodeId>> = get(K_APPLIED)?
+        .map(|b| dec::<Option<LogId<NodeId>>>(&b, K_APPLIED))
+        .transpose()?
+        .flatten();
+    let membership: StoredMembership<NodeId, Node> = get(K_MEMBERSHIP)?
+        .map(|b| dec(&b, K_MEMBERSHIP))
+        .transpose()?
+        .unwrap_or_default();
+    Ok((applied, membership))
+}
+
+/// Write the state machine read in `txn` as snapshot records, `Header` first and `End` (with
+/// the count of the records between) last. Returns that count.
+pub(super) fn write_state(
+    txn: &ReadTransaction,
+    w: &mut impl Write,
+) -> Result<u64, std::io::Error> {
+    let meta_t = txn.open_table(SM_META).map_err(io)?;
+    let mut n = 0u64;
+    write_record(
+        w,
+        &SnapRecord::Header {
+            format: SNAPSHOT_FORMAT,
+        },
+    )?;
+    for row in meta_t.iter().map_err(io)? {
+        let (k, v) = row.map_err(io)?;
+        if [
+            K_CLUSTER,
+            K_AUDIT_SEQ,
+            K_PLACEMENT_SEQ,
+            K_CONTROL,
+            K_DECISION_SEQ,
+            K_ROLLOUT_SEQ,
+        ]
+        .contains(&k.value())
+        {
+            write_record(w, &SnapRecord::Meta(k.value().into(), v.value().to_vec()))?;
+            n += 1;
+        }
+    }
+    macro_rules! dump {
+        ($table:expr, $variant:ident, $conv:expr) => {
+            for row in txn.open_table($table).map_err(io)?.iter().map_err(io)? {
+                let (k, v) = row.map_err(io)?;
+                write_record(
+                    w,
+                    &SnapRecord::$variant($conv(k.value()), v.value().to_vec()),
+                )?;
+                n += 1;
+            }
+        };
+    }
+    dump!(KV, Kv, |k: &str| k.to_string());
+    dump!(NODES, Node, |k: u64| k);
+    dump!(TOKENS, Token, |k: &str| k.to_string());
+    dump!(SESSIONS, Session, |k: u128| k);
+    dump!(AUDIT, Audit, |k: u64| k);
+    dump!(HEALTH, Health, |k: u64| k);
+    dump!(BLUEPRINTS, Blueprint, |k: &str| k.to_string());
+    dump!(ASSIGNMENTS, Assignment, |k: &str| k.to_string());
+    dump!(INSTANCES, Instance, |k: &str| k.to_string());
+    dump!(DECISIONS, Decision, |k: u64| k);
+    dump!(BLUEPRINT_VERSIONS, BlueprintVersion, |k: &str| k
+        .to_string());
+    dump!(ROLLOUTS, Rollout, |k: u64| k);
+    write_record(w, &SnapRecord::End { records: n })?;
+    Ok(n)
 }
 
 impl Store {
@@ -139,18 +218,7 @@ impl Store {
         &self,
     ) -> Result<(SnapshotMeta<NodeId, Node>, PathBuf), std::io::Error> {
         let txn = self.db.begin_read().map_err(io)?;
-        let meta_t = txn.open_table(SM_META).map_err(io)?;
-        let get = |k: &str| -> Result<Option<Vec<u8>>, std::io::Error> {
-            Ok(meta_t.get(k).map_err(io)?.map(|v| v.value().to_vec()))
-        };
-        let applied: Option<LogId<NodeId>> = get(K_APPLIED)?
-            .map(|b| dec::<Option<LogId<NodeId>>>(&b, K_APPLIED))
-            .transpose()?
-            .flatten();
-        let membership: StoredMembership<NodeId, Node> = get(K_MEMBERSHIP)?
-            .map(|b| dec(&b, K_MEMBERSHIP))
-            .transpose()?
-            .unwrap_or_default();
+        let (applied, membership) = applied_state(&txn)?;
         let snapshot_id = match applied {
             Some(l) => format!(
                 "{}-{}-{}",
@@ -164,58 +232,7 @@ impl Store {
         let tmp = dir.join(format!("{snapshot_id}.building"));
         let final_name = format!("{snapshot_id}.snap");
         let mut w = BufWriter::new(std::fs::File::create(&tmp)?);
-        let mut n = 0u64;
-        write_record(
-            &mut w,
-            &SnapRecord::Header {
-                format: SNAPSHOT_FORMAT,
-            },
-        )?;
-        for row in meta_t.iter().map_err(io)? {
-            let (k, v) = row.map_err(io)?;
-            if [
-                K_CLUSTER,
-                K_AUDIT_SEQ,
-                K_PLACEMENT_SEQ,
-                K_CONTROL,
-                K_DECISION_SEQ,
-                K_ROLLOUT_SEQ,
-            ]
-            .contains(&k.value())
-            {
-                write_record(
-                    &mut w,
-                    &SnapRecord::Meta(k.value().into(), v.value().to_vec()),
-                )?;
-                n += 1;
-            }
-        }
-        macro_rules! dump {
-            ($table:expr, $variant:ident, $conv:expr) => {
-                for row in txn.open_table($table).map_err(io)?.iter().map_err(io)? {
-                    let (k, v) = row.map_err(io)?;
-                    write_record(
-                        &mut w,
-                        &SnapRecord::$variant($conv(k.value()), v.value().to_vec()),
-                    )?;
-                    n += 1;
-                }
-            };
-        }
-        dump!(KV, Kv, |k: &str| k.to_string());
-        dump!(NODES, Node, |k: u64| k);
-        dump!(TOKENS, Token, |k: &str| k.to_string());
-        dump!(SESSIONS, Session, |k: u128| k);
-        dump!(AUDIT, Audit, |k: u64| k);
-        dump!(HEALTH, Health, |k: u64| k);
-        dump!(BLUEPRINTS, Blueprint, |k: &str| k.to_string());
-        dump!(ASSIGNMENTS, Assignment, |k: &str| k.to_string());
-        dump!(INSTANCES, Instance, |k: &str| k.to_string());
-        dump!(DECISIONS, Decision, |k: u64| k);
-        dump!(BLUEPRINT_VERSIONS, BlueprintVersion, |k: &str| k
-            .to_string());
-        dump!(ROLLOUTS, Rollout, |k: u64| k);
-        write_record(&mut w, &SnapRecord::End { records: n })?;
+        write_state(&txn, &mut w)?;
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
         drop(f);
