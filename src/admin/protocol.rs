@@ -112,6 +112,10 @@ pub enum AdminRequest {
     /// operator: through the safety bounds, recorded as proposed (it waits for an approve),
     /// audited.
     AdviceTake { id: String },
+    /// `aether doctor`'s cluster checks: the answering node's Raft status, and a clock ping to
+    /// every other member over the peer endpoint (round trip and clock skew, or why it did not
+    /// answer within [`DOCTOR_PING_TIMEOUT_MS`]).
+    Doctor,
 }
 
 /// A response from a node's admin API.
@@ -140,6 +144,32 @@ pub enum AdminResponse {
     ModelReview(Box<crate::controller::model::engine::ReviewView>),
     /// `None`: no leader reports advice (the strategic layer is off, or has not asked yet).
     Advice(Box<Option<crate::domain::AdviceView>>),
+    Doctor(Box<DoctorView>),
+}
+
+/// How long the answering node waits for each member's clock ping in [`AdminRequest::Doctor`].
+pub const DOCTOR_PING_TIMEOUT_MS: u64 = 2_000;
+
+/// The answer to [`AdminRequest::Doctor`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoctorView {
+    /// The answering node's Raft status (the leader's view when it answered).
+    pub status: StatusView,
+    /// Every other member, pinged from the answering node.
+    pub peers: Vec<PeerPing>,
+}
+
+/// One member as the answering node's clock ping found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerPing {
+    pub name: String,
+    pub addr: String,
+    /// Round trip, µs; `None` when it did not answer.
+    pub rtt_us: Option<u64>,
+    /// Its wall clock minus the answering node's, µs (positive: it is ahead).
+    pub skew_us: Option<i64>,
+    /// Why it did not answer.
+    pub error: Option<String>,
 }
 
 impl AdminError {
