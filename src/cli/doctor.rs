@@ -610,7 +610,7 @@ pub fn data_dir(d: &DirFacts) -> Outcome {
     if problems.is_empty() {
         return Outcome {
             summary: format!(
-                "'{dir}' is '{}''s, mode {:04o}; {} key(s) 0600{}",
+                "'{dir}' owned by '{}', mode {:04o}; {} key(s) 0600{}",
                 d.user,
                 f.mode,
                 d.keys.len(),
@@ -683,7 +683,7 @@ pub fn certs(tls_dir: &Path, certs: &[Cert], now_s: i64) -> Outcome {
                 } else {
                     (
                         Status::Ok,
-                        format!("{} valid for {days} more day(s)", c.which),
+                        format!("{} valid until {day} ({days} days)", c.which),
                     )
                 };
                 if st != Status::Ok {
