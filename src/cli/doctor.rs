@@ -250,14 +250,27 @@ pub fn kernel(release: Result<&str, String>, cg: &CgroupFacts) -> Outcome {
         .figure("controllers", cg.controllers.clone())
         .figure("cgroup_writable", cg.writable);
     if !cg.v2 {
+        let o = o.figure("cgroup_v1", cg.v1.clone());
+        let v1_complete = CGROUP_CONTROLLERS
+            .iter()
+            .all(|c| cg.v1.iter().any(|have| have == c));
+        if v1_complete && cg.writable {
+            return Outcome {
+                summary: format!(
+                    "kernel {release}; cgroup v1 with {} hierarchies, writable: instance limits use v1 (cgroup v2 is not mounted at /sys/fs/cgroup)",
+                    CGROUP_CONTROLLERS.join(", ")
+                ),
+                ..o
+            };
+        }
         return Outcome {
             status: Status::Warn,
             summary: format!(
-                "kernel {release}; cgroup v2 is not mounted at /sys/fs/cgroup: instance cpu and memory limits use cgroup v1 where it is mounted, else are off"
+                "kernel {release}; no cgroup v2 at /sys/fs/cgroup and no writable v1 cpu and memory hierarchies: instances run without cpu and memory limits"
             ),
             ..o
         }
-        .fix("boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1 on the kernel command line)");
+        .fix("boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1 on the kernel command line), and run the node as root or in a systemd unit with Delegate=yes");
     }
     let lacking: Vec<&str> = CGROUP_CONTROLLERS
         .iter()
@@ -610,10 +623,14 @@ pub fn data_dir(d: &DirFacts) -> Outcome {
     if problems.is_empty() {
         return Outcome {
             summary: format!(
-                "'{dir}' owned by '{}', mode {:04o}; {} key(s) 0600{}",
+                "'{dir}' owned by '{}', mode {:04o}; {}{}",
                 d.user,
                 f.mode,
-                d.keys.len(),
+                if d.keys.is_empty() {
+                    "no keys yet".to_string()
+                } else {
+                    format!("{} key(s) 0600", d.keys.len())
+                },
                 if d.socket.is_some() {
                     ", admin socket 0600"
                 } else {

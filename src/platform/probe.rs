@@ -23,8 +23,12 @@ pub struct CgroupFacts {
     pub controllers: Vec<String>,
     /// This process's own v2 cgroup (from `/proc/self/cgroup`), as a path under the mount.
     pub own: Option<PathBuf>,
-    /// The folder the supervisor would create instance cgroups under (its own cgroup where it
-    /// has one other than the root, else the root) is writable by this user.
+    /// Without v2: the v1 hierarchies mounted under `/sys/fs/cgroup/<controller>` among `cpu`
+    /// and `memory` (the two the supervisor's v1 limits use).
+    pub v1: Vec<String>,
+    /// The folders the supervisor would create instance cgroups under are writable by this
+    /// user: with v2 its own cgroup where it has one other than the root, else the root; with
+    /// v1 each of the `v1` hierarchies.
     pub writable: bool,
 }
 
@@ -39,10 +43,20 @@ pub fn cgroups() -> CgroupFacts {
                 .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_string()))
         })
         .map(|p| root.join(p.trim_start_matches('/')));
-    let target = own
-        .clone()
-        .filter(|p| p != root && p.exists())
-        .unwrap_or_else(|| root.to_path_buf());
+    let v1: Vec<String> = ["cpu", "memory"]
+        .into_iter()
+        .filter(|c| controllers.is_none() && root.join(c).join("cgroup.procs").exists())
+        .map(str::to_string)
+        .collect();
+    let writable = if controllers.is_some() {
+        writable(
+            &own.clone()
+                .filter(|p| p != root && p.exists())
+                .unwrap_or_else(|| root.to_path_buf()),
+        )
+    } else {
+        !v1.is_empty() && v1.iter().all(|c| writable(&root.join(c)))
+    };
     CgroupFacts {
         v2: controllers.is_some(),
         controllers: controllers
@@ -51,7 +65,8 @@ pub fn cgroups() -> CgroupFacts {
             .map(str::to_string)
             .collect(),
         own,
-        writable: writable(&target),
+        v1,
+        writable,
     }
 }
 

@@ -216,7 +216,10 @@ fn certs_check(dir: &Path) -> Outcome {
 /// The GPUs the metrics sampler would read, or why it cannot.
 fn gpus() -> Result<Vec<String>, String> {
     use crate::metrics::gpu::{GpuState, Gpus};
-    match Gpus::init().sample() {
+    // The sampler logs why GPUs are off; here the check's line says it.
+    let gpus =
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), Gpus::init);
+    match gpus.sample() {
         GpuState::Unavailable(why) => Err(why),
         GpuState::Gpus(g) => Ok(g
             .iter()

@@ -228,6 +228,51 @@ fn a_data_dir_open_to_others_fails_with_the_chmod() {
 }
 
 #[test]
+fn cgroups_limit_instances_with_v2_or_v1_else_warn() {
+    let v2 = CgroupFacts {
+        v2: true,
+        controllers: vec!["cpu".into(), "memory".into()],
+        own: None,
+        v1: vec![],
+        writable: true,
+    };
+    assert_eq!(kernel(Ok("6.8"), &v2).status, Status::Ok);
+    let no_memory = CgroupFacts {
+        controllers: vec!["cpu".into(), "pids".into()],
+        ..v2.clone()
+    };
+    let o = kernel(Ok("6.8"), &no_memory);
+    assert_eq!(o.status, Status::Warn);
+    assert!(
+        o.summary.contains("lacks the memory controller"),
+        "{}",
+        o.summary
+    );
+    let read_only = CgroupFacts {
+        writable: false,
+        ..v2.clone()
+    };
+    assert!(
+        kernel(Ok("6.8"), &read_only)
+            .fix
+            .unwrap()
+            .contains("Delegate=yes")
+    );
+    let v1 = CgroupFacts {
+        v2: false,
+        controllers: vec![],
+        v1: vec!["cpu".into(), "memory".into()],
+        ..v2.clone()
+    };
+    assert_eq!(kernel(Ok("5.4"), &v1).status, Status::Ok);
+    let half_v1 = CgroupFacts {
+        v1: vec!["cpu".into()],
+        ..v1
+    };
+    assert_eq!(kernel(Ok("5.4"), &half_v1).status, Status::Warn);
+}
+
+#[test]
 fn dates_are_utc_days() {
     assert_eq!(date(0), "1970-01-01");
     assert_eq!(date(67_090_118_400), "4096-01-01");
@@ -242,6 +287,7 @@ fn sample() -> Vec<Outcome> {
         v2: true,
         controllers: vec!["cpu".into(), "memory".into(), "pids".into()],
         own: Some("/sys/fs/cgroup/system.slice/aether.service".into()),
+        v1: vec![],
         writable: true,
     };
     let v = view(vec![ping("gpu-box", Some(412), 3), ping("edge", None, 0)]);
