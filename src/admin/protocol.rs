@@ -153,6 +153,8 @@ pub const DOCTOR_PING_TIMEOUT_MS: u64 = 2_000;
 /// The answer to [`AdminRequest::Doctor`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoctorView {
+    /// The UDP address the answering node's QUIC endpoint is bound to.
+    pub listen: std::net::SocketAddr,
     /// The answering node's Raft status (the leader's view when it answered).
     pub status: StatusView,
     /// Every other member, pinged from the answering node.

@@ -787,5 +787,9 @@ async fn doctor(cluster: &Cluster) -> Result<DoctorView, AdminError> {
             }
         });
     let peers = futures::future::join_all(pings).await;
-    Ok(DoctorView { status, peers })
+    Ok(DoctorView {
+        listen: cluster.ep.local_addr(),
+        status,
+        peers,
+    })
 }

@@ -502,24 +502,39 @@ pub struct Port {
     pub error: Option<std::io::ErrorKind>,
 }
 
-/// `ports`: each port free, or in use while this node runs (it holds them); else who to ask.
-pub fn ports(ports: &[Port], node_running: bool) -> Outcome {
+/// `ports`: each port free, or in use while this node runs and holds it (its QUIC port is
+/// checked against `node_listen`, the address the running node reports; its HTTP port is
+/// taken to be the node's); anything else names the port and how to find its holder.
+pub fn ports(
+    ports: &[Port],
+    node_running: bool,
+    node_listen: Option<std::net::SocketAddr>,
+) -> Outcome {
     let mut o = Outcome::new("ports", Status::Ok, "");
     let mut parts = Vec::new();
     let mut fixes = Vec::new();
     for p in ports {
         let port = p.addr.port();
+        let other_listen = node_listen.filter(|l| p.proto == "udp" && l.port() != port);
         let (state, st) = match p.error {
-            None => ("free", Status::Ok),
-            Some(std::io::ErrorKind::AddrInUse) if node_running => {
-                ("held by this node", Status::Ok)
+            None => ("free".to_string(), Status::Ok),
+            Some(std::io::ErrorKind::AddrInUse) if node_running => match other_listen {
+                None => ("held by this node".to_string(), Status::Ok),
+                Some(l) => (
+                    format!("in use by another program (this node listens on {l})"),
+                    Status::Fail,
+                ),
+            },
+            Some(std::io::ErrorKind::AddrInUse) => {
+                ("in use by another program".to_string(), Status::Fail)
             }
-            Some(std::io::ErrorKind::AddrInUse) => ("in use by another program", Status::Fail),
-            Some(std::io::ErrorKind::PermissionDenied) => ("not permitted", Status::Fail),
+            Some(std::io::ErrorKind::PermissionDenied) => {
+                ("not permitted".to_string(), Status::Fail)
+            }
             Some(std::io::ErrorKind::AddrNotAvailable) => {
-                ("address not on this host", Status::Fail)
+                ("address not on this host".to_string(), Status::Fail)
             }
-            Some(_) => ("cannot be bound", Status::Fail),
+            Some(_) => ("cannot be bound".to_string(), Status::Fail),
         };
         o.figures.insert(
             format!("{}_{}", p.role, p.proto),

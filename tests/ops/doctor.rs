@@ -219,6 +219,21 @@ fn in_a_cluster_it_sees_the_leader_every_peer_and_their_clocks_then_a_dead_peer(
         );
     }
     assert_eq!(skew["status"], "ok", "{skew}");
+    // The node's own files: its keys and admin socket 0600, its certificates far from expiry.
+    let dir = check(&list, "data-dir");
+    assert_eq!(dir["status"], "ok", "{dir}");
+    assert!(
+        dir["summary"]
+            .as_str()
+            .unwrap()
+            .contains("admin socket 0600"),
+        "{dir}"
+    );
+    let certs = check(&list, "certs");
+    assert_eq!(certs["status"], "ok", "{certs}");
+    for which in ["node_days_left", "ca_days_left"] {
+        assert!(certs["figures"][which].as_i64().unwrap() > 30, "{certs}");
+    }
     // The ports are held by the running node, which is fine; checked with the node's own.
     let held = Command::new(BIN)
         .arg("--data-dir")

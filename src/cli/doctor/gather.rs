@@ -40,9 +40,13 @@ pub async fn run(cli: &Cli, list: bool, names: &[String]) -> Result<(), Failure>
     let socket = cli.socket();
     let mut node = Client::connect(&socket).await.ok();
     let running = node.is_some();
-    // One ask serves the three cluster checks.
+    // One ask serves the three cluster checks and the ports (the node's QUIC address).
     let view = match &mut node {
-        Some(c) if checks.iter().any(|n| super::CLUSTER_CHECKS.contains(n)) => {
+        Some(c)
+            if checks
+                .iter()
+                .any(|n| super::CLUSTER_CHECKS.contains(n) || *n == "ports") =>
+        {
             Some(c.doctor().await.map_err(|e| e.to_string()))
         }
         _ => None,
@@ -70,7 +74,11 @@ pub async fn run(cli: &Cli, list: bool, names: &[String]) -> Result<(), Failure>
             },
             "clock" => clock(probe::clock().map_err(|e| e.to_string())),
             "disk" => disk_check(&dir),
-            "ports" => ports_check(&cfg, running),
+            "ports" => ports_check(
+                &cfg,
+                running,
+                view.as_ref().and_then(|v| v.as_ref().ok()).map(|v| v.listen),
+            ),
             "data-dir" => data_dir(&dir_facts(&dir, &socket)),
             "certs" => certs_check(&dir),
             "gpu" => gpu(gpus()),
@@ -155,7 +163,7 @@ fn disk_check(dir: &Path) -> Outcome {
     disk(dir, probe::space(dir).map_err(|e| e.to_string()), fsync)
 }
 
-fn ports_check(cfg: &Config, running: bool) -> Outcome {
+fn ports_check(cfg: &Config, running: bool, listen: Option<std::net::SocketAddr>) -> Outcome {
     let bind = |r: std::io::Result<()>| r.err().map(|e| e.kind());
     super::ports(
         &[
@@ -173,6 +181,7 @@ fn ports_check(cfg: &Config, running: bool) -> Outcome {
             },
         ],
         running,
+        listen,
     )
 }
 

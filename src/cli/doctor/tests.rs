@@ -39,6 +39,7 @@ fn ping(name: &str, rtt_us: Option<u64>, skew_ms: i64) -> PeerPing {
 
 fn view(peers: Vec<PeerPing>) -> DoctorView {
     DoctorView {
+        listen: "0.0.0.0:7420".parse().unwrap(),
         status: fixture::status(false),
         peers,
     }
@@ -273,6 +274,37 @@ fn cgroups_limit_instances_with_v2_or_v1_else_warn() {
 }
 
 #[test]
+fn a_port_in_use_is_fine_only_when_the_running_node_holds_it() {
+    let quic = |error| Port {
+        proto: "udp",
+        role: "quic",
+        addr: "0.0.0.0:7420".parse().unwrap(),
+        error,
+    };
+    let in_use = Some(std::io::ErrorKind::AddrInUse);
+    assert_eq!(ports(&[quic(None)], false, None).status, Status::Ok);
+    let other = ports(&[quic(in_use)], false, None);
+    assert_eq!(other.status, Status::Fail);
+    assert!(
+        other.fix.unwrap().contains("'ss -lunp sport = :7420'"),
+        "names the tool that finds the holder"
+    );
+    let ours = Some("0.0.0.0:7420".parse().unwrap());
+    assert_eq!(ports(&[quic(in_use)], true, ours).status, Status::Ok);
+    let elsewhere = ports(
+        &[quic(in_use)],
+        true,
+        Some("127.0.0.1:9000".parse().unwrap()),
+    );
+    assert_eq!(elsewhere.status, Status::Fail);
+    assert!(
+        elsewhere
+            .summary
+            .contains("this node listens on 127.0.0.1:9000")
+    );
+}
+
+#[test]
 fn dates_are_utc_days() {
     assert_eq!(date(0), "1970-01-01");
     assert_eq!(date(67_090_118_400), "4096-01-01");
@@ -333,6 +365,7 @@ fn sample() -> Vec<Outcome> {
                 },
             ],
             true,
+            Some("0.0.0.0:7420".parse().unwrap()),
         ),
         data_dir(&DirFacts {
             dir: "/var/lib/aether".into(),
