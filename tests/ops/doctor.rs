@@ -277,3 +277,30 @@ fn in_a_cluster_it_sees_the_leader_every_peer_and_their_clocks_then_a_dead_peer(
         "{text}"
     );
 }
+
+#[test]
+fn a_single_node_has_no_peers_and_a_stopped_one_fails_instead_of_hanging() {
+    let c = TestCluster::single("solo", &[]);
+    let n = &c.nodes[0];
+    let out = doctor(&n.dir, &["raft", "peers", "skew", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let list = checks(&out);
+    assert_eq!(check(&list, "raft")["figures"]["leader"], "solo");
+    assert_eq!(check(&list, "peers")["summary"], "no other members");
+    assert_eq!(check(&list, "skew")["status"], "skip");
+
+    // Stopped, the node still has its socket (connections are accepted) but never answers.
+    n.signal(libc::SIGSTOP);
+    let out = doctor(&n.dir, &["raft", "--output", "json"]);
+    n.signal(libc::SIGCONT);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let raft = &checks(&out)[0];
+    assert_eq!(raft["status"], "fail", "{raft}");
+    assert!(
+        raft["summary"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer: no answer within 10 s"),
+        "{raft}"
+    );
+}

@@ -21,6 +21,10 @@ const FSYNC_BUDGET: Duration = Duration::from_secs(1);
 /// … and writes at most this many blocks.
 const FSYNC_MAX_WRITES: usize = 2_000;
 
+/// How long the node may take to answer the cluster checks (its pings wait at most
+/// `DOCTOR_PING_TIMEOUT_MS` each, all at once).
+const NODE_ANSWER: Duration = Duration::from_secs(10);
+
 /// Run `aether doctor [--list] [CHECK…]`: print the results and fail (exit 1) when a check
 /// failed; an unknown check name is bad usage (exit 2) and runs nothing.
 pub async fn run(cli: &Cli, list: bool, names: &[String]) -> Result<(), Failure> {
@@ -37,7 +41,11 @@ pub async fn run(cli: &Cli, list: bool, names: &[String]) -> Result<(), Failure>
         .data_dir
         .clone()
         .unwrap_or_else(config::default_data_dir);
-    let socket = cli.socket();
+    // The node's socket in the data dir its config names, unless --socket says otherwise.
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| dir.join("aether.sock"));
     let mut node = Client::connect(&socket).await.ok();
     let running = node.is_some();
     // One ask serves the three cluster checks and the ports (the node's QUIC address).
@@ -47,7 +55,12 @@ pub async fn run(cli: &Cli, list: bool, names: &[String]) -> Result<(), Failure>
                 .iter()
                 .any(|n| super::CLUSTER_CHECKS.contains(n) || *n == "ports") =>
         {
-            Some(c.doctor().await.map_err(|e| e.to_string()))
+            // A node that accepts but never answers (stopped, wedged) is a failed check, not
+            // a hung doctor.
+            Some(match tokio::time::timeout(NODE_ANSWER, c.doctor()).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {} s", NODE_ANSWER.as_secs())),
+            })
         }
         _ => None,
     };
