@@ -3,6 +3,7 @@
 //! node through [`crate::admin::client::Client`].
 
 mod args;
+mod doctor;
 #[cfg(test)]
 mod fixture;
 mod output;

@@ -7,6 +7,7 @@
 //! (a node without a certificate yet, which may only send its join request).
 
 pub mod frame;
+pub mod ping;
 pub mod router;
 pub mod tls;
 

@@ -454,6 +454,7 @@ pub async fn run(
                 data_dir: cluster.data_dir().to_path_buf(),
             }),
         )
+        .add(net::ping::ROUTE, Arc::new(net::ping::Pinger))
         .add_stream(
             crate::ingress::HOP_ROUTE,
             Arc::new(crate::ingress::HopService(ingress.clone())),

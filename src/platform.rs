@@ -6,6 +6,8 @@
 //! MOVBE) because the model's kernels are vectorised at compile time; a second, baseline
 //! artifact serves older CPUs (`scripts/release.sh`, README "Install").
 
+pub mod probe;
+
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The commit the binary was built from (`build.rs`; "unknown" outside git).

@@ -9,9 +9,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::protocol::MAX_ADMIN_FRAME;
 use super::protocol::{
-    AdminError, AdminRequest, AdminResponse, BlueprintView, ErrorKind, LiveUpdate, MemberView,
-    MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, RolloutActView, RolloutView,
-    StatusView, TokenInfo, TokenView, TrafficView, Watch,
+    AdminError, AdminRequest, AdminResponse, BlueprintView, DoctorView, ErrorKind, LiveUpdate,
+    MemberView, MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, RolloutActView,
+    RolloutView, StatusView, TokenInfo, TokenView, TrafficView, Watch,
 };
 use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
@@ -77,6 +77,7 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::RolloutActed(_) => "RolloutActed",
         AdminResponse::Advice(_) => "Advice",
         AdminResponse::Done(_) => "Done",
+        AdminResponse::Doctor(_) => "Doctor",
         AdminResponse::SnapshotChunk(_) => "SnapshotChunk",
         AdminResponse::SnapshotDone(_) => "SnapshotDone",
     }
@@ -411,6 +412,11 @@ impl Client {
             },
             AdminResponse::RolloutActed(r) => *r
         )
+    }
+
+    /// The node's Raft status and a clock ping to every other member ([`AdminRequest::Doctor`]).
+    pub async fn doctor(&mut self) -> Result<DoctorView, ClientError> {
+        ask!(self, "Doctor", AdminRequest::Doctor, AdminResponse::Doctor(d) => *d)
     }
 
     /// The answering node's language model ([`AdminRequest::Model`]).

@@ -121,6 +121,10 @@ pub enum AdminRequest {
     /// Answered with [`AdminResponse::SnapshotChunk`]s of the backup file's bytes in order,
     /// then [`AdminResponse::SnapshotDone`] (or an `Error`).
     SnapshotSave,
+    /// `aether doctor`'s cluster checks: the answering node's Raft status, and a clock ping to
+    /// every other member over the peer endpoint (round trip and clock skew, or why it did not
+    /// answer within [`DOCTOR_PING_TIMEOUT_MS`]).
+    Doctor,
 }
 
 /// A response from a node's admin API.
@@ -155,6 +159,34 @@ pub enum AdminResponse {
     SnapshotChunk(Vec<u8>),
     /// The backup is complete: its position, size and checksum.
     SnapshotDone(Box<crate::raft::backup::BackupSummary>),
+    Doctor(Box<DoctorView>),
+}
+
+/// How long the answering node waits for each member's clock ping in [`AdminRequest::Doctor`].
+pub const DOCTOR_PING_TIMEOUT_MS: u64 = 2_000;
+
+/// The answer to [`AdminRequest::Doctor`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoctorView {
+    /// The UDP address the answering node's QUIC endpoint is bound to.
+    pub listen: std::net::SocketAddr,
+    /// The answering node's Raft status (the leader's view when it answered).
+    pub status: StatusView,
+    /// Every other member, pinged from the answering node.
+    pub peers: Vec<PeerPing>,
+}
+
+/// One member as the answering node's clock ping found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerPing {
+    pub name: String,
+    pub addr: String,
+    /// Round trip, µs; `None` when it did not answer.
+    pub rtt_us: Option<u64>,
+    /// Its wall clock minus the answering node's, µs (positive: it is ahead).
+    pub skew_us: Option<i64>,
+    /// Why it did not answer.
+    pub error: Option<String>,
 }
 
 /// Largest [`AdminResponse::SnapshotChunk`], well under [`MAX_ADMIN_FRAME`].

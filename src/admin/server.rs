@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{
-    AdminError, AdminRequest, AdminResponse, ErrorKind, MAX_ADMIN_FRAME, PlanView, RolloutActView,
-    SNAPSHOT_CHUNK, TokenView,
+    AdminError, AdminRequest, AdminResponse, DOCTOR_PING_TIMEOUT_MS, DoctorView, ErrorKind,
+    MAX_ADMIN_FRAME, PeerPing, PlanView, RolloutActView, SNAPSHOT_CHUNK, TokenView,
 };
 use crate::deploy::logs::LogChunk;
 use crate::domain::{NodeId, now_millis};
@@ -410,6 +410,9 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
         AdminRequest::SnapshotSave => {
             invalid("a snapshot streams on its connection: send 'SnapshotSave' on the admin socket")
         }
+        AdminRequest::Doctor => out(doctor(cluster)
+            .await
+            .map(|d| AdminResponse::Doctor(Box::new(d)))),
         AdminRequest::Subscribe(_) => invalid(
             "a live feed needs its own connection: send 'Subscribe' first on a new connection",
         ),
@@ -825,4 +828,31 @@ async fn apply_blueprint(
         }
     }
     Ok(AdminResponse::Plan(view))
+}
+
+/// `aether doctor`'s cluster checks: this node's Raft status, and every other member pinged at
+/// once over the peer endpoint (round trip and clock skew, or why it did not answer).
+async fn doctor(cluster: &Cluster) -> Result<DoctorView, AdminError> {
+    let status = cluster.status().await?;
+    let timeout = Duration::from_millis(DOCTOR_PING_TIMEOUT_MS);
+    let pings = status
+        .members
+        .iter()
+        .filter(|m| m.id != cluster.id)
+        .map(|m| async move {
+            let r = crate::net::ping::ping(&cluster.ep, &m.addr, timeout).await;
+            PeerPing {
+                name: m.name.clone(),
+                addr: m.addr.clone(),
+                rtt_us: r.as_ref().ok().map(|p| p.rtt_us),
+                skew_us: r.as_ref().ok().map(|p| p.skew_us),
+                error: r.err().map(|e| e.to_string()),
+            }
+        });
+    let peers = futures::future::join_all(pings).await;
+    Ok(DoctorView {
+        listen: cluster.ep.local_addr(),
+        status,
+        peers,
+    })
 }

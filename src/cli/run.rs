@@ -94,7 +94,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, kv, snapshot, version and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, doctor, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, kv, snapshot, version and completions"
         ),
     )
 }
@@ -333,7 +333,7 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             output::build_info(&mut stdout(), &b, json).map_err(unwritten)?;
         }
         Cmd::Snapshot(cmd) => return run_snapshot(cli, cmd, json).await,
-        Cmd::Doctor => return Err(not_built("doctor", "a later issue")),
+        Cmd::Doctor { list, checks } => super::doctor::gather::run(cli, *list, checks).await?,
         Cmd::Diag(_) => return Err(not_built("diag bundle", "a later issue")),
         Cmd::Drill(_) => return Err(not_built("drill run", "a later issue")),
         Cmd::Man { dir: Some(dir) } => {

@@ -15,7 +15,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// 6: status says whether the leader answered; the console's live nodes carry process samples.
 /// 7: pre-votes (`raft::elect`); the metrics view travels as deltas through relays
 /// (`MetricsMsg::View`, `Relay`, `Resync` replace the whole `Snapshot`).
-/// 8: membership changes for the leader (`aether remove`, a member's new address).
+/// 8: membership changes for the leader (`aether remove`, a member's new address), the
+/// read barrier of a backup (`ReadQuery::AppliedIndex`), token lists, the clock ping route
+/// (`aether doctor`).
 pub const PROTOCOL_VERSION: u8 = 8;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.

@@ -46,6 +46,22 @@ pub enum TlsError {
     Token(String),
 }
 
+/// When the (first) certificate in the PEM file `path` stops being valid, in seconds since the
+/// Unix epoch (`aether doctor` warns ahead of it).
+pub fn cert_not_after(path: &Path) -> Result<i64, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let parse = |message: String| TlsError::Parse {
+        path: path.display().to_string(),
+        message,
+    };
+    let der = CertificateDer::from_pem_slice(&pem).map_err(|e| parse(e.to_string()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| parse(e.to_string()))?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
 /// The ring provider, used by rustls and quinn alike.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -488,5 +504,22 @@ mod tests {
                 .to_string()
                 .contains("bad CSR")
         );
+    }
+
+    #[test]
+    fn a_certificate_file_says_when_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = create_ca("c1").unwrap();
+        let path = dir.path().join("ca.crt");
+        std::fs::write(&path, &ca.cert_pem).unwrap();
+        // rcgen's default validity ends on 4096-01-01.
+        assert_eq!(cert_not_after(&path).unwrap(), 67_090_118_400);
+        std::fs::write(&path, "not a certificate").unwrap();
+        let e = cert_not_after(&path).unwrap_err().to_string();
+        assert!(e.starts_with("bad certificate or key in '"), "{e}");
+        let e = cert_not_after(&dir.path().join("gone.crt"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gone.crt"), "{e}");
     }
 }

@@ -1,7 +1,9 @@
-//! Day-2 operations on real nodes over 127.0.0.1: membership (remove, moved addresses), join
-//! tokens, backup and restore.
+//! Day-2 operations on real nodes over 127.0.0.1: `aether doctor`, membership (remove, moved
+//! addresses), join tokens, backup and restore.
 
 #[path = "../cluster/harness.rs"]
 mod harness;
+
+mod doctor;
 mod membership;
 mod snapshot;
