@@ -524,6 +524,12 @@ pub fn plan_removal(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    if target == m.leader && m.voters.len() <= 1 {
+        return Err(format!(
+            "'{}' is the cluster's only voter; a cluster cannot remove its last voter",
+            name(target)
+        ));
+    }
     if target == m.leader {
         return Err(format!(
             "'{0}' is the leader and cannot remove itself; stop its daemon first (another voter takes over within seconds), then run 'aether remove {0}' on another node",
@@ -626,6 +632,9 @@ mod tests {
         let why = plan_removal(&m, 1, &name).unwrap_err();
         assert!(why.contains("'n1' is the leader"), "{why}");
         assert!(why.contains("stop its daemon first"), "{why}");
+        let alone = members(&[1], &[], &[1]);
+        let why = plan_removal(&alone, 1, &name).unwrap_err();
+        assert!(why.contains("only voter"), "{why}");
     }
 
     #[test]

@@ -178,13 +178,15 @@ fn disk_check(dir: &Path) -> Outcome {
 
 fn ports_check(cfg: &Config, running: bool, listen: Option<std::net::SocketAddr>) -> Outcome {
     let bind = |r: std::io::Result<()>| r.err().map(|e| e.kind());
+    // A running node started with `--listen` is checked where it listens, not at the config's.
+    let quic = listen.unwrap_or(cfg.listen);
     super::ports(
         &[
             Port {
                 proto: "udp",
                 role: "quic",
-                addr: cfg.listen,
-                error: bind(probe::udp_bindable(cfg.listen)),
+                addr: quic,
+                error: bind(probe::udp_bindable(quic)),
             },
             Port {
                 proto: "tcp",
