@@ -73,6 +73,24 @@ pub struct Config {
     pub ingress: IngressConfig,
     /// The terminal console (`aether tui`).
     pub tui: TuiConfig,
+    /// Remote operators (`aether operator cert`, `aether --remote`).
+    pub admin: AdminConfig,
+}
+
+/// Remote operators: their certificates and what the node accepts of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Longest lifetime `aether operator cert create --ttl` may ask for; longer is refused.
+    pub operator_cert_max_ttl: Dur,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            operator_cert_max_ttl: Dur::ms(90 * 86_400_000),
+        }
+    }
 }
 
 /// `aether tui`. It reads the same file as the node (`--config`, else /etc/aether/aether.toml).
@@ -465,6 +483,7 @@ impl Default for Config {
             controller: ControllerConfig::default(),
             ingress: IngressConfig::default(),
             tui: TuiConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -962,6 +981,15 @@ impl Config {
             ));
         }
         c.advisor.validate().map_err(|(k, m)| bad(k, m))?;
+        if self.admin.operator_cert_max_ttl.0 < Duration::from_secs(1) {
+            return Err(bad(
+                "admin.operator_cert_max_ttl",
+                format!(
+                    "expected at least 1s, found {}",
+                    self.admin.operator_cert_max_ttl
+                ),
+            ));
+        }
         let d = &self.deploy;
         if d.restart_backoff.0.is_zero() || d.restart_backoff.0 > d.restart_backoff_max.0 {
             return Err(bad(

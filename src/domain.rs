@@ -114,6 +114,85 @@ impl TokenRecord {
     }
 }
 
+/// What a remote operator may do (DESIGN §6): each role may do everything the one before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads: status, nodes, events, metrics, traffic, decisions, rollouts, logs, the console.
+    Viewer,
+    /// Also steers: vetoes, approves, pauses and resumes, scales, drains, rollout acts.
+    Operator,
+    /// Also changes what the cluster is: blueprints, tokens, operators, snapshots, modes, kv.
+    Admin,
+}
+
+impl Role {
+    /// `viewer`, `operator`, `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role named `s` (as [`Role::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Viewer, Role::Operator, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An operator certificate as the replicated store keeps it (never its key, which stays on the
+/// machine that made it). Keyed by name: a new certificate for a name replaces the old one,
+/// which is then refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorRecord {
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 of the certificate's DER, lower-case hex: the only certificate of this name
+    /// that is accepted.
+    pub cert_sha256: String,
+    /// The certificate's serial number, hex.
+    pub serial: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub revoked: bool,
+}
+
+impl OperatorRecord {
+    /// Whether a certificate with fingerprint `cert_sha256` may act as this operator at `at`;
+    /// `Err` says why not. Pure: every node decides alike from its replica.
+    pub fn check(&self, cert_sha256: &str, at: Millis) -> Result<(), String> {
+        if self.cert_sha256 != cert_sha256 {
+            Err(format!(
+                "the certificate of operator '{}' was replaced by a newer one: use the identity 'aether operator cert create' wrote last",
+                self.name
+            ))
+        } else if self.revoked {
+            Err(format!(
+                "the certificate of operator '{}' is revoked: ask an admin for a new one",
+                self.name
+            ))
+        } else if self.expires_at <= at {
+            Err(format!(
+                "the certificate of operator '{}' expired {} ago: ask an admin for a new one",
+                self.name,
+                human_millis(at - self.expires_at)
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Why a join token was refused. Decided by the replicated state machine, so every member agrees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum TokenRefusal {

@@ -2,8 +2,10 @@
 //! CA, one bidirectional stream per RPC on a kept-open connection per peer, reconnect with
 //! backoff. The only module that knows quinn.
 //!
-//! Two ALPNs share the port: `aether/1` (peers and remote admin; a client certificate signed by
-//! the cluster CA is required, anything else is refused on its first read) and `aether-join/1`
+//! Three ALPNs share the port: `aether/1` (members: a *node* certificate signed by the cluster
+//! CA is required, anything else — no certificate, an operator's — is refused on its first
+//! read), `aether-admin/1` (remote operators: an *operator* certificate signed by the cluster CA,
+//! each stream served by the [`AdminService`] registered above this module) and `aether-join/1`
 //! (a node without a certificate yet, which may only send its join request).
 
 pub mod frame;
@@ -33,10 +35,18 @@ use tls::{NodeTls, TlsError};
 pub const ALPN_PEER: &[u8] = b"aether/1";
 /// ALPN of a joining node that has no certificate yet.
 pub const ALPN_JOIN: &[u8] = b"aether-join/1";
+/// ALPN of a remote operator (the admin protocol's frames, one connection per client).
+pub const ALPN_ADMIN: &[u8] = b"aether-admin/1";
 /// QUIC application close code for a refused connection.
 pub const CLOSE_REFUSED: u32 = 0x41;
 /// Reason sent with [`CLOSE_REFUSED`].
 pub const REFUSED_REASON: &str = "refused: a certificate signed by this cluster's CA is required";
+/// Reason sent with [`CLOSE_REFUSED`] to a certificate of the cluster CA that is not a node's
+/// on the member protocol.
+pub const NOT_A_MEMBER_REASON: &str =
+    "refused: this certificate is not a member's (an operator certificate is for 'aether --remote' only)";
+/// Reason sent with [`CLOSE_REFUSED`] to a remote admin client without an operator certificate.
+pub const NOT_AN_OPERATOR_REASON: &str = "refused: remote admin needs an operator certificate signed by this cluster's CA: 'aether operator cert create' on a node makes one";
 
 /// Transport errors. [`NetError::is_unreachable`] tells the ones worth a backoff.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +118,25 @@ pub struct PeerCtx {
 
 /// Boxed future returned by a [`Service`].
 pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A remote operator as its certificate (signed by the cluster CA, checked by the handshake)
+/// names it.
+#[derive(Debug, Clone)]
+pub struct OperatorPeer {
+    pub remote: SocketAddr,
+    pub name: String,
+    pub role: crate::domain::Role,
+    /// SHA-256 of the certificate's DER, lower-case hex.
+    pub cert_sha256: String,
+}
+
+/// Serves remote admin streams (ALPN `aether-admin/1`); implemented above this module and
+/// registered with [`Endpoint::serve_admin`]. What is allowed is the service's to decide, per
+/// request.
+pub trait AdminService: Send + Sync + 'static {
+    /// Serve one bidirectional stream opened by `who`, until either side ends it.
+    fn serve(self: Arc<Self>, who: OperatorPeer, stream: PeerStream) -> BoxFut<()>;
+}
 
 /// One subsystem's requests on the peer endpoint, registered on a [`Router`] under its
 /// [`Route`].
@@ -208,6 +237,8 @@ pub struct Endpoint {
     pub stats: Arc<NetStats>,
     /// Peers of another protocol version, logged once each.
     pub versions: Arc<Versions>,
+    /// Remote admin, once the node registered it.
+    admin: std::sync::OnceLock<Arc<dyn AdminService>>,
 }
 
 fn transport(cfg: &NetConfig) -> Arc<quinn::TransportConfig> {
@@ -376,7 +407,7 @@ impl Endpoint {
         reset_secret: &[u8; 32],
         cfg: &NetConfig,
     ) -> Result<Arc<Endpoint>, NetError> {
-        let server_tls = tls.server_config(&[ALPN_PEER, ALPN_JOIN])?;
+        let server_tls = tls.server_config(&[ALPN_PEER, ALPN_JOIN, ALPN_ADMIN])?;
         let q = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
             .map_err(|e| NetError::Tls(TlsError::Rustls(rustls::Error::General(e.to_string()))))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(q));
@@ -401,7 +432,14 @@ impl Endpoint {
             backoff_max: cfg.reconnect_backoff_max.0,
             stats: Arc::default(),
             versions: Arc::default(),
+            admin: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Serve remote admin connections with `svc` (once; later calls are ignored). Until then
+    /// they are refused.
+    pub fn serve_admin(&self, svc: Arc<dyn AdminService>) {
+        let _ = self.admin.set(svc);
     }
 
     /// The bound UDP address.
@@ -718,18 +756,54 @@ impl Endpoint {
             .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
             .and_then(|h| h.protocol)
             .unwrap_or_default();
-        let authenticated = conn
+        let cert = conn
             .peer_identity()
             .and_then(|p| {
                 p.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
                     .ok()
             })
-            .is_some_and(|certs| !certs.is_empty());
-        if alpn == ALPN_PEER && !authenticated {
+            .and_then(|certs| certs.first().cloned());
+        // The handshake checked the chain; what the certificate is decides what it may speak.
+        let kind = cert.as_ref().map(|c| tls::cert_kind(c));
+        let authenticated = matches!(kind, Some(tls::CertKind::Node { .. }));
+        let refuse = |why: &str, reason: &str| {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("refused a connection from {remote}: no client certificate");
-            conn.close(CLOSE_REFUSED.into(), REFUSED_REASON.as_bytes());
+            tracing::warn!("refused a connection from {remote}: {why}");
+            conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+        };
+        if alpn == ALPN_PEER && !authenticated {
+            match kind {
+                None => refuse("no client certificate", REFUSED_REASON),
+                Some(k) => refuse(
+                    &format!("a certificate that is not a member's ({k:?})"),
+                    NOT_A_MEMBER_REASON,
+                ),
+            }
             return Ok(());
+        }
+        if alpn == ALPN_ADMIN {
+            let (Some(tls::CertKind::Operator { name, role }), Some(cert), Some(svc)) =
+                (kind.clone(), cert, self.admin.get().cloned())
+            else {
+                refuse(
+                    &format!("remote admin without an operator certificate ({kind:?})"),
+                    NOT_AN_OPERATOR_REASON,
+                );
+                return Ok(());
+            };
+            let who = OperatorPeer {
+                remote,
+                name,
+                role,
+                cert_sha256: tls::sha256_hex(&cert),
+            };
+            loop {
+                let (send, recv) = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    s = conn.accept_bi() => s.map_err(|e| format!("{remote}: {e}"))?,
+                };
+                tracker.spawn(svc.clone().serve(who.clone(), PeerStream { send, recv }));
+            }
         }
         let ctx = PeerCtx {
             remote,
@@ -809,6 +883,90 @@ impl Endpoint {
         self.ep.close(0u32.into(), b"node shutting down");
         let _ = tokio::time::timeout(grace, self.ep.wait_idle()).await;
     }
+}
+
+/// A remote admin connection's one stream, as a byte pipe (`AsyncRead` + `AsyncWrite`); it
+/// keeps its connection and client endpoint open while it lives.
+pub struct AdminStream {
+    stream: PeerStream,
+    _conn: quinn::Connection,
+    _ep: quinn::Endpoint,
+}
+
+impl tokio::io::AsyncRead for AdminStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for AdminStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Dial the node at `addr` as the remote operator `identity` (ALPN `aether-admin/1`) within
+/// `timeout` and open the stream the admin protocol runs on. The node's certificate must be
+/// signed by the identity's CA. A node that refuses the certificate says why at the first read.
+pub async fn admin_connect(
+    addr: &str,
+    identity: &tls::OperatorIdentity,
+    cfg: &NetConfig,
+    timeout: Duration,
+) -> Result<AdminStream, NetError> {
+    let sa = resolve(addr).await?;
+    let bind: SocketAddr = if sa.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .expect("literal");
+    let ep = quinn::Endpoint::client(bind).map_err(|e| NetError::Bind {
+        addr: bind,
+        message: e.to_string(),
+    })?;
+    let client = client_config(identity.client_config(ALPN_ADMIN)?, cfg)?;
+    let connect = |e: &dyn std::fmt::Display| NetError::Connect {
+        addr: addr.into(),
+        message: e.to_string(),
+    };
+    tokio::time::timeout(timeout, async {
+        let conn = ep
+            .connect_with(client, sa, tls::NODE_SAN)
+            .map_err(|e| connect(&e))?
+            .await
+            .map_err(|e| connect(&e))?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| connect(&e))?;
+        Ok(AdminStream {
+            stream: PeerStream { send, recv },
+            _conn: conn,
+            _ep: ep.clone(),
+        })
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(NetError::Timeout {
+            addr: addr.into(),
+            ms: timeout.as_millis() as u64,
+        })
+    })
 }
 
 /// One request from a node that has no certificate yet to the member at `addr`, checking that

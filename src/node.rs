@@ -478,7 +478,13 @@ pub async fn run(
         controller: controller.published(),
         model: model.clone(),
         proposer: controller.clone(),
+        admin: cfg.admin.clone(),
     };
+    // Remote operators on the QUIC port: the same requests as the socket, each checked first.
+    ep.serve_admin(Arc::new(admin::server::Remote {
+        src: sources.clone(),
+        shutdown: shutdown.clone(),
+    }));
     loops.add(
         "admin socket",
         admin::server::serve(

@@ -80,6 +80,8 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::Doctor(_) => "Doctor",
         AdminResponse::SnapshotChunk(_) => "SnapshotChunk",
         AdminResponse::SnapshotDone(_) => "SnapshotDone",
+        AdminResponse::OperatorCert(_) => "OperatorCert",
+        AdminResponse::Operators(_) => "Operators",
     }
 }
 

@@ -1,10 +1,9 @@
-//! Live feeds ([`AdminRequest::Subscribe`]) over the admin socket: a frame from the read model's
+//! Live feeds ([`AdminRequest::Subscribe`]) over the admin socket or a remote admin stream: a frame from the read model's
 //! [`Feed`] when the Raft state moves (coalesced) and on the metrics period; the client may move
 //! its watch on the same connection.
 
 use std::time::Duration;
 
-use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{AdminError, AdminRequest, AdminResponse, ErrorKind, MAX_ADMIN_FRAME, Watch};
@@ -16,8 +15,11 @@ use crate::view::live::Feed;
 const COALESCE: Duration = Duration::from_millis(50);
 
 /// Serve one subscription until the client goes away or the node shuts down.
-pub async fn serve(stream: UnixStream, watch: Watch, src: Sources, shutdown: CancellationToken) {
-    let (mut rd, mut wr) = stream.into_split();
+pub async fn serve<S>(stream: S, watch: Watch, src: Sources, shutdown: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut feed = Feed::new(watch);
     let mut applied = src.cluster.store.subscribe_applied();
     let mut tick = tokio::time::interval(src.metrics.interval());

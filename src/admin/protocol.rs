@@ -1,5 +1,5 @@
 //! Admin requests and responses: what the CLI and the console send to a node over the Unix socket
-//! (and, later, remote operators over QUIC). Field names are stable: `--output json` prints them.
+//! or, as remote operators, over QUIC (the same frames). Field names are stable: `--output json` prints them.
 
 use serde::{Deserialize, Serialize};
 
@@ -125,6 +125,17 @@ pub enum AdminRequest {
     /// every other member over the peer endpoint (round trip and clock skew, or why it did not
     /// answer within [`DOCTOR_PING_TIMEOUT_MS`]).
     Doctor,
+    /// Sign an operator certificate for `name` with `role`, living `ttl_ms`, for the public key
+    /// of `csr_pem` (the key stays where it was made), and record it through Raft (it replaces
+    /// any earlier certificate of that name). Answered with [`AdminResponse::OperatorCert`].
+    OperatorCertCreate {
+        name: String,
+        role: crate::domain::Role,
+        ttl_ms: u64,
+        csr_pem: String,
+    },
+    /// Every operator certificate record (never a key), from this node's replica.
+    OperatorCerts,
 }
 
 /// A response from a node's admin API.
@@ -160,6 +171,16 @@ pub enum AdminResponse {
     /// The backup is complete: its position, size and checksum.
     SnapshotDone(Box<crate::raft::backup::BackupSummary>),
     Doctor(Box<DoctorView>),
+    OperatorCert(Box<OperatorCertView>),
+    Operators(Vec<crate::domain::OperatorRecord>),
+}
+
+/// A signed operator certificate and the CA that signed it (its holder's nodes present it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorCertView {
+    pub record: crate::domain::OperatorRecord,
+    pub cert_pem: String,
+    pub ca_pem: String,
 }
 
 /// How long the answering node waits for each member's clock ping in [`AdminRequest::Doctor`].
@@ -198,7 +219,7 @@ impl AdminError {
         match self.kind {
             ErrorKind::NoQuorum | ErrorKind::Unavailable | ErrorKind::NotLeader => 3,
             ErrorKind::Invalid => 2,
-            ErrorKind::Failed => 1,
+            ErrorKind::Failed | ErrorKind::Forbidden => 1,
         }
     }
 }

@@ -1,12 +1,16 @@
-//! Admin server: the node's Unix socket `<data-dir>/aether.sock` (mode 0600). One connection
-//! carries any number of request/response frames.
+//! Admin server: the node's Unix socket `<data-dir>/aether.sock` (mode 0600), and remote
+//! operators' streams on the QUIC endpoint ([`Remote`]). One connection carries any number of
+//! request/response frames; a remote one has each request checked against the operator's
+//! record and role first ([`super::roles`]).
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::net::{UnixListener, UnixStream};
+use std::sync::Arc;
+
+use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,7 +21,9 @@ use super::protocol::{
 use crate::deploy::logs::LogChunk;
 use crate::domain::{NodeId, now_millis};
 use crate::metrics::pipeline::Pipeline;
+use super::roles::{Operator, authorize};
 use crate::net::frame::{FrameError, read_frame, write_frame};
+use crate::net::{AdminService, BoxFut, OperatorPeer, PeerStream};
 use crate::net::tls::JoinToken;
 use crate::raft::Cluster;
 use crate::raft::types::{Command, Request, RequestId, Response};
@@ -66,7 +72,9 @@ pub fn serve(
                 },
             };
             let (src, shutdown) = (src.clone(), shutdown.clone());
-            tracker.spawn(async move { connection(stream, src, shutdown).await });
+            let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+            let caller = Caller::Local { uid };
+            tracker.spawn(async move { connection(stream, src, shutdown, caller).await });
         }
         drop(listener);
         let _ = std::fs::remove_file(&path);
@@ -74,13 +82,87 @@ pub fn serve(
     })
 }
 
-async fn connection(mut stream: UnixStream, src: Sources, shutdown: CancellationToken) {
-    let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
-    let actor = format!("uid:{uid}@{}", src.cluster.name);
+/// Who is on the other end of an admin connection.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The local socket (mode 0600): root on the node, or the user the node runs as. May do
+    /// anything.
+    Local { uid: u32 },
+    /// A remote operator: each request is checked against its record and role.
+    Remote(Operator),
+}
+
+impl Caller {
+    /// The actor of this caller's writes in the audit trail on node `node`: `root@n1`,
+    /// `uid:1000@n1`, `alice (operator)`.
+    pub fn actor(&self, node: &str) -> String {
+        match self {
+            Caller::Local { uid: 0 } => format!("root@{node}"),
+            Caller::Local { uid } => format!("uid:{uid}@{node}"),
+            Caller::Remote(op) => op.actor(),
+        }
+    }
+
+    /// May this caller send `req` now? The local socket may; a remote operator's record is read
+    /// from this node's replica at every request (a revocation holds once applied here).
+    fn authorize(&self, cluster: &Cluster, req: &AdminRequest) -> Result<(), AdminError> {
+        let Caller::Remote(op) = self else {
+            return Ok(());
+        };
+        let record = cluster.store.operator(&op.name).map_err(|e| {
+            AdminError::new(
+                ErrorKind::Unavailable,
+                format!("cannot read the operator records: {e}"),
+            )
+        })?;
+        let r = authorize(op, record.as_ref(), req, now_millis());
+        if let Err(e) = &r {
+            tracing::info!("refused a remote admin request of '{}': {e}", op.name);
+        }
+        r
+    }
+}
+
+/// Remote admin: the streams the QUIC endpoint accepts from operator certificates, served
+/// like connections of the local socket, with every request checked first.
+pub struct Remote {
+    pub src: Sources,
+    pub shutdown: CancellationToken,
+}
+
+impl AdminService for Remote {
+    fn serve(self: Arc<Self>, who: OperatorPeer, stream: PeerStream) -> BoxFut<()> {
+        let caller = Caller::Remote(Operator {
+            name: who.name,
+            role: who.role,
+            cert_sha256: who.cert_sha256,
+        });
+        Box::pin(async move {
+            connection(stream, self.src.clone(), self.shutdown.clone(), caller).await
+        })
+    }
+}
+
+async fn connection<S>(mut stream: S, src: Sources, shutdown: CancellationToken, caller: Caller)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let actor = caller.actor(&src.cluster.name);
     loop {
         let req = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = read_frame::<_, AdminRequest>(&mut stream, MAX_ADMIN_FRAME) => r,
+        };
+        // Refused before anything is done for it: no Raft entry, no work.
+        let req = match req.map(|r| caller.authorize(&src.cluster, &r).map(|()| r)) {
+            Ok(Err(e)) => {
+                if write_frame(&mut stream, &AdminResponse::Error(e)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(Ok(r)) => Ok(r),
+            Err(e) => Err(e),
         };
         let resp = match req {
             Ok(AdminRequest::Subscribe(w)) => {
@@ -139,8 +221,8 @@ impl std::io::Write for ChunkSender {
 /// `aether snapshot save`: a read barrier through the leader, then the backup of this node's
 /// replica streamed as chunks while it is read (never whole in memory), then its summary.
 /// `Err`: the connection is lost.
-async fn snapshot_save(
-    stream: &mut UnixStream,
+async fn snapshot_save<S: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
     cluster: &std::sync::Arc<Cluster>,
 ) -> Result<(), FrameError> {
     if let Err(e) = cluster.read_barrier().await {
@@ -228,6 +310,7 @@ fn check_write(cmd: &Command) -> Result<(), String> {
             ))
         }
         Command::RevokeJoinToken { .. }
+        | Command::RevokeOperatorCert { .. }
         | Command::SetNodeState { .. }
         | Command::RemoveNode { .. }
         | Command::VetoDecision { .. }
@@ -451,12 +534,102 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
         } => out(rollout_op(cluster, blueprint, slice, op, actor).await),
         AdminRequest::Advice => AdminResponse::Advice(Box::new(metrics.leader_advice())),
         AdminRequest::AdviceTake { id } => advice_take(src, &id, actor).await,
+        AdminRequest::OperatorCertCreate {
+            name,
+            role,
+            ttl_ms,
+            csr_pem,
+        } => out(operator_cert_create(src, &name, role, ttl_ms, &csr_pem, actor).await),
+        AdminRequest::OperatorCerts => match cluster.store.operators() {
+            Ok(o) => AdminResponse::Operators(o),
+            Err(e) => failed(format!("cannot read the operator records: {e}")),
+        },
         AdminRequest::Audit { limit } => out(cluster
             .store
             .audit(limit as usize)
             .map(AdminResponse::Audit)
             .map_err(|e| AdminError::new(ErrorKind::Failed, e.to_string()))),
     }
+}
+
+/// `aether operator cert create`: check the name and lifetime, sign the CSR's key with the
+/// cluster CA and record the certificate through Raft (replacing any earlier one of the name).
+async fn operator_cert_create(
+    src: &Sources,
+    name: &str,
+    role: crate::domain::Role,
+    ttl_ms: u64,
+    csr_pem: &str,
+    actor: &str,
+) -> Result<AdminResponse, AdminError> {
+    let invalid = |m: String| AdminError::new(ErrorKind::Invalid, m);
+    let cluster = &src.cluster;
+    crate::domain::validate_name("operator name", name).map_err(invalid)?;
+    let max = src.admin.operator_cert_max_ttl.0;
+    if ttl_ms == 0 || u128::from(ttl_ms) > max.as_millis() {
+        return Err(invalid(format!(
+            "--ttl must be between 1s and {} ([admin] operator_cert_max_ttl), found {}",
+            humantime::format_duration(max),
+            humantime::format_duration(Duration::from_millis(ttl_ms))
+        )));
+    }
+    let meta = cluster
+        .store
+        .cluster()
+        .map_err(|e| AdminError::new(ErrorKind::Failed, e.to_string()))?
+        .ok_or_else(|| {
+            AdminError::new(
+                ErrorKind::Unavailable,
+                "the cluster is not initialised yet: retry in a moment",
+            )
+        })?;
+    let ca = crate::net::tls::CaPem {
+        cert_pem: meta.init.ca_cert_pem.clone(),
+        key_pem: meta.init.ca_key_pem.clone(),
+    };
+    let now = now_millis();
+    let expires_at = now + ttl_ms;
+    let cert = crate::net::tls::sign_operator_csr(
+        &ca,
+        csr_pem,
+        name,
+        role,
+        (now / 1000) as i64,
+        (expires_at / 1000) as i64,
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    let record = crate::domain::OperatorRecord {
+        name: name.into(),
+        role,
+        cert_sha256: cert.sha256.clone(),
+        serial: cert.serial.clone(),
+        created_at: now,
+        expires_at,
+        revoked: false,
+    };
+    let req = Request {
+        id: RequestId::new_random(),
+        actor: actor.into(),
+        at: now,
+        cmd: Command::IssueOperatorCert(record.clone()),
+    };
+    match cluster.write(req, true).await? {
+        Response::Ok => {}
+        Response::Refused(m) => return Err(AdminError::new(ErrorKind::Failed, m)),
+        other => {
+            return Err(AdminError::new(
+                ErrorKind::Failed,
+                format!("operator certificate not recorded: {other:?}"),
+            ));
+        }
+    }
+    Ok(AdminResponse::OperatorCert(Box::new(
+        super::protocol::OperatorCertView {
+            record,
+            cert_pem: cert.cert_pem,
+            ca_pem: meta.init.ca_cert_pem,
+        },
+    )))
 }
 
 /// `aether advice take ID`: the item from the leader's latest advice, proposed through the

@@ -152,6 +152,206 @@ pub fn issue_node_cert(ca: &CaPem, name: &str) -> Result<(String, String), TlsEr
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// Every operator certificate carries the DNS name `NAME.ROLE.aether-operator` (and only that):
+/// its name and role, read back by [`cert_kind`]. A node certificate never carries this suffix.
+pub const OPERATOR_SAN: &str = "aether-operator";
+
+/// What a certificate signed by the cluster CA says its holder is. Decided from its names
+/// alone (the signature and validity are checked by the TLS handshake before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertKind {
+    /// A member: carries [`NODE_SAN`] (and `NAME.aether-node`).
+    Node { name: String },
+    /// A remote operator: carries `NAME.ROLE.aether-operator` and not [`NODE_SAN`].
+    Operator {
+        name: String,
+        role: crate::domain::Role,
+    },
+    /// Neither, both, or unreadable: accepted as nothing.
+    Unknown,
+}
+
+/// The kind of the DER certificate `der` (see [`CertKind`]). Pure.
+pub fn cert_kind(der: &[u8]) -> CertKind {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return CertKind::Unknown;
+    };
+    let mut dns: Vec<String> = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                dns.push(d.to_string());
+            }
+        }
+    }
+    let node = dns.iter().any(|d| d == NODE_SAN);
+    let operators: Vec<(String, crate::domain::Role)> = dns
+        .iter()
+        .filter_map(|d| {
+            let rest = d.strip_suffix(OPERATOR_SAN)?.strip_suffix('.')?;
+            let (name, role) = rest.rsplit_once('.')?;
+            let role = crate::domain::Role::parse(role)?;
+            crate::domain::validate_name("operator name", name).ok()?;
+            Some((name.to_string(), role))
+        })
+        .collect();
+    match (node, operators.as_slice()) {
+        (true, []) => {
+            let name = dns
+                .iter()
+                .find_map(|d| d.strip_suffix(&format!(".{NODE_SAN}")))
+                .unwrap_or_default()
+                .to_string();
+            CertKind::Node { name }
+        }
+        (false, [(name, role)]) => CertKind::Operator {
+            name: name.clone(),
+            role: *role,
+        },
+        _ => CertKind::Unknown,
+    }
+}
+
+/// A new key and a CSR for it, made where the operator's identity will live: only the CSR
+/// (its public key) leaves the machine. Returns the key's PEM and the CSR's PEM.
+pub fn operator_csr(name: &str) -> Result<(String, String), TlsError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, name.to_string());
+    let csr = params.serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.pem()?))
+}
+
+/// An operator certificate signed by the cluster CA.
+#[derive(Debug, Clone)]
+pub struct OperatorCert {
+    pub cert_pem: String,
+    /// SHA-256 of its DER, lower-case hex.
+    pub sha256: String,
+    /// Its serial number, hex.
+    pub serial: String,
+}
+
+/// Sign an operator's CSR with the CA: a client-only certificate for `name` with `role`, valid
+/// from a minute before `now_secs` (clock skew) until `not_after_secs` (Unix seconds). The CSR's
+/// own parameters are ignored except for its public key.
+pub fn sign_operator_csr(
+    ca: &CaPem,
+    csr_pem: &str,
+    name: &str,
+    role: crate::domain::Role,
+    now_secs: i64,
+    not_after_secs: i64,
+) -> Result<OperatorCert, TlsError> {
+    let mut csr =
+        CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| TlsError::Parse {
+            path: "operator certificate request".into(),
+            message: format!("bad CSR: {e}"),
+        })?;
+    let time = |secs: i64| {
+        time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| TlsError::Parse {
+            path: "operator certificate request".into(),
+            message: format!("bad validity: {e}"),
+        })
+    };
+    let mut params = CertificateParams::new(vec![format!("{name}.{role}.{OPERATOR_SAN}")])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, name.to_string());
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = time(now_secs - 60)?;
+    params.not_after = time(not_after_secs)?;
+    let mut serial = [0u8; 16];
+    rand::rng().fill_bytes(&mut serial);
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    csr.params = params;
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let cert = csr.signed_by(&issuer)?;
+    Ok(OperatorCert {
+        sha256: sha256_hex(cert.der()),
+        cert_pem: cert.pem(),
+        serial: hex::encode(serial),
+    })
+}
+
+/// An operator's identity on the machine it was made on: `DIR/operator.key` (0600),
+/// `DIR/operator.crt` and `DIR/ca.crt` (the cluster CA its nodes must present).
+#[derive(Clone)]
+pub struct OperatorIdentity {
+    pub ca: CertificateDer<'static>,
+    pub cert: CertificateDer<'static>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl fmt::Debug for OperatorIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OperatorIdentity({:?})", cert_kind(&self.cert))
+    }
+}
+
+impl OperatorIdentity {
+    /// Write the three files under `dir` (created 0700), the key with mode 0600.
+    pub fn save(dir: &Path, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<(), TlsError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| TlsError::Write {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        write_private(&dir.join("operator.key"), key_pem.as_bytes())?;
+        let public = |f: &str, data: &str| {
+            std::fs::write(dir.join(f), data).map_err(|source| TlsError::Write {
+                path: dir.join(f).display().to_string(),
+                source,
+            })
+        };
+        public("operator.crt", cert_pem)?;
+        public("ca.crt", ca_pem)
+    }
+
+    /// Read the identity under `dir`.
+    pub fn load(dir: &Path) -> Result<OperatorIdentity, TlsError> {
+        let p = |f: &str| dir.join(f);
+        let ca = parse_cert(&p("ca.crt").display().to_string(), &read(&p("ca.crt"))?)?;
+        let cert = parse_cert(
+            &p("operator.crt").display().to_string(),
+            &read(&p("operator.crt"))?,
+        )?;
+        let key = PrivateKeyDer::from_pem_slice(&read(&p("operator.key"))?).map_err(|e| {
+            TlsError::Parse {
+                path: p("operator.key").display().to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(OperatorIdentity {
+            ca,
+            cert,
+            key: Arc::new(key),
+        })
+    }
+
+    /// Client side: verify the node against the cluster CA, present the operator certificate.
+    pub fn client_config(&self, alpn: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone())?;
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(Arc::new(roots))
+            .with_client_auth_cert(vec![self.cert.clone()], self.key.clone_key())?;
+        cfg.alpn_protocols = vec![alpn.to_vec()];
+        Ok(cfg)
+    }
+}
+
 /// The TLS identity of this node: CA certificate, its own certificate and key.
 #[derive(Clone)]
 pub struct NodeTls {
@@ -504,6 +704,48 @@ mod tests {
                 .to_string()
                 .contains("bad CSR")
         );
+    }
+
+    #[test]
+    fn a_certificate_says_whether_it_is_a_node_or_an_operator() {
+        use crate::domain::Role;
+        let ca = create_ca("c1").unwrap();
+        let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let (node_pem, _) = issue_node_cert(&ca, "n1").unwrap();
+        assert_eq!(
+            cert_kind(&der(&node_pem)),
+            CertKind::Node { name: "n1".into() }
+        );
+        let (key, csr) = operator_csr("alice").unwrap();
+        assert!(key.contains("PRIVATE KEY"));
+        let op = sign_operator_csr(&ca, &csr, "alice", Role::Operator, 1_000_000, 2_000_000).unwrap();
+        let d = der(&op.cert_pem);
+        assert_eq!(
+            cert_kind(&d),
+            CertKind::Operator {
+                name: "alice".into(),
+                role: Role::Operator
+            }
+        );
+        assert_eq!(op.sha256, sha256_hex(&d));
+        assert_eq!(op.serial.len(), 32);
+        // Validity is what was asked, from a minute before.
+        let (_, x) = x509_parser::parse_x509_certificate(&d).unwrap();
+        assert_eq!(x.validity().not_before.timestamp(), 1_000_000 - 60);
+        assert_eq!(x.validity().not_after.timestamp(), 2_000_000);
+        // A CSR asking to be a node is still signed as an operator certificate only.
+        let (_k, node_csr) = new_csr("n9").unwrap();
+        let op = sign_operator_csr(&ca, &node_csr, "bob", Role::Viewer, 1_000_000, 2_000_000).unwrap();
+        assert_eq!(
+            cert_kind(&der(&op.cert_pem)),
+            CertKind::Operator {
+                name: "bob".into(),
+                role: Role::Viewer
+            }
+        );
+        assert_eq!(cert_kind(b"not a certificate"), CertKind::Unknown);
+        // The CA itself is neither.
+        assert_eq!(cert_kind(&der(&ca.cert_pem)), CertKind::Unknown);
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub enum ErrorKind {
     Invalid,
     /// It ran and failed (exit 1).
     Failed,
+    /// The remote operator's certificate is unknown, revoked or expired, or its role does not
+    /// allow the request (exit 1). Nothing was written.
+    Forbidden,
 }
 
 /// Why a write, read or status request to the cluster failed: a class callers match on and a

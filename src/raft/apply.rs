@@ -7,13 +7,14 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, SESSIONS, TOKENS, dec, enc, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, OPERATORS, SESSIONS, TOKENS, dec,
+    enc, io,
 };
 use super::txn::{K_AUDIT_SEQ, K_CLUSTER, K_PLACEMENT_SEQ, meta_get, meta_put};
 use super::types::{ClusterInit, Command, Request, Response};
 use crate::domain::{
     Assignment, AuditRecord, Blueprint, Health, InstanceStatus, Millis, NodeId, NodeRecord,
-    NodeState, StoredBlueprint, TokenRecord, TokenRefusal,
+    NodeState, OperatorRecord, StoredBlueprint, TokenRecord, TokenRefusal,
 };
 
 /// Audit entries kept (oldest dropped first).
@@ -489,6 +490,31 @@ pub(super) fn apply_command(
             Response::Previous(prev)
         }
         Command::Batch(_) => Response::Refused("a batch is applied by its parts".into()),
+        Command::IssueOperatorCert(rec) => {
+            if let Err(m) = crate::domain::validate_name("operator name", &rec.name) {
+                return Ok(Response::Refused(m));
+            }
+            txn.open_table(OPERATORS)
+                .map_err(io)?
+                .insert(rec.name.as_str(), enc(rec).as_slice())
+                .map_err(io)?;
+            Response::Ok
+        }
+        Command::RevokeOperatorCert { name } => {
+            let mut t = txn.open_table(OPERATORS).map_err(io)?;
+            let raw = t.get(name.as_str()).map_err(io)?.map(|v| v.value().to_vec());
+            match raw {
+                Some(raw) => {
+                    let mut rec: OperatorRecord = dec(&raw, "operator")?;
+                    rec.revoked = true;
+                    t.insert(name.as_str(), enc(&rec).as_slice()).map_err(io)?;
+                    Response::Ok
+                }
+                None => Response::Refused(format!(
+                    "no operator '{name}': 'aether operator cert list' shows them"
+                )),
+            }
+        }
         Command::RecordDecision(_)
         | Command::ApplyDecision { .. }
         | Command::ApproveDecision { .. }

@@ -175,11 +175,14 @@ fn table_of(r: &SnapRecord) -> &'static str {
         SnapRecord::Decision(..) => "decisions",
         SnapRecord::BlueprintVersion(..) => "blueprint_versions",
         SnapRecord::Rollout(..) => "rollouts",
+        SnapRecord::Operator(..) => "operators",
     }
 }
 
 /// Tables a restore leaves out: the old members, their health, placement and reports, the
-/// join tokens and client sessions. The new cluster places the blueprints on its own members.
+/// join tokens and client sessions, and the operator certificates (signed by the old cluster's
+/// CA: the restored cluster's new CA makes them void). The new cluster places the blueprints on
+/// its own members.
 pub const DROPPED_TABLES: &[&str] = &[
     "nodes",
     "tokens",
@@ -187,6 +190,7 @@ pub const DROPPED_TABLES: &[&str] = &[
     "health",
     "assignments",
     "instances",
+    "operators",
 ];
 
 /// Passes writes on and hashes and counts them.

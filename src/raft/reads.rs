@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::apply::ClusterMeta;
 use super::store::{
     ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
-    ROLLOUTS, ROLLOUTS_OPEN, SM_META, Store, TOKENS, dec, io,
+    OPERATORS, ROLLOUTS, ROLLOUTS_OPEN, SM_META, Store, TOKENS, dec, io,
 };
 use super::txn::K_CONTROL;
 use super::txn::{K_APPLIED, K_CLUSTER};
@@ -50,6 +50,25 @@ impl Store {
     /// Every join token, by id.
     pub fn tokens(&self) -> Result<Vec<crate::domain::TokenRecord>, std::io::Error> {
         self.scan(TOKENS, "token")
+    }
+
+    /// Every operator certificate record, by name.
+    pub fn operators(&self) -> Result<Vec<crate::domain::OperatorRecord>, std::io::Error> {
+        self.scan(OPERATORS, "operator")
+    }
+
+    /// Operator `name`'s record, read from this node's replica: the check every remote request
+    /// makes, so a revocation takes effect here as soon as it is applied here.
+    pub fn operator(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::domain::OperatorRecord>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(OPERATORS).map_err(io)?;
+        t.get(name)
+            .map_err(io)?
+            .map(|v| dec(v.value(), "operator"))
+            .transpose()
     }
 
     /// Every member record, by id.

@@ -52,13 +52,17 @@ pub(super) const ROLLOUTS: TableDefinition<u64, &[u8]> = TableDefinition::new("r
 /// The ids of the open rollouts (an index of ROLLOUTS, kept with it and rebuilt from it when a
 /// snapshot is installed): the loops read these every round, not the whole history.
 pub(super) const ROLLOUTS_OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("rollouts_open");
+/// Operator name → [`crate::domain::OperatorRecord`]: the certificate each remote operator may
+/// use, its role, expiry and revocation.
+pub(super) const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("operators");
 
 /// The encoding of every record in `raft.redb` and of the log's commands. Bumped whenever one
 /// changes, with a row in [`OLDER_FORMATS`] that migrates the format before it; a binary
 /// refuses a store it cannot migrate rather than misread it (1: the first versioned format,
 /// with blueprint versions, per-version assignments and rollouts; 2: slices carry a user; 0
-/// and 1 were development builds only; 2 is the first released format).
-pub const STORE_FORMAT: u32 = 2;
+/// and 1 were development builds only; 2 is the first released format; 3: the operators
+/// table, and the log's operator commands).
+pub const STORE_FORMAT: u32 = 3;
 
 /// One step from a format to the next, inside the write transaction of the open that
 /// migrates: a failed step commits nothing.
@@ -70,15 +74,23 @@ pub(super) enum Older {
     /// Written by development builds only (never released): refused.
     Development,
     /// Rewritten into the next format by the step (the next format's row uses it).
-    #[cfg_attr(not(test), allow(dead_code))]
     Migrate(Step),
 }
 
 /// Every format before [`STORE_FORMAT`], oldest first. To go from format N to N + 1: bump
 /// [`STORE_FORMAT`], write `fn migrate_N_to_N1(txn)` and add the row `(N, Older::Migrate(…))`;
 /// `tests/store_upgrade.rs` opens the committed format-2 store with this binary.
-pub(super) const OLDER_FORMATS: &[(u32, Older)] =
-    &[(0, Older::Development), (1, Older::Development)];
+pub(super) const OLDER_FORMATS: &[(u32, Older)] = &[
+    (0, Older::Development),
+    (1, Older::Development),
+    (2, Older::Migrate(migrate_2_to_3)),
+];
+
+/// Format 2 → 3: the operators table appears, empty (no record of format 2 changes).
+fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(OPERATORS)?;
+    Ok(())
+}
 
 /// Whether this binary opens a store of `format`: its own, or one its migrations lead from.
 pub fn reads_format(format: u32) -> bool {
@@ -328,6 +340,7 @@ impl Store {
             txn.open_table(BLUEPRINT_VERSIONS)?;
             txn.open_table(ROLLOUTS)?;
             txn.open_table(ROLLOUTS_OPEN)?;
+            txn.open_table(OPERATORS)?;
             txn.commit()?;
             Ok(())
         };
@@ -866,12 +879,12 @@ mod format_tests {
         let unversioned = store_of(None);
         refused(
             unversioned.path(),
-            "is in format '0', from before formats were recorded, and this aether reads format '2': this data dir was written by a development build before format 2; start from a fresh data dir or run the aether that wrote it",
+            "is in format '0', from before formats were recorded, and this aether reads format '3': this data dir was written by a development build before format 2; start from a fresh data dir or run the aether that wrote it",
         );
         let one = store_of(Some(1));
         refused(
             one.path(),
-            "is in format '1', and this aether reads format '2': this data dir was written by a development build",
+            "is in format '1', and this aether reads format '3': this data dir was written by a development build",
         );
     }
 

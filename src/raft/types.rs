@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, Health, InstanceStatus,
-    Millis, NodeId, NodeState, Outcome, Rollout, RolloutOp, TokenRefusal,
+    Millis, NodeId, NodeState, OperatorRecord, Outcome, Rollout, RolloutOp, TokenRefusal,
 };
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
@@ -204,6 +204,12 @@ pub enum Command {
         id: NodeId,
         addr: String,
     },
+    // operators (DESIGN §6)
+    /// Record an operator certificate a node signed with the cluster CA; it replaces any
+    /// earlier certificate of that name, which is refused from then on.
+    IssueOperatorCert(OperatorRecord),
+    /// Revoke operator `name`'s certificate: every node refuses it at its next request.
+    RevokeOperatorCert { name: String },
 }
 
 impl Command {
@@ -217,6 +223,8 @@ impl Command {
             | Command::CompareAndSwap { .. }
             | Command::IssueJoinToken { .. }
             | Command::RevokeJoinToken { .. }
+            | Command::IssueOperatorCert(_)
+            | Command::RevokeOperatorCert { .. }
             | Command::RecordDecision(_)
             | Command::CloseDecision { .. }
             | Command::RecordOutcome { .. }
@@ -268,6 +276,13 @@ impl Command {
                 )
             }
             Command::RevokeJoinToken { id } => format!("revoke join token {id}"),
+            Command::IssueOperatorCert(o) => format!(
+                "issue operator certificate for {} ({}, serial {})",
+                o.name, o.role, o.serial
+            ),
+            Command::RevokeOperatorCert { name } => {
+                format!("revoke operator certificate of {name}")
+            }
             Command::Put { key, value } => format!("put {key} ({} bytes)", value.len()),
             Command::Delete { key } => format!("delete {key}"),
             Command::CompareAndSwap { key, .. } => format!("compare-and-swap {key}"),
