@@ -82,6 +82,10 @@ pub enum NetError {
     /// pin names.
     #[error("{addr} is not a member of the cluster the token is for: {message}")]
     NotThisCluster { addr: String, message: String },
+    /// The TLS handshake of a remote admin connection failed on a certificate: the node refused
+    /// the operator's (expired, not signed by its CA), or the identity's CA refused the node's.
+    #[error("{addr} refused the handshake: {message}")]
+    Refused { addr: String, message: String },
 }
 
 impl NetError {
@@ -893,13 +897,43 @@ pub struct AdminStream {
     _ep: quinn::Endpoint,
 }
 
+/// A connection the node closed with [`CLOSE_REFUSED`] reads and writes as an error of kind
+/// `PermissionDenied` carrying the node's reason, so the client tells a refusal from a lost node
+/// by its kind.
+fn refused_io(e: std::io::Error) -> std::io::Error {
+    let lost = e.get_ref().and_then(|i| {
+        if let Some(quinn::ReadError::ConnectionLost(c)) = i.downcast_ref::<quinn::ReadError>() {
+            Some(c)
+        } else if let Some(quinn::WriteError::ConnectionLost(c)) =
+            i.downcast_ref::<quinn::WriteError>()
+        {
+            Some(c)
+        } else {
+            None
+        }
+    });
+    match lost {
+        Some(quinn::ConnectionError::ApplicationClosed(c))
+            if c.error_code == quinn::VarInt::from_u32(CLOSE_REFUSED) =>
+        {
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                String::from_utf8_lossy(&c.reason).into_owned(),
+            )
+        }
+        _ => e,
+    }
+}
+
 impl tokio::io::AsyncRead for AdminStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        Pin::new(&mut self.stream)
+            .poll_read(cx, buf)
+            .map_err(refused_io)
     }
 }
 
@@ -909,7 +943,9 @@ impl tokio::io::AsyncWrite for AdminStream {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        Pin::new(&mut self.stream)
+            .poll_write(cx, buf)
+            .map_err(refused_io)
     }
     fn poll_flush(
         mut self: Pin<&mut Self>,
@@ -947,12 +983,27 @@ pub async fn admin_connect(
         addr: addr.into(),
         message: e.to_string(),
     };
+    // A handshake that fails on a certificate (a TLS alert either way) is a refusal.
+    let handshake = |e: quinn::ConnectionError| {
+        let code = match &e {
+            quinn::ConnectionError::ConnectionClosed(c) => Some(u64::from(c.error_code)),
+            quinn::ConnectionError::TransportError(t) => Some(u64::from(t.code)),
+            _ => None,
+        };
+        match code {
+            Some(c) if (0x100..0x200).contains(&c) => NetError::Refused {
+                addr: addr.into(),
+                message: format!("{e} (TLS alert {})", c - 0x100),
+            },
+            _ => connect(&e),
+        }
+    };
     tokio::time::timeout(timeout, async {
         let conn = ep
             .connect_with(client, sa, tls::NODE_SAN)
             .map_err(|e| connect(&e))?
             .await
-            .map_err(|e| connect(&e))?;
+            .map_err(handshake)?;
         let (send, recv) = conn.open_bi().await.map_err(|e| connect(&e))?;
         Ok(AdminStream {
             stream: PeerStream { send, recv },

@@ -18,7 +18,6 @@ pub mod keymap;
 mod link;
 pub mod views;
 
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -48,7 +47,7 @@ pub enum Input {
 
 /// How `aether tui` was asked to run.
 pub struct Options {
-    pub socket: PathBuf,
+    pub socket: crate::admin::client::Target,
     pub readonly: bool,
     pub keys: Keymap,
 }

@@ -4,18 +4,18 @@
 
 use std::path::{Path, PathBuf};
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::protocol::MAX_ADMIN_FRAME;
 use super::protocol::{
     AdminError, AdminRequest, AdminResponse, BlueprintView, DoctorView, ErrorKind, LiveUpdate,
     MemberView, MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, RolloutActView,
-    RolloutView, StatusView, TokenInfo, TokenView, TrafficView, Watch,
+    OperatorCertView, RolloutView, StatusView, TokenInfo, TokenView, TrafficView, Watch,
 };
 use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
-use crate::domain::{AuditRecord, Decision, RolloutOp};
+use crate::domain::{AuditRecord, Decision, OperatorRecord, RolloutOp};
 use crate::net::frame::{FrameError, read_frame, write_frame};
 use crate::raft::backup::BackupSummary;
 use crate::raft::types::{Command, RequestId, Response};
@@ -109,10 +109,29 @@ macro_rules! ask {
     };
 }
 
-/// A connection to a node's admin socket.
+/// The byte pipe an admin connection runs on: the node's Unix socket, or a remote admin
+/// stream over QUIC. The frames are the same on both.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+/// Which node a client talks to, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The node's local admin socket.
+    Socket(PathBuf),
+    /// A node's QUIC port (`host:port`), as the remote operator whose identity is in `identity`.
+    Remote { addr: String, identity: PathBuf },
+}
+
+/// How long `--remote` waits for the node's handshake.
+const REMOTE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection to a node's admin API.
 pub struct Client {
-    stream: UnixStream,
-    path: PathBuf,
+    stream: Box<dyn Transport>,
+    /// Where the node is, for messages: its socket's path or its `host:port`.
+    at: String,
 }
 
 impl Client {
@@ -128,28 +147,69 @@ impl Client {
             )
         })?;
         Ok(Client {
-            stream,
-            path: path.to_path_buf(),
+            stream: Box::new(stream),
+            at: path.display().to_string(),
         })
+    }
+
+    /// Connect to the node at `addr` (`host:port` of its QUIC port) as the remote operator
+    /// whose identity (`operator.key`, `operator.crt`, `ca.crt`) is in `identity`.
+    pub async fn connect_remote(addr: &str, identity: &Path) -> Result<Client, AdminError> {
+        let id = crate::net::tls::OperatorIdentity::load(identity).map_err(|e| {
+            AdminError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "cannot use the operator identity in '{}': {e}; 'aether operator cert create NAME --role ROLE -o DIR' on a node makes one",
+                    identity.display()
+                ),
+            )
+        })?;
+        let cfg = crate::config::NetConfig::default();
+        let stream = crate::net::admin_connect(addr, &id, &cfg, REMOTE_CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                crate::net::NetError::Refused { .. } => AdminError::new(
+                    ErrorKind::Forbidden,
+                    format!(
+                        "{e}: the identity in '{}' is not accepted (expired, or of another cluster); ask an admin for a new one",
+                        identity.display()
+                    ),
+                ),
+                e => AdminError::new(
+                    ErrorKind::Unavailable,
+                    format!("cannot reach the node at '{addr}' as a remote operator: {e}"),
+                ),
+            })?;
+        Ok(Client {
+            stream: Box::new(stream),
+            at: addr.to_string(),
+        })
+    }
+
+    /// Connect to `target`.
+    pub async fn connect_to(target: &Target) -> Result<Client, AdminError> {
+        match target {
+            Target::Socket(path) => Client::connect(path).await,
+            Target::Remote { addr, identity } => Client::connect_remote(addr, identity).await,
+        }
+    }
+
+    /// A client over any transport (tests, other carriers); `at` names the node in messages.
+    pub fn over(stream: impl Transport, at: impl Into<String>) -> Client {
+        Client {
+            stream: Box::new(stream),
+            at: at.into(),
+        }
     }
 
     /// Send one request and wait for its answer. An error answer becomes `Err`.
     pub async fn call(&mut self, req: &AdminRequest) -> Result<AdminResponse, AdminError> {
-        let lost = |e: &dyn std::fmt::Display| {
-            AdminError::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "lost the connection to the node at '{}': {e}",
-                    self.path.display()
-                ),
-            )
-        };
         write_frame(&mut self.stream, req)
             .await
-            .map_err(|e| lost(&e))?;
+            .map_err(|e| unreadable(&self.at, e))?;
         match read_frame::<_, AdminResponse>(&mut self.stream, MAX_ADMIN_FRAME)
             .await
-            .map_err(|e| unreadable(&self.path, e))?
+            .map_err(|e| unreadable(&self.at, e))?
         {
             AdminResponse::Error(e) => Err(e),
             r => Ok(r),
@@ -190,11 +250,11 @@ impl Client {
     ) -> Result<BackupSummary, ClientError> {
         write_frame(&mut self.stream, &AdminRequest::SnapshotSave)
             .await
-            .map_err(|e| lost(&self.path, &e))?;
+            .map_err(|e| lost(&self.at, &e))?;
         loop {
             match read_frame::<_, AdminResponse>(&mut self.stream, MAX_ADMIN_FRAME)
                 .await
-                .map_err(|e| unreadable(&self.path, e))?
+                .map_err(|e| unreadable(&self.at, e))?
             {
                 AdminResponse::SnapshotChunk(b) => out.write_all(&b).map_err(|e| {
                     AdminError::new(ErrorKind::Failed, format!("cannot write the snapshot: {e}"))
@@ -551,58 +611,99 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Make an operator identity for `name` with `role`, living `ttl_ms`: a new key made here
+    /// (it never leaves this machine), its CSR signed by the node with the cluster CA and
+    /// recorded ([`AdminRequest::OperatorCertCreate`]). Returns the key's PEM and the node's
+    /// answer (certificate, CA, record).
+    pub async fn operator_cert_create(
+        &mut self,
+        name: String,
+        role: crate::domain::Role,
+        ttl_ms: u64,
+    ) -> Result<(String, OperatorCertView), ClientError> {
+        let (key_pem, csr_pem) = crate::net::tls::operator_csr(&name).map_err(|e| {
+            AdminError::new(ErrorKind::Failed, format!("cannot make a key: {e}"))
+        })?;
+        let view = ask!(
+            self,
+            "OperatorCertCreate",
+            AdminRequest::OperatorCertCreate {
+                name,
+                role,
+                ttl_ms,
+                csr_pem
+            },
+            AdminResponse::OperatorCert(v) => *v
+        )?;
+        Ok((key_pem, view))
+    }
+
+    /// Every operator certificate record ([`AdminRequest::OperatorCerts`]).
+    pub async fn operator_certs(&mut self) -> Result<Vec<OperatorRecord>, ClientError> {
+        ask!(self, "OperatorCerts", AdminRequest::OperatorCerts, AdminResponse::Operators(o) => o)
+    }
+}
+
 /// The reading half of a live feed.
 pub struct FeedReader {
-    rd: OwnedReadHalf,
-    path: PathBuf,
+    rd: ReadHalf<Box<dyn Transport>>,
+    at: String,
 }
 
 /// The writing half of a live feed: moves its watch.
 pub struct FeedWriter {
-    wr: OwnedWriteHalf,
-    path: PathBuf,
+    wr: WriteHalf<Box<dyn Transport>>,
+    at: String,
 }
 
 /// A frame from the node that could not be read: a node of another protocol version is named
 /// as such (the CLI and the daemon are different aether versions), the rest is a lost connection.
-fn unreadable(path: &Path, e: FrameError) -> AdminError {
+fn unreadable(at: &str, e: FrameError) -> AdminError {
     match e {
         FrameError::Version { got, want } => AdminError::new(
             ErrorKind::Failed,
             format!(
-                "the node at '{}' speaks protocol {got}, this aether speaks {want}: run the aether binary of the node's version (compare 'aether --version' with the node's), or upgrade the node",
-                path.display()
+                "the node at '{at}' speaks protocol {got}, this aether speaks {want}: run the aether binary of the node's version (compare 'aether --version' with the node's), or upgrade the node"
             ),
         ),
-        e => lost(path, &e),
+        FrameError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            refused(at, &e)
+        }
+        e => lost(at, &e),
     }
 }
 
-fn lost(path: &Path, e: &dyn std::fmt::Display) -> AdminError {
+/// The node closed the connection on this client's certificate (see `net::AdminStream`).
+fn refused(at: &str, e: &dyn std::fmt::Display) -> AdminError {
+    AdminError::new(
+        ErrorKind::Forbidden,
+        format!("the node at '{at}' refused this connection: {e}"),
+    )
+}
+
+fn lost(at: &str, e: &dyn std::fmt::Display) -> AdminError {
     AdminError::new(
         ErrorKind::Unavailable,
-        format!(
-            "lost the connection to the node at '{}': {e}",
-            path.display()
-        ),
+        format!("lost the connection to the node at '{at}': {e}"),
     )
 }
 
 impl Client {
     /// Turn this connection into a live feed (see [`AdminRequest::Subscribe`]).
     pub async fn subscribe(self, watch: Watch) -> Result<(FeedReader, FeedWriter), AdminError> {
-        let (rd, mut wr) = self.stream.into_split();
+        let (rd, mut wr) = tokio::io::split(self.stream);
         write_frame(&mut wr, &AdminRequest::Subscribe(watch))
             .await
-            .map_err(|e| lost(&self.path, &e))?;
+            .map_err(|e| lost(&self.at, &e))?;
         Ok((
             FeedReader {
                 rd,
-                path: self.path.clone(),
+                at: self.at.clone(),
             },
             FeedWriter {
                 wr,
-                path: self.path,
+                at: self.at,
             },
         ))
     }
@@ -613,7 +714,7 @@ impl FeedReader {
     pub async fn next(&mut self) -> Result<LiveUpdate, AdminError> {
         match read_frame::<_, AdminResponse>(&mut self.rd, MAX_ADMIN_FRAME)
             .await
-            .map_err(|e| unreadable(&self.path, e))?
+            .map_err(|e| unreadable(&self.at, e))?
         {
             AdminResponse::Live(u) => Ok(*u),
             AdminResponse::Error(e) => Err(e),
@@ -630,7 +731,7 @@ impl FeedWriter {
     pub async fn watch(&mut self, w: Watch) -> Result<(), AdminError> {
         write_frame(&mut self.wr, &AdminRequest::Subscribe(w))
             .await
-            .map_err(|e| lost(&self.path, &e))
+            .map_err(|e| lost(&self.at, &e))
     }
 }
 

@@ -34,6 +34,15 @@ pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Talk to the node at ADDR (host:port of its QUIC port, e.g. 10.0.0.5:7420) as a remote
+    /// operator, with the certificate in --identity, instead of through the local socket.
+    #[arg(long, global = true, env = "AETHER_REMOTE", value_name = "ADDR")]
+    pub remote: Option<String>,
+    /// With --remote: the operator identity (operator.key, operator.crt, ca.crt) from 'aether
+    /// operator cert create' [default: $XDG_CONFIG_HOME/aether/identity, else
+    /// ~/.config/aether/identity].
+    #[arg(long, global = true, env = "AETHER_IDENTITY", value_name = "DIR")]
+    pub identity: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -183,6 +192,61 @@ pub enum Cmd {
     },
     /// Write a man page for every command into DIR, or print aether(1) without one.
     Man { dir: Option<PathBuf> },
+    /// Remote operators: certificates with a role (viewer, operator, admin) for 'aether
+    /// --remote' from another machine.
+    #[command(subcommand)]
+    Operator(OperatorCmd),
+}
+
+/// `aether operator …`
+#[derive(Debug, Subcommand)]
+pub enum OperatorCmd {
+    /// Operator certificates.
+    #[command(subcommand)]
+    Cert(OperatorCertCmd),
+}
+
+/// `aether operator cert …`
+#[derive(Debug, Subcommand)]
+pub enum OperatorCertCmd {
+    /// Make an identity for operator NAME: a new key made here (it never leaves this machine),
+    /// a certificate for it signed by the cluster CA with NAME and the role, and the CA; written
+    /// to DIR as operator.key (0600), operator.crt and ca.crt. A new certificate for a name
+    /// replaces the old one.
+    Create {
+        name: String,
+        /// What the operator may do: viewer (reads, the console), operator (also veto,
+        /// approve, pause, scale, drain, rollouts), admin (also blueprints, tokens, operators,
+        /// snapshots, modes, kv, remove).
+        #[arg(long, value_parser = parse_role)]
+        role: crate::domain::Role,
+        /// Lifetime, e.g. 12h, 30d; at most the node's [admin] operator_cert_max_ttl (90d by
+        /// default).
+        #[arg(long, default_value = "30d", value_parser = parse_cert_ttl)]
+        ttl: std::time::Duration,
+        /// Directory to write the identity to [default: ./aether-identity-NAME]. It must not
+        /// hold an identity already.
+        #[arg(short = 'o', long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Every operator certificate: name, role, expiry, whether revoked. Keys are never shown;
+    /// the cluster never has them.
+    List,
+    /// Revoke operator NAME's certificate: every node refuses it from its next request.
+    Revoke { name: String },
+}
+
+fn parse_role(s: &str) -> Result<crate::domain::Role, String> {
+    crate::domain::Role::parse(s)
+        .ok_or_else(|| format!("expected viewer, operator or admin, found '{s}'"))
+}
+
+fn parse_cert_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let d = config::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("expected at least 1s, found '{s}'"));
+    }
+    Ok(d)
 }
 
 /// `aether rollout …`
@@ -552,6 +616,20 @@ impl Cli {
         self.data_dir
             .clone()
             .unwrap_or_else(config::default_data_dir)
+    }
+
+    /// The operator identity `--remote` uses: `--identity`, else
+    /// `$XDG_CONFIG_HOME/aether/identity`, else `~/.config/aether/identity`.
+    pub fn identity(&self) -> PathBuf {
+        if let Some(d) = &self.identity {
+            return d.clone();
+        }
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+            .unwrap_or_else(|| PathBuf::from(".config"));
+        config.join("aether").join("identity")
     }
 
     /// The admin socket to use.

@@ -8,11 +8,11 @@ use clap::CommandFactory;
 
 use super::args::{
     AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat,
-    OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd,
+    OperatorCertCmd, OperatorCmd, OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd,
 };
 use super::output;
 use super::{Failure, exit};
-use crate::admin::client::Client;
+use crate::admin::client::{Client, Target};
 use crate::config::{self, Config, FlagOverride};
 use crate::domain::{NodeState, RolloutOp, now_millis};
 use crate::raft::backup::{self, BackupError, BackupInfo};
@@ -75,9 +75,20 @@ pub fn node_config(
     Ok((cfg, dir, rules))
 }
 
+/// The node this command talks to: `--remote` with its identity, else the local socket.
+fn node_target(cli: &Cli) -> Target {
+    match &cli.remote {
+        Some(addr) => Target::Remote {
+            addr: addr.clone(),
+            identity: cli.identity(),
+        },
+        None => Target::Socket(cli.socket()),
+    }
+}
+
 /// A connection to the node this command talks to.
 async fn client(cli: &Cli) -> Result<Client, Failure> {
-    Ok(Client::connect(&cli.socket()).await?)
+    Ok(Client::connect_to(&node_target(cli)).await?)
 }
 
 /// Stdout, locked, for a renderer.
@@ -246,7 +257,7 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             let keys = crate::tui::keymap::Keymap::new(&cfg.tui.keys)
                 .map_err(|e| Failure::new(exit::USAGE, e))?;
             let opts = crate::tui::Options {
-                socket: cli.socket(),
+                socket: node_target(cli),
                 readonly: *readonly,
                 keys,
             };
@@ -336,6 +347,7 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
         Cmd::Doctor { list, checks } => super::doctor::gather::run(cli, *list, checks).await?,
         Cmd::Diag(_) => return Err(not_built("diag bundle", "a later issue")),
         Cmd::Drill(_) => return Err(not_built("drill run", "a later issue")),
+        Cmd::Operator(OperatorCmd::Cert(c)) => run_operator_cert(cli, c, json).await?,
         Cmd::Man { dir: Some(dir) } => {
             super::args::write_man_pages(dir).map_err(|e| {
                 Failure::new(
@@ -722,4 +734,73 @@ async fn rollout_status(
 /// A decision id (`d-12` or `12`); anything else is bad input (exit 2).
 fn decision_id(s: &str) -> Result<u64, Failure> {
     crate::domain::parse_decision_id(s).map_err(|m| Failure::new(exit::USAGE, m))
+}
+
+/// `aether operator cert create|list|revoke`.
+async fn run_operator_cert(cli: &Cli, cmd: &OperatorCertCmd, json: bool) -> Result<(), Failure> {
+    match cmd {
+        OperatorCertCmd::Create {
+            name,
+            role,
+            ttl,
+            out,
+        } => {
+            crate::domain::validate_name("operator name", name)
+                .map_err(|m| Failure::new(exit::USAGE, m))?;
+            let dir = out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("aether-identity-{name}")));
+            // Checked before the node signs anything: a refused create records nothing.
+            if dir.join("operator.key").exists() {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!(
+                        "'{}' already holds an identity: remove it, or pass another -o DIR",
+                        dir.display()
+                    ),
+                ));
+            }
+            let (key_pem, view) = client(cli)
+                .await?
+                .operator_cert_create(name.clone(), *role, ttl.as_millis() as u64)
+                .await?;
+            crate::net::tls::OperatorIdentity::save(&dir, &view.ca_pem, &view.cert_pem, &key_pem)
+                .map_err(|e| {
+                    Failure::new(
+                        exit::FAILED,
+                        format!(
+                            "operator '{name}' is recorded but its identity could not be written: {e}; revoke it ('aether operator cert revoke {name}') and create it again"
+                        ),
+                    )
+                })?;
+            output::operator_created(&mut stdout(), &view.record, &dir, now_millis(), json)
+                .map_err(unwritten)?;
+        }
+        OperatorCertCmd::List => {
+            let o = client(cli).await?.operator_certs().await?;
+            output::operators(&mut stdout(), &o, now_millis(), json).map_err(unwritten)?;
+        }
+        OperatorCertCmd::Revoke { name } => {
+            let mut c = client(cli).await?;
+            let known = c.operator_certs().await?;
+            if !known.iter().any(|o| o.name == *name) {
+                let names: Vec<&str> = known.iter().map(|o| o.name.as_str()).collect();
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!(
+                        "no operator '{name}'; known: {}",
+                        if names.is_empty() {
+                            "none".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                ));
+            }
+            c.write(Command::RevokeOperatorCert { name: name.clone() })
+                .await?;
+            output::ok(&mut stdout(), json).map_err(unwritten)?;
+        }
+    }
+    Ok(())
 }

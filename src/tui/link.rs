@@ -3,14 +3,13 @@
 //! own connections. It talks to the UI thread through channels only, so the UI never waits
 //! on the node.
 
-use std::path::PathBuf;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::Input;
-use crate::admin::client::Client;
+use crate::admin::client::{Client, Target};
 use crate::admin::protocol::Watch;
 use crate::raft::types::Command;
 
@@ -36,11 +35,11 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Run until the UI goes away (its request channel closes or its input channel does).
-pub async fn run(socket: PathBuf, mut requests: UnboundedReceiver<Request>, ui: Sender<Input>) {
+pub async fn run(socket: Target, mut requests: UnboundedReceiver<Request>, ui: Sender<Input>) {
     let mut watch = Watch::default();
     let mut backoff = BACKOFF_MIN;
     loop {
-        let reason = match Client::connect(&socket).await {
+        let reason = match Client::connect_to(&socket).await {
             Ok(c) => match c.subscribe(watch.clone()).await {
                 Ok((mut reader, mut writer)) => {
                     let (tx, mut frames) = tokio::sync::mpsc::channel(8);
@@ -113,11 +112,11 @@ pub async fn run(socket: PathBuf, mut requests: UnboundedReceiver<Request>, ui: 
 }
 
 /// Send one write on its own connection; the outcome goes back to the UI.
-fn write(socket: &std::path::Path, cmd: Command, what: String, ui: &Sender<Input>) {
-    let socket = socket.to_path_buf();
+fn write(socket: &Target, cmd: Command, what: String, ui: &Sender<Input>) {
+    let socket = socket.clone();
     let ui = ui.clone();
     tokio::spawn(async move {
-        let r = match Client::connect(&socket).await {
+        let r = match Client::connect_to(&socket).await {
             Ok(mut c) => c.write(cmd).await.map(|_| what).map_err(|e| e.message),
             Err(e) => Err(e.message),
         };
@@ -126,11 +125,11 @@ fn write(socket: &std::path::Path, cmd: Command, what: String, ui: &Sender<Input
 }
 
 /// Propose an advice item on its own connection; the outcome goes back to the UI.
-fn take(socket: &std::path::Path, id: String, ui: &Sender<Input>) {
-    let socket = socket.to_path_buf();
+fn take(socket: &Target, id: String, ui: &Sender<Input>) {
+    let socket = socket.clone();
     let ui = ui.clone();
     tokio::spawn(async move {
-        let r = match Client::connect(&socket).await {
+        let r = match Client::connect_to(&socket).await {
             Ok(mut c) => c
                 .advice_take(id.clone())
                 .await
@@ -149,11 +148,11 @@ fn take(socket: &std::path::Path, id: String, ui: &Sender<Input>) {
 }
 
 /// Read a slice's log tail on its own connection; the lines go back to the UI.
-fn logs(socket: &std::path::Path, target: String, ui: &Sender<Input>) {
-    let socket = socket.to_path_buf();
+fn logs(socket: &Target, target: String, ui: &Sender<Input>) {
+    let socket = socket.clone();
     let ui = ui.clone();
     tokio::spawn(async move {
-        let r = match Client::connect(&socket).await {
+        let r = match Client::connect_to(&socket).await {
             Ok(mut c) => c
                 .logs(target.clone(), Vec::new(), super::app::LOG_TAIL)
                 .await
