@@ -912,17 +912,38 @@ fn refused_io(e: std::io::Error) -> std::io::Error {
             None
         }
     });
+    let denied = |m: String| std::io::Error::new(std::io::ErrorKind::PermissionDenied, m);
     match lost {
         Some(quinn::ConnectionError::ApplicationClosed(c))
             if c.error_code == quinn::VarInt::from_u32(CLOSE_REFUSED) =>
         {
-            std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                String::from_utf8_lossy(&c.reason).into_owned(),
-            )
+            denied(String::from_utf8_lossy(&c.reason).into_owned())
         }
+        // In TLS 1.3 the server checks the client's certificate after the client is done with
+        // the handshake: its refusal arrives as the connection's close.
+        Some(quinn::ConnectionError::ConnectionClosed(c)) => match tls_alert(c.error_code.into()) {
+            Some(alert) => denied(format!(
+                "the node refused this certificate in the TLS handshake: {alert}"
+            )),
+            None => e,
+        },
         _ => e,
     }
+}
+
+/// What the TLS alert in a QUIC crypto error code (0x100 + alert) says, if it is one.
+fn tls_alert(code: u64) -> Option<String> {
+    let alert = code.checked_sub(0x100).filter(|a| *a < 0x100)?;
+    let what = match alert {
+        42 => "bad certificate",
+        44 => "certificate revoked",
+        45 => "certificate expired",
+        46 => "certificate unknown",
+        48 => "unknown CA (signed by another cluster's CA?)",
+        116 => "certificate required",
+        _ => "handshake failure",
+    };
+    Some(format!("{what} (TLS alert {alert})"))
 }
 
 impl tokio::io::AsyncRead for AdminStream {
@@ -990,12 +1011,12 @@ pub async fn admin_connect(
             quinn::ConnectionError::TransportError(t) => Some(u64::from(t.code)),
             _ => None,
         };
-        match code {
-            Some(c) if (0x100..0x200).contains(&c) => NetError::Refused {
+        match code.and_then(tls_alert) {
+            Some(alert) => NetError::Refused {
                 addr: addr.into(),
-                message: format!("{e} (TLS alert {})", c - 0x100),
+                message: alert,
             },
-            _ => connect(&e),
+            None => connect(&e),
         }
     };
     tokio::time::timeout(timeout, async {
@@ -1098,6 +1119,16 @@ pub async fn unauthenticated_probe(
     ca: &rustls::pki_types::CertificateDer<'static>,
     bytes: &[u8],
 ) -> Result<Vec<u8>, String> {
+    unauthenticated_probe_alpn(addr, ca, ALPN_PEER, bytes).await
+}
+
+/// [`unauthenticated_probe`] speaking `alpn` (e.g. [`ALPN_ADMIN`]).
+pub async fn unauthenticated_probe_alpn(
+    addr: &str,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    alpn: &[u8],
+    bytes: &[u8],
+) -> Result<Vec<u8>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).map_err(|e| e.to_string())?;
     let mut cfg = rustls::ClientConfig::builder_with_provider(tls::provider())
@@ -1105,7 +1136,7 @@ pub async fn unauthenticated_probe(
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    cfg.alpn_protocols = vec![ALPN_PEER.to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     let client = client_config(cfg, &NetConfig::default()).map_err(|e| e.to_string())?;
     let sa = resolve(addr).await.map_err(|e| e.to_string())?;
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("literal"))

@@ -190,8 +190,9 @@ pub fn authorize(
     record.check(&op.cert_sha256, now).map_err(forbidden)?;
     let need = required_role(req);
     if record.role < need {
+        let article = if record.role == Role::Viewer { "a" } else { "an" };
         return Err(forbidden(format!(
-            "'{}' needs the '{need}' role; '{}' is a '{}'",
+            "'{}' needs the '{need}' role; '{}' is {article} '{}'",
             command_name(req),
             op.name,
             record.role

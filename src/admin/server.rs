@@ -567,10 +567,17 @@ async fn operator_cert_create(
     crate::domain::validate_name("operator name", name).map_err(invalid)?;
     let max = src.admin.operator_cert_max_ttl.0;
     if ttl_ms == 0 || u128::from(ttl_ms) > max.as_millis() {
+        let show = |ms: u128| {
+            if ms > 0 && ms % 86_400_000 == 0 {
+                format!("{}d", ms / 86_400_000)
+            } else {
+                crate::config::Dur(Duration::from_millis(ms as u64)).to_string()
+            }
+        };
         return Err(invalid(format!(
-            "--ttl must be between 1s and {} ([admin] operator_cert_max_ttl), found {}",
-            humantime::format_duration(max),
-            humantime::format_duration(Duration::from_millis(ttl_ms))
+            "--ttl must be between 1s and {} ([admin] operator_cert_max_ttl), found {}: ask for less, or raise the maximum in the node's config",
+            show(max.as_millis()),
+            show(u128::from(ttl_ms))
         )));
     }
     let meta = cluster

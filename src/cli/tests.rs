@@ -95,6 +95,47 @@ fn tokens() {
     );
 }
 
+fn operator_records() -> Vec<crate::domain::OperatorRecord> {
+    use crate::domain::{OperatorRecord, Role};
+    let rec = |name: &str, role, expires_at, revoked| OperatorRecord {
+        name: name.into(),
+        role,
+        cert_sha256: "3f".repeat(32),
+        serial: "5a1e".repeat(8),
+        created_at: NOW - 86_400_000,
+        expires_at,
+        revoked,
+    };
+    vec![
+        rec("ada", Role::Admin, NOW + 29 * 86_400_000, false),
+        rec("otto", Role::Operator, NOW - 60_000, false),
+        rec("vera", Role::Viewer, NOW + 3_600_000, true),
+    ]
+}
+
+#[test]
+fn operators() {
+    let o = operator_records();
+    insta::assert_snapshot!("operators", render(|w| output::operators(w, &o, NOW, false)));
+    insta::assert_snapshot!(
+        "operators_json",
+        render_json(|w| output::operators(w, &o, NOW, true))
+    );
+    insta::assert_snapshot!(
+        "operators_none",
+        render(|w| output::operators(w, &[], NOW, false))
+    );
+    let dir = std::path::Path::new("aether-identity-ada");
+    insta::assert_snapshot!(
+        "operator_created",
+        render(|w| output::operator_created(w, &o[0], dir, NOW, false))
+    );
+    insta::assert_snapshot!(
+        "operator_created_json",
+        render_json(|w| output::operator_created(w, &o[0], dir, NOW, true))
+    );
+}
+
 #[test]
 fn removed() {
     let what = "removed 'n3' (a voter); voters now: n1, n2";

@@ -321,12 +321,18 @@ impl OperatorIdentity {
     /// Read the identity under `dir`.
     pub fn load(dir: &Path) -> Result<OperatorIdentity, TlsError> {
         let p = |f: &str| dir.join(f);
-        let ca = parse_cert(&p("ca.crt").display().to_string(), &read(&p("ca.crt"))?)?;
+        let read = |f: &str| {
+            std::fs::read(p(f)).map_err(|e| TlsError::Parse {
+                path: p(f).display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        let ca = parse_cert(&p("ca.crt").display().to_string(), &read("ca.crt")?)?;
         let cert = parse_cert(
             &p("operator.crt").display().to_string(),
-            &read(&p("operator.crt"))?,
+            &read("operator.crt")?,
         )?;
-        let key = PrivateKeyDer::from_pem_slice(&read(&p("operator.key"))?).map_err(|e| {
+        let key = PrivateKeyDer::from_pem_slice(&read("operator.key")?).map_err(|e| {
             TlsError::Parse {
                 path: p("operator.key").display().to_string(),
                 message: e.to_string(),
