@@ -369,7 +369,11 @@ async fn exchange<Req: Serialize, Resp: DeserializeOwned>(
     let (reply, size): (Reply<Resp>, u64) = frame::read_frame_sized(&mut recv, max_frame)
         .await
         .map_err(|source| match source {
-            FrameError::Io(e) => lost(&e),
+            // A connection the peer closed says why (e.g. a refused certificate).
+            FrameError::Io(e) => match conn.close_reason() {
+                Some(why) => lost(&why),
+                None => lost(&e),
+            },
             FrameError::Closed => lost(
                 &conn
                     .close_reason()
