@@ -43,8 +43,7 @@ pub const CLOSE_REFUSED: u32 = 0x41;
 pub const REFUSED_REASON: &str = "refused: a certificate signed by this cluster's CA is required";
 /// Reason sent with [`CLOSE_REFUSED`] to a certificate of the cluster CA that is not a node's
 /// on the member protocol.
-pub const NOT_A_MEMBER_REASON: &str =
-    "refused: this certificate is not a member's (an operator certificate is for 'aether --remote' only)";
+pub const NOT_A_MEMBER_REASON: &str = "refused: this certificate is not a member's (an operator certificate is for 'aether --remote' only)";
 /// Reason sent with [`CLOSE_REFUSED`] to a remote admin client without an operator certificate.
 pub const NOT_AN_OPERATOR_REASON: &str = "refused: remote admin needs an operator certificate signed by this cluster's CA: 'aether operator cert create' on a node makes one";
 

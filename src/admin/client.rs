@@ -10,8 +10,8 @@ use tokio::net::UnixStream;
 use super::protocol::MAX_ADMIN_FRAME;
 use super::protocol::{
     AdminError, AdminRequest, AdminResponse, BlueprintView, DoctorView, ErrorKind, LiveUpdate,
-    MemberView, MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, RolloutActView,
-    OperatorCertView, RolloutView, StatusView, TokenInfo, TokenView, TrafficView, Watch,
+    MemberView, MetricsView, ModelBenchView, OperatorCertView, PlanView, ReadQuery, ReadResult,
+    RolloutActView, RolloutView, StatusView, TokenInfo, TokenView, TrafficView, Watch,
 };
 use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
@@ -622,9 +622,8 @@ impl Client {
         role: crate::domain::Role,
         ttl_ms: u64,
     ) -> Result<(String, OperatorCertView), ClientError> {
-        let (key_pem, csr_pem) = crate::net::tls::operator_csr(&name).map_err(|e| {
-            AdminError::new(ErrorKind::Failed, format!("cannot make a key: {e}"))
-        })?;
+        let (key_pem, csr_pem) = crate::net::tls::operator_csr(&name)
+            .map_err(|e| AdminError::new(ErrorKind::Failed, format!("cannot make a key: {e}")))?;
         let view = ask!(
             self,
             "OperatorCertCreate",
@@ -667,9 +666,7 @@ fn unreadable(at: &str, e: FrameError) -> AdminError {
                 "the node at '{at}' speaks protocol {got}, this aether speaks {want}: run the aether binary of the node's version (compare 'aether --version' with the node's), or upgrade the node"
             ),
         ),
-        FrameError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            refused(at, &e)
-        }
+        FrameError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => refused(at, &e),
         e => lost(at, &e),
     }
 }
@@ -701,10 +698,7 @@ impl Client {
                 rd,
                 at: self.at.clone(),
             },
-            FeedWriter {
-                wr,
-                at: self.at,
-            },
+            FeedWriter { wr, at: self.at },
         ))
     }
 }

@@ -190,7 +190,11 @@ pub fn authorize(
     record.check(&op.cert_sha256, now).map_err(forbidden)?;
     let need = required_role(req);
     if record.role < need {
-        let article = if record.role == Role::Viewer { "a" } else { "an" };
+        let article = if record.role == Role::Viewer {
+            "a"
+        } else {
+            "an"
+        };
         return Err(forbidden(format!(
             "'{}' needs the '{need}' role; '{}' is {article} '{}'",
             command_name(req),
@@ -367,7 +371,10 @@ mod tests {
             reason: None,
         });
         let v = record(Role::Viewer);
-        assert_eq!(authorize(&op, Some(&v), &AdminRequest::Status, 5_000), Ok(()));
+        assert_eq!(
+            authorize(&op, Some(&v), &AdminRequest::Status, 5_000),
+            Ok(())
+        );
         let e = authorize(&op, Some(&v), &veto, 5_000).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Forbidden);
         assert_eq!(

@@ -18,13 +18,13 @@ use super::protocol::{
     AdminError, AdminRequest, AdminResponse, DOCTOR_PING_TIMEOUT_MS, DoctorView, ErrorKind,
     MAX_ADMIN_FRAME, PeerPing, PlanView, RolloutActView, SNAPSHOT_CHUNK, TokenView,
 };
+use super::roles::{Operator, authorize};
 use crate::deploy::logs::LogChunk;
 use crate::domain::{NodeId, now_millis};
 use crate::metrics::pipeline::Pipeline;
-use super::roles::{Operator, authorize};
 use crate::net::frame::{FrameError, read_frame, write_frame};
-use crate::net::{AdminService, BoxFut, OperatorPeer, PeerStream};
 use crate::net::tls::JoinToken;
+use crate::net::{AdminService, BoxFut, OperatorPeer, PeerStream};
 use crate::raft::Cluster;
 use crate::raft::types::{Command, Request, RequestId, Response};
 use crate::view::Sources;
@@ -156,7 +156,10 @@ where
         // Refused before anything is done for it: no Raft entry, no work.
         let req = match req.map(|r| caller.authorize(&src.cluster, &r).map(|()| r)) {
             Ok(Err(e)) => {
-                if write_frame(&mut stream, &AdminResponse::Error(e)).await.is_err() {
+                if write_frame(&mut stream, &AdminResponse::Error(e))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 
 use super::args::{
-    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat,
-    OperatorCertCmd, OperatorCmd, OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd,
+    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OperatorCertCmd,
+    OperatorCmd, OutputFormat, OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd,
 };
 use super::output;
 use super::{Failure, exit};

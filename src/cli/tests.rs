@@ -116,7 +116,10 @@ fn operator_records() -> Vec<crate::domain::OperatorRecord> {
 #[test]
 fn operators() {
     let o = operator_records();
-    insta::assert_snapshot!("operators", render(|w| output::operators(w, &o, NOW, false)));
+    insta::assert_snapshot!(
+        "operators",
+        render(|w| output::operators(w, &o, NOW, false))
+    );
     insta::assert_snapshot!(
         "operators_json",
         render_json(|w| output::operators(w, &o, NOW, true))

@@ -332,12 +332,11 @@ impl OperatorIdentity {
             &p("operator.crt").display().to_string(),
             &read("operator.crt")?,
         )?;
-        let key = PrivateKeyDer::from_pem_slice(&read("operator.key")?).map_err(|e| {
-            TlsError::Parse {
+        let key =
+            PrivateKeyDer::from_pem_slice(&read("operator.key")?).map_err(|e| TlsError::Parse {
                 path: p("operator.key").display().to_string(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(OperatorIdentity {
             ca,
             cert,
@@ -724,7 +723,8 @@ mod tests {
         );
         let (key, csr) = operator_csr("alice").unwrap();
         assert!(key.contains("PRIVATE KEY"));
-        let op = sign_operator_csr(&ca, &csr, "alice", Role::Operator, 1_000_000, 2_000_000).unwrap();
+        let op =
+            sign_operator_csr(&ca, &csr, "alice", Role::Operator, 1_000_000, 2_000_000).unwrap();
         let d = der(&op.cert_pem);
         assert_eq!(
             cert_kind(&d),
@@ -741,7 +741,8 @@ mod tests {
         assert_eq!(x.validity().not_after.timestamp(), 2_000_000);
         // A CSR asking to be a node is still signed as an operator certificate only.
         let (_k, node_csr) = new_csr("n9").unwrap();
-        let op = sign_operator_csr(&ca, &node_csr, "bob", Role::Viewer, 1_000_000, 2_000_000).unwrap();
+        let op =
+            sign_operator_csr(&ca, &node_csr, "bob", Role::Viewer, 1_000_000, 2_000_000).unwrap();
         assert_eq!(
             cert_kind(&der(&op.cert_pem)),
             CertKind::Operator {

@@ -502,7 +502,10 @@ pub(super) fn apply_command(
         }
         Command::RevokeOperatorCert { name } => {
             let mut t = txn.open_table(OPERATORS).map_err(io)?;
-            let raw = t.get(name.as_str()).map_err(io)?.map(|v| v.value().to_vec());
+            let raw = t
+                .get(name.as_str())
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
             match raw {
                 Some(raw) => {
                     let mut rec: OperatorRecord = dec(&raw, "operator")?;

@@ -209,7 +209,9 @@ pub enum Command {
     /// earlier certificate of that name, which is refused from then on.
     IssueOperatorCert(OperatorRecord),
     /// Revoke operator `name`'s certificate: every node refuses it at its next request.
-    RevokeOperatorCert { name: String },
+    RevokeOperatorCert {
+        name: String,
+    },
 }
 
 impl Command {

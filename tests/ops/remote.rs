@@ -104,12 +104,7 @@ fn roles_are_enforced_on_every_node_and_revocation_reaches_them_all() {
 
     let n2 = c.nodes[1].addr();
     // The viewer reads …
-    for args in [
-        &["status"][..],
-        &["decisions"],
-        &["traffic"],
-        &["events"],
-    ] {
+    for args in [&["status"][..], &["decisions"], &["traffic"], &["events"]] {
         ok(&remote(&n2, &viewer, args));
     }
     // … and is refused every change, naming the role needed.
@@ -161,9 +156,10 @@ fn roles_are_enforced_on_every_node_and_revocation_reaches_them_all() {
     assert!(tok.contains("AETHER1."), "{tok}");
 
     // Every write names its operator in the audit trail; the socket is root's.
-    let events: Value =
-        serde_json::from_str(&ok(&n1.cli(&["events", "--limit", "50", "--output", "json"])))
-            .unwrap();
+    let events: Value = serde_json::from_str(&ok(
+        &n1.cli(&["events", "--limit", "50", "--output", "json"])
+    ))
+    .unwrap();
     let actors: Vec<(String, String)> = events
         .as_array()
         .unwrap()
