@@ -9,6 +9,7 @@
 //! (a node without a certificate yet, which may only send its join request).
 
 pub mod frame;
+pub mod limit;
 pub mod ping;
 pub mod router;
 pub mod tls;
@@ -242,6 +243,8 @@ pub struct Endpoint {
     pub versions: Arc<Versions>,
     /// Remote admin, once the node registered it.
     admin: std::sync::OnceLock<Arc<dyn AdminService>>,
+    /// Refused remote admin connections and requests per IP (see [`limit`]).
+    refusals: Mutex<limit::Refusals>,
 }
 
 fn transport(cfg: &NetConfig) -> Arc<quinn::TransportConfig> {
@@ -440,6 +443,7 @@ impl Endpoint {
             stats: Arc::default(),
             versions: Arc::default(),
             admin: std::sync::OnceLock::new(),
+            refusals: Mutex::default(),
         }))
     }
 
@@ -447,6 +451,24 @@ impl Endpoint {
     /// they are refused.
     pub fn serve_admin(&self, svc: Arc<dyn AdminService>) {
         let _ = self.admin.set(svc);
+    }
+
+    /// A remote admin connection or request from `ip` was refused: counted against its IP
+    /// (after [`limit::REFUSALS_BURST`] in a row, its new connections are refused for
+    /// [`limit::REFUSALS_WINDOW`]).
+    pub fn note_refused(&self, ip: std::net::IpAddr) {
+        let shut = self
+            .refusals
+            .lock()
+            .expect("refusals lock")
+            .refused(ip, Instant::now());
+        if shut {
+            tracing::warn!(
+                "{ip}: {} refused remote admin attempts in a row; its new remote admin connections are refused for {} s",
+                limit::REFUSALS_BURST,
+                limit::REFUSALS_WINDOW.as_secs()
+            );
+        }
     }
 
     /// The bound UDP address.
@@ -755,9 +777,14 @@ impl Endpoint {
         shutdown: CancellationToken,
     ) -> Result<(), String> {
         let remote = incoming.remote_address();
-        let conn = incoming
-            .await
-            .map_err(|e| format!("handshake with {remote} failed: {e}"))?;
+        let conn = match incoming.await {
+            Ok(c) => c,
+            Err(e) => {
+                // A certificate refused in the handshake counts against the IP's remote admin.
+                self.note_refused(remote.ip());
+                return Err(format!("handshake with {remote} failed: {e}"));
+            }
+        };
         let alpn = conn
             .handshake_data()
             .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
@@ -789,9 +816,24 @@ impl Endpoint {
             return Ok(());
         }
         if alpn == ALPN_ADMIN {
+            let shut = self
+                .refusals
+                .lock()
+                .expect("refusals lock")
+                .shut_out(remote.ip(), Instant::now());
+            if let Some(left) = shut {
+                let reason = format!(
+                    "refused: too many refused attempts from {}; retry in {} s",
+                    remote.ip(),
+                    left.as_secs().max(1)
+                );
+                refuse("shut out after too many refusals", &reason);
+                return Ok(());
+            }
             let (Some(tls::CertKind::Operator { name, role }), Some(cert), Some(svc)) =
                 (kind.clone(), cert, self.admin.get().cloned())
             else {
+                self.note_refused(remote.ip());
                 refuse(
                     &format!("remote admin without an operator certificate ({kind:?})"),
                     NOT_AN_OPERATOR_REASON,

@@ -162,6 +162,8 @@ pub struct Operator {
     pub name: String,
     pub role: Role,
     pub cert_sha256: String,
+    /// The IP it connected from (refusals are counted per IP).
+    pub remote: Option<std::net::IpAddr>,
 }
 
 impl Operator {
@@ -365,6 +367,7 @@ mod tests {
             name: "alice".into(),
             role: Role::Viewer,
             cert_sha256: "ab".repeat(32),
+            remote: None,
         };
         let veto = write(Command::VetoDecision {
             id: 1,

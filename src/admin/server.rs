@@ -118,6 +118,9 @@ impl Caller {
         let r = authorize(op, record.as_ref(), req, now_millis());
         if let Err(e) = &r {
             tracing::info!("refused a remote admin request of '{}': {e}", op.name);
+            if let Some(ip) = op.remote {
+                cluster.ep.note_refused(ip);
+            }
         }
         r
     }
@@ -136,6 +139,7 @@ impl AdminService for Remote {
             name: who.name,
             role: who.role,
             cert_sha256: who.cert_sha256,
+            remote: Some(who.remote.ip()),
         });
         Box::pin(async move {
             connection(stream, self.src.clone(), self.shutdown.clone(), caller).await

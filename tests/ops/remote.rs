@@ -345,4 +345,29 @@ fn expired_foreign_node_and_missing_certificates_are_refused() {
     assert!(e.to_string().contains("not a member's"), "{e}");
     let out = n.cli(&["kv", "get", "smuggled"]);
     assert!(!stdout(&out).contains("yes"), "{}", stdout(&out));
+
+    // Refusals from one IP are limited: after at most 20 in a row, its new remote admin
+    // connections are refused for a minute (the members' own traffic is not affected).
+    let viewer = ids.path().join("viewer");
+    identity(n, "vic", "viewer", "1h", &viewer);
+    let mut shut = None;
+    for i in 0..=20 {
+        let out = remote(&n.addr(), &viewer, &["override", "pause"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        if stderr(&out).contains("too many refused attempts") {
+            shut = Some(i);
+            break;
+        }
+        assert!(
+            stderr(&out).contains("needs the 'operator' role"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(shut.is_some(), "20 refusals in a row shut the IP out");
+    refused(
+        &remote(&n.addr(), &admin, &["status"]),
+        "too many refused attempts",
+    );
+    ok(&n.cli(&["kv", "put", "after", "fine"]));
 }
