@@ -392,13 +392,13 @@ fn advice_is_counted_when_the_endpoint_is_down_slow_or_wrong_and_taken_as_a_prop
     let events = stdout(&n.cli(&["events", "--limit", "50"]));
     assert!(
         events.contains("record decision: scale adv/web 1 → 2 (rule advisor)")
-            && events.contains("uid:"),
+            && events.contains(&local_actor(&n.name)),
         "audited with the operator's name:\n{events}"
     );
     assert!(ep.requests() >= 6);
     let out = n.cli(&["decisions", "show", d["name"].as_str().unwrap()]);
     assert!(
-        stdout(&out).contains("proposed by uid:"),
+        stdout(&out).contains(&format!("proposed by {}", local_actor(&n.name))),
         "{}",
         stdout(&out)
     );

@@ -10,6 +10,16 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_aether");
 
+/// The audit actor of a CLI command run by this process through `node`'s socket: `root@n1`
+/// as root, else `uid:1000@n1`.
+pub fn local_actor(node: &str) -> String {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    match unsafe { libc::geteuid() } {
+        0 => format!("root@{node}"),
+        uid => format!("uid:{uid}@{node}"),
+    }
+}
+
 /// The `[settings]` of quick controller rules for tests: no cooldown up, nothing scales in, no
 /// forecast (the tests want the rules' decisions only). A literal, for `concat!`.
 macro_rules! quick_settings {

@@ -134,15 +134,16 @@ fn a_changed_command_rolls_out_and_operators_follow_and_steer_it() {
 
     // Pause and abort go through Raft, named after the operator.
     let paused = ok(&n.cli(&["rollout", "pause", "roll/web"]));
+    let me = local_actor(&n.name);
     assert!(
-        paused.starts_with("r-1 roll/web: paused by uid:"),
+        paused.starts_with(&format!("r-1 roll/web: paused by {me}")),
         "{paused}"
     );
     let v = json(&n.cli(&["rollout", "status", "roll/web", "--output", "json"]));
     assert_eq!(v["state"], "paused", "{v}");
     let aborted = ok(&n.cli(&["rollout", "abort", "roll/web"]));
     assert!(
-        aborted.contains("abort by uid:") && aborted.contains("going back to v1"),
+        aborted.contains(&format!("abort by {me}")) && aborted.contains("going back to v1"),
         "{aborted}"
     );
     let v = json(&n.cli(&["rollout", "status", "roll/web", "--output", "json"]));

@@ -1,7 +1,7 @@
 //! Remote operators (`aether operator cert`, `aether --remote`): real nodes, real certificates.
-//! Roles are enforced on every node for every request; revoked, expired, foreign and node
-//! certificates are refused; an operator certificate is never a member; the audit trail names
-//! the operator.
+//! Roles are enforced on every node for every request, the console included (in tmux);
+//! revoked, expired, foreign and node certificates are refused; an operator certificate is
+//! never a member; refusals are limited per IP; the audit trail names the operator.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -18,6 +18,10 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
 use super::harness::*;
+
+#[allow(dead_code)]
+#[path = "../tui/tmux.rs"]
+mod tmux;
 
 /// `aether --remote ADDR --identity DIR ARGS…`, from no node's data dir.
 fn remote(addr: &str, identity: &Path, args: &[&str]) -> Output {
@@ -184,11 +188,7 @@ fn roles_are_enforced_on_every_node_and_revocation_reaches_them_all() {
             "no '{what}' by '{actor}' in {actors:?}"
         );
     }
-    let root_actor = if unsafe { libc::geteuid() } == 0 {
-        "root@n1".to_string()
-    } else {
-        format!("uid:{}@n1", unsafe { libc::geteuid() })
-    };
+    let root_actor = local_actor("n1");
     assert!(
         actors
             .iter()
@@ -200,6 +200,36 @@ fn roles_are_enforced_on_every_node_and_revocation_reaches_them_all() {
         !actors.iter().any(|(a, _)| a.starts_with("vera")),
         "{actors:?}"
     );
+
+    // The console, remote, in a real terminal: the viewer sees the cluster live; a change it
+    // asks for is refused, naming the role.
+    if let Err(why) = tmux::available() {
+        panic!("this test needs tmux ({why}); .ci/run installs it");
+    }
+    let argv: Vec<String> = [
+        BIN,
+        "--remote",
+        &c.nodes[2].addr(),
+        "--identity",
+        viewer.to_str().unwrap(),
+        "tui",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let t = tmux::Tmux::start(ids.path(), "tui", &argv, 120, 30);
+    t.wait_screen("the remote console names the three nodes, live", |s| {
+        ["n1", "n2", "n3", "● live"].iter().all(|w| s.contains(w))
+    });
+    t.keys(&["p"]);
+    t.wait_screen("the pause dialog", |s| s.contains("Pause the controller?"));
+    t.keys(&["y"]);
+    t.wait_screen("the pause is refused, naming the role", |s| {
+        s.contains("needs the 'operator' role")
+    });
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(), 0, "q quits with status 0");
+    drop(t);
 
     // A revoked certificate is refused by every node, as soon as each has applied it.
     ok(&n1.cli(&["operator", "cert", "revoke", "vera"]));

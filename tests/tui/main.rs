@@ -126,7 +126,10 @@ fn console_in_tmux_overview_help_views_veto_reconnect_quit() {
     });
     let shown = stdout(&c.nodes[0].cli(&["decisions", "show", &id]));
     assert!(
-        shown.contains("status:   vetoed by uid:"),
+        shown.contains(&format!(
+            "status:   vetoed by {}",
+            local_actor(&c.nodes[1].name)
+        )),
         "the CLI agrees:\n{shown}"
     );
 
