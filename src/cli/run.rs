@@ -344,6 +344,12 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             output::build_info(&mut stdout(), &b, json).map_err(unwritten)?;
         }
         Cmd::Snapshot(cmd) => return run_snapshot(cli, cmd, json).await,
+        Cmd::Doctor { .. } if cli.remote.is_some() => {
+            return Err(Failure::new(
+                exit::USAGE,
+                "'doctor' checks the machine it runs on and its node: run it on the node (over ssh), without --remote",
+            ));
+        }
         Cmd::Doctor { list, checks } => super::doctor::gather::run(cli, *list, checks).await?,
         Cmd::Diag(_) => return Err(not_built("diag bundle", "a later issue")),
         Cmd::Drill(_) => return Err(not_built("drill run", "a later issue")),

@@ -340,6 +340,16 @@ fn expired_foreign_node_and_missing_certificates_are_refused() {
     // refused and writes nothing.
     let admin = ids.path().join("admin");
     identity(n, "ada", "admin", "1h", &admin);
+    // The streaming requests work remotely too: a backup, chunk by chunk.
+    let backup = ids.path().join("remote.snap");
+    ok(&remote(
+        &n.addr(),
+        &admin,
+        &["snapshot", "save", backup.to_str().unwrap()],
+    ));
+    ok(&n.cli(&["snapshot", "inspect", backup.to_str().unwrap()]));
+    let out = remote(&n.addr(), &admin, &["doctor"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let pem = |f: &str| std::fs::read(admin.join(f)).unwrap();
     let as_member = NodeTls {
         ca: CertificateDer::from_pem_slice(&pem("ca.crt")).unwrap(),
