@@ -129,6 +129,8 @@ fn a_format_2_store_opens_and_reads_back_exactly() {
     );
     assert_eq!(got, expected(id), "the format-2 records read back exactly");
     assert!(store.applied_index() > 0, "the applied log id reads back");
+    // Format 3 added the operators table: there, empty.
+    assert!(store.operators().unwrap().is_empty());
     drop(store);
     // And again: the open (a migration, once there is one) leaves a store that opens.
     let again = open(dir.path());

@@ -668,3 +668,88 @@ mod audit {
         );
     }
 }
+
+mod operators {
+    //! Operator certificate records: issued, replaced, revoked; in snapshots; not restored.
+    use super::super::apply::apply_command;
+    use super::super::types::{Command, Response};
+    use crate::domain::*;
+    use crate::raft::store::Store;
+
+    fn run(store: &Store, cmd: Command) -> Response {
+        let txn = store.db.begin_write().unwrap();
+        let r = apply_command(&txn, &cmd, 1, "root@n1").unwrap();
+        txn.commit().unwrap();
+        r
+    }
+
+    fn rec(name: &str, sha: &str) -> OperatorRecord {
+        OperatorRecord {
+            name: name.into(),
+            role: Role::Operator,
+            cert_sha256: sha.repeat(32),
+            serial: "01".into(),
+            created_at: 1,
+            expires_at: 1_000,
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn issued_replaced_revoked_and_carried_by_snapshots_but_not_restores() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Store::open(a_dir.path()).unwrap();
+        assert_eq!(
+            run(&a, Command::IssueOperatorCert(rec("alice", "aa"))),
+            Response::Ok
+        );
+        assert_eq!(
+            run(&a, Command::IssueOperatorCert(rec("bob", "bb"))),
+            Response::Ok
+        );
+        // A new certificate for a name replaces the old one: the old one no longer checks.
+        run(&a, Command::IssueOperatorCert(rec("alice", "cc")));
+        let alice = a.operator("alice").unwrap().unwrap();
+        assert!(alice.check(&"aa".repeat(32), 10).is_err());
+        assert_eq!(alice.check(&"cc".repeat(32), 10), Ok(()));
+        assert_eq!(
+            run(&a, Command::RevokeOperatorCert { name: "bob".into() }),
+            Response::Ok
+        );
+        assert!(a.operator("bob").unwrap().unwrap().revoked);
+        let Response::Refused(m) = run(&a, Command::RevokeOperatorCert { name: "eve".into() })
+        else {
+            panic!("revoking an unknown operator is refused")
+        };
+        assert!(m.contains("no operator 'eve'"), "{m}");
+        let Response::Refused(m) = run(&a, Command::IssueOperatorCert(rec("Bad Name", "dd")))
+        else {
+            panic!("a bad name is refused")
+        };
+        assert!(m.contains("not a valid name"), "{m}");
+        assert_eq!(a.operators().unwrap().len(), 2);
+
+        // A follower that installs a snapshot has them.
+        let (meta, path) = a.build_snapshot_file().unwrap();
+        let b = Store::open(b_dir.path()).unwrap();
+        b.install_snapshot_file(&meta, std::fs::File::open(path).unwrap())
+            .unwrap();
+        assert_eq!(b.operators().unwrap(), a.operators().unwrap());
+
+        // A restore starts a new cluster with a new CA: no operator record survives.
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("b.snap");
+        let mut out = Vec::new();
+        a.write_backup(&mut out, "n1").unwrap();
+        std::fs::write(&file, &out).unwrap();
+        let v = crate::raft::backup::restore(&file, &tmp.path().join("new")).unwrap();
+        assert!(
+            v.dropped.iter().any(|t| t == "operators"),
+            "{:?}",
+            v.dropped
+        );
+        assert!(!v.kept.contains_key("operators"), "{:?}", v.kept);
+        let r = Store::open(&tmp.path().join("new")).unwrap();
+        assert!(r.operators().unwrap().is_empty());
+    }
+}
