@@ -116,7 +116,8 @@ pub enum Reply<R> {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerCtx {
     pub remote: SocketAddr,
-    /// The caller presented a certificate signed by the cluster CA.
+    /// The caller presented a *node* certificate signed by the cluster CA (an operator
+    /// certificate never counts: it is for remote admin only).
     pub authenticated: bool,
 }
 

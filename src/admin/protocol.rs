@@ -1,5 +1,6 @@
-//! Admin requests and responses: what the CLI and the console send to a node over the Unix socket
-//! or, as remote operators, over QUIC (the same frames). Field names are stable: `--output json` prints them.
+//! Admin requests and responses: what the CLI and the console send to a node over the Unix
+//! socket or, as remote operators, over QUIC (the same frames). Field names are stable:
+//! `--output json` prints them.
 
 use serde::{Deserialize, Serialize};
 

@@ -105,7 +105,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, doctor, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, kv, snapshot, version and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, doctor, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, operator, kv, snapshot, version and completions"
         ),
     )
 }
