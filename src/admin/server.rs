@@ -136,6 +136,9 @@ impl std::io::Write for ChunkSender {
     }
 }
 
+/// A snapshot save gives up when its client takes no chunk for this long.
+const SNAPSHOT_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `aether snapshot save`: a read barrier through the leader, then the backup of this node's
 /// replica streamed as chunks while it is read (never whole in memory), then its summary.
 /// `Err`: the connection is lost.
@@ -155,8 +158,21 @@ async fn snapshot_save(
         Ok::<_, std::io::Error>(sum)
     });
     while let Some(chunk) = rx.recv().await {
-        // On a lost client `rx` is dropped here and the writer stops at its next chunk.
-        write_frame(stream, &AdminResponse::SnapshotChunk(chunk)).await?;
+        // On a lost or stalled client `rx` is dropped here and the writer stops at its next
+        // chunk, letting go of its read transaction.
+        let resp = AdminResponse::SnapshotChunk(chunk);
+        match tokio::time::timeout(SNAPSHOT_STALL, write_frame(stream, &resp)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(FrameError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the client took no snapshot data for {} s; giving up",
+                        SNAPSHOT_STALL.as_secs()
+                    ),
+                )));
+            }
+        }
     }
     let resp = match job.await {
         Ok(Ok(sum)) => AdminResponse::SnapshotDone(Box::new(sum)),
