@@ -11,6 +11,7 @@
 pub mod assign;
 pub mod blueprint;
 pub mod cluster;
+pub mod drill;
 pub mod logs;
 pub mod node;
 pub mod placement;

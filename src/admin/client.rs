@@ -9,9 +9,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::protocol::MAX_ADMIN_FRAME;
 use super::protocol::{
-    AdminError, AdminRequest, AdminResponse, BlueprintView, DoctorView, ErrorKind, LiveUpdate,
-    MemberView, MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult, RolloutActView,
-    RolloutView, StatusView, TokenInfo, TokenView, TrafficView, Watch,
+    AdminError, AdminRequest, AdminResponse, BlueprintView, DoctorView, DrillReport, ErrorKind,
+    LiveUpdate, MemberView, MetricsView, ModelBenchView, PlanView, ReadQuery, ReadResult,
+    RolloutActView, RolloutView, StatusView, TokenInfo, TokenView, TrafficView, Watch,
 };
 use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
@@ -78,6 +78,7 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::Advice(_) => "Advice",
         AdminResponse::Done(_) => "Done",
         AdminResponse::Doctor(_) => "Doctor",
+        AdminResponse::Drill(_) => "Drill",
         AdminResponse::SnapshotChunk(_) => "SnapshotChunk",
         AdminResponse::SnapshotDone(_) => "SnapshotDone",
     }
@@ -417,6 +418,26 @@ impl Client {
     /// The node's Raft status and a clock ping to every other member ([`AdminRequest::Doctor`]).
     pub async fn doctor(&mut self) -> Result<DoctorView, ClientError> {
         ask!(self, "Doctor", AdminRequest::Doctor, AdminResponse::Doctor(d) => *d)
+    }
+
+    /// Run a fire drill, or plan it with `dry_run` ([`AdminRequest::Drill`]); answered when
+    /// it is over.
+    pub async fn drill(
+        &mut self,
+        scenario: crate::deploy::drill::Scenario,
+        hold_ms: Option<u64>,
+        dry_run: bool,
+    ) -> Result<DrillReport, ClientError> {
+        ask!(
+            self,
+            "Drill",
+            AdminRequest::Drill {
+                scenario,
+                hold_ms,
+                dry_run
+            },
+            AdminResponse::Drill(r) => *r
+        )
     }
 
     /// The answering node's language model ([`AdminRequest::Model`]).

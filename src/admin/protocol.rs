@@ -7,6 +7,7 @@ use crate::domain::{AuditRecord, Millis};
 use crate::raft::types::{Command, RequestId, Response};
 
 pub use crate::controller::model::BenchReport as ModelBenchView;
+pub use crate::deploy::drill::DrillReport;
 pub use crate::metrics::requests::{EntryTraffic, SliceTraffic};
 pub use crate::raft::api::{
     ErrorKind, ReadQuery, ReadResult, RequestError as AdminError, TokenInfo,
@@ -125,6 +126,14 @@ pub enum AdminRequest {
     /// every other member over the peer endpoint (round trip and clock skew, or why it did not
     /// answer within [`DOCTOR_PING_TIMEOUT_MS`]).
     Doctor,
+    /// Run a fire drill on the cluster (or, with `dry_run`, only say what it would do), then
+    /// put the cluster back; `hold_ms` is `--for`. Answered when the drill is over, with what
+    /// it measured. The drill runs to its end even when the asking client goes away.
+    Drill {
+        scenario: crate::deploy::drill::Scenario,
+        hold_ms: Option<u64>,
+        dry_run: bool,
+    },
 }
 
 /// A response from a node's admin API.
@@ -160,6 +169,7 @@ pub enum AdminResponse {
     /// The backup is complete: its position, size and checksum.
     SnapshotDone(Box<crate::raft::backup::BackupSummary>),
     Doctor(Box<DoctorView>),
+    Drill(Box<DrillReport>),
 }
 
 /// How long the answering node waits for each member's clock ping in [`AdminRequest::Doctor`].

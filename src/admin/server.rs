@@ -410,6 +410,11 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
         AdminRequest::SnapshotSave => {
             invalid("a snapshot streams on its connection: send 'SnapshotSave' on the admin socket")
         }
+        AdminRequest::Drill {
+            scenario,
+            hold_ms,
+            dry_run,
+        } => drill(src, scenario, hold_ms, dry_run, actor).await,
         AdminRequest::Doctor => out(doctor(cluster)
             .await
             .map(|d| AdminResponse::Doctor(Box::new(d)))),
@@ -828,6 +833,35 @@ async fn apply_blueprint(
         }
     }
     Ok(AdminResponse::Plan(view))
+}
+
+/// Run a fire drill in a task of its own, so that it runs to its end (and puts the cluster
+/// back) even when the asking client goes away.
+async fn drill(
+    src: &Sources,
+    scenario: crate::deploy::drill::Scenario,
+    hold_ms: Option<u64>,
+    dry_run: bool,
+    actor: &str,
+) -> AdminResponse {
+    use crate::deploy::drill::{Refusal, runner::RunError};
+    let run = crate::deploy::drill::runner::run(
+        src.cluster.clone(),
+        scenario,
+        hold_ms.map(Duration::from_millis),
+        dry_run,
+        actor.to_string(),
+        src.metrics.down_after(),
+    );
+    match tokio::spawn(run).await {
+        Ok(Ok(r)) => AdminResponse::Drill(Box::new(r)),
+        Ok(Err(RunError::Refused(Refusal::Unknown(m)))) => invalid(m),
+        Ok(Err(RunError::Refused(Refusal::Unsafe(m)))) => failed(format!("drill refused: {m}")),
+        Ok(Err(RunError::Unavailable(m))) => {
+            AdminResponse::Error(AdminError::new(ErrorKind::NoQuorum, m))
+        }
+        Err(e) => failed(format!("the drill stopped: {e}")),
+    }
 }
 
 /// `aether doctor`'s cluster checks: this node's Raft status, and every other member pinged at
