@@ -52,7 +52,7 @@ pub const MOVE_BOUND: Duration = Duration::from_secs(30);
 
 /// A drill and its target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "scenario")]
+#[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     LeaderLoss,
     Partition { node: String },
