@@ -104,15 +104,17 @@ fn dry_run_leader_loss_and_partition_on_three_nodes() {
         wait_for("every node ready under one leader", Duration::from_secs(20), || settled(&c)),
         new
     );
-    let ev = events(&c.nodes[0]);
-    assert!(
-        ev.iter().any(|e| e.starts_with("drill leader-loss started: cut '")),
-        "{ev:#?}"
-    );
-    assert!(
-        ev.iter().any(|e| e.starts_with("drill leader-loss ended: leader-loss: new leader")),
-        "{ev:#?}"
-    );
+    // The drill's start and end records (n1 applies them when it does).
+    wait_for("the drill's records on n1", Duration::from_secs(10), || {
+        let ev = events(&c.nodes[0]);
+        let started = ev
+            .iter()
+            .any(|e| e.starts_with("drill leader-loss started: cut '"));
+        let ended = ev
+            .iter()
+            .any(|e| e.starts_with("drill leader-loss ended: leader-loss: new leader"));
+        (started && ended).then_some(())
+    });
 
     // partition n3 for 2 s, driven from n1: writes go on, n3 has them all afterwards.
     let (code, r, err) = drill(&c.nodes[0], &["partition", "n3", "--for", "2s"]);
@@ -127,9 +129,104 @@ fn dry_run_leader_loss_and_partition_on_three_nodes() {
         true,
         "n3 is ready"
     );
-    let ev = events(&c.nodes[2]);
-    assert!(
-        ev.iter().any(|e| e.starts_with("drill partition ended: partition:")),
-        "{ev:#?}"
+    wait_for("the drill's end record on n3", Duration::from_secs(10), || {
+        events(&c.nodes[2])
+            .iter()
+            .any(|e| e.starts_with("drill partition ended: partition:"))
+            .then_some(())
+    });
+}
+
+/// Marks the instance processes of this test run (they inherit it from the daemons).
+fn run_id() -> String {
+    format!("{}-drill", std::process::id())
+}
+
+/// `blueprint show app` rows: instance → (node, state, pid), when every one is active.
+fn active(n: &Node, want: usize) -> Option<Vec<(String, String, u64)>> {
+    let out = n.cli(&["blueprint", "show", "app", "--output", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let rows = v[0]["instances"].as_array()?;
+    let out: Vec<(String, String, u64)> = rows
+        .iter()
+        .filter(|r| r["state"] == "active" && r["note"].is_null())
+        .map(|r| {
+            Some((
+                r["instance"].as_str()?.to_string(),
+                r["node"].as_str()?.to_string(),
+                r["pid"].as_u64()?,
+            ))
+        })
+        .collect::<Option<_>>()?;
+    (out.len() == want && rows.len() == want).then_some(out)
+}
+
+#[test]
+fn slice_crash_and_node_loss_with_a_tiny_blueprint() {
+    let id = run_id();
+    let env = [
+        ("AETHER_METRICS_SUSPECT_AFTER", "2s"),
+        ("AETHER_METRICS_DOWN_AFTER", "3s"),
+        ("AETHER_DEPLOY_RESCHEDULE_AFTER", "2s"),
+        ("AETHER_DEPLOY_RESTART_BACKOFF", "200ms"),
+        ("TEST_RUN", id.as_str()),
+    ];
+    let _reaper = Reaper(id.clone());
+    let c = TestCluster::three_with(&env);
+    wait_for(
+        "every node in the leader's metrics",
+        Duration::from_secs(20),
+        || {
+            let l = &c.nodes[c.leader_index()];
+            (l.metrics(&[])?["nodes"].as_array()?.len() == 3).then_some(())
+        },
     );
+    let file = c.root.path().join("app.toml");
+    std::fs::write(
+        &file,
+        "name = \"app\"\n\n[[slices]]\nname = \"web\"\ncommand = [\"sleep\", \"600\"]\ninstances = 3\nmax = 6\nresources = { cpu = 0.01, memory = \"8MiB\" }\nstop_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let out = c.nodes[0].cli(&["blueprint", "apply", file.to_str().unwrap()]);
+    assert!(out.status.success(), "apply: {}", stderr(&out));
+    let before = wait_for("3 active instances", Duration::from_secs(60), || {
+        active(&c.nodes[0], 3)
+    });
+
+    // Every instance is killed on its node and restarted by its supervisor.
+    let (code, r, err) = drill(&c.nodes[0], &["slice-crash", "app/web"]);
+    assert_eq!(code, Some(0), "{err}\n{r:#}");
+    assert_eq!(r["instances"], 3, "{r:#}");
+    assert_eq!(r["killed"], 3, "{r:#}");
+    assert!(r["restarts"].as_u64().unwrap() >= 3, "{r:#}");
+    assert!(r["ready_after_ms"].is_u64(), "{r:#}");
+    let after = active(&c.nodes[0], 3).expect("all active after the drill");
+    for (inst, _, pid) in &before {
+        let now = after.iter().find(|(i, ..)| i == inst).expect("still there");
+        assert_ne!(now.2, *pid, "{inst} runs a new process");
+    }
+    wait_for("the drill's start record on n2", Duration::from_secs(10), || {
+        events(&c.nodes[1])
+            .iter()
+            .any(|e| e.starts_with("drill slice-crash started on app/web"))
+            .then_some(())
+    });
+
+    // node-loss of a follower that holds an instance: marked down, its instances move, it
+    // comes back ready.
+    let leader = c.nodes[c.leader_index()].name.clone();
+    let target = after
+        .iter()
+        .map(|(_, n, _)| n.clone())
+        .find(|n| *n != leader)
+        .expect("an instance on a follower");
+    let (code, r, err) = drill(&c.nodes[0], &["node-loss", &target]);
+    assert_eq!(code, Some(0), "{err}\n{r:#}");
+    assert!(r["marked_down_after_ms"].is_u64(), "{r:#}");
+    assert!(r["moved_instances"].as_u64().unwrap() >= 1, "{r:#}");
+    assert!(r["moved_after_ms"].is_u64(), "{r:#}");
+    assert!(r["back_ready_after_ms"].is_u64(), "{r:#}");
+    wait_for("every node ready under one leader", Duration::from_secs(20), || {
+        settled(&c)
+    });
 }
