@@ -749,7 +749,8 @@ mod tests {
     #[test]
     fn unbuilt_commands_say_so_and_list_what_will_come() {
         let mut cli = Cli::command();
-        for (name, coming) in [("diag", "bundle")] {
+        let unbuilt: &[(&str, &str)] = &[("diag", "bundle")];
+        for (name, coming) in unbuilt {
             let help = cli
                 .find_subcommand_mut(name)
                 .unwrap()
@@ -768,6 +769,15 @@ mod tests {
             .to_string();
         assert!(!doctor.contains("not built yet"), "{doctor}");
         assert!(doctor.contains("--list"), "{doctor}");
+        let drill = cli
+            .find_subcommand_mut("drill")
+            .unwrap()
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!drill.contains("not built yet"), "{drill}");
+        assert!(drill.contains("--dry-run"), "{drill}");
     }
 
     #[test]

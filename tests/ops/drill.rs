@@ -57,12 +57,21 @@ fn dry_run_leader_loss_and_partition_on_three_nodes() {
     // A usage error names the scenarios, and needs no node.
     let out = c.nodes[0].cli(&["drill", "run", "leader-kill"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    for s in ["leader-loss", "partition NODE", "node-loss NODE", "slice-crash BLUEPRINT/SLICE"] {
+    for s in [
+        "leader-loss",
+        "partition NODE",
+        "node-loss NODE",
+        "slice-crash BLUEPRINT/SLICE",
+    ] {
         assert!(stderr(&out).contains(s), "{}", stderr(&out));
     }
     let out = c.nodes[0].cli(&["drill", "run", "partition", "n9"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no member is named 'n9'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no member is named 'n9'"),
+        "{}",
+        stderr(&out)
+    );
 
     // A dry run says what it would do and changes nothing.
     let (term0, events0) = (term(&c.nodes[l]), events(&c.nodes[l]));
@@ -72,7 +81,10 @@ fn dry_run_leader_loss_and_partition_on_three_nodes() {
     assert!(text.contains("dry run, nothing was changed"), "{text}");
     assert!(text.contains(&format!("{old} (the leader now)")), "{text}");
     assert!(text.contains("restore:"), "{text}");
-    let (code, plan, err) = drill(&c.nodes[0], &["partition", "n3", "--for", "2s", "--dry-run"]);
+    let (code, plan, err) = drill(
+        &c.nodes[0],
+        &["partition", "n3", "--for", "2s", "--dry-run"],
+    );
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(plan["plan"]["hold_ms"], 2000, "{plan}");
     assert_eq!(term(&c.nodes[l]), term0, "a dry run holds no election");
@@ -89,7 +101,10 @@ fn dry_run_leader_loss_and_partition_on_three_nodes() {
     assert_ne!(new, old, "{r:#}");
     assert!(r["leader_after_ms"].is_u64(), "{r:#}");
     assert!(r["writes_resumed_after_ms"].is_u64(), "{r:#}");
-    assert!(r["term_after"].as_u64() > r["term_before"].as_u64(), "{r:#}");
+    assert!(
+        r["term_after"].as_u64() > r["term_before"].as_u64(),
+        "{r:#}"
+    );
     assert!(
         r["verdict"]
             .as_str()
@@ -101,7 +116,11 @@ fn dry_run_leader_loss_and_partition_on_three_nodes() {
     assert_eq!(s["node"]["role"], "follower", "{s:#}");
     assert_eq!(s["leader"]["name"], new.as_str(), "{s:#}");
     assert_eq!(
-        wait_for("every node ready under one leader", Duration::from_secs(20), || settled(&c)),
+        wait_for(
+            "every node ready under one leader",
+            Duration::from_secs(20),
+            || settled(&c)
+        ),
         new
     );
     // The drill's start and end records (n1 applies them when it does).
@@ -122,19 +141,30 @@ fn dry_run_leader_loss_and_partition_on_three_nodes() {
     assert_eq!(r["recovered"], true, "{r:#}");
     assert!(r["probe_writes"].as_u64().unwrap() > 0, "{r:#}");
     assert!(r["caught_up_after_ms"].is_u64(), "{r:#}");
-    let last = r["last_probe"].as_str().expect("a probe went through").to_string();
-    assert_eq!(c.nodes[2].local_get("drill/probe"), Some(last), "n3 caught up");
+    let last = r["last_probe"]
+        .as_str()
+        .expect("a probe went through")
+        .to_string();
+    assert_eq!(
+        c.nodes[2].local_get("drill/probe"),
+        Some(last),
+        "n3 caught up"
+    );
     assert_eq!(
         c.nodes[2].status().unwrap()["node"]["ready"],
         true,
         "n3 is ready"
     );
-    wait_for("the drill's end record on n3", Duration::from_secs(10), || {
-        events(&c.nodes[2])
-            .iter()
-            .any(|e| e.starts_with("drill partition ended: partition:"))
-            .then_some(())
-    });
+    wait_for(
+        "the drill's end record on n3",
+        Duration::from_secs(10),
+        || {
+            events(&c.nodes[2])
+                .iter()
+                .any(|e| e.starts_with("drill partition ended: partition:"))
+                .then_some(())
+        },
+    );
 }
 
 /// Marks the instance processes of this test run (they inherit it from the daemons).
@@ -205,12 +235,16 @@ fn slice_crash_and_node_loss_with_a_tiny_blueprint() {
         let now = after.iter().find(|(i, ..)| i == inst).expect("still there");
         assert_ne!(now.2, *pid, "{inst} runs a new process");
     }
-    wait_for("the drill's start record on n2", Duration::from_secs(10), || {
-        events(&c.nodes[1])
-            .iter()
-            .any(|e| e.starts_with("drill slice-crash started on app/web"))
-            .then_some(())
-    });
+    wait_for(
+        "the drill's start record on n2",
+        Duration::from_secs(10),
+        || {
+            events(&c.nodes[1])
+                .iter()
+                .any(|e| e.starts_with("drill slice-crash started on app/web"))
+                .then_some(())
+        },
+    );
 
     // node-loss of a follower that holds an instance: marked down, its instances move, it
     // comes back ready.
@@ -226,7 +260,9 @@ fn slice_crash_and_node_loss_with_a_tiny_blueprint() {
     assert!(r["moved_instances"].as_u64().unwrap() >= 1, "{r:#}");
     assert!(r["moved_after_ms"].is_u64(), "{r:#}");
     assert!(r["back_ready_after_ms"].is_u64(), "{r:#}");
-    wait_for("every node ready under one leader", Duration::from_secs(20), || {
-        settled(&c)
-    });
+    wait_for(
+        "every node ready under one leader",
+        Duration::from_secs(20),
+        || settled(&c),
+    );
 }

@@ -39,7 +39,7 @@ pub fn drill(w: &mut dyn Write, r: &DrillReport, json: bool) -> io::Result<()> {
         return Ok(());
     }
     writeln!(w, "{}", r.verdict)?;
-    let line = |w: &mut dyn Write, k: &str, v: String| writeln!(w, "  {k:<18} {v}");
+    let line = |w: &mut dyn Write, k: &str, v: String| writeln!(w, "  {k:<21} {v}");
     if let Some(p) = &r.plan {
         line(w, "fault", p.fault.clone())?;
     }
