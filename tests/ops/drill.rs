@@ -266,3 +266,59 @@ fn slice_crash_and_node_loss_with_a_tiny_blueprint() {
         || settled(&c),
     );
 }
+
+/// A node cut off by a drill heals by itself at the fault's deadline even when the node that
+/// drives the drill dies; a second drill is refused while one runs.
+#[test]
+fn a_cut_off_node_heals_by_itself_when_the_driver_dies() {
+    let mut c = TestCluster::three();
+    let l = c.leader_index();
+    let others: Vec<usize> = (0..3).filter(|i| *i != l).collect();
+    let (t, s) = (others[0], others[1]);
+    let target = c.nodes[t].name.clone();
+    let mut driver = std::process::Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&c.nodes[l].dir)
+        .args(["drill", "run", "partition", &target, "--for", "6s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        &format!("the leader to see '{target}' cut off"),
+        Duration::from_secs(10),
+        || {
+            let st = c.nodes[l].status()?;
+            st["members"]
+                .as_array()?
+                .iter()
+                .any(|m| m["name"] == target.as_str() && m["reachable"] == false)
+                .then_some(())
+        },
+    );
+
+    // One drill at a time, whichever node is asked.
+    let out = c.nodes[s].cli(&["drill", "run", "leader-loss"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("another drill is running: '{target}' is cut off")),
+        "{}",
+        stderr(&out)
+    );
+
+    // The driving node dies mid-drill: the two left need the cut-off node for a quorum, and
+    // get it back when its isolation runs out.
+    c.nodes[l].kill9();
+    let _ = driver.wait();
+    let dead = c.nodes[l].name.clone();
+    wait_for(
+        "the two nodes left to elect a leader once the cut-off one heals",
+        Duration::from_secs(30),
+        || {
+            let (a, b) = (c.nodes[s].status()?, c.nodes[t].status()?);
+            let ready = a["node"]["ready"] == true && b["node"]["ready"] == true;
+            let la = a["leader"]["name"].as_str()?;
+            (ready && la != dead && b["leader"]["name"] == la).then_some(())
+        },
+    );
+}
