@@ -1065,4 +1065,93 @@ mod tests {
         assert_eq!(versions.0.lock().unwrap().len(), 1);
         assert_eq!(stats.refused.load(Ordering::Relaxed), 2);
     }
+
+    /// Two endpoints of one cluster on 127.0.0.1, each serving pings (route 5) and a copy of
+    /// them on route 9 (the one an isolation spares here).
+    async fn pair() -> (Arc<Endpoint>, Arc<Endpoint>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = tls::create_ca("c-test").unwrap();
+        let mut eps = Vec::new();
+        for name in ["a", "b"] {
+            let (cert, key) = tls::issue_node_cert(&ca, name).unwrap();
+            let node = NodeTls::save(&dir.path().join(name), &ca.cert_pem, &cert, &key).unwrap();
+            let ep = Endpoint::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                &node,
+                &[7; 32],
+                &NetConfig::default(),
+            )
+            .unwrap();
+            let router = Router::new()
+                .add(ping::ROUTE, Arc::new(ping::Pinger))
+                .add(SPARED, Arc::new(ping::Pinger));
+            ep.serve(
+                Arc::new(router),
+                Arc::new(Nobody),
+                CancellationToken::new(),
+                TaskTracker::new(),
+            );
+            eps.push(ep);
+        }
+        let b = eps.pop().unwrap();
+        (eps.pop().unwrap(), b, dir)
+    }
+
+    const SPARED: Route = Route {
+        id: 9,
+        name: "spared",
+        open: false,
+    };
+
+    struct Nobody;
+
+    impl Inbox for Nobody {
+        type Msg = ();
+        fn deliver(&self, _: PeerCtx, _: (), _: usize) {}
+    }
+
+    async fn ask(from: &Endpoint, to: &Endpoint, route: Route) -> Result<ping::Pong, NetError> {
+        let addr = to.local_addr().to_string();
+        let req = ping::Ping { sent_us: 0 };
+        from.call(&addr, route, &req, Some(Duration::from_secs(5)))
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_isolated_endpoint_is_cut_off_both_ways_but_for_the_spared_route_until_healed() {
+        let (a, b, _dir) = pair().await;
+        ask(&a, &b, ping::ROUTE).await.unwrap();
+        ask(&b, &a, ping::ROUTE).await.unwrap();
+
+        a.isolate(Instant::now() + Duration::from_secs(60), SPARED);
+        assert!(a.isolated_for().is_some());
+        // Out: refused at once, as an unreachable peer.
+        let e = ask(&a, &b, ping::ROUTE).await.unwrap_err();
+        assert!(e.is_unreachable(), "{e}");
+        assert!(e.to_string().contains("isolated by a fire drill"), "{e}");
+        // In: the stream is reset, which the caller reads as a lost peer.
+        let e = ask(&b, &a, ping::ROUTE).await.unwrap_err();
+        assert!(e.is_unreachable(), "{e}");
+        // The spared route passes both ways.
+        ask(&a, &b, SPARED).await.unwrap();
+        ask(&b, &a, SPARED).await.unwrap();
+
+        a.heal();
+        assert_eq!(a.isolated_for(), None);
+        ask(&a, &b, ping::ROUTE).await.unwrap();
+        ask(&b, &a, ping::ROUTE).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_isolation_ends_by_itself_at_its_deadline() {
+        let (a, b, _dir) = pair().await;
+        let until = Instant::now() + Duration::from_millis(300);
+        a.isolate(until, SPARED);
+        assert!(ask(&b, &a, ping::ROUTE).await.is_err());
+        // No one heals it: the deadline does.
+        tokio::time::sleep_until(until.into()).await;
+        assert_eq!(a.isolated_for(), None);
+        ask(&b, &a, ping::ROUTE).await.unwrap();
+        ask(&a, &b, ping::ROUTE).await.unwrap();
+    }
 }
