@@ -700,6 +700,7 @@ fn drill_plan(s: crate::deploy::drill::Scenario) -> crate::deploy::drill::Plan {
             reachable: true,
             health: crate::domain::Health::Ready,
             isolated: false,
+            drilling: false,
         })
         .collect();
     let facts = Facts {

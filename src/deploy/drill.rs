@@ -149,6 +149,8 @@ pub struct Member {
     pub health: Health,
     /// It is cut off by a drill now.
     pub isolated: bool,
+    /// It runs a drill now.
+    pub drilling: bool,
 }
 
 /// What the drill knows of the cluster before it starts.
@@ -241,6 +243,12 @@ pub fn plan(s: &Scenario, facts: &Facts, hold: Option<Duration>) -> Result<Plan,
     if let Some(m) = facts.members.iter().find(|m| m.isolated) {
         return Err(Refusal::Unsafe(format!(
             "another drill is running: '{}' is cut off; wait for it to end (it heals by itself)",
+            m.name
+        )));
+    }
+    if let Some(m) = facts.members.iter().find(|m| m.drilling) {
+        return Err(Refusal::Unsafe(format!(
+            "another drill is running, driven by '{}'; wait for it to end",
             m.name
         )));
     }
@@ -523,6 +531,7 @@ mod tests {
             reachable: true,
             health: Health::Ready,
             isolated: false,
+            drilling: false,
         }
     }
 
@@ -614,6 +623,11 @@ mod tests {
             e.to_string().contains("another drill is running: 'n3'"),
             "{e}"
         );
+        // A slice-crash cuts nobody off: the driving node says it runs one.
+        let mut f = facts(3);
+        f.members[1].drilling = true;
+        let e = plan(&Scenario::LeaderLoss, &f, None).unwrap_err();
+        assert!(e.to_string().contains("driven by 'n2'"), "{e}");
     }
 
     #[test]

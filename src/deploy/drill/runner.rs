@@ -81,6 +81,8 @@ pub struct PeerState {
     pub ready: bool,
     /// How long it stays cut off, ms; `None` when it is not.
     pub isolated_ms: Option<u64>,
+    /// It runs a drill now.
+    pub drilling: bool,
 }
 
 /// Answers the drill's steps on this node.
@@ -106,6 +108,7 @@ fn state(c: &Cluster) -> PeerState {
         applied: c.store.applied_index(),
         ready: c.ready(),
         isolated_ms: c.ep.isolated_for().map(|d| d.as_millis() as u64),
+        drilling: RUNNING.load(Ordering::SeqCst),
     }
 }
 
@@ -384,6 +387,7 @@ impl Drill {
                 reachable: true,
                 health: m.health,
                 isolated: false,
+                drilling: false,
             })
             .collect();
         let states = futures::future::join_all(members.iter().map(|m| self.state_of(m))).await;
@@ -393,6 +397,8 @@ impl Drill {
             .map(|(m, s)| Member {
                 reachable: s.is_some(),
                 isolated: s.is_some_and(|s| s.isolated_ms.is_some()),
+                // This node runs the drill being planned.
+                drilling: m.id != c.id && s.is_some_and(|s| s.drilling),
                 ..m
             })
             .collect();
