@@ -127,8 +127,10 @@ pub enum AdminRequest {
     /// answer within [`DOCTOR_PING_TIMEOUT_MS`]).
     Doctor,
     /// Run a fire drill on the cluster (or, with `dry_run`, only say what it would do), then
-    /// put the cluster back; `hold_ms` is `--for`. Answered when the drill is over, with what
-    /// it measured. The drill runs to its end even when the asking client goes away.
+    /// put the cluster back; `hold_ms` is `--for`. Answered on the admin socket with
+    /// [`AdminResponse::DrillProgress`] lines as it goes, then [`AdminResponse::Drill`] with what
+    /// it measured (or an `Error`). The drill runs to its end even when the asking client goes
+    /// away.
     Drill {
         scenario: crate::deploy::drill::Scenario,
         hold_ms: Option<u64>,
@@ -170,6 +172,8 @@ pub enum AdminResponse {
     SnapshotDone(Box<crate::raft::backup::BackupSummary>),
     Doctor(Box<DoctorView>),
     Drill(Box<DrillReport>),
+    /// One line of a running drill's progress (`new leader n2 after 0.7 s`).
+    DrillProgress(String),
 }
 
 /// How long the answering node waits for each member's clock ping in [`AdminRequest::Doctor`].

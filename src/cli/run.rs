@@ -344,9 +344,11 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             let scenario = crate::deploy::drill::Scenario::parse(scenario, target.as_deref())
                 .map_err(|m| Failure::new(exit::USAGE, m))?;
             let hold_ms = hold.map(|h| h.as_millis() as u64);
+            // Progress goes to stderr as it comes; the report to stdout at the end.
+            let progress = |line: &str| eprintln!("drill: {line}");
             let r = client(cli)
                 .await?
-                .drill(scenario, hold_ms, *dry_run)
+                .drill(scenario, hold_ms, *dry_run, progress)
                 .await?;
             output::drill(&mut stdout(), &r, json).map_err(unwritten)?;
             if !r.recovered {

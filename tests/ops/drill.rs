@@ -15,7 +15,7 @@ fn drill(node: &Node, args: &[&str]) -> (Option<i32>, Value, String) {
     all.extend_from_slice(&["--output", "json"]);
     let out = node.cli(&all);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    eprintln!("{}", report["verdict"]);
+    eprintln!("{}{}", stderr(&out), report["verdict"]);
     (out.status.code(), report, stderr(&out))
 }
 
@@ -95,6 +95,10 @@ fn dry_run_leader_loss_and_partition_on_three_nodes() {
     // old leader follows the new one.
     let (code, r, err) = drill(&c.nodes[l], &["leader-loss"]);
     assert_eq!(code, Some(0), "{err}\n{r:#}");
+    // Progress came on stderr as it went.
+    assert!(err.contains("drill: leader-loss started: cut '"), "{err}");
+    assert!(err.contains("drill: new leader "), "{err}");
+    assert!(err.contains("drill: writes resumed after "), "{err}");
     assert_eq!(r["recovered"], true, "{r:#}");
     assert_eq!(r["old_leader"], old.as_str(), "{r:#}");
     let new = r["new_leader"].as_str().expect("a new leader").to_string();

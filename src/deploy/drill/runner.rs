@@ -215,7 +215,8 @@ impl Drop for Running {
 }
 
 /// Run drill `scenario` (or only plan it, with `dry_run`) on behalf of `actor`; `hold` is the
-/// operator's `--for`, `down_after` the node-down detection this node is configured with.
+/// operator's `--for`, `down_after` the node-down detection this node is configured with. Says
+/// what it does and sees, a line at a time, to `progress`.
 pub async fn run(
     cluster: Arc<Cluster>,
     scenario: Scenario,
@@ -223,6 +224,7 @@ pub async fn run(
     dry_run: bool,
     actor: String,
     down_after: Duration,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 ) -> Result<DrillReport, RunError> {
     if RUNNING.swap(true, Ordering::SeqCst) {
         return Err(Refusal::Unsafe(
@@ -231,7 +233,11 @@ pub async fn run(
         .into());
     }
     let _running = Running;
-    let d = Drill { cluster, actor };
+    let d = Drill {
+        cluster,
+        actor,
+        progress,
+    };
     let facts = d.facts(&scenario, down_after).await?;
     let plan = plan(&scenario, &facts, hold)?;
     let mut r = DrillReport {
@@ -260,6 +266,7 @@ pub async fn run(
             "the drill was not started: its audit record could not be written ({e}); check 'aether status'"
         )));
     }
+    d.say(format!("{} started: {}", r.scenario, plan.fault));
     r.term_before = d
         .observe(&facts, plan.node)
         .await
@@ -312,9 +319,17 @@ struct Probes {
 struct Drill {
     cluster: Arc<Cluster>,
     actor: String,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl Drill {
+    /// One progress line (dropped when nobody listens).
+    fn say(&self, line: String) {
+        if let Some(p) = &self.progress {
+            let _ = p.send(line);
+        }
+    }
+
     /// Ask `m` for one step: answered here when it is this node, else over the drill's route.
     async fn ask(&self, m: &Member, a: Ask) -> Result<Answer, String> {
         if m.id == self.cluster.id {
@@ -466,7 +481,10 @@ impl Drill {
     /// Cut `m` off for `hold_ms`; a failure is noted and ends the drill unrecovered.
     async fn isolate(&self, m: &Member, hold_ms: u64, r: &mut DrillReport) -> bool {
         match self.ask(m, Ask::Isolate { ms: hold_ms }).await {
-            Ok(_) => true,
+            Ok(_) => {
+                self.say(format!("'{}' is cut off", m.name));
+                true
+            }
             Err(e) => {
                 r.notes
                     .push(format!("'{}' could not be cut off: {e}", m.name));
@@ -477,6 +495,7 @@ impl Drill {
 
     /// Heal `m` (it heals by itself at its deadline anyway).
     async fn heal(&self, m: &Member, r: &mut DrillReport) {
+        self.say(format!("healing '{}'", m.name));
         if let Err(e) = self.ask(m, Ask::Heal).await {
             r.notes.push(format!(
                 "'{}' was not reached to heal it ({e}); it heals by itself at the fault's deadline",
@@ -523,10 +542,16 @@ impl Drill {
                     r.leader_changed = true;
                     r.new_leader = name_of(facts, l);
                     new = Some(l);
+                    self.say(format!(
+                        "new leader {} after {}",
+                        r.new_leader.as_deref().unwrap_or("?"),
+                        super::ms(since(t0))
+                    ));
                 }
             }
             if r.writes_resumed_after_ms.is_none() && self.probe(via, &mut probes, r).await {
                 r.writes_resumed_after_ms = Some(since(t0));
+                self.say(format!("writes resumed after {}", super::ms(since(t0))));
             }
             if r.leader_after_ms.is_some() && r.writes_resumed_after_ms.is_some() {
                 break;
@@ -551,7 +576,14 @@ impl Drill {
             })
             .await;
         match back {
-            Some(ms) => r.back_ready_after_ms = Some(ms),
+            Some(ms) => {
+                self.say(format!(
+                    "'{}' follows the new leader after {}",
+                    old.name,
+                    super::ms(ms)
+                ));
+                r.back_ready_after_ms = Some(ms)
+            }
             None => r.notes.push(format!(
                 "'{}' did not follow the new leader within {}",
                 old.name,
@@ -581,11 +613,20 @@ impl Drill {
                     r.leader_changed = true;
                     r.leader_after_ms = Some(since(t0));
                     r.new_leader = name_of(facts, l);
+                    self.say(format!(
+                        "leader changed to {} after {}",
+                        r.new_leader.as_deref().unwrap_or("?"),
+                        super::ms(since(t0))
+                    ));
                 }
             }
             self.probe(via, &mut probes, r).await;
             tokio::time::sleep_until(tick + TICK).await;
         }
+        self.say(format!(
+            "{} probe writes ok, {} errors while '{}' was cut off",
+            r.probe_writes, r.probe_errors, node.name
+        ));
         self.heal(node, r).await;
         r.healed_after_ms = Some(since(t0));
         // Caught up: the node has applied what the leader has (no probes run any more).
@@ -606,6 +647,12 @@ impl Drill {
                 n.isolated_ms.is_none() && n.applied >= l.applied && n.ready
             })
             .await;
+        self.say(format!(
+            "caught up: {}",
+            r.caught_up_after_ms
+                .map(super::ms)
+                .unwrap_or_else(|| "not seen".into())
+        ));
         if r.caught_up_after_ms.is_none() {
             r.notes.push(format!(
                 "'{}' did not catch up within {}",
@@ -648,9 +695,19 @@ impl Drill {
             if let Ok(Answer::Watch { health, moved }) = self.ask(via, watch.clone()).await {
                 if health == Health::Down && r.marked_down_after_ms.is_none() {
                     r.marked_down_after_ms = Some(since(t0));
+                    self.say(format!(
+                        "'{}' marked down after {}",
+                        node.name,
+                        super::ms(since(t0))
+                    ));
                 }
                 if r.marked_down_after_ms.is_some() && moved as usize == held.len() {
                     r.moved_after_ms = Some(since(t0));
+                    self.say(format!(
+                        "{} instance(s) active elsewhere after {}",
+                        held.len(),
+                        super::ms(since(t0))
+                    ));
                     break;
                 }
             }
@@ -670,6 +727,12 @@ impl Drill {
                 marked && self.state_of(node).await.is_some_and(|s| s.ready)
             })
             .await;
+        self.say(format!(
+            "back ready: {}",
+            r.back_ready_after_ms
+                .map(super::ms)
+                .unwrap_or_else(|| "not seen".into())
+        ));
         r.recovered = r.marked_down_after_ms.is_some()
             && r.moved_after_ms.is_some()
             && r.back_ready_after_ms.is_some();
@@ -716,6 +779,7 @@ impl Drill {
             }
         }
         r.killed = Some(killed);
+        self.say(format!("{killed} instance(s) killed"));
         // Ready again: every instance active with a new process (a restart counted).
         let again = |now: &BTreeMap<String, (NodeId, u32, Option<u32>, InstanceState)>| {
             before.iter().all(|(name, (_, restarts, pid, _))| {
@@ -728,6 +792,10 @@ impl Drill {
         while t0.elapsed() < bound {
             if again(&instances(&self.cluster)) {
                 r.ready_after_ms = Some(since(t0));
+                self.say(format!(
+                    "every instance active again after {}",
+                    super::ms(since(t0))
+                ));
                 break;
             }
             tokio::time::sleep(TICK).await;
