@@ -314,6 +314,21 @@ fn since(t: Instant) -> u64 {
 #[derive(Default)]
 struct Probes {
     sent: u32,
+    ok: u32,
+    failed: u32,
+    /// The first distinct errors.
+    errors: Vec<String>,
+    last: Option<String>,
+}
+
+impl Probes {
+    /// Add the counts to the report.
+    fn into_report(self, r: &mut DrillReport) {
+        r.probe_writes += self.ok;
+        r.probe_errors += self.failed;
+        r.errors.extend(self.errors);
+        r.last_probe = self.last.or(r.last_probe.take());
+    }
 }
 
 struct Drill {
@@ -450,32 +465,73 @@ impl Drill {
             .expect("a planned target is a member")
     }
 
-    /// One probe write through `via`, counted in `r`.
-    async fn probe(&self, via: &Member, p: &mut Probes, r: &mut DrillReport) -> bool {
+    /// One probe write of `scenario` through `via`, counted in `p`; whether it went through.
+    async fn probe(&self, via: &Member, scenario: &str, p: &mut Probes) -> bool {
         p.sent += 1;
-        let value = format!("{} {}", r.scenario, p.sent);
-        match self
-            .ask(
-                via,
-                Ask::Probe {
-                    value: value.clone(),
-                },
-            )
-            .await
-        {
+        let value = format!("{scenario} {}", p.sent);
+        let ask = Ask::Probe {
+            value: value.clone(),
+        };
+        match self.ask(via, ask).await {
             Ok(_) => {
-                r.probe_writes += 1;
-                r.last_probe = Some(value);
+                p.ok += 1;
+                p.last = Some(value);
                 true
             }
             Err(e) => {
-                r.probe_errors += 1;
-                if r.errors.len() < ERRORS_KEPT && !r.errors.contains(&e) {
-                    r.errors.push(e);
+                p.failed += 1;
+                if p.errors.len() < ERRORS_KEPT && !p.errors.contains(&e) {
+                    p.errors.push(e);
                 }
                 false
             }
         }
+    }
+
+    /// Probe writes through `via` every tick from `t0` for `hold`, until one goes through when
+    /// `first_only`: the probes and when the first went through, ms from `t0`.
+    async fn probes(
+        &self,
+        via: &Member,
+        scenario: &str,
+        t0: Instant,
+        hold: Duration,
+        first_only: bool,
+    ) -> (Probes, Option<u64>) {
+        let mut p = Probes::default();
+        let mut first = None;
+        while t0.elapsed() < hold {
+            let tick = tokio::time::Instant::now();
+            if self.probe(via, scenario, &mut p).await && first.is_none() {
+                first = Some(since(t0));
+                if first_only {
+                    self.say(format!("writes resumed after {}", super::ms(since(t0))));
+                    break;
+                }
+            }
+            tokio::time::sleep_until(tick + TICK).await;
+        }
+        (p, first)
+    }
+
+    /// Watch `via`'s leader every tick from `t0` for `hold`: the first leader other than
+    /// `not`, and when it was seen, ms from `t0`.
+    async fn new_leader(
+        &self,
+        via: &Member,
+        not: Option<NodeId>,
+        t0: Instant,
+        hold: Duration,
+    ) -> Option<(NodeId, u64)> {
+        while t0.elapsed() < hold {
+            let tick = tokio::time::Instant::now();
+            let now = self.state_of(via).await.and_then(|s| s.leader);
+            if let Some(l) = now.filter(|l| Some(*l) != not) {
+                return Some((l, since(t0)));
+            }
+            tokio::time::sleep_until(tick + TICK).await;
+        }
+        None
     }
 
     /// Cut `m` off for `hold_ms`; a failure is noted and ends the drill unrecovered.
@@ -531,33 +587,25 @@ impl Drill {
         }
         let t0 = Instant::now();
         let hold = Duration::from_millis(plan.hold_ms);
-        let mut probes = Probes::default();
-        let mut new = None;
-        while t0.elapsed() < hold {
-            let tick = tokio::time::Instant::now();
-            if r.leader_after_ms.is_none() {
-                let other = self.state_of(via).await.and_then(|s| s.leader);
-                if let Some(l) = other.filter(|l| *l != old.id) {
-                    r.leader_after_ms = Some(since(t0));
-                    r.leader_changed = true;
-                    r.new_leader = name_of(facts, l);
-                    new = Some(l);
-                    self.say(format!(
-                        "new leader {} after {}",
-                        r.new_leader.as_deref().unwrap_or("?"),
-                        super::ms(since(t0))
-                    ));
-                }
+        // The leader is watched and writes probed side by side, each timed on its own.
+        let watch = async {
+            let seen = self.new_leader(via, Some(old.id), t0, hold).await;
+            if let Some((l, at)) = seen {
+                let name = name_of(facts, l).unwrap_or_else(|| format!("id {l}"));
+                self.say(format!("new leader {name} after {}", super::ms(at)));
             }
-            if r.writes_resumed_after_ms.is_none() && self.probe(via, &mut probes, r).await {
-                r.writes_resumed_after_ms = Some(since(t0));
-                self.say(format!("writes resumed after {}", super::ms(since(t0))));
-            }
-            if r.leader_after_ms.is_some() && r.writes_resumed_after_ms.is_some() {
-                break;
-            }
-            tokio::time::sleep_until(tick + TICK).await;
-        }
+            seen
+        };
+        let (leader, (probes, resumed)) =
+            tokio::join!(watch, self.probes(via, &r.scenario, t0, hold, true));
+        probes.into_report(r);
+        r.writes_resumed_after_ms = resumed;
+        let new = leader.map(|(l, at)| {
+            r.leader_after_ms = Some(at);
+            r.leader_changed = true;
+            r.new_leader = name_of(facts, l);
+            l
+        });
         self.heal(old, r).await;
         r.healed_after_ms = Some(since(t0));
         let Some(new) = new else {
@@ -604,24 +652,22 @@ impl Drill {
         }
         let t0 = Instant::now();
         let hold = Duration::from_millis(plan.hold_ms);
-        let mut probes = Probes::default();
-        while t0.elapsed() < hold {
-            let tick = tokio::time::Instant::now();
-            if !r.leader_changed {
-                let now = self.state_of(via).await.and_then(|s| s.leader);
-                if let Some(l) = now.filter(|l| Some(*l) != facts.leader) {
-                    r.leader_changed = true;
-                    r.leader_after_ms = Some(since(t0));
-                    r.new_leader = name_of(facts, l);
-                    self.say(format!(
-                        "leader changed to {} after {}",
-                        r.new_leader.as_deref().unwrap_or("?"),
-                        super::ms(since(t0))
-                    ));
-                }
+        // The leader is watched and writes probed side by side for the whole fault.
+        let watch = async {
+            let seen = self.new_leader(via, facts.leader, t0, hold).await;
+            if let Some((l, at)) = seen {
+                let name = name_of(facts, l).unwrap_or_else(|| format!("id {l}"));
+                self.say(format!("leader changed to {name} after {}", super::ms(at)));
             }
-            self.probe(via, &mut probes, r).await;
-            tokio::time::sleep_until(tick + TICK).await;
+            seen
+        };
+        let (leader, (probes, _)) =
+            tokio::join!(watch, self.probes(via, &r.scenario, t0, hold, false));
+        probes.into_report(r);
+        if let Some((l, at)) = leader {
+            r.leader_changed = true;
+            r.leader_after_ms = Some(at);
+            r.new_leader = name_of(facts, l);
         }
         self.say(format!(
             "{} probe writes ok, {} errors while '{}' was cut off",
