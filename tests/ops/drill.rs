@@ -272,7 +272,8 @@ fn slice_crash_and_node_loss_with_a_tiny_blueprint() {
 }
 
 /// A node cut off by a drill heals by itself at the fault's deadline even when the node that
-/// drives the drill dies; a second drill is refused while one runs.
+/// drives the drill dies; a second drill is refused while one runs, and so is one that would
+/// take the quorum away.
 #[test]
 fn a_cut_off_node_heals_by_itself_when_the_driver_dies() {
     let mut c = TestCluster::three();
@@ -325,4 +326,19 @@ fn a_cut_off_node_heals_by_itself_when_the_driver_dies() {
             (ready && la != dead && b["leader"]["name"] == la).then_some(())
         },
     );
+
+    // With one voter of three down, cutting off another would take the quorum away: refused
+    // with the reason, and nothing changes.
+    let term = c.nodes[s].status().unwrap()["term"].clone();
+    let out = c.nodes[s].cli(&["drill", "run", "partition", &target]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "drill refused: cutting off '{target}' would leave 1 of 3 voters up and a quorum needs 2: bring back '{dead}' first"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(c.nodes[s].status().unwrap()["term"], term);
+    assert_eq!(c.nodes[t].status().unwrap()["node"]["ready"], true);
 }
