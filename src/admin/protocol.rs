@@ -7,6 +7,7 @@ use crate::domain::{AuditRecord, Millis};
 use crate::raft::types::{Command, RequestId, Response};
 
 pub use crate::controller::model::BenchReport as ModelBenchView;
+pub use crate::deploy::drill::DrillReport;
 pub use crate::metrics::requests::{EntryTraffic, SliceTraffic};
 pub use crate::raft::api::{
     ErrorKind, ReadQuery, ReadResult, RequestError as AdminError, TokenInfo,
@@ -125,6 +126,16 @@ pub enum AdminRequest {
     /// every other member over the peer endpoint (round trip and clock skew, or why it did not
     /// answer within [`DOCTOR_PING_TIMEOUT_MS`]).
     Doctor,
+    /// Run a fire drill on the cluster (or, with `dry_run`, only say what it would do), then
+    /// put the cluster back; `hold_ms` is `--for`. Answered on the admin socket with
+    /// [`AdminResponse::DrillProgress`] lines as it goes, then [`AdminResponse::Drill`] with what
+    /// it measured (or an `Error`). The drill runs to its end even when the asking client goes
+    /// away.
+    Drill {
+        scenario: crate::deploy::drill::Scenario,
+        hold_ms: Option<u64>,
+        dry_run: bool,
+    },
 }
 
 /// A response from a node's admin API.
@@ -160,6 +171,9 @@ pub enum AdminResponse {
     /// The backup is complete: its position, size and checksum.
     SnapshotDone(Box<crate::raft::backup::BackupSummary>),
     Doctor(Box<DoctorView>),
+    Drill(Box<DrillReport>),
+    /// One line of a running drill's progress (`new leader n2 after 0.7 s`).
+    DrillProgress(String),
 }
 
 /// How long the answering node waits for each member's clock ping in [`AdminRequest::Doctor`].

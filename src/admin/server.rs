@@ -87,6 +87,32 @@ async fn connection(mut stream: UnixStream, src: Sources, shutdown: Cancellation
                 super::live::serve(stream, w, src, shutdown).await;
                 return;
             }
+            Ok(AdminRequest::Drill {
+                scenario,
+                hold_ms,
+                dry_run,
+            }) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let job = tokio::spawn(drill(
+                    src.clone(),
+                    scenario,
+                    hold_ms,
+                    dry_run,
+                    actor.clone(),
+                    Some(tx),
+                ));
+                // A lost client stops the lines, never the drill: it runs on and heals.
+                while let Some(line) = rx.recv().await {
+                    if write_frame(&mut stream, &AdminResponse::DrillProgress(line))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                job.await
+                    .unwrap_or_else(|e| failed(format!("the drill stopped: {e}")))
+            }
             Ok(AdminRequest::SnapshotSave) => {
                 if snapshot_save(&mut stream, &src.cluster).await.is_err() {
                     return;
@@ -425,6 +451,16 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
         } => out(logs(cluster, &target, &cursors, tail).await),
         AdminRequest::SnapshotSave => {
             invalid("a snapshot streams on its connection: send 'SnapshotSave' on the admin socket")
+        }
+        AdminRequest::Drill {
+            scenario,
+            hold_ms,
+            dry_run,
+        } => {
+            let run = drill(src.clone(), scenario, hold_ms, dry_run, actor.into(), None);
+            tokio::spawn(run)
+                .await
+                .unwrap_or_else(|e| failed(format!("the drill stopped: {e}")))
         }
         AdminRequest::Doctor => out(doctor(cluster)
             .await
@@ -844,6 +880,37 @@ async fn apply_blueprint(
         }
     }
     Ok(AdminResponse::Plan(view))
+}
+
+/// Run a fire drill, sending its progress lines to `progress`. The admin socket runs it in a
+/// task of its own, so that it runs to its end (and puts the cluster back) even when the
+/// asking client goes away.
+async fn drill(
+    src: Sources,
+    scenario: crate::deploy::drill::Scenario,
+    hold_ms: Option<u64>,
+    dry_run: bool,
+    actor: String,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+) -> AdminResponse {
+    use crate::deploy::drill::{Refusal, runner::RunError};
+    let run = crate::deploy::drill::runner::run(
+        src.cluster.clone(),
+        scenario,
+        hold_ms.map(Duration::from_millis),
+        dry_run,
+        actor,
+        src.metrics.down_after(),
+        progress,
+    );
+    match run.await {
+        Ok(r) => AdminResponse::Drill(Box::new(r)),
+        Err(RunError::Refused(Refusal::Unknown(m))) => invalid(m),
+        Err(RunError::Refused(Refusal::Unsafe(m))) => failed(format!("drill refused: {m}")),
+        Err(RunError::Unavailable(m)) => {
+            AdminResponse::Error(AdminError::new(ErrorKind::NoQuorum, m))
+        }
+    }
 }
 
 /// `aether doctor`'s cluster checks: this node's Raft status, and every other member pinged at

@@ -6,6 +6,7 @@
 mod advice;
 mod blueprints;
 mod decisions;
+mod drill;
 mod metrics;
 mod model;
 mod rollouts;
@@ -23,6 +24,7 @@ use crate::domain::{Millis, human_millis};
 pub use advice::{advice, advice_taken};
 pub use blueprints::{blueprints, logs, plan};
 pub use decisions::{decision, decisions};
+pub use drill::drill;
 pub use metrics::metrics;
 pub use model::{model, model_bench, model_review, pulled};
 pub use rollouts::{rollout, rollout_acted, rollout_history, rollouts, watch_exit};

@@ -489,6 +489,8 @@ pub(super) fn apply_command(
             Response::Previous(prev)
         }
         Command::Batch(_) => Response::Refused("a batch is applied by its parts".into()),
+        // Its audit record is the whole of it.
+        Command::RecordDrill { .. } => Response::Ok,
         Command::RecordDecision(_)
         | Command::ApplyDecision { .. }
         | Command::ApproveDecision { .. }

@@ -204,6 +204,11 @@ pub enum Command {
         id: NodeId,
         addr: String,
     },
+    /// A fire drill began or ended (`aether drill run`): an audit record only, changes
+    /// nothing else. `what` is its line, e.g. `leader-loss started on n1 (isolated 5 s)`.
+    RecordDrill {
+        what: String,
+    },
 }
 
 impl Command {
@@ -222,7 +227,8 @@ impl Command {
             | Command::RecordOutcome { .. }
             | Command::SetControllerMode { .. }
             | Command::PauseController { .. }
-            | Command::ResumeController => false,
+            | Command::ResumeController
+            | Command::RecordDrill { .. } => false,
             Command::Batch(reqs) => reqs.iter().any(|r| r.cmd.touches_workloads()),
             _ => true,
         }
@@ -375,6 +381,7 @@ impl Command {
                 slice,
                 op,
             } => format!("rollout {op} {blueprint}/{slice}"),
+            Command::RecordDrill { what } => format!("drill {what}"),
         }
     }
 }
