@@ -6,11 +6,12 @@
 //! starts, keeps and stops). Loops: [`cluster::run`] on the leader writes
 //! assignments through Raft; [`node::run`] on every node converges on its share through the
 //! [`supervisor`] (processes, health checks, restarts) and reports transitions through Raft;
-//! [`logs`] keeps and reads instance output.
+//! [`logs`] keeps and reads instance output; [`drill`] runs fire drills on the real cluster.
 
 pub mod assign;
 pub mod blueprint;
 pub mod cluster;
+pub mod drill;
 pub mod logs;
 pub mod node;
 pub mod placement;

@@ -246,7 +246,20 @@ pub struct Endpoint {
     admin: std::sync::OnceLock<Arc<dyn AdminService>>,
     /// Refused remote admin connections and requests per IP (see [`limit`]).
     refusals: Mutex<limit::Refusals>,
+    /// A fire drill's isolation switch: see [`Endpoint::isolate`].
+    isolation: Mutex<Option<Isolation>>,
 }
+
+/// While `until` is ahead, this node's peer traffic fails fast both ways, except on the route
+/// `spared` (the drill's own, so the drill can watch and heal it).
+#[derive(Debug, Clone, Copy)]
+struct Isolation {
+    until: Instant,
+    spared: u8,
+}
+
+/// QUIC stream reset code for a stream refused while the node is isolated by a drill.
+pub const RESET_ISOLATED: u32 = 0x44;
 
 fn transport(cfg: &NetConfig) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
@@ -445,7 +458,66 @@ impl Endpoint {
             versions: Arc::default(),
             admin: std::sync::OnceLock::new(),
             refusals: Mutex::default(),
+            isolation: Mutex::new(None),
         }))
+    }
+
+    /// Cut this node off from its peers until `until` (a fire drill): requests and streams to
+    /// peers fail at once, requests and streams from peers are reset, one-way messages are
+    /// dropped both ways; only route `spared` still passes. It ends by itself at `until`, so a
+    /// node is never left isolated by a drill that did not finish; [`Endpoint::heal`] ends it
+    /// sooner. A later call replaces the deadline.
+    pub fn isolate(&self, until: Instant, spared: Route) {
+        *self.isolation.lock().expect("isolation lock") = Some(Isolation {
+            until,
+            spared: spared.id,
+        });
+        tracing::warn!(
+            "fire drill: isolated from every peer for {} ms",
+            until.saturating_duration_since(Instant::now()).as_millis()
+        );
+    }
+
+    /// End an isolation now (nothing when none is on).
+    pub fn heal(&self) {
+        if self
+            .isolation
+            .lock()
+            .expect("isolation lock")
+            .take()
+            .is_some_and(|i| i.until > Instant::now())
+        {
+            tracing::warn!("fire drill: isolation healed");
+        }
+    }
+
+    /// How long this node stays isolated (`None`: it is not).
+    pub fn isolated_for(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.isolation
+            .lock()
+            .expect("isolation lock")
+            .filter(|i| i.until > now)
+            .map(|i| i.until - now)
+    }
+
+    /// Whether traffic on route `id` is cut off now.
+    fn cut(&self, id: Option<u8>) -> bool {
+        let now = Instant::now();
+        self.isolation
+            .lock()
+            .expect("isolation lock")
+            .is_some_and(|i| i.until > now && id != Some(i.spared))
+    }
+
+    fn isolated_error(&self, addr: &str) -> NetError {
+        NetError::Connection {
+            addr: addr.into(),
+            message: format!(
+                "this node is isolated by a fire drill for {} ms more",
+                self.isolated_for().unwrap_or_default().as_millis()
+            ),
+        }
     }
 
     /// Serve remote admin connections with `svc` (once; later calls are ignored). Until then
@@ -587,6 +659,9 @@ impl Endpoint {
         req: &Req,
         timeout: Option<Duration>,
     ) -> Result<Resp, NetError> {
+        if self.cut(Some(route.id)) {
+            return Err(self.isolated_error(addr));
+        }
         let req = &(route.id, req);
         let timeout = timeout.unwrap_or(self.rpc_timeout);
         let slot = self.slot(addr);
@@ -624,6 +699,9 @@ impl Endpoint {
         route: Route,
         req: &Req,
     ) -> Result<PeerStream, NetError> {
+        if self.cut(Some(route.id)) {
+            return Err(self.isolated_error(addr));
+        }
         let buf = frame::encode(&(route.id, req)).map_err(|source| NetError::Frame {
             addr: addr.into(),
             source,
@@ -677,6 +755,9 @@ impl Endpoint {
     }
 
     async fn send_body(&self, addr: &str, body: &[u8]) -> Result<(), NetError> {
+        if self.cut(None) {
+            return Err(self.isolated_error(addr));
+        }
         let slot = self.slot(addr);
         let conn = tokio::time::timeout(self.rpc_timeout, self.connection(addr, &slot))
             .await
@@ -867,6 +948,9 @@ impl Endpoint {
                 s = conn.accept_bi() => s.map_err(|e| format!("{remote}: {e}"))?,
                 d = conn.read_datagram(), if oneway => {
                     let d = d.map_err(|e| format!("{remote}: {e}"))?;
+                    if self.cut(None) {
+                        continue;
+                    }
                     self.stats.oneway_bytes_received.fetch_add(d.len() as u64, Ordering::Relaxed);
                     match frame::decode_body::<I::Msg>(&d) {
                         Ok(msg) => inbox.deliver(ctx, msg, d.len()),
@@ -876,6 +960,10 @@ impl Endpoint {
                 }
                 u = conn.accept_uni(), if oneway => {
                     let mut recv = u.map_err(|e| format!("{remote}: {e}"))?;
+                    if self.cut(None) {
+                        let _ = recv.stop(RESET_ISOLATED.into());
+                        continue;
+                    }
                     let (inbox, stats, max) = (inbox.clone(), self.stats.clone(), self.max_frame);
                     let versions = self.versions.clone();
                     tracker.spawn(async move {
@@ -893,8 +981,17 @@ impl Endpoint {
             };
             let (router, stats, max) = (router.clone(), self.stats.clone(), self.max_frame);
             let versions = self.versions.clone();
+            let me = self.clone();
             tracker.spawn(async move {
                 let answer = match frame::read_frame_body(&mut recv, max).await {
+                    // Refused as an unreachable peer would be: the caller sees the stream die.
+                    Ok((body, _))
+                        if me.cut(frame::payload(&body).ok().and_then(|p| p.first().copied())) =>
+                    {
+                        let _ = send.reset(RESET_ISOLATED.into());
+                        let _ = recv.stop(RESET_ISOLATED.into());
+                        return;
+                    }
                     Ok((body, size)) => {
                         stats.bytes_received.fetch_add(size, Ordering::Relaxed);
                         frame::payload(&body).and_then(|p| router.dispatch(ctx, p))
@@ -1253,5 +1350,94 @@ mod tests {
         assert!(versions.seen("10.0.0.2:7420") && !versions.seen("10.0.0.3:7420"));
         assert_eq!(versions.0.lock().unwrap().len(), 1);
         assert_eq!(stats.refused.load(Ordering::Relaxed), 2);
+    }
+
+    /// Two endpoints of one cluster on 127.0.0.1, each serving pings (route 5) and a copy of
+    /// them on route 9 (the one an isolation spares here).
+    async fn pair() -> (Arc<Endpoint>, Arc<Endpoint>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = tls::create_ca("c-test").unwrap();
+        let mut eps = Vec::new();
+        for name in ["a", "b"] {
+            let (cert, key) = tls::issue_node_cert(&ca, name).unwrap();
+            let node = NodeTls::save(&dir.path().join(name), &ca.cert_pem, &cert, &key).unwrap();
+            let ep = Endpoint::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                &node,
+                &[7; 32],
+                &NetConfig::default(),
+            )
+            .unwrap();
+            let router = Router::new()
+                .add(ping::ROUTE, Arc::new(ping::Pinger))
+                .add(SPARED, Arc::new(ping::Pinger));
+            ep.serve(
+                Arc::new(router),
+                Arc::new(Nobody),
+                CancellationToken::new(),
+                TaskTracker::new(),
+            );
+            eps.push(ep);
+        }
+        let b = eps.pop().unwrap();
+        (eps.pop().unwrap(), b, dir)
+    }
+
+    const SPARED: Route = Route {
+        id: 9,
+        name: "spared",
+        open: false,
+    };
+
+    struct Nobody;
+
+    impl Inbox for Nobody {
+        type Msg = ();
+        fn deliver(&self, _: PeerCtx, _: (), _: usize) {}
+    }
+
+    async fn ask(from: &Endpoint, to: &Endpoint, route: Route) -> Result<ping::Pong, NetError> {
+        let addr = to.local_addr().to_string();
+        let req = ping::Ping { sent_us: 0 };
+        from.call(&addr, route, &req, Some(Duration::from_secs(5)))
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_isolated_endpoint_is_cut_off_both_ways_but_for_the_spared_route_until_healed() {
+        let (a, b, _dir) = pair().await;
+        ask(&a, &b, ping::ROUTE).await.unwrap();
+        ask(&b, &a, ping::ROUTE).await.unwrap();
+
+        a.isolate(Instant::now() + Duration::from_secs(60), SPARED);
+        assert!(a.isolated_for().is_some());
+        // Out: refused at once, as an unreachable peer.
+        let e = ask(&a, &b, ping::ROUTE).await.unwrap_err();
+        assert!(e.is_unreachable(), "{e}");
+        assert!(e.to_string().contains("isolated by a fire drill"), "{e}");
+        // In: the stream is reset, which the caller reads as a lost peer.
+        let e = ask(&b, &a, ping::ROUTE).await.unwrap_err();
+        assert!(e.is_unreachable(), "{e}");
+        // The spared route passes both ways.
+        ask(&a, &b, SPARED).await.unwrap();
+        ask(&b, &a, SPARED).await.unwrap();
+
+        a.heal();
+        assert_eq!(a.isolated_for(), None);
+        ask(&a, &b, ping::ROUTE).await.unwrap();
+        ask(&b, &a, ping::ROUTE).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_isolation_ends_by_itself_at_its_deadline() {
+        let (a, b, _dir) = pair().await;
+        let until = Instant::now() + Duration::from_millis(300);
+        a.isolate(until, SPARED);
+        assert!(ask(&b, &a, ping::ROUTE).await.is_err());
+        // No one heals it: the deadline does.
+        tokio::time::sleep_until(until.into()).await;
+        assert_eq!(a.isolated_for(), None);
+        ask(&b, &a, ping::ROUTE).await.unwrap();
+        ask(&a, &b, ping::ROUTE).await.unwrap();
     }
 }

@@ -455,6 +455,10 @@ pub async fn run(
             }),
         )
         .add(net::ping::ROUTE, Arc::new(net::ping::Pinger))
+        .add(
+            deploy::drill::runner::ROUTE,
+            Arc::new(deploy::drill::runner::DrillService(cluster.clone())),
+        )
         .add_stream(
             crate::ingress::HOP_ROUTE,
             Arc::new(crate::ingress::HopService(ingress.clone())),

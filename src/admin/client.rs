@@ -9,9 +9,9 @@ use tokio::net::UnixStream;
 
 use super::protocol::MAX_ADMIN_FRAME;
 use super::protocol::{
-    AdminError, AdminRequest, AdminResponse, BlueprintView, DoctorView, ErrorKind, LiveUpdate,
-    MemberView, MetricsView, ModelBenchView, OperatorCertView, PlanView, ReadQuery, ReadResult,
-    RolloutActView, RolloutView, StatusView, TokenInfo, TokenView, TrafficView, Watch,
+    AdminError, AdminRequest, AdminResponse, BlueprintView, DoctorView, DrillReport, ErrorKind,
+    LiveUpdate, MemberView, MetricsView, ModelBenchView, OperatorCertView, PlanView, ReadQuery,
+    ReadResult, RolloutActView, RolloutView, StatusView, TokenInfo, TokenView, TrafficView, Watch,
 };
 use crate::controller::model::ModelStatus;
 use crate::deploy::logs::LogChunk;
@@ -78,6 +78,8 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::Advice(_) => "Advice",
         AdminResponse::Done(_) => "Done",
         AdminResponse::Doctor(_) => "Doctor",
+        AdminResponse::Drill(_) => "Drill",
+        AdminResponse::DrillProgress(_) => "DrillProgress",
         AdminResponse::SnapshotChunk(_) => "SnapshotChunk",
         AdminResponse::SnapshotDone(_) => "SnapshotDone",
         AdminResponse::OperatorCert(_) => "OperatorCert",
@@ -479,6 +481,41 @@ impl Client {
     /// The node's Raft status and a clock ping to every other member ([`AdminRequest::Doctor`]).
     pub async fn doctor(&mut self) -> Result<DoctorView, ClientError> {
         ask!(self, "Doctor", AdminRequest::Doctor, AdminResponse::Doctor(d) => *d)
+    }
+
+    /// Run a fire drill, or plan it with `dry_run` ([`AdminRequest::Drill`]), handing each
+    /// progress line to `progress` as the node sends it; answered when the drill is over.
+    pub async fn drill(
+        &mut self,
+        scenario: crate::deploy::drill::Scenario,
+        hold_ms: Option<u64>,
+        dry_run: bool,
+        mut progress: impl FnMut(&str),
+    ) -> Result<DrillReport, ClientError> {
+        let req = AdminRequest::Drill {
+            scenario,
+            hold_ms,
+            dry_run,
+        };
+        write_frame(&mut self.stream, &req)
+            .await
+            .map_err(|e| unreadable(&self.at, e))?;
+        loop {
+            match read_frame::<_, AdminResponse>(&mut self.stream, MAX_ADMIN_FRAME)
+                .await
+                .map_err(|e| unreadable(&self.at, e))?
+            {
+                AdminResponse::DrillProgress(line) => progress(&line),
+                AdminResponse::Drill(r) => return Ok(*r),
+                AdminResponse::Error(e) => return Err(e.into()),
+                other => {
+                    return Err(ClientError::Unexpected {
+                        request: "Drill",
+                        response: response_kind(&other),
+                    });
+                }
+            }
+        }
     }
 
     /// The answering node's language model ([`AdminRequest::Model`]).

@@ -8,6 +8,7 @@ use crate::domain::{AuditRecord, Millis};
 use crate::raft::types::{Command, RequestId, Response};
 
 pub use crate::controller::model::BenchReport as ModelBenchView;
+pub use crate::deploy::drill::DrillReport;
 pub use crate::metrics::requests::{EntryTraffic, SliceTraffic};
 pub use crate::raft::api::{
     ErrorKind, ReadQuery, ReadResult, RequestError as AdminError, TokenInfo,
@@ -126,6 +127,16 @@ pub enum AdminRequest {
     /// every other member over the peer endpoint (round trip and clock skew, or why it did not
     /// answer within [`DOCTOR_PING_TIMEOUT_MS`]).
     Doctor,
+    /// Run a fire drill on the cluster (or, with `dry_run`, only say what it would do), then
+    /// put the cluster back; `hold_ms` is `--for`. Answered on the admin socket with
+    /// [`AdminResponse::DrillProgress`] lines as it goes, then [`AdminResponse::Drill`] with what
+    /// it measured (or an `Error`). The drill runs to its end even when the asking client goes
+    /// away.
+    Drill {
+        scenario: crate::deploy::drill::Scenario,
+        hold_ms: Option<u64>,
+        dry_run: bool,
+    },
     /// Sign an operator certificate for `name` with `role`, living `ttl_ms`, for the public key
     /// of `csr_pem` (the key stays where it was made), and record it through Raft (it replaces
     /// any earlier certificate of that name). Answered with [`AdminResponse::OperatorCert`].
@@ -172,6 +183,9 @@ pub enum AdminResponse {
     /// The backup is complete: its position, size and checksum.
     SnapshotDone(Box<crate::raft::backup::BackupSummary>),
     Doctor(Box<DoctorView>),
+    Drill(Box<DrillReport>),
+    /// One line of a running drill's progress (`new leader n2 after 0.7 s`).
+    DrillProgress(String),
     OperatorCert(Box<OperatorCertView>),
     Operators(Vec<crate::domain::OperatorRecord>),
 }

@@ -42,6 +42,9 @@ pub fn required_role(req: &AdminRequest) -> Role {
         // The model runs on the answering node's CPUs for up to minutes.
         R::ModelBench { .. } | R::ModelReview { .. } => Role::Operator,
         R::RolloutOp { .. } | R::AdviceTake { .. } => Role::Operator,
+        // A dry run only says what the drill would do; a drill breaks the cluster on purpose.
+        R::Drill { dry_run: true, .. } => Role::Viewer,
+        R::Drill { dry_run: false, .. } => Role::Admin,
         R::TokenCreate { .. }
         | R::Remove { .. }
         | R::SnapshotSave
@@ -91,7 +94,8 @@ pub fn command_role(cmd: &Command) -> Role {
         | Command::CloseDecision { .. }
         | Command::RecordOutcome { .. }
         | Command::UpdateRollout(_)
-        | Command::SetNodeAddr { .. } => Role::Admin,
+        | Command::SetNodeAddr { .. }
+        | Command::RecordDrill { .. } => Role::Admin,
     }
 }
 
@@ -128,6 +132,7 @@ pub fn command_name(req: &AdminRequest) -> &'static str {
         R::SnapshotSave => "snapshot save",
         R::OperatorCertCreate { .. } => "operator cert create",
         R::OperatorCerts => "operator cert list",
+        R::Drill { .. } => "drill run",
         R::Write { cmd, .. } => match cmd {
             Command::VetoDecision { .. } => "override veto",
             Command::ApproveDecision { .. } => "override approve",

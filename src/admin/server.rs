@@ -175,6 +175,32 @@ where
                 super::live::serve(stream, w, src, shutdown).await;
                 return;
             }
+            Ok(AdminRequest::Drill {
+                scenario,
+                hold_ms,
+                dry_run,
+            }) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let job = tokio::spawn(drill(
+                    src.clone(),
+                    scenario,
+                    hold_ms,
+                    dry_run,
+                    actor.clone(),
+                    Some(tx),
+                ));
+                // A lost client stops the lines, never the drill: it runs on and heals.
+                while let Some(line) = rx.recv().await {
+                    if write_frame(&mut stream, &AdminResponse::DrillProgress(line))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                job.await
+                    .unwrap_or_else(|e| failed(format!("the drill stopped: {e}")))
+            }
             Ok(AdminRequest::SnapshotSave) => {
                 if snapshot_save(&mut stream, &src.cluster).await.is_err() {
                     return;
@@ -224,6 +250,9 @@ impl std::io::Write for ChunkSender {
     }
 }
 
+/// A snapshot save gives up when its client takes no chunk for this long.
+const SNAPSHOT_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `aether snapshot save`: a read barrier through the leader, then the backup of this node's
 /// replica streamed as chunks while it is read (never whole in memory), then its summary.
 /// `Err`: the connection is lost.
@@ -243,8 +272,21 @@ async fn snapshot_save<S: tokio::io::AsyncWrite + Unpin>(
         Ok::<_, std::io::Error>(sum)
     });
     while let Some(chunk) = rx.recv().await {
-        // On a lost client `rx` is dropped here and the writer stops at its next chunk.
-        write_frame(stream, &AdminResponse::SnapshotChunk(chunk)).await?;
+        // On a lost or stalled client `rx` is dropped here and the writer stops at its next
+        // chunk, letting go of its read transaction.
+        let resp = AdminResponse::SnapshotChunk(chunk);
+        match tokio::time::timeout(SNAPSHOT_STALL, write_frame(stream, &resp)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(FrameError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the client took no snapshot data for {} s; giving up",
+                        SNAPSHOT_STALL.as_secs()
+                    ),
+                )));
+            }
+        }
     }
     let resp = match job.await {
         Ok(Ok(sum)) => AdminResponse::SnapshotDone(Box::new(sum)),
@@ -498,6 +540,16 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
         } => out(logs(cluster, &target, &cursors, tail).await),
         AdminRequest::SnapshotSave => {
             invalid("a snapshot streams on its connection: send 'SnapshotSave' on the admin socket")
+        }
+        AdminRequest::Drill {
+            scenario,
+            hold_ms,
+            dry_run,
+        } => {
+            let run = drill(src.clone(), scenario, hold_ms, dry_run, actor.into(), None);
+            tokio::spawn(run)
+                .await
+                .unwrap_or_else(|e| failed(format!("the drill stopped: {e}")))
         }
         AdminRequest::Doctor => out(doctor(cluster)
             .await
@@ -1014,6 +1066,37 @@ async fn apply_blueprint(
         }
     }
     Ok(AdminResponse::Plan(view))
+}
+
+/// Run a fire drill, sending its progress lines to `progress`. The admin socket runs it in a
+/// task of its own, so that it runs to its end (and puts the cluster back) even when the
+/// asking client goes away.
+async fn drill(
+    src: Sources,
+    scenario: crate::deploy::drill::Scenario,
+    hold_ms: Option<u64>,
+    dry_run: bool,
+    actor: String,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+) -> AdminResponse {
+    use crate::deploy::drill::{Refusal, runner::RunError};
+    let run = crate::deploy::drill::runner::run(
+        src.cluster.clone(),
+        scenario,
+        hold_ms.map(Duration::from_millis),
+        dry_run,
+        actor,
+        src.metrics.down_after(),
+        progress,
+    );
+    match run.await {
+        Ok(r) => AdminResponse::Drill(Box::new(r)),
+        Err(RunError::Refused(Refusal::Unknown(m))) => invalid(m),
+        Err(RunError::Refused(Refusal::Unsafe(m))) => failed(format!("drill refused: {m}")),
+        Err(RunError::Unavailable(m)) => {
+            AdminResponse::Error(AdminError::new(ErrorKind::NoQuorum, m))
+        }
+    }
 }
 
 /// `aether doctor`'s cluster checks: this node's Raft status, and every other member pinged at

@@ -6,6 +6,7 @@
 mod advice;
 mod blueprints;
 mod decisions;
+mod drill;
 mod metrics;
 mod model;
 mod operators;
@@ -24,6 +25,7 @@ use crate::domain::{Millis, human_millis};
 pub use advice::{advice, advice_taken};
 pub use blueprints::{blueprints, logs, plan};
 pub use decisions::{decision, decisions};
+pub use drill::drill;
 pub use metrics::metrics;
 pub use model::{model, model_bench, model_review, pulled};
 pub use operators::{operator_created, operators};

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 
 use super::args::{
-    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OperatorCertCmd,
-    OperatorCmd, OutputFormat, OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd,
+    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, DrillCmd, KvCmd, ModelCmd, NodeArgs,
+    OperatorCertCmd, OperatorCmd, OutputFormat, OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd,
 };
 use super::output;
 use super::{Failure, exit};
@@ -105,7 +105,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, doctor, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, operator, kv, snapshot, version and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, doctor, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, operator, kv, snapshot, drill, version and completions"
         ),
     )
 }
@@ -352,7 +352,29 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
         }
         Cmd::Doctor { list, checks } => super::doctor::gather::run(cli, *list, checks).await?,
         Cmd::Diag(_) => return Err(not_built("diag bundle", "a later issue")),
-        Cmd::Drill(_) => return Err(not_built("drill run", "a later issue")),
+        Cmd::Drill(DrillCmd::Run {
+            scenario,
+            target,
+            hold,
+            dry_run,
+        }) => {
+            let scenario = crate::deploy::drill::Scenario::parse(scenario, target.as_deref())
+                .map_err(|m| Failure::new(exit::USAGE, m))?;
+            let hold_ms = hold.map(|h| h.as_millis() as u64);
+            // Progress goes to stderr as it comes; the report to stdout at the end.
+            let progress = |line: &str| eprintln!("drill: {line}");
+            let r = client(cli)
+                .await?
+                .drill(scenario, hold_ms, *dry_run, progress)
+                .await?;
+            output::drill(&mut stdout(), &r, json).map_err(unwritten)?;
+            if !r.recovered {
+                return Err(Failure::new(
+                    exit::FAILED,
+                    "the cluster did not recover within the drill's bound; check 'aether status' and 'aether events'",
+                ));
+            }
+        }
         Cmd::Operator(OperatorCmd::Cert(c)) => run_operator_cert(cli, c, json).await?,
         Cmd::Man { dir: Some(dir) } => {
             super::args::write_man_pages(dir).map_err(|e| {

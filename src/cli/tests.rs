@@ -731,3 +731,89 @@ fn snapshot_save_inspect_restore() {
         render_json(|w| output::snapshot_restored(w, &restored, true))
     );
 }
+
+/// A drill's plan on a three-node cluster led by n1.
+fn drill_plan(s: crate::deploy::drill::Scenario) -> crate::deploy::drill::Plan {
+    use crate::deploy::drill::{Facts, Member, plan};
+    let members = (1..=3)
+        .map(|i| Member {
+            id: i,
+            name: format!("n{i}"),
+            addr: format!("127.0.0.1:742{i}"),
+            voter: true,
+            reachable: true,
+            health: crate::domain::Health::Ready,
+            isolated: false,
+            drilling: false,
+        })
+        .collect();
+    let facts = Facts {
+        members,
+        leader: Some(1),
+        slice_instances: 3,
+        slice_known: true,
+        down_after: std::time::Duration::from_secs(10),
+    };
+    plan(&s, &facts, None).unwrap()
+}
+
+#[test]
+fn drill() {
+    use crate::deploy::drill::{DrillReport, Scenario};
+    let dry = DrillReport {
+        scenario: "leader-loss".into(),
+        dry_run: true,
+        plan: Some(drill_plan(Scenario::LeaderLoss)),
+        recovered: true,
+        verdict: "leader-loss: dry run, nothing was changed".into(),
+        ..DrillReport::default()
+    };
+    insta::assert_snapshot!("drill_dry_run", render(|w| output::drill(w, &dry, false)));
+    let mut lost = DrillReport {
+        scenario: "leader-loss".into(),
+        plan: Some(drill_plan(Scenario::LeaderLoss)),
+        recovered: true,
+        old_leader: Some("n1".into()),
+        new_leader: Some("n2".into()),
+        term_before: 3,
+        term_after: 4,
+        leader_changed: true,
+        leader_after_ms: Some(812),
+        writes_resumed_after_ms: Some(1_104),
+        probe_writes: 1,
+        probe_errors: 2,
+        errors: vec!["no quorum: the write was not committed within 1 s".into()],
+        last_probe: Some("leader-loss 3".into()),
+        healed_after_ms: Some(1_110),
+        back_ready_after_ms: Some(240),
+        ..DrillReport::default()
+    };
+    lost.verdict = lost.verdict_line();
+    insta::assert_snapshot!(
+        "drill_leader_loss",
+        render(|w| output::drill(w, &lost, false))
+    );
+    insta::assert_snapshot!(
+        "drill_leader_loss_json",
+        render_json(|w| output::drill(w, &lost, true))
+    );
+    let mut crash = DrillReport {
+        scenario: "slice-crash".into(),
+        target: Some("app/web".into()),
+        plan: Some(drill_plan(Scenario::SliceCrash {
+            blueprint: "app".into(),
+            slice: "web".into(),
+        })),
+        recovered: false,
+        instances: Some(3),
+        killed: Some(3),
+        restarts: Some(2),
+        notes: vec!["not every instance was active again within 60.0 s".into()],
+        ..DrillReport::default()
+    };
+    crash.verdict = crash.verdict_line();
+    insta::assert_snapshot!(
+        "drill_slice_crash_not_recovered",
+        render(|w| output::drill(w, &crash, false))
+    );
+}

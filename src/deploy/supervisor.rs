@@ -334,6 +334,12 @@ impl Supervisor {
     }
 }
 
+/// SIGKILL every process of the instance group `pgid` (a fire drill's crash: the supervisor
+/// sees the instance die and restarts it as it would after any crash).
+pub fn kill_group(pgid: u32) {
+    process::signal_group(pgid, libc::SIGKILL);
+}
+
 #[cfg(test)]
 mod tests {
     use super::process::{pid_file, proc_stat, signal_group};

@@ -352,6 +352,11 @@ impl Pipeline {
         }
     }
 
+    /// After how long without an update the leader marks a node down.
+    pub fn down_after(&self) -> Duration {
+        self.cfg.down_after.0
+    }
+
     /// The sampling and broadcast period.
     pub fn interval(&self) -> Duration {
         self.cfg.interval.0

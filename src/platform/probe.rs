@@ -156,7 +156,49 @@ pub fn fsync_probe(
     budget: Duration,
     max_writes: usize,
 ) -> io::Result<(Vec<Duration>, Duration)> {
-    let path = dir.join(format!(".aether-doctor-fsync-{}", std::process::id()));
+    remove_stale_probes(dir);
+    // On its own thread: a hung disk blocks one fdatasync without limit, the doctor must not.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let d = dir.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(fsync_probe_here(&d, budget, max_writes));
+    });
+    let limit = budget + HUNG_SYNC;
+    rx.recv_timeout(limit).unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "fdatasync did not return within {} s: the disk is hung or far too slow",
+                limit.as_secs()
+            ),
+        ))
+    })
+}
+
+/// How long past its budget the fsync probe waits for a write that does not return.
+const HUNG_SYNC: Duration = Duration::from_secs(10);
+
+const PROBE_PREFIX: &str = ".aether-doctor-fsync-";
+
+/// Remove probe files that a doctor killed mid-probe left behind (their process is gone).
+fn remove_stale_probes(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix(PROBE_PREFIX) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn fsync_probe_here(
+    dir: &Path,
+    budget: Duration,
+    max_writes: usize,
+) -> io::Result<(Vec<Duration>, Duration)> {
+    let path = dir.join(format!("{PROBE_PREFIX}{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)

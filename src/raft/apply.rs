@@ -490,6 +490,8 @@ pub(super) fn apply_command(
             Response::Previous(prev)
         }
         Command::Batch(_) => Response::Refused("a batch is applied by its parts".into()),
+        // Its audit record is the whole of it.
+        Command::RecordDrill { .. } => Response::Ok,
         Command::IssueOperatorCert(rec) => {
             if let Err(m) = crate::domain::validate_name("operator name", &rec.name) {
                 return Ok(Response::Refused(m));

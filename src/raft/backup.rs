@@ -322,13 +322,12 @@ fn check_trailer(
         });
     }
     let len = u64::from_be_bytes(trailer[8..16].try_into().expect("8 bytes"));
-    if len + TRAILER_LEN != size {
+    // A hostile length must not overflow: compare in u128.
+    let expected = u128::from(len) + u128::from(TRAILER_LEN);
+    if expected != u128::from(size) {
         return Err(BackupError::Truncated {
             path: path.into(),
-            detail: format!(
-                "expected {} bytes (its trailer), found {size}",
-                len + TRAILER_LEN
-            ),
+            detail: format!("expected {expected} bytes (its trailer), found {size}"),
         });
     }
     if &trailer[16..] != found {
@@ -580,19 +579,57 @@ pub fn restore(path: &Path, dir: &Path) -> Result<RestoredView, BackupError> {
         }
     }
     let info = inspect(path)?;
-    let created = !dir.exists();
-    let result = restore_into(path, dir, &info);
+    // Built aside, in a sibling dir on the same filesystem, and moved into place whole: a
+    // failure or a crash part way leaves `dir` as it was (at most the sibling stays behind).
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "aether".into());
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let aside = parent.join(format!(".{name}.restoring-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&aside);
+    let result = restore_into(path, &aside, &info).and_then(|mut view| {
+        move_into_place(&aside, dir)?;
+        view.data_dir = dir.into();
+        Ok(view)
+    });
     if let Err(e) = &result {
-        // Leave the dir as it was found.
-        if created {
-            let _ = std::fs::remove_dir_all(dir);
-        } else {
-            let _ = std::fs::remove_file(dir.join("raft.redb"));
-            let _ = std::fs::remove_dir_all(dir.join("snapshots"));
-        }
         tracing::debug!("restore into '{}' failed: {e}", dir.display());
     }
+    let _ = std::fs::remove_dir_all(&aside);
     result
+}
+
+/// Move the store built in `aside` to `dir`: the whole dir when `dir` does not exist, else its
+/// `raft.redb` alone (one rename: `dir` then holds a whole store or none).
+fn move_into_place(aside: &Path, dir: &Path) -> Result<(), BackupError> {
+    let failed = |e: std::io::Error| BackupError::Write {
+        dir: dir.into(),
+        message: e.to_string(),
+    };
+    if !dir.exists() {
+        std::fs::rename(aside, dir).map_err(failed)?;
+    } else {
+        let target = dir.join("raft.redb");
+        if target.exists() {
+            return Err(BackupError::DirInUse {
+                dir: dir.into(),
+                found: target.display().to_string(),
+            });
+        }
+        std::fs::rename(aside.join("raft.redb"), &target).map_err(failed)?;
+    }
+    // The rename is durable once the dirs holding it are.
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    for d in std::iter::once(dir).chain(parent) {
+        std::fs::File::open(d)
+            .and_then(|d| d.sync_all())
+            .map_err(failed)?;
+    }
+    Ok(())
 }
 
 fn restore_into(path: &Path, dir: &Path, info: &BackupInfo) -> Result<RestoredView, BackupError> {
@@ -686,6 +723,7 @@ fn restore_into(path: &Path, dir: &Path, info: &BackupInfo) -> Result<RestoredVi
             .map_err(|e| failed(&e))?;
     }
     txn.commit().map_err(|e| failed(&e))?;
+    store.set_restore_unsealed(true).map_err(|e| failed(&e))?;
     // Not opened by openraft yet: no log, no vote, no membership: the first start initialises.
     let untouched = store
         .db

@@ -62,6 +62,11 @@ impl Cluster {
                 }
             }
         }
+        if self.store.restore_unsealed().map_err(|e| e.to_string())? {
+            return Err(JoinRefused::transient(
+                "this cluster was just restored from a backup and is sealing that state into a snapshot; retry in a moment",
+            ));
+        }
         // Refuse bad tokens before they cost a log entry; the state machine checks again, with
         // the same rules, when the join is applied.
         let secret_sha256 = tls::hash_secret(&j.secret);
@@ -173,11 +178,14 @@ impl Cluster {
         }
     }
 
-    /// The address the membership has for this node, when it is not the one it advertises.
+    /// The address the membership has for this node, when it is not the one it advertises
+    /// (and the new one is not a local-only address replacing a reachable one: a node started
+    /// before its network was up advertises loopback, which its peers cannot reach).
     fn stale_address(&self) -> Option<String> {
         let m = self.raft.metrics().borrow().membership_config.clone();
         let known = m.membership().get_node(&self.id)?.addr.clone();
-        (known != self.advertise).then_some(known)
+        let reachable = !local_only(&self.advertise) || local_only(&known);
+        (known != self.advertise && reachable).then_some(known)
     }
 
     /// Ask the members, the known leader first, to record this node's new address. Any member
@@ -236,10 +244,9 @@ impl Cluster {
                     _ => None,
                 };
                 let req = PeerRequest::Member { op, relay: false };
-                return match self
-                    .forward(id, &addr, req, self.forward_timeout, pick)
-                    .await?
-                {
+                // The leader may commit two membership changes and a write before it answers.
+                let limit = self.write_timeout * 2 + self.timing.max;
+                return match self.forward(id, &addr, req, limit, pick).await? {
                     Ok(done) => Ok(done),
                     Err(why) => Err(RequestError::new(
                         ErrorKind::NoQuorum,
@@ -281,11 +288,11 @@ impl Cluster {
         })
     }
 
-    async fn remove_member(&self, name: &str) -> Result<String, RequestError> {
-        let rec = self.member_named(name)?;
+    /// What the leader knows of the voters now, for [`plan_removal`].
+    fn member_facts(&self) -> Members {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
-        let facts = Members {
+        Members {
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
             answering: membership
@@ -299,7 +306,35 @@ impl Cluster {
                 })
                 .collect(),
             leader: self.id,
-        };
+        }
+    }
+
+    /// A membership change that gives up (no quorum) rather than hold the membership lock
+    /// forever.
+    async fn change_members(
+        &self,
+        change: ChangeMembers<NodeId, super::Node>,
+        retain: bool,
+    ) -> Result<(), RequestError> {
+        let limit = self.write_timeout + self.timing.max;
+        match tokio::time::timeout(limit, self.raft.change_membership(change, retain)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(RequestError::new(
+                ErrorKind::Failed,
+                format!("the membership change failed: {e}"),
+            )),
+            Err(_) => Err(RequestError::new(
+                ErrorKind::NoQuorum,
+                format!(
+                    "the membership change was not committed within {}: check 'aether status'; the leader's upkeep finishes it once a quorum answers",
+                    humantime::format_duration(limit)
+                ),
+            )),
+        }
+    }
+
+    async fn remove_member(&self, name: &str) -> Result<String, RequestError> {
+        let rec = self.member_named(name)?;
         let names: std::collections::BTreeMap<NodeId, String> = self
             .store
             .nodes()
@@ -308,8 +343,21 @@ impl Cluster {
             .map(|n| (n.id, n.name))
             .collect();
         let name_of = |id: NodeId| names.get(&id).cloned().unwrap_or(format!("id {id}"));
-        let removal = plan_removal(&facts, rec.id, &name_of)
-            .map_err(|why| RequestError::new(ErrorKind::Failed, why))?;
+        let removal = plan_removal(&self.member_facts(), rec.id, &name_of)?;
+        // The record goes first: it is the intent. Should the membership change not finish
+        // (a leader change, no quorum), the upkeep of whichever node leads takes a member
+        // without a record out of the membership (see `drop_unrecorded`).
+        let req = self.own_request(Command::RemoveNode { id: rec.id });
+        match self.write(req, false).await? {
+            Response::Ok => {}
+            Response::Refused(why) => return Err(RequestError::new(ErrorKind::Failed, why)),
+            _ => {
+                return Err(RequestError::new(
+                    ErrorKind::Failed,
+                    "removing the member record got an unexpected answer; check 'aether nodes'",
+                ));
+            }
+        }
         let change = match removal {
             Removal::Voter => Some(ChangeMembers::RemoveVoters(BTreeSet::from([rec.id]))),
             Removal::Learner => Some(ChangeMembers::RemoveNodes(BTreeSet::from([rec.id]))),
@@ -317,25 +365,7 @@ impl Cluster {
         };
         if let Some(change) = change {
             tracing::info!("removing {name} (id {}) from the membership", rec.id);
-            self.raft
-                .change_membership(change, false)
-                .await
-                .map_err(|e| {
-                    RequestError::new(
-                        ErrorKind::Failed,
-                        format!("the membership change failed: {e}; nothing was removed"),
-                    )
-                })?;
-        }
-        let req = self.own_request(Command::RemoveNode { id: rec.id });
-        match self.write(req, false).await? {
-            Response::Ok => {}
-            other => {
-                return Err(RequestError::new(
-                    ErrorKind::Failed,
-                    format!("removing the member record failed: {other:?}"),
-                ));
-            }
+            self.change_members(change, false).await?;
         }
         let voters: Vec<String> = self
             .raft
@@ -346,11 +376,53 @@ impl Cluster {
             .voter_ids()
             .map(name_of)
             .collect();
+        let warning = if voters.len() == 2 {
+            " (two voters: one more failure stops writes; add a node, or a learner is promoted when there is one)"
+        } else {
+            ""
+        };
         Ok(format!(
-            "removed '{name}' ({}); voters now: {}",
+            "removed '{name}' ({}); voters now: {}{warning}",
             removal.what(),
             voters.join(", ")
         ))
+    }
+
+    /// Leader upkeep: a member of Raft's membership without a record (a removal that did not
+    /// finish) leaves it, when that keeps a quorum.
+    async fn drop_unrecorded(&self) -> Result<(), String> {
+        let recorded: BTreeSet<NodeId> = self
+            .store
+            .nodes()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        let facts = self.member_facts();
+        let strays: Vec<NodeId> = facts
+            .voters
+            .iter()
+            .chain(&facts.learners)
+            .copied()
+            .filter(|id| *id != self.id && !recorded.contains(id))
+            .collect();
+        for id in strays {
+            let name_of = |id: NodeId| format!("id {id}");
+            let change = match plan_removal(&facts, id, &name_of) {
+                Ok(Removal::Voter) => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+                Ok(_) => ChangeMembers::RemoveNodes(BTreeSet::from([id])),
+                Err(e) => {
+                    tracing::warn!("node id {id} has no member record but stays: {e}");
+                    continue;
+                }
+            };
+            tracing::info!("node id {id} has no member record (a removal); taking it out");
+            self.change_members(change, false)
+                .await
+                .map_err(|e| e.message)?;
+            return Ok(());
+        }
+        Ok(())
     }
 
     async fn move_member(&self, name: &str, addr: &str) -> Result<String, RequestError> {
@@ -358,6 +430,15 @@ impl Cluster {
             RequestError::new(ErrorKind::Invalid, format!("bad address '{addr}': {m}"))
         })?;
         let rec = self.member_named(name)?;
+        if local_only(addr) && !local_only(&rec.addr) {
+            return Err(RequestError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "'{name}' would move from '{}' to the local-only address '{addr}', which its peers cannot reach; start it with --advertise HOST:PORT",
+                    rec.addr
+                ),
+            ));
+        }
         if rec.addr != addr {
             let req = self.own_request(Command::SetNodeAddr {
                 id: rec.id,
@@ -366,10 +447,10 @@ impl Cluster {
             match self.write(req, false).await? {
                 Response::Ok => {}
                 Response::Refused(why) => return Err(RequestError::new(ErrorKind::Invalid, why)),
-                other => {
+                _ => {
                     return Err(RequestError::new(
                         ErrorKind::Failed,
-                        format!("recording the address failed: {other:?}"),
+                        "recording the address got an unexpected answer; check 'aether nodes'",
                     ));
                 }
             }
@@ -378,15 +459,8 @@ impl Cluster {
         let in_membership = m.membership_config.membership().get_node(&rec.id).cloned();
         if in_membership.is_some_and(|n| n.addr != addr) {
             let nodes = std::collections::BTreeMap::from([(rec.id, BasicNode::new(addr))]);
-            self.raft
-                .change_membership(ChangeMembers::SetNodes(nodes), true)
-                .await
-                .map_err(|e| {
-                    RequestError::new(
-                        ErrorKind::Failed,
-                        format!("setting the address in the membership failed: {e}"),
-                    )
-                })?;
+            self.change_members(ChangeMembers::SetNodes(nodes), true)
+                .await?;
         }
         tracing::info!("node {name} (id {}) is now at {addr}", rec.id);
         Ok(format!("'{name}' is now at '{addr}'"))
@@ -403,6 +477,46 @@ impl Cluster {
             at: now_millis(),
             cmd,
         }
+    }
+
+    /// A restored store's state is in no log entry: take a snapshot and purge the log up to it,
+    /// so that every node that joins installs the snapshot rather than replaying the log.
+    async fn seal_restore(&self) -> Result<(), String> {
+        let applied = self.store.applied_index();
+        tracing::info!("sealing the restored state into a snapshot at index {applied}");
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| format!("snapshot of the restored state: {e}"))?;
+        let m = self
+            .raft
+            .wait(Some(self.write_timeout))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "a snapshot of the restored state",
+            )
+            .await
+            .map_err(|e| format!("snapshot of the restored state: {e}"))?;
+        let upto = m.snapshot.map(|s| s.index).unwrap_or(applied);
+        self.raft
+            .trigger()
+            .purge_log(upto)
+            .await
+            .map_err(|e| format!("purging the log up to the snapshot: {e}"))?;
+        self.raft
+            .wait(Some(self.write_timeout))
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index >= upto),
+                "the log purged up to the snapshot",
+            )
+            .await
+            .map_err(|e| format!("purging the log up to the snapshot: {e}"))?;
+        self.store
+            .set_restore_unsealed(false)
+            .map_err(|e| e.to_string())?;
+        tracing::info!("the restored state is in the snapshot at index {upto}; joins are open");
+        Ok(())
     }
 
     async fn membership_step(&self) -> Result<(), String> {
@@ -435,6 +549,12 @@ impl Cluster {
                 };
                 self.write(req, false).await.map_err(|e| e.message)?;
             }
+        }
+        if self.initialised() && self.store.restore_unsealed().map_err(|e| e.to_string())? {
+            self.seal_restore().await?;
+        }
+        if self.initialised() {
+            self.drop_unrecorded().await?;
         }
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
@@ -478,6 +598,13 @@ impl Cluster {
     }
 }
 
+/// Whether `addr` (`host:port`) is a loopback or unspecified address: reachable from this
+/// host only. A host name is taken as reachable.
+fn local_only(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback() || a.ip().is_unspecified())
+}
+
 /// What the leader knows when asked to remove a member.
 #[derive(Debug, Clone)]
 pub struct Members {
@@ -517,7 +644,8 @@ pub fn plan_removal(
     m: &Members,
     target: NodeId,
     name: &dyn Fn(NodeId) -> String,
-) -> Result<Removal, String> {
+) -> Result<Removal, RequestError> {
+    let refused = |why: String| RequestError::new(ErrorKind::Failed, why);
     let list = |ids: &BTreeSet<NodeId>| {
         ids.iter()
             .map(|id| format!("'{}'", name(*id)))
@@ -525,16 +653,16 @@ pub fn plan_removal(
             .join(", ")
     };
     if target == m.leader && m.voters.len() <= 1 {
-        return Err(format!(
-            "'{}' is the cluster's only voter; a cluster cannot remove its last voter",
+        return Err(refused(format!(
+            "'{}' is the cluster's only voter; a cluster cannot remove its last voter (to retire the whole cluster, stop its nodes)",
             name(target)
-        ));
+        )));
     }
     if target == m.leader {
-        return Err(format!(
+        return Err(refused(format!(
             "'{0}' is the leader and cannot remove itself; stop its daemon first (another voter takes over within seconds), then run 'aether remove {0}' on another node",
             name(target)
-        ));
+        )));
     }
     if !m.voters.contains(&target) {
         return Ok(if m.learners.contains(&target) {
@@ -547,18 +675,21 @@ pub fn plan_removal(
     let answering_now: BTreeSet<NodeId> = m.voters.intersection(&m.answering).copied().collect();
     if answering_now.len() < quorum(&m.voters) {
         let silent: BTreeSet<NodeId> = m.voters.difference(&m.answering).copied().collect();
-        return Err(format!(
-            "the cluster has no quorum now: {} of {} voters answer (silent: {}); bring voters back before changing the membership",
-            answering_now.len(),
-            m.voters.len(),
-            list(&silent)
+        return Err(RequestError::new(
+            ErrorKind::NoQuorum,
+            format!(
+                "the cluster has no quorum now: {} of {} voters answer (silent: {}); bring voters back before changing the membership",
+                answering_now.len(),
+                m.voters.len(),
+                list(&silent)
+            ),
         ));
     }
     let rest: BTreeSet<NodeId> = m.voters.iter().copied().filter(|v| *v != target).collect();
     let answering_rest: BTreeSet<NodeId> = rest.intersection(&m.answering).copied().collect();
     if answering_rest.len() < quorum(&rest) {
         let silent: BTreeSet<NodeId> = rest.difference(&m.answering).copied().collect();
-        return Err(format!(
+        return Err(refused(format!(
             "removing '{}' would lose quorum: the voters left ({}) need {} answering, only {} do; bring {} back first, then remove '{}'",
             name(target),
             list(&rest),
@@ -566,7 +697,7 @@ pub fn plan_removal(
             answering_rest.len(),
             list(&silent),
             name(target)
-        ));
+        )));
     }
     Ok(Removal::Voter)
 }
@@ -613,7 +744,7 @@ mod tests {
     #[test]
     fn removing_a_live_voter_beside_a_dead_one_is_refused_naming_the_dead() {
         let m = members(&[1, 2, 3], &[], &[1, 2]);
-        let why = plan_removal(&m, 2, &name).unwrap_err();
+        let why = plan_removal(&m, 2, &name).unwrap_err().message;
         assert!(why.contains("would lose quorum"), "{why}");
         assert!(why.contains("'n3'"), "{why}");
         assert!(why.contains("need 2 answering, only 1"), "{why}");
@@ -623,18 +754,28 @@ mod tests {
     fn without_a_quorum_now_nothing_is_removed() {
         let m = members(&[1, 2, 3, 4, 5], &[], &[1, 2]);
         let why = plan_removal(&m, 5, &name).unwrap_err();
-        assert!(why.contains("no quorum now: 2 of 5"), "{why}");
+        assert_eq!(why.kind, ErrorKind::NoQuorum);
+        assert!(why.message.contains("no quorum now: 2 of 5"), "{why}");
     }
 
     #[test]
     fn the_leader_does_not_remove_itself() {
         let m = members(&[1, 2, 3], &[], &[1, 2, 3]);
-        let why = plan_removal(&m, 1, &name).unwrap_err();
+        let why = plan_removal(&m, 1, &name).unwrap_err().message;
         assert!(why.contains("'n1' is the leader"), "{why}");
         assert!(why.contains("stop its daemon first"), "{why}");
         let alone = members(&[1], &[], &[1]);
-        let why = plan_removal(&alone, 1, &name).unwrap_err();
+        let why = plan_removal(&alone, 1, &name).unwrap_err().message;
         assert!(why.contains("only voter"), "{why}");
+    }
+
+    #[test]
+    fn loopback_and_unspecified_addresses_are_local_only() {
+        assert!(local_only("127.0.0.1:7420"));
+        assert!(local_only("[::1]:7420"));
+        assert!(local_only("0.0.0.0:7420"));
+        assert!(!local_only("10.0.0.7:7420"));
+        assert!(!local_only("gpu-3.lan:7420"));
     }
 
     #[test]

@@ -185,6 +185,10 @@ const K_VOTE: &str = "vote";
 const K_FORMAT: &str = "format";
 const K_COMMITTED: &str = "committed";
 const K_PURGED: &str = "last_purged";
+/// Set by `aether snapshot restore`: the state machine holds state no log entry or snapshot
+/// carries yet. Until the first leader has taken a snapshot and purged the log up to it (so a
+/// joining node installs that snapshot instead of replaying an empty history), joins wait.
+const K_RESTORED: &str = "restored";
 
 /// Storage errors before openraft is involved (opening the file).
 #[derive(Debug, thiserror::Error)]
@@ -406,6 +410,28 @@ impl Store {
     /// Last applied log index.
     pub fn applied_index(&self) -> u64 {
         *self.applied_tx.borrow()
+    }
+
+    /// Whether this store was restored from a backup and no snapshot carries that state yet.
+    pub fn restore_unsealed(&self) -> Result<bool, std::io::Error> {
+        Ok(self
+            .read_meta::<bool>(RAFT_META, K_RESTORED)?
+            .unwrap_or(false))
+    }
+
+    /// Mark the store as restored (`aether snapshot restore`) or, with `false`, the restored
+    /// state as carried by a snapshot. Durable before it returns.
+    pub fn set_restore_unsealed(&self, unsealed: bool) -> Result<(), std::io::Error> {
+        let txn = self.db.begin_write().map_err(io)?;
+        {
+            let mut meta = txn.open_table(RAFT_META).map_err(io)?;
+            if unsealed {
+                meta.insert(K_RESTORED, enc(&true).as_slice()).map_err(io)?;
+            } else {
+                meta.remove(K_RESTORED).map_err(io)?;
+            }
+        }
+        txn.commit().map_err(io)
     }
 
     /// Entries in `range`: what is on disk, overlaid with appended entries not yet flushed.

@@ -204,6 +204,11 @@ pub enum Command {
         id: NodeId,
         addr: String,
     },
+    /// A fire drill began or ended (`aether drill run`): an audit record only, changes
+    /// nothing else. `what` is its line, e.g. `leader-loss started on n1 (isolated 5 s)`.
+    RecordDrill {
+        what: String,
+    },
     // operators (DESIGN §6)
     /// Record an operator certificate a node signed with the cluster CA; it replaces any
     /// earlier certificate of that name, which is refused from then on.
@@ -232,7 +237,8 @@ impl Command {
             | Command::RecordOutcome { .. }
             | Command::SetControllerMode { .. }
             | Command::PauseController { .. }
-            | Command::ResumeController => false,
+            | Command::ResumeController
+            | Command::RecordDrill { .. } => false,
             Command::Batch(reqs) => reqs.iter().any(|r| r.cmd.touches_workloads()),
             _ => true,
         }
@@ -392,6 +398,7 @@ impl Command {
                 slice,
                 op,
             } => format!("rollout {op} {blueprint}/{slice}"),
+            Command::RecordDrill { what } => format!("drill {what}"),
         }
     }
 }

@@ -493,6 +493,24 @@ impl App {
             .collect()
     }
 
+    /// The drill running now, from the audit trail: the newest drill record when it is a start
+    /// (`partition started on n3`) no older than a drill can last; `None` once it ended.
+    pub fn running_drill(&self) -> Option<String> {
+        /// The longest fault plus the recovery bound, with room: a start record older than
+        /// this belongs to a drill whose driver died (its fault has healed by itself).
+        const DRILL_MAX_MS: u64 = 10 * 60 * 1000;
+        let last = self
+            .data
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.what.starts_with("drill "))?;
+        let what = last.what.strip_prefix("drill ")?;
+        let (head, _) = what.split_once(':').unwrap_or((what, ""));
+        (head.contains(" started") && self.now.saturating_sub(last.at) < DRILL_MAX_MS)
+            .then(|| head.to_string())
+    }
+
     /// Audit records, newest first, filtered.
     pub fn events(&self) -> Vec<&AuditRecord> {
         self.data

@@ -536,3 +536,43 @@ fn the_controller_view_lists_the_leaders_advice() {
     insta::assert_snapshot!("controller_advice_80x24", render(&mut a, 80, 24));
     insta::assert_snapshot!("controller_advice_120x40", render(&mut a, 120, 40));
 }
+
+#[test]
+fn a_running_drill_shows_in_the_header_until_it_ends() {
+    let mut a = app();
+    let record = |seq, what: &str| crate::domain::AuditRecord {
+        seq,
+        at: NOW - 1_000,
+        actor: "uid:0@n1".into(),
+        what: what.into(),
+        outcome: "ok".into(),
+    };
+    let mut u = update(false);
+    u.full = false;
+    u.events = vec![record(
+        60,
+        "drill partition started on n3: cut 'n3' off from its peers for at most 5.0 s",
+    )];
+    a.apply(u, NOW);
+    assert_eq!(
+        a.running_drill().as_deref(),
+        Some("partition started on n3")
+    );
+    let text = render(&mut a, 160, 48);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("DRILL partition started on n3"),
+        "{text}"
+    );
+    let mut u = update(false);
+    u.full = false;
+    u.events = vec![record(
+        61,
+        "drill partition ended: partition: leader unchanged; writes continued (40 ok, 0 errors); n3 caught up after 0.1 s; recovered",
+    )];
+    a.apply(u, NOW);
+    assert_eq!(a.running_drill(), None);
+    assert!(!render(&mut a, 160, 48).contains("DRILL"));
+}

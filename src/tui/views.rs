@@ -189,6 +189,10 @@ fn header_line(app: &App, theme: &Theme) -> Line<'static> {
             spans.push(Span::raw(c.mode.to_string()));
         }
     }
+    if let Some(d) = app.running_drill() {
+        spans.push(sep());
+        spans.push(Span::styled(format!("DRILL {d}"), theme.warn()));
+    }
     // The model that decides is the leader's; on a follower its own is idle by design.
     let leader_model = s
         .controller

@@ -606,9 +606,9 @@ fn bad_config_flags_and_commands_get_clear_errors() {
 
     let out = run(&["--data-dir", d, "metrics"], &[]);
     assert_eq!(out.status.code(), Some(3), "no node: exit 3");
-    let out = run(&["--data-dir", d, "doctor"], &[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not built yet"));
+    let out = run(&["--data-dir", d, "doctor", "no-such-check"], &[]);
+    assert_eq!(out.status.code(), Some(2), "an unknown check is bad usage");
+    assert!(stderr(&out).contains("no-such-check"), "{}", stderr(&out));
 
     let out = run(&["completions", "bash"], &[]);
     assert!(out.status.success() && stdout(&out).contains("aether"));

@@ -211,14 +211,17 @@ fn in_a_cluster_it_sees_the_leader_every_peer_and_their_clocks_then_a_dead_peer(
         let p = &peers["figures"][name];
         assert_eq!(p["reachable"], true, "{peers}");
         assert_eq!(p["addr"], c.nodes[i + 1].addr(), "{peers}");
-        assert!(p["rtt_ms"].as_f64().unwrap() >= 0.0, "{peers}");
-        // One machine, one clock: well inside the warning.
+        let rtt = p["rtt_ms"].as_f64().unwrap();
+        assert!(rtt >= 0.0, "{peers}");
+        // One machine, one clock: the measured skew is the ping's error alone, which the
+        // middle-of-the-round-trip estimate bounds by half the round trip.
         assert!(
-            skew["figures"][name].as_f64().unwrap().abs() < 500.0,
-            "{skew}"
+            skew["figures"][name].as_f64().unwrap().abs() <= rtt / 2.0 + 1.0,
+            "{skew} (rtt {rtt} ms)"
         );
     }
-    assert_eq!(skew["status"], "ok", "{skew}");
+    // A ping times out after 2 s, so one clock never looks 5 s off.
+    assert_ne!(skew["status"], "fail", "{skew}");
     // The node's own files: its keys and admin socket 0600, its certificates far from expiry.
     let dir = check(&list, "data-dir");
     assert_eq!(dir["status"], "ok", "{dir}");

@@ -279,6 +279,17 @@ fn a_saved_snapshot_restores_into_a_new_cluster_that_the_old_one_cannot_reach() 
         || (r.status()?["members"].as_array()?.len() == 2).then_some(()),
     );
     assert_eq!(ok(&r2.cli(&["kv", "get", "last"])), "acknowledged");
+    // r2's own replica holds the restored state (the restored leader sealed it into a snapshot
+    // that r2 installed): no log entry carries it.
+    wait_for(
+        "r2's own replica to hold the restored keys",
+        Duration::from_secs(30),
+        || (r2.local_get("last")? == "acknowledged").then_some(()),
+    );
+    assert!(
+        r.log_text().contains("sealing the restored state"),
+        "the restored leader seals its state into a snapshot"
+    );
 
     // Without a quorum there is no consistent copy to take: exit 3, no file, nothing partial.
     c.nodes[leader].kill9();

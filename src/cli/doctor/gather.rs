@@ -46,7 +46,13 @@ pub async fn run(cli: &Cli, list: bool, names: &[String]) -> Result<(), Failure>
         .socket
         .clone()
         .unwrap_or_else(|| dir.join("aether.sock"));
-    let mut node = Client::connect(&socket).await.ok();
+    // No socket: no node here (the cluster checks are skipped). A socket that refuses: a node
+    // that crashed and left it, or one this user may not reach; the cluster checks fail.
+    let (mut node, refused) = match Client::connect(&socket).await {
+        Ok(c) => (Some(c), None),
+        Err(e) if socket.exists() => (None, Some(e)),
+        Err(_) => (None, None),
+    };
     let running = node.is_some();
     // One ask serves the three cluster checks and the ports (the node's QUIC address).
     let view = match &mut node {
@@ -62,6 +68,11 @@ pub async fn run(cli: &Cli, list: bool, names: &[String]) -> Result<(), Failure>
                 Err(_) => Err(format!("no answer within {} s", NODE_ANSWER.as_secs())),
             })
         }
+        None => refused.map(|e| {
+            Err(format!(
+                "its socket is there but refuses connections ({e}); a node that crashed leaves it behind: restart the node, or, as root, check the socket's owner"
+            ))
+        }),
         _ => None,
     };
     let mut outcomes = Vec::new();
@@ -151,7 +162,9 @@ fn load_config(cli: &Cli) -> Result<Config, Failure> {
     let env: BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("AETHER_"))
         .collect();
-    Config::load(None, &env, flags).map_err(|e| Failure::new(exit::USAGE, e.to_string()))
+    // The file `aether node` reads: AETHER_CONFIG, else the default when it exists.
+    let file = env.get("AETHER_CONFIG").map(PathBuf::from);
+    Config::load(file.as_deref(), &env, flags).map_err(|e| Failure::new(exit::USAGE, e.to_string()))
 }
 
 fn disk_check(dir: &Path) -> Outcome {
