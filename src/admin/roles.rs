@@ -225,6 +225,10 @@ mod tests {
         }
     }
 
+    fn drill() -> crate::deploy::drill::Scenario {
+        crate::deploy::drill::Scenario::parse("leader-loss", None).unwrap()
+    }
+
     #[test]
     fn every_request_needs_the_role_the_table_says() {
         use AdminRequest as R;
@@ -269,6 +273,11 @@ mod tests {
                 dry_run: true,
             },
             R::Read(ReadQuery::AppliedIndex),
+            R::Drill {
+                scenario: drill(),
+                hold_ms: None,
+                dry_run: true,
+            },
         ];
         let operator = [
             R::ModelBench { seconds: 1 },
@@ -341,6 +350,11 @@ mod tests {
             write(Command::RevokeOperatorCert { name: "x".into() }),
             write(Command::RemoveNode { id: 2 }),
             write(Command::ApplyDecision { id: 1 }),
+            R::Drill {
+                scenario: drill(),
+                hold_ms: None,
+                dry_run: false,
+            },
         ];
         for (reqs, role) in [
             (&viewer[..], Role::Viewer),
