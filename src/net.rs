@@ -1149,6 +1149,16 @@ pub async fn admin_connect(
     };
     // A handshake that fails on a certificate (a TLS alert either way) is a refusal.
     let handshake = |e: quinn::ConnectionError| {
+        // Refused right after the handshake (the node read the certificate's kind, or shut
+        // this IP out): the close can win the race with opening the stream.
+        if let quinn::ConnectionError::ApplicationClosed(c) = &e
+            && c.error_code == quinn::VarInt::from_u32(CLOSE_REFUSED)
+        {
+            return NetError::Refused {
+                addr: addr.into(),
+                message: String::from_utf8_lossy(&c.reason).into_owned(),
+            };
+        }
         let code = match &e {
             quinn::ConnectionError::ConnectionClosed(c) => Some(u64::from(c.error_code)),
             quinn::ConnectionError::TransportError(t) => Some(u64::from(t.code)),
@@ -1168,7 +1178,7 @@ pub async fn admin_connect(
             .map_err(|e| connect(&e))?
             .await
             .map_err(handshake)?;
-        let (send, recv) = conn.open_bi().await.map_err(|e| connect(&e))?;
+        let (send, recv) = conn.open_bi().await.map_err(handshake)?;
         Ok(AdminStream {
             stream: PeerStream { send, recv },
             _conn: conn,

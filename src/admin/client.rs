@@ -173,7 +173,7 @@ impl Client {
                 crate::net::NetError::Refused { .. } => AdminError::new(
                     ErrorKind::Forbidden,
                     format!(
-                        "{e}: the identity in '{}' is not accepted (expired, or of another cluster); ask an admin for a new one",
+                        "{e}; the identity in '{}' was not accepted",
                         identity.display()
                     ),
                 ),
