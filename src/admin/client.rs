@@ -78,6 +78,7 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::Advice(_) => "Advice",
         AdminResponse::Done(_) => "Done",
         AdminResponse::Doctor(_) => "Doctor",
+        AdminResponse::DiagNode(_) => "DiagNode",
         AdminResponse::SnapshotChunk(_) => "SnapshotChunk",
         AdminResponse::SnapshotDone(_) => "SnapshotDone",
     }
@@ -417,6 +418,20 @@ impl Client {
     /// The node's Raft status and a clock ping to every other member ([`AdminRequest::Doctor`]).
     pub async fn doctor(&mut self) -> Result<DoctorView, ClientError> {
         ask!(self, "Doctor", AdminRequest::Doctor, AdminResponse::Doctor(d) => *d)
+    }
+
+    /// Member `name`'s part of a diagnostics bundle ([`AdminRequest::DiagNode`]).
+    pub async fn diag_node(
+        &mut self,
+        name: String,
+        since_secs: u64,
+    ) -> Result<crate::admin::diag::NodeDiag, ClientError> {
+        ask!(
+            self,
+            "DiagNode",
+            AdminRequest::DiagNode { name, since_secs },
+            AdminResponse::DiagNode(d) => *d
+        )
     }
 
     /// The answering node's language model ([`AdminRequest::Model`]).

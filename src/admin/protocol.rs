@@ -125,6 +125,11 @@ pub enum AdminRequest {
     /// every other member over the peer endpoint (round trip and clock skew, or why it did not
     /// answer within [`DOCTOR_PING_TIMEOUT_MS`]).
     Doctor,
+    /// `aether diag bundle`: member `name`'s part of a diagnostics bundle with its daemon log of
+    /// the last `since_secs`, gathered by this node (its own) or asked of that member over the
+    /// peer endpoint, waiting at most [`crate::admin::diag::NODE_TIMEOUT`]; a member that does
+    /// not answer in time is `Unavailable`.
+    DiagNode { name: String, since_secs: u64 },
 }
 
 /// A response from a node's admin API.
@@ -160,6 +165,7 @@ pub enum AdminResponse {
     /// The backup is complete: its position, size and checksum.
     SnapshotDone(Box<crate::raft::backup::BackupSummary>),
     Doctor(Box<DoctorView>),
+    DiagNode(Box<crate::admin::diag::NodeDiag>),
 }
 
 /// How long the answering node waits for each member's clock ping in [`AdminRequest::Doctor`].

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 
 use super::args::{
-    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, KvCmd, ModelCmd, NodeArgs, OutputFormat,
-    OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd,
+    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, DiagCmd, KvCmd, ModelCmd, NodeArgs,
+    OutputFormat, OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd,
 };
 use super::output;
 use super::{Failure, exit};
@@ -94,7 +94,7 @@ fn not_built(what: &str, issue: &str) -> Failure {
     Failure::new(
         exit::FAILED,
         format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, doctor, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, kv, snapshot, version and completions"
+            "'aether {what}' is not built yet ({issue}); this build has node, status, doctor, diag, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, kv, snapshot, version and completions"
         ),
     )
 }
@@ -334,7 +334,9 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
         }
         Cmd::Snapshot(cmd) => return run_snapshot(cli, cmd, json).await,
         Cmd::Doctor { list, checks } => super::doctor::gather::run(cli, *list, checks).await?,
-        Cmd::Diag(_) => return Err(not_built("diag bundle", "a later issue")),
+        Cmd::Diag(DiagCmd::Bundle { file, since }) => {
+            super::diag::bundle(cli, file.as_deref(), *since, json).await?
+        }
         Cmd::Drill(_) => return Err(not_built("drill run", "a later issue")),
         Cmd::Man { dir: Some(dir) } => {
             super::args::write_man_pages(dir).map_err(|e| {

@@ -5,7 +5,7 @@
 //! Routes in use: 1 raft (votes, entries, snapshots, forwarded writes and reads, status), 2 joins
 //! (the only one open to callers without a cluster certificate), 3 instance logs, 4 ingress hops
 //! (a stream route: after its opening request the stream is the service's, e.g. HTTP to an
-//! instance on this node), 5 clock pings (`aether doctor`).
+//! instance on this node), 5 clock pings (`aether doctor`), 6 diagnostics (`aether diag bundle`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
