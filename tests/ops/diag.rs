@@ -92,12 +92,22 @@ fn a_bundle_holds_every_node_and_no_secret_and_names_the_unreachable() {
     let out = c.nodes[0].cli(&["token", "create", "--uses", "1"]);
     assert!(out.status.success(), "token create: {}", stderr(&out));
     let token = stdout(&out);
+    let mut seen = String::new();
     wait_for(
-        "every instance's first line in its log",
-        Duration::from_secs(30),
+        "every instance's first line in its log (the last answer is printed above)",
+        Duration::from_secs(60),
         || {
             let out = c.nodes[0].cli(&["logs", "diag/web"]);
-            (stdout(&out).matches("hello-from-instance").count() == 3).then_some(())
+            let now = format!("{}{}", stdout(&out), stderr(&out));
+            if now != seen {
+                eprintln!("aether logs diag/web:\n{now}");
+                seen = now;
+            }
+            let said = stdout(&out)
+                .lines()
+                .filter(|l| l.ends_with("] hello-from-instance"))
+                .count();
+            (said == 3).then_some(())
         },
     );
 
@@ -163,7 +173,8 @@ fn a_bundle_holds_every_node_and_no_secret_and_names_the_unreachable() {
         .collect();
     assert_eq!(instance_logs.len(), 3, "{:?}", files.keys());
     for p in instance_logs {
-        assert!(text(&files, p).contains("hello-from-instance"), "{p}");
+        let log = text(&files, p);
+        assert!(log.lines().any(|l| l == "hello-from-instance"), "{p}: {log}");
     }
     let events = text(&files, "cluster/events.json");
     assert!(events.contains("apply blueprint diag"), "{events}");
