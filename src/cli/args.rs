@@ -366,8 +366,9 @@ fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
 /// `aether diag …`
 #[derive(Debug, Subcommand)]
 pub enum DiagCmd {
-    /// Gather one .tar.gz to attach to a bug report: from every member (asked through the node
-    /// this command talks to) its status, configuration (secrets redacted), daemon log of the
+    /// Gather what a bug report needs from every member into one .tar.gz.
+    ///
+    /// From every member (asked through the node this command talks to): its status, configuration (secrets redacted), daemon log of the
     /// last --since, doctor view, metrics, instances and their log tails; from the cluster once
     /// its members, decisions, audit trail, blueprints, rollouts and controller mode; and a
     /// manifest.json (who, when, which nodes answered, which could not and why, every file's

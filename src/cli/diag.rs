@@ -122,8 +122,7 @@ fn instance_path(key: &str) -> String {
     key.split('/')
         .filter(|p| !p.is_empty())
         .map(|p| {
-            let clean: String = p
-                .chars()
+            p.chars()
                 .map(|c| {
                     if c.is_ascii_alphanumeric() || c == '-' {
                         c
@@ -131,8 +130,7 @@ fn instance_path(key: &str) -> String {
                         '_'
                     }
                 })
-                .collect();
-            clean
+                .collect::<String>()
         })
         .collect::<Vec<_>>()
         .join("/")

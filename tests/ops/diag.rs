@@ -52,7 +52,10 @@ fn secrets(c: &TestCluster, token: &str) -> Vec<(String, String)> {
             let body = std::fs::read_to_string(&p).unwrap_or_default();
             let what = p.display().to_string();
             if body.contains("-----BEGIN") {
-                for line in body.lines().filter(|l| !l.starts_with("-----") && l.len() >= 32) {
+                for line in body
+                    .lines()
+                    .filter(|l| !l.starts_with("-----") && l.len() >= 32)
+                {
                     out.push((what.clone(), line.to_string()));
                 }
             } else if body.trim().len() >= 16 {
@@ -69,7 +72,11 @@ fn secrets(c: &TestCluster, token: &str) -> Vec<(String, String)> {
         "every node's key is among the secrets"
     );
     let secret = token.trim().rsplit('.').next().unwrap().to_string();
-    assert_eq!(secret.len(), 40, "a token's secret is its last part: {token}");
+    assert_eq!(
+        secret.len(),
+        40,
+        "a token's secret is its last part: {token}"
+    );
     let hash = hex::encode(Sha256::digest(secret.as_bytes()));
     out.push(("the token's secret".into(), secret));
     out.push(("the token secret's sha256".into(), hash));
@@ -113,7 +120,11 @@ fn a_bundle_holds_every_node_and_no_secret_and_names_the_unreachable() {
 
     let file = c.root.path().join("out/bundle.tar.gz");
     let out = bundle(&c, &file, &[]);
-    assert_eq!(out.status.code(), Some(2), "a missing directory is bad input");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing directory is bad input"
+    );
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
     assert!(!file.exists());
 
@@ -121,7 +132,11 @@ fn a_bundle_holds_every_node_and_no_secret_and_names_the_unreachable() {
     let out = bundle(&c, &file, &["--since", "1h"]);
     assert!(out.status.success(), "diag bundle: {}", stderr(&out));
     assert!(stdout(&out).contains("bundle.tar.gz"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("unreachable: none"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("unreachable: none"),
+        "{}",
+        stdout(&out)
+    );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
@@ -143,7 +158,10 @@ fn a_bundle_holds_every_node_and_no_secret_and_names_the_unreachable() {
         .map(|f| {
             (
                 f["path"].as_str().unwrap().to_string(),
-                (f["size"].as_u64().unwrap(), f["sha256"].as_str().unwrap().to_string()),
+                (
+                    f["size"].as_u64().unwrap(),
+                    f["sha256"].as_str().unwrap().to_string(),
+                ),
             )
         })
         .collect();
@@ -154,8 +172,8 @@ fn a_bundle_holds_every_node_and_no_secret_and_names_the_unreachable() {
         assert_eq!(*sha, hex::encode(Sha256::digest(data)), "{path}");
     }
     for n in ["n1", "n2", "n3"] {
-        let status: Value = serde_json::from_str(&text(&files, &format!("nodes/{n}/status.json")))
-            .unwrap();
+        let status: Value =
+            serde_json::from_str(&text(&files, &format!("nodes/{n}/status.json"))).unwrap();
         assert_eq!(status["node"]["name"], n);
         let config = text(&files, &format!("nodes/{n}/config.toml"));
         assert!(config.contains(&format!("name = \"{n}\"")), "{config}");
@@ -174,7 +192,10 @@ fn a_bundle_holds_every_node_and_no_secret_and_names_the_unreachable() {
     assert_eq!(instance_logs.len(), 3, "{:?}", files.keys());
     for p in instance_logs {
         let log = text(&files, p);
-        assert!(log.lines().any(|l| l == "hello-from-instance"), "{p}: {log}");
+        assert!(
+            log.lines().any(|l| l == "hello-from-instance"),
+            "{p}: {log}"
+        );
     }
     let events = text(&files, "cluster/events.json");
     assert!(events.contains("apply blueprint diag"), "{events}");
