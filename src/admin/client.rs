@@ -425,7 +425,7 @@ impl Client {
         &mut self,
         name: String,
         since_secs: u64,
-    ) -> Result<crate::admin::diag::NodeDiag, ClientError> {
+    ) -> Result<super::protocol::NodeDiag, ClientError> {
         ask!(
             self,
             "DiagNode",

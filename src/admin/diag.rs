@@ -11,7 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::{AdminError, DOCTOR_PING_TIMEOUT_MS, DoctorView, ErrorKind, PeerPing};
+use super::protocol::{
+    AdminError, DIAG_NODE_TIMEOUT_MS, DOCTOR_PING_TIMEOUT_MS, DoctorView, ErrorKind, NodeDiag,
+    PeerPing,
+};
 use crate::config::Config;
 use crate::net::{BoxFut, PeerCtx, Route, Service};
 use crate::raft::Cluster;
@@ -25,7 +28,7 @@ pub const ROUTE: Route = Route {
 };
 
 /// How long the asking node waits for another member's part before it counts as unreachable.
-pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const NODE_TIMEOUT: Duration = Duration::from_millis(DIAG_NODE_TIMEOUT_MS);
 /// Most bytes of the daemon's own log in one node's part (the newest).
 pub const MAX_DAEMON_LOG: u64 = 1 << 20;
 /// Lines read from the end of each instance's log.
@@ -44,32 +47,6 @@ pub const REDACTED: &str = "<redacted>";
 pub struct DiagRequest {
     /// The daemon log's lines of the last this many seconds.
     pub since_secs: u64,
-}
-
-/// One node's part of a diagnostics bundle, each file's text rendered on the node (JSON or
-/// TOML), so the bundle holds what that node's version shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeDiag {
-    /// The node's name.
-    pub node: String,
-    /// Its Raft status as it sees it (`status.json`).
-    pub status_json: String,
-    /// Its effective configuration, secrets redacted (`config.toml`).
-    pub config_toml: String,
-    /// The dotted keys whose values were redacted in `config_toml`.
-    pub redacted: Vec<String>,
-    /// Its daemon log of the last `since_secs`, at most [`MAX_DAEMON_LOG`] bytes (`aether.log`).
-    pub daemon_log: String,
-    /// Its doctor view: Raft status and clock pings to every other member (`doctor.json`).
-    pub doctor_json: String,
-    /// Its metrics as its own snapshot shows them, with its series' history (`metrics.json`).
-    pub metrics_json: String,
-    /// The instances it runs, as reported to the cluster (`instances.json`).
-    pub instances_json: String,
-    /// Per instance (`blueprint/slice/index`), the end of its log (`logs/<instance>.log`).
-    pub instance_logs: Vec<(String, String)>,
-    /// Parts that could not be gathered, and why.
-    pub problems: Vec<String>,
 }
 
 /// Gather this node's part of a bundle.

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The node this command talks to answers the cluster-wide reads and gathers every member's
-//! part ([`crate::admin::diag`]). What goes in is built here as a list of files ([`Entry`]),
+//! part (`admin::diag`). What goes in is built here as a list of files ([`Entry`]),
 //! described by the [`Manifest`], and written to a temp file renamed into place (mode 0600).
 
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use super::args::Cli;
 use super::{Failure, exit};
 use crate::admin::client::{Client, ClientError};
-use crate::admin::diag::NodeDiag;
+use crate::admin::protocol::NodeDiag;
 
 /// What a bundle never holds, as the manifest and the README say.
 pub const NEVER_INCLUDED: &[&str] = &[
