@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::harness::{TestCluster, stderr, stdout, wait_for};
+use super::harness::{BIN, TestCluster, stderr, stdout, wait_for};
 
 const BLUEPRINT: &str = "name = \"diag\"\n\n[[slices]]\nname = \"web\"\ncommand = [\"sh\", \"-c\", \"echo hello-from-instance; exec sleep 3600\"]\ninstances = 3\nmin = 1\nmax = 3\nresources = { cpu = 0.01, memory = \"8MiB\" }\nstop_timeout = \"1s\"\n";
 
@@ -87,6 +87,30 @@ fn bundle(c: &TestCluster, file: &Path, extra: &[&str]) -> Output {
     let mut args = vec!["diag", "bundle", "-o", file.to_str().unwrap()];
     args.extend_from_slice(extra);
     c.nodes[0].cli(&args)
+}
+
+#[test]
+fn without_a_node_it_exits_3_and_bad_input_exits_2_writing_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("b.tar.gz");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(d.path())
+            .args(["diag", "bundle", "-o", file.to_str().unwrap()])
+            .args(extra)
+            .env_remove("AETHER_SOCKET")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot reach the node"), "{}", stderr(&out));
+    let out = run(&["--since", "8d"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("expected 1s to 7d, found '8d'"), "{}", stderr(&out));
+    assert!(!file.exists());
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing left behind");
 }
 
 #[test]
