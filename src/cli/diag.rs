@@ -16,6 +16,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use futures::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -268,6 +269,9 @@ fn cluster_file<T: Serialize>(
     }
 }
 
+/// Members asked at once.
+const PARALLEL_NODES: usize = 8;
+
 /// Most records of each cluster-wide list (decisions, events, rollouts).
 const CLUSTER_LIMIT: u32 = 10_000;
 
@@ -343,8 +347,24 @@ pub async fn bundle(
     let mut included = Vec::new();
     let mut unreachable = Vec::new();
     let mut redacted = BTreeMap::new();
-    for m in &status.members {
-        match c.diag_node(m.name.clone(), since.as_secs()).await {
+    // Several members at once, each on its own connection: a few unreachable ones cost one
+    // timeout together, not one each.
+    let socket = cli.socket();
+    let parts: Vec<Result<NodeDiag, ClientError>> =
+        futures::stream::iter(status.members.iter().map(|m| {
+            let socket = socket.clone();
+            async move {
+                Client::connect(&socket)
+                    .await?
+                    .diag_node(m.name.clone(), since.as_secs())
+                    .await
+            }
+        }))
+        .buffered(PARALLEL_NODES)
+        .collect()
+        .await;
+    for (m, part) in status.members.iter().zip(parts) {
+        match part {
             Ok(part) => {
                 files.extend(node_files(&m.name, &part));
                 problems.extend(

@@ -105,12 +105,24 @@ fn without_a_node_it_exits_3_and_bad_input_exits_2_writing_nothing() {
     };
     let out = run(&[]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot reach the node"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach the node"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(&["--since", "8d"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("expected 1s to 7d, found '8d'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("expected 1s to 7d, found '8d'"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!file.exists());
-    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "nothing left behind");
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
 }
 
 #[test]
