@@ -106,11 +106,21 @@ pub async fn gather(src: &Sources, since: Duration) -> NodeDiag {
             .collect::<Vec<_>>()),
         Err(e) => Err(format!("cannot read the instances: {e}")),
     };
-    let keys: Vec<String> = instances
+    // Logs of what this node runs or was assigned (an assignment is replicated before the
+    // first report of its instance).
+    let mut keys: std::collections::BTreeSet<String> = instances
         .as_ref()
         .map(|is| is.iter().map(|i| i.instance.clone()).collect())
         .unwrap_or_default();
     let instances_json = json("instances", instances.map(|is| render(&is)));
+    match cluster.store.assignments() {
+        Ok(all) => keys.extend(
+            all.into_iter()
+                .filter(|(_, a)| a.node == Some(cluster.id) || a.handoff == Some(cluster.id))
+                .map(|(k, _)| k),
+        ),
+        Err(e) => problems.push(format!("cannot read the assignments: {e}")),
+    }
     let mut instance_logs = Vec::new();
     let mut total = 0;
     for key in keys {

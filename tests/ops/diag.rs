@@ -127,7 +127,11 @@ fn without_a_node_it_exits_3_and_bad_input_exits_2_writing_nothing() {
 
 #[test]
 fn a_bundle_holds_every_node_and_no_secret_and_names_the_unreachable() {
-    let mut c = TestCluster::three();
+    // A credential put in a URL by mistake (the advisor is off, so it is only configuration).
+    let mut c = TestCluster::three_with(&[(
+        "AETHER_CONTROLLER_ADVISOR_URL",
+        "http://bob:hunter2-in-a-url@127.0.0.1:9/v1",
+    )]);
     let bp = c.root.path().join("diag.toml");
     std::fs::write(&bp, BLUEPRINT).unwrap();
     let out = c.nodes[0].cli(&["blueprint", "apply", bp.to_str().unwrap()]);
@@ -213,6 +217,14 @@ fn a_bundle_holds_every_node_and_no_secret_and_names_the_unreachable() {
         assert_eq!(status["node"]["name"], n);
         let config = text(&files, &format!("nodes/{n}/config.toml"));
         assert!(config.contains(&format!("name = \"{n}\"")), "{config}");
+        assert!(
+            config.contains("url = \"http://<redacted>@127.0.0.1:9/v1\""),
+            "{config}"
+        );
+        assert_eq!(
+            manifest["redacted"][n],
+            serde_json::json!(["controller.advisor.url (user information in the URL)"])
+        );
         let log = text(&files, &format!("nodes/{n}/aether.log"));
         assert!(log.contains("is up"), "{n}'s daemon log: {log}");
         let doctor: Value =
@@ -246,7 +258,8 @@ fn a_bundle_holds_every_node_and_no_secret_and_names_the_unreachable() {
     ] {
         text(&files, &format!("cluster/{f}.json"));
     }
-    let secrets = secrets(&c, &token);
+    let mut secrets = secrets(&c, &token);
+    secrets.push(("the URL's password".into(), "hunter2-in-a-url".into()));
     for (path, data) in &files {
         let data = String::from_utf8_lossy(data);
         for (what, s) in &secrets {
