@@ -2,6 +2,7 @@
 //! console use, live feeds for the console, and the small HTTP endpoint for health checks.
 
 pub mod client;
+pub mod diag;
 pub mod http;
 pub mod live;
 pub mod protocol;
