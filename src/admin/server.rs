@@ -389,7 +389,13 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
             }))
         }
         AdminRequest::Remove { name } => out(cluster
-            .member_op(crate::raft::network::MemberOp::Remove { name }, true)
+            .member_op(
+                crate::raft::network::MemberOp::Remove {
+                    name,
+                    actor: actor.into(),
+                },
+                true,
+            )
             .await
             .map(AdminResponse::Done)),
         AdminRequest::Metrics {
