@@ -3,6 +3,7 @@
 //! the console, and the small HTTP endpoint for health checks.
 
 pub mod client;
+pub mod diag;
 pub mod http;
 pub mod live;
 pub mod protocol;

@@ -3,6 +3,7 @@
 //! node through [`crate::admin::client::Client`].
 
 mod args;
+mod diag;
 mod doctor;
 #[cfg(test)]
 mod fixture;

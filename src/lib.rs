@@ -121,7 +121,8 @@ pub mod view;
 
 /// Log to stderr with `RUST_LOG` if set, else `default` (`info` for the daemon, `warn` for
 /// client commands); colours only when stderr is a terminal (a journal or a file gets plain
-/// text).
+/// text). The same lines, plain, go to the daemon's log file once `aether node` has installed
+/// it ([`platform::daemon_log`]).
 ///
 /// openraft's replication modules log a WARN and an ERROR line on every retry to a peer that
 /// is down (several a second): they are off by default, and `raft::network` says it instead,
@@ -131,10 +132,20 @@ pub fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{default},{QUIET_DEPENDENCIES}"))
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(platform::daemon_log::FileWriter),
+        )
         .try_init();
 }
 

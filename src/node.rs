@@ -273,6 +273,13 @@ pub async fn run(
         _ => None,
     };
     create_data_dir(&dd.0)?;
+    // The daemon's own log, kept in the data dir for diagnostics bundles.
+    if let Err(e) = crate::platform::daemon_log::install(&dd.0) {
+        tracing::warn!(
+            "cannot keep the daemon's log in '{}': {e}; logging to stderr only",
+            crate::platform::daemon_log::path(&dd.0).display()
+        );
+    }
     let flagged_name = cfg.name.clone();
 
     // 1. identity: restart, join, or a new cluster.
@@ -444,6 +451,24 @@ pub async fn run(
             "; disabled by controller.enabled"
         }
     );
+    let sources = crate::view::Sources {
+        cluster: cluster.clone(),
+        metrics: metrics.clone(),
+        controller: controller.published(),
+        model: model.clone(),
+        proposer: controller.clone(),
+        // As it runs: with the name and data dir it resolved.
+        config: Arc::new(Config {
+            name: Some(ident.name.clone()),
+            data_dir: Some(dd.0.clone()),
+            ..cfg.clone()
+        }),
+    };
+    // Remote operators on the QUIC port: the same requests as the socket, each checked first.
+    ep.serve_admin(Arc::new(admin::server::Remote {
+        src: sources.clone(),
+        shutdown: shutdown.clone(),
+    }));
     // Each subsystem answers its own messages on the peer endpoint.
     let router = net::Router::new()
         .add(raft::network::ROUTE, cluster.clone())
@@ -458,6 +483,10 @@ pub async fn run(
         .add(
             deploy::drill::runner::ROUTE,
             Arc::new(deploy::drill::runner::DrillService(cluster.clone())),
+        )
+        .add(
+            admin::diag::ROUTE,
+            Arc::new(admin::diag::DiagService(sources.clone())),
         )
         .add_stream(
             crate::ingress::HOP_ROUTE,
@@ -476,19 +505,6 @@ pub async fn run(
         ),
     );
     let admin_listener = admin::server::bind(&dd.socket()).map_err(anyhow::Error::msg)?;
-    let sources = crate::view::Sources {
-        cluster: cluster.clone(),
-        metrics: metrics.clone(),
-        controller: controller.published(),
-        model: model.clone(),
-        proposer: controller.clone(),
-        admin: cfg.admin.clone(),
-    };
-    // Remote operators on the QUIC port: the same requests as the socket, each checked first.
-    ep.serve_admin(Arc::new(admin::server::Remote {
-        src: sources.clone(),
-        shutdown: shutdown.clone(),
-    }));
     loops.add(
         "admin socket",
         admin::server::serve(

@@ -6,6 +6,7 @@
 //! MOVBE) because the model's kernels are vectorised at compile time; a second, baseline
 //! artifact serves older CPUs (`scripts/release.sh`, README "Install").
 
+pub mod daemon_log;
 pub mod probe;
 
 /// The crate version.

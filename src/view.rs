@@ -29,6 +29,6 @@ pub struct Sources {
     pub model: Arc<Engine>,
     /// Proposes advice items operators take (`aether advice take`).
     pub proposer: Arc<crate::controller::flow::Controller>,
-    /// Remote operators' settings (`[admin]`).
-    pub admin: crate::config::AdminConfig,
+    /// The node's effective configuration (shown, secrets redacted, by `aether diag bundle`).
+    pub config: Arc<crate::config::Config>,
 }

@@ -80,6 +80,7 @@ fn response_kind(r: &AdminResponse) -> &'static str {
         AdminResponse::Doctor(_) => "Doctor",
         AdminResponse::Drill(_) => "Drill",
         AdminResponse::DrillProgress(_) => "DrillProgress",
+        AdminResponse::DiagNode(_) => "DiagNode",
         AdminResponse::SnapshotChunk(_) => "SnapshotChunk",
         AdminResponse::SnapshotDone(_) => "SnapshotDone",
         AdminResponse::OperatorCert(_) => "OperatorCert",
@@ -516,6 +517,20 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Member `name`'s part of a diagnostics bundle ([`AdminRequest::DiagNode`]).
+    pub async fn diag_node(
+        &mut self,
+        name: String,
+        since_secs: u64,
+    ) -> Result<super::protocol::NodeDiag, ClientError> {
+        ask!(
+            self,
+            "DiagNode",
+            AdminRequest::DiagNode { name, since_secs },
+            AdminResponse::DiagNode(d) => *d
+        )
     }
 
     /// The answering node's language model ([`AdminRequest::Model`]).

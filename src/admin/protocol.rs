@@ -137,6 +137,11 @@ pub enum AdminRequest {
         hold_ms: Option<u64>,
         dry_run: bool,
     },
+    /// `aether diag bundle`: member `name`'s part of a diagnostics bundle with its daemon log of
+    /// the last `since_secs`, gathered by this node (its own) or asked of that member over the
+    /// peer endpoint, waiting at most [`DIAG_NODE_TIMEOUT_MS`]; a member that does not answer
+    /// in time is `Unavailable`.
+    DiagNode { name: String, since_secs: u64 },
     /// Sign an operator certificate for `name` with `role`, living `ttl_ms`, for the public key
     /// of `csr_pem` (the key stays where it was made), and record it through Raft (it replaces
     /// any earlier certificate of that name). Answered with [`AdminResponse::OperatorCert`].
@@ -186,6 +191,7 @@ pub enum AdminResponse {
     Drill(Box<DrillReport>),
     /// One line of a running drill's progress (`new leader n2 after 0.7 s`).
     DrillProgress(String),
+    DiagNode(Box<NodeDiag>),
     OperatorCert(Box<OperatorCertView>),
     Operators(Vec<crate::domain::OperatorRecord>),
 }
@@ -196,6 +202,35 @@ pub struct OperatorCertView {
     pub record: crate::domain::OperatorRecord,
     pub cert_pem: String,
     pub ca_pem: String,
+}
+
+/// How long the answering node waits for another member's part in [`AdminRequest::DiagNode`].
+pub const DIAG_NODE_TIMEOUT_MS: u64 = 5_000;
+
+/// One node's part of a diagnostics bundle, each file's text rendered on the node (JSON or
+/// TOML), so the bundle holds what that node's version shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeDiag {
+    /// The node's name.
+    pub node: String,
+    /// Its Raft status as it sees it (`status.json`).
+    pub status_json: String,
+    /// Its effective configuration, secrets redacted (`config.toml`).
+    pub config_toml: String,
+    /// The dotted keys whose values were redacted in `config_toml`.
+    pub redacted: Vec<String>,
+    /// Its daemon log of the last `since_secs`, at most `admin::diag::MAX_DAEMON_LOG` bytes (`aether.log`).
+    pub daemon_log: String,
+    /// Its doctor view: Raft status and clock pings to every other member (`doctor.json`).
+    pub doctor_json: String,
+    /// Its metrics as its own snapshot shows them, with its series' history (`metrics.json`).
+    pub metrics_json: String,
+    /// The instances it runs, as reported to the cluster (`instances.json`).
+    pub instances_json: String,
+    /// Per instance (`blueprint/slice/index`), the end of its log (`logs/<instance>.log`).
+    pub instance_logs: Vec<(String, String)>,
+    /// Parts that could not be gathered, and why.
+    pub problems: Vec<String>,
 }
 
 /// How long the answering node waits for each member's clock ping in [`AdminRequest::Doctor`].

@@ -5,8 +5,9 @@
 //! blueprints, model and advice, the console). Operators also steer (veto, approve, pause and
 //! resume the controller, scale, drain and undrain, rollout acts, take advice, run the model).
 //! Admins also change what the cluster is and who may reach it (blueprints, the controller's
-//! mode, members, join tokens, operator certificates, snapshots, the kv store, reads of tokens
-//! and kv included: the kv store is free-form and may hold secrets).
+//! mode, members, join tokens, operator certificates, snapshots, fire drills, diagnostics
+//! bundles, the kv store, reads of tokens and kv included: the kv store is free-form and may
+//! hold secrets).
 
 use super::protocol::{AdminError, AdminRequest, ErrorKind, ReadQuery};
 use crate::domain::{Millis, NodeState, OperatorRecord, Role};
@@ -45,6 +46,8 @@ pub fn required_role(req: &AdminRequest) -> Role {
         // A dry run only says what the drill would do; a drill breaks the cluster on purpose.
         R::Drill { dry_run: true, .. } => Role::Viewer,
         R::Drill { dry_run: false, .. } => Role::Admin,
+        // A node's daemon log and effective configuration (redacted, but whole).
+        R::DiagNode { .. } => Role::Admin,
         R::TokenCreate { .. }
         | R::Remove { .. }
         | R::SnapshotSave
@@ -133,6 +136,7 @@ pub fn command_name(req: &AdminRequest) -> &'static str {
         R::OperatorCertCreate { .. } => "operator cert create",
         R::OperatorCerts => "operator cert list",
         R::Drill { .. } => "drill run",
+        R::DiagNode { .. } => "diag bundle",
         R::Write { cmd, .. } => match cmd {
             Command::VetoDecision { .. } => "override veto",
             Command::ApproveDecision { .. } => "override approve",
@@ -350,6 +354,10 @@ mod tests {
             write(Command::RevokeOperatorCert { name: "x".into() }),
             write(Command::RemoveNode { id: 2 }),
             write(Command::ApplyDecision { id: 1 }),
+            R::DiagNode {
+                name: "n1".into(),
+                since_secs: 60,
+            },
             R::Drill {
                 scenario: drill(),
                 hold_ms: None,

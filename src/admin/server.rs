@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::protocol::{
-    AdminError, AdminRequest, AdminResponse, DOCTOR_PING_TIMEOUT_MS, DoctorView, ErrorKind,
-    MAX_ADMIN_FRAME, PeerPing, PlanView, RolloutActView, SNAPSHOT_CHUNK, TokenView,
+    AdminError, AdminRequest, AdminResponse, ErrorKind, MAX_ADMIN_FRAME, PlanView, RolloutActView,
+    SNAPSHOT_CHUNK, TokenView,
 };
 use super::roles::{Operator, authorize};
 use crate::deploy::logs::LogChunk;
@@ -478,7 +478,13 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
             }))
         }
         AdminRequest::Remove { name } => out(cluster
-            .member_op(crate::raft::network::MemberOp::Remove { name }, true)
+            .member_op(
+                crate::raft::network::MemberOp::Remove {
+                    name,
+                    actor: actor.into(),
+                },
+                true,
+            )
             .await
             .map(AdminResponse::Done)),
         AdminRequest::Metrics {
@@ -551,7 +557,7 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
                 .await
                 .unwrap_or_else(|e| failed(format!("the drill stopped: {e}")))
         }
-        AdminRequest::Doctor => out(doctor(cluster)
+        AdminRequest::Doctor => out(super::diag::doctor(cluster)
             .await
             .map(|d| AdminResponse::Doctor(Box::new(d)))),
         AdminRequest::Subscribe(_) => invalid(
@@ -592,6 +598,9 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
         } => out(rollout_op(cluster, blueprint, slice, op, actor).await),
         AdminRequest::Advice => AdminResponse::Advice(Box::new(metrics.leader_advice())),
         AdminRequest::AdviceTake { id } => advice_take(src, &id, actor).await,
+        AdminRequest::DiagNode { name, since_secs } => {
+            out(diag_node(src, &name, Duration::from_secs(since_secs)).await)
+        }
         AdminRequest::OperatorCertCreate {
             name,
             role,
@@ -623,7 +632,7 @@ async fn operator_cert_create(
     let invalid = |m: String| AdminError::new(ErrorKind::Invalid, m);
     let cluster = &src.cluster;
     crate::domain::validate_name("operator name", name).map_err(invalid)?;
-    let max = src.admin.operator_cert_max_ttl.0;
+    let max = src.config.admin.operator_cert_max_ttl.0;
     if ttl_ms == 0 || u128::from(ttl_ms) > max.as_millis() {
         let show = |ms: u128| {
             if ms > 0 && ms % 86_400_000 == 0 {
@@ -1099,29 +1108,39 @@ async fn drill(
     }
 }
 
-/// `aether doctor`'s cluster checks: this node's Raft status, and every other member pinged at
-/// once over the peer endpoint (round trip and clock skew, or why it did not answer).
-async fn doctor(cluster: &Cluster) -> Result<DoctorView, AdminError> {
-    let status = cluster.status().await?;
-    let timeout = Duration::from_millis(DOCTOR_PING_TIMEOUT_MS);
-    let pings = status
-        .members
-        .iter()
-        .filter(|m| m.id != cluster.id)
-        .map(|m| async move {
-            let r = crate::net::ping::ping(&cluster.ep, &m.addr, timeout).await;
-            PeerPing {
-                name: m.name.clone(),
-                addr: m.addr.clone(),
-                rtt_us: r.as_ref().ok().map(|p| p.rtt_us),
-                skew_us: r.as_ref().ok().map(|p| p.skew_us),
-                error: r.err().map(|e| e.to_string()),
-            }
-        });
-    let peers = futures::future::join_all(pings).await;
-    Ok(DoctorView {
-        listen: cluster.ep.local_addr(),
-        status,
-        peers,
-    })
+/// Member `name`'s part of a diagnostics bundle: this node's gathered here, another's asked
+/// over the peer endpoint (`Unavailable` when it does not answer in time).
+async fn diag_node(
+    src: &Sources,
+    name: &str,
+    since: Duration,
+) -> Result<AdminResponse, AdminError> {
+    let cluster = &*src.cluster;
+    if name == cluster.name {
+        let part = super::diag::gather(src, since).await;
+        return Ok(AdminResponse::DiagNode(Box::new(part)));
+    }
+    let members = cluster
+        .store
+        .nodes()
+        .map_err(|e| AdminError::new(ErrorKind::Failed, format!("cannot read the members: {e}")))?;
+    let Some(m) = members.iter().find(|m| m.name == name) else {
+        return Err(AdminError::new(
+            ErrorKind::Invalid,
+            format!("no member named '{name}': 'aether nodes' lists them"),
+        ));
+    };
+    super::diag::ask(cluster, &m.addr, since)
+        .await
+        .map(|p| AdminResponse::DiagNode(Box::new(p)))
+        .map_err(|e| {
+            AdminError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "node '{name}' at '{}' did not answer within {} s: {e}",
+                    m.addr,
+                    super::diag::NODE_TIMEOUT.as_secs()
+                ),
+            )
+        })
 }

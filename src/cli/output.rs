@@ -26,7 +26,7 @@ pub use advice::{advice, advice_taken};
 pub use blueprints::{blueprints, logs, plan};
 pub use decisions::{decision, decisions};
 pub use drill::drill;
-pub use metrics::metrics;
+pub use metrics::{bytes, metrics};
 pub use model::{model, model_bench, model_review, pulled};
 pub use operators::{operator_created, operators};
 pub use rollouts::{rollout, rollout_acted, rollout_history, rollouts, watch_exit};

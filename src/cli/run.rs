@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 
 use super::args::{
-    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, DrillCmd, KvCmd, ModelCmd, NodeArgs,
+    AdviceCmd, BlueprintCmd, Cli, Cmd, DecisionsCmd, DiagCmd, DrillCmd, KvCmd, ModelCmd, NodeArgs,
     OperatorCertCmd, OperatorCmd, OutputFormat, OverrideCmd, RolloutCmd, SnapshotCmd, TokenCmd,
 };
 use super::output;
@@ -99,15 +99,6 @@ fn stdout() -> std::io::StdoutLock<'static> {
 /// A renderer could not write its output.
 fn unwritten(e: std::io::Error) -> Failure {
     Failure::new(exit::FAILED, format!("cannot write the output: {e}"))
-}
-
-fn not_built(what: &str, issue: &str) -> Failure {
-    Failure::new(
-        exit::FAILED,
-        format!(
-            "'aether {what}' is not built yet ({issue}); this build has node, status, doctor, nodes, events, metrics, traffic, blueprint, scale, logs, drain, remove, rollout, decisions, override, advice, model, tui, token, operator, kv, snapshot, drill, version and completions"
-        ),
-    )
 }
 
 /// Run a client command (everything but `node`).
@@ -344,6 +335,12 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             output::build_info(&mut stdout(), &b, json).map_err(unwritten)?;
         }
         Cmd::Snapshot(cmd) => return run_snapshot(cli, cmd, json).await,
+        Cmd::Diag(_) if cli.remote.is_some() => {
+            return Err(Failure::new(
+                exit::USAGE,
+                "'diag bundle' gathers through a node's local socket: run it on a node (over ssh), without --remote",
+            ));
+        }
         Cmd::Doctor { .. } if cli.remote.is_some() => {
             return Err(Failure::new(
                 exit::USAGE,
@@ -351,7 +348,9 @@ pub async fn run_client(cli: &Cli) -> Result<(), Failure> {
             ));
         }
         Cmd::Doctor { list, checks } => super::doctor::gather::run(cli, *list, checks).await?,
-        Cmd::Diag(_) => return Err(not_built("diag bundle", "a later issue")),
+        Cmd::Diag(DiagCmd::Bundle { file, since }) => {
+            super::diag::bundle(cli, file.as_deref(), *since, json).await?
+        }
         Cmd::Drill(DrillCmd::Run {
             scenario,
             target,

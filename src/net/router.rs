@@ -6,7 +6,7 @@
 //! (the only one open to callers without a cluster certificate), 3 instance logs, 4 ingress hops
 //! (a stream route: after its opening request the stream is the service's, e.g. HTTP to an
 //! instance on this node), 5 clock pings (`aether doctor`), 6 fire drills (`aether drill run`;
-//! the one route a node cut off by a drill still serves).
+//! the one route a node cut off by a drill still serves), 7 diagnostics (`aether diag bundle`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

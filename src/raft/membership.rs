@@ -269,7 +269,7 @@ impl Cluster {
         }
         let _held = self.member_lock.lock().await;
         match op {
-            MemberOp::Remove { name } => self.remove_member(&name).await,
+            MemberOp::Remove { name, actor } => self.remove_member(&name, &actor).await,
             MemberOp::Address { name, addr } => self.move_member(&name, &addr).await,
         }
     }
@@ -333,7 +333,7 @@ impl Cluster {
         }
     }
 
-    async fn remove_member(&self, name: &str) -> Result<String, RequestError> {
+    async fn remove_member(&self, name: &str, actor: &str) -> Result<String, RequestError> {
         let rec = self.member_named(name)?;
         let names: std::collections::BTreeMap<NodeId, String> = self
             .store
@@ -347,7 +347,8 @@ impl Cluster {
         // The record goes first: it is the intent. Should the membership change not finish
         // (a leader change, no quorum), the upkeep of whichever node leads takes a member
         // without a record out of the membership (see `drop_unrecorded`).
-        let req = self.own_request(Command::RemoveNode { id: rec.id });
+        let mut req = self.own_request(Command::RemoveNode { id: rec.id });
+        req.actor = actor.to_string();
         match self.write(req, false).await? {
             Response::Ok => {}
             Response::Refused(why) => return Err(RequestError::new(ErrorKind::Failed, why)),

@@ -79,7 +79,11 @@ pub enum PeerResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemberOp {
     /// Take the member so named out of the cluster (`aether remove`).
-    Remove { name: String },
+    Remove {
+        name: String,
+        /// Who asked, for the audit trail (`uid:0@n2`).
+        actor: String,
+    },
     /// The member so named now listens at `addr` (sent by that member).
     Address { name: String, addr: String },
 }

@@ -110,10 +110,17 @@ fn a_dead_voter_is_removed_and_a_removal_that_would_lose_quorum_is_refused() {
     // The two voters left commit writes: the removed one no longer counts.
     put(&c.nodes[live], "after-remove", "yes");
     let audit = c.nodes[l].cli(&["events", "--output", "json"]);
+    let events: Vec<Value> = serde_json::from_slice(&audit.stdout).unwrap();
+    let removal = events
+        .iter()
+        .find(|e| e["what"] == format!("remove node {dead_name}").as_str())
+        .unwrap_or_else(|| panic!("the audit trail names the removed node: {events:?}"));
     assert!(
-        stdout(&audit).contains(&format!("remove node {dead_name}")),
-        "the audit trail names the removed node: {}",
-        stdout(&audit)
+        removal["actor"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("@{live_name}")),
+        "the operator who asked (through '{live_name}') is audited: {removal}"
     );
 }
 

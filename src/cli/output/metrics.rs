@@ -7,7 +7,7 @@ use crate::admin::protocol::{MetricsView, NodeMetricsView, SeriesView};
 use crate::domain::human_millis;
 
 /// Bytes as a short human figure (binary units).
-fn bytes(v: f64) -> String {
+pub fn bytes(v: f64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = v.max(0.0);
     let mut u = 0;
