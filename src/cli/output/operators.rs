@@ -60,10 +60,10 @@ pub fn operator_created(
     }
     writeln!(
         w,
-        "operator '{}' ({}), certificate {} expires {}",
+        "operator '{}' ({}), certificate serial {} expires {}",
         o.name,
         o.role,
-        &o.cert_sha256[..16.min(o.cert_sha256.len())],
+        o.serial,
         when(o.expires_at, now)
     )?;
     writeln!(
