@@ -464,6 +464,7 @@ impl Cluster {
             tokio::time::timeout(LEADER_STATUS_WAIT, asked).await
         {
             s.node = local.node;
+            s.certs = local.certs;
             return Ok(*s);
         }
         // It did not answer: say so, whatever the last heartbeat suggested.

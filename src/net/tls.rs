@@ -880,7 +880,10 @@ mod tests {
         assert!(renew_due(1_009_000, nb, na, ttl), "expired long ago");
         // Signed under a longer lifetime (or none: rcgen's default ends in 4096).
         assert!(renew_due(1_000_000, nb, 67_090_118_400, ttl));
-        assert!(!renew_due(1_000_000, nb, na, 365 * 86_400), "a longer ttl keeps it");
+        assert!(
+            !renew_due(1_000_000, nb, na, 365 * 86_400),
+            "a longer ttl keeps it"
+        );
         // No lifetime at all.
         assert!(renew_due(1_000_000, 1_000_000, 1_000_000, ttl));
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::tls::{self, CaPem, NodeTls};
 use crate::net::Endpoint;
+use crate::net::tls::{self, CaPem, NodeTls};
 use crate::raft::Cluster;
 
 /// How often the certificate is looked at: a thirtieth of its lifetime, from 1 s to 1 min.
@@ -91,7 +91,10 @@ mod tests {
     #[test]
     fn the_certificate_is_looked_at_often_enough() {
         assert_eq!(check_every(Duration::from_secs(30)), Duration::from_secs(1));
-        assert_eq!(check_every(Duration::from_secs(300)), Duration::from_secs(10));
+        assert_eq!(
+            check_every(Duration::from_secs(300)),
+            Duration::from_secs(10)
+        );
         assert_eq!(
             check_every(Duration::from_secs(365 * 86_400)),
             Duration::from_secs(60)
