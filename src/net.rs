@@ -1395,7 +1395,13 @@ mod tests {
         let ca = tls::create_ca("c-test").unwrap();
         let mut eps = Vec::new();
         for name in ["a", "b"] {
-            let (cert, key) = tls::issue_node_cert(&ca, name, 1_000_000_000_000, 3_600).unwrap();
+            let (cert, key) = tls::issue_node_cert(
+                &ca,
+                name,
+                (crate::domain::now_millis() / 1000) as i64,
+                3_600,
+            )
+            .unwrap();
             let node = NodeTls::save(&dir.path().join(name), &ca.cert_pem, &cert, &key).unwrap();
             let ep = Endpoint::bind(
                 "127.0.0.1:0".parse().unwrap(),
