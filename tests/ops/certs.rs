@@ -1,6 +1,7 @@
 //! Certificate lifetimes on real nodes: with a 30 s `tls.node_cert_ttl` every node renews its
 //! own certificate before it expires, and the cluster keeps committing and accepts a restarted
-//! member (new connections) after the first certificates have expired.
+//! member (new connections) after the first certificates have expired, and a node stopped past
+//! its certificate's expiry renews it at start.
 
 use std::path::Path;
 use std::time::Duration;
@@ -110,6 +111,23 @@ fn node_certificates_renew_themselves_and_the_cluster_outlives_the_first_ones() 
         "{}",
         stdout(&out)
     );
+
+    // A node stopped until its certificate expired renews it at start from its replica.
+    c.nodes[i].terminate();
+    let expired_at = not_after(&c.nodes[i].dir);
+    wait_for(
+        "the stopped node's certificate expired",
+        Duration::from_secs(60),
+        || (unix_now() > expired_at + 1).then_some(()),
+    );
+    c.nodes[i].start(None);
+    wait_for(
+        "the node renewed its expired certificate at start",
+        Duration::from_secs(30),
+        || (not_after(&c.nodes[i].dir) > unix_now()).then_some(()),
+    );
+    c.wait_voters(3);
+    put_everywhere(&c, "certs/after-expired-restart", "yes");
 }
 
 /// `kv put` through the leader while node `down` is stopped; every other node has it after.
