@@ -464,7 +464,12 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
         key_pem: std::fs::read_to_string(tls_dir.join("ca.key"))?,
     };
     let sim_dir = root.join("sim-tls");
-    let (cert, key) = issue_node_cert(&ca, "sim")?;
+    let (cert, key) = issue_node_cert(
+        &ca,
+        "sim",
+        (aether::domain::now_millis() / 1000) as i64,
+        86_400,
+    )?;
     NodeTls::save(&sim_dir, &ca.cert_pem, &cert, &key)?;
     let tls = NodeTls::load(&sim_dir)?;
     let reset = NodeTls::reset_secret(&sim_dir)?;

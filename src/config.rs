@@ -75,6 +75,26 @@ pub struct Config {
     pub tui: TuiConfig,
     /// Remote operators (`aether operator cert`, `aether --remote`).
     pub admin: AdminConfig,
+    /// This node's certificate: its lifetime and renewal.
+    pub tls: TlsConfig,
+}
+
+/// Node certificates: how long they live. Each node renews its own once less than a third of
+/// its lifetime is left, signing with the cluster CA from its replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Lifetime of a node certificate, applied when the leader signs one at join and when a
+    /// node renews its own (at two thirds of it).
+    pub node_cert_ttl: Dur,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            node_cert_ttl: Dur::ms(365 * 86_400_000),
+        }
+    }
 }
 
 /// Remote operators: their certificates and what the node accepts of them.
@@ -484,6 +504,7 @@ impl Default for Config {
             ingress: IngressConfig::default(),
             tui: TuiConfig::default(),
             admin: AdminConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -987,6 +1008,15 @@ impl Config {
                 format!(
                     "expected at least 1s, found {}",
                     self.admin.operator_cert_max_ttl
+                ),
+            ));
+        }
+        if self.tls.node_cert_ttl.0 < Duration::from_secs(10) {
+            return Err(bad(
+                "tls.node_cert_ttl",
+                format!(
+                    "expected at least 10s (365d is intended), found {}",
+                    self.tls.node_cert_ttl
                 ),
             ));
         }

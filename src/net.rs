@@ -234,7 +234,11 @@ pub struct NetStats {
 /// This node's QUIC endpoint: server for peers and client towards them.
 pub struct Endpoint {
     ep: quinn::Endpoint,
-    client: quinn::ClientConfig,
+    /// The client side of new outgoing connections; replaced when this node renews its
+    /// certificate ([`Endpoint::set_identity`]).
+    client: Mutex<quinn::ClientConfig>,
+    /// Transport settings, kept to rebuild the TLS configs on renewal.
+    net_cfg: NetConfig,
     peers: Mutex<HashMap<String, Arc<PeerSlot>>>,
     max_frame: u64,
     rpc_timeout: Duration,
@@ -269,6 +273,16 @@ fn transport(cfg: &NetConfig) -> Arc<quinn::TransportConfig> {
     // Ingress hops keep one stream per concurrent request open between two nodes.
     t.max_concurrent_bidi_streams(4_096u32.into());
     Arc::new(t)
+}
+
+/// The server side of this node's endpoint: its certificate, every ALPN it serves.
+fn server_config(tls: &NodeTls, cfg: &NetConfig) -> Result<quinn::ServerConfig, NetError> {
+    let server_tls = tls.server_config(&[ALPN_PEER, ALPN_JOIN, ALPN_ADMIN])?;
+    let q = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
+        .map_err(|e| NetError::Tls(TlsError::Rustls(rustls::Error::General(e.to_string()))))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(q));
+    server.transport_config(transport(cfg));
+    Ok(server)
 }
 
 fn client_config(
@@ -431,11 +445,7 @@ impl Endpoint {
         reset_secret: &[u8; 32],
         cfg: &NetConfig,
     ) -> Result<Arc<Endpoint>, NetError> {
-        let server_tls = tls.server_config(&[ALPN_PEER, ALPN_JOIN, ALPN_ADMIN])?;
-        let q = quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)
-            .map_err(|e| NetError::Tls(TlsError::Rustls(rustls::Error::General(e.to_string()))))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(q));
-        server.transport_config(transport(cfg));
+        let server = server_config(tls, cfg)?;
         let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_secret);
         let endpoint_cfg = quinn::EndpointConfig::new(Arc::new(reset_key));
         let bind_err = |e: std::io::Error| NetError::Bind {
@@ -449,7 +459,8 @@ impl Endpoint {
             quinn::Endpoint::new(endpoint_cfg, Some(server), socket, runtime).map_err(bind_err)?;
         Ok(Arc::new(Endpoint {
             ep,
-            client: client_config(tls.client_config(ALPN_PEER)?, cfg)?,
+            client: Mutex::new(client_config(tls.client_config(ALPN_PEER)?, cfg)?),
+            net_cfg: cfg.clone(),
             peers: Mutex::new(HashMap::new()),
             max_frame: cfg.max_frame_bytes,
             rpc_timeout: cfg.rpc_timeout.0,
@@ -460,6 +471,17 @@ impl Endpoint {
             refusals: Mutex::default(),
             isolation: Mutex::new(None),
         }))
+    }
+
+    /// Present `tls` from now on: to peers connecting to this node and on this node's new
+    /// outgoing connections (a renewed certificate). Connections already open keep the
+    /// identity they were made with until they close.
+    pub fn set_identity(&self, tls: &NodeTls) -> Result<(), NetError> {
+        let client = client_config(tls.client_config(ALPN_PEER)?, &self.net_cfg)?;
+        self.ep
+            .set_server_config(Some(server_config(tls, &self.net_cfg)?));
+        *self.client.lock().expect("client config lock") = client;
+        Ok(())
     }
 
     /// Cut this node off from its peers until `until` (a fire drill): requests and streams to
@@ -594,7 +616,11 @@ impl Endpoint {
             let sa = resolve(addr).await?;
             let connecting = self
                 .ep
-                .connect_with(self.client.clone(), sa, tls::NODE_SAN)
+                .connect_with(
+                    self.client.lock().expect("client config lock").clone(),
+                    sa,
+                    tls::NODE_SAN,
+                )
                 .map_err(|e| NetError::Connect {
                     addr: addr.into(),
                     message: e.to_string(),
@@ -1369,7 +1395,13 @@ mod tests {
         let ca = tls::create_ca("c-test").unwrap();
         let mut eps = Vec::new();
         for name in ["a", "b"] {
-            let (cert, key) = tls::issue_node_cert(&ca, name).unwrap();
+            let (cert, key) = tls::issue_node_cert(
+                &ca,
+                name,
+                (crate::domain::now_millis() / 1000) as i64,
+                3_600,
+            )
+            .unwrap();
             let node = NodeTls::save(&dir.path().join(name), &ca.cert_pem, &cert, &key).unwrap();
             let ep = Endpoint::bind(
                 "127.0.0.1:0".parse().unwrap(),

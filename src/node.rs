@@ -13,6 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod certs;
 mod loops;
 mod notify;
 
@@ -167,12 +168,13 @@ fn write_identity(dd: &DataDir, ident: &Identity) -> Result<()> {
 }
 
 /// Start a new cluster: CA, node certificate, identity.
-fn bootstrap(dd: &DataDir, name: &str) -> Result<(Identity, CaPem)> {
+fn bootstrap(dd: &DataDir, name: &str, ttl: Duration) -> Result<(Identity, CaPem)> {
     let cluster_id = format!("c-{}", hex::encode(rand::random::<[u8; 4]>()));
     let ca = tls::create_ca(&cluster_id)?;
     std::fs::create_dir_all(dd.tls())?;
     tls::write_private(&dd.tls().join("ca.key"), ca.key_pem.as_bytes())?;
-    let (cert, key) = tls::issue_node_cert(&ca, name)?;
+    let now = (crate::domain::now_millis() / 1000) as i64;
+    let (cert, key) = tls::issue_node_cert(&ca, name, now, ttl.as_secs() as i64)?;
     NodeTls::save(&dd.tls(), &ca.cert_pem, &cert, &key)?;
     let ident = Identity {
         id: 1,
@@ -326,7 +328,7 @@ pub async fn run(
         match (&join_args.addr, &join_token) {
             (Some(addr), Some(token)) => (join(&dd, &cfg, &name, addr, token).await?, None),
             (None, None) => {
-                let (ident, ca) = bootstrap(&dd, &name)?;
+                let (ident, ca) = bootstrap(&dd, &name, cfg.tls.node_cert_ttl.0)?;
                 let cid = ident.cluster_id.clone();
                 (ident, Some((cid, ca)))
             }
@@ -534,6 +536,16 @@ pub async fn run(
         );
     }
     loops.spawn("elections", cluster.clone().run_elections(shutdown.clone()));
+    loops.spawn(
+        "certificate renewal",
+        certs::run(
+            cluster.clone(),
+            ep.clone(),
+            dd.tls(),
+            cfg.tls.node_cert_ttl.0,
+            shutdown.clone(),
+        ),
+    );
     loops.spawn(
         "membership loop",
         cluster

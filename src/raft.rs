@@ -176,6 +176,8 @@ pub struct Cluster {
     /// Held while the leader changes the membership (upkeep, removals, moves), so that upkeep
     /// does not add back a member that is being removed.
     member_lock: tokio::sync::Mutex<()>,
+    /// Lifetime of the node certificates this node signs at join (`tls.node_cert_ttl`).
+    node_cert_ttl: Duration,
 }
 
 /// Build openraft's config from ours.
@@ -273,6 +275,7 @@ impl Cluster {
             },
             advertise: cfg.advertise_addr(),
             member_lock: Default::default(),
+            node_cert_ttl: cfg.tls.node_cert_ttl.0,
         }))
     }
 
@@ -461,6 +464,7 @@ impl Cluster {
             tokio::time::timeout(LEADER_STATUS_WAIT, asked).await
         {
             s.node = local.node;
+            s.certs = local.certs;
             return Ok(*s);
         }
         // It did not answer: say so, whatever the last heartbeat suggested.

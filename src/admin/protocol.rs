@@ -13,7 +13,9 @@ pub use crate::metrics::requests::{EntryTraffic, SliceTraffic};
 pub use crate::raft::api::{
     ErrorKind, ReadQuery, ReadResult, RequestError as AdminError, TokenInfo,
 };
-pub use crate::raft::status::{ControlView, LeaderView, LocalView, MemberView, StatusView};
+pub use crate::raft::status::{
+    CertExpiry, CertHolder, ControlView, LeaderView, LocalView, MemberView, StatusView,
+};
 pub use crate::view::blueprints::{BlueprintView, InstanceView};
 pub use crate::view::live::{LiveMetrics, LiveNode, LiveUpdate, NodeHistory, SliceLoad, Watch};
 pub use crate::view::metrics::{HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView};

@@ -722,7 +722,7 @@ pub fn certs(tls_dir: &Path, certs: &[Cert], now_s: i64) -> Outcome {
                     fixes.push(if c.which == "ca" {
                         "the cluster CA must be replaced: start a new cluster and move the workloads over".to_string()
                     } else {
-                        "get a new node certificate: 'aether token create' on a member, then restart this node from an empty data dir with --join".to_string()
+                        "a running node renews its own certificate from its replica at two thirds of tls.node_cert_ttl: start the node (it renews at start when expired), and if the warning stays, read its log".to_string()
                     });
                 }
                 parts.push(text);

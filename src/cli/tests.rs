@@ -358,6 +358,34 @@ fn status_says_a_capped_slice() {
     );
 }
 
+/// Certificates that expire within 30 days: the node's own and operators', soonest first.
+#[test]
+fn status_warns_of_expiring_certificates() {
+    use crate::raft::status::{CertExpiry, CertHolder};
+    let mut s = fixture::status(false);
+    s.certs = vec![
+        CertExpiry {
+            kind: CertHolder::Operator,
+            name: "vera".into(),
+            expires_at: NOW + 3 * 86_400_000 + 3_600_000,
+        },
+        CertExpiry {
+            kind: CertHolder::Node,
+            name: "n1".into(),
+            expires_at: NOW + 20 * 86_400_000,
+        },
+    ];
+    insta::assert_snapshot!(
+        "status_certs",
+        render(|w| output::status(w, &s, NOW, false))
+    );
+    s.certs[1].expires_at = NOW - 60_000;
+    insta::assert_snapshot!(
+        "status_certs_expired",
+        render(|w| output::status(w, &s, NOW, false))
+    );
+}
+
 #[test]
 fn rollout_status() {
     let r = fixture::rollouts();

@@ -143,6 +143,16 @@ fn bad_values_are_named() {
         .to_string();
     assert!(e.contains("raft.voters") && e.contains("odd"), "{e}");
 
+    let e = Config::load(None, &env(&[("AETHER_TLS_NODE_CERT_TTL", "5s")]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tls.node_cert_ttl") && e.contains("at least 10s"),
+        "{e}"
+    );
+    let ok = Config::load(None, &env(&[("AETHER_TLS_NODE_CERT_TTL", "30s")]), vec![]).unwrap();
+    assert_eq!(ok.tls.node_cert_ttl.0, Duration::from_secs(30));
+
     let e = Config::load(None, &env(&[("AETHER_LISTEN", "nowhere")]), vec![])
         .unwrap_err()
         .to_string();

@@ -49,6 +49,12 @@ pub enum TlsError {
 /// When the (first) certificate in the PEM file `path` stops being valid, in seconds since the
 /// Unix epoch (`aether doctor` warns ahead of it).
 pub fn cert_not_after(path: &Path) -> Result<i64, TlsError> {
+    Ok(cert_validity(path)?.1)
+}
+
+/// The validity of the (first) certificate in the PEM file `path`: (not_before, not_after),
+/// Unix seconds.
+pub fn cert_validity(path: &Path) -> Result<(i64, i64), TlsError> {
     let pem = std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.display().to_string(),
         source,
@@ -59,7 +65,24 @@ pub fn cert_not_after(path: &Path) -> Result<i64, TlsError> {
     };
     let der = CertificateDer::from_pem_slice(&pem).map_err(|e| parse(e.to_string()))?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| parse(e.to_string()))?;
-    Ok(cert.validity().not_after.timestamp())
+    Ok((
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    ))
+}
+
+/// Node certificates start this long before they are signed (clock skew between nodes).
+pub const CLOCK_SKEW_SECS: i64 = 60;
+
+/// Whether this node's certificate, valid from `not_before` to `not_after`, is to be renewed at
+/// `now` (all Unix seconds) under the lifetime `ttl_secs`: once less than a third of its
+/// lifetime is left (or it has expired), or when it outlives `ttl_secs` from now (signed
+/// under a longer lifetime, or before certificates had one).
+pub fn renew_due(now: i64, not_before: i64, not_after: i64, ttl_secs: i64) -> bool {
+    let issued = not_before.saturating_add(CLOCK_SKEW_SECS);
+    let life = i128::from(not_after) - i128::from(issued);
+    let left = i128::from(not_after) - i128::from(now);
+    life <= 0 || 3 * left < life || left > i128::from(ttl_secs) + i128::from(CLOCK_SKEW_SECS)
 }
 
 /// The ring provider, used by rustls and quinn alike.
@@ -99,9 +122,33 @@ pub fn create_ca(cluster_id: &str) -> Result<CaPem, TlsError> {
     })
 }
 
-/// Params of a node certificate. Whatever a CSR asks for, the CA signs these.
-fn node_params(name: &str) -> Result<CertificateParams, TlsError> {
+/// The validity of a certificate signed now (Unix seconds `now_secs`) for `ttl_secs`: from a
+/// minute before `now_secs` (clock skew) until `now_secs + ttl_secs`.
+fn validity(
+    now_secs: i64,
+    ttl_secs: i64,
+) -> Result<(time::OffsetDateTime, time::OffsetDateTime), TlsError> {
+    let time = |secs: i64| {
+        time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| TlsError::Parse {
+            path: "node certificate".into(),
+            message: format!("bad validity: {e}"),
+        })
+    };
+    Ok((
+        time(now_secs - 60)?,
+        time(now_secs.saturating_add(ttl_secs))?,
+    ))
+}
+
+/// Params of a node certificate valid from `now_secs` for `ttl_secs`. Whatever a CSR asks
+/// for, the CA signs these.
+fn node_params(name: &str, now_secs: i64, ttl_secs: i64) -> Result<CertificateParams, TlsError> {
     let mut params = CertificateParams::new(vec![NODE_SAN.to_string()])?;
+    (params.not_before, params.not_after) = validity(now_secs, ttl_secs)?;
+    let mut serial = [0u8; 16];
+    rand::rng().fill_bytes(&mut serial);
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     params
         .subject_alt_names
         .push(SanType::DnsName(format!("{name}.{NODE_SAN}").try_into()?));
@@ -130,25 +177,38 @@ pub fn new_csr(name: &str) -> Result<(KeyPair, String), TlsError> {
 }
 
 /// Sign a CSR with the CA (the leader's side). The CSR's own parameters are ignored except for
-/// its public key: the certificate is always a plain node certificate for `name`.
-pub fn sign_csr(ca: &CaPem, csr_pem: &str, name: &str) -> Result<String, TlsError> {
+/// its public key: the certificate is always a plain node certificate for `name`, valid from
+/// `now_secs` (Unix seconds) for `ttl_secs`.
+pub fn sign_csr(
+    ca: &CaPem,
+    csr_pem: &str,
+    name: &str,
+    now_secs: i64,
+    ttl_secs: i64,
+) -> Result<String, TlsError> {
     let mut csr =
         CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| TlsError::Parse {
             path: "join request".into(),
             message: format!("bad CSR: {e}"),
         })?;
-    csr.params = node_params(name)?;
+    csr.params = node_params(name, now_secs, ttl_secs)?;
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
     Ok(csr.signed_by(&issuer)?.pem())
 }
 
-/// Sign a certificate for a node whose key we hold (the founding node).
-pub fn issue_node_cert(ca: &CaPem, name: &str) -> Result<(String, String), TlsError> {
+/// Sign a certificate, valid from `now_secs` (Unix seconds) for `ttl_secs`, for a node whose
+/// key we make here (the founding node, and every node renewing its own): (cert, key) PEM.
+pub fn issue_node_cert(
+    ca: &CaPem,
+    name: &str,
+    now_secs: i64,
+    ttl_secs: i64,
+) -> Result<(String, String), TlsError> {
     let key = KeyPair::generate()?;
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
-    let cert = node_params(name)?.signed_by(&key, &issuer)?;
+    let cert = node_params(name, now_secs, ttl_secs)?.signed_by(&key, &issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 
@@ -400,6 +460,13 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     Ok(())
 }
 
+fn rename(from: &Path, to: &Path) -> Result<(), TlsError> {
+    std::fs::rename(from, to).map_err(|source| TlsError::Write {
+        path: to.display().to_string(),
+        source,
+    })
+}
+
 fn parse_cert(path: &str, pem: &[u8]) -> Result<CertificateDer<'static>, TlsError> {
     CertificateDer::from_pem_slice(pem).map_err(|e| TlsError::Parse {
         path: path.into(),
@@ -430,9 +497,30 @@ impl NodeTls {
         NodeTls::load(dir)
     }
 
+    /// Replace this node's certificate and key under `dir` with a renewed pair. Both are
+    /// written aside first, then the key and the certificate are renamed over the old ones;
+    /// [`NodeTls::load`] completes a replacement that a crash cut short between the two.
+    pub fn replace(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<NodeTls, TlsError> {
+        write_private(&dir.join("node.crt.new"), cert_pem.as_bytes())?;
+        write_private(&dir.join("node.key.new"), key_pem.as_bytes())?;
+        rename(&dir.join("node.key.new"), &dir.join("node.key"))?;
+        rename(&dir.join("node.crt.new"), &dir.join("node.crt"))?;
+        NodeTls::load(dir)
+    }
+
     /// Load from `dir`.
     pub fn load(dir: &Path) -> Result<NodeTls, TlsError> {
         let p = |f: &str| dir.join(f);
+        // A replacement cut short: with the new key in place, the new certificate goes with it;
+        // with both new files still aside, the old pair is intact.
+        if p("node.crt.new").exists() {
+            if p("node.key.new").exists() {
+                let _ = std::fs::remove_file(p("node.key.new"));
+                let _ = std::fs::remove_file(p("node.crt.new"));
+            } else {
+                rename(&p("node.crt.new"), &p("node.crt"))?;
+            }
+        }
         let ca = parse_cert(&p("ca.crt").display().to_string(), &read(&p("ca.crt"))?)?;
         let cert = parse_cert(&p("node.crt").display().to_string(), &read(&p("node.crt"))?)?;
         let key =
@@ -701,10 +789,15 @@ mod tests {
     fn csr_is_signed_as_plain_node_cert() {
         let ca = create_ca("c1").unwrap();
         let (_key, csr) = new_csr("n2").unwrap();
-        let cert = sign_csr(&ca, &csr, "n2").unwrap();
+        let cert = sign_csr(&ca, &csr, "n2", 1_000_000, 3_600).unwrap();
         assert!(cert.contains("BEGIN CERTIFICATE"));
+        // Valid for the lifetime asked, from a minute before.
+        let der = CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+        let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(x.validity().not_before.timestamp(), 1_000_000 - 60);
+        assert_eq!(x.validity().not_after.timestamp(), 1_003_600);
         assert!(
-            sign_csr(&ca, "garbage", "n2")
+            sign_csr(&ca, "garbage", "n2", 1_000_000, 3_600)
                 .unwrap_err()
                 .to_string()
                 .contains("bad CSR")
@@ -716,7 +809,7 @@ mod tests {
         use crate::domain::Role;
         let ca = create_ca("c1").unwrap();
         let der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-        let (node_pem, _) = issue_node_cert(&ca, "n1").unwrap();
+        let (node_pem, _) = issue_node_cert(&ca, "n1", 1_000_000, 3_600).unwrap();
         assert_eq!(
             cert_kind(&der(&node_pem)),
             CertKind::Node { name: "n1".into() }
@@ -770,5 +863,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("gone.crt"), "{e}");
+        let (cert, _) = issue_node_cert(&ca, "n1", 1_000_000, 3_600).unwrap();
+        std::fs::write(&path, cert).unwrap();
+        assert_eq!(cert_validity(&path).unwrap(), (1_000_000 - 60, 1_003_600));
+    }
+
+    #[test]
+    fn a_node_certificate_is_renewed_with_a_third_of_its_life_left() {
+        let ttl = 3_000;
+        // Signed at 1_000_000 for 3_000 s: not_before a minute earlier.
+        let (nb, na) = (1_000_000 - CLOCK_SKEW_SECS, 1_003_000);
+        assert!(!renew_due(1_000_000, nb, na, ttl), "fresh");
+        assert!(!renew_due(1_002_000, nb, na, ttl), "exactly a third left");
+        assert!(renew_due(1_002_001, nb, na, ttl), "less than a third left");
+        assert!(renew_due(1_003_000, nb, na, ttl), "expiring now");
+        assert!(renew_due(1_009_000, nb, na, ttl), "expired long ago");
+        // Signed under a longer lifetime (or none: rcgen's default ends in 4096).
+        assert!(renew_due(1_000_000, nb, 67_090_118_400, ttl));
+        assert!(
+            !renew_due(1_000_000, nb, na, 365 * 86_400),
+            "a longer ttl keeps it"
+        );
+        // No lifetime at all.
+        assert!(renew_due(1_000_000, 1_000_000, 1_000_000, ttl));
     }
 }

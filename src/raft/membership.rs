@@ -124,8 +124,10 @@ impl Cluster {
             cert_pem: meta.init.ca_cert_pem.clone(),
             key_pem: meta.init.ca_key_pem.clone(),
         };
-        let cert_pem =
-            tls::sign_csr(&ca, &j.csr_pem, &j.name).map_err(|e: TlsError| e.to_string())?;
+        let now = (crate::domain::now_millis() / 1000) as i64;
+        let ttl = self.node_cert_ttl.as_secs() as i64;
+        let cert_pem = tls::sign_csr(&ca, &j.csr_pem, &j.name, now, ttl)
+            .map_err(|e: TlsError| e.to_string())?;
         if let Err(e) = self
             .raft
             .add_learner(node_id, BasicNode::new(&j.addr), false)

@@ -32,6 +32,64 @@ pub struct StatusView {
     /// How the answering node isolates its instances (user, environment, limits), and which
     /// protections are off and why; filled in above this layer.
     pub workloads: Option<String>,
+    /// Certificates that expire within [`CERT_WARN_MS`] (or have expired): the answering
+    /// node's own and the operators' (from the replicated records), soonest first.
+    pub certs: Vec<CertExpiry>,
+}
+
+/// How far ahead `aether status` warns of a certificate's expiry (30 days, as `aether doctor`).
+pub const CERT_WARN_MS: Millis = 30 * 86_400_000;
+
+/// A certificate that expires soon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertExpiry {
+    /// Whose certificate: `node` or `operator`.
+    pub kind: CertHolder,
+    /// The node's or operator's name.
+    pub name: String,
+    /// When it stops being valid (Unix milliseconds).
+    pub expires_at: Millis,
+}
+
+/// Who holds a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertHolder {
+    Node,
+    Operator,
+}
+
+/// The certificates to warn about at `now`: this node's (`node`: its name and expiry), when
+/// it expires within [`CERT_WARN_MS`] or has expired, and every operator certificate that is
+/// not revoked and expires within [`CERT_WARN_MS`] (an expired one is no longer shown: its
+/// record says so in `aether operator cert list`). Soonest first.
+pub fn expiring_certs(
+    now: Millis,
+    node: Option<(&str, Millis)>,
+    operators: &[crate::domain::OperatorRecord],
+) -> Vec<CertExpiry> {
+    let horizon = now.saturating_add(CERT_WARN_MS);
+    let mut out: Vec<CertExpiry> = node
+        .filter(|(_, at)| *at <= horizon)
+        .map(|(name, at)| CertExpiry {
+            kind: CertHolder::Node,
+            name: name.to_string(),
+            expires_at: at,
+        })
+        .into_iter()
+        .collect();
+    out.extend(
+        operators
+            .iter()
+            .filter(|o| !o.revoked && o.expires_at > now && o.expires_at <= horizon)
+            .map(|o| CertExpiry {
+                kind: CertHolder::Operator,
+                name: o.name.clone(),
+                expires_at: o.expires_at,
+            }),
+    );
+    out.sort_by(|a, b| (a.expires_at, &a.name).cmp(&(b.expires_at, &b.name)));
+    out
 }
 
 /// The controller in `aether status`.
@@ -184,6 +242,28 @@ impl StatusView {
 }
 
 impl Cluster {
+    /// [`expiring_certs`] from this node's certificate file and replica. A file or table that
+    /// cannot be read is logged and left out: status still answers.
+    fn expiring_certs(&self) -> Vec<CertExpiry> {
+        let path = self.data_dir().join("tls").join("node.crt");
+        let node = match crate::net::tls::cert_not_after(&path) {
+            Ok(secs) => Some(secs.max(0) as Millis * 1000),
+            Err(e) => {
+                tracing::warn!("status: {e}");
+                None
+            }
+        };
+        let operators = self.store.operators().unwrap_or_else(|e| {
+            tracing::warn!("status: cannot read the operator records: {e}");
+            Vec::new()
+        });
+        expiring_certs(
+            crate::domain::now_millis(),
+            node.map(|at| (self.name.as_str(), at)),
+            &operators,
+        )
+    }
+
     /// Status as this node sees it.
     pub fn local_status(&self) -> Result<StatusView, RequestError> {
         let m = self.raft.metrics().borrow().clone();
@@ -294,6 +374,55 @@ impl Cluster {
             node,
             controller: None,
             workloads: None,
+            certs: self.expiring_certs(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{OperatorRecord, Role};
+
+    const DAY: Millis = 86_400_000;
+
+    fn op(name: &str, expires_at: Millis, revoked: bool) -> OperatorRecord {
+        OperatorRecord {
+            name: name.into(),
+            role: Role::Viewer,
+            cert_sha256: String::new(),
+            serial: String::new(),
+            created_at: 0,
+            expires_at,
+            revoked,
+        }
+    }
+
+    #[test]
+    fn status_warns_of_certificates_expiring_within_30_days() {
+        let now = 1_000 * DAY;
+        let ops = [
+            op("vera", now + 3 * DAY, false),
+            op("walt", now + 31 * DAY, false),
+            op("rev", now + DAY, true),
+            op("gone", now - DAY, false),
+            op("ana", now + 3 * DAY, false),
+        ];
+        let got = expiring_certs(now, Some(("n1", now + 10 * DAY)), &ops);
+        let names: Vec<_> = got.iter().map(|c| (c.kind, c.name.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                (CertHolder::Operator, "ana"),
+                (CertHolder::Operator, "vera"),
+                (CertHolder::Node, "n1")
+            ]
+        );
+        // A node certificate far from expiry is not shown; an expired one is.
+        assert!(expiring_certs(now, Some(("n1", now + 365 * DAY)), &[]).is_empty());
+        assert_eq!(
+            expiring_certs(now, Some(("n1", now - 1)), &[])[0].expires_at,
+            now - 1
+        );
     }
 }

@@ -84,6 +84,7 @@ pub fn status(paused: bool, members: Vec<MemberView>) -> StatusView {
             leader_reviewer: None,
         }),
         workloads: Some("instances run as 'nobody' (deploy.user) unless their slice names one, root only with deploy.allow_root; clean environment; no_new_privs; cpu and memory limits on (cgroup v1: cpu, memory; OOM kills from memory.oom_control)".into()),
+        certs: Vec::new(),
     }
 }
 

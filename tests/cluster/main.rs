@@ -381,7 +381,13 @@ async fn transport_refuses_strangers_and_survives_bad_frames() {
         cert_pem: std::fs::read_to_string(tls_dir.join("ca.crt")).unwrap(),
         key_pem: std::fs::read_to_string(tls_dir.join("ca.key")).unwrap(),
     };
-    let (cert, key) = issue_node_cert(&ca_pem, "probe").unwrap();
+    let (cert, key) = issue_node_cert(
+        &ca_pem,
+        "probe",
+        (aether::domain::now_millis() / 1000) as i64,
+        3_600,
+    )
+    .unwrap();
     let probe_dir = tempfile::tempdir().unwrap();
     let probe = NodeTls::save(probe_dir.path(), &ca_pem.cert_pem, &cert, &key).unwrap();
     let ep = Endpoint::bind(

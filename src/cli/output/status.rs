@@ -3,8 +3,18 @@
 use std::io::{self, Write};
 
 use super::{opt, table, write_json};
+use crate::admin::protocol::CertHolder;
 use crate::admin::protocol::{MemberView, StatusView};
 use crate::domain::{AuditRecord, Millis, human_millis};
+
+/// A span as days when it is one or more (`3 d`), else as [`human_millis`] (`5h`).
+fn human_days(ms: Millis) -> String {
+    if ms >= 86_400_000 {
+        format!("{} d", ms / 86_400_000)
+    } else {
+        human_millis(ms)
+    }
+}
 
 /// One row per member, in [`MEMBER_HEADER`]'s columns.
 fn member_rows(members: &[MemberView]) -> Vec<Vec<String>> {
@@ -133,6 +143,27 @@ pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io:
     }
     if let Some(wl) = &s.workloads {
         writeln!(w, "workloads: {wl}\n")?;
+    }
+    for c in &s.certs {
+        let whose = match c.kind {
+            CertHolder::Node => "this node's certificate",
+            CertHolder::Operator => "operator",
+        };
+        let when = if c.expires_at > now {
+            format!("expires in {}", human_days(c.expires_at - now))
+        } else {
+            format!("EXPIRED {} ago", human_days(now - c.expires_at))
+        };
+        let remedy = match c.kind {
+            CertHolder::Node => {
+                "; it renews itself at two thirds of tls.node_cert_ttl: check the node's log"
+            }
+            CertHolder::Operator => "; issue a new one with 'aether operator cert create'",
+        };
+        writeln!(w, "warning: {whose} '{}' {when}{remedy}", c.name)?;
+    }
+    if !s.certs.is_empty() {
+        writeln!(w)?;
     }
     write!(w, "{}", table(&MEMBER_HEADER, &member_rows(&s.members)))?;
     if s.members_seen_by != s.node.name {

@@ -520,6 +520,13 @@ fn summary_lines(app: &App, theme: &Theme) -> Vec<Line<'static>> {
         ))),
         None => health.push(Span::styled(" · no leader", theme.bad())),
     }
+    // Certificates that expire within 30 days (`aether status` names them).
+    if !s.certs.is_empty() {
+        health.push(Span::styled(
+            format!(" · {} cert(s) expiring: see 'aether status'", s.certs.len()),
+            theme.warn(),
+        ));
+    }
     let control = match &s.controller {
         None => vec![
             label("controller"),
