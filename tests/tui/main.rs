@@ -112,6 +112,51 @@ fn console_in_tmux_overview_help_views_veto_reconnect_quit() {
     t.wait_screen("the Controller view shows the pending decision", |s| {
         s.contains(&id) && s.contains("pending, applies in")
     });
+    // A remote console with a viewer's certificate, on another node, sees the same decision
+    // and is refused its veto, naming the role that would be needed.
+    let viewer = dir.path().join("vic");
+    let out = c.nodes[0].cli(&[
+        "operator",
+        "cert",
+        "create",
+        "vic",
+        "--role",
+        "viewer",
+        "-o",
+        viewer.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let remote: Vec<String> = [
+        BIN,
+        "--remote",
+        &c.nodes[2].addr(),
+        "--identity",
+        viewer.to_str().unwrap(),
+        "tui",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let r = Tmux::start(dir.path(), "remote", &remote, 120, 30);
+    r.wait_screen("the remote console is live", |s| s.contains("● live"));
+    r.keys(&["4", "/"]);
+    r.type_text(&id);
+    r.keys(&["Enter", "v"]);
+    r.wait_screen("the remote viewer's veto dialog", |s| {
+        s.contains(&format!("Veto {id}?"))
+    });
+    r.keys(&["y"]);
+    r.wait_screen("the veto is refused, naming the role", |s| {
+        s.contains("needs the 'operator' role")
+    });
+    r.keys(&["q"]);
+    assert_eq!(r.wait_exit(), 0, "q quits the remote console with status 0");
+    drop(r);
+    assert!(
+        pending(&c.nodes[0]).as_deref() == Some(id.as_str()),
+        "a refused veto changes nothing: {id} is still pending"
+    );
+
     // Select it by filtering, then veto through the dialog.
     t.keys(&["/"]);
     t.type_text(&id);
