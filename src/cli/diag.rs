@@ -422,14 +422,10 @@ pub async fn bundle(
         .map_err(|e| Failure::new(exit::FAILED, format!("cannot write the output: {e}")))
 }
 
-/// Write `path` through a temp file beside it (mode 0600), synced and renamed into place: the
-/// whole file or none. Its size.
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> io::Result<()>,
-) -> Result<u64, Failure> {
+/// A new temp file beside `path` (`.NAME.PID.partial`, mode 0600) to be renamed onto it once
+/// whole: its path and the open file.
+pub(super) fn create_partial(path: &Path) -> Result<(PathBuf, std::fs::File), Failure> {
     use std::os::unix::fs::OpenOptionsExt;
-    let failed = |m: String| Failure::new(exit::FAILED, m);
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -441,7 +437,23 @@ fn write_atomically(
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|e| failed(format!("cannot create '{}': {e}", tmp.display())))?;
+        .map_err(|e| {
+            Failure::new(
+                exit::FAILED,
+                format!("cannot create '{}': {e}", tmp.display()),
+            )
+        })?;
+    Ok((tmp, f))
+}
+
+/// Write `path` through a temp file beside it (mode 0600), synced and renamed into place: the
+/// whole file or none. Its size.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> io::Result<()>,
+) -> Result<u64, Failure> {
+    let failed = |m: String| Failure::new(exit::FAILED, m);
+    let (tmp, f) = create_partial(path)?;
     let result = (|| {
         let mut w = io::BufWriter::new(f);
         write(&mut w)?;
@@ -453,7 +465,7 @@ fn write_atomically(
     })();
     match result {
         Ok(size) => {
-            if let Ok(d) = std::fs::File::open(&dir) {
+            if let Some(d) = tmp.parent().and_then(|d| std::fs::File::open(d).ok()) {
                 let _ = d.sync_all();
             }
             Ok(size)

@@ -53,16 +53,8 @@ pub fn node_config(
             flag: "--http",
         });
     }
-    if let Some(d) = &cli.data_dir {
-        flags.push(FlagOverride {
-            key: "data_dir",
-            value: d.display().to_string().into(),
-            flag: "--data-dir",
-        });
-    }
-    let env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("AETHER_"))
-        .collect();
+    flags.extend(data_dir_flag(cli));
+    let env = aether_env();
     let cfg = Config::load(args.config.as_deref(), &env, flags)
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
     // The rule file is configuration too: refused before the node touches its data dir.
@@ -94,6 +86,22 @@ async fn client(cli: &Cli) -> Result<Client, Failure> {
 /// Stdout, locked, for a renderer.
 fn stdout() -> std::io::StdoutLock<'static> {
     std::io::stdout().lock()
+}
+
+/// The `AETHER_*` variables of this process, as `Config::load` reads them.
+pub(super) fn aether_env() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("AETHER_"))
+        .collect()
+}
+
+/// `--data-dir`, when given, as an override of the config's `data_dir`.
+pub(super) fn data_dir_flag(cli: &Cli) -> Option<FlagOverride> {
+    cli.data_dir.as_ref().map(|d| FlagOverride {
+        key: "data_dir",
+        value: d.display().to_string().into(),
+        flag: "--data-dir",
+    })
 }
 
 /// A renderer could not write its output.
@@ -433,11 +441,10 @@ async fn run_snapshot(cli: &Cli, cmd: &SnapshotCmd, json: bool) -> Result<(), Fa
 /// Stream the node's backup into a temp file beside `file` (mode 0600), verify it, then
 /// rename it into place: `file` is the whole verified backup or untouched.
 async fn snapshot_save(cli: &Cli, file: &std::path::Path) -> Result<BackupInfo, Failure> {
-    use std::os::unix::fs::OpenOptionsExt;
     let bad = |m: String| Failure::new(exit::USAGE, m);
-    let name = file
-        .file_name()
-        .ok_or_else(|| bad(format!("'{}' is not a file name", file.display())))?;
+    if file.file_name().is_none() {
+        return Err(bad(format!("'{}' is not a file name", file.display())));
+    }
     let dir = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -450,18 +457,8 @@ async fn snapshot_save(cli: &Cli, file: &std::path::Path) -> Result<BackupInfo, 
         )));
     }
     let mut c = client(cli).await?;
-    let tmp = dir.join(format!(
-        ".{}.{}.partial",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
     let failed = |m: String| Failure::new(exit::FAILED, m);
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| failed(format!("cannot create '{}': {e}", tmp.display())))?;
+    let (tmp, f) = super::diag::create_partial(file)?;
     let result = async {
         let mut w = std::io::BufWriter::new(f);
         let sum = c.snapshot_save(&mut w).await?;

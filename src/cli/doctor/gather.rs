@@ -13,7 +13,7 @@ use super::{
 use crate::admin::client::Client;
 use crate::cli::args::{Cli, OutputFormat};
 use crate::cli::{Failure, exit};
-use crate::config::{self, Config, FlagOverride};
+use crate::config::{self, Config};
 use crate::platform::probe;
 
 /// The fsync probe runs at most this long …
@@ -151,17 +151,8 @@ pub async fn run(cli: &Cli, list: bool, names: &[String]) -> Result<(), Failure>
 
 /// The node's configuration as `aether node` would read it (file, environment, --data-dir).
 fn load_config(cli: &Cli) -> Result<Config, Failure> {
-    let mut flags = Vec::new();
-    if let Some(d) = &cli.data_dir {
-        flags.push(FlagOverride {
-            key: "data_dir",
-            value: d.display().to_string().into(),
-            flag: "--data-dir",
-        });
-    }
-    let env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("AETHER_"))
-        .collect();
+    let flags = super::super::run::data_dir_flag(cli).into_iter().collect();
+    let env = super::super::run::aether_env();
     // The file `aether node` reads: AETHER_CONFIG, else the default when it exists.
     let file = env.get("AETHER_CONFIG").map(PathBuf::from);
     Config::load(file.as_deref(), &env, flags).map_err(|e| Failure::new(exit::USAGE, e.to_string()))
