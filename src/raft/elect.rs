@@ -110,6 +110,15 @@ pub fn quorum_age(voters: usize, mut peer_ages: Vec<Option<Duration>>) -> Option
     peer_ages.get(needed - 1).copied().flatten()
 }
 
+/// Whether a node whose pre-vote round won still stands after it backed `backed`'s pre-vote
+/// while it asked (pure). Two voters that time out together and back each other would both
+/// give way and try again together, round after round, while a slow machine stretches their
+/// rounds; the lower id stands and the other gives way. The one it backed passed its log
+/// check, so neither log is behind the other's and either may lead.
+pub fn stands_after_backing(me: NodeId, backed: NodeId) -> bool {
+    me < backed
+}
+
 /// Whether `granted` yes answers (the candidate's own included) win among `voters`.
 pub fn won(granted: usize, voters: usize) -> bool {
     granted * 2 > voters
@@ -264,8 +273,14 @@ impl Cluster {
             drop(pending);
             last_try = Some(Instant::now());
             wait = self.timing.draw();
-            if self.contact.since_leader() < quiet || self.raft.metrics().borrow().vote != m.vote {
-                // A leader spoke up, or this node backed another candidate, while it asked.
+            let (since, heard) = self.contact.last();
+            let gave_way = match heard {
+                Heard::PreVote(c) => !stands_after_backing(self.id, c),
+                Heard::Leader | Heard::Vote(_) => true,
+            };
+            if (since < quiet && gave_way) || self.raft.metrics().borrow().vote != m.vote {
+                // A leader spoke up, this node voted, or it backed a candidate that goes
+                // first, while it asked.
                 continue;
             }
             if won(granted, voters.len()) {
@@ -408,6 +423,12 @@ mod tests {
         assert_eq!(quorum_age(5, vec![ms(10), None, None, None]), None);
         // Alone: always in touch with itself.
         assert_eq!(quorum_age(1, vec![]), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn of_two_voters_that_backed_each_other_exactly_one_stands() {
+        assert!(stands_after_backing(2, 3));
+        assert!(!stands_after_backing(3, 2));
     }
 
     #[test]

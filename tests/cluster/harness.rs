@@ -419,6 +419,29 @@ pub struct TestCluster {
     pub root: tempfile::TempDir,
 }
 
+impl Drop for TestCluster {
+    /// On a failing test, the tail of every node's log goes to the test's output (CI shows
+    /// it), and with `AETHER_TEST_KEEP=1` the whole directory stays for a look.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for n in &self.nodes {
+            let log = n.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!("---- last {} lines of {}'s log ----", tail.len(), n.name);
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
+        if std::env::var_os("AETHER_TEST_KEEP").is_some() {
+            let keep = std::mem::replace(&mut self.root, tempfile::tempdir().unwrap()).keep();
+            eprintln!("kept {}", keep.display());
+        }
+    }
+}
+
 /// `(name, value)` pairs borrowed from owned ones.
 fn pairs(e: &[(String, String)]) -> Vec<(&str, &str)> {
     e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
