@@ -76,6 +76,7 @@ pub fn command_role(cmd: &Command) -> Role {
         | Command::SetControllerMode { .. }
         | Command::RemoveNode { .. }
         | Command::ApplyBlueprint(_)
+        | Command::ApplyBlueprintWith { .. }
         | Command::RemoveBlueprint { .. }
         | Command::Put { .. }
         | Command::Delete { .. }
@@ -98,6 +99,7 @@ pub fn command_role(cmd: &Command) -> Role {
         | Command::RecordOutcome { .. }
         | Command::UpdateRollout(_)
         | Command::SetNodeAddr { .. }
+        | Command::FlexibleStep { .. }
         | Command::RecordDrill { .. } => Role::Admin,
     }
 }
@@ -151,7 +153,7 @@ pub fn command_name(req: &AdminRequest) -> &'static str {
             } => "undrain",
             Command::SetNodeState { .. } => "drain",
             Command::RemoveNode { .. } => "remove",
-            Command::ApplyBlueprint(_) => "blueprint apply",
+            Command::ApplyBlueprint(_) | Command::ApplyBlueprintWith { .. } => "blueprint apply",
             Command::RemoveBlueprint { .. } => "blueprint rm",
             Command::Put { .. } | Command::CompareAndSwap { .. } => "kv put",
             Command::Delete { .. } => "kv del",

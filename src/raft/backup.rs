@@ -176,6 +176,7 @@ fn table_of(r: &SnapRecord) -> &'static str {
         SnapRecord::BlueprintVersion(..) => "blueprint_versions",
         SnapRecord::Rollout(..) => "rollouts",
         SnapRecord::Operator(..) => "operators",
+        SnapRecord::Flexible(..) => "flexible",
     }
 }
 

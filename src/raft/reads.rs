@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::apply::ClusterMeta;
 use super::store::{
     ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
-    OPERATORS, ROLLOUTS, ROLLOUTS_OPEN, SM_META, Store, TOKENS, dec, io,
+    FLEXIBLE, OPERATORS, ROLLOUTS, ROLLOUTS_OPEN, SM_META, Store, TOKENS, dec, io,
 };
 use super::txn::K_CONTROL;
 use super::txn::{K_APPLIED, K_CLUSTER};
@@ -50,6 +50,11 @@ impl Store {
     /// Every join token, by id.
     pub fn tokens(&self) -> Result<Vec<crate::domain::TokenRecord>, std::io::Error> {
         self.scan(TOKENS, "token")
+    }
+
+    /// The flexible slices of the stored blueprints, by `blueprint/slice`.
+    pub fn flexible(&self) -> Result<Vec<crate::domain::FlexibleRecord>, std::io::Error> {
+        self.scan(FLEXIBLE, "flexible slice")
     }
 
     /// Every operator certificate record, by name.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Node;
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
+    ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, FLEXIBLE, HEALTH, INSTANCES, KV, NODES,
     OPERATORS, ROLLOUTS, ROLLOUTS_OPEN, SESSIONS, SM_META, Store, TOKENS, dec, enc, io,
 };
 use super::txn::{
@@ -45,15 +45,16 @@ pub(super) enum SnapRecord {
     BlueprintVersion(String, Vec<u8>),
     Rollout(u64, Vec<u8>),
     Operator(String, Vec<u8>),
+    Flexible(String, Vec<u8>),
 }
 
 /// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a
 /// placement number; 3: slices carry a service, and scaling an idle_to_zero and a
 /// target_calls_per_instance; 4: slices carry an update policy, assignments a version, and
 /// blueprint versions and rollouts are records; 5: slices carry a user; 6: operator
-/// certificates are records), so a snapshot from a
+/// certificates are records; 7: flexible slices are records), so a snapshot from a
 /// node of another format is refused at its header rather than misread.
-pub(super) const SNAPSHOT_FORMAT: u32 = 6;
+pub(super) const SNAPSHOT_FORMAT: u32 = 7;
 
 /// A snapshot file's first record for `format` (tests write older snapshots with it).
 #[cfg(test)]
@@ -174,6 +175,7 @@ pub(super) fn write_state(
         .to_string());
     dump!(ROLLOUTS, Rollout, |k: u64| k);
     dump!(OPERATORS, Operator, |k: &str| k.to_string());
+    dump!(FLEXIBLE, Flexible, |k: &str| k.to_string());
     write_record(w, &SnapRecord::End { records: n })?;
     Ok(n)
 }
@@ -334,6 +336,7 @@ impl Store {
             let mut rollouts = emptied!(ROLLOUTS);
             let mut open_rollouts = emptied!(ROLLOUTS_OPEN);
             let mut operators = emptied!(OPERATORS);
+            let mut flexible = emptied!(FLEXIBLE);
             let mut n = 0u64;
             loop {
                 match read_record(&mut r)? {
@@ -369,6 +372,9 @@ impl Store {
                     }
                     SnapRecord::Operator(k, v) => {
                         operators.insert(k.as_str(), v.as_slice()).map(|_| ())
+                    }
+                    SnapRecord::Flexible(k, v) => {
+                        flexible.insert(k.as_str(), v.as_slice()).map(|_| ())
                     }
                     SnapRecord::End { records } if records == n => break,
                     SnapRecord::End { records } => {
