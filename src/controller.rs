@@ -27,6 +27,8 @@
 //! - [`advisor`]: the strategic layer's pure core (the summary of the hour, the request and its
 //!   schema, strict validation of the answer, what a taken item proposes); [`advise`]: its
 //!   loop on the leader (only with `[controller.advisor]` enabled), advice only.
+//! - [`shift`]: time shifting of flexible slices by the carbon signal (pure); [`carbon`]: the
+//!   loop on every node that reads its signal (`[carbon]`) into its metrics.
 //! - [`flow`]: the loop with I/O: builds the world, asks [`decide`] what to write and writes
 //!   it, runs the reviewer. A decision's lifecycle is enforced by the state machine
 //!   (`raft::control`), so a veto wins over an apply on every node, whoever leads.
@@ -34,6 +36,7 @@
 pub mod advise;
 pub mod advisor;
 pub mod brain;
+pub mod carbon;
 pub mod context;
 pub mod decide;
 pub mod flow;
@@ -42,4 +45,5 @@ pub mod model;
 pub mod review;
 pub mod rules;
 pub mod safety;
+pub mod shift;
 pub mod world;

@@ -951,7 +951,7 @@ async fn apply_blueprint(
     dry_run: bool,
     actor: &str,
 ) -> Result<AdminResponse, AdminError> {
-    let bp = crate::deploy::blueprint::parse(file, text)
+    let (bp, flexible) = crate::deploy::blueprint::parse_with_flexible(file, text)
         .map_err(|e| AdminError::new(ErrorKind::Invalid, e.to_string()))?;
     let failed = |e: std::io::Error| AdminError::new(ErrorKind::Failed, e.to_string());
     let stored = cluster.store.blueprints().map_err(failed)?;
@@ -1037,7 +1037,14 @@ async fn apply_blueprint(
             id: RequestId::new_random(),
             actor: actor.into(),
             at: now_millis(),
-            cmd: Command::ApplyBlueprint(bp),
+            cmd: if flexible.is_empty() {
+                Command::ApplyBlueprint(bp)
+            } else {
+                Command::ApplyBlueprintWith {
+                    blueprint: bp,
+                    flexible,
+                }
+            },
         };
         match cluster.write(req, true).await? {
             Response::Version(v) => {

@@ -1,5 +1,5 @@
-//! A small HTTP/1.1 client for JSON posts (the controller's strategic layer asks an
-//! OpenAI-compatible endpoint with it). hyper stays inside the ingress; http only.
+//! A small HTTP/1.1 client for JSON posts and gets (the controller's strategic layer asks an
+//! OpenAI-compatible endpoint with it; the carbon loop reads its signal). hyper stays inside the ingress; http only.
 
 use std::time::Duration;
 
@@ -59,7 +59,18 @@ pub async fn post_json(
     timeout: Duration,
 ) -> Result<(u16, Bytes), PostError> {
     let (addr, host, path) = split(url)?;
-    tokio::time::timeout(timeout, exchange(&addr, &host, &path, headers, body))
+    tokio::time::timeout(
+        timeout,
+        exchange(&addr, &host, &path, Some((headers, body))),
+    )
+    .await
+    .map_err(|_| PostError::Timeout(timeout))?
+}
+
+/// GET `url` (http only) and return the status and body, all within `timeout`.
+pub async fn get(url: &str, timeout: Duration) -> Result<(u16, Bytes), PostError> {
+    let (addr, host, path) = split(url)?;
+    tokio::time::timeout(timeout, exchange(&addr, &host, &path, None))
         .await
         .map_err(|_| PostError::Timeout(timeout))?
 }
@@ -68,8 +79,7 @@ async fn exchange(
     addr: &str,
     host: &str,
     path: &str,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
+    post: Option<(&[(&str, String)], Vec<u8>)>,
 ) -> Result<(u16, Bytes), PostError> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
@@ -89,11 +99,17 @@ async fn exchange(
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    let mut req = Request::post(path)
-        .header(header::HOST, host)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, "application/json")
-        .header(header::CONTENT_LENGTH, body.len());
+    let is_post = post.is_some();
+    let (headers, body): (&[(&str, String)], Vec<u8>) = post.unwrap_or((&[], Vec::new()));
+    let mut req = if is_post {
+        Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, body.len())
+    } else {
+        Request::get(path)
+    }
+    .header(header::HOST, host)
+    .header(header::ACCEPT, "application/json");
     for (k, v) in headers {
         req = req.header(*k, v.as_str());
     }

@@ -228,10 +228,7 @@ fn time_at(v: &Value, key: &str, path: &str) -> Result<Millis, CarbonError> {
         .get(key)
         .and_then(Value::as_str)
         .ok_or_else(|| err(path, "missing: expected an RFC 3339 time, e.g. \"2026-12-05T06:00:00Z\""))?;
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| err(path, format!("expected an RFC 3339 time, found '{s}': {e}")))?;
-    u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| err(path, format!("expected a time after 1970, found '{s}'")))
+    crate::domain::parse_time(s).map_err(|m| err(path, m))
 }
 
 /// The points of the list at `list`.
