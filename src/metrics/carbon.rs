@@ -78,6 +78,28 @@ impl CarbonSignal {
             .copied()
             .min_by(|a, b| a.grams.total_cmp(&b.grams))
     }
+
+    /// One line: `450 g/kWh in 'DE' (electricity-maps-forecast); forecast min 100 g/kWh at
+    /// 06:00:20Z`.
+    pub fn summary(&self) -> String {
+        let mut s = format!("{} g/kWh", self.grams.round());
+        if !self.zone.is_empty() {
+            s.push_str(&format!(" in '{}'", self.zone));
+        }
+        s.push_str(&format!(" ({})", self.format.name()));
+        if let Some(low) = self
+            .forecast
+            .iter()
+            .min_by(|a, b| a.grams.total_cmp(&b.grams))
+        {
+            s.push_str(&format!(
+                "; forecast min {} g/kWh at {}",
+                low.grams.round(),
+                crate::domain::clock_time(low.at)
+            ));
+        }
+        s
+    }
 }
 
 /// Why a source's JSON was refused: the JSON path (`forecast[2].carbonIntensity`, empty for
@@ -323,6 +345,7 @@ mod tests {
         assert_eq!(s.zone, "DE");
         assert_eq!(s.format, CarbonFormat::ElectricityMapsLatest);
         assert!(s.forecast.is_empty());
+        assert_eq!(s.summary(), "302 g/kWh in 'DE' (electricity-maps)");
         // The config's zone names the signal.
         assert_eq!(parse(r#"{"carbonIntensity":1}"#, SIX, "here").unwrap().zone, "here");
     }
@@ -346,6 +369,10 @@ mod tests {
         assert_eq!(s.forecast[1].until, SIX + 3 * 3_600_000);
         let low = s.lowest_before(SIX, SIX + 10 * 3_600_000).unwrap();
         assert_eq!(low.grams, 90.0);
+        assert_eq!(
+            s.summary(),
+            "400 g/kWh in 'FR' (electricity-maps-forecast); forecast min 90 g/kWh at 07:00:00Z"
+        );
         assert_eq!(s.lowest_before(SIX, SIX + 30 * 60_000), None);
     }
 

@@ -253,6 +253,7 @@ pub fn update(paused: bool) -> LiveUpdate {
                 instance("shop/worker/1", None, "pending", 0),
             ],
             unserved: Vec::new(),
+            flexible: Vec::new(),
         }]),
         loads: Some(vec![
             SliceLoad {

@@ -201,6 +201,20 @@ pub fn metrics(w: &mut dyn Write, m: &MetricsView, detail: bool, json: bool) -> 
             writeln!(w, "anomaly on {}: {}", n.name, a.reason)?;
         }
     }
+    for n in &m.nodes {
+        carbon_lines(w, n, &format!(" on {}", n.name))?;
+    }
+    Ok(())
+}
+
+/// A node's carbon signal and the error of its source, when it has them.
+fn carbon_lines(w: &mut dyn Write, n: &NodeMetricsView, on: &str) -> io::Result<()> {
+    if let Some(c) = &n.carbon {
+        writeln!(w, "carbon{on}: {}", c.summary())?;
+    }
+    if let Some(e) = &n.carbon_error {
+        writeln!(w, "carbon source{on} failed: {e}")?;
+    }
     Ok(())
 }
 
@@ -216,6 +230,7 @@ fn node_detail(w: &mut dyn Write, n: &NodeMetricsView) -> io::Result<()> {
         human_millis(n.sample_age_ms)
     )?;
     writeln!(w, "{}", n.gpu)?;
+    carbon_lines(w, n, "")?;
     let rows: Vec<Vec<String>> = n
         .series
         .iter()
