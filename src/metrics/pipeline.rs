@@ -262,9 +262,13 @@ impl Pipeline {
         signal: Option<super::carbon::CarbonSignal>,
         error: Option<String>,
     ) {
-        let mut c = self.carbon.lock().expect("carbon lock");
-        if c.0 != signal || c.1 != error {
+        let changed = {
+            let mut c = self.carbon.lock().expect("carbon lock");
+            let changed = c.0 != signal || c.1 != error;
             *c = (signal, error);
+            changed
+        };
+        if changed {
             self.state.lock().expect("state lock").info_due = true;
         }
     }
@@ -423,6 +427,7 @@ impl Pipeline {
             m.listen_errors = self.recorder.listen_errors();
             std::mem::take(&mut st.info_due)
         };
+        let (carbon, carbon_error) = self.carbon.lock().expect("carbon lock").clone();
         let info = (info_due || seq % INFO_EVERY == 1).then(|| NodeInfo {
             name: self.cluster.name.clone(),
             gpu_unavailable: self.gpu_unavailable.clone(),
@@ -431,8 +436,8 @@ impl Pipeline {
                 GpuOffer::All => None,
                 GpuOffer::Listed(l) => Some(l.clone()),
             },
-            carbon: self.carbon.lock().expect("carbon lock").0.clone(),
-            carbon_error: self.carbon.lock().expect("carbon lock").1.clone(),
+            carbon,
+            carbon_error,
         });
         let u = MetricsUpdate {
             node: self.cluster.id,
