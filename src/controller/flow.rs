@@ -594,7 +594,9 @@ impl Controller {
                     .snapshot
                     .iter()
                     .flat_map(|snap| &snap.nodes)
-                    .filter(|e| e.member && e.health != crate::domain::Health::Down)
+                    // Members and nodes still sending (a new member's first snapshots may
+                    // not know it yet); never a node judged down.
+                    .filter(|e| e.health != crate::domain::Health::Down)
                     .filter_map(|e| Some((e.name(), e.info.carbon.clone()?)))
                     .collect()
             });

@@ -4,7 +4,9 @@
 //! located error out; the loop that reads the source is `controller::carbon`.
 //!
 //! The shape is recognised from the JSON itself:
-//! - Electricity Maps `/v3/carbon-intensity/latest`: `{"zone", "carbonIntensity", "datetime"}`;
+//! - Electricity Maps `/v3/carbon-intensity/latest`: `{"zone", "carbonIntensity", "datetime"}`
+//!   (with the forecast's `"forecast"` list beside it, when a file merges both answers: the
+//!   measured value is the one now);
 //! - Electricity Maps `/v3/carbon-intensity/forecast`: `{"forecast": [{"carbonIntensity",
 //!   "datetime"}]}`;
 //! - Carbon Aware SDK `/emissions/forecasts/current`: `[{"location", "forecastData":
@@ -65,7 +67,8 @@ pub struct CarbonSignal {
     /// The zone or location: the config's `carbon.zone`, else what the JSON names.
     pub zone: String,
     pub format: CarbonFormat,
-    /// Windows after now, oldest first, at most [`MAX_WINDOWS`].
+    /// Windows still open at the read (the one covering it, and those after), oldest first,
+    /// at most [`MAX_WINDOWS`].
     pub forecast: Vec<CarbonWindow>,
 }
 
@@ -137,7 +140,12 @@ pub fn parse(text: &str, now: Millis, zone: &str) -> Result<CarbonSignal, Carbon
     let (format, named, current, points) = match &v {
         Value::Object(o) if o.contains_key("carbonIntensity") => {
             let g = grams(&v, "carbonIntensity", "carbonIntensity", 1.0)?;
-            (CarbonFormat::ElectricityMapsLatest, text_of(&v, "zone"), Some(g), vec![])
+            // The latest value with its forecast beside it (both answers in one file).
+            let pts = match o.contains_key("forecast") {
+                true => points(&v, "forecast", "datetime", None, "carbonIntensity", 1.0)?,
+                false => vec![],
+            };
+            (CarbonFormat::ElectricityMapsLatest, text_of(&v, "zone"), Some(g), pts)
         }
         Value::Object(o) if o.contains_key("forecast") => {
             let pts = points(&v, "forecast", "datetime", None, "carbonIntensity", 1.0)?;
@@ -211,7 +219,7 @@ pub fn parse(text: &str, now: Millis, zone: &str) -> Result<CarbonSignal, Carbon
     let forecast = merge(
         windows
             .into_iter()
-            .filter(|w| w.at > now && w.at <= now + HORIZON_MS)
+            .filter(|w| w.until > now && w.at <= now + HORIZON_MS)
             .collect(),
     );
     Ok(CarbonSignal {
@@ -346,6 +354,16 @@ mod tests {
         assert_eq!(s.format, CarbonFormat::ElectricityMapsLatest);
         assert!(s.forecast.is_empty());
         assert_eq!(s.summary(), "302 g/kWh in 'DE' (electricity-maps)");
+        // The latest value with a forecast merged in: the measured value is now's.
+        let s = parse(
+            r#"{"carbonIntensity":480,"forecast":[{"carbonIntensity":100,"datetime":"2026-12-05T05:59:00Z"},
+                {"carbonIntensity":500,"datetime":"2026-12-05T07:00:00Z"}]}"#,
+            SIX,
+            "",
+        )
+        .unwrap();
+        assert_eq!(s.grams, 480.0);
+        assert_eq!(s.lowest_before(SIX, SIX + 60_000).unwrap().grams, 100.0);
         // The config's zone names the signal.
         assert_eq!(parse(r#"{"carbonIntensity":1}"#, SIX, "here").unwrap().zone, "here");
     }
@@ -362,11 +380,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.grams, 400.0);
-        assert_eq!(s.forecast.len(), 2);
-        assert_eq!(s.forecast[0].at, SIX + 3_600_000);
-        assert_eq!(s.forecast[0].until, SIX + 2 * 3_600_000);
+        // The window covering now is kept while it is open.
+        assert_eq!(s.forecast.len(), 3);
+        assert_eq!(s.forecast[0].until, SIX + 3_600_000);
+        assert_eq!(s.forecast[1].at, SIX + 3_600_000);
+        assert_eq!(s.forecast[1].until, SIX + 2 * 3_600_000);
         // The last window lasts as long as the one before it.
-        assert_eq!(s.forecast[1].until, SIX + 3 * 3_600_000);
+        assert_eq!(s.forecast[2].until, SIX + 3 * 3_600_000);
         let low = s.lowest_before(SIX, SIX + 10 * 3_600_000).unwrap();
         assert_eq!(low.grams, 90.0);
         assert_eq!(
@@ -390,13 +410,14 @@ mod tests {
         assert_eq!(s.zone, "westus");
         assert_eq!(s.grams, 250.5);
         assert_eq!(
-            s.forecast,
-            vec![CarbonWindow {
+            s.forecast[1],
+            CarbonWindow {
                 at: SIX + 300_000,
                 until: SIX + 600_000,
                 grams: 120.0
-            }]
+            }
         );
+        assert_eq!(s.forecast[0].until, SIX + 300_000);
     }
 
     #[test]
@@ -411,7 +432,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.zone, "CAISO_NORTH");
         assert!((s.grams - 453.59).abs() < 0.01, "{}", s.grams);
-        assert!((s.forecast[0].grams - 226.8).abs() < 0.01);
+        assert!((s.forecast[1].grams - 226.8).abs() < 0.01);
     }
 
     #[test]
