@@ -254,7 +254,9 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
 /// An RFC 3339 time (`2026-12-05T06:00:00Z`, `2026-12-05T07:00:00+01:00`) as Unix ms.
 pub fn parse_time(s: &str) -> Result<Millis, String> {
     let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("expected an RFC 3339 time such as '2026-12-05T06:00:00Z', found '{s}': {e}"))?;
+        .map_err(|e| {
+        format!("expected an RFC 3339 time such as '2026-12-05T06:00:00Z', found '{s}': {e}")
+    })?;
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
         .map_err(|_| format!("expected a time after 1970, found '{s}'"))
 }

@@ -18,8 +18,8 @@
 //!   built in `view/metrics.rs`.
 
 pub mod aggregate;
-pub mod carbon;
 pub mod anomaly;
+pub mod carbon;
 pub mod delta;
 pub mod gpu;
 pub mod pipeline;

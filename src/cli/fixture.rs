@@ -430,13 +430,18 @@ pub fn blueprint_flexible() -> Vec<BlueprintView> {
         flexible: vec![
             rec(
                 "train",
-                Some("held: now 452 g/kWh on n1, forecast min 97 g/kWh at 14:00:00Z, latest start 16:50:00Z"),
+                Some(
+                    "held: now 452 g/kWh on n1, forecast min 97 g/kWh at 14:00:00Z, latest start 16:50:00Z",
+                ),
                 None,
             ),
             rec(
                 "index",
                 None,
-                Some((NOW - 120_000, "starts in a low window: now 97 g/kWh on n1, forecast min 97 g/kWh before latest start 16:50:00Z")),
+                Some((
+                    NOW - 120_000,
+                    "starts in a low window: now 97 g/kWh on n1, forecast min 97 g/kWh before latest start 16:50:00Z",
+                )),
             ),
         ],
     }]

@@ -39,7 +39,8 @@ async fn read(source: &str) -> Result<String, String> {
 /// The signal in `source` now, or the error naming the source and the JSON path.
 async fn refresh(cfg: &CarbonConfig) -> Result<CarbonSignal, String> {
     let text = read(&cfg.source).await?;
-    parse(&text, now_millis(), &cfg.zone).map_err(|e| format!("carbon source '{}': {e}", cfg.source))
+    parse(&text, now_millis(), &cfg.zone)
+        .map_err(|e| format!("carbon source '{}': {e}", cfg.source))
 }
 
 /// Run until `shutdown`: read every `cfg.refresh` (validated; `cfg.source` not empty).
@@ -81,7 +82,8 @@ pub async fn run(metrics: Arc<Pipeline>, cfg: CarbonConfig, shutdown: Cancellati
                     tracing::warn!(
                         "{e}; {}",
                         match &good {
-                            Some(g) => format!("keeping the last good value ({} gCO2eq/kWh)", g.grams),
+                            Some(g) =>
+                                format!("keeping the last good value ({} gCO2eq/kWh)", g.grams),
                             None => "no carbon signal until it reads".into(),
                         }
                     );

@@ -600,8 +600,7 @@ impl Controller {
                     .filter_map(|e| Some((e.name(), e.info.carbon.clone()?)))
                     .collect()
             });
-        let cleanest =
-            super::shift::cleanest(signals.iter().map(|(n, s)| (n.as_str(), s)));
+        let cleanest = super::shift::cleanest(signals.iter().map(|(n, s)| (n.as_str(), s)));
         let now = now_millis();
         for rec in held {
             let (start, line) = match super::shift::judge(&rec, now, cleanest, no_shift.as_deref())

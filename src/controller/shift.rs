@@ -127,7 +127,10 @@ mod tests {
     fn the_low_window_starts_it() {
         let s = signal(100.0, &[(T0 + 20_000, T0 + 3_600_000, 100.0)]);
         let v = judge(&held(40_000), T0 + 21_000, Some(("n1", &s)), None);
-        assert!(matches!(&v, Verdict::Start(l) if l.starts_with("starts in a low window: now 100 g/kWh on n1")), "{v:?}");
+        assert!(
+            matches!(&v, Verdict::Start(l) if l.starts_with("starts in a low window: now 100 g/kWh on n1")),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -149,7 +152,10 @@ mod tests {
     fn a_window_after_the_latest_start_does_not_hold_it() {
         let s = signal(450.0, &[(T0 + 60_000, T0 + 3_600_000, 10.0)]);
         let v = judge(&held(40_000), T0, Some(("n1", &s)), None);
-        assert!(matches!(&v, Verdict::Start(l) if l.contains("no forecast window")), "{v:?}");
+        assert!(
+            matches!(&v, Verdict::Start(l) if l.contains("no forecast window")),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -157,7 +163,12 @@ mod tests {
         let v = judge(&held(40_000), T0, None, None);
         assert!(matches!(&v, Verdict::Start(l) if l.contains("no node has a carbon signal")));
         let s = signal(450.0, &[(T0 + 20_000, T0 + 3_600_000, 100.0)]);
-        let v = judge(&held(40_000), T0, Some(("n1", &s)), Some("the controller is in observe mode"));
+        let v = judge(
+            &held(40_000),
+            T0,
+            Some(("n1", &s)),
+            Some("the controller is in observe mode"),
+        );
         assert!(matches!(&v, Verdict::Start(l) if l.ends_with("observe mode")));
     }
 

@@ -15,7 +15,8 @@ use toml::Spanned;
 
 use crate::config::parse_duration;
 use crate::domain::{
-    Blueprint, FlexDeadline, FlexiblePolicy, HealthCheck, Probe, Resources, ScalingPolicy, Slice, validate_name,
+    Blueprint, FlexDeadline, FlexiblePolicy, HealthCheck, Probe, Resources, ScalingPolicy, Slice,
+    validate_name,
 };
 
 /// A refused file (a blueprint, the controller's rules): where, which field, what was wrong.
@@ -955,11 +956,16 @@ fn flexible(
     }
     let deadline = match (&r.deadline, &r.within) {
         (Some(d), None) => FlexDeadline::At(
-            crate::domain::parse_time(d.get_ref()).map_err(|m| src.err(d.span(), p("deadline"), m))?,
+            crate::domain::parse_time(d.get_ref())
+                .map_err(|m| src.err(d.span(), p("deadline"), m))?,
         ),
-        (None, Some(_)) => {
-            FlexDeadline::Within(duration_ms(src, &r.within, &p("within"), 0, MAX_FLEXIBLE_MS)?)
-        }
+        (None, Some(_)) => FlexDeadline::Within(duration_ms(
+            src,
+            &r.within,
+            &p("within"),
+            0,
+            MAX_FLEXIBLE_MS,
+        )?),
         (Some(d), Some(_)) => {
             return Err(src.err(
                 d.span(),
@@ -1446,9 +1452,11 @@ analysis = { interval = "30s", min_requests = 100, max_error_rate = "1%", max_p9
 
     #[test]
     fn flexible_slices_are_parsed_beside_the_blueprint() {
-        let (b, f) =
-            parse_with_flexible("b.toml", &format!("{BATCH}[slices.flexible]\nwithin = \"40s\"\nrun = \"10s\"\n"))
-                .unwrap();
+        let (b, f) = parse_with_flexible(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\nwithin = \"40s\"\nrun = \"10s\"\n"),
+        )
+        .unwrap();
         assert_eq!(b.slices[0].instances, 1);
         assert_eq!(
             f,
@@ -1471,17 +1479,39 @@ analysis = { interval = "30s", min_requests = 100, max_error_rate = "1%", max_p9
 
     #[test]
     fn a_bad_flexible_table_is_located() {
-        let e = parse("b.toml", &format!("{BATCH}[slices.flexible]\nrun = \"1m\"\n")).unwrap_err();
+        let e = parse(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\nrun = \"1m\"\n"),
+        )
+        .unwrap_err();
         assert_eq!(e.path, "slices[0].flexible");
         assert!(e.message.contains("within = \"6h\""), "{e}");
-        let e = parse("b.toml", &format!("{BATCH}[slices.flexible]\ndeadline = \"soon\"\n")).unwrap_err();
-        assert_eq!((e.path.as_str(), e.line), ("slices[0].flexible.deadline", 7));
-        let e = parse("b.toml", &format!("{BATCH}[slices.flexible]\nwithin = \"1m\"\nrun = \"2m\"\n"))
-            .unwrap_err();
+        let e = parse(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\ndeadline = \"soon\"\n"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.line),
+            ("slices[0].flexible.deadline", 7)
+        );
+        let e = parse(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\nwithin = \"1m\"\nrun = \"2m\"\n"),
+        )
+        .unwrap_err();
         assert!(e.message.contains("could never wait"), "{e}");
-        let e = parse("b.toml", &format!("{BATCH}min = 1\n[slices.flexible]\nwithin = \"1h\"\n")).unwrap_err();
+        let e = parse(
+            "b.toml",
+            &format!("{BATCH}min = 1\n[slices.flexible]\nwithin = \"1h\"\n"),
+        )
+        .unwrap_err();
         assert!(e.message.contains("set min = 0"), "{e}");
-        let e = parse("b.toml", &format!("{BATCH}[slices.flexible]\nwithin = \"1h\"\ncolour = 1\n")).unwrap_err();
+        let e = parse(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\nwithin = \"1h\"\ncolour = 1\n"),
+        )
+        .unwrap_err();
         assert!(e.message.contains("colour"), "{e}");
     }
 }

@@ -130,11 +130,7 @@ pub fn parse(text: &str, now: Millis, zone: &str) -> Result<CarbonSignal, Carbon
     let v: Value = serde_json::from_str(text).map_err(|e| {
         err(
             "",
-            format!(
-                "not JSON (line {}, column {}): {e}",
-                e.line(),
-                e.column()
-            ),
+            format!("not JSON (line {}, column {}): {e}", e.line(), e.column()),
         )
     })?;
     let (format, named, current, points) = match &v {
@@ -145,11 +141,21 @@ pub fn parse(text: &str, now: Millis, zone: &str) -> Result<CarbonSignal, Carbon
                 true => points(&v, "forecast", "datetime", None, "carbonIntensity", 1.0)?,
                 false => vec![],
             };
-            (CarbonFormat::ElectricityMapsLatest, text_of(&v, "zone"), Some(g), pts)
+            (
+                CarbonFormat::ElectricityMapsLatest,
+                text_of(&v, "zone"),
+                Some(g),
+                pts,
+            )
         }
         Value::Object(o) if o.contains_key("forecast") => {
             let pts = points(&v, "forecast", "datetime", None, "carbonIntensity", 1.0)?;
-            (CarbonFormat::ElectricityMapsForecast, text_of(&v, "zone"), None, pts)
+            (
+                CarbonFormat::ElectricityMapsForecast,
+                text_of(&v, "zone"),
+                None,
+                pts,
+            )
         }
         Value::Object(o) if o.contains_key("data") => {
             let units = v
@@ -171,23 +177,44 @@ pub fn parse(text: &str, now: Millis, zone: &str) -> Result<CarbonSignal, Carbon
         }
         Value::Array(a) => {
             let Some(first) = a.first() else {
-                return Err(err("", "an empty list: expected a Carbon Aware SDK forecast with one location"));
+                return Err(err(
+                    "",
+                    "an empty list: expected a Carbon Aware SDK forecast with one location",
+                ));
             };
             if first.get("forecastData").is_none() {
-                return Err(err("[0]", "expected a Carbon Aware SDK forecast ({\"location\", \"forecastData\": [...]})"));
+                return Err(err(
+                    "[0]",
+                    "expected a Carbon Aware SDK forecast ({\"location\", \"forecastData\": [...]})",
+                ));
             }
-            let pts = points(first, "forecastData", "timestamp", Some("duration"), "value", 1.0)
-                .map_err(|e| CarbonError {
-                    path: format!("[0].{}", e.path),
-                    ..e
-                })?;
-            (CarbonFormat::CarbonAwareSdk, text_of(first, "location"), None, pts)
+            let pts = points(
+                first,
+                "forecastData",
+                "timestamp",
+                Some("duration"),
+                "value",
+                1.0,
+            )
+            .map_err(|e| CarbonError {
+                path: format!("[0].{}", e.path),
+                ..e
+            })?;
+            (
+                CarbonFormat::CarbonAwareSdk,
+                text_of(first, "location"),
+                None,
+                pts,
+            )
         }
         other => {
             let found = match other {
                 Value::Object(o) => format!(
                     "an object with keys {}",
-                    o.keys().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+                    o.keys()
+                        .map(|k| format!("'{k}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 Value::Null => "null".into(),
                 Value::Bool(_) => "a boolean".into(),
@@ -214,7 +241,12 @@ pub fn parse(text: &str, now: Millis, zone: &str) -> Result<CarbonSignal, Carbon
             .find(|w| w.at <= now)
             .or(windows.first())
             .map(|w| w.grams as f64)
-            .ok_or_else(|| err("", "a forecast without a single point: expected at least one"))?,
+            .ok_or_else(|| {
+                err(
+                    "",
+                    "a forecast without a single point: expected at least one",
+                )
+            })?,
     };
     let forecast = merge(
         windows
@@ -224,7 +256,11 @@ pub fn parse(text: &str, now: Millis, zone: &str) -> Result<CarbonSignal, Carbon
     );
     Ok(CarbonSignal {
         grams: current as f32,
-        zone: if zone.is_empty() { named } else { zone.to_string() },
+        zone: if zone.is_empty() {
+            named
+        } else {
+            zone.to_string()
+        },
         format,
         forecast,
     })
@@ -254,10 +290,12 @@ fn grams(v: &Value, key: &str, path: &str, scale: f64) -> Result<f64, CarbonErro
 
 /// The RFC 3339 time at `key` of `v`.
 fn time_at(v: &Value, key: &str, path: &str) -> Result<Millis, CarbonError> {
-    let s = v
-        .get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| err(path, "missing: expected an RFC 3339 time, e.g. \"2026-12-05T06:00:00Z\""))?;
+    let s = v.get(key).and_then(Value::as_str).ok_or_else(|| {
+        err(
+            path,
+            "missing: expected an RFC 3339 time, e.g. \"2026-12-05T06:00:00Z\"",
+        )
+    })?;
     crate::domain::parse_time(s).map_err(|m| err(path, m))
 }
 
@@ -282,15 +320,12 @@ fn points(
         let d = match minutes.and_then(|m| p.get(m)) {
             None => None,
             Some(m) => Some(
-                m.as_u64()
-                    .filter(|m| *m > 0)
-                    .ok_or_else(|| {
-                        err(
-                            here(minutes.unwrap_or_default()),
-                            format!("expected whole minutes above 0, found {m}"),
-                        )
-                    })?
-                    * 60_000,
+                m.as_u64().filter(|m| *m > 0).ok_or_else(|| {
+                    err(
+                        here(minutes.unwrap_or_default()),
+                        format!("expected whole minutes above 0, found {m}"),
+                    )
+                })? * 60_000,
             ),
         };
         out.push((t, d, g));
@@ -365,7 +400,10 @@ mod tests {
         assert_eq!(s.grams, 480.0);
         assert_eq!(s.lowest_before(SIX, SIX + 60_000).unwrap().grams, 100.0);
         // The config's zone names the signal.
-        assert_eq!(parse(r#"{"carbonIntensity":1}"#, SIX, "here").unwrap().zone, "here");
+        assert_eq!(
+            parse(r#"{"carbonIntensity":1}"#, SIX, "here").unwrap().zone,
+            "here"
+        );
     }
 
     #[test]
@@ -393,7 +431,11 @@ mod tests {
             s.summary(),
             "400 g/kWh in 'FR' (electricity-maps-forecast); forecast min 90 g/kWh at 07:00:00Z"
         );
-        assert_eq!(s.lowest_before(SIX, SIX + 30 * 60_000), None);
+        // Before 07:00 only the window covering now is forecast.
+        assert_eq!(
+            s.lowest_before(SIX, SIX + 30 * 60_000).map(|w| w.grams),
+            Some(400.0)
+        );
     }
 
     #[test]
@@ -455,9 +497,15 @@ mod tests {
     #[test]
     fn bad_input_names_where_it_is_wrong() {
         let e = parse("not json", SIX, "").unwrap_err();
-        assert!(e.to_string().starts_with("not JSON (line 1, column 2)"), "{e}");
+        assert!(
+            e.to_string().starts_with("not JSON (line 1, column 2)"),
+            "{e}"
+        );
         let e = parse(r#"{"something":1}"#, SIX, "").unwrap_err();
-        assert!(e.message.contains("unknown shape") && e.message.contains("'something'"), "{e}");
+        assert!(
+            e.message.contains("unknown shape") && e.message.contains("'something'"),
+            "{e}"
+        );
         let e = parse(
             r#"{"forecast":[{"carbonIntensity":10,"datetime":"2026-12-05T06:00:00Z"},
                            {"carbonIntensity":-3,"datetime":"2026-12-05T07:00:00Z"}]}"#,
@@ -467,10 +515,19 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.path, "forecast[1].carbonIntensity");
         assert!(e.message.contains("0 or more, found -3"), "{e}");
-        let e = parse(r#"{"data":[{"point_time":"yesterday","value":1}]}"#, SIX, "").unwrap_err();
+        let e = parse(
+            r#"{"data":[{"point_time":"yesterday","value":1}]}"#,
+            SIX,
+            "",
+        )
+        .unwrap_err();
         assert_eq!(e.path, "data[0].point_time");
-        let e = parse(r#"[{"forecastData":[{"timestamp":"2026-12-05T06:00:00Z","value":"x"}]}]"#, SIX, "")
-            .unwrap_err();
+        let e = parse(
+            r#"[{"forecastData":[{"timestamp":"2026-12-05T06:00:00Z","value":"x"}]}]"#,
+            SIX,
+            "",
+        )
+        .unwrap_err();
         assert_eq!(e.path, "[0].forecastData[0].value");
         let e = parse(r#"{"carbonIntensity":null}"#, SIX, "").unwrap_err();
         assert_eq!(e.path, "carbonIntensity");

@@ -257,11 +257,7 @@ impl Pipeline {
 
     /// Set this node's carbon signal (the last good one) and the error of the last read; a
     /// change goes to the leader with the next update.
-    pub fn set_carbon(
-        &self,
-        signal: Option<super::carbon::CarbonSignal>,
-        error: Option<String>,
-    ) {
+    pub fn set_carbon(&self, signal: Option<super::carbon::CarbonSignal>, error: Option<String>) {
         let changed = {
             let mut c = self.carbon.lock().expect("carbon lock");
             let changed = c.0 != signal || c.1 != error;

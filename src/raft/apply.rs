@@ -7,14 +7,15 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINTS, FLEXIBLE, HEALTH, INSTANCES, KV, NODES, OPERATORS, SESSIONS, TOKENS, dec,
-    enc, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINTS, FLEXIBLE, HEALTH, INSTANCES, KV, NODES, OPERATORS, SESSIONS,
+    TOKENS, dec, enc, io,
 };
 use super::txn::{K_AUDIT_SEQ, K_CLUSTER, K_PLACEMENT_SEQ, meta_get, meta_put};
 use super::types::{ClusterInit, Command, Request, Response};
 use crate::domain::{
-    Assignment, AuditRecord, Blueprint, FlexiblePolicy, FlexibleRecord, Health, InstanceStatus, Millis, NodeId, NodeRecord,
-    NodeState, OperatorRecord, StoredBlueprint, TokenRecord, TokenRefusal,
+    Assignment, AuditRecord, Blueprint, FlexiblePolicy, FlexibleRecord, Health, InstanceStatus,
+    Millis, NodeId, NodeRecord, NodeState, OperatorRecord, StoredBlueprint, TokenRecord,
+    TokenRefusal,
 };
 
 /// Audit entries kept (oldest dropped first).

@@ -9,8 +9,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, Health, InstanceStatus,
-    FlexiblePolicy, Millis, NodeId, NodeState, OperatorRecord, Outcome, Rollout, RolloutOp, TokenRefusal,
+    Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, FlexiblePolicy, Health,
+    InstanceStatus, Millis, NodeId, NodeState, OperatorRecord, Outcome, Rollout, RolloutOp,
+    TokenRefusal,
 };
 
 /// Identifies one logical write across retries: applying the same id twice answers the first

@@ -486,10 +486,7 @@ fn live_node(e: &NodeEntry, snapshot_age_ms: u64, spark: Vec<(String, Vec<f32>)>
         anomalies: e.anomalies.clone(),
         spark,
         procs: m.procs.clone(),
-        carbon: carbon_line(
-            e.info.carbon.as_ref(),
-            e.info.carbon_error.as_deref(),
-        ),
+        carbon: carbon_line(e.info.carbon.as_ref(), e.info.carbon_error.as_deref()),
     }
 }
 

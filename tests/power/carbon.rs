@@ -166,10 +166,18 @@ fn a_flexible_slice_waits_for_the_low_window_and_starts_in_it_before_its_deadlin
         line.starts_with("starts in a low window: now 90 g/kWh on c1, forecast min 90 g/kWh"),
         "{line}"
     );
-    assert!(started < latest, "started at {started}, after its latest start {latest}");
+    assert!(
+        started < latest,
+        "started at {started}, after its latest start {latest}"
+    );
     // Nothing starts it twice or holds it again.
     let b = show(n).unwrap();
-    assert!(b["flexible"][0]["held"].as_str().unwrap().starts_with("held: now 500"));
+    assert!(
+        b["flexible"][0]["held"]
+            .as_str()
+            .unwrap()
+            .starts_with("held: now 500")
+    );
     assert_eq!(b["blueprint"]["slices"][0]["instances"], 1);
 }
 
@@ -189,10 +197,14 @@ fn a_low_window_that_never_comes_starts_the_slice_at_its_deadline() {
     assert!(held.starts_with("held: now 480 g/kWh on c1"), "{held}");
     let (started, line, latest) = wait_started(n, "the slice starts at its latest start");
     assert!(
-        line.starts_with("latest start ") && line.contains("reached: starts regardless (now 480 g/kWh on c1)"),
+        line.starts_with("latest start ")
+            && line.contains("reached: starts regardless (now 480 g/kWh on c1)"),
         "{line}"
     );
-    assert!(started >= latest, "started at {started}, before its latest start {latest}");
+    assert!(
+        started >= latest,
+        "started at {started}, before its latest start {latest}"
+    );
 }
 
 #[test]
@@ -219,24 +231,32 @@ fn a_carbon_file_that_is_not_json_is_reported_with_its_path_and_the_node_keeps_r
     );
     let path = file.display().to_string();
     assert!(
-        error.starts_with(&format!("carbon source '{path}': not JSON (line 1, column 1)")),
+        error.starts_with(&format!(
+            "carbon source '{path}': not JSON (line 1, column 1)"
+        )),
         "{error}"
     );
     let out = n.cli(&["metrics"]);
     assert!(
-        stdout(&out).contains(&format!("carbon source on c1 failed: carbon source '{path}'")),
+        stdout(&out).contains(&format!(
+            "carbon source on c1 failed: carbon source '{path}'"
+        )),
         "{}",
         stdout(&out)
     );
     assert!(n.status().is_some(), "the node keeps running");
     // A negative value is refused with its JSON path; a good file then reads.
     std::fs::write(&file, r#"{"carbonIntensity":-4,"zone":"x"}"#).unwrap();
-    wait_for("the negative value is refused", Duration::from_secs(20), || {
-        n.metrics(&[])?["nodes"][0]["carbon_error"]
-            .as_str()?
-            .contains("carbonIntensity: expected gCO2eq/kWh of 0 or more, found -4")
-            .then_some(())
-    });
+    wait_for(
+        "the negative value is refused",
+        Duration::from_secs(20),
+        || {
+            n.metrics(&[])?["nodes"][0]["carbon_error"]
+                .as_str()?
+                .contains("carbonIntensity: expected gCO2eq/kWh of 0 or more, found -4")
+                .then_some(())
+        },
+    );
     std::fs::write(&file, r#"{"carbonIntensity":212,"zone":"x"}"#).unwrap();
     wait_carbon(n, 212.0);
     assert!(n.metrics(&[]).unwrap()["nodes"][0]["carbon_error"].is_null());
@@ -246,5 +266,10 @@ fn a_carbon_file_that_is_not_json_is_reported_with_its_path_and_the_node_keeps_r
         .lines()
         .filter(|l| l.contains("not JSON"))
         .count();
-    assert_eq!(said, 1, "the error is logged once per change:\n{}", n.log_text());
+    assert_eq!(
+        said,
+        1,
+        "the error is logged once per change:\n{}",
+        n.log_text()
+    );
 }

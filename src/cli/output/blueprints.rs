@@ -85,7 +85,9 @@ fn flexible_line(
             f.slice,
             f.instances,
             human_millis(f.latest_start.saturating_sub(now)),
-            f.held.as_deref().unwrap_or("waiting for the leader's judgement")
+            f.held
+                .as_deref()
+                .unwrap_or("waiting for the leader's judgement")
         ),
     }
 }
