@@ -75,11 +75,14 @@ pub async fn get(url: &str, timeout: Duration) -> Result<(u16, Bytes), PostError
         .map_err(|_| PostError::Timeout(timeout))?
 }
 
+/// A POST's headers and JSON body.
+type Post<'a> = (&'a [(&'a str, String)], Vec<u8>);
+
 async fn exchange(
     addr: &str,
     host: &str,
     path: &str,
-    post: Option<(&[(&str, String)], Vec<u8>)>,
+    post: Option<Post<'_>>,
 ) -> Result<(u16, Bytes), PostError> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
@@ -100,7 +103,7 @@ async fn exchange(
         let _ = conn.await;
     });
     let is_post = post.is_some();
-    let (headers, body): (&[(&str, String)], Vec<u8>) = post.unwrap_or((&[], Vec::new()));
+    let (headers, body): Post<'_> = post.unwrap_or((&[], Vec::new()));
     let mut req = if is_post {
         Request::post(path)
             .header(header::CONTENT_TYPE, "application/json")
