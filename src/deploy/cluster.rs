@@ -7,7 +7,7 @@
 //! ([`super::assign`]) what to change, and writes it: the assignments, the instance statuses to
 //! clear for lost nodes, and the draining nodes that are now drained.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,7 @@ fn members(
                         memory: entry.map(|e| e.m.mem_total).unwrap_or(0),
                         gpus: entry.map(|e| e.gpus_offered()).unwrap_or(0),
                         schedulable,
+                        carbon: entry.and_then(|e| e.info.carbon.as_ref()).map(|c| c.grams),
                     },
                     state: m.state,
                     health: h,
@@ -93,6 +94,8 @@ pub struct Snapshot {
     pub versions: Vec<StoredBlueprint>,
     /// The open rollouts.
     pub rollouts: Vec<Rollout>,
+    /// The flexible slices (`blueprint/slice`): placed on low-carbon nodes by preference.
+    pub flexible: BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -121,6 +124,12 @@ impl Snapshot {
             instances: cluster.store.instances()?,
             versions,
             rollouts,
+            flexible: cluster
+                .store
+                .flexible()?
+                .iter()
+                .map(|f| f.target())
+                .collect(),
         })
     }
 
@@ -135,6 +144,7 @@ impl Snapshot {
             now: now_millis(),
             versions: &self.versions,
             rollouts: &self.rollouts,
+            flexible: &self.flexible,
         }
     }
 }
@@ -171,6 +181,9 @@ pub async fn run(
             }
         };
         let (_, changes) = assign(&snap.world(cfg.reschedule_after.0));
+        for (key, note) in &changes.notes {
+            tracing::info!("placement: {key}: {note}");
+        }
         if changes.is_empty() {
             continue;
         }
