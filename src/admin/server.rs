@@ -993,7 +993,16 @@ async fn apply_blueprint(
         crate::deploy::cluster::Snapshot::read(cluster, metrics, &mut Default::default())
             .map_err(failed)?;
     snap.blueprints.retain(|b| b.name != bp.name);
-    snap.blueprints.push(bp.clone());
+    // A flexible slice is stored held at no instance: the plan shows it so.
+    let mut planned = bp.clone();
+    for s in planned
+        .slices
+        .iter_mut()
+        .filter(|s| flexible.iter().any(|(n, _)| *n == s.name))
+    {
+        s.instances = 0;
+    }
+    snap.blueprints.push(planned);
     let steps = crate::deploy::plan::plan(&snap.world(Duration::MAX), &bp.name);
     let versions = cluster.store.blueprint_versions(&bp.name).map_err(failed)?;
     let spec = |v: u64, slice: &str| {
