@@ -80,7 +80,7 @@ fn node(id: NodeId, name: &str, cpu: f32, mem: f32, gpu: bool) -> LiveNode {
             }],
             _ => Vec::new(),
         },
-        carbon: (name == "n1").then(|| {
+        carbon: (name == "gpu-box").then(|| {
             "452 g/kWh in 'DE' (electricity-maps-forecast); forecast min 97 g/kWh at 14:00:00Z"
                 .into()
         }),
