@@ -95,3 +95,55 @@ pub async fn run(metrics: Arc<Pipeline>, cfg: CarbonConfig, shutdown: Cancellati
         metrics.set_carbon(good.clone(), error);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An HTTP server on 127.0.0.1 that answers every request with `status` and `body`.
+    async fn serve(status: u16, body: &'static str) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/v3/carbon-intensity/latest")
+    }
+
+    fn cfg(source: &str) -> CarbonConfig {
+        CarbonConfig {
+            source: source.into(),
+            ..CarbonConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_http_source_is_read_and_its_failures_name_the_url() {
+        let url = serve(200, r#"{"zone":"DE","carbonIntensity":302}"#).await;
+        let s = refresh(&cfg(&url)).await.unwrap();
+        assert_eq!((s.grams, s.zone.as_str()), (302.0, "DE"));
+        let url = serve(404, "no").await;
+        let e = refresh(&cfg(&url)).await.unwrap_err();
+        assert_eq!(e, format!("'{url}' answered HTTP 404"));
+        let url = serve(200, "<html>").await;
+        let e = refresh(&cfg(&url)).await.unwrap_err();
+        assert!(
+            e.starts_with(&format!("carbon source '{url}': not JSON")),
+            "{e}"
+        );
+        let e = refresh(&cfg("/nonexistent/carbon.json")).await.unwrap_err();
+        assert!(
+            e.starts_with("cannot read '/nonexistent/carbon.json'"),
+            "{e}"
+        );
+    }
+}
