@@ -77,6 +77,79 @@ pub struct Config {
     pub admin: AdminConfig,
     /// This node's certificate: its lifetime and renewal.
     pub tls: TlsConfig,
+    /// Signals from outside the cluster: the cloud's spot-interruption notices.
+    pub signals: SignalsConfig,
+}
+
+/// Where a node's cloud announces spot interruptions (`signals.spot`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpotProvider {
+    /// Not watched.
+    #[default]
+    None,
+    /// The EC2 instance metadata service (IMDSv2): `spot/instance-action` and the rebalance
+    /// recommendation.
+    Aws,
+}
+
+impl fmt::Display for SpotProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SpotProvider::None => "none",
+            SpotProvider::Aws => "aws",
+        })
+    }
+}
+
+/// Signals from outside the cluster that the controller acts on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsConfig {
+    /// Watch this node's cloud for spot interruption notices: `none` or `aws`. On a notice the
+    /// node is marked interrupting and the leader drains it at once.
+    pub spot: SpotProvider,
+    /// Base URL of the cloud's metadata service (http only).
+    pub spot_url: String,
+    /// How often the metadata service is asked.
+    pub spot_poll: Dur,
+}
+
+impl Default for SignalsConfig {
+    fn default() -> Self {
+        SignalsConfig {
+            spot: SpotProvider::None,
+            spot_url: "http://169.254.169.254".into(),
+            spot_poll: Dur::ms(5_000),
+        }
+    }
+}
+
+impl SignalsConfig {
+    /// Check the section; the error names the option.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.spot_poll.0 < Duration::from_millis(100) || self.spot_poll.0 > Duration::from_secs(60)
+        {
+            return Err((
+                "signals.spot_poll",
+                format!("expected 100ms to 60s (5s is intended), found {}", self.spot_poll),
+            ));
+        }
+        let host = self
+            .spot_url
+            .strip_prefix("http://")
+            .map(|rest| rest.split('/').next().unwrap_or_default());
+        if !host.is_some_and(|h| !h.is_empty() && !h.contains('@')) {
+            return Err((
+                "signals.spot_url",
+                format!(
+                    "expected http://HOST[:PORT] (e.g. 'http://169.254.169.254'), found '{}'",
+                    self.spot_url
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Node certificates: how long they live. Each node renews its own once less than a third of
@@ -505,6 +578,7 @@ impl Default for Config {
             tui: TuiConfig::default(),
             admin: AdminConfig::default(),
             tls: TlsConfig::default(),
+            signals: SignalsConfig::default(),
         }
     }
 }
@@ -1002,6 +1076,7 @@ impl Config {
             ));
         }
         c.advisor.validate().map_err(|(k, m)| bad(k, m))?;
+        self.signals.validate().map_err(|(k, m)| bad(k, m))?;
         if self.admin.operator_cert_max_ttl.0 < Duration::from_secs(1) {
             return Err(bad(
                 "admin.operator_cert_max_ttl",

@@ -27,6 +27,9 @@
 //! - [`advisor`]: the strategic layer's pure core (the summary of the hour, the request and its
 //!   schema, strict validation of the answer, what a taken item proposes); [`advise`]: its
 //!   loop on the leader (only with `[controller.advisor]` enabled), advice only.
+//! - [`spot`]: spot interruption notices: the pure policy (an interruption drains at once
+//!   whatever the mode; a rebalance recommendation proposes a drain) and the signal loop
+//!   that asks the cloud's metadata service ([`spot::watch`]).
 //! - [`flow`]: the loop with I/O: builds the world, asks [`decide`] what to write and writes
 //!   it, runs the reviewer. A decision's lifecycle is enforced by the state machine
 //!   (`raft::control`), so a veto wins over an apply on every node, whoever leads.
@@ -42,4 +45,5 @@ pub mod model;
 pub mod review;
 pub mod rules;
 pub mod safety;
+pub mod spot;
 pub mod world;

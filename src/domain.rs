@@ -1387,3 +1387,48 @@ pub struct AdviceView {
     /// When it happened (Unix ms).
     pub last_error_at: Option<Millis>,
 }
+
+/// What a cloud announced about a node's machine (DESIGN §5, cluster family): stored per node
+/// in the replicated store by the node's signal loop (or a drill), read by the leader's
+/// controller, the ingress and the views.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpotNotice {
+    pub kind: SpotKind,
+    /// For an interruption its deadline (when the machine goes); for a rebalance
+    /// recommendation when the cloud made it (Unix ms).
+    pub at: Millis,
+    /// Who raised it: the provider (`aws`) or `drill`.
+    pub source: String,
+}
+
+/// The kind of a [`SpotNotice`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpotKind {
+    /// The machine is going away at the notice's time: `action` is what the cloud will do
+    /// (`terminate`, `stop` or `hibernate`).
+    Interruption { action: String },
+    /// The cloud recommends moving work off this machine (it is at elevated risk).
+    Rebalance,
+}
+
+/// The notice source a drill writes, so a provider's signal loop never clears it.
+pub const SPOT_DRILL_SOURCE: &str = "drill";
+
+impl SpotNotice {
+    /// Whether the machine is going away (not only at risk).
+    pub fn is_interruption(&self) -> bool {
+        matches!(self.kind, SpotKind::Interruption { .. })
+    }
+
+    /// How a node's state shows it: `interrupting (deadline 05:12:02Z)` or `rebalance
+    /// recommended (05:10:00Z)`.
+    pub fn state_word(&self) -> String {
+        match &self.kind {
+            SpotKind::Interruption { .. } => {
+                format!("interrupting (deadline {})", clock_time(self.at))
+            }
+            SpotKind::Rebalance => format!("rebalance recommended ({})", clock_time(self.at)),
+        }
+    }
+}

@@ -434,6 +434,17 @@ pub async fn run(
         model.clone(),
     );
     loops.spawn("controller", controller.clone().run(shutdown.clone()));
+    // Spot interruption notices: only when `signals.spot` names a provider.
+    if cfg.signals.spot != crate::config::SpotProvider::None {
+        loops.spawn(
+            "spot signals",
+            crate::controller::spot::watch::run(
+                cluster.clone(),
+                cfg.signals.clone(),
+                shutdown.clone(),
+            ),
+        );
+    }
     // The strategic layer: only when configured; nothing leaves the host otherwise.
     if cfg.controller.advisor.enabled {
         let advisor = crate::controller::advise::Advisor::new(

@@ -21,6 +21,7 @@ use super::forecast::ForecastConfig;
 use super::model::{Engine, ModelReviewer};
 use super::review::{Review, Reviewer, Situation, Verdict, in_time};
 use super::rules::{self, Rules};
+use super::spot;
 use super::world::{Inputs, NodeSample};
 use crate::config::ControllerConfig;
 use crate::domain::{ControlState, Decision, Millis, ReviewRecord, now_millis};
@@ -620,7 +621,8 @@ impl Controller {
                 }
             }
         }
-        Ok(World::build(&Inputs {
+        let noticed = store.spot_notices()?;
+        let mut world = World::build(&Inputs {
             now,
             blueprints: &blueprints,
             assignments: &assignments,
@@ -631,7 +633,12 @@ impl Controller {
             samples: &entries,
             decisions,
             traffic: &traffic,
-        }))
+        });
+        // A node the cloud is taking away stays drained: no rule undrains it.
+        for n in world.nodes.iter_mut().filter(|n| noticed.contains_key(&n.id)) {
+            n.drained_by_controller = false;
+        }
+        Ok(world)
     }
 
     /// Fill in when each slice's count was set, from its blueprint's kept versions (what tells
@@ -686,6 +693,38 @@ impl Controller {
         Ok(None)
     }
 
+    /// Write one step of the interruption policy: the drain first (so the node empties even if
+    /// the leader fails before the record), then its decision, already applied.
+    async fn write_spot(w: &mut Writer, step: spot::Step) -> Result<(), TickError> {
+        match step {
+            spot::Step::Interrupt {
+                node,
+                drain,
+                decision,
+            } => {
+                let summary = format!("{} at once ({})", decision.action, decision.rule);
+                if drain {
+                    let cmd = RaftCommand::SetNodeState {
+                        id: node,
+                        state: crate::domain::NodeState::Draining,
+                    };
+                    if let Response::Refused(m) = w.call(cmd).await? {
+                        tracing::warn!("controller: {summary}: {m}");
+                    }
+                }
+                match w.call(RaftCommand::RecordDecision(decision)).await? {
+                    Response::Decision(id) => tracing::warn!("controller: d-{id}: {summary}"),
+                    other => return Err(TickError::Unexpected(format!("{other:?}"))),
+                }
+            }
+            spot::Step::Outcome { id, outcome } => {
+                tracing::info!("controller: d-{id}: {}", outcome.detail);
+                w.call(RaftCommand::RecordOutcome { id, outcome }).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// One leader tick: the policy ([`decide`]) says what to write; this writes it, in order,
     /// and runs the reviewer.
     async fn decide(
@@ -711,12 +750,27 @@ impl Controller {
                 state.converged_at.remove(&d.id);
             }
         }
+        // An interruption does not wait for the mode or a pause: the machine is going away.
+        let notices = self.cluster.store.spot_notices()?;
+        let judging = decisions
+            .iter()
+            .any(|d| d.rule == spot::INTERRUPTION_RULE && d.outcome.is_none());
+        if !notices.is_empty() || judging {
+            let assignments = self.cluster.store.assignments()?;
+            let by = format!("controller@{}", self.cluster.name);
+            for step in
+                spot::interruptions(&notices, world, &assignments, decisions, &control, &by)
+            {
+                Self::write_spot(w, step).await?;
+            }
+        }
         if control.paused.is_some() {
             return Ok(());
         }
         let startup = self.status.lock().expect("controller status").startup_ms;
         let lead_secs = decide::lead_secs(&control, startup, &self.settings);
-        let proposals = self.brain.lock().expect("brain").propose(world, lead_secs);
+        let mut proposals = self.brain.lock().expect("brain").propose(world, lead_secs);
+        proposals.extend(spot::rebalance(&notices, world));
         // A review whose proposal is gone is dropped (or left to finish, if it runs).
         let wanted = |t: &str, v: &str| {
             proposals

@@ -1,5 +1,6 @@
-//! A small HTTP/1.1 client for JSON posts (the controller's strategic layer asks an
-//! OpenAI-compatible endpoint with it). hyper stays inside the ingress; http only.
+//! A small HTTP/1.1 client: JSON posts (the controller's strategic layer asks an
+//! OpenAI-compatible endpoint with it) and plain requests (the spot signal loop asks the
+//! cloud's metadata service). hyper stays inside the ingress; http only.
 
 use std::time::Duration;
 
@@ -58,13 +59,31 @@ pub async fn post_json(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<(u16, Bytes), PostError> {
+    let mut all = vec![
+        ("content-type", "application/json".to_string()),
+        ("accept", "application/json".to_string()),
+    ];
+    all.extend(headers.iter().cloned());
+    request(http::Method::POST, url, &all, body, timeout).await
+}
+
+/// Send `method` to `url` (http only) with `headers` and `body` (empty for none), and return
+/// the status and body. Everything, from connecting to the last byte, is within `timeout`.
+pub async fn request(
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(u16, Bytes), PostError> {
     let (addr, host, path) = split(url)?;
-    tokio::time::timeout(timeout, exchange(&addr, &host, &path, headers, body))
+    tokio::time::timeout(timeout, exchange(method, &addr, &host, &path, headers, body))
         .await
         .map_err(|_| PostError::Timeout(timeout))?
 }
 
 async fn exchange(
+    method: http::Method,
     addr: &str,
     host: &str,
     path: &str,
@@ -89,10 +108,10 @@ async fn exchange(
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    let mut req = Request::post(path)
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
         .header(header::HOST, host)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, "application/json")
         .header(header::CONTENT_LENGTH, body.len());
     for (k, v) in headers {
         req = req.header(*k, v.as_str());

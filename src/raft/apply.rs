@@ -7,8 +7,8 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, OPERATORS, SESSIONS, TOKENS, dec,
-    enc, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, OPERATORS, SESSIONS,
+    SPOT_NOTICES, TOKENS, dec, enc, io,
 };
 use super::txn::{K_AUDIT_SEQ, K_CLUSTER, K_PLACEMENT_SEQ, meta_get, meta_put};
 use super::types::{ClusterInit, Command, Request, Response};
@@ -210,6 +210,10 @@ pub(super) fn apply_command(
         }
         Command::RemoveNode { id } => {
             txn.open_table(HEALTH)
+                .map_err(io)?
+                .remove(*id)
+                .map_err(io)?;
+            txn.open_table(SPOT_NOTICES)
                 .map_err(io)?
                 .remove(*id)
                 .map_err(io)?;
@@ -518,6 +522,25 @@ pub(super) fn apply_command(
                 None => Response::Refused(format!(
                     "no operator '{name}': 'aether operator cert list' shows them"
                 )),
+            }
+        }
+        Command::SetSpotNotice { id, notice, .. } => {
+            if txn
+                .open_table(NODES)
+                .map_err(io)?
+                .get(*id)
+                .map_err(io)?
+                .is_none()
+            {
+                Response::Refused(format!("node id {id} is not a member"))
+            } else {
+                let mut t = txn.open_table(SPOT_NOTICES).map_err(io)?;
+                match notice {
+                    Some(n) => t.insert(*id, enc(n).as_slice()).map(|_| ()),
+                    None => t.remove(*id).map(|_| ()),
+                }
+                .map_err(io)?;
+                Response::Ok
             }
         }
         Command::RecordDecision(_)

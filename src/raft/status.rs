@@ -222,6 +222,20 @@ pub struct MemberView {
     pub joined_at: Millis,
     /// Liveness as the leader judges it from metrics updates.
     pub health: Health,
+    /// What its cloud announced about its machine (a spot interruption and its deadline, or
+    /// a rebalance recommendation); `None` when nothing.
+    pub spot: Option<crate::domain::SpotNotice>,
+}
+
+impl MemberView {
+    /// Its state as `nodes` and the console show it: `draining, interrupting (deadline
+    /// 05:12:02Z)` while its cloud is taking it away.
+    pub fn state_text(&self) -> String {
+        match &self.spot {
+            Some(n) => format!("{}, {}", self.state, n.state_word()),
+            None => self.state.to_string(),
+        }
+    }
 }
 
 impl StatusView {
@@ -283,6 +297,7 @@ impl Cluster {
                 .unwrap_or_else(|| format!("node-{id}"))
         };
         let health = self.store.health().map_err(store_err)?;
+        let mut spot = self.store.spot_notices().map_err(store_err)?;
         let is_leader = m.current_leader == Some(self.id);
         let replication = m.replication.clone().unwrap_or_default();
         let mut ids: BTreeSet<NodeId> = records.keys().copied().collect();
@@ -329,6 +344,7 @@ impl Cluster {
                     },
                     joined_at: rec.map(|r| r.joined_at).unwrap_or(0),
                     health: health.get(&id).copied().unwrap_or_default(),
+                    spot: spot.remove(&id),
                 }
             })
             .collect();

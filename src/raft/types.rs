@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, Health, InstanceStatus,
-    Millis, NodeId, NodeState, OperatorRecord, Outcome, Rollout, RolloutOp, TokenRefusal,
+    Millis, NodeId, NodeState, OperatorRecord, Outcome, Rollout, RolloutOp, SpotNotice,
+    TokenRefusal,
 };
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
@@ -217,6 +218,15 @@ pub enum Command {
     RevokeOperatorCert {
         name: String,
     },
+    // signals
+    /// What a cloud announced about member `id`'s machine (its signal loop, or a drill), or
+    /// `None`: nothing any more. The leader's controller drains an interrupted node at once.
+    SetSpotNotice {
+        id: NodeId,
+        /// The member's name, for the audit trail.
+        name: String,
+        notice: Option<SpotNotice>,
+    },
 }
 
 impl Command {
@@ -399,6 +409,10 @@ impl Command {
                 op,
             } => format!("rollout {op} {blueprint}/{slice}"),
             Command::RecordDrill { what } => format!("drill {what}"),
+            Command::SetSpotNotice { name, notice, .. } => match notice {
+                Some(n) => format!("node {name} {} (from {})", n.state_word(), n.source),
+                None => format!("node {name}: spot notice cleared"),
+            },
         }
     }
 }

@@ -355,6 +355,9 @@ fn nodes(f: &mut Frame, table: Rect, app: &App, theme: &Theme) {
                 (Some(m), _) if m.health == crate::domain::Health::Down => {
                     ("down".into(), theme.bad())
                 }
+                (Some(m), _) if m.spot.as_ref().is_some_and(|n| n.is_interruption()) => {
+                    ("interrupting".into(), theme.bad())
+                }
                 (Some(m), _) if m.state != crate::domain::NodeState::Ready => {
                     (m.state.to_string(), theme.warn())
                 }
