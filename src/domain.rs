@@ -1415,6 +1415,10 @@ pub enum SpotKind {
 /// The notice source a drill writes, so a provider's signal loop never clears it.
 pub const SPOT_DRILL_SOURCE: &str = "drill";
 
+/// The rule name of the controller's drain of an interrupted node (its decisions carry the
+/// notice's deadline as the input `deadline`, Unix ms).
+pub const SPOT_INTERRUPTION_RULE: &str = "spot-interruption";
+
 impl SpotNotice {
     /// Whether the machine is going away (not only at risk).
     pub fn is_interruption(&self) -> bool {

@@ -26,7 +26,7 @@ use crate::domain::{
 };
 
 /// The rule name of a drain on an interruption notice.
-pub const INTERRUPTION_RULE: &str = "spot-interruption";
+pub const INTERRUPTION_RULE: &str = crate::domain::SPOT_INTERRUPTION_RULE;
 /// The rule name of a drain proposed on a rebalance recommendation.
 pub const REBALANCE_RULE: &str = "spot-rebalance";
 /// The layer every spot decision names.

@@ -455,8 +455,8 @@ mod tests {
         let (meta, path) = a.build_snapshot_file().unwrap();
         // What the binary before an upgrade left: the same snapshot, an older format.
         let mut bytes = std::fs::read(&path).unwrap();
-        let old_header = crate::raft::store::enc(&crate::raft::snapshot::old_header(5));
-        let new_header = crate::raft::store::enc(&crate::raft::snapshot::old_header(6));
+        let old_header = crate::raft::store::enc(&crate::raft::snapshot::old_header(6));
+        let new_header = crate::raft::store::enc(&crate::raft::snapshot::old_header(7));
         assert_eq!(&bytes[4..4 + new_header.len()], new_header.as_slice());
         bytes.splice(4..4 + new_header.len(), old_header);
         std::fs::write(&path, &bytes).unwrap();
@@ -467,16 +467,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("is in format '5', this aether reads format '6': a node of another aether version sent it"),
+            e.contains("is in format '6', this aether reads format '7': a node of another aether version sent it"),
             "{e}"
         );
 
-        assert_eq!(a.current_snapshot_format().unwrap(), Some(5));
+        assert_eq!(a.current_snapshot_format().unwrap(), Some(6));
         drop(a);
         let a = reopen(a_dir.path());
         assert_eq!(
             a.current_snapshot_format().unwrap(),
-            Some(6),
+            Some(7),
             "rebuilt in this format at open"
         );
         let r = a.current_snapshot_ref().unwrap().unwrap();
