@@ -4,3 +4,7 @@
 
 #[path = "../cluster/harness.rs"]
 mod harness;
+#[path = "../ingress/http.rs"]
+#[allow(dead_code)]
+mod http;
+mod spot;
