@@ -128,11 +128,15 @@ impl Default for SignalsConfig {
 impl SignalsConfig {
     /// Check the section; the error names the option.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.spot_poll.0 < Duration::from_millis(100) || self.spot_poll.0 > Duration::from_secs(60)
+        if self.spot_poll.0 < Duration::from_millis(100)
+            || self.spot_poll.0 > Duration::from_secs(60)
         {
             return Err((
                 "signals.spot_poll",
-                format!("expected 100ms to 60s (5s is intended), found {}", self.spot_poll),
+                format!(
+                    "expected 100ms to 60s (5s is intended), found {}",
+                    self.spot_poll
+                ),
             ));
         }
         let host = self

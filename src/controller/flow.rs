@@ -635,7 +635,11 @@ impl Controller {
             traffic: &traffic,
         });
         // A node the cloud is taking away stays drained: no rule undrains it.
-        for n in world.nodes.iter_mut().filter(|n| noticed.contains_key(&n.id)) {
+        for n in world
+            .nodes
+            .iter_mut()
+            .filter(|n| noticed.contains_key(&n.id))
+        {
             n.drained_by_controller = false;
         }
         Ok(world)
@@ -758,8 +762,7 @@ impl Controller {
         if !notices.is_empty() || judging {
             let assignments = self.cluster.store.assignments()?;
             let by = format!("controller@{}", self.cluster.name);
-            for step in
-                spot::interruptions(&notices, world, &assignments, decisions, &control, &by)
+            for step in spot::interruptions(&notices, world, &assignments, decisions, &control, &by)
             {
                 Self::write_spot(w, step).await?;
             }

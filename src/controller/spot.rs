@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use super::brain::Proposal;
 use super::world::World;
 use crate::domain::{
-    Action, Assignment, ControlState, Decision, DecisionStatus, Millis, NodeId, NodeState,
-    Outcome, SpotKind, SpotNotice, clock_time, human_millis,
+    Action, Assignment, ControlState, Decision, DecisionStatus, Millis, NodeId, NodeState, Outcome,
+    SpotKind, SpotNotice, clock_time, human_millis,
 };
 
 /// The rule name of a drain on an interruption notice.
@@ -42,7 +42,9 @@ pub enum NoticeError {
         expected: &'static str,
         found: String,
     },
-    #[error("expected an RFC 3339 time such as '2026-12-05T05:12:02Z' in '{field}', found '{found}'")]
+    #[error(
+        "expected an RFC 3339 time such as '2026-12-05T05:12:02Z' in '{field}', found '{found}'"
+    )]
     Time { field: &'static str, found: String },
 }
 

@@ -435,7 +435,10 @@ pub fn plan(s: &Scenario, facts: &Facts, hold: Option<Duration>) -> Result<Plan,
                         "time until every instance '{}' held is active on another node, and where",
                         m.name
                     ),
-                    format!("time until '{}' is drained, and the time left to the deadline", m.name),
+                    format!(
+                        "time until '{}' is drained, and the time left to the deadline",
+                        m.name
+                    ),
                 ],
                 restore: format!(
                     "the notice is cleared and '{}' undrained (ready again), whether or not it drained in time",
@@ -592,10 +595,7 @@ impl DrillReport {
             "spot-interruption" => format!(
                 "{}; {}; {}{}; {}",
                 after(
-                    &format!(
-                        "decision {}",
-                        self.decision.as_deref().unwrap_or("(none)")
-                    ),
+                    &format!("decision {}", self.decision.as_deref().unwrap_or("(none)")),
                     self.decided_after_ms
                 ),
                 after(
@@ -607,7 +607,8 @@ impl DrillReport {
                     self.drained_after_ms
                 ),
                 match (self.drained_after_ms, self.deadline_after_ms) {
-                    (Some(d), Some(dl)) if d <= dl => format!(" ({} before the deadline)", ms(dl - d)),
+                    (Some(d), Some(dl)) if d <= dl =>
+                        format!(" ({} before the deadline)", ms(dl - d)),
                     (Some(_), Some(_)) => " (AFTER the deadline)".into(),
                     _ => String::new(),
                 },

@@ -77,9 +77,12 @@ pub async fn request(
     timeout: Duration,
 ) -> Result<(u16, Bytes), PostError> {
     let (addr, host, path) = split(url)?;
-    tokio::time::timeout(timeout, exchange(method, &addr, &host, &path, headers, body))
-        .await
-        .map_err(|_| PostError::Timeout(timeout))?
+    tokio::time::timeout(
+        timeout,
+        exchange(method, &addr, &host, &path, headers, body),
+    )
+    .await
+    .map_err(|_| PostError::Timeout(timeout))?
 }
 
 async fn exchange(

@@ -65,7 +65,9 @@ fn answer(conn: TcpStream, st: &Mutex<Imds>) -> std::io::Result<()> {
         if h.trim().is_empty() {
             break;
         }
-        token |= h.to_ascii_lowercase().starts_with("x-aws-ec2-metadata-token: tok-1");
+        token |= h
+            .to_ascii_lowercase()
+            .starts_with("x-aws-ec2-metadata-token: tok-1");
     }
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -119,7 +121,10 @@ fn borrowed(e: &[(String, String)]) -> Vec<(&str, &str)> {
 fn cluster(url: Option<&str>) -> TestCluster {
     let env = |i: usize| {
         let mut e = vec![
-            ("AETHER_INGRESS_BIND".to_string(), format!("127.0.0.1{}", i + 1)),
+            (
+                "AETHER_INGRESS_BIND".to_string(),
+                format!("127.0.0.1{}", i + 1),
+            ),
             ("AETHER_INGRESS_QUEUE_TIMEOUT".into(), "15s".into()),
         ];
         if i == 1
@@ -244,20 +249,28 @@ fn an_interruption_notice_drains_the_node_with_no_failed_request() {
     let port = free_port();
     let addr = shop(&c, port);
     // Polled quietly: 404s, with the session token.
-    wait_for("n2 polls the metadata service", Duration::from_secs(20), || {
-        (state.lock().unwrap().with_token >= 4).then_some(())
-    });
-    assert_eq!(state.lock().unwrap().without_token, 0, "IMDSv2 needs the token");
+    wait_for(
+        "n2 polls the metadata service",
+        Duration::from_secs(20),
+        || (state.lock().unwrap().with_token >= 4).then_some(()),
+    );
+    assert_eq!(
+        state.lock().unwrap().without_token,
+        0,
+        "IMDSv2 needs the token"
+    );
     assert_eq!(member(&c.nodes[0], "n2").unwrap()["spot"], Value::Null);
 
     let load = http::Load::start(&addr, "/", 4, Duration::from_secs(240));
     let before = load.ok();
-    wait_for("requests succeed under load", Duration::from_secs(20), || {
-        (load.ok() > before + 50).then_some(())
-    });
+    wait_for(
+        "requests succeed under load",
+        Duration::from_secs(20),
+        || (load.ok() > before + 50).then_some(()),
+    );
     // The notice, two minutes ahead.
-    let deadline = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(120))
-        .to_string();
+    let deadline =
+        humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(120)).to_string();
     let clock = format!("{}Z", &deadline[11..19]);
     state.lock().unwrap().action = Some(format!(
         r#"{{"action": "terminate", "time": "{deadline}"}}"#
@@ -297,8 +310,14 @@ fn an_interruption_notice_drains_the_node_with_no_failed_request() {
     assert_eq!(d["status"]["status"], "applied", "{d:#}");
     assert_eq!(d["mode"], "guarded", "{d:#}");
     let reasoning = d["reasoning"].to_string();
-    assert!(reasoning.contains(&format!("terminated at {clock}")), "{reasoning}");
-    assert!(reasoning.contains("whatever the mode (guarded)"), "{reasoning}");
+    assert!(
+        reasoning.contains(&format!("terminated at {clock}")),
+        "{reasoning}"
+    );
+    assert!(
+        reasoning.contains("whatever the mode (guarded)"),
+        "{reasoning}"
+    );
     assert!(reasoning.contains("shop/web/"), "{reasoning}");
     let id = d["name"].as_str().unwrap().to_string();
     let outcome = wait_for("the decision's outcome", Duration::from_secs(20), || {
@@ -333,9 +352,11 @@ fn not_found_and_a_service_that_is_down_are_quiet() {
         s.down = true;
         s.connections
     };
-    wait_for("n1 keeps polling a server that is down", Duration::from_secs(20), || {
-        (state.lock().unwrap().connections >= seen + 20).then_some(())
-    });
+    wait_for(
+        "n1 keeps polling a server that is down",
+        Duration::from_secs(20),
+        || (state.lock().unwrap().connections >= seen + 20).then_some(()),
+    );
     let log = c.nodes[0].log_text();
     assert_eq!(
         spot_lines(&log, "cannot reach the metadata service"),
@@ -373,16 +394,13 @@ fn an_unknown_spot_provider_is_refused_with_its_location() {
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    for want in [
-        file.to_str().unwrap(),
-        "line 2",
-        "gcp",
-        "none",
-        "aws",
-    ] {
+    for want in [file.to_str().unwrap(), "line 2", "gcp", "none", "aws"] {
         assert!(err.contains(want), "'{want}' missing: {err}");
     }
-    assert!(!dir.path().join("data").join("raft.redb").exists(), "nothing was created");
+    assert!(
+        !dir.path().join("data").join("raft.redb").exists(),
+        "nothing was created"
+    );
     // The same from the environment names the variable.
     let out = std::process::Command::new(BIN)
         .args(["node", "--data-dir"])
@@ -393,7 +411,10 @@ fn an_unknown_spot_provider_is_refused_with_its_location() {
         .unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("AETHER_SIGNALS_SPOT") && err.contains("gcp"), "{err}");
+    assert!(
+        err.contains("AETHER_SIGNALS_SPOT") && err.contains("gcp"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -426,6 +447,9 @@ fn the_spot_drill_drains_and_restores_the_node() {
     );
     let out = c.nodes[0].cli(&["events", "--output", "json"]);
     let events = stdout(&out);
-    assert!(events.contains("drill spot-interruption started on n2"), "{events}");
+    assert!(
+        events.contains("drill spot-interruption started on n2"),
+        "{events}"
+    );
     assert!(events.contains("spot notice cleared"), "{events}");
 }

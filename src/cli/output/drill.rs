@@ -116,7 +116,11 @@ pub fn drill(w: &mut dyn Write, r: &DrillReport, json: bool) -> io::Result<()> {
         line(w, "all ready after", t(r.ready_after_ms))?;
     }
     if r.scenario == "spot-interruption" {
-        line(w, "deadline", format!("{} after the notice", t(r.deadline_after_ms)))?;
+        line(
+            w,
+            "deadline",
+            format!("{} after the notice", t(r.deadline_after_ms)),
+        )?;
         line(
             w,
             "decision",

@@ -126,11 +126,13 @@ fn an_interruption_drains_at_once_whatever_the_mode_and_cites_the_deadline() {
         ..ControlState::default()
     };
     let steps = interruptions(&notices, &w, &assignments, &[], &control, "controller@n1");
-    let [Step::Interrupt {
-        node: 2,
-        drain: true,
-        decision,
-    }] = steps.as_slice()
+    let [
+        Step::Interrupt {
+            node: 2,
+            drain: true,
+            decision,
+        },
+    ] = steps.as_slice()
     else {
         panic!("{steps:?}");
     };
@@ -142,7 +144,10 @@ fn an_interruption_drains_at_once_whatever_the_mode_and_cites_the_deadline() {
     assert!(text.contains("2m0s from now"), "{text}");
     assert!(text.contains("whatever the mode (observe)"), "{text}");
     assert!(text.contains("although the controller is paused"), "{text}");
-    assert!(text.contains("app/web/0") && !text.contains("app/web/1"), "{text}");
+    assert!(
+        text.contains("app/web/0") && !text.contains("app/web/1"),
+        "{text}"
+    );
     // Recorded once per notice.
     let mut d = (**decision).clone();
     d.id = 7;
@@ -178,7 +183,10 @@ fn the_outcome_says_where_each_instance_went_once_all_moved() {
     d.id = 3;
     // Handing off: not judged yet.
     assignments.insert("app/web/0".into(), on(Some(1), Some(2)));
-    let later = world(now + 5_000, &[(1, NodeState::Ready), (2, NodeState::Draining)]);
+    let later = world(
+        now + 5_000,
+        &[(1, NodeState::Ready), (2, NodeState::Draining)],
+    );
     let steps = interruptions(
         &notices,
         &later,

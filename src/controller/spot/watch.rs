@@ -116,22 +116,25 @@ impl Watcher {
 
     /// What the service says now.
     async fn poll(&mut self) -> Result<Option<SpotNotice>, PollError> {
-        let action = match self.get(ACTION_PATH).await? {
-            Some(b) => Some(
-                parse_instance_action(&b, &self.source).map_err(|error| PollError::Shape {
-                    url: self.url(ACTION_PATH),
-                    error,
-                })?,
-            ),
-            None => None,
-        };
+        let action =
+            match self.get(ACTION_PATH).await? {
+                Some(b) => Some(parse_instance_action(&b, &self.source).map_err(|error| {
+                    PollError::Shape {
+                        url: self.url(ACTION_PATH),
+                        error,
+                    }
+                })?),
+                None => None,
+            };
         let rebalance = match self.get(REBALANCE_PATH).await? {
-            Some(b) => Some(
-                parse_rebalance(&b, &self.source).map_err(|error| PollError::Shape {
-                    url: self.url(REBALANCE_PATH),
-                    error,
-                })?,
-            ),
+            Some(b) => {
+                Some(
+                    parse_rebalance(&b, &self.source).map_err(|error| PollError::Shape {
+                        url: self.url(REBALANCE_PATH),
+                        error,
+                    })?,
+                )
+            }
             None => None,
         };
         Ok(observed(action, rebalance))

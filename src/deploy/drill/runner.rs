@@ -844,7 +844,10 @@ impl Drill {
         let moves: Vec<String> = held
             .iter()
             .filter_map(|i| {
-                let to = assignments.get(i).and_then(|a| a.node).filter(|n| *n != node)?;
+                let to = assignments
+                    .get(i)
+                    .and_then(|a| a.node)
+                    .filter(|n| *n != node)?;
                 statuses
                     .iter()
                     .any(|s| s.instance == *i && s.node == to && s.state == InstanceState::Active)
@@ -908,7 +911,10 @@ impl Drill {
                 Ok(seen) => {
                     if let Some(d) = seen.decision.filter(|_| r.decision.is_none()) {
                         r.decided_after_ms = Some(since(t0));
-                        self.say(format!("the leader decided {d} after {}", super::ms(since(t0))));
+                        self.say(format!(
+                            "the leader decided {d} after {}",
+                            super::ms(since(t0))
+                        ));
                         r.decision = Some(d);
                     }
                     if seen.moves.len() == held.len() && r.moved_after_ms.is_none() {
@@ -927,9 +933,16 @@ impl Drill {
                     }
                     if seen.drained && r.drained_after_ms.is_none() {
                         r.drained_after_ms = Some(since(t0));
-                        self.say(format!("'{}' drained after {}", node.name, super::ms(since(t0))));
+                        self.say(format!(
+                            "'{}' drained after {}",
+                            node.name,
+                            super::ms(since(t0))
+                        ));
                     }
-                    if r.decision.is_some() && r.moved_after_ms.is_some() && r.drained_after_ms.is_some() {
+                    if r.decision.is_some()
+                        && r.moved_after_ms.is_some()
+                        && r.drained_after_ms.is_some()
+                    {
                         break;
                     }
                 }
