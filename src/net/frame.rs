@@ -18,7 +18,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// 8: membership changes for the leader (`aether remove`, a member's new address), the
 /// read barrier of a backup (`ReadQuery::AppliedIndex`), token lists, the clock ping route
 /// (`aether doctor`).
-pub const PROTOCOL_VERSION: u8 = 8;
+/// 9: spot notices (`Command::SetSpotNotice`, members' `spot`, the `spot-interruption` drill
+/// and its report).
+pub const PROTOCOL_VERSION: u8 = 9;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
 #[derive(Debug, thiserror::Error)]
@@ -205,13 +207,13 @@ mod tests {
             Err(FrameError::TooLarge { .. })
         ));
         let mut wrong = bytes.clone();
-        wrong[4] = 9;
+        wrong[4] = PROTOCOL_VERSION + 1;
         assert!(matches!(
             decode(&wrong, 1024).await,
             Err(FrameError::Version {
-                got: 9,
+                got,
                 want: PROTOCOL_VERSION
-            })
+            }) if got == PROTOCOL_VERSION + 1
         ));
         let mut garbage = bytes.clone();
         garbage[5] = 0xff;

@@ -453,3 +453,42 @@ fn the_spot_drill_drains_and_restores_the_node() {
     );
     assert!(events.contains("spot notice cleared"), "{events}");
 }
+
+#[test]
+fn a_rebalance_recommendation_proposes_a_drain_that_waits_for_the_grace_window() {
+    let (url, state) = imds();
+    let c = cluster(Some(&url));
+    let at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    state.lock().unwrap().rebalance = Some(format!(r#"{{"noticeTime": "{at}"}}"#));
+    let d = wait_for(
+        "a pending drain of n2 on the rebalance recommendation",
+        Duration::from_secs(30),
+        || {
+            decisions(&c.nodes[0])
+                .into_iter()
+                .find(|d| d["rule"] == "spot-rebalance")
+        },
+    );
+    assert_eq!(d["status"]["status"], "pending", "guarded waits: {d:#}");
+    assert_eq!(d["action"]["name"], "n2", "{d:#}");
+    let reasoning = d["reasoning"].to_string();
+    assert!(
+        reasoning.contains("rebalance recommendation at"),
+        "{reasoning}"
+    );
+    let text = stdout(&c.nodes[0].cli(&["nodes"]));
+    assert!(
+        text.contains(&format!("ready, rebalance recommended ({}Z)", &at[11..19])),
+        "{text}"
+    );
+    // Vetoable like any proposal: n2 stays ready.
+    let id = d["name"].as_str().unwrap();
+    let out = c.nodes[0].cli(&["override", "veto", id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vetoed = decisions(&c.nodes[0])
+        .into_iter()
+        .find(|x| x["name"] == id)
+        .unwrap();
+    assert_eq!(vetoed["status"]["status"], "vetoed", "{vetoed:#}");
+    assert_eq!(member(&c.nodes[0], "n2").unwrap()["state"], "ready");
+}
