@@ -184,8 +184,132 @@ pub fn interruptions(
     control: &ControlState,
     by: &str,
 ) -> Vec<Step> {
+    let decide = notices
+        .iter()
+        .filter(|(_, n)| n.is_interruption())
+        .filter(|(id, n)| !decided(decisions, **id, n))
+        .filter_map(|(id, n)| interrupt(*id, n, world, assignments, control, by));
+    let judge = decisions
+        .iter()
+        .filter_map(|d| judge(d, world, assignments));
+    decide.chain(judge).collect()
+}
+
+/// Whether an interruption decision on `node` for this notice (its deadline) is recorded.
+fn decided(decisions: &[Decision], node: NodeId, notice: &SpotNotice) -> bool {
+    let deadline = notice.at.to_string();
+    decisions.iter().any(|d| {
+        d.rule == INTERRUPTION_RULE
+            && matches!(d.action, Action::Drain { node: n, .. } if n == node)
+            && input(d, "deadline") == Some(deadline.as_str())
+    })
+}
+
+/// The drain of interrupted member `id` and its decision, already applied, whose reasoning
+/// gives the deadline and the instances that move.
+fn interrupt(
+    id: NodeId,
+    notice: &SpotNotice,
+    world: &World,
+    assignments: &BTreeMap<String, Assignment>,
+    control: &ControlState,
+    by: &str,
+) -> Option<Step> {
     let now = world.now;
-    let mut out = Vec::new();
+    let node = world.nodes.iter().find(|n| n.id == id)?;
+    let SpotKind::Interruption { action } = &notice.kind else {
+        return None;
+    };
+    let drain = node.state == NodeState::Ready;
+    let held = held_by(assignments, id);
+    let left = if notice.at > now {
+        format!("{} from now", human_millis(notice.at - now))
+    } else {
+        format!("{} ago", human_millis(now - notice.at))
+    };
+    let mut reasoning = vec![
+        format!(
+            "{} announced that {}'s machine will be {} at {} ({left}): a spot interruption",
+            who(notice),
+            node.name,
+            done(action),
+            clock_time(notice.at)
+        ),
+        format!(
+            "carried out at once whatever the mode ({}){}: the machine is going away, so there is no grace window to veto in; recorded for the audit trail",
+            control.mode,
+            if control.paused.is_some() {
+                " and although the controller is paused"
+            } else {
+                ""
+            }
+        ),
+    ];
+    reasoning.push(if held.is_empty() {
+        format!("{} holds no instances: nothing moves", node.name)
+    } else {
+        format!(
+            "moving {} instance(s) off {}: {}; replacements start on other nodes before these stop, and the ingress stops sending {} requests first",
+            held.len(),
+            node.name,
+            held.join(", "),
+            node.name
+        )
+    });
+    if !drain {
+        reasoning.push(format!(
+            "{} was {} already: the drain goes on",
+            node.name, node.state
+        ));
+    }
+    let mut d = Decision::bare(
+        0,
+        now,
+        by,
+        INTERRUPTION_RULE,
+        Action::Drain {
+            node: id,
+            name: node.name.clone(),
+        },
+        DecisionStatus::Applied {
+            at: now,
+            by: by.into(),
+        },
+    );
+    d.mode = control.mode;
+    d.layers = vec![LAYER.into()];
+    d.reasoning = reasoning;
+    d.inputs = vec![
+        ("deadline".into(), notice.at.to_string()),
+        ("deadline_at".into(), clock_time(notice.at)),
+        ("action".into(), action.clone()),
+        ("source".into(), notice.source.clone()),
+        ("state".into(), node.state.to_string()),
+        ("instances".into(), held.join(",")),
+    ];
+    d.timeline = vec![(
+        now,
+        format!("applied at once by {by}: an interruption does not wait for the mode"),
+    )];
+    Some(Step::Interrupt {
+        node: id,
+        drain,
+        decision: Box::new(d),
+    })
+}
+
+/// The outcome of applied interruption decision `d` once the instances it moved all run
+/// elsewhere (where each went, how long it took, the time left to the deadline), or a minute
+/// after its deadline if they do not; `None` before that or when it has one.
+fn judge(d: &Decision, world: &World, assignments: &BTreeMap<String, Assignment>) -> Option<Step> {
+    let now = world.now;
+    if d.rule != INTERRUPTION_RULE || d.outcome.is_some() {
+        return None;
+    }
+    let (Action::Drain { node, name }, DecisionStatus::Applied { at, .. }) = (&d.action, &d.status)
+    else {
+        return None;
+    };
     let name_of = |id: NodeId| {
         world
             .nodes
@@ -194,169 +318,65 @@ pub fn interruptions(
             .map(|n| n.name.clone())
             .unwrap_or_else(|| format!("id {id}"))
     };
-    for (id, notice) in notices.iter().filter(|(_, n)| n.is_interruption()) {
-        let Some(node) = world.nodes.iter().find(|n| n.id == *id) else {
-            continue;
-        };
-        let deadline = notice.at.to_string();
-        let decided = decisions.iter().any(|d| {
-            d.rule == INTERRUPTION_RULE
-                && matches!(d.action, Action::Drain { node, .. } if node == *id)
-                && input(d, "deadline") == Some(deadline.as_str())
-        });
-        if decided {
-            continue;
+    let deadline: Option<Millis> = input(d, "deadline").and_then(|v| v.parse().ok());
+    let instances: Vec<&str> = input(d, "instances")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let still: Vec<&str> = instances
+        .iter()
+        .copied()
+        .filter(|i| {
+            assignments
+                .get(*i)
+                .is_some_and(|a| a.node == Some(*node) || a.handoff == Some(*node))
+        })
+        .collect();
+    let late = deadline.is_some_and(|dl| now > dl + JUDGE_AFTER_DEADLINE_MS);
+    if !still.is_empty() && !late {
+        return None;
+    }
+    let moves: Vec<String> = instances
+        .iter()
+        .filter(|i| !still.contains(i))
+        .map(|i| match assignments.get(*i).and_then(|a| a.node) {
+            Some(to) => format!("{i} → {}", name_of(to)),
+            None => format!("{i} pending"),
+        })
+        .collect();
+    let took = human_millis(now.saturating_sub(*at));
+    let spare = match deadline {
+        Some(dl) if dl >= now => format!(", {} before the deadline", human_millis(dl - now)),
+        Some(dl) => format!(", {} AFTER the deadline", human_millis(now - dl)),
+        None => String::new(),
+    };
+    let outcome = if still.is_empty() {
+        Outcome {
+            at: now,
+            verdict: "as intended".into(),
+            detail: if moves.is_empty() {
+                format!("{name} held no instances; drained after {took}{spare}")
+            } else {
+                format!("{name} drained after {took}{spare}: {}", moves.join(", "))
+            },
         }
-        let drain = node.state == NodeState::Ready;
-        let held = held_by(assignments, *id);
-        let SpotKind::Interruption { action } = &notice.kind else {
-            continue;
-        };
-        let left = if notice.at > now {
-            format!("{} from now", human_millis(notice.at - now))
-        } else {
-            format!("{} ago", human_millis(now - notice.at))
-        };
-        let mut reasoning = vec![
-            format!(
-                "{} announced that {}'s machine will be {} at {} ({left}): a spot interruption",
-                who(notice),
-                node.name,
-                done(action),
-                clock_time(notice.at)
-            ),
-            format!(
-                "carried out at once whatever the mode ({}){}: the machine is going away, so there is no grace window to veto in; recorded for the audit trail",
-                control.mode,
-                if control.paused.is_some() {
-                    " and although the controller is paused"
+    } else {
+        Outcome {
+            at: now,
+            verdict: "not as intended".into(),
+            detail: format!(
+                "{name} still held {} at the deadline{}",
+                still.join(", "),
+                if moves.is_empty() {
+                    String::new()
                 } else {
-                    ""
+                    format!("; moved: {}", moves.join(", "))
                 }
             ),
-        ];
-        reasoning.push(if held.is_empty() {
-            format!("{} holds no instances: nothing moves", node.name)
-        } else {
-            format!(
-                "moving {} instance(s) off {}: {}; replacements start on other nodes before these stop, and the ingress stops sending {} requests first",
-                held.len(),
-                node.name,
-                held.join(", "),
-                node.name
-            )
-        });
-        if !drain {
-            reasoning.push(format!(
-                "{} was {} already: the drain goes on",
-                node.name, node.state
-            ));
         }
-        let mut d = Decision::bare(
-            0,
-            now,
-            by,
-            INTERRUPTION_RULE,
-            Action::Drain {
-                node: *id,
-                name: node.name.clone(),
-            },
-            DecisionStatus::Applied {
-                at: now,
-                by: by.into(),
-            },
-        );
-        d.mode = control.mode;
-        d.layers = vec![LAYER.into()];
-        d.reasoning = reasoning;
-        d.inputs = vec![
-            ("deadline".into(), deadline),
-            ("deadline_at".into(), clock_time(notice.at)),
-            ("action".into(), action.clone()),
-            ("source".into(), notice.source.clone()),
-            ("state".into(), node.state.to_string()),
-            ("instances".into(), held.join(",")),
-        ];
-        d.timeline = vec![(
-            now,
-            format!("applied at once by {by}: an interruption does not wait for the mode"),
-        )];
-        out.push(Step::Interrupt {
-            node: *id,
-            drain,
-            decision: Box::new(d),
-        });
-    }
-    for d in decisions {
-        if d.rule != INTERRUPTION_RULE || d.outcome.is_some() {
-            continue;
-        }
-        let (Action::Drain { node, name }, DecisionStatus::Applied { at, .. }) =
-            (&d.action, &d.status)
-        else {
-            continue;
-        };
-        let deadline: Option<Millis> = input(d, "deadline").and_then(|v| v.parse().ok());
-        let instances: Vec<&str> = input(d, "instances")
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .collect();
-        let still: Vec<&str> = instances
-            .iter()
-            .copied()
-            .filter(|i| {
-                assignments
-                    .get(*i)
-                    .is_some_and(|a| a.node == Some(*node) || a.handoff == Some(*node))
-            })
-            .collect();
-        let late = deadline.is_some_and(|dl| now > dl + JUDGE_AFTER_DEADLINE_MS);
-        if !still.is_empty() && !late {
-            continue;
-        }
-        let moves: Vec<String> = instances
-            .iter()
-            .filter(|i| !still.contains(i))
-            .map(|i| match assignments.get(*i).and_then(|a| a.node) {
-                Some(to) => format!("{i} → {}", name_of(to)),
-                None => format!("{i} pending"),
-            })
-            .collect();
-        let took = human_millis(now.saturating_sub(*at));
-        let spare = match deadline {
-            Some(dl) if dl >= now => format!(", {} before the deadline", human_millis(dl - now)),
-            Some(dl) => format!(", {} AFTER the deadline", human_millis(now - dl)),
-            None => String::new(),
-        };
-        let outcome = if still.is_empty() {
-            Outcome {
-                at: now,
-                verdict: "as intended".into(),
-                detail: if moves.is_empty() {
-                    format!("{name} held no instances; drained after {took}{spare}")
-                } else {
-                    format!("{name} drained after {took}{spare}: {}", moves.join(", "))
-                },
-            }
-        } else {
-            Outcome {
-                at: now,
-                verdict: "not as intended".into(),
-                detail: format!(
-                    "{name} still held {} at the deadline{}",
-                    still.join(", "),
-                    if moves.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; moved: {}", moves.join(", "))
-                    }
-                ),
-            }
-        };
-        out.push(Step::Outcome { id: d.id, outcome });
-    }
-    out
+    };
+    Some(Step::Outcome { id: d.id, outcome })
 }
 
 /// A drain proposal for each ready, live node whose cloud recommends moving work off it; it

@@ -242,3 +242,61 @@ fn a_rebalance_is_proposed_for_ready_live_nodes_only() {
     );
     assert!(p[0].reasoning[0].contains("3s ago"), "{:?}", p[0].reasoning);
 }
+
+#[test]
+fn a_drain_not_done_a_minute_after_the_deadline_is_judged_as_it_stands() {
+    let notices = BTreeMap::from([(2, terminate(T0 + 120_000))]);
+    let w = world(T0, &[(1, NodeState::Ready), (2, NodeState::Ready)]);
+    let assignments = BTreeMap::from([
+        ("app/web/0".to_string(), on(Some(2), None)),
+        ("app/web/1".to_string(), on(Some(2), None)),
+    ]);
+    let steps = interruptions(
+        &notices,
+        &w,
+        &assignments,
+        &[],
+        &ControlState::default(),
+        "c",
+    );
+    let Step::Interrupt { decision, .. } = &steps[0] else {
+        panic!()
+    };
+    let mut d = (**decision).clone();
+    d.id = 5;
+    // One moved, one still there.
+    let mut now = BTreeMap::from([
+        ("app/web/0".to_string(), on(Some(1), None)),
+        ("app/web/1".to_string(), on(Some(2), None)),
+    ]);
+    let at_deadline = world(
+        T0 + 120_000,
+        &[(1, NodeState::Ready), (2, NodeState::Draining)],
+    );
+    let judge = |w: &World, a: &BTreeMap<String, Assignment>| {
+        interruptions(
+            &notices,
+            w,
+            a,
+            std::slice::from_ref(&d),
+            &ControlState::default(),
+            "c",
+        )
+    };
+    assert_eq!(judge(&at_deadline, &now), vec![], "a minute's grace");
+    let late = world(
+        T0 + 181_000,
+        &[(1, NodeState::Ready), (2, NodeState::Draining)],
+    );
+    let steps = judge(&late, &now);
+    let [Step::Outcome { id: 5, outcome }] = steps.as_slice() else {
+        panic!("{steps:?}")
+    };
+    assert_eq!(outcome.verdict, "not as intended");
+    assert_eq!(
+        outcome.detail,
+        "n2 still held app/web/1 at the deadline; moved: app/web/0 → n1"
+    );
+    now.clear();
+    assert!(matches!(judge(&late, &now)[0], Step::Outcome { .. }));
+}
