@@ -18,7 +18,10 @@ pub use crate::raft::status::{
 };
 pub use crate::view::blueprints::{BlueprintView, InstanceView};
 pub use crate::view::live::{LiveMetrics, LiveNode, LiveUpdate, NodeHistory, SliceLoad, Watch};
-pub use crate::view::metrics::{HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView};
+pub use crate::metrics::energy::SlicePower;
+pub use crate::view::metrics::{
+    GpuHealthNote, HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView,
+};
 pub use crate::view::rollouts::{
     AnalysisView, HistoryLine, NumbersView, RolloutStart, RolloutView, VersionCopies,
 };

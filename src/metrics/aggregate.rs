@@ -23,6 +23,8 @@ pub struct Settings {
     pub anomaly_threshold: f32,
     /// Seconds of history an anomaly is judged against.
     pub anomaly_window_secs: u64,
+    /// What GPU health judges against.
+    pub gpu: super::gpu_health::Settings,
 }
 
 /// Anomaly checks are spread over this many ticks (each node is checked every Nth tick), so the
@@ -285,6 +287,53 @@ fn anomalies(node: NodeId, m: &NodeMetrics, window: &Window, s: &Settings) -> Ve
             });
         }
     }
+    out.extend(gpu_health(node, m, window, &s.gpu));
+    out
+}
+
+/// The GPU-health findings of `node`'s GPUs over their window, as anomaly flags (`median` holds
+/// the limit judged against, `z` is 0: these are not z-scores).
+fn gpu_health(
+    node: NodeId,
+    m: &NodeMetrics,
+    window: &Window,
+    s: &super::gpu_health::Settings,
+) -> Vec<AnomalyFlag> {
+    let secs = s
+        .trend_secs
+        .max(s.errors_for_secs)
+        .max(s.throttled_for_secs);
+    let mut out = Vec::new();
+    for g in &m.gpus {
+        let recent = |kind: &str| {
+            window
+                .series(node, &format!("gpu{}_{kind}", g.index))
+                .map(|x| x.recent(secs))
+                .unwrap_or_default()
+        };
+        let (temps, xids, ecc, throttle) = (
+            recent("temp"),
+            recent("xid"),
+            recent("ecc"),
+            recent("throttle"),
+        );
+        let h = super::gpu_health::History {
+            gpu: g,
+            temps: &temps,
+            xids: &xids,
+            ecc: &ecc,
+            throttle: &throttle,
+        };
+        for i in super::gpu_health::judge(&h, s) {
+            out.push(AnomalyFlag {
+                series: i.kind.series(i.gpu),
+                value: i.value,
+                median: i.limit,
+                z: 0.0,
+                reason: i.reason,
+            });
+        }
+    }
     out
 }
 
@@ -405,6 +454,7 @@ mod tests {
             down_after: Duration::from_secs(10),
             anomaly_threshold: 6.0,
             anomaly_window_secs: 600,
+            gpu: crate::metrics::gpu_health::Settings::default(),
         }
     }
 

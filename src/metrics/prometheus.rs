@@ -334,6 +334,26 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
             ("aether_gpu_power_watts", "GPU power draw.", |g| {
                 g.power_w as f64
             }),
+            (
+                "aether_gpu_slowdown_temperature_celsius",
+                "Temperature at which the GPU slows itself down (NaN: unknown).",
+                |g| g.slowdown_c as f64,
+            ),
+            (
+                "aether_gpu_xid_errors",
+                "Critical XID errors seen since the node process started.",
+                |g| g.xid_errors as f64,
+            ),
+            (
+                "aether_gpu_ecc_uncorrected_errors",
+                "Uncorrected ECC errors since the driver loaded (volatile).",
+                |g| g.ecc_uncorrected as f64,
+            ),
+            (
+                "aether_gpu_throttle_reasons",
+                "Why clocks are held back, as bits: 1 power cap, 2 hardware slowdown, 4 thermal, 8 power brake.",
+                |g| g.throttle as f64,
+            ),
         ];
         for (metric, help, field) in GPU {
             let samples: Vec<(String, f64)> = snap
