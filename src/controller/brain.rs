@@ -825,11 +825,22 @@ impl Brain {
                     },
                 };
                 let inputs = n.inputs();
+                let mut reasoning = why;
+                // A rule on GPU health cites the findings themselves, with their numbers.
+                if r.when.iter().any(|c| c.metric.is_gpu_health())
+                    && let Some(g) = &n.gpu_health
+                {
+                    reasoning.extend(
+                        g.reasons
+                            .iter()
+                            .map(|why| format!("gpu health on {}: {why}", n.name)),
+                    );
+                }
                 return Some(Proposal {
                     rule: r.name.clone(),
                     action,
                     layers: vec![format!("rules:{}", r.name)],
-                    reasoning: why,
+                    reasoning,
                     inputs,
                 });
             }
@@ -1050,6 +1061,7 @@ mod tests {
             gpu_temp: Some(temp),
             anomalies: 0,
             drained_by_controller: ours,
+            gpu_health: None,
         };
         let cases = [
             (
