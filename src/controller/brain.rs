@@ -1101,4 +1101,63 @@ mod tests {
             assert_eq!(got.as_deref(), want, "{what}");
         }
     }
+
+    #[test]
+    fn a_gpu_health_rule_drains_and_cites_the_findings_and_is_quiet_without_gpus() {
+        let rules = parse(
+            "r",
+            "[[rules]]\nname = \"gpu-unhealthy\"\nscope = \"node\"\nwhen = [{ metric = \"gpu_health\", above = 0, for = \"10s\" }]\naction = \"drain\"\n",
+        )
+        .unwrap();
+        let node = |health: Option<crate::controller::world::GpuHealth>| NodeView {
+            id: 2,
+            name: "n2".into(),
+            state: NodeState::Ready,
+            live: true,
+            cpu: 0.5,
+            mem: 0.5,
+            gpu_util: health.as_ref().map(|_| 0.9),
+            gpu_temp: health.as_ref().map(|_| 70.0),
+            anomalies: 0,
+            drained_by_controller: false,
+            gpu_health: health,
+        };
+        let sick = crate::controller::world::GpuHealth {
+            trouble: 1,
+            errors: 1,
+            reasons: vec!["gpu0 had 1 new critical XID error in the last 15 min (newest XID 79)".into()],
+            ..Default::default()
+        };
+        for (what, n, want) in [
+            ("xid", node(Some(sick)), Some("drain n2")),
+            ("healthy", node(Some(Default::default())), None),
+            ("no gpu", node(None), None),
+        ] {
+            let mut b = Brain::new(rules.clone(), ForecastConfig::default(), 300);
+            let mut w = World::default();
+            for t in 0..15u64 {
+                w = World {
+                    now: (5_000 + t) * 1000,
+                    slices: vec![],
+                    nodes: vec![n.clone()],
+                };
+                b.observe(&w);
+            }
+            let p = b.propose(&w, 30);
+            assert_eq!(
+                p.first().map(|p| p.action.to_string()).as_deref(),
+                want,
+                "{what}"
+            );
+            if let Some(p) = p.first() {
+                assert!(
+                    p.reasoning.iter().any(|r| r
+                        == "gpu health on n2: gpu0 had 1 new critical XID error in the last 15 min (newest XID 79)"),
+                    "{:?}",
+                    p.reasoning
+                );
+                assert!(p.inputs.contains(&("gpu_health".into(), "1".into())));
+            }
+        }
+    }
 }

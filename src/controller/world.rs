@@ -606,4 +606,76 @@ mod tests {
         assert_eq!(count_set_at(&[], "web"), None);
         assert_eq!(count_set_at(&kept, "db"), None);
     }
+
+    fn flag(series: &str, value: f32, reason: &str) -> AnomalyFlag {
+        AnomalyFlag {
+            series: series.into(),
+            value,
+            median: 0.0,
+            z: 0.0,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn gpu_health_counts_findings_errors_and_capping_and_is_absent_without_gpus() {
+        let gpu = GpuSample {
+            index: 0,
+            name: "H100".into(),
+            util: 1.0,
+            mem_used: 1,
+            mem_total: 2,
+            temp_c: 80.0,
+            power_w: 700.0,
+            processes: Vec::new(),
+            slowdown_c: 87.0,
+            xid_errors: 2,
+            last_xid: 79,
+            ecc_uncorrected: 0,
+            throttle: 1,
+        };
+        let flags = [
+            flag("cpu", 0.99, "cpu far above"),
+            flag("gpu0_xid_new", 2.0, "gpu0 had 2 new critical XID errors"),
+            flag("gpu0_power_cap", 1.0, "gpu0 held at its power limit"),
+            flag("gpu0_temp_trend", 80.0, "gpu0 80 °C rising"),
+        ];
+        let h = GpuHealth::judge(&flags, std::slice::from_ref(&gpu)).expect("a GPU");
+        assert_eq!((h.trouble, h.errors, h.power_capped), (2, 2, 1));
+        assert_eq!(h.temp_margin, Some(7.0));
+        assert_eq!(h.reasons.len(), 3, "{:?}", h.reasons);
+        assert_eq!(GpuHealth::judge(&flags, &[]), None);
+        let node = NodeView {
+            id: 1,
+            name: "n1".into(),
+            state: NodeState::Ready,
+            live: true,
+            cpu: 0.1,
+            mem: 0.1,
+            gpu_util: None,
+            gpu_temp: None,
+            anomalies: 0,
+            drained_by_controller: false,
+            gpu_health: None,
+        };
+        // Without GPUs the metrics are absent (a condition on them never holds).
+        for m in [
+            Metric::GpuHealth,
+            Metric::GpuErrors,
+            Metric::GpuPowerCapped,
+            Metric::GpuTempMargin,
+        ] {
+            assert_eq!(node.value(m), None, "{m:?}");
+        }
+        let node = NodeView {
+            gpu_health: Some(h),
+            ..node
+        };
+        assert_eq!(node.value(Metric::GpuHealth), Some(2.0));
+        assert_eq!(node.value(Metric::GpuTempMargin), Some(7.0));
+        assert!(
+            node.inputs()
+                .contains(&("gpu_errors".to_string(), "2".to_string()))
+        );
+    }
 }

@@ -196,6 +196,7 @@ pub fn sample_value(text: &str, name: &str) -> Option<f64> {
 pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) -> String {
     let mut o = Out::default();
     let now = Instant::now();
+    let watts_per_core = p.cpu_watts_per_core();
     p.with_state(|st| {
         let v = &st.view;
         let age = v.age(now);
@@ -367,6 +368,20 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
                 .collect();
             o.gauge(metric, help, &samples);
         }
+        let mut power = Vec::new();
+        for sp in super::energy::slice_power(snap, &extra.instances, watts_per_core) {
+            let slice = esc(&sp.slice);
+            power.push((format!("slice=\"{slice}\",source=\"gpu\""), sp.gpu_watts));
+            power.push((
+                format!("slice=\"{slice}\",source=\"cpu_estimate\""),
+                sp.cpu_watts_estimate,
+            ));
+        }
+        o.gauge(
+            "aether_slice_power_watts",
+            "Power of the slice's active instances now: source gpu as NVML measures the GPUs they hold, cpu_estimate as the cores they use x gpu.cpu_watts_per_core (an estimate).",
+            &power,
+        );
     });
 
     let n = &status.node;
