@@ -353,4 +353,67 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn throttle_reasons_become_the_bits_health_judges() {
+        assert_eq!(throttle_bits(ThrottleReasons::GPU_IDLE), 0);
+        assert_eq!(
+            throttle_bits(ThrottleReasons::SW_POWER_CAP),
+            throttle::POWER_CAP
+        );
+        assert_eq!(
+            throttle_bits(
+                ThrottleReasons::HW_THERMAL_SLOWDOWN
+                    | ThrottleReasons::HW_SLOWDOWN
+                    | ThrottleReasons::HW_POWER_BRAKE_SLOWDOWN
+            ),
+            throttle::THERMAL | throttle::HW_SLOWDOWN | throttle::POWER_BRAKE
+        );
+        assert_eq!(
+            throttle_bits(ThrottleReasons::SW_THERMAL_SLOWDOWN),
+            throttle::THERMAL
+        );
+    }
+
+    #[test]
+    fn a_fake_gpu_file_is_read_at_every_sample_and_a_bad_one_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gpus.json");
+        let mut gpus = Gpus {
+            source: Source::Fake(path.clone()),
+            xids: BTreeMap::new(),
+        };
+        match gpus.sample() {
+            GpuState::Unavailable(why) => {
+                assert!(why.contains("cannot be read"), "{why}");
+                assert!(why.contains(FAKE_GPU_ENV), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let one = |xid: u32| {
+            serde_json::json!([{
+                "index": 0, "name": "fake", "util": 0.5, "mem_used": 1, "mem_total": 2,
+                "temp_c": 60.0, "power_w": 300.0, "processes": [], "slowdown_c": 87.0,
+                "xid_errors": xid, "last_xid": 79 * xid, "ecc_uncorrected": 0, "throttle": 0
+            }])
+            .to_string()
+        };
+        std::fs::write(&path, one(0)).unwrap();
+        let GpuState::Gpus(g) = gpus.sample() else {
+            panic!("fake GPUs")
+        };
+        assert_eq!((g.len(), g[0].xid_errors, g[0].slowdown_c), (1, 0, 87.0));
+        std::fs::write(&path, one(1)).unwrap();
+        let GpuState::Gpus(g) = gpus.sample() else {
+            panic!("fake GPUs")
+        };
+        assert_eq!((g[0].xid_errors, g[0].last_xid), (1, 79));
+        std::fs::write(&path, "[{\"index\": 0}]").unwrap();
+        match gpus.sample() {
+            GpuState::Unavailable(why) => {
+                assert!(why.contains("is not a JSON list of GPU samples"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
