@@ -523,6 +523,55 @@ mod tests {
         assert_eq!(snap.nodes[0].health, Health::Ready);
     }
 
+    /// A GPU whose XID count rises is flagged by GPU health within a few ticks, with the
+    /// finding's sentence; a node without GPUs never is.
+    #[test]
+    fn gpu_health_findings_become_anomaly_flags() {
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(1, 5, settings(), None, t0);
+        let members = [member(1), member(2)];
+        let recorded = BTreeMap::new();
+        let mut w = Window::default();
+        let mut last = None;
+        for sec in 1..=30u64 {
+            let mut u = update(2, sec * 1_000, 0.1);
+            u.m.gpus = vec![crate::metrics::gpu::GpuSample {
+                index: 0,
+                name: "H100".into(),
+                util: 0.9,
+                mem_used: 1,
+                mem_total: 2,
+                temp_c: 60.0,
+                power_w: 300.0,
+                processes: Vec::new(),
+                slowdown_c: 87.0,
+                xid_errors: u32::from(sec > 20),
+                last_xid: if sec > 20 { 48 } else { 0 },
+                ecc_uncorrected: 0,
+                throttle: 0,
+            }];
+            u.m.visit_series(|name, v| w.record(2, name, sec, v));
+            let quiet = update(1, sec * 1_000, 0.1);
+            quiet.m.visit_series(|name, v| w.record(1, name, sec, v));
+            agg.receive(u, t0);
+            agg.receive(quiet, t0);
+            let (snap, _) = agg.tick(t0, 0, &members, &recorded, &w);
+            if sec < 20 {
+                assert!(snap.nodes.iter().all(|n| n.anomalies.is_empty()), "{snap:?}");
+            }
+            last = Some(snap);
+        }
+        let snap = last.unwrap();
+        assert!(snap.nodes[0].anomalies.is_empty(), "no GPU, nothing to judge");
+        let flags = &snap.nodes[1].anomalies;
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        assert_eq!(flags[0].series, "gpu0_xid_new");
+        assert_eq!(
+            flags[0].reason,
+            "gpu0 had 1 new critical XID error in the last 15 min (newest XID 48)"
+        );
+    }
+
     /// The leader's aggregator and view on one side, a follower's view fed only what the
     /// pipeline sends on the other: the first view full, then deltas (through a member's
     /// removal and new nodes), a missed delta answered by a full view, and a new leader's
