@@ -4,3 +4,4 @@
 
 #[path = "../cluster/harness.rs"]
 mod harness;
+mod gpu;
