@@ -529,9 +529,17 @@ impl GpuConfig {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let max = Duration::from_secs(ANOMALY_WINDOW_MAX_SECS);
         for (key, d, min) in [
-            ("gpu.trend_window", self.trend_window, Duration::from_secs(60)),
+            (
+                "gpu.trend_window",
+                self.trend_window,
+                Duration::from_secs(60),
+            ),
             ("gpu.errors_for", self.errors_for, Duration::from_secs(10)),
-            ("gpu.throttled_for", self.throttled_for, Duration::from_secs(10)),
+            (
+                "gpu.throttled_for",
+                self.throttled_for,
+                Duration::from_secs(10),
+            ),
         ] {
             if d.0 < min || d.0 > max {
                 return Err((
@@ -560,7 +568,8 @@ impl GpuConfig {
                 ),
             ));
         }
-        if !(self.cpu_watts_per_core.is_finite() && (0.0..=1000.0).contains(&self.cpu_watts_per_core))
+        if !(self.cpu_watts_per_core.is_finite()
+            && (0.0..=1000.0).contains(&self.cpu_watts_per_core))
         {
             return Err((
                 "gpu.cpu_watts_per_core",

@@ -8,12 +8,12 @@ use crate::admin::protocol::{
     NodeMetricsView, PlanView, PointView, RolloutActView, RolloutStart, RolloutView, SeriesView,
     SliceTraffic, SliceTrafficView, StatusView, TokenView, TrafficView,
 };
+use crate::admin::protocol::{GpuHealthNote, SlicePower};
 use crate::config::ModelFormat;
 use crate::controller::model::{FileInfo, ModelState, ModelStatus, Pulled};
 use crate::deploy::logs::LogChunk;
 use crate::deploy::plan::PlanStep;
 use crate::domain::*;
-use crate::admin::protocol::{GpuHealthNote, SlicePower};
 use crate::metrics::gpu::GpuSample;
 use crate::metrics::update::{AnomalyFlag, DiskSample, NetSample, NodeMetrics, ProcessSample};
 

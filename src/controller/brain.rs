@@ -1125,7 +1125,9 @@ mod tests {
         let sick = crate::controller::world::GpuHealth {
             trouble: 1,
             errors: 1,
-            reasons: vec!["gpu0 had 1 new critical XID error in the last 15 min (newest XID 79)".into()],
+            reasons: vec![
+                "gpu0 had 1 new critical XID error in the last 15 min (newest XID 79)".into(),
+            ],
             ..Default::default()
         };
         for (what, n, want) in [

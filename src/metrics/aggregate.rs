@@ -557,12 +557,18 @@ mod tests {
             agg.receive(quiet, t0);
             let (snap, _) = agg.tick(t0, 0, &members, &recorded, &w);
             if sec < 20 {
-                assert!(snap.nodes.iter().all(|n| n.anomalies.is_empty()), "{snap:?}");
+                assert!(
+                    snap.nodes.iter().all(|n| n.anomalies.is_empty()),
+                    "{snap:?}"
+                );
             }
             last = Some(snap);
         }
         let snap = last.unwrap();
-        assert!(snap.nodes[0].anomalies.is_empty(), "no GPU, nothing to judge");
+        assert!(
+            snap.nodes[0].anomalies.is_empty(),
+            "no GPU, nothing to judge"
+        );
         let flags = &snap.nodes[1].anomalies;
         assert_eq!(flags.len(), 1, "{flags:?}");
         assert_eq!(flags[0].series, "gpu0_xid_new");

@@ -165,7 +165,11 @@ mod tests {
     fn gpu_power_goes_to_the_holder_and_cpu_power_is_estimated_from_cores() {
         let snap = ClusterMetricsSnapshot {
             nodes: vec![
-                entry(1, &[(10, 0.5), (11, 1.0)], vec![gpu(0, 300.0), gpu(1, 250.0)]),
+                entry(
+                    1,
+                    &[(10, 0.5), (11, 1.0)],
+                    vec![gpu(0, 300.0), gpu(1, 250.0)],
+                ),
                 entry(2, &[(20, 2.0)], Vec::new()),
             ],
             ..Default::default()

@@ -267,7 +267,10 @@ fn throttled(h: &History, s: &Settings, kind: Kind) -> Option<Issue> {
     let g = h.gpu;
     let (what, now) = match kind {
         Kind::PowerCap => ("held at its power limit", format!("{:.0} W", g.power_w)),
-        _ => ("slowed down by heat or hardware", format!("{:.0} °C", g.temp_c)),
+        _ => (
+            "slowed down by heat or hardware",
+            format!("{:.0} °C", g.temp_c),
+        ),
     };
     Some(Issue {
         gpu: g.index,
@@ -516,7 +519,13 @@ mod tests {
         for (k, _) in Kind::ALL {
             assert_eq!(Kind::of_series(&k.series(12)), Some(k));
         }
-        for other in ["gpu0_temp", "gpu0_xid", "cpu", "gpux_thermal", "gpu_thermal"] {
+        for other in [
+            "gpu0_temp",
+            "gpu0_xid",
+            "cpu",
+            "gpux_thermal",
+            "gpu_thermal",
+        ] {
             assert_eq!(Kind::of_series(other), None, "{other}");
         }
     }

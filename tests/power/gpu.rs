@@ -49,7 +49,10 @@ fn without_a_gpu_the_rules_say_why_and_energy_counts_the_cpu_estimate() {
         Duration::from_secs(60),
         || {
             let m = n.metrics(&[])?;
-            let e = m["energy"].as_array()?.iter().find(|e| e["slice"] == "gpu/burn")?;
+            let e = m["energy"]
+                .as_array()?
+                .iter()
+                .find(|e| e["slice"] == "gpu/burn")?;
             (e["cpu_cores"].as_f64()? > 0.05).then_some(m)
         },
     );
@@ -91,7 +94,9 @@ fn without_a_gpu_the_rules_say_why_and_energy_counts_the_cpu_estimate() {
         assert!(text.contains("gpu health on n1: "), "{text}");
     }
     assert!(
-        text.contains("energy per slice (GPU as NVML measures it; CPU estimated at 10 W per busy core):"),
+        text.contains(
+            "energy per slice (GPU as NVML measures it; CPU estimated at 10 W per busy core):"
+        ),
         "{text}"
     );
     let (status, body) = n.http_get("/metrics").expect("/metrics answers");
@@ -194,15 +199,19 @@ fn a_new_xid_error_keeps_gpu_work_off_and_drains_the_node_through_the_rule() {
     .unwrap();
     let out = n1.cli(&["blueprint", "apply", bp.to_str().unwrap()]);
     assert!(out.status.success(), "apply: {}", stderr(&out));
-    let note = wait_for("ml/train/0 pending with a reason", Duration::from_secs(30), || {
-        let b = json(n1, &["blueprint", "show", "ml", "--output", "json"])?;
-        let row = b[0]["instances"]
-            .as_array()?
-            .iter()
-            .find(|r| r["instance"] == "ml/train/0" && r["state"] == "pending")?
-            .clone();
-        row["note"].as_str().map(String::from)
-    });
+    let note = wait_for(
+        "ml/train/0 pending with a reason",
+        Duration::from_secs(30),
+        || {
+            let b = json(n1, &["blueprint", "show", "ml", "--output", "json"])?;
+            let row = b[0]["instances"]
+                .as_array()?
+                .iter()
+                .find(|r| r["instance"] == "ml/train/0" && r["state"] == "pending")?
+                .clone();
+            row["note"].as_str().map(String::from)
+        },
+    );
     assert!(
         note.contains("n2 takes no new GPU work (gpu0 had 1 new critical XID error"),
         "{note}"
@@ -234,23 +243,28 @@ fn a_new_xid_error_keeps_gpu_work_off_and_drains_the_node_through_the_rule() {
     );
     let state = |name: &str| -> Option<String> {
         let nodes = json(n1, &["nodes", "--output", "json"])?;
-        nodes
-            .as_array()?
-            .iter()
-            .find(|n| n["name"] == name)?["state"]
+        nodes.as_array()?.iter().find(|n| n["name"] == name)?["state"]
             .as_str()
             .map(String::from)
     };
-    assert_eq!(state("n2").as_deref(), Some("ready"), "observe mode applies nothing");
+    assert_eq!(
+        state("n2").as_deref(),
+        Some("ready"),
+        "observe mode applies nothing"
+    );
 
     // In auto mode the drain is applied.
     let out = n1.cli(&["override", "mode", "auto"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_for("n2 drained by the controller", Duration::from_secs(60), || {
-        state("n2")
-            .filter(|s| s == "draining" || s == "drained")
-            .map(|_| ())
-    });
+    wait_for(
+        "n2 drained by the controller",
+        Duration::from_secs(60),
+        || {
+            state("n2")
+                .filter(|s| s == "draining" || s == "drained")
+                .map(|_| ())
+        },
+    );
     for other in ["n1", "n3"] {
         assert_eq!(state(other).as_deref(), Some("ready"), "{other}");
     }
