@@ -207,13 +207,11 @@ mod tests {
             Err(FrameError::TooLarge { .. })
         ));
         let mut wrong = bytes.clone();
-        wrong[4] = 9;
+        let newer = PROTOCOL_VERSION + 1;
+        wrong[4] = newer;
         assert!(matches!(
             decode(&wrong, 1024).await,
-            Err(FrameError::Version {
-                got: 9,
-                want: PROTOCOL_VERSION
-            })
+            Err(FrameError::Version { got, want: PROTOCOL_VERSION }) if got == newer
         ));
         let mut garbage = bytes.clone();
         garbage[5] = 0xff;
