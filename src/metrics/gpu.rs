@@ -194,7 +194,9 @@ impl Gpus {
             }
         };
         if let Source::Off(reason) = &source {
-            tracing::warn!("gpu: unavailable ({reason}); GPU metrics are off on this node");
+            tracing::warn!(
+                "gpu: unavailable ({reason}); GPU metrics are off on this node and its GPU-health rules stay quiet"
+            );
         }
         Gpus {
             source,

@@ -115,6 +115,13 @@ fn without_a_gpu_the_rules_say_why_and_energy_counts_the_cpu_estimate() {
     assert!(line("cpu_estimate").is_some_and(|w| w > 0.0), "{body}");
 }
 
+/// Replace `path` whole (the node may read it at any moment).
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// One fake GPU sample, as `AETHER_FAKE_GPU` reads it.
 fn fake_gpu(xid_errors: u32) -> String {
     serde_json::json!([{
@@ -173,7 +180,7 @@ fn a_new_xid_error_keeps_gpu_work_off_and_drains_the_node_through_the_rule() {
     );
 
     // The driver reports a critical XID error.
-    std::fs::write(&fake, fake_gpu(1)).unwrap();
+    replace(&fake, &fake_gpu(1));
     wait_for("the XID finding on n2", Duration::from_secs(30), || {
         let h = health_of("n2")?;
         h["findings"]
