@@ -34,6 +34,7 @@ fn node(id: NodeId, state: NodeState) -> NodeView {
         gpu_temp: None,
         anomalies: 0,
         drained_by_controller: false,
+        gpu_health: None,
     }
 }
 
