@@ -231,6 +231,39 @@ pub struct AuditRecord {
     pub outcome: String,
 }
 
+/// A network interface's hardware address, written `aa:bb:cc:dd:ee:ff` (or with `-`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Mac(pub [u8; 6]);
+
+impl std::str::FromStr for Mac {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mac, String> {
+        let bad = || {
+            format!("'{s}' is not a MAC address: write six hex pairs, e.g. 'aa:bb:cc:dd:ee:ff'")
+        };
+        let parts: Vec<&str> = s.split([':', '-']).collect();
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 6];
+        for (o, p) in out.iter_mut().zip(parts) {
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        Ok(Mac(out))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
 /// Validate a node or object name: DNS-label-like (1–63 of `a-z0-9-`, not starting or ending
 /// with `-`).
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
@@ -275,6 +308,14 @@ mod tests {
     #[test]
     fn names_follow_dns_labels() {
         assert!(validate_name("node", "n1").is_ok());
+        let mac: Mac = "AA:bb:0c:dd:ee:01".parse().unwrap();
+        assert_eq!(mac.0, [0xaa, 0xbb, 0x0c, 0xdd, 0xee, 0x01]);
+        assert_eq!(mac.to_string(), "aa:bb:0c:dd:ee:01");
+        assert_eq!("aa-bb-cc-dd-ee-ff".parse::<Mac>().unwrap().0[5], 0xff);
+        for bad in ["", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:fg", "aaa:b:cc:dd:ee:ff"] {
+            let e = bad.parse::<Mac>().unwrap_err();
+            assert!(e.contains("is not a MAC address"), "{bad}: {e}");
+        }
         assert!(validate_name("node", "gpu-box-7").is_ok());
         for bad in ["", "-a", "a-", "Upper", "a_b", "a.b", &"x".repeat(64)] {
             let e = validate_name("node", bad).unwrap_err();
