@@ -645,6 +645,49 @@ pub struct InstanceStatus {
     pub gpus: Vec<u32>,
 }
 
+/// Where a node stands in sleep and wake (`[power]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerState {
+    /// Awake (it has come back from its last sleep, or never slept).
+    Awake,
+    /// Draining so that it can be suspended: its suspend command runs once it is drained.
+    Sleeping,
+    /// Suspended by its suspend command.
+    Asleep,
+    /// Its resume command ran; the leader waits for its metrics.
+    Waking,
+    /// It did not come back within `power.resume_timeout`: not counted on until it does.
+    Down,
+}
+
+impl fmt::Display for PowerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PowerState::Awake => "awake",
+            PowerState::Sleeping => "sleeping",
+            PowerState::Asleep => "asleep",
+            PowerState::Waking => "waking",
+            PowerState::Down => "down",
+        })
+    }
+}
+
+/// A node's sleep-and-wake record, in its own replicated table (one per node that ever slept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerRecord {
+    pub node: NodeId,
+    /// The node's name, for the audit trail.
+    pub name: String,
+    pub state: PowerState,
+    /// When it entered `state`.
+    pub since: Millis,
+    /// The last wake measured: from its resume command to its metrics being ready again.
+    pub wake_ms: Option<u64>,
+    /// Why it is in `state` when that needs saying (down, or a command that failed).
+    pub reason: Option<String>,
+}
+
 /// How far the controller may act on its own (DESIGN §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -740,6 +783,16 @@ pub enum Action {
         /// The rollout (`r-<id>`).
         rollout: u64,
     },
+    /// Drain a node, then suspend it with `power.suspend_command` once its instances moved.
+    Sleep {
+        node: NodeId,
+        name: String,
+    },
+    /// Resume a sleeping node with `power.resume_command` (or Wake-on-LAN).
+    Wake {
+        node: NodeId,
+        name: String,
+    },
 }
 
 impl Action {
@@ -749,15 +802,18 @@ impl Action {
             Action::Scale {
                 blueprint, slice, ..
             } => format!("{blueprint}/{slice}"),
-            Action::Drain { name, .. } | Action::Undrain { name, .. } => format!("node {name}"),
+            Action::Drain { name, .. }
+            | Action::Undrain { name, .. }
+            | Action::Sleep { name, .. }
+            | Action::Wake { name, .. } => format!("node {name}"),
             Action::Rollback {
                 blueprint, slice, ..
             } => format!("{blueprint}/{slice}"),
         }
     }
 
-    /// `scale_up`, `scale_down`, `drain`, `undrain` or `rollback`: what a veto suppresses on a
-    /// target.
+    /// `scale_up`, `scale_down`, `drain`, `undrain`, `rollback`, `sleep` or `wake`: what a veto
+    /// suppresses on a target.
     pub fn verb(&self) -> &'static str {
         match self {
             Action::Scale { from, to, .. } if to > from => "scale_up",
@@ -765,6 +821,8 @@ impl Action {
             Action::Drain { .. } => "drain",
             Action::Undrain { .. } => "undrain",
             Action::Rollback { .. } => "rollback",
+            Action::Sleep { .. } => "sleep",
+            Action::Wake { .. } => "wake",
         }
     }
 }
@@ -790,6 +848,8 @@ impl fmt::Display for Action {
                 f,
                 "roll back {blueprint}/{slice} v{from} → v{to} (r-{rollout})"
             ),
+            Action::Sleep { name, .. } => write!(f, "sleep {name}"),
+            Action::Wake { name, .. } => write!(f, "wake {name}"),
         }
     }
 }

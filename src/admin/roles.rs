@@ -98,7 +98,8 @@ pub fn command_role(cmd: &Command) -> Role {
         | Command::RecordOutcome { .. }
         | Command::UpdateRollout(_)
         | Command::SetNodeAddr { .. }
-        | Command::RecordDrill { .. } => Role::Admin,
+        | Command::RecordDrill { .. }
+        | Command::SetPower { .. } => Role::Admin,
     }
 }
 

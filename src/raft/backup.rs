@@ -176,12 +176,13 @@ fn table_of(r: &SnapRecord) -> &'static str {
         SnapRecord::BlueprintVersion(..) => "blueprint_versions",
         SnapRecord::Rollout(..) => "rollouts",
         SnapRecord::Operator(..) => "operators",
+        SnapRecord::Power(..) => "power",
     }
 }
 
 /// Tables a restore leaves out: the old members, their health, placement and reports, the
-/// join tokens and client sessions, and the operator certificates (signed by the old cluster's
-/// CA: the restored cluster's new CA makes them void). The new cluster places the blueprints on
+/// join tokens and client sessions, the operator certificates (signed by the old cluster's
+/// CA: the restored cluster's new CA makes them void) and the old members' power records. The new cluster places the blueprints on
 /// its own members.
 pub const DROPPED_TABLES: &[&str] = &[
     "nodes",
@@ -191,6 +192,7 @@ pub const DROPPED_TABLES: &[&str] = &[
     "assignments",
     "instances",
     "operators",
+    "power",
 ];
 
 /// Passes writes on and hashes and counts them.

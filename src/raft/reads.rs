@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::apply::ClusterMeta;
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
+    ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES, POWER,
     OPERATORS, ROLLOUTS, ROLLOUTS_OPEN, SM_META, Store, TOKENS, dec, io,
 };
 use super::txn::K_CONTROL;
@@ -96,6 +96,11 @@ impl Store {
     /// Members whose health is not `ready` (a member absent here is ready).
     pub fn health(&self) -> Result<BTreeMap<NodeId, Health>, std::io::Error> {
         self.scan_map(HEALTH, "health", |k| k)
+    }
+
+    /// Each node's sleep-and-wake record, by node id (nodes that never slept have none).
+    pub fn power(&self) -> Result<BTreeMap<NodeId, crate::domain::PowerRecord>, std::io::Error> {
+        self.scan_map(POWER, "power record", |k| k)
     }
 
     /// Every stored blueprint, by name.

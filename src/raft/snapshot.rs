@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Node;
 use super::store::{
     ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
-    OPERATORS, ROLLOUTS, ROLLOUTS_OPEN, SESSIONS, SM_META, Store, TOKENS, dec, enc, io,
+    OPERATORS, POWER, ROLLOUTS, ROLLOUTS_OPEN, SESSIONS, SM_META, Store, TOKENS, dec, enc, io,
 };
 use super::txn::{
     K_APPLIED, K_AUDIT_SEQ, K_CLUSTER, K_MEMBERSHIP, K_PLACEMENT_SEQ, K_SNAPSHOT, meta_put,
@@ -45,15 +45,16 @@ pub(super) enum SnapRecord {
     BlueprintVersion(String, Vec<u8>),
     Rollout(u64, Vec<u8>),
     Operator(String, Vec<u8>),
+    Power(u64, Vec<u8>),
 }
 
 /// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a
 /// placement number; 3: slices carry a service, and scaling an idle_to_zero and a
 /// target_calls_per_instance; 4: slices carry an update policy, assignments a version, and
 /// blueprint versions and rollouts are records; 5: slices carry a user; 6: operator
-/// certificates are records), so a snapshot from a
+/// certificates are records; 7: power records), so a snapshot from a
 /// node of another format is refused at its header rather than misread.
-pub(super) const SNAPSHOT_FORMAT: u32 = 6;
+pub(super) const SNAPSHOT_FORMAT: u32 = 7;
 
 /// A snapshot file's first record for `format` (tests write older snapshots with it).
 #[cfg(test)]
@@ -174,6 +175,7 @@ pub(super) fn write_state(
         .to_string());
     dump!(ROLLOUTS, Rollout, |k: u64| k);
     dump!(OPERATORS, Operator, |k: &str| k.to_string());
+    dump!(POWER, Power, |k: u64| k);
     write_record(w, &SnapRecord::End { records: n })?;
     Ok(n)
 }
@@ -334,6 +336,7 @@ impl Store {
             let mut rollouts = emptied!(ROLLOUTS);
             let mut open_rollouts = emptied!(ROLLOUTS_OPEN);
             let mut operators = emptied!(OPERATORS);
+            let mut power = emptied!(POWER);
             let mut n = 0u64;
             loop {
                 match read_record(&mut r)? {
@@ -370,6 +373,7 @@ impl Store {
                     SnapRecord::Operator(k, v) => {
                         operators.insert(k.as_str(), v.as_slice()).map(|_| ())
                     }
+                    SnapRecord::Power(k, v) => power.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::End { records } if records == n => break,
                     SnapRecord::End { records } => {
                         return Err(io(format!(

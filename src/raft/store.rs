@@ -55,14 +55,17 @@ pub(super) const ROLLOUTS_OPEN: TableDefinition<u64, &[u8]> = TableDefinition::n
 /// Operator name → [`crate::domain::OperatorRecord`]: the certificate each remote operator may
 /// use, its role, expiry and revocation.
 pub(super) const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("operators");
+/// Node id → [`crate::domain::PowerRecord`]: where each node that ever slept stands in sleep
+/// and wake, and its last measured wake time.
+pub(super) const POWER: TableDefinition<u64, &[u8]> = TableDefinition::new("power");
 
 /// The encoding of every record in `raft.redb` and of the log's commands. Bumped whenever one
 /// changes, with a row in [`OLDER_FORMATS`] that migrates the format before it; a binary
 /// refuses a store it cannot migrate rather than misread it (1: the first versioned format,
 /// with blueprint versions, per-version assignments and rollouts; 2: slices carry a user; 0
 /// and 1 were development builds only; 2 is the first released format; 3: the operators
-/// table, and the log's operator commands).
-pub const STORE_FORMAT: u32 = 3;
+/// table, and the log's operator commands; 4: the power table and its command).
+pub const STORE_FORMAT: u32 = 4;
 
 /// One step from a format to the next, inside the write transaction of the open that
 /// migrates: a failed step commits nothing.
@@ -84,11 +87,18 @@ pub(super) const OLDER_FORMATS: &[(u32, Older)] = &[
     (0, Older::Development),
     (1, Older::Development),
     (2, Older::Migrate(migrate_2_to_3)),
+    (3, Older::Migrate(migrate_3_to_4)),
 ];
 
 /// Format 2 → 3: the operators table appears, empty (no record of format 2 changes).
 fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(OPERATORS)?;
+    Ok(())
+}
+
+/// Format 3 → 4: the power table appears, empty (no record of format 3 changes).
+fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(POWER)?;
     Ok(())
 }
 
@@ -345,6 +355,7 @@ impl Store {
             txn.open_table(ROLLOUTS)?;
             txn.open_table(ROLLOUTS_OPEN)?;
             txn.open_table(OPERATORS)?;
+            txn.open_table(POWER)?;
             txn.commit()?;
             Ok(())
         };
