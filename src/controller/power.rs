@@ -387,5 +387,7 @@ fn consolidate<'a>(nodes: &'a [PowerNode], load: &Load, s: &Settings) -> Option<
     candidates.into_iter().next()
 }
 
+pub mod exec;
+
 #[cfg(test)]
 mod tests;
