@@ -432,6 +432,7 @@ pub async fn run(
         rules,
         rules_source.clone(),
         model.clone(),
+        &cfg.power,
     );
     loops.spawn("controller", controller.clone().run(shutdown.clone()));
     // The strategic layer: only when configured; nothing leaves the host otherwise.

@@ -128,6 +128,8 @@ pub struct Controller {
     published: tokio::sync::watch::Sender<Published>,
     /// Woken when a review finishes, so its decision is recorded without waiting for a tick.
     wake: Arc<tokio::sync::Notify>,
+    /// Sleep and wake, with `[power] enabled`.
+    power: Option<super::power::run::Power>,
 }
 
 /// Load the rule file named in the config, or the built-in rules.
@@ -213,6 +215,7 @@ impl Controller {
         rules: Rules,
         rules_source: String,
         model: Arc<Engine>,
+        power: &crate::config::PowerConfig,
     ) -> Arc<Controller> {
         let reviewer = cfg
             .model
@@ -249,6 +252,7 @@ impl Controller {
             status: Mutex::new(status),
             published,
             wake: Arc::new(tokio::sync::Notify::new()),
+            power: super::power::run::Power::new(power),
         });
         c.publish(&[]);
         c
@@ -711,12 +715,25 @@ impl Controller {
                 state.converged_at.remove(&d.id);
             }
         }
+        // Sleep and wake carry on while paused (a drained node is suspended, a waking one
+        // waited for); only their new proposals wait.
+        let power = match &self.power {
+            Some(p) => p
+                .tick(&self.cluster, &self.metrics, &self.brain, world, w)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("controller: sleep and wake could not read the store: {e}");
+                    Vec::new()
+                }),
+            None => Vec::new(),
+        };
         if control.paused.is_some() {
             return Ok(());
         }
         let startup = self.status.lock().expect("controller status").startup_ms;
         let lead_secs = decide::lead_secs(&control, startup, &self.settings);
-        let proposals = self.brain.lock().expect("brain").propose(world, lead_secs);
+        let mut proposals = self.brain.lock().expect("brain").propose(world, lead_secs);
+        proposals.extend(power);
         // A review whose proposal is gone is dropped (or left to finish, if it runs).
         let wanted = |t: &str, v: &str| {
             proposals

@@ -100,6 +100,22 @@ impl Load {
     }
 }
 
+/// The cluster's forecast in cores: `measured` now, changed by each forecast slice's expected
+/// change, scaled from its load unit to cores. Each part is (its cores now, its load now in its
+/// unit, its forecast (when, load in that unit)).
+pub fn forecast_cores(measured: f64, parts: &[(f64, f64, Vec<(Millis, f64)>)]) -> Vec<(Millis, f64)> {
+    let mut at: std::collections::BTreeMap<Millis, f64> = std::collections::BTreeMap::new();
+    for (cores, level, points) in parts {
+        if *level <= 0.0 {
+            continue;
+        }
+        for (t, v) in points {
+            *at.entry(*t).or_insert(measured) += cores * (v / level - 1.0);
+        }
+    }
+    at.into_iter().map(|(t, v)| (t, v.max(0.0))).collect()
+}
+
 /// What the loop remembers between ticks: since when the load has fitted on fewer nodes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tracker {
@@ -388,6 +404,7 @@ fn consolidate<'a>(nodes: &'a [PowerNode], load: &Load, s: &Settings) -> Option<
 }
 
 pub mod exec;
+pub mod run;
 
 #[cfg(test)]
 mod tests;

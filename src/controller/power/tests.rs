@@ -335,3 +335,17 @@ fn a_node_not_back_within_resume_timeout_is_marked_down_and_not_counted_on() {
     };
     assert!(proposals(&plan(&nodes, &busy, &s, &mut Tracker::default(), 6 * MIN)).is_empty());
 }
+
+#[test]
+fn slice_forecasts_become_cluster_cores() {
+    // 2 cores now; a slice of 1 core at 10 calls/s expected at 30, another of 0.5 cores
+    // expected at half its load.
+    let parts = vec![
+        (1.0, 10.0, vec![(1_000, 10.0), (2_000, 30.0)]),
+        (0.5, 4.0, vec![(2_000, 2.0)]),
+    ];
+    assert_eq!(
+        forecast_cores(2.0, &parts),
+        vec![(1_000, 2.0), (2_000, 2.0 + 2.0 - 0.25)]
+    );
+}
