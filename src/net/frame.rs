@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// 8: membership changes for the leader (`aether remove`, a member's new address), the
 /// read barrier of a backup (`ReadQuery::AppliedIndex`), token lists, the clock ping route
 /// (`aether doctor`).
-pub const PROTOCOL_VERSION: u8 = 8;
+pub const PROTOCOL_VERSION: u8 = 9;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
 #[derive(Debug, thiserror::Error)]

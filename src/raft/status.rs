@@ -222,6 +222,8 @@ pub struct MemberView {
     pub joined_at: Millis,
     /// Liveness as the leader judges it from metrics updates.
     pub health: Health,
+    /// Where it stands in sleep and wake (`[power]`); `None`: it never slept.
+    pub power: Option<crate::domain::PowerRecord>,
 }
 
 impl StatusView {
@@ -283,6 +285,7 @@ impl Cluster {
                 .unwrap_or_else(|| format!("node-{id}"))
         };
         let health = self.store.health().map_err(store_err)?;
+        let power = self.store.power().map_err(store_err)?;
         let is_leader = m.current_leader == Some(self.id);
         let replication = m.replication.clone().unwrap_or_default();
         let mut ids: BTreeSet<NodeId> = records.keys().copied().collect();
@@ -329,6 +332,7 @@ impl Cluster {
                     },
                     joined_at: rec.map(|r| r.joined_at).unwrap_or(0),
                     health: health.get(&id).copied().unwrap_or_default(),
+                    power: power.get(&id).cloned(),
                 }
             })
             .collect();

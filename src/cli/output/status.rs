@@ -29,7 +29,7 @@ fn member_rows(members: &[MemberView]) -> Vec<Vec<String>> {
                 } else {
                     m.role.clone()
                 },
-                m.state.to_string(),
+                member_state(m),
                 m.health.to_string(),
                 m.addr.clone(),
                 match m.reachable {
@@ -44,6 +44,18 @@ fn member_rows(members: &[MemberView]) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// A member's state, with where it stands in sleep and wake when that says more: `asleep`,
+/// `asleep (waking)`, `asleep (down)`, `draining (to sleep)`.
+fn member_state(m: &MemberView) -> String {
+    use crate::domain::PowerState;
+    match m.power.as_ref().map(|p| p.state) {
+        Some(PowerState::Sleeping) => format!("{} (to sleep)", m.state),
+        Some(PowerState::Waking) => format!("{} (waking)", m.state),
+        Some(PowerState::Down) => format!("{} (down)", m.state),
+        _ => m.state.to_string(),
+    }
 }
 
 /// The columns of the member table (`status` and `nodes`).
