@@ -9,7 +9,7 @@
 //!   stay within `target_utilisation` of the awake nodes' cores, its instances' reserved cores
 //!   fit in the free cores of the others, it is not in `never_sleep`, and — if it is a voter —
 //!   the awake voters left are still a majority of all voters (a sleeping voter still counts).
-//!   That must hold for `idle_for` ([`Tracker`]) before a sleep is proposed.
+//!   The leader never sleeps (it runs the commands). That must hold for `idle_for` ([`Tracker`]) before a sleep is proposed.
 //! - Wake: when the measured load, or the forecast within a sleeping node's wake time (the last
 //!   one measured, else `resume_timeout`), exceeds `target_utilisation` of the awake cores, the
 //!   node that wakes quickest is proposed to wake.
@@ -44,6 +44,8 @@ pub struct PowerNode {
     pub live: bool,
     /// A Raft voter.
     pub voter: bool,
+    /// The leader: it runs the commands, so it never sleeps.
+    pub leader: bool,
     /// Its CPU cores (from its last sample; 0 when none came).
     pub cores: f64,
     /// Cores in use now.
@@ -75,10 +77,11 @@ impl PowerNode {
     }
 }
 
-/// The cluster's load in cores.
+/// The cluster's load in cores: its workloads', which move when a node sleeps (what else
+/// runs on a host stays with it).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Load {
-    /// Cores in use now over the awake nodes.
+    /// Cores the slices use or reserve now, whichever is more, per slice.
     pub measured: f64,
     /// Forecast cores ahead: (when, cores), in time order.
     pub forecast: Vec<(Millis, f64)>,
@@ -261,7 +264,7 @@ fn wake(nodes: &[PowerNode], load: &Load, s: &Settings, now: Millis) -> Option<P
     }
     let why = if load.measured > capacity {
         format!(
-            "{:.1} cores are in use, above {:.0}% of the {:.1} awake cores ({capacity:.1})",
+            "the slices need {:.1} cores, above {:.0}% of the {:.1} awake cores ({capacity:.1})",
             load.measured,
             s.target * 100.0,
             awake
@@ -312,7 +315,7 @@ impl Fit<'_> {
         let n = self.node;
         let mut reasoning = vec![
             format!(
-                "the load fits without {}: {:.1} cores in use and {:.1} at the forecast peak, \
+                "the load fits without {}: {:.1} cores needed now and {:.1} at the forecast peak, \
                  within {:.0}% of the {:.1} cores left ({:.1}), for {} (power.idle_for {})",
                 n.name,
                 self.measured,
@@ -372,7 +375,7 @@ fn consolidate<'a>(nodes: &'a [PowerNode], load: &Load, s: &Settings) -> Option<
     let voters_awake = awake.iter().filter(|n| n.voter).count();
     let mut candidates: Vec<Fit> = awake
         .iter()
-        .filter(|n| !s.never_sleep.contains(&n.name) && n.cores > 0.0)
+        .filter(|n| !n.leader && !s.never_sleep.contains(&n.name) && n.cores > 0.0)
         .filter(|n| !n.voter || voters_awake - 1 > voters / 2)
         .filter_map(|n| {
             let rest = total - n.cores;

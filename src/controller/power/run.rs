@@ -53,7 +53,7 @@ impl Power {
         w: &mut Writer,
     ) -> Result<Vec<Proposal>, std::io::Error> {
         let (nodes, addrs) = gather(cluster, metrics, world)?;
-        let load = load(&nodes, world, &brain.lock().expect("brain"));
+        let load = load(world, &brain.lock().expect("brain"));
         let steps = plan(
             &nodes,
             &load,
@@ -208,6 +208,7 @@ fn gather(
     let health = store.health()?;
     let power = store.power()?;
     let voters = cluster.voters();
+    let leader = cluster.leader().map(|(id, _)| id);
     // Reserved cores per node, from the assignments and each slice's reservation.
     let per_instance: BTreeMap<String, f64> = world
         .slices
@@ -246,6 +247,7 @@ fn gather(
                 id: m.id,
                 live: health.get(&m.id).copied().unwrap_or_default() == Health::Ready,
                 voter: voters.contains(&m.id),
+                leader: leader == Some(m.id),
                 cores,
                 used,
                 reserved: res,
@@ -260,19 +262,17 @@ fn gather(
     Ok((nodes, addrs))
 }
 
-/// The load in cores: used or reserved now, whichever is more, and each slice's forecast
-/// scaled from its load unit to its cores now.
-fn load(nodes: &[PowerNode], world: &World, brain: &Brain) -> Load {
-    let used: f64 = nodes.iter().map(|n| n.used).sum();
-    let reserved: f64 = world
-        .slices
-        .iter()
-        .map(|s| s.desired as f64 * s.cpu_reserved)
-        .sum();
+/// The load in cores: per slice what it uses or reserves now, whichever is more, and each
+/// slice's forecast scaled from its load unit to those cores.
+fn load(world: &World, brain: &Brain) -> Load {
+    let cores_of = |s: &crate::controller::world::SliceView| {
+        (s.desired as f64 * s.cpu_reserved).max(s.cpu_used.unwrap_or(0.0))
+    };
+    let measured: f64 = world.slices.iter().map(cores_of).sum();
     let now_s = world.now / 1000;
     let mut parts = Vec::new();
     for s in &world.slices {
-        let cores = s.desired as f64 * s.cpu_reserved;
+        let cores = cores_of(s);
         let Some(f) = brain.forecaster(&s.target()).filter(|f| f.warm()) else {
             continue;
         };
@@ -286,7 +286,6 @@ fn load(nodes: &[PowerNode], world: &World, brain: &Brain) -> Load {
             ahead.into_iter().map(|(t, v)| (t * 1000, v)).collect(),
         ));
     }
-    let measured = used.max(reserved);
     Load {
         measured,
         forecast: super::forecast_cores(measured, &parts),

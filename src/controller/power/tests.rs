@@ -21,6 +21,7 @@ fn node(id: NodeId, voter: bool) -> PowerNode {
         state: NodeState::Ready,
         live: true,
         voter,
+        leader: false,
         cores: 4.0,
         used: 0.2,
         reserved: 0.0,
@@ -97,7 +98,7 @@ fn a_quiet_cluster_puts_one_node_to_sleep_after_idle_for() {
     assert_eq!(p[0].rule, RULE);
     let text = p[0].reasoning.join(" | ");
     assert!(
-        text.contains("1.0 cores in use and 1.5 at the forecast peak")
+        text.contains("1.0 cores needed now and 1.5 at the forecast peak")
             && text.contains("12.0 cores left")
             && text.contains("for 10m")
             && text.contains("n4's wake time is not measured yet: 5m"),
@@ -174,6 +175,20 @@ fn a_voter_may_sleep_when_a_majority_stays_and_says_so() {
         "{:?}",
         p[0].reasoning
     );
+}
+
+#[test]
+fn the_leader_never_sleeps() {
+    let mut nodes = vec![node(1, false), node(2, false)];
+    nodes[1].leader = true;
+    nodes[0].reserved = 3.5;
+    let mut t = Tracker::default();
+    let load = Load::default();
+    plan(&nodes, &load, &settings(), &mut t, 0);
+    // n2 has nothing on it but leads; n1's 3.5 reserved cores fit on n2.
+    let steps = plan(&nodes, &load, &settings(), &mut t, 10 * MIN);
+    let p = proposals(&steps);
+    assert!(matches!(p[0].action, Action::Sleep { node: 1, .. }), "{p:?}");
 }
 
 #[test]
@@ -270,7 +285,11 @@ fn measured_load_wakes_the_quickest_sleeper() {
     let steps = plan(&nodes, &load, &settings(), &mut Tracker::default(), 0);
     let p = proposals(&steps);
     assert!(matches!(p[0].action, Action::Wake { node: 3, .. }), "{p:?}");
-    assert!(p[0].reasoning[0].contains("3.5 cores are in use, above 70% of the 4.0 awake cores"));
+    assert!(
+        p[0].reasoning[0].contains("the slices need 3.5 cores, above 70% of the 4.0 awake cores"),
+        "{:?}",
+        p[0].reasoning
+    );
 }
 
 #[test]
