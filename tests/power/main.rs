@@ -4,3 +4,5 @@
 
 #[path = "../cluster/harness.rs"]
 mod harness;
+
+mod sleep;
