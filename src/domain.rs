@@ -239,9 +239,8 @@ impl std::str::FromStr for Mac {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Mac, String> {
-        let bad = || {
-            format!("'{s}' is not a MAC address: write six hex pairs, e.g. 'aa:bb:cc:dd:ee:ff'")
-        };
+        let bad =
+            || format!("'{s}' is not a MAC address: write six hex pairs, e.g. 'aa:bb:cc:dd:ee:ff'");
         let parts: Vec<&str> = s.split([':', '-']).collect();
         if parts.len() != 6 {
             return Err(bad());
@@ -312,7 +311,12 @@ mod tests {
         assert_eq!(mac.0, [0xaa, 0xbb, 0x0c, 0xdd, 0xee, 0x01]);
         assert_eq!(mac.to_string(), "aa:bb:0c:dd:ee:01");
         assert_eq!("aa-bb-cc-dd-ee-ff".parse::<Mac>().unwrap().0[5], 0xff);
-        for bad in ["", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:fg", "aaa:b:cc:dd:ee:ff"] {
+        for bad in [
+            "",
+            "aa:bb:cc:dd:ee",
+            "aa:bb:cc:dd:ee:fg",
+            "aaa:b:cc:dd:ee:ff",
+        ] {
             let e = bad.parse::<Mac>().unwrap_err();
             assert!(e.contains("is not a MAC address"), "{bad}: {e}");
         }

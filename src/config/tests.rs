@@ -313,7 +313,10 @@ fn the_power_section_is_checked_and_argv_comes_from_the_environment() {
     ]);
     let c = Config::load(None, &e, vec![]).unwrap();
     assert!(c.power.enabled);
-    assert_eq!(c.power.suspend_command, ["/usr/local/sbin/node-power", "off"]);
+    assert_eq!(
+        c.power.suspend_command,
+        ["/usr/local/sbin/node-power", "off"]
+    );
     assert_eq!(c.power.never_sleep, ["n1"]);
     assert!(c.power.resume_command.is_empty());
 

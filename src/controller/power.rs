@@ -106,7 +106,10 @@ impl Load {
 /// The cluster's forecast in cores: `measured` now, changed by each forecast slice's expected
 /// change, scaled from its load unit to cores. Each part is (its cores now, its load now in its
 /// unit, its forecast (when, load in that unit)).
-pub fn forecast_cores(measured: f64, parts: &[(f64, f64, Vec<(Millis, f64)>)]) -> Vec<(Millis, f64)> {
+pub fn forecast_cores(
+    measured: f64,
+    parts: &[(f64, f64, Vec<(Millis, f64)>)],
+) -> Vec<(Millis, f64)> {
     let mut at: std::collections::BTreeMap<Millis, f64> = std::collections::BTreeMap::new();
     for (cores, level, points) in parts {
         if *level <= 0.0 {
@@ -165,12 +168,9 @@ pub fn plan(
             _ => {}
         }
     }
-    let changing = nodes.iter().any(|n| {
-        matches!(
-            n.power_state(),
-            PowerState::Sleeping | PowerState::Waking
-        )
-    });
+    let changing = nodes
+        .iter()
+        .any(|n| matches!(n.power_state(), PowerState::Sleeping | PowerState::Waking));
     if let Some(p) = wake(nodes, load, s, now) {
         tracker.fits_since = None;
         steps.push(Step::Propose(p));

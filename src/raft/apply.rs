@@ -7,8 +7,8 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, OPERATORS, POWER, SESSIONS, TOKENS, dec,
-    enc, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, OPERATORS, POWER, SESSIONS,
+    TOKENS, dec, enc, io,
 };
 use super::txn::{K_AUDIT_SEQ, K_CLUSTER, K_PLACEMENT_SEQ, meta_get, meta_put};
 use super::types::{ClusterInit, Command, Request, Response};
@@ -495,14 +495,19 @@ pub(super) fn apply_command(
         Command::RecordDrill { .. } => Response::Ok,
         Command::SetPower { record, state } => {
             let mut nodes = txn.open_table(NODES).map_err(io)?;
-            let raw = nodes.get(record.node).map_err(io)?.map(|v| v.value().to_vec());
+            let raw = nodes
+                .get(record.node)
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
             match raw {
                 None => Response::Refused(format!("node id {} is not a member", record.node)),
                 Some(raw) => {
                     if let Some(s) = state {
                         let mut rec: NodeRecord = dec(&raw, "node")?;
                         rec.state = *s;
-                        nodes.insert(record.node, enc(&rec).as_slice()).map_err(io)?;
+                        nodes
+                            .insert(record.node, enc(&rec).as_slice())
+                            .map_err(io)?;
                     }
                     txn.open_table(POWER)
                         .map_err(io)?

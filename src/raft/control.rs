@@ -437,16 +437,9 @@ fn execute(
                     })
                 } else {
                     match set_state(txn, *id, NodeState::Draining, at, actor, run)? {
-                        Ok(()) => set_power(
-                            txn,
-                            *id,
-                            name,
-                            PowerState::Sleeping,
-                            None,
-                            at,
-                            actor,
-                            run,
-                        )?,
+                        Ok(()) => {
+                            set_power(txn, *id, name, PowerState::Sleeping, None, at, actor, run)?
+                        }
                         Err(e) => Err(e),
                     }
                 }
@@ -460,16 +453,7 @@ fn execute(
             Some(n) if n.state != NodeState::Asleep => Err(DecisionStatus::Superseded {
                 reason: format!("node '{name}' is {}, not asleep", n.state),
             }),
-            Some(_) => set_power(
-                txn,
-                *id,
-                name,
-                PowerState::Waking,
-                None,
-                at,
-                actor,
-                run,
-            )?,
+            Some(_) => set_power(txn, *id, name, PowerState::Waking, None, at, actor, run)?,
         },
     };
     let resp = match outcome {

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, Health, InstanceStatus,
-    Millis, NodeId, NodeState, OperatorRecord, Outcome, PowerRecord, PowerState, Rollout, RolloutOp,
-    TokenRefusal,
+    Millis, NodeId, NodeState, OperatorRecord, Outcome, PowerRecord, PowerState, Rollout,
+    RolloutOp, TokenRefusal,
 };
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
@@ -413,10 +413,7 @@ impl Command {
                     line.push_str(&format!(", node {s}"));
                 }
                 if let Some(ms) = record.wake_ms.filter(|_| record.state == PowerState::Awake) {
-                    line.push_str(&format!(
-                        " (woke in {})",
-                        crate::domain::human_millis(ms)
-                    ));
+                    line.push_str(&format!(" (woke in {})", crate::domain::human_millis(ms)));
                 }
                 if let Some(r) = &record.reason {
                     line.push_str(&format!(": {r}"));

@@ -124,7 +124,8 @@ fn a_quiet_cluster_of_four_puts_a_node_to_sleep_and_a_demanding_slice_wakes_it()
     );
     let text = stdout(&c.nodes[0].cli(&["nodes"]));
     assert!(
-        text.lines().any(|l| l.contains("n4") && l.contains("asleep")),
+        text.lines()
+            .any(|l| l.contains("n4") && l.contains("asleep")),
         "{text}"
     );
     let metrics = c.nodes[0].http_get("/metrics").unwrap().1;
@@ -170,7 +171,12 @@ fn a_resume_that_never_completes_marks_the_node_down_with_a_reason() {
     );
     sleeps(&c, "n2");
     let bp = demanding_blueprint(dir.path(), &run);
-    assert!(c.nodes[0].cli(&["blueprint", "apply", &bp]).status.success());
+    assert!(
+        c.nodes[0]
+            .cli(&["blueprint", "apply", &bp])
+            .status
+            .success()
+    );
     let down = wait_for("n2 down after its resume timeout", WAIT, || {
         let m = member(&c.nodes[0], "n2")?;
         (m["power"]["state"] == "down").then_some(m)
@@ -208,7 +214,12 @@ fn a_resume_command_that_does_not_exist_is_reported_and_the_leader_keeps_running
     );
     sleeps(&c, "n2");
     let bp = demanding_blueprint(dir.path(), &run);
-    assert!(c.nodes[0].cli(&["blueprint", "apply", &bp]).status.success());
+    assert!(
+        c.nodes[0]
+            .cli(&["blueprint", "apply", &bp])
+            .status
+            .success()
+    );
     let down = wait_for("the missing resume command reported", WAIT, || {
         let m = member(&c.nodes[0], "n2")?;
         (m["power"]["state"] == "down").then_some(m)

@@ -277,9 +277,15 @@ mod tests {
             "echo \"no ipmi for $1 at $2\" >&2; exit 3".to_string(),
             "sh".to_string(),
         ];
-        let e = run(Which::Suspend, &cmd, &target(), "n1", Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let e = run(
+            Which::Suspend,
+            &cmd,
+            &target(),
+            "n1",
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
         let text = e.to_string();
         assert!(
             text.starts_with("power.suspend_command 'sh' failed (exit status: 3)")
@@ -294,7 +300,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_command_past_its_timeout_is_killed_and_reported() {
-        let cmd = vec!["sh".to_string(), "-c".to_string(), "exec sleep 30".to_string()];
+        let cmd = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "exec sleep 30".to_string(),
+        ];
         let e = run(
             Which::Resume,
             &cmd,

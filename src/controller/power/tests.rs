@@ -33,12 +33,7 @@ fn node(id: NodeId, voter: bool) -> PowerNode {
 
 /// Four nodes, three of them voters; 16 cores.
 fn four() -> Vec<PowerNode> {
-    vec![
-        node(1, true),
-        node(2, true),
-        node(3, true),
-        node(4, false),
-    ]
+    vec![node(1, true), node(2, true), node(3, true), node(4, false)]
 }
 
 fn quiet() -> Load {
@@ -104,7 +99,10 @@ fn a_quiet_cluster_puts_one_node_to_sleep_after_idle_for() {
             && text.contains("n4's wake time is not measured yet: 5m"),
         "{text}"
     );
-    assert!(p[0].inputs.contains(&("forecast_peak".into(), "1.5".into())));
+    assert!(
+        p[0].inputs
+            .contains(&("forecast_peak".into(), "1.5".into()))
+    );
 }
 
 #[test]
@@ -121,7 +119,10 @@ fn a_busy_moment_restarts_the_idle_window() {
     assert!(proposals(&plan(&nodes, &busy, &s, &mut t, 5 * MIN)).is_empty());
     assert_eq!(t.fits_since, None);
     assert!(proposals(&plan(&nodes, &quiet(), &s, &mut t, 11 * MIN)).is_empty());
-    assert_eq!(proposals(&plan(&nodes, &quiet(), &s, &mut t, 21 * MIN)).len(), 1);
+    assert_eq!(
+        proposals(&plan(&nodes, &quiet(), &s, &mut t, 21 * MIN)).len(),
+        1
+    );
 }
 
 #[test]
@@ -148,7 +149,10 @@ fn never_below_a_majority_of_voters_awake() {
     let steps = plan(&nodes, &quiet(), &s, &mut t, 10 * MIN);
     let p = proposals(&steps);
     assert_eq!(p.len(), 1);
-    assert!(matches!(p[0].action, Action::Sleep { node: 4, .. }), "{p:?}");
+    assert!(
+        matches!(p[0].action, Action::Sleep { node: 4, .. }),
+        "{p:?}"
+    );
     // Without n4 nothing may sleep.
     nodes.pop();
     let mut t = Tracker::default();
@@ -167,7 +171,10 @@ fn a_voter_may_sleep_when_a_majority_stays_and_says_so() {
     plan(&nodes, &quiet(), &s, &mut t, 0);
     let steps = plan(&nodes, &quiet(), &s, &mut t, 10 * MIN);
     let p = proposals(&steps);
-    assert!(matches!(p[0].action, Action::Sleep { node: 3, .. }), "{p:?}");
+    assert!(
+        matches!(p[0].action, Action::Sleep { node: 3, .. }),
+        "{p:?}"
+    );
     assert!(
         p[0].reasoning
             .iter()
@@ -188,7 +195,10 @@ fn the_leader_never_sleeps() {
     // n2 has nothing on it but leads; n1's 3.5 reserved cores fit on n2.
     let steps = plan(&nodes, &load, &settings(), &mut t, 10 * MIN);
     let p = proposals(&steps);
-    assert!(matches!(p[0].action, Action::Sleep { node: 1, .. }), "{p:?}");
+    assert!(
+        matches!(p[0].action, Action::Sleep { node: 1, .. }),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -264,8 +274,9 @@ fn the_forecast_wakes_a_node_ahead_by_its_measured_wake_time() {
     );
     let text = p[0].reasoning.join(" | ");
     assert!(
-        text.contains("the forecast reaches 10.0 cores within 2m0s, above 70% of the 12.0 awake cores (8.4)")
-            && text.contains("n4 woke in 2m0s last time"),
+        text.contains(
+            "the forecast reaches 10.0 cores within 2m0s, above 70% of the 12.0 awake cores (8.4)"
+        ) && text.contains("n4 woke in 2m0s last time"),
         "{text}"
     );
     assert!(p[0].inputs.contains(&("wake_lead".into(), "2m0s".into())));
