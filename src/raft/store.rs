@@ -916,12 +916,16 @@ mod format_tests {
         let unversioned = store_of(None);
         refused(
             unversioned.path(),
-            "is in format '0', from before formats were recorded, and this aether reads format '3': this data dir was written by a development build before format 2; start from a fresh data dir or run the aether that wrote it",
+            &format!(
+                "is in format '0', from before formats were recorded, and this aether reads format '{STORE_FORMAT}': this data dir was written by a development build before format 2; start from a fresh data dir or run the aether that wrote it"
+            ),
         );
         let one = store_of(Some(1));
         refused(
             one.path(),
-            "is in format '1', and this aether reads format '3': this data dir was written by a development build",
+            &format!(
+                "is in format '1', and this aether reads format '{STORE_FORMAT}': this data dir was written by a development build"
+            ),
         );
     }
 
