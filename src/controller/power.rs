@@ -103,13 +103,13 @@ impl Load {
     }
 }
 
+/// One slice's forecast for [`forecast_cores`]: its cores now, its load now in its unit, and
+/// its forecast (when, load in that unit).
+pub type SliceForecast = (f64, f64, Vec<(Millis, f64)>);
+
 /// The cluster's forecast in cores: `measured` now, changed by each forecast slice's expected
-/// change, scaled from its load unit to cores. Each part is (its cores now, its load now in its
-/// unit, its forecast (when, load in that unit)).
-pub fn forecast_cores(
-    measured: f64,
-    parts: &[(f64, f64, Vec<(Millis, f64)>)],
-) -> Vec<(Millis, f64)> {
+/// change, scaled from its load unit to cores.
+pub fn forecast_cores(measured: f64, parts: &[SliceForecast]) -> Vec<(Millis, f64)> {
     let mut at: std::collections::BTreeMap<Millis, f64> = std::collections::BTreeMap::new();
     for (cores, level, points) in parts {
         if *level <= 0.0 {
