@@ -160,11 +160,18 @@ pub fn plan(
     for n in nodes {
         let Some(p) = &n.power else { continue };
         match p.state {
-            PowerState::Sleeping if n.state == NodeState::Drained => steps.push(Step::Suspend {
-                node: n.id,
-                name: n.name.clone(),
-            }),
+            PowerState::Sleeping => steps.extend(sleeping(n, p, s, now)),
             PowerState::Waking => steps.push(waking(n, p, s, now)),
+            // Back by other means (powered on by hand): ready again, counted on again.
+            PowerState::Down if back(n, p) => steps.push(Step::Record {
+                record: PowerRecord {
+                    state: PowerState::Awake,
+                    since: now,
+                    reason: None,
+                    ..p.clone()
+                },
+                state: Some(NodeState::Ready),
+            }),
             _ => {}
         }
     }
@@ -188,11 +195,44 @@ pub fn plan(
     steps
 }
 
+/// Its metrics arrived after the record was written, and it is live.
+fn back(n: &PowerNode, p: &PowerRecord) -> bool {
+    n.live && n.seen_at.is_some_and(|t| t > p.since)
+}
+
+/// A node going to sleep: suspended once drained; kept awake when an operator made it ready
+/// again, or when it has not drained within `resume_timeout` (instances that cannot stop).
+fn sleeping(n: &PowerNode, p: &PowerRecord, s: &Settings, now: Millis) -> Option<Step> {
+    let awake = |reason: Option<String>, state| Step::Record {
+        record: PowerRecord {
+            state: PowerState::Awake,
+            since: now,
+            reason,
+            ..p.clone()
+        },
+        state,
+    };
+    match n.state {
+        NodeState::Drained => Some(Step::Suspend {
+            node: n.id,
+            name: n.name.clone(),
+        }),
+        NodeState::Ready => Some(awake(None, None)),
+        NodeState::Draining if now.saturating_sub(p.since) > s.resume_timeout_ms => Some(awake(
+            Some(format!(
+                "not drained within {} (power.resume_timeout): it stays awake",
+                human_millis(s.resume_timeout_ms)
+            )),
+            Some(NodeState::Ready),
+        )),
+        _ => None,
+    }
+}
+
 /// A waking node: back (its metrics arrived after the resume), given up on (past
 /// `resume_timeout`), or its resume command is due.
 fn waking(n: &PowerNode, p: &PowerRecord, s: &Settings, now: Millis) -> Step {
-    let back = n.live && n.seen_at.is_some_and(|t| t > p.since);
-    if back {
+    if back(n, p) {
         let took = n.seen_at.unwrap_or(now).saturating_sub(p.since);
         return Step::Record {
             record: PowerRecord {

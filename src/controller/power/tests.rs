@@ -379,3 +379,53 @@ fn slice_forecasts_become_cluster_cores() {
         vec![(1_000, 2.0), (2_000, 2.0 + 2.0 - 0.25)]
     );
 }
+
+#[test]
+fn a_node_that_does_not_drain_or_is_undrained_stays_awake() {
+    let mut nodes = four();
+    nodes[3].state = NodeState::Draining;
+    nodes[3].power = Some(record(&nodes[3], PowerState::Sleeping, 0, Some(MIN)));
+    let s = settings();
+    assert!(plan(&nodes, &quiet(), &s, &mut Tracker::default(), 5 * MIN).is_empty());
+    let steps = plan(&nodes, &quiet(), &s, &mut Tracker::default(), 5 * MIN + 1);
+    let Step::Record { record, state } = &steps[0] else {
+        panic!("{steps:?}")
+    };
+    assert_eq!(
+        (record.state, *state, record.wake_ms),
+        (PowerState::Awake, Some(NodeState::Ready), Some(MIN))
+    );
+    assert!(
+        record
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not drained within 5m0s")
+    );
+    // An operator's undrain: awake again, the node's state left as the operator set it.
+    nodes[3].state = NodeState::Ready;
+    let steps = plan(&nodes, &quiet(), &s, &mut Tracker::default(), MIN);
+    assert!(
+        matches!(&steps[0], Step::Record { record, state: None } if record.state == PowerState::Awake),
+        "{steps:?}"
+    );
+}
+
+#[test]
+fn a_down_node_that_comes_back_is_counted_on_again() {
+    let mut n = node(4, false);
+    n.state = NodeState::Asleep;
+    n.live = false;
+    n.seen_at = Some(500);
+    n.power = Some(record(&n, PowerState::Down, 1_000, None));
+    let mut nodes = vec![node(1, true), n];
+    let s = settings();
+    assert!(plan(&nodes, &quiet(), &s, &mut Tracker::default(), 2_000).is_empty());
+    nodes[1].live = true;
+    nodes[1].seen_at = Some(3_000);
+    let steps = plan(&nodes, &quiet(), &s, &mut Tracker::default(), 3_500);
+    assert!(
+        matches!(&steps[0], Step::Record { record, state: Some(NodeState::Ready) } if record.state == PowerState::Awake),
+        "{steps:?}"
+    );
+}
