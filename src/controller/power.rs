@@ -291,7 +291,11 @@ fn wake_line(n: &PowerNode, s: &Settings) -> String {
 /// A proposal to wake the sleeping node that wakes quickest, when the load within its wake
 /// time needs more than the awake cores give.
 fn wake(nodes: &[PowerNode], load: &Load, s: &Settings, now: Millis) -> Option<Proposal> {
-    let awake: f64 = nodes.iter().filter(|n| n.awake()).map(|n| n.cores).sum();
+    let awake: f64 = nodes
+        .iter()
+        .filter(|n| n.awake())
+        .map(|n| n.cores)
+        .fold(0.0, |a, b| a + b);
     let capacity = s.target * awake;
     let n = nodes
         .iter()
@@ -409,7 +413,7 @@ fn consolidate<'a>(nodes: &'a [PowerNode], load: &Load, s: &Settings) -> Option<
     if awake.len() < 2 {
         return None;
     }
-    let total: f64 = awake.iter().map(|n| n.cores).sum();
+    let total: f64 = awake.iter().map(|n| n.cores).fold(0.0, |a, b| a + b);
     let peak = load.peak();
     let voters = nodes.iter().filter(|n| n.voter).count();
     let voters_awake = awake.iter().filter(|n| n.voter).count();
@@ -423,7 +427,7 @@ fn consolidate<'a>(nodes: &'a [PowerNode], load: &Load, s: &Settings) -> Option<
                 .iter()
                 .filter(|o| o.id != n.id)
                 .map(|o| (o.cores - o.reserved).max(0.0))
-                .sum();
+                .fold(0.0, |a, b| a + b);
             (peak <= s.target * rest && n.reserved <= free_elsewhere).then_some(Fit {
                 node: n,
                 awake: total,

@@ -135,6 +135,17 @@ fn a_quiet_cluster_of_four_puts_a_node_to_sleep_and_a_demanding_slice_wakes_it()
     );
     let decisions = stdout(&c.nodes[0].cli(&["decisions"]));
     assert!(decisions.contains("sleep n4"), "{decisions}");
+    let json = stdout(&c.nodes[0].cli(&["decisions", "--output", "json"]));
+    assert!(
+        json.contains("the load fits without n4: 0.0 cores needed now")
+            && json.contains("n4's wake time is not measured yet"),
+        "{json}"
+    );
+    let events = stdout(&c.nodes[0].cli(&["events"]));
+    assert!(
+        events.contains("power of n4: asleep, node asleep"),
+        "{events}"
+    );
 
     let bp = demanding_blueprint(dir.path(), &run);
     let out = c.nodes[0].cli(&["blueprint", "apply", &bp]);
@@ -147,6 +158,8 @@ fn a_quiet_cluster_of_four_puts_a_node_to_sleep_and_a_demanding_slice_wakes_it()
     assert!(dir.path().join("resume.args").exists());
     let decisions = stdout(&c.nodes[0].cli(&["decisions"]));
     assert!(decisions.contains("wake n4"), "{decisions}");
+    let json = stdout(&c.nodes[0].cli(&["decisions", "--output", "json"]));
+    assert!(json.contains("the slices need"), "{json}");
 }
 
 #[test]

@@ -268,7 +268,8 @@ fn load(world: &World, brain: &Brain) -> Load {
     let cores_of = |s: &crate::controller::world::SliceView| {
         (s.desired as f64 * s.cpu_reserved).max(s.cpu_used.unwrap_or(0.0))
     };
-    let measured: f64 = world.slices.iter().map(cores_of).sum();
+    // Folded from 0.0: an empty f64 sum is -0.0, which would read "-0.0 cores".
+    let measured = world.slices.iter().map(cores_of).fold(0.0, |a, b| a + b);
     let now_s = world.now / 1000;
     let mut parts = Vec::new();
     for s in &world.slices {

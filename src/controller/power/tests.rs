@@ -74,6 +74,15 @@ fn proposals(steps: &[Step]) -> Vec<&Proposal> {
 #[test]
 fn a_quiet_cluster_puts_one_node_to_sleep_after_idle_for() {
     let nodes = four();
+    // No slices at all: nothing needed, written as such.
+    let mut t = Tracker::default();
+    plan(&nodes, &Load::default(), &settings(), &mut t, 0);
+    let steps = plan(&nodes, &Load::default(), &settings(), &mut t, 10 * MIN);
+    let text = proposals(&steps)[0].reasoning.join(" | ");
+    assert!(
+        text.contains("fits without n4: 0.0 cores needed now and 0.0 at"),
+        "{text}"
+    );
     let mut t = Tracker::default();
     let s = settings();
     assert!(plan(&nodes, &quiet(), &s, &mut t, 1_000).is_empty());
