@@ -27,10 +27,13 @@ pub const RULE: &str = "power";
 /// The `[power]` settings the core needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
+    /// How long the load must fit on fewer nodes before a sleep is proposed.
     pub idle_for_ms: u64,
+    /// How long a waking node has to come back; also the wake lead until one is measured.
     pub resume_timeout_ms: u64,
     /// Share of the awake cores the load may use, 0.1–1.0.
     pub target: f64,
+    /// Nodes that never sleep, by name.
     pub never_sleep: Vec<String>,
 }
 
@@ -39,6 +42,7 @@ pub struct Settings {
 pub struct PowerNode {
     pub id: NodeId,
     pub name: String,
+    /// Its state in the replicated store (`asleep` once suspended).
     pub state: NodeState,
     /// The leader has fresh metrics from it (liveness `ready`).
     pub live: bool,
@@ -56,6 +60,7 @@ pub struct PowerNode {
     pub instances: u32,
     /// When its newest metrics sample arrived (Unix ms).
     pub seen_at: Option<Millis>,
+    /// Its sleep-and-wake record; `None`: it never slept.
     pub power: Option<PowerRecord>,
 }
 

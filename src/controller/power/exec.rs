@@ -73,6 +73,7 @@ pub enum Which {
 }
 
 impl Which {
+    /// Its option in the config, e.g. `power.resume_command`.
     pub fn key(self) -> &'static str {
         match self {
             Which::Suspend => "power.suspend_command",
