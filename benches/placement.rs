@@ -37,6 +37,7 @@ fn main() {
             } else {
                 Ok(())
             },
+            gpu_trouble: None,
         })
         .collect();
     let instances: Vec<(String, Needs)> = (0..n_inst)
@@ -76,6 +77,7 @@ fn main() {
         memory: 128 << 30,
         gpus: 0,
         schedulable: Ok(()),
+        gpu_trouble: None,
     });
     let q = place(&more, &instances, opts);
     let moved = p

@@ -65,6 +65,8 @@ pub struct Config {
     pub net: NetConfig,
     /// Metrics pipeline: sampling, liveness and anomaly settings.
     pub metrics: MetricsConfig,
+    /// GPU health (what the leader judges NVML's signals against) and energy per slice.
+    pub gpu: GpuConfig,
     /// Workloads: moving instances off lost nodes, restarts, instance logs.
     pub deploy: DeployConfig,
     /// The controller on the leader: rules, forecast, safety bounds, grace window.
@@ -602,6 +604,100 @@ impl Default for MetricsConfig {
     }
 }
 
+/// GPU health and energy (DESIGN §7). The leader judges every GPU's temperature trend toward its
+/// slowdown threshold, its XID and uncorrected ECC errors and its throttling over the metrics
+/// window; each finding is an anomaly flag the controller's node rules read (`gpu_health`,
+/// `gpu_errors`, `gpu_temp_margin`, `gpu_power_capped`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    /// Temperature history the trend line toward the slowdown threshold is fitted over.
+    pub trend_window: Dur,
+    /// A GPU whose trend reaches its slowdown threshold within this is flagged.
+    pub warn_within: Dur,
+    /// Smallest rise that counts as a trend, °C per minute.
+    pub min_rise_per_min: f32,
+    /// A new critical XID or uncorrected ECC error keeps its GPU flagged this long.
+    pub errors_for: Dur,
+    /// Power capping or thermal slowdown held this long (in 90% of the samples) is flagged.
+    pub throttled_for: Dur,
+    /// Watts one fully busy core draws: an instance's CPU power is estimated as the cores it
+    /// uses × this (energy per slice in `aether metrics` and `/metrics`).
+    pub cpu_watts_per_core: f64,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            trend_window: Dur::ms(600_000),
+            warn_within: Dur::ms(900_000),
+            min_rise_per_min: 0.2,
+            errors_for: Dur::ms(900_000),
+            throttled_for: Dur::ms(300_000),
+            cpu_watts_per_core: 5.0,
+        }
+    }
+}
+
+impl GpuConfig {
+    /// Check the section; the error names the option.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let max = Duration::from_secs(ANOMALY_WINDOW_MAX_SECS);
+        for (key, d, min) in [
+            (
+                "gpu.trend_window",
+                self.trend_window,
+                Duration::from_secs(60),
+            ),
+            ("gpu.errors_for", self.errors_for, Duration::from_secs(10)),
+            (
+                "gpu.throttled_for",
+                self.throttled_for,
+                Duration::from_secs(10),
+            ),
+        ] {
+            if d.0 < min || d.0 > max {
+                return Err((
+                    key,
+                    format!(
+                        "expected {} to 15m (the metrics window keeps per-second points that long), found {d}",
+                        Dur(min)
+                    ),
+                ));
+            }
+        }
+        if self.warn_within.0 < Duration::from_secs(60)
+            || self.warn_within.0 > Duration::from_secs(86_400)
+        {
+            return Err((
+                "gpu.warn_within",
+                format!("expected 1m to 24h, found {}", self.warn_within),
+            ));
+        }
+        if !(self.min_rise_per_min.is_finite() && self.min_rise_per_min > 0.0) {
+            return Err((
+                "gpu.min_rise_per_min",
+                format!(
+                    "expected a number above 0 (°C per minute), found {}",
+                    self.min_rise_per_min
+                ),
+            ));
+        }
+        if !(self.cpu_watts_per_core.is_finite()
+            && (0.0..=1000.0).contains(&self.cpu_watts_per_core))
+        {
+            return Err((
+                "gpu.cpu_watts_per_core",
+                format!(
+                    "expected 0 to 1000 watts per core, found {}",
+                    self.cpu_watts_per_core
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -614,6 +710,7 @@ impl Default for Config {
             raft: RaftConfig::default(),
             net: NetConfig::default(),
             metrics: MetricsConfig::default(),
+            gpu: GpuConfig::default(),
             deploy: DeployConfig::default(),
             controller: ControllerConfig::default(),
             ingress: IngressConfig::default(),
@@ -1122,6 +1219,7 @@ impl Config {
             ));
         }
         c.advisor.validate().map_err(|(k, m)| bad(k, m))?;
+        self.gpu.validate().map_err(|(k, m)| bad(k, m))?;
         if self.admin.operator_cert_max_ttl.0 < Duration::from_secs(1) {
             return Err(bad(
                 "admin.operator_cert_max_ttl",

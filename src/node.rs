@@ -371,6 +371,7 @@ pub async fn run(
     let metrics = Pipeline::new(
         cluster.clone(),
         cfg.metrics.clone(),
+        cfg.gpu.clone(),
         cfg.deploy.gpus.clone(),
         requests.clone(),
     )?;

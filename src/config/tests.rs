@@ -374,3 +374,49 @@ fn the_power_section_is_checked_and_argv_comes_from_the_environment() {
         );
     }
 }
+
+#[test]
+fn the_gpu_section_is_checked_and_names_the_option() {
+    let cases = [
+        (
+            "AETHER_GPU_TREND_WINDOW",
+            "20m",
+            "gpu.trend_window",
+            "to 15m",
+        ),
+        (
+            "AETHER_GPU_ERRORS_FOR",
+            "1s",
+            "gpu.errors_for",
+            "10s to 15m",
+        ),
+        (
+            "AETHER_GPU_WARN_WITHIN",
+            "2d",
+            "gpu.warn_within",
+            "1m to 24h",
+        ),
+        (
+            "AETHER_GPU_MIN_RISE_PER_MIN",
+            "0",
+            "gpu.min_rise_per_min",
+            "above 0",
+        ),
+        (
+            "AETHER_GPU_CPU_WATTS_PER_CORE",
+            "-3",
+            "gpu.cpu_watts_per_core",
+            "0 to 1000",
+        ),
+    ];
+    for (var, value, key, says) in cases {
+        let e = Config::load(None, &env(&[(var, value)]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key) && e.contains(says), "{var}={value}: {e}");
+    }
+    let f = write("[gpu]\nthrottled_for = \"2m\"\ncpu_watts_per_core = 7.5\n");
+    let ok = Config::load(Some(f.path()), &env(&[]), vec![]).unwrap();
+    assert_eq!(ok.gpu.throttled_for.0, Duration::from_secs(120));
+    assert_eq!(ok.gpu.cpu_watts_per_core, 7.5);
+}

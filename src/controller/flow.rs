@@ -21,7 +21,7 @@ use super::forecast::ForecastConfig;
 use super::model::{Engine, ModelReviewer};
 use super::review::{Review, Reviewer, Situation, Verdict, in_time};
 use super::rules::{self, Rules};
-use super::world::{Inputs, NodeSample};
+use super::world::{GpuHealth, Inputs, NodeSample};
 use crate::config::ControllerConfig;
 use crate::domain::{ControlState, Decision, Millis, ReviewRecord, now_millis};
 use crate::metrics::pipeline::Pipeline;
@@ -595,6 +595,7 @@ impl Controller {
                         gpu_util: max(|g| g.util),
                         gpu_temp: max(|g| g.temp_c),
                         anomalies: e.anomalies.len() as u32,
+                        gpu_health: GpuHealth::judge(&e.anomalies, &e.m.gpus),
                     },
                 );
             }

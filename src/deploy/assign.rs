@@ -365,6 +365,7 @@ pub(super) mod tests {
                 memory: 16 << 30,
                 gpus: 0,
                 schedulable: Ok(()),
+                gpu_trouble: None,
             },
             state: NodeState::Ready,
             health: Health::Ready,

@@ -205,6 +205,7 @@ pub fn sample_value(text: &str, name: &str) -> Option<f64> {
 pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) -> String {
     let mut o = Out::default();
     let now = Instant::now();
+    let watts_per_core = p.cpu_watts_per_core();
     p.with_state(|st| {
         let v = &st.view;
         let age = v.age(now);
@@ -365,6 +366,26 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
             ("aether_gpu_power_watts", "GPU power draw.", |g| {
                 g.power_w as f64
             }),
+            (
+                "aether_gpu_slowdown_temperature_celsius",
+                "Temperature at which the GPU slows itself down (NaN: unknown).",
+                |g| g.slowdown_c as f64,
+            ),
+            (
+                "aether_gpu_xid_errors",
+                "Critical XID errors seen since the node process started.",
+                |g| g.xid_errors as f64,
+            ),
+            (
+                "aether_gpu_ecc_uncorrected_errors",
+                "Uncorrected ECC errors since the driver loaded (volatile).",
+                |g| g.ecc_uncorrected as f64,
+            ),
+            (
+                "aether_gpu_throttle_reasons",
+                "Why clocks are held back, as bits: 1 power cap, 2 hardware slowdown, 4 thermal, 8 power brake.",
+                |g| g.throttle as f64,
+            ),
         ];
         for (metric, help, field) in GPU {
             let samples: Vec<(String, f64)> = snap
@@ -378,6 +399,20 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
                 .collect();
             o.gauge(metric, help, &samples);
         }
+        let mut power = Vec::new();
+        for sp in super::energy::slice_power(snap, &extra.instances, watts_per_core) {
+            let slice = esc(&sp.slice);
+            power.push((format!("slice=\"{slice}\",source=\"gpu\""), sp.gpu_watts));
+            power.push((
+                format!("slice=\"{slice}\",source=\"cpu_estimate\""),
+                sp.cpu_watts_estimate,
+            ));
+        }
+        o.gauge(
+            "aether_slice_power_watts",
+            "Power of the slice's active instances now: source gpu as NVML measures the GPUs they hold, cpu_estimate as the cores they use x gpu.cpu_watts_per_core (an estimate).",
+            &power,
+        );
     });
 
     let n = &status.node;
