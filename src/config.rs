@@ -81,6 +81,9 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Signals from outside the cluster: the cloud's spot-interruption notices.
     pub signals: SignalsConfig,
+    /// Sleep and wake: the controller suspends idle nodes and resumes them ahead of load
+    /// (off by default).
+    pub power: PowerConfig,
 }
 
 /// Where a node's cloud announces spot interruptions (`signals.spot`).
@@ -127,6 +130,60 @@ impl Default for SignalsConfig {
     }
 }
 
+/// Sleep and wake (`[power]`): when the cluster's measured and forecast load fits on fewer
+/// nodes for `idle_for`, the controller proposes to drain a node and suspend it; when the
+/// forecast needs capacity the awake nodes lack, it proposes to resume one, ahead by the wake
+/// time it measured. The leader runs the commands with its own copy of this section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerConfig {
+    /// Let the controller put nodes to sleep and wake them.
+    pub enabled: bool,
+    /// Program and arguments run on the leader to suspend a drained node; the node's name,
+    /// address and MAC ("" when unknown) are appended, like Slurm's SuspendProgram.
+    /// Required when enabled.
+    pub suspend_command: Vec<String>,
+    /// Program and arguments run on the leader to resume a sleeping node, with the node's
+    /// name, address and MAC appended. Empty: send a Wake-on-LAN magic packet to the node's
+    /// MAC (from `[power.mac]`).
+    pub resume_command: Vec<String>,
+    /// A resumed node whose metrics are not back within this time is marked down with the
+    /// reason, and the controller stops counting on it. It is also the wake lead until a wake
+    /// time has been measured.
+    pub resume_timeout: Dur,
+    /// How long the load must fit on fewer nodes before one is put to sleep.
+    pub idle_for: Dur,
+    /// Longest run of a suspend or resume command; a longer one is killed and reported.
+    pub command_timeout: Dur,
+    /// Share of the awake nodes' cores the measured and forecast load may use, 0.1 to 1.0:
+    /// below it after a node sleeps, one may sleep; above it, one wakes.
+    pub target_utilisation: f64,
+    /// Nodes that never sleep, by name.
+    pub never_sleep: Vec<String>,
+    /// Where the Wake-on-LAN packet is sent (UDP, `host:port`).
+    pub wol_address: String,
+    /// Each node's MAC address by name (`n3 = "aa:bb:cc:dd:ee:ff"`), for Wake-on-LAN and the
+    /// commands' third argument.
+    pub mac: BTreeMap<String, String>,
+}
+
+impl Default for PowerConfig {
+    fn default() -> Self {
+        PowerConfig {
+            enabled: false,
+            suspend_command: Vec::new(),
+            resume_command: Vec::new(),
+            resume_timeout: Dur::ms(300_000),
+            idle_for: Dur::ms(900_000),
+            command_timeout: Dur::ms(60_000),
+            target_utilisation: 0.7,
+            never_sleep: Vec::new(),
+            wol_address: "255.255.255.255:9".into(),
+            mac: BTreeMap::new(),
+        }
+    }
+}
+
 impl SignalsConfig {
     /// Check the section; the error names the option.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
@@ -153,6 +210,64 @@ impl SignalsConfig {
                     self.spot_url
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl PowerConfig {
+    /// Check the section; the error names the option.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, argv) in [
+            ("power.suspend_command", &self.suspend_command),
+            ("power.resume_command", &self.resume_command),
+        ] {
+            if argv.first().is_some_and(|p| p.trim().is_empty()) {
+                return Err((
+                    key,
+                    "the program (first element) is empty: name a program, e.g. \
+                     [\"/usr/local/sbin/node-power\", \"off\"]"
+                        .into(),
+                ));
+            }
+        }
+        if self.enabled && self.suspend_command.is_empty() {
+            return Err((
+                "power.suspend_command",
+                "power.enabled is true but no suspend command is set: name a program, or set \
+                 power.enabled = false"
+                    .into(),
+            ));
+        }
+        for (key, d, min) in [
+            ("power.resume_timeout", self.resume_timeout, 1_000),
+            ("power.idle_for", self.idle_for, 1_000),
+            ("power.command_timeout", self.command_timeout, 100),
+        ] {
+            if d.0 < Duration::from_millis(min) {
+                return Err((
+                    key,
+                    format!("expected at least {}, found {d}", Dur::ms(min)),
+                ));
+            }
+        }
+        if !(self.target_utilisation >= 0.1 && self.target_utilisation <= 1.0) {
+            return Err((
+                "power.target_utilisation",
+                format!(
+                    "expected a number from 0.1 to 1.0, found {}",
+                    self.target_utilisation
+                ),
+            ));
+        }
+        for n in &self.never_sleep {
+            crate::domain::validate_name("node", n).map_err(|m| ("power.never_sleep", m))?;
+        }
+        parse_host_port(&self.wol_address).map_err(|m| ("power.wol_address", m))?;
+        for (n, mac) in &self.mac {
+            crate::domain::validate_name("node", n).map_err(|m| ("power.mac", m))?;
+            mac.parse::<crate::domain::Mac>()
+                .map_err(|m| ("power.mac", format!("for node '{n}': {m}")))?;
         }
         Ok(())
     }
@@ -680,6 +795,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             tls: TlsConfig::default(),
             signals: SignalsConfig::default(),
+            power: PowerConfig::default(),
         }
     }
 }
@@ -980,6 +1096,10 @@ impl Config {
             tui: TuiConfig {
                 keys: BTreeMap::from([("veto".into(), "v".into())]),
             },
+            power: PowerConfig {
+                mac: BTreeMap::from([("web".into(), "aa:bb:cc:dd:ee:ff".into())]),
+                ..PowerConfig::default()
+            },
             ..Config::default()
         }
     }
@@ -1267,6 +1387,7 @@ impl Config {
         if let Some(a) = &self.advertise {
             parse_host_port(a).map_err(|m| bad("advertise", m))?;
         }
+        self.power.validate().map_err(|(k, m)| bad(k, m))?;
         Ok(())
     }
 
@@ -1378,6 +1499,15 @@ fn value_from_text(kind: &toml::Value, raw: &str) -> Result<toml::Value, String>
                 .parse()
                 .map_err(|_| format!("expected a number, found '{raw}'"))?,
         ),
+        // An argv or a list of names: a TOML array, e.g. `["/usr/bin/x", "off"]`.
+        toml::Value::Array(_) => format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| v.is_array())
+            .ok_or_else(|| {
+                format!("expected a list such as [\"/usr/local/bin/x\", \"arg\"], found '{raw}'")
+            })?,
         _ => toml::Value::String(raw.to_string()),
     })
 }

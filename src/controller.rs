@@ -42,6 +42,7 @@ pub mod decide;
 pub mod flow;
 pub mod forecast;
 pub mod model;
+pub mod power;
 pub mod review;
 pub mod rules;
 pub mod safety;

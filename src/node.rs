@@ -433,6 +433,7 @@ pub async fn run(
         rules,
         rules_source.clone(),
         model.clone(),
+        &cfg.power,
     );
     loops.spawn("controller", controller.clone().run(shutdown.clone()));
     // Spot interruption notices: only when `signals.spot` names a provider.

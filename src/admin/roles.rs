@@ -99,7 +99,8 @@ pub fn command_role(cmd: &Command) -> Role {
         | Command::UpdateRollout(_)
         | Command::SetNodeAddr { .. }
         | Command::RecordDrill { .. }
-        | Command::SetSpotNotice { .. } => Role::Admin,
+        | Command::SetSpotNotice { .. }
+        | Command::SetPower { .. } => Role::Admin,
     }
 }
 

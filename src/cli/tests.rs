@@ -82,6 +82,34 @@ fn nodes() {
 }
 
 #[test]
+fn sleeping_nodes_show_as_such() {
+    use crate::domain::{NodeState, PowerRecord, PowerState};
+    let mut n = fixture::members();
+    let power = |m: &crate::raft::status::MemberView, state, reason: Option<&str>| PowerRecord {
+        node: m.id,
+        name: m.name.clone(),
+        state,
+        since: NOW - 90_000,
+        wake_ms: Some(95_000),
+        reason: reason.map(String::from),
+    };
+    n[1].state = NodeState::Asleep;
+    n[1].power = Some(power(&n[1], PowerState::Waking, None));
+    n[2].state = NodeState::Asleep;
+    n[2].power = Some(power(
+        &n[2],
+        PowerState::Down,
+        Some("not back 5m0s after its resume"),
+    ));
+    insta::assert_snapshot!("nodes_power", render(|w| output::nodes(w, &n, false)));
+    let json = render_json(|w| output::nodes(w, &n, true));
+    assert!(
+        json.contains("\"state\": \"waking\"") && json.contains("\"wake_ms\": 95000"),
+        "{json}"
+    );
+}
+
+#[test]
 fn tokens() {
     let t = fixture::tokens();
     insta::assert_snapshot!("tokens", render(|w| output::tokens(w, &t, NOW, false)));

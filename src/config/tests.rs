@@ -302,6 +302,80 @@ fn the_advisor_section_is_checked() {
 }
 
 #[test]
+fn the_power_section_is_checked_and_argv_comes_from_the_environment() {
+    let e = env(&[
+        ("AETHER_POWER_ENABLED", "true"),
+        (
+            "AETHER_POWER_SUSPEND_COMMAND",
+            r#"["/usr/local/sbin/node-power", "off"]"#,
+        ),
+        ("AETHER_POWER_NEVER_SLEEP", r#"["n1"]"#),
+    ]);
+    let c = Config::load(None, &e, vec![]).unwrap();
+    assert!(c.power.enabled);
+    assert_eq!(
+        c.power.suspend_command,
+        ["/usr/local/sbin/node-power", "off"]
+    );
+    assert_eq!(c.power.never_sleep, ["n1"]);
+    assert!(c.power.resume_command.is_empty());
+
+    let e = env(&[("AETHER_POWER_SUSPEND_COMMAND", "/bin/off")]);
+    let err = Config::load(None, &e, vec![]).unwrap_err().to_string();
+    assert!(
+        err.contains("AETHER_POWER_SUSPEND_COMMAND") && err.contains("expected a list"),
+        "{err}"
+    );
+
+    for (text, key, says) in [
+        (
+            "[power]\nenabled = true\n",
+            "power.suspend_command",
+            "no suspend command is set",
+        ),
+        (
+            "[power]\nresume_command = [\"\"]\n",
+            "power.resume_command",
+            "the program (first element) is empty",
+        ),
+        (
+            "[power]\nresume_timeout = \"0s\"\n",
+            "power.resume_timeout",
+            "expected at least 1s",
+        ),
+        (
+            "[power]\ntarget_utilisation = 1.5\n",
+            "power.target_utilisation",
+            "expected a number from 0.1 to 1.0",
+        ),
+        (
+            "[power]\nnever_sleep = [\"N1\"]\n",
+            "power.never_sleep",
+            "not a valid name",
+        ),
+        (
+            "[power.mac]\nn3 = \"aa:bb\"\n",
+            "power.mac",
+            "for node 'n3': 'aa:bb' is not a MAC address",
+        ),
+        (
+            "[power]\nwol_address = \"nowhere\"\n",
+            "power.wol_address",
+            "nowhere",
+        ),
+    ] {
+        let f = write(text);
+        let err = Config::load(Some(f.path()), &env(&[]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(key) && err.contains(says) && err.contains(&*f.path().to_string_lossy()),
+            "{text}: {err}"
+        );
+    }
+}
+
+#[test]
 fn the_gpu_section_is_checked_and_names_the_option() {
     let cases = [
         (

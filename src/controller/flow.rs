@@ -129,6 +129,8 @@ pub struct Controller {
     published: tokio::sync::watch::Sender<Published>,
     /// Woken when a review finishes, so its decision is recorded without waiting for a tick.
     wake: Arc<tokio::sync::Notify>,
+    /// Sleep and wake, with `[power] enabled`.
+    power: Option<super::power::run::Power>,
 }
 
 /// Load the rule file named in the config, or the built-in rules.
@@ -214,6 +216,7 @@ impl Controller {
         rules: Rules,
         rules_source: String,
         model: Arc<Engine>,
+        power: &crate::config::PowerConfig,
     ) -> Arc<Controller> {
         let reviewer = cfg
             .model
@@ -250,6 +253,7 @@ impl Controller {
             status: Mutex::new(status),
             published,
             wake: Arc::new(tokio::sync::Notify::new()),
+            power: super::power::run::Power::new(power),
         });
         c.publish(&[]);
         c
@@ -768,6 +772,18 @@ impl Controller {
                 Self::write_spot(w, step).await?;
             }
         }
+        // Sleep and wake carry on while paused (a drained node is suspended, a waking one
+        // waited for); only their new proposals wait.
+        let power = match &self.power {
+            Some(p) => p
+                .tick(&self.cluster, &self.metrics, &self.brain, world, w)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("controller: sleep and wake could not read the store: {e}");
+                    Vec::new()
+                }),
+            None => Vec::new(),
+        };
         if control.paused.is_some() {
             return Ok(());
         }
@@ -775,6 +791,7 @@ impl Controller {
         let lead_secs = decide::lead_secs(&control, startup, &self.settings);
         let mut proposals = self.brain.lock().expect("brain").propose(world, lead_secs);
         proposals.extend(spot::rebalance(&notices, world));
+        proposals.extend(power);
         // A review whose proposal is gone is dropped (or left to finish, if it runs).
         let wanted = |t: &str, v: &str| {
             proposals

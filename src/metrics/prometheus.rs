@@ -54,6 +54,15 @@ pub struct ControllerGauges {
     pub leader_model: Option<(String, String)>,
 }
 
+/// Every sleep-and-wake state, so that each node has a series per state.
+const POWER_STATES: [crate::domain::PowerState; 5] = [
+    crate::domain::PowerState::Awake,
+    crate::domain::PowerState::Sleeping,
+    crate::domain::PowerState::Asleep,
+    crate::domain::PowerState::Waking,
+    crate::domain::PowerState::Down,
+];
+
 /// How many of the newest reviews the latency quantiles cover.
 pub const REVIEW_SAMPLE: usize = 100;
 
@@ -315,6 +324,28 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
             "aether_node_health",
             "Liveness as the leader judges it from metrics updates (1 for the current state).",
             &health,
+        );
+        // From the replicated store: a sleeping node sends no metrics.
+        let power: Vec<(String, f64)> = status
+            .members
+            .iter()
+            .flat_map(|m| {
+                let now = m
+                    .power
+                    .as_ref()
+                    .map_or(crate::domain::PowerState::Awake, |p| p.state);
+                POWER_STATES.iter().map(move |s| {
+                    (
+                        format!("node=\"{}\",state=\"{s}\"", esc(&m.name)),
+                        f64::from(u8::from(now == *s)),
+                    )
+                })
+            })
+            .collect();
+        o.gauge(
+            "aether_node_power_state",
+            "Where the node stands in sleep and wake (1 for the current state; asleep: suspended).",
+            &power,
         );
         type GpuField = fn(&super::gpu::GpuSample) -> f64;
         const GPU: &[(&str, &str, GpuField)] = &[

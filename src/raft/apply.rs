@@ -7,7 +7,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, OPERATORS, SESSIONS,
+    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, OPERATORS, POWER, SESSIONS,
     SPOT_NOTICES, TOKENS, dec, enc, io,
 };
 use super::txn::{K_AUDIT_SEQ, K_CLUSTER, K_PLACEMENT_SEQ, meta_get, meta_put};
@@ -217,6 +217,7 @@ pub(super) fn apply_command(
                 .map_err(io)?
                 .remove(*id)
                 .map_err(io)?;
+            txn.open_table(POWER).map_err(io)?.remove(*id).map_err(io)?;
             match txn.open_table(NODES).map_err(io)?.remove(*id).map_err(io)? {
                 Some(_) => Response::Ok,
                 None => Response::Refused(format!("node id {id} is not a member")),
@@ -496,6 +497,30 @@ pub(super) fn apply_command(
         Command::Batch(_) => Response::Refused("a batch is applied by its parts".into()),
         // Its audit record is the whole of it.
         Command::RecordDrill { .. } => Response::Ok,
+        Command::SetPower { record, state } => {
+            let mut nodes = txn.open_table(NODES).map_err(io)?;
+            let raw = nodes
+                .get(record.node)
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
+            match raw {
+                None => Response::Refused(format!("node id {} is not a member", record.node)),
+                Some(raw) => {
+                    if let Some(s) = state {
+                        let mut rec: NodeRecord = dec(&raw, "node")?;
+                        rec.state = *s;
+                        nodes
+                            .insert(record.node, enc(&rec).as_slice())
+                            .map_err(io)?;
+                    }
+                    txn.open_table(POWER)
+                        .map_err(io)?
+                        .insert(record.node, enc(record).as_slice())
+                        .map_err(io)?;
+                    Response::Ok
+                }
+            }
+        }
         Command::IssueOperatorCert(rec) => {
             if let Err(m) = crate::domain::validate_name("operator name", &rec.name) {
                 return Ok(Response::Refused(m));

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::apply::ClusterMeta;
 use super::store::{
     ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
-    OPERATORS, ROLLOUTS, ROLLOUTS_OPEN, SM_META, SPOT_NOTICES, Store, TOKENS, dec, io,
+    OPERATORS, POWER, ROLLOUTS, ROLLOUTS_OPEN, SM_META, SPOT_NOTICES, Store, TOKENS, dec, io,
 };
 use super::txn::K_CONTROL;
 use super::txn::{K_APPLIED, K_CLUSTER};
@@ -101,6 +101,11 @@ impl Store {
     /// What a cloud announced about members' machines, by member (absent: nothing).
     pub fn spot_notices(&self) -> Result<BTreeMap<NodeId, SpotNotice>, std::io::Error> {
         self.scan_map(SPOT_NOTICES, "spot notice", |k| k)
+    }
+
+    /// Each node's sleep-and-wake record, by node id (nodes that never slept have none).
+    pub fn power(&self) -> Result<BTreeMap<NodeId, crate::domain::PowerRecord>, std::io::Error> {
+        self.scan_map(POWER, "power record", |k| k)
     }
 
     /// Every stored blueprint, by name.

@@ -509,6 +509,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_of_an_older_format_is_rebuilt_at_open_and_refused_when_sent() {
+        use crate::raft::snapshot::SNAPSHOT_FORMAT;
         let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = Store::open(a_dir.path()).unwrap();
         let req = assign_req(1, vec![("a/w/0", Some(1))], vec![]);
@@ -516,8 +517,10 @@ mod tests {
         let (meta, path) = a.build_snapshot_file().unwrap();
         // What the binary before an upgrade left: the same snapshot, an older format.
         let mut bytes = std::fs::read(&path).unwrap();
-        let old_header = crate::raft::store::enc(&crate::raft::snapshot::old_header(6));
-        let new_header = crate::raft::store::enc(&crate::raft::snapshot::old_header(7));
+        let old_header =
+            crate::raft::store::enc(&crate::raft::snapshot::old_header(SNAPSHOT_FORMAT - 1));
+        let new_header =
+            crate::raft::store::enc(&crate::raft::snapshot::old_header(SNAPSHOT_FORMAT));
         assert_eq!(&bytes[4..4 + new_header.len()], new_header.as_slice());
         bytes.splice(4..4 + new_header.len(), old_header);
         std::fs::write(&path, &bytes).unwrap();
@@ -528,16 +531,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("is in format '6', this aether reads format '7': a node of another aether version sent it"),
+            e.contains(&format!(
+                "is in format '{}', this aether reads format '{SNAPSHOT_FORMAT}': a node of another aether version sent it",
+                SNAPSHOT_FORMAT - 1
+            )),
             "{e}"
         );
 
-        assert_eq!(a.current_snapshot_format().unwrap(), Some(6));
+        assert_eq!(
+            a.current_snapshot_format().unwrap(),
+            Some(SNAPSHOT_FORMAT - 1)
+        );
         drop(a);
         let a = reopen(a_dir.path());
         assert_eq!(
             a.current_snapshot_format().unwrap(),
-            Some(7),
+            Some(SNAPSHOT_FORMAT),
             "rebuilt in this format at open"
         );
         let r = a.current_snapshot_ref().unwrap().unwrap();

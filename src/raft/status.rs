@@ -225,15 +225,24 @@ pub struct MemberView {
     /// What its cloud announced about its machine (a spot interruption and its deadline, or
     /// a rebalance recommendation); `None` when nothing.
     pub spot: Option<crate::domain::SpotNotice>,
+    /// Where it stands in sleep and wake (`[power]`); `None`: it never slept.
+    pub power: Option<crate::domain::PowerRecord>,
 }
 
 impl MemberView {
-    /// Its state as `nodes` and the console show it: `draining, interrupting (deadline
-    /// 05:12:02Z)` while its cloud is taking it away.
+    /// Its state as `nodes` and the console show it: `draining (to sleep)`, `asleep
+    /// (waking)`, `draining, interrupting (deadline 05:12:02Z)`.
     pub fn state_text(&self) -> String {
+        use crate::domain::PowerState;
+        let power = match self.power.as_ref().map(|p| p.state) {
+            Some(PowerState::Sleeping) => " (to sleep)",
+            Some(PowerState::Waking) => " (waking)",
+            Some(PowerState::Down) => " (down)",
+            _ => "",
+        };
         match &self.spot {
-            Some(n) => format!("{}, {}", self.state, n.state_word()),
-            None => self.state.to_string(),
+            Some(n) => format!("{}{power}, {}", self.state, n.state_word()),
+            None => format!("{}{power}", self.state),
         }
     }
 }
@@ -298,6 +307,7 @@ impl Cluster {
         };
         let health = self.store.health().map_err(store_err)?;
         let mut spot = self.store.spot_notices().map_err(store_err)?;
+        let power = self.store.power().map_err(store_err)?;
         let is_leader = m.current_leader == Some(self.id);
         let replication = m.replication.clone().unwrap_or_default();
         let mut ids: BTreeSet<NodeId> = records.keys().copied().collect();
@@ -345,6 +355,7 @@ impl Cluster {
                     joined_at: rec.map(|r| r.joined_at).unwrap_or(0),
                     health: health.get(&id).copied().unwrap_or_default(),
                     spot: spot.remove(&id),
+                    power: power.get(&id).cloned(),
                 }
             })
             .collect();

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, Health, InstanceStatus,
-    Millis, NodeId, NodeState, OperatorRecord, Outcome, Rollout, RolloutOp, SpotNotice,
-    TokenRefusal,
+    Millis, NodeId, NodeState, OperatorRecord, Outcome, PowerRecord, PowerState, Rollout,
+    RolloutOp, SpotNotice, TokenRefusal,
 };
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
@@ -227,6 +227,13 @@ pub enum Command {
         name: String,
         notice: Option<SpotNotice>,
     },
+    // power (`[power]`)
+    /// The leader's power loop moved a node on in sleep and wake: store its record and, with
+    /// `state`, set the node's state in the same write (asleep once suspended, ready once back).
+    SetPower {
+        record: PowerRecord,
+        state: Option<NodeState>,
+    },
 }
 
 impl Command {
@@ -413,6 +420,19 @@ impl Command {
                 Some(n) => format!("node {name} {} (from {})", n.state_word(), n.source),
                 None => format!("node {name}: spot notice cleared"),
             },
+            Command::SetPower { record, state } => {
+                let mut line = format!("power of {}: {}", record.name, record.state);
+                if let Some(s) = state {
+                    line.push_str(&format!(", node {s}"));
+                }
+                if let Some(ms) = record.wake_ms.filter(|_| record.state == PowerState::Awake) {
+                    line.push_str(&format!(" (woke in {})", crate::domain::human_millis(ms)));
+                }
+                if let Some(r) = &record.reason {
+                    line.push_str(&format!(": {r}"));
+                }
+                line
+            }
         }
     }
 }

@@ -30,6 +30,7 @@ pub fn member(
         joined_at: NOW - 3_600_000,
         health,
         spot: None,
+        power: None,
     }
 }
 

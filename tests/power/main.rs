@@ -8,4 +8,5 @@ mod harness;
 #[path = "../ingress/http.rs"]
 #[allow(dead_code)]
 mod http;
+mod sleep;
 mod spot;

@@ -355,6 +355,20 @@ fn facts(f: &mut Frame, area: Rect, r: &crate::tui::app::NodeRow<'_>, app: &App,
                 format!("{}{}", m.role, if m.leader { ", leader" } else { "" }),
             ));
             lines.push(kv("state", m.state_text()));
+            if let Some(p) = &m.power {
+                let mut v = format!(
+                    "{} for {}",
+                    p.state,
+                    crate::domain::human_millis(app.now.saturating_sub(p.since))
+                );
+                if let Some(ms) = p.wake_ms {
+                    v.push_str(&format!(", wakes in {}", crate::domain::human_millis(ms)));
+                }
+                if let Some(r) = &p.reason {
+                    v.push_str(&format!(": {r}"));
+                }
+                lines.push(kv("power", v));
+            }
             lines.push(kv("health", m.health.to_string()));
             lines.push(kv(
                 "joined",
