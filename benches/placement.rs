@@ -37,6 +37,7 @@ fn main() {
             } else {
                 Ok(())
             },
+            gpu_trouble: None,
             carbon: None,
         })
         .collect();
@@ -77,6 +78,7 @@ fn main() {
         memory: 128 << 30,
         gpus: 0,
         schedulable: Ok(()),
+        gpu_trouble: None,
         carbon: None,
     });
     let q = place(&more, &instances, opts);

@@ -65,6 +65,8 @@ pub struct Config {
     pub net: NetConfig,
     /// Metrics pipeline: sampling, liveness and anomaly settings.
     pub metrics: MetricsConfig,
+    /// GPU health (what the leader judges NVML's signals against) and energy per slice.
+    pub gpu: GpuConfig,
     /// Workloads: moving instances off lost nodes, restarts, instance logs.
     pub deploy: DeployConfig,
     /// The controller on the leader: rules, forecast, safety bounds, grace window.
@@ -77,6 +79,11 @@ pub struct Config {
     pub admin: AdminConfig,
     /// This node's certificate: its lifetime and renewal.
     pub tls: TlsConfig,
+    /// Signals from outside the cluster: the cloud's spot-interruption notices.
+    pub signals: SignalsConfig,
+    /// Sleep and wake: the controller suspends idle nodes and resumes them ahead of load
+    /// (off by default).
+    pub power: PowerConfig,
     /// This node's carbon-intensity signal (carbon-aware scheduling of flexible slices).
     pub carbon: CarbonConfig,
 }
@@ -134,6 +141,193 @@ impl CarbonConfig {
                 "carbon.refresh",
                 format!("expected 1s to 24h, found {}", self.refresh),
             ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a node's cloud announces spot interruptions (`signals.spot`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpotProvider {
+    /// Not watched.
+    #[default]
+    None,
+    /// The EC2 instance metadata service (IMDSv2): `spot/instance-action` and the rebalance
+    /// recommendation.
+    Aws,
+}
+
+impl fmt::Display for SpotProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SpotProvider::None => "none",
+            SpotProvider::Aws => "aws",
+        })
+    }
+}
+
+/// Signals from outside the cluster that the controller acts on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsConfig {
+    /// Watch this node's cloud for spot interruption notices: `none` or `aws`. On a notice the
+    /// node is marked interrupting and the leader drains it at once.
+    pub spot: SpotProvider,
+    /// Base URL of the cloud's metadata service (http only).
+    pub spot_url: String,
+    /// How often the metadata service is asked.
+    pub spot_poll: Dur,
+}
+
+impl Default for SignalsConfig {
+    fn default() -> Self {
+        SignalsConfig {
+            spot: SpotProvider::None,
+            spot_url: "http://169.254.169.254".into(),
+            spot_poll: Dur::ms(5_000),
+        }
+    }
+}
+
+/// Sleep and wake (`[power]`): when the cluster's measured and forecast load fits on fewer
+/// nodes for `idle_for`, the controller proposes to drain a node and suspend it; when the
+/// forecast needs capacity the awake nodes lack, it proposes to resume one, ahead by the wake
+/// time it measured. The leader runs the commands with its own copy of this section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerConfig {
+    /// Let the controller put nodes to sleep and wake them.
+    pub enabled: bool,
+    /// Program and arguments run on the leader to suspend a drained node; the node's name,
+    /// address and MAC ("" when unknown) are appended, like Slurm's SuspendProgram.
+    /// Required when enabled.
+    pub suspend_command: Vec<String>,
+    /// Program and arguments run on the leader to resume a sleeping node, with the node's
+    /// name, address and MAC appended. Empty: send a Wake-on-LAN magic packet to the node's
+    /// MAC (from `[power.mac]`).
+    pub resume_command: Vec<String>,
+    /// A resumed node whose metrics are not back within this time is marked down with the
+    /// reason, and the controller stops counting on it. It is also the wake lead until a wake
+    /// time has been measured.
+    pub resume_timeout: Dur,
+    /// How long the load must fit on fewer nodes before one is put to sleep.
+    pub idle_for: Dur,
+    /// Longest run of a suspend or resume command; a longer one is killed and reported.
+    pub command_timeout: Dur,
+    /// Share of the awake nodes' cores the measured and forecast load may use, 0.1 to 1.0:
+    /// below it after a node sleeps, one may sleep; above it, one wakes.
+    pub target_utilisation: f64,
+    /// Nodes that never sleep, by name.
+    pub never_sleep: Vec<String>,
+    /// Where the Wake-on-LAN packet is sent (UDP, `host:port`).
+    pub wol_address: String,
+    /// Each node's MAC address by name (`n3 = "aa:bb:cc:dd:ee:ff"`), for Wake-on-LAN and the
+    /// commands' third argument.
+    pub mac: BTreeMap<String, String>,
+}
+
+impl Default for PowerConfig {
+    fn default() -> Self {
+        PowerConfig {
+            enabled: false,
+            suspend_command: Vec::new(),
+            resume_command: Vec::new(),
+            resume_timeout: Dur::ms(300_000),
+            idle_for: Dur::ms(900_000),
+            command_timeout: Dur::ms(60_000),
+            target_utilisation: 0.7,
+            never_sleep: Vec::new(),
+            wol_address: "255.255.255.255:9".into(),
+            mac: BTreeMap::new(),
+        }
+    }
+}
+
+impl SignalsConfig {
+    /// Check the section; the error names the option.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.spot_poll.0 < Duration::from_millis(100)
+            || self.spot_poll.0 > Duration::from_secs(60)
+        {
+            return Err((
+                "signals.spot_poll",
+                format!(
+                    "expected 100ms to 60s (5s is intended), found {}",
+                    self.spot_poll
+                ),
+            ));
+        }
+        let host = self
+            .spot_url
+            .strip_prefix("http://")
+            .map(|rest| rest.split('/').next().unwrap_or_default());
+        if !host.is_some_and(|h| !h.is_empty() && !h.contains('@')) {
+            return Err((
+                "signals.spot_url",
+                format!(
+                    "expected http://HOST[:PORT] (e.g. 'http://169.254.169.254'), found '{}'",
+                    self.spot_url
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PowerConfig {
+    /// Check the section; the error names the option.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, argv) in [
+            ("power.suspend_command", &self.suspend_command),
+            ("power.resume_command", &self.resume_command),
+        ] {
+            if argv.first().is_some_and(|p| p.trim().is_empty()) {
+                return Err((
+                    key,
+                    "the program (first element) is empty: name a program, e.g. \
+                     [\"/usr/local/sbin/node-power\", \"off\"]"
+                        .into(),
+                ));
+            }
+        }
+        if self.enabled && self.suspend_command.is_empty() {
+            return Err((
+                "power.suspend_command",
+                "power.enabled is true but no suspend command is set: name a program, or set \
+                 power.enabled = false"
+                    .into(),
+            ));
+        }
+        for (key, d, min) in [
+            ("power.resume_timeout", self.resume_timeout, 1_000),
+            ("power.idle_for", self.idle_for, 1_000),
+            ("power.command_timeout", self.command_timeout, 100),
+        ] {
+            if d.0 < Duration::from_millis(min) {
+                return Err((
+                    key,
+                    format!("expected at least {}, found {d}", Dur::ms(min)),
+                ));
+            }
+        }
+        if !(self.target_utilisation >= 0.1 && self.target_utilisation <= 1.0) {
+            return Err((
+                "power.target_utilisation",
+                format!(
+                    "expected a number from 0.1 to 1.0, found {}",
+                    self.target_utilisation
+                ),
+            ));
+        }
+        for n in &self.never_sleep {
+            crate::domain::validate_name("node", n).map_err(|m| ("power.never_sleep", m))?;
+        }
+        parse_host_port(&self.wol_address).map_err(|m| ("power.wol_address", m))?;
+        for (n, mac) in &self.mac {
+            crate::domain::validate_name("node", n).map_err(|m| ("power.mac", m))?;
+            mac.parse::<crate::domain::Mac>()
+                .map_err(|m| ("power.mac", format!("for node '{n}': {m}")))?;
         }
         Ok(())
     }
@@ -547,6 +741,100 @@ impl Default for MetricsConfig {
     }
 }
 
+/// GPU health and energy (DESIGN §7). The leader judges every GPU's temperature trend toward its
+/// slowdown threshold, its XID and uncorrected ECC errors and its throttling over the metrics
+/// window; each finding is an anomaly flag the controller's node rules read (`gpu_health`,
+/// `gpu_errors`, `gpu_temp_margin`, `gpu_power_capped`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    /// Temperature history the trend line toward the slowdown threshold is fitted over.
+    pub trend_window: Dur,
+    /// A GPU whose trend reaches its slowdown threshold within this is flagged.
+    pub warn_within: Dur,
+    /// Smallest rise that counts as a trend, °C per minute.
+    pub min_rise_per_min: f32,
+    /// A new critical XID or uncorrected ECC error keeps its GPU flagged this long.
+    pub errors_for: Dur,
+    /// Power capping or thermal slowdown held this long (in 90% of the samples) is flagged.
+    pub throttled_for: Dur,
+    /// Watts one fully busy core draws: an instance's CPU power is estimated as the cores it
+    /// uses × this (energy per slice in `aether metrics` and `/metrics`).
+    pub cpu_watts_per_core: f64,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            trend_window: Dur::ms(600_000),
+            warn_within: Dur::ms(900_000),
+            min_rise_per_min: 0.2,
+            errors_for: Dur::ms(900_000),
+            throttled_for: Dur::ms(300_000),
+            cpu_watts_per_core: 5.0,
+        }
+    }
+}
+
+impl GpuConfig {
+    /// Check the section; the error names the option.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let max = Duration::from_secs(ANOMALY_WINDOW_MAX_SECS);
+        for (key, d, min) in [
+            (
+                "gpu.trend_window",
+                self.trend_window,
+                Duration::from_secs(60),
+            ),
+            ("gpu.errors_for", self.errors_for, Duration::from_secs(10)),
+            (
+                "gpu.throttled_for",
+                self.throttled_for,
+                Duration::from_secs(10),
+            ),
+        ] {
+            if d.0 < min || d.0 > max {
+                return Err((
+                    key,
+                    format!(
+                        "expected {} to 15m (the metrics window keeps per-second points that long), found {d}",
+                        Dur(min)
+                    ),
+                ));
+            }
+        }
+        if self.warn_within.0 < Duration::from_secs(60)
+            || self.warn_within.0 > Duration::from_secs(86_400)
+        {
+            return Err((
+                "gpu.warn_within",
+                format!("expected 1m to 24h, found {}", self.warn_within),
+            ));
+        }
+        if !(self.min_rise_per_min.is_finite() && self.min_rise_per_min > 0.0) {
+            return Err((
+                "gpu.min_rise_per_min",
+                format!(
+                    "expected a number above 0 (°C per minute), found {}",
+                    self.min_rise_per_min
+                ),
+            ));
+        }
+        if !(self.cpu_watts_per_core.is_finite()
+            && (0.0..=1000.0).contains(&self.cpu_watts_per_core))
+        {
+            return Err((
+                "gpu.cpu_watts_per_core",
+                format!(
+                    "expected 0 to 1000 watts per core, found {}",
+                    self.cpu_watts_per_core
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -559,12 +847,15 @@ impl Default for Config {
             raft: RaftConfig::default(),
             net: NetConfig::default(),
             metrics: MetricsConfig::default(),
+            gpu: GpuConfig::default(),
             deploy: DeployConfig::default(),
             controller: ControllerConfig::default(),
             ingress: IngressConfig::default(),
             tui: TuiConfig::default(),
             admin: AdminConfig::default(),
             tls: TlsConfig::default(),
+            signals: SignalsConfig::default(),
+            power: PowerConfig::default(),
             carbon: CarbonConfig::default(),
         }
     }
@@ -866,6 +1157,10 @@ impl Config {
             tui: TuiConfig {
                 keys: BTreeMap::from([("veto".into(), "v".into())]),
             },
+            power: PowerConfig {
+                mac: BTreeMap::from([("web".into(), "aa:bb:cc:dd:ee:ff".into())]),
+                ..PowerConfig::default()
+            },
             ..Config::default()
         }
     }
@@ -1063,7 +1358,9 @@ impl Config {
             ));
         }
         c.advisor.validate().map_err(|(k, m)| bad(k, m))?;
+        self.signals.validate().map_err(|(k, m)| bad(k, m))?;
         self.carbon.validate().map_err(|(k, m)| bad(k, m))?;
+        self.gpu.validate().map_err(|(k, m)| bad(k, m))?;
         if self.admin.operator_cert_max_ttl.0 < Duration::from_secs(1) {
             return Err(bad(
                 "admin.operator_cert_max_ttl",
@@ -1152,6 +1449,7 @@ impl Config {
         if let Some(a) = &self.advertise {
             parse_host_port(a).map_err(|m| bad("advertise", m))?;
         }
+        self.power.validate().map_err(|(k, m)| bad(k, m))?;
         Ok(())
     }
 
@@ -1263,6 +1561,15 @@ fn value_from_text(kind: &toml::Value, raw: &str) -> Result<toml::Value, String>
                 .parse()
                 .map_err(|_| format!("expected a number, found '{raw}'"))?,
         ),
+        // An argv or a list of names: a TOML array, e.g. `["/usr/bin/x", "off"]`.
+        toml::Value::Array(_) => format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| v.is_array())
+            .ok_or_else(|| {
+                format!("expected a list such as [\"/usr/local/bin/x\", \"arg\"], found '{raw}'")
+            })?,
         _ => toml::Value::String(raw.to_string()),
     })
 }

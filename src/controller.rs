@@ -27,6 +27,9 @@
 //! - [`advisor`]: the strategic layer's pure core (the summary of the hour, the request and its
 //!   schema, strict validation of the answer, what a taken item proposes); [`advise`]: its
 //!   loop on the leader (only with `[controller.advisor]` enabled), advice only.
+//! - [`spot`]: spot interruption notices: the pure policy (an interruption drains at once
+//!   whatever the mode; a rebalance recommendation proposes a drain) and the signal loop
+//!   that asks the cloud's metadata service ([`spot::watch`]).
 //! - [`shift`]: time shifting of flexible slices by the carbon signal (pure); [`carbon`]: the
 //!   loop on every node that reads its signal (`[carbon]`) into its metrics.
 //! - [`flow`]: the loop with I/O: builds the world, asks [`decide`] what to write and writes
@@ -42,8 +45,10 @@ pub mod decide;
 pub mod flow;
 pub mod forecast;
 pub mod model;
+pub mod power;
 pub mod review;
 pub mod rules;
 pub mod safety;
 pub mod shift;
+pub mod spot;
 pub mod world;

@@ -231,6 +231,38 @@ pub struct AuditRecord {
     pub outcome: String,
 }
 
+/// A network interface's hardware address, written `aa:bb:cc:dd:ee:ff` (or with `-`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Mac(pub [u8; 6]);
+
+impl std::str::FromStr for Mac {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mac, String> {
+        let bad =
+            || format!("'{s}' is not a MAC address: write six hex pairs, e.g. 'aa:bb:cc:dd:ee:ff'");
+        let parts: Vec<&str> = s.split([':', '-']).collect();
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 6];
+        for (o, p) in out.iter_mut().zip(parts) {
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        Ok(Mac(out))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
 /// Validate a node or object name: DNS-label-like (1–63 of `a-z0-9-`, not starting or ending
 /// with `-`).
 pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
@@ -285,6 +317,19 @@ mod tests {
     #[test]
     fn names_follow_dns_labels() {
         assert!(validate_name("node", "n1").is_ok());
+        let mac: Mac = "AA:bb:0c:dd:ee:01".parse().unwrap();
+        assert_eq!(mac.0, [0xaa, 0xbb, 0x0c, 0xdd, 0xee, 0x01]);
+        assert_eq!(mac.to_string(), "aa:bb:0c:dd:ee:01");
+        assert_eq!("aa-bb-cc-dd-ee-ff".parse::<Mac>().unwrap().0[5], 0xff);
+        for bad in [
+            "",
+            "aa:bb:cc:dd:ee",
+            "aa:bb:cc:dd:ee:fg",
+            "aaa:b:cc:dd:ee:ff",
+        ] {
+            let e = bad.parse::<Mac>().unwrap_err();
+            assert!(e.contains("is not a MAC address"), "{bad}: {e}");
+        }
         assert!(validate_name("node", "gpu-box-7").is_ok());
         for bad in ["", "-a", "a-", "Upper", "a_b", "a.b", &"x".repeat(64)] {
             let e = validate_name("node", bad).unwrap_err();
@@ -670,6 +715,49 @@ pub struct InstanceStatus {
     pub gpus: Vec<u32>,
 }
 
+/// Where a node stands in sleep and wake (`[power]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerState {
+    /// Awake (it has come back from its last sleep, or never slept).
+    Awake,
+    /// Draining so that it can be suspended: its suspend command runs once it is drained.
+    Sleeping,
+    /// Suspended by its suspend command.
+    Asleep,
+    /// Its resume command ran; the leader waits for its metrics.
+    Waking,
+    /// It did not come back within `power.resume_timeout`: not counted on until it does.
+    Down,
+}
+
+impl fmt::Display for PowerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PowerState::Awake => "awake",
+            PowerState::Sleeping => "sleeping",
+            PowerState::Asleep => "asleep",
+            PowerState::Waking => "waking",
+            PowerState::Down => "down",
+        })
+    }
+}
+
+/// A node's sleep-and-wake record, in its own replicated table (one per node that ever slept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerRecord {
+    pub node: NodeId,
+    /// The node's name, for the audit trail.
+    pub name: String,
+    pub state: PowerState,
+    /// When it entered `state`.
+    pub since: Millis,
+    /// The last wake measured: from its resume command to its metrics being ready again.
+    pub wake_ms: Option<u64>,
+    /// Why it is in `state` when that needs saying (down, or a command that failed).
+    pub reason: Option<String>,
+}
+
 /// How far the controller may act on its own (DESIGN §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -765,6 +853,16 @@ pub enum Action {
         /// The rollout (`r-<id>`).
         rollout: u64,
     },
+    /// Drain a node, then suspend it with `power.suspend_command` once its instances moved.
+    Sleep {
+        node: NodeId,
+        name: String,
+    },
+    /// Resume a sleeping node with `power.resume_command` (or Wake-on-LAN).
+    Wake {
+        node: NodeId,
+        name: String,
+    },
 }
 
 impl Action {
@@ -774,15 +872,18 @@ impl Action {
             Action::Scale {
                 blueprint, slice, ..
             } => format!("{blueprint}/{slice}"),
-            Action::Drain { name, .. } | Action::Undrain { name, .. } => format!("node {name}"),
+            Action::Drain { name, .. }
+            | Action::Undrain { name, .. }
+            | Action::Sleep { name, .. }
+            | Action::Wake { name, .. } => format!("node {name}"),
             Action::Rollback {
                 blueprint, slice, ..
             } => format!("{blueprint}/{slice}"),
         }
     }
 
-    /// `scale_up`, `scale_down`, `drain`, `undrain` or `rollback`: what a veto suppresses on a
-    /// target.
+    /// `scale_up`, `scale_down`, `drain`, `undrain`, `rollback`, `sleep` or `wake`: what a veto
+    /// suppresses on a target.
     pub fn verb(&self) -> &'static str {
         match self {
             Action::Scale { from, to, .. } if to > from => "scale_up",
@@ -790,6 +891,8 @@ impl Action {
             Action::Drain { .. } => "drain",
             Action::Undrain { .. } => "undrain",
             Action::Rollback { .. } => "rollback",
+            Action::Sleep { .. } => "sleep",
+            Action::Wake { .. } => "wake",
         }
     }
 }
@@ -815,6 +918,8 @@ impl fmt::Display for Action {
                 f,
                 "roll back {blueprint}/{slice} v{from} → v{to} (r-{rollout})"
             ),
+            Action::Sleep { name, .. } => write!(f, "sleep {name}"),
+            Action::Wake { name, .. } => write!(f, "wake {name}"),
         }
     }
 }
@@ -1452,4 +1557,53 @@ pub struct AdviceView {
     pub last_error: Option<String>,
     /// When it happened (Unix ms).
     pub last_error_at: Option<Millis>,
+}
+
+/// What a cloud announced about a node's machine (DESIGN §5, cluster family): stored per node
+/// in the replicated store by the node's signal loop (or a drill), read by the leader's
+/// controller, the ingress and the views.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpotNotice {
+    pub kind: SpotKind,
+    /// For an interruption its deadline (when the machine goes); for a rebalance
+    /// recommendation when the cloud made it (Unix ms).
+    pub at: Millis,
+    /// Who raised it: the provider (`aws`) or `drill`.
+    pub source: String,
+}
+
+/// The kind of a [`SpotNotice`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpotKind {
+    /// The machine is going away at the notice's time: `action` is what the cloud will do
+    /// (`terminate`, `stop` or `hibernate`).
+    Interruption { action: String },
+    /// The cloud recommends moving work off this machine (it is at elevated risk).
+    Rebalance,
+}
+
+/// The notice source a drill writes, so a provider's signal loop never clears it.
+pub const SPOT_DRILL_SOURCE: &str = "drill";
+
+/// The rule name of the controller's drain of an interrupted node (its decisions carry the
+/// notice's deadline as the input `deadline`, Unix ms).
+pub const SPOT_INTERRUPTION_RULE: &str = "spot-interruption";
+
+impl SpotNotice {
+    /// Whether the machine is going away (not only at risk).
+    pub fn is_interruption(&self) -> bool {
+        matches!(self.kind, SpotKind::Interruption { .. })
+    }
+
+    /// How a node's state shows it: `interrupting (deadline 05:12:02Z)` or `rebalance
+    /// recommended (05:10:00Z)`.
+    pub fn state_word(&self) -> String {
+        match &self.kind {
+            SpotKind::Interruption { .. } => {
+                format!("interrupting (deadline {})", clock_time(self.at))
+            }
+            SpotKind::Rebalance => format!("rebalance recommended ({})", clock_time(self.at)),
+        }
+    }
 }

@@ -113,6 +113,12 @@ impl Ingress {
             s.health()?,
         );
         let rollouts: Vec<crate::domain::Rollout> = s.open_rollouts()?;
+        let interrupting: std::collections::BTreeSet<crate::domain::NodeId> = s
+            .spot_notices()?
+            .into_iter()
+            .filter(|(_, n)| n.is_interruption())
+            .map(|(id, _)| id)
+            .collect();
         let t = Arc::new(Table::build(&Rows {
             me: self.cluster.id,
             blueprints: &blueprints,
@@ -121,6 +127,7 @@ impl Ingress {
             members: &members,
             health: &health,
             rollouts: &rollouts,
+            interrupting: &interrupting,
         }));
         let live: HashSet<&str> = t
             .routes

@@ -8,7 +8,8 @@
 //! - [`aggregate`]: the leader's aggregation, liveness and anomaly flags, and the [`aggregate::View`]
 //!   every node builds from snapshots; [`window`]: the 2-hour history with a fixed memory bound;
 //!   [`anomaly`]: values far outside a node's own normal; [`traffic`]: the cluster's request
-//!   traffic summed from the snapshots. All pure.
+//!   traffic summed from the snapshots; [`gpu_health`]: the GPU signals that predict trouble
+//!   (temperature trend, XID and ECC errors, throttling); [`energy`]: power per slice. All pure.
 //! - [`requests`]: what the ingress counts (the node's [`requests::Recorder`]) and the wire and
 //!   read forms of request traffic.
 //! - [`carbon`]: a node's carbon-intensity signal, read from the JSON of Electricity Maps,
@@ -21,7 +22,9 @@ pub mod aggregate;
 pub mod anomaly;
 pub mod carbon;
 pub mod delta;
+pub mod energy;
 pub mod gpu;
+pub mod gpu_health;
 pub mod pipeline;
 pub mod prometheus;
 pub mod requests;

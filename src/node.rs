@@ -371,6 +371,7 @@ pub async fn run(
     let metrics = Pipeline::new(
         cluster.clone(),
         cfg.metrics.clone(),
+        cfg.gpu.clone(),
         cfg.deploy.gpus.clone(),
         requests.clone(),
     )?;
@@ -438,8 +439,20 @@ pub async fn run(
         rules,
         rules_source.clone(),
         model.clone(),
+        &cfg.power,
     );
     loops.spawn("controller", controller.clone().run(shutdown.clone()));
+    // Spot interruption notices: only when `signals.spot` names a provider.
+    if cfg.signals.spot != crate::config::SpotProvider::None {
+        loops.spawn(
+            "spot signals",
+            crate::controller::spot::watch::run(
+                cluster.clone(),
+                cfg.signals.clone(),
+                shutdown.clone(),
+            ),
+        );
+    }
     // The strategic layer: only when configured; nothing leaves the host otherwise.
     if cfg.controller.advisor.enabled {
         let advisor = crate::controller::advise::Advisor::new(

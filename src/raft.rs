@@ -305,6 +305,12 @@ impl Cluster {
         Some((id, addr))
     }
 
+    /// The Raft voters' ids, as this node knows them.
+    pub fn voters(&self) -> std::collections::BTreeSet<NodeId> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config.membership().voter_ids().collect()
+    }
+
     /// Whether this node is ready (what `/readyz` and `status` say); see [`Cluster::readiness`].
     pub fn ready(&self) -> bool {
         self.readiness().is_ok()

@@ -94,6 +94,8 @@ pub async fn gather(src: &Sources, since: Duration) -> NodeDiag {
                     None,
                     crate::metrics::window::WINDOW_SECS,
                     std::time::Instant::now(),
+                    &[],
+                    src.metrics.cpu_watts_per_core(),
                 )
             })
             .map(|v| render(&v))

@@ -9,6 +9,7 @@ use crate::raft::types::{Command, RequestId, Response};
 
 pub use crate::controller::model::BenchReport as ModelBenchView;
 pub use crate::deploy::drill::DrillReport;
+pub use crate::metrics::energy::SlicePower;
 pub use crate::metrics::requests::{EntryTraffic, SliceTraffic};
 pub use crate::raft::api::{
     ErrorKind, ReadQuery, ReadResult, RequestError as AdminError, TokenInfo,
@@ -18,7 +19,9 @@ pub use crate::raft::status::{
 };
 pub use crate::view::blueprints::{BlueprintView, InstanceView};
 pub use crate::view::live::{LiveMetrics, LiveNode, LiveUpdate, NodeHistory, SliceLoad, Watch};
-pub use crate::view::metrics::{HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView};
+pub use crate::view::metrics::{
+    GpuHealthNote, HistoryView, MetricsView, NodeMetricsView, PointView, SeriesView,
+};
 pub use crate::view::rollouts::{
     AnalysisView, HistoryLine, NumbersView, RolloutStart, RolloutView, VersionCopies,
 };

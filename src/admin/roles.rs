@@ -99,8 +99,10 @@ pub fn command_role(cmd: &Command) -> Role {
         | Command::RecordOutcome { .. }
         | Command::UpdateRollout(_)
         | Command::SetNodeAddr { .. }
-        | Command::FlexibleStep { .. }
-        | Command::RecordDrill { .. } => Role::Admin,
+        | Command::RecordDrill { .. }
+        | Command::SetSpotNotice { .. }
+        | Command::SetPower { .. }
+        | Command::FlexibleStep { .. } => Role::Admin,
     }
 }
 

@@ -493,6 +493,15 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
             since_secs,
         } => {
             let interval_ms = metrics.interval().as_millis() as u64;
+            // The instance reports give the power per slice; without them it is left out.
+            let instances = if node.is_none() {
+                cluster.store.instances().unwrap_or_else(|e| {
+                    tracing::warn!("metrics: cannot read the instances for energy per slice: {e}");
+                    Vec::new()
+                })
+            } else {
+                Vec::new()
+            };
             match metrics.with_state(|st| {
                 crate::view::metrics::metrics_view(
                     &st.view,
@@ -502,6 +511,8 @@ pub async fn handle(src: &Sources, req: AdminRequest, actor: &str) -> AdminRespo
                     series.as_deref(),
                     since_secs.unwrap_or(crate::metrics::window::WINDOW_SECS),
                     std::time::Instant::now(),
+                    &instances,
+                    metrics.cpu_watts_per_core(),
                 )
             }) {
                 Ok(v) => AdminResponse::Metrics(Box::new(v)),

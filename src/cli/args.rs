@@ -497,17 +497,21 @@ pub enum DrillCmd {
     /// after healing); node-loss NODE (NODE is cut off past the node-down detection: time until
     /// marked down, until its instances run elsewhere, until back ready); slice-crash
     /// BLUEPRINT/SLICE (every instance is killed with SIGKILL: restarts counted, time until all
-    /// are ready). A cut-off node heals by itself at the fault's deadline, even if the drill's
+    /// are ready); spot-interruption NODE (NODE gets a spot interruption notice with its
+    /// deadline --for ahead, as its signal loop would write one: time until the leader's
+    /// decision, until its instances run elsewhere and where, until drained; then the notice is
+    /// cleared and NODE undrained). A cut-off node heals by itself at the fault's deadline, even if the drill's
     /// driver dies. Refused when it would take quorum away or another drill runs. Each drill is
     /// recorded in the audit trail ('aether events'). Exit 0 when the cluster recovered within
     /// the drill's bound, 1 when it did not.
     Run {
-        /// leader-loss, partition, node-loss or slice-crash.
+        /// leader-loss, partition, node-loss, slice-crash or spot-interruption.
         scenario: String,
-        /// NODE (partition, node-loss) or BLUEPRINT/SLICE (slice-crash).
+        /// NODE (partition, node-loss, spot-interruption) or BLUEPRINT/SLICE (slice-crash).
         target: Option<String>,
         /// How long the fault is held: partition [default: 5s], node-loss [default: the
-        /// node-down detection + 30s], leader-loss at most [default: 10s]; at most 5m.
+        /// node-down detection + 30s], leader-loss at most [default: 10s]; for
+        /// spot-interruption how far ahead the notice's deadline is [default: 2m]; at most 5m.
         #[arg(long = "for", value_name = "DUR", value_parser = parse_hold)]
         hold: Option<std::time::Duration>,
         /// Say what the drill would do (target, fault, duration, what it measures, how it

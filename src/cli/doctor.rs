@@ -744,7 +744,7 @@ pub fn gpu(found: Result<Vec<String>, String>) -> Outcome {
         Ok(g) if g.is_empty() => Outcome::new(
             "gpu",
             Status::Skip,
-            "the GPU driver answers but lists no GPU",
+            "the GPU driver answers but lists no GPU; GPU-health rules stay quiet here",
         ),
         Ok(g) => Outcome::new(
             "gpu",
@@ -755,7 +755,7 @@ pub fn gpu(found: Result<Vec<String>, String>) -> Outcome {
         Err(why) => Outcome::new(
             "gpu",
             Status::Skip,
-            format!("no GPU metrics on this machine: {why}"),
+            format!("no GPU metrics on this machine: {why}; GPU-health rules stay quiet here"),
         ),
     }
 }

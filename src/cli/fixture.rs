@@ -8,6 +8,7 @@ use crate::admin::protocol::{
     NodeMetricsView, PlanView, PointView, RolloutActView, RolloutStart, RolloutView, SeriesView,
     SliceTraffic, SliceTrafficView, StatusView, TokenView, TrafficView,
 };
+use crate::admin::protocol::{GpuHealthNote, SlicePower};
 use crate::config::ModelFormat;
 use crate::controller::model::{FileInfo, ModelState, ModelStatus, Pulled};
 use crate::deploy::logs::LogChunk;
@@ -113,6 +114,11 @@ fn node_metrics(id: NodeId, name: &str, cpu: f32, mem: f32, gpu: bool) -> NodeMe
             temp_c: 74.0,
             power_w: 412.0,
             processes: vec![(4_002, 29 << 30)],
+            slowdown_c: 87.0,
+            xid_errors: 0,
+            last_xid: 0,
+            ecc_uncorrected: 0,
+            throttle: 0,
         }]
     } else {
         Vec::new()
@@ -190,6 +196,12 @@ fn node_metrics(id: NodeId, name: &str, cpu: f32, mem: f32, gpu: bool) -> NodeMe
         } else {
             "gpu: none".into()
         },
+        gpu_health: GpuHealthNote {
+            gpus: u32::from(gpu),
+            unavailable: (name == "n3").then(|| "libnvidia-ml.so.1 not found".into()),
+            findings: Vec::new(),
+            margin_c: gpu.then_some(13.0),
+        },
         series: s,
         anomalies: if name == "n3" {
             vec![AnomalyFlag {
@@ -249,6 +261,25 @@ pub fn metrics() -> MetricsView {
             node_metrics(3, "n3", 0.95, 0.92, false),
         ],
         history: None,
+        energy: vec![
+            SlicePower {
+                slice: "ml/train".into(),
+                instances: 1,
+                cpu_cores: 0.9,
+                cpu_watts_estimate: 4.5,
+                gpus: 1,
+                gpu_watts: 412.0,
+            },
+            SlicePower {
+                slice: "shop/web".into(),
+                instances: 3,
+                cpu_cores: 1.2,
+                cpu_watts_estimate: 6.0,
+                gpus: 0,
+                gpu_watts: 0.0,
+            },
+        ],
+        cpu_watts_per_core: 5.0,
     }
 }
 
@@ -256,6 +287,7 @@ pub fn metrics() -> MetricsView {
 pub fn node_metrics_view() -> MetricsView {
     MetricsView {
         nodes: vec![node_metrics(2, "gpu-box", 0.12, 0.31, true)],
+        energy: Vec::new(),
         ..metrics()
     }
 }
@@ -293,6 +325,8 @@ pub fn no_metrics() -> MetricsView {
         interval_ms: 1_000,
         nodes: Vec::new(),
         history: None,
+        energy: Vec::new(),
+        cpu_watts_per_core: 5.0,
     }
 }
 

@@ -82,6 +82,34 @@ fn nodes() {
 }
 
 #[test]
+fn sleeping_nodes_show_as_such() {
+    use crate::domain::{NodeState, PowerRecord, PowerState};
+    let mut n = fixture::members();
+    let power = |m: &crate::raft::status::MemberView, state, reason: Option<&str>| PowerRecord {
+        node: m.id,
+        name: m.name.clone(),
+        state,
+        since: NOW - 90_000,
+        wake_ms: Some(95_000),
+        reason: reason.map(String::from),
+    };
+    n[1].state = NodeState::Asleep;
+    n[1].power = Some(power(&n[1], PowerState::Waking, None));
+    n[2].state = NodeState::Asleep;
+    n[2].power = Some(power(
+        &n[2],
+        PowerState::Down,
+        Some("not back 5m0s after its resume"),
+    ));
+    insta::assert_snapshot!("nodes_power", render(|w| output::nodes(w, &n, false)));
+    let json = render_json(|w| output::nodes(w, &n, true));
+    assert!(
+        json.contains("\"state\": \"waking\"") && json.contains("\"wake_ms\": 95000"),
+        "{json}"
+    );
+}
+
+#[test]
 fn tokens() {
     let t = fixture::tokens();
     insta::assert_snapshot!("tokens", render(|w| output::tokens(w, &t, NOW, false)));
@@ -783,6 +811,8 @@ fn drill_plan(s: crate::deploy::drill::Scenario) -> crate::deploy::drill::Plan {
             health: crate::domain::Health::Ready,
             isolated: false,
             drilling: false,
+            state: crate::domain::NodeState::Ready,
+            spot: None,
         })
         .collect();
     let facts = Facts {
@@ -853,5 +883,41 @@ fn drill() {
     insta::assert_snapshot!(
         "drill_slice_crash_not_recovered",
         render(|w| output::drill(w, &crash, false))
+    );
+    let mut spot = DrillReport {
+        scenario: "spot-interruption".into(),
+        target: Some("n2".into()),
+        plan: Some(drill_plan(Scenario::SpotInterruption { node: "n2".into() })),
+        recovered: true,
+        decision: Some("d-7".into()),
+        decided_after_ms: Some(420),
+        moved_instances: Some(2),
+        moved_after_ms: Some(3_150),
+        moves: vec!["app/web/0 → n3".into(), "app/web/2 → n1".into()],
+        drained_after_ms: Some(3_600),
+        deadline_after_ms: Some(120_000),
+        restored: true,
+        ..DrillReport::default()
+    };
+    spot.verdict = spot.verdict_line();
+    insta::assert_snapshot!(
+        "drill_spot_interruption",
+        render(|w| output::drill(w, &spot, false))
+    );
+}
+
+#[test]
+fn nodes_show_an_interrupting_member_with_its_deadline() {
+    let mut members = crate::view::fixture::members();
+    members[2].spot = Some(crate::domain::SpotNotice {
+        kind: crate::domain::SpotKind::Interruption {
+            action: "terminate".into(),
+        },
+        at: crate::view::fixture::NOW + 120_000,
+        source: "aws".into(),
+    });
+    insta::assert_snapshot!(
+        "nodes_interrupting",
+        render(|w| output::nodes(w, &members, false))
     );
 }

@@ -302,6 +302,126 @@ fn the_advisor_section_is_checked() {
 }
 
 #[test]
+fn the_power_section_is_checked_and_argv_comes_from_the_environment() {
+    let e = env(&[
+        ("AETHER_POWER_ENABLED", "true"),
+        (
+            "AETHER_POWER_SUSPEND_COMMAND",
+            r#"["/usr/local/sbin/node-power", "off"]"#,
+        ),
+        ("AETHER_POWER_NEVER_SLEEP", r#"["n1"]"#),
+    ]);
+    let c = Config::load(None, &e, vec![]).unwrap();
+    assert!(c.power.enabled);
+    assert_eq!(
+        c.power.suspend_command,
+        ["/usr/local/sbin/node-power", "off"]
+    );
+    assert_eq!(c.power.never_sleep, ["n1"]);
+    assert!(c.power.resume_command.is_empty());
+
+    let e = env(&[("AETHER_POWER_SUSPEND_COMMAND", "/bin/off")]);
+    let err = Config::load(None, &e, vec![]).unwrap_err().to_string();
+    assert!(
+        err.contains("AETHER_POWER_SUSPEND_COMMAND") && err.contains("expected a list"),
+        "{err}"
+    );
+
+    for (text, key, says) in [
+        (
+            "[power]\nenabled = true\n",
+            "power.suspend_command",
+            "no suspend command is set",
+        ),
+        (
+            "[power]\nresume_command = [\"\"]\n",
+            "power.resume_command",
+            "the program (first element) is empty",
+        ),
+        (
+            "[power]\nresume_timeout = \"0s\"\n",
+            "power.resume_timeout",
+            "expected at least 1s",
+        ),
+        (
+            "[power]\ntarget_utilisation = 1.5\n",
+            "power.target_utilisation",
+            "expected a number from 0.1 to 1.0",
+        ),
+        (
+            "[power]\nnever_sleep = [\"N1\"]\n",
+            "power.never_sleep",
+            "not a valid name",
+        ),
+        (
+            "[power.mac]\nn3 = \"aa:bb\"\n",
+            "power.mac",
+            "for node 'n3': 'aa:bb' is not a MAC address",
+        ),
+        (
+            "[power]\nwol_address = \"nowhere\"\n",
+            "power.wol_address",
+            "nowhere",
+        ),
+    ] {
+        let f = write(text);
+        let err = Config::load(Some(f.path()), &env(&[]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(key) && err.contains(says) && err.contains(&*f.path().to_string_lossy()),
+            "{text}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_gpu_section_is_checked_and_names_the_option() {
+    let cases = [
+        (
+            "AETHER_GPU_TREND_WINDOW",
+            "20m",
+            "gpu.trend_window",
+            "to 15m",
+        ),
+        (
+            "AETHER_GPU_ERRORS_FOR",
+            "1s",
+            "gpu.errors_for",
+            "10s to 15m",
+        ),
+        (
+            "AETHER_GPU_WARN_WITHIN",
+            "2d",
+            "gpu.warn_within",
+            "1m to 24h",
+        ),
+        (
+            "AETHER_GPU_MIN_RISE_PER_MIN",
+            "0",
+            "gpu.min_rise_per_min",
+            "above 0",
+        ),
+        (
+            "AETHER_GPU_CPU_WATTS_PER_CORE",
+            "-3",
+            "gpu.cpu_watts_per_core",
+            "0 to 1000",
+        ),
+    ];
+    for (var, value, key, says) in cases {
+        let e = Config::load(None, &env(&[(var, value)]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key) && e.contains(says), "{var}={value}: {e}");
+    }
+    let f = write("[gpu]\nthrottled_for = \"2m\"\ncpu_watts_per_core = 7.5\n");
+    let ok = Config::load(Some(f.path()), &env(&[]), vec![]).unwrap();
+    assert_eq!(ok.gpu.throttled_for.0, Duration::from_secs(120));
+    assert_eq!(ok.gpu.cpu_watts_per_core, 7.5);
+}
+
+#[test]
 fn a_carbon_source_is_a_file_or_an_http_url() {
     let bad = |source: &str| {
         let f = write(&format!("[carbon]\nsource = \"{source}\"\n"));

@@ -825,11 +825,22 @@ impl Brain {
                     },
                 };
                 let inputs = n.inputs();
+                let mut reasoning = why;
+                // A rule on GPU health cites the findings themselves, with their numbers.
+                if r.when.iter().any(|c| c.metric.is_gpu_health())
+                    && let Some(g) = &n.gpu_health
+                {
+                    reasoning.extend(
+                        g.reasons
+                            .iter()
+                            .map(|why| format!("gpu health on {}: {why}", n.name)),
+                    );
+                }
                 return Some(Proposal {
                     rule: r.name.clone(),
                     action,
                     layers: vec![format!("rules:{}", r.name)],
-                    reasoning: why,
+                    reasoning,
                     inputs,
                 });
             }
@@ -1050,6 +1061,7 @@ mod tests {
             gpu_temp: Some(temp),
             anomalies: 0,
             drained_by_controller: ours,
+            gpu_health: None,
         };
         let cases = [
             (
@@ -1087,6 +1099,67 @@ mod tests {
             let p = b.propose(&w, 30);
             let got = p.first().map(|p| p.action.to_string());
             assert_eq!(got.as_deref(), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_gpu_health_rule_drains_and_cites_the_findings_and_is_quiet_without_gpus() {
+        let rules = parse(
+            "r",
+            "[[rules]]\nname = \"gpu-unhealthy\"\nscope = \"node\"\nwhen = [{ metric = \"gpu_health\", above = 0, for = \"10s\" }]\naction = \"drain\"\n",
+        )
+        .unwrap();
+        let node = |health: Option<crate::controller::world::GpuHealth>| NodeView {
+            id: 2,
+            name: "n2".into(),
+            state: NodeState::Ready,
+            live: true,
+            cpu: 0.5,
+            mem: 0.5,
+            gpu_util: health.as_ref().map(|_| 0.9),
+            gpu_temp: health.as_ref().map(|_| 70.0),
+            anomalies: 0,
+            drained_by_controller: false,
+            gpu_health: health,
+        };
+        let sick = crate::controller::world::GpuHealth {
+            trouble: 1,
+            errors: 1,
+            reasons: vec![
+                "gpu0 had 1 new critical XID error in the last 15 min (newest XID 79)".into(),
+            ],
+            ..Default::default()
+        };
+        for (what, n, want) in [
+            ("xid", node(Some(sick)), Some("drain n2")),
+            ("healthy", node(Some(Default::default())), None),
+            ("no gpu", node(None), None),
+        ] {
+            let mut b = Brain::new(rules.clone(), ForecastConfig::default(), 300);
+            let mut w = World::default();
+            for t in 0..15u64 {
+                w = World {
+                    now: (5_000 + t) * 1000,
+                    slices: vec![],
+                    nodes: vec![n.clone()],
+                };
+                b.observe(&w);
+            }
+            let p = b.propose(&w, 30);
+            assert_eq!(
+                p.first().map(|p| p.action.to_string()).as_deref(),
+                want,
+                "{what}"
+            );
+            if let Some(p) = p.first() {
+                assert!(
+                    p.reasoning.iter().any(|r| r
+                        == "gpu health on n2: gpu0 had 1 new critical XID error in the last 15 min (newest XID 79)"),
+                    "{:?}",
+                    p.reasoning
+                );
+                assert!(p.inputs.contains(&("gpu_health".into(), "1".into())));
+            }
         }
     }
 }

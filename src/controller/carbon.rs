@@ -22,7 +22,16 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read `source` once: its text, or why not (naming the source).
 async fn read(source: &str) -> Result<String, String> {
     if source.starts_with("http://") {
-        match crate::ingress::client::get(source, HTTP_TIMEOUT).await {
+        let accept = [("accept", "application/json".to_string())];
+        match crate::ingress::client::request(
+            http::Method::GET,
+            source,
+            &accept,
+            Vec::new(),
+            HTTP_TIMEOUT,
+        )
+        .await
+        {
             Ok((status, body)) if (200..300).contains(&status) => {
                 Ok(String::from_utf8_lossy(&body).into_owned())
             }

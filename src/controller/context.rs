@@ -49,7 +49,13 @@ pub fn gather(
     for s in statuses {
         let mine = match (&slice_prefix, action) {
             (Some(p), _) => s.instance.starts_with(p),
-            (None, Action::Drain { node, .. } | Action::Undrain { node, .. }) => s.node == *node,
+            (
+                None,
+                Action::Drain { node, .. }
+                | Action::Undrain { node, .. }
+                | Action::Sleep { node, .. }
+                | Action::Wake { node, .. },
+            ) => s.node == *node,
             _ => false,
         };
         if !mine || !recent(s.since) {
@@ -67,7 +73,10 @@ pub fn gather(
         }
     }
     let words: Vec<String> = match action {
-        Action::Drain { name, .. } | Action::Undrain { name, .. } => vec![name.clone()],
+        Action::Drain { name, .. }
+        | Action::Undrain { name, .. }
+        | Action::Sleep { name, .. }
+        | Action::Wake { name, .. } => vec![name.clone()],
         _ => blueprint.into_iter().collect(),
     };
     for a in audit.iter().filter(|a| recent(a.at) && telling(&a.what)) {

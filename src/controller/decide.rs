@@ -523,10 +523,16 @@ fn converging(d: &Decision, world: &World) -> Option<String> {
                 )
             })
         }
-        Action::Drain { node, .. } => {
+        Action::Drain { node, .. } | Action::Sleep { node, .. } => {
             let n = world.nodes.iter().find(|n| n.id == *node)?;
             (n.state == NodeState::Draining)
                 .then(|| format!("{}: {} is still draining", d.name(), n.name))
+        }
+        // A wake converges when the node is ready again; its power loop times it out.
+        Action::Wake { node, .. } => {
+            let n = world.nodes.iter().find(|n| n.id == *node)?;
+            (n.state == NodeState::Asleep)
+                .then(|| format!("{}: {} is still waking", d.name(), n.name))
         }
         Action::Undrain { .. } | Action::Rollback { .. } => None,
     }

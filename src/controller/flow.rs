@@ -21,7 +21,8 @@ use super::forecast::ForecastConfig;
 use super::model::{Engine, ModelReviewer};
 use super::review::{Review, Reviewer, Situation, Verdict, in_time};
 use super::rules::{self, Rules};
-use super::world::{Inputs, NodeSample};
+use super::spot;
+use super::world::{GpuHealth, Inputs, NodeSample};
 use crate::config::ControllerConfig;
 use crate::domain::{ControlState, Decision, Millis, ReviewRecord, now_millis};
 use crate::metrics::pipeline::Pipeline;
@@ -128,6 +129,8 @@ pub struct Controller {
     published: tokio::sync::watch::Sender<Published>,
     /// Woken when a review finishes, so its decision is recorded without waiting for a tick.
     wake: Arc<tokio::sync::Notify>,
+    /// Sleep and wake, with `[power] enabled`.
+    power: Option<super::power::run::Power>,
 }
 
 /// Load the rule file named in the config, or the built-in rules.
@@ -213,6 +216,7 @@ impl Controller {
         rules: Rules,
         rules_source: String,
         model: Arc<Engine>,
+        power: &crate::config::PowerConfig,
     ) -> Arc<Controller> {
         let reviewer = cfg
             .model
@@ -249,6 +253,7 @@ impl Controller {
             status: Mutex::new(status),
             published,
             wake: Arc::new(tokio::sync::Notify::new()),
+            power: super::power::run::Power::new(power),
         });
         c.publish(&[]);
         c
@@ -659,6 +664,7 @@ impl Controller {
                         gpu_util: max(|g| g.util),
                         gpu_temp: max(|g| g.temp_c),
                         anomalies: e.anomalies.len() as u32,
+                        gpu_health: GpuHealth::judge(&e.anomalies, &e.m.gpus),
                     },
                 );
             }
@@ -688,7 +694,8 @@ impl Controller {
                 }
             }
         }
-        Ok(World::build(&Inputs {
+        let noticed = store.spot_notices()?;
+        let mut world = World::build(&Inputs {
             now,
             blueprints: &blueprints,
             assignments: &assignments,
@@ -699,7 +706,16 @@ impl Controller {
             samples: &entries,
             decisions,
             traffic: &traffic,
-        }))
+        });
+        // A node the cloud is taking away stays drained: no rule undrains it.
+        for n in world
+            .nodes
+            .iter_mut()
+            .filter(|n| noticed.contains_key(&n.id))
+        {
+            n.drained_by_controller = false;
+        }
+        Ok(world)
     }
 
     /// Fill in when each slice's count was set, from its blueprint's kept versions (what tells
@@ -754,6 +770,38 @@ impl Controller {
         Ok(None)
     }
 
+    /// Write one step of the interruption policy: the drain first (so the node empties even if
+    /// the leader fails before the record), then its decision, already applied.
+    async fn write_spot(w: &mut Writer, step: spot::Step) -> Result<(), TickError> {
+        match step {
+            spot::Step::Interrupt {
+                node,
+                drain,
+                decision,
+            } => {
+                let summary = format!("{} at once ({})", decision.action, decision.rule);
+                if drain {
+                    let cmd = RaftCommand::SetNodeState {
+                        id: node,
+                        state: crate::domain::NodeState::Draining,
+                    };
+                    if let Response::Refused(m) = w.call(cmd).await? {
+                        tracing::warn!("controller: {summary}: {m}");
+                    }
+                }
+                match w.call(RaftCommand::RecordDecision(decision)).await? {
+                    Response::Decision(id) => tracing::warn!("controller: d-{id}: {summary}"),
+                    other => return Err(TickError::Unexpected(format!("{other:?}"))),
+                }
+            }
+            spot::Step::Outcome { id, outcome } => {
+                tracing::info!("controller: d-{id}: {}", outcome.detail);
+                w.call(RaftCommand::RecordOutcome { id, outcome }).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// One leader tick: the policy ([`decide`]) says what to write; this writes it, in order,
     /// and runs the reviewer.
     async fn decide(
@@ -779,12 +827,39 @@ impl Controller {
                 state.converged_at.remove(&d.id);
             }
         }
+        // An interruption does not wait for the mode or a pause: the machine is going away.
+        let notices = self.cluster.store.spot_notices()?;
+        let judging = decisions
+            .iter()
+            .any(|d| d.rule == spot::INTERRUPTION_RULE && d.outcome.is_none());
+        if !notices.is_empty() || judging {
+            let assignments = self.cluster.store.assignments()?;
+            let by = format!("controller@{}", self.cluster.name);
+            for step in spot::interruptions(&notices, world, &assignments, decisions, &control, &by)
+            {
+                Self::write_spot(w, step).await?;
+            }
+        }
+        // Sleep and wake carry on while paused (a drained node is suspended, a waking one
+        // waited for); only their new proposals wait.
+        let power = match &self.power {
+            Some(p) => p
+                .tick(&self.cluster, &self.metrics, &self.brain, world, w)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("controller: sleep and wake could not read the store: {e}");
+                    Vec::new()
+                }),
+            None => Vec::new(),
+        };
         if control.paused.is_some() {
             return Ok(());
         }
         let startup = self.status.lock().expect("controller status").startup_ms;
         let lead_secs = decide::lead_secs(&control, startup, &self.settings);
-        let proposals = self.brain.lock().expect("brain").propose(world, lead_secs);
+        let mut proposals = self.brain.lock().expect("brain").propose(world, lead_secs);
+        proposals.extend(spot::rebalance(&notices, world));
+        proposals.extend(power);
         // A review whose proposal is gone is dropped (or left to finish, if it runs).
         let wanted = |t: &str, v: &str| {
             proposals

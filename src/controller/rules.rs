@@ -80,6 +80,16 @@ pub enum Metric {
     GpuTemp,
     /// Node: number of anomaly flags.
     Anomalies,
+    /// Node: GPU-health findings that predict trouble — temperature trend toward the slowdown
+    /// threshold, new XID or uncorrected ECC errors, thermal slowdown (absent without GPUs).
+    GpuHealth,
+    /// Node: new XID and uncorrected ECC errors (absent without GPUs).
+    GpuErrors,
+    /// Node: GPUs held at their power limit, sustained (absent without GPUs).
+    GpuPowerCapped,
+    /// Node: lowest headroom of a GPU to its slowdown threshold, °C (absent without GPUs or a
+    /// known threshold).
+    GpuTempMargin,
 }
 
 impl Metric {
@@ -92,12 +102,16 @@ impl Metric {
         ("error_rate", Metric::ErrorRate),
         ("unhealthy", Metric::Unhealthy),
     ];
-    pub(super) const NODE: [(&'static str, Metric); 5] = [
+    pub(super) const NODE: [(&'static str, Metric); 9] = [
         ("cpu", Metric::NodeCpu),
         ("mem", Metric::NodeMem),
         ("gpu_util", Metric::GpuUtil),
         ("gpu_temp", Metric::GpuTemp),
         ("anomalies", Metric::Anomalies),
+        ("gpu_health", Metric::GpuHealth),
+        ("gpu_errors", Metric::GpuErrors),
+        ("gpu_power_capped", Metric::GpuPowerCapped),
+        ("gpu_temp_margin", Metric::GpuTempMargin),
     ];
 
     /// The name in rule files.
@@ -132,6 +146,14 @@ impl Metric {
             })
     }
 
+    /// Whether it is one of the GPU-health metrics (their findings explain a decision).
+    pub fn is_gpu_health(self) -> bool {
+        matches!(
+            self,
+            Metric::GpuHealth | Metric::GpuErrors | Metric::GpuPowerCapped | Metric::GpuTempMargin
+        )
+    }
+
     /// Whether `target` means something for this metric (the slice's target CPU, calls per
     /// instance or latency).
     pub fn has_target(self) -> bool {
@@ -156,6 +178,10 @@ impl Metric {
             Metric::GpuUtil => "gpu util",
             Metric::GpuTemp => "gpu temp",
             Metric::Anomalies => "anomalies",
+            Metric::GpuHealth => "gpu health findings",
+            Metric::GpuErrors => "gpu errors",
+            Metric::GpuPowerCapped => "gpus power-capped",
+            Metric::GpuTempMargin => "gpu °C below slowdown",
         }
     }
 

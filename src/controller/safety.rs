@@ -377,12 +377,12 @@ pub fn check(action: &mut Action, ctx: &Context, b: &Bounds) -> Check {
                 });
             }
         }
-        Action::Drain { name, .. } => {
+        Action::Drain { name, .. } | Action::Sleep { name, .. } => {
             if ctx.ready_nodes <= 1 {
                 return Check::Stop(StopReason::LastReadyNode { name: name.clone() });
             }
         }
-        Action::Undrain { .. } | Action::Rollback { .. } => {}
+        Action::Undrain { .. } | Action::Rollback { .. } | Action::Wake { .. } => {}
     }
     if ctx.recent_decisions >= b.per_minute && !ctx.on_demand {
         return Check::Stop(StopReason::RateLimit {

@@ -10,7 +10,10 @@ use crate::domain::{
     Action, Assignment, Decision, DecisionStatus, Health, InstanceState, InstanceStatus, Millis,
     NodeId, NodeRecord, NodeState, StoredBlueprint,
 };
+use crate::metrics::gpu::GpuSample;
+use crate::metrics::gpu_health;
 use crate::metrics::requests::SliceTraffic;
+use crate::metrics::update::AnomalyFlag;
 
 /// One slice as the controller sees it this second.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -102,6 +105,54 @@ pub struct NodeView {
     /// Draining or drained by an applied controller decision (only those are undrained by
     /// rules; an operator's drain stays).
     pub drained_by_controller: bool,
+    /// GPU health; `None` on a node without GPUs (the GPU-health metrics are then absent, so
+    /// their rules never match there).
+    pub gpu_health: Option<GpuHealth>,
+}
+
+/// GPU health on a node with GPUs: its GPU-health anomaly flags (see
+/// [`crate::metrics::gpu_health`]) and its newest sample, in figures rules compare.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GpuHealth {
+    /// Findings that predict trouble (temperature trend, new XID or ECC errors, thermal
+    /// slowdown).
+    pub trouble: u32,
+    /// New XID and uncorrected ECC errors the findings count.
+    pub errors: u32,
+    /// GPUs held at their power limit, sustained.
+    pub power_capped: u32,
+    /// The lowest headroom to a slowdown threshold, °C; `None` when no GPU says its threshold.
+    pub temp_margin: Option<f64>,
+    /// Each finding's sentence, with its numbers.
+    pub reasons: Vec<String>,
+}
+
+impl GpuHealth {
+    /// From a node's anomaly flags and GPU samples; `None` without GPUs.
+    pub fn judge(flags: &[AnomalyFlag], gpus: &[GpuSample]) -> Option<GpuHealth> {
+        if gpus.is_empty() {
+            return None;
+        }
+        let mut h = GpuHealth {
+            temp_margin: gpu_health::temp_margin(gpus).map(f64::from),
+            ..GpuHealth::default()
+        };
+        for f in flags {
+            let Some(kind) = gpu_health::Kind::of_series(&f.series) else {
+                continue;
+            };
+            match kind {
+                gpu_health::Kind::PowerCap => h.power_capped += 1,
+                gpu_health::Kind::Xid | gpu_health::Kind::Ecc => {
+                    h.trouble += 1;
+                    h.errors += f.value.max(0.0) as u32;
+                }
+                _ => h.trouble += 1,
+            }
+            h.reasons.push(f.reason.clone());
+        }
+        Some(h)
+    }
 }
 
 impl NodeView {
@@ -119,6 +170,14 @@ impl NodeView {
         if let Some(u) = self.gpu_util {
             inputs.push(("gpu_util".into(), f2(u)));
         }
+        if let Some(g) = &self.gpu_health {
+            inputs.push(("gpu_health".into(), g.trouble.to_string()));
+            inputs.push(("gpu_errors".into(), g.errors.to_string()));
+            inputs.push(("gpu_power_capped".into(), g.power_capped.to_string()));
+            if let Some(m) = g.temp_margin {
+                inputs.push(("gpu_temp_margin".into(), format!("{m:.0}")));
+            }
+        }
         inputs
     }
 
@@ -129,6 +188,10 @@ impl NodeView {
             Metric::GpuUtil => self.gpu_util,
             Metric::GpuTemp => self.gpu_temp,
             Metric::Anomalies => Some(self.anomalies as f64),
+            Metric::GpuHealth => self.gpu_health.as_ref().map(|g| f64::from(g.trouble)),
+            Metric::GpuErrors => self.gpu_health.as_ref().map(|g| f64::from(g.errors)),
+            Metric::GpuPowerCapped => self.gpu_health.as_ref().map(|g| f64::from(g.power_capped)),
+            Metric::GpuTempMargin => self.gpu_health.as_ref().and_then(|g| g.temp_margin),
             _ => None,
         }
     }
@@ -153,6 +216,8 @@ pub struct NodeSample {
     pub gpu_temp: Option<f64>,
     /// Anomalies the node's metrics show now.
     pub anomalies: u32,
+    /// GPU health, on a node with GPUs.
+    pub gpu_health: Option<GpuHealth>,
 }
 
 /// What the world is built from: the replica's rows and the metrics snapshot's figures.
@@ -275,6 +340,7 @@ impl World {
                     gpu_temp: e.and_then(|e| e.gpu_temp),
                     anomalies: e.map(|e| e.anomalies).unwrap_or(0),
                     drained_by_controller: ours == Some(true),
+                    gpu_health: e.and_then(|e| e.gpu_health.clone()),
                 }
             })
             .collect();
@@ -539,5 +605,77 @@ mod tests {
         assert_eq!(count_set_at(&[version(1, 500, 6, 1)], "web"), Some(500));
         assert_eq!(count_set_at(&[], "web"), None);
         assert_eq!(count_set_at(&kept, "db"), None);
+    }
+
+    fn flag(series: &str, value: f32, reason: &str) -> AnomalyFlag {
+        AnomalyFlag {
+            series: series.into(),
+            value,
+            median: 0.0,
+            z: 0.0,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn gpu_health_counts_findings_errors_and_capping_and_is_absent_without_gpus() {
+        let gpu = GpuSample {
+            index: 0,
+            name: "H100".into(),
+            util: 1.0,
+            mem_used: 1,
+            mem_total: 2,
+            temp_c: 80.0,
+            power_w: 700.0,
+            processes: Vec::new(),
+            slowdown_c: 87.0,
+            xid_errors: 2,
+            last_xid: 79,
+            ecc_uncorrected: 0,
+            throttle: 1,
+        };
+        let flags = [
+            flag("cpu", 0.99, "cpu far above"),
+            flag("gpu0_xid_new", 2.0, "gpu0 had 2 new critical XID errors"),
+            flag("gpu0_power_cap", 1.0, "gpu0 held at its power limit"),
+            flag("gpu0_temp_trend", 80.0, "gpu0 80 °C rising"),
+        ];
+        let h = GpuHealth::judge(&flags, std::slice::from_ref(&gpu)).expect("a GPU");
+        assert_eq!((h.trouble, h.errors, h.power_capped), (2, 2, 1));
+        assert_eq!(h.temp_margin, Some(7.0));
+        assert_eq!(h.reasons.len(), 3, "{:?}", h.reasons);
+        assert_eq!(GpuHealth::judge(&flags, &[]), None);
+        let node = NodeView {
+            id: 1,
+            name: "n1".into(),
+            state: NodeState::Ready,
+            live: true,
+            cpu: 0.1,
+            mem: 0.1,
+            gpu_util: None,
+            gpu_temp: None,
+            anomalies: 0,
+            drained_by_controller: false,
+            gpu_health: None,
+        };
+        // Without GPUs the metrics are absent (a condition on them never holds).
+        for m in [
+            Metric::GpuHealth,
+            Metric::GpuErrors,
+            Metric::GpuPowerCapped,
+            Metric::GpuTempMargin,
+        ] {
+            assert_eq!(node.value(m), None, "{m:?}");
+        }
+        let node = NodeView {
+            gpu_health: Some(h),
+            ..node
+        };
+        assert_eq!(node.value(Metric::GpuHealth), Some(2.0));
+        assert_eq!(node.value(Metric::GpuTempMargin), Some(7.0));
+        assert!(
+            node.inputs()
+                .contains(&("gpu_errors".to_string(), "2".to_string()))
+        );
     }
 }

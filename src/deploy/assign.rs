@@ -387,6 +387,7 @@ pub(super) mod tests {
                 memory: 16 << 30,
                 gpus: 0,
                 schedulable: Ok(()),
+                gpu_trouble: None,
                 carbon: None,
             },
             state: NodeState::Ready,

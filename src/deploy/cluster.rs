@@ -20,9 +20,19 @@ use crate::domain::{
     Assignment, Blueprint, Health, InstanceStatus, NodeId, NodeState, Rollout, StoredBlueprint,
     now_millis,
 };
+use crate::metrics::gpu_health::Kind;
 use crate::metrics::pipeline::Pipeline;
 use crate::raft::types::Command;
 use crate::raft::{Cluster, Writer};
+
+/// The first GPU-health finding on a node that predicts trouble, if one holds: the node takes
+/// no new GPU work while it does.
+fn gpu_trouble(e: &crate::metrics::update::NodeEntry) -> Option<String> {
+    e.anomalies
+        .iter()
+        .find(|a| Kind::of_series(&a.series).is_some_and(Kind::is_trouble))
+        .map(|a| a.reason.clone())
+}
 
 /// The members with their capacity (from the metrics snapshot) and whether they may take new
 /// instances. `down_since` (when each member was first seen down) is brought up to date: a
@@ -69,6 +79,7 @@ fn members(
                         memory: entry.map(|e| e.m.mem_total).unwrap_or(0),
                         gpus: entry.map(|e| e.gpus_offered()).unwrap_or(0),
                         schedulable,
+                        gpu_trouble: entry.and_then(gpu_trouble),
                         carbon: entry.and_then(|e| e.info.carbon.as_ref()).map(|c| c.grams),
                     },
                     state: m.state,

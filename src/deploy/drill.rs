@@ -36,6 +36,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "slice-crash BLUEPRINT/SLICE",
         "every instance of the slice is killed (SIGKILL) on every node; restarts counted, time until all are ready",
     ),
+    (
+        "spot-interruption NODE",
+        "NODE gets a spot interruption notice with a deadline --for ahead (default 2 min); time until the leader's decision, until its instances run elsewhere and where, until drained; then NODE is undrained and the notice cleared",
+    ),
 ];
 
 /// How long `partition` cuts its node off unless `--for` says otherwise.
@@ -49,6 +53,9 @@ pub const LEADER_LOSS_HOLD: Duration = Duration::from_secs(10);
 pub const RECOVERY_BOUND: Duration = Duration::from_secs(20);
 /// `node-loss`: time allowed, after the node is marked down, for its instances to run elsewhere.
 pub const MOVE_BOUND: Duration = Duration::from_secs(30);
+/// `spot-interruption`: how far ahead the notice's deadline is unless `--for` says otherwise
+/// (what AWS gives).
+pub const SPOT_DEADLINE: Duration = Duration::from_secs(120);
 
 /// A drill and its target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +65,7 @@ pub enum Scenario {
     Partition { node: String },
     NodeLoss { node: String },
     SliceCrash { blueprint: String, slice: String },
+    SpotInterruption { node: String },
 }
 
 /// A usage error naming the scenarios.
@@ -96,6 +104,9 @@ impl Scenario {
             "node-loss" => Scenario::NodeLoss {
                 node: node("node-loss")?,
             },
+            "spot-interruption" => Scenario::SpotInterruption {
+                node: node("spot-interruption")?,
+            },
             "slice-crash" => {
                 let t = target.ok_or_else(|| {
                     usage("'slice-crash' needs a slice: 'aether drill run slice-crash BLUEPRINT/SLICE'".into())
@@ -124,6 +135,7 @@ impl Scenario {
             Scenario::Partition { .. } => "partition",
             Scenario::NodeLoss { .. } => "node-loss",
             Scenario::SliceCrash { .. } => "slice-crash",
+            Scenario::SpotInterruption { .. } => "spot-interruption",
         }
     }
 
@@ -131,7 +143,9 @@ impl Scenario {
     pub fn target(&self) -> Option<String> {
         match self {
             Scenario::LeaderLoss => None,
-            Scenario::Partition { node } | Scenario::NodeLoss { node } => Some(node.clone()),
+            Scenario::Partition { node }
+            | Scenario::NodeLoss { node }
+            | Scenario::SpotInterruption { node } => Some(node.clone()),
             Scenario::SliceCrash { blueprint, slice } => Some(format!("{blueprint}/{slice}")),
         }
     }
@@ -151,6 +165,10 @@ pub struct Member {
     pub isolated: bool,
     /// It runs a drill now.
     pub drilling: bool,
+    /// Its membership state (ready, draining …).
+    pub state: crate::domain::NodeState,
+    /// Its cloud's notice, if it has one.
+    pub spot: Option<crate::domain::SpotNotice>,
 }
 
 /// What the drill knows of the cluster before it starts.
@@ -366,6 +384,69 @@ pub fn plan(s: &Scenario, facts: &Facts, hold: Option<Duration>) -> Result<Plan,
                 bound_ms: bound,
             }
         }
+        Scenario::SpotInterruption { node } => {
+            let m = member(node)?;
+            leader()?;
+            if let Some(n) = &m.spot {
+                return Err(Refusal::Unsafe(format!(
+                    "'{}' has a spot notice already ({}, from {}): a drill would hide it",
+                    m.name,
+                    n.state_word(),
+                    n.source
+                )));
+            }
+            if m.state != crate::domain::NodeState::Ready {
+                return Err(Refusal::Unsafe(format!(
+                    "'{}' is {}: the drill drains a ready node; undrain it first ('aether undrain {}')",
+                    m.name, m.state, m.name
+                )));
+            }
+            let others = facts
+                .members
+                .iter()
+                .filter(|o| o.id != m.id && o.state == crate::domain::NodeState::Ready)
+                .count();
+            if others == 0 {
+                return Err(Refusal::Unsafe(format!(
+                    "'{}' is the only ready node: its instances would have nowhere to go",
+                    m.name
+                )));
+            }
+            let hold = hold.unwrap_or(SPOT_DEADLINE);
+            if hold < Duration::from_secs(10) {
+                return Err(Refusal::Unknown(format!(
+                    "--for {} leaves too little time before the deadline: give at least 10 s (2 min is what AWS gives)",
+                    secs(hold)
+                )));
+            }
+            Plan {
+                scenario: s.clone(),
+                node: Some(m.id),
+                node_name: Some(m.name.clone()),
+                fault: format!(
+                    "give '{}' a spot interruption notice (terminate) with its deadline {} ahead, the way its signal loop writes one: the leader drains it at once",
+                    m.name,
+                    secs(hold)
+                ),
+                hold_ms: hold.as_millis() as u64,
+                measures: vec![
+                    "time until the leader records its interruption decision".into(),
+                    format!(
+                        "time until every instance '{}' held is active on another node, and where",
+                        m.name
+                    ),
+                    format!(
+                        "time until '{}' is drained, and the time left to the deadline",
+                        m.name
+                    ),
+                ],
+                restore: format!(
+                    "the notice is cleared and '{}' undrained (ready again), whether or not it drained in time",
+                    m.name
+                ),
+                bound_ms: hold.as_millis() as u64,
+            }
+        }
         Scenario::SliceCrash { blueprint, slice } => {
             if !facts.slice_known {
                 return Err(Refusal::Unknown(format!(
@@ -437,6 +518,16 @@ pub struct DrillReport {
     pub killed: Option<u32>,
     pub restarts: Option<u32>,
     pub ready_after_ms: Option<u64>,
+    /// `spot-interruption`: the leader's decision (`d-12`).
+    pub decision: Option<String>,
+    pub decided_after_ms: Option<u64>,
+    pub drained_after_ms: Option<u64>,
+    /// Each instance moved: `app/web/0 → n3`.
+    pub moves: Vec<String>,
+    /// After the fault, when the notice's deadline was.
+    pub deadline_after_ms: Option<u64>,
+    /// The notice cleared and the node undrained.
+    pub restored: bool,
     /// What went wrong or could not be measured.
     pub notes: Vec<String>,
 }
@@ -501,6 +592,32 @@ impl DrillReport {
                 ),
                 after("back ready", self.back_ready_after_ms)
             ),
+            "spot-interruption" => format!(
+                "{}; {}; {}{}; {}",
+                after(
+                    &format!("decision {}", self.decision.as_deref().unwrap_or("(none)")),
+                    self.decided_after_ms
+                ),
+                after(
+                    &format!("{} instances moved", self.moved_instances.unwrap_or(0)),
+                    self.moved_after_ms
+                ),
+                after(
+                    &format!("{} drained", self.target.as_deref().unwrap_or("?")),
+                    self.drained_after_ms
+                ),
+                match (self.drained_after_ms, self.deadline_after_ms) {
+                    (Some(d), Some(dl)) if d <= dl =>
+                        format!(" ({} before the deadline)", ms(dl - d)),
+                    (Some(_), Some(_)) => " (AFTER the deadline)".into(),
+                    _ => String::new(),
+                },
+                if self.restored {
+                    "restored"
+                } else {
+                    "NOT restored"
+                }
+            ),
             _ => format!(
                 "{} of {} instances killed; {} restarts; {}",
                 self.killed.unwrap_or(0),
@@ -532,6 +649,8 @@ mod tests {
             health: Health::Ready,
             isolated: false,
             drilling: false,
+            state: crate::domain::NodeState::Ready,
+            spot: None,
         }
     }
 
@@ -708,5 +827,42 @@ mod tests {
             r.verdict_line(),
             "partition: leader unchanged; writes continued (40 ok, 0 errors); n3 caught up after 0.1 s; recovered"
         );
+        let r = DrillReport {
+            scenario: "spot-interruption".into(),
+            target: Some("n2".into()),
+            decision: Some("d-4".into()),
+            decided_after_ms: Some(300),
+            moved_instances: Some(2),
+            moved_after_ms: Some(3_100),
+            drained_after_ms: Some(3_400),
+            deadline_after_ms: Some(120_000),
+            restored: true,
+            recovered: true,
+            ..DrillReport::default()
+        };
+        assert_eq!(
+            r.verdict_line(),
+            "spot-interruption: decision d-4 after 0.3 s; 2 instances moved after 3.1 s; n2 drained after 3.4 s (116.6 s before the deadline); restored; recovered"
+        );
+    }
+
+    #[test]
+    fn a_spot_drill_takes_a_ready_node_with_somewhere_to_go() {
+        let s = Scenario::parse("spot-interruption", Some("n2")).unwrap();
+        assert_eq!(s.target().as_deref(), Some("n2"));
+        let p = plan(&s, &facts(3), None).unwrap();
+        assert_eq!(p.hold_ms, 120_000);
+        assert!(p.fault.contains("120.0 s ahead"), "{}", p.fault);
+        assert!(Scenario::parse("spot-interruption", None).is_err());
+        let mut f = facts(3);
+        f.members[1].state = crate::domain::NodeState::Draining;
+        let e = plan(&s, &f, None).unwrap_err();
+        assert!(e.to_string().contains("aether undrain n2"), "{e}");
+        let mut f = facts(2);
+        f.members[0].state = crate::domain::NodeState::Drained;
+        let e = plan(&s, &f, None).unwrap_err();
+        assert!(e.to_string().contains("only ready node"), "{e}");
+        let e = plan(&s, &facts(3), Some(Duration::from_secs(2))).unwrap_err();
+        assert!(matches!(e, Refusal::Unknown(_)), "{e}");
     }
 }

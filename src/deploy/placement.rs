@@ -28,6 +28,9 @@ pub struct NodeSlot {
     pub gpus: u32,
     /// `Err(why)` when the node may not take instances (`is draining`, `is down`).
     pub schedulable: Result<(), String>,
+    /// `Some(finding)` while a GPU-health finding holds on the node: it takes no new instance
+    /// that needs a GPU (those it runs stay).
+    pub gpu_trouble: Option<String>,
     /// The carbon intensity of its grid now (gCO2eq/kWh), when it reads a signal.
     pub carbon: Option<f32>,
 }
@@ -161,6 +164,7 @@ pub fn place_preferring(
     let mut seen = vec![usize::MAX; nodes.len()];
     let fits =
         |f: &(f32, u64, u32), w: &Needs| f.0 + 1e-4 >= w.cpu && f.1 >= w.memory && f.2 >= w.gpu;
+    let gpu_ok = |i: usize, w: &Needs| w.gpu == 0 || nodes[i].gpu_trouble.is_none();
     let index_of: BTreeMap<NodeId, usize> =
         nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
     let mut is_pinned = vec![false; instances.len()];
@@ -231,7 +235,7 @@ pub fn place_preferring(
                 }
                 seen[i] = k;
                 distinct += 1;
-                if count[i] < bound[i] && fits(&free[i], needs) {
+                if count[i] < bound[i] && fits(&free[i], needs) && gpu_ok(i, needs) {
                     chosen = Some(i);
                     break;
                 }
@@ -281,6 +285,8 @@ fn why_not(
         let mut p = String::new();
         if let Err(why) = &node.schedulable {
             let _ = write!(p, "{} {why}", node.name);
+        } else if let Some(finding) = node.gpu_trouble.as_ref().filter(|_| needs.gpu > 0) {
+            let _ = write!(p, "{} takes no new GPU work ({finding})", node.name);
         } else if f.2 < needs.gpu {
             let _ = write!(p, "{} has {} GPUs free", node.name, f.2);
         } else if f.0 + 1e-4 < needs.cpu {
@@ -310,6 +316,7 @@ mod tests {
             memory: 64 << 30,
             gpus: 0,
             schedulable: Ok(()),
+            gpu_trouble: None,
             carbon: None,
         }
     }
@@ -371,6 +378,34 @@ mod tests {
         let p = place(&nodes, &instances(400, 0.01), Options::default());
         let big = p.assigned.values().filter(|n| **n == 1).count();
         assert!(big > 260, "the 4× larger node takes most: {big} of 400");
+    }
+
+    #[test]
+    fn a_node_with_gpu_trouble_takes_no_new_gpu_work_but_still_cpu_work() {
+        let mut nodes = vec![node(1, 8.0), node(2, 8.0)];
+        nodes[0].gpus = 2;
+        nodes[0].gpu_trouble = Some("gpu0 had 1 new critical XID error in the last 15 min".into());
+        nodes[1].gpus = 0;
+        let gpu_work = vec![(
+            "ml/train/0".to_string(),
+            Needs {
+                cpu: 1.0,
+                memory: 1 << 30,
+                gpu: 1,
+            },
+        )];
+        let p = place(&nodes, &gpu_work, Options::default());
+        assert!(p.assigned.is_empty(), "{p:?}");
+        assert_eq!(
+            p.pending["ml/train/0"],
+            "needs cpu=1 memory=1.0GiB gpu=1: n1 takes no new GPU work (gpu0 had 1 new critical XID error in the last 15 min), n2 has 0 GPUs free"
+        );
+        // CPU work still goes there; and once the finding clears, GPU work does too.
+        let p = place(&nodes[..1], &instances(3, 0.5), Options::default());
+        assert_eq!(p.assigned.len(), 3, "{p:?}");
+        nodes[0].gpu_trouble = None;
+        let p = place(&nodes, &gpu_work, Options::default());
+        assert_eq!(p.assigned.get("ml/train/0"), Some(&1));
     }
 
     #[test]

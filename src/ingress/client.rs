@@ -1,5 +1,6 @@
-//! A small HTTP/1.1 client for JSON posts and gets (the controller's strategic layer asks an
-//! OpenAI-compatible endpoint with it; the carbon loop reads its signal). hyper stays inside the ingress; http only.
+//! A small HTTP/1.1 client: JSON posts (the controller's strategic layer asks an
+//! OpenAI-compatible endpoint with it) and plain requests (the spot signal loop asks the
+//! cloud's metadata service). hyper stays inside the ingress; http only.
 
 use std::time::Duration;
 
@@ -58,31 +59,39 @@ pub async fn post_json(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<(u16, Bytes), PostError> {
+    let mut all = vec![
+        ("content-type", "application/json".to_string()),
+        ("accept", "application/json".to_string()),
+    ];
+    all.extend(headers.iter().cloned());
+    request(http::Method::POST, url, &all, body, timeout).await
+}
+
+/// Send `method` to `url` (http only) with `headers` and `body` (empty for none), and return
+/// the status and body. Everything, from connecting to the last byte, is within `timeout`.
+pub async fn request(
+    method: http::Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<(u16, Bytes), PostError> {
     let (addr, host, path) = split(url)?;
     tokio::time::timeout(
         timeout,
-        exchange(&addr, &host, &path, Some((headers, body))),
+        exchange(method, &addr, &host, &path, headers, body),
     )
     .await
     .map_err(|_| PostError::Timeout(timeout))?
 }
 
-/// GET `url` (http only) and return the status and body, all within `timeout`.
-pub async fn get(url: &str, timeout: Duration) -> Result<(u16, Bytes), PostError> {
-    let (addr, host, path) = split(url)?;
-    tokio::time::timeout(timeout, exchange(&addr, &host, &path, None))
-        .await
-        .map_err(|_| PostError::Timeout(timeout))?
-}
-
-/// A POST's headers and JSON body.
-type Post<'a> = (&'a [(&'a str, String)], Vec<u8>);
-
 async fn exchange(
+    method: http::Method,
     addr: &str,
     host: &str,
     path: &str,
-    post: Option<Post<'_>>,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
 ) -> Result<(u16, Bytes), PostError> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
@@ -102,17 +111,11 @@ async fn exchange(
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    let is_post = post.is_some();
-    let (headers, body): Post<'_> = post.unwrap_or((&[], Vec::new()));
-    let mut req = if is_post {
-        Request::post(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::CONTENT_LENGTH, body.len())
-    } else {
-        Request::get(path)
-    }
-    .header(header::HOST, host)
-    .header(header::ACCEPT, "application/json");
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, host)
+        .header(header::CONTENT_LENGTH, body.len());
     for (k, v) in headers {
         req = req.header(*k, v.as_str());
     }

@@ -2,7 +2,7 @@
 //! instances that may take a request — built from the replicated rows alone, so every node
 //! routes the same way without asking anyone.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use crate::domain::{
@@ -81,12 +81,15 @@ pub struct Rows<'a> {
     pub health: &'a BTreeMap<NodeId, Health>,
     /// The open rollouts (their traffic splits).
     pub rollouts: &'a [Rollout],
+    /// Members whose machine the cloud is taking away (a spot interruption notice).
+    pub interrupting: &'a BTreeSet<NodeId>,
 }
 
 impl Table {
     /// The routes of `rows`: per service, the instances reported active by the node they are
     /// assigned to (or by the node handing them off, whose copy serves until the new one is
-    /// active), on members not judged down.
+    /// active), on members not judged down. Copies on an interrupted member leave the rotation
+    /// as soon as another copy is ready, before they are stopped.
     pub fn build(rows: &Rows) -> Table {
         let addr_of: BTreeMap<NodeId, &str> = rows
             .members
@@ -133,6 +136,12 @@ impl Table {
                         }
                         _ => not_ready += 1,
                     }
+                }
+                if backends
+                    .iter()
+                    .any(|be| !rows.interrupting.contains(&be.node))
+                {
+                    backends.retain(|be| !rows.interrupting.contains(&be.node));
                 }
                 backends.sort_by_key(|be| (be.node != rows.me, be.index, be.node));
                 routes.insert(
@@ -262,12 +271,13 @@ mod tests {
         let health = BTreeMap::from([(4, Health::Down)]);
         let t = Table::build(&Rows {
             me: 3,
-            blueprints: &[bp],
+            blueprints: std::slice::from_ref(&bp),
             assignments: &assignments,
             statuses: &statuses,
             members: &members,
             health: &health,
             rollouts: &[],
+            interrupting: &BTreeSet::new(),
         });
         let r = &t.routes[&8080];
         let got: Vec<(&str, NodeId)> = r
@@ -282,5 +292,24 @@ mod tests {
         );
         assert_eq!(r.backends[1].addr, "127.0.0.1:7420");
         assert_eq!(r.not_ready, 1);
+        // An interrupted member's copies leave the rotation while another copy is ready, and
+        // stay in it when they are the last ones.
+        let rows = |interrupting: &BTreeSet<NodeId>| {
+            Table::build(&Rows {
+                me: 3,
+                blueprints: std::slice::from_ref(&bp),
+                assignments: &assignments,
+                statuses: &statuses,
+                members: &members,
+                health: &health,
+                rollouts: &[],
+                interrupting,
+            })
+        };
+        let nodes = |t: &Table| -> Vec<NodeId> {
+            t.routes[&8080].backends.iter().map(|b| b.node).collect()
+        };
+        assert_eq!(nodes(&rows(&BTreeSet::from([3]))), vec![1]);
+        assert_eq!(nodes(&rows(&BTreeSet::from([1, 3]))), vec![3, 1]);
     }
 }

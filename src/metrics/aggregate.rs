@@ -23,6 +23,8 @@ pub struct Settings {
     pub anomaly_threshold: f32,
     /// Seconds of history an anomaly is judged against.
     pub anomaly_window_secs: u64,
+    /// What GPU health judges against.
+    pub gpu: super::gpu_health::Settings,
 }
 
 /// Anomaly checks are spread over this many ticks (each node is checked every Nth tick), so the
@@ -285,6 +287,53 @@ fn anomalies(node: NodeId, m: &NodeMetrics, window: &Window, s: &Settings) -> Ve
             });
         }
     }
+    out.extend(gpu_health(node, m, window, &s.gpu));
+    out
+}
+
+/// The GPU-health findings of `node`'s GPUs over their window, as anomaly flags (`median` holds
+/// the limit judged against, `z` is 0: these are not z-scores).
+fn gpu_health(
+    node: NodeId,
+    m: &NodeMetrics,
+    window: &Window,
+    s: &super::gpu_health::Settings,
+) -> Vec<AnomalyFlag> {
+    let secs = s
+        .trend_secs
+        .max(s.errors_for_secs)
+        .max(s.throttled_for_secs);
+    let mut out = Vec::new();
+    for g in &m.gpus {
+        let recent = |kind: &str| {
+            window
+                .series(node, &format!("gpu{}_{kind}", g.index))
+                .map(|x| x.recent(secs))
+                .unwrap_or_default()
+        };
+        let (temps, xids, ecc, throttle) = (
+            recent("temp"),
+            recent("xid"),
+            recent("ecc"),
+            recent("throttle"),
+        );
+        let h = super::gpu_health::History {
+            gpu: g,
+            temps: &temps,
+            xids: &xids,
+            ecc: &ecc,
+            throttle: &throttle,
+        };
+        for i in super::gpu_health::judge(&h, s) {
+            out.push(AnomalyFlag {
+                series: i.kind.series(i.gpu),
+                value: i.value,
+                median: i.limit,
+                z: 0.0,
+                reason: i.reason,
+            });
+        }
+    }
     out
 }
 
@@ -405,6 +454,7 @@ mod tests {
             down_after: Duration::from_secs(10),
             anomaly_threshold: 6.0,
             anomaly_window_secs: 600,
+            gpu: crate::metrics::gpu_health::Settings::default(),
         }
     }
 
@@ -472,6 +522,61 @@ mod tests {
         assert_eq!(tr[0].health, Health::Ready);
         assert_eq!(tr[0].why, "metrics updates resumed");
         assert_eq!(snap.nodes[0].health, Health::Ready);
+    }
+
+    /// A GPU whose XID count rises is flagged by GPU health within a few ticks, with the
+    /// finding's sentence; a node without GPUs never is.
+    #[test]
+    fn gpu_health_findings_become_anomaly_flags() {
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(1, 5, settings(), None, t0);
+        let members = [member(1), member(2)];
+        let recorded = BTreeMap::new();
+        let mut w = Window::default();
+        let mut last = None;
+        for sec in 1..=30u64 {
+            let mut u = update(2, sec * 1_000, 0.1);
+            u.m.gpus = vec![crate::metrics::gpu::GpuSample {
+                index: 0,
+                name: "H100".into(),
+                util: 0.9,
+                mem_used: 1,
+                mem_total: 2,
+                temp_c: 60.0,
+                power_w: 300.0,
+                processes: Vec::new(),
+                slowdown_c: 87.0,
+                xid_errors: u32::from(sec > 20),
+                last_xid: if sec > 20 { 48 } else { 0 },
+                ecc_uncorrected: 0,
+                throttle: 0,
+            }];
+            u.m.visit_series(|name, v| w.record(2, name, sec, v));
+            let quiet = update(1, sec * 1_000, 0.1);
+            quiet.m.visit_series(|name, v| w.record(1, name, sec, v));
+            agg.receive(u, t0);
+            agg.receive(quiet, t0);
+            let (snap, _) = agg.tick(t0, 0, &members, &recorded, &w);
+            if sec < 20 {
+                assert!(
+                    snap.nodes.iter().all(|n| n.anomalies.is_empty()),
+                    "{snap:?}"
+                );
+            }
+            last = Some(snap);
+        }
+        let snap = last.unwrap();
+        assert!(
+            snap.nodes[0].anomalies.is_empty(),
+            "no GPU, nothing to judge"
+        );
+        let flags = &snap.nodes[1].anomalies;
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        assert_eq!(flags[0].series, "gpu0_xid_new");
+        assert_eq!(
+            flags[0].reason,
+            "gpu0 had 1 new critical XID error in the last 15 min (newest XID 48)"
+        );
     }
 
     /// The leader's aggregator and view on one side, a follower's view fed only what the

@@ -37,7 +37,7 @@ use super::update::{
     ClusterMetricsSnapshot, INFO_EVERY, LeaderAdvice, LeaderReviewer, MetricsMsg, MetricsUpdate,
     NodeInfo, NodeMetrics,
 };
-use crate::config::{GpuOffer, MetricsConfig};
+use crate::config::{GpuConfig, GpuOffer, MetricsConfig};
 use crate::domain::{Health, Millis, NodeId, NodeRecord, now_millis};
 use crate::net::{Inbox, PeerCtx};
 use crate::raft::Cluster;
@@ -156,6 +156,8 @@ struct Carried {
 pub struct Pipeline {
     cluster: Arc<Cluster>,
     cfg: MetricsConfig,
+    /// GPU health settings and the CPU power estimate.
+    gpu: GpuConfig,
     state: Mutex<State>,
     sampler: Arc<Mutex<Sampler>>,
     /// PIDs whose CPU and RSS go into each update (the supervised instances).
@@ -214,6 +216,7 @@ impl Pipeline {
     pub fn new(
         cluster: Arc<Cluster>,
         cfg: MetricsConfig,
+        gpu: GpuConfig,
         gpu_offer: GpuOffer,
         recorder: Arc<Recorder>,
     ) -> anyhow::Result<Arc<Pipeline>> {
@@ -222,6 +225,7 @@ impl Pipeline {
         Ok(Arc::new(Pipeline {
             cluster,
             cfg,
+            gpu,
             state: Mutex::new(State {
                 view: View::default(),
                 agg: None,
@@ -385,7 +389,19 @@ impl Pipeline {
             down_after: self.cfg.down_after.0,
             anomaly_threshold: self.cfg.anomaly_threshold,
             anomaly_window_secs: self.cfg.anomaly_window.0.as_secs(),
+            gpu: super::gpu_health::Settings {
+                trend_secs: self.gpu.trend_window.0.as_secs(),
+                warn_within_secs: self.gpu.warn_within.0.as_secs(),
+                min_rise_per_min: self.gpu.min_rise_per_min,
+                errors_for_secs: self.gpu.errors_for.0.as_secs(),
+                throttled_for_secs: self.gpu.throttled_for.0.as_secs(),
+            },
         }
+    }
+
+    /// Watts one fully busy core is estimated to draw (`gpu.cpu_watts_per_core`).
+    pub fn cpu_watts_per_core(&self) -> f64 {
+        self.gpu.cpu_watts_per_core
     }
 
     /// Run every loop until `shutdown`.

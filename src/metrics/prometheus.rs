@@ -54,6 +54,15 @@ pub struct ControllerGauges {
     pub leader_model: Option<(String, String)>,
 }
 
+/// Every sleep-and-wake state, so that each node has a series per state.
+const POWER_STATES: [crate::domain::PowerState; 5] = [
+    crate::domain::PowerState::Awake,
+    crate::domain::PowerState::Sleeping,
+    crate::domain::PowerState::Asleep,
+    crate::domain::PowerState::Waking,
+    crate::domain::PowerState::Down,
+];
+
 /// How many of the newest reviews the latency quantiles cover.
 pub const REVIEW_SAMPLE: usize = 100;
 
@@ -196,6 +205,7 @@ pub fn sample_value(text: &str, name: &str) -> Option<f64> {
 pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) -> String {
     let mut o = Out::default();
     let now = Instant::now();
+    let watts_per_core = p.cpu_watts_per_core();
     p.with_state(|st| {
         let v = &st.view;
         let age = v.age(now);
@@ -331,6 +341,28 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
             "Liveness as the leader judges it from metrics updates (1 for the current state).",
             &health,
         );
+        // From the replicated store: a sleeping node sends no metrics.
+        let power: Vec<(String, f64)> = status
+            .members
+            .iter()
+            .flat_map(|m| {
+                let now = m
+                    .power
+                    .as_ref()
+                    .map_or(crate::domain::PowerState::Awake, |p| p.state);
+                POWER_STATES.iter().map(move |s| {
+                    (
+                        format!("node=\"{}\",state=\"{s}\"", esc(&m.name)),
+                        f64::from(u8::from(now == *s)),
+                    )
+                })
+            })
+            .collect();
+        o.gauge(
+            "aether_node_power_state",
+            "Where the node stands in sleep and wake (1 for the current state; asleep: suspended).",
+            &power,
+        );
         type GpuField = fn(&super::gpu::GpuSample) -> f64;
         const GPU: &[(&str, &str, GpuField)] = &[
             ("aether_gpu_utilization_ratio", "GPU busy (0-1).", |g| {
@@ -350,6 +382,26 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
             ("aether_gpu_power_watts", "GPU power draw.", |g| {
                 g.power_w as f64
             }),
+            (
+                "aether_gpu_slowdown_temperature_celsius",
+                "Temperature at which the GPU slows itself down (NaN: unknown).",
+                |g| g.slowdown_c as f64,
+            ),
+            (
+                "aether_gpu_xid_errors",
+                "Critical XID errors seen since the node process started.",
+                |g| g.xid_errors as f64,
+            ),
+            (
+                "aether_gpu_ecc_uncorrected_errors",
+                "Uncorrected ECC errors since the driver loaded (volatile).",
+                |g| g.ecc_uncorrected as f64,
+            ),
+            (
+                "aether_gpu_throttle_reasons",
+                "Why clocks are held back, as bits: 1 power cap, 2 hardware slowdown, 4 thermal, 8 power brake.",
+                |g| g.throttle as f64,
+            ),
         ];
         for (metric, help, field) in GPU {
             let samples: Vec<(String, f64)> = snap
@@ -363,6 +415,20 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
                 .collect();
             o.gauge(metric, help, &samples);
         }
+        let mut power = Vec::new();
+        for sp in super::energy::slice_power(snap, &extra.instances, watts_per_core) {
+            let slice = esc(&sp.slice);
+            power.push((format!("slice=\"{slice}\",source=\"gpu\""), sp.gpu_watts));
+            power.push((
+                format!("slice=\"{slice}\",source=\"cpu_estimate\""),
+                sp.cpu_watts_estimate,
+            ));
+        }
+        o.gauge(
+            "aether_slice_power_watts",
+            "Power of the slice's active instances now: source gpu as NVML measures the GPUs they hold, cpu_estimate as the cores they use x gpu.cpu_watts_per_core (an estimate).",
+            &power,
+        );
     });
 
     let n = &status.node;

@@ -114,7 +114,7 @@ impl NodeMetrics {
     /// The headline series this sample adds to the history window, as (name, value). Ratios are
     /// 0.0–1.0, rates bytes per second, temperatures °C, power W.
     pub fn series(&self) -> Vec<(String, f32)> {
-        let mut out = Vec::with_capacity(9 + 4 * self.gpus.len());
+        let mut out = Vec::with_capacity(9 + 7 * self.gpus.len());
         self.visit_series(|name, v| out.push((name.to_string(), v)));
         out
     }
@@ -140,11 +140,15 @@ impl NodeMetrics {
         f("net_tx", sum(&|n| n.tx_bps));
         let mut name = String::new();
         for g in &self.gpus {
+            // Besides load, the counters and flags GPU health judges (super::gpu_health).
             for (kind, v) in [
                 ("util", g.util),
                 ("mem", ratio(g.mem_used, g.mem_total)),
                 ("temp", g.temp_c),
                 ("power", g.power_w),
+                ("xid", g.xid_errors as f32),
+                ("ecc", g.ecc_uncorrected as f32),
+                ("throttle", f32::from(g.throttle)),
             ] {
                 name.clear();
                 use std::fmt::Write;

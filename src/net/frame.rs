@@ -18,7 +18,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// 8: membership changes for the leader (`aether remove`, a member's new address), the
 /// read barrier of a backup (`ReadQuery::AppliedIndex`), token lists, the clock ping route
 /// (`aether doctor`).
-/// 9: node info carries the carbon signal; flexible-slice commands.
+/// 9: spot notices (`Command::SetSpotNotice`, members' `spot`, the `spot-interruption` drill
+/// and its report); GPU samples carry the health signals (slowdown threshold, XID and ECC
+/// counts, throttle bits); the metrics answer carries GPU health per node and power per slice;
+/// a member in a status answer carries its sleep-and-wake record (`Command::SetPower`).
+/// Also in 9: node info carries the carbon signal; flexible-slice commands.
 pub const PROTOCOL_VERSION: u8 = 9;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.
@@ -206,13 +210,11 @@ mod tests {
             Err(FrameError::TooLarge { .. })
         ));
         let mut wrong = bytes.clone();
-        wrong[4] = PROTOCOL_VERSION + 1;
+        let newer = PROTOCOL_VERSION + 1;
+        wrong[4] = newer;
         assert!(matches!(
             decode(&wrong, 1024).await,
-            Err(FrameError::Version {
-                got,
-                want: PROTOCOL_VERSION
-            }) if got == PROTOCOL_VERSION + 1
+            Err(FrameError::Version { got, want: PROTOCOL_VERSION }) if got == newer
         ));
         let mut garbage = bytes.clone();
         garbage[5] = 0xff;

@@ -7,8 +7,8 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINTS, FLEXIBLE, HEALTH, INSTANCES, KV, NODES, OPERATORS, SESSIONS,
-    TOKENS, dec, enc, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINTS, FLEXIBLE, HEALTH, INSTANCES, KV, NODES, OPERATORS, POWER,
+    SESSIONS, SPOT_NOTICES, TOKENS, dec, enc, io,
 };
 use super::txn::{K_AUDIT_SEQ, K_CLUSTER, K_PLACEMENT_SEQ, meta_get, meta_put};
 use super::types::{ClusterInit, Command, Request, Response};
@@ -214,6 +214,11 @@ pub(super) fn apply_command(
                 .map_err(io)?
                 .remove(*id)
                 .map_err(io)?;
+            txn.open_table(SPOT_NOTICES)
+                .map_err(io)?
+                .remove(*id)
+                .map_err(io)?;
+            txn.open_table(POWER).map_err(io)?.remove(*id).map_err(io)?;
             match txn.open_table(NODES).map_err(io)?.remove(*id).map_err(io)? {
                 Some(_) => Response::Ok,
                 None => Response::Refused(format!("node id {id} is not a member")),
@@ -505,6 +510,30 @@ pub(super) fn apply_command(
         Command::Batch(_) => Response::Refused("a batch is applied by its parts".into()),
         // Its audit record is the whole of it.
         Command::RecordDrill { .. } => Response::Ok,
+        Command::SetPower { record, state } => {
+            let mut nodes = txn.open_table(NODES).map_err(io)?;
+            let raw = nodes
+                .get(record.node)
+                .map_err(io)?
+                .map(|v| v.value().to_vec());
+            match raw {
+                None => Response::Refused(format!("node id {} is not a member", record.node)),
+                Some(raw) => {
+                    if let Some(s) = state {
+                        let mut rec: NodeRecord = dec(&raw, "node")?;
+                        rec.state = *s;
+                        nodes
+                            .insert(record.node, enc(&rec).as_slice())
+                            .map_err(io)?;
+                    }
+                    txn.open_table(POWER)
+                        .map_err(io)?
+                        .insert(record.node, enc(record).as_slice())
+                        .map_err(io)?;
+                    Response::Ok
+                }
+            }
+        }
         Command::IssueOperatorCert(rec) => {
             if let Err(m) = crate::domain::validate_name("operator name", &rec.name) {
                 return Ok(Response::Refused(m));
@@ -531,6 +560,25 @@ pub(super) fn apply_command(
                 None => Response::Refused(format!(
                     "no operator '{name}': 'aether operator cert list' shows them"
                 )),
+            }
+        }
+        Command::SetSpotNotice { id, notice, .. } => {
+            if txn
+                .open_table(NODES)
+                .map_err(io)?
+                .get(*id)
+                .map_err(io)?
+                .is_none()
+            {
+                Response::Refused(format!("node id {id} is not a member"))
+            } else {
+                let mut t = txn.open_table(SPOT_NOTICES).map_err(io)?;
+                match notice {
+                    Some(n) => t.insert(*id, enc(n).as_slice()).map(|_| ()),
+                    None => t.remove(*id).map(|_| ()),
+                }
+                .map_err(io)?;
+                Response::Ok
             }
         }
         Command::RecordDecision(_)

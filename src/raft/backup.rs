@@ -176,14 +176,16 @@ fn table_of(r: &SnapRecord) -> &'static str {
         SnapRecord::BlueprintVersion(..) => "blueprint_versions",
         SnapRecord::Rollout(..) => "rollouts",
         SnapRecord::Operator(..) => "operators",
+        SnapRecord::SpotNotice(..) => "spot_notices",
+        SnapRecord::Power(..) => "power",
         SnapRecord::Flexible(..) => "flexible",
     }
 }
 
 /// Tables a restore leaves out: the old members, their health, placement and reports, the
-/// join tokens and client sessions, and the operator certificates (signed by the old cluster's
-/// CA: the restored cluster's new CA makes them void). The new cluster places the blueprints on
-/// its own members.
+/// join tokens and client sessions, the operator certificates (signed by the old cluster's
+/// CA: the restored cluster's new CA makes them void), and the old members' spot notices and
+/// power records. The new cluster places the blueprints on its own members.
 pub const DROPPED_TABLES: &[&str] = &[
     "nodes",
     "tokens",
@@ -192,6 +194,8 @@ pub const DROPPED_TABLES: &[&str] = &[
     "assignments",
     "instances",
     "operators",
+    "spot_notices",
+    "power",
 ];
 
 /// Passes writes on and hashes and counts them.

@@ -13,12 +13,12 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::store::{BLUEPRINTS, DECISIONS, NODES, dec, enc, io};
+use super::store::{BLUEPRINTS, DECISIONS, NODES, POWER, dec, enc, io};
 use super::txn::{K_CONTROL, K_DECISION_SEQ, meta_get, meta_put};
 use super::types::{Command, Response};
 use crate::domain::{
     Action, ControlState, ControllerMode, Decision, DecisionStatus, Millis, NodeRecord, NodeState,
-    Pause, StoredBlueprint, human_millis,
+    Pause, PowerRecord, PowerState, StoredBlueprint, human_millis,
 };
 
 /// The newest decisions kept; older ones are removed as new ones are recorded.
@@ -294,6 +294,42 @@ fn node(txn: &WriteTransaction, id: u64) -> Result<Option<NodeRecord>, std::io::
     v.map(|v| dec(v.value(), "node")).transpose()
 }
 
+fn power(txn: &WriteTransaction, id: u64) -> Result<Option<PowerRecord>, std::io::Error> {
+    let t = txn.open_table(POWER).map_err(io)?;
+    let v = t.get(id).map_err(io)?;
+    v.map(|v| dec(v.value(), "power record")).transpose()
+}
+
+/// Move node `id` to power state `to` (keeping its measured wake time), and the node itself to
+/// `state` when given.
+#[allow(clippy::too_many_arguments)]
+fn set_power(
+    txn: &WriteTransaction,
+    id: u64,
+    name: &str,
+    to: PowerState,
+    state: Option<NodeState>,
+    at: Millis,
+    actor: &str,
+    run: ApplyFn,
+) -> Result<Result<(), DecisionStatus>, std::io::Error> {
+    let wake_ms = power(txn, id)?.and_then(|p| p.wake_ms);
+    let record = PowerRecord {
+        node: id,
+        name: name.to_string(),
+        state: to,
+        since: at,
+        wake_ms,
+        reason: None,
+    };
+    Ok(
+        match run(txn, &Command::SetPower { record, state }, at, actor)? {
+            Response::Refused(m) => Err(DecisionStatus::Failed { error: m }),
+            _ => Ok(()),
+        },
+    )
+}
+
 fn slice_instances(
     txn: &WriteTransaction,
     blueprint: &str,
@@ -382,6 +418,43 @@ fn execute(
                 "a rollback is carried out by its rollout (r-{rollout}), never by a decision"
             ),
         }),
+        // Sleep drains the node; the leader's power loop suspends it once it is drained.
+        Action::Sleep { node: id, name } => match node(txn, *id)? {
+            None => Err(DecisionStatus::Failed {
+                error: format!("node '{name}' is no longer a member"),
+            }),
+            Some(n) if n.state != NodeState::Ready => Err(DecisionStatus::Superseded {
+                reason: format!("node '{name}' is {} already", n.state),
+            }),
+            Some(_) => {
+                let others = super::txn::ready_nodes(txn)?
+                    .into_iter()
+                    .filter(|r| r.id != *id)
+                    .count();
+                if others == 0 {
+                    Err(DecisionStatus::Rejected {
+                        reason: format!("'{name}' is the last ready node"),
+                    })
+                } else {
+                    match set_state(txn, *id, NodeState::Draining, at, actor, run)? {
+                        Ok(()) => {
+                            set_power(txn, *id, name, PowerState::Sleeping, None, at, actor, run)?
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        },
+        // Wake marks the node waking; the leader's power loop runs its resume command.
+        Action::Wake { node: id, name } => match node(txn, *id)? {
+            None => Err(DecisionStatus::Failed {
+                error: format!("node '{name}' is no longer a member"),
+            }),
+            Some(n) if n.state != NodeState::Asleep => Err(DecisionStatus::Superseded {
+                reason: format!("node '{name}' is {}, not asleep", n.state),
+            }),
+            Some(_) => set_power(txn, *id, name, PowerState::Waking, None, at, actor, run)?,
+        },
     };
     let resp = match outcome {
         Ok(()) => {
@@ -476,5 +549,22 @@ fn revert(
         } => format!(
             "not reverted: a rollback is undone by rolling out again ('aether rollout undo {blueprint}/{slice} --to {from}')"
         ),
+        // Only a node not yet suspended can be kept awake.
+        Action::Sleep { node: id, name } => match (node(txn, *id)?, power(txn, *id)?) {
+            (Some(n), Some(p))
+                if matches!(n.state, NodeState::Draining | NodeState::Drained)
+                    && p.state == PowerState::Sleeping =>
+            {
+                let to = Some(NodeState::Ready);
+                match set_power(txn, *id, name, PowerState::Awake, to, at, actor, run)? {
+                    Ok(()) => format!("reverted: {name} stays awake and is ready again"),
+                    Err(s) => format!("not reverted: {}", describe(&s)),
+                }
+            }
+            _ => format!("not reverted: {name} is suspended already; wake it instead"),
+        },
+        Action::Wake { name, .. } => {
+            format!("not reverted: {name} was resumed already; it can be put to sleep again")
+        }
     })
 }

@@ -10,13 +10,14 @@ use serde::Deserialize;
 use super::apply::ClusterMeta;
 use super::store::{
     ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, FLEXIBLE, HEALTH, INSTANCES, KV,
-    NODES, OPERATORS, ROLLOUTS, ROLLOUTS_OPEN, SM_META, Store, TOKENS, dec, io,
+    NODES, OPERATORS, POWER, ROLLOUTS, ROLLOUTS_OPEN, SM_META, SPOT_NOTICES, Store, TOKENS, dec,
+    io,
 };
 use super::txn::K_CONTROL;
 use super::txn::{K_APPLIED, K_CLUSTER};
 use crate::domain::{
-    Assignment, AuditRecord, Health, InstanceStatus, Millis, NodeId, NodeRecord, StoredBlueprint,
-    TokenRecord,
+    Assignment, AuditRecord, Health, InstanceStatus, Millis, NodeId, NodeRecord, SpotNotice,
+    StoredBlueprint, TokenRecord,
 };
 
 impl Store {
@@ -101,6 +102,16 @@ impl Store {
     /// Members whose health is not `ready` (a member absent here is ready).
     pub fn health(&self) -> Result<BTreeMap<NodeId, Health>, std::io::Error> {
         self.scan_map(HEALTH, "health", |k| k)
+    }
+
+    /// What a cloud announced about members' machines, by member (absent: nothing).
+    pub fn spot_notices(&self) -> Result<BTreeMap<NodeId, SpotNotice>, std::io::Error> {
+        self.scan_map(SPOT_NOTICES, "spot notice", |k| k)
+    }
+
+    /// Each node's sleep-and-wake record, by node id (nodes that never slept have none).
+    pub fn power(&self) -> Result<BTreeMap<NodeId, crate::domain::PowerRecord>, std::io::Error> {
+        self.scan_map(POWER, "power record", |k| k)
     }
 
     /// Every stored blueprint, by name.

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::Node;
 use super::store::{
     ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, FLEXIBLE, HEALTH, INSTANCES, KV,
-    NODES, OPERATORS, ROLLOUTS, ROLLOUTS_OPEN, SESSIONS, SM_META, Store, TOKENS, dec, enc, io,
+    NODES, OPERATORS, POWER, ROLLOUTS, ROLLOUTS_OPEN, SESSIONS, SM_META, SPOT_NOTICES, Store,
+    TOKENS, dec, enc, io,
 };
 use super::txn::{
     K_APPLIED, K_AUDIT_SEQ, K_CLUSTER, K_MEMBERSHIP, K_PLACEMENT_SEQ, K_SNAPSHOT, meta_put,
@@ -45,6 +46,8 @@ pub(super) enum SnapRecord {
     BlueprintVersion(String, Vec<u8>),
     Rollout(u64, Vec<u8>),
     Operator(String, Vec<u8>),
+    SpotNotice(u64, Vec<u8>),
+    Power(u64, Vec<u8>),
     Flexible(String, Vec<u8>),
 }
 
@@ -52,8 +55,8 @@ pub(super) enum SnapRecord {
 /// placement number; 3: slices carry a service, and scaling an idle_to_zero and a
 /// target_calls_per_instance; 4: slices carry an update policy, assignments a version, and
 /// blueprint versions and rollouts are records; 5: slices carry a user; 6: operator
-/// certificates are records; 7: flexible slices are records), so a snapshot from a
-/// node of another format is refused at its header rather than misread.
+/// certificates are records; 7: spot notices, power records and flexible slices), so a
+/// snapshot from a node of another format is refused at its header rather than misread.
 pub(super) const SNAPSHOT_FORMAT: u32 = 7;
 
 /// A snapshot file's first record for `format` (tests write older snapshots with it).
@@ -175,6 +178,8 @@ pub(super) fn write_state(
         .to_string());
     dump!(ROLLOUTS, Rollout, |k: u64| k);
     dump!(OPERATORS, Operator, |k: &str| k.to_string());
+    dump!(SPOT_NOTICES, SpotNotice, |k: u64| k);
+    dump!(POWER, Power, |k: u64| k);
     dump!(FLEXIBLE, Flexible, |k: &str| k.to_string());
     write_record(w, &SnapRecord::End { records: n })?;
     Ok(n)
@@ -336,6 +341,8 @@ impl Store {
             let mut rollouts = emptied!(ROLLOUTS);
             let mut open_rollouts = emptied!(ROLLOUTS_OPEN);
             let mut operators = emptied!(OPERATORS);
+            let mut spot = emptied!(SPOT_NOTICES);
+            let mut power = emptied!(POWER);
             let mut flexible = emptied!(FLEXIBLE);
             let mut n = 0u64;
             loop {
@@ -373,6 +380,8 @@ impl Store {
                     SnapRecord::Operator(k, v) => {
                         operators.insert(k.as_str(), v.as_slice()).map(|_| ())
                     }
+                    SnapRecord::SpotNotice(k, v) => spot.insert(k, v.as_slice()).map(|_| ()),
+                    SnapRecord::Power(k, v) => power.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::Flexible(k, v) => {
                         flexible.insert(k.as_str(), v.as_slice()).map(|_| ())
                     }

@@ -356,6 +356,67 @@ mod tests {
     }
 
     #[test]
+    fn spot_notices_are_kept_per_member_travel_in_snapshots_and_leave_with_the_member() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Store::open(a_dir.path()).unwrap();
+        let req = |serial, cmd| Request {
+            id: RequestId { client: 1, serial },
+            actor: "test".into(),
+            at: 1,
+            cmd,
+        };
+        let init = Command::InitCluster(ClusterInit {
+            cluster_id: "c".into(),
+            ca_cert_pem: String::new(),
+            ca_key_pem: String::new(),
+            founder_id: 3,
+            founder_name: "n3".into(),
+            founder_addr: "127.0.0.1:1".into(),
+        });
+        assert_eq!(apply(&a, &req(1, init)), Response::Ok);
+        let notice = crate::domain::SpotNotice {
+            kind: crate::domain::SpotKind::Interruption {
+                action: "terminate".into(),
+            },
+            at: 120_000,
+            source: "aws".into(),
+        };
+        let set = |id, notice| Command::SetSpotNotice {
+            id,
+            name: format!("n{id}"),
+            notice,
+        };
+        assert_eq!(
+            apply(&a, &req(2, set(3, Some(notice.clone())))),
+            Response::Ok
+        );
+        let stranger = apply(&a, &req(3, set(9, Some(notice.clone()))));
+        assert!(
+            matches!(&stranger, Response::Refused(m) if m.contains("not a member")),
+            "{stranger:?}"
+        );
+        assert_eq!(
+            a.spot_notices().unwrap(),
+            std::collections::BTreeMap::from([(3, notice.clone())])
+        );
+        let (meta, path) = a.build_snapshot_file().unwrap();
+        let b = Store::open(b_dir.path()).unwrap();
+        b.install_snapshot_file(&meta, std::fs::File::open(&path).unwrap())
+            .unwrap();
+        assert_eq!(
+            b.spot_notices().unwrap(),
+            std::collections::BTreeMap::from([(3, notice)])
+        );
+        assert_eq!(apply(&a, &req(4, set(3, None))), Response::Ok);
+        assert!(a.spot_notices().unwrap().is_empty());
+        assert_eq!(
+            apply(&b, &req(5, Command::RemoveNode { id: 3 })),
+            Response::Ok
+        );
+        assert!(b.spot_notices().unwrap().is_empty(), "gone with the member");
+    }
+
+    #[test]
     fn placements_are_numbered_by_the_store_kept_on_their_node_and_new_after_a_move_or_removal() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -448,6 +509,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_of_an_older_format_is_rebuilt_at_open_and_refused_when_sent() {
+        use crate::raft::snapshot::SNAPSHOT_FORMAT;
         let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = Store::open(a_dir.path()).unwrap();
         let req = assign_req(1, vec![("a/w/0", Some(1))], vec![]);
@@ -455,8 +517,10 @@ mod tests {
         let (meta, path) = a.build_snapshot_file().unwrap();
         // What the binary before an upgrade left: the same snapshot, an older format.
         let mut bytes = std::fs::read(&path).unwrap();
-        let old_header = crate::raft::store::enc(&crate::raft::snapshot::old_header(6));
-        let new_header = crate::raft::store::enc(&crate::raft::snapshot::old_header(7));
+        let old_header =
+            crate::raft::store::enc(&crate::raft::snapshot::old_header(SNAPSHOT_FORMAT - 1));
+        let new_header =
+            crate::raft::store::enc(&crate::raft::snapshot::old_header(SNAPSHOT_FORMAT));
         assert_eq!(&bytes[4..4 + new_header.len()], new_header.as_slice());
         bytes.splice(4..4 + new_header.len(), old_header);
         std::fs::write(&path, &bytes).unwrap();
@@ -467,16 +531,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("is in format '6', this aether reads format '7': a node of another aether version sent it"),
+            e.contains(&format!(
+                "is in format '{}', this aether reads format '{SNAPSHOT_FORMAT}': a node of another aether version sent it",
+                SNAPSHOT_FORMAT - 1
+            )),
             "{e}"
         );
 
-        assert_eq!(a.current_snapshot_format().unwrap(), Some(6));
+        assert_eq!(
+            a.current_snapshot_format().unwrap(),
+            Some(SNAPSHOT_FORMAT - 1)
+        );
         drop(a);
         let a = reopen(a_dir.path());
         assert_eq!(
             a.current_snapshot_format().unwrap(),
-            Some(7),
+            Some(SNAPSHOT_FORMAT),
             "rebuilt in this format at open"
         );
         let r = a.current_snapshot_ref().unwrap().unwrap();

@@ -222,6 +222,29 @@ pub struct MemberView {
     pub joined_at: Millis,
     /// Liveness as the leader judges it from metrics updates.
     pub health: Health,
+    /// What its cloud announced about its machine (a spot interruption and its deadline, or
+    /// a rebalance recommendation); `None` when nothing.
+    pub spot: Option<crate::domain::SpotNotice>,
+    /// Where it stands in sleep and wake (`[power]`); `None`: it never slept.
+    pub power: Option<crate::domain::PowerRecord>,
+}
+
+impl MemberView {
+    /// Its state as `nodes` and the console show it: `draining (to sleep)`, `asleep
+    /// (waking)`, `draining, interrupting (deadline 05:12:02Z)`.
+    pub fn state_text(&self) -> String {
+        use crate::domain::PowerState;
+        let power = match self.power.as_ref().map(|p| p.state) {
+            Some(PowerState::Sleeping) => " (to sleep)",
+            Some(PowerState::Waking) => " (waking)",
+            Some(PowerState::Down) => " (down)",
+            _ => "",
+        };
+        match &self.spot {
+            Some(n) => format!("{}{power}, {}", self.state, n.state_word()),
+            None => format!("{}{power}", self.state),
+        }
+    }
 }
 
 impl StatusView {
@@ -283,6 +306,8 @@ impl Cluster {
                 .unwrap_or_else(|| format!("node-{id}"))
         };
         let health = self.store.health().map_err(store_err)?;
+        let mut spot = self.store.spot_notices().map_err(store_err)?;
+        let power = self.store.power().map_err(store_err)?;
         let is_leader = m.current_leader == Some(self.id);
         let replication = m.replication.clone().unwrap_or_default();
         let mut ids: BTreeSet<NodeId> = records.keys().copied().collect();
@@ -329,6 +354,8 @@ impl Cluster {
                     },
                     joined_at: rec.map(|r| r.joined_at).unwrap_or(0),
                     health: health.get(&id).copied().unwrap_or_default(),
+                    spot: spot.remove(&id),
+                    power: power.get(&id).cloned(),
                 }
             })
             .collect();

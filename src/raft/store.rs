@@ -55,6 +55,12 @@ pub(super) const ROLLOUTS_OPEN: TableDefinition<u64, &[u8]> = TableDefinition::n
 /// Operator name → [`crate::domain::OperatorRecord`]: the certificate each remote operator may
 /// use, its role, expiry and revocation.
 pub(super) const OPERATORS: TableDefinition<&str, &[u8]> = TableDefinition::new("operators");
+/// Node id → [`crate::domain::SpotNotice`]: what a cloud announced about that node's machine
+/// (an interruption with its deadline, or a rebalance recommendation); absent when nothing.
+pub(super) const SPOT_NOTICES: TableDefinition<u64, &[u8]> = TableDefinition::new("spot_notices");
+/// Node id → [`crate::domain::PowerRecord`]: where each node that ever slept stands in sleep
+/// and wake, and its last measured wake time.
+pub(super) const POWER: TableDefinition<u64, &[u8]> = TableDefinition::new("power");
 /// `<blueprint>/<slice>` → [`crate::domain::FlexibleRecord`]: the flexible slices of the
 /// stored blueprints, held until the controller starts them.
 pub(super) const FLEXIBLE: TableDefinition<&str, &[u8]> = TableDefinition::new("flexible");
@@ -64,7 +70,8 @@ pub(super) const FLEXIBLE: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// refuses a store it cannot migrate rather than misread it (1: the first versioned format,
 /// with blueprint versions, per-version assignments and rollouts; 2: slices carry a user; 0
 /// and 1 were development builds only; 2 is the first released format; 3: the operators
-/// table, and the log's operator commands; 4: the flexible table).
+/// table, and the log's operator commands; 4: the spot notices, power and flexible tables,
+/// and their commands).
 pub const STORE_FORMAT: u32 = 4;
 
 /// One step from a format to the next, inside the write transaction of the open that
@@ -96,8 +103,11 @@ fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// Format 3 → 4: the flexible table appears, empty (no record of format 3 changes).
+/// Format 3 → 4: the spot notices, power and flexible tables appear, empty (no record of
+/// format 3 changes).
 fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.open_table(SPOT_NOTICES)?;
+    txn.open_table(POWER)?;
     txn.open_table(FLEXIBLE)?;
     Ok(())
 }
@@ -355,6 +365,8 @@ impl Store {
             txn.open_table(ROLLOUTS)?;
             txn.open_table(ROLLOUTS_OPEN)?;
             txn.open_table(OPERATORS)?;
+            txn.open_table(SPOT_NOTICES)?;
+            txn.open_table(POWER)?;
             txn.open_table(FLEXIBLE)?;
             txn.commit()?;
             Ok(())
@@ -916,12 +928,16 @@ mod format_tests {
         let unversioned = store_of(None);
         refused(
             unversioned.path(),
-            "is in format '0', from before formats were recorded, and this aether reads format '4': this data dir was written by a development build before format 2; start from a fresh data dir or run the aether that wrote it",
+            &format!(
+                "is in format '0', from before formats were recorded, and this aether reads format '{STORE_FORMAT}': this data dir was written by a development build before format 2; start from a fresh data dir or run the aether that wrote it"
+            ),
         );
         let one = store_of(Some(1));
         refused(
             one.path(),
-            "is in format '1', and this aether reads format '4': this data dir was written by a development build",
+            &format!(
+                "is in format '1', and this aether reads format '{STORE_FORMAT}': this data dir was written by a development build"
+            ),
         );
     }
 

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, FlexiblePolicy, Health,
-    InstanceStatus, Millis, NodeId, NodeState, OperatorRecord, Outcome, Rollout, RolloutOp,
-    TokenRefusal,
+    InstanceStatus, Millis, NodeId, NodeState, OperatorRecord, Outcome, PowerRecord, PowerState,
+    Rollout, RolloutOp, SpotNotice, TokenRefusal,
 };
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
@@ -218,6 +218,22 @@ pub enum Command {
     RevokeOperatorCert {
         name: String,
     },
+    // signals
+    /// What a cloud announced about member `id`'s machine (its signal loop, or a drill), or
+    /// `None`: nothing any more. The leader's controller drains an interrupted node at once.
+    SetSpotNotice {
+        id: NodeId,
+        /// The member's name, for the audit trail.
+        name: String,
+        notice: Option<SpotNotice>,
+    },
+    // power (`[power]`)
+    /// The leader's power loop moved a node on in sleep and wake: store its record and, with
+    /// `state`, set the node's state in the same write (asleep once suspended, ready once back).
+    SetPower {
+        record: PowerRecord,
+        state: Option<NodeState>,
+    },
     // workloads, carbon-aware (issue 25)
     /// [`Command::ApplyBlueprint`] with the flexible policies of some of its slices
     /// (`[slices.flexible]`), in one transaction: those slices are stored with no instance and
@@ -418,6 +434,23 @@ impl Command {
                 op,
             } => format!("rollout {op} {blueprint}/{slice}"),
             Command::RecordDrill { what } => format!("drill {what}"),
+            Command::SetSpotNotice { name, notice, .. } => match notice {
+                Some(n) => format!("node {name} {} (from {})", n.state_word(), n.source),
+                None => format!("node {name}: spot notice cleared"),
+            },
+            Command::SetPower { record, state } => {
+                let mut line = format!("power of {}: {}", record.name, record.state);
+                if let Some(s) = state {
+                    line.push_str(&format!(", node {s}"));
+                }
+                if let Some(ms) = record.wake_ms.filter(|_| record.state == PowerState::Awake) {
+                    line.push_str(&format!(" (woke in {})", crate::domain::human_millis(ms)));
+                }
+                if let Some(r) = &record.reason {
+                    line.push_str(&format!(": {r}"));
+                }
+                line
+            }
             Command::ApplyBlueprintWith {
                 blueprint: b,
                 flexible,

@@ -576,3 +576,31 @@ fn a_running_drill_shows_in_the_header_until_it_ends() {
     assert_eq!(a.running_drill(), None);
     assert!(!render(&mut a, 160, 48).contains("DRILL"));
 }
+
+#[test]
+fn an_interrupting_node_shows_its_deadline() {
+    let mut a = App::new(Keymap::default(), false);
+    let mut u = update(false);
+    // The node the Nodes view selects first.
+    if let Some(m) = u
+        .status
+        .as_mut()
+        .and_then(|s| s.members.iter_mut().find(|m| m.name == "gpu-box"))
+    {
+        m.spot = Some(crate::domain::SpotNotice {
+            kind: crate::domain::SpotKind::Interruption {
+                action: "terminate".into(),
+            },
+            at: NOW + 120_000,
+            source: "aws".into(),
+        });
+    }
+    a.apply(u, NOW);
+    a.tick(NOW);
+    key(&mut a, '1');
+    insta::assert_snapshot!("overview_interrupting_80x24", render(&mut a, 80, 24));
+    key(&mut a, '2');
+    insta::assert_snapshot!("nodes_interrupting_80x24", render(&mut a, 80, 24));
+    a.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    insta::assert_snapshot!("node_facts_interrupting_80x24", render(&mut a, 80, 24));
+}

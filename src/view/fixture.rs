@@ -29,6 +29,8 @@ pub fn member(
         matched_index: Some(120),
         joined_at: NOW - 3_600_000,
         health,
+        spot: None,
+        power: None,
     }
 }
 

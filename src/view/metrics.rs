@@ -3,8 +3,10 @@
 
 use std::time::Instant;
 
-use crate::domain::{Health, NodeId};
+use crate::domain::{Health, InstanceStatus, NodeId};
 use crate::metrics::aggregate::View;
+use crate::metrics::energy::{SlicePower, slice_power};
+use crate::metrics::gpu_health::Kind as GpuIssue;
 use crate::metrics::update::{AnomalyFlag, NodeEntry, NodeMetrics};
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +57,7 @@ fn node_view(e: &NodeEntry, v: &View, snapshot_age_ms: u64) -> NodeMetricsView {
         health: e.health,
         sample_age_ms: e.age_ms + snapshot_age_ms,
         gpu: e.info.gpu_state(&e.m.gpus),
+        gpu_health: gpu_health(e),
         series,
         anomalies: e.anomalies.clone(),
         carbon: e.info.carbon.clone(),
@@ -63,7 +66,25 @@ fn node_view(e: &NodeEntry, v: &View, snapshot_age_ms: u64) -> NodeMetricsView {
     }
 }
 
-/// Build the answer to `aether metrics [--node NAME [--series S --since N]]`.
+/// What GPU health says of a node: why there is nothing to judge (no GPU, and NVML's reason),
+/// or how many GPUs are watched and which findings hold now.
+pub fn gpu_health(e: &NodeEntry) -> GpuHealthNote {
+    GpuHealthNote {
+        gpus: e.m.gpus.len() as u32,
+        unavailable: e.info.gpu_unavailable.clone(),
+        findings: e
+            .anomalies
+            .iter()
+            .filter(|a| GpuIssue::of_series(&a.series).is_some())
+            .map(|a| a.series.clone())
+            .collect(),
+        margin_c: crate::metrics::gpu_health::temp_margin(&e.m.gpus),
+    }
+}
+
+/// Build the answer to `aether metrics [--node NAME [--series S --since N]]`; `instances` (the
+/// instance reports) and `cpu_watts_per_core` give the power per slice.
+#[allow(clippy::too_many_arguments)]
 pub fn metrics_view(
     v: &View,
     seen_by: &str,
@@ -72,6 +93,8 @@ pub fn metrics_view(
     series: Option<&str>,
     since_secs: u64,
     now: Instant,
+    instances: &[InstanceStatus],
+    cpu_watts_per_core: f64,
 ) -> Result<MetricsView, QueryError> {
     let age_ms = v.age(now).map(|a| a.as_millis() as u64);
     let mut out = MetricsView {
@@ -82,10 +105,15 @@ pub fn metrics_view(
         interval_ms,
         nodes: Vec::new(),
         history: None,
+        energy: Vec::new(),
+        cpu_watts_per_core,
     };
     let Some(snap) = &v.snapshot else {
         return Ok(out);
     };
+    if node.is_none() {
+        out.energy = slice_power(snap, instances, cpu_watts_per_core);
+    }
     out.term = snap.term;
     out.leader = Some(
         snap.nodes
@@ -165,6 +193,11 @@ pub struct MetricsView {
     pub nodes: Vec<NodeMetricsView>,
     /// One series' history, when asked for.
     pub history: Option<HistoryView>,
+    /// Power per slice now (the whole cluster's view only): GPU watts as NVML measures them,
+    /// CPU watts estimated as cores × `cpu_watts_per_core`.
+    pub energy: Vec<SlicePower>,
+    /// The CPU estimate's watts per core (`gpu.cpu_watts_per_core` of the answering node).
+    pub cpu_watts_per_core: f64,
 }
 
 /// One node in [`MetricsView`].
@@ -179,6 +212,8 @@ pub struct NodeMetricsView {
     pub sample_age_ms: u64,
     /// `gpu: unavailable (<reason>)`, `gpu: none` or the GPUs.
     pub gpu: String,
+    /// What GPU health says of the node (see [`gpu_health`]).
+    pub gpu_health: GpuHealthNote,
     /// Headline series: current value, change over the last minute, range over the last minute.
     pub series: Vec<SeriesView>,
     pub anomalies: Vec<AnomalyFlag>,
@@ -191,6 +226,20 @@ pub struct NodeMetricsView {
     /// Everything in the node's newest update: per core, per mount, per interface, per GPU, per
     /// supervised process.
     pub detail: NodeMetrics,
+}
+
+/// GPU health on one node: what is watched and what holds now. Without a GPU the GPU-health
+/// rules stay quiet, and `unavailable` says why when NVML cannot be used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuHealthNote {
+    /// GPUs watched (0: none).
+    pub gpus: u32,
+    /// Why GPUs cannot be read on the node (NVML's reason), when they cannot.
+    pub unavailable: Option<String>,
+    /// The GPU-health anomaly flags holding now, by series (`gpu0_temp_trend`, `gpu0_xid_new` …).
+    pub findings: Vec<String>,
+    /// The lowest headroom of its GPUs to their slowdown thresholds, °C.
+    pub margin_c: Option<f32>,
 }
 
 /// One series' current value and its last minute.

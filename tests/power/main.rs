@@ -3,5 +3,11 @@
 //! signals, and carbon intensity with flexible slices.
 
 mod carbon;
+mod gpu;
 #[path = "../cluster/harness.rs"]
 mod harness;
+#[path = "../ingress/http.rs"]
+#[allow(dead_code)]
+mod http;
+mod sleep;
+mod spot;

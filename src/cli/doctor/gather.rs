@@ -245,7 +245,7 @@ fn certs_check(dir: &Path) -> Outcome {
 fn gpus() -> Result<Vec<String>, String> {
     use crate::metrics::gpu::{GpuState, Gpus};
     // The sampler logs why GPUs are off; here the check's line says it.
-    let gpus =
+    let mut gpus =
         tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), Gpus::init);
     match gpus.sample() {
         GpuState::Unavailable(why) => Err(why),

@@ -115,6 +115,44 @@ pub fn drill(w: &mut dyn Write, r: &DrillReport, json: bool) -> io::Result<()> {
         line(w, "restarts", r.restarts.unwrap_or(0).to_string())?;
         line(w, "all ready after", t(r.ready_after_ms))?;
     }
+    if r.scenario == "spot-interruption" {
+        line(
+            w,
+            "deadline",
+            format!("{} after the notice", t(r.deadline_after_ms)),
+        )?;
+        line(
+            w,
+            "decision",
+            format!(
+                "{} after {}",
+                r.decision.as_deref().unwrap_or("none"),
+                t(r.decided_after_ms)
+            ),
+        )?;
+        line(
+            w,
+            "instances moved",
+            format!(
+                "{} after {}",
+                r.moved_instances.unwrap_or(0),
+                t(r.moved_after_ms)
+            ),
+        )?;
+        for m in &r.moves {
+            line(w, "moved", m.clone())?;
+        }
+        line(w, "drained after", t(r.drained_after_ms))?;
+        line(
+            w,
+            "restored",
+            if r.restored {
+                "notice cleared, node undrained".into()
+            } else {
+                "NO (see the notes)".to_string()
+            },
+        )?;
+    }
     for n in &r.notes {
         line(w, "note", n.clone())?;
     }

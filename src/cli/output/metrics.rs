@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::{table, write_json};
-use crate::admin::protocol::{MetricsView, NodeMetricsView, SeriesView};
+use crate::admin::protocol::{GpuHealthNote, MetricsView, NodeMetricsView, SeriesView};
 use crate::domain::human_millis;
 
 /// Bytes as a short human figure (binary units).
@@ -201,6 +201,8 @@ pub fn metrics(w: &mut dyn Write, m: &MetricsView, detail: bool, json: bool) -> 
             writeln!(w, "anomaly on {}: {}", n.name, a.reason)?;
         }
     }
+    gpu_health(w, &m.nodes)?;
+    energy(w, m)?;
     for n in &m.nodes {
         carbon_lines(w, n, &format!(" on {}", n.name))?;
     }
@@ -218,6 +220,96 @@ fn carbon_lines(w: &mut dyn Write, n: &NodeMetricsView, on: &str) -> io::Result<
     Ok(())
 }
 
+/// Why a node has no GPU to judge: `NVML lists none` or `NVML: <reason>`.
+fn no_gpu_why(g: &GpuHealthNote) -> String {
+    match &g.unavailable {
+        Some(r) => format!("NVML: {r}"),
+        None => "NVML lists none".into(),
+    }
+}
+
+/// What GPU health watches on a node with GPUs, and what holds now.
+fn gpu_watch(g: &GpuHealthNote) -> String {
+    let gpus = if g.gpus == 1 {
+        "1 GPU watched".to_string()
+    } else {
+        format!("{} GPUs watched", g.gpus)
+    };
+    let found = if g.findings.is_empty() {
+        ", nothing predicts trouble".to_string()
+    } else {
+        format!(": {} (see the anomalies)", g.findings.join(", "))
+    };
+    let margin = g
+        .margin_c
+        .map(|m| format!(", {m:.0} °C below slowdown at the hottest"))
+        .unwrap_or_default();
+    format!("{gpus}{found}{margin}")
+}
+
+/// One line for the nodes without a GPU (why, per node), one per node with GPUs.
+fn gpu_health(w: &mut dyn Write, nodes: &[NodeMetricsView]) -> io::Result<()> {
+    let none: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.gpu_health.gpus == 0)
+        .map(|n| format!("{} ({})", n.name, no_gpu_why(&n.gpu_health)))
+        .collect();
+    if !none.is_empty() {
+        writeln!(
+            w,
+            "gpu health: no GPU on {}; GPU-health rules stay quiet there",
+            none.join(", ")
+        )?;
+    }
+    for n in nodes.iter().filter(|n| n.gpu_health.gpus > 0) {
+        writeln!(w, "gpu health on {}: {}", n.name, gpu_watch(&n.gpu_health))?;
+    }
+    Ok(())
+}
+
+/// Power per slice: GPU measured, CPU estimated.
+fn energy(w: &mut dyn Write, m: &MetricsView) -> io::Result<()> {
+    if m.energy.is_empty() {
+        return writeln!(w, "energy per slice: no active instances");
+    }
+    writeln!(
+        w,
+        "energy per slice (GPU as NVML measures it; CPU estimated at {} W per busy core):",
+        m.cpu_watts_per_core
+    )?;
+    let rows: Vec<Vec<String>> = m
+        .energy
+        .iter()
+        .map(|p| {
+            vec![
+                p.slice.clone(),
+                p.instances.to_string(),
+                p.gpus.to_string(),
+                format!("{:.0}", p.gpu_watts),
+                format!("{:.2}", p.cpu_cores),
+                format!("{:.1}", p.cpu_watts_estimate),
+                format!("{:.1}", p.total_watts()),
+            ]
+        })
+        .collect();
+    write!(
+        w,
+        "{}",
+        table(
+            &[
+                "SLICE",
+                "INSTANCES",
+                "GPUS",
+                "GPU W",
+                "CPU CORES",
+                "CPU W (EST.)",
+                "TOTAL W"
+            ],
+            &rows
+        )
+    )
+}
+
 /// `aether metrics --node NAME`: one node in detail.
 fn node_detail(w: &mut dyn Write, n: &NodeMetricsView) -> io::Result<()> {
     writeln!(
@@ -231,6 +323,15 @@ fn node_detail(w: &mut dyn Write, n: &NodeMetricsView) -> io::Result<()> {
     )?;
     writeln!(w, "{}", n.gpu)?;
     carbon_lines(w, n, "")?;
+    if n.gpu_health.gpus == 0 {
+        writeln!(
+            w,
+            "gpu health: no GPU ({}); GPU-health rules stay quiet here",
+            no_gpu_why(&n.gpu_health)
+        )?;
+    } else {
+        writeln!(w, "gpu health: {}", gpu_watch(&n.gpu_health))?;
+    }
     let rows: Vec<Vec<String>> = n
         .series
         .iter()
@@ -297,15 +398,19 @@ fn node_detail(w: &mut dyn Write, n: &NodeMetricsView) -> io::Result<()> {
     for g in &d.gpus {
         writeln!(
             w,
-            "gpu {} {}: {:.0}% busy, {} of {} memory, {:.0} °C, {:.0} W, {} processes",
+            "gpu {} {}: {:.0}% busy, {} of {} memory, {:.0} °C (slowdown {:.0} °C), {:.0} W, {} processes; {} XID, {} uncorrected ECC errors, throttle bits {}",
             g.index,
             g.name,
             g.util * 100.0,
             bytes(g.mem_used as f64),
             bytes(g.mem_total as f64),
             g.temp_c,
+            g.slowdown_c,
             g.power_w,
-            g.processes.len()
+            g.processes.len(),
+            g.xid_errors,
+            g.ecc_uncorrected,
+            g.throttle
         )?;
     }
     for p in &d.procs {

@@ -29,7 +29,7 @@ fn member_rows(members: &[MemberView]) -> Vec<Vec<String>> {
                 } else {
                     m.role.clone()
                 },
-                m.state.to_string(),
+                m.state_text(),
                 m.health.to_string(),
                 m.addr.clone(),
                 match m.reachable {

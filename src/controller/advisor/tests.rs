@@ -26,6 +26,7 @@ fn node(id: u64, name: &str, state: NodeState) -> NodeView {
         gpu_temp: Some(84.0),
         anomalies: 1,
         drained_by_controller: false,
+        gpu_health: None,
     }
 }
 

@@ -53,6 +53,7 @@ fn node(id: u64, state: NodeState) -> NodeView {
         gpu_temp: None,
         anomalies: 0,
         drained_by_controller: false,
+        gpu_health: None,
     }
 }
 

@@ -190,6 +190,8 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
         ),
         Action::Drain { name, .. } => format!("drain node {name}"),
         Action::Undrain { name, .. } => format!("undrain node {name}"),
+        Action::Sleep { name, .. } => format!("drain and suspend node {name}"),
+        Action::Wake { name, .. } => format!("resume sleeping node {name}"),
         a @ Action::Rollback { .. } => a.to_string(),
     };
     t.push_str(&format!("Now {}.\n", clock(s.world.now)));
@@ -255,7 +257,10 @@ pub fn shape(s: &Situation, detail: Detail) -> String {
         t.push_str(&format!("Why: {r}\n"));
     }
     let focus = match &p.action {
-        Action::Drain { node, .. } | Action::Undrain { node, .. } => Some(*node),
+        Action::Drain { node, .. }
+        | Action::Undrain { node, .. }
+        | Action::Sleep { node, .. }
+        | Action::Wake { node, .. } => Some(*node),
         _ => None,
     };
     if focus.is_none() && detail.nodes > 0 && !s.world.nodes.is_empty() {

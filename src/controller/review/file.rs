@@ -325,6 +325,7 @@ pub fn parse(text: &str, now: Millis) -> Result<Parsed, FileError> {
             gpu_temp: n.gpu_temp,
             anomalies: 0,
             drained_by_controller: false,
+            gpu_health: None,
         });
     }
     let node_id = |at: &str, name: &str| -> Result<u64, FileError> {

@@ -16,10 +16,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{DrillReport, Facts, MAX_HOLD, Member, Plan, Refusal, Scenario, plan};
-use crate::domain::{Health, InstanceState, NodeId, now_millis};
+use crate::domain::{
+    Action, Health, InstanceState, Millis, NodeId, NodeState, SPOT_DRILL_SOURCE,
+    SPOT_INTERRUPTION_RULE, SpotKind, SpotNotice, now_millis,
+};
 use crate::net::{BoxFut, PeerCtx, Route, Service};
 use crate::raft::Cluster;
-use crate::raft::types::{Command, Request, RequestId};
+use crate::raft::types::{Command, Request, RequestId, Response};
 
 /// The drill's place on the peer endpoint (members only).
 pub const ROUTE: Route = Route {
@@ -191,6 +194,13 @@ async fn answer(c: &Cluster, req: Ask) -> Result<Answer, String> {
     })
 }
 
+/// What a spot drill's poll saw.
+struct SpotSeen {
+    decision: Option<String>,
+    moves: Vec<String>,
+    drained: bool,
+}
+
 /// Why a drill did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -280,6 +290,7 @@ pub async fn run(
         Scenario::SliceCrash { blueprint, slice } => {
             d.slice_crash(&facts, &plan, blueprint, slice, &mut r).await
         }
+        Scenario::SpotInterruption { .. } => d.spot_interruption(&facts, &plan, &mut r).await,
     }
     if let Some(s) = d.observe(&facts, None).await {
         r.term_after = s.term;
@@ -418,6 +429,8 @@ impl Drill {
                 health: m.health,
                 isolated: false,
                 drilling: false,
+                state: m.state,
+                spot: m.spot.clone(),
             })
             .collect();
         let states = futures::future::join_all(members.iter().map(|m| self.state_of(m))).await;
@@ -782,6 +795,201 @@ impl Drill {
         r.recovered = r.marked_down_after_ms.is_some()
             && r.moved_after_ms.is_some()
             && r.back_ready_after_ms.is_some();
+    }
+
+    /// Write `cmd` through Raft as the drill's operator; a refusal is an error.
+    async fn write(&self, cmd: Command) -> Result<(), String> {
+        let req = Request {
+            id: RequestId::new_random(),
+            actor: self.actor.clone(),
+            at: now_millis(),
+            cmd,
+        };
+        match tokio::time::timeout(RECORD_TIMEOUT, self.cluster.write(req, true)).await {
+            Ok(Ok(Response::Refused(m))) => Err(m),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "not committed within {} s",
+                RECORD_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    /// What this node's replica shows of a spot drill on `node` with the notice's deadline
+    /// `deadline`: the leader's decision, where each of `held` runs (active) now, and whether
+    /// the node is drained.
+    fn spot_seen(
+        &self,
+        node: NodeId,
+        deadline: Millis,
+        held: &[String],
+        facts: &Facts,
+    ) -> Result<SpotSeen, std::io::Error> {
+        let store = &self.cluster.store;
+        let deadline = deadline.to_string();
+        let decision = store
+            .decisions(200, true, 0, now_millis())?
+            .into_iter()
+            .find(|d| {
+                d.rule == SPOT_INTERRUPTION_RULE
+                    && matches!(d.action, Action::Drain { node: n, .. } if n == node)
+                    && d.inputs
+                        .iter()
+                        .any(|(k, v)| k == "deadline" && *v == deadline)
+            })
+            .map(|d| d.name());
+        let assignments = store.assignments()?;
+        let statuses = store.instances()?;
+        let moves: Vec<String> = held
+            .iter()
+            .filter_map(|i| {
+                let to = assignments
+                    .get(i)
+                    .and_then(|a| a.node)
+                    .filter(|n| *n != node)?;
+                statuses
+                    .iter()
+                    .any(|s| s.instance == *i && s.node == to && s.state == InstanceState::Active)
+                    .then(|| format!("{i} → {}", name_of(facts, to).unwrap_or(to.to_string())))
+            })
+            .collect();
+        let drained = store
+            .nodes()?
+            .iter()
+            .any(|n| n.id == node && n.state == NodeState::Drained);
+        Ok(SpotSeen {
+            decision,
+            moves,
+            drained,
+        })
+    }
+
+    async fn spot_interruption(&self, facts: &Facts, plan: &Plan, r: &mut DrillReport) {
+        let node = self.target(facts, plan);
+        let held: Vec<String> = match self.cluster.store.assignments() {
+            Ok(a) => a
+                .into_iter()
+                .filter(|(_, a)| a.node == Some(node.id))
+                .map(|(k, _)| k)
+                .collect(),
+            Err(e) => {
+                r.notes.push(format!("store: {e}"));
+                return;
+            }
+        };
+        r.moved_instances = Some(held.len() as u32);
+        r.deadline_after_ms = Some(plan.hold_ms);
+        let deadline = now_millis() + plan.hold_ms;
+        let notice = SpotNotice {
+            kind: SpotKind::Interruption {
+                action: "terminate".into(),
+            },
+            at: deadline,
+            source: SPOT_DRILL_SOURCE.into(),
+        };
+        let t0 = Instant::now();
+        let set = Command::SetSpotNotice {
+            id: node.id,
+            name: node.name.clone(),
+            notice: Some(notice),
+        };
+        if let Err(e) = self.write(set).await {
+            r.notes
+                .push(format!("the notice was not written: {e}; nothing changed"));
+            return;
+        }
+        self.say(format!(
+            "'{}' has a spot interruption notice, deadline in {}",
+            node.name,
+            super::ms(plan.hold_ms)
+        ));
+        let bound = Duration::from_millis(plan.bound_ms);
+        while t0.elapsed() < bound {
+            let tick = tokio::time::Instant::now();
+            match self.spot_seen(node.id, deadline, &held, facts) {
+                Ok(seen) => {
+                    if let Some(d) = seen.decision.filter(|_| r.decision.is_none()) {
+                        r.decided_after_ms = Some(since(t0));
+                        self.say(format!(
+                            "the leader decided {d} after {}",
+                            super::ms(since(t0))
+                        ));
+                        r.decision = Some(d);
+                    }
+                    if seen.moves.len() == held.len() && r.moved_after_ms.is_none() {
+                        r.moved_after_ms = Some(since(t0));
+                        r.moves = seen.moves;
+                        self.say(format!(
+                            "{} instance(s) active elsewhere after {}{}",
+                            held.len(),
+                            super::ms(since(t0)),
+                            if r.moves.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", r.moves.join(", "))
+                            }
+                        ));
+                    }
+                    if seen.drained && r.drained_after_ms.is_none() {
+                        r.drained_after_ms = Some(since(t0));
+                        self.say(format!(
+                            "'{}' drained after {}",
+                            node.name,
+                            super::ms(since(t0))
+                        ));
+                    }
+                    if r.decision.is_some()
+                        && r.moved_after_ms.is_some()
+                        && r.drained_after_ms.is_some()
+                    {
+                        break;
+                    }
+                }
+                Err(e) => r.notes.push(format!("store: {e}")),
+            }
+            tokio::time::sleep_until(tick + TICK * 2).await;
+        }
+        // Put it back whatever happened: the notice first (so the controller leaves the node
+        // alone), then the undrain.
+        let clear = Command::SetSpotNotice {
+            id: node.id,
+            name: node.name.clone(),
+            notice: None,
+        };
+        let undrain = Command::SetNodeState {
+            id: node.id,
+            state: NodeState::Ready,
+        };
+        r.restored = true;
+        for (what, cmd) in [("clearing the notice", clear), ("undraining", undrain)] {
+            if let Err(e) = self.write(cmd).await {
+                r.restored = false;
+                r.notes.push(format!(
+                    "{what} of '{}' failed: {e}; do it by hand ('aether undrain {}')",
+                    node.name, node.name
+                ));
+            }
+        }
+        self.say(format!(
+            "'{}' {}",
+            node.name,
+            if r.restored {
+                "is ready again; its notice is cleared"
+            } else {
+                "was NOT restored"
+            }
+        ));
+        if r.decision.is_none() {
+            r.notes.push(format!(
+                "no interruption decision within {}: is the controller enabled on the leader (controller.enabled)?",
+                super::ms(plan.bound_ms)
+            ));
+        }
+        r.recovered = r.decision.is_some()
+            && r.moved_after_ms.is_some()
+            && r.drained_after_ms.is_some()
+            && r.restored;
     }
 
     async fn slice_crash(

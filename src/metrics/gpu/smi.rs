@@ -52,6 +52,12 @@ pub(super) fn parse_gpu(line: &str) -> Option<GpuLine> {
             temp_c: num(f[6]).map_or(f32::NAN, |t| t as f32),
             power_w: num(f[7]).map_or(f32::NAN, |p| p as f32),
             processes: Vec::new(),
+            // nvidia-smi's fields for these differ between drivers: unknown here.
+            slowdown_c: f32::NAN,
+            xid_errors: 0,
+            last_xid: 0,
+            ecc_uncorrected: 0,
+            throttle: 0,
         },
     })
 }

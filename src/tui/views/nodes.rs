@@ -46,8 +46,14 @@ pub fn draw(f: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         return facts(f, charts, sel, app, theme);
     }
     let range = RANGES[app.range];
+    // A node its cloud is taking away says so where the eye is.
+    let notice = sel
+        .member
+        .and_then(|m| m.spot.as_ref())
+        .map(|n| format!(" · {}", n.state_word()))
+        .unwrap_or_default();
     let title = format!(
-        " {} · last {} · {}/{} range ",
+        " {}{notice} · last {} · {}/{} range ",
         sel.name,
         range_label(range),
         app.keys.keys_of(crate::tui::keymap::Action::Narrower),
@@ -348,7 +354,21 @@ fn facts(f: &mut Frame, area: Rect, r: &crate::tui::app::NodeRow<'_>, app: &App,
                 "role",
                 format!("{}{}", m.role, if m.leader { ", leader" } else { "" }),
             ));
-            lines.push(kv("state", m.state.to_string()));
+            lines.push(kv("state", m.state_text()));
+            if let Some(p) = &m.power {
+                let mut v = format!(
+                    "{} for {}",
+                    p.state,
+                    crate::domain::human_millis(app.now.saturating_sub(p.since))
+                );
+                if let Some(ms) = p.wake_ms {
+                    v.push_str(&format!(", wakes in {}", crate::domain::human_millis(ms)));
+                }
+                if let Some(r) = &p.reason {
+                    v.push_str(&format!(": {r}"));
+                }
+                lines.push(kv("power", v));
+            }
             lines.push(kv("health", m.health.to_string()));
             lines.push(kv(
                 "joined",

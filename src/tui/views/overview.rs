@@ -355,6 +355,11 @@ fn nodes(f: &mut Frame, table: Rect, app: &App, theme: &Theme) {
                 (Some(m), _) if m.health == crate::domain::Health::Down => {
                     ("down".into(), theme.bad())
                 }
+                // Its cloud is taking it away (the Nodes view gives the deadline); the
+                // column is too narrow for `interrupting`.
+                (Some(m), _) if m.spot.as_ref().is_some_and(|n| n.is_interruption()) => {
+                    ("leaving".into(), theme.bad())
+                }
                 (Some(m), _) if m.state != crate::domain::NodeState::Ready => {
                     (m.state.to_string(), theme.warn())
                 }
