@@ -249,10 +249,18 @@ fn gpu_watch(g: &GpuHealthNote) -> String {
 
 /// One line for the nodes without a GPU (why, per node), one per node with GPUs.
 fn gpu_health(w: &mut dyn Write, nodes: &[NodeMetricsView]) -> io::Result<()> {
-    let none: Vec<String> = nodes
+    // Nodes that give the same reason share it: `n1, n2 (NVML: …), n3 (NVML lists none)`.
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for n in nodes.iter().filter(|n| n.gpu_health.gpus == 0) {
+        let why = no_gpu_why(&n.gpu_health);
+        match groups.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, names)) => names.push(&n.name),
+            None => groups.push((why, vec![&n.name])),
+        }
+    }
+    let none: Vec<String> = groups
         .iter()
-        .filter(|n| n.gpu_health.gpus == 0)
-        .map(|n| format!("{} ({})", n.name, no_gpu_why(&n.gpu_health)))
+        .map(|(why, names)| format!("{} ({why})", names.join(", ")))
         .collect();
     if !none.is_empty() {
         writeln!(
