@@ -56,11 +56,18 @@ pub fn judge(
         ));
     };
     match s.lowest_before(now, rec.latest_start) {
+        // The line names the window's own start, never `now`: a hold is written again only
+        // when its line changes, so it must not change every tick while a window is open.
         Some(low) if low.grams < s.grams => Verdict::Hold(format!(
-            "held: {}, forecast min {} at {}, latest start {latest}",
+            "held: {}, forecast min {} {} {}, latest start {latest}",
             now_is(s, node),
             grams(low.grams),
-            clock_time(low.at.max(now))
+            if low.at <= now {
+                "in the window open since"
+            } else {
+                "at"
+            },
+            clock_time(low.at)
         )),
         Some(low) => Verdict::Start(format!(
             "starts in a low window: {}, forecast min {} before latest start {latest}",
@@ -120,6 +127,23 @@ mod tests {
                 "held: now 450 g/kWh on n1, forecast min 100 g/kWh at 06:00:20Z, latest start 06:00:40Z"
                     .into()
             )
+        );
+    }
+
+    #[test]
+    fn a_hold_in_an_open_window_reads_the_same_each_tick() {
+        // The measured value stays above a window that is already open: the hold's line
+        // must not move with the clock (it is written again only when it changes).
+        let s = signal(480.0, &[(T0 - 60_000, T0 + 600_000, 90.0)]);
+        let line = |now| match judge(&held(300_000), now, Some(("n1", &s)), None) {
+            Verdict::Hold(l) => l,
+            v => panic!("{v:?}"),
+        };
+        assert_eq!(line(T0), line(T0 + 5_000));
+        assert!(
+            line(T0).contains("in the window open since"),
+            "{}",
+            line(T0)
         );
     }
 
