@@ -758,10 +758,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| fatal("saving the vote", e, |e| StorageIOError::write_vote(e)))
     }
 
+    /// The vote is read back uncommitted (see [`restarted_vote`]).
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         let store = self.0.clone();
         store
             .read_meta(RAFT_META, K_VOTE)
+            .map(|v: Option<Vote<NodeId>>| v.map(restarted_vote))
             .map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
@@ -859,6 +861,42 @@ pub(super) fn fatal(
         "raft store commit failed while {doing}: {e}; the node stops to protect the log (check the disk holding the data dir)"
     );
     kind(&e).into()
+}
+
+/// The vote a node starts with: the stored one, uncommitted. openraft 0.9 restores a node whose
+/// stored vote is a committed vote for itself as the leader of that term at once, with the
+/// commit index it last saved (saved lazily) and its term's first entry as the floor of its
+/// linearizable reads, so a restarted leader could serve a read from before a write it had
+/// acknowledged; and an entry that its followers committed before its own log flushed would be
+/// missing from its log, and the same log id would be given to a new entry. Read back
+/// uncommitted, the vote keeps its place in the order of leaders but the node starts as a
+/// follower, and the cluster elects a leader of a new term whose first entry lies beyond
+/// everything acknowledged before.
+pub(super) fn restarted_vote(mut v: Vote<NodeId>) -> Vote<NodeId> {
+    v.committed = false;
+    v
+}
+
+#[cfg(test)]
+mod vote_tests {
+    use super::*;
+    use openraft::storage::RaftLogStorage;
+
+    #[tokio::test]
+    async fn a_committed_vote_is_read_back_uncommitted_in_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut log = LogStore(store.clone());
+        let mut committed = Vote::new(4, 2);
+        committed.commit();
+        log.save_vote(&committed).await.unwrap();
+        let read = log.read_vote().await.unwrap().unwrap();
+        assert!(!read.is_committed(), "{read:?}");
+        assert_eq!(read.leader_id(), committed.leader_id());
+        // It still orders below every later leader and above every earlier one.
+        assert!(Vote::new(5, 1) > read);
+        assert!(Vote::new(3, 3) < read);
+    }
 }
 
 #[cfg(test)]
