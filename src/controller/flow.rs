@@ -776,7 +776,7 @@ impl Controller {
         // waited for); only their new proposals wait.
         let power = match &self.power {
             Some(p) => p
-                .tick(&self.cluster, &self.metrics, &self.brain, world, w)
+                .tick(&self.cluster, &self.metrics, &self.brain, world, decisions, w)
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!("controller: sleep and wake could not read the store: {e}");

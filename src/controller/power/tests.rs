@@ -28,6 +28,8 @@ fn node(id: NodeId, voter: bool) -> PowerNode {
         instances: 0,
         seen_at: Some(0),
         power: None,
+        spot: None,
+        open: None,
     }
 }
 
