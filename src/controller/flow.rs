@@ -161,6 +161,8 @@ struct Leading {
     next_review: Option<Instant>,
     /// Proposals waiting for the reviewer to be free: (target, verb) → since.
     waiting: HashMap<(String, &'static str), Instant>,
+    /// Sleep and wake stuck without `[power]` here was warned about (once per leadership).
+    power_off_warned: bool,
 }
 
 /// Where a review on a blocking thread leaves its answer and how long it took from the
@@ -782,7 +784,17 @@ impl Controller {
                     tracing::warn!("controller: sleep and wake could not read the store: {e}");
                     Vec::new()
                 }),
-            None => Vec::new(),
+            None => {
+                if !state.power_off_warned {
+                    let power = self.cluster.store.power()?;
+                    let name = &self.cluster.name;
+                    if let Some(m) = super::power::stuck_without_power(power.values(), name) {
+                        tracing::warn!("controller: {m}");
+                        state.power_off_warned = true;
+                    }
+                }
+                Vec::new()
+            }
         };
         if control.paused.is_some() {
             return Ok(());

@@ -503,6 +503,33 @@ fn consolidate<'a>(nodes: &'a [PowerNode], load: &Load, s: &Settings) -> Option<
     candidates.into_iter().next()
 }
 
+/// What is stuck on a leader without `[power] enabled`, if anything: the nodes going to sleep,
+/// asleep or waking in `records`, which nothing suspends, resumes or wakes there.
+pub fn stuck_without_power<'a>(
+    records: impl IntoIterator<Item = &'a PowerRecord>,
+    leader: &str,
+) -> Option<String> {
+    let stuck: Vec<String> = records
+        .into_iter()
+        .filter_map(|r| {
+            let what = match r.state {
+                PowerState::Sleeping => "going to sleep",
+                PowerState::Asleep => "asleep",
+                PowerState::Waking => "waking",
+                PowerState::Awake | PowerState::Down => return None,
+            };
+            Some(format!("{} is {what}", r.name))
+        })
+        .collect();
+    (!stuck.is_empty()).then(|| {
+        format!(
+            "{} but [power] is not enabled on this leader ({leader}): nothing suspends, resumes or \
+             wakes them; enable [power] with the same settings on every node that may lead",
+            stuck.join(", ")
+        )
+    })
+}
+
 pub mod exec;
 pub mod run;
 

@@ -554,3 +554,21 @@ fn the_leader_is_never_suspended_after_a_failover() {
     assert!(why.contains("n4 leads the cluster now"), "{why}");
     assert!(!steps.iter().any(|s| matches!(s, Step::Suspend { .. })));
 }
+
+#[test]
+fn a_leader_without_power_names_what_is_stuck_and_the_remedy() {
+    let n = |id| node(id, false);
+    let records = [
+        record(&n(2), PowerState::Asleep, 0, None),
+        record(&n(3), PowerState::Awake, 0, None),
+        record(&n(4), PowerState::Sleeping, 0, None),
+        record(&n(5), PowerState::Down, 0, None),
+    ];
+    let m = stuck_without_power(&records, "n1").unwrap();
+    assert!(
+        m.starts_with("n2 is asleep, n4 is going to sleep but [power] is not enabled on this leader (n1)")
+            && m.ends_with("enable [power] with the same settings on every node that may lead"),
+        "{m}"
+    );
+    assert_eq!(stuck_without_power(&records[1..2], "n1"), None);
+}
