@@ -111,13 +111,18 @@ pub fn observed(
 
 /// What the signal loop of provider `source` writes, if anything: the notice it observed when
 /// the store holds another, or a clear when the service says nothing any more and the stored
-/// notice is its own (a drill's notice is the drill's to clear).
+/// notice is its own (a drill's notice is the drill's to clear). An interruption outranks a
+/// rebalance recommendation: a recommendation never replaces another source's interruption
+/// (a drill's).
 pub fn to_write(
     observed: Option<&SpotNotice>,
     stored: Option<&SpotNotice>,
     source: &str,
 ) -> Option<Option<SpotNotice>> {
     match (observed, stored) {
+        (Some(o), Some(s)) if s.source != source && s.is_interruption() && !o.is_interruption() => {
+            None
+        }
         (Some(o), s) if s != Some(o) => Some(Some(o.clone())),
         (None, Some(s)) if s.source == source => Some(None),
         _ => None,

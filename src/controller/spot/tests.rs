@@ -104,6 +104,13 @@ fn the_loop_writes_changes_only_and_never_clears_a_drills_notice() {
     assert_eq!(to_write(None, Some(&aws), "aws"), Some(None));
     assert_eq!(to_write(None, None, "aws"), None);
     assert_eq!(to_write(None, Some(&drill), "aws"), None);
+    // A rebalance recommendation never replaces a drill's interruption (its own, yes).
+    let rebalance = notice(SpotKind::Rebalance, T0, "aws");
+    assert_eq!(to_write(Some(&rebalance), Some(&drill), "aws"), None);
+    assert_eq!(
+        to_write(Some(&rebalance), Some(&aws), "aws"),
+        Some(Some(rebalance.clone()))
+    );
     // What the cloud says replaces a drill's notice.
     assert_eq!(to_write(Some(&aws), Some(&drill), "aws"), Some(Some(aws)));
 }
