@@ -705,16 +705,22 @@ mod tests {
         // Two already going to sleep (one applied, its node draining): a third would leave two.
         let mut nodes = all.clone();
         nodes.get_mut(&4).unwrap().state = NodeState::Draining;
-        let power: BTreeMap<_, _> = [record(3, PowerState::Sleeping), record(4, PowerState::Sleeping)].into();
+        let power: BTreeMap<_, _> = [
+            record(3, PowerState::Sleeping),
+            record(4, PowerState::Sleeping),
+        ]
+        .into();
         let why = sleep_loses_quorum(5, "n5", &voters, &nodes, &power).unwrap();
         assert!(
             why.contains("'n5' is a voter and only 2 of the 5 voters would stay"),
             "{why}"
         );
         // Asleep and down count as away too; awake and waking-by-record on a ready node do not.
-        let power: BTreeMap<_, _> = [record(3, PowerState::Asleep), record(4, PowerState::Awake)].into();
+        let power: BTreeMap<_, _> =
+            [record(3, PowerState::Asleep), record(4, PowerState::Awake)].into();
         assert_eq!(sleep_loses_quorum(5, "n5", &voters, &all, &power), None);
-        let power: BTreeMap<_, _> = [record(3, PowerState::Asleep), record(4, PowerState::Down)].into();
+        let power: BTreeMap<_, _> =
+            [record(3, PowerState::Asleep), record(4, PowerState::Down)].into();
         assert!(sleep_loses_quorum(5, "n5", &voters, &all, &power).is_some());
         // A learner's sleep never touches the quorum.
         assert_eq!(sleep_loses_quorum(9, "n9", &voters, &nodes, &power), None);

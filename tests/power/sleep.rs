@@ -345,8 +345,15 @@ fn in_guarded_mode_a_pending_sleep_is_recorded_once_and_a_veto_holds() {
         .into_iter()
         .filter(|d| matches!(d["status"]["status"].as_str(), Some("pending" | "proposed")))
         .collect();
-    assert!(open.is_empty(), "no sleep of n2 within the veto cooldown: {open:#?}");
-    assert_eq!(sleeps_of(&all, "n2").len(), 2, "the vetoed one and its stop");
+    assert!(
+        open.is_empty(),
+        "no sleep of n2 within the veto cooldown: {open:#?}"
+    );
+    assert_eq!(
+        sleeps_of(&all, "n2").len(),
+        2,
+        "the vetoed one and its stop"
+    );
     let n2 = member(n1, "n2").unwrap();
     assert_eq!(n2["state"], "ready", "{n2}");
     assert!(!dir.path().join("suspend.args").exists(), "never suspended");

@@ -423,7 +423,10 @@ fn sleep_and_wake_of_a_node_are_one_target_with_its_drain() {
     };
     let open = [decision(6, NOW - 1_000, drain, pending)];
     let s = screen(proposal(sleep.clone()), &w, &open, &guarded, 0, &settings());
-    assert!(matches!(s.close, Some(Command::Close { id: 6, .. })), "{s:?}");
+    assert!(
+        matches!(s.close, Some(Command::Close { id: 6, .. })),
+        "{s:?}"
+    );
     // A veto of a sleep holds for the cooldown.
     let vetoed = DecisionStatus::Vetoed {
         at: NOW - 100_000,

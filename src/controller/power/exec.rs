@@ -175,7 +175,9 @@ pub async fn run(
                 if n == 0 {
                     break;
                 }
-                err.lock().expect("stderr buffer").extend_from_slice(&chunk[..n]);
+                err.lock()
+                    .expect("stderr buffer")
+                    .extend_from_slice(&chunk[..n]);
             }
         })
     });
@@ -384,12 +386,25 @@ mod tests {
         unsafe { libc::kill(pid, libc::SIGKILL) };
         r.unwrap();
         // A failure still reports what it wrote before exiting.
-        let script = format!("sleep 30 & echo $! > '{}'; echo broken >&2; exit 4", pidfile.display());
+        let script = format!(
+            "sleep 30 & echo $! > '{}'; echo broken >&2; exit 4",
+            pidfile.display()
+        );
         let cmd = vec!["sh".to_string(), "-c".to_string(), script];
-        let e = run(Which::Suspend, &cmd, &target(), "n1", Duration::from_secs(20))
-            .await
-            .unwrap_err();
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let e = run(
+            Which::Suspend,
+            &cmd,
+            &target(),
+            "n1",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // SAFETY: kill(2) on a PID this test started.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         assert!(
@@ -405,15 +420,9 @@ mod tests {
         // A grandchild in the background, and the command itself waiting on it.
         let script = format!("sleep 30 & echo $! > '{}'; wait", pidfile.display());
         let cmd = vec!["sh".to_string(), "-c".to_string(), script];
-        let e = run(
-            Which::Resume,
-            &cmd,
-            &target(),
-            "n1",
-            Duration::from_secs(2),
-        )
-        .await
-        .unwrap_err();
+        let e = run(Which::Resume, &cmd, &target(), "n1", Duration::from_secs(2))
+            .await
+            .unwrap_err();
         assert!(matches!(e, PowerError::TimedOut { .. }), "{e}");
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()

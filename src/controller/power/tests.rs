@@ -566,8 +566,9 @@ fn a_leader_without_power_names_what_is_stuck_and_the_remedy() {
     ];
     let m = stuck_without_power(&records, "n1").unwrap();
     assert!(
-        m.starts_with("n2 is asleep, n4 is going to sleep but [power] is not enabled on this leader (n1)")
-            && m.ends_with("enable [power] with the same settings on every node that may lead"),
+        m.starts_with(
+            "n2 is asleep, n4 is going to sleep but [power] is not enabled on this leader (n1)"
+        ) && m.ends_with("enable [power] with the same settings on every node that may lead"),
         "{m}"
     );
     assert_eq!(stuck_without_power(&records[1..2], "n1"), None);

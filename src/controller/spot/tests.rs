@@ -168,6 +168,13 @@ fn an_interruption_drains_at_once_whatever_the_mode_and_cites_the_deadline() {
         "c",
     );
     assert_eq!(again, vec![]);
+    // Only a notice with no decision among those given is undecided; the same decision found
+    // further back counts as well as a recent one, another deadline's does not.
+    assert_eq!(undecided(&notices, &[]), vec![(2, &notices[&2])]);
+    assert!(undecided(&notices, std::slice::from_ref(&d)).is_empty());
+    assert!(decides(&d, 2, &notices[&2]));
+    assert!(!decides(&d, 2, &terminate(now + 240_000)));
+    assert!(!decides(&d, 3, &notices[&2]));
 }
 
 #[test]
