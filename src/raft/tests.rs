@@ -263,6 +263,54 @@ mod control {
         };
         assert!(refused(run(&s, 8_000, "n1", close)).contains("already applied"));
     }
+
+    #[test]
+    fn a_second_wake_of_a_waking_node_is_superseded_and_restarts_nothing() {
+        let (_d, s) = store();
+        let waking = PowerRecord {
+            node: 1,
+            name: "n1".into(),
+            state: PowerState::Waking,
+            since: 5_000,
+            wake_ms: Some(30_000),
+            reason: None,
+        };
+        let set = Command::SetPower {
+            record: waking.clone(),
+            state: Some(NodeState::Asleep),
+        };
+        assert_eq!(run(&s, 5_000, "power", set), Response::Ok);
+        let wake = Action::Wake {
+            node: 1,
+            name: "n1".into(),
+        };
+        let d = Command::RecordDecision(Box::new(Decision {
+            mode: ControllerMode::Propose,
+            ..Decision::bare(0, 0, "n1", "power", wake, DecisionStatus::Proposed)
+        }));
+        assert_eq!(run(&s, 6_000, "n1", d), Response::Decision(1));
+        let m = refused(run(&s, 7_000, "op", Command::ApproveDecision { id: 1 }));
+        assert!(m.contains("node 'n1' is waking already"), "{m}");
+        assert!(matches!(
+            s.decision(1).unwrap().unwrap().status,
+            DecisionStatus::Superseded { .. }
+        ));
+        // The resume's start, its timeout and the wake measurement are untouched.
+        assert_eq!(s.power().unwrap()[&1], waking);
+    }
+
+    #[test]
+    fn a_decision_is_found_however_far_back_it_is() {
+        let (_d, s) = store();
+        for to in 3..=6 {
+            let d = decision(DecisionStatus::Proposed, ControllerMode::Propose, to);
+            run(&s, 1_000, "n1", d);
+        }
+        let to_of = |d: &Decision| matches!(d.action, Action::Scale { to, .. } if to == 3);
+        let found = s.find_decision(to_of).unwrap().unwrap();
+        assert_eq!(found.id, 1);
+        assert!(s.find_decision(|d| d.rule == "none").unwrap().is_none());
+    }
 }
 
 mod rollouts {
