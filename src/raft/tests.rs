@@ -300,6 +300,103 @@ mod control {
     }
 
     #[test]
+    fn power_leaves_a_node_with_a_spot_notice_to_the_interruption_policy() {
+        let (_d, s) = store();
+        let add = Command::AddNode {
+            name: "n2".into(),
+            addr: "127.0.0.1:2".into(),
+        };
+        run(&s, 1_000, "setup", add);
+        let n2 = s
+            .nodes()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.name == "n2")
+            .unwrap();
+        run(
+            &s,
+            1_000,
+            "setup",
+            Command::SetNodeState {
+                id: n2.id,
+                state: NodeState::Ready,
+            },
+        );
+        let notice = |kind| Command::SetSpotNotice {
+            id: n2.id,
+            name: "n2".into(),
+            notice: Some(SpotNotice {
+                kind,
+                at: 9_000,
+                source: "aws".into(),
+            }),
+        };
+        let sleep = |mode| {
+            let action = Action::Sleep {
+                node: n2.id,
+                name: "n2".into(),
+            };
+            Command::RecordDecision(Box::new(Decision {
+                mode,
+                ..Decision::bare(0, 0, "n1", "power", action, DecisionStatus::Proposed)
+            }))
+        };
+        // With a notice it is not put to sleep.
+        run(&s, 2_000, "n2", notice(SpotKind::Rebalance));
+        assert_eq!(
+            run(&s, 2_000, "n1", sleep(ControllerMode::Propose)),
+            Response::Decision(1)
+        );
+        let m = refused(run(&s, 3_000, "op", Command::ApproveDecision { id: 1 }));
+        assert!(m.contains("a spot notice"), "{m}");
+        assert_eq!(s.nodes().unwrap()[1].state, NodeState::Ready);
+        // Put to sleep before the notice came, then vetoed: awake, its drain left alone.
+        let clear = Command::SetSpotNotice {
+            id: n2.id,
+            name: "n2".into(),
+            notice: None,
+        };
+        run(&s, 4_000, "n2", clear);
+        assert_eq!(
+            run(&s, 4_000, "n1", sleep(ControllerMode::Auto)),
+            Response::Decision(2)
+        );
+        assert_eq!(
+            run(&s, 5_000, "op", Command::ApproveDecision { id: 2 }),
+            Response::Ok
+        );
+        assert_eq!(s.power().unwrap()[&n2.id].state, PowerState::Sleeping);
+        let interruption = SpotKind::Interruption {
+            action: "terminate".into(),
+        };
+        run(&s, 6_000, "n2", notice(interruption));
+        let veto = Command::VetoDecision {
+            id: 2,
+            reason: None,
+        };
+        assert_eq!(run(&s, 7_000, "op", veto), Response::Ok);
+        assert_eq!(s.power().unwrap()[&n2.id].state, PowerState::Awake);
+        let node = s
+            .nodes()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.id == n2.id)
+            .unwrap();
+        assert_eq!(
+            node.state,
+            NodeState::Draining,
+            "the interruption's drain goes on"
+        );
+        let DecisionStatus::Vetoed { reverted, .. } = s.decision(2).unwrap().unwrap().status else {
+            panic!("not vetoed")
+        };
+        assert_eq!(
+            reverted.as_deref(),
+            Some("reverted: n2 stays awake; it stays draining (a spot notice)")
+        );
+    }
+
+    #[test]
     fn a_decision_is_found_however_far_back_it_is() {
         let (_d, s) = store();
         for to in 3..=6 {
