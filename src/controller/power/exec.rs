@@ -175,9 +175,14 @@ pub async fn run(
                 if n == 0 {
                     break;
                 }
-                err.lock()
-                    .expect("stderr buffer")
-                    .extend_from_slice(&chunk[..n]);
+                let mut e = err.lock().expect("stderr buffer");
+                e.extend_from_slice(&chunk[..n]);
+                // Only the tail is ever shown (STDERR_TAIL characters, up to 4 bytes each).
+                let keep = STDERR_TAIL * 4;
+                if e.len() > 2 * keep {
+                    let cut = e.len() - keep;
+                    e.drain(..cut);
+                }
             }
         })
     });
@@ -203,9 +208,10 @@ pub async fn run(
         }
         Ok(Ok(status)) => status,
     };
+    // Left running past the grace, the reader drains what a background process still writes
+    // (so it never meets a closed pipe) and ends with it.
     if let Some(mut r) = reader {
         let _ = tokio::time::timeout(STDERR_AFTER_EXIT, &mut r).await;
-        r.abort();
     }
     if status.success() {
         return Ok(());
