@@ -483,6 +483,8 @@ fn leader_scale(o: &Opts, root: &Path) -> Result<()> {
         gpu_unavailable: sampler.gpu_unavailable(),
         version: "bench".into(),
         gpu_offer: None,
+        carbon: None,
+        carbon_error: None,
     };
     let update_bytes =
         aether::net::frame::encode_body(&MetricsMsg::Update(Box::new(MetricsUpdate {

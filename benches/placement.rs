@@ -38,6 +38,7 @@ fn main() {
                 Ok(())
             },
             gpu_trouble: None,
+            carbon: None,
         })
         .collect();
     let instances: Vec<(String, Needs)> = (0..n_inst)
@@ -78,6 +79,7 @@ fn main() {
         gpus: 0,
         schedulable: Ok(()),
         gpu_trouble: None,
+        carbon: None,
     });
     let q = place(&more, &instances, opts);
     let moved = p

@@ -84,6 +84,66 @@ pub struct Config {
     /// Sleep and wake: the controller suspends idle nodes and resumes them ahead of load
     /// (off by default).
     pub power: PowerConfig,
+    /// This node's carbon-intensity signal (carbon-aware scheduling of flexible slices).
+    pub carbon: CarbonConfig,
+}
+
+/// Where this node reads the carbon intensity of its grid (gCO2eq/kWh, and a forecast when the
+/// source has one). The leader holds flexible slices for a lower-carbon window and prefers
+/// lower-intensity nodes for them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CarbonConfig {
+    /// A JSON file, or an `http://` URL, answering in the shape of Electricity Maps
+    /// (`/v3/carbon-intensity/latest` or `/forecast`), the Carbon Aware SDK
+    /// (`/emissions/forecasts/current`) or WattTime (`/v3/forecast`); the shape is recognised.
+    /// Empty: no signal.
+    pub source: String,
+    /// The zone or location the signal is for, shown beside it; empty: what the source names.
+    pub zone: String,
+    /// How often the source is read again.
+    pub refresh: Dur,
+}
+
+impl Default for CarbonConfig {
+    fn default() -> Self {
+        CarbonConfig {
+            source: String::new(),
+            zone: String::new(),
+            refresh: Dur::ms(300_000),
+        }
+    }
+}
+
+impl CarbonConfig {
+    /// Check the section; the error names the option.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let s = self.source.trim();
+        if s.starts_with("https://") {
+            return Err((
+                "carbon.source",
+                format!(
+                    "'{s}': https is not read by the node: fetch it to a file (e.g. with curl \
+                     from a timer) and name the file, or use an http:// proxy on this host"
+                ),
+            ));
+        }
+        if let Some((scheme, _)) = s.split_once("://")
+            && scheme != "http"
+        {
+            return Err((
+                "carbon.source",
+                format!("'{s}': expected a file path or an http:// URL, found scheme '{scheme}'"),
+            ));
+        }
+        if self.refresh.0 < Duration::from_secs(1) || self.refresh.0 > Duration::from_secs(86_400) {
+            return Err((
+                "carbon.refresh",
+                format!("expected 1s to 24h, found {}", self.refresh),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where a node's cloud announces spot interruptions (`signals.spot`).
@@ -796,6 +856,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             signals: SignalsConfig::default(),
             power: PowerConfig::default(),
+            carbon: CarbonConfig::default(),
         }
     }
 }
@@ -1298,6 +1359,7 @@ impl Config {
         }
         c.advisor.validate().map_err(|(k, m)| bad(k, m))?;
         self.signals.validate().map_err(|(k, m)| bad(k, m))?;
+        self.carbon.validate().map_err(|(k, m)| bad(k, m))?;
         self.gpu.validate().map_err(|(k, m)| bad(k, m))?;
         if self.admin.operator_cert_max_ttl.0 < Duration::from_secs(1) {
             return Err(bad(

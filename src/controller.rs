@@ -30,6 +30,8 @@
 //! - [`spot`]: spot interruption notices: the pure policy (an interruption drains at once
 //!   whatever the mode; a rebalance recommendation proposes a drain) and the signal loop
 //!   that asks the cloud's metadata service ([`spot::watch`]).
+//! - [`shift`]: time shifting of flexible slices by the carbon signal (pure); [`carbon`]: the
+//!   loop on every node that reads its signal (`[carbon]`) into its metrics.
 //! - [`flow`]: the loop with I/O: builds the world, asks [`decide`] what to write and writes
 //!   it, runs the reviewer. A decision's lifecycle is enforced by the state machine
 //!   (`raft::control`), so a veto wins over an apply on every node, whoever leads.
@@ -37,6 +39,7 @@
 pub mod advise;
 pub mod advisor;
 pub mod brain;
+pub mod carbon;
 pub mod context;
 pub mod decide;
 pub mod flow;
@@ -46,5 +49,6 @@ pub mod power;
 pub mod review;
 pub mod rules;
 pub mod safety;
+pub mod shift;
 pub mod spot;
 pub mod world;

@@ -283,6 +283,16 @@ pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An RFC 3339 time (`2026-12-05T06:00:00Z`, `2026-12-05T07:00:00+01:00`) as Unix ms.
+pub fn parse_time(s: &str) -> Result<Millis, String> {
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+        format!("expected an RFC 3339 time such as '2026-12-05T06:00:00Z', found '{s}': {e}")
+    })?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("expected a time after 1970, found '{s}'"))
+}
+
 /// The UTC time of day of `at`, `14:03:07Z`.
 pub fn clock_time(at: Millis) -> String {
     let s = (at / 1000) % 86_400;
@@ -540,6 +550,62 @@ pub struct StoredBlueprint {
     pub version: u64,
     pub applied_at: Millis,
     pub blueprint: Blueprint,
+}
+
+/// When a flexible slice (`[slices.flexible]`) must start at the latest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlexDeadline {
+    /// An absolute time (Unix ms), `deadline = "2026-12-05T06:00:00Z"`.
+    At(Millis),
+    /// A duration after the blueprint is applied, `within = "6h"`.
+    Within(u64),
+}
+
+/// A flexible slice's policy: batch work that may wait for a lower-carbon window. It is kept
+/// beside the blueprint (never in [`Slice`]), in its own table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlexiblePolicy {
+    /// When the work must be done.
+    pub deadline: FlexDeadline,
+    /// How long the work is expected to run: it starts by `deadline - run` at the latest.
+    pub run_ms: u64,
+}
+
+impl FlexiblePolicy {
+    /// The latest start of a slice with this policy applied at `applied_at`.
+    pub fn latest_start(&self, applied_at: Millis) -> Millis {
+        let deadline = match self.deadline {
+            FlexDeadline::At(t) => t,
+            FlexDeadline::Within(ms) => applied_at.saturating_add(ms),
+        };
+        deadline.saturating_sub(self.run_ms)
+    }
+}
+
+/// A flexible slice as the replicated store keeps it: held at no instance until the controller
+/// starts it (in a low-carbon window, or at its latest start whatever the signal says).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlexibleRecord {
+    pub blueprint: String,
+    pub slice: String,
+    pub policy: FlexiblePolicy,
+    /// The instances it starts with (what the blueprint asked for).
+    pub instances: u32,
+    /// When its blueprint version was applied.
+    pub applied_at: Millis,
+    /// The latest start, from the policy and `applied_at`.
+    pub latest_start: Millis,
+    /// Why it waits, with the numbers (the controller's latest judgement).
+    pub held: Option<String>,
+    /// When it started, and why.
+    pub started: Option<(Millis, String)>,
+}
+
+impl FlexibleRecord {
+    /// `blueprint/slice`.
+    pub fn target(&self) -> String {
+        format!("{}/{}", self.blueprint, self.slice)
+    }
 }
 
 /// Where the leader means an instance (`blueprint/slice/index`) to run.

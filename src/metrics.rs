@@ -12,12 +12,15 @@
 //!   (temperature trend, XID and ECC errors, throttling); [`energy`]: power per slice. All pure.
 //! - [`requests`]: what the ingress counts (the node's [`requests::Recorder`]) and the wire and
 //!   read forms of request traffic.
+//! - [`carbon`]: a node's carbon-intensity signal, read from the JSON of Electricity Maps,
+//!   the Carbon Aware SDK or WattTime (pure).
 //! - [`pipeline`]: the loops that sample, push, aggregate and spread the view.
 //! - [`prometheus`]: `/metrics` in the Prometheus text format. What `aether metrics` shows is
 //!   built in `view/metrics.rs`.
 
 pub mod aggregate;
 pub mod anomaly;
+pub mod carbon;
 pub mod delta;
 pub mod energy;
 pub mod gpu;

@@ -376,6 +376,12 @@ pub async fn run(
         requests.clone(),
     )?;
     loops.spawn("metrics pipeline", metrics.clone().run(shutdown.clone()));
+    if !cfg.carbon.source.trim().is_empty() {
+        loops.spawn(
+            "carbon signal",
+            crate::controller::carbon::run(metrics.clone(), cfg.carbon.clone(), shutdown.clone()),
+        );
+    }
     tracing::info!("metrics pipeline sampling every {}", cfg.metrics.interval);
     // 4. the request path and the workloads: the ingress routes until the workloads have
     //    stopped (so instances drain while it still routes), the assignment loop (acts while

@@ -76,6 +76,7 @@ pub fn command_role(cmd: &Command) -> Role {
         | Command::SetControllerMode { .. }
         | Command::RemoveNode { .. }
         | Command::ApplyBlueprint(_)
+        | Command::ApplyBlueprintWith { .. }
         | Command::RemoveBlueprint { .. }
         | Command::Put { .. }
         | Command::Delete { .. }
@@ -100,7 +101,8 @@ pub fn command_role(cmd: &Command) -> Role {
         | Command::SetNodeAddr { .. }
         | Command::RecordDrill { .. }
         | Command::SetSpotNotice { .. }
-        | Command::SetPower { .. } => Role::Admin,
+        | Command::SetPower { .. }
+        | Command::FlexibleStep { .. } => Role::Admin,
     }
 }
 
@@ -153,7 +155,7 @@ pub fn command_name(req: &AdminRequest) -> &'static str {
             } => "undrain",
             Command::SetNodeState { .. } => "drain",
             Command::RemoveNode { .. } => "remove",
-            Command::ApplyBlueprint(_) => "blueprint apply",
+            Command::ApplyBlueprint(_) | Command::ApplyBlueprintWith { .. } => "blueprint apply",
             Command::RemoveBlueprint { .. } => "blueprint rm",
             Command::Put { .. } | Command::CompareAndSwap { .. } => "kv put",
             Command::Delete { .. } => "kv del",

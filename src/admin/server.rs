@@ -962,7 +962,7 @@ async fn apply_blueprint(
     dry_run: bool,
     actor: &str,
 ) -> Result<AdminResponse, AdminError> {
-    let bp = crate::deploy::blueprint::parse(file, text)
+    let (bp, flexible) = crate::deploy::blueprint::parse_with_flexible(file, text)
         .map_err(|e| AdminError::new(ErrorKind::Invalid, e.to_string()))?;
     let failed = |e: std::io::Error| AdminError::new(ErrorKind::Failed, e.to_string());
     let stored = cluster.store.blueprints().map_err(failed)?;
@@ -1004,7 +1004,16 @@ async fn apply_blueprint(
         crate::deploy::cluster::Snapshot::read(cluster, metrics, &mut Default::default())
             .map_err(failed)?;
     snap.blueprints.retain(|b| b.name != bp.name);
-    snap.blueprints.push(bp.clone());
+    // A flexible slice is stored held at no instance: the plan shows it so.
+    let mut planned = bp.clone();
+    for s in planned
+        .slices
+        .iter_mut()
+        .filter(|s| flexible.iter().any(|(n, _)| *n == s.name))
+    {
+        s.instances = 0;
+    }
+    snap.blueprints.push(planned);
     let steps = crate::deploy::plan::plan(&snap.world(Duration::MAX), &bp.name);
     let versions = cluster.store.blueprint_versions(&bp.name).map_err(failed)?;
     let spec = |v: u64, slice: &str| {
@@ -1048,7 +1057,14 @@ async fn apply_blueprint(
             id: RequestId::new_random(),
             actor: actor.into(),
             at: now_millis(),
-            cmd: Command::ApplyBlueprint(bp),
+            cmd: if flexible.is_empty() {
+                Command::ApplyBlueprint(bp)
+            } else {
+                Command::ApplyBlueprintWith {
+                    blueprint: bp,
+                    flexible,
+                }
+            },
         };
         match cluster.write(req, true).await? {
             Response::Version(v) => {

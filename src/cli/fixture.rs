@@ -214,8 +214,37 @@ fn node_metrics(id: NodeId, name: &str, cpu: f32, mem: f32, gpu: bool) -> NodeMe
         } else {
             Vec::new()
         },
+        carbon: None,
+        carbon_error: None,
         detail,
     }
+}
+
+/// `aether metrics` with carbon signals: n1 reads a forecast, n3's source is not JSON.
+pub fn metrics_carbon() -> MetricsView {
+    use crate::metrics::carbon::{CarbonFormat, CarbonSignal, CarbonWindow};
+    let mut m = metrics();
+    m.nodes[0].carbon = Some(CarbonSignal {
+        grams: 452.4,
+        zone: "DE".into(),
+        format: CarbonFormat::ElectricityMapsForecast,
+        forecast: vec![
+            CarbonWindow {
+                at: NOW + 1_800_000,
+                until: NOW + 3_600_000,
+                grams: 180.0,
+            },
+            CarbonWindow {
+                at: NOW + 3_600_000,
+                until: NOW + 7_200_000,
+                grams: 96.6,
+            },
+        ],
+    });
+    m.nodes[2].carbon_error = Some(
+        "carbon source '/etc/aether/carbon.json': not JSON (line 1, column 1): expected value at line 1 column 1".into(),
+    );
+    m
 }
 
 /// `aether metrics` on `n1`: every node.
@@ -376,6 +405,7 @@ pub fn blueprints() -> Vec<BlueprintView> {
                           (os error 98); free the port or set ingress.bind"
                     .into(),
             }],
+            flexible: Vec::new(),
         },
         BlueprintView {
             version: 1,
@@ -389,8 +419,66 @@ pub fn blueprints() -> Vec<BlueprintView> {
             },
             instances: vec![infer_new, infer_old],
             unserved: Vec::new(),
+            flexible: Vec::new(),
         },
     ]
+}
+
+/// `aether blueprint show batch`: two flexible slices, one held for a low-carbon window, one
+/// started in it.
+pub fn blueprint_flexible() -> Vec<BlueprintView> {
+    let rec = |slice: &str, held: Option<&str>, started: Option<(Millis, &str)>| FlexibleRecord {
+        blueprint: "batch".into(),
+        slice: slice.into(),
+        policy: FlexiblePolicy {
+            deadline: FlexDeadline::Within(6 * 3_600_000),
+            run_ms: 3_600_000,
+        },
+        instances: 2,
+        applied_at: NOW - 600_000,
+        latest_start: NOW - 600_000 + 5 * 3_600_000,
+        held: held.map(Into::into),
+        started: started.map(|(at, l)| (at, l.into())),
+    };
+    vec![BlueprintView {
+        version: 2,
+        applied_at: NOW - 600_000,
+        blueprint: Blueprint {
+            name: "batch".into(),
+            slices: vec![
+                Slice {
+                    min: 0,
+                    ..slice("train", 0, 2, 0)
+                },
+                Slice {
+                    min: 0,
+                    ..slice("index", 2, 2, 0)
+                },
+            ],
+        },
+        instances: vec![
+            instance("batch/index/0", Some("n1"), "active", 0),
+            instance("batch/index/1", Some("n1"), "active", 0),
+        ],
+        unserved: Vec::new(),
+        flexible: vec![
+            rec(
+                "train",
+                Some(
+                    "held: now 452 g/kWh on n1, forecast min 97 g/kWh at 14:00:00Z, latest start 16:50:00Z",
+                ),
+                None,
+            ),
+            rec(
+                "index",
+                None,
+                Some((
+                    NOW - 120_000,
+                    "starts in a low window: now 97 g/kWh on n1, forecast min 97 g/kWh before latest start 16:50:00Z",
+                )),
+            ),
+        ],
+    }]
 }
 
 /// `aether blueprint apply shop.toml` raising `web` to 3 and changing its command (a canary

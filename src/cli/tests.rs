@@ -226,6 +226,11 @@ fn metrics() {
         "metrics_history",
         render(|w| output::metrics(w, &h, true, false))
     );
+    let c = fixture::metrics_carbon();
+    insta::assert_snapshot!(
+        "metrics_carbon",
+        render(|w| output::metrics(w, &c, false, false))
+    );
     let none = fixture::no_metrics();
     insta::assert_snapshot!(
         "metrics_none_yet",
@@ -278,6 +283,11 @@ fn blueprints() {
     insta::assert_snapshot!(
         "blueprints_json",
         render_json(|w| output::blueprints(w, &b, false, NOW, true))
+    );
+    let f = fixture::blueprint_flexible();
+    insta::assert_snapshot!(
+        "blueprint_show_flexible",
+        render(|w| output::blueprints(w, &f, true, NOW, false))
     );
 }
 

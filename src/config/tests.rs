@@ -420,3 +420,41 @@ fn the_gpu_section_is_checked_and_names_the_option() {
     assert_eq!(ok.gpu.throttled_for.0, Duration::from_secs(120));
     assert_eq!(ok.gpu.cpu_watts_per_core, 7.5);
 }
+
+#[test]
+fn a_carbon_source_is_a_file_or_an_http_url() {
+    let bad = |source: &str| {
+        let f = write(&format!("[carbon]\nsource = \"{source}\"\n"));
+        Config::load(Some(f.path()), &env(&[]), vec![])
+            .unwrap_err()
+            .to_string()
+    };
+    let e = bad("https://api.electricitymap.org/v3/carbon-intensity/latest");
+    assert!(
+        e.contains("'carbon.source'") && e.contains("https is not read by the node"),
+        "{e}"
+    );
+    let e = bad("ftp://x/carbon.json");
+    assert!(e.contains("found scheme 'ftp'"), "{e}");
+    for ok in [
+        "/var/lib/aether/carbon.json",
+        "http://127.0.0.1:8080/emissions/forecasts/current",
+    ] {
+        let f = write(&format!("[carbon]\nsource = \"{ok}\"\nrefresh = \"1m\"\n"));
+        assert_eq!(
+            Config::load(Some(f.path()), &env(&[]), vec![])
+                .unwrap()
+                .carbon
+                .source,
+            ok
+        );
+    }
+    let f = write("[carbon]\nrefresh = \"0s\"\n");
+    let e = Config::load(Some(f.path()), &env(&[]), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'carbon.refresh'") && e.contains("expected 1s to 24h"),
+        "{e}"
+    );
+}

@@ -512,8 +512,12 @@ impl Controller {
                 _ = tick.tick() => {}
                 _ = self.wake.notified() => {}
             }
-            let deciding = self.cfg.enabled
-                && self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id);
+            let leads =
+                self.cluster.raft.metrics().borrow().current_leader == Some(self.cluster.id);
+            let deciding = self.cfg.enabled && leads;
+            if leads && let Err(e) = self.shift(&mut w, deciding).await {
+                tracing::warn!("controller: time shifting: {e}; trying again next tick");
+            }
             // Only the deciding leader reads the decisions: they are what it decides on, and
             // they say who drained a node, which only proposals use. They are read again only
             // when the log moved.
@@ -567,6 +571,70 @@ impl Controller {
             // Deciding may have measured a new start-up time.
             self.publish(&slices);
         }
+    }
+
+    /// Time shifting (the leader, each tick): judge every held flexible slice by the cleanest
+    /// live node's carbon signal ([`super::shift::judge`]) and write a new hold line or its
+    /// start. Without `deciding` (controller.enabled off), held slices start.
+    async fn shift(&self, w: &mut Writer, deciding: bool) -> Result<(), TickError> {
+        let held: Vec<_> = self
+            .cluster
+            .store
+            .flexible()?
+            .into_iter()
+            .filter(|r| r.started.is_none())
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        let control = self.cluster.store.control()?;
+        let no_shift = if !deciding {
+            Some("controller.enabled is off".to_string())
+        } else if let Some(p) = &control.paused {
+            Some(format!("the controller is paused by {}", p.by))
+        } else if control.mode == crate::domain::ControllerMode::Observe {
+            Some("the controller is in observe mode".to_string())
+        } else {
+            None
+        };
+        let signals: Vec<(String, crate::metrics::carbon::CarbonSignal)> =
+            self.metrics.with_state(|st| {
+                st.view
+                    .snapshot
+                    .iter()
+                    .flat_map(|snap| &snap.nodes)
+                    // Members and nodes still sending (a new member's first snapshots may
+                    // not know it yet); never a node judged down.
+                    .filter(|e| e.health != crate::domain::Health::Down)
+                    .filter_map(|e| Some((e.name(), e.info.carbon.clone()?)))
+                    .collect()
+            });
+        let cleanest = super::shift::cleanest(signals.iter().map(|(n, s)| (n.as_str(), s)));
+        let now = now_millis();
+        for rec in held {
+            let (start, line) = match super::shift::judge(&rec, now, cleanest, no_shift.as_deref())
+            {
+                super::shift::Verdict::Hold(l) => (false, l),
+                super::shift::Verdict::Start(l) => (true, l),
+            };
+            if !start && rec.held.as_deref() == Some(line.as_str()) {
+                continue;
+            }
+            let target = rec.target();
+            match w
+                .call(RaftCommand::FlexibleStep {
+                    blueprint: rec.blueprint,
+                    slice: rec.slice,
+                    start,
+                    line: line.clone(),
+                })
+                .await?
+            {
+                Response::Refused(m) => tracing::info!("controller: {m}"),
+                _ => tracing::info!("controller: flexible {target}: {line}"),
+            }
+        }
+        Ok(())
     }
 
     /// The cluster this second, from this node's replica and metrics snapshot (its traffic

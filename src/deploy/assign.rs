@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use super::placement::{Needs, NodeSlot, Options, place_sticky};
+use super::placement::{Needs, NodeSlot, Options, place_preferring};
 use crate::domain::{
     Assignment, Blueprint, Health, InstanceState, InstanceStatus, Millis, NodeId, NodeState,
     Rollout, StoredBlueprint,
@@ -58,7 +58,12 @@ pub struct World<'a> {
     pub versions: &'a [StoredBlueprint],
     /// The open rollouts: how many copies of each version their slices run.
     pub rollouts: &'a [Rollout],
+    /// The flexible slices (`blueprint/slice`): their instances prefer low-carbon nodes.
+    pub flexible: &'a BTreeSet<String>,
 }
+
+/// No flexible slice (a world without any).
+pub static NO_FLEXIBLE: BTreeSet<String> = BTreeSet::new();
 
 /// What the loop writes.
 #[derive(Debug, Default, PartialEq)]
@@ -71,6 +76,9 @@ pub struct Changes {
     pub drained: Vec<NodeId>,
     /// Instance statuses of lost members that no longer run there, to clear for them.
     pub clear: Vec<(NodeId, Vec<String>)>,
+    /// Why an instance placed anew went where it went, where a preference chose (a flexible
+    /// slice on a low-carbon node): for the log, nothing to write.
+    pub notes: Vec<(String, String)>,
 }
 
 impl Changes {
@@ -269,7 +277,21 @@ pub fn assign(w: &World) -> (BTreeMap<String, Assignment>, Changes) {
     }
     let slots: Vec<NodeSlot> = w.members.iter().map(|m| m.slot.clone()).collect();
     let want_needs: Vec<(String, Needs)> = want.iter().map(|x| (x.key.clone(), x.needs)).collect();
-    let placed = place_sticky(&slots, &want_needs, &pinned, Options::default());
+    let flexible = |key: &str| {
+        key.rsplit_once('/')
+            .is_some_and(|(slice, _)| w.flexible.contains(slice))
+    };
+    let placed = place_preferring(&slots, &want_needs, &pinned, Options::default(), &flexible);
+    changes.notes = placed
+        .notes
+        .iter()
+        .filter(|(key, _)| {
+            w.current
+                .get(*key)
+                .is_none_or(|c| placed.assigned.get(*key) != c.node.as_ref())
+        })
+        .map(|(k, n)| (k.clone(), n.clone()))
+        .collect();
 
     let mut out = BTreeMap::new();
     for Want { key, version, .. } in &want {
@@ -366,6 +388,7 @@ pub(super) mod tests {
                 gpus: 0,
                 schedulable: Ok(()),
                 gpu_trouble: None,
+                carbon: None,
             },
             state: NodeState::Ready,
             health: Health::Ready,
@@ -440,6 +463,7 @@ pub(super) mod tests {
                 now: 1,
                 versions: &self.versions,
                 rollouts: &self.rollouts,
+                flexible: &NO_FLEXIBLE,
             });
             for (k, a) in &ch.set {
                 let a = a.clone().stamped(self.current.get(k), &mut self.seq);
@@ -827,6 +851,7 @@ pub(super) mod tests {
             now: 5,
             versions: &[],
             rollouts: &[],
+            flexible: &NO_FLEXIBLE,
         });
         let a = &after["shop/web/0"];
         assert_eq!((a.node, a.since), (None, 5));
@@ -840,6 +865,7 @@ pub(super) mod tests {
             now: 9,
             versions: &[],
             rollouts: &[],
+            flexible: &NO_FLEXIBLE,
         });
         assert_eq!(later["shop/web/0"].since, 5);
         assert!(

@@ -15,7 +15,8 @@ use toml::Spanned;
 
 use crate::config::parse_duration;
 use crate::domain::{
-    Blueprint, HealthCheck, Probe, Resources, ScalingPolicy, Slice, validate_name,
+    Blueprint, FlexDeadline, FlexiblePolicy, HealthCheck, Probe, Resources, ScalingPolicy, Slice,
+    validate_name,
 };
 
 /// A refused file (a blueprint, the controller's rules): where, which field, what was wrong.
@@ -134,6 +135,16 @@ struct RawSlice {
     service: Option<Spanned<RawService>>,
     update: Option<Spanned<RawUpdate>>,
     user: Option<Spanned<String>>,
+    flexible: Option<Spanned<RawFlexible>>,
+}
+
+/// `[slices.flexible]`: batch work that may wait for a lower-carbon window.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlexible {
+    deadline: Option<Spanned<String>>,
+    within: Option<Spanned<String>>,
+    run: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -921,8 +932,86 @@ pub fn service_port_at(text: &str, slice: usize) -> Option<(usize, usize)> {
     })
 }
 
+/// The longest `within` of a flexible slice.
+pub const MAX_FLEXIBLE_MS: u64 = 30 * 86_400_000;
+
+/// A slice's `[slices.flexible]`, if it has one.
+fn flexible(
+    src: &Source,
+    raw: &Spanned<RawSlice>,
+    i: usize,
+    min: u32,
+) -> Result<Option<FlexiblePolicy>, BlueprintError> {
+    let Some(f) = &raw.get_ref().flexible else {
+        return Ok(None);
+    };
+    let p = |k: &str| format!("slices[{i}].flexible.{k}");
+    let r = f.get_ref();
+    if min > 0 {
+        return Err(src.err(
+            f.span(),
+            format!("slices[{i}].flexible"),
+            format!("a flexible slice is held with no instance until it starts, and min is {min}: set min = 0"),
+        ));
+    }
+    let deadline = match (&r.deadline, &r.within) {
+        (Some(d), None) => FlexDeadline::At(
+            crate::domain::parse_time(d.get_ref())
+                .map_err(|m| src.err(d.span(), p("deadline"), m))?,
+        ),
+        (None, Some(_)) => FlexDeadline::Within(duration_ms(
+            src,
+            &r.within,
+            &p("within"),
+            0,
+            MAX_FLEXIBLE_MS,
+        )?),
+        (Some(d), Some(_)) => {
+            return Err(src.err(
+                d.span(),
+                p("deadline"),
+                "expected one of deadline (an RFC 3339 time) or within (a duration after the apply), found both",
+            ));
+        }
+        (None, None) => {
+            return Err(src.err(
+                f.span(),
+                format!("slices[{i}].flexible"),
+                "expected deadline = \"2026-12-05T18:00:00Z\" or within = \"6h\": when the work must be done",
+            ));
+        }
+    };
+    let run_ms = match &r.run {
+        Some(_) => duration_ms(src, &r.run, &p("run"), 0, MAX_FLEXIBLE_MS)?,
+        None => 0,
+    };
+    if let FlexDeadline::Within(w) = deadline
+        && run_ms > w
+    {
+        return Err(src.err(
+            r.run.as_ref().map_or(f.span(), |v| v.span()),
+            p("run"),
+            format!(
+                "the work runs {} and must be done within {}: it could never wait; raise within or lower run",
+                crate::domain::human_millis(run_ms),
+                crate::domain::human_millis(w)
+            ),
+        ));
+    }
+    Ok(Some(FlexiblePolicy { deadline, run_ms }))
+}
+
 /// Parse and validate the blueprint in `text`; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Blueprint, BlueprintError> {
+    parse_with_flexible(file, text).map(|(b, _)| b)
+}
+
+/// [`parse`], and the policy of each slice with a `[slices.flexible]` table (by slice name),
+/// which is kept beside the blueprint, not in it.
+pub fn parse_with_flexible(
+    file: &str,
+    text: &str,
+) -> Result<(Blueprint, Vec<(String, FlexiblePolicy)>), BlueprintError> {
     let src = Source { file, text };
     let raw: RawBlueprint = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -940,8 +1029,12 @@ pub fn parse(file: &str, text: &str) -> Result<Blueprint, BlueprintError> {
         ));
     }
     let mut slices: Vec<Slice> = Vec::new();
+    let mut flexibles = Vec::new();
     for (i, s) in raw.slices.iter().enumerate() {
         let parsed = slice(&src, s, i)?;
+        if let Some(f) = flexible(&src, s, i, parsed.min)? {
+            flexibles.push((parsed.name.clone(), f));
+        }
         if let Some(j) = slices.iter().position(|o| o.name == parsed.name) {
             return Err(src.err(
                 s.get_ref().name.span(),
@@ -970,10 +1063,13 @@ pub fn parse(file: &str, text: &str) -> Result<Blueprint, BlueprintError> {
         }
         slices.push(parsed);
     }
-    Ok(Blueprint {
-        name: raw.name.into_inner(),
-        slices,
-    })
+    Ok((
+        Blueprint {
+            name: raw.name.into_inner(),
+            slices,
+        },
+        flexibles,
+    ))
 }
 
 #[cfg(test)]
@@ -1350,5 +1446,72 @@ analysis = { interval = "30s", min_requests = 100, max_error_rate = "1%", max_p9
         assert_eq!((s.min, s.max), (0, 2));
         assert_eq!(s.resources.cpu, 0.1);
         assert!(s.health.is_none() && s.scaling.is_none());
+    }
+
+    const BATCH: &str = "name = \"batch\"\n[[slices]]\nname = \"train\"\ncommand = [\"sleep\", \"60\"]\ninstances = 1\n";
+
+    #[test]
+    fn flexible_slices_are_parsed_beside_the_blueprint() {
+        let (b, f) = parse_with_flexible(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\nwithin = \"40s\"\nrun = \"10s\"\n"),
+        )
+        .unwrap();
+        assert_eq!(b.slices[0].instances, 1);
+        assert_eq!(
+            f,
+            vec![(
+                "train".to_string(),
+                FlexiblePolicy {
+                    deadline: FlexDeadline::Within(40_000),
+                    run_ms: 10_000
+                }
+            )]
+        );
+        let (_, f) = parse_with_flexible(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\ndeadline = \"2026-12-05T07:00:00+01:00\"\n"),
+        )
+        .unwrap();
+        assert_eq!(f[0].1.deadline, FlexDeadline::At(1_796_450_400_000));
+        assert!(parse_with_flexible("b.toml", BATCH).unwrap().1.is_empty());
+    }
+
+    #[test]
+    fn a_bad_flexible_table_is_located() {
+        let e = parse(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\nrun = \"1m\"\n"),
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "slices[0].flexible");
+        assert!(e.message.contains("within = \"6h\""), "{e}");
+        let e = parse(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\ndeadline = \"soon\"\n"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.path.as_str(), e.line),
+            ("slices[0].flexible.deadline", 7)
+        );
+        let e = parse(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\nwithin = \"1m\"\nrun = \"2m\"\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("could never wait"), "{e}");
+        let e = parse(
+            "b.toml",
+            &format!("{BATCH}min = 1\n[slices.flexible]\nwithin = \"1h\"\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("set min = 0"), "{e}");
+        let e = parse(
+            "b.toml",
+            &format!("{BATCH}[slices.flexible]\nwithin = \"1h\"\ncolour = 1\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("colour"), "{e}");
     }
 }

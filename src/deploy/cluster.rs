@@ -7,7 +7,7 @@
 //! ([`super::assign`]) what to change, and writes it: the assignments, the instance statuses to
 //! clear for lost nodes, and the draining nodes that are now drained.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,7 @@ fn members(
                         gpus: entry.map(|e| e.gpus_offered()).unwrap_or(0),
                         schedulable,
                         gpu_trouble: entry.and_then(gpu_trouble),
+                        carbon: entry.and_then(|e| e.info.carbon.as_ref()).map(|c| c.grams),
                     },
                     state: m.state,
                     health: h,
@@ -104,6 +105,8 @@ pub struct Snapshot {
     pub versions: Vec<StoredBlueprint>,
     /// The open rollouts.
     pub rollouts: Vec<Rollout>,
+    /// The flexible slices (`blueprint/slice`): placed on low-carbon nodes by preference.
+    pub flexible: BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -132,6 +135,12 @@ impl Snapshot {
             instances: cluster.store.instances()?,
             versions,
             rollouts,
+            flexible: cluster
+                .store
+                .flexible()?
+                .iter()
+                .map(|f| f.target())
+                .collect(),
         })
     }
 
@@ -146,6 +155,7 @@ impl Snapshot {
             now: now_millis(),
             versions: &self.versions,
             rollouts: &self.rollouts,
+            flexible: &self.flexible,
         }
     }
 }
@@ -182,6 +192,9 @@ pub async fn run(
             }
         };
         let (_, changes) = assign(&snap.world(cfg.reschedule_after.0));
+        for (key, note) in &changes.notes {
+            tracing::info!("placement: {key}: {note}");
+        }
         if changes.is_empty() {
             continue;
         }

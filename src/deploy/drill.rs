@@ -537,6 +537,11 @@ pub fn ms(v: u64) -> String {
     format!("{:.1} s", v as f64 / 1000.0)
 }
 
+/// `1 instance moved`, `3 instances moved`.
+fn moved(n: u32) -> String {
+    format!("{n} instance{} moved", if n == 1 { "" } else { "s" })
+}
+
 fn after(what: &str, v: Option<u64>) -> String {
     match v {
         Some(v) => format!("{what} after {}", ms(v)),
@@ -587,7 +592,7 @@ impl DrillReport {
                 "{}; {}; {}",
                 after("marked down", self.marked_down_after_ms),
                 after(
-                    &format!("{} instances moved", self.moved_instances.unwrap_or(0)),
+                    &moved(self.moved_instances.unwrap_or(0)),
                     self.moved_after_ms
                 ),
                 after("back ready", self.back_ready_after_ms)
@@ -599,7 +604,7 @@ impl DrillReport {
                     self.decided_after_ms
                 ),
                 after(
-                    &format!("{} instances moved", self.moved_instances.unwrap_or(0)),
+                    &moved(self.moved_instances.unwrap_or(0)),
                     self.moved_after_ms
                 ),
                 after(

@@ -31,6 +31,8 @@ pub struct NodeSlot {
     /// `Some(finding)` while a GPU-health finding holds on the node: it takes no new instance
     /// that needs a GPU (those it runs stay).
     pub gpu_trouble: Option<String>,
+    /// The carbon intensity of its grid now (gCO2eq/kWh), when it reads a signal.
+    pub carbon: Option<f32>,
 }
 
 /// What one instance needs.
@@ -69,6 +71,9 @@ pub struct Placement {
     pub assigned: BTreeMap<String, NodeId>,
     /// Instance key → why no node can take it.
     pub pending: BTreeMap<String, String>,
+    /// Instance key → why it went where it went, where a preference chose the node (a flexible
+    /// slice's instance on the lowest-carbon node that takes it).
+    pub notes: BTreeMap<String, String>,
 }
 
 /// FNV-1a then a splitmix64 finaliser: stable across runs, builds and machines.
@@ -107,6 +112,20 @@ pub fn place_sticky(
     instances: &[(String, Needs)],
     pinned: &BTreeMap<String, NodeId>,
     opts: Options,
+) -> Placement {
+    place_preferring(nodes, instances, pinned, opts, &|_| false)
+}
+
+/// Like [`place_sticky`], but an instance for which `low_carbon` holds (a flexible slice's)
+/// goes to the node with the lowest carbon intensity that takes it (within its load bound),
+/// rather than its place on the ring: a preference, never a reason to leave it pending. Its
+/// note says so with the numbers. Without any node's signal it is placed as usual.
+pub fn place_preferring(
+    nodes: &[NodeSlot],
+    instances: &[(String, Needs)],
+    pinned: &BTreeMap<String, NodeId>,
+    opts: Options,
+    low_carbon: &dyn Fn(&str) -> bool,
 ) -> Placement {
     let mut out = Placement::default();
     let usable: Vec<usize> = (0..nodes.len())
@@ -164,7 +183,48 @@ pub fn place_sticky(
             continue;
         }
         let mut chosen = None;
-        if !ring.is_empty() {
+        if low_carbon(key) {
+            let mut by_carbon: Vec<usize> = usable
+                .iter()
+                .copied()
+                .filter(|i| nodes[*i].carbon.is_some())
+                .collect();
+            by_carbon.sort_by(|a, b| {
+                let g = |i: &usize| nodes[*i].carbon.unwrap_or(f32::INFINITY);
+                g(a).total_cmp(&g(b)).then(nodes[*a].id.cmp(&nodes[*b].id))
+            });
+            if let Some(&i) = by_carbon
+                .iter()
+                .find(|i| count[**i] < bound[**i] && fits(&free[**i], needs))
+            {
+                chosen = Some(i);
+                let others: Vec<String> = by_carbon
+                    .iter()
+                    .filter(|j| **j != i)
+                    .map(|j| {
+                        format!(
+                            "{} {} g/kWh",
+                            nodes[*j].name,
+                            nodes[*j].carbon.unwrap_or_default().round()
+                        )
+                    })
+                    .collect();
+                out.notes.insert(
+                    key.clone(),
+                    format!(
+                        "flexible: prefers the lowest-carbon node that takes it, {} at {} g/kWh{}",
+                        nodes[i].name,
+                        nodes[i].carbon.unwrap_or_default().round(),
+                        if others.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (others: {})", others.join(", "))
+                        }
+                    ),
+                );
+            }
+        }
+        if chosen.is_none() && !ring.is_empty() {
             let h = hash(key.as_bytes(), 0);
             let start = ring.partition_point(|(p, _)| *p < h);
             let mut distinct = 0;
@@ -257,6 +317,7 @@ mod tests {
             gpus: 0,
             schedulable: Ok(()),
             gpu_trouble: None,
+            carbon: None,
         }
     }
 
@@ -390,5 +451,51 @@ mod tests {
         for id in 1..=4 {
             assert_eq!(p.assigned.values().filter(|n| **n == id).count(), 4);
         }
+    }
+
+    #[test]
+    fn a_flexible_instance_prefers_the_lowest_carbon_node_that_takes_it() {
+        let mut nodes: Vec<NodeSlot> = (1..=3).map(|id| node(id, 4.0)).collect();
+        nodes[0].carbon = Some(420.0);
+        nodes[1].carbon = Some(95.4);
+        nodes[2].carbon = Some(210.0);
+        let want = instances(2, 1.0);
+        let flexible = |k: &str| k.starts_with("shop/web/");
+        let p = place_preferring(
+            &nodes,
+            &want,
+            &BTreeMap::new(),
+            Options::default(),
+            &flexible,
+        );
+        // Two instances, bound 1 each (1.25 × 2 / 3, rounded up): the cleanest, then the next.
+        assert_eq!(p.assigned["shop/web/0"], 2);
+        assert_eq!(p.assigned["shop/web/1"], 3);
+        assert_eq!(
+            p.notes["shop/web/0"],
+            "flexible: prefers the lowest-carbon node that takes it, n2 at 95 g/kWh (others: n3 210 g/kWh, n1 420 g/kWh)"
+        );
+        // A node that cannot take it is passed over; no signal at all: the ring as usual.
+        nodes[1].schedulable = Err("is draining".into());
+        let p = place_preferring(
+            &nodes,
+            &want[..1],
+            &BTreeMap::new(),
+            Options::default(),
+            &flexible,
+        );
+        assert_eq!(p.assigned["shop/web/0"], 3);
+        for n in &mut nodes {
+            n.carbon = None;
+        }
+        let p = place_preferring(
+            &nodes,
+            &want,
+            &BTreeMap::new(),
+            Options::default(),
+            &flexible,
+        );
+        let q = place_sticky(&nodes, &want, &BTreeMap::new(), Options::default());
+        assert_eq!((p.assigned, p.notes.len()), (q.assigned, 0));
     }
 }

@@ -84,6 +84,7 @@ mod tests {
             now: 1,
             versions: &[],
             rollouts: &[],
+            flexible: &crate::deploy::assign::NO_FLEXIBLE,
         }
     }
 

@@ -359,6 +359,7 @@ mod tests {
                 gpu_unavailable: Some("no driver".into()),
                 version: "test".into(),
                 gpu_offer: None,
+                ..Default::default()
             },
             m: NodeMetrics {
                 at,

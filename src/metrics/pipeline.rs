@@ -179,6 +179,8 @@ pub struct Pipeline {
     reviewer: Mutex<Option<LeaderReviewer>>,
     /// The leader's reviewer as it last sent it, and when it came.
     leader_reviewer: Mutex<Option<(LeaderReviewer, Instant)>>,
+    /// This node's carbon signal and the error of its last read, sent with its info.
+    carbon: Mutex<(Option<super::carbon::CarbonSignal>, Option<String>)>,
     /// This node's strategic layer while it leads (set by the advisor loop), sent with each
     /// snapshot.
     advice: Mutex<Option<LeaderAdvice>>,
@@ -250,10 +252,25 @@ impl Pipeline {
             reviewer: Mutex::default(),
             leader_reviewer: Mutex::default(),
             advice: Mutex::default(),
+            carbon: Mutex::default(),
             leader_advice: Mutex::default(),
             stats: PipelineStats::default(),
             started: Instant::now(),
         }))
+    }
+
+    /// Set this node's carbon signal (the last good one) and the error of the last read; a
+    /// change goes to the leader with the next update.
+    pub fn set_carbon(&self, signal: Option<super::carbon::CarbonSignal>, error: Option<String>) {
+        let changed = {
+            let mut c = self.carbon.lock().expect("carbon lock");
+            let changed = c.0 != signal || c.1 != error;
+            *c = (signal, error);
+            changed
+        };
+        if changed {
+            self.state.lock().expect("state lock").info_due = true;
+        }
     }
 
     /// This node's request counters: the ingress records into them, `/metrics` reads their
@@ -422,6 +439,7 @@ impl Pipeline {
             m.listen_errors = self.recorder.listen_errors();
             std::mem::take(&mut st.info_due)
         };
+        let (carbon, carbon_error) = self.carbon.lock().expect("carbon lock").clone();
         let info = (info_due || seq % INFO_EVERY == 1).then(|| NodeInfo {
             name: self.cluster.name.clone(),
             gpu_unavailable: self.gpu_unavailable.clone(),
@@ -430,6 +448,8 @@ impl Pipeline {
                 GpuOffer::All => None,
                 GpuOffer::Listed(l) => Some(l.clone()),
             },
+            carbon,
+            carbon_error,
         });
         let u = MetricsUpdate {
             node: self.cluster.id,

@@ -311,6 +311,22 @@ pub fn render(p: &Pipeline, status: &StatusView, net: &NetStats, extra: &Extra) 
             "1 when NVML works on the node, 0 when GPU metrics are unavailable.",
             &per_node(&|e| f64::from(u8::from(e.info.gpu_unavailable.is_none()))),
         );
+        let carbon: Vec<(String, f64)> = snap
+            .nodes
+            .iter()
+            .filter_map(|e| {
+                let c = e.info.carbon.as_ref()?;
+                Some((
+                    format!("{},zone=\"{}\"", node_label(e), esc(&c.zone)),
+                    c.grams as f64,
+                ))
+            })
+            .collect();
+        o.gauge(
+            "aether_carbon_intensity_grams",
+            "Carbon intensity of the node's grid now, gCO2eq/kWh ([carbon] source).",
+            &carbon,
+        );
         let mut health = Vec::new();
         for e in &snap.nodes {
             for h in [Health::Ready, Health::Suspect, Health::Down] {

@@ -60,6 +60,11 @@ pub struct NodeInfo {
     /// The GPUs (NVML indices) the node hands to instances when `deploy.gpus` lists them;
     /// `None`: every GPU of its samples.
     pub gpu_offer: Option<Vec<u32>>,
+    /// The node's carbon-intensity signal (`[carbon]`), the last one that read well.
+    pub carbon: Option<super::carbon::CarbonSignal>,
+    /// Why the carbon source did not read at its last refresh (its location and the JSON
+    /// path); `None` when it read well or none is configured.
+    pub carbon_error: Option<String>,
 }
 
 impl NodeInfo {

@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// and its report); GPU samples carry the health signals (slowdown threshold, XID and ECC
 /// counts, throttle bits); the metrics answer carries GPU health per node and power per slice;
 /// a member in a status answer carries its sleep-and-wake record (`Command::SetPower`).
+/// Also in 9: node info carries the carbon signal; flexible-slice commands.
 pub const PROTOCOL_VERSION: u8 = 9;
 
 /// What can go wrong with one frame. The stream it came on is closed; the process carries on.

@@ -7,14 +7,15 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINTS, HEALTH, INSTANCES, KV, NODES, OPERATORS, POWER, SESSIONS,
-    SPOT_NOTICES, TOKENS, dec, enc, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINTS, FLEXIBLE, HEALTH, INSTANCES, KV, NODES, OPERATORS, POWER,
+    SESSIONS, SPOT_NOTICES, TOKENS, dec, enc, io,
 };
 use super::txn::{K_AUDIT_SEQ, K_CLUSTER, K_PLACEMENT_SEQ, meta_get, meta_put};
 use super::types::{ClusterInit, Command, Request, Response};
 use crate::domain::{
-    Assignment, AuditRecord, Blueprint, Health, InstanceStatus, Millis, NodeId, NodeRecord,
-    NodeState, OperatorRecord, StoredBlueprint, TokenRecord, TokenRefusal,
+    Assignment, AuditRecord, Blueprint, FlexiblePolicy, FlexibleRecord, Health, InstanceStatus,
+    Millis, NodeId, NodeRecord, NodeState, OperatorRecord, StoredBlueprint, TokenRecord,
+    TokenRefusal,
 };
 
 /// Audit entries kept (oldest dropped first).
@@ -356,8 +357,19 @@ pub(super) fn apply_command(
             drop(t);
             super::rollouts::stored(txn, &stored, at, &format!("applied by {actor}"))?;
             prune_assignments(txn, &b.name, Some(b))?;
+            forget_flexible(txn, &b.name)?;
             Response::Version(version)
         }
+        Command::ApplyBlueprintWith {
+            blueprint,
+            flexible,
+        } => apply_with_flexible(txn, blueprint, flexible, at, actor)?,
+        Command::FlexibleStep {
+            blueprint,
+            slice,
+            start,
+            line,
+        } => flexible_step(txn, blueprint, slice, *start, line, at, actor)?,
         Command::RemoveBlueprint { name } => {
             match txn
                 .open_table(BLUEPRINTS)
@@ -367,6 +379,7 @@ pub(super) fn apply_command(
             {
                 Some(_) => {
                     prune_assignments(txn, name, None)?;
+                    forget_flexible(txn, name)?;
                     super::rollouts::removed(txn, name, at)?;
                     Response::Ok
                 }
@@ -609,6 +622,118 @@ pub(super) fn apply_command(
 /// wants, so nodes stop those instances without waiting for the leader's assignment loop: the
 /// slices it lost, and beyond `instances` the copies with the highest indices. A slice whose
 /// rollout is open is left to the assignment loop (the rollout says which versions stay).
+/// Drop the flexible records of blueprint `name` (a new version says its own).
+fn forget_flexible(txn: &WriteTransaction, name: &str) -> Result<(), std::io::Error> {
+    let prefix = format!("{name}/");
+    txn.open_table(FLEXIBLE)
+        .map_err(io)?
+        .retain(|k, _| !k.starts_with(&prefix))
+        .map_err(io)?;
+    Ok(())
+}
+
+/// Store `b` with its `flexible` slices held at no instance, and a record of each that keeps
+/// the count it asked for; nothing is stored when the apply is refused.
+fn apply_with_flexible(
+    txn: &WriteTransaction,
+    b: &Blueprint,
+    flexible: &[(String, FlexiblePolicy)],
+    at: Millis,
+    actor: &str,
+) -> Result<Response, std::io::Error> {
+    let mut held = b.clone();
+    let mut records = Vec::new();
+    for (name, policy) in flexible {
+        let Some(s) = held.slices.iter_mut().find(|s| s.name == *name) else {
+            return Ok(Response::Refused(format!(
+                "blueprint '{}' has no slice '{name}' to hold as flexible",
+                b.name
+            )));
+        };
+        if s.min > 0 {
+            return Ok(Response::Refused(format!(
+                "flexible slice '{}/{name}' has min = {}: a held slice runs no instance, set min = 0",
+                b.name, s.min
+            )));
+        }
+        records.push(FlexibleRecord {
+            blueprint: b.name.clone(),
+            slice: name.clone(),
+            policy: *policy,
+            instances: s.instances,
+            applied_at: at,
+            latest_start: policy.latest_start(at),
+            held: None,
+            started: None,
+        });
+        s.instances = 0;
+    }
+    let response = apply_command(txn, &Command::ApplyBlueprint(held), at, actor)?;
+    if matches!(response, Response::Version(_)) {
+        let mut t = txn.open_table(FLEXIBLE).map_err(io)?;
+        for r in &records {
+            t.insert(r.target().as_str(), enc(r).as_slice())
+                .map_err(io)?;
+        }
+    }
+    Ok(response)
+}
+
+/// The controller's judgement on a held flexible slice: a new hold line, or its start (the
+/// instances it asked for, unless an operator scaled it meanwhile).
+fn flexible_step(
+    txn: &WriteTransaction,
+    blueprint: &str,
+    slice: &str,
+    start: bool,
+    line: &str,
+    at: Millis,
+    actor: &str,
+) -> Result<Response, std::io::Error> {
+    let key = format!("{blueprint}/{slice}");
+    let rec: Option<FlexibleRecord> = txn
+        .open_table(FLEXIBLE)
+        .map_err(io)?
+        .get(key.as_str())
+        .map_err(io)?
+        .map(|v| dec(v.value(), "flexible slice"))
+        .transpose()?;
+    let Some(mut rec) = rec.filter(|r| r.started.is_none()) else {
+        return Ok(Response::Refused(format!(
+            "'{key}' is not a held flexible slice"
+        )));
+    };
+    if start {
+        let scaled = txn
+            .open_table(BLUEPRINTS)
+            .map_err(io)?
+            .get(blueprint)
+            .map_err(io)?
+            .map(|v| dec::<StoredBlueprint>(v.value(), "blueprint"))
+            .transpose()?
+            .and_then(|b| b.blueprint.slices.into_iter().find(|s| s.name == slice))
+            .is_some_and(|s| s.instances > 0);
+        if !scaled && rec.instances > 0 {
+            let scale = Command::ScaleSlice {
+                blueprint: blueprint.into(),
+                slice: slice.into(),
+                instances: rec.instances,
+            };
+            if let Response::Refused(m) = apply_command(txn, &scale, at, actor)? {
+                return Ok(Response::Refused(m));
+            }
+        }
+        rec.started = Some((at, line.to_string()));
+    } else {
+        rec.held = Some(line.to_string());
+    }
+    txn.open_table(FLEXIBLE)
+        .map_err(io)?
+        .insert(key.as_str(), enc(&rec).as_slice())
+        .map_err(io)?;
+    Ok(Response::Ok)
+}
+
 fn prune_assignments(
     txn: &WriteTransaction,
     name: &str,

@@ -178,6 +178,7 @@ fn table_of(r: &SnapRecord) -> &'static str {
         SnapRecord::Operator(..) => "operators",
         SnapRecord::SpotNotice(..) => "spot_notices",
         SnapRecord::Power(..) => "power",
+        SnapRecord::Flexible(..) => "flexible",
     }
 }
 

@@ -9,8 +9,9 @@ use serde::Deserialize;
 
 use super::apply::ClusterMeta;
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
-    OPERATORS, POWER, ROLLOUTS, ROLLOUTS_OPEN, SM_META, SPOT_NOTICES, Store, TOKENS, dec, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, FLEXIBLE, HEALTH, INSTANCES, KV,
+    NODES, OPERATORS, POWER, ROLLOUTS, ROLLOUTS_OPEN, SM_META, SPOT_NOTICES, Store, TOKENS, dec,
+    io,
 };
 use super::txn::K_CONTROL;
 use super::txn::{K_APPLIED, K_CLUSTER};
@@ -50,6 +51,11 @@ impl Store {
     /// Every join token, by id.
     pub fn tokens(&self) -> Result<Vec<crate::domain::TokenRecord>, std::io::Error> {
         self.scan(TOKENS, "token")
+    }
+
+    /// The flexible slices of the stored blueprints, by `blueprint/slice`.
+    pub fn flexible(&self) -> Result<Vec<crate::domain::FlexibleRecord>, std::io::Error> {
+        self.scan(FLEXIBLE, "flexible slice")
     }
 
     /// Every operator certificate record, by name.

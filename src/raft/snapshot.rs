@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::Node;
 use super::store::{
-    ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, HEALTH, INSTANCES, KV, NODES,
-    OPERATORS, POWER, ROLLOUTS, ROLLOUTS_OPEN, SESSIONS, SM_META, SPOT_NOTICES, Store, TOKENS, dec,
-    enc, io,
+    ASSIGNMENTS, AUDIT, BLUEPRINT_VERSIONS, BLUEPRINTS, DECISIONS, FLEXIBLE, HEALTH, INSTANCES, KV,
+    NODES, OPERATORS, POWER, ROLLOUTS, ROLLOUTS_OPEN, SESSIONS, SM_META, SPOT_NOTICES, Store,
+    TOKENS, dec, enc, io,
 };
 use super::txn::{
     K_APPLIED, K_AUDIT_SEQ, K_CLUSTER, K_MEMBERSHIP, K_PLACEMENT_SEQ, K_SNAPSHOT, meta_put,
@@ -48,14 +48,15 @@ pub(super) enum SnapRecord {
     Operator(String, Vec<u8>),
     SpotNotice(u64, Vec<u8>),
     Power(u64, Vec<u8>),
+    Flexible(String, Vec<u8>),
 }
 
 /// Bumped whenever a record's encoding changes (2: assignments and instance statuses carry a
 /// placement number; 3: slices carry a service, and scaling an idle_to_zero and a
 /// target_calls_per_instance; 4: slices carry an update policy, assignments a version, and
 /// blueprint versions and rollouts are records; 5: slices carry a user; 6: operator
-/// certificates are records; 7: spot notices and power records), so a snapshot from a node
-/// of another format is refused at its header rather than misread.
+/// certificates are records; 7: spot notices, power records and flexible slices), so a
+/// snapshot from a node of another format is refused at its header rather than misread.
 pub(super) const SNAPSHOT_FORMAT: u32 = 7;
 
 /// A snapshot file's first record for `format` (tests write older snapshots with it).
@@ -179,6 +180,7 @@ pub(super) fn write_state(
     dump!(OPERATORS, Operator, |k: &str| k.to_string());
     dump!(SPOT_NOTICES, SpotNotice, |k: u64| k);
     dump!(POWER, Power, |k: u64| k);
+    dump!(FLEXIBLE, Flexible, |k: &str| k.to_string());
     write_record(w, &SnapRecord::End { records: n })?;
     Ok(n)
 }
@@ -341,6 +343,7 @@ impl Store {
             let mut operators = emptied!(OPERATORS);
             let mut spot = emptied!(SPOT_NOTICES);
             let mut power = emptied!(POWER);
+            let mut flexible = emptied!(FLEXIBLE);
             let mut n = 0u64;
             loop {
                 match read_record(&mut r)? {
@@ -379,6 +382,9 @@ impl Store {
                     }
                     SnapRecord::SpotNotice(k, v) => spot.insert(k, v.as_slice()).map(|_| ()),
                     SnapRecord::Power(k, v) => power.insert(k, v.as_slice()).map(|_| ()),
+                    SnapRecord::Flexible(k, v) => {
+                        flexible.insert(k.as_str(), v.as_slice()).map(|_| ())
+                    }
                     SnapRecord::End { records } if records == n => break,
                     SnapRecord::End { records } => {
                         return Err(io(format!(

@@ -61,14 +61,17 @@ pub(super) const SPOT_NOTICES: TableDefinition<u64, &[u8]> = TableDefinition::ne
 /// Node id → [`crate::domain::PowerRecord`]: where each node that ever slept stands in sleep
 /// and wake, and its last measured wake time.
 pub(super) const POWER: TableDefinition<u64, &[u8]> = TableDefinition::new("power");
+/// `<blueprint>/<slice>` → [`crate::domain::FlexibleRecord`]: the flexible slices of the
+/// stored blueprints, held until the controller starts them.
+pub(super) const FLEXIBLE: TableDefinition<&str, &[u8]> = TableDefinition::new("flexible");
 
 /// The encoding of every record in `raft.redb` and of the log's commands. Bumped whenever one
 /// changes, with a row in [`OLDER_FORMATS`] that migrates the format before it; a binary
 /// refuses a store it cannot migrate rather than misread it (1: the first versioned format,
 /// with blueprint versions, per-version assignments and rollouts; 2: slices carry a user; 0
 /// and 1 were development builds only; 2 is the first released format; 3: the operators
-/// table, and the log's operator commands; 4: the spot notices and power tables, and their
-/// commands).
+/// table, and the log's operator commands; 4: the spot notices, power and flexible tables,
+/// and their commands).
 pub const STORE_FORMAT: u32 = 4;
 
 /// One step from a format to the next, inside the write transaction of the open that
@@ -100,11 +103,12 @@ fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// Format 3 → 4: the spot notices and power tables appear, empty (no record of format 3
-/// changes).
+/// Format 3 → 4: the spot notices, power and flexible tables appear, empty (no record of
+/// format 3 changes).
 fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(SPOT_NOTICES)?;
     txn.open_table(POWER)?;
+    txn.open_table(FLEXIBLE)?;
     Ok(())
 }
 
@@ -363,6 +367,7 @@ impl Store {
             txn.open_table(OPERATORS)?;
             txn.open_table(SPOT_NOTICES)?;
             txn.open_table(POWER)?;
+            txn.open_table(FLEXIBLE)?;
             txn.commit()?;
             Ok(())
         };

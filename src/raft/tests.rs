@@ -898,3 +898,125 @@ mod operators {
         assert!(r.operators().unwrap().is_empty());
     }
 }
+
+mod flexible {
+    //! Flexible slices: held at apply, judged, started once; a new apply says its own.
+    use super::super::apply::apply_command;
+    use super::super::types::{Command, Response};
+    use crate::domain::*;
+    use crate::raft::store::Store;
+
+    fn run(store: &Store, at: Millis, cmd: Command) -> Response {
+        let txn = store.db.begin_write().unwrap();
+        let r = apply_command(&txn, &cmd, at, "test").unwrap();
+        txn.commit().unwrap();
+        r
+    }
+
+    fn batch(min: u32) -> Blueprint {
+        Blueprint {
+            name: "batch".into(),
+            slices: vec![Slice {
+                name: "train".into(),
+                command: vec!["true".into()],
+                instances: 2,
+                min,
+                max: 4,
+                env: Default::default(),
+                resources: Resources {
+                    cpu: 0.1,
+                    memory: 1 << 20,
+                    gpu: 0,
+                },
+                stop_timeout_ms: 1000,
+                health: None,
+                scaling: None,
+                service: None,
+                update: None,
+                user: None,
+            }],
+        }
+    }
+
+    fn with(min: u32) -> Command {
+        Command::ApplyBlueprintWith {
+            blueprint: batch(min),
+            flexible: vec![(
+                "train".into(),
+                FlexiblePolicy {
+                    deadline: FlexDeadline::Within(60_000),
+                    run_ms: 10_000,
+                },
+            )],
+        }
+    }
+
+    fn step(start: bool, line: &str) -> Command {
+        Command::FlexibleStep {
+            blueprint: "batch".into(),
+            slice: "train".into(),
+            start,
+            line: line.into(),
+        }
+    }
+
+    fn instances(store: &Store) -> u32 {
+        store.blueprints().unwrap()[0].blueprint.slices[0].instances
+    }
+
+    #[test]
+    fn held_at_apply_started_once_and_forgotten_by_a_plain_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let Response::Refused(m) = run(&store, 1_000, with(1)) else {
+            panic!("a flexible slice with min 1 is refused")
+        };
+        assert!(m.contains("set min = 0"), "{m}");
+        assert!(store.blueprints().unwrap().is_empty() && store.flexible().unwrap().is_empty());
+
+        assert_eq!(run(&store, 1_000, with(0)), Response::Version(1));
+        assert_eq!(instances(&store), 0, "stored held");
+        let f = &store.flexible().unwrap()[0];
+        assert_eq!((f.instances, f.latest_start), (2, 51_000));
+        assert_eq!(
+            run(&store, 2_000, step(false, "held: now 500")),
+            Response::Ok
+        );
+        assert_eq!(
+            store.flexible().unwrap()[0].held.as_deref(),
+            Some("held: now 500")
+        );
+        assert_eq!(instances(&store), 0);
+
+        assert_eq!(
+            run(&store, 3_000, step(true, "starts in a low window")),
+            Response::Ok
+        );
+        assert_eq!(instances(&store), 2);
+        let f = &store.flexible().unwrap()[0];
+        assert_eq!(f.started, Some((3_000, "starts in a low window".into())));
+        assert!(matches!(
+            run(&store, 4_000, step(true, "again")),
+            Response::Refused(_)
+        ));
+        assert_eq!(store.blueprints().unwrap()[0].version, 2, "started once");
+
+        assert_eq!(
+            run(&store, 5_000, Command::ApplyBlueprint(batch(0))),
+            Response::Version(3)
+        );
+        assert!(store.flexible().unwrap().is_empty());
+        assert_eq!(run(&store, 6_000, with(0)), Response::Version(4));
+        assert_eq!(
+            run(
+                &store,
+                7_000,
+                Command::RemoveBlueprint {
+                    name: "batch".into()
+                }
+            ),
+            Response::Ok
+        );
+        assert!(store.flexible().unwrap().is_empty());
+    }
+}

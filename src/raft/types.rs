@@ -9,9 +9,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, Health, InstanceStatus,
-    Millis, NodeId, NodeState, OperatorRecord, Outcome, PowerRecord, PowerState, Rollout,
-    RolloutOp, SpotNotice, TokenRefusal,
+    Assignment, Blueprint, ControllerMode, Decision, DecisionStatus, FlexiblePolicy, Health,
+    InstanceStatus, Millis, NodeId, NodeState, OperatorRecord, Outcome, PowerRecord, PowerState,
+    Rollout, RolloutOp, SpotNotice, TokenRefusal,
 };
 
 /// Identifies one logical write across retries: applying the same id twice answers the first
@@ -234,6 +234,24 @@ pub enum Command {
         record: PowerRecord,
         state: Option<NodeState>,
     },
+    // workloads, carbon-aware (issue 25)
+    /// [`Command::ApplyBlueprint`] with the flexible policies of some of its slices
+    /// (`[slices.flexible]`), in one transaction: those slices are stored with no instance and
+    /// held, each with a [`crate::domain::FlexibleRecord`] that keeps the count it asked for.
+    ApplyBlueprintWith {
+        blueprint: Blueprint,
+        /// Slice name → its policy.
+        flexible: Vec<(String, FlexiblePolicy)>,
+    },
+    /// The controller's judgement on a held flexible slice: still held (`start` false: `line`
+    /// says why, with the numbers), or started now (its instances set to what it asked for).
+    /// Refused when the slice is not held.
+    FlexibleStep {
+        blueprint: String,
+        slice: String,
+        start: bool,
+        line: String,
+    },
 }
 
 impl Command {
@@ -433,6 +451,24 @@ impl Command {
                 }
                 line
             }
+            Command::ApplyBlueprintWith {
+                blueprint: b,
+                flexible,
+            } => format!(
+                "apply blueprint {} ({} slices, {} flexible)",
+                b.name,
+                b.slices.len(),
+                flexible.len()
+            ),
+            Command::FlexibleStep {
+                blueprint,
+                slice,
+                start,
+                line,
+            } => format!(
+                "{} flexible {blueprint}/{slice}: {line}",
+                if *start { "start" } else { "hold" }
+            ),
         }
     }
 }

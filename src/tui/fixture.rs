@@ -80,6 +80,10 @@ fn node(id: NodeId, name: &str, cpu: f32, mem: f32, gpu: bool) -> LiveNode {
             }],
             _ => Vec::new(),
         },
+        carbon: (name == "gpu-box").then(|| {
+            "452 g/kWh in 'DE' (electricity-maps-forecast); forecast min 97 g/kWh at 14:00:00Z"
+                .into()
+        }),
     }
 }
 
@@ -253,6 +257,7 @@ pub fn update(paused: bool) -> LiveUpdate {
                 instance("shop/worker/1", None, "pending", 0),
             ],
             unserved: Vec::new(),
+            flexible: Vec::new(),
         }]),
         loads: Some(vec![
             SliceLoad {

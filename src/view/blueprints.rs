@@ -20,6 +20,9 @@ pub struct BlueprintView {
     /// Service ports of its slices that a node cannot listen on (the others serve them).
     #[serde(default)]
     pub unserved: Vec<Unserved>,
+    /// Its flexible slices (`[slices.flexible]`): held, or started and why.
+    #[serde(default)]
+    pub flexible: Vec<crate::domain::FlexibleRecord>,
 }
 
 /// A service port one node cannot listen on, as its last metrics update said.
@@ -121,6 +124,7 @@ pub fn blueprint_views(
         .map(|n| (n.id, n.name))
         .collect();
     let copies = Copies::new(&assignments, &statuses, &health, &names);
+    let flexible = cluster.store.flexible().map_err(failed)?;
     Ok(all
         .into_iter()
         .filter(|b| name.is_none_or(|n| b.blueprint.name == n))
@@ -134,6 +138,11 @@ pub fn blueprint_views(
                         .iter()
                         .any(|s| s.service.as_ref().is_some_and(|sv| sv.port == u.port))
                 })
+                .cloned()
+                .collect(),
+            flexible: flexible
+                .iter()
+                .filter(|f| f.blueprint == b.blueprint.name)
                 .cloned()
                 .collect(),
             version: b.version,

@@ -94,6 +94,9 @@ pub struct LiveNode {
     /// them beside each instance.
     #[serde(default)]
     pub procs: Vec<ProcessSample>,
+    /// Its carbon signal in one line (and its source's error), when it has `[carbon]`.
+    #[serde(default)]
+    pub carbon: Option<String>,
 }
 
 /// A node's history over the watched range.
@@ -483,6 +486,21 @@ fn live_node(e: &NodeEntry, snapshot_age_ms: u64, spark: Vec<(String, Vec<f32>)>
         anomalies: e.anomalies.clone(),
         spark,
         procs: m.procs.clone(),
+        carbon: carbon_line(e.info.carbon.as_ref(), e.info.carbon_error.as_deref()),
+    }
+}
+
+/// `452 g/kWh in 'DE' (…); forecast min …`, with the source's error after it when the last
+/// read failed.
+fn carbon_line(
+    signal: Option<&crate::metrics::carbon::CarbonSignal>,
+    error: Option<&str>,
+) -> Option<String> {
+    match (signal.map(|s| s.summary()), error) {
+        (None, None) => None,
+        (Some(s), None) => Some(s),
+        (None, Some(e)) => Some(format!("unavailable: {e}")),
+        (Some(s), Some(e)) => Some(format!("{s} (last good; {e})")),
     }
 }
 

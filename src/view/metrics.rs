@@ -60,6 +60,8 @@ fn node_view(e: &NodeEntry, v: &View, snapshot_age_ms: u64) -> NodeMetricsView {
         gpu_health: gpu_health(e),
         series,
         anomalies: e.anomalies.clone(),
+        carbon: e.info.carbon.clone(),
+        carbon_error: e.info.carbon_error.clone(),
         detail: e.m.clone(),
     }
 }
@@ -215,6 +217,12 @@ pub struct NodeMetricsView {
     /// Headline series: current value, change over the last minute, range over the last minute.
     pub series: Vec<SeriesView>,
     pub anomalies: Vec<AnomalyFlag>,
+    /// The node's carbon-intensity signal (`[carbon]`), the last that read well.
+    #[serde(default)]
+    pub carbon: Option<crate::metrics::carbon::CarbonSignal>,
+    /// Why its carbon source did not read at the last refresh.
+    #[serde(default)]
+    pub carbon_error: Option<String>,
     /// Everything in the node's newest update: per core, per mount, per interface, per GPU, per
     /// supervised process.
     pub detail: NodeMetrics,

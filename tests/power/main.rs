@@ -2,6 +2,7 @@
 //! resume, consolidation), spot-interruption notices from a local IMDS server, GPU health
 //! signals, and carbon intensity with flexible slices.
 
+mod carbon;
 mod gpu;
 #[path = "../cluster/harness.rs"]
 mod harness;

@@ -432,7 +432,7 @@ fn the_spot_drill_drains_and_restores_the_node() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("spot-interruption: decision d-"), "{text}");
-    assert!(text.contains("1 instances moved after"), "{text}");
+    assert!(text.contains("1 instance moved after"), "{text}");
     assert!(text.contains("restored; recovered"), "{text}");
     assert!(text.contains("shop/web/"), "{text}");
     // Put back: ready, no notice, and the decision stays for the audit trail.

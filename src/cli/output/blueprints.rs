@@ -64,6 +64,34 @@ fn command_line(args: &[String]) -> String {
         .join(" ")
 }
 
+/// A flexible slice: held (until when, and why) or started (when, and why).
+fn flexible_line(
+    w: &mut dyn Write,
+    f: &crate::domain::FlexibleRecord,
+    now: Millis,
+) -> io::Result<()> {
+    let latest = crate::domain::clock_time(f.latest_start);
+    match &f.started {
+        Some((at, why)) => writeln!(
+            w,
+            "{}: flexible, started {} ago with {} instance(s): {why}",
+            f.slice,
+            human_millis(now.saturating_sub(*at)),
+            f.instances
+        ),
+        None => writeln!(
+            w,
+            "{}: flexible, {} instance(s) start by {latest} at the latest (in {}); {}",
+            f.slice,
+            f.instances,
+            human_millis(f.latest_start.saturating_sub(now)),
+            f.held
+                .as_deref()
+                .unwrap_or("waiting for the leader's judgement")
+        ),
+    }
+}
+
 /// `aether blueprint list` and `show`.
 /// Ages are counted from `now` (Unix ms).
 pub fn blueprints(
@@ -162,6 +190,9 @@ pub fn blueprints(
                 Some(u) => writeln!(w, "{}: runs as '{u}'", s.name)?,
                 None => {}
             }
+        }
+        for f in &b.flexible {
+            flexible_line(w, f, now)?;
         }
         writeln!(w)?;
         let dash = || "-".to_string();

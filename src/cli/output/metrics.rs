@@ -202,7 +202,22 @@ pub fn metrics(w: &mut dyn Write, m: &MetricsView, detail: bool, json: bool) -> 
         }
     }
     gpu_health(w, &m.nodes)?;
-    energy(w, m)
+    energy(w, m)?;
+    for n in &m.nodes {
+        carbon_lines(w, n, &format!(" on {}", n.name))?;
+    }
+    Ok(())
+}
+
+/// A node's carbon signal and the error of its source, when it has them.
+fn carbon_lines(w: &mut dyn Write, n: &NodeMetricsView, on: &str) -> io::Result<()> {
+    if let Some(c) = &n.carbon {
+        writeln!(w, "carbon{on}: {}", c.summary())?;
+    }
+    if let Some(e) = &n.carbon_error {
+        writeln!(w, "carbon source{on} failed: {e}")?;
+    }
+    Ok(())
 }
 
 /// Why a node has no GPU to judge: `NVML lists none` or `NVML: <reason>`.
@@ -234,10 +249,18 @@ fn gpu_watch(g: &GpuHealthNote) -> String {
 
 /// One line for the nodes without a GPU (why, per node), one per node with GPUs.
 fn gpu_health(w: &mut dyn Write, nodes: &[NodeMetricsView]) -> io::Result<()> {
-    let none: Vec<String> = nodes
+    // Nodes that give the same reason share it: `n1, n2 (NVML: …), n3 (NVML lists none)`.
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for n in nodes.iter().filter(|n| n.gpu_health.gpus == 0) {
+        let why = no_gpu_why(&n.gpu_health);
+        match groups.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, names)) => names.push(&n.name),
+            None => groups.push((why, vec![&n.name])),
+        }
+    }
+    let none: Vec<String> = groups
         .iter()
-        .filter(|n| n.gpu_health.gpus == 0)
-        .map(|n| format!("{} ({})", n.name, no_gpu_why(&n.gpu_health)))
+        .map(|(why, names)| format!("{} ({why})", names.join(", ")))
         .collect();
     if !none.is_empty() {
         writeln!(
@@ -307,6 +330,7 @@ fn node_detail(w: &mut dyn Write, n: &NodeMetricsView) -> io::Result<()> {
         human_millis(n.sample_age_ms)
     )?;
     writeln!(w, "{}", n.gpu)?;
+    carbon_lines(w, n, "")?;
     if n.gpu_health.gpus == 0 {
         writeln!(
             w,

@@ -415,6 +415,9 @@ fn facts(f: &mut Frame, area: Rect, r: &crate::tui::app::NodeRow<'_>, app: &App,
                 format!("rx {} · tx {}", rate(n.net_rx), rate(n.net_tx)),
             ));
             lines.push(kv("gpu", n.gpu.trim_start_matches("gpu: ").to_string()));
+            if let Some(c) = &n.carbon {
+                lines.push(kv("carbon", c.clone()));
+            }
             lines.push(kv(
                 "sample age",
                 crate::domain::human_millis(n.sample_age_ms),
