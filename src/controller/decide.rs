@@ -401,9 +401,17 @@ fn same_target(a: &Action, b: &Action) -> bool {
                 ..
             },
         ) => b1 == b2 && s1 == s2,
+        // Every node action targets the node (`node {name}`): a sleep and a drain of the same
+        // node are one target, so an open one stands against (or is superseded by) the other.
         (
-            Action::Drain { name: n1, .. } | Action::Undrain { name: n1, .. },
-            Action::Drain { name: n2, .. } | Action::Undrain { name: n2, .. },
+            Action::Drain { name: n1, .. }
+            | Action::Undrain { name: n1, .. }
+            | Action::Sleep { name: n1, .. }
+            | Action::Wake { name: n1, .. },
+            Action::Drain { name: n2, .. }
+            | Action::Undrain { name: n2, .. }
+            | Action::Sleep { name: n2, .. }
+            | Action::Wake { name: n2, .. },
         ) => n1 == n2,
         _ => false,
     }

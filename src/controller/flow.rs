@@ -161,6 +161,10 @@ struct Leading {
     next_review: Option<Instant>,
     /// Proposals waiting for the reviewer to be free: (target, verb) → since.
     waiting: HashMap<(String, &'static str), Instant>,
+    /// Sleep and wake stuck without `[power]` here was warned about (once per leadership).
+    power_off_warned: bool,
+    /// Interruption decisions found older than the recent ones, by (node, notice deadline).
+    spot_decided: HashMap<(crate::domain::NodeId, Millis), u64>,
 }
 
 /// Where a review on a blocking thread leaves its answer and how long it took from the
@@ -835,7 +839,25 @@ impl Controller {
         if !notices.is_empty() || judging {
             let assignments = self.cluster.store.assignments()?;
             let by = format!("controller@{}", self.cluster.name);
-            for step in spot::interruptions(&notices, world, &assignments, decisions, &control, &by)
+            // A notice that stays outlives the recent decisions: its decision is looked up
+            // further back (once per leadership), never recorded again.
+            let mut decisions = std::borrow::Cow::Borrowed(decisions);
+            for (id, notice) in spot::undecided(&notices, &decisions) {
+                let key = (id, notice.at);
+                let older = match state.spot_decided.get(&key) {
+                    Some(d) => self.cluster.store.decision(*d)?,
+                    None => self
+                        .cluster
+                        .store
+                        .find_decision(|d| spot::decides(d, id, notice))?,
+                };
+                if let Some(d) = older {
+                    state.spot_decided.insert(key, d.id);
+                    decisions.to_mut().push(d);
+                }
+            }
+            for step in
+                spot::interruptions(&notices, world, &assignments, &decisions, &control, &by)
             {
                 Self::write_spot(w, step).await?;
             }
@@ -844,13 +866,30 @@ impl Controller {
         // waited for); only their new proposals wait.
         let power = match &self.power {
             Some(p) => p
-                .tick(&self.cluster, &self.metrics, &self.brain, world, w)
+                .tick(
+                    &self.cluster,
+                    &self.metrics,
+                    &self.brain,
+                    world,
+                    decisions,
+                    w,
+                )
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!("controller: sleep and wake could not read the store: {e}");
                     Vec::new()
                 }),
-            None => Vec::new(),
+            None => {
+                if !state.power_off_warned {
+                    let power = self.cluster.store.power()?;
+                    let name = &self.cluster.name;
+                    if let Some(m) = super::power::stuck_without_power(power.values(), name) {
+                        tracing::warn!("controller: {m}");
+                        state.power_off_warned = true;
+                    }
+                }
+                Vec::new()
+            }
         };
         if control.paused.is_some() {
             return Ok(());

@@ -16,10 +16,19 @@
 //! - A waking node not back within `resume_timeout` is marked down with the reason; the
 //!   controller no longer counts on it (it is never proposed to wake or sleep again until an
 //!   operator brings it back).
-//! - One change at a time: while a node is going to sleep or waking, no other sleep is proposed.
+//! - One change at a time: while a node is going to sleep or waking, or a sleep or wake decision
+//!   is open (proposed, pending), no other sleep or wake is proposed; an open sleep is proposed
+//!   again only for its own node (so it stands rather than a second one being recorded).
+//! - Spot notices: a node with one is never put to sleep (nor one with an open drain or
+//!   undrain); while any node is being interrupted nothing is consolidated; power never sets a
+//!   node with a notice back to ready (its drain is the interruption policy's).
+//! - The leader is never suspended: a node going to sleep that leads now (after a failover)
+//!   stays awake.
 
 use super::brain::Proposal;
-use crate::domain::{Action, Millis, NodeId, NodeState, PowerRecord, PowerState, human_millis};
+use crate::domain::{
+    Action, Millis, NodeId, NodeState, PowerRecord, PowerState, SpotKind, human_millis,
+};
 
 /// The rule name of sleep and wake decisions.
 pub const RULE: &str = "power";
@@ -62,6 +71,10 @@ pub struct PowerNode {
     pub seen_at: Option<Millis>,
     /// Its sleep-and-wake record; `None`: it never slept.
     pub power: Option<PowerRecord>,
+    /// What its cloud announced about its machine, if anything (a spot notice).
+    pub spot: Option<SpotKind>,
+    /// The action of the open (proposed or pending) decision on it, if one.
+    pub open: Option<Action>,
 }
 
 impl PowerNode {
@@ -79,6 +92,20 @@ impl PowerNode {
 
     fn asleep(&self) -> bool {
         self.state == NodeState::Asleep && self.power_state() == PowerState::Asleep
+    }
+
+    /// The state power gives it when it stays awake: ready, unless a spot notice leaves it to
+    /// the interruption policy (`None`: its state is left alone).
+    fn awake_state(&self) -> Option<NodeState> {
+        self.spot.is_none().then_some(NodeState::Ready)
+    }
+
+    fn open_sleep(&self) -> bool {
+        matches!(self.open, Some(Action::Sleep { .. }))
+    }
+
+    fn open_wake(&self) -> bool {
+        matches!(self.open, Some(Action::Wake { .. }))
     }
 }
 
@@ -180,10 +207,14 @@ pub fn plan(
             _ => {}
         }
     }
-    let changing = nodes
+    // One change at a time: a node going to sleep or waking, or an open wake decision.
+    let changing = nodes.iter().any(|n| {
+        matches!(n.power_state(), PowerState::Sleeping | PowerState::Waking) || n.open_wake()
+    });
+    let waking = nodes
         .iter()
-        .any(|n| matches!(n.power_state(), PowerState::Sleeping | PowerState::Waking));
-    if let Some(p) = wake(nodes, load, s, now) {
+        .any(|n| n.power_state() == PowerState::Waking || n.open_wake());
+    if let Some(p) = wake(nodes, load, s, now).filter(|_| !waking) {
         tracker.fits_since = None;
         steps.push(Step::Propose(p));
         return steps;
@@ -206,7 +237,8 @@ fn back(n: &PowerNode, p: &PowerRecord) -> bool {
 }
 
 /// A node going to sleep: suspended once drained; kept awake when an operator made it ready
-/// again, or when it has not drained within `resume_timeout` (instances that cannot stop).
+/// again, when it leads now, or when it has not drained within `resume_timeout` (instances
+/// that cannot stop). Kept awake, it is ready again unless it has a spot notice.
 fn sleeping(n: &PowerNode, p: &PowerRecord, s: &Settings, now: Millis) -> Option<Step> {
     let awake = |reason: Option<String>, state| Step::Record {
         record: PowerRecord {
@@ -218,6 +250,14 @@ fn sleeping(n: &PowerNode, p: &PowerRecord, s: &Settings, now: Millis) -> Option
         state,
     };
     match n.state {
+        // It runs the commands now (a failover since the sleep was decided).
+        NodeState::Drained | NodeState::Draining if n.leader => Some(awake(
+            Some(format!(
+                "{} leads the cluster now and runs the power commands: it stays awake",
+                n.name
+            )),
+            n.awake_state(),
+        )),
         NodeState::Drained => Some(Step::Suspend {
             node: n.id,
             name: n.name.clone(),
@@ -228,7 +268,7 @@ fn sleeping(n: &PowerNode, p: &PowerRecord, s: &Settings, now: Millis) -> Option
                 "not drained within {} (power.resume_timeout): it stays awake",
                 human_millis(s.resume_timeout_ms)
             )),
-            Some(NodeState::Ready),
+            n.awake_state(),
         )),
         _ => None,
     }
@@ -412,12 +452,18 @@ impl Fit<'_> {
 }
 
 /// The node the load can do without, if one: the cheapest to move (fewest reserved cores,
-/// then least used, then the newest).
+/// then least used, then the newest). None while a node is being interrupted; never one with
+/// a spot notice or another open decision on it.
 fn consolidate<'a>(nodes: &'a [PowerNode], load: &Load, s: &Settings) -> Option<Fit<'a>> {
     let awake: Vec<&PowerNode> = nodes.iter().filter(|n| n.awake()).collect();
-    if awake.len() < 2 {
+    let interrupting = nodes
+        .iter()
+        .any(|n| matches!(n.spot, Some(SpotKind::Interruption { .. })));
+    if awake.len() < 2 || interrupting {
         return None;
     }
+    // An open sleep is proposed again for its own node only.
+    let open_sleep = nodes.iter().find(|n| n.open_sleep()).map(|n| n.id);
     let total: f64 = awake.iter().map(|n| n.cores).fold(0.0, |a, b| a + b);
     let peak = load.peak();
     let voters = nodes.iter().filter(|n| n.voter).count();
@@ -425,6 +471,8 @@ fn consolidate<'a>(nodes: &'a [PowerNode], load: &Load, s: &Settings) -> Option<
     let mut candidates: Vec<Fit> = awake
         .iter()
         .filter(|n| !n.leader && !s.never_sleep.contains(&n.name) && n.cores > 0.0)
+        .filter(|n| n.spot.is_none() && open_sleep.is_none_or(|id| id == n.id))
+        .filter(|n| n.open.is_none() || n.open_sleep())
         .filter(|n| !n.voter || voters_awake - 1 > voters / 2)
         .filter_map(|n| {
             let rest = total - n.cores;
@@ -453,6 +501,33 @@ fn consolidate<'a>(nodes: &'a [PowerNode], load: &Load, s: &Settings) -> Option<
             .then(b.node.id.cmp(&a.node.id))
     });
     candidates.into_iter().next()
+}
+
+/// What is stuck on a leader without `[power] enabled`, if anything: the nodes going to sleep,
+/// asleep or waking in `records`, which nothing suspends, resumes or wakes there.
+pub fn stuck_without_power<'a>(
+    records: impl IntoIterator<Item = &'a PowerRecord>,
+    leader: &str,
+) -> Option<String> {
+    let stuck: Vec<String> = records
+        .into_iter()
+        .filter_map(|r| {
+            let what = match r.state {
+                PowerState::Sleeping => "going to sleep",
+                PowerState::Asleep => "asleep",
+                PowerState::Waking => "waking",
+                PowerState::Awake | PowerState::Down => return None,
+            };
+            Some(format!("{} is {what}", r.name))
+        })
+        .collect();
+    (!stuck.is_empty()).then(|| {
+        format!(
+            "{} but [power] is not enabled on this leader ({leader}): nothing suspends, resumes or \
+             wakes them; enable [power] with the same settings on every node that may lead",
+            stuck.join(", ")
+        )
+    })
 }
 
 pub mod exec;

@@ -111,13 +111,18 @@ pub fn observed(
 
 /// What the signal loop of provider `source` writes, if anything: the notice it observed when
 /// the store holds another, or a clear when the service says nothing any more and the stored
-/// notice is its own (a drill's notice is the drill's to clear).
+/// notice is its own (a drill's notice is the drill's to clear). An interruption outranks a
+/// rebalance recommendation: a recommendation never replaces another source's interruption
+/// (a drill's).
 pub fn to_write(
     observed: Option<&SpotNotice>,
     stored: Option<&SpotNotice>,
     source: &str,
 ) -> Option<Option<SpotNotice>> {
     match (observed, stored) {
+        (Some(o), Some(s)) if s.source != source && s.is_interruption() && !o.is_interruption() => {
+            None
+        }
         (Some(o), s) if s != Some(o) => Some(Some(o.clone())),
         (None, Some(s)) if s.source == source => Some(None),
         _ => None,
@@ -197,12 +202,29 @@ pub fn interruptions(
 
 /// Whether an interruption decision on `node` for this notice (its deadline) is recorded.
 fn decided(decisions: &[Decision], node: NodeId, notice: &SpotNotice) -> bool {
-    let deadline = notice.at.to_string();
-    decisions.iter().any(|d| {
-        d.rule == INTERRUPTION_RULE
-            && matches!(d.action, Action::Drain { node: n, .. } if n == node)
-            && input(d, "deadline") == Some(deadline.as_str())
-    })
+    decisions.iter().any(|d| decides(d, node, notice))
+}
+
+/// Whether `d` is the interruption decision on `node` for this notice (its deadline).
+pub fn decides(d: &Decision, node: NodeId, notice: &SpotNotice) -> bool {
+    d.rule == INTERRUPTION_RULE
+        && matches!(d.action, Action::Drain { node: n, .. } if n == node)
+        && input(d, "deadline") == Some(notice.at.to_string().as_str())
+}
+
+/// The interruption notices with no decision among `decisions` (the recent ones): new, or
+/// decided so long ago that the decision is older than those; the caller looks further back
+/// before [`interruptions`] decides them again.
+pub fn undecided<'a>(
+    notices: &'a BTreeMap<NodeId, SpotNotice>,
+    decisions: &[Decision],
+) -> Vec<(NodeId, &'a SpotNotice)> {
+    notices
+        .iter()
+        .filter(|(_, n)| n.is_interruption())
+        .filter(|(id, n)| !decided(decisions, **id, n))
+        .map(|(id, n)| (*id, n))
+        .collect()
 }
 
 /// The drain of interrupted member `id` and its decision, already applied, whose reasoning

@@ -13,12 +13,14 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::store::{BLUEPRINTS, DECISIONS, NODES, POWER, dec, enc, io};
-use super::txn::{K_CONTROL, K_DECISION_SEQ, meta_get, meta_put};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::store::{BLUEPRINTS, DECISIONS, NODES, POWER, SPOT_NOTICES, dec, enc, io};
+use super::txn::{K_CONTROL, K_DECISION_SEQ, K_MEMBERSHIP, meta_get, meta_put};
 use super::types::{Command, Response};
 use crate::domain::{
-    Action, ControlState, ControllerMode, Decision, DecisionStatus, Millis, NodeRecord, NodeState,
-    Pause, PowerRecord, PowerState, StoredBlueprint, human_millis,
+    Action, ControlState, ControllerMode, Decision, DecisionStatus, Millis, NodeId, NodeRecord,
+    NodeState, Pause, PowerRecord, PowerState, StoredBlueprint, human_millis,
 };
 
 /// The newest decisions kept; older ones are removed as new ones are recorded.
@@ -300,6 +302,77 @@ fn power(txn: &WriteTransaction, id: u64) -> Result<Option<PowerRecord>, std::io
     v.map(|v| dec(v.value(), "power record")).transpose()
 }
 
+/// Whether the cloud announced something about node `id`'s machine (a spot notice): power then
+/// leaves its node state to the interruption policy.
+fn has_notice(txn: &WriteTransaction, id: u64) -> Result<bool, std::io::Error> {
+    let t = txn.open_table(SPOT_NOTICES).map_err(io)?;
+    Ok(t.get(id).map_err(io)?.is_some())
+}
+
+/// The Raft voters, from the membership the state machine last applied.
+fn voters(txn: &WriteTransaction) -> Result<BTreeSet<NodeId>, std::io::Error> {
+    let m: Option<openraft::StoredMembership<NodeId, super::Node>> = meta_get(txn, K_MEMBERSHIP)?;
+    Ok(m.map(|m| m.membership().voter_ids().collect())
+        .unwrap_or_default())
+}
+
+/// Why putting node `id` to sleep could lose the quorum, if it could: the other voters that
+/// are ready and neither asleep nor going to sleep must stay a majority of all voters. Only
+/// replicated state decides (no clock, no local settings), so every member agrees.
+pub(super) fn sleep_loses_quorum(
+    id: NodeId,
+    name: &str,
+    voters: &BTreeSet<NodeId>,
+    nodes: &BTreeMap<NodeId, NodeRecord>,
+    power: &BTreeMap<NodeId, PowerRecord>,
+) -> Option<String> {
+    if !voters.contains(&id) {
+        return None;
+    }
+    let left = voters
+        .iter()
+        .filter(|v| **v != id)
+        .filter(|v| nodes.get(v).is_some_and(|n| n.state == NodeState::Ready))
+        .filter(|v| {
+            power.get(v).is_none_or(|p| {
+                !matches!(
+                    p.state,
+                    PowerState::Asleep | PowerState::Sleeping | PowerState::Down
+                )
+            })
+        })
+        .count();
+    (left <= voters.len() / 2).then(|| {
+        format!(
+            "'{name}' is a voter and only {left} of the {} voters would stay ready and awake, not a majority: one node sleeps at a time",
+            voters.len()
+        )
+    })
+}
+
+/// [`sleep_loses_quorum`] over the stored members, power records and membership.
+fn sleep_quorum(
+    txn: &WriteTransaction,
+    id: NodeId,
+    name: &str,
+) -> Result<Option<String>, std::io::Error> {
+    let voters = voters(txn)?;
+    if !voters.contains(&id) {
+        return Ok(None);
+    }
+    let mut nodes = BTreeMap::new();
+    for row in txn.open_table(NODES).map_err(io)?.iter().map_err(io)? {
+        let (k, v) = row.map_err(io)?;
+        nodes.insert(k.value(), dec::<NodeRecord>(v.value(), "node")?);
+    }
+    let mut power = BTreeMap::new();
+    for row in txn.open_table(POWER).map_err(io)?.iter().map_err(io)? {
+        let (k, v) = row.map_err(io)?;
+        power.insert(k.value(), dec::<PowerRecord>(v.value(), "power record")?);
+    }
+    Ok(sleep_loses_quorum(id, name, &voters, &nodes, &power))
+}
+
 /// Move node `id` to power state `to` (keeping its measured wake time), and the node itself to
 /// `state` when given.
 #[allow(clippy::too_many_arguments)]
@@ -435,6 +508,14 @@ fn execute(
                     Err(DecisionStatus::Rejected {
                         reason: format!("'{name}' is the last ready node"),
                     })
+                } else if has_notice(txn, *id)? {
+                    Err(DecisionStatus::Superseded {
+                        reason: format!(
+                            "the cloud announced something about '{name}''s machine (a spot notice): it is not put to sleep"
+                        ),
+                    })
+                } else if let Some(reason) = sleep_quorum(txn, *id, name)? {
+                    Err(DecisionStatus::Superseded { reason })
                 } else {
                     match set_state(txn, *id, NodeState::Draining, at, actor, run)? {
                         Ok(()) => {
@@ -453,6 +534,12 @@ fn execute(
             Some(n) if n.state != NodeState::Asleep => Err(DecisionStatus::Superseded {
                 reason: format!("node '{name}' is {}, not asleep", n.state),
             }),
+            // A second wake must not restart the resume, its timeout and the wake measurement.
+            Some(_) if power(txn, *id)?.is_some_and(|p| p.state == PowerState::Waking) => {
+                Err(DecisionStatus::Superseded {
+                    reason: format!("node '{name}' is waking already"),
+                })
+            }
             Some(_) => set_power(txn, *id, name, PowerState::Waking, None, at, actor, run)?,
         },
     };
@@ -555,8 +642,14 @@ fn revert(
                 if matches!(n.state, NodeState::Draining | NodeState::Drained)
                     && p.state == PowerState::Sleeping =>
             {
-                let to = Some(NodeState::Ready);
+                // A node with a spot notice stays draining: the interruption policy owns it.
+                let notice = has_notice(txn, *id)?;
+                let to = (!notice).then_some(NodeState::Ready);
                 match set_power(txn, *id, name, PowerState::Awake, to, at, actor, run)? {
+                    Ok(()) if notice => format!(
+                        "reverted: {name} stays awake; it stays {} (a spot notice)",
+                        n.state
+                    ),
                     Ok(()) => format!("reverted: {name} stays awake and is ready again"),
                     Err(s) => format!("not reverted: {}", describe(&s)),
                 }
@@ -567,4 +660,73 @@ fn revert(
             format!("not reverted: {name} was resumed already; it can be put to sleep again")
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(states: &[(NodeId, NodeState)]) -> BTreeMap<NodeId, NodeRecord> {
+        states
+            .iter()
+            .map(|(id, state)| {
+                let rec = NodeRecord {
+                    id: *id,
+                    name: format!("n{id}"),
+                    addr: String::new(),
+                    state: *state,
+                    joined_at: 0,
+                };
+                (*id, rec)
+            })
+            .collect()
+    }
+
+    fn record(id: NodeId, state: PowerState) -> (NodeId, PowerRecord) {
+        let rec = PowerRecord {
+            node: id,
+            name: format!("n{id}"),
+            state,
+            since: 0,
+            wake_ms: None,
+            reason: None,
+        };
+        (id, rec)
+    }
+
+    #[test]
+    fn a_sleep_that_would_lose_the_quorum_is_refused_from_replicated_state_alone() {
+        let voters: BTreeSet<NodeId> = [1, 2, 3, 4, 5].into();
+        let ready = NodeState::Ready;
+        let all = members(&[(1, ready), (2, ready), (3, ready), (4, ready), (5, ready)]);
+        let none = BTreeMap::new();
+        // Five voters, all awake: one may sleep (four of five stay).
+        assert_eq!(sleep_loses_quorum(5, "n5", &voters, &all, &none), None);
+        // Two already going to sleep (one applied, its node draining): a third would leave two.
+        let mut nodes = all.clone();
+        nodes.get_mut(&4).unwrap().state = NodeState::Draining;
+        let power: BTreeMap<_, _> = [
+            record(3, PowerState::Sleeping),
+            record(4, PowerState::Sleeping),
+        ]
+        .into();
+        let why = sleep_loses_quorum(5, "n5", &voters, &nodes, &power).unwrap();
+        assert!(
+            why.contains("'n5' is a voter and only 2 of the 5 voters would stay"),
+            "{why}"
+        );
+        // Asleep and down count as away too; awake and waking-by-record on a ready node do not.
+        let power: BTreeMap<_, _> =
+            [record(3, PowerState::Asleep), record(4, PowerState::Awake)].into();
+        assert_eq!(sleep_loses_quorum(5, "n5", &voters, &all, &power), None);
+        let power: BTreeMap<_, _> =
+            [record(3, PowerState::Asleep), record(4, PowerState::Down)].into();
+        assert!(sleep_loses_quorum(5, "n5", &voters, &all, &power).is_some());
+        // A learner's sleep never touches the quorum.
+        assert_eq!(sleep_loses_quorum(9, "n9", &voters, &nodes, &power), None);
+        // The last of three voters that are awake stays.
+        let three: BTreeSet<NodeId> = [1, 2, 3].into();
+        let power: BTreeMap<_, _> = [record(3, PowerState::Sleeping)].into();
+        assert!(sleep_loses_quorum(2, "n2", &three, &all, &power).is_some());
+    }
 }

@@ -206,6 +206,24 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest stored decision that `pick` picks, over all of them (newest first): for a
+    /// record that may have scrolled out of the recent ones.
+    pub fn find_decision(
+        &self,
+        pick: impl Fn(&crate::domain::Decision) -> bool,
+    ) -> Result<Option<crate::domain::Decision>, std::io::Error> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let t = txn.open_table(DECISIONS).map_err(io)?;
+        for row in t.iter().map_err(io)?.rev() {
+            let (_, v) = row.map_err(io)?;
+            let d: crate::domain::Decision = dec(v.value(), "decision")?;
+            if pick(&d) {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    }
+
     /// One decision.
     pub fn decision(&self, id: u64) -> Result<Option<crate::domain::Decision>, std::io::Error> {
         let txn = self.db.begin_read().map_err(io)?;

@@ -263,6 +263,151 @@ mod control {
         };
         assert!(refused(run(&s, 8_000, "n1", close)).contains("already applied"));
     }
+
+    #[test]
+    fn a_second_wake_of_a_waking_node_is_superseded_and_restarts_nothing() {
+        let (_d, s) = store();
+        let waking = PowerRecord {
+            node: 1,
+            name: "n1".into(),
+            state: PowerState::Waking,
+            since: 5_000,
+            wake_ms: Some(30_000),
+            reason: None,
+        };
+        let set = Command::SetPower {
+            record: waking.clone(),
+            state: Some(NodeState::Asleep),
+        };
+        assert_eq!(run(&s, 5_000, "power", set), Response::Ok);
+        let wake = Action::Wake {
+            node: 1,
+            name: "n1".into(),
+        };
+        let d = Command::RecordDecision(Box::new(Decision {
+            mode: ControllerMode::Propose,
+            ..Decision::bare(0, 0, "n1", "power", wake, DecisionStatus::Proposed)
+        }));
+        assert_eq!(run(&s, 6_000, "n1", d), Response::Decision(1));
+        let m = refused(run(&s, 7_000, "op", Command::ApproveDecision { id: 1 }));
+        assert!(m.contains("node 'n1' is waking already"), "{m}");
+        assert!(matches!(
+            s.decision(1).unwrap().unwrap().status,
+            DecisionStatus::Superseded { .. }
+        ));
+        // The resume's start, its timeout and the wake measurement are untouched.
+        assert_eq!(s.power().unwrap()[&1], waking);
+    }
+
+    #[test]
+    fn power_leaves_a_node_with_a_spot_notice_to_the_interruption_policy() {
+        let (_d, s) = store();
+        let add = Command::AddNode {
+            name: "n2".into(),
+            addr: "127.0.0.1:2".into(),
+        };
+        run(&s, 1_000, "setup", add);
+        let n2 = s
+            .nodes()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.name == "n2")
+            .unwrap();
+        run(
+            &s,
+            1_000,
+            "setup",
+            Command::SetNodeState {
+                id: n2.id,
+                state: NodeState::Ready,
+            },
+        );
+        let notice = |kind| Command::SetSpotNotice {
+            id: n2.id,
+            name: "n2".into(),
+            notice: Some(SpotNotice {
+                kind,
+                at: 9_000,
+                source: "aws".into(),
+            }),
+        };
+        let sleep = |mode| {
+            let action = Action::Sleep {
+                node: n2.id,
+                name: "n2".into(),
+            };
+            Command::RecordDecision(Box::new(Decision {
+                mode,
+                ..Decision::bare(0, 0, "n1", "power", action, DecisionStatus::Proposed)
+            }))
+        };
+        // With a notice it is not put to sleep.
+        run(&s, 2_000, "n2", notice(SpotKind::Rebalance));
+        assert_eq!(
+            run(&s, 2_000, "n1", sleep(ControllerMode::Propose)),
+            Response::Decision(1)
+        );
+        let m = refused(run(&s, 3_000, "op", Command::ApproveDecision { id: 1 }));
+        assert!(m.contains("a spot notice"), "{m}");
+        assert_eq!(s.nodes().unwrap()[1].state, NodeState::Ready);
+        // Put to sleep before the notice came, then vetoed: awake, its drain left alone.
+        let clear = Command::SetSpotNotice {
+            id: n2.id,
+            name: "n2".into(),
+            notice: None,
+        };
+        run(&s, 4_000, "n2", clear);
+        assert_eq!(
+            run(&s, 4_000, "n1", sleep(ControllerMode::Auto)),
+            Response::Decision(2)
+        );
+        assert_eq!(
+            run(&s, 5_000, "op", Command::ApproveDecision { id: 2 }),
+            Response::Ok
+        );
+        assert_eq!(s.power().unwrap()[&n2.id].state, PowerState::Sleeping);
+        let interruption = SpotKind::Interruption {
+            action: "terminate".into(),
+        };
+        run(&s, 6_000, "n2", notice(interruption));
+        let veto = Command::VetoDecision {
+            id: 2,
+            reason: None,
+        };
+        assert_eq!(run(&s, 7_000, "op", veto), Response::Ok);
+        assert_eq!(s.power().unwrap()[&n2.id].state, PowerState::Awake);
+        let node = s
+            .nodes()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.id == n2.id)
+            .unwrap();
+        assert_eq!(
+            node.state,
+            NodeState::Draining,
+            "the interruption's drain goes on"
+        );
+        let DecisionStatus::Vetoed { reverted, .. } = s.decision(2).unwrap().unwrap().status else {
+            panic!("not vetoed")
+        };
+        assert_eq!(
+            reverted.as_deref(),
+            Some("reverted: n2 stays awake; it stays draining (a spot notice)")
+        );
+    }
+
+    #[test]
+    fn a_decision_is_found_however_far_back_it_is() {
+        let (_d, s) = store();
+        for to in 3..=6 {
+            let d = decision(DecisionStatus::Proposed, ControllerMode::Propose, to);
+            run(&s, 1_000, "n1", d);
+        }
+        let to_of = |d: &Decision| matches!(d.action, Action::Scale { to, .. } if to == 3);
+        let found = s.find_decision(to_of).unwrap().unwrap();
+        assert_eq!(found.id, 1);
+        assert!(s.find_decision(|d| d.rule == "none").unwrap().is_none());
+    }
 }
 
 mod rollouts {

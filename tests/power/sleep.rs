@@ -37,6 +37,19 @@ fn script(dir: &Path, name: &str, then: &str) -> String {
 /// A cluster of `names` (the first founds it and leads) with sleep and wake on, `auto` mode,
 /// and the PID of each node in `dir/pids/<name>.pid`.
 fn power_cluster(names: &[&str], voters: usize, dir: &Path, env: &[(&str, &str)]) -> TestCluster {
+    let c = guarded_power_cluster(names, voters, dir, env);
+    let out = c.nodes[0].cli(&["override", "mode", "auto"]);
+    assert!(out.status.success(), "mode auto: {}", stderr(&out));
+    c
+}
+
+/// [`power_cluster`] in the default mode, guarded.
+fn guarded_power_cluster(
+    names: &[&str],
+    voters: usize,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> TestCluster {
     let mut e: Vec<(&str, &str)> = vec![
         ("AETHER_POWER_ENABLED", "true"),
         ("AETHER_POWER_IDLE_FOR", "2s"),
@@ -57,8 +70,6 @@ fn power_cluster(names: &[&str], voters: usize, dir: &Path, env: &[(&str, &str)]
         )
         .unwrap();
     }
-    let out = c.nodes[0].cli(&["override", "mode", "auto"]);
-    assert!(out.status.success(), "mode auto: {}", stderr(&out));
     c
 }
 
@@ -247,4 +258,103 @@ fn a_resume_command_that_does_not_exist_is_reported_and_the_leader_keeps_running
     let st = c.nodes[0].status().expect("the leader answers");
     assert_eq!(st["node"]["ready"], true, "{st}");
     c.nodes[1].signal(libc::SIGCONT);
+}
+
+/// Every decision, newest first.
+fn decisions(n: &Node) -> Vec<Value> {
+    let out = n.cli(&["decisions", "--all", "--output", "json"]);
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn sleeps_of<'a>(all: &'a [Value], name: &str) -> Vec<&'a Value> {
+    all.iter()
+        .filter(|d| d["action"]["kind"] == "sleep" && d["action"]["name"] == name)
+        .collect()
+}
+
+/// When the leader's newest own metrics sample was taken (Unix ms): it moves every second.
+fn leader_sampled_at(n: &Node) -> Option<u64> {
+    let m = n.metrics(&["--node", &n.name])?;
+    m["nodes"][0]["detail"]["at"].as_u64()
+}
+
+#[test]
+fn in_guarded_mode_a_pending_sleep_is_recorded_once_and_a_veto_holds() {
+    let run = run_id("guarded");
+    let _reaper = Reaper(run.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let suspend = script(dir.path(), "suspend", "kill -STOP \"$PID\"");
+    let suspend = format!("[\"{suspend}\"]");
+    let c = guarded_power_cluster(
+        &["n1", "n2"],
+        1,
+        dir.path(),
+        &[
+            ("TEST_RUN", &run),
+            ("AETHER_POWER_SUSPEND_COMMAND", &suspend),
+            // Pending for the whole test: only a veto ends it.
+            ("AETHER_CONTROLLER_GRACE", "10m"),
+        ],
+    );
+    let n1 = &c.nodes[0];
+    let first = wait_for("a pending sleep of n2", WAIT, || {
+        let all = decisions(n1);
+        sleeps_of(&all, "n2")
+            .first()
+            .filter(|d| d["status"]["status"] == "pending")
+            .map(|d| (*d).clone())
+    });
+    // Several controller ticks (one a second) while it is pending.
+    let at = first["at"].as_u64().unwrap();
+    wait_for("the leader three seconds on", WAIT, || {
+        leader_sampled_at(n1).filter(|t| *t >= at + 3_000)
+    });
+    let all = decisions(n1);
+    let sleeps = sleeps_of(&all, "n2");
+    assert_eq!(
+        sleeps.len(),
+        1,
+        "one sleep decision while it is pending: {sleeps:#?}"
+    );
+    let id = first["name"].as_str().unwrap();
+    let out = n1.cli(&["override", "veto", id]);
+    assert!(out.status.success(), "veto: {}", stderr(&out));
+    // The next proposal meets the veto: recorded once as stopped by it, nothing pending.
+    let stopped = format!("vetoed {id}");
+    let rejected = wait_for("the sleep proposal stopped by the veto", WAIT, || {
+        let all = decisions(n1);
+        sleeps_of(&all, "n2")
+            .into_iter()
+            .find(|d| {
+                d["status"]["status"] == "rejected"
+                    && d["inputs"]
+                        .as_array()
+                        .is_some_and(|i| i.iter().any(|kv| kv[1] == stopped.as_str()))
+            })
+            .cloned()
+    });
+    let at = rejected["at"].as_u64().unwrap();
+    wait_for("the leader three seconds on", WAIT, || {
+        leader_sampled_at(n1).filter(|t| *t >= at + 3_000)
+    });
+    let all = decisions(n1);
+    let open: Vec<_> = sleeps_of(&all, "n2")
+        .into_iter()
+        .filter(|d| matches!(d["status"]["status"].as_str(), Some("pending" | "proposed")))
+        .collect();
+    assert!(
+        open.is_empty(),
+        "no sleep of n2 within the veto cooldown: {open:#?}"
+    );
+    assert_eq!(
+        sleeps_of(&all, "n2").len(),
+        2,
+        "the vetoed one and its stop"
+    );
+    let n2 = member(n1, "n2").unwrap();
+    assert_eq!(n2["state"], "ready", "{n2}");
+    assert!(!dir.path().join("suspend.args").exists(), "never suspended");
 }

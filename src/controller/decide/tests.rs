@@ -396,6 +396,64 @@ fn an_open_decision_stands_or_is_superseded() {
 }
 
 #[test]
+fn sleep_and_wake_of_a_node_are_one_target_with_its_drain() {
+    let w = world(2, 2);
+    let sleep = Action::Sleep {
+        node: 2,
+        name: "n2".into(),
+    };
+    let pending = DecisionStatus::Pending {
+        deadline: NOW + 10_000,
+    };
+    let guarded = control(ControllerMode::Guarded);
+    // An open sleep stands: the next tick's proposal records nothing new.
+    let open = [decision(5, NOW - 1_000, sleep.clone(), pending.clone())];
+    let s = screen(proposal(sleep.clone()), &w, &open, &guarded, 0, &settings());
+    assert_eq!(
+        s,
+        Screened {
+            close: None,
+            next: Next::Stands
+        }
+    );
+    // An open drain of the same node is superseded by a sleep of it, and the other way round.
+    let drain = Action::Drain {
+        node: 2,
+        name: "n2".into(),
+    };
+    let open = [decision(6, NOW - 1_000, drain, pending)];
+    let s = screen(proposal(sleep.clone()), &w, &open, &guarded, 0, &settings());
+    assert!(
+        matches!(s.close, Some(Command::Close { id: 6, .. })),
+        "{s:?}"
+    );
+    // A veto of a sleep holds for the cooldown.
+    let vetoed = DecisionStatus::Vetoed {
+        at: NOW - 100_000,
+        by: "op".into(),
+        reason: None,
+        reverted: None,
+    };
+    let log = [decision(7, NOW - 200_000, sleep.clone(), vetoed)];
+    let c = context(&sleep, &w, &log, 0, &settings());
+    assert_eq!(c.vetoed, Some(("d-7".into(), NOW - 100_000)));
+    let s = screen(proposal(sleep.clone()), &w, &log, &guarded, 0, &settings());
+    assert!(candidate(s).rejected.is_some());
+    // A wake of n2 is another verb: the sleep's veto does not hold it.
+    let wake = Action::Wake {
+        node: 2,
+        name: "n2".into(),
+    };
+    assert_eq!(context(&wake, &w, &log, 0, &settings()).vetoed, None);
+    // A sleep still draining is converging.
+    let mut w = w;
+    w.nodes[1].state = NodeState::Draining;
+    let log = [applied(8, NOW - 1_000, sleep.clone())];
+    let c = context(&sleep, &w, &log, 0, &settings());
+    assert_eq!(c.converging.as_deref(), Some("d-8: n2 is still draining"));
+}
+
+#[test]
 fn the_safety_context_comes_from_the_decisions_newest_first() {
     let mut w = world(4, 3);
     w.nodes.push(node(3, NodeState::Draining));

@@ -9,6 +9,9 @@ use crate::domain::Mac;
 
 /// The stderr kept in an error: its last characters.
 const STDERR_TAIL: usize = 400;
+/// How long stderr is read after the command exited: a process it left in the background may
+/// hold stderr open for as long as it runs (`systemctl suspend &`).
+const STDERR_AFTER_EXIT: Duration = Duration::from_millis(500);
 
 /// Why a suspend or resume did not happen. The node keeps running whatever the error.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +114,18 @@ pub fn stderr_tail(raw: &[u8]) -> String {
     text[start..].to_string()
 }
 
-/// Run `which`'s command for `t` (leader `leader`), killed after `timeout`.
+/// Send SIGKILL to every process of group `pgid` (never to group 0 or 1).
+fn kill_group(pgid: u32) {
+    if pgid > 1 {
+        // SAFETY: killpg(2) on the process group the command was started in; no memory is
+        // touched.
+        unsafe { libc::killpg(pgid as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
+/// Run `which`'s command for `t` (leader `leader`) in a process group of its own; the whole
+/// group is killed after `timeout`. Its exit decides the result: stderr is read for at most
+/// [`STDERR_AFTER_EXIT`] after it, whatever it left running in the background.
 pub async fn run(
     which: Which,
     command: &[String],
@@ -127,6 +141,7 @@ pub async fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
     {
@@ -147,35 +162,67 @@ pub async fn run(
             });
         }
     };
-    let mut stderr = child.stderr.take();
-    let read_err = async {
-        let mut buf = Vec::new();
-        if let Some(s) = stderr.as_mut() {
+    let pgid = child.id().unwrap_or(0);
+    // Read on a task of its own into a shared buffer, so what came before a background
+    // process kept stderr open is still there when the reading is given up.
+    let err = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = child.stderr.take().map(|mut s| {
+        let err = err.clone();
+        tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
-            let _ = s.read_to_end(&mut buf).await;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = s.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                let mut e = err.lock().expect("stderr buffer");
+                e.extend_from_slice(&chunk[..n]);
+                // Only the tail is ever shown (STDERR_TAIL characters, up to 4 bytes each).
+                let keep = STDERR_TAIL * 4;
+                if e.len() > 2 * keep {
+                    let cut = e.len() - keep;
+                    e.drain(..cut);
+                }
+            }
+        })
+    });
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Err(_) => {
+            kill_group(pgid);
+            let _ = child.kill().await;
+            if let Some(r) = reader {
+                r.abort();
+            }
+            return Err(PowerError::TimedOut {
+                key,
+                program,
+                timeout: crate::domain::human_millis(timeout.as_millis() as u64),
+            });
         }
-        buf
+        Ok(Err(source)) => {
+            return Err(PowerError::Start {
+                key,
+                program,
+                source,
+            });
+        }
+        Ok(Ok(status)) => status,
     };
-    let done = async { tokio::join!(child.wait(), read_err) };
-    match tokio::time::timeout(timeout, done).await {
-        Err(_) => Err(PowerError::TimedOut {
-            key,
-            program,
-            timeout: crate::domain::human_millis(timeout.as_millis() as u64),
-        }),
-        Ok((Err(source), _)) => Err(PowerError::Start {
-            key,
-            program,
-            source,
-        }),
-        Ok((Ok(status), _)) if status.success() => Ok(()),
-        Ok((Ok(status), err)) => Err(PowerError::Failed {
-            key,
-            program,
-            status: status.to_string(),
-            stderr: stderr_tail(&err),
-        }),
+    // Left running past the grace, the reader drains what a background process still writes
+    // (so it never meets a closed pipe) and ends with it.
+    if let Some(mut r) = reader {
+        let _ = tokio::time::timeout(STDERR_AFTER_EXIT, &mut r).await;
     }
+    if status.success() {
+        return Ok(());
+    }
+    let err = std::mem::take(&mut *err.lock().expect("stderr buffer"));
+    Err(PowerError::Failed {
+        key,
+        program,
+        status: status.to_string(),
+        stderr: stderr_tail(&err),
+    })
 }
 
 /// A Wake-on-LAN magic packet: six 0xff bytes, then the MAC sixteen times.
@@ -317,5 +364,96 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, PowerError::TimedOut { .. }), "{e}");
         assert!(e.to_string().contains("power.command_timeout"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_background_process_holding_stderr_does_not_hold_the_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        // Like `systemctl suspend &`: the command exits at once, its child keeps stderr.
+        let script = format!("sleep 30 & echo $! > '{}'; exit 0", pidfile.display());
+        let cmd = vec!["sh".to_string(), "-c".to_string(), script];
+        // Without the bounded read this waits for the sleep and times out.
+        let r = run(
+            Which::Suspend,
+            &cmd,
+            &target(),
+            "n1",
+            Duration::from_secs(20),
+        )
+        .await;
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Only the process this test started; a success leaves it running.
+        // SAFETY: kill(2) on a PID this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        r.unwrap();
+        // A failure still reports what it wrote before exiting.
+        let script = format!(
+            "sleep 30 & echo $! > '{}'; echo broken >&2; exit 4",
+            pidfile.display()
+        );
+        let cmd = vec!["sh".to_string(), "-c".to_string(), script];
+        let e = run(
+            Which::Suspend,
+            &cmd,
+            &target(),
+            "n1",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap_err();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: kill(2) on a PID this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert!(
+            matches!(&e, PowerError::Failed { stderr, .. } if stderr == "broken"),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        // A grandchild in the background, and the command itself waiting on it.
+        let script = format!("sleep 30 & echo $! > '{}'; wait", pidfile.display());
+        let cmd = vec!["sh".to_string(), "-c".to_string(), script];
+        let e = run(Which::Resume, &cmd, &target(), "n1", Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, PowerError::TimedOut { .. }), "{e}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed, it is gone once reaped (its parent, killed too, leaves it to init): the
+        // state in /proc is a zombie at most, never running or sleeping.
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+                })
+                .unwrap_or(true)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !gone() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let alive = !gone();
+        if alive {
+            // SAFETY: kill(2) on a PID this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        assert!(!alive, "the grandchild {pid} outlived the timeout");
     }
 }

@@ -10,7 +10,7 @@ use super::exec::{self, Target, Which};
 use super::{Load, PowerNode, Settings, Step, Tracker, plan};
 use crate::config::PowerConfig;
 use crate::controller::brain::{Brain, Proposal, World};
-use crate::domain::{Health, Mac, Millis, NodeId, NodeState, PowerRecord, PowerState};
+use crate::domain::{Decision, Health, Mac, Millis, NodeId, NodeState, PowerRecord, PowerState};
 use crate::metrics::pipeline::Pipeline;
 use crate::raft::types::{Command, Response};
 use crate::raft::{Cluster, Writer};
@@ -43,16 +43,18 @@ impl Power {
         })
     }
 
-    /// One tick: carry out what is due and return the sleep and wake proposals.
+    /// One tick: carry out what is due and return the sleep and wake proposals. `decisions`
+    /// are the recent ones, newest first (the open ones among them hold further changes back).
     pub async fn tick(
         &self,
         cluster: &Arc<Cluster>,
         metrics: &Pipeline,
         brain: &Mutex<Brain>,
         world: &World,
+        decisions: &[Decision],
         w: &mut Writer,
     ) -> Result<Vec<Proposal>, std::io::Error> {
-        let (nodes, addrs) = gather(cluster, metrics, world)?;
+        let (nodes, addrs) = gather(cluster, metrics, world, decisions)?;
         let load = load(world, &brain.lock().expect("brain"));
         let steps = plan(
             &nodes,
@@ -117,7 +119,8 @@ impl Power {
                 }
                 Which::Resume => resume(&cfg, &target, &leader, timeout).await,
             };
-            let mut w = Writer::new(cluster.clone(), "power");
+            // Forwarded: leadership may have moved while the command ran.
+            let mut w = Writer::forwarding(cluster.clone(), "power");
             let record = |state, reason| PowerRecord {
                 node,
                 name: target.name.clone(),
@@ -133,10 +136,19 @@ impl Power {
                     write_keeping(&mut w, &cluster, r, Some(NodeState::Asleep)).await;
                 }
                 (Which::Suspend, Err(e)) => {
-                    // The node keeps running: it is ready again, with the reason on record.
+                    // The node keeps running: it is ready again, with the reason on record,
+                    // unless a spot notice leaves its drain to the interruption policy.
                     tracing::warn!("power: {e}; {} stays awake", target.name);
                     let r = record(PowerState::Awake, Some(e.to_string()));
-                    write_keeping(&mut w, &cluster, r, Some(NodeState::Ready)).await;
+                    let notice = match cluster.store.spot_notices() {
+                        Ok(all) => all.contains_key(&node),
+                        Err(e) => {
+                            tracing::warn!("power: reading the spot notices failed: {e}");
+                            true
+                        }
+                    };
+                    let state = (!notice).then_some(NodeState::Ready);
+                    write_keeping(&mut w, &cluster, r, state).await;
                 }
                 (Which::Resume, Ok(())) => {
                     tracing::info!("power: resumed {}; waiting for its metrics", target.name)
@@ -202,11 +214,20 @@ fn gather(
     cluster: &Cluster,
     metrics: &Pipeline,
     world: &World,
+    decisions: &[Decision],
 ) -> Result<(Vec<PowerNode>, BTreeMap<NodeId, String>), std::io::Error> {
     let store = &cluster.store;
     let members = store.nodes()?;
     let health = store.health()?;
     let power = store.power()?;
+    let mut spot = store.spot_notices()?;
+    // The open decision on each node (newest first: the newest wins).
+    let mut open: BTreeMap<NodeId, crate::domain::Action> = BTreeMap::new();
+    for d in decisions.iter().filter(|d| d.status.is_open()).rev() {
+        if let Some(id) = node_of(&d.action) {
+            open.insert(id, d.action.clone());
+        }
+    }
     let voters = cluster.voters();
     let leader = cluster.leader().map(|(id, _)| id);
     // Reserved cores per node, from the assignments and each slice's reservation.
@@ -254,12 +275,26 @@ fn gather(
                 instances,
                 seen_at,
                 power: power.get(&m.id).cloned(),
+                spot: spot.remove(&m.id).map(|n| n.kind),
+                open: open.remove(&m.id),
                 name: m.name,
                 state: m.state,
             }
         })
         .collect();
     Ok((nodes, addrs))
+}
+
+/// The node a node action is on.
+fn node_of(a: &crate::domain::Action) -> Option<NodeId> {
+    use crate::domain::Action;
+    match a {
+        Action::Drain { node, .. }
+        | Action::Undrain { node, .. }
+        | Action::Sleep { node, .. }
+        | Action::Wake { node, .. } => Some(*node),
+        Action::Scale { .. } | Action::Rollback { .. } => None,
+    }
 }
 
 /// The load in cores: per slice what it uses or reserves now, whichever is more, and each

@@ -28,6 +28,8 @@ fn node(id: NodeId, voter: bool) -> PowerNode {
         instances: 0,
         seen_at: Some(0),
         power: None,
+        spot: None,
+        open: None,
     }
 }
 
@@ -437,4 +439,137 @@ fn a_down_node_that_comes_back_is_counted_on_again() {
         matches!(&steps[0], Step::Record { record, state: Some(NodeState::Ready) } if record.state == PowerState::Awake),
         "{steps:?}"
     );
+}
+
+fn sleep_of(n: NodeId) -> Action {
+    Action::Sleep {
+        node: n,
+        name: format!("n{n}"),
+    }
+}
+
+#[test]
+fn an_open_sleep_is_the_only_sleep_proposed_while_it_is_open() {
+    let mut nodes = four();
+    // A sleep of n3 is pending; n4 would now be the cheaper one to move.
+    nodes[2].open = Some(sleep_of(3));
+    let s = settings();
+    let mut t = Tracker::default();
+    plan(&nodes, &quiet(), &s, &mut t, 0);
+    let steps = plan(&nodes, &quiet(), &s, &mut t, 10 * MIN);
+    let p = proposals(&steps);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].action, sleep_of(3), "the open one again (it stands)");
+    // Once n3 no longer fits (it holds what cannot move), no other node is proposed.
+    nodes[2].reserved = 20.0;
+    let steps = plan(&nodes, &quiet(), &s, &mut Tracker::default(), 0);
+    assert!(proposals(&steps).is_empty(), "{steps:?}");
+    // An open wake holds every sleep back, and a drain decided on a node keeps it awake.
+    let mut nodes = four();
+    nodes[0] = asleep(node(1, true), None);
+    nodes[0].open = Some(Action::Wake {
+        node: 1,
+        name: "n1".into(),
+    });
+    let mut t = Tracker::default();
+    plan(&nodes, &Load::default(), &s, &mut t, 0);
+    assert!(proposals(&plan(&nodes, &Load::default(), &s, &mut t, 20 * MIN)).is_empty());
+    let mut nodes = four();
+    nodes[3].open = Some(Action::Drain {
+        node: 4,
+        name: "n4".into(),
+    });
+    let mut t = Tracker::default();
+    plan(&nodes, &quiet(), &s, &mut t, 0);
+    let steps = plan(&nodes, &quiet(), &s, &mut t, 10 * MIN);
+    assert_eq!(proposals(&steps)[0].action, sleep_of(3));
+}
+
+#[test]
+fn nothing_more_is_woken_while_a_node_wakes() {
+    let mut waking = asleep(node(3, false), Some(40_000));
+    waking.power = Some(record(&waking, PowerState::Waking, 0, Some(40_000)));
+    let nodes = vec![node(1, true), asleep(node(2, true), None), waking];
+    // The load needs more than the one awake node, every tick while n3 wakes.
+    let load = Load {
+        measured: 3.5,
+        forecast: vec![],
+    };
+    let steps = plan(&nodes, &load, &settings(), &mut Tracker::default(), 1_000);
+    assert!(proposals(&steps).is_empty(), "{steps:?}");
+    assert!(matches!(steps[0], Step::Resume { node: 3, .. }));
+    // The same with a wake decided but not applied yet.
+    let mut nodes = nodes;
+    nodes[2] = asleep(node(3, false), Some(40_000));
+    nodes[2].open = Some(Action::Wake {
+        node: 3,
+        name: "n3".into(),
+    });
+    let steps = plan(&nodes, &load, &settings(), &mut Tracker::default(), 1_000);
+    assert!(proposals(&steps).is_empty(), "{steps:?}");
+}
+
+#[test]
+fn spot_notices_keep_nodes_awake_and_interruptions_stop_consolidation() {
+    let s = settings();
+    // A rebalance recommendation on n4: the next cheapest sleeps instead.
+    let mut nodes = four();
+    nodes[3].spot = Some(SpotKind::Rebalance);
+    let mut t = Tracker::default();
+    plan(&nodes, &quiet(), &s, &mut t, 0);
+    let steps = plan(&nodes, &quiet(), &s, &mut t, 10 * MIN);
+    assert_eq!(proposals(&steps)[0].action, sleep_of(3));
+    // An interruption anywhere: nothing is consolidated.
+    nodes[3].spot = Some(SpotKind::Interruption {
+        action: "terminate".into(),
+    });
+    let mut t = Tracker::default();
+    plan(&nodes, &quiet(), &s, &mut t, 0);
+    assert!(proposals(&plan(&nodes, &quiet(), &s, &mut t, 20 * MIN)).is_empty());
+    // A node going to sleep that did not drain in time stays awake, its drain left alone.
+    nodes[3].state = NodeState::Draining;
+    nodes[3].power = Some(record(&nodes[3], PowerState::Sleeping, 0, None));
+    let steps = plan(&nodes, &quiet(), &s, &mut Tracker::default(), 5 * MIN + 1);
+    assert!(
+        matches!(&steps[0], Step::Record { record, state: None } if record.state == PowerState::Awake),
+        "{steps:?}"
+    );
+}
+
+#[test]
+fn the_leader_is_never_suspended_after_a_failover() {
+    let mut nodes = four();
+    nodes[3].state = NodeState::Drained;
+    nodes[3].power = Some(record(&nodes[3], PowerState::Sleeping, 0, None));
+    nodes[3].leader = true;
+    let steps = plan(&nodes, &quiet(), &settings(), &mut Tracker::default(), MIN);
+    let Step::Record { record, state } = &steps[0] else {
+        panic!("{steps:?}")
+    };
+    assert_eq!(
+        (record.state, *state),
+        (PowerState::Awake, Some(NodeState::Ready))
+    );
+    let why = record.reason.as_deref().unwrap();
+    assert!(why.contains("n4 leads the cluster now"), "{why}");
+    assert!(!steps.iter().any(|s| matches!(s, Step::Suspend { .. })));
+}
+
+#[test]
+fn a_leader_without_power_names_what_is_stuck_and_the_remedy() {
+    let n = |id| node(id, false);
+    let records = [
+        record(&n(2), PowerState::Asleep, 0, None),
+        record(&n(3), PowerState::Awake, 0, None),
+        record(&n(4), PowerState::Sleeping, 0, None),
+        record(&n(5), PowerState::Down, 0, None),
+    ];
+    let m = stuck_without_power(&records, "n1").unwrap();
+    assert!(
+        m.starts_with(
+            "n2 is asleep, n4 is going to sleep but [power] is not enabled on this leader (n1)"
+        ) && m.ends_with("enable [power] with the same settings on every node that may lead"),
+        "{m}"
+    );
+    assert_eq!(stuck_without_power(&records[1..2], "n1"), None);
 }

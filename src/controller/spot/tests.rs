@@ -104,6 +104,13 @@ fn the_loop_writes_changes_only_and_never_clears_a_drills_notice() {
     assert_eq!(to_write(None, Some(&aws), "aws"), Some(None));
     assert_eq!(to_write(None, None, "aws"), None);
     assert_eq!(to_write(None, Some(&drill), "aws"), None);
+    // A rebalance recommendation never replaces a drill's interruption (its own, yes).
+    let rebalance = notice(SpotKind::Rebalance, T0, "aws");
+    assert_eq!(to_write(Some(&rebalance), Some(&drill), "aws"), None);
+    assert_eq!(
+        to_write(Some(&rebalance), Some(&aws), "aws"),
+        Some(Some(rebalance.clone()))
+    );
     // What the cloud says replaces a drill's notice.
     assert_eq!(to_write(Some(&aws), Some(&drill), "aws"), Some(Some(aws)));
 }
@@ -161,6 +168,13 @@ fn an_interruption_drains_at_once_whatever_the_mode_and_cites_the_deadline() {
         "c",
     );
     assert_eq!(again, vec![]);
+    // Only a notice with no decision among those given is undecided; the same decision found
+    // further back counts as well as a recent one, another deadline's does not.
+    assert_eq!(undecided(&notices, &[]), vec![(2, &notices[&2])]);
+    assert!(undecided(&notices, std::slice::from_ref(&d)).is_empty());
+    assert!(decides(&d, 2, &notices[&2]));
+    assert!(!decides(&d, 2, &terminate(now + 240_000)));
+    assert!(!decides(&d, 3, &notices[&2]));
 }
 
 #[test]
