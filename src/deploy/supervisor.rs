@@ -34,6 +34,7 @@ pub use cgroup::Limits;
 use gpus::Shortage;
 use lifecycle::{Ctx, run_instance};
 pub use lifecycle::{Event, Spec};
+pub use process::signal_group;
 use process::{reap_leftovers, run_dir};
 
 /// An instance's task and what it holds.

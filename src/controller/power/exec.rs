@@ -114,15 +114,6 @@ pub fn stderr_tail(raw: &[u8]) -> String {
     text[start..].to_string()
 }
 
-/// Send SIGKILL to every process of group `pgid` (never to group 0 or 1).
-fn kill_group(pgid: u32) {
-    if pgid > 1 {
-        // SAFETY: killpg(2) on the process group the command was started in; no memory is
-        // touched.
-        unsafe { libc::killpg(pgid as libc::pid_t, libc::SIGKILL) };
-    }
-}
-
 /// Run `which`'s command for `t` (leader `leader`) in a process group of its own; the whole
 /// group is killed after `timeout`. Its exit decides the result: stderr is read for at most
 /// [`STDERR_AFTER_EXIT`] after it, whatever it left running in the background.
@@ -188,7 +179,7 @@ pub async fn run(
     });
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Err(_) => {
-            kill_group(pgid);
+            crate::deploy::supervisor::signal_group(pgid, libc::SIGKILL);
             let _ = child.kill().await;
             if let Some(r) = reader {
                 r.abort();
@@ -261,6 +252,16 @@ mod tests {
         }
     }
 
+    /// `sh -c SCRIPT sh`: the appended name, address and MAC are `$1`, `$2`, `$3`.
+    fn sh(script: &str) -> Vec<String> {
+        ["sh", "-c", script, "sh"].map(String::from).to_vec()
+    }
+
+    /// Run `which`'s `cmd` for [`target`] as leader n1.
+    async fn run_for_n4(which: Which, cmd: &[String], timeout: Duration) -> Result<(), PowerError> {
+        run(which, cmd, &target(), "n1", timeout).await
+    }
+
     #[test]
     fn the_magic_packet_is_six_ff_then_the_mac_sixteen_times() {
         let mac = Mac([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
@@ -304,7 +305,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_program_is_named_with_where_it_is_set() {
         let cmd = vec!["/nonexistent/aether-resume".to_string()];
-        let e = run(Which::Resume, &cmd, &target(), "n1", Duration::from_secs(5))
+        let e = run_for_n4(Which::Resume, &cmd, Duration::from_secs(5))
             .await
             .unwrap_err();
         assert!(matches!(e, PowerError::Missing { .. }), "{e:?}");
@@ -319,21 +320,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_command_reports_its_status_and_stderr() {
-        let cmd = vec![
-            "sh".to_string(),
-            "-c".to_string(),
-            "echo \"no ipmi for $1 at $2\" >&2; exit 3".to_string(),
-            "sh".to_string(),
-        ];
-        let e = run(
-            Which::Suspend,
-            &cmd,
-            &target(),
-            "n1",
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+        let cmd = sh("echo \"no ipmi for $1 at $2\" >&2; exit 3");
+        let e = run_for_n4(Which::Suspend, &cmd, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         let text = e.to_string();
         assert!(
             text.starts_with("power.suspend_command 'sh' failed (exit status: 3)")
@@ -341,27 +331,17 @@ mod tests {
             "{text}"
         );
         let ok = vec!["true".to_string()];
-        run(Which::Suspend, &ok, &target(), "n1", Duration::from_secs(5))
+        run_for_n4(Which::Suspend, &ok, Duration::from_secs(5))
             .await
             .unwrap();
     }
 
     #[tokio::test]
     async fn a_command_past_its_timeout_is_killed_and_reported() {
-        let cmd = vec![
-            "sh".to_string(),
-            "-c".to_string(),
-            "exec sleep 30".to_string(),
-        ];
-        let e = run(
-            Which::Resume,
-            &cmd,
-            &target(),
-            "n1",
-            Duration::from_millis(200),
-        )
-        .await
-        .unwrap_err();
+        let cmd = sh("exec sleep 30");
+        let e = run_for_n4(Which::Resume, &cmd, Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert!(matches!(e, PowerError::TimedOut { .. }), "{e}");
         assert!(e.to_string().contains("power.command_timeout"), "{e}");
     }
@@ -372,16 +352,9 @@ mod tests {
         let pidfile = dir.path().join("pid");
         // Like `systemctl suspend &`: the command exits at once, its child keeps stderr.
         let script = format!("sleep 30 & echo $! > '{}'; exit 0", pidfile.display());
-        let cmd = vec!["sh".to_string(), "-c".to_string(), script];
+        let cmd = sh(&script);
         // Without the bounded read this waits for the sleep and times out.
-        let r = run(
-            Which::Suspend,
-            &cmd,
-            &target(),
-            "n1",
-            Duration::from_secs(20),
-        )
-        .await;
+        let r = run_for_n4(Which::Suspend, &cmd, Duration::from_secs(20)).await;
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()
             .trim()
@@ -396,16 +369,10 @@ mod tests {
             "sleep 30 & echo $! > '{}'; echo broken >&2; exit 4",
             pidfile.display()
         );
-        let cmd = vec!["sh".to_string(), "-c".to_string(), script];
-        let e = run(
-            Which::Suspend,
-            &cmd,
-            &target(),
-            "n1",
-            Duration::from_secs(20),
-        )
-        .await
-        .unwrap_err();
+        let cmd = sh(&script);
+        let e = run_for_n4(Which::Suspend, &cmd, Duration::from_secs(20))
+            .await
+            .unwrap_err();
         let pid: i32 = std::fs::read_to_string(&pidfile)
             .unwrap()
             .trim()
@@ -425,8 +392,8 @@ mod tests {
         let pidfile = dir.path().join("pid");
         // A grandchild in the background, and the command itself waiting on it.
         let script = format!("sleep 30 & echo $! > '{}'; wait", pidfile.display());
-        let cmd = vec!["sh".to_string(), "-c".to_string(), script];
-        let e = run(Which::Resume, &cmd, &target(), "n1", Duration::from_secs(2))
+        let cmd = sh(&script);
+        let e = run_for_n4(Which::Resume, &cmd, Duration::from_secs(2))
             .await
             .unwrap_err();
         assert!(matches!(e, PowerError::TimedOut { .. }), "{e}");

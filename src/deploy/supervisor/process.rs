@@ -157,10 +157,11 @@ pub(super) async fn group_gone(pgid: u32, limit: Duration) -> bool {
     }
 }
 
-/// Send `sig` to every process of group `pgid` (never to group 0 or 1).
-pub(super) fn signal_group(pgid: u32, sig: i32) {
+/// Send `sig` to every process of group `pgid` (never to group 0 or 1). Also used by the
+/// controller's power commands, which run in a group of their own.
+pub fn signal_group(pgid: u32, sig: i32) {
     if pgid > 1 {
-        // SAFETY: kill(2) on a process group we created; no memory is touched.
+        // SAFETY: kill(2) on a process group the caller created; no memory is touched.
         unsafe { libc::kill(-(pgid as i32), sig) };
     }
 }
