@@ -313,19 +313,12 @@ pub(super) fn apply_command(
             Response::Ok
         }
         Command::RevokeJoinToken { id } => {
-            let mut tokens = txn.open_table(TOKENS).map_err(io)?;
-            let raw = tokens
-                .get(id.as_str())
-                .map_err(io)?
-                .map(|v| v.value().to_vec());
-            match raw {
-                Some(raw) => {
-                    let mut t: TokenRecord = dec(&raw, "token")?;
-                    t.revoked = true;
-                    tokens.insert(id.as_str(), enc(&t).as_slice()).map_err(io)?;
-                    Response::Ok
-                }
-                None => Response::Refused(format!("join token '{id}' is unknown")),
+            if update(txn, TOKENS, id, "token", |t: &mut TokenRecord| {
+                t.revoked = true
+            })? {
+                Response::Ok
+            } else {
+                Response::Refused(format!("join token '{id}' is unknown"))
             }
         }
         Command::ApplyBlueprint(b) => {
@@ -545,21 +538,18 @@ pub(super) fn apply_command(
             Response::Ok
         }
         Command::RevokeOperatorCert { name } => {
-            let mut t = txn.open_table(OPERATORS).map_err(io)?;
-            let raw = t
-                .get(name.as_str())
-                .map_err(io)?
-                .map(|v| v.value().to_vec());
-            match raw {
-                Some(raw) => {
-                    let mut rec: OperatorRecord = dec(&raw, "operator")?;
-                    rec.revoked = true;
-                    t.insert(name.as_str(), enc(&rec).as_slice()).map_err(io)?;
-                    Response::Ok
-                }
-                None => Response::Refused(format!(
+            if update(
+                txn,
+                OPERATORS,
+                name,
+                "operator",
+                |r: &mut OperatorRecord| r.revoked = true,
+            )? {
+                Response::Ok
+            } else {
+                Response::Refused(format!(
                     "no operator '{name}': 'aether operator cert list' shows them"
-                )),
+                ))
             }
         }
         Command::SetSpotNotice { id, notice, .. } => {
@@ -616,6 +606,25 @@ pub(super) fn apply_command(
             }
         }
     })
+}
+
+/// Change record `key` of `table` with `f` in place; `false` (and nothing written) when there
+/// is none.
+fn update<T: Serialize + for<'de> Deserialize<'de>>(
+    txn: &WriteTransaction,
+    table: redb::TableDefinition<&str, &[u8]>,
+    key: &str,
+    what: &str,
+    f: impl FnOnce(&mut T),
+) -> Result<bool, std::io::Error> {
+    let mut t = txn.open_table(table).map_err(io)?;
+    let Some(raw) = t.get(key).map_err(io)?.map(|v| v.value().to_vec()) else {
+        return Ok(false);
+    };
+    let mut rec: T = dec(&raw, what)?;
+    f(&mut rec);
+    t.insert(key, enc(&rec).as_slice()).map_err(io)?;
+    Ok(true)
 }
 
 /// Drop the assignments of blueprint `name` that `now` (none: the blueprint is gone) no longer

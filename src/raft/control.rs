@@ -296,6 +296,36 @@ fn node(txn: &WriteTransaction, id: u64) -> Result<Option<NodeRecord>, std::io::
     v.map(|v| dec(v.value(), "node")).transpose()
 }
 
+/// Whether node `id` may be drained (by a drain or a sleep): a member, ready, and not the
+/// last ready node.
+fn may_drain(
+    txn: &WriteTransaction,
+    id: u64,
+    name: &str,
+) -> Result<Result<(), DecisionStatus>, std::io::Error> {
+    Ok(match node(txn, id)? {
+        None => Err(DecisionStatus::Failed {
+            error: format!("node '{name}' is no longer a member"),
+        }),
+        Some(n) if n.state != NodeState::Ready => Err(DecisionStatus::Superseded {
+            reason: format!("node '{name}' is {} already", n.state),
+        }),
+        Some(_) => {
+            let others = super::txn::ready_nodes(txn)?
+                .into_iter()
+                .filter(|r| r.id != id)
+                .count();
+            if others == 0 {
+                Err(DecisionStatus::Rejected {
+                    reason: format!("'{name}' is the last ready node"),
+                })
+            } else {
+                Ok(())
+            }
+        }
+    })
+}
+
 fn power(txn: &WriteTransaction, id: u64) -> Result<Option<PowerRecord>, std::io::Error> {
     let t = txn.open_table(POWER).map_err(io)?;
     let v = t.get(id).map_err(io)?;
@@ -456,26 +486,9 @@ fn execute(
                 }
             }
         },
-        Action::Drain { node: id, name } => match node(txn, *id)? {
-            None => Err(DecisionStatus::Failed {
-                error: format!("node '{name}' is no longer a member"),
-            }),
-            Some(n) if n.state != NodeState::Ready => Err(DecisionStatus::Superseded {
-                reason: format!("node '{name}' is {} already", n.state),
-            }),
-            Some(_) => {
-                let others = super::txn::ready_nodes(txn)?
-                    .into_iter()
-                    .filter(|r| r.id != *id)
-                    .count();
-                if others == 0 {
-                    Err(DecisionStatus::Rejected {
-                        reason: format!("'{name}' is the last ready node"),
-                    })
-                } else {
-                    set_state(txn, *id, NodeState::Draining, at, actor, run)?
-                }
-            }
+        Action::Drain { node: id, name } => match may_drain(txn, *id, name)? {
+            Err(e) => Err(e),
+            Ok(()) => set_state(txn, *id, NodeState::Draining, at, actor, run)?,
         },
         Action::Undrain { node: id, name } => match node(txn, *id)? {
             None => Err(DecisionStatus::Failed {
@@ -492,39 +505,22 @@ fn execute(
             ),
         }),
         // Sleep drains the node; the leader's power loop suspends it once it is drained.
-        Action::Sleep { node: id, name } => match node(txn, *id)? {
-            None => Err(DecisionStatus::Failed {
-                error: format!("node '{name}' is no longer a member"),
+        Action::Sleep { node: id, name } => match may_drain(txn, *id, name)? {
+            Err(e) => Err(e),
+            Ok(()) if has_notice(txn, *id)? => Err(DecisionStatus::Superseded {
+                reason: format!(
+                    "the cloud announced something about '{name}''s machine (a spot notice): it is not put to sleep"
+                ),
             }),
-            Some(n) if n.state != NodeState::Ready => Err(DecisionStatus::Superseded {
-                reason: format!("node '{name}' is {} already", n.state),
-            }),
-            Some(_) => {
-                let others = super::txn::ready_nodes(txn)?
-                    .into_iter()
-                    .filter(|r| r.id != *id)
-                    .count();
-                if others == 0 {
-                    Err(DecisionStatus::Rejected {
-                        reason: format!("'{name}' is the last ready node"),
-                    })
-                } else if has_notice(txn, *id)? {
-                    Err(DecisionStatus::Superseded {
-                        reason: format!(
-                            "the cloud announced something about '{name}''s machine (a spot notice): it is not put to sleep"
-                        ),
-                    })
-                } else if let Some(reason) = sleep_quorum(txn, *id, name)? {
-                    Err(DecisionStatus::Superseded { reason })
-                } else {
-                    match set_state(txn, *id, NodeState::Draining, at, actor, run)? {
-                        Ok(()) => {
-                            set_power(txn, *id, name, PowerState::Sleeping, None, at, actor, run)?
-                        }
-                        Err(e) => Err(e),
+            Ok(()) => match sleep_quorum(txn, *id, name)? {
+                Some(reason) => Err(DecisionStatus::Superseded { reason }),
+                None => match set_state(txn, *id, NodeState::Draining, at, actor, run)? {
+                    Ok(()) => {
+                        set_power(txn, *id, name, PowerState::Sleeping, None, at, actor, run)?
                     }
-                }
-            }
+                    Err(e) => Err(e),
+                },
+            },
         },
         // Wake marks the node waking; the leader's power loop runs its resume command.
         Action::Wake { node: id, name } => match node(txn, *id)? {

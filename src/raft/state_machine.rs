@@ -194,6 +194,28 @@ mod tests {
         r
     }
 
+    /// Request `serial` of client 1 carrying `cmd`.
+    fn req(serial: u64, cmd: Command) -> Request {
+        Request {
+            id: RequestId { client: 1, serial },
+            actor: "test".into(),
+            at: 1,
+            cmd,
+        }
+    }
+
+    /// A cluster founded by node 3, `n3`.
+    fn founder_n3() -> Command {
+        Command::InitCluster(ClusterInit {
+            cluster_id: "c".into(),
+            ca_cert_pem: String::new(),
+            ca_key_pem: String::new(),
+            founder_id: 3,
+            founder_name: "n3".into(),
+            founder_addr: "127.0.0.1:1".into(),
+        })
+    }
+
     fn put(client: u128, serial: u64, key: &str, value: &str) -> Request {
         Request {
             id: RequestId { client, serial },
@@ -314,20 +336,7 @@ mod tests {
     fn drained_only_follows_draining_so_a_late_write_cannot_undo_an_undrain() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let req = |serial, cmd| Request {
-            id: RequestId { client: 1, serial },
-            actor: "test".into(),
-            at: 1,
-            cmd,
-        };
-        let init = Command::InitCluster(ClusterInit {
-            cluster_id: "c".into(),
-            ca_cert_pem: String::new(),
-            ca_key_pem: String::new(),
-            founder_id: 3,
-            founder_name: "n3".into(),
-            founder_addr: "127.0.0.1:1".into(),
-        });
+        let init = founder_n3();
         assert_eq!(apply(&store, &req(1, init)), Response::Ok);
         let id = 3;
         let set = |state| Command::SetNodeState { id, state };
@@ -359,20 +368,7 @@ mod tests {
     fn spot_notices_are_kept_per_member_travel_in_snapshots_and_leave_with_the_member() {
         let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = Store::open(a_dir.path()).unwrap();
-        let req = |serial, cmd| Request {
-            id: RequestId { client: 1, serial },
-            actor: "test".into(),
-            at: 1,
-            cmd,
-        };
-        let init = Command::InitCluster(ClusterInit {
-            cluster_id: "c".into(),
-            ca_cert_pem: String::new(),
-            ca_key_pem: String::new(),
-            founder_id: 3,
-            founder_name: "n3".into(),
-            founder_addr: "127.0.0.1:1".into(),
-        });
+        let init = founder_n3();
         assert_eq!(apply(&a, &req(1, init)), Response::Ok);
         let notice = crate::domain::SpotNotice {
             kind: crate::domain::SpotKind::Interruption {
