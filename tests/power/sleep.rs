@@ -193,19 +193,7 @@ fn a_resume_that_never_completes_marks_the_node_down_with_a_reason() {
             ("AETHER_POWER_RESUME_TIMEOUT", "3s"),
         ],
     );
-    sleeps(&c, "n2");
-    let bp = demanding_blueprint(dir.path(), &run);
-    assert!(
-        c.nodes[0]
-            .cli(&["blueprint", "apply", &bp])
-            .status
-            .success()
-    );
-    let down = wait_for("n2 down after its resume timeout", WAIT, || {
-        let m = member(&c.nodes[0], "n2")?;
-        (m["power"]["state"] == "down").then_some(m)
-    });
-    let why = down["power"]["reason"].as_str().unwrap();
+    let why = wake_given_up(&c, dir.path(), &run, "n2 down after its resume timeout");
     assert!(
         why.contains("after its resume (power.resume_timeout 3s"),
         "{why}"
@@ -236,19 +224,7 @@ fn a_resume_command_that_does_not_exist_is_reported_and_the_leader_keeps_running
             ),
         ],
     );
-    sleeps(&c, "n2");
-    let bp = demanding_blueprint(dir.path(), &run);
-    assert!(
-        c.nodes[0]
-            .cli(&["blueprint", "apply", &bp])
-            .status
-            .success()
-    );
-    let down = wait_for("the missing resume command reported", WAIT, || {
-        let m = member(&c.nodes[0], "n2")?;
-        (m["power"]["state"] == "down").then_some(m)
-    });
-    let why = down["power"]["reason"].as_str().unwrap();
+    let why = wake_given_up(&c, dir.path(), &run, "the missing resume command reported");
     assert!(
         why.contains("power.resume_command '/nonexistent/aether-resume' does not exist")
             && why.contains("leader n1's config")
@@ -258,6 +234,20 @@ fn a_resume_command_that_does_not_exist_is_reported_and_the_leader_keeps_running
     let st = c.nodes[0].status().expect("the leader answers");
     assert_eq!(st["node"]["ready"], true, "{st}");
     c.nodes[1].signal(libc::SIGCONT);
+}
+
+/// Put n2 to sleep, apply a slice that needs it awake, and wait (`what`) until the leader
+/// marks it down; returns the reason its power record gives.
+fn wake_given_up(c: &TestCluster, dir: &Path, run: &str, what: &str) -> String {
+    sleeps(c, "n2");
+    let bp = demanding_blueprint(dir, run);
+    let out = c.nodes[0].cli(&["blueprint", "apply", &bp]);
+    assert!(out.status.success(), "apply: {}", stderr(&out));
+    let down = wait_for(what, WAIT, || {
+        let m = member(&c.nodes[0], "n2")?;
+        (m["power"]["state"] == "down").then_some(m)
+    });
+    down["power"]["reason"].as_str().unwrap().to_string()
 }
 
 /// Every decision, newest first.
