@@ -178,6 +178,8 @@ pub struct Cluster {
     member_lock: tokio::sync::Mutex<()>,
     /// Lifetime of the node certificates this node signs at join (`tls.node_cert_ttl`).
     node_cert_ttl: Duration,
+    /// This node's certificate file as status last read it: its modification time and expiry.
+    node_cert: std::sync::Mutex<Option<(std::time::SystemTime, Option<crate::domain::Millis>)>>,
 }
 
 /// Build openraft's config from ours.
@@ -276,6 +278,7 @@ impl Cluster {
             advertise: cfg.advertise_addr(),
             member_lock: Default::default(),
             node_cert_ttl: cfg.tls.node_cert_ttl.0,
+            node_cert: Default::default(),
         }))
     }
 

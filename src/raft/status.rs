@@ -268,14 +268,8 @@ impl Cluster {
     /// [`expiring_certs`] from this node's certificate file and replica. A file or table that
     /// cannot be read is logged and left out: status still answers.
     fn expiring_certs(&self) -> Vec<CertExpiry> {
-        let path = self.data_dir().join("tls").join("node.crt");
-        let node = match crate::net::tls::cert_not_after(&path) {
-            Ok(secs) => Some(secs.max(0) as Millis * 1000),
-            Err(e) => {
-                tracing::warn!("status: {e}");
-                None
-            }
-        };
+        let node = self.node_cert_not_after();
+
         let operators = self.store.operators().unwrap_or_else(|e| {
             tracing::warn!("status: cannot read the operator records: {e}");
             Vec::new()
@@ -285,6 +279,29 @@ impl Cluster {
             node.map(|at| (self.name.as_str(), at)),
             &operators,
         )
+    }
+
+    /// When this node's certificate expires (Unix ms). Status is built each second for the
+    /// live feed and at every scrape, so the file is parsed again only when it changed (the
+    /// renewal loop replaces it); one that cannot be read is logged once per change.
+    fn node_cert_not_after(&self) -> Option<Millis> {
+        let path = self.data_dir().join("tls").join("node.crt");
+        let changed = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut cache = self.node_cert.lock().expect("node cert cache");
+        if let (Some(t), Some((seen, at))) = (changed, *cache)
+            && t == seen
+        {
+            return at;
+        }
+        let at = match crate::net::tls::cert_not_after(&path) {
+            Ok(secs) => Some(secs.max(0) as Millis * 1000),
+            Err(e) => {
+                tracing::warn!("status: {e}");
+                None
+            }
+        };
+        *cache = changed.map(|t| (t, at));
+        at
     }
 
     /// Status as this node sees it.
