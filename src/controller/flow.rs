@@ -165,6 +165,10 @@ struct Leading {
     power_off_warned: bool,
     /// Interruption decisions found older than the recent ones, by (node, notice deadline).
     spot_decided: HashMap<(crate::domain::NodeId, Millis), u64>,
+    /// Notices the whole decision table was searched for in vain since this leader last wrote
+    /// an interruption step: only such a write can add their decision, so they are not
+    /// searched again every tick (a notice whose node left the world stays undecided).
+    spot_missed: std::collections::HashSet<(crate::domain::NodeId, Millis)>,
 }
 
 /// Where a review on a blocking thread leaves its answer and how long it took from the
@@ -846,19 +850,26 @@ impl Controller {
                 let key = (id, notice.at);
                 let older = match state.spot_decided.get(&key) {
                     Some(d) => self.cluster.store.decision(*d)?,
+                    None if state.spot_missed.contains(&key) => None,
                     None => self
                         .cluster
                         .store
                         .find_decision(|d| spot::decides(d, id, notice))?,
                 };
-                if let Some(d) = older {
-                    state.spot_decided.insert(key, d.id);
-                    decisions.to_mut().push(d);
+                match older {
+                    Some(d) => {
+                        state.spot_decided.insert(key, d.id);
+                        decisions.to_mut().push(d);
+                    }
+                    None => {
+                        state.spot_missed.insert(key);
+                    }
                 }
             }
             for step in
                 spot::interruptions(&notices, world, &assignments, &decisions, &control, &by)
             {
+                state.spot_missed.clear();
                 Self::write_spot(w, step).await?;
             }
         }
