@@ -57,14 +57,10 @@ fn shape(expected: &'static str, body: &[u8]) -> NoticeError {
 }
 
 fn time(field: &'static str, v: &str) -> Result<Millis, NoticeError> {
-    humantime::parse_rfc3339_weak(v.trim())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as Millis)
-        .ok_or_else(|| NoticeError::Time {
-            field,
-            found: v.chars().take(40).collect(),
-        })
+    crate::domain::parse_time(v).map_err(|_| NoticeError::Time {
+        field,
+        found: v.chars().take(40).collect(),
+    })
 }
 
 /// `spot/instance-action`'s answer: `{"action": "terminate", "time": "2026-…Z"}`.
