@@ -57,6 +57,13 @@ pub fn drill(w: &mut dyn Write, r: &DrillReport, json: bool) -> io::Result<()> {
         )?;
     }
     let t = |v: Option<u64>| v.map(ms).unwrap_or_else(|| "not seen".into());
+    let moved = |r: &DrillReport| {
+        format!(
+            "{} after {}",
+            r.moved_instances.unwrap_or(0),
+            t(r.moved_after_ms)
+        )
+    };
     if r.leader_changed {
         line(w, "new leader after", t(r.leader_after_ms))?;
     }
@@ -85,15 +92,7 @@ pub fn drill(w: &mut dyn Write, r: &DrillReport, json: bool) -> io::Result<()> {
     }
     if r.scenario == "node-loss" {
         line(w, "marked down after", t(r.marked_down_after_ms))?;
-        line(
-            w,
-            "instances moved",
-            format!(
-                "{} after {}",
-                r.moved_instances.unwrap_or(0),
-                t(r.moved_after_ms)
-            ),
-        )?;
+        line(w, "instances moved", moved(r))?;
     }
     if r.back_ready_after_ms.is_some() || r.scenario == "node-loss" {
         line(
@@ -130,15 +129,7 @@ pub fn drill(w: &mut dyn Write, r: &DrillReport, json: bool) -> io::Result<()> {
                 t(r.decided_after_ms)
             ),
         )?;
-        line(
-            w,
-            "instances moved",
-            format!(
-                "{} after {}",
-                r.moved_instances.unwrap_or(0),
-                t(r.moved_after_ms)
-            ),
-        )?;
+        line(w, "instances moved", moved(r))?;
         for m in &r.moves {
             line(w, "moved", m.clone())?;
         }
