@@ -1151,6 +1151,20 @@ impl tokio::io::AsyncWrite for AdminStream {
     }
 }
 
+/// `addr` resolved, and a client endpoint of its own on an ephemeral port of the same family
+/// (for a caller that is not a member: an operator, a joining node).
+async fn client_endpoint(addr: &str) -> Result<(SocketAddr, quinn::Endpoint), NetError> {
+    let sa = resolve(addr).await?;
+    let bind: SocketAddr = if sa.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .expect("literal");
+    let ep = quinn::Endpoint::client(bind).map_err(|e| NetError::Bind {
+        addr: bind,
+        message: e.to_string(),
+    })?;
+    Ok((sa, ep))
+}
+
 /// Dial the node at `addr` as the remote operator `identity` (ALPN `aether-admin/1`) within
 /// `timeout` and open the stream the admin protocol runs on. The node's certificate must be
 /// signed by the identity's CA. A node that refuses the certificate says why at the first read.
@@ -1160,14 +1174,7 @@ pub async fn admin_connect(
     cfg: &NetConfig,
     timeout: Duration,
 ) -> Result<AdminStream, NetError> {
-    let sa = resolve(addr).await?;
-    let bind: SocketAddr = if sa.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-        .parse()
-        .expect("literal");
-    let ep = quinn::Endpoint::client(bind).map_err(|e| NetError::Bind {
-        addr: bind,
-        message: e.to_string(),
-    })?;
+    let (sa, ep) = client_endpoint(addr).await?;
     let client = client_config(identity.client_config(ALPN_ADMIN)?, cfg)?;
     let connect = |e: &dyn std::fmt::Display| NetError::Connect {
         addr: addr.into(),
@@ -1230,14 +1237,7 @@ pub async fn join_call<Req: Serialize, Resp: DeserializeOwned>(
     cfg: &NetConfig,
     timeout: Duration,
 ) -> Result<Resp, NetError> {
-    let sa = resolve(addr).await?;
-    let bind: SocketAddr = if sa.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-        .parse()
-        .expect("literal");
-    let ep = quinn::Endpoint::client(bind).map_err(|e| NetError::Bind {
-        addr: bind,
-        message: e.to_string(),
-    })?;
+    let (sa, ep) = client_endpoint(addr).await?;
     let (tls_cfg, refused) = tls::join_client_config(ca_sha256, ALPN_JOIN)?;
     let client = client_config(tls_cfg, cfg)?;
     let r = tokio::time::timeout(timeout, async {
