@@ -620,19 +620,13 @@ mod tests {
     #[test]
     fn gpu_health_counts_findings_errors_and_capping_and_is_absent_without_gpus() {
         let gpu = GpuSample {
-            index: 0,
-            name: "H100".into(),
             util: 1.0,
-            mem_used: 1,
-            mem_total: 2,
             temp_c: 80.0,
             power_w: 700.0,
-            processes: Vec::new(),
-            slowdown_c: 87.0,
             xid_errors: 2,
             last_xid: 79,
-            ecc_uncorrected: 0,
             throttle: 1,
+            ..GpuSample::quiet(0)
         };
         let flags = [
             flag("cpu", 0.99, "cpu far above"),

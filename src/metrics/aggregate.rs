@@ -537,19 +537,9 @@ mod tests {
         for sec in 1..=30u64 {
             let mut u = update(2, sec * 1_000, 0.1);
             u.m.gpus = vec![crate::metrics::gpu::GpuSample {
-                index: 0,
-                name: "H100".into(),
-                util: 0.9,
-                mem_used: 1,
-                mem_total: 2,
-                temp_c: 60.0,
-                power_w: 300.0,
-                processes: Vec::new(),
-                slowdown_c: 87.0,
                 xid_errors: u32::from(sec > 20),
                 last_xid: if sec > 20 { 48 } else { 0 },
-                ecc_uncorrected: 0,
-                throttle: 0,
+                ..crate::metrics::gpu::GpuSample::quiet(0)
             }];
             u.m.visit_series(|name, v| w.record(2, name, sec, v));
             let quiet = update(1, sec * 1_000, 0.1);

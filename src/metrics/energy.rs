@@ -122,19 +122,9 @@ mod tests {
 
     fn gpu(index: u32, power_w: f32) -> GpuSample {
         GpuSample {
-            index,
-            name: "H100".into(),
             util: 1.0,
-            mem_used: 1,
-            mem_total: 2,
-            temp_c: 60.0,
             power_w,
-            processes: Vec::new(),
-            slowdown_c: 87.0,
-            xid_errors: 0,
-            last_xid: 0,
-            ecc_uncorrected: 0,
-            throttle: 0,
+            ..GpuSample::quiet(index)
         }
     }
 

@@ -72,6 +72,28 @@ pub struct GpuSample {
     pub throttle: u8,
 }
 
+#[cfg(test)]
+impl GpuSample {
+    /// A quiet GPU for tests: an H100 at 60 °C and 300 W, slowdown at 87 °C, no errors.
+    pub fn quiet(index: u32) -> GpuSample {
+        GpuSample {
+            index,
+            name: "H100".into(),
+            util: 0.9,
+            mem_used: 1,
+            mem_total: 2,
+            temp_c: 60.0,
+            power_w: 300.0,
+            processes: Vec::new(),
+            slowdown_c: 87.0,
+            xid_errors: 0,
+            last_xid: 0,
+            ecc_uncorrected: 0,
+            throttle: 0,
+        }
+    }
+}
+
 /// What the node knows about its GPUs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum GpuState {

@@ -315,19 +315,9 @@ mod tests {
 
     fn gpu(temp: f32) -> GpuSample {
         GpuSample {
-            index: 0,
-            name: "H100".into(),
-            util: 0.9,
-            mem_used: 1,
-            mem_total: 2,
             temp_c: temp,
             power_w: 400.0,
-            processes: Vec::new(),
-            slowdown_c: 87.0,
-            xid_errors: 0,
-            last_xid: 0,
-            ecc_uncorrected: 0,
-            throttle: 0,
+            ..GpuSample::quiet(0)
         }
     }
 
