@@ -227,7 +227,10 @@ fn every_strategy_survives_a_leader_killed_mid_rollout_and_rolling_fails_no_requ
         (
             "r-3",
             "v4",
-            "strategy = \"canary\"\nmin_healthy_time = \"1s\"\ncanary = 1\ncanary_traffic = \"30%\"\nauto_promote = true\nanalysis = { interval = \"4s\", min_requests = 10, max_error_rate = \"5%\" }",
+            // The killed node may hold the canary: the requests in flight on it fail when
+            // their hop times out and land in one analysis window. The load below may lose
+            // up to 4 of them, so the analysis allows that many among at least 30 requests.
+            "strategy = \"canary\"\nmin_healthy_time = \"1s\"\ncanary = 1\ncanary_traffic = \"30%\"\nauto_promote = true\nanalysis = { interval = \"4s\", min_requests = 30, max_error_rate = \"15%\" }",
             "analysis 1 begins",
         ),
         (
