@@ -24,6 +24,7 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 mod txn;
+mod wal;
 pub mod types;
 
 use std::collections::BTreeMap;

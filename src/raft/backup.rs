@@ -609,7 +609,8 @@ pub fn restore(path: &Path, dir: &Path) -> Result<RestoredView, BackupError> {
 }
 
 /// Move the store built in `aside` to `dir`: the whole dir when `dir` does not exist, else its
-/// `raft.redb` alone (one rename: `dir` then holds a whole store or none).
+/// log folder and then its `raft.redb` (the last rename makes it a store: until then `dir`
+/// holds no `raft.redb`, and a node started on it discards a log found without one).
 fn move_into_place(aside: &Path, dir: &Path) -> Result<(), BackupError> {
     let failed = |e: std::io::Error| BackupError::Write {
         dir: dir.into(),
@@ -625,6 +626,11 @@ fn move_into_place(aside: &Path, dir: &Path) -> Result<(), BackupError> {
                 found: target.display().to_string(),
             });
         }
+        let log = dir.join(super::wal::WAL_DIR);
+        if log.exists() {
+            std::fs::remove_dir_all(&log).map_err(failed)?;
+        }
+        std::fs::rename(aside.join(super::wal::WAL_DIR), &log).map_err(failed)?;
         std::fs::rename(aside.join("raft.redb"), &target).map_err(failed)?;
     }
     // The rename is durable once the dirs holding it are.

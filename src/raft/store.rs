@@ -1,30 +1,32 @@
-//! The redb file `<data-dir>/raft.redb`: Raft log, vote, committed id, the state machine and
-//! snapshot metadata. Snapshot data lives beside it in `<data-dir>/snapshots/<id>.snap`.
+//! The node's store in `<data-dir>`: the Raft log (entries, vote, committed and purged ids) in
+//! the write-ahead log `raft-log/` (see [`super::wal`]), and the state machine and snapshot
+//! metadata in the redb file `raft.redb`. Snapshot data lives in `snapshots/<id>.snap`.
 //!
-//! Durability: votes, appends, truncates and purges go through one log-writer thread that takes
-//! every queued operation, applies them in order in one transaction and commits it with an fsync
-//! (group commit) before any of them is acknowledged. Appended entries are readable from memory
-//! at once, as openraft requires, and durable when the writer reports them flushed. State-machine
-//! applies commit with `Durability::None`: redb makes such a commit durable with the next durable
-//! one, and every purge of the log is durable, so no applied entry can be lost from both the state
-//! machine and the log. After a crash openraft re-applies from the last durable applied id.
+//! Durability: votes, appends, truncates and purges are on disk (one write and one fdatasync
+//! for everything queued: group commit) before openraft is told. State-machine applies commit
+//! with `Durability::None`: redb makes such a commit durable with the next durable one. The
+//! two media are kept in step by one rule: before the log is purged up to X, a durable redb
+//! commit makes every applied entry (so X) durable in the state machine, so no applied entry
+//! can be lost from both. After a crash openraft re-applies from the last durable applied id.
 
-use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{LogId, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use super::wal::{Done, WAL_DIR, Wal};
 use super::{Entry, TypeConfig};
 use crate::domain::NodeId;
 
 // Every table of raft.redb, declared once.
+/// The log of formats up to 4 (read by the migration to format 5, which moves it to the
+/// write-ahead log and deletes it).
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 pub(super) const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 pub(super) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
@@ -71,8 +73,9 @@ pub(super) const FLEXIBLE: TableDefinition<&str, &[u8]> = TableDefinition::new("
 /// with blueprint versions, per-version assignments and rollouts; 2: slices carry a user; 0
 /// and 1 were development builds only; 2 is the first released format; 3: the operators
 /// table, and the log's operator commands; 4: the spot notices, power and flexible tables,
-/// and their commands).
-pub const STORE_FORMAT: u32 = 4;
+/// and their commands; 5: the log, vote, committed and purged ids move from raft.redb to the
+/// write-ahead log `raft-log/`).
+pub const STORE_FORMAT: u32 = 5;
 
 /// One step from a format to the next, inside the write transaction of the open that
 /// migrates: a failed step commits nothing.
@@ -95,6 +98,7 @@ pub(super) const OLDER_FORMATS: &[(u32, Older)] = &[
     (1, Older::Development),
     (2, Older::Migrate(migrate_2_to_3)),
     (3, Older::Migrate(migrate_3_to_4)),
+    (4, Older::Migrate(migrate_4_to_5)),
 ];
 
 /// Format 2 → 3: the operators table appears, empty (no record of format 2 changes).
@@ -109,6 +113,19 @@ fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
     txn.open_table(SPOT_NOTICES)?;
     txn.open_table(POWER)?;
     txn.open_table(FLEXIBLE)?;
+    Ok(())
+}
+
+/// Format 4 → 5: the log rows and the vote, committed and purged ids leave raft.redb. They
+/// were copied to the write-ahead log, and made durable there, before this step runs (see
+/// [`open_log`]); this step deletes them in the commit that records format 5, so a crash
+/// before that commit leaves format 4 whole and the next start copies them again.
+fn migrate_4_to_5(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
+    txn.delete_table(LOG)?;
+    let mut meta = txn.open_table(RAFT_META)?;
+    for k in [K_VOTE, K_COMMITTED, K_PURGED] {
+        meta.remove(k)?;
+    }
     Ok(())
 }
 
@@ -199,7 +216,7 @@ pub(super) fn migrate(
     Ok(())
 }
 
-// Keys of RAFT_META.
+// Keys of RAFT_META (the vote, committed and purged ids only up to format 4).
 const K_VOTE: &str = "vote";
 /// The store's [`STORE_FORMAT`] (in RAFT_META, which a snapshot install leaves alone).
 const K_FORMAT: &str = "format";
@@ -219,6 +236,18 @@ pub enum StoreError {
     Open { path: PathBuf, message: String },
     #[error("raft store '{path}': {message}")]
     Io { path: PathBuf, message: String },
+    #[error(
+        "cannot open the raft log '{path}': {message}; a damaged record that is not the last write cannot be repaired here: restore this node from a backup or remove its data dir and join it again"
+    )]
+    Log { path: PathBuf, message: String },
+    #[error(
+        "raft store '{path}' is in format '{format}' but its log '{log}' is missing; the vote and log of this node are lost: remove its data dir and join it again"
+    )]
+    LogMissing {
+        path: PathBuf,
+        format: u32,
+        log: PathBuf,
+    },
     #[error(
         "raft store '{path}' is in format '{found}'{note}, and this aether reads format '{want}': this data dir was written by a development build before format 2; start from a fresh data dir or run the aether that wrote it"
     )]
@@ -252,10 +281,8 @@ pub enum StoreError {
 pub struct Store {
     pub(super) db: Arc<Database>,
     pub(crate) dir: PathBuf,
-    /// Appended entries the log writer has not flushed yet; readers see them.
-    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
-    /// Queue of the log writer thread (group commit).
-    writer: std::sync::mpsc::Sender<WriteOp>,
+    /// The Raft log (entries, vote, committed and purged ids).
+    wal: Wal,
     /// Last committed log id as openraft reported it (also persisted, lazily).
     committed: Mutex<Option<LogId<NodeId>>>,
     /// Index of the last applied entry; views wait on it.
@@ -318,27 +345,16 @@ impl Store {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        check_format(&db, &path)?;
+        let wal = open_log(&db, &path, &dir.join(WAL_DIR))?;
         let snaps = dir.join("snapshots");
         std::fs::create_dir_all(&snaps).map_err(|e| StoreError::Io {
             path: snaps.clone(),
             message: e.to_string(),
         })?;
         let db = Arc::new(db);
-        let pending: Arc<Mutex<BTreeMap<u64, Entry>>> = Arc::default();
-        let (writer, rx) = std::sync::mpsc::channel();
-        let (wdb, wpending) = (db.clone(), pending.clone());
-        std::thread::Builder::new()
-            .name("raft-log-writer".into())
-            .spawn(move || log_writer(wdb, wpending, rx))
-            .map_err(|e| StoreError::Io {
-                path: path.clone(),
-                message: format!("cannot start the log writer: {e}"),
-            })?;
         let store = Arc::new(Store {
             db,
-            pending,
-            writer,
+            wal,
             dir: dir.to_path_buf(),
             committed: Mutex::new(None),
             applied_tx: watch::channel(0).0,
@@ -348,7 +364,6 @@ impl Store {
         // Create every table so readers never meet a missing one.
         let init = || -> Result<(), redb::Error> {
             let txn = store.db.begin_write()?;
-            txn.open_table(LOG)?;
             txn.open_table(RAFT_META)?;
             txn.open_table(SM_META)?;
             txn.open_table(KV)?;
@@ -375,13 +390,7 @@ impl Store {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let committed = store
-            .read_meta::<Option<LogId<NodeId>>>(RAFT_META, K_COMMITTED)
-            .map_err(|e| StoreError::Io {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        *store.committed.lock().expect("lock") = committed.flatten();
+        *store.committed.lock().expect("lock") = store.wal.state().committed;
         let applied = store.applied_log_id().map_err(|e| StoreError::Io {
             path,
             message: e.to_string(),
@@ -457,22 +466,9 @@ impl Store {
         txn.commit().map_err(io)
     }
 
-    /// Entries in `range`: what is on disk, overlaid with appended entries not yet flushed.
+    /// Entries in `range` (from memory where the log still holds them).
     fn read_entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, std::io::Error> {
-        let mut out: BTreeMap<u64, Entry> = BTreeMap::new();
-        {
-            let txn = self.db.begin_read().map_err(io)?;
-            let t = txn.open_table(LOG).map_err(io)?;
-            for row in t.range(range).map_err(io)? {
-                let (k, v) = row.map_err(io)?;
-                out.insert(k.value(), dec(v.value(), "log entry")?);
-            }
-        }
-        let pending = self.pending.lock().expect("lock");
-        for (i, e) in pending.range(range) {
-            out.insert(*i, e.clone());
-        }
-        Ok(out.into_values().collect())
+        self.wal.read(range)
     }
 
     /// The id of the last entry in the log (flushed or not), or of the last purged one.
@@ -481,68 +477,25 @@ impl Store {
     }
 
     fn log_state(&self) -> Result<LogState<TypeConfig>, std::io::Error> {
-        let purged: Option<LogId<NodeId>> = self.read_meta(RAFT_META, K_PURGED)?.flatten();
-        if let Some((_, e)) = self.pending.lock().expect("lock").last_key_value() {
-            return Ok(LogState {
-                last_purged_log_id: purged,
-                last_log_id: Some(e.log_id),
-            });
-        }
-        let txn = self.db.begin_read().map_err(io)?;
-        let t = txn.open_table(LOG).map_err(io)?;
-        let last = match t.last().map_err(io)? {
-            Some((_, v)) => Some(dec::<Entry>(v.value(), "log entry")?.log_id),
-            None => purged,
-        };
+        let s = self.wal.state();
         Ok(LogState {
-            last_purged_log_id: purged,
-            last_log_id: last,
+            last_purged_log_id: s.purged,
+            last_log_id: s.last.or(s.purged),
         })
     }
 
-    /// Queue a write for the log writer and wait until it is on disk.
-    async fn write_and_wait(&self, op: impl FnOnce(Done) -> WriteOp) -> Result<(), std::io::Error> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(op(tx))
-            .map_err(|_| io("the raft log writer has stopped"))?;
-        rx.await
-            .map_err(|_| io("the raft log writer has stopped"))?
+    /// Make every state-machine commit so far durable (the applies commit without an fsync).
+    fn sync_state_machine(&self) -> Result<(), std::io::Error> {
+        let txn = self.db.begin_write().map_err(io)?;
+        // A commit that writes something, so that redb does not skip it.
+        txn.open_table(RAFT_META)
+            .map_err(io)?
+            .insert(K_FORMAT, enc(&STORE_FORMAT).as_slice())
+            .map_err(io)?;
+        txn.commit().map_err(io)
     }
 }
 
-/// Completion of a queued write.
-type Done = tokio::sync::oneshot::Sender<Result<(), std::io::Error>>;
-
-/// Writes to the log half of raft.redb, in the order openraft issued them.
-enum WriteOp {
-    Append {
-        rows: Vec<(LogId<NodeId>, Vec<u8>)>,
-        callback: LogFlushed<TypeConfig>,
-    },
-    Truncate {
-        since: u64,
-        done: Done,
-    },
-    Purge {
-        upto: LogId<NodeId>,
-        done: Done,
-    },
-    Vote {
-        vote: Vote<NodeId>,
-        done: Done,
-    },
-    Committed {
-        committed: Option<LogId<NodeId>>,
-    },
-}
-
-/// Most operations merged into one transaction.
-const MAX_BATCH: usize = 1024;
-
-/// The log writer: takes every queued operation, applies them in order in one transaction,
-/// commits it durably (one fsync for the whole batch: group commit), then reports each one.
-/// After a failed commit every later operation fails too; openraft stops on the first error.
 /// What `raft.redb` says of its format.
 #[derive(Debug, PartialEq, Eq)]
 enum Found {
@@ -599,15 +552,28 @@ fn precheck(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Stamp a new store with [`STORE_FORMAT`]; migrate an older one it can read; refuse the rest.
-fn check_format(db: &Database, path: &Path) -> Result<(), StoreError> {
+/// Open the log in `wal_dir` for the store `db` at `path`: stamp a new store with
+/// [`STORE_FORMAT`] (a log left in the folder without a store is discarded); migrate an older
+/// one it can read (copying the log out of raft.redb first, see [`migrate_4_to_5`]); refuse
+/// the rest.
+fn open_log(db: &Database, path: &Path, wal_dir: &Path) -> Result<Wal, StoreError> {
     let io_err = |e: &dyn std::fmt::Display| StoreError::Io {
         path: path.into(),
         message: e.to_string(),
     };
+    let log_err = |e: std::io::Error| StoreError::Log {
+        path: wal_dir.into(),
+        message: e.to_string(),
+    };
+    let fresh_log = || -> Result<Wal, StoreError> {
+        if wal_dir.exists() {
+            std::fs::remove_dir_all(wal_dir).map_err(log_err)?;
+        }
+        Wal::open(wal_dir).map_err(log_err)
+    };
     match read_format(db).map_err(|e| io_err(&e))? {
-        Found::Format(f) => migrate(db, path, f, STORE_FORMAT, OLDER_FORMATS),
         Found::Fresh => {
+            let wal = fresh_log()?;
             let stamp = || -> Result<(), redb::Error> {
                 let txn = db.begin_write()?;
                 txn.open_table(RAFT_META)?
@@ -615,108 +581,75 @@ fn check_format(db: &Database, path: &Path) -> Result<(), StoreError> {
                 txn.commit()?;
                 Ok(())
             };
-            stamp().map_err(|e| io_err(&e))
+            stamp().map_err(|e| io_err(&e))?;
+            Ok(wal)
+        }
+        Found::Format(f) if f >= STORE_FORMAT => {
+            plan(path, f, STORE_FORMAT, OLDER_FORMATS)?;
+            if !wal_dir.exists() {
+                return Err(StoreError::LogMissing {
+                    path: path.into(),
+                    format: f,
+                    log: wal_dir.into(),
+                });
+            }
+            Wal::open(wal_dir).map_err(log_err)
+        }
+        Found::Format(f) => {
+            // Refuse what cannot be migrated before writing anything.
+            plan(path, f, STORE_FORMAT, OLDER_FORMATS)?;
+            let failed = |message: String| StoreError::Migration {
+                path: path.into(),
+                from: f,
+                to: STORE_FORMAT,
+                message,
+            };
+            // A log left by a migration that did not finish is rebuilt from raft.redb.
+            let wal = fresh_log()?;
+            copy_log(db, &wal).map_err(|e| failed(format!("copying the log: {e}")))?;
+            migrate(db, path, f, STORE_FORMAT, OLDER_FORMATS)?;
+            Ok(wal)
         }
     }
 }
 
-fn log_writer(
-    db: Arc<Database>,
-    pending: Arc<Mutex<BTreeMap<u64, Entry>>>,
-    rx: std::sync::mpsc::Receiver<WriteOp>,
-) {
-    let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+/// Copy the log of a store of format 4 or before (rows of LOG, the vote, committed and purged
+/// ids in RAFT_META) into `wal`, durable when this returns.
+fn copy_log(db: &Database, wal: &Wal) -> Result<(), std::io::Error> {
+    let txn = db.begin_read().map_err(io)?;
+    let get = |meta: &redb::ReadOnlyTable<&str, &[u8]>, k: &str| -> Result<Option<Vec<u8>>, std::io::Error> {
+        Ok(meta.get(k).map_err(io)?.map(|v| v.value().to_vec()))
+    };
+    let (vote, committed, purged) = match txn.open_table(RAFT_META) {
+        Ok(meta) => (
+            get(&meta, K_VOTE)?
+                .map(|b| dec::<Vote<NodeId>>(&b, K_VOTE))
+                .transpose()?,
+            get(&meta, K_COMMITTED)?
+                .map(|b| dec::<Option<LogId<NodeId>>>(&b, K_COMMITTED))
+                .transpose()?
+                .flatten(),
+            get(&meta, K_PURGED)?
+                .map(|b| dec::<Option<LogId<NodeId>>>(&b, K_PURGED))
+                .transpose()?
+                .flatten(),
+        ),
+        Err(redb::TableError::TableDoesNotExist(_)) => (None, None, None),
+        Err(e) => return Err(io(e)),
+    };
+    let mut entries = Vec::new();
+    match txn.open_table(LOG) {
+        Ok(t) => {
+            for row in t.iter().map_err(io)? {
+                let (_, v) = row.map_err(io)?;
+                entries.push(dec::<Entry>(v.value(), "log entry")?);
             }
         }
-        tracing::debug!(ops = batch.len(), "log writer batch");
-        let result = match &failed {
-            Some(e) => Err(io(format!("an earlier commit failed: {e}"))),
-            None => write_batch(&db, &batch),
-        };
-        if let Err(e) = &result {
-            if failed.is_none() {
-                tracing::error!(
-                    "raft store commit failed while writing the log: {e}; the node stops to protect the log (check the disk holding the data dir)"
-                );
-                failed = Some(e.to_string());
-            }
-        }
-        let mut flushed = Vec::new();
-        for op in batch {
-            let r = result
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| std::io::Error::new(e.kind(), e.to_string()));
-            match op {
-                WriteOp::Append { rows, callback } => {
-                    flushed.extend(rows.into_iter().map(|(id, _)| id));
-                    callback.log_io_completed(r);
-                }
-                WriteOp::Truncate { done, .. }
-                | WriteOp::Purge { done, .. }
-                | WriteOp::Vote { done, .. } => {
-                    let _ = done.send(r);
-                }
-                WriteOp::Committed { .. } => {}
-            }
-        }
-        if result.is_ok() {
-            // Flushed entries are now readable from disk; drop them from the overlay unless a
-            // later append replaced them.
-            let mut p = pending.lock().expect("lock");
-            for id in flushed {
-                if p.get(&id.index).is_some_and(|e| e.log_id == id) {
-                    p.remove(&id.index);
-                }
-            }
-        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(io(e)),
     }
-}
-
-fn write_batch(db: &Database, batch: &[WriteOp]) -> Result<(), std::io::Error> {
-    let mut txn = db.begin_write().map_err(io)?;
-    if batch
-        .iter()
-        .all(|op| matches!(op, WriteOp::Committed { .. }))
-    {
-        // Nothing here needs an fsync of its own: the committed id rides on the next one.
-        txn.set_durability(Durability::None).map_err(io)?;
-    }
-    {
-        let mut log = txn.open_table(LOG).map_err(io)?;
-        let mut meta = txn.open_table(RAFT_META).map_err(io)?;
-        for op in batch {
-            match op {
-                WriteOp::Append { rows, .. } => {
-                    for (id, bytes) in rows {
-                        log.insert(id.index, bytes.as_slice()).map_err(io)?;
-                    }
-                }
-                WriteOp::Truncate { since, .. } => {
-                    log.retain_in(*since.., |_, _| false).map_err(io)?
-                }
-                WriteOp::Purge { upto, .. } => {
-                    log.retain_in(..=upto.index, |_, _| false).map_err(io)?;
-                    meta.insert(K_PURGED, enc(&Some(*upto)).as_slice())
-                        .map_err(io)?;
-                }
-                WriteOp::Vote { vote, .. } => {
-                    meta.insert(K_VOTE, enc(vote).as_slice()).map_err(io)?;
-                }
-                WriteOp::Committed { committed } => {
-                    meta.insert(K_COMMITTED, enc(committed).as_slice())
-                        .map_err(io)?;
-                }
-            }
-        }
-    }
-    txn.commit().map_err(io)
+    wal.import(vote, purged, entries, committed)?;
+    wal.sync_blocking()
 }
 
 /// The log half of the store, handed to openraft.
@@ -751,20 +684,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let vote = *vote;
         self.0
-            .write_and_wait(|done| WriteOp::Vote { vote, done })
+            .wal
+            .save_vote(*vote)
             .await
             .map_err(|e| fatal("saving the vote", e, |e| StorageIOError::write_vote(e)))
     }
 
     /// The vote is read back uncommitted (see [`restarted_vote`]).
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        let store = self.0.clone();
-        store
-            .read_meta(RAFT_META, K_VOTE)
-            .map(|v: Option<Vote<NodeId>>| v.map(restarted_vote))
-            .map_err(|e| StorageIOError::read_vote(&e).into())
+        Ok(self.0.wal.state().vote.map(restarted_vote))
     }
 
     async fn save_committed(
@@ -773,24 +702,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     ) -> Result<(), StorageError<NodeId>> {
         *self.0.committed.lock().expect("lock") = committed;
         // Not waited for: losing it only delays re-applying after a restart.
-        self.0
-            .writer
-            .send(WriteOp::Committed { committed })
-            .map_err(|_| {
-                fatal(
-                    "saving the committed id",
-                    io("the raft log writer has stopped"),
-                    |e| StorageIOError::write(e),
-                )
-            })
+        self.0.wal.save_committed(committed).map_err(|e| {
+            fatal("saving the committed id", e, |e| StorageIOError::write(e))
+        })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        let store = self.0.clone();
-        store
-            .read_meta(RAFT_META, K_COMMITTED)
-            .map(Option::flatten)
-            .map_err(|e| StorageIOError::read(&e).into())
+        Ok(self.0.wal.state().committed)
     }
 
     async fn append<I>(
@@ -802,49 +720,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        let rows = entries.iter().map(|e| (e.log_id, enc(e))).collect();
-        // Readable at once (openraft's contract); durable when the writer calls back.
+        // Readable at once (openraft's contract); durable when the log calls back.
         self.0
-            .pending
-            .lock()
-            .expect("lock")
-            .extend(entries.into_iter().map(|e| (e.log_id.index, e)));
-        self.0
-            .writer
-            .send(WriteOp::Append { rows, callback })
-            .map_err(|_| {
-                fatal(
-                    "appending log entries",
-                    io("the raft log writer has stopped"),
-                    |e| StorageIOError::write_logs(e),
-                )
-            })
+            .wal
+            .append(entries.into_iter().collect(), Done::Flushed(callback))
+            .map_err(|e| fatal("appending log entries", e, |e| StorageIOError::write_logs(e)))
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.0
-            .pending
-            .lock()
-            .expect("lock")
-            .retain(|i, _| *i < log_id.index);
-        self.0
-            .write_and_wait(|done| WriteOp::Truncate {
-                since: log_id.index,
-                done,
-            })
+            .wal
+            .truncate(log_id.index)
             .await
             .map_err(|e| fatal("truncating the log", e, |e| StorageIOError::write_logs(e)))
     }
 
+    /// Applied entries up to `log_id` are first made durable in the state machine, so that
+    /// none is lost from both it and the log.
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let store = self.0.clone();
+        blocking(move || store.sync_state_machine())
+            .await
+            .map_err(|e| {
+                fatal(
+                    "making the state machine durable before a purge",
+                    e,
+                    |e| StorageIOError::write(e),
+                )
+            })?;
         self.0
-            .pending
-            .lock()
-            .expect("lock")
-            .retain(|i, _| *i > log_id.index);
-        self.0
-            .write_and_wait(|done| WriteOp::Purge { upto: log_id, done })
+            .wal
+            .purge(log_id)
             .await
             .map_err(|e| fatal("purging the log", e, |e| StorageIOError::write_logs(e)))
     }
