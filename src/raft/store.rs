@@ -909,6 +909,93 @@ mod format_tests {
         assert!(!reads_format(1) && !reads_format(STORE_FORMAT + 1));
     }
 
+    fn log_id(term: u64, index: u64) -> LogId<NodeId> {
+        LogId::new(openraft::CommittedLeaderId::new(term, 1), index)
+    }
+
+    /// A data dir as format 4 left it: the log in raft.redb (purged up to 1, entries 2..=4,
+    /// committed 3), and a `raft-log/` folder as a migration cut short might leave it.
+    fn format_4_store() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("raft.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(RAFT_META).unwrap();
+            meta.insert(K_FORMAT, enc(&4u32).as_slice()).unwrap();
+            let mut vote = Vote::new(1, 1);
+            vote.commit();
+            meta.insert(K_VOTE, enc(&vote).as_slice()).unwrap();
+            meta.insert(K_COMMITTED, enc(&Some(log_id(1, 3))).as_slice())
+                .unwrap();
+            meta.insert(K_PURGED, enc(&Some(log_id(1, 1))).as_slice())
+                .unwrap();
+            let mut log = txn.open_table(LOG).unwrap();
+            for i in 2..=4 {
+                let e = Entry {
+                    log_id: log_id(1, i),
+                    payload: openraft::EntryPayload::Blank,
+                };
+                log.insert(i, enc(&e).as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        drop(db);
+        let partial = Wal::open(&dir.path().join(WAL_DIR)).unwrap();
+        partial.save_committed(None).unwrap();
+        partial.save_vote_blocking_for_tests(Vote::new(9, 9));
+        drop(partial);
+        dir
+    }
+
+    #[test]
+    fn format_4_moves_its_log_out_of_raft_redb() {
+        let dir = format_4_store();
+        let store = Store::open(dir.path()).unwrap();
+        let check = |store: &Store| {
+            let s = store.wal.state();
+            assert_eq!(s.vote.map(|v| v.leader_id().term), Some(1), "{s:?}");
+            assert_eq!(s.purged, Some(log_id(1, 1)));
+            assert_eq!(s.last, Some(log_id(1, 4)));
+            assert_eq!(s.committed, Some(log_id(1, 3)));
+            let got: Vec<u64> = store
+                .read_entries((Bound::Unbounded, Bound::Unbounded))
+                .unwrap()
+                .iter()
+                .map(|e| e.log_id.index)
+                .collect();
+            assert_eq!(got, vec![2, 3, 4]);
+            assert_eq!(format_of(&store.db), Found::Format(STORE_FORMAT));
+            let txn = store.db.begin_read().unwrap();
+            assert!(
+                matches!(
+                    txn.open_table(LOG),
+                    Err(redb::TableError::TableDoesNotExist(_))
+                ),
+                "the old log rows are gone"
+            );
+            let meta = txn.open_table(RAFT_META).unwrap();
+            for k in [K_VOTE, K_COMMITTED, K_PURGED] {
+                assert!(meta.get(k).unwrap().is_none(), "{k} is gone");
+            }
+        };
+        check(&store);
+        assert_eq!(store.committed_index(), Some(3));
+        drop(store);
+        check(&Store::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn a_current_store_without_its_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        std::fs::remove_dir_all(dir.path().join(WAL_DIR)).unwrap();
+        let e = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            e.contains("its log") && e.contains("is missing") && e.contains("join it again"),
+            "{e}"
+        );
+    }
+
     /// A pretend format 3 whose records gain a mark: the shape of a real next migration.
     fn mark_kv(txn: &redb::WriteTransaction) -> Result<(), redb::Error> {
         txn.open_table(KV)?.insert("migrated", b"yes".as_slice())?;
