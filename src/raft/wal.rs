@@ -210,6 +210,24 @@ pub(super) struct WalState {
     pub purged: Option<LogId<NodeId>>,
 }
 
+/// Remove the entries from `index` on. A log that does not start right after its purged id
+/// (openraft's own suite writes such logs) is emptied when `index` is at or before its first
+/// entry.
+fn cut(log: &mut RaftLog<WalTypes>, index: u64) -> Result<(), io::Error> {
+    let next = log.log_state().purged().map_or(0, |p| p.0.index + 1);
+    let first = log
+        .read(0, u64::MAX)
+        .next()
+        .transpose()?
+        .map(|(id, _)| id.0.index);
+    let at = if first.is_some_and(|f| index <= f) {
+        next
+    } else {
+        index
+    };
+    log.truncate(at).map(|_| ())
+}
+
 fn encode(entries: &[Entry]) -> Result<Vec<(WalLogId, WalEntry)>, io::Error> {
     entries
         .iter()
@@ -273,8 +291,24 @@ impl Wal {
 
     /// Append `entries` (readable at once); `done` is told when they are on disk.
     pub fn append(&self, entries: Vec<Entry>, done: Done) -> Result<(), io::Error> {
-        let rows = encode(&entries)?;
-        self.change(Some(done), |log| log.append(rows).map(|_| ()))
+        let mut rows = encode(&entries)?;
+        self.change(Some(done), |log| {
+            // Entries at or below the purged id are already in the state machine: not kept.
+            if let Some(p) = log.log_state().purged() {
+                rows.retain(|(id, _)| id.0.index > p.0.index);
+            }
+            // Entries from an index the log holds replace it and what follows (openraft
+            // truncates first; this keeps the storage contract of a map).
+            if let Some((first, _)) = rows.first()
+                && log
+                    .log_state()
+                    .last()
+                    .is_some_and(|l| l.0.index >= first.0.index)
+            {
+                cut(log, first.0.index)?;
+            }
+            log.append(rows).map(|_| ())
+        })
     }
 
     /// Queue a change and wait until it is on disk.
@@ -297,7 +331,7 @@ impl Wal {
     pub async fn truncate(&self, index: u64) -> Result<(), io::Error> {
         self.wait(|log| {
             if log.log_state().last().is_some_and(|l| l.0.index >= index) {
-                log.truncate(index)?;
+                cut(log, index)?;
             }
             Ok(())
         })
