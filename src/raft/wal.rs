@@ -473,7 +473,7 @@ fn flush_loop(inner: Arc<Mutex<Inner>>, rx: mpsc::Receiver<(u64, Done)>) {
             && failed.is_none()
         {
             tracing::error!(
-                "raft log sync failed: {e}; the node stops to protect the log (check the disk holding the data dir)"
+                "raft store commit failed while writing the log: {e}; the node stops to protect the log (check the disk holding the data dir)"
             );
             failed = Some(e.to_string());
         }
