@@ -24,8 +24,8 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 mod txn;
-mod wal;
 pub mod types;
+mod wal;
 
 use std::collections::BTreeMap;
 // `declare_raft_types!` names `Cursor` for its default snapshot type.

@@ -617,7 +617,9 @@ fn open_log(db: &Database, path: &Path, wal_dir: &Path) -> Result<Wal, StoreErro
 /// ids in RAFT_META) into `wal`, durable when this returns.
 fn copy_log(db: &Database, wal: &Wal) -> Result<(), std::io::Error> {
     let txn = db.begin_read().map_err(io)?;
-    let get = |meta: &redb::ReadOnlyTable<&str, &[u8]>, k: &str| -> Result<Option<Vec<u8>>, std::io::Error> {
+    let get = |meta: &redb::ReadOnlyTable<&str, &[u8]>,
+               k: &str|
+     -> Result<Option<Vec<u8>>, std::io::Error> {
         Ok(meta.get(k).map_err(io)?.map(|v| v.value().to_vec()))
     };
     let (vote, committed, purged) = match txn.open_table(RAFT_META) {
@@ -702,9 +704,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     ) -> Result<(), StorageError<NodeId>> {
         *self.0.committed.lock().expect("lock") = committed;
         // Not waited for: losing it only delays re-applying after a restart.
-        self.0.wal.save_committed(committed).map_err(|e| {
-            fatal("saving the committed id", e, |e| StorageIOError::write(e))
-        })
+        self.0
+            .wal
+            .save_committed(committed)
+            .map_err(|e| fatal("saving the committed id", e, |e| StorageIOError::write(e)))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -724,7 +727,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.0
             .wal
             .append(entries.into_iter().collect(), Done::Flushed(callback))
-            .map_err(|e| fatal("appending log entries", e, |e| StorageIOError::write_logs(e)))
+            .map_err(|e| {
+                fatal("appending log entries", e, |e| {
+                    StorageIOError::write_logs(e)
+                })
+            })
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
@@ -742,11 +749,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(move || store.sync_state_machine())
             .await
             .map_err(|e| {
-                fatal(
-                    "making the state machine durable before a purge",
-                    e,
-                    |e| StorageIOError::write(e),
-                )
+                fatal("making the state machine durable before a purge", e, |e| {
+                    StorageIOError::write(e)
+                })
             })?;
         self.0
             .wal

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::LogFlushed;
 use openraft::{LogId, Vote};
-use raft_log::codeq::{Decode, Encode};
 use raft_log::RaftLog;
 use raft_log::api::raft_log_writer::RaftLogWriter;
+use raft_log::codeq::{Decode, Encode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -501,8 +501,8 @@ fn sync_all(inner: &Mutex<Inner>) -> Result<u64, io::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
     use openraft::{CommittedLeaderId, EntryPayload};
+    use std::path::PathBuf;
 
     fn id(term: u64, index: u64) -> LogId<NodeId> {
         LogId::new(CommittedLeaderId::new(term, 1), index)
