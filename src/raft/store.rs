@@ -241,6 +241,10 @@ pub enum StoreError {
     )]
     Log { path: PathBuf, message: String },
     #[error(
+        "raft log '{log}' holds a vote or entries but its store '{path}' is missing or new; starting would forget this node's vote: put back the raft.redb that belongs to it, or remove the whole data dir and join the node again"
+    )]
+    StoreMissing { path: PathBuf, log: PathBuf },
+    #[error(
         "raft store '{path}' is in format '{format}' but its log '{log}' is missing; the vote and log of this node are lost: remove its data dir and join it again"
     )]
     LogMissing {
@@ -573,6 +577,18 @@ fn open_log(db: &Database, path: &Path, wal_dir: &Path) -> Result<Wal, StoreErro
     };
     match read_format(db).map_err(|e| io_err(&e))? {
         Found::Fresh => {
+            // A log left by a start that died before stamping the store holds nothing; one
+            // that holds a vote or entries belongs to a store that is gone, and forgetting its
+            // vote could let this node vote twice in a term.
+            if wal_dir.exists() {
+                let held = Wal::open(wal_dir).map_err(log_err)?.state();
+                if held.vote.is_some() || held.last.is_some() || held.purged.is_some() {
+                    return Err(StoreError::StoreMissing {
+                        path: path.into(),
+                        log: wal_dir.into(),
+                    });
+                }
+            }
             let wal = fresh_log()?;
             let stamp = || -> Result<(), redb::Error> {
                 let txn = db.begin_write()?;
@@ -999,6 +1015,32 @@ mod format_tests {
             e.contains("its log") && e.contains("is missing") && e.contains("join it again"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_log_that_holds_a_vote_is_not_dropped_for_a_missing_store() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.wal.save_vote_blocking_for_tests(Vote::new(3, 1));
+        }
+        std::fs::remove_file(dir.path().join("raft.redb")).unwrap();
+        let e = Store::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            e.contains("holds a vote or entries") && e.contains("join the node again"),
+            "{e}"
+        );
+        // Refused before anything changed: the vote is still there.
+        let wal = Wal::open(&dir.path().join(WAL_DIR)).unwrap();
+        assert_eq!(wal.state().vote, Some(Vote::new(3, 1)));
+    }
+
+    #[test]
+    fn an_empty_log_left_by_a_cut_short_first_start_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Wal::open(&dir.path().join(WAL_DIR)).unwrap());
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.wal.state(), Default::default());
     }
 
     /// A pretend format 3 whose records gain a mark: the shape of a real next migration.
