@@ -149,7 +149,7 @@ pub fn init_tracing(default: &str) {
         .try_init();
 }
 
-/// Directives added to the default log filter: dependencies at `warn`, openraft's per-retry
-/// replication lines off.
-pub const QUIET_DEPENDENCIES: &str = "openraft=warn,quinn=warn,\
+/// Directives added to the default log filter: dependencies at `warn` (raft-log says each
+/// purge at `info`), openraft's per-retry replication lines off.
+pub const QUIET_DEPENDENCIES: &str = "openraft=warn,quinn=warn,raft_log=warn,chunked_wal=warn,\
     openraft::replication=off,openraft::engine::handler::replication_handler=off";
