@@ -107,24 +107,30 @@ enum Step {
     Stored(QMatMul),
 }
 
+/// Products of at most this many rows go row by row through the step copy: a matrix product
+/// of a few rows still packs the whole dense matrix, which costs more than reading the file's
+/// blocks once per row.
+const STEP_ROWS: usize = 4;
+
 impl Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims();
         let cols = dims.last().copied().unwrap_or(0);
+        let rows = x.elem_count() / cols.max(1);
         match &self.step {
-            Some(step) if x.elem_count() == cols => match step {
-                Step::Stored(m) => m.forward(x),
-                Step::Q4(m) => {
-                    let v = x.flatten_all()?.to_vec1::<f32>()?;
-                    let mut out = vec![0f32; m.rows];
-                    m.matvec(&v, &mut out);
-                    let mut shape = dims.to_vec();
-                    if let Some(last) = shape.last_mut() {
-                        *last = m.rows;
-                    }
-                    Tensor::from_vec(out, shape, &Device::Cpu)
+            Some(Step::Stored(m)) if rows == 1 => m.forward(x),
+            Some(Step::Q4(m)) if rows <= STEP_ROWS => {
+                let v = x.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0f32; rows * m.rows];
+                for (x, out) in v.chunks_exact(cols).zip(out.chunks_exact_mut(m.rows)) {
+                    m.matvec(x, out);
                 }
-            },
+                let mut shape = dims.to_vec();
+                if let Some(last) = shape.last_mut() {
+                    *last = m.rows;
+                }
+                Tensor::from_vec(out, shape, &Device::Cpu)
+            }
             _ => self.full.forward(x),
         }
     }
@@ -480,7 +486,7 @@ impl Llama {
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
             seg.k[i].slice_set(&k.transpose(2, 3)?.contiguous()?, 3, at)?;
             seg.v[i].slice_set(&split(b.v.forward(&a)?, kv_heads)?, 2, at)?;
-            let y = if seq == 1 && std::env::var_os("AETHER_OLD_ATTEND").is_none() {
+            let y = if seq == 1 {
                 attend_one(&q, &pieces, i)?
             } else {
                 attend(&q, &pieces, i, mask.as_ref())?

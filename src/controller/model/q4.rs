@@ -2,7 +2,7 @@
 //! minimum and 32 four-bit values), the one-token step's kernel. A step reads every weight
 //! once per token, so its speed is the bytes it reads: Q4_1 is a quarter of f16's. The vector
 //! is quantized to 8 bits per block of 32 (a scale and its sum, as llama.cpp's Q8_1), and each
-//! block's dot product is integer arithmetic (AVX2 where the build targets it). Pure; no candle.
+//! block's dot product is integer arithmetic (AVX2 where the CPU has it). Pure; no candle.
 
 /// Values per block.
 pub const BLOCK: usize = 32;
@@ -78,6 +78,7 @@ impl Q4Matrix {
         assert_eq!(x.len(), self.cols, "the vector's length");
         assert_eq!(out.len(), self.rows, "the output's length");
         let q = quantize(x);
+        let dot = kernel();
         let per_row = self.cols / BLOCK;
         for (o, row) in out.iter_mut().zip(self.blocks.chunks_exact(per_row)) {
             *o = dot(row, &q);
@@ -109,59 +110,54 @@ fn quantize(x: &[f32]) -> Vec<Q8Block> {
 
 /// One row's dot product with the quantized vector:
 /// `Σ_blocks d_w · d_x · Σ_i q_w[i] · q_x[i] + m_w · s_x`.
-#[cfg(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-))]
-fn dot(row: &[Q4Block], x: &[Q8Block]) -> f32 {
-    use std::arch::x86_64::*;
-    // SAFETY: the build targets AVX2 and FMA (cfg above); every load is unaligned-safe
-    // (`loadu`) and reads within a block's 16 nibble bytes or 32 quantized bytes.
-    unsafe {
-        let low = _mm256_set1_epi8(0x0f);
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
-        for (w, v) in row.iter().zip(x) {
-            let packed = _mm_loadu_si128(w.qs.as_ptr() as *const __m128i);
-            // Low nibbles are values 0..16, high nibbles 16..32.
-            let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-            let qw = _mm256_and_si256(both, low);
-            let qx = _mm256_loadu_si256(v.qs.as_ptr() as *const __m256i);
-            // Unsigned weights × signed values, summed in pairs (i16; 15 · 127 · 2 fits), then
-            // in fours (i32).
-            let pairs = _mm256_maddubs_epi16(qw, qx);
-            let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(w.d * v.d), sums, acc);
-            mins += w.m * v.s;
-        }
-        let hi = _mm256_extractf128_ps(acc, 1);
-        let s = _mm_add_ps(_mm256_castps256_ps128(acc), hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s) + mins
+type Dot = fn(&[Q4Block], &[Q8Block]) -> f32;
+
+/// The fastest dot product this CPU runs (checked at run time, so a build for older CPUs still
+/// uses AVX2 where it is there).
+fn kernel() -> Dot {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        return |row, x| {
+            // SAFETY: this CPU has AVX2 and FMA (checked above).
+            unsafe { dot_avx2(row, x) }
+        };
     }
+    dot_portable
 }
 
-/// One row's dot product with the quantized vector (portable).
-#[cfg(not(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-)))]
-fn dot(row: &[Q4Block], x: &[Q8Block]) -> f32 {
-    dot_portable(row, x)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(row: &[Q4Block], x: &[Q8Block]) -> f32 {
+    use std::arch::x86_64::*;
+    let low = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0f32;
+    for (w, v) in row.iter().zip(x) {
+        // SAFETY: unaligned loads of a block's 16 nibble bytes and 32 quantized bytes.
+        let (packed, qx) = unsafe {
+            (
+                _mm_loadu_si128(w.qs.as_ptr() as *const __m128i),
+                _mm256_loadu_si256(v.qs.as_ptr() as *const __m256i),
+            )
+        };
+        // Low nibbles are values 0..16, high nibbles 16..32.
+        let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+        let qw = _mm256_and_si256(both, low);
+        // Unsigned weights × signed values summed in pairs (i16: 15 · 127 · 2 fits), then in
+        // fours (i32).
+        let pairs = _mm256_maddubs_epi16(qw, qx);
+        let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(w.d * v.d), sums, acc);
+        mins += w.m * v.s;
+    }
+    let hi = _mm256_extractf128_ps(acc, 1);
+    let s = _mm_add_ps(_mm256_castps256_ps128(acc), hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s) + mins
 }
 
-#[cfg_attr(
-    all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ),
-    allow(dead_code)
-)]
 fn dot_portable(row: &[Q4Block], x: &[Q8Block]) -> f32 {
     row.iter()
         .zip(x)
