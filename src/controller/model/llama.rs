@@ -12,6 +12,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 
 use super::ModelError;
+use super::q4::Q4Matrix;
 use crate::config::ModelFormat;
 
 /// The shape of the network, from the GGUF metadata.
@@ -91,16 +92,64 @@ impl Hyper {
     }
 }
 
+/// A weight matrix: `full` in the chosen format for products of several rows (a prompt), and
+/// for a single row (one token's step) a copy that reads fewer bytes when the file's own
+/// blocks have one: a step reads every weight once, so its speed is the bytes it reads.
+struct Linear {
+    full: QMatMul,
+    step: Option<Step>,
+}
+
+enum Step {
+    /// The file's Q4_1 blocks through [`super::q4`].
+    Q4(Q4Matrix),
+    /// The file's blocks through candle (types it has vector kernels for, e.g. Q8_0).
+    Stored(QMatMul),
+}
+
+/// Products of at most this many rows go row by row through the step copy: a matrix product
+/// of a few rows still packs the whole dense matrix, which costs more than reading the file's
+/// blocks once per row.
+const STEP_ROWS: usize = 4;
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        let cols = dims.last().copied().unwrap_or(0);
+        let rows = x.elem_count() / cols.max(1);
+        match &self.step {
+            Some(Step::Stored(m)) if rows == 1 => m.forward(x),
+            Some(Step::Q4(m)) if rows <= STEP_ROWS => {
+                let v = x.flatten_all()?.to_vec1::<f32>()?;
+                let mut out = vec![0f32; rows * m.rows];
+                for (x, out) in v.chunks_exact(cols).zip(out.chunks_exact_mut(m.rows)) {
+                    m.matvec(x, out);
+                }
+                let mut shape = dims.to_vec();
+                if let Some(last) = shape.last_mut() {
+                    *last = m.rows;
+                }
+                Tensor::from_vec(out, shape, &Device::Cpu)
+            }
+            _ => self.full.forward(x),
+        }
+    }
+
+    fn embedding(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.full.embedding(ids)
+    }
+}
+
 struct Block {
-    q: QMatMul,
-    k: QMatMul,
-    v: QMatMul,
-    o: QMatMul,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
     attn_norm: Tensor,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
 }
 
 /// The loaded network.
@@ -109,9 +158,9 @@ pub struct Llama {
     blocks: Vec<Block>,
     norm: Tensor,
     /// The output layer; also the embedding table when the file ties the two.
-    output: QMatMul,
+    output: Linear,
     /// The embedding table when the file has its own output layer.
-    embed: Option<QMatMul>,
+    embed: Option<Linear>,
     cos: Tensor,
     sin: Tensor,
     /// Positions the rotary tables cover (the cache may not grow past it).
@@ -184,8 +233,37 @@ fn candle(e: candle_core::Error) -> ModelError {
     ModelError::Candle(e.to_string())
 }
 
+/// A weight matrix in the chosen in-memory format, with a step copy of the file's blocks where
+/// they read fewer bytes than that format: Q4_1 always (our kernel), and blocks candle has a
+/// vector kernel for when the format is a dense one (f16, f32).
+fn linear(t: QTensor, format: ModelFormat) -> candle_core::Result<Linear> {
+    let cpu = Device::Cpu;
+    Ok(match (t.dtype(), format) {
+        (GgmlDType::Q4_1, _) => {
+            let (rows, cols) = t.shape().dims2()?;
+            let step = Q4Matrix::from_file_bytes(&t.data()?, rows, cols).map(Step::Q4);
+            Linear {
+                full: dense(t, format)?,
+                step,
+            }
+        }
+        (GgmlDType::Q8_0 | GgmlDType::Q4_0, ModelFormat::F16) => Linear {
+            full: QMatMul::TensorF16(t.dequantize_f16(&cpu)?),
+            step: Some(Step::Stored(QMatMul::QTensor(Arc::new(t)))),
+        },
+        (GgmlDType::Q8_0 | GgmlDType::Q4_0, ModelFormat::F32) => Linear {
+            full: QMatMul::Tensor(t.dequantize(&cpu)?),
+            step: Some(Step::Stored(QMatMul::QTensor(Arc::new(t)))),
+        },
+        _ => Linear {
+            full: dense(t, format)?,
+            step: None,
+        },
+    })
+}
+
 /// A weight matrix in the chosen in-memory format.
-fn linear(t: QTensor, format: ModelFormat) -> candle_core::Result<QMatMul> {
+fn dense(t: QTensor, format: ModelFormat) -> candle_core::Result<QMatMul> {
     let cpu = Device::Cpu;
     Ok(match format {
         ModelFormat::Keep => QMatMul::from_qtensor(t)?,
@@ -215,7 +293,7 @@ impl Llama {
         let vector = |t: QTensor| t.dequantize(&cpu).map_err(candle);
         let mut blocks = Vec::with_capacity(hyper.blocks);
         for i in 0..hyper.blocks {
-            let mut w = |n: &str| -> Result<QMatMul, ModelError> {
+            let mut w = |n: &str| -> Result<Linear, ModelError> {
                 linear(tensor(&format!("blk.{i}.{n}.weight"))?, format).map_err(candle)
             };
             let (q, k, v, o) = (w("attn_q")?, w("attn_k")?, w("attn_v")?, w("attn_output")?);
@@ -257,6 +335,31 @@ impl Llama {
     /// Positions a cache may hold.
     pub fn max_positions(&self) -> usize {
         self.max_positions
+    }
+
+    /// The network without its step copies: every product runs in the chosen format (the
+    /// reference a step copy is compared with).
+    pub fn without_steps(mut self) -> Llama {
+        let all = self
+            .blocks
+            .iter_mut()
+            .flat_map(|b| {
+                [
+                    &mut b.q,
+                    &mut b.k,
+                    &mut b.v,
+                    &mut b.o,
+                    &mut b.gate,
+                    &mut b.up,
+                    &mut b.down,
+                ]
+            })
+            .chain([&mut self.output])
+            .chain(self.embed.as_mut());
+        for l in all {
+            l.step = None;
+        }
+        self
     }
 
     /// Run `tokens` after what `cache` holds; the logits of the last `keep` positions
@@ -383,7 +486,12 @@ impl Llama {
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
             seg.k[i].slice_set(&k.transpose(2, 3)?.contiguous()?, 3, at)?;
             seg.v[i].slice_set(&split(b.v.forward(&a)?, kv_heads)?, 2, at)?;
-            let y = attend(&q, &pieces, i, mask.as_ref())?
+            let y = if seq == 1 {
+                attend_one(&q, &pieces, i)?
+            } else {
+                attend(&q, &pieces, i, mask.as_ref())?
+            };
+            let y = y
                 .reshape((1, h.heads, seq, hd))?
                 .transpose(1, 2)?
                 .reshape((1, seq, h.width))?;
@@ -437,6 +545,103 @@ fn attend(
     y.ok_or_else(|| candle_core::Error::Msg("attention over an empty cache".into()))
 }
 
+/// The `f32` values of a contiguous CPU tensor's storage, from its first element.
+fn f32_data<'a>(
+    guard: &'a candle_core::StorageRef<'_>,
+    t: &Tensor,
+) -> candle_core::Result<&'a [f32]> {
+    match &**guard {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)) => {
+            let start = t.layout().start_offset();
+            v.get(start..).ok_or_else(|| {
+                candle_core::Error::Msg("a cache tensor is shorter than its layout".into())
+            })
+        }
+        _ => Err(candle_core::Error::Msg(
+            "the key/value cache is not f32 on the CPU".into(),
+        )),
+    }
+}
+
+/// [`attend`] for one new token (`q`: `[1, kv_heads, rep, head_dim]`), reading the cached keys
+/// and values in place: per query head, dot products over the keys (a row of the transposed
+/// keys per dimension, so each step runs along contiguous memory), a softmax, and the sum of
+/// the value rows weighted by it. No copy of the cache is made, which a matmul would do on
+/// every call.
+fn attend_one(q: &Tensor, pieces: &[Piece], i: usize) -> candle_core::Result<Tensor> {
+    let (_, kv_heads, rep, hd) = q.dims4()?;
+    let q = q.flatten_all()?.to_vec1::<f32>()?;
+    let total: usize = pieces.iter().map(|p| p.len).sum();
+    if total == 0 {
+        return Err(candle_core::Error::Msg(
+            "attention over an empty cache".into(),
+        ));
+    }
+    let guards: Vec<_> = pieces
+        .iter()
+        .map(|p| {
+            (
+                p.seg.k[i].storage_and_layout().0,
+                p.seg.v[i].storage_and_layout().0,
+            )
+        })
+        .collect();
+    let mut kv = Vec::with_capacity(pieces.len());
+    for (p, (k, v)) in pieces.iter().zip(&guards) {
+        kv.push((f32_data(k, &p.seg.k[i])?, f32_data(v, &p.seg.v[i])?, p));
+    }
+    let mut scores = vec![0f32; rep * total];
+    let mut y = vec![0f32; kv_heads * rep * hd];
+    for g in 0..kv_heads {
+        scores.iter_mut().for_each(|s| *s = 0.0);
+        let qg = &q[g * rep * hd..(g + 1) * rep * hd];
+        // Scores: keys are `[kv_heads, head_dim, cap]`, so dimension `d` of every key is a row.
+        let mut at = 0;
+        for (k, _, p) in &kv {
+            let cap = p.seg.cap;
+            for d in 0..hd {
+                let row = &k[(g * hd + d) * cap..][..p.len];
+                for r in 0..rep {
+                    let qd = qg[r * hd + d];
+                    let s = &mut scores[r * total + at..][..p.len];
+                    for (s, k) in s.iter_mut().zip(row) {
+                        *s += qd * k;
+                    }
+                }
+            }
+            at += p.len;
+        }
+        for r in 0..rep {
+            let s = &mut scores[r * total..][..total];
+            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for v in s.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            s.iter_mut().for_each(|v| *v *= inv);
+        }
+        // Output: values are `[kv_heads, cap, head_dim]`, one row per token.
+        let mut at = 0;
+        for (_, v, p) in &kv {
+            let cap = p.seg.cap;
+            for j in 0..p.len {
+                let row = &v[(g * cap + j) * hd..][..hd];
+                for r in 0..rep {
+                    let a = scores[r * total + at + j];
+                    let out = &mut y[(g * rep + r) * hd..][..hd];
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o += a * v;
+                    }
+                }
+            }
+            at += p.len;
+        }
+    }
+    Tensor::from_vec(y, (1, kv_heads, rep, hd), &Device::Cpu)
+}
+
 /// Log-probabilities over the vocabulary of each row of `logits` (`[n, vocab]`).
 pub fn log_softmax(logits: &Tensor) -> Result<Vec<Vec<f32>>, ModelError> {
     let f = || -> candle_core::Result<Vec<Vec<f32>>> {
@@ -482,7 +687,13 @@ mod tests {
     use super::*;
     use candle_core::quantized::gguf_file;
 
+    /// The tiny network in `format`, without its step copies (each product in one format, so
+    /// the cache's paths must agree to rounding).
     fn tiny(format: ModelFormat) -> Llama {
+        tiny_with_steps(format).without_steps()
+    }
+
+    fn tiny_with_steps(format: ModelFormat) -> Llama {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tiny.gguf");
         crate::controller::model::testing::write_tiny(&path, "llama").unwrap();
@@ -506,6 +717,70 @@ mod tests {
                     (a - b).abs() <= 1e-4 * top,
                     "{what}: row {r}: {a} vs {b} (largest {top})"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn one_token_attention_reads_the_cache_as_the_matrix_path_does() {
+        let m = tiny(ModelFormat::F32);
+        let h = &m.hyper;
+        let ids: Vec<u32> = (0..30u32).map(|i| (i * 53 + 7) % 250 + 3).collect();
+        // A cache of three pieces: a prefix, then two branches' worth of appends.
+        let mut c = Cache::default();
+        m.forward(&ids[..12], &mut c, 1).unwrap();
+        let mut other = c.clone();
+        m.forward(&[9], &mut other, 1).unwrap();
+        m.forward(&ids[12..20], &mut c, 1).unwrap();
+        m.forward(&ids[20..], &mut c, 1).unwrap();
+        assert!(c.pieces.len() >= 2, "{} pieces", c.pieces.len());
+        let (kv, rep, hd) = (h.kv_heads, h.heads / h.kv_heads, h.head_dim());
+        let q: Vec<f32> = (0..kv * rep * hd)
+            .map(|i| ((i * 29 % 61) as f32 - 30.0) / 40.0)
+            .collect();
+        let q = Tensor::from_vec(q, (1, kv, rep, hd), &Device::Cpu).unwrap();
+        for i in [0, h.blocks - 1] {
+            let want = attend(&q, &c.pieces, i, None).unwrap();
+            let got = attend_one(&q, &c.pieces, i).unwrap();
+            let flat = |t: Tensor| vec![t.flatten_all().unwrap().to_vec1::<f32>().unwrap()];
+            assert_close(&flat(want), &flat(got), &format!("block {i}"));
+        }
+    }
+
+    #[test]
+    fn steps_through_the_files_blocks_keep_the_greedy_tokens() {
+        for format in [ModelFormat::F16, ModelFormat::F32, ModelFormat::Keep] {
+            let (plain, stepped) = (tiny(format), tiny_with_steps(format));
+            let ids: Vec<u32> = (0..24u32).map(|i| (i * 37 + 11) % 250 + 3).collect();
+            let n = ids.len();
+            let (mut a, mut b) = (Cache::default(), Cache::default());
+            let want = plain.hidden(&ids, &mut Cache::default(), n).unwrap();
+            let got = stepped.hidden(&ids, &mut Cache::default(), n).unwrap();
+            assert_close(
+                &rows(want),
+                &rows(got),
+                "a prompt runs in the chosen format",
+            );
+            // Greedy steps (the last prompt position's logits are a one-row product too): the
+            // same tokens, logits close (a step rounds its input to 8 bits).
+            let mut x = rows(plain.forward(&ids, &mut a, 1).unwrap());
+            let mut y = rows(stepped.forward(&ids, &mut b, 1).unwrap());
+            for step in 0..8 {
+                let argmax =
+                    |r: &[f32]| (0..r.len()).max_by(|i, j| r[*i].total_cmp(&r[*j])).unwrap() as u32;
+                let (tx, ty) = (argmax(&x[0]), argmax(&y[0]));
+                assert_eq!(tx, ty, "{format}: step {step}");
+                let top = x[0].iter().fold(0f32, |m, v| m.max(v.abs()));
+                let worst = x[0]
+                    .iter()
+                    .zip(&y[0])
+                    .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(
+                    worst <= 0.05 * top,
+                    "{format}: step {step}: {worst} of {top}"
+                );
+                x = rows(plain.forward(&[tx], &mut a, 1).unwrap());
+                y = rows(stepped.forward(&[ty], &mut b, 1).unwrap());
             }
         }
     }
