@@ -36,23 +36,8 @@ pub struct Q4Matrix {
 }
 
 /// An IEEE half-precision value's bits as `f32`.
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h as u32) & 0x8000) << 16;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let man = (h & 0x3ff) as u32;
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        // Subnormal: man × 2^-24.
-        (0, _) => return sign_of(h) * man as f32 * (1.0 / 16_777_216.0),
-        (0x1f, 0) => sign | 0x7f80_0000,
-        (0x1f, _) => sign | 0x7fc0_0000,
-        _ => sign | ((exp + 112) << 23) | (man << 13),
-    };
-    f32::from_bits(bits)
-}
-
-fn sign_of(h: u16) -> f32 {
-    if h & 0x8000 != 0 { -1.0 } else { 1.0 }
+fn f16_to_f32(h: u16) -> f32 {
+    half::f16::from_bits(h).to_f32()
 }
 
 impl Q4Matrix {
@@ -175,19 +160,6 @@ fn dot_portable(row: &[Q4Block], x: &[Q8Block]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn half_precision_bits_convert() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
-        assert_eq!(f16_to_f32(0x0000), 0.0);
-        assert_eq!(f16_to_f32(0x7bff), 65504.0);
-        assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
-        assert_eq!(f16_to_f32(0x8001), -5.960_464_5e-8);
-        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
-        assert!(f16_to_f32(0x7e00).is_nan());
-    }
 
     /// A matrix of file bytes with varied scales, minimums and nibbles, and its values.
     fn matrix(rows: usize, cols: usize) -> (Vec<u8>, Vec<Vec<f32>>) {
