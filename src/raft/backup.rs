@@ -610,7 +610,8 @@ pub fn restore(path: &Path, dir: &Path) -> Result<RestoredView, BackupError> {
 
 /// Move the store built in `aside` to `dir`: the whole dir when `dir` does not exist, else its
 /// log folder and then its `raft.redb` (the last rename makes it a store: until then `dir`
-/// holds no `raft.redb`, and a node started on it discards a log found without one).
+/// holds no `raft.redb`, and a node started on it replaces the restored log, which is empty,
+/// as it does any empty log found without one).
 fn move_into_place(aside: &Path, dir: &Path) -> Result<(), BackupError> {
     let failed = |e: std::io::Error| BackupError::Write {
         dir: dir.into(),
