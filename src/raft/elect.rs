@@ -53,7 +53,13 @@ pub fn answer(req: &PreVoteRequest, me: &VoterView) -> PreVoteResponse {
         term: me.term,
         why,
     };
-    if let Some(age) = me.leader_heard.filter(|age| *age <= me.lease) {
+    // A candidate whose log goes beyond this voter's own is not held back by the one it backed:
+    // that one may hold a shorter log that the majority's longest refuses, and voters that kept
+    // backing such candidates would leave no one able to win.
+    let held_back = me.leading || me.backing.is_none() || req.last_log_id <= me.last_log_id;
+    if let Some(age) = me.leader_heard.filter(|age| *age <= me.lease)
+        && held_back
+    {
         return no(if me.leading {
             format!(
                 "it leads term {} and a quorum answered {} ms ago",
@@ -371,6 +377,20 @@ mod tests {
         assert!(a.why.contains("backed node 2 120 ms ago"), "{}", a.why);
         v.leader_heard = Some(Duration::from_millis(500));
         assert!(answer(&ask(3, log(2, 10)), &v).granted);
+    }
+
+    #[test]
+    fn a_voter_that_backed_a_candidate_still_grants_a_longer_log() {
+        // n3 and n5 back each other while n4, whose log is longer, refuses both: n4 must be
+        // able to win their votes, or the majority never elects anyone.
+        let mut v = follower(Some(120));
+        v.backing = Some(5);
+        let a = answer(&ask(3, log(2, 12)), &v);
+        assert!(a.granted, "{}", a.why);
+        // Not a log only as long as its own, and never past a live leader.
+        assert!(!answer(&ask(3, log(2, 10)), &v).granted);
+        v.backing = None;
+        assert!(!answer(&ask(3, log(2, 12)), &v).granted);
     }
 
     #[test]
