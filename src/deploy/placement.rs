@@ -461,13 +461,10 @@ mod tests {
         nodes[2].carbon = Some(210.0);
         let want = instances(2, 1.0);
         let flexible = |k: &str| k.starts_with("shop/web/");
-        let p = place_preferring(
-            &nodes,
-            &want,
-            &BTreeMap::new(),
-            Options::default(),
-            &flexible,
-        );
+        let prefer = |nodes: &[NodeSlot], want: &[_]| {
+            place_preferring(nodes, want, &BTreeMap::new(), Options::default(), &flexible)
+        };
+        let p = prefer(&nodes, &want);
         // Two instances, bound 1 each (1.25 × 2 / 3, rounded up): the cleanest, then the next.
         assert_eq!(p.assigned["shop/web/0"], 2);
         assert_eq!(p.assigned["shop/web/1"], 3);
@@ -477,24 +474,12 @@ mod tests {
         );
         // A node that cannot take it is passed over; no signal at all: the ring as usual.
         nodes[1].schedulable = Err("is draining".into());
-        let p = place_preferring(
-            &nodes,
-            &want[..1],
-            &BTreeMap::new(),
-            Options::default(),
-            &flexible,
-        );
+        let p = prefer(&nodes, &want[..1]);
         assert_eq!(p.assigned["shop/web/0"], 3);
         for n in &mut nodes {
             n.carbon = None;
         }
-        let p = place_preferring(
-            &nodes,
-            &want,
-            &BTreeMap::new(),
-            Options::default(),
-            &flexible,
-        );
+        let p = prefer(&nodes, &want);
         let q = place_sticky(&nodes, &want, &BTreeMap::new(), Options::default());
         assert_eq!((p.assigned, p.notes.len()), (q.assigned, 0));
     }

@@ -1,5 +1,30 @@
 //! State-machine tests that go through the dispatcher and more than one family.
 
+use crate::domain::{Resources, Slice};
+
+/// A slice `name` running `true`, `instances` of `min..=max`, with a tenth of a core and 1 MiB.
+fn slice(name: &str, instances: u32, min: u32, max: u32) -> Slice {
+    Slice {
+        name: name.into(),
+        command: vec!["true".into()],
+        instances,
+        min,
+        max,
+        env: Default::default(),
+        resources: Resources {
+            cpu: 0.1,
+            memory: 1 << 20,
+            gpu: 0,
+        },
+        stop_timeout_ms: 1000,
+        health: None,
+        scaling: None,
+        service: None,
+        update: None,
+        user: None,
+    }
+}
+
 mod control {
     //! The control family applied through the whole dispatcher.
     use super::super::apply::apply_command;
@@ -22,25 +47,7 @@ mod control {
         });
         let bp = Blueprint {
             name: "shop".into(),
-            slices: vec![Slice {
-                name: "web".into(),
-                command: vec!["true".into()],
-                instances: 2,
-                min: 1,
-                max: 8,
-                env: Default::default(),
-                resources: Resources {
-                    cpu: 0.1,
-                    memory: 1 << 20,
-                    gpu: 0,
-                },
-                stop_timeout_ms: 1000,
-                health: None,
-                scaling: None,
-                service: None,
-                update: None,
-                user: None,
-            }],
+            slices: vec![super::slice("web", 2, 1, 8)],
         };
         run(&store, 0, "setup", init);
         run(&store, 0, "setup", Command::ApplyBlueprint(bp));
@@ -429,23 +436,8 @@ mod rollouts {
         Blueprint {
             name: "shop".into(),
             slices: vec![Slice {
-                name: "web".into(),
-                command: vec!["true".into()],
-                instances,
-                min: 0,
-                max: 8,
                 env: [("GREETING".to_string(), greeting.to_string())].into(),
-                resources: Resources {
-                    cpu: 0.1,
-                    memory: 1 << 20,
-                    gpu: 0,
-                },
-                stop_timeout_ms: 1000,
-                health: None,
-                scaling: None,
-                service: None,
-                update: None,
-                user: None,
+                ..super::slice("web", instances, 0, 8)
             }],
         }
     }
@@ -916,25 +908,7 @@ mod flexible {
     fn batch(min: u32) -> Blueprint {
         Blueprint {
             name: "batch".into(),
-            slices: vec![Slice {
-                name: "train".into(),
-                command: vec!["true".into()],
-                instances: 2,
-                min,
-                max: 4,
-                env: Default::default(),
-                resources: Resources {
-                    cpu: 0.1,
-                    memory: 1 << 20,
-                    gpu: 0,
-                },
-                stop_timeout_ms: 1000,
-                health: None,
-                scaling: None,
-                service: None,
-                update: None,
-                user: None,
-            }],
+            slices: vec![super::slice("train", 2, min, 4)],
         }
     }
 

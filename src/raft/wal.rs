@@ -96,26 +96,23 @@ fn get<R: io::Read, T: DeserializeOwned>(r: R, what: &str) -> Result<T, io::Erro
     })
 }
 
-impl Encode for WalLogId {
-    fn encode<W: io::Write>(&self, w: W) -> Result<usize, io::Error> {
-        put(w, &self.0)
-    }
+/// `Encode`/`Decode` of a wrapper as its inner value in postcard, length-prefixed.
+macro_rules! postcard_codec {
+    ($wrapper:ident, $what:literal) => {
+        impl Encode for $wrapper {
+            fn encode<W: io::Write>(&self, w: W) -> Result<usize, io::Error> {
+                put(w, &self.0)
+            }
+        }
+        impl Decode for $wrapper {
+            fn decode<R: io::Read>(r: R) -> Result<Self, io::Error> {
+                get(r, $what).map($wrapper)
+            }
+        }
+    };
 }
-impl Decode for WalLogId {
-    fn decode<R: io::Read>(r: R) -> Result<Self, io::Error> {
-        get(r, "log id").map(WalLogId)
-    }
-}
-impl Encode for WalVote {
-    fn encode<W: io::Write>(&self, w: W) -> Result<usize, io::Error> {
-        put(w, &self.0)
-    }
-}
-impl Decode for WalVote {
-    fn decode<R: io::Read>(r: R) -> Result<Self, io::Error> {
-        get(r, "vote").map(WalVote)
-    }
-}
+postcard_codec!(WalLogId, "log id");
+postcard_codec!(WalVote, "vote");
 impl Encode for WalEntry {
     fn encode<W: io::Write>(&self, w: W) -> Result<usize, io::Error> {
         write_bytes(w, &self.0)

@@ -339,6 +339,7 @@ impl Llama {
 
     /// The network without its step copies: every product runs in the chosen format (the
     /// reference a step copy is compared with).
+    #[cfg(test)]
     pub fn without_steps(mut self) -> Llama {
         let all = self
             .blocks
