@@ -130,15 +130,31 @@ pub fn live_processes() -> Vec<ProcInfo> {
     out
 }
 
-/// A free port on 127.0.0.1 for both UDP and TCP (best effort).
+/// A free port on 127.0.0.1 for both UDP and TCP, chosen below the kernel's ephemeral
+/// range: a node killed and restarted on its port must find it free, and a port the
+/// kernel may hand to any outgoing socket in the meantime would race that restart.
 pub fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (base, span) = if low > 12_000 {
+        (10_000, low - 10_000)
+    } else {
+        (61_000, 4_000)
+    };
+    // Spread concurrent test binaries apart; threads of one binary take turns.
+    let seed = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let port = (base + (seed + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if udp.is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free port in {base}..{} on 127.0.0.1", base + span);
 }
 
 /// One node: its data dir, ports and (while running) its process.
