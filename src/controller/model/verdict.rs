@@ -1,10 +1,11 @@
-//! The constrained verdict. With a head that fits the model ([`super::head`]), the verb
-//! (approve, reject, adjust) is the head's choice over the model's hidden states of the
-//! situation; without one, the verb is scored by the log-probability of its first token after
-//! the answer prefix, calibrated by the same token's log-probability after a content-free
-//! situation (so a verb the model favours whatever it reads does not win by default). For
-//! adjust, the count is the offered one the model scores highest after "adjust to". Nothing is
-//! parsed from free text. Then up to [`REASON_TOKENS`] tokens of reason are generated greedily.
+//! The constrained verdict. The numbers speak first ([`super::prompt::by_numbers`]: a risk
+//! rejects, a step that misses the needed count adjusts); the model reads the text and objects
+//! or not: with a head that fits the model ([`super::head`]), by the head over its hidden
+//! states; without one, by the log-probability of the first token of " reject" against
+//! " approve" after the answer prefix, calibrated by the same tokens after a content-free
+//! situation (so a verb the model favours whatever it reads does not win by default). An
+//! objection rejects; otherwise the numbers' adjust stands, else approve. Nothing is parsed
+//! from free text. Then up to [`REASON_TOKENS`] tokens of reason are generated greedily.
 
 use std::time::Instant;
 
@@ -13,12 +14,12 @@ use candle_core::{D, IndexOp, Tensor};
 use super::ModelError;
 use super::head::Head;
 use super::llama::{Cache, Llama, log_softmax};
-use super::prompt::{ANSWER, CONTENT_FREE, REASON, SYSTEM, answer_text};
+use super::prompt::{ANSWER, CONTENT_FREE, REASON, SYSTEM, answer_text, words_start};
 use super::tokenizer::Tokenizer;
 use crate::controller::review::Verdict;
 
 /// Most tokens of reason.
-pub const REASON_TOKENS: usize = 28;
+pub const REASON_TOKENS: usize = 18;
 
 /// A model ready to review: the network, its tokenizer, and the cached system prefix.
 pub struct Reviewer {
@@ -34,15 +35,16 @@ pub struct Reviewer {
     pub head: Option<Head>,
     /// The features of the content-free situation (what a head is checked against).
     pub probe: Vec<f32>,
+    /// The block whose residual stream the features average ([`TAP`] or the last).
+    tap: usize,
     /// The fixed texts every review runs, tokenized once.
     fixed: Fixed,
 }
 
 /// Tokens of the texts every review uses.
 struct Fixed {
-    /// The first token of each verb, with the verdict it stands for and its word.
-    verbs: [(Verdict, &'static str, u32); 3],
-    adjust_to: Vec<u32>,
+    /// The first token of each verb the model scores, with the verdict and its word.
+    verbs: [(Verdict, &'static str, u32); 2],
     reason: Vec<u32>,
 }
 
@@ -58,9 +60,7 @@ impl Fixed {
             verbs: [
                 (Verdict::Approve, "approve", first(" approve")?),
                 (Verdict::Reject, "reject", first(" reject")?),
-                (Verdict::Adjust(0), "adjust", first(" adjust")?),
             ],
-            adjust_to: tok.encode(" adjust to")?,
             reason: tok.encode(REASON)?,
         })
     }
@@ -79,21 +79,45 @@ pub struct Answer {
     pub decode_ms: u64,
     /// The hidden-state features the head reads (what `--train` collects).
     pub features: Vec<f32>,
-    /// Who chose the verb: `head` or `calibrated`.
+    /// Who chose the verb: `head` or `calibrated` (the model's side of it).
     pub chooser: &'static str,
+    /// The numbers decided the verdict (a risk, or an adjust the text did not object to): the
+    /// reason is theirs ([`super::prompt::plain_reason`]), none is generated.
+    pub by_numbers: bool,
 }
 
-/// What the features are: the last position's final hidden state, then the mean over the
-/// situation's positions.
-pub const FEATURES: &str = "last+mean";
+/// What the features are: the mean of the residual stream after block 4 over the positions of
+/// the situation's words (its notes, events and log lines, else its risks: see
+/// [`super::prompt::words_start`]), then the last position's final hidden state. An early block
+/// keeps more of what the words are, and the numbers above them are the numbers stage's to
+/// judge; the last position has read it all. Chosen by cross-validation on the training set
+/// among blocks 4, 8, 16 and the final state, over the last position, all positions or the
+/// words.
+pub const FEATURES: &str = "block4-words-mean+last";
 
-/// The features of a situation's hidden states (`[n, width]`).
-fn features(hidden: &Tensor) -> Result<Vec<f32>, ModelError> {
+/// The block [`FEATURES`] taps (the last one, in a network shallower than that).
+const TAP: usize = 4;
+
+/// The head's features of a situation: `hidden` is the final states (`[n, width]`), `taps`
+/// the residual stream at the tapped block, `from` the first position of the words.
+fn features(hidden: &Tensor, taps: &[Tensor], from: usize) -> Result<Vec<f32>, ModelError> {
     let f = || -> candle_core::Result<Vec<f32>> {
         let n = hidden.dim(0)?;
-        let last = hidden.i(n - 1)?;
-        let mean = hidden.mean(0)?;
-        Tensor::cat(&[&last, &mean], D::Minus1)?.to_vec1::<f32>()
+        let tap = taps
+            .first()
+            .ok_or_else(|| candle_core::Error::Msg("no tapped block".into()))?;
+        let words = tap.i(from.min(n - 1)..n)?.mean(0)?;
+        Tensor::cat(&[&words, &hidden.i(n - 1)?], D::Minus1)?.to_vec1::<f32>()
+    };
+    f().map_err(|e| ModelError::Candle(e.to_string()))
+}
+
+/// The last position and the mean over positions of `[n, width]` states (what the bench
+/// dumps per block when comparing features).
+fn last_and_mean(states: &Tensor) -> Result<Vec<f32>, ModelError> {
+    let f = || -> candle_core::Result<Vec<f32>> {
+        let n = states.dim(0)?;
+        Tensor::cat(&[&states.i(n - 1)?, &states.mean(0)?], D::Minus1)?.to_vec1::<f32>()
     };
     f().map_err(|e| ModelError::Candle(e.to_string()))
 }
@@ -112,9 +136,13 @@ impl Reviewer {
         let mut system = Cache::default();
         llama.forward(&tok.encode(SYSTEM)?, &mut system, 1)?;
         let mut cache = system.clone();
+        let tap = TAP.min(llama.depth());
         let ids = tok.encode(&format!("{CONTENT_FREE}{ANSWER}"))?;
-        let hidden = llama.hidden(&ids, &mut cache, ids.len())?;
-        let probe = features(&hidden)?;
+        let from = tok
+            .encode(&CONTENT_FREE[..words_start(CONTENT_FREE)])?
+            .len();
+        let (hidden, taps) = llama.hidden_and_taps(&ids, &mut cache, &[tap])?;
+        let probe = features(&hidden, &taps, from)?;
         let last = hidden
             .i(ids.len() - 1..ids.len())
             .map_err(|e| ModelError::Candle(e.to_string()))?;
@@ -129,6 +157,7 @@ impl Reviewer {
             calibrate: true,
             head,
             probe,
+            tap,
             fixed,
         })
     }
@@ -137,7 +166,42 @@ impl Reviewer {
     pub fn read(&self, text: &str) -> Result<Vec<f32>, ModelError> {
         let ids = self.tok.encode(&format!("{text}{ANSWER}"))?;
         let mut cache = self.system.clone();
-        features(&self.llama.hidden(&ids, &mut cache, ids.len())?)
+        let (hidden, taps) = self.llama.hidden_and_taps(&ids, &mut cache, &[self.tap])?;
+        features(&hidden, &taps, self.words(text)?)
+    }
+
+    /// The position of the first token of `text`'s words ([`words_start`]).
+    fn words(&self, text: &str) -> Result<usize, ModelError> {
+        Ok(self.tok.encode(&text[..words_start(text)])?.len())
+    }
+
+    /// Last position and mean of the final states, then of the residual stream after each
+    /// block in `taps`; then the mean of each from where the words begin (`words`, a byte
+    /// offset in `text`): what the training bench dumps to compare features.
+    pub fn read_taps(
+        &self,
+        text: &str,
+        taps: &[usize],
+        words: usize,
+    ) -> Result<Vec<f32>, ModelError> {
+        let ids = self.tok.encode(&format!("{text}{ANSWER}"))?;
+        let from = self.tok.encode(&text[..words])?.len().min(ids.len() - 1);
+        let mut cache = self.system.clone();
+        let (hidden, tapped) = self.llama.hidden_and_taps(&ids, &mut cache, taps)?;
+        let mut all = last_and_mean(&hidden)?;
+        for t in &tapped {
+            all.extend(last_and_mean(t)?);
+        }
+        for t in std::iter::once(&hidden).chain(&tapped) {
+            let n = t.dim(0).map_err(|e| ModelError::Candle(e.to_string()))?;
+            let tail = t
+                .i(from..n)
+                .and_then(|x| x.mean(0))
+                .and_then(|x| x.to_vec1::<f32>())
+                .map_err(|e| ModelError::Candle(e.to_string()))?;
+            all.extend(tail);
+        }
+        Ok(all)
     }
 
     /// Tokens in the cached prefix.
@@ -145,99 +209,66 @@ impl Reviewer {
         self.system.len
     }
 
-    /// Score of `ids` following a state whose next-token log-probabilities are `lp`, and the
-    /// cache after them.
-    fn score(&self, cache: &Cache, lp: &[f32], ids: &[u32]) -> Result<(f32, Cache), ModelError> {
-        let mut score = lp[ids[0] as usize];
-        let mut c = cache.clone();
-        let rows = log_softmax(&self.llama.forward(ids, &mut c, ids.len())?)?;
-        for (i, id) in ids.iter().enumerate().skip(1) {
-            score += rows[i - 1][*id as usize];
-        }
-        Ok((score, c))
-    }
-
-    /// Pick a verdict among `candidates` for the situation `text`, then write its reason. The
-    /// verb (approve, reject, adjust) is chosen on its first token, calibrated; for adjust the
-    /// count is then chosen among the offered ones, given "adjust to".
+    /// Pick a verdict for the situation `text`, then write its reason. `numbers` is what the
+    /// numbers alone say ([`super::prompt::by_numbers`]): a reject stands; otherwise the model
+    /// reads the text and objects or not (the head over its hidden states, or the calibrated
+    /// score of the first token of " approve" against " reject"); without an objection the
+    /// numbers' adjust, if any, stands, else approve. The verdict is always among `candidates`.
     pub fn review(
         &mut self,
         text: &str,
         candidates: &[Verdict],
+        numbers: Option<Verdict>,
         deadline: Instant,
     ) -> Result<Answer, ModelError> {
         let ids = self.tok.encode(&format!("{text}{ANSWER}"))?;
         let t0 = Instant::now();
         let mut cache = self.system.clone();
-        let hidden = self.llama.hidden(&ids, &mut cache, ids.len())?;
-        let feats = features(&hidden)?;
+        let (hidden, taps) = self.llama.hidden_and_taps(&ids, &mut cache, &[self.tap])?;
+        let feats = features(&hidden, &taps, self.words(text)?)?;
         let last = hidden
             .i(ids.len() - 1..ids.len())
             .map_err(|e| ModelError::Candle(e.to_string()))?;
         let lp = log_softmax(&self.llama.logits(&last)?)?.remove(0);
         let prefill_ms = t0.elapsed().as_millis() as u64;
         check(deadline)?;
-        let counts: Vec<u32> = candidates
-            .iter()
-            .filter_map(|c| match c {
-                Verdict::Adjust(n) => Some(*n),
-                _ => None,
-            })
-            .collect();
-        // Adjust is a candidate only when a count is offered.
-        let verbs = if counts.is_empty() {
-            &self.fixed.verbs[..2]
-        } else {
-            &self.fixed.verbs[..]
-        };
-        let mut scores = Vec::new();
-        let mut best: Option<(Verdict, f32)> = None;
         let by_head = self
             .head
             .as_ref()
-            .map(|h| h.log_probs(&feats, &[true, true, verbs.len() == 3]));
-        for (i, (c, word, first)) in verbs.iter().enumerate() {
+            .map(|h| h.log_probs(&feats, &[true, true, false]));
+        let mut scores = Vec::new();
+        for (i, (_, word, first)) in self.fixed.verbs.iter().enumerate() {
             let s = match by_head {
                 Some(lp) => lp[i],
                 None if self.calibrate => lp[*first as usize] - self.free[*first as usize],
                 None => lp[*first as usize],
             };
-            if best.as_ref().is_none_or(|b| s > b.1) {
-                best = Some((c.clone(), s));
-            }
             scores.push((word.to_string(), s));
         }
-        let (mut verdict, _) = best.ok_or_else(|| ModelError::Candle("no candidates".into()))?;
-        // The text after the verdict, run through the model before the reason.
-        let mut after = cache.clone();
-        let said = match verdict {
-            Verdict::Adjust(_) => {
-                let prefix = &self.fixed.adjust_to;
-                let l = log_softmax(&self.llama.forward(prefix, &mut after, 1)?)?.remove(0);
-                let mut pick: Option<(u32, f32, Cache)> = None;
-                for n in &counts {
-                    check(deadline)?;
-                    let nid = self.tok.encode(&format!(" {n}"))?;
-                    let (sc, c) = self.score(&after, &l, &nid)?;
-                    scores.push((format!("adjust to {n}"), sc));
-                    if pick.as_ref().is_none_or(|p| sc > p.1) {
-                        pick = Some((*n, sc, c));
-                    }
-                }
-                let (n, _, c) = pick.ok_or_else(|| ModelError::Candle("no counts".into()))?;
-                verdict = Verdict::Adjust(n);
-                after = c;
-                None
-            }
-            _ => Some(answer_text(&verdict)),
+        let objects = scores[1].1 > scores[0].1;
+        let verdict = match numbers.clone() {
+            Some(Verdict::Reject) => Verdict::Reject,
+            _ if objects => Verdict::Reject,
+            Some(v) if candidates.contains(&v) => v,
+            _ => Verdict::Approve,
         };
-        if let Some(word) = said {
-            self.llama
-                .forward(&self.tok.encode(&word)?, &mut after, 1)?;
+        if let Verdict::Adjust(n) = verdict {
+            scores.push((format!("adjust to {n}"), 0.0));
         }
+        // What the numbers decided, they explain: no reason is generated for it.
+        let by_numbers =
+            matches!(numbers, Some(Verdict::Reject)) || matches!(verdict, Verdict::Adjust(_));
         let t1 = Instant::now();
-        let (reason, generated) = self.reason(&mut after, deadline)?;
+        let (reason, generated) = if by_numbers {
+            (String::new(), 0)
+        } else {
+            let mut after = cache;
+            self.llama
+                .forward(&self.tok.encode(&answer_text(&verdict))?, &mut after, 1)?;
+            self.reason(&mut after, deadline)?
+        };
         Ok(Answer {
+            by_numbers,
             verdict,
             reason,
             scores,
