@@ -306,9 +306,15 @@ impl Engine {
         self.wanted.store(true, Ordering::Relaxed);
         let until = Instant::now() + Duration::from_secs(60);
         loop {
-            match self.status().state {
+            let status = self.status();
+            // A file pulled a moment ago is found by the thread's next scan.
+            let pulled = || std::path::Path::new(&status.path).exists();
+            match status.state {
                 ModelState::Ready => return Ok(()),
                 ModelState::Idle | ModelState::Loading if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                ModelState::Absent if Instant::now() < until && pulled() => {
                     std::thread::sleep(Duration::from_millis(100))
                 }
                 s => return Err(format!("the model is {s}")),
