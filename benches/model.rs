@@ -13,9 +13,11 @@
 //!   cargo bench --bench model -- --model PATH --train DIR [--train DIR] --out FILE
 //!       (the evaluation reads the head from assets/reviewer-head.json, or --head FILE)
 //!   cargo bench --bench model -- --model PATH --dump-prompt FILE | --speed PROMPT_FILE
+//!   cargo bench --bench model -- --model PATH --dump-features FILE --taps 4,8,16 --set DIR...
+//!       (features per scenario for comparing blocks and poolings offline; refuses held-out)
 //!
 //! Sets default to benches/model/eval/dev and benches/model/eval/held-out. The head is trained
-//! on benches/model/train only (`scripts/bench/train_head.sh`); the held-out set is never read
+//! on benches/model/train and dev (`scripts/bench/train_head.sh`); the held-out set is never read
 //! by the training, the prompt or its examples. `scripts/bench/model.sh` fetches the model and
 //! runs llama.cpp on the same prompt beside it.
 
@@ -318,6 +320,9 @@ fn dump_features(
     taps: &[usize],
     file: &str,
 ) -> anyhow::Result<()> {
+    if dirs.iter().any(|d| d.ends_with("held-out")) {
+        anyhow::bail!("the held-out set's features are never dumped: nothing is chosen on it");
+    }
     let (r, _) = load(Path::new(path), format)?;
     let mut raw = Vec::new();
     let mut rows = Vec::new();
