@@ -1399,18 +1399,21 @@ def f_hold(in_force):
     return f
 
 
-def f_peak_ahead():
-    app, prop, sl = down()
+def peak_noted(app, prop, sl, side):
+    """The proposal with a note announcing a peak soon (and unrelated events and notes)."""
     now_m, now = now_time()
     at, ago = peak_time(now_m)
     n = note(rng.choice(PEAK).format(s=f"{app[0]}/{app[1]}", svc=app[1], at=at), ago)
-    return situation(now, prop, [sl], nodes(), background(app), side_events(app, 0.2), [n] + side_notes(app, 0.2)), \
-        "reject", True, "a peak is announced shortly; keep the copies"
+    return situation(now, prop, [sl], nodes(), background(app), side_events(app, 0.2), [n] + side_notes(app, side))
+
+
+def f_peak_ahead():
+    app, prop, sl = down()
+    return peak_noted(app, prop, sl, 0.2), "reject", True, "a peak is announced shortly; keep the copies"
 
 
 def job_nodes():
-    prop, ns, name = gpu_drain(k=rng.randint(4, 7))
-    return prop, ns, name
+    return gpu_drain(k=rng.randint(4, 7))
 
 
 def f_job_on():
@@ -1503,11 +1506,7 @@ def f_peak_up():
         prop, sl, _ = make_scale(app, "forecast", frm, to=frm + rng.choice([1, 2]))
     else:
         app, prop, sl = up(app)
-    now_m, now = now_time()
-    at, ago = peak_time(now_m)
-    n = note(rng.choice(PEAK).format(s=f"{app[0]}/{app[1]}", svc=app[1], at=at), ago)
-    return situation(now, prop, [sl], nodes(), background(app), side_events(app, 0.2), [n] + side_notes(app, 0.15)), \
-        "approve", True, "the announced peak calls for the extra copies"
+    return peak_noted(app, prop, sl, 0.15), "approve", True, "the announced peak calls for the extra copies"
 
 
 def f_support():

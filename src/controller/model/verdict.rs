@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use candle_core::{D, IndexOp, Tensor};
+use candle_core::{IndexOp, Tensor};
 
 use super::ModelError;
 use super::head::Head;
@@ -101,25 +101,32 @@ const TAP: usize = 4;
 /// The head's features of a situation: `hidden` is the final states (`[n, width]`), `taps`
 /// the residual stream at the tapped block, `from` the first position of the words.
 fn features(hidden: &Tensor, taps: &[Tensor], from: usize) -> Result<Vec<f32>, ModelError> {
-    let f = || -> candle_core::Result<Vec<f32>> {
-        let n = hidden.dim(0)?;
-        let tap = taps
-            .first()
-            .ok_or_else(|| candle_core::Error::Msg("no tapped block".into()))?;
-        let words = tap.i(from.min(n - 1)..n)?.mean(0)?;
-        Tensor::cat(&[&words, &hidden.i(n - 1)?], D::Minus1)?.to_vec1::<f32>()
-    };
-    f().map_err(|e| ModelError::Candle(e.to_string()))
+    let tap = taps
+        .first()
+        .ok_or_else(|| ModelError::Candle("no tapped block".into()))?;
+    let mut x = mean_from(tap, from)?;
+    x.extend(last(hidden)?);
+    Ok(x)
 }
 
-/// The last position and the mean over positions of `[n, width]` states (what the bench
-/// dumps per block when comparing features).
-fn last_and_mean(states: &Tensor) -> Result<Vec<f32>, ModelError> {
-    let f = || -> candle_core::Result<Vec<f32>> {
-        let n = states.dim(0)?;
-        Tensor::cat(&[&states.i(n - 1)?, &states.mean(0)?], D::Minus1)?.to_vec1::<f32>()
-    };
-    f().map_err(|e| ModelError::Candle(e.to_string()))
+/// The last position of `[n, width]` states.
+fn last(states: &Tensor) -> Result<Vec<f32>, ModelError> {
+    let n = states.dim(0).map_err(candle)?;
+    states.i(n - 1).and_then(|t| t.to_vec1()).map_err(candle)
+}
+
+/// The mean of `[n, width]` states over positions `from..` (the last one at least).
+fn mean_from(states: &Tensor, from: usize) -> Result<Vec<f32>, ModelError> {
+    let n = states.dim(0).map_err(candle)?;
+    states
+        .i(from.min(n - 1)..n)
+        .and_then(|t| t.mean(0))
+        .and_then(|t| t.to_vec1())
+        .map_err(candle)
+}
+
+fn candle(e: candle_core::Error) -> ModelError {
+    ModelError::Candle(e.to_string())
 }
 
 /// Past the deadline between two steps.
@@ -188,18 +195,13 @@ impl Reviewer {
         let from = self.tok.encode(&text[..words])?.len().min(ids.len() - 1);
         let mut cache = self.system.clone();
         let (hidden, tapped) = self.llama.hidden_and_taps(&ids, &mut cache, taps)?;
-        let mut all = last_and_mean(&hidden)?;
-        for t in &tapped {
-            all.extend(last_and_mean(t)?);
+        let mut all = Vec::new();
+        for t in std::iter::once(&hidden).chain(&tapped) {
+            all.extend(last(t)?);
+            all.extend(mean_from(t, 0)?);
         }
         for t in std::iter::once(&hidden).chain(&tapped) {
-            let n = t.dim(0).map_err(|e| ModelError::Candle(e.to_string()))?;
-            let tail = t
-                .i(from..n)
-                .and_then(|x| x.mean(0))
-                .and_then(|x| x.to_vec1::<f32>())
-                .map_err(|e| ModelError::Candle(e.to_string()))?;
-            all.extend(tail);
+            all.extend(mean_from(t, from)?);
         }
         Ok(all)
     }
