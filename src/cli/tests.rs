@@ -72,6 +72,15 @@ fn status() {
     let line = text.lines().find(|l| l.starts_with("leader:")).unwrap();
     assert!(line.contains("UNREACHABLE from gpu-box"), "{text}");
     insta::assert_snapshot!("status_leader_unreachable", text);
+    // A membership change under way: the voters line says the old voters still count.
+    let mut changing = fixture::status(false);
+    changing.membership_changing = true;
+    let text = render(|w| output::status(w, &changing, NOW, false));
+    let line = text.lines().find(|l| l.starts_with("voters:")).unwrap();
+    assert_eq!(
+        line,
+        "voters:   3 of 3 wanted (membership changing: until it completes, a majority of the old voters is needed too)"
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@
 //!
 //! [`answer`], [`quorum_age`] and [`won`] are the pure core; the loop and the handlers do I/O.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -125,9 +126,36 @@ pub fn stands_after_backing(me: NodeId, backed: NodeId) -> bool {
     me < backed
 }
 
-/// Whether `granted` yes answers (the candidate's own included) win among `voters`.
-pub fn won(granted: usize, voters: usize) -> bool {
-    granted * 2 > voters
+/// Whether the voters in `yes` (the candidate included) are a quorum of `configs`: a majority
+/// of the one configuration, or while the membership changes (joint consensus) a majority of
+/// each, as openraft's election will require. Counting the union instead would stand, and raise
+/// the term, for ever in an election openraft cannot win when the old configuration's majority
+/// is gone.
+pub fn won(yes: &BTreeSet<NodeId>, configs: &[BTreeSet<NodeId>]) -> bool {
+    configs
+        .iter()
+        .all(|c| c.iter().filter(|v| yes.contains(v)).count() * 2 > c.len())
+}
+
+/// Whether no quorum of `configs` can be had once the voters in `no` have refused.
+pub fn lost(no: &BTreeSet<NodeId>, configs: &[BTreeSet<NodeId>]) -> bool {
+    let could: BTreeSet<NodeId> = configs
+        .iter()
+        .flatten()
+        .filter(|v| !no.contains(v))
+        .copied()
+        .collect();
+    !won(&could, configs)
+}
+
+/// The configurations as the log line names them: `{1, 2, 3}`, or `{1} and {1, 2, 3}` while
+/// the membership changes.
+fn show_configs(configs: &[BTreeSet<NodeId>]) -> String {
+    configs
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 /// Election timing, from `[raft]`.
@@ -213,6 +241,7 @@ impl Cluster {
             }
             let m = self.raft.metrics().borrow().clone();
             let membership = m.membership_config.membership().clone();
+            let configs = membership.get_joint_config().clone();
             let voters: Vec<(NodeId, String)> = membership
                 .voter_ids()
                 .filter_map(|v| membership.get_node(&v).map(|n| (v, n.addr.clone())))
@@ -264,15 +293,15 @@ impl Cluster {
             // round for the whole timeout.
             let mut pending: futures::stream::FuturesUnordered<_> = asks.collect();
             let mut answers = Vec::new();
-            let (mut granted, mut refused) = (1, 0);
+            let (mut granted, mut refused) = (BTreeSet::from([self.id]), BTreeSet::new());
             while let Some((v, a)) = pending.next().await {
                 if a.granted {
-                    granted += 1;
+                    granted.insert(v);
                 } else {
-                    refused += 1;
+                    refused.insert(v);
                 }
                 answers.push((v, a));
-                if won(granted, voters.len()) || !won(voters.len() - refused, voters.len()) {
+                if won(&granted, &configs) || lost(&refused, &configs) {
                     break;
                 }
             }
@@ -289,11 +318,20 @@ impl Cluster {
                 // first, while it asked.
                 continue;
             }
-            if won(granted, voters.len()) {
+            let joint = if configs.len() > 1 {
+                format!(
+                    " (the membership is changing: a majority of each of {} is needed)",
+                    show_configs(&configs)
+                )
+            } else {
+                String::new()
+            };
+            if won(&granted, &configs) {
                 tracing::info!(
-                    "no leader heard for {} ms and {granted} of {} voters would elect this node: \
+                    "no leader heard for {} ms and {} of {} voters would elect this node{joint}: \
                      standing for term {}",
                     quiet.as_millis(),
+                    granted.len(),
                     voters.len(),
                     req.term
                 );
@@ -308,9 +346,10 @@ impl Cluster {
                     .map(|(v, a)| format!("node {v}: {}", a.why))
                     .collect();
                 tracing::info!(
-                    "no leader heard for {} ms, but only {granted} of {} voters would elect \
-                     this node, so it does not stand ({})",
+                    "no leader heard for {} ms, but only {} of {} voters would elect \
+                     this node{joint}, so it does not stand ({})",
                     quiet.as_millis(),
+                    granted.len(),
                     voters.len(),
                     why.join("; ")
                 );
@@ -451,12 +490,32 @@ mod tests {
         assert!(!stands_after_backing(3, 2));
     }
 
+    fn ids(v: &[NodeId]) -> BTreeSet<NodeId> {
+        v.iter().copied().collect()
+    }
+
     #[test]
     fn a_majority_wins() {
-        assert!(won(2, 3));
-        assert!(!won(1, 3));
-        assert!(!won(2, 4));
-        assert!(won(3, 4));
-        assert!(won(1, 1));
+        let three = [ids(&[1, 2, 3])];
+        assert!(won(&ids(&[2, 3]), &three));
+        assert!(!won(&ids(&[3]), &three));
+        let four = [ids(&[1, 2, 3, 4])];
+        assert!(!won(&ids(&[1, 2]), &four));
+        assert!(won(&ids(&[1, 2, 3]), &four));
+        assert!(won(&ids(&[1]), &[ids(&[1])]));
+        assert!(lost(&ids(&[1, 2]), &three));
+        assert!(!lost(&ids(&[1]), &three));
+    }
+
+    #[test]
+    fn while_the_membership_changes_each_configuration_needs_its_majority() {
+        // The leader of {1} promoted 2 and 3 and died before the new configuration reached
+        // them: 2 and 3 are two of the three voters, but openraft also needs a majority of
+        // {1}, so they must not stand (each try would only raise the term).
+        let joint = [ids(&[1]), ids(&[1, 2, 3])];
+        assert!(!won(&ids(&[2, 3]), &joint));
+        assert!(lost(&ids(&[1]), &joint), "without 1 no quorum is possible");
+        assert!(won(&ids(&[1, 3]), &joint));
+        assert_eq!(show_configs(&joint), "{1} and {1, 2, 3}");
     }
 }

@@ -24,6 +24,11 @@ pub struct StatusView {
     pub commit_index: Option<u64>,
     pub applied_index: u64,
     pub voters_wanted: u8,
+    /// The membership is changing (a joint configuration of old and new voters, a majority
+    /// of each needed to elect or commit) as this node's log has it: the voters it lists are
+    /// not yet what a failure can count on.
+    #[serde(default)]
+    pub membership_changing: bool,
     pub members: Vec<MemberView>,
     /// Whose view of reachability `members` shows.
     pub members_seen_by: String,
@@ -413,6 +418,7 @@ impl Cluster {
             term: m.current_term,
             leader,
             voters_wanted: self.voters_wanted as u8,
+            membership_changing: membership.get_joint_config().len() > 1,
             members,
             members_seen_by: self.name.clone(),
             node,

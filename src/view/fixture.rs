@@ -67,6 +67,7 @@ pub fn status(paused: bool, members: Vec<MemberView>) -> StatusView {
         commit_index: Some(120),
         applied_index: 120,
         voters_wanted: 3,
+        membership_changing: false,
         members,
         members_seen_by: "n1".into(),
         controller: Some(ControlView {

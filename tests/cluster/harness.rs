@@ -554,16 +554,22 @@ impl TestCluster {
         c
     }
 
-    /// Wait until every running node sees `n` voters, one leader and is ready.
+    /// Wait until every running node sees `n` voters in a settled membership (not the joint
+    /// configuration of a change under way, which still needs the old voters' majority: a
+    /// test that kills the leader then would leave the others unable to elect), one leader
+    /// and is ready.
     pub fn wait_voters(&self, n: usize) {
         wait_for(
-            &format!("{n} voters, one leader, every node ready"),
+            &format!("{n} voters, membership settled, one leader, every node ready"),
             Duration::from_secs(30),
             || {
                 let mut leaders = std::collections::BTreeSet::new();
                 for node in self.nodes.iter().filter(|n| n.running()) {
                     let s = node.status()?;
-                    if voters(&s) != n || s["node"]["ready"] != true {
+                    if voters(&s) != n
+                        || s["membership_changing"] != false
+                        || s["node"]["ready"] != true
+                    {
                         return None;
                     }
                     leaders.insert(s["leader"]["name"].as_str()?.to_string());

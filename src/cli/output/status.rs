@@ -86,12 +86,17 @@ pub fn status(w: &mut dyn Write, s: &StatusView, now: Millis, json: bool) -> io:
     let voters = s.members.iter().filter(|m| m.role == "voter").count();
     write!(
         w,
-        "cluster:  {}\nleader:   {leader}\nterm:     {}\ncommit:   {}   applied: {}\nvoters:   {voters} of {} wanted\nthis node: {} (id {}) {}, applied {}, last log {}, snapshot {}, {}\n\n",
+        "cluster:  {}\nleader:   {leader}\nterm:     {}\ncommit:   {}   applied: {}\nvoters:   {voters} of {} wanted{}\nthis node: {} (id {}) {}, applied {}, last log {}, snapshot {}, {}\n\n",
         s.cluster_id.as_deref().unwrap_or("(initialising)"),
         s.term,
         opt(s.commit_index),
         s.applied_index,
         s.voters_wanted,
+        if s.membership_changing {
+            " (membership changing: until it completes, a majority of the old voters is needed too)"
+        } else {
+            ""
+        },
         s.node.name,
         s.node.id,
         s.node.role,
