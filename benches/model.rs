@@ -13,6 +13,7 @@
 //!   cargo bench --bench model -- --model PATH --train DIR [--train DIR] --out FILE
 //!       (the evaluation reads the head from assets/reviewer-head.json, or --head FILE)
 //!   cargo bench --bench model -- --model PATH --dump-prompt FILE | --speed PROMPT_FILE
+//!   cargo bench --bench model -- --check --set DIR...   (parse and count only, no model)
 //!   cargo bench --bench model -- --model PATH --dump-features FILE --taps 4,8,16 --set DIR...
 //!       (features per scenario for comparing blocks and poolings offline; refuses held-out)
 //!
@@ -94,6 +95,25 @@ fn keyword(s: &Situation) -> Expect {
     }
 }
 
+/// `--check`: every file of each set parses and carries a label; prints how many and the
+/// balance of labels, and runs no model (what a scenario's author checks before evaluating).
+fn check(dirs: &[String]) -> anyhow::Result<()> {
+    anyhow::ensure!(!dirs.is_empty(), "--check needs --set DIR (one or more)");
+    for dir in dirs {
+        let set = cases(Path::new(dir))?;
+        let count = |e: fn(&Expect) -> bool| set.iter().filter(|c| e(&c.label.expect)).count();
+        println!(
+            "{dir}: {} files parse, {} approve, {} reject, {} adjust; the text decides {}",
+            set.len(),
+            count(|e| matches!(e, Expect::Approve)),
+            count(|e| matches!(e, Expect::Reject)),
+            count(|e| matches!(e, Expect::Adjust)),
+            set.iter().filter(|c| c.label.text_decides).count()
+        );
+    }
+    Ok(())
+}
+
 /// Agreement counts: all, and where the text decides.
 #[derive(Default, Clone, Copy)]
 struct Score {
@@ -147,6 +167,9 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(1);
     aether::controller::model::set_threads(threads);
+    if args.iter().any(|a| a == "--check") {
+        return check(&flags("--set"));
+    }
     let Some(path) = flag("--model").or_else(|| std::env::var("AETHER_MODEL").ok()) else {
         println!("model bench: no model (pass --model PATH or set AETHER_MODEL); skipped");
         return Ok(());

@@ -60,6 +60,22 @@ impl Head {
         self.features == features && cosine(&self.probe, probe) >= PROBE_MATCH
     }
 
+    /// How strongly `x` objects: the logit of `reject` less that of `approve`. Affine in `x`,
+    /// so the margin of a mean of vectors is the mean of their margins: what lets a verdict
+    /// over the mean of many positions say which of them pushed it most.
+    pub fn margin(&self, x: &[f32]) -> f32 {
+        let mut m = self.bias[1] - self.bias[0];
+        for (((v, mu), s), (r, a)) in x
+            .iter()
+            .zip(&self.mean)
+            .zip(&self.scale)
+            .zip(self.weights[1].iter().zip(&self.weights[0]))
+        {
+            m += (r - a) * (v - mu) / s;
+        }
+        m
+    }
+
     /// Log-probabilities of the classes for `x`, over those `allowed` (others get −∞).
     pub fn log_probs(&self, x: &[f32], allowed: &[bool; 3]) -> [f32; 3] {
         let z: Vec<f32> = x
@@ -201,6 +217,16 @@ mod tests {
             f32::NEG_INFINITY,
             "a class not allowed is never chosen"
         );
+        // The margin is the reject logit less the approve one, and that of a mean is the
+        // mean of the margins.
+        let two = [true, true, false];
+        for x in &xs[..4] {
+            let lp = h.log_probs(x, &two);
+            assert!((h.margin(x) - (lp[1] - lp[0])).abs() < 1e-4);
+        }
+        let mid: Vec<f32> = xs[0].iter().zip(&xs[1]).map(|(a, b)| (a + b) / 2.0).collect();
+        let avg = (h.margin(&xs[0]) + h.margin(&xs[1])) / 2.0;
+        assert!((h.margin(&mid) - avg).abs() < 1e-4);
         assert!(h.fits("test", &[2.0, 0.0]), "the same direction fits");
         assert!(!h.fits("test", &[0.0, 1.0]), "another model does not");
         assert!(!h.fits("other", &[1.0, 0.0]), "other features do not");

@@ -438,6 +438,26 @@ impl Llama {
         Ok((h, ordered))
     }
 
+    /// The residual stream after the first `blocks` blocks for every position of `tokens`
+    /// run after what `cache` holds (`[seq, width]`); the rest of the network is not run, and
+    /// `cache` is left as it was (the keys and values written go to a copy that is dropped).
+    pub fn residual(
+        &self,
+        tokens: &[u32],
+        cache: &Cache,
+        blocks: usize,
+    ) -> Result<Tensor, ModelError> {
+        self.fits(tokens, cache)?;
+        let blocks = blocks.clamp(1, self.blocks.len());
+        let mut scratch = cache.clone();
+        let mut out = Vec::new();
+        self.run_to(tokens, &mut scratch, 1, &[blocks], &mut out, blocks)
+            .map_err(candle)?;
+        out.pop()
+            .map(|(_, t)| t)
+            .ok_or_else(|| ModelError::Candle(format!("no block {blocks} to tap")))
+    }
+
     /// The logits of hidden states (`[n, width]` → `[n, vocab]`).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor, ModelError> {
         self.output
@@ -504,6 +524,21 @@ impl Llama {
         taps: &[usize],
         tapped: &mut Vec<(usize, Tensor)>,
     ) -> candle_core::Result<Tensor> {
+        self.run_to(tokens, cache, keep, taps, tapped, self.blocks.len())
+    }
+
+    /// [`Llama::run`] through the first `stop` blocks only. Stopped early, it returns the
+    /// residual stream (`[seq, width]`) and the cache holds keys and values of those blocks
+    /// alone: the caller must drop it.
+    fn run_to(
+        &self,
+        tokens: &[u32],
+        cache: &mut Cache,
+        keep: usize,
+        taps: &[usize],
+        tapped: &mut Vec<(usize, Tensor)>,
+        stop: usize,
+    ) -> candle_core::Result<Tensor> {
         let h = &self.hyper;
         let (seq, pos, hd) = (tokens.len(), cache.len, h.head_dim());
         let (kv_heads, rep) = (h.kv_heads, h.heads / h.kv_heads);
@@ -551,6 +586,11 @@ impl Llama {
             x = (x + b.down.forward(&(g * u)?)?)?;
             if taps.contains(&(i + 1)) {
                 tapped.push((i + 1, x.squeeze(0)?));
+            }
+            if i + 1 == stop && stop < self.blocks.len() {
+                cache.pieces = pieces;
+                cache.len += seq;
+                return x.squeeze(0);
             }
         }
         cache.pieces = pieces;

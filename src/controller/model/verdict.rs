@@ -1,11 +1,15 @@
 //! The constrained verdict. The numbers speak first ([`super::prompt::by_numbers`]: a risk
-//! rejects, a step that misses the needed count adjusts); the model reads the text and objects
-//! or not: with a head that fits the model ([`super::head`]), by the head over its hidden
-//! states; without one, by the log-probability of the first token of " reject" against
-//! " approve" after the answer prefix, calibrated by the same tokens after a content-free
-//! situation (so a verb the model favours whatever it reads does not win by default). An
-//! objection rejects; otherwise the numbers' adjust stands, else approve. Nothing is parsed
-//! from free text. Then up to [`REASON_TOKENS`] tokens of reason are generated greedily.
+//! rejects and the model is not run; a step that misses the needed count adjusts); the model
+//! reads the text and objects or not. An objection rejects; otherwise the numbers' adjust
+//! stands, else approve. Nothing is parsed from free text.
+//!
+//! - With a head that fits the model ([`super::head`]), the head reads the residual stream
+//!   after block 4 (the rest of the network is not run), and an objection's reason quotes the
+//!   line of the notes, events or logs whose positions object most by the head's own margin.
+//! - Without one, by the log-probability of the first token of " reject" against " approve"
+//!   after the answer prefix, calibrated by the same tokens after a content-free situation (so
+//!   a verb the model favours whatever it reads does not win by default); then up to
+//!   [`REASON_TOKENS`] tokens of reason are generated greedily.
 
 use std::time::Instant;
 
@@ -81,32 +85,33 @@ pub struct Answer {
     pub features: Vec<f32>,
     /// Who chose the verb: `head` or `calibrated` (the model's side of it).
     pub chooser: &'static str,
-    /// The numbers decided the verdict (a risk, or an adjust the text did not object to): the
-    /// reason is theirs ([`super::prompt::plain_reason`]), none is generated.
+    /// The numbers decided the verdict (a risk, or an adjust the text did not object to).
     pub by_numbers: bool,
+    /// No reason was written here: the plain one from the numbers stands
+    /// ([`super::prompt::plain_reason`]): what the numbers decided, or, with a head, an
+    /// approval the text did not object to.
+    pub plain: bool,
 }
 
 /// What the features are: the mean of the residual stream after block 4 over the positions of
 /// the situation's words (its notes, events and log lines, else its risks: see
-/// [`super::prompt::words_start`]), then the last position's final hidden state. An early block
-/// keeps more of what the words are, and the numbers above them are the numbers stage's to
-/// judge; the last position has read it all. Chosen by cross-validation on the training set
-/// among blocks 4, 8, 16 and the final state, over the last position, all positions or the
-/// words.
-pub const FEATURES: &str = "block4-words-mean+last";
+/// [`super::prompt::words_start`]). An early block keeps more of what the words are, and the
+/// numbers above them are the numbers stage's to judge. Chosen by cross-validation on the
+/// training set among blocks 4, 8, 16 and the final state, over the last position, all
+/// positions or the words: adding the final state's last position gained nothing on the
+/// training folds or dev, and without it a review runs 4 of the network's 30 blocks.
+pub const FEATURES: &str = "block4-words-mean";
 
 /// The block [`FEATURES`] taps (the last one, in a network shallower than that).
 const TAP: usize = 4;
 
-/// The head's features of a situation: `hidden` is the final states (`[n, width]`), `taps`
-/// the residual stream at the tapped block, `from` the first position of the words.
-fn features(hidden: &Tensor, taps: &[Tensor], from: usize) -> Result<Vec<f32>, ModelError> {
+/// The head's features of a situation: `taps` the residual stream at the tapped block, `from`
+/// the first position of the words.
+fn features(taps: &[Tensor], from: usize) -> Result<Vec<f32>, ModelError> {
     let tap = taps
         .first()
         .ok_or_else(|| ModelError::Candle("no tapped block".into()))?;
-    let mut x = mean_from(tap, from)?;
-    x.extend(last(hidden)?);
-    Ok(x)
+    mean_from(tap, from)
 }
 
 /// The last position of `[n, width]` states.
@@ -118,11 +123,66 @@ fn last(states: &Tensor) -> Result<Vec<f32>, ModelError> {
 /// The mean of `[n, width]` states over positions `from..` (the last one at least).
 fn mean_from(states: &Tensor, from: usize) -> Result<Vec<f32>, ModelError> {
     let n = states.dim(0).map_err(candle)?;
+    mean_rows(states, from, n)
+}
+
+/// The mean of `[n, width]` states over positions `from..to` (clamped; one position at least).
+fn mean_rows(states: &Tensor, from: usize, to: usize) -> Result<Vec<f32>, ModelError> {
+    let n = states.dim(0).map_err(candle)?;
+    let to = to.clamp(1, n);
     states
-        .i(from.min(n - 1)..n)
+        .i(from.min(to - 1)..to)
         .and_then(|t| t.mean(0))
         .and_then(|t| t.to_vec1())
         .map_err(candle)
+}
+
+/// The lines of a shaped situation's words that a head can point at: from
+/// [`words_start`] on, each note, event or log line with what it is (`the notes`, …), and
+/// its byte range in `text`. Section headers and an empty risk line are not lines.
+pub fn word_lines(text: &str) -> Vec<(&'static str, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut at = words_start(text);
+    let mut section = "the text";
+    for line in text[at..].split_inclusive('\n') {
+        let range = at..at + line.trim_end().len();
+        at += line.len();
+        let l = line.trim();
+        if l.starts_with("Logs (") {
+            section = "the log lines";
+            continue;
+        }
+        if l.is_empty() || l == "Risks: none." {
+            continue;
+        }
+        let kind = if l.starts_with("Notes: ") {
+            "the notes"
+        } else if l.starts_with("Events: ") {
+            "the events"
+        } else if l.starts_with("Risks: ") {
+            "the risks"
+        } else {
+            section
+        };
+        out.push((kind, range));
+    }
+    out
+}
+
+/// A line quoted in a reason: whole words up to about 120 characters (a number is never cut).
+fn quote(line: &str) -> String {
+    let mut out = String::new();
+    for w in line.split_whitespace() {
+        if !out.is_empty() && out.len() + 1 + w.len() > 120 {
+            out.push('…');
+            return out;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    out
 }
 
 fn candle(e: candle_core::Error) -> ModelError {
@@ -149,7 +209,7 @@ impl Reviewer {
             .encode(&CONTENT_FREE[..words_start(CONTENT_FREE)])?
             .len();
         let (hidden, taps) = llama.hidden_and_taps(&ids, &mut cache, &[tap])?;
-        let probe = features(&hidden, &taps, from)?;
+        let probe = features(&taps, from)?;
         let last = hidden
             .i(ids.len() - 1..ids.len())
             .map_err(|e| ModelError::Candle(e.to_string()))?;
@@ -172,9 +232,40 @@ impl Reviewer {
     /// The features the head reads of a situation text (the prompt's prefill only).
     pub fn read(&self, text: &str) -> Result<Vec<f32>, ModelError> {
         let ids = self.tok.encode(&format!("{text}{ANSWER}"))?;
-        let mut cache = self.system.clone();
-        let (hidden, taps) = self.llama.hidden_and_taps(&ids, &mut cache, &[self.tap])?;
-        features(&hidden, &taps, self.words(text)?)
+        let tap = self.llama.residual(&ids, &self.system, self.tap)?;
+        mean_from(&tap, self.words(text)?)
+    }
+
+    /// The token position where byte `at` of `text` begins (the prefix's token count).
+    fn position(&self, text: &str, at: usize) -> Result<usize, ModelError> {
+        Ok(self.tok.encode(&text[..at])?.len())
+    }
+
+    /// Which line of the words objects most, by the head's margin over the mean of its
+    /// positions (the verdict's margin is the mean over all of them), as a reason that quotes
+    /// it.
+    fn objection(&self, text: &str, tap: &Tensor, head: &Head) -> Result<String, ModelError> {
+        let mut best: Option<(f32, &str, &str)> = None;
+        for (kind, range) in word_lines(text) {
+            let (a, b) = (
+                self.position(text, range.start)?,
+                self.position(text, range.end)?,
+            );
+            let m = head.margin(&mean_rows(tap, a, b.max(a + 1))?);
+            if best.is_none_or(|(bm, _, _)| m > bm) {
+                best = Some((m, kind, &text[range]));
+            }
+        }
+        Ok(match best {
+            Some((_, kind, line)) => {
+                let line = ["Notes: ", "Events: ", "Risks: "]
+                    .iter()
+                    .find_map(|p| line.trim().strip_prefix(p))
+                    .unwrap_or(line.trim());
+                format!("{kind} argue against it, most of all: {}", quote(line))
+            }
+            None => "the text argues against it.".into(),
+        })
     }
 
     /// The position of the first token of `text`'s words ([`words_start`]).
@@ -223,43 +314,88 @@ impl Reviewer {
         numbers: Option<Verdict>,
         deadline: Instant,
     ) -> Result<Answer, ModelError> {
+        check(deadline)?;
+        // A risk rejects before any text is read: the model has nothing to add.
+        if matches!(numbers, Some(Verdict::Reject)) {
+            return Ok(Answer {
+                verdict: Verdict::Reject,
+                reason: String::new(),
+                scores: Vec::new(),
+                prompt_tokens: 0,
+                prefill_ms: 0,
+                generated: 0,
+                decode_ms: 0,
+                features: Vec::new(),
+                chooser: "numbers",
+                by_numbers: true,
+                plain: true,
+            });
+        }
+        let settle = |objects: bool| match numbers.clone() {
+            _ if objects => Verdict::Reject,
+            Some(v) if candidates.contains(&v) => v,
+            _ => Verdict::Approve,
+        };
         let ids = self.tok.encode(&format!("{text}{ANSWER}"))?;
         let t0 = Instant::now();
+        if let Some(head) = &self.head {
+            // The head reads block 4's states: the rest of the network is not run, and its
+            // reason quotes the line that objects most rather than being generated.
+            let tap = self.llama.residual(&ids, &self.system, self.tap)?;
+            let feats = mean_from(&tap, self.words(text)?)?;
+            let lp = head.log_probs(&feats, &[true, true, false]);
+            let mut scores = vec![("approve".to_string(), lp[0]), ("reject".to_string(), lp[1])];
+            let objects = lp[1] > lp[0];
+            let verdict = settle(objects);
+            if let Verdict::Adjust(n) = verdict {
+                scores.push((format!("adjust to {n}"), 0.0));
+            }
+            let prefill_ms = t0.elapsed().as_millis() as u64;
+            let t1 = Instant::now();
+            let reason = if objects {
+                check(deadline)?;
+                self.objection(text, &tap, head)?
+            } else {
+                String::new()
+            };
+            return Ok(Answer {
+                by_numbers: matches!(verdict, Verdict::Adjust(_)),
+                plain: !objects,
+                verdict,
+                reason,
+                scores,
+                prompt_tokens: ids.len(),
+                prefill_ms,
+                generated: 0,
+                decode_ms: t1.elapsed().as_millis() as u64,
+                features: feats,
+                chooser: "head",
+            });
+        }
         let mut cache = self.system.clone();
         let (hidden, taps) = self.llama.hidden_and_taps(&ids, &mut cache, &[self.tap])?;
-        let feats = features(&hidden, &taps, self.words(text)?)?;
+        let feats = features(&taps, self.words(text)?)?;
         let last = hidden
             .i(ids.len() - 1..ids.len())
             .map_err(|e| ModelError::Candle(e.to_string()))?;
         let lp = log_softmax(&self.llama.logits(&last)?)?.remove(0);
         let prefill_ms = t0.elapsed().as_millis() as u64;
         check(deadline)?;
-        let by_head = self
-            .head
-            .as_ref()
-            .map(|h| h.log_probs(&feats, &[true, true, false]));
         let mut scores = Vec::new();
-        for (i, (_, word, first)) in self.fixed.verbs.iter().enumerate() {
-            let s = match by_head {
-                Some(lp) => lp[i],
-                None if self.calibrate => lp[*first as usize] - self.free[*first as usize],
-                None => lp[*first as usize],
+        for (_, word, first) in self.fixed.verbs.iter() {
+            let s = if self.calibrate {
+                lp[*first as usize] - self.free[*first as usize]
+            } else {
+                lp[*first as usize]
             };
             scores.push((word.to_string(), s));
         }
-        let objects = scores[1].1 > scores[0].1;
-        let verdict = match numbers.clone() {
-            Some(Verdict::Reject) => Verdict::Reject,
-            _ if objects => Verdict::Reject,
-            Some(v) if candidates.contains(&v) => v,
-            _ => Verdict::Approve,
-        };
+        let verdict = settle(scores[1].1 > scores[0].1);
         if let Verdict::Adjust(n) = verdict {
             scores.push((format!("adjust to {n}"), 0.0));
         }
         // What the numbers decided, they explain: no reason is generated for it.
-        let by_numbers =
-            matches!(numbers, Some(Verdict::Reject)) || matches!(verdict, Verdict::Adjust(_));
+        let by_numbers = matches!(verdict, Verdict::Adjust(_));
         let t1 = Instant::now();
         let (reason, generated) = if by_numbers {
             (String::new(), 0)
@@ -271,6 +407,7 @@ impl Reviewer {
         };
         Ok(Answer {
             by_numbers,
+            plain: by_numbers,
             verdict,
             reason,
             scores,
@@ -279,11 +416,7 @@ impl Reviewer {
             generated,
             decode_ms: t1.elapsed().as_millis() as u64,
             features: feats,
-            chooser: if by_head.is_some() {
-                "head"
-            } else {
-                "calibrated"
-            },
+            chooser: "calibrated",
         })
     }
 
