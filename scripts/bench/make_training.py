@@ -19,6 +19,16 @@ scenarios carry healthy or noisy lines and unrelated notes besides the decisive 
 error word alone decides. Balance: about 45% approve, 45% reject, 10% adjust; about 60% decided
 by the text.
 
+After them (files 705 on, from the same generator's later draws, so the first 705 stay byte for
+byte), 250 scenarios in 10 twin families (TWIN_FAMILIES): pairs on the same numbers, with no risk
+in them, whose words flip the verdict, against the head's habit of objecting to alarming words
+alone: dependency errors that ended or go on, OOM kills before or after a memory raise, a fault an
+operator's note calls fixed or not, windows (drills, pins, freezes, load tests) told by their end
+or their length that have passed or are in force, an old veto whose reason is over or holds, an
+open-ended hold a later note lifts or keeps, a spike of welcome or harmful load, a peak over or
+coming before a scale-in, and warnings beside the fault that looks like them. In all 955 in 48
+families.
+
 After writing, every file is read back and checked against the situation format (fields, types,
 allowed values, the proposal's numbers against its rule) and the counts per family, class and
 text_decides are printed; a failed check exits 1.
@@ -1573,6 +1583,525 @@ FAMILIES = [  # name, count, builder
 
 
 # ---------------------------------------------------------------------------------------------
+# Twin families (written after the 705 above, from the same generator's later draws, so those
+# regenerate byte for byte). Each builds a pair on the same numbers (no risk: no recent veto of
+# the same action within 15 minutes, no flapping, the proportional step) whose words differ a
+# little and flip the verdict: an error that ended or goes on, a window passed or in force, a
+# welcome or a harmful spike, a warning or the fault beside it. The reviewer's head tended to
+# object to alarming words alone; these teach it to read when and whether.
+
+# Connection resets and refusals from a dependency (a fault more copies cannot help while it lasts).
+RESET = [
+    "Error: read ECONNRESET",
+    "Error: socket hang up (code ECONNRESET) calling https://{dom}/v1",
+    "java.net.SocketException: Connection reset",
+    "requests.exceptions.ConnectionError: ('Connection aborted.', ConnectionResetError(104, 'Connection reset by peer'))",
+    'level=error msg="query failed" db={db} err="read tcp {ip}:5{k}->{ip}:5432: read: connection reset by peer"',
+    '{{"level":"error","msg":"cache read failed","err":"ECONNRESET","host":"{cache}"}}',
+    "[error] recv() failed (104: Connection reset by peer) while reading response header from upstream",
+    "io.grpc.StatusRuntimeException: UNAVAILABLE: io exception (connection reset)",
+    "{svc}.service: upstream {db}: connection reset by peer, retrying",
+    "ERROR [pool-{n}-thread-{k}] c.{bp}.Repo - I/O error: Connection reset by peer",
+]
+# (resolved, ongoing): the same event with the opposite news, by index.
+DEP_EV = [
+    ("incident INC-{k} resolved: {svc}'s backend is reachable again",
+     "incident INC-{k} open: {svc}'s backend still unreachable"),
+    ("network fix applied by {who}; the connection resets on {slice} stopped",
+     "network fix by {who} did not help; the connection resets on {slice} go on"),
+    ("dependency of {slice} recovered; 0 connection errors since",
+     "dependency of {slice} still down; connection errors every few seconds"),
+    ("{slice} reconnected to its backends after the failover",
+     "{slice} still cannot reach its backends; failover not done yet"),
+    ("status page: the outage behind {svc}'s errors is over, all checks green",
+     "status page: the outage behind {svc}'s errors is ongoing, checks red"),
+    ("ECONNRESET burst on {slice} ended when the load balancer was fixed",
+     "ECONNRESET burst on {slice} continues; load balancer fix not deployed yet"),
+    ("{db} is back after the restart; {svc} queries succeed again",
+     "{db} still restarting; every query from {svc} fails"),
+    ("DNS fixed by {who}; {svc} resolves its dependencies again",
+     "DNS still broken; {svc} cannot resolve its dependencies"),
+]
+DEP_NOTE = [
+    ("the resets on {svc} this morning were the LB, fixed, ignore them",
+     "the resets on {svc} are the LB, not fixed yet, more copies won't help"),
+    ("db blip earlier is over, {s} is fine now",
+     "db is still flapping, {s} errors are real and ongoing"),
+    ("those connection errors on {svc} were the vendor's outage, it ended",
+     "those connection errors on {svc} are the vendor's outage, still going on"),
+]
+RAISE_EV = [
+    "memory limit of {slice} raised to {gib}Gi by {who}",
+    "{slice} redeployed with -Xmx{gib}g",
+    "config change: {svc} heap {mib}m -> {gib}g, rolled out",
+    "{who} bumped {svc}'s memory limit to {gib}Gi",
+    "NODE_OPTIONS=--max-old-space-size={gib}000 rolled out to {slice}",
+    "systemd: MemoryMax={gib}G set for {svc}.service, unit restarted",
+    "helm upgrade {svc}: resources.limits.memory {mib}Mi -> {gib}Gi",
+]
+OOM_AFTER = [  # (clean since the raise, still killed after it)
+    ("{inst} ready; 0 restarts since the limit change", "{inst} OOMKilled again after the limit change, restart {k}"),
+    ("no OOM kills on {slice} since the raise", "OOM kills on {slice} go on after the raise"),
+    ("{slice}: all copies up since the raise, restarts 0", "{slice}: copies still restarting after the raise ({k} restarts)"),
+    ("memory of {slice} steady at {pct}% of the new limit", "memory of {slice} hits the new limit within minutes; killed again"),
+    ("{svc}.service: running, no oom-kill since the change", "{svc}.service: Failed with result 'oom-kill' again since the change"),
+]
+FIX_WHAT = {"config": "missing secret", "bad-flag": "bad flag in the manifest", "migration": "schema migration",
+            "segfault": "start-up crash", "cert": "expired cert", "dep-auth": "rotated db password",
+            "disk-full": "full volume", "port-in-use": "port clash", "oom": "heap size"}
+FIX_NOTE = [  # (fixed, not yet)
+    ("fixed the {what} on {s}, restarts since are clean", "still looking into the {what} on {s}, restarts keep coming"),
+    ("{what} sorted out ({who} pushed the fix), {svc} stable since", "{what} not sorted yet ({who} is on it), {svc} keeps crashing"),
+    ("ok the {what} was the culprit, rolled back, {s} healthy again", "ok the {what} is the culprit, rollback not done yet, {s} still crashing"),
+    ("root cause ({what}) fixed at {t}; the errors are from before that", "root cause ({what}) found at {t} but not fixed; the errors go on"),
+    ("mitigated: {what} corrected at {t}, no crashes after", "not mitigated: {what} fix still pending since {t}, crashes continue"),
+    ("{svc}: {what} resolved, you can ignore the old stack traces", "{svc}: {what} unresolved, the stack traces are current"),
+]
+WINDOW = [  # windows that forbid any change of the count
+    "chaos drill on {s} {until}: we kill copies on purpose, keep the count fixed",
+    "{svc} pinned at its current size {until} for the latency study",
+    "code freeze for {s} {until}",
+    "pinning {s} {until} while we bisect the memory growth",
+    "no changes to {svc} {until}, the vendor is replaying traffic",
+    "game day {until}: the count of {s} must not move",
+    "{s}: hands off {until}, perf baseline being recorded",
+    "please hold {svc} steady {until} (capacity audit)",
+    "freeze on {s} {until} -- finance snapshot reads every copy",
+    "chaos monkey runs against {svc} {until}; do not autoscale around it",
+    "hey, DB team resizing the cluster behind {s} {until}, keep the count as is",
+    "we're tracing {svc} {until}, any new or removed copy ruins the trace",
+    "release freeze {until}; that includes {s}'s instance count",
+    "FYI {svc} is part of the failover rehearsal {until}, don't touch",
+]
+WINDOW_UP = [  # load tests: the load is ours, no scale-up for it
+    "load test against {svc} {until} -- the extra traffic is ours, don't scale for it",
+    "k6 run hitting {s} {until}, leave its size alone",
+    "soak test on {svc} {until}; we want to see it saturate at this size",
+    "locust swarm against {s} {until}, the cpu spike is expected, no scaling",
+]
+WORD_H = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
+          9: "nine", 10: "ten", 11: "eleven", 12: "twelve"}
+
+
+def abs_phrase(end, start):
+    """A window's end said as people say it (and sometimes its start)."""
+    h = end // 60
+    forms = [f"until {hhmm(end)}", f"until {hhmm(end)} UTC", f"till {h12(end)}", f"up to {hhmm(end)}z",
+             f"from {hhmm(start)} to {hhmm(end)} UTC", f"{hhmm(start)}-{hhmm(end)}", f"through {h12(end)}",
+             f"till {hhmm(end)}"]
+    if 13 <= h <= 19:
+        w = WORD_H[h - 12]
+        if end % 60 == 30:
+            forms += [f"till half past {w}", f"-- back by half past {h - 12}", f"until half past {h - 12}"]
+        elif end % 60 == 15:
+            forms += [f"until quarter past {w}"]
+        elif end % 60 == 45:
+            forms += [f"until quarter to {WORD_H[h - 11] if h < 19 else 'eight'}"]
+        else:
+            forms += [f"till {h - 12} o'clock", f"until {w} this afternoon" if h < 18 else f"until {h - 12}pm"]
+    return rng.choice(forms)
+
+
+def rel_phrase():
+    """A window told as a length from when the note was written: (phrase, minutes)."""
+    dur, words = rng.choice([(30, ["for half an hour", "for 30 min", "for the next 30 minutes"]),
+                             (45, ["for 45 minutes", "for about 45 min", "for the next three quarters of an hour"]),
+                             (60, ["for an hour", "for the next hour", "for 1h", "for about an hour"]),
+                             (90, ["for 90 min", "for an hour and a half", "for the next 90 minutes"]),
+                             (120, ["for two hours", "for the next 2h", "for 2 hrs", "for a couple of hours"]),
+                             (180, ["for three hours", "for the next 3 hours", "for 3h"]),
+                             (240, ["for four hours", "for the next 4h"])])
+    return rng.choice(words), dur
+
+
+def ago_exact(m):
+    """Minutes ago said exactly (ago_s rounds hours down)."""
+    return f"{m // 60}h" if m % 60 == 0 and m >= 60 else f"{m}m"
+
+
+def now_at(m, day):
+    return f"{day}T{m // 60:02d}:{m % 60:02d}:{rng.randint(0, 59):02d}Z"
+
+
+def scale_any():
+    """A scale-up or a scale-in whose numbers need exactly the step proposed."""
+    return up() if rng.random() < 0.6 else down()
+
+
+def twins(prop, sl, ns, a, b):
+    """Two labelled situations on the same numbers: a and b give now, logs, events, notes and recent
+    (lists of equal lengths, shuffled alike), expect and why."""
+    perm = {}
+    for k in ("logs", "events", "notes"):
+        assert len(a.get(k, [])) == len(b.get(k, [])), k
+        perm[k] = rng.sample(range(len(a.get(k, []))), len(a.get(k, [])))
+    out = []
+    for v in (a, b):
+        doc = {"now": v["now"], "proposal": json.loads(json.dumps(prop))}
+        if sl:
+            doc["slices"] = [dict(sl)]
+        doc["nodes"] = json.loads(json.dumps(ns))
+        if v.get("recent"):
+            doc["recent"] = v["recent"]
+        for k in ("logs", "events", "notes"):
+            if v.get(k):
+                doc[k] = [v[k][j] for j in perm[k]]
+        out.append((doc, v["expect"], True, v["why"]))
+    rng.shuffle(out)
+    return out
+
+
+def styled2(a, b):
+    """Two notes styled alike (the same casing, abbreviation, typo draw and sign-off)."""
+    st = rng.getstate()
+    x = styled(a)
+    rng.setstate(st)
+    return x, styled(b)
+
+
+def t_dep_recovered():
+    app, prop, sl = up()
+    now_m, now = now_time()
+    vocab = RESET + DEPDOWN
+    line = fill(rng.choice(vocab), app)
+    copies = rng.choice([1, 2, 3, 3])
+    old = rng.randint(25, 300)
+    ages_ok = [f"{old + rng.randint(0, 20)}m" if old < 100 else f"{(old + 30) // 60}h" for _ in range(copies)]
+    ages_bad = list(ages_ok) if rng.random() < 0.4 else [secs(1, 90) for _ in range(copies)]
+    bg = [log(app, secs(1, 120), fill(rng.choice(HEALTHY), app)) for _ in range(rng.choice([1, 2]))] + background(app, rng.choice([0, 1]))
+    inst_ = [inst(app) for _ in range(copies)]
+    side_n, side_e = side_notes(app, 0.2), side_events(app, 0.2)
+    when = f"{rng.randint(3, max(4, old - 10))}m"
+    by = rng.choice(PEOPLE)
+    if rng.random() < 0.65:
+        d = {"k": rng.randint(1000, 9999), "who": rng.choice(PEOPLE), "db": rng.choice(DBS)}
+        ok, bad = (x.format(svc=app[1], slice=f"{app[0]}/{app[1]}", **d) for x in rng.choice(DEP_EV))
+        dec_ok, dec_bad = [{"ago": when, "what": ok}], [{"ago": when, "what": bad}]
+        ev_ok, ev_bad, no_ok, no_bad = dec_ok, dec_bad, [], []
+    else:
+        ok, bad = (x.format(s=f"{app[0]}/{app[1]}", svc=app[1]) for x in rng.choice(DEP_NOTE))
+        text_ok, text_bad = styled2(ok, bad)
+        ev_ok = ev_bad = []
+        no_ok = [{"ago": when, "by": by, "text": text_ok}]
+        no_bad = [{"ago": when, "by": by, "text": text_bad}]
+    lg_ok = [{"instance": i, "ago": a, "line": line} for i, a in zip(inst_, ages_ok)] + bg
+    lg_bad = [{"instance": i, "ago": a, "line": line} for i, a in zip(inst_, ages_bad)] + bg
+    return twins(prop, sl, nodes(), {
+        "now": now, "logs": lg_ok, "events": ev_ok + side_e, "notes": no_ok + side_n, "expect": "approve",
+        "why": "the dependency errors ended before now; the copies are healthy and the load is real"}, {
+        "now": now, "logs": lg_bad, "events": ev_bad + side_e, "notes": no_bad + side_n, "expect": "reject",
+        "why": "the dependency is still failing; more copies cannot reach it either"})
+
+
+def t_oom_raised():
+    app, prop, sl = up()
+    now_m, now = now_time()
+    raise_at = rng.randint(15, 150)
+    line = fill(rng.choice(OOM), app)
+    copies = rng.choice([1, 2, 2, 3])
+    inst_ = [inst(app) for _ in range(copies)]
+    before = [f"{raise_at + rng.randint(10, 90)}m" for _ in range(copies)]
+    after = [f"{rng.randint(1, max(2, raise_at // 3))}m" if rng.random() < 0.5 else secs(5, 120) for _ in range(copies)]
+    bg = [log(app, secs(1, 200), fill(rng.choice(HEALTHY), app)) for _ in range(rng.choice([1, 2]))] + background(app, rng.choice([0, 1]))
+    raise_ev = {"ago": f"{raise_at}m", "what": fill(rng.choice(RAISE_EV), app)}
+    pair = rng.choice(OOM_AFTER)
+    d = {"inst": inst(app), "slice": f"{app[0]}/{app[1]}", "svc": app[1], "k": rng.randint(3, 14), "pct": rng.randint(40, 75)}
+    ok, bad = (x.format(**d) for x in pair)
+    when = f"{rng.randint(1, max(2, raise_at - 5))}m"
+    side_n, side_e = side_notes(app, 0.2), side_events(app, 0.15)
+    crash = {"ago": before[0], "what": fill(rng.choice(CRASH_EV), app)}
+    return twins(prop, sl, nodes(), {
+        "now": now, "logs": [{"instance": i, "ago": a, "line": line} for i, a in zip(inst_, before)] + bg,
+        "events": [crash, raise_ev, {"ago": when, "what": ok}] + side_e, "notes": side_n, "expect": "approve",
+        "why": "the OOM kills came before the memory limit was raised; clean since, the load is real"}, {
+        "now": now, "logs": [{"instance": i, "ago": a, "line": line} for i, a in zip(inst_, after)] + bg,
+        "events": [crash, raise_ev, {"ago": when, "what": bad}] + side_e, "notes": side_n, "expect": "reject",
+        "why": "the copies are still killed for memory after the raise; more copies would be too"})
+
+
+def t_fix_noted():
+    app, prop, sl = up()
+    now_m, now = now_time()
+    kind = rng.choice(list(FIX_WHAT))
+    err_at = rng.randint(20, 150)
+    lines = [fill(rng.choice(REJECT_VOCABS[kind]), app)]
+    logs = [log(app, f"{err_at + rng.randint(0, 15)}m", lines[0]) for _ in range(rng.choice([1, 2, 3]))]
+    logs += [log(app, f"{rng.randint(5, err_at)}m", fill(rng.choice(REJECT_VOCABS[kind]), app)) for _ in range(rng.choice([0, 1]))]
+    logs += background(app, rng.choice([0, 1, 2]))
+    ev = [{"ago": f"{err_at + rng.randint(0, 10)}m", "what": fill(rng.choice(CRASH_EV), app)}] if rng.random() < 0.6 else []
+    ev += side_events(app, 0.15)
+    at = rng.randint(3, max(4, err_at - 10))
+    d = {"what": FIX_WHAT[kind], "s": f"{app[0]}/{app[1]}", "svc": app[1], "who": rng.choice(PEOPLE),
+         "t": hhmm(now_m - at - rng.randint(1, 5))}
+    ok, bad = styled2(*(x.format(**d) for x in rng.choice(FIX_NOTE)))
+    by = rng.choice(PEOPLE)
+    side_n = side_notes(app, 0.2)
+    return twins(prop, sl, nodes(), {
+        "now": now, "logs": logs, "events": ev, "notes": [{"ago": f"{at}m", "by": by, "text": ok}] + side_n,
+        "expect": "approve", "why": "the operator says the fault was fixed; the errors are from before the fix"}, {
+        "now": now, "logs": logs, "events": ev, "notes": [{"ago": f"{at}m", "by": by, "text": bad}] + side_n,
+        "expect": "reject", "why": "the operator says the fault is not fixed; more copies would fail the same way"})
+
+
+def window_pool(prop):
+    return WINDOW + (WINDOW_UP if prop["scale"]["to"] > prop["scale"]["from"] else [])
+
+
+def t_window_abs():
+    app, prop, sl = scale_any()
+    day = rng.choice(DAYS)
+    end = rng.randrange(9 * 60, 20 * 60 + 1, 15)
+    start = end - rng.choice([60, 90, 120, 180])
+    now_ok = end + rng.choice([15, 20, 30, 45, 60, 90, 120, 150])
+    now_bad = end - rng.choice([15, 20, 30, 45, 60, 90])
+    wrote = min(now_bad, start) - rng.randint(10, 150)
+    text = styled(rng.choice(window_pool(prop)).format(s=f"{app[0]}/{app[1]}", svc=app[1], until=abs_phrase(end, start)))
+    by = rng.choice(PEOPLE)
+    bg = background(app, rng.choice([0, 1, 2]))
+    side_n, side_e = side_notes(app, 0.2), side_events(app, 0.2)
+    ns = nodes()
+    return twins(prop, sl, ns, {
+        "now": now_at(now_ok, day), "logs": bg, "events": side_e,
+        "notes": [{"ago": ago_s(now_ok - wrote), "by": by, "text": text}] + side_n, "expect": "approve",
+        "why": f"the window ended at {hhmm(end)}, before now"}, {
+        "now": now_at(now_bad, day), "logs": bg, "events": side_e,
+        "notes": [{"ago": ago_s(now_bad - wrote), "by": by, "text": text}] + side_n, "expect": "reject",
+        "why": f"the window lasts until {hhmm(end)}, after now"})
+
+
+def t_window_rel():
+    app, prop, sl = scale_any()
+    now_m, now = now_time()
+    phrase, dur = rel_phrase()
+    text = styled(rng.choice(window_pool(prop)).format(s=f"{app[0]}/{app[1]}", svc=app[1], until=phrase))
+    by = rng.choice(PEOPLE)
+    ago_ok = dur + rng.choice([30, 45, 60, 90, 120, 180])
+    ago_bad = rng.randint(5, dur - 15)
+    bg = background(app, rng.choice([0, 1, 2]))
+    side_n, side_e = side_notes(app, 0.2), side_events(app, 0.2)
+    return twins(prop, sl, nodes(), {
+        "now": now, "logs": bg, "events": side_e, "notes": [{"ago": ago_exact(ago_ok), "by": by, "text": text}] + side_n,
+        "expect": "approve", "why": f"the note's {dur}-minute window ended {ago_ok - dur} minutes ago"}, {
+        "now": now, "logs": bg, "events": side_e, "notes": [{"ago": ago_exact(ago_bad), "by": by, "text": text}] + side_n,
+        "expect": "reject", "why": f"the note's {dur}-minute window has {dur - ago_bad} minutes to run"})
+
+
+VETO_WINDOW = [
+    "load test {until}, leave {svc} alone",
+    "freeze {until}",
+    "chaos drill on {svc} {until}",
+    "pinned for the benchmark {until}",
+    "not during the release {until}",
+    "hold {until}: audit reads every copy",
+]
+VETO_CAUSE = [  # (reason, over, still so)
+    ("{db} maintenance running, wait", "{db} maintenance finished, replicas in sync", "{db} maintenance still running (step {n} of 6)"),
+    ("investigating the error spike first", "error spike on {slice} explained and fixed (bad deploy rolled back)",
+     "error spike on {slice} still under investigation"),
+    ("wait for the {ver} deploy", "deploy {ver} of {slice} finished", "deploy {ver} of {slice} in progress ({n} of 9 copies)"),
+    ("INC-{k} open, no changes", "INC-{k} closed by {who}", "INC-{k} still open, bridge active"),
+    ("region failover in progress", "failover back to the primary region complete", "region failover still in progress"),
+    ("node pool upgrade, hold", "node pool upgrade done, all nodes ready", "node pool upgrade at {pct}%, nodes cycling"),
+    ("cost cap reached for today", "finance raised today's cost cap for {slice}", "cost cap for {slice} still reached, no raise"),
+]
+
+
+def t_veto_stale():
+    app, prop, sl = scale_any()
+    s = prop["scale"]
+    day = rng.choice(DAYS)
+    by = rng.choice(PEOPLE)
+    vid = rng.randint(5, 400)
+    side_n, side_e = side_notes(app, 0.2), side_events(app, 0.15)
+    bg = background(app, rng.choice([0, 1, 2]))
+    ns = nodes()
+    if rng.random() < 0.5:
+        end = rng.randrange(9 * 60, 20 * 60 + 1, 15)
+        start = end - rng.choice([60, 90, 120])
+        now_ok = end + rng.choice([20, 30, 45, 60, 90, 120])
+        now_bad = end - rng.choice([15, 20, 30, 45, 60])
+        at = min(now_bad - rng.randint(20, 90), start + 10)
+        reason = rng.choice(VETO_WINDOW).format(svc=app[1], until=abs_phrase(end, start))
+        rec = lambda now_m: [{"id": vid, "scale": dict(s), "status": "vetoed", "ago": ago_s(now_m - at), "by": by,
+                              "reason": reason}]
+        return twins(prop, sl, ns, {
+            "now": now_at(now_ok, day), "recent": rec(now_ok), "logs": bg, "events": side_e, "notes": side_n,
+            "expect": "approve", "why": f"the veto was for a window that ended at {hhmm(end)}; it no longer holds"}, {
+            "now": now_at(now_bad, day), "recent": rec(now_bad), "logs": bg, "events": side_e, "notes": side_n,
+            "expect": "reject", "why": f"the veto's window lasts until {hhmm(end)}; its reason still holds"})
+    now_m, now = now_time()
+    d = {"db": rng.choice(DBS), "slice": f"{app[0]}/{app[1]}", "ver": fill("{ver}"), "n": rng.randint(2, 5),
+         "k": rng.randint(1000, 9999), "who": rng.choice(PEOPLE), "pct": rng.randint(20, 80)}
+    reason, ok, bad = (x.format(**d) for x in rng.choice(VETO_CAUSE))
+    vago = rng.randint(20, 240)
+    rec = [{"id": vid, "scale": dict(s), "status": "vetoed", "ago": ago_s(vago), "by": by, "reason": reason}]
+    when = f"{rng.randint(2, vago - 5)}m"
+    return twins(prop, sl, ns, {
+        "now": now, "recent": rec, "logs": bg, "events": [{"ago": when, "what": ok}] + side_e, "notes": side_n,
+        "expect": "approve", "why": "the veto's reason is over, as the events tell"}, {
+        "now": now, "recent": rec, "logs": bg, "events": [{"ago": when, "what": bad}] + side_e, "notes": side_n,
+        "expect": "reject", "why": "the veto's reason still holds, as the events tell"})
+
+
+PIN = [  # (an open-ended hold, lifted, kept)
+    ("pinning {s} at its current size until further notice", "unpinned {s}, scale as needed", "{s} stays pinned, leave it"),
+    ("freeze on {svc} until I say otherwise", "freeze on {svc} lifted", "freeze on {svc} extended to tomorrow"),
+    ("{s}: hold the count while we debug the leak", "done debugging, {s} is free to scale again",
+     "still debugging, keep {s} as is"),
+    ("no scaling on {svc} until INC-{k} is closed", "INC-{k} closed, changes to {svc} ok again",
+     "INC-{k} still open, no changes to {svc}"),
+    ("hands off {s} during the chaos drill, will post when done", "chaos drill done, {s} back to normal ops",
+     "chaos drill running longer than planned, hands off {s}"),
+    ("chaos drill on {svc}: keep the count fixed until I post all clear", "all clear on {svc}, the autoscaler may act",
+     "no all clear yet on {svc}, keep the count"),
+    ("{svc} frozen while the auditors are in", "auditors are done, {svc} unfrozen", "auditors still here, {svc} stays frozen"),
+    ("don't resize {s}, profiling session running", "profiling of {s} finished, resize away",
+     "profiling of {s} still running, don't resize"),
+]
+
+
+def t_pin_lifted():
+    app, prop, sl = scale_any()
+    now_m, now = now_time()
+    d = {"s": f"{app[0]}/{app[1]}", "svc": app[1], "k": rng.randint(1000, 9999)}
+    hold, ok, bad = (x.format(**d) for x in rng.choice(PIN))
+    hold = styled(hold)
+    ok, bad = styled2(ok, bad)
+    first = rng.randint(60, 400)
+    later = rng.randint(3, first // 60 * 60 - 20)
+    by, by2 = rng.choice(PEOPLE), rng.choice(PEOPLE) if rng.random() < 0.5 else None
+    by2 = by2 or by
+    bg = background(app, rng.choice([0, 1, 2]))
+    side_n, side_e = side_notes(app, 0.2), side_events(app, 0.15)
+    n1 = {"ago": ago_s(first), "by": by, "text": hold}
+    return twins(prop, sl, nodes(), {
+        "now": now, "logs": bg, "events": side_e, "notes": [n1, {"ago": f"{later}m", "by": by2, "text": ok}] + side_n,
+        "expect": "approve", "why": "a later note lifts the hold"}, {
+        "now": now, "logs": bg, "events": side_e, "notes": [n1, {"ago": f"{later}m", "by": by2, "text": bad}] + side_n,
+        "expect": "reject", "why": "a later note keeps the hold in force"})
+
+
+SPIKE_UP = [  # (welcome demand, harmful load): scale-up right or wrong
+    ("TV spot for {bp} airs in {m} min", "synthetic load test on {svc} starts in {m} min; the count must stay fixed for the measurement"),
+    ("email campaign to {k}0k {bp} users went out {m} min ago", "scraper bot hitting {svc} since {m} min ago; WAF rule goes live shortly, don't scale for it"),
+    ("{bp} app featured on the store front page since {m} min", "retry storm from broken client {ver} since {m} min; the fix ships now, don't scale for it"),
+    ("push notification to all {bp} users goes out in {m} min", "replay of the dead-letter queue into {svc} in {m} min; it must run at the current size"),
+    ("press coverage of {bp} since {m} min, real users arriving", "credential-stuffing attack on {svc} since {m} min; blocking it, adding copies only feeds it"),
+    ("flash sale on {bp} opened {m} min ago", "our own soak test on {svc} began {m} min ago; we want it saturated at this size"),
+    ("partner {vendor} launched its integration with {svc} {m} min ago", "partner {vendor} is sending a runaway loop of duplicate calls since {m} min; they are fixing it, don't scale"),
+    ("live match started {m} min ago, {svc} demand rising", "chaos experiment injecting fake load into {svc} for {m} min; do not autoscale"),
+]
+SPIKE_DOWN = [  # (peak over: scale-in right, peak coming: scale-in wrong)
+    ("flash sale on {bp} ended {m} min ago", "flash sale on {bp} starts in {m} min"),
+    ("TV spot aired an hour ago, traffic back to baseline", "TV spot airs in {m} min, expect x3"),
+    ("match finished {m} min ago, {svc} demand falling", "match kicks off in {m} min, {svc} demand follows"),
+    ("newsletter wave over, sent hours ago", "newsletter goes out in {m} min"),
+    ("quarter-close jobs on {svc} finished {m} min ago", "quarter-close jobs on {svc} start in {m} min"),
+    ("{bp} campaign ended, the promo codes expired {m} min ago", "{bp} campaign starts in {m} min, promo codes go live"),
+    ("ticket drop done {m} min ago, sold out", "ticket drop opens in {m} min"),
+    ("school day over, {svc} quiet till tomorrow", "school day starts in {m} min, {svc} ramps"),
+]
+
+
+def t_spike(direction):
+    def f():
+        app, prop, sl = up() if direction == "up" else down()
+        now_m, now = now_time()
+        d = {"bp": app[0], "svc": app[1], "m": rng.choice([3, 5, 8, 10, 15, 20]), "k": rng.randint(12, 90),
+             "ver": fill("{ver}"), "vendor": rng.choice(VENDORS)}
+        ok, bad = (x.format(**d) for x in rng.choice(SPIKE_UP if direction == "up" else SPIKE_DOWN))
+        bg = background(app, rng.choice([0, 1, 2]))
+        side_n, side_e = side_notes(app, 0.2), side_events(app, 0.2)
+        when = f"{rng.randint(1, 3)}m" if rng.random() < 0.5 else secs(10, 90)
+        if rng.random() < 0.5:
+            mk = lambda t: {"events": [{"ago": when, "what": t}] + side_e, "notes": side_n}
+        else:
+            ok, bad = styled2(ok, bad)
+            by = rng.choice(PEOPLE)
+            mk = lambda t: {"events": side_e, "notes": [{"ago": when, "by": by, "text": t}] + side_n}
+        if direction == "up":
+            wa, wr = "the spike is real demand; the scale-up is right", "the spike is harmful or test load; do not scale for it"
+        else:
+            wa, wr = "the peak is over; fewer copies will do", "a peak starts in minutes; keep the copies"
+        return twins(prop, sl, nodes(), dict(now=now, logs=bg, expect="approve", why=wa, **mk(ok)),
+                     dict(now=now, logs=bg, expect="reject", why=wr, **mk(bad)))
+    return f
+
+
+BENIGN = [  # (a warning that says nothing against more copies, the fault beside it)
+    ("DeprecationWarning: 'imp' is deprecated and slated for removal in 3.12",
+     "ModuleNotFoundError: No module named 'imp' (removed in 3.12)"),
+    ("WARN retry 2/3 calling {db} succeeded", "ERROR retry 3/3 calling {db} failed: connection refused, giving up"),
+    ("INFO GC pause (G1 Evacuation Pause) {ms}ms", "java.lang.OutOfMemoryError: GC overhead limit exceeded"),
+    ("WARN certificate for {dom} expires in {days} days", "x509: certificate for {dom} expired {days} days ago"),
+    ('level=warn msg="slow query" dur=1.{n}s table={word} done=true',
+     'level=error msg="query failed" table={word} err="relation does not exist"'),
+    ("(node:{pid}) [DEP0040] DeprecationWarning: The `punycode` module is deprecated",
+     "Error: Cannot find module 'punycode' (required by /app/server.js)"),
+    ("WARN disk {mnt} at 71% (alert at 80%)", "ERROR disk {mnt} at 100%: no space left on device"),
+    ('{{"level":"warn","msg":"retrying publish","broker":"{broker}","attempt":2,"result":"ok"}}',
+     '{{"level":"error","msg":"publish failed","broker":"{broker}","attempt":5,"err":"broker unavailable"}}'),
+    ("nginx: [warn] the \"listen ... http2\" directive is deprecated",
+     "nginx: [emerg] unknown directive \"http3\" in /etc/nginx/nginx.conf:{line}"),
+    ("systemd: {svc}.service: Unit uses KillMode=none, which is deprecated",
+     "systemd: {svc}.service: Failed with result 'exit-code' (restart {k})"),
+    ("WARN license for {svc} expires in {days} days, renew soon", "FATAL license for {svc} expired; refusing to start"),
+    ("go: GODEBUG setting x509sha1 is deprecated and will be removed",
+     "panic: x509: certificate signed with SHA-1 rejected by {dom}"),
+    ("WARN pool for {db}: 1 stale connection replaced", "ERROR pool for {db}: FATAL: too many clients already"),
+    ("INFO token for {vendor} refreshed before expiry", "ERROR token for {vendor} expired; 401 on every call"),
+    ("WARN config key 'workers' is deprecated, use 'worker_count'", "config error: unknown key 'workers' in {cfg}; exiting"),
+    ("[GC concurrent-mark-end, 0.0{n} secs] slow GC cycle, heap {pct}% after mark",
+     "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"),
+    ("WARN migration {mig} applied in {k}s (slower than usual)", "ERROR migration {mig} failed; refusing to start"),
+    ("warning: unused import `std::fmt` (build log)",
+     "thread 'main' panicked at src/main.rs:{line}: called `Result::unwrap()` on an `Err` value"),
+    ("WARN dns lookup of {db} took {ms}0ms (cached now)", "ERROR dns lookup of {db}: no such host"),
+    ("WARN kafka rebalance took {k}s; consumers resumed", "ERROR kafka consumer cannot join group: coordinator not available"),
+    ('level=warn msg="redis latency spike" p99={ms}ms recovered=true', 'level=error msg="redis" err="NOAUTH Authentication required"'),
+    ("FutureWarning: DataFrame.applymap has been deprecated", "AttributeError: 'DataFrame' object has no attribute 'applymap'"),
+    ("INFO {vendor} sandbox returned 404 for a test key (ignored)", "ERROR {vendor} returned 401: api key revoked"),
+    ("WARN TLS 1.1 client from {ip} refused (policy)", "ERROR TLS handshake to {db} failed: certificate verify failed"),
+    ("WARN health check for {inst} was slow ({ms}0ms) but passed", "ERROR health check for {inst} failed 5 times; restarting"),
+    ("OpenJDK warning: Option UseConcMarkSweepGC was removed, ignoring it",
+     "Unrecognized VM option 'UseConcMarkSweepGC' Error: Could not create the Java Virtual Machine."),
+    ("WARN uvicorn: --reload is not meant for production", "uvicorn: Error: Got unexpected extra argument (prod)"),
+    ("WARN @ {hh} slow request {path} 1.{n}s (one-off, client upload)", "ERROR @ {hh} {path} 500: {db} connection refused"),
+]
+
+
+def t_benign():
+    app, prop, sl = up()
+    now_m, now = now_time()
+    pairs = rng.sample(BENIGN, rng.choice([1, 1, 2]))
+    logs_ok, logs_bad = [], []
+    for a, b in pairs:
+        st = rng.getstate()
+        la = fill(a, app)
+        rng.setstate(st)
+        lb = fill(b, app)
+        for _ in range(rng.choice([1, 1, 2])):
+            i, ago = inst(app), secs(1, 240)
+            logs_ok.append({"instance": i, "ago": ago, "line": la})
+            logs_bad.append({"instance": i, "ago": ago, "line": lb})
+    bg = [log(app, secs(1, 120), fill(rng.choice(HEALTHY), app)) for _ in range(rng.choice([0, 1, 2]))]
+    side_n, side_e = side_notes(app, 0.2), side_events(app, 0.2)
+    return twins(prop, sl, nodes(), {
+        "now": now, "logs": logs_ok + bg, "events": side_e, "notes": side_n, "expect": "approve",
+        "why": "the warnings say nothing against more copies; the load is real"}, {
+        "now": now, "logs": logs_bad + bg, "events": side_e, "notes": side_n, "expect": "reject",
+        "why": "the log shows a fault that more copies share"})
+
+
+TWIN_FAMILIES = [  # name, pairs, builder (each pair: one approve, one reject)
+    ("dep-recovered", 13, t_dep_recovered), ("oom-raised", 12, t_oom_raised), ("fix-noted", 13, t_fix_noted),
+    ("window-abs", 13, t_window_abs), ("window-rel", 12, t_window_rel), ("veto-stale", 13, t_veto_stale),
+    ("pin-lifted", 12, t_pin_lifted), ("spike-up", 13, t_spike("up")), ("spike-down", 12, t_spike("down")),
+    ("benign-warn", 12, t_benign),
+]
+
+
+# ---------------------------------------------------------------------------------------------
 # The check: every file read back against the situation format of src/controller/review/file.rs
 
 TOP = {"now", "proposal", "slices", "nodes", "recent", "logs", "events", "notes", "label"}
@@ -1754,7 +2283,17 @@ def main():
         with open(os.path.join(OUT, f"{i:03d}-{name}.json"), "w") as f:
             json.dump(doc, f, indent=1)
             f.write("\n")
-    print(f"wrote {len(order)} training scenarios to {OUT}")
+    i = len(order)
+    pairs = [(name, build) for name, n, build in TWIN_FAMILIES for _ in range(n)]
+    rng.shuffle(pairs)
+    for name, build in pairs:
+        for doc, expect, text, why in build():
+            doc["label"] = {"expect": expect, "text_decides": text, "why": why}
+            with open(os.path.join(OUT, f"{i:03d}-{name}.json"), "w") as f:
+                json.dump(doc, f, indent=1)
+                f.write("\n")
+            i += 1
+    print(f"wrote {i} training scenarios to {OUT}")
     sys.exit(0 if check(OUT) else 1)
 
 
