@@ -512,8 +512,8 @@ pub fn answer(
     let mut answer = r.review(&text, &candidates, numbers, deadline)?;
     // The verdict's own count may be cited beside what the situation holds.
     let known = format!("{text}\n{}", prompt::answer_text(&answer.verdict));
-    let replaced = !answer.plain
-        && (answer.reason.is_empty() || !prompt::grounded(&answer.reason, &known));
+    let replaced =
+        !answer.plain && (answer.reason.is_empty() || !prompt::grounded(&answer.reason, &known));
     if replaced || answer.plain {
         answer.reason = prompt::plain_reason(s, &answer.verdict, &text);
     }

@@ -224,7 +224,11 @@ mod tests {
             let lp = h.log_probs(x, &two);
             assert!((h.margin(x) - (lp[1] - lp[0])).abs() < 1e-4);
         }
-        let mid: Vec<f32> = xs[0].iter().zip(&xs[1]).map(|(a, b)| (a + b) / 2.0).collect();
+        let mid: Vec<f32> = xs[0]
+            .iter()
+            .zip(&xs[1])
+            .map(|(a, b)| (a + b) / 2.0)
+            .collect();
         let avg = (h.margin(&xs[0]) + h.margin(&xs[1])) / 2.0;
         assert!((h.margin(&mid) - avg).abs() < 1e-4);
         assert!(h.fits("test", &[2.0, 0.0]), "the same direction fits");

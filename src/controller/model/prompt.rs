@@ -493,10 +493,11 @@ fn cut(text: &str, n: usize) -> String {
     format!("{}…", head.trim_end())
 }
 
-/// The times of day a note names ("until 15:00", "before 9:30", "till 3pm"), each placed at its
-/// first occurrence after the note was written (`written`) and said against `now`: "15:00 was
-/// 1h05m ago", "9:30 is in 40m". Arithmetic the small model cannot do; the words stay its to
-/// read. At most three.
+/// The times of day a note names ("until 15:00", "before 9:30", "till 3pm", both ends of
+/// "13:00-15:00"), each placed at its first occurrence after the note was written (`written`;
+/// a window's start up to [`TIME_GRACE`] before it, as in "load test 13:00-15:00" written at
+/// 13:10) and said against `now`: "15:00 was 1h05m ago", "9:30 is in 40m". Arithmetic the
+/// small model cannot do; the words stay its to read. At most three.
 pub fn clock_times(
     text: &str,
     written: crate::domain::Millis,
@@ -508,8 +509,9 @@ pub fn clock_times(
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() && out.len() < 3 {
-        // A time starts a number: not inside one, a version or a date.
-        if !digit(i) || (i > 0 && (digit(i - 1) || matches!(b[i - 1], b':' | b'.' | b'-'))) {
+        // A time starts a number: not inside one, a version or an address. (A date's parts
+        // have neither minutes nor am/pm, so they are refused below.)
+        if !digit(i) || (i > 0 && (digit(i - 1) || matches!(b[i - 1], b':' | b'.'))) {
             i += 1;
             continue;
         }
@@ -540,7 +542,8 @@ pub fn clock_times(
         };
         if hour < 24 && minute < 60 {
             let mut at = written - written % DAY + (hour * 60 + minute) * 60_000;
-            if at < written {
+            let starts_window = text[end..].trim_start().starts_with(['-', '–']);
+            if at + if starts_window { TIME_GRACE } else { 0 } < written {
                 at += DAY;
             }
             let said = &text[i..end];
@@ -554,6 +557,9 @@ pub fn clock_times(
     }
     out
 }
+
+/// How long before a note was written a window's start it names is still that day's.
+pub const TIME_GRACE: u64 = 2 * 3_600_000;
 
 /// A span to the minute: `40m`, `2h`, `1h05m`, `3d`.
 fn span(ms: u64) -> String {
@@ -1133,6 +1139,11 @@ mod tests {
             clock_times("freeze till 5pm and again from 8 am", written, now),
             vec!["5pm is in 1h", "8 am is in 16h"],
             "a time before the note was written is the next day's"
+        );
+        assert_eq!(
+            clock_times("k6 load test 08:00-11:30 UTC, hands off web", written, now),
+            vec!["08:00 was 8h ago", "11:30 was 4h30m ago"],
+            "both ends of a window; a start just before the note is that day's"
         );
         assert_eq!(
             clock_times(
