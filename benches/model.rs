@@ -17,7 +17,8 @@
 //!   cargo bench --bench model -- --model PATH --dump-features FILE --taps 4,8,16 --set DIR...
 //!       (features per scenario for comparing blocks and poolings offline; refuses held-out)
 //!
-//! Sets default to benches/model/eval/dev and benches/model/eval/held-out. The head is trained
+//! Sets default to benches/model/eval/dev and benches/model/eval/held-out (each held-out set is
+//! evaluated once, then joins dev; see README.md). The head is trained
 //! on benches/model/train and dev (`scripts/bench/train_head.sh`); the held-out set is never read
 //! by the training, the prompt or its examples. `scripts/bench/model.sh` fetches the model and
 //! runs llama.cpp on the same prompt beside it.

@@ -663,29 +663,41 @@ pub fn answer_text(v: &Verdict) -> String {
     }
 }
 
-/// The count the numbers call for: the current count times how far the rule's measure is
-/// from its target (cpu or calls per instance), within the slice's bounds; `None` for rules
-/// without a proportional measure (latency, saturation, forecasts) or a drain.
+/// The count the numbers call for: for each per-instance measure the situation gives with a
+/// target (CPU per instance, calls per instance or calls/s over the current count), the
+/// current count times how far it is from its target, within the slice's bounds. A scale-up
+/// by a measure's own rule (`cpu-high`, `calls-high`) is sized by that measure; any other
+/// step (a scale-in, which must leave no measure over its target, or a scale-up by latency or
+/// saturation, which have no measure of their own to divide) by the largest of them. `None`
+/// without such a measure, for a forecast's step (sized for load still to come) or a drain.
 pub fn needed(s: &Situation) -> Option<u32> {
-    let Action::Scale { from, .. } = s.proposal.action else {
+    let Action::Scale { from, to, .. } = s.proposal.action else {
         return None;
     };
-    let v = slice(s)?;
-    let num = |k: &str| input(s, k).and_then(|x| x.parse::<f64>().ok());
-    let (now, goal) = match s.proposal.rule.as_str() {
-        "cpu-high" | "cpu-low" => (num("cpu_per_instance")?, num("target_cpu")?),
-        "calls-high" | "calls-low" => (
-            num("calls_per_instance")?,
-            num("target_calls_per_instance")?,
-        ),
-        // Latency does not fall in proportion to copies; saturation and forecasts have no
-        // measure to divide.
-        _ => return None,
-    };
-    if !(now.is_finite() && goal.is_finite() && goal > 0.0 && now >= 0.0) {
+    if s.proposal.rule.starts_with("forecast") || input(s, "forecast_of").is_some() {
         return None;
     }
-    let n = (f64::from(from) * now / goal - 1e-9).ceil().max(1.0) as u32;
+    let v = slice(s)?;
+    let num = |k: &str| input(s, k).and_then(|x| x.parse::<f64>().ok());
+    let cpu = num("cpu_per_instance").zip(num("target_cpu").or(v.target_cpu));
+    let calls = num("calls_per_instance")
+        .or_else(|| {
+            num("calls_per_s")
+                .or(v.calls_per_s)
+                .map(|c| c / f64::from(from.max(1)))
+        })
+        .zip(num("target_calls_per_instance").or(v.target_calls_per_instance));
+    let measures = match s.proposal.rule.as_str() {
+        "cpu-high" if to > from && cpu.is_some() => [cpu, None],
+        "calls-high" if to > from && calls.is_some() => [calls, None],
+        _ => [cpu, calls],
+    };
+    let n = measures
+        .into_iter()
+        .flatten()
+        .filter(|(now, goal)| now.is_finite() && goal.is_finite() && *goal > 0.0 && *now >= 0.0)
+        .map(|(now, goal)| (f64::from(from) * now / goal - 1e-9).ceil().max(1.0) as u32)
+        .max()?;
     Some(n.clamp(v.min.max(1), v.max))
 }
 
@@ -1096,13 +1108,44 @@ mod tests {
         assert_eq!(
             needed(&s),
             None,
-            "latency does not fall in proportion to copies"
+            "latency does not fall in proportion to copies: no measure to size by"
         );
-        // No measure to go by (saturation), a zero target, a risk.
+        // Whatever rule proposed it, a step is sized by every load per copy: a latency step
+        // that overshoots what CPU and calls need, a saturated slice tripled past its load.
+        let mut s = measured("latency-high", 3, 6, cpu, "0.64", "0.60");
+        s.proposal.inputs.extend([
+            ("calls_per_instance".into(), "105".into()),
+            ("target_calls_per_instance".into(), "100".into()),
+        ]);
+        assert_eq!(needed(&s), Some(4));
+        assert_eq!(by_numbers(&s, 4), Some(Verdict::Adjust(4)));
         assert_eq!(
-            by_numbers(&measured("cpu-saturated", 2, 6, cpu, "1.00", "0.60"), 4),
+            by_numbers(&measured("cpu-saturated", 2, 6, cpu, "0.96", "0.60"), 4),
+            Some(Verdict::Adjust(4))
+        );
+        // A measure's own rule sizes its scale-up by that measure alone: CPU at 0.89 on 2
+        // copies needs 3, whatever the calls say.
+        let mut s = measured("cpu-high", 2, 3, cpu, "0.89", "0.60");
+        s.proposal.inputs.extend([
+            ("calls_per_instance".into(), "165".into()),
+            ("target_calls_per_instance".into(), "100".into()),
+        ]);
+        assert_eq!(by_numbers(&s, 4), None);
+        // The largest need wins elsewhere: a CPU-light scale-in that would leave the calls per copy over
+        // their target (450 calls/s at 100 a copy need 5, not 3).
+        let mut s = measured("cpu-low", 6, 3, cpu, "0.28", "0.60");
+        s.proposal.inputs.extend([
+            ("calls_per_s".into(), "450".into()),
+            ("target_calls_per_instance".into(), "100".into()),
+        ]);
+        assert_eq!(needed(&s), Some(5));
+        assert_eq!(by_numbers(&s, 4), Some(Verdict::Adjust(5)));
+        // A forecast's step is sized for load still to come.
+        assert_eq!(
+            needed(&measured("forecast", 2, 6, cpu, "0.70", "0.60")),
             None
         );
+        // A zero target, a risk.
         assert_eq!(needed(&measured("cpu-high", 2, 6, cpu, "0.70", "0")), None);
         let mut s = measured("cpu-high", 2, 6, cpu, "0.70", "0.60");
         s.recent.push(vetoed_scale_up());
