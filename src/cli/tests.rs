@@ -515,6 +515,12 @@ fn model_review() {
         "model_review_json",
         render_json(|w| output::model_review(w, &r, true))
     );
+    // The head's verdict generates nothing, and the timing says only what was read.
+    let mut by_head = fixture::review();
+    (by_head.generated, by_head.decode_ms) = (0, 1);
+    let text = render(|w| output::model_review(w, &by_head, false));
+    let line = text.lines().find(|l| l.starts_with("timing")).unwrap();
+    assert!(line.ends_with("read 171 tokens in 466 ms"), "{line}");
 }
 
 #[test]

@@ -146,15 +146,19 @@ pub fn model_review(
     } else {
         "over"
     };
+    // A verdict by the head or the numbers generates nothing: no "wrote 0".
+    let wrote = if r.generated > 0 {
+        format!(", wrote {} in {} ms", r.generated, r.decode_ms)
+    } else {
+        String::new()
+    };
     writeln!(
         w,
-        "timing   {} ms ({fits} the {} budget): read {} tokens in {} ms, wrote {} in {} ms",
+        "timing   {} ms ({fits} the {} budget): read {} tokens in {} ms{wrote}",
         r.latency_ms,
         human_millis(r.budget_ms),
         r.prompt_tokens,
         r.prefill_ms,
-        r.generated,
-        r.decode_ms
     )?;
     writeln!(w, "read")?;
     for line in r.text.lines() {
