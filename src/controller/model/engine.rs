@@ -618,11 +618,14 @@ fn run(
                     s.reviews += 1;
                     s.replaced_reasons += u64::from(r.replaced);
                     s.last_latency_ms = Some(ms);
-                    s.last_prompt_tokens = Some(a.prompt_tokens);
-                    s.prefill_tok_s =
-                        Some(a.prompt_tokens as f64 * 1000.0 / a.prefill_ms.max(1) as f64);
-                    s.decode_tok_s = (a.generated > 0)
-                        .then(|| a.generated as f64 * 1000.0 / a.decode_ms.max(1) as f64);
+                    // A risk's verdict runs no model: the speeds stay those of the last run.
+                    if a.prompt_tokens > 0 {
+                        s.last_prompt_tokens = Some(a.prompt_tokens);
+                        s.prefill_tok_s =
+                            Some(a.prompt_tokens as f64 * 1000.0 / a.prefill_ms.max(1) as f64);
+                        s.decode_tok_s = (a.generated > 0)
+                            .then(|| a.generated as f64 * 1000.0 / a.decode_ms.max(1) as f64);
+                    }
                     s.last_review = Some(said.clone());
                     s.last_text = Some(r.text.clone());
                 });
