@@ -246,7 +246,14 @@ impl Cluster {
                 .voter_ids()
                 .filter_map(|v| membership.get_node(&v).map(|n| (v, n.addr.clone())))
                 .collect();
-            if m.state == ServerState::Leader || !voters.iter().any(|(v, _)| *v == self.id) {
+            if m.state == ServerState::Leader {
+                // Its own leadership counts as hearing from a leader: deposed, it lets the
+                // candidate that deposed it finish before it stands itself (else it stands at
+                // once, a vote it just gave not yet noted, and costs one more term).
+                self.contact.heard_leader();
+                continue;
+            }
+            if !voters.iter().any(|(v, _)| *v == self.id) {
                 continue;
             }
             let quiet = self.contact.since_leader();

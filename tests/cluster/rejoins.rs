@@ -40,9 +40,17 @@ fn terms(c: &TestCluster) -> Vec<(String, Option<u64>)> {
         .collect()
 }
 
+/// Election timeouts five times the default: 2 s of silence (the lease), so that the load of
+/// the other tests on a small machine does not look like a dead leader while a follower is
+/// frozen; the freeze is longer than the lease and the widest wait after it.
+const SLOW_ELECTIONS: [(&str, &str); 2] = [
+    ("AETHER_RAFT_ELECTION_TIMEOUT_MIN", "1s"),
+    ("AETHER_RAFT_ELECTION_TIMEOUT_MAX", "2s"),
+];
+
 #[test]
 fn a_returning_follower_or_old_leader_costs_no_term() {
-    let mut c = TestCluster::three();
+    let mut c = TestCluster::three_with(&SLOW_ELECTIONS);
     let l = c.leader_index();
     let leader = c.nodes[l].name.clone();
     let t0 = term(&c.nodes[l]).unwrap();
@@ -50,7 +58,7 @@ fn a_returning_follower_or_old_leader_costs_no_term() {
 
     // A follower frozen past several election timeouts comes back.
     c.nodes[f].signal(libc::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(5));
     c.nodes[f].signal(libc::SIGCONT);
     caught_up(&c.nodes[f], &leader, t0, "after-freeze");
     let want = vec![Some(t0); 3];
