@@ -395,6 +395,7 @@ impl Llama {
             keep.clamp(1, tokens.len()),
             &[],
             &mut Vec::new(),
+            self.blocks.len(),
         )
         .map_err(candle)
     }
@@ -425,7 +426,14 @@ impl Llama {
         self.fits(tokens, cache)?;
         let mut out = Vec::new();
         let h = self
-            .run(tokens, cache, tokens.len(), taps, &mut out)
+            .run(
+                tokens,
+                cache,
+                tokens.len(),
+                taps,
+                &mut out,
+                self.blocks.len(),
+            )
             .map_err(candle)?;
         let mut ordered = Vec::with_capacity(taps.len());
         for t in taps {
@@ -451,7 +459,7 @@ impl Llama {
         let blocks = blocks.clamp(1, self.blocks.len());
         let mut scratch = cache.clone();
         let mut out = Vec::new();
-        self.run_to(tokens, &mut scratch, 1, &[blocks], &mut out, blocks)
+        self.run(tokens, &mut scratch, 1, &[blocks], &mut out, blocks)
             .map_err(candle)?;
         out.pop()
             .map(|(_, t)| t)
@@ -516,21 +524,11 @@ impl Llama {
         Ok((seg, pos))
     }
 
-    fn run(
-        &self,
-        tokens: &[u32],
-        cache: &mut Cache,
-        keep: usize,
-        taps: &[usize],
-        tapped: &mut Vec<(usize, Tensor)>,
-    ) -> candle_core::Result<Tensor> {
-        self.run_to(tokens, cache, keep, taps, tapped, self.blocks.len())
-    }
-
-    /// [`Llama::run`] through the first `stop` blocks only. Stopped early, it returns the
-    /// residual stream (`[seq, width]`) and the cache holds keys and values of those blocks
+    /// Run `tokens` after `cache` through the first `stop` blocks; through all of them, the
+    /// final states of the last `keep` positions (after the last norm). Stopped early, the
+    /// residual stream (`[seq, width]`), and the cache holds keys and values of those blocks
     /// alone: the caller must drop it.
-    fn run_to(
+    fn run(
         &self,
         tokens: &[u32],
         cache: &mut Cache,

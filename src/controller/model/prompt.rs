@@ -559,7 +559,7 @@ pub fn clock_times(
 }
 
 /// How long before a note was written a window's start it names is still that day's.
-pub const TIME_GRACE: u64 = 2 * 3_600_000;
+const TIME_GRACE: u64 = 2 * 3_600_000;
 
 /// A span to the minute: `40m`, `2h`, `1h05m`, `3d`.
 fn span(ms: u64) -> String {
@@ -1075,6 +1075,14 @@ mod tests {
         s
     }
 
+    /// `s` with the calls figures `pairs` among its inputs besides.
+    fn and_calls(mut s: Situation, pairs: [(&str, &str); 2]) -> Situation {
+        s.proposal
+            .inputs
+            .extend(pairs.map(|(k, v)| (k.to_string(), v.to_string())));
+        s
+    }
+
     #[test]
     fn the_numbers_reject_a_risk_and_adjust_a_step_that_misses_the_need() {
         let cpu = ["cpu_per_instance", "target_cpu"];
@@ -1112,11 +1120,13 @@ mod tests {
         );
         // Whatever rule proposed it, a step is sized by every load per copy: a latency step
         // that overshoots what CPU and calls need, a saturated slice tripled past its load.
-        let mut s = measured("latency-high", 3, 6, cpu, "0.64", "0.60");
-        s.proposal.inputs.extend([
-            ("calls_per_instance".into(), "105".into()),
-            ("target_calls_per_instance".into(), "100".into()),
-        ]);
+        let s = and_calls(
+            measured("latency-high", 3, 6, cpu, "0.64", "0.60"),
+            [
+                ("calls_per_instance", "105"),
+                ("target_calls_per_instance", "100"),
+            ],
+        );
         assert_eq!(needed(&s), Some(4));
         assert_eq!(by_numbers(&s, 4), Some(Verdict::Adjust(4)));
         assert_eq!(
@@ -1125,19 +1135,20 @@ mod tests {
         );
         // A measure's own rule sizes its scale-up by that measure alone: CPU at 0.89 on 2
         // copies needs 3, whatever the calls say.
-        let mut s = measured("cpu-high", 2, 3, cpu, "0.89", "0.60");
-        s.proposal.inputs.extend([
-            ("calls_per_instance".into(), "165".into()),
-            ("target_calls_per_instance".into(), "100".into()),
-        ]);
+        let s = and_calls(
+            measured("cpu-high", 2, 3, cpu, "0.89", "0.60"),
+            [
+                ("calls_per_instance", "165"),
+                ("target_calls_per_instance", "100"),
+            ],
+        );
         assert_eq!(by_numbers(&s, 4), None);
         // The largest need wins elsewhere: a CPU-light scale-in that would leave the calls per copy over
         // their target (450 calls/s at 100 a copy need 5, not 3).
-        let mut s = measured("cpu-low", 6, 3, cpu, "0.28", "0.60");
-        s.proposal.inputs.extend([
-            ("calls_per_s".into(), "450".into()),
-            ("target_calls_per_instance".into(), "100".into()),
-        ]);
+        let s = and_calls(
+            measured("cpu-low", 6, 3, cpu, "0.28", "0.60"),
+            [("calls_per_s", "450"), ("target_calls_per_instance", "100")],
+        );
         assert_eq!(needed(&s), Some(5));
         assert_eq!(by_numbers(&s, 4), Some(Verdict::Adjust(5)));
         // A forecast's step is sized for load still to come.
