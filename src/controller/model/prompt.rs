@@ -379,9 +379,12 @@ fn text_lines(t: &mut String, s: &Situation, detail: Detail) {
             .iter()
             .rev()
             .take(detail.events)
-            .map(|e| format!("{} ago {}", short_ago(now, e.at), cut(&e.what, 120)))
+            .map(|e| format!("  {} ago {}\n", short_ago(now, e.at), cut(&e.what, 120)))
             .collect();
-        t.push_str(&format!("Events: {}.\n", shown.join("; ")));
+        t.push_str("Events:\n");
+        for e in shown {
+            t.push_str(&e);
+        }
     }
     if detail.logs > 0 && !c.logs.is_empty() {
         // Distinct lines (timestamps aside), newest copy kept, with their counts.
@@ -426,11 +429,33 @@ fn text_lines(t: &mut String, s: &Situation, detail: Detail) {
 /// Where the words of a shaped situation begin (a byte offset): its notes, events or log lines,
 /// else its risks, else the start.
 pub fn words_start(text: &str) -> usize {
-    ["\nNotes: ", "\nEvents: ", "\nLogs (", "\nRisks: "]
+    ["\nNotes: ", "\nEvents:\n", "\nLogs (", "\nRisks: "]
         .iter()
         .filter_map(|m| text.find(m).map(|i| i + 1))
         .min()
         .unwrap_or(0)
+}
+
+/// How long ago an event or log line of a shaped situation happened, in seconds: the
+/// `20s ago` / `3h ago` among its first words ([`short_ago`]); `None` for a line without one
+/// (a log line read from a file carries no time of its own).
+pub fn line_age(line: &str) -> Option<u64> {
+    let words: Vec<&str> = line.split_whitespace().take(4).collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "ago" || *w == "ago:")?
+        .checked_sub(1)?;
+    let w = words[at];
+    let last = w.chars().last()?;
+    let n: u64 = w[..w.len() - last.len_utf8()].parse().ok()?;
+    let unit = match last {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    Some(n * unit)
 }
 
 /// Words that mark a log line as an error, for ordering lines (errors first); the reviewer, not
@@ -483,11 +508,11 @@ fn log_body(line: &str) -> String {
     }
 }
 
-/// At most `n` characters, with '…' when cut.
+/// At most `n` characters on one line (a line break becomes a space), with '…' when cut.
 fn cut(text: &str, n: usize) -> String {
-    let text = text.trim();
+    let text = text.trim().replace(['\r', '\n'], " ");
     if text.chars().count() <= n {
-        return text.to_string();
+        return text;
     }
     let head: String = text.chars().take(n).collect();
     format!("{}…", head.trim_end())
@@ -665,13 +690,11 @@ pub fn answer_text(v: &Verdict) -> String {
 
 /// The count the numbers call for: for each per-instance measure the situation gives with a
 /// target (CPU per instance, calls per instance or calls/s over the current count), the
-/// current count times how far it is from its target, within the slice's bounds. A scale-up
-/// by a measure's own rule (`cpu-high`, `calls-high`) is sized by that measure; any other
-/// step (a scale-in, which must leave no measure over its target, or a scale-up by latency or
-/// saturation, which have no measure of their own to divide) by the largest of them. `None`
+/// current count times how far it is from its target, the largest of them (enough copies
+/// for every load, whichever rule proposed the step), within the slice's bounds. `None`
 /// without such a measure, for a forecast's step (sized for load still to come) or a drain.
 pub fn needed(s: &Situation) -> Option<u32> {
-    let Action::Scale { from, to, .. } = s.proposal.action else {
+    let Action::Scale { from, .. } = s.proposal.action else {
         return None;
     };
     if s.proposal.rule.starts_with("forecast") || input(s, "forecast_of").is_some() {
@@ -687,12 +710,7 @@ pub fn needed(s: &Situation) -> Option<u32> {
                 .map(|c| c / f64::from(from.max(1)))
         })
         .zip(num("target_calls_per_instance").or(v.target_calls_per_instance));
-    let measures = match s.proposal.rule.as_str() {
-        "cpu-high" if to > from && cpu.is_some() => [cpu, None],
-        "calls-high" if to > from && calls.is_some() => [calls, None],
-        _ => [cpu, calls],
-    };
-    let n = measures
+    let n = [cpu, calls]
         .into_iter()
         .flatten()
         .filter(|(now, goal)| now.is_finite() && goal.is_finite() && *goal > 0.0 && *now >= 0.0)
@@ -916,7 +934,7 @@ mod tests {
         );
         assert!(
             t.contains(
-                "Events: 2m ago shop/web/1 on n2 is backoff, 3 restarts, last exit: exit 1.\n"
+                "Events:\n  2m ago shop/web/1 on n2 is backoff, 3 restarts, last exit: exit 1\n"
             ),
             "{t}"
         );
@@ -1133,18 +1151,19 @@ mod tests {
             by_numbers(&measured("cpu-saturated", 2, 6, cpu, "0.96", "0.60"), 4),
             Some(Verdict::Adjust(4))
         );
-        // A measure's own rule sizes its scale-up by that measure alone: CPU at 0.89 on 2
-        // copies needs 3, whatever the calls say.
+        // A CPU rule's scale-up that the calls outgrow: CPU at 0.72 on 4 copies needs 5, but
+        // 250 calls a copy against 150 need 7.
         let s = and_calls(
-            measured("cpu-high", 2, 3, cpu, "0.89", "0.60"),
+            measured("cpu-high", 4, 5, cpu, "0.72", "0.60"),
             [
-                ("calls_per_instance", "165"),
-                ("target_calls_per_instance", "100"),
+                ("calls_per_instance", "250"),
+                ("target_calls_per_instance", "150"),
             ],
         );
-        assert_eq!(by_numbers(&s, 4), None);
-        // The largest need wins elsewhere: a CPU-light scale-in that would leave the calls per copy over
-        // their target (450 calls/s at 100 a copy need 5, not 3).
+        assert_eq!(needed(&s), Some(7));
+        assert_eq!(by_numbers(&s, 4), Some(Verdict::Adjust(7)));
+        // A CPU-light scale-in that would leave the calls per copy over their target (450
+        // calls/s at 100 a copy need 5, not 3).
         let s = and_calls(
             measured("cpu-low", 6, 3, cpu, "0.28", "0.60"),
             [("calls_per_s", "450"), ("target_calls_per_instance", "100")],
@@ -1174,10 +1193,49 @@ mod tests {
 
     #[test]
     fn the_words_begin_at_the_first_note_event_or_log_line_else_the_risks() {
-        let t = "Now 10:00 UTC.\nProposal: x.\nEvents: 2m ago y.\nLogs (1 lines):\n  #0: z\nRisks: none.";
-        assert!(t[words_start(t)..].starts_with("Events: "));
+        let t = "Now 10:00 UTC.\nProposal: x.\nEvents:\n  2m ago y\nLogs (1 lines):\n  #0: z\nRisks: none.";
+        assert!(t[words_start(t)..].starts_with("Events:\n"));
         assert!(CONTENT_FREE[words_start(CONTENT_FREE)..].starts_with("Risks: "));
         assert_eq!(words_start("no sections"), 0);
+    }
+
+    #[test]
+    fn a_multi_line_event_or_log_line_is_shaped_on_one_line() {
+        use crate::controller::review::{Event, LogLine};
+        let mut s = situation("cpu-high", 2, 4);
+        let now = s.world.now;
+        s.context.events = vec![Event {
+            at: now - 60_000,
+            what: "veto: not now\nsee ticket".into(),
+        }];
+        s.context.logs = vec![LogLine {
+            at: now - 5_000,
+            instance: "shop/web/0".into(),
+            line: "panic: boom\n\tmain.go:12".into(),
+        }];
+        let t = shape(&s, Detail::FULL);
+        assert!(t.contains("  1m ago veto: not now see ticket\n"), "{t}");
+        assert!(t.contains("  #0 5s ago: panic: boom main.go:12\n"), "{t}");
+    }
+
+    #[test]
+    fn a_line_s_age_is_read_from_its_first_words() {
+        assert_eq!(line_age("  #0 20s ago: ERROR boom"), Some(20));
+        assert_eq!(
+            line_age("  shop/db/1 3h ago: refused 2m ago"),
+            Some(3 * 3600)
+        );
+        assert_eq!(line_age("  2m ago shop/web/1 exited"), Some(120));
+        assert_eq!(line_age("  4d ago node n3 joined"), Some(4 * 86_400));
+        assert_eq!(
+            line_age("  #0: read from a file, 5m ago"),
+            None,
+            "past the first words"
+        );
+        assert_eq!(line_age("  #0 soon ago: x"), None);
+        assert_eq!(line_age("ago"), None);
+        assert_eq!(line_age("  #0 5€ ago: x"), None, "not a span, and no panic");
+        assert_eq!(line_age("  #0 é ago: x"), None);
     }
 
     #[test]
