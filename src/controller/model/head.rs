@@ -104,9 +104,9 @@ fn log_softmax3(l: [f32; 3]) -> [f32; 3] {
     [l[0] - lse, l[1] - lse, l[2] - lse]
 }
 
-/// Train a head on `xs` (features) and `ys` (class indices), each example counting `ws` times
-/// (1 where `ws` is short), by gradient descent on the L2-regularised cross-entropy, classes
-/// weighted by their inverse (weighted) frequency. Deterministic.
+/// Train a head on `xs` (features) and `ys` (class indices), each example counting as many
+/// times as its weight in `ws`, by gradient descent on the L2-regularised cross-entropy,
+/// classes weighted by their inverse (weighted) frequency. Deterministic.
 pub fn train(
     xs: &[Vec<f32>],
     ys: &[usize],
@@ -142,11 +142,11 @@ pub fn train(
                 .collect()
         })
         .collect();
-    let weight = |i: usize| ws.get(i).copied().unwrap_or(1.0);
-    let total: f32 = (0..ys.len()).map(weight).sum::<f32>().max(1e-6);
+    assert_eq!(ws.len(), ys.len(), "one weight per example");
+    let total: f32 = ws.iter().sum::<f32>().max(1e-6);
     let mut count = [0f32; 3];
-    for (i, y) in ys.iter().enumerate() {
-        count[*y] += weight(i);
+    for (y, w) in ys.iter().zip(ws) {
+        count[*y] += w;
     }
     let class_weight: Vec<f32> = count
         .iter()
@@ -158,13 +158,13 @@ pub fn train(
     for _ in 0..epochs {
         let mut gw = vec![vec![0f32; d]; 3];
         let mut gb = [0f32; 3];
-        for (i, (x, y)) in z.iter().zip(ys).enumerate() {
+        for ((x, y), weight) in z.iter().zip(ys).zip(ws) {
             let mut logits = [0f32; 3];
             for c in 0..3 {
                 logits[c] = b[c] + w[c].iter().zip(x).map(|(a, v)| a * v).sum::<f32>();
             }
             let lp = log_softmax3(logits);
-            let cw = class_weight[*y] * weight(i);
+            let cw = class_weight[*y] * weight;
             for c in 0..3 {
                 let g = (lp[c].exp() - f32::from(c == *y)) * cw;
                 gb[c] += g;
@@ -207,7 +207,7 @@ mod tests {
             })
             .collect();
         let ys: Vec<usize> = (0..60).map(|i| usize::from(i % 3 != 0)).collect();
-        let h = train(&xs, &ys, &[], 1e-3, 300, "test", vec![1.0, 0.0]);
+        let h = train(&xs, &ys, &[1.0; 60], 1e-3, 300, "test", vec![1.0, 0.0]);
         let all = [true, true, true];
         for (x, y) in xs.iter().zip(&ys) {
             let lp = h.log_probs(x, &all);
@@ -237,5 +237,19 @@ mod tests {
         assert!(h.fits("test", &[2.0, 0.0]), "the same direction fits");
         assert!(!h.fits("test", &[0.0, 1.0]), "another model does not");
         assert!(!h.fits("other", &[1.0, 0.0]), "other features do not");
+    }
+
+    #[test]
+    fn a_heavier_example_outweighs_a_lighter_one_that_says_otherwise() {
+        // Two examples of each class at the same point, and one more of each apart: where
+        // they coincide, the class whose examples weigh more wins.
+        let xs = vec![vec![0.0], vec![0.0], vec![1.0], vec![-1.0]];
+        let ys = vec![0, 1, 0, 1];
+        for (ws, want) in [([1.0, 3.0, 1.0, 1.0], 1), ([3.0, 1.0, 1.0, 1.0], 0)] {
+            let h = train(&xs, &ys, &ws, 1e-3, 300, "test", vec![1.0]);
+            let lp = h.log_probs(&[0.0], &[true, true, false]);
+            let got = usize::from(lp[1] > lp[0]);
+            assert_eq!(got, want, "weights {ws:?}: {lp:?}");
+        }
     }
 }

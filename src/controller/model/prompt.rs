@@ -436,26 +436,18 @@ pub fn words_start(text: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// How long ago an event or log line of a shaped situation happened, in seconds: the
-/// `20s ago` / `3h ago` among its first words ([`short_ago`]); `None` for a line without one
-/// (a log line read from a file carries no time of its own).
+/// How long ago an event or log line of a shaped situation happened, in seconds, read back
+/// from where [`text_lines`] writes it: an event's first word (`3h ago …`), a log line's second
+/// (`#2 20s ago: …`); `None` for a line without one (a log line read from a file carries no
+/// time of its own).
 pub fn line_age(line: &str) -> Option<u64> {
-    let words: Vec<&str> = line.split_whitespace().take(4).collect();
-    let at = words
-        .iter()
-        .position(|w| *w == "ago" || *w == "ago:")?
-        .checked_sub(1)?;
-    let w = words[at];
-    let last = w.chars().last()?;
-    let n: u64 = w[..w.len() - last.len_utf8()].parse().ok()?;
-    let unit = match last {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
+    let w: Vec<&str> = line.split_whitespace().take(3).collect();
+    let span = match w.as_slice() {
+        [span, "ago", ..] => span,
+        [_, span, "ago:"] => span,
         _ => return None,
     };
-    Some(n * unit)
+    humantime::parse_duration(span).ok().map(|d| d.as_secs())
 }
 
 /// Words that mark a log line as an error, for ordering lines (errors first); the reviewer, not
@@ -896,14 +888,10 @@ mod tests {
 
     #[test]
     fn notes_events_and_log_lines_are_shaped_errors_first_and_once_each() {
-        use crate::controller::review::{Event, LogLine, Note};
+        use crate::controller::review::Note;
         let mut s = situation("cpu-high", 2, 4);
         let now = s.world.now;
-        let log = |ago: u64, line: &str| LogLine {
-            at: now - ago,
-            instance: "shop/web/0".into(),
-            line: line.into(),
-        };
+        let log = |ago: u64, line: &str| log_line(now - ago, line);
         s.context.logs = vec![
             log(50_000, "2026-12-04T16:01:10Z INFO GET /cart 200 12ms"),
             log(
@@ -916,10 +904,10 @@ mod tests {
                 "2026-12-04T16:01:40Z ERROR dial tcp 10.0.0.5:5432: connection refused",
             ),
         ];
-        s.context.events = vec![Event {
-            at: now - 120_000,
-            what: "shop/web/1 on n2 is backoff, 3 restarts, last exit: exit 1".into(),
-        }];
+        s.context.events = vec![event(
+            now - 120_000,
+            "shop/web/1 on n2 is backoff, 3 restarts, last exit: exit 1",
+        )];
         s.context.notes = vec![Note {
             at: now - 7_200_000,
             by: "alice".into(),
@@ -1093,6 +1081,23 @@ mod tests {
         s
     }
 
+    /// A log line of the proposal's first copy, at `at`.
+    fn log_line(at: u64, line: &str) -> crate::controller::review::LogLine {
+        crate::controller::review::LogLine {
+            at,
+            instance: "shop/web/0".into(),
+            line: line.into(),
+        }
+    }
+
+    /// An event at `at`.
+    fn event(at: u64, what: &str) -> crate::controller::review::Event {
+        crate::controller::review::Event {
+            at,
+            what: what.into(),
+        }
+    }
+
     /// `s` with the calls figures `pairs` among its inputs besides.
     fn and_calls(mut s: Situation, pairs: [(&str, &str); 2]) -> Situation {
         s.proposal
@@ -1201,18 +1206,10 @@ mod tests {
 
     #[test]
     fn a_multi_line_event_or_log_line_is_shaped_on_one_line() {
-        use crate::controller::review::{Event, LogLine};
         let mut s = situation("cpu-high", 2, 4);
         let now = s.world.now;
-        s.context.events = vec![Event {
-            at: now - 60_000,
-            what: "veto: not now\nsee ticket".into(),
-        }];
-        s.context.logs = vec![LogLine {
-            at: now - 5_000,
-            instance: "shop/web/0".into(),
-            line: "panic: boom\n\tmain.go:12".into(),
-        }];
+        s.context.events = vec![event(now - 60_000, "veto: not now\nsee ticket")];
+        s.context.logs = vec![log_line(now - 5_000, "panic: boom\n\tmain.go:12")];
         let t = shape(&s, Detail::FULL);
         assert!(t.contains("  1m ago veto: not now see ticket\n"), "{t}");
         assert!(t.contains("  #0 5s ago: panic: boom main.go:12\n"), "{t}");
@@ -1221,6 +1218,11 @@ mod tests {
     #[test]
     fn a_line_s_age_is_read_from_its_first_words() {
         assert_eq!(line_age("  #0 20s ago: ERROR boom"), Some(20));
+        assert_eq!(
+            line_age("  #0: retry 5s ago"),
+            None,
+            "a line without an age whose words say one"
+        );
         assert_eq!(
             line_age("  shop/db/1 3h ago: refused 2m ago"),
             Some(3 * 3600)

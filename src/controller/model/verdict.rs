@@ -145,6 +145,29 @@ fn assemble(mut all: Vec<f32>, past: Option<Vec<f32>>, recent: Option<Vec<f32>>)
     all
 }
 
+/// The head's features ([`FEATURES`]) from the words' mean `all` and the word lines' own
+/// means: the past lines' mean (weighted by their tokens) and the recent lines' greatest.
+fn head_features(all: Vec<f32>, lines: &[LineMean]) -> Vec<f32> {
+    let mut sum = vec![0f32; all.len()];
+    let mut n = 0usize;
+    let mut max: Option<Vec<f32>> = None;
+    for (line, tokens, mean) in lines {
+        if is_earlier(line) {
+            for (s, v) in sum.iter_mut().zip(mean) {
+                *s += v * *tokens as f32;
+            }
+            n += tokens;
+        } else if is_recent(line) {
+            max = Some(match max {
+                Some(m) => m.iter().zip(mean).map(|(x, y)| x.max(*y)).collect(),
+                None => mean.clone(),
+            });
+        }
+    }
+    let past = (n > 0).then(|| sum.into_iter().map(|s| s / n as f32).collect());
+    assemble(all, past, max)
+}
+
 /// The block [`FEATURES`] taps (the last one, in a network shallower than that).
 const TAP: usize = 16;
 
@@ -296,64 +319,43 @@ impl Reviewer {
 
     /// The features the head reads of a situation text (the prompt's prefill only).
     pub fn read(&self, text: &str) -> Result<Vec<f32>, ModelError> {
-        let ids = self.tok.encode(&format!("{text}{ANSWER}"))?;
-        let tap = self.llama.residual(&ids, &self.system, self.tap)?;
-        self.head_features(text, &tap)
+        let (all, lines) = self.read_lines(text)?;
+        Ok(head_features(all, &lines))
     }
 
-    /// The head's features of `text` ([`FEATURES`]) from its states at the tapped block.
-    fn head_features(&self, text: &str, tap: &Tensor) -> Result<Vec<f32>, ModelError> {
+    /// The mean of the states at the tapped block `tap` over the words of `text`, then each
+    /// word line with its token count and its own mean.
+    fn line_means(
+        &self,
+        text: &str,
+        tap: &Tensor,
+    ) -> Result<(Vec<f32>, Vec<LineMean>), ModelError> {
         let all = mean_from(tap, self.words(text)?)?;
-        let mut sum = vec![0f32; all.len()];
-        let mut n = 0usize;
-        let mut max: Option<Vec<f32>> = None;
+        let position =
+            |at: usize| -> Result<usize, ModelError> { Ok(self.tok.encode(&text[..at])?.len()) };
+        let mut lines = Vec::new();
         for line in word_lines(text) {
-            let (a, b) = self.span(text, &line)?;
+            let a = position(line.range.start)?;
+            let b = position(line.range.end)?.max(a + 1);
             let mean = mean_rows(tap, a, b)?;
-            if is_earlier(&line) {
-                for (s, v) in sum.iter_mut().zip(&mean) {
-                    *s += v * (b - a) as f32;
-                }
-                n += b - a;
-            } else if is_recent(&line) {
-                max = Some(match max {
-                    Some(m) => m.iter().zip(&mean).map(|(x, y)| x.max(*y)).collect(),
-                    None => mean,
-                });
-            }
+            lines.push((line, b - a, mean));
         }
-        let past = (n > 0).then(|| sum.into_iter().map(|s| s / n as f32).collect());
-        Ok(assemble(all, past, max))
-    }
-
-    /// The token positions of a word line of `text` (one at least).
-    fn span(&self, text: &str, line: &WordLine) -> Result<(usize, usize), ModelError> {
-        let a = self.position(text, line.range.start)?;
-        let b = self.position(text, line.range.end)?;
-        Ok((a, b.max(a + 1)))
-    }
-
-    /// The token position where byte `at` of `text` begins (the prefix's token count).
-    fn position(&self, text: &str, at: usize) -> Result<usize, ModelError> {
-        Ok(self.tok.encode(&text[..at])?.len())
+        Ok((all, lines))
     }
 
     /// Which line of the words objects most, by the head's margin over its positions read as
     /// if they were all the words, as a reason that quotes it.
-    fn objection(&self, text: &str, tap: &Tensor, head: &Head) -> Result<String, ModelError> {
+    fn objection(&self, text: &str, lines: &[LineMean], head: &Head) -> String {
         let mut best: Option<(f32, &str, &str)> = None;
-        for line in word_lines(text) {
-            let (a, b) = self.span(text, &line)?;
-            // The line read as if it were all the words.
-            let mean = mean_rows(tap, a, b)?;
-            let past = is_earlier(&line).then(|| mean.clone());
-            let recent = is_recent(&line).then(|| mean.clone());
-            let m = head.margin(&assemble(mean, past, recent));
+        for (line, _, mean) in lines {
+            let past = is_earlier(line).then(|| mean.clone());
+            let recent = is_recent(line).then(|| mean.clone());
+            let m = head.margin(&assemble(mean.clone(), past, recent));
             if best.is_none_or(|(bm, _, _)| m > bm) {
-                best = Some((m, line.kind, &text[line.range]));
+                best = Some((m, line.kind, &text[line.range.clone()]));
             }
         }
-        Ok(match best {
+        match best {
             Some((_, kind, line)) => {
                 let line = ["Notes: ", "Risks: "]
                     .iter()
@@ -362,7 +364,7 @@ impl Reviewer {
                 format!("{kind} argue against it, most of all: {}", quote(line))
             }
             None => "the text argues against it.".into(),
-        })
+        }
     }
 
     /// The position of the first token of `text`'s words ([`words_start`]).
@@ -399,13 +401,7 @@ impl Reviewer {
     pub fn read_lines(&self, text: &str) -> Result<(Vec<f32>, Vec<LineMean>), ModelError> {
         let ids = self.tok.encode(&format!("{text}{ANSWER}"))?;
         let tap = self.llama.residual(&ids, &self.system, self.tap)?;
-        let all = mean_from(&tap, self.words(text)?)?;
-        let mut lines = Vec::new();
-        for line in word_lines(text) {
-            let (a, b) = self.span(text, &line)?;
-            lines.push((line, b - a, mean_rows(&tap, a, b)?));
-        }
-        Ok((all, lines))
+        self.line_means(text, &tap)
     }
 
     /// Tokens in the cached prefix.
@@ -453,7 +449,8 @@ impl Reviewer {
             // The head reads block 16's states: the rest of the network is not run, and its
             // reason quotes the line that objects most rather than being generated.
             let tap = self.llama.residual(&ids, &self.system, self.tap)?;
-            let feats = self.head_features(text, &tap)?;
+            let (all, lines) = self.line_means(text, &tap)?;
+            let feats = head_features(all, &lines);
             let lp = head.log_probs(&feats, &[true, true, false]);
             let mut scores = vec![
                 ("approve".to_string(), lp[0]),
@@ -468,7 +465,7 @@ impl Reviewer {
             let t1 = Instant::now();
             let reason = if objects {
                 check(deadline)?;
-                self.objection(text, &tap, head)?
+                self.objection(text, &lines, head)
             } else {
                 String::new()
             };
@@ -623,28 +620,42 @@ mod tests {
                     Events:\n  3h ago rollout r-2 done\n  14m ago node n3 ready\n\
                     Logs (3 lines):\n  #0 15m ago: OutOfMemoryError\n  #1 5s ago: GET / 200\n  \
                     #2: read from a file\nRisks: none.";
-        let past: Vec<&str> = word_lines(text)
-            .into_iter()
-            .filter(is_earlier)
-            .map(|l| text[l.range].trim())
-            .collect();
+        let lines_where = |keep: fn(&WordLine) -> bool| -> Vec<&str> {
+            word_lines(text)
+                .into_iter()
+                .filter(keep)
+                .map(|l| text[l.range].trim())
+                .collect()
+        };
         assert_eq!(
-            past,
+            lines_where(is_earlier),
             vec!["3h ago rollout r-2 done", "#0 15m ago: OutOfMemoryError"],
             "a note is never the past, nor a line without an age"
         );
-        let recent: Vec<&str> = word_lines(text)
-            .into_iter()
-            .filter(is_recent)
-            .map(|l| text[l.range].trim())
-            .collect();
         assert_eq!(
-            recent,
+            lines_where(is_recent),
             vec![
                 "14m ago node n3 ready",
                 "#1 5s ago: GET / 200",
                 "#2: read from a file"
             ]
+        );
+        let line = |kind, age| WordLine {
+            kind,
+            range: 0..0,
+            age,
+        };
+        let lines: Vec<LineMean> = vec![
+            (line("the notes", None), 2, vec![9.0, 9.0]),
+            (line("the events", Some(3600)), 1, vec![1.0, 1.0]),
+            (line("the log lines", Some(900)), 3, vec![3.0, 3.0]),
+            (line("the log lines", Some(5)), 1, vec![1.0, 5.0]),
+            (line("the log lines", None), 1, vec![4.0, 2.0]),
+        ];
+        assert_eq!(
+            head_features(vec![0.5, 0.5], &lines),
+            vec![0.5, 0.5, 2.5, 2.5, 1.0, 4.0, 5.0, 1.0],
+            "the past's mean by tokens, the recent lines' greatest, the notes in neither"
         );
         assert_eq!(
             assemble(vec![1.0, 2.0], None, Some(vec![5.0, 6.0])),
